@@ -1,0 +1,6 @@
+"""Front end: scheme text -> syntax tree (parser) -> typed Scheme (elaborate) -> text (unparse)."""
+
+from .elaborate import elaborate
+from .parser import parse
+
+__all__ = ["parse", "elaborate"]

@@ -1,0 +1,180 @@
+"""The typed scheme AST that the rest of lrqc consumes: every option resolved, defaults filled in.
+
+  Scheme   := name, a: Operand, b: Operand, product: LowRankProduct?, accumulate, output, static
+  Operand  := FloatOperand | QuantOperand(quant: Quant, residuals: Residual*) | LplrOperand
+  Residual := LowRank | Dense(quant) | Sparse(threshold, max_density, quant)
+Spans are carried for error messages and never take part in equality.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+from ..errors import Span
+
+FP_ELEMENT_FORMATS = ("e5m2", "e4m3", "e3m2", "e2m3", "e2m1")
+FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
+_INT_RE = re.compile(r"^(u?)int(\d+)$")
+
+
+def int_format(name: str) -> tuple[bool, int] | None:
+    """(signed, bits) for 'int8'/'uint4'-style names (any width), else None."""
+    m = _INT_RE.match(name)
+    return (m.group(1) == "", int(m.group(2))) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class Quant:
+    """One quantizer Q(X; format, granularity, rounding, calibration) of methods note section 1.
+
+    granularity: per_tensor | per_channel | per_vector | per_block; `vector` is V for the last two.
+    scale: "float32" (plain float scales), "uintM" (VS-Quant two-level: M-bit integer per-vector
+    scales times a float per channel) or "e8m0" (MX shared power-of-two scale, per_block only).
+    """
+
+    fmt: str
+    granularity: str = "per_tensor"
+    vector: int = 0
+    scale: str = "float32"
+    scale_round: str = "ceil"
+    round: str = "nearest"
+    calibrate: str = "maxabs"
+    seed: int = 0
+    pad: bool = True
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_int(self) -> bool:
+        return int_format(self.fmt) is not None
+
+    @property
+    def signed(self) -> bool:
+        info = int_format(self.fmt)
+        return True if info is None else info[0]
+
+    @property
+    def bits(self) -> int:
+        info = int_format(self.fmt)
+        if info is not None:
+            return info[1]
+        e, m = (int(c) for c in self.fmt[1:].split("m"))
+        return 1 + e + m
+
+    @property
+    def scale_bits(self) -> int:
+        """M of a two-level "uintM" scale, else 0."""
+        info = int_format(self.scale)
+        return info[1] if info else 0
+
+    @property
+    def grouped(self) -> bool:
+        """Scales vary along K (inside the K-sum)."""
+        return self.granularity in ("per_vector", "per_block")
+
+
+@dataclass(frozen=True, slots=True)
+class LowRank:
+    """LRQMM residual term: R ≈ L Fᵀ by sketch | rsvd | svd."""
+
+    rank: int = 1
+    method: str = "rsvd"
+    oversample: int = 8
+    power_iters: int = 1
+    seed: int = 0
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Dense:
+    """Full residual method: the residual itself quantized (`quant`)."""
+
+    quant: Quant
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Sparse:
+    """Sparse residual method: residual quantized with `quant`, multiplied by a thresholded,
+    requantized (`quant`) copy of the other operand; dense fallback above max_density."""
+
+    threshold: float = 0.5
+    max_density: float = 0.35
+    quant: Quant | None = None
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+Residual = Union[LowRank, Dense, Sparse]
+
+
+@dataclass(frozen=True, slots=True)
+class FloatOperand:
+    dtype: str = "float32"
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QuantOperand:
+    quant: Quant
+    residuals: tuple[Residual, ...] = ()
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LplrOperand:
+    """LPLR (or its DSVD baseline): the operand as a product of low-precision factors L R."""
+
+    rank: int
+    left: str = "int4"
+    right: str = "int8"
+    sketch: str = "gaussian"
+    seed: int = 0
+    method: str = "lplr"
+    power_iters: int = 0
+    normalize_shift: bool = False
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def left_bits(self) -> int:
+        return int_format(self.left)[1]
+
+    @property
+    def right_bits(self) -> int:
+        return int_format(self.right)[1]
+
+
+Operand = Union[FloatOperand, QuantOperand, LplrOperand]
+
+
+@dataclass(frozen=True, slots=True)
+class LowRankProduct:
+    """LRAMM: both operands through rank-r RSVD factors, √Σ split, factors quantized with
+    bits = (U_A, inner factors V_Aᵀ and U_B, V_Bᵀ), chain evaluated smallest product first."""
+
+    rank: int
+    method: str = "rsvd"
+    oversample: int = 8
+    power_iters: int = 1
+    seed: int = 0
+    bits: tuple[int, int, int] = (8, 8, 8)
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Scheme:
+    name: str
+    a: Operand
+    b: Operand
+    product: LowRankProduct | None = None
+    accumulate: str = "int32"
+    output: str = "float32"
+    static: str = "b"
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def operand(self, role: str) -> Operand:
+        return self.a if role == "a" else self.b
+
+    @property
+    def file(self) -> str:
+        return self.span.file if self.span else "<scheme>"

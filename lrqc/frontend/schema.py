@@ -1,0 +1,123 @@
+"""Rule tables of the language: entry keys, words, calls, their parameters and DEFAULTS.
+
+This is the one place defaults are defined; `lrqc explain --defaults` prints DEFAULTS_DOC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..reference.rounding import ROUNDINGS
+from .model import FLOAT_TYPES, FP_ELEMENT_FORMATS
+
+ENTRY_KEYS = ("a", "b", "product", "accumulate", "output", "static")
+GRANULARITY_WORDS = ("per_tensor", "per_channel")
+GRANULARITY_CALLS = ("per_vector", "per_block")
+RESIDUAL_CALLS = ("lowrank", "dense", "sparse")
+INT_WORDS = tuple(f"int{b}" for b in range(1, 9)) + tuple(f"uint{b}" for b in range(1, 9))
+FORMAT_WORDS = INT_WORDS + FP_ELEMENT_FORMATS
+QUANT_OPTIONS = ("round", "calibrate", "scale_round", "seed", "pad")
+ACCUMULATE_TYPES = ("int32", "int64")
+STATIC_CHOICES = ("a", "b", "none")
+MAX_BITS = 8
+MAX_SCALE_BITS = 16
+
+
+@dataclass(frozen=True)
+class Param:
+    """A keyword parameter: `kind` names a reader in elaborate.READERS; `arg` parametrizes it."""
+
+    kind: str
+    default: Any
+    arg: Any = None
+    doc: str = ""
+
+
+# Parameters of each call, with defaults. Required parameters have default None.
+CALLS: dict[str, dict[str, Param]] = {
+    "lowrank": {
+        "rank": Param("int", 1, (1, None), "rank r of the residual factors"),
+        "method": Param("choice", "rsvd", ("sketch", "rsvd", "svd"), "factorization method"),
+        "oversample": Param("int", 8, (0, None), "extra sketch columns p (rsvd)"),
+        "power_iters": Param("int", 1, (0, None), "power iterations q (sketch, rsvd)"),
+        "seed": Param("int", 0, (0, None), "seed of the Gaussian test matrix"),
+    },
+    "product": {  # `product: lowrank(...)` (LRAMM)
+        "rank": Param("int", None, (1, None), "rank r of both operands' RSVD"),
+        "method": Param("choice", "rsvd", ("rsvd", "svd"), "factorization method"),
+        "oversample": Param("int", 8, (0, None), "extra sketch columns p"),
+        "power_iters": Param("int", 1, (0, None), "power iterations q"),
+        "seed": Param("int", 0, (0, None), "seed of the Gaussian test matrices"),
+        "bits": Param("bits3", (8, 8, 8), None, "bits of (U_A, V_A and U_B, V_B) factors"),
+    },
+    "dense": {},
+    "sparse": {
+        "threshold": Param("float", 0.5, (0.0, None), "keep |x| >= 2*threshold*mean|x|"),
+        "max_density": Param("float", 0.35, (0.0, 1.0), "above this density use the dense operand"),
+    },
+    "lplr": {
+        "rank": Param("int", None, (1, None), "rank m of the factors"),
+        "left": Param("intfmt", "int4", None, "format (bits) of L, min-max quantized"),
+        "right": Param("intfmt", "int8", None, "format (bits) of R, min-max quantized"),
+        "sketch": Param("choice", "gaussian", ("gaussian",), "sketch matrix"),
+        "seed": Param("int", 0, (0, None), "seed of the sketch"),
+        "method": Param("choice", "lplr", ("lplr", "dsvd"), "LPLR, or the direct-SVD baseline"),
+        "power_iters": Param("int", 0, (0, None), "power iterations on the sketch"),
+        "normalize_shift": Param("bool", False, None, "fit alpha*L*R + beta"),
+    },
+    "per_vector": {
+        "scale": Param("scale", "float32", "per_vector", "float32, or uintM per_channel"),
+    },
+    "per_block": {
+        "scale": Param("scale", "e8m0", "per_block", "shared exponent e8m0"),
+    },
+}
+
+# Positional parameters of calls: (name, reader kind, arg).
+POSITIONAL: dict[str, tuple[tuple[str, str, Any], ...]] = {
+    "per_vector": (("vector", "int", (1, None)),),
+    "per_block": (("vector", "int", (1, None)),),
+    "dense": (("quant", "quant", None),),
+    "sparse": (("quant", "quant", None),),
+}
+REQUIRED_POSITIONAL = {"per_vector": 1, "per_block": 1, "dense": 0, "sparse": 0}
+
+# Options of a quantizer term (`int8 per_channel round=floor ...`).
+QUANT_PARAMS: dict[str, Param] = {
+    "round": Param("choice", "nearest", ROUNDINGS, "rounding of x / s"),
+    "calibrate": Param("choice", "maxabs", ("maxabs", "minmax"),
+                       "maxabs (symmetric); unsigned formats default to minmax"),
+    "scale_round": Param("choice", "ceil", ("ceil", "nearest"), "rounding of two-level scales"),
+    "seed": Param("int", 0, (0, None), "seed of stochastic rounding"),
+    "pad": Param("bool", True, None, "zero-pad K to a multiple of V"),
+}
+
+TOP_DEFAULTS = {"accumulate": "int32", "output": "float32", "static": "b", "granularity": "per_tensor"}
+
+
+def defaults_doc() -> str:
+    """Every default of the language, as printed by `lrqc explain --defaults`."""
+    rows = [("scheme", k, str(v), "") for k, v in TOP_DEFAULTS.items()]
+    rows += [("quantizer", k, _fmt(p.default), p.doc) for k, p in QUANT_PARAMS.items()]
+    for call, params in CALLS.items():
+        name = "product: lowrank" if call == "product" else call
+        rows += [(name, k, _fmt(p.default), p.doc) for k, p in params.items()]
+    rows.append(("dense/sparse", "quant", "operand's format, per_tensor, same round", ""))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}".rstrip() for r in rows)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "(required)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return "(" + ", ".join(map(str, v)) + ")"
+    return str(v)
+
+
+def all_first_words() -> tuple[str, ...]:
+    """Words that may start an operand spec (for suggestions)."""
+    return FORMAT_WORDS + FLOAT_TYPES + ("lplr",)

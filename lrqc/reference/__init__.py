@@ -1,0 +1,1 @@
+"""numpy reference: the oracle."""
