@@ -1,1 +1,10 @@
-"""numpy reference: the oracle."""
+"""numpy reference: the oracle. Implements ../shared/notes/methods.md section by section in float64.
+
+matmul(s, A, B), compress(s, X), evaluate(s, A, B); quantize/QArray for the integer parts.
+"""
+
+from .quant import QArray, int_accumulate, quantize
+from .scheme import Report, compress, direct_scheme, evaluate, matmul, rel_error
+
+__all__ = ["matmul", "compress", "evaluate", "Report", "quantize", "QArray", "int_accumulate",
+           "direct_scheme", "rel_error"]

@@ -26,7 +26,7 @@ def _as_matrix(R: np.ndarray) -> np.ndarray:
 def _check_int(name: str, value: int, minimum: int) -> int:
     """Return `value` as an int if it is an integer >= minimum, else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer, got {value!r}")  # noqa: TRY004
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
@@ -36,7 +36,9 @@ def _check_rank(rank: int, shape: tuple[int, int]) -> int:
     """Validate a truncation rank against the matrix shape (1 <= rank <= min(M, N))."""
     rank = _check_int("rank", rank, 1)
     if rank > min(shape):
-        raise ValueError(f"rank {rank} exceeds min(M, N) = {min(shape)} for a matrix of shape {shape}")
+        raise ValueError(
+            f"rank {rank} exceeds min(M, N) = {min(shape)} for a matrix of shape {shape}"
+        )
     return rank
 
 
@@ -115,7 +117,9 @@ def factorize(
     (the LRAMM convention).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown low-rank method {method!r}; expected one of {', '.join(METHODS)}")
+        raise ValueError(
+            f"unknown low-rank method {method!r}; expected one of {', '.join(METHODS)}"
+        )
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if method == "sketch":

@@ -28,7 +28,7 @@ def _as_matrix(X: np.ndarray) -> np.ndarray:
 def _check_int(name: str, value: int, minimum: int) -> int:
     """Return `value` as an int if it is an integer >= minimum, else raise ValueError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise ValueError(f"{name} must be an integer, got {value!r}")  # noqa: TRY004
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
@@ -66,11 +66,11 @@ def budget_rank(n: int, d: int, b_nq: int, b1: int, b2: int, cr: float = 1.0) ->
     if not (isinstance(cr, (int, float, np.integer, np.floating)) and math.isfinite(cr) and cr > 0):
         raise ValueError(f"cr must be a positive finite number, got {cr!r}")
     budget = Fraction(float(cr)) * n * d * b_nq / (n * b1 + d * b2)
-    return int(math.floor(budget))
+    return math.floor(budget)
 
 
 def _best_affine(X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
-    """Least-squares (alpha, beta) minimising ||X - (alpha Y + beta)||_F (alpha = 1 if Y constant)."""
+    """Least-squares (alpha, beta) minimising ||X - alpha Y - beta||_F (alpha = 1 if Y const)."""
     y_mean, x_mean = float(Y.mean()), float(X.mean())
     yc = Y - y_mean
     denom = float(np.sum(yc * yc))
@@ -90,9 +90,10 @@ def lplr(
     """LPLR: return `(L, R, beta)` with X̂ = L @ R + beta, L (n × rank), R (rank × d).
 
     S (d × rank) has entries N(0, 1/rank) (`default_rng(seed).standard_normal / sqrt(rank)`);
-    Y = X S. With power_iters = q > 0, q times Y = X (Xᵀ Y), each time rescaled to unit Frobenius
-    norm (no re-orthonormalisation: Y spans range((X Xᵀ)^q X S) with the paper's structure, and the
-    rescaling only guards against overflow, min-max quantization being scale-equivariant).
+    Y = X S (q = power_iters = 0, the paper). With q > 0, Y is re-orthonormalised as in rsvd:
+    Y = qr(X S), then q times Y = qr(X qr(Xᵀ Y)), an orthonormal basis of range((X Xᵀ)^q X S).
+    (Without re-orthonormalisation the columns collapse onto the top singular vector and the 4-bit
+    min-max quantization of Y loses the rest: on the phantom q = 1 then gives 0.31 instead of 0.22.)
     L = minmax_quantize(Y, b1); W = pinv(L) X; R = minmax_quantize(W, b2); beta = 0.0.
     normalize_shift=True: the least-squares best alpha · L R + beta, with alpha folded into R.
     """
@@ -102,11 +103,10 @@ def lplr(
     d = X.shape[1]
     S = np.random.default_rng(seed).standard_normal((d, rank)) / math.sqrt(rank)
     Y = X @ S
-    for _ in range(power_iters):
-        Y = X @ (X.T @ Y)
-        norm = float(np.linalg.norm(Y))
-        if norm > 0:
-            Y = Y / norm
+    if power_iters > 0:
+        Y = np.linalg.qr(Y)[0]
+        for _ in range(power_iters):
+            Y = np.linalg.qr(X @ np.linalg.qr(X.T @ Y)[0])[0]
     L = minmax_quantize(Y, b1)
     R = minmax_quantize(np.linalg.pinv(L) @ X, b2)
     if not normalize_shift:

@@ -91,13 +91,15 @@ def _blocked(x: np.ndarray, block: int, axis: int) -> tuple[np.ndarray, int]:
     if x.ndim == 0:
         raise ValueError("mx quantization needs at least a 1-D array")
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise ValueError(f"axis must be an integer, got {axis!r}")
+        raise ValueError(f"axis must be an integer, got {axis!r}")  # noqa: TRY004
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis {axis} is out of range for an array of {x.ndim} dimensions")
     axis = int(axis) % x.ndim
     length = x.shape[axis]
     if length % block:
-        raise ValueError(f"axis {axis} has length {length}, not a multiple of the block size {block}")
+        raise ValueError(
+            f"axis {axis} has length {length}, not a multiple of the block size {block}"
+        )
     moved = np.moveaxis(x, axis, -1)
     return moved.reshape(moved.shape[:-1] + (length // block, block)), axis
 

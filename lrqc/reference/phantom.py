@@ -1,4 +1,4 @@
-"""MATLAB's modified Shepp–Logan head phantom, the test image of the LPLR facts (note, section 4)."""
+"""MATLAB's modified Shepp–Logan head phantom: the test image of the LPLR facts (note, sec. 4)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,146 @@
+"""lower_ast(): typed Scheme -> IR Program (methods note formulas as straight-line ops)."""
+
+from __future__ import annotations
+
+from ..frontend.model import (
+    Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand, Quant, QuantOperand, Scheme, Sparse,
+)
+from . import nodes as ir
+
+_DTYPES = {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}
+
+
+class _Builder:
+    def __init__(self):
+        self.ops: list[ir.Op] = []
+        self.count = 0
+
+    def emit(self, cls, args, n_results=1, **attrs):
+        results = tuple(f"%{self.count + i}" for i in range(n_results))
+        self.count += n_results
+        self.ops.append(cls(results, tuple(args), **attrs))
+        return results if n_results > 1 else results[0]
+
+    def qmatmul(self, qa, qb, acc):
+        return self.emit(ir.Rescale, (self.emit(ir.IntMatMul, (qa, qb), accumulate=acc), qa, qb))
+
+
+def _operand(bld: _Builder, op, x: str, role: str) -> dict:
+    """Base treatment of one operand: q (quantized value or None), base (float value used by
+    the direct product), factors for LPLR, and the residual terms' lowered pieces."""
+    if isinstance(op, FloatOperand):
+        return {"x": x, "q": None, "base": x, "lplr": None, "terms": []}
+    if isinstance(op, LplrOperand):
+        bits = (op.left_bits, op.right_bits)
+        l, r = bld.emit(ir.LowRank, (x,), 2, method=op.method, rank=op.rank, seed=op.seed,
+                        power_iters=op.power_iters, bits=bits,
+                        normalize_shift=op.normalize_shift, oversample=0)
+        return {"x": x, "q": None, "base": None, "lplr": (l, r), "terms": []}
+    q = bld.emit(ir.Quantize, (x,), quant=op.quant, role=role)
+    info = {"x": x, "q": q, "base": None, "lplr": None, "terms": []}
+    resid = bld.emit(ir.Residual, (x, q))
+    for i, term in enumerate(op.residuals):
+        last = i == len(op.residuals) - 1
+        if isinstance(term, LowRank):
+            l, ft = bld.emit(ir.LowRank, (resid,), 2, method=term.method, rank=term.rank,
+                             oversample=term.oversample, power_iters=term.power_iters,
+                             seed=term.seed)
+            info["terms"].append((term, (l, ft)))
+            if not last:
+                resid = bld.emit(ir.Residual, (resid, bld.emit(ir.MatMul, (l, ft))))
+        else:
+            qr = bld.emit(ir.Quantize, (resid,), quant=term.quant, role=role)
+            info["terms"].append((term, qr))
+            if not last:
+                resid = bld.emit(ir.Residual, (resid, qr))
+    return info
+
+
+def _base(bld: _Builder, info: dict) -> str:
+    """Float value of the operand's base (deq(Q(x)) or x) for float matmuls."""
+    if info["base"] is None:
+        info["base"] = bld.emit(ir.Dequantize, (info["q"],))
+    return info["base"]
+
+
+def _product(bld, a, b, acc) -> str:
+    if b["lplr"]:
+        l, r = b["lplr"]
+        return bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (_base(bld, a), l)), r))
+    if a["lplr"]:
+        l, r = a["lplr"]
+        return bld.emit(ir.MatMul, (l, bld.emit(ir.MatMul, (r, _base(bld, b)))))
+    if a["q"] and b["q"]:
+        return bld.qmatmul(a["q"], b["q"], acc)
+    return bld.emit(ir.MatMul, (_base(bld, a), _base(bld, b)))
+
+
+def _term_products(bld, mine, other, role, acc) -> list[str]:
+    """Compensation products of `mine`'s residual terms (role a: R̂_A·X_B, role b: X_A·R̂_B)."""
+    out = []
+    other_role = "b" if role == "a" else "a"
+    for term, val in mine["terms"]:
+        if isinstance(term, LowRank):
+            l, ft = val
+            if role == "a":
+                out.append(bld.emit(ir.MatMul, (l, bld.emit(ir.MatMul, (ft, other["x"])))))
+            else:
+                out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (_base(bld, other), l)), ft)))
+            continue
+        if isinstance(term, Sparse):
+            xs = bld.emit(ir.Sparsify, (other["x"],), threshold=term.threshold,
+                          max_density=term.max_density)
+            oq = bld.emit(ir.Quantize, (xs,), quant=term.quant, role=other_role)
+        elif isinstance(term, Dense) and other["q"] is not None:
+            oq = other["q"]
+        else:  # dense against a float or LPLR operand: multiply by its float value
+            rd = bld.emit(ir.Dequantize, (val,))
+            ob = _base(bld, other) if not other["lplr"] else _lplr_value(bld, other)
+            out.append(bld.emit(ir.MatMul, (rd, ob) if role == "a" else (ob, rd)))
+            continue
+        out.append(bld.qmatmul(val, oq, acc) if role == "a" else bld.qmatmul(oq, val, acc))
+    return out
+
+
+def _lplr_value(bld, info) -> str:
+    l, r = info["lplr"]
+    return bld.emit(ir.MatMul, (l, r))
+
+
+def _lramm(bld: _Builder, p: LowRankProduct, acc: str, dims) -> str:
+    def fq(bits):
+        return Quant(f"int{bits}", "per_tensor")
+
+    kw = dict(method=p.method, rank=p.rank, oversample=p.oversample, power_iters=p.power_iters,
+              split="sqrt")
+    ua, vat = bld.emit(ir.LowRank, ("A",), 2, seed=p.seed, **kw)
+    ub, vbt = bld.emit(ir.LowRank, ("B",), 2, seed=p.seed + 1, **kw)
+    bl, bi, br = p.bits
+    qua = bld.emit(ir.Quantize, (ua,), quant=fq(bl), role="a")
+    qvat = bld.emit(ir.Quantize, (vat,), quant=fq(bi), role="a")
+    qub = bld.emit(ir.Quantize, (ub,), quant=fq(bi), role="b")
+    qvbt = bld.emit(ir.Quantize, (vbt,), quant=fq(br), role="b")
+    core = bld.qmatmul(qvat, qub, acc)
+    uad, vbd = bld.emit(ir.Dequantize, (qua,)), bld.emit(ir.Dequantize, (qvbt,))
+    if dims is not None and dims[0] > dims[1]:  # M > N: core @ VBt first
+        return bld.emit(ir.MatMul, (uad, bld.emit(ir.MatMul, (core, vbd))))
+    return bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (uad, core)), vbd))
+
+
+def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program:
+    """The IR of scheme `s`. `dims` = (M, N, K) only orders LRAMM's chain (smallest first)."""
+    bld = _Builder()
+    inputs = tuple((name, _DTYPES[op.dtype] if isinstance(op, FloatOperand) else "f64")
+                   for name, op in (("A", s.a), ("B", s.b)))
+    if s.product is not None:
+        out = _lramm(bld, s.product, s.accumulate, dims)
+        return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static)
+    a = _operand(bld, s.a, "A", "a")
+    b = _operand(bld, s.b, "B", "b")
+    parts = [_product(bld, a, b, s.accumulate)]
+    parts += _term_products(bld, a, b, "a", s.accumulate)
+    parts += _term_products(bld, b, a, "b", s.accumulate)
+    out = parts[0]
+    for p in parts[1:]:
+        out = bld.emit(ir.Add, (out, p))
+    return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static)

@@ -1,0 +1,47 @@
+"""Validation of arrays given to the API: 2-D, real, finite, matching K. Clear InputError otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def as_matrix(x, name: str) -> np.ndarray:
+    """x as a float64 2-D array, or InputError naming the shape/dtype problem."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
+                         "(expected float, int or bool)")
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D matrix, got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"{name}: empty matrix of shape {arr.shape}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise InputError(f"{name}: contains non-finite values (first at [{bad[0]}, {bad[1]}] = "
+                         f"{arr[tuple(bad)]})")
+    return arr
+
+
+def check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    A, B = as_matrix(a, "A"), as_matrix(b, "B")
+    if A.shape[1] != B.shape[0]:
+        raise InputError(f"shape mismatch: A is {A.shape[0]}x{A.shape[1]} (M x K) but B is "
+                         f"{B.shape[0]}x{B.shape[1]} (K x N): K differs ({A.shape[1]} vs {B.shape[0]})")
+    return A, B
+
+
+def round_float(x: np.ndarray, dtype: str) -> np.ndarray:
+    """x rounded to a float storage type and back to float64 (bfloat16: round to nearest even)."""
+    if dtype == "float64":
+        return x
+    if dtype == "bfloat16":
+        u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return u.astype(np.uint32).view(np.float32).astype(np.float64)
+    return x.astype(dtype).astype(np.float64)

@@ -1,0 +1,186 @@
+"""Quantizer Q(X) of methods note section 1 for every format and granularity, as QArray.
+
+Both operands are handled as "rows x K" (A as is, B transposed) so that the reduction axis is
+always the last one: per_channel = one scale per row, per_vector/per_block = groups along K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..frontend.model import FP_ELEMENT_FORMATS, Quant
+from . import minifloat
+from .rounding import round_values
+
+
+@dataclass(frozen=True)
+class QArray:
+    """A quantized operand. codes/zero/scale are float64 arrays in the rows x Kp layout:
+
+    codes (rows, Kp): integers for integer formats, element values for e*m* formats;
+    zero (rows or 1, G or 1): zero points (0 for symmetric); scale (rows or 1, G or 1);
+    value = (codes - zero) * scale, groups of `group` columns sharing a scale. Kp >= k (padding).
+    Two-level VS-Quant scales also keep scale_int (rows, G) and gamma (rows, 1): scale = int*gamma.
+    MX keeps the shared exponents in `exps` (scale = 2**exps).
+    """
+
+    quant: Quant
+    role: str
+    k: int
+    group: int
+    codes: np.ndarray
+    zero: np.ndarray
+    scale: np.ndarray
+    scale_int: np.ndarray | None = None
+    gamma: np.ndarray | None = None
+    exps: np.ndarray | None = None
+
+    def expand(self, arr: np.ndarray) -> np.ndarray:
+        """Per-group array -> per-element (rows, Kp)."""
+        if arr.shape[-1] == 1:
+            return arr
+        return np.repeat(arr, self.group, axis=-1)
+
+    def centered(self) -> np.ndarray:
+        """codes - zero, rows x Kp (integer-valued for integer formats)."""
+        return self.codes - self.expand(self.zero)
+
+    def dequantize(self) -> np.ndarray:
+        """deq(Q(X)) in the operand's own layout (M x K for a, K x N for b), float64."""
+        v = (self.centered() * self.expand(self.scale))[:, : self.k]
+        return v if self.role == "a" else v.T
+
+
+def int_range(q: Quant) -> tuple[int, int]:
+    """(qmin, qmax) of the integer codes."""
+    b = q.bits
+    if q.signed:
+        if q.calibrate == "minmax":
+            return -(2 ** (b - 1)), 2 ** (b - 1) - 1
+        return (-1, 1) if b == 1 else (-(2 ** (b - 1) - 1), 2 ** (b - 1) - 1)
+    return 0, 2**b - 1
+
+
+def group_size(q: Quant, k: int) -> int:
+    return q.vector if q.grouped else k
+
+
+def padded_k(q: Quant, k: int) -> int:
+    if not q.grouped:
+        return k
+    return -(-k // q.vector) * q.vector
+
+
+def rows_k(x: np.ndarray, role: str) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64) if role == "a" else np.asarray(x, dtype=np.float64).T
+
+
+def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
+    """Q(x) for operand `role` ('a': x is M x K, 'b': x is K x N)."""
+    xr = rows_k(x, role)
+    rows, k = xr.shape
+    kp = padded_k(q, k)
+    if kp != k:
+        xr = np.concatenate([xr, np.zeros((rows, kp - k))], axis=1)
+    g = group_size(q, kp)
+    rng = np.random.default_rng(q.seed) if q.round == "stochastic" else None
+    if q.granularity == "per_block":
+        return _quantize_mx(xr, q, role, k, rng)
+    groups = xr.reshape(rows, kp // g, g)
+    if q.granularity == "per_tensor":
+        groups = xr.reshape(1, 1, rows * kp)
+    if q.fmt in FP_ELEMENT_FORMATS:
+        return _quantize_fp(xr, groups, q, role, k, g, rng)
+    if q.bits == 1 and q.signed:
+        return _quantize_binary(xr, groups, q, role, k, g)
+    return _quantize_int(xr, groups, q, role, k, g, rng)
+
+
+def _stat_shape(q: Quant, rows: int, ngroups: int) -> tuple[int, int]:
+    return (1, 1) if q.granularity == "per_tensor" else (rows, ngroups)
+
+
+def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
+    rows, kp = xr.shape
+    qmin, qmax = int_range(q)
+    levels = qmax - qmin
+    shape = _stat_shape(q, rows, kp // g)
+    if q.calibrate == "minmax":
+        lo, hi = groups.min(axis=-1), groups.max(axis=-1)
+        rng_ = hi - lo
+        rng_ = np.where(rng_ > 0, rng_, np.maximum(np.abs(hi), np.abs(lo)))
+        scale = np.where(rng_ > 0, rng_ / levels, 1.0).reshape(shape)
+    else:
+        amax = np.abs(groups).max(axis=-1)
+        scale = np.where(amax > 0, amax / qmax, 1.0).reshape(shape)
+        lo = None
+    scale_int = gamma = None
+    if q.scale.startswith("uint"):
+        scale, scale_int, gamma = _two_level(scale, q)
+    if q.calibrate == "minmax":
+        zero = qmin - np.rint(lo.reshape(shape) / scale)
+    else:
+        zero = np.zeros(shape)
+    tmp = QArray(q, role, k, g, xr, zero, scale)
+    codes = np.clip(round_values(xr / tmp.expand(scale), q.round, rng) + tmp.expand(zero), qmin, qmax)
+    return QArray(q, role, k, g, codes, zero, scale, scale_int, gamma)
+
+
+def _two_level(scale: np.ndarray, q: Quant):
+    """VS-Quant: per-vector scales as M-bit unsigned integers times a per-row float gamma."""
+    top = 2**q.scale_bits - 1
+    gamma = scale.max(axis=-1, keepdims=True) / top
+    gamma = np.where(gamma > 0, gamma, 1.0)
+    ratio = scale / gamma
+    si = np.ceil(ratio) if q.scale_round == "ceil" else np.rint(ratio)
+    si = np.clip(si, 1, top)
+    return si * gamma, si, gamma
+
+
+def _quantize_binary(xr, groups, q, role, k, g) -> QArray:
+    """int1: sign binarization, codes in {-1, +1}, scale = mean |x| of the group."""
+    rows, kp = xr.shape
+    shape = _stat_shape(q, rows, kp // g)
+    mean = np.abs(groups).mean(axis=-1).reshape(shape)
+    scale = np.where(mean > 0, mean, 1.0)
+    codes = np.where(xr >= 0, 1.0, -1.0)
+    return QArray(q, role, k, g, codes, np.zeros(shape), scale)
+
+
+def _quantize_fp(xr, groups, q, role, k, g, rng) -> QArray:
+    """e*m* elements with a float scale per tensor/channel: max|x| maps to the max normal."""
+    rows, kp = xr.shape
+    shape = _stat_shape(q, rows, kp // g)
+    max_normal = minifloat.FP_FORMATS[q.fmt][3]
+    amax = np.abs(groups).max(axis=-1).reshape(shape)
+    scale = np.where(amax > 0, amax / max_normal, 1.0)
+    tmp = QArray(q, role, k, g, xr, np.zeros(shape), scale)
+    codes = minifloat.round_to_format(xr / tmp.expand(scale), q.fmt, q.round, rng)
+    return QArray(q, role, k, g, codes, np.zeros(shape), scale)
+
+
+def _quantize_mx(xr, q, role, k, rng) -> QArray:
+    rows, kp = xr.shape
+    values, exps = minifloat.mx_quantize(xr, q.fmt, block=q.vector, axis=-1, mode=q.round, rng=rng)
+    scale = np.exp2(exps.astype(np.float64))
+    return QArray(q, role, k, q.vector, values, np.zeros_like(scale), scale, exps=exps)
+
+
+def int_accumulate(qa: QArray, qb: QArray):
+    """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]  (M x N, int64)
+    together with the group's column slice. Groups are the finer of the two operands' groups."""
+    ca, cb = qa.centered(), qb.centered()
+    kp = max(ca.shape[1], cb.shape[1])
+    ca = np.pad(ca, ((0, 0), (0, kp - ca.shape[1])))
+    cb = np.pad(cb, ((0, 0), (0, kp - cb.shape[1])))
+    g = _common_group(qa, qb, kp)
+    for start in range(0, kp, g):
+        sl = slice(start, start + g)
+        yield sl, np.rint(ca[:, sl] @ cb[:, sl].T).astype(np.int64)
+
+
+def _common_group(qa: QArray, qb: QArray, kp: int) -> int:
+    ga, gb = (qa.group if qa.scale.shape[-1] > 1 else kp), (qb.group if qb.scale.shape[-1] > 1 else kp)
+    return int(np.gcd(ga, gb))
