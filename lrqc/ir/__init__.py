@@ -1,0 +1,8 @@
+"""The lrqc IR: nodes, lower_ast (Scheme -> Program), verify, print_program."""
+
+from .lower import lower_ast
+from .nodes import OP_KINDS, Program
+from .printer import print_program
+from .verify import IRError, verify
+
+__all__ = ["lower_ast", "Program", "OP_KINDS", "print_program", "verify", "IRError"]
