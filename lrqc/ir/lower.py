@@ -38,7 +38,7 @@ def _operand(bld: _Builder, op, x: str, role: str) -> dict:
         return {"x": x, "q": None, "base": None, "lplr": (l, r), "terms": []}
     q = bld.emit(ir.Quantize, (x,), quant=op.quant, role=role)
     info = {"x": x, "q": q, "base": None, "lplr": None, "terms": []}
-    resid = bld.emit(ir.Residual, (x, q))
+    resid = bld.emit(ir.Residual, (x, q)) if op.residuals else None
     for i, term in enumerate(op.residuals):
         last = i == len(op.residuals) - 1
         if isinstance(term, LowRank):

@@ -1,0 +1,198 @@
+"""explain(): the human-readable account of a scheme: canonical text, IR, the dequantization
+formula in plain math, the cost table, the pack/run split and every fallback. Returns text."""
+
+from __future__ import annotations
+
+import sympy
+
+from .frontend.bind import bind_dims
+from .frontend.model import (
+    Dense, FloatOperand, LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse,
+)
+from .frontend.unparse import unparse
+from .ir import lower_ast, print_program
+from .passes import bind, estimate_cost, run_passes
+from .passes.shapes import K as K_SYM
+from .passes.shapes import M as M_SYM
+from .passes.shapes import N as N_SYM
+from .reference.quant import int_range
+
+EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes")
+DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
+
+
+def _scale(q: Quant, role: str) -> str:
+    x = role.upper()
+    idx = "i" if role == "a" else "j"
+    if q.granularity == "per_tensor":
+        return f"s{x}"
+    if q.granularity == "per_channel":
+        return f"s{x}[{idx}]"
+    g = f"[{idx},g]" if role == "a" else "[g,j]"
+    if q.granularity == "per_block":
+        return f"2^e{x}{g}"
+    if q.scale.startswith("uint"):
+        return f"γ{x}[{idx}]·ŝ{x}{g}"
+    return f"s{x}{g}"
+
+
+def _code(q: Quant, role: str) -> str:
+    x = role.upper()
+    c = f"q{x}[i,k]" if role == "a" else f"q{x}[k,j]"
+    return f"(q{x}[{'i' if role == 'a' else 'k'},{'k' if role == 'a' else 'j'}] - z{x})" \
+        if q.calibrate == "minmax" else c
+
+
+def base_formula(s: Scheme) -> list[str]:
+    if s.product is not None:
+        p = s.product
+        return [f"A ≈ U_A' V_A'ᵀ, B ≈ U_B' V_B'ᵀ  ({p.method} rank {p.rank}, √Σ on both factors)",
+                f"C ≈ Q{p.bits[0]}(U_A') · (Q{p.bits[1]}(V_A'ᵀ) · Q{p.bits[1]}(U_B')) · "
+                f"Q{p.bits[2]}(V_B'ᵀ)   (r x r core first, then the cheaper side)"]
+    a, b = s.a, s.b
+    if isinstance(a, QuantOperand) and isinstance(b, QuantOperand):
+        qa, qb = a.quant, b.quant
+        lines = []
+        if qa.grouped or qb.grouped:
+            v = " and ".join(sorted({f"{q.vector}" for q in (qa, qb) if q.grouped}))
+            lines.append(f"C0[i,j] = Σ_g {_scale(qa, 'a')}·{_scale(qb, 'b')} · Σ_(k in g) "
+                         f"{_code(qa, 'a')}·{_code(qb, 'b')}     (groups g of {v} along K)")
+        else:
+            lines.append(f"C0[i,j] = {_scale(qa, 'a')}·{_scale(qb, 'b')} · Σ_k "
+                         f"{_code(qa, 'a')}·{_code(qb, 'b')}")
+        for q, x in ((qa, "A"), (qb, "B")):
+            if q.fmt.startswith("e"):
+                lines.append(f"  q{x}: {q.fmt} element values" +
+                             (" (2·q is an integer in [-12, 12]: exact on int8 units)"
+                              if q.fmt == "e2m1" else ""))
+            if q.scale.startswith("uint"):
+                lines.append(f"  ŝ{x}: {q.scale} integers, γ{x} = max_g s{x} / {2**q.scale_bits - 1}"
+                             f", ŝ = clamp({q.scale_round}(s / γ), 1, {2**q.scale_bits - 1})")
+        return lines
+    left = {FloatOperand: "A", QuantOperand: "A'", LplrOperand: "L_A·R_A"}[type(a)]
+    if isinstance(b, LplrOperand):
+        return [f"C0 = ({left}·L)·R     (B ≈ L R: {b.method} rank {b.rank}, L {b.left}, R {b.right})"]
+    right = {FloatOperand: "B", QuantOperand: "B'"}[type(b)]
+    return [f"C0 = {left}·{right}"]
+
+
+def term_formulas(s: Scheme) -> list[str]:
+    out = []
+    for role, other in (("a", "b"), ("b", "a")):
+        op = s.operand(role)
+        if not isinstance(op, QuantOperand):
+            continue
+        X, Y = role.upper(), other.upper()
+        for n, t in enumerate(op.residuals, 1):
+            r = f"R_{X}" if len(op.residuals) == 1 else f"R_{X}^({n})"
+            if isinstance(t, LowRank):
+                body = f"L_{X}·(F_{X}ᵀ·{Y})" if role == "a" else f"({Y}'·L_{X})·F_{X}ᵀ"
+                how = f"{r} ≈ L_{X} F_{X}ᵀ by {t.method}, rank {t.rank}"
+            elif isinstance(t, Dense):
+                body = f"deq(Q({r}))·{Y}'" if role == "a" else f"{Y}'·deq(Q({r}))"
+                how = f"{r} quantized {t.quant.fmt} {t.quant.granularity}"
+            else:
+                body = f"deq(Q({r}))·deq(Q({Y}_s))" if role == "a" else f"deq(Q({Y}_s))·deq(Q({r}))"
+                how = f"{Y}_s keeps |{Y}| >= 2·{t.threshold:g}·mean|{Y}|"
+            out.append(f"  + {body}     ({how})")
+        if len(op.residuals) > 1:
+            out.append(f"  where R_{X}^(n+1) = R_{X}^(n) - its approximation (terms in order)")
+    return out
+
+
+def notes(s: Scheme, dims) -> list[str]:
+    out: list[str] = []
+    if dims is not None:
+        out += bind_dims(s, *dims)
+    for role in ("a", "b"):
+        op = s.operand(role)
+        if not isinstance(op, QuantOperand):
+            continue
+        q = op.quant
+        if q.grouped and dims is None:
+            out.append(f"{role}: if K is not a multiple of {q.vector}, K is zero-padded "
+                       f"({'pad=true' if q.pad else 'pad=false: an error'})")
+        if not q.signed and q.is_int and q.calibrate == "maxabs":
+            out.append(f"{role}: unsigned maxabs quantization clips negative values to 0")
+        for t in op.residuals:
+            if isinstance(t, Sparse):
+                other = "b" if role == "a" else "a"
+                when = "once at pack time" if other == s.static else "per call"
+                out.append(f"{role}: sparse term thresholds {other.upper()} {when}; if its density "
+                           f"exceeds {t.max_density:g} the dense {other.upper()} is used instead "
+                           "(lrqc eval reports which)")
+    if isinstance(s.a, QuantOperand) and isinstance(s.b, QuantOperand):
+        qa, qb = s.a.quant, s.b.quant
+        if qa.is_int and qb.is_int and s.accumulate == "int32":
+            span = max(map(abs, int_range(qa))) * max(map(abs, int_range(qb)))
+            kmax = (2**31 - 1) // max(span, 1)
+            k = dims[2] if dims else None
+            if k is not None and k > kmax:
+                out.append(f"WARNING: K={k} can overflow int32 accumulation (safe up to K={kmax}); "
+                           "use accumulate: int64")
+            elif k is None:
+                out.append(f"int32 accumulation is exact for K <= {kmax}")
+    if s.static == "none":
+        out.append("static: none — no pack stage, both operands are processed per call")
+    return out
+
+
+def _num(e) -> str:
+    e = sympy.sympify(e)
+    if e.is_number:
+        v = float(e)
+        for unit, f in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if abs(v) >= f:
+                return f"{v / f:.3g}{unit}"
+        return f"{v:.3g}"
+    return str(e)
+
+
+def cost_text(p, dims) -> str:
+    table = estimate_cost(p)
+    sub = {} if dims is None else {M_SYM: dims[0], N_SYM: dims[1], K_SYM: dims[2]}
+    rows = [("#", "op", "stage", "flops", "bytes read", "bytes written")]
+    for r in table.rows:
+        rows.append((str(r.index), r.kind, r.stage, _num(r.flops.subs(sub)),
+                     _num(r.bytes_read.subs(sub)), _num(r.bytes_written.subs(sub))))
+    for stage in ("pack", "run"):
+        f, br, bw = table.total(stage)
+        rows.append(("", "total", stage, _num(f.subs(sub)), _num(br.subs(sub)), _num(bw.subs(sub))))
+    w = [max(len(r[i]) for r in rows) for i in range(6)]
+    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
+
+
+def stages_text(p) -> str:
+    pack = [op for op in p.ops if op.stage == "pack" and op.kind != "pack"]
+    handed = [op.args[0] for op in p.ops if op.kind == "pack"]
+    run = [op for op in p.ops if op.stage == "run"]
+    who = {"a": "A", "b": "B"}.get(p.static)
+    if who is None:
+        return "no pack stage (static: none): every op runs per call"
+    return (f"pack ({who} only, once): {len(pack)} ops: {', '.join(o.kind for o in pack) or '-'}\n"
+            f"packed for the run stage: {', '.join(handed) or '-'}\n"
+            f"run (per call): {len(run)} ops: {', '.join(o.kind for o in run)}")
+
+
+def explain(s: Scheme, dims=None, emit=DEFAULT_EMITS, syntax_text: str | None = None) -> str:
+    """Text of the requested sections. dims = (M, N, K) or None for symbolic."""
+    program = run_passes(lower_ast(s, dims))
+    if dims is not None:
+        program = bind(program, *dims)
+    parts = []
+    if "syntax" in emit and syntax_text:
+        parts.append("== syntax ==\n" + syntax_text)
+    if "ast" in emit:
+        parts.append("== scheme (canonical, defaults filled in) ==\n" + unparse(s).rstrip())
+    if "ir" in emit:
+        parts.append("== IR ==\n" + print_program(program))
+    if "formula" in emit:
+        parts.append("== formula ==\n" + "\n".join(base_formula(s) + term_formulas(s)))
+    if "cost" in emit:
+        where = "symbolic" if dims is None else "M={} N={} K={}".format(*dims)
+        parts.append(f"== cost ({where}) ==\n" + cost_text(program, dims))
+    if "stages" in emit:
+        parts.append("== pack / run ==\n" + stages_text(program))
+    if "notes" in emit:
+        parts.append("== notes and fallbacks ==\n" + ("\n".join(notes(s, dims)) or "none"))
+    return "\n\n".join(parts)
