@@ -359,5 +359,5 @@ def elaborate(decl: sx.SchemeDecl) -> Scheme:
     for role in ("a", "b"):
         if isinstance(ops[role], LplrOperand) and role != static:
             raise _err(f"lplr(...) factorizes a static operand once; '{role}' is not static "
-                       f"(static: {static})", entries[role])
+                       f"(static: {static})", ops[role])
     return Scheme(decl.name, ops["a"], ops["b"], product, span=decl.span, **top)
