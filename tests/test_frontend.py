@@ -97,7 +97,7 @@ BAD = [
     ("scheme s {\n    a: int8\n}\n", 1, "s {", r"no 'b:' entry", None),
     ("scheme s {\n    product: lowrank(rank=4)\n    a: int8\n}\n", 3, "a:", r"replaces the operands",
      None),
-    ("scheme s {\n    a: int8\n    b: int8\n    static: nope\n}\n", 4, "nope", r"unknown static", None),
+    ("scheme s {\n    a: int8\n    b: int8\n    static: nope\n}\n", 4, "nope", r"unknown static", "none"),
     ("scheme s {\n    a: int8 $\n}\n", 2, "$", r"unexpected character '\$'", None),
     ("scheme s {\n    a: int8 +\n}\n", 3, "}", r"unexpected '\}'", None),
     ("scheme s {\n    a: int8\n", 2, "", r"unexpected end of file", None),
