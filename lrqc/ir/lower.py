@@ -133,6 +133,7 @@ def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program
     inputs = tuple((name, _DTYPES[op.dtype] if isinstance(op, FloatOperand) else "f64")
                    for name, op in (("A", s.a), ("B", s.b)))
     if s.product is not None:
+        inputs = (("A", "f64"), ("B", "f64"))  # LRAMM factorizes the operands as given
         out = _lramm(bld, s.product, s.accumulate, dims)
         return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static)
     a = _operand(bld, s.a, "A", "a")

@@ -21,6 +21,7 @@ class TensorType:
     shape: tuple[Any, ...]
     dtype: str  # f64 | f32 | i32 | i64 | a quantized format name (int8, e2m1, ...)
     quant: Quant | None = None
+    role: str = ""  # quantized values: which operand layout (a: rows x K, b: K x cols)
 
     def __str__(self) -> str:
         return f"{self.dtype}[{', '.join(str(d) for d in self.shape)}]"

@@ -30,7 +30,7 @@ def _qbytes(t: ir.TensorType):
     if q.granularity == "per_tensor":
         scales = 1
     elif q.granularity == "per_channel":
-        scales = rows  # upper bound: rows or cols depending on role
+        scales = rows if t.role == "a" else cols
     else:
         scales = _numel(t) / q.vector
     per_scale = 1 if q.granularity == "per_block" or q.scale.startswith("uint") else F32

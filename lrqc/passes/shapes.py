@@ -16,7 +16,7 @@ DIMS = {"M": M, "N": N, "K": K}
 
 
 def _quantize(op, t):
-    return (ir.TensorType(t.shape, op.quant.fmt, op.quant),)
+    return (ir.TensorType(t.shape, op.quant.fmt, op.quant, op.role),)
 
 
 def _int_matmul(op, qa, qb):
