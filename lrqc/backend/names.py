@@ -1,0 +1,13 @@
+"""Block and function names shared by to_te and the schedule rules (rules find blocks by name)."""
+
+QUANT_STATS = "a_stats"  # per-group max |A| (and min for minmax)
+QUANT_SCALE = "a_scale"  # effective scale per group
+QUANT_ZERO = "a_zero"  # zero-point correction per group
+QUANT_CODES = "a_codes"  # u8 codes of A
+ACC = "acc"  # int32 accumulator (one K group)
+PARTIAL = "partial"  # int32 accumulator per K group (per_vector)
+OUT = "C"  # float32 output (dequantization epilogue)
+
+FN_QUANTIZE = "quantize_a"
+FN_GEMM = "gemm"
+FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests

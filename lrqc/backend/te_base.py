@@ -1,0 +1,142 @@
+"""to_te for the base quantized product: quantize_a (per call) and gemm (int GEMM + epilogue).
+
+quantize_a computes in float64 with the reference's exact operations (max |x|, x / s, rint), so
+its integer codes equal lrqc.reference.quantize's bit for bit. gemm multiplies u8 codes of A
+(offset 128 when A is signed) with s8 weights packed as Bp[N/16, K/4, 16, 4] and corrects with
+zc[i,g]·colsum[g,j], so acc - zc·colsum = Σ (qA - zA) qB exactly."""
+
+from __future__ import annotations
+
+from . import names
+from .compat import te, tir
+from .plan import KernelPlan
+from ..reference.quant import int_range
+
+
+def _round(y, mode):
+    if mode == "nearest":
+        return tir.nearbyint(y)
+    if mode == "floor":
+        return tir.floor(y)
+    if mode == "trunc":
+        return tir.trunc(y)
+    if mode == "nearest_away":
+        return tir.if_then_else(y < 0, -tir.floor(-y + 0.5), tir.floor(y + 0.5))
+    raise ValueError(mode)
+
+
+def quantize_a(p: KernelPlan):
+    """Tensors [A, Aq, sa, zc] of the quantize_a function."""
+    q = p.qa
+    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
+    qmin, qmax = int_range(q)
+    f64 = "float64"
+    A = te.placeholder((M, K), "float32", name="A")
+
+    def x(i, k):  # A as float64, zero outside M x K (the reference's K padding)
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
+                                tir.const(0.0, f64))
+
+    minmax = q.calibrate == "minmax"
+    if q.granularity == "per_tensor":
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        hi = te.compute((1, 1), lambda _, __: te.max(
+            (tir.abs(A[r1, r2]) if not minmax else A[r1, r2]).astype(f64), axis=[r1, r2]),
+            name=names.QUANT_STATS)
+        lo = None
+        if minmax:
+            s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
+            lo = te.compute((1, 1), lambda _, __: te.min(A[s1, s2].astype(f64), axis=[s1, s2]),
+                            name=names.QUANT_STATS + "_lo")
+        sidx = lambda i, g: (0, 0)  # noqa: E731
+    else:
+        ng = G if q.grouped else 1
+        width = V if q.grouped else K
+        r = te.reduce_axis((0, width), "r")
+        hi = te.compute((Mp, ng), lambda i, g: te.max(
+            tir.abs(x(i, g * width + r)) if not minmax else x(i, g * width + r), axis=r),
+            name=names.QUANT_STATS)
+        lo = None
+        if minmax:
+            r_ = te.reduce_axis((0, width), "r_")
+            lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
+                            name=names.QUANT_STATS + "_lo")
+        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))  # noqa: E731
+    shp = hi.shape
+    levels = qmax - qmin
+    one = tir.const(1.0, f64)
+    if minmax:
+        def base_scale(i, g):
+            rng = hi[i, g] - lo[i, g]
+            rng = tir.if_then_else(rng > 0, rng, tir.max(tir.abs(hi[i, g]), tir.abs(lo[i, g])))
+            return tir.if_then_else(rng > 0, rng / tir.const(float(levels), f64), one)
+    else:
+        def base_scale(i, g):
+            return tir.if_then_else(hi[i, g] > 0, hi[i, g] / tir.const(float(qmax), f64), one)
+    s0 = te.compute(shp, base_scale, name=names.QUANT_SCALE + "_0")
+    if q.scale.startswith("uint"):
+        top = float(2**q.scale_bits - 1)
+        rg = te.reduce_axis((0, shp[1]), "rg")
+        gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma")
+        gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)  # noqa: E731
+        rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
+        s_eff = te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
+                                                     tir.const(top, f64)) * gamma(i),
+                           name=names.QUANT_SCALE)
+    else:
+        s_eff = s0
+    if minmax:
+        zero = te.compute(shp, lambda i, g: tir.const(float(qmin), f64)
+                          - tir.nearbyint(lo[i, g] / s_eff[i, g]), name=names.QUANT_ZERO + "_f")
+        zf = lambda i, g: zero[sidx(i, g)]  # noqa: E731
+    else:
+        zf = lambda i, g: tir.const(0.0, f64)  # noqa: E731
+    off = float(p.a_offset)
+
+    def code(i, k):
+        g = k // V
+        si = sidx(i, g)
+        v = _round(x(i, k) / s_eff[si], q.round) + zf(i, g)
+        v = tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64))
+        return (v + off).astype("uint8")
+
+    Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
+    sa = te.compute((Mp, G), lambda i, g: s_eff[sidx(i, g)].astype("float32"), name="sa")
+    zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc")
+    return [A, Aq, sa, zc]
+
+
+def gemm(p: KernelPlan, int_only: bool = False):
+    """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only)."""
+    Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
+    Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
+    Bp = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
+    sa = te.placeholder((Mp, G), "float32", name="sa")
+    zc = te.placeholder((Mp, G), "int32", name="zc")
+    sb = te.placeholder((G, Np), "float32", name="sb")
+    cs = te.placeholder((G, Np), "int32", name="cs")
+
+    def prod(i, j, k):
+        return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
+
+    if G == 1:
+        k = te.reduce_axis((0, Kp), "k")
+        acc = te.compute((Mp, Np), lambda i, j: te.sum(prod(i, j, k), axis=k), name=names.ACC)
+        if int_only:
+            out = te.compute((Mp, Np), lambda i, j: acc[i, j] - zc[i, 0] * cs[0, j], name=names.OUT)
+            return [Aq, Bp, zc, cs, out]
+        C = te.compute((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
+                       * (acc[i, j] - zc[i, 0] * cs[0, j]).astype("float32"), name=names.OUT)
+        return [Aq, Bp, sa, zc, sb, cs, C]
+    kk = te.reduce_axis((0, V), "kk")
+    part = te.compute((Mp, G, Np), lambda i, g, j: te.sum(prod(i, j, g * V + kk), axis=kk),
+                      name=names.PARTIAL)
+    if int_only:
+        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - zc[i, g] * cs[g, j],
+                         name=names.OUT)
+        return [Aq, Bp, zc, cs, out]
+    g = te.reduce_axis((0, G), "g")
+    C = te.compute((Mp, Np), lambda i, j: te.sum(
+        sa[i, g] * sb[g, j] * (part[i, g, j] - zc[i, g] * cs[g, j]).astype("float32"), axis=g),
+        name=names.OUT)
+    return [Aq, Bp, sa, zc, sb, cs, C]

@@ -1,0 +1,33 @@
+"""Generic CPU schedule (AVX2, aarch64, anything LLVM targets): plain loops, j vectorized by
+16 int32 lanes, rows parallel. Correct everywhere, several times slower than VNNI; lrqc build
+warns when this rule is used."""
+
+NAME = "generic"
+FAST = False
+MEASURED = "not tuned: the portable fallback"
+
+
+def applies(plan, features):
+    return None
+
+
+def schedule(fn, sch, plan, tiles):
+    if fn == "quantize_a":
+        tiles.quantize_pass(sch)
+        return
+    acc = "acc" if plan.groups == 1 else "partial"
+    blk = sch.get_sblock(acc)
+    loops = sch.get_loops(blk)
+    if plan.groups == 1:
+        i, j, k = loops
+        jo, jv = sch.split(j, [None, 16])
+        sch.reorder(i, jo, k, jv)
+        sch.parallel(i)
+    else:
+        i, g, j, k = loops
+        jo, jv = sch.split(j, [None, 16])
+        sch.reorder(i, g, jo, k, jv)
+        sch.parallel(i)
+    sch.vectorize(jv)
+    init = sch.decompose_reduction(blk, k)
+    sch.vectorize(sch.get_loops(init)[-1])
