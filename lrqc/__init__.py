@@ -10,4 +10,21 @@ from .frontend.model import Scheme
 
 __version__ = "0.1.0"
 __all__ = ["parse_schemes", "load_schemes", "reference", "LrqcError", "SchemeError",
-           "InputError", "Scheme", "__version__"]
+           "InputError", "Scheme", "compile", "load_kernel", "__version__"]
+
+
+def compile(scheme, M: int, N: int, K: int, target=None):  # noqa: A001 - the public name
+    """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
+
+    target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2", "aarch64")
+    or a TVM target dict. Imports TVM on first use."""
+    from .backend import compile as _compile
+
+    return _compile(scheme, M, N, K, target)
+
+
+def load_kernel(path):
+    """Load an artifact written by `lrqc build` (no compilation; refuses other versions/CPUs)."""
+    from .backend.artifact import load_kernel as _load
+
+    return _load(path)

@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--a", help="A as a .npy file (M x K)")
     v.add_argument("--b", help="B as a .npy file (K x N)")
     v.set_defaults(func=cmd_eval)
+    from .cli_build import add_parsers
+
+    add_parsers(sub, DISTRIBUTIONS)
     return p
 
 

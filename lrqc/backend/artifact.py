@@ -1,0 +1,93 @@
+"""Ahead-of-time artifacts: DIR/lib.so (or lib.tar when cross-compiling) + DIR/manifest.json,
+and load_kernel(DIR), which compiles nothing and refuses foreign versions or CPUs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .. import __version__
+from ..errors import LrqcError
+from ..frontend.unparse import unparse
+from . import names
+from .build import compile as compile_kernel
+from .compat import load_module, versions
+from .kernel import Kernel
+from .plan import make_plan
+from .target import host_lacks, is_cross
+
+LAYOUTS = {
+    "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
+    "Aq": "uint8 Mp x Kp, codes + 128 for signed formats (zero point 128), codes for unsigned",
+    "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k; one code "
+          "per byte (sub-byte weights are stored unpacked so far)",
+    "sb": "float32 [G, Np] effective weight scales per K-group",
+    "cs": "int32 [G, Np] column sums of B's codes per K-group (zero-point correction)",
+}
+
+
+def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
+    """Compile and export; returns the manifest."""
+    kernel = compile_kernel(scheme, M, N, K, target)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cross = is_cross(kernel.target)
+    lib = "lib.tar" if cross else "lib.so"
+    try:
+        kernel.module.export_library(str(out / lib))
+    except Exception as exc:
+        raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
+                        "(lib.so needs a C++ compiler: set CXX or install g++)") from None
+    p = kernel.plan
+    manifest = {
+        "format": 1,
+        "scheme_name": scheme.name,
+        "scheme": unparse(scheme),
+        "dims": {"M": M, "N": N, "K": K},
+        "padded": {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups, "vector": p.vector},
+        "target": kernel.target,
+        "cross_compiled": cross,
+        "schedule_rule": kernel.rule,
+        "fast_path": kernel.fast,
+        "functions": [names.FN_QUANTIZE, names.FN_GEMM, names.FN_ACC],
+        "layouts": LAYOUTS,
+        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]",
+        "lib": lib,
+        "versions": {"lrqc": __version__, **versions()},
+        "notes": list(p.notes),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(path) -> dict:
+    d = Path(path)
+    try:
+        return json.loads((d / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)") from None
+    except json.JSONDecodeError as exc:
+        raise LrqcError(f"{d / 'manifest.json'}: not valid JSON ({exc})") from None
+
+
+def load_kernel(path) -> Kernel:
+    """Load a built artifact without compiling anything."""
+    from ..api import parse_schemes
+
+    d = Path(path)
+    man = read_manifest(d)
+    want = {"lrqc": __version__, **versions()}
+    have = man.get("versions", {})
+    diff = [f"{k} {have.get(k)} (this install: {v})" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise LrqcError(f"{d}: built with other versions: {', '.join(diff)}; rebuild it with "
+                        "`lrqc build`")
+    missing = host_lacks(man["target"])
+    if missing:
+        raise LrqcError(f"{d}: built for {man['target']}, but this CPU lacks "
+                        f"{', '.join(missing)}; rebuild for this machine (--target host)")
+    scheme = parse_schemes(man["scheme"], str(d / "manifest.json"))[man["scheme_name"]]
+    dims = man["dims"]
+    plan = make_plan(scheme, dims["M"], dims["N"], dims["K"])
+    module = load_module(str(d / man["lib"]))
+    return Kernel(plan, module, man["target"], man["schedule_rule"], man["fast_path"])

@@ -1,0 +1,133 @@
+"""CLI commands that generate code: build | run | bench (TVM is imported only here, lazily)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+from .errors import LrqcError
+
+
+def _target_arg(text):
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LrqcError(f"--target: invalid JSON ({exc})") from None
+    return text
+
+
+def cmd_build(args) -> int:
+    from .api import load_schemes, pick_scheme
+    from .backend.artifact import build_artifact
+    from .cli import parse_dims
+
+    s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
+    m, n, k = parse_dims(args.dims)
+    t0 = time.perf_counter()
+    man = build_artifact(s, m, n, k, args.output, _target_arg(args.target))
+    print(f"built {s.name} M={m} N={n} K={k} in {time.perf_counter() - t0:.2f} s -> "
+          f"{args.output}/{man['lib']}")
+    print(f"  target: {json.dumps(man['target'])}")
+    print(f"  schedule rule: {man['schedule_rule']}" + ("" if man["fast_path"] else
+          "   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect several "
+          "times lower speed"))
+    for note in man["notes"]:
+        print(f"  note: {note}")
+    if man["cross_compiled"]:
+        print("  cross-compiled: lib.tar holds the object files; link and run it on the target")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .backend.artifact import load_kernel
+
+    kernel = load_kernel(args.dir)
+    A, B = (_load(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
+    C = kernel(A, kernel.pack(B))
+    np.save(args.output, C)
+    print(f"wrote {args.output}: {C.shape[0]}x{C.shape[1]} float32 (rule {kernel.rule})")
+    return 0
+
+
+def _load(path, flag):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise LrqcError(f"{flag}: cannot load {path}: {exc}") from None
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def cmd_bench(args) -> int:
+    from . import reference
+    from .api import load_schemes, pick_scheme
+    from .backend import compile as compile_kernel
+    from .cli import parse_dims
+    from .reference.data import pair
+    from .reference.scheme import direct_scheme, rel_error
+
+    s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
+    m, n, k = parse_dims(args.dims)
+    A, B = pair(args.dist, m, n, k, args.seed)
+    A = A.astype(np.float32)
+    ref = A.astype(np.float64) @ B
+    a32, b32 = A, B.astype(np.float32)
+    t_np = _median_time(lambda: a32 @ b32, args.repeat)  # numpy first: TVM's spinning threads
+    kernel = compile_kernel(s, m, n, k, _target_arg(args.target))  # would slow OpenBLAS down
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    t_k = _median_time(lambda: kernel(A, packed), args.repeat)
+    direct = reference.matmul(direct_scheme(s, m, n, k), A, B)
+    ops = 2.0 * m * n * k
+    rows = [
+        ("numpy float32", rel_error(a32 @ b32, ref), t_np),
+        (f"lrqc {s.name} [{kernel.rule}]", rel_error(C, ref), t_k),
+        ("direct quant (reference)", rel_error(direct, ref), None),
+    ]
+    print(f"{s.name}: M={m} N={n} K={k}, {args.dist} data; median of {args.repeat} runs")
+    print(f"{'method':<40}{'rel. error':>12}{'time ms':>10}{'GOPS':>9}{'vs numpy':>10}")
+    for name, err, t in rows:
+        tt = f"{t * 1e3:10.3f}{ops / t / 1e9:9.1f}{t_np / t:9.2f}x" if t else ""
+        print(f"{name:<40}{err:>12.4e}{tt}")
+    if not kernel.fast:
+        print("note: generic schedule (no AVX-512 VNNI on this target): not the fast path")
+    return 0
+
+
+def add_parsers(sub, dists):
+    b = sub.add_parser("build", help="compile a scheme ahead of time: DIR/lib.so + manifest.json")
+    b.add_argument("file", metavar="FILE")
+    b.add_argument("--scheme")
+    b.add_argument("--dims", required=True, help="M=..,N=..,K=..")
+    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, or a "
+                   "TVM target dict as JSON")
+    b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.set_defaults(func=cmd_build)
+    r = sub.add_parser("run", help="run a built artifact on .npy inputs")
+    r.add_argument("dir", metavar="DIR")
+    r.add_argument("--a", required=True)
+    r.add_argument("--b", required=True)
+    r.add_argument("-o", "--output", required=True, metavar="C.npy")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("bench", help="compile a scheme and time it next to numpy float32")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--scheme")
+    c.add_argument("--dims", required=True)
+    c.add_argument("--target")
+    c.add_argument("--dist", choices=dists, default="uniform")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--repeat", type=int, default=9)
+    c.set_defaults(func=cmd_bench)

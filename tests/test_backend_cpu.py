@@ -1,0 +1,228 @@
+"""CPU kernels against lrqc.reference on the same inputs: integer accumulations exactly, float
+results within a tolerance set by float32 arithmetic; artifacts, refusals and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.reference import int_accumulate, matmul, quantize
+
+pytest.importorskip("tvm")
+
+from lrqc.backend.target import host_cpu_flags  # noqa: E402
+
+HAS_VNNI = "avx512_vnni" in host_cpu_flags()
+
+
+def scheme(a: str, b: str) -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme s {{\n a: {a}\n b: {b}\n}}")["s"]
+
+
+def data(m, n, k, seed=0, dist="normal"):
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((m, k)) if dist == "normal" else rng.random((m, k))).astype(np.float32)
+    return A, rng.standard_normal((k, n))
+
+
+def check(kernel, s, A, B):
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    R = matmul(s, A, B)
+    assert C.dtype == np.float32 and C.shape == R.shape
+    # float32 epilogue: a few ulps of the largest partial products per K-group
+    tol = 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max() + 1e-30
+    assert np.abs(C - R).max() <= tol, np.abs(C - R).max() / np.abs(R).max()
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    ref = np.stack([part for _, part in int_accumulate(qa, qb)])
+    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
+
+
+CASES = [  # a, b, (M, N, K)
+    ("int8 per_channel", "int8 per_channel", (7, 33, 100)),
+    ("int8 per_tensor", "int8 per_tensor", (1, 16, 1000)),
+    ("int8 per_tensor round=floor", "int4 per_channel", (100, 7, 64)),
+    ("int8 per_channel round=trunc", "int3 per_channel", (16, 100, 7)),
+    ("int8 per_channel round=nearest_away", "int2 per_channel", (5, 48, 96)),
+    ("uint8 per_channel", "int8 per_channel", (9, 20, 37)),
+    ("uint4 per_tensor", "int4 per_tensor", (3, 17, 50)),
+    ("int4 per_channel", "int4 per_channel", (1000, 24, 40)),
+    ("int8 per_vector(16)", "int4 per_vector(16)", (9, 40, 100)),
+    ("int8 per_vector(64)", "int8 per_channel", (4, 32, 256)),
+    ("int8 per_channel", "int8 per_vector(32)", (6, 16, 70)),
+    ("uint4 per_vector(16, scale=uint6 per_channel)", "int4 per_vector(16, scale=uint6 per_channel)",
+     (9, 40, 100)),
+    ("int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest",
+     "int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest", (8, 16, 64)),
+]
+
+
+@pytest.mark.parametrize("a,b,dims", CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in CASES])
+def test_kernel_matches_reference(a, b, dims):
+    s = scheme(a, b)
+    m, n, k = dims
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    A, B = data(m, n, k, seed=m + n + k, dist="uniform" if a.startswith("uint") else "normal")
+    check(kernel, s, A, B)
+
+
+def test_inputs_of_any_layout_and_dtype():
+    s = scheme("int8 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, M=7, N=20, K=30)
+    A, B = data(7, 20, 30, seed=1)
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    np.testing.assert_array_equal(kernel(np.asfortranarray(A), packed), C)
+    big = np.zeros(7 * 30 + 1, np.float32)
+    unaligned = big[1:].reshape(7, 30)
+    unaligned[:] = A
+    np.testing.assert_array_equal(kernel(unaligned, packed), C)
+    np.testing.assert_array_equal(kernel(A.astype(np.float64), packed), C)
+    np.testing.assert_array_equal(kernel(A.tolist(), kernel.pack(np.asfortranarray(B))), C)
+
+
+def test_shape_and_input_errors():
+    s = scheme("int8 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, M=4, N=16, K=8)
+    A, B = data(4, 16, 8)
+    with pytest.raises(lrqc.InputError, match=r"B: expected shape 8x16 \(K x N\).*got 8x15"):
+        kernel.pack(B[:, :15])
+    packed = kernel.pack(B)
+    with pytest.raises(lrqc.InputError, match=r"A: expected shape 4x8 \(M x K\).*got 5x8"):
+        kernel(np.ones((5, 8)), packed)
+    with pytest.raises(lrqc.InputError, match="non-finite"):
+        kernel(np.full((4, 8), np.inf), packed)
+    with pytest.raises(lrqc.InputError, match="pack"):
+        kernel(A, B)
+
+
+@pytest.mark.parametrize("a,b,msg", [
+    ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
+    ("float32", "int8", "quantized a and b"),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "e\\*m\\* element"),
+    ("int8", "uint8", "weights must be signed and symmetric"),
+    ("int8 round=stochastic", "int8", "stochastic"),
+    ("int8 per_vector(16)", "int8 per_vector(32)", "per_vector sizes differ"),
+])
+def test_unsupported_schemes_say_so(a, b, msg):
+    from lrqc.backend.plan import UnsupportedScheme
+
+    with pytest.raises(UnsupportedScheme, match=msg):
+        lrqc.compile(scheme(a, b), M=4, N=16, K=64)
+
+
+@pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
+                                       ("int8 per_vector(64)", (8, 64, 256)),
+                                       ("int4 per_channel", (7, 33, 100))])
+def test_vnni_rule_emits_vpdpbusd(spec, dims):
+    from lrqc.backend.build import schedule_all
+    from lrqc.backend.compat import compile_module, tvm
+    from lrqc.backend.plan import make_plan
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve
+
+    t = resolve("x86-avx512-vnni")
+    plan = make_plan(scheme(spec, spec), *dims)
+    rule, _ = choose("x86", plan, features(t))
+    assert rule.NAME == "x86_vnni"
+    asm = compile_module(schedule_all(plan, rule), tvm.target.Target(t)).mod.inspect_source("asm")
+    assert asm.count("vpdpbusd") >= 16
+
+
+def test_generic_rule_for_targets_without_vnni():
+    from lrqc.backend.plan import make_plan
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve
+
+    plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
+    for t in ("x86-avx2", "aarch64"):
+        rule, skipped = choose("x86", plan, features(resolve(t)))
+        assert rule.NAME == "generic" and ("x86_vnni", "target lacks avx512vnni") in skipped
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI to run the fast path")
+def test_vnni_kernels_run_exactly():
+    for a, b, dims in CASES:
+        s = scheme(a, b)
+        kernel = lrqc.compile(s, *dims, target="host")
+        assert kernel.rule == "x86_vnni"
+        check(kernel, s, *data(*dims, seed=3, dist="uniform" if a.startswith("uint") else "normal"))
+
+
+def test_artifact_round_trip_in_a_new_process(tmp_path):
+    src = tmp_path / "s.lrq"
+    src.write_text("scheme w4 {\n a: int8 per_channel\n b: int4 per_vector(32)\n}\n")
+    out = tmp_path / "art"
+    from lrqc.cli import main
+
+    assert main(["build", str(src), "--dims", "M=7,N=33,K=100", "-o", str(out)]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["dims"] == {"M": 7, "N": 33, "K": 100} and man["lib"] == "lib.so"
+    assert {"lrqc", "tvm", "llvm"} <= set(man["versions"]) and "Bp" in man["layouts"]
+    A, B = data(7, 33, 100, seed=9)
+    np.save(tmp_path / "A.npy", A)
+    np.save(tmp_path / "B.npy", B)
+    code = (
+        "import sys, numpy as np, lrqc\n"
+        f"k = lrqc.load_kernel({str(out)!r})\n"
+        f"A, B = np.load({str(tmp_path / 'A.npy')!r}), np.load({str(tmp_path / 'B.npy')!r})\n"
+        "C = k(A, k.pack(B))\n"
+        f"s = lrqc.load_schemes({str(src)!r})['w4']\n"
+        "R = lrqc.reference.matmul(s, A, B)\n"
+        "assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max(), np.abs(C - R).max()\n"
+        "print('ok', k.rule)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+    assert main(["run", str(out), "--a", str(tmp_path / "A.npy"), "--b", str(tmp_path / "B.npy"),
+                 "-o", str(tmp_path / "C.npy")]) == 0
+    C = np.load(tmp_path / "C.npy")
+    R = matmul(lrqc.load_schemes(src)["w4"], A, B)
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
+
+
+def test_foreign_artifacts_are_refused(tmp_path):
+    from lrqc.backend.artifact import build_artifact
+
+    s = scheme("int8 per_channel", "int8 per_channel")
+    other = "aarch64" if HAS_VNNI else "x86-avx512-vnni"
+    build_artifact(s, 4, 16, 64, tmp_path / "cpu", target=other)
+    with pytest.raises(lrqc.LrqcError, match="but this CPU lacks"):
+        lrqc.load_kernel(tmp_path / "cpu")
+    build_artifact(s, 4, 16, 64, tmp_path / "ver")
+    man = json.loads((tmp_path / "ver" / "manifest.json").read_text())
+    man["versions"]["tvm"] = "0.26.0"
+    (tmp_path / "ver" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(lrqc.LrqcError, match=r"built with other versions: tvm 0.26.0"):
+        lrqc.load_kernel(tmp_path / "ver")
+    with pytest.raises(lrqc.LrqcError, match="no manifest.json"):
+        lrqc.load_kernel(tmp_path)
+
+
+def test_cross_compile_writes_a_tar(tmp_path):
+    from lrqc.backend.artifact import build_artifact
+
+    man = build_artifact(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64,
+                         tmp_path / "arm", target="aarch64")
+    assert man["lib"] == "lib.tar" and man["cross_compiled"] and (tmp_path / "arm/lib.tar").stat().st_size
+
+
+def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
+    from lrqc.cli import main
+
+    src = tmp_path / "s.lrq"
+    src.write_text("scheme p {\n a: int8 per_channel\n b: int8 per_channel\n}\n")
+    assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "x86-avx2",
+                 "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "schedule rule: generic" in out and "WARNING: not the fast path" in out
+    assert main(["bench", str(src), "--dims", "M=32,N=32,K=64", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy float32" in out and "lrqc p [" in out and "GOPS" in out
+    assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "sparc",
+                 "-o", str(tmp_path / "x")]) == 1
+    assert "unknown target 'sparc'" in capsys.readouterr().err
