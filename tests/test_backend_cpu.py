@@ -118,7 +118,9 @@ def test_unsupported_schemes_say_so(a, b, msg):
 
 @pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
                                        ("int8 per_vector(64)", (8, 64, 256)),
-                                       ("int4 per_channel", (7, 33, 100))])
+                                       ("int4 per_channel", (7, 33, 100)),
+                                       ("int4 per_vector(32)", (8, 64, 256)),
+                                       ("int2 per_channel", (16, 64, 128))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.backend.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm

@@ -29,7 +29,7 @@ from lrqc.frontend.model import (
 )
 from lrqc.frontend.schema import MAX_SCALE_BITS
 from lrqc.frontend.unparse import unparse
-from lrqc.ir import lower_ast, print_program, verify
+from lrqc.ir import IRError, lower_ast, print_program, verify
 from lrqc.passes import bind, estimate_cost, infer_shapes, run_passes, split_stages
 from lrqc.passes.shapes import K as SYM_K
 from lrqc.passes.shapes import M as SYM_M
@@ -46,8 +46,8 @@ SCALE = max(1, int(os.environ.get("LRQC_PROPERTY_SCALE", "1")))
 def _n(examples: int) -> int:
     return examples * SCALE
 
+
 INT_FORMATS = tuple(f"{s}int{b}" for s in ("", "u") for b in range(1, 9))
-ELEMENT_FORMATS = INT_FORMATS + FP_ELEMENT_FORMATS
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 
 
@@ -58,21 +58,21 @@ def _divisors(n: int) -> list[int]:
 
 
 @st.composite
-def quants(draw, k: int | None = None, formats=ELEMENT_FORMATS, grans=None) -> Quant:
-    """A valid, normalised Quant. With `k` (the concrete K) vector lengths stay small and
-    pad=false is only drawn with a V that divides K, so the scheme binds to that K."""
+def quants(draw, k: int | None = None) -> Quant:
+    """A valid, normalised Quant (int1..int8, uint1..uint8, e*m*). With `k` (the concrete K)
+    vector lengths stay small and pad=false is only drawn with a V that divides K, so the scheme
+    binds to that K. (hypothesis favours the first of sampled_from: richest choices go first.)"""
     family = draw(st.sampled_from(["fp", "int", "uint", "int8"]))  # int8: the MX element too
-    choices = {"fp": FP_ELEMENT_FORMATS, "int": [f for f in formats if f.startswith("int")],
-               "uint": [f for f in formats if f.startswith("uint")], "int8": ["int8"]}[family]
-    fmt = draw(st.sampled_from([f for f in choices if f in formats]))
+    fmt = draw(st.sampled_from({
+        "fp": FP_ELEMENT_FORMATS, "int8": ("int8",),
+        "int": [f for f in INT_FORMATS if f.startswith("int")],
+        "uint": [f for f in INT_FORMATS if f.startswith("uint")]}[family]))
     fp = fmt in FP_ELEMENT_FORMATS
     allowed = ["per_vector", "per_block", "per_channel", "per_tensor"]
-    if fp:
+    if fp:  # per_vector needs an integer element format
         allowed.remove("per_vector")
-    if not (fp or fmt == "int8"):
+    if not (fp or fmt == "int8"):  # per_block (MX) elements are e*m* or int8
         allowed.remove("per_block")
-    if grans is not None:
-        allowed = [g for g in allowed if g in grans]
     gran = draw(st.sampled_from(allowed))
     vector, scale, scale_round, pad = 0, "float32", "ceil", True
     if gran in ("per_vector", "per_block"):
@@ -249,17 +249,42 @@ def _accumulator_bug(p, k: int) -> str | None:
             return "3b"
         widths = [-(-k // q.vector) * q.vector if q.grouped else k for q in qs]
         kp = max(widths)
-        if fp:
+        # operands whose scale varies along K (a single group acts like per_channel)
+        multi = [q.grouped and w > q.vector for q, w in zip(qs, widths)]
+        if fp:  # interp.Accumulators.groups: step min(groups)
             groups = [q.vector if q.grouped else k for q in qs]
-            if all(q.grouped for q in qs) and max(groups) % min(groups):
+            if all(multi) and max(groups) % min(groups):
                 return "3a"
             g = min(groups)
-        else:
-            g = int(np.gcd(*[q.vector if q.grouped else kp for q in qs]))
-        for q, w in zip(qs, widths):
-            if q.grouped and any(s >= w for s in range(0, kp, g)):
+        else:  # quant._common_group: gcd, kp for a single group
+            g = int(np.gcd(*[q.vector if m else kp for q, m in zip(qs, multi)]))
+        for q, w, m in zip(qs, widths, multi):
+            if m and any(s >= w for s in range(0, kp, g)):
                 return "3c"
     return None
+
+
+def _pad_codes_may_be_nonzero(q: Quant, k: int) -> bool:
+    if not (q.grouped and k % q.vector):
+        return False
+    binary = q.bits == 1 and q.signed
+    shrunk_minmax = q.calibrate == "minmax" and q.scale_bits > 0 and q.scale_round == "nearest"
+    return binary or shrunk_minmax
+
+
+def _padding_codes_bug(p, k: int) -> bool:
+    """BUG 6 (lrqc/reference/quant.py quantize; interp.py / quant.int_accumulate): quantize()
+    zero-pads K and then quantizes the padding like data, so the padded columns can get nonzero
+    centered codes: int1 (_quantize_binary: sign with 0 -> +1), and minmax with two-level scales
+    rounded to nearest (the scale shrinks, the zero point qmin - rint(lo/s) leaves [qmin, qmax]
+    and the padded codes clip). reference.matmul never sees them (dequantize slices [:, :k]), but
+    the interpreter's integer accumulation sums them when BOTH operands are padded like that."""
+    quants = {op.results[0]: op.quant for op in p.ops if op.kind == "quantize"}
+    for op in p.ops:
+        if op.kind == "int_matmul":
+            if all(_pad_codes_may_be_nonzero(quants[a], k) for a in op.args):
+                return True
+    return False
 
 
 def _dims():
@@ -268,7 +293,7 @@ def _dims():
 
 # ---- unparse / parse -----------------------------------------------------------------------------
 
-@settings(max_examples=_n(100), **SETTINGS)
+@settings(max_examples=_n(200), **SETTINGS)
 @given(schemes())
 def test_unparse_parse_round_trip(s):
     text = unparse(s)
@@ -353,7 +378,7 @@ def schemes_with_dims(draw):
     return dims, draw(schemes(dims))
 
 
-@settings(max_examples=_n(100), **SETTINGS)
+@settings(max_examples=_n(250), **SETTINGS)
 @given(schemes_with_dims(), st.sampled_from(["normal", "uniform"]), st.integers(0, 2**16))
 def test_interpreter_agrees_with_reference(sd, data, seed):
     (m, n, k), s = sd
@@ -361,6 +386,7 @@ def test_interpreter_agrees_with_reference(sd, data, seed):
     assume(not _float_other_operand_rounded(s))
     assume(not _one_sided_grouped_int_matmul(lower_ast(s)))
     assume(_accumulator_bug(lower_ast(s), k) is None)
+    assume(not _padding_codes_bug(lower_ast(s), k))
     A, B = _data(data, seed, m, n, k)
     ref = matmul(s, A, B)
     got = interpret(run_passes(lower_ast(s)), A, B)
@@ -377,15 +403,16 @@ SIGNED_INT = tuple(f"int{b}" for b in range(2, 9))
 
 @st.composite
 def symmetric_int_quants(draw) -> Quant:
-    """Signed int2..int8, maxabs, any rounding but stochastic; per_vector scales float32 or
+    """Signed int2..int8, maxabs, every rounding; per_vector scales float32 or
     two-level uintM rounded up (ceil never shrinks a scale, so nothing saturates)."""
     fmt = draw(st.sampled_from(SIGNED_INT))
     gran = draw(st.sampled_from(["per_tensor", "per_channel", "per_vector"]))
-    rnd = draw(st.sampled_from(["nearest", "nearest_away", "floor", "trunc"]))
+    rnd = draw(st.sampled_from(["nearest", "nearest_away", "floor", "trunc", "stochastic"]))
+    seed = draw(st.integers(0, 2**31 - 1)) if rnd == "stochastic" else 0
     if gran != "per_vector":
-        return Quant(fmt, gran, round=rnd)
+        return Quant(fmt, gran, round=rnd, seed=seed)
     scale = draw(st.sampled_from(["float32", "uint4", "uint6", "uint8"]))
-    return Quant(fmt, gran, draw(st.integers(1, 16)), scale, "ceil", rnd, "maxabs", 0,
+    return Quant(fmt, gran, draw(st.integers(1, 16)), scale, "ceil", rnd, "maxabs", seed,
                  draw(st.booleans()))
 
 
@@ -410,7 +437,7 @@ def test_quantize_round_trip_error_is_bounded_by_the_scale(q, role, rows, k, dat
     err = np.abs(x - deq)
     scale = _element_scale(qa, role)
     assert np.all(scale > 0)
-    factor = 0.5 if q.round in ("nearest", "nearest_away") else 1.0
+    factor = 0.5 if q.round in ("nearest", "nearest_away") else 1.0  # floor, trunc, stochastic
     bound = factor * scale * (1 + 1e-9) + 1e-300
     worst = np.unravel_index(np.argmax(err - bound), err.shape)
     assert np.all(err <= bound), (q, worst, x[worst], deq[worst], scale[worst])
@@ -442,3 +469,85 @@ def test_strategies_are_canonical():
         assert int_format(q.fmt) is not None or q.fmt in FP_ELEMENT_FORMATS
 
     check()
+
+
+# ---- regression tests of the known bugs (strict xfail: they XPASS, and so fail, once fixed) --------
+
+def _agree(text: str, m: int = 16, n: int = 10, k: int = 12) -> None:
+    s = parse_schemes(text)["s"]
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    ref = matmul(s, A, B)
+    got = interpret(run_passes(lower_ast(s)), A, B)
+    err = _rel_maxabs(got, ref, A, B)
+    assert err <= 1e-8, f"relative max-abs error {err:.3e}"
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG 1: sympy.igcd() with one argument "
+                   "in passes/shapes.py _int_matmul")
+@pytest.mark.parametrize("text", [
+    "scheme s { a: int8\n b: int8 per_vector(4) }",
+    "scheme s { a: int8 per_block(4)\n b: int8 per_channel }",
+    "scheme s { a: int8 per_channel + dense(int8 per_vector(4))\n b: int8 }",
+])
+def test_bug1_infer_shapes_with_one_grouped_operand(text):
+    verify(infer_shapes(lower_ast(parse_schemes(text)["s"])))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG 2: the IR multiplies residual "
+                   "terms by the float-rounded other operand, the reference by the unrounded one")
+@pytest.mark.parametrize("text", [
+    "scheme s { a: int8 + lowrank(rank=2)\n b: float16 }",
+    "scheme s { a: float16\n b: int8 + sparse() }",
+])
+def test_bug2_rounded_float_operand_in_compensation(text):
+    _agree(text)
+
+
+@pytest.mark.xfail(strict=True, raises=(AssertionError, IndexError), reason="BUG 3: interpreter's "
+                   "grouped int_matmul/rescale (reference/interp.py Accumulators, quant.int_accumulate)")
+@pytest.mark.parametrize("text", [
+    # 3a: e*m* blocks of 4 and 6: the group step is min(4, 6) = 4, not gcd = 2
+    "scheme s { a: e4m3 per_block(4)\n b: e4m3 per_block(6) }",
+    # 3b: MX INT8 elements are q/64, not integers, but int_accumulate rounds their sums
+    "scheme s { a: int8 per_block(4)\n b: int8 per_block(4) }",
+    # 3c: K=12 pads to 12 and 15: a group index past the end of the shorter operand
+    "scheme s { a: int8 per_vector(1)\n b: int8 per_vector(5) }",
+    "scheme s { a: e4m3 per_block(1)\n b: e4m3 per_block(5) }",
+])
+def test_bug3_grouped_accumulation_in_the_interpreter(text):
+    _agree(text)
+
+
+@pytest.mark.xfail(strict=True, raises=IRError, reason="BUG 4: lower_ast emits dequantize(None) "
+                   "for a lowrank term of b against an lplr a (ir/lower.py _term_products)")
+def test_bug4_lplr_a_with_lowrank_b_lowers_to_valid_ir():
+    verify(lower_ast(parse_schemes(
+        "scheme s { a: lplr(rank=1)\n b: int8 + lowrank(rank=1)\n static: a }")["s"]))
+
+
+@pytest.mark.xfail(strict=True, reason="BUG 5: a subnormal max|x| gives scale amax/qmax == 0, "
+                   "so quantize() divides by zero (NaN for integer formats, ValueError for e*m*)")
+@pytest.mark.parametrize("q", [Quant("int8"), Quant("uint8", calibrate="minmax"), Quant("e4m3")],
+                         ids=["int8", "uint8-minmax", "e4m3"])
+def test_bug5_quantize_subnormal_input(q):
+    x = np.array([[5e-324, 0.0], [0.0, -5e-324]])
+    with np.errstate(all="ignore"):
+        deq = quantize(x, q, "a").dequantize()
+    assert np.all(np.isfinite(deq)) and np.all(np.abs(x - deq) <= 5e-324)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG 6: padded K columns can get "
+                   "nonzero centered codes (reference/quant.py), the interpreter sums them")
+@pytest.mark.parametrize("quant", [
+    "int1 per_vector(3)",
+    "int8 per_vector(3, scale=uint2 per_channel) calibrate=minmax scale_round=nearest",
+])
+def test_bug6_padding_codes_are_zero(quant):
+    s = parse_schemes(f"scheme s {{ a: {quant}\n b: {quant} }}")["s"]
+    rng = np.random.default_rng(0)
+    qa = quantize(rng.standard_normal((8, 10)), s.a.quant, "a")
+    qb = quantize(rng.standard_normal((10, 8)), s.b.quant, "b")
+    padded = (qa.centered()[:, 10:] != 0).any() and (qb.centered()[:, 10:] != 0).any()
+    _agree(f"scheme s {{ a: {quant}\n b: {quant} }}", k=10)
+    assert not padded

@@ -20,6 +20,22 @@ def pack_codes(codes: np.ndarray, np_: int, kp: int) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(np_ // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3))
 
 
+def pack_nibbles(bp: np.ndarray) -> np.ndarray:
+    """Bp (n16, k4, 16, 4) with values in [-8, 7] -> (n16, k4, 32) int8 "split-half" nibbles:
+    in each 64-byte block (element e = 4*j + kk), byte b holds element b in its low nibble and
+    element b + 32 in its high nibble, so one shift pair unpacks 32 lanes at once."""
+    flat = bp.reshape(bp.shape[0], bp.shape[1], 64).astype(np.int16)
+    lo, hi = flat[..., :32] & 0xF, flat[..., 32:] & 0xF
+    return (lo | (hi << 4)).astype(np.uint8).view(np.int8)
+
+
+def unpack_nibbles(b4: np.ndarray) -> np.ndarray:
+    """Inverse of pack_nibbles, sign-extending each nibble."""
+    lo = (b4.astype(np.int8) << 4) >> 4
+    hi = b4.astype(np.int8) >> 4
+    return np.concatenate([lo, hi], axis=-1).reshape(b4.shape[0], b4.shape[1], 16, 4)
+
+
 def unpack_codes(bp: np.ndarray) -> np.ndarray:
     """Inverse of pack_codes: (N', K') int8."""
     a, b, c, d = bp.shape
@@ -43,4 +59,6 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
         scale = np.repeat(scale, G, axis=1)
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = np.broadcast_to(scale.T, (G, p.n))
+    if p.nibbles:
+        bp = pack_nibbles(bp)
     return {"Bp": bp, "sb": sb, "cs": cs}

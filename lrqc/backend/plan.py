@@ -31,6 +31,11 @@ class KernelPlan:
     notes: tuple[str, ...] = ()
 
     @property
+    def nibbles(self) -> bool:
+        """Weights of 2..4 bits are stored two per byte (split-half nibble order)."""
+        return self.qb.bits <= 4
+
+    @property
     def qa(self):
         return self.scheme.a.quant
 

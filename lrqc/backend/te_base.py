@@ -106,11 +106,23 @@ def quantize_a(p: KernelPlan):
     return [A, Aq, sa, zc]
 
 
+def _nibble(byte, e):
+    """Sign-extended low nibble for elements 0..31 of a block, high nibble for 32..63."""
+    four = tir.const(4, "int8")
+    return tir.if_then_else(e < 32, (byte << four) >> four, byte >> four)
+
+
 def gemm(p: KernelPlan, int_only: bool = False):
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only)."""
     Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
-    Bp = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
+    if p.nibbles:  # two weights per byte, unpacked per tile by the schedule
+        B4 = te.placeholder((Np // 16, Kp // 4, 32), "int8", name="Bp")
+        Bp = te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: _nibble(
+            B4[n, k4, (j * 4 + kk) % 32], j * 4 + kk), name=names.UNPACK)
+        b_in = B4
+    else:
+        Bp = b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
     sa = te.placeholder((Mp, G), "float32", name="sa")
     zc = te.placeholder((Mp, G), "int32", name="zc")
     sb = te.placeholder((G, Np), "float32", name="sb")
@@ -124,19 +136,19 @@ def gemm(p: KernelPlan, int_only: bool = False):
         acc = te.compute((Mp, Np), lambda i, j: te.sum(prod(i, j, k), axis=k), name=names.ACC)
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - zc[i, 0] * cs[0, j], name=names.OUT)
-            return [Aq, Bp, zc, cs, out]
+            return [Aq, b_in, zc, cs, out]
         C = te.compute((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
                        * (acc[i, j] - zc[i, 0] * cs[0, j]).astype("float32"), name=names.OUT)
-        return [Aq, Bp, sa, zc, sb, cs, C]
+        return [Aq, b_in, sa, zc, sb, cs, C]
     kk = te.reduce_axis((0, V), "kk")
     part = te.compute((Mp, G, Np), lambda i, g, j: te.sum(prod(i, j, g * V + kk), axis=kk),
                       name=names.PARTIAL)
     if int_only:
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - zc[i, g] * cs[g, j],
                          name=names.OUT)
-        return [Aq, Bp, zc, cs, out]
+        return [Aq, b_in, zc, cs, out]
     g = te.reduce_axis((0, G), "g")
     C = te.compute((Mp, Np), lambda i, j: te.sum(
         sa[i, g] * sb[g, j] * (part[i, g, j] - zc[i, g] * cs[g, j]).astype("float32"), axis=g),
         name=names.OUT)
-    return [Aq, Bp, sa, zc, sb, cs, C]
+    return [Aq, b_in, sa, zc, sb, cs, C]

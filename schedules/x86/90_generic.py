@@ -15,6 +15,7 @@ def schedule(fn, sch, plan, tiles):
     if fn == "quantize_a":
         tiles.quantize_pass(sch)
         return
+    _inline_unpack(sch, tiles)
     acc = "acc" if plan.groups == 1 else "partial"
     blk = sch.get_sblock(acc)
     loops = sch.get_loops(blk)
@@ -31,3 +32,8 @@ def schedule(fn, sch, plan, tiles):
     sch.vectorize(jv)
     init = sch.decompose_reduction(blk, k)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def _inline_unpack(sch, tiles):
+    if tiles.has_block(sch, "b_unpack"):
+        sch.compute_inline(sch.get_sblock("b_unpack"))
