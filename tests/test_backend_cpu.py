@@ -59,6 +59,9 @@ CASES = [  # a, b, (M, N, K)
      (9, 40, 100)),
     ("int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest",
      "int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest", (8, 16, 64)),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (7, 33, 100)),
+    ("int8 per_block(32, scale=e8m0)", "int8 per_block(32, scale=e8m0)", (1, 16, 1000)),
+    ("e2m3 per_block(32, scale=e8m0) round=floor", "e2m1 per_block(32, scale=e8m0)", (5, 20, 96)),
 ]
 
 
@@ -104,7 +107,9 @@ def test_shape_and_input_errors():
 @pytest.mark.parametrize("a,b,msg", [
     ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
     ("float32", "int8", "quantized a and b"),
-    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "e\\*m\\* element"),
+    ("e4m3 per_block(32, scale=e8m0)", "e4m3 per_block(32, scale=e8m0)", "do not fit int8"),
+    ("e2m1 per_tensor", "int8", "float scale are not compiled"),
+    ("e2m1 per_block(32, scale=e8m0)", "int8 per_channel", "MX \\(per_block\\) on one operand"),
     ("int8", "uint8", "weights must be signed and symmetric"),
     ("int8 round=stochastic", "int8", "stochastic"),
     ("int8 per_vector(16)", "int8 per_vector(32)", "per_vector sizes differ"),
@@ -120,7 +125,8 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int8 per_vector(64)", (8, 64, 256)),
                                        ("int4 per_channel", (7, 33, 100)),
                                        ("int4 per_vector(32)", (8, 64, 256)),
-                                       ("int2 per_channel", (16, 64, 128))])
+                                       ("int2 per_channel", (16, 64, 128)),
+                                       ("e2m1 per_block(32, scale=e8m0)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.backend.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference.inputs import as_matrix
-from ..reference.quant import quantize
+from ..reference.minifloat import frac_bits
+from ..reference.quant import integer_codes, quantize
 from ..errors import InputError
 from .plan import KernelPlan
 
@@ -49,12 +50,13 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")
     q = quantize(B, p.qb, "b")  # rows = N, columns = K (padded to V when grouped)
-    codes = q.centered()  # symmetric weights: zero = 0
+    codes = integer_codes(q)  # symmetric weights (zero = 0); MX values times 2^f
+    frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
     bp = pack_codes(codes.astype(np.int8), p.np_, p.kp)
     full = unpack_codes(bp).astype(np.int64)  # (np_, kp)
     G, V = p.groups, p.vector
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
-    scale = np.broadcast_to(q.scale, (q.scale.shape[0], q.scale.shape[1]))
+    scale = np.broadcast_to(q.scale, (q.scale.shape[0], q.scale.shape[1])) * 2.0**-frac
     if scale.shape[1] == 1:
         scale = np.repeat(scale, G, axis=1)
     sb = np.zeros((G, p.np_), np.float32)

@@ -31,17 +31,35 @@ class KernelPlan:
     notes: tuple[str, ...] = ()
 
     @property
-    def nibbles(self) -> bool:
-        """Weights of 2..4 bits are stored two per byte (split-half nibble order)."""
-        return self.qb.bits <= 4
-
-    @property
     def qa(self):
         return self.scheme.a.quant
 
     @property
     def qb(self):
         return self.scheme.b.quant
+
+    @property
+    def nibbles(self) -> bool:
+        """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
+        return self.qb.is_int and self.qb.granularity != "per_block" and self.qb.bits <= 4
+
+    @property
+    def mx(self) -> bool:
+        return self.qa.granularity == "per_block"
+
+
+
+
+MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 codes
+
+
+def code_limit(q) -> int:
+    """Largest |integer code| the kernels see for quantizer q."""
+    if q.granularity == "per_block" or not q.is_int:
+        from ..reference.minifloat import ELEM_MAX, frac_bits
+
+        return int(ELEM_MAX[q.fmt] * 2 ** frac_bits(q.fmt))
+    return max(map(abs, int_range(q)))
 
 
 def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
@@ -56,9 +74,12 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         raise UnsupportedScheme(f"scheme '{s.name}': static: {s.static} is not compiled yet")
     qa, qb = s.a.quant, s.b.quant
     for q, role in ((qa, "a"), (qb, "b")):
-        if not q.is_int:
-            raise UnsupportedScheme(f"{role}: {quant_text(q)}: e*m* element formats are not "
-                                    "compiled yet")
+        if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
+            raise UnsupportedScheme(f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit "
+                                    f"int8 codes; the integer kernels take {', '.join(MX_ELEMENTS)}")
+        if not q.is_int and q.granularity != "per_block":
+            raise UnsupportedScheme(f"{role}: {quant_text(q)}: e*m* elements with a float scale "
+                                    "are not compiled yet (per_block MX is)")
         if q.bits == 1 and q.signed:
             raise UnsupportedScheme(f"{role}: int1 (sign binarization) is not compiled yet")
     if qa.round == "stochastic":
@@ -84,8 +105,10 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         v = kp
     mp = -(-m // mr) * mr
     np_ = -(-n // 16) * 16
-    offset = 128 if qa.signed else 0
-    span = max(map(abs, int_range(qa))) + offset
-    if s.accumulate == "int32" and span * max(map(abs, int_range(qb))) * kp >= 2**31:
+    offset = 128 if qa.signed or not qa.is_int else 0
+    if (qa.granularity == "per_block") != (qb.granularity == "per_block"):
+        raise UnsupportedScheme("MX (per_block) on one operand only is not compiled yet")
+    span = code_limit(qa) + offset
+    if s.accumulate == "int32" and span * code_limit(qb) * kp >= 2**31:
         raise UnsupportedScheme(f"K={k} can overflow the int32 accumulator with these formats")
     return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)

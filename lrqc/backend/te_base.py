@@ -25,8 +25,65 @@ def _round(y, mode):
     raise ValueError(mode)
 
 
+def _floor_log2(v):
+    """Exact floor(log2 |v|) of a normal float64 from its exponent field (-1023 for 0)."""
+    bits = tir.reinterpret("int64", v)
+    return ((bits >> tir.const(52, "int64")) & tir.const(0x7FF, "int64")).astype("int32") - 1023
+
+
+def _pow2(n):
+    """Exactly 2^n as float64 for int32 n in [-1022, 1023]."""
+    return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
+
+
+def _quantize_mx(p: KernelPlan):
+    """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
+    zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
+    value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
+    from ..reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
+
+    q = p.qa
+    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
+    f64 = "float64"
+    A = te.placeholder((M, K), "float32", name="A")
+
+    def x(i, k):
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
+                                tir.const(0.0, f64))
+
+    r = te.reduce_axis((0, V), "r")
+    hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
+                    name=names.QUANT_STATS)
+    emax = ELEM_EMAX[q.fmt]
+    e = te.compute((Mp, G), lambda i, g: tir.if_then_else(
+        hi[i, g] > 0, tir.min(tir.max(_floor_log2(hi[i, g]) - emax, -127), 127),
+        tir.const(-127, "int32")), name=names.QUANT_SCALE + "_exp")
+    f = frac_bits(q.fmt)
+
+    def code(i, k):
+        y = x(i, k) * _pow2(-e[i, k // V])
+        if q.fmt == "int8":
+            v = tir.min(tir.max(_round(y * 64.0, q.round), tir.const(-127.0, f64)),
+                        tir.const(127.0, f64))
+        else:
+            exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
+            emin = 2 - 2 ** (exp_bits - 1)
+            ue = tir.max(_floor_log2(y), emin) - man_bits
+            v = _round(y * _pow2(-ue), q.round) * _pow2(ue)
+            v = tir.min(tir.max(v, tir.const(-max_normal, f64)), tir.const(max_normal, f64))
+            v = v * float(2**f)
+        return (v + float(p.a_offset)).astype("uint8")
+
+    Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
+    sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype("float32"), name="sa")
+    zc = te.compute((Mp, G), lambda i, g: tir.const(p.a_offset, "int32"), name="zc")
+    return [A, Aq, sa, zc]
+
+
 def quantize_a(p: KernelPlan):
     """Tensors [A, Aq, sa, zc] of the quantize_a function."""
+    if p.mx:
+        return _quantize_mx(p)
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     qmin, qmax = int_range(q)

@@ -153,3 +153,12 @@ def mx_dequantize(
             f"of {block} along axis {axis} of values with shape {values.shape}"
         )
     return _unblocked(np.ldexp(blocks, exps[..., None]), axis)
+
+
+def frac_bits(name: str) -> int:
+    """f such that every element value of `name` times 2^f is an integer (int8: 6; e2m1: 1)."""
+    _check_elem(name)
+    if name == "int8":
+        return INT8_FRACTION_BITS
+    exp_bits, man_bits, _, _ = FP_FORMATS[name]
+    return man_bits - (2 - 2 ** (exp_bits - 1))

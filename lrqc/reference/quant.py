@@ -170,8 +170,9 @@ def _quantize_mx(xr, q, role, k, rng) -> QArray:
 
 def int_accumulate(qa: QArray, qb: QArray):
     """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]  (M x N, int64)
-    together with the group's column slice. Groups are the finer of the two operands' groups."""
-    ca, cb = qa.centered(), qb.centered()
+    together with the group's column slice. Groups are the finer of the two operands' groups.
+    e*m* / MX codes enter as integers (values times 2^frac_bits, see integer_codes)."""
+    ca, cb = integer_codes(qa), integer_codes(qb)
     kp = max(ca.shape[1], cb.shape[1])
     ca = np.pad(ca, ((0, 0), (0, kp - ca.shape[1])))
     cb = np.pad(cb, ((0, 0), (0, kp - cb.shape[1])))
@@ -179,6 +180,14 @@ def int_accumulate(qa: QArray, qb: QArray):
     for start in range(0, kp, g):
         sl = slice(start, start + g)
         yield sl, np.rint(ca[:, sl] @ cb[:, sl].T).astype(np.int64)
+
+
+def integer_codes(q: QArray) -> np.ndarray:
+    """Centered codes as integers: e*m* and MX element values times 2^frac_bits (exact)."""
+    c = q.centered()
+    if q.quant.is_int and q.quant.granularity != "per_block":
+        return c
+    return c * 2.0 ** minifloat.frac_bits(q.quant.fmt)
 
 
 def _common_group(qa: QArray, qb: QArray, kp: int) -> int:

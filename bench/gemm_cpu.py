@@ -1,0 +1,151 @@
+"""CPU GEMM benchmark: lrqc kernels next to the machine's VNNI peak, numpy float32,
+torch._int_mm and torch's dynamic-quantized Linear, measured in one run (medians).
+
+    python bench/gemm_cpu.py                       # the issue's shapes
+    python bench/gemm_cpu.py --shapes 1024,1024,1024 --repeat 5
+
+Peers that this machine or install lacks (VNNI, torch) are printed as n/a with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
+
+import numpy as np  # noqa: E402
+
+import lrqc  # noqa: E402
+from lrqc.backend.target import host_cpu_flags  # noqa: E402
+
+SCHEMES = {
+    "int8 per_channel": "a: int8 per_channel\n b: int8 per_channel",
+    "w4a8 per_channel": "a: int8 per_channel\n b: int4 per_channel",
+    "int8 per_vector(64)": "a: int8 per_vector(64)\n b: int8 per_vector(64)",
+}
+DEFAULT_SHAPES = "1024,1024,1024;2048,2048,2048;4096,4096,4096;16,4096,4096;256,4096,4096"
+
+
+def median_time(fn, repeat: int, budget_s: float) -> float:
+    fn()
+    times, start = [], time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s and len(times) >= 2:
+            break
+    return float(np.median(times))
+
+
+def vnni_peak() -> tuple[float | None, str]:
+    if "avx512_vnni" not in host_cpu_flags():
+        return None, "this CPU lacks AVX-512 VNNI"
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None, "no C compiler"
+    src = Path(__file__).with_name("vnni_peak.c")
+    with tempfile.TemporaryDirectory() as d:
+        exe = Path(d) / "peak"
+        subprocess.run([cc, "-O2", "-mavx512f", "-mavx512vnni", "-fopenmp", str(src), "-o", str(exe)],
+                       check=True, capture_output=True)
+        runs = [float(subprocess.run([str(exe)], capture_output=True, text=True, check=True)
+                      .stdout.split()[0]) for _ in range(3)]
+    return float(np.median(runs)), ""
+
+
+def torch_peers(A, B, repeat, budget):
+    try:
+        import torch
+    except ImportError:
+        return {"torch._int_mm": (None, "torch not installed (pip install -e '.[bench]')"),
+                "torch dynamic-quant Linear": (None, "torch not installed")}
+    torch.set_num_threads(os.cpu_count() or 1)
+    out = {}
+    a8 = torch.randint(-127, 128, A.shape, dtype=torch.int8)
+    b8 = torch.randint(-127, 128, B.shape, dtype=torch.int8)
+    try:
+        out["torch._int_mm"] = (median_time(lambda: torch._int_mm(a8, b8), repeat, budget), "")
+    except Exception as exc:  # some shapes are refused
+        out["torch._int_mm"] = (None, str(exc).splitlines()[0][:60])
+    lin = torch.nn.Linear(B.shape[0], B.shape[1], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(B.T.astype(np.float32)))
+    q = torch.ao.quantization.quantize_dynamic(lin, {torch.nn.Linear}, dtype=torch.qint8)
+    x = torch.from_numpy(A)
+    with torch.no_grad():
+        out["torch dynamic-quant Linear"] = (median_time(lambda: q(x), repeat, budget), "")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shapes", default=DEFAULT_SHAPES, help="M,N,K;M,N,K;...")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
+    args = ap.parse_args(argv)
+    peak, why = vnni_peak()
+    print(f"VNNI peak (vpdpbusd, all threads): " + (f"{peak:.0f} GOPS" if peak else f"n/a: {why}"))
+    print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; medians of up to {args.repeat} runs\n")
+    head = f"{'shape':<16}{'method':<34}{'ms':>10}{'GOPS':>9}{'/numpy':>8}{'/peak':>7}{'/int_mm':>9}  note"
+    print(head)
+    print("-" * len(head))
+    results = {}
+    for shape in args.shapes.split(";"):
+        m, n, k = (int(x) for x in shape.split(","))
+        rng = np.random.default_rng(0)
+        A = rng.standard_normal((m, k)).astype(np.float32)
+        B = rng.standard_normal((k, n)).astype(np.float32)
+        ops = 2.0 * m * n * k
+        rows = [("numpy float32", median_time(lambda: A @ B, args.repeat, args.budget), "")]
+        for name, (t, note) in torch_peers(A, B, args.repeat, args.budget).items():
+            rows.append((name, t, note))
+        for name, body in SCHEMES.items():
+            s = lrqc.parse_schemes(f"scheme s {{ {body} }}")["s"]
+            t0 = time.perf_counter()
+            kernel = lrqc.compile(s, M=m, N=n, K=k)
+            build = time.perf_counter() - t0
+            packed = kernel.pack(B)
+            t = median_time(lambda: kernel(A, packed), args.repeat, args.budget)
+            note = f"rule {kernel.rule}, build {build:.1f} s" + ("" if kernel.fast else " (not the fast path)")
+            rows.append((f"lrqc {name}", t, note))
+            time.sleep(0.2)
+        base = rows[0][1]
+        int_mm = dict((r[0], r[1]) for r in rows).get("torch._int_mm")
+        for name, t, note in rows:
+            results[(shape, name)] = t
+            if t is None:
+                print(f"{shape:<16}{name:<34}{'n/a':>10}{'':>9}{'':>8}{'':>7}{'':>9}  {note}")
+                continue
+            gops = ops / t / 1e9
+            rp = f"{gops / peak:6.2f}" if peak else "   n/a"
+            ri = f"{int_mm / t:8.2f}x" if int_mm else "      n/a"
+            print(f"{shape:<16}{name:<34}{t * 1e3:10.3f}{gops:9.1f}{base / t:7.2f}x{rp:>7}{ri:>9}  {note}")
+        print()
+    key = "2048,2048,2048"
+    if any(s == key for s, _ in results):
+        pc, w4 = results.get((key, "lrqc int8 per_channel")), results.get((key, "lrqc w4a8 per_channel"))
+        pv, im = results.get((key, "lrqc int8 per_vector(64)")), results.get((key, "torch._int_mm"))
+        ops = 2.0 * 2048**3
+        print("targets at 2048^3:")
+        print("  per-channel int8 >= 0.95 of VNNI peak: " +
+              (f"{ops / pc / 1e9 / peak:.2f} ({'met' if ops / pc / 1e9 >= 0.95 * peak else 'NOT met'})"
+               if peak else "not measurable here (no VNNI)"))
+        print("  per-channel int8 >= 1.05x torch._int_mm: " +
+              (f"{im / pc:.2f}x ({'met' if im / pc >= 1.05 else 'NOT met'})" if im else "n/a"))
+        print(f"  int4 weights within 10 % of int8: {w4 / pc:.2f}x the int8 time "
+              f"({'met' if w4 <= 1.10 * pc else 'NOT met'})")
+        print(f"  per_vector(64) within 25 % of per-channel: {pv / pc:.2f}x "
+              f"({'met' if pv <= 1.25 * pc else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
