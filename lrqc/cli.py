@@ -12,8 +12,8 @@ from .errors import LrqcError
 EXAMPLE = "examples/lrqmm.lrq"
 
 
-def parse_dims(text: str) -> tuple[int, int, int]:
-    """'M=1024,N=512,K=256' -> (M, N, K)."""
+def parse_dims(text: str, m_range: bool = False) -> tuple:
+    """'M=1024,N=512,K=256' -> (M, N, K). With m_range, M may be lo..hi (returned as a pair)."""
     dims = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, eq, val = part.partition("=")
@@ -22,16 +22,32 @@ def parse_dims(text: str) -> tuple[int, int, int]:
             raise LrqcError(f"--dims: expected M=..,N=..,K=.., got {part!r}")
         if key in dims:
             raise LrqcError(f"--dims: {key} given twice")
+        if key == "M" and m_range and ".." in val:
+            dims[key] = _range(val)
+            continue
         try:
             dims[key] = int(val)
         except ValueError:
-            raise LrqcError(f"--dims: {key} must be a positive integer, got {val.strip()!r}") from None
+            raise LrqcError(f"--dims: {key} must be a positive integer"
+                            + (" or lo..hi" if key == "M" and m_range else "")
+                            + f", got {val.strip()!r}") from None
         if dims[key] < 1:
             raise LrqcError(f"--dims: {key} must be a positive integer, got {dims[key]}")
     missing = [k for k in "MNK" if k not in dims]
     if missing:
         raise LrqcError(f"--dims: missing {', '.join(missing)} (expected M=..,N=..,K=..)")
     return dims["M"], dims["N"], dims["K"]
+
+
+def _range(val: str) -> tuple[int, int]:
+    lo, _, hi = val.partition("..")
+    try:
+        pair = int(lo), int(hi)
+    except ValueError:
+        raise LrqcError(f"--dims: M=lo..hi needs two integers, got {val.strip()!r}") from None
+    if not 1 <= pair[0] <= pair[1]:
+        raise LrqcError(f"--dims: M={val.strip()}: need 1 <= lo <= hi")
+    return pair
 
 
 def _load(path):

@@ -27,11 +27,14 @@ def cmd_build(args) -> int:
     from .cli import parse_dims
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
-    m, n, k = parse_dims(args.dims)
+    m, n, k = parse_dims(args.dims, m_range=True)
     t0 = time.perf_counter()
     man = build_artifact(s, m, n, k, args.output, _target_arg(args.target))
-    print(f"built {s.name} M={m} N={n} K={k} in {time.perf_counter() - t0:.2f} s -> "
-          f"{args.output}/{man['lib']}")
+    print(f"built {s.name} M={man['dims']['M']} N={n} K={k} in {time.perf_counter() - t0:.2f} s "
+          f"-> {args.output}/{man['lib']}")
+    if len(man["m_buckets"]) > 1:
+        print(f"  M buckets: {', '.join(map(str, man['m_buckets']))} (a call with m rows runs "
+              "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  schedule rule: {man['schedule_rule']}" + ("" if man["fast_path"] else
           "   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect several "
@@ -111,7 +114,8 @@ def add_parsers(sub, dists):
     b = sub.add_parser("build", help="compile a scheme ahead of time: DIR/lib.so + manifest.json")
     b.add_argument("file", metavar="FILE")
     b.add_argument("--scheme")
-    b.add_argument("--dims", required=True, help="M=..,N=..,K=..")
+    b.add_argument("--dims", required=True, help="M=..,N=..,K=..; M=lo..hi builds buckets "
+                   "(powers of two from 4, and hi) so M may vary per call")
     b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, or a "
                    "TVM target dict as JSON")
     b.add_argument("-o", "--output", required=True, metavar="DIR")

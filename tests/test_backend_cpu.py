@@ -74,6 +74,20 @@ def test_kernel_matches_reference(a, b, dims):
     check(kernel, s, A, B)
 
 
+def test_m_varies_per_call_within_the_declared_range():
+    s = scheme("uint8 per_tensor calibrate=minmax", "int4 per_channel")
+    kernel = lrqc.compile(s, M="1..40", N=33, K=70)
+    assert [p.m for p in kernel.plans] == [4, 8, 16, 32, 40]
+    A, B = data(40, 33, 70, seed=5, dist="uniform")
+    A -= 0.3  # min < 0 < max: padding rows must not move the per-tensor min or max
+    for m in (1, 3, 4, 5, 17, 33, 40):
+        check(kernel, s, A[:m], B)
+    with pytest.raises(lrqc.InputError, match=r"A: expected shape 1\.\.40x70 \(M x K\).*got 41x70"):
+        kernel(np.ones((41, 70)), kernel.pack(B))
+    with pytest.raises(lrqc.LrqcError, match="lo <= hi"):
+        lrqc.compile(s, M=(9, 3), N=33, K=70)
+
+
 def test_inputs_of_any_layout_and_dtype():
     s = scheme("int8 per_channel", "int8 per_channel")
     kernel = lrqc.compile(s, M=7, N=20, K=30)
@@ -138,7 +152,7 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
     plan = make_plan(scheme(spec, spec), *dims)
     rule, _ = choose("x86", plan, features(t))
     assert rule.NAME == "x86_vnni"
-    asm = compile_module(schedule_all(plan, rule), tvm.target.Target(t)).mod.inspect_source("asm")
+    asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
     assert asm.count("vpdpbusd") >= 16
 
 
@@ -168,9 +182,10 @@ def test_artifact_round_trip_in_a_new_process(tmp_path):
     out = tmp_path / "art"
     from lrqc.cli import main
 
-    assert main(["build", str(src), "--dims", "M=7,N=33,K=100", "-o", str(out)]) == 0
+    assert main(["build", str(src), "--dims", "M=2..9,N=33,K=100", "-o", str(out)]) == 0
     man = json.loads((out / "manifest.json").read_text())
-    assert man["dims"] == {"M": 7, "N": 33, "K": 100} and man["lib"] == "lib.so"
+    assert man["dims"] == {"M": "2..9", "N": 33, "K": 100} and man["lib"] == "lib.so"
+    assert man["m_buckets"] == [4, 8, 9] and man["nibble_order"] == "split-half"
     assert {"lrqc", "tvm", "llvm"} <= set(man["versions"]) and "Bp" in man["layouts"]
     A, B = data(7, 33, 100, seed=9)
     np.save(tmp_path / "A.npy", A)
@@ -180,6 +195,7 @@ def test_artifact_round_trip_in_a_new_process(tmp_path):
         f"k = lrqc.load_kernel({str(out)!r})\n"
         f"A, B = np.load({str(tmp_path / 'A.npy')!r}), np.load({str(tmp_path / 'B.npy')!r})\n"
         "C = k(A, k.pack(B))\n"
+        "assert k(A[:2], k.pack(B)).shape == (2, 33)\n"
         f"s = lrqc.load_schemes({str(src)!r})['w4']\n"
         "R = lrqc.reference.matmul(s, A, B)\n"
         "assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max(), np.abs(C - R).max()\n"
@@ -234,3 +250,7 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "sparc",
                  "-o", str(tmp_path / "x")]) == 1
     assert "unknown target 'sparc'" in capsys.readouterr().err
+    assert main(["build", str(src), "--dims", "M=9..2,N=16,K=64", "-o", str(tmp_path / "y")]) == 1
+    assert "need 1 <= lo <= hi" in capsys.readouterr().err
+    assert main(["explain", str(src), "--dims", "M=1..4,N=16,K=64"]) == 1
+    assert "M must be a positive integer, got '1..4'" in capsys.readouterr().err

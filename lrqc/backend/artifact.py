@@ -10,17 +10,17 @@ from .. import __version__
 from ..errors import LrqcError
 from ..frontend.unparse import unparse
 from . import names
-from .build import compile as compile_kernel
+from .build import bucket_plans, compile as compile_kernel
 from .compat import load_module, versions
 from .kernel import Kernel
-from .plan import make_plan
 from .target import host_lacks, is_cross
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
     "Aq": "uint8 Mp x Kp, codes + 128 for signed formats (zero point 128), codes for unsigned",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k; one code "
-          "per byte (sub-byte weights are stored unpacked so far)",
+          "per byte for 5..8-bit weights; 2..4-bit weights as [Np/16, Kp/4, 32] split-half "
+          "nibbles (see packing_order)",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's codes per K-group (zero-point correction)",
 }
@@ -28,7 +28,7 @@ LAYOUTS = {
 
 def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     """Compile and export; returns the manifest."""
-    kernel = compile_kernel(scheme, M, N, K, target)
+    kernel = compile_kernel(scheme, M, N, K, target)  # M: rows or a range lo..hi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cross = is_cross(kernel.target)
@@ -39,19 +39,26 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
                         "(lib.so needs a C++ compiler: set CXX or install g++)") from None
     p = kernel.plan
+    buckets = [b.m for b in kernel.plans]
     manifest = {
-        "format": 1,
+        "format": 2,
         "scheme_name": scheme.name,
         "scheme": unparse(scheme),
-        "dims": {"M": M, "N": N, "K": K},
+        "dims": {"M": kernel.m_max if kernel.m_min == kernel.m_max else kernel.m_text,
+                 "N": N, "K": K},
+        "m_buckets": buckets,
         "padded": {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups, "vector": p.vector},
         "target": kernel.target,
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
         "fast_path": kernel.fast,
-        "functions": [names.FN_QUANTIZE, names.FN_GEMM, names.FN_ACC],
+        "functions": [names.symbol(fn, m) for m in buckets for fn in names.FUNCTIONS],
         "layouts": LAYOUTS,
-        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]",
+        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
+            "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "
+            "nibble for e < 32, high nibble for e >= 32 (two's complement, sign-extended by "
+            "shifts)" if p.nibbles else ""),
+        "nibble_order": "split-half" if p.nibbles else None,
         "lib": lib,
         "versions": {"lrqc": __version__, **versions()},
         "notes": list(p.notes),
@@ -88,6 +95,10 @@ def load_kernel(path) -> Kernel:
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
     scheme = parse_schemes(man["scheme"], str(d / "manifest.json"))[man["scheme_name"]]
     dims = man["dims"]
-    plan = make_plan(scheme, dims["M"], dims["N"], dims["K"])
+    plans = bucket_plans(scheme, str(dims["M"]), dims["N"], dims["K"])
+    if [p.m for p in plans] != man.get("m_buckets"):
+        raise LrqcError(f"{d / 'manifest.json'}: m_buckets {man.get('m_buckets')} do not match "
+                        f"M={dims['M']}; rebuild it with `lrqc build`")
     module = load_module(str(d / man["lib"]))
-    return Kernel(plan, module, man["target"], man["schedule_rule"], man["fast_path"])
+    return Kernel(plans, module, man["target"], man["schedule_rule"], man["fast_path"],
+                  m_min=int(str(dims["M"]).split("..")[0]))

@@ -1,4 +1,5 @@
-"""compile(): plan -> TE -> schedule rule -> one LLVM module with quantize_a, gemm and int_acc."""
+"""compile(): plan per M bucket -> TE -> schedule rule -> one LLVM module holding quantize_a,
+gemm and int_acc for every bucket (symbols names.symbol(fn, m))."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from . import names, tiles
 from . import te_base
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
-from .plan import make_plan
+from .plan import m_buckets, m_range, make_plan
 from .rules import choose
 from .target import features, resolve
 
@@ -15,24 +16,35 @@ def family_of(target: dict) -> str:
     return "x86"  # the generic rule in schedules/x86 also serves non-x86 LLVM targets
 
 
-def schedule_all(plan, rule):
-    funcs = {
-        names.FN_QUANTIZE: te_base.quantize_a(plan),
-        names.FN_GEMM: te_base.gemm(plan),
-        names.FN_ACC: te_base.gemm(plan, int_only=True),
-    }
+def bucket_plans(scheme, M, N: int, K: int) -> tuple:
+    """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi')."""
+    lo, hi = m_range(M)
+    return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
+
+
+def schedule_all(plans, rule) -> "tvm.IRModule":
     out = {}
-    for fn, tensors in funcs.items():
-        sch = Schedule(prim_func(tensors))
-        rule.schedule(fn, sch, plan, tiles)
-        out[fn] = sch.mod["main"].with_attr("global_symbol", fn)
+    for plan in plans:
+        funcs = {
+            names.FN_QUANTIZE: te_base.quantize_a(plan),
+            names.FN_GEMM: te_base.gemm(plan),
+            names.FN_ACC: te_base.gemm(plan, int_only=True),
+        }
+        for fn, tensors in funcs.items():
+            sch = Schedule(prim_func(tensors))
+            rule.schedule(fn, sch, plan, tiles)
+            sym = names.symbol(fn, plan.m)
+            out[sym] = sch.mod["main"].with_attr("global_symbol", sym)
     return tvm.IRModule(out)
 
 
-def compile(scheme, M: int, N: int, K: int, target=None) -> Kernel:
-    """A Kernel for scheme at M x K @ K x N on `target` (None = this CPU)."""
+def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
+    """A Kernel for scheme at M x K @ K x N on `target` (None = this CPU). M is a row count, or
+    a range lo..hi given as (lo, hi), range(lo, hi + 1) or "lo..hi": one code path is compiled
+    per bucket (powers of two from 4, and hi) and each call runs the smallest that fits."""
     tdict = resolve(target)
-    plan = make_plan(scheme, M, N, K)
-    rule, _ = choose(family_of(tdict), plan, features(tdict))
-    ex = compile_module(schedule_all(plan, rule), tvm.target.Target(tdict))
-    return Kernel(plan, ex, tdict, rule.NAME, rule.FAST)
+    lo, hi = m_range(M)
+    plans = bucket_plans(scheme, M, N, K)
+    rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+    ex = compile_module(schedule_all(plans, rule), tvm.target.Target(tdict))
+    return Kernel(plans, ex, tdict, rule.NAME, rule.FAST, m_min=lo)

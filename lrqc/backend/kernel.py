@@ -1,7 +1,10 @@
 """Kernel: a compiled base product. pack(B) once, then kernel(A, packed) per call -> float32 C.
 
 Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (unaligned
-numpy buffers passed zero-copy crash TVM-exported code); shapes are checked against the build."""
+numpy buffers passed zero-copy crash TVM-exported code); shapes are checked against the build.
+A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
+smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
+A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged."""
 
 from __future__ import annotations
 
@@ -25,32 +28,57 @@ class Packed:
     plan_key: tuple
 
 
+class _Bucket:
+    """Functions and scratch buffers of one compiled row count."""
+
+    def __init__(self, plan: KernelPlan, module):
+        p = self.plan = plan
+        self.module = module
+        self.aq = empty((p.mp, p.kp), "uint8")
+        self.sa = empty((p.mp, p.groups), "float32")
+        self.zc = empty((p.mp, p.groups), "int32")
+        self.c = empty((p.mp, p.np_), "float32")
+
+    def fn(self, name: str):
+        """The compiled function (looked up on use: a cross-compiled module cannot run here)."""
+        return self.module[names.symbol(name, self.plan.m)]
+
+
 class Kernel:
-    def __init__(self, plan: KernelPlan, module, target: dict, rule: str, fast: bool):
-        self.plan, self.module, self.target, self.rule, self.fast = plan, module, target, rule, fast
-        p = plan
-        self._aq = empty((p.mp, p.kp), "uint8")
-        self._sa = empty((p.mp, p.groups), "float32")
-        self._zc = empty((p.mp, p.groups), "int32")
-        self._c = empty((p.mp, p.np_), "float32")
+    def __init__(self, plans, module, target: dict, rule: str, fast: bool, m_min: int | None = None):
+        plans = tuple(plans) if isinstance(plans, (tuple, list)) else (plans,)
+        self.plans, self.module, self.target, self.rule, self.fast = plans, module, target, rule, fast
+        self.plan = plans[-1]  # the largest bucket
+        self.m_min = plans[0].m if m_min is None else m_min
+        self.m_max = self.plan.m
+        self._buckets = [_Bucket(p, module) for p in plans]
 
     @property
     def key(self) -> tuple:
         p = self.plan
-        return (p.scheme.name, p.m, p.n, p.k)
+        return (p.scheme.name, p.n, p.k)
+
+    @property
+    def m_text(self) -> str:
+        return str(self.m_max) if self.m_min == self.m_max else f"{self.m_min}..{self.m_max}"
 
     def pack(self, B) -> Packed:
         arrays = layout.pack(self.plan, B)
         return Packed(arrays, {k: tensor(v) for k, v in arrays.items()}, self.key)
 
-    def _quantize(self, A):
+    def _quantize(self, A) -> tuple[_Bucket, int]:
         p = self.plan
         A = as_matrix(A, "A")
-        if A.shape != (p.m, p.k):
-            raise InputError(f"A: expected shape {p.m}x{p.k} (M x K) for this kernel, got "
-                             f"{A.shape[0]}x{A.shape[1]}")
-        a = tensor(np.ascontiguousarray(A, dtype=np.float32))
-        self.module[names.FN_QUANTIZE](a, self._aq, self._sa, self._zc)
+        m = A.shape[0]
+        if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
+            raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
+                             f"got {A.shape[0]}x{A.shape[1]}")
+        bk = next(b for b in self._buckets if b.plan.m >= m)
+        buf = np.empty((bk.plan.m, p.k), np.float32)
+        buf[:m] = A
+        buf[m:] = A[-1]
+        bk.fn(names.FN_QUANTIZE)(tensor(buf), bk.aq, bk.sa, bk.zc)
+        return bk, m
 
     def _check(self, packed):
         if not isinstance(packed, Packed) or packed.plan_key != self.key:
@@ -58,30 +86,25 @@ class Kernel:
 
     def __call__(self, A, packed: Packed) -> np.ndarray:
         self._check(packed)
-        self._quantize(A)
+        bk, m = self._quantize(A)
         t = packed.tensors
-        self.module[names.FN_GEMM](self._aq, t["Bp"], self._sa, self._zc, t["sb"], t["cs"], self._c)
-        p = self.plan
-        return np.ascontiguousarray(self._c.numpy()[: p.m, : p.n])
+        bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], bk.c)
+        return np.ascontiguousarray(bk.c.numpy()[:m, : self.plan.n])
 
     def int_accumulate(self, A, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""
         self._check(packed)
-        self._quantize(A)
-        p = self.plan
+        bk, m = self._quantize(A)
+        p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
         out = empty(shape, "int32")
         t = packed.tensors
-        self.module[names.FN_ACC](self._aq, t["Bp"], self._zc, t["cs"], out)
+        bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], out)
         res = out.numpy()
-        if p.groups == 1:
-            res = res[None]
-        else:
-            res = res.transpose(1, 0, 2)
-        return res[:, : p.m, : p.n]
+        res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
+        return res[:, :m, : p.n]
 
     def quantized_a(self, A) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(u8 codes, scales, zero corrections) of A as the kernel computes them."""
-        self._quantize(A)
-        p = self.plan
-        return self._aq.numpy()[: p.m], self._sa.numpy()[: p.m], self._zc.numpy()[: p.m]
+        bk, m = self._quantize(A)
+        return bk.aq.numpy()[:m], bk.sa.numpy()[:m], bk.zc.numpy()[:m]

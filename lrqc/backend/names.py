@@ -12,3 +12,9 @@ OUT = "C"  # float32 output (dequantization epilogue)
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
+FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
+
+
+def symbol(fn: str, m: int) -> str:
+    """The exported symbol of function fn for the M bucket of m rows."""
+    return f"{fn}_m{m}"

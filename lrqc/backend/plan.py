@@ -50,6 +50,39 @@ class KernelPlan:
 
 
 
+def m_range(M) -> tuple[int, int]:
+    """M as an int, a (lo, hi) pair, a range or 'lo..hi' -> (lo, hi) with 1 <= lo <= hi."""
+    if isinstance(M, str):
+        lo, sep, hi = M.partition("..")
+        try:
+            pair = (int(lo), int(hi)) if sep else (int(M), int(M))
+        except ValueError:
+            raise LrqcError(f"M: expected an integer or lo..hi, got {M!r}") from None
+    elif isinstance(M, range):
+        if M.step != 1 or not M:
+            raise LrqcError(f"M: expected a non-empty range with step 1, got {M!r}")
+        pair = (M.start, M.stop - 1)
+    elif isinstance(M, tuple) and len(M) == 2:
+        pair = (M[0], M[1])
+    else:
+        pair = (M, M)
+    lo, hi = pair
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or not 1 <= lo <= hi:
+        raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")
+    return lo, hi
+
+
+def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
+    """Compiled row counts for M in lo..hi: powers of two from 4 (the row tile) that are >= lo
+    and < hi, then hi. A call with m rows runs in the smallest bucket >= m."""
+    out, b = [], 4
+    while b < hi:
+        if b >= lo:
+            out.append(b)
+        b *= 2
+    return tuple(out) + (hi,)
+
+
 MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 codes
 
 
