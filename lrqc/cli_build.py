@@ -106,7 +106,8 @@ def cmd_bench(args) -> int:
         tt = f"{t * 1e3:10.3f}{ops / t / 1e9:9.1f}{t_np / t:9.2f}x" if t else ""
         print(f"{name:<40}{err:>12.4e}{tt}")
     if not kernel.fast:
-        print("note: generic schedule (no AVX-512 VNNI on this target): not the fast path")
+        print(f"note: schedule rule {kernel.rule} is not the fast path (no AVX-512 VNNI on this "
+              "target)")
     return 0
 
 

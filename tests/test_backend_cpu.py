@@ -18,6 +18,8 @@ pytest.importorskip("tvm")
 from lrqc.backend.target import host_cpu_flags  # noqa: E402
 
 HAS_VNNI = "avx512_vnni" in host_cpu_flags()
+# the kernel tests run the AVX2 rule wherever the host has AVX2 (VNNI hosts run both, below)
+HOST_RULE_TARGET = "x86-avx2" if "avx2" in host_cpu_flags() else None
 
 
 def scheme(a: str, b: str) -> lrqc.Scheme:
@@ -69,7 +71,7 @@ CASES = [  # a, b, (M, N, K)
 def test_kernel_matches_reference(a, b, dims):
     s = scheme(a, b)
     m, n, k = dims
-    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
     A, B = data(m, n, k, seed=m + n + k, dist="uniform" if a.startswith("uint") else "normal")
     check(kernel, s, A, B)
 
@@ -156,15 +158,47 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
     assert asm.count("vpdpbusd") >= 16
 
 
-def test_generic_rule_for_targets_without_vnni():
+def test_rule_choice_follows_the_target():
     from lrqc.backend.plan import make_plan
     from lrqc.backend.rules import choose
     from lrqc.backend.target import features, resolve
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
-    for t in ("x86-avx2", "aarch64"):
+    want = {"x86-avx512-vnni": "x86_vnni", "x86-avx2": "x86_avx2", "aarch64": "generic"}
+    for t, name in want.items():
         rule, skipped = choose("x86", plan, features(resolve(t)))
-        assert rule.NAME == "generic" and ("x86_vnni", "target lacks avx512vnni") in skipped
+        assert rule.NAME == name
+        if name != "x86_vnni":
+            assert ("x86_vnni", "target lacks avx512vnni") in skipped
+
+
+@pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
+                                       ("int4 per_vector(32)", (8, 64, 256))])
+def test_avx2_rule_emits_vpmaddwd(spec, dims):
+    from lrqc.backend.build import schedule_all
+    from lrqc.backend.compat import compile_module, tvm
+    from lrqc.backend.plan import make_plan
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve
+
+    t = resolve("x86-avx2")
+    plan = make_plan(scheme(spec, spec), *dims)
+    rule, _ = choose("x86", plan, features(t))
+    asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
+    assert asm.count("vpmaddwd") >= 16
+
+
+BASELINE_X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64"}
+
+
+@pytest.mark.parametrize("i", [0, 2, 3, 8, 11, 13])
+def test_generic_rule_runs_exactly(i):
+    """The portable rule (here on baseline x86-64, SSE2 only) against the reference."""
+    a, b, dims = CASES[i]
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, *dims, target=BASELINE_X86)
+    assert kernel.rule == "generic"
+    check(kernel, s, *data(*dims, seed=4, dist="uniform" if a.startswith("uint") else "normal"))
 
 
 @pytest.mark.skipif(not HAS_VNNI, reason="this CPU has no AVX-512 VNNI to run the fast path")
@@ -243,7 +277,7 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "x86-avx2",
                  "-o", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert "schedule rule: generic" in out and "WARNING: not the fast path" in out
+    assert "schedule rule: x86_avx2" in out and "WARNING: not the fast path" in out
     assert main(["bench", str(src), "--dims", "M=32,N=32,K=64", "--repeat", "3"]) == 0
     out = capsys.readouterr().out
     assert "numpy float32" in out and "lrqc p [" in out and "GOPS" in out

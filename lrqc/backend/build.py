@@ -24,11 +24,12 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
 
 def schedule_all(plans, rule) -> "tvm.IRModule":
     out = {}
+    pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     for plan in plans:
         funcs = {
             names.FN_QUANTIZE: te_base.quantize_a(plan),
-            names.FN_GEMM: te_base.gemm(plan),
-            names.FN_ACC: te_base.gemm(plan, int_only=True),
+            names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
+            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
         }
         for fn, tensors in funcs.items():
             sch = Schedule(prim_func(tensors))

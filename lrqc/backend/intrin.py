@@ -1,7 +1,12 @@
-"""The 16x4 u8·s8 -> s32 VNNI tensor intrinsic with LLVM 22's vpdpbusd signature.
+"""Tensor intrinsics on one 64-byte weight block (16 columns x 4 k) and 4 bytes of A.
 
-TVM 0.27's built-in `dot_16x4_vnni` passes <16 x i32> operands, which LLVM 22 rejects
-(vpdpbusd.512 now takes <64 x i8>); this one reinterprets A's 4 bytes and B's 64 bytes."""
+VNNI: u8·s8 -> s32 with LLVM 22's vpdpbusd signature. TVM 0.27's built-in `dot_16x4_vnni`
+passes <16 x i32> operands, which LLVM 22 rejects (vpdpbusd.512 now takes <64 x i8>); this one
+reinterprets A's 4 bytes and B's 64 bytes.
+
+AVX2: the same block with vpmaddwd on bytes widened to int16 (u8 zero-, s8 sign-extended), which
+sums adjacent k pairs: C[j, h] += Σ_t A[2h+t]·B[j, 2h+t], 32 int32 lanes in vpmaddwd order.
+Exact: |u8·s8| <= 255·128, a pair sum fits int32 without saturation."""
 
 from __future__ import annotations
 
@@ -43,13 +48,51 @@ def _impl(
             dtype="int32x16")
 
 
-_done = False
+AVX2_16x4 = "lrqc_avx2_16x4_pairs_u8s8s32"
 
 
-def register() -> str:
-    """Register the intrinsic once per process; returns its name."""
-    global _done
-    if not _done:
-        TensorIntrin.register(VNNI_16x4, _desc, _impl)
-        _done = True
-    return VNNI_16x4
+@T.prim_func(s_tir=True)
+def _desc_pairs(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16, 2), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16, 0:2], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16, 0:2])
+        for i in T.serial(0, 16):
+            for h in T.serial(0, 2):
+                for t in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vi, vh, vt = T.axis.remap("SSR", [i, h, t])
+                        C[vi, vh] = C[vi, vh] + T.cast(A[vh * 2 + vt], "int32") * T.cast(
+                            B[vi, vh * 2 + vt], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _impl_pairs(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16, 2), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16, 0:2], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16, 0:2])
+        a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        a16 = T.cast(T.reinterpret(T.broadcast(a4, 4), dtype="uint8x16"), "int16x16")
+        for q in T.unroll(4):
+            C.vstore([q * 4, 0], C.vload([q * 4, 0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.cast(B.vload([q * 4, 0], dtype="int8x16"), "int16x16"), a16, dtype="int32x8"))
+
+
+_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs)}
+_done: set[str] = set()
+
+
+def register(name: str = VNNI_16x4) -> str:
+    """Register an intrinsic once per process; returns its name."""
+    if name not in _done:
+        TensorIntrin.register(name, *_INTRINSICS[name])
+        _done.add(name)
+    return name

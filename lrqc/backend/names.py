@@ -7,6 +7,7 @@ QUANT_CODES = "a_codes"  # u8 codes of A
 UNPACK = "b_unpack"  # sub-byte weights unpacked to int8 (per tile)
 ACC = "acc"  # int32 accumulator (one K group)
 PARTIAL = "partial"  # int32 accumulator per K group (per_vector)
+PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)
 
 FN_QUANTIZE = "quantize_a"

@@ -169,8 +169,22 @@ def _nibble(byte, e):
     return tir.if_then_else(e < 32, (byte << four) >> four, byte >> four)
 
 
-def gemm(p: KernelPlan, int_only: bool = False):
-    """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only)."""
+def _int_sum(shape, prod, width: int, name: str, pairs: bool):
+    """int32 sums of prod(*idx, k) over k < width: directly, or (pairs) as two interleaved half
+    sums over k pairs (2h, 2h+1) of every 4 (the vpmaddwd order), added in a block `name`."""
+    if not pairs:
+        k = te.reduce_axis((0, width), "k")
+        return te.compute(shape, lambda *idx: te.sum(prod(*idx, k), axis=k), name=name)
+    k4, t = te.reduce_axis((0, width // 4), "k4"), te.reduce_axis((0, 2), "t")
+    half = te.compute(tuple(shape) + (2,), lambda *idx: te.sum(
+        prod(*idx[:-1], k4 * 4 + idx[-1] * 2 + t), axis=[k4, t]), name=name + names.PAIRS)
+    h = te.reduce_axis((0, 2), "h")
+    return te.compute(shape, lambda *idx: te.sum(half[idx + (h,)], axis=h), name=name)
+
+
+def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
+    """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
+    pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers."""
     Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     if p.nibbles:  # two weights per byte, unpacked per tile by the schedule
@@ -189,17 +203,14 @@ def gemm(p: KernelPlan, int_only: bool = False):
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
     if G == 1:
-        k = te.reduce_axis((0, Kp), "k")
-        acc = te.compute((Mp, Np), lambda i, j: te.sum(prod(i, j, k), axis=k), name=names.ACC)
+        acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - zc[i, 0] * cs[0, j], name=names.OUT)
             return [Aq, b_in, zc, cs, out]
         C = te.compute((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
                        * (acc[i, j] - zc[i, 0] * cs[0, j]).astype("float32"), name=names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, C]
-    kk = te.reduce_axis((0, V), "kk")
-    part = te.compute((Mp, G, Np), lambda i, g, j: te.sum(prod(i, j, g * V + kk), axis=kk),
-                      name=names.PARTIAL)
+    part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
     if int_only:
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - zc[i, g] * cs[g, j],
                          name=names.OUT)

@@ -5,11 +5,15 @@ then parallel/unroll/vectorize, then compute_at, then decompose_reduction, then 
 from __future__ import annotations
 
 from . import names
-from .intrin import register as register_vnni
+from .intrin import AVX2_16x4, VNNI_16x4, register
 
 
-def block(sch, name):
-    return sch.get_sblock(name)
+def register_vnni() -> str:
+    return register(VNNI_16x4)
+
+
+def register_avx2() -> str:
+    return register(AVX2_16x4)
 
 
 def has_block(sch, name) -> bool:
@@ -32,12 +36,6 @@ def parallel_rows(sch, name, vector: int = 0):
     return b
 
 
-def inline_all(sch, names_):
-    for n in names_:
-        if has_block(sch, n):
-            sch.compute_inline(sch.get_sblock(n))
-
-
 def quantize_pass(sch):
     """Parallel rows for the codes; the stats and scales are small or row reductions."""
     for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
@@ -46,25 +44,33 @@ def quantize_pass(sch):
     parallel_rows(sch, names.QUANT_CODES)
 
 
-def vnni_gemm_tile(sch, acc_name, mr, nr, kc):
-    """jo(par) -> io -> ko -> kk -> ii(unroll) -> jm(unroll) -> [16 j x 4 k] for one accumulator
-    block (M, N, K); returns the loops for epilogues and tensorize."""
-    blk = sch.get_sblock(acc_name)
-    i, j, k = sch.get_loops(blk)
-    io, ii = sch.split(i, [None, mr])
-    jo, jm, jv = sch.split(j, [None, nr, 16])
-    ko, kk, kv = sch.split(k, [None, kc // 4, 4])
-    sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
-    sch.parallel(jo)
-    sch.unroll(ii)
-    sch.unroll(jm)
-    return {"blk": blk, "jo": jo, "io": io, "ko": ko, "jv": jv}
-
-
-def finish_vnni(sch, loops):
+def finish_vnni(sch, loops, intrin=None):
     init = sch.decompose_reduction(loops["blk"], loops["ko"])
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(loops["jv"], register_vnni())
+    sch.tensorize(loops["jv"], intrin or register_vnni())
+
+
+def unpack_at(sch, loop):
+    """Unpack the nibble tile of B under `loop`, 64 lanes at a time (no-op for int8 weights)."""
+    if not has_block(sch, names.UNPACK):
+        return
+    ub = sch.get_sblock(names.UNPACK)
+    sch.compute_at(ub, loop)
+    j, kk = sch.get_loops(ub)[-2:]
+    sch.vectorize(sch.fuse(j, kk))
+
+
+def sum_pairs_at(sch, name, loop, lanes=8):
+    """Place the block adding the two vpmaddwd halves (reduction over its last loop h) under
+    `loop`: h unrolled outside `lanes` vectorized columns."""
+    b = sch.get_sblock(name)
+    sch.reverse_compute_at(b, loop)
+    j, h = sch.get_loops(b)[-2:]
+    _, jv = sch.split(j, [None, lanes])
+    sch.reorder(h, jv)
+    sch.unroll(h)
+    sch.vectorize(jv)
+    return b
 
 
 def fuse_epilogue(sch, out_name, at_loop, lanes=16):

@@ -18,16 +18,6 @@ def applies(plan, features):
     return None
 
 
-def _unpack_at(sch, tiles, loop):
-    """Unpack the nibble tile of B under `loop`, 64 lanes at a time."""
-    if not tiles.has_block(sch, "b_unpack"):
-        return
-    ub = sch.get_sblock("b_unpack")
-    sch.compute_at(ub, loop)
-    j, kk = sch.get_loops(ub)[-2:]
-    sch.vectorize(sch.fuse(j, kk))
-
-
 def _single_group(fn, sch, plan, tiles, mr, nr):
     kc = tiles.pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4))
     blk = sch.get_sblock("acc")
@@ -42,7 +32,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr):
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
-    _unpack_at(sch, tiles, ko)
+    tiles.unpack_at(sch, ko)
     tiles.fuse_epilogue(sch, "C", jo if plan.nibbles else io)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv})
 
@@ -69,7 +59,7 @@ def _groups(fn, sch, plan, tiles, mr, nr):
     sch.reorder(pko, pi, pjm, pjv, pkv)
     sch.unroll(pi)
     sch.unroll(pjm)
-    _unpack_at(sch, tiles, g)
+    tiles.unpack_at(sch, g)
     pinit = sch.decompose_reduction(part, pko)
     sch.vectorize(sch.get_loops(pinit)[-1])
     sch.tensorize(pjv, tiles.register_vnni())
