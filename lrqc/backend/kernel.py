@@ -38,6 +38,7 @@ class _Bucket:
         self.sa = empty((p.mp, p.groups), "float32")
         self.zc = empty((p.mp, p.groups), "int32")
         self.c = empty((p.mp, p.np_), "float32")
+        self.a = empty((p.m, p.k), "float32")
 
     def fn(self, name: str):
         """The compiled function (looked up on use: a cross-compiled module cannot run here)."""
@@ -68,16 +69,20 @@ class Kernel:
 
     def _quantize(self, A) -> tuple[_Bucket, int]:
         p = self.plan
-        A = as_matrix(A, "A")
+        A = as_matrix(A, "A", np.float32)
         m = A.shape[0]
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
         bk = next(b for b in self._buckets if b.plan.m >= m)
-        buf = np.empty((bk.plan.m, p.k), np.float32)
-        buf[:m] = A
-        buf[m:] = A[-1]
-        bk.fn(names.FN_QUANTIZE)(tensor(buf), bk.aq, bk.sa, bk.zc)
+        if m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous:
+            bk.a.copyfrom(A)  # into the kernel's aligned buffer
+        else:
+            buf = np.empty((bk.plan.m, p.k), np.float32)
+            buf[:m] = A
+            buf[m:] = A[-1]
+            bk.a.copyfrom(buf)
+        bk.fn(names.FN_QUANTIZE)(bk.a, bk.aq, bk.sa, bk.zc)
         return bk, m
 
     def _check(self, packed):
@@ -89,7 +94,8 @@ class Kernel:
         bk, m = self._quantize(A)
         t = packed.tensors
         bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], bk.c)
-        return np.ascontiguousarray(bk.c.numpy()[:m, : self.plan.n])
+        c = bk.c.numpy()
+        return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
     def int_accumulate(self, A, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""
@@ -103,6 +109,30 @@ class Kernel:
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
         return res[:, :m, : p.n]
+
+    def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
+        """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
+        ("copy_a"), quantize_a and the GEMM with its epilogue (for benchmarks)."""
+        import time
+
+        self._check(packed)
+        bk, m = self._quantize(A)
+        t = packed.tensors
+        buf = bk.a.numpy()
+        stages = {
+            "copy_a": lambda: bk.a.copyfrom(buf),
+            "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(bk.a, bk.aq, bk.sa, bk.zc),
+            "gemm": lambda: bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], bk.c),
+        }
+        out = {}
+        for name, fn in stages.items():
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            out[name] = float(np.median(times))
+        return out
 
     def quantized_a(self, A) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(u8 codes, scales, zero corrections) of A as the kernel computes them."""

@@ -7,8 +7,9 @@ import numpy as np
 from ..errors import InputError
 
 
-def as_matrix(x, name: str) -> np.ndarray:
-    """x as a float64 2-D array, or InputError naming the shape/dtype problem."""
+def as_matrix(x, name: str, dtype=np.float64) -> np.ndarray:
+    """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
+    already is one), or InputError naming the shape/dtype problem."""
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
@@ -20,11 +21,14 @@ def as_matrix(x, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected a 2-D matrix, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name}: empty matrix of shape {arr.shape}")
-    arr = arr.astype(np.float64)
+    with np.errstate(over="ignore"):
+        arr = arr.astype(dtype, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise InputError(f"{name}: contains non-finite values (first at [{bad[0]}, {bad[1]}] = "
-                         f"{arr[tuple(bad)]})")
+                         f"{arr[tuple(bad)]}" + (", beyond the float32 range" if
+                                                 np.isfinite(np.asarray(x)[tuple(bad)]) else "")
+                         + ")")
     return arr
 
 
