@@ -26,7 +26,7 @@ def test_readme_schemes_are_the_examples(all_examples):
 def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     commands = [b.strip() for b in _blocks(readme)[:2]]
-    assert "lrqc eval examples/" in commands[0] and "pip install ." in commands[0]
+    assert "lrqc bench examples/" in commands[0] and "pip install ." in commands[0]
     assert "pytest" in commands[1] and "[test]" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
