@@ -57,7 +57,9 @@ def unpack_at(sch, loop):
     ub = sch.get_sblock(names.UNPACK)
     sch.compute_at(ub, loop)
     j, kk = sch.get_loops(ub)[-2:]
-    sch.vectorize(sch.fuse(j, kk))
+    half, b = sch.split(sch.fuse(j, kk), [2, 32])  # low nibbles, then high: 32 contiguous bytes
+    sch.unroll(half)
+    sch.vectorize(b)
 
 
 def sum_pairs_at(sch, name, loop, lanes=8):
