@@ -37,8 +37,8 @@ def cmd_build(args) -> int:
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  schedule rule: {man['schedule_rule']}" + ("" if man["fast_path"] else
-          "   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect several "
-          "times lower speed"))
+          "   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
+          "speed than a VNNI build"))
     for note in man["notes"]:
         print(f"  note: {note}")
     if man["cross_compiled"]:

@@ -101,8 +101,8 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         raise UnsupportedScheme(f"scheme '{s.name}': the code generator handles quantized a and b "
                                 "operands so far (float, LPLR and LRAMM operands come next)")
     if s.a.residuals or s.b.residuals:
-        raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet "
-                                "(issue 4); lrqc.reference.matmul evaluates them")
+        raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
+                                "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
     if s.static != "b":
         raise UnsupportedScheme(f"scheme '{s.name}': static: {s.static} is not compiled yet")
     qa, qb = s.a.quant, s.b.quant
