@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -29,7 +29,7 @@ from lrqc.frontend.model import (
 )
 from lrqc.frontend.schema import MAX_SCALE_BITS
 from lrqc.frontend.unparse import unparse
-from lrqc.ir import IRError, lower_ast, print_program, verify
+from lrqc.ir import lower_ast, print_program, verify
 from lrqc.passes import bind, estimate_cost, infer_shapes, run_passes, split_stages
 from lrqc.passes.shapes import K as SYM_K
 from lrqc.passes.shapes import M as SYM_M
@@ -187,106 +187,6 @@ def schemes(draw, dims: tuple[int, int, int] | None = None) -> Scheme:
     return Scheme(name, a, b, None, **top)
 
 
-# ---- known library bugs ----------------------------------------------------------------------------
-# The property tests below steer around these (assume) so that they keep checking everything else;
-# each has a strict xfail regression test at the end of this file, which starts to XPASS (and so
-# fails) once the bug is fixed: then delete the exclusion and the xfail marker.
-
-def _one_sided_grouped_int_matmul(p) -> bool:
-    """BUG 1: infer_shapes calls sympy.igcd with ONE argument when exactly one operand of an
-    int_matmul is per_vector/per_block (lrqc/passes/shapes.py, _int_matmul) -> TypeError."""
-    quants = {op.results[0]: op.quant for op in p.ops if op.kind == "quantize"}
-    for op in p.ops:
-        if op.kind == "int_matmul":
-            if sum(quants[a].grouped for a in op.args) == 1:
-                return True
-    return False
-
-
-def _float_other_operand_rounded(s: Scheme) -> bool:
-    """BUG 2: for a lowrank term of `a` (L_A (F_Aᵀ B)) and for a sparse term of either operand
-    (sparsify(other)), the IR uses the other operand rounded to its float storage type, while
-    reference.matmul uses it unrounded (scheme.py _compensation uses pb.x / pa.x)."""
-    if s.product is not None:
-        return False
-    for role, other in (("a", s.b), ("b", s.a)):
-        op = s.operand(role)
-        if not isinstance(op, QuantOperand) or not isinstance(other, FloatOperand):
-            continue
-        if other.dtype == "float64":
-            continue
-        for t in op.residuals:
-            if isinstance(t, Sparse) or (isinstance(t, LowRank) and role == "a"):
-                return True
-    return False
-
-
-def _lplr_a_with_lowrank_b(s: Scheme) -> bool:
-    """BUG 4: lower_ast of `a: lplr(...)` with a lowrank residual term on `b` emits
-    dequantize(None) (lrqc/ir/lower.py, _term_products calls _base() on the LPLR operand, which
-    has neither a base value nor a quantized value); verify() rejects the program."""
-    return isinstance(s.a, LplrOperand) and isinstance(s.b, QuantOperand) and any(
-        isinstance(t, LowRank) for t in s.b.residuals)
-
-
-def _accumulator_bug(p, k: int) -> str | None:
-    """BUG 3 (lrqc/reference/interp.py, Accumulators.groups / _rescale, and quant.int_accumulate):
-    the interpreter's int_matmul/rescale of two grouped quantized operands is wrong when
-      3a: an e*m* format is involved and the two block sizes are not multiples of each other
-          (the group step is min(Va, Vb), not their gcd: a scale is applied across a block edge);
-      3b: an int8 per_block (MX INT8, elements q/64) meets no e*m* format: int_accumulate
-          np.rint()s the non-integer sums of element values;
-      3c: the operands are zero-padded to different widths: _col_scale indexes a group past the
-          end of the shorter operand (IndexError).
-    Returns which, or None."""
-    quants = {op.results[0]: op.quant for op in p.ops if op.kind == "quantize"}
-    for op in p.ops:
-        if op.kind != "int_matmul":
-            continue
-        qs = [quants[a] for a in op.args]
-        fp = any(q.fmt in FP_ELEMENT_FORMATS for q in qs)
-        if not fp and any(q.granularity == "per_block" for q in qs):
-            return "3b"
-        widths = [-(-k // q.vector) * q.vector if q.grouped else k for q in qs]
-        kp = max(widths)
-        # operands whose scale varies along K (a single group acts like per_channel)
-        multi = [q.grouped and w > q.vector for q, w in zip(qs, widths)]
-        if fp:  # interp.Accumulators.groups: step min(groups)
-            groups = [q.vector if q.grouped else k for q in qs]
-            if all(multi) and max(groups) % min(groups):
-                return "3a"
-            g = min(groups)
-        else:  # quant._common_group: gcd, kp for a single group
-            g = int(np.gcd(*[q.vector if m else kp for q, m in zip(qs, multi)]))
-        for q, w, m in zip(qs, widths, multi):
-            if m and any(s >= w for s in range(0, kp, g)):
-                return "3c"
-    return None
-
-
-def _pad_codes_may_be_nonzero(q: Quant, k: int) -> bool:
-    if not (q.grouped and k % q.vector):
-        return False
-    binary = q.bits == 1 and q.signed
-    shrunk_minmax = q.calibrate == "minmax" and q.scale_bits > 0 and q.scale_round == "nearest"
-    return binary or shrunk_minmax
-
-
-def _padding_codes_bug(p, k: int) -> bool:
-    """BUG 6 (lrqc/reference/quant.py quantize; interp.py / quant.int_accumulate): quantize()
-    zero-pads K and then quantizes the padding like data, so the padded columns can get nonzero
-    centered codes: int1 (_quantize_binary: sign with 0 -> +1), and minmax with two-level scales
-    rounded to nearest (the scale shrinks, the zero point qmin - rint(lo/s) leaves [qmin, qmax]
-    and the padded codes clip). reference.matmul never sees them (dequantize slices [:, :k]), but
-    the interpreter's integer accumulation sums them when BOTH operands are padded like that."""
-    quants = {op.results[0]: op.quant for op in p.ops if op.kind == "quantize"}
-    for op in p.ops:
-        if op.kind == "int_matmul":
-            if all(_pad_codes_may_be_nonzero(quants[a], k) for a in op.args):
-                return True
-    return False
-
-
 def _dims():
     return st.tuples(st.integers(8, 40), st.integers(8, 40), st.integers(8, 40))
 
@@ -316,10 +216,8 @@ def test_several_schemes_in_one_file_round_trip(ss):
 @settings(max_examples=_n(60), **SETTINGS)
 @given(schemes(), st.tuples(st.integers(1, 300), st.integers(1, 300), st.integers(1, 300)))
 def test_verify_holds_after_every_pass_and_costs_are_nonnegative(s, dims):
-    assume(not _lplr_a_with_lowrank_b(s))
     p = lower_ast(s)
     verify(p)
-    assume(not _one_sided_grouped_int_matmul(p))
     p = infer_shapes(p)
     verify(p)
     assert all(p.type_of(r) is not None for op in p.ops for r in op.results)
@@ -350,9 +248,7 @@ def test_verify_holds_after_every_pass_and_costs_are_nonnegative(s, dims):
 @settings(max_examples=_n(30), **SETTINGS)
 @given(schemes())
 def test_run_passes_equals_the_passes_one_by_one(s):
-    assume(not _lplr_a_with_lowrank_b(s))
     p = lower_ast(s)
-    assume(not _one_sided_grouped_int_matmul(p))
     assert run_passes(p) == split_stages(infer_shapes(p))
 
 
@@ -382,11 +278,6 @@ def schemes_with_dims(draw):
 @given(schemes_with_dims(), st.sampled_from(["normal", "uniform"]), st.integers(0, 2**16))
 def test_interpreter_agrees_with_reference(sd, data, seed):
     (m, n, k), s = sd
-    assume(not _lplr_a_with_lowrank_b(s))
-    assume(not _float_other_operand_rounded(s))
-    assume(not _one_sided_grouped_int_matmul(lower_ast(s)))
-    assume(_accumulator_bug(lower_ast(s), k) is None)
-    assume(not _padding_codes_bug(lower_ast(s), k))
     A, B = _data(data, seed, m, n, k)
     ref = matmul(s, A, B)
     got = interpret(run_passes(lower_ast(s)), A, B)
@@ -471,7 +362,7 @@ def test_strategies_are_canonical():
     check()
 
 
-# ---- regression tests of the known bugs (strict xfail: they XPASS, and so fail, once fixed) --------
+# ---- regression tests of bugs the property tests found (all fixed) ------------------------------
 
 def _agree(text: str, m: int = 16, n: int = 10, k: int = 12) -> None:
     s = parse_schemes(text)["s"]
@@ -483,8 +374,6 @@ def _agree(text: str, m: int = 16, n: int = 10, k: int = 12) -> None:
     assert err <= 1e-8, f"relative max-abs error {err:.3e}"
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="BUG 1: sympy.igcd() with one argument "
-                   "in passes/shapes.py _int_matmul")
 @pytest.mark.parametrize("text", [
     "scheme s { a: int8\n b: int8 per_vector(4) }",
     "scheme s { a: int8 per_block(4)\n b: int8 per_channel }",
@@ -494,8 +383,6 @@ def test_bug1_infer_shapes_with_one_grouped_operand(text):
     verify(infer_shapes(lower_ast(parse_schemes(text)["s"])))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG 2: the IR multiplies residual "
-                   "terms by the float-rounded other operand, the reference by the unrounded one")
 @pytest.mark.parametrize("text", [
     "scheme s { a: int8 + lowrank(rank=2)\n b: float16 }",
     "scheme s { a: float16\n b: int8 + sparse() }",
@@ -504,8 +391,6 @@ def test_bug2_rounded_float_operand_in_compensation(text):
     _agree(text)
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, IndexError), reason="BUG 3: interpreter's "
-                   "grouped int_matmul/rescale (reference/interp.py Accumulators, quant.int_accumulate)")
 @pytest.mark.parametrize("text", [
     # 3a: e*m* blocks of 4 and 6: the group step is min(4, 6) = 4, not gcd = 2
     "scheme s { a: e4m3 per_block(4)\n b: e4m3 per_block(6) }",
@@ -519,15 +404,11 @@ def test_bug3_grouped_accumulation_in_the_interpreter(text):
     _agree(text)
 
 
-@pytest.mark.xfail(strict=True, raises=IRError, reason="BUG 4: lower_ast emits dequantize(None) "
-                   "for a lowrank term of b against an lplr a (ir/lower.py _term_products)")
 def test_bug4_lplr_a_with_lowrank_b_lowers_to_valid_ir():
     verify(lower_ast(parse_schemes(
         "scheme s { a: lplr(rank=1)\n b: int8 + lowrank(rank=1)\n static: a }")["s"]))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG 5: a subnormal max|x| gives scale amax/qmax == 0, "
-                   "so quantize() divides by zero (NaN for integer formats, ValueError for e*m*)")
 @pytest.mark.parametrize("q", [Quant("int8"), Quant("uint8", calibrate="minmax"), Quant("e4m3")],
                          ids=["int8", "uint8-minmax", "e4m3"])
 def test_bug5_quantize_subnormal_input(q):
@@ -537,8 +418,6 @@ def test_bug5_quantize_subnormal_input(q):
     assert np.all(np.isfinite(deq)) and np.all(np.abs(x - deq) <= 5e-324)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG 6: padded K columns can get "
-                   "nonzero centered codes (reference/quant.py), the interpreter sums them")
 @pytest.mark.parametrize("quant", [
     "int1 per_vector(3)",
     "int8 per_vector(3, scale=uint2 per_channel) calibrate=minmax scale_round=nearest",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..frontend.model import (
-    Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand, Quant, QuantOperand, Scheme, Sparse,
+    Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand, Quant, Scheme, Sparse,
 )
 from . import nodes as ir
 
@@ -85,7 +85,8 @@ def _term_products(bld, mine, other, role, acc) -> list[str]:
             if role == "a":
                 out.append(bld.emit(ir.MatMul, (l, bld.emit(ir.MatMul, (ft, other["x"])))))
             else:
-                out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (_base(bld, other), l)), ft)))
+                ob = _lplr_value(bld, other) if other["lplr"] else _base(bld, other)
+                out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ob, l)), ft)))
             continue
         if isinstance(term, Sparse):
             xs = bld.emit(ir.Sparsify, (other["x"],), threshold=term.threshold,

@@ -22,7 +22,10 @@ def _quantize(op, t):
 def _int_matmul(op, qa, qb):
     k = qa.shape[1]
     groups = [q.quant.vector for q in (qa, qb) if q.quant is not None and q.quant.grouped]
-    g = sympy.ceiling(k / sympy.igcd(*groups)) if groups else 1
+    if not groups:
+        g = 1
+    else:  # sympy.igcd needs two arguments
+        g = sympy.ceiling(k / (groups[0] if len(groups) == 1 else sympy.igcd(*groups)))
     return (ir.TensorType((g, qa.shape[0], qb.shape[1]), "i32" if op.accumulate == "int32" else "i64"),)
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frontend.model import FP_ELEMENT_FORMATS
 from . import lplr as lplr_mod
 from .inputs import check_pair, round_float
 from .lowrank import factorize
-from .quant import QArray, int_accumulate, quantize
+from .quant import QArray, grouped_sums, quantize
 from .residual import sparsify
 
 _FLOAT = {"f32": "float32", "f64": "float64", "f16": "float16", "bf16": "bfloat16"}
@@ -25,21 +24,16 @@ class Accumulators:
         self.qa, self.qb = qa, qb
 
     def groups(self):
-        if self.qa.quant.fmt in FP_ELEMENT_FORMATS or self.qb.quant.fmt in FP_ELEMENT_FORMATS:
-            ca, cb = self.qa.centered(), self.qb.centered()  # dyadic element values: float sums
-            kp = max(ca.shape[1], cb.shape[1])
-            ca = np.pad(ca, ((0, 0), (0, kp - ca.shape[1])))
-            cb = np.pad(cb, ((0, 0), (0, kp - cb.shape[1])))
-            g = min(self.qa.group, self.qb.group)
-            for s in range(0, kp, g):
-                yield slice(s, s + g), ca[:, s:s + g] @ cb[:, s:s + g].T
-            return
-        yield from int_accumulate(self.qa, self.qb)
+        """(K slice, sums of centered values) per common group: exact for integer codes,
+        dyadic float64 sums for e*m* elements."""
+        yield from grouped_sums(self.qa, self.qb)
 
 
 def _col_scale(q: QArray, start: int) -> np.ndarray:
+    """Scale of q's group holding column `start`; past the end of a shorter operand (zeros
+    there) its last group's, which only multiplies zeros."""
     s = q.scale
-    return s[:, 0] if s.shape[-1] == 1 else s[:, start // q.group]
+    return s[:, 0] if s.shape[-1] == 1 else s[:, min(start // q.group, s.shape[-1] - 1)]
 
 
 def _rescale(op, acc: Accumulators, qa: QArray, qb: QArray, ctx):

@@ -6,7 +6,7 @@ always the last one: per_channel = one scale per row, per_vector/per_block = gro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -87,15 +87,27 @@ def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
     g = group_size(q, kp)
     rng = np.random.default_rng(q.seed) if q.round == "stochastic" else None
     if q.granularity == "per_block":
-        return _quantize_mx(xr, q, role, k, rng)
+        return _zero_padding(_quantize_mx(xr, q, role, k, rng))
     groups = xr.reshape(rows, kp // g, g)
     if q.granularity == "per_tensor":
         groups = xr.reshape(1, 1, rows * kp)
     if q.fmt in FP_ELEMENT_FORMATS:
-        return _quantize_fp(xr, groups, q, role, k, g, rng)
+        return _zero_padding(_quantize_fp(xr, groups, q, role, k, g, rng))
     if q.bits == 1 and q.signed:
-        return _quantize_binary(xr, groups, q, role, k, g)
-    return _quantize_int(xr, groups, q, role, k, g, rng)
+        return _zero_padding(_quantize_binary(xr, groups, q, role, k, g))
+    return _zero_padding(_quantize_int(xr, groups, q, role, k, g, rng))
+
+
+def _zero_padding(qa: QArray) -> QArray:
+    """The padded K columns (k..Kp) hold centered code 0, whatever the quantizer would make of
+    a 0 there (int1 maps 0 to +1; a min-max zero point can lie outside [qmin, qmax]): padding
+    is not data and must add nothing to an integer accumulation. Their scales are those of the
+    data in the same group."""
+    if qa.codes.shape[1] == qa.k:
+        return qa
+    codes = qa.codes.copy()
+    codes[:, qa.k:] = np.broadcast_to(qa.expand(qa.zero), codes.shape)[:, qa.k:]
+    return replace(qa, codes=codes)
 
 
 def _stat_shape(q: Quant, rows: int, ngroups: int) -> tuple[int, int]:
@@ -111,10 +123,10 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
         lo, hi = groups.min(axis=-1), groups.max(axis=-1)
         rng_ = hi - lo
         rng_ = np.where(rng_ > 0, rng_, np.maximum(np.abs(hi), np.abs(lo)))
-        scale = np.where(rng_ > 0, rng_ / levels, 1.0).reshape(shape)
+        scale = _safe_scale(rng_, levels).reshape(shape)
     else:
         amax = np.abs(groups).max(axis=-1)
-        scale = np.where(amax > 0, amax / qmax, 1.0).reshape(shape)
+        scale = _safe_scale(amax, qmax).reshape(shape)
         lo = None
     scale_int = gamma = None
     if q.scale.startswith("uint"):
@@ -126,6 +138,16 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     tmp = QArray(q, role, k, g, xr, zero, scale)
     codes = np.clip(round_values(xr / tmp.expand(scale), q.round, rng) + tmp.expand(zero), qmin, qmax)
     return QArray(q, role, k, g, codes, zero, scale, scale_int, gamma)
+
+
+TINY = np.nextafter(0.0, 1.0)  # the smallest positive float64 (a subnormal)
+
+
+def _safe_scale(stat: np.ndarray, top: float) -> np.ndarray:
+    """stat / top, at least the smallest subnormal where stat > 0 (a subnormal max |x| would
+    otherwise give a zero scale and divide by it), 1 for an all-zero group."""
+    with np.errstate(under="ignore"):
+        return np.where(stat > 0, np.maximum(stat / top, TINY), 1.0)
 
 
 def _two_level(scale: np.ndarray, q: Quant):
@@ -144,7 +166,8 @@ def _quantize_binary(xr, groups, q, role, k, g) -> QArray:
     rows, kp = xr.shape
     shape = _stat_shape(q, rows, kp // g)
     mean = np.abs(groups).mean(axis=-1).reshape(shape)
-    scale = np.where(mean > 0, mean, 1.0)
+    # an all-zero group gets scale 0 (its codes are ±1, its values must be 0)
+    scale = np.where(np.abs(groups).max(axis=-1).reshape(shape) > 0, np.maximum(mean, TINY), 0.0)
     codes = np.where(xr >= 0, 1.0, -1.0)
     return QArray(q, role, k, g, codes, np.zeros(shape), scale)
 
@@ -155,7 +178,7 @@ def _quantize_fp(xr, groups, q, role, k, g, rng) -> QArray:
     shape = _stat_shape(q, rows, kp // g)
     max_normal = minifloat.FP_FORMATS[q.fmt][3]
     amax = np.abs(groups).max(axis=-1).reshape(shape)
-    scale = np.where(amax > 0, amax / max_normal, 1.0)
+    scale = _safe_scale(amax, max_normal)
     tmp = QArray(q, role, k, g, xr, np.zeros(shape), scale)
     codes = minifloat.round_to_format(xr / tmp.expand(scale), q.fmt, q.round, rng)
     return QArray(q, role, k, g, codes, np.zeros(shape), scale)
@@ -170,24 +193,45 @@ def _quantize_mx(xr, q, role, k, rng) -> QArray:
 
 def int_accumulate(qa: QArray, qb: QArray):
     """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]  (M x N, int64)
-    together with the group's column slice. Groups are the finer of the two operands' groups.
-    e*m* / MX codes enter as integers (values times 2^frac_bits, see integer_codes)."""
+    together with the group's column slice. Groups are the finer of the two operands' groups
+    (the gcd of the group sizes of operands whose scale varies along K). e*m* / MX codes enter
+    as integers (values times 2^frac_bits, see integer_codes); ValueError when the sums could
+    leave float64's exact integers (wide e*m* formats: use grouped_sums)."""
     ca, cb = integer_codes(qa), integer_codes(qb)
-    kp = max(ca.shape[1], cb.shape[1])
+    bound = float(np.abs(ca).max(initial=0)) * float(np.abs(cb).max(initial=0)) * ca.shape[1]
+    if bound >= 2.0**53:
+        raise ValueError(f"integer codes of {qa.quant.fmt} x {qb.quant.fmt} can sum past 2^53")
+    for sl, part in _grouped(qa, qb, ca, cb):
+        yield sl, np.rint(part).astype(np.int64)
+
+
+def grouped_sums(qa: QArray, qb: QArray):
+    """(K slice, sums of centered values) per common K-group, in float64: exact integers for
+    integer formats, dyadic sums for e*m* (the value of int_accumulate times the code units)."""
+    yield from _grouped(qa, qb, qa.centered(), qb.centered())
+
+
+def _grouped(qa: QArray, qb: QArray, ca: np.ndarray, cb: np.ndarray):
+    kp = max(ca.shape[1], cb.shape[1])  # operands padded to different widths: zeros past the end
     ca = np.pad(ca, ((0, 0), (0, kp - ca.shape[1])))
     cb = np.pad(cb, ((0, 0), (0, kp - cb.shape[1])))
     g = _common_group(qa, qb, kp)
     for start in range(0, kp, g):
         sl = slice(start, start + g)
-        yield sl, np.rint(ca[:, sl] @ cb[:, sl].T).astype(np.int64)
+        yield sl, ca[:, sl] @ cb[:, sl].T
+
+
+def code_unit(q: Quant) -> float:
+    """Value of one integer code step: 2^-frac_bits for e*m* and MX elements, 1 for integers,
+    so that value = integer_codes(q) * code_unit * scale."""
+    if q.is_int and q.granularity != "per_block":
+        return 1.0
+    return 2.0 ** -minifloat.frac_bits(q.fmt)
 
 
 def integer_codes(q: QArray) -> np.ndarray:
     """Centered codes as integers: e*m* and MX element values times 2^frac_bits (exact)."""
-    c = q.centered()
-    if q.quant.is_int and q.quant.granularity != "per_block":
-        return c
-    return c * 2.0 ** minifloat.frac_bits(q.quant.fmt)
+    return q.centered() / code_unit(q.quant)
 
 
 def _common_group(qa: QArray, qb: QArray, kp: int) -> int:

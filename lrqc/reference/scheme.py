@@ -34,7 +34,10 @@ class Prepared:
 
 def prepare(op, x: np.ndarray, role: str) -> Prepared:
     if isinstance(op, FloatOperand):
-        return Prepared(role, x, round_float(x, op.dtype))
+        # a float operand *is* its rounding to the declared type, in the base product and in
+        # every residual term that multiplies it (a kernel never sees the unrounded values)
+        xr = round_float(x, op.dtype)
+        return Prepared(role, xr, xr)
     if isinstance(op, LplrOperand):
         fn = lplr_mod.lplr if op.method == "lplr" else lplr_mod.dsvd
         if op.method == "lplr":
