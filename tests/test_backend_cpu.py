@@ -64,6 +64,12 @@ CASES = [  # a, b, (M, N, K)
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (7, 33, 100)),
     ("int8 per_block(32, scale=e8m0)", "int8 per_block(32, scale=e8m0)", (1, 16, 1000)),
     ("e2m3 per_block(32, scale=e8m0) round=floor", "e2m1 per_block(32, scale=e8m0)", (5, 20, 96)),
+    # weights with zero points (unsigned / min-max): row sums of A's codes in the epilogue
+    ("int8 per_channel", "uint4 per_channel", (7, 33, 100)),
+    ("uint8 per_tensor", "uint8 per_channel", (16, 20, 64)),
+    ("int8 per_vector(16)", "uint4 per_vector(16)", (9, 40, 100)),
+    ("int8 per_channel", "int4 per_channel calibrate=minmax", (5, 17, 64)),
+    ("int8 per_tensor", "uint8 per_tensor calibrate=maxabs", (3, 16, 40)),
 ]
 
 
@@ -105,6 +111,17 @@ def test_inputs_of_any_layout_and_dtype():
     np.testing.assert_array_equal(kernel(A.tolist(), kernel.pack(np.asfortranarray(B))), C)
 
 
+def test_zero_point_outside_the_code_range_is_refused_not_wrong():
+    s = scheme("int8 per_channel", "int4 per_channel calibrate=minmax")
+    kernel = lrqc.compile(s, M=4, N=16, K=10)  # K padded to 12
+    B = np.random.default_rng(0).random((10, 16)) + 1.0  # positive columns: zero point < -8
+    with pytest.raises(lrqc.InputError, match="zero point lies outside"):
+        kernel.pack(B)
+    kernel = lrqc.compile(s, M=4, N=16, K=12)  # no padding: exact
+    A, B = data(4, 16, 12, seed=2)
+    check(kernel, s, A, np.abs(B) + 1.0)
+
+
 def test_shape_and_input_errors():
     s = scheme("int8 per_channel", "int8 per_channel")
     kernel = lrqc.compile(s, M=4, N=16, K=8)
@@ -126,7 +143,6 @@ def test_shape_and_input_errors():
     ("e4m3 per_block(32, scale=e8m0)", "e4m3 per_block(32, scale=e8m0)", "do not fit int8"),
     ("e2m1 per_tensor", "int8", "float scale are not compiled"),
     ("e2m1 per_block(32, scale=e8m0)", "int8 per_channel", "MX \\(per_block\\) on one operand"),
-    ("int8", "uint8", "weights must be signed and symmetric"),
     ("int8 round=stochastic", "int8", "stochastic"),
     ("int8 per_vector(16)", "int8 per_vector(32)", "per_vector sizes differ"),
 ])
@@ -142,6 +158,7 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int4 per_channel", (7, 33, 100)),
                                        ("int4 per_vector(32)", (8, 64, 256)),
                                        ("int2 per_channel", (16, 64, 128)),
+                                       ("uint4 per_channel", (16, 64, 128)),
                                        ("e2m1 per_block(32, scale=e8m0)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.backend.build import schedule_all
@@ -191,7 +208,7 @@ def test_avx2_rule_emits_vpmaddwd(spec, dims):
 BASELINE_X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64"}
 
 
-@pytest.mark.parametrize("i", [0, 2, 3, 8, 11, 13])
+@pytest.mark.parametrize("i", [0, 2, 3, 8, 11, 13, 18])
 def test_generic_rule_runs_exactly(i):
     """The portable rule (here on baseline x86-64, SSE2 only) against the reference."""
     a, b, dims = CASES[i]

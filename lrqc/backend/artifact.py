@@ -22,7 +22,9 @@ LAYOUTS = {
           "per byte for 5..8-bit weights; 2..4-bit weights as [Np/16, Kp/4, 32] split-half "
           "nibbles (see packing_order)",
     "sb": "float32 [G, Np] effective weight scales per K-group",
-    "cs": "int32 [G, Np] column sums of B's codes per K-group (zero-point correction)",
+    "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
+    "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
+          "weights, else 0), only for weights with zero points",
 }
 
 

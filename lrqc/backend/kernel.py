@@ -39,6 +39,14 @@ class _Bucket:
         self.zc = empty((p.mp, p.groups), "int32")
         self.c = empty((p.mp, p.np_), "float32")
         self.a = empty((p.m, p.k), "float32")
+        self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
+
+    def quantize_args(self) -> list:
+        return [self.a, self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
+
+    def zero_args(self, t: dict) -> list:
+        """Epilogue arguments of weights with zero points: ra and zb."""
+        return [self.ra, t["zb"]] if self.plan.b_zero else []
 
     def fn(self, name: str):
         """The compiled function (looked up on use: a cross-compiled module cannot run here)."""
@@ -82,7 +90,7 @@ class Kernel:
             buf[:m] = A
             buf[m:] = A[-1]
             bk.a.copyfrom(buf)
-        bk.fn(names.FN_QUANTIZE)(bk.a, bk.aq, bk.sa, bk.zc)
+        bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
         return bk, m
 
     def _check(self, packed):
@@ -93,7 +101,7 @@ class Kernel:
         self._check(packed)
         bk, m = self._quantize(A)
         t = packed.tensors
-        bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], bk.c)
+        bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], *bk.zero_args(t), bk.c)
         c = bk.c.numpy()
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
@@ -105,7 +113,7 @@ class Kernel:
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
         out = empty(shape, "int32")
         t = packed.tensors
-        bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], out)
+        bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
         return res[:, :m, : p.n]
@@ -121,8 +129,9 @@ class Kernel:
         buf = bk.a.numpy()
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),
-            "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(bk.a, bk.aq, bk.sa, bk.zc),
-            "gemm": lambda: bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], bk.c),
+            "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(*bk.quantize_args()),
+            "gemm": lambda: bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"],
+                                                 *bk.zero_args(t), bk.c),
         }
         out = {}
         for name, fn in stages.items():

@@ -10,6 +10,7 @@ from ..reference.inputs import as_matrix
 from ..reference.minifloat import frac_bits
 from ..reference.quant import integer_codes, quantize
 from ..errors import InputError
+from ..frontend.unparse import quant_text
 from .plan import KernelPlan
 
 
@@ -50,17 +51,34 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")
     q = quantize(B, p.qb, "b")  # rows = N, columns = K (padded to V when grouped)
-    codes = integer_codes(q)  # symmetric weights (zero = 0); MX values times 2^f
+    codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
     frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
-    bp = pack_codes(codes.astype(np.int8), p.np_, p.kp)
-    full = unpack_codes(bp).astype(np.int64)  # (np_, kp)
     G, V = p.groups, p.vector
+    full = np.zeros((p.np_, p.kp), np.int64)
+    full[: p.n, : codes.shape[1]] = codes
+    out = {}
+    if p.b_zero:  # store code - offset = centered + (zero - offset); padding: centered 0
+        zb = np.zeros((G, p.np_), np.int64)
+        zb[:, : p.n] = _per_group(q.zero, G).T - p.b_offset
+        full[: p.n] += np.repeat(zb[:, : p.n].T, V, axis=1)
+        lo, hi = (-8, 7) if p.nibbles else (-128, 127)
+        if full.min() < lo or full.max() > hi:
+            raise InputError(f"B: a zero point lies outside {quant_text(p.qb)}'s code range (a "
+                             "column of one sign?), so K padding cannot be stored; use K a "
+                             f"multiple of {V} or calibrate=maxabs")
+        out["zb"] = zb.astype(np.int32)
+    bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
-    scale = np.broadcast_to(q.scale, (q.scale.shape[0], q.scale.shape[1])) * 2.0**-frac
-    if scale.shape[1] == 1:
-        scale = np.repeat(scale, G, axis=1)
     sb = np.zeros((G, p.np_), np.float32)
-    sb[:, : p.n] = np.broadcast_to(scale.T, (G, p.n))
+    sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     if p.nibbles:
         bp = pack_nibbles(bp)
-    return {"Bp": bp, "sb": sb, "cs": cs}
+    return {"Bp": bp, "sb": sb, "cs": cs, **out}
+
+
+def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:
+    """(N or 1, G or 1) per-column (or per-tensor) values -> (N or 1, G)."""
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.shape[1] == 1:
+        arr = np.repeat(arr, groups, axis=1)
+    return arr

@@ -4,6 +4,7 @@ QUANT_STATS = "a_stats"  # per-group max |A| (and min for minmax)
 QUANT_SCALE = "a_scale"  # effective scale per group
 QUANT_ZERO = "a_zero"  # zero-point correction per group
 QUANT_CODES = "a_codes"  # u8 codes of A
+QUANT_ROWSUM = "a_rowsum"  # per-group sums of A's centered codes (for weights with zero points)
 UNPACK = "b_unpack"  # sub-byte weights unpacked to int8 (per tile)
 ACC = "acc"  # int32 accumulator (one K group)
 PARTIAL = "partial"  # int32 accumulator per K group (per_vector)

@@ -44,6 +44,17 @@ class KernelPlan:
         return self.qb.is_int and self.qb.granularity != "per_block" and self.qb.bits <= 4
 
     @property
+    def b_zero(self) -> bool:
+        """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
+        in the epilogue by row sums of A's centered codes times the weights' zero points."""
+        return not self.qb.signed or self.qb.calibrate == "minmax"
+
+    @property
+    def b_offset(self) -> int:
+        """Subtracted from unsigned weight codes so they fit the signed int8 / nibble storage."""
+        return 2 ** (self.qb.bits - 1) if not self.qb.signed else 0
+
+    @property
     def mx(self) -> bool:
         return self.qa.granularity == "per_block"
 
@@ -117,9 +128,6 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
             raise UnsupportedScheme(f"{role}: int1 (sign binarization) is not compiled yet")
     if qa.round == "stochastic":
         raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
-    if not qb.signed or qb.calibrate != "maxabs":
-        raise UnsupportedScheme(f"b: {quant_text(qb)}: weights must be signed and symmetric "
-                                "(calibrate=maxabs) for the integer kernels so far")
     if qa.signed and qa.calibrate == "minmax":
         raise UnsupportedScheme("a: signed min-max activations are not compiled; use uintB")
     if qa.bits > 8 or qb.bits > 8:
@@ -142,6 +150,7 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     if (qa.granularity == "per_block") != (qb.granularity == "per_block"):
         raise UnsupportedScheme("MX (per_block) on one operand only is not compiled yet")
     span = code_limit(qa) + offset
-    if s.accumulate == "int32" and span * code_limit(qb) * kp >= 2**31:
+    limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
+    if s.accumulate == "int32" and span * limit_b * kp >= 2**31:
         raise UnsupportedScheme(f"K={k} can overflow the int32 accumulator with these formats")
     return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)

@@ -80,10 +80,24 @@ def _quantize_mx(p: KernelPlan):
     return [A, Aq, sa, zc]
 
 
+def _with_rowsum(p: KernelPlan, tensors):
+    """Append ra[i, g] = Σ_k∈g (Aq - zc), the row sums of A's centered codes, when the weights
+    have zero points (Σ (qa-za)(qb-zb) = Σ (qa-za)(qb-ob) - (zb-ob)·ra)."""
+    if not p.b_zero:
+        return tensors
+    A, Aq, sa, zc = tensors
+    r = te.reduce_axis((0, p.vector), "r")
+    ra = te.compute((p.mp, p.groups), lambda i, g: te.sum(
+        Aq[i, g * p.vector + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM)
+    return [A, Aq, sa, zc, ra]
+
+
 def quantize_a(p: KernelPlan):
-    """Tensors [A, Aq, sa, zc] of the quantize_a function."""
-    if p.mx:
-        return _quantize_mx(p)
+    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a."""
+    return _with_rowsum(p, _quantize_mx(p) if p.mx else _quantize_a(p))
+
+
+def _quantize_a(p: KernelPlan):
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     qmin, qmax = int_range(q)
@@ -198,6 +212,15 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
     zc = te.placeholder((Mp, G), "int32", name="zc")
     sb = te.placeholder((G, Np), "float32", name="sb")
     cs = te.placeholder((G, Np), "int32", name="cs")
+    extra = []  # weights with zero points: ra (row sums of A's centered codes), zb (zero - offset)
+    if p.b_zero:
+        ra = te.placeholder((Mp, G), "int32", name="ra")
+        zb = te.placeholder((G, Np), "int32", name="zb")
+        extra = [ra, zb]
+
+    def corr(i, g, j):
+        c = zc[i, g] * cs[g, j]
+        return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
     def prod(i, j, k):
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
@@ -205,18 +228,18 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
     if G == 1:
         acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
         if int_only:
-            out = te.compute((Mp, Np), lambda i, j: acc[i, j] - zc[i, 0] * cs[0, j], name=names.OUT)
-            return [Aq, b_in, zc, cs, out]
+            out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
+            return [Aq, b_in, zc, cs, *extra, out]
         C = te.compute((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
-                       * (acc[i, j] - zc[i, 0] * cs[0, j]).astype("float32"), name=names.OUT)
-        return [Aq, b_in, sa, zc, sb, cs, C]
+                       * (acc[i, j] - corr(i, 0, j)).astype("float32"), name=names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, C]
     part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
     if int_only:
-        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - zc[i, g] * cs[g, j],
+        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
                          name=names.OUT)
-        return [Aq, b_in, zc, cs, out]
+        return [Aq, b_in, zc, cs, *extra, out]
     g = te.reduce_axis((0, G), "g")
     C = te.compute((Mp, Np), lambda i, j: te.sum(
-        sa[i, g] * sb[g, j] * (part[i, g, j] - zc[i, g] * cs[g, j]).astype("float32"), axis=g),
+        sa[i, g] * sb[g, j] * (part[i, g, j] - corr(i, g, j)).astype("float32"), axis=g),
         name=names.OUT)
-    return [Aq, b_in, sa, zc, sb, cs, C]
+    return [Aq, b_in, sa, zc, sb, cs, *extra, C]

@@ -42,6 +42,8 @@ def quantize_pass(sch):
         if has_block(sch, n) and len(sch.get_loops(sch.get_sblock(n))) >= 3:
             sch.parallel(sch.get_loops(sch.get_sblock(n))[0])
     parallel_rows(sch, names.QUANT_CODES)
+    if has_block(sch, names.QUANT_ROWSUM):
+        parallel_rows(sch, names.QUANT_ROWSUM)
 
 
 def finish_vnni(sch, loops, intrin=None):
