@@ -70,6 +70,10 @@ CASES = [  # a, b, (M, N, K)
     ("int8 per_vector(16)", "uint4 per_vector(16)", (9, 40, 100)),
     ("int8 per_channel", "int4 per_channel calibrate=minmax", (5, 17, 64)),
     ("int8 per_tensor", "uint8 per_tensor calibrate=maxabs", (3, 16, 40)),
+    # int1: sign binarization, scale mean |x| (K padding inside the groups)
+    ("int1 per_channel", "int1 per_channel", (7, 33, 100)),
+    ("int1 per_vector(16)", "int4 per_vector(16)", (5, 20, 90)),
+    ("int1 per_tensor", "int8 per_channel", (4, 16, 64)),
 ]
 
 

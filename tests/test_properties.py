@@ -418,6 +418,19 @@ def test_bug5_quantize_subnormal_input(q):
     assert np.all(np.isfinite(deq)) and np.all(np.abs(x - deq) <= 5e-324)
 
 
+@pytest.mark.parametrize("q", [Quant("uint8", calibrate="minmax"), Quant("int4", calibrate="minmax"),
+                               Quant("int1"), Quant("int8")], ids=["uint8", "int4-minmax", "int1", "int8"])
+def test_quantize_range_past_float64_max_has_a_finite_scale(q):
+    """The other end of BUG 5: max - min (or the int1 sum of |x|) overflows to inf; the scale
+    must stay finite, or every value would dequantize to 0 * inf = NaN."""
+    x = np.array([[1e308, -1e308, 0.5, 0.0], [1e308, 1e308, 1e308, -1e308]])
+    with np.errstate(all="raise"):
+        qa = quantize(x, q, "a")
+        deq = qa.dequantize()
+    assert np.all(np.isfinite(qa.scale)) and np.all(np.isfinite(deq))
+    assert np.all(np.abs(x - deq) <= 0.6 * np.abs(x).max())
+
+
 @pytest.mark.parametrize("quant", [
     "int1 per_vector(3)",
     "int8 per_vector(3, scale=uint2 per_channel) calibrate=minmax scale_round=nearest",

@@ -124,8 +124,9 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         if not q.is_int and q.granularity != "per_block":
             raise UnsupportedScheme(f"{role}: {quant_text(q)}: e*m* elements with a float scale "
                                     "are not compiled yet (per_block MX is)")
-        if q.bits == 1 and q.signed:
-            raise UnsupportedScheme(f"{role}: int1 (sign binarization) is not compiled yet")
+        if q.bits == 1 and q.signed and q.scale != "float32":
+            raise UnsupportedScheme(f"{role}: int1 (sign binarization) takes a float scale "
+                                    "(mean |x|); two-level integer scales do not apply to it")
     if qa.round == "stochastic":
         raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
     if qa.signed and qa.calibrate == "minmax":

@@ -7,6 +7,8 @@ zc[i,g]·colsum[g,j], so acc - zc·colsum = Σ (qA - zA) qB exactly."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import names
 from .compat import te, tir
 from .plan import KernelPlan
@@ -92,9 +94,50 @@ def _with_rowsum(p: KernelPlan, tensors):
     return [A, Aq, sa, zc, ra]
 
 
+def _quantize_binary(p: KernelPlan):
+    """int1 sign binarization: codes ±1 (+128), 0 in the K padding; scale = mean |x| of the
+    group (padding included, as the reference), 0 for an all-zero group."""
+    q = p.qa
+    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
+    f64 = "float64"
+    A = te.placeholder((M, K), "float32", name="A")
+
+    def x(i, k):
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
+                                tir.const(0.0, f64))
+
+    if q.granularity == "per_tensor":
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        tot = te.compute((1, 1), lambda _, __: te.sum(tir.abs(A[r1, r2].astype(f64)), axis=[r1, r2]),
+                         name=names.QUANT_STATS)
+        count, sidx = M * K, (lambda i, g: (0, 0))
+    else:
+        width = V if q.grouped else K
+        r = te.reduce_axis((0, width), "r")
+        tot = te.compute((Mp, G if q.grouped else 1), lambda i, g: te.sum(
+            tir.abs(x(i, g * width + r)), axis=r), name=names.QUANT_STATS)
+        count = width
+        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
+    tiny = tir.const(float(np.nextafter(0.0, 1.0)), f64)
+    scale = te.compute(tot.shape, lambda i, g: tir.if_then_else(
+        tot[i, g] > 0, tir.max(tot[i, g] / float(count), tiny), tir.const(0.0, f64)),
+        name=names.QUANT_SCALE)
+    off = p.a_offset
+    Aq = te.compute((Mp, Kp), lambda i, k: tir.if_then_else(
+        k < K, tir.if_then_else(x(i, k) >= 0, off + 1, off - 1), off).astype("uint8"),
+        name=names.QUANT_CODES)
+    sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa")
+    zc = te.compute((Mp, G), lambda i, g: tir.const(off, "int32"), name="zc")
+    return [A, Aq, sa, zc]
+
+
 def quantize_a(p: KernelPlan):
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a."""
-    return _with_rowsum(p, _quantize_mx(p) if p.mx else _quantize_a(p))
+    if p.mx:
+        return _with_rowsum(p, _quantize_mx(p))
+    if p.qa.bits == 1 and p.qa.signed:
+        return _with_rowsum(p, _quantize_binary(p))
+    return _with_rowsum(p, _quantize_a(p))
 
 
 def _quantize_a(p: KernelPlan):

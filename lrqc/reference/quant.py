@@ -121,9 +121,13 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     shape = _stat_shape(q, rows, kp // g)
     if q.calibrate == "minmax":
         lo, hi = groups.min(axis=-1), groups.max(axis=-1)
-        rng_ = hi - lo
+        with np.errstate(over="ignore"):
+            rng_ = hi - lo
         rng_ = np.where(rng_ > 0, rng_, np.maximum(np.abs(hi), np.abs(lo)))
-        scale = _safe_scale(rng_, levels).reshape(shape)
+        scale = _safe_scale(rng_, levels)
+        # hi - lo past the largest float64: the same quotient from halves (finite for levels >= 2)
+        scale = np.where(np.isfinite(rng_), scale, _safe_scale(hi / 2 - lo / 2, levels / 2))
+        scale = scale.reshape(shape)
     else:
         amax = np.abs(groups).max(axis=-1)
         scale = _safe_scale(amax, qmax).reshape(shape)
@@ -145,9 +149,11 @@ TINY = np.nextafter(0.0, 1.0)  # the smallest positive float64 (a subnormal)
 
 def _safe_scale(stat: np.ndarray, top: float) -> np.ndarray:
     """stat / top, at least the smallest subnormal where stat > 0 (a subnormal max |x| would
-    otherwise give a zero scale and divide by it), 1 for an all-zero group."""
-    with np.errstate(under="ignore"):
-        return np.where(stat > 0, np.maximum(stat / top, TINY), 1.0)
+    otherwise give a zero scale and divide by it), 1 for an all-zero group; never above the
+    largest float64 (a scale must be finite: inf would make every value 0 * inf = NaN)."""
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        scale = np.where(stat > 0, np.maximum(stat / top, TINY), 1.0)
+    return np.minimum(scale, np.finfo(np.float64).max)
 
 
 def _two_level(scale: np.ndarray, q: Quant):
@@ -165,7 +171,11 @@ def _quantize_binary(xr, groups, q, role, k, g) -> QArray:
     """int1: sign binarization, codes in {-1, +1}, scale = mean |x| of the group."""
     rows, kp = xr.shape
     shape = _stat_shape(q, rows, kp // g)
-    mean = np.abs(groups).mean(axis=-1).reshape(shape)
+    with np.errstate(over="ignore"):
+        mean = np.abs(groups).mean(axis=-1)
+    # a sum past the largest float64: the mean of the values divided first (finite)
+    mean = np.where(np.isfinite(mean), mean, (np.abs(groups) / groups.shape[-1]).sum(axis=-1))
+    mean = mean.reshape(shape)
     # an all-zero group gets scale 0 (its codes are ±1, its values must be 0)
     scale = np.where(np.abs(groups).max(axis=-1).reshape(shape) > 0, np.maximum(mean, TINY), 0.0)
     codes = np.where(xr >= 0, 1.0, -1.0)
