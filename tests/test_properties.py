@@ -428,7 +428,7 @@ def test_quantize_range_past_float64_max_has_a_finite_scale(q):
         qa = quantize(x, q, "a")
         deq = qa.dequantize()
     assert np.all(np.isfinite(qa.scale)) and np.all(np.isfinite(deq))
-    assert np.all(np.abs(x - deq) <= 0.6 * np.abs(x).max())
+    assert np.all(np.abs(x - deq) <= np.abs(x).max())  # int1: |x - mean|x|| up to max|x|
 
 
 @pytest.mark.parametrize("quant", [
