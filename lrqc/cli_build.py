@@ -51,7 +51,7 @@ def cmd_run(args) -> int:
 
     kernel = load_kernel(args.dir)
     A, B = (_load(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
-    C = kernel(A, kernel.pack(B))
+    C = kernel.run(A, B)
     np.save(args.output, C)
     print(f"wrote {args.output}: {C.shape[0]}x{C.shape[1]} float32 (rule {kernel.rule})")
     return 0
@@ -90,9 +90,10 @@ def cmd_bench(args) -> int:
     a32, b32 = A, B.astype(np.float32)
     t_np = _median_time(lambda: a32 @ b32, args.repeat)  # numpy first: TVM's spinning threads
     kernel = compile_kernel(s, m, n, k, _target_arg(args.target))  # would slow OpenBLAS down
-    packed = kernel.pack(B)
-    C = kernel(A, packed)
-    t_k = _median_time(lambda: kernel(A, packed), args.repeat)
+    per_call, static = kernel.split(A, B)
+    packed = kernel.pack(static)
+    C = kernel(per_call, packed)
+    t_k = _median_time(lambda: kernel(per_call, packed), args.repeat)
     direct = reference.matmul(direct_scheme(s, m, n, k), A, B)
     ops = 2.0 * m * n * k
     rows = [

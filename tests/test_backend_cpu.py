@@ -74,6 +74,8 @@ CASES = [  # a, b, (M, N, K)
     ("int1 per_channel", "int1 per_channel", (7, 33, 100)),
     ("int1 per_vector(16)", "int4 per_vector(16)", (5, 20, 90)),
     ("int1 per_tensor", "int8 per_channel", (4, 16, 64)),
+    ("int8 per_tensor calibrate=minmax", "int8 per_channel", (6, 16, 50)),
+    ("int4 per_vector(8) calibrate=minmax", "int4 per_vector(8)", (5, 16, 60)),
 ]
 
 
@@ -113,6 +115,31 @@ def test_inputs_of_any_layout_and_dtype():
     np.testing.assert_array_equal(kernel(unaligned, packed), C)
     np.testing.assert_array_equal(kernel(A.astype(np.float64), packed), C)
     np.testing.assert_array_equal(kernel(A.tolist(), kernel.pack(np.asfortranarray(B))), C)
+
+
+@pytest.mark.parametrize("static", ["a", "none"])
+def test_static_a_and_none(static, tmp_path):
+    s = lrqc.parse_schemes("scheme s {\n a: int4 per_channel calibrate=minmax\n"
+                           f" b: uint8 per_vector(16)\n static: {static}\n}}")["s"]
+    kernel = lrqc.compile(s, M=7, N=33, K=100)
+    A, B = data(7, 33, 100, seed=6)
+    R = matmul(s, A, B)
+    C = kernel.run(A, B)
+    assert C.shape == (7, 33) and np.abs(C - R).max() <= 2e-6 * 7 * np.abs(R).max()
+    per_call, static_op = kernel.split(A, B)
+    packed = kernel.pack(static_op)
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    ref = np.stack([part for _, part in int_accumulate(qa, qb)])
+    np.testing.assert_array_equal(kernel.int_accumulate(per_call, packed), ref)
+    if static == "a":
+        with pytest.raises(lrqc.InputError, match=r"B: expected shape 100x33 \(K x N\)"):
+            kernel(B[:, :5], packed)
+        with pytest.raises(lrqc.InputError, match=r"A: expected shape 7x100"):
+            kernel.pack(B)
+        from lrqc.backend.artifact import build_artifact, load_kernel
+
+        build_artifact(s, 7, 33, 100, tmp_path / "k")
+        np.testing.assert_array_equal(load_kernel(tmp_path / "k").run(A, B), C)
 
 
 def test_zero_point_outside_the_code_range_is_refused_not_wrong():

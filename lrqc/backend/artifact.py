@@ -46,8 +46,9 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "format": 2,
         "scheme_name": scheme.name,
         "scheme": unparse(scheme),
-        "dims": {"M": kernel.m_max if kernel.m_min == kernel.m_max else kernel.m_text,
+        "dims": {"M": int(kernel.dims[0]) if ".." not in kernel.dims[0] else kernel.dims[0],
                  "N": N, "K": K},
+        "static": scheme.static,
         "m_buckets": buckets,
         "padded": {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups, "vector": p.vector},
         "target": kernel.target,
@@ -102,5 +103,7 @@ def load_kernel(path) -> Kernel:
         raise LrqcError(f"{d / 'manifest.json'}: m_buckets {man.get('m_buckets')} do not match "
                         f"M={dims['M']}; rebuild it with `lrqc build`")
     module = load_module(str(d / man["lib"]))
+    transposed = scheme.static == "a"
     return Kernel(plans, module, man["target"], man["schedule_rule"], man["fast_path"],
-                  m_min=int(str(dims["M"]).split("..")[0]))
+                  m_min=None if transposed else int(str(dims["M"]).split("..")[0]),
+                  transposed=transposed)

@@ -3,11 +3,13 @@ gemm and int_acc for every bucket (symbols names.symbol(fn, m))."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import names, tiles
 from . import te_base
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
-from .plan import m_buckets, m_range, make_plan
+from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
 from .rules import choose
 from .target import features, resolve
 
@@ -17,8 +19,17 @@ def family_of(target: dict) -> str:
 
 
 def bucket_plans(scheme, M, N: int, K: int) -> tuple:
-    """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi')."""
+    """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi').
+    static: a compiles the transposed product Cᵀ = Bᵀ Aᵀ, in which B is the per-call operand
+    (its quantizer applies to Bᵀ's rows = B's columns, exactly as for role b) and A the static
+    one: the plans are those of the transposed scheme, with M and N exchanged."""
     lo, hi = m_range(M)
+    if scheme.static == "a":
+        if lo != hi:
+            raise UnsupportedScheme("static: a: M is the static operand's row count; a range "
+                                    "lo..hi applies to the per-call operand's rows only")
+        t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
+        return (make_plan(t, N, hi, K),)
     return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
 
 
@@ -48,4 +59,5 @@ def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
     ex = compile_module(schedule_all(plans, rule), tvm.target.Target(tdict))
-    return Kernel(plans, ex, tdict, rule.NAME, rule.FAST, m_min=lo)
+    return Kernel(plans, ex, tdict, rule.NAME, rule.FAST, m_min=lo,
+                  transposed=scheme.static == "a")

@@ -54,7 +54,15 @@ class _Bucket:
 
 
 class Kernel:
-    def __init__(self, plans, module, target: dict, rule: str, fast: bool, m_min: int | None = None):
+    """pack(static operand) once, kernel(per-call operand, packed) -> C (M x N float32).
+
+    With `static: b` (the default) that is pack(B), kernel(A, packed); with `static: a`,
+    pack(A), kernel(B, packed), run as Cᵀ = Bᵀ Aᵀ (transposed=True); with `static: none`
+    pack(B) is simply called on every new B (numpy quantization, as the reference)."""
+
+    def __init__(self, plans, module, target: dict, rule: str, fast: bool, m_min: int | None = None,
+                 transposed: bool = False):
+        self.transposed = transposed
         plans = tuple(plans) if isinstance(plans, (tuple, list)) else (plans,)
         self.plans, self.module, self.target, self.rule, self.fast = plans, module, target, rule, fast
         self.plan = plans[-1]  # the largest bucket
@@ -71,9 +79,43 @@ class Kernel:
     def m_text(self) -> str:
         return str(self.m_max) if self.m_min == self.m_max else f"{self.m_min}..{self.m_max}"
 
-    def pack(self, B) -> Packed:
-        arrays = layout.pack(self.plan, B)
+    @property
+    def dims(self) -> tuple[str, int, int]:
+        """(M as text, N, K) of the product C = A @ B this kernel computes."""
+        p = self.plan
+        return (str(p.n), p.m, p.k) if self.transposed else (self.m_text, p.n, p.k)
+
+    def pack(self, X) -> Packed:
+        """Prepare the static operand (B, or A for static: a)."""
+        if self.transposed:
+            A = as_matrix(X, "A")
+            m, n, k = self.dims
+            if A.shape != (int(m), k):
+                raise InputError(f"A: expected shape {m}x{k} (M x K) for this kernel, got "
+                                 f"{A.shape[0]}x{A.shape[1]}")
+            X = A.T
+        arrays = layout.pack(self.plan, X)
         return Packed(arrays, {k: tensor(v) for k, v in arrays.items()}, self.key)
+
+    def split(self, A, B) -> tuple:
+        """(per-call operand, static operand) of the product A @ B."""
+        return (B, A) if self.transposed else (A, B)
+
+    def run(self, A, B) -> np.ndarray:
+        """C = A @ B in one go: pack the static operand, then call (for scripts and the CLI)."""
+        per_call, static = self.split(A, B)
+        return self(per_call, self.pack(static))
+
+    def _per_call(self, Y):
+        """The per-call operand in the kernel's own orientation (Bᵀ for static: a)."""
+        if not self.transposed:
+            return Y
+        B = as_matrix(Y, "B", np.float32)
+        m, n, k = self.dims
+        if B.shape != (k, n):
+            raise InputError(f"B: expected shape {k}x{n} (K x N) for this kernel, got "
+                             f"{B.shape[0]}x{B.shape[1]}")
+        return B.T
 
     def _quantize(self, A) -> tuple[_Bucket, int]:
         p = self.plan
@@ -98,7 +140,13 @@ class Kernel:
             raise InputError("packed: pass the result of this kernel's pack(B)")
 
     def __call__(self, A, packed: Packed) -> np.ndarray:
+        """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
         self._check(packed)
+        if self.transposed:
+            return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
+        return self._call(A, packed)
+
+    def _call(self, A, packed: Packed) -> np.ndarray:
         bk, m = self._quantize(A)
         t = packed.tensors
         bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], *bk.zero_args(t), bk.c)
@@ -108,6 +156,11 @@ class Kernel:
     def int_accumulate(self, A, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""
         self._check(packed)
+        if self.transposed:
+            return self._int_acc(self._per_call(A), packed).transpose(0, 2, 1)
+        return self._int_acc(A, packed)
+
+    def _int_acc(self, A, packed: Packed) -> np.ndarray:
         bk, m = self._quantize(A)
         p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
@@ -124,7 +177,7 @@ class Kernel:
         import time
 
         self._check(packed)
-        bk, m = self._quantize(A)
+        bk, m = self._quantize(self._per_call(A))
         t = packed.tensors
         buf = bk.a.numpy()
         stages = {

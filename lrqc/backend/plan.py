@@ -114,8 +114,6 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     if s.a.residuals or s.b.residuals:
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
                                 "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
-    if s.static != "b":
-        raise UnsupportedScheme(f"scheme '{s.name}': static: {s.static} is not compiled yet")
     qa, qb = s.a.quant, s.b.quant
     for q, role in ((qa, "a"), (qb, "b")):
         if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
@@ -129,8 +127,6 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
                                     "(mean |x|); two-level integer scales do not apply to it")
     if qa.round == "stochastic":
         raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
-    if qa.signed and qa.calibrate == "minmax":
-        raise UnsupportedScheme("a: signed min-max activations are not compiled; use uintB")
     if qa.bits > 8 or qb.bits > 8:
         raise UnsupportedScheme("more than 8 bits")  # pragma: no cover - the language forbids it
     grouped = [q.vector for q in (qa, qb) if q.grouped]
