@@ -76,6 +76,10 @@ CASES = [  # a, b, (M, N, K)
     ("int1 per_tensor", "int8 per_channel", (4, 16, 64)),
     ("int8 per_tensor calibrate=minmax", "int8 per_channel", (6, 16, 50)),
     ("int4 per_vector(8) calibrate=minmax", "int4 per_vector(8)", (5, 16, 60)),
+    # e*m* elements with float scales (max |x| -> max normal), as integer codes value x 2^f
+    ("e2m1 per_channel", "e2m1 per_channel", (7, 33, 100)),
+    ("e2m3 per_tensor round=floor", "e2m1 per_channel", (5, 20, 90)),
+    ("e2m1 per_channel", "int4 per_vector(16)", (3, 16, 64)),
 ]
 
 
@@ -172,7 +176,7 @@ def test_shape_and_input_errors():
     ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
     ("float32", "int8", "quantized a and b"),
     ("e4m3 per_block(32, scale=e8m0)", "e4m3 per_block(32, scale=e8m0)", "do not fit int8"),
-    ("e2m1 per_tensor", "int8", "float scale are not compiled"),
+    ("e4m3 per_tensor", "int8", "only e2m1 and e2m3 elements"),
     ("e2m1 per_block(32, scale=e8m0)", "int8 per_channel", "MX \\(per_block\\) on one operand"),
     ("int8 round=stochastic", "int8", "stochastic"),
     ("int8 per_vector(16)", "int8 per_vector(32)", "per_vector sizes differ"),

@@ -120,8 +120,9 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
             raise UnsupportedScheme(f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit "
                                     f"int8 codes; the integer kernels take {', '.join(MX_ELEMENTS)}")
         if not q.is_int and q.granularity != "per_block":
-            raise UnsupportedScheme(f"{role}: {quant_text(q)}: e*m* elements with a float scale "
-                                    "are not compiled yet (per_block MX is)")
+            if q.fmt not in MX_ELEMENTS or q.scale != "float32":
+                raise UnsupportedScheme(f"{role}: {quant_text(q)}: only e2m1 and e2m3 elements "
+                                        "(value x 2^f fits int8) with float scales are compiled")
         if q.bits == 1 and q.signed and q.scale != "float32":
             raise UnsupportedScheme(f"{role}: int1 (sign binarization) takes a float scale "
                                     "(mean |x|); two-level integer scales do not apply to it")

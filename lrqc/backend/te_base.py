@@ -38,11 +38,28 @@ def _pow2(n):
     return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
 
 
+def _elem_code(y, q):
+    """y rounded onto element format q.fmt's grid and saturated (reference.minifloat
+    .round_to_format), as the integer code value·2^frac_bits (float64)."""
+    from ..reference.minifloat import FP_FORMATS, frac_bits
+
+    f64 = "float64"
+    if q.fmt == "int8":  # MX INT8: q/64, codes q
+        return tir.min(tir.max(_round(y * 64.0, q.round), tir.const(-127.0, f64)),
+                       tir.const(127.0, f64))
+    exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
+    emin = 2 - 2 ** (exp_bits - 1)
+    ue = tir.max(_floor_log2(y), emin) - man_bits
+    v = _round(y * _pow2(-ue), q.round) * _pow2(ue)
+    v = tir.min(tir.max(v, tir.const(-max_normal, f64)), tir.const(max_normal, f64))
+    return v * float(2 ** frac_bits(q.fmt))
+
+
 def _quantize_mx(p: KernelPlan):
     """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
     zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
-    from ..reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
+    from ..reference.minifloat import ELEM_EMAX, frac_bits
 
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
@@ -63,17 +80,7 @@ def _quantize_mx(p: KernelPlan):
     f = frac_bits(q.fmt)
 
     def code(i, k):
-        y = x(i, k) * _pow2(-e[i, k // V])
-        if q.fmt == "int8":
-            v = tir.min(tir.max(_round(y * 64.0, q.round), tir.const(-127.0, f64)),
-                        tir.const(127.0, f64))
-        else:
-            exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
-            emin = 2 - 2 ** (exp_bits - 1)
-            ue = tir.max(_floor_log2(y), emin) - man_bits
-            v = _round(y * _pow2(-ue), q.round) * _pow2(ue)
-            v = tir.min(tir.max(v, tir.const(-max_normal, f64)), tir.const(max_normal, f64))
-            v = v * float(2**f)
+        v = _elem_code(x(i, k) * _pow2(-e[i, k // V]), q)
         return (v + float(p.a_offset)).astype("uint8")
 
     Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
@@ -143,7 +150,7 @@ def quantize_a(p: KernelPlan):
 def _quantize_a(p: KernelPlan):
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
-    qmin, qmax = int_range(q)
+    qmin, qmax = int_range(q) if q.is_int else (0, 0)
     f64 = "float64"
     A = te.placeholder((M, K), "float32", name="A")
 
@@ -151,7 +158,8 @@ def _quantize_a(p: KernelPlan):
         return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
                                 tir.const(0.0, f64))
 
-    minmax = q.calibrate == "minmax"
+    fp = not q.is_int  # e*m* elements with a float scale: max |x| maps to the max normal
+    minmax = q.calibrate == "minmax" and not fp
     if q.granularity == "per_tensor":
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
         hi = te.compute((1, 1), lambda _, __: te.max(
@@ -185,8 +193,15 @@ def _quantize_a(p: KernelPlan):
             rng = tir.if_then_else(rng > 0, rng, tir.max(tir.abs(hi[i, g]), tir.abs(lo[i, g])))
             return tir.if_then_else(rng > 0, rng / tir.const(float(levels), f64), one)
     else:
+        top = float(qmax)
+        if fp:
+            from ..reference.minifloat import FP_FORMATS
+
+            top = float(FP_FORMATS[q.fmt][3])
+        tiny = tir.const(float(np.nextafter(0.0, 1.0)), f64)
+
         def base_scale(i, g):
-            return tir.if_then_else(hi[i, g] > 0, hi[i, g] / tir.const(float(qmax), f64), one)
+            return tir.if_then_else(hi[i, g] > 0, tir.max(hi[i, g] / tir.const(top, f64), tiny), one)
     s0 = te.compute(shp, base_scale, name=names.QUANT_SCALE + "_0")
     if q.scale.startswith("uint"):
         top = float(2**q.scale_bits - 1)
@@ -210,12 +225,19 @@ def _quantize_a(p: KernelPlan):
     def code(i, k):
         g = k // V
         si = sidx(i, g)
+        if fp:
+            return (_elem_code(x(i, k) / s_eff[si], q) + off).astype("uint8")
         v = _round(x(i, k) / s_eff[si], q.round) + zf(i, g)
         v = tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64))
         return (v + off).astype("uint8")
 
+    unit = 1.0
+    if fp:
+        from ..reference.minifloat import frac_bits
+
+        unit = 2.0 ** -frac_bits(q.fmt)
     Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
-    sa = te.compute((Mp, G), lambda i, g: s_eff[sidx(i, g)].astype("float32"), name="sa")
+    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"), name="sa")
     zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc")
     return [A, Aq, sa, zc]
 
