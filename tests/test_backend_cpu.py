@@ -146,6 +146,31 @@ def test_static_a_and_none(static, tmp_path):
         np.testing.assert_array_equal(load_kernel(tmp_path / "k").run(A, B), C)
 
 
+FLOAT_CASES = [  # a float operand: float32 GEMM against the reference within float32 rounding
+    ("float32", "int4 per_channel", (7, 33, 100)),
+    ("float16", "uint4 per_vector(32)", (1, 16, 1000)),
+    ("bfloat16", "int8", (9, 20, 37)),
+    ("int8 per_channel", "float16", (16, 17, 64)),
+    ("float32", "float32", (5, 48, 96)),
+    ("int8 per_vector(16) calibrate=minmax", "bfloat16", (3, 16, 70)),
+    ("float16", "e4m3 per_channel round=stochastic", (4, 16, 50)),
+    ("e2m1 per_block(32, scale=e8m0)", "float32", (7, 33, 100)),
+]
+
+
+@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in FLOAT_CASES])
+def test_products_with_a_float_operand(a, b, dims):
+    s = scheme(a, b)
+    m, n, k = dims
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
+    A, B = data(m, n, k, seed=m + k)
+    C, R = kernel.run(A, B), matmul(s, A, B)
+    bound = (np.abs(A) @ np.abs(B)).max() * 4 * (1 + 2.0**-3) ** 2  # |deq| <= ~|x| (1 + 1 ulp)
+    assert C.dtype == np.float32 and np.abs(C - R).max() <= 2.0**-22 * k**0.5 * bound
+    with pytest.raises(lrqc.InputError, match="no integer accumulation"):
+        kernel.int_accumulate(A, kernel.pack(B))
+
+
 def test_zero_point_outside_the_code_range_is_refused_not_wrong():
     s = scheme("int8 per_channel", "int4 per_channel calibrate=minmax")
     kernel = lrqc.compile(s, M=4, N=16, K=10)  # K padded to 12
@@ -174,7 +199,7 @@ def test_shape_and_input_errors():
 
 @pytest.mark.parametrize("a,b,msg", [
     ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
-    ("float32", "int8", "quantized a and b"),
+    ("float32", "lplr(rank=4)", "LPLR and LRAMM products are not compiled"),
     ("e4m3 per_block(32, scale=e8m0)", "e4m3 per_block(32, scale=e8m0)", "do not fit int8"),
     ("e4m3 per_tensor", "int8", "only e2m1 and e2m3 elements"),
     ("e2m1 per_block(32, scale=e8m0)", "int8 per_channel", "MX \\(per_block\\) on one operand"),

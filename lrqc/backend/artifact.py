@@ -23,6 +23,8 @@ LAYOUTS = {
           "nibbles (see packing_order)",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
+    "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
+          "dequantized, 16-column panels",
     "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
           "weights, else 0), only for weights with zero points",
 }
@@ -55,7 +57,9 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
         "fast_path": kernel.fast,
-        "functions": [names.symbol(fn, m) for m in buckets for fn in names.FUNCTIONS],
+        "functions": [names.symbol(fn, m) for m in buckets for fn in
+                      (names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS)],
+        "product": "float32 GEMM (a float operand)" if p.float_path else "integer GEMM",
         "layouts": LAYOUTS,
         "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
             "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import names, tiles
-from . import te_base
+from . import te_base, te_float
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
 from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
@@ -37,14 +37,20 @@ def schedule_all(plans, rule) -> "tvm.IRModule":
     out = {}
     pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     for plan in plans:
-        funcs = {
-            names.FN_QUANTIZE: te_base.quantize_a(plan),
-            names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
-            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
-        }
+        if plan.float_path:
+            funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
+        else:
+            funcs = {
+                names.FN_QUANTIZE: te_base.quantize_a(plan),
+                names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
+                names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
+            }
         for fn, tensors in funcs.items():
             sch = Schedule(prim_func(tensors))
-            rule.schedule(fn, sch, plan, tiles)
+            if plan.float_path and fn == names.FN_GEMM:
+                tiles.float_gemm(sch, plan)  # one float32 tile for every x86/LLVM target
+            else:
+                rule.schedule(fn, sch, plan, tiles)
             sym = names.symbol(fn, plan.m)
             out[sym] = sch.mod["main"].with_attr("global_symbol", sym)
     return tvm.IRModule(out)

@@ -34,6 +34,7 @@ class _Bucket:
     def __init__(self, plan: KernelPlan, module):
         p = self.plan = plan
         self.module = module
+        self.af = empty((p.mp, p.kp), "float32") if p.float_path else None
         self.aq = empty((p.mp, p.kp), "uint8")
         self.sa = empty((p.mp, p.groups), "float32")
         self.zc = empty((p.mp, p.groups), "int32")
@@ -42,7 +43,14 @@ class _Bucket:
         self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
 
     def quantize_args(self) -> list:
+        if self.plan.float_path:
+            return [self.a, self.af]
         return [self.a, self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
+
+    def gemm_args(self, t: dict) -> list:
+        if self.plan.float_path:
+            return [self.af, t["Bf"], self.c]
+        return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), self.c]
 
     def zero_args(self, t: dict) -> list:
         """Epilogue arguments of weights with zero points: ra and zb."""
@@ -149,7 +157,7 @@ class Kernel:
     def _call(self, A, packed: Packed) -> np.ndarray:
         bk, m = self._quantize(A)
         t = packed.tensors
-        bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"], *bk.zero_args(t), bk.c)
+        bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
         c = bk.c.numpy()
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
@@ -161,6 +169,9 @@ class Kernel:
         return self._int_acc(A, packed)
 
     def _int_acc(self, A, packed: Packed) -> np.ndarray:
+        if self.plan.float_path:
+            raise InputError("this kernel multiplies in float32 (a float operand): it has no "
+                             "integer accumulation")
         bk, m = self._quantize(A)
         p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
@@ -183,8 +194,7 @@ class Kernel:
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),
             "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(*bk.quantize_args()),
-            "gemm": lambda: bk.fn(names.FN_GEMM)(bk.aq, t["Bp"], bk.sa, bk.zc, t["sb"], t["cs"],
-                                                 *bk.zero_args(t), bk.c),
+            "gemm": lambda: bk.fn(names.FN_GEMM)(*bk.gemm_args(t)),
         }
         out = {}
         for name, fn in stages.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference.inputs import as_matrix
+from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import integer_codes, quantize
 from ..errors import InputError
@@ -50,6 +50,8 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")
+    if p.float_path:
+        return {"Bf": _pack_float(p, B)}
     q = quantize(B, p.qb, "b")  # rows = N, columns = K (padded to V when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
     frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
@@ -74,6 +76,18 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
     if p.nibbles:
         bp = pack_nibbles(bp)
     return {"Bp": bp, "sb": sb, "cs": cs, **out}
+
+
+def _pack_float(p: KernelPlan, B: np.ndarray) -> np.ndarray:
+    """Bf[Np/16, Kp, 16] float32: B rounded to its float type, or dequantized (any quantizer:
+    the reference's own numpy quantization), zero padded."""
+    if p.b_float:
+        vals = round_float(B, p.scheme.b.dtype)
+    else:
+        vals = quantize(B, p.qb, "b").dequantize()  # K x N
+    full = np.zeros((p.kp, p.np_), np.float32)
+    full[: p.k, : p.n] = vals
+    return np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
 
 
 def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:

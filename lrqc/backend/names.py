@@ -4,6 +4,7 @@ QUANT_STATS = "a_stats"  # per-group max |A| (and min for minmax)
 QUANT_SCALE = "a_scale"  # effective scale per group
 QUANT_ZERO = "a_zero"  # zero-point correction per group
 QUANT_CODES = "a_codes"  # u8 codes of A
+QUANT_FLOAT = "a_float"  # A as float32 for the float GEMM of products with a float operand
 QUANT_ROWSUM = "a_rowsum"  # per-group sums of A's centered codes (for weights with zero points)
 UNPACK = "b_unpack"  # sub-byte weights unpacked to int8 (per tile)
 ACC = "acc"  # int32 accumulator (one K group)
@@ -15,6 +16,7 @@ FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
+FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
 
 
 def symbol(fn: str, m: int) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..errors import LrqcError
 from ..frontend.bind import bind_dims
-from ..frontend.model import QuantOperand, Scheme
+from ..frontend.model import FloatOperand, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import quant_text
 from ..reference.quant import int_range
 
@@ -32,22 +32,37 @@ class KernelPlan:
 
     @property
     def qa(self):
-        return self.scheme.a.quant
+        return None if self.a_float else self.scheme.a.quant
 
     @property
     def qb(self):
-        return self.scheme.b.quant
+        return None if self.b_float else self.scheme.b.quant
+
+    @property
+    def a_float(self) -> bool:
+        return isinstance(self.scheme.a, FloatOperand)
+
+    @property
+    def b_float(self) -> bool:
+        return isinstance(self.scheme.b, FloatOperand)
+
+    @property
+    def float_path(self) -> bool:
+        """A float operand: the product runs as a float32 GEMM (te_float)."""
+        return self.a_float or self.b_float
 
     @property
     def nibbles(self) -> bool:
         """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
-        return self.qb.is_int and self.qb.granularity != "per_block" and self.qb.bits <= 4
+        q = self.qb
+        return (not self.float_path and q.is_int and q.granularity != "per_block"
+                and q.bits <= 4)
 
     @property
     def b_zero(self) -> bool:
         """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
         in the epilogue by row sums of A's centered codes times the weights' zero points."""
-        return not self.qb.signed or self.qb.calibrate == "minmax"
+        return not self.float_path and (not self.qb.signed or self.qb.calibrate == "minmax")
 
     @property
     def b_offset(self) -> int:
@@ -56,7 +71,7 @@ class KernelPlan:
 
     @property
     def mx(self) -> bool:
-        return self.qa.granularity == "per_block"
+        return self.qa is not None and self.qa.granularity == "per_block"
 
 
 
@@ -106,28 +121,45 @@ def code_limit(q) -> int:
     return max(map(abs, int_range(q)))
 
 
+def _check_quant(q, role: str) -> None:
+    """Quantizers the integer kernels (and quantize_a) handle."""
+    if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
+        raise UnsupportedScheme(f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit "
+                                f"int8 codes; the integer kernels take {', '.join(MX_ELEMENTS)}")
+    if not q.is_int and q.granularity != "per_block":
+        if q.fmt not in MX_ELEMENTS or q.scale != "float32":
+            raise UnsupportedScheme(f"{role}: {quant_text(q)}: only e2m1 and e2m3 elements "
+                                    "(value x 2^f fits int8) with float scales are compiled")
+    if q.bits == 1 and q.signed and q.scale != "float32":
+        raise UnsupportedScheme(f"{role}: int1 (sign binarization) takes a float scale "
+                                "(mean |x|); two-level integer scales do not apply to it")
+    if role == "a" and q.round == "stochastic":
+        raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
+
+
 def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     notes = tuple(bind_dims(s, m, n, k))
-    if s.product is not None or not (isinstance(s.a, QuantOperand) and isinstance(s.b, QuantOperand)):
-        raise UnsupportedScheme(f"scheme '{s.name}': the code generator handles quantized a and b "
-                                "operands so far (float, LPLR and LRAMM operands come next)")
-    if s.a.residuals or s.b.residuals:
+    if s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand):
+        raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM products are not compiled "
+                                "yet; lrqc.reference.matmul (and `lrqc eval`) evaluates them")
+    if any(isinstance(op, QuantOperand) and op.residuals for op in (s.a, s.b)):
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
                                 "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
+    mp = -(-m // mr) * mr
+    np_ = -(-n // 16) * 16
+    if isinstance(s.a, FloatOperand) or isinstance(s.b, FloatOperand):
+        # float32 GEMM; a quantized b is dequantized by the reference in pack (any quantizer)
+        if isinstance(s.a, QuantOperand):
+            _check_quant(s.a.quant, "a")
+            v = s.a.quant.vector if s.a.quant.grouped else 0
+            kp = -(-k // v) * v if v else k
+            groups, v = (kp // v, v) if v else (1, kp)
+            offset = 128 if s.a.quant.signed or not s.a.quant.is_int else 0
+            return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
+        return KernelPlan(s, m, n, k, mp, np_, k, 1, k, 0, notes)
     qa, qb = s.a.quant, s.b.quant
-    for q, role in ((qa, "a"), (qb, "b")):
-        if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
-            raise UnsupportedScheme(f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit "
-                                    f"int8 codes; the integer kernels take {', '.join(MX_ELEMENTS)}")
-        if not q.is_int and q.granularity != "per_block":
-            if q.fmt not in MX_ELEMENTS or q.scale != "float32":
-                raise UnsupportedScheme(f"{role}: {quant_text(q)}: only e2m1 and e2m3 elements "
-                                        "(value x 2^f fits int8) with float scales are compiled")
-        if q.bits == 1 and q.signed and q.scale != "float32":
-            raise UnsupportedScheme(f"{role}: int1 (sign binarization) takes a float scale "
-                                    "(mean |x|); two-level integer scales do not apply to it")
-    if qa.round == "stochastic":
-        raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
+    _check_quant(qa, "a")
+    _check_quant(qb, "b")
     if qa.bits > 8 or qb.bits > 8:
         raise UnsupportedScheme("more than 8 bits")  # pragma: no cover - the language forbids it
     grouped = [q.vector for q in (qa, qb) if q.grouped]
@@ -142,8 +174,6 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     else:
         kp, groups = -(-k // 4) * 4, 1
         v = kp
-    mp = -(-m // mr) * mr
-    np_ = -(-n // 16) * 16
     offset = 128 if qa.signed or not qa.is_int else 0
     if (qa.granularity == "per_block") != (qb.granularity == "per_block"):
         raise UnsupportedScheme("MX (per_block) on one operand only is not compiled yet")

@@ -41,7 +41,12 @@ def quantize_pass(sch):
     for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
         if has_block(sch, n) and len(sch.get_loops(sch.get_sblock(n))) >= 3:
             sch.parallel(sch.get_loops(sch.get_sblock(n))[0])
-    parallel_rows(sch, names.QUANT_CODES)
+    if has_block(sch, names.QUANT_CODES):
+        parallel_rows(sch, names.QUANT_CODES)
+    if has_block(sch, names.QUANT_FLOAT):
+        if has_block(sch, names.QUANT_CODES):  # dequantized on the fly from the codes
+            sch.compute_inline(sch.get_sblock(names.QUANT_CODES))
+        parallel_rows(sch, names.QUANT_FLOAT, vector=16 if _last_extent(sch) % 16 == 0 else 0)
     if has_block(sch, names.QUANT_ROWSUM):
         parallel_rows(sch, names.QUANT_ROWSUM)
 
@@ -50,6 +55,28 @@ def finish_vnni(sch, loops, intrin=None):
     init = sch.decompose_reduction(loops["blk"], loops["ko"])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(loops["jv"], intrin or register_vnni())
+
+
+def _last_extent(sch) -> int:
+    loops = sch.get_loops(sch.get_sblock(names.QUANT_FLOAT))
+    return int(sch.get(loops[-1]).extent)
+
+
+def float_gemm(sch, plan, mr: int = 4, kc: int = 256):
+    """The float32 GEMM of te_float: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
+    [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
+    blk = sch.get_sblock(names.ACC)
+    i, j, k = sch.get_loops(blk)
+    io, ii = sch.split(i, [None, pick_split(plan.mp, (mr, 2, 1))])
+    jo, jv = sch.split(j, [None, 16])
+    ko, kk = sch.split(k, [None, pick_split(plan.kp, (kc, 128, 64, 32, 16, 8, 4, 2, 1))])
+    sch.reorder(jo, io, ko, kk, ii, jv)
+    sch.parallel(jo)
+    sch.unroll(ii)
+    sch.vectorize(jv)
+    fuse_epilogue(sch, names.OUT, io)
+    init = sch.decompose_reduction(blk, ko)
+    sch.vectorize(sch.get_loops(init)[-1])
 
 
 def unpack_at(sch, loop):
