@@ -36,9 +36,14 @@ def cmd_build(args) -> int:
         print(f"  M buckets: {', '.join(map(str, man['m_buckets']))} (a call with m rows runs "
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
-    print(f"  schedule rule: {man['schedule_rule']}" + ("" if man["fast_path"] else
-          "   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
-          "speed than a VNNI build"))
+    if man["product"] != "integer GEMM":
+        warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
+    elif not man["fast_path"]:
+        warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
+                "speed than a VNNI build")
+    else:
+        warn = ""
+    print(f"  schedule rule: {man['schedule_rule']}{warn}")
     for note in man["notes"]:
         print(f"  note: {note}")
     if man["cross_compiled"]:
@@ -106,7 +111,9 @@ def cmd_bench(args) -> int:
     for name, err, t in rows:
         tt = f"{t * 1e3:10.3f}{ops / t / 1e9:9.1f}{t_np / t:9.2f}x" if t else ""
         print(f"{name:<40}{err:>12.4e}{tt}")
-    if not kernel.fast:
+    for note in kernel.plan.notes:
+        print(f"note: {note}")
+    if not kernel.fast and not kernel.plan.float_path:
         print(f"note: schedule rule {kernel.rule} is not the fast path (no AVX-512 VNNI on this "
               "target)")
     return 0

@@ -59,7 +59,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "fast_path": kernel.fast,
         "functions": [names.symbol(fn, m) for m in buckets for fn in
                       (names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS)],
-        "product": "float32 GEMM (a float operand)" if p.float_path else "integer GEMM",
+        "product": "float32 GEMM" if p.float_path else "integer GEMM",
         "layouts": LAYOUTS,
         "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
             "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "

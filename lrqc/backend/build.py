@@ -14,6 +14,9 @@ from .rules import choose
 from .target import features, resolve
 
 
+FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
+
+
 def family_of(target: dict) -> str:
     return "x86"  # the generic rule in schedules/x86 also serves non-x86 LLVM targets
 
@@ -65,5 +68,6 @@ def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
     ex = compile_module(schedule_all(plans, rule), tvm.target.Target(tdict))
-    return Kernel(plans, ex, tdict, rule.NAME, rule.FAST, m_min=lo,
+    name, fast = (FLOAT_RULE, False) if plans[-1].float_path else (rule.NAME, rule.FAST)
+    return Kernel(plans, ex, tdict, name, fast, m_min=lo,
                   transposed=scheme.static == "a")

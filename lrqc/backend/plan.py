@@ -29,6 +29,7 @@ class KernelPlan:
     vector: int  # V (kp // groups)
     a_offset: int  # added to A's codes to make them unsigned (128 for signed, 0 for unsigned)
     notes: tuple[str, ...] = ()
+    float_gemm: bool = False  # quantized operands the integer path cannot hold: float fallback
 
     @property
     def qa(self):
@@ -48,8 +49,8 @@ class KernelPlan:
 
     @property
     def float_path(self) -> bool:
-        """A float operand: the product runs as a float32 GEMM (te_float)."""
-        return self.a_float or self.b_float
+        """A float operand (or the float fallback): the product runs as a float32 GEMM."""
+        return self.a_float or self.b_float or self.float_gemm
 
     @property
     def nibbles(self) -> bool:
@@ -121,20 +122,16 @@ def code_limit(q) -> int:
     return max(map(abs, int_range(q)))
 
 
-def _check_quant(q, role: str) -> None:
-    """Quantizers the integer kernels (and quantize_a) handle."""
+def _integer_problem(q, role: str) -> str | None:
+    """Why quantizer q cannot run on the integer units (codes must fit a byte), or None."""
     if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
-        raise UnsupportedScheme(f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit "
-                                f"int8 codes; the integer kernels take {', '.join(MX_ELEMENTS)}")
-    if not q.is_int and q.granularity != "per_block":
-        if q.fmt not in MX_ELEMENTS or q.scale != "float32":
-            raise UnsupportedScheme(f"{role}: {quant_text(q)}: only e2m1 and e2m3 elements "
-                                    "(value x 2^f fits int8) with float scales are compiled")
+        return (f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit int8 codes (the "
+                f"integer kernels take {', '.join(MX_ELEMENTS)})")
+    if not q.is_int and q.granularity != "per_block" and q.fmt not in MX_ELEMENTS:
+        return f"{role}: {quant_text(q)}: {q.fmt} codes (value x 2^f) do not fit int8"
     if q.bits == 1 and q.signed and q.scale != "float32":
-        raise UnsupportedScheme(f"{role}: int1 (sign binarization) takes a float scale "
-                                "(mean |x|); two-level integer scales do not apply to it")
-    if role == "a" and q.round == "stochastic":
-        raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
+        return f"{role}: int1 with two-level scales"
+    return None
 
 
 def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
@@ -145,29 +142,22 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     if any(isinstance(op, QuantOperand) and op.residuals for op in (s.a, s.b)):
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
                                 "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
+    if isinstance(s.a, QuantOperand) and s.a.quant.round == "stochastic":
+        raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
     mp = -(-m // mr) * mr
     np_ = -(-n // 16) * 16
     if isinstance(s.a, FloatOperand) or isinstance(s.b, FloatOperand):
-        # float32 GEMM; a quantized b is dequantized by the reference in pack (any quantizer)
-        if isinstance(s.a, QuantOperand):
-            _check_quant(s.a.quant, "a")
-            v = s.a.quant.vector if s.a.quant.grouped else 0
-            kp = -(-k // v) * v if v else k
-            groups, v = (kp // v, v) if v else (1, kp)
-            offset = 128 if s.a.quant.signed or not s.a.quant.is_int else 0
-            return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
-        return KernelPlan(s, m, n, k, mp, np_, k, 1, k, 0, notes)
+        return _float_plan(s, m, n, k, mp, np_, notes)
     qa, qb = s.a.quant, s.b.quant
-    _check_quant(qa, "a")
-    _check_quant(qb, "b")
-    if qa.bits > 8 or qb.bits > 8:
-        raise UnsupportedScheme("more than 8 bits")  # pragma: no cover - the language forbids it
+    problem = _integer_problem(qa, "a") or _integer_problem(qb, "b")
     grouped = [q.vector for q in (qa, qb) if q.grouped]
-    if len(set(grouped)) > 1:
-        raise UnsupportedScheme(f"per_vector sizes differ ({grouped[0]} vs {grouped[1]})")
+    if not problem and len(set(grouped)) > 1:
+        problem = f"per_vector sizes differ ({grouped[0]} vs {grouped[1]})"
+    if not problem and grouped and grouped[0] % 4:
+        problem = f"per_vector({grouped[0]}): V must be a multiple of 4 for the integer layout"
+    if not problem and (qa.granularity == "per_block") != (qb.granularity == "per_block"):
+        problem = "MX (per_block) on one operand only"
     v = grouped[0] if grouped else 0
-    if v and v % 4:
-        raise UnsupportedScheme(f"per_vector({v}): V must be a multiple of 4 for the VNNI layout")
     if v:
         kp = -(-k // v) * v
         groups = kp // v
@@ -175,10 +165,25 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         kp, groups = -(-k // 4) * 4, 1
         v = kp
     offset = 128 if qa.signed or not qa.is_int else 0
-    if (qa.granularity == "per_block") != (qb.granularity == "per_block"):
-        raise UnsupportedScheme("MX (per_block) on one operand only is not compiled yet")
-    span = code_limit(qa) + offset
-    limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
-    if s.accumulate == "int32" and span * limit_b * kp >= 2**31:
-        raise UnsupportedScheme(f"K={k} can overflow the int32 accumulator with these formats")
+    if not problem:
+        span = code_limit(qa) + offset
+        limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
+        if s.accumulate == "int32" and span * limit_b * kp >= 2**31:
+            problem = f"K={k} can overflow the int32 accumulator with these formats"
+    if problem:
+        note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
+        return _float_plan(s, m, n, k, mp, np_, notes + (note,))
     return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
+
+
+def _float_plan(s: Scheme, m, n, k, mp, np_, notes) -> KernelPlan:
+    """Plan of the float32 GEMM: a quantized `a` keeps its own K grouping (quantize_a makes its
+    codes exactly, then dequantizes); a quantized `b` is dequantized by the reference in pack."""
+    if isinstance(s.a, QuantOperand):
+        q = s.a.quant
+        v = q.vector if q.grouped else 0
+        kp = -(-k // v) * v if v else k
+        groups, v = (kp // v, v) if v else (1, kp)
+        offset = 128 if q.signed or not q.is_int else 0
+        return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes, float_gemm=True)
+    return KernelPlan(s, m, n, k, mp, np_, k, 1, k, 0, notes, float_gemm=True)

@@ -55,7 +55,7 @@ def _elem_code(y, q):
     return v * float(2 ** frac_bits(q.fmt))
 
 
-def _quantize_mx(p: KernelPlan):
+def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
     zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
@@ -81,7 +81,7 @@ def _quantize_mx(p: KernelPlan):
 
     def code(i, k):
         v = _elem_code(x(i, k) * _pow2(-e[i, k // V]), q)
-        return (v + float(p.a_offset)).astype("uint8")
+        return (v + float(p.a_offset)).astype(dt)
 
     Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
     sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype("float32"), name="sa")
@@ -101,7 +101,7 @@ def _with_rowsum(p: KernelPlan, tensors):
     return [A, Aq, sa, zc, ra]
 
 
-def _quantize_binary(p: KernelPlan):
+def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
     """int1 sign binarization: codes ±1 (+128), 0 in the K padding; scale = mean |x| of the
     group (padding included, as the reference), 0 for an all-zero group."""
     q = p.qa
@@ -131,23 +131,25 @@ def _quantize_binary(p: KernelPlan):
         name=names.QUANT_SCALE)
     off = p.a_offset
     Aq = te.compute((Mp, Kp), lambda i, k: tir.if_then_else(
-        k < K, tir.if_then_else(x(i, k) >= 0, off + 1, off - 1), off).astype("uint8"),
+        k < K, tir.if_then_else(x(i, k) >= 0, off + 1, off - 1), off).astype(dt),
         name=names.QUANT_CODES)
     sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa")
     zc = te.compute((Mp, G), lambda i, g: tir.const(off, "int32"), name="zc")
     return [A, Aq, sa, zc]
 
 
-def quantize_a(p: KernelPlan):
-    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a."""
+def quantize_a(p: KernelPlan, codes: str = "uint8"):
+    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
+    the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
+    formats whose codes do not fit a byte."""
     if p.mx:
-        return _with_rowsum(p, _quantize_mx(p))
+        return _with_rowsum(p, _quantize_mx(p, codes))
     if p.qa.bits == 1 and p.qa.signed:
-        return _with_rowsum(p, _quantize_binary(p))
-    return _with_rowsum(p, _quantize_a(p))
+        return _with_rowsum(p, _quantize_binary(p, codes))
+    return _with_rowsum(p, _quantize_a(p, codes))
 
 
-def _quantize_a(p: KernelPlan):
+def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
@@ -226,10 +228,10 @@ def _quantize_a(p: KernelPlan):
         g = k // V
         si = sidx(i, g)
         if fp:
-            return (_elem_code(x(i, k) / s_eff[si], q) + off).astype("uint8")
+            return (_elem_code(x(i, k) / s_eff[si], q) + off).astype(dt)
         v = _round(x(i, k) / s_eff[si], q.round) + zf(i, g)
         v = tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64))
-        return (v + off).astype("uint8")
+        return (v + off).astype(dt)
 
     unit = 1.0
     if fp:

@@ -1,5 +1,7 @@
 """to_te for base products with a float operand (weight-only quantization such as
-`a: float16` x `b: int4 per_channel`, or `a: int8` x `b: bfloat16`): a float32 GEMM.
+`a: float16` x `b: int4 per_channel`, or `a: int8` x `b: bfloat16`), and the float fallback of
+quantized products the integer path cannot hold (e4m3/e5m2 codes, unequal per_vector sizes,
+MX on one side): a float32 GEMM.
 
 quantize_a makes Af[Mp, Kp] float32: a float operand rounded to its declared type (float16 by a
 round trip through half, bfloat16 by the reference's round-to-nearest-even bit trick), a
@@ -38,9 +40,10 @@ def quantize_a(p: KernelPlan):
                                              p.scheme.a.dtype), tir.const(0.0, "float32")),
             name=names.QUANT_FLOAT)
         return [A, Af]
-    A, Aq, sa, zc = te_base.quantize_a(p)[:4]
-    Af = te.compute((Mp, Kp), lambda i, k: (Aq[i, k].astype("int32") - zc[i, k // V]).astype(
-        "float32") * sa[i, k // V], name=names.QUANT_FLOAT)
+    A, Aq, sa, zc = te_base.quantize_a(p, codes="float64")[:4]
+    Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, k // V].astype("float64"))
+                                            * sa[i, k // V].astype("float64")).astype("float32"),
+                    name=names.QUANT_FLOAT)
     return [A, Af]
 
 
