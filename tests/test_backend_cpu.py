@@ -76,6 +76,10 @@ CASES = [  # a, b, (M, N, K)
     ("int1 per_tensor", "int8 per_channel", (4, 16, 64)),
     ("int8 per_tensor calibrate=minmax", "int8 per_channel", (6, 16, 50)),
     ("int4 per_vector(8) calibrate=minmax", "int4 per_vector(8)", (5, 16, 60)),
+    # stochastic rounding of A: floor(y + u) with the reference's seeded draws
+    ("int8 per_channel round=stochastic seed=3", "int8 per_channel", (7, 33, 100)),
+    ("uint4 per_vector(16) round=stochastic", "int4 per_vector(16)", (5, 20, 90)),
+    ("e2m1 per_channel round=stochastic seed=5", "int8 per_channel", (3, 16, 64)),
     # e*m* elements with float scales (max |x| -> max normal), as integer codes value x 2^f
     ("e2m1 per_channel", "e2m1 per_channel", (7, 33, 100)),
     ("e2m3 per_tensor round=floor", "e2m1 per_channel", (5, 20, 90)),
@@ -93,7 +97,7 @@ def test_kernel_matches_reference(a, b, dims):
 
 
 def test_m_varies_per_call_within_the_declared_range():
-    s = scheme("uint8 per_tensor calibrate=minmax", "int4 per_channel")
+    s = scheme("uint8 per_tensor calibrate=minmax round=stochastic", "int4 per_channel")
     kernel = lrqc.compile(s, M="1..40", N=33, K=70)
     assert [p.m for p in kernel.plans] == [4, 8, 16, 32, 40]
     A, B = data(40, 33, 70, seed=5, dist="uniform")
@@ -161,6 +165,7 @@ FLOAT_CASES = [  # a float operand: float32 GEMM against the reference within fl
     ("e2m1 per_block(32, scale=e8m0)", "int8 per_channel", (4, 20, 64)),
     ("int8 per_vector(16)", "int8 per_vector(32)", (6, 16, 70)),
     ("uint4 per_vector(6)", "int4 per_channel round=stochastic", (3, 16, 40)),
+    ("e4m3 per_channel round=stochastic seed=1", "int8", (6, 16, 50)),
 ]
 
 
@@ -208,7 +213,8 @@ def test_shape_and_input_errors():
 @pytest.mark.parametrize("a,b,msg", [
     ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
     ("float32", "lplr(rank=4)", "LPLR and LRAMM products are not compiled"),
-    ("int8 round=stochastic", "int8", "stochastic"),
+    ("int8 per_block(32, scale=e8m0) round=stochastic", "int8 per_block(32, scale=e8m0)",
+     "stochastic rounding of MX"),
 ])
 def test_unsupported_schemes_say_so(a, b, msg):
     from lrqc.backend.plan import UnsupportedScheme

@@ -41,11 +41,13 @@ class _Bucket:
         self.c = empty((p.mp, p.np_), "float32")
         self.a = empty((p.m, p.k), "float32")
         self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
+        self.u = tensor(p.noise()) if p.stochastic_a else None
 
     def quantize_args(self) -> list:
+        inputs = [self.a] + ([self.u] if self.u is not None else [])
         if self.plan.float_path:
-            return [self.a, self.af]
-        return [self.a, self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
+            return inputs + [self.af]
+        return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
 
     def gemm_args(self, t: dict) -> list:
         if self.plan.float_path:

@@ -71,6 +71,24 @@ class KernelPlan:
         return 2 ** (self.qb.bits - 1) if not self.qb.signed else 0
 
     @property
+    def stochastic_a(self) -> bool:
+        """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
+        return self.qa is not None and self.qa.round == "stochastic"
+
+    def noise(self):
+        """The draws lrqc.reference.quantize makes for A at this bucket's M rows: U[0, 1) of
+        shape (M, K padded as the reference pads it) from the quantizer's seed, in C order
+        (so the first m rows are those of a call with m rows), zero padded to Kp columns."""
+        import numpy as np
+
+        from ..reference.quant import padded_k
+
+        kref = padded_k(self.qa, self.k)
+        out = np.zeros((self.m, self.kp))
+        out[:, :kref] = np.random.default_rng(self.qa.seed).random((self.m, kref))
+        return out
+
+    @property
     def mx(self) -> bool:
         return self.qa is not None and self.qa.granularity == "per_block"
 
@@ -142,8 +160,9 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     if any(isinstance(op, QuantOperand) and op.residuals for op in (s.a, s.b)):
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
                                 "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
-    if isinstance(s.a, QuantOperand) and s.a.quant.round == "stochastic":
-        raise UnsupportedScheme("a: stochastic rounding of the per-call operand is not compiled")
+    if isinstance(s.a, QuantOperand) and s.a.quant.round == "stochastic" \
+            and s.a.quant.granularity == "per_block":
+        raise UnsupportedScheme("a: stochastic rounding of MX activations is not compiled")
     mp = -(-m // mr) * mr
     np_ = -(-n // 16) * 16
     if isinstance(s.a, FloatOperand) or isinstance(s.b, FloatOperand):

@@ -15,7 +15,9 @@ from .plan import KernelPlan
 from ..reference.quant import int_range
 
 
-def _round(y, mode):
+def _round(y, mode, u=None):
+    if mode == "stochastic":  # floor(y + u), u the reference's U[0, 1) draw for this element
+        return tir.floor(y + u)
     if mode == "nearest":
         return tir.nearbyint(y)
     if mode == "floor":
@@ -38,7 +40,20 @@ def _pow2(n):
     return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
 
 
-def _elem_code(y, q):
+def _a_input(p: KernelPlan):
+    """The placeholder A (M x K float32) and x(i, k): A as float64, zero outside M x K (the
+    reference's K padding and the row tile's padding)."""
+    M, K = p.m, p.k
+    A = te.placeholder((M, K), "float32", name="A")
+
+    def x(i, k):
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)]
+                                .astype("float64"), tir.const(0.0, "float64"))
+
+    return A, x
+
+
+def _elem_code(y, q, u=None):
     """y rounded onto element format q.fmt's grid and saturated (reference.minifloat
     .round_to_format), as the integer code value·2^frac_bits (float64)."""
     from ..reference.minifloat import FP_FORMATS, frac_bits
@@ -50,7 +65,7 @@ def _elem_code(y, q):
     exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
     emin = 2 - 2 ** (exp_bits - 1)
     ue = tir.max(_floor_log2(y), emin) - man_bits
-    v = _round(y * _pow2(-ue), q.round) * _pow2(ue)
+    v = _round(y * _pow2(-ue), q.round, u) * _pow2(ue)
     v = tir.min(tir.max(v, tir.const(-max_normal, f64)), tir.const(max_normal, f64))
     return v * float(2 ** frac_bits(q.fmt))
 
@@ -64,11 +79,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     f64 = "float64"
-    A = te.placeholder((M, K), "float32", name="A")
-
-    def x(i, k):
-        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
-                                tir.const(0.0, f64))
+    A, x = _a_input(p)
 
     r = te.reduce_axis((0, V), "r")
     hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
@@ -94,11 +105,11 @@ def _with_rowsum(p: KernelPlan, tensors):
     have zero points (Σ (qa-za)(qb-zb) = Σ (qa-za)(qb-ob) - (zb-ob)·ra)."""
     if not p.b_zero:
         return tensors
-    A, Aq, sa, zc = tensors
+    *inputs, Aq, sa, zc = tensors
     r = te.reduce_axis((0, p.vector), "r")
     ra = te.compute((p.mp, p.groups), lambda i, g: te.sum(
         Aq[i, g * p.vector + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM)
-    return [A, Aq, sa, zc, ra]
+    return [*inputs, Aq, sa, zc, ra]
 
 
 def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
@@ -107,11 +118,7 @@ def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     f64 = "float64"
-    A = te.placeholder((M, K), "float32", name="A")
-
-    def x(i, k):
-        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
-                                tir.const(0.0, f64))
+    A, x = _a_input(p)
 
     if q.granularity == "per_tensor":
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
@@ -154,11 +161,13 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     f64 = "float64"
-    A = te.placeholder((M, K), "float32", name="A")
-
-    def x(i, k):  # A as float64, zero outside M x K (the reference's K padding)
-        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)].astype(f64),
-                                tir.const(0.0, f64))
+    A, x = _a_input(p)
+    inputs = [A]
+    u = None
+    if q.round == "stochastic":  # the reference's draws, pregenerated (Kernel.noise)
+        U = te.placeholder((p.m, Kp), "float64", name="U")
+        inputs.append(U)
+        u = lambda i, k: U[tir.min(i, p.m - 1), k]  # noqa: E731
 
     fp = not q.is_int  # e*m* elements with a float scale: max |x| maps to the max normal
     minmax = q.calibrate == "minmax" and not fp
@@ -227,9 +236,10 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     def code(i, k):
         g = k // V
         si = sidx(i, g)
+        ui = u(i, k) if u else None
         if fp:
-            return (_elem_code(x(i, k) / s_eff[si], q) + off).astype(dt)
-        v = _round(x(i, k) / s_eff[si], q.round) + zf(i, g)
+            return (_elem_code(x(i, k) / s_eff[si], q, ui) + off).astype(dt)
+        v = _round(x(i, k) / s_eff[si], q.round, ui) + zf(i, g)
         v = tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64))
         return (v + off).astype(dt)
 
@@ -241,7 +251,7 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"), name="sa")
     zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc")
-    return [A, Aq, sa, zc]
+    return [*inputs, Aq, sa, zc]
 
 
 def _nibble(byte, e):

@@ -31,7 +31,7 @@ def _round_to(v, dtype: str):
 
 
 def quantize_a(p: KernelPlan):
-    """Tensors [A, Af] of the per-call pass."""
+    """Tensors [A, (U,) Af] of the per-call pass (U: stochastic rounding draws)."""
     M, K, Mp, Kp, V = p.m, p.k, p.mp, p.kp, p.vector
     if p.a_float:
         A = te.placeholder((M, K), "float32", name="A")
@@ -40,11 +40,11 @@ def quantize_a(p: KernelPlan):
                                              p.scheme.a.dtype), tir.const(0.0, "float32")),
             name=names.QUANT_FLOAT)
         return [A, Af]
-    A, Aq, sa, zc = te_base.quantize_a(p, codes="float64")[:4]
+    *inputs, Aq, sa, zc = te_base.quantize_a(p, codes="float64")
     Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, k // V].astype("float64"))
                                             * sa[i, k // V].astype("float64")).astype("float32"),
                     name=names.QUANT_FLOAT)
-    return [A, Af]
+    return [*inputs, Af]
 
 
 def gemm(p: KernelPlan):
