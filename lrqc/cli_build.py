@@ -55,18 +55,13 @@ def cmd_run(args) -> int:
     from .backend.artifact import load_kernel
 
     kernel = load_kernel(args.dir)
-    A, B = (_load(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
+    from .cli import _load_npy
+
+    A, B = (_load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
     C = kernel.run(A, B)
     np.save(args.output, C)
     print(f"wrote {args.output}: {C.shape[0]}x{C.shape[1]} float32 (rule {kernel.rule})")
     return 0
-
-
-def _load(path, flag):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LrqcError(f"{flag}: cannot load {path}: {exc}") from None
 
 
 def _median_time(fn, repeat: int) -> float:

@@ -34,6 +34,7 @@ class _Bucket:
     def __init__(self, plan: KernelPlan, module):
         p = self.plan = plan
         self.module = module
+        self._fns: dict = {}
         self.af = empty((p.mp, p.kp), "float32") if p.float_path else None
         self.aq = empty((p.mp, p.kp), "uint8")
         self.sa = empty((p.mp, p.groups), "float32")
@@ -59,8 +60,12 @@ class _Bucket:
         return [self.ra, t["zb"]] if self.plan.b_zero else []
 
     def fn(self, name: str):
-        """The compiled function (looked up on use: a cross-compiled module cannot run here)."""
-        return self.module[names.symbol(name, self.plan.m)]
+        """The compiled function, looked up on first use (a cross-compiled module cannot run
+        here) and kept: calls do not repeat the module lookup."""
+        f = self._fns.get(name)
+        if f is None:
+            f = self._fns[name] = self.module[names.symbol(name, self.plan.m)]
+        return f
 
 
 class Kernel:
@@ -207,8 +212,3 @@ class Kernel:
                 times.append(time.perf_counter() - t0)
             out[name] = float(np.median(times))
         return out
-
-    def quantized_a(self, A) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(u8 codes, scales, zero corrections) of A as the kernel computes them."""
-        bk, m = self._quantize(A)
-        return bk.aq.numpy()[:m], bk.sa.numpy()[:m], bk.zc.numpy()[:m]

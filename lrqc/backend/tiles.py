@@ -79,6 +79,33 @@ def float_gemm(sch, plan, mr: int = 4, kc: int = 256):
     sch.vectorize(sch.get_loops(init)[-1])
 
 
+def group_output_tile(sch, fn, plan, mr: int, nr: int):
+    """Per-vector products: the output (reduced over the K groups g) is the loop anchor,
+    jo(par) -> io -> g (nibbles: jo -> g -> io, so each packed tile is unpacked once) -> ii ->
+    jm -> 16 columns vectorized. Returns (output block, io, g)."""
+    out = sch.get_sblock(names.OUT)
+    loops = sch.get_loops(out)
+    i, g, j = loops if fn == names.FN_ACC else (loops[0], loops[2], loops[1])
+    io, ii = sch.split(i, [None, mr])
+    jo, jm, jv = sch.split(j, [None, nr, 16])
+    if plan.nibbles:
+        sch.reorder(jo, g, io, ii, jm, jv)
+    else:
+        sch.reorder(jo, io, g, ii, jm, jv)
+    sch.parallel(jo)
+    sch.unroll(ii)
+    sch.unroll(jm)
+    sch.vectorize(jv)
+    return out, io, g
+
+
+def finish_group_output(sch, fn, out, g):
+    """Initialise the output's reduction over the groups outside g (gemm only)."""
+    if fn != names.FN_ACC:
+        cinit = sch.decompose_reduction(out, g)
+        sch.vectorize(sch.get_loops(cinit)[-1])
+
+
 def unpack_at(sch, loop):
     """Unpack the nibble tile of B under `loop`, 64 lanes at a time (no-op for int8 weights)."""
     if not has_block(sch, names.UNPACK):

@@ -38,19 +38,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr):
 
 
 def _groups(fn, sch, plan, tiles, mr, nr):
-    out = sch.get_sblock("C")
-    loops = sch.get_loops(out)
-    i, g, j = loops if fn == "int_acc" else (loops[0], loops[2], loops[1])
-    io, ii = sch.split(i, [None, mr])
-    jo, jm, jv = sch.split(j, [None, nr, 16])
-    if plan.nibbles:
-        sch.reorder(jo, g, io, ii, jm, jv)
-    else:
-        sch.reorder(jo, io, g, ii, jm, jv)
-    sch.parallel(jo)
-    sch.unroll(ii)
-    sch.unroll(jm)
-    sch.vectorize(jv)
+    out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
     part = sch.get_sblock("partial")
     sch.compute_at(part, io if plan.nibbles else g)
     pi, pj, pk = sch.get_loops(part)[-3:]
@@ -63,9 +51,7 @@ def _groups(fn, sch, plan, tiles, mr, nr):
     pinit = sch.decompose_reduction(part, pko)
     sch.vectorize(sch.get_loops(pinit)[-1])
     sch.tensorize(pjv, tiles.register_vnni())
-    if fn != "int_acc":
-        cinit = sch.decompose_reduction(out, g)
-        sch.vectorize(sch.get_loops(cinit)[-1])
+    tiles.finish_group_output(sch, fn, out, g)
 
 
 def schedule(fn, sch, plan, tiles):
