@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import names, tiles
-from . import te_base, te_float
+from . import te_base, te_comp, te_float
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
 from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
@@ -44,14 +44,21 @@ def schedule_all(plans, rule) -> "tvm.IRModule":
             funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
         else:
             funcs = {
-                names.FN_QUANTIZE: te_base.quantize_a(plan),
+                names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
+                                    else te_base.quantize_a(plan)),
                 names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
                 names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
             }
+        if plan.rank_b:
+            funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
         for fn, tensors in funcs.items():
             sch = Schedule(prim_func(tensors))
             if plan.float_path and fn == names.FN_GEMM:
                 tiles.float_gemm(sch, plan)  # one float32 tile for every x86/LLVM target
+            elif fn == names.FN_LOWRANK_U:
+                tiles.row_dots_at(sch, names.LOWRANK_U)
+            elif fn == names.FN_QUANTIZE and plan.compensated and not plan.float_path:
+                tiles.compensated_pass(sch)
             else:
                 rule.schedule(fn, sch, plan, tiles)
             sym = names.symbol(fn, plan.m)

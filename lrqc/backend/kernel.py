@@ -15,8 +15,11 @@ import numpy as np
 from ..errors import InputError
 from ..reference.inputs import as_matrix
 from . import layout, names
+from .comp_call import CompBuffers
 from .compat import empty, tensor
 from .plan import KernelPlan
+
+NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Packed:
     arrays: dict
     tensors: dict
     plan_key: tuple
+    notes: tuple = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
 
 class _Bucket:
@@ -43,17 +47,34 @@ class _Bucket:
         self.a = empty((p.m, p.k), "float32")
         self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise()) if p.stochastic_a else None
+        self.comp = CompBuffers(p) if p.compensated else None
+        self.ub = self.comp.Ub if self.comp else None
 
     def quantize_args(self) -> list:
         inputs = [self.a] + ([self.u] if self.u is not None else [])
+        if self.comp is not None and not self.plan.float_path:
+            return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc)
         if self.plan.float_path:
             return inputs + [self.af]
         return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
 
     def gemm_args(self, t: dict) -> list:
+        lr = self.comp.epilogue_args(t) if self.comp is not None else []
         if self.plan.float_path:
-            return [self.af, t["Bf"], self.c]
-        return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), self.c]
+            return [self.af, t["Bf"], *lr, self.c]
+        return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), *lr,
+                self.c]
+
+    def lowrank_u_args(self, t: dict) -> list:
+        a = [self.af] if self.plan.float_path else [self.aq, self.sa, self.zc]
+        return [*a, t["LBt"], self.ub]
+
+    def compensate(self, m: int, packed) -> None:
+        """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""
+        if self.plan.rank_a:
+            self.comp.a_epilogue(m, packed.arrays)
+        if self.plan.rank_b:
+            self.fn(names.FN_LOWRANK_U)(*self.lowrank_u_args(packed.tensors))
 
     def zero_args(self, t: dict) -> list:
         """Epilogue arguments of weights with zero points: ra and zb."""
@@ -84,6 +105,7 @@ class Kernel:
         self.m_min = plans[0].m if m_min is None else m_min
         self.m_max = self.plan.m
         self._buckets = [_Bucket(p, module) for p in plans]
+        self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
 
     @property
     def key(self) -> tuple:
@@ -110,7 +132,9 @@ class Kernel:
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
         arrays = layout.pack(self.plan, X)
-        return Packed(arrays, {k: tensor(v) for k, v in arrays.items()}, self.key)
+        notes = tuple(arrays.pop("notes", ()))
+        return Packed(arrays, {k: tensor(v) for k, v in arrays.items() if k not in NUMPY_ONLY},
+                      self.key, notes)
 
     def split(self, A, B) -> tuple:
         """(per-call operand, static operand) of the product A @ B."""
@@ -147,6 +171,8 @@ class Kernel:
             buf[:m] = A
             buf[m:] = A[-1]
             bk.a.copyfrom(buf)
+        if bk.comp is not None:
+            bk.comp.set_rows(m)
         bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
         return bk, m
 
@@ -164,6 +190,9 @@ class Kernel:
     def _call(self, A, packed: Packed) -> np.ndarray:
         bk, m = self._quantize(A)
         t = packed.tensors
+        if bk.comp is not None:
+            bk.compensate(m, packed)
+            self.last_notes = list(packed.notes) + bk.comp.notes()
         bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
         c = bk.c.numpy()
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])

@@ -50,8 +50,19 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")
+    st = static_terms(p, B) if p.compensated else None
     if p.float_path:
-        return {"Bf": _pack_float(p, B)}
+        out = {"Bf": _pack_float(p, B, st)}
+    elif p.segments:
+        out = _pack_segments(p, B, st)
+    else:
+        out = _pack_int(p, B)
+    if p.compensated:
+        out.update(_lowrank_arrays(p, B, st))
+    return out
+
+
+def _pack_int(p: KernelPlan, B: np.ndarray) -> dict[str, np.ndarray]:
     q = quantize(B, p.qb, "b")  # rows = N, columns = K (padded to V when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
     frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
@@ -78,13 +89,16 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
     return {"Bp": bp, "sb": sb, "cs": cs, **out}
 
 
-def _pack_float(p: KernelPlan, B: np.ndarray) -> np.ndarray:
+def _pack_float(p: KernelPlan, B: np.ndarray, st=None) -> np.ndarray:
     """Bf[Np/16, Kp, 16] float32: B rounded to its float type, or dequantized (any quantizer:
     the reference's own numpy quantization), zero padded."""
     if p.b_float:
         vals = round_float(B, p.scheme.b.dtype)
     else:
         vals = quantize(B, p.qb, "b").dequantize()  # K x N
+        for t in st[1] if st else ():  # B's dense terms, exact in float
+            if t.q is not None:
+                vals = vals + t.approx
     full = np.zeros((p.kp, p.np_), np.float32)
     full[: p.k, : p.n] = vals
     return np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
@@ -96,3 +110,57 @@ def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:
     if arr.shape[1] == 1:
         arr = np.repeat(arr, groups, axis=1)
     return arr
+
+
+def static_terms(p: KernelPlan, B: np.ndarray):
+    """(Q(B), B's residual terms as lrqc.reference computes them: TermResult list), or None
+    for a float B."""
+    from ..reference.residual import apply_terms
+
+    if p.b_float:
+        return None
+    q = quantize(B, p.qb, "b")
+    return q, apply_terms(p.scheme.b.residuals, B - q.dequantize(), "b")
+
+
+def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
+    """Codes of every segment's B side side by side along K (segment s at columns s*Kq..),
+    with per-group scales and column sums; notes say which sparse copies are dense."""
+    from ..reference.residual import sparse_quant
+    from .segments import split_terms
+
+    qb, terms = st
+    src = {"base": qb, **{f"res:{n}": t.q for n, t in enumerate(terms) if t.q is not None}}
+    notes = []
+    for n, t in enumerate(split_terms(p.scheme.a)[0]):
+        if f"sparse:{n}" in (sg.b for sg in p.segments):
+            src[f"sparse:{n}"], note = sparse_quant(B, t, "b", "B")
+            notes.append(note)
+    kq, gq, v = p.kq, p.gq, p.vector
+    full = np.zeros((p.np_, p.kp), np.int64)
+    sb = np.zeros((p.groups, p.np_), np.float32)
+    for s, sg in enumerate(p.segments):
+        q = src[sg.b]
+        codes = integer_codes(q)
+        full[: p.n, s * kq: s * kq + codes.shape[1]] = codes
+        sb[s * gq:(s + 1) * gq, : p.n] = _per_group(q.scale, gq).T
+    bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
+    cs = full.reshape(p.np_, p.groups, v).sum(axis=2).T.astype(np.int32)
+    out = {"Bp": pack_nibbles(bp) if p.nibbles else bp, "sb": sb, "cs": cs}
+    return out | ({"notes": np.array(notes)} if notes else {})
+
+
+def _lowrank_arrays(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
+    """B's lowrank factors as LBt[r, Kq] and Wb[r, Np] (= F_Bᵀ), and B itself as float32
+    (K x N) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
+    out = {}
+    if p.rank_b:
+        L, Ft = st[1][-1].factors
+        lbt = np.zeros((p.rank_b, p.kq), np.float32)
+        lbt[:, : p.k] = L.T
+        wb = np.zeros((p.rank_b, p.np_), np.float32)
+        wb[:, : p.n] = Ft
+        out.update(LBt=lbt, Wb=wb)
+    if p.rank_a:
+        out["B32"] = np.ascontiguousarray(B, dtype=np.float32)
+    return out

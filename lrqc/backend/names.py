@@ -11,10 +11,15 @@ ACC = "acc"  # int32 accumulator (one K group)
 PARTIAL = "partial"  # int32 accumulator per K group (per_vector)
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)
+RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
+SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
+LOWRANK_U = "lowrank_u"  # A' L_B
+LANES = "_lanes"  # suffix of the 16-lane partial sums of a row dot product
 
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
+FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
 

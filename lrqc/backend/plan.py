@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from math import lcm
 
 from ..errors import LrqcError
 from ..frontend.bind import bind_dims
-from ..frontend.model import FloatOperand, LplrOperand, QuantOperand, Scheme
+from ..frontend.model import Dense, FloatOperand, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import quant_text
 from ..reference.quant import int_range
+from .segments import Segment, segments_of, split_terms
 
 
 class UnsupportedScheme(LrqcError):
@@ -30,6 +32,41 @@ class KernelPlan:
     a_offset: int  # added to A's codes to make them unsigned (128 for signed, 0 for unsigned)
     notes: tuple[str, ...] = ()
     float_gemm: bool = False  # quantized operands the integer path cannot hold: float fallback
+    segments: tuple[Segment, ...] = ()  # dense/sparse terms as extra K segments (segments.py)
+    kseg: int = 0  # A's quantized K per segment (0: kp, no segments)
+    lowrank_a: object = None  # the LowRank term ending A's residuals: epilogue L_A (F_Aᵀ B)
+    lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
+    dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
+
+    @property
+    def nseg(self) -> int:
+        return max(1, len(self.segments))
+
+    @property
+    def kq(self) -> int:
+        """K as A is quantized (one segment): the GEMM's K is nseg * kq."""
+        return self.kseg or self.kp
+
+    @property
+    def gq(self) -> int:
+        """Scale groups per segment."""
+        return self.groups // self.nseg
+
+    @property
+    def rank_a(self) -> int:
+        return self.lowrank_a.rank if self.lowrank_a is not None else 0
+
+    @property
+    def rank_b(self) -> int:
+        return self.lowrank_b.rank if self.lowrank_b is not None else 0
+
+    @property
+    def compensated(self) -> bool:
+        return bool(self.segments or self.rank_a or self.rank_b or self.dense_b)
+
+    @property
+    def b_quants(self) -> tuple:
+        return tuple(sg.qb for sg in self.segments) or (self.qb,)
 
     @property
     def qa(self):
@@ -55,9 +92,8 @@ class KernelPlan:
     @property
     def nibbles(self) -> bool:
         """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
-        q = self.qb
-        return (not self.float_path and q.is_int and q.granularity != "per_block"
-                and q.bits <= 4)
+        return not self.float_path and all(
+            q.is_int and q.granularity != "per_block" and q.bits <= 4 for q in self.b_quants)
 
     @property
     def b_zero(self) -> bool:
@@ -84,7 +120,7 @@ class KernelPlan:
         from ..reference.quant import padded_k
 
         kref = padded_k(self.qa, self.k)
-        out = np.zeros((self.m, self.kp))
+        out = np.zeros((self.m, self.kq))
         out[:, :kref] = np.random.default_rng(self.qa.seed).random((self.m, kref))
         return out
 
@@ -155,18 +191,22 @@ def _integer_problem(q, role: str) -> str | None:
 def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     notes = tuple(bind_dims(s, m, n, k))
     if s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand):
-        raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM products are not compiled "
-                                "yet; lrqc.reference.matmul (and `lrqc eval`) evaluates them")
-    if any(isinstance(op, QuantOperand) and op.residuals for op in (s.a, s.b)):
-        raise UnsupportedScheme(f"scheme '{s.name}': residual terms are not compiled yet; "
-                                "lrqc.reference.matmul (and `lrqc eval`) evaluates them")
+        raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM run as chains of kernels "
+                                "(backend.chain), not as one plan")
+    try:
+        terms = {r: split_terms(s.operand(r)) for r in ("a", "b")}
+    except ValueError as exc:
+        raise UnsupportedScheme(f"scheme '{s.name}': {exc}") from None
+    has_terms = any(t or low for t, low in terms.values())
     if isinstance(s.a, QuantOperand) and s.a.quant.round == "stochastic" \
-            and s.a.quant.granularity == "per_block":
-        raise UnsupportedScheme("a: stochastic rounding of MX activations is not compiled")
+            and (s.a.quant.granularity == "per_block" or has_terms):
+        raise UnsupportedScheme("a: stochastic rounding of MX activations, or of activations "
+                                "with residual terms, is not compiled")
     mp = -(-m // mr) * mr
     np_ = -(-n // 16) * 16
     if isinstance(s.a, FloatOperand) or isinstance(s.b, FloatOperand):
-        return _float_plan(s, m, n, k, mp, np_, notes)
+        plan = _float_plan(s, m, n, k, mp, np_, notes)
+        return _float_terms(plan, terms) if has_terms else plan
     qa, qb = s.a.quant, s.b.quant
     problem = _integer_problem(qa, "a") or _integer_problem(qb, "b")
     grouped = [q.vector for q in (qa, qb) if q.grouped]
@@ -183,16 +223,86 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     else:
         kp, groups = -(-k // 4) * 4, 1
         v = kp
-    offset = 128 if qa.signed or not qa.is_int else 0
+    offset = a_offset(qa)
     if not problem:
-        span = code_limit(qa) + offset
-        limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
-        if s.accumulate == "int32" and span * limit_b * kp >= 2**31:
-            problem = f"K={k} can overflow the int32 accumulator with these formats"
+        problem = _overflow(s, qa, qb, kp if groups == 1 else v, k)
     if problem:
+        if has_terms:
+            raise UnsupportedScheme(f"scheme '{s.name}': residual terms are compiled on the "
+                                    f"integer path only, which this product cannot take "
+                                    f"({problem})")
         note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
         return _float_plan(s, m, n, k, mp, np_, notes + (note,))
-    return KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
+    plan = KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
+    return _integer_terms(plan, terms) if has_terms else plan
+
+
+def a_offset(q) -> int:
+    """Added to A-side codes so they are unsigned bytes (128 for signed formats)."""
+    return 128 if q.signed or not q.is_int else 0
+
+
+def _overflow(s, qa, qb, width: int, k: int) -> str | None:
+    span = code_limit(qa) + a_offset(qa)
+    limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
+    if s.accumulate == "int32" and span * limit_b * width >= 2**31:
+        return f"K={k} can overflow the int32 accumulator with these formats"
+    return None
+
+
+def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
+    """The plan with dense/sparse terms as K segments and lowrank terms as epilogues."""
+    s = p.scheme
+    segs = segments_of(s)
+    for sg in segs[1:]:
+        why = (_integer_problem(sg.qa, "a") or _integer_problem(sg.qb, "b")
+               or _segment_problem(sg))
+        if why:
+            raise UnsupportedScheme(f"scheme '{s.name}': residual segment {sg.a} x {sg.b}: {why}")
+    if segs and p.b_zero:
+        raise UnsupportedScheme(f"scheme '{s.name}': dense/sparse terms with weights that have "
+                                "zero points (unsigned or min-max) are not compiled")
+    quants = [q for sg in segs for q in (sg.qa, sg.qb)] or [p.qa, p.qb]
+    vs = sorted({q.vector for q in quants if q.grouped})
+    if len(vs) > 1:
+        raise UnsupportedScheme(f"scheme '{s.name}': residual terms with per_vector sizes "
+                                f"{vs} (one V for every segment is compiled)")
+    if p.mx and (segs or terms["a"][1] is not None or terms["b"][1] is not None):
+        raise UnsupportedScheme(f"scheme '{s.name}': residual terms on MX operands are not "
+                                "compiled")
+    v = vs[0] if vs else 0
+    quantum = lcm(v or 4, 16)  # the epilogue's row dot products read K in 16-lane chunks
+    kq = -(-p.k // quantum) * quantum
+    gq, v = (kq // v, v) if v else (1, kq)
+    nseg = max(1, len(segs))
+    for sg in segs:
+        why = _overflow(s, sg.qa, sg.qb, v, p.k)
+        if why:
+            raise UnsupportedScheme(f"scheme '{s.name}': {why}")
+    return replace(p, kp=nseg * kq, groups=nseg * gq, vector=v, segments=segs, kseg=kq,
+                   lowrank_a=terms["a"][1], lowrank_b=terms["b"][1])
+
+
+def _segment_problem(sg) -> str | None:
+    if sg.qb.calibrate == "minmax" or not sg.qb.signed:
+        return "B-side residual codes with zero points are not compiled"
+    for q in (sg.qa, sg.qb):
+        if q.granularity == "per_block" or not q.is_int:
+            return f"{quant_text(q)}: residual segments take integer formats"
+        if q.round == "stochastic" and q is sg.qa:
+            return "stochastic rounding of per-call residuals is not compiled"
+    return None
+
+
+def _float_terms(p: KernelPlan, terms: dict) -> KernelPlan:
+    """Products with a float operand: B's lowrank term as the epilogue, B's dense terms folded
+    into the float weights (exact in float). Anything else is not compiled."""
+    (a_t, a_low), (b_t, b_low) = terms["a"], terms["b"]
+    if a_t or a_low is not None or any(not isinstance(t, Dense) for t in b_t):
+        raise UnsupportedScheme(f"scheme '{p.scheme.name}': with a float operand, only lowrank "
+                                "and dense terms on the weights (b) are compiled")
+    kq = -(-p.k // 16) * 16 if b_low is not None else p.kp
+    return replace(p, lowrank_b=b_low, dense_b=tuple(b_t), kp=kq, vector=kq)
 
 
 def _float_plan(s: Scheme, m, n, k, mp, np_, notes) -> KernelPlan:

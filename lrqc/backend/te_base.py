@@ -77,8 +77,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     from ..reference.minifloat import ELEM_EMAX, frac_bits
 
     q = p.qa
-    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
-    f64 = "float64"
+    M, K, Mp, Kp, G, V = dims(p)
     A, x = _a_input(p)
 
     r = te.reduce_axis((0, V), "r")
@@ -116,7 +115,7 @@ def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
     """int1 sign binarization: codes ±1 (+128), 0 in the K padding; scale = mean |x| of the
     group (padding included, as the reference), 0 for an all-zero group."""
     q = p.qa
-    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
+    M, K, Mp, Kp, G, V = dims(p)
     f64 = "float64"
     A, x = _a_input(p)
 
@@ -158,42 +157,55 @@ def quantize_a(p: KernelPlan, codes: str = "uint8"):
 
 def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
-    M, K, Mp, Kp, G, V = p.m, p.k, p.mp, p.kp, p.groups, p.vector
-    qmin, qmax = int_range(q) if q.is_int else (0, 0)
-    f64 = "float64"
     A, x = _a_input(p)
     inputs = [A]
     u = None
     if q.round == "stochastic":  # the reference's draws, pregenerated (Kernel.noise)
-        U = te.placeholder((p.m, Kp), "float64", name="U")
+        U = te.placeholder((p.m, p.kq), "float64", name="U")
         inputs.append(U)
         u = lambda i, k: U[tir.min(i, p.m - 1), k]  # noqa: E731
+    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
+    Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
+    return [*inputs, Aq, sa, zc]
 
+
+def dims(p: KernelPlan) -> tuple:
+    """(M, K, Mp, Kq, G, V) of A's quantization (one segment)."""
+    return p.m, p.k, p.mp, p.kq, p.gq, p.vector
+
+
+def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
+    """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
+    lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
+    plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
+    and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
+    M, K, Mp, Kp, G, V = dims
+    qmin, qmax = int_range(q) if q.is_int else (0, 0)
+    f64 = "float64"
     fp = not q.is_int  # e*m* elements with a float scale: max |x| maps to the max normal
     minmax = q.calibrate == "minmax" and not fp
+    stat = (lambda v: v) if minmax else tir.abs
     if q.granularity == "per_tensor":
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        hi = te.compute((1, 1), lambda _, __: te.max(
-            (tir.abs(A[r1, r2]) if not minmax else A[r1, r2]).astype(f64), axis=[r1, r2]),
-            name=names.QUANT_STATS)
+        hi = te.compute((1, 1), lambda _, __: te.max(stat(x(r1, r2)), axis=[r1, r2]),
+                        name=names.QUANT_STATS + tag)
         lo = None
         if minmax:
             s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
-            lo = te.compute((1, 1), lambda _, __: te.min(A[s1, s2].astype(f64), axis=[s1, s2]),
-                            name=names.QUANT_STATS + "_lo")
+            lo = te.compute((1, 1), lambda _, __: te.min(x(s1, s2), axis=[s1, s2]),
+                            name=names.QUANT_STATS + "_lo" + tag)
         sidx = lambda i, g: (0, 0)  # noqa: E731
     else:
         ng = G if q.grouped else 1
         width = V if q.grouped else K
         r = te.reduce_axis((0, width), "r")
-        hi = te.compute((Mp, ng), lambda i, g: te.max(
-            tir.abs(x(i, g * width + r)) if not minmax else x(i, g * width + r), axis=r),
-            name=names.QUANT_STATS)
+        hi = te.compute((Mp, ng), lambda i, g: te.max(stat(x(i, g * width + r)), axis=r),
+                        name=names.QUANT_STATS + tag)
         lo = None
         if minmax:
             r_ = te.reduce_axis((0, width), "r_")
             lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
-                            name=names.QUANT_STATS + "_lo")
+                            name=names.QUANT_STATS + "_lo" + tag)
         sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))  # noqa: E731
     shp = hi.shape
     levels = qmax - qmin
@@ -213,45 +225,49 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
 
         def base_scale(i, g):
             return tir.if_then_else(hi[i, g] > 0, tir.max(hi[i, g] / tir.const(top, f64), tiny), one)
-    s0 = te.compute(shp, base_scale, name=names.QUANT_SCALE + "_0")
+    s0 = te.compute(shp, base_scale, name=names.QUANT_SCALE + "_0" + tag)
     if q.scale.startswith("uint"):
         top = float(2**q.scale_bits - 1)
         rg = te.reduce_axis((0, shp[1]), "rg")
-        gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma")
+        gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
         gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)  # noqa: E731
         rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
         s_eff = te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
                                                      tir.const(top, f64)) * gamma(i),
-                           name=names.QUANT_SCALE)
+                           name=names.QUANT_SCALE + tag)
     else:
         s_eff = s0
     if minmax:
         zero = te.compute(shp, lambda i, g: tir.const(float(qmin), f64)
-                          - tir.nearbyint(lo[i, g] / s_eff[i, g]), name=names.QUANT_ZERO + "_f")
+                          - tir.nearbyint(lo[i, g] / s_eff[i, g]), name=names.QUANT_ZERO + "_f" + tag)
         zf = lambda i, g: zero[sidx(i, g)]  # noqa: E731
     else:
         zf = lambda i, g: tir.const(0.0, f64)  # noqa: E731
-    off = float(p.a_offset)
+    off = float(offset)
 
     def code(i, k):
         g = k // V
         si = sidx(i, g)
         ui = u(i, k) if u else None
         if fp:
-            return (_elem_code(x(i, k) / s_eff[si], q, ui) + off).astype(dt)
+            return _elem_code(x(i, k) / s_eff[si], q, ui) + off
         v = _round(x(i, k) / s_eff[si], q.round, ui) + zf(i, g)
-        v = tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64))
-        return (v + off).astype(dt)
+        return tir.min(tir.max(v, tir.const(float(qmin), f64)), tir.const(float(qmax), f64)) + off
 
     unit = 1.0
     if fp:
         from ..reference.minifloat import frac_bits
 
         unit = 2.0 ** -frac_bits(q.fmt)
-    Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
-    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"), name="sa")
-    zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc")
-    return [*inputs, Aq, sa, zc]
+
+    def deq(i, k):
+        g = k // V
+        return (code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit)
+
+    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
+                    name="sa" + tag)
+    zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc" + tag)
+    return code, sa, zc, deq
 
 
 def _nibble(byte, e):
@@ -271,6 +287,23 @@ def _int_sum(shape, prod, width: int, name: str, pairs: bool):
         prod(*idx[:-1], k4 * 4 + idx[-1] * 2 + t), axis=[k4, t]), name=name + names.PAIRS)
     h = te.reduce_axis((0, 2), "h")
     return te.compute(shape, lambda *idx: te.sum(half[idx + (h,)], axis=h), name=name)
+
+
+def epilogue_terms(p: KernelPlan):
+    """(placeholders, plus) where plus(v, i, j[, g]) adds the low-rank epilogue Σ U W to the
+    output value v (inside a reduction over groups g: at g == 0 only)."""
+    from .te_comp import epilogue
+
+    ph, lr = epilogue(p)
+    if lr is None:
+        return [], lambda v, i, j, g=None: v
+
+    def plus(v, i, j, g=None):
+        if g is None:
+            return v + lr(i, j)
+        return v + tir.if_then_else(g == 0, lr(i, j), tir.const(0.0, "float32"))
+
+    return ph, plus
 
 
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
@@ -299,6 +332,8 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
         c = zc[i, g] * cs[g, j]
         return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
+    lr_in, plus = epilogue_terms(p)
+
     def prod(i, j, k):
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
@@ -307,16 +342,16 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
             return [Aq, b_in, zc, cs, *extra, out]
-        C = te.compute((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
-                       * (acc[i, j] - corr(i, 0, j)).astype("float32"), name=names.OUT)
-        return [Aq, b_in, sa, zc, sb, cs, *extra, C]
+        C = te.compute((Mp, Np), lambda i, j: plus(sa[i, 0] * sb[0, j]
+                       * (acc[i, j] - corr(i, 0, j)).astype("float32"), i, j), name=names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
     if int_only:
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
                          name=names.OUT)
         return [Aq, b_in, zc, cs, *extra, out]
     g = te.reduce_axis((0, G), "g")
-    C = te.compute((Mp, Np), lambda i, j: te.sum(
-        sa[i, g] * sb[g, j] * (part[i, g, j] - corr(i, g, j)).astype("float32"), axis=g),
-        name=names.OUT)
-    return [Aq, b_in, sa, zc, sb, cs, *extra, C]
+    C = te.compute((Mp, Np), lambda i, j: te.sum(plus(
+        sa[i, g] * sb[g, j] * (part[i, g, j] - corr(i, g, j)).astype("float32"), i, j, g),
+        axis=g), name=names.OUT)
+    return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]

@@ -55,5 +55,6 @@ def gemm(p: KernelPlan):
     k = te.reduce_axis((0, Kp), "k")
     acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * Bf[j // 16, k, j % 16], axis=k),
                      name=names.ACC)
-    C = te.compute((Mp, Np), lambda i, j: acc[i, j], name=names.OUT)
-    return [Af, Bf, C]
+    lr_in, plus = te_base.epilogue_terms(p)
+    C = te.compute((Mp, Np), lambda i, j: plus(acc[i, j], i, j), name=names.OUT)
+    return [Af, Bf, *lr_in, C]

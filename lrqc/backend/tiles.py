@@ -145,3 +145,42 @@ def pick_split(extent: int, choices) -> int:
         if extent % c == 0:
             return c
     return 1
+
+
+def block_names(sch) -> list[str]:
+    """Names of the blocks of the PrimFunc, in order."""
+    return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
+
+
+def compensated_pass(sch):
+    """te_comp.quantize_a: parallel rows everywhere (segments unrolled so each copy of the
+    codes expression folds its segment select), row dot products as in row_dots_at."""
+    for name in block_names(sch):
+        loops = sch.get_loops(sch.get_sblock(name))
+        if name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
+                and int(sch.get(loops[0]).extent) > 1:
+            sch.parallel(loops[0])
+        elif name == names.QUANT_CODES:
+            sch.parallel(loops[0])
+            sch.unroll(loops[1])
+        elif name == names.RESID:
+            sch.parallel(loops[0])
+            _, kv = sch.split(loops[1], [None, 16])
+            sch.vectorize(kv)
+    if has_block(sch, names.SKETCH):
+        row_dots_at(sch, names.SKETCH)
+
+
+def row_dots_at(sch, name):
+    """te_comp.row_dots: the 16-lane partials computed per row (compute_at the row), k chunks
+    reduced with 16 lanes vectorized, rows parallel."""
+    out = sch.get_sblock(name)
+    i = sch.get_loops(out)[0]
+    sch.parallel(i)
+    part = sch.get_sblock(name + names.LANES)
+    sch.compute_at(part, i)
+    kk, ko = sch.get_loops(part)[-2:]  # under i: (c, kk, ko), c elided when it is 1
+    sch.reorder(ko, kk)
+    sch.vectorize(kk)
+    init = sch.decompose_reduction(part, ko)
+    sch.vectorize(sch.get_loops(init)[-1])

@@ -19,6 +19,7 @@ class TermResult:
     term: object
     approx: np.ndarray
     factors: tuple[np.ndarray, np.ndarray] | None = None  # (L, Ft) for lowrank
+    q: object = None  # the QArray of dense and sparse terms
     notes: list[str] = field(default_factory=list)
 
 
@@ -29,7 +30,8 @@ def approximate(term, resid: np.ndarray, role: str) -> TermResult:
                           power_iters=term.power_iters, seed=term.seed)
         return TermResult(term, L @ Ft, (L, Ft))
     if isinstance(term, (Dense, Sparse)):
-        return TermResult(term, quantize(resid, term.quant, role).dequantize())
+        q = quantize(resid, term.quant, role)
+        return TermResult(term, q.dequantize(), q=q)
     raise TypeError(f"not a residual term: {term!r}")
 
 
@@ -51,13 +53,22 @@ def sparsify(x: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
     return np.where(keep, x, 0.0), float(keep.mean())
 
 
-def sparse_operand(x: np.ndarray, term: Sparse, role: str, name: str) -> tuple[np.ndarray, str]:
-    """deq(Q(x_s)) of the other operand for a sparse term, or deq(Q(x)) above max_density."""
+def sparse_quant(x: np.ndarray, term: Sparse, role: str, name: str):
+    """(Q(x_s), note) of the other operand for a sparse term, or Q(x) above max_density."""
     xs, density = sparsify(x, term.threshold)
     q: Quant = term.quant
-    if density > term.max_density:
-        note = (f"sparse: {name} density {density:.3f} > max_density {term.max_density:g}: "
+    return quantize(x if density > term.max_density else xs, q, role), \
+        density_note(name, density, term.max_density)
+
+
+def density_note(name: str, density: float, max_density: float) -> str:
+    if density > max_density:
+        return (f"sparse: {name} density {density:.3f} > max_density {max_density:g}: "
                 f"dense {name} used")
-        return quantize(x, q, role).dequantize(), note
-    note = f"sparse: {name} density {density:.3f} <= max_density {term.max_density:g}: sparse {name} used"
-    return quantize(xs, q, role).dequantize(), note
+    return f"sparse: {name} density {density:.3f} <= max_density {max_density:g}: sparse {name} used"
+
+
+def sparse_operand(x: np.ndarray, term: Sparse, role: str, name: str) -> tuple[np.ndarray, str]:
+    """deq(Q(x_s)) of the other operand for a sparse term, or deq(Q(x)) above max_density."""
+    q, note = sparse_quant(x, term, role, name)
+    return q.dequantize(), note

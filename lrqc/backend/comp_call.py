@@ -1,0 +1,117 @@
+"""Per-call work of compensated kernels between the compiled functions: A's low-rank factors
+from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
+a few float32 BLAS passes over R, QR and SVD of thin float64 matrices, exactly the steps of
+lrqc.reference.lowrank), then U and W of the epilogue. numpy only; TVM buffers are viewed
+through DLPack, never copied."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from ..reference.residual import density_note
+from .compat import empty, tensor
+from .segments import split_terms
+from .te_comp import sketch_width
+
+F32, F64 = np.float32, np.float64
+
+
+def view(t) -> np.ndarray:
+    """A numpy view of a TVM tensor (no copy)."""
+    return np.from_dlpack(t)
+
+
+def test_matrix(t, k: int, width: int) -> np.ndarray:
+    """The reference's Gaussian draws for A's term: s (sketch) or Ω (rsvd), as (K, width)."""
+    rng = np.random.default_rng(t.seed)
+    if t.method == "sketch":
+        return rng.standard_normal(k).reshape(k, 1)
+    return rng.standard_normal((k, width))
+
+
+class CompBuffers:
+    """Scratch tensors of one bucket's compensated functions."""
+
+    def __init__(self, p):
+        self.p = p
+        self.sparse_terms = [n for n, _ in enumerate(split_terms(p.scheme.b)[0])
+                             if f"sparse:{n}" in (sg.a for sg in p.segments)]
+        self.rows = empty((1,), "int32") if self.sparse_terms else None
+        self.dens = empty((len(self.sparse_terms),), "float64") if self.sparse_terms else None
+        self.R = self.T = self.omega = None
+        if p.rank_a:
+            self.R = empty((p.mp, p.kq), "float32")
+            w = sketch_width(p)
+            if w:
+                om = np.zeros((w, p.kq), F32)
+                om[:, : p.k] = test_matrix(p.lowrank_a, p.k, w).T
+                self.omega = tensor(om)
+                self.T = empty((p.mp, w), "float32")
+            self.Ua = empty((p.mp, p.rank_a), "float32")
+            self.Wa = empty((p.rank_a, p.np_), "float32")
+        self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
+
+    def quantize_args(self, a, aq, sa, zc) -> list:
+        opt = lambda *ts: [t for t in ts if t is not None]  # noqa: E731
+        return [a, *opt(self.rows, self.omega), aq._create_view((self.p.mp, self.p.nseg,
+                                                                 self.p.kq)),
+                sa, zc, *opt(self.dens, self.R, self.T)]
+
+    def epilogue_args(self, t: dict) -> list:
+        out = [self.Ua, self.Wa] if self.p.rank_a else []
+        return out + ([self.Ub, t["Wb"]] if self.p.rank_b else [])
+
+    def set_rows(self, m: int):
+        if self.rows is not None:
+            view(self.rows)[0] = m
+
+    def notes(self) -> list[str]:
+        if self.dens is None:
+            return []
+        d = view(self.dens)
+        return [density_note("A", float(d[j]), split_terms(self.p.scheme.b)[0][n].max_density)
+                for j, n in enumerate(self.sparse_terms)]
+
+    def a_epilogue(self, m: int, packed_arrays: dict):
+        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows."""
+        p, t = self.p, self.p.lowrank_a
+        R = view(self.R)[:m, : p.k]
+        if t.rank > min(m, p.k):
+            raise InputError(f"A: lowrank(rank={t.rank}) needs at least {t.rank} rows, got {m}")
+        T = None
+        w = sketch_width(p, m)
+        if w:
+            T = view(self.T)[:m] if w == sketch_width(p) else \
+                R @ test_matrix(t, p.k, w).astype(F32)
+        L, Ft = a_factors(t, R, T)
+        ua = view(self.Ua)
+        ua[:m] = L
+        ua[m:] = 0.0
+        wa = view(self.Wa)
+        wa[:, : p.n] = Ft.astype(F32) @ packed_arrays["B32"]
+        wa[:, p.n:] = 0.0
+
+
+def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω."""
+    if t.method == "svd":
+        U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
+        return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
+    if t.method == "sketch":
+        a = T[:, 0]
+        for _ in range(t.power_iters):
+            a = R @ (R.T @ a)
+        b = (R.T @ a).astype(F64)
+        a = a.astype(F64)
+        a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
+        if a_sq == 0.0 or b_norm == 0.0:
+            return np.zeros((R.shape[0], 1)), np.zeros((1, R.shape[1]))
+        return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
+    Q = np.linalg.qr(T.astype(F64))[0]
+    for _ in range(t.power_iters):
+        Z = np.linalg.qr((R.T @ Q.astype(F32)).astype(F64))[0]
+        Q = np.linalg.qr((R @ Z.astype(F32)).astype(F64))[0]
+    Ut, S, Vt = np.linalg.svd((Q.T.astype(F32) @ R).astype(F64), full_matrices=False)
+    U = Q @ Ut
+    return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]

@@ -1,0 +1,179 @@
+"""to_te for compensated products (plans with segments or low-rank terms; see segments.py).
+
+quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
+  Aq[Mp, S, Kq] uint8   the A-side codes of each K segment (Q(A), Q_n(R_A^(n)), Q_n(A_s)),
+  sa, zc [Mp, S*G]      their scales and zero corrections, segment after segment,
+  dens[n]               density of each thresholded copy of A (B's sparse terms),
+  R[Mp, Kq] float32     A's final residual (A's lowrank term), and
+  T[Mp, w] float32      its sketch product R Ω (sketch: Ω = s, rsvd: the Gaussian test matrix),
+computing every residual in float64 with the reference's exact operations.
+lowrank_u makes U_B = A' L_B from the base codes; the GEMM adds U W in its epilogue."""
+
+from __future__ import annotations
+
+from . import names
+from .compat import te, tir
+from .plan import KernelPlan, a_offset
+from .te_base import _a_input, dims, quantizer
+
+F64 = "float64"
+
+
+def sketch_width(p: KernelPlan, m: int | None = None) -> int:
+    """Columns of the test matrix of A's lowrank term for a call with m rows (0: none)."""
+    t = p.lowrank_a
+    if t is None or t.method == "svd":
+        return 0
+    if t.method == "sketch":
+        return 1
+    m = p.m if m is None else m
+    return min(t.rank + t.oversample, m, p.k)
+
+
+def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
+    """x_s(i, k) of a sparse term (keep |x| >= 2 th mean|x|_nonzero, or everything above
+    max_density) and its density, statistics over the call's true rows only."""
+    M, K = p.m, p.k
+    r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+    live = lambda i: i < rows[0]  # noqa: E731
+    zero = tir.const(0.0, F64)
+    tot = te.compute((2,), lambda c: te.sum(tir.if_then_else(
+        live(r1), tir.if_then_else(c == 0, tir.abs(x(r1, r2)), tir.if_then_else(
+            x(r1, r2) != zero, tir.const(1.0, F64), zero)), zero), axis=[r1, r2]),
+        name=names.QUANT_STATS + "_nz" + tag)
+    cut = lambda: tir.if_then_else(tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero)  # noqa
+
+    def kept(i, k):
+        v = x(i, k)
+        return tir.all(tir.abs(v) >= cut(), v != zero)
+
+    s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
+    cnt = te.compute((1,), lambda _: te.sum(tir.if_then_else(
+        tir.all(live(s1), kept(s1, s2)), tir.const(1.0, F64), zero), axis=[s1, s2]),
+        name=names.QUANT_STATS + "_kept" + tag)
+    dens = te.compute((1,), lambda _: cnt[0] / (rows[0].astype(F64) * float(K)),
+                      name="a_density" + tag)
+    dense = lambda: dens[0] > term.max_density  # noqa: E731
+
+    def xs(i, k):
+        return tir.if_then_else(tir.any(dense(), kept(i, k)), x(i, k), zero)
+
+    return xs, dens
+
+
+def quantize_a(p: KernelPlan):
+    """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
+    [Aq, sa, zc, (dens), (R), (T)]."""
+    from .segments import split_terms
+
+    M, K, Mp, Kq, G, V = dims(p)
+    A, x = _a_input(p)
+    inputs, outputs = [A], []
+    base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
+    sources = {"base": base}
+    a_terms, _ = split_terms(p.scheme.a)
+    resid = lambda i, k: x(i, k) - base[3](i, k)  # noqa: E731
+    for n, t in enumerate(a_terms):
+        src = quantizer(t.quant, resid, dims(p), offset=a_offset(t.quant), tag=f"_r{n}")
+        sources[f"res:{n}"] = src
+        resid = (lambda prev, d: lambda i, k: prev(i, k) - d(i, k))(resid, src[3])
+    b_terms, _ = split_terms(p.scheme.b)
+    dens = []
+    if any(sg.a.startswith("sparse:") for sg in p.segments):
+        rows = te.placeholder((1,), "int32", name="rows")
+        inputs.append(rows)
+        for n, t in enumerate(b_terms):
+            if f"sparse:{n}" in (sg.a for sg in p.segments):
+                xs, d = _sparse_copy(p, t, x, rows, f"_s{n}")
+                dens.append(d)
+                sources[f"sparse:{n}"] = quantizer(t.quant, xs, dims(p),
+                                                   offset=a_offset(t.quant), tag=f"_s{n}")
+    segs = [sources[sg.a] for sg in p.segments] or [base]
+    S = len(segs)
+
+    def pick(which, s_idx):
+        """segs[s_idx][which] as a chain of selects (s_idx is a constant after unrolling)."""
+        out = None
+        for s in reversed(range(S)):
+            out = which(segs[s]) if out is None else tir.if_then_else(s_idx == s, which(segs[s]), out)
+        return out
+
+    Aq = te.compute((Mp, S, Kq), lambda i, s, k: pick(lambda src: src[0](i, k), s)
+                    .astype("uint8"), name=names.QUANT_CODES)
+    sa = te.compute((Mp, S * G), lambda i, g: pick(lambda src: src[1][i, g % G], g // G),
+                    name="sa_all")
+    zc = te.compute((Mp, S * G), lambda i, g: pick(lambda src: src[2][i, g % G], g // G),
+                    name="zc_all")
+    outputs += [Aq, sa, zc]
+    if dens:
+        outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
+    if p.lowrank_a is not None:
+        R = te.compute((Mp, Kq), lambda i, k: resid(i, k).astype("float32"), name=names.RESID)
+        outputs.append(R)
+        w = sketch_width(p)
+        if w:
+            Om = te.placeholder((w, Kq), "float32", name="Omega_t")
+            inputs.append(Om)
+            outputs.append(row_dots(lambda i, k: R[i, k], Om, Mp, w, Kq, names.SKETCH))
+    return inputs + outputs
+
+
+def pick_const(tensors, n):
+    out = tensors[-1][0]
+    for j in reversed(range(len(tensors) - 1)):
+        out = tir.if_then_else(n == j, tensors[j][0], out)
+    return out
+
+
+def row_dots(x, Yt, rows: int, w: int, kq: int, name: str):
+    """out[i, c] = Σ_k x(i, k) Yt[c, k] (float32), as 16 lane partial sums over k chunks
+    (block name + "_lanes") added at the end, so the k loop vectorizes without rfactor."""
+    ko = te.reduce_axis((0, kq // 16), "ko")
+    part = te.compute((rows, w, 16), lambda i, c, kk: te.sum(
+        x(i, ko * 16 + kk) * Yt[c, ko * 16 + kk], axis=ko), name=name + names.LANES)
+    kk = te.reduce_axis((0, 16), "kk")
+    return te.compute((rows, w), lambda i, c: te.sum(part[i, c, kk], axis=kk), name=name)
+
+
+def lowrank_u(p: KernelPlan):
+    """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or the
+    float operand Af on the float path): [Aq|Af, (sa, zc), LBt, UB]."""
+    Mp, Kq, G, V, r = p.mp, p.kq, p.gq, p.vector, p.rank_b
+    LBt = te.placeholder((r, Kq), "float32", name="LBt")
+    if p.float_path:
+        Af = te.placeholder((Mp, Kq), "float32", name="Af")
+        return [Af, LBt, row_dots(lambda i, k: Af[i, k], LBt, Mp, r, Kq, names.LOWRANK_U)]
+    S = p.nseg
+    Aq = te.placeholder((Mp, S * Kq), "uint8", name="Aq")
+    sa = te.placeholder((Mp, S * G), "float32", name="sa")
+    zc = te.placeholder((Mp, S * G), "int32", name="zc")
+
+    def deq(i, k):
+        g = k // V
+        return (Aq[i, k].astype("int32") - zc[i, g]).astype("float32") * sa[i, g]
+
+    return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
+
+
+def epilogue(p: KernelPlan):
+    """(placeholders, lr(i, j)) of the rank-r epilogue Σ_r U[i, r] W[r, j] over A's and B's
+    terms, unrolled (r is small) so the output block stays elementwise."""
+    ph, parts = [], []
+    for side, r in (("a", p.rank_a), ("b", p.rank_b)):
+        if r:
+            U = te.placeholder((p.mp, r), "float32", name=f"U{side}")
+            W = te.placeholder((r, p.np_), "float32", name=f"W{side}")
+            ph += [U, W]
+            parts.append((U, W, r))
+    if not parts:
+        return [], None
+
+    def lr(i, j):
+        out = None
+        for U, W, r in parts:
+            for c in range(r):
+                t = U[i, c] * W[c, j]
+                out = t if out is None else out + t
+        return out
+
+    return ph, lr
