@@ -52,11 +52,11 @@ class CompBuffers:
             self.Wa = empty((p.rank_a, p.np_), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
-    def quantize_args(self, a, aq, sa, zc) -> list:
+    def quantize_args(self, a, aq, sa, zc, ra) -> list:
         opt = lambda *ts: [t for t in ts if t is not None]  # noqa: E731
         return [a, *opt(self.rows, self.omega), aq._create_view((self.p.mp, self.p.nseg,
                                                                  self.p.kq)),
-                sa, zc, *opt(self.dens, self.R, self.T)]
+                sa, zc, *opt(ra, self.dens, self.R, self.T)]
 
     def epilogue_args(self, t: dict) -> list:
         out = [self.Ua, self.Wa] if self.p.rank_a else []

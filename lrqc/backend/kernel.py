@@ -53,7 +53,7 @@ class _Bucket:
     def quantize_args(self) -> list:
         inputs = [self.a] + ([self.u] if self.u is not None else [])
         if self.comp is not None and not self.plan.float_path:
-            return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc)
+            return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc, self.ra)
         if self.plan.float_path:
             return inputs + [self.af]
         return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
@@ -132,7 +132,7 @@ class Kernel:
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
         arrays = layout.pack(self.plan, X)
-        notes = tuple(arrays.pop("notes", ()))
+        notes = tuple(str(n) for n in arrays.pop("notes", ()))
         return Packed(arrays, {k: tensor(v) for k, v in arrays.items() if k not in NUMPY_ONLY},
                       self.key, notes)
 

@@ -169,6 +169,14 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     return [*inputs, Aq, sa, zc]
 
 
+def no_contract(v):
+    """v unchanged, but LLVM may no longer fuse the product v into a following add or
+    subtract (FMA contraction rounds once where numpy rounds twice, which moves floor and
+    trunc codes sitting exactly on a boundary, e.g. a group's maximum): max(v, -inf) is a
+    compare and select that LLVM keeps without fast-math."""
+    return tir.max(v, tir.const(float("-inf"), "float64"))
+
+
 def dims(p: KernelPlan) -> tuple:
     """(M, K, Mp, Kq, G, V) of A's quantization (one segment)."""
     return p.m, p.k, p.mp, p.kq, p.gq, p.vector
@@ -262,7 +270,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
 
     def deq(i, k):
         g = k // V
-        return (code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit)
+        return no_contract((code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
 
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
                     name="sa" + tag)

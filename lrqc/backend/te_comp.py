@@ -63,7 +63,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
 
 def quantize_a(p: KernelPlan):
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
-    [Aq, sa, zc, (dens), (R), (T)]."""
+    [Aq, sa, zc, (ra), (dens), (R), (T)]."""
     from .segments import split_terms
 
     M, K, Mp, Kq, G, V = dims(p)
@@ -105,6 +105,10 @@ def quantize_a(p: KernelPlan):
     zc = te.compute((Mp, S * G), lambda i, g: pick(lambda src: src[2][i, g % G], g // G),
                     name="zc_all")
     outputs += [Aq, sa, zc]
+    if p.b_zero:  # one segment (plan.py): row sums of A's centered codes per group
+        r = te.reduce_axis((0, V), "r")
+        outputs.append(te.compute((Mp, G), lambda i, g: te.sum(
+            Aq[i, 0, g * V + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM))
     if dens:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
