@@ -71,7 +71,9 @@ def int_peak() -> tuple[float | None, str]:
     return float(np.median(runs)), {"vnni": "VNNI vpdpbusd", "avx2": "AVX2 vpmaddwd"}[mode]
 
 
-def torch_peers(A, B, repeat, budget):
+def torch_peers(A, B, repeat, budget, int_mm: bool = True):
+    """{name: (median seconds or None, note)} of torch._int_mm (unless int_mm=False) and
+    torch's dynamic-quantized int8 Linear on A @ B; the Linear's output is kept under "C"."""
     try:
         import torch
     except ImportError:
@@ -82,7 +84,8 @@ def torch_peers(A, B, repeat, budget):
     a8 = torch.randint(-127, 128, A.shape, dtype=torch.int8)
     b8 = torch.randint(-127, 128, B.shape, dtype=torch.int8)
     try:
-        out["torch._int_mm"] = (median_time(lambda: torch._int_mm(a8, b8), repeat, budget), "")
+        if int_mm:
+            out["torch._int_mm"] = (median_time(lambda: torch._int_mm(a8, b8), repeat, budget), "")
     except Exception as exc:  # some shapes are refused
         out["torch._int_mm"] = (None, str(exc).splitlines()[0][:60])
     lin = torch.nn.Linear(B.shape[0], B.shape[1], bias=False)
@@ -94,6 +97,7 @@ def torch_peers(A, B, repeat, budget):
     x = torch.from_numpy(A)
     with torch.no_grad():
         out["torch dynamic-quant Linear"] = (median_time(lambda: q(x), repeat, budget), "")
+        out["C"] = q(x).numpy()
     return out
 
 
@@ -119,7 +123,9 @@ def main(argv=None) -> int:
         B = rng.standard_normal((k, n)).astype(np.float32)
         ops = 2.0 * m * n * k
         rows = [("numpy float32", median_time(lambda: A @ B, args.repeat, args.budget), "")]
-        for name, (t, note) in torch_peers(A, B, args.repeat, args.budget).items():
+        peers = torch_peers(A, B, args.repeat, args.budget)
+        peers.pop("C", None)
+        for name, (t, note) in peers.items():
             rows.append((name, t, note))
         for name, body in SCHEMES.items():
             s = lrqc.parse_schemes(f"scheme s {{ {body} }}")["s"]

@@ -220,7 +220,8 @@ class Kernel:
 
     def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
         """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
-        ("copy_a"), quantize_a and the GEMM with its epilogue (for benchmarks)."""
+        ("copy_a"), quantize_a, the GEMM with its epilogue, and for compensated kernels the
+        low-rank factors and U, W in between ("compensate") (for benchmarks)."""
         import time
 
         self._check(packed)
@@ -232,6 +233,8 @@ class Kernel:
             "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(*bk.quantize_args()),
             "gemm": lambda: bk.fn(names.FN_GEMM)(*bk.gemm_args(t)),
         }
+        if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue
+            stages = dict(stages, compensate=lambda: bk.compensate(m, packed))
         out = {}
         for name, fn in stages.items():
             times = []

@@ -173,11 +173,10 @@ def epilogue(p: KernelPlan):
         return [], None
 
     def lr(i, j):
-        out = None
-        for U, W, r in parts:
-            for c in range(r):
-                t = U[i, c] * W[c, j]
-                out = t if out is None else out + t
-        return out
+        terms = [U[i, c] * W[c, j] for U, W, r in parts for c in range(r)]
+        while len(terms) > 1:  # a balanced sum: short dependency chains, fewer live values
+            terms = [terms[t] + terms[t + 1] if t + 1 < len(terms) else terms[t]
+                     for t in range(0, len(terms), 2)]
+        return terms[0]
 
     return ph, lr
