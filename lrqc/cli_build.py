@@ -36,7 +36,8 @@ def cmd_build(args) -> int:
         print(f"  M buckets: {', '.join(map(str, man['m_buckets']))} (a call with m rows runs "
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
-    if man["product"] != "integer GEMM":
+    print(f"  product: {man['product']}")
+    if not man["product"].startswith("integer GEMM"):
         warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
     elif not man["fast_path"]:
         warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
@@ -61,6 +62,8 @@ def cmd_run(args) -> int:
     C = kernel.run(A, B)
     np.save(args.output, C)
     print(f"wrote {args.output}: {C.shape[0]}x{C.shape[1]} float32 (rule {kernel.rule})")
+    for note in kernel.last_notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -106,7 +109,7 @@ def cmd_bench(args) -> int:
     for name, err, t in rows:
         tt = f"{t * 1e3:10.3f}{ops / t / 1e9:9.1f}{t_np / t:9.2f}x" if t else ""
         print(f"{name:<40}{err:>12.4e}{tt}")
-    for note in kernel.plan.notes:
+    for note in [*kernel.plan.notes, *kernel.last_notes]:
         print(f"note: {note}")
     if not kernel.fast and not kernel.plan.float_path:
         print(f"note: schedule rule {kernel.rule} is not the fast path (no AVX-512 VNNI on this "

@@ -11,6 +11,7 @@ from ..errors import LrqcError
 from ..frontend.unparse import unparse
 from . import names
 from .build import bucket_plans, compile as compile_kernel
+from .chain import assemble, is_chain
 from .compat import load_module, versions
 from .kernel import Kernel
 from .target import host_lacks, is_cross
@@ -57,9 +58,8 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
         "fast_path": kernel.fast,
-        "functions": [names.symbol(fn, m) for m in buckets for fn in
-                      (names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS)],
-        "product": "float32 GEMM" if p.float_path else "integer GEMM",
+        "functions": functions(kernel),
+        "product": product_text(kernel),
         "layouts": LAYOUTS,
         "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
             "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "
@@ -72,6 +72,32 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def functions(kernel) -> list[str]:
+    """Exported symbols: every function of every bucket (of every part of a chain)."""
+    parts = getattr(kernel, "kernels", [kernel])
+    out = []
+    for k in parts:
+        prefix = k._buckets[0].prefix
+        for p in k.plans:
+            fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
+            fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
+            out += [names.symbol(fn, p.m, prefix) for fn in fns]
+    return out
+
+
+def product_text(kernel) -> str:
+    if hasattr(kernel, "kernels"):
+        return "LRAMM: float32 GEMM of U_A (V_A^T U_B) with Q(V_B^T)" \
+            if kernel.scheme.product is not None else "LPLR: float32 GEMMs (A L) R"
+    p = kernel.plan
+    if p.float_path:
+        return "float32 GEMM"
+    extra = [f"{p.nseg} K segments (dense/sparse residual terms)"] if p.segments else []
+    extra += [f"rank-{r} epilogue of {side}'s lowrank term" for side, r in
+              (("A", p.rank_a), ("B", p.rank_b)) if r]
+    return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
 
 
 def read_manifest(path) -> dict:
@@ -102,6 +128,9 @@ def load_kernel(path) -> Kernel:
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
     scheme = parse_schemes(man["scheme"], str(d / "manifest.json"))[man["scheme_name"]]
     dims = man["dims"]
+    if is_chain(scheme):
+        module = load_module(str(d / man["lib"]))
+        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], man["target"], module)
     plans = bucket_plans(scheme, str(dims["M"]), dims["N"], dims["K"])
     if [p.m for p in plans] != man.get("m_buckets"):
         raise LrqcError(f"{d / 'manifest.json'}: m_buckets {man.get('m_buckets')} do not match "

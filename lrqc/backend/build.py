@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from . import names, tiles
+from . import chain, names, tiles
 from . import te_base, te_comp, te_float
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
@@ -36,7 +36,7 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
     return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
 
 
-def schedule_all(plans, rule) -> "tvm.IRModule":
+def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
     out = {}
     pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     for plan in plans:
@@ -61,7 +61,7 @@ def schedule_all(plans, rule) -> "tvm.IRModule":
                 tiles.compensated_pass(sch)
             else:
                 rule.schedule(fn, sch, plan, tiles)
-            sym = names.symbol(fn, plan.m)
+            sym = names.symbol(fn, plan.m, prefix)
             out[sym] = sch.mod["main"].with_attr("global_symbol", sym)
     return tvm.IRModule(out)
 
@@ -71,6 +71,8 @@ def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
     a range lo..hi given as (lo, hi), range(lo, hi + 1) or "lo..hi": one code path is compiled
     per bucket (powers of two from 4, and hi) and each call runs the smallest that fits."""
     tdict = resolve(target)
+    if chain.is_chain(scheme):
+        return chain.assemble(scheme, M, N, K, tdict)
     lo, hi = m_range(M)
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))

@@ -35,9 +35,10 @@ class Packed:
 class _Bucket:
     """Functions and scratch buffers of one compiled row count."""
 
-    def __init__(self, plan: KernelPlan, module):
+    def __init__(self, plan: KernelPlan, module, prefix: str = ""):
         p = self.plan = plan
         self.module = module
+        self.prefix = prefix
         self._fns: dict = {}
         self.af = empty((p.mp, p.kp), "float32") if p.float_path else None
         self.aq = empty((p.mp, p.kp), "uint8")
@@ -85,7 +86,7 @@ class _Bucket:
         here) and kept: calls do not repeat the module lookup."""
         f = self._fns.get(name)
         if f is None:
-            f = self._fns[name] = self.module[names.symbol(name, self.plan.m)]
+            f = self._fns[name] = self.module[names.symbol(name, self.plan.m, self.prefix)]
         return f
 
 
@@ -97,14 +98,14 @@ class Kernel:
     pack(B) is simply called on every new B (numpy quantization, as the reference)."""
 
     def __init__(self, plans, module, target: dict, rule: str, fast: bool, m_min: int | None = None,
-                 transposed: bool = False):
+                 transposed: bool = False, prefix: str = ""):
         self.transposed = transposed
         plans = tuple(plans) if isinstance(plans, (tuple, list)) else (plans,)
         self.plans, self.module, self.target, self.rule, self.fast = plans, module, target, rule, fast
         self.plan = plans[-1]  # the largest bucket
         self.m_min = plans[0].m if m_min is None else m_min
         self.m_max = self.plan.m
-        self._buckets = [_Bucket(p, module) for p in plans]
+        self._buckets = [_Bucket(p, module, prefix) for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
 
     @property

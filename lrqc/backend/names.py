@@ -24,6 +24,7 @@ FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
 
 
-def symbol(fn: str, m: int) -> str:
-    """The exported symbol of function fn for the M bucket of m rows."""
-    return f"{fn}_m{m}"
+def symbol(fn: str, m: int, prefix: str = "") -> str:
+    """The exported symbol of function fn for the M bucket of m rows (prefix: the part of a
+    chain of kernels, backend/chain.py)."""
+    return f"{prefix}{fn}_m{m}"

@@ -279,8 +279,14 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
         why = _overflow(s, sg.qa, sg.qb, v, p.k)
         if why:
             raise UnsupportedScheme(f"scheme '{s.name}': {why}")
+    notes = p.notes
+    if any(sg.a.startswith("sparse") or sg.b.startswith("sparse") for sg in segs):
+        notes += ("sparse terms: each thresholded copy (zeros included) runs as a dense int8 K "
+                  "segment of the one GEMM, not as a CSR product; whether a copy is sparse or "
+                  "the dense operand (density above max_density) is decided at pack for B "
+                  "(packed.notes) and per call for A (kernel.last_notes)",)
     return replace(p, kp=nseg * kq, groups=nseg * gq, vector=v, segments=segs, kseg=kq,
-                   lowrank_a=terms["a"][1], lowrank_b=terms["b"][1])
+                   lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
 
 
 def _segment_problem(sg) -> str | None:

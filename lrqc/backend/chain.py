@@ -1,0 +1,186 @@
+"""LPLR weights and LRAMM products (methods note section 4) as chains of compiled kernels that
+share one module (symbols prefixed p1_, p2_):
+
+* LPLR on the static weights: pack(B) computes L, R (and beta) exactly as lrqc.reference; the
+  call runs T = A' L (A as the scheme says: rounded or quantized in-kernel) and C = T R, two
+  float32 GEMMs on the factors' exact dequantized values (LPLR's min-max grid has a
+  non-integer zero point, so the factors are not integer codes), + beta * rowsum(A') when
+  normalize_shift is on.
+* LRAMM: pack(B) factors B (RSVD, √Σ split, seed + 1) and quantizes U_B, V_Bᵀ; the call
+  factors A (seed), quantizes U_A, V_Aᵀ (numpy on one BLAS thread: thin matrices), forms
+  U = U_A (V_Aᵀ U_B) (M x r) and runs the compiled GEMM U Q(V_Bᵀ) (M x r x N)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import InputError
+from ..frontend.model import FloatOperand, LplrOperand, Scheme
+from ..reference.inputs import as_matrix
+from .plan import UnsupportedScheme
+
+F32 = FloatOperand("float32")
+
+
+def is_chain(s: Scheme) -> bool:
+    return s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand)
+
+
+def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
+    """(symbol prefix, scheme, N, K) of each compiled product, in call order."""
+    if s.static != "b" or isinstance(s.a, LplrOperand):
+        raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM are compiled with static: b "
+                                "(the weights factored once by pack)")
+    if s.product is not None:
+        r = s.product.rank
+        return [("p1_", Scheme(s.name + "_out", F32, F32), N, r)]
+    m = s.b.rank
+    return [("p1_", replace(s, b=F32), m, K), ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
+
+
+def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
+    """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
+    from .build import bucket_plans, family_of, schedule_all, FLOAT_RULE
+    from .compat import compile_module, tvm
+    from .kernel import Kernel
+    from .plan import m_range
+    from .rules import choose
+    from .target import features
+
+    lo, _ = m_range(M)
+    specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
+    if module is None:
+        mod = tvm.IRModule({})
+        for prefix, plans in specs:
+            rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+            mod.update(schedule_all(plans, rule, prefix))
+        module = compile_module(mod, tvm.target.Target(tdict))
+    kernels = [Kernel(plans, module, tdict, FLOAT_RULE, False, m_min=lo, prefix=prefix)
+               for prefix, plans in specs]
+    return ChainKernel(s, kernels, module, tdict, N, K)
+
+
+@dataclass
+class ChainPacked:
+    parts: list
+    extra: dict
+    plan_key: tuple
+    notes: tuple = ()
+
+
+class ChainKernel:
+    """pack(B) once, kernel(A, packed) -> C, like Kernel; holds one Kernel per product."""
+
+    transposed = False
+    fast = False
+
+    def __init__(self, scheme: Scheme, kernels, module, target, n: int, k: int):
+        self.scheme, self.kernels, self.module, self.target = scheme, kernels, module, target
+        self.n, self.k = n, k
+        self.rule = kernels[0].rule
+        self.plans = kernels[0].plans
+        self.plan = kernels[0].plan
+        self.m_min, self.m_max = kernels[0].m_min, kernels[0].m_max
+        self.last_notes: list[str] = []
+
+    @property
+    def key(self) -> tuple:
+        return (self.scheme.name, self.n, self.k)
+
+    @property
+    def m_text(self) -> str:
+        return self.kernels[0].m_text
+
+    @property
+    def dims(self) -> tuple[str, int, int]:
+        return (self.m_text, self.n, self.k)
+
+    def split(self, A, B) -> tuple:
+        return (A, B)
+
+    def run(self, A, B) -> np.ndarray:
+        return self(A, self.pack(B))
+
+    def _shape_b(self, B) -> np.ndarray:
+        B = as_matrix(B, "B")
+        if B.shape != (self.k, self.n):
+            raise InputError(f"B: expected shape {self.k}x{self.n} (K x N) for this kernel, got "
+                             f"{B.shape[0]}x{B.shape[1]}")
+        return B
+
+    def pack(self, B) -> ChainPacked:
+        from ..reference import lplr as lplr_mod
+        from .comp_call import one_blas_thread
+
+        B = self._shape_b(B)
+        s = self.scheme
+        with one_blas_thread():
+            if s.product is not None:
+                ub, vbt = _factors(s.product, B, s.product.seed + 1, "b")
+                return ChainPacked([self.kernels[0].pack(vbt)], {"ub": ub}, self.key)
+            op = s.b
+            if op.method == "lplr":
+                L, R, beta = lplr_mod.lplr(B, op.rank, op.left_bits, op.right_bits,
+                                           power_iters=op.power_iters, seed=op.seed,
+                                           normalize_shift=op.normalize_shift)
+            else:
+                L, R, beta = lplr_mod.dsvd(B, op.rank, op.left_bits, op.right_bits)
+        k1, k2 = self.kernels
+        return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)}, self.key)
+
+    def __call__(self, A, packed: ChainPacked) -> np.ndarray:
+        if not isinstance(packed, ChainPacked) or packed.plan_key != self.key:
+            raise InputError("packed: pass the result of this kernel's pack(B)")
+        s = self.scheme
+        A = as_matrix(A, "A", np.float32)
+        if A.shape[1] != self.k:
+            raise InputError(f"A: expected shape {self.m_text}x{self.k} (M x K) for this kernel, "
+                             f"got {A.shape[0]}x{A.shape[1]}")
+        if s.product is not None:
+            from .comp_call import one_blas_thread
+
+            with one_blas_thread():
+                ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
+                U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
+            return self.kernels[0](U, packed.parts[0])
+        T = self.kernels[0](A, packed.parts[0])
+        C = self.kernels[1](T, packed.parts[1])
+        beta = packed.extra["beta"]
+        if beta:
+            from ..reference.scheme import prepare
+
+            C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
+                .astype(np.float32)
+        return C
+
+    def int_accumulate(self, A, packed):
+        raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")
+
+    def stage_times(self, A, packed, repeat: int = 5) -> dict[str, float]:
+        import time
+
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            self(A, packed)
+            times.append(time.perf_counter() - t0)
+        return {"chain": float(np.median(times))}
+
+
+def _factors(p, X: np.ndarray, seed: int, role: str):
+    """LRAMM's quantized factors of one operand (lrqc.reference.lramm.factors, one side)."""
+    from ..reference.lowrank import factorize
+    from ..reference.lramm import factor_quant
+    from ..reference.quant import quantize
+
+    try:
+        left, right = factorize(X, p.method, p.rank, oversample=p.oversample,
+                                power_iters=p.power_iters, seed=seed, split="sqrt")
+    except ValueError as exc:
+        raise InputError(f"{role.upper()}: {exc}") from None
+    b_left, b_inner, b_right = p.bits
+    bl, br = (b_left, b_inner) if role == "a" else (b_inner, b_right)
+    return (quantize(left, factor_quant(bl), "a").dequantize(),
+            quantize(right, factor_quant(br), "b").dequantize())
