@@ -13,7 +13,6 @@ Data: U[0, 1) for A and B (the LRQMM setting; the sparse thresholds give densiti
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import numpy as np  # noqa: E402
 
 import lrqc  # noqa: E402
-from gemm_cpu import median_time, torch_peers  # noqa: E402
+from gemm_cpu import bench_args, median_time, torch_peers  # noqa: E402
 
 FLOOR = "int8 per_tensor round=floor"
 TRUNC_PC = "int8 per_channel round=trunc"
@@ -100,11 +99,7 @@ def run_shape(m, n, k, args, results):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", default=DEFAULT_SHAPES, help="M,N,K;M,N,K;...")
-    ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
-    args = ap.parse_args(argv)
+    args = bench_args(__doc__, DEFAULT_SHAPES, argv)
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; medians of up to {args.repeat} runs; "
           "U[0,1) data; error = ||C - AB||_F / ||AB||_F against float64\n")
     head = f"{'shape':<16}{'method':<36}{'ms':>10}{'rel. error':>11}{'overhead':>10}  note"

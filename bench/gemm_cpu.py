@@ -101,12 +101,17 @@ def torch_peers(A, B, repeat, budget, int_mm: bool = True):
     return out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shapes", default=DEFAULT_SHAPES, help="M,N,K;M,N,K;...")
+def bench_args(doc: str, shapes: str, argv=None):
+    """--shapes, --repeat, --budget of the bench scripts."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--shapes", default=shapes, help="M,N,K;M,N,K;...")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = bench_args(__doc__, DEFAULT_SHAPES, argv)
     peak, instr = int_peak()
     vnni = "avx512_vnni" in host_cpu_flags()
     print("integer peak, all threads: " + (f"{peak:.0f} GOPS ({instr}, bench/peak.c, median of 5)"

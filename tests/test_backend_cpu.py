@@ -211,8 +211,6 @@ def test_shape_and_input_errors():
 
 
 @pytest.mark.parametrize("a,b,msg", [
-    ("int8 + lowrank(rank=1)", "int8", "residual terms are not compiled yet"),
-    ("float32", "lplr(rank=4)", "LPLR and LRAMM products are not compiled"),
     ("int8 per_block(32, scale=e8m0) round=stochastic", "int8 per_block(32, scale=e8m0)",
      "stochastic rounding of MX"),
 ])
