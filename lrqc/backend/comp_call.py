@@ -91,12 +91,11 @@ class CompBuffers:
         R = view(self.R)[:m, : p.k]
         if t.rank > min(m, p.k):
             raise InputError(f"A: lowrank(rank={t.rank}) needs at least {t.rank} rows, got {m}")
-        T = None
         w = sketch_width(p, m)
-        if w:
-            T = view(self.T)[:m]
         with one_blas_thread():
-            if w and w != sketch_width(p):
+            if w == sketch_width(p):  # the sketch product the quantize pass wrote (or none)
+                T = view(self.T)[:m] if w else None
+            else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             L, Ft = a_factors(t, R, T)
             ua = view(self.Ua)

@@ -49,7 +49,6 @@ class _Bucket:
         self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise()) if p.stochastic_a else None
         self.comp = CompBuffers(p) if p.compensated else None
-        self.ub = self.comp.Ub if self.comp else None
 
     def quantize_args(self) -> list:
         inputs = [self.a] + ([self.u] if self.u is not None else [])
@@ -68,7 +67,7 @@ class _Bucket:
 
     def lowrank_u_args(self, t: dict) -> list:
         a = [self.af] if self.plan.float_path else [self.aq, self.sa, self.zc]
-        return [*a, t["LBt"], self.ub]
+        return [*a, t["LBt"], self.comp.Ub]
 
     def compensate(self, m: int, packed) -> None:
         """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""
