@@ -107,6 +107,54 @@ def test_sparse_copies_sparse_or_dense_as_the_data_says():
     assert rel_error(C, matmul(s, A2.astype(np.float32).astype(np.float64), B)) < TOL
 
 
+SPARSE_CASES = {  # (a, b, A's distribution): sparse products with groups, zero points, int16 codes
+    "per_vector groups": ("int8 per_vector(16) + sparse(int8 per_vector(16), threshold=0.4)",
+                          "int8 per_vector(16) + sparse(int4 per_vector(16), threshold=0.6)"),
+    "zero points, int16 codes": (
+        "int8 per_channel + sparse(uint8 per_tensor calibrate=minmax, threshold=0.5, max_density=0.9)",
+        "int8 per_channel + sparse(int8 per_channel, threshold=0.5, max_density=0.9)"),
+    "one side, then dense": ("int8 per_tensor round=trunc + sparse(threshold=0.7) + dense(int4 per_tensor)",
+                             "int8 per_channel"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPARSE_CASES))
+def test_sparse_products_match_reference(case):
+    s = scheme(*SPARSE_CASES[case])
+    kernel = lrqc.compile(s, M="4..21", N=48, K=96)
+    p = kernel.plan
+    assert p.sparse and all(sg.a == "base" or sg.a.startswith("res") for sg in p.segments)
+    assert not any(sg.b.startswith("sparse") for sg in p.segments)
+    rng = np.random.default_rng(11)
+    for m in (4, 13, 21):
+        A = rng.exponential(size=(m, 96)).astype(np.float32) * rng.choice([-1, 1], (m, 96))
+        B = rng.standard_normal((96, 48))
+        C = kernel.run(A, B)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(C, ref) < TOL, (m, rel_error(C, ref))
+
+
+def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
+    from lrqc.backend.layout import csr_columns
+    from lrqc.backend.artifact import product_text
+
+    rng = np.random.default_rng(5)
+    full = rng.integers(-3, 4, (32, 24)) * (rng.random((32, 24)) < 0.3)
+    ptr, idx, val = csr_columns(full, 3)
+    back = np.zeros_like(full)
+    for n in range(32):
+        for g in range(3):
+            lo, hi = ptr[n * 3 + g], ptr[n * 3 + g + 1]
+            assert np.all(idx[lo:hi] // 8 == g)  # entries grouped by scale group
+            back[n, idx[lo:hi]] = val[lo:hi]
+    assert np.array_equal(back, full) and ptr[-1] == np.count_nonzero(full)
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + sparse(threshold=0.5)\n"
+                           " b: int8 per_channel + sparse(threshold=0.5)\n static: a\n}")["t"]
+    kernel, _ = check(s, 24, 20, 64, rng.random((24, 64)), rng.random((64, 20)))
+    text = product_text(kernel)
+    assert "CSR" in text and "zero-skip" in text, text
+
+
 def test_lrqmm_floor_gain_and_its_collapse_with_nearest():
     """Methods note: LRQMM rank 1 with floor rounding is >= 30x more accurate than direct
     quantization on U[0,1) at 1024^3; with nearest rounding the gain is about 1x."""

@@ -83,6 +83,7 @@ def functions(kernel) -> list[str]:
         for p in k.plans:
             fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
             fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
+            fns += tuple(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse)))
             out += [names.symbol(fn, p.m, prefix) for fn in fns]
     return out
 
@@ -94,7 +95,10 @@ def product_text(kernel) -> str:
     p = kernel.plan
     if p.float_path:
         return "float32 GEMM"
-    extra = [f"{p.nseg} K segments (dense/sparse residual terms)"] if p.segments else []
+    extra = [f"{p.nseg} K segments (dense residual terms)"] if p.segments else []
+    extra += [f"sparse product of {'A' if sp.side == 'a' else 'B'}'s thresholded copy "
+              f"({'zero-skip codes' if sp.side == 'a' else 'CSR'}) after the GEMM"
+              for sp in p.sparse]
     extra += [f"rank-{r} epilogue of {side}'s lowrank term" for side, r in
               (("A", p.rank_a), ("B", p.rank_b)) if r]
     return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")

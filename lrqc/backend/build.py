@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from . import chain, names, tiles
-from . import te_base, te_comp, te_float
+from . import te_base, te_comp, te_float, te_sparse
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
 from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
@@ -51,6 +51,9 @@ def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
             }
         if plan.rank_b:
             funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
+        for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
+            sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
+            out[sym] = f.with_attr("global_symbol", sym)
         for fn, tensors in funcs.items():
             sch = Schedule(prim_func(tensors))
             if plan.float_path and fn == names.FN_GEMM:
@@ -78,5 +81,5 @@ def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
     ex = compile_module(schedule_all(plans, rule), tvm.target.Target(tdict))
     name, fast = (FLOAT_RULE, False) if plans[-1].float_path else (rule.NAME, rule.FAST)
-    return Kernel(plans, ex, tdict, name, fast, m_min=lo,
+    return Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                   transposed=scheme.static == "a")

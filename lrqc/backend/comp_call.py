@@ -11,8 +11,8 @@ import numpy as np
 from ..errors import InputError
 from ..reference.residual import density_note
 from .compat import empty, tensor
-from .segments import split_terms
 from .te_comp import sketch_width
+from .te_sparse import code_dtype
 
 F32, F64 = np.float32, np.float64
 _BLAS = []  # the threadpoolctl controller, made on first use
@@ -47,10 +47,13 @@ class CompBuffers:
 
     def __init__(self, p):
         self.p = p
-        self.sparse_terms = [n for n, _ in enumerate(split_terms(p.scheme.b)[0])
-                             if f"sparse:{n}" in (sg.a for sg in p.segments)]
-        self.rows = empty((1,), "int32") if self.sparse_terms else None
-        self.dens = empty((len(self.sparse_terms),), "float64") if self.sparse_terms else None
+        self.a_copies = [sp for sp in p.sparse if sp.side == "a"]  # A's thresholded copies
+        self.rows = empty((1,), "int32") if self.a_copies else None
+        self.dens = empty((len(self.a_copies),), "float64") if self.a_copies else None
+        self.sparse = []  # per sparse product: (codes, scales) of its per-call operand
+        for sp in p.sparse:
+            shape = (p.mp, p.kq) if sp.side == "a" else (p.kq, p.mp)
+            self.sparse.append((empty(shape, code_dtype(sp.q)), empty((p.mp, p.gq), "float32")))
         self.R = self.T = self.omega = None
         if p.rank_a:
             self.R = empty((p.mp, p.kq), "float32")
@@ -68,7 +71,16 @@ class CompBuffers:
         opt = lambda *ts: [t for t in ts if t is not None]  # noqa: E731
         return [a, *opt(self.rows, self.omega), aq._create_view((self.p.mp, self.p.nseg,
                                                                  self.p.kq)),
-                sa, zc, *opt(ra, self.dens, self.R, self.T)]
+                sa, zc, *opt(ra, self.dens, self.R, self.T), *(t for pair in self.sparse
+                                                               for t in pair)]
+
+    def sparse_args(self, j: int, t: dict, c) -> list:
+        """Arguments of sparse product j (te_sparse.py) accumulating into c."""
+        codes, scales = self.sparse[j]
+        if self.p.sparse[j].side == "a":
+            return [codes, scales, t[f"sp{j}_D"], t[f"sp{j}_s"], c]
+        return [codes, scales, t[f"sp{j}_ptr"], t[f"sp{j}_idx"], t[f"sp{j}_val"],
+                t[f"sp{j}_s"], c]
 
     def epilogue_args(self, t: dict) -> list:
         out = [self.Ua, self.Wa] if self.p.rank_a else []
@@ -82,8 +94,8 @@ class CompBuffers:
         if self.dens is None:
             return []
         d = view(self.dens)
-        return [density_note("A", float(d[j]), split_terms(self.p.scheme.b)[0][n].max_density)
-                for j, n in enumerate(self.sparse_terms)]
+        return [density_note("A", float(d[j]), sp.term.max_density)
+                for j, sp in enumerate(self.a_copies)]
 
     def a_epilogue(self, m: int, packed_arrays: dict):
         """Ua = L_A, Wa = F_Aᵀ B for a call with m rows."""

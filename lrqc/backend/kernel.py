@@ -76,6 +76,11 @@ class _Bucket:
         if self.plan.rank_b:
             self.fn(names.FN_LOWRANK_U)(*self.lowrank_u_args(packed.tensors))
 
+    def sparse(self, t: dict) -> None:
+        """C += the sparse products (after the GEMM)."""
+        for j in range(len(self.plan.sparse)):
+            self.fn(f"{names.FN_SPARSE}{j}")(*self.comp.sparse_args(j, t, self.c))
+
     def zero_args(self, t: dict) -> list:
         """Epilogue arguments of weights with zero points: ra and zb."""
         return [self.ra, t["zb"]] if self.plan.b_zero else []
@@ -194,6 +199,8 @@ class Kernel:
             bk.compensate(m, packed)
             self.last_notes = list(packed.notes) + bk.comp.notes()
         bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
+        if bk.plan.sparse:
+            bk.sparse(t)
         c = bk.c.numpy()
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
@@ -221,7 +228,8 @@ class Kernel:
     def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
         """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
         ("copy_a"), quantize_a, the GEMM with its epilogue, and for compensated kernels the
-        low-rank factors and U, W in between ("compensate") (for benchmarks)."""
+        low-rank factors and U, W in between ("compensate") and the sparse products after it
+        ("sparse") (for benchmarks)."""
         import time
 
         self._check(packed)
@@ -235,6 +243,8 @@ class Kernel:
         }
         if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue
             stages = dict(stages, compensate=lambda: bk.compensate(m, packed))
+        if bk.plan.sparse:  # after the GEMM: C += the sparse products
+            stages = dict(stages, sparse=lambda: bk.sparse(t))
         out = {}
         for name, fn in stages.items():
             times = []

@@ -59,6 +59,11 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
         out = _pack_int(p, B)
     if p.compensated:
         out.update(_lowrank_arrays(p, B, st))
+    if p.sparse:
+        arrays, notes = _sparse_arrays(p, B, st)
+        out.update(arrays)
+        if notes:
+            out["notes"] = np.array(notes)
     return out
 
 
@@ -125,17 +130,9 @@ def static_terms(p: KernelPlan, B: np.ndarray):
 
 def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
     """Codes of every segment's B side side by side along K (segment s at columns s*Kq..),
-    with per-group scales and column sums; notes say which sparse copies are dense."""
-    from ..reference.residual import sparse_quant
-    from .segments import split_terms
-
+    with per-group scales and column sums."""
     qb, terms = st
     src = {"base": qb, **{f"res:{n}": t.q for n, t in enumerate(terms) if t.q is not None}}
-    notes = []
-    for n, t in enumerate(split_terms(p.scheme.a)[0]):
-        if f"sparse:{n}" in (sg.b for sg in p.segments):
-            src[f"sparse:{n}"], note = sparse_quant(B, t, "b", "B")
-            notes.append(note)
     kq, gq, v = p.kq, p.gq, p.vector
     full = np.zeros((p.np_, p.kp), np.int64)
     sb = np.zeros((p.groups, p.np_), np.float32)
@@ -146,8 +143,50 @@ def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
         sb[s * gq:(s + 1) * gq, : p.n] = _per_group(q.scale, gq).T
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, p.groups, v).sum(axis=2).T.astype(np.int32)
-    out = {"Bp": pack_nibbles(bp) if p.nibbles else bp, "sb": sb, "cs": cs}
-    return out | ({"notes": np.array(notes)} if notes else {})
+    return {"Bp": pack_nibbles(bp) if p.nibbles else bp, "sb": sb, "cs": cs}
+
+
+def _codes_scales(p: KernelPlan, q) -> tuple[np.ndarray, np.ndarray]:
+    """Centered codes (Np, Kq) int64 and scales (G, Np) float32 of B's quantized copy q."""
+    codes = integer_codes(q)
+    full = np.zeros((p.np_, p.kq), np.int64)
+    full[: p.n, : codes.shape[1]] = codes
+    sc = np.zeros((p.gq, p.np_), np.float32)
+    sc[:, : p.n] = _per_group(q.scale, p.gq).T
+    return full, sc
+
+
+def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, ...]:
+    """CSR of the nonzero codes of each row n of full (Np, Kq), split by scale group:
+    (ptr[Np * G + 1], idx[nnz] = k, val[nnz] int16); idx/val hold one dummy when empty."""
+    n, k = np.nonzero(full)
+    v = full.shape[1] // groups
+    ptr = np.zeros(full.shape[0] * groups + 1, np.int64)
+    np.cumsum(np.bincount(n * groups + k // v, minlength=full.shape[0] * groups), out=ptr[1:])
+    vals = full[n, k]
+    if not vals.size:
+        k, vals = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    return ptr.astype(np.int32), k.astype(np.int32), vals.astype(np.int16)
+
+
+def _sparse_arrays(p: KernelPlan, B: np.ndarray, st) -> tuple[dict, list[str]]:
+    """Static operands of the sparse products (te_sparse.py): for product j on side a, B's
+    residual codes spj_D [Kq, Np] int8 and scales spj_s; on side b, B's thresholded copy
+    (or B, above max_density) as CSR spj_ptr / spj_idx / spj_val with scales spj_s."""
+    from ..reference.residual import sparse_quant
+
+    out, notes = {}, []
+    for j, sp in enumerate(p.sparse):
+        if sp.side == "a":
+            full, sc = _codes_scales(p, st[1][sp.n].q)
+            out[f"sp{j}_D"] = np.ascontiguousarray(full.T.astype(np.int8))
+        else:
+            q, note = sparse_quant(B, sp.term, "b", "B")
+            notes.append(note)
+            full, sc = _codes_scales(p, q)
+            out[f"sp{j}_ptr"], out[f"sp{j}_idx"], out[f"sp{j}_val"] = csr_columns(full, p.gq)
+        out[f"sp{j}_s"] = sc
+    return out, notes
 
 
 def _lowrank_arrays(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:

@@ -14,12 +14,16 @@ OUT = "C"  # float32 output (dequantization epilogue)
 RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
 SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
 LOWRANK_U = "lowrank_u"  # A' L_B
+SPARSE_CODES = "a_sparse_codes"  # centered codes of A's thresholded copy (sparse product j)
+RESID_CODES = "a_res_codes"  # centered codes of A's residual (sparse product j)
+RESID_T = "a_res_t"  # the same, transposed to K x M
 LANES = "_lanes"  # suffix of the 16-lane partial sums of a row dot product
 
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
+FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
 

@@ -11,7 +11,7 @@ from ..frontend.bind import bind_dims
 from ..frontend.model import Dense, FloatOperand, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import quant_text
 from ..reference.quant import int_range
-from .segments import Segment, segments_of, split_terms
+from .segments import Segment, SparseProduct, segments_of, sparse_products_of, split_terms
 
 
 class UnsupportedScheme(LrqcError):
@@ -37,6 +37,7 @@ class KernelPlan:
     lowrank_a: object = None  # the LowRank term ending A's residuals: epilogue L_A (F_Aᵀ B)
     lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
     dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
+    sparse: tuple[SparseProduct, ...] = ()  # sparse terms: products added after the GEMM
 
     @property
     def nseg(self) -> int:
@@ -62,7 +63,7 @@ class KernelPlan:
 
     @property
     def compensated(self) -> bool:
-        return bool(self.segments or self.rank_a or self.rank_b or self.dense_b)
+        return bool(self.segments or self.sparse or self.rank_a or self.rank_b or self.dense_b)
 
     @property
     def b_quants(self) -> tuple:
@@ -251,23 +252,29 @@ def _overflow(s, qa, qb, width: int, k: int) -> str | None:
 
 
 def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
-    """The plan with dense/sparse terms as K segments and lowrank terms as epilogues."""
+    """The plan with dense terms as K segments, sparse terms as sparse products and lowrank
+    terms as epilogues."""
     s = p.scheme
-    segs = segments_of(s)
+    segs, prods = segments_of(s), sparse_products_of(s)
     for sg in segs[1:]:
         why = (_integer_problem(sg.qa, "a") or _integer_problem(sg.qb, "b")
                or _segment_problem(sg))
         if why:
             raise UnsupportedScheme(f"scheme '{s.name}': residual segment {sg.a} x {sg.b}: {why}")
+    for sp in prods:
+        why = _integer_problem(sp.q, sp.side) or _sparse_problem(sp)
+        if why:
+            raise UnsupportedScheme(f"scheme '{s.name}': sparse term of {'b' if sp.side == 'a' else 'a'}: {why}")
     if segs and p.b_zero:
-        raise UnsupportedScheme(f"scheme '{s.name}': dense/sparse terms with weights that have "
-                                "zero points (unsigned or min-max) are not compiled")
+        raise UnsupportedScheme(f"scheme '{s.name}': dense terms with weights that have zero "
+                                "points (unsigned or min-max) are not compiled")
     quants = [q for sg in segs for q in (sg.qa, sg.qb)] or [p.qa, p.qb]
+    quants += [sp.q for sp in prods]
     vs = sorted({q.vector for q in quants if q.grouped})
     if len(vs) > 1:
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms with per_vector sizes "
                                 f"{vs} (one V for every segment is compiled)")
-    if p.mx and (segs or terms["a"][1] is not None or terms["b"][1] is not None):
+    if p.mx and (segs or prods or terms["a"][1] is not None or terms["b"][1] is not None):
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms on MX operands are not "
                                 "compiled")
     v = vs[0] if vs else 0
@@ -279,14 +286,35 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
         why = _overflow(s, sg.qa, sg.qb, v, p.k)
         if why:
             raise UnsupportedScheme(f"scheme '{s.name}': {why}")
+    for sp in prods:
+        if centered_limit(sp.q) ** 2 * v >= 2**31:
+            raise UnsupportedScheme(f"scheme '{s.name}': K={p.k} can overflow the int32 "
+                                    "accumulator of a sparse term")
     notes = p.notes
-    if any(sg.a.startswith("sparse") or sg.b.startswith("sparse") for sg in segs):
-        notes += ("sparse terms: each thresholded copy (zeros included) runs as a dense int8 K "
-                  "segment of the one GEMM, not as a CSR product; whether a copy is sparse or "
-                  "the dense operand (density above max_density) is decided at pack for B "
-                  "(packed.notes) and per call for A (kernel.last_notes)",)
+    if prods:
+        notes += ("sparse terms: products added to C after the GEMM: A's thresholded copy "
+                  "skips its zero codes per call, B's is stored as CSR at pack; whether a copy "
+                  "is sparse or the dense operand (density above max_density, then every "
+                  "element is multiplied) is decided at pack for B (packed.notes) and per call "
+                  "for A (kernel.last_notes)",)
     return replace(p, kp=nseg * kq, groups=nseg * gq, vector=v, segments=segs, kseg=kq,
-                   lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
+                   sparse=prods, lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
+
+
+def centered_limit(q) -> int:
+    """Largest |code - zero point| of integer quantizer q."""
+    return code_limit(q) if q.signed and q.calibrate == "maxabs" else 2 ** q.bits
+
+
+def _sparse_problem(sp) -> str | None:
+    q = sp.q
+    if q.granularity == "per_block" or not q.is_int:
+        return f"{quant_text(q)}: sparse terms take integer formats"
+    if q.round == "stochastic":
+        return "stochastic rounding of per-call sparse operands is not compiled"
+    if sp.side == "a" and (q.calibrate == "minmax" or not q.signed):
+        return "B-side residual codes with zero points are not compiled"
+    return None
 
 
 def _segment_problem(sg) -> str | None:

@@ -1,15 +1,21 @@
 """Residual terms as the code generator sees them (no TVM here).
 
-Dense and sparse terms become extra K segments of the one integer GEMM: each segment pairs a
-code matrix of A's side with one of B's side, with per-group scales, so concatenating them
-along K is exact (methods note section 3):
+Dense terms become extra K segments of the one integer GEMM: each segment pairs a code matrix
+of A's side with one of B's side, with per-group scales, so concatenating them along K is exact
+(methods note section 3):
 
     segment            A-side codes                    B-side codes
     base               Q(A)                            Q(B)
     a dense  term n    Q_n(R_A^(n))                    Q(B)
-    a sparse term n    Q_n(R_A^(n))                    Q_n(B_s)   (B_s, or B above max_density)
     b dense  term n    Q(A)                            Q_n(R_B^(n))
-    b sparse term n    Q_n(A_s)                        Q_n(R_B^(n))
+
+Sparse terms are sparse products added to C after the GEMM (te_sparse.py), one per term:
+
+    product            sparse operand                   dense operand
+    b sparse term n    Q_n(A_s)   per call, zero-skip   Q_n(R_B^(n))  static, K x N codes
+    a sparse term n    Q_n(B_s)   static, CSR           Q_n(R_A^(n))  per call, K x M codes
+
+(A_s / B_s: the thresholded copy, or the whole operand above max_density.)
 
 A lowrank term (the last on its operand) is not a segment: it becomes a rank-r epilogue
 C += U W, with U = L_A, W = F_Aᵀ B for A's and U = A' L_B, W = F_Bᵀ for B's."""
@@ -49,23 +55,40 @@ def split_terms(op) -> tuple[tuple, LowRank | None]:
     return tuple(terms), low
 
 
+@dataclass(frozen=True)
+class SparseProduct:
+    """deq(Q(X_s) · Q(R)) of one sparse term. side "a": the term is B's (number n): the sparse
+    operand is A's thresholded copy (per call), the dense one B's residual (static); side "b":
+    the term is A's: B's copy (static, CSR) times A's residual (per call)."""
+
+    side: str
+    n: int
+    term: Sparse
+
+    @property
+    def q(self):
+        """The term's quantizer (both the copy and the residual use it)."""
+        return self.term.quant
+
+
 def segments_of(s: Scheme) -> tuple[Segment, ...]:
-    """Segments of the integer GEMM, base first; () when there are no dense/sparse terms."""
+    """Segments of the integer GEMM, base first; () when there are no dense terms."""
     a_terms, _ = split_terms(s.a)
     b_terms, _ = split_terms(s.b)
-    if not a_terms and not b_terms:
+    if not any(isinstance(t, Dense) for t in a_terms + b_terms):
         return ()
     qa, qb = s.a.quant, s.b.quant
     segs = [Segment("base", "base", qa, qb)]
-    for n, t in enumerate(a_terms):
-        segs.append(Segment(f"res:{n}", "base" if isinstance(t, Dense) else f"sparse:{n}",
-                            t.quant, qb if isinstance(t, Dense) else t.quant))
-    for n, t in enumerate(b_terms):
-        segs.append(Segment("base" if isinstance(t, Dense) else f"sparse:{n}", f"res:{n}",
-                            qa if isinstance(t, Dense) else t.quant, t.quant))
+    segs += [Segment(f"res:{n}", "base", t.quant, qb)
+             for n, t in enumerate(a_terms) if isinstance(t, Dense)]
+    segs += [Segment("base", f"res:{n}", qa, t.quant)
+             for n, t in enumerate(b_terms) if isinstance(t, Dense)]
     return tuple(segs)
 
 
-def sparse_terms(op) -> tuple[Sparse, ...]:
-    terms, _ = split_terms(op)
-    return tuple(t for t in terms if isinstance(t, Sparse))
+def sparse_products_of(s: Scheme) -> tuple[SparseProduct, ...]:
+    """The sparse products, B's terms (side "a") first."""
+    out = [SparseProduct("a", n, t) for n, t in enumerate(split_terms(s.b)[0])
+           if isinstance(t, Sparse)]
+    return tuple(out + [SparseProduct("b", n, t) for n, t in enumerate(split_terms(s.a)[0])
+                        if isinstance(t, Sparse)])

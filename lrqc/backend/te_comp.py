@@ -6,6 +6,8 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   dens[n]               density of each thresholded copy of A (B's sparse terms),
   R[Mp, Kq] float32     A's final residual (A's lowrank term), and
   T[Mp, w] float32      its sketch product R Ω (sketch: Ω = s, rsvd: the Gaussian test matrix),
+  per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
+                        [Kq, Mp] (int16, centered) with their scales (te_sparse.py),
 computing every residual in float64 with the reference's exact operations.
 lowrank_u makes U_B = A' L_B from the base codes; the GEMM adds U W in its epilogue."""
 
@@ -79,15 +81,15 @@ def quantize_a(p: KernelPlan):
         resid = (lambda prev, d: lambda i, k: prev(i, k) - d(i, k))(resid, src[3])
     b_terms, _ = split_terms(p.scheme.b)
     dens = []
-    if any(sg.a.startswith("sparse:") for sg in p.segments):
+    if any(sp.side == "a" for sp in p.sparse):
         rows = te.placeholder((1,), "int32", name="rows")
         inputs.append(rows)
-        for n, t in enumerate(b_terms):
-            if f"sparse:{n}" in (sg.a for sg in p.segments):
-                xs, d = _sparse_copy(p, t, x, rows, f"_s{n}")
+        for sp in p.sparse:
+            if sp.side == "a":
+                xs, d = _sparse_copy(p, sp.term, x, rows, f"_s{sp.n}")
                 dens.append(d)
-                sources[f"sparse:{n}"] = quantizer(t.quant, xs, dims(p),
-                                                   offset=a_offset(t.quant), tag=f"_s{n}")
+                sources[f"sparse:{sp.n}"] = quantizer(sp.q, xs, dims(p), offset=a_offset(sp.q),
+                                                      tag=f"_s{sp.n}")
     segs = [sources[sg.a] for sg in p.segments] or [base]
     S = len(segs)
 
@@ -119,7 +121,25 @@ def quantize_a(p: KernelPlan):
             Om = te.placeholder((w, Kq), "float32", name="Omega_t")
             inputs.append(Om)
             outputs.append(row_dots(lambda i, k: R[i, k], Om, Mp, w, Kq, names.SKETCH))
+    for j, sp in enumerate(p.sparse):
+        key = f"sparse:{sp.n}" if sp.side == "a" else f"res:{sp.n}"
+        outputs += sparse_operand(p, sources[key], sp.side, j)
     return inputs + outputs
+
+
+def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
+    """The per-call operand of sparse product j: centered codes and their (Mp, G) scales.
+    side "a": A's thresholded copy as [Mp, Kq] (the sparse operand, zero codes skipped);
+    side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
+    from .te_sparse import code_dtype
+
+    code, sa, zc, _ = src
+    V, dt = p.vector, code_dtype(p.sparse[j].q)
+    cen = lambda i, k: (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)  # noqa
+    if side == "a":
+        return [te.compute((p.mp, p.kq), cen, name=f"{names.SPARSE_CODES}{j}"), sa]
+    ra = te.compute((p.mp, p.kq), cen, name=f"{names.RESID_CODES}{j}")
+    return [te.compute((p.kq, p.mp), lambda k, i: ra[i, k], name=f"{names.RESID_T}{j}"), sa]
 
 
 def pick_const(tensors, n):

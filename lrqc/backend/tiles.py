@@ -163,12 +163,27 @@ def compensated_pass(sch):
         elif name == names.QUANT_CODES:
             sch.parallel(loops[0])
             sch.unroll(loops[1])
-        elif name == names.RESID:
+        elif name == names.RESID or name.startswith(names.SPARSE_CODES):
             sch.parallel(loops[0])
             _, kv = sch.split(loops[1], [None, 16])
             sch.vectorize(kv)
+        elif name.startswith(names.RESID_T):
+            transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
     if has_block(sch, names.SKETCH):
         row_dots_at(sch, names.SKETCH)
+
+
+def transposed_at(sch, name: str, src: str):
+    """out[k, i] = src[i, k]: 16 x 16 tiles, k tiles parallel, each tile of src computed
+    row-major (16 k vectorized) just before its transposed copy."""
+    out = sch.get_sblock(name)
+    k, i = sch.get_loops(out)
+    ko, ki = sch.split(k, [None, 16])
+    io, ii = sch.split(i, [None, 4 if int(sch.get(i).extent) % 16 else 16])
+    sch.reorder(ko, io, ki, ii)
+    sch.parallel(ko)
+    sch.compute_at(sch.get_sblock(src), io)
+    sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
 
 
 def row_dots_at(sch, name):
