@@ -173,6 +173,21 @@ def compensated_pass(sch):
         row_dots_at(sch, names.SKETCH)
 
 
+def xty_at(sch, name: str = names.XTY):
+    """te_comp.xty: 64-column strips of the output in parallel (16 when the width is not a
+    multiple of 64), each accumulated over the rows with 16 lanes vectorized (the strip of
+    every output row stays in L1)."""
+    blk = sch.get_sblock(name)
+    c, j, i = sch.get_loops(blk)
+    strip = 64 if int(sch.get(j).extent) % 64 == 0 else 16
+    jo, jm, ji = sch.split(j, [None, strip // 16, 16])
+    sch.reorder(jo, i, c, jm, ji)
+    sch.parallel(jo)
+    sch.vectorize(ji)
+    init = sch.decompose_reduction(blk, i)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
 def transposed_at(sch, name: str, src: str):
     """out[k, i] = src[i, k]: 16 x 16 tiles, k tiles parallel, each tile of src computed
     row-major (16 k vectorized) just before its transposed copy."""
