@@ -158,6 +158,9 @@ def compensated_pass(sch):
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
+                and all(int(sch.get(lp).extent) <= 2 for lp in loops[:-2]):
+            whole_tensor_stat(sch, name)
+        elif name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
                 and int(sch.get(loops[0]).extent) > 1:
             sch.parallel(loops[0])
         elif name == names.QUANT_CODES:
@@ -174,18 +177,34 @@ def compensated_pass(sch):
 
 
 def xty_at(sch, name: str = names.XTY):
-    """te_comp.xty: 64-column strips of the output in parallel (16 when the width is not a
-    multiple of 64), each accumulated over the rows with 16 lanes vectorized (the strip of
-    every output row stays in L1)."""
+    """te_comp.xty as a register-blocked micro-kernel: a tile of CI output rows x 16 columns
+    (broadcast X[i, c], FMA with Y[i, 16 lanes]) over blocks of 256 input rows (the strip of Y
+    stays in L1 for every tile), column strips in parallel."""
     blk = sch.get_sblock(name)
     c, j, i = sch.get_loops(blk)
-    strip = 64 if int(sch.get(j).extent) % 64 == 0 else 16
-    jo, jm, ji = sch.split(j, [None, strip // 16, 16])
-    sch.reorder(jo, i, c, jm, ji)
+    a, rows = int(sch.get(c).extent), int(sch.get(i).extent)
+    ci_n = next(v for v in (6, 4, 2, 1) if a % v == 0)
+    ib = next(v for v in (256, 128, 64, 32, 16, 8, 4, 2, 1) if rows % v == 0)
+    jo, ji = sch.split(j, [None, 16])
+    co, ci = sch.split(c, [None, ci_n])
+    io, ii = sch.split(i, [None, ib])
+    sch.reorder(jo, io, co, ii, ci, ji)
     sch.parallel(jo)
+    sch.unroll(ci)
     sch.vectorize(ji)
-    init = sch.decompose_reduction(blk, i)
+    init = sch.decompose_reduction(blk, io)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def whole_tensor_stat(sch, name: str):
+    """A reduction over all rows and columns (per-tensor max, sums of a sparse copy): partial
+    results per row in parallel (rfactor over the rows), then the few values they reduce to."""
+    blk = sch.get_sblock(name)
+    rows = sch.get_loops(blk)[-2]
+    rf = sch.rfactor(rows, 0)
+    loops = sch.get_loops(rf)
+    sch.reorder(loops[-2], *loops[:-2])  # the rows outermost
+    sch.parallel(sch.get_loops(rf)[0])
 
 
 def transposed_at(sch, name: str, src: str):
