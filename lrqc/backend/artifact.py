@@ -83,19 +83,9 @@ def functions(kernel) -> list[str]:
         for p in k.plans:
             fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
             fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
-            fns += lowrank_glue_names(p)
             fns += tuple(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse)))
             out += [names.symbol(fn, p.m, prefix) for fn in fns]
     return out
-
-
-def lowrank_glue_names(p) -> tuple:
-    """The compiled functions of A's lowrank term (te_comp.lowrank_glue)."""
-    if not p.rank_a:
-        return ()
-    from .te_comp import sketch_width
-
-    return (names.FN_LR_W,) + ((names.FN_LR_XTY, names.FN_LR_ROWS) if sketch_width(p) else ())
 
 
 def product_text(kernel) -> str:

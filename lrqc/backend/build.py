@@ -51,8 +51,6 @@ def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
             }
         if plan.rank_b:
             funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
-        if plan.rank_a:
-            funcs.update(te_comp.lowrank_glue(plan))
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
             out[sym] = f.with_attr("global_symbol", sym)
@@ -62,10 +60,6 @@ def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
                 tiles.float_gemm(sch, plan)  # one float32 tile for every x86/LLVM target
             elif fn == names.FN_LOWRANK_U:
                 tiles.row_dots_at(sch, names.LOWRANK_U)
-            elif fn == names.FN_LR_ROWS:
-                tiles.row_dots_at(sch, names.SKETCH)
-            elif fn in (names.FN_LR_XTY, names.FN_LR_W):
-                tiles.xty_at(sch)
             elif fn == names.FN_QUANTIZE and plan.compensated and not plan.float_path:
                 tiles.compensated_pass(sch)
             else:

@@ -10,7 +10,6 @@ import numpy as np
 
 from ..errors import InputError
 from ..reference.residual import density_note
-from . import names
 from .compat import empty, tensor
 from .te_comp import sketch_width
 from .te_sparse import code_dtype
@@ -66,10 +65,6 @@ class CompBuffers:
                 self.T = empty((p.mp, w), "float32")
             self.Ua = empty((p.mp, p.rank_a), "float32")
             self.Wa = empty((p.rank_a, p.np_), "float32")
-            self.Ft = empty((p.kq, p.rank_a), "float32")  # F_A, zero padded: W_A = F_Aᵀ B
-            if w:  # operands of the compiled passes over R (te_comp.lowrank_glue)
-                self.X, self.XtR = empty((p.mp, w), "float32"), empty((w, p.kq), "float32")
-                self.Zt, self.RZ = empty((w, p.kq), "float32"), empty((p.mp, w), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
     def quantize_args(self, a, aq, sa, zc, ra) -> list:
@@ -102,8 +97,8 @@ class CompBuffers:
         return [density_note("A", float(d[j]), sp.term.max_density)
                 for j, sp in enumerate(self.a_copies)]
 
-    def a_epilogue(self, m: int, packed, fn):
-        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows; fn(name) gives compiled functions."""
+    def a_epilogue(self, m: int, packed_arrays: dict):
+        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows."""
         p, t = self.p, self.p.lowrank_a
         R = view(self.R)[:m, : p.k]
         if t.rank > min(m, p.k):
@@ -112,64 +107,36 @@ class CompBuffers:
         with one_blas_thread():
             if w == sketch_width(p):  # the sketch product the quantize pass wrote (or none)
                 T = view(self.T)[:m] if w else None
-                ops = self.compiled_ops(m, fn) if w else numpy_ops(R)
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
-                ops = numpy_ops(R)
-            L, Ft = a_factors(t, R, T, *ops)
+            L, Ft = a_factors(t, R, T)
             ua = view(self.Ua)
             ua[:m] = L
             ua[m:] = 0.0
-            ft = view(self.Ft)
-            ft[: p.k] = Ft.T
-            ft[p.k:] = 0.0
-        fn(names.FN_LR_W)(self.Ft, packed.tensors["B32"], self.Wa)
-
-    def compiled_ops(self, m: int, fn):
-        """(Xᵀ R, R Z) of a_factors as the compiled passes over R (all m rows of the bucket)."""
-        p = self.p
-        x, zt = view(self.X), view(self.Zt)
-
-        def xtr(X):
-            x[:m] = X
-            x[m:] = 0.0  # padded rows of R hold copies of the last row: weight them 0
-            fn(names.FN_LR_XTY)(self.X, self.R, self.XtR)
-            return view(self.XtR)[:, : p.k]
-
-        def rz(Z):
-            zt[:, : p.k] = Z.T
-            zt[:, p.k:] = 0.0
-            fn(names.FN_LR_ROWS)(self.R, self.Zt, self.RZ)
-            return view(self.RZ)[:m]
-
-        return xtr, rz
+            wa = view(self.Wa)
+            wa[:, : p.n] = Ft.astype(F32) @ packed_arrays["B32"]
+            wa[:, p.n:] = 0.0
 
 
-def numpy_ops(R: np.ndarray):
-    """(Xᵀ R, R Z) of a_factors in numpy (float32)."""
-    return (lambda X: X.T.astype(F32) @ R), (lambda Z: R @ Z.astype(F32))
-
-
-def a_factors(t, R: np.ndarray, T: np.ndarray | None, xtr, rz) -> tuple[np.ndarray, np.ndarray]:
-    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32), T = R Ω and the
-    products xtr(X) = Xᵀ R, rz(Z) = R Z (float32)."""
+def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω."""
     if t.method == "svd":
         U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
         return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
     if t.method == "sketch":
-        a = T[:, :1]
+        a = T[:, 0]
         for _ in range(t.power_iters):
-            a = rz(xtr(a).T)
-        b = xtr(a)[0].astype(F64)
-        a = a[:, 0].astype(F64)
+            a = R @ (R.T @ a)
+        b = (R.T @ a).astype(F64)
+        a = a.astype(F64)
         a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
         if a_sq == 0.0 or b_norm == 0.0:
             return np.zeros((R.shape[0], 1)), np.zeros((1, R.shape[1]))
         return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
     Q = np.linalg.qr(T.astype(F64))[0]
     for _ in range(t.power_iters):
-        Z = np.linalg.qr(xtr(Q).T.astype(F64))[0]
-        Q = np.linalg.qr(rz(Z).astype(F64))[0]
-    Ut, S, Vt = np.linalg.svd(xtr(Q).astype(F64), full_matrices=False)
+        Z = np.linalg.qr((R.T @ Q.astype(F32)).astype(F64))[0]
+        Q = np.linalg.qr((R @ Z.astype(F32)).astype(F64))[0]
+    Ut, S, Vt = np.linalg.svd((Q.T.astype(F32) @ R).astype(F64), full_matrices=False)
     U = Q @ Ut
     return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]

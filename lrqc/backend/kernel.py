@@ -19,6 +19,7 @@ from .comp_call import CompBuffers
 from .compat import empty, tensor
 from .plan import KernelPlan
 
+NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
 
 
 @dataclass
@@ -71,7 +72,7 @@ class _Bucket:
     def compensate(self, m: int, packed) -> None:
         """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""
         if self.plan.rank_a:
-            self.comp.a_epilogue(m, packed, self.fn)
+            self.comp.a_epilogue(m, packed.arrays)
         if self.plan.rank_b:
             self.fn(names.FN_LOWRANK_U)(*self.lowrank_u_args(packed.tensors))
 
@@ -137,7 +138,7 @@ class Kernel:
             X = A.T
         arrays = layout.pack(self.plan, X)
         notes = tuple(str(n) for n in arrays.pop("notes", ()))
-        return Packed(arrays, {k: tensor(v) for k, v in arrays.items()},
+        return Packed(arrays, {k: tensor(v) for k, v in arrays.items() if k not in NUMPY_ONLY},
                       self.key, notes)
 
     def split(self, A, B) -> tuple:

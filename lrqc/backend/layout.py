@@ -191,7 +191,7 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st) -> tuple[dict, list[str]]:
 
 def _lowrank_arrays(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
     """B's lowrank factors as LBt[r, Kq] and Wb[r, Np] (= F_Bᵀ), and B itself as float32
-    B32[Kq, Np] (zero padded) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
+    (K x N) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
     out = {}
     if p.rank_b:
         L, Ft = st[1][-1].factors
@@ -201,7 +201,5 @@ def _lowrank_arrays(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
         wb[:, : p.n] = Ft
         out.update(LBt=lbt, Wb=wb)
     if p.rank_a:
-        b32 = np.zeros((p.kq, p.np_), np.float32)
-        b32[: p.k, : p.n] = B
-        out["B32"] = b32
+        out["B32"] = np.ascontiguousarray(B, dtype=np.float32)
     return out

@@ -23,10 +23,6 @@ FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
-FN_LR_XTY = "lr_xty"  # Xᵀ R of A's lowrank glue (X: Q, or the sketch vector)
-FN_LR_ROWS = "lr_rows"  # R Z of A's lowrank glue
-FN_LR_W = "lr_w"  # W_A = F_Aᵀ B
-XTY = "xty"  # block of Xᵀ Y (sum over rows)
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose

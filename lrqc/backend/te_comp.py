@@ -159,28 +159,6 @@ def row_dots(x, Yt, rows: int, w: int, kq: int, name: str):
     return te.compute((rows, w), lambda i, c: te.sum(part[i, c, kk], axis=kk), name=name)
 
 
-def xty(rows: int, a: int, b: int, name: str = names.XTY):
-    """out[c, j] = Σ_i X[i, c] Y[i, j] (float32): [X, Y, out]."""
-    X = te.placeholder((rows, a), "float32", name="X")
-    Y = te.placeholder((rows, b), "float32", name="Y")
-    i = te.reduce_axis((0, rows), "i")
-    return [X, Y, te.compute((a, b), lambda c, j: te.sum(X[i, c] * Y[i, j], axis=i), name=name)]
-
-
-def lowrank_glue(p: KernelPlan) -> dict:
-    """The compiled passes of A's lowrank factors (comp_call.a_epilogue): Xᵀ R and R Z over the
-    residual (sketch and rsvd at the bucket's sketch width) and W_A = F_Aᵀ B over B."""
-    out = {names.FN_LR_W: xty(p.kq, p.rank_a, p.np_)}
-    w = sketch_width(p)
-    if w:
-        out[names.FN_LR_XTY] = xty(p.mp, w, p.kq)
-        R = te.placeholder((p.mp, p.kq), "float32", name="R")
-        Zt = te.placeholder((w, p.kq), "float32", name="Zt")
-        out[names.FN_LR_ROWS] = [R, Zt, row_dots(lambda i, k: R[i, k], Zt, p.mp, w, p.kq,
-                                                 names.SKETCH)]
-    return out
-
-
 def lowrank_u(p: KernelPlan):
     """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or the
     float operand Af on the float path): [Aq|Af, (sa, zc), LBt, UB]."""

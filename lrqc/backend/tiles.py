@@ -176,26 +176,6 @@ def compensated_pass(sch):
         row_dots_at(sch, names.SKETCH)
 
 
-def xty_at(sch, name: str = names.XTY):
-    """te_comp.xty as a register-blocked micro-kernel: a tile of CI output rows x 16 columns
-    (broadcast X[i, c], FMA with Y[i, 16 lanes]) over blocks of 256 input rows (the strip of Y
-    stays in L1 for every tile), column strips in parallel."""
-    blk = sch.get_sblock(name)
-    c, j, i = sch.get_loops(blk)
-    a, rows = int(sch.get(c).extent), int(sch.get(i).extent)
-    ci_n = next(v for v in (6, 4, 2, 1) if a % v == 0)
-    ib = next(v for v in (256, 128, 64, 32, 16, 8, 4, 2, 1) if rows % v == 0)
-    jo, ji = sch.split(j, [None, 16])
-    co, ci = sch.split(c, [None, ci_n])
-    io, ii = sch.split(i, [None, ib])
-    sch.reorder(jo, io, co, ii, ci, ji)
-    sch.parallel(jo)
-    sch.unroll(ci)
-    sch.vectorize(ji)
-    init = sch.decompose_reduction(blk, io)
-    sch.vectorize(sch.get_loops(init)[-1])
-
-
 def whole_tensor_stat(sch, name: str):
     """A reduction over all rows and columns (per-tensor max, sums of a sparse copy): partial
     results per row in parallel (rfactor over the rows), then the few values they reduce to."""
