@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_build import add_parsers
 
     add_parsers(sub, DISTRIBUTIONS)
+    from .cli_tune import add_parsers as add_tune_parsers
+
+    add_tune_parsers(sub)
     return p
 
 

@@ -45,6 +45,8 @@ def cmd_build(args) -> int:
     else:
         warn = ""
     print(f"  schedule rule: {man['schedule_rule']}{warn}")
+    for sym, how in man.get("schedules", {}).items():
+        print(f"  {sym}: {how}")
     for note in man["notes"]:
         print(f"  note: {note}")
     if man["cross_compiled"]:

@@ -57,6 +57,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "target": kernel.target,
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
+        "schedules": getattr(kernel, "schedules", {}),
         "fast_path": kernel.fast,
         "functions": functions(kernel),
         "product": product_text(kernel),

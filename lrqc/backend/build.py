@@ -36,8 +36,10 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
     return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
 
 
-def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
+def schedule_all(plans, rule, prefix: str = "", traces=None) -> "tvm.IRModule":
+    """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule."""
     out = {}
+    traces = traces or {}
     pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     for plan in plans:
         if plan.float_path:
@@ -62,6 +64,10 @@ def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
                 tiles.row_dots_at(sch, names.LOWRANK_U)
             elif fn == names.FN_QUANTIZE and plan.compensated and not plan.float_path:
                 tiles.compensated_pass(sch)
+            elif (plan.m, fn) in traces:
+                from .tune import replay
+
+                replay(sch, traces[plan.m, fn])
             else:
                 rule.schedule(fn, sch, plan, tiles)
             sym = names.symbol(fn, plan.m, prefix)
@@ -69,17 +75,49 @@ def schedule_all(plans, rule, prefix: str = "") -> "tvm.IRModule":
     return tvm.IRModule(out)
 
 
-def compile(scheme, M, N: int, K: int, target=None) -> Kernel:
+def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
+            traces: dict | None = None) -> Kernel:
     """A Kernel for scheme at M x K @ K x N on `target` (None = this CPU). M is a row count, or
     a range lo..hi given as (lo, hi), range(lo, hi + 1) or "lo..hi": one code path is compiled
-    per bucket (powers of two from 4, and hi) and each call runs the smallest that fits."""
+    per bucket (powers of two from 4, and hi) and each call runs the smallest that fits.
+    tuned: use matching records of the tuning database (lrqc tune) instead of hand schedules;
+    traces: {(bucket m, function): trace JSON} to use instead (lrqc tune's checks)."""
     tdict = resolve(target)
     if chain.is_chain(scheme):
         return chain.assemble(scheme, M, N, K, tdict)
     lo, hi = m_range(M)
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
-    ex = compile_module(schedule_all(plans, rule), tvm.target.Target(tdict))
+    sources = {}
+    if traces is None:
+        traces = {}
+        if tuned and not plans[-1].float_path:
+            traces, sources = _records(plans, tdict)
+    ex = compile_module(schedule_all(plans, rule, traces=traces), tvm.target.Target(tdict))
     name, fast = (FLOAT_RULE, False) if plans[-1].float_path else (rule.NAME, rule.FAST)
-    return Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
-                  transposed=scheme.static == "a")
+    kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
+                    transposed=scheme.static == "a")
+    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), f"hand schedule {name}")
+                        for p in plans for fn in (names.FN_GEMM,)}
+    return kernel
+
+
+def _records(plans, tdict: dict) -> tuple[dict, dict]:
+    """({(m, fn): trace}, {(m, fn): how it was chosen}) from the tuning database."""
+    from ..errors import LrqcError
+    from ..tuning.db import Database
+    from .tune import TUNED_FUNCTIONS, record_key
+
+    db, traces, sources = Database(), {}, {}
+    for p in plans:
+        for fn in TUNED_FUNCTIONS:
+            try:
+                rec = db.get(record_key(p, fn, tdict))
+            except LrqcError as exc:  # a corrupt record: say so, build with the hand schedule
+                sources[p.m, fn] = f"hand schedule (tuning record unreadable: {exc})"
+                continue
+            if rec is not None:
+                traces[p.m, fn] = rec.trace
+                sources[p.m, fn] = (f"tuning record {rec.hash}: {rec.tuned_ms:.3f} ms tuned vs "
+                                    f"{rec.hand_ms:.3f} ms hand when recorded")
+    return traces, sources

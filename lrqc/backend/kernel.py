@@ -111,6 +111,7 @@ class Kernel:
         self.m_max = self.plan.m
         self._buckets = [_Bucket(p, module, prefix) for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
+        self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
 
     @property
     def key(self) -> tuple:

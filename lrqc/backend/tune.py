@@ -1,0 +1,356 @@
+"""lrqc tune: MetaSchedule search over a schedule rule's own knobs (its `knobs(plan, tiles)`:
+rows and 16-column blocks per tile, k chunk), so every candidate keeps the rule's packed layout
+and its intrinsic (MetaSchedule's default x86 space wastes most trials and can auto-tensorize
+unpacked weights into wrong numbers: see the TVM notes). Every kept candidate is compiled into
+the whole kernel and checked against lrqc.reference before it is recorded; a wrong one is
+rejected and counted. Records go to lrqc.tuning.db; build.compile replays them.
+
+Trials run in chunks of `chunk` candidates into a MetaSchedule work directory kept in the cache
+(work/<key hash>/), so an interrupted run resumes where it stopped and a time budget is checked
+between chunks."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..errors import LrqcError
+from ..frontend.unparse import unparse
+from ..tuning.db import Database, Record, make_key
+from . import names, te_base, tiles
+from .compat import Schedule, prim_func, tvm, versions
+from .target import features
+
+TUNED_FUNCTIONS = (names.FN_GEMM,)  # what lrqc tune searches today
+
+
+def record_key(plan, fn: str, tdict: dict) -> dict:
+    """The database key of function fn of one plan (bucket) on target tdict."""
+    return make_key(unparse(plan.scheme), fn, plan.m, plan.n, plan.k, tdict, features(tdict),
+                    {"lrqc": __version__, **versions()})
+
+
+def tunable(plan, rule) -> str | None:
+    """Why the plan's GEMM cannot be tuned with this rule, or None."""
+    if plan.float_path:
+        return "a float32 GEMM (float operand or fallback) has no tuning space yet"
+    if not hasattr(rule, "knobs"):
+        return f"schedule rule {rule.NAME} defines no tuning knobs"
+    if plan.groups != 1:
+        return "per-group (per_vector / MX / residual segment) GEMMs have no tuning space yet"
+    return None
+
+
+def gemm_module(plan, rule):
+    return prim_func(te_base.gemm(plan, pairs=getattr(rule, "PAIRS", False)))
+
+
+def sampling_knob(sch):
+    """knob(name, candidates, hand) drawing uniformly from the candidates (a MetaSchedule
+    decision the search mutates). Only values that are 1 exactly when the hand choice is 1:
+    compute_at drops unit loops, and the search replays traces with mutated decisions, which
+    must keep the number of loops each step sees."""
+    def knob(name, cands, hand):
+        cands = sorted({c for c in cands if (c == 1) == (hand == 1)} | {hand})
+        if len(cands) == 1:
+            return cands[0]
+        return sch.sample_categorical(candidates=cands, probs=[1.0 / len(cands)] * len(cands))
+    return knob
+
+
+def replay(sch, trace_json) -> None:
+    """Apply a recorded trace to a fresh schedule of the same function."""
+    from tvm.s_tir.schedule import Trace
+
+    tiles.register_avx2()
+    tiles.register_vnni()
+    Trace.apply_json_to_schedule(trace_json, sch)
+
+
+def trace_to_json(trace):
+    """A recorded trace as plain JSON (lists, strings, numbers): Trace.as_json() unwrapped."""
+    return json.loads(json.dumps(_plain(trace.as_json())))
+
+
+def _plain(x):
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if hasattr(x, "items"):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, tvm.tirx.IntImm):
+        return int(x.value)
+    if isinstance(x, tvm.tirx.FloatImm):
+        return float(x.value)
+    try:
+        return [_plain(e) for e in x]
+    except TypeError:
+        return str(x)
+
+
+@dataclass
+class Progress:
+    """Live progress: trials done, valid, best GOPS so far, estimated time left."""
+
+    total: int
+    flops: float
+    done: int = 0
+    valid: int = 0
+    best_s: float = float("inf")
+    t0: float = 0.0
+    out: object = sys.stderr
+    resumed: int = 0  # trials measured by an earlier, interrupted run
+
+    def update(self, run_secs: list) -> None:
+        if not run_secs:
+            return
+        for secs in run_secs:
+            self.done += 1
+            if secs is not None and np.isfinite(secs) and secs < 1e9:
+                self.valid += 1
+                self.best_s = min(self.best_s, secs)
+        self.show()
+
+    def show(self) -> None:
+        spent, new = time.time() - self.t0, self.done - self.resumed
+        left = spent / new * max(self.total - self.done, 0) if new > 0 else float("nan")
+        best = f"{self.flops / self.best_s / 1e9:.1f} GOPS" if self.best_s < float("inf") else "-"
+        eta = f"about {left:.0f} s left" if left == left else "resuming"
+        print(f"\r  trials {self.done}/{self.total}, valid {self.valid}, best {best}, {eta}   ",
+              end="", file=self.out, flush=True)
+
+
+def _callback(progress: Progress):
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+    from tvm.ir.utils import derived_object
+
+    @derived_object
+    class _Show(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
+                  runner_results):
+            secs = []
+            for b, r in zip(builder_results, runner_results):
+                ok = b.error_msg is None and r.error_msg is None and r.run_secs
+                secs.append(float(np.mean([float(x) for x in r.run_secs])) if ok else None)
+            progress.update(secs)
+
+    return _Show()
+
+
+def build_candidate(mod, target, _params=None):
+    """MetaSchedule's builder function: the default one without its first step, an import of
+    tvm.s_tir.tensor_intrin that takes over a minute per worker process here."""
+    from tvm.driver import build as tvm_build
+
+    return tvm_build(mod, target=target)
+
+
+@contextlib.contextmanager
+def _no_builtin_intrinsics():
+    """MetaSchedule's TuneContext imports tvm.s_tir.tensor_intrin (every built-in tensor
+    intrinsic, parsed from TVMScript: over 80 s on this machine) although lrqc's spaces use
+    only lrqc's own intrinsics; a stand-in module during the search skips that. The real module
+    stays importable afterwards."""
+    name = "tvm.s_tir.tensor_intrin"
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = types.ModuleType(name)
+    try:
+        yield
+    finally:
+        if isinstance(sys.modules.get(name), types.ModuleType) \
+                and not hasattr(sys.modules[name], "__file__"):
+            del sys.modules[name]
+
+
+def cost_model_name() -> str:
+    """xgb when xgboost is installed, else the random model (documented in the README)."""
+    try:
+        import xgboost  # noqa: F401
+
+        return "xgb"
+    except ImportError:
+        return "random"
+
+
+def _runner(rpc: str | None, key: str | None, timeout: float):
+    from tvm.s_tir import meta_schedule as ms
+
+    cfg = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=50, enable_cpu_cache_flush=False)
+    if not rpc:
+        return ms.runner.LocalRunner(timeout_sec=timeout, evaluator_config=cfg)
+    host, _, port = rpc.rpartition(":")
+    if not host or not port.isdigit() or not key:
+        raise LrqcError(f"--rpc {rpc!r}: expected HOST:PORT of an RPC tracker, with --key KEY")
+    return ms.runner.RPCRunner(
+        ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key,
+                            session_timeout_sec=int(timeout)), evaluator_config=cfg)
+
+
+def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float | None,
+           workers: int | None, rpc: str | None, key: str | None, cost_model: str | None,
+           progress: Progress, chunk: int = 16):
+    """Run (or resume) MetaSchedule in work_dir until `trials` candidates are measured or the
+    budget is spent; returns the MetaSchedule database."""
+    from tvm.s_tir import meta_schedule as ms
+
+    tiles.register_avx2()
+    tiles.register_vnni()
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    target = tvm.target.Target(tdict)
+
+    def space(sch):
+        rule.schedule(names.FN_GEMM, sch, plan, tiles, knob=sampling_knob(sch))
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    db = ms.database.JSONDatabase(work_dir=str(work_dir))
+    progress.done = progress.valid = 0
+    progress.update([float(np.mean([float(x) for x in rec.run_secs])) if rec.run_secs else None
+                     for rec in db.get_all_tuning_records()])  # resumed: earlier runs' trials
+    progress.resumed, progress.t0 = progress.done, time.time()
+    start = time.time()
+    while progress.done < trials:
+        if budget_s is not None and time.time() - start >= budget_s:
+            print(f"\n  time budget spent after {progress.done} trials", file=progress.out)
+            break
+        n = min(chunk, trials - progress.done)
+        before = progress.done
+        with _no_builtin_intrinsics():
+            db = ms.tune_tir(
+                mod, target=target, work_dir=str(work_dir), max_trials_global=n,
+                num_trials_per_iter=n, builder=ms.builder.LocalBuilder(
+                    max_workers=workers, f_build=build_candidate),
+                runner=_runner(rpc, key, 60.0), database=db,
+                cost_model=cost_model or cost_model_name(),
+                measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                                   _callback(progress)],
+                strategy=ms.search_strategy.EvolutionarySearch(
+                    population_size=64, init_min_unmeasured=16, genetic_num_iters=2),
+                space=space, task_scheduler="round-robin",
+                num_tuning_cores=workers or "physical")
+        if progress.done == before:  # the space is exhausted: nothing new to measure
+            break
+    print(file=progress.out)
+    return db
+
+
+def _random_args(tensors, rng):
+    """TVM tensors for the placeholders and output of a TE function, random integer data."""
+    from .compat import tensor
+
+    out = []
+    for t in tensors:
+        shape = [int(x) for x in t.shape]
+        if "int" in str(t.dtype):
+            out.append(tensor(rng.integers(-8, 8, shape).astype(str(t.dtype))))
+        else:
+            out.append(tensor(rng.random(shape).astype(str(t.dtype))))
+    return out
+
+
+def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9) -> float:
+    """Median ms of the plan's GEMM on this host, hand-scheduled (trace None) or replayed."""
+    from .compat import compile_module, cpu
+
+    tensors = te_base.gemm(plan, pairs=getattr(rule, "PAIRS", False))
+    sch = Schedule(prim_func(tensors))
+    if trace is None:
+        rule.schedule(names.FN_GEMM, sch, plan, tiles)
+    else:
+        replay(sch, trace)
+    ex = compile_module(sch.mod, tvm.target.Target(tdict))
+    args = _random_args(tensors, np.random.default_rng(0))
+    f = ex.mod.time_evaluator("main", cpu(), number=3, repeat=repeat, min_repeat_ms=30)
+    return float(np.median(f(*args).results)) * 1e3
+
+
+def check_candidate(scheme, plan, tdict: dict, trace) -> str | None:
+    """None when the whole kernel with this GEMM schedule matches lrqc.reference on random
+    inputs, else why not."""
+    from ..reference import matmul
+    from ..reference.scheme import rel_error
+    from .build import compile as compile_kernel
+
+    rng = np.random.default_rng(1)
+    try:
+        kernel = compile_kernel(scheme, plan.m if scheme.static != "a" else plan.n, plan.n
+                                if scheme.static != "a" else plan.m, plan.k, tdict,
+                                traces={(plan.m, names.FN_GEMM): trace})
+        m, n, k = (plan.m, plan.n, plan.k) if scheme.static != "a" else (plan.n, plan.m, plan.k)
+        A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        err = rel_error(kernel.run(A, B), matmul(scheme, A.astype(np.float32).astype(np.float64), B))
+    except Exception as exc:  # a candidate that does not even compile or run is rejected
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"
+
+
+def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
+                budget_s: float | None = None, workers: int | None = None, rpc: str | None = None,
+                key: str | None = None, cost_model: str | None = None, db: Database | None = None,
+                out=sys.stderr) -> list[dict]:
+    """Tune every tunable kernel function of the scheme's buckets; returns one report row per
+    function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
+    "rejected", "wall_s"}."""
+    from .build import bucket_plans, family_of
+    from .rules import choose
+    from .target import resolve
+
+    tdict = resolve(target)
+    db = db or Database()
+    plans = bucket_plans(scheme, M, N, K)
+    rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+    budget_each = budget_s / len(plans) if budget_s else None
+    rows = []
+    for plan in plans:
+        sym = names.symbol(names.FN_GEMM, plan.m)
+        why = tunable(plan, rule)
+        if why:
+            print(f"{sym}: not tuned: {why}", file=out)
+            rows.append({"symbol": sym, "status": f"not tuned: {why}"})
+            continue
+        rkey = record_key(plan, names.FN_GEMM, tdict)
+        print(f"{sym}: tuning the {rule.NAME} space (M={plan.m} N={plan.n} K={plan.k}, "
+              f"{trials} trials, cost model {cost_model or cost_model_name()}, work dir "
+              f"{db.work_dir(rkey)})", file=out)
+        t0 = time.time()
+        progress = Progress(trials, 2.0 * plan.m * plan.n * plan.k, t0=t0, out=out)
+        mod = gemm_module(plan, rule)
+        msdb = search(mod, plan, rule, tdict, db.work_dir(rkey), trials, budget_each, workers,
+                      rpc, key, cost_model, progress)
+        top = msdb.get_top_k(msdb.commit_workload(mod), 8)
+        chosen, rejected = None, 0
+        for cand in top:
+            trace = trace_to_json(cand.trace)
+            why = check_candidate(scheme, plan, tdict, trace)
+            if why is None:
+                chosen = (cand, trace)
+                break
+            rejected += 1
+            print(f"  rejected a candidate: {why[:300]}", file=out)
+        wall = time.time() - t0
+        row = {"symbol": sym, "trials": progress.done, "valid": progress.valid,
+               "rejected": rejected, "wall_s": wall}
+        if chosen is None:
+            row["status"] = "no valid candidate: the hand schedule stays"
+            print(f"  {row['status']}", file=out)
+            rows.append(row)
+            continue
+        hand_ms = time_function(plan, rule, tdict)
+        tuned_ms = time_function(plan, rule, tdict, chosen[1])
+        rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
+                     wall_s=wall)
+        db.put(rec)
+        row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
+        print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
+              f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
+              f"{rejected} rejected, {wall:.0f} s", file=out)
+        rows.append(row)
+    return rows

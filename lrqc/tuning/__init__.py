@@ -1,0 +1,1 @@
+"""Auto-tuning records (no TVM): the tuning database in the user cache directory."""
