@@ -13,14 +13,14 @@ __all__ = ["parse_schemes", "load_schemes", "reference", "LrqcError", "SchemeErr
            "InputError", "Scheme", "compile", "load_kernel", "__version__"]
 
 
-def compile(scheme, M: int, N: int, K: int, target=None):  # noqa: A001 - the public name
+def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):  # noqa: A001
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2", "aarch64")
     or a TVM target dict. Imports TVM on first use."""
     from .backend import compile as _compile
 
-    return _compile(scheme, M, N, K, target)
+    return _compile(scheme, M, N, K, target, tuned=tuned)
 
 
 def load_kernel(path):

@@ -36,7 +36,8 @@ def cmd_tune(args) -> int:
           f"{'trials':>8}{'valid':>7}{'rejected':>10}{'wall s':>8}")
     for r in rows:
         if "tuned_ms" in r:
-            print(f"{r['symbol']:<16}{'recorded':<12}{r['tuned_ms']:>10.3f}{r['hand_ms']:>10.3f}"
+            status = "recorded" if r["tuned_ms"] <= r["hand_ms"] else "hand faster"
+            print(f"{r['symbol']:<16}{status:<12}{r['tuned_ms']:>10.3f}{r['hand_ms']:>10.3f}"
                   f"{r['hand_ms'] / r['tuned_ms']:>8.2f}x{r['trials']:>8}{r['valid']:>7}"
                   f"{r['rejected']:>10}{r['wall_s']:>8.0f}")
         else:

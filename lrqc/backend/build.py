@@ -116,7 +116,10 @@ def _records(plans, tdict: dict) -> tuple[dict, dict]:
             except LrqcError as exc:  # a corrupt record: say so, build with the hand schedule
                 sources[p.m, fn] = f"hand schedule (tuning record unreadable: {exc})"
                 continue
-            if rec is not None:
+            if rec is not None and rec.tuned_ms > rec.hand_ms:  # never a slower build
+                sources[p.m, fn] = (f"hand schedule (tuning record {rec.hash} measured slower: "
+                                    f"{rec.tuned_ms:.3f} vs {rec.hand_ms:.3f} ms)")
+            elif rec is not None:
                 traces[p.m, fn] = rec.trace
                 sources[p.m, fn] = (f"tuning record {rec.hash}: {rec.tuned_ms:.3f} ms tuned vs "
                                     f"{rec.hand_ms:.3f} ms hand when recorded")

@@ -204,7 +204,11 @@ def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float 
 
     tiles.register_avx2()
     tiles.register_vnni()
-    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+    ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
+    ms_log.setLevel(logging.WARNING)  # its INFO lines go to work_dir/logs, not the terminal
+    # MetaSchedule re-configures this logger by handler names; unnamed ones (added by a host
+    # application, e.g. a test runner's log capture) would break its dictConfig
+    ms_log.handlers = [h for h in ms_log.handlers if h.get_name()]
     target = tvm.target.Target(tdict)
 
     def space(sch):
@@ -216,6 +220,8 @@ def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float 
     progress.update([float(np.mean([float(x) for x in rec.run_secs])) if rec.run_secs else None
                      for rec in db.get_all_tuning_records()])  # resumed: earlier runs' trials
     progress.resumed, progress.t0 = progress.done, time.time()
+    if progress.done:
+        print(f"\n  resuming: {progress.done} trials measured by an earlier run", file=progress.out)
     start = time.time()
     while progress.done < trials:
         if budget_s is not None and time.time() - start >= budget_s:
@@ -295,7 +301,7 @@ def check_candidate(scheme, plan, tdict: dict, trace) -> str | None:
 def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
                 budget_s: float | None = None, workers: int | None = None, rpc: str | None = None,
                 key: str | None = None, cost_model: str | None = None, db: Database | None = None,
-                out=sys.stderr) -> list[dict]:
+                out=None) -> list[dict]:
     """Tune every tunable kernel function of the scheme's buckets; returns one report row per
     function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
     "rejected", "wall_s"}."""
@@ -303,7 +309,13 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     from .rules import choose
     from .target import resolve
 
+    out = out or sys.stderr
     tdict = resolve(target)
+    if not features(tdict) <= features(resolve(None)):
+        raise LrqcError("lrqc tune checks every kept candidate against lrqc.reference on this "
+                        "host, which lacks the target's "
+                        f"{', '.join(sorted(features(tdict) - features(resolve(None))))}; tune "
+                        "on a machine that can run the target (locally or as the RPC client)")
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
@@ -343,14 +355,16 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
             print(f"  {row['status']}", file=out)
             rows.append(row)
             continue
-        hand_ms = time_function(plan, rule, tdict)
+        hand_ms = time_function(plan, rule, tdict)  # on this host (with --rpc too)
         tuned_ms = time_function(plan, rule, tdict, chosen[1])
         rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                      wall_s=wall)
         db.put(rec)
         row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
+        slower = " (slower than the hand schedule: builds keep the hand schedule)" \
+            if tuned_ms > hand_ms else ""
         print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
               f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
-              f"{rejected} rejected, {wall:.0f} s", file=out)
+              f"{rejected} rejected, {wall:.0f} s{slower}", file=out)
         rows.append(row)
     return rows

@@ -1,0 +1,159 @@
+"""lrqc tune and the tuning database (issue 5): records keyed so they never leak across
+targets or versions, every kept candidate checked against lrqc.reference (wrong ones rejected
+and counted), builds replaying records, lrqc cache commands, and tuning through an RPC tracker
+and server on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.cli import main
+from lrqc.errors import LrqcError
+from lrqc.reference import matmul
+from lrqc.reference.scheme import rel_error
+from lrqc.tuning.db import Database, Record, cache_dir, key_hash, make_key
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SCHEME = "scheme pc {\n a: int8 per_channel\n b: int8 per_channel\n}\n"
+DIMS = (16, 64, 128)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def _key(**kw):
+    base = dict(scheme_text="s", function="gemm", m=16, n=64, k=128,
+                target={"kind": "llvm", "mcpu": "znver3"}, features={"avx2"},
+                versions={"lrqc": "0.1.0", "tvm": "0.27.0.post1", "llvm": 22})
+    base.update(kw)
+    return make_key(**base)
+
+
+def test_keys_separate_targets_versions_and_shapes(cache):
+    assert cache_dir() == cache / "cache"
+    keys = [_key(), _key(target={"kind": "llvm", "mcpu": "znver4"}), _key(features={"avx2", "avx512vnni"}),
+            _key(versions={"lrqc": "0.1.0", "tvm": "0.28.0", "llvm": 22}), _key(m=32), _key(function="quantize_a")]
+    assert len({key_hash(k) for k in keys}) == len(keys)
+    db = Database()
+    db.put(Record(keys[0], [["trace"]], 1.0, 2.0))
+    assert db.get(keys[0]).tuned_ms == 1.0
+    assert all(db.get(k) is None for k in keys[1:])  # no record leaks to another key
+    path = cache / "rec.jsonl"
+    assert db.export(path) == 1
+    other = Database(cache / "other")
+    assert other.import_(path) == 1 and other.get(keys[0]).hand_ms == 2.0
+    (cache / "bad.jsonl").write_text('{"key": 1}\n')
+    with pytest.raises(LrqcError, match=r"bad.jsonl:1: not a tuning record"):
+        other.import_(cache / "bad.jsonl")
+    (db.records_dir / f"{key_hash(keys[0])}.json").write_text("{")
+    with pytest.raises(LrqcError, match="corrupt tuning record"):
+        db.get(keys[0])
+
+
+def test_tune_records_check_and_build_replays(cache, capsys):
+    (cache / "pc.lrq").write_text(SCHEME)
+    m, n, k = DIMS
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "--trials", "4",
+                 "--cost-model", "random"]) == 0
+    out = capsys.readouterr()
+    assert "trials 4/4" in out.err and "gemm_m16" in out.out
+    db = Database()
+    [rec] = db.all()
+    assert rec.trials == 4 and rec.rejected == 0 and rec.key["m"] == m
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    how = kernel.schedules["gemm_m16"]
+    if rec.tuned_ms <= rec.hand_ms:
+        assert how.startswith(f"tuning record {rec.hash}"), how
+    else:  # a record slower than the hand schedule is never used
+        assert how.startswith(f"hand schedule (tuning record {rec.hash} measured slower"), how
+    from lrqc.backend.build import compile as compile_kernel
+
+    replayed = compile_kernel(s, m, n, k, traces={(m, "gemm"): rec.trace})
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-5 and rel_error(replayed.run(A, B), ref) < 1e-5
+    untuned = lrqc.compile(s, M=m, N=n, K=k, tuned=False)
+    assert untuned.schedules["gemm_m16"].startswith("hand schedule")
+    assert main(["cache", "ls"]) == 0 and rec.hash in capsys.readouterr().out
+    assert main(["cache", "show", rec.hash[:6]]) == 0
+    assert "versions" in capsys.readouterr().out
+    assert main(["cache", "verify"]) == 0 and f"{rec.hash}: ok" in capsys.readouterr().out
+    assert main(["cache", "export", str(cache / "all.jsonl")]) == 0
+    assert json.loads((cache / "all.jsonl").read_text())["key"] == rec.key
+    assert main(["cache", "prune"]) == 0 and "removed 0" in capsys.readouterr().out
+    assert main(["cache", "prune", "--all"]) == 0 and db.all() == []
+    assert main(["cache", "import", str(cache / "all.jsonl")]) == 0 and len(db.all()) == 1
+    # a resumed run measures nothing new and records again
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "--trials", "4",
+                 "--cost-model", "random"]) == 0
+    assert "resuming" in capsys.readouterr().err
+
+
+def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
+    from lrqc.backend import tune
+
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    plan = tune_plan(s)
+    why = tune.check_candidate(s, plan, _host(), [[["GetSBlock", [], ["nope", "main"], ["b0"]]], []])
+    assert why is not None
+    calls = []
+    real = tune.check_candidate
+
+    def first_wrong(*args):
+        calls.append(1)
+        return "relative error 1.0e+00 against lrqc.reference" if len(calls) == 1 else real(*args)
+
+    monkeypatch.setattr(tune, "check_candidate", first_wrong)
+    rows = tune.tune_scheme(s, *DIMS, trials=4, cost_model="random")
+    assert rows[0]["rejected"] == 1 and rows[0]["trials"] == 4
+
+
+def _host():
+    from lrqc.backend.target import resolve
+
+    return resolve(None)
+
+
+def tune_plan(s):
+    from lrqc.backend.build import bucket_plans
+
+    return bucket_plans(s, *DIMS)[0]
+
+
+def test_tune_through_an_rpc_tracker_on_loopback(cache):
+    pytest.importorskip("tornado")
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    from lrqc.backend.tune import tune_scheme
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-test",
+                    tracker_addr=("127.0.0.1", tracker.port), silent=True)
+    try:
+        rows = tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, trials=4,
+                           rpc=f"127.0.0.1:{tracker.port}", key="lrqc-test", cost_model="random")
+    finally:
+        server.terminate()
+        tracker.terminate()
+    assert rows[0]["trials"] == 4 and rows[0]["valid"] == 4
+
+
+def test_tune_refuses_bad_arguments(cache, capsys):
+    (cache / "pc.lrq").write_text(SCHEME)
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128", "--rpc", "nohost",
+                 "--trials", "1"]) == 1
+    assert "expected HOST:PORT" in capsys.readouterr().err
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128",
+                 "--time-budget", "soon"]) == 1
+    assert "--time-budget" in capsys.readouterr().err
