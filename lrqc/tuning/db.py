@@ -66,11 +66,14 @@ class Record:
         return (f"{self.hash}  {k['function']:<10} M={k['m']} N={k['n']} K={k['k']}  "
                 f"tuned {self.tuned_ms:.3f} ms vs hand {self.hand_ms:.3f} ms "
                 f"({self.hand_ms / self.tuned_ms:.2f}x)  trials {self.trials}, "
-                f"rejected {self.rejected}  [{_first_line(k['scheme'])}]")
+                f"rejected {self.rejected}  [scheme {_scheme_name(k['scheme'])}]")
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "?"
+def _scheme_name(text: str) -> str:
+    import re
+
+    m = re.search(r"scheme\s+(\w+)", text)
+    return m.group(1) if m else "?"
 
 
 class Database:
