@@ -92,54 +92,60 @@ def cmd_cache(args) -> int:
     return 0
 
 
-def _verify(db, recs) -> int:
-    """Re-check records that this lrqc/TVM/LLVM and this CPU can run against lrqc.reference."""
+def _current(rec):
+    """(scheme, plan, whether the record's key is what this lrqc/TVM/LLVM would make)."""
     from .api import parse_schemes
     from .backend.build import bucket_plans
+    from .backend.tune import record_key
+
+    k = rec.key
+    scheme = next(iter(parse_schemes(k["scheme"]).values()))
+    m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
+    plan = bucket_plans(scheme, m, n, k["k"])[0]
+    return scheme, plan, record_key(plan, k["function"], k["target"]) == k
+
+
+def _verify(db, recs) -> int:
+    """Re-check records that this lrqc/TVM/LLVM and this CPU can run against lrqc.reference."""
     from .backend.target import features, host_target_dict
-    from .backend.tune import check_candidate, record_key
+    from .backend.tune import check_candidate
 
     bad = 0
-    here = host_target_dict()
+    here = features(host_target_dict())
     for r in recs:
-        k = r.key
-        scheme = next(iter(parse_schemes(k["scheme"]).values()))
-        plan = next((p for p in bucket_plans(scheme, k["m"], k["n"], k["k"])), None)
-        if record_key(plan, k["function"], k["target"]) != k:
+        scheme, plan, current = _current(r)
+        if not current:
             print(f"{r.hash}: stale (made with other versions or features; `lrqc cache prune` "
                   "removes it)")
             bad += 1
             continue
-        if not set(k["features"]) <= features(here):
-            print(f"{r.hash}: skipped (this CPU lacks {sorted(set(k['features']) - features(here))})")
+        lacks = sorted(set(r.key["features"]) - here)
+        if lacks:
+            print(f"{r.hash}: skipped (this CPU lacks {', '.join(lacks)})")
             continue
-        why = check_candidate(scheme, plan, k["target"], r.trace)
+        why = check_candidate(scheme, plan, r.key["target"], r.trace)
         print(f"{r.hash}: {'ok' if why is None else 'WRONG: ' + why}")
         bad += why is not None
     return 1 if bad else 0
 
 
 def _prune(db, args) -> int:
-    from .api import parse_schemes
-    from .backend.build import bucket_plans
-    from .backend.tune import record_key
-
+    """Remove corrupt and stale records (--all: every record)."""
     removed = 0
-    for path in sorted(db.records_dir.glob("*.json")) if db.records_dir.exists() else []:
+    for path in db.paths():
         try:
-            r = db.find(path.stem)[0]
+            r = db.read(path)
         except LrqcError:
             path.unlink()
             removed += 1
             continue
-        k = r.key
-        if not args.all:
-            scheme = next(iter(parse_schemes(k["scheme"]).values()))
-            plan = bucket_plans(scheme, k["m"], k["n"], k["k"])[0]
-            if record_key(plan, k["function"], k["target"]) == k:
-                continue  # current versions: kept
-        db.remove(r)
-        removed += 1
+        try:
+            stale = not _current(r)[2]
+        except LrqcError:  # its scheme no longer parses: stale too
+            stale = True
+        if args.all or stale:
+            db.remove(r)
+            removed += 1
     print(f"removed {removed} record(s)")
     return 0
 

@@ -56,6 +56,8 @@ def test_keys_separate_targets_versions_and_shapes(cache):
     (db.records_dir / f"{key_hash(keys[0])}.json").write_text("{")
     with pytest.raises(LrqcError, match="corrupt tuning record"):
         db.get(keys[0])
+    db.put(Record(keys[1], [["trace"]], 1.0, 2.0))  # stale: made by no lrqc that runs here
+    assert main(["cache", "prune"]) == 0 and db.paths() == []  # corrupt and stale, only
 
 
 def test_tune_records_check_and_build_replays(cache, capsys):

@@ -137,10 +137,7 @@ def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
     full = np.zeros((p.np_, p.kp), np.int64)
     sb = np.zeros((p.groups, p.np_), np.float32)
     for s, sg in enumerate(p.segments):
-        q = src[sg.b]
-        codes = integer_codes(q)
-        full[: p.n, s * kq: s * kq + codes.shape[1]] = codes
-        sb[s * gq:(s + 1) * gq, : p.n] = _per_group(q.scale, gq).T
+        full[:, s * kq:(s + 1) * kq], sb[s * gq:(s + 1) * gq] = _codes_scales(p, src[sg.b])
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, p.groups, v).sum(axis=2).T.astype(np.int32)
     return {"Bp": pack_nibbles(bp) if p.nibbles else bp, "sb": sb, "cs": cs}

@@ -245,8 +245,7 @@ def a_offset(q) -> int:
 
 def _overflow(s, qa, qb, width: int, k: int) -> str | None:
     span = code_limit(qa) + a_offset(qa)
-    limit_b = code_limit(qb) if qb.signed and qb.calibrate == "maxabs" else 2 ** qb.bits
-    if s.accumulate == "int32" and span * limit_b * width >= 2**31:
+    if s.accumulate == "int32" and span * centered_limit(qb) * width >= 2**31:
         return f"K={k} can overflow the int32 accumulator with these formats"
     return None
 

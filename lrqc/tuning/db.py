@@ -105,13 +105,15 @@ class Database:
         tmp.replace(path)  # atomic: an interrupted write never leaves half a record
         return path
 
-    def all(self) -> list[Record]:
-        if not self.records_dir.exists():
-            return []
-        return [_load(p) for p in sorted(self.records_dir.glob("*.json"))]
+    def paths(self) -> list[Path]:
+        return sorted(self.records_dir.glob("*.json")) if self.records_dir.exists() else []
 
-    def find(self, prefix: str) -> list[Record]:
-        return [r for r in self.all() if r.hash.startswith(prefix)]
+    def read(self, path: Path) -> Record:
+        """The record in one file (LrqcError when it is corrupt)."""
+        return _load(path)
+
+    def all(self) -> list[Record]:
+        return [_load(p) for p in self.paths()]
 
     def remove(self, rec: Record) -> None:
         (self.records_dir / f"{rec.hash}.json").unlink(missing_ok=True)
