@@ -43,6 +43,7 @@ def check(s, m, n, k, A=None, B=None, M=None, seed=0):
     ("dense.lrq", "full_int8", (40, 48, 72)),
     ("sparse.lrq", "sparse_int8", (40, 48, 72)),
     ("lplr.lrq", "lplr_w", (40, 96, 96)),
+    ("lplr.lrq", "lplr_w_a8", (40, 96, 96)),
     ("lramm.lrq", "lramm_r64", (72, 72, 80)),
 ])
 def test_example_schemes_match_reference(file, name, dims):
@@ -204,6 +205,40 @@ def test_uncompiled_combinations_say_why(a, b, msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
 
 
+LPLR_CASES = [("int8 per_tensor round=floor", "lplr(rank=8, left=int4, right=int8, seed=3)"),
+               ("int4 per_vector(32)", "lplr(rank=8, left=int8, right=int4, normalize_shift=true)"),
+               ("uint8 per_channel calibrate=minmax", "lplr(rank=6, left=int2, right=int8, method=dsvd)"),
+               ("float16", "lplr(rank=8, left=int4, right=int8, normalize_shift=true)")]
+
+
+@pytest.mark.parametrize("a,b", LPLR_CASES)
+def test_lplr_first_gemm_is_integer_for_integer_activations(a, b):
+    """A' L on L's int8 codes plus a ones column (chain.left_codes), over M buckets."""
+    s = scheme(a, b)
+    rng = np.random.default_rng(11)
+    B = rng.standard_normal((96, 40)) + 0.5  # L's grid offset far from 0
+    kernel = lrqc.compile(s, M="3..20", N=40, K=96)
+    assert kernel.integer_left == (not a.startswith("float"))
+    packed = kernel.pack(B)
+    for m in (3, 20):
+        A = rng.standard_normal((m, 96)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL
+
+
+def test_lplr_left_codes_are_exact():
+    from lrqc.backend.chain import left_codes
+    from lrqc.reference.lplr import minmax_quantize
+
+    L = minmax_quantize(np.random.default_rng(0).standard_normal((50, 7)) + 3.0, 4)
+    X, q, step, ratio = left_codes(L, 4)
+    codes = q.codes.T  # (K, m + 1)
+    assert codes.min() >= -8 and codes.max() <= 7 and np.all(codes[:, -1] == 1)
+    assert np.allclose(X[:, :7] + ratio * X[:, 7:], L, rtol=0, atol=1e-12)
+    Xc, qc, _, ratio_c = left_codes(np.full((5, 2), 0.25), 4)  # a constant factor
+    assert np.all(qc.codes[:2] == qc.codes[0, 0]) and np.allclose(Xc[:, :2] + ratio_c * Xc[:, 2:], 0.25)
+
+
 def test_lplr_needs_static_weights():
     from lrqc.backend.plan import UnsupportedScheme
 
@@ -215,6 +250,7 @@ def test_lplr_needs_static_weights():
 @pytest.mark.parametrize("file,name,dims", [
     ("lrqmm.lrq", "lrqmm_w4a8_r16", "M=16..40,N=48,K=64"),
     ("lplr.lrq", "lplr_w", "M=1..16,N=96,K=96"),
+    ("lplr.lrq", "lplr_w_a8", "M=1..16,N=96,K=96"),
 ])
 def test_artifacts_of_compensated_and_chained_kernels(tmp_path, file, name, dims):
     from lrqc.backend.artifact import build_artifact, load_kernel

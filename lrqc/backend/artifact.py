@@ -92,7 +92,9 @@ def functions(kernel) -> list[str]:
 def product_text(kernel) -> str:
     if hasattr(kernel, "kernels"):
         return "LRAMM: float32 GEMM of U_A (V_A^T U_B) with Q(V_B^T)" \
-            if kernel.scheme.product is not None else "LPLR: float32 GEMMs (A L) R"
+            if kernel.scheme.product is not None else (
+                "LPLR: integer GEMM A' L (int8 codes of L, offset by a ones column), then "
+                "float32 GEMM with R" if kernel.integer_left else "LPLR: float32 GEMMs (A L) R")
     p = kernel.plan
     if p.float_path:
         return "float32 GEMM"

@@ -2,10 +2,14 @@
 share one module (symbols prefixed p1_, p2_):
 
 * LPLR on the static weights: pack(B) computes L, R (and beta) exactly as lrqc.reference; the
-  call runs T = A' L (A as the scheme says: rounded or quantized in-kernel) and C = T R, two
-  float32 GEMMs on the factors' exact dequantized values (LPLR's min-max grid has a
-  non-integer zero point, so the factors are not integer codes), + beta * rowsum(A') when
-  normalize_shift is on.
+  call runs T = A' L (A as the scheme says: rounded or quantized in-kernel) and C = T R.
+  With an integer A (int2..int8, any granularity; residual terms on A are refused) T is an
+  integer GEMM:
+  L's min-max grid is L = step * c + off with integer codes c (centered to int8) and a float
+  offset, so A' L = A' (step c) + off * rowsum(A'), and the row sums come from one extra
+  column of codes equal to 1 in the same GEMM. C = T R is a float32 GEMM on R's exact values:
+  the methods note does not quantize T = A' L (doing so would change the numbers), + beta *
+  rowsum(A') when normalize_shift is on.
 * LRAMM: pack(B) factors B (RSVD, √Σ split, seed + 1) and quantizes U_B, V_Bᵀ; the call
   factors A (seed), quantizes U_A, V_Aᵀ (numpy on one BLAS thread: thin matrices), forms
   U = U_A (V_Aᵀ U_B) (M x r) and runs the compiled GEMM U Q(V_Bᵀ) (M x r x N)."""
@@ -17,11 +21,25 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
-from ..frontend.model import FloatOperand, LplrOperand, Scheme
+from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
 from ..reference.inputs import as_matrix
-from .plan import UnsupportedScheme
+from ..reference.quant import QArray
+from .plan import UnsupportedScheme, make_plan
 
 F32 = FloatOperand("float32")
+CODES = QuantOperand(Quant("int8"))  # L's centered codes (given exactly: layout.pack's q)
+
+
+def integer_left(s: Scheme, K: int) -> bool:
+    """Whether LPLR's T = A' L runs as an integer GEMM: A quantized to integers and L's codes
+    fit int8 (and the plan compiles, e.g. no accumulator overflow at this K)."""
+    if not (isinstance(s.a, QuantOperand) and s.a.quant.is_int and s.b.left_bits <= 8):
+        return False
+    try:
+        make_plan(replace(s, b=CODES), 4, s.b.rank + 1, K)
+    except UnsupportedScheme:
+        return False
+    return True
 
 
 def is_chain(s: Scheme) -> bool:
@@ -37,7 +55,13 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
         r = s.product.rank
         return [("p1_", Scheme(s.name + "_out", F32, F32), N, r)]
     m = s.b.rank
-    return [("p1_", replace(s, b=F32), m, K), ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
+    if isinstance(s.a, QuantOperand) and s.a.residuals:
+        raise UnsupportedScheme(f"scheme '{s.name}': residual terms on A with LPLR weights are "
+                                "not compiled (the methods note multiplies them by the exact B, "
+                                "which an LPLR kernel does not keep)")
+    first = ("p1_", replace(s, b=CODES), m + 1, K) if integer_left(s, K) else \
+        ("p1_", replace(s, b=F32), m, K)
+    return [first, ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
 
 
 def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
@@ -128,7 +152,15 @@ class ChainKernel:
             else:
                 L, R, beta = lplr_mod.dsvd(B, op.rank, op.left_bits, op.right_bits)
         k1, k2 = self.kernels
-        return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)}, self.key)
+        if not self.integer_left:
+            return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)}, self.key)
+        X, q, step, ratio = left_codes(L, op.left_bits)
+        return ChainPacked([k1.pack(X, q), k2.pack(R)],
+                           {"beta": float(beta), "step": step, "ratio": ratio}, self.key)
+
+    @property
+    def integer_left(self) -> bool:
+        return self.scheme.product is None and self.kernels[0].plan.n == self.scheme.b.rank + 1
 
     def __call__(self, A, packed: ChainPacked) -> np.ndarray:
         if not isinstance(packed, ChainPacked) or packed.plan_key != self.key:
@@ -146,9 +178,14 @@ class ChainKernel:
                 U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
             return self.kernels[0](U, packed.parts[0])
         T = self.kernels[0](A, packed.parts[0])
-        C = self.kernels[1](T, packed.parts[1])
         beta = packed.extra["beta"]
-        if beta:
+        if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
+            m, ext = self.scheme.b.rank, packed.extra
+            T, rows = T[:, :m] + np.float32(ext["ratio"]) * T[:, m:], T[:, m] / ext["step"]
+        C = self.kernels[1](T, packed.parts[1])
+        if beta and self.integer_left:
+            C += (beta * rows.astype(np.float64))[:, None].astype(np.float32)
+        elif beta:
             from ..reference.scheme import prepare
 
             C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
@@ -184,3 +221,20 @@ def _factors(p, X: np.ndarray, seed: int, role: str):
     bl, br = (b_left, b_inner) if role == "a" else (b_inner, b_right)
     return (quantize(left, factor_quant(bl), "a").dequantize(),
             quantize(right, factor_quant(br), "b").dequantize())
+
+
+def left_codes(L: np.ndarray, bits: int) -> tuple[np.ndarray, QArray, float, float]:
+    """LPLR's min-max factor L (K x m) as (X, q, step, ratio): q holds the centered int8 codes
+    cc of L = step * cc + off and a column of ones (K x (m + 1), per-tensor scale step), X =
+    step * [cc, 1] its exact value, ratio = off / step. A constant L has cc = 0 and step 1."""
+    lo, hi = float(L.min()), float(L.max())
+    step = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
+    c = np.rint((L - lo) / step)
+    if not np.array_equal(lo + c * step, L):
+        raise InputError("LPLR: the left factor is not on its min-max grid (internal error)")
+    half = 2 ** (bits - 1)
+    codes = np.concatenate([c - half, np.ones((L.shape[0], 1))], axis=1)
+    k = L.shape[0]
+    q = QArray(CODES.quant, "b", k, k, np.ascontiguousarray(codes.T), np.zeros((1, 1)),
+               np.full((1, 1), step))
+    return codes * step, q, step, (lo + step * half) / step

@@ -128,8 +128,9 @@ class Kernel:
         p = self.plan
         return (str(p.n), p.m, p.k) if self.transposed else (self.m_text, p.n, p.k)
 
-    def pack(self, X) -> Packed:
-        """Prepare the static operand (B, or A for static: a)."""
+    def pack(self, X, q=None) -> Packed:
+        """Prepare the static operand (B, or A for static: a); q: B's exact quantized copy
+        (layout.pack)."""
         if self.transposed:
             A = as_matrix(X, "A")
             m, n, k = self.dims
@@ -137,7 +138,7 @@ class Kernel:
                 raise InputError(f"A: expected shape {m}x{k} (M x K) for this kernel, got "
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
-        arrays = layout.pack(self.plan, X)
+        arrays = layout.pack(self.plan, X, q)
         notes = tuple(str(n) for n in arrays.pop("notes", ()))
         return Packed(arrays, {k: tensor(v) for k, v in arrays.items() if k not in NUMPY_ONLY},
                       self.key, notes)

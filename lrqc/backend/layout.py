@@ -44,19 +44,23 @@ def unpack_codes(bp: np.ndarray) -> np.ndarray:
     return bp.transpose(0, 2, 1, 3).reshape(a * c, b * d)
 
 
-def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
-    """Quantize and lay out B (K x N) for plan p: {"Bp", "sb", "cs"} numpy arrays."""
+def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
+    """Quantize and lay out B (K x N) for plan p: {"Bp", "sb", "cs"} numpy arrays. q: B's
+    quantized copy when it is known exactly (LPLR's factor codes, chain.py), instead of the
+    plan's quantizer applied to B; B must then be its dequantized value."""
     B = as_matrix(B, "B")
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")
-    st = static_terms(p, B) if p.compensated else None
+    st = None
+    if p.compensated:
+        st = static_terms(p, B) if q is None else (q, [])
     if p.float_path:
         out = {"Bf": _pack_float(p, B, st)}
     elif p.segments:
         out = _pack_segments(p, B, st)
     else:
-        out = _pack_int(p, B)
+        out = _pack_int(p, B, q)
     if p.compensated:
         out.update(_lowrank_arrays(p, B, st))
     if p.sparse:
@@ -67,8 +71,8 @@ def pack(p: KernelPlan, B) -> dict[str, np.ndarray]:
     return out
 
 
-def _pack_int(p: KernelPlan, B: np.ndarray) -> dict[str, np.ndarray]:
-    q = quantize(B, p.qb, "b")  # rows = N, columns = K (padded to V when grouped)
+def _pack_int(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
+    q = quantize(B, p.qb, "b") if q is None else q  # rows = N, columns = K (padded when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
     frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
     G, V = p.groups, p.vector
