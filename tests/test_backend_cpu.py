@@ -227,7 +227,10 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int4 per_vector(32)", (8, 64, 256)),
                                        ("int2 per_channel", (16, 64, 128)),
                                        ("uint4 per_channel", (16, 64, 128)),
-                                       ("e2m1 per_block(32, scale=e8m0)", (8, 64, 256))])
+                                       ("e2m1 per_block(32, scale=e8m0)", (8, 64, 256)),
+                                       ("int8 per_channel + lowrank(rank=4)", (64, 64, 256)),
+                                       ("int4 per_channel + lowrank(rank=3)", (16, 64, 128)),
+                                       ("int8 per_vector(64) + lowrank(rank=1)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.backend.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm

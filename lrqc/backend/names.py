@@ -14,6 +14,7 @@ OUT = "C"  # float32 output (dequantization epilogue)
 RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
 SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
 LOWRANK_U = "lowrank_u"  # A' L_B
+LOWRANK_EPI = "lowrank_epi"  # + a / b: Σ_r U[i, r] W[r, j] of the GEMM's low-rank epilogue
 SPARSE_CODES = "a_sparse_codes"  # centered codes of A's thresholded copy (sparse product j)
 RESID_CODES = "a_res_codes"  # centered codes of A's residual (sparse product j)
 RESID_T = "a_res_t"  # the same, transposed to K x M

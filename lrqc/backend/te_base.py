@@ -298,20 +298,24 @@ def _int_sum(shape, prod, width: int, name: str, pairs: bool):
 
 
 def epilogue_terms(p: KernelPlan):
-    """(placeholders, plus) where plus(v, i, j[, g]) adds the low-rank epilogue Σ U W to the
-    output value v (inside a reduction over groups g: at g == 0 only)."""
-    from .te_comp import epilogue
+    """(placeholders, output, plus): output(shape, value, name) makes the output block
+    value + Σ U W (te_comp.output); plus(v, i, j, g) adds the low-rank epilogue to the value v
+    of an output that reduces over K groups g (at g == 0 only)."""
+    from .te_comp import epilogue, lowrank_blocks, output
 
-    ph, lr = epilogue(p)
-    if lr is None:
-        return [], lambda v, i, j, g=None: v
+    ph, parts = epilogue(p)
 
-    def plus(v, i, j, g=None):
-        if g is None:
-            return v + lr(i, j)
+    def out(shape, value, name):
+        return output(parts, shape, value, name)
+
+    if not parts:
+        return [], out, lambda v, i, j, g: v
+    lr = lowrank_blocks(parts)
+
+    def plus(v, i, j, g):
         return v + tir.if_then_else(g == 0, lr(i, j), tir.const(0.0, "float32"))
 
-    return ph, plus
+    return ph, out, plus
 
 
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
@@ -340,7 +344,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
         c = zc[i, g] * cs[g, j]
         return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
-    lr_in, plus = epilogue_terms(p)
+    lr_in, output, plus = epilogue_terms(p)
 
     def prod(i, j, k):
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
@@ -350,8 +354,8 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
             return [Aq, b_in, zc, cs, *extra, out]
-        C = te.compute((Mp, Np), lambda i, j: plus(sa[i, 0] * sb[0, j]
-                       * (acc[i, j] - corr(i, 0, j)).astype("float32"), i, j), name=names.OUT)
+        C = output((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
+                   * (acc[i, j] - corr(i, 0, j)).astype("float32"), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
     if int_only:

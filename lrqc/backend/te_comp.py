@@ -180,8 +180,8 @@ def lowrank_u(p: KernelPlan):
 
 
 def epilogue(p: KernelPlan):
-    """(placeholders, lr(i, j)) of the rank-r epilogue Σ_r U[i, r] W[r, j] over A's and B's
-    terms, unrolled (r is small) so the output block stays elementwise."""
+    """(placeholders, parts) of the rank-r epilogue Σ_r U[i, r] W[r, j]: (U, W, r) per side
+    with a lowrank term (A's, then B's)."""
     ph, parts = [], []
     for side, r in (("a", p.rank_a), ("b", p.rank_b)):
         if r:
@@ -189,14 +189,47 @@ def epilogue(p: KernelPlan):
             W = te.placeholder((r, p.np_), "float32", name=f"W{side}")
             ph += [U, W]
             parts.append((U, W, r))
+    return ph, parts
+
+
+def _term(parts, i, j, c):
+    """U[i, c] W[c, j] over the concatenated ranks of parts (c a loop variable)."""
+    (U, W, r), rest = parts[0], parts[1:]
+    here = U[i, c] * W[c, j]
+    if not rest:
+        return here
+    return tir.if_then_else(c < r, here, _term(rest, i, j, c - r))
+
+
+def output(parts, shape, value, name: str):
+    """The output block C[i, j] = value(i, j) + Σ_c U[i, c] W[c, j]. With low-rank terms it is
+    a reduction over the concatenated ranks whose first step also adds value: the schedules
+    (tiles.fuse_epilogue) run c outside a register block of rows x 16 columns, unrolled, so the
+    selects fold and one vector of W and one broadcast of U feed each FMA (no spills: the
+    elementwise sum of r products it replaces kept a whole W panel live and spilled it)."""
     if not parts:
-        return [], None
+        return te.compute(shape, value, name=name)
+    c = te.reduce_axis((0, sum(r for _, _, r in parts)), "c")
+    zero = tir.const(-0.0, "float32")  # x + -0.0 == x for every x: the unrolled adds fold
+    return te.compute(shape, lambda i, j: te.sum(
+        tir.if_then_else(c == 0, value(i, j), zero) + _term(parts, i, j, c), axis=c), name=name)
+
+
+def _lowrank_block(U, W, r: int):
+    c = te.reduce_axis((0, r), "c")
+    return te.compute((U.shape[0], W.shape[1]), lambda i, j: te.sum(U[i, c] * W[c, j], axis=c),
+                      name=names.LOWRANK_EPI + U.name[-1])
+
+
+def lowrank_blocks(parts):
+    """lr(i, j) reading one reduction block per side (names.LOWRANK_EPI + a / b), for outputs
+    that are themselves reductions (over K groups): tiles.lowrank_at places the blocks."""
+    blocks = [_lowrank_block(U, W, r) for U, W, r in parts]
 
     def lr(i, j):
-        terms = [U[i, c] * W[c, j] for U, W, r in parts for c in range(r)]
-        while len(terms) > 1:  # a balanced sum: short dependency chains, fewer live values
-            terms = [terms[t] + terms[t + 1] if t + 1 < len(terms) else terms[t]
-                     for t in range(0, len(terms), 2)]
-        return terms[0]
+        out = blocks[0][i, j]
+        for b in blocks[1:]:
+            out = out + b[i, j]
+        return out
 
-    return ph, lr
+    return lr

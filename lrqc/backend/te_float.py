@@ -55,6 +55,6 @@ def gemm(p: KernelPlan):
     k = te.reduce_axis((0, Kp), "k")
     acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * Bf[j // 16, k, j % 16], axis=k),
                      name=names.ACC)
-    lr_in, plus = te_base.epilogue_terms(p)
-    C = te.compute((Mp, Np), lambda i, j: plus(acc[i, j], i, j), name=names.OUT)
+    lr_in, output, _ = te_base.epilogue_terms(p)
+    C = output((Mp, Np), lambda i, j: acc[i, j], names.OUT)
     return [Af, Bf, *lr_in, C]

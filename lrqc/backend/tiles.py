@@ -5,6 +5,7 @@ then parallel/unroll/vectorize, then compute_at, then decompose_reduction, then 
 from __future__ import annotations
 
 from . import names
+from .compat import tir
 from .intrin import AVX2_16x4, VNNI_16x4, register
 
 
@@ -96,6 +97,8 @@ def group_output_tile(sch, fn, plan, mr: int, nr: int):
     sch.unroll(ii)
     sch.unroll(jm)
     sch.vectorize(jv)
+    if fn != names.FN_ACC:  # the low-rank epilogue once per output tile, outside the groups
+        lowrank_at(sch, jo if plan.nibbles else io)
     return out, io, g
 
 
@@ -131,12 +134,58 @@ def sum_pairs_at(sch, name, loop, lanes=8):
     return b
 
 
-def fuse_epilogue(sch, out_name, at_loop, lanes=16):
+def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=4):
+    """The output block (dequantization, + the low-rank epilogue) computed in the tile under
+    `at_loop`. With low-rank terms the block reduces over the ranks c (te_comp.output): per
+    block of `rows` rows x `lanes` columns the accumulators stay in registers while c runs
+    outside them, unrolled (c -> rows unrolled -> lanes vectorized)."""
     b = sch.get_sblock(out_name)
     sch.reverse_compute_at(b, at_loop)
-    j = sch.get_loops(b)[-1]
-    _, jv = sch.split(j, [None, lanes])
+    loops = sch.get_loops(b)
+    if len(sch.get(b).iter_vars) == 2:  # elementwise: no low-rank terms
+        _, jv = sch.split(loops[-1], [None, lanes])
+        sch.vectorize(jv)
+        return b
+    _register_block(sch, b, at_loop, lanes, rows)
+    return b
+
+
+def _register_block(sch, blk, anchor, lanes: int, rows: int):
+    """A small reduction C[i, j] = Σ_c ... placed under `anchor`: c outside rows x lanes
+    accumulators, c and the rows unrolled, lanes vectorized, the init before c. compute_at
+    drops unit loops (one row, rank 1): the loops under the anchor are matched to i, j, c by
+    what the block's bindings still use."""
+    loops = sch.get_loops(blk)
+    at = next(n for n, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(anchor)))
+    under = list(loops[at + 1:])
+    c_bound = not isinstance(sch.get(loops[-1]).body.iter_values[2], tir.IntImm)
+    c = under.pop() if c_bound else None
+    j = under.pop()
+    i = under.pop() if under else None
+    jo, jv = sch.split(j, [None, lanes])
+    if i is not None:
+        io, ii = sch.split(i, [None, pick_split(int(sch.get(i).extent), (rows, 2, 1))])
+        sch.reorder(io, jo, *([c] if c is not None else []), ii, jv)
+        sch.unroll(ii)
+    elif c is not None:
+        sch.reorder(jo, c, jv)
     sch.vectorize(jv)
+    if c is not None:
+        sch.unroll(c)
+        init = sch.decompose_reduction(blk, c)
+        sch.vectorize(sch.get_loops(init)[-1])
+
+
+def lowrank_at(sch, loop, lanes=16, rows=4):
+    """The low-rank epilogue blocks of outputs that reduce over K groups
+    (te_comp.lowrank_blocks) computed under `loop`, before the output tile, each a register
+    block like fuse_epilogue's."""
+    for side in ("a", "b"):
+        if not has_block(sch, names.LOWRANK_EPI + side):
+            continue
+        blk = sch.get_sblock(names.LOWRANK_EPI + side)
+        sch.compute_at(blk, loop)
+        _register_block(sch, blk, loop, lanes, rows)
 
 
 def pick_split(extent: int, choices) -> int:
