@@ -1,9 +1,10 @@
 """Auto-tuning benchmark: lrqc tune's kernel against the hand schedule, in one run.
 
-For each shape and trial budget, tunes the GEMM in a fresh tuning database (a temporary
-LRQC_CACHE_DIR, so nothing is reused between rows), then prints the tuned and hand-scheduled
-GEMM times (medians on this host, measured back to back), the number of trials the search
-needed to reach 95 % of its best measured speed, and the wall time of the whole tuning.
+For each shape and trial budget, tunes the kernel's functions (the GEMM with its fused
+epilogues, and the quantization pass) in a fresh tuning database (a temporary directory, so
+nothing is reused between rows), then prints per function the tuned and hand-scheduled times
+(medians on this host, measured back to back), the number of trials the search needed to reach
+95 % of its best measured speed, and the wall time of the whole tuning of the row.
 
     python bench/tuning_cpu.py                                   # the issue's rows
     python bench/tuning_cpu.py --rows "decode" --trials 16,32    # a quick look
@@ -52,26 +53,31 @@ def trials_to_95(work_dir: Path) -> int | None:
     return next(i + 1 for i, s in enumerate(secs) if s <= best / 0.95)
 
 
-def run_row(name, text, dims, trials, workers):
+def run_row(name, text, dims, trials, workers) -> list[str]:
     from lrqc.backend.tune import tune_scheme
     from lrqc.tuning.db import Database
 
     s = next(iter(lrqc.parse_schemes(text).values()))
     m, n, k = dims
+    lines = []
     with tempfile.TemporaryDirectory() as tmp:
         db = Database(Path(tmp) / "tuning")
         t0 = time.perf_counter()
         rows = tune_scheme(s, m, n, k, trials=trials, workers=workers, db=db,
                            out=open(os.devnull, "w"))
         wall = time.perf_counter() - t0
-        r = rows[0]
-        if "tuned_ms" not in r:
-            return f"{name:<26}{trials:>7}  {r['status']}"
-        rec = db.all()[0]
-        t95 = trials_to_95(db.work_dir(rec.key))
-    return (f"{name:<26}{trials:>7}{r['hand_ms']:>10.3f}{r['tuned_ms']:>10.3f}"
-            f"{r['hand_ms'] / r['tuned_ms']:>9.2f}x{r['valid']:>7}{r['rejected']:>6}"
-            f"{t95 if t95 else '-':>8}{wall:>9.0f}")
+        recs = {r.hash: r for r in db.all()}
+        for r in rows:
+            fn = r["symbol"].rsplit("_m", 1)[0]
+            if "tuned_ms" not in r:
+                lines.append(f"{name:<26}{fn:<11}{trials:>7}  {r['status']}")
+                continue
+            t95 = trials_to_95(db.work_dir(recs[r["record"]].key))
+            lines.append(f"{name:<26}{fn:<11}{trials:>7}{r['hand_ms']:>10.3f}"
+                         f"{r['tuned_ms']:>10.3f}{r['hand_ms'] / r['tuned_ms']:>9.2f}x"
+                         f"{r['trials']:>7}{r['valid']:>7}{r['rejected']:>6}"
+                         f"{t95 if t95 else '-':>8}{wall:>9.0f}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -82,15 +88,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; GEMM medians on this host, tuned "
           "and hand measured back to back after tuning\n")
-    head = (f"{'shape':<26}{'trials':>7}{'hand ms':>10}{'tuned ms':>10}{'speedup':>10}"
-            f"{'valid':>7}{'rej.':>6}{'to 95%':>8}{'wall s':>9}")
+    head = (f"{'shape':<26}{'function':<11}{'budget':>7}{'hand ms':>10}{'tuned ms':>10}"
+            f"{'speedup':>10}{'trials':>7}{'valid':>7}{'rej.':>6}{'to 95%':>8}{'wall s':>9}")
     print(head)
     print("-" * len(head))
     for key in args.rows.split(","):
         label, text, dims = ROWS[key]
         for t in (int(x) for x in args.trials.split(",")):
-            print(run_row(f"{label} {','.join(map(str, dims))}", text, dims, t, args.workers),
-                  flush=True)
+            for line in run_row(f"{label} {','.join(map(str, dims))}", text, dims, t,
+                                args.workers):
+                print(line, flush=True)
     return 0
 
 

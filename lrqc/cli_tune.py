@@ -21,7 +21,7 @@ def parse_duration(text: str | None) -> float | None:
 
 def cmd_tune(args) -> int:
     from .api import load_schemes, pick_scheme
-    from .backend.tune import tune_scheme
+    from .backend.tune import TUNED_FUNCTIONS, tune_scheme
     from .cli import parse_dims
     from .cli_build import _target_arg
 
@@ -29,9 +29,15 @@ def cmd_tune(args) -> int:
     m, n, k = parse_dims(args.dims, m_range=True)
     if args.trials < 1:
         raise LrqcError("--trials must be at least 1")
+    only = None
+    if args.only:
+        only = tuple(f.strip() for f in args.only.split(",") if f.strip())
+        bad = [f for f in only if f not in TUNED_FUNCTIONS]
+        if bad or not only:
+            raise LrqcError(f"--only {args.only!r}: expected some of {', '.join(TUNED_FUNCTIONS)}")
     rows = tune_scheme(s, m, n, k, _target_arg(args.target), trials=args.trials,
                        budget_s=parse_duration(args.time_budget), workers=args.workers,
-                       rpc=args.rpc, key=args.key, cost_model=args.cost_model)
+                       rpc=args.rpc, key=args.key, cost_model=args.cost_model, functions=only)
     print(f"{'kernel':<16}{'status':<12}{'tuned ms':>10}{'hand ms':>10}{'speedup':>9}"
           f"{'trials':>8}{'valid':>7}{'rejected':>10}{'wall s':>8}")
     for r in rows:
@@ -123,7 +129,7 @@ def _verify(db, recs) -> int:
         if lacks:
             print(f"{r.hash}: skipped (this CPU lacks {', '.join(lacks)})")
             continue
-        why = check_candidate(scheme, plan, r.key["target"], r.trace)
+        why = check_candidate(scheme, plan, r.key["target"], r.trace, r.key["function"])
         print(f"{r.hash}: {'ok' if why is None else 'WRONG: ' + why}")
         bad += why is not None
     return 1 if bad else 0
@@ -164,6 +170,8 @@ def add_parsers(sub):
     t.add_argument("--key", help="the device key at the tracker (with --rpc)")
     t.add_argument("--cost-model", choices=("xgb", "random"), help="default: xgb when xgboost "
                    "is installed, else random")
+    t.add_argument("--only", metavar="FN[,FN]", help="tune only these functions: gemm, "
+                   "quantize_a (default: both)")
     t.set_defaults(func=cmd_tune)
     c = sub.add_parser("cache", help="the tuning database: ls | show | verify | prune | export "
                        "FILE | import FILE")

@@ -66,13 +66,19 @@ def test_tune_records_check_and_build_replays(cache, capsys):
     assert main(["tune", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "--trials", "4",
                  "--cost-model", "random"]) == 0
     out = capsys.readouterr()
-    assert "trials 4/4" in out.err and "gemm_m16" in out.out
+    assert "trials 4/4" in out.err and "gemm_m16" in out.out and "quantize_a_m16" in out.out
     db = Database()
-    [rec] = db.all()
+    recs = {r.key["function"]: r for r in db.all()}
+    assert set(recs) == {"gemm", "quantize_a"}  # the quantization pass's vector width, too
+    rec = recs["gemm"]
     assert rec.trials == 4 and rec.rejected == 0 and rec.key["m"] == m
+    assert 1 <= recs["quantize_a"].trials <= 4  # its space: 8, 16, 32 or 64 lanes
     s = lrqc.parse_schemes(SCHEME)["pc"]
     kernel = lrqc.compile(s, M=m, N=n, K=k)
     how = kernel.schedules["gemm_m16"]
+    q = recs["quantize_a"]
+    assert kernel.schedules["quantize_a_m16"].startswith(
+        f"tuning record {q.hash}" if q.tuned_ms <= q.hand_ms else "hand schedule (tuning record")
     if rec.tuned_ms <= rec.hand_ms:
         assert how.startswith(f"tuning record {rec.hash}"), how
     else:  # a record slower than the hand schedule is never used
@@ -89,15 +95,16 @@ def test_tune_records_check_and_build_replays(cache, capsys):
     assert main(["cache", "ls"]) == 0 and rec.hash in capsys.readouterr().out
     assert main(["cache", "show", rec.hash[:6]]) == 0
     assert "versions" in capsys.readouterr().out
-    assert main(["cache", "verify"]) == 0 and f"{rec.hash}: ok" in capsys.readouterr().out
-    assert main(["cache", "export", str(cache / "all.jsonl")]) == 0
+    verified = main(["cache", "verify"]) == 0 and capsys.readouterr().out
+    assert verified and f"{rec.hash}: ok" in verified and f"{q.hash}: ok" in verified
+    assert main(["cache", "export", str(cache / "all.jsonl"), rec.hash]) == 0
     assert json.loads((cache / "all.jsonl").read_text())["key"] == rec.key
     assert main(["cache", "prune"]) == 0 and "removed 0" in capsys.readouterr().out
     assert main(["cache", "prune", "--all"]) == 0 and db.all() == []
     assert main(["cache", "import", str(cache / "all.jsonl")]) == 0 and len(db.all()) == 1
     # a resumed run measures nothing new and records again
     assert main(["tune", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "--trials", "4",
-                 "--cost-model", "random"]) == 0
+                 "--cost-model", "random", "--only", "gemm"]) == 0
     assert "resuming" in capsys.readouterr().err
 
 
@@ -116,8 +123,38 @@ def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
         return "relative error 1.0e+00 against lrqc.reference" if len(calls) == 1 else real(*args)
 
     monkeypatch.setattr(tune, "check_candidate", first_wrong)
-    rows = tune.tune_scheme(s, *DIMS, trials=4, cost_model="random")
+    rows = tune.tune_scheme(s, *DIMS, trials=4, cost_model="random", functions=("gemm",))
     assert rows[0]["rejected"] == 1 and rows[0]["trials"] == 4
+
+
+@pytest.mark.parametrize("a,b,fn", [
+    ("int8 per_vector(32)", "int4 per_vector(32)", "gemm"),  # a per-group GEMM
+    ("float16", "int4 per_channel", "gemm"),  # the float32 GEMM's rows and k chunk
+    ("int8 per_tensor + lowrank(rank=2)", "int8 per_channel", "quantize_a"),  # compensated pass
+])
+def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
+    from lrqc.backend import tune
+
+    s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+    plan = tune_plan(s)
+    assert tune.space_knobs(plan, _rule(plan), fn)  # something to choose
+    [row] = tune.tune_scheme(s, *DIMS, trials=2, cost_model="random", functions=(fn,))
+    assert row["status"] == "recorded" and row["rejected"] == 0  # checked against the reference
+    rec = Database().get(tune.record_key(plan, fn, _host()))
+    kernel = lrqc.compile(s, *DIMS)
+    assert kernel.schedules[f"{fn}_m16"].startswith(
+        f"tuning record {rec.hash}" if rec.tuned_ms <= rec.hand_ms else "hand schedule (tuning")
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((DIMS[0], DIMS[2])), rng.standard_normal((DIMS[2], DIMS[1]))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-5
+
+
+def _rule(plan):
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features
+
+    return choose("x86", plan, features(_host()))[0]
 
 
 def _host():
@@ -144,7 +181,8 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache):
                     tracker_addr=("127.0.0.1", tracker.port), silent=True)
     try:
         rows = tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, trials=4,
-                           rpc=f"127.0.0.1:{tracker.port}", key="lrqc-test", cost_model="random")
+                           rpc=f"127.0.0.1:{tracker.port}", key="lrqc-test", cost_model="random",
+                           functions=("gemm",))
     finally:
         server.terminate()
         tracker.terminate()
@@ -159,3 +197,5 @@ def test_tune_refuses_bad_arguments(cache, capsys):
     assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128",
                  "--time-budget", "soon"]) == 1
     assert "--time-budget" in capsys.readouterr().err
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128", "--only", "sparse"]) == 1
+    assert "expected some of quantize_a, gemm" in capsys.readouterr().err

@@ -36,40 +36,59 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
     return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
 
 
+def functions(plan, rule) -> dict:
+    """The TE tensors of each scheduled function of one plan (the sparse products are TIR
+    written as scheduled: te_sparse)."""
+    pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
+    if plan.float_path:
+        funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
+    else:
+        funcs = {
+            names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
+                                else te_base.quantize_a(plan)),
+            names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
+            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
+        }
+    if plan.rank_b:
+        funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
+    return funcs
+
+
+def schedule_function(fn: str, sch, plan, rule, knob=None) -> None:
+    """Schedule function fn of plan: the target's rule for the integer GEMMs, the shared tile
+    helpers for the rest. knob(name, candidates, hand) picks each tunable choice (None: the
+    hand choices; lrqc tune passes a sampler)."""
+    if fn == names.FN_QUANTIZE:
+        if plan.compensated and not plan.float_path:
+            tiles.compensated_pass(sch, knob)
+        else:
+            tiles.quantize_pass(sch, knob)
+    elif plan.float_path and fn == names.FN_GEMM:
+        tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
+    elif fn == names.FN_LOWRANK_U:
+        tiles.row_dots_at(sch, names.LOWRANK_U)
+    elif knob is not None:
+        rule.schedule(fn, sch, plan, tiles, knob=knob)
+    else:
+        rule.schedule(fn, sch, plan, tiles)
+
+
 def schedule_all(plans, rule, prefix: str = "", traces=None) -> "tvm.IRModule":
     """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule."""
     out = {}
     traces = traces or {}
-    pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     for plan in plans:
-        if plan.float_path:
-            funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
-        else:
-            funcs = {
-                names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
-                                    else te_base.quantize_a(plan)),
-                names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
-                names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
-            }
-        if plan.rank_b:
-            funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
             out[sym] = f.with_attr("global_symbol", sym)
-        for fn, tensors in funcs.items():
+        for fn, tensors in functions(plan, rule).items():
             sch = Schedule(prim_func(tensors))
-            if plan.float_path and fn == names.FN_GEMM:
-                tiles.float_gemm(sch, plan)  # one float32 tile for every x86/LLVM target
-            elif fn == names.FN_LOWRANK_U:
-                tiles.row_dots_at(sch, names.LOWRANK_U)
-            elif fn == names.FN_QUANTIZE and plan.compensated and not plan.float_path:
-                tiles.compensated_pass(sch)
-            elif (plan.m, fn) in traces:
+            if (plan.m, fn) in traces:
                 from .tune import replay
 
                 replay(sch, traces[plan.m, fn])
             else:
-                rule.schedule(fn, sch, plan, tiles)
+                schedule_function(fn, sch, plan, rule)
             sym = names.symbol(fn, plan.m, prefix)
             out[sym] = sch.mod["main"].with_attr("global_symbol", sym)
     return tvm.IRModule(out)
@@ -91,14 +110,15 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     sources = {}
     if traces is None:
         traces = {}
-        if tuned and not plans[-1].float_path:
+        if tuned:
             traces, sources = _records(plans, tdict)
     ex = compile_module(schedule_all(plans, rule, traces=traces), tvm.target.Target(tdict))
     name, fast = (FLOAT_RULE, False) if plans[-1].float_path else (rule.NAME, rule.FAST)
     kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")
-    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), f"hand schedule {name}")
-                        for p in plans for fn in (names.FN_GEMM,)}
+    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), f"hand schedule {name}"
+                                                           if fn == names.FN_GEMM else "hand schedule")
+                        for p in plans for fn in (names.FN_QUANTIZE, names.FN_GEMM)}
     return kernel
 
 

@@ -7,12 +7,17 @@ zc[i,g]·colsum[g,j], so acc - zc·colsum = Σ (qA - zA) qB exactly."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import names
 from .compat import te, tir
 from .plan import KernelPlan
 from ..reference.quant import int_range
+
+
+def smallest_f64():
+    """The smallest positive float64 (the subnormal 2^-1074, the reference quantizer's scale
+    floor) as a bit cast of 1: a subnormal FloatImm literal breaks TVM's JSON round trip of the
+    module (MetaSchedule's worker processes fail to parse it)."""
+    return tir.reinterpret("float64", tir.const(1, "int64"))
 
 
 def _round(y, mode, u=None):
@@ -131,7 +136,7 @@ def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
             tir.abs(x(i, g * width + r)), axis=r), name=names.QUANT_STATS)
         count = width
         sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
-    tiny = tir.const(float(np.nextafter(0.0, 1.0)), f64)
+    tiny = smallest_f64()
     scale = te.compute(tot.shape, lambda i, g: tir.if_then_else(
         tot[i, g] > 0, tir.max(tot[i, g] / float(count), tiny), tir.const(0.0, f64)),
         name=names.QUANT_SCALE)
@@ -229,7 +234,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
             from ..reference.minifloat import FP_FORMATS
 
             top = float(FP_FORMATS[q.fmt][3])
-        tiny = tir.const(float(np.nextafter(0.0, 1.0)), f64)
+        tiny = smallest_f64()
 
         def base_scale(i, g):
             return tir.if_then_else(hi[i, g] > 0, tir.max(hi[i, g] / tir.const(top, f64), tiny), one)

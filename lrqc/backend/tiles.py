@@ -31,23 +31,41 @@ def parallel_rows(sch, name, vector: int = 0):
     b = sch.get_sblock(name)
     loops = sch.get_loops(b)
     sch.parallel(loops[0])
-    if vector and len(loops) >= 2:
+    if not (isinstance(vector, int) and vector == 0) and len(loops) >= 2:  # an int or a sample
         _, vi = sch.split(loops[-1], [None, vector])
         sch.vectorize(vi)
     return b
 
 
-def quantize_pass(sch):
-    """Parallel rows for the codes; the stats and scales are small or row reductions."""
+def hand(name, candidates, choice):
+    """The knob of hand schedules: always the hand choice (tune.sampling_knob samples)."""
+    return choice
+
+
+def lanes_knob(knob, name: str, extent: int, hand_lanes: int) -> int:
+    """A vector width for a loop of `extent` elements: the hand choice, or under tuning one of
+    8..64 lanes that divides the extent."""
+    cands = tuple(v for v in (8, 16, 32, 64) if extent % v == 0) or (1,)
+    return knob(name, cands, hand_lanes if hand_lanes in cands else cands[0])
+
+
+def quantize_pass(sch, knob=None):
+    """Parallel rows for the codes; the stats and scales are small or row reductions. Under
+    tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
+    LLVM vectorizes it on its own)."""
     for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
         if has_block(sch, n) and len(sch.get_loops(sch.get_sblock(n))) >= 3:
             sch.parallel(sch.get_loops(sch.get_sblock(n))[0])
-    if has_block(sch, names.QUANT_CODES):
-        parallel_rows(sch, names.QUANT_CODES)
     if has_block(sch, names.QUANT_FLOAT):
         if has_block(sch, names.QUANT_CODES):  # dequantized on the fly from the codes
             sch.compute_inline(sch.get_sblock(names.QUANT_CODES))
-        parallel_rows(sch, names.QUANT_FLOAT, vector=16 if _last_extent(sch) % 16 == 0 else 0)
+        ext = _last_extent(sch)
+        lanes = lanes_knob(knob or hand, "float_lanes", ext, 16) if ext % 8 == 0 else 0
+        parallel_rows(sch, names.QUANT_FLOAT, vector=lanes)
+    elif has_block(sch, names.QUANT_CODES):
+        ext = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]).extent)
+        lanes = lanes_knob(knob, "code_lanes", ext, 16) if knob and ext % 8 == 0 else 0
+        parallel_rows(sch, names.QUANT_CODES, vector=lanes)
     if has_block(sch, names.QUANT_ROWSUM):
         parallel_rows(sch, names.QUANT_ROWSUM)
 
@@ -63,14 +81,24 @@ def _last_extent(sch) -> int:
     return int(sch.get(loops[-1]).extent)
 
 
-def float_gemm(sch, plan, mr: int = 4, kc: int = 256):
+def float_knobs(plan) -> dict:
+    """The float32 GEMM's tuning space: rows per tile and the k chunk (name -> (candidates,
+    hand choice))."""
+    return {"mr": (tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0),
+                   pick_split(plan.mp, (4, 2, 1))),
+            "kc": (tuple(v for v in (32, 64, 128, 256, 512) if plan.kp % v == 0) or (1,),
+                   pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4, 2, 1)))}
+
+
+def float_gemm(sch, plan, knob=None):
     """The float32 GEMM of te_float: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
     [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
+    pick = {n: (knob or hand)(n, c, h) for n, (c, h) in float_knobs(plan).items()}
     blk = sch.get_sblock(names.ACC)
     i, j, k = sch.get_loops(blk)
-    io, ii = sch.split(i, [None, pick_split(plan.mp, (mr, 2, 1))])
+    io, ii = sch.split(i, [None, pick["mr"]])
     jo, jv = sch.split(j, [None, 16])
-    ko, kk = sch.split(k, [None, pick_split(plan.kp, (kc, 128, 64, 32, 16, 8, 4, 2, 1))])
+    ko, kk = sch.split(k, [None, pick["kc"]])
     sch.reorder(jo, io, ko, kk, ii, jv)
     sch.parallel(jo)
     sch.unroll(ii)
@@ -201,9 +229,10 @@ def block_names(sch) -> list[str]:
     return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
 
 
-def compensated_pass(sch):
+def compensated_pass(sch, knob=None):
     """te_comp.quantize_a: parallel rows everywhere (segments unrolled so each copy of the
-    codes expression folds its segment select), row dot products as in row_dots_at."""
+    codes expression folds its segment select), row dot products as in row_dots_at; the
+    residual's vector width is a tuning knob."""
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
@@ -217,7 +246,8 @@ def compensated_pass(sch):
             sch.unroll(loops[1])
         elif name == names.RESID or name.startswith(names.SPARSE_CODES):
             sch.parallel(loops[0])
-            _, kv = sch.split(loops[1], [None, 16])
+            lanes = lanes_knob(knob or hand, "resid_lanes", int(sch.get(loops[1]).extent), 16)
+            _, kv = sch.split(loops[1], [None, lanes])
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])

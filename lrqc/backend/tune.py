@@ -1,6 +1,8 @@
-"""lrqc tune: MetaSchedule search over a schedule rule's own knobs (its `knobs(plan, tiles)`:
-rows and 16-column blocks per tile, k chunk), so every candidate keeps the rule's packed layout
-and its intrinsic (MetaSchedule's default x86 space wastes most trials and can auto-tensorize
+"""lrqc tune: MetaSchedule search over the schedules' own knobs (a rule's `knobs(plan, tiles)`
+for the integer GEMM with its fused epilogues: rows and 16-column blocks per tile, k chunk; the
+float32 GEMM's rows and k chunk; the vector widths of the quantization pass and of the
+compensated pass that also writes A's residual), so every candidate keeps the rule's packed
+layout and its intrinsic (MetaSchedule's default x86 space wastes most trials and can auto-tensorize
 unpacked weights into wrong numbers: see the TVM notes). Every kept candidate is compiled into
 the whole kernel and checked against lrqc.reference before it is recorded; a wrong one is
 rejected and counted. Records go to lrqc.tuning.db; build.compile replays them.
@@ -25,11 +27,11 @@ from .. import __version__
 from ..errors import LrqcError
 from ..frontend.unparse import unparse
 from ..tuning.db import Database, Record, make_key
-from . import names, te_base, tiles
+from . import names, tiles
 from .compat import Schedule, prim_func, tvm, versions
 from .target import features
 
-TUNED_FUNCTIONS = (names.FN_GEMM,)  # what lrqc tune searches today
+TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM)  # what lrqc tune searches
 
 
 def record_key(plan, fn: str, tdict: dict) -> dict:
@@ -38,19 +40,33 @@ def record_key(plan, fn: str, tdict: dict) -> dict:
                     {"lrqc": __version__, **versions()})
 
 
-def tunable(plan, rule) -> str | None:
-    """Why the plan's GEMM cannot be tuned with this rule, or None."""
-    if plan.float_path:
-        return "a float32 GEMM (float operand or fallback) has no tuning space yet"
-    if not hasattr(rule, "knobs"):
+def space_knobs(plan, rule, fn: str) -> dict:
+    """{knob name: candidates} of function fn's tuning space (those with a choice)."""
+    from .build import functions, schedule_function
+
+    seen = {}
+
+    def probe(name, cands, hand_choice):
+        seen[name] = tuple(c for c in cands if (c == 1) == (hand_choice == 1))
+        return hand_choice
+
+    schedule_function(fn, Schedule(prim_func(functions(plan, rule)[fn])), plan, rule, probe)
+    return {n: c for n, c in seen.items() if len(c) > 1}
+
+
+def tunable(plan, rule, fn: str = names.FN_GEMM) -> str | None:
+    """Why function fn of the plan cannot be tuned with this rule, or None."""
+    if fn == names.FN_GEMM and not plan.float_path and not hasattr(rule, "knobs"):
         return f"schedule rule {rule.NAME} defines no tuning knobs"
-    if plan.groups != 1:
-        return "per-group (per_vector / MX / residual segment) GEMMs have no tuning space yet"
+    if not space_knobs(plan, rule, fn):
+        return "its schedule has no choice to tune at this shape"
     return None
 
 
-def gemm_module(plan, rule):
-    return prim_func(te_base.gemm(plan, pairs=getattr(rule, "PAIRS", False)))
+def function_module(plan, rule, fn: str):
+    from .build import functions
+
+    return prim_func(functions(plan, rule)[fn])
 
 
 def sampling_knob(sch):
@@ -121,7 +137,10 @@ class Progress:
     def show(self) -> None:
         spent, new = time.time() - self.t0, self.done - self.resumed
         left = spent / new * max(self.total - self.done, 0) if new > 0 else float("nan")
-        best = f"{self.flops / self.best_s / 1e9:.1f} GOPS" if self.best_s < float("inf") else "-"
+        best = "-"
+        if self.best_s < float("inf"):
+            best = f"{self.best_s * 1e3:.3f} ms" + (
+                f" ({self.flops / self.best_s / 1e9:.1f} GOPS)" if self.flops else "")
         eta = f"about {left:.0f} s left" if left == left else "resuming"
         print(f"\r  trials {self.done}/{self.total}, valid {self.valid}, best {best}, {eta}   ",
               end="", file=self.out, flush=True)
@@ -195,9 +214,9 @@ def _runner(rpc: str | None, key: str | None, timeout: float):
                             session_timeout_sec=int(timeout)), evaluator_config=cfg)
 
 
-def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float | None,
-           workers: int | None, rpc: str | None, key: str | None, cost_model: str | None,
-           progress: Progress, chunk: int = 16):
+def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
+           budget_s: float | None, workers: int | None, rpc: str | None, key: str | None,
+           cost_model: str | None, progress: Progress, chunk: int = 16):
     """Run (or resume) MetaSchedule in work_dir until `trials` candidates are measured or the
     budget is spent; returns the MetaSchedule database."""
     from tvm.s_tir import meta_schedule as ms
@@ -212,7 +231,9 @@ def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float 
     target = tvm.target.Target(tdict)
 
     def space(sch):
-        rule.schedule(names.FN_GEMM, sch, plan, tiles, knob=sampling_knob(sch))
+        from .build import schedule_function
+
+        schedule_function(fn, sch, plan, rule, sampling_knob(sch))
 
     work_dir.mkdir(parents=True, exist_ok=True)
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
@@ -248,39 +269,45 @@ def search(mod, plan, rule, tdict: dict, work_dir, trials: int, budget_s: float 
     return db
 
 
-def _random_args(tensors, rng):
-    """TVM tensors for the placeholders and output of a TE function, random integer data."""
+def _random_args(tensors, rng, rows: int = 1):
+    """TVM tensors for the placeholders and output of a TE function, random integer data (the
+    compensated pass's true row count: `rows`)."""
     from .compat import tensor
 
     out = []
     for t in tensors:
         shape = [int(x) for x in t.shape]
-        if "int" in str(t.dtype):
+        if t.op.name == "rows":
+            out.append(tensor(np.full(shape, rows, str(t.dtype))))
+        elif "int" in str(t.dtype):
             out.append(tensor(rng.integers(-8, 8, shape).astype(str(t.dtype))))
         else:
             out.append(tensor(rng.random(shape).astype(str(t.dtype))))
     return out
 
 
-def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9) -> float:
-    """Median ms of the plan's GEMM on this host, hand-scheduled (trace None) or replayed."""
+def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9,
+                  fn: str = names.FN_GEMM) -> float:
+    """Median ms of the plan's function fn on this host, hand-scheduled (trace None) or
+    replayed."""
+    from .build import functions, schedule_function
     from .compat import compile_module, cpu
 
-    tensors = te_base.gemm(plan, pairs=getattr(rule, "PAIRS", False))
+    tensors = functions(plan, rule)[fn]
     sch = Schedule(prim_func(tensors))
     if trace is None:
-        rule.schedule(names.FN_GEMM, sch, plan, tiles)
+        schedule_function(fn, sch, plan, rule)
     else:
         replay(sch, trace)
     ex = compile_module(sch.mod, tvm.target.Target(tdict))
-    args = _random_args(tensors, np.random.default_rng(0))
+    args = _random_args(tensors, np.random.default_rng(0), plan.m)
     f = ex.mod.time_evaluator("main", cpu(), number=3, repeat=repeat, min_repeat_ms=30)
     return float(np.median(f(*args).results)) * 1e3
 
 
-def check_candidate(scheme, plan, tdict: dict, trace) -> str | None:
-    """None when the whole kernel with this GEMM schedule matches lrqc.reference on random
-    inputs, else why not."""
+def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -> str | None:
+    """None when the whole kernel with this schedule of function fn matches lrqc.reference on
+    random inputs, else why not."""
     from ..reference import matmul
     from ..reference.scheme import rel_error
     from .build import compile as compile_kernel
@@ -289,7 +316,7 @@ def check_candidate(scheme, plan, tdict: dict, trace) -> str | None:
     try:
         kernel = compile_kernel(scheme, plan.m if scheme.static != "a" else plan.n, plan.n
                                 if scheme.static != "a" else plan.m, plan.k, tdict,
-                                traces={(plan.m, names.FN_GEMM): trace})
+                                traces={(plan.m, fn): trace})
         m, n, k = (plan.m, plan.n, plan.k) if scheme.static != "a" else (plan.n, plan.m, plan.k)
         A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
         err = rel_error(kernel.run(A, B), matmul(scheme, A.astype(np.float32).astype(np.float64), B))
@@ -301,9 +328,9 @@ def check_candidate(scheme, plan, tdict: dict, trace) -> str | None:
 def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
                 budget_s: float | None = None, workers: int | None = None, rpc: str | None = None,
                 key: str | None = None, cost_model: str | None = None, db: Database | None = None,
-                out=None) -> list[dict]:
-    """Tune every tunable kernel function of the scheme's buckets; returns one report row per
-    function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
+                out=None, functions: tuple | None = None) -> list[dict]:
+    """Tune every tunable kernel function (of `functions`, default TUNED_FUNCTIONS) of the
+    scheme's buckets; returns one report row per function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
     "rejected", "wall_s"}."""
     from .build import bucket_plans, family_of
     from .rules import choose
@@ -319,52 +346,61 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
-    budget_each = budget_s / len(plans) if budget_s else None
+    jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS]
+    budget_each = budget_s / len(jobs) if budget_s else None
     rows = []
-    for plan in plans:
-        sym = names.symbol(names.FN_GEMM, plan.m)
-        why = tunable(plan, rule)
+    for plan, fn in jobs:
+        sym = names.symbol(fn, plan.m)
+        why = tunable(plan, rule, fn)
         if why:
             print(f"{sym}: not tuned: {why}", file=out)
             rows.append({"symbol": sym, "status": f"not tuned: {why}"})
             continue
-        rkey = record_key(plan, names.FN_GEMM, tdict)
-        print(f"{sym}: tuning the {rule.NAME} space (M={plan.m} N={plan.n} K={plan.k}, "
-              f"{trials} trials, cost model {cost_model or cost_model_name()}, work dir "
-              f"{db.work_dir(rkey)})", file=out)
-        t0 = time.time()
-        progress = Progress(trials, 2.0 * plan.m * plan.n * plan.k, t0=t0, out=out)
-        mod = gemm_module(plan, rule)
-        msdb = search(mod, plan, rule, tdict, db.work_dir(rkey), trials, budget_each, workers,
-                      rpc, key, cost_model, progress)
-        top = msdb.get_top_k(msdb.commit_workload(mod), 8)
-        chosen, rejected = None, 0
-        for cand in top:
-            trace = trace_to_json(cand.trace)
-            why = check_candidate(scheme, plan, tdict, trace)
-            if why is None:
-                chosen = (cand, trace)
-                break
-            rejected += 1
-            print(f"  rejected a candidate: {why[:300]}", file=out)
-        wall = time.time() - t0
-        row = {"symbol": sym, "trials": progress.done, "valid": progress.valid,
-               "rejected": rejected, "wall_s": wall}
-        if chosen is None:
-            row["status"] = "no valid candidate: the hand schedule stays"
-            print(f"  {row['status']}", file=out)
-            rows.append(row)
-            continue
-        hand_ms = time_function(plan, rule, tdict)  # on this host (with --rpc too)
-        tuned_ms = time_function(plan, rule, tdict, chosen[1])
-        rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
-                     wall_s=wall)
-        db.put(rec)
-        row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
-        slower = " (slower than the hand schedule: builds keep the hand schedule)" \
-            if tuned_ms > hand_ms else ""
-        print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
-              f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
-              f"{rejected} rejected, {wall:.0f} s{slower}", file=out)
-        rows.append(row)
+        rows.append(_tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_each,
+                                   workers, rpc, key, cost_model, out))
     return rows
+
+
+def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers, rpc, key,
+                   cost_model, out) -> dict:
+    """Search, check, time and record one function of one bucket (tune_scheme's report row)."""
+    sym = names.symbol(fn, plan.m)
+    rkey = record_key(plan, fn, tdict)
+    space = ", ".join(f"{n} {list(c)}" for n, c in space_knobs(plan, rule, fn).items())
+    print(f"{sym}: tuning {space} (M={plan.m} N={plan.n} K={plan.k}, {trials} trials at most, "
+          f"cost model {cost_model or cost_model_name()}, work dir {db.work_dir(rkey)})", file=out)
+    t0 = time.time()
+    flops = 2.0 * plan.m * plan.n * plan.k if fn == names.FN_GEMM else 0.0
+    progress = Progress(trials, flops, t0=t0, out=out)
+    mod = function_module(plan, rule, fn)
+    msdb = search(mod, plan, rule, fn, tdict, db.work_dir(rkey), trials, budget_s, workers,
+                  rpc, key, cost_model, progress)
+    top = msdb.get_top_k(msdb.commit_workload(mod), 8)
+    chosen, rejected = None, 0
+    for cand in top:
+        trace = trace_to_json(cand.trace)
+        why = check_candidate(scheme, plan, tdict, trace, fn)
+        if why is None:
+            chosen = (cand, trace)
+            break
+        rejected += 1
+        print(f"  rejected a candidate: {why[:300]}", file=out)
+    wall = time.time() - t0
+    row = {"symbol": sym, "trials": progress.done, "valid": progress.valid,
+           "rejected": rejected, "wall_s": wall}
+    if chosen is None:
+        row["status"] = "no valid candidate: the hand schedule stays"
+        print(f"  {row['status']}", file=out)
+        return row
+    hand_ms = time_function(plan, rule, tdict, fn=fn)  # on this host (with --rpc too)
+    tuned_ms = time_function(plan, rule, tdict, chosen[1], fn=fn)
+    rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
+                 wall_s=wall)
+    db.put(rec)
+    row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
+    slower = " (slower than the hand schedule: builds keep the hand schedule)" \
+        if tuned_ms > hand_ms else ""
+    print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
+          f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
+          f"{rejected} rejected, {wall:.0f} s{slower}", file=out)
+    return row

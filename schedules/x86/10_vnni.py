@@ -55,9 +55,6 @@ def _groups(fn, sch, plan, tiles, mr, nr):
 
 
 def schedule(fn, sch, plan, tiles):
-    if fn == "quantize_a":
-        tiles.quantize_pass(sch)
-        return
     nr = tiles.pick_split(plan.np_ // 16, (4, 2, 1))
     mr = tiles.pick_split(plan.mp, (4, 2, 1))
     if plan.groups == 1:

@@ -12,9 +12,6 @@ def applies(plan, features):
 
 
 def schedule(fn, sch, plan, tiles):
-    if fn == "quantize_a":
-        tiles.quantize_pass(sch)
-        return
     _inline_unpack(sch, tiles)
     acc = "acc" if plan.groups == 1 else "partial"
     blk = sch.get_sblock(acc)
