@@ -169,12 +169,22 @@ def tune_plan(s):
     return bucket_plans(s, *DIMS)[0]
 
 
-def test_tune_through_an_rpc_tracker_on_loopback(cache):
+def test_tune_through_an_rpc_tracker_on_loopback(cache, monkeypatch):
     pytest.importorskip("tornado")
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
+    from lrqc.backend import tune
     from lrqc.backend.tune import tune_scheme
+
+    remote = []  # the final tuned-vs-hand timing goes through the tracker too
+
+    def spy(*args):
+        remote.append(args[2:])
+        return real(*args)
+
+    real = tune._time_remote
+    monkeypatch.setattr(tune, "_time_remote", spy)
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-test",
@@ -187,6 +197,8 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache):
         server.terminate()
         tracker.terminate()
     assert rows[0]["trials"] == 4 and rows[0]["valid"] == 4
+    assert rows[0]["tuned_ms"] > 0 and rows[0]["hand_ms"] > 0
+    assert len(remote) == 2 and all(r[1] == "lrqc-test" for r in remote)  # hand and tuned
 
 
 def test_tune_refuses_bad_arguments(cache, capsys):

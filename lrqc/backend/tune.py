@@ -14,6 +14,7 @@ between chunks."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import sys
@@ -200,17 +201,22 @@ def cost_model_name() -> str:
         return "random"
 
 
+def _tracker(rpc: str, key: str | None) -> tuple[str, int]:
+    host, _, port = rpc.rpartition(":")
+    if not host or not port.isdigit() or not key:
+        raise LrqcError(f"--rpc {rpc!r}: expected HOST:PORT of an RPC tracker, with --key KEY")
+    return host, int(port)
+
+
 def _runner(rpc: str | None, key: str | None, timeout: float):
     from tvm.s_tir import meta_schedule as ms
 
     cfg = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=50, enable_cpu_cache_flush=False)
     if not rpc:
         return ms.runner.LocalRunner(timeout_sec=timeout, evaluator_config=cfg)
-    host, _, port = rpc.rpartition(":")
-    if not host or not port.isdigit() or not key:
-        raise LrqcError(f"--rpc {rpc!r}: expected HOST:PORT of an RPC tracker, with --key KEY")
+    host, port = _tracker(rpc, key)
     return ms.runner.RPCRunner(
-        ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key,
+        ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,
                             session_timeout_sec=int(timeout)), evaluator_config=cfg)
 
 
@@ -250,7 +256,9 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
             break
         n = min(chunk, trials - progress.done)
         before = progress.done
-        with _no_builtin_intrinsics():
+        # MetaSchedule's console handler writes its INFO lines to sys.stdout as it is when
+        # tune_tir configures logging: they go to work_dir/logs only
+        with _no_builtin_intrinsics(), contextlib.redirect_stdout(io.StringIO()):
             db = ms.tune_tir(
                 mod, target=target, work_dir=str(work_dir), max_trials_global=n,
                 num_trials_per_iter=n, builder=ms.builder.LocalBuilder(
@@ -287,9 +295,10 @@ def _random_args(tensors, rng, rows: int = 1):
 
 
 def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9,
-                  fn: str = names.FN_GEMM) -> float:
-    """Median ms of the plan's function fn on this host, hand-scheduled (trace None) or
-    replayed."""
+                  fn: str = names.FN_GEMM, rpc: str | None = None, key: str | None = None) -> float:
+    """Median ms of the plan's function fn, hand-scheduled (trace None) or replayed: on this
+    host, or with rpc/key on a device of that RPC tracker (the module exported as a shared
+    library and uploaded)."""
     from .build import functions, schedule_function
     from .compat import compile_module, cpu
 
@@ -301,8 +310,29 @@ def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9,
         replay(sch, trace)
     ex = compile_module(sch.mod, tvm.target.Target(tdict))
     args = _random_args(tensors, np.random.default_rng(0), plan.m)
+    if rpc:
+        return _time_remote(ex, args, rpc, key, repeat)
     f = ex.mod.time_evaluator("main", cpu(), number=3, repeat=repeat, min_repeat_ms=30)
     return float(np.median(f(*args).results)) * 1e3
+
+
+def _time_remote(ex, args, rpc: str, key: str | None, repeat: int) -> float:
+    import tempfile
+    from pathlib import Path
+
+    from tvm import rpc as tvm_rpc
+
+    host, port = _tracker(rpc, key)
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = Path(tmp) / "lrqc_candidate.so"
+        ex.export_library(str(lib))
+        sess = tvm_rpc.connect_tracker(host, port).request(key, session_timeout=120)
+        sess.upload(str(lib))
+        mod = sess.load_module(lib.name)
+    dev = sess.cpu()
+    remote = [tvm.runtime.tensor(a.numpy(), dev) for a in args]
+    f = mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=30)
+    return float(np.median(f(*remote).results)) * 1e3
 
 
 def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -> str | None:
@@ -366,8 +396,12 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     """Search, check, time and record one function of one bucket (tune_scheme's report row)."""
     sym = names.symbol(fn, plan.m)
     rkey = record_key(plan, fn, tdict)
-    space = ", ".join(f"{n} {list(c)}" for n, c in space_knobs(plan, rule, fn).items())
-    print(f"{sym}: tuning {space} (M={plan.m} N={plan.n} K={plan.k}, {trials} trials at most, "
+    knobs = space_knobs(plan, rule, fn)
+    size = int(np.prod([len(c) for c in knobs.values()]))
+    trials = min(trials, size)  # MetaSchedule would measure the same candidates again
+    space = ", ".join(f"{n} {list(c)}" for n, c in knobs.items())
+    print(f"{sym}: tuning {space}: {size} candidates (M={plan.m} N={plan.n} K={plan.k}, "
+          f"{trials} trials at most, "
           f"cost model {cost_model or cost_model_name()}, work dir {db.work_dir(rkey)})", file=out)
     t0 = time.time()
     flops = 2.0 * plan.m * plan.n * plan.k if fn == names.FN_GEMM else 0.0
@@ -392,15 +426,16 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         row["status"] = "no valid candidate: the hand schedule stays"
         print(f"  {row['status']}", file=out)
         return row
-    hand_ms = time_function(plan, rule, tdict, fn=fn)  # on this host (with --rpc too)
-    tuned_ms = time_function(plan, rule, tdict, chosen[1], fn=fn)
+    hand_ms = time_function(plan, rule, tdict, fn=fn, rpc=rpc, key=key)  # where it was tuned
+    tuned_ms = time_function(plan, rule, tdict, chosen[1], fn=fn, rpc=rpc, key=key)
     rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                  wall_s=wall)
     db.put(rec)
     row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
     slower = " (slower than the hand schedule: builds keep the hand schedule)" \
         if tuned_ms > hand_ms else ""
-    print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
+    where = f" on the RPC device {key}" if rpc else ""
+    print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand{where} "
           f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
           f"{rejected} rejected, {wall:.0f} s{slower}", file=out)
     return row
