@@ -70,10 +70,10 @@ def run_row(name, text, dims, trials, workers) -> list[str]:
         for r in rows:
             fn = r["symbol"].rsplit("_m", 1)[0]
             if "tuned_ms" not in r:
-                lines.append(f"{name:<26}{fn:<11}{trials:>7}  {r['status']}")
+                lines.append(f"{name:<36}{fn:<11}{trials:>7}  {r['status']}")
                 continue
             t95 = trials_to_95(db.work_dir(recs[r["record"]].key))
-            lines.append(f"{name:<26}{fn:<11}{trials:>7}{r['hand_ms']:>10.3f}"
+            lines.append(f"{name:<36}{fn:<11}{trials:>7}{r['hand_ms']:>10.3f}"
                          f"{r['tuned_ms']:>10.3f}{r['hand_ms'] / r['tuned_ms']:>9.2f}x"
                          f"{r['trials']:>7}{r['valid']:>7}{r['rejected']:>6}"
                          f"{t95 if t95 else '-':>8}{wall:>9.0f}")
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; GEMM medians on this host, tuned "
           "and hand measured back to back after tuning\n")
-    head = (f"{'shape':<26}{'function':<11}{'budget':>7}{'hand ms':>10}{'tuned ms':>10}"
+    head = (f"{'shape':<36}{'function':<11}{'budget':>7}{'hand ms':>10}{'tuned ms':>10}"
             f"{'speedup':>10}{'trials':>7}{'valid':>7}{'rej.':>6}{'to 95%':>8}{'wall s':>9}")
     print(head)
     print("-" * len(head))

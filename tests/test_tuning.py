@@ -150,6 +150,31 @@ def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
     assert rel_error(kernel.run(A, B), ref) < 1e-5
 
 
+@pytest.mark.parametrize("a,b", [("int8 per_channel", "int8 per_channel"),
+                                 ("int8 per_tensor + lowrank(rank=2)", "int4 per_channel + lowrank(rank=3)")])
+def test_every_loop_order_of_the_space_matches_the_reference(a, b):
+    """The tuner's design spaces (loop orders x knobs) compute the scheme: each order, with
+    its hand knobs, replayed as a trace into the whole kernel."""
+    from lrqc.backend.build import compile as compile_kernel
+    from lrqc.backend.build import functions, schedule_function, variants
+    from lrqc.backend.compat import Schedule, prim_func
+    from lrqc.backend.tune import trace_to_json
+
+    s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+    plan = tune_plan(s)
+    rule = _rule(plan)
+    orders = variants("gemm", plan, rule)
+    assert orders == ("rows_outer", "k_outer")
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((DIMS[0], DIMS[2])), rng.standard_normal((DIMS[2], DIMS[1]))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    for v in orders:
+        sch = Schedule(prim_func(functions(plan, rule)["gemm"]))
+        schedule_function("gemm", sch, plan, rule, None, v)
+        kernel = compile_kernel(s, *DIMS, traces={(plan.m, "gemm"): trace_to_json(sch.trace)})
+        assert rel_error(kernel.run(A, B), ref) < 1e-5, v
+
+
 def _rule(plan):
     from lrqc.backend.rules import choose
     from lrqc.backend.target import features

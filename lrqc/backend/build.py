@@ -54,10 +54,17 @@ def functions(plan, rule) -> dict:
     return funcs
 
 
-def schedule_function(fn: str, sch, plan, rule, knob=None) -> None:
+def variants(fn: str, plan, rule) -> tuple:
+    """The structural alternatives (loop orders) of fn's schedule; the first is the hand one."""
+    if fn == names.FN_GEMM and not plan.float_path and hasattr(rule, "variants"):
+        return tuple(rule.variants(plan))
+    return (None,)
+
+
+def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None:
     """Schedule function fn of plan: the target's rule for the integer GEMMs, the shared tile
     helpers for the rest. knob(name, candidates, hand) picks each tunable choice (None: the
-    hand choices; lrqc tune passes a sampler)."""
+    hand choices; lrqc tune passes a sampler); variant: one of variants(fn, plan, rule)."""
     if fn == names.FN_QUANTIZE:
         if plan.compensated and not plan.float_path:
             tiles.compensated_pass(sch, knob)
@@ -67,6 +74,8 @@ def schedule_function(fn: str, sch, plan, rule, knob=None) -> None:
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         tiles.row_dots_at(sch, names.LOWRANK_U)
+    elif variant is not None:
+        rule.schedule(fn, sch, plan, tiles, knob=knob, variant=variant)
     elif knob is not None:
         rule.schedule(fn, sch, plan, tiles, knob=knob)
     else:

@@ -236,10 +236,15 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
     ms_log.handlers = [h for h in ms_log.handlers if h.get_name()]
     target = tvm.target.Target(tdict)
 
-    def space(sch):
-        from .build import schedule_function
+    def space(sch):  # one design space per loop order
+        from .build import schedule_function, variants
 
-        schedule_function(fn, sch, plan, rule, sampling_knob(sch))
+        out = []
+        for v in variants(fn, plan, rule):
+            s = sch.copy()
+            schedule_function(fn, s, plan, rule, sampling_knob(s), v)
+            out.append(s)
+        return out
 
     work_dir.mkdir(parents=True, exist_ok=True)
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
@@ -396,10 +401,14 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     """Search, check, time and record one function of one bucket (tune_scheme's report row)."""
     sym = names.symbol(fn, plan.m)
     rkey = record_key(plan, fn, tdict)
+    from .build import variants
+
     knobs = space_knobs(plan, rule, fn)
-    size = int(np.prod([len(c) for c in knobs.values()]))
+    orders = [v for v in variants(fn, plan, rule) if v is not None]
+    size = int(np.prod([len(c) for c in knobs.values()])) * max(len(orders), 1)
     trials = min(trials, size)  # MetaSchedule would measure the same candidates again
-    space = ", ".join(f"{n} {list(c)}" for n, c in knobs.items())
+    space = ", ".join([f"{n} {list(c)}" for n, c in knobs.items()]
+                      + ([f"loop order {orders}"] if len(orders) > 1 else []))
     print(f"{sym}: tuning {space}: {size} candidates (M={plan.m} N={plan.n} K={plan.k}, "
           f"{trials} trials at most, "
           f"cost model {cost_model or cost_model_name()}, work dir {db.work_dir(rkey)})", file=out)

@@ -20,18 +20,32 @@ def applies(plan, features):
     return None
 
 
-def _single_group(fn, sch, plan, tiles, mr, nr, kc):
+VARIANTS = ("rows_outer", "k_outer")
+
+
+def variants(plan) -> tuple:
+    """Loop orders lrqc tune explores as separate design spaces (the hand schedule is the
+    first): each row tile runs the whole k loop ("rows_outer"), or every row tile of a column
+    strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1 for all rows,
+    the accumulators of the strip live in memory; the output tile is written per strip)."""
+    return VARIANTS if plan.groups == 1 else VARIANTS[:1]
+
+
+def _single_group(fn, sch, plan, tiles, mr, nr, kc, variant="rows_outer"):
     blk = sch.get_sblock("acc_pairs")
     i, j, h, k4, t = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
     ko, kk = sch.split(k4, [None, kc])
-    sch.reorder(jo, io, ko, kk, ii, jm, jv, h, t)
+    if variant == "k_outer":
+        sch.reorder(jo, ko, io, kk, ii, jm, jv, h, t)
+    else:
+        sch.reorder(jo, io, ko, kk, ii, jm, jv, h, t)
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
     tiles.unpack_at(sch, jo)  # nibbles: the whole 16-column panel once per jo (L2-sized)
-    anchor = io
+    anchor = jo if variant == "k_outer" else io
     tiles.sum_pairs_at(sch, "acc", anchor)
     tiles.fuse_epilogue(sch, "C", anchor)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, tiles.register_avx2())
@@ -75,10 +89,11 @@ def knobs(plan, tiles) -> dict:
     return out
 
 
-def schedule(fn, sch, plan, tiles, knob=None):
-    """knob(name, candidates, hand) -> a value (default: the hand choice)."""
+def schedule(fn, sch, plan, tiles, knob=None, variant="rows_outer"):
+    """knob(name, candidates, hand) -> a value (default: the hand choice); variant: one of
+    variants(plan)."""
     pick = {name: (knob(name, c, h) if knob else h) for name, (c, h) in knobs(plan, tiles).items()}
     if plan.groups == 1:
-        _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"])
+        _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"], variant)
     else:
         _groups(fn, sch, plan, tiles, pick["mr"], pick["nr"])
