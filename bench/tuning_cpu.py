@@ -55,36 +55,17 @@ def trials_to_95(work_dir: Path) -> int | None:
     return next(i + 1 for i, s in enumerate(secs) if s <= best / 0.95)
 
 
-def paired(s, rec, rounds: int = 7) -> tuple[float, float, float]:
-    """(hand ms, tuned ms, median ratio hand/tuned): both compiled once, timed alternately."""
+def paired(s, rec) -> tuple[float, float, float]:
+    """(hand ms, tuned ms, median ratio hand/tuned) of a record: lrqc.backend.tune.compare."""
     from lrqc.backend import build
-    from lrqc.backend.compat import Schedule, compile_module, cpu, prim_func, tvm
     from lrqc.backend.rules import choose
     from lrqc.backend.target import features
-    from lrqc.backend.tune import _random_args, replay
+    from lrqc.backend.tune import compare
 
     k = rec.key
     plan = next(p for p in build.bucket_plans(s, k["m"], k["n"], k["k"]) if p.m == k["m"])
-    tdict = k["target"]
-    rule, _ = choose(build.family_of(tdict), plan, features(tdict))
-    tensors = build.functions(plan, rule)[k["function"]]
-    timers = []
-    for trace in (None, rec.trace):
-        sch = Schedule(prim_func(tensors))
-        if trace is None:
-            build.schedule_function(k["function"], sch, plan, rule)
-        else:
-            replay(sch, trace)
-        ex = compile_module(sch.mod, tvm.target.Target(tdict))
-        timers.append(ex.mod.time_evaluator("main", cpu(), number=3, repeat=3, min_repeat_ms=30))
-    args = _random_args(tensors, np.random.default_rng(0), plan.m)
-    hand, tuned, ratio = [], [], []
-    for _ in range(rounds):
-        h, t = (float(np.median(f(*args).results)) * 1e3 for f in timers)
-        hand.append(h)
-        tuned.append(t)
-        ratio.append(h / t)
-    return float(np.median(hand)), float(np.median(tuned)), float(np.median(ratio))
+    rule, _ = choose(build.family_of(k["target"]), plan, features(k["target"]))
+    return compare(plan, rule, k["target"], rec.trace, k["function"])
 
 
 def run_row(name, text, dims, trials, workers) -> list[str]:

@@ -299,45 +299,64 @@ def _random_args(tensors, rng, rows: int = 1):
     return out
 
 
-def time_function(plan, rule, tdict: dict, trace=None, repeat: int = 9,
-                  fn: str = names.FN_GEMM, rpc: str | None = None, key: str | None = None) -> float:
-    """Median ms of the plan's function fn, hand-scheduled (trace None) or replayed: on this
-    host, or with rpc/key on a device of that RPC tracker (the module exported as a shared
-    library and uploaded)."""
+def compare(plan, rule, tdict: dict, trace, fn: str = names.FN_GEMM, rpc: str | None = None,
+            key: str | None = None, rounds: int = 7) -> tuple[float, float, float]:
+    """(hand ms, tuned ms, median of the per-round ratios hand / tuned) of the plan's function
+    fn: the hand schedule and the trace compiled once and timed in alternating rounds (robust
+    to the slow phases of a shared machine), on this host or, with rpc/key, on a device of that
+    RPC tracker (both modules exported as shared libraries and uploaded in one session)."""
     from .build import functions, schedule_function
-    from .compat import compile_module, cpu
+    from .compat import compile_module
 
     tensors = functions(plan, rule)[fn]
-    sch = Schedule(prim_func(tensors))
-    if trace is None:
-        schedule_function(fn, sch, plan, rule)
-    else:
-        replay(sch, trace)
-    ex = compile_module(sch.mod, tvm.target.Target(tdict))
+    exs = []
+    for tr in (None, trace):
+        sch = Schedule(prim_func(tensors))
+        if tr is None:
+            schedule_function(fn, sch, plan, rule)
+        else:
+            replay(sch, tr)
+        exs.append(compile_module(sch.mod, tvm.target.Target(tdict)))
     args = _random_args(tensors, np.random.default_rng(0), plan.m)
-    if rpc:
-        return _time_remote(ex, args, rpc, key, repeat)
-    f = ex.mod.time_evaluator("main", cpu(), number=3, repeat=repeat, min_repeat_ms=30)
-    return float(np.median(f(*args).results)) * 1e3
+    timers = _remote_timers(exs, args, rpc, key) if rpc else _local_timers(exs, args)
+    hand, tuned = [], []
+    for _ in range(rounds):
+        hand.append(timers[0]())
+        tuned.append(timers[1]())
+    ratio = float(np.median(np.array(hand) / np.array(tuned)))
+    return float(np.median(hand)), float(np.median(tuned)), ratio
 
 
-def _time_remote(ex, args, rpc: str, key: str | None, repeat: int) -> float:
+def _timer(f, args):
+    return lambda: float(np.median(f(*args).results)) * 1e3
+
+
+def _local_timers(exs, args) -> list:
+    from .compat import cpu
+
+    return [_timer(ex.mod.time_evaluator("main", cpu(), number=3, repeat=3, min_repeat_ms=30),
+                   args) for ex in exs]
+
+
+def _remote_timers(exs, args, rpc: str, key: str | None) -> list:
     import tempfile
     from pathlib import Path
 
     from tvm import rpc as tvm_rpc
 
     host, port = _tracker(rpc, key)
+    sess = tvm_rpc.connect_tracker(host, port).request(key, session_timeout=300)
+    mods = []
     with tempfile.TemporaryDirectory() as tmp:
-        lib = Path(tmp) / "lrqc_candidate.so"
-        ex.export_library(str(lib))
-        sess = tvm_rpc.connect_tracker(host, port).request(key, session_timeout=120)
-        sess.upload(str(lib))
-        mod = sess.load_module(lib.name)
+        for n, ex in enumerate(exs):
+            lib = Path(tmp) / f"lrqc_candidate{n}.so"
+            ex.export_library(str(lib))
+            sess.upload(str(lib))
+            mods.append(sess.load_module(lib.name))
     dev = sess.cpu()
     remote = [tvm.runtime.tensor(a.numpy(), dev) for a in args]
-    f = mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=30)
-    return float(np.median(f(*remote).results)) * 1e3
+    return [_timer(m.time_evaluator("main", dev, number=3, repeat=3, min_repeat_ms=30), remote)
+            for m in mods]
 
 
 def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -> str | None:
@@ -435,8 +454,7 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         row["status"] = "no valid candidate: the hand schedule stays"
         print(f"  {row['status']}", file=out)
         return row
-    hand_ms = time_function(plan, rule, tdict, fn=fn, rpc=rpc, key=key)  # where it was tuned
-    tuned_ms = time_function(plan, rule, tdict, chosen[1], fn=fn, rpc=rpc, key=key)
+    hand_ms, tuned_ms, _ = compare(plan, rule, tdict, chosen[1], fn, rpc, key)  # where tuned
     rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                  wall_s=wall)
     db.put(rec)
