@@ -37,7 +37,7 @@ def cmd_build(args) -> int:
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  product: {man['product']}")
-    if not man["product"].startswith("integer GEMM"):
+    if man["schedule_rule"] == "float32_tile":
         warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
     elif not man["fast_path"]:
         warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "

@@ -75,14 +75,15 @@ def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
 
     lo, _ = m_range(M)
     specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
+    rules = [choose(family_of(tdict), plans[-1], features(tdict))[0] for _, plans in specs]
     if module is None:
         mod = tvm.IRModule({})
-        for prefix, plans in specs:
-            rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+        for (prefix, plans), rule in zip(specs, rules):
             mod.update(schedule_all(plans, rule, prefix))
         module = compile_module(mod, tvm.target.Target(tdict))
-    kernels = [Kernel(plans, module, tdict, FLOAT_RULE, False, m_min=lo, prefix=prefix)
-               for prefix, plans in specs]
+    kernels = [Kernel(plans, module, tdict, *((FLOAT_RULE, False) if plans[-1].float_path
+                                               else (rule.NAME, rule.FAST)),
+                      m_min=lo, prefix=prefix) for (prefix, plans), rule in zip(specs, rules)]
     return ChainKernel(s, kernels, module, tdict, N, K)
 
 
