@@ -3,8 +3,8 @@
 For each shape and trial budget, tunes the kernel's functions (the GEMM with its fused
 epilogues, and the quantization pass) in a fresh tuning database (a temporary directory, so
 nothing is reused between rows), then prints per function the tuned and hand-scheduled times
-(medians on this host of 7 rounds that alternate the two compiled functions; the speedup is
-the median of the per-round ratios, robust to the slow phases of a shared machine), the number
+(as lrqc tune measured them when recording: medians of 7 rounds that alternate the two
+compiled functions, the speedup the median of the per-round ratios), the number
 of trials the search needed to reach 95 % of its best measured speed, and the wall time of the
 whole tuning of the row.
 
@@ -55,19 +55,6 @@ def trials_to_95(work_dir: Path) -> int | None:
     return next(i + 1 for i, s in enumerate(secs) if s <= best / 0.95)
 
 
-def paired(s, rec) -> tuple[float, float, float]:
-    """(hand ms, tuned ms, median ratio hand/tuned) of a record: lrqc.backend.tune.compare."""
-    from lrqc.backend import build
-    from lrqc.backend.rules import choose
-    from lrqc.backend.target import features
-    from lrqc.backend.tune import compare
-
-    k = rec.key
-    plan = next(p for p in build.bucket_plans(s, k["m"], k["n"], k["k"]) if p.m == k["m"])
-    rule, _ = choose(build.family_of(k["target"]), plan, features(k["target"]))
-    return compare(plan, rule, k["target"], rec.trace, k["function"])
-
-
 def run_row(name, text, dims, trials, workers) -> list[str]:
     from lrqc.backend.tune import tune_scheme
     from lrqc.tuning.db import Database
@@ -87,11 +74,9 @@ def run_row(name, text, dims, trials, workers) -> list[str]:
             if "tuned_ms" not in r:
                 lines.append(f"{name:<36}{fn:<11}{trials:>7}  {r['status']}")
                 continue
-            rec = recs[r["record"]]
-            t95 = trials_to_95(db.work_dir(rec.key))
-            hand, tuned, ratio = paired(s, rec)
-            lines.append(f"{name:<36}{fn:<11}{trials:>7}{hand:>10.3f}"
-                         f"{tuned:>10.3f}{ratio:>9.2f}x"
+            t95 = trials_to_95(db.work_dir(recs[r["record"]].key))
+            lines.append(f"{name:<36}{fn:<11}{trials:>7}{r['hand_ms']:>10.3f}"
+                         f"{r['tuned_ms']:>10.3f}{r['speedup']:>9.2f}x"
                          f"{r['trials']:>7}{r['valid']:>7}{r['rejected']:>6}"
                          f"{t95 if t95 else '-':>8}{wall:>9.0f}")
     return lines

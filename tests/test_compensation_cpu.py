@@ -205,20 +205,26 @@ def test_uncompiled_combinations_say_why(a, b, msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
 
 
-LPLR_CASES = [("int8 per_tensor round=floor", "lplr(rank=8, left=int4, right=int8, seed=3)"),
-               ("int4 per_vector(32)", "lplr(rank=8, left=int8, right=int4, normalize_shift=true)"),
-               ("uint8 per_channel calibrate=minmax", "lplr(rank=6, left=int2, right=int8, method=dsvd)"),
-               ("float16", "lplr(rank=8, left=int4, right=int8, normalize_shift=true)")]
+LPLR_CASES = [  # (a, b, whether A' L is an integer GEMM)
+    ("int8 per_tensor round=floor", "lplr(rank=8, left=int4, right=int8, seed=3)", True),
+    ("int4 per_vector(32)", "lplr(rank=8, left=int8, right=int4, normalize_shift=true)", True),
+    ("uint8 per_channel calibrate=minmax", "lplr(rank=6, left=int2, right=int8, method=dsvd)", True),
+    ("float16", "lplr(rank=8, left=int4, right=int8, normalize_shift=true)", False),
+    # integer A whose plan falls back to float32 (vectors not a multiple of 4; MX on one side)
+    ("int8 per_vector(24)", "lplr(rank=8, left=int4, right=int8)", True),
+    ("int8 per_vector(30)", "lplr(rank=8, left=int4, right=int8)", False),
+    ("e2m1 per_block(32, scale=e8m0)", "lplr(rank=8, left=int4, right=int8)", False)]
 
 
-@pytest.mark.parametrize("a,b", LPLR_CASES)
-def test_lplr_first_gemm_is_integer_for_integer_activations(a, b):
-    """A' L on L's int8 codes plus a ones column (chain.left_codes), over M buckets."""
+@pytest.mark.parametrize("a,b,integer", LPLR_CASES)
+def test_lplr_first_gemm_is_integer_for_integer_activations(a, b, integer):
+    """A' L on L's int8 codes plus a ones column (chain.left_codes), over M buckets; float32
+    on L's values whenever the integer plan would fall back to float."""
     s = scheme(a, b)
     rng = np.random.default_rng(11)
     B = rng.standard_normal((96, 40)) + 0.5  # L's grid offset far from 0
     kernel = lrqc.compile(s, M="3..20", N=40, K=96)
-    assert kernel.integer_left == (not a.startswith("float"))
+    assert kernel.integer_left == integer
     packed = kernel.pack(B)
     for m in (3, 20):
         A = rng.standard_normal((m, 96)).astype(np.float32)
@@ -235,6 +241,10 @@ def test_lplr_left_codes_are_exact():
     codes = q.codes.T  # (K, m + 1)
     assert codes.min() >= -8 and codes.max() <= 7 and np.all(codes[:, -1] == 1)
     assert np.allclose(X[:, :7] + ratio * X[:, 7:], L, rtol=0, atol=1e-12)
+    for seed in range(300):  # step recovered from L's extremes may be an ulp off: still fine
+        Lr = minmax_quantize(np.random.default_rng(seed).standard_normal((300, 8)), 4)
+        Xr, _, _, rr = left_codes(Lr, 4)
+        assert np.allclose(Xr[:, :8] + rr * Xr[:, 8:], Lr, rtol=0, atol=1e-12)
     Xc, qc, _, ratio_c = left_codes(np.full((5, 2), 0.25), 4)  # a constant factor
     assert np.all(qc.codes[:2] == qc.codes[0, 0]) and np.allclose(Xc[:, :2] + ratio_c * Xc[:, 2:], 0.25)
 

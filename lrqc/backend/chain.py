@@ -31,15 +31,15 @@ CODES = QuantOperand(Quant("int8"))  # L's centered codes (given exactly: layout
 
 
 def integer_left(s: Scheme, K: int) -> bool:
-    """Whether LPLR's T = A' L runs as an integer GEMM: A quantized to integers and L's codes
-    fit int8 (and the plan compiles, e.g. no accumulator overflow at this K)."""
+    """Whether LPLR's T = A' L runs as an integer GEMM: A quantized to integers, L's codes fit
+    int8, and the plan is an integer one at this K (make_plan falls back to a float32 GEMM on
+    accumulator overflow, vectors that are not a multiple of 4, MX on one side, ...)."""
     if not (isinstance(s.a, QuantOperand) and s.a.quant.is_int and s.b.left_bits <= 8):
         return False
     try:
-        make_plan(replace(s, b=CODES), 4, s.b.rank + 1, K)
+        return not make_plan(replace(s, b=CODES), 4, s.b.rank + 1, K).float_path
     except UnsupportedScheme:
         return False
-    return True
 
 
 def is_chain(s: Scheme) -> bool:
@@ -99,12 +99,13 @@ class ChainKernel:
     """pack(B) once, kernel(A, packed) -> C, like Kernel; holds one Kernel per product."""
 
     transposed = False
-    fast = False
 
     def __init__(self, scheme: Scheme, kernels, module, target, n: int, k: int):
         self.scheme, self.kernels, self.module, self.target = scheme, kernels, module, target
         self.n, self.k = n, k
-        self.rule = kernels[0].rule
+        self.rule, self.fast = kernels[0].rule, kernels[0].fast
+        # LPLR's first product on L's int8 codes (parts(): N = rank + 1, the ones column)
+        self.integer_left = scheme.product is None and not kernels[0].plan.float_path
         self.plans = kernels[0].plans
         self.plan = kernels[0].plan
         self.m_min, self.m_max = kernels[0].m_min, kernels[0].m_max
@@ -159,9 +160,6 @@ class ChainKernel:
         return ChainPacked([k1.pack(X, q), k2.pack(R)],
                            {"beta": float(beta), "step": step, "ratio": ratio}, self.key)
 
-    @property
-    def integer_left(self) -> bool:
-        return self.scheme.product is None and self.kernels[0].plan.n == self.scheme.b.rank + 1
 
     def __call__(self, A, packed: ChainPacked) -> np.ndarray:
         if not isinstance(packed, ChainPacked) or packed.plan_key != self.key:
@@ -227,11 +225,13 @@ def _factors(p, X: np.ndarray, seed: int, role: str):
 def left_codes(L: np.ndarray, bits: int) -> tuple[np.ndarray, QArray, float, float]:
     """LPLR's min-max factor L (K x m) as (X, q, step, ratio): q holds the centered int8 codes
     cc of L = step * cc + off and a column of ones (K x (m + 1), per-tensor scale step), X =
-    step * [cc, 1] its exact value, ratio = off / step. A constant L has cc = 0 and step 1."""
+    step * [cc, 1] its value, ratio = off / step. A constant L has codes c = 0 (cc = -2^(b-1))
+    and step 1. step is recovered from L's extremes, so it may differ from the reference's by an
+    ulp: L is reproduced to float64 rounding, far below the float32 GEMM's."""
     lo, hi = float(L.min()), float(L.max())
     step = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
     c = np.rint((L - lo) / step)
-    if not np.array_equal(lo + c * step, L):
+    if np.max(np.abs(lo + c * step - L)) > 1e-9 * max(abs(lo), abs(hi), step):
         raise InputError("LPLR: the left factor is not on its min-max grid (internal error)")
     half = 2 ** (bits - 1)
     codes = np.concatenate([c - half, np.ones((L.shape[0], 1))], axis=1)

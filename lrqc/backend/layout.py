@@ -56,7 +56,7 @@ def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
     if p.compensated:
         st = static_terms(p, B) if q is None else (q, [])
     if p.float_path:
-        out = {"Bf": _pack_float(p, B, st)}
+        out = {"Bf": _pack_float(p, B, st, exact=q is not None)}
     elif p.segments:
         out = _pack_segments(p, B, st)
     else:
@@ -98,10 +98,13 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
     return {"Bp": bp, "sb": sb, "cs": cs, **out}
 
 
-def _pack_float(p: KernelPlan, B: np.ndarray, st=None) -> np.ndarray:
+def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> np.ndarray:
     """Bf[Np/16, Kp, 16] float32: B rounded to its float type, or dequantized (any quantizer:
-    the reference's own numpy quantization), zero padded."""
-    if p.b_float:
+    the reference's own numpy quantization), or B itself when it is the exact value of a given
+    quantized copy (exact), zero padded."""
+    if exact:
+        vals = B
+    elif p.b_float:
         vals = round_float(B, p.scheme.b.dtype)
     else:
         vals = quantize(B, p.qb, "b").dequantize()  # K x N

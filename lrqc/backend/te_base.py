@@ -315,10 +315,12 @@ def epilogue_terms(p: KernelPlan):
 
     if not parts:
         return [], out, lambda v, i, j, g: v
-    lr = lowrank_blocks(parts)
+    lr = []  # the blocks, made on first use (only outputs that reduce over groups need them)
 
     def plus(v, i, j, g):
-        return v + tir.if_then_else(g == 0, lr(i, j), tir.const(0.0, "float32"))
+        if not lr:
+            lr.append(lowrank_blocks(parts))
+        return v + tir.if_then_else(g == 0, lr[0](i, j), tir.const(0.0, "float32"))
 
     return ph, out, plus
 

@@ -126,7 +126,7 @@ def group_output_tile(sch, fn, plan, mr: int, nr: int):
     sch.unroll(jm)
     sch.vectorize(jv)
     if fn != names.FN_ACC:  # the low-rank epilogue once per output tile, outside the groups
-        lowrank_at(sch, jo if plan.nibbles else io)
+        lowrank_at(sch, jo, rows=4) if plan.nibbles else lowrank_at(sch, io)
     return out, io, g
 
 
@@ -162,11 +162,13 @@ def sum_pairs_at(sch, name, loop, lanes=8):
     return b
 
 
-def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=4):
+def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=None):
     """The output block (dequantization, + the low-rank epilogue) computed in the tile under
     `at_loop`. With low-rank terms the block reduces over the ranks c (te_comp.output): per
-    block of `rows` rows x `lanes` columns the accumulators stay in registers while c runs
-    outside them, unrolled (c -> rows unrolled -> lanes vectorized)."""
+    block of rows x `lanes` columns the accumulators stay in registers while c runs outside
+    them, unrolled (c -> rows unrolled -> lanes vectorized). rows: None when at_loop is a row
+    tile (its rows, a tuning sample perhaps, form the block: no split factor read from a
+    sampled extent gets frozen into a trace), else the rows per block of a column strip."""
     b = sch.get_sblock(out_name)
     sch.reverse_compute_at(b, at_loop)
     loops = sch.get_loops(b)
@@ -178,7 +180,7 @@ def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=4):
     return b
 
 
-def _register_block(sch, blk, anchor, lanes: int, rows: int):
+def _register_block(sch, blk, anchor, lanes: int, rows):
     """A small reduction C[i, j] = Σ_c ... placed under `anchor`: c outside rows x lanes
     accumulators, c and the rows unrolled, lanes vectorized, the init before c. compute_at
     drops unit loops (one row, rank 1): the loops under the anchor are matched to i, j, c by
@@ -192,8 +194,12 @@ def _register_block(sch, blk, anchor, lanes: int, rows: int):
     i = under.pop() if under else None
     jo, jv = sch.split(j, [None, lanes])
     if i is not None:
-        io, ii = sch.split(i, [None, pick_split(int(sch.get(i).extent), (rows, 2, 1))])
-        sch.reorder(io, jo, *([c] if c is not None else []), ii, jv)
+        if rows is None:
+            io, ii = None, i
+        else:
+            io, ii = sch.split(i, [None, pick_split(int(sch.get(i).extent), (rows, 2, 1))])
+        sch.reorder(*([io] if io is not None else []), jo, *([c] if c is not None else []),
+                    ii, jv)
         sch.unroll(ii)
     elif c is not None:
         sch.reorder(jo, c, jv)
@@ -204,7 +210,7 @@ def _register_block(sch, blk, anchor, lanes: int, rows: int):
         sch.vectorize(sch.get_loops(init)[-1])
 
 
-def lowrank_at(sch, loop, lanes=16, rows=4):
+def lowrank_at(sch, loop, lanes=16, rows=None):
     """The low-rank epilogue blocks of outputs that reduce over K groups
     (te_comp.lowrank_blocks) computed under `loop`, before the output tile, each a register
     block like fuse_epilogue's."""
@@ -246,7 +252,7 @@ def compensated_pass(sch, knob=None):
             sch.unroll(loops[1])
         elif name == names.RESID or name.startswith(names.SPARSE_CODES):
             sch.parallel(loops[0])
-            lanes = lanes_knob(knob or hand, "resid_lanes", int(sch.get(loops[1]).extent), 16)
+            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[1]).extent), 16)
             _, kv = sch.split(loops[1], [None, lanes])
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):

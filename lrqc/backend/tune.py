@@ -46,9 +46,10 @@ def space_knobs(plan, rule, fn: str) -> dict:
     from .build import functions, schedule_function
 
     seen = {}
+    safe = unit_safe(fn, plan, rule)
 
     def probe(name, cands, hand_choice):
-        seen[name] = tuple(c for c in cands if (c == 1) == (hand_choice == 1))
+        seen[name] = tuple(sorted(_allowed(name, cands, hand_choice, safe) | {hand_choice}))
         return hand_choice
 
     schedule_function(fn, Schedule(prim_func(functions(plan, rule)[fn])), plan, rule, probe)
@@ -70,17 +71,27 @@ def function_module(plan, rule, fn: str):
     return prim_func(functions(plan, rule)[fn])
 
 
-def sampling_knob(sch):
+def sampling_knob(sch, unit_safe=()):
     """knob(name, candidates, hand) drawing uniformly from the candidates (a MetaSchedule
-    decision the search mutates). Only values that are 1 exactly when the hand choice is 1:
-    compute_at drops unit loops, and the search replays traces with mutated decisions, which
-    must keep the number of loops each step sees."""
+    decision the search mutates). Only values that are 1 exactly when the hand choice is 1,
+    except for the knobs in unit_safe (pure split factors): compute_at drops unit loops, and
+    the search replays traces with mutated decisions, which must keep the number of loops each
+    step sees."""
     def knob(name, cands, hand):
-        cands = sorted({c for c in cands if (c == 1) == (hand == 1)} | {hand})
+        cands = sorted(_allowed(name, cands, hand, unit_safe) | {hand})
         if len(cands) == 1:
             return cands[0]
         return sch.sample_categorical(candidates=cands, probs=[1.0 / len(cands)] * len(cands))
     return knob
+
+
+def _allowed(name, cands, hand, unit_safe) -> set:
+    return {c for c in cands if name in unit_safe or (c == 1) == (hand == 1)}
+
+
+def unit_safe(fn: str, plan, rule) -> tuple:
+    return tuple(getattr(rule, "UNIT_SAFE", ())) if fn == names.FN_GEMM and not plan.float_path \
+        else ()
 
 
 def replay(sch, trace_json) -> None:
@@ -242,7 +253,7 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
         out = []
         for v in variants(fn, plan, rule):
             s = sch.copy()
-            schedule_function(fn, s, plan, rule, sampling_knob(s), v)
+            schedule_function(fn, s, plan, rule, sampling_knob(s, unit_safe(fn, plan, rule)), v)
             out.append(s)
         return out
 
@@ -454,11 +465,12 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         row["status"] = "no valid candidate: the hand schedule stays"
         print(f"  {row['status']}", file=out)
         return row
-    hand_ms, tuned_ms, _ = compare(plan, rule, tdict, chosen[1], fn, rpc, key)  # where tuned
+    hand_ms, tuned_ms, ratio = compare(plan, rule, tdict, chosen[1], fn, rpc, key)  # there
     rec = Record(rkey, chosen[1], tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                  wall_s=wall)
     db.put(rec)
-    row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms)
+    row.update(status="recorded", record=rec.hash, tuned_ms=tuned_ms, hand_ms=hand_ms,
+               speedup=ratio)
     slower = " (slower than the hand schedule: builds keep the hand schedule)" \
         if tuned_ms > hand_ms else ""
     where = f" on the RPC device {key}" if rpc else ""

@@ -33,7 +33,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr):
     sch.unroll(ii)
     sch.unroll(jm)
     tiles.unpack_at(sch, ko)
-    tiles.fuse_epilogue(sch, "C", jo if plan.nibbles else io)
+    tiles.fuse_epilogue(sch, "C", jo if plan.nibbles else io, rows=4 if plan.nibbles else None)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv})
 
 

@@ -21,6 +21,7 @@ def applies(plan, features):
 
 
 VARIANTS = ("rows_outer", "k_outer")
+UNIT_SAFE = ("nr",)  # knobs that are split factors only: 1 or not, every step sees its loops
 
 
 def variants(plan) -> tuple:
@@ -47,7 +48,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr, kc, variant="rows_outer"):
     tiles.unpack_at(sch, jo)  # nibbles: the whole 16-column panel once per jo (L2-sized)
     anchor = jo if variant == "k_outer" else io
     tiles.sum_pairs_at(sch, "acc", anchor)
-    tiles.fuse_epilogue(sch, "C", anchor)
+    tiles.fuse_epilogue(sch, "C", anchor, rows=4 if variant == "k_outer" else None)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, tiles.register_avx2())
 
 
