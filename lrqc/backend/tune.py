@@ -90,8 +90,9 @@ def _allowed(name, cands, hand, unit_safe) -> set:
 
 
 def unit_safe(fn: str, plan, rule) -> tuple:
-    return tuple(getattr(rule, "UNIT_SAFE", ())) if fn == names.FN_GEMM and not plan.float_path \
-        else ()
+    if fn != names.FN_GEMM or plan.float_path or not hasattr(rule, "unit_safe"):
+        return ()
+    return tuple(rule.unit_safe(plan))
 
 
 def replay(sch, trace_json) -> None:

@@ -21,7 +21,13 @@ def applies(plan, features):
 
 
 VARIANTS = ("rows_outer", "k_outer")
-UNIT_SAFE = ("nr",)  # knobs that are split factors only: 1 or not, every step sees its loops
+
+
+def unit_safe(plan) -> tuple:
+    """Knobs that are pure split factors (1 or not, every schedule step sees the same loops):
+    the 16-column blocks per tile, except with nibble weights, whose per-tile unpack loses its
+    unit block loop to compute_at."""
+    return () if plan.nibbles else ("nr",)
 
 
 def variants(plan) -> tuple:
