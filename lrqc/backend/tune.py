@@ -312,18 +312,19 @@ def _random_args(tensors, rng, rows: int = 1):
     return out
 
 
-def compare(plan, rule, tdict: dict, trace, fn: str = names.FN_GEMM, rpc: str | None = None,
-            key: str | None = None, rounds: int = 7) -> tuple[float, float, float]:
-    """(hand ms, tuned ms, median of the per-round ratios hand / tuned) of the plan's function
-    fn: the hand schedule and the trace compiled once and timed in alternating rounds (robust
-    to the slow phases of a shared machine), on this host or, with rpc/key, on a device of that
-    RPC tracker (both modules exported as shared libraries and uploaded in one session)."""
+def compare(plan, rule, tdict: dict, traces, fn: str = names.FN_GEMM, rpc: str | None = None,
+            key: str | None = None, rounds: int = 7) -> tuple[float, list]:
+    """(hand ms, [(tuned ms, median of the per-round ratios hand / tuned) per trace]) of the
+    plan's function fn: the hand schedule and each trace compiled once and timed in
+    alternating rounds (robust to the slow phases of a shared machine), on this host or, with
+    rpc/key, on a device of that RPC tracker (every module exported as a shared library and
+    uploaded in one session)."""
     from .build import functions, schedule_function
     from .compat import compile_module
 
     tensors = functions(plan, rule)[fn]
     exs = []
-    for tr in (None, trace):
+    for tr in (None, *traces):
         sch = Schedule(prim_func(tensors))
         if tr is None:
             schedule_function(fn, sch, plan, rule)
@@ -332,12 +333,10 @@ def compare(plan, rule, tdict: dict, trace, fn: str = names.FN_GEMM, rpc: str | 
         exs.append(compile_module(sch.mod, tvm.target.Target(tdict)))
     args = _random_args(tensors, np.random.default_rng(0), plan.m)
     timers = _remote_timers(exs, args, rpc, key) if rpc else _local_timers(exs, args)
-    hand, tuned = [], []
-    for _ in range(rounds):
-        hand.append(timers[0]())
-        tuned.append(timers[1]())
-    ratio = float(np.median(np.array(hand) / np.array(tuned)))
-    return float(np.median(hand)), float(np.median(tuned)), ratio
+    ms = np.array([[t() for t in timers] for _ in range(rounds)])  # rounds x (hand, traces...)
+    return float(np.median(ms[:, 0])), [
+        (float(np.median(ms[:, n])), float(np.median(ms[:, 0] / ms[:, n])))
+        for n in range(1, ms.shape[1])]
 
 
 def _timer(f, args):
@@ -470,8 +469,8 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         return row
     # re-timed against the hand schedule in alternating rounds (one noisy measurement during
     # the search can put a slow candidate first): the best ratio is recorded
-    timed = [(compare(plan, rule, tdict, tr, fn, rpc, key), tr) for tr in checked]
-    (hand_ms, tuned_ms, ratio), trace = max(timed, key=lambda t: t[0][2])
+    hand_ms, timed = compare(plan, rule, tdict, checked, fn, rpc, key)
+    (tuned_ms, ratio), trace = max(zip(timed, checked), key=lambda t: t[0][1])
     wall = row["wall_s"] = time.time() - t0
     rec = Record(rkey, trace, tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                  wall_s=wall)
