@@ -131,6 +131,7 @@ def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
     ("int8 per_vector(32)", "int4 per_vector(32)", "gemm"),  # a per-group GEMM
     ("float16", "int4 per_channel", "gemm"),  # the float32 GEMM's rows and k chunk
     ("int8 per_tensor + lowrank(rank=2)", "int8 per_channel", "quantize_a"),  # compensated pass
+    ("int8 per_channel", "int4 per_channel + lowrank(rank=4)", "lowrank_u"),  # A' L_B, rank blocks
 ])
 def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
     from lrqc.backend import tune
@@ -237,3 +238,34 @@ def test_tune_refuses_bad_arguments(cache, capsys):
     assert "--time-budget" in capsys.readouterr().err
     assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128", "--only", "sparse"]) == 1
     assert "expected some of quantize_a, gemm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("a,b,dims", [("int8 per_channel", "int8 per_channel", (16, 64, 256)),
+                                      ("int8 per_channel", "int4 per_channel + lowrank(rank=3)",
+                                       (16, 64, 128)),
+                                      ("int8 per_vector(64)", "int8 per_vector(64)", (8, 64, 256))])
+def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
+    """The VNNI rule's tuning space (which lrqc tune samples on a VNNI machine only: candidates
+    are checked there) compiles at every corner: each knob at its smallest and largest value,
+    the others at the hand choice, scheduled as MetaSchedule would draw them."""
+    from lrqc.backend.build import functions, schedule_function
+    from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
+    from lrqc.backend.plan import make_plan
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve
+    from lrqc.backend.tune import space_knobs
+
+    t = resolve("x86-avx512-vnni")
+    s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+    plan = make_plan(s, *dims)
+    rule, _ = choose("x86", plan, features(t))
+    assert rule.NAME == "x86_vnni"
+    space = space_knobs(plan, rule, "gemm")
+    assert "mr" in space and ("kc" in space or plan.groups > 1)
+    for name, cands in space.items():
+        for value in (cands[0], cands[-1]):
+            sch = Schedule(prim_func(functions(plan, rule)["gemm"]))
+            schedule_function("gemm", sch, plan, rule,
+                              lambda n, c, h, v=value, name=name: v if n == name else h)
+            asm = compile_module(sch.mod, tvm.target.Target(t)).mod.inspect_source("asm")
+            assert asm.count("vpdpbusd") >= 4, (name, value)

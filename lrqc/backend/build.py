@@ -73,7 +73,7 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
     elif plan.float_path and fn == names.FN_GEMM:
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
-        tiles.row_dots_at(sch, names.LOWRANK_U)
+        tiles.row_dots_at(sch, names.LOWRANK_U, knob)
     elif variant is not None:
         rule.schedule(fn, sch, plan, tiles, knob=knob, variant=variant)
     elif knob is not None:
@@ -127,19 +127,26 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
                     transposed=scheme.static == "a")
     kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), f"hand schedule {name}"
                                                            if fn == names.FN_GEMM else "hand schedule")
-                        for p in plans for fn in (names.FN_QUANTIZE, names.FN_GEMM)}
+                        for p in plans for fn in tuned_functions(p)}
     return kernel
+
+
+def tuned_functions(plan) -> tuple:
+    """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
+    from .tune import TUNED_FUNCTIONS
+
+    return tuple(fn for fn in TUNED_FUNCTIONS if fn != names.FN_LOWRANK_U or plan.rank_b)
 
 
 def _records(plans, tdict: dict) -> tuple[dict, dict]:
     """({(m, fn): trace}, {(m, fn): how it was chosen}) from the tuning database."""
     from ..errors import LrqcError
     from ..tuning.db import Database
-    from .tune import TUNED_FUNCTIONS, record_key
+    from .tune import record_key
 
     db, traces, sources = Database(), {}, {}
     for p in plans:
-        for fn in TUNED_FUNCTIONS:
+        for fn in tuned_functions(p):
             try:
                 rec = db.get(record_key(p, fn, tdict))
             except LrqcError as exc:  # a corrupt record: say so, build with the hand schedule

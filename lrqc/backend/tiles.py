@@ -93,7 +93,7 @@ def float_knobs(plan) -> dict:
 def float_gemm(sch, plan, knob=None):
     """The float32 GEMM of te_float: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
     [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
-    pick = {n: (knob or hand)(n, c, h) for n, (c, h) in float_knobs(plan).items()}
+    pick = picks(float_knobs(plan), knob)
     blk = sch.get_sblock(names.ACC)
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, pick["mr"]])
@@ -222,6 +222,27 @@ def lowrank_at(sch, loop, lanes=16, rows=None):
         _register_block(sch, blk, loop, lanes, rows)
 
 
+def tile_knobs(plan, rows_pref, cols_pref) -> dict:
+    """The integer GEMM's tuning space shared by the x86 rules: name -> (candidates, hand
+    choice). Rows per output tile ("mr"), 16-column blocks per tile ("nr") and, for
+    single-group products, the k chunk ("kc", in 4-byte steps); the hand choice is the first
+    of the rule's preferences that divides the extent (rows_pref, cols_pref)."""
+    rows = tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0)
+    cols = tuple(v for v in (1, 2, 4) if (plan.np_ // 16) % v == 0)
+    kcs = tuple(v for v in (8, 16, 32, 64, 128) if (plan.kp // 4) % v == 0) or (1,)
+    out = {"mr": (rows, pick_split(plan.mp, rows_pref)),
+           "nr": (cols, pick_split(plan.np_ // 16, cols_pref))}
+    if plan.groups == 1:
+        out["kc"] = (kcs, pick_split(plan.kp // 4, (64, 32, 16, 8, 4, 2, 1)))
+    return out
+
+
+def picks(knobs: dict, knob=None) -> dict:
+    """name -> the value of each knob of a rule's space: knob(name, candidates, hand) under
+    tuning, else the hand choice."""
+    return {name: (knob or hand)(name, c, h) for name, (c, h) in knobs.items()}
+
+
 def pick_split(extent: int, choices) -> int:
     """The first choice dividing extent (tiles that fit exactly, no predicates)."""
     for c in choices:
@@ -258,7 +279,7 @@ def compensated_pass(sch, knob=None):
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
     if has_block(sch, names.SKETCH):
-        row_dots_at(sch, names.SKETCH)
+        row_dots_at(sch, names.SKETCH, knob)
 
 
 def whole_tensor_stat(sch, name: str):
@@ -285,16 +306,28 @@ def transposed_at(sch, name: str, src: str):
     sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
 
 
-def row_dots_at(sch, name):
-    """te_comp.row_dots: the 16-lane partials computed per row (compute_at the row), k chunks
-    reduced with 16 lanes vectorized, rows parallel."""
+def row_dots_at(sch, name, knob=None):
+    """te_comp.row_dots: the 16-lane partials computed per row (compute_at the row), rows
+    parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
+    block, so one 16-lane load of the row's values (the dequantized codes) serves every rank
+    of the block, whose 16-lane sums stay in registers."""
     out = sch.get_sblock(name)
     i = sch.get_loops(out)[0]
     sch.parallel(i)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
-    kk, ko = sch.get_loops(part)[-2:]  # under i: (c, kk, ko), c elided when it is 1
-    sch.reorder(ko, kk)
+    loops = sch.get_loops(part)  # under i: (c, kk, ko), c elided when it is 1
+    if len(loops) >= 4:
+        c, kk, ko = loops[-3:]
+        ranks = int(sch.get(c).extent)
+        cands = tuple(v for v in (2, 4, 8) if ranks % v == 0) or (1,)
+        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
+        co, ci = sch.split(c, [None, cb])
+        sch.reorder(co, ko, ci, kk)
+        sch.unroll(ci)
+    else:
+        kk, ko = loops[-2:]
+        sch.reorder(ko, kk)
     sch.vectorize(kk)
     init = sch.decompose_reduction(part, ko)
     sch.vectorize(sch.get_loops(init)[-1])

@@ -32,7 +32,7 @@ from . import names, tiles
 from .compat import Schedule, prim_func, tvm, versions
 from .target import features
 
-TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM)  # what lrqc tune searches
+TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
 FINALISTS = 3  # checked candidates re-timed against the hand schedule before one is recorded
 
 
@@ -412,7 +412,10 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
-    jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS]
+    from .build import tuned_functions
+
+    jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS
+            if fn in tuned_functions(plan)]  # lowrank_u only with B's low-rank term
     budget_each = budget_s / len(jobs) if budget_s else None
     rows = []
     for plan, fn in jobs:

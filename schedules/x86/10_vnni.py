@@ -18,13 +18,17 @@ def applies(plan, features):
     return None
 
 
-def _single_group(fn, sch, plan, tiles, mr, nr):
-    kc = tiles.pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4))
+def unit_safe(plan) -> tuple:
+    """Knobs that are pure split factors (see 20_avx2.unit_safe: the same tile structure)."""
+    return () if plan.nibbles else ("nr",)
+
+
+def _single_group(fn, sch, plan, tiles, mr, nr, kc):
     blk = sch.get_sblock("acc")
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
-    ko, kk, kv = sch.split(k, [None, kc // 4, 4])
+    ko, kk, kv = sch.split(k, [None, kc, 4])
     if plan.nibbles:
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
     else:
@@ -54,10 +58,17 @@ def _groups(fn, sch, plan, tiles, mr, nr):
     tiles.finish_group_output(sch, fn, out, g)
 
 
-def schedule(fn, sch, plan, tiles):
-    nr = tiles.pick_split(plan.np_ // 16, (4, 2, 1))
-    mr = tiles.pick_split(plan.mp, (4, 2, 1))
+def knobs(plan, tiles) -> dict:
+    """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per tile
+    (hand 4) and the k chunk (hand 64 steps of 4 bytes = 256). lrqc tune checks candidates on
+    the host, so it samples them only on a VNNI machine; tests compile every corner of the
+    space for a VNNI target."""
+    return tiles.tile_knobs(plan, (4, 2, 1), (4, 2, 1))
+
+
+def schedule(fn, sch, plan, tiles, knob=None):
+    pick = tiles.picks(knobs(plan, tiles), knob)
     if plan.groups == 1:
-        _single_group(fn, sch, plan, tiles, mr, nr)
+        _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"])
     else:
-        _groups(fn, sch, plan, tiles, mr, nr)
+        _groups(fn, sch, plan, tiles, pick["mr"], pick["nr"])

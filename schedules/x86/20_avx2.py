@@ -83,23 +83,15 @@ def _groups(fn, sch, plan, tiles, mr, nr):
 
 
 def knobs(plan, tiles) -> dict:
-    """The tuning space: name -> (candidates, hand choice). Rows per tile, 16-column blocks per
-    tile and the k chunk (in 4-byte steps; single-group GEMMs only); lrqc tune samples them
-    (tune.sampling_knob)."""
-    rows = tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0)
-    cols = tuple(v for v in (1, 2, 4) if (plan.np_ // 16) % v == 0)
-    kcs = tuple(v for v in (8, 16, 32, 64, 128) if (plan.kp // 4) % v == 0) or (1,)
-    out = {"mr": (rows, tiles.pick_split(plan.mp, (2, 1))),
-           "nr": (cols, tiles.pick_split(plan.np_ // 16, (1, 2)))}
-    if plan.groups == 1:
-        out["kc"] = (kcs, tiles.pick_split(plan.kp // 4, (64, 32, 16, 8, 4, 2, 1)))
-    return out
+    """The tuning space (tiles.tile_knobs): rows per tile (hand 2), 16-column blocks per tile
+    (hand 1) and the k chunk of single-group products; lrqc tune samples them."""
+    return tiles.tile_knobs(plan, (2, 1), (1, 2))
 
 
 def schedule(fn, sch, plan, tiles, knob=None, variant="rows_outer"):
     """knob(name, candidates, hand) -> a value (default: the hand choice); variant: one of
     variants(plan)."""
-    pick = {name: (knob(name, c, h) if knob else h) for name, (c, h) in knobs(plan, tiles).items()}
+    pick = tiles.picks(knobs(plan, tiles), knob)
     if plan.groups == 1:
         _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"], variant)
     else:
