@@ -1,7 +1,7 @@
 """Auto-tuning benchmark: lrqc tune's kernel against the hand schedule, in one run.
 
 For each shape and trial budget, tunes the kernel's functions (the GEMM with its fused
-epilogues, and the quantization pass) in a fresh tuning database (a temporary directory, so
+epilogues, the quantization pass, and B's low-rank row dots where the scheme has them) in a fresh tuning database (a temporary directory, so
 nothing is reused between rows), then prints per function the tuned and hand-scheduled times
 (as lrqc tune measured them when recording: medians of 7 rounds that alternate the two
 compiled functions, the speedup the median of the per-round ratios), the number
@@ -13,7 +13,9 @@ whole tuning of the row.
 
 Rows: per-channel int8 at 1024^3, an LLM decode shape (M=8, N=K=4096) and the LRQMM rank-16
 scheme at 2048^3 (its GEMM with the fused rank-16 epilogue). Target: tuned >= hand on every
-row, and >= 1.2x on the decode shape.
+row, and >= 1.2x on the decode shape. The GEMM rows also show the fraction of the machine's
+integer peak (bench/peak.c: the instruction the rule issues, all threads, no memory traffic)
+that hand and tuned kernels reach: the headroom any schedule has left.
 """
 
 from __future__ import annotations
@@ -55,7 +57,15 @@ def trials_to_95(work_dir: Path) -> int | None:
     return next(i + 1 for i, s in enumerate(secs) if s <= best / 0.95)
 
 
-def run_row(name, text, dims, trials, workers) -> list[str]:
+def of_peak(fn: str, ms: float, dims, peak) -> str:
+    """The GEMM's speed as a fraction of the integer peak (bench/peak.c), else blank."""
+    if fn != "gemm" or not peak:
+        return f"{'':>9}"
+    m, n, k = dims
+    return f"{2.0 * m * n * k / (ms * 1e-3) / 1e9 / peak:>9.2f}"
+
+
+def run_row(name, text, dims, trials, workers, peak) -> list[str]:
     from lrqc.backend.tune import tune_scheme
     from lrqc.tuning.db import Database
 
@@ -77,6 +87,8 @@ def run_row(name, text, dims, trials, workers) -> list[str]:
             t95 = trials_to_95(db.work_dir(recs[r["record"]].key))
             lines.append(f"{name:<36}{fn:<11}{trials:>7}{r['hand_ms']:>10.3f}"
                          f"{r['tuned_ms']:>10.3f}{r['speedup']:>9.2f}x"
+                         f"{of_peak(fn, r['hand_ms'], dims, peak)}"
+                         f"{of_peak(fn, r['tuned_ms'], dims, peak)}"
                          f"{r['trials']:>7}{r['valid']:>7}{r['rejected']:>6}"
                          f"{t95 if t95 else '-':>8}{wall:>9.0f}")
     return lines
@@ -88,17 +100,25 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", default="64,256", help="trial budgets, comma separated")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gemm_cpu import int_peak
+
+    peak, instr = int_peak()
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; medians on this host of 7 rounds "
-          "alternating hand and tuned after tuning; speedup = median of the per-round ratios\n")
+          "alternating hand and tuned after tuning; speedup = median of the per-round ratios")
+    print("integer peak, all threads: " + (f"{peak:.0f} GOPS ({instr}, bench/peak.c); /peak: "
+                                           "the GEMM's GOPS over it\n" if peak
+                                           else f"n/a: {instr}\n"))
     head = (f"{'shape':<36}{'function':<11}{'budget':>7}{'hand ms':>10}{'tuned ms':>10}"
-            f"{'speedup':>10}{'trials':>7}{'valid':>7}{'rej.':>6}{'to 95%':>8}{'wall s':>9}")
+            f"{'speedup':>10}{'hand/pk':>9}{'tuned/pk':>9}{'trials':>7}{'valid':>7}{'rej.':>6}"
+            f"{'to 95%':>8}{'wall s':>9}")
     print(head)
     print("-" * len(head))
     for key in args.rows.split(","):
         label, text, dims = ROWS[key]
         for t in (int(x) for x in args.trials.split(",")):
             for line in run_row(f"{label} {','.join(map(str, dims))}", text, dims, t,
-                                args.workers):
+                                args.workers, peak):
                 print(line, flush=True)
     return 0
 
