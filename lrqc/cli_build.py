@@ -37,8 +37,12 @@ def cmd_build(args) -> int:
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  product: {man['product']}")
+    cuda = man.get("cuda")
     if man["schedule_rule"] == "float32_tile":
         warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
+    elif cuda and not man["fast_path"]:
+        warn = ("   note: TVM's dlight defaults (no lrqc GPU rule for this plan yet: per-group "
+                "scales or a float operand)")
     elif not man["fast_path"]:
         warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
                 "speed than a VNNI build")
@@ -49,6 +53,11 @@ def cmd_build(args) -> int:
         print(f"  {sym}: {how}")
     for note in man["notes"]:
         print(f"  note: {note}")
+    if cuda:
+        ins = ", ".join(f"{k} x{v}" for k, v in cuda["ptx_instructions"].items()) or "none"
+        print(f"  device code: {cuda['fatbin']} (nvcc {cuda['cuda_version']}: SASS for "
+              f"{', '.join(cuda['archs'])} + PTX of {cuda['archs'][-1]}), source {cuda['source']}")
+        print(f"  PTX ({cuda['archs'][0]}) integer/float instructions: {ins}")
     if man["cross_compiled"]:
         print("  cross-compiled: lib.tar holds the object files; link and run it on the target")
     return 0
@@ -125,8 +134,8 @@ def add_parsers(sub, dists):
     b.add_argument("--scheme")
     b.add_argument("--dims", required=True, help="M=..,N=..,K=..; M=lo..hi builds buckets "
                    "(powers of two from 4, and hi) so M may vary per call")
-    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, or a "
-                   "TVM target dict as JSON")
+    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, "
+                   "cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target dict as JSON")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
     b.set_defaults(func=cmd_build)
     r = sub.add_parser("run", help="run a built artifact on .npy inputs")

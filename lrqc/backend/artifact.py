@@ -14,7 +14,7 @@ from .build import bucket_plans, compile as compile_kernel
 from .chain import assemble, is_chain
 from .compat import load_module, versions
 from .kernel import Kernel
-from .target import host_lacks, is_cross
+from .target import cuda_archs, host_lacks, is_cross, is_cuda
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
@@ -45,6 +45,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
                         "(lib.so needs a C++ compiler: set CXX or install g++)") from None
     p = kernel.plan
     buckets = [b.m for b in kernel.plans]
+    cuda = cuda_files(kernel, out) if is_cuda(kernel.target) else None
     manifest = {
         "format": 2,
         "scheme_name": scheme.name,
@@ -68,6 +69,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
             "shifts)" if p.nibbles else ""),
         "nibble_order": "split-half" if p.nibbles else None,
         "lib": lib,
+        "cuda": cuda,
         "versions": {"lrqc": __version__, **versions()},
         "notes": list(p.notes),
     }
@@ -75,12 +77,27 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     return manifest
 
 
+def cuda_files(kernel, out: Path) -> dict:
+    """Device code of a CUDA kernel: device.fatbin (nvcc, SASS for every arch asked for and
+    PTX of the highest) and device.cu (the source TVM generated, for reading); returns the
+    manifest's "cuda" entry, with the integer instructions of each function's PTX."""
+    from . import gpu
+
+    src = gpu.cuda_source(kernel.module)
+    archs = cuda_archs(kernel.target)
+    (out / "device.cu").write_text(src)
+    (out / "device.fatbin").write_bytes(gpu.fatbin(src, archs))
+    return {"archs": archs, "cuda_version": gpu.cuda_version(), "fatbin": "device.fatbin",
+            "source": "device.cu", "source_sha256": gpu.source_hash(src),
+            "ptx_instructions": gpu.count(gpu.ptx(src, archs[0]))}
+
+
 def functions(kernel) -> list[str]:
     """Exported symbols: every function of every bucket (of every part of a chain)."""
     parts = getattr(kernel, "kernels", [kernel])
     out = []
     for k in parts:
-        prefix = k._buckets[0].prefix
+        prefix = k.prefix
         for p in k.plans:
             fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
             fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
@@ -107,6 +124,19 @@ def product_text(kernel) -> str:
     return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
 
 
+def _load_cuda(d: Path, man: dict):
+    """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
+    carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
+    from . import gpu
+    from .kernel import device_of
+
+    _, why = device_of(man["target"])
+    if why:
+        raise LrqcError(f"{d}: {why}")
+    gpu.serve_fatbin((d / man["cuda"]["fatbin"]).read_bytes(), man["cuda"]["source_sha256"])
+    return _assemble(d, man)
+
+
 def read_manifest(path) -> dict:
     d = Path(path)
     try:
@@ -119,8 +149,6 @@ def read_manifest(path) -> dict:
 
 def load_kernel(path) -> Kernel:
     """Load a built artifact without compiling anything."""
-    from ..api import parse_schemes
-
     d = Path(path)
     man = read_manifest(d)
     want = {"lrqc": __version__, **versions()}
@@ -129,10 +157,19 @@ def load_kernel(path) -> Kernel:
     if diff:
         raise LrqcError(f"{d}: built with other versions: {', '.join(diff)}; rebuild it with "
                         "`lrqc build`")
+    if man.get("cuda"):
+        return _load_cuda(d, man)
     missing = host_lacks(man["target"])
     if missing:
         raise LrqcError(f"{d}: built for {man['target']}, but this CPU lacks "
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
+    return _assemble(d, man)
+
+
+def _assemble(d: Path, man: dict):
+    """The Kernel (or chain) of a checked artifact, its library loaded."""
+    from ..api import parse_schemes
+
     scheme = parse_schemes(man["scheme"], str(d / "manifest.json"))[man["scheme_name"]]
     dims = man["dims"]
     if is_chain(scheme):

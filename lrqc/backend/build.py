@@ -11,13 +11,15 @@ from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
 from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
 from .rules import choose
-from .target import features, resolve
+from .target import features, is_cuda, resolve, tvm_target
 
 
 FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
 
 
 def family_of(target: dict) -> str:
+    if is_cuda(target):
+        return "cuda"
     return "x86"  # the generic rule in schedules/x86 also serves non-x86 LLVM targets
 
 
@@ -87,6 +89,9 @@ def schedule_all(plans, rule, prefix: str = "", traces=None) -> "tvm.IRModule":
     out = {}
     traces = traces or {}
     for plan in plans:
+        if getattr(rule, "FAMILY", "x86") == "cuda":
+            out.update(_schedule_cuda(plan, rule, prefix))
+            continue
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
             out[sym] = f.with_attr("global_symbol", sym)
@@ -101,6 +106,29 @@ def schedule_all(plans, rule, prefix: str = "", traces=None) -> "tvm.IRModule":
             sym = names.symbol(fn, plan.m, prefix)
             out[sym] = sch.mod["main"].with_attr("global_symbol", sym)
     return tvm.IRModule(out)
+
+
+def rule_of(plan, rule) -> tuple[str, bool]:
+    """(name, fast) reported for the plan's GEMM: on CPUs products with a float operand use
+    the float32 tile, whatever the integer rule."""
+    if plan.float_path and getattr(rule, "FAMILY", "x86") == "x86":
+        return FLOAT_RULE, False
+    return rule.NAME, rule.FAST
+
+
+def _schedule_cuda(plan, rule, prefix: str) -> dict:
+    """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`)."""
+    from . import gpu
+
+    if plan.sparse:
+        raise UnsupportedScheme("sparse residual terms are not compiled for CUDA targets yet "
+                                "(their kernels are CPU loops); use a dense(...) term or a CPU "
+                                "target")
+    out = {}
+    for fn, tensors in functions(plan, rule).items():
+        sym = names.symbol(fn, plan.m, prefix)
+        out[sym] = gpu.schedule(fn, prim_func(tensors), plan, rule).with_attr("global_symbol", sym)
+    return out
 
 
 def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
@@ -119,16 +147,24 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     sources = {}
     if traces is None:
         traces = {}
-        if tuned:
+        if tuned and not is_cuda(tdict):
             traces, sources = _records(plans, tdict)
-    ex = compile_module(schedule_all(plans, rule, traces=traces), tvm.target.Target(tdict))
-    name, fast = (FLOAT_RULE, False) if plans[-1].float_path else (rule.NAME, rule.FAST)
+    with tvm_target(tdict):  # CUDA rules (dlight) read the current target
+        ex = compile_module(schedule_all(plans, rule, traces=traces), tvm_target(tdict))
+    name, fast = rule_of(plans[-1], rule)
     kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")
-    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), f"hand schedule {name}"
-                                                           if fn == names.FN_GEMM else "hand schedule")
+    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), _hand(fn, p, rule, name))
                         for p in plans for fn in tuned_functions(p)}
     return kernel
+
+
+def _hand(fn: str, plan, rule, name: str) -> str:
+    """How function fn of the plan is scheduled without a tuning record."""
+    if getattr(rule, "FAMILY", "x86") == "cuda":
+        return (f"hand schedule {name}" if rule.handles(fn, plan)
+                else "TVM dlight default GPU schedule")
+    return f"hand schedule {name}" if fn == names.FN_GEMM else "hand schedule"
 
 
 def tuned_functions(plan) -> tuple:

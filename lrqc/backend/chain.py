@@ -66,24 +66,24 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
 
 def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
     """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
-    from .build import bucket_plans, family_of, schedule_all, FLOAT_RULE
+    from .build import bucket_plans, family_of, rule_of, schedule_all
     from .compat import compile_module, tvm
     from .kernel import Kernel
     from .plan import m_range
     from .rules import choose
-    from .target import features
+    from .target import features, tvm_target
 
     lo, _ = m_range(M)
     specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
     rules = [choose(family_of(tdict), plans[-1], features(tdict))[0] for _, plans in specs]
     if module is None:
         mod = tvm.IRModule({})
-        for (prefix, plans), rule in zip(specs, rules):
-            mod.update(schedule_all(plans, rule, prefix))
-        module = compile_module(mod, tvm.target.Target(tdict))
-    kernels = [Kernel(plans, module, tdict, *((FLOAT_RULE, False) if plans[-1].float_path
-                                               else (rule.NAME, rule.FAST)),
-                      m_min=lo, prefix=prefix) for (prefix, plans), rule in zip(specs, rules)]
+        with tvm_target(tdict):  # CUDA rules (dlight) read the current target
+            for (prefix, plans), rule in zip(specs, rules):
+                mod.update(schedule_all(plans, rule, prefix))
+            module = compile_module(mod, tvm_target(tdict))
+    kernels = [Kernel(plans, module, tdict, *rule_of(plans[-1], rule), m_min=lo, prefix=prefix)
+               for (prefix, plans), rule in zip(specs, rules)]
     return ChainKernel(s, kernels, module, tdict, N, K)
 
 

@@ -6,11 +6,13 @@ through DLPack, never copied."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from ..errors import InputError
 from ..reference.residual import density_note
-from .compat import empty, tensor
+from .compat import empty as _empty, tensor as _tensor
 from .te_comp import sketch_width
 from .te_sparse import code_dtype
 
@@ -29,9 +31,22 @@ def one_blas_thread():
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
+def on_cpu(t) -> bool:
+    return int(t.device.dlpack_device_type()) == 1  # kDLCPU
+
+
 def view(t) -> np.ndarray:
-    """A numpy view of a TVM tensor (no copy)."""
-    return np.from_dlpack(t)
+    """A numpy view of a TVM tensor in host memory (no copy), else a copy of a device tensor
+    (read only: write with store)."""
+    return np.from_dlpack(t) if on_cpu(t) else t.numpy()
+
+
+def store(t, arr: np.ndarray) -> None:
+    """Write a whole TVM tensor from a numpy array (in place in host memory, else copied)."""
+    if on_cpu(t):
+        np.from_dlpack(t)[...] = arr
+    else:
+        t.copyfrom(np.ascontiguousarray(arr, dtype=str(t.dtype)))
 
 
 def test_matrix(t, k: int, width: int) -> np.ndarray:
@@ -45,8 +60,10 @@ def test_matrix(t, k: int, width: int) -> np.ndarray:
 class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
-    def __init__(self, p):
+    def __init__(self, p, dev=None):
         self.p = p
+        empty = partial(_empty, dev=dev)
+        tensor = partial(_tensor, dev=dev)
         self.a_copies = [sp for sp in p.sparse if sp.side == "a"]  # A's thresholded copies
         self.rows = empty((1,), "int32") if self.a_copies else None
         self.dens = empty((len(self.a_copies),), "float64") if self.a_copies else None
@@ -88,7 +105,7 @@ class CompBuffers:
 
     def set_rows(self, m: int):
         if self.rows is not None:
-            view(self.rows)[0] = m
+            store(self.rows, np.array([m], np.int32))
 
     def notes(self) -> list[str]:
         if self.dens is None:
@@ -110,12 +127,12 @@ class CompBuffers:
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             L, Ft = a_factors(t, R, T)
-            ua = view(self.Ua)
+            ua = np.zeros((p.mp, t.rank), F32)
             ua[:m] = L
-            ua[m:] = 0.0
-            wa = view(self.Wa)
+            store(self.Ua, ua)
+            wa = np.zeros((t.rank, p.np_), F32)
             wa[:, : p.n] = Ft.astype(F32) @ packed_arrays["B32"]
-            wa[:, p.n:] = 0.0
+            store(self.Wa, wa)
 
 
 def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

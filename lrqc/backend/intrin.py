@@ -6,7 +6,9 @@ reinterprets A's 4 bytes and B's 64 bytes.
 
 AVX2: the same block with vpmaddwd on bytes widened to int16 (u8 zero-, s8 sign-extended), which
 sums adjacent k pairs: C[j, h] += Σ_t A[2h+t]·B[j, 2h+t], 32 int32 lanes in vpmaddwd order.
-Exact: |u8·s8| <= 255·128, a pair sum fits int32 without saturation."""
+Exact: |u8·s8| <= 255·128, a pair sum fits int32 without saturation.
+
+CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""
 
 from __future__ import annotations
 
@@ -86,7 +88,39 @@ def _impl_pairs(
                 T.cast(B.vload([q * 4, 0], dtype="int8x16"), "int16x16"), a16, dtype="int32x8"))
 
 
-_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs)}
+DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)
+
+
+@T.prim_func(s_tir=True)
+def _desc_dp4a(
+    A: T.Buffer((4,), "uint8", offset_factor=1, align=4, scope="shared"),
+    B: T.Buffer((4,), "int8", offset_factor=1, align=4, scope="shared"),
+    C: T.Buffer((1,), "int32", offset_factor=1, align=4, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0], A[0:4], B[0:4])
+        T.writes(C[0])
+        for k in range(4):
+            with T.sblock("update"):
+                vk = T.axis.remap("R", [k])
+                C[0] = C[0] + T.cast(A[vk], "int32") * T.cast(B[vk], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _impl_dp4a(
+    A: T.Buffer((4,), "uint8", offset_factor=1, align=4, scope="shared"),
+    B: T.Buffer((4,), "int8", offset_factor=1, align=4, scope="shared"),
+    C: T.Buffer((1,), "int32", offset_factor=1, align=4, scope="local"),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0], A[0:4], B[0:4])
+        T.writes(C[0])
+        C[0] += T.call_pure_extern("__dp4a", A.vload([0], "uint8x4"), B.vload([0], "int8x4"),
+                                   T.int32(0), dtype="int32")
+
+
+_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs),
+               DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 
 

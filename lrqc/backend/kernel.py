@@ -9,6 +9,7 @@ A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -35,20 +36,21 @@ class Packed:
 class _Bucket:
     """Functions and scratch buffers of one compiled row count."""
 
-    def __init__(self, plan: KernelPlan, module, prefix: str = ""):
+    def __init__(self, plan: KernelPlan, module, prefix: str = "", dev=None):
         p = self.plan = plan
         self.module = module
         self.prefix = prefix
         self._fns: dict = {}
-        self.af = empty((p.mp, p.kp), "float32") if p.float_path else None
-        self.aq = empty((p.mp, p.kp), "uint8")
-        self.sa = empty((p.mp, p.groups), "float32")
-        self.zc = empty((p.mp, p.groups), "int32")
-        self.c = empty((p.mp, p.np_), "float32")
-        self.a = empty((p.m, p.k), "float32")
-        self.ra = empty((p.mp, p.groups), "int32") if p.b_zero else None
-        self.u = tensor(p.noise()) if p.stochastic_a else None
-        self.comp = CompBuffers(p) if p.compensated else None
+        e = partial(empty, dev=dev)
+        self.af = e((p.mp, p.kp), "float32") if p.float_path else None
+        self.aq = e((p.mp, p.kp), "uint8")
+        self.sa = e((p.mp, p.groups), "float32")
+        self.zc = e((p.mp, p.groups), "int32")
+        self.c = e((p.mp, p.np_), "float32")
+        self.a = e((p.m, p.k), "float32")
+        self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
+        self.u = tensor(p.noise(), dev) if p.stochastic_a else None
+        self.comp = CompBuffers(p, dev) if p.compensated else None
 
     def quantize_args(self) -> list:
         inputs = [self.a] + ([self.u] if self.u is not None else [])
@@ -94,6 +96,26 @@ class _Bucket:
         return f
 
 
+def device_of(target: dict) -> tuple:
+    """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
+    from .compat import cpu
+    from .target import is_cuda
+
+    if not is_cuda(target):
+        return cpu(), None
+    from . import gpu
+
+    archs = ", ".join(target.get("lrqc_archs") or [target["arch"]])
+    if not gpu.gpu_present():
+        return None, (f"this kernel is CUDA code for {archs}, and this machine has no CUDA GPU "
+                      "that TVM can use: build it with `lrqc build --target ...` and run the "
+                      "artifact on a GPU machine")
+    why = gpu.arch_mismatch(target)
+    if why:
+        return None, why
+    return gpu.device(), None
+
+
 class Kernel:
     """pack(static operand) once, kernel(per-call operand, packed) -> C (M x N float32).
 
@@ -109,9 +131,20 @@ class Kernel:
         self.plan = plans[-1]  # the largest bucket
         self.m_min = plans[0].m if m_min is None else m_min
         self.m_max = self.plan.m
-        self._buckets = [_Bucket(p, module, prefix) for p in plans]
+        self.prefix = prefix
+        self.dev, self.no_device = device_of(target)
+        self._bk = None if self.no_device else [_Bucket(p, module, prefix, self.dev)
+                                                for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
+
+    @property
+    def _buckets(self) -> list:
+        """The compiled row counts with their device buffers (a CUDA kernel built on a
+        machine without a GPU has none: calling it says so)."""
+        if self._bk is None:
+            raise InputError(self.no_device)
+        return self._bk
 
     @property
     def key(self) -> tuple:
@@ -140,7 +173,9 @@ class Kernel:
             X = A.T
         arrays = layout.pack(self.plan, X, q)
         notes = tuple(str(n) for n in arrays.pop("notes", ()))
-        return Packed(arrays, {k: tensor(v) for k, v in arrays.items() if k not in NUMPY_ONLY},
+        _ = self._buckets  # a kernel that cannot run here says so before packing
+        return Packed(arrays, {k: tensor(v, self.dev) for k, v in arrays.items()
+                               if k not in NUMPY_ONLY},
                       self.key, notes)
 
     def split(self, A, B) -> tuple:
@@ -220,7 +255,7 @@ class Kernel:
         bk, m = self._quantize(A)
         p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
-        out = empty(shape, "int32")
+        out = empty(shape, "int32", self.dev)
         t = packed.tensors
         bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()

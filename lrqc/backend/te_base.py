@@ -15,9 +15,10 @@ from ..reference.quant import int_range
 
 def smallest_f64():
     """The smallest positive float64 (the subnormal 2^-1074, the reference quantizer's scale
-    floor) as a bit cast of 1: a subnormal FloatImm literal breaks TVM's JSON round trip of the
+    floor) as a bit cast of 1 (unsigned: the CUDA pipeline narrows an int64 literal to int32 and
+    the bit cast fails): a subnormal FloatImm literal breaks TVM's JSON round trip of the
     module (MetaSchedule's worker processes fail to parse it)."""
-    return tir.reinterpret("float64", tir.const(1, "int64"))
+    return tir.reinterpret("float64", tir.const(1, "uint64"))  # uint64: CUDA narrows int64 literals
 
 
 def _round(y, mode, u=None):

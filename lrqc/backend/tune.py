@@ -30,7 +30,7 @@ from ..frontend.unparse import unparse
 from ..tuning.db import Database, Record, make_key
 from . import names, tiles
 from .compat import Schedule, prim_func, tvm, versions
-from .target import features
+from .target import features, is_cuda, tvm_target
 
 TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
 FINALISTS = 3  # checked candidates re-timed against the hand schedule before one is recorded
@@ -247,7 +247,7 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
     # MetaSchedule re-configures this logger by handler names; unnamed ones (added by a host
     # application, e.g. a test runner's log capture) would break its dictConfig
     ms_log.handlers = [h for h in ms_log.handlers if h.get_name()]
-    target = tvm.target.Target(tdict)
+    target = tvm_target(tdict)
 
     def space(sch):  # one design space per loop order
         from .build import schedule_function, variants
@@ -330,7 +330,7 @@ def compare(plan, rule, tdict: dict, traces, fn: str = names.FN_GEMM, rpc: str |
             schedule_function(fn, sch, plan, rule)
         else:
             replay(sch, tr)
-        exs.append(compile_module(sch.mod, tvm.target.Target(tdict)))
+        exs.append(compile_module(sch.mod, tvm_target(tdict)))
     args = _random_args(tensors, np.random.default_rng(0), plan.m)
     timers = _remote_timers(exs, args, rpc, key) if rpc else _local_timers(exs, args)
     ms = np.array([[t() for t in timers] for _ in range(rounds)])  # rounds x (hand, traces...)
@@ -404,6 +404,9 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
 
     out = out or sys.stderr
     tdict = resolve(target)
+    if is_cuda(tdict):
+        raise LrqcError("lrqc tune does not tune CUDA kernels yet (its search spaces are the "
+                        "CPU rules' knobs); CUDA builds use their hand schedules")
     if not features(tdict) <= features(resolve(None)):
         raise LrqcError("lrqc tune checks every kept candidate against lrqc.reference on this "
                         "host, which lacks the target's "

@@ -1,0 +1,269 @@
+"""CUDA helpers shared by the rules in schedules/cuda/ (the GPU counterpart of tiles.py): the
+dp4a integer GEMM tile with the dequantization (and low-rank) epilogue fused per thread, TVM's
+dlight rules for every other function (quantization pass, row dot products, float GEMMs), and
+nvcc: PTX for inspection, a fatbin per build for the archs asked for.
+
+TVM 0.27 facts this relies on (notes section 3): code generation stores CUDA source and needs
+no GPU; nvcc's PTX is made here; dlight's int8 tensor-core rule crashes in its software
+pipeline, so integer GEMMs are scheduled here."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import LrqcError
+from . import names
+from .compat import Schedule, tvm
+from .intrin import DP4A, register
+
+
+# instruction patterns in PTX, for build reports and the compile-only tests
+PTX_PATTERNS = {
+    "dp4a": r"\bdp4a\.[us]32\.[us]32",
+    "wmma.s8": r"wmma\.mma\.sync[^\n]*\.s8",
+    "mma.s8": r"(?m)^\s*mma\.sync[^\n]*\.s8",
+    "fma.f32": r"\bfma\.rn\.f32",
+}
+
+
+def has_block(sch, name) -> bool:
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:
+        return False
+
+
+def default_schedule(mod):
+    """dlight's default GPU rules (matmul, GEMV, reductions, fallback) for a whole function,
+    under the current target: every block bound to threads, reductions cross-thread."""
+    from tvm.s_tir import dlight as dl
+
+    return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                   dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+
+
+def _pick(extent: int, choices) -> int:
+    return next((c for c in choices if extent % c == 0), 1)
+
+
+def gemm_tile(plan) -> dict:
+    """Thread-block tile of the dp4a GEMM: rows = ty x mi, columns = tx x nj (16 threads along
+    the columns, nj consecutive columns each), k chunk of kc bytes staged in shared memory."""
+    rows = _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))
+    ty = min(16, rows)
+    cols = _pick(plan.np_, (64, 32, 16))
+    return {"ty": ty, "mi": rows // ty, "tx": 16, "nj": cols // 16,
+            "kc": _pick(plan.kp, (64, 32, 16, 8, 4))}
+
+
+def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
+    """The single-group integer GEMM: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's
+    and B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) ->
+    kk -> mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. The output block
+    (dequantization, zero-point correction, low-rank epilogue) runs per thread on its own
+    accumulators."""
+    t = tile or gemm_tile(plan)
+    blk = sch.get_sblock(acc)
+    i, j, k = sch.get_loops(blk)
+    # each thread's mi x nj outputs contiguous: a local accumulator array of exactly that size
+    # (TVM compacts a buffer to its bounding box, so strided thread tiles would waste registers)
+    bi, ti, ii = sch.split(i, [None, t["ty"], t["mi"]])
+    bj, tj, jj = sch.split(j, [None, t["tx"], t["nj"]])
+    ko, kk, kv = sch.split(k, [None, t["kc"] // 4, 4])
+    sch.reorder(bi, bj, ti, tj, ko, kk, ii, jj, kv)
+    sch.bind(bi, "blockIdx.y")
+    sch.bind(bj, "blockIdx.x")
+    sch.bind(ti, "threadIdx.y")
+    sch.bind(tj, "threadIdx.x")
+    sch.set_scope(blk, 0, "local")
+    a_sh = sch.cache_read(blk, 0, "shared")
+    if has_block(sch, names.UNPACK):  # nibbles: unpacked from global straight into shared
+        b_sh = sch.get_sblock(names.UNPACK)
+        sch.set_scope(b_sh, 0, "shared")
+    else:
+        b_sh = sch.cache_read(blk, 1, "shared")
+    for cache in (a_sh, b_sh):
+        sch.compute_at(cache, ko)
+        _cooperative(sch, cache, t["ty"], t["tx"])
+    sch.unroll(ii)
+    sch.unroll(jj)
+    o = sch.get_sblock(out)
+    sch.reverse_compute_at(o, tj)
+    for lp in sch.get_loops(o)[6:]:  # under bi, bj, ti, tj: the thread's rows and columns
+        sch.unroll(lp)
+    sch.decompose_reduction(blk, ko)
+    sch.tensorize(kv, register(DP4A))
+
+
+def _cooperative(sch, block, ty: int, tx: int):
+    """All threads of the block copy the tile: its loops fused, split over (ty, tx)."""
+    loops = sch.get_loops(block)[5:]  # under bi, bj, ti, tj, ko: the copy's own loops
+    fused = sch.fuse(*loops)
+    _, fy, fx = sch.split(fused, [None, ty, tx])  # predicated where the tile is not a multiple
+    sch.bind(fy, "threadIdx.y")
+    sch.bind(fx, "threadIdx.x")
+
+
+def cuda_source(module) -> str:
+    """The CUDA C++ source TVM generated for a compiled module (its device import)."""
+    module = getattr(module, "mod", module)  # an Executable or its runtime module
+    for m in getattr(module, "imports", []):
+        if m.kind == "cuda":
+            return m.inspect_source("cuda") or m.inspect_source("")
+    return ""
+
+
+def nvcc_path() -> str:
+    path = shutil.which("nvcc")
+    if path is None:
+        raise LrqcError("CUDA targets need nvcc (the CUDA toolkit) on PATH to build device code")
+    return path
+
+
+def cuda_version() -> str:
+    """nvcc's release, e.g. '13.0'."""
+    out = subprocess.run([nvcc_path(), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else "unknown"
+
+
+def _nvcc(source: str, args: list[str], suffix: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "lrqc_kernels.cu", Path(tmp) / f"lrqc_kernels.{suffix}"
+        src.write_text(source)
+        res = subprocess.run([nvcc_path(), *args, "-O3", "-o", str(out), str(src)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            raise LrqcError("nvcc failed on the generated CUDA source:\n"
+                            + "\n".join((res.stderr or res.stdout).strip().splitlines()[-12:]))
+        return out.read_bytes()
+
+
+def ptx(source: str, arch: str) -> str:
+    """PTX of the source for one arch (sm_XX)."""
+    return _nvcc(source, ["--ptx", f"-arch={arch}"], "ptx").decode()
+
+
+def fatbin(source: str, archs: list[str]) -> bytes:
+    """A fatbin with SASS for every arch and PTX of the highest (forward compatible)."""
+    gencode = [f"-gencode=arch=compute_{a[3:]},code=sm_{a[3:]}" for a in archs]
+    top = archs[-1][3:]
+    gencode.append(f"-gencode=arch=compute_{top},code=compute_{top}")
+    return _nvcc(source, ["--fatbin", *gencode], "fatbin")
+
+
+def count(ptx_text: str) -> dict:
+    """{instruction: occurrences} of PTX_PATTERNS in a PTX text (non-zero only)."""
+    out = {k: len(re.findall(p, ptx_text)) for k, p in PTX_PATTERNS.items()}
+    return {k: v for k, v in out.items() if v}
+
+
+def source_hash(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def gpu_present() -> bool:
+    """Whether this machine can run CUDA code through TVM (a GPU and TVM's CUDA runtime)."""
+    try:
+        return bool(tvm.cuda(0).exist)
+    except Exception:
+        return False
+
+
+def schedule(fn: str, tensors_mod, plan, rule):
+    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one, else
+    dlight's defaults (under the current target)."""
+    if rule.handles(fn, plan):
+        sch = Schedule(tensors_mod)
+        rule.schedule(fn, sch, plan, _Helpers)
+        return sch.mod["main"]
+    return default_schedule(tensors_mod)["main"]
+
+
+class _Helpers:
+    """What a CUDA rule receives as `tiles` (rules never import TVM)."""
+
+    dp4a_gemm = staticmethod(dp4a_gemm)
+    gemm_tile = staticmethod(gemm_tile)
+    has_block = staticmethod(has_block)
+
+
+os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")  # never NVRTC (needs cuda-bindings)
+
+
+def device():
+    return tvm.cuda(0)
+
+
+def device_arch() -> str:
+    """sm_XX of GPU 0."""
+    return "sm_" + str(device().compute_version).replace(".", "")
+
+
+def arch_mismatch(target: dict) -> str | None:
+    """Why code built for the target's archs cannot run on GPU 0, or None."""
+    archs = target.get("lrqc_archs") or [target["arch"]]
+    have = device_arch()
+    if have in archs:
+        return None
+    # the fatbin also holds PTX of its highest arch, which newer GPUs JIT-compile
+    top = max(int(a[3:]) for a in archs)
+    if int(have[3:]) > top:
+        return None
+    return (f"this kernel was built for {', '.join(archs)}, but GPU 0 ({device().device_name}) "
+            f"is {have}: rebuild with --target 'cuda -arch={have}'")
+
+
+_SERVED: dict = {}  # source sha256 -> fatbin, for TVM's load-time compile hook
+
+
+def serve_fatbin(binary: bytes, sha256: str) -> None:
+    """Make TVM's load-time CUDA compile hook return this precompiled fatbin for the source it
+    was built from (an exported CUDA module carries source, which TVM compiles when loading it:
+    notes section 4), so loading an artifact runs no compiler. Other sources go to TVM's own
+    hook only with LRQC_CUDA_JIT=1."""
+    import importlib
+
+    import tvm_ffi
+
+    importlib.import_module("tvm.support.nvcc")  # registers TVM's hook, kept as the fallback
+
+    if not _SERVED:
+        previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+
+        @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
+        def _compile(code, *rest):
+            text = code.decode() if isinstance(code, bytes) else str(code)
+            found = _SERVED.get(source_hash(text))
+            if found is not None:
+                return found
+            if previous is not None and os.environ.get("LRQC_CUDA_JIT"):
+                return previous(code, *rest)
+            raise LrqcError("a CUDA module without its precompiled fatbin was loaded (set "
+                            "LRQC_CUDA_JIT=1 to let TVM compile it with nvcc)")
+
+    _SERVED[sha256] = binary
+
+
+def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
+    """[(kind, arch)] of the images in a fatbin: ("sass", "sm_90"), ("ptx", "sm_90"), ... (read
+    from the container's entry headers: a build-report and test aid, no CUDA tool needed)."""
+    import struct
+
+    magic, _, hsz, size = struct.unpack_from("<IHHQ", binary, 0)
+    if magic != 0xBA55ED50:
+        raise LrqcError("not a CUDA fatbin (bad magic)")
+    out, off = [], hsz
+    while off < hsz + size:
+        kind, _, ehs, esize = struct.unpack_from("<HHIQ", binary, off)
+        arch = struct.unpack_from("<I", binary, off + 28)[0]
+        out.append(({1: "ptx", 2: "sass"}.get(kind, f"kind{kind}"), f"sm_{arch}"))
+        off += ehs + esize
+    return out

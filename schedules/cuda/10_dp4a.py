@@ -1,0 +1,29 @@
+"""CUDA, any arch from sm_61: the single-group integer GEMM (per_tensor / per_channel scales,
+int2..int8 weights, zero points, low-rank epilogues) on dp4a (u8 x s8 -> s32, 4 k per
+instruction), A's and B's tiles staged in shared memory, the epilogue fused per thread
+(gpu.dp4a_gemm). The other functions (quantization pass, row dot products) get TVM's dlight
+rules. Not run on a GPU yet: compiled and checked to PTX here."""
+
+NAME = "cuda_dp4a"
+FAMILY = "cuda"
+FAST = True
+MEASURED = "not measured on a GPU yet (compile-only host)"
+
+
+def applies(plan, features):
+    if "dp4a" not in features:
+        return "target lacks dp4a (sm_61+)"
+    if plan.float_path:
+        return "a float operand: no integer GEMM"
+    if plan.groups > 1:
+        return "per-group scales (per_vector, MX, residual segments): not yet"
+    return None
+
+
+def handles(fn, plan) -> bool:
+    """The functions this rule schedules itself (the rest: dlight)."""
+    return fn in ("gemm", "int_acc") and plan.groups == 1
+
+
+def schedule(fn, sch, plan, tiles):
+    tiles.dp4a_gemm(sch, plan)

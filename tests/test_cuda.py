@@ -1,0 +1,202 @@
+"""CUDA targets (issue 6): every example scheme and base granularity compiles to CUDA and PTX
+with the intended integer instructions (compile-only: nvcc, no GPU), artifacts carry a fatbin
+for the archs asked for, and a machine without a GPU gets clear errors. Execution against
+lrqc.reference is marked `gpu` and runs where TVM sees an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.errors import InputError, LrqcError
+from lrqc.reference import matmul
+from lrqc.reference.scheme import rel_error
+
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")]
+
+DIMS = (16, 64, 128)
+LRQC = [sys.executable, "-m", "lrqc.cli"]
+TOL = 2e-6
+
+
+def scheme(a: str, b: str):
+    return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+
+
+def example(name: str):
+    for path in sorted(__import__("pathlib").Path("examples").glob("*.lrq")):
+        found = lrqc.load_schemes(path)
+        if name in found:
+            return found[name]
+    raise KeyError(name)
+
+
+def ptx_of(kernel, arch: str) -> dict:
+    from lrqc.backend import gpu
+
+    src = gpu.cuda_source(kernel.module)
+    assert "extern \"C\" __global__" in src
+    return gpu.count(gpu.ptx(src, arch))
+
+
+def _gpu():
+    from lrqc.backend import gpu
+
+    return gpu.gpu_present()
+
+
+def test_cuda_targets_resolve_and_bad_ones_are_refused():
+    from lrqc.backend.target import features, resolve
+
+    assert resolve("cuda-sm90")["arch"] == "sm_90"
+    assert resolve("cuda -arch=sm_80")["arch"] == "sm_80"
+    both = resolve("cuda -arch=sm_90,sm_80")
+    assert both["arch"] == "sm_80" and both["lrqc_archs"] == ["sm_80", "sm_90"]
+    assert {"cuda", "dp4a", "mma_s8"} <= features(resolve({"kind": "cuda", "arch": "sm_80"}))
+    for bad, msg in (("cuda", "names no GPU architecture"), ("cuda -arch=sm_50", "not supported"),
+                     ("cuda -O3", "only -arch=")):
+        with pytest.raises(LrqcError, match=msg):
+            resolve(bad)
+
+
+@pytest.mark.parametrize("name", ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "mxfp4",
+                                  "vsquant_w4a4", "lplr_w_a8", "lplr_w", "lramm_r64"])
+def test_example_schemes_compile_to_ptx(name):
+    """Each example's kernels as CUDA source and PTX for sm_80 and sm_90: dp4a for integer
+    GEMMs, float FMAs for the float32 products of LPLR / LRAMM."""
+    m = 16 if name != "lrqmm_w4a8_r16" else 32
+    n, k = (96, 96) if name.startswith(("lplr", "lramm")) else DIMS[1:]
+    kernel = lrqc.compile(example(name), m, n, k, target="cuda -arch=sm_80,sm_90")
+    for arch in ("sm_80", "sm_90"):
+        found = ptx_of(kernel, arch)
+        if name in ("lplr_w", "lramm_r64"):  # float32 GEMMs (the methods note's contract)
+            assert found.get("fma.f32", 0) >= 8, found
+        else:
+            assert found.get("dp4a", 0) >= 16, found
+
+
+@pytest.mark.parametrize("a,b,rule", [
+    ("int8 per_tensor", "int8 per_tensor", "cuda_dp4a"),
+    ("int8 per_channel", "int8 per_channel", "cuda_dp4a"),
+    ("int8 per_channel", "int4 per_channel", "cuda_dp4a"),  # nibbles unpacked into shared
+    ("int8 per_channel", "uint4 per_channel", "cuda_dp4a"),  # weight zero points
+    ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=3)", "cuda_dp4a"),
+    ("int8 per_tensor + dense()", "int8 per_channel", "cuda_generic"),  # K segments
+    ("int8 per_vector(32)", "int4 per_vector(32)", "cuda_generic"),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "cuda_generic"),
+])
+def test_base_products_compile_with_the_expected_rule(a, b, rule):
+    kernel = lrqc.compile(scheme(a, b), *DIMS, target="cuda-sm90")
+    assert kernel.rule == rule
+    assert ptx_of(kernel, "sm_90").get("dp4a", 0) >= 4
+    where = kernel.schedules["gemm_m16"]
+    assert where == (f"hand schedule {rule}" if rule == "cuda_dp4a"
+                     else "TVM dlight default GPU schedule")
+
+
+def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
+    """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
+    array): 4 x 4 int32 accumulators, A's and B's tiles in shared memory."""
+    from lrqc.backend import gpu
+
+    kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 64, 256, 512,
+                          target="cuda-sm90")
+    src = gpu.cuda_source(kernel.module)
+    body = src[src.rindex("void __launch_bounds__(256) gemm_m64_kernel("):]  # the definition
+    body = body[: body.index("\n}\n")]
+    assert "int acc_local_ptr[16];" in body
+    assert "__shared__" in body and body.count("__dp4a(") == 16
+
+
+def test_sparse_terms_are_refused_clearly():
+    with pytest.raises(LrqcError, match="sparse residual terms are not compiled for CUDA"):
+        lrqc.compile(example("sparse_int8"), *DIMS, target="cuda-sm90")
+
+
+@pytest.mark.skipif(_gpu(), reason="this machine has a GPU")
+def test_running_without_a_gpu_says_so():
+    kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), *DIMS,
+                          target="cuda-sm90")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        kernel.run(np.ones((16, 128)), np.ones((128, 64)))
+
+
+def test_artifact_carries_a_fatbin_for_every_arch(tmp_path):
+    from lrqc.backend import gpu
+
+    out = tmp_path / "art"
+    res = subprocess.run([*LRQC, "build", "examples/lrqmm.lrq",
+                          "--scheme", "lrqmm_int8", "--dims", "M=1..16,N=64,K=128",
+                          "--target", "cuda -arch=sm_80,sm_90", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "device code: device.fatbin" in res.stdout and "dp4a x" in res.stdout
+    man = json.loads((out / "manifest.json").read_text())
+    cuda = man["cuda"]
+    assert cuda["archs"] == ["sm_80", "sm_90"] and cuda["cuda_version"] == gpu.cuda_version()
+    assert cuda["ptx_instructions"]["dp4a"] >= 16
+    src = (out / "device.cu").read_text()
+    assert gpu.source_hash(src) == cuda["source_sha256"]
+    images = gpu.fatbin_contents((out / "device.fatbin").read_bytes())
+    assert ("sass", "sm_80") in images and ("sass", "sm_90") in images
+    assert ("ptx", "sm_90") in images
+    if not _gpu():
+        res = subprocess.run([*LRQC, "run", str(out), "--a", "x.npy",
+                              "--b", "y.npy", "-o", str(tmp_path / "c.npy")],
+                             capture_output=True, text=True)
+        assert res.returncode != 0 and "no CUDA GPU" in res.stderr
+        assert "Traceback" not in res.stderr
+
+
+def test_load_time_compile_hook_serves_only_the_built_fatbin():
+    """TVM compiles an exported CUDA module's source when loading it; lrqc's hook returns the
+    artifact's fatbin for that source and refuses any other (no compiler on the deploy side)."""
+    import tvm_ffi
+
+    from lrqc.backend import gpu
+
+    gpu.serve_fatbin(b"FATBIN", gpu.source_hash("// the built source"))
+    hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+    assert bytes(hook("// the built source")) == b"FATBIN"
+    with pytest.raises(Exception, match="without its precompiled fatbin"):
+        hook("// another source")
+
+
+GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "mxfp4", "vsquant_w4a4", "lplr_w_a8",
+             "lplr_w", "lramm_r64"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu(), reason="needs an NVIDIA GPU that TVM can use")
+@pytest.mark.parametrize("name", GPU_CASES)
+def test_cuda_kernels_match_the_reference(name):
+    from lrqc.backend import gpu
+
+    m, n, k = (40, 96, 96)
+    rng = np.random.default_rng(1)
+    A, B = rng.random((m, k)), rng.random((k, n))
+    s = example(name)
+    kernel = lrqc.compile(s, m, n, k, target=f"cuda -arch={gpu.device_arch()}")
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _gpu(), reason="needs an NVIDIA GPU that TVM can use")
+def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
+    from lrqc.backend import gpu
+    from lrqc.backend.artifact import build_artifact, load_kernel
+
+    s = scheme("int8 per_channel", "int4 per_channel")
+    build_artifact(s, 16, 64, 128, tmp_path, f"cuda -arch={gpu.device_arch()}")
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((16, 128)), rng.standard_normal((128, 64))
+    C = load_kernel(tmp_path).run(A, B)
+    assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
