@@ -66,8 +66,8 @@ def test_cuda_targets_resolve_and_bad_ones_are_refused():
             resolve(bad)
 
 
-@pytest.mark.parametrize("name", ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "mxfp4",
-                                  "vsquant_w4a4", "lplr_w_a8", "lplr_w", "lramm_r64"])
+@pytest.mark.parametrize("name", ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8",
+                                  "mxfp4", "vsquant_w4a4", "lplr_w_a8", "lplr_w", "lramm_r64"])
 def test_example_schemes_compile_to_ptx(name):
     """Each example's kernels as CUDA source and PTX for sm_80 and sm_90: dp4a for integer
     GEMMs, float FMAs for the float32 products of LPLR / LRAMM."""
@@ -101,6 +101,43 @@ def test_base_products_compile_with_the_expected_rule(a, b, rule):
                      else "TVM dlight default GPU schedule")
 
 
+def test_tensor_cores_or_dp4a_chosen_per_bucket():
+    """Buckets whose padded sizes fit 64 x 64 tiles run WMMA s8 (A's codes shifted to s8, +128
+    column sums in the epilogue); smaller M buckets dp4a; the report says which per function."""
+    for b in ("int8 per_channel", "int4 per_channel + lowrank(rank=3)", "uint4 per_channel"):
+        kernel = lrqc.compile(scheme("int8 per_channel", b), "1..128", 128, 256,
+                              target="cuda-sm80")
+        assert kernel.rule == "cuda_wmma"
+        assert kernel.schedules["gemm_m4"] == "hand schedule cuda_dp4a"
+        assert kernel.schedules["gemm_m64"] == "hand schedule cuda_wmma"
+        assert kernel.schedules["gemm_m128"] == "hand schedule cuda_wmma"
+        found = ptx_of(kernel, "sm_80")
+        assert found.get("wmma.s8", 0) >= 8 and found.get("dp4a", 0) >= 16, found
+
+
+def test_wmma_s8_formulation_is_the_u8_sum():
+    """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
+    the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
+    from lrqc.backend import te_base
+    from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
+    from lrqc.backend.plan import make_plan
+
+    plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
+    rng = np.random.default_rng(3)
+    aq = rng.integers(0, 256, (plan.mp, plan.kp)).astype("uint8")
+    bp = rng.integers(-127, 128, (plan.np_ // 16, plan.kp // 4, 16, 4)).astype("int8")
+    cs = bp.astype(np.int64).sum(axis=(1, 3)).reshape(1, plan.np_).astype(np.int32)
+    zc = rng.integers(0, 256, (plan.mp, 1)).astype(np.int32)
+    want = (aq.astype(np.int64) @ bp.transpose(0, 2, 1, 3).reshape(plan.np_, plan.kp).T
+            - zc * cs)
+    for s8 in (False, True):
+        ex = compile_module(prim_func(te_base.gemm(plan, int_only=True, s8=s8)),
+                            tvm.target.Target("llvm"))
+        out = tensor(np.zeros((plan.mp, plan.np_), np.int32))
+        ex["main"](tensor(aq), tensor(bp), tensor(zc), tensor(cs), out)
+        np.testing.assert_array_equal(out.numpy(), want)
+
+
 def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
     array): 4 x 4 int32 accumulators, A's and B's tiles in shared memory."""
@@ -115,9 +152,18 @@ def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     assert "__shared__" in body and body.count("__dp4a(") == 16
 
 
-def test_sparse_terms_are_refused_clearly():
-    with pytest.raises(LrqcError, match="sparse residual terms are not compiled for CUDA"):
-        lrqc.compile(example("sparse_int8"), *DIMS, target="cuda-sm90")
+def test_sparse_products_compile_to_thread_per_column_kernels():
+    """Sparse residual terms: the per-call copy's zero-skip product and the static copy's CSR
+    product as CUDA kernels (integer sums per group, one float multiply-add per group)."""
+    from lrqc.backend import gpu
+
+    for a, b in (("int8 per_channel + sparse(threshold=0.9)", "int8 per_channel"),
+                 ("int8 per_channel", "int8 per_channel + sparse(threshold=0.9)")):
+        kernel = lrqc.compile(scheme(a, b), *DIMS, target="cuda-sm90")
+        src = gpu.cuda_source(kernel.module)
+        assert "sparse0_m16_kernel" in src
+        found = ptx_of(kernel, "sm_90")
+        assert found.get("fma.f32", 0) >= 1 and found.get("dp4a", 0) >= 4, found
 
 
 @pytest.mark.skipif(_gpu(), reason="this machine has a GPU")
@@ -169,8 +215,8 @@ def test_load_time_compile_hook_serves_only_the_built_fatbin():
         hook("// another source")
 
 
-GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "mxfp4", "vsquant_w4a4", "lplr_w_a8",
-             "lplr_w", "lramm_r64"]
+GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4", "vsquant_w4a4",
+             "lplr_w_a8", "lplr_w", "lramm_r64"]
 
 
 @pytest.mark.gpu

@@ -42,14 +42,15 @@ def functions(plan, rule) -> dict:
     """The TE tensors of each scheduled function of one plan (the sparse products are TIR
     written as scheduled: te_sparse)."""
     pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
+    s8 = getattr(rule, "S8", False)  # the rule's intrinsic multiplies s8 by s8 (tensor cores)
     if plan.float_path:
         funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
     else:
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
                                 else te_base.quantize_a(plan)),
-            names.FN_GEMM: te_base.gemm(plan, pairs=pairs),
-            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs),
+            names.FN_GEMM: te_base.gemm(plan, pairs=pairs, s8=s8),
+            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs, s8=s8),
         }
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
@@ -84,13 +85,22 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
         rule.schedule(fn, sch, plan, tiles)
 
 
-def schedule_all(plans, rule, prefix: str = "", traces=None) -> "tvm.IRModule":
-    """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule."""
+def plan_rule(plan, rule, feats=None):
+    """The rule of one bucket: CUDA rules are chosen per bucket (tensor cores need 64-row
+    tiles; small M buckets take dp4a), CPU rules per kernel."""
+    if getattr(rule, "FAMILY", "x86") == "cuda" and feats is not None:
+        return choose("cuda", plan, feats)[0]
+    return rule
+
+
+def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> "tvm.IRModule":
+    """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule;
+    feats: the target's features (CUDA: the rule is chosen per bucket)."""
     out = {}
     traces = traces or {}
     for plan in plans:
         if getattr(rule, "FAMILY", "x86") == "cuda":
-            out.update(_schedule_cuda(plan, rule, prefix))
+            out.update(_schedule_cuda(plan, plan_rule(plan, rule, feats), prefix))
             continue
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
@@ -120,11 +130,10 @@ def _schedule_cuda(plan, rule, prefix: str) -> dict:
     """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`)."""
     from . import gpu
 
-    if plan.sparse:
-        raise UnsupportedScheme("sparse residual terms are not compiled for CUDA targets yet "
-                                "(their kernels are CPU loops); use a dense(...) term or a CPU "
-                                "target")
     out = {}
+    for j, f in enumerate(te_sparse.functions(plan, cuda=True)):  # scheduled as written
+        sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
+        out[sym] = f.with_attr("global_symbol", sym)
     for fn, tensors in functions(plan, rule).items():
         sym = names.symbol(fn, plan.m, prefix)
         out[sym] = gpu.schedule(fn, prim_func(tensors), plan, rule).with_attr("global_symbol", sym)
@@ -150,20 +159,24 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
         if tuned and not is_cuda(tdict):
             traces, sources = _records(plans, tdict)
     with tvm_target(tdict):  # CUDA rules (dlight) read the current target
-        ex = compile_module(schedule_all(plans, rule, traces=traces), tvm_target(tdict))
+        ex = compile_module(schedule_all(plans, rule, traces=traces, feats=features(tdict)),
+                            tvm_target(tdict))
     name, fast = rule_of(plans[-1], rule)
     kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")
-    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), _hand(fn, p, rule, name))
-                        for p in plans for fn in tuned_functions(p)}
+    feats = features(tdict)
+    kernel.schedules = {names.symbol(fn, p.m): sources.get(
+        (p.m, fn), _hand(fn, p, plan_rule(p, rule, feats))) for p in plans
+        for fn in tuned_functions(p)}
     return kernel
 
 
-def _hand(fn: str, plan, rule, name: str) -> str:
+def _hand(fn: str, plan, rule) -> str:
     """How function fn of the plan is scheduled without a tuning record."""
     if getattr(rule, "FAMILY", "x86") == "cuda":
-        return (f"hand schedule {name}" if rule.handles(fn, plan)
+        return (f"hand schedule {rule.NAME}" if rule.handles(fn, plan)
                 else "TVM dlight default GPU schedule")
+    name = rule_of(plan, rule)[0]
     return f"hand schedule {name}" if fn == names.FN_GEMM else "hand schedule"
 
 

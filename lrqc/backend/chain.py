@@ -80,7 +80,7 @@ def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
         mod = tvm.IRModule({})
         with tvm_target(tdict):  # CUDA rules (dlight) read the current target
             for (prefix, plans), rule in zip(specs, rules):
-                mod.update(schedule_all(plans, rule, prefix))
+                mod.update(schedule_all(plans, rule, prefix, feats=features(tdict)))
             module = compile_module(mod, tvm_target(tdict))
     kernels = [Kernel(plans, module, tdict, *rule_of(plans[-1], rule), m_min=lo, prefix=prefix)
                for (prefix, plans), rule in zip(specs, rules)]

@@ -177,24 +177,6 @@ def gpu_present() -> bool:
         return False
 
 
-def schedule(fn: str, tensors_mod, plan, rule):
-    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one, else
-    dlight's defaults (under the current target)."""
-    if rule.handles(fn, plan):
-        sch = Schedule(tensors_mod)
-        rule.schedule(fn, sch, plan, _Helpers)
-        return sch.mod["main"]
-    return default_schedule(tensors_mod)["main"]
-
-
-class _Helpers:
-    """What a CUDA rule receives as `tiles` (rules never import TVM)."""
-
-    dp4a_gemm = staticmethod(dp4a_gemm)
-    gemm_tile = staticmethod(gemm_tile)
-    has_block = staticmethod(has_block)
-
-
 os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")  # never NVRTC (needs cuda-bindings)
 
 
@@ -267,3 +249,102 @@ def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
         out.append(({1: "ptx", 2: "sass"}.get(kind, f"kind{kind}"), f"sm_{arch}"))
         off += ehs + esize
     return out
+
+
+def wmma_tile(plan) -> dict | None:
+    """Tensor-core tile of a plan, or None when its sizes do not fit one: 2 x 2 warps per
+    block, each 2 x 2 fragments of 16 x 16 (a 64 x 64 output tile), k chunks of 32 bytes."""
+    if plan.mp % 64 or plan.np_ % 64 or plan.kp % 32:
+        return None
+    return {"wy": 2, "wx": 2, "fy": 2, "fx": 2, "kf": 2}
+
+
+def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
+    """The single-group integer GEMM on tensor cores (WMMA m16n16k16 s8 x s8 -> s32): block
+    (bi, bj) -> warp (wy x wx) -> k chunks ko (A's codes shifted to s8 and B's N x K view
+    staged in shared memory by all threads, 4 bytes per thread-copy) -> 16-k steps -> fy x fx
+    fragments per warp; each warp's accumulators stored to shared memory, then the output block
+    (dequantization, zero-point correction, low-rank epilogue) computed from them by the warp's
+    32 threads."""
+    from .intrin_wmma import register_all
+
+    intrin = register_all()
+    t = tile or wmma_tile(plan)
+    blk = sch.get_sblock(acc)
+    if has_block(sch, names.UNPACK):
+        sch.compute_inline(sch.get_sblock(names.UNPACK))
+    i, j, k = sch.get_loops(blk)
+    i, ii = sch.split(i, [None, 16])
+    j, jj = sch.split(j, [None, 16])
+    k, kk = sch.split(k, [None, 16])
+    sch.reorder(i, j, k, ii, jj, kk)
+    outer = sch.blockize(ii)
+    bi, wy, fy = sch.split(i, [None, t["wy"], t["fy"]])
+    bj, wx, fx = sch.split(j, [None, t["wx"], t["fx"]])
+    ko, ki = sch.split(k, [None, t["kf"]])
+    sch.reorder(bi, bj, wy, wx, ko, ki, fy, fx)
+    sch.bind(bi, "blockIdx.y")
+    sch.bind(bj, "blockIdx.x")
+    warp = sch.fuse(wy, wx)
+    sch.bind(warp, "threadIdx.y")
+    warps = t["wy"] * t["wx"]
+    for name in (names.A_S8, names.B_NK):  # global -> shared, shifted / re-laid on the way
+        b = sch.get_sblock(name)
+        sch.set_scope(b, 0, "shared")
+        sch.compute_at(b, ko)
+        fused = sch.fuse(*sch.get_loops(b)[-2:])
+        _, f1, f2, f3 = sch.split(fused, [None, warps, 32, 4])
+        sch.bind(f1, "threadIdx.y")
+        sch.bind(f2, "threadIdx.x")
+        sch.vectorize(f3)
+    a_frag = sch.cache_read(outer, 0, "wmma.matrix_a")
+    b_frag = sch.cache_read(outer, 1, "wmma.matrix_b")
+    sch.compute_at(a_frag, ki)
+    sch.compute_at(b_frag, ki)
+    acc_sh = sch.cache_write(outer, 0, "shared")
+    store = sch.cache_write(outer, 0, "wmma.accumulator")
+    sch.reverse_compute_at(store, warp)
+    si, sj = sch.get_loops(store)[-2:]
+    si0, si1 = sch.split(si, [None, 16])
+    sj0, sj1 = sch.split(sj, [None, 16])
+    sch.reorder(si0, sj0, si1, sj1)
+    init = sch.decompose_reduction(outer, ko)
+    for frag, role in ((a_frag, "load_a"), (b_frag, "load_b")):
+        fi, fj = sch.get_loops(frag)[-2:]
+        fi0, fi1 = sch.split(fi, [None, 16])
+        fj0, fj1 = sch.split(fj, [None, 16])
+        sch.reorder(fi0, fj0, fi1, fj1)
+        sch.tensorize(fi1, intrin[role])
+    sch.tensorize(sch.get_loops(sch.get_child_blocks(init)[0])[-2], intrin["init"])
+    sch.tensorize(si1, intrin["store"])
+    sch.tensorize(sch.get_loops(blk)[-3], intrin["compute"])
+    # the shared accumulator tile feeds the output block directly, per warp
+    sch.compute_inline(acc_sh)
+    o = sch.get_sblock(out)
+    sch.reverse_compute_at(o, warp)
+    ol = sch.get_loops(o)
+    n_out = 2 if len(sch.get(o).iter_vars) == 2 else 3  # i, j (, ranks c)
+    spatial = ol[len(ol) - n_out: len(ol) - n_out + 2]
+    fused = sch.fuse(*spatial)
+    _, tx = sch.split(fused, [None, 32])
+    sch.bind(tx, "threadIdx.x")
+
+
+def schedule(fn: str, tensors_mod, plan, rule):
+    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one, else
+    dlight's defaults (under the current target)."""
+    if rule.handles(fn, plan):
+        sch = Schedule(tensors_mod)
+        rule.schedule(fn, sch, plan, _Helpers)
+        return sch.mod["main"]
+    return default_schedule(tensors_mod)["main"]
+
+
+class _Helpers:
+    """What a CUDA rule receives as `tiles` (rules never import TVM)."""
+
+    dp4a_gemm = staticmethod(dp4a_gemm)
+    wmma_gemm = staticmethod(wmma_gemm)
+    wmma_tile = staticmethod(wmma_tile)
+    gemm_tile = staticmethod(gemm_tile)
+    has_block = staticmethod(has_block)

@@ -283,11 +283,14 @@ class Kernel:
         if bk.plan.sparse:  # after the GEMM: C += the sparse products
             stages = dict(stages, sparse=lambda: bk.sparse(t))
         out = {}
+        sync = self.dev.sync  # a GPU runs its kernels asynchronously: wait for each stage
         for name, fn in stages.items():
             times = []
             for _ in range(repeat):
+                sync()
                 t0 = time.perf_counter()
                 fn()
+                sync()
                 times.append(time.perf_counter() - t0)
             out[name] = float(np.median(times))
         return out

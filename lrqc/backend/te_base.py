@@ -326,9 +326,23 @@ def epilogue_terms(p: KernelPlan):
     return ph, out, plus
 
 
-def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
+class _Shifted:
+    """acc[i, j] of the s8 formulation read back as the u8 sum: acc_s8 + 128 cs[0, j]."""
+
+    def __init__(self, acc, cs):
+        self.acc, self.cs = acc, cs
+
+    def __getitem__(self, ij):
+        i, j = ij
+        return self.acc[i, j] + 128 * self.cs[0, j]
+
+
+def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False):
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
-    pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers."""
+    pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
+    (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
+    names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
+    is the u8 sum, exactly."""
     Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     if p.nibbles:  # two weights per byte, unpacked per tile by the schedule
@@ -357,8 +371,19 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False):
     def prod(i, j, k):
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
-    if G == 1:
+    if s8:
+        assert G == 1, "the s8 formulation is for single-group products"
+        a8 = te.compute((Mp, Kp), lambda i, k: (Aq[i, k].astype("int32") - 128).astype("int8"),
+                        name=names.A_S8)
+        bnk = te.compute((Np, Kp), lambda n, k: Bp[n // 16, k // 4, n % 16, k % 4],
+                         name=names.B_NK)
+        k = te.reduce_axis((0, Kp), "k")
+        acc8 = te.compute((Mp, Np), lambda i, j: te.sum(
+            a8[i, k].astype("int32") * bnk[j, k].astype("int32"), axis=k), name=names.ACC)
+        acc = _Shifted(acc8, cs)
+    elif G == 1:
         acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
+    if G == 1:
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
             return [Aq, b_in, zc, cs, *extra, out]

@@ -23,13 +23,82 @@ def code_dtype(q) -> str:
     return "int8" if centered_limit(q) <= 127 else "int16"
 
 
-def functions(p: KernelPlan) -> list:
-    """One PrimFunc per sparse product of plan p, in order."""
+def functions(p: KernelPlan, cuda: bool = False) -> list:
+    """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions)."""
     out = []
     for sp in p.sparse:
-        make = sparse_a if sp.side == "a" else sparse_b
+        if cuda:
+            make = sparse_a_cuda if sp.side == "a" else sparse_b_cuda
+        else:
+            make = sparse_a if sp.side == "a" else sparse_b
         out.append(make(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q)))
     return out
+
+
+def threads(width: int) -> int:
+    """Threads per block along a dimension of `width` (a multiple of 4) elements."""
+    return next(v for v in (256, 128, 64, 32, 16, 8, 4) if width % v == 0)
+
+
+def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
+    """sparse_a on a GPU: a block per row i and 256 (or fewer) columns, a thread per column;
+    every thread of a block walks the row's codes, so the zero test is uniform in the block
+    and the reads of D's rows are coalesced."""
+    V, L = kq // groups, threads(np_)
+
+    @T.prim_func
+    def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
+          D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
+          C: T.Buffer((mp, np_), "float32")):
+        T.func_attr({"tir.noalias": True})
+        for i in T.thread_binding(mp, thread="blockIdx.y"):
+            for jo in T.thread_binding(np_ // L, thread="blockIdx.x"):
+                for jt in T.thread_binding(L, thread="threadIdx.x"):
+                    acc = T.alloc_buffer((1,), "int32", scope="local")
+                    out = T.alloc_buffer((1,), "float32", scope="local")
+                    out[0] = T.float32(0)
+                    for g in range(groups):
+                        acc[0] = 0
+                        for kk in range(V):
+                            if S[i, g * V + kk] != T.Cast(sdt, 0):
+                                acc[0] = acc[0] + T.Cast("int32", S[i, g * V + kk]) * T.Cast(
+                                    "int32", D[g * V + kk, jo * L + jt])
+                        out[0] = out[0] + ss[i, g] * sd[g, jo * L + jt] * T.Cast("float32",
+                                                                                 acc[0])
+                    C[i, jo * L + jt] = C[i, jo * L + jt] + out[0]
+
+    return f
+
+
+def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"):
+    """sparse_b on a GPU: a block per column n and 256 (or fewer) rows, a thread per row;
+    every thread walks the column's CSR entries (uniform loop) and reads Rt's row k coalesced."""
+    L = threads(mp)
+
+    @T.prim_func
+    def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
+          ptr: T.Buffer((np_ * groups + 1,), "int32"), idx_h: T.handle, val_h: T.handle,
+          ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")):
+        T.func_attr({"tir.noalias": True})
+        nnz = T.int32()
+        idx = T.match_buffer(idx_h, (nnz,), "int32")
+        val = T.match_buffer(val_h, (nnz,), "int16")
+        for n in T.thread_binding(np_, thread="blockIdx.x"):
+            for io in T.thread_binding(mp // L, thread="blockIdx.y"):
+                for it in T.thread_binding(L, thread="threadIdx.x"):
+                    acc = T.alloc_buffer((1,), "int32", scope="local")
+                    out = T.alloc_buffer((1,), "float32", scope="local")
+                    out[0] = T.float32(0)
+                    for g in range(groups):
+                        acc[0] = 0
+                        for t in range(ptr[n * groups + g], ptr[n * groups + g + 1]):
+                            acc[0] = acc[0] + T.Cast("int32", val[t]) * T.Cast(
+                                "int32", Rt[idx[t], io * L + it])
+                        out[0] = out[0] + sr[io * L + it, g] * ss[g, n] * T.Cast("float32",
+                                                                               acc[0])
+                    C[io * L + it, n] = C[io * L + it, n] + out[0]
+
+    return f
 
 
 def lanes(width: int) -> int:
