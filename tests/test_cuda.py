@@ -115,6 +115,22 @@ def test_tensor_cores_or_dp4a_chosen_per_bucket():
         assert found.get("wmma.s8", 0) >= 8 and found.get("dp4a", 0) >= 16, found
 
 
+def test_wmma_k_loop_is_software_pipelined():
+    """Double-buffered shared tiles: the copy of chunk k + 1 goes to the other half while chunk
+    k multiplies (a prologue copy, then k_chunks - 1 steady-state iterations)."""
+    from lrqc.backend import gpu
+
+    kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 512,
+                          target="cuda-sm90")
+    src = gpu.cuda_source(kernel.module)
+    body = src[src.rindex("gemm_m64_kernel("):]
+    body = body[: body.index("\n}\n")]
+    assert "signed char a_s8_shared_ptr[4096];" in body  # 2 x (64 rows x 32 bytes)
+    assert "signed char b_nk_shared_ptr[4096];" in body
+    assert "k_0_0 < 15;" in body and "& 1) * 2048)" in body  # 16 chunks of 32 bytes
+    assert body.count("wmma::mma_sync(") >= 2
+
+
 def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
@@ -140,16 +156,19 @@ def test_wmma_s8_formulation_is_the_u8_sum():
 
 def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
-    array): 4 x 4 int32 accumulators, A's and B's tiles in shared memory."""
+    array): mi x nj int32 accumulators, A's and B's tiles in shared memory."""
     from lrqc.backend import gpu
 
-    kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 64, 256, 512,
+    kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 32, 256, 512,
                           target="cuda-sm90")
+    assert kernel.rule == "cuda_dp4a"  # 32 rows: below the tensor-core tile
+    t = gpu.gemm_tile(kernel.plan)
+    assert (t["ty"], t["mi"], t["tx"], t["nj"]) == (16, 2, 16, 4)
     src = gpu.cuda_source(kernel.module)
-    body = src[src.rindex("void __launch_bounds__(256) gemm_m64_kernel("):]  # the definition
+    body = src[src.rindex("gemm_m32_kernel("):]  # the definition
     body = body[: body.index("\n}\n")]
-    assert "int acc_local_ptr[16];" in body
-    assert "__shared__" in body and body.count("__dp4a(") == 16
+    assert "int acc_local_ptr[8];" in body
+    assert "__shared__" in body and body.count("__dp4a(") == 8
 
 
 def test_sparse_products_compile_to_thread_per_column_kernels():

@@ -261,9 +261,9 @@ def wmma_tile(plan) -> dict | None:
 
 def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
     """The single-group integer GEMM on tensor cores (WMMA m16n16k16 s8 x s8 -> s32): block
-    (bi, bj) -> warp (wy x wx) -> k chunks ko (A's codes shifted to s8 and B's N x K view
-    staged in shared memory by all threads, 4 bytes per thread-copy) -> 16-k steps -> fy x fx
-    fragments per warp; each warp's accumulators stored to shared memory, then the output block
+    (bi, bj) -> warp (wy x wx) -> k chunks ko, software-pipelined (A's codes shifted to s8 and
+    B's N x K view staged in double-buffered shared memory by all threads, 4 bytes per
+    thread-copy) -> 16-k steps -> fy x fx fragments per warp; each warp's accumulators stored to shared memory, then the output block
     (dequantization, zero-point correction, low-rank epilogue) computed from them by the warp's
     32 threads."""
     from .intrin_wmma import register_all
@@ -318,6 +318,12 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
     sch.tensorize(sch.get_loops(sch.get_child_blocks(init)[0])[-2], intrin["init"])
     sch.tensorize(si1, intrin["store"])
     sch.tensorize(sch.get_loops(blk)[-3], intrin["compute"])
+    # software pipeline over the k chunks: the next chunk's A and B tiles are copied into the
+    # other half of double-buffered shared memory while the fragments of this one multiply
+    # (TVM's InjectSoftwarePipeline; the fragment loads stay inside the compute stage, which
+    # is what makes it work: dlight's WMMA rule pipelines them too and crashes, notes s. 3)
+    sch.annotate(ko, "software_pipeline_stage", [0, 0, 1])
+    sch.annotate(ko, "software_pipeline_order", [0, 1, 2])
     # the shared accumulator tile feeds the output block directly, per warp
     sch.compute_inline(acc_sh)
     o = sch.get_sblock(out)
