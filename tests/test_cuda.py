@@ -171,6 +171,20 @@ def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     assert "__shared__" in body and body.count("__dp4a(") == 8
 
 
+def test_quantization_statistics_reduce_across_threads():
+    """A per-tensor max over M x K is a cross-thread reduction (warp shuffles), each thread
+    reading a strided, coalesced share; not one thread walking the whole tensor."""
+    from lrqc.backend import gpu
+
+    kernel = lrqc.compile(scheme("int8 per_tensor", "int8 per_channel"), 256, 64, 512,
+                          target="cuda-sm90")
+    assert kernel.schedules["quantize_a_m256"].startswith("lrqc per-block GPU schedule")
+    src = gpu.cuda_source(kernel.module)
+    body = src[src.rindex("quantize_a_m256_kernel(float"):]
+    body = body[: body.index("\n}\n")]
+    assert "__shfl_down_sync" in body and "< 512;" in body  # 131072 elements / 256 threads
+
+
 def test_sparse_products_compile_to_thread_per_column_kernels():
     """Sparse residual terms: the per-call copy's zero-skip product and the static copy's CSR
     product as CUDA kernels (integer sums per group, one float multiply-add per group)."""

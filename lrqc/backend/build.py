@@ -159,23 +159,21 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
         if tuned and not is_cuda(tdict):
             traces, sources = _records(plans, tdict)
     with tvm_target(tdict):  # CUDA rules (dlight) read the current target
-        ex = compile_module(schedule_all(plans, rule, traces=traces, feats=features(tdict)),
-                            tvm_target(tdict))
+        mod = schedule_all(plans, rule, traces=traces, feats=features(tdict))
+        ex = compile_module(mod, tvm_target(tdict))
+    if is_cuda(tdict):  # how each function was scheduled, as the GPU helpers recorded it
+        sources = {(p.m, fn): str(mod[names.symbol(fn, p.m)].attrs["lrqc_schedule"])
+                   for p in plans for fn in tuned_functions(p)}
     name, fast = rule_of(plans[-1], rule)
     kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")
-    feats = features(tdict)
-    kernel.schedules = {names.symbol(fn, p.m): sources.get(
-        (p.m, fn), _hand(fn, p, plan_rule(p, rule, feats))) for p in plans
-        for fn in tuned_functions(p)}
+    kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), _hand(fn, p, rule))
+                        for p in plans for fn in tuned_functions(p)}
     return kernel
 
 
 def _hand(fn: str, plan, rule) -> str:
-    """How function fn of the plan is scheduled without a tuning record."""
-    if getattr(rule, "FAMILY", "x86") == "cuda":
-        return (f"hand schedule {rule.NAME}" if rule.handles(fn, plan)
-                else "TVM dlight default GPU schedule")
+    """How function fn of the plan is scheduled on a CPU without a tuning record."""
     name = rule_of(plan, rule)[0]
     return f"hand schedule {name}" if fn == names.FN_GEMM else "hand schedule"
 

@@ -337,13 +337,60 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
 
 
 def schedule(fn: str, tensors_mod, plan, rule):
-    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one, else
-    dlight's defaults (under the current target)."""
+    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one; GEMMs
+    without one (per-group, float) dlight's defaults; other functions per_block (dlight's
+    defaults if that fails). Under the current target; the function's HOW attribute says
+    which."""
+    sch = Schedule(tensors_mod)
     if rule.handles(fn, plan):
-        sch = Schedule(tensors_mod)
         rule.schedule(fn, sch, plan, _Helpers)
-        return sch.mod["main"]
-    return default_schedule(tensors_mod)["main"]
+        how = f"hand schedule {rule.NAME}"
+    elif fn in (names.FN_GEMM, names.FN_ACC):  # GEMMs without a rule: dlight's matmul rules
+        sch, how = None, "TVM dlight default GPU schedule"
+    else:
+        try:
+            per_block(sch)
+            how = "lrqc per-block GPU schedule (cross-thread reductions)"
+        except Exception:  # a block shape per_block does not know: dlight's rules
+            sch, how = None, "TVM dlight default GPU schedule"
+    func = sch.mod["main"] if sch is not None else default_schedule(tensors_mod)["main"]
+    return func.with_attr(HOW, how)
+
+
+HOW = "lrqc_schedule"  # function attribute: how lrqc scheduled it (for the build report)
+
+
+def per_block(sch, threads: int = 256):
+    """Every block of a function (quantization pass, row dot products, float GEMMs) as its own
+    kernel: elementwise blocks one thread per element; reductions one thread block per output
+    element (the spatial loops fused onto blockIdx.x), its threads splitting the reduced
+    elements (coalesced along the innermost axis) and combining them with a cross-thread
+    reduction. (dlight's fallback reduces per-tensor statistics in one thread, reading and
+    writing global memory per element.)"""
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if not sch.get_loops(b):
+            sch.add_unit_loop(b)
+        loops = sch.get_loops(b)
+        kinds = [int(iv.iter_type) for iv in sch.get(b).iter_vars]
+        if len(kinds) != len(loops) or kinds != sorted(kinds):
+            raise ValueError(f"block {sch.get(b).name_hint}: loops do not follow its axes")
+        ns = kinds.count(0)
+        spatial, red = loops[:ns], loops[ns:]
+        if red:
+            if spatial:
+                sch.bind(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], "blockIdx.x")
+            r = sch.fuse(*red) if len(red) > 1 else red[0]
+            extent = int(sch.get(r).extent)
+            t = min(threads, 1 << max(0, (extent - 1).bit_length()))
+            _, tx = sch.split(r, [None, t])
+            sch.bind(tx, "threadIdx.x")
+        else:
+            f = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+            extent = int(sch.get(f).extent)
+            t = min(threads, 1 << max(0, (extent - 1).bit_length()))
+            bo, tx = sch.split(f, [None, t])
+            sch.bind(bo, "blockIdx.x")
+            sch.bind(tx, "threadIdx.x")
 
 
 class _Helpers:
