@@ -13,7 +13,9 @@ whole tuning of the row.
 
 Rows: per-channel int8 at 1024^3, an LLM decode shape (M=8, N=K=4096) and the LRQMM rank-16
 scheme at 2048^3 (its GEMM with the fused rank-16 epilogue). Target: tuned >= hand on every
-row, and >= 1.2x on the decode shape. The GEMM rows also show the fraction of the machine's
+row, and >= 1.2x on the decode shape. "best" says whether the recorded candidate came from the
+search or is the hand schedule's own point of the space (a finalist too, so tuning never
+records something the hand point beat in the same rounds). The GEMM rows also show the fraction of the machine's
 integer peak (bench/peak.c: the instruction the rule issues, all threads, no memory traffic)
 that hand and tuned kernels reach: the headroom any schedule has left.
 """
@@ -90,7 +92,8 @@ def run_row(name, text, dims, trials, workers, peak) -> list[str]:
                          f"{of_peak(fn, r['hand_ms'], dims, peak)}"
                          f"{of_peak(fn, r['tuned_ms'], dims, peak)}"
                          f"{r['trials']:>7}{r['valid']:>7}{r['rejected']:>6}"
-                         f"{t95 if t95 else '-':>8}{wall:>9.0f}")
+                         f"{t95 if t95 else '-':>8}{wall:>9.0f}"
+                         f"  {'hand point' if r.get('hand_point') else 'searched'}")
     return lines
 
 
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
                                            else f"n/a: {instr}\n"))
     head = (f"{'shape':<36}{'function':<11}{'budget':>7}{'hand ms':>10}{'tuned ms':>10}"
             f"{'speedup':>10}{'hand/pk':>9}{'tuned/pk':>9}{'trials':>7}{'valid':>7}{'rej.':>6}"
-            f"{'to 95%':>8}{'wall s':>9}")
+            f"{'to 95%':>8}{'wall s':>9}  best")
     print(head)
     print("-" * len(head))
     for key in args.rows.split(","):

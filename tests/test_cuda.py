@@ -112,7 +112,7 @@ def test_tensor_cores_or_dp4a_chosen_per_bucket():
         assert kernel.schedules["gemm_m64"] == "hand schedule cuda_wmma"
         assert kernel.schedules["gemm_m128"] == "hand schedule cuda_wmma"
         found = ptx_of(kernel, "sm_80")
-        assert found.get("wmma.s8", 0) >= 8 and found.get("dp4a", 0) >= 16, found
+        assert found.get("wmma.s8", 0) >= 8 and found.get("dp4a", 0) >= 16, found  # u32.s32
 
 
 def test_wmma_k_loop_is_software_pipelined():
@@ -125,9 +125,9 @@ def test_wmma_k_loop_is_software_pipelined():
     src = gpu.cuda_source(kernel.module)
     body = src[src.rindex("gemm_m64_kernel("):]
     body = body[: body.index("\n}\n")]
-    assert "signed char a_s8_shared_ptr[4096];" in body  # 2 x (64 rows x 32 bytes)
-    assert "signed char b_nk_shared_ptr[4096];" in body
-    assert "k_0_0 < 15;" in body and "& 1) * 2048)" in body  # 16 chunks of 32 bytes
+    assert "signed char a_s8_shared_ptr[2048];" in body  # 2 x (64 rows x 16 bytes)
+    assert "signed char b_nk_shared_ptr[2048];" in body
+    assert "k_0_0 < 31;" in body and "& 1) * 1024)" in body  # 32 chunks of 16 bytes
     assert body.count("wmma::mma_sync(") >= 2
 
 
@@ -234,48 +234,116 @@ def test_artifact_carries_a_fatbin_for_every_arch(tmp_path):
         assert "Traceback" not in res.stderr
 
 
-def test_load_time_compile_hook_serves_only_the_built_fatbin():
+def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(monkeypatch):
     """TVM compiles an exported CUDA module's source when loading it; lrqc's hook returns the
-    artifact's fatbin for that source and refuses any other (no compiler on the deploy side)."""
+    artifact's fatbin for that source (no compiler on the deploy side) and hands any other
+    source (kernels compiled in the same process) to TVM's own hook."""
+    import importlib
+
     import tvm_ffi
 
     from lrqc.backend import gpu
 
-    gpu.serve_fatbin(b"FATBIN", gpu.source_hash("// the built source"))
-    hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
-    assert bytes(hook("// the built source")) == b"FATBIN"
-    with pytest.raises(Exception, match="without its precompiled fatbin"):
-        hook("// another source")
+    importlib.import_module("tvm.support.nvcc")
+    original = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+    seen = []
+    monkeypatch.setattr(gpu, "_SERVED", {})
+    monkeypatch.setattr(gpu, "_PREVIOUS", [lambda code, *rest: seen.append(str(code)) or b"NVCC"])
+    try:
+        gpu.serve_fatbin(b"FATBIN", gpu.source_hash("// the built source"))
+        hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
+        hits = gpu.SERVED_HITS[0]
+        assert bytes(hook("// the built source")) == b"FATBIN"
+        assert gpu.SERVED_HITS[0] == hits + 1 and not seen
+        assert bytes(hook("// another source")) == b"NVCC" and seen == ["// another source"]
+    finally:  # TVM's own hook back, for whatever runs next in this process
+        tvm_ffi.register_global_func("tvm_callback_cuda_compile", original, override=True)
+
+
+def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
+    from lrqc.backend import artifact, gpu
+
+    s = scheme("int8 per_channel", "int8 per_channel")
+    monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
+    with pytest.raises(LrqcError, match="need nvcc"):
+        artifact.build_artifact(s, 16, 64, 128, tmp_path / "none", "cuda-sm90")
+    assert not (tmp_path / "none").exists()  # refused before anything was written
+
+
+def test_tune_refuses_cuda_and_empty_selections(capsys):
+    from lrqc.backend.tune import tune_scheme
+
+    with pytest.raises(LrqcError, match="does not tune CUDA kernels yet"):
+        tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS, target="cuda-sm90")
+    with pytest.raises(LrqcError, match="nothing to tune"):
+        tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS,
+                    functions=("lowrank_u",))
 
 
 GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4", "vsquant_w4a4",
              "lplr_w_a8", "lplr_w", "lramm_r64"]
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not _gpu(), reason="needs an NVIDIA GPU that TVM can use")
-@pytest.mark.parametrize("name", GPU_CASES)
-def test_cuda_kernels_match_the_reference(name):
+def _gpu_arch():
+    """The GPU's arch when lrqc builds for it (else the gpu tests skip)."""
     from lrqc.backend import gpu
+    from lrqc.backend.target import CUDA_ARCHS
 
-    m, n, k = (40, 96, 96)
+    if not _gpu():
+        pytest.skip("needs an NVIDIA GPU that TVM can use")
+    if gpu.device_arch() not in CUDA_ARCHS:
+        pytest.skip(f"GPU arch {gpu.device_arch()} is not one lrqc builds for")
+    return gpu.device_arch()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", GPU_CASES)
+@pytest.mark.parametrize("dims", [(40, 96, 96), (128, 128, 256)])  # dp4a; tensor cores
+def test_cuda_kernels_match_the_reference(name, dims):
+    arch = _gpu_arch()
+    m, n, k = dims
     rng = np.random.default_rng(1)
     A, B = rng.random((m, k)), rng.random((k, n))
     s = example(name)
-    kernel = lrqc.compile(s, m, n, k, target=f"cuda -arch={gpu.device_arch()}")
+    kernel = lrqc.compile(s, m, n, k, target=f"cuda -arch={arch}")
     ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
     assert rel_error(kernel.run(A, B), ref) < TOL
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _gpu(), reason="needs an NVIDIA GPU that TVM can use")
+@pytest.mark.parametrize("b", ["int8 per_channel", "int4 per_channel", "uint4 per_channel",
+                               "int4 per_channel + lowrank(rank=3)"])
+def test_cuda_bucketed_kernels_and_integer_sums(b):
+    """A range build runs dp4a buckets (m = 3) and tensor-core buckets (m = 64, 100); the
+    integer sums match the CPU kernel's exactly."""
+    arch = _gpu_arch()
+    s = scheme("int8 per_channel", b)
+    kernel = lrqc.compile(s, "1..128", 128, 256, target=f"cuda -arch={arch}")
+    cpu = lrqc.compile(s, "1..128", 128, 256)
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((256, 128))
+    packed, packed_cpu = kernel.pack(B), cpu.pack(B)
+    for m in (3, 64, 100):
+        A = rng.standard_normal((m, 256))
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, m
+        np.testing.assert_array_equal(kernel.int_accumulate(A, packed),
+                                      cpu.int_accumulate(A, packed_cpu))
+
+
+@pytest.mark.gpu
 def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
     from lrqc.backend import gpu
     from lrqc.backend.artifact import build_artifact, load_kernel
 
+    arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")
-    build_artifact(s, 16, 64, 128, tmp_path, f"cuda -arch={gpu.device_arch()}")
+    build_artifact(s, "1..128", 128, 256, tmp_path, f"cuda -arch={arch}")
+    hits = gpu.SERVED_HITS[0]
+    kernel = load_kernel(tmp_path)
     rng = np.random.default_rng(2)
-    A, B = rng.standard_normal((16, 128)), rng.standard_normal((128, 64))
-    C = load_kernel(tmp_path).run(A, B)
-    assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
+    for m in (16, 128):
+        A, B = rng.standard_normal((m, 256)), rng.standard_normal((256, 128))
+        C = kernel.run(A, B)
+        assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
+    assert gpu.SERVED_HITS[0] > hits  # the module came from the fatbin, not from nvcc

@@ -14,7 +14,7 @@ from .build import bucket_plans, compile as compile_kernel
 from .chain import assemble, is_chain
 from .compat import load_module, versions
 from .kernel import Kernel
-from .target import cuda_archs, host_lacks, is_cross, is_cuda
+from .target import cuda_archs, host_lacks, is_cross, is_cuda, resolve
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
@@ -33,6 +33,10 @@ LAYOUTS = {
 
 def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     """Compile and export; returns the manifest."""
+    if target is not None and is_cuda(resolve(target)):
+        from .gpu import nvcc_path
+
+        nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
     kernel = compile_kernel(scheme, M, N, K, target)  # M: rows or a range lo..hi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,10 +134,19 @@ def _load_cuda(d: Path, man: dict):
     from . import gpu
     from .kernel import device_of
 
+    missing = host_lacks(man["target"])
+    if missing:
+        raise LrqcError(f"{d}: its host code is for {man['target']['host']}, this machine is "
+                        f"another {', '.join(missing)}; rebuild it here")
     _, why = device_of(man["target"])
     if why:
         raise LrqcError(f"{d}: {why}")
-    gpu.serve_fatbin((d / man["cuda"]["fatbin"]).read_bytes(), man["cuda"]["source_sha256"])
+    try:
+        binary = (d / man["cuda"]["fatbin"]).read_bytes()
+    except OSError as exc:
+        raise LrqcError(f"{d}: the device code {man['cuda']['fatbin']} cannot be read "
+                        f"({exc.strerror}); rebuild it with `lrqc build`") from None
+    gpu.serve_fatbin(binary, man["cuda"]["source_sha256"])  # before the module is loaded
     return _assemble(d, man)
 
 

@@ -25,7 +25,8 @@ from .intrin import DP4A, register
 
 # instruction patterns in PTX, for build reports and the compile-only tests
 PTX_PATTERNS = {
-    "dp4a": r"\bdp4a\.[us]32\.[us]32",
+    # A's codes unsigned, B's signed (either operand order): s32.s32 / u32.u32 would be wrong
+    "dp4a": r"\bdp4a\.(?:u32\.s32|s32\.u32)",
     "wmma.s8": r"wmma\.mma\.sync[^\n]*\.s8",
     "mma.s8": r"(?m)^\s*mma\.sync[^\n]*\.s8",
     "fma.f32": r"\bfma\.rn\.f32",
@@ -199,39 +200,45 @@ def arch_mismatch(target: dict) -> str | None:
     top = max(int(a[3:]) for a in archs)
     if int(have[3:]) > top:
         return None
+    from .target import CUDA_ARCHS
+
+    fit = [a for a in CUDA_ARCHS if int(a[3:]) <= int(have[3:])]
+    hint = (f"rebuild with --target 'cuda -arch={fit[-1]}'" if fit
+            else f"lrqc builds for {', '.join(CUDA_ARCHS)} only")
     return (f"this kernel was built for {', '.join(archs)}, but GPU 0 ({device().device_name}) "
-            f"is {have}: rebuild with --target 'cuda -arch={have}'")
+            f"is {have}: {hint}")
 
 
 _SERVED: dict = {}  # source sha256 -> fatbin, for TVM's load-time compile hook
+_PREVIOUS: list = []  # TVM's own hook (nvcc), for every other source
+SERVED_HITS = [0]  # how many loads the hook answered from a fatbin (tests check it is used)
+
+
+def _compile(code, *rest):
+    text = code.decode() if isinstance(code, bytes) else str(code)
+    found = _SERVED.get(source_hash(text))
+    if found is not None:
+        SERVED_HITS[0] += 1
+        return found
+    if not _PREVIOUS or _PREVIOUS[0] is None:
+        raise LrqcError("no CUDA compiler hook for a module without a fatbin")
+    return _PREVIOUS[0](code, *rest)
 
 
 def serve_fatbin(binary: bytes, sha256: str) -> None:
     """Make TVM's load-time CUDA compile hook return this precompiled fatbin for the source it
     was built from (an exported CUDA module carries source, which TVM compiles when loading it:
-    notes section 4), so loading an artifact runs no compiler. Other sources go to TVM's own
-    hook only with LRQC_CUDA_JIT=1."""
+    notes section 4), so loading an artifact runs no compiler. Any other source (kernels
+    compiled in this process) goes to TVM's own hook (nvcc)."""
     import importlib
 
     import tvm_ffi
 
-    importlib.import_module("tvm.support.nvcc")  # registers TVM's hook, kept as the fallback
-
-    if not _SERVED:
-        previous = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
-
-        @tvm_ffi.register_global_func("tvm_callback_cuda_compile", override=True)
-        def _compile(code, *rest):
-            text = code.decode() if isinstance(code, bytes) else str(code)
-            found = _SERVED.get(source_hash(text))
-            if found is not None:
-                return found
-            if previous is not None and os.environ.get("LRQC_CUDA_JIT"):
-                return previous(code, *rest)
-            raise LrqcError("a CUDA module without its precompiled fatbin was loaded (set "
-                            "LRQC_CUDA_JIT=1 to let TVM compile it with nvcc)")
-
+    importlib.import_module("tvm.support.nvcc")  # registers TVM's hook, kept for the rest
+    if not _PREVIOUS:
+        _PREVIOUS.append(tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True))
     _SERVED[sha256] = binary
+    tvm_ffi.register_global_func("tvm_callback_cuda_compile", _compile, override=True)
 
 
 def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
@@ -253,10 +260,12 @@ def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
 
 def wmma_tile(plan) -> dict | None:
     """Tensor-core tile of a plan, or None when its sizes do not fit one: 2 x 2 warps per
-    block, each 2 x 2 fragments of 16 x 16 (a 64 x 64 output tile), k chunks of 32 bytes."""
+    block, each 2 x 2 fragments of 16 x 16 (a 64 x 64 output tile), k chunks of 16 bytes (one
+    fragment wide: WMMA loads need 32-byte aligned fragment pointers, which a second fragment
+    16 bytes into a 32-byte row would break), at least two chunks (the pipeline)."""
     if plan.mp % 64 or plan.np_ % 64 or plan.kp % 32:
         return None
-    return {"wy": 2, "wx": 2, "fy": 2, "fx": 2, "kf": 2}
+    return {"wy": 2, "wx": 2, "fy": 2, "fx": 2, "kf": 1}
 
 
 def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):

@@ -3,7 +3,8 @@
 CUDA targets: "cuda-sm80", "cuda-sm90" (short names), "cuda -arch=sm_90" (TVM's string form;
 "cuda -arch=sm_80,sm_90" builds device code for both), or a dict {"kind": "cuda", "arch":
 "sm_90"}. Bare "cuda" is refused: TVM would silently compile for sm_50. The host part is
-generic LLVM code (it only launches the device code). A dict may carry "lrqc_archs" (every arch the
+LLVM code for this machine's architecture without CPU features (it only launches the device
+code). A dict may carry "lrqc_archs" (every arch the
 artifact's fatbin holds; TVM's own "arch" is the lowest, which code generation targets)."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ SHORT_NAMES = {
     "cuda-sm80": {"kind": "cuda", "arch": "sm_80"},
     "cuda-sm90": {"kind": "cuda", "arch": "sm_90"},
 }
-CUDA_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90")  # what lrqc builds and tests for
+CUDA_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120")  # lrqc builds for
 ARCHS_KEY = "lrqc_archs"  # lrqc's own key: every arch of the fatbin (not a TVM attribute)
 
 
@@ -106,9 +107,10 @@ def _cuda_dict(d: dict) -> dict:
                         f"{', '.join(CUDA_ARCHS)} (dp4a needs sm_61+, int8 tensor cores sm_75+)")
     archs = sorted(set(archs), key=CUDA_ARCHS.index)
     out = {k: v for k, v in d.items() if k not in ("arch", ARCHS_KEY, "host")}
-    # the host part only launches kernels: generic x86-64 code, so the artifact loads on any
-    # machine with the GPU
-    out.update(arch=archs[0], host=d.get("host") or {"kind": "llvm"})
+    # the host part only launches kernels: generic code for this machine's architecture (no
+    # CPU features), its triple recorded so another architecture refuses it clearly
+    out.update(arch=archs[0], host=d.get("host") or {"kind": "llvm",
+                                                     "mtriple": f"{platform.machine()}-linux-gnu"})
     if len(archs) > 1:
         out[ARCHS_KEY] = archs
     return out

@@ -51,8 +51,8 @@ def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
           D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
           C: T.Buffer((mp, np_), "float32")):
         T.func_attr({"tir.noalias": True})
-        for i in T.thread_binding(mp, thread="blockIdx.y"):
-            for jo in T.thread_binding(np_ // L, thread="blockIdx.x"):
+        for i in T.thread_binding(mp, thread="blockIdx.x"):  # rows: x allows 2^31 - 1 blocks
+            for jo in T.thread_binding(np_ // L, thread="blockIdx.y"):
                 for jt in T.thread_binding(L, thread="threadIdx.x"):
                     acc = T.alloc_buffer((1,), "int32", scope="local")
                     out = T.alloc_buffer((1,), "float32", scope="local")

@@ -371,6 +371,15 @@ def _remote_timers(exs, args, rpc: str, key: str | None) -> list:
             for m in mods]
 
 
+def hand_trace(plan, rule, fn: str):
+    """The trace (JSON) of function fn's hand schedule: the hand point of its tuning space."""
+    from .build import functions, schedule_function
+
+    sch = Schedule(prim_func(functions(plan, rule)[fn]))
+    schedule_function(fn, sch, plan, rule)
+    return trace_to_json(sch.trace)
+
+
 def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -> str | None:
     """None when the whole kernel with this schedule of function fn matches lrqc.reference on
     random inputs, else why not."""
@@ -419,6 +428,9 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
 
     jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS
             if fn in tuned_functions(plan)]  # lowrank_u only with B's low-rank term
+    if not jobs:
+        raise LrqcError(f"nothing to tune: {', '.join(functions or TUNED_FUNCTIONS)} "
+                        "(lowrank_u exists only when B has a lowrank term)")
     budget_each = budget_s / len(jobs) if budget_s else None
     rows = []
     for plan, fn in jobs:
@@ -473,10 +485,16 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         row.update(status="no valid candidate: the hand schedule stays", wall_s=time.time() - t0)
         print(f"  {row['status']}", file=out)
         return row
+    # the hand schedule's own point of the space is a finalist too (MetaSchedule's noisy
+    # measurements may rank it below slower candidates): tuning never records a candidate
+    # the hand point beat in the same rounds
+    own = hand_trace(plan, rule, fn)
+    finalists = checked + ([own] if own not in checked else [])
     # re-timed against the hand schedule in alternating rounds (one noisy measurement during
     # the search can put a slow candidate first): the best ratio is recorded
-    hand_ms, timed = compare(plan, rule, tdict, checked, fn, rpc, key)
-    (tuned_ms, ratio), trace = max(zip(timed, checked), key=lambda t: t[0][1])
+    hand_ms, timed = compare(plan, rule, tdict, finalists, fn, rpc, key)
+    (tuned_ms, ratio), trace = max(zip(timed, finalists), key=lambda t: t[0][1])
+    row["hand_point"] = trace == own
     wall = row["wall_s"] = time.time() - t0
     rec = Record(rkey, trace, tuned_ms, hand_ms, progress.done, progress.valid, rejected,
                  wall_s=wall)
@@ -486,6 +504,8 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     slower = " (slower than the hand schedule: builds keep the hand schedule)" \
         if tuned_ms > hand_ms else ""
     where = f" on the RPC device {key}" if rpc else ""
+    if row["hand_point"]:
+        print("  the hand schedule's own point measured best among the finalists", file=out)
     print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand{where} "
           f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
           f"{rejected} rejected, {wall:.0f} s{slower}", file=out)

@@ -1,6 +1,6 @@
 """CUDA sm_75+: the single-group integer GEMM on tensor cores (WMMA m16n16k16 s8 x s8 -> s32;
 A's u8 codes shifted to s8, + 128 cs in the epilogue: te_base.gemm(s8=True)) when the plan's
-padded sizes fit 64 x 64 output tiles and 32-byte k chunks (gpu.wmma_tile); other shapes
+padded sizes fit 64 x 64 output tiles and K >= 32 (gpu.wmma_tile); other shapes
 (small M buckets) take the dp4a rule. The k loop is software-pipelined over double-buffered
 shared memory. Not run on a GPU yet:
 compiled and checked to PTX here."""
@@ -20,7 +20,7 @@ def applies(plan, features):
     if plan.groups > 1:
         return "per-group scales: not yet"
     if plan.mp % 64 or plan.np_ % 64 or plan.kp % 32:
-        return f"sizes {plan.mp}x{plan.np_}x{plan.kp} do not fit 64 x 64 tiles, 32-byte k chunks"
+        return f"sizes {plan.mp}x{plan.np_}x{plan.kp} do not fit 64 x 64 tiles (K a multiple of 32)"
     return None
 
 

@@ -1,8 +1,9 @@
 """CUDA, any arch from sm_61: the single-group integer GEMM (per_tensor / per_channel scales,
 int2..int8 weights, zero points, low-rank epilogues) on dp4a (u8 x s8 -> s32, 4 k per
 instruction), A's and B's tiles staged in shared memory, the epilogue fused per thread
-(gpu.dp4a_gemm). The other functions (quantization pass, row dot products) get TVM's dlight
-rules. Not run on a GPU yet: compiled and checked to PTX here."""
+(gpu.dp4a_gemm; tiles of up to 64 x 64 outputs, 16 x 16 threads, up to 4 x 4 accumulators
+each: gpu.gemm_tile). The other functions (quantization pass, row dot products) get
+gpu.per_block. Not run on a GPU yet: compiled and checked to PTX here."""
 
 NAME = "cuda_dp4a"
 FAMILY = "cuda"
