@@ -171,7 +171,7 @@ def add_parsers(sub):
     t.add_argument("--cost-model", choices=("xgb", "random"), help="default: xgb when xgboost "
                    "is installed, else random")
     t.add_argument("--only", metavar="FN[,FN]", help="tune only these functions: gemm, "
-                   "quantize_a (default: both)")
+                   "quantize_a, lowrank_u (default: all the scheme has)")
     t.set_defaults(func=cmd_tune)
     c = sub.add_parser("cache", help="the tuning database: ls | show | verify | prune | export "
                        "FILE | import FILE")
