@@ -41,11 +41,15 @@ def view(t) -> np.ndarray:
     return np.from_dlpack(t) if on_cpu(t) else t.numpy()
 
 
+def writable(t) -> np.ndarray:
+    """An array to fill for a whole TVM tensor: its view in host memory, else a host buffer
+    that store() copies to the device."""
+    return np.from_dlpack(t) if on_cpu(t) else np.empty(t.shape, str(t.dtype))
+
+
 def store(t, arr: np.ndarray) -> None:
-    """Write a whole TVM tensor from a numpy array (in place in host memory, else copied)."""
-    if on_cpu(t):
-        np.from_dlpack(t)[...] = arr
-    else:
+    """Finish writing a tensor through writable(t): nothing to do in host memory."""
+    if not on_cpu(t):
         t.copyfrom(np.ascontiguousarray(arr, dtype=str(t.dtype)))
 
 
@@ -105,7 +109,9 @@ class CompBuffers:
 
     def set_rows(self, m: int):
         if self.rows is not None:
-            store(self.rows, np.array([m], np.int32))
+            rows = writable(self.rows)
+            rows[0] = m
+            store(self.rows, rows)
 
     def notes(self) -> list[str]:
         if self.dens is None:
@@ -127,11 +133,13 @@ class CompBuffers:
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             L, Ft = a_factors(t, R, T)
-            ua = np.zeros((p.mp, t.rank), F32)
+            ua = writable(self.Ua)
             ua[:m] = L
+            ua[m:] = 0.0
             store(self.Ua, ua)
-            wa = np.zeros((t.rank, p.np_), F32)
+            wa = writable(self.Wa)
             wa[:, : p.n] = Ft.astype(F32) @ packed_arrays["B32"]
+            wa[:, p.n:] = 0.0
             store(self.Wa, wa)
 
 

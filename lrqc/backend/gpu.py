@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import LrqcError
 from . import names
+from .tiles import has_block
 from .compat import Schedule, tvm
 from .intrin import DP4A, register
 
@@ -31,14 +32,6 @@ PTX_PATTERNS = {
     "mma.s8": r"(?m)^\s*mma\.sync[^\n]*\.s8",
     "fma.f32": r"\bfma\.rn\.f32",
 }
-
-
-def has_block(sch, name) -> bool:
-    try:
-        sch.get_sblock(name)
-        return True
-    except Exception:
-        return False
 
 
 def default_schedule(mod):
@@ -258,13 +251,11 @@ def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def wmma_tile(plan) -> dict | None:
-    """Tensor-core tile of a plan, or None when its sizes do not fit one: 2 x 2 warps per
-    block, each 2 x 2 fragments of 16 x 16 (a 64 x 64 output tile), k chunks of 16 bytes (one
-    fragment wide: WMMA loads need 32-byte aligned fragment pointers, which a second fragment
-    16 bytes into a 32-byte row would break), at least two chunks (the pipeline)."""
-    if plan.mp % 64 or plan.np_ % 64 or plan.kp % 32:
-        return None
+def wmma_tile(plan) -> dict:
+    """Tensor-core tile: 2 x 2 warps per block, each 2 x 2 fragments of 16 x 16 (a 64 x 64
+    output tile), k chunks of 16 bytes (one fragment wide: WMMA loads need 32-byte aligned
+    fragment pointers, which a second fragment 16 bytes into a 32-byte row would break). Which
+    plans fit it is the rule's call (schedules/cuda/05_wmma.py applies())."""
     return {"wy": 2, "wx": 2, "fy": 2, "fx": 2, "kf": 1}
 
 
@@ -407,6 +398,3 @@ class _Helpers:
 
     dp4a_gemm = staticmethod(dp4a_gemm)
     wmma_gemm = staticmethod(wmma_gemm)
-    wmma_tile = staticmethod(wmma_tile)
-    gemm_tile = staticmethod(gemm_tile)
-    has_block = staticmethod(has_block)

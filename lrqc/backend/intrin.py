@@ -124,9 +124,10 @@ _INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs),
 _done: set[str] = set()
 
 
-def register(name: str = VNNI_16x4) -> str:
-    """Register an intrinsic once per process; returns its name."""
+def register(name: str = VNNI_16x4, pair=None) -> str:
+    """Register an intrinsic once per process (pair: its (desc, impl) when not one of this
+    module's); returns its name."""
     if name not in _done:
-        TensorIntrin.register(name, *_INTRINSICS[name])
+        TensorIntrin.register(name, *(pair or _INTRINSICS[name]))
         _done.add(name)
     return name

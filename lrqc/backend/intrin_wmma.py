@@ -6,7 +6,8 @@ convention (a fragment buffer's elem_offset locates the 16 x 16 tile)."""
 
 from __future__ import annotations
 
-from .compat import T, TensorIntrin
+from .compat import T
+from .intrin import register
 
 M = N = K = 16
 LOAD_A = "lrqc_wmma_load_a_s8"
@@ -151,13 +152,10 @@ _INTRINSICS = {
     STORE: (_store_desc, _store_impl),
     SYNC: (_sync_desc, _sync_impl),
 }
-_done: set[str] = set()
 
 
 def register_all() -> dict:
     """Register the five intrinsics once per process; returns {role: name}."""
-    for name, (desc, impl) in _INTRINSICS.items():
-        if name not in _done:
-            TensorIntrin.register(name, desc, impl)
-            _done.add(name)
+    for name, pair in _INTRINSICS.items():
+        register(name, pair)
     return {"load_a": LOAD_A, "load_b": LOAD_B, "init": FILL, "store": STORE, "compute": SYNC}

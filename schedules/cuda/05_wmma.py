@@ -1,6 +1,7 @@
 """CUDA sm_75+: the single-group integer GEMM on tensor cores (WMMA m16n16k16 s8 x s8 -> s32;
 A's u8 codes shifted to s8, + 128 cs in the epilogue: te_base.gemm(s8=True)) when the plan's
-padded sizes fit 64 x 64 output tiles and K >= 32 (gpu.wmma_tile); other shapes
+padded sizes fit 64 x 64 output tiles (gpu.wmma_tile) and K >= 32 (the pipeline's two
+chunks); other shapes
 (small M buckets) take the dp4a rule. The k loop is software-pipelined over double-buffered
 shared memory. Not run on a GPU yet:
 compiled and checked to PTX here."""
