@@ -113,7 +113,8 @@ def _current(rec):
 
 def _verify(db, recs) -> int:
     """Re-check records that this lrqc/TVM/LLVM and this CPU can run against lrqc.reference."""
-    from .backend.target import features, host_target_dict
+    from .backend.kernel import device_of
+    from .backend.target import features, host_target_dict, is_cuda
     from .backend.tune import check_candidate
 
     bad = 0
@@ -125,10 +126,16 @@ def _verify(db, recs) -> int:
                   "removes it)")
             bad += 1
             continue
-        lacks = sorted(set(r.key["features"]) - here)
-        if lacks:
-            print(f"{r.hash}: skipped (this CPU lacks {', '.join(lacks)})")
-            continue
+        if is_cuda(r.key["target"]):
+            why_not = device_of(r.key["target"])[1]
+            if why_not:
+                print(f"{r.hash}: skipped ({why_not})")
+                continue
+        else:
+            lacks = sorted(set(r.key["features"]) - here)
+            if lacks:
+                print(f"{r.hash}: skipped (this CPU lacks {', '.join(lacks)})")
+                continue
         why = check_candidate(scheme, plan, r.key["target"], r.trace, r.key["function"])
         print(f"{r.hash}: {'ok' if why is None else 'WRONG: ' + why}")
         bad += why is not None
@@ -161,7 +168,8 @@ def add_parsers(sub):
     t.add_argument("file", metavar="FILE")
     t.add_argument("--scheme")
     t.add_argument("--dims", required=True, help="M=..,N=..,K=.. (M=lo..hi tunes every bucket)")
-    t.add_argument("--target", help="as for lrqc build")
+    t.add_argument("--target", help="as for lrqc build (CUDA: on this machine's GPU, or on the "
+                   "GPU of an --rpc tracker's server)")
     t.add_argument("--trials", type=int, default=64, help="measured candidates per kernel")
     t.add_argument("--time-budget", help="stop after this long, e.g. 10m (checked every 16 "
                    "trials)")

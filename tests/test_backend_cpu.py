@@ -12,6 +12,7 @@ import pytest
 
 import lrqc
 from lrqc.reference import int_accumulate, matmul, quantize
+from lrqc.reference.inputs import round_float
 
 pytest.importorskip("tvm")
 
@@ -182,6 +183,34 @@ def test_products_with_a_float_operand(a, b, dims):
     assert C.dtype == np.float32 and np.abs(C - R).max() <= 2.0**-22 * k**0.5 * bound
     with pytest.raises(lrqc.InputError, match="no integer accumulation"):
         kernel.int_accumulate(A, kernel.pack(B))
+
+
+HALF_OF = {  # KernelPlan.half of FLOAT_CASES: the 16-bit type holding every GEMM value exactly
+    ("bfloat16", "int8"): "bfloat16",
+    ("int8 per_channel", "float16"): "float16",
+    ("float16", "e4m3 per_channel round=stochastic"): "float16",
+    ("e5m2 per_tensor", "int8"): "float16",
+    ("e4m3 per_channel round=stochastic seed=1", "int8"): "float16",
+}
+
+
+@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in FLOAT_CASES])
+def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims):
+    """Float GEMMs whose values are all exact in float16 / bfloat16 (codes with per_tensor or
+    per_channel scales, float16 / bfloat16 operands) multiply codes and scale rows and columns
+    in the epilogue (CUDA runs them on 16-bit tensor cores); the others (a float32 operand,
+    scales inside the K sum, float16 x bfloat16) multiply dequantized float32 values. Both
+    match the reference (test above)."""
+    m, n, k = dims
+    kernel = lrqc.compile(scheme(a, b), M=m, N=n, K=k, target=HOST_RULE_TARGET)
+    half = HALF_OF.get((a, b))
+    assert kernel.plan.half == half
+    A, B = data(m, n, k, seed=m + k)
+    packed = kernel.pack(B)
+    assert ("sbf" in packed.arrays) == (half is not None)
+    if half is not None:  # B's codes: exact in the 16-bit type
+        bf = packed.arrays["Bf"]
+        assert np.array_equal(round_float(bf.astype(np.float64), half), bf)
 
 
 def test_zero_point_outside_the_code_range_is_refused_not_wrong():

@@ -154,6 +154,74 @@ def test_wmma_s8_formulation_is_the_u8_sum():
         np.testing.assert_array_equal(out.numpy(), want)
 
 
+HALF_CASES = [  # (a, b, KernelPlan.half, arch): float GEMMs whose values are exact in 16 bits
+    ("float16", "int4 per_channel", "float16", "sm_75"),  # weight-only
+    ("float16", "uint4 per_channel + lowrank(rank=4)", "float16", "sm_90"),
+    ("bfloat16", "int8", "bfloat16", "sm_80"),
+    ("int8 per_channel", "float16", "float16", "sm_80"),
+    ("e5m2 per_tensor", "e4m3 per_channel", "float16", "sm_90"),  # the float fallback
+]
+
+
+@pytest.mark.parametrize("a,b,half,arch", HALF_CASES)
+def test_float_gemms_run_on_16_bit_tensor_cores(a, b, half, arch):
+    """fp16 / bf16 for the float pieces: A's and B's exact 16-bit values (codes, or a float16 /
+    bfloat16 operand) multiplied by WMMA f16 / bf16 -> f32 in 64 x 64 tiles (the int8 rule's
+    tile and pipeline); small buckets keep dlight's float32 GEMM."""
+    kernel = lrqc.compile(scheme(a, b), "1..128", 128, 256, target=f"cuda -arch={arch}")
+    assert kernel.plan.half == half and kernel.rule == "cuda_wmma_half"
+    assert kernel.schedules["gemm_m64"] == kernel.schedules["gemm_m128"] \
+        == "hand schedule cuda_wmma_half"
+    assert kernel.schedules["gemm_m4"] == "TVM dlight default GPU schedule"
+    found = ptx_of(kernel, arch)
+    assert found.get("wmma.bf16" if half == "bfloat16" else "wmma.f16", 0) >= 8, found
+    assert "wmma.s8" not in found
+
+
+@pytest.mark.parametrize("a,b,arch", [
+    ("float32", "int4 per_channel", "sm_90"),  # a float32 operand
+    ("float16", "bfloat16", "sm_90"),  # no 16-bit type holds both
+    ("float16", "int4 per_vector(32)", "sm_90"),  # scales inside the K sum
+    ("float16", "int4 per_channel + dense()", "sm_90"),  # B's dense term folded into floats
+    ("bfloat16", "int8", "sm_75"),  # bf16 tensor cores need sm_80
+])
+def test_float_gemms_not_exact_in_16_bits_stay_float32(a, b, arch):
+    kernel = lrqc.compile(scheme(a, b), 128, 128, 256, target=f"cuda -arch={arch}")
+    assert kernel.schedules["gemm_m128"] == "TVM dlight default GPU schedule"
+    found = ptx_of(kernel, arch)
+    assert not {"wmma.f16", "wmma.bf16"} & set(found) and found.get("fma.f32", 0) >= 8, found
+
+
+@pytest.mark.parametrize("a,b", [("float16", "int4 per_channel"), ("bfloat16", "int8")])
+def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
+    """te_float.gemm(half=True) casts A's and B's values to the plan's 16-bit type while
+    staging them: compiled for the CPU here, it gives the float32 formulation's numbers on
+    exact values, and (float16) differs on one value that is not exact, so the cast is there."""
+    from lrqc.backend import te_float
+    from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
+    from lrqc.backend.plan import make_plan
+
+    plan = make_plan(scheme(a, b), 64, 64, 128)
+    rng = np.random.default_rng(3)
+    top = 2048 if plan.half == "float16" else 256  # integers exact in the type
+    af = rng.integers(-top, top + 1, (plan.mp, plan.kp)).astype(np.float32)
+    bf = rng.integers(-127, 128, (plan.np_ // 16, plan.kp, 16)).astype(np.float32)
+    saf, sbf = rng.random(plan.mp).astype(np.float32), rng.random((1, plan.np_)).astype(np.float32)
+    fns = [compile_module(prim_func(te_float.gemm(plan, half=h)), tvm.target.Target("llvm"))
+           for h in (False, True)]
+
+    def run(f, a_vals):
+        out = tensor(np.zeros((plan.mp, plan.np_), np.float32))
+        f["main"](tensor(a_vals), tensor(bf), tensor(saf), tensor(sbf), out)
+        return out.numpy()
+
+    np.testing.assert_array_equal(run(fns[1], af), run(fns[0], af))
+    if plan.half == "float16":  # (TVM's LLVM backend computes bfloat16 in float32 anyway)
+        inexact = af.copy()
+        inexact[0, 0] = top + 1  # rounds to top in 16 bits
+        assert not np.array_equal(run(fns[1], inexact)[0], run(fns[0], inexact)[0])
+
+
 def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
     array): mi x nj int32 accumulators, A's and B's tiles in shared memory."""
@@ -270,14 +338,167 @@ def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
     assert not (tmp_path / "none").exists()  # refused before anything was written
 
 
-def test_tune_refuses_cuda_and_empty_selections(capsys):
+def test_tune_without_a_gpu_says_so_and_refuses_empty_selections(capsys):
     from lrqc.backend.tune import tune_scheme
 
-    with pytest.raises(LrqcError, match="does not tune CUDA kernels yet"):
-        tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS, target="cuda-sm90")
+    if not _gpu():
+        with pytest.raises(LrqcError, match="measures and checks candidates on a GPU.*--rpc"):
+            tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS,
+                        target="cuda-sm90")
     with pytest.raises(LrqcError, match="nothing to tune"):
         tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS,
                     functions=("lowrank_u",))
+
+
+TUNE_CASES = [  # (a, b, dims, function, rule, knobs, PTX instruction)
+    ("int8 per_channel", "int8 per_channel", (128, 128, 256), "gemm", "cuda_wmma",
+     {"wy", "wx", "fy", "fx"}, "wmma.s8"),
+    ("int8 per_channel", "int4 per_channel + lowrank(rank=3)", (32, 128, 256), "gemm",
+     "cuda_dp4a", {"nj", "kc"}, "dp4a"),  # (mi: only 2, as 1 drops loops in replays)
+    ("float16", "int4 per_channel", (128, 256, 256), "gemm", "cuda_wmma_half",
+     {"wy", "wx", "fy", "fx"}, "wmma.f16"),
+    ("int8 per_channel", "int8 per_channel", (128, 128, 256), "quantize_a", "cuda_wmma",
+     {"threads"}, None),
+]
+
+
+def _replayed(plan, rule, fn, picks):
+    """Function fn scheduled the way MetaSchedule replays a sample of the space: the hand
+    trace made with sampled decisions, the decisions set to picks, applied to a fresh
+    schedule."""
+    from lrqc.backend.build import functions, schedule_function
+    from lrqc.backend.compat import Schedule, prim_func
+    from lrqc.backend.tune import sampling_knob, unit_safe
+    from tvm.s_tir.schedule import Trace
+
+    sch = Schedule(prim_func(functions(plan, rule)[fn]))
+    order = []
+
+    def knob(name, cands, hand):
+        order.append(name)
+        return sampling_knob(sch, unit_safe(fn, plan, rule))(name, cands, hand)
+
+    schedule_function(fn, sch, plan, rule, knob)
+    trace = sch.trace
+    samples = [i for i in trace.insts if i.kind.name == "SampleCategorical"]
+    for inst, name in zip(samples, [n for n in order if n in picks]):
+        cands = [int(c) for c in inst.attrs[0]]
+        trace = trace.with_decision(inst, cands.index(picks[name]), remove_postproc=True)
+    fresh = Schedule(prim_func(functions(plan, rule)[fn]))
+    Trace.apply_json_to_schedule(trace.as_json(remove_postproc=True), fresh)  # as stored
+    return fresh
+
+
+@pytest.mark.parametrize("a,b,dims,fn,rule,knobs,instr", TUNE_CASES)
+def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, rule, knobs,
+                                                                 instr):
+    """lrqc tune --target cuda samples the CUDA rules' knobs (tensor-core warps and fragments
+    per warp, dp4a accumulators per thread and k chunk, threads per block of the other
+    functions). Each knob at its smallest and largest value, the others at the hand choice,
+    replayed as MetaSchedule replays samples, compiles to CUDA (and the GEMMs to PTX with
+    their instruction)."""
+    from lrqc.backend import gpu
+    from lrqc.backend.build import functions, plan_rule, schedule_function
+    from lrqc.backend.compat import Schedule, compile_module, prim_func
+    from lrqc.backend.plan import make_plan
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve, tvm_target
+    from lrqc.backend.tune import space_knobs
+
+    t = resolve("cuda-sm90")
+    plan = make_plan(scheme(a, b), *dims)
+    r = plan_rule(plan, choose("cuda", plan, features(t))[0], features(t))
+    assert r.NAME == rule
+    with tvm_target(t):
+        space = space_knobs(plan, r, fn)
+        assert set(space) == knobs, space
+        hand = {}
+        schedule_function(fn, Schedule(prim_func(functions(plan, r)[fn])), plan, r,
+                          lambda n, c, h: hand.setdefault(n, h))
+        for name, cands in space.items():
+            for value in (cands[0], cands[-1]):
+                sch = _replayed(plan, r, fn, {**{k: hand[k] for k in space}, name: value})
+                src = gpu.cuda_source(compile_module(sch.mod, tvm_target(t)))
+                assert "__global__" in src
+                if instr:
+                    assert gpu.count(gpu.ptx(src, "sm_90")).get(instr, 0) >= 2, (name, value)
+
+
+class _FakeRunner:
+    """A MetaSchedule runner for a machine without a GPU: every candidate 'measured' at a
+    made-up time (the search's plumbing is what is tested, never its numbers)."""
+
+    @staticmethod
+    def make():
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir.meta_schedule.runner import PyRunner, PyRunnerFuture, RunnerResult
+
+        @derived_object
+        class Future(PyRunnerFuture):
+            def __init__(self, secs):
+                super().__init__()
+                self.secs = secs
+
+            def done(self):
+                return True
+
+            def result(self):
+                return RunnerResult([self.secs], None)
+
+        @derived_object
+        class Runner(PyRunner):
+            def __init__(self):
+                super().__init__()
+                self.n = 0
+
+            def run(self, runner_inputs):
+                out = []
+                for _ in runner_inputs:
+                    self.n += 1
+                    out.append(Future(1e-3 * (1 + self.n % 7)))
+                return out
+
+        return Runner()
+
+
+def test_cuda_search_builds_candidates_and_builds_replay_them(cache_dir_env, tmp_path):
+    """The CUDA search without a GPU, up to measuring: MetaSchedule samples lrqc's tensor-core
+    space (no schedule rules; GPU limits checked), builds every candidate to a CUDA module and
+    records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
+    compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
+    the GPU: the gpu test below.)"""
+    from lrqc.backend import gpu
+    from lrqc.backend.build import bucket_plans, plan_rule
+    from lrqc.backend.rules import choose
+    from lrqc.backend.target import features, resolve
+    from lrqc.backend.tune import Progress, function_module, record_key, search, trace_to_json
+    from lrqc.tuning.db import Database, Record
+
+    t = resolve("cuda-sm80")
+    s = scheme("int8 per_channel", "int8 per_channel")
+    plan = bucket_plans(s, 128, 128, 256)[0]
+    rule = plan_rule(plan, choose("cuda", plan, features(t))[0], features(t))
+    assert rule.NAME == "cuda_wmma"
+    runner = _FakeRunner.make()
+    progress = Progress(6, 0.0, out=__import__("io").StringIO())
+    msdb = search(function_module(plan, rule, "gemm"), plan, rule, "gemm", t,
+                  tmp_path / "work", 6, None, 1, None, None, "random", progress, runner=runner)
+    assert runner.n >= 4 and progress.valid == progress.done >= 4
+    top = msdb.get_top_k(msdb.commit_workload(function_module(plan, rule, "gemm")), 2)
+    assert top
+    trace = trace_to_json(top[0].trace)
+    db = Database()
+    rec = Record(record_key(plan, "gemm", t), trace, 0.5, 1.0)
+    db.put(rec)
+    kernel = lrqc.compile(s, 128, 128, 256, target="cuda-sm80")
+    assert kernel.schedules["gemm_m128"].startswith(f"tuning record {rec.hash}")
+    assert ptx_of(kernel, "sm_80").get("wmma.s8", 0) >= 2
+
+
+@pytest.fixture
+def cache_dir_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path
 
 
 GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4", "vsquant_w4a4",
@@ -329,6 +550,47 @@ def test_cuda_bucketed_kernels_and_integer_sums(b):
         assert rel_error(kernel(A, packed), ref) < TOL, m
         np.testing.assert_array_equal(kernel.int_accumulate(A, packed),
                                       cpu.int_accumulate(A, packed_cpu))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("a,b,half,arch", HALF_CASES)
+def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
+    gpu_arch = _gpu_arch()
+    if half == "bfloat16" and int(gpu_arch[3:]) < 80:
+        pytest.skip(f"bf16 tensor cores need sm_80, this GPU is {gpu_arch}")
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, "1..128", 128, 256, target=f"cuda -arch={gpu_arch}")
+    rng = np.random.default_rng(7)
+    B = rng.standard_normal((256, 128))
+    packed = kernel.pack(B)
+    for m in (3, 64, 128):  # dlight's float32 GEMM, then WMMA f16 / bf16
+        A = rng.standard_normal((m, 256))
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, m
+
+
+@pytest.mark.gpu
+def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache_dir_env):
+    """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
+    against lrqc.reference, records kept, and builds replaying them still match it."""
+    from lrqc.backend.tune import tune_scheme
+
+    arch = _gpu_arch()
+    target = f"cuda -arch={arch}"
+    s = scheme("int8 per_channel", "int4 per_channel")
+    rows = tune_scheme(s, "64..128", 256, 256, target=target, trials=6, cost_model="random",
+                       functions=("gemm", "quantize_a"))
+    assert rows and all(r["status"] == "recorded" for r in rows), rows
+    kernel = lrqc.compile(s, "64..128", 256, 256, target=target)
+    assert all(v.startswith(("tuning record", "hand schedule (tuning record"))
+               for v in kernel.schedules.values()), kernel.schedules
+    rng = np.random.default_rng(9)
+    B = rng.standard_normal((256, 256))
+    packed = kernel.pack(B)
+    for m in (64, 100):
+        A = rng.standard_normal((m, 256))
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, m
 
 
 @pytest.mark.gpu

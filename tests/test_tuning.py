@@ -206,11 +206,11 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache, monkeypatch):
     remote = []  # the final tuned-vs-hand timing goes through the tracker too
 
     def spy(*args):
-        remote.append(args[2:])
+        remote.append(args[1:3])
         return real(*args)
 
-    real = tune._remote_timers
-    monkeypatch.setattr(tune, "_remote_timers", spy)
+    real = tune._remote_modules
+    monkeypatch.setattr(tune, "_remote_modules", spy)
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-test",

@@ -25,7 +25,11 @@ LAYOUTS = {
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
-          "dequantized, 16-column panels",
+          "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
+          "bfloat16 operands, per_tensor / per_channel codes), B's codes minus zero instead, "
+          "with their scales in sbf",
+    "sbf": "float32 [1, Np] column scales of Bf's codes (1 for a float B), products whose "
+           "values are exact in 16 bits only",
     "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
           "weights, else 0), only for weights with zero points",
 }
@@ -117,6 +121,9 @@ def product_text(kernel) -> str:
                 "LPLR: integer GEMM A' L (int8 codes of L, offset by a ones column), then "
                 "float32 GEMM with R" if kernel.integer_left else "LPLR: float32 GEMMs (A L) R")
     p = kernel.plan
+    if p.half:
+        return (f"float32 GEMM of values exact in {p.half} (codes, scales in the epilogue; "
+                f"{p.half} tensor cores on CUDA)")
     if p.float_path:
         return "float32 GEMM"
     extra = [f"{p.nseg} K segments (dense residual terms)"] if p.segments else []

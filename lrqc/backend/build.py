@@ -43,8 +43,9 @@ def functions(plan, rule) -> dict:
     written as scheduled: te_sparse)."""
     pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
     s8 = getattr(rule, "S8", False)  # the rule's intrinsic multiplies s8 by s8 (tensor cores)
-    if plan.float_path:
-        funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan), names.FN_GEMM: te_float.gemm(plan)}
+    if plan.float_path:  # the rule's intrinsic multiplies 16-bit floats (tensor cores)
+        funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan),
+                 names.FN_GEMM: te_float.gemm(plan, half=getattr(rule, "HALF", False))}
     else:
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
@@ -68,7 +69,11 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
     """Schedule function fn of plan: the target's rule for the integer GEMMs, the shared tile
     helpers for the rest. knob(name, candidates, hand) picks each tunable choice (None: the
     hand choices; lrqc tune passes a sampler); variant: one of variants(fn, plan, rule)."""
-    if fn == names.FN_QUANTIZE:
+    if getattr(rule, "FAMILY", "x86") == "cuda":  # lrqc's GPU schedules (dlight's: no knobs)
+        from . import gpu
+
+        gpu.schedule_into(fn, sch, plan, rule, knob)
+    elif fn == names.FN_QUANTIZE:
         if plan.compensated and not plan.float_path:
             tiles.compensated_pass(sch, knob)
         else:
@@ -100,7 +105,7 @@ def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> "tvm
     traces = traces or {}
     for plan in plans:
         if getattr(rule, "FAMILY", "x86") == "cuda":
-            out.update(_schedule_cuda(plan, plan_rule(plan, rule, feats), prefix))
+            out.update(_schedule_cuda(plan, plan_rule(plan, rule, feats), prefix, traces))
             continue
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
@@ -126,8 +131,9 @@ def rule_of(plan, rule) -> tuple[str, bool]:
     return rule.NAME, rule.FAST
 
 
-def _schedule_cuda(plan, rule, prefix: str) -> dict:
-    """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`)."""
+def _schedule_cuda(plan, rule, prefix: str, traces: dict) -> dict:
+    """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`); traces as in
+    schedule_all."""
     from . import gpu
 
     out = {}
@@ -136,7 +142,8 @@ def _schedule_cuda(plan, rule, prefix: str) -> dict:
         out[sym] = f.with_attr("global_symbol", sym)
     for fn, tensors in functions(plan, rule).items():
         sym = names.symbol(fn, plan.m, prefix)
-        out[sym] = gpu.schedule(fn, prim_func(tensors), plan, rule).with_attr("global_symbol", sym)
+        out[sym] = gpu.schedule(fn, prim_func(tensors), plan, rule,
+                                traces.get((plan.m, fn))).with_attr("global_symbol", sym)
     return out
 
 
@@ -156,14 +163,14 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     sources = {}
     if traces is None:
         traces = {}
-        if tuned and not is_cuda(tdict):
+        if tuned:
             traces, sources = _records(plans, tdict)
     with tvm_target(tdict):  # CUDA rules (dlight) read the current target
         mod = schedule_all(plans, rule, traces=traces, feats=features(tdict))
         ex = compile_module(mod, tvm_target(tdict))
     if is_cuda(tdict):  # how each function was scheduled, as the GPU helpers recorded it
-        sources = {(p.m, fn): str(mod[names.symbol(fn, p.m)].attrs["lrqc_schedule"])
-                   for p in plans for fn in tuned_functions(p)}
+        sources = {**{(p.m, fn): str(mod[names.symbol(fn, p.m)].attrs["lrqc_schedule"])
+                      for p in plans for fn in tuned_functions(p)}, **sources}
     name, fast = rule_of(plans[-1], rule)
     kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import LrqcError
 from . import names
-from .tiles import has_block
+from .tiles import has_block, picks
 from .compat import Schedule, tvm
 from .intrin import DP4A, register
 
@@ -29,6 +29,9 @@ PTX_PATTERNS = {
     # A's codes unsigned, B's signed (either operand order): s32.s32 / u32.u32 would be wrong
     "dp4a": r"\bdp4a\.(?:u32\.s32|s32\.u32)",
     "wmma.s8": r"wmma\.mma\.sync[^\n]*\.s8",
+    # f16 inputs are implicit in PTX (only the d and c types are written); bf16 are explicit
+    "wmma.f16": r"wmma\.mma\.sync[^\n]*\.m16n16k16\.f32\.f32\b",
+    "wmma.bf16": r"wmma\.mma\.sync[^\n]*\.f32\.bf16\.bf16\.f32",
     "mma.s8": r"(?m)^\s*mma\.sync[^\n]*\.s8",
     "fma.f32": r"\bfma\.rn\.f32",
 }
@@ -47,30 +50,47 @@ def _pick(extent: int, choices) -> int:
     return next((c for c in choices if extent % c == 0), 1)
 
 
-def gemm_tile(plan) -> dict:
-    """Thread-block tile of the dp4a GEMM: rows = ty x mi, columns = tx x nj (16 threads along
-    the columns, nj consecutive columns each), k chunk of kc bytes staged in shared memory."""
+def dp4a_knobs(plan) -> dict:
+    """The dp4a GEMM's tuning space, name -> (candidates, hand choice): accumulator rows per
+    thread "mi" (16 threads along the rows when the bucket has that many), 16-column groups per
+    thread "nj" and the k chunk "kc" staged in shared memory (in 4-byte steps: knob values
+    feed schedule steps unchanged, as MetaSchedule traces need). Every candidate divides its
+    extent, so any combination is a valid tile."""
     rows = _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))
     ty = min(16, rows)
-    cols = _pick(plan.np_, (64, 32, 16))
-    return {"ty": ty, "mi": rows // ty, "tx": 16, "nj": cols // 16,
-            "kc": _pick(plan.kp, (64, 32, 16, 8, 4))}
+    k4 = plan.kp // 4
+    kc_hand = _pick(k4, (16, 8, 4, 2, 1))
+    return {
+        "mi": (tuple(v for v in (1, 2, 4) if plan.mp % (ty * v) == 0), rows // ty),
+        "nj": (tuple(v for v in (1, 2, 4) if plan.np_ % (16 * v) == 0),
+               _pick(plan.np_, (64, 32, 16)) // 16),
+        "kc": (tuple(v for v in (4, 8, 16, 32) if k4 % v == 0) or (kc_hand,), kc_hand),
+    }
 
 
-def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
+def gemm_tile(plan, knob=None) -> dict:
+    """Thread-block tile of the dp4a GEMM: rows = ty x mi, columns = tx x nj (16 threads along
+    the columns, nj consecutive columns each), k chunk of 4 kc bytes staged in shared memory;
+    knob(name, candidates, hand) picks the tunable ones (default: the hand choices)."""
+    t = picks(dp4a_knobs(plan), knob)
+    return {"ty": min(16, _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))), "mi": t["mi"], "tx": 16,
+            "nj": t["nj"], "kc": t["kc"]}
+
+
+def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
     """The single-group integer GEMM: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's
     and B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) ->
     kk -> mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. The output block
     (dequantization, zero-point correction, low-rank epilogue) runs per thread on its own
     accumulators."""
-    t = tile or gemm_tile(plan)
+    t = gemm_tile(plan, knob)
     blk = sch.get_sblock(acc)
     i, j, k = sch.get_loops(blk)
     # each thread's mi x nj outputs contiguous: a local accumulator array of exactly that size
     # (TVM compacts a buffer to its bounding box, so strided thread tiles would waste registers)
     bi, ti, ii = sch.split(i, [None, t["ty"], t["mi"]])
     bj, tj, jj = sch.split(j, [None, t["tx"], t["nj"]])
-    ko, kk, kv = sch.split(k, [None, t["kc"] // 4, 4])
+    ko, kk, kv = sch.split(k, [None, t["kc"], 4])
     sch.reorder(bi, bj, ti, tj, ko, kk, ii, jj, kv)
     sch.bind(bi, "blockIdx.y")
     sch.bind(bj, "blockIdx.x")
@@ -251,25 +271,42 @@ def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
     return out
 
 
-def wmma_tile(plan) -> dict:
-    """Tensor-core tile: 2 x 2 warps per block, each 2 x 2 fragments of 16 x 16 (a 64 x 64
-    output tile), k chunks of 16 bytes (one fragment wide: WMMA loads need 32-byte aligned
-    fragment pointers, which a second fragment 16 bytes into a 32-byte row would break). Which
+def wmma_knobs(plan) -> dict:
+    """The tensor-core GEMM's tuning space, name -> (candidates, hand choice): warps per block
+    along rows and columns ("wy", "wx") and 16 x 16 fragments per warp ("fy", "fx"), so any
+    combination's block tile divides the bucket's padded sizes (which the rule checks are
+    multiples of 64). Hand: 2 x 2 warps of 2 x 2 fragments (a 64 x 64 output tile). The k
+    chunk "kf" stays one fragment: WMMA loads need 32-byte aligned fragment pointers, which a
+    second int8 fragment 16 bytes into a 32-byte row breaks, and with 16-bit values two
+    fragments make a 16-row tile's staging buffer larger than its accumulator tile (see
+    wmma_gemm's storage_align)."""
+    def along(extent):
+        return ((1, 2, 4) if extent % 128 == 0 else (1, 2)), (1, 2)
+
+    (wy, fy), (wx, fx) = along(plan.mp), along(plan.np_)
+    return {"wy": (wy, 2), "wx": (wx, 2), "fy": (fy, 2), "fx": (fx, 2), "kf": ((1,), 1)}
+
+
+def wmma_tile(plan, knob=None) -> dict:
+    """The tensor-core tile (wmma_knobs) at the hand choices, or as knob picks them. Which
     plans fit it is the rule's call (schedules/cuda/05_wmma.py applies())."""
-    return {"wy": 2, "wx": 2, "fy": 2, "fx": 2, "kf": 1}
+    return picks(wmma_knobs(plan), knob)
 
 
-def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
-    """The single-group integer GEMM on tensor cores (WMMA m16n16k16 s8 x s8 -> s32): block
-    (bi, bj) -> warp (wy x wx) -> k chunks ko, software-pipelined (A's codes shifted to s8 and
-    B's N x K view staged in double-buffered shared memory by all threads, 4 bytes per
-    thread-copy) -> 16-k steps -> fy x fx fragments per warp; each warp's accumulators stored to shared memory, then the output block
-    (dequantization, zero-point correction, low-rank epilogue) computed from them by the warp's
-    32 threads."""
+def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
+    """A GEMM on tensor cores: the single-group integer GEMM (WMMA m16n16k16 s8 x s8 -> s32,
+    A's codes shifted to s8: block names.A_S8) or the float GEMM of 16-bit values (f16 / bf16
+    -> f32, block names.A_HALF). Block (bi, bj) -> warp (wy x wx) -> k chunks ko,
+    software-pipelined (A's tile and B's N x K view staged in double-buffered shared memory by
+    all threads, 4 elements per thread-copy) -> 16-k steps -> fy x fx fragments per warp; each
+    warp's accumulators stored to shared memory, then the output block (scales, zero-point
+    correction, low-rank epilogue) computed from them by the warp's 32 threads."""
     from .intrin_wmma import register_all
 
-    intrin = register_all()
-    t = tile or wmma_tile(plan)
+    s8 = has_block(sch, names.A_S8)
+    a_name = names.A_S8 if s8 else names.A_HALF
+    intrin = register_all("int8" if s8 else plan.half)
+    t = wmma_tile(plan, knob)
     blk = sch.get_sblock(acc)
     if has_block(sch, names.UNPACK):
         sch.compute_inline(sch.get_sblock(names.UNPACK))
@@ -287,14 +324,13 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
     sch.bind(bj, "blockIdx.x")
     warp = sch.fuse(wy, wx)
     sch.bind(warp, "threadIdx.y")
-    warps = t["wy"] * t["wx"]
-    for name in (names.A_S8, names.B_NK):  # global -> shared, shifted / re-laid on the way
+    for name in (a_name, names.B_NK):  # global -> shared, converted / re-laid on the way
         b = sch.get_sblock(name)
         sch.set_scope(b, 0, "shared")
         sch.compute_at(b, ko)
         fused = sch.fuse(*sch.get_loops(b)[-2:])
-        _, f1, f2, f3 = sch.split(fused, [None, warps, 32, 4])
-        sch.bind(f1, "threadIdx.y")
+        _, f1y, f1x, f2, f3 = sch.split(fused, [None, t["wy"], t["wx"], 32, 4])
+        sch.bind(sch.fuse(f1y, f1x), "threadIdx.y")  # (no product of knobs: traces need RVs)
         sch.bind(f2, "threadIdx.x")
         sch.vectorize(f3)
     a_frag = sch.cache_read(outer, 0, "wmma.matrix_a")
@@ -317,6 +353,12 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
         sch.tensorize(fi1, intrin[role])
     sch.tensorize(sch.get_loops(sch.get_child_blocks(init)[0])[-2], intrin["init"])
     sch.tensorize(si1, intrin["store"])
+    # rows of the shared accumulator tile padded to 8 words past a multiple of 32 (fragment
+    # stores stay 32-byte aligned; threads reading a column back hit other banks). With one
+    # fragment of k per chunk this also keeps the tile larger than either staging buffer:
+    # TVM's StorageRewrite would otherwise reuse one for it and then reject the store's typed
+    # access pointer (float32 into float16 memory)
+    sch.storage_align(sch.get_child_blocks(sj0)[0], 0, axis=0, factor=32, offset=8)
     sch.tensorize(sch.get_loops(blk)[-3], intrin["compute"])
     # software pipeline over the k chunks: the next chunk's A and B tiles are copied into the
     # other half of double-buffered shared memory while the fragments of this one multiply
@@ -336,37 +378,58 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, tile=None):
     sch.bind(tx, "threadIdx.x")
 
 
-def schedule(fn: str, tensors_mod, plan, rule):
-    """The scheduled PrimFunc of function fn: the rule's own schedule where it has one; GEMMs
-    without one (per-group, float) dlight's defaults; other functions per_block (dlight's
-    defaults if that fails). Under the current target; the function's HOW attribute says
-    which."""
-    sch = Schedule(tensors_mod)
+def schedule_into(fn: str, sch, plan, rule, knob=None) -> str | None:
+    """Schedule function fn in sch with lrqc's own GPU schedules (the rule's GEMM, per_block
+    for the other functions); knob(name, candidates, hand) picks the tunable choices (lrqc
+    tune). Returns how, or None when fn is left to dlight (GEMMs without a rule, blocks
+    per_block does not know; sch is then partly scheduled and must be dropped)."""
     if rule.handles(fn, plan):
-        rule.schedule(fn, sch, plan, _Helpers)
-        how = f"hand schedule {rule.NAME}"
-    elif fn in (names.FN_GEMM, names.FN_ACC):  # GEMMs without a rule: dlight's matmul rules
-        sch, how = None, "TVM dlight default GPU schedule"
+        rule.schedule(fn, sch, plan, _Helpers, knob=knob)
+        return f"hand schedule {rule.NAME}"
+    if fn in (names.FN_GEMM, names.FN_ACC):  # GEMMs without a rule: dlight's matmul rules
+        return None
+    try:
+        per_block(sch, knob=knob)
+    except Exception:  # a block shape per_block does not know: dlight's rules
+        return None
+    return PER_BLOCK
+
+
+PER_BLOCK = "lrqc per-block GPU schedule (cross-thread reductions)"
+DLIGHT = "TVM dlight default GPU schedule"
+
+
+def schedule(fn: str, tensors_mod, plan, rule, trace=None):
+    """The scheduled PrimFunc of function fn: a tuning record's trace when given, else
+    schedule_into, else dlight's defaults. Under the current target; the function's HOW
+    attribute says which."""
+    sch = Schedule(tensors_mod)
+    if trace is not None:
+        from .tune import replay
+
+        replay(sch, trace)
+        how = "tuning record"
     else:
-        try:
-            per_block(sch)
-            how = "lrqc per-block GPU schedule (cross-thread reductions)"
-        except Exception:  # a block shape per_block does not know: dlight's rules
-            sch, how = None, "TVM dlight default GPU schedule"
-    func = sch.mod["main"] if sch is not None else default_schedule(tensors_mod)["main"]
-    return func.with_attr(HOW, how)
+        how = schedule_into(fn, sch, plan, rule)
+    func = sch.mod["main"] if how else default_schedule(tensors_mod)["main"]
+    return func.with_attr(HOW, how or DLIGHT)
 
 
 HOW = "lrqc_schedule"  # function attribute: how lrqc scheduled it (for the build report)
 
 
-def per_block(sch, threads: int = 256):
+PER_BLOCK_THREADS = (64, 128, 256, 512)  # lrqc tune's candidates; hand 256
+
+
+def per_block(sch, threads: int = 256, knob=None):
     """Every block of a function (quantization pass, row dot products, float GEMMs) as its own
     kernel: elementwise blocks one thread per element; reductions one thread block per output
     element (the spatial loops fused onto blockIdx.x), its threads splitting the reduced
     elements (coalesced along the innermost axis) and combining them with a cross-thread
     reduction. (dlight's fallback reduces per-tensor statistics in one thread, reading and
-    writing global memory per element.)"""
+    writing global memory per element.) threads: per thread block, at most (a tuning knob)."""
+    if knob is not None:
+        threads = knob("threads", PER_BLOCK_THREADS, threads)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if not sch.get_loops(b):
             sch.add_unit_loop(b)
@@ -397,4 +460,6 @@ class _Helpers:
     """What a CUDA rule receives as `tiles` (rules never import TVM)."""
 
     dp4a_gemm = staticmethod(dp4a_gemm)
+    dp4a_knobs = staticmethod(dp4a_knobs)
     wmma_gemm = staticmethod(wmma_gemm)
+    wmma_knobs = staticmethod(wmma_knobs)

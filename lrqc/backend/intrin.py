@@ -125,9 +125,10 @@ _done: set[str] = set()
 
 
 def register(name: str = VNNI_16x4, pair=None) -> str:
-    """Register an intrinsic once per process (pair: its (desc, impl) when not one of this
-    module's); returns its name."""
+    """Register an intrinsic once per process (pair: its (desc, impl), or a function making
+    them, when not one of this module's); returns its name."""
     if name not in _done:
+        pair = pair() if callable(pair) else pair
         TensorIntrin.register(name, *(pair or _INTRINSICS[name]))
         _done.add(name)
     return name

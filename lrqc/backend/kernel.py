@@ -43,6 +43,7 @@ class _Bucket:
         self._fns: dict = {}
         e = partial(empty, dev=dev)
         self.af = e((p.mp, p.kp), "float32") if p.float_path else None
+        self.saf = e((p.mp,), "float32") if p.half else None  # A's row scales (16-bit values)
         self.aq = e((p.mp, p.kp), "uint8")
         self.sa = e((p.mp, p.groups), "float32")
         self.zc = e((p.mp, p.groups), "int32")
@@ -57,19 +58,25 @@ class _Bucket:
         if self.comp is not None and not self.plan.float_path:
             return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc, self.ra)
         if self.plan.float_path:
-            return inputs + [self.af]
+            return inputs + [self.af] + self.half_scale()
         return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
 
     def gemm_args(self, t: dict) -> list:
         lr = self.comp.epilogue_args(t) if self.comp is not None else []
         if self.plan.float_path:
-            return [self.af, t["Bf"], *lr, self.c]
+            scales = [self.saf, t["sbf"]] if self.plan.half else []
+            return [self.af, t["Bf"], *scales, *lr, self.c]
         return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), *lr,
                 self.c]
 
     def lowrank_u_args(self, t: dict) -> list:
-        a = [self.af] if self.plan.float_path else [self.aq, self.sa, self.zc]
+        a = [self.af, *self.half_scale()] if self.plan.float_path else [self.aq, self.sa,
+                                                                          self.zc]
         return [*a, t["LBt"], self.comp.Ub]
+
+    def half_scale(self) -> list:
+        """[saf] when the float path multiplies A's 16-bit values (KernelPlan.half)."""
+        return [self.saf] if self.plan.half else []
 
     def compensate(self, m: int, packed) -> None:
         """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""

@@ -55,7 +55,9 @@ def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
     st = None
     if p.compensated:
         st = static_terms(p, B) if q is None else (q, [])
-    if p.float_path:
+    if p.half:
+        out = _pack_half(p, B, q)
+    elif p.float_path:
         out = {"Bf": _pack_float(p, B, st, exact=q is not None)}
     elif p.segments:
         out = _pack_segments(p, B, st)
@@ -114,6 +116,24 @@ def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> n
     full = np.zeros((p.kp, p.np_), np.float32)
     full[: p.k, : p.n] = vals
     return np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
+
+
+def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
+    """Float GEMMs whose values are exact in 16 bits (KernelPlan.half): Bf[Np/16, Kp, 16]
+    float32 holding B rounded to its float type, or a quantized B's codes - zero (q: its exact
+    quantized copy, if given), and sbf[1, Np] the column scales (1 for a float B)."""
+    sbf = np.zeros((1, p.np_), np.float32)
+    if p.b_float:
+        vals = round_float(B, p.scheme.b.dtype)
+        sbf[0, : p.n] = 1.0
+    else:
+        q = quantize(B, p.qb, "b") if q is None else q
+        vals = q.centered()[:, : p.k].T  # K x N
+        sbf[0, : p.n] = np.broadcast_to(np.asarray(q.scale, np.float64)[:, 0], (p.n,))
+    full = np.zeros((p.kp, p.np_), np.float32)
+    full[: p.k, : p.n] = vals
+    bf = np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
+    return {"Bf": bf, "sbf": sbf}
 
 
 def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:

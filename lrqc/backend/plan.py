@@ -129,7 +129,36 @@ class KernelPlan:
     def mx(self) -> bool:
         return self.qa is not None and self.qa.granularity == "per_block"
 
+    @property
+    def half(self) -> str | None:
+        """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
+        each operand is a float of that type, or quantized with its scale outside the K sum
+        (per_tensor / per_channel: codes of at most 8 bits and e*m* elements are exact in
+        both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
+        B's codes (products exact in float32, accumulated in float32) and applies the row and
+        column scales in its epilogue; CUDA runs it on fp16/bf16 tensor cores. None: the
+        float32 GEMM of dequantized values."""
+        if not self.float_path or self.dense_b:
+            return None
+        fits = set(HALF_TYPES)
+        for op in (self.scheme.a, self.scheme.b):
+            fits &= _half_types(op)
+        return next((t for t in HALF_TYPES if t in fits), None)
 
+
+
+
+HALF_TYPES = ("float16", "bfloat16")  # preferred first
+
+
+def _half_types(op) -> set:
+    """The 16-bit float types that hold an operand's GEMM values exactly (see KernelPlan.half)."""
+    if isinstance(op, FloatOperand):
+        return {op.dtype} & set(HALF_TYPES)
+    q = op.quant
+    if q.granularity in ("per_tensor", "per_channel") and q.scale == "float32" and q.bits <= 8:
+        return set(HALF_TYPES)
+    return set()
 
 
 def m_range(M) -> tuple[int, int]:

@@ -137,10 +137,12 @@ def tvm_target(d: dict):
 
 def features(d: dict) -> set[str]:
     """LLVM features the target enables (from mcpu and mattr); for CUDA targets "cuda" and
-    the integer instructions the lowest arch has ("dp4a": sm_61+, "mma_s8": sm_75+)."""
+    the instructions the lowest arch has ("dp4a": sm_61+, "mma_s8" and "mma_f16": int8 and
+    fp16 tensor cores, sm_75+, "mma_bf16": sm_80+)."""
     if is_cuda(d):
         sm = int(d["arch"].split("_")[1])
-        return {"cuda"} | ({"dp4a"} if sm >= 61 else set()) | ({"mma_s8"} if sm >= 75 else set())
+        have = {"dp4a": 61, "mma_s8": 75, "mma_f16": 75, "mma_bf16": 80}
+        return {"cuda"} | {f for f, lo in have.items() if sm >= lo}
     t = Target(d)
     out = set()
     for f in ("avx512vnni", "avx512bw", "avx512f", "avx2", "avx512bf16", "gfni"):

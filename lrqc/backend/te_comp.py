@@ -160,13 +160,18 @@ def row_dots(x, Yt, rows: int, w: int, kq: int, name: str):
 
 
 def lowrank_u(p: KernelPlan):
-    """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or the
-    float operand Af on the float path): [Aq|Af, (sa, zc), LBt, UB]."""
+    """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or, on
+    the float path, Af, times its row scales saf with 16-bit values: KernelPlan.half):
+    [Aq|Af, (sa, zc | saf), LBt, UB]."""
     Mp, Kq, G, V, r = p.mp, p.kq, p.gq, p.vector, p.rank_b
     LBt = te.placeholder((r, Kq), "float32", name="LBt")
     if p.float_path:
         Af = te.placeholder((Mp, Kq), "float32", name="Af")
-        return [Af, LBt, row_dots(lambda i, k: Af[i, k], LBt, Mp, r, Kq, names.LOWRANK_U)]
+        if not p.half:
+            return [Af, LBt, row_dots(lambda i, k: Af[i, k], LBt, Mp, r, Kq, names.LOWRANK_U)]
+        saf = te.placeholder((Mp,), "float32", name="saf")
+        return [Af, saf, LBt,
+                row_dots(lambda i, k: Af[i, k] * saf[i], LBt, Mp, r, Kq, names.LOWRANK_U)]
     S = p.nseg
     Aq = te.placeholder((Mp, S * Kq), "uint8", name="Aq")
     sa = te.placeholder((Mp, S * G), "float32", name="sa")

@@ -31,7 +31,9 @@ def _round_to(v, dtype: str):
 
 
 def quantize_a(p: KernelPlan):
-    """Tensors [A, (U,) Af] of the per-call pass (U: stochastic rounding draws)."""
+    """Tensors [A, (U,) Af] of the per-call pass (U: stochastic rounding draws); with p.half,
+    [A, (U,) Af, saf]: Af holds A's exact 16-bit values (a float operand rounded to its type,
+    or a quantized one's codes - zero) and saf[Mp] its row scales (1 for a float operand)."""
     M, K, Mp, Kp, V = p.m, p.k, p.mp, p.kp, p.vector
     if p.a_float:
         A = te.placeholder((M, K), "float32", name="A")
@@ -39,22 +41,46 @@ def quantize_a(p: KernelPlan):
             tir.all(i < M, k < K), _round_to(A[tir.min(i, M - 1), tir.min(k, K - 1)],
                                              p.scheme.a.dtype), tir.const(0.0, "float32")),
             name=names.QUANT_FLOAT)
-        return [A, Af]
+        if not p.half:
+            return [A, Af]
+        saf = te.compute((Mp,), lambda i: tir.const(1.0, "float32"), name=names.QUANT_ROW_SCALE)
+        return [A, Af, saf]
     *inputs, Aq, sa, zc = te_base.quantize_a(p, codes="float64")
+    if p.half:  # scales outside the K sum: codes here, sa[i, 0] in the GEMM's epilogue
+        Af = te.compute((Mp, Kp), lambda i, k: (Aq[i, k] - zc[i, 0].astype("float64"))
+                        .astype("float32"), name=names.QUANT_FLOAT)
+        saf = te.compute((Mp,), lambda i: sa[i, 0], name=names.QUANT_ROW_SCALE)
+        return [*inputs, Af, saf]
     Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, k // V].astype("float64"))
                                             * sa[i, k // V].astype("float64")).astype("float32"),
                     name=names.QUANT_FLOAT)
     return [*inputs, Af]
 
 
-def gemm(p: KernelPlan):
-    """Tensors [Af, Bf, C]."""
+def gemm(p: KernelPlan, half: bool = False):
+    """Tensors [Af, Bf, C], or with p.half [Af, Bf, saf, sbf, C]: the codes' product scaled by
+    saf[i] sbf[0, j] in the epilogue. half (CUDA's 16-bit tensor cores, needs p.half): both
+    operands are cast to p.half while staged (blocks names.A_HALF and names.B_NK, B read as a
+    K-contiguous N x K matrix); the values are exact in it, so the sums are the same."""
     Mp, Np, Kp = p.mp, p.np_, p.kp
     Af = te.placeholder((Mp, Kp), "float32", name="Af")
     Bf = te.placeholder((Np // 16, Kp, 16), "float32", name="Bf")
     k = te.reduce_axis((0, Kp), "k")
-    acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * Bf[j // 16, k, j % 16], axis=k),
-                     name=names.ACC)
+    if half:
+        assert p.half, "16-bit operands need a plan whose values are exact in them"
+        a16 = te.compute((Mp, Kp), lambda i, kk: Af[i, kk].astype(p.half), name=names.A_HALF)
+        b16 = te.compute((Np, Kp), lambda n, kk: Bf[n // 16, kk, n % 16].astype(p.half),
+                         name=names.B_NK)
+        acc = te.compute((Mp, Np), lambda i, j: te.sum(
+            a16[i, k].astype("float32") * b16[j, k].astype("float32"), axis=k), name=names.ACC)
+    else:
+        acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * Bf[j // 16, k, j % 16],
+                                                       axis=k), name=names.ACC)
     lr_in, output, _ = te_base.epilogue_terms(p)
-    C = output((Mp, Np), lambda i, j: acc[i, j], names.OUT)
-    return [Af, Bf, *lr_in, C]
+    if not p.half:
+        C = output((Mp, Np), lambda i, j: acc[i, j], names.OUT)
+        return [Af, Bf, *lr_in, C]
+    saf = te.placeholder((Mp,), "float32", name="saf")
+    sbf = te.placeholder((1, Np), "float32", name="sbf")
+    C = output((Mp, Np), lambda i, j: saf[i] * sbf[0, j] * acc[i, j], names.OUT)
+    return [Af, Bf, saf, sbf, *lr_in, C]

@@ -33,6 +33,7 @@ from .compat import Schedule, prim_func, tvm, versions
 from .target import features, is_cuda, tvm_target
 
 TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
+CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024}  # static
 FINALISTS = 3  # checked candidates re-timed against the hand schedule before one is recorded
 
 
@@ -91,7 +92,8 @@ def _allowed(name, cands, hand, unit_safe) -> set:
 
 
 def unit_safe(fn: str, plan, rule) -> tuple:
-    if fn != names.FN_GEMM or plan.float_path or not hasattr(rule, "unit_safe"):
+    cpu_float = plan.float_path and getattr(rule, "FAMILY", "x86") != "cuda"  # tiles.float_gemm
+    if fn != names.FN_GEMM or cpu_float or not hasattr(rule, "unit_safe"):
         return ()
     return tuple(rule.unit_safe(plan))
 
@@ -100,9 +102,19 @@ def replay(sch, trace_json) -> None:
     """Apply a recorded trace to a fresh schedule of the same function."""
     from tvm.s_tir.schedule import Trace
 
+    register_intrinsics()
+    Trace.apply_json_to_schedule(trace_json, sch)
+
+
+def register_intrinsics() -> None:
+    """Every tensor intrinsic lrqc's schedules use (traces name them)."""
+    from . import intrin, intrin_wmma
+
     tiles.register_avx2()
     tiles.register_vnni()
-    Trace.apply_json_to_schedule(trace_json, sch)
+    intrin.register(intrin.DP4A)
+    for dt in intrin_wmma.ACC:
+        intrin_wmma.register_all(dt)
 
 
 def trace_to_json(trace):
@@ -235,19 +247,21 @@ def _runner(rpc: str | None, key: str | None, timeout: float):
 
 def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
            budget_s: float | None, workers: int | None, rpc: str | None, key: str | None,
-           cost_model: str | None, progress: Progress, chunk: int = 16):
+           cost_model: str | None, progress: Progress, chunk: int = 16, runner=None):
     """Run (or resume) MetaSchedule in work_dir until `trials` candidates are measured or the
-    budget is spent; returns the MetaSchedule database."""
+    budget is spent; returns the MetaSchedule database. runner: a MetaSchedule runner instead
+    of the local or RPC one (tests)."""
     from tvm.s_tir import meta_schedule as ms
 
-    tiles.register_avx2()
-    tiles.register_vnni()
+    register_intrinsics()
     ms_log = logging.getLogger("tvm.s_tir.meta_schedule")
     ms_log.setLevel(logging.WARNING)  # its INFO lines go to work_dir/logs, not the terminal
     # MetaSchedule re-configures this logger by handler names; unnamed ones (added by a host
     # application, e.g. a test runner's log capture) would break its dictConfig
     ms_log.handlers = [h for h in ms_log.handlers if h.get_name()]
     target = tvm_target(tdict)
+    if is_cuda(tdict):  # the limits MetaSchedule's GPU check reads (every arch lrqc builds)
+        target = tvm.target.Target({**target.export(), **CUDA_LIMITS})
 
     def space(sch):  # one design space per loop order
         from .build import schedule_function, variants
@@ -259,6 +273,10 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
             out.append(s)
         return out
 
+    if is_cuda(tdict):  # lrqc's schedule as written: no rules, GPU limits checked
+        space = ms.space_generator.ScheduleFn(
+            space, sch_rules=[], mutator_probs={},
+            postprocs=[ms.postproc.DisallowDynamicLoop(), ms.postproc.VerifyGPUCode()])
     work_dir.mkdir(parents=True, exist_ok=True)
     db = ms.database.JSONDatabase(work_dir=str(work_dir))
     progress.done = progress.valid = 0
@@ -281,7 +299,7 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
                 mod, target=target, work_dir=str(work_dir), max_trials_global=n,
                 num_trials_per_iter=n, builder=ms.builder.LocalBuilder(
                     max_workers=workers, f_build=build_candidate),
-                runner=_runner(rpc, key, 60.0), database=db,
+                runner=runner or _runner(rpc, key, 60.0), database=db,
                 cost_model=cost_model or cost_model_name(),
                 measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
                                    _callback(progress)],
@@ -295,21 +313,30 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
     return db
 
 
-def _random_args(tensors, rng, rows: int = 1):
-    """TVM tensors for the placeholders and output of a TE function, random integer data (the
+def _random_arrays(tensors, rng, rows: int = 1) -> list:
+    """numpy arrays for the placeholders and output of a TE function, random integer data (the
     compensated pass's true row count: `rows`)."""
-    from .compat import tensor
-
     out = []
     for t in tensors:
         shape = [int(x) for x in t.shape]
         if t.op.name == "rows":
-            out.append(tensor(np.full(shape, rows, str(t.dtype))))
+            out.append(np.full(shape, rows, str(t.dtype)))
         elif "int" in str(t.dtype):
-            out.append(tensor(rng.integers(-8, 8, shape).astype(str(t.dtype))))
+            out.append(rng.integers(-8, 8, shape).astype(str(t.dtype)))
         else:
-            out.append(tensor(rng.random(shape).astype(str(t.dtype))))
+            out.append(rng.random(shape).astype(str(t.dtype)))
     return out
+
+
+def _device(tdict: dict):
+    """The local device that runs the target's code."""
+    from .compat import cpu
+
+    if is_cuda(tdict):
+        from . import gpu
+
+        return gpu.device()
+    return cpu()
 
 
 def compare(plan, rule, tdict: dict, traces, fn: str = names.FN_GEMM, rpc: str | None = None,
@@ -319,20 +346,14 @@ def compare(plan, rule, tdict: dict, traces, fn: str = names.FN_GEMM, rpc: str |
     alternating rounds (robust to the slow phases of a shared machine), on this host or, with
     rpc/key, on a device of that RPC tracker (every module exported as a shared library and
     uploaded in one session)."""
-    from .build import functions, schedule_function
-    from .compat import compile_module
-
-    tensors = functions(plan, rule)[fn]
-    exs = []
-    for tr in (None, *traces):
-        sch = Schedule(prim_func(tensors))
-        if tr is None:
-            schedule_function(fn, sch, plan, rule)
-        else:
-            replay(sch, tr)
-        exs.append(compile_module(sch.mod, tvm_target(tdict)))
-    args = _random_args(tensors, np.random.default_rng(0), plan.m)
-    timers = _remote_timers(exs, args, rpc, key) if rpc else _local_timers(exs, args)
+    exs, arrays = _modules(plan, rule, tdict, (None, *traces), fn)
+    if rpc:
+        mods, dev = _remote_modules(exs, rpc, key, tdict)
+    else:
+        mods, dev = [ex.mod for ex in exs], _device(tdict)
+    args = [tvm.runtime.tensor(a, dev) for a in arrays]
+    timers = [_timer(m.time_evaluator("main", dev, number=3, repeat=3, min_repeat_ms=30), args)
+              for m in mods]
     ms = np.array([[t() for t in timers] for _ in range(rounds)])  # rounds x (hand, traces...)
     return float(np.median(ms[:, 0])), [
         (float(np.median(ms[:, n])), float(np.median(ms[:, 0] / ms[:, n])))
@@ -343,14 +364,28 @@ def _timer(f, args):
     return lambda: float(np.median(f(*args).results)) * 1e3
 
 
-def _local_timers(exs, args) -> list:
-    from .compat import cpu
+def _modules(plan, rule, tdict: dict, traces, fn: str) -> tuple[list, list]:
+    """(compiled modules of function fn: the hand schedule for a None trace, else the trace
+    replayed; random input arrays for them)."""
+    from .build import functions, schedule_function
+    from .compat import compile_module
 
-    return [_timer(ex.mod.time_evaluator("main", cpu(), number=3, repeat=3, min_repeat_ms=30),
-                   args) for ex in exs]
+    tensors = functions(plan, rule)[fn]
+    exs = []
+    for tr in traces:
+        sch = Schedule(prim_func(tensors))
+        if tr is None:
+            schedule_function(fn, sch, plan, rule)
+        else:
+            replay(sch, tr)
+        with tvm_target(tdict):
+            exs.append(compile_module(sch.mod, tvm_target(tdict)))
+    return exs, _random_arrays(tensors, np.random.default_rng(0), plan.m)
 
 
-def _remote_timers(exs, args, rpc: str, key: str | None) -> list:
+def _remote_modules(exs, rpc: str, key: str | None, tdict: dict) -> tuple[list, object]:
+    """The modules exported, uploaded and loaded in one session of the tracker's device; and
+    that session's device (its CPU, or its GPU for CUDA targets)."""
     import tempfile
     from pathlib import Path
 
@@ -365,10 +400,38 @@ def _remote_timers(exs, args, rpc: str, key: str | None) -> list:
             ex.export_library(str(lib))
             sess.upload(str(lib))
             mods.append(sess.load_module(lib.name))
-    dev = sess.cpu()
-    remote = [tvm.runtime.tensor(a.numpy(), dev) for a in args]
-    return [_timer(m.time_evaluator("main", dev, number=3, repeat=3, min_repeat_ms=30), remote)
-            for m in mods]
+    return mods, (sess.cuda(0) if is_cuda(tdict) else sess.cpu())
+
+
+def check_remote(plan, rule, tdict: dict, traces, fn: str, rpc: str, key: str | None) -> list:
+    """For a device reached through an RPC tracker only (CUDA tuning from a machine without
+    the GPU): per trace, None when function fn scheduled by it computes, on that device and on
+    the same random inputs, what the hand schedule computes (every buffer after the call;
+    float buffers within 1e-5 relative), else why not. The hand schedules themselves are
+    tested against lrqc.reference (the gpu tests)."""
+    try:
+        exs, arrays = _modules(plan, rule, tdict, (None, *traces), fn)
+        mods, dev = _remote_modules(exs, rpc, key, tdict)
+    except Exception as exc:  # pragma: no cover - needs a remote GPU
+        return [f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"] \
+            * len(traces)
+    results = []
+    for m in mods:
+        args = [tvm.runtime.tensor(a, dev) for a in arrays]
+        m["main"](*args)
+        results.append([a.numpy() for a in args])
+    return [_same(results[0], r) for r in results[1:]]
+
+
+def _same(want: list, got: list) -> str | None:
+    for n, (w, g) in enumerate(zip(want, got)):
+        if w.dtype.kind == "f":
+            scale = max(float(np.abs(w).max()), 1e-30)
+            if not np.all(np.isfinite(g)) or float(np.abs(g - w).max()) > 1e-5 * scale:
+                return f"buffer {n} differs from the hand schedule's"
+        elif not np.array_equal(w, g):
+            return f"buffer {n} differs from the hand schedule's"
+    return None
 
 
 def hand_trace(plan, rule, fn: str):
@@ -414,9 +477,8 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     out = out or sys.stderr
     tdict = resolve(target)
     if is_cuda(tdict):
-        raise LrqcError("lrqc tune does not tune CUDA kernels yet (its search spaces are the "
-                        "CPU rules' knobs); CUDA builds use their hand schedules")
-    if not features(tdict) <= features(resolve(None)):
+        _gpu_ready(tdict, rpc)
+    elif not features(tdict) <= features(resolve(None)):
         raise LrqcError("lrqc tune checks every kept candidate against lrqc.reference on this "
                         "host, which lacks the target's "
                         f"{', '.join(sorted(features(tdict) - features(resolve(None))))}; tune "
@@ -424,7 +486,7 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
-    from .build import tuned_functions
+    from .build import plan_rule, tuned_functions
 
     jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS
             if fn in tuned_functions(plan)]  # lowrank_u only with B's low-rank term
@@ -435,14 +497,32 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     rows = []
     for plan, fn in jobs:
         sym = names.symbol(fn, plan.m)
-        why = tunable(plan, rule, fn)
+        brule = plan_rule(plan, rule, features(tdict))  # CUDA: the bucket's own rule
+        why = tunable(plan, brule, fn)
         if why:
             print(f"{sym}: not tuned: {why}", file=out)
             rows.append({"symbol": sym, "status": f"not tuned: {why}"})
             continue
-        rows.append(_tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_each,
+        rows.append(_tune_function(scheme, plan, brule, fn, tdict, db, trials, budget_each,
                                    workers, rpc, key, cost_model, out))
     return rows
+
+
+def _gpu_ready(tdict: dict, rpc: str | None) -> None:
+    """CUDA tuning measures and checks every candidate on a GPU: this machine's (the target's
+    arch, or a newer one), or the device of an RPC tracker (rpc)."""
+    if rpc:
+        return
+    from . import gpu
+
+    if not gpu.gpu_present():
+        raise LrqcError("lrqc tune --target cuda measures and checks candidates on a GPU, and "
+                        "this machine has none that TVM can use: run it on the GPU machine, or "
+                        "give --rpc HOST:PORT --key KEY of an RPC tracker whose server has the "
+                        "GPU")
+    why = gpu.arch_mismatch(tdict)
+    if why:
+        raise LrqcError(f"lrqc tune: {why}")
 
 
 def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers, rpc, key,
@@ -469,9 +549,13 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
                   rpc, key, cost_model, progress)
     top = msdb.get_top_k(msdb.commit_workload(mod), 8)
     checked, rejected = [], 0
-    for cand in top:  # the best ones MetaSchedule measured that compute the scheme
-        trace = trace_to_json(cand.trace)
-        why = check_candidate(scheme, plan, tdict, trace, fn)
+    traces = [trace_to_json(cand.trace) for cand in top]
+    remote = None
+    if rpc and is_cuda(tdict):  # no GPU here: each candidate against the hand schedule there
+        remote = check_remote(plan, rule, tdict, traces, fn, rpc, key)
+    for n, trace in enumerate(traces):  # the best ones MetaSchedule measured that compute
+        why = remote[n] if remote is not None else check_candidate(scheme, plan, tdict, trace,
+                                                                   fn)
         if why is None:
             checked.append(trace)
             if len(checked) == FINALISTS:

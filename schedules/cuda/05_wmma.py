@@ -29,5 +29,17 @@ def handles(fn, plan) -> bool:
     return fn in ("gemm", "int_acc")
 
 
-def schedule(fn, sch, plan, tiles):
-    tiles.wmma_gemm(sch, plan)
+def unit_safe(plan) -> tuple:
+    """Knobs that may take 1 where the hand choice is 2 (their traces replay into the same
+    loops at every value: a compile-only test replays each corner)."""
+    return ("wy", "wx", "fy", "fx")
+
+
+def knobs(plan, tiles) -> dict:
+    """The tuning space (gpu.wmma_knobs); lrqc tune samples it on a GPU."""
+    return tiles.wmma_knobs(plan)
+
+
+def schedule(fn, sch, plan, tiles, knob=None):
+    """knob(name, candidates, hand) -> a value (default: the hand choice)."""
+    tiles.wmma_gemm(sch, plan, knob=knob)

@@ -26,5 +26,11 @@ def handles(fn, plan) -> bool:
     return fn in ("gemm", "int_acc") and plan.groups == 1
 
 
-def schedule(fn, sch, plan, tiles):
-    tiles.dp4a_gemm(sch, plan)
+def knobs(plan, tiles) -> dict:
+    """The tuning space (gpu.dp4a_knobs); lrqc tune samples it on a GPU."""
+    return tiles.dp4a_knobs(plan)
+
+
+def schedule(fn, sch, plan, tiles, knob=None):
+    """knob(name, candidates, hand) -> a value (default: the hand choice)."""
+    tiles.dp4a_gemm(sch, plan, knob=knob)
