@@ -1,7 +1,8 @@
 """CUDA GEMM benchmark (issue 6): TOPS of lrqc's int8 GEMM and of its rank-16 compensated GEMM
 at 4096^3 and 8192^3 next to torch._int_mm and torch's fp16 matmul on the same GPU, in one
 run, and the overhead of the compensation (compensated / direct time, end to end: quantization
-of A, A's residual factors, U and W of the epilogue, the GEMM).
+of A, A's residual factors, U and W of the epilogue, the GEMM). Also the weight-only product
+float16 x int4 per_channel, whose GEMM runs on fp16 tensor cores, next to torch's fp16 matmul.
 
     python bench/gemm_cuda.py                       # needs an NVIDIA GPU that TVM can use
     python bench/gemm_cuda.py --shapes 4096,4096,4096 --repeat 10
@@ -22,6 +23,7 @@ import numpy as np
 import lrqc
 
 DIRECT = "scheme d {\n a: int8 per_channel\n b: int8 per_channel\n}"
+W4A16 = "scheme w {\n a: float16\n b: int4 per_channel\n}"  # fp16 tensor cores (plan.half)
 COMP16 = ("scheme c {\n a: int8 per_channel + lowrank(rank=16, method=rsvd, power_iters=1)\n"
           " b: int8 per_channel + lowrank(rank=16, method=rsvd, power_iters=1)\n}")
 
@@ -97,11 +99,15 @@ def main(argv=None) -> int:
         rows = [(name, t, note) for name, (t, note) in peers.items()]
         d_gemm, d_all, rule = lrqc_times(DIRECT, m, n, k, args.repeat, arch)
         c_gemm, c_all, _ = lrqc_times(COMP16, m, n, k, args.repeat, arch)
+        w_gemm, _, w_rule = lrqc_times(W4A16, m, n, k, args.repeat, arch)
+        fp16 = peers["torch fp16 matmul"][0]
         rows += [("lrqc int8 per_channel (gemm)", d_gemm, f"rule {rule}"),
                  ("lrqc int8 per_channel (end to end)", d_all, ""),
                  ("lrqc LRQMM rank 16 (gemm)", c_gemm, ""),
                  ("lrqc LRQMM rank 16 (end to end)", c_all,
-                  f"overhead {c_all / d_all:.3f}x (target <= 1.05)")]
+                  f"overhead {c_all / d_all:.3f}x (target <= 1.05)"),
+                 ("lrqc fp16 x int4 per_channel (gemm)", w_gemm, f"rule {w_rule}" + (
+                     f", {fp16 / w_gemm:.2f}x torch fp16 matmul" if fp16 else ""))]
         for name, t, note in rows:
             label = f"{m},{n},{k}"
             if t is None:

@@ -88,17 +88,35 @@ def test_example_schemes_compile_to_ptx(name):
     ("int8 per_channel", "int4 per_channel", "cuda_dp4a"),  # nibbles unpacked into shared
     ("int8 per_channel", "uint4 per_channel", "cuda_dp4a"),  # weight zero points
     ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=3)", "cuda_dp4a"),
-    ("int8 per_tensor + dense()", "int8 per_channel", "cuda_generic"),  # K segments
-    ("int8 per_vector(32)", "int4 per_vector(32)", "cuda_generic"),
-    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "cuda_generic"),
+    # per-group products: group by group in registers (gpu._dp4a_groups)
+    ("int8 per_tensor + dense()", "int8 per_channel", "cuda_dp4a"),  # K segments
+    ("int8 per_vector(32)", "int4 per_vector(32)", "cuda_dp4a"),
+    ("uint8 per_vector(16) calibrate=minmax", "uint4 per_vector(16, scale=uint8)", "cuda_dp4a"),
+    ("int8 per_vector(32) + lowrank(rank=2)", "int8 per_vector(32) + lowrank(rank=3)",
+     "cuda_dp4a"),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "cuda_dp4a"),
 ])
 def test_base_products_compile_with_the_expected_rule(a, b, rule):
     kernel = lrqc.compile(scheme(a, b), *DIMS, target="cuda-sm90")
     assert kernel.rule == rule
-    assert ptx_of(kernel, "sm_90").get("dp4a", 0) >= 4
-    where = kernel.schedules["gemm_m16"]
-    assert where == (f"hand schedule {rule}" if rule == "cuda_dp4a"
-                     else "TVM dlight default GPU schedule")
+    assert ptx_of(kernel, "sm_90").get("dp4a", 0) >= 16
+    assert kernel.schedules["gemm_m16"] == f"hand schedule {rule}"
+
+
+def test_per_group_gemm_keeps_partial_and_output_sums_in_registers():
+    """Per-group products (VS-Quant): per thread, the group's int32 partial sums and the
+    float32 output sums live in registers across the groups; A's and B's k chunks of each
+    group are staged in shared memory; the output is written once."""
+    from lrqc.backend import gpu
+
+    kernel = lrqc.compile(scheme("int8 per_vector(32)", "int4 per_vector(32)"), 64, 128, 256,
+                          target="cuda-sm90")
+    src = gpu.cuda_source(kernel.module)
+    body = src[src.rindex("gemm_m64_kernel("):]
+    body = body[: body.index("\n}\n")]
+    assert "int partial_local_ptr[16];" in body and "float C_local_ptr[16];" in body
+    assert "for (int g = 0; g < 8; ++g)" in body and body.count("__shared__") == 2
+    assert body.count("__dp4a(") >= 16 and body.count("C_ptr[") == 16
 
 
 def test_tensor_cores_or_dp4a_chosen_per_bucket():
@@ -355,6 +373,8 @@ TUNE_CASES = [  # (a, b, dims, function, rule, knobs, PTX instruction)
      {"wy", "wx", "fy", "fx"}, "wmma.s8"),
     ("int8 per_channel", "int4 per_channel + lowrank(rank=3)", (32, 128, 256), "gemm",
      "cuda_dp4a", {"nj", "kc"}, "dp4a"),  # (mi: only 2, as 1 drops loops in replays)
+    ("int8 per_vector(32)", "int4 per_vector(32)", (64, 128, 256), "gemm", "cuda_dp4a",
+     {"mi", "nj", "kc"}, "dp4a"),
     ("float16", "int4 per_channel", (128, 256, 256), "gemm", "cuda_wmma_half",
      {"wy", "wx", "fy", "fx"}, "wmma.f16"),
     ("int8 per_channel", "int8 per_channel", (128, 128, 256), "quantize_a", "cuda_wmma",

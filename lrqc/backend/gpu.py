@@ -58,7 +58,7 @@ def dp4a_knobs(plan) -> dict:
     extent, so any combination is a valid tile."""
     rows = _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))
     ty = min(16, rows)
-    k4 = plan.kp // 4
+    k4 = plan.vector // 4  # one group's k (all of k for single-group products)
     kc_hand = _pick(k4, (16, 8, 4, 2, 1))
     return {
         "mi": (tuple(v for v in (1, 2, 4) if plan.mp % (ty * v) == 0), rows // ty),
@@ -78,34 +78,22 @@ def gemm_tile(plan, knob=None) -> dict:
 
 
 def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
-    """The single-group integer GEMM: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's
-    and B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) ->
-    kk -> mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. The output block
-    (dequantization, zero-point correction, low-rank epilogue) runs per thread on its own
-    accumulators."""
+    """The integer GEMM on dp4a: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's and
+    B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) -> kk ->
+    mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. Single group: the
+    output block (dequantization, zero-point correction, low-rank epilogue) runs per thread on
+    its own accumulators. Per-group products: _dp4a_groups."""
     t = gemm_tile(plan, knob)
+    if plan.groups > 1:
+        _dp4a_groups(sch, plan, t, out)
+        return
     blk = sch.get_sblock(acc)
     i, j, k = sch.get_loops(blk)
-    # each thread's mi x nj outputs contiguous: a local accumulator array of exactly that size
-    # (TVM compacts a buffer to its bounding box, so strided thread tiles would waste registers)
-    bi, ti, ii = sch.split(i, [None, t["ty"], t["mi"]])
-    bj, tj, jj = sch.split(j, [None, t["tx"], t["nj"]])
+    bi, ti, ii, bj, tj, jj = _thread_tile(sch, i, j, t)
     ko, kk, kv = sch.split(k, [None, t["kc"], 4])
     sch.reorder(bi, bj, ti, tj, ko, kk, ii, jj, kv)
-    sch.bind(bi, "blockIdx.y")
-    sch.bind(bj, "blockIdx.x")
-    sch.bind(ti, "threadIdx.y")
-    sch.bind(tj, "threadIdx.x")
     sch.set_scope(blk, 0, "local")
-    a_sh = sch.cache_read(blk, 0, "shared")
-    if has_block(sch, names.UNPACK):  # nibbles: unpacked from global straight into shared
-        b_sh = sch.get_sblock(names.UNPACK)
-        sch.set_scope(b_sh, 0, "shared")
-    else:
-        b_sh = sch.cache_read(blk, 1, "shared")
-    for cache in (a_sh, b_sh):
-        sch.compute_at(cache, ko)
-        _cooperative(sch, cache, t["ty"], t["tx"])
+    _stage(sch, blk, ko, t, 5)
     sch.unroll(ii)
     sch.unroll(jj)
     o = sch.get_sblock(out)
@@ -116,13 +104,70 @@ def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
     sch.tensorize(kv, register(DP4A))
 
 
-def _cooperative(sch, block, ty: int, tx: int):
-    """All threads of the block copy the tile: its loops fused, split over (ty, tx)."""
-    loops = sch.get_loops(block)[5:]  # under bi, bj, ti, tj, ko: the copy's own loops
-    fused = sch.fuse(*loops)
-    _, fy, fx = sch.split(fused, [None, ty, tx])  # predicated where the tile is not a multiple
-    sch.bind(fy, "threadIdx.y")
-    sch.bind(fx, "threadIdx.x")
+def _dp4a_groups(sch, plan, t: dict, out: str):
+    """Per-group products (per_vector, MX, dense residual segments): the output block, which
+    sums the groups' scaled partial sums, is the anchor. Block -> threads -> group g -> the
+    group's int32 partial sums for the thread's mi x nj outputs in registers (k chunks of the
+    group staged in shared memory, dp4a) -> scaled and added to float32 registers; the low-rank
+    epilogue per thread, and the output written once after the last group."""
+    o = sch.get_sblock(out)
+    i, j, g = sch.get_loops(o)
+    bi, ti, ii, bj, tj, jj = _thread_tile(sch, i, j, t)
+    sch.reorder(bi, bj, ti, tj, g, ii, jj)
+    write = sch.cache_write(o, 0, "local")
+    sch.reverse_compute_at(write, tj)
+    for lp in sch.get_loops(write)[4:]:  # under bi, bj, ti, tj: the thread's outputs
+        sch.unroll(lp)
+    part = sch.get_sblock(names.PARTIAL)
+    sch.compute_at(part, g)
+    sch.set_scope(part, 0, "local")
+    *rows_cols, pk = sch.get_loops(part)[5:]  # under bi, bj, ti, tj, g (unit loops dropped)
+    ko, kk, kv = sch.split(pk, [None, t["kc"], 4])
+    sch.reorder(ko, kk, *rows_cols, kv)
+    _stage(sch, part, ko, t, 6)
+    for lp in rows_cols:
+        sch.unroll(lp)
+    sch.unroll(ii)
+    sch.unroll(jj)
+    for side in ("a", "b"):  # the low-rank epilogue's sums over ranks, per thread
+        if has_block(sch, names.LOWRANK_EPI + side):
+            lr = sch.get_sblock(names.LOWRANK_EPI + side)
+            sch.compute_at(lr, tj)
+            sch.set_scope(lr, 0, "local")
+    sch.decompose_reduction(part, ko)
+    sch.decompose_reduction(o, g)
+    sch.tensorize(kv, register(DP4A))
+
+
+def _thread_tile(sch, i, j, t: dict) -> tuple:
+    """Rows and columns of the output over blocks and threads: each thread's mi x nj outputs
+    contiguous, so its local accumulator array is exactly that size (TVM compacts a buffer to
+    its bounding box: strided thread tiles would waste registers)."""
+    bi, ti, ii = sch.split(i, [None, t["ty"], t["mi"]])
+    bj, tj, jj = sch.split(j, [None, t["tx"], t["nj"]])
+    sch.bind(bi, "blockIdx.y")
+    sch.bind(bj, "blockIdx.x")
+    sch.bind(ti, "threadIdx.y")
+    sch.bind(tj, "threadIdx.x")
+    return bi, ti, ii, bj, tj, jj
+
+
+def _stage(sch, blk, ko, t: dict, outer: int) -> None:
+    """A's and B's tiles of block blk's k chunk ko in shared memory (nibbles unpacked from
+    global straight into it), copied by all threads of the block; `outer` loops enclose each
+    copy's own loops."""
+    a_sh = sch.cache_read(blk, 0, "shared")
+    if has_block(sch, names.UNPACK):
+        b_sh = sch.get_sblock(names.UNPACK)
+        sch.set_scope(b_sh, 0, "shared")
+    else:
+        b_sh = sch.cache_read(blk, 1, "shared")
+    for cache in (a_sh, b_sh):
+        sch.compute_at(cache, ko)
+        fused = sch.fuse(*sch.get_loops(cache)[outer:])
+        _, fy, fx = sch.split(fused, [None, t["ty"], t["tx"]])  # predicated where not a multiple
+        sch.bind(fy, "threadIdx.y")
+        sch.bind(fx, "threadIdx.x")
 
 
 def cuda_source(module) -> str:

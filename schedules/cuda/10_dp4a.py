@@ -1,9 +1,13 @@
-"""CUDA, any arch from sm_61: the single-group integer GEMM (per_tensor / per_channel scales,
-int2..int8 weights, zero points, low-rank epilogues) on dp4a (u8 x s8 -> s32, 4 k per
-instruction), A's and B's tiles staged in shared memory, the epilogue fused per thread
-(gpu.dp4a_gemm; tiles of up to 64 x 64 outputs, 16 x 16 threads, up to 4 x 4 accumulators
-each: gpu.gemm_tile). The other functions (quantization pass, row dot products) get
-gpu.per_block. Not run on a GPU yet: compiled and checked to PTX here."""
+"""CUDA, any arch from sm_61: integer GEMMs on dp4a (u8 x s8 -> s32, 4 k per instruction) with
+A's and B's k chunks staged in shared memory (nibbles unpacked on the way) and register tiles
+per thread (gpu.dp4a_gemm; tiles of up to 64 x 64 outputs, 16 x 16 threads, up to 4 x 4
+accumulators each: gpu.gemm_tile / dp4a_knobs). Single-group products (per_tensor /
+per_channel, int2..int8 weights, zero points, low-rank epilogues) fuse the epilogue per thread;
+per-group products (per_vector, two-level scales, MX, dense residual segments) run group by
+group, the group's int32 partial sums and the float32 output sums in registers
+(gpu._dp4a_groups). Buckets that fit tensor-core tiles take cuda_wmma instead. The other
+functions (quantization pass, row dot products) get gpu.per_block. Not run on a GPU yet:
+compiled and checked to PTX here."""
 
 NAME = "cuda_dp4a"
 FAMILY = "cuda"
@@ -16,14 +20,13 @@ def applies(plan, features):
         return "target lacks dp4a (sm_61+)"
     if plan.float_path:
         return "a float operand: no integer GEMM"
-    if plan.groups > 1:
-        return "per-group scales (per_vector, MX, residual segments): not yet"
     return None
 
 
 def handles(fn, plan) -> bool:
-    """The functions this rule schedules itself (the rest: dlight)."""
-    return fn in ("gemm", "int_acc") and plan.groups == 1
+    """The functions this rule schedules itself (the rest: dlight): the GEMM, and the integer
+    sums of single-group products (int_accumulate; per group: dlight's matmul rule)."""
+    return fn == "gemm" or (fn == "int_acc" and plan.groups == 1)
 
 
 def knobs(plan, tiles) -> dict:

@@ -1,6 +1,7 @@
 """CUDA fallback for every plan: TVM's dlight rules (threads bound per output element,
-reductions across threads), no integer instruction chosen by lrqc. Per-group products (per_vector, MX,
-residual segments) and products with a float operand use it until they get their own rule."""
+reductions across threads), no instruction chosen by lrqc. Float GEMMs whose values are not
+exact in 16 bits (and small M buckets of those that are) use it, as do the integer sums of
+per-group products (Kernel.int_accumulate)."""
 
 NAME = "cuda_generic"
 FAMILY = "cuda"
