@@ -13,6 +13,7 @@ import pytest
 import lrqc
 from lrqc.reference import int_accumulate, matmul, quantize
 from lrqc.reference.inputs import round_float
+from lrqc.reference.scheme import rel_error
 
 pytest.importorskip("tvm")
 
@@ -208,9 +209,38 @@ def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims
     A, B = data(m, n, k, seed=m + k)
     packed = kernel.pack(B)
     assert ("sbf" in packed.arrays) == (half is not None)
-    if half is not None:  # B's codes: exact in the 16-bit type
-        bf = packed.arrays["Bf"]
-        assert np.array_equal(round_float(bf.astype(np.float64), half), bf)
+    if half is not None:  # A's and B's GEMM values: finite and exact in the 16-bit type
+        bk, _ = kernel._quantize(A)
+        for vals in (packed.arrays["Bf"], bk.af.numpy()):
+            assert np.all(np.isfinite(vals)) and np.abs(vals).max() < 65504
+            assert np.array_equal(round_float(vals.astype(np.float64), half), vals)
+
+
+@pytest.mark.parametrize("a,b", [("int8 per_channel calibrate=minmax", "bfloat16"),
+                                 ("float16", "uint8 per_channel"),
+                                 ("uint8 per_tensor", "float16")])
+def test_minmax_zero_points_keep_the_float32_gemm(a, b):
+    """Zero points of min-max calibration are not clamped to the code range, so on data of one
+    sign code - zero exceeds any 16-bit type: such products multiply dequantized float32
+    values, and match the reference there."""
+    kernel = lrqc.compile(scheme(a, b), M=8, N=16, K=64, target=HOST_RULE_TARGET)
+    assert kernel.plan.half is None
+    rng = np.random.default_rng(4)
+    A, B = 100 + rng.random((8, 64)), 1 + rng.random((64, 16))
+    ref = matmul(scheme(a, b), A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-6
+
+
+def test_16_bit_values_with_tiny_scales_stay_accurate():
+    """The epilogue scales (acc saf) sbf: with e5m2's 2^-16 code unit folded into tiny scales,
+    saf sbf alone would be a float32 subnormal."""
+    s = scheme("e5m2 per_tensor", "int8 per_channel")
+    kernel = lrqc.compile(s, M=8, N=16, K=64, target=HOST_RULE_TARGET)
+    assert kernel.plan.half == "float16"
+    A, B = data(8, 16, 64, seed=3)
+    A, B = A * np.float32(1e-19), B * 1e-19
+    ref = matmul(s, A.astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-6
 
 
 def test_zero_point_outside_the_code_range_is_refused_not_wrong():

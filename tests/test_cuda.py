@@ -174,10 +174,11 @@ def test_wmma_s8_formulation_is_the_u8_sum():
 
 HALF_CASES = [  # (a, b, KernelPlan.half, arch): float GEMMs whose values are exact in 16 bits
     ("float16", "int4 per_channel", "float16", "sm_75"),  # weight-only
-    ("float16", "uint4 per_channel + lowrank(rank=4)", "float16", "sm_90"),
+    ("float16", "int4 per_channel + lowrank(rank=4)", "float16", "sm_90"),
     ("bfloat16", "int8", "bfloat16", "sm_80"),
     ("int8 per_channel", "float16", "float16", "sm_80"),
     ("e5m2 per_tensor", "e4m3 per_channel", "float16", "sm_90"),  # the float fallback
+    ("e4m3 per_channel", "bfloat16", "bfloat16", "sm_90"),  # element values, not codes x 2^f
 ]
 
 
@@ -202,12 +203,32 @@ def test_float_gemms_run_on_16_bit_tensor_cores(a, b, half, arch):
     ("float16", "int4 per_vector(32)", "sm_90"),  # scales inside the K sum
     ("float16", "int4 per_channel + dense()", "sm_90"),  # B's dense term folded into floats
     ("bfloat16", "int8", "sm_75"),  # bf16 tensor cores need sm_80
+    ("float16", "uint4 per_channel", "sm_90"),  # minmax zero points: code - zero unbounded
 ])
 def test_float_gemms_not_exact_in_16_bits_stay_float32(a, b, arch):
     kernel = lrqc.compile(scheme(a, b), 128, 128, 256, target=f"cuda -arch={arch}")
     assert kernel.schedules["gemm_m128"] == "TVM dlight default GPU schedule"
     found = ptx_of(kernel, arch)
     assert not {"wmma.f16", "wmma.bf16"} & set(found) and found.get("fma.f32", 0) >= 8, found
+
+
+@pytest.mark.parametrize("a,b,half,arch", HALF_CASES)
+def test_16_bit_formulation_of_whole_kernels_matches_the_reference_on_the_cpu(
+        a, b, half, arch, monkeypatch):
+    """What cuda_wmma_half computes, emulated on the CPU: each case's whole kernel with its
+    GEMM in the 16-bit formulation (values cast to float16 while staged; LLVM computes
+    bfloat16 in float32, so those cases check the rest), against lrqc.reference."""
+    from lrqc.backend import te_float
+
+    real = te_float.gemm
+    monkeypatch.setattr(te_float, "gemm", lambda p, half=False: real(p, half=True))
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, 64, 64, 128, tuned=False)
+    assert kernel.plan.half == half
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((64, 128)), rng.standard_normal((128, 64))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < TOL
 
 
 @pytest.mark.parametrize("a,b", [("float16", "int4 per_channel"), ("bfloat16", "int8")])
@@ -440,6 +461,8 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
                 sch = _replayed(plan, r, fn, {**{k: hand[k] for k in space}, name: value})
                 src = gpu.cuda_source(compile_module(sch.mod, tvm_target(t)))
                 assert "__global__" in src
+                if name == "threads":  # the per-block kernels' thread count follows the knob
+                    assert f"__launch_bounds__({value})" in src and "__shfl" in src
                 if instr:
                     assert gpu.count(gpu.ptx(src, "sm_90")).get(instr, 0) >= 2, (name, value)
 

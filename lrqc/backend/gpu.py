@@ -472,9 +472,11 @@ def per_block(sch, threads: int = 256, knob=None):
     element (the spatial loops fused onto blockIdx.x), its threads splitting the reduced
     elements (coalesced along the innermost axis) and combining them with a cross-thread
     reduction. (dlight's fallback reduces per-tensor statistics in one thread, reading and
-    writing global memory per element.) threads: per thread block, at most (a tuning knob)."""
-    if knob is not None:
-        threads = knob("threads", PER_BLOCK_THREADS, threads)
+    writing global memory per element.) threads: per thread block, at most; knob may pick
+    it (lrqc tune) for the blocks with at least PER_BLOCK_THREADS[-1] threads' worth of work,
+    the others keep the hand count (a sampled count is a trace variable: it can only feed
+    schedule steps, not Python arithmetic)."""
+    plan = []
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if not sch.get_loops(b):
             sch.add_unit_loop(b)
@@ -484,18 +486,24 @@ def per_block(sch, threads: int = 256, knob=None):
             raise ValueError(f"block {sch.get(b).name_hint}: loops do not follow its axes")
         ns = kinds.count(0)
         spatial, red = loops[:ns], loops[ns:]
+        extent = 1
+        for lp in red or loops:
+            extent *= int(sch.get(lp).extent)
+        plan.append((spatial, red, loops, extent))
+    big = PER_BLOCK_THREADS[-1]
+    tuned = threads
+    if knob is not None and any(e >= big for *_, e in plan):
+        tuned = knob("threads", PER_BLOCK_THREADS, threads)
+    for spatial, red, loops, extent in plan:
+        t = tuned if extent >= big else min(threads, 1 << max(0, (extent - 1).bit_length()))
         if red:
             if spatial:
                 sch.bind(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], "blockIdx.x")
             r = sch.fuse(*red) if len(red) > 1 else red[0]
-            extent = int(sch.get(r).extent)
-            t = min(threads, 1 << max(0, (extent - 1).bit_length()))
             _, tx = sch.split(r, [None, t])
             sch.bind(tx, "threadIdx.x")
         else:
             f = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-            extent = int(sch.get(f).extent)
-            t = min(threads, 1 << max(0, (extent - 1).bit_length()))
             bo, tx = sch.split(f, [None, t])
             sch.bind(bo, "blockIdx.x")
             sch.bind(tx, "threadIdx.x")

@@ -132,9 +132,9 @@ class KernelPlan:
     @property
     def half(self) -> str | None:
         """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
-        each operand is a float of that type, or quantized with its scale outside the K sum
-        (per_tensor / per_channel: codes of at most 8 bits and e*m* elements are exact in
-        both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
+        each operand is a float of that type, or quantized symmetrically (maxabs) with its
+        scale outside the K sum (per_tensor / per_channel: codes of at most 8 bits and e*m*
+        element values are exact in both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
         B's codes (products exact in float32, accumulated in float32) and applies the row and
         column scales in its epilogue; CUDA runs it on fp16/bf16 tensor cores. None: the
         float32 GEMM of dequantized values."""
@@ -156,9 +156,11 @@ def _half_types(op) -> set:
     if isinstance(op, FloatOperand):
         return {op.dtype} & set(HALF_TYPES)
     q = op.quant
-    if q.granularity in ("per_tensor", "per_channel") and q.scale == "float32" and q.bits <= 8:
-        return set(HALF_TYPES)
-    return set()
+    if q.granularity not in ("per_tensor", "per_channel") or q.scale != "float32" \
+            or q.calibrate == "minmax" or q.bits > 8:
+        # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)
+        return set()
+    return set(HALF_TYPES)  # codes of at most 8 bits; e*m* element values
 
 
 def m_range(M) -> tuple[int, int]:

@@ -12,6 +12,7 @@ result matches lrqc.reference.matmul within float32 rounding (not bit for bit)."
 
 from __future__ import annotations
 
+from ..reference.minifloat import frac_bits
 from . import names, te_base
 from .compat import te, tir
 from .plan import KernelPlan
@@ -46,10 +47,14 @@ def quantize_a(p: KernelPlan):
         saf = te.compute((Mp,), lambda i: tir.const(1.0, "float32"), name=names.QUANT_ROW_SCALE)
         return [A, Af, saf]
     *inputs, Aq, sa, zc = te_base.quantize_a(p, codes="float64")
-    if p.half:  # scales outside the K sum: codes here, sa[i, 0] in the GEMM's epilogue
-        Af = te.compute((Mp, Kp), lambda i, k: (Aq[i, k] - zc[i, 0].astype("float64"))
-                        .astype("float32"), name=names.QUANT_FLOAT)
-        saf = te.compute((Mp,), lambda i: sa[i, 0], name=names.QUANT_ROW_SCALE)
+    if p.half:  # scales outside the K sum: element values here, scales in the GEMM's epilogue
+        # codes of e*m* formats are element values times 2^f: back to the values (exact, and
+        # within float16's range, which e4m3 / e5m2 codes themselves are not)
+        unit = 1.0 if p.qa.is_int else 2.0 ** -frac_bits(p.qa.fmt)
+        Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, 0].astype("float64"))
+                                                * unit).astype("float32"), name=names.QUANT_FLOAT)
+        saf = te.compute((Mp,), lambda i: sa[i, 0] * tir.const(1.0 / unit, "float32"),
+                         name=names.QUANT_ROW_SCALE)
         return [*inputs, Af, saf]
     Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, k // V].astype("float64"))
                                             * sa[i, k // V].astype("float64")).astype("float32"),
@@ -82,5 +87,6 @@ def gemm(p: KernelPlan, half: bool = False):
         return [Af, Bf, *lr_in, C]
     saf = te.placeholder((Mp,), "float32", name="saf")
     sbf = te.placeholder((1, Np), "float32", name="sbf")
-    C = output((Mp, Np), lambda i, j: saf[i] * sbf[0, j] * acc[i, j], names.OUT)
+    # (acc saf) sbf: the scales' own product could leave float32's normal range
+    C = output((Mp, Np), lambda i, j: acc[i, j] * saf[i] * sbf[0, j], names.OUT)
     return [Af, Bf, saf, sbf, *lr_in, C]
