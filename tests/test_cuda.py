@@ -544,6 +544,37 @@ def cache_dir_env(tmp_path, monkeypatch):
     return tmp_path
 
 
+def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache_dir_env):
+    """CUDA tuning from this machine through a tracker and server on loopback: candidates are
+    built here and sent to the server. A server without a GPU (this CI machine) makes every
+    measurement fail, and lrqc tune says why and keeps the hand schedule; with a GPU, the
+    candidates are checked on it against the hand schedule (check_remote) and recorded."""
+    pytest.importorskip("tornado")
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    from lrqc.backend.tune import tune_scheme
+
+    target = f"cuda -arch={_gpu_arch()}" if _gpu() else "cuda-sm90"
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-cuda",
+                    tracker_addr=("127.0.0.1", tracker.port), silent=True)
+    try:
+        rows = tune_scheme(scheme("int8 per_channel", "int8 per_channel"), 128, 128, 256,
+                           target=target, trials=2, rpc=f"127.0.0.1:{tracker.port}",
+                           key="lrqc-cuda", cost_model="random", functions=("gemm",))
+    finally:
+        server.terminate()
+        tracker.terminate()
+    assert rows[0]["trials"] == 2
+    if _gpu():
+        assert rows[0]["status"] == "recorded", rows
+    else:
+        assert rows[0]["valid"] == 0
+        assert rows[0]["status"].startswith("no valid candidate (every measurement failed; "
+                                            "the first: "), rows
+
+
 GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4", "vsquant_w4a4",
              "lplr_w_a8", "lplr_w", "lramm_r64"]
 

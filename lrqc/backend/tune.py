@@ -149,6 +149,7 @@ class Progress:
     t0: float = 0.0
     out: object = sys.stderr
     resumed: int = 0  # trials measured by an earlier, interrupted run
+    first_error: str | None = None  # why the first failed candidate failed (build or run)
 
     def update(self, run_secs: list) -> None:
         if not run_secs:
@@ -184,9 +185,17 @@ def _callback(progress: Progress):
             for b, r in zip(builder_results, runner_results):
                 ok = b.error_msg is None and r.error_msg is None and r.run_secs
                 secs.append(float(np.mean([float(x) for x in r.run_secs])) if ok else None)
+                if not ok and progress.first_error is None:
+                    progress.first_error = _last_line(b.error_msg or r.error_msg or "no time")
             progress.update(secs)
 
     return _Show()
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of an error text (MetaSchedule's hold whole tracebacks)."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "unknown error"
 
 
 def build_candidate(mod, target, _params=None):
@@ -566,7 +575,10 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     row = {"symbol": sym, "trials": progress.done, "valid": progress.valid,
            "rejected": rejected}
     if not checked:
-        row.update(status="no valid candidate: the hand schedule stays", wall_s=time.time() - t0)
+        why = f" (every measurement failed; the first: {progress.first_error})" \
+            if not progress.valid and progress.first_error else ""
+        row.update(status=f"no valid candidate{why}: the hand schedule stays",
+                   wall_s=time.time() - t0)
         print(f"  {row['status']}", file=out)
         return row
     # the hand schedule's own point of the space is a finalist too (MetaSchedule's noisy
