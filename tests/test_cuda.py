@@ -510,7 +510,6 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache_dir_env, tmp
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
     compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
     the GPU: the gpu test below.)"""
-    from lrqc.backend import gpu
     from lrqc.backend.build import bucket_plans, plan_rule
     from lrqc.backend.rules import choose
     from lrqc.backend.target import features, resolve
