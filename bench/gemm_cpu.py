@@ -32,6 +32,7 @@ SCHEMES = {
     "int8 per_channel": "a: int8 per_channel\n b: int8 per_channel",
     "w4a8 per_channel": "a: int8 per_channel\n b: int4 per_channel",
     "int8 per_vector(64)": "a: int8 per_vector(64)\n b: int8 per_vector(64)",
+    "float16 x int4 per_channel": "a: float16\n b: int4 per_channel",  # weights in 16 bits
 }
 DEFAULT_SHAPES = "1024,1024,1024;2048,2048,2048;4096,4096,4096;16,4096,4096;256,4096,4096"
 

@@ -244,7 +244,7 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     rng = np.random.default_rng(3)
     top = 2048 if plan.half == "float16" else 256  # integers exact in the type
     af = rng.integers(-top, top + 1, (plan.mp, plan.kp)).astype(np.float32)
-    bf = rng.integers(-127, 128, (plan.np_ // 16, plan.kp, 16)).astype(np.float32)
+    bf = rng.integers(-127, 128, (plan.np_ // 16, plan.kp, 16)).astype(plan.half)  # stored
     saf, sbf = rng.random(plan.mp).astype(np.float32), rng.random((1, plan.np_)).astype(np.float32)
     fns = [compile_module(prim_func(te_float.gemm(plan, half=h)), tvm.target.Target("llvm"))
            for h in (False, True)]

@@ -26,8 +26,8 @@ LAYOUTS = {
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
           "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
-          "bfloat16 operands, per_tensor / per_channel codes), B's codes minus zero instead, "
-          "with their scales in sbf",
+          "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "
+          "values) stored in that 16-bit type instead, with their scales in sbf",
     "sbf": "float32 [1, Np] column scales of Bf's codes (1 for a float B), products whose "
            "values are exact in 16 bits only",
     "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "

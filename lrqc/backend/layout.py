@@ -119,9 +119,10 @@ def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> n
 
 
 def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
-    """Float GEMMs whose values are exact in 16 bits (KernelPlan.half): Bf[Np/16, Kp, 16]
-    float32 holding B rounded to its float type, or a quantized B's codes - zero (q: its exact
-    quantized copy, if given), and sbf[1, Np] the column scales (1 for a float B)."""
+    """Float GEMMs whose values are exact in 16 bits (KernelPlan.half): Bf[Np/16, Kp, 16] in
+    that type (exactly) holding B rounded to its float type, or a quantized B's codes - zero
+    (element values for e*m*; q: its exact quantized copy, if given), and sbf[1, Np] the
+    column scales (1 for a float B)."""
     sbf = np.zeros((1, p.np_), np.float32)
     if p.b_float:
         vals = round_float(B, p.scheme.b.dtype)
@@ -132,8 +133,17 @@ def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
         sbf[0, : p.n] = np.broadcast_to(np.asarray(q.scale, np.float64)[:, 0], (p.n,))
     full = np.zeros((p.kp, p.np_), np.float32)
     full[: p.k, : p.n] = vals
-    bf = np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
-    return {"Bf": bf, "sbf": sbf}
+    bf = full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2)
+    return {"Bf": np.ascontiguousarray(bf.astype(_numpy_dtype(p.half))), "sbf": sbf}
+
+
+def _numpy_dtype(name: str):
+    """numpy's dtype for a TVM type name (bfloat16: ml_dtypes', which TVM depends on)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return np.dtype(name)
 
 
 def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:

@@ -11,6 +11,7 @@ UNPACK = "b_unpack"  # sub-byte weights unpacked to int8 (per tile)
 ACC = "acc"  # int32 accumulator (one K group)
 A_S8 = "a_s8"  # A's codes shifted to s8 (tensor-core GEMMs multiply s8 by s8)
 A_HALF = "a_half"  # A's exact 16-bit values (float GEMMs on fp16/bf16 tensor cores)
+B_FLOAT = "b_float"  # B's 16-bit values widened to float32 (a panel at a time, CPU)
 B_NK = "b_nk"  # B's codes as an N x K matrix, K contiguous (tensor-core GEMMs)
 PARTIAL = "partial"  # int32 accumulator per K group (per_vector)
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation

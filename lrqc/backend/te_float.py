@@ -31,6 +31,15 @@ def _round_to(v, dtype: str):
     return tir.reinterpret("float32", u)
 
 
+def _widen(v, dtype: str):
+    """A float16 / bfloat16 value as float32 (bfloat16: its bits shifted into the high half,
+    which LLVM vectorizes; TVM's own bfloat16 cast does not)."""
+    if dtype == "bfloat16":
+        bits = tir.reinterpret("uint16", v).astype("uint32") << tir.const(16, "uint32")
+        return tir.reinterpret("float32", bits)
+    return v.astype("float32")
+
+
 def quantize_a(p: KernelPlan):
     """Tensors [A, (U,) Af] of the per-call pass (U: stochastic rounding draws); with p.half,
     [A, (U,) Af, saf]: Af holds A's exact 16-bit values (a float operand rounded to its type,
@@ -64,22 +73,25 @@ def quantize_a(p: KernelPlan):
 
 def gemm(p: KernelPlan, half: bool = False):
     """Tensors [Af, Bf, C], or with p.half [Af, Bf, saf, sbf, C]: the codes' product scaled by
-    saf[i] sbf[0, j] in the epilogue. half (CUDA's 16-bit tensor cores, needs p.half): both
+    saf[i] sbf[0, j] in the epilogue, B's values stored in p.half (half the memory). half (CUDA's 16-bit tensor cores, needs p.half): both
     operands are cast to p.half while staged (blocks names.A_HALF and names.B_NK, B read as a
     K-contiguous N x K matrix); the values are exact in it, so the sums are the same."""
     Mp, Np, Kp = p.mp, p.np_, p.kp
     Af = te.placeholder((Mp, Kp), "float32", name="Af")
-    Bf = te.placeholder((Np // 16, Kp, 16), "float32", name="Bf")
+    Bf = te.placeholder((Np // 16, Kp, 16), p.half or "float32", name="Bf")  # B in 16 bits
     k = te.reduce_axis((0, Kp), "k")
     if half:
         assert p.half, "16-bit operands need a plan whose values are exact in them"
         a16 = te.compute((Mp, Kp), lambda i, kk: Af[i, kk].astype(p.half), name=names.A_HALF)
-        b16 = te.compute((Np, Kp), lambda n, kk: Bf[n // 16, kk, n % 16].astype(p.half),
-                         name=names.B_NK)
+        b16 = te.compute((Np, Kp), lambda n, kk: Bf[n // 16, kk, n % 16], name=names.B_NK)
         acc = te.compute((Mp, Np), lambda i, j: te.sum(
             a16[i, k].astype("float32") * b16[j, k].astype("float32"), axis=k), name=names.ACC)
     else:
-        acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * Bf[j // 16, k, j % 16],
+        b32 = Bf
+        if p.half:  # 16-bit storage widened once per 16-column panel (tiles.float_gemm)
+            b32 = te.compute(Bf.shape, lambda n, kk, c: _widen(Bf[n, kk, c], p.half),
+                             name=names.B_FLOAT)
+        acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * b32[j // 16, k, j % 16],
                                                        axis=k), name=names.ACC)
     lr_in, output, _ = te_base.epilogue_terms(p)
     if not p.half:
