@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root and the shipped examples."""
+"""Shared fixtures: the repository root, the shipped examples, a private lrqc cache."""
 
 from __future__ import annotations
 
@@ -18,3 +18,10 @@ def all_examples():
     for path in EXAMPLES:
         out.update(lrqc.load_schemes(path))
     return out
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private lrqc cache directory (tuning records, work dirs) for one test."""
+    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path

@@ -504,7 +504,7 @@ class _FakeRunner:
         return Runner()
 
 
-def test_cuda_search_builds_candidates_and_builds_replay_them(cache_dir_env, tmp_path):
+def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     """The CUDA search without a GPU, up to measuring: MetaSchedule samples lrqc's tensor-core
     space (no schedule rules; GPU limits checked), builds every candidate to a CUDA module and
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
@@ -537,13 +537,7 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache_dir_env, tmp
     assert ptx_of(kernel, "sm_80").get("wmma.s8", 0) >= 2
 
 
-@pytest.fixture
-def cache_dir_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
-def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache_dir_env):
+def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache):
     """CUDA tuning from this machine through a tracker and server on loopback: candidates are
     built here and sent to the server. A server without a GPU (this CI machine) makes every
     measurement fail, and lrqc tune says why and keeps the hand schedule; with a GPU, the
@@ -643,7 +637,7 @@ def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
 
 
 @pytest.mark.gpu
-def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache_dir_env):
+def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
     """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
     against lrqc.reference, records kept, and builds replaying them still match it."""
     from lrqc.backend.tune import tune_scheme

@@ -23,12 +23,6 @@ SCHEME = "scheme pc {\n a: int8 per_channel\n b: int8 per_channel\n}\n"
 DIMS = (16, 64, 128)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path
-
-
 def _key(**kw):
     base = dict(scheme_text="s", function="gemm", m=16, n=64, k=128,
                 target={"kind": "llvm", "mcpu": "znver3"}, features={"avx2"},

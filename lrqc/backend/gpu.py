@@ -57,7 +57,7 @@ def dp4a_knobs(plan) -> dict:
     feed schedule steps unchanged, as MetaSchedule traces need). Every candidate divides its
     extent, so any combination is a valid tile."""
     rows = _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))
-    ty = min(16, rows)
+    ty = _dp4a_ty(plan)
     k4 = plan.vector // 4  # one group's k (all of k for single-group products)
     kc_hand = _pick(k4, (16, 8, 4, 2, 1))
     return {
@@ -72,9 +72,12 @@ def gemm_tile(plan, knob=None) -> dict:
     """Thread-block tile of the dp4a GEMM: rows = ty x mi, columns = tx x nj (16 threads along
     the columns, nj consecutive columns each), k chunk of 4 kc bytes staged in shared memory;
     knob(name, candidates, hand) picks the tunable ones (default: the hand choices)."""
-    t = picks(dp4a_knobs(plan), knob)
-    return {"ty": min(16, _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1))), "mi": t["mi"], "tx": 16,
-            "nj": t["nj"], "kc": t["kc"]}
+    return {"ty": _dp4a_ty(plan), "tx": 16, **picks(dp4a_knobs(plan), knob)}
+
+
+def _dp4a_ty(plan) -> int:
+    """Threads along the rows of the dp4a tile: 16, or the bucket's rows when fewer."""
+    return min(16, _pick(plan.mp, (64, 32, 16, 8, 4, 2, 1)))
 
 
 def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
