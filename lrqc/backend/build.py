@@ -155,6 +155,10 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     tuned: use matching records of the tuning database (lrqc tune) instead of hand schedules;
     traces: {(bucket m, function): trace JSON} to use instead (lrqc tune's checks)."""
     tdict = resolve(target)
+    if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
+        raise UnsupportedScheme(f"scheme '{scheme.name}': output: float64 is computed by the "
+                                "reference only (lrqc.reference.matmul); the compiled kernels "
+                                "produce float32, float16 or bfloat16")
     if chain.is_chain(scheme):
         return chain.assemble(scheme, M, N, K, tdict)
     lo, hi = m_range(M)

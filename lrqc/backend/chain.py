@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
-from ..reference.inputs import as_matrix
+from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
 from .plan import UnsupportedScheme, make_plan
 
@@ -175,7 +175,7 @@ class ChainKernel:
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
                 U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
-            return self.kernels[0](U, packed.parts[0])
+            return to_output(self.kernels[0](U, packed.parts[0]), s.output)
         T = self.kernels[0](A, packed.parts[0])
         beta = packed.extra["beta"]
         if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
@@ -189,7 +189,7 @@ class ChainKernel:
 
             C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
                 .astype(np.float32)
-        return C
+        return to_output(C, s.output)
 
     def int_accumulate(self, A, packed):
         raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import InputError
-from ..reference.inputs import as_matrix
+from ..reference.inputs import as_matrix, to_output
 from . import layout, names
 from .comp_call import CompBuffers
 from .compat import empty, tensor
@@ -139,6 +139,7 @@ class Kernel:
         self.m_min = plans[0].m if m_min is None else m_min
         self.m_max = self.plan.m
         self.prefix = prefix
+        self.output = self.plan.scheme.output  # the type of C (parts of chains: float32)
         self.dev, self.no_device = device_of(target)
         self._bk = None if self.no_device else [_Bucket(p, module, prefix, self.dev)
                                                 for p in plans]
@@ -233,8 +234,10 @@ class Kernel:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
         self._check(packed)
         if self.transposed:
-            return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
-        return self._call(A, packed)
+            c = np.ascontiguousarray(self._call(self._per_call(A), packed).T)
+        else:
+            c = self._call(A, packed)
+        return to_output(c, self.output)
 
     def _call(self, A, packed: Packed) -> np.ndarray:
         bk, m = self._quantize(A)

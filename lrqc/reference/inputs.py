@@ -49,3 +49,26 @@ def round_float(x: np.ndarray, dtype: str) -> np.ndarray:
         u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
         return u.astype(np.uint32).view(np.float32).astype(np.float64)
     return x.astype(dtype).astype(np.float64)
+
+
+OUTPUT_TYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+def output_dtype(name: str) -> np.dtype:
+    """The numpy dtype of C for `output: name` (bfloat16 from ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def to_output(c: np.ndarray, name: str) -> np.ndarray:
+    """C rounded once (to nearest even) to the scheme's output type, as an array of that type.
+    Values beyond the type's range become +-inf: that is the declared behaviour of a narrow
+    output (float16's largest finite value is 65504)."""
+    dt = output_dtype(name)
+    if c.dtype == dt:
+        return c
+    with np.errstate(over="ignore"):
+        return c.astype(dt)

@@ -13,7 +13,7 @@ from ..frontend.model import (
 )
 from . import lplr as lplr_mod
 from . import lramm
-from .inputs import as_matrix, check_pair, round_float
+from .inputs import as_matrix, check_pair, round_float, to_output
 from .lowrank import factorize
 from .quant import QArray, quantize
 from .residual import TermResult, apply_terms, sparse_operand
@@ -98,8 +98,9 @@ def _run(s: Scheme, A, B, notes: list[str]) -> np.ndarray:
 
 
 def matmul(s: Scheme, A, B) -> np.ndarray:
-    """float64 result of scheme `s` applied to A (M x K) @ B (K x N)."""
-    return _run(s, A, B, [])
+    """Scheme `s` applied to A (M x K) @ B (K x N): computed in float64, then rounded once to
+    the scheme's `output` type and returned with that dtype."""
+    return to_output(_run(s, A, B, []), s.output)
 
 
 def compress(s: Scheme, X, role: str | None = None) -> np.ndarray:
@@ -179,7 +180,7 @@ def evaluate(s: Scheme, A, B) -> Report:
     m, k, n = A.shape[0], A.shape[1], B.shape[1]
     ref = A @ B
     notes: list[str] = []
-    C = _run(s, A, B, notes)
-    C0 = _run(direct_scheme(s, m, n, k), A, B, [])
+    C = to_output(_run(s, A, B, notes), s.output).astype(np.float64)
+    C0 = to_output(_run(direct_scheme(s, m, n, k), A, B, []), s.output).astype(np.float64)
     C32 = (A.astype(np.float32) @ B.astype(np.float32)).astype(np.float64)
     return Report(s.name, (m, n, k), rel_error(C0, ref), rel_error(C, ref), rel_error(C32, ref), notes)
