@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import InputError
+from ..frontend.bind import bind_dims
 from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
 from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
@@ -73,7 +74,9 @@ def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
     from .rules import choose
     from .target import features, tvm_target
 
-    lo, _ = m_range(M)
+    lo, hi = m_range(M)
+    for m in {lo, hi}:  # the reference's checks of the scheme at these sizes (ranks)
+        bind_dims(s, m, N, K)
     specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
     rules = [choose(family_of(tdict), plans[-1], features(tdict))[0] for _, plans in specs]
     if module is None:
