@@ -38,6 +38,8 @@ class KernelPlan:
     lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
     dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
     sparse: tuple[SparseProduct, ...] = ()  # sparse terms: products added after the GEMM
+    chunked: bool = False  # accumulate: int64 past int32's reach: the groups are K chunks of
+    #   one scale whose int32 partial sums are added in int64 (te_base.gemm)
 
     @property
     def nseg(self) -> int:
@@ -249,15 +251,21 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     if not problem and (qa.granularity == "per_block") != (qb.granularity == "per_block"):
         problem = "MX (per_block) on one operand only"
     v = grouped[0] if grouped else 0
+    chunked = False
     if v:
         kp = -(-k // v) * v
         groups = kp // v
     else:
         kp, groups = -(-k // 4) * 4, 1
         v = kp
+        chunk = int32_chunk(qa, qb)
+        if not problem and s.accumulate == "int64" and kp > chunk and not has_terms:
+            groups = -(-kp // chunk)  # int32 partials per chunk, summed in int64
+            v = -(-kp // (groups * 4)) * 4
+            kp, chunked = groups * v, True
     offset = a_offset(qa)
     if not problem:
-        problem = _overflow(s, qa, qb, kp if groups == 1 else v, k)
+        problem = _overflow(s, qa, qb, v, k)
     if problem:
         if has_terms:
             raise UnsupportedScheme(f"scheme '{s.name}': residual terms are compiled on the "
@@ -265,7 +273,11 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
                                     f"({problem})")
         note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
         return _float_plan(s, m, n, k, mp, np_, notes + (note,))
-    plan = KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes)
+    if chunked:
+        notes += (f"accumulate: int64: K={k} exceeds what one int32 sum holds exactly for "
+                  f"these formats; int32 partial sums over {groups} chunks of {v} are added in "
+                  "int64 (the portable schedule)",)
+    plan = KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes, chunked=chunked)
     return _integer_terms(plan, terms) if has_terms else plan
 
 
@@ -274,11 +286,25 @@ def a_offset(q) -> int:
     return 128 if q.signed or not q.is_int else 0
 
 
-def _overflow(s, qa, qb, width: int, k: int) -> str | None:
+def int32_chunk(qa, qb) -> int:
+    """The longest K (a multiple of 4) whose int32 sums of A's stored codes times B's codes
+    cannot overflow: the kernels' GEMMs sum at most this many products in int32."""
     span = code_limit(qa) + a_offset(qa)
-    if s.accumulate == "int32" and span * centered_limit(qb) * width >= 2**31:
+    return (2**31 - 1) // (span * centered_limit(qb)) // 4 * 4
+
+
+def _overflow(s, qa, qb, width: int, k: int) -> str | None:
+    """Why int32 sums of `width` products could overflow, or None. With accumulate: int64 the
+    single-group product is cut into K chunks (make_plan); anything else is refused, as
+    int64 promises exact sums."""
+    if width <= int32_chunk(qa, qb):
+        return None
+    if s.accumulate == "int32":
         return f"K={k} can overflow the int32 accumulator with these formats"
-    return None
+    raise UnsupportedScheme(f"scheme '{s.name}': accumulate: int64 with K={k}: sums of {width} "
+                            "products (one scale group, or a residual term) exceed int32, and "
+                            "only single-group products without residual terms are compiled "
+                            "as int32 chunks added in int64")
 
 
 def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:

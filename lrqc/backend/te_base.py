@@ -391,6 +391,13 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
                    * (acc[i, j] - corr(i, 0, j)).astype("float32"), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
+    if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
+        g = te.reduce_axis((0, G), "g")
+        tot = te.compute((Mp, Np), lambda i, j: te.sum(
+            (part[i, g, j] - corr(i, g, j)).astype("int64"), axis=g), name=names.ACC64)
+        C = output((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j] * tot[i, j].astype("float32"),
+                   names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if int_only:
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
                          name=names.OUT)

@@ -20,6 +20,8 @@ def applies(plan, features):
         return "target lacks dp4a (sm_61+)"
     if plan.float_path:
         return "a float operand: no integer GEMM"
+    if plan.chunked:
+        return "int64 accumulation over K chunks (dlight)"
     return None
 
 

@@ -15,6 +15,8 @@ MEASURED = "1.8 TOPS at 1024^3 per-channel int8, Zen 5 2 cores (probe 01)"
 def applies(plan, features):
     if "avx512vnni" not in features:
         return "target lacks avx512vnni"
+    if plan.chunked:
+        return "int64 accumulation over K chunks (the portable rule)"
     return None
 
 

@@ -17,6 +17,8 @@ MEASURED = "165-190 GOPS at 256x1024x1024 int8, Zen 3 2 cores (2026-11-22)"
 def applies(plan, features):
     if "avx2" not in features:
         return "target lacks avx2"
+    if plan.chunked:
+        return "int64 accumulation over K chunks (the portable rule)"
     return None
 
 
