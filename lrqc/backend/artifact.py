@@ -1,8 +1,17 @@
 """Ahead-of-time artifacts: DIR/lib.so (or lib.tar when cross-compiling) + DIR/manifest.json,
-and load_kernel(DIR), which compiles nothing and refuses foreign versions or CPUs."""
+and load_kernel(DIR), which compiles nothing and refuses foreign versions or CPUs.
+
+The manifest (format 3) ties the artifact together: the size and sha256 of every file it names
+("files"), the sha256 of the canonical scheme text ("scheme_sha256") and of every other entry
+("content_sha256"). load_kernel checks, in this order and before any library is loaded: the
+manifest's JSON and its schema (MANIFEST_SCHEMA: keys and types), its format, the versions it
+was built with, that no entry was edited, that the scheme text is canonical and gives the
+recorded sizes, buckets and padding, and each file's size and hash. Every refusal is an
+LrqcError naming the file and what is wrong."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,11 +19,15 @@ from .. import __version__
 from ..errors import LrqcError
 from ..frontend.unparse import unparse
 from . import names
-from .build import bucket_plans, compile as compile_kernel
-from .chain import assemble, is_chain
+from .build import bucket_plans
+from .build import compile as compile_kernel
+from .chain import assemble, is_chain, parts
 from .compat import load_module, versions
 from .kernel import Kernel
 from .target import cuda_archs, host_lacks, is_cross, is_cuda, resolve
+
+FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
+REBUILD = "rebuild it with `lrqc build`"
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
@@ -35,6 +48,43 @@ LAYOUTS = {
 }
 
 
+# manifest.json's keys and their JSON types (nested objects: their required keys; [t]: a list
+# of t; Map(t): an object of any keys with values t; a tuple: alternatives). Checked by
+# validate() before any entry is used.
+class Map:
+    def __init__(self, spec):
+        self.spec = spec
+
+
+FILE_ENTRY = {"size": int, "sha256": str}
+MANIFEST_SCHEMA = {
+    "format": int,
+    "scheme_name": str,
+    "scheme": str,
+    "scheme_sha256": str,
+    "dims": {"M": (int, str), "N": int, "K": int},
+    "static": str,
+    "m_buckets": [int],
+    "padded": {"Mp": int, "Np": int, "Kp": int, "groups": int, "vector": int},
+    "target": {"kind": str},
+    "cross_compiled": bool,
+    "schedule_rule": str,
+    "schedules": Map(str),
+    "fast_path": bool,
+    "functions": [str],
+    "product": str,
+    "layouts": Map(str),
+    "packing_order": str,
+    "nibble_order": (str, None),
+    "lib": str,
+    "cuda": (None, {"archs": [str], "fatbin": str, "source": str, "source_sha256": str}),
+    "versions": Map((str, int)),
+    "notes": [str],
+    "files": Map(FILE_ENTRY),
+    "content_sha256": Map(str),
+}
+
+
 def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     """Compile and export; returns the manifest."""
     if target is not None and is_cuda(resolve(target)):
@@ -48,21 +98,23 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     lib = "lib.tar" if cross else "lib.so"
     try:
         kernel.module.export_library(str(out / lib))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (TVM raises its own types)
         raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
                         "(lib.so needs a C++ compiler: set CXX or install g++)") from None
-    p = kernel.plan
-    buckets = [b.m for b in kernel.plans]
+    buckets, padded = expected_layout(kernel)
     cuda = cuda_files(kernel, out) if is_cuda(kernel.target) else None
+    text = unparse(scheme)
+    p = kernel.plan
     manifest = {
-        "format": 2,
+        "format": FORMAT,
         "scheme_name": scheme.name,
-        "scheme": unparse(scheme),
+        "scheme": text,
+        "scheme_sha256": sha256(text.encode()),
         "dims": {"M": int(kernel.dims[0]) if ".." not in kernel.dims[0] else kernel.dims[0],
                  "N": N, "K": K},
         "static": scheme.static,
         "m_buckets": buckets,
-        "padded": {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups, "vector": p.vector},
+        "padded": padded,
         "target": kernel.target,
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
@@ -80,9 +132,52 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "cuda": cuda,
         "versions": {"lrqc": __version__, **versions()},
         "notes": list(p.notes),
+        "files": {name: file_entry(out / name) for name in artifact_files(lib, cuda)},
     }
+    manifest = json.loads(json.dumps(manifest))  # hashed as it will be read back
+    manifest["content_sha256"] = content_hashes(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def expected_layout(kernel_or_scheme, dims: dict | None = None) -> tuple[list, dict]:
+    """(m_buckets, padded) of a kernel, or of a scheme at a manifest's dims (what the build
+    of that scheme records: a chain's are those of its first product)."""
+    if dims is None:
+        plans = kernel_or_scheme.plans
+    else:
+        s, M, N, K = kernel_or_scheme, str(dims["M"]), dims["N"], dims["K"]
+        if is_chain(s):
+            _, s, N, K = parts(s, N, K)[0]
+        plans = bucket_plans(s, M, N, K)
+    p = plans[-1]
+    return [q.m for q in plans], {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups,
+                                  "vector": p.vector}
+
+
+def artifact_files(lib: str, cuda: dict | None) -> list[str]:
+    """The files of an artifact besides manifest.json."""
+    return [lib] + ([cuda["fatbin"], cuda["source"]] if cuda else [])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    """{"size", "sha256"} of a file, read once in chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def content_hashes(man: dict) -> dict:
+    """sha256 of the canonical JSON of every manifest entry but content_sha256 itself."""
+    return {k: sha256(json.dumps(v, sort_keys=True, separators=(",", ":")).encode())
+            for k, v in man.items() if k != "content_sha256"}
 
 
 def cuda_files(kernel, out: Path) -> dict:
@@ -135,7 +230,160 @@ def product_text(kernel) -> str:
     return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
 
 
-def _load_cuda(d: Path, man: dict):
+def read_manifest(path) -> dict:
+    """DIR/manifest.json as a dict, checked against MANIFEST_SCHEMA and FORMAT."""
+    d = Path(path)
+    file = d / "manifest.json"
+    if not d.is_dir():
+        raise LrqcError(f"{d}: not a directory (an artifact is the folder `lrqc build -o` "
+                        "wrote)" if d.exists() else f"{d}: no such artifact directory")
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)") from None
+    except OSError as exc:
+        raise LrqcError(f"{file}: cannot be read ({exc.strerror})") from None
+    try:
+        man = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LrqcError(f"{file}: not UTF-8 text (binary content?); {REBUILD}") from None
+    except json.JSONDecodeError as exc:
+        raise LrqcError(f"{file}: not valid JSON ({exc}); {REBUILD}") from None
+    except RecursionError:
+        raise LrqcError(f"{file}: not a manifest (JSON nested too deeply); {REBUILD}") from None
+    if not isinstance(man, dict):
+        raise LrqcError(f"{file}: expected a JSON object, found {json_name(man)}; {REBUILD}")
+    fmt = man.get("format")
+    validate(fmt, int, "format", file)
+    if fmt != FORMAT:
+        raise LrqcError(f"{file}: manifest format {fmt}, " + (
+            "from an older lrqc (no file hashes)" if fmt < FORMAT else
+            f"newer than this lrqc reads ({FORMAT})") + f"; {REBUILD}")
+    validate(man, MANIFEST_SCHEMA, "", file)
+    return man
+
+
+def validate(value, spec, where: str, file: Path) -> None:
+    """LrqcError unless value has the JSON type of spec (see MANIFEST_SCHEMA)."""
+    alts = spec if isinstance(spec, tuple) else (spec,)
+    for alt in alts:
+        if alt is None and value is None:
+            return
+        if isinstance(alt, dict) and isinstance(value, dict):
+            for key, sub in alt.items():
+                if key not in value:
+                    raise LrqcError(f"{file}: missing key '{_at(where, key)}'; {REBUILD}")
+                validate(value[key], sub, _at(where, key), file)
+            return
+        if isinstance(alt, list) and isinstance(value, list):
+            for i, item in enumerate(value):
+                validate(item, alt[0], f"{where}[{i}]", file)
+            return
+        if isinstance(alt, Map) and isinstance(value, dict):
+            for key, item in value.items():
+                validate(item, alt.spec, _at(where, key), file)
+            return
+        if isinstance(alt, type) and isinstance(value, alt) and (
+                alt is bool or not isinstance(value, bool)):
+            return
+    raise LrqcError(f"{file}: '{where}' must be {' or '.join(map(type_name, alts))}, found "
+                    f"{json_name(value)}; {REBUILD}")
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def type_name(spec) -> str:
+    if spec is None:
+        return "null"
+    if isinstance(spec, (dict, Map)):
+        return "an object"
+    if isinstance(spec, list):
+        return "a list"
+    return {int: "an integer", str: "a string", bool: "true or false"}[spec]
+
+
+def json_name(value) -> str:
+    """How a JSON value is named in messages (its type, and short values)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    text = json.dumps(value)
+    return ("a number " if isinstance(value, (int, float)) else "a string ") + (
+        text if len(text) <= 40 else text[:37] + "...")
+
+
+def check_manifest(d: Path, man: dict):
+    """The scheme of a format-3 manifest whose entries are all as built (versions, hashes,
+    canonical scheme text re-deriving its sizes, buckets and padding)."""
+    from ..api import parse_schemes
+
+    file = d / "manifest.json"
+    want = {"lrqc": __version__, **versions()}
+    have = man["versions"]
+    diff = [f"{k} {have.get(k)} (this install: {v})" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise LrqcError(f"{d}: built with other versions: {', '.join(diff)}; {REBUILD}")
+    now = content_hashes(man)
+    rec = man["content_sha256"]
+    edited = [k for k in now if rec.get(k) != now[k]] + [k for k in rec if k not in now]
+    if edited:
+        raise LrqcError(f"{file}: {', '.join(repr(k) for k in edited)} edited after the build "
+                        f"(the content hashes recorded at build time differ); {REBUILD}")
+    text = man["scheme"]
+    if sha256(text.encode()) != man["scheme_sha256"]:
+        raise LrqcError(f"{file}: the scheme text does not match its scheme_sha256; {REBUILD}")
+    schemes = parse_schemes(text, f"{file} (scheme)")
+    s = schemes.get(man["scheme_name"])
+    if s is None or unparse(s) != text or s.static != man["static"]:
+        raise LrqcError(f"{file}: the scheme text is not the canonical text of scheme "
+                        f"'{man['scheme_name']}'; {REBUILD}")
+    dims = man["dims"]
+    if min(dims["N"], dims["K"]) < 1:
+        raise LrqcError(f"{file}: dims N={dims['N']}, K={dims['K']} are not positive; {REBUILD}")
+    buckets, padded = expected_layout(s, dims)
+    if (buckets, padded) != (man["m_buckets"], man["padded"]):
+        raise LrqcError(f"{file}: m_buckets {man['m_buckets']} and padded {man['padded']} are not "
+                        f"those of the scheme at M={dims['M']}, N={dims['N']}, K={dims['K']} "
+                        f"({buckets}, {padded}); {REBUILD}")
+    check_files(d, man)
+    return s
+
+
+def check_files(d: Path, man: dict) -> None:
+    """Every file of the artifact present, of the recorded size and sha256 (before anything
+    is loaded: a truncated or foreign library is never mapped)."""
+    files = man["files"]
+    need = artifact_files(man["lib"], man["cuda"])
+    for name in sorted(set(need) | set(files)):
+        if Path(name).name != name or name in ("", ".", "..", "manifest.json"):
+            raise LrqcError(f"{d / 'manifest.json'}: '{name}' is not a file name of the "
+                            f"artifact; {REBUILD}")
+        if name not in files:
+            raise LrqcError(f"{d / 'manifest.json'}: no size and hash recorded for {name}; "
+                            f"{REBUILD}")
+        path = d / name
+        if not path.is_file():
+            raise LrqcError(f"{path}: " + ("not a file" if path.exists() else "missing")
+                            + f" (the artifact needs it); {REBUILD}")
+        try:
+            have = file_entry(path)
+        except OSError as exc:
+            raise LrqcError(f"{path}: cannot be read ({exc.strerror}); {REBUILD}") from None
+        if have["size"] != files[name]["size"]:
+            raise LrqcError(f"{path}: {have['size']} bytes, the manifest records "
+                            f"{files[name]['size']} (truncated or replaced after the build); "
+                            f"{REBUILD}")
+        if have["sha256"] != files[name]["sha256"]:
+            raise LrqcError(f"{path}: its sha256 differs from the manifest's (another build's "
+                            f"file, or changed after the build); {REBUILD}")
+
+
+def _load_cuda(d: Path, man: dict, scheme):
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
     from . import gpu
@@ -143,63 +391,61 @@ def _load_cuda(d: Path, man: dict):
 
     missing = host_lacks(man["target"])
     if missing:
-        raise LrqcError(f"{d}: its host code is for {man['target']['host']}, this machine is "
-                        f"another {', '.join(missing)}; rebuild it here")
+        raise LrqcError(f"{d}: its host code is for {man['target'].get('host')}, this machine "
+                        f"is another {', '.join(missing)}; rebuild it here")
     _, why = device_of(man["target"])
     if why:
         raise LrqcError(f"{d}: {why}")
+    path = d / man["cuda"]["fatbin"]
     try:
-        binary = (d / man["cuda"]["fatbin"]).read_bytes()
+        binary = path.read_bytes()
     except OSError as exc:
-        raise LrqcError(f"{d}: the device code {man['cuda']['fatbin']} cannot be read "
-                        f"({exc.strerror}); rebuild it with `lrqc build`") from None
+        raise LrqcError(f"{path}: the device code cannot be read ({exc.strerror}); "
+                        f"{REBUILD}") from None
+    if sha256(binary) != man["files"][path.name]["sha256"]:
+        raise LrqcError(f"{path}: changed while loading; {REBUILD}")
     gpu.serve_fatbin(binary, man["cuda"]["source_sha256"])  # before the module is loaded
-    return _assemble(d, man)
-
-
-def read_manifest(path) -> dict:
-    d = Path(path)
-    try:
-        return json.loads((d / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)") from None
-    except json.JSONDecodeError as exc:
-        raise LrqcError(f"{d / 'manifest.json'}: not valid JSON ({exc})") from None
+    return _assemble(d, man, scheme)
 
 
 def load_kernel(path) -> Kernel:
-    """Load a built artifact without compiling anything."""
+    """Load a built artifact without compiling anything, after checking it (read_manifest,
+    check_manifest): never a library whose size or hash differs from the manifest's."""
     d = Path(path)
     man = read_manifest(d)
-    want = {"lrqc": __version__, **versions()}
-    have = man.get("versions", {})
-    diff = [f"{k} {have.get(k)} (this install: {v})" for k, v in want.items() if have.get(k) != v]
-    if diff:
-        raise LrqcError(f"{d}: built with other versions: {', '.join(diff)}; rebuild it with "
-                        "`lrqc build`")
-    if man.get("cuda"):
-        return _load_cuda(d, man)
+    scheme = check_manifest(d, man)
+    if man["cuda"]:
+        return _load_cuda(d, man, scheme)
     missing = host_lacks(man["target"])
     if missing:
         raise LrqcError(f"{d}: built for {man['target']}, but this CPU lacks "
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
-    return _assemble(d, man)
+    return _assemble(d, man, scheme)
 
 
-def _assemble(d: Path, man: dict):
+def _library(d: Path, man: dict):
+    """The artifact's checked library, loaded, with every function the manifest lists."""
+    path = d / man["lib"]
+    try:
+        module = load_module(str(path))
+    except Exception as exc:  # noqa: BLE001  (TVM raises its own types)
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise LrqcError(f"{path}: cannot be loaded ({lines[-1][:200]}); {REBUILD}") from None
+    lacking = [f for f in man["functions"] if not module.implements_function(f, True)]
+    if lacking:
+        raise LrqcError(f"{path}: lacks {len(lacking)} of the manifest's functions (first "
+                        f"{lacking[0]}); {REBUILD}")
+    return module
+
+
+def _assemble(d: Path, man: dict, scheme):
     """The Kernel (or chain) of a checked artifact, its library loaded."""
-    from ..api import parse_schemes
-
-    scheme = parse_schemes(man["scheme"], str(d / "manifest.json"))[man["scheme_name"]]
     dims = man["dims"]
     if is_chain(scheme):
-        module = load_module(str(d / man["lib"]))
-        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], man["target"], module)
+        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], man["target"],
+                        _library(d, man))
     plans = bucket_plans(scheme, str(dims["M"]), dims["N"], dims["K"])
-    if [p.m for p in plans] != man.get("m_buckets"):
-        raise LrqcError(f"{d / 'manifest.json'}: m_buckets {man.get('m_buckets')} do not match "
-                        f"M={dims['M']}; rebuild it with `lrqc build`")
-    module = load_module(str(d / man["lib"]))
+    module = _library(d, man)
     transposed = scheme.static == "a"
     return Kernel(plans, module, man["target"], man["schedule_rule"], man["fast_path"],
                   m_min=None if transposed else int(str(dims["M"]).split("..")[0]),

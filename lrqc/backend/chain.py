@@ -25,6 +25,7 @@ from ..frontend.bind import bind_dims
 from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
 from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
+from . import layout
 from .plan import UnsupportedScheme, make_plan
 
 F32 = FloatOperand("float32")
@@ -92,14 +93,19 @@ def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
 
 @dataclass
 class ChainPacked:
+    """The weights prepared by ChainKernel.pack: each part's Packed and the numpy glue's
+    values, with the fingerprint of the chain that made them (layout.fingerprint)."""
+
     parts: list
     extra: dict
-    plan_key: tuple
+    fingerprint: dict
     notes: tuple = ()
 
 
 class ChainKernel:
-    """pack(B) once, kernel(A, packed) -> C, like Kernel; holds one Kernel per product."""
+    """pack(B) once, kernel(A, packed) -> C, like Kernel; holds one Kernel per product. Safe to
+    call from several threads: each part serialises its own buffers, the glue is numpy on
+    per-call arrays."""
 
     transposed = False
 
@@ -113,10 +119,8 @@ class ChainKernel:
         self.plan = kernels[0].plan
         self.m_min, self.m_max = kernels[0].m_min, kernels[0].m_max
         self.last_notes: list[str] = []
-
-    @property
-    def key(self) -> tuple:
-        return (self.scheme.name, self.n, self.k)
+        self.fingerprint = layout.fingerprint(scheme, f"B: {k}x{n} (K x N)",
+                                              str(kernels[0].dev))
 
     @property
     def m_text(self) -> str:
@@ -133,7 +137,7 @@ class ChainKernel:
         return self(A, self.pack(B))
 
     def _shape_b(self, B) -> np.ndarray:
-        B = as_matrix(B, "B")
+        B = as_matrix(B, "B", float32=True)
         if B.shape != (self.k, self.n):
             raise InputError(f"B: expected shape {self.k}x{self.n} (K x N) for this kernel, got "
                              f"{B.shape[0]}x{B.shape[1]}")
@@ -148,7 +152,7 @@ class ChainKernel:
         with one_blas_thread():
             if s.product is not None:
                 ub, vbt = _factors(s.product, B, s.product.seed + 1, "b")
-                return ChainPacked([self.kernels[0].pack(vbt)], {"ub": ub}, self.key)
+                return ChainPacked([self.kernels[0].pack(vbt)], {"ub": ub}, self.fingerprint)
             op = s.b
             if op.method == "lplr":
                 L, R, beta = lplr_mod.lplr(B, op.rank, op.left_bits, op.right_bits,
@@ -158,15 +162,16 @@ class ChainKernel:
                 L, R, beta = lplr_mod.dsvd(B, op.rank, op.left_bits, op.right_bits)
         k1, k2 = self.kernels
         if not self.integer_left:
-            return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)}, self.key)
+            return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)},
+                               self.fingerprint)
         X, q, step, ratio = left_codes(L, op.left_bits)
         return ChainPacked([k1.pack(X, q), k2.pack(R)],
-                           {"beta": float(beta), "step": step, "ratio": ratio}, self.key)
+                           {"beta": float(beta), "step": step, "ratio": ratio},
+                           self.fingerprint)
 
 
     def __call__(self, A, packed: ChainPacked) -> np.ndarray:
-        if not isinstance(packed, ChainPacked) or packed.plan_key != self.key:
-            raise InputError("packed: pass the result of this kernel's pack(B)")
+        layout.check_fingerprint(packed, self.fingerprint, "B")
         s = self.scheme
         A = as_matrix(A, "A", np.float32)
         if A.shape[1] != self.k:

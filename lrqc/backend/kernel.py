@@ -4,11 +4,17 @@ Inputs of any order, alignment and real dtype are copied into aligned TVM tensor
 numpy buffers passed zero-copy crash TVM-exported code); shapes are checked against the build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
-A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged."""
+A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.
+
+Kernels may be called from several threads at once: each bucket's scratch buffers are used
+under that bucket's lock (calls on one bucket run one after another, calls on different
+buckets in parallel), and pack() only allocates new arrays. A packed operand carries the
+fingerprint of the kernel that made it (layout.fingerprint): another kernel refuses it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -29,17 +35,22 @@ class Packed:
 
     arrays: dict
     tensors: dict
-    plan_key: tuple
+    fingerprint: dict  # layout.fingerprint of the kernel that made it
     notes: tuple = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
 
+_LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
+
+
 class _Bucket:
-    """Functions and scratch buffers of one compiled row count."""
+    """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
+    from the copy of A to the read of C)."""
 
     def __init__(self, plan: KernelPlan, module, prefix: str = "", dev=None):
         p = self.plan = plan
         self.module = module
         self.prefix = prefix
+        self.lock = threading.Lock()
         self._fns: dict = {}
         e = partial(empty, dev=dev)
         self.af = e((p.mp, p.kp), "float32") if p.float_path else None
@@ -99,7 +110,8 @@ class _Bucket:
         here) and kept: calls do not repeat the module lookup."""
         f = self._fns.get(name)
         if f is None:
-            f = self._fns[name] = self.module[names.symbol(name, self.plan.m, self.prefix)]
+            with _LOOKUP:
+                f = self._fns[name] = self.module[names.symbol(name, self.plan.m, self.prefix)]
         return f
 
 
@@ -145,6 +157,7 @@ class Kernel:
                                                 for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
+        self._fingerprint = None
 
     @property
     def _buckets(self) -> list:
@@ -155,9 +168,19 @@ class Kernel:
         return self._bk
 
     @property
-    def key(self) -> tuple:
-        p = self.plan
-        return (p.scheme.name, p.n, p.k)
+    def scheme(self):
+        """The scheme this kernel computes (static: a kernels compile its transpose)."""
+        s = self.plan.scheme
+        return replace(s, a=s.b, b=s.a, static="a") if self.transposed else s
+
+    @property
+    def fingerprint(self) -> dict:
+        """What its packed operands must have been made for (layout.fingerprint)."""
+        if self._fingerprint is None:
+            p = self.plan
+            sizes = f"A: {p.n}x{p.k} (M x K)" if self.transposed else f"B: {p.k}x{p.n} (K x N)"
+            self._fingerprint = layout.fingerprint(self.scheme, sizes, str(self.dev), p)
+        return self._fingerprint
 
     @property
     def m_text(self) -> str:
@@ -173,8 +196,8 @@ class Kernel:
         """Prepare the static operand (B, or A for static: a); q: B's exact quantized copy
         (layout.pack)."""
         if self.transposed:
-            A = as_matrix(X, "A")
-            m, n, k = self.dims
+            A = as_matrix(X, "A", float32=True)
+            m, _, k = self.dims
             if A.shape != (int(m), k):
                 raise InputError(f"A: expected shape {m}x{k} (M x K) for this kernel, got "
                                  f"{A.shape[0]}x{A.shape[1]}")
@@ -184,7 +207,7 @@ class Kernel:
         _ = self._buckets  # a kernel that cannot run here says so before packing
         return Packed(arrays, {k: tensor(v, self.dev) for k, v in arrays.items()
                                if k not in NUMPY_ONLY},
-                      self.key, notes)
+                      self.fingerprint, notes)
 
     def split(self, A, B) -> tuple:
         """(per-call operand, static operand) of the product A @ B."""
@@ -200,35 +223,40 @@ class Kernel:
         if not self.transposed:
             return Y
         B = as_matrix(Y, "B", np.float32)
-        m, n, k = self.dims
+        _, n, k = self.dims
         if B.shape != (k, n):
             raise InputError(f"B: expected shape {k}x{n} (K x N) for this kernel, got "
                              f"{B.shape[0]}x{B.shape[1]}")
         return B.T
 
-    def _quantize(self, A) -> tuple[_Bucket, int]:
+    def _bucket(self, A) -> tuple[_Bucket, np.ndarray]:
+        """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
         A = as_matrix(A, "A", np.float32)
         m = A.shape[0]
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
-        bk = next(b for b in self._buckets if b.plan.m >= m)
-        if m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous:
+        return next(b for b in self._buckets if b.plan.m >= m), A
+
+    def _quantize(self, bk: _Bucket, A: np.ndarray) -> int:
+        """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m."""
+        m = A.shape[0]
+        if (m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous
+                and A.flags.aligned):
             bk.a.copyfrom(A)  # into the kernel's aligned buffer
         else:
-            buf = np.empty((bk.plan.m, p.k), np.float32)
+            buf = np.empty((bk.plan.m, self.plan.k), np.float32)
             buf[:m] = A
             buf[m:] = A[-1]
             bk.a.copyfrom(buf)
         if bk.comp is not None:
             bk.comp.set_rows(m)
         bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
-        return bk, m
+        return m
 
     def _check(self, packed):
-        if not isinstance(packed, Packed) or packed.plan_key != self.key:
-            raise InputError("packed: pass the result of this kernel's pack(B)")
+        layout.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
 
     def __call__(self, A, packed: Packed) -> np.ndarray:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
@@ -240,15 +268,17 @@ class Kernel:
         return to_output(c, self.output)
 
     def _call(self, A, packed: Packed) -> np.ndarray:
-        bk, m = self._quantize(A)
+        bk, A = self._bucket(A)
         t = packed.tensors
-        if bk.comp is not None:
-            bk.compensate(m, packed)
-            self.last_notes = list(packed.notes) + bk.comp.notes()
-        bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
-        if bk.plan.sparse:
-            bk.sparse(t)
-        c = bk.c.numpy()
+        with bk.lock:
+            m = self._quantize(bk, A)
+            if bk.comp is not None:
+                bk.compensate(m, packed)
+                self.last_notes = list(packed.notes) + bk.comp.notes()
+            bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
+            if bk.plan.sparse:
+                bk.sparse(t)
+            c = bk.c.numpy()  # a copy: the buffer is the next call's
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
     def int_accumulate(self, A, packed: Packed) -> np.ndarray:
@@ -262,27 +292,32 @@ class Kernel:
         if self.plan.float_path:
             raise InputError("this kernel multiplies in float32 (a float operand): it has no "
                              "integer accumulation")
-        bk, m = self._quantize(A)
+        bk, A = self._bucket(A)
         p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
         out = empty(shape, "int32", self.dev)
         t = packed.tensors
-        bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
+        with bk.lock:
+            m = self._quantize(bk, A)
+            bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
-        if p.chunked:  # K chunks of one scale: their int32 partial sums, added in int64
-            res = res.sum(axis=0, dtype=np.int64, keepdims=True)
         return res[:, :m, : p.n]
 
     def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
         """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
         ("copy_a"), quantize_a, the GEMM with its epilogue, and for compensated kernels the
         low-rank factors and U, W in between ("compensate") and the sparse products after it
-        ("sparse") (for benchmarks)."""
+        ("sparse") (for benchmarks; other calls on the same bucket wait meanwhile)."""
+        self._check(packed)
+        bk, A = self._bucket(self._per_call(A))
+        with bk.lock:
+            return self._stage_times(bk, A, packed, repeat)
+
+    def _stage_times(self, bk: _Bucket, A, packed: Packed, repeat: int) -> dict[str, float]:
         import time
 
-        self._check(packed)
-        bk, m = self._quantize(self._per_call(A))
+        m = self._quantize(bk, A)
         t = packed.tensors
         buf = bk.a.numpy()
         stages = {

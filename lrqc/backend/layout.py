@@ -1,17 +1,67 @@
 """pack(): the static operand B quantized by the reference quantizer and laid out for the
 kernels: Bp[N/16, K/4, 16, 4] int8 (one 64-byte VNNI block per 16 columns x 4 k), scales
-sb[G, N] and column sums cs[G, N] per K-group. numpy only."""
+sb[G, N] and column sums cs[G, N] per K-group; and the fingerprint that ties packed arrays to
+the kernel they were made for. numpy only."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
+from ..frontend.unparse import quant_text, unparse
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import integer_codes, quantize
-from ..errors import InputError
-from ..frontend.unparse import quant_text
 from .plan import KernelPlan
+
+LAYOUT_VERSION = 1  # of pack()'s arrays: change it whenever their meaning or shapes change
+
+
+def fingerprint(scheme, sizes: str, device: str, plan: KernelPlan | None = None) -> dict:
+    """What packed arrays depend on: the canonical scheme text, the static operand's sizes, the
+    layout (version and padded sizes) and the device holding them. Two kernels accept each
+    other's packed operands exactly when their fingerprints are equal."""
+    layout = f"version {LAYOUT_VERSION}"
+    if plan is not None:
+        layout += (f", Np={plan.np_}, Kp={plan.kp}, groups={plan.groups}, "
+                   f"vector={plan.vector}")
+    return {"scheme": unparse(scheme), "sizes": sizes, "layout": layout, "device": device}
+
+
+def check_fingerprint(packed, want: dict, what: str) -> None:
+    """InputError unless `packed` (a Packed or ChainPacked) was made for a kernel with the
+    fingerprint `want`; the message says what differs. what: the static operand's name."""
+    have = getattr(packed, "fingerprint", None)
+    if not isinstance(have, dict):
+        raise InputError(f"packed: expected the result of this kernel's pack({what}), got "
+                         f"{type(packed).__name__}")
+    if have == want:
+        return
+    key = next(k for k in want if have.get(k) != want[k])
+    if key == "scheme":
+        diff = text_difference(str(have.get(key)), want[key])
+    else:
+        diff = f"{key} {have.get(key)} (this kernel: {want[key]})"
+    raise InputError(f"packed: made for another kernel: {diff}; pack {what} with this kernel")
+
+
+def text_difference(have: str, want: str) -> str:
+    """The first difference between two scheme texts, as short as it can be said."""
+    a, b = have.splitlines(), want.splitlines()
+    i = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    la, lb = (a[i] if i < len(a) else "", b[i] if i < len(b) else "")
+    ta, tb = la.split(), lb.split()
+    lo = next((j for j, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
+    hi = 0
+    while hi < min(len(ta), len(tb)) - lo and ta[-1 - hi] == tb[-1 - hi]:
+        hi += 1
+    da, db = " ".join(ta[lo:len(ta) - hi]), " ".join(tb[lo:len(tb) - hi])
+    return (f"scheme differs at line {i + 1}: '{_cut(da or la)}' (this kernel: "
+            f"'{_cut(db or lb)}')")
+
+
+def _cut(text: str, width: int = 120) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def pack_codes(codes: np.ndarray, np_: int, kp: int) -> np.ndarray:
@@ -48,7 +98,7 @@ def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
     """Quantize and lay out B (K x N) for plan p: {"Bp", "sb", "cs"} numpy arrays. q: B's
     quantized copy when it is known exactly (LPLR's factor codes, chain.py), instead of the
     plan's quantizer applied to B; B must then be its dequantized value."""
-    B = as_matrix(B, "B")
+    B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
                          f"{B.shape[0]}x{B.shape[1]}")

@@ -6,13 +6,17 @@ import numpy as np
 
 from ..errors import InputError
 
+F32_LIMIT = 2.0**128 - 2.0**103  # the smallest magnitude that float32 rounds to infinity
 
-def as_matrix(x, name: str, dtype=np.float64) -> np.ndarray:
+
+def as_matrix(x, name: str, dtype=np.float64, float32: bool = False) -> np.ndarray:
     """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
-    already is one), or InputError naming the shape/dtype problem."""
+    already is one), or InputError naming the shape/dtype problem. Every value must be finite;
+    with dtype float32, or float32=True (operands the kernels keep in float64 but compute with in
+    float32), also finite in float32."""
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # ragged lists and the like
+    except Exception as exc:  # noqa: BLE001  (ragged lists, failing __array__ and the like)
         raise InputError(f"{name}: cannot be read as an array ({exc})") from None
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
@@ -21,15 +25,18 @@ def as_matrix(x, name: str, dtype=np.float64) -> np.ndarray:
         raise InputError(f"{name}: expected a 2-D matrix, got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"{name}: empty matrix of shape {arr.shape}")
+    src = arr
     with np.errstate(over="ignore"):
         arr = arr.astype(dtype, copy=False)
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise InputError(f"{name}: contains non-finite values (first at [{bad[0]}, {bad[1]}] = "
-                         f"{arr[tuple(bad)]}" + (", beyond the float32 range" if
-                                                 np.isfinite(np.asarray(x)[tuple(bad)]) else "")
-                         + ")")
-    return arr
+    finite = bool(np.all(np.isfinite(arr)))
+    if finite and not (float32 and arr.dtype.itemsize > 4 and np.abs(arr).max() >= F32_LIMIT):
+        return arr
+    bad = np.argwhere(~np.isfinite(arr) if not finite else np.abs(arr) >= F32_LIMIT)[0]
+    where = f"first at [{bad[0]}, {bad[1]}] = {src[tuple(bad)]}"
+    if np.isfinite(src[tuple(bad)]):
+        raise InputError(f"{name}: contains values beyond the float32 range ({where}); the "
+                         "compiled kernels compute in float32 (largest finite value 3.4e38)")
+    raise InputError(f"{name}: contains non-finite values ({where})")
 
 
 def check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
