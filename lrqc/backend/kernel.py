@@ -302,6 +302,8 @@ class Kernel:
             bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
+        if p.chunked:  # K chunks of one scale: their int32 partial sums, added in int64
+            res = res.sum(axis=0, dtype=np.int64, keepdims=True)
         return res[:, :m, : p.n]
 
     def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
