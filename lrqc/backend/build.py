@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..frontend.model import QuantOperand, Sparse
 from . import chain, names, tiles
 from . import te_base, te_comp, te_float, te_sparse
 from .compat import Schedule, compile_module, prim_func, tvm
@@ -35,7 +36,28 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
                                     "lo..hi applies to the per-call operand's rows only")
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
         return (make_plan(t, N, hi, K),)
-    return tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
+    plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
+    if lo < hi and any(q.bits == 1 and q.signed and q.granularity == "per_tensor"
+                       for q in per_call_quants(scheme)):
+        raise UnsupportedScheme(f"scheme '{scheme.name}': int1 per_tensor codes of A scale by "
+                                "mean |A| over all of A's rows, which an M range's row padding "
+                                "would change: compile it for one M, or use per_channel")
+    return plans
+
+
+def per_call_quants(scheme) -> list:
+    """The quantizers applied to A on every call: its own, its residual terms', and those of
+    B's sparse terms (which requantize a thresholded copy of A)."""
+    out = []
+    for role in ("a", "b"):
+        op = scheme.operand(role)
+        if not isinstance(op, QuantOperand):
+            continue
+        if role == "a":
+            out.append(op.quant)
+        out += [t.quant for t in op.residuals if getattr(t, "quant", None) is not None
+                and (role == "a" or isinstance(t, Sparse))]
+    return out
 
 
 def functions(plan, rule) -> dict:

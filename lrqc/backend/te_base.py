@@ -117,47 +117,12 @@ def _with_rowsum(p: KernelPlan, tensors):
     return [*inputs, Aq, sa, zc, ra]
 
 
-def _quantize_binary(p: KernelPlan, dt: str = "uint8"):
-    """int1 sign binarization: codes ±1 (+128), 0 in the K padding; scale = mean |x| of the
-    group (padding included, as the reference), 0 for an all-zero group."""
-    q = p.qa
-    M, K, Mp, Kp, G, V = dims(p)
-    f64 = "float64"
-    A, x = _a_input(p)
-
-    if q.granularity == "per_tensor":
-        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        tot = te.compute((1, 1), lambda _, __: te.sum(tir.abs(A[r1, r2].astype(f64)), axis=[r1, r2]),
-                         name=names.QUANT_STATS)
-        count, sidx = M * K, (lambda i, g: (0, 0))
-    else:
-        width = V if q.grouped else K
-        r = te.reduce_axis((0, width), "r")
-        tot = te.compute((Mp, G if q.grouped else 1), lambda i, g: te.sum(
-            tir.abs(x(i, g * width + r)), axis=r), name=names.QUANT_STATS)
-        count = width
-        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
-    tiny = smallest_f64()
-    scale = te.compute(tot.shape, lambda i, g: tir.if_then_else(
-        tot[i, g] > 0, tir.max(tot[i, g] / float(count), tiny), tir.const(0.0, f64)),
-        name=names.QUANT_SCALE)
-    off = p.a_offset
-    Aq = te.compute((Mp, Kp), lambda i, k: tir.if_then_else(
-        k < K, tir.if_then_else(x(i, k) >= 0, off + 1, off - 1), off).astype(dt),
-        name=names.QUANT_CODES)
-    sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa")
-    zc = te.compute((Mp, G), lambda i, g: tir.const(off, "int32"), name="zc")
-    return [A, Aq, sa, zc]
-
-
 def quantize_a(p: KernelPlan, codes: str = "uint8"):
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
     the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
     formats whose codes do not fit a byte."""
     if p.mx:
         return _with_rowsum(p, _quantize_mx(p, codes))
-    if p.qa.bits == 1 and p.qa.signed:
-        return _with_rowsum(p, _quantize_binary(p, codes))
     return _with_rowsum(p, _quantize_a(p, codes))
 
 
@@ -193,6 +158,8 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
     plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
     and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
+    if q.is_int and q.signed and q.bits == 1:
+        return _binary(q, x, dims, offset, tag)
     M, K, Mp, Kp, G, V = dims
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     f64 = "float64"
@@ -281,6 +248,41 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
                     name="sa" + tag)
     zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc" + tag)
+    return code, sa, zc, deq
+
+
+def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
+    """quantizer() of int1: sign binarization as lrqc.reference.quantize does it: codes +-1
+    (x >= 0: +1), centered 0 in the K padding; scale = mean |x| of the group (K padding
+    included, as the reference pads), 0 for an all-zero group."""
+    M, K, Mp, Kp, G, V = dims
+    f64 = "float64"
+    if q.granularity == "per_tensor":
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        tot = te.compute((1, 1), lambda _, __: te.sum(tir.abs(x(r1, r2)), axis=[r1, r2]),
+                         name=names.QUANT_STATS + tag)
+        count, sidx = M * K, (lambda i, g: (0, 0))
+    else:
+        width = V if q.grouped else K
+        r = te.reduce_axis((0, width), "r")
+        tot = te.compute((Mp, G if q.grouped else 1), lambda i, g: te.sum(
+            tir.abs(x(i, g * width + r)), axis=r), name=names.QUANT_STATS + tag)
+        count = width
+        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
+    scale = te.compute(tot.shape, lambda i, g: tir.if_then_else(
+        tot[i, g] > 0, tir.max(tot[i, g] / float(count), smallest_f64()),
+        tir.const(0.0, f64)), name=names.QUANT_SCALE + tag)
+    off = float(offset)
+
+    def code(i, k):
+        sign = tir.if_then_else(x(i, k) >= 0, tir.const(1.0, f64), tir.const(-1.0, f64))
+        return tir.if_then_else(k < K, sign, tir.const(0.0, f64)) + off
+
+    def deq(i, k):
+        return no_contract((code(i, k) - off) * scale[sidx(i, k // V)])
+
+    sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa" + tag)
+    zc = te.compute((Mp, G), lambda i, g: tir.const(offset, "int32"), name="zc" + tag)
     return code, sa, zc, deq
 
 
