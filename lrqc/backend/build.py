@@ -190,7 +190,9 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     if traces is None:
         traces = {}
         if tuned:
-            traces, sources = _records(plans, tdict)
+            from .tune import recorded_traces
+
+            traces, sources = recorded_traces(plans, rule, tdict)
     with tvm_target(tdict):  # CUDA rules (dlight) read the current target
         mod = schedule_all(plans, rule, traces=traces, feats=features(tdict))
         ex = compile_module(mod, tvm_target(tdict))
@@ -217,26 +219,3 @@ def tuned_functions(plan) -> tuple:
 
     return tuple(fn for fn in TUNED_FUNCTIONS if fn != names.FN_LOWRANK_U or plan.rank_b)
 
-
-def _records(plans, tdict: dict) -> tuple[dict, dict]:
-    """({(m, fn): trace}, {(m, fn): how it was chosen}) from the tuning database."""
-    from ..errors import LrqcError
-    from ..tuning.db import Database
-    from .tune import record_key
-
-    db, traces, sources = Database(), {}, {}
-    for p in plans:
-        for fn in tuned_functions(p):
-            try:
-                rec = db.get(record_key(p, fn, tdict))
-            except LrqcError as exc:  # a corrupt record: say so, build with the hand schedule
-                sources[p.m, fn] = f"hand schedule (tuning record unreadable: {exc})"
-                continue
-            if rec is not None and rec.tuned_ms > rec.hand_ms:  # never a slower build
-                sources[p.m, fn] = (f"hand schedule (tuning record {rec.hash} measured slower: "
-                                    f"{rec.tuned_ms:.3f} vs {rec.hand_ms:.3f} ms)")
-            elif rec is not None:
-                traces[p.m, fn] = rec.trace
-                sources[p.m, fn] = (f"tuning record {rec.hash}: {rec.tuned_ms:.3f} ms tuned vs "
-                                    f"{rec.hand_ms:.3f} ms hand when recorded")
-    return traces, sources

@@ -27,10 +27,10 @@ import numpy as np
 from .. import __version__
 from ..errors import LrqcError
 from ..frontend.unparse import unparse
-from ..tuning.db import Database, Record, make_key
+from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, make_key, plausible
 from . import names, tiles
 from .compat import Schedule, prim_func, tvm, versions
-from .target import features, is_cuda, tvm_target
+from .target import features, is_cross, is_cuda, tvm_target
 
 TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
 CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024}  # static
@@ -104,6 +104,60 @@ def replay(sch, trace_json) -> None:
 
     register_intrinsics()
     Trace.apply_json_to_schedule(trace_json, sch)
+
+
+def replay_error(plan, rule, fn: str, tdict: dict, trace) -> str | None:
+    """None when the trace replays onto function fn of the plan, else why not (TVM's own
+    checks of every schedule step: a record whose schedule was edited or belongs elsewhere)."""
+    from .build import functions
+
+    try:
+        with tvm_target(tdict):
+            replay(Schedule(prim_func(functions(plan, rule)[fn])), trace)
+    except Exception as exc:  # whatever TVM raises for a trace it cannot apply
+        return _why(exc)
+    return None
+
+
+def recorded_traces(plans, rule, tdict: dict, db: Database | None = None) -> tuple[dict, dict]:
+    """({(m, fn): trace}, {(m, fn): how it was chosen}) from the tuning database (build.compile).
+    A record is used when it is good (lrqc.tuning.db.check), measured faster than the hand
+    schedule and its trace replays onto the function; otherwise the function keeps its hand
+    schedule and `how` names the record and why it was not used."""
+    from .build import plan_rule, tuned_functions
+
+    db, traces, sources = db or Database(), {}, {}
+    for p in plans:
+        for fn in tuned_functions(p):
+            try:
+                rec = db.get(record_key(p, fn, tdict))
+            except BadRecord as exc:
+                sources[p.m, fn] = _ignored(exc.name, exc.why)
+                continue
+            if rec is None:
+                continue
+            if rec.tuned_ms > rec.hand_ms:  # never a slower build
+                sources[p.m, fn] = (f"hand schedule (tuning record {rec.hash} measured slower: "
+                                    f"{rec.tuned_ms:.3f} vs {rec.hand_ms:.3f} ms)")
+                continue
+            why = replay_error(p, plan_rule(p, rule, features(tdict)), fn, tdict, rec.trace)
+            if why:
+                sources[p.m, fn] = _ignored(rec.hash, f"its schedule does not apply: {why}")
+                continue
+            traces[p.m, fn] = rec.trace
+            sources[p.m, fn] = (f"tuning record {rec.hash}: {rec.tuned_ms:.3f} ms tuned vs "
+                                f"{rec.hand_ms:.3f} ms hand when recorded")
+    return traces, sources
+
+
+def _ignored(name: str, why: str) -> str:
+    return f"hand schedule (ignored tuning record {name}: {why}; {PRUNE_HINT})"
+
+
+def _why(exc: BaseException) -> str:
+    """One line for an exception from TVM or a build: its type and the last line of its text
+    (TVM's messages end with the reason, after the C++ frames)."""
+    return f"{type(exc).__name__}: {_last_line(str(exc)) if str(exc).strip() else ''}"
 
 
 def register_intrinsics() -> None:
@@ -237,9 +291,45 @@ def cost_model_name() -> str:
 
 def _tracker(rpc: str, key: str | None) -> tuple[str, int]:
     host, _, port = rpc.rpartition(":")
-    if not host or not port.isdigit() or not key:
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or not key:
         raise LrqcError(f"--rpc {rpc!r}: expected HOST:PORT of an RPC tracker, with --key KEY")
     return host, int(port)
+
+
+def check_tracker(rpc: str, key: str | None, wait_s: float = 10.0) -> None:
+    """LrqcError unless an RPC tracker answers at rpc (HOST:PORT) and a server with this key
+    is registered there (waited for up to wait_s): MetaSchedule's runner would otherwise fail
+    every measurement, in threads that print tracebacks."""
+    import socket
+    import struct
+
+    from tvm.rpc import base
+
+    host, port = _tracker(rpc, key)
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.settimeout(5)
+            sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+            reply = base.recvall(sock, 4)
+            if struct.unpack("<i", reply)[0] != base.RPC_TRACKER_MAGIC:
+                raise LrqcError(f"--rpc {rpc}: what answers there is not a TVM RPC tracker")
+            deadline = time.time() + wait_s
+            while True:
+                base.sendjson(sock, [base.TrackerCode.SUMMARY])
+                summary = base.recvjson(sock)[1]
+                keys = sorted({str(s.get("key", "")).split(":", 1)[-1]
+                               for s in summary.get("server_info", [])})
+                if key in keys or time.time() > deadline:
+                    break
+                time.sleep(0.5)
+    except LrqcError:
+        raise
+    except (OSError, ValueError, RuntimeError, IndexError, AttributeError, struct.error) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _why(exc)
+        raise LrqcError(f"--rpc {rpc}: no TVM RPC tracker answers there ({why})") from None
+    if key not in keys:
+        raise LrqcError(f"--rpc {rpc}: the tracker has no server with --key {key} (its servers: "
+                        f"{', '.join(keys) or 'none'})")
 
 
 def _runner(rpc: str | None, key: str | None, timeout: float):
@@ -422,8 +512,7 @@ def check_remote(plan, rule, tdict: dict, traces, fn: str, rpc: str, key: str | 
         exs, arrays = _modules(plan, rule, tdict, (None, *traces), fn)
         mods, dev = _remote_modules(exs, rpc, key, tdict)
     except Exception as exc:  # pragma: no cover - needs a remote GPU
-        return [f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"] \
-            * len(traces)
+        return [_why(exc)] * len(traces)
     results = []
     for m in mods:
         args = [tvm.runtime.tensor(a, dev) for a in arrays]
@@ -468,7 +557,7 @@ def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -
         A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
         err = rel_error(kernel.run(A, B), matmul(scheme, A.astype(np.float32).astype(np.float64), B))
     except Exception as exc:  # a candidate that does not even compile or run is rejected
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return _why(exc)
     return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"
 
 
@@ -484,14 +573,25 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     from .target import resolve
 
     out = out or sys.stderr
+    for name, value, least in (("trials", trials, 1), ("workers", workers, 1)):
+        if value is not None and value < least:
+            raise LrqcError(f"{name} must be at least {least}, got {value}")
+    if budget_s is not None and not budget_s > 0:
+        raise LrqcError(f"the time budget must be positive, got {budget_s} s")
     tdict = resolve(target)
     if is_cuda(tdict):
         _gpu_ready(tdict, rpc)
+    elif is_cross(tdict):
+        raise LrqcError(f"lrqc tune checks every kept candidate against lrqc.reference on this "
+                        f"host, which cannot run {tdict.get('mtriple')} code; tune on a machine "
+                        "of that architecture (locally or as the RPC client)")
     elif not features(tdict) <= features(resolve(None)):
         raise LrqcError("lrqc tune checks every kept candidate against lrqc.reference on this "
                         "host, which lacks the target's "
                         f"{', '.join(sorted(features(tdict) - features(resolve(None))))}; tune "
                         "on a machine that can run the target (locally or as the RPC client)")
+    if rpc:
+        check_tracker(rpc, key)
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
@@ -532,6 +632,22 @@ def _gpu_ready(tdict: dict, rpc: str | None) -> None:
     why = gpu.arch_mismatch(tdict)
     if why:
         raise LrqcError(f"lrqc tune: {why}")
+
+
+def time_finalists(plan, rule, tdict: dict, finalists, fn: str, rpc, key, out,
+                   attempts: int = 2) -> tuple | str:
+    """(hand ms, tuned ms, ratio, trace) of the best finalist, re-timed against the hand
+    schedule in alternating rounds (one noisy measurement during the search can put a slow
+    candidate first); measured again when the times are implausible (lrqc.tuning.db.plausible),
+    and why not (a string) when they stay implausible: such times are never recorded."""
+    for attempt in range(attempts):
+        hand_ms, timed = compare(plan, rule, tdict, finalists, fn, rpc, key)
+        (tuned_ms, ratio), trace = max(zip(timed, finalists), key=lambda t: t[0][1])
+        why = plausible(tuned_ms, hand_ms)
+        if why is None:
+            return hand_ms, tuned_ms, ratio, trace
+        print(f"  {why}" + (": measuring again" if attempt + 1 < attempts else ""), file=out)
+    return f"{why}, {attempts} times"
 
 
 def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers, rpc, key,
@@ -578,7 +694,7 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
         why = f" (every measurement failed; the first: {progress.first_error})" \
             if not progress.valid and progress.first_error else ""
         row.update(status=f"no valid candidate{why}: the hand schedule stays",
-                   wall_s=time.time() - t0)
+                   wall_s=time.time() - t0, failed=bool(why))
         print(f"  {row['status']}", file=out)
         return row
     # the hand schedule's own point of the space is a finalist too (MetaSchedule's noisy
@@ -586,10 +702,13 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     # the hand point beat in the same rounds
     own = hand_trace(plan, rule, fn)
     finalists = checked + ([own] if own not in checked else [])
-    # re-timed against the hand schedule in alternating rounds (one noisy measurement during
-    # the search can put a slow candidate first): the best ratio is recorded
-    hand_ms, timed = compare(plan, rule, tdict, finalists, fn, rpc, key)
-    (tuned_ms, ratio), trace = max(zip(timed, finalists), key=lambda t: t[0][1])
+    timing = time_finalists(plan, rule, tdict, finalists, fn, rpc, key, out)
+    if isinstance(timing, str):
+        row.update(status=f"not recorded ({timing}): the hand schedule stays",
+                   wall_s=time.time() - t0, failed=True)
+        print(f"  {row['status']}", file=out)
+        return row
+    hand_ms, tuned_ms, ratio, trace = timing
     row["hand_point"] = trace == own
     wall = row["wall_s"] = time.time() - t0
     rec = Record(rkey, trace, tuned_ms, hand_ms, progress.done, progress.valid, rejected,
