@@ -11,6 +11,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import InputError
+from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
 from .compat import empty as _empty, tensor as _tensor
 from .te_comp import sketch_width
@@ -144,14 +145,29 @@ class CompBuffers:
 
 
 def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω."""
+    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω. As
+    the reference, it factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L
+    back by 2^e: the factors follow the data's scale and no product of R overflows or
+    underflows."""
+    e = scale_exponent(R)
+    if e:
+        R = np.ldexp(R, -e).astype(F32)
+        if T is not None:
+            T = np.ldexp(T, -e).astype(F32)
+            if not np.all(np.isfinite(T)):  # R Ω past float32 (R near its largest values)
+                T = R @ test_matrix(t, R.shape[1], T.shape[1]).astype(F32)
+    L, Ft = _a_factors(t, R, T)
+    return np.ldexp(L, e), Ft
+
+
+def _a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if t.method == "svd":
         U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
         return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
     if t.method == "sketch":
         a = T[:, 0]
         for _ in range(t.power_iters):
-            a = R @ (R.T @ a)
+            a = unit_pow2(R @ (R.T @ a))
         b = (R.T @ a).astype(F64)
         a = a.astype(F64)
         a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))

@@ -57,7 +57,7 @@ def sketch(R: np.ndarray, power_iters: int = 1, seed: int = 0) -> tuple[np.ndarr
     s = np.random.default_rng(seed).standard_normal(n)
     a = R @ s
     for _ in range(power_iters):
-        a = R @ (R.T @ a)
+        a = unit_pow2(R @ (R.T @ a))
     b = R.T @ a
     a_sq = float(a @ a)
     b_norm = float(np.linalg.norm(b))
@@ -66,6 +66,14 @@ def sketch(R: np.ndarray, power_iters: int = 1, seed: int = 0) -> tuple[np.ndarr
     L = (a * (b_norm / a_sq)).reshape(m, 1)
     Ft = (b / b_norm).reshape(1, n)
     return L, Ft
+
+
+def unit_pow2(a: np.ndarray) -> np.ndarray:
+    """a times the power of two that brings max |a| into [1, 2): the direction is all the
+    sketch keeps (L Fᵀ = a aᵀ R / ||a||²), and exact scaling keeps repeated products of R
+    in range."""
+    top = float(np.max(np.abs(a)))
+    return np.ldexp(a, 1 - int(np.frexp(top)[1])) if top > 0 else a
 
 
 def rsvd(
@@ -122,15 +130,32 @@ def factorize(
         )
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    R = _as_matrix(R)
+    e = scale_exponent(R)  # factor R 2^-e (exact), then scale the factors back: see below
+    R = np.ldexp(R, -e)
     if method == "sketch":
         if _check_int("rank", rank, 1) != 1:
             raise ValueError(f"method 'sketch' is rank 1 only, got rank {rank}; use rsvd or svd")
-        return sketch(R, power_iters=power_iters, seed=seed)
+        L, Ft = sketch(R, power_iters=power_iters, seed=seed)
+        return np.ldexp(L, e), Ft
     if method == "rsvd":
         U, S, Vt = rsvd(R, rank, oversample=oversample, power_iters=power_iters, seed=seed)
     else:
         U, S, Vt = svd(R, rank)
     if split == "left":
-        return U * S, Vt
+        return np.ldexp(U * S, e), Vt
     root = np.sqrt(S)
-    return U * root, root[:, None] * Vt
+    return np.ldexp(U * root, e // 2), np.ldexp(root[:, None] * Vt, e // 2)
+
+
+def scale_exponent(R: np.ndarray) -> int:
+    """An even e with max |R 2^-e| in [1, 4) (0 for a zero R). Every factorization runs on
+    R 2^-e: scaling by a power of two is exact, so the factors of 2^k R are those of R times
+    2^k (scale equivariance), while the products of the power iterations (|R|^3 and more) can
+    neither overflow for huge R nor underflow for tiny R. Even, so that the sqrt split puts
+    exactly 2^(e/2) on each side."""
+    top = float(np.max(np.abs(R))) if R.size else 0.0
+    if top == 0.0:
+        return 0
+    e = int(np.frexp(top)[1]) - 1  # top = f 2^(e+1), f in [0.5, 1): 2^e <= top < 2^(e+1)
+    return e - (e % 2)
