@@ -136,7 +136,8 @@ def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program
     if s.product is not None:
         inputs = (("A", "f64"), ("B", "f64"))  # LRAMM factorizes the operands as given
         out = _lramm(bld, s.product, s.accumulate, dims)
-        return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static)
+        return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static,
+                      out_dtype=s.output)
     a = _operand(bld, s.a, "A", "a")
     b = _operand(bld, s.b, "B", "b")
     parts = [_product(bld, a, b, s.accumulate)]
@@ -145,4 +146,5 @@ def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program
     out = parts[0]
     for p in parts[1:]:
         out = bld.emit(ir.Add, (out, p))
-    return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static)
+    return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static,
+                      out_dtype=s.output)

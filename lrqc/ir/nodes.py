@@ -140,6 +140,7 @@ class Program:
     output: str
     types: tuple[tuple[str, TensorType], ...] = ()
     static: str = "b"
+    out_dtype: str = "float32"  # the scheme's output type: the result is rounded once to it
 
     def type_of(self, value: str) -> TensorType | None:
         for name, t in self.types:

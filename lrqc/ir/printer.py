@@ -41,5 +41,6 @@ def print_program(p: ir.Program) -> str:
             lines.append("  " + _STAGE_TITLES[stage])
         lines.append(("    " if stage else "  ") + print_op(op, types))
     out_t = f" : {types[p.output]}" if p.output in types else ""
-    lines.append(f"  return {p.output}{out_t}")
+    cast = f" as {p.out_dtype}" if p.out_dtype != "float32" else ""  # (float32: the default)
+    lines.append(f"  return {p.output}{out_t}{cast}")
     return "\n".join(lines)

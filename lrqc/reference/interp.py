@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import lplr as lplr_mod
-from .inputs import check_pair, round_float
+from .inputs import check_pair, round_float, to_output
 from .lowrank import factorize
 from .quant import QArray, grouped_sums, quantize
 from .residual import sparsify
@@ -86,7 +86,8 @@ EVAL_RULES = {
 
 
 def interpret(p, A, B, notes: list[str] | None = None) -> np.ndarray:
-    """Evaluate Program `p` on A (M x K) and B (K x N) in float64."""
+    """Evaluate Program `p` on A (M x K) and B (K x N) in float64; the result rounded once to
+    the program's output type, as lrqc.reference.matmul returns it."""
     A, B = check_pair(A, B)
     notes = [] if notes is None else notes
     env = {}
@@ -97,4 +98,4 @@ def interpret(p, A, B, notes: list[str] | None = None) -> np.ndarray:
         if op.n_results == 1:
             res = (res,)
         env.update(zip(op.results, res))
-    return np.asarray(env[p.output], dtype=np.float64)
+    return to_output(np.asarray(env[p.output], dtype=np.float64), p.out_dtype)

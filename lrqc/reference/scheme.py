@@ -97,10 +97,12 @@ def _run(s: Scheme, A, B, notes: list[str]) -> np.ndarray:
     return _product(pa, pb) + _compensation(pa, pb, notes)
 
 
-def matmul(s: Scheme, A, B) -> np.ndarray:
+def matmul(s: Scheme, A, B, exact: bool = False) -> np.ndarray:
     """Scheme `s` applied to A (M x K) @ B (K x N): computed in float64, then rounded once to
-    the scheme's `output` type and returned with that dtype."""
-    return to_output(_run(s, A, B, []), s.output)
+    the scheme's `output` type and returned with that dtype (exact=True: the float64 value
+    before that rounding)."""
+    c = _run(s, A, B, [])
+    return c if exact else to_output(c, s.output)
 
 
 def compress(s: Scheme, X, role: str | None = None) -> np.ndarray:
