@@ -253,7 +253,9 @@ def read_manifest(path) -> dict:
         raise LrqcError(f"{file}: not a manifest (JSON nested too deeply); {REBUILD}") from None
     if not isinstance(man, dict):
         raise LrqcError(f"{file}: expected a JSON object, found {json_name(man)}; {REBUILD}")
-    fmt = man.get("format")
+    if "format" not in man:
+        raise LrqcError(f"{file}: missing key 'format'; {REBUILD}")
+    fmt = man["format"]
     validate(fmt, int, "format", file)
     if fmt != FORMAT:
         raise LrqcError(f"{file}: manifest format {fmt}, " + (

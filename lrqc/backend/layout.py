@@ -56,7 +56,8 @@ def text_difference(have: str, want: str) -> str:
     while hi < min(len(ta), len(tb)) - lo and ta[-1 - hi] == tb[-1 - hi]:
         hi += 1
     da, db = " ".join(ta[lo:len(ta) - hi]), " ".join(tb[lo:len(tb) - hi])
-    return (f"scheme differs at line {i + 1}: '{_cut(da or la)}' (this kernel: "
+    entry = f" ({tb[0]})" if lo > 0 and tb[0].endswith(":") else ""
+    return (f"scheme differs at line {i + 1}{entry}: '{_cut(da or la)}' (this kernel: "
             f"'{_cut(db or lb)}')")
 
 

@@ -1,0 +1,138 @@
+"""Kernels called from several Python threads at once give, bit for bit, the C of the same call
+made alone: a plain integer kernel (over M buckets), a compensated one (lowrank terms on both
+operands, the shipped lrqmm_int8), an LPLR chain; pack(), int_accumulate() and stage_times()
+in threads too."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import lrqc
+
+pytest.importorskip("tvm")
+
+THREADS, CALLS = 6, 12
+
+
+def example(file: str, name: str):
+    return lrqc.load_schemes(f"examples/{file}")[name]
+
+
+def in_threads(work, n: int = THREADS) -> list:
+    """work(i) for i < n, each in its own thread, all started together; the results in order
+    (an exception in a thread is raised here)."""
+    out: list = [None] * n
+    errors: list = []
+    start = threading.Barrier(n)
+
+    def run(i):
+        try:
+            start.wait()
+            out[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def check_concurrent_calls(kernel, B, inputs, calls: int = CALLS):
+    """Every thread calls kernel `calls` times on a rotation of `inputs` (different A at the
+    same moment); each C must equal, bit for bit, the same call made alone."""
+    packed = kernel.pack(B)
+    alone = [kernel(A, packed) for A in inputs]
+
+    def work(i):
+        return [(j, kernel(inputs[j], packed))
+                for j in ((i * 5 + r) % len(inputs) for r in range(calls))]
+
+    for results in in_threads(work):
+        for j, C in results:
+            np.testing.assert_array_equal(C, alone[j])
+    return packed
+
+
+def test_integer_kernel_with_m_buckets():
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int4 per_vector(16)\n}")["s"]
+    kernel = lrqc.compile(s, M="1..16", N=32, K=64)
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((64, 32))
+    # several A of the same bucket, and of every bucket (rows 1..16), in flight together
+    inputs = [rng.standard_normal((m, 64)).astype(np.float32) for m in (16, 16, 13, 8, 3, 1, 16)]
+    packed = check_concurrent_calls(kernel, B, inputs)
+    alone = [kernel.int_accumulate(A, packed) for A in inputs]
+    for acc in in_threads(lambda i: [kernel.int_accumulate(A, packed) for A in inputs]):
+        for got, want in zip(acc, alone):
+            np.testing.assert_array_equal(got, want)
+    # pack in threads: every copy equals the one made alone
+    for p in in_threads(lambda i: kernel.pack(B)):
+        for name, arr in packed.arrays.items():
+            np.testing.assert_array_equal(p.arrays[name], arr)
+    # stage_times while other threads call: the calls stay exact, the timings are numbers
+    def mixed(i):
+        if i % 2:
+            return kernel.stage_times(inputs[0], packed, repeat=2)
+        return [kernel(A, packed) for A in inputs]
+
+    ref = [kernel(A, packed) for A in inputs]
+    for i, res in enumerate(in_threads(mixed)):
+        if i % 2:
+            assert set(res) >= {"copy_a", "quantize_a", "gemm"}
+            assert all(t >= 0 for t in res.values())
+        else:
+            for got, want in zip(res, ref):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_compensated_kernel_lowrank_on_both_operands():
+    s = example("lrqmm.lrq", "lrqmm_int8")
+    kernel = lrqc.compile(s, M="4..16", N=32, K=48)
+    rng = np.random.default_rng(1)
+    B = rng.random((48, 32))
+    inputs = [rng.random((m, 48)).astype(np.float32) for m in (16, 16, 5, 9, 4, 12)]
+    check_concurrent_calls(kernel, B, inputs)
+
+
+def test_sparse_terms_keep_their_notes_per_call():
+    """A kernel whose per-call notes depend on A (a sparse copy of A, sparse or dense as the
+    data says): after threaded calls, last_notes is the whole list of one of those calls."""
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel + sparse(threshold=0.5)\n"
+                           " b: int8 per_channel\n}")["s"]
+    kernel = lrqc.compile(s, M=8, N=16, K=32)
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((32, 16))
+    inputs = [rng.standard_normal((8, 32)).astype(np.float32) * (1 + j) for j in range(4)]
+    packed = kernel.pack(B)
+    notes = []
+    for A in inputs:
+        kernel(A, packed)
+        notes.append(kernel.last_notes)
+    check_concurrent_calls(kernel, B, inputs)
+    assert kernel.last_notes in notes
+
+
+def test_lplr_chain():
+    s = example("lplr.lrq", "lplr_w_a8")
+    s = lrqc.parse_schemes(lrqc_text(s).replace("rank=83", "rank=12"))[s.name]
+    kernel = lrqc.compile(s, M="1..8", N=32, K=48)
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((48, 32))
+    inputs = [rng.standard_normal((m, 48)).astype(np.float32) for m in (8, 8, 8, 3, 1, 8)]
+    packed = check_concurrent_calls(kernel, B, inputs, calls=40)  # numpy glue between calls
+    for p in in_threads(lambda i: kernel.pack(B), n=3):  # the factors, identical per thread
+        np.testing.assert_array_equal(kernel(inputs[0], p), kernel(inputs[0], packed))
+
+
+def lrqc_text(s) -> str:
+    from lrqc.frontend.unparse import unparse
+
+    return unparse(s)
