@@ -1,0 +1,222 @@
+"""The numerical contract where it is easiest to break silently: exact int64 accumulation for
+every K, the output type of C, scale equivariance of every shipped scheme, 1-bit residual
+terms, and the reference and the compiler accepting the same schemes at the same sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.reference import matmul
+from lrqc.reference.inputs import output_dtype
+
+pytest.importorskip("tvm")
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.lrq"))
+
+
+def scheme(body: str) -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
+
+
+def rel(C, R) -> float:
+    C, R = np.asarray(C, np.float64), np.asarray(R, np.float64)
+    return float(np.abs(C - R).max() / np.abs(R).max())
+
+
+# ---------------------------------------------------------------- accumulate: int64
+
+K_BIG = 140_000  # 255 * 127 * K passes 2^31: one int32 sum cannot hold it
+
+
+def test_int64_accumulation_is_exact_past_int32():
+    s = scheme("a: int8\nb: int8\naccumulate: int64")
+    kernel = lrqc.compile(s, 4, 16, K_BIG)
+    assert kernel.plan.chunked and any("int64" in n for n in kernel.plan.notes)
+    A = np.ones((4, K_BIG), np.float32)  # every product is +127 * +127
+    B = np.ones((K_BIG, 16))
+    B[:, 1] = -1.0  # and -127 * 127 in one column
+    packed = kernel.pack(B)
+    acc = kernel.int_accumulate(A, packed)
+    assert acc.dtype == np.int64 and acc.shape == (1, 4, 16)
+    assert (acc[0, :, 0] == 127 * 127 * K_BIG).all() and (acc[0, :, 1] == -127 * 127 * K_BIG).all()
+    C = kernel(A, packed)
+    np.testing.assert_array_equal(C[:, 0], np.float32(K_BIG))
+    np.testing.assert_array_equal(C[:, 1], np.float32(-K_BIG))
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((4, K_BIG)).astype(np.float32), rng.standard_normal((K_BIG, 16))
+    assert rel(kernel.run(A, B), matmul(s, A, B)) < 1e-6
+
+
+def test_int32_accumulation_past_its_range_says_it_falls_back():
+    kernel = lrqc.compile(scheme("a: int8\nb: int8\naccumulate: int32"), 4, 16, K_BIG)
+    assert kernel.plan.float_path
+    assert any("overflow the int32 accumulator" in n and "not bit-exact" in n
+               for n in kernel.plan.notes)
+
+
+@pytest.mark.parametrize("body", [
+    "a: int8 + dense(int8)\nb: int8\naccumulate: int64",
+    "a: int8\nb: int8 + lowrank(rank=1)\naccumulate: int64",
+])
+def test_int64_sums_that_cannot_be_chunked_are_refused(body):
+    from lrqc.backend.plan import make_plan
+
+    with pytest.raises(lrqc.LrqcError, match="int64"):
+        make_plan(scheme(body), 4, 16, K_BIG)
+
+
+# ---------------------------------------------------------------- output types
+
+OUTPUTS = ("float32", "float16", "bfloat16")
+
+
+@pytest.mark.parametrize("out", (*OUTPUTS, "float64"))
+def test_reference_rounds_once_to_the_output_type(out):
+    s = scheme(f"a: int8\nb: int8\noutput: {out}")
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((6, 32)) * 300, rng.standard_normal((32, 8)) * 300
+    C = matmul(s, A, B)
+    exact = matmul(s, A, B, exact=True)
+    assert C.dtype == output_dtype(out) and exact.dtype == np.float64
+    with np.errstate(over="ignore"):  # float16 overflows to inf, as declared
+        np.testing.assert_array_equal(C, exact.astype(output_dtype(out)))  # one rounding, RNE
+
+
+def test_reference_rounding_is_single_not_through_float32():
+    # 1 + 2^-8 + 2^-30 rounds up to 1 + 2^-7 in bfloat16; through float32 it would tie to 1
+    x = np.array([1 + 2.0**-8 + 2.0**-30])
+    from lrqc.reference.inputs import to_output
+
+    assert float(to_output(x, "bfloat16")[0]) == 1 + 2.0**-7
+    assert float(to_output(np.array([70000.0]), "float16")[0]) == np.inf  # declared overflow
+
+
+@pytest.mark.parametrize("out", OUTPUTS)
+@pytest.mark.parametrize("body", ["a: int8 per_channel\nb: int4 per_channel",
+                                  "a: float32\nb: int8 per_channel",
+                                  "a: int8 + lowrank(rank=2)\nb: int8 + lowrank(rank=2)"])
+def test_kernels_return_the_output_type(out, body):
+    s = scheme(f"{body}\noutput: {out}")
+    rng = np.random.default_rng(2)
+    A, B = (rng.standard_normal((8, 64)) * 40).astype(np.float32), rng.standard_normal((64, 24))
+    C = lrqc.compile(s, 8, 24, 64).run(A, B)
+    R = matmul(s, A, B)
+    assert C.dtype == R.dtype == output_dtype(out)
+    eps = {"float32": 2e-6, "float16": 2.0**-10, "bfloat16": 2.0**-7}[out]  # one ulp
+    assert rel(C, R) <= eps
+
+
+def test_float16_output_overflows_to_inf_as_declared():
+    s = scheme("a: int8\nb: int8\noutput: float16")
+    A, B = np.full((4, 16), 100.0, np.float32), np.full((16, 16), 100.0)
+    C = lrqc.compile(s, 4, 16, 16).run(A, B)
+    assert np.isinf(C).all() and np.isinf(matmul(s, A, B)).all()
+
+
+def test_float64_output_is_refused_by_the_compiler():
+    with pytest.raises(lrqc.LrqcError, match="float64"):
+        lrqc.compile(scheme("a: int8\nb: int8\noutput: float64"), 4, 16, 16)
+
+
+# ---------------------------------------------------------------- scale equivariance
+
+EQ_DIMS = (96, 128, 128)  # room for the shipped LPLR (rank 83) and LRAMM (rank 64) schemes
+EXPONENTS = (-100, -37, -1, 1, 37, 100)  # |A| from 1e-30 to 1e30: C stays in float32's range
+
+
+def _shipped():
+    out = {}
+    for path in EXAMPLES:
+        out.update(lrqc.load_schemes(path))
+    return sorted(out.items())
+
+
+SHIPPED = _shipped()
+
+
+def _inputs():
+    from lrqc.reference.data import pair
+
+    m, n, k = EQ_DIMS
+    A, B = pair("uniform", m, n, k, 0)
+    return A.astype(np.float32).astype(np.float64), B.astype(np.float32).astype(np.float64)
+
+
+def _equivariance(run, tol: float):
+    A, B = _inputs()
+    C0 = np.asarray(run(A, B), np.float64)
+    assert np.isfinite(C0).all()
+    for e in EXPONENTS:
+        for side in "ab":
+            A2, B2 = (np.ldexp(A, e), B) if side == "a" else (A, np.ldexp(B, e))
+            C = np.ldexp(np.asarray(run(A2, B2), np.float64), -e)
+            assert rel(C, C0) <= tol, (side, e, rel(C, C0))
+
+
+@pytest.mark.parametrize("name,s", SHIPPED, ids=[n for n, _ in SHIPPED])
+def test_reference_is_scale_equivariant(name, s):
+    _equivariance(lambda A, B: matmul(s, A, B), 0.0)
+
+
+@pytest.mark.parametrize("name,s", SHIPPED, ids=[n for n, _ in SHIPPED])
+def test_kernels_are_scale_equivariant(name, s):
+    kernel = lrqc.compile(s, *EQ_DIMS)
+    # power-of-two scaling is exact in every step; LRAMM's QR of an odd power differs by ulps
+    _equivariance(kernel.run, 1e-6)
+
+
+def test_reference_lowrank_survives_float64_extremes():
+    """The sketch's power iteration multiplies R three times: unnormalized it overflowed near
+    1e150 (NaN C) and lost the compensation below 1e-100."""
+    s = scheme("a: int8 per_tensor round=floor + lowrank(rank=1, method=sketch, power_iters=2)\n"
+               "b: int8 per_tensor round=floor + lowrank(rank=1, method=sketch)\n"
+               "output: float64")
+    A, B = _inputs()
+    C0 = matmul(s, A, B)
+    for e in (-900, -400, 400, 900):
+        np.testing.assert_array_equal(np.ldexp(matmul(s, np.ldexp(A, e), B), -e), C0)
+
+
+# ---------------------------------------------------------------- 1-bit residual terms
+
+@pytest.mark.parametrize("side", "ab")
+@pytest.mark.parametrize("term", ["dense(int1)", "sparse(int1)", "dense(int1 per_channel)",
+                                  "dense(int1 per_vector(16))"])
+@pytest.mark.parametrize("base", ["int8", "int1 per_channel"])
+def test_one_bit_residual_terms_match_the_reference(side, term, base):
+    a = f"{base} + {term}" if side == "a" else base
+    b = f"int8 + {term}" if side == "b" else "int8"
+    s = scheme(f"a: {a}\nb: {b}")
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((5, 50)).astype(np.float32), rng.standard_normal((50, 20))
+    assert rel(lrqc.compile(s, 5, 20, 50).run(A, B), matmul(s, A, B)) < 2e-6
+
+
+@pytest.mark.parametrize("a,b", [("int1", "int8"), ("int8 + dense(int1)", "int8"),
+                                 ("int8", "int8 + sparse(int1)")])
+def test_one_bit_per_tensor_activations_with_an_m_range_are_refused(a, b):
+    """mean |A| over the rows would include the bucket's padding rows."""
+    with pytest.raises(lrqc.LrqcError, match="int1 per_tensor"):
+        lrqc.compile(scheme(f"a: {a}\nb: {b}"), "2..16", 16, 32)
+    lrqc.compile(scheme(f"a: {a}\nb: {b}"), 16, 16, 32)  # one M is fine
+
+
+# ---------------------------------------------------------------- one validation
+
+@pytest.mark.parametrize("body,dims", [
+    ("a: float32\nb: lplr(rank=40)", (8, 16, 32)),  # rank > min(K, N)
+    ("product: lowrank(rank=10)", (8, 16, 32)),  # rank > min(M, N, K)
+    ("a: int8 + lowrank(rank=9)\nb: int8", (8, 16, 32)),  # rank > min(M, K)
+])
+def test_reference_and_compiler_refuse_the_same_sizes(body, dims):
+    s = scheme(body)
+    m, n, k = dims
+    rng = np.random.default_rng(4)
+    with pytest.raises(lrqc.LrqcError, match="exceeds"):
+        matmul(s, rng.standard_normal((m, k)), rng.standard_normal((k, n)))
+    with pytest.raises(lrqc.LrqcError, match="exceeds"):
+        lrqc.compile(s, m, n, k)
