@@ -1,15 +1,37 @@
-"""The `lrqc` command: check | explain | eval. Prints; exit 0 ok, 1 user error, 2 internal error."""
+"""The `lrqc` command: check | explain | eval here, build | run | bench in cli_build, tune |
+cache in cli_tune. Prints; exit 0 ok, 1 user error (one line on stderr: `lrqc: error: ...`, or
+a scheme error's `file:line:col: error:` with its caret), 2 internal error or argparse usage
+error, 130 interrupted. `lrqc --debug CMD` adds the full traceback of any error (docs/cli.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import traceback
 
 from . import __version__
-from .errors import LrqcError
+from .errors import LrqcError, SchemeError
 
 EXAMPLE = "examples/lrqmm.lrq"
+
+
+MAX_DIM = 2**31 - 1  # sizes index int32 buffers
+
+
+def error_line(exc: BaseException) -> str:
+    """How the CLI prints an LrqcError: `lrqc: error: MESSAGE`; a located scheme error keeps
+    its compiler-style `file:line:col: error:` lines and caret."""
+    if isinstance(exc, SchemeError) and exc.span is not None:
+        return str(exc)
+    text = str(exc)
+    return "lrqc: error: " + (text.removeprefix("error: "))
+
+
+def at_least(flag: str, value, least: int) -> None:
+    """LrqcError unless an integer option is >= least."""
+    if value is not None and value < least:
+        raise LrqcError(f"{flag} must be at least {least}, got {value}")
 
 
 def parse_dims(text: str, m_range: bool = False) -> tuple:
@@ -31,8 +53,9 @@ def parse_dims(text: str, m_range: bool = False) -> tuple:
             raise LrqcError(f"--dims: {key} must be a positive integer"
                             + (" or lo..hi" if key == "M" and m_range else "")
                             + f", got {val.strip()!r}") from None
-        if dims[key] < 1:
-            raise LrqcError(f"--dims: {key} must be a positive integer, got {dims[key]}")
+        if not 1 <= dims[key] <= MAX_DIM:
+            raise LrqcError(f"--dims: {key} must be a positive integer up to {MAX_DIM}, "
+                            f"got {dims[key]}")
     missing = [k for k in "MNK" if k not in dims]
     if missing:
         raise LrqcError(f"--dims: missing {', '.join(missing)} (expected M=..,N=..,K=..)")
@@ -45,8 +68,8 @@ def _range(val: str) -> tuple[int, int]:
         pair = int(lo), int(hi)
     except ValueError:
         raise LrqcError(f"--dims: M=lo..hi needs two integers, got {val.strip()!r}") from None
-    if not 1 <= pair[0] <= pair[1]:
-        raise LrqcError(f"--dims: M={val.strip()}: need 1 <= lo <= hi")
+    if not 1 <= pair[0] <= pair[1] <= MAX_DIM:
+        raise LrqcError(f"--dims: M={val.strip()}: need 1 <= lo <= hi <= {MAX_DIM}")
     return pair
 
 
@@ -62,7 +85,7 @@ def cmd_check(args) -> int:
         try:
             schemes = _load(path)
         except LrqcError as exc:
-            print(exc, file=sys.stderr)
+            print(error_line(exc), file=sys.stderr)
             bad += 1
             continue
         print(f"{path}: ok ({len(schemes)} scheme{'s' if len(schemes) != 1 else ''}: "
@@ -92,12 +115,11 @@ def cmd_explain(args) -> int:
     dims = parse_dims(args.dims) if args.dims else None
     syntax = None
     if "syntax" in emit:
-        from pathlib import Path
-
+        from .api import read_scheme_text
         from .frontend.parser import parse
         from .frontend.syntax import dump
 
-        decls = {d.name: d for d in parse(Path(args.file).read_text(), args.file)}
+        decls = {d.name: d for d in parse(read_scheme_text(args.file), args.file)}
     out = []
     for name in names:
         s = pick_scheme(schemes, name, args.file)
@@ -117,6 +139,7 @@ def cmd_eval(args) -> int:
 
     s = pick_scheme(_load(args.file), args.scheme, args.file)
     dims = parse_dims(args.dims) if args.dims else None
+    at_least("--seed", args.seed, 0)
     if (args.a is None) != (args.b is None):
         raise LrqcError("eval: give both --a and --b, or neither")
     if args.a is not None:
@@ -138,12 +161,28 @@ def cmd_eval(args) -> int:
 
 
 def _load_npy(path, flag):
+    """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LrqcError(f"{flag}: cannot load {path}: {exc}") from None
+        arr = np.load(path, allow_pickle=False)
+    except IsADirectoryError:
+        raise LrqcError(f"{flag}: cannot load {path}: it is a directory") from None
+    except OSError as exc:
+        raise LrqcError(f"{flag}: cannot load {path}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError) as exc:  # not a .npy file, truncated, or pickled objects
+        why = str(exc).splitlines()[0][:200] if _is_npy(path) else "not a .npy file"
+        raise LrqcError(f"{flag}: cannot load {path}: {why}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise LrqcError(f"{flag}: {path} holds several arrays (.npz); give one .npy array")
+    if arr.ndim != 2:
+        raise LrqcError(f"{flag}: {path}: expected a 2-D matrix, got shape {arr.shape}")
+    return arr
+
+
+def _is_npy(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lrqc", description="Accurate low-bit matrix multiplication: "
                                 "quantization schemes with residual compensation.")
     p.add_argument("--version", action="version", version=f"lrqc {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the full traceback of any "
+                   "error (for bug reports)")
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="parse and check scheme files")
     c.add_argument("files", nargs="+", metavar="FILE")
@@ -183,18 +224,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug
+    hook = threading.excepthook
+    threading.excepthook = _thread_hook(debug, hook)
     try:
         return args.func(args)
     except LrqcError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        return _fail(debug, error_line(exc), 1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("lrqc: interrupted", file=sys.stderr)
         return 130
-    except Exception:  # a bug in lrqc: say so, with the trace for the report
-        print("lrqc: internal error (please report it with this trace):", file=sys.stderr)
+    except MemoryError:
+        return _fail(debug, "lrqc: error: out of memory (the sizes asked for need more memory "
+                     "than this machine has)", 1)
+    except OSError as exc:  # the machine's files, not lrqc: a full disk, a lost pipe
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(debug, f"lrqc: error: {exc.strerror or exc}{where}", 1)
+    except Exception as exc:  # noqa: BLE001 - a bug in lrqc: one line, the trace with --debug
+        return _fail(debug, f"lrqc: internal error ({_one_line(exc)}); rerun with `lrqc "
+                     "--debug ...` and report its traceback", 2)
+    finally:
+        threading.excepthook = hook
+
+
+def _fail(debug: bool, line: str, code: int) -> int:
+    if debug:
         traceback.print_exc()
-        return 2
+    print(line, file=sys.stderr)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def _thread_hook(debug: bool, default):
+    """Errors in threads of libraries lrqc drives (TVM's RPC and build pools): one line, the
+    traceback with --debug."""
+    def hook(info):
+        if debug:
+            default(info)
+        elif info.exc_type is not SystemExit:
+            print(f"lrqc: error in a background thread: {_one_line(info.exc_value)}",
+                  file=sys.stderr)
+    return hook
 
 
 if __name__ == "__main__":

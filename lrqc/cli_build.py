@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +24,46 @@ def _target_arg(text):
     return text
 
 
+def output_dir(path: str) -> bool:
+    """Make sure a build can write into directory `path` before anything is compiled: created
+    when missing (True: this call created it), probed for writing; LrqcError saying why not."""
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise LrqcError(f"-o {path}: exists and is not a directory")
+    created = not d.exists()
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=d).close()
+    except OSError as exc:
+        if created:
+            _remove_empty(d)
+        raise LrqcError(f"-o {path}: cannot write there ({exc.strerror or exc})") from None
+    return created
+
+
+def _remove_empty(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
+def output_file(path: str) -> Path:
+    """The file np.save will write for `path` (it appends .npy when missing), checked before
+    anything runs: not a directory, its folder exists and is writable; LrqcError why not."""
+    p = Path(path)
+    if p.suffix != ".npy":
+        p = p.with_name(p.name + ".npy")
+    if Path(path).is_dir() or p.is_dir():
+        raise LrqcError(f"-o {path}: is a directory; give a file name, e.g. {Path(path) / 'C.npy'}")
+    folder = p.parent
+    if not folder.is_dir():
+        raise LrqcError(f"-o {path}: no directory {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise LrqcError(f"-o {path}: cannot write {p} (permission denied)")
+    return p
+
+
 def cmd_build(args) -> int:
     from .api import load_schemes, pick_scheme
     from .backend.artifact import build_artifact
@@ -28,8 +71,15 @@ def cmd_build(args) -> int:
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
+    target = _target_arg(args.target)
+    created = output_dir(args.output)
     t0 = time.perf_counter()
-    man = build_artifact(s, m, n, k, args.output, _target_arg(args.target))
+    try:
+        man = build_artifact(s, m, n, k, args.output, target)
+    except BaseException:
+        if created:  # leave no empty directory behind a failed build
+            _remove_empty(Path(args.output))
+        raise
     print(f"built {s.name} M={man['dims']['M']} N={n} K={k} in {time.perf_counter() - t0:.2f} s "
           f"-> {args.output}/{man['lib']}")
     if len(man["m_buckets"]) > 1:
@@ -65,14 +115,14 @@ def cmd_build(args) -> int:
 
 def cmd_run(args) -> int:
     from .backend.artifact import load_kernel
-
-    kernel = load_kernel(args.dir)
     from .cli import _load_npy
 
+    out = output_file(args.output)
+    kernel = load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
     A, B = (_load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
     C = kernel.run(A, B)
-    np.save(args.output, C)
-    print(f"wrote {args.output}: {C.shape[0]}x{C.shape[1]} float32 (rule {kernel.rule})")
+    np.save(out, C)
+    print(f"wrote {out}: {C.shape[0]}x{C.shape[1]} {C.dtype} (rule {kernel.rule})")
     for note in kernel.last_notes:
         print(f"note: {note}")
     return 0
@@ -92,18 +142,27 @@ def cmd_bench(args) -> int:
     from . import reference
     from .api import load_schemes, pick_scheme
     from .backend import compile as compile_kernel
-    from .cli import parse_dims
+    from .cli import at_least, parse_dims
     from .reference.data import pair
     from .reference.scheme import direct_scheme, rel_error
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims)
+    at_least("--repeat", args.repeat, 1)
+    at_least("--seed", args.seed, 0)
+    target = _target_arg(args.target)
+    from .backend.target import host_lacks, resolve
+
+    lacks = host_lacks(resolve(target))
+    if lacks:
+        raise LrqcError(f"lrqc bench runs the kernel on this machine, which lacks "
+                        f"{', '.join(lacks)}; build for that machine with `lrqc build` instead")
     A, B = pair(args.dist, m, n, k, args.seed)
     A = A.astype(np.float32)
     ref = A.astype(np.float64) @ B
     a32, b32 = A, B.astype(np.float32)
     t_np = _median_time(lambda: a32 @ b32, args.repeat)  # numpy first: TVM's spinning threads
-    kernel = compile_kernel(s, m, n, k, _target_arg(args.target))  # would slow OpenBLAS down
+    kernel = compile_kernel(s, m, n, k, target)  # would slow OpenBLAS down
     per_call, static = kernel.split(A, B)
     packed = kernel.pack(static)
     C = kernel(per_call, packed)

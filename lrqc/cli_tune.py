@@ -7,28 +7,34 @@ import json
 import re
 
 from .errors import LrqcError
+from .tuning.db import PRUNE_HINT
 
 
 def parse_duration(text: str | None) -> float | None:
-    """'90', '90s', '10m', '1h' -> seconds."""
+    """'90', '90s', '10m', '1h' -> seconds (positive)."""
     if text is None:
         return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
     if not m:
         raise LrqcError(f"--time-budget {text!r}: expected a number with s, m or h (e.g. 10m)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    secs = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if not secs > 0:
+        raise LrqcError(f"--time-budget {text!r}: must be more than 0")
+    return secs
 
 
 def cmd_tune(args) -> int:
     from .api import load_schemes, pick_scheme
     from .backend.tune import TUNED_FUNCTIONS, tune_scheme
-    from .cli import parse_dims
+    from .cli import at_least, parse_dims
     from .cli_build import _target_arg
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
-    if args.trials < 1:
-        raise LrqcError("--trials must be at least 1")
+    at_least("--trials", args.trials, 1)
+    at_least("--workers", args.workers, 1)
+    if args.key and not args.rpc:
+        raise LrqcError("--key names a device at an RPC tracker: give --rpc HOST:PORT too")
     only = None
     if args.only:
         only = tuple(f.strip() for f in args.only.split(",") if f.strip())
@@ -48,33 +54,55 @@ def cmd_tune(args) -> int:
                   f"{r['rejected']:>10}{r['wall_s']:>8.0f}")
         else:
             print(f"{r['symbol']:<16}{r['status']}")
+    failed = [r["symbol"] for r in rows if r.get("failed")]
+    if failed:
+        raise LrqcError(f"tuning failed for {', '.join(failed)} (see above): nothing recorded "
+                        "for it")
     return 0
 
 
-def _pick(db, prefixes):
-    recs = db.all()
+def _pick(entries, prefixes, what: str = "") -> list:
+    """The (path, Record | BadRecord) entries whose hash starts with one of the prefixes (all
+    without prefixes); LrqcError for a prefix that matches none."""
     if not prefixes:
-        return recs
+        return entries
     out = []
     for p in prefixes:
-        hit = [r for r in recs if r.hash.startswith(p)]
-        if not hit:
+        hit = [e for e in entries if e[0].stem.startswith(p) and e not in out]
+        if not hit and not any(e[0].stem.startswith(p) for e in out):
             raise LrqcError(f"no tuning record {p!r} (lrqc cache ls lists them)")
         out += hit
     return out
 
 
 def cmd_cache(args) -> int:
-    from .tuning.db import Database, tuning_dir
+    from .tuning.db import BadRecord, Database, tuning_dir
 
     db = Database()
-    if args.action == "ls":
-        recs = db.all()
-        print(f"{len(recs)} tuning record(s) in {tuning_dir()}")
-        for r in recs:
-            print("  " + r.summary())
-    elif args.action == "show":
-        for r in _pick(db, args.records):
+    action, rest = args.action, args.records
+    if args.all and action != "prune":
+        raise LrqcError("--all applies to `lrqc cache prune` only")
+    if action in ("ls", "prune") and rest:
+        raise LrqcError(f"lrqc cache {action} takes no arguments, got {' '.join(rest)}")
+    if action in ("export", "import") and not rest or action == "import" and len(rest) != 1:
+        raise LrqcError(f"usage: lrqc cache {action} FILE" + (" [RECORD...]"
+                                                               if action == "export" else ""))
+    if action == "import":
+        print(f"imported {db.import_(rest[0])} record(s) into {tuning_dir()}")
+        return 0
+    entries = db.scan()
+    if action == "ls":
+        print(f"{len(entries)} tuning record(s) in {tuning_dir()}")
+        for path, r in entries:
+            print("  " + (f"{path.stem}  BAD: {_bad(r)}" if isinstance(r, BadRecord)
+                          else r.summary()))
+    elif action == "show":
+        bad = 0
+        for path, r in _pick(entries, rest):
+            if isinstance(r, BadRecord):
+                print(f"record {path.stem}\n  BAD: {_bad(r)}")
+                bad += 1
+                continue
             k = r.key
             print(f"record {r.hash}\n  scheme:\n    " + k["scheme"].strip().replace("\n", "\n    "))
             print(f"  function {k['function']}, M={k['m']} N={k['n']} K={k['k']}")
@@ -82,83 +110,115 @@ def cmd_cache(args) -> int:
             print(f"  versions {json.dumps(k['versions'])}")
             print(f"  tuned {r.tuned_ms:.3f} ms, hand {r.hand_ms:.3f} ms; {r.trials} trials, "
                   f"{r.valid} valid, {r.rejected} rejected, {r.wall_s:.0f} s")
-    elif args.action == "verify":
-        return _verify(db, _pick(db, args.records))
-    elif args.action == "prune":
-        return _prune(db, args)
-    elif args.action == "export":
-        if not args.records:
-            raise LrqcError("lrqc cache export FILE [RECORD...]")
-        path, picks = args.records[0], _pick(db, args.records[1:])
-        print(f"exported {db.export(path, picks)} record(s) to {path}")
-    elif args.action == "import":
-        if len(args.records) != 1:
-            raise LrqcError("lrqc cache import FILE")
-        print(f"imported {db.import_(args.records[0])} record(s) into {tuning_dir()}")
+        return 1 if bad else 0
+    elif action == "verify":
+        return _verify(_pick(entries, rest))
+    elif action == "prune":
+        return _prune(db, entries, args.all)
+    elif action == "export":
+        picks = _pick(entries, rest[1:])
+        bad = [path.stem for path, r in picks if isinstance(r, BadRecord)]
+        if bad and rest[1:]:
+            raise LrqcError(f"cannot export bad tuning record(s) {', '.join(bad)} (lrqc cache "
+                            "verify says why)")
+        n = db.export(rest[0], [r for _, r in picks if not isinstance(r, BadRecord)])
+        skipped = f" (skipped {len(bad)} bad record(s): `lrqc cache prune` removes them)" \
+            if bad else ""
+        print(f"exported {n} record(s) to {rest[0]}{skipped}")
     return 0
 
 
+def _bad(exc) -> str:
+    return f"{exc.why}; {PRUNE_HINT}"
+
+
 def _current(rec):
-    """(scheme, plan, whether the record's key is what this lrqc/TVM/LLVM would make)."""
+    """(scheme, plan, whether the record's key is what this lrqc/TVM/LLVM would make);
+    LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
     from .api import parse_schemes
-    from .backend.build import bucket_plans
+    from .backend.build import bucket_plans, tuned_functions
+    from .backend.target import resolve
     from .backend.tune import record_key
 
     k = rec.key
-    scheme = next(iter(parse_schemes(k["scheme"]).values()))
+    schemes = parse_schemes(k["scheme"], f"record {rec.hash}")
+    if len(schemes) != 1:
+        raise LrqcError(f"its key holds {len(schemes)} schemes, not one")
+    scheme = next(iter(schemes.values()))
+    resolve(k["target"])  # a target TVM refuses: LrqcError
     m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
     plan = bucket_plans(scheme, m, n, k["k"])[0]
+    if k["function"] not in tuned_functions(plan):
+        raise LrqcError(f"lrqc tunes no function {k['function']!r} of this scheme")
     return scheme, plan, record_key(plan, k["function"], k["target"]) == k
 
 
-def _verify(db, recs) -> int:
-    """Re-check records that this lrqc/TVM/LLVM and this CPU can run against lrqc.reference."""
+def judge(rec, here: set) -> tuple[str, str]:
+    """(verdict, why) of one good record: "ok", "stale" (not what this lrqc/TVM/LLVM would
+    make: no build finds it), "skipped" (this machine cannot run its target), or "wrong" (its
+    schedule does not compile, or the kernel it gives differs from lrqc.reference)."""
     from .backend.kernel import device_of
-    from .backend.target import features, host_target_dict, is_cuda
+    from .backend.target import is_cuda
     from .backend.tune import check_candidate
 
-    bad = 0
-    here = features(host_target_dict())
-    for r in recs:
-        scheme, plan, current = _current(r)
-        if not current:
-            print(f"{r.hash}: stale (made with other versions or features; `lrqc cache prune` "
-                  "removes it)")
-            bad += 1
+    try:
+        scheme, plan, current = _current(rec)
+    except LrqcError as exc:
+        return "stale", str(exc).splitlines()[0]
+    if not current:
+        return "stale", "made with other versions or features"
+    if is_cuda(rec.key["target"]):
+        why_not = device_of(rec.key["target"])[1]
+        if why_not:
+            return "skipped", why_not
+    else:
+        lacks = sorted(set(rec.key["features"]) - here)
+        if lacks:
+            return "skipped", f"this CPU lacks {', '.join(lacks)}"
+    why = check_candidate(scheme, plan, rec.key["target"], rec.trace, rec.key["function"])
+    return ("ok", "") if why is None else ("wrong", why)
+
+
+def _verify(entries) -> int:
+    """Re-check records that this lrqc/TVM/LLVM and this machine can run against
+    lrqc.reference; 1 when any is bad, stale or wrong."""
+    from .backend.target import features, host_target_dict
+    from .tuning.db import BadRecord
+
+    here, condemned = features(host_target_dict()), 0
+    for path, r in entries:
+        if isinstance(r, BadRecord):
+            print(f"{path.stem}: BAD: {_bad(r)}")
+            condemned += 1
             continue
-        if is_cuda(r.key["target"]):
-            why_not = device_of(r.key["target"])[1]
-            if why_not:
-                print(f"{r.hash}: skipped ({why_not})")
-                continue
+        verdict, why = judge(r, here)
+        print(f"{r.hash}: " + {"ok": "ok", "stale": f"stale ({why}; {PRUNE_HINT})",
+                               "skipped": f"skipped ({why})",
+                               "wrong": f"WRONG: {why}; {PRUNE_HINT}"}[verdict])
+        condemned += verdict in ("stale", "wrong")
+    return 1 if condemned else 0
+
+
+def _prune(db, entries, everything: bool) -> int:
+    """Remove what `lrqc cache verify` condemns: bad, stale and wrong records (everything:
+    every record)."""
+    from .backend.target import features, host_target_dict
+    from .tuning.db import BadRecord
+
+    here, removed = features(host_target_dict()), 0
+    for path, r in entries:
+        if everything:
+            why = "--all"
+        elif isinstance(r, BadRecord):
+            why = f"bad: {r.why}"
         else:
-            lacks = sorted(set(r.key["features"]) - here)
-            if lacks:
-                print(f"{r.hash}: skipped (this CPU lacks {', '.join(lacks)})")
+            verdict, why = judge(r, here)
+            if verdict not in ("stale", "wrong"):
                 continue
-        why = check_candidate(scheme, plan, r.key["target"], r.trace, r.key["function"])
-        print(f"{r.hash}: {'ok' if why is None else 'WRONG: ' + why}")
-        bad += why is not None
-    return 1 if bad else 0
-
-
-def _prune(db, args) -> int:
-    """Remove corrupt and stale records (--all: every record)."""
-    removed = 0
-    for path in db.paths():
-        try:
-            r = db.read(path)
-        except LrqcError:
-            path.unlink()
-            removed += 1
-            continue
-        try:
-            stale = not _current(r)[2]
-        except LrqcError:  # its scheme no longer parses: stale too
-            stale = True
-        if args.all or stale:
-            db.remove(r)
-            removed += 1
+            why = f"{verdict}: {why}"
+        db.remove_path(path)
+        print(f"removed {path.stem} ({why})")
+        removed += 1
     print(f"removed {removed} record(s)")
     return 0
 
@@ -185,5 +245,6 @@ def add_parsers(sub):
                        "FILE | import FILE")
     c.add_argument("action", choices=("ls", "show", "verify", "prune", "export", "import"))
     c.add_argument("records", nargs="*", metavar="ARG", help="record hashes (prefixes), or FILE")
-    c.add_argument("--all", action="store_true", help="prune: every record, not only stale ones")
+    c.add_argument("--all", action="store_true", help="prune: every record, not only the bad, "
+                   "stale and wrong ones")
     c.set_defaults(func=cmd_cache)

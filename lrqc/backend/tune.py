@@ -114,7 +114,7 @@ def replay_error(plan, rule, fn: str, tdict: dict, trace) -> str | None:
     try:
         with tvm_target(tdict):
             replay(Schedule(prim_func(functions(plan, rule)[fn])), trace)
-    except Exception as exc:  # whatever TVM raises for a trace it cannot apply
+    except Exception as exc:  # noqa: BLE001 - whatever TVM raises for a trace it cannot apply
         return _why(exc)
     return None
 
@@ -222,14 +222,14 @@ class Progress:
         if self.best_s < float("inf"):
             best = f"{self.best_s * 1e3:.3f} ms" + (
                 f" ({self.flops / self.best_s / 1e9:.1f} GOPS)" if self.flops else "")
-        eta = f"about {left:.0f} s left" if left == left else "resuming"
+        eta = f"about {left:.0f} s left" if not np.isnan(left) else "resuming"
         print(f"\r  trials {self.done}/{self.total}, valid {self.valid}, best {best}, {eta}   ",
               end="", file=self.out, flush=True)
 
 
 def _callback(progress: Progress):
-    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
     from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     @derived_object
     class _Show(PyMeasureCallback):
@@ -511,7 +511,7 @@ def check_remote(plan, rule, tdict: dict, traces, fn: str, rpc: str, key: str | 
     try:
         exs, arrays = _modules(plan, rule, tdict, (None, *traces), fn)
         mods, dev = _remote_modules(exs, rpc, key, tdict)
-    except Exception as exc:  # pragma: no cover - needs a remote GPU
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - needs a remote GPU
         return [_why(exc)] * len(traces)
     results = []
     for m in mods:
@@ -556,7 +556,7 @@ def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -
         m, n, k = (plan.m, plan.n, plan.k) if scheme.static != "a" else (plan.n, plan.m, plan.k)
         A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
         err = rel_error(kernel.run(A, B), matmul(scheme, A.astype(np.float32).astype(np.float64), B))
-    except Exception as exc:  # a candidate that does not even compile or run is rejected
+    except Exception as exc:  # noqa: BLE001 - a candidate that fails to compile or run is rejected
         return _why(exc)
     return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"
 
