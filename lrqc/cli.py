@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug
     hook = threading.excepthook
-    threading.excepthook = _thread_hook(debug, hook)
+    threading.excepthook = _thread_hook(debug)
     try:
         return args.func(args)
     except LrqcError as exc:
@@ -259,15 +259,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
-def _thread_hook(debug: bool, default):
+def _thread_hook(debug: bool):
     """Errors in threads of libraries lrqc drives (TVM's RPC and build pools): one line, the
     traceback with --debug."""
     def hook(info):
+        if info.exc_type is SystemExit:
+            return
         if debug:
-            default(info)
-        elif info.exc_type is not SystemExit:
-            print(f"lrqc: error in a background thread: {_one_line(info.exc_value)}",
-                  file=sys.stderr)
+            traceback.print_exception(info.exc_type, info.exc_value, info.exc_traceback)
+        print(f"lrqc: error in a background thread: {_one_line(info.exc_value)}",
+              file=sys.stderr)
     return hook
 
 

@@ -19,7 +19,7 @@ def parse_duration(text: str | None) -> float | None:
         raise LrqcError(f"--time-budget {text!r}: expected a number with s, m or h (e.g. 10m)")
     secs = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
     if not secs > 0:
-        raise LrqcError(f"--time-budget {text!r}: must be more than 0")
+        raise LrqcError(f"--time-budget {text!r}: must be > 0")
     return secs
 
 

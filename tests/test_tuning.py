@@ -24,9 +24,9 @@ DIMS = (16, 64, 128)
 
 
 def _key(**kw):
-    base = dict(scheme_text="s", function="gemm", m=16, n=64, k=128,
-                target={"kind": "llvm", "mcpu": "znver3"}, features={"avx2"},
-                versions={"lrqc": "0.1.0", "tvm": "0.27.0.post1", "llvm": 22})
+    base = {"scheme_text": "s", "function": "gemm", "m": 16, "n": 64, "k": 128,
+            "target": {"kind": "llvm", "mcpu": "znver3"}, "features": {"avx2"},
+            "versions": {"lrqc": "0.1.0", "tvm": "0.27.0.post1", "llvm": 22}}
     base.update(kw)
     return make_key(**base)
 
@@ -263,3 +263,167 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
                               lambda n, c, h, v=value, name=name: v if n == name else h)
             asm = compile_module(sch.mod, tvm.target.Target(t)).mod.inspect_source("asm")
             assert asm.count("vpdpbusd") >= 4, (name, value)
+
+
+# ---- bad records: one check on read, import and write; builds ignore them and say which ----
+
+def _crafted(fn="gemm", **fields):
+    """A good record of the hand schedule's own trace for SCHEME at DIMS on this host (no
+    search), with `fields` overriding its JSON."""
+    from dataclasses import asdict
+
+    from lrqc.backend.tune import hand_trace, record_key
+
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    plan = tune_plan(s)
+    rec = Record(record_key(plan, fn, _host()), hand_trace(plan, _rule(plan), fn), 1.0, 1.1)
+    return s, rec, {**asdict(rec), **fields}
+
+
+def _write(rec_hash, content):
+    db = Database()
+    db.records_dir.mkdir(parents=True, exist_ok=True)
+    path = db.records_dir / f"{rec_hash}.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, dict):
+        path.write_text(json.dumps(content))
+    else:
+        path.mkdir()
+        (path / "x").write_text("x")
+    return path
+
+
+def _tampered(d):
+    split = next(i for i in d["trace"][0] if i[0] == "Split" and i[1][-1] == 16)
+    split[1][-1] = 17  # 17 columns per block: the 16-lane intrinsic cannot take them
+    return d
+
+
+def _json_with(**fields):
+    return _crafted(**fields)[2]
+
+
+BAD = {  # name: (file content, why the check refuses it)
+    "tuned_ms 0": (lambda: _json_with(tuned_ms=0), "tuned_ms must be a positive number, got 0"),
+    "tuned_ms string": (lambda: _json_with(tuned_ms="fast"),
+                        'tuned_ms must be a positive number, got "fast"'),
+    "tuned_ms null": (lambda: _json_with(tuned_ms=None),
+                      "tuned_ms must be a positive number, got null"),
+    "key not an object": (lambda: _json_with(key={"1": 2}), "its key must be an object"),
+    "key field types": (lambda: {**_json_with(), "key": {**_json_with()["key"], "m": "16"}},
+                        'key.m must be a positive integer, got "16"'),
+    "binary": (lambda: b"\x93NUMPY\x00\xff", "binary content, not a tuning record"),
+    "directory": (lambda: None, "is a directory, not a tuning record"),
+    "implausible": (lambda: _json_with(tuned_ms=0.004, hand_ms=2.857),
+                    "implausible speedup: 0.004 ms tuned vs 2.857 ms hand (714x"),
+    "below the floor": (lambda: _json_with(tuned_ms=1e-7, hand_ms=1e-6),
+                        "implausible time: tuned 1.00e-07 ms"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_records_are_listed_ignored_by_builds_and_pruned(cache, capsys, case):
+    content, why = BAD[case]
+    s, rec, _ = _crafted()
+    path = _write(rec.hash, content())
+    with pytest.raises(LrqcError, match=r"bad tuning record .*`lrqc cache prune` removes it"):
+        Database().get(rec.key)
+    assert main(["cache", "ls"]) == 0  # lists it, does not break
+    out = capsys.readouterr().out
+    assert f"{rec.hash}  BAD: {why}" in out, out
+    assert main(["cache", "show", rec.hash[:8]]) == 1 and why in capsys.readouterr().out
+    assert main(["cache", "verify"]) == 1 and f"{rec.hash}: BAD: {why}" in capsys.readouterr().out
+    kernel = lrqc.compile(s, *DIMS)  # the hand schedule, saying which record it ignored and why
+    how = kernel.schedules["gemm_m16"]
+    assert how.startswith(f"hand schedule (ignored tuning record {rec.hash}: {why}"), how
+    assert main(["cache", "prune"]) == 0  # the advised command removes it
+    assert f"removed {rec.hash} (bad: {why}" in capsys.readouterr().out
+    assert not path.exists() and not path.is_symlink() and Database().paths() == []
+
+
+def test_a_record_with_an_edited_key_is_bad_and_pruned(cache, capsys):
+    _, rec, d = _crafted()
+    d["key"]["m"] = 32  # no longer hashes to its file name
+    path = _write(rec.hash, d)
+    assert main(["cache", "verify"]) == 1
+    assert "not to its file name" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0 and "removed 1 record(s)" in capsys.readouterr().out
+    assert not path.exists()
+
+
+def test_a_tampered_schedule_is_ignored_by_builds_condemned_and_pruned(cache, capsys):
+    s, rec, d = _crafted()
+    _write(rec.hash, d)
+    kernel = lrqc.compile(s, *DIMS)  # the untampered record is used
+    assert kernel.schedules["gemm_m16"].startswith(f"tuning record {rec.hash}")
+    path = _write(rec.hash, _tampered(d))
+    (cache / "pc.lrq").write_text(SCHEME)
+    m, n, k = DIMS
+    assert main(["build", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "-o",
+                 str(cache / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert f"gemm_m16: hand schedule (ignored tuning record {rec.hash}: its schedule does not " \
+           "apply: ScheduleError" in out and err == ""
+    kernel = lrqc.load_kernel(cache / "out")
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-5
+    assert main(["cache", "verify"]) == 1
+    assert f"{rec.hash}: WRONG: ScheduleError" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0  # prune removes what verify condemns
+    assert f"removed {rec.hash} (wrong: ScheduleError" in capsys.readouterr().out
+    assert not path.exists()
+
+
+def test_import_and_put_refuse_what_load_refuses(cache, capsys):
+    _, rec, d = _crafted()
+    good = json.dumps(d)
+    for name, fields, why in [("zero", {"tuned_ms": 0}, "tuned_ms must be a positive number"),
+                              ("770x", {"tuned_ms": 0.004, "hand_ms": 2.857},
+                               "implausible speedup"),
+                              ("extra", {"note": 1}, "unknown fields note")]:
+        f = cache / f"{name}.jsonl"
+        f.write_text(good + "\n" + json.dumps({**d, **fields}) + "\n")
+        assert main(["cache", "import", str(f)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"lrqc: error: {f}:2: not a tuning record ({why}") and \
+            err.count("\n") == 1, err
+        assert Database().paths() == []  # all or nothing: not even the good first line
+    with pytest.raises(LrqcError, match="not recorded: implausible speedup"):
+        Database().put(Record(rec.key, rec.trace, 0.004, 2.857))
+    with pytest.raises(LrqcError, match="not recorded: tuned_ms must be a positive number"):
+        Database().put(Record(rec.key, rec.trace, 0.0, 1.0))
+    assert Database().paths() == []
+    assert main(["cache", "ls"]) == 0 and "0 tuning record(s)" in capsys.readouterr().out
+
+
+def test_implausible_times_are_measured_again_then_refused(monkeypatch):
+    import io
+
+    from lrqc.backend import tune
+
+    times = iter([(2.857, [(0.004, 714.0)]), (1.0, [(0.9, 1.1)]),
+                  (2.857, [(0.004, 714.0)]), (2.857, [(0.004, 714.0)])])
+    monkeypatch.setattr(tune, "compare", lambda *a, **k: next(times))
+    out = io.StringIO()
+    assert tune.time_finalists(None, None, {}, ["t"], "gemm", None, None, out) == \
+        (1.0, 0.9, 1.1, "t")
+    assert "implausible speedup" in out.getvalue() and "measuring again" in out.getvalue()
+    why = tune.time_finalists(None, None, {}, ["t"], "gemm", None, None, out)
+    assert isinstance(why, str) and why.startswith("implausible speedup") and "2 times" in why
+
+
+@pytest.mark.parametrize("kw,msg", [({"workers": 0}, "workers must be at least 1, got 0"),
+                                    ({"trials": 0}, "trials must be at least 1, got 0"),
+                                    ({"budget_s": 0}, "time budget must be positive"),
+                                    ({"target": "aarch64"}, "cannot run aarch64-linux-gnu code"),
+                                    ({"rpc": "127.0.0.1:1", "key": "k"},
+                                     r"--rpc 127.0.0.1:1: no TVM RPC tracker answers there")])
+def test_tune_scheme_refuses_before_searching(cache, kw, msg):
+    from lrqc.backend.tune import tune_scheme
+
+    with pytest.raises(LrqcError, match=msg):
+        tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, **kw)
+    assert not (cache / "cache").exists()  # nothing searched, nothing written

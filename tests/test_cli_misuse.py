@@ -1,0 +1,277 @@
+"""The lrqc command under misuse: every bad argument, path or file is one line on stderr and a
+non-zero exit, never a traceback; outputs are checked before anything is compiled; `lrqc
+--debug` prints the traceback of any error, and an unexpected error without it is one
+"internal error" line (exit 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SCHEME = "scheme pc {\n a: int8 per_channel\n b: int8 per_channel\n}\n"
+DIMS = "M=4,N=16,K=64"
+
+
+def fails(capsys, argv, line, code=1):
+    """Run `lrqc argv`: exit `code`, nothing but `line` on stderr (a str: exactly that line; a
+    tuple: a line starting with its first item), no traceback anywhere."""
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    lines = err.splitlines()
+    assert rc == code, (rc, err)
+    assert len(lines) == 1, err
+    if isinstance(line, tuple):
+        assert lines[0].startswith(line[0]), lines[0]
+    else:
+        assert lines[0] == line
+    return out
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    """A scheme file, A and B as .npy, a binary file and a folder; the cache made private."""
+    monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "pc.lrq").write_text(SCHEME)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "A.npy", rng.standard_normal((4, 64)))
+    np.save(tmp_path / "B.npy", rng.standard_normal((64, 16)))
+    (tmp_path / "bin.dat").write_bytes(b"\x93\xff\x00\x01binary")
+    (tmp_path / "folder").mkdir()
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    from lrqc.backend.artifact import build_artifact
+
+    out = tmp_path_factory.mktemp("art") / "pc"
+    build_artifact(lrqc.parse_schemes(SCHEME)["pc"], 4, 16, 64, out)
+    return out
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Fail the test if anything is compiled."""
+    import lrqc.backend
+    from lrqc.backend import artifact, build
+
+    def compiled(*a, **k):
+        raise AssertionError("compiled before checking its arguments")
+
+    for module, name in ((artifact, "build_artifact"), (build, "compile"),
+                         (lrqc.backend, "compile")):
+        monkeypatch.setattr(module, name, compiled)
+
+
+# ---- build -o: checked before compiling ----
+
+def test_build_into_an_impossible_path(files, capsys, no_compile):
+    f = files / "pc.lrq"
+    fails(capsys, ["build", f, "--dims", DIMS, "-o", f],
+          f"lrqc: error: -o {f}: exists and is not a directory")
+    fails(capsys, ["build", f, "--dims", DIMS, "-o", f / "out"],
+          f"lrqc: error: -o {f / 'out'}: cannot write there (Not a directory)")
+    assert not (files / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_build_into_an_unwritable_folder(files, capsys, no_compile):
+    ro = files / "ro"
+    ro.mkdir(mode=0o555)
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", ro / "out"],
+          f"lrqc: error: -o {ro / 'out'}: cannot write there (Permission denied)")
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", ro],
+          f"lrqc: error: -o {ro}: cannot write there (Permission denied)")
+
+
+def test_a_failed_build_leaves_no_folder_behind(files, capsys):
+    out = files / "new" / "out"
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target", "sparc", "-o", out],
+          ("lrqc: error: unknown target 'sparc'",))
+    assert not out.exists()
+
+
+# ---- run ----
+
+def test_run_misuse(files, artifact, capsys):
+    a, b = files / "A.npy", files / "B.npy"
+    fails(capsys, ["run", artifact, "--a", a, "--b", b, "-o", files / "missing" / "C.npy"],
+          f"lrqc: error: -o {files / 'missing' / 'C.npy'}: no directory {files / 'missing'}")
+    fails(capsys, ["run", artifact, "--a", a, "--b", b, "-o", files / "folder"],
+          f"lrqc: error: -o {files / 'folder'}: is a directory; give a file name, e.g. "
+          f"{files / 'folder' / 'C.npy'}")
+    fails(capsys, ["run", files / "pc.lrq", "--a", a, "--b", b, "-o", files / "C.npy"],
+          (f"lrqc: error: {files / 'pc.lrq'}: not a directory",))
+    fails(capsys, ["run", artifact, "--a", a, "--b", files / "pc.lrq", "-o", files / "C.npy"],
+          f"lrqc: error: --b: cannot load {files / 'pc.lrq'}: not a .npy file")
+    fails(capsys, ["run", artifact, "--a", files / "folder", "--b", b, "-o", files / "C.npy"],
+          f"lrqc: error: --a: cannot load {files / 'folder'}: it is a directory")
+    assert not (files / "C.npy").exists()
+
+
+def test_run_output_names_the_file_written(files, artifact, capsys):
+    assert main(["run", str(artifact), "--a", str(files / "A.npy"), "--b", str(files / "B.npy"),
+                 "-o", str(files / "C")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {files / 'C.npy'}: 4x16 ")  # np.save appends .npy
+    assert (files / "C.npy").exists() and not (files / "C").exists()
+
+
+# ---- cache export / import ----
+
+def test_cache_export_and_import_of_bad_files(files, capsys):
+    for f, why in [(files / "missing.jsonl", "cannot read {f}: No such file or directory"),
+                   (files / "folder", "{f}: is a directory, not a JSON-lines file"),
+                   (files / "bin.dat",
+                    "{f}: binary content, not a JSON-lines file (not UTF-8 text)")]:
+        fails(capsys, ["cache", "import", f], "lrqc: error: " + why.format(f=f))
+    fails(capsys, ["cache", "export", files / "folder"],
+          f"lrqc: error: cannot write {files / 'folder'}: it is a directory")
+    fails(capsys, ["cache", "export", files / "missing" / "x.jsonl"],
+          f"lrqc: error: cannot write {files / 'missing' / 'x.jsonl'}: No such file or directory")
+    fails(capsys, ["cache", "export"], "lrqc: error: usage: lrqc cache export FILE [RECORD...]")
+    fails(capsys, ["cache", "import"], "lrqc: error: usage: lrqc cache import FILE")
+    fails(capsys, ["cache", "ls", "x"], "lrqc: error: lrqc cache ls takes no arguments, got x")
+    fails(capsys, ["cache", "ls", "--all"],
+          "lrqc: error: --all applies to `lrqc cache prune` only")
+    fails(capsys, ["cache", "show", "abc"],
+          "lrqc: error: no tuning record 'abc' (lrqc cache ls lists them)")
+
+
+# ---- counts, seeds, sizes ----
+
+@pytest.mark.parametrize("argv,line", [
+    (["eval", "{f}", "--dims", DIMS, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["bench", "{f}", "--dims", DIMS, "--repeat", "0"], "--repeat must be at least 1, got 0"),
+    (["bench", "{f}", "--dims", DIMS, "--repeat", "-3"], "--repeat must be at least 1, got -3"),
+    (["bench", "{f}", "--dims", DIMS, "--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["tune", "{f}", "--dims", DIMS, "--workers", "0"], "--workers must be at least 1, got 0"),
+    (["tune", "{f}", "--dims", DIMS, "--workers", "-1"], "--workers must be at least 1, got -1"),
+    (["tune", "{f}", "--dims", DIMS, "--trials", "0"], "--trials must be at least 1, got 0"),
+    (["tune", "{f}", "--dims", DIMS, "--time-budget", "0"], "--time-budget '0': must be > 0"),
+    (["tune", "{f}", "--dims", DIMS, "--key", "k"],
+     "--key names a device at an RPC tracker: give --rpc HOST:PORT too"),
+    (["eval", "{f}", "--dims", "M=4,N=4,K=99999999999"],
+     "--dims: K must be a positive integer up to 2147483647, got 99999999999"),
+    (["build", "{f}", "--dims", "M=1..99999999999,N=4,K=4", "-o", "x"],
+     "--dims: M=1..99999999999: need 1 <= lo <= hi <= 2147483647"),
+])
+def test_bad_numbers_are_refused_before_any_work(files, capsys, no_compile, argv, line):
+    fails(capsys, [a.format(f=files / "pc.lrq") for a in argv], "lrqc: error: " + line)
+
+
+def test_eval_of_arrays_that_are_not_one_matrix(files, capsys):
+    np.savez(files / "Z.npz", a=np.ones(3))
+    np.save(files / "v.npy", np.ones(3))
+    base = ["eval", files / "pc.lrq", "--a", files / "A.npy", "--b"]
+    fails(capsys, [*base, files / "Z.npz"],
+          f"lrqc: error: --b: {files / 'Z.npz'} holds several arrays (.npz); give one .npy array")
+    fails(capsys, [*base, files / "v.npy"],
+          f"lrqc: error: --b: {files / 'v.npy'}: expected a 2-D matrix, got shape (3,)")
+
+
+# ---- targets this machine cannot run; RPC trackers that are not there ----
+
+def test_bench_and_tune_refuse_a_foreign_architecture(files, capsys, no_compile):
+    fails(capsys, ["bench", files / "pc.lrq", "--dims", DIMS, "--target", "aarch64"],
+          "lrqc: error: lrqc bench runs the kernel on this machine, which lacks architecture "
+          "aarch64-linux-gnu; build for that machine with `lrqc build` instead")
+    fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS, "--target", "aarch64"],
+          "lrqc: error: lrqc tune checks every kept candidate against lrqc.reference on this "
+          "host, which cannot run aarch64-linux-gnu code; tune on a machine of that "
+          "architecture (locally or as the RPC client)")
+
+
+@pytest.mark.parametrize("rpc", ["nohost.invalid:1", "127.0.0.1:1"])
+def test_tune_with_an_unreachable_tracker(files, capsys, rpc):
+    fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS, "--rpc", rpc, "--key", "k",
+                   "--trials", "1"],
+          (f"lrqc: error: --rpc {rpc}: no TVM RPC tracker answers there (",))
+    assert not (files / "cache").exists()  # no search started
+
+
+def test_tune_with_a_tracker_lacking_the_key(files, capsys):
+    pytest.importorskip("tornado")
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
+    try:
+        fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS, "--rpc",
+                       f"127.0.0.1:{tracker.port}", "--key", "nokey", "--trials", "1"],
+              f"lrqc: error: --rpc 127.0.0.1:{tracker.port}: the tracker has no server with "
+              "--key nokey (its servers: none)")
+    finally:
+        tracker.terminate()
+
+
+# ---- --debug, internal errors, errors in threads ----
+
+def test_debug_prints_the_traceback_of_a_user_error(files, capsys):
+    argv = ["run", str(files / "nothing"), "--a", "A.npy", "--b", "B.npy", "-o",
+            str(files / "C.npy")]
+    line = f"lrqc: error: {files / 'nothing'}: no such artifact directory"
+    fails(capsys, argv, line)
+    assert main(["--debug", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "LrqcError" in err
+    assert err.splitlines()[-1] == line
+
+
+def test_internal_errors_are_one_line_without_debug(files, capsys, monkeypatch):
+    from lrqc import cli
+
+    def broken(args):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    argv = ["check", str(files / "pc.lrq")]
+    fails(capsys, argv, "lrqc: internal error (RuntimeError: boom second line); rerun with "
+          "`lrqc --debug ...` and report its traceback", code=2)
+    assert main(["--debug", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last):" in err and "RuntimeError: boom" in err
+    assert err.splitlines()[-1].startswith("lrqc: internal error (RuntimeError: boom")
+
+
+def test_errors_in_threads_are_one_line_without_debug(files, capsys, monkeypatch):
+    from lrqc import cli
+
+    def threaded(args):
+        t = threading.Thread(target=lambda: 1 / 0)
+        t.start()
+        t.join()
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_check", threaded)
+    before = threading.excepthook
+    assert main(["check", str(files / "pc.lrq")]) == 0
+    err = capsys.readouterr().err
+    assert err == "lrqc: error in a background thread: ZeroDivisionError: division by zero\n"
+    assert main(["--debug", "check", str(files / "pc.lrq")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.endswith("ZeroDivisionError: division by zero\n")
+    assert threading.excepthook is before  # restored after main
+
+
+def test_the_console_script_prints_no_traceback(files):
+    exe = Path(sys.executable).with_name("lrqc")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "lrqc.cli"]
+    res = subprocess.run(cmd + ["cache", "import", str(files / "bin.dat")], capture_output=True,
+                         text=True, timeout=120, check=False,
+                         env={**os.environ, "PYTHONWARNINGS": "ignore",
+                              "LRQC_CACHE_DIR": str(files / "cache")})
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr == (f"lrqc: error: {files / 'bin.dat'}: binary content, not a JSON-lines "
+                          "file (not UTF-8 text)\n")
