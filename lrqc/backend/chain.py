@@ -59,10 +59,11 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
     m = s.b.rank
     if isinstance(s.a, QuantOperand) and s.a.residuals:
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms on A with LPLR weights are "
-                                "not compiled (the methods note multiplies them by the exact B, "
+                                "not compiled (the contract multiplies them by the exact B, "
                                 "which an LPLR kernel does not keep)")
-    first = ("p1_", replace(s, b=CODES), m + 1, K) if integer_left(s, K) else \
-        ("p1_", replace(s, b=F32), m, K)
+    t = replace(s, output="float32")  # the intermediate A' L; the chain rounds C at its end
+    first = ("p1_", replace(t, b=CODES), m + 1, K) if integer_left(s, K) else \
+        ("p1_", replace(t, b=F32), m, K)
     return [first, ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
 
 
