@@ -239,7 +239,14 @@ class Kernel:
                              f"got {A.shape[0]}x{A.shape[1]}")
         return next(b for b in self._buckets if b.plan.m >= m), A
 
-    def _quantize(self, bk: _Bucket, A: np.ndarray) -> int:
+    def _quantize(self, A) -> tuple[_Bucket, int]:
+        """(bucket, m) after A's checks, its copy into the bucket's buffer and quantize_a (for
+        tests that read the buffers; calls hold the bucket's lock throughout instead)."""
+        bk, A = self._bucket(A)
+        with bk.lock:
+            return bk, self._fill(bk, A)
+
+    def _fill(self, bk: _Bucket, A: np.ndarray) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m."""
         m = A.shape[0]
         if (m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous
@@ -271,7 +278,7 @@ class Kernel:
         bk, A = self._bucket(A)
         t = packed.tensors
         with bk.lock:
-            m = self._quantize(bk, A)
+            m = self._fill(bk, A)
             if bk.comp is not None:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
@@ -298,7 +305,7 @@ class Kernel:
         out = empty(shape, "int32", self.dev)
         t = packed.tensors
         with bk.lock:
-            m = self._quantize(bk, A)
+            m = self._fill(bk, A)
             bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
@@ -319,7 +326,7 @@ class Kernel:
     def _stage_times(self, bk: _Bucket, A, packed: Packed, repeat: int) -> dict[str, float]:
         import time
 
-        m = self._quantize(bk, A)
+        m = self._fill(bk, A)
         t = packed.tensors
         buf = bk.a.numpy()
         stages = {
