@@ -1,16 +1,20 @@
-"""Public entry points on scheme text: parse_schemes and load_schemes."""
+"""Public entry points on scheme text: parse_schemes and load_schemes (files are UTF-8)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import LrqcError, SchemeError
+from .errors import LrqcError, SchemeError, Span
 from .frontend import elaborate, parse
 from .frontend.model import Scheme
+from .frontend.parser import MAX_SOURCE_CHARS
 
 
-def parse_schemes(text: str, filename: str = "<string>") -> dict[str, Scheme]:
-    """Every scheme of `text`, name -> Scheme in file order. Raises SchemeError (an LrqcError)."""
+def parse_schemes(text: str | bytes, filename: str = "<string>") -> dict[str, Scheme]:
+    """Every scheme of `text`, name -> Scheme in file order. Raises SchemeError (an LrqcError).
+    Bytes are decoded as by load_schemes (UTF-8, an optional byte-order mark)."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        text = decode_scheme_bytes(bytes(text), filename)
     out: dict[str, Scheme] = {}
     decls = parse(text, filename)
     for decl in decls:
@@ -21,14 +25,41 @@ def parse_schemes(text: str, filename: str = "<string>") -> dict[str, Scheme]:
     return out
 
 
-def load_schemes(path) -> dict[str, Scheme]:
-    """parse_schemes() of a file."""
+def decode_scheme_bytes(data: bytes, filename: str) -> str:
+    """Scheme text from the bytes of a file: UTF-8 (a leading byte-order mark is dropped by the
+    parser). Anything else is a SchemeError at the first bad byte, naming the file."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = data.decode("utf-8", "replace")  # the line, with the bad bytes as U+FFFD
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        col = len(data[line_start:exc.start].decode("utf-8", "replace")) + 1
+        raise SchemeError(f"scheme file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                          f"{exc.start}); save it as UTF-8",
+                          Span(filename, line, col, line, col + 1, shown)) from None
+
+
+def read_scheme_text(path) -> str:
+    """The text of a scheme file: read, size-checked and decoded (decode_scheme_bytes)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        size = p.stat().st_size
+        if p.is_dir():
+            raise LrqcError(f"cannot read scheme file {p}: it is a directory")
+        # a character is at least one byte: a larger file is refused before it is read
+        if size > 4 * MAX_SOURCE_CHARS:
+            raise LrqcError(f"scheme file {p} is too large ({size} bytes); at most "
+                            f"{MAX_SOURCE_CHARS} characters are read")
+        data = p.read_bytes()
     except OSError as exc:
-        raise LrqcError(f"cannot read scheme file {p}: {exc.strerror}") from None
-    return parse_schemes(text, str(path))
+        raise LrqcError(f"cannot read scheme file {p}: {exc.strerror or exc}") from None
+    return decode_scheme_bytes(data, str(path))
+
+
+def load_schemes(path) -> dict[str, Scheme]:
+    """parse_schemes() of a file (read_scheme_text)."""
+    return parse_schemes(read_scheme_text(path), str(path))
 
 
 def pick_scheme(schemes: dict[str, Scheme], name: str | None, filename: str) -> Scheme:

@@ -3,11 +3,20 @@ formula in plain math, the cost table, the pack/run split and every fallback. Re
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy
 
 from .frontend.bind import bind_dims
 from .frontend.model import (
-    Dense, FloatOperand, LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse,
+    Dense,
+    FloatOperand,
+    LowRank,
+    LplrOperand,
+    Quant,
+    QuantOperand,
+    Scheme,
+    Sparse,
 )
 from .frontend.unparse import unparse
 from .ir import lower_ast, print_program
@@ -19,6 +28,7 @@ from .reference.quant import int_range
 
 EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes")
 DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
+_CELL_WIDTH = 60
 
 
 def _scale(q: Quant, role: str) -> str:
@@ -47,8 +57,8 @@ def base_formula(s: Scheme) -> list[str]:
     if s.product is not None:
         p = s.product
         return [f"A ≈ U_A' V_A'ᵀ, B ≈ U_B' V_B'ᵀ  ({p.method} rank {p.rank}, √Σ on both factors)",
-                f"C ≈ Q{p.bits[0]}(U_A') · (Q{p.bits[1]}(V_A'ᵀ) · Q{p.bits[1]}(U_B')) · "
-                f"Q{p.bits[2]}(V_B'ᵀ)   (r x r core first, then the cheaper side)"]
+                (f"C ≈ Q{p.bits[0]}(U_A') · (Q{p.bits[1]}(V_A'ᵀ) · Q{p.bits[1]}(U_B')) · "
+                 f"Q{p.bits[2]}(V_B'ᵀ)   (r x r core first, then the cheaper side)")]
     a, b = s.a, s.b
     if isinstance(a, QuantOperand) and isinstance(b, QuantOperand):
         qa, qb = a.quant, b.quant
@@ -148,17 +158,27 @@ def _num(e) -> str:
     return str(e)
 
 
+@lru_cache(maxsize=4096)
+def _cell(e, dims) -> str:
+    """Text of one cost expression at dims (None: symbolic). Rows of a scheme repeat the same
+    few expressions, so each is substituted and printed once."""
+    if dims is not None:
+        e = e.subs({M_SYM: dims[0], N_SYM: dims[1], K_SYM: dims[2]})
+    return _num(e)
+
+
 def cost_text(p, dims) -> str:
     table = estimate_cost(p)
-    sub = {} if dims is None else {M_SYM: dims[0], N_SYM: dims[1], K_SYM: dims[2]}
+    dims = None if dims is None else tuple(dims)
     rows = [("#", "op", "stage", "flops", "bytes read", "bytes written")]
     for r in table.rows:
-        rows.append((str(r.index), r.kind, r.stage, _num(r.flops.subs(sub)),
-                     _num(r.bytes_read.subs(sub)), _num(r.bytes_written.subs(sub))))
+        rows.append((str(r.index), r.kind, r.stage, _cell(r.flops, dims),
+                     _cell(r.bytes_read, dims), _cell(r.bytes_written, dims)))
     for stage in ("pack", "run"):
-        f, br, bw = table.total(stage)
-        rows.append(("", "total", stage, _num(f.subs(sub)), _num(br.subs(sub)), _num(bw.subs(sub))))
-    w = [max(len(r[i]) for r in rows) for i in range(6)]
+        rows.append(("", "total", stage, *(_cell(e, dims) for e in table.total(stage))))
+    # columns are as wide as their longest cell up to _CELL_WIDTH; longer cells (the totals of a
+    # scheme with many distinct terms) run over instead of padding every row to their width
+    w = [min(max(len(r[i]) for r in rows), _CELL_WIDTH) for i in range(6)]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 

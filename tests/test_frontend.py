@@ -181,3 +181,235 @@ def test_load_schemes_missing_file_is_clear(tmp_path):
 def test_grammar_is_the_only_syntax_source():
     py = "\n".join(p.read_text() for p in (ROOT / "lrqc").rglob("*.py"))
     assert "Lark(grammar_path()" in py and "%import" not in py
+
+
+# ---- limits, decoding, line breaks, long tokens (docs/language-limits.md) -------------------------
+
+LIMIT_ERRORS = [  # (operand spec, the text the caret must point at, a regex of the message)
+    ("int8 per_vector(2147483648)", "2147483648", r"vector must be <= 65536, found 2147483648"),
+    ("int8 per_block(65537)", "65537", r"vector must be <= 65536"),
+    ("int8 per_vector(-4)", "-4", r"vector must be >= 1, found -4"),
+    ("int8 + lowrank(rank=0)", "0)", r"rank must be >= 1"),
+    ("int8 + lowrank(rank=2.5)", "2.5", r"rank must be an integer, found the number 2.5"),
+    ("int8 + lowrank(rank=2.0)", "2.0", r"rank must be an integer"),
+    ("int8 + lowrank(rank=1e3)", "1e3", r"rank must be an integer"),
+    ("int8 + lowrank(rank=1048577)", "1048577", r"rank must be <= 1048576"),
+    ("int8 + lowrank(oversample=1048577)", "1048577", r"oversample must be <= 1048576"),
+    ("int8 + lowrank(power_iters=1000)", "1000", r"power_iters must be <= 64"),
+    ("int8 + lowrank(seed=4294967296)", "4294967296", r"seed must be <= 4294967295"),
+    ("int8 + lowrank(seed=-1)", "-1", r"seed must be >= 0"),
+    ("int8 round=stochastic seed=99999999999", "99999999999", r"seed must be <= 4294967295"),
+    ("int8 + sparse(threshold=1e999)", "1e999", r"number 1e999 is out of range: .*finite"),
+    ("int8 + sparse(threshold=-1e999)", "-1e999", r"finite"),
+    ("int8 + sparse(threshold=1e7)", "1e7", r"threshold must be <= 1e\+06"),
+    ("int8 + sparse(threshold=nan)", "nan", r"threshold must be a number, found 'nan'"),
+    ("int8 + sparse(max_density=inf)", "inf", r"must be a number, found 'inf'"),
+    ("int8 + sparse(max_density=NaN)", "NaN", r"must be a number, found 'NaN'"),
+    ("int8 + dense(int8 per_vector(0))", "0)", r"vector must be >= 1"),
+    ("lplr(rank=8, power_iters=65)", "65", r"power_iters must be <= 64"),
+    ("int8 " + "per_vector(" * 17 + "1" + ")" * 17, "(1)", r"nested more than 16 deep"),
+]
+
+
+@pytest.mark.parametrize("spec,marker,pattern", LIMIT_ERRORS, ids=[c[0][:40] for c in LIMIT_ERRORS])
+def test_numbers_and_nesting_beyond_the_limits_are_located_errors(spec, marker, pattern):
+    text = _wrap(spec)
+    err = _error(text)
+    line = err.span.line
+    src = text.split("\n")[line - 1]
+    assert marker in src
+    col = src.rindex(marker) + 1
+    head = str(err).splitlines()[0]
+    assert head.startswith(f"bad.lrq:{line}:{col}: error: "), str(err)
+    assert re.search(pattern, head), str(err)
+
+
+def test_calls_nested_a_thousand_deep_are_an_error_not_a_recursion_error():
+    for depth in (100, 1000, 50_000):
+        text = "scheme s {\n a: int8 " + "per_vector(" * depth + "1" + ")" * depth + "\n b: int8 }"
+        err = _error(text)
+        assert (err.span.line, err.span.column) == (2, len(" a: int8 ") + 11 * 16 + 11)
+        assert "nested more than 16 deep" in str(err) and len(str(err)) < 400
+    # tuples nest no deeper than the grammar allows; parentheses in comments do not count
+    err = _error("scheme s { product: lowrank(rank=2, bits=" + "(" * 40 + "8" + ")" * 40 + ") }")
+    assert "nested more than 16 deep" in str(err)
+    assert lrqc.parse_schemes(_wrap("int8 # " + "(" * 100))["s"].a.quant.fmt == "int8"
+
+
+def test_huge_tokens_are_cut_in_messages():
+    cases = [  # (text, message regex)
+        (_wrap("int" + "9" * 5000), r"name too long: 5003 characters, at most 64 \('int9{37}\.\.\.'\)"),
+        (_wrap("int8 per_vector(" + "9" * 5000 + ")"), r"number too long: 5000 characters"),
+        (_wrap("x" * 100_000), r"name too long"),
+        (_wrap("int8 " + "y" * 100_000 + " $"), r"unexpected character '\$'"),
+        (_wrap("int8 per_tensor(" + "z" * 100_000), r"unexpected"),
+        ("scheme " + "s" * 65 + " { a: int8\n b: int8 }", r"name too long: 65 characters"),
+    ]
+    for text, pattern in cases:
+        rendered = str(_error(text))
+        assert re.search(pattern, rendered), rendered[:500]
+        assert len(rendered) < 600 and all(len(line) < 240 for line in rendered.splitlines())
+        src, caret = rendered.splitlines()[1:3]
+        assert src[caret.index("^")] != " " or "unexpected end" in rendered, rendered
+    # a long token quoted in any message is cut to 40 characters and "..."
+    err = lrqc.SchemeError("unknown entry '" + "k" * 500 + ":'")
+    assert str(err) == "error: unknown entry '" + "k" * 40 + "...'"
+    # the caret stays under the column in a window of a long line
+    text = _wrap("int8 per_tensor" + " " * 300 + "round=flor")
+    rendered = str(_error(text))
+    src, caret = rendered.splitlines()[1:3]
+    assert src.startswith("    ...") and src[caret.index("^"):] == "flor"
+
+
+@pytest.mark.parametrize("ch", ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"],
+                         ids=lambda c: f"U+{ord(c):04X}")
+def test_caret_line_is_the_reported_line_with_odd_line_breaks(ch):
+    # in a comment: not a line break for the parser, so not for the message either
+    text = f"scheme s {{  # one{ch}two\n    a: int9\n    b: int8\n}}\n"
+    rendered = str(_error(text))
+    head, src, caret = rendered.splitlines()[:3] if ch not in "\x1c\x1d\x1e\x85\u2028\u2029" \
+        else rendered.split("\n")[:3]
+    assert head.startswith("bad.lrq:2:8: error: bit width 9"), rendered
+    assert src == "    " + "    a: int9" and caret == "    " + " " * 7 + "^~~~"
+    # in the scheme text: an error at its own column, on its line, shown as a space
+    text = f"scheme s {{\n    a: int8{ch}per_channel\n    b: int8\n}}\n"
+    if ch == "\f":  # white space in the grammar, like a blank
+        assert lrqc.parse_schemes(text)["s"].a.quant.granularity == "per_channel"
+    else:
+        head, src, caret = str(_error(text)).split("\n")[:3]
+        assert head.startswith(f"bad.lrq:2:12: error: unexpected character U+{ord(ch):04X}"), head
+        assert src == "        a: int8 per_channel" and caret.index("^") == 4 + 11
+    # before a line break: the error after it is on the line lark counts
+    text = f"scheme s {{ # {ch}\n    a: int8\n    b: int9\n}}\n"
+    assert str(_error(text)).split("\n")[:2] == [
+        ("bad.lrq:3:8: error: bit width 9 of 'int9' is out of range: integer formats are "
+        "int1..int8 and uint1..uint8"), "        b: int9"]
+
+
+def test_crlf_and_tab_keep_the_caret_under_the_column():
+    text = "scheme s {\r\n    a: int8\r\n\tb: int9\r\n}\r\n"
+    rendered = str(_error(text))
+    head, src, caret = rendered.split("\n")[:3]
+    assert head.startswith("bad.lrq:3:5: error:") and src == "     b: int9"
+    assert caret.index("^") == src.index("int9")
+
+
+def test_end_of_file_error_is_after_the_last_character():
+    for tail in ("", "\n", "\n\n   \n", "\r\n", "\u2028"):
+        err = _error("scheme s {\n    a: int8" + tail)
+        assert (err.span.line, err.span.column) == (2, 12), tail
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    text = "\ufeffscheme s {\n    a: int8\n    b: int9\n}\n"
+    err = _error(text)  # columns and lines as if the mark were not there
+    assert str(err).startswith("bad.lrq:3:8: error: bit width 9")
+    assert str(err).split("\n")[1] == "        b: int9"
+    path = tmp_path / "bom.lrq"
+    path.write_bytes(b"\xef\xbb\xbf" + b"scheme s {\n    a: int8\n    b: int4\n}\n")
+    assert lrqc.load_schemes(path)["s"].b.quant.bits == 4
+    assert lrqc.parse_schemes(path.read_bytes(), str(path))["s"].b.quant.bits == 4
+    err = _error("scheme s { a: int8\n \ufeff b: int8 }")  # not at the start: an odd character
+    assert "U+FEFF" in str(err)
+
+
+def test_files_that_are_not_utf8_are_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.lrq"
+    path.write_bytes("scheme s {\n    a: int8  # café\n    b: int8\n}\n".encode("latin-1"))
+    with pytest.raises(lrqc.SchemeError) as info:
+        lrqc.load_schemes(path)
+    head = str(info.value).splitlines()[0]
+    assert head == (f"{path}:2:19: error: scheme file is not UTF-8 text (byte 0xe9 at offset 29); "
+                    "save it as UTF-8")
+    assert str(info.value).splitlines()[2].index("^") == 4 + 18
+    with pytest.raises(lrqc.SchemeError, match="not UTF-8"):
+        lrqc.parse_schemes(b"\xff\xfe" + "scheme".encode("utf-16-le"), "u16.lrq")
+    (tmp_path / "dir.lrq").mkdir()
+    with pytest.raises(lrqc.LrqcError, match="it is a directory"):
+        lrqc.load_schemes(tmp_path / "dir.lrq")
+    big = tmp_path / "big.lrq"
+    big.write_bytes(b"#" * (5 << 20))
+    with pytest.raises(lrqc.LrqcError, match=r"too large \(5242880 bytes\)"):
+        lrqc.load_schemes(big)
+    with pytest.raises(lrqc.LrqcError, match="must be a str"):
+        lrqc.parse_schemes(12)
+
+
+def test_cli_explain_syntax_reads_the_file_as_load_schemes_does(tmp_path, capsys):
+    from lrqc.cli import main
+
+    path = tmp_path / "bom.lrq"
+    path.write_bytes(b"\xef\xbb\xbfscheme s {\n    a: int8\n    b: int8\n}\n")
+    assert main(["explain", "--emit", "syntax", str(path)]) == 0
+    assert "== syntax ==\nscheme s" in capsys.readouterr().out
+    path.write_bytes(b"scheme s {\n    a: int8\n    b: int8 # \xff\n}\n")
+    assert main(["explain", "--emit", "syntax", str(path)]) == 1
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_long_files_and_many_schemes():
+    one = "scheme s{i} {{\n    a: int8 per_channel + lowrank(rank=2)\n    b: int4 per_channel\n}}\n"
+    text = "".join(one.format(i=i) for i in range(2000))
+    assert len(lrqc.parse_schemes(text)) == 2000
+    with pytest.raises(lrqc.LrqcError, match=r"too long; at most 1048576 characters"):
+        lrqc.parse_schemes("#" * (1 << 20) + "\n" + _wrap("int8"))
+    entries = "scheme s {\n" + "    a: int8\n" * 3000 + "}\n"
+    assert "duplicate entry 'a:' (first given at line 2)" in str(_error(entries))
+
+
+def test_sizes_beyond_the_limits_are_errors_in_bind_dims():
+    s = _scheme("int8 per_vector(64) pad=false")
+    with pytest.raises(lrqc.SchemeError, match=r"per_vector\(64\) of 'a' is longer than K=32; "
+                                               r"allow zero-padding with pad=true"):
+        bind_dims(s, 8, 16, 32)
+    assert bind_dims(_scheme("int8 per_vector(64)"), 8, 16, 32) == [
+        "a: K=32 is zero-padded to 64 for per_vector(64)"]
+    # V <= K: padding is below V; V > K: K becomes V, and the padded operand must fit
+    s = _scheme("int8 per_vector(65536)")
+    with pytest.raises(lrqc.SchemeError, match=r"A of 40000 x 65536 = .* too large") as info:
+        bind_dims(s, 40000, 16, 32)
+    assert info.value.span.line == 2
+    with pytest.raises(lrqc.InputError, match=r"C of 65536 x 65536 = 4294967296 values is too"):
+        bind_dims(_scheme("int8"), 65536, 65536, 8)
+    with pytest.raises(lrqc.InputError, match="positive integer"):
+        bind_dims(_scheme("int8"), True, 8, 8)
+    import numpy as np
+
+    assert bind_dims(_scheme("int8"), np.int64(8), 8, 8) == []
+    s = _scheme("int8 + dense(int8 per_vector(64) pad=false)")
+    with pytest.raises(lrqc.SchemeError, match="a residual term of 'a' is longer than K=32"):
+        bind_dims(s, 8, 16, 32)
+
+
+def test_reference_and_compiler_refuse_the_sizes_bind_dims_refuses():
+    import numpy as np
+
+    s = _scheme("int8 per_vector(65536)")
+    with pytest.raises(lrqc.SchemeError, match="too large"):
+        lrqc.reference.matmul(s, np.ones((40000, 4)), np.ones((4, 4)))
+    pytest.importorskip("tvm")
+    with pytest.raises(lrqc.LrqcError, match="too large"):
+        lrqc.compile(_scheme("int8"), M=65536, N=65536, K=8)
+
+
+def test_explain_is_fast_for_a_thousand_terms():
+    import time
+
+    from lrqc.explain import explain
+    from lrqc.passes.cost import tidy
+
+    s = _scheme("int8" + " + dense()" * 1000)
+    tidy.cache_clear()
+    t0 = time.perf_counter()
+    text = explain(s)
+    assert time.perf_counter() - t0 < 5, "explain of 1,000 terms took more than 5 s (was 94 s)"
+    assert text.count("\n") < 20_000
+    # each distinct cost expression is simplified once: 1,000 equal terms cost what 3 do
+    misses = tidy.cache_info().misses
+    tidy.cache_clear()
+    explain(_scheme("int8" + " + dense()" * 3))
+    assert misses == tidy.cache_info().misses
+    # many distinct terms: the cost table stays linear in size (long totals run over)
+    s = _scheme("int8" + "".join(f" + dense(int8 per_vector({v}))" for v in range(1, 101)))
+    text = explain(s)
+    assert len(text) < 400_000

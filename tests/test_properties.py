@@ -27,7 +27,7 @@ from lrqc.frontend.model import (
     FLOAT_TYPES, FP_ELEMENT_FORMATS, Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand,
     Quant, QuantOperand, Scheme, Sparse, int_format,
 )
-from lrqc.frontend.schema import MAX_SCALE_BITS
+from lrqc.frontend.schema import MAX_POWER_ITERS, MAX_SCALE_BITS
 from lrqc.frontend.unparse import unparse
 from lrqc.ir import lower_ast, print_program, verify
 from lrqc.passes import bind, estimate_cost, infer_shapes, run_passes, split_stages
@@ -108,7 +108,7 @@ def lowranks(draw, max_rank: int | None = None) -> LowRank:
     return LowRank(
         rank=rank, method=method,
         oversample=draw(st.integers(0, 8 if small else 10**6)),
-        power_iters=draw(st.integers(0, 2 if small else 10**6)),
+        power_iters=draw(st.integers(0, 2 if small else MAX_POWER_ITERS)),
         seed=draw(st.integers(0, 2**31 - 1)),
     )
 
@@ -135,7 +135,7 @@ def lplrs(draw, max_rank: int | None = None) -> LplrOperand:
         sketch="gaussian",
         seed=draw(st.integers(0, 2**31 - 1)),
         method=draw(st.sampled_from(["lplr", "dsvd"])),
-        power_iters=draw(st.integers(0, 2 if max_rank is not None else 10**6)),
+        power_iters=draw(st.integers(0, 2 if max_rank is not None else MAX_POWER_ITERS)),
         normalize_shift=draw(st.booleans()),
     )
 
@@ -161,7 +161,7 @@ def products(draw, max_rank: int | None = None) -> LowRankProduct:
         rank=draw(st.integers(1, max_rank if small else 10**6)),
         method=draw(st.sampled_from(["rsvd", "svd"])),
         oversample=draw(st.integers(0, 8 if small else 10**6)),
-        power_iters=draw(st.integers(0, 2 if small else 10**6)),
+        power_iters=draw(st.integers(0, 2 if small else MAX_POWER_ITERS)),
         seed=draw(st.integers(0, 2**31 - 1)),
         bits=tuple(draw(st.integers(1, 8)) for _ in range(3)),
     )

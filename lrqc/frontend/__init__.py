@@ -3,4 +3,4 @@
 from .elaborate import elaborate
 from .parser import parse
 
-__all__ = ["parse", "elaborate"]
+__all__ = ["elaborate", "parse"]

@@ -9,8 +9,18 @@ from ..errors import SchemeError, nearest_word
 from . import schema as S
 from . import syntax as sx
 from .model import (
-    FLOAT_TYPES, FP_ELEMENT_FORMATS, Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand,
-    Quant, QuantOperand, Scheme, Sparse, int_format,
+    FLOAT_TYPES,
+    FP_ELEMENT_FORMATS,
+    Dense,
+    FloatOperand,
+    LowRank,
+    LowRankProduct,
+    LplrOperand,
+    Quant,
+    QuantOperand,
+    Scheme,
+    Sparse,
+    int_format,
 )
 
 

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import Span
 
 FP_ELEMENT_FORMATS = ("e5m2", "e4m3", "e3m2", "e2m3", "e2m1")
 FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
-_INT_RE = re.compile(r"^(u?)int(\d+)$")
+_INT_RE = re.compile(r"^(u?)int(\d{1,9})$")  # more digits: not a format name
 
 
 def int_format(name: str) -> tuple[bool, int] | None:
-    """(signed, bits) for 'int8'/'uint4'-style names (any width), else None."""
+    """(signed, bits) for 'int8'/'uint4'-style names (any width below 10^9), else None."""
     m = _INT_RE.match(name)
     return (m.group(1) == "", int(m.group(2))) if m else None
 
@@ -105,7 +104,7 @@ class Sparse:
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
-Residual = Union[LowRank, Dense, Sparse]
+Residual = LowRank | Dense | Sparse
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +143,7 @@ class LplrOperand:
         return int_format(self.right)[1]
 
 
-Operand = Union[FloatOperand, QuantOperand, LplrOperand]
+Operand = FloatOperand | QuantOperand | LplrOperand
 
 
 @dataclass(frozen=True, slots=True)

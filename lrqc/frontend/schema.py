@@ -22,6 +22,13 @@ ACCUMULATE_TYPES = ("int32", "int64")
 STATIC_CHOICES = ("a", "b", "none")
 MAX_BITS = 8
 MAX_SCALE_BITS = 16
+# Bounds of the integer and float parameters (docs/language-limits.md). Sizes are bounded again
+# against M, N, K by bind_dims (ranks <= the operand's smaller side, at most MAX_ELEMENTS values).
+MAX_RANK = 1 << 20  # rank and oversample
+MAX_POWER_ITERS = 64
+MAX_SEED = (1 << 32) - 1
+MAX_VECTOR = 1 << 16  # V of per_vector(V) / per_block(V)
+MAX_THRESHOLD = 1e6  # sparse(threshold=...): above about K / 2 nothing is kept anyway
 
 
 @dataclass(frozen=True)
@@ -37,33 +44,33 @@ class Param:
 # Parameters of each call, with defaults. Required parameters have default None.
 CALLS: dict[str, dict[str, Param]] = {
     "lowrank": {
-        "rank": Param("int", 1, (1, None), "rank r of the residual factors"),
+        "rank": Param("int", 1, (1, MAX_RANK), "rank r of the residual factors"),
         "method": Param("choice", "rsvd", ("sketch", "rsvd", "svd"), "factorization method"),
-        "oversample": Param("int", 8, (0, None), "extra sketch columns p (rsvd)"),
-        "power_iters": Param("int", 1, (0, None), "power iterations q (sketch, rsvd)"),
-        "seed": Param("int", 0, (0, None), "seed of the Gaussian test matrix"),
+        "oversample": Param("int", 8, (0, MAX_RANK), "extra sketch columns p (rsvd)"),
+        "power_iters": Param("int", 1, (0, MAX_POWER_ITERS), "power iterations q (sketch, rsvd)"),
+        "seed": Param("int", 0, (0, MAX_SEED), "seed of the Gaussian test matrix"),
     },
     "product": {  # `product: lowrank(...)` (LRAMM)
-        "rank": Param("int", None, (1, None), "rank r of both operands' RSVD"),
+        "rank": Param("int", None, (1, MAX_RANK), "rank r of both operands' RSVD"),
         "method": Param("choice", "rsvd", ("rsvd", "svd"), "factorization method"),
-        "oversample": Param("int", 8, (0, None), "extra sketch columns p"),
-        "power_iters": Param("int", 1, (0, None), "power iterations q"),
-        "seed": Param("int", 0, (0, None), "seed of the Gaussian test matrices"),
+        "oversample": Param("int", 8, (0, MAX_RANK), "extra sketch columns p"),
+        "power_iters": Param("int", 1, (0, MAX_POWER_ITERS), "power iterations q"),
+        "seed": Param("int", 0, (0, MAX_SEED), "seed of the Gaussian test matrices"),
         "bits": Param("bits3", (8, 8, 8), None, "bits of (U_A, V_A and U_B, V_B) factors"),
     },
     "dense": {},
     "sparse": {
-        "threshold": Param("float", 0.5, (0.0, None), "keep |x| >= 2*threshold*mean|x|"),
+        "threshold": Param("float", 0.5, (0.0, MAX_THRESHOLD), "keep |x| >= 2*threshold*mean|x|"),
         "max_density": Param("float", 0.35, (0.0, 1.0), "above this density use the dense operand"),
     },
     "lplr": {
-        "rank": Param("int", None, (1, None), "rank m of the factors"),
+        "rank": Param("int", None, (1, MAX_RANK), "rank m of the factors"),
         "left": Param("intfmt", "int4", None, "format (bits) of L, min-max quantized"),
         "right": Param("intfmt", "int8", None, "format (bits) of R, min-max quantized"),
         "sketch": Param("choice", "gaussian", ("gaussian",), "sketch matrix"),
-        "seed": Param("int", 0, (0, None), "seed of the sketch"),
+        "seed": Param("int", 0, (0, MAX_SEED), "seed of the sketch"),
         "method": Param("choice", "lplr", ("lplr", "dsvd"), "LPLR, or the direct-SVD baseline"),
-        "power_iters": Param("int", 0, (0, None), "power iterations on the sketch"),
+        "power_iters": Param("int", 0, (0, MAX_POWER_ITERS), "power iterations on the sketch"),
         "normalize_shift": Param("bool", False, None, "fit alpha*L*R + beta"),
     },
     "per_vector": {
@@ -76,8 +83,8 @@ CALLS: dict[str, dict[str, Param]] = {
 
 # Positional parameters of calls: (name, reader kind, arg).
 POSITIONAL: dict[str, tuple[tuple[str, str, Any], ...]] = {
-    "per_vector": (("vector", "int", (1, None)),),
-    "per_block": (("vector", "int", (1, None)),),
+    "per_vector": (("vector", "int", (1, MAX_VECTOR)),),
+    "per_block": (("vector", "int", (1, MAX_VECTOR)),),
     "dense": (("quant", "quant", None),),
     "sparse": (("quant", "quant", None),),
 }
@@ -89,7 +96,7 @@ QUANT_PARAMS: dict[str, Param] = {
     "calibrate": Param("choice", "maxabs", ("maxabs", "minmax"),
                        "maxabs (symmetric); unsigned formats default to minmax"),
     "scale_round": Param("choice", "ceil", ("ceil", "nearest"), "rounding of two-level scales"),
-    "seed": Param("int", 0, (0, None), "seed of stochastic rounding"),
+    "seed": Param("int", 0, (0, MAX_SEED), "seed of stochastic rounding"),
     "pad": Param("bool", True, None, "zero-pad K to a multiple of V"),
 }
 

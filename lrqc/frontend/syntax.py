@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import Span
 
@@ -35,18 +34,18 @@ class Tup:
 @dataclass(frozen=True, slots=True)
 class Option:
     key: str
-    value: Union[Word, Num, Tup]
+    value: Word | Num | Tup
     span: Span | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     name: str
-    args: tuple["Arg", ...]
+    args: tuple[Arg, ...]
     span: Span | None = field(default=None, compare=False)
 
 
-Atom = Union[Word, Num, Tup, Option, Call]
+Atom = Word | Num | Tup | Option | Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +63,11 @@ class Positional:
 @dataclass(frozen=True, slots=True)
 class Keyword:
     key: str
-    value: Union[Word, Num, Tup, Term]
+    value: Word | Num | Tup | Term
     span: Span | None = field(default=None, compare=False)
 
 
-Arg = Union[Positional, Keyword]
+Arg = Positional | Keyword
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,4 +5,4 @@ from .nodes import OP_KINDS, Program
 from .printer import print_program
 from .verify import IRError, verify
 
-__all__ = ["lower_ast", "Program", "OP_KINDS", "print_program", "verify", "IRError"]
+__all__ = ["OP_KINDS", "IRError", "Program", "lower_ast", "print_program", "verify"]

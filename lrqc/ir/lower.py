@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ..frontend.model import (
-    Dense, FloatOperand, LowRank, LowRankProduct, LplrOperand, Quant, Scheme, Sparse,
+    Dense,
+    FloatOperand,
+    LowRank,
+    LowRankProduct,
+    LplrOperand,
+    Quant,
+    Scheme,
+    Sparse,
 )
 from . import nodes as ir
 
@@ -112,8 +119,8 @@ def _lramm(bld: _Builder, p: LowRankProduct, acc: str, dims) -> str:
     def fq(bits):
         return Quant(f"int{bits}", "per_tensor")
 
-    kw = dict(method=p.method, rank=p.rank, oversample=p.oversample, power_iters=p.power_iters,
-              split="sqrt")
+    kw = {"method": p.method, "rank": p.rank, "oversample": p.oversample,
+          "power_iters": p.power_iters, "split": "sqrt"}
     ua, vat = bld.emit(ir.LowRank, ("A",), 2, seed=p.seed, **kw)
     ub, vbt = bld.emit(ir.LowRank, ("B",), 2, seed=p.seed + 1, **kw)
     bl, bi, br = p.bits

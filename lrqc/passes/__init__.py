@@ -20,4 +20,4 @@ def run_passes(p: ir.Program) -> ir.Program:
     return p
 
 
-__all__ = ["run_passes", "infer_shapes", "split_stages", "estimate_cost", "bind", "CostTable"]
+__all__ = ["CostTable", "bind", "estimate_cost", "infer_shapes", "run_passes", "split_stages"]
