@@ -413,3 +413,16 @@ def test_explain_is_fast_for_a_thousand_terms():
     s = _scheme("int8" + "".join(f" + dense(int8 per_vector({v}))" for v in range(1, 101)))
     text = explain(s)
     assert len(text) < 400_000
+
+
+def test_language_limits_doc_states_the_limits_in_force():
+    from lrqc.frontend import parser
+    from lrqc.frontend import schema as S
+    from lrqc.frontend.bind import MAX_ELEMENTS
+
+    doc = (ROOT / "docs" / "language-limits.md").read_text()
+    for value in (parser.MAX_NESTING, parser.MAX_NAME_CHARS, parser.MAX_NUMBER_CHARS,
+                  parser.MAX_SOURCE_CHARS, S.MAX_VECTOR, S.MAX_RANK, S.MAX_POWER_ITERS,
+                  S.MAX_SEED, MAX_ELEMENTS):
+        assert f"{value:,}" in doc, value
+    assert "1e6" in doc and S.MAX_THRESHOLD == 1e6
