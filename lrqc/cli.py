@@ -105,11 +105,13 @@ def cmd_explain(args) -> int:
     if not args.file:
         raise LrqcError("explain: give a scheme FILE (or --defaults)")
     emit = DEFAULT_EMITS
-    if args.emit:
+    if args.emit is not None:
         emit = tuple(e.strip() for e in args.emit.split(",") if e.strip())
         for e in emit:
             if e not in EMITS:
                 raise LrqcError(f"--emit: unknown stage {e!r}; choose from {', '.join(EMITS)}")
+        if not emit:
+            raise LrqcError(f"--emit: give some of {', '.join(EMITS)}")
     schemes = _load(args.file)
     names = [args.scheme] if args.scheme else list(schemes)
     dims = parse_dims(args.dims) if args.dims else None

@@ -24,28 +24,34 @@ def _target_arg(text):
     return text
 
 
-def output_dir(path: str) -> bool:
+def output_dir(path: str) -> Path | None:
     """Make sure a build can write into directory `path` before anything is compiled: created
-    when missing (True: this call created it), probed for writing; LrqcError saying why not."""
+    when missing, probed for writing; LrqcError saying why not. Returns the topmost folder
+    this call created (None: none), which remove_created takes away again after a failure."""
     d = Path(path)
     if d.exists() and not d.is_dir():
         raise LrqcError(f"-o {path}: exists and is not a directory")
-    created = not d.exists()
+    created = next((p for p in reversed((d, *d.parents)) if not p.exists()), None)
     try:
         d.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=d).close()
     except OSError as exc:
-        if created:
-            _remove_empty(d)
+        remove_created(d, created)
         raise LrqcError(f"-o {path}: cannot write there ({exc.strerror or exc})") from None
     return created
 
 
-def _remove_empty(d: Path) -> None:
-    try:
-        d.rmdir()
-    except OSError:
-        pass
+def remove_created(d: Path, top: Path | None) -> None:
+    """Remove the empty folders from d up to top (what output_dir created)."""
+    if top is None:
+        return
+    for p in (d, *d.parents):
+        try:
+            p.rmdir()
+        except OSError:
+            return
+        if p == top:
+            return
 
 
 def output_file(path: str) -> Path:
@@ -72,13 +78,15 @@ def cmd_build(args) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
     target = _target_arg(args.target)
+    from .backend.target import resolve
+
+    resolve(target)  # an unknown target: LrqcError before anything is written
     created = output_dir(args.output)
     t0 = time.perf_counter()
     try:
         man = build_artifact(s, m, n, k, args.output, target)
     except BaseException:
-        if created:  # leave no empty directory behind a failed build
-            _remove_empty(Path(args.output))
+        remove_created(Path(args.output), created)  # no empty folders behind a failed build
         raise
     print(f"built {s.name} M={man['dims']['M']} N={n} K={k} in {time.perf_counter() - t0:.2f} s "
           f"-> {args.output}/{man['lib']}")

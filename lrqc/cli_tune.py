@@ -36,7 +36,7 @@ def cmd_tune(args) -> int:
     if args.key and not args.rpc:
         raise LrqcError("--key names a device at an RPC tracker: give --rpc HOST:PORT too")
     only = None
-    if args.only:
+    if args.only is not None:
         only = tuple(f.strip() for f in args.only.split(",") if f.strip())
         bad = [f for f in only if f not in TUNED_FUNCTIONS]
         if bad or not only:

@@ -96,11 +96,26 @@ def test_build_into_an_unwritable_folder(files, capsys, no_compile):
           f"lrqc: error: -o {ro}: cannot write there (Permission denied)")
 
 
-def test_a_failed_build_leaves_no_folder_behind(files, capsys):
+def test_a_failed_build_leaves_no_folder_behind(files, capsys, monkeypatch):
+    from lrqc.backend import artifact
+
     out = files / "new" / "out"
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target", "sparc", "-o", out],
           ("lrqc: error: unknown target 'sparc'",))
-    assert not out.exists()
+    assert not (files / "new").exists()
+
+    def fail(scheme, m, n, k, out_dir, target):
+        assert Path(out_dir).is_dir()  # checked and created before compiling
+        raise lrqc.LrqcError("the build failed")
+
+    monkeypatch.setattr(artifact, "build_artifact", fail)
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", out],
+          "lrqc: error: the build failed")
+    assert not (files / "new").exists()  # the folders it created are gone again
+    (files / "kept").mkdir()
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", files / "kept"],
+          "lrqc: error: the build failed")
+    assert (files / "kept").is_dir()  # a folder that was there stays
 
 
 # ---- run ----
@@ -163,6 +178,10 @@ def test_cache_export_and_import_of_bad_files(files, capsys):
     (["tune", "{f}", "--dims", DIMS, "--time-budget", "0"], "--time-budget '0': must be > 0"),
     (["tune", "{f}", "--dims", DIMS, "--key", "k"],
      "--key names a device at an RPC tracker: give --rpc HOST:PORT too"),
+    (["tune", "{f}", "--dims", DIMS, "--only", ""],
+     "--only '': expected some of quantize_a, gemm, lowrank_u"),
+    (["explain", "{f}", "--emit", ""],
+     "--emit: give some of syntax, ast, ir, formula, cost, stages, notes"),
     (["eval", "{f}", "--dims", "M=4,N=4,K=99999999999"],
      "--dims: K must be a positive integer up to 2147483647, got 99999999999"),
     (["build", "{f}", "--dims", "M=1..99999999999,N=4,K=4", "-o", "x"],
@@ -170,6 +189,16 @@ def test_cache_export_and_import_of_bad_files(files, capsys):
 ])
 def test_bad_numbers_are_refused_before_any_work(files, capsys, no_compile, argv, line):
     fails(capsys, [a.format(f=files / "pc.lrq") for a in argv], "lrqc: error: " + line)
+
+
+def test_tune_with_the_xgb_model_but_no_xgboost(files, capsys):
+    from lrqc.backend.tune import cost_model_name
+
+    if cost_model_name() == "xgb":
+        pytest.skip("xgboost is installed")
+    fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS, "--cost-model", "xgb"],
+          "lrqc: error: the xgb cost model needs xgboost (pip install -e '.[tune]'); or use the "
+          "random one")
 
 
 def test_eval_of_arrays_that_are_not_one_matrix(files, capsys):

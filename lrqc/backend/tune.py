@@ -578,6 +578,11 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
             raise LrqcError(f"{name} must be at least {least}, got {value}")
     if budget_s is not None and not budget_s > 0:
         raise LrqcError(f"the time budget must be positive, got {budget_s} s")
+    if cost_model not in (None, "xgb", "random"):
+        raise LrqcError(f"cost model {cost_model!r}: expected xgb or random")
+    if cost_model == "xgb" and cost_model_name() != "xgb":
+        raise LrqcError("the xgb cost model needs xgboost (pip install -e '.[tune]'); or use "
+                        "the random one")
     tdict = resolve(target)
     if is_cuda(tdict):
         _gpu_ready(tdict, rpc)
