@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import LrqcError, SchemeError, Span
+from .errors import LrqcError, SchemeError, Span, cut, nearest_word
 from .frontend import elaborate, parse
 from .frontend.model import Scheme
 from .frontend.parser import MAX_SOURCE_CHARS
@@ -64,18 +64,23 @@ def load_schemes(path) -> dict[str, Scheme]:
 
 def pick_scheme(schemes: dict[str, Scheme], name: str | None, filename: str) -> Scheme:
     """The scheme called `name` (or the only one), with a suggestion when it is misspelt."""
-    from .errors import nearest_word
-
     if not schemes:
         raise LrqcError(f"{filename}: no scheme in file")
     if name is None:
         if len(schemes) > 1:
-            raise LrqcError(f"{filename} has {len(schemes)} schemes ({', '.join(schemes)}); "
+            raise LrqcError(f"{filename} has {len(schemes)} schemes ({_names(schemes)}); "
                             "choose one with --scheme")
         return next(iter(schemes.values()))
     if name not in schemes:
         hint = nearest_word(name, schemes)
-        raise LrqcError(f"{filename}: no scheme '{name}'"
+        raise LrqcError(f"{filename}: no scheme '{cut(name)}'"
                         + (f" (did you mean '{hint}'?)" if hint else "")
-                        + f"; schemes: {', '.join(schemes)}")
+                        + f"; schemes: {_names(schemes)}")
     return schemes[name]
+
+
+def _names(schemes, shown: int = 10) -> str:
+    """The first `shown` scheme names, and how many more there are."""
+    names = list(schemes)
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -426,3 +426,18 @@ def test_language_limits_doc_states_the_limits_in_force():
                   S.MAX_SEED, MAX_ELEMENTS):
         assert f"{value:,}" in doc, value
     assert "1e6" in doc and S.MAX_THRESHOLD == 1e6
+
+
+def test_scheme_choice_messages_stay_short():
+    from lrqc.api import pick_scheme
+
+    schemes = lrqc.parse_schemes("".join(f"scheme s{i} {{ a: int8\n b: int8 }}\n" for i in range(500)))
+    with pytest.raises(lrqc.LrqcError) as info:
+        pick_scheme(schemes, None, "many.lrq")
+    assert str(info.value) == ("many.lrq has 500 schemes (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, "
+                               "... (490 more)); choose one with --scheme")
+    with pytest.raises(lrqc.LrqcError) as info:
+        pick_scheme(schemes, "x" * 100_000, "many.lrq")
+    assert len(str(info.value)) < 200 and "'" + "x" * 40 + "...'" in str(info.value)
+    assert "(did you mean 's10'?)" in str(pytest.raises(lrqc.LrqcError, pick_scheme, schemes,
+                                                          "s10x", "f").value)
