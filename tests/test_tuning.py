@@ -1,7 +1,8 @@
-"""lrqc tune and the tuning database (issue 5): records keyed so they never leak across
-targets or versions, every kept candidate checked against lrqc.reference (wrong ones rejected
-and counted), builds replaying records, lrqc cache commands, and tuning through an RPC tracker
-and server on loopback."""
+"""lrqc tune and the tuning database: records keyed so they never leak across targets or
+versions, every kept candidate checked against lrqc.reference (wrong ones rejected and
+counted), builds replaying records, lrqc cache commands, tuning through an RPC tracker and
+server on loopback; bad, edited, implausible and tampered records listed, ignored by builds
+with the reason, refused on import and write, and removed by prune."""
 
 from __future__ import annotations
 
