@@ -231,9 +231,25 @@ def test_tune_with_an_unreachable_tracker(files, capsys, rpc):
     assert not (files / "cache").exists()  # no search started
 
 
-def test_tune_with_a_tracker_lacking_the_key(files, capsys):
+def test_tune_exits_1_when_nothing_could_be_measured(files, capsys, monkeypatch):
+    from lrqc.backend import tune
+
+    row = {"symbol": "gemm_m4", "trials": 2, "valid": 0, "rejected": 0, "wall_s": 1.0,
+           "failed": True, "status": "no valid candidate (every measurement failed; the first: "
+                                     "no server): the hand schedule stays"}
+    monkeypatch.setattr(tune, "tune_scheme", lambda *a, **k: [row])
+    out = fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS],
+                "lrqc: error: tuning failed for gemm_m4 (see above): nothing recorded for it")
+    assert "gemm_m4         no valid candidate (every measurement failed" in out
+
+
+def test_tune_with_a_tracker_lacking_the_key(files, capsys, monkeypatch):
     pytest.importorskip("tornado")
     from tvm.rpc.tracker import Tracker
+
+    from lrqc.backend import tune
+
+    monkeypatch.setattr(tune, "TRACKER_WAIT_S", 1.0)
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     try:

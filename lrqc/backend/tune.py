@@ -296,10 +296,13 @@ def _tracker(rpc: str, key: str | None) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_tracker(rpc: str, key: str | None, wait_s: float = 10.0) -> None:
+TRACKER_WAIT_S = 10.0  # how long lrqc tune waits for a server with the key to register
+
+
+def check_tracker(rpc: str, key: str | None) -> None:
     """LrqcError unless an RPC tracker answers at rpc (HOST:PORT) and a server with this key
-    is registered there (waited for up to wait_s): MetaSchedule's runner would otherwise fail
-    every measurement, in threads that print tracebacks."""
+    is registered there (waited for up to TRACKER_WAIT_S): MetaSchedule's runner would
+    otherwise fail every measurement, in threads that print tracebacks."""
     import socket
     import struct
 
@@ -313,7 +316,7 @@ def check_tracker(rpc: str, key: str | None, wait_s: float = 10.0) -> None:
             reply = base.recvall(sock, 4)
             if struct.unpack("<i", reply)[0] != base.RPC_TRACKER_MAGIC:
                 raise LrqcError(f"--rpc {rpc}: what answers there is not a TVM RPC tracker")
-            deadline = time.time() + wait_s
+            deadline = time.time() + TRACKER_WAIT_S
             while True:
                 base.sendjson(sock, [base.TrackerCode.SUMMARY])
                 summary = base.recvjson(sock)[1]
