@@ -61,18 +61,15 @@ def cmd_tune(args) -> int:
     return 0
 
 
-def _pick(entries, prefixes, what: str = "") -> list:
+def _pick(entries, prefixes) -> list:
     """The (path, Record | BadRecord) entries whose hash starts with one of the prefixes (all
     without prefixes); LrqcError for a prefix that matches none."""
     if not prefixes:
         return entries
-    out = []
     for p in prefixes:
-        hit = [e for e in entries if e[0].stem.startswith(p) and e not in out]
-        if not hit and not any(e[0].stem.startswith(p) for e in out):
+        if not any(path.stem.startswith(p) for path, _ in entries):
             raise LrqcError(f"no tuning record {p!r} (lrqc cache ls lists them)")
-        out += hit
-    return out
+    return [(path, r) for path, r in entries if any(path.stem.startswith(p) for p in prefixes)]
 
 
 def cmd_cache(args) -> int:
