@@ -198,11 +198,13 @@ def _numpy_dtype(name: str):
 
 
 def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:
-    """(N or 1, G or 1) per-column (or per-tensor) values -> (N or 1, G)."""
+    """(N or 1, G or 1) per-column (or per-tensor) values -> (N or 1, groups). Groups past the
+    quantizer's own (a compensated kernel pads K to 16 lanes) hold K padding only, whose
+    centered codes are 0: they repeat the last group's values (in range, like every other)."""
     arr = np.asarray(arr, dtype=np.float64)
     if arr.shape[1] == 1:
-        arr = np.repeat(arr, groups, axis=1)
-    return arr
+        return np.repeat(arr, groups, axis=1)
+    return np.pad(arr, ((0, 0), (0, groups - arr.shape[1])), mode="edge")
 
 
 def static_terms(p: KernelPlan, B: np.ndarray):
