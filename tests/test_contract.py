@@ -220,3 +220,18 @@ def test_reference_and_compiler_refuse_the_same_sizes(body, dims):
         matmul(s, rng.standard_normal((m, k)), rng.standard_normal((k, n)))
     with pytest.raises(lrqc.LrqcError, match="exceeds"):
         lrqc.compile(s, m, n, k)
+
+
+@pytest.mark.parametrize("target", ["x86-avx512-vnni", "x86-avx2"])
+@pytest.mark.parametrize("body", [
+    "a: int8 per_channel + dense(int8 per_vector(5))\nb: int8 per_channel",
+    "a: int8 per_vector(4)\nb: int4 per_vector(4)",
+    "a: int8\nb: int8\naccumulate: int64",
+])
+def test_rules_leave_what_they_cannot_tile_to_the_portable_rule(target, body):
+    """Vectors that are not whole blocks of 4 k (or one block, for vpmaddwd) and int64 chunks:
+    the fast rules decline them (their schedules failed inside TVM), the portable rule takes
+    them; compiled here for both CPUs (no run needed for the VNNI one)."""
+    k = K_BIG if "int64" in body else 40
+    kernel = lrqc.compile(scheme(body), 8, 16, k, target=target)
+    assert kernel.rule == "generic"

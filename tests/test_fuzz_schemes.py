@@ -255,14 +255,15 @@ def test_accepted_mutations_compile_to_the_reference_or_are_refused():
 OUTPUT_ULP = {"float32": 0.0, "float64": 0.0, "float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
-@pytest.mark.xfail(strict=False, reason="backend: a dense residual term quantized per_vector(V) "
-                   "with V < 8 (2, 4, 5, 7; 8, 12, 16 compile) fails in TVM's schedule "
-                   "(ScheduleError in 'reorder') instead of compiling or being refused")
-def test_residual_per_vector_below_8_compiles_or_is_refused():
+@pytest.mark.parametrize("v", [2, 4, 5, 9])
+@pytest.mark.parametrize("term", ["dense", "sparse"])
+def test_residual_per_vector_of_any_length_compiles_or_is_refused(term, v):
+    """Residual terms whose vectors are not whole blocks of 4 k (or a single one) used to
+    crash TVM's schedule of the vpmaddwd / vpdpbusd rules."""
     pytest.importorskip("tvm")
     from .test_backend_cpu import data
 
-    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel + dense(int8 per_vector(5))\n"
+    s = lrqc.parse_schemes(f"scheme s {{\n a: int8 per_channel + {term}(int8 per_vector({v}))\n"
                            " b: int8 per_channel\n}")["s"]
     m, n, k = 8, 16, 40
     A, B = data(m, n, k)

@@ -22,6 +22,8 @@ def applies(plan, features):
         return "a float operand: no integer GEMM"
     if plan.chunked:
         return "int64 accumulation over K chunks (dlight)"
+    if plan.groups > 1 and plan.vector % 4:
+        return f"per-group vectors of {plan.vector} (not whole dp4a blocks of 4: dlight)"
     return None
 
 

@@ -17,6 +17,8 @@ def applies(plan, features):
         return "target lacks avx512vnni"
     if plan.chunked:
         return "int64 accumulation over K chunks (the portable rule)"
+    if plan.groups > 1 and plan.vector % 4:
+        return f"per-group vectors of {plan.vector} (not whole blocks of 4 k: the portable rule)"
     return None
 
 

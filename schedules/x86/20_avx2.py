@@ -19,8 +19,9 @@ def applies(plan, features):
         return "target lacks avx2"
     if plan.chunked:
         return "int64 accumulation over K chunks (the portable rule)"
-    if plan.groups > 1 and plan.vector < 8:
-        return f"per-group vectors of {plan.vector} (one k pair block: the portable rule)"
+    if plan.groups > 1 and (plan.vector < 8 or plan.vector % 4):
+        return (f"per-group vectors of {plan.vector} (whole blocks of 4 k pairs, at least two: "
+                "the portable rule)")
     return None
 
 
