@@ -236,3 +236,81 @@ def test_rules_leave_what_they_cannot_tile_to_the_portable_rule(target, body):
     kernel = lrqc.compile(scheme(body), 8, 16, k, target=target)
     vnni_tiles_it = "per_vector(4)" in body and target == "x86-avx512-vnni"  # one vpdpbusd
     assert kernel.rule == ("x86_vnni" if vnni_tiles_it else "generic")
+
+
+@pytest.mark.parametrize("body", ["a: int8 per_channel\nb: int8 per_channel",
+                                  "a: int8 per_vector(16)\nb: int4 per_vector(16)"])
+def test_tiny_operands_on_both_sides_keep_their_scales(body):
+    """max |A| max |B| below 2^-112: the product of the two scales is subnormal in float32
+    (the epilogue multiplied it first and lost C), while C itself is a normal number."""
+    s = scheme(body)
+    kernel = lrqc.compile(s, 8, 16, 64)
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((8, 64)).astype(np.float32).astype(np.float64)
+    B = rng.standard_normal((64, 16)).astype(np.float32).astype(np.float64)
+    C0 = kernel.run(A, B).astype(np.float64)
+    for ea, eb in ((-60, -60), (-70, 60), (40, 40)):
+        C = np.ldexp(kernel.run(np.ldexp(A, ea), np.ldexp(B, eb)).astype(np.float64), -ea - eb)
+        np.testing.assert_array_equal(C, C0)
+
+
+def test_results_that_leave_float32_are_refused_not_nan():
+    s = scheme("a: int8 per_vector(16)\nb: int8 per_vector(16)")
+    kernel = lrqc.compile(s, 4, 16, 64)
+    A, B = np.full((4, 64), 3e38, np.float32), np.ones((64, 16))
+    B[:32] = -1.0  # partial sums of opposite infinities made NaN
+    with pytest.raises(lrqc.InputError, match="float32's range"):
+        kernel.run(A, B)
+    assert np.isinf(matmul(s, A, np.ones((64, 16)))).all()  # the reference rounds to inf
+
+
+@pytest.mark.parametrize("body,big", [("a: float16\nb: int8", "A"), ("a: int8\nb: float16", "B"),
+                                      ("a: bfloat16\nb: int8", "A"),
+                                      ("a: float16\nb: int8\nstatic: a", "A")])
+def test_float_operands_beyond_their_type_are_refused(body, big):
+    s = scheme(body)
+    A, B = np.ones((4, 32)), np.ones((32, 16))
+    X = A if big == "A" else B
+    X[1, 3] = 3.4e38 if "bfloat16" in body else 1e5  # inf in that type, not a value
+    kernel = lrqc.compile(s, 4, 16, 32)
+    for run in (lambda: matmul(s, A, B), lambda: kernel.run(A, B)):
+        with pytest.raises(lrqc.InputError, match="range"):
+            run()
+
+
+def test_blas_limit_is_shared_by_overlapping_callers():
+    """Kernels called from several threads: OpenBLAS's thread count is one process-wide
+    setting, so a caller leaving its block must neither undo the limit of one still inside
+    nor leave the limit behind when it is the last."""
+    import threading
+
+    from lrqc.backend import comp_call
+    from lrqc.backend.comp_call import one_blas_thread
+
+    with one_blas_thread():  # the BLAS libraries it controls: those loaded at its first use
+        pass
+
+    def threads():
+        return {i["num_threads"] for i in comp_call._BLAS["ctl"].info()
+                if i["user_api"] == "blas"}
+
+    before = threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold():
+        with one_blas_thread():
+            inside.set()
+            leave.wait(10)
+
+    with one_blas_thread():
+        assert threads() <= {1}
+    assert threads() == before
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    with one_blas_thread():
+        assert comp_call._BLAS["depth"] == 2
+    assert comp_call._BLAS["depth"] == 1  # the other caller's limit stays in place
+    leave.set()
+    t.join()
+    assert threads() == before and comp_call._BLAS["depth"] == 0  # and none is left behind

@@ -26,6 +26,7 @@ from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Sch
 from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
 from . import layout
+from .kernel import finite
 from .plan import UnsupportedScheme, make_plan
 
 F32 = FloatOperand("float32")
@@ -184,7 +185,7 @@ class ChainKernel:
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
                 U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
-            return to_output(self.kernels[0](U, packed.parts[0]), s.output)
+            return to_output(finite(self.kernels[0](U, packed.parts[0])), s.output)
         T = self.kernels[0](A, packed.parts[0])
         beta = packed.extra["beta"]
         if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
@@ -198,7 +199,7 @@ class ChainKernel:
 
             C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
                 .astype(np.float32)
-        return to_output(C, s.output)
+        return to_output(finite(C), s.output)
 
     def int_accumulate(self, A, packed):
         raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")

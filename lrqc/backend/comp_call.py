@@ -6,6 +6,8 @@ through DLPack, never copied."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
@@ -13,23 +15,39 @@ import numpy as np
 from ..errors import InputError
 from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
-from .compat import empty as _empty, tensor as _tensor
+from .compat import empty as _empty
+from .compat import tensor as _tensor
 from .te_comp import sketch_width
 from .te_sparse import code_dtype
 
 F32, F64 = np.float32, np.float64
-_BLAS = []  # the threadpoolctl controller, made on first use
+_BLAS: dict = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
+_BLAS_LOCK = threading.Lock()
 
 
+@contextmanager
 def one_blas_thread():
     """Run numpy's BLAS/LAPACK on one thread inside: OpenBLAS threads spin-wait after each
     call and would steal both cores from the TVM GEMM that follows (measured: 2x slower
-    end to end at 256x4096x4096 with multithreaded glue)."""
+    end to end at 256x4096x4096 with multithreaded glue). OpenBLAS's thread count is one
+    process-wide setting (measured): the first of overlapping callers (kernels called from
+    several threads) sets it, the last restores it, so no caller undoes another's limit and
+    none leaves it behind."""
     import threadpoolctl
 
-    if not _BLAS:
-        _BLAS.append(threadpoolctl.ThreadpoolController())
-    return _BLAS[0].limit(limits=1, user_api="blas")
+    with _BLAS_LOCK:
+        if _BLAS["depth"] == 0:
+            if _BLAS["ctl"] is None:
+                _BLAS["ctl"] = threadpoolctl.ThreadpoolController()
+            _BLAS["limit"] = _BLAS["ctl"].limit(limits=1, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limit"].restore_original_limits()
 
 
 def on_cpu(t) -> bool:
@@ -90,7 +108,7 @@ class CompBuffers:
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
     def quantize_args(self, a, aq, sa, zc, ra) -> list:
-        opt = lambda *ts: [t for t in ts if t is not None]  # noqa: E731
+        opt = lambda *ts: [t for t in ts if t is not None]
         return [a, *opt(self.rows, self.omega), aq._create_view((self.p.mp, self.p.nseg,
                                                                  self.p.kq)),
                 sa, zc, *opt(ra, self.dens, self.R, self.T), *(t for pair in self.sparse

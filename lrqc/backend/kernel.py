@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import InputError
-from ..reference.inputs import as_matrix, to_output
+from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
 from . import layout, names
 from .comp_call import CompBuffers
 from .compat import empty, tensor
@@ -135,6 +135,19 @@ def device_of(target: dict) -> tuple:
     return gpu.device(), None
 
 
+def finite(c: np.ndarray) -> np.ndarray:
+    """c, the float32 result of a kernel; InputError where an entry is not finite. The inputs
+    are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the
+    float32 range the kernels compute in: a wrong number, where the reference (float64) would
+    give the value, or +-inf rounded once."""
+    if not np.isfinite(c).all():
+        i, j = np.argwhere(~np.isfinite(c))[0]
+        raise InputError(f"C[{i}, {j}]: the product leaves float32's range (about 3.4e38) in "
+                         "the kernel's float32 arithmetic; scale A or B down (lrqc.reference "
+                         "computes it in float64)")
+    return c
+
+
 class Kernel:
     """pack(static operand) once, kernel(per-call operand, packed) -> C (M x N float32).
 
@@ -202,7 +215,12 @@ class Kernel:
                 raise InputError(f"A: expected shape {m}x{k} (M x K) for this kernel, got "
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
-        arrays = layout.pack(self.plan, X, q)
+        try:
+            arrays = layout.pack(self.plan, X, q)
+        except InputError as exc:  # the transposed product's B is the user's A
+            if self.transposed and str(exc).startswith("B"):
+                raise InputError("A" + str(exc)[1:]) from None
+            raise
         notes = tuple(str(n) for n in arrays.pop("notes", ()))
         _ = self._buckets  # a kernel that cannot run here says so before packing
         return Packed(arrays, {k: tensor(v, self.dev) for k, v in arrays.items()
@@ -237,6 +255,16 @@ class Kernel:
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
+        if p.a_float and p.scheme.a.dtype in ("float16", "bfloat16"):  # rounded by quantize_a
+            dt, top = p.scheme.a.dtype, np.abs(A).max(axis=1)
+            try:
+                round_float(top, dt)
+            except InputError:
+                what = f"column {np.argmax(top)} of B" if self.transposed else \
+                    f"row {np.argmax(top)} of A"
+                raise InputError(f"{what} holds {top.max():.6g}, beyond {dt}'s range (largest "
+                                 f"finite {FLOAT_MAX[dt]:.6g}); scale it down or declare a "
+                                 "wider type") from None
         return next(b for b in self._buckets if b.plan.m >= m), A
 
     def _quantize(self, A) -> tuple[_Bucket, int]:
@@ -272,7 +300,7 @@ class Kernel:
             c = np.ascontiguousarray(self._call(self._per_call(A), packed).T)
         else:
             c = self._call(A, packed)
-        return to_output(c, self.output)
+        return to_output(finite(c), self.output)
 
     def _call(self, A, packed: Packed) -> np.ndarray:
         bk, A = self._bucket(A)

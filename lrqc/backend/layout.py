@@ -158,7 +158,7 @@ def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> n
     if exact:
         vals = B
     elif p.b_float:
-        vals = round_float(B, p.scheme.b.dtype)
+        vals = round_float(B, p.scheme.b.dtype, "B")
     else:
         vals = quantize(B, p.qb, "b").dequantize()  # K x N
         for t in st[1] if st else ():  # B's dense terms, exact in float
@@ -176,7 +176,7 @@ def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
     column scales (1 for a float B)."""
     sbf = np.zeros((1, p.np_), np.float32)
     if p.b_float:
-        vals = round_float(B, p.scheme.b.dtype)
+        vals = round_float(B, p.scheme.b.dtype, "B")
         sbf[0, : p.n] = 1.0
     else:
         q = quantize(B, p.qb, "b") if q is None else q

@@ -7,10 +7,10 @@ zc[i,g]·colsum[g,j], so acc - zc·colsum = Σ (qA - zA) qB exactly."""
 
 from __future__ import annotations
 
+from ..reference.quant import int_range
 from . import names
 from .compat import te, tir
 from .plan import KernelPlan
-from ..reference.quant import int_range
 
 
 def smallest_f64():
@@ -83,7 +83,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     from ..reference.minifloat import ELEM_EMAX, frac_bits
 
     q = p.qa
-    M, K, Mp, Kp, G, V = dims(p)
+    _, _, Mp, Kp, G, V = dims(p)
     A, x = _a_input(p)
 
     r = te.reduce_axis((0, V), "r")
@@ -134,7 +134,7 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     if q.round == "stochastic":  # the reference's draws, pregenerated (Kernel.noise)
         U = te.placeholder((p.m, p.kq), "float64", name="U")
         inputs.append(U)
-        u = lambda i, k: U[tir.min(i, p.m - 1), k]  # noqa: E731
+        u = lambda i, k: U[tir.min(i, p.m - 1), k]
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
@@ -160,7 +160,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
     if q.is_int and q.signed and q.bits == 1:
         return _binary(q, x, dims, offset, tag)
-    M, K, Mp, Kp, G, V = dims
+    M, K, Mp, _, G, V = dims
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     f64 = "float64"
     fp = not q.is_int  # e*m* elements with a float scale: max |x| maps to the max normal
@@ -175,7 +175,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
             s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
             lo = te.compute((1, 1), lambda _, __: te.min(x(s1, s2), axis=[s1, s2]),
                             name=names.QUANT_STATS + "_lo" + tag)
-        sidx = lambda i, g: (0, 0)  # noqa: E731
+        sidx = lambda i, g: (0, 0)
     else:
         ng = G if q.grouped else 1
         width = V if q.grouped else K
@@ -187,7 +187,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
             r_ = te.reduce_axis((0, width), "r_")
             lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
                             name=names.QUANT_STATS + "_lo" + tag)
-        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))  # noqa: E731
+        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
     shp = hi.shape
     levels = qmax - qmin
     one = tir.const(1.0, f64)
@@ -211,7 +211,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
         top = float(2**q.scale_bits - 1)
         rg = te.reduce_axis((0, shp[1]), "rg")
         gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
-        gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)  # noqa: E731
+        gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
         rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
         s_eff = te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
                                                      tir.const(top, f64)) * gamma(i),
@@ -221,9 +221,9 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     if minmax:
         zero = te.compute(shp, lambda i, g: tir.const(float(qmin), f64)
                           - tir.nearbyint(lo[i, g] / s_eff[i, g]), name=names.QUANT_ZERO + "_f" + tag)
-        zf = lambda i, g: zero[sidx(i, g)]  # noqa: E731
+        zf = lambda i, g: zero[sidx(i, g)]
     else:
-        zf = lambda i, g: tir.const(0.0, f64)  # noqa: E731
+        zf = lambda i, g: tir.const(0.0, f64)
     off = float(offset)
 
     def code(i, k):
@@ -255,7 +255,7 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
     """quantizer() of int1: sign binarization as lrqc.reference.quantize does it: codes +-1
     (x >= 0: +1), centered 0 in the K padding; scale = mean |x| of the group (K padding
     included, as the reference pads), 0 for an all-zero group."""
-    M, K, Mp, Kp, G, V = dims
+    M, K, Mp, _, G, V = dims
     f64 = "float64"
     if q.granularity == "per_tensor":
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
@@ -328,6 +328,13 @@ def epilogue_terms(p: KernelPlan):
     return ph, out, plus
 
 
+def dequantize(acc, sa, sb):
+    """(acc sa) sb: the integer sum times A's scale, then B's. The scales' own product can
+    leave float32's normal range while C does not (max |A| max |B| below 2^-112 underflows
+    it), whereas acc sa is at least sa wherever acc is not 0."""
+    return acc * sa * sb
+
+
 class _Shifted:
     """acc[i, j] of the s8 formulation read back as the u8 sum: acc_s8 + 128 cs[0, j]."""
 
@@ -389,23 +396,23 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
             return [Aq, b_in, zc, cs, *extra, out]
-        C = output((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j]
-                   * (acc[i, j] - corr(i, 0, j)).astype("float32"), names.OUT)
+        C = output((Mp, Np), lambda i, j: dequantize(
+            (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")
         tot = te.compute((Mp, Np), lambda i, j: te.sum(
             (part[i, g, j] - corr(i, g, j)).astype("int64"), axis=g), name=names.ACC64)
-        C = output((Mp, Np), lambda i, j: sa[i, 0] * sb[0, j] * tot[i, j].astype("float32"),
-                   names.OUT)
+        C = output((Mp, Np), lambda i, j: dequantize(tot[i, j].astype("float32"), sa[i, 0],
+                                                      sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if int_only:
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
                          name=names.OUT)
         return [Aq, b_in, zc, cs, *extra, out]
     g = te.reduce_axis((0, G), "g")
-    C = te.compute((Mp, Np), lambda i, j: te.sum(plus(
-        sa[i, g] * sb[g, j] * (part[i, g, j] - corr(i, g, j)).astype("float32"), i, j, g),
+    C = te.compute((Mp, Np), lambda i, j: te.sum(plus(dequantize(
+        (part[i, g, j] - corr(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), i, j, g),
         axis=g), name=names.OUT)
     return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]

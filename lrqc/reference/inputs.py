@@ -47,15 +47,34 @@ def check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     return A, B
 
 
-def round_float(x: np.ndarray, dtype: str) -> np.ndarray:
-    """x rounded to a float storage type and back to float64 (bfloat16: round to nearest even)."""
+FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38,
+             "float32": float(np.finfo(np.float32).max)}
+
+
+def round_float(x: np.ndarray, dtype: str, name: str = "a float operand") -> np.ndarray:
+    """x rounded to a float storage type and back to float64 (bfloat16: round to nearest even).
+    InputError when a value lies beyond the type's range: an operand declared float16 holds
+    float16 values, and 1e5 is none (it would silently become inf)."""
     if dtype == "float64":
         return x
-    if dtype == "bfloat16":
-        u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
-        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
-        return u.astype(np.uint32).view(np.float32).astype(np.float64)
-    return x.astype(dtype).astype(np.float64)
+    with np.errstate(over="ignore"):
+        if dtype == "bfloat16":
+            u = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+            u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+            out = u.astype(np.uint32).view(np.float32).astype(np.float64)
+        else:
+            out = x.astype(dtype).astype(np.float64)
+    check_float_range(out, dtype, name)
+    return out
+
+
+def check_float_range(rounded: np.ndarray, dtype: str, name: str) -> None:
+    """InputError when values rounded to `dtype` (finite before) became infinite."""
+    if not np.all(np.isfinite(rounded)):
+        bad = np.argwhere(~np.isfinite(rounded))[0]
+        raise InputError(f"{name}: a value at {list(map(int, bad))} lies beyond {dtype}'s range "
+                         f"(largest finite {FLOAT_MAX[dtype]:.6g}); scale it down or declare a "
+                         "wider type")
 
 
 OUTPUT_TYPES = ("float32", "float16", "bfloat16", "float64")

@@ -92,7 +92,7 @@ def interpret(p, A, B, notes: list[str] | None = None) -> np.ndarray:
     notes = [] if notes is None else notes
     env = {}
     for name, dt in p.inputs:
-        env[name] = round_float(A if name == "A" else B, _FLOAT[dt])
+        env[name] = round_float(A if name == "A" else B, _FLOAT[dt], name)
     for op in p.ops:
         res = EVAL_RULES[op.kind](op, *(env[a] for a in op.args), notes)
         if op.n_results == 1:

@@ -9,7 +9,14 @@ import numpy as np
 
 from ..frontend.bind import bind_dims
 from ..frontend.model import (
-    Dense, FloatOperand, LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse,
+    Dense,
+    FloatOperand,
+    LowRank,
+    LplrOperand,
+    Quant,
+    QuantOperand,
+    Scheme,
+    Sparse,
 )
 from . import lplr as lplr_mod
 from . import lramm
@@ -36,7 +43,7 @@ def prepare(op, x: np.ndarray, role: str) -> Prepared:
     if isinstance(op, FloatOperand):
         # a float operand *is* its rounding to the declared type, in the base product and in
         # every residual term that multiplies it (a kernel never sees the unrounded values)
-        xr = round_float(x, op.dtype)
+        xr = round_float(x, op.dtype, role.upper())
         return Prepared(role, xr, xr)
     if isinstance(op, LplrOperand):
         fn = lplr_mod.lplr if op.method == "lplr" else lplr_mod.dsvd
