@@ -314,3 +314,25 @@ def test_blas_limit_is_shared_by_overlapping_callers():
     leave.set()
     t.join()
     assert threads() == before and comp_call._BLAS["depth"] == 0  # and none is left behind
+
+
+@pytest.mark.parametrize("body", [
+    "a: int8 + lowrank(rank=2, method=svd)\nb: int8\nstatic: a",
+    "a: int8\nb: int8 + lowrank(rank=1, method=sketch)\nstatic: a",
+    "a: e5m2 per_block(1) pad=false + lowrank(rank=1, method=sketch, power_iters=0)\n"
+    "b: float32\nstatic: a",
+])
+def test_static_a_with_lowrank_terms_is_refused(body):
+    """The transposed kernel of static: a swaps which operand a term multiplies exactly (A's
+    term multiplies B, B's term A's codes) and draws the random test vectors for the
+    transposed residual: it ran and was up to 4 % off."""
+    with pytest.raises(lrqc.LrqcError, match="static: a with lowrank"):
+        lrqc.compile(scheme(body), 8, 8, 17)
+
+
+def test_static_a_with_dense_and_sparse_terms_matches_the_reference():
+    s = scheme("a: int8 per_channel + dense(int8)\nb: int8 per_channel + sparse(threshold=0.5)\n"
+               "static: a")
+    rng = np.random.default_rng(6)
+    A, B = rng.standard_normal((8, 40)).astype(np.float32), rng.standard_normal((40, 24))
+    assert rel(lrqc.compile(s, 8, 24, 40).run(A, B), matmul(s, A, B)) < 2e-6

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..frontend.model import QuantOperand, Sparse
+from ..frontend.model import LowRank, QuantOperand, Sparse
 from . import chain, names, tiles
 from . import te_base, te_comp, te_float, te_sparse
 from .compat import Schedule, compile_module, prim_func, tvm
@@ -34,6 +34,13 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
         if lo != hi:
             raise UnsupportedScheme("static: a: M is the static operand's row count; a range "
                                     "lo..hi applies to the per-call operand's rows only")
+        if any(isinstance(t, LowRank) for role in ("a", "b")
+               for t in getattr(scheme.operand(role), "residuals", ())):
+            raise UnsupportedScheme(
+                f"scheme '{scheme.name}': static: a with lowrank terms is not compiled: the "
+                "transposed kernel would multiply A's term by B's codes instead of B (and B's "
+                "by A instead of A's codes), and draw its random test vectors for the "
+                "transposed residuals; use static: b")
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
         return (make_plan(t, N, hi, K),)
     plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
