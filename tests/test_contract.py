@@ -319,8 +319,8 @@ def test_blas_limit_is_shared_by_overlapping_callers():
 @pytest.mark.parametrize("body", [
     "a: int8 + lowrank(rank=2, method=svd)\nb: int8\nstatic: a",
     "a: int8\nb: int8 + lowrank(rank=1, method=sketch)\nstatic: a",
-    "a: e5m2 per_block(1) pad=false + lowrank(rank=1, method=sketch, power_iters=0)\n"
-    "b: float32\nstatic: a",
+    ("a: e5m2 per_block(1) pad=false + lowrank(rank=1, method=sketch, power_iters=0)\n"
+     "b: float32\nstatic: a"),
 ])
 def test_static_a_with_lowrank_terms_is_refused(body):
     """The transposed kernel of static: a swaps which operand a term multiplies exactly (A's

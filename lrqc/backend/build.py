@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..frontend.model import LowRank, QuantOperand, Sparse
-from . import chain, names, tiles
-from . import te_base, te_comp, te_float, te_sparse
+from . import chain, names, te_base, te_comp, te_float, te_sparse, tiles
 from .compat import Schedule, compile_module, prim_func, tvm
 from .kernel import Kernel
 from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
 from .rules import choose
 from .target import features, is_cuda, resolve, tvm_target
-
 
 FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
 
@@ -127,7 +125,7 @@ def plan_rule(plan, rule, feats=None):
     return rule
 
 
-def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> "tvm.IRModule":
+def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> tvm.IRModule:
     """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule;
     feats: the target's features (CUDA: the rule is chosen per bucket)."""
     out = {}
@@ -190,7 +188,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
                                 "produce float32, float16 or bfloat16")
     if chain.is_chain(scheme):
         return chain.assemble(scheme, M, N, K, tdict)
-    lo, hi = m_range(M)
+    lo, _ = m_range(M)
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
     sources = {}
