@@ -142,9 +142,25 @@ def notes(s: Scheme, dims) -> list[str]:
                            "use accumulate: int64")
             elif k is None:
                 out.append(f"int32 accumulation is exact for K <= {kmax}")
+        if qa.is_int and qb.is_int and s.accumulate == "int64":
+            out.append("int64 accumulation is exact for every K (compiled kernels add int32 "
+                       "partial sums of K chunks in int64 where one int32 sum could overflow)")
+    if s.output != "float32":  # (float32, the default: the kernels' own type)
+        out.append(output_note(s.output))
     if s.static == "none":
         out.append("static: none — no pack stage, both operands are processed per call")
     return out
+
+
+def output_note(output: str) -> str:
+    """What `output:` means for the values of C: one rounding, the representable range."""
+    if output == "float64":
+        return ("output: float64: C in float64 (its range, about 1.8e308); computed by "
+                "lrqc.reference only: the compiled kernels refuse output: float64")
+    top = {"float16": "65504", "bfloat16": "3.38953e+38"}[output]
+    return (f"output: {output}: C rounded once to {output}, finite up to {top} in magnitude "
+            "(beyond: +-inf); compiled kernels compute in float32 and refuse a C that leaves "
+            "float32's range")
 
 
 def _num(e) -> str:

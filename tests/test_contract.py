@@ -336,3 +336,12 @@ def test_static_a_with_dense_and_sparse_terms_matches_the_reference():
     rng = np.random.default_rng(6)
     A, B = rng.standard_normal((8, 40)).astype(np.float32), rng.standard_normal((40, 24))
     assert rel(lrqc.compile(s, 8, 24, 40).run(A, B), matmul(s, A, B)) < 2e-6
+
+
+@pytest.mark.parametrize("out,text", [("float16", "65504"), ("bfloat16", "3.38953e+38"),
+                                      ("float64", "reference only")])
+def test_explain_states_the_output_range(out, text):
+    from lrqc.explain import notes
+
+    assert any(f"output: {out}" in n and text in n
+               for n in notes(scheme(f"a: int8\nb: int8\noutput: {out}"), None))
