@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,17 @@ def cache(tmp_path, monkeypatch):
     """A private lrqc cache directory (tuning records, work dirs) for one test."""
     monkeypatch.setenv("LRQC_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long fuzz runs (marker `long`) are left out of the default run (its fuzz tests run a
+    few hundred examples): `python -m pytest -m long` (or -m slow, or LRQC_LONG=1) runs them."""
+    expr = config.getoption("markexpr") or ""
+    wanted = ("long" in expr or ("slow" in expr and "not slow" not in expr)
+              or os.environ.get("LRQC_LONG"))
+    if wanted:
+        return
+    long_runs = [item for item in items if item.get_closest_marker("long")]
+    if long_runs:
+        config.hook.pytest_deselected(items=long_runs)
+        items[:] = [item for item in items if not item.get_closest_marker("long")]

@@ -68,6 +68,7 @@ def test_compiled_schemes_match_the_reference_or_are_refused(case, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @settings(max_examples=_n(300), **SETTINGS)
 @given(cases(), st.integers(0, 2**16))
 def test_compiled_schemes_match_the_reference_or_are_refused_long(case, seed):

@@ -186,6 +186,7 @@ def test_values(kernels, name, data):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", list(SCHEMES))
 @settings(max_examples=1500 * SCALE, **SETTINGS)
 @given(data=st.data())
@@ -299,6 +300,7 @@ def test_dtypes_shapes_layouts(kernels, name, data):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("name", list(SCHEMES))
 @settings(max_examples=800 * SCALE, **SETTINGS)
 @given(data=st.data())

@@ -193,6 +193,7 @@ def test_mutated_examples_give_only_lrqc_errors(data):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @settings(max_examples=4000, **{**SETTINGS, "derandomize": False})
 @given(st.data())
 def test_mutated_examples_give_only_lrqc_errors_slow(data):
