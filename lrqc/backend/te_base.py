@@ -209,7 +209,9 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     s0 = te.compute(shp, base_scale, name=names.QUANT_SCALE + "_0" + tag)
     if q.scale.startswith("uint"):
         top = float(2**q.scale_bits - 1)
-        rg = te.reduce_axis((0, shp[1]), "rg")
+        # gamma: the largest scale of the groups the reference has (K padded to V); a
+        # compensated kernel pads K further (16 lanes), with all-zero groups of scale 1
+        rg = te.reduce_axis((0, min(int(shp[1]), -(-K // V)) if q.grouped else shp[1]), "rg")
         gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
         gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
         rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint

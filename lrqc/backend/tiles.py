@@ -310,6 +310,12 @@ def transposed_at(sch, name: str, src: str):
     sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
 
 
+def kq_chunks(sch, part) -> int:
+    """The extent of the reduction (the k chunks ko) of a te_comp.row_dots lanes block: a
+    loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
+    return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
+
+
 def row_dots_at(sch, name, knob=None):
     """te_comp.row_dots: the 16-lane partials computed per row (compute_at the row), rows
     parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
@@ -320,6 +326,8 @@ def row_dots_at(sch, name, knob=None):
     sch.parallel(i)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
+    if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
+        return
     loops = sch.get_loops(part)  # under i: (c, kk, ko), c elided when it is 1
     if len(loops) >= 4:
         c, kk, ko = loops[-3:]
