@@ -367,3 +367,27 @@ def test_compensated_kernels_found_by_the_differential_test(a, b, dims):
     rng = np.random.default_rng(7)
     A, B = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n))
     assert rel(lrqc.compile(s, m, n, k).run(A, B), matmul(s, A, B)) < 2e-6
+
+
+@pytest.mark.parametrize("body,side", [
+    ("a: uint8 per_tensor\nb: int8 per_channel", "a"),
+    ("a: int8 per_channel\nb: uint8 per_channel", "b"),
+    ("a: uint8 per_vector(16)\nb: int8 per_vector(16)", "a"),
+    ("a: uint8 per_tensor\nb: int8\naccumulate: int64", "a"),
+    ("a: uint8 per_channel\nb: lplr(rank=2)", "a"),
+])
+def test_zero_points_far_from_the_codes_are_refused_or_exact(body, side):
+    """Min-max zero points of data of one sign far from zero (1e4 + U[0, 1) in uint8: z near
+    -2.5e6) made the int32 sums overflow: C was off by 100 %. Nearer offsets stay exact."""
+    s = scheme(body)
+    kernel = lrqc.compile(s, 8, 64, 256)
+    rng = np.random.default_rng(8)
+    for offset, refused in ((0.0, False), (100.0, False), (1e4, True)):
+        A = rng.uniform(size=(8, 256)) + (offset if side == "a" else 0.0)
+        B = rng.uniform(size=(256, 64)) + offset if side == "b" else rng.standard_normal((256, 64))
+        A = A.astype(np.float32).astype(np.float64)
+        if refused:
+            with pytest.raises(lrqc.InputError, match="zero points"):
+                kernel.run(A, B)
+        else:
+            assert rel(kernel.run(A, B), matmul(s, A, B)) < 2e-6

@@ -24,7 +24,7 @@ from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
 from . import layout, names
 from .comp_call import CompBuffers
 from .compat import empty, tensor
-from .plan import KernelPlan
+from .plan import KernelPlan, zero_point_problem
 
 NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
 
@@ -290,6 +290,14 @@ class Kernel:
         bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
         return m
 
+    def _sums_fit(self, bk: _Bucket, m: int, packed: Packed) -> None:
+        """InputError when this call's zero points would overflow the int32 sums."""
+        if bk.plan.zero_points:
+            why = zero_point_problem(bk.plan, bk.zc.numpy()[:m], packed.arrays.get("zb"))
+            if why:
+                raise InputError(f"{'B' if self.transposed else 'A'} x packed "
+                                 f"{'A' if self.transposed else 'B'}: {why}")
+
     def _check(self, packed):
         layout.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
 
@@ -307,6 +315,7 @@ class Kernel:
         t = packed.tensors
         with bk.lock:
             m = self._fill(bk, A)
+            self._sums_fit(bk, m, packed)
             if bk.comp is not None:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
@@ -334,6 +343,7 @@ class Kernel:
         t = packed.tensors
         with bk.lock:
             m = self._fill(bk, A)
+            self._sums_fit(bk, m, packed)
             bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)

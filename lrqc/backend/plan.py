@@ -128,6 +128,15 @@ class KernelPlan:
         return out
 
     @property
+    def zero_points(self) -> bool:
+        """Whether the integer sums depend on zero points that come from the data (min-max
+        quantizers, of A or of the weights): each call checks them (zero_point_problem)."""
+        if self.float_path:
+            return False
+        quants = [sg.qa for sg in self.segments] or [self.qa]
+        return self.b_zero or any(q.is_int and q.calibrate == "minmax" for q in quants)
+
+    @property
     def mx(self) -> bool:
         return self.qa is not None and self.qa.granularity == "per_block"
 
@@ -274,9 +283,9 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
         return _float_plan(s, m, n, k, mp, np_, notes + (note,))
     if chunked:
-        notes += (f"accumulate: int64: K={k} exceeds what one int32 sum holds exactly for "
-                  f"these formats; int32 partial sums over {groups} chunks of {v} are added in "
-                  "int64 (the portable schedule)",)
+        notes += ((f"accumulate: int64: K={k} exceeds what one int32 sum holds exactly for "
+                   f"these formats; int32 partial sums over {groups} chunks of {v} are added "
+                   "in int64 (the portable schedule)"),)
     plan = KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes, chunked=chunked)
     return _integer_terms(plan, terms) if has_terms else plan
 
@@ -348,13 +357,50 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
                                     "accumulator of a sparse term")
     notes = p.notes
     if prods:
-        notes += ("sparse terms: products added to C after the GEMM: A's thresholded copy "
-                  "skips its zero codes per call, B's is stored as CSR at pack; whether a copy "
-                  "is sparse or the dense operand (density above max_density, then every "
-                  "element is multiplied) is decided at pack for B (packed.notes) and per call "
-                  "for A (kernel.last_notes)",)
+        notes += (("sparse terms: products added to C after the GEMM: A's thresholded copy "
+                   "skips its zero codes per call, B's is stored as CSR at pack; whether a copy "
+                   "is sparse or the dense operand (density above max_density, then every "
+                   "element is multiplied) is decided at pack for B (packed.notes) and per "
+                   "call for A (kernel.last_notes)"),)
     return replace(p, kp=nseg * kq, groups=nseg * gq, vector=v, segments=segs, kseg=kq,
                    sparse=prods, lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
+
+
+def zero_point_problem(p: KernelPlan, zc, zb) -> str | None:
+    """Why the integer sums of this call could overflow int32, or None. Min-max zero points
+    are not clamped: data of one sign far from zero (1e4 + U[0, 1) in uint8) puts them far
+    outside the codes, and then code - zero (A's zc: zero + storage offset, per row and group;
+    B's zb: zero - storage offset, per group and column) no longer has the bounds the plan
+    checked. Every product sum of a group of V must stay below 2^31: the centered one, the
+    zero-point corrections zc * colsum(B) and rowsum(A - zA) * zb."""
+    import numpy as np
+
+    top = 2**31 - 1
+    v = p.vector
+    for s in range(p.nseg):
+        qa = p.segments[s].qa if p.segments else p.qa
+        qb = p.segments[s].qb if p.segments else p.qb
+        za = np.asarray(zc[:, s * p.gq:(s + 1) * p.gq], np.int64)
+        dev_a, zc_max = centered_limit(qa), int(np.abs(za).max())
+        if qa.is_int and qa.calibrate == "minmax":
+            dev_a = max(dev_a, _deviation(qa, za - a_offset(qa)))
+        dev_b, zb_max = centered_limit(qb), 0
+        if p.b_zero and zb is not None:
+            zb_n = np.asarray(zb[:, : p.n], np.int64)
+            dev_b, zb_max = max(dev_b, _deviation(qb, zb_n + p.b_offset)), int(np.abs(zb_n).max())
+        if max(dev_a * dev_b, zc_max * 128, dev_a * zb_max) * v > top:
+            return (f"min-max zero points far outside the codes (data of one sign far from "
+                    f"zero: A's codes lie up to {dev_a} from their zero point, B's up to "
+                    f"{dev_b}): the integer sums over groups of {v} would overflow int32; use "
+                    "calibrate=maxabs or a signed format, center the data, or shorter "
+                    "per_vector groups")
+    return None
+
+
+def _deviation(q, z) -> int:
+    """The largest |code - z| of quantizer q over zero points z."""
+    lo, hi = int_range(q)
+    return int(max(abs(lo - z.min()), abs(hi - z.min()), abs(lo - z.max()), abs(hi - z.max())))
 
 
 def centered_limit(q) -> int:

@@ -249,7 +249,10 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
 
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
                     name="sa" + tag)
-    zc = te.compute((Mp, G), lambda i, g: (zf(i, g) + off).astype("int32"), name="zc" + tag)
+    big = tir.const(2.0**30, f64)  # a zero point far outside the codes (min-max of data far
+    # from 0): clamped to stay a defined int32, and the kernel refuses the call (plan.zero_points)
+    zc = te.compute((Mp, G), lambda i, g: tir.min(tir.max(zf(i, g) + off, -big), big)
+                    .astype("int32"), name="zc" + tag)
     return code, sa, zc, deq
 
 
