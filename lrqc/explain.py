@@ -24,7 +24,6 @@ from .passes import bind, estimate_cost, run_passes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
-from .reference.quant import int_range
 
 EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes")
 DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
@@ -131,20 +130,11 @@ def notes(s: Scheme, dims) -> list[str]:
                 out.append(f"{role}: sparse term thresholds {other.upper()} {when}; if its density "
                            f"exceeds {t.max_density:g} the dense {other.upper()} is used instead "
                            "(lrqc eval reports which)")
-    if isinstance(s.a, QuantOperand) and isinstance(s.b, QuantOperand):
-        qa, qb = s.a.quant, s.b.quant
-        if qa.is_int and qb.is_int and s.accumulate == "int32":
-            span = max(map(abs, int_range(qa))) * max(map(abs, int_range(qb)))
-            kmax = (2**31 - 1) // max(span, 1)
-            k = dims[2] if dims else None
-            if k is not None and k > kmax:
-                out.append(f"WARNING: K={k} can overflow int32 accumulation (safe up to K={kmax}); "
-                           "use accumulate: int64")
-            elif k is None:
-                out.append(f"int32 accumulation is exact for K <= {kmax}")
-        if qa.is_int and qb.is_int and s.accumulate == "int64":
-            out.append("int64 accumulation is exact for every K (compiled kernels add int32 "
-                       "partial sums of K chunks in int64 where one int32 sum could overflow)")
+    if isinstance(s.a, QuantOperand) and isinstance(s.b, QuantOperand) \
+            and s.a.quant.is_int and s.b.quant.is_int:
+        out.append(f"{s.accumulate} accumulation: the integer sums are exact for every K "
+                   "(compiled kernels add int32 partial sums of K chunks in int64, and refuse "
+                   "residual terms whose group sums could exceed int32)")
     if s.output != "float32":  # (float32, the default: the kernels' own type)
         out.append(output_note(s.output))
     if s.static == "none":

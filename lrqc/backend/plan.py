@@ -268,13 +268,13 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         kp, groups = -(-k // 4) * 4, 1
         v = kp
         chunk = int32_chunk(qa, qb)
-        if not problem and s.accumulate == "int64" and kp > chunk and not has_terms:
+        if not problem and kp > chunk and not has_terms:  # int32 or int64: exact sums
             groups = -(-kp // chunk)  # int32 partials per chunk, summed in int64
             v = -(-kp // (groups * 4)) * 4
             kp, chunked = groups * v, True
     offset = a_offset(qa)
     if not problem:
-        problem = _overflow(s, qa, qb, v, k)
+        _check_overflow(s, qa, qb, v, k)
     if problem:
         if has_terms:
             raise UnsupportedScheme(f"scheme '{s.name}': residual terms are compiled on the "
@@ -283,9 +283,9 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
         return _float_plan(s, m, n, k, mp, np_, notes + (note,))
     if chunked:
-        notes += ((f"accumulate: int64: K={k} exceeds what one int32 sum holds exactly for "
-                   f"these formats; int32 partial sums over {groups} chunks of {v} are added "
-                   "in int64 (the portable schedule)"),)
+        notes += ((f"accumulate: {s.accumulate}: K={k} exceeds what one int32 sum holds "
+                   f"exactly for these formats; int32 partial sums over {groups} chunks of "
+                   f"{v} are added in int64 (the portable schedule)"),)
     plan = KernelPlan(s, m, n, k, mp, np_, kp, groups, v, offset, notes, chunked=chunked)
     return _integer_terms(plan, terms) if has_terms else plan
 
@@ -302,18 +302,15 @@ def int32_chunk(qa, qb) -> int:
     return (2**31 - 1) // (span * centered_limit(qb)) // 4 * 4
 
 
-def _overflow(s, qa, qb, width: int, k: int) -> str | None:
-    """Why int32 sums of `width` products could overflow, or None. With accumulate: int64 the
-    single-group product is cut into K chunks (make_plan); anything else is refused, as
-    int64 promises exact sums."""
-    if width <= int32_chunk(qa, qb):
-        return None
-    if s.accumulate == "int32":
-        return f"K={k} can overflow the int32 accumulator with these formats"
-    raise UnsupportedScheme(f"scheme '{s.name}': accumulate: int64 with K={k}: sums of {width} "
-                            "products (one scale group, or a residual term) exceed int32, and "
-                            "only single-group products without residual terms are compiled "
-                            "as int32 chunks added in int64")
+def _check_overflow(s, qa, qb, width: int, k: int) -> None:
+    """UnsupportedScheme when int32 sums of `width` products could overflow: accumulate
+    (int32 or int64) promises exact sums. A single-group product past that width is cut into
+    K chunks by make_plan instead."""
+    if width > int32_chunk(qa, qb):
+        raise UnsupportedScheme(f"scheme '{s.name}': K={k}: sums of {width} products (one "
+                                "scale group, or a residual term) can exceed int32, and only "
+                                "single-group products without residual terms are compiled "
+                                "as int32 chunks added in int64")
 
 
 def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
@@ -348,9 +345,7 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
     gq, v = (kq // v, v) if v else (1, kq)
     nseg = max(1, len(segs))
     for sg in segs:
-        why = _overflow(s, sg.qa, sg.qb, v, p.k)
-        if why:
-            raise UnsupportedScheme(f"scheme '{s.name}': {why}")
+        _check_overflow(s, sg.qa, sg.qb, v, p.k)
     for sp in prods:
         if centered_limit(sp.q) ** 2 * v >= 2**31:
             raise UnsupportedScheme(f"scheme '{s.name}': K={p.k} can overflow the int32 "
