@@ -71,12 +71,12 @@ def test_cuda_targets_resolve_and_bad_ones_are_refused():
 def test_example_schemes_compile_to_ptx(name):
     """Each example's kernels as CUDA source and PTX for sm_80 and sm_90: dp4a for integer
     GEMMs, float FMAs for the float32 products of LPLR / LRAMM."""
-    m = 16 if name != "lrqmm_w4a8_r16" else 32
+    m = {"lrqmm_w4a8_r16": 32, "lramm_r64": 64}.get(name, 16)  # LRAMM: rank 64 <= M
     n, k = (96, 96) if name.startswith(("lplr", "lramm")) else DIMS[1:]
     kernel = lrqc.compile(example(name), m, n, k, target="cuda -arch=sm_80,sm_90")
     for arch in ("sm_80", "sm_90"):
         found = ptx_of(kernel, arch)
-        if name in ("lplr_w", "lramm_r64"):  # float32 GEMMs (the methods note's contract)
+        if name in ("lplr_w", "lramm_r64"):  # float32 GEMMs (the numerical contract)
             assert found.get("fma.f32", 0) >= 8, found
         else:
             assert found.get("dp4a", 0) >= 16, found
@@ -407,10 +407,11 @@ def _replayed(plan, rule, fn, picks):
     """Function fn scheduled the way MetaSchedule replays a sample of the space: the hand
     trace made with sampled decisions, the decisions set to picks, applied to a fresh
     schedule."""
+    from tvm.s_tir.schedule import Trace
+
     from lrqc.backend.build import functions, schedule_function
     from lrqc.backend.compat import Schedule, prim_func
     from lrqc.backend.tune import sampling_knob, unit_safe
-    from tvm.s_tir.schedule import Trace
 
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
     order = []
