@@ -135,6 +135,22 @@ def device_of(target: dict) -> tuple:
     return gpu.device(), None
 
 
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
+    """InputError when a quantization scale is subnormal in float32 (a group whose largest
+    |value| is below about 1.5e-36): the integer GEMM's float32 epilogue would keep only a few
+    of its bits (C off by percents). MX scales are powers of two, exact even there."""
+    bad = (scales != 0) & (np.abs(scales) < F32_TINY)
+    if bad.any():
+        i = int(np.argwhere(bad)[0][axis])
+        raise InputError(f"{name}: {what} {i}: a quantization scale of "
+                         f"{float(scales[bad][0]):.3g} is subnormal in float32 (values below "
+                         "about 1.5e-36), where the kernels' epilogue would lose its precision; "
+                         "scale the data up (C scales with it)")
+
+
 def finite(c: np.ndarray) -> np.ndarray:
     """c, the float32 result of a kernel; InputError where an entry is not finite. The inputs
     are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the
@@ -221,6 +237,9 @@ class Kernel:
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None
             raise
+        if not self.plan.float_path and not self.plan.mx:  # sb: (G, Np), one per column
+            normal_scales(arrays["sb"], "row" if self.transposed else "column",
+                          "A" if self.transposed else "B", axis=1)
         notes = tuple(str(n) for n in arrays.pop("notes", ()))
         _ = self._buckets  # a kernel that cannot run here says so before packing
         return Packed(arrays, {k: tensor(v, self.dev) for k, v in arrays.items()
@@ -291,7 +310,12 @@ class Kernel:
         return m
 
     def _sums_fit(self, bk: _Bucket, m: int, packed: Packed) -> None:
-        """InputError when this call's zero points would overflow the int32 sums."""
+        """InputError when this call's scales or zero points do not fit the integer GEMM's
+        float32 epilogue or int32 sums."""
+        p = bk.plan
+        if not p.float_path and not p.mx:
+            normal_scales(bk.sa.numpy()[:m], "column" if self.transposed else "row",
+                          "B" if self.transposed else "A")
         if bk.plan.zero_points:
             why = zero_point_problem(bk.plan, bk.zc.numpy()[:m], packed.arrays.get("zb"))
             if why:
