@@ -18,6 +18,9 @@ def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):  #
 
     target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2", "aarch64")
     or a TVM target dict. Imports TVM on first use."""
+    if not isinstance(scheme, Scheme):
+        raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
+                        f"{type(scheme).__name__}")
     from .backend import compile as _compile
 
     return _compile(scheme, M, N, K, target, tuned=tuned)
@@ -25,6 +28,11 @@ def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):  #
 
 def load_kernel(path):
     """Load an artifact written by `lrqc build` (no compilation; refuses other versions/CPUs)."""
+    import os
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise LrqcError(f"load_kernel: expected the artifact's directory, got "
+                        f"{type(path).__name__}")
     from .backend.artifact import load_kernel as _load
 
     return _load(path)

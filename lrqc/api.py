@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .errors import LrqcError, SchemeError, Span, cut, nearest_word
+from .files import read_bytes
 from .frontend import elaborate, parse
 from .frontend.model import Scheme
 from .frontend.parser import MAX_SOURCE_CHARS
@@ -42,18 +41,8 @@ def decode_scheme_bytes(data: bytes, filename: str) -> str:
 
 def read_scheme_text(path) -> str:
     """The text of a scheme file: read, size-checked and decoded (decode_scheme_bytes)."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if p.is_dir():
-            raise LrqcError(f"cannot read scheme file {p}: it is a directory")
-        # a character is at least one byte: a larger file is refused before it is read
-        if size > 4 * MAX_SOURCE_CHARS:
-            raise LrqcError(f"scheme file {p} is too large ({size} bytes); at most "
-                            f"{MAX_SOURCE_CHARS} characters are read")
-        data = p.read_bytes()
-    except OSError as exc:
-        raise LrqcError(f"cannot read scheme file {p}: {exc.strerror or exc}") from None
+    # a character is at least one byte: a larger file is refused before it is read
+    data = read_bytes(path, 4 * MAX_SOURCE_CHARS, "scheme file")
     return decode_scheme_bytes(data, str(path))
 
 

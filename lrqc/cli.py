@@ -166,8 +166,12 @@ def _load_npy(path, flag):
     """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
     import numpy as np
 
-    try:
-        arr = np.load(path, allow_pickle=False)
+    from .files import regular_file
+
+    regular_file(path, f"{flag} .npy file")  # a FIFO or device: no hang, no endless read
+    try:  # mapped first: a header claiming more than the file holds is an error, not a huge
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")  # allocation
+        arr = np.array(arr) if isinstance(arr, np.ndarray) else arr
     except IsADirectoryError:
         raise LrqcError(f"{flag}: cannot load {path}: it is a directory") from None
     except OSError as exc:

@@ -28,6 +28,9 @@ def output_dir(path: str) -> Path | None:
     """Make sure a build can write into directory `path` before anything is compiled: created
     when missing, probed for writing; LrqcError saying why not. Returns the topmost folder
     this call created (None: none), which remove_created takes away again after a failure."""
+    if not path.strip():
+        raise LrqcError("-o: give the artifact's directory (an empty name would write into "
+                        "the current one)")
     d = Path(path)
     if d.exists() and not d.is_dir():
         raise LrqcError(f"-o {path}: exists and is not a directory")
@@ -57,6 +60,8 @@ def remove_created(d: Path, top: Path | None) -> None:
 def output_file(path: str) -> Path:
     """The file np.save will write for `path` (it appends .npy when missing), checked before
     anything runs: not a directory, its folder exists and is writable; LrqcError why not."""
+    if not path.strip():
+        raise LrqcError("-o: give the file to write C to, e.g. C.npy")
     p = Path(path)
     if p.suffix != ".npy":
         p = p.with_name(p.name + ".npy")
@@ -129,8 +134,11 @@ def cmd_run(args) -> int:
     kernel = load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
     A, B = (_load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
     C = kernel.run(A, B)
+    kind = str(C.dtype)
+    if kind == "bfloat16":  # numpy's .npy has no bfloat16: widened exactly to float32
+        C, kind = C.astype(np.float32), "bfloat16 values, stored as float32"
     np.save(out, C)
-    print(f"wrote {out}: {C.shape[0]}x{C.shape[1]} {C.dtype} (rule {kernel.rule})")
+    print(f"wrote {out}: {C.shape[0]}x{C.shape[1]} {kind} (rule {kernel.rule})")
     for note in kernel.last_notes:
         print(f"note: {note}")
     return 0

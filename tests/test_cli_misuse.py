@@ -320,3 +320,64 @@ def test_the_console_script_prints_no_traceback(files):
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr == (f"lrqc: error: {files / 'bin.dat'}: binary content, not a JSON-lines "
                           "file (not UTF-8 text)\n")
+
+
+@pytest.mark.parametrize("argv_of", [
+    lambda f, dev: ["check", dev],
+    lambda f, dev: ["explain", dev],
+    lambda f, dev: ["cache", "import", dev],
+    lambda f, dev: ["eval", f / "pc.lrq", "--a", dev, "--b", f / "B.npy"],
+])
+@pytest.mark.parametrize("device", ["zero", "fifo"])
+def test_devices_and_fifos_are_refused_not_read(capsys, files, argv_of, device):
+    """/dev/zero was read until the memory ran out, a FIFO blocked forever."""
+    dev = Path("/dev/zero")
+    if device == "fifo":
+        dev = files / "pipe"
+        os.mkfifo(dev)
+    fails(capsys, argv_of(files, dev), (f"lrqc: error: {dev}: not a regular file",))
+
+
+def test_empty_output_names_are_refused(capsys, files, artifact):
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", ""],
+          ("lrqc: error: -o: give the artifact's directory",))
+    fails(capsys, ["run", artifact, "--a", files / "A.npy", "--b", files / "B.npy", "-o", ""],
+          ("lrqc: error: -o: give the file",))
+
+
+def test_other_target_kinds_are_refused(capsys, files):
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target", '{"kind": "c"}', "-o",
+                   files / "out"], ("lrqc: error: target kind 'c'",))
+
+
+def test_bfloat16_output_is_written_as_numbers(capsys, files, tmp_path):
+    (files / "bf.lrq").write_text("scheme bf {\n a: int8\n b: int8\n output: bfloat16\n}\n")
+    assert main(["build", str(files / "bf.lrq"), "--dims", DIMS, "-o", str(tmp_path / "bf")]) == 0
+    assert main(["run", str(tmp_path / "bf"), "--a", str(files / "A.npy"), "--b",
+                 str(files / "B.npy"), "-o", str(tmp_path / "C.npy")]) == 0
+    assert "bfloat16 values, stored as float32" in capsys.readouterr().out
+    C = np.load(tmp_path / "C.npy")
+    s = lrqc.parse_schemes((files / "bf.lrq").read_text())["bf"]
+    R = lrqc.reference.matmul(s, np.load(files / "A.npy").astype(np.float32), np.load(files / "B.npy"))
+    assert C.dtype == np.float32 and np.abs(C - R.astype(np.float32)).max() <= 2.0**-7 * np.abs(R).max()
+
+
+def test_api_type_errors_are_lrqc_errors():
+    with pytest.raises(lrqc.LrqcError, match="expected a Scheme"):
+        lrqc.compile("scheme s { a: int8\n b: int8 }", 4, 16, 64)
+    with pytest.raises(lrqc.LrqcError, match="artifact's directory"):
+        lrqc.load_kernel(5)
+
+
+def test_manifest_with_an_unconvertible_number_is_refused(artifact, tmp_path):
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(artifact, bad)
+    text = (bad / "manifest.json").read_text()
+    man = json.loads(text)
+    (bad / "manifest.json").write_text(text.replace(f'"format": {man["format"]}',
+                                                    '"format": ' + "9" * 5000))
+    with pytest.raises(lrqc.LrqcError, match="manifest.json: not a manifest"):
+        lrqc.load_kernel(bad)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import LrqcError
+from ..files import MiB, read_bytes
 from ..frontend.unparse import unparse
 from . import names
 from .build import bucket_plans
@@ -237,18 +238,17 @@ def read_manifest(path) -> dict:
     if not d.is_dir():
         raise LrqcError(f"{d}: not a directory (an artifact is the folder `lrqc build -o` "
                         "wrote)" if d.exists() else f"{d}: no such artifact directory")
-    try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)") from None
-    except OSError as exc:
-        raise LrqcError(f"{file}: cannot be read ({exc.strerror})") from None
+    if not file.exists():
+        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)")
+    raw = read_bytes(file, 16 * MiB, "manifest")
     try:
         man = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise LrqcError(f"{file}: not UTF-8 text (binary content?); {REBUILD}") from None
     except json.JSONDecodeError as exc:
         raise LrqcError(f"{file}: not valid JSON ({exc}); {REBUILD}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise LrqcError(f"{file}: not a manifest ({str(exc)[:80]}); {REBUILD}") from None
     except RecursionError:
         raise LrqcError(f"{file}: not a manifest (JSON nested too deeply); {REBUILD}") from None
     if not isinstance(man, dict):

@@ -176,7 +176,8 @@ class ChainKernel:
         layout.check_fingerprint(packed, self.fingerprint, "B")
         s = self.scheme
         A = as_matrix(A, "A", np.float32)
-        if A.shape[1] != self.k:
+        first = self.kernels[0]
+        if A.shape[1] != self.k or not first.m_min <= A.shape[0] <= first.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{self.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
         if s.product is not None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from math import lcm
 
@@ -190,6 +191,8 @@ def m_range(M) -> tuple[int, int]:
         pair = (M[0], M[1])
     else:
         pair = (M, M)
+    pair = tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+                 for v in pair)  # numpy integers too
     lo, hi = pair
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or not 1 <= lo <= hi:
         raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")

@@ -73,6 +73,9 @@ def resolve(target) -> dict:
         raise LrqcError(f"unknown target {target!r}; use 'host', a TVM target dict, "
                         "'cuda -arch=sm_XX', or one of "
                         f"{', '.join(k for k in SHORT_NAMES if k != 'host')}")
+    if d.get("kind") not in ("llvm", "cuda"):
+        raise LrqcError(f"target kind {d.get('kind')!r}: lrqc compiles for 'llvm' (CPUs) and "
+                        "'cuda' targets")
     if is_cuda(d):
         d = _cuda_dict(d)
     try:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import LrqcError
+from ..files import MiB, read_bytes
 
 RECORD_FIELDS = ("key", "trace", "tuned_ms", "hand_ms", "trials", "valid", "rejected",
                  "created", "wall_s")
@@ -187,9 +188,7 @@ def _show(x) -> str:
 def read_text(path: Path, what: str) -> str:
     """The UTF-8 text of a file, or LrqcError saying why it cannot be read."""
     try:
-        return Path(path).read_bytes().decode("utf-8")
-    except IsADirectoryError:
-        raise LrqcError(f"{path}: is a directory, not a {what}") from None
+        return read_bytes(path, 256 * MiB, what).decode("utf-8")
     except UnicodeDecodeError:
         raise LrqcError(f"{path}: binary content, not a {what} (not UTF-8 text)") from None
     except OSError as exc:
