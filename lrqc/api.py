@@ -42,7 +42,7 @@ def decode_scheme_bytes(data: bytes, filename: str) -> str:
 def read_scheme_text(path) -> str:
     """The text of a scheme file: read, size-checked and decoded (decode_scheme_bytes)."""
     # a character is at least one byte: a larger file is refused before it is read
-    data = read_bytes(path, 4 * MAX_SOURCE_CHARS, "scheme file")
+    data = read_bytes(path, 4 * MAX_SOURCE_CHARS, f"cannot read scheme file {path}")
     return decode_scheme_bytes(data, str(path))
 
 

@@ -168,7 +168,7 @@ def _load_npy(path, flag):
 
     from .files import regular_file
 
-    regular_file(path, f"{flag} .npy file")  # a FIFO or device: no hang, no endless read
+    regular_file(path, f"{flag}: cannot load {path}")  # a FIFO or device: no hang
     try:  # mapped first: a header claiming more than the file holds is an error, not a huge
         arr = np.load(path, allow_pickle=False, mmap_mode="r")  # allocation
         arr = np.array(arr) if isinstance(arr, np.ndarray) else arr

@@ -12,33 +12,32 @@ from .errors import LrqcError
 MiB = 1 << 20
 
 
-def regular_file(path, what: str) -> int:
-    """The size of `path` (symlinks followed), or LrqcError when it is missing, a directory,
-    or not a regular file (/dev/zero, a FIFO, a socket)."""
+def regular_file(path, prefix: str) -> int:
+    """The size of `path` (symlinks followed), or LrqcError "<prefix>: <why>" when it is
+    missing, a directory, or not a regular file (/dev/zero, a FIFO, a socket)."""
     p = Path(path)
     try:
         st = p.stat()
-    except FileNotFoundError:
-        raise LrqcError(f"{p}: no such file ({what})") from None
     except OSError as exc:
-        raise LrqcError(f"cannot read {p}: {exc.strerror or exc}") from None
+        raise LrqcError(f"{prefix}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
-        raise LrqcError(f"{p}: is a directory, not a {what}")
+        raise LrqcError(f"{prefix}: it is a directory")
     if not stat.S_ISREG(st.st_mode):
-        raise LrqcError(f"{p}: not a regular file (a device, FIFO or socket), not a {what}")
+        raise LrqcError(f"{prefix}: not a regular file (a device, FIFO or socket)")
     return st.st_size
 
 
-def read_bytes(path, limit: int, what: str) -> bytes:
-    """The bytes of regular file `path`, at most `limit` of them (LrqcError past it)."""
-    size = regular_file(path, what)
+def read_bytes(path, limit: int, prefix: str) -> bytes:
+    """The bytes of regular file `path`, at most `limit` of them; LrqcError "<prefix>: <why>"
+    (prefix e.g. "cannot read scheme file F") otherwise."""
+    size = regular_file(path, prefix)
     if size > limit:
-        raise LrqcError(f"{path}: {size} bytes, more than the {limit} a {what} may have")
+        raise LrqcError(f"{prefix}: too large ({size} bytes); at most {limit} are read")
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise LrqcError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LrqcError(f"{prefix}: {exc.strerror or exc}") from None
     if len(data) > limit:  # grew while being read
-        raise LrqcError(f"{path}: more than the {limit} bytes a {what} may have")
+        raise LrqcError(f"{prefix}: too large (more than {limit} bytes)")
     return data

@@ -240,7 +240,7 @@ def read_manifest(path) -> dict:
                         "wrote)" if d.exists() else f"{d}: no such artifact directory")
     if not file.exists():
         raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)")
-    raw = read_bytes(file, 16 * MiB, "manifest")
+    raw = read_bytes(file, 16 * MiB, f"{file}: cannot be read")
     try:
         man = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -187,8 +187,10 @@ def _show(x) -> str:
 
 def read_text(path: Path, what: str) -> str:
     """The UTF-8 text of a file, or LrqcError saying why it cannot be read."""
+    if Path(path).is_dir():
+        raise LrqcError(f"{path}: is a directory, not a {what}")
     try:
-        return read_bytes(path, 256 * MiB, what).decode("utf-8")
+        return read_bytes(path, 256 * MiB, f"cannot read {path}").decode("utf-8")
     except UnicodeDecodeError:
         raise LrqcError(f"{path}: binary content, not a {what} (not UTF-8 text)") from None
     except OSError as exc:
