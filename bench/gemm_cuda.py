@@ -1,4 +1,4 @@
-"""CUDA GEMM benchmark (issue 6): TOPS of lrqc's int8 GEMM and of its rank-16 compensated GEMM
+"""CUDA GEMM benchmark: TOPS of lrqc's int8 GEMM and of its rank-16 compensated GEMM
 at 4096^3 and 8192^3 next to torch._int_mm and torch's fp16 matmul on the same GPU, in one
 run, and the overhead of the compensation (compensated / direct time, end to end: quantization
 of A, A's residual factors, U and W of the epilogue, the GEMM). Also the weight-only product
@@ -7,7 +7,7 @@ float16 x int4 per_channel, whose GEMM runs on fp16 tensor cores, next to torch'
     python bench/gemm_cuda.py                       # needs an NVIDIA GPU that TVM can use
     python bench/gemm_cuda.py --shapes 4096,4096,4096 --repeat 10
 
-Targets (issue 6): lrqc int8 >= 0.7x torch._int_mm; compensation overhead <= 5 %. The GEMM
+Targets: lrqc int8 >= 0.7x torch._int_mm; compensation overhead <= 5 %. The GEMM
 stage is timed alone (device-synchronised medians); "end to end" adds the per-call stages.
 Peers are skipped with a note when torch (with CUDA) is missing.
 """

@@ -1,4 +1,4 @@
-"""LPLR weights and LRAMM products (methods note section 4) as chains of compiled kernels that
+"""LPLR weights and LRAMM products (docs/numerics.md, section 4) as chains of compiled kernels that
 share one module (symbols prefixed p1_, p2_):
 
 * LPLR on the static weights: pack(B) computes L, R (and beta) exactly as lrqc.reference; the
@@ -8,7 +8,7 @@ share one module (symbols prefixed p1_, p2_):
   L's min-max grid is L = step * c + off with integer codes c (centered to int8) and a float
   offset, so A' L = A' (step c) + off * rowsum(A'), and the row sums come from one extra
   column of codes equal to 1 in the same GEMM. C = T R is a float32 GEMM on R's exact values:
-  the methods note does not quantize T = A' L (doing so would change the numbers), + beta *
+  docs/numerics.md does not quantize T = A' L (doing so would change the numbers), + beta *
   rowsum(A') when normalize_shift is on.
 * LRAMM: pack(B) factors B (RSVD, √Σ split, seed + 1) and quantizes U_B, V_Bᵀ; the call
   factors A (seed), quantizes U_A, V_Aᵀ (numpy on one BLAS thread: thin matrices), forms

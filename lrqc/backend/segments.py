@@ -2,7 +2,7 @@
 
 Dense terms become extra K segments of the one integer GEMM: each segment pairs a code matrix
 of A's side with one of B's side, with per-group scales, so concatenating them along K is exact
-(methods note section 3):
+(docs/numerics.md, section 3):
 
     segment            A-side codes                    B-side codes
     base               Q(A)                            Q(B)

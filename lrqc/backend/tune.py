@@ -3,7 +3,7 @@ for the integer GEMM with its fused epilogues: rows and 16-column blocks per til
 float32 GEMM's rows and k chunk; the vector widths of the quantization pass and of the
 compensated pass that also writes A's residual), so every candidate keeps the rule's packed
 layout and its intrinsic (MetaSchedule's default x86 space wastes most trials and can auto-tensorize
-unpacked weights into wrong numbers: see the TVM notes). Every kept candidate is compiled into
+unpacked weights into wrong numbers, measured). Every kept candidate is compiled into
 the whole kernel and checked against lrqc.reference before it is recorded; a wrong one is
 rejected and counted. Records go to lrqc.tuning.db; build.compile replays them.
 

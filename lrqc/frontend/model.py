@@ -26,7 +26,8 @@ def int_format(name: str) -> tuple[bool, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class Quant:
-    """One quantizer Q(X; format, granularity, rounding, calibration) of methods note section 1.
+    """One quantizer Q(X; format, granularity, rounding, calibration): docs/numerics.md,
+    section 1.
 
     granularity: per_tensor | per_channel | per_vector | per_block; `vector` is V for the last two.
     scale: "float32" (plain float scales), "uintM" (VS-Quant two-level: M-bit integer per-vector

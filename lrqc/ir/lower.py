@@ -1,4 +1,4 @@
-"""lower_ast(): typed Scheme -> IR Program (methods note formulas as straight-line ops)."""
+"""lower_ast(): typed Scheme -> IR Program (docs/numerics.md's formulas as straight-line ops)."""
 
 from __future__ import annotations
 

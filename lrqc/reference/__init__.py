@@ -1,4 +1,4 @@
-"""numpy reference: the oracle. Implements ../shared/notes/methods.md section by section in float64.
+"""numpy reference: the oracle. Implements docs/numerics.md section by section in float64.
 
 matmul(s, A, B), compress(s, X), evaluate(s, A, B); quantize/QArray for the integer parts.
 """

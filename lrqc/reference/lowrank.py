@@ -1,4 +1,4 @@
-"""Low-rank factorizations of residuals (methods note, section 3): sketch, rsvd, svd.
+"""Low-rank factorizations of residuals (docs/numerics.md, section 3): sketch, rsvd, svd.
 
 Every function returns factors `(L, Ft)` or SVD triplets whose product approximates `R`.
 """

@@ -1,4 +1,4 @@
-"""LRAMM (methods note section 4): the whole product through quantized rank-r RSVD factors."""
+"""LRAMM (docs/numerics.md, section 4): the whole product through quantized rank-r RSVD factors."""
 
 from __future__ import annotations
 

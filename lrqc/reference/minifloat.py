@@ -1,4 +1,5 @@
-"""OCP MX v1.0 element formats (FP8/FP6/FP4, INT8) and Microscaling blocks (methods note, sec. 1).
+"""OCP MX v1.0 element formats (FP8/FP6/FP4, INT8) and Microscaling blocks (docs/numerics.md,
+section 1).
 
 Values are float64 numbers lying on the element grid; conversion always saturates (never Inf/NaN).
 """

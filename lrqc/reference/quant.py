@@ -1,4 +1,4 @@
-"""Quantizer Q(X) of methods note section 1 for every format and granularity, as QArray.
+"""Quantizer Q(X) of docs/numerics.md, section 1 for every format and granularity, as QArray.
 
 Both operands are handled as "rows x K" (A as is, B transposed) so that the reduction axis is
 always the last one: per_channel = one scale per row, per_vector/per_block = groups along K.

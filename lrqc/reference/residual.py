@@ -1,4 +1,4 @@
-"""Residual approximations of methods note section 3 (lowrank, dense, sparse) on one operand,
+"""Residual approximations of docs/numerics.md, section 3 (lowrank, dense, sparse) on one operand,
 applied in the order written, each to what the previous one left."""
 
 from __future__ import annotations

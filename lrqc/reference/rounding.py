@@ -1,4 +1,4 @@
-"""Rounding modes of the methods note (section 1): every rounding in lrqc is explicit and goes here."""
+"""Rounding modes (docs/numerics.md, section 1): every rounding in lrqc is explicit, and here."""
 
 from __future__ import annotations
 

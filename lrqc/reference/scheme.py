@@ -1,5 +1,5 @@
-"""matmul / compress / evaluate: a Scheme applied to A (M x K) and B (K x N), exactly as the
-methods note defines it, in float64. This is the oracle every kernel is compared with."""
+"""matmul / compress / evaluate: a Scheme applied to A (M x K) and B (K x N), exactly as
+docs/numerics.md defines it, in float64. This is the oracle every kernel is compared with."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """x86 AVX-512 VNNI: u8 x s8 -> s32 GEMM tensorized to vpdpbusd, epilogue fused in the tile.
 
-Skeleton from the TVM 0.27 probes: jo(par) -> io -> ko(kc 256) -> kk -> ii(4) -> jm(4) ->
+Skeleton measured on TVM 0.27: jo(par) -> io -> ko(kc 256) -> kk -> ii(4) -> jm(4) ->
 [16 x 4 vpdpbusd]; 1.15-1.20 ms = 1.8 TOPS at 1024^3 per-channel int8 on Zen 5, 2 cores (probe
 01_vnni_gemm, 2026-11). Nibble weights: order jo -> ko -> io so each packed tile is unpacked
 once (probe 05, split-half packing: -6 to -8 % vs int8 weights). Per-vector scales: the output
