@@ -22,10 +22,10 @@ from pathlib import Path
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
+from gemm_cpu import bench_args, median_time, torch_peers
 
-import lrqc  # noqa: E402
-from gemm_cpu import bench_args, median_time, torch_peers  # noqa: E402
+import lrqc
 
 FLOOR = "int8 per_tensor round=floor"
 TRUNC_PC = "int8 per_channel round=trunc"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import lrqc  # noqa: E402
-from lrqc.backend.target import host_cpu_flags  # noqa: E402
+import lrqc
+from lrqc.backend.target import host_cpu_flags
 
 SCHEMES = {
     "int8 per_channel": "a: int8 per_channel\n b: int8 per_channel",

@@ -32,9 +32,9 @@ from pathlib import Path
 
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import lrqc  # noqa: E402
+import lrqc
 
 PC = "scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}"
 LR16 = ("scheme s {\n a: int8 per_tensor round=floor + lowrank(rank=16, method=rsvd)\n"

@@ -9,11 +9,21 @@ from .errors import InputError, LrqcError, SchemeError
 from .frontend.model import Scheme
 
 __version__ = "0.1.0"
-__all__ = ["parse_schemes", "load_schemes", "reference", "LrqcError", "SchemeError",
-           "InputError", "Scheme", "compile", "load_kernel", "__version__"]
+__all__ = [
+    "InputError",
+    "LrqcError",
+    "Scheme",
+    "SchemeError",
+    "__version__",
+    "compile",
+    "load_kernel",
+    "load_schemes",
+    "parse_schemes",
+    "reference",
+]
 
 
-def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):  # noqa: A001
+def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2", "aarch64")

@@ -17,7 +17,7 @@ from lrqc.reference.scheme import rel_error
 
 pytest.importorskip("tvm")
 
-from lrqc.backend.target import host_cpu_flags  # noqa: E402
+from lrqc.backend.target import host_cpu_flags
 
 HAS_VNNI = "avx512_vnni" in host_cpu_flags()
 # the kernel tests run the AVX2 rule wherever the host has AVX2 (VNNI hosts run both, below)

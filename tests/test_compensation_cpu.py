@@ -136,8 +136,8 @@ def test_sparse_products_match_reference(case):
 
 
 def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
-    from lrqc.backend.layout import csr_columns
     from lrqc.backend.artifact import product_text
+    from lrqc.backend.layout import csr_columns
 
     rng = np.random.default_rng(5)
     full = rng.integers(-3, 4, (32, 24)) * (rng.random((32, 24)) < 0.3)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _blocks(text: str) -> list[str]:
-    return re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    return re.findall(r"```[a-z]*\n(.*?)```", text, re.DOTALL)
 
 
 def test_readme_schemes_are_the_examples(all_examples):

@@ -15,7 +15,7 @@ from lrqc.ir import OP_KINDS, IRError, lower_ast, verify
 from lrqc.ir import nodes as ir
 from lrqc.passes import estimate_cost, run_passes
 from lrqc.passes.cost import COST_RULES
-from lrqc.passes.shapes import K, M, N, SHAPE_RULES
+from lrqc.passes.shapes import SHAPE_RULES, K, M, N
 from lrqc.reference.interp import EVAL_RULES
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.ir import lower_ast
+from lrqc.passes import run_passes
 from lrqc.reference import compress, evaluate, int_accumulate, matmul, quantize, rel_error
 from lrqc.reference.data import pair, sample
 from lrqc.reference.interp import interpret
 from lrqc.reference.phantom import shepp_logan
-from lrqc.ir import lower_ast
-from lrqc.passes import run_passes
 
 
 def scheme(a: str, b: str | None = None, extra: str = "") -> lrqc.Scheme:

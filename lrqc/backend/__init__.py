@@ -3,4 +3,4 @@
 from .build import compile
 from .kernel import Kernel, Packed
 
-__all__ = ["compile", "Kernel", "Packed"]
+__all__ = ["Kernel", "Packed", "compile"]

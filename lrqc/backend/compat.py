@@ -6,15 +6,28 @@ import os
 
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
-import tvm  # noqa: E402
-import tvm.tirx as tir  # noqa: E402
-from tvm import te  # noqa: E402
-from tvm.s_tir import Schedule, TensorIntrin  # noqa: E402
-from tvm.script import tirx as T  # noqa: E402
-from tvm.target import codegen  # noqa: E402
+import tvm
+import tvm.tirx as tir
+from tvm import te
+from tvm.s_tir import Schedule, TensorIntrin
+from tvm.script import tirx as T
+from tvm.target import codegen
 
-__all__ = ["tvm", "tir", "te", "T", "Schedule", "TensorIntrin", "codegen", "Target", "prim_func",
-           "compile_module", "tensor", "cpu", "versions"]
+__all__ = [
+    "Schedule",
+    "T",
+    "Target",
+    "TensorIntrin",
+    "codegen",
+    "compile_module",
+    "cpu",
+    "prim_func",
+    "te",
+    "tensor",
+    "tir",
+    "tvm",
+    "versions",
+]
 
 Target = tvm.target.Target
 cpu = tvm.cpu

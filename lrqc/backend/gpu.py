@@ -19,10 +19,9 @@ from pathlib import Path
 
 from ..errors import LrqcError
 from . import names
-from .tiles import has_block, picks
 from .compat import Schedule, tvm
 from .intrin import DP4A, register
-
+from .tiles import has_block, picks
 
 # instruction patterns in PTX, for build reports and the compile-only tests
 PTX_PATTERNS = {

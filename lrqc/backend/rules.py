@@ -5,12 +5,12 @@ users), applies(plan, features) -> reason-or-None, and schedule(fn, sch, plan, t
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
+from functools import cache
 
 from ..resources import data_dir
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_rules(family: str) -> tuple:
     folder = data_dir("schedules") / family
     mods = []

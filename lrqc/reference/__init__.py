@@ -6,5 +6,14 @@ matmul(s, A, B), compress(s, X), evaluate(s, A, B); quantize/QArray for the inte
 from .quant import QArray, int_accumulate, quantize
 from .scheme import Report, compress, direct_scheme, evaluate, matmul, rel_error
 
-__all__ = ["matmul", "compress", "evaluate", "Report", "quantize", "QArray", "int_accumulate",
-           "direct_scheme", "rel_error"]
+__all__ = [
+           "QArray",
+           "Report",
+           "compress",
+           "direct_scheme",
+           "evaluate",
+           "int_accumulate",
+           "matmul",
+           "quantize",
+           "rel_error",
+]
