@@ -24,6 +24,7 @@ from .passes import bind, estimate_cost, run_passes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
+from .reference.inputs import FLOAT_MAX
 
 EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes")
 DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
@@ -147,7 +148,7 @@ def output_note(output: str) -> str:
     if output == "float64":
         return ("output: float64: C in float64 (its range, about 1.8e308); computed by "
                 "lrqc.reference only: the compiled kernels refuse output: float64")
-    top = {"float16": "65504", "bfloat16": "3.38953e+38"}[output]
+    top = f"{FLOAT_MAX[output]:g}"
     return (f"output: {output}: C rounded once to {output}, finite up to {top} in magnitude "
             "(beyond: +-inf); compiled kernels compute in float32 and refuse a C that leaves "
             "float32's range")

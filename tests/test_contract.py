@@ -22,6 +22,14 @@ def scheme(body: str) -> lrqc.Scheme:
     return lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
 
 
+def matches_reference(s, m: int, n: int, k: int, seed: int) -> bool:
+    """The compiled kernel's C on random float32 A and float64 B is the reference's, within
+    float32 rounding."""
+    rng = np.random.default_rng(seed)
+    A, B = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n))
+    return rel(lrqc.compile(s, m, n, k).run(A, B), matmul(s, A, B)) < 2e-6
+
+
 def rel(C, R) -> float:
     C, R = np.asarray(C, np.float64), np.asarray(R, np.float64)
     return float(np.abs(C - R).max() / np.abs(R).max())
@@ -189,9 +197,7 @@ def test_one_bit_residual_terms_match_the_reference(side, term, base):
     a = f"{base} + {term}" if side == "a" else base
     b = f"int8 + {term}" if side == "b" else "int8"
     s = scheme(f"a: {a}\nb: {b}")
-    rng = np.random.default_rng(3)
-    A, B = rng.standard_normal((5, 50)).astype(np.float32), rng.standard_normal((50, 20))
-    assert rel(lrqc.compile(s, 5, 20, 50).run(A, B), matmul(s, A, B)) < 2e-6
+    assert matches_reference(s, 5, 20, 50, seed=3)
 
 
 @pytest.mark.parametrize("a,b", [("int1", "int8"), ("int8 + dense(int1)", "int8"),
@@ -331,9 +337,7 @@ def test_static_a_with_lowrank_terms_is_refused(body):
 def test_static_a_with_dense_and_sparse_terms_matches_the_reference():
     s = scheme("a: int8 per_channel + dense(int8)\nb: int8 per_channel + sparse(threshold=0.5)\n"
                "static: a")
-    rng = np.random.default_rng(6)
-    A, B = rng.standard_normal((8, 40)).astype(np.float32), rng.standard_normal((40, 24))
-    assert rel(lrqc.compile(s, 8, 24, 40).run(A, B), matmul(s, A, B)) < 2e-6
+    assert matches_reference(s, 8, 24, 40, seed=6)
 
 
 @pytest.mark.parametrize("out,text", [("float16", "65504"), ("bfloat16", "3.38953e+38"),
@@ -362,9 +366,7 @@ TWO_LEVEL_LOWRANK = ("int8 per_vector(20, scale=uint1 per_channel) + lowrank(ran
 def test_compensated_kernels_found_by_the_differential_test(a, b, dims):
     s = scheme(f"a: {a}\nb: {b}")
     m, n, k = dims
-    rng = np.random.default_rng(7)
-    A, B = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n))
-    assert rel(lrqc.compile(s, m, n, k).run(A, B), matmul(s, A, B)) < 2e-6
+    assert matches_reference(s, m, n, k, seed=7)
 
 
 @pytest.mark.parametrize("body,side", [
