@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="4096,4096,4096;8192,8192,8192")
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args(argv)
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     if not gpu.gpu_present():
         print("bench/gemm_cuda.py: no NVIDIA GPU that TVM can use on this machine; run it on "

@@ -68,7 +68,7 @@ def of_peak(fn: str, ms: float, dims, peak) -> str:
 
 
 def run_row(name, text, dims, trials, workers, peak) -> list[str]:
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning.search import tune_scheme
     from lrqc.tuning.db import Database
 
     s = next(iter(lrqc.parse_schemes(text).values()))

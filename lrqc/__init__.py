@@ -31,7 +31,7 @@ def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")
-    from .backend import compile as _compile
+    from .pipeline.build import compile as _compile
 
     return _compile(scheme, M, N, K, target, tuned=tuned)
 
@@ -43,6 +43,6 @@ def load_kernel(path):
     if not isinstance(path, (str, os.PathLike)):
         raise LrqcError(f"load_kernel: expected the artifact's directory, got "
                         f"{type(path).__name__}")
-    from .backend.artifact import load_kernel as _load
+    from .runtime.artifact import load_kernel as _load
 
     return _load(path)

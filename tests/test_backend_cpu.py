@@ -146,7 +146,7 @@ def test_static_a_and_none(static, tmp_path):
             kernel(B[:, :5], packed)
         with pytest.raises(lrqc.InputError, match=r"A: expected shape 7x100"):
             kernel.pack(B)
-        from lrqc.backend.artifact import build_artifact, load_kernel
+        from lrqc.runtime.artifact import build_artifact, load_kernel
 
         build_artifact(s, 7, 33, 100, tmp_path / "k")
         np.testing.assert_array_equal(load_kernel(tmp_path / "k").run(A, B), C)
@@ -275,7 +275,7 @@ def test_shape_and_input_errors():
      "stochastic rounding of MX"),
 ])
 def test_unsupported_schemes_say_so(a, b, msg):
-    from lrqc.backend.plan import UnsupportedScheme
+    from lrqc.plan.kernel_plan import UnsupportedScheme
 
     with pytest.raises(UnsupportedScheme, match=msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
@@ -292,10 +292,10 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int4 per_channel + lowrank(rank=3)", (16, 64, 128)),
                                        ("int8 per_vector(64) + lowrank(rank=1)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
-    from lrqc.backend.build import schedule_all
+    from lrqc.pipeline.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm
-    from lrqc.backend.plan import make_plan
-    from lrqc.backend.rules import choose
+    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve
 
     t = resolve("x86-avx512-vnni")
@@ -307,8 +307,8 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
 
 
 def test_rule_choice_follows_the_target():
-    from lrqc.backend.plan import make_plan
-    from lrqc.backend.rules import choose
+    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
@@ -323,10 +323,10 @@ def test_rule_choice_follows_the_target():
 @pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
                                        ("int4 per_vector(32)", (8, 64, 256))])
 def test_avx2_rule_emits_vpmaddwd(spec, dims):
-    from lrqc.backend.build import schedule_all
+    from lrqc.pipeline.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm
-    from lrqc.backend.plan import make_plan
-    from lrqc.backend.rules import choose
+    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve
 
     t = resolve("x86-avx2")
@@ -392,7 +392,7 @@ def test_artifact_round_trip_in_a_new_process(tmp_path):
 
 
 def test_foreign_artifacts_are_refused(tmp_path):
-    from lrqc.backend.artifact import build_artifact
+    from lrqc.runtime.artifact import build_artifact
 
     s = scheme("int8 per_channel", "int8 per_channel")
     other = "aarch64" if HAS_VNNI else "x86-avx512-vnni"
@@ -410,7 +410,7 @@ def test_foreign_artifacts_are_refused(tmp_path):
 
 
 def test_cross_compile_writes_a_tar(tmp_path):
-    from lrqc.backend.artifact import build_artifact
+    from lrqc.runtime.artifact import build_artifact
 
     man = build_artifact(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64,
                          tmp_path / "arm", target="aarch64")

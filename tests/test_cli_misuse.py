@@ -54,7 +54,7 @@ def files(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from lrqc.backend.artifact import build_artifact
+    from lrqc.runtime.artifact import build_artifact
 
     out = tmp_path_factory.mktemp("art") / "pc"
     build_artifact(lrqc.parse_schemes(SCHEME)["pc"], 4, 16, 64, out)
@@ -64,14 +64,13 @@ def artifact(tmp_path_factory):
 @pytest.fixture
 def no_compile(monkeypatch):
     """Fail the test if anything is compiled."""
-    import lrqc.backend
-    from lrqc.backend import artifact, build
+    from lrqc.pipeline import build
+    from lrqc.runtime import artifact
 
     def compiled(*a, **k):
         raise AssertionError("compiled before checking its arguments")
 
-    for module, name in ((artifact, "build_artifact"), (build, "compile"),
-                         (lrqc.backend, "compile")):
+    for module, name in ((artifact, "build_artifact"), (build, "compile")):
         monkeypatch.setattr(module, name, compiled)
 
 
@@ -97,7 +96,7 @@ def test_build_into_an_unwritable_folder(files, capsys, no_compile):
 
 
 def test_a_failed_build_leaves_no_folder_behind(files, capsys, monkeypatch):
-    from lrqc.backend import artifact
+    from lrqc.runtime import artifact
 
     out = files / "new" / "out"
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target", "sparc", "-o", out],
@@ -192,7 +191,7 @@ def test_bad_numbers_are_refused_before_any_work(files, capsys, no_compile, argv
 
 
 def test_tune_with_the_xgb_model_but_no_xgboost(files, capsys):
-    from lrqc.backend.tune import cost_model_name
+    from lrqc.tuning.search import cost_model_name
 
     if cost_model_name() == "xgb":
         pytest.skip("xgboost is installed")
@@ -232,7 +231,7 @@ def test_tune_with_an_unreachable_tracker(files, capsys, rpc):
 
 
 def test_tune_exits_1_when_nothing_could_be_measured(files, capsys, monkeypatch):
-    from lrqc.backend import tune
+    from lrqc.tuning import search as tune
 
     row = {"symbol": "gemm_m4", "trials": 2, "valid": 0, "rejected": 0, "wall_s": 1.0,
            "failed": True, "status": "no valid candidate (every measurement failed; the first: "
@@ -247,7 +246,7 @@ def test_tune_with_a_tracker_lacking_the_key(files, capsys, monkeypatch):
     pytest.importorskip("tornado")
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.backend import tune
+    from lrqc.tuning import search as tune
 
     monkeypatch.setattr(tune, "TRACKER_WAIT_S", 1.0)
 

@@ -136,8 +136,8 @@ def test_sparse_products_match_reference(case):
 
 
 def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
-    from lrqc.backend.artifact import product_text
-    from lrqc.backend.layout import csr_columns
+    from lrqc.runtime.artifact import product_text
+    from lrqc.plan.layout import csr_columns
 
     rng = np.random.default_rng(5)
     full = rng.integers(-3, 4, (32, 24)) * (rng.random((32, 24)) < 0.3)
@@ -199,7 +199,7 @@ def test_rank_above_rows_is_a_clear_error():
     ("int8 + dense(e4m3 per_tensor)", "int8", "do not fit int8"),
 ])
 def test_uncompiled_combinations_say_why(a, b, msg):
-    from lrqc.backend.plan import UnsupportedScheme
+    from lrqc.plan.kernel_plan import UnsupportedScheme
 
     with pytest.raises(UnsupportedScheme, match=msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
@@ -233,7 +233,7 @@ def test_lplr_first_gemm_is_integer_for_integer_activations(a, b, integer):
 
 
 def test_lplr_left_codes_are_exact():
-    from lrqc.backend.chain import left_codes
+    from lrqc.runtime.chain import left_codes
     from lrqc.reference.lplr import minmax_quantize
 
     L = minmax_quantize(np.random.default_rng(0).standard_normal((50, 7)) + 3.0, 4)
@@ -250,7 +250,7 @@ def test_lplr_left_codes_are_exact():
 
 
 def test_lplr_needs_static_weights():
-    from lrqc.backend.plan import UnsupportedScheme
+    from lrqc.plan.kernel_plan import UnsupportedScheme
 
     s = lrqc.parse_schemes("scheme t { a: lplr(rank=4)\n b: float32\n static: a }")["t"]
     with pytest.raises(UnsupportedScheme, match="static: b"):
@@ -263,7 +263,7 @@ def test_lplr_needs_static_weights():
     ("lplr.lrq", "lplr_w_a8", "M=1..16,N=96,K=96"),
 ])
 def test_artifacts_of_compensated_and_chained_kernels(tmp_path, file, name, dims):
-    from lrqc.backend.artifact import build_artifact, load_kernel
+    from lrqc.runtime.artifact import build_artifact, load_kernel
 
     s = example(file, name)
     d = dict(x.split("=") for x in dims.split(","))

@@ -69,7 +69,7 @@ def test_integer_accumulation_is_exact_past_one_int32_sum(acc):
     "a: int8\nb: int8 + lowrank(rank=1)",
 ])
 def test_sums_that_cannot_be_chunked_are_refused(body):
-    from lrqc.backend.plan import make_plan
+    from lrqc.plan.kernel_plan import make_plan
 
     with pytest.raises(lrqc.LrqcError, match="exceed int32"):
         make_plan(scheme(body), 4, 16, K_BIG)
@@ -288,8 +288,8 @@ def test_blas_limit_is_shared_by_overlapping_callers():
     nor leave the limit behind when it is the last."""
     import threading
 
-    from lrqc.backend import comp_call
-    from lrqc.backend.comp_call import one_blas_thread
+    from lrqc.runtime import glue as comp_call
+    from lrqc.runtime.glue import one_blas_thread
 
     with one_blas_thread():  # the BLAS libraries it controls: those loaded at its first use
         pass

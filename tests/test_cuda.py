@@ -39,7 +39,7 @@ def example(name: str):
 
 
 def ptx_of(kernel, arch: str) -> dict:
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     src = gpu.cuda_source(kernel.module)
     assert "extern \"C\" __global__" in src
@@ -47,7 +47,7 @@ def ptx_of(kernel, arch: str) -> dict:
 
 
 def _gpu():
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     return gpu.gpu_present()
 
@@ -107,7 +107,7 @@ def test_per_group_gemm_keeps_partial_and_output_sums_in_registers():
     """Per-group products (VS-Quant): per thread, the group's int32 partial sums and the
     float32 output sums live in registers across the groups; A's and B's k chunks of each
     group are staged in shared memory; the output is written once."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     kernel = lrqc.compile(scheme("int8 per_vector(32)", "int4 per_vector(32)"), 64, 128, 256,
                           target="cuda-sm90")
@@ -136,7 +136,7 @@ def test_tensor_cores_or_dp4a_chosen_per_bucket():
 def test_wmma_k_loop_is_software_pipelined():
     """Double-buffered shared tiles: the copy of chunk k + 1 goes to the other half while chunk
     k multiplies (a prologue copy, then k_chunks - 1 steady-state iterations)."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 512,
                           target="cuda-sm90")
@@ -152,9 +152,9 @@ def test_wmma_k_loop_is_software_pipelined():
 def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
-    from lrqc.backend import te_base
+    from lrqc.backend.te import base as te_base
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.backend.plan import make_plan
+    from lrqc.plan.kernel_plan import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
     rng = np.random.default_rng(3)
@@ -218,7 +218,7 @@ def test_16_bit_formulation_of_whole_kernels_matches_the_reference_on_the_cpu(
     """What cuda_wmma_half computes, emulated on the CPU: each case's whole kernel with its
     GEMM in the 16-bit formulation (values cast to float16 while staged; LLVM computes
     bfloat16 in float32, so those cases check the rest), against lrqc.reference."""
-    from lrqc.backend import te_float
+    from lrqc.backend.te import floating as te_float
 
     real = te_float.gemm
     monkeypatch.setattr(te_float, "gemm", lambda p, half=False: real(p, half=True))
@@ -236,9 +236,9 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     """te_float.gemm(half=True) casts A's and B's values to the plan's 16-bit type while
     staging them: compiled for the CPU here, it gives the float32 formulation's numbers on
     exact values, and (float16) differs on one value that is not exact, so the cast is there."""
-    from lrqc.backend import te_float
+    from lrqc.backend.te import floating as te_float
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.backend.plan import make_plan
+    from lrqc.plan.kernel_plan import make_plan
 
     plan = make_plan(scheme(a, b), 64, 64, 128)
     rng = np.random.default_rng(3)
@@ -264,7 +264,7 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
 def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
     array): mi x nj int32 accumulators, A's and B's tiles in shared memory."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 32, 256, 512,
                           target="cuda-sm90")
@@ -281,7 +281,7 @@ def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
 def test_quantization_statistics_reduce_across_threads():
     """A per-tensor max over M x K is a cross-thread reduction (warp shuffles), each thread
     reading a strided, coalesced share; not one thread walking the whole tensor."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     kernel = lrqc.compile(scheme("int8 per_tensor", "int8 per_channel"), 256, 64, 512,
                           target="cuda-sm90")
@@ -295,7 +295,7 @@ def test_quantization_statistics_reduce_across_threads():
 def test_sparse_products_compile_to_thread_per_column_kernels():
     """Sparse residual terms: the per-call copy's zero-skip product and the static copy's CSR
     product as CUDA kernels (integer sums per group, one float multiply-add per group)."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     for a, b in (("int8 per_channel + sparse(threshold=0.9)", "int8 per_channel"),
                  ("int8 per_channel", "int8 per_channel + sparse(threshold=0.9)")):
@@ -315,7 +315,7 @@ def test_running_without_a_gpu_says_so():
 
 
 def test_artifact_carries_a_fatbin_for_every_arch(tmp_path):
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     out = tmp_path / "art"
     res = subprocess.run([*LRQC, "build", "examples/lrqmm.lrq",
@@ -349,7 +349,7 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
 
     import tvm_ffi
 
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
 
     importlib.import_module("tvm.support.nvcc")
     original = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
@@ -368,7 +368,8 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
 
 
 def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
-    from lrqc.backend import artifact, gpu
+    from lrqc.runtime import artifact
+    from lrqc.backend.cuda import gpu
 
     s = scheme("int8 per_channel", "int8 per_channel")
     monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
@@ -378,7 +379,7 @@ def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
 
 
 def test_tune_without_a_gpu_says_so_and_refuses_empty_selections(capsys):
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning.search import tune_scheme
 
     if not _gpu():
         with pytest.raises(LrqcError, match="measures and checks candidates on a GPU.*--rpc"):
@@ -409,9 +410,9 @@ def _replayed(plan, rule, fn, picks):
     schedule."""
     from tvm.s_tir.schedule import Trace
 
-    from lrqc.backend.build import functions, schedule_function
+    from lrqc.pipeline.build import functions, schedule_function
     from lrqc.backend.compat import Schedule, prim_func
-    from lrqc.backend.tune import sampling_knob, unit_safe
+    from lrqc.tuning.search import sampling_knob, unit_safe
 
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
     order = []
@@ -439,13 +440,13 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     functions). Each knob at its smallest and largest value, the others at the hand choice,
     replayed as MetaSchedule replays samples, compiles to CUDA (and the GEMMs to PTX with
     their instruction)."""
-    from lrqc.backend import gpu
-    from lrqc.backend.build import functions, plan_rule, schedule_function
+    from lrqc.backend.cuda import gpu
+    from lrqc.pipeline.build import functions, plan_rule, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func
-    from lrqc.backend.plan import make_plan
-    from lrqc.backend.rules import choose
+    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve, tvm_target
-    from lrqc.backend.tune import space_knobs
+    from lrqc.tuning.search import space_knobs
 
     t = resolve("cuda-sm90")
     plan = make_plan(scheme(a, b), *dims)
@@ -511,10 +512,10 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
     compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
     the GPU: the gpu test below.)"""
-    from lrqc.backend.build import bucket_plans, plan_rule
-    from lrqc.backend.rules import choose
+    from lrqc.pipeline.build import bucket_plans, plan_rule
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve
-    from lrqc.backend.tune import Progress, function_module, record_key, search, trace_to_json
+    from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
     from lrqc.tuning.db import Database, Record
 
     t = resolve("cuda-sm80")
@@ -547,7 +548,7 @@ def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache):
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning.search import tune_scheme
 
     target = f"cuda -arch={_gpu_arch()}" if _gpu() else "cuda-sm90"
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
@@ -575,7 +576,7 @@ GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4"
 
 def _gpu_arch():
     """The GPU's arch when lrqc builds for it (else the gpu tests skip)."""
-    from lrqc.backend import gpu
+    from lrqc.backend.cuda import gpu
     from lrqc.backend.target import CUDA_ARCHS
 
     if not _gpu():
@@ -641,7 +642,7 @@ def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
 def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
     """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
     against lrqc.reference, records kept, and builds replaying them still match it."""
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning.search import tune_scheme
 
     arch = _gpu_arch()
     target = f"cuda -arch={arch}"
@@ -663,8 +664,8 @@ def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
 
 @pytest.mark.gpu
 def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
-    from lrqc.backend import gpu
-    from lrqc.backend.artifact import build_artifact, load_kernel
+    from lrqc.backend.cuda import gpu
+    from lrqc.runtime.artifact import build_artifact, load_kernel
 
     arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")

@@ -78,7 +78,7 @@ def test_tune_records_check_and_build_replays(cache, capsys):
         assert how.startswith(f"tuning record {rec.hash}"), how
     else:  # a record slower than the hand schedule is never used
         assert how.startswith(f"hand schedule (tuning record {rec.hash} measured slower"), how
-    from lrqc.backend.build import compile as compile_kernel
+    from lrqc.pipeline.build import compile as compile_kernel
 
     replayed = compile_kernel(s, m, n, k, traces={(m, "gemm"): rec.trace})
     rng = np.random.default_rng(3)
@@ -104,7 +104,7 @@ def test_tune_records_check_and_build_replays(cache, capsys):
 
 
 def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
-    from lrqc.backend import tune
+    from lrqc.tuning import search as tune
 
     s = lrqc.parse_schemes(SCHEME)["pc"]
     plan = tune_plan(s)
@@ -129,7 +129,7 @@ def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
     ("int8 per_channel", "int4 per_channel + lowrank(rank=4)", "lowrank_u"),  # A' L_B, rank blocks
 ])
 def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
-    from lrqc.backend import tune
+    from lrqc.tuning import search as tune
 
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = tune_plan(s)
@@ -151,10 +151,10 @@ def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
 def test_every_loop_order_of_the_space_matches_the_reference(a, b):
     """The tuner's design spaces (loop orders x knobs) compute the scheme: each order, with
     its hand knobs, replayed as a trace into the whole kernel."""
-    from lrqc.backend.build import compile as compile_kernel
-    from lrqc.backend.build import functions, schedule_function, variants
+    from lrqc.pipeline.build import compile as compile_kernel
+    from lrqc.pipeline.build import functions, schedule_function, variants
     from lrqc.backend.compat import Schedule, prim_func
-    from lrqc.backend.tune import trace_to_json
+    from lrqc.tuning.search import trace_to_json
 
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = tune_plan(s)
@@ -172,7 +172,7 @@ def test_every_loop_order_of_the_space_matches_the_reference(a, b):
 
 
 def _rule(plan):
-    from lrqc.backend.rules import choose
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features
 
     return choose("x86", plan, features(_host()))[0]
@@ -185,7 +185,7 @@ def _host():
 
 
 def tune_plan(s):
-    from lrqc.backend.build import bucket_plans
+    from lrqc.pipeline.build import bucket_plans
 
     return bucket_plans(s, *DIMS)[0]
 
@@ -195,8 +195,8 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache, monkeypatch):
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.backend import tune
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning import search as tune
+    from lrqc.tuning.search import tune_scheme
 
     remote = []  # the final tuned-vs-hand timing goes through the tracker too
 
@@ -243,12 +243,12 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     """The VNNI rule's tuning space (which lrqc tune samples on a VNNI machine only: candidates
     are checked there) compiles at every corner: each knob at its smallest and largest value,
     the others at the hand choice, scheduled as MetaSchedule would draw them."""
-    from lrqc.backend.build import functions, schedule_function
+    from lrqc.pipeline.build import functions, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
-    from lrqc.backend.plan import make_plan
-    from lrqc.backend.rules import choose
+    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import features, resolve
-    from lrqc.backend.tune import space_knobs
+    from lrqc.tuning.search import space_knobs
 
     t = resolve("x86-avx512-vnni")
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
@@ -273,7 +273,7 @@ def _crafted(fn="gemm", **fields):
     search), with `fields` overriding its JSON."""
     from dataclasses import asdict
 
-    from lrqc.backend.tune import hand_trace, record_key
+    from lrqc.tuning.search import hand_trace, record_key
 
     s = lrqc.parse_schemes(SCHEME)["pc"]
     plan = tune_plan(s)
@@ -403,7 +403,7 @@ def test_import_and_put_refuse_what_load_refuses(cache, capsys):
 def test_implausible_times_are_measured_again_then_refused(monkeypatch):
     import io
 
-    from lrqc.backend import tune
+    from lrqc.tuning import search as tune
 
     times = iter([(2.857, [(0.004, 714.0)]), (1.0, [(0.9, 1.1)]),
                   (2.857, [(0.004, 714.0)]), (2.857, [(0.004, 714.0)])])
@@ -423,7 +423,7 @@ def test_implausible_times_are_measured_again_then_refused(monkeypatch):
                                     ({"rpc": "127.0.0.1:1", "key": "k"},
                                      r"--rpc 127.0.0.1:1: no TVM RPC tracker answers there")])
 def test_tune_scheme_refuses_before_searching(cache, kw, msg):
-    from lrqc.backend.tune import tune_scheme
+    from lrqc.tuning.search import tune_scheme
 
     with pytest.raises(LrqcError, match=msg):
         tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, **kw)

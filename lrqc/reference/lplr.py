@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from lrqc.reference.rounding import round_values
+from .rounding import round_values
 
 DSVD_SPLITS = ("left", "right")
 

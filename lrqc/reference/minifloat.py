@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrqc.reference.rounding import round_values
+from .rounding import round_values
 
 # name -> (exp_bits, man_bits, emax, max_normal), OCP Microscaling Formats (MX) v1.0, section 5.3.
 # bias = 2^(exp_bits - 1) - 1, emin = 1 - bias; subnormals have exponent emin (step 2^(emin - man)).

@@ -13,10 +13,10 @@ lowrank_u makes U_B = A' L_B from the base codes; the GEMM adds U W in its epilo
 
 from __future__ import annotations
 
-from . import names
-from .compat import te, tir
-from .plan import KernelPlan, a_offset
-from .te_base import _a_input, dims, quantizer
+from ...plan import names
+from ..compat import te, tir
+from ...plan.kernel_plan import KernelPlan, a_offset
+from .base import _a_input, dims, quantizer
 
 F64 = "float64"
 
@@ -66,7 +66,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
 def quantize_a(p: KernelPlan):
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R), (T)]."""
-    from .segments import split_terms
+    from ...plan.segments import split_terms
 
     M, K, Mp, Kq, G, V = dims(p)
     A, x = _a_input(p)
@@ -131,7 +131,7 @@ def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
     """The per-call operand of sparse product j: centered codes and their (Mp, G) scales.
     side "a": A's thresholded copy as [Mp, Kq] (the sparse operand, zero codes skipped);
     side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
-    from .te_sparse import code_dtype
+    from .sparse import code_dtype
 
     code, sa, zc, _ = src
     V, dt = p.vector, code_dtype(p.sparse[j].q)

@@ -10,8 +10,8 @@ import sys
 import threading
 import traceback
 
-from . import __version__
-from .errors import LrqcError, SchemeError
+from .. import __version__
+from ..errors import LrqcError, SchemeError
 
 EXAMPLE = "examples/lrqmm.lrq"
 
@@ -74,7 +74,7 @@ def _range(val: str) -> tuple[int, int]:
 
 
 def _load(path):
-    from .api import load_schemes
+    from ..api import load_schemes
 
     return load_schemes(path)
 
@@ -94,9 +94,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from .api import pick_scheme
-    from .explain import DEFAULT_EMITS, EMITS, explain
-    from .frontend.schema import defaults_doc
+    from ..api import pick_scheme
+    from ..explain import DEFAULT_EMITS, EMITS, explain
+    from ..frontend.schema import defaults_doc
 
     if args.defaults:
         print(defaults_doc())
@@ -117,9 +117,9 @@ def cmd_explain(args) -> int:
     dims = parse_dims(args.dims) if args.dims else None
     syntax = None
     if "syntax" in emit:
-        from .api import read_scheme_text
-        from .frontend.parser import parse
-        from .frontend.syntax import dump
+        from ..api import read_scheme_text
+        from ..frontend.parser import parse
+        from ..frontend.syntax import dump
 
         decls = {d.name: d for d in parse(read_scheme_text(args.file), args.file)}
     out = []
@@ -135,9 +135,9 @@ def cmd_explain(args) -> int:
 def cmd_eval(args) -> int:
     import numpy as np
 
-    from . import reference
-    from .api import pick_scheme
-    from .reference.data import pair
+    from .. import reference
+    from ..api import pick_scheme
+    from ..reference.data import pair
 
     s = pick_scheme(_load(args.file), args.scheme, args.file)
     dims = parse_dims(args.dims) if args.dims else None
@@ -166,7 +166,7 @@ def _load_npy(path, flag):
     """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
     import numpy as np
 
-    from .files import regular_file
+    from ..files import regular_file
 
     regular_file(path, f"{flag}: cannot load {path}")  # a FIFO or device: no hang
     try:  # mapped first: a header claiming more than the file holds is an error, not a huge
@@ -192,7 +192,7 @@ def _is_npy(path) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .reference.data import DISTRIBUTIONS
+    from ..reference.data import DISTRIBUTIONS
 
     p = argparse.ArgumentParser(prog="lrqc", description="Accurate low-bit matrix multiplication: "
                                 "quantization schemes with residual compensation.")
@@ -219,10 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--a", help="A as a .npy file (M x K)")
     v.add_argument("--b", help="B as a .npy file (K x N)")
     v.set_defaults(func=cmd_eval)
-    from .cli_build import add_parsers
+    from .build import add_parsers
 
     add_parsers(sub, DISTRIBUTIONS)
-    from .cli_tune import add_parsers as add_tune_parsers
+    from .tune import add_parsers as add_tune_parsers
 
     add_tune_parsers(sub)
     return p

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from .errors import LrqcError
-from .tuning.db import PRUNE_HINT
+from ..errors import LrqcError
+from ..tuning.db import PRUNE_HINT
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -24,10 +24,10 @@ def parse_duration(text: str | None) -> float | None:
 
 
 def cmd_tune(args) -> int:
-    from .api import load_schemes, pick_scheme
-    from .backend.tune import TUNED_FUNCTIONS, tune_scheme
-    from .cli import at_least, parse_dims
-    from .cli_build import _target_arg
+    from ..api import load_schemes, pick_scheme
+    from ..tuning.search import TUNED_FUNCTIONS, tune_scheme
+    from . import at_least, parse_dims
+    from .build import _target_arg
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
@@ -73,7 +73,7 @@ def _pick(entries, prefixes) -> list:
 
 
 def cmd_cache(args) -> int:
-    from .tuning.db import BadRecord, Database, tuning_dir
+    from ..tuning.db import BadRecord, Database, tuning_dir
 
     db = Database()
     action, rest = args.action, args.records
@@ -132,10 +132,10 @@ def _bad(exc) -> str:
 def _current(rec):
     """(scheme, plan, whether the record's key is what this lrqc/TVM/LLVM would make);
     LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
-    from .api import parse_schemes
-    from .backend.build import bucket_plans, tuned_functions
-    from .backend.target import resolve
-    from .backend.tune import record_key
+    from ..api import parse_schemes
+    from ..pipeline.build import bucket_plans, tuned_functions
+    from ..backend.target import resolve
+    from ..tuning.search import record_key
 
     k = rec.key
     schemes = parse_schemes(k["scheme"], f"record {rec.hash}")
@@ -154,9 +154,9 @@ def judge(rec, here: set) -> tuple[str, str]:
     """(verdict, why) of one good record: "ok", "stale" (not what this lrqc/TVM/LLVM would
     make: no build finds it), "skipped" (this machine cannot run its target), or "wrong" (its
     schedule does not compile, or the kernel it gives differs from lrqc.reference)."""
-    from .backend.kernel import device_of
-    from .backend.target import is_cuda
-    from .backend.tune import check_candidate
+    from ..runtime.kernel import device_of
+    from ..backend.target import is_cuda
+    from ..tuning.search import check_candidate
 
     try:
         scheme, plan, current = _current(rec)
@@ -179,8 +179,8 @@ def judge(rec, here: set) -> tuple[str, str]:
 def _verify(entries) -> int:
     """Re-check records that this lrqc/TVM/LLVM and this machine can run against
     lrqc.reference; 1 when any is bad, stale or wrong."""
-    from .backend.target import features, host_target_dict
-    from .tuning.db import BadRecord
+    from ..backend.target import features, host_target_dict
+    from ..tuning.db import BadRecord
 
     here, condemned = features(host_target_dict()), 0
     for path, r in entries:
@@ -199,8 +199,8 @@ def _verify(entries) -> int:
 def _prune(db, entries, everything: bool) -> int:
     """Remove what `lrqc cache verify` condemns: bad, stale and wrong records (everything:
     every record)."""
-    from .backend.target import features, host_target_dict
-    from .tuning.db import BadRecord
+    from ..backend.target import features, host_target_dict
+    from ..tuning.db import BadRecord
 
     here, removed = features(host_target_dict()), 0
     for path, r in entries:

@@ -27,10 +27,11 @@ import numpy as np
 from .. import __version__
 from ..errors import LrqcError
 from ..frontend.unparse import unparse
-from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, make_key, plausible
-from . import names, tiles
-from .compat import Schedule, prim_func, tvm, versions
-from .target import features, is_cross, is_cuda, tvm_target
+from .db import PRUNE_HINT, BadRecord, Database, Record, make_key, plausible
+from ..plan import names
+from ..backend.schedule import tiles
+from ..backend.compat import Schedule, prim_func, tvm, versions
+from ..backend.target import features, is_cross, is_cuda, tvm_target
 
 TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
 CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024}  # static
@@ -45,7 +46,7 @@ def record_key(plan, fn: str, tdict: dict) -> dict:
 
 def space_knobs(plan, rule, fn: str) -> dict:
     """{knob name: candidates} of function fn's tuning space (those with a choice)."""
-    from .build import functions, schedule_function
+    from ..pipeline.build import functions, schedule_function
 
     seen = {}
     safe = unit_safe(fn, plan, rule)
@@ -68,7 +69,7 @@ def tunable(plan, rule, fn: str = names.FN_GEMM) -> str | None:
 
 
 def function_module(plan, rule, fn: str):
-    from .build import functions
+    from ..pipeline.build import functions
 
     return prim_func(functions(plan, rule)[fn])
 
@@ -109,7 +110,7 @@ def replay(sch, trace_json) -> None:
 def replay_error(plan, rule, fn: str, tdict: dict, trace) -> str | None:
     """None when the trace replays onto function fn of the plan, else why not (TVM's own
     checks of every schedule step: a record whose schedule was edited or belongs elsewhere)."""
-    from .build import functions
+    from ..pipeline.build import functions
 
     try:
         with tvm_target(tdict):
@@ -124,7 +125,7 @@ def recorded_traces(plans, rule, tdict: dict, db: Database | None = None) -> tup
     A record is used when it is good (lrqc.tuning.db.check), measured faster than the hand
     schedule and its trace replays onto the function; otherwise the function keeps its hand
     schedule and `how` names the record and why it was not used."""
-    from .build import plan_rule, tuned_functions
+    from ..pipeline.build import plan_rule, tuned_functions
 
     db, traces, sources = db or Database(), {}, {}
     for p in plans:
@@ -162,7 +163,7 @@ def _why(exc: BaseException) -> str:
 
 def register_intrinsics() -> None:
     """Every tensor intrinsic lrqc's schedules use (traces name them)."""
-    from . import intrin, intrin_wmma
+    from ..backend.intrin import x86 as intrin, cuda as intrin_wmma
 
     tiles.register_avx2()
     tiles.register_vnni()
@@ -366,7 +367,7 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
         target = tvm.target.Target({**target.export(), **CUDA_LIMITS})
 
     def space(sch):  # one design space per loop order
-        from .build import schedule_function, variants
+        from ..pipeline.build import schedule_function, variants
 
         out = []
         for v in variants(fn, plan, rule):
@@ -432,10 +433,10 @@ def _random_arrays(tensors, rng, rows: int = 1) -> list:
 
 def _device(tdict: dict):
     """The local device that runs the target's code."""
-    from .compat import cpu
+    from ..backend.compat import cpu
 
     if is_cuda(tdict):
-        from . import gpu
+        from ..backend.cuda import gpu
 
         return gpu.device()
     return cpu()
@@ -469,8 +470,8 @@ def _timer(f, args):
 def _modules(plan, rule, tdict: dict, traces, fn: str) -> tuple[list, list]:
     """(compiled modules of function fn: the hand schedule for a None trace, else the trace
     replayed; random input arrays for them)."""
-    from .build import functions, schedule_function
-    from .compat import compile_module
+    from ..pipeline.build import functions, schedule_function
+    from ..backend.compat import compile_module
 
     tensors = functions(plan, rule)[fn]
     exs = []
@@ -537,7 +538,7 @@ def _same(want: list, got: list) -> str | None:
 
 def hand_trace(plan, rule, fn: str):
     """The trace (JSON) of function fn's hand schedule: the hand point of its tuning space."""
-    from .build import functions, schedule_function
+    from ..pipeline.build import functions, schedule_function
 
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
     schedule_function(fn, sch, plan, rule)
@@ -549,7 +550,7 @@ def check_candidate(scheme, plan, tdict: dict, trace, fn: str = names.FN_GEMM) -
     random inputs, else why not."""
     from ..reference import matmul
     from ..reference.scheme import rel_error
-    from .build import compile as compile_kernel
+    from ..pipeline.build import compile as compile_kernel
 
     rng = np.random.default_rng(1)
     try:
@@ -571,9 +572,9 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     """Tune every tunable kernel function (of `functions`, default TUNED_FUNCTIONS) of the
     scheme's buckets; returns one report row per function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
     "rejected", "wall_s"}."""
-    from .build import bucket_plans, family_of
-    from .rules import choose
-    from .target import resolve
+    from ..pipeline.build import bucket_plans, family_of
+    from ..backend.schedule.rules import choose
+    from ..backend.target import resolve
 
     out = out or sys.stderr
     for name, value, least in (("trials", trials, 1), ("workers", workers, 1)):
@@ -603,7 +604,7 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
     rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
-    from .build import plan_rule, tuned_functions
+    from ..pipeline.build import plan_rule, tuned_functions
 
     jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS
             if fn in tuned_functions(plan)]  # lowrank_u only with B's low-rank term
@@ -630,7 +631,7 @@ def _gpu_ready(tdict: dict, rpc: str | None) -> None:
     arch, or a newer one), or the device of an RPC tracker (rpc)."""
     if rpc:
         return
-    from . import gpu
+    from ..backend.cuda import gpu
 
     if not gpu.gpu_present():
         raise LrqcError("lrqc tune --target cuda measures and checks candidates on a GPU, and "
@@ -661,7 +662,7 @@ def time_finalists(plan, rule, tdict: dict, finalists, fn: str, rpc, key, out,
 def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers, rpc, key,
                    cost_model, out) -> dict:
     """Search, check, time and record one function of one bucket (tune_scheme's report row)."""
-    from .build import variants
+    from ..pipeline.build import variants
 
     sym = names.symbol(fn, plan.m)
     rkey = record_key(plan, fn, tdict)

@@ -25,9 +25,9 @@ from ..frontend.bind import bind_dims
 from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
 from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
-from . import layout
+from ..plan import layout
 from .kernel import finite
-from .plan import UnsupportedScheme, make_plan
+from ..plan.kernel_plan import UnsupportedScheme, make_plan
 
 F32 = FloatOperand("float32")
 CODES = QuantOperand(Quant("int8"))  # L's centered codes (given exactly: layout.pack's q)
@@ -70,12 +70,12 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
 
 def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
     """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
-    from .build import bucket_plans, family_of, rule_of, schedule_all
-    from .compat import compile_module, tvm
+    from ..pipeline.build import bucket_plans, family_of, rule_of, schedule_all
+    from ..backend.compat import compile_module, tvm
     from .kernel import Kernel
-    from .plan import m_range
-    from .rules import choose
-    from .target import features, tvm_target
+    from ..plan.kernel_plan import m_range
+    from ..backend.schedule.rules import choose
+    from ..backend.target import features, tvm_target
 
     lo, hi = m_range(M)
     for m in {lo, hi}:  # the reference's checks of the scheme at these sizes (ranks)
@@ -147,7 +147,7 @@ class ChainKernel:
 
     def pack(self, B) -> ChainPacked:
         from ..reference import lplr as lplr_mod
-        from .comp_call import one_blas_thread
+        from .glue import one_blas_thread
 
         B = self._shape_b(B)
         s = self.scheme
@@ -181,7 +181,7 @@ class ChainKernel:
             raise InputError(f"A: expected shape {self.m_text}x{self.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
         if s.product is not None:
-            from .comp_call import one_blas_thread
+            from .glue import one_blas_thread
 
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")

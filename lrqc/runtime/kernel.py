@@ -21,10 +21,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
-from . import layout, names
-from .comp_call import CompBuffers
-from .compat import empty, tensor
-from .plan import KernelPlan, zero_point_problem
+from ..plan import layout, names
+from .glue import CompBuffers
+from ..backend.compat import empty, tensor
+from ..plan.kernel_plan import KernelPlan, zero_point_problem
 
 NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
 
@@ -117,12 +117,12 @@ class _Bucket:
 
 def device_of(target: dict) -> tuple:
     """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
-    from .compat import cpu
-    from .target import is_cuda
+    from ..backend.compat import cpu
+    from ..backend.target import is_cuda
 
     if not is_cuda(target):
         return cpu(), None
-    from . import gpu
+    from ..backend.cuda import gpu
 
     archs = ", ".join(target.get("lrqc_archs") or [target["arch"]])
     if not gpu.gpu_present():

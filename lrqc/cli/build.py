@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LrqcError
+from ..errors import LrqcError
 
 
 def _target_arg(text):
@@ -76,14 +76,14 @@ def output_file(path: str) -> Path:
 
 
 def cmd_build(args) -> int:
-    from .api import load_schemes, pick_scheme
-    from .backend.artifact import build_artifact
-    from .cli import parse_dims
+    from ..api import load_schemes, pick_scheme
+    from ..runtime.artifact import build_artifact
+    from . import parse_dims
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
     target = _target_arg(args.target)
-    from .backend.target import resolve
+    from ..backend.target import resolve
 
     resolve(target)  # an unknown target: LrqcError before anything is written
     created = output_dir(args.output)
@@ -127,8 +127,8 @@ def cmd_build(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .backend.artifact import load_kernel
-    from .cli import _load_npy
+    from ..runtime.artifact import load_kernel
+    from . import _load_npy
 
     out = output_file(args.output)
     kernel = load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
@@ -155,19 +155,19 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def cmd_bench(args) -> int:
-    from . import reference
-    from .api import load_schemes, pick_scheme
-    from .backend import compile as compile_kernel
-    from .cli import at_least, parse_dims
-    from .reference.data import pair
-    from .reference.scheme import direct_scheme, rel_error
+    from .. import reference
+    from ..api import load_schemes, pick_scheme
+    from ..pipeline.build import compile as compile_kernel
+    from . import at_least, parse_dims
+    from ..reference.data import pair
+    from ..reference.scheme import direct_scheme, rel_error
 
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims)
     at_least("--repeat", args.repeat, 1)
     at_least("--seed", args.seed, 0)
     target = _target_arg(args.target)
-    from .backend.target import host_lacks, resolve
+    from ..backend.target import host_lacks, resolve
 
     lacks = host_lacks(resolve(target))
     if lacks:

@@ -7,8 +7,8 @@ follows TVM's convention (a fragment buffer's elem_offset locates the 16 x 16 ti
 
 from __future__ import annotations
 
-from .compat import T
-from .intrin import register
+from ..compat import T
+from .x86 import register
 
 M = N = K = 16
 ACC = {"int8": "int32", "float16": "float32", "bfloat16": "float32"}  # accumulator per input

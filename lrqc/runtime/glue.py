@@ -15,10 +15,10 @@ import numpy as np
 from ..errors import InputError
 from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
-from .compat import empty as _empty
-from .compat import tensor as _tensor
-from .te_comp import sketch_width
-from .te_sparse import code_dtype
+from ..backend.compat import empty as _empty
+from ..backend.compat import tensor as _tensor
+from ..backend.te.compensated import sketch_width
+from ..backend.te.sparse import code_dtype
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared

@@ -17,11 +17,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import LrqcError
-from . import names
-from .compat import Schedule, tvm
-from .intrin import DP4A, register
-from .tiles import has_block, picks
+from ...errors import LrqcError
+from ...plan import names
+from ..compat import Schedule, tvm
+from ..intrin.x86 import DP4A, register
+from ..schedule.tiles import has_block, picks
 
 # instruction patterns in PTX, for build reports and the compile-only tests
 PTX_PATTERNS = {
@@ -260,7 +260,7 @@ def arch_mismatch(target: dict) -> str | None:
     top = max(int(a[3:]) for a in archs)
     if int(have[3:]) > top:
         return None
-    from .target import CUDA_ARCHS
+    from ..target import CUDA_ARCHS
 
     fit = [a for a in CUDA_ARCHS if int(a[3:]) <= int(have[3:])]
     hint = (f"rebuild with --target 'cuda -arch={fit[-1]}'" if fit
@@ -348,7 +348,7 @@ def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
     all threads, 4 elements per thread-copy) -> 16-k steps -> fy x fx fragments per warp; each
     warp's accumulators stored to shared memory, then the output block (scales, zero-point
     correction, low-rank epilogue) computed from them by the warp's 32 threads."""
-    from .intrin_wmma import register_all
+    from ..intrin.cuda import register_all
 
     s8 = has_block(sch, names.A_S8)
     a_name = names.A_S8 if s8 else names.A_HALF
@@ -452,7 +452,7 @@ def schedule(fn: str, tensors_mod, plan, rule, trace=None):
     attribute says which."""
     sch = Schedule(tensors_mod)
     if trace is not None:
-        from .tune import replay
+        from ...tuning.search import replay
 
         replay(sch, trace)
         how = "tuning record"

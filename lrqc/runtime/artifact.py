@@ -19,13 +19,13 @@ from .. import __version__
 from ..errors import LrqcError
 from ..files import MiB, read_bytes
 from ..frontend.unparse import unparse
-from . import names
-from .build import bucket_plans
-from .build import compile as compile_kernel
+from ..plan import names
+from ..pipeline.build import bucket_plans
+from ..pipeline.build import compile as compile_kernel
 from .chain import assemble, is_chain, parts
-from .compat import load_module, versions
+from ..backend.compat import load_module, versions
 from .kernel import Kernel
-from .target import cuda_archs, host_lacks, is_cross, is_cuda, resolve
+from ..backend.target import cuda_archs, host_lacks, is_cross, is_cuda, resolve
 
 FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
 REBUILD = "rebuild it with `lrqc build`"
@@ -89,7 +89,7 @@ MANIFEST_SCHEMA = {
 def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     """Compile and export; returns the manifest."""
     if target is not None and is_cuda(resolve(target)):
-        from .gpu import nvcc_path
+        from ..backend.cuda.gpu import nvcc_path
 
         nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
     kernel = compile_kernel(scheme, M, N, K, target)  # M: rows or a range lo..hi
@@ -185,7 +185,7 @@ def cuda_files(kernel, out: Path) -> dict:
     """Device code of a CUDA kernel: device.fatbin (nvcc, SASS for every arch asked for and
     PTX of the highest) and device.cu (the source TVM generated, for reading); returns the
     manifest's "cuda" entry, with the integer instructions of each function's PTX."""
-    from . import gpu
+    from ..backend.cuda import gpu
 
     src = gpu.cuda_source(kernel.module)
     archs = cuda_archs(kernel.target)
@@ -388,7 +388,7 @@ def check_files(d: Path, man: dict) -> None:
 def _load_cuda(d: Path, man: dict, scheme):
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
-    from . import gpu
+    from ..backend.cuda import gpu
     from .kernel import device_of
 
     missing = host_lacks(man["target"])

@@ -6,12 +6,20 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..frontend.model import LowRank, QuantOperand, Sparse
-from . import chain, names, te_base, te_comp, te_float, te_sparse, tiles
-from .compat import Schedule, compile_module, prim_func, tvm
-from .kernel import Kernel
-from .plan import UnsupportedScheme, m_buckets, m_range, make_plan
-from .rules import choose
-from .target import features, is_cuda, resolve, tvm_target
+from ..runtime import chain
+from ..plan import names
+from ..backend.te import (
+    base as te_base,
+    compensated as te_comp,
+    floating as te_float,
+    sparse as te_sparse,
+)
+from ..backend.schedule import tiles
+from ..backend.compat import Schedule, compile_module, prim_func, tvm
+from ..runtime.kernel import Kernel
+from ..plan.kernel_plan import UnsupportedScheme, m_buckets, m_range, make_plan
+from ..backend.schedule.rules import choose
+from ..backend.target import features, is_cuda, resolve, tvm_target
 
 FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
 
@@ -97,7 +105,7 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
     helpers for the rest. knob(name, candidates, hand) picks each tunable choice (None: the
     hand choices; lrqc tune passes a sampler); variant: one of variants(fn, plan, rule)."""
     if getattr(rule, "FAMILY", "x86") == "cuda":  # lrqc's GPU schedules (dlight's: no knobs)
-        from . import gpu
+        from ..backend.cuda import gpu
 
         gpu.schedule_into(fn, sch, plan, rule, knob)
     elif fn == names.FN_QUANTIZE:
@@ -140,7 +148,7 @@ def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> tvm.
         for fn, tensors in functions(plan, rule).items():
             sch = Schedule(prim_func(tensors))
             if (plan.m, fn) in traces:
-                from .tune import replay
+                from ..tuning.search import replay
 
                 replay(sch, traces[plan.m, fn])
             else:
@@ -161,7 +169,7 @@ def rule_of(plan, rule) -> tuple[str, bool]:
 def _schedule_cuda(plan, rule, prefix: str, traces: dict) -> dict:
     """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`); traces as in
     schedule_all."""
-    from . import gpu
+    from ..backend.cuda import gpu
 
     out = {}
     for j, f in enumerate(te_sparse.functions(plan, cuda=True)):  # scheduled as written
@@ -195,7 +203,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     if traces is None:
         traces = {}
         if tuned:
-            from .tune import recorded_traces
+            from ..tuning.search import recorded_traces
 
             traces, sources = recorded_traces(plans, rule, tdict)
     with tvm_target(tdict):  # CUDA rules (dlight) read the current target
@@ -220,7 +228,7 @@ def _hand(fn: str, plan, rule) -> str:
 
 def tuned_functions(plan) -> tuple:
     """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
-    from .tune import TUNED_FUNCTIONS
+    from ..tuning.search import TUNED_FUNCTIONS
 
     return tuple(fn for fn in TUNED_FUNCTIONS if fn != names.FN_LOWRANK_U or plan.rank_b)
 

@@ -7,10 +7,10 @@ zc[i,g]·colsum[g,j], so acc - zc·colsum = Σ (qA - zA) qB exactly."""
 
 from __future__ import annotations
 
-from ..reference.quant import int_range
-from . import names
-from .compat import te, tir
-from .plan import KernelPlan
+from ...reference.quant import int_range
+from ...plan import names
+from ..compat import te, tir
+from ...plan.kernel_plan import KernelPlan
 
 
 def smallest_f64():
@@ -62,7 +62,7 @@ def _a_input(p: KernelPlan):
 def _elem_code(y, q, u=None):
     """y rounded onto element format q.fmt's grid and saturated (reference.minifloat
     .round_to_format), as the integer code value·2^frac_bits (float64)."""
-    from ..reference.minifloat import FP_FORMATS, frac_bits
+    from ...reference.minifloat import FP_FORMATS, frac_bits
 
     f64 = "float64"
     if q.fmt == "int8":  # MX INT8: q/64, codes q
@@ -80,7 +80,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
     zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
-    from ..reference.minifloat import ELEM_EMAX, frac_bits
+    from ...reference.minifloat import ELEM_EMAX, frac_bits
 
     q = p.qa
     _, _, Mp, Kp, G, V = dims(p)
@@ -199,7 +199,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     else:
         top = float(qmax)
         if fp:
-            from ..reference.minifloat import FP_FORMATS
+            from ...reference.minifloat import FP_FORMATS
 
             top = float(FP_FORMATS[q.fmt][3])
         tiny = smallest_f64()
@@ -239,7 +239,7 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
 
     unit = 1.0
     if fp:
-        from ..reference.minifloat import frac_bits
+        from ...reference.minifloat import frac_bits
 
         unit = 2.0 ** -frac_bits(q.fmt)
 
@@ -314,7 +314,7 @@ def epilogue_terms(p: KernelPlan):
     """(placeholders, output, plus): output(shape, value, name) makes the output block
     value + Σ U W (te_comp.output); plus(v, i, j, g) adds the low-rank epilogue to the value v
     of an output that reduces over K groups g (at g == 0 only)."""
-    from .te_comp import epilogue, lowrank_blocks, output
+    from .compensated import epilogue, lowrank_blocks, output
 
     ph, parts = epilogue(p)
 

@@ -12,10 +12,11 @@ result matches lrqc.reference.matmul within float32 rounding (not bit for bit)."
 
 from __future__ import annotations
 
-from ..reference.minifloat import frac_bits
-from . import names, te_base
-from .compat import te, tir
-from .plan import KernelPlan
+from ...reference.minifloat import frac_bits
+from ...plan import names
+from . import base as te_base
+from ..compat import te, tir
+from ...plan.kernel_plan import KernelPlan
 
 
 def _round_to(v, dtype: str):

@@ -12,7 +12,7 @@ CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 reg
 
 from __future__ import annotations
 
-from .compat import T, TensorIntrin
+from ..compat import T, TensorIntrin
 
 VNNI_16x4 = "lrqc_vnni_16x4_u8s8s32"
 

@@ -4,9 +4,9 @@ then parallel/unroll/vectorize, then compute_at, then decompose_reduction, then 
 
 from __future__ import annotations
 
-from . import names
-from .compat import tir
-from .intrin import AVX2_16x4, VNNI_16x4, register
+from ...plan import names
+from ..compat import tir
+from ..intrin.x86 import AVX2_16x4, VNNI_16x4, register
 
 
 def register_vnni() -> str:

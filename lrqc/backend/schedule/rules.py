@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 from functools import cache
 
-from ..resources import data_dir
+from ...resources import data_dir
 
 
 @cache

@@ -1,0 +1,1 @@
+"""lrqc.backend.schedule."""
