@@ -296,11 +296,11 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.backend.compat import compile_module, tvm
     from lrqc.plan.kernel_plan import make_plan
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
 
     t = resolve("x86-avx512-vnni")
     plan = make_plan(scheme(spec, spec), *dims)
-    rule, _ = choose("x86", plan, features(t))
+    rule, _ = choose("x86", plan, t.features)
     assert rule.NAME == "x86_vnni"
     asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
     assert asm.count("vpdpbusd") >= 16
@@ -309,12 +309,12 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
 def test_rule_choice_follows_the_target():
     from lrqc.plan.kernel_plan import make_plan
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
     want = {"x86-avx512-vnni": "x86_vnni", "x86-avx2": "x86_avx2", "aarch64": "generic"}
     for t, name in want.items():
-        rule, skipped = choose("x86", plan, features(resolve(t)))
+        rule, skipped = choose("x86", plan, resolve(t).features)
         assert rule.NAME == name
         if name != "x86_vnni":
             assert ("x86_vnni", "target lacks avx512vnni") in skipped
@@ -327,11 +327,11 @@ def test_avx2_rule_emits_vpmaddwd(spec, dims):
     from lrqc.backend.compat import compile_module, tvm
     from lrqc.plan.kernel_plan import make_plan
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
 
     t = resolve("x86-avx2")
     plan = make_plan(scheme(spec, spec), *dims)
-    rule, _ = choose("x86", plan, features(t))
+    rule, _ = choose("x86", plan, t.features)
     asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
     assert asm.count("vpmaddwd") >= 16
 

@@ -53,13 +53,14 @@ def _gpu():
 
 
 def test_cuda_targets_resolve_and_bad_ones_are_refused():
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
 
-    assert resolve("cuda-sm90")["arch"] == "sm_90"
-    assert resolve("cuda -arch=sm_80")["arch"] == "sm_80"
+    assert resolve("cuda-sm90").archs == ("sm_90",)
+    assert resolve("cuda -arch=sm_80").spec["arch"] == "sm_80"
     both = resolve("cuda -arch=sm_90,sm_80")
-    assert both["arch"] == "sm_80" and both["lrqc_archs"] == ["sm_80", "sm_90"]
-    assert {"cuda", "dp4a", "mma_s8"} <= features(resolve({"kind": "cuda", "arch": "sm_80"}))
+    assert both.spec["arch"] == "sm_80" and both.archs == ("sm_80", "sm_90")
+    assert both.as_dict()["lrqc_archs"] == ["sm_80", "sm_90"]  # the manifest's form
+    assert {"cuda", "dp4a", "mma_s8"} <= resolve({"kind": "cuda", "arch": "sm_80"}).features
     for bad, msg in (("cuda", "names no GPU architecture"), ("cuda -arch=sm_50", "not supported"),
                      ("cuda -O3", "only -arch=")):
         with pytest.raises(LrqcError, match=msg):
@@ -445,14 +446,14 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     from lrqc.backend.compat import Schedule, compile_module, prim_func
     from lrqc.plan.kernel_plan import make_plan
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve, tvm_target
+    from lrqc.backend.target import resolve
     from lrqc.tuning.search import space_knobs
 
     t = resolve("cuda-sm90")
     plan = make_plan(scheme(a, b), *dims)
-    r = plan_rule(plan, choose("cuda", plan, features(t))[0], features(t))
+    r = plan_rule(plan, choose("cuda", plan, t.features)[0], t.features)
     assert r.NAME == rule
-    with tvm_target(t):
+    with t.tvm():
         space = space_knobs(plan, r, fn)
         assert set(space) == knobs, space
         hand = {}
@@ -461,7 +462,7 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
         for name, cands in space.items():
             for value in (cands[0], cands[-1]):
                 sch = _replayed(plan, r, fn, {**{k: hand[k] for k in space}, name: value})
-                src = gpu.cuda_source(compile_module(sch.mod, tvm_target(t)))
+                src = gpu.cuda_source(compile_module(sch.mod, t.tvm()))
                 assert "__global__" in src
                 if name == "threads":  # the per-block kernels' thread count follows the knob
                     assert f"__launch_bounds__({value})" in src and "__shfl" in src
@@ -514,14 +515,14 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     the GPU: the gpu test below.)"""
     from lrqc.pipeline.build import bucket_plans, plan_rule
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
     from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
     from lrqc.tuning.db import Database, Record
 
     t = resolve("cuda-sm80")
     s = scheme("int8 per_channel", "int8 per_channel")
     plan = bucket_plans(s, 128, 128, 256)[0]
-    rule = plan_rule(plan, choose("cuda", plan, features(t))[0], features(t))
+    rule = plan_rule(plan, choose("cuda", plan, t.features)[0], t.features)
     assert rule.NAME == "cuda_wmma"
     runner = _FakeRunner.make()
     progress = Progress(6, 0.0, out=__import__("io").StringIO())

@@ -173,9 +173,9 @@ def test_every_loop_order_of_the_space_matches_the_reference(a, b):
 
 def _rule(plan):
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features
+    
 
-    return choose("x86", plan, features(_host()))[0]
+    return choose("x86", plan, _host().features)[0]
 
 
 def _host():
@@ -247,13 +247,13 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
     from lrqc.plan.kernel_plan import make_plan
     from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import features, resolve
+    from lrqc.backend.target import resolve
     from lrqc.tuning.search import space_knobs
 
     t = resolve("x86-avx512-vnni")
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = make_plan(s, *dims)
-    rule, _ = choose("x86", plan, features(t))
+    rule, _ = choose("x86", plan, t.features)
     assert rule.NAME == "x86_vnni"
     space = space_knobs(plan, rule, "gemm")
     assert "mr" in space and ("kc" in space or plan.groups > 1)

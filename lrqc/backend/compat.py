@@ -16,7 +16,7 @@ from tvm.target import codegen
 __all__ = [
     "Schedule",
     "T",
-    "Target",
+    "TvmTarget",
     "TensorIntrin",
     "codegen",
     "compile_module",
@@ -29,7 +29,7 @@ __all__ = [
     "versions",
 ]
 
-Target = tvm.target.Target
+TvmTarget = tvm.target.Target
 cpu = tvm.cpu
 
 

@@ -4,15 +4,19 @@ CUDA targets: "cuda-sm80", "cuda-sm90" (short names), "cuda -arch=sm_90" (TVM's 
 "cuda -arch=sm_80,sm_90" builds device code for both), or a dict {"kind": "cuda", "arch":
 "sm_90"}. Bare "cuda" is refused: TVM would silently compile for sm_50. The host part is
 LLVM code for this machine's architecture without CPU features (it only launches the device
-code). A dict may carry "lrqc_archs" (every arch the
-artifact's fatbin holds; TVM's own "arch" is the lowest, which code generation targets)."""
+code). Everything resolves to one Target value; its dict form (manifests, tuning records) may
+carry "lrqc_archs" (every arch the artifact's fatbin holds; TVM's own "arch" is the lowest,
+which code generation targets)."""
 
 from __future__ import annotations
 
+import os
 import platform
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ..errors import LrqcError
-from .compat import Target, codegen
+from .compat import TvmTarget, codegen
 
 # cpuinfo flag -> LLVM feature
 _X86_FEATURES = {
@@ -32,6 +36,73 @@ CUDA_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120")  
 ARCHS_KEY = "lrqc_archs"  # lrqc's own key: every arch of the fatbin (not a TVM attribute)
 
 
+@dataclass(frozen=True)
+class Target:
+    """A resolved compilation target. spec: TVM's target dict (without lrqc's own keys);
+    archs: every CUDA arch the device code is built for (the first is TVM's codegen arch);
+    features: what the schedule rules test (LLVM features such as "avx2", "avx512vnni"; for
+    CUDA "cuda" and the instructions the lowest arch has)."""
+
+    spec: MappingProxyType
+    archs: tuple[str, ...] = ()
+    features: frozenset[str] = field(default=frozenset())
+
+    @property
+    def kind(self) -> str:
+        return str(self.spec["kind"])
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    @property
+    def family(self) -> str:
+        """The schedule-rule family: "cuda", or "x86" (whose generic rule also serves every
+        other LLVM target)."""
+        return "cuda" if self.is_cuda else "x86"
+
+    @property
+    def triple(self) -> str:
+        return str(self.spec.get("mtriple", ""))
+
+    @property
+    def host(self) -> Target | None:
+        """A CUDA target's host part (LLVM code that launches the kernels)."""
+        return resolve(dict(self.spec["host"])) if self.is_cuda else None
+
+    @property
+    def is_cross(self) -> bool:
+        """Code for another architecture than this machine's (it cannot be loaded here)."""
+        if self.is_cuda:
+            return self.host.is_cross
+        return bool(self.triple) and not self.triple.startswith(platform.machine())
+
+    def tvm(self) -> TvmTarget:
+        return TvmTarget(dict(self.spec))
+
+    def as_dict(self) -> dict:
+        """The JSON form written to manifests and tuning records (resolve() reads it back)."""
+        out = _plain(self.spec)
+        if len(self.archs) > 1:
+            out[ARCHS_KEY] = list(self.archs)
+        return out
+
+    def host_lacks(self) -> list[str]:
+        """Features the target needs that this CPU does not have (for refusing to load)."""
+        if self.is_cuda:
+            return self.host.host_lacks()
+        if self.is_cross:
+            return ["architecture " + (self.triple or "?")]
+        flags = host_cpu_flags()
+        rev = {v: k for k, v in _X86_FEATURES.items()}
+        return sorted(f for f in self.features if f in rev and rev[f] not in flags)
+
+
+def _plain(spec) -> dict:
+    return {k: (_plain(v) if isinstance(v, (dict, MappingProxyType)) else
+                list(v) if isinstance(v, tuple) else v) for k, v in spec.items()}
+
+
 def host_cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
@@ -46,8 +117,6 @@ def host_cpu_flags() -> set[str]:
 def host_target_dict() -> dict:
     """The host CPU as LLVM sees it, plus every vector feature /proc/cpuinfo reports (LLVM 22
     names this Zen 5 VM 'znver3' and would otherwise leave AVX-512 VNNI off)."""
-    import os
-
     d = {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()),
          "num-cores": os.cpu_count() or 1}
     if platform.machine() in ("x86_64", "AMD64"):
@@ -58,9 +127,15 @@ def host_target_dict() -> dict:
     return d
 
 
-def resolve(target) -> dict:
-    """A target dict from None/'host', a short name, a CUDA target string, or a dict
-    (validated by TVM)."""
+def host_target() -> Target:
+    return resolve(None)
+
+
+def resolve(target) -> Target:
+    """A Target from None/'host', a short name, a CUDA target string, a dict (validated by
+    TVM; the form Target.as_dict writes) or a Target."""
+    if isinstance(target, Target):
+        return target
     if target is None or target == "host" or target == "llvm":
         d = host_target_dict()
     elif isinstance(target, dict):
@@ -76,13 +151,17 @@ def resolve(target) -> dict:
     if d.get("kind") not in ("llvm", "cuda"):
         raise LrqcError(f"target kind {d.get('kind')!r}: lrqc compiles for 'llvm' (CPUs) and "
                         "'cuda' targets")
-    if is_cuda(d):
+    archs: tuple[str, ...] = ()
+    if d["kind"] == "cuda":
         d = _cuda_dict(d)
+        archs = tuple(d.pop(ARCHS_KEY, None) or [d["arch"]])
     try:
-        Target(tvm_dict(d))
-    except Exception as exc:
+        tvm_target = TvmTarget(d)
+    except (ValueError, TypeError, RuntimeError) as exc:  # TVM's refusal of the dict
         raise LrqcError(f"invalid target {d}: {str(exc).splitlines()[-1]}") from None
-    return d
+    spec = MappingProxyType({k: (MappingProxyType(v) if isinstance(v, dict) else
+                                 tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+    return Target(spec, archs, frozenset(_features(d, tvm_target)))
 
 
 def _cuda_string(text: str) -> dict:
@@ -119,58 +198,12 @@ def _cuda_dict(d: dict) -> dict:
     return out
 
 
-def is_cuda(d: dict) -> bool:
-    return d.get("kind") == "cuda"
-
-
-def cuda_archs(d: dict) -> list[str]:
-    """Every arch the artifact's device code is built for (the first is TVM's codegen arch)."""
-    return list(d.get(ARCHS_KEY) or [d["arch"]])
-
-
-def tvm_dict(d: dict) -> dict:
-    """The target dict without lrqc's own keys (what tvm.target.Target takes)."""
-    return {k: v for k, v in d.items() if k != ARCHS_KEY}
-
-
-def tvm_target(d: dict):
-    """tvm.target.Target of a resolved target dict."""
-    return Target(tvm_dict(d))
-
-
-def features(d: dict) -> set[str]:
-    """LLVM features the target enables (from mcpu and mattr); for CUDA targets "cuda" and
-    the instructions the lowest arch has ("dp4a": sm_61+, "mma_s8" and "mma_f16": int8 and
-    fp16 tensor cores, sm_75+, "mma_bf16": sm_80+)."""
-    if is_cuda(d):
+def _features(d: dict, t) -> set[str]:
+    if d["kind"] == "cuda":
         sm = int(d["arch"].split("_")[1])
         have = {"dp4a": 61, "mma_s8": 75, "mma_f16": 75, "mma_bf16": 80}
         return {"cuda"} | {f for f, lo in have.items() if sm >= lo}
-    t = Target(d)
-    out = set()
-    for f in ("avx512vnni", "avx512bw", "avx512f", "avx2", "avx512bf16", "gfni"):
-        try:
-            if codegen.target_has_features(f, t):
-                out.add(f)
-        except Exception:  # pragma: no cover - non-x86 targets
-            pass
-    return out
-
-
-def is_cross(d: dict) -> bool:
-    if is_cuda(d):
-        return is_cross(d["host"])
-    triple = d.get("mtriple", "")
-    return bool(triple) and not triple.startswith(platform.machine())
-
-
-def host_lacks(d: dict) -> list[str]:
-    """Features the target needs that this CPU does not have (for refusing to load)."""
-    if is_cuda(d):
-        return host_lacks(d["host"])
-    if is_cross(d):
-        return ["architecture " + d.get("mtriple", "?")]
-    flags = host_cpu_flags()
-    need = features(d)
-    rev = {v: k for k, v in _X86_FEATURES.items()}
-    return sorted(f for f in need if f in rev and rev[f] not in flags)
+    if not str(d.get("mtriple") or platform.machine()).startswith(("x86", "AMD64")):
+        return set()  # the x86 feature names mean nothing to other LLVM targets
+    return {f for f in ("avx512vnni", "avx512bw", "avx512f", "avx2", "avx512bf16", "gfni")
+            if codegen.target_has_features(f, t)}

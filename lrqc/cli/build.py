@@ -167,9 +167,9 @@ def cmd_bench(args) -> int:
     at_least("--repeat", args.repeat, 1)
     at_least("--seed", args.seed, 0)
     target = _target_arg(args.target)
-    from ..backend.target import host_lacks, resolve
+    from ..backend.target import resolve
 
-    lacks = host_lacks(resolve(target))
+    lacks = resolve(target).host_lacks()
     if lacks:
         raise LrqcError(f"lrqc bench runs the kernel on this machine, which lacks "
                         f"{', '.join(lacks)}; build for that machine with `lrqc build` instead")

@@ -130,7 +130,7 @@ def _bad(exc) -> str:
 
 
 def _current(rec):
-    """(scheme, plan, whether the record's key is what this lrqc/TVM/LLVM would make);
+    """(scheme, plan, target, whether the record's key is what this lrqc/TVM/LLVM would make);
     LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
     from ..api import parse_schemes
     from ..pipeline.build import bucket_plans, tuned_functions
@@ -142,12 +142,12 @@ def _current(rec):
     if len(schemes) != 1:
         raise LrqcError(f"its key holds {len(schemes)} schemes, not one")
     scheme = next(iter(schemes.values()))
-    resolve(k["target"])  # a target TVM refuses: LrqcError
+    target = resolve(k["target"])  # a target TVM refuses: LrqcError
     m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
     plan = bucket_plans(scheme, m, n, k["k"])[0]
     if k["function"] not in tuned_functions(plan):
         raise LrqcError(f"lrqc tunes no function {k['function']!r} of this scheme")
-    return scheme, plan, record_key(plan, k["function"], k["target"]) == k
+    return scheme, plan, target, record_key(plan, k["function"], target) == k
 
 
 def judge(rec, here: set) -> tuple[str, str]:
@@ -155,34 +155,33 @@ def judge(rec, here: set) -> tuple[str, str]:
     make: no build finds it), "skipped" (this machine cannot run its target), or "wrong" (its
     schedule does not compile, or the kernel it gives differs from lrqc.reference)."""
     from ..runtime.kernel import device_of
-    from ..backend.target import is_cuda
     from ..tuning.search import check_candidate
 
     try:
-        scheme, plan, current = _current(rec)
+        scheme, plan, target, current = _current(rec)
     except LrqcError as exc:
         return "stale", str(exc).splitlines()[0]
     if not current:
         return "stale", "made with other versions or features"
-    if is_cuda(rec.key["target"]):
-        why_not = device_of(rec.key["target"])[1]
+    if target.is_cuda:
+        why_not = device_of(target)[1]
         if why_not:
             return "skipped", why_not
     else:
         lacks = sorted(set(rec.key["features"]) - here)
         if lacks:
             return "skipped", f"this CPU lacks {', '.join(lacks)}"
-    why = check_candidate(scheme, plan, rec.key["target"], rec.trace, rec.key["function"])
+    why = check_candidate(scheme, plan, target, rec.trace, rec.key["function"])
     return ("ok", "") if why is None else ("wrong", why)
 
 
 def _verify(entries) -> int:
     """Re-check records that this lrqc/TVM/LLVM and this machine can run against
     lrqc.reference; 1 when any is bad, stale or wrong."""
-    from ..backend.target import features, host_target_dict
+    from ..backend.target import host_target
     from ..tuning.db import BadRecord
 
-    here, condemned = features(host_target_dict()), 0
+    here, condemned = host_target().features, 0
     for path, r in entries:
         if isinstance(r, BadRecord):
             print(f"{path.stem}: BAD: {_bad(r)}")
@@ -199,10 +198,10 @@ def _verify(entries) -> int:
 def _prune(db, entries, everything: bool) -> int:
     """Remove what `lrqc cache verify` condemns: bad, stale and wrong records (everything:
     every record)."""
-    from ..backend.target import features, host_target_dict
+    from ..backend.target import host_target
     from ..tuning.db import BadRecord
 
-    here, removed = features(host_target_dict()), 0
+    here, removed = host_target().features, 0
     for path, r in entries:
         if everything:
             why = "--all"

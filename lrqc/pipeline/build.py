@@ -19,15 +19,9 @@ from ..backend.compat import Schedule, compile_module, prim_func, tvm
 from ..runtime.kernel import Kernel
 from ..plan.kernel_plan import UnsupportedScheme, m_buckets, m_range, make_plan
 from ..backend.schedule.rules import choose
-from ..backend.target import features, is_cuda, resolve, tvm_target
+from ..backend.target import resolve
 
 FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
-
-
-def family_of(target: dict) -> str:
-    if is_cuda(target):
-        return "cuda"
-    return "x86"  # the generic rule in schedules/x86 also serves non-x86 LLVM targets
 
 
 def bucket_plans(scheme, M, N: int, K: int) -> tuple:
@@ -189,31 +183,31 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
     per bucket (powers of two from 4, and hi) and each call runs the smallest that fits.
     tuned: use matching records of the tuning database (lrqc tune) instead of hand schedules;
     traces: {(bucket m, function): trace JSON} to use instead (lrqc tune's checks)."""
-    tdict = resolve(target)
+    target = resolve(target)
     if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
         raise UnsupportedScheme(f"scheme '{scheme.name}': output: float64 is computed by the "
                                 "reference only (lrqc.reference.matmul); the compiled kernels "
                                 "produce float32, float16 or bfloat16")
     if chain.is_chain(scheme):
-        return chain.assemble(scheme, M, N, K, tdict)
+        return chain.assemble(scheme, M, N, K, target)
     lo, _ = m_range(M)
     plans = bucket_plans(scheme, M, N, K)
-    rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+    rule, _ = choose(target.family, plans[-1], target.features)
     sources = {}
     if traces is None:
         traces = {}
         if tuned:
             from ..tuning.search import recorded_traces
 
-            traces, sources = recorded_traces(plans, rule, tdict)
-    with tvm_target(tdict):  # CUDA rules (dlight) read the current target
-        mod = schedule_all(plans, rule, traces=traces, feats=features(tdict))
-        ex = compile_module(mod, tvm_target(tdict))
-    if is_cuda(tdict):  # how each function was scheduled, as the GPU helpers recorded it
+            traces, sources = recorded_traces(plans, rule, target)
+    with target.tvm():  # CUDA rules (dlight) read the current target
+        mod = schedule_all(plans, rule, traces=traces, feats=target.features)
+        ex = compile_module(mod, target.tvm())
+    if target.is_cuda:  # how each function was scheduled, as the GPU helpers recorded it
         sources = {**{(p.m, fn): str(mod[names.symbol(fn, p.m)].attrs["lrqc_schedule"])
                       for p in plans for fn in tuned_functions(p)}, **sources}
     name, fast = rule_of(plans[-1], rule)
-    kernel = Kernel(plans, ex, tdict, name, fast, m_min=None if scheme.static == "a" else lo,
+    kernel = Kernel(plans, ex, target, name, fast, m_min=None if scheme.static == "a" else lo,
                     transposed=scheme.static == "a")
     kernel.schedules = {names.symbol(fn, p.m): sources.get((p.m, fn), _hand(fn, p, rule))
                         for p in plans for fn in tuned_functions(p)}

@@ -25,7 +25,7 @@ from ..pipeline.build import compile as compile_kernel
 from .chain import assemble, is_chain, parts
 from ..backend.compat import load_module, versions
 from .kernel import Kernel
-from ..backend.target import cuda_archs, host_lacks, is_cross, is_cuda, resolve
+from ..backend.target import resolve
 
 FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
 REBUILD = "rebuild it with `lrqc build`"
@@ -88,14 +88,14 @@ MANIFEST_SCHEMA = {
 
 def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
     """Compile and export; returns the manifest."""
-    if target is not None and is_cuda(resolve(target)):
+    if target is not None and resolve(target).is_cuda:
         from ..backend.cuda.gpu import nvcc_path
 
         nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
     kernel = compile_kernel(scheme, M, N, K, target)  # M: rows or a range lo..hi
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cross = is_cross(kernel.target)
+    cross = kernel.target.is_cross
     lib = "lib.tar" if cross else "lib.so"
     try:
         kernel.module.export_library(str(out / lib))
@@ -103,7 +103,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
                         "(lib.so needs a C++ compiler: set CXX or install g++)") from None
     buckets, padded = expected_layout(kernel)
-    cuda = cuda_files(kernel, out) if is_cuda(kernel.target) else None
+    cuda = cuda_files(kernel, out) if kernel.target.is_cuda else None
     text = unparse(scheme)
     p = kernel.plan
     manifest = {
@@ -116,7 +116,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
         "static": scheme.static,
         "m_buckets": buckets,
         "padded": padded,
-        "target": kernel.target,
+        "target": kernel.target.as_dict(),
         "cross_compiled": cross,
         "schedule_rule": kernel.rule,
         "schedules": getattr(kernel, "schedules", {}),
@@ -188,7 +188,7 @@ def cuda_files(kernel, out: Path) -> dict:
     from ..backend.cuda import gpu
 
     src = gpu.cuda_source(kernel.module)
-    archs = cuda_archs(kernel.target)
+    archs = kernel.target.archs
     (out / "device.cu").write_text(src)
     (out / "device.fatbin").write_bytes(gpu.fatbin(src, archs))
     return {"archs": archs, "cuda_version": gpu.cuda_version(), "fatbin": "device.fatbin",
@@ -385,17 +385,17 @@ def check_files(d: Path, man: dict) -> None:
                             f"file, or changed after the build); {REBUILD}")
 
 
-def _load_cuda(d: Path, man: dict, scheme):
+def _load_cuda(d: Path, man: dict, scheme, target):
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
     from ..backend.cuda import gpu
     from .kernel import device_of
 
-    missing = host_lacks(man["target"])
+    missing = target.host_lacks()
     if missing:
         raise LrqcError(f"{d}: its host code is for {man['target'].get('host')}, this machine "
                         f"is another {', '.join(missing)}; rebuild it here")
-    _, why = device_of(man["target"])
+    _, why = device_of(target)
     if why:
         raise LrqcError(f"{d}: {why}")
     path = d / man["cuda"]["fatbin"]
@@ -407,7 +407,7 @@ def _load_cuda(d: Path, man: dict, scheme):
     if sha256(binary) != man["files"][path.name]["sha256"]:
         raise LrqcError(f"{path}: changed while loading; {REBUILD}")
     gpu.serve_fatbin(binary, man["cuda"]["source_sha256"])  # before the module is loaded
-    return _assemble(d, man, scheme)
+    return _assemble(d, man, scheme, target)
 
 
 def load_kernel(path) -> Kernel:
@@ -416,13 +416,14 @@ def load_kernel(path) -> Kernel:
     d = Path(path)
     man = read_manifest(d)
     scheme = check_manifest(d, man)
+    target = resolve(man["target"])
     if man["cuda"]:
-        return _load_cuda(d, man, scheme)
-    missing = host_lacks(man["target"])
+        return _load_cuda(d, man, scheme, target)
+    missing = target.host_lacks()
     if missing:
         raise LrqcError(f"{d}: built for {man['target']}, but this CPU lacks "
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
-    return _assemble(d, man, scheme)
+    return _assemble(d, man, scheme, target)
 
 
 def _library(d: Path, man: dict):
@@ -440,15 +441,15 @@ def _library(d: Path, man: dict):
     return module
 
 
-def _assemble(d: Path, man: dict, scheme):
+def _assemble(d: Path, man: dict, scheme, target):
     """The Kernel (or chain) of a checked artifact, its library loaded."""
     dims = man["dims"]
     if is_chain(scheme):
-        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], man["target"],
+        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], target,
                         _library(d, man))
     plans = bucket_plans(scheme, str(dims["M"]), dims["N"], dims["K"])
     module = _library(d, man)
     transposed = scheme.static == "a"
-    return Kernel(plans, module, man["target"], man["schedule_rule"], man["fast_path"],
+    return Kernel(plans, module, target, man["schedule_rule"], man["fast_path"],
                   m_min=None if transposed else int(str(dims["M"]).split("..")[0]),
                   transposed=transposed)

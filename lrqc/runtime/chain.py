@@ -68,29 +68,29 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
     return [first, ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
 
 
-def assemble(s: Scheme, M, N: int, K: int, tdict: dict, module=None):
+def assemble(s: Scheme, M, N: int, K: int, target: dict, module=None):
     """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
-    from ..pipeline.build import bucket_plans, family_of, rule_of, schedule_all
+    from ..pipeline.build import bucket_plans, rule_of, schedule_all
     from ..backend.compat import compile_module, tvm
     from .kernel import Kernel
     from ..plan.kernel_plan import m_range
     from ..backend.schedule.rules import choose
-    from ..backend.target import features, tvm_target
+    
 
     lo, hi = m_range(M)
     for m in {lo, hi}:  # the reference's checks of the scheme at these sizes (ranks)
         bind_dims(s, m, N, K)
     specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
-    rules = [choose(family_of(tdict), plans[-1], features(tdict))[0] for _, plans in specs]
+    rules = [choose(target.family, plans[-1], target.features)[0] for _, plans in specs]
     if module is None:
         mod = tvm.IRModule({})
-        with tvm_target(tdict):  # CUDA rules (dlight) read the current target
+        with target.tvm():  # CUDA rules (dlight) read the current target
             for (prefix, plans), rule in zip(specs, rules):
-                mod.update(schedule_all(plans, rule, prefix, feats=features(tdict)))
-            module = compile_module(mod, tvm_target(tdict))
-    kernels = [Kernel(plans, module, tdict, *rule_of(plans[-1], rule), m_min=lo, prefix=prefix)
+                mod.update(schedule_all(plans, rule, prefix, feats=target.features))
+            module = compile_module(mod, target.tvm())
+    kernels = [Kernel(plans, module, target, *rule_of(plans[-1], rule), m_min=lo, prefix=prefix)
                for (prefix, plans), rule in zip(specs, rules)]
-    return ChainKernel(s, kernels, module, tdict, N, K)
+    return ChainKernel(s, kernels, module, target, N, K)
 
 
 @dataclass

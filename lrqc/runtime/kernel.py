@@ -115,16 +115,16 @@ class _Bucket:
         return f
 
 
-def device_of(target: dict) -> tuple:
+def device_of(target) -> tuple:
     """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
     from ..backend.compat import cpu
-    from ..backend.target import is_cuda
 
-    if not is_cuda(target):
+
+    if not target.is_cuda:
         return cpu(), None
     from ..backend.cuda import gpu
 
-    archs = ", ".join(target.get("lrqc_archs") or [target["arch"]])
+    archs = ", ".join(target.archs)
     if not gpu.gpu_present():
         return None, (f"this kernel is CUDA code for {archs}, and this machine has no CUDA GPU "
                       "that TVM can use: build it with `lrqc build --target ...` and run the "

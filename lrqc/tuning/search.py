@@ -31,7 +31,7 @@ from .db import PRUNE_HINT, BadRecord, Database, Record, make_key, plausible
 from ..plan import names
 from ..backend.schedule import tiles
 from ..backend.compat import Schedule, prim_func, tvm, versions
-from ..backend.target import features, is_cross, is_cuda, tvm_target
+
 
 TUNED_FUNCTIONS = (names.FN_QUANTIZE, names.FN_GEMM, names.FN_LOWRANK_U)  # what lrqc tune searches
 CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024}  # static
@@ -40,7 +40,8 @@ FINALISTS = 3  # checked candidates re-timed against the hand schedule before on
 
 def record_key(plan, fn: str, tdict: dict) -> dict:
     """The database key of function fn of one plan (bucket) on target tdict."""
-    return make_key(unparse(plan.scheme), fn, plan.m, plan.n, plan.k, tdict, features(tdict),
+    return make_key(unparse(plan.scheme), fn, plan.m, plan.n, plan.k, tdict.as_dict(),
+                    tdict.features,
                     {"lrqc": __version__, **versions()})
 
 
@@ -113,7 +114,7 @@ def replay_error(plan, rule, fn: str, tdict: dict, trace) -> str | None:
     from ..pipeline.build import functions
 
     try:
-        with tvm_target(tdict):
+        with tdict.tvm():
             replay(Schedule(prim_func(functions(plan, rule)[fn])), trace)
     except Exception as exc:  # noqa: BLE001 - whatever TVM raises for a trace it cannot apply
         return _why(exc)
@@ -141,7 +142,7 @@ def recorded_traces(plans, rule, tdict: dict, db: Database | None = None) -> tup
                 sources[p.m, fn] = (f"hand schedule (tuning record {rec.hash} measured slower: "
                                     f"{rec.tuned_ms:.3f} vs {rec.hand_ms:.3f} ms)")
                 continue
-            why = replay_error(p, plan_rule(p, rule, features(tdict)), fn, tdict, rec.trace)
+            why = replay_error(p, plan_rule(p, rule, tdict.features), fn, tdict, rec.trace)
             if why:
                 sources[p.m, fn] = _ignored(rec.hash, f"its schedule does not apply: {why}")
                 continue
@@ -362,8 +363,8 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
     # MetaSchedule re-configures this logger by handler names; unnamed ones (added by a host
     # application, e.g. a test runner's log capture) would break its dictConfig
     ms_log.handlers = [h for h in ms_log.handlers if h.get_name()]
-    target = tvm_target(tdict)
-    if is_cuda(tdict):  # the limits MetaSchedule's GPU check reads (every arch lrqc builds)
+    target = tdict.tvm()
+    if tdict.is_cuda:  # the limits MetaSchedule's GPU check reads (every arch lrqc builds)
         target = tvm.target.Target({**target.export(), **CUDA_LIMITS})
 
     def space(sch):  # one design space per loop order
@@ -376,7 +377,7 @@ def search(mod, plan, rule, fn: str, tdict: dict, work_dir, trials: int,
             out.append(s)
         return out
 
-    if is_cuda(tdict):  # lrqc's schedule as written: no rules, GPU limits checked
+    if tdict.is_cuda:  # lrqc's schedule as written: no rules, GPU limits checked
         space = ms.space_generator.ScheduleFn(
             space, sch_rules=[], mutator_probs={},
             postprocs=[ms.postproc.DisallowDynamicLoop(), ms.postproc.VerifyGPUCode()])
@@ -435,7 +436,7 @@ def _device(tdict: dict):
     """The local device that runs the target's code."""
     from ..backend.compat import cpu
 
-    if is_cuda(tdict):
+    if tdict.is_cuda:
         from ..backend.cuda import gpu
 
         return gpu.device()
@@ -481,8 +482,8 @@ def _modules(plan, rule, tdict: dict, traces, fn: str) -> tuple[list, list]:
             schedule_function(fn, sch, plan, rule)
         else:
             replay(sch, tr)
-        with tvm_target(tdict):
-            exs.append(compile_module(sch.mod, tvm_target(tdict)))
+        with tdict.tvm():
+            exs.append(compile_module(sch.mod, tdict.tvm()))
     return exs, _random_arrays(tensors, np.random.default_rng(0), plan.m)
 
 
@@ -503,7 +504,7 @@ def _remote_modules(exs, rpc: str, key: str | None, tdict: dict) -> tuple[list, 
             ex.export_library(str(lib))
             sess.upload(str(lib))
             mods.append(sess.load_module(lib.name))
-    return mods, (sess.cuda(0) if is_cuda(tdict) else sess.cpu())
+    return mods, (sess.cuda(0) if tdict.is_cuda else sess.cpu())
 
 
 def check_remote(plan, rule, tdict: dict, traces, fn: str, rpc: str, key: str | None) -> list:
@@ -572,7 +573,7 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     """Tune every tunable kernel function (of `functions`, default TUNED_FUNCTIONS) of the
     scheme's buckets; returns one report row per function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
     "rejected", "wall_s"}."""
-    from ..pipeline.build import bucket_plans, family_of
+    from ..pipeline.build import bucket_plans
     from ..backend.schedule.rules import choose
     from ..backend.target import resolve
 
@@ -588,22 +589,22 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
         raise LrqcError("the xgb cost model needs xgboost (pip install -e '.[tune]'); or use "
                         "the random one")
     tdict = resolve(target)
-    if is_cuda(tdict):
+    if tdict.is_cuda:
         _gpu_ready(tdict, rpc)
-    elif is_cross(tdict):
+    elif tdict.is_cross:
         raise LrqcError(f"lrqc tune checks every kept candidate against lrqc.reference on this "
                         f"host, which cannot run {tdict.get('mtriple')} code; tune on a machine "
                         "of that architecture (locally or as the RPC client)")
-    elif not features(tdict) <= features(resolve(None)):
+    elif not tdict.features <= resolve(None).features:
         raise LrqcError("lrqc tune checks every kept candidate against lrqc.reference on this "
                         "host, which lacks the target's "
-                        f"{', '.join(sorted(features(tdict) - features(resolve(None))))}; tune "
+                        f"{', '.join(sorted(tdict.features - resolve(None).features))}; tune "
                         "on a machine that can run the target (locally or as the RPC client)")
     if rpc:
         check_tracker(rpc, key)
     db = db or Database()
     plans = bucket_plans(scheme, M, N, K)
-    rule, _ = choose(family_of(tdict), plans[-1], features(tdict))
+    rule, _ = choose(tdict.family, plans[-1], tdict.features)
     from ..pipeline.build import plan_rule, tuned_functions
 
     jobs = [(plan, fn) for plan in plans for fn in functions or TUNED_FUNCTIONS
@@ -615,7 +616,7 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     rows = []
     for plan, fn in jobs:
         sym = names.symbol(fn, plan.m)
-        brule = plan_rule(plan, rule, features(tdict))  # CUDA: the bucket's own rule
+        brule = plan_rule(plan, rule, tdict.features)  # CUDA: the bucket's own rule
         why = tunable(plan, brule, fn)
         if why:
             print(f"{sym}: not tuned: {why}", file=out)
@@ -685,7 +686,7 @@ def _tune_function(scheme, plan, rule, fn, tdict, db, trials, budget_s, workers,
     checked, rejected = [], 0
     traces = [trace_to_json(cand.trace) for cand in top]
     remote = None
-    if rpc and is_cuda(tdict):  # no GPU here: each candidate against the hand schedule there
+    if rpc and tdict.is_cuda:  # no GPU here: each candidate against the hand schedule there
         remote = check_remote(plan, rule, tdict, traces, fn, rpc, key)
     for n, trace in enumerate(traces):  # the best ones MetaSchedule measured that compute
         why = remote[n] if remote is not None else check_candidate(scheme, plan, tdict, trace,

@@ -252,7 +252,7 @@ def device_arch() -> str:
 
 def arch_mismatch(target: dict) -> str | None:
     """Why code built for the target's archs cannot run on GPU 0, or None."""
-    archs = target.get("lrqc_archs") or [target["arch"]]
+    archs = list(target.archs)
     have = device_arch()
     if have in archs:
         return None
