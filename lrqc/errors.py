@@ -95,3 +95,7 @@ def nearest_word(word: str, choices) -> str | None:
     """The closest valid word to a misspelt one, or None when nothing is close."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+class UnsupportedScheme(LrqcError):
+    """The scheme is valid but the code generator does not handle it yet."""

@@ -275,7 +275,7 @@ def test_shape_and_input_errors():
      "stochastic rounding of MX"),
 ])
 def test_unsupported_schemes_say_so(a, b, msg):
-    from lrqc.plan.kernel_plan import UnsupportedScheme
+    from lrqc.errors import UnsupportedScheme
 
     with pytest.raises(UnsupportedScheme, match=msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
@@ -294,7 +294,7 @@ def test_unsupported_schemes_say_so(a, b, msg):
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
     from lrqc.pipeline.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
 
@@ -302,12 +302,12 @@ def test_vnni_rule_emits_vpdpbusd(spec, dims):
     plan = make_plan(scheme(spec, spec), *dims)
     rule, _ = choose("x86", plan, t.features)
     assert rule.NAME == "x86_vnni"
-    asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
+    asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
     assert asm.count("vpdpbusd") >= 16
 
 
 def test_rule_choice_follows_the_target():
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
 
@@ -325,14 +325,14 @@ def test_rule_choice_follows_the_target():
 def test_avx2_rule_emits_vpmaddwd(spec, dims):
     from lrqc.pipeline.build import schedule_all
     from lrqc.backend.compat import compile_module, tvm
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
 
     t = resolve("x86-avx2")
     plan = make_plan(scheme(spec, spec), *dims)
     rule, _ = choose("x86", plan, t.features)
-    asm = compile_module(schedule_all([plan], rule), tvm.target.Target(t)).mod.inspect_source("asm")
+    asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
     assert asm.count("vpmaddwd") >= 16
 
 

@@ -199,7 +199,7 @@ def test_rank_above_rows_is_a_clear_error():
     ("int8 + dense(e4m3 per_tensor)", "int8", "do not fit int8"),
 ])
 def test_uncompiled_combinations_say_why(a, b, msg):
-    from lrqc.plan.kernel_plan import UnsupportedScheme
+    from lrqc.errors import UnsupportedScheme
 
     with pytest.raises(UnsupportedScheme, match=msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
@@ -250,7 +250,7 @@ def test_lplr_left_codes_are_exact():
 
 
 def test_lplr_needs_static_weights():
-    from lrqc.plan.kernel_plan import UnsupportedScheme
+    from lrqc.errors import UnsupportedScheme
 
     s = lrqc.parse_schemes("scheme t { a: lplr(rank=4)\n b: float32\n static: a }")["t"]
     with pytest.raises(UnsupportedScheme, match="static: b"):

@@ -69,7 +69,7 @@ def test_integer_accumulation_is_exact_past_one_int32_sum(acc):
     "a: int8\nb: int8 + lowrank(rank=1)",
 ])
 def test_sums_that_cannot_be_chunked_are_refused(body):
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
 
     with pytest.raises(lrqc.LrqcError, match="exceed int32"):
         make_plan(scheme(body), 4, 16, K_BIG)

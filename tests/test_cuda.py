@@ -155,7 +155,7 @@ def test_wmma_s8_formulation_is_the_u8_sum():
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
     from lrqc.backend.te import base as te_base
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
     rng = np.random.default_rng(3)
@@ -239,7 +239,7 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     exact values, and (float16) differs on one value that is not exact, so the cast is there."""
     from lrqc.backend.te import floating as te_float
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme(a, b), 64, 64, 128)
     rng = np.random.default_rng(3)
@@ -444,7 +444,7 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     from lrqc.backend.cuda import gpu
     from lrqc.pipeline.build import functions, plan_rule, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
     from lrqc.tuning.search import space_knobs
@@ -513,7 +513,8 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
     compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
     the GPU: the gpu test below.)"""
-    from lrqc.pipeline.build import bucket_plans, plan_rule
+    from lrqc.plan.buckets import bucket_plans
+    from lrqc.pipeline.build import plan_rule
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
     from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json

@@ -185,7 +185,7 @@ def _host():
 
 
 def tune_plan(s):
-    from lrqc.pipeline.build import bucket_plans
+    from lrqc.plan.buckets import bucket_plans
 
     return bucket_plans(s, *DIMS)[0]
 
@@ -245,7 +245,7 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     the others at the hand choice, scheduled as MetaSchedule would draw them."""
     from lrqc.pipeline.build import functions, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
-    from lrqc.plan.kernel_plan import make_plan
+    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
     from lrqc.tuning.search import space_knobs
@@ -262,7 +262,7 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
             sch = Schedule(prim_func(functions(plan, rule)["gemm"]))
             schedule_function("gemm", sch, plan, rule,
                               lambda n, c, h, v=value, name=name: v if n == name else h)
-            asm = compile_module(sch.mod, tvm.target.Target(t)).mod.inspect_source("asm")
+            asm = compile_module(sch.mod, t.tvm()).mod.inspect_source("asm")
             assert asm.count("vpdpbusd") >= 4, (name, value)
 
 

@@ -133,7 +133,8 @@ def _current(rec):
     """(scheme, plan, target, whether the record's key is what this lrqc/TVM/LLVM would make);
     LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
     from ..api import parse_schemes
-    from ..pipeline.build import bucket_plans, tuned_functions
+    from ..plan.buckets import bucket_plans
+    from ..pipeline.build import tuned_functions
     from ..backend.target import resolve
     from ..tuning.search import record_key
 

@@ -3,9 +3,7 @@ gemm and int_acc for every bucket (symbols names.symbol(fn, m))."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 
-from ..frontend.model import LowRank, QuantOperand, Sparse
 from ..runtime import chain
 from ..plan import names
 from ..backend.te import (
@@ -17,54 +15,12 @@ from ..backend.te import (
 from ..backend.schedule import tiles
 from ..backend.compat import Schedule, compile_module, prim_func, tvm
 from ..runtime.kernel import Kernel
-from ..plan.kernel_plan import UnsupportedScheme, m_buckets, m_range, make_plan
+from ..errors import UnsupportedScheme
+from ..plan.buckets import bucket_plans, m_range
 from ..backend.schedule.rules import choose
 from ..backend.target import resolve
 
 FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
-
-
-def bucket_plans(scheme, M, N: int, K: int) -> tuple:
-    """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi').
-    static: a compiles the transposed product Cᵀ = Bᵀ Aᵀ, in which B is the per-call operand
-    (its quantizer applies to Bᵀ's rows = B's columns, exactly as for role b) and A the static
-    one: the plans are those of the transposed scheme, with M and N exchanged."""
-    lo, hi = m_range(M)
-    if scheme.static == "a":
-        if lo != hi:
-            raise UnsupportedScheme("static: a: M is the static operand's row count; a range "
-                                    "lo..hi applies to the per-call operand's rows only")
-        if any(isinstance(t, LowRank) for role in ("a", "b")
-               for t in getattr(scheme.operand(role), "residuals", ())):
-            raise UnsupportedScheme(
-                f"scheme '{scheme.name}': static: a with lowrank terms is not compiled: the "
-                "transposed kernel would multiply A's term by B's codes instead of B (and B's "
-                "by A instead of A's codes), and draw its random test vectors for the "
-                "transposed residuals; use static: b")
-        t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
-        return (make_plan(t, N, hi, K),)
-    plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
-    if lo < hi and any(q.bits == 1 and q.signed and q.granularity == "per_tensor"
-                       for q in per_call_quants(scheme)):
-        raise UnsupportedScheme(f"scheme '{scheme.name}': int1 per_tensor codes of A scale by "
-                                "mean |A| over all of A's rows, which an M range's row padding "
-                                "would change: compile it for one M, or use per_channel")
-    return plans
-
-
-def per_call_quants(scheme) -> list:
-    """The quantizers applied to A on every call: its own, its residual terms', and those of
-    B's sparse terms (which requantize a thresholded copy of A)."""
-    out = []
-    for role in ("a", "b"):
-        op = scheme.operand(role)
-        if not isinstance(op, QuantOperand):
-            continue
-        if role == "a":
-            out.append(op.quant)
-        out += [t.quant for t in op.residuals if getattr(t, "quant", None) is not None
-                and (role == "a" or isinstance(t, Sparse))]
-    return out
 
 
 def functions(plan, rule) -> dict:

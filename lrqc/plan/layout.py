@@ -12,7 +12,7 @@ from ..frontend.unparse import quant_text, unparse
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import integer_codes, quantize
-from .kernel_plan import KernelPlan
+from .model import KernelPlan
 
 LAYOUT_VERSION = 1  # of pack()'s arrays: change it whenever their meaning or shapes change
 

@@ -20,7 +20,7 @@ from ..errors import LrqcError
 from ..files import MiB, read_bytes
 from ..frontend.unparse import unparse
 from ..plan import names
-from ..pipeline.build import bucket_plans
+from ..plan.buckets import bucket_plans
 from ..pipeline.build import compile as compile_kernel
 from .chain import assemble, is_chain, parts
 from ..backend.compat import load_module, versions

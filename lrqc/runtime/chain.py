@@ -27,7 +27,8 @@ from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
 from ..plan import layout
 from .kernel import finite
-from ..plan.kernel_plan import UnsupportedScheme, make_plan
+from ..errors import UnsupportedScheme
+from ..plan.support import make_plan
 
 F32 = FloatOperand("float32")
 CODES = QuantOperand(Quant("int8"))  # L's centered codes (given exactly: layout.pack's q)
@@ -70,10 +71,11 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
 
 def assemble(s: Scheme, M, N: int, K: int, target: dict, module=None):
     """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
-    from ..pipeline.build import bucket_plans, rule_of, schedule_all
+    from ..plan.buckets import bucket_plans
+    from ..pipeline.build import rule_of, schedule_all
     from ..backend.compat import compile_module, tvm
     from .kernel import Kernel
-    from ..plan.kernel_plan import m_range
+    from ..plan.buckets import m_range
     from ..backend.schedule.rules import choose
     
 

@@ -24,7 +24,8 @@ from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
 from ..plan import layout, names
 from .glue import CompBuffers
 from ..backend.compat import empty, tensor
-from ..plan.kernel_plan import KernelPlan, zero_point_problem
+from ..plan.model import KernelPlan
+from ..plan.support import zero_point_problem
 
 NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
 

@@ -573,7 +573,7 @@ def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
     """Tune every tunable kernel function (of `functions`, default TUNED_FUNCTIONS) of the
     scheme's buckets; returns one report row per function: {"symbol", "status", "record", "tuned_ms", "hand_ms", "trials", "valid",
     "rejected", "wall_s"}."""
-    from ..pipeline.build import bucket_plans
+    from ..plan.buckets import bucket_plans
     from ..backend.schedule.rules import choose
     from ..backend.target import resolve
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ...reference.quant import int_range
 from ...plan import names
 from ..compat import te, tir
-from ...plan.kernel_plan import KernelPlan
+from ...plan.model import KernelPlan
 
 
 def smallest_f64():

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from ...plan import names
 from ..compat import te, tir
-from ...plan.kernel_plan import KernelPlan, a_offset
+from ...plan.model import KernelPlan
+from ...plan.support import a_offset
 from .base import _a_input, dims, quantizer
 
 F64 = "float64"

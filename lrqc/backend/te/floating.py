@@ -16,7 +16,7 @@ from ...reference.minifloat import frac_bits
 from ...plan import names
 from . import base as te_base
 from ..compat import te, tir
-from ...plan.kernel_plan import KernelPlan
+from ...plan.model import KernelPlan
 
 
 def _round_to(v, dtype: str):

@@ -15,7 +15,8 @@ Work is nnz(S) times the dense operand's width, plus one pass over S's codes (si
 from __future__ import annotations
 
 from ..compat import T
-from ...plan.kernel_plan import KernelPlan, centered_limit
+from ...plan.model import KernelPlan
+from ...plan.support import centered_limit
 
 
 def code_dtype(q) -> str:

@@ -1,213 +1,23 @@
-"""KernelPlan: what the code generator needs to know about a base product at concrete sizes
-(padded dims, groups, zero points), and which schemes it supports yet. No TVM here."""
+"""make_plan: a KernelPlan from a scheme at concrete sizes, and every check of what the
+integer kernels can hold exactly (codes in a byte, int32 sums, zero points): a scheme the
+kernels cannot compute exactly is refused (UnsupportedScheme) or, for the base product only,
+planned as a float32 GEMM with a note saying so. No TVM here."""
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from math import lcm
 
-from ..errors import LrqcError
+import numpy as np
+
+from ..errors import UnsupportedScheme
 from ..frontend.bind import bind_dims
 from ..frontend.model import Dense, FloatOperand, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import quant_text
+from ..reference.minifloat import ELEM_MAX, frac_bits
 from ..reference.quant import int_range
-from .segments import Segment, SparseProduct, segments_of, sparse_products_of, split_terms
-
-
-class UnsupportedScheme(LrqcError):
-    """The scheme is valid but the code generator does not handle it yet."""
-
-
-@dataclass(frozen=True)
-class KernelPlan:
-    scheme: Scheme
-    m: int
-    n: int
-    k: int
-    mp: int  # M padded to the row tile
-    np_: int  # N padded to 16 lanes
-    kp: int  # K padded to the group size and to 4
-    groups: int  # G: scale groups along K (1 for per_tensor / per_channel)
-    vector: int  # V (kp // groups)
-    a_offset: int  # added to A's codes to make them unsigned (128 for signed, 0 for unsigned)
-    notes: tuple[str, ...] = ()
-    float_gemm: bool = False  # quantized operands the integer path cannot hold: float fallback
-    segments: tuple[Segment, ...] = ()  # dense/sparse terms as extra K segments (segments.py)
-    kseg: int = 0  # A's quantized K per segment (0: kp, no segments)
-    lowrank_a: object = None  # the LowRank term ending A's residuals: epilogue L_A (F_Aᵀ B)
-    lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
-    dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
-    sparse: tuple[SparseProduct, ...] = ()  # sparse terms: products added after the GEMM
-    chunked: bool = False  # accumulate: int64 past int32's reach: the groups are K chunks of
-    #   one scale whose int32 partial sums are added in int64 (te_base.gemm)
-
-    @property
-    def nseg(self) -> int:
-        return max(1, len(self.segments))
-
-    @property
-    def kq(self) -> int:
-        """K as A is quantized (one segment): the GEMM's K is nseg * kq."""
-        return self.kseg or self.kp
-
-    @property
-    def gq(self) -> int:
-        """Scale groups per segment."""
-        return self.groups // self.nseg
-
-    @property
-    def rank_a(self) -> int:
-        return self.lowrank_a.rank if self.lowrank_a is not None else 0
-
-    @property
-    def rank_b(self) -> int:
-        return self.lowrank_b.rank if self.lowrank_b is not None else 0
-
-    @property
-    def compensated(self) -> bool:
-        return bool(self.segments or self.sparse or self.rank_a or self.rank_b or self.dense_b)
-
-    @property
-    def b_quants(self) -> tuple:
-        return tuple(sg.qb for sg in self.segments) or (self.qb,)
-
-    @property
-    def qa(self):
-        return None if self.a_float else self.scheme.a.quant
-
-    @property
-    def qb(self):
-        return None if self.b_float else self.scheme.b.quant
-
-    @property
-    def a_float(self) -> bool:
-        return isinstance(self.scheme.a, FloatOperand)
-
-    @property
-    def b_float(self) -> bool:
-        return isinstance(self.scheme.b, FloatOperand)
-
-    @property
-    def float_path(self) -> bool:
-        """A float operand (or the float fallback): the product runs as a float32 GEMM."""
-        return self.a_float or self.b_float or self.float_gemm
-
-    @property
-    def nibbles(self) -> bool:
-        """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
-        return not self.float_path and all(
-            q.is_int and q.granularity != "per_block" and q.bits <= 4 for q in self.b_quants)
-
-    @property
-    def b_zero(self) -> bool:
-        """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
-        in the epilogue by row sums of A's centered codes times the weights' zero points."""
-        return not self.float_path and (not self.qb.signed or self.qb.calibrate == "minmax")
-
-    @property
-    def b_offset(self) -> int:
-        """Subtracted from unsigned weight codes so they fit the signed int8 / nibble storage."""
-        return 2 ** (self.qb.bits - 1) if not self.qb.signed else 0
-
-    @property
-    def stochastic_a(self) -> bool:
-        """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
-        return self.qa is not None and self.qa.round == "stochastic"
-
-    def noise(self):
-        """The draws lrqc.reference.quantize makes for A at this bucket's M rows: U[0, 1) of
-        shape (M, K padded as the reference pads it) from the quantizer's seed, in C order
-        (so the first m rows are those of a call with m rows), zero padded to Kp columns."""
-        import numpy as np
-
-        from ..reference.quant import padded_k
-
-        kref = padded_k(self.qa, self.k)
-        out = np.zeros((self.m, self.kq))
-        out[:, :kref] = np.random.default_rng(self.qa.seed).random((self.m, kref))
-        return out
-
-    @property
-    def zero_points(self) -> bool:
-        """Whether the integer sums depend on zero points that come from the data (min-max
-        quantizers, of A or of the weights): each call checks them (zero_point_problem)."""
-        if self.float_path:
-            return False
-        quants = [sg.qa for sg in self.segments] or [self.qa]
-        return self.b_zero or any(q.is_int and q.calibrate == "minmax" for q in quants)
-
-    @property
-    def mx(self) -> bool:
-        return self.qa is not None and self.qa.granularity == "per_block"
-
-    @property
-    def half(self) -> str | None:
-        """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
-        each operand is a float of that type, or quantized symmetrically (maxabs) with its
-        scale outside the K sum (per_tensor / per_channel: codes of at most 8 bits and e*m*
-        element values are exact in both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
-        B's codes (products exact in float32, accumulated in float32) and applies the row and
-        column scales in its epilogue; CUDA runs it on fp16/bf16 tensor cores. None: the
-        float32 GEMM of dequantized values."""
-        if not self.float_path or self.dense_b:
-            return None
-        fits = set(HALF_TYPES)
-        for op in (self.scheme.a, self.scheme.b):
-            fits &= _half_types(op)
-        return next((t for t in HALF_TYPES if t in fits), None)
-
-
-
-
-HALF_TYPES = ("float16", "bfloat16")  # preferred first
-
-
-def _half_types(op) -> set:
-    """The 16-bit float types that hold an operand's GEMM values exactly (see KernelPlan.half)."""
-    if isinstance(op, FloatOperand):
-        return {op.dtype} & set(HALF_TYPES)
-    q = op.quant
-    if q.granularity not in ("per_tensor", "per_channel") or q.scale != "float32" \
-            or q.calibrate == "minmax" or q.bits > 8:
-        # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)
-        return set()
-    return set(HALF_TYPES)  # codes of at most 8 bits; e*m* element values
-
-
-def m_range(M) -> tuple[int, int]:
-    """M as an int, a (lo, hi) pair, a range or 'lo..hi' -> (lo, hi) with 1 <= lo <= hi."""
-    if isinstance(M, str):
-        lo, sep, hi = M.partition("..")
-        try:
-            pair = (int(lo), int(hi)) if sep else (int(M), int(M))
-        except ValueError:
-            raise LrqcError(f"M: expected an integer or lo..hi, got {M!r}") from None
-    elif isinstance(M, range):
-        if M.step != 1 or not M:
-            raise LrqcError(f"M: expected a non-empty range with step 1, got {M!r}")
-        pair = (M.start, M.stop - 1)
-    elif isinstance(M, tuple) and len(M) == 2:
-        pair = (M[0], M[1])
-    else:
-        pair = (M, M)
-    pair = tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-                 for v in pair)  # numpy integers too
-    lo, hi = pair
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or not 1 <= lo <= hi:
-        raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")
-    return lo, hi
-
-
-def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
-    """Compiled row counts for M in lo..hi: powers of two from 4 (the row tile) that are >= lo
-    and < hi, then hi. A call with m rows runs in the smallest bucket >= m."""
-    out, b = [], 4
-    while b < hi:
-        if b >= lo:
-            out.append(b)
-        b *= 2
-    return tuple(out) + (hi,)
+from .model import KernelPlan
+from .segments import segments_of, sparse_products_of, split_terms
 
 
 MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 codes
@@ -216,8 +26,6 @@ MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 code
 def code_limit(q) -> int:
     """Largest |integer code| the kernels see for quantizer q."""
     if q.granularity == "per_block" or not q.is_int:
-        from ..reference.minifloat import ELEM_MAX, frac_bits
-
         return int(ELEM_MAX[q.fmt] * 2 ** frac_bits(q.fmt))
     return max(map(abs, int_range(q)))
 
@@ -238,7 +46,7 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     notes = tuple(bind_dims(s, m, n, k))
     if s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand):
         raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM run as chains of kernels "
-                                "(backend.chain), not as one plan")
+                                "(runtime/chain.py), not as one plan")
     try:
         terms = {r: split_terms(s.operand(r)) for r in ("a", "b")}
     except ValueError as exc:
@@ -371,8 +179,6 @@ def zero_point_problem(p: KernelPlan, zc, zb) -> str | None:
     B's zb: zero - storage offset, per group and column) no longer has the bounds the plan
     checked. Every product sum of a group of V must stay below 2^31: the centered one, the
     zero-point corrections zc * colsum(B) and rowsum(A - zA) * zb."""
-    import numpy as np
-
     top = 2**31 - 1
     v = p.vector
     for s in range(p.nseg):

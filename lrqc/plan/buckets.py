@@ -1,0 +1,91 @@
+"""M buckets: the row counts compiled for an M range, and the plans of every bucket (with the
+transposed plan of `static: a` schemes). No TVM here."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import replace
+
+from ..errors import LrqcError, UnsupportedScheme
+from ..frontend.model import LowRank, QuantOperand, Sparse
+from .support import make_plan
+
+
+def m_range(M) -> tuple[int, int]:
+    """M as an int, a (lo, hi) pair, a range or 'lo..hi' -> (lo, hi) with 1 <= lo <= hi."""
+    if isinstance(M, str):
+        lo, sep, hi = M.partition("..")
+        try:
+            pair = (int(lo), int(hi)) if sep else (int(M), int(M))
+        except ValueError:
+            raise LrqcError(f"M: expected an integer or lo..hi, got {M!r}") from None
+    elif isinstance(M, range):
+        if M.step != 1 or not M:
+            raise LrqcError(f"M: expected a non-empty range with step 1, got {M!r}")
+        pair = (M.start, M.stop - 1)
+    elif isinstance(M, tuple) and len(M) == 2:
+        pair = (M[0], M[1])
+    else:
+        pair = (M, M)
+    pair = tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+                 for v in pair)  # numpy integers too
+    lo, hi = pair
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or not 1 <= lo <= hi:
+        raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")
+    return lo, hi
+
+
+def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
+    """Compiled row counts for M in lo..hi: powers of two from 4 (the row tile) that are >= lo
+    and < hi, then hi. A call with m rows runs in the smallest bucket >= m."""
+    out, b = [], 4
+    while b < hi:
+        if b >= lo:
+            out.append(b)
+        b *= 2
+    return tuple(out) + (hi,)
+
+
+
+
+def bucket_plans(scheme, M, N: int, K: int) -> tuple:
+    """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi').
+    static: a compiles the transposed product Cᵀ = Bᵀ Aᵀ, in which B is the per-call operand
+    (its quantizer applies to Bᵀ's rows = B's columns, exactly as for role b) and A the static
+    one: the plans are those of the transposed scheme, with M and N exchanged."""
+    lo, hi = m_range(M)
+    if scheme.static == "a":
+        if lo != hi:
+            raise UnsupportedScheme("static: a: M is the static operand's row count; a range "
+                                    "lo..hi applies to the per-call operand's rows only")
+        if any(isinstance(t, LowRank) for role in ("a", "b")
+               for t in getattr(scheme.operand(role), "residuals", ())):
+            raise UnsupportedScheme(
+                f"scheme '{scheme.name}': static: a with lowrank terms is not compiled: the "
+                "transposed kernel would multiply A's term by B's codes instead of B (and B's "
+                "by A instead of A's codes), and draw its random test vectors for the "
+                "transposed residuals; use static: b")
+        t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
+        return (make_plan(t, N, hi, K),)
+    plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
+    if lo < hi and any(q.bits == 1 and q.signed and q.granularity == "per_tensor"
+                       for q in per_call_quants(scheme)):
+        raise UnsupportedScheme(f"scheme '{scheme.name}': int1 per_tensor codes of A scale by "
+                                "mean |A| over all of A's rows, which an M range's row padding "
+                                "would change: compile it for one M, or use per_channel")
+    return plans
+
+
+def per_call_quants(scheme) -> list:
+    """The quantizers applied to A on every call: its own, its residual terms', and those of
+    B's sparse terms (which requantize a thresholded copy of A)."""
+    out = []
+    for role in ("a", "b"):
+        op = scheme.operand(role)
+        if not isinstance(op, QuantOperand):
+            continue
+        if role == "a":
+            out.append(op.quant)
+        out += [t.quant for t in op.residuals if getattr(t, "quant", None) is not None
+                and (role == "a" or isinstance(t, Sparse))]
+    return out

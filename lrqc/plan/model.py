@@ -1,0 +1,169 @@
+"""KernelPlan: the backend's IR. One frozen value per compiled M bucket saying everything code
+generation needs about a base product at concrete sizes: padded dims, scale groups, zero
+points, residual terms as K segments, sparse products and low-rank epilogues. It is lowered
+from the verified IR Program (plan/lower.py), checked by verify_plan (plan/verify.py) and
+printed by print_plan (plan/printer.py). No TVM here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..frontend.model import FloatOperand, Scheme
+from ..reference.quant import padded_k
+from .segments import Segment, SparseProduct
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    scheme: Scheme
+    m: int
+    n: int
+    k: int
+    mp: int  # M padded to the row tile
+    np_: int  # N padded to 16 lanes
+    kp: int  # K padded to the group size and to 4
+    groups: int  # G: scale groups along K (1 for per_tensor / per_channel)
+    vector: int  # V (kp // groups)
+    a_offset: int  # added to A's codes to make them unsigned (128 for signed, 0 for unsigned)
+    notes: tuple[str, ...] = ()
+    float_gemm: bool = False  # quantized operands the integer path cannot hold: float fallback
+    segments: tuple[Segment, ...] = ()  # dense/sparse terms as extra K segments (segments.py)
+    kseg: int = 0  # A's quantized K per segment (0: kp, no segments)
+    lowrank_a: object = None  # the LowRank term ending A's residuals: epilogue L_A (F_Aᵀ B)
+    lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
+    dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
+    sparse: tuple[SparseProduct, ...] = ()  # sparse terms: products added after the GEMM
+    chunked: bool = False  # accumulate: int64 past int32's reach: the groups are K chunks of
+    #   one scale whose int32 partial sums are added in int64 (te_base.gemm)
+
+    @property
+    def nseg(self) -> int:
+        return max(1, len(self.segments))
+
+    @property
+    def kq(self) -> int:
+        """K as A is quantized (one segment): the GEMM's K is nseg * kq."""
+        return self.kseg or self.kp
+
+    @property
+    def gq(self) -> int:
+        """Scale groups per segment."""
+        return self.groups // self.nseg
+
+    @property
+    def rank_a(self) -> int:
+        return self.lowrank_a.rank if self.lowrank_a is not None else 0
+
+    @property
+    def rank_b(self) -> int:
+        return self.lowrank_b.rank if self.lowrank_b is not None else 0
+
+    @property
+    def compensated(self) -> bool:
+        return bool(self.segments or self.sparse or self.rank_a or self.rank_b or self.dense_b)
+
+    @property
+    def b_quants(self) -> tuple:
+        return tuple(sg.qb for sg in self.segments) or (self.qb,)
+
+    @property
+    def qa(self):
+        return None if self.a_float else self.scheme.a.quant
+
+    @property
+    def qb(self):
+        return None if self.b_float else self.scheme.b.quant
+
+    @property
+    def a_float(self) -> bool:
+        return isinstance(self.scheme.a, FloatOperand)
+
+    @property
+    def b_float(self) -> bool:
+        return isinstance(self.scheme.b, FloatOperand)
+
+    @property
+    def float_path(self) -> bool:
+        """A float operand (or the float fallback): the product runs as a float32 GEMM."""
+        return self.a_float or self.b_float or self.float_gemm
+
+    @property
+    def nibbles(self) -> bool:
+        """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
+        return not self.float_path and all(
+            q.is_int and q.granularity != "per_block" and q.bits <= 4 for q in self.b_quants)
+
+    @property
+    def b_zero(self) -> bool:
+        """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
+        in the epilogue by row sums of A's centered codes times the weights' zero points."""
+        return not self.float_path and (not self.qb.signed or self.qb.calibrate == "minmax")
+
+    @property
+    def b_offset(self) -> int:
+        """Subtracted from unsigned weight codes so they fit the signed int8 / nibble storage."""
+        return 2 ** (self.qb.bits - 1) if not self.qb.signed else 0
+
+    @property
+    def stochastic_a(self) -> bool:
+        """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
+        return self.qa is not None and self.qa.round == "stochastic"
+
+    def noise(self):
+        """The draws lrqc.reference.quantize makes for A at this bucket's M rows: U[0, 1) of
+        shape (M, K padded as the reference pads it) from the quantizer's seed, in C order
+        (so the first m rows are those of a call with m rows), zero padded to Kp columns."""
+        kref = padded_k(self.qa, self.k)
+        out = np.zeros((self.m, self.kq))
+        out[:, :kref] = np.random.default_rng(self.qa.seed).random((self.m, kref))
+        return out
+
+    @property
+    def zero_points(self) -> bool:
+        """Whether the integer sums depend on zero points that come from the data (min-max
+        quantizers, of A or of the weights): each call checks them (zero_point_problem)."""
+        if self.float_path:
+            return False
+        quants = [sg.qa for sg in self.segments] or [self.qa]
+        return self.b_zero or any(q.is_int and q.calibrate == "minmax" for q in quants)
+
+    @property
+    def mx(self) -> bool:
+        return self.qa is not None and self.qa.granularity == "per_block"
+
+    @property
+    def half(self) -> str | None:
+        """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
+        each operand is a float of that type, or quantized symmetrically (maxabs) with its
+        scale outside the K sum (per_tensor / per_channel: codes of at most 8 bits and e*m*
+        element values are exact in both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
+        B's codes (products exact in float32, accumulated in float32) and applies the row and
+        column scales in its epilogue; CUDA runs it on fp16/bf16 tensor cores. None: the
+        float32 GEMM of dequantized values."""
+        if not self.float_path or self.dense_b:
+            return None
+        fits = set(HALF_TYPES)
+        for op in (self.scheme.a, self.scheme.b):
+            fits &= _half_types(op)
+        return next((t for t in HALF_TYPES if t in fits), None)
+
+
+
+
+HALF_TYPES = ("float16", "bfloat16")  # preferred first
+
+
+def _half_types(op) -> set:
+    """The 16-bit float types that hold an operand's GEMM values exactly (see KernelPlan.half)."""
+    if isinstance(op, FloatOperand):
+        return {op.dtype} & set(HALF_TYPES)
+    q = op.quant
+    if q.granularity not in ("per_tensor", "per_channel") or q.scale != "float32" \
+            or q.calibrate == "minmax" or q.bits > 8:
+        # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)
+        return set()
+    return set(HALF_TYPES)  # codes of at most 8 bits; e*m* element values
+
+
