@@ -144,7 +144,7 @@ def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program
         inputs = (("A", "f64"), ("B", "f64"))  # LRAMM factorizes the operands as given
         out = _lramm(bld, s.product, s.accumulate, dims)
         return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static,
-                      out_dtype=s.output)
+                      out_dtype=s.output, decl=s)
     a = _operand(bld, s.a, "A", "a")
     b = _operand(bld, s.b, "B", "b")
     parts = [_product(bld, a, b, s.accumulate)]
@@ -154,4 +154,4 @@ def lower_ast(s: Scheme, dims: tuple[int, int, int] | None = None) -> ir.Program
     for p in parts[1:]:
         out = bld.emit(ir.Add, (out, p))
     return ir.Program(s.name, inputs, tuple(bld.ops), out, static=s.static,
-                      out_dtype=s.output)
+                      out_dtype=s.output, decl=s)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..frontend.model import Quant
+from ..frontend.model import Quant, Scheme
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,9 @@ class Program:
     types: tuple[tuple[str, TensorType], ...] = ()
     static: str = "b"
     out_dtype: str = "float32"  # the scheme's output type: the result is rounded once to it
+    # the typed scheme the program was lowered from: its operand declarations, which the
+    # kernel plan reads (not printed, not compared)
+    decl: Scheme | None = field(default=None, compare=False, repr=False)
 
     def type_of(self, value: str) -> TensorType | None:
         for name, t in self.types:
