@@ -1,0 +1,70 @@
+"""LPLR weights and LRAMM products as chains of base products (no TVM): the schemes of the
+products a chain kernel runs, in call order (runtime/chain.py runs them), and their plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import UnsupportedScheme
+from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
+from .buckets import bucket_plans
+from .model import KernelPlan
+from .support import make_plan
+
+F32 = FloatOperand("float32")
+CODES = QuantOperand(Quant("int8"))  # L's centered codes (given exactly: layout.pack's q)
+
+
+def integer_left(s: Scheme, K: int) -> bool:
+    """Whether LPLR's T = A' L runs as an integer GEMM: A quantized to integers, L's codes fit
+    int8, and the plan is an integer one at this K (make_plan falls back to a float32 GEMM on
+    accumulator overflow, vectors that are not a multiple of 4, MX on one side, ...)."""
+    if not (isinstance(s.a, QuantOperand) and s.a.quant.is_int and s.b.left_bits <= 8):
+        return False
+    try:
+        return not make_plan(replace(s, b=CODES), 4, s.b.rank + 1, K).float_path
+    except UnsupportedScheme:
+        return False
+
+
+def is_chain(s: Scheme) -> bool:
+    return s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand)
+
+
+def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
+    """(symbol prefix, scheme, N, K) of each compiled product, in call order."""
+    if s.static != "b" or isinstance(s.a, LplrOperand):
+        raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM are compiled with static: b "
+                                "(the weights factored once by pack)")
+    if s.product is not None:
+        r = s.product.rank
+        return [("p1_", Scheme(s.name + "_out", F32, F32), N, r)]
+    m = s.b.rank
+    if isinstance(s.a, QuantOperand) and s.a.residuals:
+        raise UnsupportedScheme(f"scheme '{s.name}': residual terms on A with LPLR weights are "
+                                "not compiled (the contract multiplies them by the exact B, "
+                                "which an LPLR kernel does not keep)")
+    t = replace(s, output="float32")  # the intermediate A' L; the chain rounds C at its end
+    first = ("p1_", replace(t, b=CODES), m + 1, K) if integer_left(s, K) else \
+        ("p1_", replace(t, b=F32), m, K)
+    return [first, ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
+
+
+
+
+@dataclass(frozen=True)
+class Part:
+    """One compiled product: its symbol prefix ("" for a single product), its scheme and the
+    plan of each M bucket."""
+
+    prefix: str
+    scheme: Scheme
+    plans: tuple[KernelPlan, ...]
+
+
+def plan_parts(s: Scheme, M, N: int, K: int) -> tuple[Part, ...]:
+    """The products compiled for s: one Part for a base product, one per chain product (LPLR,
+    LRAMM)."""
+    if not is_chain(s):
+        return (Part("", s, bucket_plans(s, M, N, K)),)
+    return tuple(Part(prefix, sc, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K))
