@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import sympy
 
+from .errors import LrqcError
 from .frontend.bind import bind_dims
 from .frontend.model import (
     Dense,
@@ -24,9 +25,11 @@ from .passes import bind, estimate_cost, run_passes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
+from .plan.lower import lower_program
+from .plan.printer import print_plan
 from .reference.inputs import FLOAT_MAX
 
-EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes")
+EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes", "plan")
 DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
 _CELL_WIDTH = 60
 
@@ -201,8 +204,24 @@ def stages_text(p) -> str:
             f"run (per call): {len(run)} ops: {', '.join(o.kind for o in run)}")
 
 
+def plan_text(program, dims) -> str:
+    """The kernel plans of every M bucket (of every product of a chain), as the backend
+    receives them. dims = (M, N, K), M an int or a (lo, hi) range."""
+    out = []
+    for part in lower_program(program, *dims):
+        head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
+        out.append(head + "\n".join(print_plan(p) for p in part.plans))
+    return "\n".join(out)
+
+
 def explain(s: Scheme, dims=None, emit=DEFAULT_EMITS, syntax_text: str | None = None) -> str:
-    """Text of the requested sections. dims = (M, N, K) or None for symbolic."""
+    """Text of the requested sections. dims = (M, N, K) or None for symbolic; M may be a
+    (lo, hi) range: the plan section shows every bucket, the others take M = hi."""
+    if "plan" in emit and dims is None:
+        raise LrqcError("--emit plan: the kernel plan needs sizes: give --dims M=..,N=..,K=..")
+    full = dims
+    if dims is not None and isinstance(dims[0], tuple):
+        dims = (dims[0][1], *dims[1:])
     program = run_passes(lower_ast(s, dims))
     if dims is not None:
         program = bind(program, *dims)
@@ -222,4 +241,9 @@ def explain(s: Scheme, dims=None, emit=DEFAULT_EMITS, syntax_text: str | None = 
         parts.append("== pack / run ==\n" + stages_text(program))
     if "notes" in emit:
         parts.append("== notes and fallbacks ==\n" + ("\n".join(notes(s, dims)) or "none"))
+    if "plan" in emit:
+        lo, hi = (full[0] if isinstance(full[0], tuple) else (full[0], full[0]))
+        where = f"M={lo}..{hi}" if lo != hi else f"M={lo}"
+        parts.append(f"== kernel plan ({where}, N={full[1]}, K={full[2]}) ==\n"
+                     + plan_text(program, ((lo, hi), *full[1:])))
     return "\n\n".join(parts)

@@ -114,7 +114,7 @@ def cmd_explain(args) -> int:
             raise LrqcError(f"--emit: give some of {', '.join(EMITS)}")
     schemes = _load(args.file)
     names = [args.scheme] if args.scheme else list(schemes)
-    dims = parse_dims(args.dims) if args.dims else None
+    dims = parse_dims(args.dims, m_range=True) if args.dims else None
     syntax = None
     if "syntax" in emit:
         from ..api import read_scheme_text
@@ -207,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", nargs="?", metavar="FILE")
     e.add_argument("--scheme", help="scheme name (default: every scheme in FILE)")
     e.add_argument("--dims", help="bind dimensions, e.g. M=16,N=4096,K=4096")
-    e.add_argument("--emit", help="sections: syntax,ast,ir,formula,cost,stages,notes")
+    e.add_argument("--emit", help="sections: syntax,ast,ir,formula,cost,stages,notes,plan "
+                   "(plan: the kernel plan of every M bucket; needs --dims, M may be lo..hi)")
     e.add_argument("--defaults", action="store_true", help="print every default of the language")
     e.set_defaults(func=cmd_explain)
     v = sub.add_parser("eval", help="error of a scheme vs direct quantization and float32")

@@ -1,14 +1,12 @@
 """LPLR weights and LRAMM products as chains of base products (no TVM): the schemes of the
-products a chain kernel runs, in call order (runtime/chain.py runs them), and their plans."""
+products a chain kernel runs, in call order (runtime/chain.py runs them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..errors import UnsupportedScheme
 from ..frontend.model import FloatOperand, LplrOperand, Quant, QuantOperand, Scheme
-from .buckets import bucket_plans
-from .model import KernelPlan
 from .support import make_plan
 
 F32 = FloatOperand("float32")
@@ -48,23 +46,3 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
     first = ("p1_", replace(t, b=CODES), m + 1, K) if integer_left(s, K) else \
         ("p1_", replace(t, b=F32), m, K)
     return [first, ("p2_", Scheme(s.name + "_r", F32, F32), N, m)]
-
-
-
-
-@dataclass(frozen=True)
-class Part:
-    """One compiled product: its symbol prefix ("" for a single product), its scheme and the
-    plan of each M bucket."""
-
-    prefix: str
-    scheme: Scheme
-    plans: tuple[KernelPlan, ...]
-
-
-def plan_parts(s: Scheme, M, N: int, K: int) -> tuple[Part, ...]:
-    """The products compiled for s: one Part for a base product, one per chain product (LPLR,
-    LRAMM)."""
-    if not is_chain(s):
-        return (Part("", s, bucket_plans(s, M, N, K)),)
-    return tuple(Part(prefix, sc, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K))
