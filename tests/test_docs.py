@@ -1,18 +1,126 @@
-"""The README stays true: its schemes are the shipped examples, its test command is CI's."""
+"""The documentation stays true: README.md and docs/*.md.
+
+* the README's example block is exactly the shipped examples, and its test command is CI's;
+* every `lrq` block parses (or, when its first line is `# error: TEXT`, fails with TEXT);
+* every `lrqc VERB ...` shown names a verb of the command line and only options that verb takes;
+* every relative link and every repository path mentioned points at a file that exists;
+* a few cheap README commands (check, explain) run and exit 0.
+"""
 
 from __future__ import annotations
 
+import argparse
+import glob
 import re
+import shlex
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
+
+import pytest
 
 import lrqc
 
 ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+ERROR_MARK = "# error:"  # first line of an lrq block that shows an error on purpose
+# Options that docs/architecture.md describes and the command line does not take yet (the stages
+# of compilation printed by `lrqc build --emit`); remove an entry as soon as its option exists.
+PENDING_OPTIONS = {("build", "--emit")}
+# Directories whose files the documentation names by path (tests/ is left out: its layout is
+# being split into tests/unit and tests/integration).
+PATH_DIRS = ("examples", "bench", "docs", "grammar", "schedules", "lrqc", ".ci")
+# a path starts lowercase after its directory: `lrqc/TVM/LLVM versions` is prose, not a path
+PATH = re.compile(r"(?<![\w./-])((?:%s)/(?:[a-z0-9_][\w./-]*[\w/])?)"
+                  % "|".join(re.escape(d) for d in PATH_DIRS))
 
 
 def _blocks(text: str) -> list[str]:
     return re.findall(r"```[a-z]*\n(.*?)```", text, re.DOTALL)
 
+
+def _fenced(text: str) -> list[tuple[str, str]]:
+    """(info string, body) of every fenced block."""
+    return FENCE.findall(text)
+
+
+def _doc_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _prose(text: str) -> str:
+    """The text outside fenced blocks."""
+    return FENCE.sub("", text)
+
+
+@cache
+def cli_parser() -> argparse.ArgumentParser:
+    """The `lrqc` argument parser (the one place that knows where the CLI lives)."""
+    from lrqc.cli import build_parser
+
+    return build_parser()
+
+
+def cli_command() -> list[str]:
+    """How to run `lrqc` in a subprocess: the installed script next to this Python, else the
+    module's entry point."""
+    script = Path(sys.executable).with_name("lrqc")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from lrqc.cli import main; sys.exit(main())"]
+
+
+def _verbs() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in cli_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _shell_lines(body: str) -> list[str]:
+    """Lines of a shell block, with backslash continuations joined and comments dropped."""
+    out = []
+    for line in body.replace("\\\n", " ").splitlines():
+        line = re.sub(r"(^|\s)#.*", "", line).strip()
+        if line:
+            out.append(line)
+    return out
+
+
+def _commands(text: str) -> list[str]:
+    """Every `lrqc VERB ...` shown: in fenced blocks other than lrq and python, and in inline
+    code spans of the prose. Each is the text from `lrqc` to the end of its command."""
+    pieces = []
+    for info, body in _fenced(text):
+        if info not in ("lrq", "python"):
+            pieces += _shell_lines(body)
+    pieces += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", _prose(text))]
+    out = []
+    for piece in pieces:
+        for m in re.finditer(r"(?:^|(?<=[\s;&|(]))lrqc\s+(?=\[?-|[a-z])", piece):
+            rest = re.split(r"\s(?:&&|;|\|\|)\s", piece[m.start():])[0]
+            out.append(rest)
+    return out
+
+
+def _verb_and_flags(command: str) -> tuple[str | None, list[str]]:
+    """('build', ['--dims', '-o', ...]) of `lrqc [--debug] build FILE --dims ... -o DIR`;
+    brackets and alternatives of synopsis lines are ignored. Verb None: a placeholder (CMD)."""
+    words = [w.strip("[]()|,") for w in shlex.split(command, posix=False)[1:]]
+    words = [w for w in words if w and w != "..."]
+    while words and words[0] in ("--debug", "-h", "--help", "--version"):
+        words.pop(0)
+    if not words or not re.fullmatch(r"[a-z][a-z_-]*", words[0]):
+        return None, []
+    flags = [w.split("=")[0] for w in words[1:] if re.fullmatch(r"--?[a-z][\w-]*(=.*)?", w)]
+    return words[0], flags
+
+
+# ---- the README's own contract ------------------------------------------------------------------
 
 def test_readme_schemes_are_the_examples(all_examples):
     readme = (ROOT / "README.md").read_text()
@@ -30,3 +138,119 @@ def test_ci_runs_the_readme_test_command():
     assert "pytest" in commands[1] and "[test]" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci.splitlines()
+
+
+# ---- every document -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_lrq_blocks_parse(doc):
+    """Scheme snippets (```lrq) parse; those marked `# error: TEXT` fail with TEXT."""
+    for i, (info, body) in enumerate(_fenced(_read(doc))):
+        if info != "lrq":
+            continue
+        where = f"{_doc_id(doc)}, block {i + 1}"
+        first = body.lstrip().splitlines()[0] if body.strip() else ""
+        if first.startswith(ERROR_MARK):
+            want = first[len(ERROR_MARK):].strip()
+            with pytest.raises(lrqc.LrqcError) as err:
+                lrqc.parse_schemes(body, where)
+            assert want in str(err.value), (where, str(err.value))
+        else:
+            assert lrqc.parse_schemes(body, where), f"{where}: no scheme in the block"
+
+
+def test_the_docs_have_lrq_blocks():
+    """The parse test above has something to check: the README's examples and the language
+    reference are fenced as lrq."""
+    for doc in (ROOT / "README.md", ROOT / "docs" / "language.md"):
+        assert any(info == "lrq" for info, _ in _fenced(_read(doc))), doc
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_commands_use_real_verbs_and_options(doc):
+    verbs = _verbs()
+    assert set(verbs) == {"check", "explain", "eval", "build", "run", "bench", "tune", "cache"}
+    bad = []
+    commands = _commands(_read(doc))
+    for command in commands:
+        verb, flags = _verb_and_flags(command)
+        if verb is None:
+            continue
+        if verb not in verbs:
+            bad.append(f"{command!r}: no verb {verb!r}")
+            continue
+        accepted = set(verbs[verb]._option_string_actions) | {"--debug"}
+        bad += [f"{command!r}: {verb} has no option {f}" for f in flags
+                if f not in accepted and (verb, f) not in PENDING_OPTIONS]
+    assert not bad, "\n".join(bad)
+
+
+def test_command_extraction_finds_commands():
+    """_commands sees commands in shell blocks, after && and in inline code, and nothing else."""
+    text = ("```sh\npip install . && lrqc bench x.lrq --dims M=1,N=1,K=1\nlrqc build f \\\n"
+            "    --target aarch64 -o d   # comment --not-a-flag\n```\n"
+            "Run `lrqc check FILE` or `lrqc --debug CMD ...`; see `lrqc.compile`.\n"
+            "```python\nlrqc.compile(s)\n```\n")
+    found = [_verb_and_flags(c) for c in _commands(text)]
+    assert found == [("bench", ["--dims"]), ("build", ["--target", "-o"]), ("check", []),
+                     (None, [])]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_relative_links_exist(doc):
+    text = _read(doc)
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", _prose(text)):
+        if re.match(r"[a-z][a-z+.-]*:", target) or target.startswith("#"):
+            continue  # a URL or an anchor in the same page
+        path = (doc.parent / target.split("#")[0]).resolve()
+        if not path.exists():
+            bad.append(target)
+    assert not bad, f"{_doc_id(doc)}: broken links {bad}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_paths_mentioned_exist(doc):
+    """examples/x.lrq, bench/x.py, docs/x.md, lrqc/..., schedules/... named anywhere in the
+    text (globs must match something; <placeholders> are skipped)."""
+    text = _read(doc)
+    bad = []
+    for path in PATH.findall(text):
+        path = path.rstrip(".")
+        if "<" in path or ">" in path:
+            continue
+        if not glob.glob(str(ROOT / path)):
+            bad.append(path)
+    assert not bad, f"{_doc_id(doc)}: no such file {sorted(set(bad))}"
+
+
+def test_no_references_outside_the_repository():
+    """Readers have only the repository: no issue numbers, no notes or probes they cannot read."""
+    banned = re.compile(r"\bissues? ?#?\d+|(?<![\w&])#\d+\b|\b(?:methods|shared|TVM) notes?\b"
+                        r"|\bprobes?\b|\bsessions?\b|\btickets?\b", re.IGNORECASE)
+    bad = [f"{_doc_id(doc)}: {m.group(0)!r}" for doc in DOCS
+           for m in banned.finditer(_read(doc))]
+    assert not bad, "\n".join(bad)
+
+
+# ---- a few README commands, for real ------------------------------------------------------------
+
+def _cheap_readme_commands() -> list[str]:
+    """The README's `lrqc check` and `lrqc explain` commands (no TVM: well under a second each)."""
+    readme = _read(ROOT / "README.md")
+    return [c for info, body in _fenced(readme) if info == "sh" for c in _shell_lines(body)
+            if re.match(r"lrqc (check|explain)\b", c)]
+
+
+def test_cheap_readme_commands_run():
+    commands = _cheap_readme_commands()
+    assert len(commands) >= 3, commands
+    for command in commands:
+        args = []
+        for word in shlex.split(command)[1:]:  # the shell's globbing, in the repository
+            matches = sorted(glob.glob(word, root_dir=ROOT)) if "*" in word else []
+            args += matches or [word]
+        done = subprocess.run([*cli_command(), *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, (command, done.stderr)
+        assert done.stdout.strip(), command
