@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import Enum
 
 from ..errors import Span
 
@@ -24,6 +25,43 @@ def int_format(name: str) -> tuple[bool, int] | None:
     return (m.group(1) == "", int(m.group(2))) if m else None
 
 
+class Word(str, Enum):
+    """A keyword of the language as a typed value: equal to, hashed and printed as its text
+    (so the canonical scheme text, manifests and tuning keys are unchanged)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Granularity(Word):
+    """Which elements share a scale (docs/numerics.md, section 1)."""
+
+    PER_TENSOR = "per_tensor"
+    PER_CHANNEL = "per_channel"
+    PER_VECTOR = "per_vector"
+    PER_BLOCK = "per_block"
+
+
+class Rounding(Word):
+    """How x / s becomes an integer (lrqc.reference.rounding)."""
+
+    NEAREST = "nearest"
+    NEAREST_AWAY = "nearest_away"
+    FLOOR = "floor"
+    TRUNC = "trunc"
+    STOCHASTIC = "stochastic"
+
+
+class Calibration(Word):
+    """How the scale is chosen: maxabs (symmetric, no zero point) or minmax (zero points)."""
+
+    MAXABS = "maxabs"
+    MINMAX = "minmax"
+
+
 @dataclass(frozen=True, slots=True)
 class Quant:
     """One quantizer Q(X; format, granularity, rounding, calibration): docs/numerics.md,
@@ -35,15 +73,21 @@ class Quant:
     """
 
     fmt: str
-    granularity: str = "per_tensor"
+    granularity: Granularity = Granularity.PER_TENSOR
     vector: int = 0
     scale: str = "float32"
     scale_round: str = "ceil"
-    round: str = "nearest"
-    calibrate: str = "maxabs"
+    round: Rounding = Rounding.NEAREST
+    calibrate: Calibration = Calibration.MAXABS
     seed: int = 0
     pad: bool = True
     span: Span | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """The keywords as their types, whether given as words or as the enums."""
+        object.__setattr__(self, "granularity", Granularity(self.granularity))
+        object.__setattr__(self, "round", Rounding(self.round))
+        object.__setattr__(self, "calibrate", Calibration(self.calibrate))
 
     @property
     def is_int(self) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-ROUNDINGS = ("nearest", "nearest_away", "floor", "trunc", "stochastic")
+from ..frontend.model import Rounding
+
+ROUNDINGS = tuple(r.value for r in Rounding)
 
 
 def round_values(x: np.ndarray, mode: str, rng: np.random.Generator | None = None) -> np.ndarray:
