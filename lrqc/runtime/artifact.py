@@ -22,7 +22,8 @@ from ..frontend.unparse import unparse
 from ..plan import names
 from ..plan.buckets import bucket_plans
 from ..pipeline.build import compile as compile_kernel
-from .chain import assemble, is_chain, parts
+from ..plan.chain import is_chain, parts
+from .chain import assemble
 from ..backend.compat import load_module, versions
 from .kernel import Kernel
 from ..backend.target import resolve
