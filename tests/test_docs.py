@@ -33,8 +33,8 @@ PENDING_OPTIONS = {("build", "--emit")}
 # being split into tests/unit and tests/integration).
 PATH_DIRS = ("examples", "bench", "docs", "grammar", "schedules", "lrqc", ".ci")
 # a path starts lowercase after its directory: `lrqc/TVM/LLVM versions` is prose, not a path
-PATH = re.compile(r"(?<![\w./-])((?:%s)/(?:[a-z0-9_][\w./-]*[\w/])?)"
-                  % "|".join(re.escape(d) for d in PATH_DIRS))
+_DIRS = "|".join(re.escape(d) for d in PATH_DIRS)
+PATH = re.compile(rf"(?<![\w./-])((?:{_DIRS})/(?:[a-z0-9_][\w./-]*[\w/])?)")
 
 
 def _blocks(text: str) -> list[str]:
@@ -224,12 +224,19 @@ def test_paths_mentioned_exist(doc):
     assert not bad, f"{_doc_id(doc)}: no such file {sorted(set(bad))}"
 
 
+# What a reader of the repository cannot follow: issue numbers, notes and probes kept elsewhere,
+# how the work was organised.
+OUTSIDE = re.compile(r"\bissues? ?#?\d+|(?<![\w&])#\d+\b|\b(?:methods|shared|TVM) notes?\b"
+                     r"|\bprobes?\b|\bsessions?\b|\btickets?\b", re.IGNORECASE)
+
+
 def test_no_references_outside_the_repository():
-    """Readers have only the repository: no issue numbers, no notes or probes they cannot read."""
-    banned = re.compile(r"\bissues? ?#?\d+|(?<![\w&])#\d+\b|\b(?:methods|shared|TVM) notes?\b"
-                        r"|\bprobes?\b|\bsessions?\b|\btickets?\b", re.IGNORECASE)
+    for text in ("see issue 12", "fixed in #15", "the methods note", "TVM notes", "probe 01"):
+        assert OUTSIDE.search(text), text
+    for text in ("`lrqc.runtime`", "packed.notes", "probed for writing", "# 1. Quantizer"):
+        assert not OUTSIDE.search(text), text
     bad = [f"{_doc_id(doc)}: {m.group(0)!r}" for doc in DOCS
-           for m in banned.finditer(_read(doc))]
+           for m in OUTSIDE.finditer(_read(doc))]
     assert not bad, "\n".join(bad)
 
 
@@ -252,6 +259,6 @@ def test_cheap_readme_commands_run():
             matches = sorted(glob.glob(word, root_dir=ROOT)) if "*" in word else []
             args += matches or [word]
         done = subprocess.run([*cli_command(), *args], cwd=ROOT, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, check=False)
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.strip(), command
