@@ -37,13 +37,13 @@ _DIRS = "|".join(re.escape(d) for d in PATH_DIRS)
 PATH = re.compile(rf"(?<![\w./-])((?:{_DIRS})/(?:[a-z0-9_][\w./-]*[\w/])?)")
 
 
-def _blocks(text: str) -> list[str]:
-    return re.findall(r"```[a-z]*\n(.*?)```", text, re.DOTALL)
-
-
 def _fenced(text: str) -> list[tuple[str, str]]:
     """(info string, body) of every fenced block."""
     return FENCE.findall(text)
+
+
+def _blocks(text: str) -> list[str]:
+    return [body for _, body in _fenced(text)]
 
 
 def _doc_id(path: Path) -> str:
