@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import LrqcError
+from ..frontend.bind import bind_dims
 from ..frontend.model import Scheme
 from ..ir import nodes as ir
 from ..ir.verify import verify
-from .buckets import bucket_plans
+from .buckets import bucket_plans, m_range
 from .chain import is_chain, parts
 from .model import KernelPlan
 from .verify import verify_plan
@@ -40,6 +41,9 @@ def lower_program(program: ir.Program, M, N: int, K: int) -> tuple[Part, ...]:
         raise LrqcError(f"program {program.name}: run the passes (lrqc.passes.run_passes) "
                         "before planning")
     if is_chain(s):
+        lo, hi = m_range(M)
+        for m in {lo, hi}:  # the scheme's own checks at these sizes (ranks vs M, N, K)
+            bind_dims(s, m, N, K)
         return tuple(Part(prefix, sc, tuple(map(verify_plan, bucket_plans(sc, M, n, k))))
                      for prefix, sc, n, k in parts(s, N, K))
     plans = tuple(verify_plan(p, program) for p in bucket_plans(s, M, N, K))

@@ -1,0 +1,90 @@
+"""compile(): a scheme to a callable kernel through the stage table (stages.py), with the
+texts of any stages printed or written to files on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..backend.target import resolve
+from ..errors import LrqcError, UnsupportedScheme
+from ..frontend.model import Scheme
+from ..plan import names
+from ..plan.buckets import m_range
+from ..runtime.assemble import assemble
+from .functions import hand_source, rule_of, tuned_functions
+from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
+
+# records(plans, rule, target) -> (traces {(m, fn): trace JSON}, sources {(m, fn): text}):
+# the tuning database's lookup (lrqc.tuning.records.recorded_traces), passed in by lrqc.compile
+Records = Callable[..., tuple[dict, dict]]
+
+
+def check_emits(emit, target) -> tuple[str, ...]:
+    """The emit names, checked against the target (CPU: llvm, asm; CUDA: cuda, ptx)."""
+    emit = tuple(emit)
+    have = emits_for(target)
+    bad = [e for e in emit if e not in have]
+    if bad:
+        kind = "CUDA" if target.is_cuda else "CPU"
+        raise LrqcError(f"--emit: {', '.join(bad)} not available for a {kind} target; choose "
+                        f"from {', '.join(have)}" if all(e in EMITS for e in bad) else
+                        f"--emit: unknown stage {bad[0]!r}; choose from {', '.join(have)}")
+    return emit
+
+
+def compile(scheme: Scheme, M, N: int, K: int, target=None, *, traces: dict | None = None,
+            records: Records | None = None, emit=(), on_text=None, dump_dir=None):
+    """A Kernel (ChainKernel for LPLR, LRAMM) for scheme at M x K @ K x N on `target` (None:
+    this CPU). M is a row count, or a range lo..hi given as (lo, hi), range(lo, hi + 1) or
+    "lo..hi": one code path is compiled per bucket (powers of two from 4, and hi) and each
+    call runs the smallest that fits.
+
+    traces: {(bucket m, function): trace JSON} replayed instead of the hand schedules (lrqc
+    tune's checks); records: where to look traces up instead (the tuning database);
+    emit: stage texts passed to on_text(name, text) as the stages run; dump_dir: a folder
+    that receives the text of every stage (ir.txt, plan.txt, te.py, tir.py, module.ll and
+    module.s, or device.cu and device.ptx)."""
+    target = resolve(target)
+    if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
+        raise UnsupportedScheme(f"scheme '{scheme.name}': output: float64 is computed by the "
+                                "reference only (lrqc.reference.matmul); the compiled kernels "
+                                "produce float32, float16 or bfloat16")
+    emit = check_emits(emit, target)
+    lo, _ = m_range(M)
+    c = Compilation(scheme, M, N, K, target, records=records if traces is None else None,
+                    traces={("", m, fn): t for (m, fn), t in (traces or {}).items()})
+    texts: dict[str, str] = {}
+
+    def collect(name: str, text: str) -> None:
+        texts[name] = text
+        if on_text is not None and name in emit:
+            on_text(name, text)
+
+    wanted = emits_for(target) if dump_dir is not None else emit
+    c = run_stages(c, wanted, collect)
+    if dump_dir is not None:
+        out = Path(dump_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (out / FILE_NAMES[name]).write_text(text + "\n")
+    reports = [rule_of(part.plans[-1], rule) for part, rule in zip(c.parts, c.rules, strict=True)]
+    kernel = assemble(scheme, c.parts, reports, c.executable, target, lo, N, K)
+    if len(c.parts) == 1 and not c.parts[0].prefix:
+        kernel.schedules = _schedule_sources(c)
+    return kernel
+
+
+def _schedule_sources(c: Compilation) -> dict[str, str]:
+    """symbol -> where the schedule of each tuned function came from (the build reports it):
+    a tuning record, the CUDA schedule's own account, or the hand schedule."""
+    out = {}
+    part, rule = c.parts[0], c.rules[0]
+    for p in part.plans:
+        for fn in tuned_functions(p):
+            sym = names.symbol(fn, p.m)
+            how = c.sources.get(("", p.m, fn))
+            if how is None and c.target.is_cuda:
+                how = str(c.module[sym].attrs["lrqc_schedule"])
+            out[sym] = how or hand_source(fn, p, rule)
+    return out

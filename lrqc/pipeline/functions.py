@@ -1,0 +1,94 @@
+"""The functions of one kernel plan, as the pipeline's te and tir stages make them: their
+tensor expressions in the formulation of the plan's schedule rule (functions), and their
+schedules (schedule_function: the rule for the integer GEMMs, the shared tile helpers for the
+rest; CUDA rules are chosen per M bucket). lrqc tune searches the same functions with knobs."""
+
+from __future__ import annotations
+
+from ..backend.cuda import schedules as cuda_schedules
+from ..backend.schedule import tiles
+from ..backend.schedule.protocol import Formulation, ScheduleRule
+from ..backend.schedule.rules import choose
+from ..backend.target import Target
+from ..backend.te import base as te_base
+from ..backend.te import compensated as te_comp
+from ..backend.te import floating as te_float
+from ..plan import names
+from ..plan.model import KernelPlan
+
+FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
+
+
+def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
+    """{function name: TE tensors} of the plan's scheduled functions, the GEMM written in the
+    rule's formulation (the sparse products are TIR written as scheduled: te/sparse.py)."""
+    form = rule.formulation
+    if plan.float_path:
+        funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan),
+                 names.FN_GEMM: te_float.gemm(plan, half=form is Formulation.HALF)}
+    else:
+        pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
+        funcs = {
+            names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
+                                else te_base.quantize_a(plan)),
+            names.FN_GEMM: te_base.gemm(plan, pairs=pairs, s8=s8),
+            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs, s8=s8),
+        }
+    if plan.rank_b:
+        funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
+    return funcs
+
+
+def variants(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
+    """The structural alternatives (loop orders) of fn's schedule; the first is the hand one."""
+    if fn == names.FN_GEMM and not plan.float_path:
+        return tuple(rule.variants(plan))
+    return (None,)
+
+
+def schedule_function(fn: str, sch, plan: KernelPlan, rule: ScheduleRule, knob=None,
+                      variant=None) -> str | None:
+    """Schedule function fn of plan in sch. knob(name, candidates, hand) picks each tunable
+    choice (None: the hand choices; lrqc tune passes a sampler); variant: one of variants().
+    CUDA: returns how it was scheduled, or None when fn is left to TVM's dlight rules."""
+    if rule.family == "cuda":
+        return cuda_schedules.schedule_into(fn, sch, plan, rule, knob)
+    if fn == names.FN_QUANTIZE:
+        if plan.compensated and not plan.float_path:
+            tiles.compensated_pass(sch, knob)
+        else:
+            tiles.quantize_pass(sch, knob)
+    elif plan.float_path and fn == names.FN_GEMM:
+        tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
+    elif fn == names.FN_LOWRANK_U:
+        tiles.row_dots_at(sch, names.LOWRANK_U, knob)
+    else:
+        rule.schedule(fn, sch, plan, knob=knob, variant=variant)
+    return None
+
+
+def bucket_rule(plan: KernelPlan, rule: ScheduleRule, target: Target) -> ScheduleRule:
+    """The rule of one M bucket: CUDA rules are chosen per bucket (tensor cores need 64-row
+    tiles; small buckets take dp4a), CPU rules once per kernel (its largest bucket)."""
+    if rule.family == "cuda":
+        return choose("cuda", plan, target)[0]
+    return rule
+
+
+def rule_of(plan: KernelPlan, rule: ScheduleRule) -> tuple[str, bool]:
+    """(name, fast) reported for the plan's GEMM: on CPUs products with a float operand use
+    the float32 tile, whatever the integer rule."""
+    if plan.float_path and rule.family == "x86":
+        return FLOAT_RULE, False
+    return rule.name, rule.fast
+
+
+def hand_source(fn: str, plan: KernelPlan, rule: ScheduleRule) -> str:
+    """How function fn of the plan is scheduled on a CPU without a tuning record."""
+    name = rule_of(plan, rule)[0]
+    return f"hand schedule {name}" if fn == names.FN_GEMM else "hand schedule"
+
+
+def tuned_functions(plan: KernelPlan) -> tuple:
+    """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
+    return tuple(fn for fn in names.TUNED_FUNCTIONS if fn != names.FN_LOWRANK_U or plan.rank_b)
