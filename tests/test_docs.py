@@ -3,13 +3,14 @@
 * the README's example block is exactly the shipped examples, and its test command is CI's;
 * every `lrq` block parses (or, when its first line is `# error: TEXT`, fails with TEXT);
 * every `lrqc VERB ...` shown names a verb of the command line and only options that verb takes;
-* every relative link and every repository path mentioned points at a file that exists;
+* every relative link, repository path and `lrqc.module.name` mentioned exists;
 * a few cheap README commands (check, explain) run and exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import glob
 import re
 import shlex
@@ -222,6 +223,48 @@ def test_paths_mentioned_exist(doc):
         if not glob.glob(str(ROOT / path)):
             bad.append(path)
     assert not bad, f"{_doc_id(doc)}: no such file {sorted(set(bad))}"
+
+
+def _top_level_names(path: Path) -> set[str]:
+    """Names a module file defines or imports at top level (read, not imported: no TVM)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def _python_name_exists(dotted: str) -> bool:
+    """Whether `lrqc.a.b.name` is a module of the repository's lrqc package, or a top-level name
+    of one (found in the files: nothing is imported)."""
+    parts = dotted.split(".")
+    folder, module = ROOT, None
+    for i, part in enumerate(parts):
+        if module is None and (folder / part / "__init__.py").is_file():
+            folder = folder / part
+            continue
+        if module is None and (folder / f"{part}.py").is_file():
+            module = folder / f"{part}.py"
+            continue
+        rest = parts[i:]
+        source = module or folder / "__init__.py"
+        return len(rest) == 1 and source.is_file() and rest[0] in _top_level_names(source)
+    return True
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=_doc_id)
+def test_python_names_exist(doc):
+    """`lrqc.module.name` in inline code names a module of lrqc or a name defined in one."""
+    spans = re.findall(r"`([^`]+)`", _prose(_read(doc)))
+    names = {m for span in spans for m in re.findall(r"(?<![\w./])lrqc(?:\.[A-Za-z_]\w*)+", span)}
+    bad = sorted(n for n in names if not _python_name_exists(n))
+    assert not bad, f"{_doc_id(doc)}: no such module or name {bad}"
 
 
 # What a reader of the repository cannot follow: issue numbers, notes and probes kept elsewhere,
