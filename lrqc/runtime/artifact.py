@@ -1,397 +1,29 @@
-"""Ahead-of-time artifacts: DIR/lib.so (or lib.tar when cross-compiling) + DIR/manifest.json,
-and load_kernel(DIR), which compiles nothing and refuses foreign versions or CPUs.
-
-The manifest (format 3) ties the artifact together: the size and sha256 of every file it names
-("files"), the sha256 of the canonical scheme text ("scheme_sha256") and of every other entry
-("content_sha256"). load_kernel checks, in this order and before any library is loaded: the
-manifest's JSON and its schema (MANIFEST_SCHEMA: keys and types), its format, the versions it
-was built with, that no entry was edited, that the scheme text is canonical and gives the
-recorded sizes, buckets and padding, and each file's size and hash. Every refusal is an
-LrqcError naming the file and what is wrong."""
+"""load_kernel(DIR): an artifact written by `lrqc build` as a callable kernel, after every
+check of its manifest (lrqc.runtime.manifest); nothing is compiled, and foreign versions,
+CPUs or GPUs are refused."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-from .. import __version__
-from ..errors import LrqcError
-from ..files import MiB, read_bytes
-from ..frontend.unparse import unparse
-from ..plan import names
-from ..plan.buckets import bucket_plans
-from ..pipeline.build import compile as compile_kernel
-from ..plan.chain import is_chain, parts
-from .chain import assemble
-from ..backend.compat import load_module, versions
-from .kernel import Kernel
+from ..backend.compat import TVM_ERRORS, load_module, versions
+from ..backend.cuda import fatbin
+from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import resolve
-
-FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
-REBUILD = "rebuild it with `lrqc build`"
-
-LAYOUTS = {
-    "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
-    "Aq": "uint8 Mp x Kp, codes + 128 for signed formats (zero point 128), codes for unsigned",
-    "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k; one code "
-          "per byte for 5..8-bit weights; 2..4-bit weights as [Np/16, Kp/4, 32] split-half "
-          "nibbles (see packing_order)",
-    "sb": "float32 [G, Np] effective weight scales per K-group",
-    "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
-    "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
-          "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
-          "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "
-          "values) stored in that 16-bit type instead, with their scales in sbf",
-    "sbf": "float32 [1, Np] column scales of Bf's codes (1 for a float B), products whose "
-           "values are exact in 16 bits only",
-    "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
-          "weights, else 0), only for weights with zero points",
-}
-
-
-# manifest.json's keys and their JSON types (nested objects: their required keys; [t]: a list
-# of t; Map(t): an object of any keys with values t; a tuple: alternatives). Checked by
-# validate() before any entry is used.
-class Map:
-    def __init__(self, spec):
-        self.spec = spec
-
-
-FILE_ENTRY = {"size": int, "sha256": str}
-MANIFEST_SCHEMA = {
-    "format": int,
-    "scheme_name": str,
-    "scheme": str,
-    "scheme_sha256": str,
-    "dims": {"M": (int, str), "N": int, "K": int},
-    "static": str,
-    "m_buckets": [int],
-    "padded": {"Mp": int, "Np": int, "Kp": int, "groups": int, "vector": int},
-    "target": {"kind": str},
-    "cross_compiled": bool,
-    "schedule_rule": str,
-    "schedules": Map(str),
-    "fast_path": bool,
-    "functions": [str],
-    "product": str,
-    "layouts": Map(str),
-    "packing_order": str,
-    "nibble_order": (str, None),
-    "lib": str,
-    "cuda": (None, {"archs": [str], "fatbin": str, "source": str, "source_sha256": str}),
-    "versions": Map((str, int)),
-    "notes": [str],
-    "files": Map(FILE_ENTRY),
-    "content_sha256": Map(str),
-}
-
-
-def build_artifact(scheme, M, N, K, out_dir, target=None) -> dict:
-    """Compile and export; returns the manifest."""
-    if target is not None and resolve(target).is_cuda:
-        from ..backend.cuda.gpu import nvcc_path
-
-        nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
-    kernel = compile_kernel(scheme, M, N, K, target)  # M: rows or a range lo..hi
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cross = kernel.target.is_cross
-    lib = "lib.tar" if cross else "lib.so"
-    try:
-        kernel.module.export_library(str(out / lib))
-    except Exception as exc:  # noqa: BLE001  (TVM raises its own types)
-        raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
-                        "(lib.so needs a C++ compiler: set CXX or install g++)") from None
-    buckets, padded = expected_layout(kernel)
-    cuda = cuda_files(kernel, out) if kernel.target.is_cuda else None
-    text = unparse(scheme)
-    p = kernel.plan
-    manifest = {
-        "format": FORMAT,
-        "scheme_name": scheme.name,
-        "scheme": text,
-        "scheme_sha256": sha256(text.encode()),
-        "dims": {"M": int(kernel.dims[0]) if ".." not in kernel.dims[0] else kernel.dims[0],
-                 "N": N, "K": K},
-        "static": scheme.static,
-        "m_buckets": buckets,
-        "padded": padded,
-        "target": kernel.target.as_dict(),
-        "cross_compiled": cross,
-        "schedule_rule": kernel.rule,
-        "schedules": getattr(kernel, "schedules", {}),
-        "fast_path": kernel.fast,
-        "functions": functions(kernel),
-        "product": product_text(kernel),
-        "layouts": LAYOUTS,
-        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
-            "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "
-            "nibble for e < 32, high nibble for e >= 32 (two's complement, sign-extended by "
-            "shifts)" if p.nibbles else ""),
-        "nibble_order": "split-half" if p.nibbles else None,
-        "lib": lib,
-        "cuda": cuda,
-        "versions": {"lrqc": __version__, **versions()},
-        "notes": list(p.notes),
-        "files": {name: file_entry(out / name) for name in artifact_files(lib, cuda)},
-    }
-    manifest = json.loads(json.dumps(manifest))  # hashed as it will be read back
-    manifest["content_sha256"] = content_hashes(manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def expected_layout(kernel_or_scheme, dims: dict | None = None) -> tuple[list, dict]:
-    """(m_buckets, padded) of a kernel, or of a scheme at a manifest's dims (what the build
-    of that scheme records: a chain's are those of its first product)."""
-    if dims is None:
-        plans = kernel_or_scheme.plans
-    else:
-        s, M, N, K = kernel_or_scheme, str(dims["M"]), dims["N"], dims["K"]
-        if is_chain(s):
-            _, s, N, K = parts(s, N, K)[0]
-        plans = bucket_plans(s, M, N, K)
-    p = plans[-1]
-    return [q.m for q in plans], {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups,
-                                  "vector": p.vector}
-
-
-def artifact_files(lib: str, cuda: dict | None) -> list[str]:
-    """The files of an artifact besides manifest.json."""
-    return [lib] + ([cuda["fatbin"], cuda["source"]] if cuda else [])
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_entry(path: Path) -> dict:
-    """{"size", "sha256"} of a file, read once in chunks."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return {"size": size, "sha256": h.hexdigest()}
-
-
-def content_hashes(man: dict) -> dict:
-    """sha256 of the canonical JSON of every manifest entry but content_sha256 itself."""
-    return {k: sha256(json.dumps(v, sort_keys=True, separators=(",", ":")).encode())
-            for k, v in man.items() if k != "content_sha256"}
-
-
-def cuda_files(kernel, out: Path) -> dict:
-    """Device code of a CUDA kernel: device.fatbin (nvcc, SASS for every arch asked for and
-    PTX of the highest) and device.cu (the source TVM generated, for reading); returns the
-    manifest's "cuda" entry, with the integer instructions of each function's PTX."""
-    from ..backend.cuda import gpu
-
-    src = gpu.cuda_source(kernel.module)
-    archs = kernel.target.archs
-    (out / "device.cu").write_text(src)
-    (out / "device.fatbin").write_bytes(gpu.fatbin(src, archs))
-    return {"archs": archs, "cuda_version": gpu.cuda_version(), "fatbin": "device.fatbin",
-            "source": "device.cu", "source_sha256": gpu.source_hash(src),
-            "ptx_instructions": gpu.count(gpu.ptx(src, archs[0]))}
-
-
-def functions(kernel) -> list[str]:
-    """Exported symbols: every function of every bucket (of every part of a chain)."""
-    parts = getattr(kernel, "kernels", [kernel])
-    out = []
-    for k in parts:
-        prefix = k.prefix
-        for p in k.plans:
-            fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
-            fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
-            fns += tuple(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse)))
-            out += [names.symbol(fn, p.m, prefix) for fn in fns]
-    return out
-
-
-def product_text(kernel) -> str:
-    if hasattr(kernel, "kernels"):
-        return "LRAMM: float32 GEMM of U_A (V_A^T U_B) with Q(V_B^T)" \
-            if kernel.scheme.product is not None else (
-                "LPLR: integer GEMM A' L (int8 codes of L, offset by a ones column), then "
-                "float32 GEMM with R" if kernel.integer_left else "LPLR: float32 GEMMs (A L) R")
-    p = kernel.plan
-    if p.half:
-        return (f"float32 GEMM of values exact in {p.half} (codes, scales in the epilogue; "
-                f"{p.half} tensor cores on CUDA)")
-    if p.float_path:
-        return "float32 GEMM"
-    extra = [f"{p.nseg} K segments (dense residual terms)"] if p.segments else []
-    extra += [f"sparse product of {'A' if sp.side == 'a' else 'B'}'s thresholded copy "
-              f"({'zero-skip codes' if sp.side == 'a' else 'CSR'}) after the GEMM"
-              for sp in p.sparse]
-    extra += [f"rank-{r} epilogue of {side}'s lowrank term" for side, r in
-              (("A", p.rank_a), ("B", p.rank_b)) if r]
-    return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
-
-
-def read_manifest(path) -> dict:
-    """DIR/manifest.json as a dict, checked against MANIFEST_SCHEMA and FORMAT."""
-    d = Path(path)
-    file = d / "manifest.json"
-    if not d.is_dir():
-        raise LrqcError(f"{d}: not a directory (an artifact is the folder `lrqc build -o` "
-                        "wrote)" if d.exists() else f"{d}: no such artifact directory")
-    if not file.exists():
-        raise LrqcError(f"{d}: no manifest.json (not an lrqc build directory)")
-    raw = read_bytes(file, 16 * MiB, f"{file}: cannot be read")
-    try:
-        man = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise LrqcError(f"{file}: not UTF-8 text (binary content?); {REBUILD}") from None
-    except json.JSONDecodeError as exc:
-        raise LrqcError(f"{file}: not valid JSON ({exc}); {REBUILD}") from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise LrqcError(f"{file}: not a manifest ({str(exc)[:80]}); {REBUILD}") from None
-    except RecursionError:
-        raise LrqcError(f"{file}: not a manifest (JSON nested too deeply); {REBUILD}") from None
-    if not isinstance(man, dict):
-        raise LrqcError(f"{file}: expected a JSON object, found {json_name(man)}; {REBUILD}")
-    if "format" not in man:
-        raise LrqcError(f"{file}: missing key 'format'; {REBUILD}")
-    fmt = man["format"]
-    validate(fmt, int, "format", file)
-    if fmt != FORMAT:
-        raise LrqcError(f"{file}: manifest format {fmt}, " + (
-            "from an older lrqc (no file hashes)" if fmt < FORMAT else
-            f"newer than this lrqc reads ({FORMAT})") + f"; {REBUILD}")
-    validate(man, MANIFEST_SCHEMA, "", file)
-    return man
-
-
-def validate(value, spec, where: str, file: Path) -> None:
-    """LrqcError unless value has the JSON type of spec (see MANIFEST_SCHEMA)."""
-    alts = spec if isinstance(spec, tuple) else (spec,)
-    for alt in alts:
-        if alt is None and value is None:
-            return
-        if isinstance(alt, dict) and isinstance(value, dict):
-            for key, sub in alt.items():
-                if key not in value:
-                    raise LrqcError(f"{file}: missing key '{_at(where, key)}'; {REBUILD}")
-                validate(value[key], sub, _at(where, key), file)
-            return
-        if isinstance(alt, list) and isinstance(value, list):
-            for i, item in enumerate(value):
-                validate(item, alt[0], f"{where}[{i}]", file)
-            return
-        if isinstance(alt, Map) and isinstance(value, dict):
-            for key, item in value.items():
-                validate(item, alt.spec, _at(where, key), file)
-            return
-        if isinstance(alt, type) and isinstance(value, alt) and (
-                alt is bool or not isinstance(value, bool)):
-            return
-    raise LrqcError(f"{file}: '{where}' must be {' or '.join(map(type_name, alts))}, found "
-                    f"{json_name(value)}; {REBUILD}")
-
-
-def _at(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def type_name(spec) -> str:
-    if spec is None:
-        return "null"
-    if isinstance(spec, (dict, Map)):
-        return "an object"
-    if isinstance(spec, list):
-        return "a list"
-    return {int: "an integer", str: "a string", bool: "true or false"}[spec]
-
-
-def json_name(value) -> str:
-    """How a JSON value is named in messages (its type, and short values)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (dict, list)):
-        return "an object" if isinstance(value, dict) else "a list"
-    text = json.dumps(value)
-    return ("a number " if isinstance(value, (int, float)) else "a string ") + (
-        text if len(text) <= 40 else text[:37] + "...")
-
-
-def check_manifest(d: Path, man: dict):
-    """The scheme of a format-3 manifest whose entries are all as built (versions, hashes,
-    canonical scheme text re-deriving its sizes, buckets and padding)."""
-    from ..api import parse_schemes
-
-    file = d / "manifest.json"
-    want = {"lrqc": __version__, **versions()}
-    have = man["versions"]
-    diff = [f"{k} {have.get(k)} (this install: {v})" for k, v in want.items() if have.get(k) != v]
-    if diff:
-        raise LrqcError(f"{d}: built with other versions: {', '.join(diff)}; {REBUILD}")
-    now = content_hashes(man)
-    rec = man["content_sha256"]
-    edited = [k for k in now if rec.get(k) != now[k]] + [k for k in rec if k not in now]
-    if edited:
-        raise LrqcError(f"{file}: {', '.join(repr(k) for k in edited)} edited after the build "
-                        f"(the content hashes recorded at build time differ); {REBUILD}")
-    text = man["scheme"]
-    if sha256(text.encode()) != man["scheme_sha256"]:
-        raise LrqcError(f"{file}: the scheme text does not match its scheme_sha256; {REBUILD}")
-    schemes = parse_schemes(text, f"{file} (scheme)")
-    s = schemes.get(man["scheme_name"])
-    if s is None or unparse(s) != text or s.static != man["static"]:
-        raise LrqcError(f"{file}: the scheme text is not the canonical text of scheme "
-                        f"'{man['scheme_name']}'; {REBUILD}")
-    dims = man["dims"]
-    if min(dims["N"], dims["K"]) < 1:
-        raise LrqcError(f"{file}: dims N={dims['N']}, K={dims['K']} are not positive; {REBUILD}")
-    buckets, padded = expected_layout(s, dims)
-    if (buckets, padded) != (man["m_buckets"], man["padded"]):
-        raise LrqcError(f"{file}: m_buckets {man['m_buckets']} and padded {man['padded']} are not "
-                        f"those of the scheme at M={dims['M']}, N={dims['N']}, K={dims['K']} "
-                        f"({buckets}, {padded}); {REBUILD}")
-    check_files(d, man)
-    return s
-
-
-def check_files(d: Path, man: dict) -> None:
-    """Every file of the artifact present, of the recorded size and sha256 (before anything
-    is loaded: a truncated or foreign library is never mapped)."""
-    files = man["files"]
-    need = artifact_files(man["lib"], man["cuda"])
-    for name in sorted(set(need) | set(files)):
-        if Path(name).name != name or name in ("", ".", "..", "manifest.json"):
-            raise LrqcError(f"{d / 'manifest.json'}: '{name}' is not a file name of the "
-                            f"artifact; {REBUILD}")
-        if name not in files:
-            raise LrqcError(f"{d / 'manifest.json'}: no size and hash recorded for {name}; "
-                            f"{REBUILD}")
-        path = d / name
-        if not path.is_file():
-            raise LrqcError(f"{path}: " + ("not a file" if path.exists() else "missing")
-                            + f" (the artifact needs it); {REBUILD}")
-        try:
-            have = file_entry(path)
-        except OSError as exc:
-            raise LrqcError(f"{path}: cannot be read ({exc.strerror}); {REBUILD}") from None
-        if have["size"] != files[name]["size"]:
-            raise LrqcError(f"{path}: {have['size']} bytes, the manifest records "
-                            f"{files[name]['size']} (truncated or replaced after the build); "
-                            f"{REBUILD}")
-        if have["sha256"] != files[name]["sha256"]:
-            raise LrqcError(f"{path}: its sha256 differs from the manifest's (another build's "
-                            f"file, or changed after the build); {REBUILD}")
+from ..errors import LrqcError
+from ..ir import lower_ast
+from ..passes import run_passes
+from ..plan.buckets import m_range
+from ..plan.lower import lower_program
+from .assemble import assemble
+from .device import device_of
+from .kernel import Kernel
+from .manifest import REBUILD, check_manifest, read_manifest, sha256
 
 
 def _load_cuda(d: Path, man: dict, scheme, target):
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
-    from ..backend.cuda import gpu
-    from .kernel import device_of
-
     missing = target.host_lacks()
     if missing:
         raise LrqcError(f"{d}: its host code is for {man['target'].get('host')}, this machine "
@@ -407,7 +39,7 @@ def _load_cuda(d: Path, man: dict, scheme, target):
                         f"{REBUILD}") from None
     if sha256(binary) != man["files"][path.name]["sha256"]:
         raise LrqcError(f"{path}: changed while loading; {REBUILD}")
-    gpu.serve_fatbin(binary, man["cuda"]["source_sha256"])  # before the module is loaded
+    fatbin.serve_fatbin(binary, man["cuda"]["source_sha256"])  # before the module is loaded
     return _assemble(d, man, scheme, target)
 
 
@@ -416,7 +48,7 @@ def load_kernel(path) -> Kernel:
     check_manifest): never a library whose size or hash differs from the manifest's."""
     d = Path(path)
     man = read_manifest(d)
-    scheme = check_manifest(d, man)
+    scheme = check_manifest(d, man, versions())
     target = resolve(man["target"])
     if man["cuda"]:
         return _load_cuda(d, man, scheme, target)
@@ -432,7 +64,7 @@ def _library(d: Path, man: dict):
     path = d / man["lib"]
     try:
         module = load_module(str(path))
-    except Exception as exc:  # noqa: BLE001  (TVM raises its own types)
+    except TVM_ERRORS as exc:  # a library TVM cannot load
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         raise LrqcError(f"{path}: cannot be loaded ({lines[-1][:200]}); {REBUILD}") from None
     lacking = [f for f in man["functions"] if not module.implements_function(f, True)]
@@ -443,14 +75,14 @@ def _library(d: Path, man: dict):
 
 
 def _assemble(d: Path, man: dict, scheme, target):
-    """The Kernel (or chain) of a checked artifact, its library loaded."""
+    """The Kernel (or chain) of a checked artifact, its library loaded: the plans as the
+    build made them (the same lowering), the rules as its manifest reports them."""
     dims = man["dims"]
-    if is_chain(scheme):
-        return assemble(scheme, str(dims["M"]), dims["N"], dims["K"], target,
-                        _library(d, man))
-    plans = bucket_plans(scheme, str(dims["M"]), dims["N"], dims["K"])
-    module = _library(d, man)
-    transposed = scheme.static == "a"
-    return Kernel(plans, module, target, man["schedule_rule"], man["fast_path"],
-                  m_min=None if transposed else int(str(dims["M"]).split("..")[0]),
-                  transposed=transposed)
+    M, N, K = str(dims["M"]), dims["N"], dims["K"]
+    parts = lower_program(run_passes(lower_ast(scheme)), M, N, K)
+    if len(parts) == 1 and not parts[0].prefix:
+        reports = [(man["schedule_rule"], man["fast_path"])]
+    else:  # a chain's parts: the rule each gets on this target
+        reports = [rule_of(part.plans[-1], choose(target.family, part.plans[-1], target)[0])
+                   for part in parts]
+    return assemble(scheme, parts, reports, _library(d, man), target, m_range(M)[0], N, K)

@@ -21,39 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..frontend.bind import bind_dims
 from ..frontend.model import Scheme
 from ..reference.inputs import as_matrix, to_output
 from ..reference.quant import QArray
 from ..plan import layout
 from .kernel import finite
-from ..plan.chain import CODES, parts
-
-def assemble(s: Scheme, M, N: int, K: int, target: dict, module=None):
-    """The ChainKernel of s, compiling one module for all parts unless `module` is given."""
-    from ..plan.buckets import bucket_plans
-    from ..pipeline.build import rule_of, schedule_all
-    from ..backend.compat import compile_module, tvm
-    from .kernel import Kernel
-    from ..plan.buckets import m_range
-    from ..backend.schedule.rules import choose
-    
-
-    lo, hi = m_range(M)
-    for m in {lo, hi}:  # the reference's checks of the scheme at these sizes (ranks)
-        bind_dims(s, m, N, K)
-    specs = [(prefix, bucket_plans(sc, M, n, k)) for prefix, sc, n, k in parts(s, N, K)]
-    rules = [choose(target.family, plans[-1], target.features)[0] for _, plans in specs]
-    if module is None:
-        mod = tvm.IRModule({})
-        with target.tvm():  # CUDA rules (dlight) read the current target
-            for (prefix, plans), rule in zip(specs, rules):
-                mod.update(schedule_all(plans, rule, prefix, feats=target.features))
-            module = compile_module(mod, target.tvm())
-    kernels = [Kernel(plans, module, target, *rule_of(plans[-1], rule), m_min=lo, prefix=prefix)
-               for (prefix, plans), rule in zip(specs, rules)]
-    return ChainKernel(s, kernels, module, target, N, K)
-
+from ..plan.chain import CODES
 
 @dataclass
 class ChainPacked:

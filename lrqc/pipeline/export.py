@@ -1,0 +1,94 @@
+"""Ahead-of-time artifacts: compile a scheme and write DIR/lib.so (or lib.tar when
+cross-compiling), CUDA device code (device.fatbin, device.cu) and DIR/manifest.json
+(lrqc.runtime.manifest says what it records; lrqc.runtime.artifact loads it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .._version import __version__
+from ..backend.compat import TVM_ERRORS, versions
+from ..backend.cuda import toolchain
+from ..backend.target import resolve
+from ..errors import LrqcError
+from ..frontend.unparse import unparse
+from ..runtime.manifest import (
+    FORMAT,
+    LAYOUTS,
+    artifact_files,
+    content_hashes,
+    expected_layout,
+    file_entry,
+    functions,
+    product_text,
+    sha256,
+)
+from .compile import compile
+
+
+def build_artifact(scheme, M, N, K, out_dir, target=None, **options) -> dict:
+    """Compile and export; returns the manifest. options: compile()'s (records, emit,
+    on_text, dump_dir)."""
+    if target is not None and resolve(target).is_cuda:
+        toolchain.nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
+    kernel = compile(scheme, M, N, K, target, **options)  # M: rows or a range lo..hi
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cross = kernel.target.is_cross
+    lib = "lib.tar" if cross else "lib.so"
+    try:
+        kernel.module.export_library(str(out / lib))
+    except TVM_ERRORS as exc:  # the C++ compiler or linker TVM runs failed
+        raise LrqcError(f"exporting {out / lib} failed: {str(exc).strip().splitlines()[-1]}\n"
+                        "(lib.so needs a C++ compiler: set CXX or install g++)") from None
+    buckets, padded = expected_layout(kernel)
+    cuda = cuda_files(kernel, out) if kernel.target.is_cuda else None
+    text = unparse(scheme)
+    p = kernel.plan
+    manifest = {
+        "format": FORMAT,
+        "scheme_name": scheme.name,
+        "scheme": text,
+        "scheme_sha256": sha256(text.encode()),
+        "dims": {"M": int(kernel.dims[0]) if ".." not in kernel.dims[0] else kernel.dims[0],
+                 "N": N, "K": K},
+        "static": scheme.static,
+        "m_buckets": buckets,
+        "padded": padded,
+        "target": kernel.target.as_dict(),
+        "cross_compiled": cross,
+        "schedule_rule": kernel.rule,
+        "schedules": getattr(kernel, "schedules", {}),
+        "fast_path": kernel.fast,
+        "functions": functions(kernel),
+        "product": product_text(kernel),
+        "layouts": LAYOUTS,
+        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
+            "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "
+            "nibble for e < 32, high nibble for e >= 32 (two's complement, sign-extended by "
+            "shifts)" if p.nibbles else ""),
+        "nibble_order": "split-half" if p.nibbles else None,
+        "lib": lib,
+        "cuda": cuda,
+        "versions": {"lrqc": __version__, **versions()},
+        "notes": list(p.notes),
+        "files": {name: file_entry(out / name) for name in artifact_files(lib, cuda)},
+    }
+    manifest = json.loads(json.dumps(manifest))  # hashed as it will be read back
+    manifest["content_sha256"] = content_hashes(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def cuda_files(kernel, out: Path) -> dict:
+    """Device code of a CUDA kernel: device.fatbin (nvcc, SASS for every arch asked for and
+    PTX of the highest) and device.cu (the source TVM generated, for reading); returns the
+    manifest's "cuda" entry, with the integer instructions of each function's PTX."""
+    src = toolchain.cuda_source(kernel.module)
+    archs = kernel.target.archs
+    (out / "device.cu").write_text(src)
+    (out / "device.fatbin").write_bytes(toolchain.fatbin(src, archs))
+    return {"archs": archs, "cuda_version": toolchain.cuda_version(), "fatbin": "device.fatbin",
+            "source": "device.cu", "source_sha256": toolchain.source_hash(src),
+            "ptx_instructions": toolchain.count(toolchain.ptx(src, archs[0]))}
