@@ -3,12 +3,14 @@
 The language, IR and numpy reference import without TVM; code generation lives in lrqc.backend.
 """
 
-from . import reference
+import os
+
+from . import door, reference
+from ._version import __version__
 from .api import load_schemes, parse_schemes
 from .errors import InputError, LrqcError, SchemeError
 from .frontend.model import Scheme
 
-__version__ = "0.1.0"
 __all__ = [
     "InputError",
     "LrqcError",
@@ -23,11 +25,15 @@ __all__ = [
 ]
 
 
-def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):
+def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True, dump_dir=None):
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
-    target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2", "aarch64")
-    or a TVM target dict. Imports TVM on first use."""
+    M: a row count, or a range lo..hi ("lo..hi", (lo, hi) or range(lo, hi + 1)) compiled as
+    M buckets. target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2",
+    "aarch64", "cuda-sm90", ...) or a TVM target dict. tuned: use matching records of the
+    tuning database (lrqc tune). dump_dir: a folder that receives the text of every
+    compilation stage (IR, kernel plans, TE, scheduled TIR, LLVM IR and assembly). Imports
+    TVM on first use."""
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")
@@ -38,11 +44,7 @@ def compile(scheme, M: int, N: int, K: int, target=None, tuned: bool = True):
 
 def load_kernel(path):
     """Load an artifact written by `lrqc build` (no compilation; refuses other versions/CPUs)."""
-    import os
-
     if not isinstance(path, (str, os.PathLike)):
         raise LrqcError(f"load_kernel: expected the artifact's directory, got "
                         f"{type(path).__name__}")
-    from .runtime.artifact import load_kernel as _load
-
-    return _load(path)
+    return door.load_kernel(path)

@@ -1,27 +1,38 @@
 """The backend's door: the one place where lrqc's TVM-free layers (the package root and the
 command line) reach the TVM-bound ones: code generation (lrqc.pipeline), the runtime
-(lrqc.runtime) and the tuner (lrqc.tuning). Each function imports its module on first use, so
-`import lrqc`, the language, the reference, `lrqc check`, `lrqc explain` and `lrqc eval` never
-load TVM (about 1.7 s). These are the only imports inside functions in lrqc; the import-graph
-test enforces it."""
+(lrqc.runtime) and the tuner (lrqc.tuning). Each function imports what it needs on first use,
+so `import lrqc`, the language, the reference, `lrqc check`, `lrqc explain` and `lrqc eval`
+never load TVM (about 1.7 s). These are the only imports inside functions in lrqc; the
+import-graph test enforces it."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
 
-def pipeline() -> ModuleType:
-    """lrqc.pipeline.compile: compile(), the stage table, build_artifact()."""
-    from .pipeline import compile as module
+def compile(scheme, M, N: int, K: int, target=None, *, tuned: bool = True, **options):
+    """lrqc.pipeline.compile.compile, with the tuning database's records when tuned."""
+    from .pipeline.compile import compile as run
+    from .tuning.records import recorded_traces
 
-    return module
+    return run(scheme, M, N, K, target, records=recorded_traces if tuned else None, **options)
 
 
-def artifact() -> ModuleType:
-    """lrqc.runtime.artifact: load_kernel() and the manifest checks."""
-    from .runtime import artifact as module
+def build_artifact(scheme, M, N: int, K: int, out_dir, target=None, *, tuned: bool = True,
+                   **options) -> dict:
+    """lrqc.pipeline.export.build_artifact, with the tuning database's records when tuned."""
+    from .pipeline.export import build_artifact as run
+    from .tuning.records import recorded_traces
 
-    return module
+    return run(scheme, M, N, K, out_dir, target,
+               records=recorded_traces if tuned else None, **options)
+
+
+def load_kernel(path):
+    """lrqc.runtime.artifact.load_kernel."""
+    from .runtime.artifact import load_kernel as run
+
+    return run(path)
 
 
 def target() -> ModuleType:
@@ -43,3 +54,10 @@ def tuning() -> ModuleType:
     from .tuning import tune as module
 
     return module
+
+
+def emit_names(target) -> tuple[str, ...]:
+    """The stage texts `--emit` can print for a resolved target."""
+    from .pipeline.stages import emits_for
+
+    return emits_for(target)

@@ -1,27 +1,22 @@
-"""CLI commands that generate code: build | run | bench (TVM is imported only here, lazily)."""
+"""The verbs that generate or run code: build, run and bench (TVM loaded through lrqc.door)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .. import door, reference
+from ..api import load_schemes, pick_scheme
 from ..errors import LrqcError
-
-
-def _target_arg(text):
-    if text is None:
-        return None
-    if text.lstrip().startswith("{"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LrqcError(f"--target: invalid JSON ({exc})") from None
-    return text
+from ..reference.data import pair
+from ..reference.scheme import direct_scheme, rel_error
+from .common import at_least, load_npy, parse_dims, target_arg
 
 
 def output_dir(path: str) -> Path | None:
@@ -76,20 +71,15 @@ def output_file(path: str) -> Path:
 
 
 def cmd_build(args) -> int:
-    from ..api import load_schemes, pick_scheme
-    from ..runtime.artifact import build_artifact
-    from . import parse_dims
-
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
-    target = _target_arg(args.target)
-    from ..backend.target import resolve
-
-    resolve(target)  # an unknown target: LrqcError before anything is written
+    target = door.target().resolve(target_arg(args.target))  # unknown: LrqcError, nothing written
+    emit = _emits(args.emit, target)
     created = output_dir(args.output)
     t0 = time.perf_counter()
     try:
-        man = build_artifact(s, m, n, k, args.output, target)
+        man = door.build_artifact(s, m, n, k, args.output, target, emit=emit,
+                                  on_text=_print_stage)
     except BaseException:
         remove_created(Path(args.output), created)  # no empty folders behind a failed build
         raise
@@ -126,13 +116,30 @@ def cmd_build(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from ..runtime.artifact import load_kernel
-    from . import _load_npy
+def _emits(text: str | None, target) -> tuple[str, ...]:
+    """--emit's stage names, checked against what the target has."""
+    if text is None:
+        return ()
+    emit = tuple(e.strip() for e in text.split(",") if e.strip())
+    have = door.emit_names(target)
+    if not emit:
+        raise LrqcError(f"--emit: give some of {', '.join(have)}")
+    for e in emit:
+        if e not in have:
+            raise LrqcError(f"--emit: unknown stage {e!r} for this target; choose from "
+                            f"{', '.join(have)}")
+    return emit
 
+
+def _print_stage(name: str, text: str) -> None:
+    print(f"==== {name} ====\n{text}", flush=True)
+    sys.stdout.flush()
+
+
+def cmd_run(args) -> int:
     out = output_file(args.output)
-    kernel = load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
-    A, B = (_load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
+    kernel = door.load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
+    A, B = (load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
     C = kernel.run(A, B)
     kind = str(C.dtype)
     if kind == "bfloat16":  # numpy's .npy has no bfloat16: widened exactly to float32
@@ -155,21 +162,12 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def cmd_bench(args) -> int:
-    from .. import reference
-    from ..api import load_schemes, pick_scheme
-    from ..pipeline.build import compile as compile_kernel
-    from . import at_least, parse_dims
-    from ..reference.data import pair
-    from ..reference.scheme import direct_scheme, rel_error
-
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims)
     at_least("--repeat", args.repeat, 1)
     at_least("--seed", args.seed, 0)
-    target = _target_arg(args.target)
-    from ..backend.target import resolve
-
-    lacks = resolve(target).host_lacks()
+    target = door.target().resolve(target_arg(args.target))
+    lacks = target.host_lacks()
     if lacks:
         raise LrqcError(f"lrqc bench runs the kernel on this machine, which lacks "
                         f"{', '.join(lacks)}; build for that machine with `lrqc build` instead")
@@ -178,7 +176,7 @@ def cmd_bench(args) -> int:
     ref = A.astype(np.float64) @ B
     a32, b32 = A, B.astype(np.float32)
     t_np = _median_time(lambda: a32 @ b32, args.repeat)  # numpy first: TVM's spinning threads
-    kernel = compile_kernel(s, m, n, k, target)  # would slow OpenBLAS down
+    kernel = door.compile(s, m, n, k, target)  # would slow OpenBLAS down
     per_call, static = kernel.split(A, B)
     packed = kernel.pack(static)
     C = kernel(per_call, packed)
@@ -212,6 +210,9 @@ def add_parsers(sub, dists):
     b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, "
                    "cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target dict as JSON")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.add_argument("--emit", help="print compilation stages as they run: ir, plan, te, tir, "
+                   "llvm, asm (CUDA targets: cuda, ptx instead of llvm, asm), comma-separated; "
+                   "one section per M bucket")
     b.set_defaults(func=cmd_build)
     r = sub.add_parser("run", help="run a built artifact on .npy inputs")
     r.add_argument("dir", metavar="DIR")

@@ -1,13 +1,34 @@
-"""CLI commands of auto-tuning: `lrqc tune` (TVM imported lazily) and `lrqc cache ls | show |
-verify | prune | export | import` over the tuning database (lrqc.tuning.db)."""
+"""CLI commands of auto-tuning: `lrqc tune` and `lrqc cache ls | show | verify | prune | export |
+import` over the tuning database (lrqc.tuning.db). Imports without TVM: what needs it comes
+through _backend()."""
 
 from __future__ import annotations
 
 import json
 import re
+from types import SimpleNamespace
 
+from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
-from ..tuning.db import PRUNE_HINT
+from ..plan.buckets import bucket_plans
+from ..plan.names import TUNED_FUNCTIONS
+from ..tuning.db import PRUNE_HINT, BadRecord, Database, tuning_dir
+from ..tuning.records import current_key
+from .common import at_least, parse_dims, target_arg
+
+
+def _backend() -> SimpleNamespace:
+    """The TVM-bound names these commands call, imported on first use (importing the CLI must
+    not import TVM)."""
+    from ..backend.target import host_target, resolve
+    from ..pipeline.build import tuned_functions
+    from ..runtime.kernel import device_of
+    from ..tuning.check import check_candidate
+    from ..tuning.tune import tune_scheme
+
+    return SimpleNamespace(check_candidate=check_candidate, device_of=device_of,
+                           host_target=host_target, resolve=resolve,
+                           tune_scheme=tune_scheme, tuned_functions=tuned_functions)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -24,11 +45,6 @@ def parse_duration(text: str | None) -> float | None:
 
 
 def cmd_tune(args) -> int:
-    from ..api import load_schemes, pick_scheme
-    from ..tuning.search import TUNED_FUNCTIONS, tune_scheme
-    from . import at_least, parse_dims
-    from .build import _target_arg
-
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
     at_least("--trials", args.trials, 1)
@@ -41,7 +57,7 @@ def cmd_tune(args) -> int:
         bad = [f for f in only if f not in TUNED_FUNCTIONS]
         if bad or not only:
             raise LrqcError(f"--only {args.only!r}: expected some of {', '.join(TUNED_FUNCTIONS)}")
-    rows = tune_scheme(s, m, n, k, _target_arg(args.target), trials=args.trials,
+    rows = _backend().tune_scheme(s, m, n, k, target_arg(args.target), trials=args.trials,
                        budget_s=parse_duration(args.time_budget), workers=args.workers,
                        rpc=args.rpc, key=args.key, cost_model=args.cost_model, functions=only)
     print(f"{'kernel':<16}{'status':<12}{'tuned ms':>10}{'hand ms':>10}{'speedup':>9}"
@@ -73,8 +89,6 @@ def _pick(entries, prefixes) -> list:
 
 
 def cmd_cache(args) -> int:
-    from ..tuning.db import BadRecord, Database, tuning_dir
-
     db = Database()
     action, rest = args.action, args.records
     if args.all and action != "prune":
@@ -132,32 +146,23 @@ def _bad(exc) -> str:
 def _current(rec):
     """(scheme, plan, target, whether the record's key is what this lrqc/TVM/LLVM would make);
     LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
-    from ..api import parse_schemes
-    from ..plan.buckets import bucket_plans
-    from ..pipeline.build import tuned_functions
-    from ..backend.target import resolve
-    from ..tuning.search import record_key
-
-    k = rec.key
+    tvm_side, k = _backend(), rec.key
     schemes = parse_schemes(k["scheme"], f"record {rec.hash}")
     if len(schemes) != 1:
         raise LrqcError(f"its key holds {len(schemes)} schemes, not one")
     scheme = next(iter(schemes.values()))
-    target = resolve(k["target"])  # a target TVM refuses: LrqcError
+    target = tvm_side.resolve(k["target"])  # a target TVM refuses: LrqcError
     m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
     plan = bucket_plans(scheme, m, n, k["k"])[0]
-    if k["function"] not in tuned_functions(plan):
+    if k["function"] not in tvm_side.tuned_functions(plan):
         raise LrqcError(f"lrqc tunes no function {k['function']!r} of this scheme")
-    return scheme, plan, target, record_key(plan, k["function"], target) == k
+    return scheme, plan, target, current_key(plan, k["function"], target) == k
 
 
 def judge(rec, here: set) -> tuple[str, str]:
     """(verdict, why) of one good record: "ok", "stale" (not what this lrqc/TVM/LLVM would
     make: no build finds it), "skipped" (this machine cannot run its target), or "wrong" (its
     schedule does not compile, or the kernel it gives differs from lrqc.reference)."""
-    from ..runtime.kernel import device_of
-    from ..tuning.search import check_candidate
-
     try:
         scheme, plan, target, current = _current(rec)
     except LrqcError as exc:
@@ -165,24 +170,21 @@ def judge(rec, here: set) -> tuple[str, str]:
     if not current:
         return "stale", "made with other versions or features"
     if target.is_cuda:
-        why_not = device_of(target)[1]
+        why_not = _backend().device_of(target)[1]
         if why_not:
             return "skipped", why_not
     else:
         lacks = sorted(set(rec.key["features"]) - here)
         if lacks:
             return "skipped", f"this CPU lacks {', '.join(lacks)}"
-    why = check_candidate(scheme, plan, target, rec.trace, rec.key["function"])
+    why = _backend().check_candidate(scheme, plan, target, rec.trace, rec.key["function"])
     return ("ok", "") if why is None else ("wrong", why)
 
 
 def _verify(entries) -> int:
     """Re-check records that this lrqc/TVM/LLVM and this machine can run against
     lrqc.reference; 1 when any is bad, stale or wrong."""
-    from ..backend.target import host_target
-    from ..tuning.db import BadRecord
-
-    here, condemned = host_target().features, 0
+    here, condemned = _backend().host_target().features, 0
     for path, r in entries:
         if isinstance(r, BadRecord):
             print(f"{path.stem}: BAD: {_bad(r)}")
@@ -199,10 +201,7 @@ def _verify(entries) -> int:
 def _prune(db, entries, everything: bool) -> int:
     """Remove what `lrqc cache verify` condemns: bad, stale and wrong records (everything:
     every record)."""
-    from ..backend.target import host_target
-    from ..tuning.db import BadRecord
-
-    here, removed = host_target().features, 0
+    here, removed = _backend().host_target().features, 0
     for path, r in entries:
         if everything:
             why = "--all"

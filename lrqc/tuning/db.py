@@ -18,13 +18,16 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .._version import __version__
 from ..errors import LrqcError
 from ..files import MiB, read_bytes
+from ..frontend.unparse import unparse
 
 RECORD_FIELDS = ("key", "trace", "tuned_ms", "hand_ms", "trials", "valid", "rejected",
                  "created", "wall_s")
@@ -64,6 +67,15 @@ def make_key(scheme_text: str, function: str, m: int, n: int, k: int, target: di
             "target": target, "features": sorted(features), "versions": dict(versions)}
 
 
+def record_key(plan, function: str, target, versions: dict) -> dict:
+    """The key of function `function` of one plan (M bucket) on target (a
+    lrqc.backend.target.Target). versions: the TVM side's (lrqc.backend.compat.versions(): tvm,
+    tvm_ffi, llvm), given by the caller so that this module needs no TVM; lrqc's own is added
+    here."""
+    return make_key(unparse(plan.scheme), function, plan.m, plan.n, plan.k, target.as_dict(),
+                    target.features, {"lrqc": __version__, **versions})
+
+
 def key_hash(key: dict) -> str:
     text = json.dumps(key, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -94,8 +106,6 @@ class Record:
 
 
 def _scheme_name(text: str) -> str:
-    import re
-
     m = re.search(r"scheme\s+(\w+)", text)
     return m.group(1) if m else "?"
 

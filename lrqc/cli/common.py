@@ -1,0 +1,111 @@
+"""What the command-line verbs share: how errors print, and how options, sizes, scheme files
+and .npy arrays are read (every failure an LrqcError naming the option or file)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..api import load_schemes
+from ..errors import LrqcError, SchemeError
+from ..files import regular_file
+
+
+def error_line(exc: BaseException) -> str:
+    """How the CLI prints an LrqcError: `lrqc: error: MESSAGE`; a located scheme error keeps
+    its compiler-style `file:line:col: error:` lines and caret."""
+    if isinstance(exc, SchemeError) and exc.span is not None:
+        return str(exc)
+    text = str(exc)
+    return "lrqc: error: " + (text.removeprefix("error: "))
+
+
+def at_least(flag: str, value, least: int) -> None:
+    """LrqcError unless an integer option is >= least."""
+    if value is not None and value < least:
+        raise LrqcError(f"{flag} must be at least {least}, got {value}")
+
+
+MAX_DIM = 2**31 - 1  # sizes index int32 buffers
+
+
+def parse_dims(text: str, m_range: bool = False) -> tuple:
+    """'M=1024,N=512,K=256' -> (M, N, K). With m_range, M may be lo..hi (returned as a pair)."""
+    dims = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, val = part.partition("=")
+        key = key.strip().upper()
+        if not eq or key not in ("M", "N", "K"):
+            raise LrqcError(f"--dims: expected M=..,N=..,K=.., got {part!r}")
+        if key in dims:
+            raise LrqcError(f"--dims: {key} given twice")
+        if key == "M" and m_range and ".." in val:
+            dims[key] = m_range_text(val)
+            continue
+        try:
+            dims[key] = int(val)
+        except ValueError:
+            raise LrqcError(f"--dims: {key} must be a positive integer"
+                            + (" or lo..hi" if key == "M" and m_range else "")
+                            + f", got {val.strip()!r}") from None
+        if not 1 <= dims[key] <= MAX_DIM:
+            raise LrqcError(f"--dims: {key} must be a positive integer up to {MAX_DIM}, "
+                            f"got {dims[key]}")
+    missing = [k for k in "MNK" if k not in dims]
+    if missing:
+        raise LrqcError(f"--dims: missing {', '.join(missing)} (expected M=..,N=..,K=..)")
+    return dims["M"], dims["N"], dims["K"]
+
+
+def m_range_text(val: str) -> tuple[int, int]:
+    lo, _, hi = val.partition("..")
+    try:
+        pair = int(lo), int(hi)
+    except ValueError:
+        raise LrqcError(f"--dims: M=lo..hi needs two integers, got {val.strip()!r}") from None
+    if not 1 <= pair[0] <= pair[1] <= MAX_DIM:
+        raise LrqcError(f"--dims: M={val.strip()}: need 1 <= lo <= hi <= {MAX_DIM}")
+    return pair
+
+
+def load(path):
+    """The schemes of a file (LrqcError when it cannot be read or has errors)."""
+    return load_schemes(path)
+
+
+def load_npy(path, flag):
+    """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
+    regular_file(path, f"{flag}: cannot load {path}")  # a FIFO or device: no hang
+    try:  # mapped first: a header claiming more than the file holds is an error, not a huge
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")  # allocation
+        arr = np.array(arr) if isinstance(arr, np.ndarray) else arr
+    except IsADirectoryError:
+        raise LrqcError(f"{flag}: cannot load {path}: it is a directory") from None
+    except OSError as exc:
+        raise LrqcError(f"{flag}: cannot load {path}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError) as exc:  # not a .npy file, truncated, or pickled objects
+        why = str(exc).splitlines()[0][:200] if is_npy(path) else "not a .npy file"
+        raise LrqcError(f"{flag}: cannot load {path}: {why}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise LrqcError(f"{flag}: {path} holds several arrays (.npz); give one .npy array")
+    if arr.ndim != 2:
+        raise LrqcError(f"{flag}: {path}: expected a 2-D matrix, got shape {arr.shape}")
+    return arr
+
+
+def is_npy(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) == b"\x93NUMPY"
+
+
+def target_arg(text):
+    """--target as given: a name, or a TVM target dict written as JSON."""
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LrqcError(f"--target: invalid JSON ({exc})") from None
+    return text
