@@ -37,9 +37,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True, dump_dir
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")
-    from .pipeline.build import compile as _compile
-
-    return _compile(scheme, M, N, K, target, tuned=tuned)
+    return door.compile(scheme, M, N, K, target, tuned=tuned, dump_dir=dump_dir)
 
 
 def load_kernel(path):

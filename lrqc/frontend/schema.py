@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..reference.rounding import ROUNDINGS
+from .model import Rounding
 from .model import FLOAT_TYPES, FP_ELEMENT_FORMATS
 
 ENTRY_KEYS = ("a", "b", "product", "accumulate", "output", "static")
@@ -92,7 +92,7 @@ REQUIRED_POSITIONAL = {"per_vector": 1, "per_block": 1, "dense": 0, "sparse": 0}
 
 # Options of a quantizer term (`int8 per_channel round=floor ...`).
 QUANT_PARAMS: dict[str, Param] = {
-    "round": Param("choice", "nearest", ROUNDINGS, "rounding of x / s"),
+    "round": Param("choice", "nearest", tuple(r.value for r in Rounding), "rounding of x / s"),
     "calibrate": Param("choice", "maxabs", ("maxabs", "minmax"),
                        "maxabs (symmetric); unsigned formats default to minmax"),
     "scale_round": Param("choice", "ceil", ("ceil", "nearest"), "rounding of two-level scales"),
