@@ -68,8 +68,8 @@ def of_peak(fn: str, ms: float, dims, peak) -> str:
 
 
 def run_row(name, text, dims, trials, workers, peak) -> list[str]:
-    from lrqc.tuning.search import tune_scheme
     from lrqc.tuning.db import Database
+    from lrqc.tuning.tune import tune_scheme
 
     s = next(iter(lrqc.parse_schemes(text).values()))
     m, n, k = dims

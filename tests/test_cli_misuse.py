@@ -231,7 +231,7 @@ def test_tune_with_an_unreachable_tracker(files, capsys, rpc):
 
 
 def test_tune_exits_1_when_nothing_could_be_measured(files, capsys, monkeypatch):
-    from lrqc.tuning import search as tune
+    from lrqc.tuning import tune
 
     row = {"symbol": "gemm_m4", "trials": 2, "valid": 0, "rejected": 0, "wall_s": 1.0,
            "failed": True, "status": "no valid candidate (every measurement failed; the first: "
@@ -246,9 +246,9 @@ def test_tune_with_a_tracker_lacking_the_key(files, capsys, monkeypatch):
     pytest.importorskip("tornado")
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.tuning import search as tune
+    from lrqc.tuning import rpc
 
-    monkeypatch.setattr(tune, "TRACKER_WAIT_S", 1.0)
+    monkeypatch.setattr(rpc, "TRACKER_WAIT_S", 1.0)
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     try:

@@ -78,7 +78,7 @@ def test_tune_records_check_and_build_replays(cache, capsys):
         assert how.startswith(f"tuning record {rec.hash}"), how
     else:  # a record slower than the hand schedule is never used
         assert how.startswith(f"hand schedule (tuning record {rec.hash} measured slower"), how
-    from lrqc.pipeline.build import compile as compile_kernel
+    from lrqc.pipeline.compile import compile as compile_kernel
 
     replayed = compile_kernel(s, m, n, k, traces={(m, "gemm"): rec.trace})
     rng = np.random.default_rng(3)
@@ -104,7 +104,7 @@ def test_tune_records_check_and_build_replays(cache, capsys):
 
 
 def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
-    from lrqc.tuning import search as tune
+    from lrqc.tuning import tune
 
     s = lrqc.parse_schemes(SCHEME)["pc"]
     plan = tune_plan(s)
@@ -129,14 +129,16 @@ def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
     ("int8 per_channel", "int4 per_channel + lowrank(rank=4)", "lowrank_u"),  # A' L_B, rank blocks
 ])
 def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
-    from lrqc.tuning import search as tune
+    from lrqc.tuning.records import current_key
+    from lrqc.tuning.search import space_knobs
+    from lrqc.tuning.tune import tune_scheme
 
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = tune_plan(s)
-    assert tune.space_knobs(plan, _rule(plan), fn)  # something to choose
-    [row] = tune.tune_scheme(s, *DIMS, trials=2, cost_model="random", functions=(fn,))
+    assert space_knobs(plan, _rule(plan), fn)  # something to choose
+    [row] = tune_scheme(s, *DIMS, trials=2, cost_model="random", functions=(fn,))
     assert row["status"] == "recorded" and row["rejected"] == 0  # checked against the reference
-    rec = Database().get(tune.record_key(plan, fn, _host()))
+    rec = Database().get(current_key(plan, fn, _host()))
     kernel = lrqc.compile(s, *DIMS)
     assert kernel.schedules[f"{fn}_m16"].startswith(
         f"tuning record {rec.hash}" if rec.tuned_ms <= rec.hand_ms else "hand schedule (tuning")
@@ -151,10 +153,10 @@ def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
 def test_every_loop_order_of_the_space_matches_the_reference(a, b):
     """The tuner's design spaces (loop orders x knobs) compute the scheme: each order, with
     its hand knobs, replayed as a trace into the whole kernel."""
-    from lrqc.pipeline.build import compile as compile_kernel
-    from lrqc.pipeline.build import functions, schedule_function, variants
+    from lrqc.pipeline.compile import compile as compile_kernel
+    from lrqc.pipeline.functions import functions, schedule_function, variants
     from lrqc.backend.compat import Schedule, prim_func
-    from lrqc.tuning.search import trace_to_json
+    from lrqc.backend.schedule.trace import trace_to_json
 
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = tune_plan(s)
@@ -175,7 +177,7 @@ def _rule(plan):
     from lrqc.backend.schedule.rules import choose
     
 
-    return choose("x86", plan, _host().features)[0]
+    return choose("x86", plan, _host())[0]
 
 
 def _host():
@@ -195,8 +197,8 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache, monkeypatch):
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.tuning import search as tune
-    from lrqc.tuning.search import tune_scheme
+    from lrqc.tuning import check
+    from lrqc.tuning.tune import tune_scheme
 
     remote = []  # the final tuned-vs-hand timing goes through the tracker too
 
@@ -204,8 +206,8 @@ def test_tune_through_an_rpc_tracker_on_loopback(cache, monkeypatch):
         remote.append(args[1:3])
         return real(*args)
 
-    real = tune._remote_modules
-    monkeypatch.setattr(tune, "_remote_modules", spy)
+    real = check.remote_modules
+    monkeypatch.setattr(check, "remote_modules", spy)
 
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-test",
@@ -243,7 +245,7 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     """The VNNI rule's tuning space (which lrqc tune samples on a VNNI machine only: candidates
     are checked there) compiles at every corner: each knob at its smallest and largest value,
     the others at the hand choice, scheduled as MetaSchedule would draw them."""
-    from lrqc.pipeline.build import functions, schedule_function
+    from lrqc.pipeline.functions import functions, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
     from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
@@ -253,8 +255,8 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     t = resolve("x86-avx512-vnni")
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = make_plan(s, *dims)
-    rule, _ = choose("x86", plan, t.features)
-    assert rule.NAME == "x86_vnni"
+    rule, _ = choose("x86", plan, t)
+    assert rule.name == "x86_vnni"
     space = space_knobs(plan, rule, "gemm")
     assert "mr" in space and ("kc" in space or plan.groups > 1)
     for name, cands in space.items():
@@ -273,11 +275,12 @@ def _crafted(fn="gemm", **fields):
     search), with `fields` overriding its JSON."""
     from dataclasses import asdict
 
-    from lrqc.tuning.search import hand_trace, record_key
+    from lrqc.tuning.records import current_key
+    from lrqc.tuning.search import hand_trace
 
     s = lrqc.parse_schemes(SCHEME)["pc"]
     plan = tune_plan(s)
-    rec = Record(record_key(plan, fn, _host()), hand_trace(plan, _rule(plan), fn), 1.0, 1.1)
+    rec = Record(current_key(plan, fn, _host()), hand_trace(plan, _rule(plan), fn), 1.0, 1.1)
     return s, rec, {**asdict(rec), **fields}
 
 
@@ -403,16 +406,16 @@ def test_import_and_put_refuse_what_load_refuses(cache, capsys):
 def test_implausible_times_are_measured_again_then_refused(monkeypatch):
     import io
 
-    from lrqc.tuning import search as tune
+    from lrqc.tuning import check
 
     times = iter([(2.857, [(0.004, 714.0)]), (1.0, [(0.9, 1.1)]),
                   (2.857, [(0.004, 714.0)]), (2.857, [(0.004, 714.0)])])
-    monkeypatch.setattr(tune, "compare", lambda *a, **k: next(times))
+    monkeypatch.setattr(check, "compare", lambda *a, **k: next(times))
     out = io.StringIO()
-    assert tune.time_finalists(None, None, {}, ["t"], "gemm", None, None, out) == \
+    assert check.time_finalists(None, None, {}, ["t"], "gemm", None, None, out) == \
         (1.0, 0.9, 1.1, "t")
     assert "implausible speedup" in out.getvalue() and "measuring again" in out.getvalue()
-    why = tune.time_finalists(None, None, {}, ["t"], "gemm", None, None, out)
+    why = check.time_finalists(None, None, {}, ["t"], "gemm", None, None, out)
     assert isinstance(why, str) and why.startswith("implausible speedup") and "2 times" in why
 
 
@@ -423,7 +426,7 @@ def test_implausible_times_are_measured_again_then_refused(monkeypatch):
                                     ({"rpc": "127.0.0.1:1", "key": "k"},
                                      r"--rpc 127.0.0.1:1: no TVM RPC tracker answers there")])
 def test_tune_scheme_refuses_before_searching(cache, kw, msg):
-    from lrqc.tuning.search import tune_scheme
+    from lrqc.tuning.tune import tune_scheme
 
     with pytest.raises(LrqcError, match=msg):
         tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, **kw)

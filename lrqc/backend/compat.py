@@ -8,26 +8,53 @@ os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
 import tvm
 import tvm.tirx as tir
-from tvm import te
+from tvm import rpc, te
+from tvm.driver import build as driver_build
+from tvm.ir.utils import derived_object
+from tvm.rpc import base as rpc_base
 from tvm.s_tir import Schedule, TensorIntrin
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+from tvm.s_tir.schedule import ScheduleError, Trace
 from tvm.script import tirx as T
 from tvm.target import codegen
 
 __all__ = [
+    "BUILTIN_INTRINSICS",
+    "PyMeasureCallback",
     "Schedule",
+    "ScheduleError",
     "T",
-    "TvmTarget",
+    "TVM_ERRORS",
     "TensorIntrin",
+    "Trace",
+    "TvmTarget",
     "codegen",
     "compile_module",
     "cpu",
+    "derived_object",
+    "driver_build",
+    "error_line",
+    "last_line",
+    "ms",
     "prim_func",
+    "rpc",
+    "rpc_base",
     "te",
     "tensor",
     "tir",
     "tvm",
     "versions",
 ]
+
+# What TVM raises: its FFI turns each C++ error kind into one of these Python types
+# (tvm_ffi.core.ERROR_NAME_TO_TYPE; TVM's own kinds, ScheduleError, InternalError, RPCError and
+# DiagnosticError, are RuntimeErrors). MemoryError is left out: never a verdict on a schedule.
+TVM_ERRORS = (RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+              AssertionError)
+# every built-in tensor intrinsic, parsed from TVMScript on import (over 80 s on a VM);
+# MetaSchedule's TuneContext and its default builder import it
+BUILTIN_INTRINSICS = "tvm.s_tir.tensor_intrin"
 
 TvmTarget = tvm.target.Target
 cpu = tvm.cpu
@@ -61,3 +88,15 @@ def versions() -> dict:
 
     return {"tvm": tvm.__version__, "tvm_ffi": getattr(tvm_ffi, "__version__", "?"),
             "llvm": int(codegen.llvm_version_major())}
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of an error text (TVM's messages end with the reason, after the
+    C++ frames; MetaSchedule's hold whole tracebacks), at most 300 characters."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "unknown error"
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an exception from TVM or a build: its type and the last line of its text."""
+    return f"{type(exc).__name__}: {last_line(str(exc)) if str(exc).strip() else ''}"

@@ -1,34 +1,19 @@
 """CLI commands of auto-tuning: `lrqc tune` and `lrqc cache ls | show | verify | prune | export |
-import` over the tuning database (lrqc.tuning.db). Imports without TVM: what needs it comes
-through _backend()."""
+import` over the tuning database (lrqc.tuning.db). Imports without TVM: the tuner
+(lrqc.tuning.tune), targets and devices are reached through lrqc.door."""
 
 from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
+from .. import door
 from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS
 from ..tuning.db import PRUNE_HINT, BadRecord, Database, tuning_dir
-from ..tuning.records import current_key
 from .common import at_least, parse_dims, target_arg
-
-
-def _backend() -> SimpleNamespace:
-    """The TVM-bound names these commands call, imported on first use (importing the CLI must
-    not import TVM)."""
-    from ..backend.target import host_target, resolve
-    from ..pipeline.build import tuned_functions
-    from ..runtime.kernel import device_of
-    from ..tuning.check import check_candidate
-    from ..tuning.tune import tune_scheme
-
-    return SimpleNamespace(check_candidate=check_candidate, device_of=device_of,
-                           host_target=host_target, resolve=resolve,
-                           tune_scheme=tune_scheme, tuned_functions=tuned_functions)
 
 
 def parse_duration(text: str | None) -> float | None:
@@ -57,7 +42,7 @@ def cmd_tune(args) -> int:
         bad = [f for f in only if f not in TUNED_FUNCTIONS]
         if bad or not only:
             raise LrqcError(f"--only {args.only!r}: expected some of {', '.join(TUNED_FUNCTIONS)}")
-    rows = _backend().tune_scheme(s, m, n, k, target_arg(args.target), trials=args.trials,
+    rows = door.tuning().tune_scheme(s, m, n, k, target_arg(args.target), trials=args.trials,
                        budget_s=parse_duration(args.time_budget), workers=args.workers,
                        rpc=args.rpc, key=args.key, cost_model=args.cost_model, functions=only)
     print(f"{'kernel':<16}{'status':<12}{'tuned ms':>10}{'hand ms':>10}{'speedup':>9}"
@@ -146,17 +131,17 @@ def _bad(exc) -> str:
 def _current(rec):
     """(scheme, plan, target, whether the record's key is what this lrqc/TVM/LLVM would make);
     LrqcError when its scheme, sizes, function or target mean nothing to this lrqc."""
-    tvm_side, k = _backend(), rec.key
+    tuner, k = door.tuning(), rec.key
     schemes = parse_schemes(k["scheme"], f"record {rec.hash}")
     if len(schemes) != 1:
         raise LrqcError(f"its key holds {len(schemes)} schemes, not one")
     scheme = next(iter(schemes.values()))
-    target = tvm_side.resolve(k["target"])  # a target TVM refuses: LrqcError
+    target = door.target().resolve(k["target"])  # a target TVM refuses: LrqcError
     m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
     plan = bucket_plans(scheme, m, n, k["k"])[0]
-    if k["function"] not in tvm_side.tuned_functions(plan):
+    if k["function"] not in tuner.tuned_functions(plan):
         raise LrqcError(f"lrqc tunes no function {k['function']!r} of this scheme")
-    return scheme, plan, target, current_key(plan, k["function"], target) == k
+    return scheme, plan, target, tuner.current_key(plan, k["function"], target) == k
 
 
 def judge(rec, here: set) -> tuple[str, str]:
@@ -170,21 +155,21 @@ def judge(rec, here: set) -> tuple[str, str]:
     if not current:
         return "stale", "made with other versions or features"
     if target.is_cuda:
-        why_not = _backend().device_of(target)[1]
+        why_not = door.device().device_of(target)[1]
         if why_not:
             return "skipped", why_not
     else:
         lacks = sorted(set(rec.key["features"]) - here)
         if lacks:
             return "skipped", f"this CPU lacks {', '.join(lacks)}"
-    why = _backend().check_candidate(scheme, plan, target, rec.trace, rec.key["function"])
+    why = door.tuning().check_candidate(scheme, plan, target, rec.trace, rec.key["function"])
     return ("ok", "") if why is None else ("wrong", why)
 
 
 def _verify(entries) -> int:
     """Re-check records that this lrqc/TVM/LLVM and this machine can run against
     lrqc.reference; 1 when any is bad, stale or wrong."""
-    here, condemned = _backend().host_target().features, 0
+    here, condemned = door.target().host_target().features, 0
     for path, r in entries:
         if isinstance(r, BadRecord):
             print(f"{path.stem}: BAD: {_bad(r)}")
@@ -201,7 +186,7 @@ def _verify(entries) -> int:
 def _prune(db, entries, everything: bool) -> int:
     """Remove what `lrqc cache verify` condemns: bad, stale and wrong records (everything:
     every record)."""
-    here, removed = _backend().host_target().features, 0
+    here, removed = door.target().host_target().features, 0
     for path, r in entries:
         if everything:
             why = "--all"

@@ -33,6 +33,7 @@ FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
+TUNED_FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_LOWRANK_U)  # what lrqc tune searches
 
 
 def symbol(fn: str, m: int, prefix: str = "") -> str:

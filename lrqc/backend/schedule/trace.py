@@ -1,0 +1,59 @@
+"""Recorded schedules: a MetaSchedule trace (the schedule steps lrqc tune found, as JSON) replayed
+onto a fresh schedule of the same function, and a trace written back to plain JSON. What a
+build needs to apply a tuning record (the pipeline replays them; lrqc.tuning records them)."""
+
+from __future__ import annotations
+
+import json
+
+from ..compat import TVM_ERRORS, Schedule, Trace, error_line, prim_func, tvm
+from ..intrin import cuda as intrin_cuda
+from ..intrin import x86 as intrin_x86
+from . import tiles
+
+
+def register_intrinsics() -> None:
+    """Every tensor intrinsic lrqc's schedules use (traces name them)."""
+    tiles.register_avx2()
+    tiles.register_vnni()
+    intrin_x86.register(intrin_x86.DP4A)
+    for dt in intrin_cuda.ACC:
+        intrin_cuda.register_all(dt)
+
+
+def replay(sch, trace_json) -> None:
+    """Apply a recorded trace to a fresh schedule of the same function."""
+    register_intrinsics()
+    Trace.apply_json_to_schedule(trace_json, sch)
+
+
+def replay_error(tensors, target, trace) -> str | None:
+    """None when the trace replays onto a fresh schedule of the TE function `tensors` under
+    target (a lrqc.backend.target.Target), else why not: TVM's own checks of every schedule
+    step refuse a record whose schedule was edited or belongs to another function."""
+    try:
+        with target.tvm():
+            replay(Schedule(prim_func(tensors)), trace)
+    except TVM_ERRORS as exc:  # the step TVM refused: the build keeps the hand schedule
+        return error_line(exc)
+    return None
+
+
+def trace_to_json(trace):
+    """A recorded trace as plain JSON (lists, strings, numbers): Trace.as_json() unwrapped."""
+    return json.loads(json.dumps(_plain(trace.as_json())))
+
+
+def _plain(x):
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    if hasattr(x, "items"):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, tvm.tirx.IntImm):
+        return int(x.value)
+    if isinstance(x, tvm.tirx.FloatImm):
+        return float(x.value)
+    try:
+        return [_plain(e) for e in x]
+    except TypeError:  # not iterable: a TVM object without a JSON form
+        return str(x)
