@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 import lrqc
+from lrqc.runtime import device
 
 DIRECT = "scheme d {\n a: int8 per_channel\n b: int8 per_channel\n}"
 W4A16 = "scheme w {\n a: float16\n b: int4 per_channel\n}"  # fp16 tensor cores (plan.half)
@@ -46,7 +47,7 @@ def torch_times(m, n, k, repeat):
                      ("torch fp16 matmul", lambda: a16 @ b16)):
         try:
             out[name] = (_cuda_median(fn, torch.cuda.synchronize, repeat), "")
-        except Exception as exc:  # e.g. _int_mm shape limits
+        except RuntimeError as exc:  # torch's errors, e.g. _int_mm shape limits: reported
             out[name] = (None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
     return out
 
@@ -79,14 +80,12 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", default="4096,4096,4096;8192,8192,8192")
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args(argv)
-    from lrqc.backend.cuda import gpu
-
-    if not gpu.gpu_present():
+    if not device.gpu_present():
         print("bench/gemm_cuda.py: no NVIDIA GPU that TVM can use on this machine; run it on "
               "one (the kernels themselves build anywhere: lrqc build --target cuda-sm90)")
         return 2
-    arch = gpu.device_arch()
-    print(f"lrqc {lrqc.__version__}; GPU 0: {gpu.device().device_name} ({arch}); medians of "
+    arch = device.device_arch()
+    print(f"lrqc {lrqc.__version__}; GPU 0: {device.device().device_name} ({arch}); medians of "
           f"{args.repeat}, device-synchronised; TOPS = 2MNK / time\n")
     head = f"{'shape':<16}{'method':<34}{'ms':>10}{'TOPS':>8}{'/int_mm':>9}  note"
     print(head)

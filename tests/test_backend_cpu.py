@@ -292,30 +292,30 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int4 per_channel + lowrank(rank=3)", (16, 64, 128)),
                                        ("int8 per_vector(64) + lowrank(rank=1)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
-    from lrqc.pipeline.build import schedule_all
-    from lrqc.backend.compat import compile_module, tvm
-    from lrqc.plan.support import make_plan
+    from lrqc.backend.compat import compile_module
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
+    from lrqc.pipeline.build import schedule_all
+    from lrqc.plan.support import make_plan
 
     t = resolve("x86-avx512-vnni")
     plan = make_plan(scheme(spec, spec), *dims)
-    rule, _ = choose("x86", plan, t.features)
-    assert rule.NAME == "x86_vnni"
+    rule, _ = choose("x86", plan, t)
+    assert rule.name == "x86_vnni"
     asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
     assert asm.count("vpdpbusd") >= 16
 
 
 def test_rule_choice_follows_the_target():
-    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
+    from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
     want = {"x86-avx512-vnni": "x86_vnni", "x86-avx2": "x86_avx2", "aarch64": "generic"}
     for t, name in want.items():
-        rule, skipped = choose("x86", plan, resolve(t).features)
-        assert rule.NAME == name
+        rule, skipped = choose("x86", plan, resolve(t))
+        assert rule.name == name
         if name != "x86_vnni":
             assert ("x86_vnni", "target lacks avx512vnni") in skipped
 
@@ -323,15 +323,15 @@ def test_rule_choice_follows_the_target():
 @pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
                                        ("int4 per_vector(32)", (8, 64, 256))])
 def test_avx2_rule_emits_vpmaddwd(spec, dims):
-    from lrqc.pipeline.build import schedule_all
-    from lrqc.backend.compat import compile_module, tvm
-    from lrqc.plan.support import make_plan
+    from lrqc.backend.compat import compile_module
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
+    from lrqc.pipeline.build import schedule_all
+    from lrqc.plan.support import make_plan
 
     t = resolve("x86-avx2")
     plan = make_plan(scheme(spec, spec), *dims)
-    rule, _ = choose("x86", plan, t.features)
+    rule, _ = choose("x86", plan, t)
     asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
     assert asm.count("vpmaddwd") >= 16
 

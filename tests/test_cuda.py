@@ -1,4 +1,4 @@
-"""CUDA targets (issue 6): every example scheme and base granularity compiles to CUDA and PTX
+"""CUDA targets: every example scheme and base granularity compiles to CUDA and PTX
 with the intended integer instructions (compile-only: nvcc, no GPU), artifacts carry a fatbin
 for the archs asked for, and a machine without a GPU gets clear errors. Execution against
 lrqc.reference is marked `gpu` and runs where TVM sees an NVIDIA GPU."""
@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.backend.cuda import dp4a, fatbin, toolchain
 from lrqc.errors import InputError, LrqcError
 from lrqc.reference import matmul
 from lrqc.reference.scheme import rel_error
+from lrqc.runtime import device
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")]
@@ -39,17 +41,13 @@ def example(name: str):
 
 
 def ptx_of(kernel, arch: str) -> dict:
-    from lrqc.backend.cuda import gpu
-
-    src = gpu.cuda_source(kernel.module)
+    src = toolchain.cuda_source(kernel.module)
     assert "extern \"C\" __global__" in src
-    return gpu.count(gpu.ptx(src, arch))
+    return toolchain.count(toolchain.ptx(src, arch))
 
 
 def _gpu():
-    from lrqc.backend.cuda import gpu
-
-    return gpu.gpu_present()
+    return device.gpu_present()
 
 
 def test_cuda_targets_resolve_and_bad_ones_are_refused():
@@ -89,7 +87,7 @@ def test_example_schemes_compile_to_ptx(name):
     ("int8 per_channel", "int4 per_channel", "cuda_dp4a"),  # nibbles unpacked into shared
     ("int8 per_channel", "uint4 per_channel", "cuda_dp4a"),  # weight zero points
     ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=3)", "cuda_dp4a"),
-    # per-group products: group by group in registers (gpu._dp4a_groups)
+    # per-group products: group by group in registers (dp4a._dp4a_groups)
     ("int8 per_tensor + dense()", "int8 per_channel", "cuda_dp4a"),  # K segments
     ("int8 per_vector(32)", "int4 per_vector(32)", "cuda_dp4a"),
     ("uint8 per_vector(16) calibrate=minmax", "uint4 per_vector(16, scale=uint8)", "cuda_dp4a"),
@@ -108,11 +106,9 @@ def test_per_group_gemm_keeps_partial_and_output_sums_in_registers():
     """Per-group products (VS-Quant): per thread, the group's int32 partial sums and the
     float32 output sums live in registers across the groups; A's and B's k chunks of each
     group are staged in shared memory; the output is written once."""
-    from lrqc.backend.cuda import gpu
-
     kernel = lrqc.compile(scheme("int8 per_vector(32)", "int4 per_vector(32)"), 64, 128, 256,
                           target="cuda-sm90")
-    src = gpu.cuda_source(kernel.module)
+    src = toolchain.cuda_source(kernel.module)
     body = src[src.rindex("gemm_m64_kernel("):]
     body = body[: body.index("\n}\n")]
     assert "int partial_local_ptr[16];" in body and "float C_local_ptr[16];" in body
@@ -137,11 +133,9 @@ def test_tensor_cores_or_dp4a_chosen_per_bucket():
 def test_wmma_k_loop_is_software_pipelined():
     """Double-buffered shared tiles: the copy of chunk k + 1 goes to the other half while chunk
     k multiplies (a prologue copy, then k_chunks - 1 steady-state iterations)."""
-    from lrqc.backend.cuda import gpu
-
     kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 512,
                           target="cuda-sm90")
-    src = gpu.cuda_source(kernel.module)
+    src = toolchain.cuda_source(kernel.module)
     body = src[src.rindex("gemm_m64_kernel("):]
     body = body[: body.index("\n}\n")]
     assert "signed char a_s8_shared_ptr[2048];" in body  # 2 x (64 rows x 16 bytes)
@@ -153,8 +147,8 @@ def test_wmma_k_loop_is_software_pipelined():
 def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
-    from lrqc.backend.te import base as te_base
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
+    from lrqc.backend.te import base as te_base
     from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
@@ -237,8 +231,8 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     """te_float.gemm(half=True) casts A's and B's values to the plan's 16-bit type while
     staging them: compiled for the CPU here, it gives the float32 formulation's numbers on
     exact values, and (float16) differs on one value that is not exact, so the cast is there."""
-    from lrqc.backend.te import floating as te_float
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
+    from lrqc.backend.te import floating as te_float
     from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme(a, b), 64, 64, 128)
@@ -265,14 +259,12 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
 def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
     """The per-thread tile is contiguous (a strided one made TVM allocate a 49 x 49 local
     array): mi x nj int32 accumulators, A's and B's tiles in shared memory."""
-    from lrqc.backend.cuda import gpu
-
     kernel = lrqc.compile(scheme("int8 per_channel", "int8 per_channel"), 32, 256, 512,
                           target="cuda-sm90")
     assert kernel.rule == "cuda_dp4a"  # 32 rows: below the tensor-core tile
-    t = gpu.gemm_tile(kernel.plan)
+    t = dp4a.gemm_tile(kernel.plan)
     assert (t["ty"], t["mi"], t["tx"], t["nj"]) == (16, 2, 16, 4)
-    src = gpu.cuda_source(kernel.module)
+    src = toolchain.cuda_source(kernel.module)
     body = src[src.rindex("gemm_m32_kernel("):]  # the definition
     body = body[: body.index("\n}\n")]
     assert "int acc_local_ptr[8];" in body
@@ -282,12 +274,10 @@ def test_dp4a_gemm_keeps_each_threads_accumulators_in_registers():
 def test_quantization_statistics_reduce_across_threads():
     """A per-tensor max over M x K is a cross-thread reduction (warp shuffles), each thread
     reading a strided, coalesced share; not one thread walking the whole tensor."""
-    from lrqc.backend.cuda import gpu
-
     kernel = lrqc.compile(scheme("int8 per_tensor", "int8 per_channel"), 256, 64, 512,
                           target="cuda-sm90")
     assert kernel.schedules["quantize_a_m256"].startswith("lrqc per-block GPU schedule")
-    src = gpu.cuda_source(kernel.module)
+    src = toolchain.cuda_source(kernel.module)
     body = src[src.rindex("quantize_a_m256_kernel(float"):]
     body = body[: body.index("\n}\n")]
     assert "__shfl_down_sync" in body and "< 512;" in body  # 131072 elements / 256 threads
@@ -296,12 +286,10 @@ def test_quantization_statistics_reduce_across_threads():
 def test_sparse_products_compile_to_thread_per_column_kernels():
     """Sparse residual terms: the per-call copy's zero-skip product and the static copy's CSR
     product as CUDA kernels (integer sums per group, one float multiply-add per group)."""
-    from lrqc.backend.cuda import gpu
-
     for a, b in (("int8 per_channel + sparse(threshold=0.9)", "int8 per_channel"),
                  ("int8 per_channel", "int8 per_channel + sparse(threshold=0.9)")):
         kernel = lrqc.compile(scheme(a, b), *DIMS, target="cuda-sm90")
-        src = gpu.cuda_source(kernel.module)
+        src = toolchain.cuda_source(kernel.module)
         assert "sparse0_m16_kernel" in src
         found = ptx_of(kernel, "sm_90")
         assert found.get("fma.f32", 0) >= 1 and found.get("dp4a", 0) >= 4, found
@@ -316,8 +304,6 @@ def test_running_without_a_gpu_says_so():
 
 
 def test_artifact_carries_a_fatbin_for_every_arch(tmp_path):
-    from lrqc.backend.cuda import gpu
-
     out = tmp_path / "art"
     res = subprocess.run([*LRQC, "build", "examples/lrqmm.lrq",
                           "--scheme", "lrqmm_int8", "--dims", "M=1..16,N=64,K=128",
@@ -327,11 +313,11 @@ def test_artifact_carries_a_fatbin_for_every_arch(tmp_path):
     assert "device code: device.fatbin" in res.stdout and "dp4a x" in res.stdout
     man = json.loads((out / "manifest.json").read_text())
     cuda = man["cuda"]
-    assert cuda["archs"] == ["sm_80", "sm_90"] and cuda["cuda_version"] == gpu.cuda_version()
+    assert cuda["archs"] == ["sm_80", "sm_90"] and cuda["cuda_version"] == toolchain.cuda_version()
     assert cuda["ptx_instructions"]["dp4a"] >= 16
     src = (out / "device.cu").read_text()
-    assert gpu.source_hash(src) == cuda["source_sha256"]
-    images = gpu.fatbin_contents((out / "device.fatbin").read_bytes())
+    assert toolchain.source_hash(src) == cuda["source_sha256"]
+    images = fatbin.fatbin_contents((out / "device.fatbin").read_bytes())
     assert ("sass", "sm_80") in images and ("sass", "sm_90") in images
     assert ("ptx", "sm_90") in images
     if not _gpu():
@@ -346,23 +332,18 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
     """TVM compiles an exported CUDA module's source when loading it; lrqc's hook returns the
     artifact's fatbin for that source (no compiler on the deploy side) and hands any other
     source (kernels compiled in the same process) to TVM's own hook."""
-    import importlib
-
     import tvm_ffi
 
-    from lrqc.backend.cuda import gpu
-
-    importlib.import_module("tvm.support.nvcc")
     original = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
     seen = []
-    monkeypatch.setattr(gpu, "_SERVED", {})
-    monkeypatch.setattr(gpu, "_PREVIOUS", [lambda code, *rest: seen.append(str(code)) or b"NVCC"])
+    served = fatbin.FatbinHook()
     try:
-        gpu.serve_fatbin(b"FATBIN", gpu.source_hash("// the built source"))
+        served.serve(b"FATBIN", toolchain.source_hash("// the built source"))
+        assert served.previous is not None  # TVM's own, kept
+        served.previous = lambda code, *rest: seen.append(str(code)) or b"NVCC"
         hook = tvm_ffi.get_global_func("tvm_callback_cuda_compile")
-        hits = gpu.SERVED_HITS[0]
         assert bytes(hook("// the built source")) == b"FATBIN"
-        assert gpu.SERVED_HITS[0] == hits + 1 and not seen
+        assert served.hits == 1 and not seen
         assert bytes(hook("// another source")) == b"NVCC" and seen == ["// another source"]
     finally:  # TVM's own hook back, for whatever runs next in this process
         tvm_ffi.register_global_func("tvm_callback_cuda_compile", original, override=True)
@@ -370,10 +351,8 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
 
 def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
     from lrqc.runtime import artifact
-    from lrqc.backend.cuda import gpu
-
     s = scheme("int8 per_channel", "int8 per_channel")
-    monkeypatch.setattr(gpu.shutil, "which", lambda name: None)
+    monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     with pytest.raises(LrqcError, match="need nvcc"):
         artifact.build_artifact(s, 16, 64, 128, tmp_path / "none", "cuda-sm90")
     assert not (tmp_path / "none").exists()  # refused before anything was written
@@ -411,8 +390,8 @@ def _replayed(plan, rule, fn, picks):
     schedule."""
     from tvm.s_tir.schedule import Trace
 
-    from lrqc.pipeline.build import functions, schedule_function
     from lrqc.backend.compat import Schedule, prim_func
+    from lrqc.pipeline.build import functions, schedule_function
     from lrqc.tuning.search import sampling_knob, unit_safe
 
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
@@ -441,18 +420,17 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     functions). Each knob at its smallest and largest value, the others at the hand choice,
     replayed as MetaSchedule replays samples, compiles to CUDA (and the GEMMs to PTX with
     their instruction)."""
-    from lrqc.backend.cuda import gpu
-    from lrqc.pipeline.build import functions, plan_rule, schedule_function
     from lrqc.backend.compat import Schedule, compile_module, prim_func
-    from lrqc.plan.support import make_plan
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
+    from lrqc.pipeline.build import functions, plan_rule, schedule_function
+    from lrqc.plan.support import make_plan
     from lrqc.tuning.search import space_knobs
 
     t = resolve("cuda-sm90")
     plan = make_plan(scheme(a, b), *dims)
-    r = plan_rule(plan, choose("cuda", plan, t.features)[0], t.features)
-    assert r.NAME == rule
+    r = plan_rule(plan, choose("cuda", plan, t)[0], t)
+    assert r.name == rule
     with t.tvm():
         space = space_knobs(plan, r, fn)
         assert set(space) == knobs, space
@@ -462,12 +440,13 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
         for name, cands in space.items():
             for value in (cands[0], cands[-1]):
                 sch = _replayed(plan, r, fn, {**{k: hand[k] for k in space}, name: value})
-                src = gpu.cuda_source(compile_module(sch.mod, t.tvm()))
+                src = toolchain.cuda_source(compile_module(sch.mod, t.tvm()))
                 assert "__global__" in src
                 if name == "threads":  # the per-block kernels' thread count follows the knob
                     assert f"__launch_bounds__({value})" in src and "__shfl" in src
                 if instr:
-                    assert gpu.count(gpu.ptx(src, "sm_90")).get(instr, 0) >= 2, (name, value)
+                    found = toolchain.count(toolchain.ptx(src, "sm_90"))
+                    assert found.get(instr, 0) >= 2, (name, value)
 
 
 class _FakeRunner:
@@ -513,18 +492,18 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
     compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
     the GPU: the gpu test below.)"""
-    from lrqc.plan.buckets import bucket_plans
-    from lrqc.pipeline.build import plan_rule
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
-    from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
+    from lrqc.pipeline.build import plan_rule
+    from lrqc.plan.buckets import bucket_plans
     from lrqc.tuning.db import Database, Record
+    from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
 
     t = resolve("cuda-sm80")
     s = scheme("int8 per_channel", "int8 per_channel")
     plan = bucket_plans(s, 128, 128, 256)[0]
-    rule = plan_rule(plan, choose("cuda", plan, t.features)[0], t.features)
-    assert rule.NAME == "cuda_wmma"
+    rule = plan_rule(plan, choose("cuda", plan, t)[0], t)
+    assert rule.name == "cuda_wmma"
     runner = _FakeRunner.make()
     progress = Progress(6, 0.0, out=__import__("io").StringIO())
     msdb = search(function_module(plan, rule, "gemm"), plan, rule, "gemm", t,
@@ -578,14 +557,13 @@ GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4"
 
 def _gpu_arch():
     """The GPU's arch when lrqc builds for it (else the gpu tests skip)."""
-    from lrqc.backend.cuda import gpu
     from lrqc.backend.target import CUDA_ARCHS
 
     if not _gpu():
         pytest.skip("needs an NVIDIA GPU that TVM can use")
-    if gpu.device_arch() not in CUDA_ARCHS:
-        pytest.skip(f"GPU arch {gpu.device_arch()} is not one lrqc builds for")
-    return gpu.device_arch()
+    if device.device_arch() not in CUDA_ARCHS:
+        pytest.skip(f"GPU arch {device.device_arch()} is not one lrqc builds for")
+    return device.device_arch()
 
 
 @pytest.mark.gpu
@@ -666,17 +644,16 @@ def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
 
 @pytest.mark.gpu
 def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
-    from lrqc.backend.cuda import gpu
     from lrqc.runtime.artifact import build_artifact, load_kernel
 
     arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")
     build_artifact(s, "1..128", 128, 256, tmp_path, f"cuda -arch={arch}")
-    hits = gpu.SERVED_HITS[0]
+    hits = fatbin.HOOK.hits
     kernel = load_kernel(tmp_path)
     rng = np.random.default_rng(2)
     for m in (16, 128):
         A, B = rng.standard_normal((m, 256)), rng.standard_normal((256, 128))
         C = kernel.run(A, B)
         assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
-    assert gpu.SERVED_HITS[0] > hits  # the module came from the fatbin, not from nvcc
+    assert fatbin.HOOK.hits > hits  # the module came from the fatbin, not from nvcc

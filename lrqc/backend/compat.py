@@ -12,7 +12,7 @@ from tvm import rpc, te
 from tvm.driver import build as driver_build
 from tvm.ir.utils import derived_object
 from tvm.rpc import base as rpc_base
-from tvm.s_tir import Schedule, TensorIntrin
+from tvm.s_tir import Schedule, TensorIntrin, dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.schedule import ScheduleError, Trace
@@ -22,6 +22,7 @@ from tvm.target import codegen
 __all__ = [
     "BUILTIN_INTRINSICS",
     "PyMeasureCallback",
+    "NO_BLOCK",
     "Schedule",
     "ScheduleError",
     "T",
@@ -30,6 +31,7 @@ __all__ = [
     "Trace",
     "TvmTarget",
     "codegen",
+    "dlight",
     "compile_module",
     "cpu",
     "derived_object",
@@ -58,6 +60,8 @@ BUILTIN_INTRINSICS = "tvm.s_tir.tensor_intrin"
 
 TvmTarget = tvm.target.Target
 cpu = tvm.cpu
+# the text of the ScheduleError that Schedule.get_sblock raises for a name no block has
+NO_BLOCK = "Cannot find a block with the name"
 
 
 def prim_func(tensors, name: str = "main"):

@@ -12,7 +12,9 @@ from ..backend.te import (
     floating as te_float,
     sparse as te_sparse,
 )
+from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import tiles
+from ..backend.schedule.protocol import Formulation
 from ..backend.compat import Schedule, compile_module, prim_func, tvm
 from ..runtime.kernel import Kernel
 from ..errors import UnsupportedScheme
@@ -26,11 +28,11 @@ FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, 
 def functions(plan, rule) -> dict:
     """The TE tensors of each scheduled function of one plan (the sparse products are TIR
     written as scheduled: te_sparse)."""
-    pairs = getattr(rule, "PAIRS", False)  # the rule's intrinsic sums k pairs (vpmaddwd)
-    s8 = getattr(rule, "S8", False)  # the rule's intrinsic multiplies s8 by s8 (tensor cores)
-    if plan.float_path:  # the rule's intrinsic multiplies 16-bit floats (tensor cores)
+    pairs = rule.formulation is Formulation.PAIRS
+    s8 = rule.formulation is Formulation.S8
+    if plan.float_path:
         funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan),
-                 names.FN_GEMM: te_float.gemm(plan, half=getattr(rule, "HALF", False))}
+                 names.FN_GEMM: te_float.gemm(plan, half=rule.formulation is Formulation.HALF)}
     else:
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
@@ -45,7 +47,7 @@ def functions(plan, rule) -> dict:
 
 def variants(fn: str, plan, rule) -> tuple:
     """The structural alternatives (loop orders) of fn's schedule; the first is the hand one."""
-    if fn == names.FN_GEMM and not plan.float_path and hasattr(rule, "variants"):
+    if fn == names.FN_GEMM and not plan.float_path:
         return tuple(rule.variants(plan))
     return (None,)
 
@@ -54,10 +56,8 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
     """Schedule function fn of plan: the target's rule for the integer GEMMs, the shared tile
     helpers for the rest. knob(name, candidates, hand) picks each tunable choice (None: the
     hand choices; lrqc tune passes a sampler); variant: one of variants(fn, plan, rule)."""
-    if getattr(rule, "FAMILY", "x86") == "cuda":  # lrqc's GPU schedules (dlight's: no knobs)
-        from ..backend.cuda import gpu
-
-        gpu.schedule_into(fn, sch, plan, rule, knob)
+    if rule.family == "cuda":  # lrqc's GPU schedules (dlight's: no knobs)
+        cuda_schedules.schedule_into(fn, sch, plan, rule, knob)
     elif fn == names.FN_QUANTIZE:
         if plan.compensated and not plan.float_path:
             tiles.compensated_pass(sch, knob)
@@ -67,30 +67,26 @@ def schedule_function(fn: str, sch, plan, rule, knob=None, variant=None) -> None
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         tiles.row_dots_at(sch, names.LOWRANK_U, knob)
-    elif variant is not None:
-        rule.schedule(fn, sch, plan, tiles, knob=knob, variant=variant)
-    elif knob is not None:
-        rule.schedule(fn, sch, plan, tiles, knob=knob)
     else:
-        rule.schedule(fn, sch, plan, tiles)
+        rule.schedule(fn, sch, plan, knob=knob, variant=variant)
 
 
-def plan_rule(plan, rule, feats=None):
+def plan_rule(plan, rule, target=None):
     """The rule of one bucket: CUDA rules are chosen per bucket (tensor cores need 64-row
-    tiles; small M buckets take dp4a), CPU rules per kernel."""
-    if getattr(rule, "FAMILY", "x86") == "cuda" and feats is not None:
-        return choose("cuda", plan, feats)[0]
+    tiles; small M buckets take dp4a) for the target, CPU rules per kernel."""
+    if rule.family == "cuda" and target is not None:
+        return choose("cuda", plan, target)[0]
     return rule
 
 
-def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> tvm.IRModule:
+def schedule_all(plans, rule, prefix: str = "", traces=None, target=None) -> tvm.IRModule:
     """traces: {(bucket m, function): recorded trace JSON} replayed instead of the rule;
-    feats: the target's features (CUDA: the rule is chosen per bucket)."""
+    target: the Target (CUDA: the rule is chosen per bucket)."""
     out = {}
     traces = traces or {}
     for plan in plans:
-        if getattr(rule, "FAMILY", "x86") == "cuda":
-            out.update(_schedule_cuda(plan, plan_rule(plan, rule, feats), prefix, traces))
+        if rule.family == "cuda":
+            out.update(_schedule_cuda(plan, plan_rule(plan, rule, target), prefix, traces))
             continue
         for j, f in enumerate(te_sparse.functions(plan)):  # scheduled as written
             sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
@@ -111,24 +107,22 @@ def schedule_all(plans, rule, prefix: str = "", traces=None, feats=None) -> tvm.
 def rule_of(plan, rule) -> tuple[str, bool]:
     """(name, fast) reported for the plan's GEMM: on CPUs products with a float operand use
     the float32 tile, whatever the integer rule."""
-    if plan.float_path and getattr(rule, "FAMILY", "x86") == "x86":
+    if plan.float_path and rule.family == "x86":
         return FLOAT_RULE, False
-    return rule.NAME, rule.FAST
+    return rule.name, rule.fast
 
 
 def _schedule_cuda(plan, rule, prefix: str, traces: dict) -> dict:
     """{symbol: PrimFunc} of one plan for a CUDA target (under `with target`); traces as in
     schedule_all."""
-    from ..backend.cuda import gpu
-
     out = {}
     for j, f in enumerate(te_sparse.functions(plan, cuda=True)):  # scheduled as written
         sym = names.symbol(f"{names.FN_SPARSE}{j}", plan.m, prefix)
         out[sym] = f.with_attr("global_symbol", sym)
     for fn, tensors in functions(plan, rule).items():
         sym = names.symbol(fn, plan.m, prefix)
-        out[sym] = gpu.schedule(fn, prim_func(tensors), plan, rule,
-                                traces.get((plan.m, fn))).with_attr("global_symbol", sym)
+        out[sym] = cuda_schedules.schedule(fn, prim_func(tensors), plan, rule,
+                                           traces.get((plan.m, fn))).with_attr("global_symbol", sym)
     return out
 
 
@@ -148,7 +142,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
         return chain.assemble(scheme, M, N, K, target)
     lo, _ = m_range(M)
     plans = bucket_plans(scheme, M, N, K)
-    rule, _ = choose(target.family, plans[-1], target.features)
+    rule, _ = choose(target.family, plans[-1], target)
     sources = {}
     if traces is None:
         traces = {}
@@ -157,7 +151,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True,
 
             traces, sources = recorded_traces(plans, rule, target)
     with target.tvm():  # CUDA rules (dlight) read the current target
-        mod = schedule_all(plans, rule, traces=traces, feats=target.features)
+        mod = schedule_all(plans, rule, traces=traces, target=target)
         ex = compile_module(mod, target.tvm())
     if target.is_cuda:  # how each function was scheduled, as the GPU helpers recorded it
         sources = {**{(p.m, fn): str(mod[names.symbol(fn, p.m)].attrs["lrqc_schedule"])

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
 from ..plan import layout, names
+from .device import device_of
 from .glue import CompBuffers
 from ..backend.compat import empty, tensor
 from ..plan.model import KernelPlan
@@ -114,26 +115,6 @@ class _Bucket:
             with _LOOKUP:
                 f = self._fns[name] = self.module[names.symbol(name, self.plan.m, self.prefix)]
         return f
-
-
-def device_of(target) -> tuple:
-    """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
-    from ..backend.compat import cpu
-
-
-    if not target.is_cuda:
-        return cpu(), None
-    from ..backend.cuda import gpu
-
-    archs = ", ".join(target.archs)
-    if not gpu.gpu_present():
-        return None, (f"this kernel is CUDA code for {archs}, and this machine has no CUDA GPU "
-                      "that TVM can use: build it with `lrqc build --target ...` and run the "
-                      "artifact on a GPU machine")
-    why = gpu.arch_mismatch(target)
-    if why:
-        return None, why
-    return gpu.device(), None
 
 
 F32_TINY = float(np.finfo(np.float32).tiny)

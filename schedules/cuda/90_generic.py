@@ -3,21 +3,22 @@ reductions across threads), no instruction chosen by lrqc. Float GEMMs whose val
 exact in 16 bits (and small M buckets of those that are) use it, as do the integer sums of
 per-group products (Kernel.int_accumulate)."""
 
-NAME = "cuda_generic"
-FAMILY = "cuda"
-FAST = False
-MEASURED = "not measured on a GPU yet (compile-only host)"
+from lrqc.backend.schedule.protocol import ScheduleRule
 
 
-def applies(plan, features):
-    if "cuda" not in features:
-        return "not a CUDA target"
-    return None
+class CudaGeneric(ScheduleRule):
+    name = "cuda_generic"
+    family = "cuda"
+    fast = False
+    measured = "not measured on a GPU yet (compile-only host)"
 
+    def why_not(self, plan, target):
+        if "cuda" not in target.features:
+            return "not a CUDA target"
+        return None
 
-def handles(fn, plan) -> bool:
-    return False
+    def handles(self, fn, plan) -> bool:
+        return False
 
-
-def schedule(fn, sch, plan, tiles):  # pragma: no cover - handles() is always False
-    raise NotImplementedError
+    def schedule(self, fn, sch, plan, knob=None, variant=None):  # pragma: no cover
+        raise NotImplementedError("cuda_generic schedules nothing itself: handles() is False")

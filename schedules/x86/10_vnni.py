@@ -1,33 +1,52 @@
 """x86 AVX-512 VNNI: u8 x s8 -> s32 GEMM tensorized to vpdpbusd, epilogue fused in the tile.
 
 Skeleton measured on TVM 0.27: jo(par) -> io -> ko(kc 256) -> kk -> ii(4) -> jm(4) ->
-[16 x 4 vpdpbusd]; 1.15-1.20 ms = 1.8 TOPS at 1024^3 per-channel int8 on Zen 5, 2 cores (probe
-01_vnni_gemm, 2026-11). Nibble weights: order jo -> ko -> io so each packed tile is unpacked
-once (probe 05, split-half packing: -6 to -8 % vs int8 weights). Per-vector scales: the output
-is the loop anchor and the per-group accumulator is computed at g (probe 07: +14 % at V=64,
-+55 % at V=16). Not measured on this project's machines yet (no VNNI host in CI so far)."""
+[16 x 4 vpdpbusd]; 1.15-1.20 ms = 1.8 TOPS at 1024^3 per-channel int8 on Zen 5, 2 cores
+(2026-11). Nibble weights: order jo -> ko -> io so each packed tile is unpacked once
+(split-half packing: -6 to -8 % vs int8 weights). Per-vector scales: the output is the loop
+anchor and the per-group accumulator is computed at g (+14 % at V=64, +55 % at V=16). Not
+measured on this project's machines yet (no VNNI host in CI so far)."""
 
-NAME = "x86_vnni"
-FAST = True
-MEASURED = "1.8 TOPS at 1024^3 per-channel int8, Zen 5 2 cores (probe 01)"
-
-
-def applies(plan, features):
-    if "avx512vnni" not in features:
-        return "target lacks avx512vnni"
-    if plan.chunked:
-        return "int64 accumulation over K chunks (the portable rule)"
-    if plan.groups > 1 and plan.vector % 4:
-        return f"per-group vectors of {plan.vector} (not whole blocks of 4 k: the portable rule)"
-    return None
+from lrqc.backend.schedule import tiles
+from lrqc.backend.schedule.protocol import ScheduleRule
 
 
-def unit_safe(plan) -> tuple:
-    """Knobs that are pure split factors (see 20_avx2.unit_safe: the same tile structure)."""
-    return () if plan.nibbles else ("nr",)
+class X86Vnni(ScheduleRule):
+    name = "x86_vnni"
+    family = "x86"
+    fast = True
+    measured = "1.8 TOPS at 1024^3 per-channel int8, Zen 5 2 cores (2026-11)"
+
+    def why_not(self, plan, target):
+        if "avx512vnni" not in target.features:
+            return "target lacks avx512vnni"
+        if plan.chunked:
+            return "int64 accumulation over K chunks (the portable rule)"
+        if plan.groups > 1 and plan.vector % 4:
+            return (f"per-group vectors of {plan.vector} (not whole blocks of 4 k: the portable "
+                    "rule)")
+        return None
+
+    def unit_safe(self, plan) -> tuple:
+        """Knobs that are pure split factors (as in the AVX2 rule: the same tile structure)."""
+        return () if plan.nibbles else ("nr",)
+
+    def knobs(self, plan) -> dict:
+        """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per
+        tile (hand 4) and the k chunk (hand 64 steps of 4 bytes = 256). lrqc tune checks
+        candidates on the host, so it samples them only on a VNNI machine; tests compile every
+        corner of the space for a VNNI target."""
+        return tiles.tile_knobs(plan, (4, 2, 1), (4, 2, 1))
+
+    def schedule(self, fn, sch, plan, knob=None, variant=None):
+        pick = tiles.picks(self.knobs(plan), knob)
+        if plan.groups == 1:
+            _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"])
+        else:
+            _groups(fn, sch, plan, pick["mr"], pick["nr"])
 
 
-def _single_group(fn, sch, plan, tiles, mr, nr, kc):
+def _single_group(sch, plan, mr, nr, kc):
     blk = sch.get_sblock("acc")
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
@@ -45,7 +64,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr, kc):
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv})
 
 
-def _groups(fn, sch, plan, tiles, mr, nr):
+def _groups(fn, sch, plan, mr, nr):
     out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
     part = sch.get_sblock("partial")
     sch.compute_at(part, io if plan.nibbles else g)
@@ -60,19 +79,3 @@ def _groups(fn, sch, plan, tiles, mr, nr):
     sch.vectorize(sch.get_loops(pinit)[-1])
     sch.tensorize(pjv, tiles.register_vnni())
     tiles.finish_group_output(sch, fn, out, g)
-
-
-def knobs(plan, tiles) -> dict:
-    """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per tile
-    (hand 4) and the k chunk (hand 64 steps of 4 bytes = 256). lrqc tune checks candidates on
-    the host, so it samples them only on a VNNI machine; tests compile every corner of the
-    space for a VNNI target."""
-    return tiles.tile_knobs(plan, (4, 2, 1), (4, 2, 1))
-
-
-def schedule(fn, sch, plan, tiles, knob=None):
-    pick = tiles.picks(knobs(plan, tiles), knob)
-    if plan.groups == 1:
-        _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"])
-    else:
-        _groups(fn, sch, plan, tiles, pick["mr"], pick["nr"])

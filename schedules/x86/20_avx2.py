@@ -1,6 +1,6 @@
 """x86 AVX2 without VNNI: the same u8 x s8 blocks tensorized to vpmaddwd on bytes widened to
 int16 (intrinsic lrqc_avx2_16x4_pairs_u8s8s32), accumulating two interleaved half sums per
-column that one vectorized add joins before the epilogue (the TE's `pairs` formulation).
+column that one vectorized add joins before the epilogue (the TE's PAIRS formulation).
 
 Tile search on Zen 3 (2 cores, no AVX-512), 256x1024x1024 u8·s8, exact: rows 2 x 16 columns x
 k-chunk 256: 165-182 GOPS; 1 x 32: 192; 2 x 32: 120; 4 x 16: 131 (medians of 15, noisy host).
@@ -8,42 +8,57 @@ The plain-loop generic rule runs the same product at about 7 GOPS. Nibble weight
 16-column panel is unpacked once per jo, 32 contiguous bytes per vector (2026-11-22, gemm only:
 2048^3 int4 174-194 GOPS vs int8 146-175; 16x4096x4096 int4 153 vs int8 138)."""
 
-NAME = "x86_avx2"
-FAST = False  # the fast path is VNNI; lrqc build says so
-PAIRS = True
-MEASURED = "165-190 GOPS at 256x1024x1024 int8, Zen 3 2 cores (2026-11-22)"
-
-
-def applies(plan, features):
-    if "avx2" not in features:
-        return "target lacks avx2"
-    if plan.chunked:
-        return "int64 accumulation over K chunks (the portable rule)"
-    if plan.groups > 1 and (plan.vector < 8 or plan.vector % 4):
-        return (f"per-group vectors of {plan.vector} (whole blocks of 4 k pairs, at least two: "
-                "the portable rule)")
-    return None
-
+from lrqc.backend.schedule import tiles
+from lrqc.backend.schedule.protocol import Formulation, ScheduleRule
 
 VARIANTS = ("rows_outer", "k_outer")
 
 
-def unit_safe(plan) -> tuple:
-    """Knobs that are pure split factors (1 or not, every schedule step sees the same loops):
-    the 16-column blocks per tile, except with nibble weights, whose per-tile unpack loses its
-    unit block loop to compute_at."""
-    return () if plan.nibbles else ("nr",)
+class X86Avx2(ScheduleRule):
+    name = "x86_avx2"
+    family = "x86"
+    fast = False  # the fast path is VNNI; lrqc build says so
+    measured = "165-190 GOPS at 256x1024x1024 int8, Zen 3 2 cores (2026-11-22)"
+    formulation = Formulation.PAIRS
+
+    def why_not(self, plan, target):
+        if "avx2" not in target.features:
+            return "target lacks avx2"
+        if plan.chunked:
+            return "int64 accumulation over K chunks (the portable rule)"
+        if plan.groups > 1 and (plan.vector < 8 or plan.vector % 4):
+            return (f"per-group vectors of {plan.vector} (whole blocks of 4 k pairs, at least "
+                    "two: the portable rule)")
+        return None
+
+    def unit_safe(self, plan) -> tuple:
+        """Knobs that are pure split factors (1 or not, every schedule step sees the same
+        loops): the 16-column blocks per tile, except with nibble weights, whose per-tile
+        unpack loses its unit block loop to compute_at."""
+        return () if plan.nibbles else ("nr",)
+
+    def variants(self, plan) -> tuple:
+        """Loop orders lrqc tune explores as separate design spaces (the hand schedule is the
+        first): each row tile runs the whole k loop ("rows_outer"), or every row tile of a
+        column strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1
+        for all rows, the accumulators of the strip live in memory; the output tile is written
+        per strip)."""
+        return VARIANTS if plan.groups == 1 else VARIANTS[:1]
+
+    def knobs(self, plan) -> dict:
+        """The tuning space (tiles.tile_knobs): rows per tile (hand 2), 16-column blocks per
+        tile (hand 1) and the k chunk of single-group products; lrqc tune samples them."""
+        return tiles.tile_knobs(plan, (2, 1), (1, 2))
+
+    def schedule(self, fn, sch, plan, knob=None, variant=None):
+        pick = tiles.picks(self.knobs(plan), knob)
+        if plan.groups == 1:
+            _single_group(sch, pick["mr"], pick["nr"], pick["kc"], variant or VARIANTS[0])
+        else:
+            _groups(fn, sch, plan, pick["mr"], pick["nr"])
 
 
-def variants(plan) -> tuple:
-    """Loop orders lrqc tune explores as separate design spaces (the hand schedule is the
-    first): each row tile runs the whole k loop ("rows_outer"), or every row tile of a column
-    strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1 for all rows,
-    the accumulators of the strip live in memory; the output tile is written per strip)."""
-    return VARIANTS if plan.groups == 1 else VARIANTS[:1]
-
-
-def _single_group(fn, sch, plan, tiles, mr, nr, kc, variant="rows_outer"):
+def _single_group(sch, mr, nr, kc, variant):
     blk = sch.get_sblock("acc_pairs")
     i, j, h, k4, t = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
@@ -63,7 +78,7 @@ def _single_group(fn, sch, plan, tiles, mr, nr, kc, variant="rows_outer"):
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, tiles.register_avx2())
 
 
-def _groups(fn, sch, plan, tiles, mr, nr):
+def _groups(fn, sch, plan, mr, nr):
     out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
     at = io if plan.nibbles else g
     part = sch.get_sblock("partial")
@@ -85,19 +100,3 @@ def _groups(fn, sch, plan, tiles, mr, nr):
     sch.vectorize(sch.get_loops(pinit)[-1])
     sch.tensorize(pjv, tiles.register_avx2())
     tiles.finish_group_output(sch, fn, out, g)
-
-
-def knobs(plan, tiles) -> dict:
-    """The tuning space (tiles.tile_knobs): rows per tile (hand 2), 16-column blocks per tile
-    (hand 1) and the k chunk of single-group products; lrqc tune samples them."""
-    return tiles.tile_knobs(plan, (2, 1), (1, 2))
-
-
-def schedule(fn, sch, plan, tiles, knob=None, variant="rows_outer"):
-    """knob(name, candidates, hand) -> a value (default: the hand choice); variant: one of
-    variants(plan)."""
-    pick = tiles.picks(knobs(plan, tiles), knob)
-    if plan.groups == 1:
-        _single_group(fn, sch, plan, tiles, pick["mr"], pick["nr"], pick["kc"], variant)
-    else:
-        _groups(fn, sch, plan, tiles, pick["mr"], pick["nr"])

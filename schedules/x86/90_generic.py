@@ -2,35 +2,36 @@
 16 int32 lanes, rows parallel. Correct everywhere, several times slower than VNNI; lrqc build
 warns when this rule is used."""
 
-NAME = "generic"
-FAST = False
-MEASURED = "not tuned: the portable fallback"
+from lrqc.backend.schedule import tiles
+from lrqc.backend.schedule.protocol import ScheduleRule
 
 
-def applies(plan, features):
-    return None
+class Generic(ScheduleRule):
+    name = "generic"
+    family = "x86"
+    fast = False
+    measured = "not tuned: the portable fallback"
 
+    def why_not(self, plan, target):
+        return None
 
-def schedule(fn, sch, plan, tiles):
-    _inline_unpack(sch, tiles)
-    acc = "acc" if plan.groups == 1 else "partial"
-    blk = sch.get_sblock(acc)
-    loops = sch.get_loops(blk)
-    if plan.groups == 1:
-        i, j, k = loops
-        jo, jv = sch.split(j, [None, 16])
-        sch.reorder(i, jo, k, jv)
-        sch.parallel(i)
-    else:
-        i, g, j, k = loops
-        jo, jv = sch.split(j, [None, 16])
-        sch.reorder(i, g, jo, k, jv)
-        sch.parallel(i)
-    sch.vectorize(jv)
-    init = sch.decompose_reduction(blk, k)
-    sch.vectorize(sch.get_loops(init)[-1])
-
-
-def _inline_unpack(sch, tiles):
-    if tiles.has_block(sch, "b_unpack"):
-        sch.compute_inline(sch.get_sblock("b_unpack"))
+    def schedule(self, fn, sch, plan, knob=None, variant=None):
+        """Hand choices only (no knobs)."""
+        if tiles.has_block(sch, "b_unpack"):
+            sch.compute_inline(sch.get_sblock("b_unpack"))
+        acc = "acc" if plan.groups == 1 else "partial"
+        blk = sch.get_sblock(acc)
+        loops = sch.get_loops(blk)
+        if plan.groups == 1:
+            i, j, k = loops
+            jo, jv = sch.split(j, [None, 16])
+            sch.reorder(i, jo, k, jv)
+            sch.parallel(i)
+        else:
+            i, g, j, k = loops
+            jo, jv = sch.split(j, [None, 16])
+            sch.reorder(i, g, jo, k, jv)
+            sch.parallel(i)
+        sch.vectorize(jv)
+        init = sch.decompose_reduction(blk, k)
+        sch.vectorize(sch.get_loops(init)[-1])

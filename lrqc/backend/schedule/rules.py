@@ -1,33 +1,46 @@
-"""Schedule rules: modules in schedules/<family>/ (loaded from the data dir), tried in file
-order. A rule module defines NAME, FAST (bool), MEASURED (where and how fast, a comment for
-users), applies(plan, features) -> reason-or-None, and schedule(fn, sch, plan, tiles)."""
+"""Schedule rules: files in schedules/<family>/ (loaded from the data dir by path), tried in
+file order. Each file defines one subclass of protocol.ScheduleRule."""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 from functools import cache
 
 from ...resources import data_dir
+from .protocol import ScheduleRule
 
 
 @cache
-def load_rules(family: str) -> tuple:
+def load_rules(family: str) -> tuple[ScheduleRule, ...]:
+    """One instance of the rule of every file in schedules/<family>/, in file order."""
     folder = data_dir("schedules") / family
-    mods = []
+    rules = []
     for path in sorted(folder.glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"lrqc_schedules.{family}.{path.stem}", path)
+        name = f"lrqc_schedules.{family}.{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        mods.append(mod)
-    return tuple(mods)
+        found = [c for c in vars(mod).values() if inspect.isclass(c) and c.__module__ == name
+                 and issubclass(c, ScheduleRule) and not inspect.isabstract(c)]
+        if len(found) != 1:
+            raise TypeError(f"{path}: defines {len(found)} schedule rules (ScheduleRule "
+                            "subclasses), expected one")
+        rule = found[0]()
+        if rule.family != family:
+            raise TypeError(f"{path}: rule {rule.name} is of family {rule.family!r}, not "
+                            f"{family!r}")
+        rules.append(rule)
+    return tuple(rules)
 
 
-def choose(family: str, plan, features: set[str]):
-    """(rule, skipped) where skipped lists (rule name, reason) of faster rules that did not apply."""
+def choose(family: str, plan, target) -> tuple[ScheduleRule, list]:
+    """(rule, skipped): the first rule of the family that applies to the plan on the target
+    (lrqc.backend.target.Target), and (rule name, reason) of each faster rule that did not."""
     skipped = []
     for rule in load_rules(family):
-        reason = rule.applies(plan, features)
+        reason = rule.why_not(plan, target)
         if reason is None:
             return rule, skipped
-        skipped.append((rule.NAME, reason))
+        skipped.append((rule.name, reason))
     raise RuntimeError(f"no schedule rule applies in schedules/{family}: {skipped}")

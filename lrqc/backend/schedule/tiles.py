@@ -1,11 +1,12 @@
-"""Tile helpers shared by the schedule rules in schedules/<target>/ (rules never import TVM;
-they receive a Schedule and call these). Order of primitives matters in 0.27: split/reorder,
-then parallel/unroll/vectorize, then compute_at, then decompose_reduction, then tensorize."""
+"""Tile helpers shared by the x86 schedule rules in schedules/x86/ and the pipeline's CPU
+schedules of the other functions (quantization pass, float32 GEMM, row dot products). Order of
+primitives matters in 0.27: split/reorder, then parallel/unroll/vectorize, then compute_at,
+then decompose_reduction, then tensorize."""
 
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import tir
+from ..compat import NO_BLOCK, ScheduleError, tir
 from ..intrin.x86 import AVX2_16x4, VNNI_16x4, register
 
 
@@ -18,11 +19,15 @@ def register_avx2() -> str:
 
 
 def has_block(sch, name) -> bool:
+    """Whether the scheduled function has a block called name (any other schedule error
+    propagates)."""
     try:
         sch.get_sblock(name)
-        return True
-    except Exception:
+    except ScheduleError as exc:
+        if NO_BLOCK not in str(exc):
+            raise
         return False
+    return True
 
 
 def parallel_rows(sch, name, vector: int = 0):
@@ -91,7 +96,7 @@ def float_knobs(plan) -> dict:
 
 
 def float_gemm(sch, plan, knob=None):
-    """The float32 GEMM of te_float: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
+    """The float32 GEMM of te.floating: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
     [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
     pick = picks(float_knobs(plan), knob)
     blk = sch.get_sblock(names.ACC)
@@ -168,11 +173,12 @@ def sum_pairs_at(sch, name, loop, lanes=8):
 
 def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=None):
     """The output block (dequantization, + the low-rank epilogue) computed in the tile under
-    `at_loop`. With low-rank terms the block reduces over the ranks c (te_comp.output): per
-    block of rows x `lanes` columns the accumulators stay in registers while c runs outside
-    them, unrolled (c -> rows unrolled -> lanes vectorized). rows: None when at_loop is a row
-    tile (its rows, a tuning sample perhaps, form the block: no split factor read from a
-    sampled extent gets frozen into a trace), else the rows per block of a column strip."""
+    `at_loop`. With low-rank terms the block reduces over the ranks c
+    (te.compensated.output): per block of rows x `lanes` columns the accumulators stay in
+    registers while c runs outside them, unrolled (c -> rows unrolled -> lanes vectorized).
+    rows: None when at_loop is a row tile (its rows, a tuning sample perhaps, form the block:
+    no split factor read from a sampled extent gets frozen into a trace), else the rows per
+    block of a column strip."""
     b = sch.get_sblock(out_name)
     sch.reverse_compute_at(b, at_loop)
     loops = sch.get_loops(b)
@@ -216,8 +222,8 @@ def _register_block(sch, blk, anchor, lanes: int, rows):
 
 def lowrank_at(sch, loop, lanes=16, rows=None):
     """The low-rank epilogue blocks of outputs that reduce over K groups
-    (te_comp.lowrank_blocks) computed under `loop`, before the output tile, each a register
-    block like fuse_epilogue's."""
+    (te.compensated.lowrank_blocks) computed under `loop`, before the output tile, each a
+    register block like fuse_epilogue's."""
     for side in ("a", "b"):
         if not has_block(sch, names.LOWRANK_EPI + side):
             continue
@@ -261,8 +267,8 @@ def block_names(sch) -> list[str]:
 
 
 def compensated_pass(sch, knob=None):
-    """te_comp.quantize_a: parallel rows everywhere (segments unrolled so each copy of the
-    codes expression folds its segment select), row dot products as in row_dots_at; the
+    """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
+    the codes expression folds its segment select), row dot products as in row_dots_at; the
     residual's vector width is a tuning knob."""
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
@@ -311,13 +317,13 @@ def transposed_at(sch, name: str, src: str):
 
 
 def kq_chunks(sch, part) -> int:
-    """The extent of the reduction (the k chunks ko) of a te_comp.row_dots lanes block: a
+    """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
     loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
     return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
 
 
 def row_dots_at(sch, name, knob=None):
-    """te_comp.row_dots: the 16-lane partials computed per row (compute_at the row), rows
+    """te.compensated.row_dots: the 16-lane partials computed per row (compute_at the row), rows
     parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
     block, so one 16-lane load of the row's values (the dequantized codes) serves every rank
     of the block, whose 16-lane sums stay in registers."""

@@ -1,0 +1,68 @@
+"""The schedule-rule protocol (after TVM dlight's ScheduleRule): one class per file in
+schedules/<family>/, tried in file order by rules.choose. A rule says whether it applies to a
+kernel plan on a target (why_not), how the TE must write the integer GEMM for its instruction
+(formulation), and schedules the functions it handles, by hand or with a tuning knob."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ...plan import names
+
+
+class Formulation(enum.Enum):
+    """How the TE writes the GEMM for the rule's instruction."""
+
+    PLAIN = "plain"  # u8 x s8 products summed per k (vpdpbusd, dp4a, plain loops)
+    PAIRS = "pairs"  # k pairs summed into int16x2 lanes (vpmaddwd on widened bytes)
+    S8 = "s8"  # s8 x s8 products, A's u8 codes shifted by 128 (int8 tensor cores)
+    HALF = "half"  # float GEMMs: 16-bit float products, float32 sums (fp16/bf16 tensor cores)
+
+
+class ScheduleRule(ABC):
+    """A schedule rule. Class attributes: name (reported to users: builds, tuning records),
+    family ("x86": every LLVM target, or "cuda"), fast (whether it is the target's fast path:
+    lrqc build warns otherwise), measured (where and how fast, for users), formulation.
+
+    knob(name, candidates, hand) -> value picks each tunable choice of a schedule (None: the
+    hand choices; lrqc tune passes a sampler); variant: one of variants(plan) (None: the
+    first, the hand one)."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    fast: ClassVar[bool] = False
+    measured: ClassVar[str] = ""
+    formulation: ClassVar[Formulation] = Formulation.PLAIN
+
+    @abstractmethod
+    def why_not(self, plan, target) -> str | None:
+        """Why the rule does not apply to the plan on the target (lrqc.backend.target.Target:
+        its features), or None when it does. The reason is shown to users."""
+
+    @abstractmethod
+    def schedule(self, fn: str, sch, plan, knob=None, variant=None) -> None:
+        """Schedule function fn of the plan in sch (a function handles() accepts)."""
+
+    def knobs(self, plan) -> dict:
+        """The tuning space: name -> (candidates, hand choice); {} when nothing is tunable."""
+        return {}
+
+    def variants(self, plan) -> tuple:
+        """Structural alternatives (loop orders) lrqc tune explores as separate design spaces;
+        the first is the hand one."""
+        return (None,)
+
+    def unit_safe(self, plan) -> tuple:
+        """Knobs that are pure split factors: their value may be 1 where the hand choice is
+        not (every schedule step sees the same loops at every value)."""
+        return ()
+
+    def handles(self, fn: str, plan) -> bool:
+        """Whether the rule schedules function fn itself (CUDA: the others get lrqc's
+        per-block schedule or dlight): the integer GEMM and its integer sums by default."""
+        return fn in (names.FN_GEMM, names.FN_ACC)
+
+    def __repr__(self) -> str:
+        return f"<schedule rule {self.name}>"

@@ -1,0 +1,61 @@
+"""The device a kernel runs on: the CPU, or GPU 0 for CUDA targets, and why a CUDA kernel
+cannot run on this machine (no GPU TVM can use, or one of an arch the kernel was not built
+for). Needs no part of the CUDA scheduler."""
+
+from __future__ import annotations
+
+from ..backend.compat import cpu, tvm
+from ..backend.cuda.toolchain import use_nvcc_at_load
+from ..backend.target import CUDA_ARCHS
+
+
+def gpu_present() -> bool:
+    """Whether this machine can run CUDA code through TVM (a GPU and TVM's CUDA runtime)."""
+    try:
+        return bool(tvm.cuda(0).exist)
+    except RuntimeError:  # TVM's errors (a CUDA driver that fails to initialise): no GPU
+        return False
+
+
+def device():
+    """GPU 0 as a TVM device. Modules loaded for it are compiled by TVM's load-time hook
+    unless lrqc serves their fatbin: it must use nvcc (toolchain.use_nvcc_at_load)."""
+    use_nvcc_at_load()
+    return tvm.cuda(0)
+
+
+def device_arch() -> str:
+    """sm_XX of GPU 0."""
+    return "sm_" + str(device().compute_version).replace(".", "")
+
+
+def arch_mismatch(target) -> str | None:
+    """Why code built for the target's archs cannot run on GPU 0, or None."""
+    archs = list(target.archs)
+    have = device_arch()
+    if have in archs:
+        return None
+    # the fatbin also holds PTX of its highest arch, which newer GPUs JIT-compile
+    top = max(int(a[3:]) for a in archs)
+    if int(have[3:]) > top:
+        return None
+    fit = [a for a in CUDA_ARCHS if int(a[3:]) <= int(have[3:])]
+    hint = (f"rebuild with --target 'cuda -arch={fit[-1]}'" if fit
+            else f"lrqc builds for {', '.join(CUDA_ARCHS)} only")
+    return (f"this kernel was built for {', '.join(archs)}, but GPU 0 ({device().device_name}) "
+            f"is {have}: {hint}")
+
+
+def device_of(target) -> tuple:
+    """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
+    if not target.is_cuda:
+        return cpu(), None
+    archs = ", ".join(target.archs)
+    if not gpu_present():
+        return None, (f"this kernel is CUDA code for {archs}, and this machine has no CUDA GPU "
+                      "that TVM can use: build it with `lrqc build --target ...` and run the "
+                      "artifact on a GPU machine")
+    why = arch_mismatch(target)
+    if why:
+        return None, why
+    return device(), None
