@@ -15,6 +15,7 @@ from ..backend.te import (
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import tiles
 from ..backend.schedule.protocol import Formulation
+from ..backend.schedule.trace import replay
 from ..backend.compat import Schedule, compile_module, prim_func, tvm
 from ..runtime.kernel import Kernel
 from ..errors import UnsupportedScheme
@@ -94,8 +95,6 @@ def schedule_all(plans, rule, prefix: str = "", traces=None, target=None) -> tvm
         for fn, tensors in functions(plan, rule).items():
             sch = Schedule(prim_func(tensors))
             if (plan.m, fn) in traces:
-                from ..tuning.search import replay
-
                 replay(sch, traces[plan.m, fn])
             else:
                 schedule_function(fn, sch, plan, rule)
