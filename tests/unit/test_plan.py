@@ -1,0 +1,90 @@
+"""The kernel plan, the backend's IR, without TVM: lowered from the passed IR Program for every
+shipped scheme, verified (and the verifier catches broken plans), printed."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import lrqc
+from lrqc.errors import LrqcError, UnsupportedScheme
+from lrqc.explain import explain
+from lrqc.ir import lower_ast
+from lrqc.passes import run_passes
+from lrqc.plan.buckets import m_buckets
+from lrqc.plan.lower import lower_program
+from lrqc.plan.printer import print_plan
+from lrqc.plan.verify import PlanError, verify_plan
+
+from ..conftest import EXAMPLES
+
+SCHEMES = {name: s for path in EXAMPLES for name, s in lrqc.load_schemes(path).items()}
+DIMS = ((64, 128), 256, 512)  # ranks up to 64 need M >= 64
+
+
+def _parts(s, dims=DIMS):
+    return lower_program(run_passes(lower_ast(s)), *dims)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_every_example_lowers_to_verified_plans(name):
+    s = SCHEMES[name]
+    parts = _parts(s)
+    assert parts and all(part.plans for part in parts)
+    for part in parts:
+        assert [p.m for p in part.plans] == list(m_buckets(64, 128))
+        for p in part.plans:
+            assert verify_plan(p) is p
+            text = print_plan(p)
+            assert text.startswith(f"plan {part.scheme.name} @ M={p.m}:")
+            assert f"Mp={p.mp} Np={p.np_} Kp={p.kp}" in text
+    assert (len(parts) > 1) == (s.product is not None or type(s.b).__name__ == "LplrOperand")
+
+
+def test_the_plan_needs_the_passed_program():
+    s = SCHEMES["lrqmm_int8"]
+    with pytest.raises(LrqcError, match="run the passes"):
+        lower_program(lower_ast(s), 16, 64, 64)
+    with pytest.raises(LrqcError, match="no scheme declarations"):
+        lower_program(replace(run_passes(lower_ast(s)), decl=None), 16, 64, 64)
+
+
+@pytest.mark.parametrize("broken,why", [
+    (dict(mp=15), "M padded"),
+    (dict(np_=72), "N padded"),
+    (dict(groups=3), "groups of"),
+    (dict(a_offset=64), "code offset"),
+    (dict(vector=130, kp=260, groups=2), "blocks of 4"),
+])
+def test_the_verifier_refuses_broken_plans(broken, why):
+    plan = _parts(SCHEMES["lrqmm_int8"], (16, 64, 256))[0].plans[-1]
+    with pytest.raises(PlanError, match=why):
+        verify_plan(replace(plan, **broken))
+
+
+def test_the_verifier_compares_the_plan_with_the_program():
+    s = SCHEMES["lrqmm_int8"]
+    program = run_passes(lower_ast(s))
+    plan = lower_program(program, 16, 64, 256)[0].plans[0]
+    with pytest.raises(PlanError, match="low-rank terms differ"):
+        verify_plan(replace(plan, lowrank_a=None), program)
+    with pytest.raises(PlanError, match="output"):
+        verify_plan(plan, replace(program, out_dtype="float16"))
+
+
+def test_unsupported_schemes_are_refused_at_the_plan():
+    s = lrqc.parse_schemes("scheme x {\n a: int8 per_vector(16)\n b: int8 per_vector(32)\n"
+                           " + dense(int8)\n}\n")["x"]
+    with pytest.raises(UnsupportedScheme):
+        _parts(s, (16, 64, 256))
+
+
+def test_explain_prints_the_plan_of_every_bucket():
+    text = explain(SCHEMES["lrqmm_int8"], ((1, 16), 64, 256), ("plan",))
+    assert "== kernel plan (M=1..16, N=64, K=256) ==" in text
+    assert [ln.split(":")[0] for ln in text.splitlines() if ln.startswith("plan ")] == [
+        "plan lrqmm_int8 @ M=4", "plan lrqmm_int8 @ M=8", "plan lrqmm_int8 @ M=16"]
+    assert "lowrank a   rank 1 (sketch)" in text
+    with pytest.raises(LrqcError, match="needs sizes"):
+        explain(SCHEMES["lrqmm_int8"], None, ("plan",))
