@@ -88,9 +88,9 @@ def source_hash(source: str) -> str:
 
 
 def use_nvcc_at_load() -> None:
-    """Make TVM's own load-time CUDA compile hook (tvm.support.nvcc) use nvcc, never NVRTC,
-    which needs the cuda-bindings package: TVM calls the hook when it compiles a module in
-    this process for a GPU or loads a module that carries CUDA source without a fatbin lrqc
-    serves. Set where lrqc asks for a CUDA device (runtime.device.device) and before its own
-    fatbin hook (fatbin.FatbinHook); setdefault keeps a user's own choice."""
+    """Make TVM's own CUDA compile hook (tvm.support.nvcc) use nvcc, never NVRTC, which needs
+    the cuda-bindings package. TVM calls the hook when a CUDA module is loaded onto the GPU
+    (compiled in this process, or an exported one without a fatbin lrqc serves), so this is
+    set where lrqc takes the GPU (runtime.device.device) and where lrqc's fatbin hook
+    (fatbin.FatbinHook) passes a source on to TVM's; setdefault keeps a user's own choice."""
     os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")

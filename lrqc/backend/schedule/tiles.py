@@ -43,7 +43,8 @@ def parallel_rows(sch, name, vector: int = 0):
 
 
 def hand(name, candidates, choice):
-    """The knob of hand schedules: always the hand choice (tune.sampling_knob samples)."""
+    """The knob of hand schedules: always the hand choice (lrqc tune samples instead:
+    lrqc.tuning.search.sampling_knob)."""
     return choice
 
 
