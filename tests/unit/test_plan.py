@@ -39,7 +39,8 @@ def test_every_example_lowers_to_verified_plans(name):
             text = print_plan(p)
             assert text.startswith(f"plan {part.scheme.name} @ M={p.m}:")
             assert f"Mp={p.mp} Np={p.np_} Kp={p.kp}" in text
-    assert (len(parts) > 1) == (s.product is not None or type(s.b).__name__ == "LplrOperand")
+    chain = s.product is not None or type(s.b).__name__ == "LplrOperand"
+    assert all(part.prefix for part in parts) == chain  # chains: p1_, p2_ (LRAMM: one GEMM)
 
 
 def test_the_plan_needs_the_passed_program():
