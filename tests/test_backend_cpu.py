@@ -146,7 +146,8 @@ def test_static_a_and_none(static, tmp_path):
             kernel(B[:, :5], packed)
         with pytest.raises(lrqc.InputError, match=r"A: expected shape 7x100"):
             kernel.pack(B)
-        from lrqc.runtime.artifact import build_artifact, load_kernel
+        from lrqc.pipeline.export import build_artifact
+        from lrqc.runtime.artifact import load_kernel
 
         build_artifact(s, 7, 33, 100, tmp_path / "k")
         np.testing.assert_array_equal(load_kernel(tmp_path / "k").run(A, B), C)
@@ -281,6 +282,15 @@ def test_unsupported_schemes_say_so(a, b, msg):
         lrqc.compile(scheme(a, b), M=4, N=16, K=64)
 
 
+def _asm(s, dims, target) -> str:
+    """The assembly of a scheme compiled for target, as `lrqc build --emit asm` prints it."""
+    from lrqc.pipeline.compile import compile
+
+    texts = {}
+    compile(s, *dims, target, emit=("asm",), on_text=texts.__setitem__)
+    return texts["asm"]
+
+
 @pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
                                        ("int8 per_vector(64)", (8, 64, 256)),
                                        ("int4 per_channel", (7, 33, 100)),
@@ -292,17 +302,15 @@ def test_unsupported_schemes_say_so(a, b, msg):
                                        ("int4 per_channel + lowrank(rank=3)", (16, 64, 128)),
                                        ("int8 per_vector(64) + lowrank(rank=1)", (8, 64, 256))])
 def test_vnni_rule_emits_vpdpbusd(spec, dims):
-    from lrqc.backend.compat import compile_module
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
-    from lrqc.pipeline.build import schedule_all
     from lrqc.plan.support import make_plan
 
     t = resolve("x86-avx512-vnni")
     plan = make_plan(scheme(spec, spec), *dims)
     rule, _ = choose("x86", plan, t)
     assert rule.name == "x86_vnni"
-    asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
+    asm = _asm(scheme(spec, spec), dims, t)
     assert asm.count("vpdpbusd") >= 16
 
 
@@ -323,16 +331,9 @@ def test_rule_choice_follows_the_target():
 @pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
                                        ("int4 per_vector(32)", (8, 64, 256))])
 def test_avx2_rule_emits_vpmaddwd(spec, dims):
-    from lrqc.backend.compat import compile_module
-    from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
-    from lrqc.pipeline.build import schedule_all
-    from lrqc.plan.support import make_plan
 
-    t = resolve("x86-avx2")
-    plan = make_plan(scheme(spec, spec), *dims)
-    rule, _ = choose("x86", plan, t)
-    asm = compile_module(schedule_all([plan], rule), t.tvm()).mod.inspect_source("asm")
+    asm = _asm(scheme(spec, spec), dims, resolve("x86-avx2"))
     assert asm.count("vpmaddwd") >= 16
 
 
@@ -392,7 +393,7 @@ def test_artifact_round_trip_in_a_new_process(tmp_path):
 
 
 def test_foreign_artifacts_are_refused(tmp_path):
-    from lrqc.runtime.artifact import build_artifact
+    from lrqc.pipeline.export import build_artifact
 
     s = scheme("int8 per_channel", "int8 per_channel")
     other = "aarch64" if HAS_VNNI else "x86-avx512-vnni"
@@ -410,7 +411,7 @@ def test_foreign_artifacts_are_refused(tmp_path):
 
 
 def test_cross_compile_writes_a_tar(tmp_path):
-    from lrqc.runtime.artifact import build_artifact
+    from lrqc.pipeline.export import build_artifact
 
     man = build_artifact(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64,
                          tmp_path / "arm", target="aarch64")

@@ -54,7 +54,7 @@ def files(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    from lrqc.runtime.artifact import build_artifact
+    from lrqc.pipeline.export import build_artifact
 
     out = tmp_path_factory.mktemp("art") / "pc"
     build_artifact(lrqc.parse_schemes(SCHEME)["pc"], 4, 16, 64, out)
@@ -64,13 +64,14 @@ def artifact(tmp_path_factory):
 @pytest.fixture
 def no_compile(monkeypatch):
     """Fail the test if anything is compiled."""
-    from lrqc.pipeline import build
-    from lrqc.runtime import artifact
+    from lrqc.pipeline import compile as pipeline_compile
+    from lrqc.pipeline import export
 
     def compiled(*a, **k):
         raise AssertionError("compiled before checking its arguments")
 
-    for module, name in ((artifact, "build_artifact"), (build, "compile")):
+    for module, name in ((export, "build_artifact"), (export, "compile"),
+                         (pipeline_compile, "compile")):
         monkeypatch.setattr(module, name, compiled)
 
 
@@ -96,18 +97,18 @@ def test_build_into_an_unwritable_folder(files, capsys, no_compile):
 
 
 def test_a_failed_build_leaves_no_folder_behind(files, capsys, monkeypatch):
-    from lrqc.runtime import artifact
+    from lrqc.pipeline import export
 
     out = files / "new" / "out"
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target", "sparc", "-o", out],
           ("lrqc: error: unknown target 'sparc'",))
     assert not (files / "new").exists()
 
-    def fail(scheme, m, n, k, out_dir, target):
+    def fail(scheme, m, n, k, out_dir, target, **options):
         assert Path(out_dir).is_dir()  # checked and created before compiling
         raise lrqc.LrqcError("the build failed")
 
-    monkeypatch.setattr(artifact, "build_artifact", fail)
+    monkeypatch.setattr(export, "build_artifact", fail)
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "-o", out],
           "lrqc: error: the build failed")
     assert not (files / "new").exists()  # the folders it created are gone again

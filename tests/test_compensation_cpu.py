@@ -136,7 +136,7 @@ def test_sparse_products_match_reference(case):
 
 
 def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
-    from lrqc.runtime.artifact import product_text
+    from lrqc.runtime.manifest import product_text
     from lrqc.plan.layout import csr_columns
 
     rng = np.random.default_rng(5)
@@ -263,7 +263,8 @@ def test_lplr_needs_static_weights():
     ("lplr.lrq", "lplr_w_a8", "M=1..16,N=96,K=96"),
 ])
 def test_artifacts_of_compensated_and_chained_kernels(tmp_path, file, name, dims):
-    from lrqc.runtime.artifact import build_artifact, load_kernel
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
 
     s = example(file, name)
     d = dict(x.split("=") for x in dims.split(","))

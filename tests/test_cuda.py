@@ -148,7 +148,7 @@ def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
     from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.backend.te import base as te_base
+    from lrqc.backend.te import gemm as te_gemm
     from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
@@ -160,7 +160,7 @@ def test_wmma_s8_formulation_is_the_u8_sum():
     want = (aq.astype(np.int64) @ bp.transpose(0, 2, 1, 3).reshape(plan.np_, plan.kp).T
             - zc * cs)
     for s8 in (False, True):
-        ex = compile_module(prim_func(te_base.gemm(plan, int_only=True, s8=s8)),
+        ex = compile_module(prim_func(te_gemm.gemm(plan, int_only=True, s8=s8)),
                             tvm.target.Target("llvm"))
         out = tensor(np.zeros((plan.mp, plan.np_), np.int32))
         ex["main"](tensor(aq), tensor(bp), tensor(zc), tensor(cs), out)
@@ -350,11 +350,12 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
 
 
 def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
-    from lrqc.runtime import artifact
+    from lrqc.pipeline import export
+
     s = scheme("int8 per_channel", "int8 per_channel")
     monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     with pytest.raises(LrqcError, match="need nvcc"):
-        artifact.build_artifact(s, 16, 64, 128, tmp_path / "none", "cuda-sm90")
+        export.build_artifact(s, 16, 64, 128, tmp_path / "none", "cuda-sm90")
     assert not (tmp_path / "none").exists()  # refused before anything was written
 
 
@@ -391,7 +392,7 @@ def _replayed(plan, rule, fn, picks):
     from tvm.s_tir.schedule import Trace
 
     from lrqc.backend.compat import Schedule, prim_func
-    from lrqc.pipeline.build import functions, schedule_function
+    from lrqc.pipeline.functions import functions, schedule_function
     from lrqc.tuning.search import sampling_knob, unit_safe
 
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
@@ -423,13 +424,13 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     from lrqc.backend.compat import Schedule, compile_module, prim_func
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
-    from lrqc.pipeline.build import functions, plan_rule, schedule_function
+    from lrqc.pipeline.functions import bucket_rule, functions, schedule_function
     from lrqc.plan.support import make_plan
     from lrqc.tuning.search import space_knobs
 
     t = resolve("cuda-sm90")
     plan = make_plan(scheme(a, b), *dims)
-    r = plan_rule(plan, choose("cuda", plan, t)[0], t)
+    r = bucket_rule(plan, choose("cuda", plan, t)[0], t)
     assert r.name == rule
     with t.tvm():
         space = space_knobs(plan, r, fn)
@@ -494,7 +495,7 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     the GPU: the gpu test below.)"""
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
-    from lrqc.pipeline.build import plan_rule
+    from lrqc.pipeline.functions import bucket_rule
     from lrqc.plan.buckets import bucket_plans
     from lrqc.tuning.db import Database, Record
     from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
@@ -502,7 +503,7 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     t = resolve("cuda-sm80")
     s = scheme("int8 per_channel", "int8 per_channel")
     plan = bucket_plans(s, 128, 128, 256)[0]
-    rule = plan_rule(plan, choose("cuda", plan, t)[0], t)
+    rule = bucket_rule(plan, choose("cuda", plan, t)[0], t)
     assert rule.name == "cuda_wmma"
     runner = _FakeRunner.make()
     progress = Progress(6, 0.0, out=__import__("io").StringIO())
@@ -644,7 +645,8 @@ def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
 
 @pytest.mark.gpu
 def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
-    from lrqc.runtime.artifact import build_artifact, load_kernel
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
 
     arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")

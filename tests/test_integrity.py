@@ -20,7 +20,8 @@ from lrqc.reference.scheme import rel_error
 
 pytest.importorskip("tvm")
 
-from lrqc.runtime.artifact import build_artifact, content_hashes
+from lrqc.pipeline.export import build_artifact
+from lrqc.runtime.manifest import content_hashes
 
 TEXT = "scheme w {{\n a: int8 per_tensor round={r}\n b: {b} per_channel\n}}\n"
 DIMS = ("1..8", 16, 64)  # M range, N, K of the artifacts

@@ -12,7 +12,8 @@ from ..frontend.model import Scheme
 from ..plan import names
 from ..plan.buckets import m_range
 from ..runtime.assemble import assemble
-from .functions import hand_source, rule_of, tuned_functions
+from ..backend.schedule.rules import rule_of
+from .functions import hand_source, tuned_functions
 from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
 
 # records(plans, rule, target) -> (traces {(m, fn): trace JSON}, sources {(m, fn): text}):

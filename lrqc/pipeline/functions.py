@@ -8,16 +8,14 @@ from __future__ import annotations
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import tiles
 from ..backend.schedule.protocol import Formulation, ScheduleRule
-from ..backend.schedule.rules import choose
+from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
-from ..backend.te import base as te_base
 from ..backend.te import compensated as te_comp
 from ..backend.te import floating as te_float
+from ..backend.te import gemm as te_gemm
+from ..backend.te import quantize as te_quantize
 from ..plan import names
 from ..plan.model import KernelPlan
-
-FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
-
 
 def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     """{function name: TE tensors} of the plan's scheduled functions, the GEMM written in the
@@ -30,9 +28,9 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
-                                else te_base.quantize_a(plan)),
-            names.FN_GEMM: te_base.gemm(plan, pairs=pairs, s8=s8),
-            names.FN_ACC: te_base.gemm(plan, int_only=True, pairs=pairs, s8=s8),
+                                else te_quantize.quantize_a(plan)),
+            names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8),
+            names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8),
         }
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
@@ -73,14 +71,6 @@ def bucket_rule(plan: KernelPlan, rule: ScheduleRule, target: Target) -> Schedul
     if rule.family == "cuda":
         return choose("cuda", plan, target)[0]
     return rule
-
-
-def rule_of(plan: KernelPlan, rule: ScheduleRule) -> tuple[str, bool]:
-    """(name, fast) reported for the plan's GEMM: on CPUs products with a float operand use
-    the float32 tile, whatever the integer rule."""
-    if plan.float_path and rule.family == "x86":
-        return FLOAT_RULE, False
-    return rule.name, rule.fast
 
 
 def hand_source(fn: str, plan: KernelPlan, rule: ScheduleRule) -> str:

@@ -8,6 +8,7 @@ import inspect
 from functools import cache
 
 from ...resources import data_dir
+from ...plan.model import KernelPlan
 from .protocol import ScheduleRule
 
 
@@ -44,3 +45,14 @@ def choose(family: str, plan, target) -> tuple[ScheduleRule, list]:
             return rule, skipped
         skipped.append((rule.name, reason))
     raise RuntimeError(f"no schedule rule applies in schedules/{family}: {skipped}")
+
+
+FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
+
+
+def rule_of(plan: KernelPlan, rule: ScheduleRule) -> tuple[str, bool]:
+    """(name, fast) reported for the plan's GEMM: on CPUs products with a float operand use
+    the float32 tile, whatever the integer rule."""
+    if plan.float_path and rule.family == "x86":
+        return FLOAT_RULE, False
+    return rule.name, rule.fast
