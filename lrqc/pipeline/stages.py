@@ -207,38 +207,56 @@ def _cuda_source(c: Compilation) -> str:
     return toolchain.cuda_source(c.executable.mod)
 
 
-def _by_bucket(c: Compilation, text: str, starts: str) -> str:
+def _by_bucket(c: Compilation, text: str, starts: str, other: str = "$^") -> str:
     """text cut into its functions (each starts at a line matching `starts`, whose group 1 is
-    the function's name) and grouped by M bucket; what belongs to no bucket comes last."""
+    the function's name; a line matching `other` starts module-level text such as debug
+    information) and grouped by M bucket: a function belongs to the bucket whose
+    symbol it names, a helper (the parallel loop bodies LLVM outlines) to the bucket of the
+    function that refers to it; what belongs to no bucket comes last."""
     chunks, cur = [], ("", [])
     for line in text.splitlines():
         m = re.match(starts, line)
-        if m:
+        if m or (cur[0] and re.match(other, line)):
             chunks.append(cur)
-            cur = (m.group(1), [])
+            cur = (m.group(1) if m else "", [])
         cur[1].append(line)
     chunks.append(cur)
-    out, used = [], set()
-    for prefix, plan in _buckets(c):
+    owner: dict[int, int] = {}
+    buckets = _buckets(c)
+    for b, (prefix, plan) in enumerate(buckets):
         syms = [f.symbol for f in c.functions if f.key[:2] == (prefix, plan.m)]
         pat = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, syms)) + r")(?![0-9])")
-        mine = [i for i, (name, _) in enumerate(chunks) if name and pat.search(name)]
-        used |= set(mine)
-        out.append(_section(prefix, plan) + "\n" + "\n".join("\n".join(chunks[i][1])
-                                                             for i in mine))
-    rest = [ln for i, (_, lines) in enumerate(chunks) if i not in used for ln in lines]
-    if any(ln.strip() for ln in rest):
-        out.append("== module (no bucket: headers, TVM's wrappers and data) ==\n"
+        owner.update({i: b for i, (name, _) in enumerate(chunks) if name and pat.search(name)})
+    bodies = ["\n".join(lines) for _, lines in chunks]
+    found = True
+    while found:  # helpers named in an owned function's body, transitively
+        found = False
+        for i, (name, _) in enumerate(chunks):
+            if not name or i in owner:
+                continue
+            pat = re.compile(r"(?<![\w.$])" + re.escape(name) + r"(?![\w.$])")
+            refs = [j for j in owner if pat.search(bodies[j])]
+            if refs:
+                owner[i], found = owner[refs[0]], True
+    out = []
+    for b, (prefix, plan) in enumerate(buckets):
+        mine = [bodies[i] for i in sorted(owner) if owner[i] == b]
+        out.append(_section(prefix, plan) + "\n" + "\n".join(mine))
+    rest = [bodies[i] for i in range(len(chunks)) if i not in owner]
+    if any(r.strip() for r in rest):
+        out.append("== module (no bucket: headers, debug information, TVM's runtime helpers) ==\n"
                    + "\n".join(rest))
     return "\n".join(out)
 
 
 def text_llvm(c: Compilation) -> str:
-    return _by_bucket(c, _host(c, "ll"), r"^define [^@]*@\"?([\w.$]+)")
+    return _by_bucket(c, _host(c, "ll"), r"^define [^@]*@\"?([\w.$]+)",
+                      r"^(declare |attributes #|!)")
 
 
 def text_asm(c: Compilation) -> str:
-    return _by_bucket(c, _host(c, "asm"), r"^\s*\.type\s+\"?([\w.$]+)\"?,\s*@function")
+    return _by_bucket(c, _host(c, "asm"), r"^\s*\.type\s+\"?([\w.$]+)\"?,\s*@function",
+                      r"^\s*\.section\s+\.(debug|note)")
 
 
 def text_cuda(c: Compilation) -> str:
