@@ -59,7 +59,8 @@ def _agrees(p: KernelPlan, program: ir.Program) -> None:
     s = p.scheme
     transposed = program.static == "a"
     _need(program.out_dtype == s.output, p, f"output {s.output} vs the IR's {program.out_dtype}")
-    _need(s.static == "b", p, "the plan's static operand is not b")
+    want = "b" if transposed else program.static  # static: a runs as the transposed product
+    _need(s.static == want, p, f"static: {s.static} vs the IR's {program.static}")
     kinds = [type(op) for op in program.ops]
     _need(kinds.count(ir.LowRank) == (p.lowrank_a is not None) + (p.lowrank_b is not None), p,
           "low-rank terms differ from the IR's LowRank ops")
