@@ -1,4 +1,5 @@
-"""to_te for compensated products (plans with segments or low-rank terms; see segments.py).
+"""to_te for the per-call passes of compensated products (plans with segments or low-rank
+terms; see plan/segments.py); the GEMM itself is gemm.py's, its low-rank epilogue epilogue.py's.
 
 quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   Aq[Mp, S, Kq] uint8   the A-side codes of each K segment (Q(A), Q_n(R_A^(n)), Q_n(A_s)),
@@ -7,17 +8,20 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   R[Mp, Kq] float32     A's final residual (A's lowrank term), and
   T[Mp, w] float32      its sketch product R Ω (sketch: Ω = s, rsvd: the Gaussian test matrix),
   per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
-                        [Kq, Mp] (int16, centered) with their scales (te_sparse.py),
-computing every residual in float64 with the reference's exact operations.
-lowrank_u makes U_B = A' L_B from the base codes; the GEMM adds U W in its epilogue."""
+                        [Kq, Mp] (int16, centered) with their scales (sparse.py),
+computing every residual in float64 with the reference's exact operations (quantize.py's
+quantizer). lowrank_u makes U_B = A' L_B from the base codes; the GEMM adds U W in its
+epilogue. row_dots is the row dot product both use."""
 
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import te, tir
 from ...plan.model import KernelPlan
+from ...plan.segments import split_terms
 from ...plan.support import a_offset
-from .base import _a_input, dims, quantizer
+from ..compat import te, tir
+from .quantize import a_input, dims, quantizer
+from .sparse import code_dtype
 
 F64 = "float64"
 
@@ -67,10 +71,8 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
 def quantize_a(p: KernelPlan):
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R), (T)]."""
-    from ...plan.segments import split_terms
-
     M, K, Mp, Kq, G, V = dims(p)
-    A, x = _a_input(p)
+    A, x = a_input(p)
     inputs, outputs = [A], []
     base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
     sources = {"base": base}
@@ -98,7 +100,8 @@ def quantize_a(p: KernelPlan):
         """segs[s_idx][which] as a chain of selects (s_idx is a constant after unrolling)."""
         out = None
         for s in reversed(range(S)):
-            out = which(segs[s]) if out is None else tir.if_then_else(s_idx == s, which(segs[s]), out)
+            here = which(segs[s])
+            out = here if out is None else tir.if_then_else(s_idx == s, here, out)
         return out
 
     Aq = te.compute((Mp, S, Kq), lambda i, s, k: pick(lambda src: src[0](i, k), s)
@@ -132,8 +135,6 @@ def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
     """The per-call operand of sparse product j: centered codes and their (Mp, G) scales.
     side "a": A's thresholded copy as [Mp, Kq] (the sparse operand, zero codes skipped);
     side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
-    from .sparse import code_dtype
-
     code, sa, zc, _ = src
     V, dt = p.vector, code_dtype(p.sparse[j].q)
     cen = lambda i, k: (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)
@@ -183,59 +184,3 @@ def lowrank_u(p: KernelPlan):
         return (Aq[i, k].astype("int32") - zc[i, g]).astype("float32") * sa[i, g]
 
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
-
-
-def epilogue(p: KernelPlan):
-    """(placeholders, parts) of the rank-r epilogue Σ_r U[i, r] W[r, j]: (U, W, r) per side
-    with a lowrank term (A's, then B's)."""
-    ph, parts = [], []
-    for side, r in (("a", p.rank_a), ("b", p.rank_b)):
-        if r:
-            U = te.placeholder((p.mp, r), "float32", name=f"U{side}")
-            W = te.placeholder((r, p.np_), "float32", name=f"W{side}")
-            ph += [U, W]
-            parts.append((U, W, r))
-    return ph, parts
-
-
-def _term(parts, i, j, c):
-    """U[i, c] W[c, j] over the concatenated ranks of parts (c a loop variable)."""
-    (U, W, r), rest = parts[0], parts[1:]
-    here = U[i, c] * W[c, j]
-    if not rest:
-        return here
-    return tir.if_then_else(c < r, here, _term(rest, i, j, c - r))
-
-
-def output(parts, shape, value, name: str):
-    """The output block C[i, j] = value(i, j) + Σ_c U[i, c] W[c, j]. With low-rank terms it is
-    a reduction over the concatenated ranks whose first step also adds value: the schedules
-    (tiles.fuse_epilogue) run c outside a register block of rows x 16 columns, unrolled, so the
-    selects fold and one vector of W and one broadcast of U feed each FMA (no spills: the
-    elementwise sum of r products it replaces kept a whole W panel live and spilled it)."""
-    if not parts:
-        return te.compute(shape, value, name=name)
-    c = te.reduce_axis((0, sum(r for _, _, r in parts)), "c")
-    zero = tir.const(-0.0, "float32")  # x + -0.0 == x for every x: the unrolled adds fold
-    return te.compute(shape, lambda i, j: te.sum(
-        tir.if_then_else(c == 0, value(i, j), zero) + _term(parts, i, j, c), axis=c), name=name)
-
-
-def _lowrank_block(U, W, r: int):
-    c = te.reduce_axis((0, r), "c")
-    return te.compute((U.shape[0], W.shape[1]), lambda i, j: te.sum(U[i, c] * W[c, j], axis=c),
-                      name=names.LOWRANK_EPI + U.name[-1])
-
-
-def lowrank_blocks(parts):
-    """lr(i, j) reading one reduction block per side (names.LOWRANK_EPI + a / b), for outputs
-    that are themselves reductions (over K groups): tiles.lowrank_at places the blocks."""
-    blocks = [_lowrank_block(U, W, r) for U, W, r in parts]
-
-    def lr(i, j):
-        out = blocks[0][i, j]
-        for b in blocks[1:]:
-            out = out + b[i, j]
-        return out
-
-    return lr

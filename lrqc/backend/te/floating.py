@@ -12,11 +12,12 @@ result matches lrqc.reference.matmul within float32 rounding (not bit for bit)."
 
 from __future__ import annotations
 
-from ...reference.minifloat import frac_bits
 from ...plan import names
-from . import base as te_base
-from ..compat import te, tir
 from ...plan.model import KernelPlan
+from ...reference.minifloat import frac_bits
+from ..compat import te, tir
+from . import quantize as te_quantize
+from .epilogue import epilogue_terms
 
 
 def _round_to(v, dtype: str):
@@ -56,7 +57,7 @@ def quantize_a(p: KernelPlan):
             return [A, Af]
         saf = te.compute((Mp,), lambda i: tir.const(1.0, "float32"), name=names.QUANT_ROW_SCALE)
         return [A, Af, saf]
-    *inputs, Aq, sa, zc = te_base.quantize_a(p, codes="float64")
+    *inputs, Aq, sa, zc = te_quantize.quantize_a(p, codes="float64")
     if p.half:  # scales outside the K sum: element values here, scales in the GEMM's epilogue
         # codes of e*m* formats are element values times 2^f: back to the values (exact, and
         # within float16's range, which e4m3 / e5m2 codes themselves are not)
@@ -74,9 +75,10 @@ def quantize_a(p: KernelPlan):
 
 def gemm(p: KernelPlan, half: bool = False):
     """Tensors [Af, Bf, C], or with p.half [Af, Bf, saf, sbf, C]: the codes' product scaled by
-    saf[i] sbf[0, j] in the epilogue, B's values stored in p.half (half the memory). half (CUDA's 16-bit tensor cores, needs p.half): both
-    operands are cast to p.half while staged (blocks names.A_HALF and names.B_NK, B read as a
-    K-contiguous N x K matrix); the values are exact in it, so the sums are the same."""
+    saf[i] sbf[0, j] in the epilogue, B's values stored in p.half (half the memory). half
+    (CUDA's 16-bit tensor cores, needs p.half): both operands are cast to p.half while staged
+    (blocks names.A_HALF and names.B_NK, B read as a K-contiguous N x K matrix); the values
+    are exact in it, so the sums are the same."""
     Mp, Np, Kp = p.mp, p.np_, p.kp
     Af = te.placeholder((Mp, Kp), "float32", name="Af")
     Bf = te.placeholder((Np // 16, Kp, 16), p.half or "float32", name="Bf")  # B in 16 bits
@@ -94,7 +96,7 @@ def gemm(p: KernelPlan, half: bool = False):
                              name=names.B_FLOAT)
         acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * b32[j // 16, k, j % 16],
                                                        axis=k), name=names.ACC)
-    lr_in, output, _ = te_base.epilogue_terms(p)
+    lr_in, output, _ = epilogue_terms(p)
     if not p.half:
         C = output((Mp, Np), lambda i, j: acc[i, j], names.OUT)
         return [Af, Bf, *lr_in, C]

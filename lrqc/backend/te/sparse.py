@@ -14,9 +14,9 @@ Work is nnz(S) times the dense operand's width, plus one pass over S's codes (si
 
 from __future__ import annotations
 
-from ..compat import T
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
+from ..compat import T
 
 
 def code_dtype(q) -> str:

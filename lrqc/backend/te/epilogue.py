@@ -1,0 +1,96 @@
+"""to_te for the GEMMs' epilogue: dequantization of the integer sums, and the rank-r low-rank
+terms Σ_r U[i, r] W[r, j] added to the output (U per call, W with the packed weights).
+
+epilogue_terms is what a GEMM asks for: the placeholders U, W of the plan's low-rank terms, the
+output block (value + Σ U W as one reduction over the concatenated ranks) and, for outputs that
+are themselves reductions over K groups, one low-rank block per side added at the first group."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ...plan.model import KernelPlan
+from ..compat import te, tir
+
+
+def dequantize(acc, sa, sb):
+    """(acc sa) sb: the integer sum times A's scale, then B's. The scales' own product can
+    leave float32's normal range while C does not (max |A| max |B| below 2^-112 underflows
+    it), whereas acc sa is at least sa wherever acc is not 0."""
+    return acc * sa * sb
+
+
+def epilogue_terms(p: KernelPlan):
+    """(placeholders, output, plus): output(shape, value, name) makes the output block
+    value + Σ U W (output below); plus(v, i, j, g) adds the low-rank epilogue to the value v
+    of an output that reduces over K groups g (at g == 0 only)."""
+    ph, parts = epilogue(p)
+
+    def out(shape, value, name):
+        return output(parts, shape, value, name)
+
+    if not parts:
+        return [], out, lambda v, i, j, g: v
+    lr = []  # the blocks, made on first use (only outputs that reduce over groups need them)
+
+    def plus(v, i, j, g):
+        if not lr:
+            lr.append(lowrank_blocks(parts))
+        return v + tir.if_then_else(g == 0, lr[0](i, j), tir.const(0.0, "float32"))
+
+    return ph, out, plus
+
+
+def epilogue(p: KernelPlan):
+    """(placeholders, parts) of the rank-r epilogue Σ_r U[i, r] W[r, j]: (U, W, r) per side
+    with a lowrank term (A's, then B's)."""
+    ph, parts = [], []
+    for side, r in (("a", p.rank_a), ("b", p.rank_b)):
+        if r:
+            U = te.placeholder((p.mp, r), "float32", name=f"U{side}")
+            W = te.placeholder((r, p.np_), "float32", name=f"W{side}")
+            ph += [U, W]
+            parts.append((U, W, r))
+    return ph, parts
+
+
+def _term(parts, i, j, c):
+    """U[i, c] W[c, j] over the concatenated ranks of parts (c a loop variable)."""
+    (U, W, r), rest = parts[0], parts[1:]
+    here = U[i, c] * W[c, j]
+    if not rest:
+        return here
+    return tir.if_then_else(c < r, here, _term(rest, i, j, c - r))
+
+
+def output(parts, shape, value, name: str):
+    """The output block C[i, j] = value(i, j) + Σ_c U[i, c] W[c, j]. With low-rank terms it is
+    a reduction over the concatenated ranks whose first step also adds value: the schedules
+    (tiles.fuse_epilogue) run c outside a register block of rows x 16 columns, unrolled, so the
+    selects fold and one vector of W and one broadcast of U feed each FMA (no spills: the
+    elementwise sum of r products it replaces kept a whole W panel live and spilled it)."""
+    if not parts:
+        return te.compute(shape, value, name=name)
+    c = te.reduce_axis((0, sum(r for _, _, r in parts)), "c")
+    zero = tir.const(-0.0, "float32")  # x + -0.0 == x for every x: the unrolled adds fold
+    return te.compute(shape, lambda i, j: te.sum(
+        tir.if_then_else(c == 0, value(i, j), zero) + _term(parts, i, j, c), axis=c), name=name)
+
+
+def _lowrank_block(U, W, r: int):
+    c = te.reduce_axis((0, r), "c")
+    return te.compute((U.shape[0], W.shape[1]), lambda i, j: te.sum(U[i, c] * W[c, j], axis=c),
+                      name=names.LOWRANK_EPI + U.name[-1])
+
+
+def lowrank_blocks(parts):
+    """lr(i, j) reading one reduction block per side (names.LOWRANK_EPI + a / b), for outputs
+    that are themselves reductions (over K groups): tiles.lowrank_at places the blocks."""
+    blocks = [_lowrank_block(U, W, r) for U, W, r in parts]
+
+    def lr(i, j):
+        out = blocks[0][i, j]
+        for b in blocks[1:]:
+            out = out + b[i, j]
+        return out
+
+    return lr

@@ -1,0 +1,114 @@
+"""to_te for the integer GEMM of quantized products: gemm multiplies u8 codes of A (offset 128
+when A is signed) with s8 weights packed as Bp[N/16, K/4, 16, 4] (or two int4 weights per byte)
+and corrects with zc[i,g]·colsum[g,j] (and, for weights with zero points, ra[i,g]·zb[g,j]), so
+acc - zc·colsum = Σ (qA - zA) qB exactly; the epilogue (epilogue.py) dequantizes the sums and
+adds the low-rank terms. int_only gives the corrected integer sums themselves."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ...plan.model import KernelPlan
+from ..compat import te, tir
+from .epilogue import dequantize, epilogue_terms
+
+
+def _nibble(byte, e):
+    """Sign-extended low nibble for elements 0..31 of a block, high nibble for 32..63."""
+    four = tir.const(4, "int8")
+    return tir.if_then_else(e < 32, (byte << four) >> four, byte >> four)
+
+
+def _int_sum(shape, prod, width: int, name: str, pairs: bool):
+    """int32 sums of prod(*idx, k) over k < width: directly, or (pairs) as two interleaved half
+    sums over k pairs (2h, 2h+1) of every 4 (the vpmaddwd order), added in a block `name`."""
+    if not pairs:
+        k = te.reduce_axis((0, width), "k")
+        return te.compute(shape, lambda *idx: te.sum(prod(*idx, k), axis=k), name=name)
+    k4, t = te.reduce_axis((0, width // 4), "k4"), te.reduce_axis((0, 2), "t")
+    half = te.compute(tuple(shape) + (2,), lambda *idx: te.sum(
+        prod(*idx[:-1], k4 * 4 + idx[-1] * 2 + t), axis=[k4, t]), name=name + names.PAIRS)
+    h = te.reduce_axis((0, 2), "h")
+    return te.compute(shape, lambda *idx: te.sum(half[idx + (h,)], axis=h), name=name)
+
+
+class _Shifted:
+    """acc[i, j] of the s8 formulation read back as the u8 sum: acc_s8 + 128 cs[0, j]."""
+
+    def __init__(self, acc, cs):
+        self.acc, self.cs = acc, cs
+
+    def __getitem__(self, ij):
+        i, j = ij
+        return self.acc[i, j] + 128 * self.cs[0, j]
+
+
+def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False):
+    """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
+    pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
+    (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
+    names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
+    is the u8 sum, exactly."""
+    Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
+    Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
+    if p.nibbles:  # two weights per byte, unpacked per tile by the schedule
+        B4 = te.placeholder((Np // 16, Kp // 4, 32), "int8", name="Bp")
+        Bp = te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: _nibble(
+            B4[n, k4, (j * 4 + kk) % 32], j * 4 + kk), name=names.UNPACK)
+        b_in = B4
+    else:
+        Bp = b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
+    sa = te.placeholder((Mp, G), "float32", name="sa")
+    zc = te.placeholder((Mp, G), "int32", name="zc")
+    sb = te.placeholder((G, Np), "float32", name="sb")
+    cs = te.placeholder((G, Np), "int32", name="cs")
+    extra = []  # weights with zero points: ra (row sums of A's centered codes), zb (zero - offset)
+    if p.b_zero:
+        ra = te.placeholder((Mp, G), "int32", name="ra")
+        zb = te.placeholder((G, Np), "int32", name="zb")
+        extra = [ra, zb]
+
+    def corr(i, g, j):
+        c = zc[i, g] * cs[g, j]
+        return c + ra[i, g] * zb[g, j] if p.b_zero else c
+
+    lr_in, output, plus = epilogue_terms(p)
+
+    def prod(i, j, k):
+        return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
+
+    if s8:
+        assert G == 1, "the s8 formulation is for single-group products"
+        a8 = te.compute((Mp, Kp), lambda i, k: (Aq[i, k].astype("int32") - 128).astype("int8"),
+                        name=names.A_S8)
+        bnk = te.compute((Np, Kp), lambda n, k: Bp[n // 16, k // 4, n % 16, k % 4],
+                         name=names.B_NK)
+        k = te.reduce_axis((0, Kp), "k")
+        acc8 = te.compute((Mp, Np), lambda i, j: te.sum(
+            a8[i, k].astype("int32") * bnk[j, k].astype("int32"), axis=k), name=names.ACC)
+        acc = _Shifted(acc8, cs)
+    elif G == 1:
+        acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
+    if G == 1:
+        if int_only:
+            out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
+            return [Aq, b_in, zc, cs, *extra, out]
+        C = output((Mp, Np), lambda i, j: dequantize(
+            (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
+    part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
+    if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
+        g = te.reduce_axis((0, G), "g")
+        tot = te.compute((Mp, Np), lambda i, j: te.sum(
+            (part[i, g, j] - corr(i, g, j)).astype("int64"), axis=g), name=names.ACC64)
+        C = output((Mp, Np), lambda i, j: dequantize(tot[i, j].astype("float32"), sa[i, 0],
+                                                      sb[0, j]), names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
+    if int_only:
+        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
+                         name=names.OUT)
+        return [Aq, b_in, zc, cs, *extra, out]
+    g = te.reduce_axis((0, G), "g")
+    C = te.compute((Mp, Np), lambda i, j: te.sum(plus(dequantize(
+        (part[i, g, j] - corr(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), i, j, g),
+        axis=g), name=names.OUT)
+    return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]

@@ -1,0 +1,311 @@
+"""to_te for A's quantization: the quantizer every A-side pass builds on, and quantize_a, the
+per-call pass of the base quantized product.
+
+quantizer computes in float64 with the reference's exact operations (max |x|, x / s, rint), so
+its integer codes equal lrqc.reference.quantize's bit for bit: integer formats with one scale
+per tensor, row or K group (max-abs or min-max calibrated, optionally with two-level uint
+scales), int1 sign binarization, and e*m* elements with a float scale. quantize_a adds OCP MX
+(per_block with e8m0 scales) and the row sums of the centered codes that weights with zero
+points need."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ...plan.model import KernelPlan
+from ...reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
+from ...reference.quant import int_range
+from ..compat import te, tir
+
+F64 = "float64"
+
+
+def smallest_f64():
+    """The smallest positive float64 (the subnormal 2^-1074, the reference quantizer's scale
+    floor) as a bit cast of 1 (unsigned: the CUDA pipeline narrows an int64 literal to int32 and
+    the bit cast fails): a subnormal FloatImm literal breaks TVM's JSON round trip of the
+    module (MetaSchedule's worker processes fail to parse it)."""
+    return tir.reinterpret("float64", tir.const(1, "uint64"))  # uint64: CUDA narrows int64 literals
+
+
+def _round(y, mode, u=None):
+    if mode == "stochastic":  # floor(y + u), u the reference's U[0, 1) draw for this element
+        return tir.floor(y + u)
+    if mode == "nearest":
+        return tir.nearbyint(y)
+    if mode == "floor":
+        return tir.floor(y)
+    if mode == "trunc":
+        return tir.trunc(y)
+    if mode == "nearest_away":
+        return tir.if_then_else(y < 0, -tir.floor(-y + 0.5), tir.floor(y + 0.5))
+    raise ValueError(mode)
+
+
+def _floor_log2(v):
+    """Exact floor(log2 |v|) of a normal float64 from its exponent field (-1023 for 0)."""
+    bits = tir.reinterpret("int64", v)
+    return ((bits >> tir.const(52, "int64")) & tir.const(0x7FF, "int64")).astype("int32") - 1023
+
+
+def _pow2(n):
+    """Exactly 2^n as float64 for int32 n in [-1022, 1023]."""
+    return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
+
+
+def a_input(p: KernelPlan):
+    """The placeholder A (M x K float32) and x(i, k): A as float64, zero outside M x K (the
+    reference's K padding and the row tile's padding)."""
+    M, K = p.m, p.k
+    A = te.placeholder((M, K), "float32", name="A")
+
+    def x(i, k):
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)]
+                                .astype("float64"), tir.const(0.0, "float64"))
+
+    return A, x
+
+
+def _elem_code(y, q, u=None):
+    """y rounded onto element format q.fmt's grid and saturated (reference.minifloat
+    .round_to_format), as the integer code value·2^frac_bits (float64)."""
+    if q.fmt == "int8":  # MX INT8: q/64, codes q
+        return tir.min(tir.max(_round(y * 64.0, q.round), tir.const(-127.0, F64)),
+                       tir.const(127.0, F64))
+    exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
+    emin = 2 - 2 ** (exp_bits - 1)
+    ue = tir.max(_floor_log2(y), emin) - man_bits
+    v = _round(y * _pow2(-ue), q.round, u) * _pow2(ue)
+    v = tir.min(tir.max(v, tir.const(-max_normal, F64)), tir.const(max_normal, F64))
+    return v * float(2 ** frac_bits(q.fmt))
+
+
+def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
+    """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
+    zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
+    value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
+    q = p.qa
+    _, _, Mp, Kp, G, V = dims(p)
+    A, x = a_input(p)
+
+    r = te.reduce_axis((0, V), "r")
+    hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
+                    name=names.QUANT_STATS)
+    emax = ELEM_EMAX[q.fmt]
+    e = te.compute((Mp, G), lambda i, g: tir.if_then_else(
+        hi[i, g] > 0, tir.min(tir.max(_floor_log2(hi[i, g]) - emax, -127), 127),
+        tir.const(-127, "int32")), name=names.QUANT_SCALE + "_exp")
+    f = frac_bits(q.fmt)
+
+    def code(i, k):
+        v = _elem_code(x(i, k) * _pow2(-e[i, k // V]), q)
+        return (v + float(p.a_offset)).astype(dt)
+
+    Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
+    sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype("float32"), name="sa")
+    zc = te.compute((Mp, G), lambda i, g: tir.const(p.a_offset, "int32"), name="zc")
+    return [A, Aq, sa, zc]
+
+
+def _with_rowsum(p: KernelPlan, tensors):
+    """Append ra[i, g] = Σ_k∈g (Aq - zc), the row sums of A's centered codes, when the weights
+    have zero points (Σ (qa-za)(qb-zb) = Σ (qa-za)(qb-ob) - (zb-ob)·ra)."""
+    if not p.b_zero:
+        return tensors
+    *inputs, Aq, sa, zc = tensors
+    r = te.reduce_axis((0, p.vector), "r")
+    ra = te.compute((p.mp, p.groups), lambda i, g: te.sum(
+        Aq[i, g * p.vector + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM)
+    return [*inputs, Aq, sa, zc, ra]
+
+
+def quantize_a(p: KernelPlan, codes: str = "uint8"):
+    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
+    the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
+    formats whose codes do not fit a byte."""
+    if p.mx:
+        return _with_rowsum(p, _quantize_mx(p, codes))
+    return _with_rowsum(p, _quantize_a(p, codes))
+
+
+def _quantize_a(p: KernelPlan, dt: str = "uint8"):
+    q = p.qa
+    A, x = a_input(p)
+    inputs = [A]
+    u = None
+    if q.round == "stochastic":  # the reference's draws, pregenerated (Kernel.noise)
+        U = te.placeholder((p.m, p.kq), "float64", name="U")
+        inputs.append(U)
+        u = lambda i, k: U[tir.min(i, p.m - 1), k]
+    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
+    Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
+    return [*inputs, Aq, sa, zc]
+
+
+def no_contract(v):
+    """v unchanged, but LLVM may no longer fuse the product v into a following add or
+    subtract (FMA contraction rounds once where numpy rounds twice, which moves floor and
+    trunc codes sitting exactly on a boundary, e.g. a group's maximum): max(v, -inf) is a
+    compare and select that LLVM keeps without fast-math."""
+    return tir.max(v, tir.const(float("-inf"), "float64"))
+
+
+def dims(p: KernelPlan) -> tuple:
+    """(M, K, Mp, Kq, G, V) of A's quantization (one segment)."""
+    return p.m, p.k, p.mp, p.kq, p.gq, p.vector
+
+
+def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
+    """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
+    lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
+    plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
+    and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
+    if q.is_int and q.signed and q.bits == 1:
+        return _binary(q, x, dims, offset, tag)
+    minmax = q.calibrate == "minmax" and q.is_int  # e*m* elements: max |x| -> the max normal
+    hi, lo, sidx = _statistics(q, x, dims, minmax, tag)
+    s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag)
+    if minmax:
+        zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
+                          - tir.nearbyint(lo[i, g] / s_eff[i, g]),
+                          name=names.QUANT_ZERO + "_f" + tag)
+        zf = lambda i, g: zero[sidx(i, g)]
+    else:
+        zf = lambda i, g: tir.const(0.0, F64)
+    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
+
+
+def _statistics(q, x, dims: tuple, minmax: bool, tag: str):
+    """(hi, lo, sidx): the blocks of max |x| (max x and min x when min-max calibrated; lo None
+    otherwise) per tensor, row or K group, and sidx(i, g), the index of row i's group g in
+    them."""
+    M, K, Mp, _, G, V = dims
+    stat = (lambda v: v) if minmax else tir.abs
+    lo = None
+    if q.granularity == "per_tensor":
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        hi = te.compute((1, 1), lambda _, __: te.max(stat(x(r1, r2)), axis=[r1, r2]),
+                        name=names.QUANT_STATS + tag)
+        if minmax:
+            s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
+            lo = te.compute((1, 1), lambda _, __: te.min(x(s1, s2), axis=[s1, s2]),
+                            name=names.QUANT_STATS + "_lo" + tag)
+        return hi, lo, (lambda i, g: (0, 0))
+    ng = G if q.grouped else 1
+    width = V if q.grouped else K
+    r = te.reduce_axis((0, width), "r")
+    hi = te.compute((Mp, ng), lambda i, g: te.max(stat(x(i, g * width + r)), axis=r),
+                    name=names.QUANT_STATS + tag)
+    if minmax:
+        r_ = te.reduce_axis((0, width), "r_")
+        lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
+                        name=names.QUANT_STATS + "_lo" + tag)
+    return hi, lo, ((lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0)))
+
+
+def _base_scale(q, hi, lo, tag: str):
+    """The block of scales s0 the statistics give: (max - min) / levels when min-max
+    calibrated (lo given), else max |x| / the largest code (floored at the smallest float64);
+    1 where the statistics are 0."""
+    one = tir.const(1.0, F64)
+    if lo is not None:
+        qmin, qmax = int_range(q)
+
+        def base_scale(i, g):
+            rng = hi[i, g] - lo[i, g]
+            rng = tir.if_then_else(rng > 0, rng, tir.max(tir.abs(hi[i, g]), tir.abs(lo[i, g])))
+            return tir.if_then_else(rng > 0, rng / tir.const(float(qmax - qmin), F64), one)
+    else:
+        top = float(int_range(q)[1]) if q.is_int else float(FP_FORMATS[q.fmt][3])
+        tiny = smallest_f64()
+
+        def base_scale(i, g):
+            return tir.if_then_else(hi[i, g] > 0, tir.max(hi[i, g] / tir.const(top, F64), tiny),
+                                    one)
+    return te.compute(hi.shape, base_scale, name=names.QUANT_SCALE + "_0" + tag)
+
+
+def _two_level(q, s0, dims: tuple, tag: str):
+    """The scales the codes use: s0, or with uint scales (two-level) s0 / gamma rounded to
+    uint codes (at least 1) times gamma, gamma the row's largest scale over the largest code."""
+    if not q.scale.startswith("uint"):
+        return s0
+    _, K, _, _, _, V = dims
+    shp = s0.shape
+    one = tir.const(1.0, F64)
+    top = float(2**q.scale_bits - 1)
+    # gamma: the largest scale of the groups the reference has (K padded to V); a
+    # compensated kernel pads K further (16 lanes), with all-zero groups of scale 1
+    rg = te.reduce_axis((0, min(int(shp[1]), -(-K // V)) if q.grouped else shp[1]), "rg")
+    gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
+    gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
+    rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
+    return te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
+                                                tir.const(top, F64)) * gamma(i),
+                      name=names.QUANT_SCALE + tag)
+
+
+def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
+    """(code, sa, zc, deq) of quantizer() from the scales (s_eff, zf, sidx): the scale block,
+    the zero point zf(i, g) (float64) and the index of row i's group g in the scale block."""
+    _, _, Mp, _, G, V = dims
+    s_eff, zf, sidx = scales
+    fp = not q.is_int
+    qmin, qmax = int_range(q) if q.is_int else (0, 0)
+    off = float(offset)
+
+    def code(i, k):
+        g = k // V
+        si = sidx(i, g)
+        ui = u(i, k) if u else None
+        if fp:
+            return _elem_code(x(i, k) / s_eff[si], q, ui) + off
+        v = _round(x(i, k) / s_eff[si], q.round, ui) + zf(i, g)
+        return tir.min(tir.max(v, tir.const(float(qmin), F64)), tir.const(float(qmax), F64)) + off
+
+    unit = 2.0 ** -frac_bits(q.fmt) if fp else 1.0
+
+    def deq(i, k):
+        g = k // V
+        return no_contract((code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
+
+    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
+                    name="sa" + tag)
+    big = tir.const(2.0**30, F64)  # a zero point far outside the codes (min-max of data far
+    # from 0): clamped to stay a defined int32, and the kernel refuses the call (plan.zero_points)
+    zc = te.compute((Mp, G), lambda i, g: tir.min(tir.max(zf(i, g) + off, -big), big)
+                    .astype("int32"), name="zc" + tag)
+    return code, sa, zc, deq
+
+
+def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
+    """quantizer() of int1: sign binarization as lrqc.reference.quantize does it: codes +-1
+    (x >= 0: +1), centered 0 in the K padding; scale = mean |x| of the group (K padding
+    included, as the reference pads), 0 for an all-zero group."""
+    M, K, Mp, _, G, V = dims
+    if q.granularity == "per_tensor":
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        tot = te.compute((1, 1), lambda _, __: te.sum(tir.abs(x(r1, r2)), axis=[r1, r2]),
+                         name=names.QUANT_STATS + tag)
+        count, sidx = M * K, (lambda i, g: (0, 0))
+    else:
+        width = V if q.grouped else K
+        r = te.reduce_axis((0, width), "r")
+        tot = te.compute((Mp, G if q.grouped else 1), lambda i, g: te.sum(
+            tir.abs(x(i, g * width + r)), axis=r), name=names.QUANT_STATS + tag)
+        count = width
+        sidx = (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
+    scale = te.compute(tot.shape, lambda i, g: tir.if_then_else(
+        tot[i, g] > 0, tir.max(tot[i, g] / float(count), smallest_f64()),
+        tir.const(0.0, F64)), name=names.QUANT_SCALE + tag)
+    off = float(offset)
+
+    def code(i, k):
+        sign = tir.if_then_else(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
+        return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
+
+    def deq(i, k):
+        return no_contract((code(i, k) - off) * scale[sidx(i, k // V)])
+
+    sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa" + tag)
+    zc = te.compute((Mp, G), lambda i, g: tir.const(offset, "int32"), name="zc" + tag)
+    return code, sa, zc, deq
