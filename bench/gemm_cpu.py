@@ -87,7 +87,7 @@ def torch_peers(A, B, repeat, budget, int_mm: bool = True):
     try:
         if int_mm:
             out["torch._int_mm"] = (median_time(lambda: torch._int_mm(a8, b8), repeat, budget), "")
-    except Exception as exc:  # some shapes are refused
+    except RuntimeError as exc:  # torch refuses some shapes (its errors are RuntimeErrors)
         out["torch._int_mm"] = (None, str(exc).splitlines()[0][:60])
     lin = torch.nn.Linear(B.shape[0], B.shape[1], bias=False)
     with torch.no_grad():
