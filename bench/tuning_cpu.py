@@ -1,23 +1,23 @@
 """Auto-tuning benchmark: lrqc tune's kernel against the hand schedule, in one run.
 
 For each shape and trial budget, tunes the kernel's functions (the GEMM with its fused
-epilogues, the quantization pass, and B's low-rank row dots where the scheme has them) in a fresh tuning database (a temporary directory, so
-nothing is reused between rows), then prints per function the tuned and hand-scheduled times
-(as lrqc tune measured them when recording: medians of 7 rounds that alternate the two
-compiled functions, the speedup the median of the per-round ratios), the number
-of trials the search needed to reach 95 % of its best measured speed, and the wall time of the
-whole tuning of the row.
+epilogues, the quantization pass, and B's low-rank row dots where the scheme has them) in a
+fresh tuning database (a temporary directory, so nothing is reused between rows), then prints
+per function the tuned and hand-scheduled times (as lrqc tune measured them when recording:
+medians of 7 rounds that alternate the two compiled functions, the speedup the median of the
+per-round ratios), the number of trials the search needed to reach 95 % of its best measured
+speed, and the wall time of the whole tuning of the row.
 
-    python bench/tuning_cpu.py                                   # the issue's rows
+    python bench/tuning_cpu.py                                   # every row
     python bench/tuning_cpu.py --rows "decode" --trials 16,32    # a quick look
 
 Rows: per-channel int8 at 1024^3, an LLM decode shape (M=8, N=K=4096) and the LRQMM rank-16
 scheme at 2048^3 (its GEMM with the fused rank-16 epilogue). Target: tuned >= hand on every
 row, and >= 1.2x on the decode shape. "best" says whether the recorded candidate came from the
 search or is the hand schedule's own point of the space (a finalist too, so tuning never
-records something the hand point beat in the same rounds). The GEMM rows also show the fraction of the machine's
-integer peak (bench/peak.c: the instruction the rule issues, all threads, no memory traffic)
-that hand and tuned kernels reach: the headroom any schedule has left.
+records something the hand point beat in the same rounds). The GEMM rows also show the fraction
+of the machine's integer peak (bench/peak.c: the instruction the rule issues, all threads, no
+memory traffic) that hand and tuned kernels reach: the headroom any schedule has left.
 """
 
 from __future__ import annotations

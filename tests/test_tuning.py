@@ -34,8 +34,10 @@ def _key(**kw):
 
 def test_keys_separate_targets_versions_and_shapes(cache):
     assert cache_dir() == cache / "cache"
-    keys = [_key(), _key(target={"kind": "llvm", "mcpu": "znver4"}), _key(features={"avx2", "avx512vnni"}),
-            _key(versions={"lrqc": "0.1.0", "tvm": "0.28.0", "llvm": 22}), _key(m=32), _key(function="quantize_a")]
+    keys = [_key(), _key(target={"kind": "llvm", "mcpu": "znver4"}),
+            _key(features={"avx2", "avx512vnni"}),
+            _key(versions={"lrqc": "0.1.0", "tvm": "0.28.0", "llvm": 22}), _key(m=32),
+            _key(function="quantize_a")]
     assert len({key_hash(k) for k in keys}) == len(keys)
     db = Database()
     db.put(Record(keys[0], [[], []], 1.0, 2.0))
@@ -108,7 +110,8 @@ def test_wrong_candidates_are_rejected_and_counted(cache, monkeypatch):
 
     s = lrqc.parse_schemes(SCHEME)["pc"]
     plan = tune_plan(s)
-    why = tune.check_candidate(s, plan, _host(), [[["GetSBlock", [], ["nope", "main"], ["b0"]]], []])
+    why = tune.check_candidate(s, plan, _host(),
+                               [[["GetSBlock", [], ["nope", "main"], ["b0"]]], []])
     assert why is not None
     calls = []
     real = tune.check_candidate
@@ -149,14 +152,15 @@ def test_tuning_spaces_beyond_single_group_gemms(cache, a, b, fn):
 
 
 @pytest.mark.parametrize("a,b", [("int8 per_channel", "int8 per_channel"),
-                                 ("int8 per_tensor + lowrank(rank=2)", "int4 per_channel + lowrank(rank=3)")])
+                                 ("int8 per_tensor + lowrank(rank=2)",
+                                  "int4 per_channel + lowrank(rank=3)")])
 def test_every_loop_order_of_the_space_matches_the_reference(a, b):
     """The tuner's design spaces (loop orders x knobs) compute the scheme: each order, with
     its hand knobs, replayed as a trace into the whole kernel."""
-    from lrqc.pipeline.compile import compile as compile_kernel
-    from lrqc.pipeline.functions import functions, schedule_function, variants
     from lrqc.backend.compat import Schedule, prim_func
     from lrqc.backend.schedule.trace import trace_to_json
+    from lrqc.pipeline.compile import compile as compile_kernel
+    from lrqc.pipeline.functions import functions, schedule_function, variants
 
     s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
     plan = tune_plan(s)
@@ -175,7 +179,7 @@ def test_every_loop_order_of_the_space_matches_the_reference(a, b):
 
 def _rule(plan):
     from lrqc.backend.schedule.rules import choose
-    
+
 
     return choose("x86", plan, _host())[0]
 
@@ -233,7 +237,8 @@ def test_tune_refuses_bad_arguments(cache, capsys):
     assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128",
                  "--time-budget", "soon"]) == 1
     assert "--time-budget" in capsys.readouterr().err
-    assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128", "--only", "sparse"]) == 1
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", "M=16,N=64,K=128", "--only",
+                 "sparse"]) == 1
     assert "expected some of quantize_a, gemm" in capsys.readouterr().err
 
 
@@ -245,11 +250,11 @@ def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     """The VNNI rule's tuning space (which lrqc tune samples on a VNNI machine only: candidates
     are checked there) compiles at every corner: each knob at its smallest and largest value,
     the others at the hand choice, scheduled as MetaSchedule would draw them."""
-    from lrqc.pipeline.functions import functions, schedule_function
-    from lrqc.backend.compat import Schedule, compile_module, prim_func, tvm
-    from lrqc.plan.support import make_plan
+    from lrqc.backend.compat import Schedule, compile_module, prim_func
     from lrqc.backend.schedule.rules import choose
     from lrqc.backend.target import resolve
+    from lrqc.pipeline.functions import functions, schedule_function
+    from lrqc.plan.support import make_plan
     from lrqc.tuning.search import space_knobs
 
     t = resolve("x86-avx512-vnni")

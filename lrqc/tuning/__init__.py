@@ -1,1 +1,4 @@
-"""Auto-tuning records (no TVM): the tuning database in the user cache directory."""
+"""Auto-tuning (lrqc tune): the tuning database (db, no TVM), the records builds use (records),
+the MetaSchedule search (search, builder, progress, rpc), the checks and timing of candidates
+(check), and tune_scheme driving them (tune). Imports nothing itself: MetaSchedule's builder
+workers import lrqc.tuning.builder through it."""

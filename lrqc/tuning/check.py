@@ -30,7 +30,8 @@ def check_candidate(scheme, plan, target, trace, fn: str = names.FN_GEMM) -> str
                                 traces={(plan.m, fn): trace})
         m, n, k = (plan.m, plan.n, plan.k) if scheme.static != "a" else (plan.n, plan.m, plan.k)
         A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-        err = rel_error(kernel.run(A, B), matmul(scheme, A.astype(np.float32).astype(np.float64), B))
+        want = matmul(scheme, A.astype(np.float32).astype(np.float64), B)
+        err = rel_error(kernel.run(A, B), want)
     except (LrqcError, *TVM_ERRORS) as exc:  # fails to compile or run: the candidate is rejected
         return error_line(exc)
     return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"
@@ -56,7 +57,7 @@ def check_remote(plan, rule, target, traces, fn: str, rpc: str, key: str | None)
 
 
 def _same(want: list, got: list) -> str | None:
-    for n, (w, g) in enumerate(zip(want, got)):
+    for n, (w, g) in enumerate(zip(want, got, strict=True)):
         if w.dtype.kind == "f":
             scale = max(float(np.abs(w).max()), 1e-30)
             if not np.all(np.isfinite(g)) or float(np.abs(g - w).max()) > 1e-5 * scale:
@@ -95,7 +96,7 @@ def time_finalists(plan, rule, target, finalists, fn: str, rpc, key, out,
     and why not (a string) when they stay implausible: such times are never recorded."""
     for attempt in range(attempts):
         hand_ms, timed = compare(plan, rule, target, finalists, fn, rpc, key)
-        (tuned_ms, ratio), trace = max(zip(timed, finalists), key=lambda t: t[0][1])
+        (tuned_ms, ratio), trace = max(zip(timed, finalists, strict=True), key=lambda t: t[0][1])
         why = plausible(tuned_ms, hand_ms)
         if why is None:
             return hand_ms, tuned_ms, ratio, trace

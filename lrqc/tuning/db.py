@@ -3,9 +3,10 @@
 
 A record is keyed by everything that decides whether its schedule is valid and fast: the
 canonical scheme text, the function and its compiled sizes (M bucket, N, K), the full target
-(its TVM dict and the CPU features it enables) and the lrqc, TVM and LLVM versions. The key is
-hashed (sha256 of its canonical JSON) into the file name, so a record can only be found by a
-build whose key is identical: records never leak across targets or versions.
+(its TVM dict and the CPU features it enables) and the lrqc, TVM and LLVM versions
+(record_key; the caller gives the TVM side's versions). The key is hashed (sha256 of its
+canonical JSON) into the file name, so a record can only be found by a build whose key is
+identical: records never leak across targets or versions.
 
 Every record is checked by one function, `check`, whether it is read from its file, imported
 or about to be written: its fields and their types, its file name against its key's hash, and

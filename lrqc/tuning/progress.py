@@ -63,7 +63,7 @@ class _Show(PyMeasureCallback):
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
               runner_results):
         secs = []
-        for b, r in zip(builder_results, runner_results):
+        for b, r in zip(builder_results, runner_results, strict=True):
             ok = b.error_msg is None and r.error_msg is None and r.run_secs
             secs.append(mean_secs(r.run_secs) if ok else None)
             if not ok and self.progress.first_error is None:

@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..backend.compat import error_line, ms, rpc_base, rpc as tvm_rpc
+from ..backend.compat import error_line, ms, rpc_base
+from ..backend.compat import rpc as tvm_rpc
 from ..errors import LrqcError
 
 TRACKER_WAIT_S = 10.0  # how long lrqc tune waits for a server with the key to register

@@ -27,14 +27,6 @@ from .builder import build_candidate
 from .progress import Progress, mean_secs, measure_callback
 from .rpc import runner as make_runner
 
-# Transitional re-exports: lrqc/pipeline/build.py and lrqc/backend/cuda/gpu.py still import
-# these names from here (inside functions). Their homes: lrqc.backend.schedule.trace.replay,
-# lrqc.plan.names.TUNED_FUNCTIONS, lrqc.tuning.records.recorded_traces (which lrqc.compile is
-# to call itself). Remove these three lines once those imports are switched.
-from ..backend.schedule.trace import replay  # noqa: F401
-from ..plan.names import TUNED_FUNCTIONS  # noqa: F401
-from .records import recorded_traces  # noqa: F401
-
 try:
     import xgboost  # noqa: F401 - only whether it is there: MetaSchedule's xgb model imports it
 except ImportError:
