@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")]
 
 DIMS = (16, 64, 128)
-LRQC = [sys.executable, "-m", "lrqc.cli"]
+LRQC = [sys.executable, "-m", "lrqc.cli.main"]
 TOL = 2e-6
 
 
@@ -360,7 +360,7 @@ def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
 
 
 def test_tune_without_a_gpu_says_so_and_refuses_empty_selections(capsys):
-    from lrqc.tuning.search import tune_scheme
+    from lrqc.tuning.tune import tune_scheme
 
     if not _gpu():
         with pytest.raises(LrqcError, match="measures and checks candidates on a GPU.*--rpc"):
@@ -498,7 +498,8 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     from lrqc.pipeline.functions import bucket_rule
     from lrqc.plan.buckets import bucket_plans
     from lrqc.tuning.db import Database, Record
-    from lrqc.tuning.search import Progress, function_module, record_key, search, trace_to_json
+    from lrqc.tuning.records import current_key
+    from lrqc.tuning.search import Progress, function_module, search, trace_to_json
 
     t = resolve("cuda-sm80")
     s = scheme("int8 per_channel", "int8 per_channel")
@@ -514,7 +515,7 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     assert top
     trace = trace_to_json(top[0].trace)
     db = Database()
-    rec = Record(record_key(plan, "gemm", t), trace, 0.5, 1.0)
+    rec = Record(current_key(plan, "gemm", t), trace, 0.5, 1.0)
     db.put(rec)
     kernel = lrqc.compile(s, 128, 128, 256, target="cuda-sm80")
     assert kernel.schedules["gemm_m128"].startswith(f"tuning record {rec.hash}")
@@ -530,7 +531,7 @@ def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache):
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.tuning.search import tune_scheme
+    from lrqc.tuning.tune import tune_scheme
 
     target = f"cuda -arch={_gpu_arch()}" if _gpu() else "cuda-sm90"
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
@@ -623,7 +624,7 @@ def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
 def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
     """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
     against lrqc.reference, records kept, and builds replaying them still match it."""
-    from lrqc.tuning.search import tune_scheme
+    from lrqc.tuning.tune import tune_scheme
 
     arch = _gpu_arch()
     target = f"cuda -arch={arch}"
