@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .errors import LrqcError, SchemeError, Span, cut, nearest_word
 from .files import read_bytes
 from .frontend import elaborate, parse
@@ -9,7 +11,8 @@ from .frontend.model import Scheme
 from .frontend.parser import MAX_SOURCE_CHARS
 
 
-def parse_schemes(text: str | bytes, filename: str = "<string>") -> dict[str, Scheme]:
+def parse_schemes(text: str | bytes | bytearray | memoryview,
+                  filename: str = "<string>") -> dict[str, Scheme]:
     """Every scheme of `text`, name -> Scheme in file order. Raises SchemeError (an LrqcError).
     Bytes are decoded as by load_schemes (UTF-8, an optional byte-order mark)."""
     if isinstance(text, (bytes, bytearray, memoryview)):
@@ -18,8 +21,9 @@ def parse_schemes(text: str | bytes, filename: str = "<string>") -> dict[str, Sc
     decls = parse(text, filename)
     for decl in decls:
         if decl.name in out:
-            raise SchemeError(f"duplicate scheme name '{decl.name}' (first at line "
-                              f"{out[decl.name].span.line})", decl.span)
+            first = out[decl.name].span
+            where = f" (first at line {first.line})" if first is not None else ""
+            raise SchemeError(f"duplicate scheme name '{decl.name}'{where}", decl.span)
         out[decl.name] = elaborate(decl)
     return out
 
@@ -39,14 +43,14 @@ def decode_scheme_bytes(data: bytes, filename: str) -> str:
                           Span(filename, line, col, line, col + 1, shown)) from None
 
 
-def read_scheme_text(path) -> str:
+def read_scheme_text(path: str | os.PathLike[str]) -> str:
     """The text of a scheme file: read, size-checked and decoded (decode_scheme_bytes)."""
     # a character is at least one byte: a larger file is refused before it is read
     data = read_bytes(path, 4 * MAX_SOURCE_CHARS, f"cannot read scheme file {path}")
     return decode_scheme_bytes(data, str(path))
 
 
-def load_schemes(path) -> dict[str, Scheme]:
+def load_schemes(path: str | os.PathLike[str]) -> dict[str, Scheme]:
     """parse_schemes() of a file (read_scheme_text)."""
     return parse_schemes(read_scheme_text(path), str(path))
 
@@ -68,7 +72,7 @@ def pick_scheme(schemes: dict[str, Scheme], name: str | None, filename: str) -> 
     return schemes[name]
 
 
-def _names(schemes, shown: int = 10) -> str:
+def _names(schemes: dict[str, Scheme], shown: int = 10) -> str:
     """The first `shown` scheme names, and how many more there are."""
     names = list(schemes)
     more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""

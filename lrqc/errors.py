@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TOKEN_SHOWN = 40  # characters of a quoted token shown in a message before "..."
@@ -34,7 +35,7 @@ class LrqcError(Exception):
 class SchemeError(LrqcError):
     """An error in scheme text, located by a Span."""
 
-    def __init__(self, message: str, span: Span | None = None, hint: str | None = None):
+    def __init__(self, message: str, span: Span | None = None, hint: str | None = None) -> None:
         self.message = cut_tokens(message)
         self.span = span
         self.hint = hint
@@ -91,7 +92,7 @@ class InputError(LrqcError):
     """Bad arrays or dimensions given to the API (shapes, dtypes, non-finite values)."""
 
 
-def nearest_word(word: str, choices) -> str | None:
+def nearest_word(word: str, choices: Iterable[str]) -> str | None:
     """The closest valid word to a misspelt one, or None when nothing is close."""
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None

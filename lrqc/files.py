@@ -4,6 +4,7 @@ out-of-memory kill; every failure an LrqcError that names the file."""
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from .errors import LrqcError
 MiB = 1 << 20
 
 
-def regular_file(path, prefix: str) -> int:
+def regular_file(path: str | os.PathLike[str], prefix: str) -> int:
     """The size of `path` (symlinks followed), or LrqcError "<prefix>: <why>" when it is
     missing, a directory, or not a regular file (/dev/zero, a FIFO, a socket)."""
     p = Path(path)
@@ -27,7 +28,7 @@ def regular_file(path, prefix: str) -> int:
     return st.st_size
 
 
-def read_bytes(path, limit: int, prefix: str) -> bytes:
+def read_bytes(path: str | os.PathLike[str], limit: int, prefix: str) -> bytes:
     """The bytes of regular file `path`, at most `limit` of them; LrqcError "<prefix>: <why>"
     (prefix e.g. "cannot read scheme file F") otherwise."""
     size = regular_file(path, prefix)

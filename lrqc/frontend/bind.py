@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numbers
 
-from ..errors import InputError, SchemeError
-from .model import LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse
+from ..errors import InputError, SchemeError, Span
+from .model import Dense, LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse
 
 # Values in one operand (M x K, K x N, K padded) or in C (M x N): 2^31 - 1 keeps every index
 # of every buffer in int32 (TVM's index type) and one float64 operand within 16 GiB.
@@ -37,13 +37,13 @@ def _check_grouped(q: Quant, k: int, what: str) -> str | None:
     return f"K={k} is zero-padded to {padded_k(q, k)} for {q.granularity}({q.vector})"
 
 
-def _check_dim(name: str, v) -> int:
+def _check_dim(name: str, v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
         raise InputError(f"dimension {name} must be a positive integer, got {v!r}")
     return int(v)
 
 
-def _check_size(what: str, rows: int, cols: int, span=None) -> None:
+def _check_size(what: str, rows: int, cols: int, span: Span | None = None) -> None:
     if rows * cols > MAX_ELEMENTS:
         msg = (f"{what} of {rows} x {cols} = {rows * cols} values is too large; at most "
                f"{MAX_ELEMENTS} (2^31 - 1) values per operand or result")
@@ -70,7 +70,7 @@ def bind_dims(scheme: Scheme, m: int, n: int, k: int) -> list[str]:
             _check_size(role.upper(), *operand_dims(role, m, n, padded_k(q, k)), span=q.span)
             other = "b" if role == "a" else "a"
             for r in op.residuals:
-                rq = getattr(r, "quant", None)
+                rq = r.quant if isinstance(r, (Dense, Sparse)) else None
                 if rq is None:
                     continue
                 _check_grouped(rq, k, f"a residual term of '{role}'")

@@ -3,7 +3,9 @@ schema.py, fills defaults, and reports errors at the offending span with a sugge
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
+from typing import Any
 
 from ..errors import SchemeError, nearest_word
 from . import schema as S
@@ -11,25 +13,32 @@ from . import syntax as sx
 from .model import (
     FLOAT_TYPES,
     FP_ELEMENT_FORMATS,
+    Calibration,
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LowRankProduct,
     LplrOperand,
+    Operand,
     Quant,
     QuantOperand,
+    Residual,
     Scheme,
     Sparse,
     int_format,
 )
 
+ParamValue = sx.Atom | sx.Term  # what the readers of parameter values are given
 
-def _err(msg: str, node, choices=None, word: str | None = None) -> SchemeError:
+
+def _err(msg: str, node: object, choices: Collection[str] | None = None,
+         word: str | None = None) -> SchemeError:
     hint = nearest_word(word, choices) if (choices and word) else None
     return SchemeError(msg, getattr(node, "span", None), hint)
 
 
-def _what(node) -> str:
+def _what(node: object) -> str:
     if isinstance(node, sx.Word):
         return f"'{node.name}'"
     if isinstance(node, sx.Num):
@@ -45,7 +54,7 @@ def _what(node) -> str:
     return "something else"
 
 
-def _single(node):
+def _single(node: ParamValue) -> ParamValue:
     """A Term of one atom stands for that atom."""
     if isinstance(node, sx.Term) and len(node.atoms) == 1:
         return node.atoms[0]
@@ -54,7 +63,7 @@ def _single(node):
 
 # ---- readers of parameter values, keyed by Param.kind -------------------------------------------
 
-def _read_int(node, name, arg):
+def _read_int(node: ParamValue, name: str, arg: Any) -> int:
     node = _single(node)
     if not isinstance(node, sx.Num) or not isinstance(node.value, int):
         raise _err(f"{name} must be an integer, found {_what(node)}", node)
@@ -66,7 +75,7 @@ def _read_int(node, name, arg):
     return node.value
 
 
-def _read_float(node, name, arg):
+def _read_float(node: ParamValue, name: str, arg: Any) -> float:
     node = _single(node)
     if not isinstance(node, sx.Num):
         raise _err(f"{name} must be a number, found {_what(node)}", node)
@@ -79,7 +88,7 @@ def _read_float(node, name, arg):
     return v
 
 
-def _read_choice(node, name, choices):
+def _read_choice(node: ParamValue, name: str, choices: Sequence[str]) -> str:
     node = _single(node)
     if not isinstance(node, sx.Word):
         raise _err(f"{name} must be one of {', '.join(choices)}; found {_what(node)}", node)
@@ -89,14 +98,14 @@ def _read_choice(node, name, choices):
     return node.name
 
 
-def _read_bool(node, name, _arg):
+def _read_bool(node: ParamValue, name: str, _arg: Any) -> bool:
     node = _single(node)
     if isinstance(node, sx.Word) and node.name in ("true", "false"):
         return node.name == "true"
     raise _err(f"{name} must be true or false, found {_what(node)}", node)
 
 
-def _read_intfmt(node, name, _arg):
+def _read_intfmt(node: ParamValue, name: str, _arg: Any) -> str:
     node = _single(node)
     if isinstance(node, sx.Word):
         _check_bits(node)
@@ -106,7 +115,7 @@ def _read_intfmt(node, name, _arg):
                node, S.INT_WORDS, getattr(node, "name", None))
 
 
-def _read_bits3(node, name, _arg):
+def _read_bits3(node: ParamValue, name: str, _arg: Any) -> tuple[int, ...]:
     node = _single(node)
     if not isinstance(node, sx.Tup) or len(node.items) != 3:
         raise _err(f"{name} must be a tuple of 3 bit widths such as (8, 8, 8)", node)
@@ -115,7 +124,7 @@ def _read_bits3(node, name, _arg):
     return tuple(int(i.value) for i in node.items)
 
 
-def _read_scale(node, name, granularity):
+def _read_scale(node: ParamValue, name: str, granularity: str) -> str:
     """per_vector: float32 | uintM [per_channel]; per_block: e8m0."""
     atoms = node.atoms if isinstance(node, sx.Term) else (node,)
     first = atoms[0]
@@ -143,13 +152,13 @@ def _read_scale(node, name, granularity):
     return first.name
 
 
-READERS = {
+READERS: dict[str, Callable[[ParamValue, str, Any], Any]] = {
     "int": _read_int, "float": _read_float, "choice": _read_choice, "bool": _read_bool,
     "intfmt": _read_intfmt, "bits3": _read_bits3, "scale": _read_scale,
 }
 
 
-def _read_call(call: sx.Call, table_name: str, base: Quant | None = None) -> dict:
+def _read_call(call: sx.Call, table_name: str, base: Quant | None = None) -> dict[str, Any]:
     """Keyword and positional arguments of a call, checked against schema.CALLS/POSITIONAL."""
     params = S.CALLS[table_name]
     positional = S.POSITIONAL.get(call.name, ())
@@ -206,10 +215,10 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
         raise _err(f"expected an element format (int1..int8, uint1..uint8, "
                    f"{', '.join(FP_ELEMENT_FORMATS)}), found {_what(first)}",
                    first, S.all_first_words(), word)
-    fields: dict = {"fmt": first.name}
+    fields: dict[str, Any] = {"fmt": first.name}
     if base is not None:
         fields.update(round=base.round, calibrate=base.calibrate)
-    gran_node = None
+    gran_node: sx.Word | sx.Call | None = None
     for atom in term.atoms[1:]:
         if isinstance(atom, sx.Word) and atom.name in S.GRANULARITY_WORDS:
             _once(gran_node, atom, "granularity")
@@ -245,12 +254,13 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
     return _normalize(_check_quant(q, term))
 
 
-def _once(prev, node, what):
+def _once(prev: sx.Word | sx.Call | None, node: object, what: str) -> None:
     if prev is not None:
-        raise _err(f"{what} given twice (first at column {prev.span.column})", node)
+        where = f" (first at column {prev.span.column})" if prev.span is not None else ""
+        raise _err(f"{what} given twice{where}", node)
 
 
-def _check_quant(q: Quant, node) -> Quant:
+def _check_quant(q: Quant, node: object) -> Quant:
     fp = q.fmt in FP_ELEMENT_FORMATS
     if q.granularity == "per_block" and not (fp or q.fmt == "int8"):
         raise _err(f"per_block (Microscaling) elements must be int8 or one of "
@@ -278,7 +288,7 @@ def _normalize(q: Quant) -> Quant:
 
 # ---- operands and schemes -------------------------------------------------------------------------
 
-def read_operand(entry: sx.Entry) -> object:
+def read_operand(entry: sx.Entry) -> Operand:
     terms = entry.spec.terms
     head = terms[0]
     first = head.atoms[0]
@@ -299,14 +309,15 @@ def read_operand(entry: sx.Entry) -> object:
     return QuantOperand(quant, residuals, head.span)
 
 
-def _read_residual(term: sx.Term, base: Quant):
+def _read_residual(term: sx.Term, base: Quant) -> Residual:
     call = term.atoms[0]
     if not isinstance(call, sx.Call) or call.name not in S.RESIDUAL_CALLS or len(term.atoms) > 1:
         node = call if len(term.atoms) == 1 or not isinstance(call, sx.Call) else term.atoms[1]
         raise _err("expected a residual term lowrank(...), dense(...) or sparse(...), "
                    f"found {_what(node)}", node, S.RESIDUAL_CALLS, getattr(node, "name", None))
-    default_q = _normalize(Quant(base.fmt, "per_tensor", round=base.round,
-                                 calibrate=base.calibrate if base.granularity != "per_block" else "maxabs"))
+    default_q = _normalize(Quant(base.fmt, Granularity.PER_TENSOR, round=base.round,
+                                 calibrate=base.calibrate if base.granularity != "per_block"
+                                 else Calibration.MAXABS))
     args = _read_call(call, call.name, base=default_q)
     if call.name == "lowrank":
         if args["method"] == "sketch" and args["rank"] != 1:
@@ -319,7 +330,7 @@ def _read_residual(term: sx.Term, base: Quant):
     return Sparse(args["threshold"], args["max_density"], quant, span=call.span)
 
 
-def _read_top_word(entry: sx.Entry, choices) -> str:
+def _read_top_word(entry: sx.Entry, choices: Sequence[str]) -> str:
     spec = entry.spec
     if len(spec.terms) != 1 or len(spec.terms[0].atoms) != 1:
         raise _err(f"'{entry.key}:' takes one word: {', '.join(choices)}", spec.terms[0])
@@ -334,16 +345,18 @@ def elaborate(decl: sx.SchemeDecl) -> Scheme:
             raise _err(f"unknown entry '{e.key}:'; entries: {', '.join(S.ENTRY_KEYS)}",
                        e, S.ENTRY_KEYS, e.key)
         if e.key in entries:
-            raise _err(f"duplicate entry '{e.key}:' (first given at line {entries[e.key].span.line})", e)
+            first = entries[e.key].span
+            where = f" (first given at line {first.line})" if first is not None else ""
+            raise _err(f"duplicate entry '{e.key}:'{where}", e)
         entries[e.key] = e
-    top = {}
+    top: dict[str, str] = {}
     if "accumulate" in entries:
         top["accumulate"] = _read_top_word(entries["accumulate"], S.ACCUMULATE_TYPES)
     if "output" in entries:
         top["output"] = _read_top_word(entries["output"], FLOAT_TYPES)
     if "static" in entries:
         top["static"] = _read_top_word(entries["static"], S.STATIC_CHOICES)
-    product = None
+    product: LowRankProduct | None = None
     if "product" in entries:
         e = entries["product"]
         head = e.spec.terms[0].atoms[0]
@@ -352,7 +365,7 @@ def elaborate(decl: sx.SchemeDecl) -> Scheme:
             raise _err("product: takes one lowrank(rank=..., ...) (LRAMM)", head, ("lowrank",),
                        getattr(head, "name", None))
         product = LowRankProduct(**_read_call(head, "product"), span=head.span)
-    ops = {}
+    ops: dict[str, Operand] = {}
     for role in ("a", "b"):
         if role in entries:
             ops[role] = read_operand(entries[role])

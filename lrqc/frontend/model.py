@@ -181,11 +181,19 @@ class LplrOperand:
 
     @property
     def left_bits(self) -> int:
-        return int_format(self.left)[1]
+        return _int_bits(self.left)
 
     @property
     def right_bits(self) -> int:
-        return int_format(self.right)[1]
+        return _int_bits(self.right)
+
+
+def _int_bits(name: str) -> int:
+    """Bits of an integer format name (elaborate admits only those for lplr's factors)."""
+    info = int_format(name)
+    if info is None:
+        raise ValueError(f"'{name}' is not an integer format")
+    return info[1]
 
 
 Operand = FloatOperand | QuantOperand | LplrOperand

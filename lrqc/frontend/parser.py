@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any, cast
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -21,6 +23,7 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
+from lark.tree import Meta
 
 from ..errors import LrqcError, SchemeError, Span, cut, source_lines
 from ..resources import grammar_path
@@ -47,12 +50,13 @@ def _parser() -> Lark:
 class _Build(Transformer):
     """The one Transformer: lark tree -> syntax nodes with spans."""
 
-    def __init__(self, filename: str, text: str):
+    def __init__(self, filename: str, text: str) -> None:
         super().__init__()
         self.filename, self.text = filename, text
 
-    def _span(self, obj) -> Span:
-        return Span(self.filename, obj.line, obj.column, obj.end_line, obj.end_column, self.text)
+    def _span(self, obj: Token | Meta) -> Span:
+        # lark types a Token's positions Optional[int]; its lexer sets them on every token
+        return Span(self.filename, obj.line, obj.column, obj.end_line, obj.end_column, self.text)  # type: ignore[arg-type]
 
     def _name(self, tok: Token, strip: str = "") -> str:
         """A name token (without the `strip` characters of KEY/OPTKEY), at most MAX_NAME_CHARS."""
@@ -63,34 +67,34 @@ class _Build(Transformer):
         return name
 
     @v_args(meta=True)
-    def start(self, meta, schemes):
+    def start(self, meta: Meta, schemes: list[sx.SchemeDecl]) -> list[sx.SchemeDecl]:
         return list(schemes)
 
     @v_args(meta=True)
-    def scheme(self, meta, children):
+    def scheme(self, meta: Meta, children: list[Any]) -> sx.SchemeDecl:
         name, *entries = children
         return sx.SchemeDecl(self._name(name), tuple(entries), self._span(name), self.text)
 
     @v_args(meta=True)
-    def entry(self, meta, children):
+    def entry(self, meta: Meta, children: list[Any]) -> sx.Entry:
         key, spec = children
         return sx.Entry(self._name(key, " \t:"), spec, self._span(key))
 
     @v_args(meta=True)
-    def spec(self, meta, terms):
+    def spec(self, meta: Meta, terms: list[sx.Term]) -> sx.Spec:
         return sx.Spec(tuple(terms), self._span(meta))
 
     @v_args(meta=True)
-    def term(self, meta, atoms):
+    def term(self, meta: Meta, atoms: list[sx.Atom]) -> sx.Term:
         return sx.Term(tuple(atoms), self._span(meta))
 
     @v_args(meta=True)
-    def word(self, meta, children):
+    def word(self, meta: Meta, children: list[Token]) -> sx.Word:
         (tok,) = children
         return sx.Word(self._name(tok), self._span(tok))
 
     @v_args(meta=True)
-    def number(self, meta, children):
+    def number(self, meta: Meta, children: list[Token]) -> sx.Num:
         (tok,) = children
         return self._num(tok)
 
@@ -109,21 +113,21 @@ class _Build(Transformer):
         return sx.Num(value, text, self._span(tok))
 
     @v_args(meta=True)
-    def tuple(self, meta, children):
+    def tuple(self, meta: Meta, children: list[Token | None]) -> sx.Tup:
         return sx.Tup(tuple(self._num(t) for t in children if t is not None), self._span(meta))
 
     @v_args(meta=True)
-    def option(self, meta, children):
+    def option(self, meta: Meta, children: list[Any]) -> sx.Option:
         key, value = children
         return sx.Option(self._name(key, " \t="), value, self._span(key))
 
     @v_args(meta=True)
-    def call(self, meta, children):
+    def call(self, meta: Meta, children: list[Any]) -> sx.Call:
         name, *args = children
         return sx.Call(self._name(name), tuple(a for a in args if a is not None), self._span(name))
 
     @v_args(meta=True)
-    def arg(self, meta, atoms):
+    def arg(self, meta: Meta, atoms: list[sx.Atom]) -> sx.Arg:
         span = self._span(meta)
         first = atoms[0]
         if isinstance(first, sx.Option):  # key=value [more atoms]: a keyword argument
@@ -203,7 +207,9 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SchemeError
             line, col = _end_of_text(text)
         msg = f"unexpected {found}; expected {_expected(exc.expected)}"
     elif isinstance(exc, UnexpectedCharacters):
-        ch = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        # lark declares pos_in_stream None on UnexpectedInput; UnexpectedCharacters sets an int
+        pos = cast(int, exc.pos_in_stream)
+        ch = text[pos] if pos < len(text) else "?"
         msg = f"unexpected character {describe_char(ch)}"
         if exc.allowed:
             msg += f"; expected {_expected(exc.allowed)}"
@@ -213,6 +219,6 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SchemeError
     return SchemeError(msg, span)
 
 
-def _expected(names) -> str:
+def _expected(names: Iterable[str]) -> str:
     words = sorted({_TOKEN_WORDS.get(n, n.lower()) for n in names})
     return " or ".join(words) if len(words) <= 4 else ", ".join(words[:-1]) + " or " + words[-1]

@@ -91,7 +91,10 @@ class SchemeDecl:
     source: str = field(default="", compare=False, repr=False)
 
 
-def dump(node, indent: int = 0) -> str:
+Node = SchemeDecl | Entry | Spec | Term | Atom | Arg  # what dump() prints
+
+
+def dump(node: Node, indent: int = 0) -> str:
     """An indented text form of a syntax node (for `lrqc explain --emit syntax`)."""
     pad = "  " * indent
     if isinstance(node, SchemeDecl):
@@ -111,7 +114,7 @@ def dump(node, indent: int = 0) -> str:
     return f"{pad}{_scalar(node)}"
 
 
-def _scalar(node) -> str:
+def _scalar(node: object) -> str:
     if isinstance(node, Word):
         return node.name
     if isinstance(node, Num):

@@ -4,10 +4,21 @@ parse(unparse(s)) == s for every Scheme (a property test holds this)."""
 
 from __future__ import annotations
 
-from .model import Dense, FloatOperand, LowRank, LplrOperand, Quant, QuantOperand, Scheme, Sparse
+from .model import (
+    Dense,
+    FloatOperand,
+    LowRank,
+    LplrOperand,
+    Operand,
+    Quant,
+    QuantOperand,
+    Residual,
+    Scheme,
+    Sparse,
+)
 
 
-def _num(v) -> str:
+def _num(v: float) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
@@ -28,19 +39,19 @@ def quant_text(q: Quant) -> str:
     return " ".join(parts)
 
 
-def residual_text(r) -> str:
+def residual_text(r: Residual) -> str:
     if isinstance(r, LowRank):
         return (f"lowrank(rank={r.rank}, method={r.method}, oversample={r.oversample}, "
                 f"power_iters={r.power_iters}, seed={r.seed})")
     if isinstance(r, Dense):
         return f"dense({quant_text(r.quant)})"
-    if isinstance(r, Sparse):
+    if isinstance(r, Sparse) and r.quant is not None:  # elaborate always gives it one
         return (f"sparse({quant_text(r.quant)}, threshold={_num(r.threshold)}, "
                 f"max_density={_num(r.max_density)})")
     raise TypeError(r)
 
 
-def operand_text(op) -> str:
+def operand_text(op: Operand) -> str:
     if isinstance(op, FloatOperand):
         return op.dtype
     if isinstance(op, LplrOperand):

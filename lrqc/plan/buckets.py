@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import replace
+from typing import TypeGuard
 
 from ..errors import LrqcError, UnsupportedScheme
-from ..frontend.model import LowRank, QuantOperand, Sparse
+from ..frontend.model import Dense, LowRank, Quant, QuantOperand, Scheme, Sparse
+from .model import KernelPlan
 from .support import make_plan
 
 
-def m_range(M) -> tuple[int, int]:
-    """M as an int, a (lo, hi) pair, a range or 'lo..hi' -> (lo, hi) with 1 <= lo <= hi."""
+def m_range(M: object) -> tuple[int, int]:
+    """M as an int, a (lo, hi) pair, a range or 'lo..hi' -> (lo, hi) with 1 <= lo <= hi
+    (LrqcError for anything else)."""
+    pair: tuple[object, object]
     if isinstance(M, str):
-        lo, sep, hi = M.partition("..")
+        first, sep, last = M.partition("..")
         try:
-            pair = (int(lo), int(hi)) if sep else (int(M), int(M))
+            pair = (int(first), int(last)) if sep else (int(M), int(M))
         except ValueError:
             raise LrqcError(f"M: expected an integer or lo..hi, got {M!r}") from None
     elif isinstance(M, range):
@@ -27,12 +31,15 @@ def m_range(M) -> tuple[int, int]:
         pair = (M[0], M[1])
     else:
         pair = (M, M)
-    pair = tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-                 for v in pair)  # numpy integers too
-    lo, hi = pair
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair) or not 1 <= lo <= hi:
+    lo, hi = (int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+              for v in pair)  # numpy integers too
+    if not (_is_int(lo) and _is_int(hi)) or not 1 <= lo <= hi:
         raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")
     return lo, hi
+
+
+def _is_int(v: object) -> TypeGuard[int]:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
@@ -48,7 +55,7 @@ def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
 
 
 
-def bucket_plans(scheme, M, N: int, K: int) -> tuple:
+def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan, ...]:
     """One KernelPlan per compiled row count for M (an int, (lo, hi), range or 'lo..hi').
     static: a compiles the transposed product Cᵀ = Bᵀ Aᵀ, in which B is the per-call operand
     (its quantizer applies to Bᵀ's rows = B's columns, exactly as for role b) and A the static
@@ -76,16 +83,16 @@ def bucket_plans(scheme, M, N: int, K: int) -> tuple:
     return plans
 
 
-def per_call_quants(scheme) -> list:
+def per_call_quants(scheme: Scheme) -> list[Quant]:
     """The quantizers applied to A on every call: its own, its residual terms', and those of
     B's sparse terms (which requantize a thresholded copy of A)."""
-    out = []
+    out: list[Quant] = []
     for role in ("a", "b"):
         op = scheme.operand(role)
         if not isinstance(op, QuantOperand):
             continue
         if role == "a":
             out.append(op.quant)
-        out += [t.quant for t in op.residuals if getattr(t, "quant", None) is not None
-                and (role == "a" or isinstance(t, Sparse))]
+        out += [t.quant for t in op.residuals if isinstance(t, (Dense, Sparse))
+                and t.quant is not None and (role == "a" or isinstance(t, Sparse))]
     return out

@@ -17,7 +17,8 @@ def integer_left(s: Scheme, K: int) -> bool:
     """Whether LPLR's T = A' L runs as an integer GEMM: A quantized to integers, L's codes fit
     int8, and the plan is an integer one at this K (make_plan falls back to a float32 GEMM on
     accumulator overflow, vectors that are not a multiple of 4, MX on one side, ...)."""
-    if not (isinstance(s.a, QuantOperand) and s.a.quant.is_int and s.b.left_bits <= 8):
+    if not (isinstance(s.a, QuantOperand) and s.a.quant.is_int and isinstance(s.b, LplrOperand)
+            and s.b.left_bits <= 8):
         return False
     try:
         return not make_plan(replace(s, b=CODES), 4, s.b.rank + 1, K).float_path
@@ -37,6 +38,8 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
     if s.product is not None:
         r = s.product.rank
         return [("p1_", Scheme(s.name + "_out", F32, F32), N, r)]
+    if not isinstance(s.b, LplrOperand):
+        raise TypeError(f"scheme '{s.name}' is not a chain (no product:, no lplr(...) weights)")
     m = s.b.rank
     if isinstance(s.a, QuantOperand) and s.a.residuals:
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms on A with LPLR weights are "

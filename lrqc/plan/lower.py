@@ -29,7 +29,7 @@ class Part:
     plans: tuple[KernelPlan, ...]
 
 
-def lower_program(program: ir.Program, M, N: int, K: int) -> tuple[Part, ...]:
+def lower_program(program: ir.Program, M: object, N: int, K: int) -> tuple[Part, ...]:
     """The Parts for A (M x K) @ B (K x N), M an int or a range (plan/buckets.py). The
     program must have passed split_stages (every op staged pack or run)."""
     verify(program)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frontend.model import FloatOperand, Scheme
+from ..frontend.model import Dense, FloatOperand, LowRank, Operand, Quant, QuantOperand, Scheme
 from ..reference.quant import padded_k
 from .segments import Segment, SparseProduct
 
@@ -31,9 +31,11 @@ class KernelPlan:
     float_gemm: bool = False  # quantized operands the integer path cannot hold: float fallback
     segments: tuple[Segment, ...] = ()  # dense/sparse terms as extra K segments (segments.py)
     kseg: int = 0  # A's quantized K per segment (0: kp, no segments)
-    lowrank_a: object = None  # the LowRank term ending A's residuals: epilogue L_A (F_Aᵀ B)
-    lowrank_b: object = None  # the LowRank term ending B's residuals: epilogue (A' L_B) F_Bᵀ
-    dense_b: tuple = ()  # float path: B's dense terms, folded into the float weights
+    lowrank_a: LowRank | None = None  # the LowRank term ending A's residuals: epilogue
+    #   L_A (F_Aᵀ B)
+    lowrank_b: LowRank | None = None  # the LowRank term ending B's residuals: epilogue
+    #   (A' L_B) F_Bᵀ
+    dense_b: tuple[Dense, ...] = ()  # float path: B's dense terms, folded into the float weights
     sparse: tuple[SparseProduct, ...] = ()  # sparse terms: products added after the GEMM
     chunked: bool = False  # accumulate: int64 past int32's reach: the groups are K chunks of
     #   one scale whose int32 partial sums are added in int64 (te_base.gemm)
@@ -65,16 +67,18 @@ class KernelPlan:
         return bool(self.segments or self.sparse or self.rank_a or self.rank_b or self.dense_b)
 
     @property
-    def b_quants(self) -> tuple:
+    def b_quants(self) -> tuple[Quant | None, ...]:
         return tuple(sg.qb for sg in self.segments) or (self.qb,)
 
     @property
-    def qa(self):
-        return None if self.a_float else self.scheme.a.quant
+    def qa(self) -> Quant | None:
+        """A's quantizer; None for a float A."""
+        return _quant(self.scheme.a)
 
     @property
-    def qb(self):
-        return None if self.b_float else self.scheme.b.quant
+    def qb(self) -> Quant | None:
+        """B's quantizer; None for a float B."""
+        return _quant(self.scheme.b)
 
     @property
     def a_float(self) -> bool:
@@ -93,31 +97,38 @@ class KernelPlan:
     def nibbles(self) -> bool:
         """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
         return not self.float_path and all(
-            q.is_int and q.granularity != "per_block" and q.bits <= 4 for q in self.b_quants)
+            q is not None and q.is_int and q.granularity != "per_block" and q.bits <= 4
+            for q in self.b_quants)
 
     @property
     def b_zero(self) -> bool:
         """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
         in the epilogue by row sums of A's centered codes times the weights' zero points."""
-        return not self.float_path and (not self.qb.signed or self.qb.calibrate == "minmax")
+        qb = self.qb  # None only for a float B (then float_path)
+        return not self.float_path and qb is not None and (
+            not qb.signed or qb.calibrate == "minmax")
 
     @property
     def b_offset(self) -> int:
         """Subtracted from unsigned weight codes so they fit the signed int8 / nibble storage."""
-        return 2 ** (self.qb.bits - 1) if not self.qb.signed else 0
+        qb = self.qb
+        return 2 ** (qb.bits - 1) if qb is not None and not qb.signed else 0
 
     @property
     def stochastic_a(self) -> bool:
         """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
         return self.qa is not None and self.qa.round == "stochastic"
 
-    def noise(self):
+    def noise(self) -> np.ndarray:
         """The draws lrqc.reference.quantize makes for A at this bucket's M rows: U[0, 1) of
         shape (M, K padded as the reference pads it) from the quantizer's seed, in C order
         (so the first m rows are those of a call with m rows), zero padded to Kp columns."""
-        kref = padded_k(self.qa, self.k)
+        qa = self.qa
+        if qa is None:
+            raise TypeError(f"plan of '{self.scheme.name}': a float A draws no noise")
+        kref = padded_k(qa, self.k)
         out = np.zeros((self.m, self.kq))
-        out[:, :kref] = np.random.default_rng(self.qa.seed).random((self.m, kref))
+        out[:, :kref] = np.random.default_rng(qa.seed).random((self.m, kref))
         return out
 
     @property
@@ -126,8 +137,9 @@ class KernelPlan:
         quantizers, of A or of the weights): each call checks them (zero_point_problem)."""
         if self.float_path:
             return False
-        quants = [sg.qa for sg in self.segments] or [self.qa]
-        return self.b_zero or any(q.is_int and q.calibrate == "minmax" for q in quants)
+        quants: list[Quant | None] = [sg.qa for sg in self.segments] or [self.qa]
+        return self.b_zero or any(q is not None and q.is_int and q.calibrate == "minmax"
+                                  for q in quants)
 
     @property
     def mx(self) -> bool:
@@ -155,11 +167,18 @@ class KernelPlan:
 HALF_TYPES = ("float16", "bfloat16")  # preferred first
 
 
-def _half_types(op) -> set:
+def _quant(op: Operand) -> Quant | None:
+    """The quantizer of a quantized operand; None for a float one (plans hold no LPLR)."""
+    return op.quant if isinstance(op, QuantOperand) else None
+
+
+def _half_types(op: Operand) -> set[str]:
     """The 16-bit float types that hold an operand's GEMM values exactly (see KernelPlan.half)."""
     if isinstance(op, FloatOperand):
         return {op.dtype} & set(HALF_TYPES)
-    q = op.quant
+    q = _quant(op)
+    if q is None:  # an LPLR operand: make_plan plans none
+        return set()
     if q.granularity not in ("per_tensor", "per_channel") or q.scale != "float32" \
             or q.calibrate == "minmax" or q.bits > 8:
         # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)

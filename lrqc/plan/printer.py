@@ -4,15 +4,18 @@ residual terms as the kernels compute them, and the plan's notes."""
 
 from __future__ import annotations
 
+from ..frontend.model import FloatOperand
 from ..frontend.unparse import quant_text
 from .model import KernelPlan
 
 
 def _operand(plan: KernelPlan, role: str) -> str:
     op = plan.scheme.operand(role)
-    q = plan.qa if role == "a" else plan.qb
-    if q is None:
+    if isinstance(op, FloatOperand):
         return f"{op.dtype} (float operand)"
+    q = plan.qa if role == "a" else plan.qb
+    if q is None:  # an LPLR operand: make_plan plans none
+        raise TypeError(f"plan of '{plan.scheme.name}': operand {role} is not quantized")
     text = quant_text(q)
     if role == "a" and not plan.float_path:
         text += f"; codes stored + {plan.a_offset} as u8" if plan.a_offset else "; codes as u8"

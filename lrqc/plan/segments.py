@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..frontend.model import Dense, LowRank, QuantOperand, Scheme, Sparse
+from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Scheme, Sparse
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,17 @@ class Segment:
 
     a: str
     b: str
-    qa: object
-    qb: object
+    qa: Quant
+    qb: Quant
 
 
-def split_terms(op) -> tuple[tuple, LowRank | None]:
+def split_terms(op: Operand) -> tuple[tuple[Dense | Sparse, ...], LowRank | None]:
     """(dense and sparse terms, the final lowrank term or None) of a quantized operand.
     Raises ValueError for orders the code generator does not compile."""
     if not isinstance(op, QuantOperand):
         return (), None
-    terms, low = [], None
+    terms: list[Dense | Sparse] = []
+    low: LowRank | None = None
     for t in op.residuals:
         if low is not None:
             raise ValueError("a residual term after lowrank(...) (the low-rank factors are "
@@ -66,9 +67,12 @@ class SparseProduct:
     term: Sparse
 
     @property
-    def q(self):
+    def q(self) -> Quant:
         """The term's quantizer (both the copy and the residual use it)."""
-        return self.term.quant
+        q = self.term.quant
+        if q is None:  # elaborate gives every sparse term one (the operand's format by default)
+            raise TypeError(f"sparse term without a quantizer: {self.term!r}")
+        return q
 
 
 def segments_of(s: Scheme) -> tuple[Segment, ...]:
@@ -77,6 +81,9 @@ def segments_of(s: Scheme) -> tuple[Segment, ...]:
     b_terms, _ = split_terms(s.b)
     if not any(isinstance(t, Dense) for t in a_terms + b_terms):
         return ()
+    if not (isinstance(s.a, QuantOperand) and isinstance(s.b, QuantOperand)):
+        raise TypeError(f"scheme '{s.name}': dense terms as K segments need two quantized "
+                        "operands")
     qa, qb = s.a.quant, s.b.quant
     segs = [Segment("base", "base", qa, qb)]
     segs += [Segment(f"res:{n}", "base", t.quant, qb)

@@ -12,25 +12,36 @@ import numpy as np
 
 from ..errors import UnsupportedScheme
 from ..frontend.bind import bind_dims
-from ..frontend.model import Dense, FloatOperand, LplrOperand, QuantOperand, Scheme
+from ..frontend.model import (
+    Dense,
+    FloatOperand,
+    LowRank,
+    LplrOperand,
+    Quant,
+    QuantOperand,
+    Scheme,
+    Sparse,
+)
 from ..frontend.unparse import quant_text
 from ..reference.minifloat import ELEM_MAX, frac_bits
 from ..reference.quant import int_range
 from .model import KernelPlan
-from .segments import segments_of, sparse_products_of, split_terms
+from .segments import Segment, SparseProduct, segments_of, sparse_products_of, split_terms
 
+# each operand's (dense and sparse terms, final lowrank term): segments.split_terms
+_Terms = dict[str, tuple[tuple[Dense | Sparse, ...], LowRank | None]]
 
 MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 codes
 
 
-def code_limit(q) -> int:
+def code_limit(q: Quant) -> int:
     """Largest |integer code| the kernels see for quantizer q."""
     if q.granularity == "per_block" or not q.is_int:
         return int(ELEM_MAX[q.fmt] * 2 ** frac_bits(q.fmt))
     return max(map(abs, int_range(q)))
 
 
-def _integer_problem(q, role: str) -> str | None:
+def _integer_problem(q: Quant, role: str) -> str | None:
     """Why quantizer q cannot run on the integer units (codes must fit a byte), or None."""
     if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
         return (f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit int8 codes (the "
@@ -101,19 +112,19 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     return _integer_terms(plan, terms) if has_terms else plan
 
 
-def a_offset(q) -> int:
+def a_offset(q: Quant) -> int:
     """Added to A-side codes so they are unsigned bytes (128 for signed formats)."""
     return 128 if q.signed or not q.is_int else 0
 
 
-def int32_chunk(qa, qb) -> int:
+def int32_chunk(qa: Quant, qb: Quant) -> int:
     """The longest K (a multiple of 4) whose int32 sums of A's stored codes times B's codes
     cannot overflow: the kernels' GEMMs sum at most this many products in int32."""
     span = code_limit(qa) + a_offset(qa)
     return (2**31 - 1) // (span * centered_limit(qb)) // 4 * 4
 
 
-def _check_overflow(s, qa, qb, width: int, k: int) -> None:
+def _check_overflow(s: Scheme, qa: Quant, qb: Quant, width: int, k: int) -> None:
     """UnsupportedScheme when int32 sums of `width` products could overflow: accumulate
     (int32 or int64) promises exact sums. A single-group product past that width is cut into
     K chunks by make_plan instead."""
@@ -124,7 +135,7 @@ def _check_overflow(s, qa, qb, width: int, k: int) -> None:
                                 "as int32 chunks added in int64")
 
 
-def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
+def _integer_terms(p: KernelPlan, terms: _Terms) -> KernelPlan:
     """The plan with dense terms as K segments, sparse terms as sparse products and lowrank
     terms as epilogues."""
     s = p.scheme
@@ -141,9 +152,9 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
     if segs and p.b_zero:
         raise UnsupportedScheme(f"scheme '{s.name}': dense terms with weights that have zero "
                                 "points (unsigned or min-max) are not compiled")
-    quants = [q for sg in segs for q in (sg.qa, sg.qb)] or [p.qa, p.qb]
+    quants: list[Quant | None] = [q for sg in segs for q in (sg.qa, sg.qb)] or [p.qa, p.qb]
     quants += [sp.q for sp in prods]
-    vs = sorted({q.vector for q in quants if q.grouped})
+    vs = sorted({q.vector for q in quants if q is not None and q.grouped})
     if len(vs) > 1:
         raise UnsupportedScheme(f"scheme '{s.name}': residual terms with per_vector sizes "
                                 f"{vs} (one V for every segment is compiled)")
@@ -172,7 +183,7 @@ def _integer_terms(p: KernelPlan, terms: dict) -> KernelPlan:
                    sparse=prods, lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
 
 
-def zero_point_problem(p: KernelPlan, zc, zb) -> str | None:
+def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> str | None:
     """Why the integer sums of this call could overflow int32, or None. Min-max zero points
     are not clamped: data of one sign far from zero (1e4 + U[0, 1) in uint8) puts them far
     outside the codes, and then code - zero (A's zc: zero + storage offset, per row and group;
@@ -184,6 +195,8 @@ def zero_point_problem(p: KernelPlan, zc, zb) -> str | None:
     for s in range(p.nseg):
         qa = p.segments[s].qa if p.segments else p.qa
         qb = p.segments[s].qb if p.segments else p.qb
+        if qa is None or qb is None:  # a float GEMM: no integer sums
+            return None
         za = np.asarray(zc[:, s * p.gq:(s + 1) * p.gq], np.int64)
         dev_a, zc_max = centered_limit(qa), int(np.abs(za).max())
         if qa.is_int and qa.calibrate == "minmax":
@@ -201,18 +214,18 @@ def zero_point_problem(p: KernelPlan, zc, zb) -> str | None:
     return None
 
 
-def _deviation(q, z) -> int:
+def _deviation(q: Quant, z: np.ndarray) -> int:
     """The largest |code - z| of quantizer q over zero points z."""
     lo, hi = int_range(q)
     return int(max(abs(lo - z.min()), abs(hi - z.min()), abs(lo - z.max()), abs(hi - z.max())))
 
 
-def centered_limit(q) -> int:
+def centered_limit(q: Quant) -> int:
     """Largest |code - zero point| of integer quantizer q."""
     return code_limit(q) if q.signed and q.calibrate == "maxabs" else 2 ** q.bits
 
 
-def _sparse_problem(sp) -> str | None:
+def _sparse_problem(sp: SparseProduct) -> str | None:
     q = sp.q
     if q.granularity == "per_block" or not q.is_int:
         return f"{quant_text(q)}: sparse terms take integer formats"
@@ -223,7 +236,7 @@ def _sparse_problem(sp) -> str | None:
     return None
 
 
-def _segment_problem(sg) -> str | None:
+def _segment_problem(sg: Segment) -> str | None:
     if sg.qb.calibrate == "minmax" or not sg.qb.signed:
         return "B-side residual codes with zero points are not compiled"
     for q in (sg.qa, sg.qb):
@@ -234,7 +247,7 @@ def _segment_problem(sg) -> str | None:
     return None
 
 
-def _float_terms(p: KernelPlan, terms: dict) -> KernelPlan:
+def _float_terms(p: KernelPlan, terms: _Terms) -> KernelPlan:
     """Products with a float operand: B's lowrank term as the epilogue, B's dense terms folded
     into the float weights (exact in float). Anything else is not compiled."""
     (a_t, a_low), (b_t, b_low) = terms["a"], terms["b"]
@@ -242,10 +255,12 @@ def _float_terms(p: KernelPlan, terms: dict) -> KernelPlan:
         raise UnsupportedScheme(f"scheme '{p.scheme.name}': with a float operand, only lowrank "
                                 "and dense terms on the weights (b) are compiled")
     kq = -(-p.k // 16) * 16 if b_low is not None else p.kp
-    return replace(p, lowrank_b=b_low, dense_b=tuple(b_t), kp=kq, vector=kq)
+    dense_b = tuple(t for t in b_t if isinstance(t, Dense))  # all of b_t (checked above)
+    return replace(p, lowrank_b=b_low, dense_b=dense_b, kp=kq, vector=kq)
 
 
-def _float_plan(s: Scheme, m, n, k, mp, np_, notes) -> KernelPlan:
+def _float_plan(s: Scheme, m: int, n: int, k: int, mp: int, np_: int,
+                notes: tuple[str, ...]) -> KernelPlan:
     """Plan of the float32 GEMM: a quantized `a` keeps its own K grouping (quantize_a makes its
     codes exactly, then dequantizes); a quantized `b` is dequantized by the reference in pack."""
     if isinstance(s.a, QuantOperand):
