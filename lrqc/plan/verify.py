@@ -35,8 +35,7 @@ def verify_plan(plan: KernelPlan, program: ir.Program | None = None) -> KernelPl
               "a float GEMM with integer residual segments, sparse products, A's low-rank "
               "term or K chunks")
     else:
-        _need(p.kp % 4 == 0 and p.vector % 4 == 0, p,
-              f"integer K {p.kp} / vector {p.vector} not in whole blocks of 4")
+        _need(p.kp % 4 == 0, p, f"integer K {p.kp} not in whole blocks of 4")
         _need(p.half is None and not p.dense_b, p, "16-bit or folded-dense flags on the "
               "integer path")
     if p.chunked:

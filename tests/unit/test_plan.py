@@ -56,7 +56,7 @@ def test_the_plan_needs_the_passed_program():
     (dict(np_=72), "N padded"),
     (dict(groups=3), "groups of"),
     (dict(a_offset=64), "code offset"),
-    (dict(vector=130, kp=260, groups=2), "blocks of 4"),
+    (dict(vector=131, kp=262, groups=2), "blocks of 4"),
 ])
 def test_the_verifier_refuses_broken_plans(broken, why):
     plan = _parts(SCHEMES["lrqmm_int8"], (16, 64, 256))[0].plans[-1]
