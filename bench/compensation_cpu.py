@@ -6,7 +6,7 @@ residual sketch and factors, U and W of the epilogue, the GEMM. "overhead" is th
 over the direct quantization of the same base scheme: the median ratio of back-to-back pairs
 of calls (robust to the slow phases of a shared machine; the ms column is a plain median).
 
-    python bench/compensation_cpu.py                              # the shapes
+    python bench/compensation_cpu.py                              # the default shapes
     python bench/compensation_cpu.py --shapes 256,4096,4096 --repeat 5
 
 Data: U[0, 1) for A and B (the LRQMM setting; the sparse thresholds give densities 1 - th).

@@ -3,7 +3,7 @@ vpmaddwd where the CPU lacks VNNI), numpy float32, torch._int_mm and torch's dyn
 Linear, measured in one run (medians). Each lrqc row is the whole per-call work (copy of A,
 quantize_a, GEMM with its epilogue); the note column splits it.
 
-    python bench/gemm_cpu.py                       # the shapes
+    python bench/gemm_cpu.py                       # the default shapes
     python bench/gemm_cpu.py --shapes 1024,1024,1024 --repeat 5
 
 Peers that this machine or install lacks (VNNI, torch) are printed as n/a with the reason.

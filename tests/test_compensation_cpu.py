@@ -1,5 +1,5 @@
-"""Compiled compensated GEMMs (issue 4): every residual term, LPLR and LRAMM against
-lrqc.reference.matmul on the same inputs, the error reductions the methods note states, M
+"""Compiled compensated GEMMs: every residual term, LPLR and LRAMM against
+lrqc.reference.matmul on the same inputs, the error reductions docs/numerics.md states, M
 buckets, artifacts, and clear refusals."""
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
 
 
 def test_lrqmm_floor_gain_and_its_collapse_with_nearest():
-    """Methods note: LRQMM rank 1 with floor rounding is >= 30x more accurate than direct
+    """docs/numerics.md: LRQMM rank 1 with floor rounding is >= 30x more accurate than direct
     quantization on U[0,1) at 1024^3; with nearest rounding the gain is about 1x."""
     rng = np.random.default_rng(0)
     n = 1024

@@ -1,4 +1,5 @@
-"""The methods note's facts, reproduced through the public API (lrqc.reference on schemes)."""
+"""Facts of the numerical contract (docs/numerics.md), reproduced through the public API
+(lrqc.reference on schemes)."""
 
 from __future__ import annotations
 
