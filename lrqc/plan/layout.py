@@ -5,6 +5,7 @@ the kernel they were made for. numpy only."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ..errors import InputError
@@ -12,6 +13,7 @@ from ..frontend.unparse import quant_text, unparse
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import integer_codes, quantize
+from ..reference.residual import apply_terms, sparse_quant
 from .model import KernelPlan
 
 LAYOUT_VERSION = 1  # of pack()'s arrays: change it whenever their meaning or shapes change
@@ -191,8 +193,6 @@ def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
 def _numpy_dtype(name: str):
     """numpy's dtype for a TVM type name (bfloat16: ml_dtypes', which TVM depends on)."""
     if name == "bfloat16":
-        import ml_dtypes
-
         return ml_dtypes.bfloat16
     return np.dtype(name)
 
@@ -210,8 +210,6 @@ def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:
 def static_terms(p: KernelPlan, B: np.ndarray):
     """(Q(B), B's residual terms as lrqc.reference computes them: TermResult list), or None
     for a float B."""
-    from ..reference.residual import apply_terms
-
     if p.b_float:
         return None
     q = quantize(B, p.qb, "b")
@@ -257,11 +255,9 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, ...]:
 
 
 def _sparse_arrays(p: KernelPlan, B: np.ndarray, st) -> tuple[dict, list[str]]:
-    """Static operands of the sparse products (te_sparse.py): for product j on side a, B's
-    residual codes spj_D [Kq, Np] int8 and scales spj_s; on side b, B's thresholded copy
+    """Static operands of the sparse products (backend/te/sparse.py): for product j on side a,
+    B's residual codes spj_D [Kq, Np] int8 and scales spj_s; on side b, B's thresholded copy
     (or B, above max_density) as CSR spj_ptr / spj_idx / spj_val with scales spj_s."""
-    from ..reference.residual import sparse_quant
-
     out, notes = {}, []
     for j, sp in enumerate(p.sparse):
         if sp.side == "a":

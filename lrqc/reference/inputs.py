@@ -1,4 +1,5 @@
-"""Validation of arrays given to the API: 2-D, real, finite, matching K. Clear InputError otherwise."""
+"""Validation of arrays given to the API: 2-D, real, finite, matching K; clear InputError
+otherwise. The type of C (to_output)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     A, B = as_matrix(a, "A"), as_matrix(b, "B")
     if A.shape[1] != B.shape[0]:
         raise InputError(f"shape mismatch: A is {A.shape[0]}x{A.shape[1]} (M x K) but B is "
-                         f"{B.shape[0]}x{B.shape[1]} (K x N): K differs ({A.shape[1]} vs {B.shape[0]})")
+                         f"{B.shape[0]}x{B.shape[1]} (K x N): K differs ({A.shape[1]} vs "
+                         f"{B.shape[0]})")
     return A, B
 
 
@@ -82,7 +84,7 @@ OUTPUT_TYPES = ("float32", "float16", "bfloat16", "float64")
 
 def output_dtype(name: str) -> np.dtype:
     """The numpy dtype of C for `output: name` (bfloat16 from ml_dtypes)."""
-    if name == "bfloat16":
+    if name == "bfloat16":  # ml_dtypes on first use: it takes longer to import than lrqc
         import ml_dtypes
 
         return np.dtype(ml_dtypes.bfloat16)

@@ -16,17 +16,24 @@ share one module (symbols prefixed p1_, p2_):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InputError
 from ..frontend.model import Scheme
-from ..reference.inputs import as_matrix, to_output
-from ..reference.quant import QArray
 from ..plan import layout
-from .kernel import finite
 from ..plan.chain import CODES
+from ..reference import lplr as lplr_mod
+from ..reference.inputs import as_matrix, to_output
+from ..reference.lowrank import factorize
+from ..reference.lramm import factor_quant
+from ..reference.quant import QArray, quantize
+from ..reference.scheme import prepare
+from .glue import one_blas_thread
+from .kernel import finite
+
 
 @dataclass
 class ChainPacked:
@@ -81,9 +88,6 @@ class ChainKernel:
         return B
 
     def pack(self, B) -> ChainPacked:
-        from ..reference import lplr as lplr_mod
-        from .glue import one_blas_thread
-
         B = self._shape_b(B)
         s = self.scheme
         with one_blas_thread():
@@ -116,8 +120,6 @@ class ChainKernel:
             raise InputError(f"A: expected shape {self.m_text}x{self.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
         if s.product is not None:
-            from .glue import one_blas_thread
-
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
                 U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
@@ -131,8 +133,6 @@ class ChainKernel:
         if beta and self.integer_left:
             C += (beta * rows.astype(np.float64))[:, None].astype(np.float32)
         elif beta:
-            from ..reference.scheme import prepare
-
             C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
                 .astype(np.float32)
         return to_output(finite(C), s.output)
@@ -141,8 +141,6 @@ class ChainKernel:
         raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")
 
     def stage_times(self, A, packed, repeat: int = 5) -> dict[str, float]:
-        import time
-
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -153,10 +151,6 @@ class ChainKernel:
 
 def _factors(p, X: np.ndarray, seed: int, role: str):
     """LRAMM's quantized factors of one operand (lrqc.reference.lramm.factors, one side)."""
-    from ..reference.lowrank import factorize
-    from ..reference.lramm import factor_quant
-    from ..reference.quant import quantize
-
     try:
         left, right = factorize(X, p.method, p.rank, oversample=p.oversample,
                                 power_iters=p.power_iters, seed=seed, split="sqrt")

@@ -11,14 +11,15 @@ from contextlib import contextmanager
 from functools import partial
 
 import numpy as np
+import threadpoolctl
 
-from ..errors import InputError
-from ..reference.lowrank import scale_exponent, unit_pow2
-from ..reference.residual import density_note
 from ..backend.compat import empty as _empty
 from ..backend.compat import tensor as _tensor
 from ..backend.te.compensated import sketch_width
 from ..backend.te.sparse import code_dtype
+from ..errors import InputError
+from ..reference.lowrank import scale_exponent, unit_pow2
+from ..reference.residual import density_note
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
@@ -33,8 +34,6 @@ def one_blas_thread():
     process-wide setting (measured): the first of overlapping callers (kernels called from
     several threads) sets it, the last restores it, so no caller undoes another's limit and
     none leaves it behind."""
-    import threadpoolctl
-
     with _BLAS_LOCK:
         if _BLAS["depth"] == 0:
             if _BLAS["ctl"] is None:

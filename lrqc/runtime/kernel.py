@@ -13,109 +13,18 @@ fingerprint of the kernel that made it (layout.fingerprint): another kernel refu
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, replace
-from functools import partial
+import time
+from dataclasses import replace
 
 import numpy as np
 
-from ..errors import InputError
-from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
-from ..plan import layout, names
-from .device import device_of
-from .glue import CompBuffers
 from ..backend.compat import empty, tensor
-from ..plan.model import KernelPlan
+from ..errors import InputError
+from ..plan import layout, names
 from ..plan.support import zero_point_problem
-
-NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (comp_call), not by TVM code
-
-
-@dataclass
-class Packed:
-    """The static operand prepared by Kernel.pack (TVM tensors plus their numpy copies)."""
-
-    arrays: dict
-    tensors: dict
-    fingerprint: dict  # layout.fingerprint of the kernel that made it
-    notes: tuple = ()  # e.g. whether a sparse term's copy of B is sparse or dense
-
-
-_LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
-
-
-class _Bucket:
-    """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
-    from the copy of A to the read of C)."""
-
-    def __init__(self, plan: KernelPlan, module, prefix: str = "", dev=None):
-        p = self.plan = plan
-        self.module = module
-        self.prefix = prefix
-        self.lock = threading.Lock()
-        self._fns: dict = {}
-        e = partial(empty, dev=dev)
-        self.af = e((p.mp, p.kp), "float32") if p.float_path else None
-        self.saf = e((p.mp,), "float32") if p.half else None  # A's row scales (16-bit values)
-        self.aq = e((p.mp, p.kp), "uint8")
-        self.sa = e((p.mp, p.groups), "float32")
-        self.zc = e((p.mp, p.groups), "int32")
-        self.c = e((p.mp, p.np_), "float32")
-        self.a = e((p.m, p.k), "float32")
-        self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
-        self.u = tensor(p.noise(), dev) if p.stochastic_a else None
-        self.comp = CompBuffers(p, dev) if p.compensated else None
-
-    def quantize_args(self) -> list:
-        inputs = [self.a] + ([self.u] if self.u is not None else [])
-        if self.comp is not None and not self.plan.float_path:
-            return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc, self.ra)
-        if self.plan.float_path:
-            return inputs + [self.af] + self.half_scale()
-        return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
-
-    def gemm_args(self, t: dict) -> list:
-        lr = self.comp.epilogue_args(t) if self.comp is not None else []
-        if self.plan.float_path:
-            scales = [self.saf, t["sbf"]] if self.plan.half else []
-            return [self.af, t["Bf"], *scales, *lr, self.c]
-        return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), *lr,
-                self.c]
-
-    def lowrank_u_args(self, t: dict) -> list:
-        a = [self.af, *self.half_scale()] if self.plan.float_path else [self.aq, self.sa,
-                                                                          self.zc]
-        return [*a, t["LBt"], self.comp.Ub]
-
-    def half_scale(self) -> list:
-        """[saf] when the float path multiplies A's 16-bit values (KernelPlan.half)."""
-        return [self.saf] if self.plan.half else []
-
-    def compensate(self, m: int, packed) -> None:
-        """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""
-        if self.plan.rank_a:
-            self.comp.a_epilogue(m, packed.arrays)
-        if self.plan.rank_b:
-            self.fn(names.FN_LOWRANK_U)(*self.lowrank_u_args(packed.tensors))
-
-    def sparse(self, t: dict) -> None:
-        """C += the sparse products (after the GEMM)."""
-        for j in range(len(self.plan.sparse)):
-            self.fn(f"{names.FN_SPARSE}{j}")(*self.comp.sparse_args(j, t, self.c))
-
-    def zero_args(self, t: dict) -> list:
-        """Epilogue arguments of weights with zero points: ra and zb."""
-        return [self.ra, t["zb"]] if self.plan.b_zero else []
-
-    def fn(self, name: str):
-        """The compiled function, looked up on first use (a cross-compiled module cannot run
-        here) and kept: calls do not repeat the module lookup."""
-        f = self._fns.get(name)
-        if f is None:
-            with _LOOKUP:
-                f = self._fns[name] = self.module[names.symbol(name, self.plan.m, self.prefix)]
-        return f
-
+from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
+from .buckets import NUMPY_ONLY, Bucket, Packed
+from .device import device_of
 
 F32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -157,14 +66,15 @@ class Kernel:
                  transposed: bool = False, prefix: str = ""):
         self.transposed = transposed
         plans = tuple(plans) if isinstance(plans, (tuple, list)) else (plans,)
-        self.plans, self.module, self.target, self.rule, self.fast = plans, module, target, rule, fast
+        self.plans, self.module, self.target = plans, module, target
+        self.rule, self.fast = rule, fast
         self.plan = plans[-1]  # the largest bucket
         self.m_min = plans[0].m if m_min is None else m_min
         self.m_max = self.plan.m
         self.prefix = prefix
         self.output = self.plan.scheme.output  # the type of C (parts of chains: float32)
         self.dev, self.no_device = device_of(target)
-        self._bk = None if self.no_device else [_Bucket(p, module, prefix, self.dev)
+        self._bk = None if self.no_device else [Bucket(p, module, prefix, self.dev)
                                                 for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
@@ -248,7 +158,7 @@ class Kernel:
                              f"{B.shape[0]}x{B.shape[1]}")
         return B.T
 
-    def _bucket(self, A) -> tuple[_Bucket, np.ndarray]:
+    def _bucket(self, A) -> tuple[Bucket, np.ndarray]:
         """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
         A = as_matrix(A, "A", np.float32)
@@ -268,14 +178,14 @@ class Kernel:
                                  "wider type") from None
         return next(b for b in self._buckets if b.plan.m >= m), A
 
-    def _quantize(self, A) -> tuple[_Bucket, int]:
+    def _quantize(self, A) -> tuple[Bucket, int]:
         """(bucket, m) after A's checks, its copy into the bucket's buffer and quantize_a (for
         tests that read the buffers; calls hold the bucket's lock throughout instead)."""
         bk, A = self._bucket(A)
         with bk.lock:
             return bk, self._fill(bk, A)
 
-    def _fill(self, bk: _Bucket, A: np.ndarray) -> int:
+    def _fill(self, bk: Bucket, A: np.ndarray) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m."""
         m = A.shape[0]
         if (m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous
@@ -291,7 +201,7 @@ class Kernel:
         bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
         return m
 
-    def _sums_fit(self, bk: _Bucket, m: int, packed: Packed) -> None:
+    def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:
         """InputError when this call's scales or zero points do not fit the integer GEMM's
         float32 epilogue or int32 sums."""
         p = bk.plan
@@ -367,9 +277,7 @@ class Kernel:
         with bk.lock:
             return self._stage_times(bk, A, packed, repeat)
 
-    def _stage_times(self, bk: _Bucket, A, packed: Packed, repeat: int) -> dict[str, float]:
-        import time
-
+    def _stage_times(self, bk: Bucket, A, packed: Packed, repeat: int) -> dict[str, float]:
         m = self._fill(bk, A)
         t = packed.tensors
         buf = bk.a.numpy()
