@@ -8,6 +8,7 @@ os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
 import tvm
 import tvm.tirx as tir
+import tvm_ffi
 from tvm import rpc, te
 from tvm.driver import build as driver_build
 from tvm.ir.utils import derived_object
@@ -88,8 +89,6 @@ def load_module(path: str):
 
 
 def versions() -> dict:
-    import tvm_ffi
-
     return {"tvm": tvm.__version__, "tvm_ffi": getattr(tvm_ffi, "__version__", "?"),
             "llvm": int(codegen.llvm_version_major())}
 

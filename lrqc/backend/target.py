@@ -78,7 +78,7 @@ class Target:
         return bool(self.triple) and not self.triple.startswith(platform.machine())
 
     def tvm(self) -> TvmTarget:
-        return TvmTarget(dict(self.spec))
+        return TvmTarget(_plain(self.spec))
 
     def as_dict(self) -> dict:
         """The JSON form written to manifests and tuning records (resolve() reads it back)."""
