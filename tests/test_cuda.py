@@ -14,11 +14,33 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.backend.compat import Schedule, compile_module, prim_func, tensor, tvm
 from lrqc.backend.cuda import dp4a, fatbin, toolchain
+from lrqc.backend.schedule.rules import choose
+from lrqc.backend.target import CUDA_ARCHS, resolve
+from lrqc.backend.te import floating as te_float
+from lrqc.backend.te import gemm as te_gemm
 from lrqc.errors import InputError, LrqcError
+from lrqc.pipeline import export
+from lrqc.pipeline.functions import bucket_rule, functions, schedule_function
+from lrqc.plan.buckets import bucket_plans
+from lrqc.plan.support import make_plan
 from lrqc.reference import matmul
 from lrqc.reference.scheme import rel_error
 from lrqc.runtime import device
+from lrqc.runtime.artifact import load_kernel
+from lrqc.tuning.db import Database, Record
+from lrqc.tuning.records import current_key
+from lrqc.tuning.search import (
+    Progress,
+    function_module,
+    sampling_knob,
+    search,
+    space_knobs,
+    trace_to_json,
+    unit_safe,
+)
+from lrqc.tuning.tune import tune_scheme
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")]
@@ -51,8 +73,6 @@ def _gpu():
 
 
 def test_cuda_targets_resolve_and_bad_ones_are_refused():
-    from lrqc.backend.target import resolve
-
     assert resolve("cuda-sm90").archs == ("sm_90",)
     assert resolve("cuda -arch=sm_80").spec["arch"] == "sm_80"
     both = resolve("cuda -arch=sm_90,sm_80")
@@ -147,10 +167,6 @@ def test_wmma_k_loop_is_software_pipelined():
 def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
-    from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.backend.te import gemm as te_gemm
-    from lrqc.plan.support import make_plan
-
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
     rng = np.random.default_rng(3)
     aq = rng.integers(0, 256, (plan.mp, plan.kp)).astype("uint8")
@@ -213,8 +229,6 @@ def test_16_bit_formulation_of_whole_kernels_matches_the_reference_on_the_cpu(
     """What cuda_wmma_half computes, emulated on the CPU: each case's whole kernel with its
     GEMM in the 16-bit formulation (values cast to float16 while staged; LLVM computes
     bfloat16 in float32, so those cases check the rest), against lrqc.reference."""
-    from lrqc.backend.te import floating as te_float
-
     real = te_float.gemm
     monkeypatch.setattr(te_float, "gemm", lambda p, half=False: real(p, half=True))
     s = scheme(a, b)
@@ -231,10 +245,6 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     """te_float.gemm(half=True) casts A's and B's values to the plan's 16-bit type while
     staging them: compiled for the CPU here, it gives the float32 formulation's numbers on
     exact values, and (float16) differs on one value that is not exact, so the cast is there."""
-    from lrqc.backend.compat import compile_module, prim_func, tensor, tvm
-    from lrqc.backend.te import floating as te_float
-    from lrqc.plan.support import make_plan
-
     plan = make_plan(scheme(a, b), 64, 64, 128)
     rng = np.random.default_rng(3)
     top = 2048 if plan.half == "float16" else 256  # integers exact in the type
@@ -350,8 +360,6 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
 
 
 def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
-    from lrqc.pipeline import export
-
     s = scheme("int8 per_channel", "int8 per_channel")
     monkeypatch.setattr(toolchain.shutil, "which", lambda name: None)
     with pytest.raises(LrqcError, match="need nvcc"):
@@ -360,8 +368,6 @@ def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
 
 
 def test_tune_without_a_gpu_says_so_and_refuses_empty_selections(capsys):
-    from lrqc.tuning.tune import tune_scheme
-
     if not _gpu():
         with pytest.raises(LrqcError, match="measures and checks candidates on a GPU.*--rpc"):
             tune_scheme(scheme("int8 per_channel", "int8 per_channel"), *DIMS,
@@ -391,10 +397,6 @@ def _replayed(plan, rule, fn, picks):
     schedule."""
     from tvm.s_tir.schedule import Trace
 
-    from lrqc.backend.compat import Schedule, prim_func
-    from lrqc.pipeline.functions import functions, schedule_function
-    from lrqc.tuning.search import sampling_knob, unit_safe
-
     sch = Schedule(prim_func(functions(plan, rule)[fn]))
     order = []
 
@@ -405,7 +407,7 @@ def _replayed(plan, rule, fn, picks):
     schedule_function(fn, sch, plan, rule, knob)
     trace = sch.trace
     samples = [i for i in trace.insts if i.kind.name == "SampleCategorical"]
-    for inst, name in zip(samples, [n for n in order if n in picks]):
+    for inst, name in zip(samples, [n for n in order if n in picks], strict=False):
         cands = [int(c) for c in inst.attrs[0]]
         trace = trace.with_decision(inst, cands.index(picks[name]), remove_postproc=True)
     fresh = Schedule(prim_func(functions(plan, rule)[fn]))
@@ -421,13 +423,6 @@ def test_cuda_tuning_spaces_replay_and_compile_at_every_corner(a, b, dims, fn, r
     functions). Each knob at its smallest and largest value, the others at the hand choice,
     replayed as MetaSchedule replays samples, compiles to CUDA (and the GEMMs to PTX with
     their instruction)."""
-    from lrqc.backend.compat import Schedule, compile_module, prim_func
-    from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import resolve
-    from lrqc.pipeline.functions import bucket_rule, functions, schedule_function
-    from lrqc.plan.support import make_plan
-    from lrqc.tuning.search import space_knobs
-
     t = resolve("cuda-sm90")
     plan = make_plan(scheme(a, b), *dims)
     r = bucket_rule(plan, choose("cuda", plan, t)[0], t)
@@ -493,14 +488,6 @@ def test_cuda_search_builds_candidates_and_builds_replay_them(cache, tmp_path):
     records it; a recorded trace then replays into a whole kernel, which `lrqc build`-style
     compilation reports as a tuning record and compiles to WMMA. (Measuring and checking need
     the GPU: the gpu test below.)"""
-    from lrqc.backend.schedule.rules import choose
-    from lrqc.backend.target import resolve
-    from lrqc.pipeline.functions import bucket_rule
-    from lrqc.plan.buckets import bucket_plans
-    from lrqc.tuning.db import Database, Record
-    from lrqc.tuning.records import current_key
-    from lrqc.tuning.search import Progress, function_module, search, trace_to_json
-
     t = resolve("cuda-sm80")
     s = scheme("int8 per_channel", "int8 per_channel")
     plan = bucket_plans(s, 128, 128, 256)[0]
@@ -531,8 +518,6 @@ def test_tune_cuda_through_an_rpc_tracker_on_loopback(cache):
     from tvm.rpc.server import Server
     from tvm.rpc.tracker import Tracker
 
-    from lrqc.tuning.tune import tune_scheme
-
     target = f"cuda -arch={_gpu_arch()}" if _gpu() else "cuda-sm90"
     tracker = Tracker(host="127.0.0.1", port=9190, port_end=9290, silent=True)
     server = Server(host="127.0.0.1", port=9300, port_end=9400, key="lrqc-cuda",
@@ -559,8 +544,6 @@ GPU_CASES = ["lrqmm_int8", "lrqmm_w4a8_r16", "full_int8", "sparse_int8", "mxfp4"
 
 def _gpu_arch():
     """The GPU's arch when lrqc builds for it (else the gpu tests skip)."""
-    from lrqc.backend.target import CUDA_ARCHS
-
     if not _gpu():
         pytest.skip("needs an NVIDIA GPU that TVM can use")
     if device.device_arch() not in CUDA_ARCHS:
@@ -624,8 +607,6 @@ def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
 def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
     """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
     against lrqc.reference, records kept, and builds replaying them still match it."""
-    from lrqc.tuning.tune import tune_scheme
-
     arch = _gpu_arch()
     target = f"cuda -arch={arch}"
     s = scheme("int8 per_channel", "int4 per_channel")
@@ -646,12 +627,9 @@ def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
 
 @pytest.mark.gpu
 def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
-    from lrqc.pipeline.export import build_artifact
-    from lrqc.runtime.artifact import load_kernel
-
     arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")
-    build_artifact(s, "1..128", 128, 256, tmp_path, f"cuda -arch={arch}")
+    export.build_artifact(s, "1..128", 128, 256, tmp_path, f"cuda -arch={arch}")
     hits = fatbin.HOOK.hits
     kernel = load_kernel(tmp_path)
     rng = np.random.default_rng(2)
