@@ -435,5 +435,7 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     assert "unknown target 'sparc'" in capsys.readouterr().err
     assert main(["build", str(src), "--dims", "M=9..2,N=16,K=64", "-o", str(tmp_path / "y")]) == 1
     assert "need 1 <= lo <= hi" in capsys.readouterr().err
-    assert main(["explain", str(src), "--dims", "M=1..4,N=16,K=64"]) == 1
-    assert "M must be a positive integer, got '1..4'" in capsys.readouterr().err
+    assert main(["explain", str(src), "--dims", "M=1..8,N=16,K=64", "--emit", "plan"]) == 0
+    assert "plan p @ M=4:" in capsys.readouterr().out  # explain takes M ranges, like build
+    assert main(["explain", str(src), "--dims", "M=x,N=16,K=64"]) == 1
+    assert "M must be a positive integer or lo..hi, got 'x'" in capsys.readouterr().err

@@ -181,7 +181,7 @@ def test_cache_export_and_import_of_bad_files(files, capsys):
     (["tune", "{f}", "--dims", DIMS, "--only", ""],
      "--only '': expected some of quantize_a, gemm, lowrank_u"),
     (["explain", "{f}", "--emit", ""],
-     "--emit: give some of syntax, ast, ir, formula, cost, stages, notes"),
+     "--emit: give some of syntax, ast, ir, formula, cost, stages, notes, plan"),
     (["eval", "{f}", "--dims", "M=4,N=4,K=99999999999"],
      "--dims: K must be a positive integer up to 2147483647, got 99999999999"),
     (["build", "{f}", "--dims", "M=1..99999999999,N=4,K=4", "-o", "x"],
@@ -275,7 +275,7 @@ def test_debug_prints_the_traceback_of_a_user_error(files, capsys):
 
 
 def test_internal_errors_are_one_line_without_debug(files, capsys, monkeypatch):
-    from lrqc import cli
+    from lrqc.cli import check as cli
 
     def broken(args):
         raise RuntimeError("boom\nsecond line")
@@ -291,7 +291,7 @@ def test_internal_errors_are_one_line_without_debug(files, capsys, monkeypatch):
 
 
 def test_errors_in_threads_are_one_line_without_debug(files, capsys, monkeypatch):
-    from lrqc import cli
+    from lrqc.cli import check as cli
 
     def threaded(args):
         t = threading.Thread(target=lambda: 1 / 0)
