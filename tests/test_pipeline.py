@@ -1,0 +1,93 @@
+"""The compilation pipeline: its stages run in order, each stage's text is printable (one
+section per M bucket), `lrqc.compile(..., dump_dir=)` writes them, `lrqc build --emit` prints
+them, and the kernel it returns gives the reference's numbers."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.cli import main
+from lrqc.errors import LrqcError
+from lrqc.pipeline.compile import compile as pipeline_compile
+from lrqc.pipeline.stages import EMITS, FILE_NAMES, STAGES
+
+from .conftest import ROOT
+
+LRQMM = ROOT / "examples" / "lrqmm.lrq"
+
+
+@pytest.fixture(scope="module")
+def lrqmm():
+    return lrqc.load_schemes(LRQMM)["lrqmm_int8"]
+
+
+def test_the_stages_are_an_ordered_table():
+    assert list(STAGES) == ["ir", "plan", "records", "te", "tir", "build"]
+    assert set(EMITS) == {"ir", "plan", "te", "tir", "llvm", "asm", "cuda", "ptx"}
+    assert set(FILE_NAMES) == set(EMITS)
+    order = list(STAGES)
+    assert all(EMITS[e][0] in order for e in EMITS)
+
+
+def test_every_cpu_stage_prints_one_section_per_bucket_and_the_kernel_is_right(lrqmm):
+    texts = {}
+    kernel = pipeline_compile(lrqmm, "1..16", 64, 128, emit=("ir", "plan", "te", "tir", "llvm",
+                                                            "asm"), on_text=texts.__setitem__)
+    assert list(texts) == ["ir", "plan", "te", "tir", "llvm", "asm"]  # in stage order
+    assert texts["ir"].startswith("program lrqmm_int8")
+    for name in ("plan", "te", "tir", "llvm", "asm"):
+        heads = re.findall(r"(?m)^== M bucket (\d+) ==$", texts[name])
+        assert heads == ["4", "8", "16"], name
+    assert "gemm_m8" in texts["tir"] and "T.prim_func" in texts["tir"]
+    asm16 = texts["asm"].split("== M bucket 16 ==")[1].split("== ")[0]
+    assert "vpmaddwd" in asm16 or "vpdpbusd" in asm16  # the GEMM's loop is in its bucket
+    rng = np.random.default_rng(0)
+    A, B = rng.random((11, 128)).astype(np.float32), rng.random((128, 64)).astype(np.float32)
+    want = lrqc.reference.matmul(lrqmm, A, B)
+    np.testing.assert_allclose(kernel(A, kernel.pack(B)), want, rtol=1e-5, atol=1e-4)
+
+
+def test_compile_writes_every_stage_to_dump_dir(lrqmm, tmp_path):
+    lrqc.compile(lrqmm, 8, 64, 128, dump_dir=tmp_path / "stages")
+    written = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert written == sorted(FILE_NAMES[e] for e in ("ir", "plan", "te", "tir", "llvm", "asm"))
+    assert "== M bucket 8 ==" in (tmp_path / "stages" / "plan.txt").read_text()
+
+
+def test_chains_print_each_product(tmp_path):
+    s = lrqc.load_schemes(ROOT / "examples" / "lplr.lrq")["lplr_w_a8"]
+    texts = {}
+    pipeline_compile(s, 16, 128, 128, emit=("plan",), on_text=texts.__setitem__)
+    assert "== product p1, M bucket 16 ==" in texts["plan"]
+    assert "== product p2, M bucket 16 ==" in texts["plan"]
+
+
+def test_cuda_stages_print_cuda_and_ptx(lrqmm):
+    pytest.importorskip("tvm")
+    from lrqc.backend.cuda import toolchain
+
+    try:
+        toolchain.nvcc_path()
+    except LrqcError:
+        pytest.skip("no nvcc")
+    texts = {}
+    pipeline_compile(lrqmm, 64, 64, 128, "cuda-sm80", emit=("cuda", "ptx"),
+                     on_text=texts.__setitem__)
+    assert "__global__" in texts["cuda"] and ".entry" in texts["ptx"]
+    with pytest.raises(LrqcError, match="asm not available for a CUDA target"):
+        pipeline_compile(lrqmm, 64, 64, 128, "cuda-sm80", emit=("asm",))
+
+
+def test_build_emit_prints_the_stages(capsys, tmp_path):
+    argv = ["build", str(LRQMM), "--scheme", "lrqmm_int8", "--dims", "M=1..8,N=64,K=128",
+            "--emit", "plan,tir,asm", "-o", str(tmp_path / "q")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert [m for m in re.findall(r"(?m)^==== (\w+) ====$", out)] == ["plan", "tir", "asm"]
+    assert out.index("==== asm ====") < out.index("built lrqmm_int8")
+    assert main([*argv[:-4], "--emit", "ptx", "-o", str(tmp_path / "r")]) == 1
+    assert "--emit: unknown stage 'ptx' for this target" in capsys.readouterr().err
