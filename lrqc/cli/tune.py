@@ -11,7 +11,7 @@ from .. import door
 from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
 from ..plan.buckets import bucket_plans
-from ..plan.names import TUNED_FUNCTIONS
+from ..plan.names import TUNED_FUNCTIONS, tuned_functions
 from ..tuning.db import PRUNE_HINT, BadRecord, Database, tuning_dir
 from .common import at_least, parse_dims, target_arg
 
@@ -139,7 +139,7 @@ def _current(rec):
     target = door.target().resolve(k["target"])  # a target TVM refuses: LrqcError
     m, n = (k["n"], k["m"]) if scheme.static == "a" else (k["m"], k["n"])  # plans of Cᵀ
     plan = bucket_plans(scheme, m, n, k["k"])[0]
-    if k["function"] not in tuner.tuned_functions(plan):
+    if k["function"] not in tuned_functions(plan):
         raise LrqcError(f"lrqc tunes no function {k['function']!r} of this scheme")
     return scheme, plan, target, tuner.current_key(plan, k["function"], target) == k
 

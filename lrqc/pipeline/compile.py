@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..backend.schedule.rules import rule_of
 from ..backend.target import resolve
 from ..errors import LrqcError, UnsupportedScheme
 from ..frontend.model import Scheme
 from ..plan import names
 from ..plan.buckets import m_range
+from ..plan.names import tuned_functions
 from ..runtime.assemble import assemble
-from ..backend.schedule.rules import rule_of
-from .functions import hand_source, tuned_functions
+from .functions import hand_source
 from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
 
 # records(plans, rule, target) -> (traces {(m, fn): trace JSON}, sources {(m, fn): text}):

@@ -17,6 +17,7 @@ from ..backend.te import quantize as te_quantize
 from ..plan import names
 from ..plan.model import KernelPlan
 
+
 def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     """{function name: TE tensors} of the plan's scheduled functions, the GEMM written in the
     rule's formulation (the sparse products are TIR written as scheduled: te/sparse.py)."""
@@ -77,8 +78,3 @@ def hand_source(fn: str, plan: KernelPlan, rule: ScheduleRule) -> str:
     """How function fn of the plan is scheduled on a CPU without a tuning record."""
     name = rule_of(plan, rule)[0]
     return f"hand schedule {name}" if fn == names.FN_GEMM else "hand schedule"
-
-
-def tuned_functions(plan: KernelPlan) -> tuple:
-    """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
-    return tuple(fn for fn in names.TUNED_FUNCTIONS if fn != names.FN_LOWRANK_U or plan.rank_b)

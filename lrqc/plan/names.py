@@ -38,5 +38,10 @@ TUNED_FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_LOWRANK_U)  # what lrqc tune searche
 
 def symbol(fn: str, m: int, prefix: str = "") -> str:
     """The exported symbol of function fn for the M bucket of m rows (prefix: the part of a
-    chain of kernels, backend/chain.py)."""
+    chain of kernels: runtime/chain.py)."""
     return f"{prefix}{fn}_m{m}"
+
+
+def tuned_functions(plan) -> tuple[str, ...]:
+    """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
+    return tuple(fn for fn in TUNED_FUNCTIONS if fn != FN_LOWRANK_U or plan.rank_b)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from ..backend.compat import versions
 from ..backend.schedule.trace import replay_error
-from ..pipeline.functions import bucket_rule, functions, tuned_functions
+from ..pipeline.functions import bucket_rule, functions
+from ..plan.names import tuned_functions
 from .db import PRUNE_HINT, BadRecord, Database, record_key
 
 

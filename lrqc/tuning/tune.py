@@ -17,9 +17,10 @@ from ..backend.schedule.rules import choose
 from ..backend.schedule.trace import trace_to_json
 from ..backend.target import resolve
 from ..errors import LrqcError
-from ..pipeline.functions import bucket_rule, tuned_functions, variants
+from ..pipeline.functions import bucket_rule, variants
 from ..plan import names
 from ..plan.buckets import bucket_plans
+from ..plan.names import tuned_functions
 from ..runtime import device
 from .check import check_candidate, check_remote, time_finalists
 from .db import Database, Record
