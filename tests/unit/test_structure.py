@@ -102,6 +102,36 @@ def test_no_import_cycle_among_lrqc_modules():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# The packages in import order: a module may import modules of its own layer or of layers
+# before it, never after (the door reaches forward lazily, inside its functions).
+LAYERS = (
+    ("_version", "errors", "files", "resources"),
+    ("frontend", "api"),
+    ("reference", "ir"),
+    ("passes",),
+    ("plan", "explain"),
+    ("backend",),
+    ("runtime",),
+    ("pipeline",),
+    ("tuning",),
+    ("door",),
+    ("cli",),
+    ("lrqc",),  # the package root
+)
+
+
+def _layer(module: str) -> int:
+    name = module.split(".")[1] if "." in module else "lrqc"
+    return next(i for i, layer in enumerate(LAYERS) if name in layer)
+
+
+def test_packages_import_in_one_direction():
+    assert {_layer(m) for m in MODULES} == set(range(len(LAYERS)))  # every package placed
+    bad = [f"{a} imports {b}" for a, deps in _graph().items() for b in sorted(deps)
+           if _layer(b) > _layer(a)]
+    assert not bad, bad
+
+
 def test_the_cycle_finder_finds_cycles():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
