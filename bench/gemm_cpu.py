@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
     print("integer peak, all threads: " + (f"{peak:.0f} GOPS ({instr}, bench/peak.c, median of 5)"
                                            if peak else f"n/a: {instr}"))
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; medians of up to {args.repeat} runs\n")
-    head = f"{'shape':<16}{'method':<34}{'ms':>10}{'GOPS':>9}{'/numpy':>8}{'/peak':>7}{'/int_mm':>9}  note"
+    head = (f"{'shape':<16}{'method':<34}{'ms':>10}{'GOPS':>9}{'/numpy':>8}{'/peak':>7}"
+            f"{'/int_mm':>9}  note")
     print(head)
     print("-" * len(head))
     results = {}
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
         A = rng.standard_normal((m, k)).astype(np.float32)
         B = rng.standard_normal((k, n)).astype(np.float32)
         ops = 2.0 * m * n * k
-        rows = [("numpy float32", median_time(lambda: A @ B, args.repeat, args.budget), "")]
+        rows = [("numpy float32", median_time(partial(np.matmul, A, B), args.repeat, args.budget),
+                 "")]
         peers = torch_peers(A, B, args.repeat, args.budget)
         peers.pop("C", None)
         for name, (t, note) in peers.items():
@@ -139,10 +142,11 @@ def main(argv=None) -> int:
             kernel = lrqc.compile(s, M=m, N=n, K=k)
             build = time.perf_counter() - t0
             packed = kernel.pack(B)
-            t = median_time(lambda: kernel(A, packed), args.repeat, args.budget)
+            t = median_time(partial(kernel, A, packed), args.repeat, args.budget)
             st = kernel.stage_times(A, packed, repeat=3)
             note = (f"rule {kernel.rule}, build {build:.1f} s; copy+quantize A "
-                    f"{(st['copy_a'] + st['quantize_a']) * 1e3:.2f} ms, gemm {st['gemm'] * 1e3:.2f} ms")
+                    f"{(st['copy_a'] + st['quantize_a']) * 1e3:.2f} ms, "
+                    f"gemm {st['gemm'] * 1e3:.2f} ms")
             rows.append((f"lrqc {name}", t, note))
             time.sleep(0.2)
         base = rows[0][1]
@@ -155,11 +159,13 @@ def main(argv=None) -> int:
             gops = ops / t / 1e9
             rp = f"{gops / peak:6.2f}" if peak else "   n/a"
             ri = f"{int_mm / t:8.2f}x" if int_mm else "      n/a"
-            print(f"{shape:<16}{name:<34}{t * 1e3:10.3f}{gops:9.1f}{base / t:7.2f}x{rp:>7}{ri:>9}  {note}")
+            print(f"{shape:<16}{name:<34}{t * 1e3:10.3f}{gops:9.1f}{base / t:7.2f}x{rp:>7}"
+                  f"{ri:>9}  {note}")
         print()
     key = "2048,2048,2048"
     if any(s == key for s, _ in results):
-        pc, w4 = results.get((key, "lrqc int8 per_channel")), results.get((key, "lrqc w4a8 per_channel"))
+        pc = results.get((key, "lrqc int8 per_channel"))
+        w4 = results.get((key, "lrqc w4a8 per_channel"))
         pv, im = results.get((key, "lrqc int8 per_vector(64)")), results.get((key, "torch._int_mm"))
         ops = 2.0 * 2048**3
         print("targets at 2048^3:")

@@ -79,12 +79,14 @@ def base_formula(s: Scheme) -> list[str]:
                              (" (2·q is an integer in [-12, 12]: exact on int8 units)"
                               if q.fmt == "e2m1" else ""))
             if q.scale.startswith("uint"):
-                lines.append(f"  ŝ{x}: {q.scale} integers, γ{x} = max_g s{x} / {2**q.scale_bits - 1}"
-                             f", ŝ = clamp({q.scale_round}(s / γ), 1, {2**q.scale_bits - 1})")
+                scale_max = 2**q.scale_bits - 1
+                lines.append(f"  ŝ{x}: {q.scale} integers, γ{x} = max_g s{x} / {scale_max}"
+                             f", ŝ = clamp({q.scale_round}(s / γ), 1, {scale_max})")
         return lines
     left = {FloatOperand: "A", QuantOperand: "A'", LplrOperand: "L_A·R_A"}[type(a)]
     if isinstance(b, LplrOperand):
-        return [f"C0 = ({left}·L)·R     (B ≈ L R: {b.method} rank {b.rank}, L {b.left}, R {b.right})"]
+        return [f"C0 = ({left}·L)·R     (B ≈ L R: {b.method} rank {b.rank}, "
+                f"L {b.left}, R {b.right})"]
     right = {FloatOperand: "B", QuantOperand: "B'"}[type(b)]
     return [f"C0 = {left}·{right}"]
 

@@ -1,4 +1,5 @@
-"""One place that finds the data directories (grammar/, schedules/, examples/) in a checkout or a wheel."""
+"""One place that finds the data directories (grammar/, schedules/, examples/) in a checkout or
+a wheel."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ S = lrqc.parse_schemes("scheme s { a: int8\n b: int8 }")["s"]
     (np.ones((4, 5)), np.ones((6, 3)), r"K differs \(5 vs 6\)"),
     (np.ones(5), np.ones((5, 3)), r"A: expected a 2-D matrix, got shape \(5,\)"),
     (np.ones((4, 5)), np.ones((5, 3, 1)), r"B: expected a 2-D matrix"),
-    (np.full((4, 5), np.nan), np.ones((5, 3)), r"A: contains non-finite values \(first at \[0, 0\]"),
+    (np.full((4, 5), np.nan), np.ones((5, 3)),
+     r"A: contains non-finite values \(first at \[0, 0\]"),
     (np.ones((4, 5)), np.array([[1.0, np.inf, 0]] * 5), r"B: contains non-finite.*\[0, 1\]"),
     (np.ones((4, 5), complex), np.ones((5, 3)), r"A: dtype complex128 is not a real number type"),
     (np.array([["a"] * 5] * 4), np.ones((5, 3)), r"A: dtype <U1 is not a real"),
@@ -72,7 +73,8 @@ def test_explain_sections_and_dims(capsys):
                  "== pack / run ==", "== notes and fallbacks =="):
         assert head in out
     assert "L_A·(F_Aᵀ·B)" in out and "(A'·L_B)·F_Bᵀ" in out
-    code, out, _ = run_cli(capsys, "explain", LRQMM, "--scheme", "lrqmm_int8", "--emit", "syntax,ast")
+    code, out, _ = run_cli(capsys, "explain", LRQMM, "--scheme", "lrqmm_int8",
+                           "--emit", "syntax,ast")
     assert "== syntax ==" in out and "== IR ==" not in out and "call lowrank" in out
     code, out, _ = run_cli(capsys, "explain", "--defaults")
     assert code == 0 and "max_density" in out and "0.35" in out

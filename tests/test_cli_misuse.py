@@ -361,8 +361,10 @@ def test_bfloat16_output_is_written_as_numbers(capsys, files, tmp_path):
     assert "bfloat16 values, stored as float32" in capsys.readouterr().out
     C = np.load(tmp_path / "C.npy")
     s = lrqc.parse_schemes((files / "bf.lrq").read_text())["bf"]
-    R = lrqc.reference.matmul(s, np.load(files / "A.npy").astype(np.float32), np.load(files / "B.npy"))
-    assert C.dtype == np.float32 and np.abs(C - R.astype(np.float32)).max() <= 2.0**-7 * np.abs(R).max()
+    R = lrqc.reference.matmul(s, np.load(files / "A.npy").astype(np.float32),
+                              np.load(files / "B.npy"))
+    assert C.dtype == np.float32
+    assert np.abs(C - R.astype(np.float32)).max() <= 2.0**-7 * np.abs(R).max()
 
 
 def test_api_type_errors_are_lrqc_errors():

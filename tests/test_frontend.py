@@ -74,7 +74,8 @@ BAD = [
     (_wrap("int8 + lowrank(rank=2, method=sketch)"), 2, "lowrank", r"rank-1", None),
     (_wrap("int8 + sparse(threshold=-0.5)"), 2, "-0.5", r"threshold must be >= 0", None),
     (_wrap("int8 + sparse(max_density=1.5)"), 2, "1.5", r"max_density must be <= 1", None),
-    (_wrap("float32 + lowrank(rank=2)"), 2, "lowrank", r"residual terms need a quantized operand", None),
+    (_wrap("float32 + lowrank(rank=2)"), 2, "lowrank", r"residual terms need a quantized operand",
+     None),
     (_wrap("int8 lowrank(rank=2)"), 2, "lowrank", r"added with '\+'", None),
     (_wrap("int8 per_vector"), 2, "per_vector", r"needs a vector length", None),
     (_wrap("int8 per_vector(0)"), 2, "0)", r"vector must be >= 1", None),
@@ -90,14 +91,16 @@ BAD = [
     (_wrap("lplr(rank=8)"), 2, "lplr", r"not static", None),
     (_wrap("int8", "lplr(left=int4)"), 3, "lplr", r"needs rank=", None),
     (_wrap("itn8"), 2, "itn8", r"expected an element format", "int8"),
-    ("scheme s {\n    a: int8\n    a: int4\n    b: int8\n}\n", 3, "a:", r"duplicate entry 'a:'", None),
+    ("scheme s {\n    a: int8\n    a: int4\n    b: int8\n}\n", 3, "a:", r"duplicate entry 'a:'",
+     None),
     ("scheme s {\n    a: int8\n    c: int8\n}\n", 3, "c:", r"unknown entry 'c:'", None),
     ("scheme s {\n    a: int8\n    stattic: a\n    b: int8\n}\n", 3, "stattic", r"unknown entry",
      "static"),
     ("scheme s {\n    a: int8\n}\n", 1, "s {", r"no 'b:' entry", None),
-    ("scheme s {\n    product: lowrank(rank=4)\n    a: int8\n}\n", 3, "a:", r"replaces the operands",
-     None),
-    ("scheme s {\n    a: int8\n    b: int8\n    static: nope\n}\n", 4, "nope", r"unknown static", "none"),
+    ("scheme s {\n    product: lowrank(rank=4)\n    a: int8\n}\n", 3, "a:",
+     r"replaces the operands", None),
+    ("scheme s {\n    a: int8\n    b: int8\n    static: nope\n}\n", 4, "nope", r"unknown static",
+     "none"),
     ("scheme s {\n    a: int8 $\n}\n", 2, "$", r"unexpected character '\$'", None),
     ("scheme s {\n    a: int8 +\n}\n", 3, "}", r"unexpected '\}'", None),
     ("scheme s {\n    a: int8\n", 2, "", r"unexpected end of file", None),
@@ -164,7 +167,8 @@ def test_every_bit_width_and_format_is_expressible():
         assert _scheme(f"{fmt} per_tensor").a.quant.granularity == "per_tensor"
     for r in ("nearest", "nearest_away", "floor", "trunc", "stochastic"):
         assert _scheme(f"int8 round={r}").a.quant.round == r
-    s = _scheme("int8 + sparse(threshold=0.3) + lowrank(rank=2, method=svd) + dense(int4 per_channel)")
+    s = _scheme("int8 + sparse(threshold=0.3) + lowrank(rank=2, method=svd) "
+                "+ dense(int4 per_channel)")
     assert [type(t).__name__ for t in s.a.residuals] == ["Sparse", "LowRank", "Dense"]
     s = lrqc.parse_schemes("scheme s { a: int8\n b: int8\n static: none }")["s"]
     assert s.static == "none"
@@ -183,7 +187,7 @@ def test_grammar_is_the_only_syntax_source():
     assert "Lark(grammar_path()" in py and "%import" not in py
 
 
-# ---- limits, decoding, line breaks, long tokens (docs/language-limits.md) -------------------------
+# ---- limits, decoding, line breaks, long tokens (docs/language-limits.md) -----------------------
 
 LIMIT_ERRORS = [  # (operand spec, the text the caret must point at, a regex of the message)
     ("int8 per_vector(2147483648)", "2147483648", r"vector must be <= 65536, found 2147483648"),
@@ -238,7 +242,8 @@ def test_calls_nested_a_thousand_deep_are_an_error_not_a_recursion_error():
 
 def test_huge_tokens_are_cut_in_messages():
     cases = [  # (text, message regex)
-        (_wrap("int" + "9" * 5000), r"name too long: 5003 characters, at most 64 \('int9{37}\.\.\.'\)"),
+        (_wrap("int" + "9" * 5000),
+         r"name too long: 5003 characters, at most 64 \('int9{37}\.\.\.'\)"),
         (_wrap("int8 per_vector(" + "9" * 5000 + ")"), r"number too long: 5000 characters"),
         (_wrap("x" * 100_000), r"name too long"),
         (_wrap("int8 " + "y" * 100_000 + " $"), r"unexpected character '\$'"),
@@ -431,7 +436,8 @@ def test_language_limits_doc_states_the_limits_in_force():
 def test_scheme_choice_messages_stay_short():
     from lrqc.api import pick_scheme
 
-    schemes = lrqc.parse_schemes("".join(f"scheme s{i} {{ a: int8\n b: int8 }}\n" for i in range(500)))
+    schemes = lrqc.parse_schemes("".join(f"scheme s{i} {{ a: int8\n b: int8 }}\n"
+                                         for i in range(500)))
     with pytest.raises(lrqc.LrqcError) as info:
         pick_scheme(schemes, None, "many.lrq")
     assert str(info.value) == ("many.lrq has 500 schemes (s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, "

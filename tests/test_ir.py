@@ -52,7 +52,8 @@ def _program(text):
 
 
 def test_pack_run_split_follows_static():
-    text = "scheme s {{ a: int8 + lowrank(rank=2)\n b: int4 per_channel + lowrank(rank=2)\n static: {} }}"
+    text = ("scheme s {{ a: int8 + lowrank(rank=2)\n b: int4 per_channel + lowrank(rank=2)\n "
+            "static: {} }}")
     p = _program(text.format("b"))
     pack = [op for op in p.ops if op.stage == "pack"]
     run = [op for op in p.ops if op.stage == "run"]
@@ -86,7 +87,8 @@ def test_lowrank_cost_is_linear_in_each_dim():
                          ids=lambda p: p.stem)
 def test_explain_golden(path):
     schemes = lrqc.load_schemes(path)
-    text = "\n\n".join(explain(s) + "\n\n" + explain(s, (256, 4096, 4096)) for s in schemes.values())
+    text = "\n\n".join(explain(s) + "\n\n" + explain(s, (256, 4096, 4096))
+                       for s in schemes.values())
     golden = GOLDEN / f"{path.stem}.txt"
     if os.environ.get("LRQC_UPDATE_GOLDEN"):
         golden.parent.mkdir(exist_ok=True)

@@ -102,7 +102,8 @@ def test_wheel_ships_grammar_and_examples(wheel):
     assert in_repo <= shipped, in_repo - shipped
     assert "lrqmm.lrq" in shipped
     with zipfile.ZipFile(wheel) as zf:
-        assert zf.read("lrqc/_data/grammar/lrqc.lark") == (ROOT / "grammar" / "lrqc.lark").read_bytes()
+        grammar = (ROOT / "grammar" / "lrqc.lark").read_bytes()
+        assert zf.read("lrqc/_data/grammar/lrqc.lark") == grammar
     # the package itself, and nothing from the test suite or the virtual environment
     assert "lrqc/__init__.py" in names and "lrqc/cli.py" in names
     assert not any(n.startswith(("tests/", ".venv/")) for n in names)
@@ -163,7 +164,8 @@ def test_installed_wheel_reference_runs(tmp, site):
     )
     res = _installed_python(tmp, site, code)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.startswith("ok " + str(site.resolve())) or res.stdout.startswith("ok " + str(site))
+    assert (res.stdout.startswith("ok " + str(site.resolve()))
+            or res.stdout.startswith("ok " + str(site)))
 
 
 def test_installed_console_script(tmp, site):

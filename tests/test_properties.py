@@ -62,7 +62,7 @@ INT_FORMATS = tuple(f"{s}int{b}" for s in ("", "u") for b in range(1, 9))
 NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 
 
-# ---- strategies -----------------------------------------------------------------------------------
+# ---- strategies ----------------------------------------------------------------------------------
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
@@ -97,7 +97,8 @@ def quants(draw, k: int | None = None) -> Quant:
         if gran == "per_block":
             scale = "e8m0"
         else:
-            scale = draw(st.sampled_from(["float32"] + [f"uint{m}" for m in range(1, MAX_SCALE_BITS + 1)]))
+            scale = draw(st.sampled_from(
+                ["float32"] + [f"uint{m}" for m in range(1, MAX_SCALE_BITS + 1)]))
             if scale != "float32":
                 scale_round = draw(st.sampled_from(["ceil", "nearest"]))
     rnd = draw(st.sampled_from(ROUNDINGS))
@@ -132,7 +133,8 @@ def residuals(draw, k: int | None = None, max_rank: int | None = None):
     q = draw(quants(k))
     if kind == "dense":
         return Dense(q)
-    threshold = draw(st.floats(0.0, 1e6 if k is None else 2.0, allow_nan=False, allow_infinity=False))
+    threshold = draw(st.floats(0.0, 1e6 if k is None else 2.0, allow_nan=False,
+                               allow_infinity=False))
     max_density = draw(st.floats(0.0, 1.0, allow_nan=False))
     return Sparse(threshold, max_density, q)
 
@@ -431,8 +433,9 @@ def test_bug5_quantize_subnormal_input(q):
     assert np.all(np.isfinite(deq)) and np.all(np.abs(x - deq) <= 5e-324)
 
 
-@pytest.mark.parametrize("q", [Quant("uint8", calibrate="minmax"), Quant("int4", calibrate="minmax"),
-                               Quant("int1"), Quant("int8")], ids=["uint8", "int4-minmax", "int1", "int8"])
+@pytest.mark.parametrize("q", [Quant("uint8", calibrate="minmax"),
+                               Quant("int4", calibrate="minmax"), Quant("int1"), Quant("int8")],
+                         ids=["uint8", "int4-minmax", "int1", "int8"])
 def test_quantize_range_past_float64_max_has_a_finite_scale(q):
     """The other end of BUG 5: max - min (or the int1 sum of |x|) overflows to inf; the scale
     must stay finite, or every value would dequantize to 0 * inf = NaN."""

@@ -56,9 +56,11 @@ def test_sparse_density_rule(th):
 
 def test_sparse_fallback_is_reported_and_used():
     A, B = pair("exp", 96, 80, 128, seed=3)
-    dense_path = evaluate(scheme("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)"), A, B)
+    dense_path = evaluate(
+        scheme("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)"), A, B)
     assert any("dense B used" in n for n in dense_path.notes)  # e^-1 = 0.37 > 0.35
-    sparse_path = evaluate(scheme("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.5)"), A, B)
+    sparse_path = evaluate(
+        scheme("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.5)"), A, B)
     assert any("sparse B used" in n for n in sparse_path.notes)
     assert sparse_path.compensated != dense_path.compensated
     assert dense_path.gain > 2 and sparse_path.gain > 1
@@ -113,7 +115,8 @@ def test_lplr_dsvd_nq_on_phantom():
 def test_lplr_matmul_goes_through_factors():
     A, B = pair("normal", 40, 60, 50, seed=5)
     s = scheme("float32", "lplr(rank=10, normalize_shift=true)")
-    np.testing.assert_allclose(matmul(s, A, B, exact=True), A.astype(np.float32).astype(float) @ compress(s, B),
+    np.testing.assert_allclose(matmul(s, A, B, exact=True),
+                               A.astype(np.float32).astype(float) @ compress(s, B),
                                rtol=1e-9, atol=1e-9)
 
 

@@ -148,7 +148,8 @@ def _read_scale(node: ParamValue, name: str, granularity: str) -> str:
     for extra in atoms[1:]:
         if not (isinstance(extra, sx.Word) and extra.name == "per_channel"):
             raise _err(f"two-level scales have a float factor per channel: expected 'per_channel', "
-                       f"found {_what(extra)}", extra, ("per_channel",), getattr(extra, "name", None))
+                       f"found {_what(extra)}", extra, ("per_channel",),
+                       getattr(extra, "name", None))
     return first.name
 
 
@@ -186,7 +187,8 @@ def _read_call(call: sx.Call, table_name: str, base: Quant | None = None) -> dic
         out[arg.key] = READERS[p.kind](arg.value, arg.key, p.arg)
     if npos < S.REQUIRED_POSITIONAL.get(call.name, 0):
         need = positional[npos][0]
-        raise _err(f"{call.name}() needs its {need} V as first argument, e.g. {call.name}(32)", call)
+        raise _err(f"{call.name}() needs its {need} V as first argument, "
+                   f"e.g. {call.name}(32)", call)
     for key, p in params.items():
         if key not in out:
             if p.default is None:
@@ -202,7 +204,7 @@ def _check_bits(word: sx.Word) -> None:
                    f"int1..int{S.MAX_BITS} and uint1..uint{S.MAX_BITS}", word)
 
 
-# ---- quantizers -----------------------------------------------------------------------------------
+# ---- quantizers ---------------------------------------------------------------------------------
 
 def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
     """A quantizer term: FORMAT [granularity] [options]. `base` supplies defaults for residual
@@ -243,9 +245,11 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
             raise _err(f"{atom.name} needs a vector length, e.g. {atom.name}(32)", atom)
         else:
             word = getattr(atom, "name", None)
-            choices = S.GRANULARITY_WORDS + S.GRANULARITY_CALLS + tuple(f"{k}=" for k in S.QUANT_PARAMS)
+            choices = (S.GRANULARITY_WORDS + S.GRANULARITY_CALLS
+                       + tuple(f"{k}=" for k in S.QUANT_PARAMS))
             raise _err(f"expected a granularity ({', '.join(S.GRANULARITY_WORDS)}, per_vector(V), "
-                       f"per_block(V)) or an option ({', '.join(S.QUANT_PARAMS)}), found {_what(atom)}",
+                       f"per_block(V)) or an option ({', '.join(S.QUANT_PARAMS)}), "
+                       f"found {_what(atom)}",
                        atom, choices, word)
     seen = fields.pop("_seen", set())
     if "calibrate" not in seen and base is None and first.name.startswith("uint"):
@@ -269,7 +273,8 @@ def _check_quant(q: Quant, node: object) -> Quant:
         raise _err(f"per_vector needs an integer element format, found '{q.fmt}' "
                    "(use per_block(32, scale=e8m0) for Microscaling)", node)
     if q.calibrate == "minmax" and (fp or q.granularity == "per_block"):
-        raise _err("calibrate=minmax needs an integer format and is not defined for per_block", node)
+        raise _err("calibrate=minmax needs an integer format and is not defined for per_block",
+                   node)
     if q.round == "stochastic" and fp:
         pass  # stochastic rounding on the element grid is well defined
     return q
@@ -286,7 +291,7 @@ def _normalize(q: Quant) -> Quant:
     return q
 
 
-# ---- operands and schemes -------------------------------------------------------------------------
+# ---- operands and schemes -----------------------------------------------------------------------
 
 def read_operand(entry: sx.Entry) -> Operand:
     terms = entry.spec.terms

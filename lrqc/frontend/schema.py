@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Rounding
-from .model import FLOAT_TYPES, FP_ELEMENT_FORMATS
+from .model import FLOAT_TYPES, FP_ELEMENT_FORMATS, Rounding
 
 ENTRY_KEYS = ("a", "b", "product", "accumulate", "output", "static")
 GRANULARITY_WORDS = ("per_tensor", "per_channel")
@@ -100,7 +99,8 @@ QUANT_PARAMS: dict[str, Param] = {
     "pad": Param("bool", True, None, "zero-pad K to a multiple of V"),
 }
 
-TOP_DEFAULTS = {"accumulate": "int32", "output": "float32", "static": "b", "granularity": "per_tensor"}
+TOP_DEFAULTS = {"accumulate": "int32", "output": "float32", "static": "b",
+                "granularity": "per_tensor"}
 
 
 def defaults_doc() -> str:
@@ -112,7 +112,8 @@ def defaults_doc() -> str:
         rows += [(name, k, _fmt(p.default), p.doc) for k, p in params.items()]
     rows.append(("dense/sparse", "quant", "operand's format, per_tensor, same round", ""))
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}".rstrip() for r in rows)
+    return "\n".join(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:<{w[2]}}  {r[3]}".rstrip()
+                     for r in rows)
 
 
 def _fmt(v: object) -> str:

@@ -76,5 +76,6 @@ def unparse(s: Scheme) -> str:
     else:
         lines.append(f"    a: {operand_text(s.a)}")
         lines.append(f"    b: {operand_text(s.b)}")
-    lines += [f"    accumulate: {s.accumulate}", f"    output: {s.output}", f"    static: {s.static}", "}"]
+    lines += [f"    accumulate: {s.accumulate}", f"    output: {s.output}",
+              f"    static: {s.static}", "}"]
     return "\n".join(lines) + "\n"

@@ -39,22 +39,22 @@ def _operand(bld: _Builder, op, x: str, role: str) -> dict:
         return {"x": x, "q": None, "base": x, "lplr": None, "terms": []}
     if isinstance(op, LplrOperand):
         bits = (op.left_bits, op.right_bits)
-        l, r = bld.emit(ir.LowRank, (x,), 2, method=op.method, rank=op.rank, seed=op.seed,
-                        power_iters=op.power_iters, bits=bits,
-                        normalize_shift=op.normalize_shift, oversample=0)
-        return {"x": x, "q": None, "base": None, "lplr": (l, r), "terms": []}
+        left, right = bld.emit(ir.LowRank, (x,), 2, method=op.method, rank=op.rank,
+                               seed=op.seed, power_iters=op.power_iters, bits=bits,
+                               normalize_shift=op.normalize_shift, oversample=0)
+        return {"x": x, "q": None, "base": None, "lplr": (left, right), "terms": []}
     q = bld.emit(ir.Quantize, (x,), quant=op.quant, role=role)
     info = {"x": x, "q": q, "base": None, "lplr": None, "terms": []}
     resid = bld.emit(ir.Residual, (x, q)) if op.residuals else None
     for i, term in enumerate(op.residuals):
         last = i == len(op.residuals) - 1
         if isinstance(term, LowRank):
-            l, ft = bld.emit(ir.LowRank, (resid,), 2, method=term.method, rank=term.rank,
-                             oversample=term.oversample, power_iters=term.power_iters,
-                             seed=term.seed)
-            info["terms"].append((term, (l, ft)))
+            left, ft = bld.emit(ir.LowRank, (resid,), 2, method=term.method, rank=term.rank,
+                                oversample=term.oversample, power_iters=term.power_iters,
+                                seed=term.seed)
+            info["terms"].append((term, (left, ft)))
             if not last:
-                resid = bld.emit(ir.Residual, (resid, bld.emit(ir.MatMul, (l, ft))))
+                resid = bld.emit(ir.Residual, (resid, bld.emit(ir.MatMul, (left, ft))))
         else:
             qr = bld.emit(ir.Quantize, (resid,), quant=term.quant, role=role)
             info["terms"].append((term, qr))
@@ -72,11 +72,11 @@ def _base(bld: _Builder, info: dict) -> str:
 
 def _product(bld, a, b, acc) -> str:
     if b["lplr"]:
-        l, r = b["lplr"]
-        return bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (_base(bld, a), l)), r))
+        left, right = b["lplr"]
+        return bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (_base(bld, a), left)), right))
     if a["lplr"]:
-        l, r = a["lplr"]
-        return bld.emit(ir.MatMul, (l, bld.emit(ir.MatMul, (r, _base(bld, b)))))
+        left, right = a["lplr"]
+        return bld.emit(ir.MatMul, (left, bld.emit(ir.MatMul, (right, _base(bld, b)))))
     if a["q"] and b["q"]:
         return bld.qmatmul(a["q"], b["q"], acc)
     return bld.emit(ir.MatMul, (_base(bld, a), _base(bld, b)))
@@ -88,12 +88,12 @@ def _term_products(bld, mine, other, role, acc) -> list[str]:
     other_role = "b" if role == "a" else "a"
     for term, val in mine["terms"]:
         if isinstance(term, LowRank):
-            l, ft = val
+            left, ft = val
             if role == "a":
-                out.append(bld.emit(ir.MatMul, (l, bld.emit(ir.MatMul, (ft, other["x"])))))
+                out.append(bld.emit(ir.MatMul, (left, bld.emit(ir.MatMul, (ft, other["x"])))))
             else:
                 ob = _lplr_value(bld, other) if other["lplr"] else _base(bld, other)
-                out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ob, l)), ft)))
+                out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ob, left)), ft)))
             continue
         if isinstance(term, Sparse):
             xs = bld.emit(ir.Sparsify, (other["x"],), threshold=term.threshold,
@@ -111,8 +111,8 @@ def _term_products(bld, mine, other, role, acc) -> list[str]:
 
 
 def _lplr_value(bld, info) -> str:
-    l, r = info["lplr"]
-    return bld.emit(ir.MatMul, (l, r))
+    left, right = info["lplr"]
+    return bld.emit(ir.MatMul, (left, right))
 
 
 def _lramm(bld: _Builder, p: LowRankProduct, acc: str, dims) -> str:

@@ -55,7 +55,8 @@ def _check_types(op, types, where) -> None:
     t = [types[a] for a in op.args]
     if op.kind == "matmul" and not _same(t[0].shape[1], t[1].shape[0]):
         raise IRError(f"{where}: inner dims differ: {t[0]} @ {t[1]}")
-    if op.kind in ("add", "residual") and not all(_same(x, y) for x, y in zip(t[0].shape, t[1].shape)):
+    if op.kind in ("add", "residual") and not all(
+            _same(x, y) for x, y in zip(t[0].shape, t[1].shape, strict=False)):
         raise IRError(f"{where}: shapes differ: {t[0]} vs {t[1]}")
     if op.kind in ("int_matmul", "dequantize") and any(x.quant is None for x in t[:2]):
         raise IRError(f"{where}: needs quantized operands")

@@ -26,7 +26,8 @@ def _int_matmul(op, qa, qb):
         g = 1
     else:  # sympy.igcd needs two arguments
         g = sympy.ceiling(k / (groups[0] if len(groups) == 1 else sympy.igcd(*groups)))
-    return (ir.TensorType((g, qa.shape[0], qb.shape[1]), "i32" if op.accumulate == "int32" else "i64"),)
+    dtype = "i32" if op.accumulate == "int32" else "i64"
+    return (ir.TensorType((g, qa.shape[0], qb.shape[1]), dtype),)
 
 
 def _lowrank(op, t):
@@ -54,7 +55,7 @@ def infer_shapes(p: ir.Program) -> ir.Program:
     types = {name: ir.TensorType(INPUT_SHAPES[name], dt) for name, dt in p.inputs}
     for op in p.ops:
         res = SHAPE_RULES[op.kind](op, *(types[a] for a in op.args))
-        types.update(zip(op.results, res))
+        types.update(zip(op.results, res, strict=True))
     return replace(p, types=tuple(types.items()))
 
 

@@ -150,10 +150,10 @@ class KernelPlan:
         """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
         each operand is a float of that type, or quantized symmetrically (maxabs) with its
         scale outside the K sum (per_tensor / per_channel: codes of at most 8 bits and e*m*
-        element values are exact in both types), and B has no dense term folded in. The GEMM then multiplies A's codes by
-        B's codes (products exact in float32, accumulated in float32) and applies the row and
-        column scales in its epilogue; CUDA runs it on fp16/bf16 tensor cores. None: the
-        float32 GEMM of dequantized values."""
+        element values are exact in both types), and B has no dense term folded in. The GEMM
+        then multiplies A's codes by B's codes (products exact in float32, accumulated in
+        float32) and applies the row and column scales in its epilogue; CUDA runs it on
+        fp16/bf16 tensor cores. None: the float32 GEMM of dequantized values."""
         if not self.float_path or self.dense_b:
             return None
         fits = set(HALF_TYPES)

@@ -148,7 +148,8 @@ def _integer_terms(p: KernelPlan, terms: _Terms) -> KernelPlan:
     for sp in prods:
         why = _integer_problem(sp.q, sp.side) or _sparse_problem(sp)
         if why:
-            raise UnsupportedScheme(f"scheme '{s.name}': sparse term of {'b' if sp.side == 'a' else 'a'}: {why}")
+            other = "b" if sp.side == "a" else "a"
+            raise UnsupportedScheme(f"scheme '{s.name}': sparse term of {other}: {why}")
     if segs and p.b_zero:
         raise UnsupportedScheme(f"scheme '{s.name}': dense terms with weights that have zero "
                                 "points (unsigned or min-max) are not compiled")

@@ -97,5 +97,5 @@ def interpret(p, A, B, notes: list[str] | None = None) -> np.ndarray:
         res = EVAL_RULES[op.kind](op, *(env[a] for a in op.args), notes)
         if op.n_results == 1:
             res = (res,)
-        env.update(zip(op.results, res))
+        env.update(zip(op.results, res, strict=True))
     return to_output(np.asarray(env[p.output], dtype=np.float64), p.out_dtype)

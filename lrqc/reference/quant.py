@@ -140,7 +140,8 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     else:
         zero = np.zeros(shape)
     tmp = QArray(q, role, k, g, xr, zero, scale)
-    codes = np.clip(round_values(xr / tmp.expand(scale), q.round, rng) + tmp.expand(zero), qmin, qmax)
+    codes = np.clip(round_values(xr / tmp.expand(scale), q.round, rng) + tmp.expand(zero),
+                    qmin, qmax)
     return QArray(q, role, k, g, codes, zero, scale, scale_int, gamma)
 
 
@@ -202,11 +203,11 @@ def _quantize_mx(xr, q, role, k, rng) -> QArray:
 
 
 def int_accumulate(qa: QArray, qb: QArray):
-    """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]  (M x N, int64)
-    together with the group's column slice. Groups are the finer of the two operands' groups
-    (the gcd of the group sizes of operands whose scale varies along K). e*m* / MX codes enter
-    as integers (values times 2^frac_bits, see integer_codes); ValueError when the sums could
-    leave float64's exact integers (wide e*m* formats: use grouped_sums)."""
+    """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]
+    (M x N, int64) together with the group's column slice. Groups are the finer of the two
+    operands' groups (the gcd of the group sizes of operands whose scale varies along K). e*m* /
+    MX codes enter as integers (values times 2^frac_bits, see integer_codes); ValueError when the
+    sums could leave float64's exact integers (wide e*m* formats: use grouped_sums)."""
     ca, cb = integer_codes(qa), integer_codes(qb)
     bound = float(np.abs(ca).max(initial=0)) * float(np.abs(cb).max(initial=0)) * ca.shape[1]
     if bound >= 2.0**53:
@@ -245,5 +246,6 @@ def integer_codes(q: QArray) -> np.ndarray:
 
 
 def _common_group(qa: QArray, qb: QArray, kp: int) -> int:
-    ga, gb = (qa.group if qa.scale.shape[-1] > 1 else kp), (qb.group if qb.scale.shape[-1] > 1 else kp)
+    ga = qa.group if qa.scale.shape[-1] > 1 else kp
+    gb = qb.group if qb.scale.shape[-1] > 1 else kp
     return int(np.gcd(ga, gb))

@@ -65,7 +65,8 @@ def density_note(name: str, density: float, max_density: float) -> str:
     if density > max_density:
         return (f"sparse: {name} density {density:.3f} > max_density {max_density:g}: "
                 f"dense {name} used")
-    return f"sparse: {name} density {density:.3f} <= max_density {max_density:g}: sparse {name} used"
+    return (f"sparse: {name} density {density:.3f} <= max_density {max_density:g}: "
+            f"sparse {name} used")
 
 
 def sparse_operand(x: np.ndarray, term: Sparse, role: str, name: str) -> tuple[np.ndarray, str]:

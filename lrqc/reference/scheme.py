@@ -192,4 +192,5 @@ def evaluate(s: Scheme, A, B) -> Report:
     C = to_output(_run(s, A, B, notes), s.output).astype(np.float64)
     C0 = to_output(_run(direct_scheme(s, m, n, k), A, B, []), s.output).astype(np.float64)
     C32 = (A.astype(np.float32) @ B.astype(np.float32)).astype(np.float64)
-    return Report(s.name, (m, n, k), rel_error(C0, ref), rel_error(C, ref), rel_error(C32, ref), notes)
+    return Report(s.name, (m, n, k), rel_error(C0, ref), rel_error(C, ref), rel_error(C32, ref),
+                  notes)

@@ -7,8 +7,8 @@ import importlib.util
 import inspect
 from functools import cache
 
-from ...resources import data_dir
 from ...plan.model import KernelPlan
+from ...resources import data_dir
 from .protocol import ScheduleRule
 
 
