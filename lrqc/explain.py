@@ -10,8 +10,10 @@ import sympy
 from .errors import LrqcError
 from .frontend.bind import bind_dims
 from .frontend.model import (
+    Calibration,
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LplrOperand,
     Quant,
@@ -37,12 +39,12 @@ _CELL_WIDTH = 60
 def _scale(q: Quant, role: str) -> str:
     x = role.upper()
     idx = "i" if role == "a" else "j"
-    if q.granularity == "per_tensor":
+    if q.granularity == Granularity.PER_TENSOR:
         return f"s{x}"
-    if q.granularity == "per_channel":
+    if q.granularity == Granularity.PER_CHANNEL:
         return f"s{x}[{idx}]"
     g = f"[{idx},g]" if role == "a" else "[g,j]"
-    if q.granularity == "per_block":
+    if q.granularity == Granularity.PER_BLOCK:
         return f"2^e{x}{g}"
     if q.scale.startswith("uint"):
         return f"γ{x}[{idx}]·ŝ{x}{g}"
@@ -53,7 +55,7 @@ def _code(q: Quant, role: str) -> str:
     x = role.upper()
     c = f"q{x}[i,k]" if role == "a" else f"q{x}[k,j]"
     return f"(q{x}[{'i' if role == 'a' else 'k'},{'k' if role == 'a' else 'j'}] - z{x})" \
-        if q.calibrate == "minmax" else c
+        if q.calibrate == Calibration.MINMAX else c
 
 
 def base_formula(s: Scheme) -> list[str]:
@@ -127,7 +129,7 @@ def notes(s: Scheme, dims) -> list[str]:
         if q.grouped and dims is None:
             out.append(f"{role}: if K is not a multiple of {q.vector}, K is zero-padded "
                        f"({'pad=true' if q.pad else 'pad=false: an error'})")
-        if not q.signed and q.is_int and q.calibrate == "maxabs":
+        if not q.signed and q.is_int and q.calibrate == Calibration.MAXABS:
             out.append(f"{role}: unsigned maxabs quantization clips negative values to 0")
         for t in op.residuals:
             if isinstance(t, Sparse):

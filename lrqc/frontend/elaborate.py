@@ -24,6 +24,7 @@ from .model import (
     Quant,
     QuantOperand,
     Residual,
+    Rounding,
     Scheme,
     Sparse,
     int_format,
@@ -128,10 +129,11 @@ def _read_scale(node: ParamValue, name: str, granularity: str) -> str:
     """per_vector: float32 | uintM [per_channel]; per_block: e8m0."""
     atoms = node.atoms if isinstance(node, sx.Term) else (node,)
     first = atoms[0]
-    allowed = ("e8m0",) if granularity == "per_block" else ("float32", "uint6 per_channel")
+    mx = granularity == Granularity.PER_BLOCK
+    allowed = ("e8m0",) if mx else ("float32", "uint6 per_channel")
     if not isinstance(first, sx.Word):
         raise _err(f"scale must be {' or '.join(allowed)}, found {_what(first)}", first)
-    if granularity == "per_block":
+    if mx:
         if first.name != "e8m0" or len(atoms) > 1:
             raise _err(f"per_block scales must be e8m0 (OCP Microscaling), found '{first.name}'",
                        first, ("e8m0",), first.name)
@@ -266,27 +268,27 @@ def _once(prev: sx.Word | sx.Call | None, node: object, what: str) -> None:
 
 def _check_quant(q: Quant, node: object) -> Quant:
     fp = q.fmt in FP_ELEMENT_FORMATS
-    if q.granularity == "per_block" and not (fp or q.fmt == "int8"):
+    if q.granularity == Granularity.PER_BLOCK and not (fp or q.fmt == "int8"):
         raise _err(f"per_block (Microscaling) elements must be int8 or one of "
                    f"{', '.join(FP_ELEMENT_FORMATS)}, found '{q.fmt}'", node)
-    if q.granularity == "per_vector" and fp:
+    if q.granularity == Granularity.PER_VECTOR and fp:
         raise _err(f"per_vector needs an integer element format, found '{q.fmt}' "
                    "(use per_block(32, scale=e8m0) for Microscaling)", node)
-    if q.calibrate == "minmax" and (fp or q.granularity == "per_block"):
+    if q.calibrate == Calibration.MINMAX and (fp or q.granularity == Granularity.PER_BLOCK):
         raise _err("calibrate=minmax needs an integer format and is not defined for per_block",
                    node)
-    if q.round == "stochastic" and fp:
+    if q.round == Rounding.STOCHASTIC and fp:
         pass  # stochastic rounding on the element grid is well defined
     return q
 
 
 def _normalize(q: Quant) -> Quant:
     """Canonical form: fields that have no effect are reset, so equal meaning compares equal."""
-    if q.granularity not in ("per_vector", "per_block"):
+    if q.granularity not in (Granularity.PER_VECTOR, Granularity.PER_BLOCK):
         q = replace(q, vector=0, scale="float32", pad=True)
     if not int_format(q.scale):
         q = replace(q, scale_round="ceil")
-    if q.round != "stochastic":
+    if q.round != Rounding.STOCHASTIC:
         q = replace(q, seed=0)
     return q
 
@@ -320,9 +322,9 @@ def _read_residual(term: sx.Term, base: Quant) -> Residual:
         node = call if len(term.atoms) == 1 or not isinstance(call, sx.Call) else term.atoms[1]
         raise _err("expected a residual term lowrank(...), dense(...) or sparse(...), "
                    f"found {_what(node)}", node, S.RESIDUAL_CALLS, getattr(node, "name", None))
+    mx = base.granularity == Granularity.PER_BLOCK
     default_q = _normalize(Quant(base.fmt, Granularity.PER_TENSOR, round=base.round,
-                                 calibrate=base.calibrate if base.granularity != "per_block"
-                                 else Calibration.MAXABS))
+                                 calibrate=Calibration.MAXABS if mx else base.calibrate))
     args = _read_call(call, call.name, base=default_q)
     if call.name == "lowrank":
         if args["method"] == "sketch" and args["rank"] != 1:

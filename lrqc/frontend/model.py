@@ -115,7 +115,7 @@ class Quant:
     @property
     def grouped(self) -> bool:
         """Scales vary along K (inside the K-sum)."""
-        return self.granularity in ("per_vector", "per_block")
+        return self.granularity in (Granularity.PER_VECTOR, Granularity.PER_BLOCK)
 
 
 @dataclass(frozen=True, slots=True)

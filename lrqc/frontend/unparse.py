@@ -7,12 +7,14 @@ from __future__ import annotations
 from .model import (
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LplrOperand,
     Operand,
     Quant,
     QuantOperand,
     Residual,
+    Rounding,
     Scheme,
     Sparse,
 )
@@ -24,7 +26,7 @@ def _num(v: float) -> str:
 
 def quant_text(q: Quant) -> str:
     parts = [q.fmt]
-    if q.granularity in ("per_vector", "per_block"):
+    if q.granularity in (Granularity.PER_VECTOR, Granularity.PER_BLOCK):
         scale = q.scale if q.scale in ("float32", "e8m0") else f"{q.scale} per_channel"
         parts.append(f"{q.granularity}({q.vector}, scale={scale})")
     else:
@@ -32,9 +34,9 @@ def quant_text(q: Quant) -> str:
     parts += [f"round={q.round}", f"calibrate={q.calibrate}"]
     if q.scale.startswith("uint"):
         parts.append(f"scale_round={q.scale_round}")
-    if q.round == "stochastic":
+    if q.round == Rounding.STOCHASTIC:
         parts.append(f"seed={q.seed}")
-    if q.granularity in ("per_vector", "per_block"):
+    if q.granularity in (Granularity.PER_VECTOR, Granularity.PER_BLOCK):
         parts.append(f"pad={'true' if q.pad else 'false'}")
     return " ".join(parts)
 

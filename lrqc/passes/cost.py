@@ -12,6 +12,7 @@ from functools import lru_cache
 import sympy
 from sympy.core.rules import Transform
 
+from ..frontend.model import Granularity
 from ..ir import nodes as ir
 
 F32 = 4
@@ -29,13 +30,13 @@ def _qbytes(t: ir.TensorType):
     q = t.quant
     rows, cols = t.shape
     codes = _numel(t) * q.bits / 8
-    if q.granularity == "per_tensor":
+    if q.granularity == Granularity.PER_TENSOR:
         scales = 1
-    elif q.granularity == "per_channel":
+    elif q.granularity == Granularity.PER_CHANNEL:
         scales = rows if t.role == "a" else cols
     else:
         scales = _numel(t) / q.vector
-    per_scale = 1 if q.granularity == "per_block" or q.scale.startswith("uint") else F32
+    per_scale = 1 if q.granularity == Granularity.PER_BLOCK or q.scale.startswith("uint") else F32
     return codes + scales * per_scale
 
 

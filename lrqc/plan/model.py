@@ -10,7 +10,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frontend.model import Dense, FloatOperand, LowRank, Operand, Quant, QuantOperand, Scheme
+from ..frontend.model import (
+    Calibration,
+    Dense,
+    FloatOperand,
+    Granularity,
+    LowRank,
+    Operand,
+    Quant,
+    QuantOperand,
+    Rounding,
+    Scheme,
+)
 from ..reference.quant import padded_k
 from .segments import Segment, SparseProduct
 
@@ -97,7 +108,7 @@ class KernelPlan:
     def nibbles(self) -> bool:
         """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
         return not self.float_path and all(
-            q is not None and q.is_int and q.granularity != "per_block" and q.bits <= 4
+            q is not None and q.is_int and q.granularity != Granularity.PER_BLOCK and q.bits <= 4
             for q in self.b_quants)
 
     @property
@@ -106,7 +117,7 @@ class KernelPlan:
         in the epilogue by row sums of A's centered codes times the weights' zero points."""
         qb = self.qb  # None only for a float B (then float_path)
         return not self.float_path and qb is not None and (
-            not qb.signed or qb.calibrate == "minmax")
+            not qb.signed or qb.calibrate == Calibration.MINMAX)
 
     @property
     def b_offset(self) -> int:
@@ -117,7 +128,7 @@ class KernelPlan:
     @property
     def stochastic_a(self) -> bool:
         """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
-        return self.qa is not None and self.qa.round == "stochastic"
+        return self.qa is not None and self.qa.round == Rounding.STOCHASTIC
 
     def noise(self) -> np.ndarray:
         """The draws lrqc.reference.quantize makes for A at this bucket's M rows: U[0, 1) of
@@ -138,12 +149,12 @@ class KernelPlan:
         if self.float_path:
             return False
         quants: list[Quant | None] = [sg.qa for sg in self.segments] or [self.qa]
-        return self.b_zero or any(q is not None and q.is_int and q.calibrate == "minmax"
+        return self.b_zero or any(q is not None and q.is_int and q.calibrate == Calibration.MINMAX
                                   for q in quants)
 
     @property
     def mx(self) -> bool:
-        return self.qa is not None and self.qa.granularity == "per_block"
+        return self.qa is not None and self.qa.granularity == Granularity.PER_BLOCK
 
     @property
     def half(self) -> str | None:
@@ -179,8 +190,8 @@ def _half_types(op: Operand) -> set[str]:
     q = _quant(op)
     if q is None:  # an LPLR operand: make_plan plans none
         return set()
-    if q.granularity not in ("per_tensor", "per_channel") or q.scale != "float32" \
-            or q.calibrate == "minmax" or q.bits > 8:
+    outside_k = q.granularity in (Granularity.PER_TENSOR, Granularity.PER_CHANNEL)
+    if not outside_k or q.scale != "float32" or q.calibrate == Calibration.MINMAX or q.bits > 8:
         # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)
         return set()
     return set(HALF_TYPES)  # codes of at most 8 bits; e*m* element values

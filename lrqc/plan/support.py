@@ -13,12 +13,15 @@ import numpy as np
 from ..errors import UnsupportedScheme
 from ..frontend.bind import bind_dims
 from ..frontend.model import (
+    Calibration,
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LplrOperand,
     Quant,
     QuantOperand,
+    Rounding,
     Scheme,
     Sparse,
 )
@@ -36,17 +39,17 @@ MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 code
 
 def code_limit(q: Quant) -> int:
     """Largest |integer code| the kernels see for quantizer q."""
-    if q.granularity == "per_block" or not q.is_int:
+    if q.granularity == Granularity.PER_BLOCK or not q.is_int:
         return int(ELEM_MAX[q.fmt] * 2 ** frac_bits(q.fmt))
     return max(map(abs, int_range(q)))
 
 
 def _integer_problem(q: Quant, role: str) -> str | None:
     """Why quantizer q cannot run on the integer units (codes must fit a byte), or None."""
-    if q.granularity == "per_block" and q.fmt not in MX_ELEMENTS:
+    if q.granularity == Granularity.PER_BLOCK and q.fmt not in MX_ELEMENTS:
         return (f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit int8 codes (the "
                 f"integer kernels take {', '.join(MX_ELEMENTS)})")
-    if not q.is_int and q.granularity != "per_block" and q.fmt not in MX_ELEMENTS:
+    if not q.is_int and q.granularity != Granularity.PER_BLOCK and q.fmt not in MX_ELEMENTS:
         return f"{role}: {quant_text(q)}: {q.fmt} codes (value x 2^f) do not fit int8"
     if q.bits == 1 and q.signed and q.scale != "float32":
         return f"{role}: int1 with two-level scales"
@@ -63,8 +66,8 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     except ValueError as exc:
         raise UnsupportedScheme(f"scheme '{s.name}': {exc}") from None
     has_terms = any(t or low for t, low in terms.values())
-    if isinstance(s.a, QuantOperand) and s.a.quant.round == "stochastic" \
-            and (s.a.quant.granularity == "per_block" or has_terms):
+    if isinstance(s.a, QuantOperand) and s.a.quant.round == Rounding.STOCHASTIC \
+            and (s.a.quant.granularity == Granularity.PER_BLOCK or has_terms):
         raise UnsupportedScheme("a: stochastic rounding of MX activations, or of activations "
                                 "with residual terms, is not compiled")
     mp = -(-m // mr) * mr
@@ -79,7 +82,8 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         problem = f"per_vector sizes differ ({grouped[0]} vs {grouped[1]})"
     if not problem and grouped and grouped[0] % 4:
         problem = f"per_vector({grouped[0]}): V must be a multiple of 4 for the integer layout"
-    if not problem and (qa.granularity == "per_block") != (qb.granularity == "per_block"):
+    mx = (qa.granularity == Granularity.PER_BLOCK, qb.granularity == Granularity.PER_BLOCK)
+    if not problem and mx[0] != mx[1]:
         problem = "MX (per_block) on one operand only"
     v = grouped[0] if grouped else 0
     chunked = False
@@ -200,7 +204,7 @@ def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> 
             return None
         za = np.asarray(zc[:, s * p.gq:(s + 1) * p.gq], np.int64)
         dev_a, zc_max = centered_limit(qa), int(np.abs(za).max())
-        if qa.is_int and qa.calibrate == "minmax":
+        if qa.is_int and qa.calibrate == Calibration.MINMAX:
             dev_a = max(dev_a, _deviation(qa, za - a_offset(qa)))
         dev_b, zb_max = centered_limit(qb), 0
         if p.b_zero and zb is not None:
@@ -223,27 +227,27 @@ def _deviation(q: Quant, z: np.ndarray) -> int:
 
 def centered_limit(q: Quant) -> int:
     """Largest |code - zero point| of integer quantizer q."""
-    return code_limit(q) if q.signed and q.calibrate == "maxabs" else 2 ** q.bits
+    return code_limit(q) if q.signed and q.calibrate == Calibration.MAXABS else 2 ** q.bits
 
 
 def _sparse_problem(sp: SparseProduct) -> str | None:
     q = sp.q
-    if q.granularity == "per_block" or not q.is_int:
+    if q.granularity == Granularity.PER_BLOCK or not q.is_int:
         return f"{quant_text(q)}: sparse terms take integer formats"
-    if q.round == "stochastic":
+    if q.round == Rounding.STOCHASTIC:
         return "stochastic rounding of per-call sparse operands is not compiled"
-    if sp.side == "a" and (q.calibrate == "minmax" or not q.signed):
+    if sp.side == "a" and (q.calibrate == Calibration.MINMAX or not q.signed):
         return "B-side residual codes with zero points are not compiled"
     return None
 
 
 def _segment_problem(sg: Segment) -> str | None:
-    if sg.qb.calibrate == "minmax" or not sg.qb.signed:
+    if sg.qb.calibrate == Calibration.MINMAX or not sg.qb.signed:
         return "B-side residual codes with zero points are not compiled"
     for q in (sg.qa, sg.qb):
-        if q.granularity == "per_block" or not q.is_int:
+        if q.granularity == Granularity.PER_BLOCK or not q.is_int:
             return f"{quant_text(q)}: residual segments take integer formats"
-        if q.round == "stochastic" and q is sg.qa:
+        if q.round == Rounding.STOCHASTIC and q is sg.qa:
             return "stochastic rounding of per-call residuals is not compiled"
     return None
 

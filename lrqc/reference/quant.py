@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..frontend.model import FP_ELEMENT_FORMATS, Quant
+from ..frontend.model import FP_ELEMENT_FORMATS, Calibration, Granularity, Quant, Rounding
 from . import minifloat
 from .rounding import round_values
 
@@ -57,7 +57,7 @@ def int_range(q: Quant) -> tuple[int, int]:
     """(qmin, qmax) of the integer codes."""
     b = q.bits
     if q.signed:
-        if q.calibrate == "minmax":
+        if q.calibrate == Calibration.MINMAX:
             return -(2 ** (b - 1)), 2 ** (b - 1) - 1
         return (-1, 1) if b == 1 else (-(2 ** (b - 1) - 1), 2 ** (b - 1) - 1)
     return 0, 2**b - 1
@@ -85,11 +85,11 @@ def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
     if kp != k:
         xr = np.concatenate([xr, np.zeros((rows, kp - k))], axis=1)
     g = group_size(q, kp)
-    rng = np.random.default_rng(q.seed) if q.round == "stochastic" else None
-    if q.granularity == "per_block":
+    rng = np.random.default_rng(q.seed) if q.round == Rounding.STOCHASTIC else None
+    if q.granularity == Granularity.PER_BLOCK:
         return _zero_padding(_quantize_mx(xr, q, role, k, rng))
     groups = xr.reshape(rows, kp // g, g)
-    if q.granularity == "per_tensor":
+    if q.granularity == Granularity.PER_TENSOR:
         groups = xr.reshape(1, 1, rows * kp)
     if q.fmt in FP_ELEMENT_FORMATS:
         return _zero_padding(_quantize_fp(xr, groups, q, role, k, g, rng))
@@ -111,7 +111,7 @@ def _zero_padding(qa: QArray) -> QArray:
 
 
 def _stat_shape(q: Quant, rows: int, ngroups: int) -> tuple[int, int]:
-    return (1, 1) if q.granularity == "per_tensor" else (rows, ngroups)
+    return (1, 1) if q.granularity == Granularity.PER_TENSOR else (rows, ngroups)
 
 
 def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
@@ -119,7 +119,7 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     qmin, qmax = int_range(q)
     levels = qmax - qmin
     shape = _stat_shape(q, rows, kp // g)
-    if q.calibrate == "minmax":
+    if q.calibrate == Calibration.MINMAX:
         lo, hi = groups.min(axis=-1), groups.max(axis=-1)
         with np.errstate(over="ignore"):
             rng_ = hi - lo
@@ -135,7 +135,7 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     scale_int = gamma = None
     if q.scale.startswith("uint"):
         scale, scale_int, gamma = _two_level(scale, q)
-    if q.calibrate == "minmax":
+    if q.calibrate == Calibration.MINMAX:
         zero = qmin - np.rint(lo.reshape(shape) / scale)
     else:
         zero = np.zeros(shape)
@@ -235,7 +235,7 @@ def _grouped(qa: QArray, qb: QArray, ca: np.ndarray, cb: np.ndarray):
 def code_unit(q: Quant) -> float:
     """Value of one integer code step: 2^-frac_bits for e*m* and MX elements, 1 for integers,
     so that value = integer_codes(q) * code_unit * scale."""
-    if q.is_int and q.granularity != "per_block":
+    if q.is_int and q.granularity != Granularity.PER_BLOCK:
         return 1.0
     return 2.0 ** -minifloat.frac_bits(q.fmt)
 
