@@ -209,11 +209,11 @@ def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims
     assert kernel.plan.half == half
     A, B = data(m, n, k, seed=m + k)
     packed = kernel.pack(B)
-    assert ("sbf" in packed.arrays) == (half is not None)
+    assert (packed.arrays.sbf is not None) == (half is not None)
     if half is not None:  # A's and B's GEMM values: finite and exact in the 16-bit type
-        assert packed.arrays["Bf"].dtype == np.dtype(half)  # B stored in it: half the memory
+        assert packed.arrays.bf.dtype == np.dtype(half)  # B stored in it: half the memory
         bk, _ = kernel._quantize(A)
-        for vals in (packed.arrays["Bf"], bk.af.numpy()):
+        for vals in (packed.arrays.bf, bk.af.numpy()):
             assert np.all(np.isfinite(vals)) and np.abs(vals).max() < 65504
             assert np.array_equal(round_float(vals.astype(np.float64), half), vals)
 

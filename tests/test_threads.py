@@ -6,6 +6,7 @@ in threads too."""
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -75,8 +76,7 @@ def test_integer_kernel_with_m_buckets():
             np.testing.assert_array_equal(got, want)
     # pack in threads: every copy equals the one made alone
     for p in in_threads(lambda i: kernel.pack(B)):
-        for name, arr in packed.arrays.items():
-            np.testing.assert_array_equal(p.arrays[name], arr)
+        np.testing.assert_equal(asdict(p.arrays), asdict(packed.arrays))
     # stage_times while other threads call: the calls stay exact, the timings are numbers
     def mixed(i):
         if i % 2:

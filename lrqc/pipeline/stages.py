@@ -35,6 +35,7 @@ from ..plan import names
 from ..plan.lower import Part, lower_program
 from ..plan.model import KernelPlan
 from ..plan.printer import print_plan
+from ..plan.signature import check_params
 from .functions import bucket_rule, functions, schedule_function
 
 Key = tuple[str, int, str]  # (part prefix, bucket rows m, function name)
@@ -108,10 +109,13 @@ def stage_te(c: Compilation) -> Compilation:
         for plan in part.plans:
             brule = bucket_rule(plan, rule, c.target)
             for j, f in enumerate(te_sparse.functions(plan, cuda=c.target.is_cuda)):
+                check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params])
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,
                                     f, scheduled=True))
             for fn, tensors in functions(plan, brule).items():
-                out.append(Function((part.prefix, plan.m, fn), plan, brule, prim_func(tensors)))
+                mod = prim_func(tensors)  # TVM 0.27: each parameter is named as its buffer
+                check_params(plan, fn, [v.name for v in mod["main"].params])
+                out.append(Function((part.prefix, plan.m, fn), plan, brule, mod))
     return replace(c, functions=tuple(out))
 
 

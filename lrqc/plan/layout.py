@@ -1,25 +1,93 @@
 """pack(): the static operand B quantized by the reference quantizer and laid out for the
-kernels: Bp[N/16, K/4, 16, 4] int8 (one 64-byte VNNI block per 16 columns x 4 k), scales
-sb[G, N] and column sums cs[G, N] per K-group; and the fingerprint that ties packed arrays to
+kernels as a PackedOperand: Bp[N/16, K/4, 16, 4] int8 (one 64-byte VNNI block per 16 columns x
+4 k), scales sb[G, N] and column sums cs[G, N] per K-group, and the arrays of the float path,
+the low-rank epilogue and the sparse products; and the fingerprint that ties packed arrays to
 the kernel they were made for. numpy only."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
 
 import ml_dtypes
 import numpy as np
 
 from ..errors import InputError
+from ..frontend.model import FloatOperand, Quant, QuantOperand, Scheme
 from ..frontend.unparse import quant_text, unparse
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
-from ..reference.quant import integer_codes, quantize
-from ..reference.residual import apply_terms, sparse_quant
+from ..reference.quant import QArray, integer_codes, quantize
+from ..reference.residual import TermResult, apply_terms, sparse_quant
+from . import signature as sig
 from .model import KernelPlan
+from .verify import PlanError
 
 LAYOUT_VERSION = 1  # of pack()'s arrays: change it whenever their meaning or shapes change
 
+# PackedOperand's fields that the compiled functions read, with their parameter names
+PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("bf", sig.BF),
+          ("sbf", sig.SBF), ("lbt", sig.LBT), ("wb", sig.WB))
+PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
-def fingerprint(scheme, sizes: str, device: str, plan: KernelPlan | None = None) -> dict:
+
+@dataclass(frozen=True, eq=False)
+class SparseCodes:
+    """The static operand of a sparse product on side a (B's sparse term): B's residual codes
+    d[Kq, Np] int8 and their scales s[G, Np] (te/sparse.py: parameters D, sd)."""
+
+    d: np.ndarray
+    s: np.ndarray
+
+    def params(self) -> Iterator[tuple[str, np.ndarray]]:
+        return zip(sig.SPARSE_A_STATIC, (self.d, self.s), strict=True)
+
+
+@dataclass(frozen=True, eq=False)
+class SparseCsr:
+    """The static operand of a sparse product on side b (A's sparse term): B's thresholded copy
+    (or B, above max_density) as CSR of its columns, one row pointer per column and scale group:
+    ptr[Np * G + 1] int32, idx[nnz] (k) int32, val[nnz] int16 codes, and scales s[G, Np]
+    (te/sparse.py: parameters ptr, idx, val, ss)."""
+
+    ptr: np.ndarray
+    idx: np.ndarray
+    val: np.ndarray
+    s: np.ndarray
+
+    def params(self) -> Iterator[tuple[str, np.ndarray]]:
+        return zip(sig.SPARSE_B_STATIC, (self.ptr, self.idx, self.val, self.s), strict=True)
+
+
+@dataclass(frozen=True, eq=False)
+class PackedOperand:
+    """pack()'s arrays; those a plan does not use are None. Each field's parameter name (PARAMS)
+    is what runtime/manifest.py's LAYOUTS documents."""
+
+    bp: np.ndarray | None = None  # Bp: the integer codes (VNNI blocks, or split-half nibbles)
+    sb: np.ndarray | None = None  # sb [G, Np] float32: scales per K-group
+    cs: np.ndarray | None = None  # cs [G, Np] int32: column sums of the stored codes
+    zb: np.ndarray | None = None  # zb [G, Np] int32: zero point - storage offset (b_zero)
+    bf: np.ndarray | None = None  # Bf [Np/16, Kp, 16]: the float path's values (or 16-bit codes)
+    sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes
+    lbt: np.ndarray | None = None  # LBt [r, Kq] float32: B's lowrank factor L_Bᵀ
+    wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
+    b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term: numpy glue only
+    sparse: tuple[SparseCodes | SparseCsr, ...] = ()  # per sparse product, in plan order
+    notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
+
+    def params(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(parameter name, array) of every array the compiled functions other than the sparse
+        products read (those: each of `sparse`'s params())."""
+        for field, name in PARAMS:
+            arr = getattr(self, field)
+            if arr is not None:
+                yield name, arr
+
+
+def fingerprint(scheme: Scheme, sizes: str, device: str,
+                plan: KernelPlan | None = None) -> dict[str, str]:
     """What packed arrays depend on: the canonical scheme text, the static operand's sizes, the
     layout (version and padded sizes) and the device holding them. Two kernels accept each
     other's packed operands exactly when their fingerprints are equal."""
@@ -30,7 +98,7 @@ def fingerprint(scheme, sizes: str, device: str, plan: KernelPlan | None = None)
     return {"scheme": unparse(scheme), "sizes": sizes, "layout": layout, "device": device}
 
 
-def check_fingerprint(packed, want: dict, what: str) -> None:
+def check_fingerprint(packed: object, want: dict[str, str], what: str) -> None:
     """InputError unless `packed` (a Packed or ChainPacked) was made for a kernel with the
     fingerprint `want`; the message says what differs. what: the static operand's name."""
     have = getattr(packed, "fingerprint", None)
@@ -50,10 +118,11 @@ def check_fingerprint(packed, want: dict, what: str) -> None:
 def text_difference(have: str, want: str) -> str:
     """The first difference between two scheme texts, as short as it can be said."""
     a, b = have.splitlines(), want.splitlines()
-    i = next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    i = next((j for j, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
     la, lb = (a[i] if i < len(a) else "", b[i] if i < len(b) else "")
     ta, tb = la.split(), lb.split()
-    lo = next((j for j, (x, y) in enumerate(zip(ta, tb)) if x != y), min(len(ta), len(tb)))
+    lo = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
+              min(len(ta), len(tb)))
     hi = 0
     while hi < min(len(ta), len(tb)) - lo and ta[-1 - hi] == tb[-1 - hi]:
         hi += 1
@@ -97,10 +166,13 @@ def unpack_codes(bp: np.ndarray) -> np.ndarray:
     return bp.transpose(0, 2, 1, 3).reshape(a * c, b * d)
 
 
-def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
-    """Quantize and lay out B (K x N) for plan p: {"Bp", "sb", "cs"} numpy arrays. q: B's
-    quantized copy when it is known exactly (LPLR's factor codes, chain.py), instead of the
-    plan's quantizer applied to B; B must then be its dequantized value."""
+StaticTerms = tuple[QArray, list[TermResult]]  # Q(B) and B's residual terms (static_terms)
+
+
+def pack(p: KernelPlan, B: Any, q: QArray | None = None) -> PackedOperand:
+    """Quantize and lay out B (K x N) for plan p. q: B's quantized copy when it is known
+    exactly (LPLR's factor codes, chain.py), instead of the plan's quantizer applied to B; B
+    must then be its dequantized value."""
     B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
@@ -109,60 +181,76 @@ def pack(p: KernelPlan, B, q=None) -> dict[str, np.ndarray]:
     if p.compensated:
         st = static_terms(p, B) if q is None else (q, [])
     if p.half:
-        out = _pack_half(p, B, q)
+        out = _pack_half(p, p.half, B, q)
     elif p.float_path:
-        out = {"Bf": _pack_float(p, B, st, exact=q is not None)}
+        out = PackedOperand(bf=_pack_float(p, B, st, exact=q is not None))
     elif p.segments:
-        out = _pack_segments(p, B, st)
+        out = _pack_segments(p, B, _terms(p, st))
     else:
         out = _pack_int(p, B, q)
     if p.compensated:
-        out.update(_lowrank_arrays(p, B, st))
+        out = _with_lowrank(p, out, B, st)
     if p.sparse:
-        arrays, notes = _sparse_arrays(p, B, st)
-        out.update(arrays)
-        if notes:
-            out["notes"] = np.array(notes)
+        sparse, notes = _sparse_arrays(p, B, _terms(p, st))
+        out = replace(out, sparse=sparse, notes=notes)
     return out
 
 
-def _pack_int(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
-    q = quantize(B, p.qb, "b") if q is None else q  # rows = N, columns = K (padded when grouped)
+def _b_quant(p: KernelPlan) -> Quant:
+    """B's quantizer; PlanError for a float B (whose plans take the float path)."""
+    if p.qb is None:
+        raise PlanError(f"kernel plan of '{p.scheme.name}': B is a float operand; its integer "
+                        "layout does not exist")
+    return p.qb
+
+
+def _terms(p: KernelPlan, st: StaticTerms | None) -> StaticTerms:
+    """The static terms of a quantized B (segments and sparse products have them)."""
+    if st is None:
+        raise PlanError(f"kernel plan of '{p.scheme.name}': residual terms of a float B")
+    return st
+
+
+def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOperand:
+    qb = _b_quant(p)
+    q = quantize(B, qb, "b") if q is None else q  # rows = N, columns = K (padded when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
-    frac = 0 if p.qb.is_int and p.qb.granularity != "per_block" else frac_bits(p.qb.fmt)
+    frac = 0 if qb.is_int and qb.granularity != "per_block" else frac_bits(qb.fmt)
     G, V = p.groups, p.vector
     full = np.zeros((p.np_, p.kp), np.int64)
     full[: p.n, : codes.shape[1]] = codes
-    out = {}
+    zbs = None
     if p.b_zero:  # store code - offset = centered + (zero - offset); padding: centered 0
         zb = np.zeros((G, p.np_), np.int64)
         zb[:, : p.n] = _per_group(q.zero, G).T - p.b_offset
         full[: p.n] += np.repeat(zb[:, : p.n].T, V, axis=1)
         lo, hi = (-8, 7) if p.nibbles else (-128, 127)
         if full.min() < lo or full.max() > hi:
-            raise InputError(f"B: a zero point lies outside {quant_text(p.qb)}'s code range (a "
+            raise InputError(f"B: a zero point lies outside {quant_text(qb)}'s code range (a "
                              "column of one sign?), so K padding cannot be stored; use K a "
                              f"multiple of {V} or calibrate=maxabs")
-        out["zb"] = zb.astype(np.int32)
+        zbs = zb.astype(np.int32)
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     if p.nibbles:
         bp = pack_nibbles(bp)
-    return {"Bp": bp, "sb": sb, "cs": cs, **out}
+    return PackedOperand(bp=bp, sb=sb, cs=cs, zb=zbs)
 
 
-def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> np.ndarray:
+def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,
+                exact: bool = False) -> np.ndarray:
     """Bf[Np/16, Kp, 16] float32: B rounded to its float type, or dequantized (any quantizer:
     the reference's own numpy quantization), or B itself when it is the exact value of a given
     quantized copy (exact), zero padded."""
+    b = p.scheme.b
     if exact:
         vals = B
-    elif p.b_float:
-        vals = round_float(B, p.scheme.b.dtype, "B")
+    elif isinstance(b, FloatOperand):
+        vals = round_float(B, b.dtype, "B")
     else:
-        vals = quantize(B, p.qb, "b").dequantize()  # K x N
+        vals = quantize(B, _b_quant(p), "b").dequantize()  # K x N
         for t in st[1] if st else ():  # B's dense terms, exact in float
             if t.q is not None:
                 vals = vals + t.approx
@@ -171,26 +259,28 @@ def _pack_float(p: KernelPlan, B: np.ndarray, st=None, exact: bool = False) -> n
     return np.ascontiguousarray(full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2))
 
 
-def _pack_half(p: KernelPlan, B: np.ndarray, q=None) -> dict[str, np.ndarray]:
+def _pack_half(p: KernelPlan, half: str, B: np.ndarray,
+               q: QArray | None = None) -> PackedOperand:
     """Float GEMMs whose values are exact in 16 bits (KernelPlan.half): Bf[Np/16, Kp, 16] in
     that type (exactly) holding B rounded to its float type, or a quantized B's codes - zero
     (element values for e*m*; q: its exact quantized copy, if given), and sbf[1, Np] the
-    column scales (1 for a float B)."""
+    column scales (1 for a float B). half: p.half."""
     sbf = np.zeros((1, p.np_), np.float32)
-    if p.b_float:
-        vals = round_float(B, p.scheme.b.dtype, "B")
+    b = p.scheme.b
+    if isinstance(b, FloatOperand):
+        vals = round_float(B, b.dtype, "B")
         sbf[0, : p.n] = 1.0
     else:
-        q = quantize(B, p.qb, "b") if q is None else q
+        q = quantize(B, _b_quant(p), "b") if q is None else q
         vals = q.centered()[:, : p.k].T  # K x N
         sbf[0, : p.n] = np.broadcast_to(np.asarray(q.scale, np.float64)[:, 0], (p.n,))
     full = np.zeros((p.kp, p.np_), np.float32)
     full[: p.k, : p.n] = vals
     bf = full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2)
-    return {"Bf": np.ascontiguousarray(bf.astype(_numpy_dtype(p.half))), "sbf": sbf}
+    return PackedOperand(bf=np.ascontiguousarray(bf.astype(_numpy_dtype(half))), sbf=sbf)
 
 
-def _numpy_dtype(name: str):
+def _numpy_dtype(name: str) -> Any:
     """numpy's dtype for a TVM type name (bfloat16: ml_dtypes', which TVM depends on)."""
     if name == "bfloat16":
         return ml_dtypes.bfloat16
@@ -207,20 +297,21 @@ def _per_group(arr: np.ndarray, groups: int) -> np.ndarray:
     return np.pad(arr, ((0, 0), (0, groups - arr.shape[1])), mode="edge")
 
 
-def static_terms(p: KernelPlan, B: np.ndarray):
+def static_terms(p: KernelPlan, B: np.ndarray) -> StaticTerms | None:
     """(Q(B), B's residual terms as lrqc.reference computes them: TermResult list), or None
     for a float B."""
-    if p.b_float:
+    b = p.scheme.b
+    if not isinstance(b, QuantOperand):
         return None
-    q = quantize(B, p.qb, "b")
-    return q, apply_terms(p.scheme.b.residuals, B - q.dequantize(), "b")
+    q = quantize(B, b.quant, "b")
+    return q, apply_terms(b.residuals, B - q.dequantize(), "b")
 
 
-def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
+def _pack_segments(p: KernelPlan, B: np.ndarray, st: StaticTerms) -> PackedOperand:
     """Codes of every segment's B side side by side along K (segment s at columns s*Kq..),
     with per-group scales and column sums."""
     qb, terms = st
-    src = {"base": qb, **{f"res:{n}": t.q for n, t in enumerate(terms) if t.q is not None}}
+    src = {"base": qb, **{f"res:{n}": t.q for n, t in enumerate(terms) if isinstance(t.q, QArray)}}
     kq, gq, v = p.kq, p.gq, p.vector
     full = np.zeros((p.np_, p.kp), np.int64)
     sb = np.zeros((p.groups, p.np_), np.float32)
@@ -228,10 +319,10 @@ def _pack_segments(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
         full[:, s * kq:(s + 1) * kq], sb[s * gq:(s + 1) * gq] = _codes_scales(p, src[sg.b])
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, p.groups, v).sum(axis=2).T.astype(np.int32)
-    return {"Bp": pack_nibbles(bp) if p.nibbles else bp, "sb": sb, "cs": cs}
+    return PackedOperand(bp=pack_nibbles(bp) if p.nibbles else bp, sb=sb, cs=cs)
 
 
-def _codes_scales(p: KernelPlan, q) -> tuple[np.ndarray, np.ndarray]:
+def _codes_scales(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
     """Centered codes (Np, Kq) int64 and scales (G, Np) float32 of B's quantized copy q."""
     codes = integer_codes(q)
     full = np.zeros((p.np_, p.kq), np.int64)
@@ -241,7 +332,7 @@ def _codes_scales(p: KernelPlan, q) -> tuple[np.ndarray, np.ndarray]:
     return full, sc
 
 
-def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, ...]:
+def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSR of the nonzero codes of each row n of full (Np, Kq), split by scale group:
     (ptr[Np * G + 1], idx[nnz] = k, val[nnz] int16); idx/val hold one dummy when empty."""
     n, k = np.nonzero(full)
@@ -254,35 +345,43 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, ...]:
     return ptr.astype(np.int32), k.astype(np.int32), vals.astype(np.int16)
 
 
-def _sparse_arrays(p: KernelPlan, B: np.ndarray, st) -> tuple[dict, list[str]]:
-    """Static operands of the sparse products (backend/te/sparse.py): for product j on side a,
-    B's residual codes spj_D [Kq, Np] int8 and scales spj_s; on side b, B's thresholded copy
-    (or B, above max_density) as CSR spj_ptr / spj_idx / spj_val with scales spj_s."""
-    out, notes = {}, []
-    for j, sp in enumerate(p.sparse):
+def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms
+                   ) -> tuple[tuple[SparseCodes | SparseCsr, ...], tuple[str, ...]]:
+    """(static operands of the sparse products (backend/te/sparse.py), notes): for a product on
+    side a, B's residual codes and scales; on side b, B's thresholded copy (or B, above
+    max_density) as CSR with scales, and a note on which it is."""
+    out: list[SparseCodes | SparseCsr] = []
+    notes = []
+    for sp in p.sparse:
         if sp.side == "a":
-            full, sc = _codes_scales(p, st[1][sp.n].q)
-            out[f"sp{j}_D"] = np.ascontiguousarray(full.T.astype(np.int8))
+            rq = st[1][sp.n].q
+            if not isinstance(rq, QArray):
+                raise PlanError(f"kernel plan of '{p.scheme.name}': B's sparse term {sp.n} "
+                                "has no quantized residual")
+            full, sc = _codes_scales(p, rq)
+            out.append(SparseCodes(np.ascontiguousarray(full.T.astype(np.int8)), sc))
         else:
             q, note = sparse_quant(B, sp.term, "b", "B")
-            notes.append(note)
+            notes.append(str(note))
             full, sc = _codes_scales(p, q)
-            out[f"sp{j}_ptr"], out[f"sp{j}_idx"], out[f"sp{j}_val"] = csr_columns(full, p.gq)
-        out[f"sp{j}_s"] = sc
-    return out, notes
+            out.append(SparseCsr(*csr_columns(full, p.gq), sc))
+    return tuple(out), tuple(notes)
 
 
-def _lowrank_arrays(p: KernelPlan, B: np.ndarray, st) -> dict[str, np.ndarray]:
-    """B's lowrank factors as LBt[r, Kq] and Wb[r, Np] (= F_Bᵀ), and B itself as float32
-    (K x N) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
-    out = {}
+def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
+                  st: StaticTerms | None) -> PackedOperand:
+    """out with B's lowrank factors as lbt[r, Kq] and wb[r, Np] (= F_Bᵀ), and B itself as
+    float32 (K x N) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
     if p.rank_b:
-        L, Ft = st[1][-1].factors
+        factors = _terms(p, st)[1][-1].factors
+        if factors is None:
+            raise PlanError(f"kernel plan of '{p.scheme.name}': B's last term is not lowrank")
+        L, Ft = factors
         lbt = np.zeros((p.rank_b, p.kq), np.float32)
         lbt[:, : p.k] = L.T
         wb = np.zeros((p.rank_b, p.np_), np.float32)
         wb[:, : p.n] = Ft
-        out.update(LBt=lbt, Wb=wb)
+        out = replace(out, lbt=lbt, wb=wb)
     if p.rank_a:
-        out["B32"] = np.ascontiguousarray(B, dtype=np.float32)
+        out = replace(out, b32=np.ascontiguousarray(B, dtype=np.float32))
     return out

@@ -5,23 +5,26 @@ CPUs or GPUs are refused."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..backend.compat import TVM_ERRORS, load_module, versions
 from ..backend.cuda import fatbin
 from ..backend.schedule.rules import choose, rule_of
-from ..backend.target import resolve
+from ..backend.target import Target, resolve
 from ..errors import LrqcError
+from ..frontend.model import Scheme
 from ..ir import lower_ast
 from ..passes import run_passes
 from ..plan.buckets import m_range
 from ..plan.lower import lower_program
 from .assemble import assemble
+from .chain import ChainKernel
 from .device import device_of
 from .kernel import Kernel
 from .manifest import REBUILD, check_manifest, read_manifest, sha256
 
 
-def _load_cuda(d: Path, man: dict, scheme, target):
+def _load_cuda(d: Path, man: dict, scheme: Scheme, target: Target) -> Kernel | ChainKernel:
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
     missing = target.host_lacks()
@@ -43,7 +46,7 @@ def _load_cuda(d: Path, man: dict, scheme, target):
     return _assemble(d, man, scheme, target)
 
 
-def load_kernel(path) -> Kernel:
+def load_kernel(path: str | Path) -> Kernel | ChainKernel:
     """Load a built artifact without compiling anything, after checking it (read_manifest,
     check_manifest): never a library whose size or hash differs from the manifest's."""
     d = Path(path)
@@ -59,7 +62,7 @@ def load_kernel(path) -> Kernel:
     return _assemble(d, man, scheme, target)
 
 
-def _library(d: Path, man: dict):
+def _library(d: Path, man: dict) -> Any:
     """The artifact's checked library, loaded, with every function the manifest lists."""
     path = d / man["lib"]
     try:
@@ -74,7 +77,7 @@ def _library(d: Path, man: dict):
     return module
 
 
-def _assemble(d: Path, man: dict, scheme, target):
+def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> Kernel | ChainKernel:
     """The Kernel (or chain) of a checked artifact, its library loaded: the plans as the
     build made them (the same lowering), the rules as its manifest reports them."""
     dims = man["dims"]

@@ -3,14 +3,17 @@ Kernel per product) for LPLR and LRAMM. Used by compilation and by artifact load
 
 from __future__ import annotations
 
+from typing import Any
+
+from ..backend.target import Target
 from ..frontend.model import Scheme
 from ..plan.lower import Part
 from .chain import ChainKernel
 from .kernel import Kernel
 
 
-def assemble(scheme: Scheme, parts: tuple[Part, ...], reports: list[tuple[str, bool]], module,
-             target, m_lo: int, N: int, K: int):
+def assemble(scheme: Scheme, parts: tuple[Part, ...], reports: list[tuple[str, bool]],
+             module: Any, target: Target, m_lo: int, N: int, K: int) -> Kernel | ChainKernel:
     """reports: (schedule rule name, fast path) of each part; m_lo: the smallest M a call may
     have (the buckets pad every M up to theirs)."""
     if len(parts) == 1 and not parts[0].prefix:

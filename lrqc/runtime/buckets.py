@@ -1,44 +1,74 @@
 """The buffers and argument lists of a compiled Kernel: Packed (the static operand pack()
 prepared) and Bucket (one compiled row count: its functions, looked up once, its scratch
-buffers and the argument lists each compiled function is called with)."""
+buffers and the argument lists each compiled function is called with).
+
+Arguments are bound by name: a function's parameters are lrqc.plan.signature.params(plan, fn)
+(the pipeline checks every compiled function against them), and each is the bucket's buffer of
+that name (its scratch buffers and the compensated glue's, CompBuffers.buffers) or the packed
+operand's tensor of that name (Packed.tensors: layout.PackedOperand.params). The binding is
+made once per bucket; a call only looks up the packed operand's tensors."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from ..backend.compat import empty, tensor
 from ..plan import names
+from ..plan import signature as sig
+from ..plan.layout import PARAM_NAMES, PackedOperand
 from ..plan.model import KernelPlan
-from .glue import CompBuffers
+from ..plan.verify import PlanError
+from .glue import CompBuffers, Tensor
 
-NUMPY_ONLY = ("B32",)  # packed arrays used by numpy glue only (glue.py), not by TVM code
+# (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
+Bound = tuple[tuple[str, Tensor | None], ...]
 
 
 @dataclass
 class Packed:
-    """The static operand prepared by Kernel.pack (TVM tensors plus their numpy copies)."""
+    """The static operand prepared by Kernel.pack: its numpy arrays and their TVM tensors by
+    parameter name (tensors: those of the GEMM and lowrank_u; sparse: each sparse product's)."""
 
-    arrays: dict
-    tensors: dict
-    fingerprint: dict  # layout.fingerprint of the kernel that made it
-    notes: tuple = ()  # e.g. whether a sparse term's copy of B is sparse or dense
+    arrays: PackedOperand
+    tensors: dict[str, Tensor]
+    fingerprint: dict[str, str]  # layout.fingerprint of the kernel that made it
+    notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
+    sparse: tuple[dict[str, Tensor], ...] = ()
 
 
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
+
+
+def _bind(plan: KernelPlan, fn: str, own: dict[str, Tensor], packed: frozenset[str]) -> Bound:
+    """fn's arguments: each parameter from the bucket's buffers `own`, else from the packed
+    operand (whose parameter names are `packed`); PlanError for one that neither holds."""
+    out = []
+    for name in sig.params(plan, fn):
+        if name not in own and name not in packed:
+            raise PlanError(f"kernel plan of '{plan.scheme.name}' at M={plan.m}: no buffer for "
+                            f"parameter '{name}' of function '{fn}'")
+        out.append((name, own.get(name)))
+    return tuple(out)
+
+
+def _args(bound: Bound, t: dict[str, Tensor]) -> list[Tensor]:
+    """The argument list of bound parameters, the packed operand's from t."""
+    return [t[name] if b is None else b for name, b in bound]
 
 
 class Bucket:
     """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
     from the copy of A to the read of C)."""
 
-    def __init__(self, plan: KernelPlan, module, prefix: str = "", dev=None):
+    def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None):
         p = self.plan = plan
         self.module = module
         self.prefix = prefix
         self.lock = threading.Lock()
-        self._fns: dict = {}
+        self._fns: dict[str, Any] = {}
         e = partial(empty, dev=dev)
         self.af = e((p.mp, p.kp), "float32") if p.float_path else None
         self.saf = e((p.mp,), "float32") if p.half else None  # A's row scales (16-bit values)
@@ -50,49 +80,68 @@ class Bucket:
         self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
         self.comp = CompBuffers(p, dev) if p.compensated else None
+        self.buffers = self._buffers()
+        self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in sig.functions(p)
+                      if sig.sparse_index(fn) is None}
+        self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
+        self.sparse_bound = tuple(self._sparse_bound(j) for j in range(len(p.sparse)))
 
-    def quantize_args(self) -> list:
-        inputs = [self.a] + ([self.u] if self.u is not None else [])
-        if self.comp is not None and not self.plan.float_path:
-            return self.comp.quantize_args(self.a, self.aq, self.sa, self.zc, self.ra)
-        if self.plan.float_path:
-            return inputs + [self.af] + self.half_scale()
-        return inputs + [self.aq, self.sa, self.zc] + ([self.ra] if self.plan.b_zero else [])
+    def _buffers(self) -> dict[str, Tensor]:
+        """The bucket's buffers by parameter name (two names where quantize_a's output is
+        another function's input)."""
+        p = self.plan
+        own = {sig.A: self.a, sig.U: self.u, names.QUANT_CODES: self.aq, sig.AQ: self.aq,
+               sig.SA: self.sa, sig.ZC: self.zc, sig.SA_ALL: self.sa, sig.ZC_ALL: self.zc,
+               names.QUANT_ROWSUM: self.ra, sig.RA: self.ra, names.QUANT_FLOAT: self.af,
+               sig.AF: self.af, names.QUANT_ROW_SCALE: self.saf, sig.SAF: self.saf,
+               names.OUT: self.c}
+        if self.comp is not None:
+            own.update(self.comp.buffers())
+            if not p.float_path:  # the compensated quantize_a writes every segment's codes
+                own[names.QUANT_CODES] = self.aq._create_view((p.mp, p.nseg, p.kq))
+        return {name: t for name, t in own.items() if t is not None}
 
-    def gemm_args(self, t: dict) -> list:
-        lr = self.comp.epilogue_args(t) if self.comp is not None else []
-        if self.plan.float_path:
-            scales = [self.saf, t["sbf"]] if self.plan.half else []
-            return [self.af, t["Bf"], *scales, *lr, self.c]
-        return [self.aq, t["Bp"], self.sa, self.zc, t["sb"], t["cs"], *self.zero_args(t), *lr,
-                self.c]
+    def _sparse_bound(self, j: int) -> Bound:
+        if self.comp is None:
+            raise PlanError(f"kernel plan of '{self.plan.scheme.name}': sparse products "
+                            "without compensation buffers")
+        own = {**self.comp.sparse_buffers(j), names.OUT: self.c}
+        static = sig.SPARSE_A_STATIC if self.plan.sparse[j].side == "a" else sig.SPARSE_B_STATIC
+        return _bind(self.plan, f"{names.FN_SPARSE}{j}", own, frozenset(static))
 
-    def lowrank_u_args(self, t: dict) -> list:
-        a = [self.af, *self.half_scale()] if self.plan.float_path else [self.aq, self.sa,
-                                                                          self.zc]
-        return [*a, t["LBt"], self.comp.Ub]
+    def quantize(self) -> None:
+        """quantize_a on the bucket's A."""
+        self.fn(names.FN_QUANTIZE)(*self._quantize_args)
 
-    def half_scale(self) -> list:
-        """[saf] when the float path multiplies A's 16-bit values (KernelPlan.half)."""
-        return [self.saf] if self.plan.half else []
+    def run(self, fn: str, packed: Packed) -> None:
+        """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand."""
+        self.fn(fn)(*_args(self.bound[fn], packed.tensors))
 
-    def compensate(self, m: int, packed) -> None:
+    def int_acc(self, packed: Packed, out: Tensor) -> None:
+        """The integer accumulation into out (its output C)."""
+        args = [out if name == names.OUT else b if b is not None else packed.tensors[name]
+                for name, b in self.bound[names.FN_ACC]]
+        self.fn(names.FN_ACC)(*args)
+
+    def compensate(self, m: int, packed: Packed) -> None:
         """The per-call work between quantize_a and the GEMM: U and W of the epilogue."""
+        if self.comp is None:
+            return
         if self.plan.rank_a:
-            self.comp.a_epilogue(m, packed.arrays)
+            b32 = packed.arrays.b32  # pack keeps B for A's lowrank term
+            if b32 is None:
+                raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
+                                "without B for A's lowrank term")
+            self.comp.a_epilogue(m, b32)
         if self.plan.rank_b:
-            self.fn(names.FN_LOWRANK_U)(*self.lowrank_u_args(packed.tensors))
+            self.run(names.FN_LOWRANK_U, packed)
 
-    def sparse(self, t: dict) -> None:
+    def sparse(self, packed: Packed) -> None:
         """C += the sparse products (after the GEMM)."""
-        for j in range(len(self.plan.sparse)):
-            self.fn(f"{names.FN_SPARSE}{j}")(*self.comp.sparse_args(j, t, self.c))
+        for j, bound in enumerate(self.sparse_bound):
+            self.fn(f"{names.FN_SPARSE}{j}")(*_args(bound, packed.sparse[j]))
 
-    def zero_args(self, t: dict) -> list:
-        """Epilogue arguments of weights with zero points: ra and zb."""
-        return [self.ra, t["zb"]] if self.plan.b_zero else []
-
-    def fn(self, name: str):
+    def fn(self, name: str) -> Any:
         """The compiled function, looked up on first use (a cross-compiled module cannot run
         here) and kept: calls do not repeat the module lookup."""
         f = self._fns.get(name)

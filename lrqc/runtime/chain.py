@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from ..backend.target import Target
 from ..errors import InputError
-from ..frontend.model import Scheme
+from ..frontend.model import LowRankProduct, LplrOperand, Scheme
 from ..plan import layout
 from ..plan.chain import CODES
 from ..reference import lplr as lplr_mod
@@ -31,8 +34,9 @@ from ..reference.lowrank import factorize
 from ..reference.lramm import factor_quant
 from ..reference.quant import QArray, quantize
 from ..reference.scheme import prepare
+from .buckets import Packed
 from .glue import one_blas_thread
-from .kernel import finite
+from .kernel import Kernel, finite
 
 
 @dataclass
@@ -40,10 +44,10 @@ class ChainPacked:
     """The weights prepared by ChainKernel.pack: each part's Packed and the numpy glue's
     values, with the fingerprint of the chain that made them (layout.fingerprint)."""
 
-    parts: list
-    extra: dict
-    fingerprint: dict
-    notes: tuple = ()
+    parts: list[Packed]
+    extra: dict[str, Any]  # ub (LRAMM); beta, and step, ratio of an integer left factor (LPLR)
+    fingerprint: dict[str, str]
+    notes: tuple[str, ...] = ()
 
 
 class ChainKernel:
@@ -53,7 +57,8 @@ class ChainKernel:
 
     transposed = False
 
-    def __init__(self, scheme: Scheme, kernels, module, target, n: int, k: int):
+    def __init__(self, scheme: Scheme, kernels: list[Kernel], module: Any, target: Target,
+                 n: int, k: int):
         self.scheme, self.kernels, self.module, self.target = scheme, kernels, module, target
         self.n, self.k = n, k
         self.rule, self.fast = kernels[0].rule, kernels[0].fast
@@ -74,27 +79,35 @@ class ChainKernel:
     def dims(self) -> tuple[str, int, int]:
         return (self.m_text, self.n, self.k)
 
-    def split(self, A, B) -> tuple:
+    @property
+    def lplr(self) -> LplrOperand:
+        """The LPLR (or DSVD) weights of an LPLR chain."""
+        op = self.scheme.b
+        if not isinstance(op, LplrOperand):
+            raise TypeError(f"scheme '{self.scheme.name}': B is not LPLR weights")
+        return op
+
+    def split(self, A: npt.ArrayLike, B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:
         return (A, B)
 
-    def run(self, A, B) -> np.ndarray:
+    def run(self, A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
         return self(A, self.pack(B))
 
-    def _shape_b(self, B) -> np.ndarray:
+    def _shape_b(self, B: npt.ArrayLike) -> np.ndarray:
         B = as_matrix(B, "B", float32=True)
         if B.shape != (self.k, self.n):
             raise InputError(f"B: expected shape {self.k}x{self.n} (K x N) for this kernel, got "
                              f"{B.shape[0]}x{B.shape[1]}")
         return B
 
-    def pack(self, B) -> ChainPacked:
+    def pack(self, B: npt.ArrayLike) -> ChainPacked:
         B = self._shape_b(B)
         s = self.scheme
         with one_blas_thread():
             if s.product is not None:
                 ub, vbt = _factors(s.product, B, s.product.seed + 1, "b")
                 return ChainPacked([self.kernels[0].pack(vbt)], {"ub": ub}, self.fingerprint)
-            op = s.b
+            op = self.lplr
             if op.method == "lplr":
                 L, R, beta = lplr_mod.lplr(B, op.rank, op.left_bits, op.right_bits,
                                            power_iters=op.power_iters, seed=op.seed,
@@ -111,7 +124,7 @@ class ChainKernel:
                            self.fingerprint)
 
 
-    def __call__(self, A, packed: ChainPacked) -> np.ndarray:
+    def __call__(self, A: npt.ArrayLike, packed: ChainPacked) -> np.ndarray:
         layout.check_fingerprint(packed, self.fingerprint, "B")
         s = self.scheme
         A = as_matrix(A, "A", np.float32)
@@ -127,7 +140,7 @@ class ChainKernel:
         T = self.kernels[0](A, packed.parts[0])
         beta = packed.extra["beta"]
         if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
-            m, ext = self.scheme.b.rank, packed.extra
+            m, ext = self.lplr.rank, packed.extra
             T, rows = T[:, :m] + np.float32(ext["ratio"]) * T[:, m:], T[:, m] / ext["step"]
         C = self.kernels[1](T, packed.parts[1])
         if beta and self.integer_left:
@@ -137,10 +150,11 @@ class ChainKernel:
                 .astype(np.float32)
         return to_output(finite(C), s.output)
 
-    def int_accumulate(self, A, packed):
+    def int_accumulate(self, A: npt.ArrayLike, packed: ChainPacked) -> np.ndarray:
         raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")
 
-    def stage_times(self, A, packed, repeat: int = 5) -> dict[str, float]:
+    def stage_times(self, A: npt.ArrayLike, packed: ChainPacked,
+                    repeat: int = 5) -> dict[str, float]:
         times = []
         for _ in range(repeat):
             t0 = time.perf_counter()
@@ -149,7 +163,8 @@ class ChainKernel:
         return {"chain": float(np.median(times))}
 
 
-def _factors(p, X: np.ndarray, seed: int, role: str):
+def _factors(p: LowRankProduct, X: np.ndarray, seed: int,
+             role: str) -> tuple[np.ndarray, np.ndarray]:
     """LRAMM's quantized factors of one operand (lrqc.reference.lramm.factors, one side)."""
     try:
         left, right = factorize(X, p.method, p.rank, oversample=p.oversample,

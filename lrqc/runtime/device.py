@@ -4,9 +4,13 @@ for). Needs no part of the CUDA scheduler."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend.compat import cpu, tvm
 from ..backend.cuda.toolchain import use_nvcc_at_load
-from ..backend.target import CUDA_ARCHS
+from ..backend.target import CUDA_ARCHS, Target
+
+Device = Any  # a TVM device (tvm.runtime.Device; TVM has no type information)
 
 
 def gpu_present() -> bool:
@@ -17,7 +21,7 @@ def gpu_present() -> bool:
         return False
 
 
-def device():
+def device() -> Device:
     """GPU 0 as a TVM device. Modules loaded for it are compiled by TVM's load-time hook
     unless lrqc serves their fatbin: it must use nvcc (toolchain.use_nvcc_at_load)."""
     use_nvcc_at_load()
@@ -29,7 +33,7 @@ def device_arch() -> str:
     return "sm_" + str(device().compute_version).replace(".", "")
 
 
-def arch_mismatch(target) -> str | None:
+def arch_mismatch(target: Target) -> str | None:
     """Why code built for the target's archs cannot run on GPU 0, or None."""
     archs = list(target.archs)
     have = device_arch()
@@ -46,7 +50,7 @@ def arch_mismatch(target) -> str | None:
             f"is {have}: {hint}")
 
 
-def device_of(target) -> tuple:
+def device_of(target: Target) -> tuple[Device, str | None]:
     """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
     if not target.is_cuda:
         return cpu(), None

@@ -1,14 +1,17 @@
 """Per-call work of compensated kernels between the compiled functions: A's low-rank factors
 from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
 a few float32 BLAS passes over R, QR and SVD of thin float64 matrices, exactly the steps of
-lrqc.reference.lowrank), then U and W of the epilogue. numpy only; TVM buffers are viewed
+lrqc.reference.lowrank), then U and W of the epilogue, and the compensated functions' scratch
+buffers under their parameter names (lrqc.plan.signature). numpy only; TVM buffers are viewed
 through DLPack, never copied."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import numpy as np
 import threadpoolctl
@@ -18,16 +21,21 @@ from ..backend.compat import tensor as _tensor
 from ..backend.te.compensated import sketch_width
 from ..backend.te.sparse import code_dtype
 from ..errors import InputError
+from ..frontend.model import LowRank
+from ..plan import names
+from ..plan import signature as sig
+from ..plan.model import KernelPlan
 from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
 
 F32, F64 = np.float32, np.float64
-_BLAS: dict = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
+_BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
 _BLAS_LOCK = threading.Lock()
+Tensor = Any  # a TVM tensor (tvm.runtime.Tensor; TVM has no type information)
 
 
 @contextmanager
-def one_blas_thread():
+def one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS/LAPACK on one thread inside: OpenBLAS threads spin-wait after each
     call and would steal both cores from the TVM GEMM that follows (measured: 2x slower
     end to end at 256x4096x4096 with multithreaded glue). OpenBLAS's thread count is one
@@ -49,29 +57,29 @@ def one_blas_thread():
                 _BLAS["limit"].restore_original_limits()
 
 
-def on_cpu(t) -> bool:
+def on_cpu(t: Tensor) -> bool:
     return int(t.device.dlpack_device_type()) == 1  # kDLCPU
 
 
-def view(t) -> np.ndarray:
+def view(t: Tensor) -> np.ndarray:
     """A numpy view of a TVM tensor in host memory (no copy), else a copy of a device tensor
     (read only: write with store)."""
     return np.from_dlpack(t) if on_cpu(t) else t.numpy()
 
 
-def writable(t) -> np.ndarray:
+def writable(t: Tensor) -> np.ndarray:
     """An array to fill for a whole TVM tensor: its view in host memory, else a host buffer
     that store() copies to the device."""
     return np.from_dlpack(t) if on_cpu(t) else np.empty(t.shape, str(t.dtype))
 
 
-def store(t, arr: np.ndarray) -> None:
+def store(t: Tensor, arr: np.ndarray) -> None:
     """Finish writing a tensor through writable(t): nothing to do in host memory."""
     if not on_cpu(t):
         t.copyfrom(np.ascontiguousarray(arr, dtype=str(t.dtype)))
 
 
-def test_matrix(t, k: int, width: int) -> np.ndarray:
+def test_matrix(t: LowRank, k: int, width: int) -> np.ndarray:
     """The reference's Gaussian draws for A's term: s (sketch) or Ω (rsvd), as (K, width)."""
     rng = np.random.default_rng(t.seed)
     if t.method == "sketch":
@@ -82,7 +90,7 @@ def test_matrix(t, k: int, width: int) -> np.ndarray:
 class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
-    def __init__(self, p, dev=None):
+    def __init__(self, p: KernelPlan, dev: Any = None):
         self.p = p
         empty = partial(_empty, dev=dev)
         tensor = partial(_tensor, dev=dev)
@@ -93,8 +101,12 @@ class CompBuffers:
         for sp in p.sparse:
             shape = (p.mp, p.kq) if sp.side == "a" else (p.kq, p.mp)
             self.sparse.append((empty(shape, code_dtype(sp.q)), empty((p.mp, p.gq), "float32")))
-        self.R = self.T = self.omega = None
-        if p.rank_a:
+        self.R: Tensor | None = None  # A's final residual (A's lowrank term)
+        self.T: Tensor | None = None  # its sketch product R Ω (sketch, rsvd)
+        self.omega: Tensor | None = None  # Ωᵀ
+        self.Ua: Tensor | None = None  # the epilogue's U and W of A's lowrank term
+        self.Wa: Tensor | None = None
+        if p.lowrank_a is not None:
             self.R = empty((p.mp, p.kq), "float32")
             w = sketch_width(p)
             if w:
@@ -106,26 +118,23 @@ class CompBuffers:
             self.Wa = empty((p.rank_a, p.np_), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
-    def quantize_args(self, a, aq, sa, zc, ra) -> list:
-        opt = lambda *ts: [t for t in ts if t is not None]
-        return [a, *opt(self.rows, self.omega), aq._create_view((self.p.mp, self.p.nseg,
-                                                                 self.p.kq)),
-                sa, zc, *opt(ra, self.dens, self.R, self.T), *(t for pair in self.sparse
-                                                               for t in pair)]
+    def buffers(self) -> dict[str, Tensor]:
+        """Its tensors by parameter name (the compensated quantize_a's outputs, the epilogue's
+        U and W of A's term and U of B's, lowrank_u's output): those the plan has."""
+        out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
+               names.RESID: self.R, names.SKETCH: self.T, sig.UA: self.Ua, sig.WA: self.Wa,
+               sig.UB: self.Ub, names.LOWRANK_U: self.Ub}
+        for j, pair in enumerate(self.sparse):
+            out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
+        return {name: t for name, t in out.items() if t is not None}
 
-    def sparse_args(self, j: int, t: dict, c) -> list:
-        """Arguments of sparse product j (te_sparse.py) accumulating into c."""
-        codes, scales = self.sparse[j]
-        if self.p.sparse[j].side == "a":
-            return [codes, scales, t[f"sp{j}_D"], t[f"sp{j}_s"], c]
-        return [codes, scales, t[f"sp{j}_ptr"], t[f"sp{j}_idx"], t[f"sp{j}_val"],
-                t[f"sp{j}_s"], c]
+    def sparse_buffers(self, j: int) -> dict[str, Tensor]:
+        """The per-call operand of sparse product j (codes, scales) under the parameter names
+        of its function (te/sparse.py)."""
+        per_call = sig.SPARSE_A[:2] if self.p.sparse[j].side == "a" else sig.SPARSE_B[:2]
+        return dict(zip(per_call, self.sparse[j], strict=True))
 
-    def epilogue_args(self, t: dict) -> list:
-        out = [self.Ua, self.Wa] if self.p.rank_a else []
-        return out + ([self.Ub, t["Wb"]] if self.p.rank_b else [])
-
-    def set_rows(self, m: int):
+    def set_rows(self, m: int) -> None:
         if self.rows is not None:
             rows = writable(self.rows)
             rows[0] = m
@@ -138,9 +147,11 @@ class CompBuffers:
         return [density_note("A", float(d[j]), sp.term.max_density)
                 for j, sp in enumerate(self.a_copies)]
 
-    def a_epilogue(self, m: int, packed_arrays: dict):
-        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows."""
+    def a_epilogue(self, m: int, b32: np.ndarray) -> None:
+        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows (b32: B as float32, K x N)."""
         p, t = self.p, self.p.lowrank_a
+        if t is None:
+            raise TypeError(f"plan of '{p.scheme.name}': A has no lowrank term")
         R = view(self.R)[:m, : p.k]
         if t.rank > min(m, p.k):
             raise InputError(f"A: lowrank(rank={t.rank}) needs at least {t.rank} rows, got {m}")
@@ -156,12 +167,13 @@ class CompBuffers:
             ua[m:] = 0.0
             store(self.Ua, ua)
             wa = writable(self.Wa)
-            wa[:, : p.n] = Ft.astype(F32) @ packed_arrays["B32"]
+            wa[:, : p.n] = Ft.astype(F32) @ b32
             wa[:, p.n:] = 0.0
             store(self.Wa, wa)
 
 
-def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω. As
     the reference, it factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L
     back by 2^e: the factors follow the data's scale and no product of R overflows or
@@ -177,10 +189,13 @@ def a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.nd
     return np.ldexp(L, e), Ft
 
 
-def _a_factors(t, R: np.ndarray, T: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
     if t.method == "svd":
         U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
         return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
+    if T is None:
+        raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
         a = T[:, 0]
         for _ in range(t.power_iters):

@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..backend.compat import empty, tensor
+from ..backend.target import Target
 from ..errors import InputError
+from ..frontend.model import FloatOperand, Scheme
 from ..plan import layout, names
+from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
-from .buckets import NUMPY_ONLY, Bucket, Packed
+from ..reference.quant import QArray
+from .buckets import Bucket, Packed
 from .device import device_of
 
 F32_TINY = float(np.finfo(np.float32).tiny)
@@ -62,7 +68,8 @@ class Kernel:
     pack(A), kernel(B, packed), run as Cᵀ = Bᵀ Aᵀ (transposed=True); with `static: none`
     pack(B) is simply called on every new B (numpy quantization, as the reference)."""
 
-    def __init__(self, plans, module, target: dict, rule: str, fast: bool, m_min: int | None = None,
+    def __init__(self, plans: KernelPlan | tuple[KernelPlan, ...] | list[KernelPlan],
+                 module: Any, target: Target, rule: str, fast: bool, m_min: int | None = None,
                  transposed: bool = False, prefix: str = ""):
         self.transposed = transposed
         plans = tuple(plans) if isinstance(plans, (tuple, list)) else (plans,)
@@ -78,10 +85,10 @@ class Kernel:
                                                 for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
-        self._fingerprint = None
+        self._fingerprint: dict[str, str] | None = None
 
     @property
-    def _buckets(self) -> list:
+    def _buckets(self) -> list[Bucket]:
         """The compiled row counts with their device buffers (a CUDA kernel built on a
         machine without a GPU has none: calling it says so)."""
         if self._bk is None:
@@ -89,13 +96,13 @@ class Kernel:
         return self._bk
 
     @property
-    def scheme(self):
+    def scheme(self) -> Scheme:
         """The scheme this kernel computes (static: a kernels compile its transpose)."""
         s = self.plan.scheme
         return replace(s, a=s.b, b=s.a, static="a") if self.transposed else s
 
     @property
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> dict[str, str]:
         """What its packed operands must have been made for (layout.fingerprint)."""
         if self._fingerprint is None:
             p = self.plan
@@ -113,7 +120,7 @@ class Kernel:
         p = self.plan
         return (str(p.n), p.m, p.k) if self.transposed else (self.m_text, p.n, p.k)
 
-    def pack(self, X, q=None) -> Packed:
+    def pack(self, X: npt.ArrayLike, q: QArray | None = None) -> Packed:
         """Prepare the static operand (B, or A for static: a); q: B's exact quantized copy
         (layout.pack)."""
         if self.transposed:
@@ -129,25 +136,27 @@ class Kernel:
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None
             raise
-        if not self.plan.float_path and not self.plan.mx:  # sb: (G, Np), one per column
-            normal_scales(arrays["sb"], "row" if self.transposed else "column",
+        if arrays.sb is not None and not self.plan.mx:  # sb: (G, Np), one per column
+            normal_scales(arrays.sb, "row" if self.transposed else "column",
                           "A" if self.transposed else "B", axis=1)
-        notes = tuple(str(n) for n in arrays.pop("notes", ()))
         _ = self._buckets  # a kernel that cannot run here says so before packing
-        return Packed(arrays, {k: tensor(v, self.dev) for k, v in arrays.items()
-                               if k not in NUMPY_ONLY},
-                      self.fingerprint, notes)
+        dev = self.dev
+        return Packed(arrays, {name: tensor(v, dev) for name, v in arrays.params()},
+                      self.fingerprint, arrays.notes,
+                      tuple({name: tensor(v, dev) for name, v in sp.params()}
+                            for sp in arrays.sparse))
 
-    def split(self, A, B) -> tuple:
+    def split(self, A: npt.ArrayLike,
+              B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:
         """(per-call operand, static operand) of the product A @ B."""
         return (B, A) if self.transposed else (A, B)
 
-    def run(self, A, B) -> np.ndarray:
+    def run(self, A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
         """C = A @ B in one go: pack the static operand, then call (for scripts and the CLI)."""
         per_call, static = self.split(A, B)
         return self(per_call, self.pack(static))
 
-    def _per_call(self, Y):
+    def _per_call(self, Y: npt.ArrayLike) -> npt.ArrayLike:
         """The per-call operand in the kernel's own orientation (Bᵀ for static: a)."""
         if not self.transposed:
             return Y
@@ -158,7 +167,7 @@ class Kernel:
                              f"{B.shape[0]}x{B.shape[1]}")
         return B.T
 
-    def _bucket(self, A) -> tuple[Bucket, np.ndarray]:
+    def _bucket(self, A: npt.ArrayLike) -> tuple[Bucket, np.ndarray]:
         """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
         A = as_matrix(A, "A", np.float32)
@@ -166,8 +175,9 @@ class Kernel:
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
                              f"got {A.shape[0]}x{A.shape[1]}")
-        if p.a_float and p.scheme.a.dtype in ("float16", "bfloat16"):  # rounded by quantize_a
-            dt, top = p.scheme.a.dtype, np.abs(A).max(axis=1)
+        a = p.scheme.a
+        if isinstance(a, FloatOperand) and a.dtype in ("float16", "bfloat16"):  # quantize_a
+            dt, top = a.dtype, np.abs(A).max(axis=1)  # rounds A to it
             try:
                 round_float(top, dt)
             except InputError:
@@ -178,7 +188,7 @@ class Kernel:
                                  "wider type") from None
         return next(b for b in self._buckets if b.plan.m >= m), A
 
-    def _quantize(self, A) -> tuple[Bucket, int]:
+    def _quantize(self, A: npt.ArrayLike) -> tuple[Bucket, int]:
         """(bucket, m) after A's checks, its copy into the bucket's buffer and quantize_a (for
         tests that read the buffers; calls hold the bucket's lock throughout instead)."""
         bk, A = self._bucket(A)
@@ -198,7 +208,7 @@ class Kernel:
             bk.a.copyfrom(buf)
         if bk.comp is not None:
             bk.comp.set_rows(m)
-        bk.fn(names.FN_QUANTIZE)(*bk.quantize_args())
+        bk.quantize()
         return m
 
     def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:
@@ -209,15 +219,15 @@ class Kernel:
             normal_scales(bk.sa.numpy()[:m], "column" if self.transposed else "row",
                           "B" if self.transposed else "A")
         if bk.plan.zero_points:
-            why = zero_point_problem(bk.plan, bk.zc.numpy()[:m], packed.arrays.get("zb"))
+            why = zero_point_problem(bk.plan, bk.zc.numpy()[:m], packed.arrays.zb)
             if why:
                 raise InputError(f"{'B' if self.transposed else 'A'} x packed "
                                  f"{'A' if self.transposed else 'B'}: {why}")
 
-    def _check(self, packed):
+    def _check(self, packed: Packed) -> None:
         layout.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
 
-    def __call__(self, A, packed: Packed) -> np.ndarray:
+    def __call__(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
         self._check(packed)
         if self.transposed:
@@ -226,29 +236,28 @@ class Kernel:
             c = self._call(A, packed)
         return to_output(finite(c), self.output)
 
-    def _call(self, A, packed: Packed) -> np.ndarray:
+    def _call(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         bk, A = self._bucket(A)
-        t = packed.tensors
         with bk.lock:
             m = self._fill(bk, A)
             self._sums_fit(bk, m, packed)
             if bk.comp is not None:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
-            bk.fn(names.FN_GEMM)(*bk.gemm_args(t))
+            bk.run(names.FN_GEMM, packed)
             if bk.plan.sparse:
-                bk.sparse(t)
+                bk.sparse(packed)
             c = bk.c.numpy()  # a copy: the buffer is the next call's
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
-    def int_accumulate(self, A, packed: Packed) -> np.ndarray:
+    def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""
         self._check(packed)
         if self.transposed:
             return self._int_acc(self._per_call(A), packed).transpose(0, 2, 1)
         return self._int_acc(A, packed)
 
-    def _int_acc(self, A, packed: Packed) -> np.ndarray:
+    def _int_acc(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         if self.plan.float_path:
             raise InputError("this kernel multiplies in float32 (a float operand): it has no "
                              "integer accumulation")
@@ -256,18 +265,18 @@ class Kernel:
         p = bk.plan
         shape = (p.mp, p.np_) if p.groups == 1 else (p.mp, p.groups, p.np_)
         out = empty(shape, "int32", self.dev)
-        t = packed.tensors
         with bk.lock:
             m = self._fill(bk, A)
             self._sums_fit(bk, m, packed)
-            bk.fn(names.FN_ACC)(bk.aq, t["Bp"], bk.zc, t["cs"], *bk.zero_args(t), out)
+            bk.int_acc(packed, out)
         res = out.numpy()
         res = res[None] if p.groups == 1 else res.transpose(1, 0, 2)
         if p.chunked:  # K chunks of one scale: their int32 partial sums, added in int64
             res = res.sum(axis=0, dtype=np.int64, keepdims=True)
         return res[:, :m, : p.n]
 
-    def stage_times(self, A, packed: Packed, repeat: int = 5) -> dict[str, float]:
+    def stage_times(self, A: npt.ArrayLike, packed: Packed,
+                    repeat: int = 5) -> dict[str, float]:
         """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
         ("copy_a"), quantize_a, the GEMM with its epilogue, and for compensated kernels the
         low-rank factors and U, W in between ("compensate") and the sparse products after it
@@ -277,19 +286,19 @@ class Kernel:
         with bk.lock:
             return self._stage_times(bk, A, packed, repeat)
 
-    def _stage_times(self, bk: Bucket, A, packed: Packed, repeat: int) -> dict[str, float]:
+    def _stage_times(self, bk: Bucket, A: np.ndarray, packed: Packed,
+                     repeat: int) -> dict[str, float]:
         m = self._fill(bk, A)
-        t = packed.tensors
         buf = bk.a.numpy()
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),
-            "quantize_a": lambda: bk.fn(names.FN_QUANTIZE)(*bk.quantize_args()),
-            "gemm": lambda: bk.fn(names.FN_GEMM)(*bk.gemm_args(t)),
+            "quantize_a": bk.quantize,
+            "gemm": lambda: bk.run(names.FN_GEMM, packed),
         }
         if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue
             stages = dict(stages, compensate=lambda: bk.compensate(m, packed))
         if bk.plan.sparse:  # after the GEMM: C += the sparse products
-            stages = dict(stages, sparse=lambda: bk.sparse(t))
+            stages = dict(stages, sparse=lambda: bk.sparse(packed))
         out = {}
         sync = self.dev.sync  # a GPU runs its kernels asynchronously: wait for each stage
         for name, fn in stages.items():

@@ -15,16 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .._version import __version__
 from ..api import parse_schemes
 from ..errors import LrqcError
 from ..files import MiB, read_bytes
+from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
-from ..plan import names
+from ..plan import names, signature
 from ..plan.buckets import bucket_plans
 from ..plan.chain import is_chain, parts
 
+if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest's checks do not
+    from .chain import ChainKernel
+    from .kernel import Kernel
 
 FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
 
@@ -55,7 +60,7 @@ LAYOUTS = {
 # of t; Map(t): an object of any keys with values t; a tuple: alternatives). Checked by
 # validate() before any entry is used.
 class Map:
-    def __init__(self, spec):
+    def __init__(self, spec: object):
         self.spec = spec
 
 
@@ -90,11 +95,14 @@ MANIFEST_SCHEMA = {
 }
 
 
-def expected_layout(kernel_or_scheme, dims: dict | None = None) -> tuple[list, dict]:
+def expected_layout(kernel_or_scheme: Kernel | ChainKernel | Scheme,
+                    dims: dict | None = None) -> tuple[list[int], dict[str, int]]:
     """(m_buckets, padded) of a kernel, or of a scheme at a manifest's dims (what the build
     of that scheme records: a chain's are those of its first product)."""
-    if dims is None:
+    if not isinstance(kernel_or_scheme, Scheme):
         plans = kernel_or_scheme.plans
+    elif dims is None:
+        raise TypeError("expected_layout of a scheme: the manifest's dims are needed")
     else:
         s, M, N, K = kernel_or_scheme, str(dims["M"]), dims["N"], dims["K"]
         if is_chain(s):
@@ -130,26 +138,25 @@ def content_hashes(man: dict) -> dict:
             for k, v in man.items() if k != "content_sha256"}
 
 
-def functions(kernel) -> list[str]:
+def functions(kernel: Kernel | ChainKernel) -> list[str]:
     """Exported symbols: every function of every bucket (of every part of a chain)."""
     parts = getattr(kernel, "kernels", [kernel])
     out = []
     for k in parts:
         prefix = k.prefix
         for p in k.plans:
-            fns = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
-            fns += (names.FN_LOWRANK_U,) if p.rank_b else ()
-            fns += tuple(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse)))
-            out += [names.symbol(fn, p.m, prefix) for fn in fns]
+            out += [names.symbol(fn, p.m, prefix) for fn in signature.functions(p)]
     return out
 
 
-def product_text(kernel) -> str:
+def product_text(kernel: Kernel | ChainKernel) -> str:
     if hasattr(kernel, "kernels"):
+        chain = cast("ChainKernel", kernel)  # only chains hold kernels (mypy narrows no union
+        # by hasattr, and the manifest cannot import the kernels for an isinstance: TVM)
         return "LRAMM: float32 GEMM of U_A (V_A^T U_B) with Q(V_B^T)" \
-            if kernel.scheme.product is not None else (
+            if chain.scheme.product is not None else (
                 "LPLR: integer GEMM A' L (int8 codes of L, offset by a ones column), then "
-                "float32 GEMM with R" if kernel.integer_left else "LPLR: float32 GEMMs (A L) R")
+                "float32 GEMM with R" if chain.integer_left else "LPLR: float32 GEMMs (A L) R")
     p = kernel.plan
     if p.half:
         return (f"float32 GEMM of values exact in {p.half} (codes, scales in the epilogue; "
@@ -165,7 +172,7 @@ def product_text(kernel) -> str:
     return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
 
 
-def read_manifest(path) -> dict:
+def read_manifest(path: str | Path) -> dict:
     """DIR/manifest.json as a dict, checked against MANIFEST_SCHEMA and FORMAT."""
     d = Path(path)
     file = d / "manifest.json"
@@ -199,7 +206,7 @@ def read_manifest(path) -> dict:
     return man
 
 
-def validate(value, spec, where: str, file: Path) -> None:
+def validate(value: object, spec: object, where: str, file: Path) -> None:
     """LrqcError unless value has the JSON type of spec (see MANIFEST_SCHEMA)."""
     alts = spec if isinstance(spec, tuple) else (spec,)
     for alt in alts:
@@ -230,17 +237,20 @@ def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def type_name(spec) -> str:
+def type_name(spec: object) -> str:
     if spec is None:
         return "null"
     if isinstance(spec, (dict, Map)):
         return "an object"
     if isinstance(spec, list):
         return "a list"
-    return {int: "an integer", str: "a string", bool: "true or false"}[spec]
+    return _TYPE_NAMES[spec]
 
 
-def json_name(value) -> str:
+_TYPE_NAMES: dict[object, str] = {int: "an integer", str: "a string", bool: "true or false"}
+
+
+def json_name(value: object) -> str:
     """How a JSON value is named in messages (its type, and short values)."""
     if value is None:
         return "null"
@@ -253,7 +263,7 @@ def json_name(value) -> str:
         text if len(text) <= 40 else text[:37] + "...")
 
 
-def check_manifest(d: Path, man: dict, tools: dict):
+def check_manifest(d: Path, man: dict, tools: dict) -> Scheme:
     """The scheme of a format-3 manifest whose entries are all as built (versions, hashes,
     canonical scheme text re-deriving its sizes, buckets and padding). tools: the versions of
     TVM, its FFI and LLVM of this install (lrqc.backend.compat.versions())."""

@@ -1,0 +1,126 @@
+"""The parameters of every compiled function of a kernel plan, by name and in order: the
+contract between the tensor expressions (lrqc/backend/te: a PrimFunc's parameters are its
+placeholders' and output blocks' names) and the runtime, which binds each argument by name
+(lrqc/runtime/buckets.py). The pipeline's te stage checks every PrimFunc against params()
+(check_params: a difference is a compiler bug). No TVM here.
+
+The parameters depend on the plan alone: the schedule rule's formulation (plain, pairs, s8,
+16-bit) changes how the GEMM computes, never what it reads and writes.
+
+    quantize_a   A [U] -> a_codes sa zc [a_rowsum]          integer path
+                 A [U] -> a_float [a_row_scale]              float path
+                 A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid]
+                   [a_sketch] (per sparse product: its codes and scales)   compensated
+    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] C | Af Bf [saf sbf] [Ub Wb] C
+    int_acc      Aq Bp zc cs [ra zb] C
+    lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
+    sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)"""
+
+from __future__ import annotations
+
+from . import names
+from .model import KernelPlan
+from .segments import SparseProduct
+from .verify import PlanError
+
+# A's side, per call
+A = "A"  # the float32 input, M x K
+U = "U"  # the reference's stochastic-rounding draws
+ROWS = "rows"  # the call's true row count (statistics of A's thresholded copies)
+OMEGA = "Omega_t"  # the test matrix of A's lowrank term (sketch, rsvd)
+AQ, SA, ZC, RA = "Aq", "sa", "zc", "ra"  # A's codes, scales, zero corrections, row sums
+AF, SAF = "Af", "saf"  # float path: A's values and (16-bit values) row scales
+SA_ALL, ZC_ALL = "sa_all", "zc_all"  # compensated quantize_a: every segment's sa and zc
+DENS = "dens"  # densities of A's thresholded copies
+UA, WA, UB, WB = "Ua", "Wa", "Ub", "Wb"  # low-rank epilogue factors (Wb is packed)
+# the packed static operand (layout.PackedOperand.params)
+BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
+BF, SBF = "Bf", "sbf"
+LBT = "LBt"
+# the sparse products (te/sparse.py): per-call operand, static operand, output
+SPARSE_A = ("S", "ss", "D", "sd")  # A's thresholded codes and scales, B's residual codes, scales
+SPARSE_B = ("Rt", "sr", "ptr", "idx", "val", "ss")  # A's residual codes, scales; B's CSR, scales
+SPARSE_A_STATIC = ("D", "sd")
+SPARSE_B_STATIC = ("ptr", "idx", "val", "ss")
+
+
+def functions(p: KernelPlan) -> tuple[str, ...]:
+    """The compiled functions of plan p (in the order artifact manifests list them)."""
+    fns: tuple[str, ...] = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
+    return (*fns, *_given(p.rank_b, names.FN_LOWRANK_U),
+            *(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse))))
+
+
+def sparse_index(fn: str) -> int | None:
+    """j of function sparse{j}; None for the other functions."""
+    rest = fn[len(names.FN_SPARSE):] if fn.startswith(names.FN_SPARSE) else ""
+    return int(rest) if rest.isdigit() else None
+
+
+def sparse_outputs(p: KernelPlan, j: int) -> tuple[str, str]:
+    """(codes, scales): the names of sparse product j's per-call operand, which the
+    compensated quantize_a writes (te/compensated.py: sparse_operand)."""
+    sp = p.sparse[j]
+    if sp.side == "a":
+        return f"{names.SPARSE_CODES}{j}", f"{SA}_s{sp.n}"
+    return f"{names.RESID_T}{j}", f"{SA}_r{sp.n}"
+
+
+def sparse_params(sp: SparseProduct) -> tuple[str, ...]:
+    """The parameters of a sparse product's function, its output C last."""
+    return (*(SPARSE_A if sp.side == "a" else SPARSE_B), names.OUT)
+
+
+def _given(cond: object, *names_: str) -> tuple[str, ...]:
+    """names_ when cond holds, else ()."""
+    return names_ if cond else ()
+
+
+def _lowrank(p: KernelPlan) -> tuple[str, ...]:
+    return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB)
+
+
+def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
+    if p.compensated and not p.float_path:
+        sketch = p.lowrank_a is not None and p.lowrank_a.method != "svd"
+        a_copies = any(sp.side == "a" for sp in p.sparse)
+        return (A, *_given(a_copies, ROWS), *_given(sketch, OMEGA),
+                names.QUANT_CODES, SA_ALL, ZC_ALL, *_given(p.b_zero, names.QUANT_ROWSUM),
+                *_given(a_copies, DENS), *_given(p.lowrank_a is not None, names.RESID),
+                *_given(sketch, names.SKETCH),
+                *(n for j in range(len(p.sparse)) for n in sparse_outputs(p, j)))
+    noise = _given(p.stochastic_a and not p.mx, U)  # (te/quantize.py: MX draws none)
+    if p.float_path:
+        return (A, *noise, names.QUANT_FLOAT, *_given(p.half, names.QUANT_ROW_SCALE))
+    return (A, *noise, names.QUANT_CODES, SA, ZC, *_given(p.b_zero, names.QUANT_ROWSUM))
+
+
+def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
+    """The parameter names of function fn of plan p, in order (outputs last). PlanError for a
+    function the plan does not compile."""
+    j = sparse_index(fn)
+    if j is not None and j < len(p.sparse):
+        return sparse_params(p.sparse[j])
+    if fn == names.FN_QUANTIZE:
+        return _quantize_a(p)
+    if fn == names.FN_GEMM and p.float_path:
+        return (AF, BF, *_given(p.half, SAF, SBF), *_lowrank(p), names.OUT)
+    if fn == names.FN_GEMM:
+        return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB), *_lowrank(p), names.OUT)
+    if fn == names.FN_ACC and not p.float_path:
+        return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
+    if fn == names.FN_LOWRANK_U and p.rank_b:
+        a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)
+        return a + (LBT, names.LOWRANK_U)
+    raise PlanError(f"kernel plan of '{p.scheme.name}' at M={p.m}: no function '{fn}' (it "
+                    f"compiles {', '.join(functions(p))})")
+
+
+def check_params(p: KernelPlan, fn: str, have: list[str] | tuple[str, ...]) -> None:
+    """PlanError unless `have`, the parameter names of the PrimFunc built for function fn of
+    plan p, are params(p, fn): the tensor expressions and the runtime's argument lists would
+    disagree (a compiler bug)."""
+    want = params(p, fn)
+    if tuple(have) != want:
+        raise PlanError(f"kernel plan of '{p.scheme.name}' at M={p.m}: function '{fn}' has "
+                        f"parameters {list(have)}, its signature says {list(want)}")

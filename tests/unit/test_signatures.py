@@ -1,0 +1,172 @@
+"""The parameters of the compiled functions (lrqc.plan.signature), without TVM: their names for
+representative plans, the packed operand's arrays under the names the signatures use, the
+manifest's documented layouts; and, where TVM is installed, that the te stage refuses a
+function whose parameters differ from its signature and the runtime one it cannot bind."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.ir import lower_ast
+from lrqc.passes import run_passes
+from lrqc.plan import layout, names
+from lrqc.plan import signature as sig
+from lrqc.plan.lower import lower_program
+from lrqc.plan.model import KernelPlan
+from lrqc.plan.verify import PlanError
+from lrqc.runtime.manifest import LAYOUTS
+
+from ..conftest import EXAMPLES
+
+EXAMPLE_SCHEMES = {name: s for path in EXAMPLES for name, s in lrqc.load_schemes(path).items()}
+
+
+def plan_of(text: str, M: int = 16, N: int = 32, K: int = 64) -> KernelPlan:
+    """The largest bucket's plan of the scheme `text` (its operand lines)."""
+    (s,) = lrqc.parse_schemes("scheme t {\n" + text + "\n}\n").values()
+    return lower_program(run_passes(lower_ast(s)), M, N, K)[0].plans[-1]
+
+
+def example_plan(name: str) -> KernelPlan:
+    return lower_program(run_passes(lower_ast(EXAMPLE_SCHEMES[name])), 64, 128, 256)[0].plans[-1]
+
+
+INT8 = "a: int8 per_channel\n b: int8 per_channel"
+ZERO_B = "a: int8 per_vector(32)\n b: uint4 per_vector(32)"
+STOCHASTIC = "a: int8 per_channel round=stochastic\n b: int8 per_channel"
+HALF = "a: float16\n b: int8 per_channel"
+FLOAT32 = "a: float32\n b: int4 per_vector(32)"
+FLOAT_LOWRANK = "a: float16\n b: int4 per_channel + lowrank(rank=4)"
+SVD_A = "a: int8 per_channel + lowrank(rank=2, method=svd)\n b: int8 per_channel"
+
+GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
+
+
+@pytest.mark.parametrize("text,fn,want", [
+    (INT8, "quantize_a", ("A", "a_codes", "sa", "zc")),
+    (INT8, "gemm", GEMM + ("C",)),
+    (INT8, "int_acc", ("Aq", "Bp", "zc", "cs", "C")),
+    (ZERO_B, "quantize_a", ("A", "a_codes", "sa", "zc", "a_rowsum")),
+    (ZERO_B, "gemm", GEMM + ("ra", "zb", "C")),
+    (ZERO_B, "int_acc", ("Aq", "Bp", "zc", "cs", "ra", "zb", "C")),
+    (STOCHASTIC, "quantize_a", ("A", "U", "a_codes", "sa", "zc")),
+    (HALF, "quantize_a", ("A", "a_float", "a_row_scale")),
+    (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "C")),
+    (FLOAT32, "quantize_a", ("A", "a_float")),
+    (FLOAT32, "gemm", ("Af", "Bf", "C")),
+    (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "C")),
+    (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
+    (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid")),
+    (SVD_A, "gemm", GEMM + ("Ua", "Wa", "C")),
+])
+def test_parameters_of_representative_plans(text, fn, want):
+    assert sig.params(plan_of(text), fn) == want
+
+
+def test_parameters_of_the_compensated_examples():
+    p = example_plan("lrqmm_int8")  # sketches of both residuals
+    assert sig.params(p, "quantize_a") == ("A", "Omega_t", "a_codes", "sa_all", "zc_all",
+                                           "a_resid", "a_sketch")
+    assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "C")
+    assert sig.params(p, "lowrank_u") == ("Aq", "sa", "zc", "LBt", "lowrank_u")
+    p = example_plan("sparse_int8")  # B's sparse term (side a) first, then A's (side b)
+    assert [sp.side for sp in p.sparse] == ["a", "b"]
+    assert sig.params(p, "quantize_a") == ("A", "rows", "a_codes", "sa_all", "zc_all", "dens",
+                                           "a_sparse_codes0", "sa_s0", "a_res_t1", "sa_r0")
+    assert sig.params(p, "sparse0") == ("S", "ss", "D", "sd", "C")
+    assert sig.params(p, "sparse1") == ("Rt", "sr", "ptr", "idx", "val", "ss", "C")
+
+
+def test_functions_of_a_plan_and_unknown_functions():
+    assert sig.functions(plan_of(INT8)) == ("quantize_a", "gemm", "int_acc")
+    assert sig.functions(plan_of(FLOAT_LOWRANK)) == ("quantize_a", "gemm", "lowrank_u")
+    assert sig.functions(example_plan("sparse_int8")) == ("quantize_a", "gemm", "int_acc",
+                                                          "sparse0", "sparse1")
+    for text, fn in [(HALF, "int_acc"), (INT8, "lowrank_u"), (INT8, "sparse0"), (INT8, "x")]:
+        with pytest.raises(PlanError, match=f"no function '{fn}'"):
+            sig.params(plan_of(text), fn)
+
+
+def test_check_params_names_the_function_and_both_lists():
+    p = plan_of(INT8)
+    sig.check_params(p, "gemm", list(GEMM + ("C",)))
+    have = ["Aq", "Bp", "sa", "zc", "cs", "sb", "C"]
+    with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
+                       r"'zc', 'cs', 'sb', 'C'\], its signature says \['Aq', 'Bp', 'sa', 'zc', "
+                       r"'sb', 'cs', 'C'\]"):
+        sig.check_params(p, "gemm", have)
+
+
+PACKED_PLANS = [INT8, ZERO_B, HALF, FLOAT32, FLOAT_LOWRANK, SVD_A, "lrqmm_int8", "sparse_int8",
+                "full_int8", "vsquant_w4a4", "mxfp4"]
+
+
+@pytest.mark.parametrize("which", PACKED_PLANS)
+def test_pack_gives_every_static_parameter_by_name(which):
+    """Each packed parameter of each function is an array of pack()'s result under that name
+    (the runtime binds the rest to the bucket's own buffers)."""
+    p = example_plan(which) if which in EXAMPLE_SCHEMES else plan_of(which)
+    B = np.random.default_rng(0).standard_normal((p.k, p.n))
+    packed = layout.pack(p, B)
+    have = dict(packed.params())
+    assert layout.PARAM_NAMES >= have.keys()
+    for fn in sig.functions(p):
+        j = sig.sparse_index(fn)
+        if j is None:
+            need = {n for n in sig.params(p, fn) if n in layout.PARAM_NAMES}
+            assert need <= have.keys(), (fn, need - have.keys())
+        else:
+            static = sig.SPARSE_A_STATIC if p.sparse[j].side == "a" else sig.SPARSE_B_STATIC
+            assert tuple(dict(packed.sparse[j].params())) == static
+            assert set(static) <= set(sig.params(p, fn))
+    assert (packed.b32 is not None) == bool(p.rank_a)  # numpy glue only: no parameter
+    assert len(packed.sparse) == len(p.sparse)
+
+
+def test_the_manifest_documents_parameter_names():
+    """LAYOUTS (manifest.json's "layouts") names the packed arrays and A's buffers as the
+    compiled functions' parameters."""
+    packed = {k for k in LAYOUTS if k not in ("A", "Aq")}
+    assert packed <= layout.PARAM_NAMES
+    p = plan_of(ZERO_B)
+    assert "A" in sig.params(p, names.FN_QUANTIZE) and "Aq" in sig.params(p, names.FN_GEMM)
+
+
+def test_a_renamed_parameter_fails_the_te_stage(monkeypatch):
+    """A TE placeholder renamed (here gemm's sb) is a PlanError at the te stage, naming the
+    function and both lists, before anything is scheduled or built."""
+    pytest.importorskip("tvm")
+    te_gemm = importlib.import_module("lrqc.backend.te.gemm")
+    real = te_gemm.te
+
+    class Renamed:
+        def __getattr__(self, attr):
+            return getattr(real, attr)
+
+        def placeholder(self, shape, dtype, name):
+            return real.placeholder(shape, dtype, name="scales_b" if name == "sb" else name)
+
+    monkeypatch.setattr(te_gemm, "te", Renamed())
+    (s,) = lrqc.parse_schemes("scheme t {\n" + INT8 + "\n}\n").values()
+    with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
+                       r"'zc', 'scales_b', 'cs', 'C'\], its signature says .*'sb'"):
+        lrqc.compile(s, 4, 16, 64)
+
+
+def test_the_runtime_refuses_a_parameter_it_cannot_bind(monkeypatch):
+    """A signature naming a buffer that neither the bucket nor the packed operand holds is a
+    PlanError when the kernel's buckets are made, not a wrong argument at a call."""
+    pytest.importorskip("tvm")
+    buckets = importlib.import_module("lrqc.runtime.buckets")
+    real = sig.params
+
+    def params(p, fn):
+        return real(p, fn) + (("nowhere",) if fn == names.FN_GEMM else ())
+
+    monkeypatch.setattr(sig, "params", params)
+    with pytest.raises(PlanError, match="no buffer for parameter 'nowhere' of function 'gemm'"):
+        buckets.Bucket(plan_of(INT8), module=None)
