@@ -59,8 +59,8 @@ CASES = [  # a, b, (M, N, K)
     ("int8 per_vector(16)", "int4 per_vector(16)", (9, 40, 100)),
     ("int8 per_vector(64)", "int8 per_channel", (4, 32, 256)),
     ("int8 per_channel", "int8 per_vector(32)", (6, 16, 70)),
-    ("uint4 per_vector(16, scale=uint6 per_channel)", "int4 per_vector(16, scale=uint6 per_channel)",
-     (9, 40, 100)),
+    ("uint4 per_vector(16, scale=uint6 per_channel)",
+     "int4 per_vector(16, scale=uint6 per_channel)", (9, 40, 100)),
     ("int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest",
      "int8 per_vector(16, scale=uint4 per_channel) scale_round=nearest", (8, 16, 64)),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (7, 33, 100)),
@@ -170,9 +170,10 @@ FLOAT_CASES = [  # a float operand: float32 GEMM against the reference within fl
     ("uint4 per_vector(6)", "int4 per_channel round=stochastic", (3, 16, 40)),
     ("e4m3 per_channel round=stochastic seed=1", "int8", (6, 16, 50)),
 ]
+FLOAT_IDS = [f"{c[0]}|{c[1]}|{c[2]}" for c in FLOAT_CASES]
 
 
-@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in FLOAT_CASES])
+@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=FLOAT_IDS)
 def test_products_with_a_float_operand(a, b, dims):
     s = scheme(a, b)
     m, n, k = dims
@@ -196,7 +197,7 @@ HALF_OF = {  # KernelPlan.half of FLOAT_CASES: the 16-bit type holding every GEM
 }
 
 
-@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in FLOAT_CASES])
+@pytest.mark.parametrize("a,b,dims", FLOAT_CASES, ids=FLOAT_IDS)
 def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims):
     """Float GEMMs whose values are all exact in float16 / bfloat16 (codes with per_tensor or
     per_channel scales, float16 / bfloat16 operands) multiply codes and scale rows and columns
@@ -415,7 +416,8 @@ def test_cross_compile_writes_a_tar(tmp_path):
 
     man = build_artifact(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64,
                          tmp_path / "arm", target="aarch64")
-    assert man["lib"] == "lib.tar" and man["cross_compiled"] and (tmp_path / "arm/lib.tar").stat().st_size
+    assert man["lib"] == "lib.tar" and man["cross_compiled"]
+    assert (tmp_path / "arm/lib.tar").stat().st_size
 
 
 def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):

@@ -72,7 +72,7 @@ def test_integer_kernel_with_m_buckets():
     packed = check_concurrent_calls(kernel, B, inputs)
     alone = [kernel.int_accumulate(A, packed) for A in inputs]
     for acc in in_threads(lambda i: [kernel.int_accumulate(A, packed) for A in inputs]):
-        for got, want in zip(acc, alone):
+        for got, want in zip(acc, alone, strict=True):
             np.testing.assert_array_equal(got, want)
     # pack in threads: every copy equals the one made alone
     for p in in_threads(lambda i: kernel.pack(B)):
@@ -89,7 +89,7 @@ def test_integer_kernel_with_m_buckets():
             assert set(res) >= {"copy_a", "quantize_a", "gemm"}
             assert all(t >= 0 for t in res.values())
         else:
-            for got, want in zip(res, ref):
+            for got, want in zip(res, ref, strict=True):
                 np.testing.assert_array_equal(got, want)
 
 
