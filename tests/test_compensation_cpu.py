@@ -59,12 +59,15 @@ CASES = {
                    "int4 per_channel round=trunc + lowrank(rank=2, method=svd)"),
     "rsvd power 2, per_vector": ("int8 per_vector(32) + lowrank(rank=4, power_iters=2)",
                                  "int4 per_vector(32) + dense(int8 per_tensor)"),
-    "zero-point weights": ("int8 per_channel", "uint4 per_channel calibrate=minmax + lowrank(rank=3)"),
+    "zero-point weights": ("int8 per_channel",
+                           "uint4 per_channel calibrate=minmax + lowrank(rank=3)"),
     "two-level scales": ("int8 per_vector(16, scale=uint4) + dense(int8 per_tensor)",
                          "int8 per_vector(16, scale=uint4) + lowrank(rank=2)"),
-    "chained terms": ("int8 per_tensor round=floor + dense(int4 per_channel) + lowrank(rank=1, method=sketch)",
+    "chained terms": ("int8 per_tensor round=floor + dense(int4 per_channel)"
+                      " + lowrank(rank=1, method=sketch)",
                       "int8 per_channel + sparse(threshold=0.3) + lowrank(rank=2, method=svd)"),
-    "float weights-only": ("float16", "int4 per_channel + dense(int4 per_tensor) + lowrank(rank=4)"),
+    "float weights-only": ("float16",
+                           "int4 per_channel + dense(int4 per_tensor) + lowrank(rank=4)"),
 }
 
 
@@ -112,9 +115,11 @@ SPARSE_CASES = {  # (a, b, A's distribution): sparse products with groups, zero 
     "per_vector groups": ("int8 per_vector(16) + sparse(int8 per_vector(16), threshold=0.4)",
                           "int8 per_vector(16) + sparse(int4 per_vector(16), threshold=0.6)"),
     "zero points, int16 codes": (
-        "int8 per_channel + sparse(uint8 per_tensor calibrate=minmax, threshold=0.5, max_density=0.9)",
+        "int8 per_channel + sparse(uint8 per_tensor calibrate=minmax, threshold=0.5,"
+        " max_density=0.9)",
         "int8 per_channel + sparse(int8 per_channel, threshold=0.5, max_density=0.9)"),
-    "one side, then dense": ("int8 per_tensor round=trunc + sparse(threshold=0.7) + dense(int4 per_tensor)",
+    "one side, then dense": ("int8 per_tensor round=trunc + sparse(threshold=0.7)"
+                             " + dense(int4 per_tensor)",
                              "int8 per_channel"),
 }
 
@@ -136,8 +141,8 @@ def test_sparse_products_match_reference(case):
 
 
 def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
-    from lrqc.runtime.manifest import product_text
     from lrqc.plan.layout import csr_columns
+    from lrqc.runtime.manifest import product_text
 
     rng = np.random.default_rng(5)
     full = rng.integers(-3, 4, (32, 24)) * (rng.random((32, 24)) < 0.3)
@@ -208,7 +213,8 @@ def test_uncompiled_combinations_say_why(a, b, msg):
 LPLR_CASES = [  # (a, b, whether A' L is an integer GEMM)
     ("int8 per_tensor round=floor", "lplr(rank=8, left=int4, right=int8, seed=3)", True),
     ("int4 per_vector(32)", "lplr(rank=8, left=int8, right=int4, normalize_shift=true)", True),
-    ("uint8 per_channel calibrate=minmax", "lplr(rank=6, left=int2, right=int8, method=dsvd)", True),
+    ("uint8 per_channel calibrate=minmax", "lplr(rank=6, left=int2, right=int8, method=dsvd)",
+     True),
     ("float16", "lplr(rank=8, left=int4, right=int8, normalize_shift=true)", False),
     # integer A whose plan falls back to float32 (vectors not a multiple of 4; MX on one side)
     ("int8 per_vector(24)", "lplr(rank=8, left=int4, right=int8)", True),
@@ -233,8 +239,8 @@ def test_lplr_first_gemm_is_integer_for_integer_activations(a, b, integer):
 
 
 def test_lplr_left_codes_are_exact():
-    from lrqc.runtime.chain import left_codes
     from lrqc.reference.lplr import minmax_quantize
+    from lrqc.runtime.chain import left_codes
 
     L = minmax_quantize(np.random.default_rng(0).standard_normal((50, 7)) + 3.0, 4)
     X, q, step, ratio = left_codes(L, 4)
@@ -246,7 +252,8 @@ def test_lplr_left_codes_are_exact():
         Xr, _, _, rr = left_codes(Lr, 4)
         assert np.allclose(Xr[:, :8] + rr * Xr[:, 8:], Lr, rtol=0, atol=1e-12)
     Xc, qc, _, ratio_c = left_codes(np.full((5, 2), 0.25), 4)  # a constant factor
-    assert np.all(qc.codes[:2] == qc.codes[0, 0]) and np.allclose(Xc[:, :2] + ratio_c * Xc[:, 2:], 0.25)
+    assert np.all(qc.codes[:2] == qc.codes[0, 0])
+    assert np.allclose(Xc[:, :2] + ratio_c * Xc[:, 2:], 0.25)
 
 
 def test_lplr_needs_static_weights():

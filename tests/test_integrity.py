@@ -52,7 +52,8 @@ def kernels():
     (("nearest", "int4"), ("floor", "int4"),
      r"scheme differs at line 2 \(a:\): 'round=nearest' \(this kernel: 'round=floor'\)"),
     # int4 nibbles into an int8 kernel used to be TVM's "Mismatched Bp.ndim"
-    (("nearest", "int4"), ("nearest", "int8"), r"scheme differs at line 3 \(b:\): 'int4' \(this kernel: 'int8'\)"),
+    (("nearest", "int4"), ("nearest", "int8"),
+     r"scheme differs at line 3 \(b:\): 'int4' \(this kernel: 'int8'\)"),
     ("K=32", ("nearest", "int4"), r"sizes B: 32x16 \(K x N\) \(this kernel: B: 64x16"),
 ])
 def test_packed_operands_carry_their_kernels_fingerprint(kernels, maker, user, msg):
@@ -244,7 +245,8 @@ def test_truncated_library_is_refused_before_loading(art):
     np.save(art.parent / "b.npy", B)
     res = subprocess.run([sys.executable, "-m", "lrqc.cli", "run", str(art), "--a",
                           str(art.parent / "a.npy"), "--b", str(art.parent / "b.npy"), "-o",
-                          str(art.parent / "c.npy")], capture_output=True, text=True, timeout=300, check=False,
+                          str(art.parent / "c.npy")], capture_output=True, text=True, timeout=300,
+                         check=False,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert res.returncode == 1, (res.returncode, res.stderr)
     lines = res.stderr.strip().splitlines()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..frontend.model import (
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LowRankProduct,
     LplrOperand,
@@ -117,7 +118,7 @@ def _lplr_value(bld, info) -> str:
 
 def _lramm(bld: _Builder, p: LowRankProduct, acc: str, dims) -> str:
     def fq(bits):
-        return Quant(f"int{bits}", "per_tensor")
+        return Quant(f"int{bits}", Granularity.PER_TENSOR)
 
     kw = {"method": p.method, "rank": p.rank, "oversample": p.oversample,
           "power_iters": p.power_iters, "split": "sqrt"}

@@ -14,7 +14,7 @@ import ml_dtypes
 import numpy as np
 
 from ..errors import InputError
-from ..frontend.model import FloatOperand, Quant, QuantOperand, Scheme
+from ..frontend.model import FloatOperand, Granularity, Quant, QuantOperand, Scheme
 from ..frontend.unparse import quant_text, unparse
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
@@ -215,7 +215,7 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     qb = _b_quant(p)
     q = quantize(B, qb, "b") if q is None else q  # rows = N, columns = K (padded when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
-    frac = 0 if qb.is_int and qb.granularity != "per_block" else frac_bits(qb.fmt)
+    frac = 0 if qb.is_int and qb.granularity != Granularity.PER_BLOCK else frac_bits(qb.fmt)
     G, V = p.groups, p.vector
     full = np.zeros((p.np_, p.kp), np.int64)
     full[: p.n, : codes.shape[1]] = codes

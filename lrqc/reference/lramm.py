@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frontend.model import LowRankProduct, Quant
+from ..frontend.model import Granularity, LowRankProduct, Quant
 from .lowrank import factorize
 from .quant import quantize
 
 
 def factor_quant(bits: int) -> Quant:
     """Factors are quantized symmetric, per tensor, max-abs, round to nearest."""
-    return Quant(f"int{bits}", "per_tensor")
+    return Quant(f"int{bits}", Granularity.PER_TENSOR)
 
 
 def factors(p: LowRankProduct, A: np.ndarray, B: np.ndarray):

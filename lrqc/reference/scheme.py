@@ -9,8 +9,10 @@ import numpy as np
 
 from ..frontend.bind import bind_dims
 from ..frontend.model import (
+    Calibration,
     Dense,
     FloatOperand,
+    Granularity,
     LowRank,
     LplrOperand,
     Quant,
@@ -135,7 +137,7 @@ def direct_scheme(s: Scheme, m: int, n: int, k: int) -> Scheme:
     """The baseline "direct quant" of `s`: residual terms dropped; an LPLR operand becomes plain
     min-max quantization at the equal bit budget (NQ); LRAMM becomes per-tensor int at max(bits)."""
     if s.product is not None:
-        q = QuantOperand(Quant(f"int{max(s.product.bits)}", "per_tensor"))
+        q = QuantOperand(Quant(f"int{max(s.product.bits)}", Granularity.PER_TENSOR))
         return replace(s, a=q, b=q, product=None)
     ops = {}
     for role in ("a", "b"):
@@ -146,7 +148,8 @@ def direct_scheme(s: Scheme, m: int, n: int, k: int) -> Scheme:
             rows, cols = (m, k) if role == "a" else (k, n)
             budget = op.rank * (rows * op.left_bits + cols * op.right_bits) / (rows * cols)
             bits = int(min(8, max(1, np.floor(budget + 1e-9))))
-            op = QuantOperand(Quant(f"uint{bits}", "per_tensor", calibrate="minmax"))
+            op = QuantOperand(Quant(f"uint{bits}", Granularity.PER_TENSOR,
+                                    calibrate=Calibration.MINMAX))
         ops[role] = op
     return replace(s, a=ops["a"], b=ops["b"])
 

@@ -42,13 +42,15 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     max_density) and its density, statistics over the call's true rows only."""
     M, K = p.m, p.k
     r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-    live = lambda i: i < rows[0]
+    def live(i):
+        return i < rows[0]
     zero = tir.const(0.0, F64)
     tot = te.compute((2,), lambda c: te.sum(tir.if_then_else(
         live(r1), tir.if_then_else(c == 0, tir.abs(x(r1, r2)), tir.if_then_else(
             x(r1, r2) != zero, tir.const(1.0, F64), zero)), zero), axis=[r1, r2]),
         name=names.QUANT_STATS + "_nz" + tag)
-    cut = lambda: tir.if_then_else(tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero)
+    def cut():
+        return tir.if_then_else(tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero)
 
     def kept(i, k):
         v = x(i, k)
@@ -60,7 +62,8 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
         name=names.QUANT_STATS + "_kept" + tag)
     dens = te.compute((1,), lambda _: cnt[0] / (rows[0].astype(F64) * float(K)),
                       name="a_density" + tag)
-    dense = lambda: dens[0] > term.max_density
+    def dense():
+        return dens[0] > term.max_density
 
     def xs(i, k):
         return tir.if_then_else(tir.any(dense(), kept(i, k)), x(i, k), zero)
@@ -77,7 +80,8 @@ def quantize_a(p: KernelPlan):
     base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
     sources = {"base": base}
     a_terms, _ = split_terms(p.scheme.a)
-    resid = lambda i, k: x(i, k) - base[3](i, k)
+    def resid(i, k):
+        return x(i, k) - base[3](i, k)
     for n, t in enumerate(a_terms):
         src = quantizer(t.quant, resid, dims(p), offset=a_offset(t.quant), tag=f"_r{n}")
         sources[f"res:{n}"] = src
@@ -137,7 +141,8 @@ def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
     side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
     code, sa, zc, _ = src
     V, dt = p.vector, code_dtype(p.sparse[j].q)
-    cen = lambda i, k: (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)
+    def cen(i, k):
+        return (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)
     if side == "a":
         return [te.compute((p.mp, p.kq), cen, name=f"{names.SPARSE_CODES}{j}"), sa]
     ra = te.compute((p.mp, p.kq), cen, name=f"{names.RESID_CODES}{j}")

@@ -10,6 +10,7 @@ points need."""
 
 from __future__ import annotations
 
+from ...frontend.model import Calibration, Granularity, Rounding
 from ...plan import names
 from ...plan.model import KernelPlan
 from ...reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
@@ -132,10 +133,11 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     A, x = a_input(p)
     inputs = [A]
     u = None
-    if q.round == "stochastic":  # the reference's draws, pregenerated (Kernel.noise)
+    if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
         U = te.placeholder((p.m, p.kq), "float64", name="U")
         inputs.append(U)
-        u = lambda i, k: U[tir.min(i, p.m - 1), k]
+        def u(i, k):
+            return U[tir.min(i, p.m - 1), k]
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
@@ -161,16 +163,19 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
     and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
     if q.is_int and q.signed and q.bits == 1:
         return _binary(q, x, dims, offset, tag)
-    minmax = q.calibrate == "minmax" and q.is_int  # e*m* elements: max |x| -> the max normal
+    # e*m* elements: max |x| -> the max normal
+    minmax = q.calibrate == Calibration.MINMAX and q.is_int
     hi, lo, sidx = _statistics(q, x, dims, minmax, tag)
     s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag)
     if minmax:
         zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
                           - tir.nearbyint(lo[i, g] / s_eff[i, g]),
                           name=names.QUANT_ZERO + "_f" + tag)
-        zf = lambda i, g: zero[sidx(i, g)]
+        def zf(i, g):
+            return zero[sidx(i, g)]
     else:
-        zf = lambda i, g: tir.const(0.0, F64)
+        def zf(i, g):
+            return tir.const(0.0, F64)
     return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
 
 
@@ -181,7 +186,7 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str):
     M, K, Mp, _, G, V = dims
     stat = (lambda v: v) if minmax else tir.abs
     lo = None
-    if q.granularity == "per_tensor":
+    if q.granularity == Granularity.PER_TENSOR:
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
         hi = te.compute((1, 1), lambda _, __: te.max(stat(x(r1, r2)), axis=[r1, r2]),
                         name=names.QUANT_STATS + tag)
@@ -237,7 +242,8 @@ def _two_level(q, s0, dims: tuple, tag: str):
     # compensated kernel pads K further (16 lanes), with all-zero groups of scale 1
     rg = te.reduce_axis((0, min(int(shp[1]), -(-K // V)) if q.grouped else shp[1]), "rg")
     gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
-    gamma = lambda i: tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
+    def gamma(i):
+        return tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
     rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
     return te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
                                                 tir.const(top, F64)) * gamma(i),
@@ -282,7 +288,7 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
     (x >= 0: +1), centered 0 in the K padding; scale = mean |x| of the group (K padding
     included, as the reference pads), 0 for an all-zero group."""
     M, K, Mp, _, G, V = dims
-    if q.granularity == "per_tensor":
+    if q.granularity == Granularity.PER_TENSOR:
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
         tot = te.compute((1, 1), lambda _, __: te.sum(tir.abs(x(r1, r2)), axis=[r1, r2]),
                          name=names.QUANT_STATS + tag)
