@@ -5,8 +5,6 @@ function whose parameters differ from its signature and the runtime one it canno
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 
@@ -134,39 +132,3 @@ def test_the_manifest_documents_parameter_names():
     assert packed <= layout.PARAM_NAMES
     p = plan_of(ZERO_B)
     assert "A" in sig.params(p, names.FN_QUANTIZE) and "Aq" in sig.params(p, names.FN_GEMM)
-
-
-def test_a_renamed_parameter_fails_the_te_stage(monkeypatch):
-    """A TE placeholder renamed (here gemm's sb) is a PlanError at the te stage, naming the
-    function and both lists, before anything is scheduled or built."""
-    pytest.importorskip("tvm")
-    te_gemm = importlib.import_module("lrqc.backend.te.gemm")
-    real = te_gemm.te
-
-    class Renamed:
-        def __getattr__(self, attr):
-            return getattr(real, attr)
-
-        def placeholder(self, shape, dtype, name):
-            return real.placeholder(shape, dtype, name="scales_b" if name == "sb" else name)
-
-    monkeypatch.setattr(te_gemm, "te", Renamed())
-    (s,) = lrqc.parse_schemes("scheme t {\n" + INT8 + "\n}\n").values()
-    with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
-                       r"'zc', 'scales_b', 'cs', 'C'\], its signature says .*'sb'"):
-        lrqc.compile(s, 4, 16, 64)
-
-
-def test_the_runtime_refuses_a_parameter_it_cannot_bind(monkeypatch):
-    """A signature naming a buffer that neither the bucket nor the packed operand holds is a
-    PlanError when the kernel's buckets are made, not a wrong argument at a call."""
-    pytest.importorskip("tvm")
-    buckets = importlib.import_module("lrqc.runtime.buckets")
-    real = sig.params
-
-    def params(p, fn):
-        return real(p, fn) + (("nowhere",) if fn == names.FN_GEMM else ())
-
-    monkeypatch.setattr(sig, "params", params)
-    with pytest.raises(PlanError, match="no buffer for parameter 'nowhere' of function 'gemm'"):
-        buckets.Bucket(plan_of(INT8), module=None)

@@ -23,13 +23,12 @@ import pytest
 
 import lrqc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 ERROR_MARK = "# error:"  # first line of an lrq block that shows an error on purpose
-# Directories whose files the documentation names by path (tests/ is left out: its layout is
-# being split into tests/unit and tests/integration).
-PATH_DIRS = ("examples", "bench", "docs", "grammar", "schedules", "lrqc", ".ci")
+# Directories whose files the documentation names by path
+PATH_DIRS = ("examples", "bench", "docs", "grammar", "schedules", "lrqc", ".ci", "tests")
 # a path starts lowercase after its directory: `lrqc/TVM/LLVM versions` is prose, not a path
 _DIRS = "|".join(re.escape(d) for d in PATH_DIRS)
 PATH = re.compile(rf"(?<![\w./-])((?:{_DIRS})/(?:[a-z0-9_][\w./-]*[\w/])?)")

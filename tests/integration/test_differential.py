@@ -16,7 +16,7 @@ import lrqc
 from lrqc.reference import matmul
 from lrqc.reference.inputs import output_dtype
 
-from .test_properties import SETTINGS, _dims, _n, schemes
+from ..unit.test_properties import SETTINGS, _dims, _n, schemes
 
 pytest.importorskip("tvm")
 

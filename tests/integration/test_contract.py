@@ -15,7 +15,7 @@ from lrqc.reference.inputs import output_dtype
 
 pytest.importorskip("tvm")
 
-EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.lrq"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.lrq"))
 
 
 def scheme(body: str) -> lrqc.Scheme:

@@ -4,6 +4,7 @@ them, and the kernel it returns gives the reference's numbers."""
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import numpy as np
@@ -14,8 +15,13 @@ from lrqc.cli import main
 from lrqc.errors import LrqcError
 from lrqc.pipeline.compile import compile as pipeline_compile
 from lrqc.pipeline.stages import EMITS, FILE_NAMES, STAGES
+from lrqc.plan import names
+from lrqc.plan import signature as sig
+from lrqc.plan.verify import PlanError
+from lrqc.runtime import buckets
 
-from .conftest import ROOT
+from ..conftest import ROOT
+from ..unit.test_signatures import INT8, plan_of
 
 LRQMM = ROOT / "examples" / "lrqmm.lrq"
 
@@ -91,3 +97,36 @@ def test_build_emit_prints_the_stages(capsys, tmp_path):
     assert out.index("==== asm ====") < out.index("built lrqmm_int8")
     assert main([*argv[:-4], "--emit", "ptx", "-o", str(tmp_path / "r")]) == 1
     assert "--emit: unknown stage 'ptx' for this target" in capsys.readouterr().err
+
+
+def test_a_renamed_parameter_fails_the_te_stage(monkeypatch):
+    """A TE placeholder renamed (here gemm's sb) is a PlanError at the te stage, naming the
+    function and both lists, before anything is scheduled or built."""
+    te_gemm = importlib.import_module("lrqc.backend.te.gemm")  # a module named like a variable
+    real = te_gemm.te
+
+    class Renamed:
+        def __getattr__(self, attr):
+            return getattr(real, attr)
+
+        def placeholder(self, shape, dtype, name):
+            return real.placeholder(shape, dtype, name="scales_b" if name == "sb" else name)
+
+    monkeypatch.setattr(te_gemm, "te", Renamed())
+    (s,) = lrqc.parse_schemes("scheme t {\n" + INT8 + "\n}\n").values()
+    with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
+                       r"'zc', 'scales_b', 'cs', 'C'\], its signature says .*'sb'"):
+        lrqc.compile(s, 4, 16, 64)
+
+
+def test_the_runtime_refuses_a_parameter_it_cannot_bind(monkeypatch):
+    """A signature naming a buffer that neither the bucket nor the packed operand holds is a
+    PlanError when the kernel's buckets are made, not a wrong argument at a call."""
+    real = sig.params
+
+    def params(p, fn):
+        return real(p, fn) + (("nowhere",) if fn == names.FN_GEMM else ())
+
+    monkeypatch.setattr(sig, "params", params)
+    with pytest.raises(PlanError, match="no buffer for parameter 'nowhere' of function 'gemm'"):
+        buckets.Bucket(plan_of(INT8), module=None)

@@ -11,7 +11,7 @@ from lrqc.frontend.bind import bind_dims
 from lrqc.frontend.model import FloatOperand, LowRank, LplrOperand, QuantOperand, Sparse
 from lrqc.frontend.unparse import unparse
 
-from .conftest import EXAMPLES, ROOT
+from ..conftest import EXAMPLES, ROOT
 
 
 def test_examples_parse_with_expected_meaning(all_examples):

@@ -1,7 +1,7 @@
 """The wheel: it builds, ships the grammar and the examples under lrqc/_data, declares the `lrqc`
 console script, and once installed (outside the checkout) finds its data files by itself.
 
-Slow (builds a wheel with pip): run with `pytest -m slow tests/test_packaging.py`.
+Slow (builds a wheel with pip): run with `pytest -m slow tests/integration/test_packaging.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NETWORK_WORDS = ("Could not find a version that satisfies", "No matching distribution",
                  "Failed to establish a new connection", "Temporary failure in name resolution",
                  "Network is unreachable", "ProxyError", "ConnectTimeout")

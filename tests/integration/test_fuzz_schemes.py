@@ -4,8 +4,8 @@ odd unicode and control characters, calls nested deep). Parsing and the referenc
 nothing but LrqcError and never hang; an accepted scheme gives finite reference numbers; a few
 accepted schemes are compiled and must be refused with an LrqcError or match the reference.
 
-The default run checks a few hundred texts; `pytest -m slow tests/test_fuzz_schemes.py` a few
-thousand."""
+The default run checks a few hundred texts; `pytest -m slow
+tests/integration/test_fuzz_schemes.py` a few thousand."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from lrqc.frontend.bind import bind_dims
 from lrqc.frontend.model import LowRank, LplrOperand, QuantOperand
 from lrqc.frontend.unparse import unparse
 
-from .conftest import EXAMPLES
+from ..conftest import EXAMPLES
 
 TEXTS = [p.read_text() for p in EXAMPLES]
 _TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_]\w*|[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|.",

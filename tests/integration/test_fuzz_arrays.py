@@ -4,8 +4,8 @@ call and as B to pack. Whatever comes in, a kernel raises nothing but LrqcError,
 array the rules accept (2-D, real, right shape, finite in float32), and when it accepts, C is
 lrqc.reference.matmul's on the same inputs (A as the float32 it computes with).
 
-A few hundred examples by default; `pytest -m slow tests/test_fuzz_arrays.py` runs many more
-(LRQC_PROPERTY_SCALE multiplies both)."""
+A few hundred examples by default; `pytest -m slow tests/integration/test_fuzz_arrays.py`
+runs many more (LRQC_PROPERTY_SCALE multiplies both)."""
 
 from __future__ import annotations
 

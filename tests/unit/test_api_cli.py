@@ -13,7 +13,7 @@ import pytest
 import lrqc
 from lrqc.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LRQMM = str(ROOT / "examples" / "lrqmm.lrq")
 S = lrqc.parse_schemes("scheme s { a: int8\n b: int8 }")["s"]
 

@@ -18,7 +18,7 @@ from lrqc.passes.cost import COST_RULES
 from lrqc.passes.shapes import SHAPE_RULES, K, M, N
 from lrqc.reference.interp import EVAL_RULES
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent.parent / "golden"
 
 
 def test_every_op_kind_has_every_rule():
@@ -83,7 +83,7 @@ def test_lowrank_cost_is_linear_in_each_dim():
         assert sympy.Poly(r.flops, M, N, K).total_degree() <= 2, r
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("examples/*.lrq")),
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("examples/*.lrq")),
                          ids=lambda p: p.stem)
 def test_explain_golden(path):
     schemes = lrqc.load_schemes(path)
