@@ -105,7 +105,7 @@ def test_wheel_ships_grammar_and_examples(wheel):
         grammar = (ROOT / "grammar" / "lrqc.lark").read_bytes()
         assert zf.read("lrqc/_data/grammar/lrqc.lark") == grammar
     # the package itself, and nothing from the test suite or the virtual environment
-    assert "lrqc/__init__.py" in names and "lrqc/cli.py" in names
+    assert "lrqc/__init__.py" in names and "lrqc/cli/main.py" in names
     assert not any(n.startswith(("tests/", ".venv/")) for n in names)
 
 
