@@ -18,13 +18,12 @@ from ..passes import run_passes
 from ..plan.buckets import m_range
 from ..plan.lower import lower_program
 from .assemble import assemble
-from .chain import ChainKernel
 from .device import device_of
-from .kernel import Kernel
 from .manifest import REBUILD, check_manifest, read_manifest, sha256
+from .protocol import KernelLike
 
 
-def _load_cuda(d: Path, man: dict, scheme: Scheme, target: Target) -> Kernel | ChainKernel:
+def _load_cuda(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike:
     """A CUDA artifact: the precompiled fatbin serves TVM's load-time compile hook (the module
     carries the CUDA source; nvcc or NVRTC are never run), after the GPU is checked."""
     missing = target.host_lacks()
@@ -46,7 +45,7 @@ def _load_cuda(d: Path, man: dict, scheme: Scheme, target: Target) -> Kernel | C
     return _assemble(d, man, scheme, target)
 
 
-def load_kernel(path: str | Path) -> Kernel | ChainKernel:
+def load_kernel(path: str | Path) -> KernelLike:
     """Load a built artifact without compiling anything, after checking it (read_manifest,
     check_manifest): never a library whose size or hash differs from the manifest's."""
     d = Path(path)
@@ -77,7 +76,7 @@ def _library(d: Path, man: dict) -> Any:
     return module
 
 
-def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> Kernel | ChainKernel:
+def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike:
     """The Kernel (or chain) of a checked artifact, its library loaded: the plans as the
     build made them (the same lowering), the rules as its manifest reports them."""
     dims = man["dims"]

@@ -10,10 +10,11 @@ from ..frontend.model import Scheme
 from ..plan.lower import Part
 from .chain import ChainKernel
 from .kernel import Kernel
+from .protocol import KernelLike
 
 
 def assemble(scheme: Scheme, parts: tuple[Part, ...], reports: list[tuple[str, bool]],
-             module: Any, target: Target, m_lo: int, N: int, K: int) -> Kernel | ChainKernel:
+             module: Any, target: Target, m_lo: int, N: int, K: int) -> KernelLike:
     """reports: (schedule rule name, fast path) of each part; m_lo: the smallest M a call may
     have (the buckets pad every M up to theirs)."""
     if len(parts) == 1 and not parts[0].prefix:

@@ -1,0 +1,43 @@
+"""KernelLike: what every compiled kernel offers its callers (the package root, the CLI,
+artifacts, the tuner): a Kernel for a base product and a ChainKernel for LPLR and LRAMM
+alike. Code that only calls kernels types them with this protocol."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from ..backend.target import Target
+from ..frontend.model import Scheme
+from ..plan.model import KernelPlan
+
+
+class KernelLike(Protocol):
+    """pack(static operand) once, kernel(per-call operand, packed) -> C per call."""
+
+    target: Target
+    rule: str  # the schedule rule of its (first) GEMM, as builds report it
+    fast: bool  # whether that rule is the target's fast path
+    plans: tuple[KernelPlan, ...]  # one per M bucket (a chain: its first product's)
+    plan: KernelPlan  # the largest bucket's
+    m_min: int
+    m_max: int
+    last_notes: list[str]  # of the last call (e.g. which copy a sparse term used)
+    transposed: bool  # static: a runs as Cᵀ = Bᵀ Aᵀ
+
+    @property
+    def scheme(self) -> Scheme: ...
+
+    @property
+    def dims(self) -> tuple[str, int, int]: ...
+
+    def pack(self, X: npt.ArrayLike) -> Any: ...
+
+    def split(self, A: npt.ArrayLike, B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:
+        ...
+
+    def run(self, A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray: ...
+
+    def __call__(self, A: npt.ArrayLike, packed: Any) -> np.ndarray: ...
