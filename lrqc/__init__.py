@@ -3,13 +3,20 @@
 The language, IR and numpy reference import without TVM; code generation lives in lrqc.backend.
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING
 
 from . import door, reference
 from ._version import __version__
 from .api import load_schemes, parse_schemes
 from .errors import InputError, LrqcError, SchemeError
 from .frontend.model import Scheme
+
+if TYPE_CHECKING:  # for annotations only: these modules import TVM, the package root does not
+    from .backend.target import Target
+    from .runtime.protocol import KernelLike
 
 __all__ = [
     "InputError",
@@ -25,7 +32,9 @@ __all__ = [
 ]
 
 
-def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True, dump_dir=None):
+def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+            target: str | dict | Target | None = None, tuned: bool = True,
+            dump_dir: str | os.PathLike[str] | None = None) -> KernelLike:
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     M: a row count, or a range lo..hi ("lo..hi", (lo, hi) or range(lo, hi + 1)) compiled as
@@ -40,7 +49,7 @@ def compile(scheme, M, N: int, K: int, target=None, tuned: bool = True, dump_dir
     return door.compile(scheme, M, N, K, target, tuned=tuned, dump_dir=dump_dir)
 
 
-def load_kernel(path):
+def load_kernel(path: str | os.PathLike[str]) -> KernelLike:
     """Load an artifact written by `lrqc build` (no compilation; refuses other versions/CPUs)."""
     if not isinstance(path, (str, os.PathLike)):
         raise LrqcError(f"load_kernel: expected the artifact's directory, got "

@@ -7,10 +7,20 @@ import-graph test enforces it."""
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from .frontend.model import Scheme
+
+if TYPE_CHECKING:  # for annotations only: the door imports TVM's side inside its functions
+    from .backend.target import Target
+    from .runtime.protocol import KernelLike
 
 
-def compile(scheme, M, N: int, K: int, target=None, *, tuned: bool = True, **options):
+def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+            target: str | dict | Target | None = None, *, tuned: bool = True,
+            **options: Any) -> KernelLike:
     """lrqc.pipeline.compile.compile, with the tuning database's records when tuned."""
     from .pipeline.compile import compile as run
     from .tuning.records import recorded_traces
@@ -18,8 +28,9 @@ def compile(scheme, M, N: int, K: int, target=None, *, tuned: bool = True, **opt
     return run(scheme, M, N, K, target, records=recorded_traces if tuned else None, **options)
 
 
-def build_artifact(scheme, M, N: int, K: int, out_dir, target=None, *, tuned: bool = True,
-                   **options) -> dict:
+def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+                   out_dir: str | os.PathLike[str], target: str | dict | Target | None = None,
+                   *, tuned: bool = True, **options: Any) -> dict:
     """lrqc.pipeline.export.build_artifact, with the tuning database's records when tuned."""
     from .pipeline.export import build_artifact as run
     from .tuning.records import recorded_traces
@@ -28,7 +39,7 @@ def build_artifact(scheme, M, N: int, K: int, out_dir, target=None, *, tuned: bo
                records=recorded_traces if tuned else None, **options)
 
 
-def load_kernel(path):
+def load_kernel(path: str | os.PathLike[str]) -> KernelLike:
     """lrqc.runtime.artifact.load_kernel."""
     from .runtime.artifact import load_kernel as run
 
@@ -56,7 +67,7 @@ def tuning() -> ModuleType:
     return module
 
 
-def emit_names(target) -> tuple[str, ...]:
+def emit_names(target: Target) -> tuple[str, ...]:
     """The stage texts `--emit` can print for a resolved target."""
     from .pipeline.stages import emits_for
 

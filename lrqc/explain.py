@@ -3,6 +3,7 @@ formula in plain math, the cost table, the pack/run split and every fallback. Re
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 
 import sympy
@@ -22,7 +23,7 @@ from .frontend.model import (
     Sparse,
 )
 from .frontend.unparse import unparse
-from .ir import lower_ast, print_program
+from .ir import Program, lower_ast, print_program
 from .passes import bind, estimate_cost, run_passes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
@@ -117,7 +118,7 @@ def term_formulas(s: Scheme) -> list[str]:
     return out
 
 
-def notes(s: Scheme, dims) -> list[str]:
+def notes(s: Scheme, dims: tuple[int, int, int] | None) -> list[str]:
     out: list[str] = []
     if dims is not None:
         out += bind_dims(s, *dims)
@@ -181,7 +182,7 @@ def _cell(e, dims) -> str:
     return _num(e)
 
 
-def cost_text(p, dims) -> str:
+def cost_text(p: Program, dims: Sequence[int] | None) -> str:
     table = estimate_cost(p)
     dims = None if dims is None else tuple(dims)
     rows = [("#", "op", "stage", "flops", "bytes read", "bytes written")]
@@ -196,7 +197,7 @@ def cost_text(p, dims) -> str:
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
 
 
-def stages_text(p) -> str:
+def stages_text(p: Program) -> str:
     pack = [op for op in p.ops if op.stage == "pack" and op.kind != "pack"]
     handed = [op.args[0] for op in p.ops if op.kind == "pack"]
     run = [op for op in p.ops if op.stage == "run"]
@@ -208,7 +209,7 @@ def stages_text(p) -> str:
             f"run (per call): {len(run)} ops: {', '.join(o.kind for o in run)}")
 
 
-def plan_text(program, dims) -> str:
+def plan_text(program: Program, dims: tuple) -> str:
     """The kernel plans of every M bucket (of every product of a chain), as the backend
     receives them. dims = (M, N, K), M an int or a (lo, hi) range."""
     out = []
@@ -218,7 +219,8 @@ def plan_text(program, dims) -> str:
     return "\n".join(out)
 
 
-def explain(s: Scheme, dims=None, emit=DEFAULT_EMITS, syntax_text: str | None = None) -> str:
+def explain(s: Scheme, dims: tuple | None = None, emit: Collection[str] = DEFAULT_EMITS,
+            syntax_text: str | None = None) -> str:
     """Text of the requested sections. dims = (M, N, K) or None for symbolic; M may be a
     (lo, hi) range: the plan section shows every bucket, the others take M = hi."""
     if "plan" in emit and dims is None:

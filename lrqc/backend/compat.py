@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
@@ -11,19 +13,24 @@ import tvm.tirx as tir
 import tvm_ffi
 from tvm import rpc, te
 from tvm.driver import build as driver_build
+from tvm.ir import Expr as PrimExpr  # TVM 0.27's base of TIR expressions (PrimExpr before)
 from tvm.ir.utils import derived_object
 from tvm.rpc import base as rpc_base
 from tvm.s_tir import Schedule, TensorIntrin, dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
-from tvm.s_tir.schedule import ScheduleError, Trace
+from tvm.s_tir.schedule import ExprRV, LoopRV, SBlockRV, ScheduleError, Trace
 from tvm.script import tirx as T
 from tvm.target import codegen
 
 __all__ = [
     "BUILTIN_INTRINSICS",
+    "ExprRV",
+    "LoopRV",
     "PyMeasureCallback",
     "NO_BLOCK",
+    "PrimExpr",
+    "SBlockRV",
     "Schedule",
     "ScheduleError",
     "T",
@@ -65,26 +72,27 @@ cpu = tvm.cpu
 NO_BLOCK = "Cannot find a block with the name"
 
 
-def prim_func(tensors, name: str = "main"):
+def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:
     """te tensors -> IRModule with one PrimFunc called `name`."""
     return tvm.IRModule({name: te.create_prim_func(tensors).with_attr("global_symbol", name)})
 
 
-def compile_module(mod, target):
+def compile_module(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.runtime.Executable:
     """tvm.compile -> runtime Executable (ex[name], ex.mod, ex.export_library)."""
     return tvm.compile(mod, target=target)
 
 
-def tensor(arr, dev=None):
+def tensor(arr: Any, dev: tvm.runtime.Device | None = None) -> tvm.runtime.Tensor:
     """An aligned TVM tensor holding a copy of the numpy array."""
     return tvm.runtime.tensor(arr, dev or tvm.cpu())
 
 
-def empty(shape, dtype, dev=None):
+def empty(shape: Sequence[int], dtype: str,
+          dev: tvm.runtime.Device | None = None) -> tvm.runtime.Tensor:
     return tvm.runtime.empty(shape, dtype, dev or tvm.cpu())
 
 
-def load_module(path: str):
+def load_module(path: str) -> tvm.runtime.Module:
     return tvm.runtime.load_module(path)
 
 

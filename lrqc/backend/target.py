@@ -131,7 +131,7 @@ def host_target() -> Target:
     return resolve(None)
 
 
-def resolve(target) -> Target:
+def resolve(target: str | dict | Target | None) -> Target:
     """A Target from None/'host', a short name, a CUDA target string, a dict (validated by
     TVM; the form Target.as_dict writes) or a Target."""
     if isinstance(target, Target):

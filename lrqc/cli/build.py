@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -70,7 +71,7 @@ def output_file(path: str) -> Path:
     return p
 
 
-def cmd_build(args) -> int:
+def cmd_build(args: argparse.Namespace) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
     target = door.target().resolve(target_arg(args.target))  # unknown: LrqcError, nothing written
@@ -136,7 +137,7 @@ def _print_stage(name: str, text: str) -> None:
     sys.stdout.flush()
 
 
-def cmd_run(args) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     out = output_file(args.output)
     kernel = door.load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
     A, B = (load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
@@ -161,7 +162,7 @@ def _median_time(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
-def cmd_bench(args) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims)
     at_least("--repeat", args.repeat, 1)
@@ -201,7 +202,8 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def add_parsers(sub, dists):
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                dists: tuple[str, ...]) -> None:
     b = sub.add_parser("build", help="compile a scheme ahead of time: DIR/lib.so + manifest.json")
     b.add_argument("file", metavar="FILE")
     b.add_argument("--scheme")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .. import reference
@@ -15,7 +16,7 @@ from ..reference.data import DISTRIBUTIONS, pair
 from .common import at_least, error_line, load, load_npy, parse_dims
 
 
-def cmd_check(args) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     bad = 0
     for path in args.files:
         try:
@@ -29,7 +30,7 @@ def cmd_check(args) -> int:
     return 1 if bad else 0
 
 
-def cmd_explain(args) -> int:
+def cmd_explain(args: argparse.Namespace) -> int:
     if args.defaults:
         print(defaults_doc())
         if not args.file:
@@ -60,7 +61,7 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
     s = pick_scheme(load(args.file), args.scheme, args.file)
     dims = parse_dims(args.dims) if args.dims else None
     at_least("--seed", args.seed, 0)
@@ -83,7 +84,7 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("check", help="parse and check scheme files")
     c.add_argument("files", nargs="+", metavar="FILE")
     c.set_defaults(func=cmd_check)

@@ -4,12 +4,14 @@ and .npy arrays are read (every failure an LrqcError naming the option or file).
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 
 from ..api import load_schemes
 from ..errors import LrqcError, SchemeError
 from ..files import regular_file
+from ..frontend.model import Scheme
 
 
 def error_line(exc: BaseException) -> str:
@@ -21,7 +23,7 @@ def error_line(exc: BaseException) -> str:
     return "lrqc: error: " + (text.removeprefix("error: "))
 
 
-def at_least(flag: str, value, least: int) -> None:
+def at_least(flag: str, value: int | None, least: int) -> None:
     """LrqcError unless an integer option is >= least."""
     if value is not None and value < least:
         raise LrqcError(f"{flag} must be at least {least}, got {value}")
@@ -69,12 +71,12 @@ def m_range_text(val: str) -> tuple[int, int]:
     return pair
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> dict[str, Scheme]:
     """The schemes of a file (LrqcError when it cannot be read or has errors)."""
     return load_schemes(path)
 
 
-def load_npy(path, flag):
+def load_npy(path: str, flag: str) -> np.ndarray:
     """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
     regular_file(path, f"{flag}: cannot load {path}")  # a FIFO or device: no hang
     try:  # mapped first: a header claiming more than the file holds is an error, not a huge
@@ -94,12 +96,12 @@ def load_npy(path, flag):
     return arr
 
 
-def is_npy(path) -> bool:
+def is_npy(path: str) -> bool:
     with open(path, "rb") as f:
         return f.read(6) == b"\x93NUMPY"
 
 
-def target_arg(text):
+def target_arg(text: str | None) -> str | dict | None:
     """--target as given: a name, or a TVM target dict written as JSON."""
     if text is None:
         return None

@@ -10,6 +10,7 @@ import argparse
 import sys
 import threading
 import traceback
+from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import LrqcError
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug
     hook = threading.excepthook
@@ -71,7 +72,7 @@ def _one_line(exc: BaseException) -> str:
 def _thread_hook(debug: bool):
     """Errors in threads of libraries lrqc drives (TVM's RPC and build pools): one line, the
     traceback with --debug."""
-    def hook(info):
+    def hook(info: threading.ExceptHookArgs) -> None:
         if info.exc_type is SystemExit:
             return
         if debug:

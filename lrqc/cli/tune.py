@@ -4,6 +4,7 @@ import` over the tuning database (lrqc.tuning.db). Imports without TVM: the tune
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 
@@ -12,7 +13,7 @@ from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS, tuned_functions
-from ..tuning.db import PRUNE_HINT, BadRecord, Database, tuning_dir
+from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, tuning_dir
 from .common import at_least, parse_dims, target_arg
 
 
@@ -29,7 +30,7 @@ def parse_duration(text: str | None) -> float | None:
     return secs
 
 
-def cmd_tune(args) -> int:
+def cmd_tune(args: argparse.Namespace) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
     at_least("--trials", args.trials, 1)
@@ -73,7 +74,7 @@ def _pick(entries, prefixes) -> list:
     return [(path, r) for path, r in entries if any(path.stem.startswith(p) for p in prefixes)]
 
 
-def cmd_cache(args) -> int:
+def cmd_cache(args: argparse.Namespace) -> int:
     db = Database()
     action, rest = args.action, args.records
     if args.all and action != "prune":
@@ -144,7 +145,7 @@ def _current(rec):
     return scheme, plan, target, tuner.current_key(plan, k["function"], target) == k
 
 
-def judge(rec, here: set) -> tuple[str, str]:
+def judge(rec: Record, here: set) -> tuple[str, str]:
     """(verdict, why) of one good record: "ok", "stale" (not what this lrqc/TVM/LLVM would
     make: no build finds it), "skipped" (this machine cannot run its target), or "wrong" (its
     schedule does not compile, or the kernel it gives differs from lrqc.reference)."""
@@ -204,7 +205,7 @@ def _prune(db, entries, everything: bool) -> int:
     return 0
 
 
-def add_parsers(sub):
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("tune", help="auto-tune a scheme's kernels for this target (MetaSchedule)")
     t.add_argument("file", metavar="FILE")
     t.add_argument("--scheme")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..frontend.model import (
     Dense,
     FloatOperand,
@@ -23,13 +25,13 @@ class _Builder:
         self.ops: list[ir.Op] = []
         self.count = 0
 
-    def emit(self, cls, args, n_results=1, **attrs):
+    def emit(self, cls: type[ir.Op], args: tuple, n_results: int = 1, **attrs: Any) -> Any:
         results = tuple(f"%{self.count + i}" for i in range(n_results))
         self.count += n_results
         self.ops.append(cls(results, tuple(args), **attrs))
         return results if n_results > 1 else results[0]
 
-    def qmatmul(self, qa, qb, acc):
+    def qmatmul(self, qa: str, qb: str, acc: str) -> str:
         return self.emit(ir.Rescale, (self.emit(ir.IntMatMul, (qa, qb), accumulate=acc), qa, qb))
 
 
@@ -117,7 +119,7 @@ def _lplr_value(bld, info) -> str:
 
 
 def _lramm(bld: _Builder, p: LowRankProduct, acc: str, dims) -> str:
-    def fq(bits):
+    def fq(bits: int) -> Quant:
         return Quant(f"int{bits}", Granularity.PER_TENSOR)
 
     kw = {"method": p.method, "rank": p.rank, "oversample": p.oversample,

@@ -116,7 +116,7 @@ _HOLLOW_MUL = Transform(lambda x: sympy.Mul(*x.args),
 
 
 @lru_cache(maxsize=4096)
-def tidy(e) -> sympy.Expr:
+def tidy(e: sympy.Expr) -> sympy.Expr:
     """The shorter of the expanded polynomial and its common factors pulled out (ties: factored),
     e.g. 4*K*(N + 1), N*(K + 8)/2, 288*K*N + 2304*K + 2304*N. For these polynomials in M, N, K
     (with ceiling and Min atoms) it gives what sympy.simplify gives, about ten times faster, and

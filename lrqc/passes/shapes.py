@@ -63,7 +63,7 @@ def bind(p: ir.Program, m: int, n: int, k: int) -> ir.Program:
     """Substitute concrete dims into every type (shapes become ints)."""
     sub = {M: m, N: n, K: k}
 
-    def conc(d):
+    def conc(d: sympy.Expr | int) -> sympy.Expr | int:
         v = sympy.sympify(d).subs(sub)
         return int(v) if v.is_number else v
 

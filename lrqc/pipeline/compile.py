@@ -3,17 +3,19 @@ texts of any stages printed or written to files on the way."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..backend.schedule.rules import rule_of
-from ..backend.target import resolve
+from ..backend.target import Target, resolve
 from ..errors import LrqcError, UnsupportedScheme
 from ..frontend.model import Scheme
 from ..plan import names
 from ..plan.buckets import m_range
 from ..plan.names import tuned_functions
 from ..runtime.assemble import assemble
+from ..runtime.protocol import KernelLike
 from .functions import hand_source
 from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
 
@@ -22,7 +24,7 @@ from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
 Records = Callable[..., tuple[dict, dict]]
 
 
-def check_emits(emit, target) -> tuple[str, ...]:
+def check_emits(emit: Iterable[str], target: Target) -> tuple[str, ...]:
     """The emit names, checked against the target (CPU: llvm, asm; CUDA: cuda, ptx)."""
     emit = tuple(emit)
     have = emits_for(target)
@@ -35,8 +37,11 @@ def check_emits(emit, target) -> tuple[str, ...]:
     return emit
 
 
-def compile(scheme: Scheme, M, N: int, K: int, target=None, *, traces: dict | None = None,
-            records: Records | None = None, emit=(), on_text=None, dump_dir=None):
+def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+            target: str | dict | Target | None = None, *, traces: dict | None = None,
+            records: Records | None = None, emit: Iterable[str] = (),
+            on_text: Callable[[str, str], None] | None = None,
+            dump_dir: str | os.PathLike[str] | None = None) -> KernelLike:
     """A Kernel (ChainKernel for LPLR, LRAMM) for scheme at M x K @ K x N on `target` (None:
     this CPU). M is a row count, or a range lo..hi given as (lo, hi), range(lo, hi + 1) or
     "lo..hi": one code path is compiled per bucket (powers of two from 4, and hi) and each

@@ -5,13 +5,16 @@ cross-compiling), CUDA device code (device.fatbin, device.cu) and DIR/manifest.j
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 from ..backend.compat import TVM_ERRORS, versions
 from ..backend.cuda import toolchain
-from ..backend.target import resolve
+from ..backend.target import Target, resolve
 from ..errors import LrqcError
+from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from ..runtime.manifest import (
     FORMAT,
@@ -24,10 +27,13 @@ from ..runtime.manifest import (
     product_text,
     sha256,
 )
+from ..runtime.protocol import KernelLike
 from .compile import compile
 
 
-def build_artifact(scheme, M, N, K, out_dir, target=None, **options) -> dict:
+def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+                   out_dir: str | os.PathLike[str], target: str | dict | Target | None = None,
+                   **options: Any) -> dict:
     """Compile and export; returns the manifest. options: compile()'s (records, emit,
     on_text, dump_dir)."""
     if target is not None and resolve(target).is_cuda:
@@ -81,7 +87,7 @@ def build_artifact(scheme, M, N, K, out_dir, target=None, **options) -> dict:
     return manifest
 
 
-def cuda_files(kernel, out: Path) -> dict:
+def cuda_files(kernel: KernelLike, out: Path) -> dict:
     """Device code of a CUDA kernel: device.fatbin (nvcc, SASS for every arch asked for and
     PTX of the highest) and device.cu (the source TVM generated, for reading); returns the
     manifest's "cuda" entry, with the integer instructions of each function's PTX."""

@@ -5,9 +5,10 @@ rest; CUDA rules are chosen per M bucket). lrqc tune searches the same functions
 
 from __future__ import annotations
 
+from ..backend.compat import Schedule
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import tiles
-from ..backend.schedule.protocol import Formulation, ScheduleRule
+from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
 from ..backend.te import compensated as te_comp
@@ -45,8 +46,8 @@ def variants(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
     return (None,)
 
 
-def schedule_function(fn: str, sch, plan: KernelPlan, rule: ScheduleRule, knob=None,
-                      variant=None) -> str | None:
+def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRule,
+                      knob: Knob | None = None, variant: str | None = None) -> str | None:
     """Schedule function fn of plan in sch. knob(name, candidates, hand) picks each tunable
     choice (None: the hand choices; lrqc tune passes a sampler); variant: one of variants().
     CUDA: returns how it was scheduled, or None when fn is left to TVM's dlight rules."""

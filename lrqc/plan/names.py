@@ -1,5 +1,9 @@
 """Block and function names shared by to_te and the schedule rules (rules find blocks by name)."""
 
+from __future__ import annotations
+
+from .model import KernelPlan
+
 QUANT_STATS = "a_stats"  # per-group max |A| (and min for minmax)
 QUANT_SCALE = "a_scale"  # effective scale per group
 QUANT_ZERO = "a_zero"  # zero-point correction per group
@@ -42,6 +46,6 @@ def symbol(fn: str, m: int, prefix: str = "") -> str:
     return f"{prefix}{fn}_m{m}"
 
 
-def tuned_functions(plan) -> tuple[str, ...]:
+def tuned_functions(plan: KernelPlan) -> tuple[str, ...]:
     """The functions of the plan lrqc tune searches (and builds report the schedule of)."""
     return tuple(fn for fn in TUNED_FUNCTIONS if fn != FN_LOWRANK_U or plan.rank_b)

@@ -4,13 +4,15 @@ otherwise. The type of C (to_output)."""
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import InputError
 
 F32_LIMIT = 2.0**128 - 2.0**103  # the smallest magnitude that float32 rounds to infinity
 
 
-def as_matrix(x, name: str, dtype=np.float64, float32: bool = False) -> np.ndarray:
+def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
+              float32: bool = False) -> np.ndarray:
     """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
     already is one), or InputError naming the shape/dtype problem. Every value must be finite;
     with dtype float32, or float32=True (operands the kernels keep in float64 but compute with in
@@ -40,7 +42,7 @@ def as_matrix(x, name: str, dtype=np.float64, float32: bool = False) -> np.ndarr
     raise InputError(f"{name}: contains non-finite values ({where})")
 
 
-def check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+def check_pair(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     A, B = as_matrix(a, "A"), as_matrix(b, "B")
     if A.shape[1] != B.shape[0]:
         raise InputError(f"shape mismatch: A is {A.shape[0]}x{A.shape[1]} (M x K) but B is "

@@ -5,8 +5,12 @@ the scheme that backends lower op by op."""
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
+
+from ..ir.nodes import Program
 from . import lplr as lplr_mod
 from .inputs import check_pair, round_float, to_output
 from .lowrank import factorize
@@ -23,7 +27,7 @@ class Accumulators:
     def __init__(self, qa: QArray, qb: QArray):
         self.qa, self.qb = qa, qb
 
-    def groups(self):
+    def groups(self) -> Iterator[tuple[slice, np.ndarray]]:
         """(K slice, sums of centered values) per common group: exact for integer codes,
         dyadic float64 sums for e*m* elements."""
         yield from grouped_sums(self.qa, self.qb)
@@ -85,7 +89,8 @@ EVAL_RULES = {
 }
 
 
-def interpret(p, A, B, notes: list[str] | None = None) -> np.ndarray:
+def interpret(p: Program, A: npt.ArrayLike, B: npt.ArrayLike, notes: list[str] | None = None
+              ) -> np.ndarray:
     """Evaluate Program `p` on A (M x K) and B (K x N) in float64; the result rounded once to
     the program's output type, as lrqc.reference.matmul returns it."""
     A, B = check_pair(A, B)

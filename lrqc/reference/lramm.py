@@ -14,7 +14,8 @@ def factor_quant(bits: int) -> Quant:
     return Quant(f"int{bits}", Granularity.PER_TENSOR)
 
 
-def factors(p: LowRankProduct, A: np.ndarray, B: np.ndarray):
+def factors(p: LowRankProduct, A: np.ndarray, B: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Dequantized factors (UA M x r, VAt r x K, UB K x r, VBt r x N), √Σ split onto both sides."""
     ua, vat = factorize(A, p.method, p.rank, oversample=p.oversample,
                         power_iters=p.power_iters, seed=p.seed, split="sqrt")
@@ -28,7 +29,7 @@ def factors(p: LowRankProduct, A: np.ndarray, B: np.ndarray):
     return ua, vat, ub, vbt
 
 
-def chain(ua, vat, ub, vbt) -> np.ndarray:
+def chain(ua: np.ndarray, vat: np.ndarray, ub: np.ndarray, vbt: np.ndarray) -> np.ndarray:
     """UA (VAt UB) VBt, the r x r core first, then the cheaper association."""
     core = vat @ ub
     m, n = ua.shape[0], vbt.shape[1]

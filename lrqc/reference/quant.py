@@ -6,6 +6,7 @@ always the last one: per_channel = one scale per row, per_vector/per_block = gro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -202,7 +203,7 @@ def _quantize_mx(xr, q, role, k, rng) -> QArray:
     return QArray(q, role, k, q.vector, values, np.zeros_like(scale), scale, exps=exps)
 
 
-def int_accumulate(qa: QArray, qb: QArray):
+def int_accumulate(qa: QArray, qb: QArray) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield, per K-group, the exact integer sum  sum_k (qa - za)[i,k] (qb - zb)[k,j]
     (M x N, int64) together with the group's column slice. Groups are the finer of the two
     operands' groups (the gcd of the group sizes of operands whose scale varies along K). e*m* /
@@ -216,7 +217,7 @@ def int_accumulate(qa: QArray, qb: QArray):
         yield sl, np.rint(part).astype(np.int64)
 
 
-def grouped_sums(qa: QArray, qb: QArray):
+def grouped_sums(qa: QArray, qb: QArray) -> Iterator[tuple[slice, np.ndarray]]:
     """(K slice, sums of centered values) per common K-group, in float64: exact integers for
     integer formats, dyadic sums for e*m* (the value of int_accumulate times the code units)."""
     yield from _grouped(qa, qb, qa.centered(), qb.centered())

@@ -3,13 +3,14 @@ applied in the order written, each to what the previous one left."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..frontend.model import Dense, LowRank, Quant, Sparse
+from ..frontend.model import Dense, LowRank, Quant, Residual, Sparse
 from .lowrank import factorize
-from .quant import quantize
+from .quant import QArray, quantize
 
 
 @dataclass
@@ -23,7 +24,7 @@ class TermResult:
     notes: list[str] = field(default_factory=list)
 
 
-def approximate(term, resid: np.ndarray, role: str) -> TermResult:
+def approximate(term: Residual, resid: np.ndarray, role: str) -> TermResult:
     """R̂ for one term: L Fᵀ (lowrank) or deq(Q(R)) with the term's quantizer (dense, sparse)."""
     if isinstance(term, LowRank):
         L, Ft = factorize(resid, term.method, term.rank, oversample=term.oversample,
@@ -35,7 +36,7 @@ def approximate(term, resid: np.ndarray, role: str) -> TermResult:
     raise TypeError(f"not a residual term: {term!r}")
 
 
-def apply_terms(terms, resid: np.ndarray, role: str) -> list[TermResult]:
+def apply_terms(terms: Iterable[Residual], resid: np.ndarray, role: str) -> list[TermResult]:
     out = []
     for term in terms:
         res = approximate(term, resid, role)
@@ -53,7 +54,7 @@ def sparsify(x: np.ndarray, threshold: float) -> tuple[np.ndarray, float]:
     return np.where(keep, x, 0.0), float(keep.mean())
 
 
-def sparse_quant(x: np.ndarray, term: Sparse, role: str, name: str):
+def sparse_quant(x: np.ndarray, term: Sparse, role: str, name: str) -> tuple[QArray, str]:
     """(Q(x_s), note) of the other operand for a sparse term, or Q(x) above max_density."""
     xs, density = sparsify(x, term.threshold)
     q: Quant = term.quant

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import numpy.typing as npt
 
 from ..frontend.bind import bind_dims
 from ..frontend.model import (
@@ -15,6 +16,7 @@ from ..frontend.model import (
     Granularity,
     LowRank,
     LplrOperand,
+    Operand,
     Quant,
     QuantOperand,
     Scheme,
@@ -41,7 +43,7 @@ class Prepared:
     lplr: tuple | None = None
 
 
-def prepare(op, x: np.ndarray, role: str) -> Prepared:
+def prepare(op: Operand, x: np.ndarray, role: str) -> Prepared:
     if isinstance(op, FloatOperand):
         # a float operand *is* its rounding to the declared type, in the base product and in
         # every residual term that multiplies it (a kernel never sees the unrounded values)
@@ -106,7 +108,7 @@ def _run(s: Scheme, A, B, notes: list[str]) -> np.ndarray:
     return _product(pa, pb) + _compensation(pa, pb, notes)
 
 
-def matmul(s: Scheme, A, B, exact: bool = False) -> np.ndarray:
+def matmul(s: Scheme, A: npt.ArrayLike, B: npt.ArrayLike, exact: bool = False) -> np.ndarray:
     """Scheme `s` applied to A (M x K) @ B (K x N): computed in float64, then rounded once to
     the scheme's `output` type and returned with that dtype (exact=True: the float64 value
     before that rounding)."""
@@ -114,7 +116,7 @@ def matmul(s: Scheme, A, B, exact: bool = False) -> np.ndarray:
     return c if exact else to_output(c, s.output)
 
 
-def compress(s: Scheme, X, role: str | None = None) -> np.ndarray:
+def compress(s: Scheme, X: npt.ArrayLike, role: str | None = None) -> np.ndarray:
     """What the scheme reconstructs of one operand (default: the static one, else b): deq(Q(X))
     plus every residual approximation, LPLR's L R + beta, or LRAMM's quantized factor product."""
     role = role or (s.static if s.static in ("a", "b") else "b")
@@ -186,7 +188,7 @@ def rel_error(C: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(C - ref) / den) if den > 0 else float(np.linalg.norm(C))
 
 
-def evaluate(s: Scheme, A, B) -> Report:
+def evaluate(s: Scheme, A: npt.ArrayLike, B: npt.ArrayLike) -> Report:
     """Errors of direct quantization, of the scheme, and of float32, against float64."""
     A, B = check_pair(A, B)
     m, k, n = A.shape[0], A.shape[1], B.shape[1]

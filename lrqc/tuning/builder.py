@@ -4,10 +4,11 @@ imports nothing but TVM."""
 
 from __future__ import annotations
 
-from ..backend.compat import driver_build
+from ..backend.compat import driver_build, tvm
 
 
-def build_candidate(mod, target, _params=None):
+def build_candidate(mod: tvm.IRModule, target: tvm.target.Target, _params: dict | None = None
+                    ) -> tvm.runtime.Module:
     """MetaSchedule's default builder function without its first step, an import of every
     built-in tensor intrinsic (compat.BUILTIN_INTRINSICS) that takes over a minute per worker
     process; lrqc's candidates use only lrqc's own intrinsics."""

@@ -5,14 +5,20 @@ hand schedule in alternating rounds (compare, time_finalists)."""
 
 from __future__ import annotations
 
+from typing import Any, TextIO
+
 import numpy as np
 
 from ..backend.compat import TVM_ERRORS, Schedule, compile_module, cpu, error_line, prim_func, tvm
+from ..backend.schedule.protocol import ScheduleRule
 from ..backend.schedule.trace import replay
+from ..backend.target import Target
 from ..errors import LrqcError
+from ..frontend.model import Scheme
 from ..pipeline.compile import compile as compile_kernel
 from ..pipeline.functions import functions, schedule_function
 from ..plan import names
+from ..plan.model import KernelPlan
 from ..reference import matmul
 from ..reference.scheme import rel_error
 from ..runtime import device
@@ -20,7 +26,8 @@ from .db import plausible
 from .rpc import remote_modules
 
 
-def check_candidate(scheme, plan, target, trace, fn: str = names.FN_GEMM) -> str | None:
+def check_candidate(scheme: Scheme, plan: KernelPlan, target: Target, trace: Any,
+                    fn: str = names.FN_GEMM) -> str | None:
     """None when the whole kernel with this schedule of function fn matches lrqc.reference on
     random inputs, else why not."""
     rng = np.random.default_rng(1)
@@ -37,7 +44,8 @@ def check_candidate(scheme, plan, target, trace, fn: str = names.FN_GEMM) -> str
     return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"
 
 
-def check_remote(plan, rule, target, traces, fn: str, rpc: str, key: str | None) -> list:
+def check_remote(plan: KernelPlan, rule: ScheduleRule, target: Target, traces: list, fn: str,
+                 rpc: str, key: str | None) -> list[str | None]:
     """For a device reached through an RPC tracker only (CUDA tuning from a machine without
     the GPU): per trace, None when function fn scheduled by it computes, on that device and on
     the same random inputs, what the hand schedule computes (every buffer after the call;
@@ -67,8 +75,9 @@ def _same(want: list, got: list) -> str | None:
     return None
 
 
-def compare(plan, rule, target, traces, fn: str = names.FN_GEMM, rpc: str | None = None,
-            key: str | None = None, rounds: int = 7) -> tuple[float, list]:
+def compare(plan: KernelPlan, rule: ScheduleRule, target: Target, traces: list,
+            fn: str = names.FN_GEMM, rpc: str | None = None, key: str | None = None,
+            rounds: int = 7) -> tuple[float, list[tuple[float, float]]]:
     """(hand ms, [(tuned ms, median of the per-round ratios hand / tuned) per trace]) of the
     plan's function fn: the hand schedule and each trace compiled once and timed in
     alternating rounds (robust to the slow phases of a shared machine), on this host or, with
@@ -88,7 +97,8 @@ def compare(plan, rule, target, traces, fn: str = names.FN_GEMM, rpc: str | None
         for n in range(1, ms.shape[1])]
 
 
-def time_finalists(plan, rule, target, finalists, fn: str, rpc, key, out,
+def time_finalists(plan: KernelPlan, rule: ScheduleRule, target: Target, finalists: list,
+                   fn: str, rpc: str | None, key: str | None, out: TextIO,
                    attempts: int = 2) -> tuple | str:
     """(hand ms, tuned ms, ratio, trace) of the best finalist, re-timed against the hand
     schedule in alternating rounds (one noisy measurement during the search can put a slow

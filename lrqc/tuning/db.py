@@ -22,13 +22,19 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._version import __version__
 from ..errors import LrqcError
 from ..files import MiB, read_bytes
 from ..frontend.unparse import unparse
+from ..plan.model import KernelPlan
+
+if TYPE_CHECKING:  # for annotations only: the target module imports TVM, this one does not
+    from ..backend.target import Target
 
 RECORD_FIELDS = ("key", "trace", "tuned_ms", "hand_ms", "trials", "valid", "rejected",
                  "created", "wall_s")
@@ -63,12 +69,12 @@ def tuning_dir() -> Path:
 
 
 def make_key(scheme_text: str, function: str, m: int, n: int, k: int, target: dict,
-             features, versions: dict) -> dict:
+             features: Iterable[str], versions: dict) -> dict:
     return {"scheme": scheme_text, "function": function, "m": int(m), "n": int(n), "k": int(k),
             "target": target, "features": sorted(features), "versions": dict(versions)}
 
 
-def record_key(plan, function: str, target, versions: dict) -> dict:
+def record_key(plan: KernelPlan, function: str, target: Target, versions: dict) -> dict:
     """The key of function `function` of one plan (M bucket) on target (a
     lrqc.backend.target.Target). versions: the TVM side's (lrqc.backend.compat.versions(): tvm,
     tvm_ffi, llvm), given by the caller so that this module needs no TVM; lrqc's own is added
@@ -122,7 +128,7 @@ def plausible(tuned_ms: float, hand_ms: float) -> str | None:
     return None
 
 
-def check(d, name: str | None = None) -> Record:
+def check(d: object, name: str | None = None) -> Record:
     """The Record of a JSON object d, or LrqcError saying what is wrong with it: its fields and
     their types, its key's hash against `name` (the file name a record was read from), and
     `plausible`. Used on every record read, imported or written."""
@@ -291,7 +297,7 @@ class Database:
         else:
             path.unlink(missing_ok=True)
 
-    def export(self, path: str | Path, records=None) -> int:
+    def export(self, path: str | Path, records: list[Record] | None = None) -> int:
         recs = self.all() if records is None else records
         text = "".join(json.dumps(asdict(r), sort_keys=True) + "\n" for r in recs)
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend.compat import PyMeasureCallback, derived_object, last_line
+from ..backend.compat import PyMeasureCallback, derived_object, last_line, ms
 
 
 @dataclass
@@ -48,7 +49,7 @@ class Progress:
               end="", file=self.out, flush=True)
 
 
-def mean_secs(run_secs) -> float | None:
+def mean_secs(run_secs: Sequence | None) -> float | None:
     """The mean of a measurement's run times in seconds, None when it has none."""
     return float(np.mean([float(x) for x in run_secs])) if run_secs else None
 
@@ -60,8 +61,10 @@ class _Show(PyMeasureCallback):
     def __init__(self, progress: Progress):
         self.progress = progress
 
-    def apply(self, task_scheduler, task_id, measure_candidates, builder_results,
-              runner_results):
+    def apply(self, task_scheduler: ms.TaskScheduler, task_id: int,
+              measure_candidates: list[ms.MeasureCandidate],
+              builder_results: list[ms.builder.BuilderResult],
+              runner_results: list[ms.runner.RunnerResult]) -> None:
         secs = []
         for b, r in zip(builder_results, runner_results, strict=True):
             ok = b.error_msg is None and r.error_msg is None and r.run_secs
@@ -71,6 +74,6 @@ class _Show(PyMeasureCallback):
         self.progress.update(secs)
 
 
-def measure_callback(progress: Progress):
+def measure_callback(progress: Progress) -> ms.MeasureCallback:
     """A MetaSchedule measure callback that shows its measurements on progress."""
     return _Show(progress)

@@ -4,20 +4,26 @@ pipeline's compile as records=), and the key a record made by this lrqc, TVM and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..backend.compat import versions
+from ..backend.schedule.protocol import ScheduleRule
 from ..backend.schedule.trace import replay_error
+from ..backend.target import Target
 from ..pipeline.functions import bucket_rule, functions
+from ..plan.model import KernelPlan
 from ..plan.names import tuned_functions
 from .db import PRUNE_HINT, BadRecord, Database, record_key
 
 
-def current_key(plan, fn: str, target) -> dict:
+def current_key(plan: KernelPlan, fn: str, target: Target) -> dict:
     """The database key of function fn of one plan on target (a lrqc.backend.target.Target)
     with this lrqc's TVM, tvm_ffi and LLVM versions."""
     return record_key(plan, fn, target, versions())
 
 
-def recorded_traces(plans, rule, target, db: Database | None = None) -> tuple[dict, dict]:
+def recorded_traces(plans: Sequence[KernelPlan], rule: ScheduleRule, target: Target,
+                    db: Database | None = None) -> tuple[dict, dict]:
     """({(m, fn): trace}, {(m, fn): how it was chosen}) of the plans (one per M bucket) on
     target, from the tuning database (default: the user's). A record is used when it is good
     (lrqc.tuning.db.check), measured faster than the hand schedule and its trace replays onto

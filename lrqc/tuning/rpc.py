@@ -10,8 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..backend.compat import error_line, ms, rpc_base
+from ..backend.compat import error_line, ms, rpc_base, tvm
 from ..backend.compat import rpc as tvm_rpc
+from ..backend.target import Target
 from ..errors import LrqcError
 
 TRACKER_WAIT_S = 10.0  # how long lrqc tune waits for a server with the key to register
@@ -62,7 +63,7 @@ def _server_keys(host: str, port: int, rpc: str, key: str) -> list[str]:
             time.sleep(0.5)
 
 
-def runner(rpc: str | None, key: str | None, timeout: float):
+def runner(rpc: str | None, key: str | None, timeout: float) -> ms.Runner:
     """MetaSchedule's runner: on this host, or on the device of the tracker at rpc."""
     cfg = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=50,
                                     enable_cpu_cache_flush=False)
@@ -74,7 +75,8 @@ def runner(rpc: str | None, key: str | None, timeout: float):
                             session_timeout_sec=int(timeout)), evaluator_config=cfg)
 
 
-def remote_modules(exs, rpc: str, key: str | None, target) -> tuple[list, object]:
+def remote_modules(exs: list[tvm.runtime.Executable], rpc: str, key: str | None, target: Target
+                   ) -> tuple[list, object]:
     """The compiled modules exported, uploaded and loaded in one session of the tracker's
     device; and that session's device (its CPU, or its GPU for CUDA targets)."""
     host, port = tracker_address(rpc, key)

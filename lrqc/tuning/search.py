@@ -18,11 +18,16 @@ import logging
 import sys
 import time
 import types
+from collections.abc import Sequence
+from pathlib import Path
 
-from ..backend.compat import BUILTIN_INTRINSICS, Schedule, ms, prim_func, tvm
+from ..backend.compat import BUILTIN_INTRINSICS, ExprRV, Schedule, ms, prim_func, tvm
+from ..backend.schedule.protocol import Knob, ScheduleRule
 from ..backend.schedule.trace import register_intrinsics, trace_to_json
+from ..backend.target import Target
 from ..pipeline.functions import functions, schedule_function, variants
 from ..plan import names
+from ..plan.model import KernelPlan
 from .builder import build_candidate
 from .progress import Progress, mean_secs, measure_callback
 from .rpc import runner as make_runner
@@ -35,12 +40,12 @@ except ImportError:
 CUDA_LIMITS = {"max_shared_memory_per_block": 49152, "max_threads_per_block": 1024}  # static
 
 
-def space_knobs(plan, rule, fn: str) -> dict:
+def space_knobs(plan: KernelPlan, rule: ScheduleRule, fn: str) -> dict:
     """{knob name: candidates} of function fn's tuning space (those with a choice)."""
     seen = {}
     safe = unit_safe(fn, plan, rule)
 
-    def probe(name, cands, hand_choice):
+    def probe(name: str, cands: tuple, hand_choice: int) -> int:
         seen[name] = tuple(sorted(_allowed(name, cands, hand_choice, safe) | {hand_choice}))
         return hand_choice
 
@@ -48,7 +53,7 @@ def space_knobs(plan, rule, fn: str) -> dict:
     return {n: c for n, c in seen.items() if len(c) > 1}
 
 
-def tunable(plan, rule, fn: str = names.FN_GEMM) -> str | None:
+def tunable(plan: KernelPlan, rule: ScheduleRule, fn: str = names.FN_GEMM) -> str | None:
     """Why function fn of the plan cannot be tuned with this rule, or None."""
     if fn == names.FN_GEMM and not plan.float_path and not rule.knobs(plan):
         return f"schedule rule {rule.name} defines no tuning knobs"
@@ -57,25 +62,25 @@ def tunable(plan, rule, fn: str = names.FN_GEMM) -> str | None:
     return None
 
 
-def function_module(plan, rule, fn: str):
+def function_module(plan: KernelPlan, rule: ScheduleRule, fn: str) -> tvm.IRModule:
     """Function fn of the plan, unscheduled, as an IRModule (what MetaSchedule tunes)."""
     return prim_func(functions(plan, rule)[fn])
 
 
-def hand_trace(plan, rule, fn: str):
+def hand_trace(plan: KernelPlan, rule: ScheduleRule, fn: str) -> list:
     """The trace (JSON) of function fn's hand schedule: the hand point of its tuning space."""
     sch = Schedule(function_module(plan, rule, fn))
     schedule_function(fn, sch, plan, rule)
     return trace_to_json(sch.trace)
 
 
-def sampling_knob(sch, unit_safe=()):
+def sampling_knob(sch: Schedule, unit_safe: tuple = ()) -> Knob:
     """knob(name, candidates, hand) drawing uniformly from the candidates (a MetaSchedule
     decision the search mutates). Only values that are 1 exactly when the hand choice is 1,
     except for the knobs in unit_safe (pure split factors): compute_at drops unit loops, and
     the search replays traces with mutated decisions, which must keep the number of loops each
     step sees."""
-    def knob(name, cands, hand):
+    def knob(name: str, cands: Sequence[int], hand: int) -> int | ExprRV:
         cands = sorted(_allowed(name, cands, hand, unit_safe) | {hand})
         if len(cands) == 1:
             return cands[0]
@@ -87,7 +92,7 @@ def _allowed(name, cands, hand, unit_safe) -> set:
     return {c for c in cands if name in unit_safe or (c == 1) == (hand == 1)}
 
 
-def unit_safe(fn: str, plan, rule) -> tuple:
+def unit_safe(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
     """The knobs of function fn that may be 1 where the hand choice is not (sampling_knob)."""
     cpu_float = plan.float_path and rule.family != "cuda"  # tiles.float_gemm
     if fn != names.FN_GEMM or cpu_float:
@@ -100,9 +105,10 @@ def cost_model_name() -> str:
     return "random" if xgboost is None else "xgb"
 
 
-def search(mod, plan, rule, fn: str, target, work_dir, trials: int,
-           budget_s: float | None, workers: int | None, rpc: str | None, key: str | None,
-           cost_model: str | None, progress: Progress, chunk: int = 16, runner=None):
+def search(mod: tvm.IRModule, plan: KernelPlan, rule: ScheduleRule, fn: str, target: Target,
+           work_dir: Path, trials: int, budget_s: float | None, workers: int | None,
+           rpc: str | None, key: str | None, cost_model: str | None, progress: Progress,
+           chunk: int = 16, runner: ms.Runner | None = None) -> ms.Database:
     """Run (or resume) MetaSchedule in work_dir until `trials` candidates are measured or the
     budget is spent; returns the MetaSchedule database. runner: a MetaSchedule runner instead
     of the local or RPC one (tests)."""
@@ -167,7 +173,7 @@ def _design_space(plan, rule, fn: str, target):
     """MetaSchedule's design space of function fn: one schedule per loop order, each knob a
     sampled decision. CUDA: lrqc's schedule as written (no MetaSchedule rules), GPU limits
     checked."""
-    def space(sch):
+    def space(sch: Schedule) -> list[Schedule]:
         out = []
         for v in variants(fn, plan, rule):
             s = sch.copy()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TextIO
 
 import numpy as np
 
 from ..backend.schedule.rules import choose
 from ..backend.schedule.trace import trace_to_json
-from ..backend.target import resolve
+from ..backend.target import Target, resolve
 from ..errors import LrqcError
+from ..frontend.model import Scheme
 from ..pipeline.functions import bucket_rule, variants
 from ..plan import names
 from ..plan.buckets import bucket_plans
@@ -32,10 +34,11 @@ from .search import cost_model_name, function_module, hand_trace, search, space_
 FINALISTS = 3  # checked candidates re-timed against the hand schedule before one is recorded
 
 
-def tune_scheme(scheme, M, N: int, K: int, target=None, trials: int = 64,
+def tune_scheme(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
+                target: str | dict | Target | None = None, trials: int = 64,
                 budget_s: float | None = None, workers: int | None = None, rpc: str | None = None,
                 key: str | None = None, cost_model: str | None = None, db: Database | None = None,
-                out=None, functions: tuple | None = None) -> list[dict]:
+                out: TextIO | None = None, functions: tuple | None = None) -> list[dict]:
     """Tune every tunable kernel function (of `functions`, default names.TUNED_FUNCTIONS) of
     the scheme's buckets; returns one report row per function: {"symbol", "status", "record",
     "tuned_ms", "hand_ms", "trials", "valid", "rejected", "wall_s"}."""

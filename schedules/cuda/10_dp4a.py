@@ -9,9 +9,14 @@ group, the group's int32 partial sums and the float32 output sums in registers
 functions (quantization pass, row dot products) get schedules.per_block. Not run on a GPU yet:
 compiled and checked to PTX here."""
 
+from __future__ import annotations
+
+from lrqc.backend.compat import Schedule
 from lrqc.backend.cuda import dp4a
-from lrqc.backend.schedule.protocol import ScheduleRule
+from lrqc.backend.schedule.protocol import Knob, ScheduleRule
+from lrqc.backend.target import Target
 from lrqc.plan import names
+from lrqc.plan.model import KernelPlan
 
 
 class CudaDp4a(ScheduleRule):
@@ -20,7 +25,7 @@ class CudaDp4a(ScheduleRule):
     fast = True
     measured = "not measured on a GPU yet (compile-only host)"
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "dp4a" not in target.features:
             return "target lacks dp4a (sm_61+)"
         if plan.float_path:
@@ -31,15 +36,16 @@ class CudaDp4a(ScheduleRule):
             return f"per-group vectors of {plan.vector} (not whole dp4a blocks of 4: dlight)"
         return None
 
-    def handles(self, fn, plan) -> bool:
+    def handles(self, fn: str, plan: KernelPlan) -> bool:
         """The functions this rule schedules itself (the rest: per_block or dlight): the GEMM,
         and the integer sums of single-group products (int_accumulate; per group: dlight's
         matmul rule)."""
         return fn == names.FN_GEMM or (fn == names.FN_ACC and plan.groups == 1)
 
-    def knobs(self, plan) -> dict:
+    def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (dp4a.dp4a_knobs); lrqc tune samples it on a GPU."""
         return dp4a.dp4a_knobs(plan)
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         dp4a.dp4a_gemm(sch, plan, knob=knob)

@@ -3,7 +3,15 @@ reductions across threads), no instruction chosen by lrqc. Float GEMMs whose val
 exact in 16 bits (and small M buckets of those that are) use it, as do the integer sums of
 per-group products (Kernel.int_accumulate)."""
 
-from lrqc.backend.schedule.protocol import ScheduleRule
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lrqc.backend.schedule.protocol import Knob, ScheduleRule
+from lrqc.plan.model import KernelPlan
+
+if TYPE_CHECKING:  # for annotations only: the target module imports TVM, this one does not
+    from lrqc.backend.target import Target
 
 
 class CudaGeneric(ScheduleRule):
@@ -12,13 +20,14 @@ class CudaGeneric(ScheduleRule):
     fast = False
     measured = "not measured on a GPU yet (compile-only host)"
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "cuda" not in target.features:
             return "not a CUDA target"
         return None
 
-    def handles(self, fn, plan) -> bool:
+    def handles(self, fn: str, plan: KernelPlan) -> bool:
         return False
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):  # pragma: no cover
+    def schedule(self, fn: str, sch: Any, plan: KernelPlan,  # pragma: no cover
+                 knob: Knob | None = None, variant: str | None = None) -> None:
         raise NotImplementedError("cuda_generic schedules nothing itself: handles() is False")

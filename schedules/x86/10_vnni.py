@@ -7,8 +7,13 @@ Skeleton measured on TVM 0.27: jo(par) -> io -> ko(kc 256) -> kk -> ii(4) -> jm(
 anchor and the per-group accumulator is computed at g (+14 % at V=64, +55 % at V=16). Not
 measured on this project's machines yet (no VNNI host in CI so far)."""
 
+from __future__ import annotations
+
+from lrqc.backend.compat import Schedule
 from lrqc.backend.schedule import tiles
-from lrqc.backend.schedule.protocol import ScheduleRule
+from lrqc.backend.schedule.protocol import Knob, ScheduleRule
+from lrqc.backend.target import Target
+from lrqc.plan.model import KernelPlan
 
 
 class X86Vnni(ScheduleRule):
@@ -17,7 +22,7 @@ class X86Vnni(ScheduleRule):
     fast = True
     measured = "1.8 TOPS at 1024^3 per-channel int8, Zen 5 2 cores (2026-11)"
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "avx512vnni" not in target.features:
             return "target lacks avx512vnni"
         if plan.chunked:
@@ -27,18 +32,19 @@ class X86Vnni(ScheduleRule):
                     "rule)")
         return None
 
-    def unit_safe(self, plan) -> tuple:
+    def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (as in the AVX2 rule: the same tile structure)."""
         return () if plan.nibbles else ("nr",)
 
-    def knobs(self, plan) -> dict:
+    def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per
         tile (hand 4) and the k chunk (hand 64 steps of 4 bytes = 256). lrqc tune checks
         candidates on the host, so it samples them only on a VNNI machine; tests compile every
         corner of the space for a VNNI target."""
         return tiles.tile_knobs(plan, (4, 2, 1), (4, 2, 1))
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         pick = tiles.picks(self.knobs(plan), knob)
         if plan.groups == 1:
             _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"])

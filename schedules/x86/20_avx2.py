@@ -8,8 +8,13 @@ The plain-loop generic rule runs the same product at about 7 GOPS. Nibble weight
 16-column panel is unpacked once per jo, 32 contiguous bytes per vector (2026-11-22, gemm only:
 2048^3 int4 174-194 GOPS vs int8 146-175; 16x4096x4096 int4 153 vs int8 138)."""
 
+from __future__ import annotations
+
+from lrqc.backend.compat import Schedule
 from lrqc.backend.schedule import tiles
-from lrqc.backend.schedule.protocol import Formulation, ScheduleRule
+from lrqc.backend.schedule.protocol import Formulation, Knob, ScheduleRule
+from lrqc.backend.target import Target
+from lrqc.plan.model import KernelPlan
 
 VARIANTS = ("rows_outer", "k_outer")
 
@@ -21,7 +26,7 @@ class X86Avx2(ScheduleRule):
     measured = "165-190 GOPS at 256x1024x1024 int8, Zen 3 2 cores (2026-11-22)"
     formulation = Formulation.PAIRS
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "avx2" not in target.features:
             return "target lacks avx2"
         if plan.chunked:
@@ -31,13 +36,13 @@ class X86Avx2(ScheduleRule):
                     "two: the portable rule)")
         return None
 
-    def unit_safe(self, plan) -> tuple:
+    def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (1 or not, every schedule step sees the same
         loops): the 16-column blocks per tile, except with nibble weights, whose per-tile
         unpack loses its unit block loop to compute_at."""
         return () if plan.nibbles else ("nr",)
 
-    def variants(self, plan) -> tuple:
+    def variants(self, plan: KernelPlan) -> tuple:
         """Loop orders lrqc tune explores as separate design spaces (the hand schedule is the
         first): each row tile runs the whole k loop ("rows_outer"), or every row tile of a
         column strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1
@@ -45,12 +50,13 @@ class X86Avx2(ScheduleRule):
         per strip)."""
         return VARIANTS if plan.groups == 1 else VARIANTS[:1]
 
-    def knobs(self, plan) -> dict:
+    def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (tiles.tile_knobs): rows per tile (hand 2), 16-column blocks per
         tile (hand 1) and the k chunk of single-group products; lrqc tune samples them."""
         return tiles.tile_knobs(plan, (2, 1), (1, 2))
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         pick = tiles.picks(self.knobs(plan), knob)
         if plan.groups == 1:
             _single_group(sch, pick["mr"], pick["nr"], pick["kc"], variant or VARIANTS[0])

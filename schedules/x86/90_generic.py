@@ -2,8 +2,13 @@
 16 int32 lanes, rows parallel. Correct everywhere, several times slower than VNNI; lrqc build
 warns when this rule is used."""
 
+from __future__ import annotations
+
+from lrqc.backend.compat import Schedule
 from lrqc.backend.schedule import tiles
-from lrqc.backend.schedule.protocol import ScheduleRule
+from lrqc.backend.schedule.protocol import Knob, ScheduleRule
+from lrqc.backend.target import Target
+from lrqc.plan.model import KernelPlan
 
 
 class Generic(ScheduleRule):
@@ -12,10 +17,11 @@ class Generic(ScheduleRule):
     fast = False
     measured = "not tuned: the portable fallback"
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         return None
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         """Hand choices only (no knobs)."""
         if tiles.has_block(sch, "b_unpack"):
             sch.compute_inline(sch.get_sblock("b_unpack"))

@@ -6,13 +6,16 @@ in registers."""
 from __future__ import annotations
 
 from ...plan import names
+from ...plan.model import KernelPlan
+from ..compat import Schedule
 from ..intrin.x86 import DP4A, register
+from ..schedule.protocol import Knob
 from ..schedule.tiles import has_block, pick_split, picks
 
 ROWS = (64, 32, 16, 8, 4, 2, 1)  # rows of a tile, largest first
 
 
-def dp4a_knobs(plan) -> dict:
+def dp4a_knobs(plan: KernelPlan) -> dict:
     """The dp4a GEMM's tuning space, name -> (candidates, hand choice): accumulator rows per
     thread "mi" (16 threads along the rows when the bucket has that many), 16-column groups per
     thread "nj" and the k chunk "kc" staged in shared memory (in 4-byte steps: knob values
@@ -30,7 +33,7 @@ def dp4a_knobs(plan) -> dict:
     }
 
 
-def gemm_tile(plan, knob=None) -> dict:
+def gemm_tile(plan: KernelPlan, knob: Knob | None = None) -> dict:
     """Thread-block tile of the dp4a GEMM: rows = ty x mi, columns = tx x nj (16 threads along
     the columns, nj consecutive columns each), k chunk of 4 kc bytes staged in shared memory;
     knob(name, candidates, hand) picks the tunable ones (default: the hand choices)."""
@@ -42,7 +45,8 @@ def _dp4a_ty(plan) -> int:
     return min(16, pick_split(plan.mp, ROWS))
 
 
-def dp4a_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
+def dp4a_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = names.OUT,
+              knob: Knob | None = None) -> None:
     """The integer GEMM on dp4a: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's and
     B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) -> kk ->
     mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. Single group: the

@@ -6,6 +6,7 @@ artifact runs no compiler."""
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import tvm.support.nvcc  # noqa: F401 - registers TVM's own hook, which FatbinHook passes on to
 import tvm_ffi
@@ -51,7 +52,7 @@ class FatbinHook:
             tvm_ffi.register_global_func(HOOK_NAME, self.compile, override=True)
             self.registered = True
 
-    def compile(self, code, *rest):
+    def compile(self, code: bytes | str, *rest: Any) -> bytes:
         """The hook: a served fatbin, or what TVM's own hook compiles."""
         text = code.decode() if isinstance(code, bytes) else str(code)
         found = self.served.get(source_hash(text))

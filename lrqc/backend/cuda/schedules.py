@@ -6,9 +6,13 @@ GEMMs are scheduled by lrqc's rules."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...plan import names
-from ..compat import Schedule
+from ...plan.model import KernelPlan
+from ..compat import Schedule, tir, tvm
 from ..compat import dlight as dl
+from ..schedule.protocol import Knob, ScheduleRule
 from ..schedule.trace import replay
 
 HOW = "lrqc_schedule"  # function attribute: how lrqc scheduled it (for the build report)
@@ -22,14 +26,15 @@ class UnknownBlockShape(ValueError):
     """A block whose loops per_block cannot bind (they do not follow the block's axes)."""
 
 
-def default_schedule(mod):
+def default_schedule(mod: tvm.IRModule) -> tvm.IRModule:
     """dlight's default GPU rules (matmul, GEMV, reductions, fallback) for a whole function,
     under the current target: every block bound to threads, reductions cross-thread."""
     return dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
                                    dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
 
 
-def schedule_into(fn: str, sch, plan, rule, knob=None) -> str | None:
+def schedule_into(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRule,
+                  knob: Knob | None = None) -> str | None:
     """Schedule function fn in sch with lrqc's own GPU schedules (the rule's GEMM, per_block
     for the other functions); knob(name, candidates, hand) picks the tunable choices (lrqc
     tune). Returns how, or None when fn is left to dlight (GEMMs without a rule, blocks
@@ -46,7 +51,8 @@ def schedule_into(fn: str, sch, plan, rule, knob=None) -> str | None:
     return PER_BLOCK
 
 
-def schedule(fn: str, tensors_mod, plan, rule, trace=None):
+def schedule(fn: str, tensors_mod: tvm.IRModule, plan: KernelPlan, rule: ScheduleRule,
+             trace: Any = None) -> tir.PrimFunc:
     """The scheduled PrimFunc of function fn: a tuning record's trace when given, else
     schedule_into, else dlight's defaults. Under the current target; the function's HOW
     attribute says which."""
@@ -60,7 +66,7 @@ def schedule(fn: str, tensors_mod, plan, rule, trace=None):
     return func.with_attr(HOW, how or DLIGHT)
 
 
-def per_block(sch, threads: int = 256, knob=None):
+def per_block(sch: Schedule, threads: int = 256, knob: Knob | None = None) -> None:
     """Every block of a function (quantization pass, row dot products, float GEMMs) as its own
     kernel: elementwise blocks one thread per element; reductions one thread block per output
     element (the spatial loops fused onto blockIdx.x), its threads splitting the reduced

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ...errors import LrqcError
 
@@ -28,7 +29,7 @@ PTX_PATTERNS = {
 }
 
 
-def cuda_source(module) -> str:
+def cuda_source(module: Any) -> str:
     """The CUDA C++ source TVM generated for a compiled module (its device import)."""
     module = getattr(module, "mod", module)  # an Executable or its runtime module
     for m in getattr(module, "imports", []):

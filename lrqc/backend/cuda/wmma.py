@@ -6,12 +6,15 @@ operand type."""
 from __future__ import annotations
 
 from ...plan import names
+from ...plan.model import KernelPlan
+from ..compat import Schedule
 from ..intrin.cuda import register_all
-from ..schedule.protocol import Formulation, ScheduleRule
+from ..schedule.protocol import Formulation, Knob, ScheduleRule
 from ..schedule.tiles import has_block, picks
+from ..target import Target
 
 
-def wmma_knobs(plan) -> dict:
+def wmma_knobs(plan: KernelPlan) -> dict:
     """The tensor-core GEMM's tuning space, name -> (candidates, hand choice): warps per block
     along rows and columns ("wy", "wx") and 16 x 16 fragments per warp ("fy", "fx"), so any
     combination's block tile divides the bucket's padded sizes (which the rule checks are
@@ -20,20 +23,21 @@ def wmma_knobs(plan) -> dict:
     second int8 fragment 16 bytes into a 32-byte row breaks, and with 16-bit values two
     fragments make a 16-row tile's staging buffer larger than its accumulator tile (see
     _fragments' storage_align)."""
-    def along(extent):
+    def along(extent: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         return ((1, 2, 4) if extent % 128 == 0 else (1, 2)), (1, 2)
 
     (wy, fy), (wx, fx) = along(plan.mp), along(plan.np_)
     return {"wy": (wy, 2), "wx": (wx, 2), "fy": (fy, 2), "fx": (fx, 2), "kf": ((1,), 1)}
 
 
-def wmma_tile(plan, knob=None) -> dict:
+def wmma_tile(plan: KernelPlan, knob: Knob | None = None) -> dict:
     """The tensor-core tile (wmma_knobs) at the hand choices, or as knob picks them. Which
     plans fit it is the rule's call (WmmaRule.why_not)."""
     return picks(wmma_knobs(plan), knob)
 
 
-def wmma_gemm(sch, plan, acc: str = names.ACC, out: str = names.OUT, knob=None):
+def wmma_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = names.OUT,
+              knob: Knob | None = None) -> None:
     """A GEMM on tensor cores: the single-group integer GEMM (WMMA m16n16k16 s8 x s8 -> s32,
     A's codes shifted to s8: block names.A_S8) or the float GEMM of 16-bit values (f16 / bf16
     -> f32, block names.A_HALF). Block (bi, bj) -> warp (wy x wx) -> k chunks ko,
@@ -143,7 +147,7 @@ class WmmaRule(ScheduleRule):
     fast = True
     measured = "not measured on a GPU yet (compile-only host)"
 
-    def why_not(self, plan, target):
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if self.formulation is Formulation.S8:
             why = _why_not_int8(plan, target.features)
         else:
@@ -153,16 +157,17 @@ class WmmaRule(ScheduleRule):
                    "multiple of 32)")
         return why
 
-    def unit_safe(self, plan) -> tuple:
+    def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that may take 1 where the hand choice is 2 (their traces replay into the same
         loops at every value: a compile-only test replays each corner)."""
         return ("wy", "wx", "fy", "fx")
 
-    def knobs(self, plan) -> dict:
+    def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (wmma_knobs); lrqc tune samples it on a GPU."""
         return wmma_knobs(plan)
 
-    def schedule(self, fn, sch, plan, knob=None, variant=None):
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         wmma_gemm(sch, plan, knob=knob)
 
 

@@ -12,7 +12,9 @@ CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 reg
 
 from __future__ import annotations
 
-from ..compat import T, TensorIntrin
+from collections.abc import Callable
+
+from ..compat import T, TensorIntrin, tir
 
 VNNI_16x4 = "lrqc_vnni_16x4_u8s8s32"
 
@@ -124,7 +126,8 @@ _INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs),
 _done: set[str] = set()
 
 
-def register(name: str = VNNI_16x4, pair=None) -> str:
+def register(name: str = VNNI_16x4, pair: tuple[tir.PrimFunc, tir.PrimFunc]
+             | Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]] | None = None) -> str:
     """Register an intrinsic once per process (pair: its (desc, impl), or a function making
     them, when not one of this module's); returns its name."""
     if name not in _done:

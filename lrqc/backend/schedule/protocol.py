@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...plan import names
+from ...plan.model import KernelPlan
+
+if TYPE_CHECKING:  # for annotations only: the target module imports TVM, this one does not
+    from ..target import Target
+
+# knob(name, candidates, hand choice) -> the value a schedule uses: the hand choice, or under
+# tuning a MetaSchedule sample of the candidates (an ExprRV)
+Knob = Callable[[str, tuple, int], Any]
 
 
 class Formulation(enum.Enum):
@@ -37,29 +46,30 @@ class ScheduleRule(ABC):
     formulation: ClassVar[Formulation] = Formulation.PLAIN
 
     @abstractmethod
-    def why_not(self, plan, target) -> str | None:
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         """Why the rule does not apply to the plan on the target (lrqc.backend.target.Target:
         its features), or None when it does. The reason is shown to users."""
 
     @abstractmethod
-    def schedule(self, fn: str, sch, plan, knob=None, variant=None) -> None:
+    def schedule(self, fn: str, sch: Any, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
         """Schedule function fn of the plan in sch (a function handles() accepts)."""
 
-    def knobs(self, plan) -> dict:
+    def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space: name -> (candidates, hand choice); {} when nothing is tunable."""
         return {}
 
-    def variants(self, plan) -> tuple:
+    def variants(self, plan: KernelPlan) -> tuple:
         """Structural alternatives (loop orders) lrqc tune explores as separate design spaces;
         the first is the hand one."""
         return (None,)
 
-    def unit_safe(self, plan) -> tuple:
+    def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors: their value may be 1 where the hand choice is
         not (every schedule step sees the same loops at every value)."""
         return ()
 
-    def handles(self, fn: str, plan) -> bool:
+    def handles(self, fn: str, plan: KernelPlan) -> bool:
         """Whether the rule schedules function fn itself (CUDA: the others get lrqc's
         per-block schedule or dlight): the integer GEMM and its integer sums by default."""
         return fn in (names.FN_GEMM, names.FN_ACC)

@@ -6,10 +6,14 @@ from __future__ import annotations
 import importlib.util
 import inspect
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ...plan.model import KernelPlan
 from ...resources import data_dir
 from .protocol import ScheduleRule
+
+if TYPE_CHECKING:  # for annotations only: the target module imports TVM, this one does not
+    from ..target import Target
 
 
 @cache
@@ -35,7 +39,8 @@ def load_rules(family: str) -> tuple[ScheduleRule, ...]:
     return tuple(rules)
 
 
-def choose(family: str, plan, target) -> tuple[ScheduleRule, list]:
+def choose(family: str, plan: KernelPlan, target: Target
+           ) -> tuple[ScheduleRule, list[tuple[str, str]]]:
     """(rule, skipped): the first rule of the family that applies to the plan on the target
     (lrqc.backend.target.Target), and (rule name, reason) of each faster rule that did not."""
     skipped = []

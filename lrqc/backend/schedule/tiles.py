@@ -6,8 +6,10 @@ then decompose_reduction, then tensorize."""
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import NO_BLOCK, ScheduleError, tir
+from ...plan.model import KernelPlan
+from ..compat import NO_BLOCK, ExprRV, LoopRV, SBlockRV, Schedule, ScheduleError, tir
 from ..intrin.x86 import AVX2_16x4, VNNI_16x4, register
+from .protocol import Knob
 
 
 def register_vnni() -> str:
@@ -18,7 +20,7 @@ def register_avx2() -> str:
     return register(AVX2_16x4)
 
 
-def has_block(sch, name) -> bool:
+def has_block(sch: Schedule, name: str) -> bool:
     """Whether the scheduled function has a block called name (any other schedule error
     propagates)."""
     try:
@@ -30,7 +32,7 @@ def has_block(sch, name) -> bool:
     return True
 
 
-def parallel_rows(sch, name, vector: int = 0):
+def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockRV:
     """Parallelize the outer loop of an elementwise/reduction block; vectorize its innermost
     spatial loop by `vector` lanes when asked."""
     b = sch.get_sblock(name)
@@ -42,20 +44,20 @@ def parallel_rows(sch, name, vector: int = 0):
     return b
 
 
-def hand(name, candidates, choice):
+def hand(name: str, candidates: tuple, choice: int) -> int:
     """The knob of hand schedules: always the hand choice (lrqc tune samples instead:
     lrqc.tuning.search.sampling_knob)."""
     return choice
 
 
-def lanes_knob(knob, name: str, extent: int, hand_lanes: int) -> int:
+def lanes_knob(knob: Knob, name: str, extent: int, hand_lanes: int) -> int:
     """A vector width for a loop of `extent` elements: the hand choice, or under tuning one of
     8..64 lanes that divides the extent."""
     cands = tuple(v for v in (8, 16, 32, 64) if extent % v == 0) or (1,)
     return knob(name, cands, hand_lanes if hand_lanes in cands else cands[0])
 
 
-def quantize_pass(sch, knob=None):
+def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
     """Parallel rows for the codes; the stats and scales are small or row reductions. Under
     tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
     LLVM vectorizes it on its own)."""
@@ -76,7 +78,8 @@ def quantize_pass(sch, knob=None):
         parallel_rows(sch, names.QUANT_ROWSUM)
 
 
-def finish_vnni(sch, loops, intrin=None):
+def finish_vnni(sch: Schedule, loops: dict[str, LoopRV | SBlockRV],
+                intrin: str | None = None) -> None:
     init = sch.decompose_reduction(loops["blk"], loops["ko"])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(loops["jv"], intrin or register_vnni())
@@ -87,7 +90,7 @@ def _last_extent(sch) -> int:
     return int(sch.get(loops[-1]).extent)
 
 
-def float_knobs(plan) -> dict:
+def float_knobs(plan: KernelPlan) -> dict:
     """The float32 GEMM's tuning space: rows per tile and the k chunk (name -> (candidates,
     hand choice))."""
     return {"mr": (tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0),
@@ -96,7 +99,7 @@ def float_knobs(plan) -> dict:
                    pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4, 2, 1)))}
 
 
-def float_gemm(sch, plan, knob=None):
+def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> None:
     """The float32 GEMM of te.floating: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
     [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
     pick = picks(float_knobs(plan), knob)
@@ -118,7 +121,8 @@ def float_gemm(sch, plan, knob=None):
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def group_output_tile(sch, fn, plan, mr: int, nr: int):
+def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
+                      ) -> tuple[SBlockRV, LoopRV, LoopRV]:
     """Per-vector products: the output (reduced over the K groups g) is the loop anchor,
     jo(par) -> io -> g (nibbles: jo -> g -> io, so each packed tile is unpacked once) -> ii ->
     jm -> 16 columns vectorized. Returns (output block, io, g)."""
@@ -140,14 +144,14 @@ def group_output_tile(sch, fn, plan, mr: int, nr: int):
     return out, io, g
 
 
-def finish_group_output(sch, fn, out, g):
+def finish_group_output(sch: Schedule, fn: str, out: SBlockRV, g: LoopRV) -> None:
     """Initialise the output's reduction over the groups outside g (gemm only)."""
     if fn != names.FN_ACC:
         cinit = sch.decompose_reduction(out, g)
         sch.vectorize(sch.get_loops(cinit)[-1])
 
 
-def unpack_at(sch, loop):
+def unpack_at(sch: Schedule, loop: LoopRV) -> None:
     """Unpack the nibble tile of B under `loop`, 64 lanes at a time (no-op for int8 weights)."""
     if not has_block(sch, names.UNPACK):
         return
@@ -159,7 +163,7 @@ def unpack_at(sch, loop):
     sch.vectorize(b)
 
 
-def sum_pairs_at(sch, name, loop, lanes=8):
+def sum_pairs_at(sch: Schedule, name: str, loop: LoopRV, lanes: int = 8) -> SBlockRV:
     """Place the block adding the two vpmaddwd halves (reduction over its last loop h) under
     `loop`: h unrolled outside `lanes` vectorized columns."""
     b = sch.get_sblock(name)
@@ -172,7 +176,8 @@ def sum_pairs_at(sch, name, loop, lanes=8):
     return b
 
 
-def fuse_epilogue(sch, out_name, at_loop, lanes=16, rows=None):
+def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16,
+                  rows: int | None = None) -> SBlockRV:
     """The output block (dequantization, + the low-rank epilogue) computed in the tile under
     `at_loop`. With low-rank terms the block reduces over the ranks c
     (te.compensated.output): per block of rows x `lanes` columns the accumulators stay in
@@ -221,7 +226,7 @@ def _register_block(sch, blk, anchor, lanes: int, rows):
         sch.vectorize(sch.get_loops(init)[-1])
 
 
-def lowrank_at(sch, loop, lanes=16, rows=None):
+def lowrank_at(sch: Schedule, loop: LoopRV, lanes: int = 16, rows: int | None = None) -> None:
     """The low-rank epilogue blocks of outputs that reduce over K groups
     (te.compensated.lowrank_blocks) computed under `loop`, before the output tile, each a
     register block like fuse_epilogue's."""
@@ -233,7 +238,8 @@ def lowrank_at(sch, loop, lanes=16, rows=None):
         _register_block(sch, blk, loop, lanes, rows)
 
 
-def tile_knobs(plan, rows_pref, cols_pref) -> dict:
+def tile_knobs(plan: KernelPlan, rows_pref: tuple[int, ...], cols_pref: tuple[int, ...]
+               ) -> dict:
     """The integer GEMM's tuning space shared by the x86 rules: name -> (candidates, hand
     choice). Rows per output tile ("mr"), 16-column blocks per tile ("nr") and, for
     single-group products, the k chunk ("kc", in 4-byte steps); the hand choice is the first
@@ -248,13 +254,13 @@ def tile_knobs(plan, rows_pref, cols_pref) -> dict:
     return out
 
 
-def picks(knobs: dict, knob=None) -> dict:
+def picks(knobs: dict, knob: Knob | None = None) -> dict:
     """name -> the value of each knob of a rule's space: knob(name, candidates, hand) under
     tuning, else the hand choice."""
     return {name: (knob or hand)(name, c, h) for name, (c, h) in knobs.items()}
 
 
-def pick_split(extent: int, choices) -> int:
+def pick_split(extent: int, choices: tuple[int, ...]) -> int:
     """The first choice dividing extent (tiles that fit exactly, no predicates)."""
     for c in choices:
         if extent % c == 0:
@@ -262,12 +268,12 @@ def pick_split(extent: int, choices) -> int:
     return 1
 
 
-def block_names(sch) -> list[str]:
+def block_names(sch: Schedule) -> list[str]:
     """Names of the blocks of the PrimFunc, in order."""
     return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
 
 
-def compensated_pass(sch, knob=None):
+def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
     the codes expression folds its segment select), row dot products as in row_dots_at; the
     residual's vector width is a tuning knob."""
@@ -293,7 +299,7 @@ def compensated_pass(sch, knob=None):
         row_dots_at(sch, names.SKETCH, knob)
 
 
-def whole_tensor_stat(sch, name: str):
+def whole_tensor_stat(sch: Schedule, name: str) -> None:
     """A reduction over all rows and columns (per-tensor max, sums of a sparse copy): partial
     results per row in parallel (rfactor over the rows), then the few values they reduce to."""
     blk = sch.get_sblock(name)
@@ -304,7 +310,7 @@ def whole_tensor_stat(sch, name: str):
     sch.parallel(sch.get_loops(rf)[0])
 
 
-def transposed_at(sch, name: str, src: str):
+def transposed_at(sch: Schedule, name: str, src: str) -> None:
     """out[k, i] = src[i, k]: 16 x 16 tiles, k tiles parallel, each tile of src computed
     row-major (16 k vectorized) just before its transposed copy."""
     out = sch.get_sblock(name)
@@ -317,13 +323,13 @@ def transposed_at(sch, name: str, src: str):
     sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
 
 
-def kq_chunks(sch, part) -> int:
+def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
     """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
     loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
     return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
 
 
-def row_dots_at(sch, name, knob=None):
+def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
     """te.compensated.row_dots: the 16-lane partials computed per row (compute_at the row), rows
     parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
     block, so one 16-lane load of the row's values (the dequantized codes) serves every rank

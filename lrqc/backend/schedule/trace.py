@@ -5,10 +5,13 @@ build needs to apply a tuning record (the pipeline replays them; lrqc.tuning rec
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
-from ..compat import TVM_ERRORS, Schedule, Trace, error_line, prim_func, tvm
+from ..compat import TVM_ERRORS, Schedule, Trace, error_line, prim_func, te, tvm
 from ..intrin import cuda as intrin_cuda
 from ..intrin import x86 as intrin_x86
+from ..target import Target
 from . import tiles
 
 
@@ -21,13 +24,13 @@ def register_intrinsics() -> None:
         intrin_cuda.register_all(dt)
 
 
-def replay(sch, trace_json) -> None:
+def replay(sch: Schedule, trace_json: Any) -> None:
     """Apply a recorded trace to a fresh schedule of the same function."""
     register_intrinsics()
     Trace.apply_json_to_schedule(trace_json, sch)
 
 
-def replay_error(tensors, target, trace) -> str | None:
+def replay_error(tensors: Sequence[te.Tensor], target: Target, trace: Any) -> str | None:
     """None when the trace replays onto a fresh schedule of the TE function `tensors` under
     target (a lrqc.backend.target.Target), else why not: TVM's own checks of every schedule
     step refuse a record whose schedule was edited or belongs to another function."""
@@ -39,7 +42,7 @@ def replay_error(tensors, target, trace) -> str | None:
     return None
 
 
-def trace_to_json(trace):
+def trace_to_json(trace: Trace) -> list:
     """A recorded trace as plain JSON (lists, strings, numbers): Trace.as_json() unwrapped."""
     return json.loads(json.dumps(_plain(trace.as_json())))
 

@@ -15,11 +15,13 @@ epilogue. row_dots is the row dot product both use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.segments import split_terms
 from ...plan.support import a_offset
-from ..compat import te, tir
+from ..compat import PrimExpr, te, tir
 from .quantize import a_input, dims, quantizer
 from .sparse import code_dtype
 
@@ -42,17 +44,17 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     max_density) and its density, statistics over the call's true rows only."""
     M, K = p.m, p.k
     r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-    def live(i):
+    def live(i: PrimExpr) -> PrimExpr:
         return i < rows[0]
     zero = tir.const(0.0, F64)
     tot = te.compute((2,), lambda c: te.sum(tir.if_then_else(
         live(r1), tir.if_then_else(c == 0, tir.abs(x(r1, r2)), tir.if_then_else(
             x(r1, r2) != zero, tir.const(1.0, F64), zero)), zero), axis=[r1, r2]),
         name=names.QUANT_STATS + "_nz" + tag)
-    def cut():
+    def cut() -> PrimExpr:
         return tir.if_then_else(tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero)
 
-    def kept(i, k):
+    def kept(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         v = x(i, k)
         return tir.all(tir.abs(v) >= cut(), v != zero)
 
@@ -62,16 +64,16 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
         name=names.QUANT_STATS + "_kept" + tag)
     dens = te.compute((1,), lambda _: cnt[0] / (rows[0].astype(F64) * float(K)),
                       name="a_density" + tag)
-    def dense():
+    def dense() -> PrimExpr:
         return dens[0] > term.max_density
 
-    def xs(i, k):
+    def xs(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return tir.if_then_else(tir.any(dense(), kept(i, k)), x(i, k), zero)
 
     return xs, dens
 
 
-def quantize_a(p: KernelPlan):
+def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R), (T)]."""
     M, K, Mp, Kq, G, V = dims(p)
@@ -80,7 +82,7 @@ def quantize_a(p: KernelPlan):
     base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
     sources = {"base": base}
     a_terms, _ = split_terms(p.scheme.a)
-    def resid(i, k):
+    def resid(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return x(i, k) - base[3](i, k)
     for n, t in enumerate(a_terms):
         src = quantizer(t.quant, resid, dims(p), offset=a_offset(t.quant), tag=f"_r{n}")
@@ -100,7 +102,7 @@ def quantize_a(p: KernelPlan):
     segs = [sources[sg.a] for sg in p.segments] or [base]
     S = len(segs)
 
-    def pick(which, s_idx):
+    def pick(which: Callable[[tuple], PrimExpr], s_idx: PrimExpr) -> PrimExpr:
         """segs[s_idx][which] as a chain of selects (s_idx is a constant after unrolling)."""
         out = None
         for s in reversed(range(S)):
@@ -135,13 +137,13 @@ def quantize_a(p: KernelPlan):
     return inputs + outputs
 
 
-def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
+def sparse_operand(p: KernelPlan, src: tuple, side: str, j: int) -> list[te.Tensor]:
     """The per-call operand of sparse product j: centered codes and their (Mp, G) scales.
     side "a": A's thresholded copy as [Mp, Kq] (the sparse operand, zero codes skipped);
     side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
     code, sa, zc, _ = src
     V, dt = p.vector, code_dtype(p.sparse[j].q)
-    def cen(i, k):
+    def cen(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)
     if side == "a":
         return [te.compute((p.mp, p.kq), cen, name=f"{names.SPARSE_CODES}{j}"), sa]
@@ -149,14 +151,15 @@ def sparse_operand(p: KernelPlan, src, side: str, j: int) -> list:
     return [te.compute((p.kq, p.mp), lambda k, i: ra[i, k], name=f"{names.RESID_T}{j}"), sa]
 
 
-def pick_const(tensors, n):
+def pick_const(tensors: list[te.Tensor], n: PrimExpr) -> PrimExpr:
     out = tensors[-1][0]
     for j in reversed(range(len(tensors) - 1)):
         out = tir.if_then_else(n == j, tensors[j][0], out)
     return out
 
 
-def row_dots(x, Yt, rows: int, w: int, kq: int, name: str):
+def row_dots(x: Callable[..., PrimExpr], Yt: te.Tensor, rows: int, w: int, kq: int, name: str
+             ) -> te.Tensor:
     """out[i, c] = Σ_k x(i, k) Yt[c, k] (float32), as 16 lane partial sums over k chunks
     (block name + "_lanes") added at the end, so the k loop vectorizes without rfactor."""
     ko = te.reduce_axis((0, kq // 16), "ko")
@@ -166,7 +169,7 @@ def row_dots(x, Yt, rows: int, w: int, kq: int, name: str):
     return te.compute((rows, w), lambda i, c: te.sum(part[i, c, kk], axis=kk), name=name)
 
 
-def lowrank_u(p: KernelPlan):
+def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
     """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or, on
     the float path, Af, times its row scales saf with 16-bit values: KernelPlan.half):
     [Aq|Af, (sa, zc | saf), LBt, UB]."""
@@ -184,7 +187,7 @@ def lowrank_u(p: KernelPlan):
     sa = te.placeholder((Mp, S * G), "float32", name="sa")
     zc = te.placeholder((Mp, S * G), "int32", name="zc")
 
-    def deq(i, k):
+    def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         g = k // V
         return (Aq[i, k].astype("int32") - zc[i, g]).astype("float32") * sa[i, g]
 

@@ -7,32 +7,38 @@ are themselves reductions over K groups, one low-rank block per side added at th
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import te, tir
+from ..compat import PrimExpr, te, tir
+
+# (U, W, rank) of each side's low-rank epilogue
+Parts = list[tuple[te.Tensor, te.Tensor, int]]
 
 
-def dequantize(acc, sa, sb):
+def dequantize(acc: PrimExpr, sa: PrimExpr, sb: PrimExpr) -> PrimExpr:
     """(acc sa) sb: the integer sum times A's scale, then B's. The scales' own product can
     leave float32's normal range while C does not (max |A| max |B| below 2^-112 underflows
     it), whereas acc sa is at least sa wherever acc is not 0."""
     return acc * sa * sb
 
 
-def epilogue_terms(p: KernelPlan):
+def epilogue_terms(p: KernelPlan) -> tuple[list[te.Tensor], Callable[..., te.Tensor],
+                                            Callable[..., PrimExpr]]:
     """(placeholders, output, plus): output(shape, value, name) makes the output block
     value + Σ U W (output below); plus(v, i, j, g) adds the low-rank epilogue to the value v
     of an output that reduces over K groups g (at g == 0 only)."""
     ph, parts = epilogue(p)
 
-    def out(shape, value, name):
+    def out(shape: tuple, value: Callable[..., PrimExpr], name: str) -> te.Tensor:
         return output(parts, shape, value, name)
 
     if not parts:
         return [], out, lambda v, i, j, g: v
     lr = []  # the blocks, made on first use (only outputs that reduce over groups need them)
 
-    def plus(v, i, j, g):
+    def plus(v: PrimExpr, i: PrimExpr, j: PrimExpr, g: PrimExpr) -> PrimExpr:
         if not lr:
             lr.append(lowrank_blocks(parts))
         return v + tir.if_then_else(g == 0, lr[0](i, j), tir.const(0.0, "float32"))
@@ -40,7 +46,7 @@ def epilogue_terms(p: KernelPlan):
     return ph, out, plus
 
 
-def epilogue(p: KernelPlan):
+def epilogue(p: KernelPlan) -> tuple[list[te.Tensor], Parts]:
     """(placeholders, parts) of the rank-r epilogue Σ_r U[i, r] W[r, j]: (U, W, r) per side
     with a lowrank term (A's, then B's)."""
     ph, parts = [], []
@@ -62,7 +68,7 @@ def _term(parts, i, j, c):
     return tir.if_then_else(c < r, here, _term(rest, i, j, c - r))
 
 
-def output(parts, shape, value, name: str):
+def output(parts: Parts, shape: tuple, value: Callable[..., PrimExpr], name: str) -> te.Tensor:
     """The output block C[i, j] = value(i, j) + Σ_c U[i, c] W[c, j]. With low-rank terms it is
     a reduction over the concatenated ranks whose first step also adds value: the schedules
     (tiles.fuse_epilogue) run c outside a register block of rows x 16 columns, unrolled, so the
@@ -82,12 +88,12 @@ def _lowrank_block(U, W, r: int):
                       name=names.LOWRANK_EPI + U.name[-1])
 
 
-def lowrank_blocks(parts):
+def lowrank_blocks(parts: Parts) -> Callable[..., PrimExpr]:
     """lr(i, j) reading one reduction block per side (names.LOWRANK_EPI + a / b), for outputs
     that are themselves reductions (over K groups): tiles.lowrank_at places the blocks."""
     blocks = [_lowrank_block(U, W, r) for U, W, r in parts]
 
-    def lr(i, j):
+    def lr(i: PrimExpr, j: PrimExpr) -> PrimExpr:
         out = blocks[0][i, j]
         for b in blocks[1:]:
             out = out + b[i, j]

@@ -42,7 +42,7 @@ def _widen(v, dtype: str):
     return v.astype("float32")
 
 
-def quantize_a(p: KernelPlan):
+def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     """Tensors [A, (U,) Af] of the per-call pass (U: stochastic rounding draws); with p.half,
     [A, (U,) Af, saf]: Af holds A's exact 16-bit values (a float operand rounded to its type,
     or a quantized one's codes - zero) and saf[Mp] its row scales (1 for a float operand)."""
@@ -73,7 +73,7 @@ def quantize_a(p: KernelPlan):
     return [*inputs, Af]
 
 
-def gemm(p: KernelPlan, half: bool = False):
+def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
     """Tensors [Af, Bf, C], or with p.half [Af, Bf, saf, sbf, C]: the codes' product scaled by
     saf[i] sbf[0, j] in the epilogue, B's values stored in p.half (half the memory). half
     (CUDA's 16-bit tensor cores, needs p.half): both operands are cast to p.half while staged

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import te, tir
+from ..compat import PrimExpr, te, tir
 from .epilogue import dequantize, epilogue_terms
 
 
@@ -42,7 +42,8 @@ class _Shifted:
         return self.acc[i, j] + 128 * self.cs[0, j]
 
 
-def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False):
+def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False
+         ) -> list[te.Tensor]:
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
@@ -67,13 +68,13 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         zb = te.placeholder((G, Np), "int32", name="zb")
         extra = [ra, zb]
 
-    def corr(i, g, j):
+    def corr(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
         c = zc[i, g] * cs[g, j]
         return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
     lr_in, output, plus = epilogue_terms(p)
 
-    def prod(i, j, k):
+    def prod(i: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
     if s8:

@@ -10,17 +10,19 @@ points need."""
 
 from __future__ import annotations
 
-from ...frontend.model import Calibration, Granularity, Rounding
+from collections.abc import Callable
+
+from ...frontend.model import Calibration, Granularity, Quant, Rounding
 from ...plan import names
 from ...plan.model import KernelPlan
 from ...reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
 from ...reference.quant import int_range
-from ..compat import te, tir
+from ..compat import PrimExpr, te, tir
 
 F64 = "float64"
 
 
-def smallest_f64():
+def smallest_f64() -> PrimExpr:
     """The smallest positive float64 (the subnormal 2^-1074, the reference quantizer's scale
     floor) as a bit cast of 1 (unsigned: the CUDA pipeline narrows an int64 literal to int32 and
     the bit cast fails): a subnormal FloatImm literal breaks TVM's JSON round trip of the
@@ -53,13 +55,13 @@ def _pow2(n):
     return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
 
 
-def a_input(p: KernelPlan):
+def a_input(p: KernelPlan) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
     """The placeholder A (M x K float32) and x(i, k): A as float64, zero outside M x K (the
     reference's K padding and the row tile's padding)."""
     M, K = p.m, p.k
     A = te.placeholder((M, K), "float32", name="A")
 
-    def x(i, k):
+    def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)]
                                 .astype("float64"), tir.const(0.0, "float64"))
 
@@ -97,7 +99,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
         tir.const(-127, "int32")), name=names.QUANT_SCALE + "_exp")
     f = frac_bits(q.fmt)
 
-    def code(i, k):
+    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         v = _elem_code(x(i, k) * _pow2(-e[i, k // V]), q)
         return (v + float(p.a_offset)).astype(dt)
 
@@ -119,7 +121,7 @@ def _with_rowsum(p: KernelPlan, tensors):
     return [*inputs, Aq, sa, zc, ra]
 
 
-def quantize_a(p: KernelPlan, codes: str = "uint8"):
+def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
     the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
     formats whose codes do not fit a byte."""
@@ -136,14 +138,14 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
         U = te.placeholder((p.m, p.kq), "float64", name="U")
         inputs.append(U)
-        def u(i, k):
+        def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
 
 
-def no_contract(v):
+def no_contract(v: PrimExpr) -> PrimExpr:
     """v unchanged, but LLVM may no longer fuse the product v into a following add or
     subtract (FMA contraction rounds once where numpy rounds twice, which moves floor and
     trunc codes sitting exactly on a boundary, e.g. a group's maximum): max(v, -inf) is a
@@ -156,7 +158,9 @@ def dims(p: KernelPlan) -> tuple:
     return p.m, p.k, p.mp, p.kq, p.gq, p.vector
 
 
-def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
+def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
+              u: Callable[..., PrimExpr] | None = None
+              ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
     plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
@@ -171,10 +175,10 @@ def quantizer(q, x, dims: tuple, offset: int, tag: str = "", u=None):
         zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
                           - tir.nearbyint(lo[i, g] / s_eff[i, g]),
                           name=names.QUANT_ZERO + "_f" + tag)
-        def zf(i, g):
+        def zf(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return zero[sidx(i, g)]
     else:
-        def zf(i, g):
+        def zf(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return tir.const(0.0, F64)
     return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
 
@@ -215,7 +219,7 @@ def _base_scale(q, hi, lo, tag: str):
     if lo is not None:
         qmin, qmax = int_range(q)
 
-        def base_scale(i, g):
+        def base_scale(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             rng = hi[i, g] - lo[i, g]
             rng = tir.if_then_else(rng > 0, rng, tir.max(tir.abs(hi[i, g]), tir.abs(lo[i, g])))
             return tir.if_then_else(rng > 0, rng / tir.const(float(qmax - qmin), F64), one)
@@ -223,7 +227,7 @@ def _base_scale(q, hi, lo, tag: str):
         top = float(int_range(q)[1]) if q.is_int else float(FP_FORMATS[q.fmt][3])
         tiny = smallest_f64()
 
-        def base_scale(i, g):
+        def base_scale(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return tir.if_then_else(hi[i, g] > 0, tir.max(hi[i, g] / tir.const(top, F64), tiny),
                                     one)
     return te.compute(hi.shape, base_scale, name=names.QUANT_SCALE + "_0" + tag)
@@ -242,7 +246,7 @@ def _two_level(q, s0, dims: tuple, tag: str):
     # compensated kernel pads K further (16 lanes), with all-zero groups of scale 1
     rg = te.reduce_axis((0, min(int(shp[1]), -(-K // V)) if q.grouped else shp[1]), "rg")
     gmax = te.compute((shp[0],), lambda i: te.max(s0[i, rg], axis=rg), name="a_gamma" + tag)
-    def gamma(i):
+    def gamma(i: PrimExpr) -> PrimExpr:
         return tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
     rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
     return te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
@@ -259,7 +263,7 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     off = float(offset)
 
-    def code(i, k):
+    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         g = k // V
         si = sidx(i, g)
         ui = u(i, k) if u else None
@@ -270,7 +274,7 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
 
     unit = 2.0 ** -frac_bits(q.fmt) if fp else 1.0
 
-    def deq(i, k):
+    def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         g = k // V
         return no_contract((code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
 
@@ -305,11 +309,11 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
         tir.const(0.0, F64)), name=names.QUANT_SCALE + tag)
     off = float(offset)
 
-    def code(i, k):
+    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         sign = tir.if_then_else(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
         return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
 
-    def deq(i, k):
+    def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return no_contract((code(i, k) - off) * scale[sidx(i, k // V)])
 
     sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa" + tag)

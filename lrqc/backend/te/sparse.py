@@ -14,12 +14,13 @@ Work is nnz(S) times the dense operand's width, plus one pass over S's codes (si
 
 from __future__ import annotations
 
+from ...frontend.model import Quant
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
-from ..compat import T
+from ..compat import T, tir
 
 
-def code_dtype(q) -> str:
+def code_dtype(q: Quant) -> str:
     """Storage of centered codes of quantizer q: int8 when they fit, else int16."""
     return "int8" if centered_limit(q) <= 127 else "int16"
 
@@ -41,7 +42,8 @@ def threads(width: int) -> int:
     return next(v for v in (256, 128, 64, 32, 16, 8, 4) if width % v == 0)
 
 
-def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
+def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
+                  ) -> tir.PrimFunc:
     """sparse_a on a GPU: a block per row i and 256 (or fewer) columns, a thread per column;
     every thread of a block walks the row's codes, so the zero test is uniform in the block
     and the reads of D's rows are coalesced."""
@@ -50,7 +52,7 @@ def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
     @T.prim_func
     def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
           D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
-          C: T.Buffer((mp, np_), "float32")):
+          C: T.Buffer((mp, np_), "float32")) -> None:
         T.func_attr({"tir.noalias": True})
         for i in T.thread_binding(mp, thread="blockIdx.x"):  # rows: x allows 2^31 - 1 blocks
             for jo in T.thread_binding(np_ // L, thread="blockIdx.y"):
@@ -71,7 +73,8 @@ def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
     return f
 
 
-def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"):
+def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
+                  ) -> tir.PrimFunc:
     """sparse_b on a GPU: a block per column n and 256 (or fewer) rows, a thread per row;
     every thread walks the column's CSR entries (uniform loop) and reads Rt's row k coalesced."""
     L = threads(mp)
@@ -79,7 +82,7 @@ def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"):
     @T.prim_func
     def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
           ptr: T.Buffer((np_ * groups + 1,), "int32"), idx_h: T.handle, val_h: T.handle,
-          ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")):
+          ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")) -> None:
         T.func_attr({"tir.noalias": True})
         nnz = T.int32()
         idx = T.match_buffer(idx_h, (nnz,), "int32")
@@ -107,14 +110,15 @@ def lanes(width: int) -> int:
     return next(v for v in (16, 8, 4) if width % v == 0)
 
 
-def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
+def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
+             ) -> tir.PrimFunc:
     """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :]."""
     V, L = kq // groups, lanes(np_)
 
     @T.prim_func
     def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
           D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
-          C: T.Buffer((mp, np_), "float32")):
+          C: T.Buffer((mp, np_), "float32")) -> None:
         T.func_attr({"tir.noalias": True})
         for i in T.parallel(mp):
             acc = T.alloc_buffer((np_,), "int32")
@@ -137,14 +141,15 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"):
     return f
 
 
-def sparse_b(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"):
+def sparse_b(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
+             ) -> tir.PrimFunc:
     """C[:, n] += Σ_g sr[:, g] ss[g, n] Σ_{(k, v) in CSR column n, group g} v Rt[k, :]."""
     L = lanes(mp)
 
     @T.prim_func
     def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
           ptr: T.Buffer((np_ * groups + 1,), "int32"), idx_h: T.handle, val_h: T.handle,
-          ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")):
+          ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")) -> None:
         T.func_attr({"tir.noalias": True})
         nnz = T.int32()
         idx = T.match_buffer(idx_h, (nnz,), "int32")
