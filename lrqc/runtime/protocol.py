@@ -18,6 +18,7 @@ class KernelLike(Protocol):
     """pack(static operand) once, kernel(per-call operand, packed) -> C per call."""
 
     target: Target
+    module: Any  # the compiled (or loaded) TVM module holding every function
     rule: str  # the schedule rule of its (first) GEMM, as builds report it
     fast: bool  # whether that rule is the target's fast path
     plans: tuple[KernelPlan, ...]  # one per M bucket (a chain: its first product's)
