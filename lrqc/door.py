@@ -67,8 +67,8 @@ def tuning() -> ModuleType:
     return module
 
 
-def emit_names(target: Target) -> tuple[str, ...]:
-    """The stage texts `--emit` can print for a resolved target."""
-    from .pipeline.stages import emits_for
+def emit_names(target: Target | None = None) -> tuple[str, ...]:
+    """The stage texts `--emit` can print for a resolved target (None: for any target)."""
+    from .pipeline.stages import EMITS, emits_for
 
-    return emits_for(target)
+    return emits_for(target) if target is not None else tuple(EMITS)

@@ -126,9 +126,12 @@ def _emits(text: str | None, target) -> tuple[str, ...]:
     if not emit:
         raise LrqcError(f"--emit: give some of {', '.join(have)}")
     for e in emit:
-        if e not in have:
-            raise LrqcError(f"--emit: unknown stage {e!r} for this target; choose from "
+        if e in door.emit_names() and e not in have:
+            kind = "CPU" if target.is_cuda else "CUDA"  # the other kind of target has it
+            raise LrqcError(f"--emit: {e} is for {kind} targets; this target has "
                             f"{', '.join(have)}")
+        if e not in have:
+            raise LrqcError(f"--emit: unknown stage {e!r}; choose from {', '.join(have)}")
     return emit
 
 

@@ -50,8 +50,8 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     traces: {(bucket m, function): trace JSON} replayed instead of the hand schedules (lrqc
     tune's checks); records: where to look traces up instead (the tuning database);
     emit: stage texts passed to on_text(name, text) as the stages run; dump_dir: a folder
-    that receives the text of every stage (ir.txt, plan.txt, te.py, tir.py, module.ll and
-    module.s, or device.cu and device.ptx)."""
+    that receives the text of every stage (ir.txt, plan.txt, te.txt, tir.txt, llvm.txt and
+    asm.txt, or cuda.txt and ptx.txt)."""
     target = resolve(target)
     if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
         raise UnsupportedScheme(f"scheme '{scheme.name}': output: float64 is computed by the "

@@ -180,8 +180,8 @@ def text_plan(c: Compilation) -> str:
             out.append(f"{_section(part.prefix, plan)}\n{print_plan(plan)}\n"
                        f"  rule        {brule.name} ({c.target.family})")
     if c.skipped:
-        out.append("rules that did not apply: "
-                   + "; ".join(f"{name}: {why}" for name, why in c.skipped))
+        out.append("== faster rules that did not apply ==\n"
+                   + "\n".join(f"  {name}: {why}" for name, why in c.skipped))
     return "\n".join(out)
 
 
@@ -211,7 +211,7 @@ def _cuda_source(c: Compilation) -> str:
     return toolchain.cuda_source(c.executable.mod)
 
 
-def _by_bucket(c: Compilation, text: str, starts: str, other: str = "$^") -> str:
+def _by_bucket(c: Compilation, text: str, starts: str, other: str = "(?!)") -> str:
     """text cut into its functions (each starts at a line matching `starts`, whose group 1 is
     the function's name; a line matching `other` starts module-level text such as debug
     information) and grouped by M bucket: a function belongs to the bucket whose
@@ -264,7 +264,8 @@ def text_asm(c: Compilation) -> str:
 
 
 def text_cuda(c: Compilation) -> str:
-    return _by_bucket(c, _cuda_source(c), r"^extern \"C\" __global__ .*? ([\w$]+)\(")
+    return _by_bucket(c, _cuda_source(c),
+                      r"^extern \"C\" __global__ void (?:__launch_bounds__\([^)]*\) )?([\w$]+)\(")
 
 
 def text_ptx(c: Compilation) -> str:
@@ -284,8 +285,8 @@ EMITS: dict[str, tuple[str, Callable[[Compilation], str]]] = {
     "ptx": ("build", text_ptx),
 }
 CPU_ONLY, CUDA_ONLY = ("llvm", "asm"), ("cuda", "ptx")
-FILE_NAMES = {"ir": "ir.txt", "plan": "plan.txt", "te": "te.py", "tir": "tir.py",
-              "llvm": "module.ll", "asm": "module.s", "cuda": "device.cu", "ptx": "device.ptx"}
+# files of dump_dir: texts with section lines, not sources a tool could read back
+FILE_NAMES = {e: f"{e}.txt" for e in EMITS}
 
 
 def emits_for(target: Target) -> tuple[str, ...]:

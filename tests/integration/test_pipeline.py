@@ -81,9 +81,13 @@ def test_cuda_stages_print_cuda_and_ptx(lrqmm):
     except LrqcError:
         pytest.skip("no nvcc")
     texts = {}
-    pipeline_compile(lrqmm, 64, 64, 128, "cuda-sm80", emit=("cuda", "ptx"),
+    pipeline_compile(lrqmm, 64, 256, 256, "cuda-sm80", emit=("cuda", "ptx"),
                      on_text=texts.__setitem__)
     assert "__global__" in texts["cuda"] and ".entry" in texts["ptx"]
+    for name in ("cuda", "ptx"):  # each kernel's whole text in its bucket's section
+        bucket = texts[name].split("== M bucket 64 ==")[1].split("\n== ")[0]
+        assert "gemm_m64" in bucket and "quantize_a_m64" in bucket, name
+        assert len(bucket.splitlines()) > 100, name
     with pytest.raises(LrqcError, match="asm not available for a CUDA target"):
         pipeline_compile(lrqmm, 64, 64, 128, "cuda-sm80", emit=("asm",))
 
@@ -96,7 +100,8 @@ def test_build_emit_prints_the_stages(capsys, tmp_path):
     assert [m for m in re.findall(r"(?m)^==== (\w+) ====$", out)] == ["plan", "tir", "asm"]
     assert out.index("==== asm ====") < out.index("built lrqmm_int8")
     assert main([*argv[:-4], "--emit", "ptx", "-o", str(tmp_path / "r")]) == 1
-    assert "--emit: unknown stage 'ptx' for this target" in capsys.readouterr().err
+    assert "--emit: ptx is for CUDA targets; this target has ir, plan, te, tir, llvm, asm" \
+        in capsys.readouterr().err
 
 
 def test_a_renamed_parameter_fails_the_te_stage(monkeypatch):
@@ -130,3 +135,9 @@ def test_the_runtime_refuses_a_parameter_it_cannot_bind(monkeypatch):
     monkeypatch.setattr(sig, "params", params)
     with pytest.raises(PlanError, match="no buffer for parameter 'nowhere' of function 'gemm'"):
         buckets.Bucket(plan_of(INT8), module=None)
+
+
+def test_the_compiler_refuses_the_sizes_bind_dims_refuses():
+    s = lrqc.parse_schemes("scheme s {\n a: int8\n b: int8\n}\n")["s"]
+    with pytest.raises(LrqcError, match="too large"):
+        lrqc.compile(s, M=65536, N=65536, K=8)
