@@ -2,8 +2,11 @@
      peak vnni   vpdpbusd (AVX-512 VNNI): 64 u8*s8 multiply-adds = 128 ops per instruction
      peak avx2   vpmaddwd + vpaddd (AVX2, what lrqc's x86_avx2 rule issues per 16 x 2 k):
                  16 i16*i16 multiply-adds = 32 ops per pair
-   12 (VNNI) or 6 (AVX2: 16 ymm registers) independent accumulators per thread. Built and run by bench/gemm_cpu.py:
-   cc -O2 -fopenmp peak.c -o peak */
+     peak avx2_u8  vpmaddubsw + vpmaddwd by ones + vpaddd (AVX2 on bytes, as fbgemm does): 32
+                 u8*s8 multiply-adds = 64 ops per triple (exact only where the int16 pair sums
+                 of vpmaddubsw cannot saturate)
+   12 (VNNI) or 6 (AVX2: 16 ymm registers) independent accumulators per thread. Built and run
+   by bench/gemm_cpu.py: cc -O2 -fopenmp peak.c -o peak; ./peak MODE [ITERS] */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -61,10 +64,41 @@ __attribute__((target("avx2"))) static double avx2(long iters) {
     return 32.0 * 6 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
 }
 
+__attribute__((target("avx2"))) static double avx2_u8(long iters) {
+    int sink = 0;
+    double t0 = omp_get_wtime();
+#pragma omp parallel reduction(+ : sink)
+    {
+        __m256i b = _mm256_set1_epi8(2), ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();
+        __m256i a0 = _mm256_set1_epi8(1), a1 = _mm256_set1_epi8(2), a2 = _mm256_set1_epi8(3);
+        __m256i a3 = _mm256_set1_epi8(4), a4 = _mm256_set1_epi8(5), a5 = _mm256_set1_epi8(6);
+        __m256i c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z;
+        for (long i = 0; i < iters; i++) {
+            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(a0, b), ones));
+            c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(a1, b), ones));
+            c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(_mm256_maddubs_epi16(a2, b), ones));
+            c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(_mm256_maddubs_epi16(a3, b), ones));
+            c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(_mm256_maddubs_epi16(a4, b), ones));
+            c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(_mm256_maddubs_epi16(a5, b), ones));
+            KEEP("+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
+            KEEP("+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));
+        }
+        c0 = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
+        c0 = _mm256_add_epi32(c0, _mm256_add_epi32(c4, c5));
+        int out[8];
+        _mm256_storeu_si256((__m256i *)out, c0);
+        for (int r = 0; r < 8; r++) sink += out[r];
+    }
+    double t = omp_get_wtime() - t0;
+    return 64.0 * 6 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "vnni";
     long iters = argc > 2 ? atol(argv[2]) : 20000000L;
-    double gops = strcmp(mode, "avx2") == 0 ? avx2(iters) : vnni(iters);
+    double gops = strcmp(mode, "avx2") == 0      ? avx2(iters)
+                  : strcmp(mode, "avx2_u8") == 0 ? avx2_u8(iters)
+                                                 : vnni(iters);
     printf("%.1f %d\n", gops, omp_get_max_threads());
     return 0;
 }
