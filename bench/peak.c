@@ -35,63 +35,42 @@ __attribute__((target("avx512f,avx512vnni"))) static double vnni(long iters) {
     return 128.0 * 12 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
 }
 
-__attribute__((target("avx2"))) static double avx2(long iters) {
-    int sink = 0;
-    double t0 = omp_get_wtime();
-#pragma omp parallel reduction(+ : sink)
-    {
-        __m256i b = _mm256_set1_epi16(2), z = _mm256_setzero_si256();
-        __m256i a0 = _mm256_set1_epi16(1), a1 = _mm256_set1_epi16(2), a2 = _mm256_set1_epi16(3);
-        __m256i a3 = _mm256_set1_epi16(4), a4 = _mm256_set1_epi16(5), a5 = _mm256_set1_epi16(6);
-        __m256i c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z;
-        for (long i = 0; i < iters; i++) {
-            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(a0, b));
-            c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(a1, b));
-            c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(a2, b));
-            c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(a3, b));
-            c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(a4, b));
-            c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(a5, b));
-            KEEP("+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
-            KEEP("+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));
-        }
-        c0 = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
-        c0 = _mm256_add_epi32(c0, _mm256_add_epi32(c4, c5));
-        int out[8];
-        _mm256_storeu_si256((__m256i *)out, c0);
-        for (int r = 0; r < 8; r++) sink += out[r];
+/* Six independent AVX2 accumulators c += DOT(a_r) per iteration; OPS ops per DOT. */
+#define AVX2_LOOP(NAME, SET, DOT, OPS)                                                          \
+    __attribute__((target("avx2"))) static double NAME(long iters) {                            \
+        int sink = 0;                                                                           \
+        double t0 = omp_get_wtime();                                                            \
+        _Pragma("omp parallel reduction(+ : sink)") {                                           \
+            __m256i b = SET(2), ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();        \
+            __m256i a0 = SET(1), a1 = SET(2), a2 = SET(3), a3 = SET(4), a4 = SET(5), a5 = SET(6); \
+            __m256i c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z;                             \
+            (void)ones;                                                                         \
+            for (long i = 0; i < iters; i++) {                                                  \
+                c0 = _mm256_add_epi32(c0, DOT(a0));                                             \
+                c1 = _mm256_add_epi32(c1, DOT(a1));                                             \
+                c2 = _mm256_add_epi32(c2, DOT(a2));                                             \
+                c3 = _mm256_add_epi32(c3, DOT(a3));                                             \
+                c4 = _mm256_add_epi32(c4, DOT(a4));                                             \
+                c5 = _mm256_add_epi32(c5, DOT(a5));                                             \
+                KEEP("+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));               \
+                KEEP("+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));               \
+            }                                                                                   \
+            c0 = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));          \
+            c0 = _mm256_add_epi32(c0, _mm256_add_epi32(c4, c5));                                \
+            int out[8];                                                                         \
+            _mm256_storeu_si256((__m256i *)out, c0);                                            \
+            for (int r = 0; r < 8; r++) sink += out[r];                                         \
+        }                                                                                       \
+        double t = omp_get_wtime() - t0;                                                        \
+        return OPS * 6.0 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;                  \
     }
-    double t = omp_get_wtime() - t0;
-    return 32.0 * 6 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
-}
 
-__attribute__((target("avx2"))) static double avx2_u8(long iters) {
-    int sink = 0;
-    double t0 = omp_get_wtime();
-#pragma omp parallel reduction(+ : sink)
-    {
-        __m256i b = _mm256_set1_epi8(2), ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();
-        __m256i a0 = _mm256_set1_epi8(1), a1 = _mm256_set1_epi8(2), a2 = _mm256_set1_epi8(3);
-        __m256i a3 = _mm256_set1_epi8(4), a4 = _mm256_set1_epi8(5), a5 = _mm256_set1_epi8(6);
-        __m256i c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z;
-        for (long i = 0; i < iters; i++) {
-            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(_mm256_maddubs_epi16(a0, b), ones));
-            c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(_mm256_maddubs_epi16(a1, b), ones));
-            c2 = _mm256_add_epi32(c2, _mm256_madd_epi16(_mm256_maddubs_epi16(a2, b), ones));
-            c3 = _mm256_add_epi32(c3, _mm256_madd_epi16(_mm256_maddubs_epi16(a3, b), ones));
-            c4 = _mm256_add_epi32(c4, _mm256_madd_epi16(_mm256_maddubs_epi16(a4, b), ones));
-            c5 = _mm256_add_epi32(c5, _mm256_madd_epi16(_mm256_maddubs_epi16(a5, b), ones));
-            KEEP("+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
-            KEEP("+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));
-        }
-        c0 = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
-        c0 = _mm256_add_epi32(c0, _mm256_add_epi32(c4, c5));
-        int out[8];
-        _mm256_storeu_si256((__m256i *)out, c0);
-        for (int r = 0; r < 8; r++) sink += out[r];
-    }
-    double t = omp_get_wtime() - t0;
-    return 64.0 * 6 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
-}
+/* vpmaddwd on 16-bit values (bytes widened), + vpaddd: 16 multiply-adds = 32 ops */
+#define WORDS(a) _mm256_madd_epi16(a, b)
+AVX2_LOOP(avx2, _mm256_set1_epi16, WORDS, 32)
+/* vpmaddubsw on u8 x s8 bytes, vpmaddwd by ones, + vpaddd: 32 multiply-adds = 64 ops */
+#define BYTES(a) _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones)
+AVX2_LOOP(avx2_u8, _mm256_set1_epi8, BYTES, 64)
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "vnni";
