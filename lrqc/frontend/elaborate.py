@@ -312,11 +312,11 @@ def read_operand(entry: sx.Entry) -> Operand:
                        terms[1] if len(terms) > 1 else head.atoms[1])
         return LplrOperand(**_read_call(first, "lplr"), span=first.span)
     quant = read_quant(head)
-    residuals = tuple(_read_residual(t, quant) for t in terms[1:])
+    residuals = tuple(_read_residual(t, quant, entry.key) for t in terms[1:])
     return QuantOperand(quant, residuals, head.span)
 
 
-def _read_residual(term: sx.Term, base: Quant) -> Residual:
+def _read_residual(term: sx.Term, base: Quant, role: str) -> Residual:
     call = term.atoms[0]
     if not isinstance(call, sx.Call) or call.name not in S.RESIDUAL_CALLS or len(term.atoms) > 1:
         node = call if len(term.atoms) == 1 or not isinstance(call, sx.Call) else term.atoms[1]
@@ -327,6 +327,12 @@ def _read_residual(term: sx.Term, base: Quant) -> Residual:
                                  calibrate=Calibration.MAXABS if mx else base.calibrate))
     args = _read_call(call, call.name, base=default_q)
     if call.name == "lowrank":
+        given = next((arg for arg in call.args if isinstance(arg, sx.Keyword)
+                      and arg.key == "other"), None)
+        if given is not None and role != "a":
+            raise _err(f"other= applies to a's lowrank term (what L_A F_Aᵀ multiplies: the "
+                       f"exact B or B as packed); '{role}:' lowrank terms multiply A' as the "
+                       "kernel computes it", given)
         if args["method"] == "sketch" and args["rank"] != 1:
             raise _err(f"method=sketch computes a rank-1 residual; use method=rsvd for rank "
                        f"{args['rank']}", call)

@@ -120,13 +120,18 @@ class Quant:
 
 @dataclass(frozen=True, slots=True)
 class LowRank:
-    """LRQMM residual term: R ≈ L Fᵀ by sketch | rsvd | svd."""
+    """LRQMM residual term: R ≈ L Fᵀ by sketch | rsvd | svd.
+
+    other (a's term only): what L (Fᵀ ·) multiplies: "exact", the exact B, or "packed", B as
+    the kernel holds it, B̂ = deq(Q(B)) + the reconstruction of B's own residual terms
+    (docs/numerics.md, section 3). On b's term it stays "exact" (elaborate refuses other=)."""
 
     rank: int = 1
     method: str = "rsvd"
     oversample: int = 8
     power_iters: int = 1
     seed: int = 0
+    other: str = "exact"
     span: Span | None = field(default=None, compare=False, repr=False)
 
 

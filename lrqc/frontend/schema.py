@@ -19,6 +19,7 @@ FORMAT_WORDS = INT_WORDS + FP_ELEMENT_FORMATS
 QUANT_OPTIONS = ("round", "calibrate", "scale_round", "seed", "pad")
 ACCUMULATE_TYPES = ("int32", "int64")
 STATIC_CHOICES = ("a", "b", "none")
+LOWRANK_OTHER = ("exact", "packed")  # lowrank(other=...): what a's term multiplies
 MAX_BITS = 8
 MAX_SCALE_BITS = 16
 # Bounds of the integer and float parameters (docs/language-limits.md). Sizes are bounded again
@@ -48,6 +49,8 @@ CALLS: dict[str, dict[str, Param]] = {
         "oversample": Param("int", 8, (0, MAX_RANK), "extra sketch columns p (rsvd)"),
         "power_iters": Param("int", 1, (0, MAX_POWER_ITERS), "power iterations q (sketch, rsvd)"),
         "seed": Param("int", 0, (0, MAX_SEED), "seed of the Gaussian test matrix"),
+        "other": Param("choice", "exact", LOWRANK_OTHER,
+                       "a's term only: multiply the exact B, or B as packed (its codes + terms)"),
     },
     "product": {  # `product: lowrank(...)` (LRAMM)
         "rank": Param("int", None, (1, MAX_RANK), "rank r of both operands' RSVD"),

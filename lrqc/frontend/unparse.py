@@ -1,4 +1,7 @@
-"""unparse(): typed Scheme -> canonical scheme text with every default written out.
+"""unparse(): typed Scheme -> canonical scheme text with every default written out, but one:
+lowrank(other=...) is written only when it is `packed` (its default, exact, is what every
+lowrank term meant before the option existed, so their canonical texts, and the fingerprints,
+tuning keys and artifact manifests made from them, stay as they were).
 
 parse(unparse(s)) == s for every Scheme (a property test holds this)."""
 
@@ -43,8 +46,9 @@ def quant_text(q: Quant) -> str:
 
 def residual_text(r: Residual) -> str:
     if isinstance(r, LowRank):
+        other = "" if r.other == "exact" else f", other={r.other}"
         return (f"lowrank(rank={r.rank}, method={r.method}, oversample={r.oversample}, "
-                f"power_iters={r.power_iters}, seed={r.seed})")
+                f"power_iters={r.power_iters}, seed={r.seed}{other})")
     if isinstance(r, Dense):
         return f"dense({quant_text(r.quant)})"
     if isinstance(r, Sparse) and r.quant is not None:  # elaborate always gives it one

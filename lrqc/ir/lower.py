@@ -93,7 +93,9 @@ def _term_products(bld, mine, other, role, acc) -> list[str]:
         if isinstance(term, LowRank):
             left, ft = val
             if role == "a":
-                out.append(bld.emit(ir.MatMul, (left, bld.emit(ir.MatMul, (ft, other["x"])))))
+                w = _held_product(bld, ft, other) if term.other == "packed" else \
+                    bld.emit(ir.MatMul, (ft, other["x"]))
+                out.append(bld.emit(ir.MatMul, (left, w)))
             else:
                 ob = _lplr_value(bld, other) if other["lplr"] else _base(bld, other)
                 out.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ob, left)), ft)))
@@ -110,6 +112,28 @@ def _term_products(bld, mine, other, role, acc) -> list[str]:
             out.append(bld.emit(ir.MatMul, (rd, ob) if role == "a" else (ob, rd)))
             continue
         out.append(bld.qmatmul(val, oq, acc) if role == "a" else bld.qmatmul(oq, val, acc))
+    return out
+
+
+def _held_product(bld, ft: str, b: dict) -> str:
+    """F_Aᵀ B̂ of A's lowrank term with other=packed, B̂ = B as the kernel holds it: F_Aᵀ times
+    B's codes (a matmul of a quantized value reads its codes and dequantizes them), or the
+    float B, or LPLR's factors, plus F_Aᵀ times each of B's residual terms' reconstructions
+    ((F_Aᵀ L_B) F_Bᵀ, F_Aᵀ deq(Q(R_B)))."""
+    if b["lplr"]:
+        left, right = b["lplr"]
+        parts = [bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ft, left)), right))]
+    else:
+        parts = [bld.emit(ir.MatMul, (ft, b["q"] or b["x"]))]
+    for term, val in b["terms"]:
+        if isinstance(term, LowRank):
+            lb, fbt = val
+            parts.append(bld.emit(ir.MatMul, (bld.emit(ir.MatMul, (ft, lb)), fbt)))
+        else:
+            parts.append(bld.emit(ir.MatMul, (ft, val)))
+    out = parts[0]
+    for p in parts[1:]:
+        out = bld.emit(ir.Add, (out, p))
     return out
 
 

@@ -110,6 +110,9 @@ class Sparsify(Op):
 
 @dataclass(frozen=True, slots=True)
 class MatMul(Op):
+    """x @ y in float. A quantized argument multiplies as its dequantized value, read from its
+    codes (A's lowrank term with other=packed: F_Aᵀ times B's codes)."""
+
     kind = "matmul"
     n_args = 2
 

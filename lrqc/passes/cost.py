@@ -1,19 +1,22 @@
 """estimate_cost: Program -> CostTable of FLOPs (integer ops for int_matmul) and bytes read and
 written, per op and per stage, as sympy expressions of M, N, K. Rule table COST_RULES by kind.
+lowrank_notes: what A's lowrank terms read of B per call in each form (other=exact | packed).
 
 Pre: infer_shapes ran. Bytes assume float32 activations and packed sub-byte codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import sympy
 from sympy.core.rules import Transform
 
-from ..frontend.model import Granularity
+from ..frontend.model import Granularity, LowRank, QuantOperand
 from ..ir import nodes as ir
+from .shapes import K, N
 
 F32 = 4
 
@@ -38,6 +41,11 @@ def _qbytes(t: ir.TensorType):
         scales = _numel(t) / q.vector
     per_scale = 1 if q.granularity == Granularity.PER_BLOCK or q.scale.startswith("uint") else F32
     return codes + scales * per_scale
+
+
+def _bytes(t: ir.TensorType):
+    """Bytes of a value: quantized (_qbytes) or float32."""
+    return _qbytes(t) if t.quant is not None else F32 * _numel(t)
 
 
 def _lowrank_flops(op, t):
@@ -73,9 +81,9 @@ def _rule(op, args, res):
                 F32 * (_numel(res[0]) + _numel(res[1])))
     if k == "sparsify":
         return 3 * _numel(args[0]), F32 * 2 * _numel(args[0]), F32 * _numel(res[0])
-    if k == "matmul":
+    if k == "matmul":  # a quantized argument is read as its codes (and scales)
         (m, kk), (_, n) = args[0].shape, args[1].shape
-        return 2 * m * n * kk, F32 * (_numel(args[0]) + _numel(args[1])), F32 * _numel(res[0])
+        return 2 * m * n * kk, _bytes(args[0]) + _bytes(args[1]), F32 * _numel(res[0])
     if k == "add":
         return _numel(res[0]), F32 * 2 * _numel(res[0]), F32 * _numel(res[0])
     if k == "pack":
@@ -136,3 +144,38 @@ def estimate_cost(p: ir.Program) -> CostTable:
         rows.append(CostRow(i, op.kind, op.stage or "run", tidy(sympy.sympify(f)),
                             tidy(sympy.sympify(br)), tidy(sympy.sympify(bw))))
     return CostTable(tuple(rows))
+
+
+def stored_bytes(q) -> sympy.Expr:
+    """Bytes per weight of the kernels' storage of codes of quantizer q: two 2..4-bit integer
+    codes per byte, else one (plan/layout.py)."""
+    nibble = q.is_int and q.granularity != Granularity.PER_BLOCK and q.bits <= 4
+    return sympy.Rational(1, 2) if nibble else sympy.Integer(1)
+
+
+def lowrank_notes(p: ir.Program, show: Callable[[sympy.Expr], str]) -> list[str]:
+    """Lines under the cost table on A's lowrank terms: what F_Aᵀ · (B or B̂) reads of B per call
+    in the term's form (other=exact: the float32 B, 4 bytes per weight; other=packed: B's codes)
+    and what pack keeps for it (packed: no float copy of B). show: an expression as text.
+    Pre: infer_shapes ran."""
+    s = p.decl
+    if s is None or s.product is not None or not isinstance(s.a, QuantOperand):
+        return []
+    terms = [t for t in s.a.residuals if isinstance(t, LowRank)]
+    if not terms or not isinstance(s.b, QuantOperand) or s.static != "b":
+        return []
+    kn = K * N
+    codes = stored_bytes(s.b.quant)
+    per = "half a byte" if codes < 1 else "1 byte"
+    out = []
+    for t in terms:
+        if t.other == "packed":
+            out.append(f"a: lowrank(other=packed): F_Aᵀ B̂ reads B's codes as the kernel stores "
+                       f"them ({per} per weight: {show(codes * kn)} per call, not "
+                       f"{show(F32 * kn)} of float32 B) and B's residual terms; pack keeps no "
+                       f"float copy of B (the packed weights: those codes, scales and terms)")
+        else:
+            out.append(f"a: lowrank(other=exact): F_Aᵀ B reads the float32 B (4 bytes per "
+                       f"weight: {show(F32 * kn)} per call), a copy pack keeps beside the "
+                       f"codes ({show(codes * kn)}); other=packed reads the codes instead")
+    return out

@@ -67,6 +67,11 @@ def _lowrank(op, x, ctx):
                      power_iters=op.power_iters, seed=op.seed, split=op.split)
 
 
+def _float(x):
+    """A matmul's operand: a quantized value multiplies as its dequantized value."""
+    return x.dequantize() if isinstance(x, QArray) else x
+
+
 def _sparsify(op, x, ctx):
     xs, density = sparsify(x, op.threshold)
     if density > op.max_density:
@@ -83,7 +88,7 @@ EVAL_RULES = {
     "residual": _residual,
     "lowrank": _lowrank,
     "sparsify": _sparsify,
-    "matmul": lambda op, x, y, ctx: x @ y,
+    "matmul": lambda op, x, y, ctx: _float(x) @ _float(y),
     "add": lambda op, x, y, ctx: x + y,
     "pack": lambda op, x, ctx: x,
 }

@@ -73,13 +73,20 @@ def _product(pa: Prepared, pb: Prepared) -> np.ndarray:
     return pa.base @ pb.base
 
 
+def held(pb: Prepared) -> np.ndarray:
+    """X̂ (of operand b: B̂): the operand as a kernel holds it, the base (deq(Q(B)), the rounded float B, or LPLR's
+    L R + beta) plus the reconstruction of each of B's residual terms (L_B F_Bᵀ, deq(Q(R_B)));
+    what A's lowrank term multiplies with other=packed."""
+    return pb.base + sum((t.approx for t in pb.terms), np.zeros_like(pb.base))
+
+
 def _compensation(pa: Prepared, pb: Prepared, notes: list[str]) -> np.ndarray:
-    """Sum of every residual term: R̂_A · (B, B' or B_s) and (A', A' or A_s) · R̂_B."""
+    """Sum of every residual term: R̂_A · (B, B̂, B' or B_s) and (A', A' or A_s) · R̂_B."""
     total = 0.0
     for t in pa.terms:  # terms of A: R_A ≈ approx, multiplied by a version of B
         if isinstance(t.term, LowRank):
             L, Ft = t.factors
-            total = total + L @ (Ft @ pb.x)
+            total = total + L @ (Ft @ (held(pb) if t.term.other == "packed" else pb.x))
         elif isinstance(t.term, Dense):
             total = total + t.approx @ pb.base
         elif isinstance(t.term, Sparse):
@@ -131,8 +138,7 @@ def compress(s: Scheme, X: npt.ArrayLike, role: str | None = None) -> np.ndarray
         left = quantize(left, lramm.factor_quant(b1), "a").dequantize()
         right = quantize(right, lramm.factor_quant(b2), "b").dequantize()
         return left @ right
-    prep = prepare(s.operand(role), x, role)
-    return prep.base + sum((t.approx for t in prep.terms), np.zeros_like(x))
+    return held(prepare(s.operand(role), x, role))
 
 
 def direct_scheme(s: Scheme, m: int, n: int, k: int) -> Scheme:
