@@ -25,15 +25,17 @@ from .frontend.model import (
 from .frontend.unparse import unparse
 from .ir import Program, lower_ast, print_program
 from .passes import bind, estimate_cost, run_passes
+from .passes.cost import lowrank_notes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
 from .plan.lower import lower_program
 from .plan.printer import print_plan
+from .plan.ranges import proof_text
 from .reference.inputs import FLOAT_MAX
 
-EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes", "plan")
-DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes")
+EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes", "instructions", "plan")
+DEFAULT_EMITS = ("ast", "ir", "formula", "cost", "stages", "notes", "instructions")
 _CELL_WIDTH = 60
 
 
@@ -106,6 +108,8 @@ def term_formulas(s: Scheme) -> list[str]:
             if isinstance(t, LowRank):
                 body = f"L_{X}·(F_{X}ᵀ·{Y})" if role == "a" else f"({Y}'·L_{X})·F_{X}ᵀ"
                 how = f"{r} ≈ L_{X} F_{X}ᵀ by {t.method}, rank {t.rank}"
+                if t.other == "packed":  # B̂: B as the kernel holds it
+                    body, how = f"L_{X}·(F_{X}ᵀ·{Y}̂)", how + f"; {Y}̂ = {Y}' + {Y}'s terms"
             elif isinstance(t, Dense):
                 body = f"deq(Q({r}))·{Y}'" if role == "a" else f"{Y}'·deq(Q({r}))"
                 how = f"{r} quantized {t.quant.fmt} {t.quant.granularity}"
@@ -194,7 +198,8 @@ def cost_text(p: Program, dims: Sequence[int] | None) -> str:
     # columns are as wide as their longest cell up to _CELL_WIDTH; longer cells (the totals of a
     # scheme with many distinct terms) run over instead of padding every row to their width
     w = [min(max(len(r[i]) for r in rows), _CELL_WIDTH) for i in range(6)]
-    return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
+    return "\n".join(["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
+                     + lowrank_notes(p, lambda e: _cell(e, dims)))
 
 
 def stages_text(p: Program) -> str:
@@ -216,6 +221,20 @@ def plan_text(program: Program, dims: tuple) -> str:
     for part in lower_program(program, *dims):
         head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
         out.append(head + "\n".join(print_plan(p) for p in part.plans))
+    return "\n".join(out)
+
+
+def instructions_text(program: Program, dims: tuple | None) -> str:
+    """The range proof of each integer product: which x86 instructions compute it exactly.
+    The code ranges do not depend on the sizes; without dims a nominal size is planned."""
+    try:
+        parts = lower_program(program, *(dims or (64, 4096, 4096)))
+    except LrqcError as exc:  # a scheme the kernels refuse: explain still prints the rest
+        return f"not compiled{'' if dims else ' at a nominal 64x4096x4096'}: {exc}"
+    out = []
+    for part in parts:
+        head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
+        out.append(head + proof_text(part.plans[-1]))
     return "\n".join(out)
 
 
@@ -247,6 +266,9 @@ def explain(s: Scheme, dims: tuple | None = None, emit: Collection[str] = DEFAUL
         parts.append("== pack / run ==\n" + stages_text(program))
     if "notes" in emit:
         parts.append("== notes and fallbacks ==\n" + ("\n".join(notes(s, dims)) or "none"))
+    if "instructions" in emit:
+        parts.append("== instructions (exact by the code ranges) ==\n"
+                     + instructions_text(program, dims))
     if "plan" in emit:
         lo, hi = (full[0] if isinstance(full[0], tuple) else (full[0], full[0]))
         where = f"M={lo}..{hi}" if lo != hi else f"M={lo}"

@@ -103,6 +103,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         warn = ""
     print(f"  schedule rule: {man['schedule_rule']}{warn}")
+    if man.get("instruction"):
+        print(f"  instruction: {man['instruction']}")
     for sym, how in man.get("schedules", {}).items():
         print(f"  {sym}: {how}")
     for note in man["notes"]:

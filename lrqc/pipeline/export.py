@@ -12,6 +12,7 @@ from typing import Any
 from .._version import __version__
 from ..backend.compat import TVM_ERRORS, versions
 from ..backend.cuda import toolchain
+from ..backend.schedule.rules import instruction_proof
 from ..backend.target import Target, resolve
 from ..errors import LrqcError
 from ..frontend.model import Scheme
@@ -67,6 +68,7 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
         "schedule_rule": kernel.rule,
         "schedules": getattr(kernel, "schedules", {}),
         "fast_path": kernel.fast,
+        "instruction": instruction_proof(p, kernel.rule, kernel.target.family),
         "functions": functions(kernel),
         "product": product_text(kernel),
         "layouts": LAYOUTS,

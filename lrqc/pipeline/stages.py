@@ -23,7 +23,7 @@ from ..backend.compat import Schedule, compile_module, prim_func, tvm
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.cuda import toolchain
 from ..backend.schedule.protocol import ScheduleRule
-from ..backend.schedule.rules import choose
+from ..backend.schedule.rules import choose, instruction_proof
 from ..backend.schedule.trace import replay
 from ..backend.target import Target
 from ..backend.te import sparse as te_sparse
@@ -177,8 +177,10 @@ def text_plan(c: Compilation) -> str:
     for part, rule in zip(c.parts, c.rules, strict=True):
         for plan in part.plans:
             brule = bucket_rule(plan, rule, c.target)
+            proof = instruction_proof(plan, brule.name, c.target.family)
             out.append(f"{_section(part.prefix, plan)}\n{print_plan(plan)}\n"
-                       f"  rule        {brule.name} ({c.target.family})")
+                       f"  rule        {brule.name} ({c.target.family})"
+                       + (f"\n  instruction {proof}" if proof else ""))
     if c.skipped:
         out.append("== faster rules that did not apply ==\n"
                    + "\n".join(f"  {name}: {why}" for name, why in c.skipped))

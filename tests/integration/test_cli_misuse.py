@@ -181,7 +181,7 @@ def test_cache_export_and_import_of_bad_files(files, capsys):
     (["tune", "{f}", "--dims", DIMS, "--only", ""],
      "--only '': expected some of quantize_a, gemm, lowrank_u"),
     (["explain", "{f}", "--emit", ""],
-     "--emit: give some of syntax, ast, ir, formula, cost, stages, notes, plan"),
+     "--emit: give some of syntax, ast, ir, formula, cost, stages, notes, instructions, plan"),
     (["eval", "{f}", "--dims", "M=4,N=4,K=99999999999"],
      "--dims: K must be a positive integer up to 2147483647, got 99999999999"),
     (["build", "{f}", "--dims", "M=1..99999999999,N=4,K=4", "-o", "x"],

@@ -89,3 +89,45 @@ def test_explain_prints_the_plan_of_every_bucket():
     assert "lowrank a   rank 1 (sketch)" in text
     with pytest.raises(LrqcError, match="needs sizes"):
         explain(SCHEMES["lrqmm_int8"], None, ("plan",))
+
+
+RANGE_CASES = [  # a, b, A's stored codes, B's stored codes, pair-sum bound, vpmaddubsw exact
+    ("int8 per_channel", "int8 per_channel", (1, 255), (-127, 127), 64770, False),
+    ("int8 per_channel", "int4 per_channel", (1, 255), (-7, 7), 3570, True),
+    ("uint8 per_channel", "int7 per_channel", (0, 255), (-63, 63), 32130, True),
+    ("uint8 per_channel", "int7 per_channel calibrate=minmax", (0, 255), (-64, 63), 32640, True),
+    ("uint8 per_channel", "uint8 per_channel", (0, 255), (-128, 127), 65280, False),
+    ("uint4 per_vector(16)", "int4 per_vector(16)", (0, 15), (-7, 7), 210, True),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (116, 140),
+     (-12, 12), 3360, True),
+]
+
+
+@pytest.mark.parametrize("a,b,ca,cb,bound,exact", RANGE_CASES)
+def test_code_ranges_prove_which_instructions_are_exact(a, b, ca, cb, bound, exact):
+    from lrqc.plan.ranges import INT16, instruction_proofs, proof, ranges
+    from lrqc.plan.support import make_plan
+
+    s = lrqc.parse_schemes(f"scheme s {{\n a: {a}\n b: {b}\n}}")["s"]
+    plan = make_plan(s, 8, 32, 64)
+    r = ranges(plan)
+    assert (r.a.lo, r.a.hi) == ca and (r.b.lo, r.b.hi) == cb
+    assert max(-r.pair.lo, r.pair.hi) == bound
+    assert r.pair_exact == exact == (bound <= INT16[1])
+    if exact:  # int16 lanes add as many pair sums as the bound allows, and not one more
+        assert r.int16_steps * bound <= INT16[1] < (r.int16_steps + 1) * bound
+    verdicts = {name: ok for name, ok, _ in instruction_proofs(plan)}
+    assert verdicts == {"vpdpbusd": True, "vpmaddubsw": exact, "vpmaddwd": True}
+    assert proof(plan, "vpmaddubsw").startswith("vpmaddubsw " + ("exact" if exact else
+                                                                  "NOT exact"))
+    assert ("instructions" in explain(s, (8, 32, 64), emit=("instructions",)))
+
+
+def test_the_ranges_cover_every_k_segment():
+    from lrqc.plan.ranges import ranges
+    from lrqc.plan.support import make_plan
+
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int2 per_channel + "
+                           "dense(int8)\n}")["s"]
+    r = ranges(make_plan(s, 8, 32, 64))
+    assert (r.b.lo, r.b.hi) == (-127, 127) and not r.pair_exact  # the int8 residual segment

@@ -33,7 +33,9 @@ class Formulation(enum.Enum):
 class ScheduleRule(ABC):
     """A schedule rule. Class attributes: name (reported to users: builds, tuning records),
     family ("x86": every LLVM target, or "cuda"), fast (whether it is the target's fast path:
-    lrqc build warns otherwise), measured (where and how fast, for users), formulation.
+    lrqc build warns otherwise), measured (where and how fast, for users), formulation,
+    instruction (the x86 integer instruction of its GEMM, whose exactness lrqc.plan.ranges
+    proves for each plan; "" when it issues plain loops).
 
     knob(name, candidates, hand) -> value picks each tunable choice of a schedule (None: the
     hand choices; lrqc tune passes a sampler); variant: one of variants(plan) (None: the
@@ -43,6 +45,7 @@ class ScheduleRule(ABC):
     family: ClassVar[str]
     fast: ClassVar[bool] = False
     measured: ClassVar[str] = ""
+    instruction: ClassVar[str] = ""  # the integer instruction its GEMM issues ("" for loops)
     formulation: ClassVar[Formulation] = Formulation.PLAIN
 
     @abstractmethod

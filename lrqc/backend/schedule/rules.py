@@ -8,6 +8,7 @@ import inspect
 from functools import cache
 from typing import TYPE_CHECKING
 
+from ...plan import ranges
 from ...plan.model import KernelPlan
 from ...resources import data_dir
 from .protocol import ScheduleRule
@@ -61,3 +62,12 @@ def rule_of(plan: KernelPlan, rule: ScheduleRule) -> tuple[str, bool]:
     if plan.float_path and rule.family == "x86":
         return FLOAT_RULE, False
     return rule.name, rule.fast
+
+
+def instruction_proof(plan: KernelPlan, rule_name: str, family: str) -> str | None:
+    """Why the integer instruction of the named rule computes the plan exactly (the range
+    proof of lrqc.plan.ranges), or None when the rule issues no x86 integer instruction."""
+    rule = next((r for r in load_rules(family) if r.name == rule_name), None)
+    if rule is None or not rule.instruction or plan.float_path:
+        return None
+    return ranges.proof(plan, rule.instruction)

@@ -1,0 +1,58 @@
+"""The schedule of the plain u8 x s8 block formulation (C[j] += Σ_k A[k]·B[j, k] over 16
+columns x 4 k, te.gemm's PLAIN sums) shared by the rules whose instruction implements that
+block: VNNI's vpdpbusd and AVX2's vpmaddubsw + vpmaddwd by ones. The rules differ in the tensor
+intrinsic and their tile preferences, not in the loop structure.
+
+Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block];
+nibble weights order jo -> ko -> io so each packed tile is unpacked once. Per-vector scales:
+the output is the loop anchor and the per-group accumulator is computed at g."""
+
+from __future__ import annotations
+
+from ...plan.model import KernelPlan
+from ..compat import Schedule
+from . import tiles
+
+
+def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str) -> None:
+    """Schedule function fn (the GEMM or its integer sums) with the picked tiles (mr, nr and
+    for single-group products kc), the block tensorized to `intrin` (a registered name)."""
+    if plan.groups == 1:
+        _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin)
+    else:
+        _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin)
+
+
+def _single_group(sch, plan, mr, nr, kc, intrin):
+    blk = sch.get_sblock("acc")
+    i, j, k = sch.get_loops(blk)
+    io, ii = sch.split(i, [None, mr])
+    jo, jm, jv = sch.split(j, [None, nr, 16])
+    ko, kk, kv = sch.split(k, [None, kc, 4])
+    if plan.nibbles:
+        sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
+    else:
+        sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
+    sch.parallel(jo)
+    sch.unroll(ii)
+    sch.unroll(jm)
+    tiles.unpack_at(sch, ko)
+    tiles.fuse_epilogue(sch, "C", jo if plan.nibbles else io, rows=4 if plan.nibbles else None)
+    tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
+
+
+def _groups(fn, sch, plan, mr, nr, intrin):
+    out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
+    part = sch.get_sblock("partial")
+    sch.compute_at(part, io if plan.nibbles else g)
+    pi, pj, pk = sch.get_loops(part)[-3:]
+    pjm, pjv = sch.split(pj, [nr, 16])
+    pko, pkv = sch.split(pk, [None, 4])
+    sch.reorder(pko, pi, pjm, pjv, pkv)
+    sch.unroll(pi)
+    sch.unroll(pjm)
+    tiles.unpack_at(sch, g)
+    pinit = sch.decompose_reduction(part, pko)
+    sch.vectorize(sch.get_loops(pinit)[-1])
+    sch.tensorize(pjv, intrin)
+    tiles.finish_group_output(sch, fn, out, g)

@@ -1,0 +1,150 @@
+"""Range analysis of the integer GEMM and the instructions it proves exact (no TVM here).
+
+From the scheme alone, every code the GEMM multiplies lies in a known interval: A's stored codes
+(the quantizer's integer range plus the storage offset that makes them unsigned bytes), B's
+stored codes (signed bytes or nibbles), over every K segment. From those intervals follow the
+bounds of each partial sum an instruction forms, and so which instructions are exact:
+
+  vpdpbusd     u8·s8 products summed in fours into int32: exact for every byte code.
+  vpmaddwd     bytes widened to int16, pair sums into int32: exact for every byte code.
+  vpmaddubsw   u8·s8 products summed in pairs into int16, *saturating*: exact only when every
+               pair sum a0·b0 + a1·b1 fits [-32768, 32767]. Where it does, int16 lanes can add
+               further pair sums before widening (int16_steps of them, the bound times steps
+               still inside int16).
+
+rule_proof() is the text lrqc explain and the build report print for the chosen instruction;
+instruction_proofs() gives every candidate's verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..frontend.model import Granularity, Quant
+from ..reference.quant import int_range
+from .model import KernelPlan
+from .support import a_offset, code_limit
+
+INT16 = (-(2**15), 2**15 - 1)
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        return f"[{self.lo}, {self.hi}]"
+
+    def times(self, other: Interval) -> Interval:
+        c = [x * y for x in (self.lo, self.hi) for y in (other.lo, other.hi)]
+        return Interval(min(c), max(c))
+
+    def scaled(self, n: int) -> Interval:
+        return Interval(self.lo * n, self.hi * n)
+
+    def union(self, other: Interval) -> Interval:
+        return Interval(min(self.lo, other.lo), max(self.hi, other.hi))
+
+    def within(self, lo: int, hi: int) -> bool:
+        return lo <= self.lo and self.hi <= hi
+
+
+def _codes(q: Quant) -> Interval:
+    """The integer codes of quantizer q before any storage offset."""
+    if q.granularity == Granularity.PER_BLOCK or not q.is_int:
+        lim = code_limit(q)
+        return Interval(-lim, lim)
+    return Interval(*int_range(q))
+
+
+def a_codes(q: Quant) -> Interval:
+    """A-side codes as the GEMM reads them: code + a_offset, unsigned bytes."""
+    c, off = _codes(q), a_offset(q)
+    return Interval(c.lo + off, c.hi + off)
+
+
+def b_codes(q: Quant) -> Interval:
+    """B-side codes as stored: code - 2^(b-1) for unsigned formats, signed bytes/nibbles."""
+    c = _codes(q)
+    off = 2 ** (q.bits - 1) if q.is_int and not q.signed else 0
+    return Interval(c.lo - off, c.hi - off)
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """The proven intervals of one plan's integer GEMM (union over its K segments)."""
+
+    a: Interval  # A-side codes, stored
+    b: Interval  # B-side codes, stored
+    product: Interval  # one product a·b
+    pair: Interval  # a vpmaddubsw pair sum a0·b0 + a1·b1
+    formats: str  # the formats, for the proof text
+
+    @property
+    def pair_exact(self) -> bool:
+        """Whether a saturating int16 pair sum is exact."""
+        return self.pair.within(*INT16)
+
+    @property
+    def int16_steps(self) -> int:
+        """How many pair sums an int16 lane adds exactly (0 when one pair may saturate)."""
+        bound = max(-self.pair.lo, self.pair.hi, 1)
+        return (2**15 - 1) // bound if self.pair_exact else 0
+
+
+def ranges(plan: KernelPlan) -> Ranges | None:
+    """The plan's proven intervals; None for a float GEMM (no integer codes)."""
+    if plan.float_path:
+        return None
+    pairs = [(sg.qa, sg.qb) for sg in plan.segments] or [(plan.qa, plan.qb)]
+    a = b = None
+    fmts = []
+    for qa, qb in pairs:
+        if qa is None or qb is None:
+            return None
+        a = a_codes(qa) if a is None else a.union(a_codes(qa))
+        b = b_codes(qb) if b is None else b.union(b_codes(qb))
+        fmts.append(f"{qa.fmt} x {qb.fmt}")
+    assert a is not None and b is not None
+    prod = a.times(b)
+    return Ranges(a, b, prod, prod.scaled(2), "; ".join(dict.fromkeys(fmts)))
+
+
+def instruction_proofs(plan: KernelPlan) -> list[tuple[str, bool, str]]:
+    """(instruction, exact, why) for each x86 integer instruction, from the plan's ranges, in
+    the order the CPU rules prefer them."""
+    r = ranges(plan)
+    if r is None:
+        return []
+    if r.pair_exact:
+        bytes_why = (f"pair sums a0·b0 + a1·b1 lie in {r.pair}, inside int16: no saturation "
+                     f"(an int16 lane holds {r.int16_steps} of them)")
+    else:
+        bytes_why = f"pair sums reach {r.pair}, outside int16 {Interval(*INT16)}: it saturates"
+    return [("vpdpbusd", True, f"products {r.product} summed in fours into int32"),
+            ("vpmaddubsw", r.pair_exact, bytes_why),
+            ("vpmaddwd", True, f"bytes widened to int16, pair sums {r.pair} into int32")]
+
+
+def proof(plan: KernelPlan, instruction: str) -> str:
+    """The one-line proof (or refusal) of `instruction` for the plan."""
+    r = ranges(plan)
+    for name, exact, why in instruction_proofs(plan):
+        if name == instruction and r is not None:
+            return (f"{name} {'exact' if exact else 'NOT exact'}: A's codes {r.a} x B's codes "
+                    f"{r.b}: {why}")
+    return f"{instruction}: no integer ranges (float GEMM)"
+
+
+def proof_text(plan: KernelPlan) -> str:
+    """The explain section: the intervals and every instruction's verdict."""
+    r = ranges(plan)
+    if r is None:
+        return "no integer GEMM (float path): no instruction to prove"
+    lines = [f"A's codes {r.a}, B's codes {r.b} as the GEMM reads them ({r.formats});",
+             f"one product in {r.product}"]
+    lines += [f"  {name:<11} {'exact' if ok else 'NOT exact':<10} {why}"
+              for name, ok, why in instruction_proofs(plan)]
+    lines.append("x86 rules take the first exact instruction the target has: vpdpbusd "
+                 "(avx512vnni), vpmaddubsw (avx2), vpmaddwd (avx2)")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""Instruction selection from proven code ranges: which x86 rule each format pair gets, what
+it emits, and kernels whose codes all sit at the ends of their ranges (where a saturating
+vpmaddubsw would show) computed bit for bit as the reference does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.reference import int_accumulate, matmul, quantize
+
+pytest.importorskip("tvm")
+
+from lrqc.backend.schedule.rules import choose  # noqa: E402
+from lrqc.backend.target import host_cpu_flags, resolve  # noqa: E402
+from lrqc.pipeline.compile import compile as compile_stages  # noqa: E402
+from lrqc.plan.support import make_plan  # noqa: E402
+
+HAS_AVX2 = "avx2" in host_cpu_flags()
+
+# (a, b, rule on an AVX2 target without VNNI): the bytes rule exactly where every int16 pair
+# sum of vpmaddubsw is proven inside [-32768, 32767]
+CHOICES = [
+    ("int8 per_channel", "int8 per_channel", "x86_avx2"),  # 2*255*127 = 64770
+    ("uint8 per_channel", "int8 per_channel", "x86_avx2"),
+    ("int8 per_channel", "int4 per_channel", "x86_avx2_bytes"),  # 2*255*7 = 3570
+    ("uint8 per_channel", "int7 per_channel", "x86_avx2_bytes"),  # 2*255*63 = 32130
+    ("uint8 per_channel", "int7 per_channel calibrate=minmax", "x86_avx2_bytes"),  # 32640
+    ("int8 per_channel", "uint7 per_channel", "x86_avx2_bytes"),  # stored -64..63
+    ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127
+    ("uint4 per_vector(16, scale=uint6 per_channel)",
+     "int4 per_vector(16, scale=uint6 per_channel)", "x86_avx2_bytes"),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "x86_avx2_bytes"),
+    ("int8 per_channel", "int2 per_channel + dense(int8)", "x86_avx2"),  # a segment of int8
+    ("int8 per_channel", "int4 per_channel + dense(int4)", "x86_avx2_bytes"),
+]
+
+
+def scheme(a: str, b: str) -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme s {{\n a: {a}\n b: {b}\n}}")["s"]
+
+
+@pytest.mark.parametrize("a,b,rule", CHOICES, ids=[f"{a}|{b}" for a, b, _ in CHOICES])
+def test_rule_follows_the_proven_ranges(a, b, rule):
+    plan = make_plan(scheme(a, b), 8, 32, 64)
+    got, skipped = choose("x86", plan, resolve("x86-avx2"))
+    assert got.name == rule
+    reasons = dict(skipped)
+    if rule == "x86_avx2":
+        assert "vpmaddubsw NOT exact" in reasons["x86_avx2_bytes"]
+        assert "saturates" in reasons["x86_avx2_bytes"]
+    vnni, _ = choose("x86", plan, resolve("x86-avx512-vnni"))
+    assert vnni.name == "x86_vnni"  # vpdpbusd is exact for every byte code
+
+
+def _asm(s, dims):
+    texts = {}
+    compile_stages(s, *dims, resolve("x86-avx2"), emit=("asm", "plan"), on_text=texts.__setitem__)
+    return texts
+
+
+@pytest.mark.parametrize("a,b,bytes_rule", [
+    ("int8 per_channel", "int4 per_channel", True),
+    ("uint4 per_vector(16)", "int4 per_vector(16)", True),
+    ("int8 per_channel", "int8 per_channel", False)])
+def test_the_proven_instruction_is_emitted_and_the_proof_printed(a, b, bytes_rule):
+    texts = _asm(scheme(a, b), (16, 64, 256))
+    assert (texts["asm"].count("vpmaddubsw") >= 8) == bytes_rule
+    assert texts["asm"].count("vpmaddwd") >= 8  # by ones after vpmaddubsw, or on words
+    want = "vpmaddubsw exact" if bytes_rule else "vpmaddwd exact"
+    assert f"instruction {want}" in texts["plan"]
+
+
+def _ends(m, n, k, pattern, seed):
+    """A (m x k) and B (k x n) of +-1 and 0 entries whose per-channel codes are all at the
+    ends of their ranges: "same": every product has the sign of its neighbour (pair sums at
+    their bound), "mixed": random signs."""
+    rng = np.random.default_rng(seed)
+    if pattern == "same":
+        A = np.ones((m, k))
+        B = -np.ones((k, n))
+        B[:, ::2] = 1.0
+    else:
+        A = rng.choice([-1.0, 1.0], (m, k))
+        B = rng.choice([-1.0, 1.0], (k, n))
+    A[:, 0] = 1.0  # every row and column reaches both ends of its scale
+    B[0, :], B[1, :] = 1.0, -1.0
+    return A.astype(np.float32), B
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2 to run the x86 rules")
+@pytest.mark.parametrize("a,b,rule", [c for c in CHOICES if "dense" not in c[1]],
+                         ids=[f"{a}|{b}" for a, b, _ in CHOICES if "dense" not in b])
+@pytest.mark.parametrize("pattern", ["same", "mixed"])
+def test_codes_at_the_range_ends_are_exact(a, b, rule, pattern):
+    s = scheme(a, b)
+    m, n, k = 5, 32, 96
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target="x86-avx2")
+    assert kernel.rule == rule
+    A, B = _ends(m, n, k, pattern, seed=len(a) + len(b))
+    if a.startswith("uint"):
+        A = np.abs(A)  # unsigned activations (min-max): codes 0 and 2^b - 1
+        A[:, 1] = 0.0
+    packed = kernel.pack(B)
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    ref = np.stack([part for _, part in int_accumulate(qa, qb)])
+    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
+    R = matmul(s, A, B)
+    C = kernel(A, packed)
+    assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
