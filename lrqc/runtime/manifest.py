@@ -81,6 +81,7 @@ MANIFEST_SCHEMA = {
     "schedule_rule": str,
     "schedules": Map(str),
     "fast_path": bool,
+    "instruction": (str, None),
     "functions": [str],
     "product": str,
     "layouts": Map(str),
