@@ -20,48 +20,27 @@ import time
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common  # first: it sets the BLAS environment before numpy loads
 import numpy as np
-from gemm_cpu import bench_args, median_time, torch_peers
+from common import FLOOR, TRUNC_PC, TRUNC_PT, bench_args, both, lowrank, median_time, rel, sparse
 
 import lrqc
 
-FLOOR = "int8 per_tensor round=floor"
-TRUNC_PC = "int8 per_channel round=trunc"
-TRUNC_PT = "int8 per_tensor round=trunc"
-
-
-def _both(base: str, term: str = "") -> str:
-    op = base + (f" + {term}" if term else "")
-    return f"a: {op}\n b: {op}"
-
-
-def lowrank(r: int) -> str:
-    if r == 1:
-        return "lowrank(rank=1, method=sketch, power_iters=1)"
-    return f"lowrank(rank={r}, method=rsvd, oversample=8, power_iters=1)"
-
-
 # (row name, scheme body, name of its direct baseline)
 SCHEMES = [
-    ("direct int8 per_tensor floor", _both(FLOOR), None),
-    *[(f"LRQMM rank {r}", _both(FLOOR, lowrank(r)), "direct int8 per_tensor floor")
+    ("direct int8 per_tensor floor", both(FLOOR), None),
+    *[(f"LRQMM rank {r}", both(FLOOR, lowrank(r)), "direct int8 per_tensor floor")
       for r in (1, 8, 16, 32)],
-    ("direct int8 per_channel trunc", _both(TRUNC_PC), None),
-    *[(f"sparse density {int(round(100 * (1 - th)))} %", _both(
-        TRUNC_PC, f"sparse(threshold={th}, max_density=0.5)"), "direct int8 per_channel trunc")
-      for th in (0.95, 0.8, 0.65)],
-    ("direct int8 per_tensor trunc", _both(TRUNC_PT), None),
-    ("dense residual", _both(TRUNC_PT, "dense(int8 per_tensor round=trunc)"),
+    ("direct int8 per_channel trunc", both(TRUNC_PC), None),
+    *[(f"sparse density {d} %", both(TRUNC_PC, sparse(d)), "direct int8 per_channel trunc")
+      for d in (5, 20, 35)],
+    ("direct int8 per_tensor trunc", both(TRUNC_PT), None),
+    ("dense residual", both(TRUNC_PT, "dense(int8 per_tensor round=trunc)"),
      "direct int8 per_tensor trunc"),
 ]
 DEFAULT_SHAPES = "2048,2048,2048;4096,4096,4096;16,4096,4096;256,4096,4096"
-
-
-def rel(C, ref) -> float:
-    return float(np.linalg.norm(C - ref) / np.linalg.norm(ref))
 
 
 def paired_ratio(direct, comp, repeat: int) -> float:
@@ -84,19 +63,16 @@ def run_shape(m, n, k, args, results):
     ref = A.astype(np.float64) @ B.astype(np.float64)
     rows = [("numpy float32", median_time(lambda: A @ B, args.repeat, args.budget),
              rel(A @ B, ref), "", "")]
-    peers = torch_peers(A, B, args.repeat, args.budget, int_mm=False)
+    peers = common.torch_peers(A, B, args.repeat, args.budget, int_mm=False)
     t, note = peers["torch dynamic-quant Linear"]
     rows.append(("torch dynamic-quant Linear", t, rel(peers["C"], ref) if t else None, "", note))
     times, calls = {}, {}
     for name, body, direct in SCHEMES:
-        s = lrqc.parse_schemes(f"scheme s {{ {body} }}")["s"]
-        t0 = time.perf_counter()
         try:
-            kernel = lrqc.compile(s, M=m, N=n, K=k)
+            kernel, build = common.compile_kernel(common.scheme(body), m, n, k, f"lrqc {name}")
         except lrqc.LrqcError as exc:  # e.g. A's rank above M
             rows.append((f"lrqc {name}", None, None, "", str(exc).splitlines()[0].split(": ")[-1]))
             continue
-        build = time.perf_counter() - t0
         packed = kernel.pack(B)
         C = kernel(A, packed)
         t = median_time(partial(kernel, A, packed), args.repeat, args.budget)

@@ -1,12 +1,21 @@
-/* Peak integer dot-product throughput of this CPU, all threads, no memory traffic:
-     peak vnni   vpdpbusd (AVX-512 VNNI): 64 u8*s8 multiply-adds = 128 ops per instruction
-     peak avx2   vpmaddwd + vpaddd (AVX2, what lrqc's x86_avx2 rule issues per 16 x 2 k):
-                 16 i16*i16 multiply-adds = 32 ops per pair
+/* Peak dot-product throughput of this CPU, all threads, no memory traffic:
+     peak fma      vfmadd231ps (AVX2 + FMA, 256-bit): 8 float32 multiply-adds = 16 flops per
+                   instruction (what numpy's float32 GEMM and lrqc's float32 tile issue)
+     peak avx2     vpmaddwd + vpaddd (AVX2, what lrqc's x86_avx2 rule issues per 16 x 2 k):
+                   16 i16*i16 multiply-adds = 32 ops per pair
      peak avx2_u8  vpmaddubsw + vpmaddwd by ones + vpaddd (AVX2 on bytes, as fbgemm does): 32
-                 u8*s8 multiply-adds = 64 ops per triple (exact only where the int16 pair sums
-                 of vpmaddubsw cannot saturate)
-   12 (VNNI) or 6 (AVX2: 16 ymm registers) independent accumulators per thread. Built and run
-   by bench/gemm_cpu.py: cc -O2 -fopenmp peak.c -o peak; ./peak MODE [ITERS] */
+                   u8*s8 multiply-adds = 64 ops per triple (exact only where the int16 pair sums
+                   of vpmaddubsw cannot saturate)
+     peak avx2_u8_i16  vpmaddubsw + vpaddw (AVX2 on bytes accumulated in int16, the form for
+                   weights of at most 4 bits): 32 u8*s8 multiply-adds = 64 ops per pair
+     peak vnni     vpdpbusd (AVX-512 VNNI, 512-bit): 64 u8*s8 multiply-adds = 128 ops
+     peak avxvnni  vpdpbusd (AVX-VNNI, 256-bit, VEX): 32 u8*s8 multiply-adds = 64 ops
+   The integer AVX2 forms keep 6 independent accumulators per thread (each with its own operand:
+   16 ymm registers); the forms that accumulate inside one instruction keep 12. Each accumulator
+   is a variable of its own (EACH6, EACH12), not an array element: GCC -O2 leaves a loop over an
+   array in memory (a load and a store around every vpdpbusd). A mode the CPU lacks prints
+   "n/a" and exits 2. Built and run by bench/common.py:
+   cc -O2 -fopenmp peak.c -o peak; ./peak MODE [ITERS]  ->  "GOPS THREADS" */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
@@ -15,69 +24,89 @@
 
 #define KEEP(...) __asm__ volatile("" : __VA_ARGS__)
 
-__attribute__((target("avx512f,avx512vnni"))) static double vnni(long iters) {
-    int sink = 0;
-    double t0 = omp_get_wtime();
-#pragma omp parallel reduction(+ : sink)
-    {
-        __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
-        __m512i c[12];
-        for (int r = 0; r < 12; r++) c[r] = _mm512_setzero_si512();
-        for (long i = 0; i < iters; i++) {
-            for (int r = 0; r < 12; r++) c[r] = _mm512_dpbusd_epi32(c[r], a, b);
-            KEEP("+v"(c[0]), "+v"(c[1]), "+v"(c[2]), "+v"(c[3]), "+v"(c[4]), "+v"(c[5]));
-            KEEP("+v"(c[6]), "+v"(c[7]), "+v"(c[8]), "+v"(c[9]), "+v"(c[10]), "+v"(c[11]));
-        }
-        for (int r = 1; r < 12; r++) c[0] = _mm512_add_epi32(c[0], c[r]);
-        sink += _mm512_reduce_add_epi32(c[0]);
-    }
-    double t = omp_get_wtime() - t0;
-    return 128.0 * 12 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
-}
+#define EACH6(X, F, G) X(0, F, G) X(1, F, G) X(2, F, G) X(3, F, G) X(4, F, G) X(5, F, G)
+#define EACH12(X, F, G) EACH6(X, F, G) X(6, F, G) X(7, F, G) X(8, F, G) X(9, F, G) X(10, F, G) \
+    X(11, F, G)
 
-/* Six independent AVX2 accumulators c += DOT(a_r) per iteration; OPS ops per DOT. */
-#define AVX2_LOOP(NAME, SET, DOT, OPS)                                                          \
-    __attribute__((target("avx2"))) static double NAME(long iters) {                            \
+/* accumulator r: c_r, and a_r, its own operand (used by the ADDED form only) */
+#define DECL(r, VEC, SET) VEC a##r = SET(r + 1), c##r = SET(0); (void)a##r;
+/* c_r = ACC(c_r, DOT(a_r)): a product on a_r, which KEEP hides (so DOT is issued every time,
+   never hoisted), then a separate accumulating add */
+#define ADDED(r, ACC, DOT) c##r = ACC(c##r, DOT(a##r)); KEEP("+v"(a##r), "+v"(c##r));
+/* c_r = FUSE(c_r, a, b): one instruction multiplies the shared a, b and accumulates */
+#define FUSED(r, FUSE, _) c##r = FUSE(c##r, a, b); KEEP("+v"(c##r));
+#define SINK(r, VEC, _) { int out[sizeof(VEC) / sizeof(int)]; memcpy(out, &c##r, sizeof out); \
+    sink += out[0]; }
+
+/* N accumulators per thread, each updated once per iteration by FORM(r, F, G): OPS ops each */
+#define PEAK_LOOP(NAME, TARGET, VEC, SET, N, FORM, F, G, OPS)                                   \
+    __attribute__((target(TARGET))) static double peak_##NAME(long iters) {                     \
         int sink = 0;                                                                           \
         double t0 = omp_get_wtime();                                                            \
         _Pragma("omp parallel reduction(+ : sink)") {                                           \
-            __m256i b = SET(2), ones = _mm256_set1_epi16(1), z = _mm256_setzero_si256();        \
-            __m256i a0 = SET(1), a1 = SET(2), a2 = SET(3), a3 = SET(4), a4 = SET(5), a5 = SET(6); \
-            __m256i c0 = z, c1 = z, c2 = z, c3 = z, c4 = z, c5 = z;                             \
-            (void)ones;                                                                         \
+            VEC a = SET(1), b = SET(2);                                                         \
+            (void)a;                                                                            \
+            EACH##N(DECL, VEC, SET)                                                             \
             for (long i = 0; i < iters; i++) {                                                  \
-                c0 = _mm256_add_epi32(c0, DOT(a0));                                             \
-                c1 = _mm256_add_epi32(c1, DOT(a1));                                             \
-                c2 = _mm256_add_epi32(c2, DOT(a2));                                             \
-                c3 = _mm256_add_epi32(c3, DOT(a3));                                             \
-                c4 = _mm256_add_epi32(c4, DOT(a4));                                             \
-                c5 = _mm256_add_epi32(c5, DOT(a5));                                             \
-                KEEP("+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));               \
-                KEEP("+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5));               \
+                EACH##N(FORM, F, G)                                                             \
             }                                                                                   \
-            c0 = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));          \
-            c0 = _mm256_add_epi32(c0, _mm256_add_epi32(c4, c5));                                \
-            int out[8];                                                                         \
-            _mm256_storeu_si256((__m256i *)out, c0);                                            \
-            for (int r = 0; r < 8; r++) sink += out[r];                                         \
+            EACH##N(SINK, VEC, _)                                                               \
         }                                                                                       \
         double t = omp_get_wtime() - t0;                                                        \
-        return OPS * 6.0 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;                  \
+        return OPS * (double)N * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;            \
     }
+/* the AVX2 integer forms: a product, then a separate add (6 accumulators) */
+#define AVX2_LOOP(NAME, SET, ACC, DOT, OPS) \
+    PEAK_LOOP(NAME, "avx2", __m256i, SET, 6, ADDED, ACC, DOT, OPS)
 
 /* vpmaddwd on 16-bit values (bytes widened), + vpaddd: 16 multiply-adds = 32 ops */
 #define WORDS(a) _mm256_madd_epi16(a, b)
-AVX2_LOOP(avx2, _mm256_set1_epi16, WORDS, 32)
+AVX2_LOOP(avx2, _mm256_set1_epi16, _mm256_add_epi32, WORDS, 32)
 /* vpmaddubsw on u8 x s8 bytes, vpmaddwd by ones, + vpaddd: 32 multiply-adds = 64 ops */
-#define BYTES(a) _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones)
-AVX2_LOOP(avx2_u8, _mm256_set1_epi8, BYTES, 64)
+#define BYTES(a) _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+AVX2_LOOP(avx2_u8, _mm256_set1_epi8, _mm256_add_epi32, BYTES, 64)
+/* vpmaddubsw on u8 x s8 bytes, + vpaddw (int16 accumulators): 32 multiply-adds = 64 ops */
+#define BYTES_I16(a) _mm256_maddubs_epi16(a, b)
+AVX2_LOOP(avx2_u8_i16, _mm256_set1_epi8, _mm256_add_epi16, BYTES_I16, 64)
+
+/* the forms that accumulate inside one instruction (12 accumulators) */
+#define FMA_PS(c, a, b) _mm256_fmadd_ps(a, b, c)
+PEAK_LOOP(fma, "avx2,fma", __m256, _mm256_set1_ps, 12, FUSED, FMA_PS, _, 16)
+PEAK_LOOP(vnni, "avx512f,avx512vnni", __m512i, _mm512_set1_epi8, 12, FUSED, _mm512_dpbusd_epi32,
+          _, 128)
+PEAK_LOOP(avxvnni, "avx2,avxvnni", __m256i, _mm256_set1_epi8, 12, FUSED,
+          _mm256_dpbusd_avx_epi32, _, 64)
+
+#define MODE(NAME, FEATURE) {#NAME, FEATURE, peak_##NAME}
+static const struct {
+    const char *mode, *feature; /* the CPU feature the mode needs, as lscpu names it */
+    double (*run)(long);
+} MODES[] = {MODE(fma, "fma"), MODE(avx2, "avx2"), MODE(avx2_u8, "avx2"),
+             MODE(avx2_u8_i16, "avx2"), MODE(vnni, "avx512_vnni"), MODE(avxvnni, "avx_vnni")};
+
+/* __builtin_cpu_supports takes string literals only */
+static int has(const char *feature) {
+    __builtin_cpu_init();
+    if (strcmp(feature, "fma") == 0)
+        return __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+    if (strcmp(feature, "avx2") == 0) return __builtin_cpu_supports("avx2");
+    if (strcmp(feature, "avx512_vnni") == 0) return __builtin_cpu_supports("avx512vnni");
+    return __builtin_cpu_supports("avxvnni");
+}
 
 int main(int argc, char **argv) {
-    const char *mode = argc > 1 ? argv[1] : "vnni";
+    const char *mode = argc > 1 ? argv[1] : "avx2";
     long iters = argc > 2 ? atol(argv[2]) : 20000000L;
-    double gops = strcmp(mode, "avx2") == 0      ? avx2(iters)
-                  : strcmp(mode, "avx2_u8") == 0 ? avx2_u8(iters)
-                                                 : vnni(iters);
-    printf("%.1f %d\n", gops, omp_get_max_threads());
-    return 0;
+    for (size_t i = 0; i < sizeof MODES / sizeof MODES[0]; i++) {
+        if (strcmp(mode, MODES[i].mode) != 0) continue;
+        if (!has(MODES[i].feature)) {
+            printf("n/a: this CPU lacks %s\n", MODES[i].feature);
+            return 2;
+        }
+        printf("%.1f %d\n", MODES[i].run(iters), omp_get_max_threads());
+        return 0;
+    }
+    fprintf(stderr, "peak: unknown mode %s (fma, avx2, avx2_u8, avx2_u8_i16, vnni, avxvnni)\n",
+            mode);
+    return 1;
 }

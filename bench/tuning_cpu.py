@@ -30,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common  # first: it sets the BLAS environment (and TVM's spin count) before numpy loads
 import numpy as np
 
 import lrqc
@@ -103,10 +104,7 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", default="64,256", help="trial budgets, comma separated")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).parent))
-    from gemm_cpu import int_peak
-
-    peak, instr = int_peak()
+    peak, instr = common.int_peak()
     print(f"lrqc {lrqc.__version__}, {os.cpu_count()} CPUs; medians on this host of 7 rounds "
           "alternating hand and tuned after tuning; speedup = median of the per-round ratios")
     print("integer peak, all threads: " + (f"{peak:.0f} GOPS ({instr}, bench/peak.c); /peak: "

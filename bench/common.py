@@ -1,0 +1,384 @@
+"""Helpers shared by the CPU bench scripts (cpu.py, gemm_cpu.py, compensation_cpu.py,
+tuning_cpu.py): the machine and its peaks (bench/peak.c), timing, torch's peers, compiling
+lrqc kernels with progress lines, and the scheme texts of the compensation benches.
+
+Importing this module first (before numpy) takes OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE out of
+the environment, so that numpy's OpenBLAS picks its kernels and blocking as a plain install
+does; BLAS_ENV_DROPPED says what was taken out (printed by cpu.py). When numpy was imported
+before (a test run in-process), its OpenBLAS has read them already: NUMPY_PRELOADED says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+NUMPY_PRELOADED = "numpy" in sys.modules
+BLAS_ENV_DROPPED = {} if NUMPY_PRELOADED else {
+    k: os.environ.pop(k) for k in BLAS_ENV if k in os.environ}
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
+
+import numpy as np  # noqa: E402  (after the environment above: its OpenBLAS reads it once)
+
+import lrqc  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+TORCH_MISSING = "torch not installed (pip install -e '.[bench]')"
+
+
+def log(msg: str) -> None:
+    """A progress line on stderr (the tables go to stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- the machine ---------------------------------------------------------------------------
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo names them (empty off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")
+
+
+def machine() -> dict:
+    """CPU model, CPU/core counts, the instruction sets that matter here, numpy's BLAS and
+    torch: what cpu.py prints first."""
+    info: dict = {"cpus": os.cpu_count() or 1}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["model"] = fields.get("Model name", "unknown")
+        for key, name in (("Core(s) per socket", "cores_per_socket"), ("Socket(s)", "sockets"),
+                          ("Thread(s) per core", "threads_per_core")):
+            if fields.get(key, "").isdigit():
+                info[name] = int(fields[key])
+    except (OSError, subprocess.CalledProcessError):
+        info["model"] = "unknown (no lscpu)"
+    flags = cpu_flags()
+    info["isa"] = {f: f in flags for f in ISA}
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "architecture",
+                                               "num_threads")}
+                        for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        info["blas"] = []
+    info["numpy"] = np.__version__
+    info["blas_env_dropped"] = dict(BLAS_ENV_DROPPED)
+    info["blas_env_kept"] = ({k: os.environ[k] for k in BLAS_ENV if k in os.environ}
+                             if NUMPY_PRELOADED else {})
+    info["lrqc"] = lrqc.__version__
+    try:
+        import torch
+        info["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
+                         "quantized_engine": torch.backends.quantized.engine}
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+# ---- peaks (bench/peak.c) --------------------------------------------------------------------
+
+# mode: (the /proc/cpuinfo flags it needs, what it measures, unit)
+PEAK_MODES = {
+    "fma": (("avx2", "fma"), "vfmadd231ps, float32 FMA (256-bit)", "GFLOPS"),
+    "avx2": (("avx2",), "vpmaddwd on widened bytes + vpaddd", "GOPS"),
+    "avx2_u8": (("avx2",), "vpmaddubsw + vpmaddwd by ones + vpaddd", "GOPS"),
+    "avx2_u8_i16": (("avx2",), "vpmaddubsw + vpaddw (int16 accumulators)", "GOPS"),
+    "vnni": (("avx512_vnni",), "vpdpbusd, AVX-512 VNNI (512-bit)", "GOPS"),
+    "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
+}
+
+
+def missing_flags(mode: str, flags: set[str] | None = None) -> list[str]:
+    """The CPU flags `mode` needs that this CPU lacks."""
+    flags = cpu_flags() if flags is None else flags
+    return [f for f in PEAK_MODES[mode][0] if f not in flags]
+
+
+def measure_peaks(modes=None, runs: int = 5, iters: int = 100_000_000) -> dict[str, float | str]:
+    """{mode: GOPS (GFLOPS for fma), the median of `runs` runs of bench/peak.c on all threads,
+    or the reason it is n/a} for every mode of PEAK_MODES (or `modes`)."""
+    modes = list(PEAK_MODES) if modes is None else list(modes)
+    flags = cpu_flags()
+    out: dict[str, float | str] = {}
+    runnable = []
+    for mode in modes:
+        lacks = missing_flags(mode, flags)
+        if lacks:
+            out[mode] = f"this CPU lacks {', '.join(lacks)}"
+        else:
+            runnable.append(mode)
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if runnable and cc is None:
+        out.update({m: "no C compiler (cc, gcc)" for m in runnable})
+        runnable = []
+    if not runnable:
+        return {m: out[m] for m in modes}
+    with tempfile.TemporaryDirectory() as d:
+        exe = Path(d) / "peak"
+        build = subprocess.run([cc, "-O2", "-fopenmp", str(BENCH / "peak.c"), "-o", str(exe)],
+                               capture_output=True, text=True)
+        if build.returncode:
+            err = (build.stderr.strip().splitlines() or ["?"])[-1][:80]
+            out.update({m: f"bench/peak.c did not build: {err}" for m in runnable})
+            runnable = []
+        for mode in runnable:
+            vals = []
+            for _ in range(runs):
+                r = subprocess.run([str(exe), mode, str(iters)], capture_output=True, text=True)
+                if r.returncode:
+                    out[mode] = (r.stdout.strip() or r.stderr.strip())[:80]
+                    break
+                vals.append(float(r.stdout.split()[0]))
+            else:
+                out[mode] = float(np.median(vals))
+    return {m: out[m] for m in modes}
+
+
+def int_peaks() -> list[tuple[float, str]]:
+    """(GOPS, instruction) of bench/peak.c for every integer dot product this CPU has, the one
+    lrqc's widest rule issues first (VNNI vpdpbusd, else AVX2 vpmaddwd); [] without AVX2 or a
+    C compiler."""
+    peaks = measure_peaks(["vnni", "avx2", "avx2_u8", "avx2_u8_i16"])
+    return [(v, PEAK_MODES[m][1]) for m, v in peaks.items() if isinstance(v, float)]
+
+
+def int_peak() -> tuple[float | None, str]:
+    """(GOPS, instruction) of the first of int_peaks(), or (None, why)."""
+    flags = cpu_flags()
+    if "avx512_vnni" not in flags and "avx2" not in flags:
+        return None, "this CPU has neither AVX-512 VNNI nor AVX2"
+    peaks = int_peaks()
+    return peaks[0] if peaks else (None, "no C compiler")
+
+
+def _rule_instruction(rule: str) -> str:
+    """The `instruction` a schedule rule declares ("" when it declares none or is unknown)."""
+    try:
+        from lrqc.backend.schedule.rules import load_rules
+        return next((str(getattr(r, "instruction", "")) for r in load_rules("x86")
+                     if r.name == rule), "")
+    except Exception:  # lrqc's internals move: the rule's name alone still says a lot
+        return ""
+
+
+def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
+    """(bench/peak.c mode, the text it was chosen from) of the instruction the kernel's GEMM
+    issues: the kernel's or its schedule rule's declared `instruction`, else the rule's name.
+    vpmaddubsw accumulated by vpaddw (int16) -> avx2_u8_i16; vpmaddubsw -> avx2_u8; vpmaddwd ->
+    avx2; vpdpbusd -> vnni (avxvnni for an AVX-VNNI rule or a CPU without AVX-512 VNNI); the
+    float32 tile -> fma; plain loops (the generic rule) -> None."""
+    flags = cpu_flags() if flags is None else flags
+    rule = str(getattr(kernel, "rule", ""))
+    instr = str(getattr(kernel, "instruction", "") or _rule_instruction(rule))
+    text = f"{rule} {instr}".lower()
+    if rule.startswith("float") or "vfmadd" in text:
+        return "fma", text.strip()
+    if "avxvnni" in text or "avx_vnni" in text:
+        return "avxvnni", text.strip()
+    if "vpdpbusd" in text or "vnni" in text:
+        return ("vnni" if "avx512_vnni" in flags or "avx_vnni" not in flags else "avxvnni",
+                text.strip())
+    if "vpaddw" in text or "i16" in text:
+        return "avx2_u8_i16", text.strip()
+    if "vpmaddubsw" in text or "bytes" in text or "u8" in text:
+        return "avx2_u8", text.strip()
+    if "vpmaddwd" in text or "avx2" in text:
+        return "avx2", text.strip()
+    return None, text.strip()
+
+
+def torch_roof(flags: set[str] | None = None) -> str | None:
+    """The peak.c mode of the instruction fbgemm's int8 GEMM (torch's dynamic-quant Linear)
+    issues here: vpdpbusd with AVX-512 VNNI, vpmaddubsw + vpmaddwd on AVX2 alone; None on
+    AVX-512 without VNNI (512-bit vpmaddubsw, which peak.c does not measure)."""
+    flags = cpu_flags() if flags is None else flags
+    if "avx512_vnni" in flags:
+        return "vnni"
+    if "avx512f" in flags or "avx2" not in flags:
+        return None
+    return "avx2_u8"
+
+
+# ---- timing ----------------------------------------------------------------------------------
+
+def median_time(fn, repeat: int, budget_s: float) -> float:
+    """Median seconds of up to `repeat` calls after one warm-up, stopping after `budget_s`
+    (a warm-up slower than budget_s / 3 is the measurement)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    if first > budget_s / 3:  # a very slow peer (torch._int_mm on CPU): one timed run is enough
+        return first
+    times, start = [], time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget_s and len(times) >= 2:
+            break
+    return float(np.median(times))
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int, slow_s: float = 1.0,
+                gap_s: float = 0.0, errors: dict[str, str] | None = None
+                ) -> dict[str, list[float]]:
+    """{name: seconds of each timed call}. Every callable is warmed up first (twice when a call
+    is short); one whose warm-up took over slow_s is measured by that call alone and left out
+    of the rounds (torch._int_mm on CPU); one whose warm-up raised an exception is left out,
+    its first line in errors[name] (torch refuses some shapes with RuntimeErrors). Then
+    `rounds` rounds each time every other callable once, in turn, so a slow phase of a shared
+    machine hits all of them alike; the order rotates by one each round, so no callable always
+    runs right after the same other one (BLAS and OpenMP threads that spin after a call slow
+    what runs next). gap_s: a pause before each timed call."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    live = []
+    for name, fn in calls.items():
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors[name] = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
+            continue
+        t = time.perf_counter() - t0
+        if t > slow_s:
+            times[name].append(t)
+            continue
+        if t < 0.05:
+            fn()
+        live.append(name)
+    for r in range(rounds):
+        shift = r % len(live) if live else 0
+        for name in live[shift:] + live[:shift]:
+            if gap_s:
+                time.sleep(gap_s)
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+# ---- torch's peers ---------------------------------------------------------------------------
+
+def torch_calls(A: np.ndarray, B: np.ndarray, int_mm: bool = True
+                ) -> dict[str, Callable[[], object] | str]:
+    """{name: a call computing A @ B the torch way, or why there is none}: torch's
+    dynamic-quantized int8 Linear (a torch.nn.Linear(K, N) holding B through
+    torch.ao.quantization.quantize_dynamic, applied to the float32 M x K input: what a torch user
+    runs) and torch._int_mm on int8 codes (unless int_mm=False)."""
+    names = ["torch dynamic-quant Linear"] + (["torch._int_mm"] if int_mm else [])
+    try:
+        import torch
+    except ImportError:
+        return dict.fromkeys(names, TORCH_MISSING)
+    torch.set_num_threads(os.cpu_count() or 1)
+    out: dict[str, Callable[[], object] | str] = {}
+    lin = torch.nn.Linear(B.shape[0], B.shape[1], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(B.T, dtype=np.float32)))
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore")
+        q = torch.ao.quantization.quantize_dynamic(lin, {torch.nn.Linear}, dtype=torch.qint8)
+    x = torch.from_numpy(np.ascontiguousarray(A, dtype=np.float32))
+
+    def linear():
+        with torch.no_grad():
+            return q(x)
+
+    out["torch dynamic-quant Linear"] = linear
+    if int_mm:
+        a8 = torch.randint(-127, 128, A.shape, dtype=torch.int8)
+        b8 = torch.randint(-127, 128, B.shape, dtype=torch.int8)
+        out["torch._int_mm"] = lambda: torch._int_mm(a8, b8)
+    return out
+
+
+def torch_peers(A, B, repeat, budget, int_mm: bool = True):
+    """{name: (median seconds or None, note)} of torch._int_mm (unless int_mm=False) and
+    torch's dynamic-quantized int8 Linear on A @ B; the Linear's output is kept under "C"."""
+    out: dict = {}
+    for name, fn in torch_calls(A, B, int_mm).items():
+        try:
+            out[name] = (None, fn) if isinstance(fn, str) else (median_time(fn, repeat, budget), "")
+        except RuntimeError as exc:  # torch refuses some shapes (its errors are RuntimeErrors)
+            out[name] = (None, str(exc).splitlines()[0][:60])
+            continue
+        if name == "torch dynamic-quant Linear" and not isinstance(fn, str):
+            out["C"] = fn().numpy()
+    return out
+
+
+# ---- lrqc kernels and schemes ----------------------------------------------------------------
+
+def scheme(body: str) -> lrqc.Scheme:
+    """The scheme of `body` (its operand lines), as `scheme s { body }`."""
+    return lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
+
+
+def compile_kernel(s: lrqc.Scheme, m: int, n: int, k: int, label: str):
+    """(kernel, build seconds) of lrqc.compile, with progress lines on stderr."""
+    log(f"  compiling {label} for {m},{n},{k} ...")
+    t0 = time.perf_counter()
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    build = time.perf_counter() - t0
+    log(f"    {build:.1f} s, rule {kernel.rule}")
+    return kernel, build
+
+
+FLOOR = "int8 per_tensor round=floor"  # the LRQMM base (arXiv:2409.18772)
+TRUNC_PC = "int8 per_channel round=trunc"  # the sparse-residual base (arXiv:2403.06924)
+TRUNC_PT = "int8 per_tensor round=trunc"
+
+
+def both(base: str, term: str = "") -> str:
+    """Scheme body with the same operand spec (base, + term) on a and b."""
+    op = base + (f" + {term}" if term else "")
+    return f"a: {op}\n b: {op}"
+
+
+def lowrank(r: int) -> str:
+    """LRQMM's low-rank term: a rank-1 sketch, or a randomized SVD (one power iteration)."""
+    if r == 1:
+        return "lowrank(rank=1, method=sketch, power_iters=1)"
+    return f"lowrank(rank={r}, method=rsvd, oversample=8, power_iters=1)"
+
+
+def sparse(density_pct: int) -> str:
+    """A sparse residual term that keeps about density_pct % of entries on U[0, 1) data (its
+    threshold is 1 - density)."""
+    return f"sparse(threshold={1 - density_pct / 100:g}, max_density=0.5)"
+
+
+def rel(C, ref) -> float:
+    """||C - ref||_F / ||ref||_F."""
+    return float(np.linalg.norm(C - ref) / np.linalg.norm(ref))
+
+
+def bench_args(doc: str, shapes: str, argv=None):
+    """--shapes, --repeat, --budget of gemm_cpu.py and compensation_cpu.py."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--shapes", default=shapes, help="M,N,K;M,N,K;...")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
+    return ap.parse_args(argv)

@@ -1,0 +1,428 @@
+"""lrqc next to what a CPU user already has, in one run: the machine (CPU, instruction sets, the
+peaks of bench/peak.c), then per shape numpy float32, torch's dynamic-quant Linear,
+torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time that
+compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
+base, then the targets, each met or NOT met.
+
+    python bench/cpu.py                         # every section (about 10 minutes on 2 cores)
+    python bench/cpu.py --quick                 # fewer rounds and peak runs
+    python bench/cpu.py --sections gemm --shapes "16,4096,4096;2048,2048,2048"
+    python bench/cpu.py --json run.json         # every number too, for later comparison
+
+Timing: medians of interleaved rounds. Each callable is warmed up; then every round times each
+contender of a shape once, in turn (the order rotating by one per round, with a pause of --gap
+seconds before each call: numpy's OpenBLAS threads spin for about 0.1 s after a call and slow
+whatever runs next), so a slow phase of a shared machine hits every contender of the round.
+A contender whose warm-up took over --slow seconds (torch._int_mm on CPU) is timed by that
+call alone. lrqc kernels are timed as a user calls them: kernel(A, packed) on float32 A, B
+packed once ahead (the copy and quantization of A, the GEMM and its epilogue).
+
+Columns: GOPS = 2MNK / time; /numpy and /torch_dq: the peer's time over the row's (above 1:
+faster than the peer); /peak: the row's GOPS over the roof (a bench/peak.c mode, all threads, no
+memory traffic) of the instruction its GEMM issues: the schedule rule's instruction for lrqc
+kernels, vfmadd231ps for numpy, fbgemm's for torch's Linear. Compensation: "vs direct" is the
+median over rounds of (compensated time / direct time in the same round); U[0, 1) data (the
+LRQMM setting, where a sparse threshold th keeps 1 - th of the entries); error is
+||C - AB||_F / ||AB||_F against float64. torch is optional (pip install -e '.[bench]'): without
+it its rows say so. Progress lines (compilation) go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # first: it sets the BLAS environment before numpy loads
+import numpy as np
+
+import lrqc
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("peaks", "gemm", "compensation")
+
+NUMPY, TORCH_DQ, INT_MM = "numpy float32", "torch dynamic-quant Linear", "torch._int_mm"
+W8A8, W4A8, VSQ = "lrqc w8a8 per_channel", "lrqc w4a8 per_channel", "lrqc VS-Quant w4a4"
+# the gemm section's shapes: the targets' shapes (256,1024,1024: VS-Quant's README example)
+GEMM_SHAPES = ("2048,2048,2048;512,3072,768;1024,1536,384;1024,384,1536;16,4096,4096;"
+               "256,1024,1024")
+
+
+def gemm_schemes() -> dict[str, lrqc.Scheme]:
+    return {W8A8: common.scheme("a: int8 per_channel\n b: int8 per_channel"),
+            W4A8: common.scheme("a: int8 per_channel\n b: int4 per_channel"),
+            VSQ: lrqc.load_schemes(ROOT / "examples" / "vsquant.lrq")["vsquant_w4a4"]}
+
+
+FLOOR_D, TRUNC_D = "direct int8 per_tensor floor", "direct int8 per_channel trunc"
+R1, R16, R16B = "LRQMM rank 1", "LRQMM rank 16", "LRQMM rank 16, B only"
+SP5, SP35 = "sparse 5 %", "sparse 35 %"
+COMP = {  # name: (scheme body, the direct kernel it is compared with)
+    FLOOR_D: (common.both(common.FLOOR), None),
+    R1: (common.both(common.FLOOR, common.lowrank(1)), FLOOR_D),
+    R16: (common.both(common.FLOOR, common.lowrank(16)), FLOOR_D),
+    R16B: (f"a: {common.FLOOR}\n b: {common.FLOOR} + {common.lowrank(16)}", FLOOR_D),
+    TRUNC_D: (common.both(common.TRUNC_PC), None),
+    SP5: (common.both(common.TRUNC_PC, common.sparse(5)), TRUNC_D),
+    SP35: (common.both(common.TRUNC_PC, common.sparse(35)), TRUNC_D),
+}
+COMP_CASES = {  # shape: the compensated rows measured there (other shapes: every row)
+    "2048,2048,2048": [R1, R16],
+    "256,4096,4096": [R1, R16, R16B, SP5, SP35],
+    "16,4096,4096": [R16B],
+}
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        dims = [int(x) for x in part.split(",")]
+        if len(dims) != 3 or min(dims) < 1:
+            raise SystemExit(f"cpu.py: a shape is M,N,K with positive sizes, got {part!r}")
+        out.append((dims[0], dims[1], dims[2]))
+    return out
+
+
+def key(m: int, n: int, k: int) -> str:
+    return f"{m},{n},{k}"
+
+
+def failure(exc: BaseException) -> str:
+    """The first line of an exception, for a row that could not be measured."""
+    line = (str(exc).strip().splitlines() or [""])[0]
+    kind = "" if isinstance(exc, lrqc.LrqcError) else f"{type(exc).__name__}: "
+    return f"not compiled: {kind}{line}"[:110]
+
+
+def med(ts: list[float]) -> float | None:
+    return float(np.median(ts)) if ts else None
+
+
+# ---- 1. the machine --------------------------------------------------------------------------
+
+def print_machine(info: dict) -> None:
+    cores = (f"{info['cores_per_socket'] * info.get('sockets', 1)} cores, "
+             f"{info.get('threads_per_core', 1)} thread(s) per core"
+             if "cores_per_socket" in info else "cores unknown")
+    print(f"CPU: {info['model']}; {info['cpus']} CPUs ({cores})")
+    print("instruction sets: " + ", ".join(f"{f} {'yes' if v else 'no'}"
+                                           for f, v in info["isa"].items()))
+    blas = "; ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, "
+                     f"{b['num_threads']} threads)" for b in info["blas"]) or "unknown"
+    print(f"numpy {info['numpy']}, BLAS: {blas}")
+    if info["blas_env_dropped"]:
+        print("  taken out of the environment before numpy loaded: " +
+              ", ".join(f"{k}={v}" for k, v in info["blas_env_dropped"].items()))
+    if info["blas_env_kept"]:
+        print("  numpy was loaded before bench/common.py, so these still apply: " +
+              ", ".join(f"{k}={v}" for k, v in info["blas_env_kept"].items()))
+    t = info["torch"]
+    print(f"torch {t['version']}, {t['threads']} threads, quantized engine {t['quantized_engine']}"
+          if t else common.TORCH_MISSING)
+    print(f"lrqc {info['lrqc']}")
+
+
+def print_peaks(peaks: dict[str, float | str], runs: int) -> None:
+    print(f"\npeaks, all threads (bench/peak.c, no memory traffic, medians of {runs} runs):")
+    for mode, v in peaks.items():
+        _, what, unit = common.PEAK_MODES[mode]
+        val = f"{v:8.0f} {unit:<6}" if isinstance(v, float) else f"{'n/a':>8} {'':<6}"
+        print(f"  {mode:<12}{val}  {what}" + ("" if isinstance(v, float) else f": {v}"))
+
+
+# ---- 2. GEMMs next to numpy and torch --------------------------------------------------------
+
+def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
+    shape = key(m, n, k)
+    common.log(f"gemm {shape}:")
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    calls: dict = {NUMPY: partial(np.matmul, A, B)}
+    notes: dict[str, str] = {}
+    roofs: dict[str, str | None] = {NUMPY: "fma", TORCH_DQ: common.torch_roof(flags)}
+    for name, fn in common.torch_calls(A, B).items():
+        if isinstance(fn, str):
+            notes[name] = fn
+        else:
+            calls[name] = fn
+    rules: dict[str, str] = {}
+    for name, s in gemm_schemes().items():
+        try:
+            kernel, build = common.compile_kernel(s, m, n, k, name)
+        except Exception as exc:  # a refusal (LrqcError) or a compiler failure: the row says so
+            notes[name] = failure(exc)
+            continue
+        calls[name] = partial(kernel, A, kernel.pack(B))
+        roofs[name], _ = common.roof_mode(kernel, flags)
+        rules[name] = kernel.rule
+        notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
+    common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
+    errors: dict[str, str] = {}
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors)
+    notes.update(errors)
+    t_np, t_dq = med(times.get(NUMPY, [])), med(times.get(TORCH_DQ, []))
+    rows = []
+    for name in [NUMPY, TORCH_DQ, INT_MM, W8A8, W4A8, VSQ]:
+        t = med(times.get(name, []))
+        roof = roofs.get(name)
+        peak = peaks.get(roof) if roof else None
+        gops = 2.0 * m * n * k / t / 1e9 if t else None
+        note = notes.get(name, "")
+        if t and len(times[name]) < args.rounds:
+            note = "; ".join(filter(None, [note, f"{len(times[name])} timed call(s): slow"]))
+        rows.append({
+            "shape": shape, "method": name, "ms": t * 1e3 if t else None, "gops": gops,
+            "vs_numpy": t_np / t if t and t_np else None,
+            "vs_torch_dq": t_dq / t if t and t_dq else None,
+            "vs_peak": gops / peak if gops and isinstance(peak, float) else None,
+            "roof": roof, "rule": rules.get(name), "calls": len(times.get(name, [])),
+            "note": note})
+    return rows
+
+
+def fmt(v, spec: str, width: int, suffix: str = "") -> str:
+    return f"{format(v, spec) + suffix:>{width}}" if v is not None else f"{'n/a':>{width}}"
+
+
+def print_gemm_head() -> None:
+    head = (f"{'shape':<16}{'method':<28}{'ms':>10}{'GOPS':>8}{'/numpy':>8}{'/torch_dq':>10}"
+            f"{'/peak':>7}  {'roof':<12}note")
+    print("\n" + head)
+    print("-" * len(head))
+
+
+def print_gemm_rows(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"{r['shape']:<16}{r['method']:<28}{fmt(r['ms'], '.3f', 10)}"
+              f"{fmt(r['gops'], '.1f', 8)}{fmt(r['vs_numpy'], '.2f', 8, 'x')}"
+              f"{fmt(r['vs_torch_dq'], '.2f', 10, 'x')}{fmt(r['vs_peak'], '.2f', 7)}"
+              f"  {r['roof'] or '-':<12}{r['note']}")
+    print(flush=True)
+
+
+# ---- 3. compensation overhead ----------------------------------------------------------------
+
+def comp_shape(m, n, k, args) -> list[dict]:
+    shape = key(m, n, k)
+    common.log(f"compensation {shape}:")
+    names = COMP_CASES.get(shape, [c for c, (_, d) in COMP.items() if d])
+    names = [d for d in dict.fromkeys(COMP[c][1] for c in names)] + names  # directs first
+    rng = np.random.default_rng(0)
+    A = rng.random((m, k)).astype(np.float32)
+    B = rng.random((k, n)).astype(np.float32)
+    ref = A.astype(np.float64) @ B.astype(np.float64)
+    calls: dict = {NUMPY: partial(np.matmul, A, B)}
+    kernels, notes = {}, {}
+    for name in names:
+        try:
+            kernel, build = common.compile_kernel(common.scheme(COMP[name][0]), m, n, k, name)
+        except Exception as exc:  # e.g. A's rank above M (LrqcError)
+            notes[name] = failure(exc)
+            continue
+        kernels[name] = kernel
+        calls[name] = partial(kernel, A, kernel.pack(B))
+        notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
+    common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap)
+    rows = []
+    for name in [NUMPY] + names:
+        ts = times.get(name, [])
+        direct = COMP[name][1] if name in COMP else None
+        ratio = None
+        if ts and direct and times.get(direct):
+            ratio = float(np.median([c / d for c, d in zip(ts, times[direct], strict=False)]))
+        err, note = None, notes.get(name, "")
+        if ts:
+            C = calls[name]()
+            err = common.rel(C, ref)
+            extra = "; ".join(short_note(n) for n in getattr(kernels.get(name), "last_notes", []))
+            note = "; ".join(filter(None, [note, extra]))
+        rows.append({"shape": shape, "method": name if name == NUMPY else f"lrqc {name}",
+                     "case": name, "direct": direct, "ms": med(ts) * 1e3 if ts else None,
+                     "rel_error": err, "vs_direct": ratio, "note": note})
+    return rows
+
+
+def short_note(note: str) -> str:
+    """'sparse: B density 0.050 <= max_density 0.5: sparse B used' -> 'B density 0.050: sparse
+    B used' (the kernel's notes of its last call)."""
+    m = re.match(r"sparse: (\w+ density [0-9.]+)[^:]*: (.*)", note)
+    return f"{m.group(1)}: {m.group(2)}" if m else note
+
+
+def print_comp_head() -> None:
+    head = (f"{'shape':<16}{'method':<38}{'ms':>10}{'rel. error':>11}{'vs direct':>11}  note")
+    print("\n" + head)
+    print("-" * len(head))
+
+
+def print_comp_rows(rows: list[dict]) -> None:
+    for r in rows:
+        print(f"{r['shape']:<16}{r['method']:<38}{fmt(r['ms'], '.3f', 10)}"
+              f"{fmt(r['rel_error'], '.3e', 11)}"
+              f"{fmt(r['vs_direct'], '.3f', 11, 'x') if r['direct'] else '':>11}  {r['note']}")
+    print(flush=True)
+
+
+# ---- 4. targets ------------------------------------------------------------------------------
+
+def targets(gemm: list[dict], comp: list[dict], peaks: dict,
+            flags: set[str]) -> tuple[list[dict], int]:
+    """([{target, value, goal, at_least, met (None: n/a), why}], how many targets of a fixed
+    shape were not measured because their shape or section did not run). The gemm targets
+    "at every shape" apply to each shape the gemm section ran."""
+    g = {(r["shape"], r["method"]): r for r in gemm}
+    c = {(r["shape"], r["case"]): r for r in comp}
+    shapes = list(dict.fromkeys(r["shape"] for r in gemm))
+    out: list[dict] = []
+    skipped = 0
+
+    def add(what, value, why, goal, at_least=True):
+        met = None if value is None else (value >= goal if at_least else value <= goal)
+        out.append({"target": what, "value": value, "goal": goal, "at_least": at_least,
+                    "met": met, "why": why})
+
+    def gemm_ratio(shape, method, col):
+        r = g.get((shape, method))
+        if r is None or r[col] is None:
+            peer = {"vs_numpy": NUMPY, "vs_torch_dq": TORCH_DQ}[col]
+            why = (r["note"] if r and r["ms"] is None else
+                   g.get((shape, peer), {}).get("note") or "not measured")
+            return None, why
+        return r[col], ""
+
+    for shape in shapes:
+        add(f"w8a8 per_channel / torch dynamic-quant Linear at {shape}",
+            *gemm_ratio(shape, W8A8, "vs_torch_dq"), goal=1.2)
+        add(f"w4a8 per_channel / numpy float32 at {shape}", *gemm_ratio(shape, W4A8, "vs_numpy"),
+            goal=1.6 if shape == "2048,2048,2048" else 1.3)
+        add(f"VS-Quant w4a4 / numpy float32 at {shape}", *gemm_ratio(shape, VSQ, "vs_numpy"),
+            goal=1.0)
+    skipped += sum(s not in shapes for s in ("2048,2048,2048", "256,1024,1024"))  # fixed shapes
+    comp_goals = [(R1, "2048,2048,2048", 1.05), (R1, "256,4096,4096", 1.05),
+                  (R16, "2048,2048,2048", 1.15), (R16, "256,4096,4096", 1.20),
+                  (R16B, "16,4096,4096", 1.05), (R16B, "256,4096,4096", 1.05),
+                  (SP5, "256,4096,4096", 1.3)]
+    for case, shape, goal in comp_goals:
+        r = c.get((shape, case))
+        if r is None:
+            skipped += 1
+            continue
+        add(f"{case} / direct at {shape}", r["vs_direct"],
+            r["note"] if r["vs_direct"] is None else "", goal, at_least=False)
+    what = "w8a8 per_channel / the vpdpbusd peak at 2048,2048,2048"
+    if "avx512_vnni" not in flags:
+        out.append({"target": what, "value": None, "goal": 0.9, "at_least": True, "met": None,
+                    "why": "VNNI machines only: this CPU lacks avx512_vnni"})
+    elif (r := g.get(("2048,2048,2048", W8A8))) is None:
+        skipped += 1
+    else:
+        peak = peaks.get("vnni")
+        v = r["gops"] / peak if r["gops"] and isinstance(peak, float) else None
+        add(what, v, "" if v is not None else
+            "the vnni peak was not measured (add the peaks section)", 0.9)
+    return out, skipped
+
+
+def print_targets(out: list[dict], skipped: int) -> None:
+    print("targets:")
+    for t in out:
+        op = ">=" if t["at_least"] else "<="
+        value = f"{t['value']:.2f}" if t["value"] is not None else "n/a"
+        verdict = {True: "met", False: "NOT met", None: f"n/a: {t['why']}"}[t["met"]]
+        print(f"  {t['target']:<62}{value:>7}  {op} {t['goal']:<5}  {verdict}")
+    if skipped:
+        print(f"  ({skipped} more not measured: their shapes or sections were not run)")
+
+
+# ---- main ------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[6:10]))
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma separated, of {', '.join(SECTIONS)} (default: all)")
+    ap.add_argument("--shapes", default=GEMM_SHAPES, help="the gemm section's M,N,K;M,N,K;...")
+    ap.add_argument("--comp-shapes", default=";".join(COMP_CASES),
+                    help="the compensation section's shapes (a shape of its own list measures "
+                         "its cases; any other shape every case)")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 rounds, 3 peak runs of half the iterations")
+    ap.add_argument("--rounds", type=int, help="timed rounds per shape (default 7; --quick 3)")
+    ap.add_argument("--peak-runs", type=int, help="runs of each peak (default 5; --quick 3)")
+    ap.add_argument("--peak-iters", type=int, help="iterations of a peak run (default 1e8)")
+    ap.add_argument("--gap", type=float, default=0.15,
+                    help="seconds of pause before each timed call (default 0.15)")
+    ap.add_argument("--slow", type=float, default=1.0,
+                    help="a warm-up call slower than this many seconds is the measurement")
+    ap.add_argument("--json", metavar="PATH", help="also write every number here")
+    args = ap.parse_args(argv)
+    args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    bad = [s for s in args.sections if s not in SECTIONS]
+    if bad:
+        ap.error(f"--sections: unknown {', '.join(bad)} (of {', '.join(SECTIONS)})")
+    args.rounds = args.rounds or (3 if args.quick else 7)
+    args.peak_runs = args.peak_runs or (3 if args.quick else 5)
+    args.peak_iters = args.peak_iters or (50_000_000 if args.quick else 100_000_000)
+    if args.rounds < 1 or args.peak_runs < 1 or args.peak_iters < 1:
+        ap.error("--rounds, --peak-runs and --peak-iters must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    flags = common.cpu_flags()
+    info = common.machine()
+    print_machine(info)
+    peaks: dict[str, float | str] = {}
+    if "peaks" in args.sections:
+        common.log("peaks: bench/peak.c ...")
+        peaks = common.measure_peaks(runs=args.peak_runs, iters=args.peak_iters)
+        print_peaks(peaks, args.peak_runs)
+    print(f"\ntiming: medians of {args.rounds} interleaved rounds after a warm-up; "
+          f"{args.gap:g} s pause before each call" +
+          ("" if peaks or "gemm" not in args.sections else
+           "; /peak: n/a (the peaks section did not run)"), flush=True)
+    gemm: list[dict] = []
+    if "gemm" in args.sections:
+        print_gemm_head()
+        for m, n, k in parse_shapes(args.shapes):
+            rows = gemm_shape(m, n, k, args, peaks, flags)
+            print_gemm_rows(rows)
+            gemm += rows
+    comp: list[dict] = []
+    if "compensation" in args.sections:
+        print_comp_head()
+        for m, n, k in parse_shapes(args.comp_shapes):
+            rows = comp_shape(m, n, k, args)
+            print_comp_rows(rows)
+            comp += rows
+    out, skipped = targets(gemm, comp, peaks, flags)
+    print_targets(out, skipped)
+    print(f"\n(whole run: {time.perf_counter() - t_start:.0f} s)")
+    if args.json:
+        record = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:]
+                  if argv is None else list(argv), "machine": info,
+                  "peaks": {m: {"value": v if isinstance(v, float) else None,
+                                "unit": common.PEAK_MODES[m][2],
+                                "what": common.PEAK_MODES[m][1],
+                                "note": "" if isinstance(v, float) else v}
+                            for m, v in peaks.items()},
+                  "rounds": args.rounds, "gemm": gemm, "compensation": comp,
+                  "targets": out}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"numbers written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""bench/cpu.py keeps running: its smallest paths in-process (tiny shapes, one round, short
+peak runs), every section, the JSON record, and the torch-less install. Speed is not checked
+here (docs/performance.md records measurements)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TINY = ["--shapes", "64,64,64", "--rounds", "1", "--gap", "0"]
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """bench/cpu.py as a module (it puts bench/ on sys.path for bench/common.py: undone after)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    spec = importlib.util.spec_from_file_location("lrqc_bench_cpu", ROOT / "bench" / "cpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
+    out_json = tmp_path / "run.json"
+    assert cpu.main([*TINY, "--comp-shapes", "32,64,64", "--peak-runs", "1",
+                     "--peak-iters", "100000", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    for text in ("instruction sets: avx2", "peaks, all threads", "numpy float32",
+                 "torch dynamic-quant Linear", "lrqc w8a8 per_channel", "lrqc w4a8 per_channel",
+                 "lrqc VS-Quant w4a4", "lrqc LRQMM rank 16, B only", "lrqc sparse 35 %",
+                 "targets:", "w8a8 per_channel / torch dynamic-quant Linear at 64,64,64"):
+        assert text in out, text
+    record = json.loads(out_json.read_text())
+    assert set(record["peaks"]) == set(cpu.common.PEAK_MODES)
+    gemm = {r["method"]: r for r in record["gemm"]}
+    assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.VSQ]
+    for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
+        assert gemm[name]["ms"] > 0 and gemm[name]["vs_numpy"] > 0, gemm[name]
+    assert gemm[cpu.W8A8]["rule"] and gemm[cpu.NUMPY]["roof"] == "fma"
+    comp = {r["case"]: r for r in record["compensation"]}
+    assert set(comp) == {cpu.NUMPY, *cpu.COMP}
+    for name, (_, direct) in cpu.COMP.items():
+        assert comp[name]["ms"] > 0 and comp[name]["rel_error"] < 0.05, comp[name]
+        assert (comp[name]["vs_direct"] > 0) if direct else comp[name]["vs_direct"] is None
+    assert comp[cpu.R16]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]  # compensation helps
+    assert all(t["met"] in (True, False, None) for t in record["targets"])
+
+
+def test_without_torch_its_rows_say_so(cpu, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert cpu.main([*TINY, "--sections", "gemm"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("torch not installed") >= 3  # the machine line and both torch rows
+    assert "lrqc w8a8 per_channel" in out
+    assert "w8a8 per_channel / torch dynamic-quant Linear at 64,64,64" in out
+
+
+def test_sections_and_shapes_are_checked(cpu):
+    with pytest.raises(SystemExit):
+        cpu.main(["--sections", "gemm,speed"])
+    with pytest.raises(SystemExit, match="M,N,K"):
+        cpu.main(["--sections", "gemm", "--shapes", "64,64"])
