@@ -17,6 +17,7 @@ from ..backend.te import gemm as te_gemm
 from ..backend.te import quantize as te_quantize
 from ..plan import names
 from ..plan.model import KernelPlan
+from ..plan.signature import w_from_codes
 
 
 def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
@@ -36,6 +37,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         }
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
+    if w_from_codes(plan):
+        funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan)
     return funcs
 
 
@@ -62,6 +65,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         tiles.row_dots_at(sch, names.LOWRANK_U, knob)
+    elif fn == names.FN_LOWRANK_W:  # rows: B's columns, each a dot product with every F_A row
+        tiles.row_dots_at(sch, names.LOWRANK_W, knob)
     else:
         rule.schedule(fn, sch, plan, knob=knob, variant=variant)
     return None

@@ -73,7 +73,8 @@ class PackedOperand:
     sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes
     lbt: np.ndarray | None = None  # LBt [r, Kq] float32: B's lowrank factor L_Bᵀ
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
-    b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term: numpy glue only
+    b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term with other=exact:
+    #   numpy glue only (other=packed: None, lowrank_w reads bp)
     sparse: tuple[SparseCodes | SparseCsr, ...] = ()  # per sparse product, in plan order
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
@@ -371,7 +372,8 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms
 def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
                   st: StaticTerms | None) -> PackedOperand:
     """out with B's lowrank factors as lbt[r, Kq] and wb[r, Np] (= F_Bᵀ), and B itself as
-    float32 (K x N) when A has a lowrank term (its epilogue needs F_Aᵀ B per call)."""
+    float32 (K x N) when A has a lowrank term that multiplies the exact B (other=exact: its
+    epilogue needs F_Aᵀ B per call); with other=packed no float copy of B is kept."""
     if p.rank_b:
         factors = _terms(p, st)[1][-1].factors
         if factors is None:
@@ -382,6 +384,6 @@ def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
         wb = np.zeros((p.rank_b, p.np_), np.float32)
         wb[:, : p.n] = Ft
         out = replace(out, lbt=lbt, wb=wb)
-    if p.rank_a:
+    if p.rank_a and not sig.w_from_codes(p):  # other=packed: lowrank_w reads the codes
         out = replace(out, b32=np.ascontiguousarray(B, dtype=np.float32))
     return out

@@ -14,6 +14,7 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] C | Af Bf [saf sbf] [Ub Wb] C
     int_acc      Aq Bp zc cs [ra zb] C
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
+    lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)"""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ AF, SAF = "Af", "saf"  # float path: A's values and (16-bit values) row scales
 SA_ALL, ZC_ALL = "sa_all", "zc_all"  # compensated quantize_a: every segment's sa and zc
 DENS = "dens"  # densities of A's thresholded copies
 UA, WA, UB, WB = "Ua", "Wa", "Ub", "Wb"  # low-rank epilogue factors (Wb is packed)
+FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF = "Bf", "sbf"
@@ -48,7 +50,14 @@ def functions(p: KernelPlan) -> tuple[str, ...]:
     """The compiled functions of plan p (in the order artifact manifests list them)."""
     fns: tuple[str, ...] = names.FLOAT_FUNCTIONS if p.float_path else names.FUNCTIONS
     return (*fns, *_given(p.rank_b, names.FN_LOWRANK_U),
+            *_given(w_from_codes(p), names.FN_LOWRANK_W),
             *(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse))))
+
+
+def w_from_codes(p: KernelPlan) -> bool:
+    """A's lowrank term multiplies B as packed (other=packed): W_A = F_Aᵀ B̂ is computed from
+    B's codes by lowrank_w (and pack keeps no float copy of B)."""
+    return p.lowrank_a is not None and p.lowrank_a.other == "packed"
 
 
 def sparse_index(fn: str) -> int | None:
@@ -109,6 +118,8 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB), *_lowrank(p), names.OUT)
     if fn == names.FN_ACC and not p.float_path:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
+    if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:
+        return (FA, BP, SB, *_given(p.b_zero, ZB), names.LOWRANK_W)
     if fn == names.FN_LOWRANK_U and p.rank_b:
         a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)
         return a + (LBT, names.LOWRANK_U)

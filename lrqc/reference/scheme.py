@@ -74,9 +74,9 @@ def _product(pa: Prepared, pb: Prepared) -> np.ndarray:
 
 
 def held(pb: Prepared) -> np.ndarray:
-    """X̂ (of operand b: B̂): the operand as a kernel holds it, the base (deq(Q(B)), the rounded float B, or LPLR's
-    L R + beta) plus the reconstruction of each of B's residual terms (L_B F_Bᵀ, deq(Q(R_B)));
-    what A's lowrank term multiplies with other=packed."""
+    """X̂ (of operand b: B̂): the operand as a kernel holds it, the base (deq(Q(B)), the rounded
+    float B, or LPLR's L R + beta) plus the reconstruction of each of its residual terms
+    (L_B F_Bᵀ, deq(Q(R_B))); what A's lowrank term multiplies with other=packed."""
     return pb.base + sum((t.approx for t in pb.terms), np.zeros_like(pb.base))
 
 

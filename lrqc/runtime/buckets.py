@@ -11,9 +11,12 @@ made once per bucket; a call only looks up the packed operand's tensors."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+
+import numpy as np
 
 from ..backend.compat import empty, tensor
 from ..plan import names
@@ -128,13 +131,27 @@ class Bucket:
         if self.comp is None:
             return
         if self.plan.rank_a:
-            b32 = packed.arrays.b32  # pack keeps B for A's lowrank term
-            if b32 is None:
-                raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
-                                "without B for A's lowrank term")
-            self.comp.a_epilogue(m, b32)
+            self.comp.a_epilogue(m, self._w_of(packed))
         if self.plan.rank_b:
             self.run(names.FN_LOWRANK_U, packed)
+
+    def _w_of(self, packed: Packed) -> Callable[[np.ndarray], np.ndarray]:
+        """F_Aᵀ -> F_Aᵀ B (r x N) for A's lowrank term: from the float32 B pack keeps
+        (other=exact), or from B's codes by lowrank_w plus B's own terms (other=packed)."""
+        comp = self.comp
+        if comp is None:
+            raise PlanError(f"kernel plan of '{self.plan.scheme.name}': no compensation buffers")
+        if sig.w_from_codes(self.plan):
+            def from_codes(ft: np.ndarray) -> np.ndarray:
+                comp.set_fa(ft)
+                self.run(names.FN_LOWRANK_W, packed)
+                return comp.held_w(ft, packed.arrays)
+            return from_codes
+        b32 = packed.arrays.b32  # pack keeps B for A's lowrank term
+        if b32 is None:
+            raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
+                            "without B for A's lowrank term")
+        return lambda ft: ft.astype(np.float32) @ b32
 
     def sparse(self, packed: Packed) -> None:
         """C += the sparse products (after the GEMM)."""

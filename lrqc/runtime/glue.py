@@ -1,14 +1,15 @@
 """Per-call work of compensated kernels between the compiled functions: A's low-rank factors
 from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
 a few float32 BLAS passes over R, QR and SVD of thin float64 matrices, exactly the steps of
-lrqc.reference.lowrank), then U and W of the epilogue, and the compensated functions' scratch
-buffers under their parameter names (lrqc.plan.signature). numpy only; TVM buffers are viewed
-through DLPack, never copied."""
+lrqc.reference.lowrank), then U and W of the epilogue (W = F_Aᵀ B from the float32 B, or with
+other=packed F_Aᵀ B̂ from lowrank_w's product with B's codes plus B's own terms), and the
+compensated functions' scratch buffers under their parameter names (lrqc.plan.signature).
+numpy only; TVM buffers are viewed through DLPack, never copied."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from ..errors import InputError
 from ..frontend.model import LowRank
 from ..plan import names
 from ..plan import signature as sig
+from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
 from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
@@ -116,6 +118,11 @@ class CompBuffers:
                 self.T = empty((p.mp, w), "float32")
             self.Ua = empty((p.mp, p.rank_a), "float32")
             self.Wa = empty((p.rank_a, p.np_), "float32")
+        self.Fa: Tensor | None = None  # other=packed: F_Aᵀ, and lowrank_w's W_Aᵀ from the codes
+        self.WaT: Tensor | None = None
+        if sig.w_from_codes(p):
+            self.Fa = empty((p.rank_a, p.kq), "float32")
+            self.WaT = empty((p.np_, p.rank_a), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
     def buffers(self) -> dict[str, Tensor]:
@@ -123,7 +130,8 @@ class CompBuffers:
         U and W of A's term and U of B's, lowrank_u's output): those the plan has."""
         out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
                names.RESID: self.R, names.SKETCH: self.T, sig.UA: self.Ua, sig.WA: self.Wa,
-               sig.UB: self.Ub, names.LOWRANK_U: self.Ub}
+               sig.UB: self.Ub, names.LOWRANK_U: self.Ub, sig.FA: self.Fa,
+               names.LOWRANK_W: self.WaT}
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -147,8 +155,9 @@ class CompBuffers:
         return [density_note("A", float(d[j]), sp.term.max_density)
                 for j, sp in enumerate(self.a_copies)]
 
-    def a_epilogue(self, m: int, b32: np.ndarray) -> None:
-        """Ua = L_A, Wa = F_Aᵀ B for a call with m rows (b32: B as float32, K x N)."""
+    def a_epilogue(self, m: int, w_of: Callable[[np.ndarray], np.ndarray]) -> None:
+        """Ua = L_A, Wa = F_Aᵀ B (or B̂) for a call with m rows; w_of(Ft) gives F_Aᵀ B (r x N)
+        from F_Aᵀ (r x K): the float32 B's product (other=exact), or held_w's (other=packed)."""
         p, t = self.p, self.p.lowrank_a
         if t is None:
             raise TypeError(f"plan of '{p.scheme.name}': A has no lowrank term")
@@ -167,9 +176,51 @@ class CompBuffers:
             ua[m:] = 0.0
             store(self.Ua, ua)
             wa = writable(self.Wa)
-            wa[:, : p.n] = Ft.astype(F32) @ b32
+            wa[:, : p.n] = w_of(Ft)
             wa[:, p.n:] = 0.0
             store(self.Wa, wa)
+
+
+    def set_fa(self, Ft: np.ndarray) -> None:
+        """Fa = F_Aᵀ (r x K), zero padded to Kq: lowrank_w's input (other=packed)."""
+        if self.Fa is None:
+            raise TypeError(f"plan of '{self.p.scheme.name}': A's lowrank term multiplies the "
+                            "exact B (other=exact): no lowrank_w")
+        fa = writable(self.Fa)
+        fa[:, : self.p.k] = Ft
+        fa[:, self.p.k:] = 0.0
+        store(self.Fa, fa)
+
+    def held_w(self, Ft: np.ndarray, arrays: PackedOperand) -> np.ndarray:
+        """F_Aᵀ B̂ (r x N) after lowrank_w ran on set_fa's Fa: its product with B's codes (the
+        base and dense segments) plus B's lowrank term, (F_Aᵀ L_B) F_Bᵀ, and B's sparse terms,
+        F_Aᵀ deq(Q(R_B)), from their codes a block of columns at a time."""
+        p = self.p
+        if self.WaT is None:
+            raise TypeError(f"plan of '{p.scheme.name}': no lowrank_w output")
+        w = np.array(view(self.WaT)[: p.n].T, dtype=F32)
+        ft = Ft.astype(F32)
+        if p.rank_b and arrays.lbt is not None and arrays.wb is not None:
+            w += (ft @ arrays.lbt[:, : p.k].T) @ arrays.wb[:, : p.n]
+        for sp, codes in zip(p.sparse, arrays.sparse, strict=True):
+            if sp.side == "a" and isinstance(codes, SparseCodes):
+                w += sparse_w(ft, codes, p.vector, p.n)
+        return w
+
+
+def sparse_w(ft: np.ndarray, codes: SparseCodes, vector: int, n: int,
+             block: int = 256) -> np.ndarray:
+    """F_Aᵀ deq(Q(R_B)) (r x n) of one of B's sparse terms from its codes d[Kq, Np] and scales
+    s[G, Np] (groups of `vector` along K), `block` columns at a time: no float copy of the
+    whole term. ft: F_Aᵀ (r x K), K <= Kq."""
+    r, k = ft.shape
+    g = codes.s.shape[0]
+    out = np.empty((r, n), F32)
+    for c0 in range(0, n, block):
+        c1 = min(n, c0 + block)
+        d = codes.d[:, c0:c1].astype(F32).reshape(g, vector, c1 - c0) * codes.s[:, None, c0:c1]
+        out[:, c0:c1] = ft @ d.reshape(g * vector, c1 - c0)[:k]
+    return out
 
 
 def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None

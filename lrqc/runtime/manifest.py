@@ -170,6 +170,8 @@ def product_text(kernel: Kernel | ChainKernel) -> str:
               for sp in p.sparse]
     extra += [f"rank-{r} epilogue of {side}'s lowrank term" for side, r in
               (("A", p.rank_a), ("B", p.rank_b)) if r]
+    if signature.w_from_codes(p):
+        extra.append("A's term times B as packed (W from B's codes, no float copy of B)")
     return "integer GEMM" + (" + " + ", ".join(extra) if extra else "")
 
 

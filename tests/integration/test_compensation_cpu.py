@@ -282,3 +282,57 @@ def test_artifacts_of_compensated_and_chained_kernels(tmp_path, file, name, dims
     A, B = rng.random((16, int(d["K"]))), rng.random((int(d["K"]), int(d["N"])))
     ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
     assert rel_error(kernel.run(A, B), ref) < TOL
+
+
+# A's lowrank term with other=packed: F_Aᵀ B̂ from B's codes (and B's own terms), B̂ = B as the
+# kernel holds it; the reference computes the same form in float64. apart: whether B - B̂ is
+# coarse enough for the exact form's result to lie far outside the kernel's rounding
+PACKED_CASES = {
+    "int8 per_channel": ("int8 per_channel", "int8 per_channel", True),
+    "int4 per_channel, B's lowrank": ("int8 per_channel", "int4 per_channel + lowrank(rank=2)",
+                                      True),
+    "int8 per_vector, B's lowrank": ("int8 per_vector(32)",
+                                     "int8 per_vector(32) + lowrank(rank=3, method=svd)", False),
+    "int4 per_vector, zero points": ("int8 per_vector(16)",
+                                     "uint4 per_vector(16) calibrate=minmax", True),
+    "dense terms on both": ("int8 per_channel + dense(int8 per_tensor)",
+                            "int4 per_vector(32) + dense(int8 per_tensor) + lowrank(rank=2)",
+                            False),
+    "B's sparse term": ("int8 per_channel", "int8 per_channel + sparse(threshold=0.3)", False),
+}
+
+
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_lowrank_times_packed_weights_matches_reference_across_buckets(case):
+    a, b, apart = PACKED_CASES[case]
+    s = scheme(f"{a} + lowrank(rank=4, other=packed)", b)
+    exact = scheme(f"{a} + lowrank(rank=4)", b)
+    rng = np.random.default_rng(3)
+    kernel = lrqc.compile(s, M="4..21", N=40, K=100)
+    assert len(kernel.plans) > 1
+    B = rng.standard_normal((100, 40))
+    packed = kernel.pack(B)
+    assert packed.arrays.b32 is None  # no float copy of B: F_Aᵀ B̂ comes from its codes
+    for m in (4, 6, 21):
+        A = rng.standard_normal((m, 100)).astype(np.float32)
+        C = kernel(A, packed)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(C, ref) < TOL, (m, rel_error(C, ref))
+        if apart:  # the exact form differs by R_A (B - B̂), far above the kernel's rounding
+            assert rel_error(matmul(exact, A.astype(np.float64), B), ref) > 10 * TOL
+
+
+def test_lowrank_times_packed_weights_in_an_artifact(tmp_path):
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
+
+    s = scheme("int8 per_channel + lowrank(rank=2, other=packed)",
+               "int4 per_channel + lowrank(rank=2)")
+    man = build_artifact(s, "8..16", 48, 64, tmp_path / "k")
+    assert any(fn.startswith("lowrank_w_m") for fn in man["functions"])
+    assert "B's codes" in man["product"]
+    kernel = load_kernel(tmp_path / "k")
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((12, 64)), rng.standard_normal((64, 48))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < TOL

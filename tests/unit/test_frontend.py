@@ -48,6 +48,23 @@ def test_unparse_round_trips(all_examples, name):
     assert lrqc.parse_schemes(unparse(s))[name] == s
 
 
+def test_lowrank_other_parses_defaults_and_round_trips():
+    exact = lrqc.parse_schemes(_wrap("int8 + lowrank(rank=2)", "int4 + lowrank(rank=2)"))["s"]
+    packed = lrqc.parse_schemes(_wrap("int8 + lowrank(rank=2, other=packed)",
+                                      "int4 + lowrank(rank=2)"))["s"]
+    assert exact.a.residuals[0].other == "exact" and exact.b.residuals[0].other == "exact"
+    assert packed.a.residuals[0] == LowRank(rank=2, other="packed")
+    assert packed != exact
+    for s in (exact, packed):
+        assert lrqc.parse_schemes(unparse(s))["s"] == s
+    # the default is not written: canonical texts of schemes without the option are unchanged
+    assert "other=" not in unparse(exact)
+    assert "seed=0, other=packed)" in unparse(packed).splitlines()[1]
+    explicit = lrqc.parse_schemes(_wrap("int8 + lowrank(rank=2, other=exact)",
+                                        "int4 + lowrank(rank=2)"))["s"]
+    assert explicit == exact and unparse(explicit) == unparse(exact)
+
+
 def test_file_order_is_kept():
     text = "scheme z { a: int8\n b: int8 }\nscheme a { a: int4\n b: int4 }\n"
     assert list(lrqc.parse_schemes(text)) == ["z", "a"]
@@ -87,6 +104,13 @@ BAD = [
     (_wrap("int8 per_tensor per_channel"), 2, "per_channel", r"granularity given twice", None),
     (_wrap("int8 round=floor round=trunc"), 2, "round=trunc", r"duplicate option 'round='", None),
     (_wrap("int8 + lowrank(rank=1, rank=2)"), 2, "rank=2", r"duplicate parameter 'rank'", None),
+    (_wrap("int8 + lowrank(other=pack)"), 2, "pack)", r"unknown other 'pack'; expected one of "
+     r"exact, packed", "packed"),
+    (_wrap("int8 + lowrank(other=2)"), 2, "2)", r"other must be one of exact, packed", None),
+    (_wrap("int8", "int8 + lowrank(rank=2, other=packed)"), 3, "other=",
+     r"other= applies to a's lowrank term", None),
+    (_wrap("int8", "int8 + lowrank(other=exact)"), 3, "other=",
+     r"other= applies to a's lowrank term", None),
     (_wrap("int8", "lplr(rank=8, left=int12)"), 3, "int12", r"bit width 12", None),
     (_wrap("lplr(rank=8)"), 2, "lplr", r"not static", None),
     (_wrap("int8", "lplr(left=int4)"), 3, "lplr", r"needs rank=", None),
