@@ -55,7 +55,9 @@ def print_plan(plan: KernelPlan) -> str:
         lines.append(f"  sparse      {who} term {sp.n}: {quant_text(sp.q)}, product after the "
                      "GEMM")
     if p.lowrank_a is not None:
-        lines.append(f"  lowrank a   rank {p.rank_a} ({p.lowrank_a.method}): epilogue L_A (F_Aᵀ B)")
+        w = ("F_Aᵀ B̂); other=packed: B̂ from B's codes and terms, no float copy of B"
+             if p.lowrank_a.other == "packed" else "F_Aᵀ B)")
+        lines.append(f"  lowrank a   rank {p.rank_a} ({p.lowrank_a.method}): epilogue L_A ({w}")
     if p.lowrank_b is not None:
         lines.append(f"  lowrank b   rank {p.rank_b} ({p.lowrank_b.method}): epilogue (A' L_B) "
                      "F_Bᵀ")

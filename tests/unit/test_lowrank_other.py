@@ -14,6 +14,7 @@ from lrqc.passes import run_passes
 from lrqc.plan import layout, names
 from lrqc.plan import signature as sig
 from lrqc.plan.lower import lower_program
+from lrqc.plan.printer import print_plan
 from lrqc.reference import matmul
 from lrqc.reference.interp import interpret
 from lrqc.reference.lowrank import factorize
@@ -148,6 +149,8 @@ def test_packed_plans_compile_lowrank_w(b, want):
     assert names.FN_LOWRANK_W in sig.functions(p)
     assert sig.params(p, names.FN_LOWRANK_W) == want
     assert {"Ua", "Wa"} <= set(sig.params(p, names.FN_GEMM))  # the epilogue is unchanged
+    assert "other=packed: B̂ from B's codes" in print_plan(p)
+    assert "epilogue L_A (F_Aᵀ B)" in print_plan(plan_of(exact))
 
 
 @pytest.mark.parametrize("b", ["int8 per_channel", "int4 per_vector(32) + lowrank(rank=2)",
