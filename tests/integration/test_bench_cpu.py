@@ -42,13 +42,13 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     gemm = {r["method"]: r for r in record["gemm"]}
     assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.VSQ]
     for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
-        assert gemm[name]["ms"] > 0 and gemm[name]["vs_numpy"] > 0, gemm[name]
+        assert (gemm[name]["ms"] or 0) > 0 and (gemm[name]["vs_numpy"] or 0) > 0, gemm[name]
     assert gemm[cpu.W8A8]["rule"] and gemm[cpu.NUMPY]["roof"] == "fma"
     comp = {r["case"]: r for r in record["compensation"]}
     assert set(comp) == {cpu.NUMPY, *cpu.COMP}
     for name, (_, direct) in cpu.COMP.items():
-        assert comp[name]["ms"] > 0 and comp[name]["rel_error"] < 0.05, comp[name]
-        assert (comp[name]["vs_direct"] > 0) if direct else comp[name]["vs_direct"] is None
+        assert (comp[name]["ms"] or 0) > 0 and comp[name]["rel_error"] < 0.05, comp[name]
+        assert ((comp[name]["vs_direct"] or 0) > 0) if direct else comp[name]["vs_direct"] is None
     assert comp[cpu.R16]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]  # compensation helps
     assert all(t["met"] in (True, False, None) for t in record["targets"])
 
