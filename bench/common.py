@@ -240,42 +240,46 @@ def median_time(fn, repeat: int, budget_s: float) -> float:
 
 
 def interleaved(calls: dict[str, Callable[[], object]], rounds: int, slow_s: float = 1.0,
-                gap_s: float = 0.0, errors: dict[str, str] | None = None
-                ) -> dict[str, list[float]]:
-    """{name: seconds of each timed call}. Every callable is warmed up first (twice when a call
-    is short); one whose warm-up took over slow_s is measured by that call alone and left out
-    of the rounds (torch._int_mm on CPU); one whose warm-up raised an exception is left out,
-    its first line in errors[name] (torch refuses some shapes with RuntimeErrors). Then
-    `rounds` rounds each time every other callable once, in turn, so a slow phase of a shared
-    machine hits all of them alike; the order rotates by one each round, so no callable always
-    runs right after the same other one (BLAS and OpenMP threads that spin after a call slow
-    what runs next). gap_s: a pause before each timed call."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    live = []
-    for name, fn in calls.items():
+                gap_s: float = 0.0, errors: dict[str, str] | None = None,
+                first: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """{name: seconds of each timed call}. Every callable is called twice first (warm-up), the
+    seconds of its first call in first[name] (a one-time cost). One whose second call took over
+    slow_s and over 10x the median second call is measured by that call alone and left out of
+    the rounds (torch._int_mm on CPU, 50-100x slower than the rest). One whose first call raised
+    an exception is left out, its first line in errors[name] (torch refuses some shapes with
+    RuntimeErrors). Then `rounds` rounds each time every other callable once, in turn, so a
+    slow phase of a shared machine hits all of them alike; the order rotates by one each
+    round, so no callable always runs right after the same other one (BLAS and OpenMP threads
+    that spin after a call slow what runs next). gap_s: a pause before each timed call."""
+
+    def timed(fn) -> float:
         t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
+
+    first = {} if first is None else first
+    for name, fn in calls.items():
         try:
-            fn()
+            first[name] = timed(fn)
         except Exception as exc:
             if errors is None:
                 raise
             errors[name] = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:80]
-            continue
-        t = time.perf_counter() - t0
-        if t > slow_s:
+    second = {name: timed(calls[name]) for name in calls if name in first}
+    typical = float(np.median(list(second.values()))) if second else 0.0
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    live = []
+    for name, t in second.items():
+        if t > slow_s and t > 10 * typical:
             times[name].append(t)
-            continue
-        if t < 0.05:
-            fn()
-        live.append(name)
+        else:
+            live.append(name)
     for r in range(rounds):
         shift = r % len(live) if live else 0
         for name in live[shift:] + live[:shift]:
             if gap_s:
                 time.sleep(gap_s)
-            t0 = time.perf_counter()
-            calls[name]()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(timed(calls[name]))
     return times
 
 

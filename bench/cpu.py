@@ -4,18 +4,19 @@ torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time tha
 compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
 base, then the targets, each met or NOT met.
 
-    python bench/cpu.py                         # every section (about 10 minutes on 2 cores)
+    python bench/cpu.py                         # every section (minutes on 2 cores)
     python bench/cpu.py --quick                 # fewer rounds and peak runs
     python bench/cpu.py --sections gemm --shapes "16,4096,4096;2048,2048,2048"
     python bench/cpu.py --json run.json         # every number too, for later comparison
 
-Timing: medians of interleaved rounds. Each callable is warmed up; then every round times each
-contender of a shape once, in turn (the order rotating by one per round, with a pause of --gap
-seconds before each call: numpy's OpenBLAS threads spin for about 0.1 s after a call and slow
-whatever runs next), so a slow phase of a shared machine hits every contender of the round.
-A contender whose warm-up took over --slow seconds (torch._int_mm on CPU) is timed by that
-call alone. lrqc kernels are timed as a user calls them: kernel(A, packed) on float32 A, B
-packed once ahead (the copy and quantization of A, the GEMM and its epilogue).
+Timing: medians of interleaved rounds. Each callable is called twice to warm up (a first call
+much slower than the median is noted: a one-time cost); one whose second call took over --slow
+seconds and 10x the others' (torch._int_mm on CPU) is timed by that call alone. Then every
+round times each other contender of a shape once, in turn (the order rotating by one per
+round, with a pause of --gap seconds before each call: numpy's OpenBLAS threads spin for about
+0.1 s after a call and slow whatever runs next), so a slow phase of a shared machine hits every
+contender of the round. lrqc kernels are timed as a user calls them: kernel(A, packed) on
+float32 A, B packed once ahead (the copy and quantization of A, the GEMM and its epilogue).
 
 Columns: GOPS = 2MNK / time; /numpy and /torch_dq: the peer's time over the row's (above 1:
 faster than the peer); /peak: the row's GOPS over the roof (a bench/peak.c mode, all threads, no
@@ -100,6 +101,18 @@ def failure(exc: BaseException) -> str:
     return f"not compiled: {kind}{line}"[:110]
 
 
+def call_note(t: float | None, calls: int, first: float | None, rounds: int) -> str:
+    """What the note column says about the calls: a contender measured by one call (slow), or
+    a first call far slower than the median (a one-time cost the user pays once)."""
+    if t is None:
+        return ""
+    if calls < rounds:
+        return f"{calls} timed call (slow)"
+    if first and first > max(0.1, 5 * t):
+        return f"first call {first:.2f} s"
+    return ""
+
+
 def med(ts: list[float]) -> float | None:
     return float(np.median(ts)) if ts else None
 
@@ -165,7 +178,8 @@ def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
         notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
     errors: dict[str, str] = {}
-    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors)
+    first: dict[str, float] = {}
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors, first)
     notes.update(errors)
     t_np, t_dq = med(times.get(NUMPY, [])), med(times.get(TORCH_DQ, []))
     rows = []
@@ -175,15 +189,15 @@ def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
         peak = peaks.get(roof) if roof else None
         gops = 2.0 * m * n * k / t / 1e9 if t else None
         note = notes.get(name, "")
-        if t and len(times[name]) < args.rounds:
-            note = "; ".join(filter(None, [note, f"{len(times[name])} timed call(s): slow"]))
+        note = "; ".join(filter(None, [note, call_note(t, len(times.get(name, [])),
+                                                       first.get(name), args.rounds)]))
         rows.append({
             "shape": shape, "method": name, "ms": t * 1e3 if t else None, "gops": gops,
             "vs_numpy": t_np / t if t and t_np else None,
             "vs_torch_dq": t_dq / t if t and t_dq else None,
             "vs_peak": gops / peak if gops and isinstance(peak, float) else None,
             "roof": roof, "rule": rules.get(name), "calls": len(times.get(name, [])),
-            "note": note})
+            "first_call_ms": first[name] * 1e3 if name in first else None, "note": note})
     return rows
 
 
@@ -230,7 +244,8 @@ def comp_shape(m, n, k, args) -> list[dict]:
         calls[name] = partial(kernel, A, kernel.pack(B))
         notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
-    times = common.interleaved(calls, args.rounds, args.slow, args.gap)
+    first: dict[str, float] = {}
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, first=first)
     rows = []
     for name in [NUMPY] + names:
         ts = times.get(name, [])
@@ -243,10 +258,13 @@ def comp_shape(m, n, k, args) -> list[dict]:
             C = calls[name]()
             err = common.rel(C, ref)
             extra = "; ".join(short_note(n) for n in getattr(kernels.get(name), "last_notes", []))
-            note = "; ".join(filter(None, [note, extra]))
+            note = "; ".join(filter(None, [note, call_note(med(ts), len(ts), first.get(name),
+                                                           args.rounds), extra]))
         rows.append({"shape": shape, "method": name if name == NUMPY else f"lrqc {name}",
                      "case": name, "direct": direct, "ms": med(ts) * 1e3 if ts else None,
-                     "rel_error": err, "vs_direct": ratio, "note": note})
+                     "rel_error": err, "vs_direct": ratio, "calls": len(ts),
+                     "first_call_ms": first[name] * 1e3 if name in first else None,
+                     "note": note})
     return rows
 
 
@@ -362,7 +380,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--gap", type=float, default=0.15,
                     help="seconds of pause before each timed call (default 0.15)")
     ap.add_argument("--slow", type=float, default=1.0,
-                    help="a warm-up call slower than this many seconds is the measurement")
+                    help="a contender whose second warm-up call takes over this many seconds and "
+                         "10x the others' is measured by that call alone (default 1)")
     ap.add_argument("--json", metavar="PATH", help="also write every number here")
     args = ap.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
