@@ -65,8 +65,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         tiles.row_dots_at(sch, names.LOWRANK_U, knob)
-    elif fn == names.FN_LOWRANK_W:  # rows: B's columns, each a dot product with every F_A row
-        tiles.row_dots_at(sch, names.LOWRANK_W, knob)
+    elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
+        tiles.panel_gemm(sch, names.LOWRANK_W, knob)
     else:
         rule.schedule(fn, sch, plan, knob=knob, variant=variant)
     return None

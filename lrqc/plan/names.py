@@ -24,7 +24,8 @@ OUT = "C"  # float32 output (dequantization epilogue)
 RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
 SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
 LOWRANK_U = "lowrank_u"  # A' L_B
-LOWRANK_W = "lowrank_w"  # (F_Aᵀ B̂)ᵀ from B's codes: A's lowrank term with other=packed
+LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ from B's codes (A's lowrank term, other=packed); + "_b": B̂'s
+#   16-column panels, + "_acc": the sums
 LOWRANK_EPI = "lowrank_epi"  # + a / b: Σ_r U[i, r] W[r, j] of the GEMM's low-rank epilogue
 SPARSE_CODES = "a_sparse_codes"  # centered codes of A's thresholded copy (sparse product j)
 RESID_CODES = "a_res_codes"  # centered codes of A's residual (sparse product j)
@@ -35,7 +36,7 @@ FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
-FN_LOWRANK_W = "lowrank_w"  # W_Aᵀ = (F_Aᵀ B̂)ᵀ of A's lowrank term (other=packed), B's codes part
+FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose

@@ -118,11 +118,11 @@ class CompBuffers:
                 self.T = empty((p.mp, w), "float32")
             self.Ua = empty((p.mp, p.rank_a), "float32")
             self.Wa = empty((p.rank_a, p.np_), "float32")
-        self.Fa: Tensor | None = None  # other=packed: F_Aᵀ, and lowrank_w's W_Aᵀ from the codes
-        self.WaT: Tensor | None = None
+        self.Fa: Tensor | None = None  # other=packed: F_Aᵀ, and lowrank_w's F_Aᵀ B̂ from codes
+        self.Wc: Tensor | None = None
         if sig.w_from_codes(p):
             self.Fa = empty((p.rank_a, p.kq), "float32")
-            self.WaT = empty((p.np_, p.rank_a), "float32")
+            self.Wc = empty((p.rank_a, p.np_), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
     def buffers(self) -> dict[str, Tensor]:
@@ -131,7 +131,7 @@ class CompBuffers:
         out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
                names.RESID: self.R, names.SKETCH: self.T, sig.UA: self.Ua, sig.WA: self.Wa,
                sig.UB: self.Ub, names.LOWRANK_U: self.Ub, sig.FA: self.Fa,
-               names.LOWRANK_W: self.WaT}
+               names.LOWRANK_W: self.Wc}
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -196,9 +196,9 @@ class CompBuffers:
         base and dense segments) plus B's lowrank term, (F_Aᵀ L_B) F_Bᵀ, and B's sparse terms,
         F_Aᵀ deq(Q(R_B)), from their codes a block of columns at a time."""
         p = self.p
-        if self.WaT is None:
+        if self.Wc is None:
             raise TypeError(f"plan of '{p.scheme.name}': no lowrank_w output")
-        w = np.array(view(self.WaT)[: p.n].T, dtype=F32)
+        w = np.array(view(self.Wc)[:, : p.n], dtype=F32)
         ft = Ft.astype(F32)
         if p.rank_b and arrays.lbt is not None and arrays.wb is not None:
             w += (ft @ arrays.lbt[:, : p.k].T) @ arrays.wb[:, : p.n]

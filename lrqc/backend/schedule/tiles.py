@@ -356,3 +356,32 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
     sch.vectorize(kk)
     init = sch.decompose_reduction(part, ko)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
+    """A float32 GEMM out[c, j] = Σ_k X[c, k] P[j / 16, k, j % 16] over 16-column panels P that
+    are computed once per panel (dequantized codes: te.compensated.lowrank_w; blocks out + "_b"
+    for P, out + "_acc" for the sums): jo(par) -> P -> io -> ko -> kk -> ii (unrolled) -> 16
+    columns vectorized, out copied at io, as float_gemm. P's 16 columns are two unrolled halves
+    of 8 lanes: split-half nibbles hold columns 0..7 in low nibbles, 8..15 in high ones, so
+    each half's nibble select folds away."""
+    blk = sch.get_sblock(out + "_acc")
+    i, j, k = sch.get_loops(blk)
+    rows, kext = int(sch.get(i).extent), int(sch.get(k).extent)
+    mr = (knob or hand)(out + "_mr", tuple(v for v in (1, 2, 4, 8) if rows % v == 0),
+                        pick_split(rows, (4, 2, 1)))
+    io, ii = sch.split(i, [None, mr])
+    jo, jv = sch.split(j, [None, 16])
+    ko, kk = sch.split(k, [None, pick_split(kext, (256, 128, 64, 32, 16))])
+    sch.reorder(jo, io, ko, kk, ii, jv)
+    sch.parallel(jo)
+    sch.unroll(ii)
+    sch.vectorize(jv)
+    panel = sch.get_sblock(out + "_b")
+    sch.compute_at(panel, jo)
+    half, lanes = sch.split(sch.get_loops(panel)[-1], [2, 8])  # a nibble half is 8 columns
+    sch.unroll(half)
+    sch.vectorize(lanes)
+    fuse_epilogue(sch, out, io)
+    init = sch.decompose_reduction(blk, ko)
+    sch.vectorize(sch.get_loops(init)[-1])

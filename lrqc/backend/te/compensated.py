@@ -10,9 +10,9 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
 computing every residual in float64 with the reference's exact operations (quantize.py's
-quantizer). lowrank_u makes U_B = A' L_B from the base codes; lowrank_w makes (F_Aᵀ B̂)ᵀ from B's
-packed codes (A's lowrank term with other=packed); the GEMM adds U W in its epilogue. row_dots
-is the row dot product they use."""
+quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots: the row dot product),
+lowrank_w makes F_Aᵀ B̂ from B's packed codes (A's lowrank term with other=packed); the GEMM adds
+U W in its epilogue."""
 
 from __future__ import annotations
 
@@ -196,43 +196,51 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
 
 
 def _nibble(byte: PrimExpr, e: PrimExpr) -> PrimExpr:
-    """Element e (0..63) of a split-half nibble block (layout.pack_nibbles), sign-extended."""
-    four = tir.const(4, "int8")
-    return tir.if_then_else(e < 32, (byte << four) >> four, byte >> four)
+    """Element e (0..63) of a split-half nibble block (layout.pack_nibbles), sign-extended, as
+    int32 (shifted in 32-bit lanes: x86 has no 8-bit vector shifts)."""
+    b = byte.astype("int32")
+    return tir.if_then_else(e < 32, (b << 28) >> 28, b >> 4)
 
 
 def lowrank_w(p: KernelPlan) -> list[te.Tensor]:
-    """W_Aᵀ[n, c] = Σ_k B̂[k, n] F_A[k, c] for A's lowrank term with other=packed, B̂ read from the
+    """W_A[c, n] = Σ_k F_A[k, c] B̂[k, n] for A's lowrank term with other=packed, B̂ read from the
     packed codes Bp (int8 VNNI blocks or split-half nibbles): each code dequantized as the
     reference does, sb[g, n] (code - zb[g, n]) (zb: weights with zero points), summed over the
     K segments that hold B's own values (the base codes and each dense term's; segments of A's
-    dense terms repeat the base codes and are skipped). B's lowrank and sparse terms are added by
-    the runtime (glue.py). [Fa, Bp, sb, (zb), lowrank_w]"""
+    dense terms repeat the base codes and are skipped). B's lowrank and sparse terms are added
+    by the runtime (glue.py). A float32 GEMM of Fa (r x Kq) with 16-column panels of B̂
+    (block lowrank_w_b, dequantized once per panel; tiles.panel_gemm): [Fa, Bp, sb, (zb),
+    lowrank_w]."""
     Np, Kp, Kq, G, V, r = p.np_, p.kp, p.kq, p.gq, p.vector, p.rank_a
     Fa = te.placeholder((r, Kq), "float32", name="Fa")
     if p.nibbles:
         b_in = te.placeholder((Np // 16, Kp // 4, 32), "int8", name="Bp")
 
-        def code(n: PrimExpr, k: PrimExpr) -> PrimExpr:
-            e = (n % 16) * 4 + k % 4
-            return _nibble(b_in[n // 16, k // 4, e % 32], e)
+        def code(n: PrimExpr, k: PrimExpr, j: PrimExpr) -> PrimExpr:
+            e = j * 4 + k % 4
+            return _nibble(b_in[n, k // 4, e % 32], e)
     else:
         b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
 
-        def code(n: PrimExpr, k: PrimExpr) -> PrimExpr:
-            return b_in[n // 16, k // 4, n % 16, k % 4]
+        def code(n: PrimExpr, k: PrimExpr, j: PrimExpr) -> PrimExpr:
+            return b_in[n, k // 4, j, k % 4]
     sb = te.placeholder((p.groups, Np), "float32", name="sb")
     zb = [te.placeholder((G, Np), "int32", name="zb")] if p.b_zero else []
     held = [s for s, sg in enumerate(p.segments) if s == 0 or sg.b != "base"] or [0]
 
-    def deq(n: PrimExpr, k: PrimExpr) -> PrimExpr:
+    def deq(n: PrimExpr, k: PrimExpr, j: PrimExpr) -> PrimExpr:
         out = None
         for s in held:
-            c = code(n, s * Kq + k).astype("int32")
+            c = code(n, s * Kq + k, j).astype("int32")
             if zb:  # one segment (make_plan refuses dense terms on weights with zero points)
-                c = c - zb[0][k // V, n]
-            v = c.astype("float32") * sb[s * G + k // V, n]
+                c = c - zb[0][k // V, n * 16 + j]
+            v = c.astype("float32") * sb[s * G + k // V, n * 16 + j]
             out = v if out is None else out + v
         return out
 
-    return [Fa, b_in, sb, *zb, row_dots(deq, Fa, Np, r, Kq, names.LOWRANK_W)]
+    panel = te.compute((Np // 16, Kq, 16), deq, name=names.LOWRANK_W + "_b")
+    k = te.reduce_axis((0, Kq), "k")
+    acc = te.compute((r, Np), lambda c, j: te.sum(Fa[c, k] * panel[j // 16, k, j % 16], axis=k),
+                     name=names.LOWRANK_W + "_acc")
+    out = te.compute((r, Np), lambda c, j: acc[c, j], name=names.LOWRANK_W)
+    return [Fa, b_in, sb, *zb, out]
