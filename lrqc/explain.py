@@ -109,7 +109,9 @@ def term_formulas(s: Scheme) -> list[str]:
                 body = f"L_{X}·(F_{X}ᵀ·{Y})" if role == "a" else f"({Y}'·L_{X})·F_{X}ᵀ"
                 how = f"{r} ≈ L_{X} F_{X}ᵀ by {t.method}, rank {t.rank}"
                 if t.other == "packed":  # B̂: B as the kernel holds it
-                    body, how = f"L_{X}·(F_{X}ᵀ·{Y}̂)", how + f"; {Y}̂ = {Y}' + {Y}'s terms"
+                    held = f"{Y}' + {Y}'s terms" if isinstance(s.operand(other), QuantOperand) \
+                        else f"{Y} as held"
+                    body, how = f"L_{X}·(F_{X}ᵀ·{Y}̂)", how + f"; {Y}̂ = {held}"
             elif isinstance(t, Dense):
                 body = f"deq(Q({r}))·{Y}'" if role == "a" else f"{Y}'·deq(Q({r}))"
                 how = f"{r} quantized {t.quant.fmt} {t.quant.granularity}"
