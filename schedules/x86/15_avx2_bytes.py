@@ -3,12 +3,19 @@ vpmaddwd by ones (intrinsic lrqc_avx2_16x4_bytes_u8s8s32): 32 multiply-adds in t
 instructions where widened bytes take four. vpmaddubsw saturates its int16 pair sums, so the
 rule applies only where the plan's range analysis proves every pair sum inside int16
 (lrqc.plan.ranges): weights of at most 7 bits against u8 activations, or activations of at
-most 7 bits. Elsewhere the widened-bytes rule (20_avx2) runs."""
+most 7 bits. Where the bound leaves room (weights of at most 5 bits), each int16 lane adds up to
+8 pair sums (vpmaddubsw + vpaddw) before one vpmaddwd by ones widens them (intrinsic
+lrqc_avx2_16x4x<n>_bytes_i16_u8s8s32): two instructions per 32 multiply-adds. Elsewhere the
+widened-bytes rule (20_avx2) runs.
+
+Measured on Zen 3 (2 cores, AVX2, loaded host, same-run A/B): 2048^3 int8 x int4 per_channel
+166 GOPS with 8 int16 steps vs 134 widening every step; VS-Quant w4a4 at 512x3072x768 4 steps
+1.39x faster than 1 (2026-12-02)."""
 
 from __future__ import annotations
 
 from lrqc.backend.compat import Schedule
-from lrqc.backend.intrin.x86 import AVX2_BYTES_16x4, register
+from lrqc.backend.intrin.x86 import AVX2_BYTES_16x4, bytes_steps, register
 from lrqc.backend.schedule import blocks, tiles
 from lrqc.backend.schedule.protocol import Knob, ScheduleRule
 from lrqc.backend.target import Target
@@ -21,7 +28,7 @@ class X86Avx2Bytes(ScheduleRule):
     family = "x86"
     fast = True
     instruction = "vpmaddubsw"
-    measured = "not yet measured"
+    measured = "1.6-2.0x numpy float32 at 2048^3 int8 x int4, Zen 3 2 cores (2026-12-02)"
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "avx2" not in target.features:
@@ -35,6 +42,15 @@ class X86Avx2Bytes(ScheduleRule):
             return ranges.proof(plan, self.instruction)
         return None
 
+    def proof(self, plan: KernelPlan) -> str | None:
+        """The range proof, and how many pair sums the hand schedule adds in int16."""
+        n = steps(plan)
+        return f"{super().proof(plan)}; the kernel adds {n} per lane before widening"
+
+    def variants(self, plan: KernelPlan) -> tuple:
+        """Loop orders lrqc tune explores (blocks.variants): rows outer or k chunks outer."""
+        return blocks.variants(plan)
+
     def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (as in the VNNI rule: the same tile structure)."""
         return () if plan.nibbles else ("nr",)
@@ -42,10 +58,21 @@ class X86Avx2Bytes(ScheduleRule):
     def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per
         tile (hand 1: 4 rows x 2 ymm accumulators of 8 lanes, two of B, A and the ones fill
-        12 of AVX2's 16 registers) and the k chunk."""
-        return tiles.tile_knobs(plan, (4, 2, 1), (1, 2))
+        12 of AVX2's 16 registers) and the k chunk in blocks of steps(plan) 4-byte steps."""
+        return tiles.tile_knobs(plan, (4, 2, 1), (1, 2), step=steps(plan))
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
                  variant: str | None = None) -> None:
-        blocks.schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob),
-                        register(AVX2_BYTES_16x4))
+        n = steps(plan)
+        intrin = register(*bytes_steps(n)) if n > 1 else register(AVX2_BYTES_16x4)
+        blocks.schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob), intrin, n, variant)
+
+
+def steps(plan: KernelPlan) -> int:
+    """How many 4-byte k steps one tensorized block adds in int16 before widening: the
+    largest of 8, 4, 2 that the range proof allows (ranges.int16_steps) and that divides
+    Kp / 4 (or the group's V / 4); 1: widen every step."""
+    r = ranges.ranges(plan)
+    cap = r.int16_steps if r is not None else 0
+    width = plan.vector // 4 if plan.groups > 1 else plan.kp // 4
+    return next((n for n in (8, 4, 2) if n <= cap and width % n == 0), 1)

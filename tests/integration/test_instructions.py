@@ -26,6 +26,7 @@ CHOICES = [
     ("uint8 per_channel", "int8 per_channel", "x86_avx2"),
     ("int8 per_channel", "int4 per_channel", "x86_avx2_bytes"),  # 2*255*7 = 3570
     ("uint8 per_channel", "int7 per_channel", "x86_avx2_bytes"),  # 2*255*63 = 32130
+    ("uint8 per_channel", "int5 per_channel", "x86_avx2_bytes"),  # 7650: 4 sums per int16
     ("uint8 per_channel", "int7 per_channel calibrate=minmax", "x86_avx2_bytes"),  # 32640
     ("int8 per_channel", "uint7 per_channel", "x86_avx2_bytes"),  # stored -64..63
     ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127

@@ -118,6 +118,62 @@ def _impl_bytes(
                 T.broadcast(T.int16(1), 16), dtype="int32x8")
 
 
+def _pair_sums(A, B, q, n: int):
+    """int16x16: Σ over the n 4-byte steps s of vpmaddubsw(A's 4 bytes of step s broadcast,
+    B's 8 columns q*8.. of step s), added in int16 (exact where the caller proved it)."""
+    total = None
+    for s in range(n):
+        a32 = T.reinterpret(T.broadcast(T.reinterpret(A.vload([s * 4], "uint8x4"), dtype="int32"),
+                                        8), dtype="uint8x32")
+        p = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"), a32,
+                                    B.vload([s, q * 8, 0], dtype="int8x32"), dtype="int16x16")
+        total = p if total is None else total + p
+    return total
+
+
+def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
+    """(name, maker) of the AVX2 bytes block over n 4-byte k steps: the n vpmaddubsw pair sums
+    of each int16 lane are added in int16, then one vpmaddwd by ones widens them into the 16
+    int32 sums. Exact only where n pair sums fit int16 (lrqc.plan.ranges: int16_steps)."""
+
+    def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+        @T.prim_func(s_tir=True)
+        def desc(
+            A: T.Buffer((n * 4,), "uint8", offset_factor=1),
+            B: T.Buffer((n, 16, 4), "int8", offset_factor=1),
+            C: T.Buffer((16,), "int32", offset_factor=1),
+        ) -> None:
+            with T.sblock("root"):
+                T.reads(C[0:16], A[0:n * 4], B[0:n, 0:16, 0:4])
+                T.writes(C[0:16])
+                for j in T.serial(0, 16):
+                    for k in T.serial(0, n * 4):
+                        with T.sblock("update"):
+                            vj, vk = T.axis.remap("SR", [j, k])
+                            C[vj] = C[vj] + T.cast(A[vk], "int32") * T.cast(
+                                B[vk // 4, vj, vk % 4], "int32")
+
+        @T.prim_func(s_tir=True)
+        def impl(
+            A: T.Buffer((n * 4,), "uint8", offset_factor=1),
+            B: T.Buffer((n, 16, 4), "int8", offset_factor=1),
+            C: T.Buffer((16,), "int32", offset_factor=1),
+        ) -> None:
+            with T.sblock("root"):
+                T.reads(C[0:16], A[0:n * 4], B[0:n, 0:16, 0:4])
+                T.writes(C[0:16])
+                for q in T.unroll(2):
+                    C[T.ramp(q * 8, 1, 8)] = C.vload([q * 8], dtype="int32x8") + (
+                        T.call_llvm_pure_intrin(
+                            T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                            _pair_sums(A, B, q, n), T.broadcast(T.int16(1), 16),
+                            dtype="int32x8"))
+
+        return desc, impl
+
+    return f"lrqc_avx2_16x4x{n}_bytes_i16_u8s8s32", make
+
+
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)
 
 

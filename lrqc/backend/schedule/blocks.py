@@ -3,8 +3,9 @@ columns x 4 k, te.gemm's PLAIN sums) shared by the rules whose instruction imple
 block: VNNI's vpdpbusd and AVX2's vpmaddubsw + vpmaddwd by ones. The rules differ in the tensor
 intrinsic and their tile preferences, not in the loop structure.
 
-Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block];
-nibble weights order jo -> ko -> io so each packed tile is unpacked once. Per-vector scales:
+Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block],
+or (variant k_outer, the hand order of nibble weights: each packed tile unpacked once)
+jo -> ko -> io. Per-vector scales:
 the output is the loop anchor and the per-group accumulator is computed at g."""
 
 from __future__ import annotations
@@ -13,23 +14,40 @@ from ...plan.model import KernelPlan
 from ..compat import Schedule
 from . import tiles
 
+VARIANTS = ("rows_outer", "k_outer")
 
-def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str) -> None:
+
+def variants(plan: KernelPlan) -> tuple[str, ...]:
+    """The loop orders of single-group products, the hand one first: each row tile runs the
+    whole k loop ("rows_outer"), or every row tile of a column strip runs one k chunk before
+    the next ("k_outer": the chunk of B stays in L1 for all rows; nibble weights are unpacked
+    once per chunk, so they prefer it)."""
+    if plan.groups > 1:
+        return VARIANTS[:1]
+    return VARIANTS[::-1] if plan.nibbles else VARIANTS
+
+
+def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
+             steps: int = 1, variant: str | None = None) -> None:
     """Schedule function fn (the GEMM or its integer sums) with the picked tiles (mr, nr and
-    for single-group products kc), the block tensorized to `intrin` (a registered name)."""
+    for single-group products kc, in blocks), the block tensorized to `intrin` (a registered
+    name) over `steps` 4-byte k steps (dividing Kp / 4, or the group's V / 4)."""
     if plan.groups == 1:
-        _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin)
+        k_outer = (variant or variants(plan)[0]) == "k_outer"
+        _single_group(sch, pick["mr"], pick["nr"], pick["kc"], intrin, steps, k_outer)
     else:
-        _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin)
+        _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin, steps)
 
 
-def _single_group(sch, plan, mr, nr, kc, intrin):
+
+
+def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
     blk = sch.get_sblock("acc")
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
-    ko, kk, kv = sch.split(k, [None, kc, 4])
-    if plan.nibbles:
+    ko, kk, kv = sch.split(k, [None, kc, 4 * steps])  # kc blocks of steps x 4 k per chunk
+    if k_outer:
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
@@ -37,17 +55,17 @@ def _single_group(sch, plan, mr, nr, kc, intrin):
     sch.unroll(ii)
     sch.unroll(jm)
     tiles.unpack_at(sch, ko)
-    tiles.fuse_epilogue(sch, "C", jo if plan.nibbles else io, rows=4 if plan.nibbles else None)
+    tiles.fuse_epilogue(sch, "C", jo if k_outer else io, rows=4 if k_outer else None)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
 
 
-def _groups(fn, sch, plan, mr, nr, intrin):
+def _groups(fn, sch, plan, mr, nr, intrin, steps):
     out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
     part = sch.get_sblock("partial")
     sch.compute_at(part, io if plan.nibbles else g)
     pi, pj, pk = sch.get_loops(part)[-3:]
     pjm, pjv = sch.split(pj, [nr, 16])
-    pko, pkv = sch.split(pk, [None, 4])
+    pko, pkv = sch.split(pk, [None, 4 * steps])
     sch.reorder(pko, pi, pjm, pjv, pkv)
     sch.unroll(pi)
     sch.unroll(pjm)

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...plan import names
+from ...plan import names, ranges
 from ...plan.model import KernelPlan
 
 if TYPE_CHECKING:  # for annotations only: the target module imports TVM, this one does not
@@ -71,6 +71,13 @@ class ScheduleRule(ABC):
         """Knobs that are pure split factors: their value may be 1 where the hand choice is
         not (every schedule step sees the same loops at every value)."""
         return ()
+
+    def proof(self, plan: KernelPlan) -> str | None:
+        """Why the rule's integer instruction computes the plan exactly (lrqc.plan.ranges), for
+        explain's plan stage and the build report; None when it issues no x86 instruction."""
+        if not self.instruction or plan.float_path:
+            return None
+        return ranges.proof(plan, self.instruction)
 
     def handles(self, fn: str, plan: KernelPlan) -> bool:
         """Whether the rule schedules function fn itself (CUDA: the others get lrqc's

@@ -8,7 +8,6 @@ import inspect
 from functools import cache
 from typing import TYPE_CHECKING
 
-from ...plan import ranges
 from ...plan.model import KernelPlan
 from ...resources import data_dir
 from .protocol import ScheduleRule
@@ -68,6 +67,4 @@ def instruction_proof(plan: KernelPlan, rule_name: str, family: str) -> str | No
     """Why the integer instruction of the named rule computes the plan exactly (the range
     proof of lrqc.plan.ranges), or None when the rule issues no x86 integer instruction."""
     rule = next((r for r in load_rules(family) if r.name == rule_name), None)
-    if rule is None or not rule.instruction or plan.float_path:
-        return None
-    return ranges.proof(plan, rule.instruction)
+    return None if rule is None else rule.proof(plan)

@@ -238,19 +238,22 @@ def lowrank_at(sch: Schedule, loop: LoopRV, lanes: int = 16, rows: int | None = 
         _register_block(sch, blk, loop, lanes, rows)
 
 
-def tile_knobs(plan: KernelPlan, rows_pref: tuple[int, ...], cols_pref: tuple[int, ...]
-               ) -> dict:
+def tile_knobs(plan: KernelPlan, rows_pref: tuple[int, ...], cols_pref: tuple[int, ...],
+               step: int = 1) -> dict:
     """The integer GEMM's tuning space shared by the x86 rules: name -> (candidates, hand
     choice). Rows per output tile ("mr"), 16-column blocks per tile ("nr") and, for
-    single-group products, the k chunk ("kc", in 4-byte steps); the hand choice is the first
-    of the rule's preferences that divides the extent (rows_pref, cols_pref)."""
+    single-group products, the k chunk ("kc", in tensorized blocks of `step` 4-byte steps:
+    32..512 bytes); the hand choice is the first of the rule's preferences that divides the
+    extent (rows_pref, cols_pref; the k chunk prefers 256 bytes)."""
     rows = tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0)
     cols = tuple(v for v in (1, 2, 4) if (plan.np_ // 16) % v == 0)
-    kcs = tuple(v for v in (8, 16, 32, 64, 128) if (plan.kp // 4) % v == 0) or (1,)
+    units = plan.kp // (4 * step)
+    kcs = tuple(v // step for v in (8, 16, 32, 64, 128) if v >= step and units % (v // step) == 0)
     out = {"mr": (rows, pick_split(plan.mp, rows_pref)),
            "nr": (cols, pick_split(plan.np_ // 16, cols_pref))}
     if plan.groups == 1:
-        out["kc"] = (kcs, pick_split(plan.kp // 4, (64, 32, 16, 8, 4, 2, 1)))
+        hand = tuple(v // step for v in (64, 32, 16, 8, 4, 2, 1) if v >= step)
+        out["kc"] = (kcs or (1,), pick_split(units, hand))
     return out
 
 
