@@ -143,8 +143,13 @@ def _scheduled(f: Function, trace):
 
 
 def stage_build(c: Compilation) -> Compilation:
+    """The compiled module. For a host CPU target it is also linked now (TVM links lazily, on
+    the first function lookup: the kernel's first call would take that time instead)."""
     with c.target.tvm():
-        return replace(c, executable=compile_module(c.module, c.target.tvm()))
+        ex = compile_module(c.module, c.target.tvm())
+    if not c.target.is_cuda and not c.target.is_cross and c.functions:
+        ex[c.functions[0].symbol]  # the first lookup JIT-compiles the whole LLVM module
+    return replace(c, executable=ex)
 
 
 STAGES: dict[str, Callable[[Compilation], Compilation]] = {

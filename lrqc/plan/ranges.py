@@ -96,7 +96,8 @@ def ranges(plan: KernelPlan) -> Ranges | None:
     """The plan's proven intervals; None for a float GEMM (no integer codes)."""
     if plan.float_path:
         return None
-    pairs = [(sg.qa, sg.qb) for sg in plan.segments] or [(plan.qa, plan.qb)]
+    pairs: list[tuple[Quant | None, Quant | None]] = [(sg.qa, sg.qb) for sg in plan.segments]
+    pairs = pairs or [(plan.qa, plan.qb)]
     a = b = None
     fmts = []
     for qa, qb in pairs:
