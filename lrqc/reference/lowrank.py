@@ -154,7 +154,7 @@ def scale_exponent(R: np.ndarray) -> int:
     2^k (scale equivariance), while the products of the power iterations (|R|^3 and more) can
     neither overflow for huge R nor underflow for tiny R. Even, so that the sqrt split puts
     exactly 2^(e/2) on each side."""
-    top = float(np.max(np.abs(R))) if R.size else 0.0
+    top = max(float(R.max()), -float(R.min())) if R.size else 0.0  # max |R|, no temporary
     if top == 0.0:
         return 0
     e = int(np.frexp(top)[1]) - 1  # top = f 2^(e+1), f in [0.5, 1): 2^e <= top < 2^(e+1)

@@ -25,6 +25,7 @@ from ..plan.layout import PARAM_NAMES, PackedOperand
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor
+from .linalg import pmatmul
 
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
 Bound = tuple[tuple[str, Tensor | None], ...]
@@ -151,7 +152,7 @@ class Bucket:
         if b32 is None:
             raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
                             "without B for A's lowrank term")
-        return lambda ft: ft.astype(np.float32) @ b32
+        return lambda ft: pmatmul(ft.astype(np.float32), b32)
 
     def sparse(self, packed: Packed) -> None:
         """C += the sparse products (after the GEMM)."""

@@ -29,6 +29,7 @@ from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
 from ..reference.lowrank import scale_exponent, unit_pow2
 from ..reference.residual import density_note
+from .linalg import pmatmul, wide_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
@@ -223,19 +224,27 @@ def sparse_w(ft: np.ndarray, codes: SparseCodes, vector: int, n: int,
     return out
 
 
+# |e| of R's scale exponent up to which the factorization runs on R itself: every product it
+# forms (|R|^2 K |a| for sketch, |R| sqrt(K) for rsvd) stays far inside float32's normal
+# range, and scaling by 2^-e is exact, so the factors equal those of R 2^-e scaled back.
+UNSCALED_EXPONENT = 24
+
+
 def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray]:
     """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω. As
     the reference, it factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L
     back by 2^e: the factors follow the data's scale and no product of R overflows or
-    underflows."""
+    underflows. For |e| <= UNSCALED_EXPONENT that is the factorization of R itself (the same
+    numbers: power-of-two scaling commutes with every product), without the copy of R."""
     e = scale_exponent(R)
-    if e:
-        R = np.ldexp(R, -e).astype(F32)
-        if T is not None:
-            T = np.ldexp(T, -e).astype(F32)
-            if not np.all(np.isfinite(T)):  # R Ω past float32 (R near its largest values)
-                T = R @ test_matrix(t, R.shape[1], T.shape[1]).astype(F32)
+    if abs(e) <= UNSCALED_EXPONENT:
+        return _a_factors(t, R, T)
+    R = np.ldexp(R, -e).astype(F32)
+    if T is not None:
+        T = np.ldexp(T, -e).astype(F32)
+        if not np.all(np.isfinite(T)):  # R Ω past float32 (R near its largest values)
+            T = R @ test_matrix(t, R.shape[1], T.shape[1]).astype(F32)
     L, Ft = _a_factors(t, R, T)
     return np.ldexp(L, e), Ft
 
@@ -250,8 +259,8 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
     if t.method == "sketch":
         a = T[:, 0]
         for _ in range(t.power_iters):
-            a = unit_pow2(R @ (R.T @ a))
-        b = (R.T @ a).astype(F64)
+            a = unit_pow2(pmatmul(R, pmatmul(R.T, a[:, None]))[:, 0])
+        b = pmatmul(R.T, a[:, None])[:, 0].astype(F64)
         a = a.astype(F64)
         a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
         if a_sq == 0.0 or b_norm == 0.0:
@@ -259,8 +268,8 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
         return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
     Q = np.linalg.qr(T.astype(F64))[0]
     for _ in range(t.power_iters):
-        Z = np.linalg.qr((R.T @ Q.astype(F32)).astype(F64))[0]
-        Q = np.linalg.qr((R @ Z.astype(F32)).astype(F64))[0]
-    Ut, S, Vt = np.linalg.svd((Q.T.astype(F32) @ R).astype(F64), full_matrices=False)
+        Z = np.linalg.qr(pmatmul(R.T, Q.astype(F32)).astype(F64))[0]
+        Q = np.linalg.qr(pmatmul(R, Z.astype(F32)).astype(F64))[0]
+    Ut, S, Vt = wide_svd(pmatmul(Q.T.astype(F32), R).astype(F64))
     U = Q @ Ut
     return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
