@@ -25,7 +25,7 @@ from .frontend.model import (
 from .frontend.unparse import unparse
 from .ir import Program, lower_ast, print_program
 from .passes import bind, estimate_cost, run_passes
-from .passes.cost import lowrank_notes
+from .passes.cost import lowrank_notes, pass_notes
 from .passes.shapes import K as K_SYM
 from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
@@ -201,7 +201,7 @@ def cost_text(p: Program, dims: Sequence[int] | None) -> str:
     # scheme with many distinct terms) run over instead of padding every row to their width
     w = [min(max(len(r[i]) for r in rows), _CELL_WIDTH) for i in range(6)]
     return "\n".join(["  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows]
-                     + lowrank_notes(p, lambda e: _cell(e, dims)))
+                     + lowrank_notes(p, lambda e: _cell(e, dims)) + pass_notes(p))
 
 
 def stages_text(p: Program) -> str:

@@ -179,3 +179,42 @@ def lowrank_notes(p: ir.Program, show: Callable[[sympy.Expr], str]) -> list[str]
                        f"weight: {show(F32 * kn)} per call), a copy pack keeps beside the "
                        f"codes ({show(codes * kn)}); other=packed reads the codes instead")
     return out
+
+
+def pass_notes(p: ir.Program) -> list[str]:
+    """Lines under the cost table: what each residual term costs the compiled kernels per call
+    in passes over A (and its residual R) and over B, beyond the direct product's one pass
+    over each (the quantization pass over A and the GEMM over A's and B's codes)."""
+    s = p.decl
+    if s is None or s.product is not None:
+        return []
+    out = []
+    for role, op in (("a", s.a), ("b", s.b)):
+        if not isinstance(op, QuantOperand):
+            continue
+        for t in op.residuals:
+            out.append(f"{role}: {type(t).__name__.lower()}: {_passes(role, t)}")
+    return out
+
+
+def _passes(role: str, t: object) -> str:
+    if isinstance(t, LowRank) and role == "b":
+        return ("factors at pack; per call one pass over A's codes (U = A' L_B), and the "
+                "rank-r epilogue U W inside the GEMM's output tile (no pass)")
+    if isinstance(t, LowRank):
+        if t.method == "svd":
+            return "an exact SVD of R per call (O(M K min(M, K)): not a pass count)"
+        width = 1 if t.method == "sketch" else t.rank + t.oversample
+        return (f"the quantization pass also writes R and its sketch product (R times {width} "
+                f"Gaussian column(s)); then {2 * t.power_iters + 1} pass(es) over R "
+                f"({t.power_iters} power iteration(s) and the projection), one over B for "
+                "F_Aᵀ B, and the rank-r epilogue inside the GEMM's output tile (no pass)")
+    if type(t).__name__ == "Dense":
+        return "an extra K segment of the one integer GEMM (its K grows by K: a pass over "\
+               "the residual's codes and the other operand's codes again)"
+    if role == "a":
+        return ("B's thresholded copy is made at pack; per call the quantization pass also "
+                "writes A's residual codes, and a product after the GEMM runs over the copy's "
+                "nonzeros (or, dense enough, every element)")
+    return ("the quantization pass also thresholds A's copy per call; a product after the GEMM "
+            "runs over its nonzeros (or, dense enough, every element) and B's residual codes")

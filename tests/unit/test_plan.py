@@ -131,3 +131,12 @@ def test_the_ranges_cover_every_k_segment():
                            "dense(int8)\n}")["s"]
     r = ranges(make_plan(s, 8, 32, 64))
     assert (r.b.lo, r.b.hi) == (-127, 127) and not r.pair_exact  # the int8 residual segment
+
+
+def test_the_cost_table_says_what_each_term_costs_in_passes():
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel + lowrank(rank=4, power_iters=2)\n"
+                           " b: int4 per_channel + lowrank(rank=2)\n}")["s"]
+    text = explain(s, (64, 256, 256), emit=("cost",))
+    assert "then 5 pass(es) over R" in text  # 2 power iterations and the projection
+    assert "R times 12 Gaussian column(s)" in text  # rank 4 + oversample 8
+    assert "per call one pass over A's codes (U = A' L_B)" in text
