@@ -117,8 +117,12 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
 
 
 def a_offset(q: Quant) -> int:
-    """Added to A-side codes so they are unsigned bytes (128 for signed formats)."""
-    return 128 if q.signed or not q.is_int else 0
+    """Added to A-side codes so they are unsigned bytes: 2^(b-1) for signed b-bit integers
+    (128 for int8; int7's codes then lie in [0, 127], where a vpmaddubsw pair sum with int8
+    weights cannot saturate: lrqc.plan.ranges), 128 for e*m* element values, 0 for unsigned."""
+    if not q.is_int:
+        return 128
+    return 2 ** (q.bits - 1) if q.signed else 0
 
 
 def int32_chunk(qa: Quant, qb: Quant) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import LrqcError
 from ..ir import nodes as ir
 from .model import KernelPlan
+from .support import a_offset
 
 ROW_TILE = 4  # make_plan pads M to whole row tiles
 LANES = 16  # and N to whole 16-column blocks
@@ -29,7 +30,9 @@ def verify_plan(plan: KernelPlan, program: ir.Program | None = None) -> KernelPl
     _need(p.n <= p.np_ < p.n + LANES and p.np_ % LANES == 0, p, f"N padded to {p.np_}")
     _need(p.kp >= p.k and p.groups >= 1 and p.groups * p.vector == p.kp, p,
           f"K padded to {p.kp} is not {p.groups} groups of {p.vector}")
-    _need(p.a_offset in (0, 128), p, f"A's code offset {p.a_offset}")
+    qa = p.qa
+    _need(p.float_path or qa is None or p.a_offset == a_offset(qa), p,
+          f"A's code offset {p.a_offset}")
     if p.float_path:
         _need(not (p.segments or p.sparse or p.lowrank_a is not None or p.chunked), p,
               "a float GEMM with integer residual segments, sparse products, A's low-rank "

@@ -39,7 +39,7 @@ REBUILD = "rebuild it with `lrqc build`"
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
-    "Aq": "uint8 Mp x Kp, codes + 128 for signed formats (zero point 128), codes for unsigned",
+    "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k; one code "
           "per byte for 5..8-bit weights; 2..4-bit weights as [Np/16, Kp/4, 32] split-half "
           "nibbles (see packing_order)",

@@ -30,6 +30,8 @@ CHOICES = [
     ("uint8 per_channel", "int7 per_channel calibrate=minmax", "x86_avx2_bytes"),  # 32640
     ("int8 per_channel", "uint7 per_channel", "x86_avx2_bytes"),  # stored -64..63
     ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127
+    ("int7 per_channel", "int8 per_channel", "x86_avx2_bytes"),  # [1, 127]: 2*127*127 = 32258
+    ("int7 per_tensor calibrate=minmax", "int8 per_channel", "x86_avx2_bytes"),  # [0, 127]
     ("uint4 per_vector(16, scale=uint6 per_channel)",
      "int4 per_vector(16, scale=uint6 per_channel)", "x86_avx2_bytes"),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "x86_avx2_bytes"),

@@ -98,6 +98,8 @@ RANGE_CASES = [  # a, b, A's stored codes, B's stored codes, pair-sum bound, vpm
     ("uint8 per_channel", "int7 per_channel calibrate=minmax", (0, 255), (-64, 63), 32640, True),
     ("uint8 per_channel", "uint8 per_channel", (0, 255), (-128, 127), 65280, False),
     ("uint4 per_vector(16)", "int4 per_vector(16)", (0, 15), (-7, 7), 210, True),
+    ("int7 per_channel", "int8 per_channel", (1, 127), (-127, 127), 32258, True),
+    ("int4 per_channel", "int4 per_channel", (1, 15), (-7, 7), 210, True),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (116, 140),
      (-12, 12), 3360, True),
 ]
