@@ -121,26 +121,34 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
-                      ) -> tuple[SBlockRV, LoopRV, LoopRV]:
+GROUP_ROWS = 128  # rows per block of per-vector products with nibble weights (see below)
+
+
+def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int,
+                      panel: bool = False) -> tuple[SBlockRV, LoopRV, LoopRV]:
     """Per-vector products: the output (reduced over the K groups g) is the loop anchor,
-    jo(par) -> io -> g (nibbles: jo -> g -> io, so each packed tile is unpacked once) -> ii ->
-    jm -> 16 columns vectorized. Returns (output block, io, g)."""
+    jo(par) -> io -> g -> ii -> jm -> 16 columns vectorized; nibble weights: jo -> ib -> g ->
+    io, so each packed tile is unpacked once per block ib of up to GROUP_ROWS rows (whose
+    output tile and A's columns of the group stay in L1 while g runs). Returns (output block,
+    io, g)."""
     out = sch.get_sblock(names.OUT)
     loops = sch.get_loops(out)
     i, g, j = loops if fn == names.FN_ACC else (loops[0], loops[2], loops[1])
-    io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
-    if plan.nibbles:
-        sch.reorder(jo, g, io, ii, jm, jv)
+    if plan.nibbles and not panel:
+        rows = pick_split(plan.mp, (GROUP_ROWS, 64, 32, 16, 8, 4, 2, 1))  # every mr divides
+        ib, i_in = sch.split(i, [None, rows])
+        io, ii = sch.split(i_in, [None, mr])
+        sch.reorder(jo, ib, g, io, ii, jm, jv)
     else:
+        io, ii = sch.split(i, [None, mr])
         sch.reorder(jo, io, g, ii, jm, jv)
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
     sch.vectorize(jv)
     if fn != names.FN_ACC:  # the low-rank epilogue once per output tile, outside the groups
-        lowrank_at(sch, jo, rows=4) if plan.nibbles else lowrank_at(sch, io)
+        lowrank_at(sch, jo, rows=4) if plan.nibbles and not panel else lowrank_at(sch, io)
     return out, io, g
 
 
