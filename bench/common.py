@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -372,6 +373,49 @@ def sparse(density_pct: int) -> str:
     """A sparse residual term that keeps about density_pct % of entries on U[0, 1) data (its
     threshold is 1 - density)."""
     return f"sparse(threshold={1 - density_pct / 100:g}, max_density=0.5)"
+
+
+def memory_bandwidth(mib: int = 256, repeat: int = 5) -> float:
+    """The machine's memory bandwidth in bytes/s: the best of `repeat` copies of a float64
+    array of `mib` MiB (far past the caches), two threads each copying one half (numpy's copy
+    releases the GIL), counting the bytes read and written."""
+    src = np.ones(mib * 2**20 // 8)
+    dst = np.empty_like(src)
+    half = src.size // 2
+    best = float("inf")
+    for _ in range(repeat):
+        parts = [threading.Thread(target=np.copyto, args=(dst[s], src[s]))
+                 for s in (slice(0, half), slice(half, None))]
+        t0 = time.perf_counter()
+        for t in parts:
+            t.start()
+        for t in parts:
+            t.join()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best
+
+
+def sparse_traffic(kernel, packed) -> int:
+    """The bytes the sparse products of a kernel's last call must move at least: per product,
+    the sparse operand's nonzeros (A's thresholded codes are read whole; B's CSR: its row
+    pointers, indices and values), the dense operand's rows that some nonzero touches, the
+    scales, and C read and written once."""
+    bk = kernel._buckets[-1]  # the largest bucket: the bench calls it with M rows
+    p, total = bk.plan, 0
+    for j, sp in enumerate(p.sparse):
+        c_bytes = 2 * p.mp * p.np_ * 4
+        if sp.side == "a":
+            S = bk.comp.sparse[j][0].numpy()
+            d = packed.arrays.sparse[j].d
+            rows = int(np.count_nonzero(S.any(axis=0)))
+            total += S.nbytes + rows * d.shape[1] * d.itemsize + c_bytes
+        else:
+            csr = packed.arrays.sparse[j]
+            Rt = bk.comp.sparse[j][0].numpy()
+            rows = int(np.unique(csr.idx).size)
+            total += csr.ptr.nbytes + csr.idx.nbytes + csr.val.nbytes \
+                + rows * Rt.shape[1] * Rt.itemsize + c_bytes
+    return total
 
 
 def rel(C, ref) -> float:

@@ -233,7 +233,7 @@ def comp_shape(m, n, k, args) -> list[dict]:
     B = rng.random((k, n)).astype(np.float32)
     ref = A.astype(np.float64) @ B.astype(np.float64)
     calls: dict = {NUMPY: partial(np.matmul, A, B)}
-    kernels, notes = {}, {}
+    kernels, notes, packs = {}, {}, {}
     for name in names:
         try:
             kernel, build = common.compile_kernel(common.scheme(COMP[name][0]), m, n, k, name)
@@ -241,7 +241,8 @@ def comp_shape(m, n, k, args) -> list[dict]:
             notes[name] = failure(exc)
             continue
         kernels[name] = kernel
-        calls[name] = partial(kernel, A, kernel.pack(B))
+        packs[name] = kernel.pack(B)
+        calls[name] = partial(kernel, A, packs[name])
         notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
     first: dict[str, float] = {}
@@ -264,8 +265,25 @@ def comp_shape(m, n, k, args) -> list[dict]:
                      "case": name, "direct": direct, "ms": med(ts) * 1e3 if ts else None,
                      "rel_error": err, "vs_direct": ratio, "calls": len(ts),
                      "first_call_ms": first[name] * 1e3 if name in first else None,
-                     "note": note})
+                     "note": note, **sparse_bound(kernels.get(name), A, packs.get(name))})
     return rows
+
+
+_BANDWIDTH: list[float] = []  # measured once per run
+
+
+def sparse_bound(kernel, A, packed) -> dict:
+    """For a kernel with sparse products: their time after the GEMM (stage_times "sparse", the
+    median of 5) and the time the bytes they must move take at the machine's memory bandwidth
+    (common.memory_bandwidth: a two-thread copy of 256 MiB)."""
+    if kernel is None or not kernel.plan.sparse:
+        return {}
+    if not _BANDWIDTH:
+        _BANDWIDTH.append(common.memory_bandwidth())
+    ms = kernel.stage_times(A, packed)["sparse"] * 1e3
+    nbytes = common.sparse_traffic(kernel, packed)
+    return {"sparse_ms": ms, "sparse_bytes": nbytes, "bandwidth": _BANDWIDTH[0],
+            "sparse_bound_ms": nbytes / _BANDWIDTH[0] * 1e3}
 
 
 def short_note(note: str) -> str:
@@ -286,6 +304,11 @@ def print_comp_rows(rows: list[dict]) -> None:
         print(f"{r['shape']:<16}{r['method']:<38}{fmt(r['ms'], '.3f', 10)}"
               f"{fmt(r['rel_error'], '.3e', 11)}"
               f"{fmt(r['vs_direct'], '.3f', 11, 'x') if r['direct'] else '':>11}  {r['note']}")
+    for r in rows:
+        if "sparse_ms" in r:
+            print(f"{r['shape']:<16}{r['method']}: sparse products: {r['sparse_ms']:.1f} ms, "
+                  f"memory bound {r['sparse_bound_ms']:.1f} ms ({r['sparse_bytes'] / 1e6:.0f} MB "
+                  f"at {r['bandwidth'] / 1e9:.1f} GB/s)")
     print(flush=True)
 
 

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..backend.compat import empty, tensor
+from ..backend.te.sparse import tile
 from ..plan import names
 from ..plan import signature as sig
-from ..plan.layout import PARAM_NAMES, PackedOperand
+from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor
@@ -41,6 +42,21 @@ class Packed:
     fingerprint: dict[str, str]  # layout.fingerprint of the kernel that made it
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
+
+
+def sparse_tensors(arrays: SparseCodes | SparseCsr, dev: Any, panels: bool
+                   ) -> dict[str, Tensor]:
+    """The tensors of one sparse product's static operand by parameter name. panels (the CPU
+    functions): B's residual codes D[Kq, Np] as panels of W columns, Dp[Np/W, Kq, W]
+    (te/sparse.py: sparse_a keeps a panel in L2 while every row adds to it)."""
+    out = {}
+    for name, v in arrays.params():
+        if panels and name == sig.SPARSE_A_STATIC[0]:
+            kq, np_ = v.shape
+            w = tile(np_)
+            v = np.ascontiguousarray(v.reshape(kq, np_ // w, w).transpose(1, 0, 2))
+        out[name] = tensor(v, dev)
+    return out
 
 
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)

@@ -29,7 +29,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed
+from .buckets import Bucket, Packed, sparse_tensors
 from .device import device_of
 
 F32_TINY = float(np.finfo(np.float32).tiny)
@@ -143,7 +143,7 @@ class Kernel:
         dev = self.dev
         return Packed(arrays, {name: tensor(v, dev) for name, v in arrays.params()},
                       self.fingerprint, arrays.notes,
-                      tuple({name: tensor(v, dev) for name, v in sp.params()}
+                      tuple(sparse_tensors(sp, dev, panels=not self.target.is_cuda)
                             for sp in arrays.sparse))
 
     def split(self, A: npt.ArrayLike,

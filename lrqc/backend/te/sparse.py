@@ -17,7 +17,7 @@ from __future__ import annotations
 from ...frontend.model import Quant
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
-from ..compat import T, tir
+from ..compat import PrimExpr, T, tir
 
 
 def code_dtype(q: Quant) -> str:
@@ -105,46 +105,95 @@ def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
     return f
 
 
-def lanes(width: int) -> int:
-    """The vector width of a loop over `width` (a multiple of 4) elements."""
-    return next(v for v in (16, 8, 4) if width % v == 0)
+def tile(width: int) -> int:
+    """The register tile of a loop over `width` (a multiple of 16) elements: 64 int32 lanes
+    (eight AVX2 registers) where they divide it; one 64-byte cache line of int8 codes."""
+    return next(v for v in (64, 32, 16) if width % v == 0)
+
+
+def _mac2(x1: PrimExpr, y1: PrimExpr, x2: PrimExpr, y2: PrimExpr, narrow: bool) -> PrimExpr:
+    """x1 y1 + x2 y2 as int32, exactly. narrow: every |x|, |y| <= 127, so the two products
+    and their sum fit int16 (2 * 127² = 32258): 16-lane multiplies (vpmullw) and one widening
+    per pair instead of 8-lane 32-bit multiplies (vpmulld, slow on many x86 cores)."""
+    if narrow:
+        return T.Cast("int32", T.Cast("int16", x1) * T.Cast("int16", y1)
+                      + T.Cast("int16", x2) * T.Cast("int16", y2))
+    return T.Cast("int32", x1) * T.Cast("int32", y1) + T.Cast("int32", x2) * T.Cast("int32", y2)
 
 
 def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
              ) -> tir.PrimFunc:
-    """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :]."""
-    V, L = kq // groups, lanes(np_)
+    """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :].
+
+    D arrives as panels of W columns, Dp[Np/W, Kq, W] (panel_codes). Three short parallel
+    passes over S make a CSR of its nonzeros (k, code) per row and group, each list padded to
+    an even length with a zero code; then, in parallel over the panels, every row's pairs of
+    nonzeros add code * D[k, panel] to W int32 sums held in registers. A panel (Kq x W bytes)
+    stays in L2 across all rows; the CSR is read once per panel."""
+    V, W = kq // groups, tile(np_)
+    RG = mp * groups
+    narrow = sdt == "int8"
 
     @T.prim_func
     def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
-          D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
+          D: T.Buffer((np_ // W, kq, W), "int8"), sd: T.Buffer((groups, np_), "float32"),
           C: T.Buffer((mp, np_), "float32")) -> None:
         T.func_attr({"tir.noalias": True})
+        ptr = T.alloc_buffer((RG + 1,), "int32")
+        kidx = T.alloc_buffer((mp * kq + RG,), "int32")
+        kval = T.alloc_buffer((mp * kq + RG,), sdt)
         for i in T.parallel(mp):
-            acc = T.alloc_buffer((np_,), "int32")
             for g in range(groups):
-                for jo in range(np_ // L):
-                    for jv in T.vectorized(L):
-                        acc[jo * L + jv] = 0
+                c = T.alloc_buffer((1,), "int32")
+                c[0] = 0
                 for kk in range(V):
                     if S[i, g * V + kk] != T.Cast(sdt, 0):
-                        for jo in range(np_ // L):
-                            for jv in T.vectorized(L):
-                                acc[jo * L + jv] = acc[jo * L + jv] + T.Cast(
-                                    "int32", S[i, g * V + kk]) * T.Cast(
-                                    "int32", D[g * V + kk, jo * L + jv])
-                for jo in range(np_ // L):
-                    for jv in T.vectorized(L):
-                        C[i, jo * L + jv] = C[i, jo * L + jv] + ss[i, g] * sd[g, jo * L + jv] \
-                            * T.Cast("float32", acc[jo * L + jv])
+                        c[0] = c[0] + 1
+                ptr[i * groups + g + 1] = c[0] + c[0] % 2
+        ptr[0] = 0
+        for r in range(RG):
+            ptr[r + 1] = ptr[r + 1] + ptr[r]
+        for i in T.parallel(mp):
+            for g in range(groups):
+                c = T.alloc_buffer((1,), "int32")
+                c[0] = ptr[i * groups + g]
+                for kk in range(V):
+                    if S[i, g * V + kk] != T.Cast(sdt, 0):
+                        kidx[c[0]] = g * V + kk
+                        kval[c[0]] = S[i, g * V + kk]
+                        c[0] = c[0] + 1
+                if c[0] < ptr[i * groups + g + 1]:
+                    kidx[c[0]] = g * V
+                    kval[c[0]] = T.Cast(sdt, 0)
+        for jo in T.parallel(np_ // W):
+            for i in range(mp):
+                acc = T.alloc_buffer((W,), "int32")
+                for g in range(groups):
+                    for jv in T.vectorized(W):
+                        acc[jv] = 0
+                    for t in range((ptr[i * groups + g + 1] - ptr[i * groups + g]) // 2):
+                        for jv in T.vectorized(W):
+                            acc[jv] = acc[jv] + _mac2(
+                                kval[ptr[i * groups + g] + 2 * t],
+                                D[jo, kidx[ptr[i * groups + g] + 2 * t], jv],
+                                kval[ptr[i * groups + g] + 2 * t + 1],
+                                D[jo, kidx[ptr[i * groups + g] + 2 * t + 1], jv], narrow)
+                    for jv in T.vectorized(W):
+                        C[i, jo * W + jv] = C[i, jo * W + jv] + ss[i, g] * sd[g, jo * W + jv] \
+                            * T.Cast("float32", acc[jv])
 
     return f
 
 
 def sparse_b(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
              ) -> tir.PrimFunc:
-    """C[:, n] += Σ_g sr[:, g] ss[g, n] Σ_{(k, v) in CSR column n, group g} v Rt[k, :]."""
-    L = lanes(mp)
+    """C[:, n] += Σ_g sr[:, g] ss[g, n] Σ_{(k, v) in CSR column n, group g} v Rt[k, :].
+
+    Parallel over blocks of 16 columns; per block, tiles of W = 64 rows (one cache line of Rt's
+    int8 rows) whose int32 sums stay in registers while a column's entries, two at a time, add
+    v * Rt[k, tile]; the 16 columns' float sums of a tile are written to C row by row."""
+    W = tile(mp) if mp % 16 == 0 else mp
+    narrow = rdt == "int8"
 
     @T.prim_func
     def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
@@ -155,29 +204,36 @@ def sparse_b(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
         idx = T.match_buffer(idx_h, (nnz,), "int32")
         val = T.match_buffer(val_h, (nnz,), "int16")
         for no in T.parallel(np_ // 16):
-            accf = T.alloc_buffer((16, mp), "float32")
-            acc = T.alloc_buffer((mp,), "int32")
-            for nj in range(16):
-                for io in range(mp // L):
-                    for iv in T.vectorized(L):
-                        accf[nj, io * L + iv] = T.float32(0)
-                for g in range(groups):
-                    for io in range(mp // L):
-                        for iv in T.vectorized(L):
-                            acc[io * L + iv] = 0
-                    for t in range(ptr[(no * 16 + nj) * groups + g],
-                                   ptr[(no * 16 + nj) * groups + g + 1]):
-                        for io in range(mp // L):
-                            for iv in T.vectorized(L):
-                                acc[io * L + iv] = acc[io * L + iv] + T.Cast(
-                                    "int32", val[t]) * T.Cast("int32", Rt[idx[t], io * L + iv])
-                    for io in range(mp // L):
-                        for iv in T.vectorized(L):
-                            accf[nj, io * L + iv] = accf[nj, io * L + iv] \
-                                + sr[io * L + iv, g] * ss[g, no * 16 + nj] \
-                                * T.Cast("float32", acc[io * L + iv])
-            for i in range(mp):
-                for nj in T.vectorized(16):
-                    C[i, no * 16 + nj] = C[i, no * 16 + nj] + accf[nj, i]
+            for io in range(mp // W):
+                outf = T.alloc_buffer((16, W), "float32")
+                acc = T.alloc_buffer((W,), "int32")
+                for nj in range(16):
+                    for iv in T.vectorized(W):
+                        outf[nj, iv] = T.float32(0)
+                    for g in range(groups):
+                        for iv in T.vectorized(W):
+                            acc[iv] = 0
+                        for t in range((ptr[(no * 16 + nj) * groups + g + 1]
+                                        - ptr[(no * 16 + nj) * groups + g]) // 2):
+                            for iv in T.vectorized(W):
+                                acc[iv] = acc[iv] + _mac2(
+                                    val[ptr[(no * 16 + nj) * groups + g] + 2 * t],
+                                    Rt[idx[ptr[(no * 16 + nj) * groups + g] + 2 * t], io * W + iv],
+                                    val[ptr[(no * 16 + nj) * groups + g] + 2 * t + 1],
+                                    Rt[idx[ptr[(no * 16 + nj) * groups + g] + 2 * t + 1],
+                                       io * W + iv], narrow)
+                        if (ptr[(no * 16 + nj) * groups + g + 1]
+                                - ptr[(no * 16 + nj) * groups + g]) % 2 == 1:
+                            for iv in T.vectorized(W):
+                                acc[iv] = acc[iv] + T.Cast("int32", val[
+                                    ptr[(no * 16 + nj) * groups + g + 1] - 1]) * T.Cast(
+                                    "int32", Rt[idx[ptr[(no * 16 + nj) * groups + g + 1] - 1],
+                                                io * W + iv])
+                        for iv in T.vectorized(W):
+                            outf[nj, iv] = outf[nj, iv] + sr[io * W + iv, g] \
+                                * ss[g, no * 16 + nj] * T.Cast("float32", acc[iv])
+                for i in range(W):
+                    for nj in T.vectorized(16):
+                        C[io * W + i, no * 16 + nj] = C[io * W + i, no * 16 + nj] + outf[nj, i]
 
     return f
