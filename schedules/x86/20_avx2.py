@@ -53,9 +53,12 @@ class X86Avx2(ScheduleRule):
         return VARIANTS[::-1] if plan.groups == 1 else VARIANTS[:1]
 
     def knobs(self, plan: KernelPlan) -> dict:
-        """The tuning space (tiles.tile_knobs): rows per tile (hand 2), 16-column blocks per
-        tile (hand 1) and the k chunk of single-group products; lrqc tune samples them."""
-        return tiles.tile_knobs(plan, (2, 1), (1, 2))
+        """The tuning space (tiles.tile_knobs): rows per tile (hand 1; per group 2), blocks per
+        tile (hand 2) and the k chunk of single-group products; lrqc tune samples them.
+        Same-run A/B on Zen 3 (2026-12-02), int8 x int8, k_outer: 1 x 2 1.2x faster than
+        2 x 1 at 2048^3, 1.8x at 512x3072x768 and 1024x384x1536."""
+        rows = (1, 2) if plan.groups == 1 else (2, 1)  # the per-group tile needs a row loop
+        return tiles.tile_knobs(plan, rows, (2, 1))
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
                  variant: str | None = None) -> None:
