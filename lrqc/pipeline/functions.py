@@ -15,9 +15,10 @@ from ..backend.te import compensated as te_comp
 from ..backend.te import floating as te_float
 from ..backend.te import gemm as te_gemm
 from ..backend.te import quantize as te_quantize
+from ..backend.te import sparse as te_sparse
 from ..plan import names
 from ..plan.model import KernelPlan
-from ..plan.signature import w_from_codes
+from ..plan.signature import dense_index, dense_name, dense_plan, w_from_codes
 
 
 def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
@@ -40,6 +41,32 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if w_from_codes(plan):
         funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan)
     return funcs
+
+
+def dense_functions(plan: KernelPlan, target: Target) -> list[tuple[str, KernelPlan,
+                                                                    ScheduleRule, list]]:
+    """(name, plan, rule, TE tensors) of the dense formulation of every sparse product that
+    has one (signature.dense_plan; CPU targets only): the GEMM of its own plan, scheduled by
+    the x86 rule that applies to that plan (the term's format decides the instruction)."""
+    if target.is_cuda:
+        return []
+    out = []
+    for j in range(len(plan.sparse)):
+        p2 = dense_plan(plan, j)
+        if p2 is not None:
+            rule = choose(target.family, p2, target)[0]
+            out.append((dense_name(j), p2, rule, te_sparse.dense(
+                plan, j, pairs=rule.formulation is Formulation.PAIRS)))
+    return out
+
+
+def _dense_codes(sch: Schedule) -> None:
+    """The u8 copy of the dense formulation's A side: rows in parallel, 16 codes a vector."""
+    blk = sch.get_sblock(names.DENSE_CODES)
+    i, k = sch.get_loops(blk)
+    sch.parallel(i)
+    if int(sch.get(k).extent) % 16 == 0:
+        sch.vectorize(sch.split(k, [None, 16])[1])
 
 
 def variants(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
@@ -69,6 +96,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.panel_gemm(sch, names.LOWRANK_W, knob)
     else:
         rule.schedule(fn, sch, plan, knob=knob, variant=variant)
+        if dense_index(fn) is not None:
+            _dense_codes(sch)
     return None
 
 

@@ -36,7 +36,7 @@ from ..plan.lower import Part, lower_program
 from ..plan.model import KernelPlan
 from ..plan.printer import print_plan
 from ..plan.signature import check_params
-from .functions import bucket_rule, functions, schedule_function
+from .functions import bucket_rule, dense_functions, functions, schedule_function
 
 Key = tuple[str, int, str]  # (part prefix, bucket rows m, function name)
 
@@ -112,6 +112,10 @@ def stage_te(c: Compilation) -> Compilation:
                 check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params])
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,
                                     f, scheduled=True))
+            for fn, p2, r2, tensors in dense_functions(plan, c.target):  # the GEMM of p2
+                mod = prim_func(tensors)
+                check_params(plan, fn, [v.name for v in mod["main"].params])
+                out.append(Function((part.prefix, plan.m, fn), p2, r2, mod))
             for fn, tensors in functions(plan, brule).items():
                 mod = prim_func(tensors)  # TVM 0.27: each parameter is named as its buffer
                 check_params(plan, fn, [v.name for v in mod["main"].params])

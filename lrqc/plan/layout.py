@@ -20,6 +20,7 @@ from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import QArray, integer_codes, quantize
 from ..reference.residual import TermResult, apply_terms, sparse_quant
+from . import segments
 from . import signature as sig
 from .model import KernelPlan
 from .verify import PlanError
@@ -35,13 +36,31 @@ PARAM_NAMES = frozenset(name for _, name in PARAMS)
 @dataclass(frozen=True, eq=False)
 class SparseCodes:
     """The static operand of a sparse product on side a (B's sparse term): B's residual codes
-    d[Kq, Np] int8 and their scales s[G, Np] (te/sparse.py: parameters D, sd)."""
+    d[Kq, Np] int8 and their scales s[G, Np] (te/sparse.py: parameters D, sd), and for the
+    dense formulation the same codes as VNNI blocks dv with column sums dcs (Dv, dcs)."""
 
     d: np.ndarray
     s: np.ndarray
+    dv: np.ndarray | None = None
+    dcs: np.ndarray | None = None
 
     def params(self) -> Iterator[tuple[str, np.ndarray]]:
-        return zip(sig.SPARSE_A_STATIC, (self.d, self.s), strict=True)
+        yield from zip(sig.SPARSE_A_STATIC, (self.d, self.s), strict=True)
+        if self.dv is not None and self.dcs is not None:
+            yield from zip(sig.DENSE_A_STATIC[:2], (self.dv, self.dcs), strict=True)
+
+
+@dataclass(frozen=True, eq=False)
+class SparseDense:
+    """B's thresholded copy for the dense formulation of A's sparse term (chosen at pack above
+    segments.DENSE_ABOVE): VNNI blocks v, column sums cs [1, Np], scales s (Sv, scs, ss)."""
+
+    v: np.ndarray
+    cs: np.ndarray
+    s: np.ndarray
+
+    def params(self) -> Iterator[tuple[str, np.ndarray]]:
+        return zip(sig.DENSE_B_STATIC, (self.v, self.cs, self.s), strict=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +94,7 @@ class PackedOperand:
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
     b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term with other=exact:
     #   numpy glue only (other=packed: None, lowrank_w reads bp)
-    sparse: tuple[SparseCodes | SparseCsr, ...] = ()  # per sparse product, in plan order
+    sparse: tuple[SparseCodes | SparseCsr | SparseDense, ...] = ()  # per sparse product
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
     def params(self) -> Iterator[tuple[str, np.ndarray]]:
@@ -170,10 +189,11 @@ def unpack_codes(bp: np.ndarray) -> np.ndarray:
 StaticTerms = tuple[QArray, list[TermResult]]  # Q(B) and B's residual terms (static_terms)
 
 
-def pack(p: KernelPlan, B: Any, q: QArray | None = None) -> PackedOperand:
+def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True) -> PackedOperand:
     """Quantize and lay out B (K x N) for plan p. q: B's quantized copy when it is known
     exactly (LPLR's factor codes, chain.py), instead of the plan's quantizer applied to B; B
-    must then be its dequantized value."""
+    must then be its dequantized value. dense: the target compiles the sparse products' dense
+    formulations (CPUs)."""
     B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
@@ -192,7 +212,7 @@ def pack(p: KernelPlan, B: Any, q: QArray | None = None) -> PackedOperand:
     if p.compensated:
         out = _with_lowrank(p, out, B, st)
     if p.sparse:
-        sparse, notes = _sparse_arrays(p, B, _terms(p, st))
+        sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense)
         out = replace(out, sparse=sparse, notes=notes)
     return out
 
@@ -346,25 +366,35 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, 
     return ptr.astype(np.int32), k.astype(np.int32), vals.astype(np.int16)
 
 
-def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms
-                   ) -> tuple[tuple[SparseCodes | SparseCsr, ...], tuple[str, ...]]:
-    """(static operands of the sparse products (backend/te/sparse.py), notes): for a product on
-    side a, B's residual codes and scales; on side b, B's thresholded copy (or B, above
-    max_density) as CSR with scales, and a note on which it is."""
-    out: list[SparseCodes | SparseCsr] = []
+def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = True
+                   ) -> tuple[tuple[SparseCodes | SparseCsr | SparseDense, ...], tuple[str, ...]]:
+    """(static operands of the sparse products (te/sparse.py), notes): side a, B's residual
+    codes and scales (+ VNNI blocks for a dense formulation); side b, B's thresholded copy (or
+    B) as CSR, or as VNNI blocks where segments.dense_wins, with notes on both choices."""
+    out: list[SparseCodes | SparseCsr | SparseDense] = []
     notes = []
-    for sp in p.sparse:
+    for j, sp in enumerate(p.sparse):
+        has_dense = dense and sig.dense_plan(p, j) is not None
         if sp.side == "a":
             rq = st[1][sp.n].q
             if not isinstance(rq, QArray):
                 raise PlanError(f"kernel plan of '{p.scheme.name}': B's sparse term {sp.n} "
                                 "has no quantized residual")
             full, sc = _codes_scales(p, rq)
-            out.append(SparseCodes(np.ascontiguousarray(full.T.astype(np.int8)), sc))
+            d = np.ascontiguousarray(full.T.astype(np.int8))
+            dv = pack_codes(full, p.np_, p.kq) if has_dense else None
+            out.append(SparseCodes(d, sc, dv, full.sum(axis=1, dtype=np.int32)[None]))
+            continue
+        q, note = sparse_quant(B, sp.term, "b", "B")
+        full, sc = _codes_scales(p, q)
+        density = float(np.count_nonzero(full)) / max(1, p.n * p.k)
+        run_dense = has_dense and segments.dense_wins(density)
+        notes += [str(note), segments.formulation_note(
+            "b", sp.n, density, run_dense if has_dense else None)]
+        if run_dense:
+            out.append(SparseDense(pack_codes(full, p.np_, p.kq),
+                                   full.sum(axis=1, dtype=np.int32)[None], sc))
         else:
-            q, note = sparse_quant(B, sp.term, "b", "B")
-            notes.append(str(note))
-            full, sc = _codes_scales(p, q)
             out.append(SparseCsr(*csr_columns(full, p.gq), sc))
     return tuple(out), tuple(notes)
 

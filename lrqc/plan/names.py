@@ -38,6 +38,8 @@ FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
+DENSE_SUFFIX = "_dense"  # sparse{j}_dense: the same product as a dense integer GEMM
+DENSE_CODES = "dense_a"  # its A side: the per-call codes as u8 (+ 128), M x K
 FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_ACC)
 FLOAT_FUNCTIONS = (FN_QUANTIZE, FN_GEMM)  # no integer accumulation to expose
 TUNED_FUNCTIONS = (FN_QUANTIZE, FN_GEMM, FN_LOWRANK_U)  # what lrqc tune searches

@@ -9,7 +9,10 @@ of A's side with one of B's side, with per-group scales, so concatenating them a
     a dense  term n    Q_n(R_A^(n))                    Q(B)
     b dense  term n    Q(A)                            Q_n(R_B^(n))
 
-Sparse terms are sparse products added to C after the GEMM (te_sparse.py), one per term:
+Sparse terms are products added to C after the GEMM (te/sparse.py), one per term, each
+compiled twice: as a sparse product (zero codes skipped) and, where its codes fit the integer
+GEMM (5- to 8-bit integers, no zero points), densely with the GEMM's machinery (sparse{j}_dense,
+zeros multiplied). Both give the same integer sums; the faster one runs (DENSE_ABOVE):
 
     product            sparse operand                   dense operand
     b sparse term n    Q_n(A_s)   per call, zero-skip   Q_n(R_B^(n))  static, K x N codes
@@ -25,6 +28,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Scheme, Sparse
+
+# The density of a sparse term's sparse operand above which its dense formulation runs: where a
+# sparse product costs as much as the dense one (a whole K segment of the integer GEMM).
+# Same-run A/B on this machine (2 shared Zen 3 cores, AVX2, int8 codes, B's term, M x N x K =
+# 256 x 4096 x 4096, best of 6, 2026-12-02): sparse / dense 28.9 / 124 ms at 5 %, 61.9 / 141 ms
+# at 15 %, 91-95 / 115-121 ms at 35 %, 113 / 111 ms at 45 %, 124 / 109 ms at 60 %, 205 / 113 ms
+# at 90 % (the main GEMM: 111 ms). Read at each call (A's copies) and at pack (B's copies).
+DENSE_ABOVE = 0.45
+
+
+def dense_wins(density: float) -> bool:
+    """Whether a sparse operand of this density runs in the dense formulation."""
+    return density > DENSE_ABOVE
+
+
+def formulation_note(side: str, n: int, density: float, dense: bool | None) -> str:
+    """What last_notes says of sparse term n (side a: B's term, A's copy per call; side b:
+    A's term, B's copy at pack); dense None: no dense formulation compiled for it."""
+    what = f"sparse: {'B' if side == 'a' else 'A'}'s term {n} ran "
+    if dense is None:
+        return what + "sparse (its codes have no dense formulation)"
+    rel = ">" if density > DENSE_ABOVE else "<="
+    return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
+            f" density {density:.3f} {rel} crossover {DENSE_ABOVE:g}"
+            + ("" if side == "a" else " (chosen at pack)"))
 
 
 @dataclass(frozen=True)

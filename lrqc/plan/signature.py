@@ -15,10 +15,15 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     int_acc      Aq Bp zc cs [ra zb] C
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
-    sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)"""
+    sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
+    sparse{j}_dense  S ss Dv dcs sd Cin C (side a) | Rt sr Sv scs ss Cin C (side b): the same
+                 product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..frontend.model import Calibration, QuantOperand
 from . import names
 from .model import KernelPlan
 from .segments import SparseProduct
@@ -44,6 +49,12 @@ SPARSE_A = ("S", "ss", "D", "sd")  # A's thresholded codes and scales, B's resid
 SPARSE_B = ("Rt", "sr", "ptr", "idx", "val", "ss")  # A's residual codes, scales; B's CSR, scales
 SPARSE_A_STATIC = ("D", "sd")
 SPARSE_B_STATIC = ("ptr", "idx", "val", "ss")
+# the dense formulation (te/sparse.py: dense): the static codes as the GEMM's VNNI blocks
+DENSE_A = ("S", "ss", "Dv", "dcs", "sd")  # + their column sums; B's residual
+DENSE_B = ("Rt", "sr", "Sv", "scs", "ss")  # B's thresholded copy
+DENSE_A_STATIC = ("Dv", "dcs", "sd")
+DENSE_B_STATIC = ("Sv", "scs", "ss")
+CIN = "Cin"  # C read by the dense formulation (the runtime passes C itself)
 
 
 def functions(p: KernelPlan) -> tuple[str, ...]:
@@ -52,6 +63,47 @@ def functions(p: KernelPlan) -> tuple[str, ...]:
     return (*fns, *_given(p.rank_b, names.FN_LOWRANK_U),
             *_given(w_from_codes(p), names.FN_LOWRANK_W),
             *(f"{names.FN_SPARSE}{j}" for j in range(len(p.sparse))))
+
+
+def dense_name(j: int) -> str:
+    """The dense formulation of sparse product j."""
+    return f"{names.FN_SPARSE}{j}{names.DENSE_SUFFIX}"
+
+
+def dense_plan(p: KernelPlan, j: int) -> KernelPlan | None:
+    """The single-product plan whose integer GEMM computes sparse product j densely: A's side
+    the per-call codes (A's copy, or A's residual), B's side the static ones, both in the
+    term's format, per-tensor (one scale group), no residual terms. None when the codes do not
+    fit the GEMM (not 5- to 8-bit signed max-abs integers, or several scale groups per
+    segment): that product runs sparse only."""
+    if p.float_path or p.gq != 1 or not isinstance(p.scheme.a, QuantOperand):
+        return None
+    q = p.sparse[j].q
+    if not (q.is_int and q.signed and q.calibrate == Calibration.MAXABS and 5 <= q.bits <= 8):
+        return None
+    op = QuantOperand(q)
+    return replace(p, scheme=replace(p.scheme, name=f"{p.scheme.name}.{dense_name(j)}", a=op,
+                                     b=op), notes=(), float_gemm=False, segments=(), kseg=0,
+                   kp=p.kq, groups=1, vector=p.kq, a_offset=128, lowrank_a=None,
+                   lowrank_b=None, dense_b=(), sparse=(), chunked=False)
+
+
+def dense_index(fn: str) -> int | None:
+    """j of function sparse{j}_dense; None for the other functions."""
+    if not fn.endswith(names.DENSE_SUFFIX):
+        return None
+    return sparse_index(fn[: -len(names.DENSE_SUFFIX)])
+
+
+def dense_functions(p: KernelPlan) -> tuple[str, ...]:
+    """The dense formulations the plan compiles on CPUs (not listed by functions(): the
+    runtime looks them up where the target has them)."""
+    return tuple(dense_name(j) for j in range(len(p.sparse)) if dense_plan(p, j) is not None)
+
+
+def dense_params(sp: SparseProduct) -> tuple[str, ...]:
+    """The parameters of a sparse product's dense formulation, its output C last."""
+    return (*(DENSE_A if sp.side == "a" else DENSE_B), CIN, names.OUT)
 
 
 def w_from_codes(p: KernelPlan) -> bool:
@@ -110,6 +162,9 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
     j = sparse_index(fn)
     if j is not None and j < len(p.sparse):
         return sparse_params(p.sparse[j])
+    j = dense_index(fn)
+    if j is not None and j < len(p.sparse) and dense_plan(p, j) is not None:
+        return dense_params(p.sparse[j])
     if fn == names.FN_QUANTIZE:
         return _quantize_a(p)
     if fn == names.FN_GEMM and p.float_path:

@@ -20,12 +20,12 @@ import numpy as np
 
 from ..backend.compat import empty, tensor
 from ..backend.te.sparse import tile
-from ..plan import names
+from ..plan import names, segments
 from ..plan import signature as sig
-from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr
+from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr, SparseDense
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
-from .glue import CompBuffers, Tensor
+from .glue import CompBuffers, Tensor, view
 from .linalg import pmatmul
 
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
@@ -44,7 +44,7 @@ class Packed:
     sparse: tuple[dict[str, Tensor], ...] = ()
 
 
-def sparse_tensors(arrays: SparseCodes | SparseCsr, dev: Any, panels: bool
+def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool
                    ) -> dict[str, Tensor]:
     """The tensors of one sparse product's static operand by parameter name. panels (the CPU
     functions): B's residual codes D[Kq, Np] as panels of W columns, Dp[Np/W, Kq, W]
@@ -83,7 +83,8 @@ class Bucket:
     """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
     from the copy of A to the read of C)."""
 
-    def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None):
+    def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None,
+                 dense: bool = True):
         p = self.plan = plan
         self.module = module
         self.prefix = prefix
@@ -105,6 +106,9 @@ class Bucket:
                       if sig.sparse_index(fn) is None}
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
         self.sparse_bound = tuple(self._sparse_bound(j) for j in range(len(p.sparse)))
+        # the dense formulations compiled (CPU targets): {j: their arguments}
+        self.dense_bound = {sig.dense_index(fn): self._sparse_bound(sig.dense_index(fn), fn)
+                            for fn in (sig.dense_functions(p) if dense else ())}
 
     def _buffers(self) -> dict[str, Tensor]:
         """The bucket's buffers by parameter name (two names where quantize_a's output is
@@ -121,13 +125,20 @@ class Bucket:
                 own[names.QUANT_CODES] = self.aq._create_view((p.mp, p.nseg, p.kq))
         return {name: t for name, t in own.items() if t is not None}
 
-    def _sparse_bound(self, j: int) -> Bound:
-        if self.comp is None:
+    def _sparse_bound(self, j: int | None, fn: str | None = None) -> Bound:
+        """The arguments of sparse product j's function fn (default: its sparse one); the
+        dense formulation reads and writes C (Cin, C)."""
+        if self.comp is None or j is None:
             raise PlanError(f"kernel plan of '{self.plan.scheme.name}': sparse products "
                             "without compensation buffers")
-        own = {**self.comp.sparse_buffers(j), names.OUT: self.c}
-        static = sig.SPARSE_A_STATIC if self.plan.sparse[j].side == "a" else sig.SPARSE_B_STATIC
-        return _bind(self.plan, f"{names.FN_SPARSE}{j}", own, frozenset(static))
+        own = {**self.comp.sparse_buffers(j), names.OUT: self.c, sig.CIN: self.c}
+        a = self.plan.sparse[j].side == "a"
+        static: tuple[str, ...]
+        if fn is None:
+            fn, static = f"{names.FN_SPARSE}{j}", sig.SPARSE_A_STATIC if a else sig.SPARSE_B_STATIC
+        else:
+            static = sig.DENSE_A_STATIC if a else sig.DENSE_B_STATIC
+        return _bind(self.plan, fn, own, frozenset(static))
 
     def quantize(self) -> None:
         """quantize_a on the bucket's A."""
@@ -170,10 +181,37 @@ class Bucket:
                             "without B for A's lowrank term")
         return lambda ft: pmatmul(ft.astype(np.float32), b32)
 
-    def sparse(self, packed: Packed) -> None:
-        """C += the sparse products (after the GEMM)."""
+    def sparse(self, packed: Packed) -> list[str]:
+        """C += the sparse products (after the GEMM), each in its sparse or dense formulation:
+        B's terms by the density of A's copy this call (quantize_a's dens), A's terms as pack
+        chose (B's copy as CSR or as VNNI blocks). Returns notes on B's terms' choices."""
+        notes = []
         for j, bound in enumerate(self.sparse_bound):
-            self.fn(f"{names.FN_SPARSE}{j}")(*_args(bound, packed.sparse[j]))
+            sp, t = self.plan.sparse[j], packed.sparse[j]
+            if sp.side == "b":
+                dense = sig.DENSE_B_STATIC[0] in t
+            elif j not in self.dense_bound:
+                dense = False
+                notes.append(segments.formulation_note("a", sp.n, 0.0, None))
+            else:
+                d = self.a_density(j)
+                dense = segments.dense_wins(d)
+                notes.append(segments.formulation_note("a", sp.n, d, dense))
+            if dense:
+                self.fn(sig.dense_name(j))(*_args(self.dense_bound[j], t))
+            else:
+                self.fn(f"{names.FN_SPARSE}{j}")(*_args(bound, t))
+        return notes
+
+    def a_density(self, j: int) -> float:
+        """The density of A's copy for sparse product j (side a) in the last quantize_a: its
+        thresholded copy's, or 1 above max_density (the whole of A)."""
+        comp = self.comp
+        if comp is None or comp.dens is None:
+            raise PlanError(f"kernel plan of '{self.plan.scheme.name}': no densities")
+        sp = self.plan.sparse[j]
+        d = float(view(comp.dens)[comp.a_copies.index(sp)])
+        return 1.0 if d > sp.term.max_density else d
 
     def fn(self, name: str) -> Any:
         """The compiled function, looked up on first use (a cross-compiled module cannot run

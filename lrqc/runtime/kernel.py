@@ -81,9 +81,10 @@ class Kernel:
         self.prefix = prefix
         self.output = self.plan.scheme.output  # the type of C (parts of chains: float32)
         self.dev, self.no_device = device_of(target)
-        self._bk = None if self.no_device else [Bucket(p, module, prefix, self.dev)
-                                                for p in plans]
-        self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used)
+        self._bk = None if self.no_device else [
+            Bucket(p, module, prefix, self.dev, dense=not target.is_cuda) for p in plans]
+        self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
+        #   which formulation ran)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
         self._fingerprint: dict[str, str] | None = None
 
@@ -131,7 +132,7 @@ class Kernel:
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
         try:
-            arrays = layout.pack(self.plan, X, q)
+            arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda)
         except InputError as exc:  # the transposed product's B is the user's A
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None
@@ -245,8 +246,8 @@ class Kernel:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
             bk.run(names.FN_GEMM, packed)
-            if bk.plan.sparse:
-                bk.sparse(packed)
+            if bk.plan.sparse:  # which formulation ran for each sparse term, and why
+                self.last_notes += bk.sparse(packed)
             c = bk.c.numpy()  # a copy: the buffer is the next call's
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 

@@ -146,7 +146,8 @@ def functions(kernel: Kernel | ChainKernel) -> list[str]:
     for k in parts:
         prefix = k.prefix
         for p in k.plans:
-            out += [names.symbol(fn, p.m, prefix) for fn in signature.functions(p)]
+            dense = () if k.target.is_cuda else signature.dense_functions(p)  # CPU only
+            out += [names.symbol(fn, p.m, prefix) for fn in (*signature.functions(p), *dense)]
     return out
 
 

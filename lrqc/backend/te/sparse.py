@@ -10,14 +10,22 @@ side "b" (A's term): S = B's thresholded copy, static, as CSR of its columns (on
   per column and group: ptr[n * G + g]), D = A's residual codes transposed [Kq, Mp] from
   the quantization pass; vectorized over M, 16 columns of C at a time.
 
-Work is nnz(S) times the dense operand's width, plus one pass over S's codes (side a)."""
+Work is nnz(S) times the dense operand's width, plus one pass over S's codes (side a).
+
+dense (sparse{j}_dense, CPU): the same product as the integer GEMM computes it (te/gemm.py's
+sums, scheduled by the x86 rule of its plan, signature.dense_plan): A's side the per-call
+codes + 128 as u8 [Mp, Kq] (block names.DENSE_CODES: S itself, or Rt transposed), B's side
+the static codes as VNNI blocks with their column sums; C = Cin + deq(acc - 128 cs), Cin
+being C itself (elementwise: each element read before it is written)."""
 
 from __future__ import annotations
 
 from ...frontend.model import Quant
+from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
-from ..compat import PrimExpr, T, tir
+from ..compat import PrimExpr, T, te, tir
+from .gemm import _int_sum
 
 
 def code_dtype(q: Quant) -> str:
@@ -35,6 +43,35 @@ def functions(p: KernelPlan, cuda: bool = False) -> list:
             make = sparse_a if sp.side == "a" else sparse_b
         out.append(make(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q)))
     return out
+
+
+def dense(p: KernelPlan, j: int, pairs: bool = False) -> list[te.Tensor]:
+    """Tensors of sparse product j's dense formulation (module docstring), parameters in
+    signature.dense_params order; pairs: the sums as vpmaddwd forms them (gemm._int_sum)."""
+    side = p.sparse[j].side
+    mp, kq, np_ = p.mp, p.kq, p.np_
+    if side == "a":
+        X = te.placeholder((mp, kq), "int8", name="S")
+        aq = te.compute((mp, kq), lambda i, k: (X[i, k].astype("int32") + 128).astype("uint8"),
+                        name=names.DENSE_CODES)
+    else:
+        X = te.placeholder((kq, mp), "int8", name="Rt")
+        aq = te.compute((mp, kq), lambda i, k: (X[k, i].astype("int32") + 128).astype("uint8"),
+                        name=names.DENSE_CODES)
+    names_ = ("ss", "Dv", "dcs", "sd") if side == "a" else ("sr", "Sv", "scs", "ss")
+    xs = te.placeholder((mp, 1), "float32", name=names_[0])
+    bv = te.placeholder((np_ // 16, kq // 4, 16, 4), "int8", name=names_[1])
+    cs = te.placeholder((1, np_), "int32", name=names_[2])
+    bs = te.placeholder((1, np_), "float32", name=names_[3])
+    cin = te.placeholder((mp, np_), "float32", name="Cin")
+
+    def prod(i: PrimExpr, jj: PrimExpr, k: PrimExpr) -> PrimExpr:
+        return aq[i, k].astype("int32") * bv[jj // 16, k // 4, jj % 16, k % 4].astype("int32")
+
+    acc = _int_sum((mp, np_), prod, kq, names.ACC, pairs)
+    out = te.compute((mp, np_), lambda i, jj: cin[i, jj] + (
+        acc[i, jj] - 128 * cs[0, jj]).astype("float32") * xs[i, 0] * bs[0, jj], name=names.OUT)
+    return [X, xs, bv, cs, bs, cin, out]
 
 
 def threads(width: int) -> int:

@@ -1,0 +1,133 @@
+"""Both formulations of the sparse products (lrqc/backend/te/sparse.py): the sparse one (zero
+codes skipped) and the dense one (sparse{j}_dense, the integer GEMM's machinery), chosen per call
+for B's terms by the density of A's copy and at pack for A's terms by B's copy's
+(segments.DENSE_ABOVE). Both give the reference's numbers and each other's within float32
+rounding; kernel.last_notes says which ran and why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.plan import segments
+from lrqc.plan.layout import SparseCsr, SparseDense
+from lrqc.plan.signature import dense_functions, params
+from lrqc.reference import matmul
+from lrqc.reference.scheme import rel_error
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TOL = 2e-6  # as test_compensation_cpu.py: float32 accumulation vs the float64 reference
+SPARSE = "int8 per_channel round=trunc + sparse(threshold={th}, max_density=0.35)"
+
+
+def _scheme(a: str, b: str):
+    return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+
+
+def _run(kernel, A, B, crossover, monkeypatch):
+    """C and last_notes with the crossover set to `crossover` (B packed under it)."""
+    monkeypatch.setattr(segments, "DENSE_ABOVE", crossover)
+    packed = kernel.pack(B)
+    return kernel(A, packed), list(kernel.last_notes), packed
+
+
+@pytest.fixture(scope="module")
+def both_sides():
+    s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
+    m, n, k = 40, 48, 72
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    return s, lrqc.compile(s, M=m, N=n, K=k), A, B
+
+
+def test_both_formulations_match_the_reference_and_each_other(both_sides, monkeypatch):
+    s, kernel, A, B = both_sides
+    assert {fn for fn in dense_functions(kernel.plan)} == {"sparse0_dense", "sparse1_dense"}
+    ref = matmul(s, np.asarray(A, np.float32).astype(np.float64), B)
+    c_sparse, notes_s, packed_s = _run(kernel, A, B, 1.0, monkeypatch)
+    c_dense, notes_d, packed_d = _run(kernel, A, B, 0.0, monkeypatch)
+    assert rel_error(c_sparse, ref) < TOL and rel_error(c_dense, ref) < TOL
+    # the same integer sums: only the float32 epilogue's rounding differs
+    assert np.allclose(c_sparse, c_dense, rtol=1e-5, atol=1e-5 * np.abs(c_sparse).max())
+    assert sum("ran sparse" in t for t in notes_s) == 2, notes_s
+    assert sum("ran dense" in t for t in notes_d) == 2, notes_d
+    assert any("B's term 0 ran sparse: A's copy density" in t and "<= crossover 1" in t
+               for t in notes_s)
+    assert any("B's term 0 ran dense: A's copy density" in t and "> crossover 0" in t
+               for t in notes_d)
+    # A's term: chosen at pack, from B's copy
+    assert isinstance(packed_s.arrays.sparse[1], SparseCsr)
+    assert isinstance(packed_d.arrays.sparse[1], SparseDense)
+    assert any("A's term 0 ran dense" in t and "(chosen at pack)" in t for t in packed_d.notes)
+
+
+def test_choice_per_call_follows_a_density(monkeypatch):
+    """B's term alone: with the crossover between two A's densities, each call picks its own."""
+    s = _scheme("int8 per_channel round=trunc", SPARSE.format(th=0.5))
+    m, n, k = 16, 32, 64
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((k, n))
+    monkeypatch.setattr(segments, "DENSE_ABOVE", 0.2)
+    packed = kernel.pack(B)
+    for d, form in ((0.1, "sparse"), (0.3, "dense")):
+        big = rng.random((m, k)) < d  # |A| 4 on a fraction d, 1 elsewhere: density d exactly
+        A = np.where(big, 4.0, 1.0) * rng.choice([-1.0, 1.0], (m, k)) * (1 + 0.01 * rng.random(
+            (m, k)))
+        C = kernel(A, packed)
+        ref = matmul(s, np.asarray(A, np.float32).astype(np.float64), B)
+        assert rel_error(C, ref) < TOL
+        note = kernel.last_notes[-1]
+        assert f"ran {form}: A's copy density" in note, note
+
+
+def test_signature_declares_the_dense_functions(both_sides):
+    _, kernel, _, _ = both_sides
+    p = kernel.plan
+    assert params(p, "sparse0_dense") == ("S", "ss", "Dv", "dcs", "sd", "Cin", "C")
+    assert params(p, "sparse1_dense") == ("Rt", "sr", "Sv", "scs", "ss", "Cin", "C")
+
+
+def test_codes_without_a_dense_form_run_sparse(monkeypatch):
+    """A term in int4 (codes the dense GEMM would read as nibbles) or with zero points (int16
+    centered codes) has no dense formulation: it runs sparse, and the notes say so."""
+    s = _scheme("int8 per_channel round=trunc",
+                "int8 per_channel round=trunc + sparse(int4, threshold=0.5)")
+    m, n, k = 8, 16, 32
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    assert dense_functions(kernel.plan) == ()
+    rng = np.random.default_rng(7)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    C, notes, _ = _run(kernel, A, B, 0.0, monkeypatch)
+    assert rel_error(C, matmul(s, np.asarray(A, np.float32).astype(np.float64), B)) < TOL
+    assert any("ran sparse (its codes have no dense formulation)" in t for t in notes), notes
+
+
+@pytest.mark.parametrize("crossover", [0.0, 1.0])
+def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
+    """M buckets (padded rows), static: a (the transposed product) and a saved artifact run
+    either formulation with the reference's numbers; the manifest lists the dense symbols."""
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
+
+    monkeypatch.setattr(segments, "DENSE_ABOVE", crossover)
+    form = "dense" if crossover == 0.0 else "sparse"
+    rng = np.random.default_rng(11)
+    # static: a as test_compensation_cpu.py's (its round=trunc, Gaussian variant differs from
+    # the reference by 2e-5 to 7e-4 in either formulation, as before the dense one existed)
+    cases = (("a", 24, "int8 per_channel + sparse(threshold=0.5)", "random"),
+             ("b", "8..32", SPARSE.format(th=0.7), "standard_normal"))
+    for static, M, b, draw in cases:
+        A, B = getattr(rng, draw)((24, 64)), getattr(rng, draw)((64, 20))
+        a = b if static == "a" else SPARSE.format(th=0.5)
+        s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n static: {static}\n}}")["t"]
+        ref = matmul(s, np.asarray(A, np.float32).astype(np.float64), B)
+        kernel = lrqc.compile(s, M=M, N=20, K=64)
+        assert rel_error(kernel.run(A, B), ref) < TOL
+        assert sum(f"ran {form}" in t for t in kernel.last_notes) == 2, kernel.last_notes
+    man = build_artifact(s, 24, 20, 64, tmp_path / "k")
+    assert any("sparse0_dense" in f for f in man["functions"])
+    loaded = load_kernel(tmp_path / "k")
+    assert rel_error(loaded.run(A, B), ref) < TOL
