@@ -409,6 +409,9 @@ def sparse_traffic(kernel, packed) -> int:
             d = packed.arrays.sparse[j].d
             rows = int(np.count_nonzero(S.any(axis=0)))
             total += S.nbytes + rows * d.shape[1] * d.itemsize + c_bytes
+        elif not hasattr(packed.arrays.sparse[j], "idx"):  # B's copy for the dense formulation
+            total += packed.arrays.sparse[j].v.nbytes + bk.comp.sparse[j][0].numpy().nbytes \
+                + c_bytes
         else:
             csr = packed.arrays.sparse[j]
             Rt = bk.comp.sparse[j][0].numpy()

@@ -260,7 +260,8 @@ def comp_shape(m, n, k, args) -> list[dict]:
         if ts:
             C = calls[name]()
             err = common.rel(C, ref)
-            extra = "; ".join(short_note(n) for n in getattr(kernels.get(name), "last_notes", []))
+            extra = "; ".join(filter(None, (short_note(n) for n in getattr(
+                kernels.get(name), "last_notes", []))))
             note = "; ".join(filter(None, [note, call_note(med(ts), len(ts), first.get(name),
                                                            args.rounds), extra]))
         rows.append({"shape": shape, "method": name if name == NUMPY else f"lrqc {name}",
@@ -284,13 +285,22 @@ def sparse_bound(kernel, A, packed) -> dict:
         _BANDWIDTH.append(common.memory_bandwidth())
     ms = kernel.stage_times(A, packed)["sparse"] * 1e3
     nbytes = common.sparse_traffic(kernel, packed)
+    kernel(A, packed)  # the notes of a call on A: which formulation each sparse term ran
+    ran = [m.group(1) for m in map(RAN.search, kernel.last_notes) if m]
     return {"sparse_ms": ms, "sparse_bytes": nbytes, "bandwidth": _BANDWIDTH[0],
-            "sparse_bound_ms": nbytes / _BANDWIDTH[0] * 1e3}
+            "sparse_bound_ms": nbytes / _BANDWIDTH[0] * 1e3, "sparse_ran": ran}
+
+
+# "sparse: B's term 0 ran dense: A's copy density 0.350 > crossover 0.45" -> "B's term 0 ran
+# dense: A's copy density 0.350 > crossover 0.45" (the kernel's notes of its last call)
+RAN = re.compile(r"sparse: (\w's term \d+ ran .*?)(?: \(chosen at pack\))?$")
 
 
 def short_note(note: str) -> str:
     """'sparse: B density 0.050 <= max_density 0.5: sparse B used' -> 'B density 0.050: sparse
     B used' (the kernel's notes of its last call)."""
+    if RAN.search(note):  # print_comp_rows gives the formulations on their own line
+        return ""
     m = re.match(r"sparse: (\w+ density [0-9.]+)[^:]*: (.*)", note)
     return f"{m.group(1)}: {m.group(2)}" if m else note
 
@@ -310,7 +320,7 @@ def print_comp_rows(rows: list[dict]) -> None:
         if "sparse_ms" in r:
             print(f"{r['shape']:<16}{r['method']}: sparse products: {r['sparse_ms']:.1f} ms, "
                   f"memory bound {r['sparse_bound_ms']:.1f} ms ({r['sparse_bytes'] / 1e6:.0f} MB "
-                  f"at {r['bandwidth'] / 1e9:.1f} GB/s)")
+                  f"at {r['bandwidth'] / 1e9:.1f} GB/s); ran: {'; '.join(r['sparse_ran'])}")
     print(flush=True)
 
 

@@ -187,7 +187,10 @@ def _integer_terms(p: KernelPlan, terms: _Terms) -> KernelPlan:
                    "skips its zero codes per call, B's is stored as CSR at pack; whether a copy "
                    "is sparse or the dense operand (density above max_density, then every "
                    "element is multiplied) is decided at pack for B (packed.notes) and per "
-                   "call for A (kernel.last_notes)"),)
+                   "call for A (kernel.last_notes); on CPUs each also compiles as a dense "
+                   "integer GEMM, run where the copy's density exceeds the measured crossover "
+                   "(per call for B's terms, at pack for A's; kernel.last_notes says which "
+                   "ran)"),)
     return replace(p, kp=nseg * kq, groups=nseg * gq, vector=v, segments=segs, kseg=kq,
                    sparse=prods, lowrank_a=terms["a"][1], lowrank_b=terms["b"][1], notes=notes)
 
