@@ -23,11 +23,11 @@ def variants(plan: KernelPlan) -> tuple[str, ...]:
     column strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1 for
     all rows; nibbles unpacked per chunk). Per-vector groups: each row tile runs every group
     with its output in registers ("rows_outer"; nibbles unpacked per panel), or each group
-    runs over a block of rows ("k_outer"; nibbles unpacked per group and block). Measured on
-    Zen 3 (same-run A/B): single group k_outer 1.6-1.8x faster at 1024x384x1536 (int4 and
-    int8 weights), equal at 2048^3; VS-Quant groups k_outer 1.2x faster at 2048^3, 1.8-2.7x
-    at 1024x384x1536 and 1024x1536x384 (2026-12-02)."""
-    return VARIANTS[::-1]
+    runs over a block of rows ("k_outer"; nibbles unpacked per group and block). Same-run A/B
+    on Zen 3 with the hand tiles (2026-12-02): rows_outer 1.5-2.1x faster for int8 x int4 at
+    2048^3, 1024x384x1536, 512x3072x768 and 16/256x4096x4096, and for VS-Quant w4a4 1.3x at
+    2048^3, 2.1x at 1024x384x1536."""
+    return VARIANTS
 
 
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
