@@ -388,7 +388,7 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = 
         q, note = sparse_quant(B, sp.term, "b", "B")
         full, sc = _codes_scales(p, q)
         density = float(np.count_nonzero(full)) / max(1, p.n * p.k)
-        run_dense = has_dense and segments.dense_wins(density)
+        run_dense = has_dense and segments.dense_wins(density, "b")
         notes += [str(note), segments.formulation_note(
             "b", sp.n, density, run_dense if has_dense else None)]
         if run_dense:

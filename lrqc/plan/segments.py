@@ -29,18 +29,22 @@ from dataclasses import dataclass
 
 from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Scheme, Sparse
 
-# The density of a sparse term's sparse operand above which its dense formulation runs: where a
-# sparse product costs as much as the dense one (a whole K segment of the integer GEMM).
-# Same-run A/B on this machine (2 shared Zen 3 cores, AVX2, int8 codes, B's term, M x N x K =
-# 256 x 4096 x 4096, best of 6, 2026-12-02): sparse / dense 28.9 / 124 ms at 5 %, 61.9 / 141 ms
-# at 15 %, 91-95 / 115-121 ms at 35 %, 113 / 111 ms at 45 %, 124 / 109 ms at 60 %, 205 / 113 ms
-# at 90 % (the main GEMM: 111 ms). Read at each call (A's copies) and at pack (B's copies).
-DENSE_ABOVE = 0.45
+# The density of a sparse term's sparse operand above which its dense formulation runs, per
+# product side: where a sparse product costs as much as the dense one (a whole K segment of the
+# integer GEMM). Same-run A/Bs on this machine (2 shared Zen 3 cores, AVX2, int8 codes, M x N x K
+# = 256 x 4096 x 4096, best of 5-6, 2026-12-02), sparse / dense ms:
+#   "a" (B's terms: A's copy, per call; sparse_a): 29 / 124 at 5 %, 62 / 141 at 15 %, 91-95 /
+#       115-121 at 35 %, 113 / 111 at 45 %, 124 / 109 at 60 %, 205 / 113 at 90 %;
+#   "b" (A's terms: B's copy, at pack; sparse_b): 18 / 114 at 5 %, 50 / 110 at 15 %, 76 / 130 at
+#       20 %, 106 / 133 at 25 %, 123-130 / 97-116 at 35 %, 139 / 106 at 45 %, 198 / 111 at 60 %.
+# Read at each call (side a) and at pack (side b): tests set them to 0 or 1.
+DENSE_ABOVE = {"a": 0.45, "b": 0.30}
 
 
-def dense_wins(density: float) -> bool:
-    """Whether a sparse operand of this density runs in the dense formulation."""
-    return density > DENSE_ABOVE
+def dense_wins(density: float, side: str) -> bool:
+    """Whether a sparse operand of this density runs in the dense formulation (side: the
+    product's, SparseProduct.side)."""
+    return density > DENSE_ABOVE[side]
 
 
 def formulation_note(side: str, n: int, density: float, dense: bool | None) -> str:
@@ -49,11 +53,11 @@ def formulation_note(side: str, n: int, density: float, dense: bool | None) -> s
     what = f"sparse: {'B' if side == 'a' else 'A'}'s term {n} ran "
     if dense is None:
         return what + "sparse (its codes have no dense formulation)"
-    rel = ">" if density > DENSE_ABOVE else "<="
+    cross = DENSE_ABOVE[side]
+    rel = ">" if density > cross else "<="
     return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
-            f" density {density:.3f} {rel} crossover {DENSE_ABOVE:g}"
+            f" density {density:.3f} {rel} crossover {cross:g}"
             + ("" if side == "a" else " (chosen at pack)"))
-
 
 @dataclass(frozen=True)
 class Segment:

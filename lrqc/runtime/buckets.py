@@ -195,7 +195,7 @@ class Bucket:
                 notes.append(segments.formulation_note("a", sp.n, 0.0, None))
             else:
                 d = self.a_density(j)
-                dense = segments.dense_wins(d)
+                dense = segments.dense_wins(d, "a")
                 notes.append(segments.formulation_note("a", sp.n, d, dense))
             if dense:
                 self.fn(sig.dense_name(j))(*_args(self.dense_bound[j], t))

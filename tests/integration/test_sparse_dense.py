@@ -28,7 +28,7 @@ def _scheme(a: str, b: str):
 
 def _run(kernel, A, B, crossover, monkeypatch):
     """C and last_notes with the crossover set to `crossover` (B packed under it)."""
-    monkeypatch.setattr(segments, "DENSE_ABOVE", crossover)
+    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": crossover, "b": crossover})
     packed = kernel.pack(B)
     return kernel(A, packed), list(kernel.last_notes), packed
 
@@ -70,7 +70,7 @@ def test_choice_per_call_follows_a_density(monkeypatch):
     kernel = lrqc.compile(s, M=m, N=n, K=k)
     rng = np.random.default_rng(5)
     B = rng.standard_normal((k, n))
-    monkeypatch.setattr(segments, "DENSE_ABOVE", 0.2)
+    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": 0.2, "b": 0.2})
     packed = kernel.pack(B)
     for d, form in ((0.1, "sparse"), (0.3, "dense")):
         big = rng.random((m, k)) < d  # |A| 4 on a fraction d, 1 elsewhere: density d exactly
@@ -112,7 +112,7 @@ def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel
 
-    monkeypatch.setattr(segments, "DENSE_ABOVE", crossover)
+    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": crossover, "b": crossover})
     form = "dense" if crossover == 0.0 else "sparse"
     rng = np.random.default_rng(11)
     # static: a as test_compensation_cpu.py's (its round=trunc, Gaussian variant differs from
