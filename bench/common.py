@@ -31,6 +31,7 @@ os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads mus
 import numpy as np  # noqa: E402  (after the environment above: its OpenBLAS reads it once)
 
 import lrqc  # noqa: E402
+from lrqc.resources import host_cpu_flags  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 TORCH_MISSING = "torch not installed (pip install -e '.[bench]')"
@@ -45,14 +46,7 @@ def log(msg: str) -> None:
 
 def cpu_flags() -> set[str]:
     """The CPU's feature flags as /proc/cpuinfo names them (empty off Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    return host_cpu_flags()
 
 
 ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni")

@@ -1,5 +1,5 @@
 """One place that finds the data directories (grammar/, schedules/, examples/) in a checkout or
-a wheel."""
+a wheel, and the host CPU's feature flags."""
 
 from __future__ import annotations
 
@@ -26,3 +26,15 @@ def grammar_path() -> Path:
 
 def example_path(filename: str) -> Path:
     return data_dir("examples") / filename
+
+
+def host_cpu_flags() -> set[str]:
+    """The host CPU's feature flags as /proc/cpuinfo names them (empty off Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..errors import LrqcError
+from ..resources import host_cpu_flags
 from .compat import TvmTarget, codegen
 
 # cpuinfo flag -> LLVM feature
@@ -103,15 +104,6 @@ def _plain(spec) -> dict:
                 list(v) if isinstance(v, tuple) else v) for k, v in spec.items()}
 
 
-def host_cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def host_target_dict() -> dict:

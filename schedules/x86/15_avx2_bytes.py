@@ -1,5 +1,5 @@
 """x86 AVX2 on bytes: the u8 x s8 blocks of the VNNI formulation tensorized to vpmaddubsw then
-vpmaddwd by ones (intrinsic lrqc_avx2_16x4_bytes_u8s8s32): 32 multiply-adds in three
+vpmaddwd by ones (intrinsic lrqc_avx2_16x4x<n>_bytes_i16_u8s8s32): 32 multiply-adds in three
 instructions where widened bytes take four. vpmaddubsw saturates its int16 pair sums, so the
 rule applies only where the plan's range analysis proves every pair sum inside int16
 (lrqc.plan.ranges): weights of at most 7 bits against u8 activations, or activations of at
@@ -15,7 +15,7 @@ Measured on Zen 3 (2 cores, AVX2, loaded host, same-run A/B): 2048^3 int8 x int4
 from __future__ import annotations
 
 from lrqc.backend.compat import Schedule
-from lrqc.backend.intrin.x86 import AVX2_BYTES_16x4, bytes_steps, register
+from lrqc.backend.intrin.x86 import bytes_steps, register
 from lrqc.backend.schedule import blocks, tiles
 from lrqc.backend.schedule.protocol import Knob, ScheduleRule
 from lrqc.backend.target import Target
@@ -66,7 +66,7 @@ class X86Avx2Bytes(ScheduleRule):
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
                  variant: str | None = None) -> None:
         n = steps(plan)
-        intrin = register(*bytes_steps(n)) if n > 1 else register(AVX2_BYTES_16x4)
+        intrin = register(*bytes_steps(n))
         blocks.schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob), intrin, n, variant)
 
 

@@ -8,10 +8,11 @@ AVX2: the same block with vpmaddwd on bytes widened to int16 (u8 zero-, s8 sign-
 sums adjacent k pairs: C[j, h] += Σ_t A[2h+t]·B[j, 2h+t], 32 int32 lanes in vpmaddwd order.
 Exact: |u8·s8| <= 255·128, a pair sum fits int32 without saturation.
 
-AVX2 bytes: the VNNI block's contract (C[j] += Σ_k A[k]·B[j, k] over the 4 k) with vpmaddubsw
-(u8·s8 products summed in adjacent pairs into int16, saturating) then vpmaddwd by ones (the two
-pairs into int32), per 8 columns. Exact only where no pair sum can leave int16: the schedule
-rule that uses it checks the plan's proven code ranges (lrqc.plan.ranges).
+AVX2 bytes (bytes_steps(n)): the VNNI block's contract over n 4-byte k steps
+(C[j] += Σ_k A[k]·B[j, k]) with vpmaddubsw (u8·s8 products summed in adjacent pairs into int16,
+saturating), the n pair sums of each lane added in int16, then vpmaddwd by ones (into int32),
+per 8 columns. Exact only where no pair sum (nor n of them) can leave int16: the schedule rule
+that uses it checks the plan's proven code ranges (lrqc.plan.ranges).
 
 CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""
 
@@ -93,29 +94,6 @@ def _impl_pairs(
             C.vstore([q * 4, 0], C.vload([q * 4, 0], dtype="int32x8") + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
                 T.cast(B.vload([q * 4, 0], dtype="int8x16"), "int16x16"), a16, dtype="int32x8"))
-
-
-AVX2_BYTES_16x4 = "lrqc_avx2_16x4_bytes_u8s8s32"
-
-
-@T.prim_func(s_tir=True)
-def _impl_bytes(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a32 = T.reinterpret(T.broadcast(a4, 8), dtype="uint8x32")
-        for q in T.unroll(2):
-            C[T.ramp(q * 8, 1, 8)] = C.vload([q * 8], dtype="int32x8") + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
-                T.call_llvm_pure_intrin(
-                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"), a32,
-                    B.vload([q * 8, 0], dtype="int8x32"), dtype="int16x16"),
-                T.broadcast(T.int16(1), 16), dtype="int32x8")
 
 
 def _pair_sums(A, B, q, n: int):
@@ -206,7 +184,6 @@ def _impl_dp4a(
 
 
 _INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs),
-               AVX2_BYTES_16x4: (_desc, _impl_bytes),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 
