@@ -52,7 +52,8 @@ def formulation_note(side: str, n: int, density: float, dense: bool | None) -> s
     A's term, B's copy at pack); dense None: no dense formulation compiled for it."""
     what = f"sparse: {'B' if side == 'a' else 'A'}'s term {n} ran "
     if dense is None:
-        return what + "sparse (its codes have no dense formulation)"
+        return what + ("sparse (no dense formulation compiled: its codes do not fit the "
+                       "integer GEMM, or the target is a GPU)")
     cross = DENSE_ABOVE[side]
     rel = ">" if density > cross else "<="
     return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
