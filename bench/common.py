@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,14 +167,17 @@ def int_peak() -> tuple[float | None, str]:
     return peaks[0] if peaks else (None, "no C compiler")
 
 
-def _rule_instruction(rule: str) -> str:
-    """The `instruction` a schedule rule declares ("" when it declares none or is unknown)."""
+def _rule_instruction(rule: str, plan=None) -> tuple[str, str]:
+    """(the instruction a schedule rule declares, its range proof for the plan: it says how
+    many pair sums an int16 lane adds); "" for what is unknown."""
     try:
         from lrqc.backend.schedule.rules import load_rules
-        return next((str(getattr(r, "instruction", "")) for r in load_rules("x86")
-                     if r.name == rule), "")
+        r = next((r for r in load_rules("x86") if r.name == rule), None)
+        if r is None:
+            return "", ""
+        return str(r.instruction), str((r.proof(plan) if plan is not None else None) or "")
     except Exception:  # lrqc's internals move: the rule's name alone still says a lot
-        return ""
+        return "", ""
 
 
 def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
@@ -184,8 +188,12 @@ def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
     float32 tile -> fma; plain loops (the generic rule) -> None."""
     flags = cpu_flags() if flags is None else flags
     rule = str(getattr(kernel, "rule", ""))
-    instr = str(getattr(kernel, "instruction", "") or _rule_instruction(rule))
+    instr, proof = _rule_instruction(rule, getattr(kernel, "plan", None))
+    instr = str(getattr(kernel, "instruction", "") or instr)
     text = f"{rule} {instr}".lower()
+    steps = re.search(r"adds (\d+) per lane", proof)
+    if steps and int(steps.group(1)) > 1:
+        return "avx2_u8_i16", f"{rule}: vpmaddubsw, {steps.group(1)} pair sums per int16 lane"
     if rule.startswith("float") or "vfmadd" in text:
         return "fma", text.strip()
     if "avxvnni" in text or "avx_vnni" in text:
