@@ -12,6 +12,8 @@ import pytest
 import lrqc
 from lrqc.reference import matmul
 from lrqc.reference.inputs import output_dtype
+from lrqc.reference.scheme import rel_error
+from lrqc.resources import host_cpu_flags
 
 pytest.importorskip("tvm")
 
@@ -235,11 +237,20 @@ def test_reference_and_compiler_refuse_the_same_sizes(body, dims):
 def test_rules_leave_what_they_cannot_tile_to_the_portable_rule(target, body):
     """Vectors that are not whole blocks of 4 k (or one block, for vpmaddwd) and int64 chunks:
     the fast rules decline them (their schedules failed inside TVM), the portable rule takes
-    them; compiled here for both CPUs (no run needed for the VNNI one)."""
+    them; compiled here for both CPUs. One block of 4 k per group is one vpdpbusd or one
+    vpmaddubsw (int8 x int4: proven exact), which the VNNI and AVX2 bytes rules tile; the
+    AVX2 one runs here against the reference."""
     k = K_BIG if "int64" in body else 40
-    kernel = lrqc.compile(scheme(body), 8, 16, k, target=target)
-    vnni_tiles_it = "per_vector(4)" in body and target == "x86-avx512-vnni"  # one vpdpbusd
-    assert kernel.rule == ("x86_vnni" if vnni_tiles_it else "generic")
+    s = scheme(body)
+    kernel = lrqc.compile(s, 8, 16, k, target=target)
+    one_block = "per_vector(4)" in body
+    fast = {"x86-avx512-vnni": "x86_vnni", "x86-avx2": "x86_avx2_bytes"}[target]
+    assert kernel.rule == (fast if one_block else "generic")
+    if one_block and target == "x86-avx2" and "avx2" in host_cpu_flags():
+        rng = np.random.default_rng(7)
+        A, B = rng.standard_normal((8, k)), rng.standard_normal((k, 16))
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+        assert rel_error(kernel.run(A, B), ref) < 1e-6
 
 
 @pytest.mark.parametrize("body", ["a: int8 per_channel\nb: int8 per_channel",
