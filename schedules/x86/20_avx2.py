@@ -54,15 +54,14 @@ class X86Avx2(ScheduleRule):
 
     def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (tiles.tile_knobs): rows per tile and 16-column blocks per tile
-        (hand 1 x 2 for single-group products, 2 x 1 per group, 4 x 1 with a low-rank
-        epilogue) and the k chunk of single-group products; lrqc tune samples them.
-        Same-run A/B on Zen 3 (2026-12-02), int8 x int8: 1 x 2 1.2x faster than 2 x 1 at
-        2048^3, 1.8x at 512x3072x768 and 1024x384x1536; with rank-16 epilogues on both
-        operands (2048^3) 4 x 1 2.4x faster than 1 x 2: the epilogue reads its rank x 16 W
-        block once per row tile. The per-group tile needs a row loop (no single row)."""
-        lowrank = bool(plan.rank_a or plan.rank_b)
-        rows = (1, 2) if plan.groups == 1 and not lowrank else (4, 2, 1) if lowrank else (2, 1)
-        return tiles.tile_knobs(plan, rows, (1, 2) if lowrank else (2, 1))
+        (hand 1 x 2 for single-group products, 2 x 1 per group: its tile needs a row loop) and
+        the k chunk of single-group products; lrqc tune samples them. Same-run A/B on Zen 3
+        (2026-12-02), int8 x int8: 1 x 2 1.2x faster than 2 x 1 at 2048^3, 1.8x at
+        512x3072x768 and 1024x384x1536; with low-rank epilogues 1 x 2 as fast as or faster
+        than 4 x 1 and 2 x 2 (rank 16 on B at 256x4096x4096: 1.8x; rank 1 on both at 2048^3:
+        1.4x; rank 16 on both at 2048^3: 1.06x)."""
+        rows = (1, 2) if plan.groups == 1 else (2, 1)
+        return tiles.tile_knobs(plan, rows, (2, 1))
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
                  variant: str | None = None) -> None:
