@@ -115,15 +115,16 @@ def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
     monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": crossover, "b": crossover})
     form = "dense" if crossover == 0.0 else "sparse"
     rng = np.random.default_rng(11)
-    # static: a as test_compensation_cpu.py's (its round=trunc, Gaussian variant differs from
-    # the reference by 2e-5 to 7e-4 in either formulation, as before the dense one existed)
-    cases = (("a", 24, "int8 per_channel + sparse(threshold=0.5)", "random"),
-             ("b", "8..32", SPARSE.format(th=0.7), "standard_normal"))
-    for static, M, b, draw in cases:
-        A, B = getattr(rng, draw)((24, 64)), getattr(rng, draw)((64, 20))
-        a = b if static == "a" else SPARSE.format(th=0.5)
+    # the per-call operand is taken as float32, the static one as given (float64 here)
+    cases = (("a", 24, SPARSE.format(th=0.7)), ("b", "8..32", SPARSE.format(th=0.7)))
+    for static, M, b in cases:
+        A, B = rng.standard_normal((24, 64)), rng.standard_normal((64, 20))
+        a = SPARSE.format(th=0.5)
         s = lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n static: {static}\n}}")["t"]
-        ref = matmul(s, np.asarray(A, np.float32).astype(np.float64), B)
+        if static == "a":
+            ref = matmul(s, A, np.asarray(B, np.float32).astype(np.float64))
+        else:
+            ref = matmul(s, np.asarray(A, np.float32).astype(np.float64), B)
         kernel = lrqc.compile(s, M=M, N=20, K=64)
         assert rel_error(kernel.run(A, B), ref) < TOL
         assert sum(f"ran {form}" in t for t in kernel.last_notes) == 2, kernel.last_notes
