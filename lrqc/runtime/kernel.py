@@ -13,6 +13,7 @@ fingerprint of the kernel that made it (layout.fingerprint): another kernel refu
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -248,6 +249,8 @@ class Kernel:
             bk.run(names.FN_GEMM, packed)
             if bk.plan.sparse:  # which formulation ran for each sparse term, and why
                 self.last_notes += bk.sparse(packed)
+            if self.transposed and bk.comp is not None:  # name the operands as the user does
+                self.last_notes = [_swap_operands(n) for n in self.last_notes]
             c = bk.c.numpy()  # a copy: the buffer is the next call's
         return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
 
@@ -312,3 +315,9 @@ class Kernel:
                 times.append(time.perf_counter() - t0)
             out[name] = float(np.median(times))
         return out
+
+
+def _swap_operands(note: str) -> str:
+    """A note of the transposed kernel (static: a computes Bᵀ Aᵀ) in the user's names: its A
+    is the user's B and the other way round."""
+    return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)

@@ -132,3 +132,21 @@ def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
     assert any("sparse0_dense" in f for f in man["functions"])
     loaded = load_kernel(tmp_path / "k")
     assert rel_error(loaded.run(A, B), ref) < TOL
+
+
+def test_notes_of_a_transposed_kernel_name_the_users_operands():
+    """static: a runs B^T A^T; its notes still call the user's A "A" and B "B"."""
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((24, 64)), rng.standard_normal((64, 48))
+    notes = {}
+    for static in ("a", "b"):
+        s = lrqc.parse_schemes(f"scheme t {{\n a: {SPARSE.format(th=0.8)}\n"
+                               f" b: {SPARSE.format(th=1.0)}\n static: {static}\n}}")["t"]
+        kernel = lrqc.compile(s, 24, 48, 64)
+        kernel.run(A, B)
+        notes[static] = sorted(kernel.last_notes)
+    # the densities are the same; which copy is per call (and so its crossover) differs
+    density = {k: [n for n in v if "max_density" in n] for k, v in notes.items()}
+    assert density["a"] == density["b"] and len(density["a"]) == 2
+    assert any(n.startswith("sparse: B density 0.2") for n in notes["a"])  # a's term thresholds B
+    assert any(n.startswith("sparse: A's term 0 ran sparse: B's copy") for n in notes["a"])
