@@ -207,11 +207,15 @@ def fmt(v, spec: str, width: int, suffix: str = "") -> str:
     return f"{format(v, spec) + suffix:>{width}}" if v is not None else f"{'n/a':>{width}}"
 
 
-def print_gemm_head() -> None:
-    head = (f"{'shape':<16}{'method':<28}{'ms':>10}{'GOPS':>8}{'/numpy':>8}{'/torch_dq':>10}"
-            f"{'/peak':>7}  {'roof':<12}note")
+def print_head(head: str) -> None:
+    """A table's header line and its rule."""
     print("\n" + head)
     print("-" * len(head))
+
+
+def print_gemm_head() -> None:
+    print_head(f"{'shape':<16}{'method':<28}{'ms':>10}{'GOPS':>8}{'/numpy':>8}{'/torch_dq':>10}"
+               f"{'/peak':>7}  {'roof':<12}note")
 
 
 def print_gemm_rows(rows: list[dict]) -> None:
@@ -306,9 +310,7 @@ def short_note(note: str) -> str:
 
 
 def print_comp_head() -> None:
-    head = (f"{'shape':<16}{'method':<38}{'ms':>10}{'rel. error':>11}{'vs direct':>11}  note")
-    print("\n" + head)
-    print("-" * len(head))
+    print_head(f"{'shape':<16}{'method':<38}{'ms':>10}{'rel. error':>11}{'vs direct':>11}  note")
 
 
 def print_comp_rows(rows: list[dict]) -> None:
