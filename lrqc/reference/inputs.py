@@ -1,5 +1,5 @@
-"""Validation of arrays given to the API: 2-D, real, finite, matching K; clear InputError
-otherwise. The type of C (to_output)."""
+"""Validation of arrays given to the API: 2-D, real, finite, matching K (as_matrix, check_pair),
+a bias of N values (as_bias); clear InputError otherwise. The type of C (to_output)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,30 @@ def check_pair(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarr
                          f"{B.shape[0]}x{B.shape[1]} (K x N): K differs ({A.shape[1]} vs "
                          f"{B.shape[0]})")
     return A, B
+
+
+def as_bias(bias: npt.ArrayLike, n: int, name: str = "bias") -> np.ndarray:
+    """A bias as float64 of shape (n,): N real, finite values added to every row of C, given as
+    shape (N,) or (1, N) in any real dtype; InputError naming `name` otherwise."""
+    try:
+        arr = np.asarray(bias)
+    except Exception as exc:  # noqa: BLE001  (ragged lists, failing __array__ and the like)
+        raise InputError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
+                         "(expected float, int or bool)")
+    if arr.ndim == 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a vector of N={n} values (shape ({n},) or (1, {n})), "
+                         f"got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise InputError(f"{name}: has {arr.shape[0]} values but C has N={n} columns")
+    out = arr.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        bad = int(np.argwhere(~np.isfinite(out))[0][0])
+        raise InputError(f"{name}: contains non-finite values (first at [{bad}] = {arr[bad]})")
+    return out
 
 
 FLOAT_MAX = {"float16": 65504.0, "bfloat16": 3.3895313892515355e38,
