@@ -44,11 +44,15 @@ def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
 
 def check_pair(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     A, B = as_matrix(a, "A"), as_matrix(b, "B")
-    if A.shape[1] != B.shape[0]:
-        raise InputError(f"shape mismatch: A is {A.shape[0]}x{A.shape[1]} (M x K) but B is "
-                         f"{B.shape[0]}x{B.shape[1]} (K x N): K differs ({A.shape[1]} vs "
-                         f"{B.shape[0]})")
+    check_k(A.shape, B.shape)
     return A, B
+
+
+def check_k(a: tuple[int, ...], b: tuple[int, ...]) -> None:
+    """InputError unless A's shape (M x K) and B's (K x N) agree on K."""
+    if a[1] != b[0]:
+        raise InputError(f"shape mismatch: A is {a[0]}x{a[1]} (M x K) but B is "
+                         f"{b[0]}x{b[1]} (K x N): K differs ({a[1]} vs {b[0]})")
 
 
 def as_bias(bias: npt.ArrayLike, n: int, name: str = "bias") -> np.ndarray:

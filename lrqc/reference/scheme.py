@@ -3,7 +3,7 @@ docs/numerics.md defines it, in float64. This is the oracle every kernel is comp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -12,54 +12,24 @@ from ..frontend.bind import bind_dims
 from ..frontend.model import (
     Calibration,
     Dense,
-    FloatOperand,
     Granularity,
     LowRank,
     LplrOperand,
-    Operand,
     Quant,
     QuantOperand,
     Scheme,
     Sparse,
 )
-from . import lplr as lplr_mod
 from . import lramm
-from .inputs import as_matrix, check_pair, round_float, to_output
+from .inputs import as_bias, as_matrix, to_output
 from .lowrank import factorize
-from .quant import QArray, quantize
-from .residual import TermResult, apply_terms, sparse_operand
-
-
-@dataclass
-class Prepared:
-    """One operand after its base treatment: `base` is what the direct product uses (deq(Q(X)),
-    the float-rounded X, or LPLR's L R + beta); `terms` approximate the residual X - base."""
-
-    role: str
-    x: np.ndarray
-    base: np.ndarray
-    q: QArray | None = None
-    terms: list[TermResult] = field(default_factory=list)
-    lplr: tuple | None = None
-
-
-def prepare(op: Operand, x: np.ndarray, role: str) -> Prepared:
-    if isinstance(op, FloatOperand):
-        # a float operand *is* its rounding to the declared type, in the base product and in
-        # every residual term that multiplies it (a kernel never sees the unrounded values)
-        xr = round_float(x, op.dtype, role.upper())
-        return Prepared(role, xr, xr)
-    if isinstance(op, LplrOperand):
-        fn = lplr_mod.lplr if op.method == "lplr" else lplr_mod.dsvd
-        if op.method == "lplr":
-            L, R, beta = fn(x, op.rank, op.left_bits, op.right_bits, power_iters=op.power_iters,
-                            seed=op.seed, normalize_shift=op.normalize_shift)
-        else:
-            L, R, beta = fn(x, op.rank, op.left_bits, op.right_bits)
-        return Prepared(role, x, L @ R + beta, lplr=(L, R, beta))
-    q = quantize(x, op.quant, role)
-    base = q.dequantize()
-    return Prepared(role, x, base, q, apply_terms(op.residuals, x - base, role))
+from .metrics import error_metrics, operand_stats
+from .metrics import rel_error as rel_error  # the name lrqc.tuning and the tests import here
+from .operand import Prepared, held, sparse_copy
+from .operand import prepare as prepare  # the operand-level step lrqc.runtime uses
+from .prepared import PreparedOperand, Side, lramm_side, part, raw, sides
+from .quant import quantize
+from .report import Report
 
 
 def _product(pa: Prepared, pb: Prepared) -> np.ndarray:
@@ -73,13 +43,6 @@ def _product(pa: Prepared, pb: Prepared) -> np.ndarray:
     return pa.base @ pb.base
 
 
-def held(pb: Prepared) -> np.ndarray:
-    """X̂ (of operand b: B̂): the operand as a kernel holds it, the base (deq(Q(B)), the rounded
-    float B, or LPLR's L R + beta) plus the reconstruction of each of its residual terms
-    (L_B F_Bᵀ, deq(Q(R_B))); what A's lowrank term multiplies with other=packed."""
-    return pb.base + sum((t.approx for t in pb.terms), np.zeros_like(pb.base))
-
-
 def _compensation(pa: Prepared, pb: Prepared, notes: list[str]) -> np.ndarray:
     """Sum of every residual term: R̂_A · (B, B̂, B' or B_s) and (A', A' or A_s) · R̂_B."""
     total = 0.0
@@ -90,7 +53,7 @@ def _compensation(pa: Prepared, pb: Prepared, notes: list[str]) -> np.ndarray:
         elif isinstance(t.term, Dense):
             total = total + t.approx @ pb.base
         elif isinstance(t.term, Sparse):
-            bs, note = sparse_operand(pb.x, t.term, "b", "B")
+            bs, note = sparse_copy(pb, t.term)
             notes.append(note)
             total = total + t.approx @ bs
     for t in pb.terms:  # terms of B: R_B ≈ approx, multiplied by a version of A
@@ -100,26 +63,34 @@ def _compensation(pa: Prepared, pb: Prepared, notes: list[str]) -> np.ndarray:
         elif isinstance(t.term, Dense):
             total = total + pa.base @ t.approx
         elif isinstance(t.term, Sparse):
-            as_, note = sparse_operand(pa.x, t.term, "a", "A")
+            as_, note = sparse_copy(pa, t.term)
             notes.append(note)
             total = total + as_ @ t.approx
     return total
 
 
-def _run(s: Scheme, A, B, notes: list[str]) -> np.ndarray:
-    A, B = check_pair(A, B)
-    notes += bind_dims(s, A.shape[0], B.shape[1], A.shape[1])
+def _run(s: Scheme, a: Side, b: Side, notes: list[str]) -> np.ndarray:
+    """The scheme's C in float64 (no bias) of checked operands (prepared.sides)."""
+    notes += bind_dims(s, a.shape[0], b.shape[1], a.shape[1])
     if s.product is not None:
-        return lramm.matmul(s.product, A, B)
-    pa, pb = prepare(s.a, A, "a"), prepare(s.b, B, "b")
+        return lramm.chain(*lramm_side(s, a, "a"), *lramm_side(s, b, "b"))
+    pa, pb = part(s.a, a, "a"), part(s.b, b, "b")
     return _product(pa, pb) + _compensation(pa, pb, notes)
 
 
-def matmul(s: Scheme, A: npt.ArrayLike, B: npt.ArrayLike, exact: bool = False) -> np.ndarray:
-    """Scheme `s` applied to A (M x K) @ B (K x N): computed in float64, then rounded once to
-    the scheme's `output` type and returned with that dtype (exact=True: the float64 value
-    before that rounding)."""
-    c = _run(s, A, B, [])
+def _with_bias(c: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    return c if bias is None else c + bias
+
+
+def matmul(s: Scheme, A: npt.ArrayLike | PreparedOperand, B: npt.ArrayLike | PreparedOperand,
+           exact: bool = False, bias: npt.ArrayLike | None = None) -> np.ndarray:
+    """Scheme `s` applied to A (M x K) @ B (K x N), plus `bias` (N values, added to every row)
+    when given: computed in float64, then rounded once to the scheme's `output` type and
+    returned with that dtype (exact=True: the float64 value before that rounding). A or B may
+    be a PreparedOperand of `s` (prepare(s, X)): the same numbers as with X."""
+    a, b = sides(s, A, B)
+    vec = None if bias is None else as_bias(bias, b.shape[1])
+    c = _with_bias(_run(s, a, b, []), vec)
     return c if exact else to_output(c, s.output)
 
 
@@ -162,46 +133,26 @@ def direct_scheme(s: Scheme, m: int, n: int, k: int) -> Scheme:
     return replace(s, a=ops["a"], b=ops["b"])
 
 
-@dataclass
-class Report:
-    """Relative Frobenius errors against the float64 product."""
-
-    scheme: str
-    dims: tuple[int, int, int]
-    direct: float
-    compensated: float
-    float32: float
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def gain(self) -> float:
-        return self.direct / self.compensated if self.compensated > 0 else float("inf")
-
-    def table(self) -> str:
-        m, n, k = self.dims
-        rows = [("direct quant", self.direct), (f"scheme {self.scheme}", self.compensated),
-                ("numpy float32", self.float32)]
-        out = [f"M={m} N={n} K={k}: relative Frobenius error vs float64",
-               f"{'method':<28}{'rel. error':>12}"]
-        out += [f"{name:<28}{err:>12.4e}" for name, err in rows]
-        out.append(f"{'gain (direct / scheme)':<28}{self.gain:>11.1f}x")
-        out += [f"note: {n}" for n in dict.fromkeys(self.notes)]
-        return "\n".join(out)
-
-
-def rel_error(C: np.ndarray, ref: np.ndarray) -> float:
-    den = np.linalg.norm(ref)
-    return float(np.linalg.norm(C - ref) / den) if den > 0 else float(np.linalg.norm(C))
-
-
-def evaluate(s: Scheme, A: npt.ArrayLike, B: npt.ArrayLike) -> Report:
-    """Errors of direct quantization, of the scheme, and of float32, against float64."""
-    A, B = check_pair(A, B)
-    m, k, n = A.shape[0], A.shape[1], B.shape[1]
-    ref = A @ B
+def evaluate(s: Scheme, A: npt.ArrayLike | PreparedOperand, B: npt.ArrayLike | PreparedOperand,
+             bias: npt.ArrayLike | None = None) -> Report:
+    """Errors of direct quantization, of the scheme, and of float32, against float64 (each
+    plus `bias` when given), with the operands' outlier statistics. A or B may be a
+    PreparedOperand of `s`: it keeps its treatment under the direct scheme as well."""
+    a, b = sides(s, A, B)
+    A64, B64 = raw(a), raw(b)
+    m, k, n = A64.shape[0], A64.shape[1], B64.shape[1]
+    vec = None if bias is None else as_bias(bias, n)
+    ref = _with_bias(A64 @ B64, vec)
     notes: list[str] = []
-    C = to_output(_run(s, A, B, notes), s.output).astype(np.float64)
-    C0 = to_output(_run(direct_scheme(s, m, n, k), A, B, []), s.output).astype(np.float64)
-    C32 = (A.astype(np.float32) @ B.astype(np.float32)).astype(np.float64)
-    return Report(s.name, (m, n, k), rel_error(C0, ref), rel_error(C, ref), rel_error(C32, ref),
-                  notes)
+    C = to_output(_with_bias(_run(s, a, b, notes), vec), s.output).astype(np.float64)
+    d = direct_scheme(s, m, n, k)
+    C0 = to_output(_with_bias(_run(d, a, b, []), vec), s.output).astype(np.float64)
+    C32 = A64.astype(np.float32) @ B64.astype(np.float32)
+    if vec is not None:
+        C32 = C32 + vec.astype(np.float32)
+    metrics = {key: error_metrics(c, ref) for key, c in
+               (("direct", C0), ("compensated", C), ("float32", C32.astype(np.float64)))}
+    return Report(s.name, (m, n, k), metrics["direct"].rel_frobenius,
+                  metrics["compensated"].rel_frobenius, metrics["float32"].rel_frobenius, notes,
+                  metrics, {"A": operand_stats(A64, 1), "B": operand_stats(B64, 0)},
+                  operand_stats(ref, 1), vec is not None)

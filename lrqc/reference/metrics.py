@@ -1,0 +1,114 @@
+"""Error metrics that see outliers: besides the relative Frobenius error, per-column relative
+errors (worst, 99th percentile) and the cosine similarity of C with the reference; and operand
+statistics (max|x|/rms, the largest channel's share of ||x||²)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import InputError
+
+# the explanatory line of evaluate's table: the 99th-percentile column error of the scheme's C
+# is at least this many times its relative Frobenius error
+DOMINATED_RATIO = 3.0
+
+
+@dataclass(frozen=True)
+class ErrorMetrics:
+    """Errors of C against a reference `ref` (both M x N).
+
+    rel_frobenius: ||C - ref||_F / ||ref||_F (||C||_F when ref is all zero).
+    col_worst, col_p99: the largest and the 99th-percentile (numpy's linear interpolation) of
+    the per-column relative errors ||C[:, j] - ref[:, j]|| / ||ref[:, j]||, over the columns
+    whose reference is not all zero (`zero_columns` counts those left out; nan when no column
+    is left); `worst_column` is j of the largest (-1 when none).
+    cosine: <C, ref> / (||C|| ||ref||) of the flattened matrices (1.0 when both are all zero,
+    0.0 when only one is).
+    """
+
+    rel_frobenius: float
+    col_worst: float
+    col_p99: float
+    cosine: float
+    worst_column: int = -1
+    zero_columns: int = 0
+
+
+@dataclass(frozen=True)
+class OperandStats:
+    """How outlier-heavy an operand is. A channel is one index of `axis` (for A, M x K: a
+    column, axis=1; for B, K x N: a row, axis=0; both are K, the hidden channel).
+
+    max_over_rms: max|x| / sqrt(mean(x²)) (1 for a constant magnitude; grows with outliers).
+    top_channel_share: the largest channel's share of ||x||²; top_channel: its index.
+    An all-zero x gives 0.0, 0.0 and channel 0.
+    """
+
+    max_over_rms: float
+    top_channel_share: float
+    top_channel: int
+
+
+def rel_error(C: np.ndarray, ref: np.ndarray) -> float:
+    """||C - ref||_F / ||ref||_F (||C||_F when ref is all zero)."""
+    den = np.linalg.norm(ref)
+    return float(np.linalg.norm(C - ref) / den) if den > 0 else float(np.linalg.norm(C))
+
+
+def _pair(C: npt.ArrayLike, ref: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    c, r = (np.asarray(v).astype(np.float64) for v in (C, ref))
+    if c.ndim != 2 or c.shape != r.shape:
+        raise InputError(f"error_metrics: C and ref must be matrices of one shape, got "
+                         f"{c.shape} and {r.shape}")
+    return c, r
+
+
+def error_metrics(C: npt.ArrayLike, ref: npt.ArrayLike) -> ErrorMetrics:
+    """ErrorMetrics of C against ref (any real dtypes, computed in float64)."""
+    c, r = _pair(C, ref)
+    ref_norms = np.linalg.norm(r, axis=0)
+    keep = np.flatnonzero(ref_norms > 0)
+    if keep.size:
+        errs = np.linalg.norm(c[:, keep] - r[:, keep], axis=0) / ref_norms[keep]
+        worst = int(np.argmax(errs))
+        col_worst, col_p99 = float(errs[worst]), float(np.percentile(errs, 99))
+        worst_column = int(keep[worst])
+    else:
+        col_worst = col_p99 = float("nan")
+        worst_column = -1
+    return ErrorMetrics(rel_error(c, r), col_worst, col_p99, cosine(c, r), worst_column,
+                        int(r.shape[1] - keep.size))
+
+
+def cosine(c: np.ndarray, r: np.ndarray) -> float:
+    """Cosine similarity of two arrays, flattened (1.0 when both are zero, 0.0 when one is)."""
+    nc, nr = np.linalg.norm(c), np.linalg.norm(r)
+    if nc == 0 or nr == 0:
+        return 1.0 if nc == nr else 0.0
+    return float(np.clip(np.vdot(c / nc, r / nr), -1.0, 1.0))
+
+
+def operand_stats(X: npt.ArrayLike, axis: int) -> OperandStats:
+    """OperandStats of a matrix whose channels run along `axis` (0: rows, 1: columns)."""
+    x = np.asarray(X).astype(np.float64)
+    if x.ndim != 2:
+        raise InputError(f"operand_stats: expected a 2-D matrix, got shape {x.shape}")
+    if axis not in (0, 1):
+        raise InputError(f"operand_stats: axis must be 0 (rows) or 1 (columns), got {axis!r}")
+    top = float(np.max(np.abs(x))) if x.size else 0.0
+    if not top > 0:
+        return OperandStats(0.0, 0.0, 0)
+    y = x / top  # scaled: no overflow in the squares
+    energy = np.sum(y * y, axis=1 - axis)
+    total = float(energy.sum())
+    j = int(np.argmax(energy))
+    return OperandStats(float(1.0 / np.sqrt(total / x.size)), float(energy[j] / total), j)
+
+
+def dominated(m: ErrorMetrics) -> bool:
+    """Whether the Frobenius figure hides the smaller columns: the 99th-percentile column error
+    is at least DOMINATED_RATIO times the Frobenius error (large columns weigh most in it)."""
+    return bool(m.col_p99 > 0 and m.col_p99 >= DOMINATED_RATIO * m.rel_frobenius)

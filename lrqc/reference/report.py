@@ -1,0 +1,81 @@
+"""Report: what evaluate() measured (direct quantization, the scheme and numpy float32 against
+the float64 product, and the operands' outlier statistics), and the table `lrqc eval` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .metrics import DOMINATED_RATIO, ErrorMetrics, OperandStats, dominated
+
+ROWS = (("direct", "direct quant"), ("compensated", "scheme {name}"), ("float32", "numpy float32"))
+
+
+@dataclass
+class Report:
+    """Relative Frobenius errors against the float64 product (direct, compensated, float32),
+    and, when evaluate() made the report: `metrics` (the ErrorMetrics of each, by those three
+    names), `operands` (OperandStats of "A", channels = columns, and "B", channels = rows),
+    `reference` (OperandStats of the float64 C over its columns) and whether a bias was added."""
+
+    scheme: str
+    dims: tuple[int, int, int]
+    direct: float
+    compensated: float
+    float32: float
+    notes: list[str] = field(default_factory=list)
+    metrics: dict[str, ErrorMetrics] = field(default_factory=dict)
+    operands: dict[str, OperandStats] = field(default_factory=dict)
+    reference: OperandStats | None = None
+    bias: bool = False
+
+    @property
+    def gain(self) -> float:
+        return self.direct / self.compensated if self.compensated > 0 else float("inf")
+
+    def table(self) -> str:
+        m, n, k = self.dims
+        what = "A @ B + bias" if self.bias else "A @ B"
+        out = [f"M={m} N={n} K={k}: errors against {what} in float64",
+               f"{'method':<28}{'rel. Frob.':>12}{'col. worst':>12}{'col. p99':>12}"
+               f"{'cosine':>14}"]
+        for key, label in ROWS:
+            mt = self.metrics.get(key)
+            cols = (f"{mt.col_worst:>12.4e}{mt.col_p99:>12.4e}{mt.cosine:>14.10f}" if mt
+                    else f"{'-':>12}{'-':>12}{'-':>14}")
+            out.append(f"{label.format(name=self.scheme):<28}{getattr(self, key):>12.4e}{cols}")
+        out.append(f"{'gain (direct / scheme)':<28}{self.gain:>11.1f}x")
+        if self.metrics:
+            out.append("col.: per column j, ||C[:,j] - ref[:,j]|| / ||ref[:,j]||" +
+                       _zero_columns(self.metrics["compensated"]))
+        for name, where, size in (("A", "column", k), ("B", "row", k)):
+            st = self.operands.get(name)
+            if st is not None:
+                out.append(f"operand {name}: max|x|/rms {st.max_over_rms:.3g}; largest channel "
+                           f"{where} {st.top_channel} of {size} holds "
+                           f"{st.top_channel_share:.1%} of ||{name}||^2")
+        line = self.dominated_line()
+        if line:
+            out.append(line)
+        out += [f"note: {n}" for n in dict.fromkeys(self.notes)]
+        return "\n".join(out)
+
+    def dominated_line(self) -> str | None:
+        """The one explanatory line when the scheme's Frobenius figure is dominated by a few
+        large columns (metrics.dominated), else None."""
+        mt = self.metrics.get("compensated")
+        if mt is None or not dominated(mt):
+            return None
+        line = (f"note: the Frobenius error is dominated by a few large columns: the scheme's "
+                f"99th-percentile column error {mt.col_p99:.2e} is >= {DOMINATED_RATIO:g}x its "
+                f"Frobenius error {mt.rel_frobenius:.2e} (worst {mt.col_worst:.2e}, column "
+                f"{mt.worst_column})")
+        if self.reference is not None:
+            line += (f"; column {self.reference.top_channel} holds "
+                     f"{self.reference.top_channel_share:.1%} of ||ref||^2")
+        return line
+
+
+def _zero_columns(mt: ErrorMetrics) -> str:
+    if not mt.zero_columns:
+        return ""
+    return f" ({mt.zero_columns} columns whose reference is all zero left out)"
