@@ -11,9 +11,10 @@ import numpy.typing as npt
 
 from ..errors import InputError
 
-# the explanatory line of evaluate's table: the 99th-percentile column error of the scheme's C
-# is at least this many times its relative Frobenius error
-DOMINATED_RATIO = 3.0
+# evaluate's table explains its Frobenius figures when the largest TOP_FRACTION of the columns
+# of the reference (at least one) hold at least DOMINANT_SHARE of its squared norm
+TOP_FRACTION = 0.01
+DOMINANT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,22 @@ def operand_stats(X: npt.ArrayLike, axis: int) -> OperandStats:
     return OperandStats(float(1.0 / np.sqrt(total / x.size)), float(energy[j] / total), j)
 
 
-def dominated(m: ErrorMetrics) -> bool:
-    """Whether the Frobenius figure hides the smaller columns: the 99th-percentile column error
-    is at least DOMINATED_RATIO times the Frobenius error (large columns weigh most in it)."""
-    return bool(m.col_p99 > 0 and m.col_p99 >= DOMINATED_RATIO * m.rel_frobenius)
+def top_columns(ref: npt.ArrayLike) -> tuple[int, float]:
+    """(count, share): the largest 1% (TOP_FRACTION) of the columns of ref, at least one, and
+    their share of ||ref||_F² (0.0 for an all-zero ref)."""
+    r = np.asarray(ref).astype(np.float64)
+    if r.ndim != 2:
+        raise InputError(f"top_columns: expected a 2-D matrix, got shape {r.shape}")
+    count = max(1, int(np.ceil(TOP_FRACTION * r.shape[1])))
+    top = float(np.max(np.abs(r))) if r.size else 0.0
+    if not top > 0:
+        return count, 0.0
+    energy = np.sum((r / top) ** 2, axis=0)
+    return count, float(np.sort(energy)[::-1][:count].sum() / energy.sum())
+
+
+def dominated(share: float) -> bool:
+    """Whether a few columns dominate every Frobenius figure against the reference: its largest
+    1% of the columns hold at least half of its squared norm (top_columns), so the figures
+    mostly measure those columns, and say little about the others."""
+    return share >= DOMINANT_SHARE

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .metrics import DOMINATED_RATIO, ErrorMetrics, OperandStats, dominated
+from .metrics import DOMINANT_SHARE, ErrorMetrics, OperandStats, dominated
 
 ROWS = (("direct", "direct quant"), ("compensated", "scheme {name}"), ("float32", "numpy float32"))
 
@@ -15,7 +15,9 @@ class Report:
     """Relative Frobenius errors against the float64 product (direct, compensated, float32),
     and, when evaluate() made the report: `metrics` (the ErrorMetrics of each, by those three
     names), `operands` (OperandStats of "A", channels = columns, and "B", channels = rows),
-    `reference` (OperandStats of the float64 C over its columns) and whether a bias was added."""
+    `reference` (OperandStats of the float64 C over its columns), `top_columns` (how many are
+    the largest 1% of its columns, and their share of its squared norm: metrics.top_columns)
+    and whether a bias was added."""
 
     scheme: str
     dims: tuple[int, int, int]
@@ -26,6 +28,7 @@ class Report:
     metrics: dict[str, ErrorMetrics] = field(default_factory=dict)
     operands: dict[str, OperandStats] = field(default_factory=dict)
     reference: OperandStats | None = None
+    top_columns: tuple[int, float] | None = None
     bias: bool = False
 
     @property
@@ -45,13 +48,14 @@ class Report:
             out.append(f"{label.format(name=self.scheme):<28}{getattr(self, key):>12.4e}{cols}")
         out.append(f"{'gain (direct / scheme)':<28}{self.gain:>11.1f}x")
         if self.metrics:
-            out.append("col.: per column j, ||C[:,j] - ref[:,j]|| / ||ref[:,j]||" +
+            out.append("col. worst / p99: largest and 99th percentile of ||C[:,j] - ref[:,j]|| / "
+                       "||ref[:,j]|| over the columns j" +
                        _zero_columns(self.metrics["compensated"]))
         for name, where, size in (("A", "column", k), ("B", "row", k)):
             st = self.operands.get(name)
             if st is not None:
-                out.append(f"operand {name}: max|x|/rms {st.max_over_rms:.3g}; largest channel "
-                           f"{where} {st.top_channel} of {size} holds "
+                out.append(f"operand {name}: max|x|/rms {st.max_over_rms:.3g}; its largest channel "
+                           f"({where} {st.top_channel} of {size}) holds "
                            f"{st.top_channel_share:.1%} of ||{name}||^2")
         line = self.dominated_line()
         if line:
@@ -60,18 +64,22 @@ class Report:
         return "\n".join(out)
 
     def dominated_line(self) -> str | None:
-        """The one explanatory line when the scheme's Frobenius figure is dominated by a few
-        large columns (metrics.dominated), else None."""
-        mt = self.metrics.get("compensated")
-        if mt is None or not dominated(mt):
+        """The one explanatory line when a few columns dominate the Frobenius figures
+        (metrics.dominated), else None."""
+        if self.top_columns is None or not dominated(self.top_columns[1]):
             return None
-        line = (f"note: the Frobenius error is dominated by a few large columns: the scheme's "
-                f"99th-percentile column error {mt.col_p99:.2e} is >= {DOMINATED_RATIO:g}x its "
-                f"Frobenius error {mt.rel_frobenius:.2e} (worst {mt.col_worst:.2e}, column "
-                f"{mt.worst_column})")
-        if self.reference is not None:
-            line += (f"; column {self.reference.top_channel} holds "
-                     f"{self.reference.top_channel_share:.1%} of ||ref||^2")
+        count, share = self.top_columns
+        ref = self.reference
+        if ref is not None and ref.top_channel_share >= DOMINANT_SHARE:
+            which, share, them = f"column {ref.top_channel} holds", ref.top_channel_share, "it"
+        else:
+            which, them = f"the largest {count} of {self.dims[1]} columns hold", "them"
+        line = (f"note: {which} {share:.1%} of ||ref||^2 (>= {DOMINANT_SHARE:.0%}): the "
+                f"Frobenius errors mostly measure {them}")
+        mt = self.metrics.get("compensated")
+        if mt is not None:
+            line += (f"; the scheme's p99 column error is {mt.col_p99:.2e} against "
+                     f"{mt.rel_frobenius:.2e} overall")
         return line
 
 

@@ -23,7 +23,7 @@ from ..frontend.model import (
 from . import lramm
 from .inputs import as_bias, as_matrix, to_output
 from .lowrank import factorize
-from .metrics import error_metrics, operand_stats
+from .metrics import error_metrics, operand_stats, top_columns
 from .metrics import rel_error as rel_error  # the name lrqc.tuning and the tests import here
 from .operand import Prepared, held, sparse_copy
 from .operand import prepare as prepare  # the operand-level step lrqc.runtime uses
@@ -155,4 +155,4 @@ def evaluate(s: Scheme, A: npt.ArrayLike | PreparedOperand, B: npt.ArrayLike | P
     return Report(s.name, (m, n, k), metrics["direct"].rel_frobenius,
                   metrics["compensated"].rel_frobenius, metrics["float32"].rel_frobenius, notes,
                   metrics, {"A": operand_stats(A64, 1), "B": operand_stats(B64, 0)},
-                  operand_stats(ref, 1), vec is not None)
+                  operand_stats(ref, 1), top_columns(ref), vec is not None)
