@@ -17,6 +17,7 @@ from ..api import load_schemes, pick_scheme
 from ..errors import LrqcError
 from ..reference.data import pair
 from ..reference.scheme import direct_scheme, rel_error
+from .check import load_bias
 from .common import at_least, load_npy, parse_dims, target_arg
 
 
@@ -146,7 +147,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = output_file(args.output)
     kernel = door.load_kernel(args.dir)  # a file or a folder that is no artifact: LrqcError
     A, B = (load_npy(p, f) for p, f in ((args.a, "--a"), (args.b, "--b")))
-    C = kernel.run(A, B)
+    bias = None if args.bias is None else load_bias(args.bias, B.shape[1])
+    C = kernel.run(A, B, bias=bias)
     kind = str(C.dtype)
     if kind == "bfloat16":  # numpy's .npy has no bfloat16: widened exactly to float32
         C, kind = C.astype(np.float32), "bfloat16 values, stored as float32"
@@ -225,6 +227,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     r.add_argument("dir", metavar="DIR")
     r.add_argument("--a", required=True)
     r.add_argument("--b", required=True)
+    r.add_argument("--bias", metavar="BIAS.npy", help="N values added to every row of C, as a "
+                   ".npy file of shape (N,) or (1, N)")
     r.add_argument("-o", "--output", required=True, metavar="C.npy")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("bench", help="compile a scheme and time it next to numpy float32")

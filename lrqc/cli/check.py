@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from .. import reference
 from ..api import pick_scheme, read_scheme_text
 from ..errors import LrqcError
 from ..explain import DEFAULT_EMITS, EMITS, explain
+from ..files import regular_file
 from ..frontend.parser import parse
 from ..frontend.schema import defaults_doc
 from ..frontend.syntax import dump
 from ..reference.data import DISTRIBUTIONS, pair
-from .common import at_least, error_line, load, load_npy, parse_dims
+from ..reference.inputs import as_bias
+from .common import at_least, error_line, is_npy, load, load_npy, parse_dims
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -78,10 +82,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
         m, n, k = dims
         A, B = pair(args.dist, m, n, k, args.seed)
         source = f"{args.dist} data, seed {args.seed}"
-    report = reference.evaluate(s, A, B)
+    bias = None if args.bias is None else load_bias(args.bias, B.shape[1])
+    report = reference.evaluate(s, A, B, bias=bias)
+    if bias is not None:
+        source += f", bias={args.bias}"
     print(f"scheme {s.name} ({args.file}), {source}")
     print(report.table())
     return 0
+
+
+def load_bias(path: str, n: int) -> np.ndarray:
+    """--bias FILE: a .npy array of the N values added to every row of C, shape (N,) or (1, N)
+    (as_bias), as float64; LrqcError naming the flag and the file otherwise."""
+    flag = f"--bias {path}"
+    regular_file(path, f"--bias: cannot load {path}")  # a FIFO or device: no hang
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except OSError as exc:
+        raise LrqcError(f"--bias: cannot load {path}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError) as exc:  # not a .npy file, truncated, or pickled objects
+        why = str(exc).splitlines()[0][:200] if is_npy(path) else "not a .npy file"
+        raise LrqcError(f"--bias: cannot load {path}: {why}") from None
+    if not isinstance(arr, np.ndarray):  # an .npz archive
+        raise LrqcError(f"--bias: {path} holds several arrays (.npz); give one .npy array")
+    return as_bias(np.array(arr), n, flag)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,4 +128,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     v.add_argument("--seed", type=int, default=0, help="seed of generated data")
     v.add_argument("--a", help="A as a .npy file (M x K)")
     v.add_argument("--b", help="B as a .npy file (K x N)")
+    v.add_argument("--bias", metavar="BIAS.npy", help="N values added to every row of C, as a "
+                   ".npy file of shape (N,) or (1, N)")
     v.set_defaults(func=cmd_eval)

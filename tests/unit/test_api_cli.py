@@ -142,3 +142,83 @@ def test_reference_imports_without_tvm():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=False)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.fixture
+def bias_files(tmp_path):
+    rng = np.random.default_rng(4)
+    np.save(tmp_path / "A.npy", rng.random((20, 30)))
+    np.save(tmp_path / "B.npy", rng.random((30, 10)))
+    np.save(tmp_path / "bias.npy", np.linspace(-2.0, 2.0, 10))
+    np.save(tmp_path / "row.npy", np.linspace(-2.0, 2.0, 10)[None, :])
+    np.save(tmp_path / "short.npy", np.ones(7))
+    np.save(tmp_path / "nan.npy", np.r_[np.ones(9), np.nan])
+    np.savez(tmp_path / "two.npz", a=np.ones(10), b=np.ones(10))
+    (tmp_path / "text.npy").write_text("not an array\n")
+    return tmp_path
+
+
+def test_eval_with_bias(capsys, bias_files):
+    f = bias_files
+    argv = ("eval", LRQMM, "--scheme", "lrqmm_int8", "--a", f / "A.npy", "--b", f / "B.npy")
+    code, out, _ = run_cli(capsys, *map(str, argv), "--bias", str(f / "bias.npy"))
+    assert code == 0 and "errors against A @ B + bias in float64" in out
+    s = lrqc.load_schemes(LRQMM)["lrqmm_int8"]
+    A, B, bias = (np.load(f / n) for n in ("A.npy", "B.npy", "bias.npy"))
+    assert lrqc.reference.evaluate(s, A, B, bias=bias).table() in out
+    code, row_out, _ = run_cli(capsys, *map(str, argv), "--bias", str(f / "row.npy"))
+    assert code == 0 and row_out.split("\n", 1)[1] == out.split("\n", 1)[1]  # shape (1, N)
+    code, gen, _ = run_cli(capsys, "eval", LRQMM, "--scheme", "lrqmm_int8", "--dims",
+                           "M=8,N=10,K=16", "--bias", str(f / "bias.npy"))
+    assert code == 0 and f"bias={f / 'bias.npy'}" in gen
+
+
+@pytest.mark.parametrize("name,msg", [
+    ("short.npy", "lrqc: error: --bias {p}: has 7 values but C has N=10 columns"),
+    ("nan.npy", "lrqc: error: --bias {p}: contains non-finite values (first at [9] = nan)"),
+    ("A.npy", "lrqc: error: --bias {p}: expected a vector of N=10 values (shape (10,) or "
+              "(1, 10)), got shape (20, 30)"),
+    ("two.npz", "lrqc: error: --bias: {p} holds several arrays (.npz); give one .npy array"),
+    ("text.npy", "lrqc: error: --bias: cannot load {p}: not a .npy file"),
+    ("missing.npy", "lrqc: error: --bias: cannot load {p}: No such file or directory"),
+    (".", "lrqc: error: --bias: cannot load {p}: it is a directory"),
+])
+def test_eval_and_run_with_a_bad_bias(capsys, bias_files, monkeypatch, name, msg):
+    f = bias_files
+    p = f / name
+    code, out, err = run_cli(capsys, "eval", LRQMM, "--scheme", "lrqmm_int8", "--a",
+                             str(f / "A.npy"), "--b", str(f / "B.npy"), "--bias", str(p))
+    assert code == 1 and err.splitlines() == [msg.format(p=p)] and not out
+    monkeypatch.setattr(lrqc.door, "load_kernel", lambda d: FakeKernel())
+    code, out, err = run_cli(capsys, "run", str(f), "--a", str(f / "A.npy"), "--b",
+                             str(f / "B.npy"), "--bias", str(p), "-o", str(f / "C.npy"))
+    assert code == 1 and err.splitlines() == [msg.format(p=p)] and not out
+    assert not (f / "C.npy").exists()
+
+
+class FakeKernel:
+    """What `lrqc run` needs of a kernel: C = A @ B + bias in float32."""
+
+    rule = "fake"
+    last_notes = ["fake kernel"]
+
+    def run(self, A, B, bias=None):
+        C = np.asarray(A, np.float32) @ np.asarray(B, np.float32)
+        return C if bias is None else C + np.asarray(bias, np.float32)
+
+
+def test_run_passes_the_bias_to_the_kernel(capsys, bias_files, monkeypatch):
+    f = bias_files
+    monkeypatch.setattr(lrqc.door, "load_kernel", lambda d: FakeKernel())
+    A, B, bias = (np.load(f / n) for n in ("A.npy", "B.npy", "bias.npy"))
+    for name in ("bias.npy", "row.npy"):
+        code, out, _ = run_cli(capsys, "run", str(f), "--a", str(f / "A.npy"), "--b",
+                               str(f / "B.npy"), "--bias", str(f / name), "-o", str(f / "C.npy"))
+        assert code == 0 and out.startswith(f"wrote {f / 'C.npy'}: 20x10 float32")
+        want = A.astype(np.float32) @ B.astype(np.float32) + bias.astype(np.float32)
+        np.testing.assert_array_equal(np.load(f / "C.npy"), want)
+    code, _, _ = run_cli(capsys, "run", str(f), "--a", str(f / "A.npy"), "--b", str(f / "B.npy"),
+                         "-o", str(f / "C.npy"))
+    assert code == 0
+    np.testing.assert_array_equal(np.load(f / "C.npy"),
+                                  A.astype(np.float32) @ B.astype(np.float32))
