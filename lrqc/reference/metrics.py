@@ -125,6 +125,7 @@ def top_columns(ref: npt.ArrayLike) -> tuple[int, float]:
 
 def dominated(share: float) -> bool:
     """Whether a few columns dominate every Frobenius figure against the reference: its largest
-    1% of the columns hold at least half of its squared norm (top_columns), so the figures
-    mostly measure those columns, and say little about the others."""
+    1% of the columns hold at least half of its squared norm (top_columns), so the errors of all
+    columns are divided by, in effect, the size of those few, and the figures say little of how
+    the other columns fare."""
     return share >= DOMINANT_SHARE

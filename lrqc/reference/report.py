@@ -71,11 +71,12 @@ class Report:
         count, share = self.top_columns
         ref = self.reference
         if ref is not None and ref.top_channel_share >= DOMINANT_SHARE:
-            which, share, them = f"column {ref.top_channel} holds", ref.top_channel_share, "it"
+            which, them = f"column {ref.top_channel} holds", "its size"
+            share = ref.top_channel_share
         else:
-            which, them = f"the largest {count} of {self.dims[1]} columns hold", "them"
+            which, them = f"the largest {count} of {self.dims[1]} columns hold", "their size"
         line = (f"note: {which} {share:.1%} of ||ref||^2 (>= {DOMINANT_SHARE:.0%}): the "
-                f"Frobenius errors mostly measure {them}")
+                f"Frobenius errors are relative to {them} and say little of the other columns")
         mt = self.metrics.get("compensated")
         if mt is not None:
             line += (f"; the scheme's p99 column error is {mt.col_p99:.2e} against "

@@ -21,7 +21,7 @@ from lrqc.reference import (
 from lrqc.reference.data import pair
 from lrqc.reference.metrics import cosine, dominated, top_columns
 
-NOTE = "of ||ref||^2 (>= 50%): the Frobenius errors mostly measure"
+NOTE = "of ||ref||^2 (>= 50%): the Frobenius errors are relative to"
 
 
 def test_error_metrics_by_hand():
@@ -117,7 +117,7 @@ def test_one_dominant_column_hides_the_others_and_the_table_says_so():
     assert r.operands["B"] == operand_stats(B, 0) and r.operands["A"] == operand_stats(A, 1)
     table = r.table()
     assert table.count(NOTE) == 1
-    assert f"note: column 17 holds {r.reference.top_channel_share:.1%} {NOTE} it" in table
+    assert f"note: column 17 holds {r.reference.top_channel_share:.1%} {NOTE} its size" in table
     assert f"p99 column error is {m.col_p99:.2e} against {m.rel_frobenius:.2e}" in table
 
 
