@@ -1,8 +1,8 @@
 """pack(): the static operand B quantized by the reference quantizer and laid out for the
 kernels as a PackedOperand: Bp[N/16, K/4, 16, 4] int8 (one 64-byte VNNI block per 16 columns x
 4 k), scales sb[G, N] and column sums cs[G, N] per K-group, and the arrays of the float path,
-the low-rank epilogue and the sparse products; and the fingerprint that ties packed arrays to
-the kernel they were made for. numpy only."""
+the low-rank epilogue, the bias and the sparse products (fingerprint.py ties them to the kernel
+they were made for). numpy only."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import ml_dtypes
 import numpy as np
 
 from ..errors import InputError
-from ..frontend.model import FloatOperand, Granularity, Quant, QuantOperand, Scheme
-from ..frontend.unparse import quant_text, unparse
+from ..frontend.model import FloatOperand, Granularity, Quant, QuantOperand
+from ..frontend.unparse import quant_text
 from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import QArray, integer_codes, quantize
@@ -25,11 +25,9 @@ from . import signature as sig
 from .model import KernelPlan
 from .verify import PlanError
 
-LAYOUT_VERSION = 1  # of pack()'s arrays: change it whenever their meaning or shapes change
-
 # PackedOperand's fields that the compiled functions read, with their parameter names
 PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("bf", sig.BF),
-          ("sbf", sig.SBF), ("lbt", sig.LBT), ("wb", sig.WB))
+          ("sbf", sig.SBF), ("lbt", sig.LBT), ("wb", sig.WB), ("bias", sig.BIAS))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
 
@@ -92,6 +90,7 @@ class PackedOperand:
     sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes
     lbt: np.ndarray | None = None  # LBt [r, Kq] float32: B's lowrank factor L_Bᵀ
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
+    bias: np.ndarray | None = None  # bias [1, Np] float32: added to every row of C (zeros: none)
     b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term with other=exact:
     #   numpy glue only (other=packed: None, lowrank_w reads bp)
     sparse: tuple[SparseCodes | SparseCsr | SparseDense, ...] = ()  # per sparse product
@@ -104,56 +103,6 @@ class PackedOperand:
             arr = getattr(self, field)
             if arr is not None:
                 yield name, arr
-
-
-def fingerprint(scheme: Scheme, sizes: str, device: str,
-                plan: KernelPlan | None = None) -> dict[str, str]:
-    """What packed arrays depend on: the canonical scheme text, the static operand's sizes, the
-    layout (version and padded sizes) and the device holding them. Two kernels accept each
-    other's packed operands exactly when their fingerprints are equal."""
-    layout = f"version {LAYOUT_VERSION}"
-    if plan is not None:
-        layout += (f", Np={plan.np_}, Kp={plan.kp}, groups={plan.groups}, "
-                   f"vector={plan.vector}")
-    return {"scheme": unparse(scheme), "sizes": sizes, "layout": layout, "device": device}
-
-
-def check_fingerprint(packed: object, want: dict[str, str], what: str) -> None:
-    """InputError unless `packed` (a Packed or ChainPacked) was made for a kernel with the
-    fingerprint `want`; the message says what differs. what: the static operand's name."""
-    have = getattr(packed, "fingerprint", None)
-    if not isinstance(have, dict):
-        raise InputError(f"packed: expected the result of this kernel's pack({what}), got "
-                         f"{type(packed).__name__}")
-    if have == want:
-        return
-    key = next(k for k in want if have.get(k) != want[k])
-    if key == "scheme":
-        diff = text_difference(str(have.get(key)), want[key])
-    else:
-        diff = f"{key} {have.get(key)} (this kernel: {want[key]})"
-    raise InputError(f"packed: made for another kernel: {diff}; pack {what} with this kernel")
-
-
-def text_difference(have: str, want: str) -> str:
-    """The first difference between two scheme texts, as short as it can be said."""
-    a, b = have.splitlines(), want.splitlines()
-    i = next((j for j, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    la, lb = (a[i] if i < len(a) else "", b[i] if i < len(b) else "")
-    ta, tb = la.split(), lb.split()
-    lo = next((j for j, (x, y) in enumerate(zip(ta, tb, strict=False)) if x != y),
-              min(len(ta), len(tb)))
-    hi = 0
-    while hi < min(len(ta), len(tb)) - lo and ta[-1 - hi] == tb[-1 - hi]:
-        hi += 1
-    da, db = " ".join(ta[lo:len(ta) - hi]), " ".join(tb[lo:len(tb) - hi])
-    entry = f" ({tb[0]})" if lo > 0 and tb[0].endswith(":") else ""
-    return (f"scheme differs at line {i + 1}{entry}: '{_cut(da or la)}' (this kernel: "
-            f"'{_cut(db or lb)}')")
-
-
-def _cut(text: str, width: int = 120) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def pack_codes(codes: np.ndarray, np_: int, kp: int) -> np.ndarray:
@@ -189,11 +138,13 @@ def unpack_codes(bp: np.ndarray) -> np.ndarray:
 StaticTerms = tuple[QArray, list[TermResult]]  # Q(B) and B's residual terms (static_terms)
 
 
-def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True) -> PackedOperand:
+def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
+         bias: np.ndarray | None = None) -> PackedOperand:
     """Quantize and lay out B (K x N) for plan p. q: B's quantized copy when it is known
     exactly (LPLR's factor codes, chain.py), instead of the plan's quantizer applied to B; B
     must then be its dequantized value. dense: the target compiles the sparse products' dense
-    formulations (CPUs)."""
+    formulations (CPUs). bias: N values (checked: reference.inputs.as_bias) the epilogue adds
+    to every row of C, in float32; None: zeros."""
     B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
@@ -214,7 +165,21 @@ def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True) -> 
     if p.sparse:
         sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense)
         out = replace(out, sparse=sparse, notes=notes)
-    return out
+    return replace(out, bias=bias_row(p, bias))
+
+
+def bias_row(p: KernelPlan, bias: np.ndarray | None) -> np.ndarray:
+    """The epilogue's bias [1, Np] float32 (zero padded); InputError for a value beyond
+    float32's range, where the kernels compute."""
+    row = np.zeros((1, p.np_), np.float32)
+    if bias is not None:
+        with np.errstate(over="ignore"):
+            row[0, : p.n] = bias
+        if not np.isfinite(row).all():
+            j = int(np.argwhere(~np.isfinite(row[0]))[0][0])
+            raise InputError(f"bias[{j}] = {float(bias[j]):.6g} is beyond float32's range "
+                             "(about 3.4e38), where the kernels add it")
+    return row
 
 
 def _b_quant(p: KernelPlan) -> Quant:

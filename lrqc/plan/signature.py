@@ -11,7 +11,8 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
                  A [U] -> a_float [a_row_scale]              float path
                  A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid]
                    [a_sketch] (per sparse product: its codes and scales)   compensated
-    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] C | Af Bf [saf sbf] [Ub Wb] C
+    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C | Af Bf [saf sbf] [Ua Wa]
+                 [Ub Wb] bias C
     int_acc      Aq Bp zc cs [ra zb] C
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
@@ -39,6 +40,7 @@ AF, SAF = "Af", "saf"  # float path: A's values and (16-bit values) row scales
 SA_ALL, ZC_ALL = "sa_all", "zc_all"  # compensated quantize_a: every segment's sa and zc
 DENS = "dens"  # densities of A's thresholded copies
 UA, WA, UB, WB = "Ua", "Wa", "Ub", "Wb"  # low-rank epilogue factors (Wb is packed)
+BIAS = "bias"  # [1, Np] float32: added to every row of C in the epilogue (packed; zeros if none)
 FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
@@ -137,8 +139,18 @@ def _given(cond: object, *names_: str) -> tuple[str, ...]:
     return names_ if cond else ()
 
 
-def _lowrank(p: KernelPlan) -> tuple[str, ...]:
-    return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB)
+def bias_in_epilogue(p: KernelPlan) -> bool:
+    """Whether the GEMM's epilogue adds the bias: every output but the sum over several K
+    groups of scales (per_vector, MX blocks), where the runtime adds it after the GEMM (one
+    pass over C; an addition inside the sum over the groups, at its first group, measured
+    ~30 % slower on per_vector(16) there, and TVM's te drops a reduction's init value)."""
+    return p.float_path or p.groups == 1 or p.chunked
+
+
+def _epilogue(p: KernelPlan) -> tuple[str, ...]:
+    """What a GEMM's epilogue reads besides the sums: the low-rank factors, then the bias."""
+    return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB) + _given(bias_in_epilogue(p),
+                                                                        BIAS)
 
 
 def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
@@ -168,9 +180,9 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
     if fn == names.FN_QUANTIZE:
         return _quantize_a(p)
     if fn == names.FN_GEMM and p.float_path:
-        return (AF, BF, *_given(p.half, SAF, SBF), *_lowrank(p), names.OUT)
+        return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM:
-        return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB), *_lowrank(p), names.OUT)
+        return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB), *_epilogue(p), names.OUT)
     if fn == names.FN_ACC and not p.float_path:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
     if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import LowRankProduct, LplrOperand, Scheme
-from ..plan import layout
+from ..plan import fingerprint
 from ..plan.chain import CODES
 from ..reference import lplr as lplr_mod
 from ..reference.inputs import as_matrix, to_output
@@ -68,7 +68,7 @@ class ChainKernel:
         self.plan = kernels[0].plan
         self.m_min, self.m_max = kernels[0].m_min, kernels[0].m_max
         self.last_notes: list[str] = []
-        self.fingerprint = layout.fingerprint(scheme, f"B: {k}x{n} (K x N)",
+        self.fingerprint = fingerprint.fingerprint(scheme, f"B: {k}x{n} (K x N)",
                                               str(kernels[0].dev))
 
     @property
@@ -90,8 +90,9 @@ class ChainKernel:
     def split(self, A: npt.ArrayLike, B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:
         return (A, B)
 
-    def run(self, A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
-        return self(A, self.pack(B))
+    def run(self, A: npt.ArrayLike, B: npt.ArrayLike,
+            bias: npt.ArrayLike | None = None) -> np.ndarray:
+        return self(A, self.pack(B, bias=bias))
 
     def _shape_b(self, B: npt.ArrayLike) -> np.ndarray:
         B = as_matrix(B, "B", float32=True)
@@ -100,13 +101,16 @@ class ChainKernel:
                              f"{B.shape[0]}x{B.shape[1]}")
         return B
 
-    def pack(self, B: npt.ArrayLike) -> ChainPacked:
+    def pack(self, B: npt.ArrayLike, bias: npt.ArrayLike | None = None) -> ChainPacked:
+        """The weights for every product of the chain; bias (N values): packed with the
+        last product, whose epilogue adds it."""
         B = self._shape_b(B)
         s = self.scheme
         with one_blas_thread():
             if s.product is not None:
                 ub, vbt = _factors(s.product, B, s.product.seed + 1, "b")
-                return ChainPacked([self.kernels[0].pack(vbt)], {"ub": ub}, self.fingerprint)
+                return ChainPacked([self.kernels[0].pack(vbt, bias=bias)], {"ub": ub},
+                                   self.fingerprint)
             op = self.lplr
             if op.method == "lplr":
                 L, R, beta = lplr_mod.lplr(B, op.rank, op.left_bits, op.right_bits,
@@ -116,16 +120,16 @@ class ChainKernel:
                 L, R, beta = lplr_mod.dsvd(B, op.rank, op.left_bits, op.right_bits)
         k1, k2 = self.kernels
         if not self.integer_left:
-            return ChainPacked([k1.pack(L), k2.pack(R)], {"beta": float(beta)},
+            return ChainPacked([k1.pack(L), k2.pack(R, bias=bias)], {"beta": float(beta)},
                                self.fingerprint)
         X, q, step, ratio = left_codes(L, op.left_bits)
-        return ChainPacked([k1.pack(X, q), k2.pack(R)],
+        return ChainPacked([k1.pack(X, q), k2.pack(R, bias=bias)],
                            {"beta": float(beta), "step": step, "ratio": ratio},
                            self.fingerprint)
 
 
     def __call__(self, A: npt.ArrayLike, packed: ChainPacked) -> np.ndarray:
-        layout.check_fingerprint(packed, self.fingerprint, "B")
+        fingerprint.check_fingerprint(packed, self.fingerprint, "B")
         s = self.scheme
         A = as_matrix(A, "A", np.float32)
         first = self.kernels[0]

@@ -25,10 +25,11 @@ from ..backend.compat import empty, tensor
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
-from ..plan import layout, names
+from ..plan import fingerprint, layout, names
+from ..plan import signature as sig
 from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
-from ..reference.inputs import FLOAT_MAX, as_matrix, round_float, to_output
+from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, sparse_tensors
 from .device import device_of
@@ -109,7 +110,7 @@ class Kernel:
         if self._fingerprint is None:
             p = self.plan
             sizes = f"A: {p.n}x{p.k} (M x K)" if self.transposed else f"B: {p.k}x{p.n} (K x N)"
-            self._fingerprint = layout.fingerprint(self.scheme, sizes, str(self.dev), p)
+            self._fingerprint = fingerprint.fingerprint(self.scheme, sizes, str(self.dev), p)
         return self._fingerprint
 
     @property
@@ -122,9 +123,16 @@ class Kernel:
         p = self.plan
         return (str(p.n), p.m, p.k) if self.transposed else (self.m_text, p.n, p.k)
 
-    def pack(self, X: npt.ArrayLike, q: QArray | None = None) -> Packed:
+    def pack(self, X: npt.ArrayLike, q: QArray | None = None,
+             bias: npt.ArrayLike | None = None) -> Packed:
         """Prepare the static operand (B, or A for static: a); q: B's exact quantized copy
-        (layout.pack)."""
+        (layout.pack); bias: N values that the GEMM's epilogue adds to every row of C (in
+        float32, before C is rounded to the output type), packed with B."""
+        if bias is not None:
+            if self.transposed:
+                raise InputError("bias: with static: a, C's columns come with the per-call B; "
+                                 "add the bias to the result")
+            bias = as_bias(bias, self.plan.n)
         if self.transposed:
             A = as_matrix(X, "A", float32=True)
             m, _, k = self.dims
@@ -133,7 +141,7 @@ class Kernel:
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
         try:
-            arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda)
+            arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda, bias=bias)
         except InputError as exc:  # the transposed product's B is the user's A
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None
@@ -153,10 +161,15 @@ class Kernel:
         """(per-call operand, static operand) of the product A @ B."""
         return (B, A) if self.transposed else (A, B)
 
-    def run(self, A: npt.ArrayLike, B: npt.ArrayLike) -> np.ndarray:
-        """C = A @ B in one go: pack the static operand, then call (for scripts and the CLI)."""
+    def run(self, A: npt.ArrayLike, B: npt.ArrayLike,
+            bias: npt.ArrayLike | None = None) -> np.ndarray:
+        """C = A @ B (+ bias) in one go: pack the static operand, then call (for scripts and
+        the CLI)."""
         per_call, static = self.split(A, B)
-        return self(per_call, self.pack(static))
+        if bias is not None and self.transposed:  # the bias belongs to the per-call B
+            row = as_bias(bias, self.dims[1]).astype(np.float32)
+            return to_output(finite(self._c32(per_call, self.pack(static)) + row), self.output)
+        return self(per_call, self.pack(static, bias=bias))
 
     def _per_call(self, Y: npt.ArrayLike) -> npt.ArrayLike:
         """The per-call operand in the kernel's own orientation (Bᵀ for static: a)."""
@@ -227,16 +240,18 @@ class Kernel:
                                  f"{'A' if self.transposed else 'B'}: {why}")
 
     def _check(self, packed: Packed) -> None:
-        layout.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
+        fingerprint.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
 
     def __call__(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
+        return to_output(finite(self._c32(A, packed)), self.output)
+
+    def _c32(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
+        """C in float32, as the kernel computes it (before the output type)."""
         self._check(packed)
         if self.transposed:
-            c = np.ascontiguousarray(self._call(self._per_call(A), packed).T)
-        else:
-            c = self._call(A, packed)
-        return to_output(finite(c), self.output)
+            return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
+        return self._call(A, packed)
 
     def _call(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         bk, A = self._bucket(A)
@@ -252,7 +267,10 @@ class Kernel:
             if self.transposed and bk.comp is not None:  # name the operands as the user does
                 self.last_notes = [_swap_operands(n) for n in self.last_notes]
             c = bk.c.numpy()  # a copy: the buffer is the next call's
-        return c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
+        c = c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
+        if not sig.bias_in_epilogue(bk.plan) and packed.arrays.bias is not None:
+            c += packed.arrays.bias[:, : self.plan.n]  # sums over K groups: after the GEMM
+        return c
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""

@@ -53,6 +53,8 @@ LAYOUTS = {
            "values are exact in 16 bits only",
     "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
           "weights, else 0), only for weights with zero points",
+    "bias": "float32 [1, Np] added to every row of C by the GEMM's epilogue (zeros without a "
+            "bias)",
 }
 
 

@@ -251,12 +251,13 @@ def test_16_bit_formulation_is_the_float32_one_when_values_are_exact(a, b):
     af = rng.integers(-top, top + 1, (plan.mp, plan.kp)).astype(np.float32)
     bf = rng.integers(-127, 128, (plan.np_ // 16, plan.kp, 16)).astype(plan.half)  # stored
     saf, sbf = rng.random(plan.mp).astype(np.float32), rng.random((1, plan.np_)).astype(np.float32)
+    bias = rng.standard_normal((1, plan.np_)).astype(np.float32)
     fns = [compile_module(prim_func(te_float.gemm(plan, half=h)), tvm.target.Target("llvm"))
            for h in (False, True)]
 
     def run(f, a_vals):
         out = tensor(np.zeros((plan.mp, plan.np_), np.float32))
-        f["main"](tensor(a_vals), tensor(bf), tensor(saf), tensor(sbf), out)
+        f["main"](tensor(a_vals), tensor(bf), tensor(saf), tensor(sbf), tensor(bias), out)
         return out.numpy()
 
     np.testing.assert_array_equal(run(fns[1], af), run(fns[0], af))

@@ -11,7 +11,7 @@ import lrqc
 from lrqc.explain import explain
 from lrqc.ir import lower_ast
 from lrqc.passes import run_passes
-from lrqc.plan import layout, names
+from lrqc.plan import fingerprint, layout, names
 from lrqc.plan import signature as sig
 from lrqc.plan.lower import lower_program
 from lrqc.plan.printer import print_plan
@@ -171,6 +171,6 @@ def test_pack_keeps_no_float_copy_of_b_for_packed(b):
 
 def test_canonical_text_and_fingerprint_tell_the_forms_apart():
     exact, packed = pair("int4 per_channel")
-    fe, fp = (layout.fingerprint(s, "64x40", "cpu") for s in (exact, packed))
+    fe, fp = (fingerprint.fingerprint(s, "64x40", "cpu") for s in (exact, packed))
     assert fe != fp
-    assert "other=packed" in layout.text_difference(fe["scheme"], fp["scheme"])
+    assert "other=packed" in fingerprint.text_difference(fe["scheme"], fp["scheme"])

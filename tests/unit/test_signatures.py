@@ -46,20 +46,20 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
 
 @pytest.mark.parametrize("text,fn,want", [
     (INT8, "quantize_a", ("A", "a_codes", "sa", "zc")),
-    (INT8, "gemm", GEMM + ("C",)),
+    (INT8, "gemm", GEMM + ("bias", "C")),
     (INT8, "int_acc", ("Aq", "Bp", "zc", "cs", "C")),
     (ZERO_B, "quantize_a", ("A", "a_codes", "sa", "zc", "a_rowsum")),
-    (ZERO_B, "gemm", GEMM + ("ra", "zb", "C")),
+    (ZERO_B, "gemm", GEMM + ("ra", "zb", "C")),  # two K groups: no bias
     (ZERO_B, "int_acc", ("Aq", "Bp", "zc", "cs", "ra", "zb", "C")),
     (STOCHASTIC, "quantize_a", ("A", "U", "a_codes", "sa", "zc")),
     (HALF, "quantize_a", ("A", "a_float", "a_row_scale")),
-    (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "C")),
+    (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "bias", "C")),
     (FLOAT32, "quantize_a", ("A", "a_float")),
-    (FLOAT32, "gemm", ("Af", "Bf", "C")),
-    (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "C")),
+    (FLOAT32, "gemm", ("Af", "Bf", "bias", "C")),
+    (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "bias", "C")),
     (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
     (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid")),
-    (SVD_A, "gemm", GEMM + ("Ua", "Wa", "C")),
+    (SVD_A, "gemm", GEMM + ("Ua", "Wa", "bias", "C")),
 ])
 def test_parameters_of_representative_plans(text, fn, want):
     assert sig.params(plan_of(text), fn) == want
@@ -69,7 +69,7 @@ def test_parameters_of_the_compensated_examples():
     p = example_plan("lrqmm_int8")  # sketches of both residuals
     assert sig.params(p, "quantize_a") == ("A", "Omega_t", "a_codes", "sa_all", "zc_all",
                                            "a_resid", "a_sketch")
-    assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "C")
+    assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "bias", "C")
     assert sig.params(p, "lowrank_u") == ("Aq", "sa", "zc", "LBt", "lowrank_u")
     p = example_plan("sparse_int8")  # B's sparse term (side a) first, then A's (side b)
     assert [sp.side for sp in p.sparse] == ["a", "b"]
@@ -91,11 +91,11 @@ def test_functions_of_a_plan_and_unknown_functions():
 
 def test_check_params_names_the_function_and_both_lists():
     p = plan_of(INT8)
-    sig.check_params(p, "gemm", list(GEMM + ("C",)))
-    have = ["Aq", "Bp", "sa", "zc", "cs", "sb", "C"]
+    sig.check_params(p, "gemm", list(GEMM + ("bias", "C")))
+    have = ["Aq", "Bp", "sa", "zc", "cs", "sb", "bias", "C"]
     with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
-                       r"'zc', 'cs', 'sb', 'C'\], its signature says \['Aq', 'Bp', 'sa', 'zc', "
-                       r"'sb', 'cs', 'C'\]"):
+                       r"'zc', 'cs', 'sb', 'bias', 'C'\], its signature says \['Aq', 'Bp', "
+                       r"'sa', 'zc', 'sb', 'cs', 'bias', 'C'\]"):
         sig.check_params(p, "gemm", have)
 
 

@@ -1,15 +1,17 @@
-"""to_te for the GEMMs' epilogue: dequantization of the integer sums, and the rank-r low-rank
-terms Σ_r U[i, r] W[r, j] added to the output (U per call, W with the packed weights).
+"""to_te for the GEMMs' epilogue: dequantization of the integer sums, the rank-r low-rank terms
+Σ_r U[i, r] W[r, j] added to the output (U per call, W with the packed weights) and the bias
+(one value per output column, packed with the weights; zeros when the user gives none).
 
-epilogue_terms is what a GEMM asks for: the placeholders U, W of the plan's low-rank terms, the
-output block (value + Σ U W as one reduction over the concatenated ranks) and, for outputs that
-are themselves reductions over K groups, one low-rank block per side added at the first group."""
+epilogue_terms is what a GEMM asks for: the placeholders U, W of the plan's low-rank terms and
+the bias, the output block (value + bias + Σ U W as one reduction over the concatenated ranks)
+and, for outputs that are themselves reductions over K groups, one low-rank block per side
+added at the first group (the runtime adds their bias after the GEMM)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ...plan import names
+from ...plan import names, signature
 from ...plan.model import KernelPlan
 from ..compat import PrimExpr, te, tir
 
@@ -27,15 +29,19 @@ def dequantize(acc: PrimExpr, sa: PrimExpr, sb: PrimExpr) -> PrimExpr:
 def epilogue_terms(p: KernelPlan) -> tuple[list[te.Tensor], Callable[..., te.Tensor],
                                             Callable[..., PrimExpr]]:
     """(placeholders, output, plus): output(shape, value, name) makes the output block
-    value + Σ U W (output below); plus(v, i, j, g) adds the low-rank epilogue to the value v
-    of an output that reduces over K groups g (at g == 0 only)."""
+    value + bias + Σ U W (output below); plus(v, i, j, g) adds the low-rank epilogue to the
+    value v of an output that reduces over K groups g (at g == 0 only; the runtime adds the
+    bias of those: signature.bias_in_epilogue)."""
     ph, parts = epilogue(p)
+    if signature.bias_in_epilogue(p):
+        bias = te.placeholder((1, p.np_), "float32", name=signature.BIAS)
+        ph.append(bias)
 
     def out(shape: tuple, value: Callable[..., PrimExpr], name: str) -> te.Tensor:
-        return output(parts, shape, value, name)
+        return output(parts, shape, lambda i, j: value(i, j) + bias[0, j], name)
 
     if not parts:
-        return [], out, lambda v, i, j, g: v
+        return ph, out, lambda v, i, j, g: v
     lr = []  # the blocks, made on first use (only outputs that reduce over groups need them)
 
     def plus(v: PrimExpr, i: PrimExpr, j: PrimExpr, g: PrimExpr) -> PrimExpr:
