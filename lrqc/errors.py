@@ -100,3 +100,8 @@ def nearest_word(word: str, choices: Iterable[str]) -> str | None:
 
 class UnsupportedScheme(LrqcError):
     """The scheme is valid but the code generator does not handle it yet."""
+
+
+class MissingExtra(LrqcError, ImportError):
+    """An optional part of lrqc imported without the package it needs (e.g. lrqc.torch
+    without torch): says which extra to install."""

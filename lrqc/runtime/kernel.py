@@ -149,6 +149,11 @@ class Kernel:
         if arrays.sb is not None and not self.plan.mx:  # sb: (G, Np), one per column
             normal_scales(arrays.sb, "row" if self.transposed else "column",
                           "A" if self.transposed else "B", axis=1)
+        return self.adopt(arrays)
+
+    def adopt(self, arrays: layout.PackedOperand) -> Packed:
+        """The Packed operand of arrays that this kernel's pack() made (e.g. saved with a
+        model and loaded back: runtime/packstate.py), on this kernel's device."""
         _ = self._buckets  # a kernel that cannot run here says so before packing
         dev = self.dev
         return Packed(arrays, {name: tensor(v, dev) for name, v in arrays.params()},

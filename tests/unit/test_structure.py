@@ -115,7 +115,7 @@ LAYERS = (
     ("pipeline",),
     ("tuning",),
     ("door",),
-    ("cli",),
+    ("cli", "torch"),
     ("lrqc",),  # the package root
 )
 

@@ -1,0 +1,161 @@
+"""Whole models: quantize(model, scheme or rules) replaces a model's torch.nn.Linear layers by
+lrqc.torch.Linear in place and reports what each layer got; load(model, state_dict) rebuilds
+the quantized layers a saved state describes (no re-quantization) and loads the rest."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..errors import LrqcError
+from ..frontend.model import Scheme
+from .linear import Linear, check_state
+
+EXTRA = "_extra_state"  # where nn.Module.state_dict keeps get_extra_state()
+
+
+@dataclass
+class LayerReport:
+    name: str
+    scheme: str  # the scheme's name, or "float" for a layer left as it was
+    rule: str  # the kernel's schedule rule ("reference" for backend="reference")
+    in_features: int
+    out_features: int
+    packed_bytes: int
+    float_bytes: int  # float32 weight and bias
+
+
+@dataclass
+class QuantizeReport:
+    layers: list[LayerReport] = field(default_factory=list)
+
+    @property
+    def quantized(self) -> list[LayerReport]:
+        return [r for r in self.layers if r.scheme != "float"]
+
+    def table(self) -> str:
+        rows = [f"{'layer':<40}{'K -> N':>13}  {'scheme':<18}{'rule':<18}{'packed':>10}"
+                f"{'float32':>10}"]
+        for r in self.layers:
+            rows.append(f"{r.name:<40}{f'{r.in_features} -> {r.out_features}':>13}  "
+                        f"{r.scheme:<18}{r.rule:<18}{_mib(r.packed_bytes):>10}"
+                        f"{_mib(r.float_bytes):>10}")
+        q = self.quantized
+        packed, full = sum(r.packed_bytes for r in q), sum(r.float_bytes for r in q)
+        rows.append(f"{len(q)} of {len(self.layers)} Linear layers quantized: "
+                    f"{_mib(packed)} packed for {_mib(full)} of float32 weights"
+                    + (f" ({packed / full:.2f}x)" if full else ""))
+        return "\n".join(rows)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+Rules = Mapping[str, "Scheme | None"]
+
+
+def _scheme_of(name: str, rules: Scheme | Rules, skip: Iterable[str]) -> Scheme | None:
+    if any(fnmatch.fnmatchcase(name, pat) for pat in skip):
+        return None
+    if isinstance(rules, Scheme):
+        return rules
+    return next((s for pat, s in rules.items() if fnmatch.fnmatchcase(name, pat)), None)
+
+
+def _check_rules(scheme_or_rules: Any) -> Scheme | Rules:
+    if isinstance(scheme_or_rules, Scheme):
+        return scheme_or_rules
+    if isinstance(scheme_or_rules, Mapping) and all(
+            isinstance(k, str) and (v is None or isinstance(v, Scheme))
+            for k, v in scheme_or_rules.items()):
+        return scheme_or_rules
+    raise LrqcError("lrqc.torch.quantize: expected an lrqc.Scheme or a dict from layer-name "
+                    "patterns (fnmatch, e.g. '*.intermediate.*') to a Scheme or None, got "
+                    f"{type(scheme_or_rules).__name__}")
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def _progress(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
+    if callable(progress):
+        return progress
+    return (lambda line: print(line, file=sys.stderr, flush=True)) if progress else \
+        (lambda line: None)
+
+
+def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterable[str] = (),
+             max_tokens: int = 512, backend: str = "kernel", target: Any = None,
+             progress: bool | Callable[[str], None] = False) -> QuantizeReport:
+    """Replace model's torch.nn.Linear layers in place by lrqc.torch.Linear: every one with
+    one scheme, or by rules (the first pattern matching a layer's qualified name gives its
+    scheme; None, or no match, keeps it float); `skip`: patterns of layers kept float.
+    Kernels are compiled once per scheme and sizes. progress: True prints a line per layer to
+    stderr (compilation takes seconds per new kernel), or a function that takes the lines."""
+    rules = _check_rules(scheme_or_rules)
+    skip = tuple(skip)
+    say = _progress(progress)
+    linears = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear]
+    if not linears:
+        raise LrqcError(f"lrqc.torch.quantize: {type(model).__name__} has no torch.nn.Linear "
+                        "layers")
+    report = QuantizeReport()
+    for i, (name, lin) in enumerate(linears):
+        scheme = _scheme_of(name, rules, skip)
+        fbytes = 4 * (lin.weight.numel() + (lin.bias.numel() if lin.bias is not None else 0))
+        if scheme is None:
+            report.layers.append(LayerReport(name, "float", "torch", lin.in_features,
+                                             lin.out_features, fbytes, fbytes))
+            continue
+        say(f"[{i + 1}/{len(linears)}] {name}: {lin.in_features} -> {lin.out_features}, "
+            f"scheme {scheme.name}")
+        try:
+            q = Linear.from_linear(lin, scheme, max_tokens=max_tokens, backend=backend,
+                                   target=target)
+        except LrqcError as exc:
+            raise type(exc)(f"layer {name} ({lin.in_features} -> {lin.out_features}): {exc}"
+                            ) from None
+        _set(model, name, q)
+        rule = q.kernel.rule if q.kernel is not None else "reference"
+        report.layers.append(LayerReport(name, scheme.name, rule, lin.in_features,
+                                         lin.out_features, q.packed_bytes(), fbytes))
+    if not report.quantized:
+        raise LrqcError("lrqc.torch.quantize: no Linear layer matched (every one skipped or "
+                        f"without a rule): {', '.join(n for n, _ in linears[:5])} ...")
+    return report
+
+
+def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
+         strict: bool = True) -> nn.Module:
+    """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
+    of the same architecture: every layer the state holds as an lrqc layer becomes one (its
+    packed weight adopted, no quantization), then the rest loads as usual."""
+    found = 0
+    for key, value in state_dict.items():
+        if not key.endswith("." + EXTRA) or not isinstance(value, dict) or "lrqc" not in value:
+            continue
+        check_state(value)
+        name = key[: -len(EXTRA) - 1]
+        try:
+            old = model.get_submodule(name)
+        except AttributeError:
+            raise LrqcError(f"lrqc.torch.load: the state has an lrqc layer '{name}', the model "
+                            "has no such module") from None
+        if not isinstance(old, (nn.Linear, Linear)):
+            raise LrqcError(f"lrqc.torch.load: '{name}' is a {type(old).__name__} in the model, "
+                            "an lrqc Linear layer in the state")
+        _set(model, name, Linear.from_state(value, target=target))
+        found += 1
+    if not found:
+        raise LrqcError("lrqc.torch.load: the state holds no lrqc layer (save the state_dict of "
+                        "a model quantized by lrqc.torch.quantize)")
+    model.load_state_dict(state_dict, strict=strict)
+    return model

@@ -1,0 +1,185 @@
+"""lrqc.torch on a tiny model built here (no download): every shipped scheme through
+quantize() gives, layer by layer, lrqc.reference's x Wᵀ + bias on that layer's real input;
+leading dimensions, dtypes and inputs past max_tokens round-trip; a saved state_dict loads
+into a fresh model without re-quantization and gives the same outputs; misuse raises
+LrqcError; and lrqc imports and works without torch."""
+
+from __future__ import annotations
+
+import copy
+import io
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.reference import matmul
+
+from ..conftest import EXAMPLES
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tvm")
+lt = pytest.importorskip("lrqc.torch")
+nn = torch.nn
+
+SCHEMES = {name: s for path in EXAMPLES for name, s in lrqc.load_schemes(path).items()}
+W8 = lrqc.parse_schemes("scheme w8 {\n a: int8 per_channel\n b: int8 per_channel\n}")["w8"]
+
+
+class Tiny(nn.Module):
+    """Two Linear layers (one without bias) around a GELU, and a LayerNorm (no Linear)."""
+
+    def __init__(self, k: int = 256, hidden: int = 128):
+        super().__init__()
+        torch.manual_seed(0)
+        self.up = nn.Linear(k, hidden)
+        self.act = nn.GELU()
+        self.down = nn.Linear(hidden, k, bias=False)
+        self.norm = nn.LayerNorm(k)
+
+    def forward(self, x):
+        return self.norm(self.down(self.act(self.up(x))))
+
+
+def inputs_of(model, x):
+    """Each Linear-like layer's input and output on x (forward hooks)."""
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, a, y, n=n: seen.__setitem__(n, (a[0], y)))
+             for n, m in model.named_modules() if isinstance(m, (nn.Linear, lt.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def rel(C, R) -> float:
+    C, R = np.asarray(C, np.float64), np.asarray(R, np.float64)
+    return float(np.abs(C - R).max() / np.abs(R).max())
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_every_example_scheme_matches_the_reference_layer_by_layer(name):
+    s = SCHEMES[name]
+    model = Tiny()
+    float_model = copy.deepcopy(model)
+    report = lt.quantize(model, s, max_tokens=128)
+    assert [r.scheme for r in report.layers] == [name, name]
+    x = torch.randn(2, 64, 256)  # 128 rows: LRAMM's rank 64 needs at least 64
+    for layer, (inp, out) in inputs_of(model, x).items():
+        lin = float_model.get_submodule(layer)
+        a = inp.reshape(-1, inp.shape[-1]).numpy()
+        bias = None if lin.bias is None else lin.bias.detach().double().numpy()
+        ref = matmul(s, a, lin.weight.detach().numpy().T, bias=bias)
+        assert rel(out.reshape(-1, out.shape[-1]).numpy(), ref) < 2e-6, layer
+
+
+def test_reference_backend_gives_the_kernels_numbers():
+    s = SCHEMES["lrqmm_w4a8_r16"]
+    kern, refm = Tiny(), Tiny()
+    lt.quantize(kern, s, max_tokens=32)
+    report = lt.quantize(refm, s, max_tokens=32, backend="reference")
+    assert {r.rule for r in report.layers} == {"reference"}
+    x = torch.randn(20, 256)
+    with torch.no_grad():
+        assert rel(kern(x).numpy(), refm(x).numpy()) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_leading_dims_dtypes_and_long_inputs_round_trip(dtype):
+    lin = nn.Linear(64, 48)
+    q = lt.Linear.from_linear(lin, W8, max_tokens=8)
+    for shape in [(64,), (3, 64), (2, 5, 64), (1, 19, 64), (0, 64)]:  # 19 rows: 3 chunks of 8
+        x = torch.randn(*shape).to(dtype)
+        with torch.no_grad():
+            y = q(x)
+        assert y.shape == (*shape[:-1], 48) and y.dtype == dtype
+        a = x.to(torch.float32).reshape(-1, 64).numpy()
+        if a.shape[0]:
+            ref = matmul(W8, a, lin.weight.detach().numpy().T,
+                         bias=lin.bias.detach().double().numpy())
+            tol = 2e-6 if dtype == torch.float32 else 1e-2  # the output rounded to dtype
+            assert rel(y.reshape(-1, 48).float().numpy(), ref) < tol
+
+
+def test_state_dict_round_trip_needs_no_quantization(monkeypatch):
+    model = Tiny()
+    lt.quantize(model, {"up": SCHEMES["vsquant_w4a4"], "down": W8}, max_tokens=16)
+    x = torch.randn(7, 256)
+    with torch.no_grad():
+        want = model(x)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf)  # weights_only (torch's default): plain tensors, dicts, strings
+    fresh = Tiny()
+    monkeypatch.setattr(lt.Linear, "set_weight", lambda *a: pytest.fail("re-quantized"))
+    lt.load(fresh, state)
+    assert isinstance(fresh.up, lt.Linear) and fresh.up.scheme.name == "vsquant_w4a4"
+    with torch.no_grad():
+        assert torch.equal(fresh(x), want)
+
+
+def test_rules_skip_and_report():
+    model = Tiny()
+    report = lt.quantize(model, {"up": W8, "*": None}, max_tokens=16)
+    assert isinstance(model.up, lt.Linear) and type(model.down) is nn.Linear
+    assert [(r.name, r.scheme) for r in report.layers] == [("up", "w8"), ("down", "float")]
+    assert report.layers[0].packed_bytes < report.layers[0].float_bytes
+    assert "1 of 2 Linear layers quantized" in report.table()
+    model = Tiny()
+    lt.quantize(model, W8, skip=["down"], max_tokens=16)
+    assert type(model.down) is nn.Linear
+
+
+def test_misuse_raises_lrqc_errors():
+    with pytest.raises(lrqc.LrqcError, match="no torch.nn.Linear"):
+        lt.quantize(nn.Sequential(nn.ReLU()), W8)
+    with pytest.raises(lrqc.LrqcError, match="no Linear layer matched"):
+        lt.quantize(Tiny(), {"nothing": W8})
+    with pytest.raises(lrqc.LrqcError, match="lrqc.Scheme"):
+        lt.quantize(Tiny(), "a: int8")
+    static_a = lrqc.parse_schemes("scheme sa {\n a: int8\n b: int8\n static: a\n}")["sa"]
+    with pytest.raises(lrqc.LrqcError, match="static: a"):
+        lt.quantize(Tiny(), static_a)
+    q = lt.Linear.from_linear(nn.Linear(64, 48), W8, max_tokens=8)
+    with pytest.raises(lrqc.LrqcError, match=r"\(\.\.\., 64\)"):
+        q(torch.randn(3, 65))
+    with pytest.raises(lrqc.LrqcError, match="dtype"):
+        q(torch.randn(3, 64, dtype=torch.float64))
+    with pytest.raises(lrqc.LrqcError, match="dtype"):
+        q(torch.ones(3, 64, dtype=torch.int32))
+    with pytest.raises(lrqc.LrqcError, match="gradient"):
+        q(torch.randn(3, 64, requires_grad=True))
+    with pytest.raises(lrqc.LrqcError, match="max_tokens"):
+        lt.Linear.from_linear(nn.Linear(64, 48), W8, max_tokens=0)
+    with pytest.raises(lrqc.LrqcError, match="no lrqc layer"):
+        lt.load(Tiny(), Tiny().state_dict())
+    with pytest.raises(lrqc.LrqcError, match="lrqc.Scheme"):
+        lt.Linear.from_linear(nn.Linear(64, 48), "w8")
+
+
+def test_several_threads_share_a_layer():
+    q = lt.Linear.from_linear(nn.Linear(64, 48), W8, max_tokens=32)
+    xs = [torch.randn(1 + i, 64) for i in range(8)]
+    with torch.no_grad():
+        want = [q(x) for x in xs]
+    with ThreadPoolExecutor(4) as pool, torch.no_grad():
+        got = list(pool.map(q, xs * 4))
+    assert all(torch.equal(g, w) for g, w in zip(got, want * 4, strict=True))
+
+
+def test_lrqc_works_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import numpy as np, lrqc\n"
+            "s = lrqc.parse_schemes('scheme s {\\n a: int8\\n b: int8\\n}')['s']\n"
+            "c = lrqc.reference.matmul(s, np.ones((2, 4)), np.ones((4, 3)), bias=np.ones(3))\n"
+            "assert c.shape == (2, 3)\n"
+            "try:\n    import lrqc.torch\nexcept ImportError as e:\n"
+            "    assert isinstance(e, lrqc.LrqcError) and 'lrqc[torch]' in str(e)\n"
+            "else:\n    raise SystemExit('lrqc.torch imported without torch')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
