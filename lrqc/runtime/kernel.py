@@ -33,6 +33,7 @@ from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_ou
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, sparse_tensors
 from .device import device_of
+from .glue import store, view, writable
 
 F32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -55,7 +56,7 @@ def finite(c: np.ndarray) -> np.ndarray:
     are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the
     float32 range the kernels compute in: a wrong number, where the reference (float64) would
     give the value, or +-inf rounded once."""
-    if not np.isfinite(c).all():
+    if c.size and not (np.isfinite(c.min()) and np.isfinite(c.max())):  # NaN propagates
         i, j = np.argwhere(~np.isfinite(c))[0]
         raise InputError(f"C[{i}, {j}]: the product leaves float32's range (about 3.4e38) in "
                          "the kernel's float32 arithmetic; scale A or B down (lrqc.reference "
@@ -218,14 +219,10 @@ class Kernel:
     def _fill(self, bk: Bucket, A: np.ndarray) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m."""
         m = A.shape[0]
-        if (m == bk.plan.m and A.dtype == np.float32 and A.flags.c_contiguous
-                and A.flags.aligned):
-            bk.a.copyfrom(A)  # into the kernel's aligned buffer
-        else:
-            buf = np.empty((bk.plan.m, self.plan.k), np.float32)
-            buf[:m] = A
-            buf[m:] = A[-1]
-            bk.a.copyfrom(buf)
+        buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
+        buf[:m] = A
+        buf[m:] = A[-1]
+        store(bk.a, buf)
         if bk.comp is not None:
             bk.comp.set_rows(m)
         bk.quantize()
@@ -271,8 +268,7 @@ class Kernel:
                 self.last_notes += bk.sparse(packed)
             if self.transposed and bk.comp is not None:  # name the operands as the user does
                 self.last_notes = [_swap_operands(n) for n in self.last_notes]
-            c = bk.c.numpy()  # a copy: the buffer is the next call's
-        c = c if c.shape == (m, self.plan.n) else np.ascontiguousarray(c[:m, : self.plan.n])
+            c = np.array(view(bk.c)[:m, : self.plan.n])  # a copy: the buffer is the next call's
         if not sig.bias_in_epilogue(bk.plan) and packed.arrays.bias is not None:
             c += packed.arrays.bias[:, : self.plan.n]  # sums over K groups: after the GEMM
         return c
