@@ -28,7 +28,7 @@ def _tradeoff(ax, rows, e2e) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks([2, 4, 8, 16, 32, 64], ["2", "4", "8", "16", "32", "64"])
     ax.set_yscale("log")
-    ax.set_xlabel("bits per weight as stored (codes, scales, factors, copies)")
+    ax.set_xlabel("nominal bits per weight (codes, scales, factors, what A's terms keep of W)")
     ax.set_ylabel("error")
     ax.set_title("error against bits per weight")
     ax.grid(True, which="both", alpha=0.3)
