@@ -156,11 +156,15 @@ class Linear(nn.Module):
         return x.reshape(-1, self.in_features).to(torch.float32).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self._rows(x)
-        out = torch.empty((rows.shape[0], self.out_features), dtype=torch.float32)
-        a = rows.detach().numpy()  # a view of the tensor's memory
-        for lo, hi in chunks(a.shape[0], self.max_tokens):
-            out[lo:hi] = torch.from_numpy(self._matmul(a[lo:hi]).astype(np.float32, copy=False))
+        a = self._rows(x).detach().numpy()  # a view of the tensor's memory
+        parts = chunks(a.shape[0], self.max_tokens)
+        if len(parts) == 1:  # C as the kernel returned it, no copy
+            out = torch.from_numpy(self._matmul(a).astype(np.float32, copy=False))
+        else:
+            out = torch.empty((a.shape[0], self.out_features), dtype=torch.float32)
+            for lo, hi in parts:
+                out[lo:hi] = torch.from_numpy(self._matmul(a[lo:hi]).astype(np.float32,
+                                                                             copy=False))
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def _matmul(self, a: np.ndarray) -> np.ndarray:
