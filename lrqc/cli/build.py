@@ -17,8 +17,7 @@ from ..api import load_schemes, pick_scheme
 from ..errors import LrqcError
 from ..reference.data import pair
 from ..reference.scheme import direct_scheme, rel_error
-from .check import load_bias
-from .common import at_least, load_npy, parse_dims, target_arg
+from .common import at_least, load_bias, load_npy, parse_dims, target_arg
 
 
 def output_dir(path: str) -> Path | None:

@@ -5,19 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 from .. import reference
 from ..api import pick_scheme, read_scheme_text
 from ..errors import LrqcError
 from ..explain import DEFAULT_EMITS, EMITS, explain
-from ..files import regular_file
 from ..frontend.parser import parse
 from ..frontend.schema import defaults_doc
 from ..frontend.syntax import dump
 from ..reference.data import DISTRIBUTIONS, pair
-from ..reference.inputs import as_bias
-from .common import at_least, error_line, is_npy, load, load_npy, parse_dims
+from .common import at_least, error_line, load, load_bias, load_npy, parse_dims
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -89,23 +85,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"scheme {s.name} ({args.file}), {source}")
     print(report.table())
     return 0
-
-
-def load_bias(path: str, n: int) -> np.ndarray:
-    """--bias FILE: a .npy array of the N values added to every row of C, shape (N,) or (1, N)
-    (as_bias), as float64; LrqcError naming the flag and the file otherwise."""
-    flag = f"--bias {path}"
-    regular_file(path, f"--bias: cannot load {path}")  # a FIFO or device: no hang
-    try:
-        arr = np.load(path, allow_pickle=False, mmap_mode="r")
-    except OSError as exc:
-        raise LrqcError(f"--bias: cannot load {path}: {exc.strerror or exc}") from None
-    except (ValueError, EOFError) as exc:  # not a .npy file, truncated, or pickled objects
-        why = str(exc).splitlines()[0][:200] if is_npy(path) else "not a .npy file"
-        raise LrqcError(f"--bias: cannot load {path}: {why}") from None
-    if not isinstance(arr, np.ndarray):  # an .npz archive
-        raise LrqcError(f"--bias: {path} holds several arrays (.npz); give one .npy array")
-    return as_bias(np.array(arr), n, flag)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

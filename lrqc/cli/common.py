@@ -12,6 +12,7 @@ from ..api import load_schemes
 from ..errors import LrqcError, SchemeError
 from ..files import regular_file
 from ..frontend.model import Scheme
+from ..reference.inputs import as_bias
 
 
 def error_line(exc: BaseException) -> str:
@@ -76,8 +77,8 @@ def load(path: str | os.PathLike[str]) -> dict[str, Scheme]:
     return load_schemes(path)
 
 
-def load_npy(path: str, flag: str) -> np.ndarray:
-    """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
+def load_array(path: str, flag: str) -> np.ndarray:
+    """The array of a .npy file, or LrqcError naming the flag and the file."""
     regular_file(path, f"{flag}: cannot load {path}")  # a FIFO or device: no hang
     try:  # mapped first: a header claiming more than the file holds is an error, not a huge
         arr = np.load(path, allow_pickle=False, mmap_mode="r")  # allocation
@@ -91,9 +92,21 @@ def load_npy(path: str, flag: str) -> np.ndarray:
         raise LrqcError(f"{flag}: cannot load {path}: {why}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         raise LrqcError(f"{flag}: {path} holds several arrays (.npz); give one .npy array")
+    return arr
+
+
+def load_npy(path: str, flag: str) -> np.ndarray:
+    """A 2-D array from a .npy file, or LrqcError naming the flag and the file."""
+    arr = load_array(path, flag)
     if arr.ndim != 2:
         raise LrqcError(f"{flag}: {path}: expected a 2-D matrix, got shape {arr.shape}")
     return arr
+
+
+def load_bias(path: str, n: int) -> np.ndarray:
+    """--bias FILE: a .npy array of the N values added to every row of C, shape (N,) or (1, N)
+    (as_bias), as float64; LrqcError naming the flag and the file otherwise."""
+    return as_bias(load_array(path, "--bias"), n, f"--bias {path}")
 
 
 def is_npy(path: str) -> bool:

@@ -11,12 +11,8 @@ from ..errors import InputError
 F32_LIMIT = 2.0**128 - 2.0**103  # the smallest magnitude that float32 rounds to infinity
 
 
-def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
-              float32: bool = False) -> np.ndarray:
-    """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
-    already is one), or InputError naming the shape/dtype problem. Every value must be finite;
-    with dtype float32, or float32=True (operands the kernels keep in float64 but compute with in
-    float32), also finite in float32."""
+def real_array(x: npt.ArrayLike, name: str) -> np.ndarray:
+    """x as a numpy array of a real number type (no copy when it is one), or InputError."""
     try:
         arr = np.asarray(x)
     except Exception as exc:  # noqa: BLE001  (ragged lists, failing __array__ and the like)
@@ -24,6 +20,16 @@ def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
                          "(expected float, int or bool)")
+    return arr
+
+
+def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
+              float32: bool = False) -> np.ndarray:
+    """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
+    already is one), or InputError naming the shape/dtype problem. Every value must be finite;
+    with dtype float32, or float32=True (operands the kernels keep in float64 but compute with in
+    float32), also finite in float32."""
+    arr = real_array(x, name)
     if arr.ndim != 2:
         raise InputError(f"{name}: expected a 2-D matrix, got shape {arr.shape}")
     if arr.size == 0:
@@ -58,13 +64,7 @@ def check_k(a: tuple[int, ...], b: tuple[int, ...]) -> None:
 def as_bias(bias: npt.ArrayLike, n: int, name: str = "bias") -> np.ndarray:
     """A bias as float64 of shape (n,): N real, finite values added to every row of C, given as
     shape (N,) or (1, N) in any real dtype; InputError naming `name` otherwise."""
-    try:
-        arr = np.asarray(bias)
-    except Exception as exc:  # noqa: BLE001  (ragged lists, failing __array__ and the like)
-        raise InputError(f"{name}: cannot be read as an array ({exc})") from None
-    if arr.dtype.kind not in "biuf":
-        raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
-                         "(expected float, int or bool)")
+    arr = real_array(bias, name)
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1:
