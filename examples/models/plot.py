@@ -26,7 +26,7 @@ def _tradeoff(ax, rows, e2e) -> None:
     ax.scatter([], [], marker="o", color="C0", label="end to end: 1 - embedding cosine (mean)")
     ax.scatter([], [], marker="s", color="C1", label="per layer: rel. Frobenius (mean)")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([2, 4, 8, 16, 32, 64], ["2", "4", "8", "16", "32", "64"])
+    ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
     ax.set_yscale("log")
     ax.set_xlabel("nominal bits per weight (codes, scales, factors, what A's terms keep of W)")
     ax.set_ylabel("error")
