@@ -66,22 +66,25 @@ def layer_reports(model, inputs, schemes, blocks) -> list[LayerRow]:
 
 
 def operand_table(rows: list[LayerRow]) -> str:
-    """How outlier-heavy each layer type's inputs (A) and weights (B) are, worst block."""
-    out = ["operands (max over blocks): max|x|/rms, and the largest channel's share of ||x||^2",
+    """How outlier-heavy each layer type's inputs (A), weights (B) and exact outputs (C) are:
+    the largest over blocks, with the channel where it is largest."""
+    out = ["operands (largest over blocks): max|x|/rms, and the largest channel's share of "
+           "||x||^2 (A: input channels, B: its rows, C: output columns)",
            f"{'layer':<10}{'A max/rms':>10}{'A top ch.':>11}{'share':>8}"
-           f"{'B max/rms':>11}{'B top ch.':>11}{'share':>8}"]
+           f"{'B max/rms':>11}{'B top ch.':>11}{'share':>8}{'C top col.':>12}{'share':>8}"]
     first = rows[0].scheme
     for kind in bert.LAYER_TYPES:
         reps = [r.report for r in rows if r.kind == kind and r.scheme == first]
         if not reps:
             continue
-        cells = []
+        line = f"{kind:<10}"
         for op in ("A", "B"):
             stats = [rep.operands[op] for rep in reps]
             top = max(stats, key=lambda st: st.top_channel_share)
-            cells.append(f"{max(st.max_over_rms for st in stats):>10.1f}"
-                         f"{top.top_channel:>11d}{top.top_channel_share:>8.1%}")
-        out.append(f"{kind:<10}{cells[0]}{' ' + cells[1]}")
+            line += (f"{' ' if op == 'B' else ''}{max(st.max_over_rms for st in stats):>10.1f}"
+                     f"{top.top_channel:>11d}{top.top_channel_share:>8.1%}")
+        col = max((rep.reference for rep in reps), key=lambda st: st.top_channel_share)
+        out.append(line + f"{col.top_channel:>12d}{col.top_channel_share:>8.1%}")
     return "\n".join(out)
 
 
