@@ -47,7 +47,7 @@ def run(tmp_path_factory):
 @pytest.mark.slow
 def test_part_tables_are_printed(run):
     text, _ = run
-    for title in ("== part 1", "== part 2", "== part 3", "operands (max over blocks)",
+    for title in ("== part 1", "== part 2", "== part 3", "operands (largest over blocks)",
                   "best ~4-bit scheme", "with one layer type quantized"):
         assert title in text, text
 
