@@ -15,7 +15,7 @@ projection. Three parts, each printed as tables:
 2. end to end, every Linear replaced (lrqc.torch.quantize, and torch's dynamic int8
    quantization): the cosine of each sentence's embedding to float32's, and whether each
    sentence's nearest other sentence stays the same; then one layer type at a time (e2e.py);
-3. forward times of float32, torch int8 and lrqc's w8a8 and best ~4-bit models, and of one
+3. forward times of float32, torch int8 and lrqc's w8a8, w8a7 and best ~4-bit models, and of one
    FFN Linear alone (timing.py).
 
 It writes minilm.png into --out: error against bits per weight, and errors per layer type.
@@ -29,9 +29,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+# --omp-passive: torch's OpenMP threads sleep when an operator ends instead of spinning (set
+# before torch loads). Spinning, they hold the cores that lrqc's kernels (another thread pool)
+# need next; sleeping, torch's own many small operators wait to wake them. Off by default:
+# torch's models are timed as torch runs them.
+if "--omp-passive" in sys.argv[1:]:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-import lrqc
+import torch  # noqa: E402
+
+import lrqc  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the modules beside this file
@@ -46,8 +53,14 @@ EXAMPLES = HERE.parent
 W8A8 = """scheme w8a8 {
     a: int8 per_channel
     b: int8 per_channel
+}
+# torch's dynamic int8 Linear on x86 quantizes activations to 7 bits (reduce_range), so that
+# vpmaddubsw's int16 pair sums cannot saturate; lrqc proves the same and uses it too
+scheme w8a7 {
+    a: int7 per_channel
+    b: int8 per_channel
 }"""
-QUICK_SCHEMES = ("w8a8", "lrqmm_w4a8_r16", "vsquant_w4a4")
+QUICK_SCHEMES = ("w8a8", "w8a7", "lrqmm_w4a8_r16", "vsquant_w4a4")
 
 
 @dataclass
@@ -77,8 +90,8 @@ def read_sentences(path: Path, quick: bool) -> Sentences:
 
 
 def load_schemes(quick: bool) -> dict[str, lrqc.Scheme]:
-    """w8a8 and every scheme of examples/*.lrq (--quick: QUICK_SCHEMES)."""
-    out = dict(lrqc.parse_schemes(W8A8, "<w8a8>"))
+    """w8a8, w8a7 and every scheme of examples/*.lrq (--quick: QUICK_SCHEMES)."""
+    out = dict(lrqc.parse_schemes(W8A8, "<w8a8, w8a7>"))
     for path in sorted(EXAMPLES.glob("*.lrq")):
         out.update(lrqc.load_schemes(path))
     return {k: v for k, v in out.items() if not quick or k in QUICK_SCHEMES}
@@ -128,7 +141,7 @@ def part2(model, batched, schemes, ref, sent: Sentences):
 def part3(rows, best, batched, inputs, tokens: int, rounds: int) -> None:
     print("\n== part 3: forward time ==", flush=True)
     by_name = {q.name: q for q in rows}
-    timed = [by_name[n] for n in ("float32", "torch int8", "w8a8")
+    timed = [by_name[n] for n in ("float32", "torch int8", "w8a8", "w8a7")
              if n in by_name and by_name[n].model is not None]
     if best is not None and best.name != "w8a8":
         timed.append(best)
@@ -143,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         "of blocks 0 and 5, 3 timing rounds")
     p.add_argument("--out", type=Path, default=Path("minilm-out"), help="folder of the plot")
     p.add_argument("--rounds", type=int, default=None, help="timing rounds (9; --quick 3)")
+    p.add_argument("--omp-passive", action="store_true",
+                   help="OMP_WAIT_POLICY=PASSIVE for torch's threads (see part 3's docs)")
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,9 @@ def table(models, times, tokens: int, layer_rows: int) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out = [f"forward over {tokens} tokens and one Linear of block 0 on {layer_rows} rows of its "
            f"input; medians of {len(fwd['float32'])} interleaved rounds; torch threads "
-           f"{threads} (= os.cpu_count()), lrqc's kernels {tvm} threads (TVM_NUM_THREADS); load "
+           f"{threads} (= os.cpu_count()), OMP_WAIT_POLICY "
+           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, lrqc's kernels {tvm} threads "
+           f"(TVM_NUM_THREADS); load "
            f"average after timing {load} (other processes slow the medians)",
            f"{'model':<16}{'backend':<11}{'forward ms':>11}{'min ms':>9}{'tokens/s':>10}"
            f"{'vs f32':>8}" + "".join(f"{k + ' ms':>13}{'vs f32':>8}" for k in LAYERS)]
