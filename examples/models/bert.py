@@ -28,21 +28,16 @@ def model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+# the end of a Linear's qualified name -> its layer type, in order (attention.output.dense
+# before output.dense, which it also ends with)
+SUFFIXES = (("attention.self.query", "query"), ("attention.self.key", "key"),
+            ("attention.self.value", "value"), ("attention.output.dense", "attn_out"),
+            ("intermediate.dense", "ffn_up"), ("output.dense", "ffn_down"))
+
+
 def layer_type(name: str) -> str | None:
     """The projection a Linear's qualified name stands for (one of LAYER_TYPES), or None."""
-    if name.endswith("attention.self.query"):
-        return "query"
-    if name.endswith("attention.self.key"):
-        return "key"
-    if name.endswith("attention.self.value"):
-        return "value"
-    if name.endswith("attention.output.dense"):
-        return "attn_out"
-    if name.endswith("intermediate.dense"):
-        return "ffn_up"
-    if name.endswith("output.dense"):
-        return "ffn_down"
-    return None
+    return next((kind for end, kind in SUFFIXES if name.endswith(end)), None)
 
 
 class _SelfAttention(nn.Module):
