@@ -14,6 +14,8 @@ from ..files import regular_file
 from ..frontend.model import Scheme
 from ..reference.inputs import as_bias
 
+F32_MAX = float(np.finfo(np.float32).max)
+
 
 def error_line(exc: BaseException) -> str:
     """How the CLI prints an LrqcError: `lrqc: error: MESSAGE`; a located scheme error keeps
@@ -106,7 +108,13 @@ def load_npy(path: str, flag: str) -> np.ndarray:
 def load_bias(path: str, n: int) -> np.ndarray:
     """--bias FILE: a .npy array of the N values added to every row of C, shape (N,) or (1, N)
     (as_bias), as float64; LrqcError naming the flag and the file otherwise."""
-    return as_bias(load_array(path, "--bias"), n, f"--bias {path}")
+    bias = as_bias(load_array(path, "--bias"), n, f"--bias {path}")
+    big = np.abs(bias) > F32_MAX
+    if big.any():  # C is computed (kernels) and compared (eval) in float32
+        j = int(np.argmax(big))
+        raise LrqcError(f"--bias {path}: bias[{j}] = {bias[j]:.6g} is beyond float32's range "
+                        "(about 3.4e38)")
+    return bias
 
 
 def is_npy(path: str) -> bool:

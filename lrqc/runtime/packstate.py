@@ -7,6 +7,7 @@ them itself (the same scheme text, sizes, layout version and device)."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import fields
 from typing import Any
 
@@ -68,9 +69,18 @@ def save(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
                 meta["extra"][k] = None
             else:
                 meta["extra"][k] = float(v)
+        meta["arrays"] = _summary(out)
         return out, meta
     meta["packed"] = _flat(packed.arrays, "", out)
+    meta["arrays"] = _summary(out)
     return out, meta
+
+
+def _summary(arrays: dict[str, np.ndarray]) -> dict[str, list]:
+    """name -> [shape, dtype, crc32 of the bytes]: what restore() checks the arrays against."""
+    return {name: [list(v.shape), str(v.dtype),
+                   zlib.crc32(np.ascontiguousarray(v).reshape(-1).view(np.uint8).tobytes())]
+            for name, v in arrays.items()}
 
 
 def restore(kernel: Kernel | ChainKernel, arrays: dict[str, np.ndarray], meta: dict
@@ -81,6 +91,11 @@ def restore(kernel: Kernel | ChainKernel, arrays: dict[str, np.ndarray], meta: d
     if have != FORMAT:
         raise InputError(f"packed state: format {have!r}, this lrqc reads format {FORMAT}")
     holder = type("Saved", (), {"fingerprint": meta.get("fingerprint")})()
+    if _summary(arrays) != meta.get("arrays"):
+        bad = sorted(set(arrays) ^ set(meta.get("arrays") or {})) or [
+            n for n, v in _summary(arrays).items() if meta["arrays"].get(n) != v]
+        raise InputError(f"packed state: array {bad[0]} differs from what was saved (shape, "
+                         "type or contents): the state is damaged")
     fp.check_fingerprint(holder, kernel.fingerprint, "B")
     if isinstance(kernel, ChainKernel):
         if "parts" not in meta:

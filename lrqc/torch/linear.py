@@ -102,6 +102,7 @@ class Linear(nn.Module):
                        if backend == "kernel" else None)
         self.packed: Any = None  # kernel: the packed weight; reference: (prepared W, bias)
         self.has_bias = False
+        self.name = ""  # its qualified name in a model (quantize and load set it)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, scheme: Scheme, *, max_tokens: int = 512,
@@ -126,6 +127,27 @@ class Linear(nn.Module):
             self.packed = (reference.prepare(self.scheme, B),
                            None if bias is None else np.asarray(bias, np.float64))
         self.has_bias = bias is not None
+
+    @property
+    def label(self) -> str:
+        what = f"lrqc.torch.Linear({self.in_features} -> {self.out_features})"
+        return f"layer {self.name} ({what})" if self.name else what
+
+    # pickling and deepcopy: the compiled kernel and the packed TVM tensors are not copied;
+    # the copy holds the saved state and finds (or compiles) the kernel again
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["kernel"], state["packed"] = None, None
+        state["_lrqc_state"] = self.get_extra_state()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        saved = state.pop("_lrqc_state")
+        super().__setstate__(state)
+        if self.backend == "kernel":
+            self.kernel = kernel_for(self.scheme, self.out_features, self.in_features,
+                                     self.max_tokens, self.target)
+        self.set_extra_state(saved)
 
     def extra_repr(self) -> str:
         how = f"rule={self.kernel.rule}" if self.kernel is not None else "backend=reference"
@@ -156,7 +178,15 @@ class Linear(nn.Module):
         return x.reshape(-1, self.in_features).to(torch.float32).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._forward(x)
+        except LrqcError as exc:
+            raise type(exc)(f"{self.label}: {exc}") from None
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self._rows(x).detach().numpy()  # a view of the tensor's memory
+        if a.shape[0] == 0:  # no rows: nothing to multiply
+            return torch.zeros((*x.shape[:-1], self.out_features), dtype=x.dtype)
         parts = chunks(a.shape[0], self.max_tokens)
         if len(parts) == 1:  # C as the kernel returned it, no copy
             out = torch.from_numpy(self._matmul(a).astype(np.float32, copy=False))
@@ -187,6 +217,8 @@ class Linear(nn.Module):
             "lrqc": 1, "scheme": unparse(self.scheme), "scheme_name": self.scheme.name,
             "in_features": self.in_features, "out_features": self.out_features,
             "max_tokens": self.max_tokens, "backend": self.backend, "has_bias": self.has_bias}
+        if self.packed is None:  # no weight yet: a state that loads as none
+            return state
         if self.kernel is None:
             prepared, bias = self.packed
             state["weight"] = torch.from_numpy(np.ascontiguousarray(prepared.x.T))
@@ -210,6 +242,9 @@ class Linear(nn.Module):
                              f"{state['out_features']} layer loaded into a {self.in_features} "
                              f"-> {self.out_features} one")
         self.has_bias = bool(state["has_bias"])
+        if "arrays" not in state and "weight" not in state:
+            self.packed = None
+            return
         if self.kernel is None:
             bias = state["bias"]
             self.packed = (reference.prepare(self.scheme, state["weight"].numpy().T),

@@ -71,9 +71,12 @@ def _scheme_of(name: str, rules: Scheme | Rules, skip: Iterable[str]) -> Scheme 
 def _check_rules(scheme_or_rules: Any) -> Scheme | Rules:
     if isinstance(scheme_or_rules, Scheme):
         return scheme_or_rules
-    if isinstance(scheme_or_rules, Mapping) and all(
-            isinstance(k, str) and (v is None or isinstance(v, Scheme))
-            for k, v in scheme_or_rules.items()):
+    if isinstance(scheme_or_rules, Mapping):
+        for k, v in scheme_or_rules.items():
+            if not isinstance(k, str) or not (v is None or isinstance(v, Scheme)):
+                raise LrqcError(f"lrqc.torch.quantize: rule {k!r}: expected a name pattern "
+                                f"(str) mapped to an lrqc.Scheme or None, got "
+                                f"{type(k).__name__} -> {type(v).__name__}")
         return scheme_or_rules
     raise LrqcError("lrqc.torch.quantize: expected an lrqc.Scheme or a dict from layer-name "
                     "patterns (fnmatch, e.g. '*.intermediate.*') to a Scheme or None, got "
@@ -101,13 +104,18 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
     Kernels are compiled once per scheme and sizes. progress: True prints a line per layer to
     stderr (compilation takes seconds per new kernel), or a function that takes the lines."""
     rules = _check_rules(scheme_or_rules)
-    skip = tuple(skip)
+    skip = (skip,) if isinstance(skip, str) else tuple(skip)
     say = _progress(progress)
+    if type(model) is nn.Linear:
+        raise LrqcError("lrqc.torch.quantize replaces the Linear layers inside a model; for a "
+                        "single nn.Linear use lrqc.torch.Linear.from_linear(linear, scheme)")
     linears = [(n, m) for n, m in model.named_modules() if type(m) is nn.Linear]
     if not linears:
+        done = any(isinstance(m, Linear) for m in model.modules())
         raise LrqcError(f"lrqc.torch.quantize: {type(model).__name__} has no torch.nn.Linear "
-                        "layers")
-    report = QuantizeReport()
+                        "layers" + (" left (its lrqc layers are quantized already)" if done
+                                    else ""))
+    report, new = QuantizeReport(), {}
     for i, (name, lin) in enumerate(linears):
         scheme = _scheme_of(name, rules, skip)
         fbytes = 4 * (lin.weight.numel() + (lin.bias.numel() if lin.bias is not None else 0))
@@ -120,16 +128,18 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
         try:
             q = Linear.from_linear(lin, scheme, max_tokens=max_tokens, backend=backend,
                                    target=target)
-        except LrqcError as exc:
-            raise type(exc)(f"layer {name} ({lin.in_features} -> {lin.out_features}): {exc}"
+        except LrqcError as exc:  # nothing replaced yet: the model is as it was
+            raise LrqcError(f"layer {name} ({lin.in_features} -> {lin.out_features}): {exc}"
                             ) from None
-        _set(model, name, q)
+        q.name, new[name] = name, q
         rule = q.kernel.rule if q.kernel is not None else "reference"
         report.layers.append(LayerReport(name, scheme.name, rule, lin.in_features,
                                          lin.out_features, q.packed_bytes(), fbytes))
     if not report.quantized:
         raise LrqcError("lrqc.torch.quantize: no Linear layer matched (every one skipped or "
                         f"without a rule): {', '.join(n for n, _ in linears[:5])} ...")
+    for name, q in new.items():  # every layer made: now replace them
+        _set(model, name, q)
     return report
 
 
@@ -138,7 +148,7 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
     """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
     of the same architecture: every layer the state holds as an lrqc layer becomes one (its
     packed weight adopted, no quantization), then the rest loads as usual."""
-    found = 0
+    new: dict[str, Linear] = {}
     for key, value in state_dict.items():
         if not key.endswith("." + EXTRA) or not isinstance(value, dict) or "lrqc" not in value:
             continue
@@ -152,10 +162,23 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
         if not isinstance(old, (nn.Linear, Linear)):
             raise LrqcError(f"lrqc.torch.load: '{name}' is a {type(old).__name__} in the model, "
                             "an lrqc Linear layer in the state")
-        _set(model, name, Linear.from_state(value, target=target))
-        found += 1
-    if not found:
+        have = (old.in_features, old.out_features)
+        if have != (value["in_features"], value["out_features"]):
+            raise LrqcError(f"lrqc.torch.load: layer '{name}' is {have[0]} -> {have[1]} in the "
+                            f"model, {value['in_features']} -> {value['out_features']} in the "
+                            "state")
+        new[name] = Linear.from_state(value, target=target)
+        new[name].name = name
+    if not new:
         raise LrqcError("lrqc.torch.load: the state holds no lrqc layer (save the state_dict of "
                         "a model quantized by lrqc.torch.quantize)")
-    model.load_state_dict(state_dict, strict=strict)
+    old_modules = {name: model.get_submodule(name) for name in new}
+    for name, q in new.items():
+        _set(model, name, q)
+    try:
+        model.load_state_dict(state_dict, strict=strict)
+    except RuntimeError as exc:  # the rest does not fit: the model as it was
+        for name, m in old_modules.items():
+            _set(model, name, m)
+        raise LrqcError(f"lrqc.torch.load: {' '.join(str(exc).split())[:600]}") from None
     return model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -183,3 +184,65 @@ def test_lrqc_works_without_torch():
             "else:\n    raise SystemExit('lrqc.torch imported without torch')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_copies_pickles_and_empty_inputs():
+    model = Tiny()
+    lt.quantize(model, W8, max_tokens=16)
+    x = torch.randn(5, 256)
+    with torch.no_grad():
+        want = model(x)
+        for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert torch.equal(other(x), want)
+        assert model(torch.randn(0, 256)).shape == (0, 256)
+        assert model.up(torch.randn(2, 0, 256)).shape == (2, 0, 128)
+    empty = lt.Linear(64, 32, W8, max_tokens=8)  # no weight yet: its state says so
+    fresh = lt.Linear.from_state(empty.state_dict()["_extra_state"])
+    with pytest.raises(lrqc.LrqcError, match="no weight"):
+        fresh(torch.randn(2, 64))
+
+
+def test_misuse_leaves_the_model_as_it_was():
+    lin = nn.Linear(64, 32)
+    with pytest.raises(lrqc.LrqcError, match="from_linear"):
+        lt.quantize(lin, W8)
+    model = Tiny()
+    lt.quantize(model, W8, skip="down", max_tokens=16)  # one pattern, not its letters
+    assert type(model.down) is nn.Linear and isinstance(model.up, lt.Linear)
+    with pytest.raises(lrqc.LrqcError, match="quantized already"):
+        lt.quantize(nn.Sequential(model.up), W8)
+    with pytest.raises(lrqc.LrqcError, match="rule 'up'"):
+        lt.quantize(Tiny(), {"up": "w8"})
+    model = Tiny()  # the second layer fails (rank 64 > 32 rows): nothing is replaced
+    with pytest.raises(lrqc.LrqcError, match="layer up"):
+        lt.quantize(model, {"down": W8, "up": SCHEMES["lramm_r64"]}, max_tokens=32)
+    assert type(model.up) is nn.Linear and type(model.down) is nn.Linear
+
+
+def test_load_checks_sizes_keys_and_damage():
+    model = Tiny()
+    lt.quantize(model, W8, max_tokens=16)
+    state = model.state_dict()
+    with pytest.raises(lrqc.LrqcError,
+                       match="'up' is 256 -> 64 in the model, 256 -> 128 in the state"):
+        lt.load(Tiny(k=256, hidden=64), state)
+    extra = dict(state, stray=torch.zeros(1))
+    fresh = Tiny()
+    with pytest.raises(lrqc.LrqcError, match="stray"):
+        lt.load(fresh, extra)
+    assert type(fresh.up) is nn.Linear  # as it was
+    damaged = copy.deepcopy(state)
+    arrays = damaged["up._extra_state"]["arrays"]
+    arrays["bias"] = arrays["bias"].clone()
+    arrays["bias"][0, 0] += 1
+    with pytest.raises(lrqc.LrqcError, match="damaged"):
+        lt.load(Tiny(), damaged)
+
+
+def test_forward_errors_name_the_layer():
+    model = Tiny()
+    lt.quantize(model, W8, max_tokens=16)
+    x = torch.randn(3, 256)
+    x[1, 7] = float("nan")
+    with pytest.raises(lrqc.LrqcError, match=r"layer up \(lrqc.torch.Linear\(256 -> 128\)\)"):
+        model(x)

@@ -153,6 +153,7 @@ def bias_files(tmp_path):
     np.save(tmp_path / "row.npy", np.linspace(-2.0, 2.0, 10)[None, :])
     np.save(tmp_path / "short.npy", np.ones(7))
     np.save(tmp_path / "nan.npy", np.r_[np.ones(9), np.nan])
+    np.save(tmp_path / "huge.npy", np.r_[np.ones(4), 1e300, np.ones(5)])
     np.savez(tmp_path / "two.npz", a=np.ones(10), b=np.ones(10))
     (tmp_path / "text.npy").write_text("not an array\n")
     return tmp_path
@@ -176,6 +177,8 @@ def test_eval_with_bias(capsys, bias_files):
 @pytest.mark.parametrize("name,msg", [
     ("short.npy", "lrqc: error: --bias {p}: has 7 values but C has N=10 columns"),
     ("nan.npy", "lrqc: error: --bias {p}: contains non-finite values (first at [9] = nan)"),
+    ("huge.npy", "lrqc: error: --bias {p}: bias[4] = 1e+300 is beyond float32's range (about "
+                 "3.4e38)"),
     ("A.npy", "lrqc: error: --bias {p}: expected a vector of N=10 values (shape (10,) or "
               "(1, 10)), got shape (20, 30)"),
     ("two.npz", "lrqc: error: --bias: {p} holds several arrays (.npz); give one .npy array"),
