@@ -120,7 +120,7 @@ def test_a_renamed_parameter_fails_the_te_stage(monkeypatch):
     monkeypatch.setattr(te_gemm, "te", Renamed())
     (s,) = lrqc.parse_schemes("scheme t {\n" + INT8 + "\n}\n").values()
     with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
-                       r"'zc', 'scales_b', 'cs', 'C'\], its signature says .*'sb'"):
+                       r"'zc', 'scales_b', 'cs', 'bias', 'C'\], its signature says .*'sb'"):
         lrqc.compile(s, 4, 16, 64)
 
 
