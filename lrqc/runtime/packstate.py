@@ -55,8 +55,8 @@ def _unflat(arrays: dict[str, np.ndarray], prefix: str, meta: dict) -> layout.Pa
         raise InputError(f"packed state: incomplete or of another lrqc version ({exc})") from None
 
 
-def save(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
-    """(arrays by name, description) of a packed operand."""
+def _arrays(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays by name, their layout description) of a packed operand."""
     out: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"format": FORMAT, "fingerprint": dict(packed.fingerprint)}
     if isinstance(packed, ChainPacked):
@@ -69,9 +69,15 @@ def save(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
                 meta["extra"][k] = None
             else:
                 meta["extra"][k] = float(v)
-        meta["arrays"] = _summary(out)
-        return out, meta
-    meta["packed"] = _flat(packed.arrays, "", out)
+    else:
+        meta["packed"] = _flat(packed.arrays, "", out)
+    return out, meta
+
+
+def save(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays by name, description) of a packed operand, with each array's shape, type and
+    CRC-32 for restore() to check."""
+    out, meta = _arrays(packed)
     meta["arrays"] = _summary(out)
     return out, meta
 
@@ -111,4 +117,4 @@ def restore(kernel: Kernel | ChainKernel, arrays: dict[str, np.ndarray], meta: d
 
 def nbytes(packed: Packed | ChainPacked) -> int:
     """Bytes of host memory the packed operand's arrays hold."""
-    return sum(int(v.nbytes) for v in save(packed)[0].values())
+    return sum(int(v.nbytes) for v in _arrays(packed)[0].values())
