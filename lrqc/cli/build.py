@@ -91,6 +91,7 @@ def cmd_build(args: argparse.Namespace) -> int:
               "the smallest bucket >= m)")
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  product: {man['product']}")
+    print(f"  weights: {weights_text(man['weights'])}")
     cuda = man.get("cuda")
     if man["schedule_rule"] == "float32_tile":
         warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
@@ -135,6 +136,15 @@ def _emits(text: str | None, target) -> tuple[str, ...]:
         if e not in have:
             raise LrqcError(f"--emit: unknown stage {e!r}; choose from {', '.join(have)}")
     return emit
+
+
+def weights_text(w: dict) -> str:
+    """The manifest's weight storage in one line."""
+    bits = w["code_bits"]
+    how = {8: "int8 codes", 16: "16-bit values", 32: "float32 values"}.get(
+        bits, f"{bits}-bit codes packed densely")
+    return (f"{how}: {w['bytes_per_weight']:.4g} bytes per weight (codes {w['codes']} B, "
+            f"scales and column sums {w['scales']} B, bias and factors {w['other']} B)")
 
 
 def _print_stage(name: str, text: str) -> None:

@@ -146,11 +146,23 @@ def estimate_cost(p: ir.Program) -> CostTable:
     return CostTable(tuple(rows))
 
 
+def stored_width(q) -> int:
+    """Bits of each stored weight code of quantizer q (two's complement; unsigned codes are
+    stored minus 2^(b-1)): b for b-bit integers, 2 for int1's sign codes (+-1); 8 for element
+    formats and MX blocks, whose codes stay a byte each (plan/packing.py)."""
+    if q is None or not q.is_int or q.granularity == Granularity.PER_BLOCK:
+        return 8
+    if q.bits == 1 and q.signed and not getattr(q, "fixed_max", 0):
+        return 2
+    return q.bits
+
+
 def stored_bytes(q) -> sympy.Expr:
-    """Bytes per weight of the kernels' storage of codes of quantizer q: two 2..4-bit integer
-    codes per byte, else one (plan/layout.py)."""
-    nibble = q.is_int and q.granularity != Granularity.PER_BLOCK and q.bits <= 4
-    return sympy.Rational(1, 2) if nibble else sympy.Integer(1)
+    """Bytes per weight of the kernels' storage of codes of quantizer q: w/8 for integer
+    codes packed densely in w bits (the default below 8 bits), one with pack=byte."""
+    if getattr(q, "pack", "auto") == "byte":
+        return sympy.Integer(1)
+    return sympy.Rational(stored_width(q), 8)
 
 
 def lowrank_notes(p: ir.Program, show: Callable[[sympy.Expr], str]) -> list[str]:

@@ -17,6 +17,9 @@ from ..backend.target import Target, resolve
 from ..errors import LrqcError
 from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
+from ..plan import packing
+from ..plan.layout import storage
+from ..plan.model import KernelPlan
 from ..runtime.manifest import (
     FORMAT,
     LAYOUTS,
@@ -72,11 +75,8 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
         "functions": functions(kernel),
         "product": product_text(kernel),
         "layouts": LAYOUTS,
-        "packing_order": "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]" + (
-            "; nibbles: element e = 4*j + kk of each 64-byte block goes to byte e % 32, low "
-            "nibble for e < 32, high nibble for e >= 32 (two's complement, sign-extended by "
-            "shifts)" if p.nibbles else ""),
-        "nibble_order": "split-half" if p.nibbles else None,
+        "packing_order": packing_order(p),
+        "weights": storage(p),
         "lib": lib,
         "cuda": cuda,
         "versions": {"lrqc": __version__, **versions()},
@@ -100,3 +100,17 @@ def cuda_files(kernel: KernelLike, out: Path) -> dict:
     return {"archs": archs, "cuda_version": toolchain.cuda_version(), "fatbin": "device.fatbin",
             "source": "device.cu", "source_sha256": toolchain.source_hash(src),
             "ptx_instructions": toolchain.count(toolchain.ptx(src, archs[0]))}
+
+
+def packing_order(p: KernelPlan) -> str:
+    """How B's codes lie in Bp (plan/layout.py, plan/packing.py)."""
+    text = "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]"
+    if not p.packed:
+        return text
+    planes = " + ".join(f"{w}-bit plane (bits {s}..{s + w - 1}, {32 * w} bytes)"
+                        for w, _, s in packing.planes(p.pack_bits))
+    return (text + f"; {p.pack_bits}-bit two's complement codes packed densely: the codes of "
+            "panel n16 in that order (element e = 4*j + kk of block k4 at stream position "
+            "64*k4 + e) in groups of 256 codes, group g = Bp[n16, g, :] of "
+            f"{packing.group_bytes(p.pack_bits)} bytes holding {planes}; code E of a group "
+            "lies in byte E mod (32*w) of a w-bit plane at bits w*(E div 32w)")

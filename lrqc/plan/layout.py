@@ -20,7 +20,7 @@ from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import QArray, integer_codes, quantize
 from ..reference.residual import TermResult, apply_terms, sparse_quant
-from . import segments
+from . import packing, segments
 from . import signature as sig
 from .model import KernelPlan
 from .verify import PlanError
@@ -82,7 +82,7 @@ class PackedOperand:
     """pack()'s arrays; those a plan does not use are None. Each field's parameter name (PARAMS)
     is what runtime/manifest.py's LAYOUTS documents."""
 
-    bp: np.ndarray | None = None  # Bp: the integer codes (VNNI blocks, or split-half nibbles)
+    bp: np.ndarray | None = None  # Bp: the integer codes (VNNI blocks, or densely packed)
     sb: np.ndarray | None = None  # sb [G, Np] float32: scales per K-group
     cs: np.ndarray | None = None  # cs [G, Np] int32: column sums of the stored codes
     zb: np.ndarray | None = None  # zb [G, Np] int32: zero point - storage offset (b_zero)
@@ -113,20 +113,17 @@ def pack_codes(codes: np.ndarray, np_: int, kp: int) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(np_ // 16, 16, kp // 4, 4).transpose(0, 2, 1, 3))
 
 
-def pack_nibbles(bp: np.ndarray) -> np.ndarray:
-    """Bp (n16, k4, 16, 4) with values in [-8, 7] -> (n16, k4, 32) int8 "split-half" nibbles:
-    in each 64-byte block (element e = 4*j + kk), byte b holds element b in its low nibble and
-    element b + 32 in its high nibble, so one shift pair unpacks 32 lanes at once."""
-    flat = bp.reshape(bp.shape[0], bp.shape[1], 64).astype(np.int16)
-    lo, hi = flat[..., :32] & 0xF, flat[..., 32:] & 0xF
-    return (lo | (hi << 4)).astype(np.uint8).view(np.int8)
+def pack_dense(bp: np.ndarray, w: int) -> np.ndarray:
+    """Bp (n16, k4, 16, 4) with w-bit codes -> (n16, ceil(k4 / 4), 32·w) uint8: each panel's
+    codes in the VNNI blocks' order (block after block, element 4·j + kk within one) packed
+    densely (plan/packing.py)."""
+    return packing.pack_stream(bp.reshape(bp.shape[0], -1), w)
 
 
-def unpack_nibbles(b4: np.ndarray) -> np.ndarray:
-    """Inverse of pack_nibbles, sign-extending each nibble."""
-    lo = (b4.astype(np.int8) << 4) >> 4
-    hi = b4.astype(np.int8) >> 4
-    return np.concatenate([lo, hi], axis=-1).reshape(b4.shape[0], b4.shape[1], 16, 4)
+def unpack_dense(b: np.ndarray, w: int, k4: int) -> np.ndarray:
+    """Inverse of pack_dense for k4 blocks of 4 k: (n16, k4, 16, 4) int8."""
+    codes = packing.unpack_stream(b, w, k4 * 64)
+    return codes.astype(np.int8).reshape(b.shape[0], k4, 16, 4)
 
 
 def unpack_codes(bp: np.ndarray) -> np.ndarray:
@@ -210,7 +207,7 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
         zb = np.zeros((G, p.np_), np.int64)
         zb[:, : p.n] = _per_group(q.zero, G).T - p.b_offset
         full[: p.n] += np.repeat(zb[:, : p.n].T, V, axis=1)
-        lo, hi = (-8, 7) if p.nibbles else (-128, 127)
+        lo, hi = packing.code_range(p.pack_bits)
         if full.min() < lo or full.max() > hi:
             raise InputError(f"B: a zero point lies outside {quant_text(qb)}'s code range (a "
                              "column of one sign?), so K padding cannot be stored; use K a "
@@ -220,9 +217,8 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
-    if p.nibbles:
-        bp = pack_nibbles(bp)
-    return PackedOperand(bp=bp, sb=sb, cs=cs, zb=zbs)
+    return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
+                         zb=zbs)
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,
@@ -305,7 +301,7 @@ def _pack_segments(p: KernelPlan, B: np.ndarray, st: StaticTerms) -> PackedOpera
         full[:, s * kq:(s + 1) * kq], sb[s * gq:(s + 1) * gq] = _codes_scales(p, src[sg.b])
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, p.groups, v).sum(axis=2).T.astype(np.int32)
-    return PackedOperand(bp=pack_nibbles(bp) if p.nibbles else bp, sb=sb, cs=cs)
+    return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs)
 
 
 def _codes_scales(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
@@ -382,3 +378,26 @@ def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
     if p.rank_a and not sig.w_from_codes(p):  # other=packed: lowrank_w reads the codes
         out = replace(out, b32=np.ascontiguousarray(B, dtype=np.float32))
     return out
+
+
+def storage(p: KernelPlan) -> dict[str, Any]:
+    """What pack() keeps of B for plan p, from its shapes alone: bits per stored code
+    (`code_bits`: 8 for int8 codes, w < 8 packed densely, 16 / 32 for a float path's values),
+    bytes of the codes (`codes`), of their scales, column sums and zero points (`scales`), of
+    the low-rank factors and bias (`other`; sparse products' arrays depend on the data and are
+    left out), and `bytes_per_weight`: all of them over N x K."""
+    g, n16 = p.groups, p.np_ // 16
+    if p.float_path:
+        bits = 16 if p.half else 32
+        codes, scales = p.np_ * p.kp * bits // 8, (p.np_ * 4 if p.half else 0)
+    else:
+        bits = p.pack_bits
+        codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed
+                 else p.np_ * p.kp)
+        scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
+    other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
+    if p.rank_a and not sig.w_from_codes(p):
+        other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact)
+    total = codes + scales + other
+    return {"code_bits": bits, "codes": codes, "scales": scales, "other": other,
+            "bytes_per_weight": round(total / (p.n * p.k), 4)}

@@ -22,6 +22,7 @@ from ..frontend.model import (
     Rounding,
     Scheme,
 )
+from ..passes.cost import stored_width
 from ..reference.quant import padded_k
 from .segments import Segment, SparseProduct
 
@@ -105,11 +106,22 @@ class KernelPlan:
         return self.a_float or self.b_float or self.float_gemm
 
     @property
-    def nibbles(self) -> bool:
-        """Integer weights of 2..4 bits are stored two per byte (split-half nibble order)."""
-        return not self.float_path and all(
-            q is not None and q.is_int and q.granularity != Granularity.PER_BLOCK and q.bits <= 4
-            for q in self.b_quants)
+    def pack_bits(self) -> int:
+        """Bits of each stored weight code: 8 (one int8 code per byte, in VNNI blocks), or w of
+        1..7 for integer weights packed densely (plan/packing.py; the quantizer's pack=byte
+        keeps bytes): the width of the widest code over B's segments."""
+        if self.float_path:
+            return 8
+        widths = [stored_width(q) for q in self.b_quants]
+        qb = self.qb
+        if qb is None or getattr(qb, "pack", "auto") == "byte":
+            return 8
+        return min(8, max(widths))
+
+    @property
+    def packed(self) -> bool:
+        """Whether B's codes are stored below a byte each (unpacked per tile by the kernels)."""
+        return self.pack_bits < 8
 
     @property
     def b_zero(self) -> bool:
@@ -121,7 +133,7 @@ class KernelPlan:
 
     @property
     def b_offset(self) -> int:
-        """Subtracted from unsigned weight codes so they fit the signed int8 / nibble storage."""
+        """Subtracted from unsigned weight codes so they fit the signed storage."""
         qb = self.qb
         return 2 ** (qb.bits - 1) if qb is not None and not qb.signed else 0
 

@@ -20,7 +20,8 @@ def _operand(plan: KernelPlan, role: str) -> str:
     if role == "a" and not plan.float_path:
         text += f"; codes stored + {plan.a_offset} as u8" if plan.a_offset else "; codes as u8"
     if role == "b" and not plan.float_path:
-        text += "; two codes per byte" if plan.nibbles else "; int8 codes"
+        text += (f"; {plan.pack_bits}-bit codes packed densely" if plan.packed
+                 else "; int8 codes")
         if plan.b_zero:
             text += f", zero points (stored code - {plan.b_offset})"
     return text

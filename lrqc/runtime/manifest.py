@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 3  # of manifest.json; older formats carry no hashes and are refused
+FORMAT = 4  # of manifest.json; older formats carry no hashes and are refused
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -40,9 +40,9 @@ REBUILD = "rebuild it with `lrqc build`"
 LAYOUTS = {
     "A": "float32 M x K, row-major (any input is copied to an aligned float32 buffer)",
     "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
-    "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k; one code "
-          "per byte for 5..8-bit weights; 2..4-bit weights as [Np/16, Kp/4, 32] split-half "
-          "nibbles (see packing_order)",
+    "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k, one code "
+          "per byte; integer weights narrower than 8 bits (unless pack=byte) packed densely "
+          "as uint8 [Np/16, ceil(Kp/16), 32*w], w bits per code (see packing_order)",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
@@ -88,7 +88,8 @@ MANIFEST_SCHEMA = {
     "product": str,
     "layouts": Map(str),
     "packing_order": str,
-    "nibble_order": (str, None),
+    "weights": {"code_bits": int, "codes": int, "scales": int, "other": int,
+                "bytes_per_weight": (int, float)},
     "lib": str,
     "cuda": (None, {"archs": [str], "fatbin": str, "source": str, "source_sha256": str}),
     "versions": Map((str, int)),

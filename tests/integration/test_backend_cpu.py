@@ -53,6 +53,11 @@ CASES = [  # a, b, (M, N, K)
     ("int8 per_tensor round=floor", "int4 per_channel", (100, 7, 64)),
     ("int8 per_channel round=trunc", "int3 per_channel", (16, 100, 7)),
     ("int8 per_channel round=nearest_away", "int2 per_channel", (5, 48, 96)),
+    ("int8 per_channel", "int5 per_channel", (9, 33, 100)),  # codes packed densely
+    ("int8 per_channel", "int6 per_vector(16)", (9, 40, 100)),
+    ("int8 per_tensor", "int7 per_channel", (3, 17, 300)),
+    ("int8 per_channel", "uint1 per_channel", (5, 20, 64)),
+    ("int8 per_channel", "uint3 per_channel", (5, 20, 70)),  # zero points, 3 bits
     ("uint8 per_channel", "int8 per_channel", (9, 20, 37)),
     ("uint4 per_tensor", "int4 per_tensor", (3, 17, 50)),
     ("int4 per_channel", "int4 per_channel", (1000, 24, 40)),
@@ -369,7 +374,7 @@ def test_artifact_round_trip_in_a_new_process(tmp_path):
     assert main(["build", str(src), "--dims", "M=2..9,N=33,K=100", "-o", str(out)]) == 0
     man = json.loads((out / "manifest.json").read_text())
     assert man["dims"] == {"M": "2..9", "N": 33, "K": 100} and man["lib"] == "lib.so"
-    assert man["m_buckets"] == [4, 8, 9] and man["nibble_order"] == "split-half"
+    assert man["m_buckets"] == [4, 8, 9] and man["weights"]["code_bits"] == 4
     assert {"lrqc", "tvm", "llvm"} <= set(man["versions"]) and "Bp" in man["layouts"]
     A, B = data(7, 33, 100, seed=9)
     np.save(tmp_path / "A.npy", A)

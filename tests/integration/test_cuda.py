@@ -106,6 +106,8 @@ def test_example_schemes_compile_to_ptx(name):
     ("int8 per_channel", "int8 per_channel", "cuda_dp4a"),
     ("int8 per_channel", "int4 per_channel", "cuda_dp4a"),  # nibbles unpacked into shared
     ("int8 per_channel", "uint4 per_channel", "cuda_dp4a"),  # weight zero points
+    ("int8 per_channel", "int3 per_channel", "cuda_dp4a"),  # 3-bit codes packed densely
+    ("int8 per_vector(32)", "int6 per_vector(32)", "cuda_dp4a"),
     ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=3)", "cuda_dp4a"),
     # per-group products: group by group in registers (dp4a._dp4a_groups)
     ("int8 per_tensor + dense()", "int8 per_channel", "cuda_dp4a"),  # K segments
@@ -139,7 +141,8 @@ def test_per_group_gemm_keeps_partial_and_output_sums_in_registers():
 def test_tensor_cores_or_dp4a_chosen_per_bucket():
     """Buckets whose padded sizes fit 64 x 64 tiles run WMMA s8 (A's codes shifted to s8, +128
     column sums in the epilogue); smaller M buckets dp4a; the report says which per function."""
-    for b in ("int8 per_channel", "int4 per_channel + lowrank(rank=3)", "uint4 per_channel"):
+    for b in ("int8 per_channel", "int4 per_channel + lowrank(rank=3)", "uint4 per_channel",
+              "int3 per_channel"):
         kernel = lrqc.compile(scheme("int8 per_channel", b), "1..128", 128, 256,
                               target="cuda-sm80")
         assert kernel.rule == "cuda_wmma"

@@ -49,7 +49,8 @@ def wmma_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = 
     intrin = register_all("int8" if s8 else plan.half)
     t = wmma_tile(plan, knob)
     blk = sch.get_sblock(acc)
-    if has_block(sch, names.UNPACK):
+    packed = has_block(sch, names.UNPACK)
+    if packed:
         sch.compute_inline(sch.get_sblock(names.UNPACK))
     i, j, k = sch.get_loops(blk)
     i, ii = sch.split(i, [None, 16])
@@ -65,7 +66,7 @@ def wmma_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = 
     sch.bind(bj, "blockIdx.x")
     warp = sch.fuse(wy, wx)
     sch.bind(warp, "threadIdx.y")
-    _stage_shared(sch, names.A_S8 if s8 else names.A_HALF, ko, t)
+    _stage_shared(sch, names.A_S8 if s8 else names.A_HALF, ko, t, packed)
     acc_sh = _fragments(sch, blk, outer, ko, ki, warp, intrin)
     # software pipeline over the k chunks: the next chunk's A and B tiles are copied into the
     # other half of double-buffered shared memory while the fragments of this one multiply
@@ -76,9 +77,11 @@ def wmma_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = 
     _output_per_warp(sch, acc_sh, out, warp)
 
 
-def _stage_shared(sch, a_name: str, ko, t: dict) -> None:
+def _stage_shared(sch, a_name: str, ko, t: dict, packed: bool = False) -> None:
     """A's tile (block a_name) and B's N x K view copied from global to shared memory under the
-    k chunk ko (converted / re-laid on the way) by all threads, 4 elements per thread-copy."""
+    k chunk ko (converted / re-laid on the way) by all threads, 4 elements per thread-copy
+    (B's densely packed codes: decoded one by one, unrolled; CUDA's code generator has no
+    vectors of their per-lane shifts)."""
     for name in (a_name, names.B_NK):
         b = sch.get_sblock(name)
         sch.set_scope(b, 0, "shared")
@@ -87,7 +90,10 @@ def _stage_shared(sch, a_name: str, ko, t: dict) -> None:
         _, f1y, f1x, f2, f3 = sch.split(fused, [None, t["wy"], t["wx"], 32, 4])
         sch.bind(sch.fuse(f1y, f1x), "threadIdx.y")  # (no product of knobs: traces need RVs)
         sch.bind(f2, "threadIdx.x")
-        sch.vectorize(f3)
+        if packed and name == names.B_NK:
+            sch.unroll(f3)
+        else:
+            sch.vectorize(f3)
 
 
 def _fragments(sch, blk, outer, ko, ki, warp, intrin: dict):

@@ -66,7 +66,7 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
 def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
     out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr, panel=rows_outer)
     part = sch.get_sblock("partial")
-    sch.compute_at(part, g if rows_outer or not plan.nibbles else io)
+    sch.compute_at(part, g if rows_outer or not plan.packed else io)
     pi, pj, pk = sch.get_loops(part)[-3:]
     pjm, pjv = sch.split(pj, [nr, 16])
     pko, pkv = sch.split(pk, [None, 4 * steps])

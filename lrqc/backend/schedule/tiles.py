@@ -135,7 +135,7 @@ def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
     loops = sch.get_loops(out)
     i, g, j = loops if fn == names.FN_ACC else (loops[0], loops[2], loops[1])
     jo, jm, jv = sch.split(j, [None, nr, 16])
-    if plan.nibbles and not panel:
+    if plan.packed and not panel:
         rows = pick_split(plan.mp, (GROUP_ROWS, 64, 32, 16, 8, 4, 2, 1))  # every mr divides
         ib, i_in = sch.split(i, [None, rows])
         io, ii = sch.split(i_in, [None, mr])
@@ -148,7 +148,7 @@ def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
     sch.unroll(jm)
     sch.vectorize(jv)
     if fn != names.FN_ACC:  # the low-rank epilogue once per output tile, outside the groups
-        lowrank_at(sch, jo, rows=4) if plan.nibbles and not panel else lowrank_at(sch, io)
+        lowrank_at(sch, jo, rows=4) if plan.packed and not panel else lowrank_at(sch, io)
     return out, io, g
 
 

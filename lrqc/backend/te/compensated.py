@@ -24,6 +24,7 @@ from ...plan.segments import split_terms
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from .quantize import a_input, dims, quantizer
+from . import unpack
 from .sparse import code_dtype
 
 F64 = "float64"
@@ -195,16 +196,9 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
 
 
-def _nibble(byte: PrimExpr, e: PrimExpr) -> PrimExpr:
-    """Element e (0..63) of a split-half nibble block (layout.pack_nibbles), sign-extended, as
-    int32 (shifted in 32-bit lanes: x86 has no 8-bit vector shifts)."""
-    b = byte.astype("int32")
-    return tir.if_then_else(e < 32, (b << 28) >> 28, b >> 4)
-
-
 def lowrank_w(p: KernelPlan) -> list[te.Tensor]:
     """W_A[c, n] = Σ_k F_A[k, c] B̂[k, n] for A's lowrank term with other=packed, B̂ read from the
-    packed codes Bp (int8 VNNI blocks or split-half nibbles): each code dequantized as the
+    packed codes Bp (int8 VNNI blocks or packed densely): each code dequantized as the
     reference does, sb[g, n] (code - zb[g, n]) (zb: weights with zero points), summed over the
     K segments that hold B's own values (the base codes and each dense term's; segments of A's
     dense terms repeat the base codes and are skipped). B's lowrank and sparse terms are added
@@ -213,12 +207,11 @@ def lowrank_w(p: KernelPlan) -> list[te.Tensor]:
     lowrank_w]."""
     Np, Kp, Kq, G, V, r = p.np_, p.kp, p.kq, p.gq, p.vector, p.rank_a
     Fa = te.placeholder((r, Kq), "float32", name="Fa")
-    if p.nibbles:
-        b_in = te.placeholder((Np // 16, Kp // 4, 32), "int8", name="Bp")
+    if p.packed:
+        b_in = unpack.packed_input(p)
 
         def code(n: PrimExpr, k: PrimExpr, j: PrimExpr) -> PrimExpr:
-            e = j * 4 + k % 4
-            return _nibble(b_in[n, k // 4, e % 32], e)
+            return unpack.code(b_in, p.pack_bits, n, k // 4, j * 4 + k % 4, 64)
     else:
         b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
 

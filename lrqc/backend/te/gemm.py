@@ -1,5 +1,5 @@
 """to_te for the integer GEMM of quantized products: gemm multiplies u8 codes of A (offset 128
-when A is signed) with s8 weights packed as Bp[N/16, K/4, 16, 4] (or two int4 weights per byte)
+when A is signed) with s8 weights packed as Bp[N/16, K/4, 16, 4] (or packed densely: te.unpack)
 and corrects with zc[i,g]·colsum[g,j] (and, for weights with zero points, ra[i,g]·zb[g,j]), so
 acc - zc·colsum = Σ (qA - zA) qB exactly; the epilogue (epilogue.py) dequantizes the sums and
 adds the low-rank terms. int_only gives the corrected integer sums themselves."""
@@ -8,14 +8,9 @@ from __future__ import annotations
 
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import PrimExpr, te, tir
+from ..compat import PrimExpr, te
+from . import unpack
 from .epilogue import dequantize, epilogue_terms
-
-
-def _nibble(byte, e):
-    """Sign-extended low nibble for elements 0..31 of a block, high nibble for 32..63."""
-    four = tir.const(4, "int8")
-    return tir.if_then_else(e < 32, (byte << four) >> four, byte >> four)
 
 
 def _int_sum(shape, prod, width: int, name: str, pairs: bool):
@@ -51,11 +46,10 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     is the u8 sum, exactly."""
     Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
-    if p.nibbles:  # two weights per byte, unpacked per tile by the schedule
-        B4 = te.placeholder((Np // 16, Kp // 4, 32), "int8", name="Bp")
-        Bp = te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: _nibble(
-            B4[n, k4, (j * 4 + kk) % 32], j * 4 + kk), name=names.UNPACK)
-        b_in = B4
+    if p.packed:  # codes below a byte each, unpacked per tile by the schedule
+        b_in = unpack.packed_input(p)
+        Bp = te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: unpack.code(
+            b_in, p.pack_bits, n, k4, j * 4 + kk, 64), name=names.UNPACK)
     else:
         Bp = b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
     sa = te.placeholder((Mp, G), "float32", name="sa")
