@@ -2,11 +2,13 @@
 peaks of bench/peak.c), then per shape numpy float32, torch's dynamic-quant Linear,
 torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time that
 compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
-base, then the targets, each met or NOT met.
+base, then 3-, 5- and 6-bit weights packed densely next to the int4 and int8 kernels
+(bench/packing_cpu.py), then the targets, each met or NOT met.
 
     python bench/cpu.py                         # every section (minutes on 2 cores)
     python bench/cpu.py --quick                 # fewer rounds and peak runs
     python bench/cpu.py --sections gemm --shapes "16,4096,4096;2048,2048,2048"
+    python bench/cpu.py --sections packing     # dense bit packing: 3/5/6-bit vs int4, int8
     python bench/cpu.py --json run.json         # every number too, for later comparison
 
 Timing: medians of interleaved rounds. Each callable is called twice to warm up (a first call
@@ -42,11 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # first: it sets the BLAS environment before numpy loads
 import numpy as np
+import packing_cpu
 
 import lrqc
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("peaks", "gemm", "compensation")
+SECTIONS = ("peaks", "gemm", "compensation", "packing")
 
 NUMPY, TORCH_DQ, INT_MM = "numpy float32", "torch dynamic-quant Linear", "torch._int_mm"
 W8A8, W4A8, VSQ = "lrqc w8a8 per_channel", "lrqc w4a8 per_channel", "lrqc VS-Quant w4a4"
@@ -329,7 +332,7 @@ def print_comp_rows(rows: list[dict]) -> None:
 # ---- 4. targets ------------------------------------------------------------------------------
 
 def targets(gemm: list[dict], comp: list[dict], peaks: dict,
-            flags: set[str]) -> tuple[list[dict], int]:
+            flags: set[str], packed: list[dict] | None = None) -> tuple[list[dict], int]:
     """([{target, value, goal, at_least, met (None: n/a), why}], how many targets of a fixed
     shape were not measured because their shape or section did not run). The gemm targets
     "at every shape" apply to each shape the gemm section ran."""
@@ -379,6 +382,7 @@ def targets(gemm: list[dict], comp: list[dict], peaks: dict,
         v = r["ms"] / d["ms"] if r["ms"] and d["ms"] else None
         add(f"{SP35} / {DSEG} at 256,4096,4096", v, "" if v else "not measured", 1.0,
             at_least=False)
+    packing_cpu.targets(packed or [], add)
     what = "w8a8 per_channel / the vpdpbusd peak at 2048,2048,2048"
     if "avx512_vnni" not in flags:
         out.append({"target": what, "value": None, "goal": 0.9, "at_least": True, "met": None,
@@ -413,6 +417,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma separated, of {', '.join(SECTIONS)} (default: all)")
     ap.add_argument("--shapes", default=GEMM_SHAPES, help="the gemm section's M,N,K;M,N,K;...")
+    ap.add_argument("--packing-shapes", default=packing_cpu.SHAPES,
+                    help="the packing section's shapes")
     ap.add_argument("--comp-shapes", default=";".join(COMP_CASES),
                     help="the compensation section's shapes (a shape of its own list measures "
                          "its cases; any other shape every case)")
@@ -469,7 +475,13 @@ def main(argv=None) -> int:
             rows = comp_shape(m, n, k, args)
             print_comp_rows(rows)
             comp += rows
-    out, skipped = targets(gemm, comp, peaks, flags)
+    packed: list[dict] = []
+    if "packing" in args.sections:
+        for i, (m, n, k) in enumerate(parse_shapes(args.packing_shapes)):
+            rows = packing_cpu.packing_shape(m, n, k, args)
+            packing_cpu.print_rows(rows, head=i == 0)
+            packed += rows
+    out, skipped = targets(gemm, comp, peaks, flags, packed)
     print_targets(out, skipped)
     print(f"\n(whole run: {time.perf_counter() - t_start:.0f} s)")
     if args.json:
@@ -481,6 +493,7 @@ def main(argv=None) -> int:
                                 "note": "" if isinstance(v, float) else v}
                             for m, v in peaks.items()},
                   "rounds": args.rounds, "gemm": gemm, "compensation": comp,
+                  "packing": packed,
                   "targets": out}
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
         print(f"numbers written to {args.json}")

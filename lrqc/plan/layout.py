@@ -151,6 +151,8 @@ def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
         st = static_terms(p, B) if q is None else (q, [])
     if p.half:
         out = _pack_half(p, p.half, B, q)
+    elif p.float_codes:
+        out = _pack_float_codes(p, B, q)
     elif p.float_path:
         out = PackedOperand(bf=_pack_float(p, B, st, exact=q is not None))
     elif p.segments:
@@ -260,6 +262,22 @@ def _pack_half(p: KernelPlan, half: str, B: np.ndarray,
     full[: p.k, : p.n] = vals
     bf = full.reshape(p.kp, p.np_ // 16, 16).transpose(1, 0, 2)
     return PackedOperand(bf=np.ascontiguousarray(bf.astype(_numpy_dtype(half))), sbf=sbf)
+
+
+def _pack_float_codes(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOperand:
+    """Weight-only products (KernelPlan.float_codes): B's codes in 16-column panels, code
+    (k, c) of panel n at stream position 16·k + c, packed densely (plan/packing.py) as
+    bp[Np/16, ceil(Kp/16), 32·w] uint8, or a byte each as bp[Np/16, Kp, 16] int8; sbf[1, Np]
+    the column scales."""
+    q = quantize(B, _b_quant(p), "b") if q is None else q
+    full = np.zeros((p.np_, p.kp), np.int64)
+    full[: p.n, : p.k] = integer_codes(q)[:, : p.k]
+    panels = full.reshape(p.np_ // 16, 16, p.kp).transpose(0, 2, 1)  # (n16, Kp, 16)
+    bp = (packing.pack_stream(panels.reshape(p.np_ // 16, -1), p.pack_bits) if p.packed
+          else np.ascontiguousarray(panels.astype(np.int8)))
+    sbf = np.zeros((1, p.np_), np.float32)
+    sbf[0, : p.n] = np.broadcast_to(np.asarray(q.scale, np.float64)[:, 0], (p.n,))
+    return PackedOperand(bp=bp, sbf=sbf)
 
 
 def _numpy_dtype(name: str) -> Any:
@@ -387,9 +405,13 @@ def storage(p: KernelPlan) -> dict[str, Any]:
     the low-rank factors and bias (`other`; sparse products' arrays depend on the data and are
     left out), and `bytes_per_weight`: all of them over N x K."""
     g, n16 = p.groups, p.np_ // 16
-    if p.float_path:
+    if p.float_path and not p.float_codes:
         bits = 16 if p.half else 32
         codes, scales = p.np_ * p.kp * bits // 8, (p.np_ * 4 if p.half else 0)
+    elif p.float_codes:
+        bits = p.pack_bits
+        codes = n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed else p.np_ * p.kp
+        scales = p.np_ * 4
     else:
         bits = p.pack_bits
         codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed

@@ -110,6 +110,10 @@ class KernelPlan:
         """Bits of each stored weight code: 8 (one int8 code per byte, in VNNI blocks), or w of
         1..7 for integer weights packed densely (plan/packing.py; the quantizer's pack=byte
         keeps bytes): the width of the widest code over B's segments."""
+        if self.float_codes:
+            qb = self.qb
+            w = stored_width(qb)
+            return 8 if getattr(qb, "pack", "auto") == "byte" else w
         if self.float_path:
             return 8
         widths = [stored_width(q) for q in self.b_quants]
@@ -117,6 +121,20 @@ class KernelPlan:
         if qb is None or getattr(qb, "pack", "auto") == "byte":
             return 8
         return min(8, max(widths))
+
+    @property
+    def float_codes(self) -> bool:
+        """Weight-only products a float32 GEMM runs from B's integer codes: A a float operand,
+        B symmetric integer codes (maxabs or fixed point, no zero points) with its scales
+        outside the K sum (per_tensor / per_channel), no residual terms, and no 16-bit path
+        (KernelPlan.half). The codes are stored packed (or a byte each) in 16-column panels,
+        widened to float32 once per panel by the GEMM, which applies B's column scales in its
+        epilogue; B takes w/8 bytes per weight instead of four."""
+        qb = self.qb
+        return (self.a_float and qb is not None and self.half is None and not self.compensated
+                and qb.is_int and qb.signed and qb.calibrate == Calibration.MAXABS
+                and qb.granularity in (Granularity.PER_TENSOR, Granularity.PER_CHANNEL)
+                and qb.scale == "float32")
 
     @property
     def packed(self) -> bool:

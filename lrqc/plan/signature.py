@@ -179,6 +179,8 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return dense_params(p.sparse[j])
     if fn == names.FN_QUANTIZE:
         return _quantize_a(p)
+    if fn == names.FN_GEMM and p.float_codes:
+        return (AF, BP, SBF, *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM and p.float_path:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM:

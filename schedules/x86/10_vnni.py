@@ -35,7 +35,7 @@ class X86Vnni(ScheduleRule):
 
     def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (as in the AVX2 rule: the same tile structure)."""
-        return () if plan.nibbles else ("nr",)
+        return () if plan.packed else ("nr",)
 
     def knobs(self, plan: KernelPlan) -> dict:
         """The tuning space (tiles.tile_knobs): rows per tile (hand 4), 16-column blocks per

@@ -39,9 +39,9 @@ class X86Avx2(ScheduleRule):
 
     def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (1 or not, every schedule step sees the same
-        loops): the 16-column blocks per tile, except with nibble weights, whose per-tile
+        loops): the 16-column blocks per tile, except with packed weights, whose per-tile
         unpack loses its unit block loop to compute_at."""
-        return () if plan.nibbles else ("nr",)
+        return () if plan.packed else ("nr",)
 
     def variants(self, plan: KernelPlan) -> tuple:
         """Loop orders lrqc tune explores as separate design spaces (the hand schedule is the
@@ -85,7 +85,7 @@ def _single_group(sch, mr, nr, kc, variant):
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
-    tiles.unpack_at(sch, jo)  # nibbles: the whole 16-column panel once per jo (L2-sized)
+    tiles.unpack_at(sch, jo)  # packed weights: the whole 16-column panel once per jo (L2-sized)
     anchor = jo if variant == "k_outer" else io
     tiles.sum_pairs_at(sch, "acc", anchor)
     tiles.fuse_epilogue(sch, "C", anchor, rows=4 if variant == "k_outer" else None)
@@ -94,7 +94,7 @@ def _single_group(sch, mr, nr, kc, variant):
 
 def _groups(fn, sch, plan, mr, nr):
     out, io, g = tiles.group_output_tile(sch, fn, plan, mr, nr)
-    at = io if plan.nibbles else g
+    at = io if plan.packed else g
     part = sch.get_sblock("partial")
     sch.compute_at(part, at)
     pj, ph = sch.get_loops(part)[-2:]

@@ -215,13 +215,38 @@ def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims
     assert kernel.plan.half == half
     A, B = data(m, n, k, seed=m + k)
     packed = kernel.pack(B)
-    assert (packed.arrays.sbf is not None) == (half is not None)
+    assert (packed.arrays.sbf is not None) == (half is not None or kernel.plan.float_codes)
     if half is not None:  # A's and B's GEMM values: finite and exact in the 16-bit type
         assert packed.arrays.bf.dtype == np.dtype(half)  # B stored in it: half the memory
         bk, _ = kernel._quantize(A)
         for vals in (packed.arrays.bf, bk.af.numpy()):
             assert np.all(np.isfinite(vals)) and np.abs(vals).max() < 65504
             assert np.array_equal(round_float(vals.astype(np.float64), half), vals)
+
+
+@pytest.mark.parametrize("a,b,bits,dims", [
+    ("float32", "int3 per_channel", 3, (16, 40, 300)),
+    ("float32", "int4 per_tensor", 4, (9, 33, 100)),
+    ("float64", "int1 per_channel", 2, (5, 20, 64)),
+    ("float32", "int6 per_channel pack=byte", 8, (7, 17, 50)),
+    ("float32", "int7 per_channel", 7, (1, 48, 1000)),
+])
+def test_weight_only_products_keep_the_codes(a, b, bits, dims):
+    """A float A times symmetric integer weights with per_tensor / per_channel scales: the
+    float32 GEMM widens B's codes (packed densely below 8 bits, pack=byte a byte each) once per
+    16-column panel and scales its columns in the epilogue; B's float values are never
+    stored."""
+    m, n, k = dims
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
+    assert kernel.plan.float_codes and kernel.plan.pack_bits == bits
+    A, B = data(m, n, k, seed=k)
+    packed = kernel.pack(B)
+    assert packed.arrays.bf is None and packed.arrays.bp.nbytes <= kernel.plan.np_ * (
+        -(-kernel.plan.kp // 16) * 16) * bits / 8
+    C, R = kernel(A, packed), matmul(s, A, B)
+    bound = (np.abs(A) @ np.abs(B)).max() * 2
+    assert np.abs(C - R).max() <= 2.0**-22 * k**0.5 * bound
 
 
 @pytest.mark.parametrize("a,b", [("int8 per_channel calibrate=minmax", "bfloat16"),

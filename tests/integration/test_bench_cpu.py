@@ -29,7 +29,8 @@ def cpu(monkeypatch):
 
 def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     out_json = tmp_path / "run.json"
-    assert cpu.main([*TINY, "--comp-shapes", "32,64,64", "--peak-runs", "1",
+    assert cpu.main([*TINY, "--comp-shapes", "32,64,64", "--packing-shapes", "16,64,64",
+                     "--peak-runs", "1",
                      "--peak-iters", "100000", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     for text in ("instruction sets: avx2", "peaks, all threads", "numpy float32",
@@ -50,6 +51,13 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert (comp[name]["ms"] or 0) > 0 and comp[name]["rel_error"] < 0.05, comp[name]
         assert ((comp[name]["vs_direct"] or 0) > 0) if direct else comp[name]["vs_direct"] is None
     assert comp[cpu.R16]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]  # compensation helps
+    packed = {r["method"]: r for r in record["packing"]}
+    for mode in ("weight-only", "w·a8"):
+        bits = {b: packed[f"{mode} int{b}"] for b in (8, 4, 3, 5, 6)}
+        assert [bits[b]["bits"] for b in (8, 4, 3, 5, 6)] == [8, 4, 3, 5, 6]
+        assert bits[3]["bpw"] < bits[4]["bpw"] < bits[5]["bpw"] < bits[6]["bpw"] < bits[8]["bpw"]
+        assert all((r["ms"] or 0) > 0 and r["vs_int4"] for r in bits.values()), bits
+    assert "weight-only int3 time / int4 at 16,64,64" in out
     assert all(t["met"] in (True, False, None) for t in record["targets"])
 
 

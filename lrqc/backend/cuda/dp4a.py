@@ -1,5 +1,5 @@
 """The integer GEMM on dp4a (u8 x s8 -> s32, 4 k per instruction) for rule cuda_dp4a: A's and
-B's k chunks staged in shared memory (nibbles unpacked on the way), register tiles per thread,
+B's k chunks staged in shared memory (densely packed codes unpacked on the way), register tiles per thread,
 the dequantization (and low-rank) epilogue fused per thread; per-group products group by group
 in registers."""
 
@@ -48,7 +48,7 @@ def _dp4a_ty(plan) -> int:
 def dp4a_gemm(sch: Schedule, plan: KernelPlan, acc: str = names.ACC, out: str = names.OUT,
               knob: Knob | None = None) -> None:
     """The integer GEMM on dp4a: block (bi, bj) -> threads (ti, tj) -> k chunks ko (A's and
-    B's tiles, nibbles unpacked on the way, staged in shared memory by all threads) -> kk ->
+    B's tiles, packed codes unpacked on the way, staged in shared memory by all threads) -> kk ->
     mi x nj accumulators per thread in registers -> dp4a on 4 k bytes. Single group: the
     output block (dequantization, zero-point correction, low-rank epilogue) runs per thread on
     its own accumulators. Per-group products: _dp4a_groups."""
@@ -122,7 +122,7 @@ def _thread_tile(sch, i, j, t: dict) -> tuple:
 
 
 def _stage(sch, blk, ko, t: dict, outer: int) -> None:
-    """A's and B's tiles of block blk's k chunk ko in shared memory (nibbles unpacked from
+    """A's and B's tiles of block blk's k chunk ko in shared memory (packed codes unpacked from
     global straight into it), copied by all threads of the block; `outer` loops enclose each
     copy's own loops."""
     a_sh = sch.cache_read(blk, 0, "shared")

@@ -4,7 +4,7 @@ block: VNNI's vpdpbusd and AVX2's vpmaddubsw + vpmaddwd by ones. The rules diffe
 intrinsic and their tile preferences, not in the loop structure.
 
 Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block],
-or (variant k_outer, the hand order of nibble weights: each packed tile unpacked once)
+or (variant k_outer, the hand order of packed weights: each packed tile unpacked once)
 jo -> ko -> io. Per-vector scales:
 the output is the loop anchor and the per-group accumulator is computed at g."""
 
@@ -19,11 +19,11 @@ VARIANTS = ("rows_outer", "k_outer")
 
 def variants(plan: KernelPlan) -> tuple[str, ...]:
     """The loop orders, the hand one first. Single group: each row tile runs the whole k loop
-    ("rows_outer"; nibble weights unpacked once per column panel), or every row tile of a
+    ("rows_outer"; packed weights unpacked once per column panel), or every row tile of a
     column strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1 for
-    all rows; nibbles unpacked per chunk). Per-vector groups: each row tile runs every group
-    with its output in registers ("rows_outer"; nibbles unpacked per panel), or each group
-    runs over a block of rows ("k_outer"; nibbles unpacked per group and block). Same-run A/B
+    all rows; packed weights unpacked per chunk). Per-vector groups: each row tile runs every group
+    with its output in registers ("rows_outer"; packed weights unpacked per panel), or each group
+    runs over a block of rows ("k_outer"; packed weights unpacked per group and block). Same-run A/B
     on Zen 3 with the hand tiles (2026-12-02): rows_outer 1.5-2.1x faster for int8 x int4 at
     2048^3, 1024x384x1536, 512x3072x768 and 16/256x4096x4096, and for VS-Quant w4a4 1.3x at
     2048^3, 2.1x at 1024x384x1536."""
@@ -58,7 +58,7 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
-    tiles.unpack_at(sch, ko if k_outer else jo)  # nibbles: per k chunk, or the whole panel
+    tiles.unpack_at(sch, ko if k_outer else jo)  # packed weights: per k chunk, or the whole panel
     tiles.fuse_epilogue(sch, "C", jo if k_outer else io, rows=4 if k_outer else None)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
 

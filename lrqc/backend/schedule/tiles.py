@@ -121,13 +121,13 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-GROUP_ROWS = 128  # rows per block of per-vector products with nibble weights (see below)
+GROUP_ROWS = 128  # rows per block of per-vector products with packed weights (see below)
 
 
 def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int,
                       panel: bool = False) -> tuple[SBlockRV, LoopRV, LoopRV]:
     """Per-vector products: the output (reduced over the K groups g) is the loop anchor,
-    jo(par) -> io -> g -> ii -> jm -> 16 columns vectorized; nibble weights: jo -> ib -> g ->
+    jo(par) -> io -> g -> ii -> jm -> 16 columns vectorized; packed weights: jo -> ib -> g ->
     io, so each packed tile is unpacked once per block ib of up to GROUP_ROWS rows (whose
     output tile and A's columns of the group stay in L1 while g runs). Returns (output block,
     io, g)."""
@@ -160,13 +160,13 @@ def finish_group_output(sch: Schedule, fn: str, out: SBlockRV, g: LoopRV) -> Non
 
 
 def unpack_at(sch: Schedule, loop: LoopRV) -> None:
-    """Unpack the nibble tile of B under `loop`, 64 lanes at a time (no-op for int8 weights)."""
+    """Unpack the packed tile of B under `loop`, 32 lanes at a time (no-op for int8 weights)."""
     if not has_block(sch, names.UNPACK):
         return
     ub = sch.get_sblock(names.UNPACK)
     sch.compute_at(ub, loop)
     j, kk = sch.get_loops(ub)[-2:]
-    half, b = sch.split(sch.fuse(j, kk), [2, 32])  # low nibbles, then high: 32 contiguous bytes
+    half, b = sch.split(sch.fuse(j, kk), [2, 32])  # 32 codes: contiguous bytes of every plane
     sch.unroll(half)
     sch.vectorize(b)
 
@@ -374,8 +374,8 @@ def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
     are computed once per panel (dequantized codes: te.compensated.lowrank_w; blocks out + "_b"
     for P, out + "_acc" for the sums): jo(par) -> P -> io -> ko -> kk -> ii (unrolled) -> 16
     columns vectorized, out copied at io, as float_gemm. P's 16 columns are two unrolled halves
-    of 8 lanes: split-half nibbles hold columns 0..7 in low nibbles, 8..15 in high ones, so
-    each half's nibble select folds away."""
+    of 8 lanes: codes 4·j + kk of columns 0..7 and of 8..15 lie in separate 32-code halves
+    of a block, so each half reads its planes with one shift (plan/packing.py)."""
     blk = sch.get_sblock(out + "_acc")
     i, j, k = sch.get_loops(blk)
     rows, kext = int(sch.get(i).extent), int(sch.get(k).extent)
@@ -390,7 +390,7 @@ def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
     sch.vectorize(jv)
     panel = sch.get_sblock(out + "_b")
     sch.compute_at(panel, jo)
-    half, lanes = sch.split(sch.get_loops(panel)[-1], [2, 8])  # a nibble half is 8 columns
+    half, lanes = sch.split(sch.get_loops(panel)[-1], [2, 8])  # a 32-code half is 8 columns
     sch.unroll(half)
     sch.vectorize(lanes)
     fuse_epilogue(sch, out, io)

@@ -17,6 +17,7 @@ from ...plan.model import KernelPlan
 from ...reference.minifloat import frac_bits
 from ..compat import te, tir
 from . import quantize as te_quantize
+from . import unpack
 from .epilogue import epilogue_terms
 
 
@@ -81,6 +82,8 @@ def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
     are exact in it, so the sums are the same."""
     Mp, Np, Kp = p.mp, p.np_, p.kp
     Af = te.placeholder((Mp, Kp), "float32", name="Af")
+    if p.float_codes:
+        return _gemm_codes(p, Af)
     Bf = te.placeholder((Np // 16, Kp, 16), p.half or "float32", name="Bf")  # B in 16 bits
     k = te.reduce_axis((0, Kp), "k")
     if half:
@@ -105,3 +108,29 @@ def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
     # (acc saf) sbf: the scales' own product could leave float32's normal range
     C = output((Mp, Np), lambda i, j: acc[i, j] * saf[i] * sbf[0, j], names.OUT)
     return [Af, Bf, saf, sbf, *lr_in, C]
+
+
+def _gemm_codes(p: KernelPlan, Af: te.Tensor) -> list[te.Tensor]:
+    """[Af, Bp, sbf, C] of weight-only products (KernelPlan.float_codes): B's codes widened to
+    float32 once per 16-column panel (block names.B_FLOAT, tiles.float_gemm), the float32 sums
+    scaled by B's column scales sbf in the epilogue."""
+    Mp, Np, Kp = p.mp, p.np_, p.kp
+    if p.packed:
+        Bp = unpack.packed_input(p)
+
+        def code(n, kk, c):
+            return unpack.code(Bp, p.pack_bits, n, kk, c, 16)
+    else:
+        Bp = te.placeholder((Np // 16, Kp, 16), "int8", name="Bp")
+
+        def code(n, kk, c):
+            return Bp[n, kk, c]
+    b32 = te.compute((Np // 16, Kp, 16), lambda n, kk, c: code(n, kk, c).astype("float32"),
+                     name=names.B_FLOAT)
+    k = te.reduce_axis((0, Kp), "k")
+    acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * b32[j // 16, k, j % 16], axis=k),
+                     name=names.ACC)
+    lr_in, output, _ = epilogue_terms(p)
+    sbf = te.placeholder((1, Np), "float32", name="sbf")
+    C = output((Mp, Np), lambda i, j: acc[i, j] * sbf[0, j], names.OUT)
+    return [Af, Bp, sbf, *lr_in, C]

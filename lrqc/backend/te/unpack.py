@@ -11,8 +11,10 @@ from ..compat import PrimExpr, te, tir
 
 
 def packed_input(p: KernelPlan) -> te.Tensor:
-    """The packed codes Bp[Np/16, ceil(Kp/16), 32·w] uint8 (a stream of 64-code VNNI blocks
-    per 16-column panel)."""
+    """The packed codes Bp[Np/16, ceil(Kp/16), 32·w] uint8: per 16-column panel a stream of
+    64-code VNNI blocks (4 k x 16 columns: the integer GEMM), or of 16-code rows (one k, 16
+    columns: the float GEMM's panels of weight-only products); either way ceil(Kp/16)
+    groups of 256 codes."""
     return te.placeholder((p.np_ // 16, -(-p.kp // 16), packing.group_bytes(p.pack_bits)),
                           "uint8", name="Bp")
 
