@@ -642,3 +642,11 @@ def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
         C = kernel.run(A, B)
         assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
     assert fatbin.HOOK.hits > hits  # the module came from the fatbin, not from nvcc
+
+
+def test_weight_only_packed_codes_compile():
+    """a: float32 x packed 3-bit weights: the float32 GEMM widens B's codes on the device
+    (TVM's default GPU schedule) and compiles to PTX for every arch asked for."""
+    kernel = lrqc.compile(scheme("float32", "int3 per_channel"), *DIMS, target="cuda-sm80")
+    assert kernel.plan.float_codes and kernel.plan.pack_bits == 3
+    assert ptx_of(kernel, "sm_80").get("fma.f32", 0) >= 1
