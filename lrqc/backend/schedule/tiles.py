@@ -99,24 +99,32 @@ def float_knobs(plan: KernelPlan) -> dict:
                    pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4, 2, 1)))}
 
 
+CODES_ROWS = 64  # weight-only products with at most this many rows widen B per k chunk
+
+
 def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> None:
     """The float32 GEMM of te.floating: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
-    [16 columns vectorized], accumulators of one tile in registers, output copied at io."""
+    [16 columns vectorized], accumulators of one tile in registers, output copied at io. B's
+    16-bit values or integer codes (block B_FLOAT) are widened once per panel jo; for integer
+    codes and at most CODES_ROWS rows, once per k chunk instead, with every row tile running
+    that chunk while it sits in L1 (jo -> ko -> io: widening the whole panel would write and
+    read back as many float32 bytes as B in float32 had, at every call)."""
     pick = picks(float_knobs(plan), knob)
     blk = sch.get_sblock(names.ACC)
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, pick["mr"]])
     jo, jv = sch.split(j, [None, 16])
     ko, kk = sch.split(k, [None, pick["kc"]])
-    sch.reorder(jo, io, ko, kk, ii, jv)
+    k_outer = plan.float_codes and plan.mp <= CODES_ROWS
+    sch.reorder(*((jo, ko, io) if k_outer else (jo, io, ko)), kk, ii, jv)
     sch.parallel(jo)
     sch.unroll(ii)
     sch.vectorize(jv)
-    if has_block(sch, names.B_FLOAT):  # B's 16-bit panel widened once per jo (L2-sized)
+    if has_block(sch, names.B_FLOAT):
         wide = sch.get_sblock(names.B_FLOAT)
-        sch.compute_at(wide, jo)
+        sch.compute_at(wide, ko if k_outer else jo)
         sch.vectorize(sch.get_loops(wide)[-1])
-    fuse_epilogue(sch, names.OUT, io)
+    fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None)
     init = sch.decompose_reduction(blk, ko)
     sch.vectorize(sch.get_loops(init)[-1])
 
