@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import sympy
 
-from .errors import LrqcError
+from .errors import InputError, LrqcError
 from .frontend.bind import bind_dims
 from .frontend.model import (
     Calibration,
@@ -32,6 +32,7 @@ from .passes.shapes import N as N_SYM
 from .plan.lower import lower_program
 from .plan.printer import print_plan
 from .plan.ranges import proof_text
+from .reference import formats
 from .reference.inputs import FLOAT_MAX
 
 EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes", "instructions", "plan")
@@ -277,3 +278,19 @@ def explain(s: Scheme, dims: tuple | None = None, emit: Collection[str] = DEFAUL
         parts.append(f"== kernel plan ({where}, N={full[1]}, K={full[2]}) ==\n"
                      + plan_text(program, ((lo, hi), *full[1:])))
     return "\n\n".join(parts)
+
+
+def explain_format(fmt: str) -> str:
+    """`lrqc explain --format FMT`: the parameters of an element format (eXmY, intN, uintN or
+    fixed(bits, max=V)) and every code with its bits, value and class."""
+    try:
+        params = formats.parameters(fmt)
+        rows = formats.value_table(fmt)
+    except ValueError as exc:
+        raise InputError(f"--format: {exc}") from None
+    w = max(len(k) for k, _ in params)
+    lines = [f"{k:<{w}}  {v}" for k, v in params]
+    bits = len(rows[0][1])
+    lines += ["", f"{'code':>4}  {'bits':<{max(bits, 4)}}  {'value':>24}  class"]
+    lines += [f"{c:>4}  {b:<{max(bits, 4)}}  {v!r:>24}  {k}" for c, b, v, k in rows]
+    return "\n".join(lines)
