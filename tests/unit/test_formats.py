@@ -214,6 +214,17 @@ def test_fixed_quantizes_with_its_static_scale():
                                   [[0, -1, 0]])
 
 
+@pytest.mark.parametrize("a,codes,pair_exact", [
+    ("fixed(8, max=4.0)", (0, 255), False), ("fixed(7, max=4.0)", (0, 127), True),
+    ("fixed(4, max=1, signed=false)", (0, 15), True), ("e2m4", (4, 252), False)])
+def test_ranges_see_the_full_fixed_point_codes(a, codes, pair_exact):
+    from lrqc.plan.ranges import ranges
+    from lrqc.plan.support import make_plan
+
+    r = ranges(make_plan(scheme(a, "int8 per_channel"), 4, 16, 32))
+    assert (r.a.lo, r.a.hi) == codes and r.pair_exact == pair_exact
+
+
 def test_fixed_is_not_scale_equivariant():
     q = scheme("fixed(8, max=4.0)", "int8").a.quant
     x = np.random.default_rng(0).standard_normal((4, 8))
