@@ -137,7 +137,12 @@ def notes(s: Scheme, dims: tuple[int, int, int] | None) -> list[str]:
         if q.grouped and dims is None:
             out.append(f"{role}: if K is not a multiple of {q.vector}, K is zero-padded "
                        f"({'pad=true' if q.pad else 'pad=false: an error'})")
-        if not q.signed and q.is_int and q.calibrate == Calibration.MAXABS:
+        if q.is_fixed:
+            lo, hi = (-q.fixed_max, q.fixed_max) if q.signed else (0.0, q.fixed_max)
+            out.append(f"{role}: fixed point: static scale {q.fixed_scale!r} (no calibration); "
+                       f"values outside [{lo:g}, {hi:g}) saturate, so the product is not "
+                       "scale-equivariant")
+        elif not q.signed and q.is_int and q.calibrate == Calibration.MAXABS:
             out.append(f"{role}: unsigned maxabs quantization clips negative values to 0")
         for t in op.residuals:
             if isinstance(t, Sparse):
