@@ -8,7 +8,7 @@ from functools import lru_cache
 
 import sympy
 
-from .errors import LrqcError
+from .errors import InputError, LrqcError
 from .frontend.bind import bind_dims
 from .frontend.model import (
     Calibration,
@@ -32,6 +32,7 @@ from .passes.shapes import N as N_SYM
 from .plan.lower import lower_program
 from .plan.printer import print_plan
 from .plan.ranges import proof_text
+from .reference import formats
 from .reference.inputs import FLOAT_MAX
 
 EMITS = ("syntax", "ast", "ir", "formula", "cost", "stages", "notes", "instructions", "plan")
@@ -136,7 +137,12 @@ def notes(s: Scheme, dims: tuple[int, int, int] | None) -> list[str]:
         if q.grouped and dims is None:
             out.append(f"{role}: if K is not a multiple of {q.vector}, K is zero-padded "
                        f"({'pad=true' if q.pad else 'pad=false: an error'})")
-        if not q.signed and q.is_int and q.calibrate == Calibration.MAXABS:
+        if q.is_fixed:
+            lo, hi = (-q.fixed_max, q.fixed_max) if q.signed else (0.0, q.fixed_max)
+            out.append(f"{role}: fixed point: static scale {q.fixed_scale!r} (no calibration); "
+                       f"values outside [{lo:g}, {hi:g}) saturate, so the product is not "
+                       "scale-equivariant")
+        elif not q.signed and q.is_int and q.calibrate == Calibration.MAXABS:
             out.append(f"{role}: unsigned maxabs quantization clips negative values to 0")
         for t in op.residuals:
             if isinstance(t, Sparse):
@@ -277,3 +283,19 @@ def explain(s: Scheme, dims: tuple | None = None, emit: Collection[str] = DEFAUL
         parts.append(f"== kernel plan ({where}, N={full[1]}, K={full[2]}) ==\n"
                      + plan_text(program, ((lo, hi), *full[1:])))
     return "\n\n".join(parts)
+
+
+def explain_format(fmt: str) -> str:
+    """`lrqc explain --format FMT`: the parameters of an element format (eXmY, intN, uintN or
+    fixed(bits, max=V)) and every code with its bits, value and class."""
+    try:
+        params = formats.parameters(fmt)
+        rows = formats.value_table(fmt)
+    except ValueError as exc:
+        raise InputError(f"--format: {exc}") from None
+    w = max(len(k) for k, _ in params)
+    lines = [f"{k:<{w}}  {v}" for k, v in params]
+    bits = len(rows[0][1])
+    lines += ["", f"{'code':>4}  {'bits':<{max(bits, 4)}}  {'value':>24}  class"]
+    lines += [f"{c:>4}  {b:<{max(bits, 4)}}  {v!r:>24}  {k}" for c, b, v, k in rows]
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import sys
 from .. import reference
 from ..api import pick_scheme, read_scheme_text
 from ..errors import LrqcError
-from ..explain import DEFAULT_EMITS, EMITS, explain
+from ..explain import DEFAULT_EMITS, EMITS, explain, explain_format
 from ..frontend.parser import parse
 from ..frontend.schema import defaults_doc
 from ..frontend.syntax import dump
@@ -31,12 +31,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
+    if args.format is not None:
+        print(explain_format(args.format))
+        if not (args.file or args.defaults):
+            return 0
     if args.defaults:
         print(defaults_doc())
         if not args.file:
             return 0
     if not args.file:
-        raise LrqcError("explain: give a scheme FILE (or --defaults)")
+        raise LrqcError("explain: give a scheme FILE (or --defaults, or --format FMT)")
     emit = DEFAULT_EMITS
     if args.emit is not None:
         emit = tuple(e.strip() for e in args.emit.split(",") if e.strip())
@@ -98,6 +102,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     e.add_argument("--emit", help="sections: syntax,ast,ir,formula,cost,stages,notes,plan "
                    "(plan: the kernel plan of every M bucket; needs --dims, M may be lo..hi)")
     e.add_argument("--defaults", action="store_true", help="print every default of the language")
+    e.add_argument("--format", metavar="FMT", help="an element format's parameters and every "
+                   "code: eXmY (e3m4), intN, uintN or 'fixed(4, max=1)'")
     e.set_defaults(func=cmd_explain)
     v = sub.add_parser("eval", help="error of a scheme vs direct quantization and float32")
     v.add_argument("file", metavar="FILE")

@@ -12,7 +12,7 @@ from . import schema as S
 from . import syntax as sx
 from .model import (
     FLOAT_TYPES,
-    FP_ELEMENT_FORMATS,
+    NAMED_FP_FORMATS,
     Calibration,
     Dense,
     FloatOperand,
@@ -27,6 +27,7 @@ from .model import (
     Rounding,
     Scheme,
     Sparse,
+    fp_format,
     int_format,
 )
 
@@ -188,9 +189,9 @@ def _read_call(call: sx.Call, table_name: str, base: Quant | None = None) -> dic
         p = params[arg.key]
         out[arg.key] = READERS[p.kind](arg.value, arg.key, p.arg)
     if npos < S.REQUIRED_POSITIONAL.get(call.name, 0):
-        need = positional[npos][0]
-        raise _err(f"{call.name}() needs its {need} V as first argument, "
-                   f"e.g. {call.name}(32)", call)
+        need, eg = ("bits", "fixed(8, max=4.0)") if call.name == "fixed" else \
+            ("vector V", f"{call.name}(32)")
+        raise _err(f"{call.name}() needs its {need} as first argument, e.g. {eg}", call)
     for key, p in params.items():
         if key not in out:
             if p.default is None:
@@ -208,18 +209,32 @@ def _check_bits(word: sx.Word) -> None:
 
 # ---- quantizers ---------------------------------------------------------------------------------
 
+def _read_format(first: object) -> dict[str, Any]:
+    """The fields a quantizer term's first atom gives: fmt (and fixed_max for fixed(...))."""
+    if isinstance(first, sx.Call) and first.name == S.FIXED_CALL:
+        args = _read_call(first, S.FIXED_CALL)
+        bits, top = args["bits"], args["max"]
+        fmt = f"{'' if args['signed'] else 'u'}int{bits}"
+        if not Quant(fmt, fixed_max=top).fixed_scale > 0 or top == float("inf"):
+            raise _err(f"fixed(): max must be a positive finite number whose scale max / "
+                       f"2^{bits} is above 0, found {top:g}", first)
+        return {"fmt": fmt, "fixed_max": top}
+    if isinstance(first, sx.Word) and (first.name in S.FORMAT_WORDS or fp_format(first.name)):
+        return {"fmt": first.name}
+    if isinstance(first, sx.Word):
+        _check_bits(first)
+        if why := S.minifloat_problem(first.name):
+            raise _err(why, first)
+    raise _err(f"expected an element format (int1..int8, uint1..uint8, a minifloat eXmY such "
+               f"as {', '.join(NAMED_FP_FORMATS)}, or fixed(bits, max=V)), found {_what(first)}",
+               first, S.all_first_words(), getattr(first, "name", None))
+
+
 def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
     """A quantizer term: FORMAT [granularity] [options]. `base` supplies defaults for residual
     quantizers (operand's format, per_tensor, same rounding and calibration)."""
     first = term.atoms[0]
-    if not isinstance(first, sx.Word) or first.name not in S.FORMAT_WORDS:
-        if isinstance(first, sx.Word):
-            _check_bits(first)
-        word = getattr(first, "name", None)
-        raise _err(f"expected an element format (int1..int8, uint1..uint8, "
-                   f"{', '.join(FP_ELEMENT_FORMATS)}), found {_what(first)}",
-                   first, S.all_first_words(), word)
-    fields: dict[str, Any] = {"fmt": first.name}
+    fields: dict[str, Any] = _read_format(first)
     if base is not None:
         fields.update(round=base.round, calibrate=base.calibrate)
     gran_node: sx.Word | sx.Call | None = None
@@ -241,6 +256,9 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
                 raise _err(f"duplicate option '{atom.key}='", atom)
             fields.setdefault("_seen", set()).add(atom.key)
             fields[atom.key] = READERS[p.kind](atom.value, atom.key, p.arg)
+            if atom.key == "pack" and base is not None:
+                raise _err("pack= sets the storage of the static operand's own codes; residual "
+                           "quantizers take none", atom)
         elif isinstance(atom, sx.Call) and atom.name in S.RESIDUAL_CALLS + ("lplr",):
             raise _err(f"residual terms are added with '+': write '+ {atom.name}(...)'", atom)
         elif isinstance(atom, sx.Word) and atom.name in S.GRANULARITY_CALLS:
@@ -254,7 +272,13 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
                        f"found {_what(atom)}",
                        atom, choices, word)
     seen = fields.pop("_seen", set())
-    if "calibrate" not in seen and base is None and first.name.startswith("uint"):
+    if "fixed_max" in fields:
+        if why := S.fixed_problem(fields.get("granularity", "per_tensor"), seen):
+            raise _err(why, term)
+        fields["calibrate"] = Calibration.MAXABS  # static scale; round half away from zero
+        if "round" not in seen:
+            fields["round"] = Rounding.NEAREST_AWAY
+    elif "calibrate" not in seen and base is None and fields["fmt"].startswith("uint"):
         fields["calibrate"] = "minmax"  # unsigned formats are asymmetric unless told otherwise
     q = Quant(**fields, span=first.span)
     return _normalize(_check_quant(q, term))
@@ -267,18 +291,8 @@ def _once(prev: sx.Word | sx.Call | None, node: object, what: str) -> None:
 
 
 def _check_quant(q: Quant, node: object) -> Quant:
-    fp = q.fmt in FP_ELEMENT_FORMATS
-    if q.granularity == Granularity.PER_BLOCK and not (fp or q.fmt == "int8"):
-        raise _err(f"per_block (Microscaling) elements must be int8 or one of "
-                   f"{', '.join(FP_ELEMENT_FORMATS)}, found '{q.fmt}'", node)
-    if q.granularity == Granularity.PER_VECTOR and fp:
-        raise _err(f"per_vector needs an integer element format, found '{q.fmt}' "
-                   "(use per_block(32, scale=e8m0) for Microscaling)", node)
-    if q.calibrate == Calibration.MINMAX and (fp or q.granularity == Granularity.PER_BLOCK):
-        raise _err("calibrate=minmax needs an integer format and is not defined for per_block",
-                   node)
-    if q.round == Rounding.STOCHASTIC and fp:
-        pass  # stochastic rounding on the element grid is well defined
+    if why := S.quant_problem(q):
+        raise _err(why, node)
     return q
 
 
@@ -290,6 +304,8 @@ def _normalize(q: Quant) -> Quant:
         q = replace(q, scale_round="ceil")
     if q.round != Rounding.STOCHASTIC:
         q = replace(q, seed=0)
+    if q.bits == 8:
+        q = replace(q, pack="auto")  # one code per byte either way
     return q
 
 
@@ -392,6 +408,9 @@ def elaborate(decl: sx.SchemeDecl) -> Scheme:
                 raise _err(f"'product:' replaces the operands: '{role}:' must be float32 or absent",
                            entries[role])
     static = top.get("static", "b")
+    for role, op in ops.items():  # pack= belongs to the static operand's own quantizer
+        if isinstance(op, QuantOperand) and (why := S.pack_problem(op.quant, role, static)):
+            raise _err(why, op.quant)
     for role in ("a", "b"):
         if isinstance(ops[role], LplrOperand) and role != static:
             raise _err(f"lplr(...) factorizes a static operand once; '{role}' is not static "

@@ -14,9 +14,23 @@ from enum import Enum
 
 from ..errors import Span
 
-FP_ELEMENT_FORMATS = ("e5m2", "e4m3", "e3m2", "e2m3", "e2m1")
+# the OCP MX minifloats by name (suggestions and messages); any eXmY is a format: fp_format
+NAMED_FP_FORMATS = ("e5m2", "e4m3", "e3m2", "e2m3", "e2m1")
 FLOAT_TYPES = ("float32", "float64", "float16", "bfloat16")
+PACK_CHOICES = ("dense", "byte")  # storage of the static operand's integer codes
 _INT_RE = re.compile(r"^(u?)int(\d{1,9})$")  # more digits: not a format name
+_FP_RE = re.compile(r"^e(\d{1,3})m(\d{1,3})$")
+MAX_FORMAT_BITS = 8
+
+
+def fp_format(name: str) -> tuple[int, int] | None:
+    """(exp_bits, man_bits) of a minifloat 'eXmY' with X >= 1, Y >= 0 and 1 + X + Y <= 8
+    (e3m2: (3, 2)), else None."""
+    m = _FP_RE.match(name)
+    if not m:
+        return None
+    x, y = int(m.group(1)), int(m.group(2))
+    return (x, y) if x >= 1 and 1 + x + y <= MAX_FORMAT_BITS else None
 
 
 def int_format(name: str) -> tuple[bool, int] | None:
@@ -70,6 +84,10 @@ class Quant:
     granularity: per_tensor | per_channel | per_vector | per_block; `vector` is V for the last two.
     scale: "float32" (plain float scales), "uintM" (VS-Quant two-level: M-bit integer per-vector
     scales times a float per channel) or "e8m0" (MX shared power-of-two scale, per_block only).
+    fixed_max: > 0 for fixed point `fixed(bits, max=V)`: fmt is "intN"/"uintN" and the scale is
+    the static V / 2^(N-1) (signed) or V / 2^N (unsigned), no calibration.
+    pack: storage of the static operand's integer codes: "dense" (N bits each), "byte" (one
+    code per byte) or "auto" (the kernels choose).
     """
 
     fmt: str
@@ -81,6 +99,8 @@ class Quant:
     calibrate: Calibration = Calibration.MAXABS
     seed: int = 0
     pad: bool = True
+    fixed_max: float = 0.0
+    pack: str = "auto"
     span: Span | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,12 +119,24 @@ class Quant:
         return True if info is None else info[0]
 
     @property
+    def is_fixed(self) -> bool:
+        """Fixed point with a static scale (fixed(bits, max=V))."""
+        return self.fixed_max > 0
+
+    @property
+    def fixed_scale(self) -> float:
+        """The static scale of fixed point: V / 2^(bits-1) signed, V / 2^bits unsigned."""
+        return self.fixed_max / 2.0 ** (self.bits - 1 if self.signed else self.bits)
+
+    @property
     def bits(self) -> int:
         info = int_format(self.fmt)
         if info is not None:
             return info[1]
-        e, m = (int(c) for c in self.fmt[1:].split("m"))
-        return 1 + e + m
+        xy = fp_format(self.fmt)
+        if xy is None:
+            raise ValueError(f"'{self.fmt}' is not a format")
+        return 1 + xy[0] + xy[1]
 
     @property
     def scale_bits(self) -> int:

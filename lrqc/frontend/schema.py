@@ -8,15 +8,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .model import FLOAT_TYPES, FP_ELEMENT_FORMATS, Rounding
+from .model import (
+    FLOAT_TYPES,
+    NAMED_FP_FORMATS,
+    PACK_CHOICES,
+    Calibration,
+    Granularity,
+    Quant,
+    Rounding,
+    fp_format,
+)
 
 ENTRY_KEYS = ("a", "b", "product", "accumulate", "output", "static")
 GRANULARITY_WORDS = ("per_tensor", "per_channel")
 GRANULARITY_CALLS = ("per_vector", "per_block")
 RESIDUAL_CALLS = ("lowrank", "dense", "sparse")
 INT_WORDS = tuple(f"int{b}" for b in range(1, 9)) + tuple(f"uint{b}" for b in range(1, 9))
-FORMAT_WORDS = INT_WORDS + FP_ELEMENT_FORMATS
-QUANT_OPTIONS = ("round", "calibrate", "scale_round", "seed", "pad")
+FORMAT_WORDS = INT_WORDS + NAMED_FP_FORMATS  # and any eXmY of at most 8 bits (model.fp_format)
+FIXED_CALL = "fixed"  # fixed(bits, max=V, signed=true): fixed point with a static scale
+QUANT_OPTIONS = ("round", "calibrate", "scale_round", "seed", "pad", "pack")
 ACCUMULATE_TYPES = ("int32", "int64")
 STATIC_CHOICES = ("a", "b", "none")
 LOWRANK_OTHER = ("exact", "packed")  # lowrank(other=...): what a's term multiplies
@@ -81,16 +91,21 @@ CALLS: dict[str, dict[str, Param]] = {
     "per_block": {
         "scale": Param("scale", "e8m0", "per_block", "shared exponent e8m0"),
     },
+    "fixed": {  # `a: fixed(8, max=4.0)`: the format of a quantizer term (round= nearest_away)
+        "max": Param("float", None, (0.0, None), "V: codes cover [-V, V) (signed) or [0, V)"),
+        "signed": Param("bool", True, None, "two's complement codes, or unsigned"),
+    },
 }
 
 # Positional parameters of calls: (name, reader kind, arg).
 POSITIONAL: dict[str, tuple[tuple[str, str, Any], ...]] = {
     "per_vector": (("vector", "int", (1, MAX_VECTOR)),),
     "per_block": (("vector", "int", (1, MAX_VECTOR)),),
+    "fixed": (("bits", "int", (1, MAX_BITS)),),
     "dense": (("quant", "quant", None),),
     "sparse": (("quant", "quant", None),),
 }
-REQUIRED_POSITIONAL = {"per_vector": 1, "per_block": 1, "dense": 0, "sparse": 0}
+REQUIRED_POSITIONAL = {"per_vector": 1, "per_block": 1, "fixed": 1, "dense": 0, "sparse": 0}
 
 # Options of a quantizer term (`int8 per_channel round=floor ...`).
 QUANT_PARAMS: dict[str, Param] = {
@@ -100,10 +115,60 @@ QUANT_PARAMS: dict[str, Param] = {
     "scale_round": Param("choice", "ceil", ("ceil", "nearest"), "rounding of two-level scales"),
     "seed": Param("int", 0, (0, MAX_SEED), "seed of stochastic rounding"),
     "pad": Param("bool", True, None, "zero-pad K to a multiple of V"),
+    "pack": Param("choice", "auto", PACK_CHOICES,
+                  "static operand's integer codes: dense (N bits each) or byte"),
 }
 
 TOP_DEFAULTS = {"accumulate": "int32", "output": "float32", "static": "b",
                 "granularity": "per_tensor"}
+
+
+# ---- rules on a whole quantizer: the problem as a message, or None (elaborate reports it) ----
+
+def minifloat_problem(word: str) -> str | None:
+    """Why an eXmY-shaped word is not a format (out of range), or None."""
+    xy = word[1:].split("m") if word.startswith("e") else ()
+    if len(xy) == 2 and all(c.isdigit() for c in xy) and word != "e8m0":
+        return (f"minifloat '{word}' is out of range: eXmY needs X >= 1 exponent bits and "
+                f"1 + X + Y <= {MAX_BITS} bits")
+    return None
+
+
+def fixed_problem(granularity: str, options: set[str]) -> str | None:
+    """fixed(...) has one static scale: per_tensor only, no calibrate=."""
+    if "calibrate" in options:
+        return "fixed(...) has a static scale (max / 2^bits): calibrate= does not apply"
+    if granularity != "per_tensor":
+        return (f"fixed(...) has one static scale for the whole operand: {granularity} does "
+                "not apply (use per_tensor or nothing)")
+    return None
+
+
+def quant_problem(q: Quant) -> str | None:
+    """What is wrong with a quantizer's combination of format, granularity and options."""
+    fp = fp_format(q.fmt) is not None
+    if q.granularity == Granularity.PER_BLOCK and not (fp or q.fmt == "int8"):
+        return (f"per_block (Microscaling) elements must be int8 or a minifloat eXmY such as "
+                f"{', '.join(NAMED_FP_FORMATS)}, found '{q.fmt}'")
+    if q.granularity == Granularity.PER_VECTOR and fp:
+        return (f"per_vector needs an integer element format, found '{q.fmt}' "
+                "(use per_block(32, scale=e8m0) for Microscaling)")
+    if q.calibrate == Calibration.MINMAX and (fp or q.granularity == Granularity.PER_BLOCK):
+        return "calibrate=minmax needs an integer format and is not defined for per_block"
+    if q.pack != "auto" and (fp or q.granularity == Granularity.PER_BLOCK):
+        what = f"'{q.fmt}' values" if fp else "per_block elements"
+        return (f"pack= stores integer codes: {what} take none (integer formats intN, uintN "
+                "and fixed(...) do)")
+    return None
+
+
+def pack_problem(q: Quant, role: str, static: str) -> str | None:
+    """pack= belongs to the static operand's own quantizer."""
+    if q.pack == "auto" or role == static:
+        return None
+    why = ("no operand is static (static: none)" if static == "none"
+           else f"'{role}' is quantized per call (static: {static})")
+    return f"pack= sets how the static operand's codes are stored; {why}"
 
 
 def defaults_doc() -> str:
@@ -131,4 +196,4 @@ def _fmt(v: object) -> str:
 
 def all_first_words() -> tuple[str, ...]:
     """Words that may start an operand spec (for suggestions)."""
-    return FORMAT_WORDS + FLOAT_TYPES + ("lplr",)
+    return FORMAT_WORDS + FLOAT_TYPES + ("lplr", FIXED_CALL)

@@ -27,7 +27,17 @@ def _num(v: float) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
+def _fixed_max(v: float) -> str:
+    """max= of fixed(...): an integer-valued V without ".0" (4, not 4.0), else repr."""
+    return str(int(v)) if v.is_integer() and abs(v) < 2.0**53 else repr(v)
+
+
 def quant_text(q: Quant) -> str:
+    if q.is_fixed:  # one static scale: no granularity, no calibration
+        parts = [f"fixed({q.bits}, max={_fixed_max(q.fixed_max)}, "
+                 f"signed={'true' if q.signed else 'false'})", f"round={q.round}"]
+        return " ".join(parts + ([f"seed={q.seed}"] if q.round == Rounding.STOCHASTIC else [])
+                        + ([f"pack={q.pack}"] if q.pack != "auto" else []))
     parts = [q.fmt]
     if q.granularity in (Granularity.PER_VECTOR, Granularity.PER_BLOCK):
         scale = q.scale if q.scale in ("float32", "e8m0") else f"{q.scale} per_channel"
@@ -41,6 +51,8 @@ def quant_text(q: Quant) -> str:
         parts.append(f"seed={q.seed}")
     if q.granularity in (Granularity.PER_VECTOR, Granularity.PER_BLOCK):
         parts.append(f"pad={'true' if q.pad else 'false'}")
+    if q.pack != "auto":
+        parts.append(f"pack={q.pack}")
     return " ".join(parts)
 
 

@@ -26,7 +26,7 @@ from ..frontend.model import (
     Sparse,
 )
 from ..frontend.unparse import quant_text
-from ..reference.minifloat import ELEM_MAX, frac_bits
+from ..reference.minifloat import code_max, fits_int8
 from ..reference.quant import int_range
 from .model import KernelPlan
 from .segments import Segment, SparseProduct, segments_of, sparse_products_of, split_terms
@@ -34,24 +34,25 @@ from .segments import Segment, SparseProduct, segments_of, sparse_products_of, s
 # each operand's (dense and sparse terms, final lowrank term): segments.split_terms
 _Terms = dict[str, tuple[tuple[Dense | Sparse, ...], LowRank | None]]
 
-MX_ELEMENTS = ("int8", "e2m1", "e2m3")  # element values times 2^f fit int8 codes
 
 
 def code_limit(q: Quant) -> int:
-    """Largest |integer code| the kernels see for quantizer q."""
+    """Largest |integer code| the kernels see for quantizer q (signed fixed point: 2^(b-1))."""
     if q.granularity == Granularity.PER_BLOCK or not q.is_int:
-        return int(ELEM_MAX[q.fmt] * 2 ** frac_bits(q.fmt))
+        return code_max(q.fmt)
     return max(map(abs, int_range(q)))
 
 
 def _integer_problem(q: Quant, role: str) -> str | None:
-    """Why quantizer q cannot run on the integer units (codes must fit a byte), or None."""
-    if q.granularity == Granularity.PER_BLOCK and q.fmt not in MX_ELEMENTS:
-        return (f"{role}: {quant_text(q)}: MX elements {q.fmt} do not fit int8 codes (the "
-                f"integer kernels take {', '.join(MX_ELEMENTS)})")
-    if not q.is_int and q.granularity != Granularity.PER_BLOCK and q.fmt not in MX_ELEMENTS:
-        return f"{role}: {quant_text(q)}: {q.fmt} codes (value x 2^f) do not fit int8"
-    if q.bits == 1 and q.signed and q.scale != "float32":
+    """Why quantizer q cannot run on the integer units (codes must fit a byte), or None.
+    Element formats do when their codes value x 2^f lie in [-127, 127] (minifloat.fits_int8:
+    e1m0..e1m6, e2m0..e2m4, e3m0 and MX int8)."""
+    if (q.granularity == Granularity.PER_BLOCK or not q.is_int) and not fits_int8(q.fmt):
+        what = "MX elements " if q.granularity == Granularity.PER_BLOCK else ""
+        return (f"{role}: {quant_text(q)}: {what}{q.fmt} codes (value x 2^f, up to "
+                f"{code_max(q.fmt)}) do not fit int8 (the integer kernels take eXmY whose "
+                "codes lie in [-127, 127]: e1m0..e1m6, e2m0..e2m4, e3m0, and MX int8)")
+    if q.bits == 1 and q.signed and q.scale != "float32" and not q.is_fixed:
         return f"{role}: int1 with two-level scales"
     return None
 

@@ -2,9 +2,11 @@
 
 matmul(s, A, B, bias=...), compress(s, X), evaluate(s, A, B, bias=...); prepare(s, X) treats a
 static operand once for many products; error_metrics and operand_stats measure outliers;
-quantize/QArray for the integer parts.
+quantize/QArray for the integer parts; encode/decode/value_table give the bit patterns of
+every element format (formats).
 """
 
+from .formats import decode, encode, value_table
 from .metrics import ErrorMetrics, OperandStats, error_metrics, operand_stats
 from .prepared import PreparedOperand, prepare
 from .quant import QArray, int_accumulate, quantize
@@ -18,6 +20,8 @@ __all__ = [
            "QArray",
            "Report",
            "compress",
+           "decode",
+           "encode",
            "direct_scheme",
            "error_metrics",
            "evaluate",
@@ -27,4 +31,5 @@ __all__ = [
            "prepare",
            "quantize",
            "rel_error",
+           "value_table",
 ]

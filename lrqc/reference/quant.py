@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..frontend.model import FP_ELEMENT_FORMATS, Calibration, Granularity, Quant, Rounding
+from ..frontend.model import Calibration, Granularity, Quant, Rounding, fp_format
 from . import minifloat
 from .rounding import round_values
 
@@ -55,10 +55,10 @@ class QArray:
 
 
 def int_range(q: Quant) -> tuple[int, int]:
-    """(qmin, qmax) of the integer codes."""
+    """(qmin, qmax) of the integer codes (fixed point: every two's complement / unsigned code)."""
     b = q.bits
     if q.signed:
-        if q.calibrate == Calibration.MINMAX:
+        if q.calibrate == Calibration.MINMAX or q.is_fixed:
             return -(2 ** (b - 1)), 2 ** (b - 1) - 1
         return (-1, 1) if b == 1 else (-(2 ** (b - 1) - 1), 2 ** (b - 1) - 1)
     return 0, 2**b - 1
@@ -92,8 +92,10 @@ def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
     groups = xr.reshape(rows, kp // g, g)
     if q.granularity == Granularity.PER_TENSOR:
         groups = xr.reshape(1, 1, rows * kp)
-    if q.fmt in FP_ELEMENT_FORMATS:
+    if fp_format(q.fmt) is not None:
         return _zero_padding(_quantize_fp(xr, groups, q, role, k, g, rng))
+    if q.is_fixed:
+        return _zero_padding(_quantize_fixed(xr, q, role, k, g, rng))
     if q.bits == 1 and q.signed:
         return _zero_padding(_quantize_binary(xr, groups, q, role, k, g))
     return _zero_padding(_quantize_int(xr, groups, q, role, k, g, rng))
@@ -146,6 +148,16 @@ def _quantize_int(xr, groups, q, role, k, g, rng) -> QArray:
     return QArray(q, role, k, g, codes, zero, scale, scale_int, gamma)
 
 
+def _quantize_fixed(xr, q, role, k, g, rng) -> QArray:
+    """fixed(bits, max=V): the static scale q.fixed_scale, zero point 0, no statistics:
+    codes clip(R(x / s), qmin, qmax) (not scale-equivariant: the range is fixed)."""
+    qmin, qmax = int_range(q)
+    scale = np.full((1, 1), q.fixed_scale)
+    with np.errstate(over="ignore"):  # |x| past the float64 range over s: clipped anyway
+        codes = np.clip(round_values(xr / q.fixed_scale, q.round, rng), qmin, qmax)
+    return QArray(q, role, k, g, codes, np.zeros((1, 1)), scale)
+
+
 TINY = np.nextafter(0.0, 1.0)  # the smallest positive float64 (a subnormal)
 
 
@@ -188,7 +200,7 @@ def _quantize_fp(xr, groups, q, role, k, g, rng) -> QArray:
     """e*m* elements with a float scale per tensor/channel: max|x| maps to the max normal."""
     rows, kp = xr.shape
     shape = _stat_shape(q, rows, kp // g)
-    max_normal = minifloat.FP_FORMATS[q.fmt][3]
+    max_normal = minifloat.elem_max(q.fmt)
     amax = np.abs(groups).max(axis=-1).reshape(shape)
     scale = _safe_scale(amax, max_normal)
     tmp = QArray(q, role, k, g, xr, np.zeros(shape), scale)

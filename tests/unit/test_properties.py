@@ -26,7 +26,6 @@ from hypothesis.extra import numpy as hnp
 from lrqc.api import parse_schemes
 from lrqc.frontend.model import (
     FLOAT_TYPES,
-    FP_ELEMENT_FORMATS,
     Dense,
     FloatOperand,
     LowRank,
@@ -36,6 +35,7 @@ from lrqc.frontend.model import (
     QuantOperand,
     Scheme,
     Sparse,
+    fp_format,
     int_format,
 )
 from lrqc.frontend.schema import MAX_POWER_ITERS, MAX_SCALE_BITS
@@ -47,6 +47,7 @@ from lrqc.passes.shapes import M as SYM_M
 from lrqc.passes.shapes import N as SYM_N
 from lrqc.reference import matmul, quantize
 from lrqc.reference.interp import interpret
+from lrqc.reference.minifloat import all_fp_formats
 from lrqc.reference.rounding import ROUNDINGS
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,12 +74,22 @@ def quants(draw, k: int | None = None) -> Quant:
     """A valid, normalised Quant (int1..int8, uint1..uint8, e*m*). With `k` (the concrete K)
     vector lengths stay small and pad=false is only drawn with a V that divides K, so the scheme
     binds to that K. (hypothesis favours the first of sampled_from: richest choices go first.)"""
-    family = draw(st.sampled_from(["fp", "int", "uint", "int8"]))  # int8: the MX element too
+    family = draw(st.sampled_from(["fp", "int", "uint", "int8", "fixed"]))  # int8: MX too
+    if family == "fixed":  # one static scale: per_tensor, maxabs, no calibration
+        bits = draw(st.integers(1, 8))
+        # evaluated schemes (k given) keep V near the data's scale: a static range far above
+        # it makes floor / trunc codes of magnitude V that residual terms then cancel
+        lo, hi = (1e-30, 1e30) if k is None else (0.25, 16.0)
+        top = draw(st.floats(lo, hi, allow_nan=False, allow_infinity=False))
+        rnd = draw(st.sampled_from(ROUNDINGS))
+        seed = draw(st.integers(0, 2**31 - 1)) if rnd == "stochastic" else 0
+        fmt = f"{'' if draw(st.booleans()) else 'u'}int{bits}"
+        return Quant(fmt, round=rnd, seed=seed, fixed_max=top)
     fmt = draw(st.sampled_from({
-        "fp": FP_ELEMENT_FORMATS, "int8": ("int8",),
+        "fp": all_fp_formats(), "int8": ("int8",),
         "int": [f for f in INT_FORMATS if f.startswith("int")],
         "uint": [f for f in INT_FORMATS if f.startswith("uint")]}[family]))
-    fp = fmt in FP_ELEMENT_FORMATS
+    fp = fp_format(fmt) is not None
     allowed = ["per_vector", "per_block", "per_channel", "per_tensor"]
     if fp:  # per_vector needs an integer element format
         allowed.remove("per_vector")
@@ -197,7 +208,13 @@ def schemes(draw, dims: tuple[int, int, int] | None = None) -> Scheme:
         return Scheme(name, a, b, draw(products(max_rank)), **top)
     a = draw(operands(static == "a", k, max_rank))
     b = draw(operands(static == "b", k, max_rank))
-    return Scheme(name, a, b, None, **top)
+    ops = {"a": a, "b": b}
+    op = ops.get(static)
+    if isinstance(op, QuantOperand) and op.quant.is_int and op.quant.bits < 8 \
+            and op.quant.granularity != "per_block":  # pack= on the static operand's codes
+        pack = draw(st.sampled_from(["auto", "dense", "byte"]))
+        ops[static] = replace(op, quant=replace(op.quant, pack=pack))
+    return Scheme(name, ops["a"], ops["b"], None, **top)
 
 
 def _dims():
@@ -372,7 +389,7 @@ def test_strategies_are_canonical():
     @given(quants())
     def check(q):
         assert _normalize(q) == q
-        assert int_format(q.fmt) is not None or q.fmt in FP_ELEMENT_FORMATS
+        assert int_format(q.fmt) is not None or fp_format(q.fmt) is not None
 
     check()
 

@@ -4,7 +4,8 @@ per-call pass of the base quantized product.
 quantizer computes in float64 with the reference's exact operations (max |x|, x / s, rint), so
 its integer codes equal lrqc.reference.quantize's bit for bit: integer formats with one scale
 per tensor, row or K group (max-abs or min-max calibrated, optionally with two-level uint
-scales), int1 sign binarization, and e*m* elements with a float scale. quantize_a adds OCP MX
+scales), fixed point with its static scale, int1 sign binarization, and eXmY elements with a
+float scale. quantize_a adds OCP MX
 (per_block with e8m0 scales) and the row sums of the centered codes that weights with zero
 points need."""
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from ...frontend.model import Calibration, Granularity, Quant, Rounding
 from ...plan import names
 from ...plan.model import KernelPlan
-from ...reference.minifloat import ELEM_EMAX, FP_FORMATS, frac_bits
+from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, te, tir
 
@@ -74,9 +75,9 @@ def _elem_code(y, q, u=None):
     if q.fmt == "int8":  # MX INT8: q/64, codes q
         return tir.min(tir.max(_round(y * 64.0, q.round), tir.const(-127.0, F64)),
                        tir.const(127.0, F64))
-    exp_bits, man_bits, _, max_normal = FP_FORMATS[q.fmt]
-    emin = 2 - 2 ** (exp_bits - 1)
-    ue = tir.max(_floor_log2(y), emin) - man_bits
+    f = fp_params(q.fmt)
+    max_normal = f.max_normal
+    ue = tir.max(_floor_log2(y), f.emin) - f.man_bits
     v = _round(y * _pow2(-ue), q.round, u) * _pow2(ue)
     v = tir.min(tir.max(v, tir.const(-max_normal, F64)), tir.const(max_normal, F64))
     return v * float(2 ** frac_bits(q.fmt))
@@ -93,7 +94,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     r = te.reduce_axis((0, V), "r")
     hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
                     name=names.QUANT_STATS)
-    emax = ELEM_EMAX[q.fmt]
+    emax = elem_emax(q.fmt)
     e = te.compute((Mp, G), lambda i, g: tir.if_then_else(
         hi[i, g] > 0, tir.min(tir.max(_floor_log2(hi[i, g]) - emax, -127), 127),
         tir.const(-127, "int32")), name=names.QUANT_SCALE + "_exp")
@@ -165,6 +166,11 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
     plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
     and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
+    if q.is_fixed:  # the static scale of fixed point: no statistics
+        s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
+                             name=names.QUANT_SCALE + tag)
+        return _codes(q, x, dims, offset, (s_fixed, lambda i, g: tir.const(0.0, F64),
+                                           lambda i, g: (0, 0)), tag, u)
     if q.is_int and q.signed and q.bits == 1:
         return _binary(q, x, dims, offset, tag)
     # e*m* elements: max |x| -> the max normal
@@ -224,7 +230,7 @@ def _base_scale(q, hi, lo, tag: str):
             rng = tir.if_then_else(rng > 0, rng, tir.max(tir.abs(hi[i, g]), tir.abs(lo[i, g])))
             return tir.if_then_else(rng > 0, rng / tir.const(float(qmax - qmin), F64), one)
     else:
-        top = float(int_range(q)[1]) if q.is_int else float(FP_FORMATS[q.fmt][3])
+        top = float(int_range(q)[1]) if q.is_int else float(elem_max(q.fmt))
         tiny = smallest_f64()
 
         def base_scale(i: PrimExpr, g: PrimExpr) -> PrimExpr:
