@@ -13,7 +13,7 @@ from functools import partial
 import common
 import numpy as np
 
-from lrqc.plan.layout import storage
+from lrqc.plan.storage import storage
 
 NUMPY = "numpy float32"
 BITS = (8, 4, 3, 5, 6)

@@ -152,7 +152,7 @@ def stored_width(q) -> int:
     formats and MX blocks, whose codes stay a byte each (plan/packing.py)."""
     if q is None or not q.is_int or q.granularity == Granularity.PER_BLOCK:
         return 8
-    if q.bits == 1 and q.signed and not getattr(q, "fixed_max", 0):
+    if q.bits == 1 and q.signed and not q.is_fixed:
         return 2
     return q.bits
 
@@ -160,7 +160,7 @@ def stored_width(q) -> int:
 def stored_bytes(q) -> sympy.Expr:
     """Bytes per weight of the kernels' storage of codes of quantizer q: w/8 for integer
     codes packed densely in w bits (the default below 8 bits), one with pack=byte."""
-    if getattr(q, "pack", "auto") == "byte":
+    if q.pack == "byte":
         return sympy.Integer(1)
     return sympy.Rational(stored_width(q), 8)
 

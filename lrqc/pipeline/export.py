@@ -18,8 +18,8 @@ from ..errors import LrqcError
 from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from ..plan import packing
-from ..plan.layout import storage
 from ..plan.model import KernelPlan
+from ..plan.storage import storage
 from ..runtime.manifest import (
     FORMAT,
     LAYOUTS,

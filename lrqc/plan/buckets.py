@@ -75,7 +75,8 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
         return (make_plan(t, N, hi, K),)
     plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
-    if lo < hi and any(q.bits == 1 and q.signed and q.granularity == Granularity.PER_TENSOR
+    if lo < hi and any(q.bits == 1 and q.signed and not q.is_fixed
+                       and q.granularity == Granularity.PER_TENSOR
                        for q in per_call_quants(scheme)):
         raise UnsupportedScheme(f"scheme '{scheme.name}': int1 per_tensor codes of A scale by "
                                 "mean |A| over all of A's rows, which an M range's row padding "

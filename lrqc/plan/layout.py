@@ -397,29 +397,3 @@ def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
         out = replace(out, b32=np.ascontiguousarray(B, dtype=np.float32))
     return out
 
-
-def storage(p: KernelPlan) -> dict[str, Any]:
-    """What pack() keeps of B for plan p, from its shapes alone: bits per stored code
-    (`code_bits`: 8 for int8 codes, w < 8 packed densely, 16 / 32 for a float path's values),
-    bytes of the codes (`codes`), of their scales, column sums and zero points (`scales`), of
-    the low-rank factors and bias (`other`; sparse products' arrays depend on the data and are
-    left out), and `bytes_per_weight`: all of them over N x K."""
-    g, n16 = p.groups, p.np_ // 16
-    if p.float_path and not p.float_codes:
-        bits = 16 if p.half else 32
-        codes, scales = p.np_ * p.kp * bits // 8, (p.np_ * 4 if p.half else 0)
-    elif p.float_codes:
-        bits = p.pack_bits
-        codes = n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed else p.np_ * p.kp
-        scales = p.np_ * 4
-    else:
-        bits = p.pack_bits
-        codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed
-                 else p.np_ * p.kp)
-        scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
-    other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
-    if p.rank_a and not sig.w_from_codes(p):
-        other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact)
-    total = codes + scales + other
-    return {"code_bits": bits, "codes": codes, "scales": scales, "other": other,
-            "bytes_per_weight": round(total / (p.n * p.k), 4)}

@@ -23,6 +23,7 @@ from ..frontend.model import (
     Scheme,
 )
 from ..passes.cost import stored_width
+from ..reference.minifloat import exact_in
 from ..reference.quant import padded_k
 from .segments import Segment, SparseProduct
 
@@ -112,13 +113,12 @@ class KernelPlan:
         keeps bytes): the width of the widest code over B's segments."""
         if self.float_codes:
             qb = self.qb
-            w = stored_width(qb)
-            return 8 if getattr(qb, "pack", "auto") == "byte" else w
+            return 8 if qb is None or qb.pack == "byte" else stored_width(qb)
         if self.float_path:
             return 8
         widths = [stored_width(q) for q in self.b_quants]
         qb = self.qb
-        if qb is None or getattr(qb, "pack", "auto") == "byte":
+        if qb is None or qb.pack == "byte":
             return 8
         return min(8, max(widths))
 
@@ -224,6 +224,8 @@ def _half_types(op: Operand) -> set[str]:
     if not outside_k or q.scale != "float32" or q.calibrate == Calibration.MINMAX or q.bits > 8:
         # (minmax zero points are not clamped: code - zero is unbounded for data of one sign)
         return set()
-    return set(HALF_TYPES)  # codes of at most 8 bits; e*m* element values
+    if q.is_int:
+        return set(HALF_TYPES)  # codes of at most 8 bits (fixed point included)
+    return {t for t in HALF_TYPES if exact_in(q.fmt, t)}  # eXmY element values
 
 

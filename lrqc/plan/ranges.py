@@ -2,8 +2,8 @@
 
 From the scheme alone, every code the GEMM multiplies lies in a known interval: A's stored codes
 (the quantizer's integer range plus the storage offset that makes them unsigned bytes), B's
-stored codes (signed bytes or nibbles), over every K segment. From those intervals follow the
-bounds of each partial sum an instruction forms, and so which instructions are exact:
+stored codes (signed, a byte or fewer bits each), over every K segment. From those intervals
+follow the bounds of each partial sum an instruction forms, and so which instructions are exact:
 
   vpdpbusd     u8·s8 products summed in fours into int32: exact for every byte code.
   vpmaddwd     bytes widened to int16, pair sums into int32: exact for every byte code.
@@ -64,7 +64,7 @@ def a_codes(q: Quant) -> Interval:
 
 
 def b_codes(q: Quant) -> Interval:
-    """B-side codes as stored: code - 2^(b-1) for unsigned formats, signed bytes/nibbles."""
+    """B-side codes as stored: code - 2^(b-1) for unsigned formats, signed."""
     c = _codes(q)
     off = 2 ** (q.bits - 1) if q.is_int and not q.signed else 0
     return Interval(c.lo - off, c.hi - off)

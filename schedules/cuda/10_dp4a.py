@@ -1,6 +1,6 @@
 """CUDA, any arch from sm_61: integer GEMMs on dp4a (u8 x s8 -> s32, 4 k per instruction) with
-A's and B's k chunks staged in shared memory (densely packed codes unpacked on the way) and register tiles
-per thread (dp4a.dp4a_gemm; tiles of up to 64 x 64 outputs, 16 x 16 threads, up to 4 x 4
+A's and B's k chunks staged in shared memory (packed codes unpacked on the way) and register
+tiles per thread (dp4a.dp4a_gemm; tiles of up to 64 x 64 outputs, 16 x 16 threads, up to 4 x 4
 accumulators each: dp4a.gemm_tile / dp4a_knobs). Single-group products (per_tensor /
 per_channel, int2..int8 weights, zero points, low-rank epilogues) fuse the epilogue per thread;
 per-group products (per_vector, two-level scales, MX, dense residual segments) run group by

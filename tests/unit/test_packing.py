@@ -10,6 +10,7 @@ import lrqc
 from lrqc.errors import LrqcError
 from lrqc.passes.cost import stored_bytes
 from lrqc.plan import layout, packing
+from lrqc.plan.storage import storage
 from lrqc.plan.support import make_plan
 
 
@@ -73,7 +74,7 @@ def test_the_vnni_order_round_trips_through_layout():
 def test_the_plan_packs_integer_weights_densely(a, b, bits):
     p = make_plan(scheme(a, b), 16, 64, 256)
     assert p.pack_bits == bits and p.packed == (bits < 8)
-    st = layout.storage(p)
+    st = storage(p)
     if p.float_path and not p.float_codes:
         assert st["code_bits"] == 32
     else:
@@ -83,7 +84,7 @@ def test_the_plan_packs_integer_weights_densely(a, b, bits):
 
 
 def test_three_bit_weights_take_a_quarter_less_than_four_bit_ones():
-    per = {b: layout.storage(make_plan(scheme("int8 per_channel", f"int{b} per_channel"),
+    per = {b: storage(make_plan(scheme("int8 per_channel", f"int{b} per_channel"),
                                        16, 4096, 4096))["bytes_per_weight"] for b in (3, 4, 8)}
     assert per[3] / per[4] <= 0.76 and per[4] < per[8] / 1.9
     assert 0.375 <= per[3] < 0.38  # 3/8 of a byte plus scales, column sums and bias

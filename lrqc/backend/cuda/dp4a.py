@@ -1,7 +1,7 @@
 """The integer GEMM on dp4a (u8 x s8 -> s32, 4 k per instruction) for rule cuda_dp4a: A's and
-B's k chunks staged in shared memory (densely packed codes unpacked on the way), register tiles per thread,
-the dequantization (and low-rank) epilogue fused per thread; per-group products group by group
-in registers."""
+B's k chunks staged in shared memory (packed codes unpacked on the way), register tiles per
+thread, the dequantization (and low-rank) epilogue fused per thread; per-group products group
+by group in registers."""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ from ...plan.model import KernelPlan
 from ...plan.segments import split_terms
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
-from .quantize import a_input, dims, quantizer
 from . import unpack
+from .quantize import a_input, dims, quantizer
 from .sparse import code_dtype
 
 F64 = "float64"
