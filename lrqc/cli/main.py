@@ -7,6 +7,7 @@ traceback of any error (docs/cli.md)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import traceback
@@ -47,7 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         return _fail(debug, "lrqc: error: out of memory (the sizes asked for need more memory "
                      "than this machine has)", 1)
-    except OSError as exc:  # the machine's files, not lrqc: a full disk, a lost pipe
+    except BrokenPipeError:  # the reader left (`lrqc explain --format e4m3 | head`): quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141
+    except OSError as exc:  # the machine's files, not lrqc: a full disk
         where = f": {exc.filename}" if exc.filename else ""
         return _fail(debug, f"lrqc: error: {exc.strerror or exc}{where}", 1)
     except Exception as exc:  # noqa: BLE001 - a bug in lrqc: one line, the trace with --debug

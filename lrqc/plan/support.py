@@ -58,6 +58,20 @@ def _integer_problem(q: Quant, role: str) -> str | None:
 
 
 def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
+    """The KernelPlan of scheme s at M=m, N=n, K=k (rows padded to mr), with a note when B's
+    quantizer asks for pack=dense and this product cannot keep its codes packed."""
+    plan = _make_plan(s, m, n, k, mr)
+    qb = plan.qb
+    if qb is not None and qb.pack == "dense" and not plan.packed:
+        why = ("its float32 GEMM multiplies B's dequantized values (scales inside the K sum, "
+               "zero points, residual terms or a 16-bit path)" if plan.float_path else
+               "a segment's codes need 8 bits")
+        plan = replace(plan, notes=plan.notes + (
+            f"b: pack=dense not applied: {why}; B is stored as the layouts say",))
+    return plan
+
+
+def _make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     notes = tuple(bind_dims(s, m, n, k))
     if s.product is not None or isinstance(s.a, LplrOperand) or isinstance(s.b, LplrOperand):
         raise UnsupportedScheme(f"scheme '{s.name}': LPLR and LRAMM run as chains of kernels "

@@ -166,6 +166,9 @@ def product_text(kernel: Kernel | ChainKernel) -> str:
     if p.half:
         return (f"float32 GEMM of values exact in {p.half} (codes, scales in the epilogue; "
                 f"{p.half} tensor cores on CUDA)")
+    if p.float_codes:
+        return (f"float32 GEMM of B's {p.pack_bits}-bit codes, widened per 16-column panel "
+                "(column scales in the epilogue)")
     if p.float_path:
         return "float32 GEMM"
     extra = [f"{p.nseg} K segments (dense residual terms)"] if p.segments else []
