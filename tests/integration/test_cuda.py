@@ -116,6 +116,9 @@ def test_example_schemes_compile_to_ptx(name):
     ("int8 per_vector(32) + lowrank(rank=2)", "int8 per_vector(32) + lowrank(rank=3)",
      "cuda_dp4a"),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "cuda_dp4a"),
+    ("e2m2 per_block(32, scale=e8m0)", "e2m2 per_block(32, scale=e8m0)", "cuda_dp4a"),
+    ("e2m4 per_tensor", "e1m5 per_channel", "cuda_dp4a"),  # minifloat codes fit a byte
+    ("fixed(8, max=4.0)", "int5 per_channel", "cuda_dp4a"),  # static scale, no max pass
 ])
 def test_base_products_compile_with_the_expected_rule(a, b, rule):
     kernel = lrqc.compile(scheme(a, b), *DIMS, target="cuda-sm90")
