@@ -403,6 +403,8 @@ def print_targets(out: list[dict], skipped: int) -> None:
         op = ">=" if t["at_least"] else "<="
         value = f"{t['value']:.2f}" if t["value"] is not None else "n/a"
         verdict = {True: "met", False: "NOT met", None: f"n/a: {t['why']}"}[t["met"]]
+        if t["met"] is not None and t["why"]:
+            verdict += f" ({t['why']})"
         print(f"  {t['target']:<62}{value:>7}  {op} {t['goal']:<5}  {verdict}")
     if skipped:
         print(f"  ({skipped} more not measured: their shapes or sections were not run)")

@@ -58,6 +58,7 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert bits[3]["bpw"] < bits[4]["bpw"] < bits[5]["bpw"] < bits[6]["bpw"] < bits[8]["bpw"]
         assert all((r["ms"] or 0) > 0 and r["vs_int4"] for r in bits.values()), bits
     assert "weight-only int3 time / int4 at 16,64,64" in out
+    assert "w·a8 int3 weight codes / int4's at 16,64,64" in out
     assert all(t["met"] in (True, False, None) for t in record["targets"])
 
 

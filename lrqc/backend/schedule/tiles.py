@@ -123,6 +123,9 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     if has_block(sch, names.B_FLOAT):
         wide = sch.get_sblock(names.B_FLOAT)
         sch.compute_at(wide, ko if k_outer else jo)
+        if plan.packed:  # the 16 rows of k of a packed group unrolled: constant shifts
+            rows, _ = sch.get_loops(wide)[-2:]
+            sch.unroll(sch.split(rows, [None, 16])[1])
         sch.vectorize(sch.get_loops(wide)[-1])
     fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None)
     init = sch.decompose_reduction(blk, ko)
@@ -173,7 +176,9 @@ def unpack_at(sch: Schedule, loop: LoopRV) -> None:
         return
     ub = sch.get_sblock(names.UNPACK)
     sch.compute_at(ub, loop)
-    j, kk = sch.get_loops(ub)[-2:]
+    k4, j, kk = sch.get_loops(ub)[-3:]
+    _, t = sch.split(k4, [None, 4])  # the 4 blocks of a packed group: constant shifts
+    sch.unroll(t)
     half, b = sch.split(sch.fuse(j, kk), [2, 32])  # 32 codes: contiguous bytes of every plane
     sch.unroll(half)
     sch.vectorize(b)
