@@ -7,24 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import lrqc
-from lrqc.reference import int_accumulate, matmul, quantize
+from lrqc.reference import matmul
 
 pytest.importorskip("tvm")
 
-from lrqc.backend.target import host_cpu_flags
+import lrqc
 
-HOST_RULE_TARGET = "x86-avx2" if "avx2" in host_cpu_flags() else None
-
-
-def scheme(a: str, b: str) -> lrqc.Scheme:
-    return lrqc.parse_schemes(f"scheme s {{\n a: {a}\n b: {b}\n}}")["s"]
-
-
-def data(m: int, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n))
-
+from .test_backend_cpu import HOST_RULE_TARGET, check, data, scheme
 
 INTEGER_CASES = [  # a, b, (M, N, K): the integer path, sums equal to the reference's exactly
     ("e2m4 per_tensor", "int8 per_channel", (5, 20, 64)),
@@ -46,14 +35,7 @@ def test_integer_kernels_match_the_reference(a, b, dims):
     m, n, k = dims
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
     assert not kernel.plan.float_path, kernel.plan.notes
-    A, B = data(m, n, k, seed=m + n + k)
-    packed = kernel.pack(B)
-    C, R = kernel(A, packed), matmul(s, A, B)
-    tol = 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max() + 1e-30
-    assert C.dtype == np.float32 and np.abs(C - R).max() <= tol
-    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
-    ref = np.stack([part for _, part in int_accumulate(qa, qb)])
-    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
+    check(kernel, s, *data(m, n, k, seed=m + n + k))
 
 
 @pytest.mark.parametrize("a,b", [("e3m4 per_tensor", "int8 per_channel"),
