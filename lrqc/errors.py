@@ -98,6 +98,11 @@ def nearest_word(word: str, choices: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+class FormatError(InputError, ValueError):
+    """A bad format name, code or value given to the format functions of lrqc.reference
+    (encode, decode, value_table)."""
+
+
 class UnsupportedScheme(LrqcError):
     """The scheme is valid but the code generator does not handle it yet."""
 

@@ -92,7 +92,7 @@ CALLS: dict[str, dict[str, Param]] = {
         "scale": Param("scale", "e8m0", "per_block", "shared exponent e8m0"),
     },
     "fixed": {  # `a: fixed(8, max=4.0)`: the format of a quantizer term (round= nearest_away)
-        "max": Param("float", None, (0.0, None), "V: codes cover [-V, V) (signed) or [0, V)"),
+        "max": Param("float", None, None, "V: codes cover [-V, V) (signed) or [0, V)"),
         "signed": Param("bool", True, None, "two's complement codes, or unsigned"),
     },
 }
@@ -137,7 +137,8 @@ def minifloat_problem(word: str) -> str | None:
 def fixed_problem(granularity: str, options: set[str]) -> str | None:
     """fixed(...) has one static scale: per_tensor only, no calibrate=."""
     if "calibrate" in options:
-        return "fixed(...) has a static scale (max / 2^bits): calibrate= does not apply"
+        return ("fixed(...) has a static scale (max / 2^(bits-1), unsigned max / 2^bits): "
+                "calibrate= does not apply")
     if granularity != "per_tensor":
         return (f"fixed(...) has one static scale for the whole operand: {granularity} does "
                 "not apply (use per_tensor or nothing)")

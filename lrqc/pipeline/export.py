@@ -104,13 +104,19 @@ def cuda_files(kernel: KernelLike, out: Path) -> dict:
 
 def packing_order(p: KernelPlan) -> str:
     """How B's codes lie in Bp (plan/layout.py, plan/packing.py)."""
-    text = "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]"
+    if p.float_codes:
+        text = ("Bp[n16, k, j] = B_codes[16*n16 + j, k] (the float GEMM's 16-column panels; "
+                "unsigned codes minus 2^(b-1))")
+        order = "position 16*k + j"
+    else:
+        text = "Bp[n16, k4, j, kk] = B_codes[16*n16 + j, 4*k4 + kk]"
+        order = "element e = 4*j + kk of block k4 at stream position 64*k4 + e"
     if not p.packed:
         return text
-    planes = " + ".join(f"{w}-bit plane (bits {s}..{s + w - 1}, {32 * w} bytes)"
-                        for w, _, s in packing.planes(p.pack_bits))
-    return (text + f"; {p.pack_bits}-bit two's complement codes packed densely: the codes of "
-            "panel n16 in that order (element e = 4*j + kk of block k4 at stream position "
-            "64*k4 + e) in groups of 256 codes, group g = Bp[n16, g, :] of "
-            f"{packing.group_bytes(p.pack_bits)} bytes holding {planes}; code E of a group "
-            "lies in byte E mod (32*w) of a w-bit plane at bits w*(E div 32w)")
+    w = p.pack_bits
+    planes = " + ".join(f"a {q}-bit plane (bits {s}..{s + q - 1} of u, {32 * q} bytes)"
+                        for q, _, s in packing.planes(w))
+    return (text + f"; {w}-bit two's complement codes (u = code mod 2^{w}) packed densely: the "
+            f"codes of panel n16 in that order ({order}) in groups of 256 codes, group g = "
+            f"Bp[n16, g, :] of {packing.group_bytes(w)} bytes holding {planes}; in a p-bit "
+            "plane code E of its group lies in byte E mod 32p at bits p*(E div 32p)")

@@ -27,7 +27,8 @@ from .verify import PlanError
 
 # PackedOperand's fields that the compiled functions read, with their parameter names
 PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("bf", sig.BF),
-          ("sbf", sig.SBF), ("lbt", sig.LBT), ("wb", sig.WB), ("bias", sig.BIAS))
+          ("sbf", sig.SBF), ("zbf", sig.ZBF), ("lbt", sig.LBT), ("wb", sig.WB),
+          ("bias", sig.BIAS))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
 
@@ -87,7 +88,9 @@ class PackedOperand:
     cs: np.ndarray | None = None  # cs [G, Np] int32: column sums of the stored codes
     zb: np.ndarray | None = None  # zb [G, Np] int32: zero point - storage offset (b_zero)
     bf: np.ndarray | None = None  # Bf [Np/16, Kp, 16]: the float path's values (or 16-bit codes)
-    sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes
+    sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes; or
+    #   [Gb, Np]: the scales of weight-only codes per K group of B's quantizer
+    zbf: np.ndarray | None = None  # zbf [Gb, Np] float32: their zero points - storage offset
     lbt: np.ndarray | None = None  # LBt [r, Kq] float32: B's lowrank factor L_Bᵀ
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
     bias: np.ndarray | None = None  # bias [1, Np] float32: added to every row of C (zeros: none)
@@ -265,19 +268,26 @@ def _pack_half(p: KernelPlan, half: str, B: np.ndarray,
 
 
 def _pack_float_codes(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOperand:
-    """Weight-only products (KernelPlan.float_codes): B's codes in 16-column panels, code
-    (k, c) of panel n at stream position 16·k + c, packed densely (plan/packing.py) as
-    bp[Np/16, ceil(Kp/16), 32·w] uint8, or a byte each as bp[Np/16, Kp, 16] int8; sbf[1, Np]
-    the column scales."""
+    """Weight-only products (KernelPlan.float_codes): B's stored codes (code - 2^(b-1) for
+    unsigned formats) in 16-column panels, code (k, c) of panel n at stream position 16·k + c,
+    packed densely (plan/packing.py) as bp[Np/16, ceil(Kp/16), 32·w] uint8, or a byte each as
+    bp[Np/16, Kp, 16] int8; sbf[Gb, Np] the scales per K group of B's quantizer and, with zero
+    points, zbf[Gb, Np] the zero points minus the same offset (float32)."""
     q = quantize(B, _b_quant(p), "b") if q is None else q
     full = np.zeros((p.np_, p.kp), np.int64)
-    full[: p.n, : p.k] = integer_codes(q)[:, : p.k]
+    full[: p.n, : p.k] = q.codes[:, : p.k].astype(np.int64) - p.b_offset
     panels = full.reshape(p.np_ // 16, 16, p.kp).transpose(0, 2, 1)  # (n16, Kp, 16)
     bp = (packing.pack_stream(panels.reshape(p.np_ // 16, -1), p.pack_bits) if p.packed
           else np.ascontiguousarray(panels.astype(np.int8)))
-    sbf = np.zeros((1, p.np_), np.float32)
-    sbf[0, : p.n] = np.broadcast_to(np.asarray(q.scale, np.float64)[:, 0], (p.n,))
-    return PackedOperand(bp=bp, sbf=sbf)
+    groups = -(-p.k // p.b_group)
+    sbf = np.zeros((groups, p.np_), np.float32)
+    with np.errstate(over="ignore"):
+        sbf[:, : p.n] = _per_group(q.scale, groups).T
+    zbf = None
+    if p.float_zero:
+        zbf = np.zeros((groups, p.np_), np.float32)
+        zbf[:, : p.n] = _per_group(q.zero, groups).T - p.b_offset
+    return PackedOperand(bp=bp, sbf=sbf, zbf=zbf)
 
 
 def _numpy_dtype(name: str) -> Any:

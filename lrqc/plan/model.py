@@ -124,17 +124,32 @@ class KernelPlan:
 
     @property
     def float_codes(self) -> bool:
-        """Weight-only products a float32 GEMM runs from B's integer codes: A a float operand,
-        B symmetric integer codes (maxabs or fixed point, no zero points) with its scales
-        outside the K sum (per_tensor / per_channel), no residual terms, and no 16-bit path
-        (KernelPlan.half). The codes are stored packed (or a byte each) in 16-column panels,
-        widened to float32 once per panel by the GEMM, which applies B's column scales in its
-        epilogue; B takes w/8 bytes per weight instead of four."""
+        """Weight-only products a float32 GEMM runs from B's integer codes: A a float operand
+        times integer weights of any granularity but MX blocks (per_tensor, per_channel,
+        per_vector, two-level scales; symmetric, min-max or fixed point), without residual
+        terms, unless the 16-bit path holds the product (KernelPlan.half: a float16 / bfloat16
+        A times per_tensor / per_channel codes) and B's quantizer does not ask for pack=dense.
+        The codes are stored packed (pack=byte: a byte each) in 16-column panels and
+        dequantized to float32, (code - zero) x scale of their K group, once per panel or k
+        chunk by the GEMM (te.floating); B takes w/8 bytes per weight plus its scales instead
+        of four bytes."""
         qb = self.qb
-        return (self.a_float and qb is not None and self.half is None and not self.compensated
-                and qb.is_int and qb.signed and qb.calibrate == Calibration.MAXABS
-                and qb.granularity in (Granularity.PER_TENSOR, Granularity.PER_CHANNEL)
-                and qb.scale == "float32")
+        return (self.a_float and qb is not None and not self.compensated and qb.is_int
+                and qb.granularity != Granularity.PER_BLOCK
+                and (self._fits_half() is None or qb.pack == "dense"))
+
+    @property
+    def float_zero(self) -> bool:
+        """Weight-only codes with zero points (unsigned or min-max weights): zbf holds them."""
+        qb = self.qb
+        return self.float_codes and qb is not None and (
+            not qb.signed or qb.calibrate == Calibration.MINMAX)
+
+    @property
+    def b_group(self) -> int:
+        """K per scale group of B's quantizer (its V, or K for per_tensor / per_channel)."""
+        qb = self.qb
+        return qb.vector if qb is not None and qb.grouped else self.k
 
     @property
     def packed(self) -> bool:
@@ -195,6 +210,10 @@ class KernelPlan:
         then multiplies A's codes by B's codes (products exact in float32, accumulated in
         float32) and applies the row and column scales in its epilogue; CUDA runs it on
         fp16/bf16 tensor cores. None: the float32 GEMM of dequantized values."""
+        return None if self.float_codes else self._fits_half()
+
+    def _fits_half(self) -> str | None:
+        """KernelPlan.half's type, before weight-only codes (float_codes) are considered."""
         if not self.float_path or self.dense_b:
             return None
         fits = set(HALF_TYPES)

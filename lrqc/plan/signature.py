@@ -44,7 +44,7 @@ BIAS = "bias"  # [1, Np] float32: added to every row of C in the epilogue (packe
 FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
-BF, SBF = "Bf", "sbf"
+BF, SBF, ZBF = "Bf", "sbf", "zbf"
 LBT = "LBt"
 # the sparse products (te/sparse.py): per-call operand, static operand, output
 SPARSE_A = ("S", "ss", "D", "sd")  # A's thresholded codes and scales, B's residual codes, scales
@@ -180,7 +180,7 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
     if fn == names.FN_QUANTIZE:
         return _quantize_a(p)
     if fn == names.FN_GEMM and p.float_codes:
-        return (AF, BP, SBF, *_epilogue(p), names.OUT)
+        return (AF, BP, SBF, *_given(p.float_zero, ZBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM and p.float_path:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM:

@@ -24,7 +24,7 @@ def storage(p: KernelPlan) -> dict[str, Any]:
     elif p.float_codes:
         bits = p.pack_bits
         codes = n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed else p.np_ * p.kp
-        scales = p.np_ * 4
+        scales = -(-p.k // p.b_group) * p.np_ * 4 * (2 if p.float_zero else 1)
     else:
         bits = p.pack_bits
         codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed

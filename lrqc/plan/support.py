@@ -63,9 +63,8 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     plan = _make_plan(s, m, n, k, mr)
     qb = plan.qb
     if qb is not None and qb.pack == "dense" and not plan.packed:
-        why = ("its float32 GEMM multiplies B's dequantized values (scales inside the K sum, "
-               "zero points, residual terms or a 16-bit path)" if plan.float_path else
-               "a segment's codes need 8 bits")
+        why = ("its float32 GEMM multiplies B's values with its residual terms folded in"
+               if plan.float_path else "a segment's codes need 8 bits")
         plan = replace(plan, notes=plan.notes + (
             f"b: pack=dense not applied: {why}; B is stored as the layouts say",))
     return plan

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import FormatError
 from ..frontend.model import MAX_FORMAT_BITS, fp_format, int_format
 from . import minifloat
 
@@ -39,14 +40,17 @@ class Format:
 
 
 def parse_format(fmt: str) -> Format:
-    """The Format of a format word or fixed(...) text; ValueError for anything else."""
+    """The Format of a format word or fixed(...) text; FormatError (an LrqcError and a
+    ValueError) for anything else."""
     text = fmt.strip() if isinstance(fmt, str) else fmt
     if not isinstance(text, str):
-        raise ValueError(f"a format is a word such as e3m2, int4 or fixed(4, max=1), got {fmt!r}")
+        raise FormatError(f"a format is a word such as e3m2, int4 or fixed(4, max=1), got {fmt!r}")
     xy = fp_format(text)
     if xy is not None:
         return Format(text, "fp", 1 + xy[0] + xy[1])
     info = int_format(text)
+    if info == (True, 1):  # int1: sign binarization, codes -1 and +1
+        return Format(text, "sign", 1)
     if info is not None and 1 <= info[1] <= MAX_FORMAT_BITS:
         return Format(text, "int", info[1], info[0])
     m = _FIXED_RE.match(text)
@@ -59,10 +63,10 @@ def parse_format(fmt: str) -> Format:
         scale = top / 2.0 ** (bits - 1 if signed else bits) if 1 <= bits <= MAX_FORMAT_BITS \
             else 0.0
         if not (math.isfinite(top) and top > 0 and scale > 0):
-            raise ValueError(f"{text}: fixed(bits, max=V) needs bits 1..{MAX_FORMAT_BITS} and "
+            raise FormatError(f"{text}: fixed(bits, max=V) needs bits 1..{MAX_FORMAT_BITS} and "
                              "a positive finite V")
         return Format(text, "int", bits, signed, scale)
-    raise ValueError(f"unknown format {text!r}: expected a minifloat eXmY (X >= 1, "
+    raise FormatError(f"unknown format {text!r}: expected a minifloat eXmY (X >= 1, "
                      f"1 + X + Y <= {MAX_FORMAT_BITS}), int1..int{MAX_FORMAT_BITS}, "
                      f"uint1..uint{MAX_FORMAT_BITS} or fixed(bits, max=V[, signed=false])")
 
@@ -78,8 +82,10 @@ def decode(codes: np.ndarray, fmt: str) -> np.ndarray:
     c = np.asarray(codes)
     if c.size and (not np.issubdtype(c.dtype, np.integer) or c.min() < 0
                    or c.max() >= 2**f.bits):
-        raise ValueError(f"codes of {f.name} are integers in [0, {2**f.bits - 1}]")
+        raise FormatError(f"codes of {f.name} are integers in [0, {2**f.bits - 1}]")
     c = c.astype(np.int64)
+    if f.kind == "sign":  # bit 0: +1, bit 1: -1
+        return (1 - 2 * c).astype(np.float64)
     if f.kind == "int":
         q = c - (2**f.bits) * (c >> (f.bits - 1)) if f.signed else c
         return q.astype(np.float64) * f.scale
@@ -100,17 +106,23 @@ def decode(codes: np.ndarray, fmt: str) -> np.ndarray:
 def encode(values: np.ndarray, fmt: str) -> np.ndarray:
     """uint8 bit patterns of `values` in format `fmt`: sign-magnitude fields for eXmY (-0.0 with
     the sign bit), two's complement for intN and signed fixed point, plain for uintN. The values
-    must already lie on the format's grid (round_to_format, quantize): ValueError otherwise."""
+    must already lie on the format's grid (round_to_format, quantize): FormatError otherwise."""
     f = parse_format(fmt)
     v = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(v)):
-        raise ValueError(f"{f.name}: only finite values are encoded (NaN / Inf never are)")
+        raise FormatError(f"{f.name}: only finite values are encoded (NaN / Inf never are)")
+    if f.kind == "sign":
+        if np.any(np.abs(v) != 1):
+            first = float(v[np.abs(v) != 1].flat[0])
+            raise FormatError(f"{f.name}: {first!r} is not a code of the format (sign "
+                              "binarization: -1 or +1)")
+        return (v < 0).astype(np.uint8)
     if f.kind == "int":
         q = np.rint(v / f.scale)  # on the grid: the value is code * scale, as decode makes it
         lo, hi = _int_range(f)
         bad = (q * f.scale != v) | (q < lo) | (q > hi)
         if np.any(bad):
-            raise ValueError(f"{f.name}: {v[bad].flat[0]!r} is not on the format's grid "
+            raise FormatError(f"{f.name}: {float(v[bad].flat[0])!r} is not on the format's grid "
                              f"(codes {lo}..{hi} times {f.scale!r})")
         return (q.astype(np.int64) & (2**f.bits - 1)).astype(np.uint8)
     half = 2 ** (f.bits - 1)
@@ -120,8 +132,8 @@ def encode(values: np.ndarray, fmt: str) -> np.ndarray:
     idx = np.minimum(np.searchsorted(mags, a), len(mags) - 1)
     bad = mags[idx] != a
     if np.any(bad):
-        raise ValueError(f"{f.name}: {v[bad].flat[0]!r} is not a value of the format (round it "
-                         "first: lrqc.reference.minifloat.round_to_format)")
+        raise FormatError(f"{f.name}: {float(v[bad].flat[0])!r} is not a value of the format "
+                          "(round it first: lrqc.reference.minifloat.round_to_format)")
     return (idx + half * np.signbit(v)).astype(np.uint8)
 
 
@@ -151,18 +163,26 @@ def integer_units(fmt: str) -> bool:
     """Whether the kernels' integer GEMM takes the format: every intN / uintN / fixed point,
     and the eXmY whose codes value x 2^frac_bits fit [-127, 127] (minifloat.fits_int8)."""
     f = parse_format(fmt)
-    return f.kind == "int" or minifloat.fits_int8(f.name)
+    return f.kind in ("int", "sign") or minifloat.fits_int8(f.name)
 
 
 def parameters(fmt: str) -> list[tuple[str, str]]:
     """(name, value) lines of the format's parameters, as `lrqc explain --format` prints them."""
     f = parse_format(fmt)
     units = "yes" if integer_units(f.name) else "no (float32 GEMM fallback)"
+    if f.kind == "sign":
+        return [("format", f.name), ("bits", "1"),
+                ("encoding", "sign binarization: bit 0 is +1 (x >= 0), bit 1 is -1"),
+                ("codes", "-1, +1 (times the group's mean |x|; stored as 2-bit codes when "
+                          "packed)"), ("integer units", units)]
     if f.kind == "int":
         lo, hi = _int_range(f)
         rows = [("format", f.name), ("bits", str(f.bits)),
                 ("encoding", "two's complement" if f.signed else "unsigned"),
-                ("codes", f"{lo}..{hi}"), ("step", repr(f.scale)),
+                ("codes", f"{lo}..{hi}" + (
+                    f" (calibrate=maxabs uses {lo + 1}..{hi}; calibrate=minmax and fixed "
+                    "point use all)" if f.signed and f.scale == 1.0 and f.bits > 1 else "")),
+                ("step", repr(f.scale)),
                 ("min value", repr(lo * f.scale)), ("max value", repr(hi * f.scale))]
         return rows + [("integer units", units)]
     p = f.fp

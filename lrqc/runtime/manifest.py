@@ -42,7 +42,9 @@ LAYOUTS = {
     "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k, one code "
           "per byte; integer weights narrower than 8 bits (unless pack=byte) packed densely "
-          "as uint8 [Np/16, ceil(Kp/16), 32*w], w bits per code (see packing_order)",
+          "as uint8 [Np/16, ceil(Kp/16), 32*w], w bits per code (see packing_order); for "
+          "weight-only products (a float A, integer weights) the codes in the float GEMM's "
+          "16-column panels, k after k: int8 [Np/16, Kp, 16], or packed as above",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
@@ -50,7 +52,12 @@ LAYOUTS = {
           "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "
           "values) stored in that 16-bit type instead, with their scales in sbf",
     "sbf": "float32 [1, Np] column scales of Bf's codes (1 for a float B), products whose "
-           "values are exact in 16 bits only",
+           "values are exact in 16 bits only; for weight-only products with integer weights "
+           "(a float A): float32 [Gb, Np], the scales of Bp's codes per K group of B's "
+           "quantizer (one group for per_tensor / per_channel)",
+    "zbf": "float32 [Gb, Np] weight-only products with zero points (unsigned or min-max "
+           "weights): zero point minus the storage offset 2^(b-1) of unsigned codes, per K "
+           "group; the GEMM reads B as (code - zbf) * sbf",
     "zb": "int32 [G, Np] weight zero point minus the storage offset (2^(b-1) for unsigned "
           "weights, else 0), only for weights with zero points",
     "bias": "float32 [1, Np] added to every row of C by the GEMM's epilogue (zeros without a "

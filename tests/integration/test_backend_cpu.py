@@ -162,6 +162,7 @@ FLOAT_CASES = [  # a float operand: float32 GEMM against the reference within fl
     ("float32", "int4 per_channel", (7, 33, 100)),
     ("float16", "uint4 per_vector(32)", (1, 16, 1000)),
     ("bfloat16", "int8", (9, 20, 37)),
+    ("bfloat16", "e4m3 per_tensor", (9, 20, 37)),
     ("int8 per_channel", "float16", (16, 17, 64)),
     ("float32", "float32", (5, 48, 96)),
     ("int8 per_vector(16) calibrate=minmax", "bfloat16", (3, 16, 70)),
@@ -197,6 +198,7 @@ HALF_OF = {  # KernelPlan.half of FLOAT_CASES: the 16-bit type holding every GEM
     ("bfloat16", "int8"): "bfloat16",
     ("int8 per_channel", "float16"): "float16",
     ("float16", "e4m3 per_channel round=stochastic"): "float16",
+    ("bfloat16", "e4m3 per_tensor"): "bfloat16",
     ("e5m2 per_tensor", "int8"): "float16",
     ("e4m3 per_channel round=stochastic seed=1", "int8"): "float16",
 }
@@ -230,12 +232,18 @@ def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims
     ("float64", "int1 per_channel", 2, (5, 20, 64)),
     ("float32", "int6 per_channel pack=byte", 8, (7, 17, 50)),
     ("float32", "int7 per_channel", 7, (1, 48, 1000)),
+    ("float16", "int3 per_channel pack=dense", 3, (4, 20, 64)),  # not the 16-bit path
+    ("float32", "int4 per_vector(32)", 4, (5, 40, 100)),  # scales inside the K sum
+    ("bfloat16", "uint4 per_vector(16, scale=uint6 per_channel)", 4, (3, 33, 70)),
+    ("float32", "int4 per_channel calibrate=minmax", 4, (4, 20, 64)),  # zero points
+    ("float32", "uint8 per_channel", 8, (3, 17, 50)),
+    ("float16", "fixed(5, max=2.0) pack=dense", 5, (3, 17, 50)),
+    ("float16", "uint3 per_channel", 3, (3, 17, 50)),  # zero points: no 16-bit path
 ])
 def test_weight_only_products_keep_the_codes(a, b, bits, dims):
-    """A float A times symmetric integer weights with per_tensor / per_channel scales: the
-    float32 GEMM widens B's codes (packed densely below 8 bits, pack=byte a byte each) once per
-    16-column panel and scales its columns in the epilogue; B's float values are never
-    stored."""
+    """A float A times integer weights (any granularity but MX, zero points included): the
+    float32 GEMM dequantizes B's codes (packed densely below 8 bits, pack=byte a byte each)
+    once per 16-column panel or k chunk; B's float values are never stored."""
     m, n, k = dims
     s = scheme(a, b)
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)

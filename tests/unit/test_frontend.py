@@ -16,7 +16,13 @@ from ..conftest import EXAMPLES, ROOT
 
 def test_examples_parse_with_expected_meaning(all_examples):
     assert set(all_examples) == {"lrqmm_int8", "lrqmm_w4a8_r16", "vsquant_w4a4", "full_int8",
-                                 "sparse_int8", "mxfp4", "lplr_w", "lplr_w_a8", "lramm_r64"}
+                                 "sparse_int8", "mxfp4", "lplr_w", "lplr_w_a8", "lramm_r64",
+                                 "w3a8", "w5_float", "fixed_a", "e2m4", "mx_e2m2"}
+    fx = all_examples["fixed_a"].a.quant
+    assert (fx.fmt, fx.is_fixed, fx.fixed_scale, fx.round) == ("int8", True, 4.0 / 128,
+                                                               "nearest_away")
+    assert (all_examples["w3a8"].b.quant.bits, all_examples["w3a8"].b.quant.pack) == (3, "auto")
+    assert all_examples["mx_e2m2"].a.quant.fmt == "e2m2"
     s = all_examples["lrqmm_int8"]
     assert s.a.quant.round == "floor" and s.a.quant.granularity == "per_tensor"
     assert s.b.residuals == (LowRank(rank=1, method="sketch", power_iters=1, seed=0),)
@@ -42,7 +48,8 @@ def test_every_example_file_names_its_paper():
 
 
 @pytest.mark.parametrize("name", ["lrqmm_int8", "lrqmm_w4a8_r16", "vsquant_w4a4", "full_int8",
-                                  "sparse_int8", "mxfp4", "lplr_w", "lplr_w_a8", "lramm_r64"])
+                                  "sparse_int8", "mxfp4", "lplr_w", "lplr_w_a8", "lramm_r64",
+                                  "w3a8", "w5_float", "fixed_a", "e2m4", "mx_e2m2"])
 def test_unparse_round_trips(all_examples, name):
     s = all_examples[name]
     assert lrqc.parse_schemes(unparse(s))[name] == s

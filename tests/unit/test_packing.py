@@ -69,14 +69,17 @@ def test_the_vnni_order_round_trips_through_layout():
     ("int8 per_tensor + dense()", "int3 per_channel + dense()", 3),  # K segments, one width
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", 8),
     ("float32", "int5 per_channel", 5),  # weight-only: the float GEMM widens the codes
-    ("float32", "int5 per_vector(32)", 8),  # scales inside the K sum: float32 values
+    ("float32", "int5 per_vector(32)", 5),  # scales inside the K sum: dequantized per tile
+    ("float16", "int3 per_channel pack=dense", 3),  # the codes, not 16-bit values
+    ("float16", "int3 per_channel", 8),  # by default the 16-bit path: float16 codes
+    ("float32", "e2m3 per_channel", 8),  # minifloat weights: float32 values
 ])
 def test_the_plan_packs_integer_weights_densely(a, b, bits):
     p = make_plan(scheme(a, b), 16, 64, 256)
     assert p.pack_bits == bits and p.packed == (bits < 8)
     st = storage(p)
     if p.float_path and not p.float_codes:
-        assert st["code_bits"] == 32
+        assert st["code_bits"] == (16 if p.half else 32)
     else:
         assert st["code_bits"] == bits
         assert st["codes"] == 64 * p.kp * bits // 8

@@ -36,8 +36,10 @@ def example_plan(name: str) -> KernelPlan:
 INT8 = "a: int8 per_channel\n b: int8 per_channel"
 ZERO_B = "a: int8 per_vector(32)\n b: uint4 per_vector(32)"
 STOCHASTIC = "a: int8 per_channel round=stochastic\n b: int8 per_channel"
-HALF = "a: float16\n b: int8 per_channel"
+HALF = "a: float16\n b: e4m3 per_channel"
 FLOAT32 = "a: float32\n b: int4 per_vector(32)"
+FLOAT_ZERO = "a: float32\n b: uint4 per_channel"
+FLOAT_F32 = "a: float32\n b: e3m4 per_channel"
 FLOAT_LOWRANK = "a: float16\n b: int4 per_channel + lowrank(rank=4)"
 SVD_A = "a: int8 per_channel + lowrank(rank=2, method=svd)\n b: int8 per_channel"
 
@@ -55,7 +57,9 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
     (HALF, "quantize_a", ("A", "a_float", "a_row_scale")),
     (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "bias", "C")),
     (FLOAT32, "quantize_a", ("A", "a_float")),
-    (FLOAT32, "gemm", ("Af", "Bf", "bias", "C")),
+    (FLOAT32, "gemm", ("Af", "Bp", "sbf", "bias", "C")),  # weight-only: B's codes
+    (FLOAT_ZERO, "gemm", ("Af", "Bp", "sbf", "zbf", "bias", "C")),
+    (FLOAT_F32, "gemm", ("Af", "Bf", "bias", "C")),
     (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "bias", "C")),
     (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
     (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid")),

@@ -111,10 +111,10 @@ def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
 
 
 def _gemm_codes(p: KernelPlan, Af: te.Tensor) -> list[te.Tensor]:
-    """[Af, Bp, sbf, C] of weight-only products (KernelPlan.float_codes): B's codes widened to
-    float32 once per 16-column panel (block names.B_FLOAT, tiles.float_gemm), the float32 sums
-    scaled by B's column scales sbf in the epilogue."""
-    Mp, Np, Kp = p.mp, p.np_, p.kp
+    """[Af, Bp, sbf, (zbf,) C] of weight-only products (KernelPlan.float_codes): B's codes
+    dequantized to float32, (code - zbf) · sbf of their K group, once per 16-column panel or k
+    chunk (block names.B_FLOAT, tiles.float_gemm), then a plain float32 GEMM."""
+    Mp, Np, Kp, V = p.mp, p.np_, p.kp, p.b_group
     if p.packed:
         Bp = unpack.packed_input(p)
 
@@ -125,12 +125,20 @@ def _gemm_codes(p: KernelPlan, Af: te.Tensor) -> list[te.Tensor]:
 
         def code(n, kk, c):
             return Bp[n, kk, c]
-    b32 = te.compute((Np // 16, Kp, 16), lambda n, kk, c: code(n, kk, c).astype("float32"),
-                     name=names.B_FLOAT)
+    groups = -(-p.k // V)
+    sbf = te.placeholder((groups, Np), "float32", name="sbf")
+    zbf = [te.placeholder((groups, Np), "float32", name="zbf")] if p.float_zero else []
+
+    def value(n, kk, c):
+        v = code(n, kk, c).astype("float32")
+        if zbf:
+            v = v - zbf[0][kk // V, n * 16 + c]
+        return v * sbf[kk // V, n * 16 + c]
+
+    b32 = te.compute((Np // 16, Kp, 16), value, name=names.B_FLOAT)
     k = te.reduce_axis((0, Kp), "k")
     acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * b32[j // 16, k, j % 16], axis=k),
                      name=names.ACC)
     lr_in, output, _ = epilogue_terms(p)
-    sbf = te.placeholder((1, Np), "float32", name="sbf")
-    C = output((Mp, Np), lambda i, j: acc[i, j] * sbf[0, j], names.OUT)
-    return [Af, Bp, sbf, *lr_in, C]
+    C = output((Mp, Np), lambda i, j: acc[i, j], names.OUT)
+    return [Af, Bp, sbf, *zbf, *lr_in, C]
