@@ -16,6 +16,7 @@ from sympy.core.rules import Transform
 
 from ..frontend.model import Granularity, LowRank, QuantOperand
 from ..ir import nodes as ir
+from ..reference import minifloat
 from .shapes import K, N
 
 F32 = 4
@@ -148,10 +149,14 @@ def estimate_cost(p: ir.Program) -> CostTable:
 
 def stored_width(q) -> int:
     """Bits of each stored weight code of quantizer q (two's complement; unsigned codes are
-    stored minus 2^(b-1)): b for b-bit integers, 2 for int1's sign codes (+-1); 8 for element
-    formats and MX blocks, whose codes stay a byte each (plan/packing.py)."""
-    if q is None or not q.is_int or q.granularity == Granularity.PER_BLOCK:
+    stored minus 2^(b-1)): b for b-bit integers, 2 for int1's sign codes (+-1); for minifloat
+    elements and MX blocks the width of their integer codes value x 2^f (e2m1: 5 bits for
+    -12..12), 8 where those do not fit a byte (the float path) (plan/packing.py)."""
+    if q is None:
         return 8
+    if not q.is_int or q.granularity == Granularity.PER_BLOCK:
+        top = minifloat.code_max(q.fmt)
+        return top.bit_length() + 1 if top <= minifloat.INT8_QMAX else 8
     if q.bits == 1 and q.signed and not q.is_fixed:
         return 2
     return q.bits

@@ -67,7 +67,8 @@ def test_the_vnni_order_round_trips_through_layout():
     ("int8 per_channel", "uint1 per_channel", 1),
     ("int8 per_channel", "int8 per_channel", 8),
     ("int8 per_tensor + dense()", "int3 per_channel + dense()", 3),  # K segments, one width
-    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", 8),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", 5),  # codes -12..12
+    ("int8", "e2m3 per_channel", 7),  # element values x 8: codes -60..60
     ("float32", "int5 per_channel", 5),  # weight-only: the float GEMM widens the codes
     ("float32", "int5 per_vector(32)", 5),  # scales inside the K sum: dequantized per tile
     ("float16", "int3 per_channel pack=dense", 3),  # the codes, not 16-bit values
