@@ -209,10 +209,6 @@ def _check_bits(word: sx.Word) -> None:
 
 # ---- quantizers ---------------------------------------------------------------------------------
 
-FIXED_MIN_STEP = 2.0**-126  # float32's smallest normal: fixed point's step must reach it
-FIXED_MAX = float((2 - 2.0**-23) * 2.0**127)  # float32's largest
-
-
 def _read_format(first: object) -> dict[str, Any]:
     """The fields a quantizer term's first atom gives: fmt (and fixed_max for fixed(...))."""
     if isinstance(first, sx.Call) and first.name == S.FIXED_CALL:
@@ -220,11 +216,10 @@ def _read_format(first: object) -> dict[str, Any]:
         bits, top = args["bits"], args["max"]
         fmt = f"{'' if args['signed'] else 'u'}int{bits}"
         step = Quant(fmt, fixed_max=top).fixed_scale
-        if not (FIXED_MIN_STEP <= step and top <= FIXED_MAX):
-            den = bits - 1 if args["signed"] else bits
-            raise _err(f"fixed(): max={top:g} gives a step max / 2^{den} = {step:.3g}; the "
-                       f"step must be at least 2^-126 (a normal float32: the kernels scale in "
-                       f"float32) and max at most {FIXED_MAX:.4g} (float32's largest)", first)
+        if not (S.FIXED_MIN_STEP <= step and top <= S.FIXED_MAX):
+            raise _err(f"fixed(): max={top:g} gives a step of {step:.3g}; the step must be at "
+                       f"least 2^-126 (a normal float32: the kernels scale in float32) and max "
+                       f"at most {S.FIXED_MAX:.4g} (float32's largest)", first)
         return {"fmt": fmt, "fixed_max": top}
     if isinstance(first, sx.Word) and (first.name in S.FORMAT_WORDS or fp_format(first.name)):
         return {"fmt": first.name}

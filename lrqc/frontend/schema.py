@@ -38,6 +38,8 @@ MAX_RANK = 1 << 20  # rank and oversample
 MAX_POWER_ITERS = 64
 MAX_SEED = (1 << 32) - 1
 MAX_VECTOR = 1 << 16  # V of per_vector(V) / per_block(V)
+FIXED_MIN_STEP = 2.0**-126  # fixed(bits, max=V): its step must be a normal float32
+FIXED_MAX = float((2 - 2.0**-23) * 2.0**127)  # ... and V at most float32's largest
 MAX_THRESHOLD = 1e6  # sparse(threshold=...): above about K / 2 nothing is kept anyway
 
 
