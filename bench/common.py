@@ -99,6 +99,8 @@ PEAK_MODES = {
     "avx2": (("avx2",), "vpmaddwd on widened bytes + vpaddd", "GOPS"),
     "avx2_u8": (("avx2",), "vpmaddubsw + vpmaddwd by ones + vpaddd", "GOPS"),
     "avx2_u8_i16": (("avx2",), "vpmaddubsw + vpaddw (int16 accumulators)", "GOPS"),
+    "avx2_s8": (("avx2",), "int8 x int8: vpsignb (A's sign onto B) + vpmaddubsw + vpmaddwd + "
+                "vpaddd", "GOPS"),
     "vnni": (("avx512_vnni",), "vpdpbusd, AVX-512 VNNI (512-bit)", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
 }

@@ -8,6 +8,9 @@
                    of vpmaddubsw cannot saturate)
      peak avx2_u8_i16  vpmaddubsw + vpaddw (AVX2 on bytes accumulated in int16, the form for
                    weights of at most 4 bits): 32 u8*s8 multiply-adds = 64 ops per pair
+     peak avx2_s8  vpsignb + vpmaddubsw + vpmaddwd by ones + vpaddd (int8 x int8 with A's sign
+                   moved onto B, |A| from vpabsb once per broadcast: pair sums of at most
+                   2*127*127 stay inside int16): 32 multiply-adds = 64 ops per quadruple
      peak vnni     vpdpbusd (AVX-512 VNNI, 512-bit): 64 u8*s8 multiply-adds = 128 ops
      peak avxvnni  vpdpbusd (AVX-VNNI, 256-bit, VEX): 32 u8*s8 multiply-adds = 64 ops
    The integer AVX2 forms keep 6 independent accumulators per thread (each with its own operand:
@@ -65,6 +68,13 @@ AVX2_LOOP(avx2, _mm256_set1_epi16, _mm256_add_epi32, WORDS, 32)
 /* vpmaddubsw on u8 x s8 bytes, vpmaddwd by ones, + vpaddd: 32 multiply-adds = 64 ops */
 #define BYTES(a) _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
 AVX2_LOOP(avx2_u8, _mm256_set1_epi8, _mm256_add_epi32, BYTES, 64)
+/* int8 x int8 by moving A's sign onto B (vpsignb; |A| by vpabsb, once per broadcast of A, so
+   the compiler hoists it as a kernel would), then vpmaddubsw, vpmaddwd by ones, + vpaddd: pair
+   sums of |a| <= 127 by |b| <= 127 stay inside int16; 32 multiply-adds = 64 ops */
+#define SIGNED(a) _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(b),                 \
+                                                         _mm256_sign_epi8(a, b)),             \
+                                    _mm256_set1_epi16(1))
+AVX2_LOOP(avx2_s8, _mm256_set1_epi8, _mm256_add_epi32, SIGNED, 64)
 /* vpmaddubsw on u8 x s8 bytes, + vpaddw (int16 accumulators): 32 multiply-adds = 64 ops */
 #define BYTES_I16(a) _mm256_maddubs_epi16(a, b)
 AVX2_LOOP(avx2_u8_i16, _mm256_set1_epi8, _mm256_add_epi16, BYTES_I16, 64)
@@ -82,7 +92,8 @@ static const struct {
     const char *mode, *feature; /* the CPU feature the mode needs, as lscpu names it */
     double (*run)(long);
 } MODES[] = {MODE(fma, "fma"), MODE(avx2, "avx2"), MODE(avx2_u8, "avx2"),
-             MODE(avx2_u8_i16, "avx2"), MODE(vnni, "avx512_vnni"), MODE(avxvnni, "avx_vnni")};
+             MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
+             MODE(avxvnni, "avx_vnni")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -106,7 +117,7 @@ int main(int argc, char **argv) {
         printf("%.1f %d\n", MODES[i].run(iters), omp_get_max_threads());
         return 0;
     }
-    fprintf(stderr, "peak: unknown mode %s (fma, avx2, avx2_u8, avx2_u8_i16, vnni, avxvnni)\n",
+    fprintf(stderr, "peak: unknown mode %s (fma, avx2, avx2_u8, avx2_u8_i16, avx2_s8, vnni, avxvnni)\n",
             mode);
     return 1;
 }
