@@ -58,6 +58,7 @@ CASES = [  # a, b, (M, N, K)
     ("int8 per_tensor", "int7 per_channel", (3, 17, 300)),
     ("int8 per_channel", "uint1 per_channel", (5, 20, 64)),
     ("int8 per_channel", "uint3 per_channel", (5, 20, 70)),  # zero points, 3 bits
+    ("int8 per_channel", "int3 per_channel", (100, 16, 3)),  # one block of 4 k: no k4 loop
     ("uint8 per_channel", "int8 per_channel", (9, 20, 37)),
     ("uint4 per_tensor", "int4 per_tensor", (3, 17, 50)),
     ("int4 per_channel", "int4 per_channel", (1000, 24, 40)),
@@ -239,6 +240,8 @@ def test_float_gemms_multiply_exact_16_bit_values_with_scales_outside(a, b, dims
     ("float32", "uint8 per_channel", 8, (3, 17, 50)),
     ("float16", "fixed(5, max=2.0) pack=dense", 5, (3, 17, 50)),
     ("float16", "uint3 per_channel", 3, (3, 17, 50)),  # zero points: no 16-bit path
+    ("float32", "int1 per_vector(1) pad=false", 2, (8, 8, 9)),  # K chunks of one k row
+    ("float32", "int3 per_channel", 3, (70, 16, 3)),  # fewer k rows than a packed group
 ])
 def test_weight_only_products_keep_the_codes(a, b, bits, dims):
     """A float A times integer weights (any granularity but MX, zero points included): the

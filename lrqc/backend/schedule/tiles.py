@@ -123,9 +123,9 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     if has_block(sch, names.B_FLOAT):
         wide = sch.get_sblock(names.B_FLOAT)
         sch.compute_at(wide, ko if k_outer else jo)
-        if plan.packed:  # the 16 rows of k of a packed group unrolled: constant shifts
-            rows, _ = sch.get_loops(wide)[-2:]
-            sch.unroll(sch.split(rows, [None, 16])[1])
+        own = loops_under(sch, wide, ko if k_outer else jo)
+        if plan.packed and len(own) == 2:  # the 16 k rows of a packed group unrolled:
+            sch.unroll(sch.split(own[0], [None, 16])[1])  # constant shifts
         sch.vectorize(sch.get_loops(wide)[-1])
     fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None)
     init = sch.decompose_reduction(blk, ko)
@@ -176,12 +176,21 @@ def unpack_at(sch: Schedule, loop: LoopRV) -> None:
         return
     ub = sch.get_sblock(names.UNPACK)
     sch.compute_at(ub, loop)
-    k4, j, kk = sch.get_loops(ub)[-3:]
-    _, t = sch.split(k4, [None, 4])  # the 4 blocks of a packed group: constant shifts
-    sch.unroll(t)
+    *k4, j, kk = loops_under(sch, ub, loop)  # (no k4 loop for a single block of 4 k)
+    if k4:
+        _, t = sch.split(k4[-1], [None, 4])  # the 4 blocks of a packed group: constant shifts
+        sch.unroll(t)
     half, b = sch.split(sch.fuse(j, kk), [2, 32])  # 32 codes: contiguous bytes of every plane
     sch.unroll(half)
     sch.vectorize(b)
+
+
+def loops_under(sch: Schedule, block: SBlockRV, anchor: LoopRV) -> list[LoopRV]:
+    """The loops of `block` below `anchor` (compute_at leaves out those of extent 1)."""
+    loops = sch.get_loops(block)
+    at = sch.get(anchor)
+    i = next(n for n, lp in enumerate(loops) if sch.get(lp).same_as(at))
+    return list(loops[i + 1:])
 
 
 def sum_pairs_at(sch: Schedule, name: str, loop: LoopRV, lanes: int = 8) -> SBlockRV:
