@@ -97,11 +97,18 @@ CASES = [  # a, b, (M, N, K)
 
 @pytest.mark.parametrize("a,b,dims", CASES, ids=[f"{c[0]}|{c[1]}|{c[2]}" for c in CASES])
 def test_kernel_matches_reference(a, b, dims):
+    compile_and_check(a, b, dims)
+
+
+def compile_and_check(a: str, b: str, dims: tuple[int, int, int]):
+    """Compile scheme (a, b) for the host rule at dims and check it against the reference on
+    generated data (uniform for an unsigned A); returns the kernel."""
     s = scheme(a, b)
     m, n, k = dims
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
     A, B = data(m, n, k, seed=m + n + k, dist="uniform" if a.startswith("uint") else "normal")
     check(kernel, s, A, B)
+    return kernel
 
 
 def test_m_varies_per_call_within_the_declared_range():

@@ -13,7 +13,7 @@ pytest.importorskip("tvm")
 
 import lrqc
 
-from .test_backend_cpu import HOST_RULE_TARGET, check, data, scheme
+from .test_backend_cpu import HOST_RULE_TARGET, compile_and_check, data, scheme
 
 INTEGER_CASES = [  # a, b, (M, N, K): the integer path, sums equal to the reference's exactly
     ("e2m4 per_tensor", "int8 per_channel", (5, 20, 64)),
@@ -31,11 +31,8 @@ INTEGER_CASES = [  # a, b, (M, N, K): the integer path, sums equal to the refere
 
 @pytest.mark.parametrize("a,b,dims", INTEGER_CASES, ids=[f"{c[0]}|{c[1]}" for c in INTEGER_CASES])
 def test_integer_kernels_match_the_reference(a, b, dims):
-    s = scheme(a, b)
-    m, n, k = dims
-    kernel = lrqc.compile(s, M=m, N=n, K=k, target=HOST_RULE_TARGET)
+    kernel = compile_and_check(a, b, dims)
     assert not kernel.plan.float_path, kernel.plan.notes
-    check(kernel, s, *data(m, n, k, seed=m + n + k))
 
 
 @pytest.mark.parametrize("a,b", [("e3m4 per_tensor", "int8 per_channel"),
