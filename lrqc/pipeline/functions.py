@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..backend.compat import Schedule
 from ..backend.cuda import schedules as cuda_schedules
-from ..backend.schedule import tiles
+from ..backend.schedule import passes, tiles
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -85,13 +85,13 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         return cuda_schedules.schedule_into(fn, sch, plan, rule, knob)
     if fn == names.FN_QUANTIZE:
         if plan.compensated and not plan.float_path:
-            tiles.compensated_pass(sch, knob)
+            passes.compensated_pass(sch, knob)
         else:
-            tiles.quantize_pass(sch, knob)
+            passes.quantize_pass(sch, knob)
     elif plan.float_path and fn == names.FN_GEMM:
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
-        tiles.row_dots_at(sch, names.LOWRANK_U, knob)
+        passes.row_dots_at(sch, names.LOWRANK_U, knob)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
         tiles.panel_gemm(sch, names.LOWRANK_W, knob)
     else:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import NO_BLOCK, ExprRV, LoopRV, SBlockRV, Schedule, ScheduleError, tir
+from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, tir
 from ..intrin.x86 import AVX2_16x4, VNNI_16x4, register
 from .protocol import Knob
 
@@ -32,18 +32,6 @@ def has_block(sch: Schedule, name: str) -> bool:
     return True
 
 
-def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockRV:
-    """Parallelize the outer loop of an elementwise/reduction block; vectorize its innermost
-    spatial loop by `vector` lanes when asked."""
-    b = sch.get_sblock(name)
-    loops = sch.get_loops(b)
-    sch.parallel(loops[0])
-    if not (isinstance(vector, int) and vector == 0) and len(loops) >= 2:  # an int or a sample
-        _, vi = sch.split(loops[-1], [None, vector])
-        sch.vectorize(vi)
-    return b
-
-
 def hand(name: str, candidates: tuple, choice: int) -> int:
     """The knob of hand schedules: always the hand choice (lrqc tune samples instead:
     lrqc.tuning.search.sampling_knob)."""
@@ -57,37 +45,11 @@ def lanes_knob(knob: Knob, name: str, extent: int, hand_lanes: int) -> int:
     return knob(name, cands, hand_lanes if hand_lanes in cands else cands[0])
 
 
-def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
-    """Parallel rows for the codes; the stats and scales are small or row reductions. Under
-    tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
-    LLVM vectorizes it on its own)."""
-    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
-        if has_block(sch, n) and len(sch.get_loops(sch.get_sblock(n))) >= 3:
-            sch.parallel(sch.get_loops(sch.get_sblock(n))[0])
-    if has_block(sch, names.QUANT_FLOAT):
-        if has_block(sch, names.QUANT_CODES):  # dequantized on the fly from the codes
-            sch.compute_inline(sch.get_sblock(names.QUANT_CODES))
-        ext = _last_extent(sch)
-        lanes = lanes_knob(knob or hand, "float_lanes", ext, 16) if ext % 8 == 0 else 0
-        parallel_rows(sch, names.QUANT_FLOAT, vector=lanes)
-    elif has_block(sch, names.QUANT_CODES):
-        ext = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]).extent)
-        lanes = lanes_knob(knob, "code_lanes", ext, 16) if knob and ext % 8 == 0 else 0
-        parallel_rows(sch, names.QUANT_CODES, vector=lanes)
-    if has_block(sch, names.QUANT_ROWSUM):
-        parallel_rows(sch, names.QUANT_ROWSUM)
-
-
 def finish_vnni(sch: Schedule, loops: dict[str, LoopRV | SBlockRV],
                 intrin: str | None = None) -> None:
     init = sch.decompose_reduction(loops["blk"], loops["ko"])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(loops["jv"], intrin or register_vnni())
-
-
-def _last_extent(sch) -> int:
-    loops = sch.get_loops(sch.get_sblock(names.QUANT_FLOAT))
-    return int(sch.get(loops[-1]).extent)
 
 
 def float_knobs(plan: KernelPlan) -> dict:
@@ -304,91 +266,6 @@ def pick_split(extent: int, choices: tuple[int, ...]) -> int:
 def block_names(sch: Schedule) -> list[str]:
     """Names of the blocks of the PrimFunc, in order."""
     return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-
-
-def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
-    """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
-    the codes expression folds its segment select), row dot products as in row_dots_at; the
-    residual's vector width is a tuning knob."""
-    for name in block_names(sch):
-        loops = sch.get_loops(sch.get_sblock(name))
-        if name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
-                and all(int(sch.get(lp).extent) <= 2 for lp in loops[:-2]):
-            whole_tensor_stat(sch, name)
-        elif name.startswith(names.QUANT_STATS) and len(loops) >= 3 \
-                and int(sch.get(loops[0]).extent) > 1:
-            sch.parallel(loops[0])
-        elif name == names.QUANT_CODES:
-            sch.parallel(loops[0])
-            sch.unroll(loops[1])
-        elif name == names.RESID or name.startswith(names.SPARSE_CODES):
-            sch.parallel(loops[0])
-            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[1]).extent), 16)
-            _, kv = sch.split(loops[1], [None, lanes])
-            sch.vectorize(kv)
-        elif name.startswith(names.RESID_T):
-            transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
-    if has_block(sch, names.SKETCH):
-        row_dots_at(sch, names.SKETCH, knob)
-
-
-def whole_tensor_stat(sch: Schedule, name: str) -> None:
-    """A reduction over all rows and columns (per-tensor max, sums of a sparse copy): partial
-    results per row in parallel (rfactor over the rows), then the few values they reduce to."""
-    blk = sch.get_sblock(name)
-    rows = sch.get_loops(blk)[-2]
-    rf = sch.rfactor(rows, 0)
-    loops = sch.get_loops(rf)
-    sch.reorder(loops[-2], *loops[:-2])  # the rows outermost
-    sch.parallel(sch.get_loops(rf)[0])
-
-
-def transposed_at(sch: Schedule, name: str, src: str) -> None:
-    """out[k, i] = src[i, k]: 16 x 16 tiles, k tiles parallel, each tile of src computed
-    row-major (16 k vectorized) just before its transposed copy."""
-    out = sch.get_sblock(name)
-    k, i = sch.get_loops(out)
-    ko, ki = sch.split(k, [None, 16])
-    io, ii = sch.split(i, [None, 4 if int(sch.get(i).extent) % 16 else 16])
-    sch.reorder(ko, io, ki, ii)
-    sch.parallel(ko)
-    sch.compute_at(sch.get_sblock(src), io)
-    sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
-
-
-def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
-    """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
-    loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
-    return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
-
-
-def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
-    """te.compensated.row_dots: the 16-lane partials computed per row (compute_at the row), rows
-    parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
-    block, so one 16-lane load of the row's values (the dequantized codes) serves every rank
-    of the block, whose 16-lane sums stay in registers."""
-    out = sch.get_sblock(name)
-    i = sch.get_loops(out)[0]
-    sch.parallel(i)
-    part = sch.get_sblock(name + names.LANES)
-    sch.compute_at(part, i)
-    if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
-        return
-    loops = sch.get_loops(part)  # under i: (c, kk, ko), c elided when it is 1
-    if len(loops) >= 4:
-        c, kk, ko = loops[-3:]
-        ranks = int(sch.get(c).extent)
-        cands = tuple(v for v in (2, 4, 8) if ranks % v == 0) or (1,)
-        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
-        co, ci = sch.split(c, [None, cb])
-        sch.reorder(co, ko, ci, kk)
-        sch.unroll(ci)
-    else:
-        kk, ko = loops[-2:]
-        sch.reorder(ko, kk)
-    sch.vectorize(kk)
-    init = sch.decompose_reduction(part, ko)
-    sch.vectorize(sch.get_loops(init)[-1])
 
 
 def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:

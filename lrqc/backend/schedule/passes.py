@@ -1,0 +1,168 @@
+"""CPU schedules of the per-call passes over A (quantize_a, the compensated pass and its row
+dot products): rows in parallel, the max |x| (and min / max) statistics taken in 16 vector
+lanes (split and rfactor: a maximum does not depend on the order it is taken in, so the
+scales stay bit for bit those of the reference), codes left to LLVM's vectorizer."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ..compat import ExprRV, SBlockRV, Schedule, tir
+from .protocol import Knob
+from .tiles import block_names, hand, has_block, lanes_knob
+
+
+def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockRV:
+    """Parallelize the outer loop of an elementwise/reduction block; vectorize its innermost
+    spatial loop by `vector` lanes when asked."""
+    b = sch.get_sblock(name)
+    loops = sch.get_loops(b)
+    sch.parallel(loops[0])
+    if not (isinstance(vector, int) and vector == 0) and len(loops) >= 2:  # an int or a sample
+        _, vi = sch.split(loops[-1], [None, vector])
+        sch.vectorize(vi)
+    return b
+
+
+def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
+    """Parallel rows for the codes; the stats and scales are small or row reductions. Under
+    tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
+    LLVM vectorizes it on its own)."""
+    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
+        if has_block(sch, n):
+            statistic(sch, n)
+    if has_block(sch, names.QUANT_FLOAT):
+        if has_block(sch, names.QUANT_CODES):  # dequantized on the fly from the codes
+            sch.compute_inline(sch.get_sblock(names.QUANT_CODES))
+        ext = _last_extent(sch)
+        lanes = lanes_knob(knob or hand, "float_lanes", ext, 16) if ext % 8 == 0 else 0
+        parallel_rows(sch, names.QUANT_FLOAT, vector=lanes)
+    elif has_block(sch, names.QUANT_CODES):
+        ext = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]).extent)
+        lanes = lanes_knob(knob, "code_lanes", ext, 16) if knob and ext % 8 == 0 else 0
+        parallel_rows(sch, names.QUANT_CODES, vector=lanes)
+    if has_block(sch, names.QUANT_ROWSUM):
+        parallel_rows(sch, names.QUANT_ROWSUM)
+
+
+def _last_extent(sch) -> int:
+    loops = sch.get_loops(sch.get_sblock(names.QUANT_FLOAT))
+    return int(sch.get(loops[-1]).extent)
+
+
+def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
+    """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
+    the codes expression folds its segment select), row dot products as in row_dots_at; the
+    residual's vector width is a tuning knob."""
+    for name in block_names(sch):
+        loops = sch.get_loops(sch.get_sblock(name))
+        if name.startswith(names.QUANT_STATS):
+            statistic(sch, name)
+        elif name == names.QUANT_CODES:
+            sch.parallel(loops[0])
+            sch.unroll(loops[1])
+        elif name == names.RESID or name.startswith(names.SPARSE_CODES):
+            sch.parallel(loops[0])
+            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[1]).extent), 16)
+            _, kv = sch.split(loops[1], [None, lanes])
+            sch.vectorize(kv)
+        elif name.startswith(names.RESID_T):
+            transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
+    if has_block(sch, names.SKETCH):
+        row_dots_at(sch, names.SKETCH, knob)
+
+
+def statistic(sch: Schedule, name: str) -> None:
+    """A reduction of A's values to one number per tensor (two reduced loops: rows and
+    columns), row or K group: per tensor, partial results per row in parallel
+    (whole_tensor_stat); otherwise the rows in parallel. Maxima and minima are then taken in
+    vector lanes (max_lanes)."""
+    blk = sch.get_sblock(name)
+    if sum(int(v.iter_type) == REDUCE for v in sch.get(blk).iter_vars) == 2:
+        blk = whole_tensor_stat(sch, name)
+    else:
+        first = sch.get_loops(blk)[0]
+        if int(sch.get(blk).iter_vars[0].iter_type) != REDUCE and int(sch.get(first).extent) > 1:
+            sch.parallel(first)
+    max_lanes(sch, blk)
+
+
+REDUCE = 2  # IterVar.iter_type of a reduced block axis (0: data parallel)
+LANES = 16  # float64 lanes of a vectorized maximum: two AVX-512 or four AVX2 registers
+
+
+def max_lanes(sch: Schedule, blk: SBlockRV) -> None:
+    """A max or min reduction over its innermost loop taken in LANES vector lanes (split and
+    rfactor into per-lane partial results, then the lanes reduced), when LANES divides the
+    loop's extent at least twice; sums (whose order would change their rounding) and other
+    shapes stay as they are. LLVM does not vectorize a floating-point max reduction itself."""
+    store = sch.get(blk).body
+    if not isinstance(store, tir.BufferStore) or not isinstance(store.value, (tir.Max, tir.Min)):
+        return
+    r = sch.get_loops(blk)[-1]
+    ext = int(sch.get(r).extent)
+    if ext % LANES or ext < 2 * LANES:
+        return
+    _, lane = sch.split(r, [None, LANES])
+    rf = sch.rfactor(lane, len(store.indices))  # the lanes innermost in the partial buffer
+    sch.vectorize(sch.get_loops(rf)[-1])
+
+
+def whole_tensor_stat(sch: Schedule, name: str) -> SBlockRV:
+    """A reduction over all rows and columns (per-tensor max, sums of a sparse copy): partial
+    results per row in parallel (rfactor over the rows; returns that block), then the few
+    values they reduce to."""
+    blk = sch.get_sblock(name)
+    rows = sch.get_loops(blk)[-2]
+    rf = sch.rfactor(rows, 0)
+    loops = sch.get_loops(rf)
+    sch.reorder(loops[-2], *loops[:-2])  # the rows outermost
+    sch.parallel(sch.get_loops(rf)[0])
+    return rf
+
+
+def transposed_at(sch: Schedule, name: str, src: str) -> None:
+    """out[k, i] = src[i, k]: 16 x 16 tiles, k tiles parallel, each tile of src computed
+    row-major (16 k vectorized) just before its transposed copy."""
+    out = sch.get_sblock(name)
+    k, i = sch.get_loops(out)
+    ko, ki = sch.split(k, [None, 16])
+    io, ii = sch.split(i, [None, 4 if int(sch.get(i).extent) % 16 else 16])
+    sch.reorder(ko, io, ki, ii)
+    sch.parallel(ko)
+    sch.compute_at(sch.get_sblock(src), io)
+    sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
+
+
+def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
+    """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
+    loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
+    return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
+
+
+def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
+    """te.compensated.row_dots: the 16-lane partials computed per row (compute_at the row), rows
+    parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
+    block, so one 16-lane load of the row's values (the dequantized codes) serves every rank
+    of the block, whose 16-lane sums stay in registers."""
+    out = sch.get_sblock(name)
+    i = sch.get_loops(out)[0]
+    sch.parallel(i)
+    part = sch.get_sblock(name + names.LANES)
+    sch.compute_at(part, i)
+    if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
+        return
+    loops = sch.get_loops(part)  # under i: (c, kk, ko), c elided when it is 1
+    if len(loops) >= 4:
+        c, kk, ko = loops[-3:]
+        ranks = int(sch.get(c).extent)
+        cands = tuple(v for v in (2, 4, 8) if ranks % v == 0) or (1,)
+        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
+        co, ci = sch.split(c, [None, cb])
+        sch.reorder(co, ko, ci, kk)
+        sch.unroll(ci)
+    else:
+        kk, ko = loops[-2:]
+        sch.reorder(ko, kk)
+    sch.vectorize(kk)
+    init = sch.decompose_reduction(part, ko)
+    sch.vectorize(sch.get_loops(init)[-1])
