@@ -144,9 +144,20 @@ class Bucket:
         """quantize_a on the bucket's A."""
         self.fn(names.FN_QUANTIZE)(*self._quantize_args)
 
-    def run(self, fn: str, packed: Packed) -> None:
-        """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand."""
-        self.fn(fn)(*_args(self.bound[fn], packed.tensors))
+    def run(self, fn: str, packed: Packed, out: Tensor | None = None) -> None:
+        """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand; out:
+        a tensor of C's shape to write C into instead of the bucket's buffer."""
+        args = _args(self.bound[fn], packed.tensors)
+        if out is not None:
+            args = [out if name == names.OUT else a for (name, _), a in zip(self.bound[fn], args)]
+        self.fn(fn)(*args)
+
+    def fresh_output(self) -> Tensor | None:
+        """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy
+        of C out of the bucket's buffer), or None where later functions add to the bucket's
+        own C (sparse products)."""
+        p = self.plan
+        return None if p.sparse else empty((p.mp, p.np_), "float32", self.c.device)
 
     def int_acc(self, packed: Packed, out: Tensor) -> None:
         """The integer accumulation into out (its output C)."""

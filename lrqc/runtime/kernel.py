@@ -246,10 +246,11 @@ class Kernel:
 
     def __call__(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
-        return to_output(finite(self._c32(A, packed)), self.output)
+        return to_output(self._c32(A, packed), self.output)
 
     def _c32(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
-        """C in float32, as the kernel computes it (before the output type)."""
+        """C in float32, as the kernel computes it (before the output type), finite (else
+        InputError)."""
         self._check(packed)
         if self.transposed:
             return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
@@ -263,15 +264,36 @@ class Kernel:
             if bk.comp is not None:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
-            bk.run(names.FN_GEMM, packed)
+            fresh = bk.fresh_output()
+            bk.run(names.FN_GEMM, packed, fresh)
             if bk.plan.sparse:  # which formulation ran for each sparse term, and why
                 self.last_notes += bk.sparse(packed)
             if self.transposed and bk.comp is not None:  # name the operands as the user does
                 self.last_notes = [_swap_operands(n) for n in self.last_notes]
-            c = np.array(view(bk.c)[:m, : self.plan.n])  # a copy: the buffer is the next call's
+            if fresh is None:  # a copy: the buffer is the next call's
+                c = np.array(view(bk.c)[:m, : self.plan.n])
+            else:  # this call's own C: its rows (contiguous), its columns (a copy if padded)
+                c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
         if not sig.bias_in_epilogue(bk.plan) and packed.arrays.bias is not None:
             c += packed.arrays.bias[:, : self.plan.n]  # sums over K groups: after the GEMM
-        return c
+        return c if self._bounded(bk, m, packed) else finite(c)
+
+    def _bounded(self, bk: Bucket, m: int, packed: Packed) -> bool:
+        """Whether this call's C is finite by a bound, without reading C: an integer product
+        without low-rank or sparse terms computes C = Σ_g acc_g sa_g sb_g (+ bias) with
+        |acc| <= Kp 255² (codes of at most 8 bits, zero points included: the int32 sums are
+        exact, _sums_fit), so max |sa| max |sb| Kp 255² + max |bias| (with room for float32's
+        rounding) below 1e38 leaves C finite. Other products are checked entry by entry."""
+        p = bk.plan
+        if p.float_path or p.mx or p.compensated or p.sparse:
+            return False
+        arr = packed.arrays
+        if arr.sb is None:
+            return False
+        top = float(np.abs(view(bk.sa)[:m]).max()) * float(np.abs(arr.sb).max()) * p.kp * 255.0**2
+        if arr.bias is not None:
+            top += float(np.abs(arr.bias).max())
+        return top * 1.01 < 1e38
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """Σ_k (qA - zA) qB per K-group, exactly as the kernel accumulates it: (G, M, N) int32."""
