@@ -147,10 +147,10 @@ class Bucket:
     def run(self, fn: str, packed: Packed, out: Tensor | None = None) -> None:
         """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand; out:
         a tensor of C's shape to write C into instead of the bucket's buffer."""
-        args = _args(self.bound[fn], packed.tensors)
+        bound = self.bound[fn]
         if out is not None:
-            args = [out if name == names.OUT else a for (name, _), a in zip(self.bound[fn], args)]
-        self.fn(fn)(*args)
+            bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
+        self.fn(fn)(*_args(bound, packed.tensors))
 
     def fresh_output(self) -> Tensor | None:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy

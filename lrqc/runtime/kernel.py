@@ -233,10 +233,10 @@ class Kernel:
         float32 epilogue or int32 sums."""
         p = bk.plan
         if not p.float_path and not p.mx:
-            normal_scales(bk.sa.numpy()[:m], "column" if self.transposed else "row",
+            normal_scales(view(bk.sa)[:m], "column" if self.transposed else "row",
                           "B" if self.transposed else "A")
         if bk.plan.zero_points:
-            why = zero_point_problem(bk.plan, bk.zc.numpy()[:m], packed.arrays.zb)
+            why = zero_point_problem(bk.plan, view(bk.zc)[:m], packed.arrays.zb)
             if why:
                 raise InputError(f"{'B' if self.transposed else 'A'} x packed "
                                  f"{'A' if self.transposed else 'B'}: {why}")

@@ -24,10 +24,16 @@ def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockR
 
 
 def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
-    """Parallel rows for the codes; the stats and scales are small or row reductions. Under
+    """Parallel rows for the codes, the statistics (statistic) and every per-row block of
+    scales (with K groups: the group scales, their two-level codes, zero points). Under
     tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
     LLVM vectorizes it on its own)."""
-    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
+    own = (names.QUANT_STATS, names.QUANT_STATS + "_lo", names.QUANT_CODES, names.QUANT_FLOAT,
+           names.QUANT_ROWSUM)
+    for n in block_names(sch):
+        if n not in own:
+            rows_parallel(sch, sch.get_sblock(n))
+    for n in own[:2]:
         if has_block(sch, n):
             statistic(sch, n)
     if has_block(sch, names.QUANT_FLOAT):
@@ -80,10 +86,17 @@ def statistic(sch: Schedule, name: str) -> None:
     if sum(int(v.iter_type) == REDUCE for v in sch.get(blk).iter_vars) == 2:
         blk = whole_tensor_stat(sch, name)
     else:
-        first = sch.get_loops(blk)[0]
-        if int(sch.get(blk).iter_vars[0].iter_type) != REDUCE and int(sch.get(first).extent) > 1:
-            sch.parallel(first)
+        rows_parallel(sch, blk)
     max_lanes(sch, blk)
+
+
+def rows_parallel(sch: Schedule, blk: SBlockRV) -> None:
+    """The block's outer loop in parallel where it is a data-parallel loop of several rows."""
+    loops = sch.get_loops(blk)
+    iters = sch.get(blk).iter_vars
+    if loops and iters and int(iters[0].iter_type) != REDUCE \
+            and int(sch.get(loops[0]).extent) > 1:
+        sch.parallel(loops[0])
 
 
 REDUCE = 2  # IterVar.iter_type of a reduced block axis (0: data parallel)
@@ -91,18 +104,20 @@ LANES = 16  # float64 lanes of a vectorized maximum: two AVX-512 or four AVX2 re
 
 
 def max_lanes(sch: Schedule, blk: SBlockRV) -> None:
-    """A max or min reduction over its innermost loop taken in LANES vector lanes (split and
-    rfactor into per-lane partial results, then the lanes reduced), when LANES divides the
-    loop's extent at least twice; sums (whose order would change their rounding) and other
-    shapes stay as they are. LLVM does not vectorize a floating-point max reduction itself."""
+    """A max or min reduction over its innermost loop taken in LANES (or LANES / 2) vector
+    lanes (split and rfactor into per-lane partial results, then the lanes reduced), when they
+    divide the loop's extent at least twice; sums (whose order would change their rounding)
+    and other shapes stay as they are. LLVM does not vectorize a floating-point max reduction
+    itself."""
     store = sch.get(blk).body
     if not isinstance(store, tir.BufferStore) or not isinstance(store.value, (tir.Max, tir.Min)):
         return
     r = sch.get_loops(blk)[-1]
     ext = int(sch.get(r).extent)
-    if ext % LANES or ext < 2 * LANES:
+    lanes = next((v for v in (LANES, LANES // 2) if ext % v == 0 and ext >= 2 * v), 0)
+    if not lanes:
         return
-    _, lane = sch.split(r, [None, LANES])
+    _, lane = sch.split(r, [None, lanes])
     rf = sch.rfactor(lane, len(store.indices))  # the lanes innermost in the partial buffer
     sch.vectorize(sch.get_loops(rf)[-1])
 
