@@ -33,6 +33,10 @@ class X86Vnni(ScheduleRule):
                     "rule)")
         return None
 
+    def variants(self, plan: KernelPlan) -> tuple:
+        """Loop orders lrqc tune explores (blocks.variants): rows outer or k chunks outer."""
+        return blocks.variants(plan)
+
     def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (as in the AVX2 rule: the same tile structure)."""
         return () if plan.packed else ("nr",)
@@ -46,5 +50,6 @@ class X86Vnni(ScheduleRule):
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
                  variant: str | None = None) -> None:
-        blocks.schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob), tiles.register_vnni())
+        blocks.schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob), tiles.register_vnni(),
+                        variant=variant)
 

@@ -24,10 +24,13 @@ def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockR
 
 
 def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
-    """Parallel rows for the codes, the statistics (statistic) and every per-row block of
-    scales (with K groups: the group scales, their two-level codes, zero points). Under
+    """One parallel loop over A's rows for the whole pass where every block works row by row
+    (one_row_loop); otherwise (per-tensor statistics, float32 copies of A) parallel rows for
+    the codes, the statistics (statistic) and every per-row block of scales. Under
     tuning (knob given) the codes loop is also split into vectors of a sampled width (by hand
     LLVM vectorizes it on its own)."""
+    if not has_block(sch, names.QUANT_FLOAT) and one_row_loop(sch, knob):
+        return
     own = (names.QUANT_STATS, names.QUANT_STATS + "_lo", names.QUANT_CODES, names.QUANT_FLOAT,
            names.QUANT_ROWSUM)
     for n in block_names(sch):
@@ -48,6 +51,31 @@ def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
         parallel_rows(sch, names.QUANT_CODES, vector=lanes)
     if has_block(sch, names.QUANT_ROWSUM):
         parallel_rows(sch, names.QUANT_ROWSUM)
+
+
+def one_row_loop(sch: Schedule, knob: Knob | None) -> bool:
+    """Every block of the pass under one parallel loop over A's rows (merged loops), so each
+    row is read from memory once and its statistics, scales, codes and row sums follow while
+    it sits in cache; False (nothing changed) where a block does not work row by row (a
+    per-tensor statistic)."""
+    blocks = [sch.get_sblock(n) for n in block_names(sch)]
+    rows = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[0]).extent)
+    for b in blocks:
+        loops, iters = sch.get_loops(b), sch.get(b).iter_vars
+        if not loops or int(iters[0].iter_type) == REDUCE \
+                or int(sch.get(loops[0]).extent) != rows:
+            return False
+    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
+        if has_block(sch, n):
+            max_lanes(sch, sch.get_sblock(n))
+    if knob:
+        k = sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]
+        ext = int(sch.get(k).extent)
+        if ext % 8 == 0:
+            sch.vectorize(sch.split(k, [None, lanes_knob(knob, "code_lanes", ext, 16)])[1])
+    firsts = [sch.get_loops(sch.get_sblock(n))[0] for n in block_names(sch)]
+    sch.parallel(sch.merge(*firsts) if len(firsts) > 1 else firsts[0])
+    return True
 
 
 def _last_extent(sch) -> int:
