@@ -43,13 +43,15 @@ def _is_int(v: object) -> TypeGuard[int]:
 
 
 def m_buckets(lo: int, hi: int) -> tuple[int, ...]:
-    """Compiled row counts for M in lo..hi: powers of two from 4 (the row tile) that are >= lo
-    and < hi, then hi. A call with m rows runs in the smallest bucket >= m."""
+    """Compiled row counts for M in lo..hi: the sizes 4, 8, .., 64 (powers of two from the row
+    tile), then 96, 128, 192, 256, 384, .. (powers of two and 1.5 times them) that are >= lo
+    and < hi, then hi. A call with m rows runs in the smallest bucket >= m, so above 64 rows
+    at most a third of a bucket's rows are padding (a power-of-two ladder: up to a half)."""
     out, b = [], 4
     while b < hi:
         if b >= lo:
             out.append(b)
-        b *= 2
+        b = b * 2 if b < 64 else b * 4 // 3 if b & (b - 1) else b * 3 // 2
     return tuple(out) + (hi,)
 
 

@@ -1,0 +1,98 @@
+"""What a kernel call hands back and how the per-call pass over A is laid out: C is a new array
+per call (written by the GEMM in place, never a view of a buffer the next call reuses), of the
+call's rows and columns, C-contiguous and writable, equal to the reference; the scale bound that
+skips C's entry-by-entry finiteness check never lets a non-finite C through; the quantization
+pass runs as one parallel loop over A's rows where every step of it is row-local."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.plan.buckets import m_buckets
+
+pytest.importorskip("tvm")
+
+
+def scheme(a: str, b: str) -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+
+
+@pytest.mark.parametrize("m,n", [(32, 48), (23, 48), (32, 40), (5, 20)])
+def test_each_call_returns_its_own_contiguous_C(m, n):
+    """Rows below the bucket's and columns below the padded N: the array is the call's own,
+    a later call does not change it, and it is the reference's C."""
+    s = scheme("int8 per_channel", "int4 per_channel")
+    k = 64
+    kernel = lrqc.compile(s, "1..32", n, k)
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((k, n))
+    packed = kernel.pack(B)
+    A1, A2 = rng.standard_normal((m, k)), rng.standard_normal((m, k))
+    C1 = kernel(A1, packed)
+    kept = C1.copy()
+    C2 = kernel(A2, packed)
+    assert C1.shape == (m, n) and C1.flags.c_contiguous and C1.flags.writeable
+    assert not np.shares_memory(C1, C2)
+    np.testing.assert_array_equal(C1, kept)  # the second call wrote elsewhere
+    ref = lrqc.reference.matmul(s, A1.astype(np.float32).astype(np.float64), B)
+    np.testing.assert_allclose(C1, ref, rtol=2e-5, atol=2e-5 * np.abs(ref).max())
+    C1[:] = 0  # the caller's to change: the next call is unaffected
+    np.testing.assert_array_equal(kernel(A2, packed), C2)
+
+
+def test_huge_scales_still_meet_the_finiteness_check():
+    """Data near float32's largest values: the bound cannot prove C finite, the entries are
+    checked and the call is refused (the product leaves float32's range)."""
+    s = scheme("int8 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, 8, 16, 64)
+    A = np.full((8, 64), 1e30, np.float32)
+    B = np.full((64, 16), 1e30, np.float32)
+    with pytest.raises(lrqc.InputError, match="float32's range"):
+        kernel(A, kernel.pack(B))
+
+
+def test_moderate_data_is_proven_finite_without_reading_C():
+    """The bound holds for ordinary data: _bounded says so (no pass over C)."""
+    s = scheme("int8 per_tensor", "int4 per_vector(16)")
+    kernel = lrqc.compile(s, 16, 32, 64)
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((16, 64)) * 1e6, rng.standard_normal((64, 32))
+    packed = kernel.pack(B)
+    bk, A32 = kernel._bucket(A)
+    with bk.lock:
+        m = kernel._fill(bk, A32)
+        assert kernel._bounded(bk, m, packed)
+
+
+def quantize_tir(s: lrqc.Scheme, m: int, n: int, k: int) -> str:
+    from lrqc.pipeline.compile import compile as compile_kernel
+
+    texts: dict[str, str] = {}
+    compile_kernel(s, m, n, k, emit=("tir",), on_text=texts.__setitem__)
+    text = texts["tir"]
+    return re.search(r"# quantize_a_m\d+\n(.*?)(?=\n# \w+_m\d+\n|\Z)", text, re.S).group(1)
+
+
+@pytest.mark.parametrize("a,merged", [
+    ("int8 per_channel", True),
+    ("uint4 per_vector(16, scale=uint6 per_channel)", True),
+    ("int8 per_tensor", False),  # the tensor's maximum first, then the rows
+])
+def test_quantize_pass_is_one_row_loop_where_rows_are_independent(a, merged):
+    text = quantize_tir(scheme(a, "int8 per_channel"), 64, 32, 256)
+    loops = text.count("T.parallel(")
+    assert (loops == 1) == merged, text
+    assert "T.vectorized(" in text  # the max |x| statistics in vector lanes
+
+
+def test_buckets_above_64_rows_waste_at_most_a_third():
+    b = m_buckets(1, 5000)
+    assert b[:5] == (4, 8, 16, 32, 64) and b[-1] == 5000
+    for lo, hi in zip(b[4:], b[5:-1], strict=False):
+        assert hi / lo <= 1.5 and hi % 32 == 0
+    for m in range(65, 5001, 7):
+        assert next(x for x in b if x >= m) <= max(1.5 * m, 64)
