@@ -96,6 +96,7 @@ def machine() -> dict:
 # mode: (the /proc/cpuinfo flags it needs, what it measures, unit)
 PEAK_MODES = {
     "fma": (("avx2", "fma"), "vfmadd231ps, float32 FMA (256-bit)", "GFLOPS"),
+    "fma512": (("avx512f",), "vfmadd231ps, float32 FMA (512-bit)", "GFLOPS"),
     "avx2": (("avx2",), "vpmaddwd on widened bytes + vpaddd", "GOPS"),
     "avx2_u8": (("avx2",), "vpmaddubsw + vpmaddwd by ones + vpaddd", "GOPS"),
     "avx2_u8_i16": (("avx2",), "vpmaddubsw + vpaddw (int16 accumulators)", "GOPS"),
@@ -210,6 +211,14 @@ def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
     if "vpmaddwd" in text or "avx2" in text:
         return "avx2", text.strip()
     return None, text.strip()
+
+
+def numpy_roof(flags: set[str] | None = None) -> str:
+    """The peak.c mode of numpy's float32 GEMM: 512-bit FMA where the CPU has AVX-512F (the
+    BLAS picks its AVX-512 kernels there: `blas` in the machine section says which), else
+    256-bit FMA."""
+    flags = cpu_flags() if flags is None else flags
+    return "fma512" if "avx512f" in flags else "fma"
 
 
 def torch_roof(flags: set[str] | None = None) -> str | None:

@@ -164,7 +164,8 @@ def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
     B = rng.standard_normal((k, n)).astype(np.float32)
     calls: dict = {NUMPY: partial(np.matmul, A, B)}
     notes: dict[str, str] = {}
-    roofs: dict[str, str | None] = {NUMPY: "fma", TORCH_DQ: common.torch_roof(flags)}
+    roofs: dict[str, str | None] = {NUMPY: common.numpy_roof(flags),
+                                    TORCH_DQ: common.torch_roof(flags)}
     for name, fn in common.torch_calls(A, B).items():
         if isinstance(fn, str):
             notes[name] = fn

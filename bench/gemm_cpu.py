@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         B = rng.standard_normal((k, n)).astype(np.float32)
         ops = 2.0 * m * n * k
         rows = [("numpy float32", median_time(partial(np.matmul, A, B), args.repeat, args.budget),
-                 "fma", "")]
+                 common.numpy_roof(flags), "")]
         peers = torch_peers(A, B, args.repeat, args.budget)
         peers.pop("C", None)
         for name, (t, note) in peers.items():

@@ -1,6 +1,8 @@
 /* Peak dot-product throughput of this CPU, all threads, no memory traffic:
      peak fma      vfmadd231ps (AVX2 + FMA, 256-bit): 8 float32 multiply-adds = 16 flops per
                    instruction (what numpy's float32 GEMM and lrqc's float32 tile issue)
+     peak fma512   vfmadd231ps (AVX-512F, 512-bit): 16 float32 multiply-adds = 32 flops (what an
+                   AVX-512 BLAS such as OpenBLAS's SkylakeX kernels issues)
      peak avx2     vpmaddwd + vpaddd (AVX2, what lrqc's x86_avx2 rule issues per 16 x 2 k):
                    16 i16*i16 multiply-adds = 32 ops per pair
      peak avx2_u8  vpmaddubsw + vpmaddwd by ones + vpaddd (AVX2 on bytes, as fbgemm does): 32
@@ -82,6 +84,8 @@ AVX2_LOOP(avx2_u8_i16, _mm256_set1_epi8, _mm256_add_epi16, BYTES_I16, 64)
 /* the forms that accumulate inside one instruction (12 accumulators) */
 #define FMA_PS(c, a, b) _mm256_fmadd_ps(a, b, c)
 PEAK_LOOP(fma, "avx2,fma", __m256, _mm256_set1_ps, 12, FUSED, FMA_PS, _, 16)
+#define FMA_PS512(c, a, b) _mm512_fmadd_ps(a, b, c)
+PEAK_LOOP(fma512, "avx512f", __m512, _mm512_set1_ps, 12, FUSED, FMA_PS512, _, 32)
 PEAK_LOOP(vnni, "avx512f,avx512vnni", __m512i, _mm512_set1_epi8, 12, FUSED, _mm512_dpbusd_epi32,
           _, 128)
 PEAK_LOOP(avxvnni, "avx2,avxvnni", __m256i, _mm256_set1_epi8, 12, FUSED,
@@ -91,7 +95,8 @@ PEAK_LOOP(avxvnni, "avx2,avxvnni", __m256i, _mm256_set1_epi8, 12, FUSED,
 static const struct {
     const char *mode, *feature; /* the CPU feature the mode needs, as lscpu names it */
     double (*run)(long);
-} MODES[] = {MODE(fma, "fma"), MODE(avx2, "avx2"), MODE(avx2_u8, "avx2"),
+} MODES[] = {MODE(fma, "fma"), MODE(fma512, "avx512f"), MODE(avx2, "avx2"),
+             MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
              MODE(avxvnni, "avx_vnni")};
 
@@ -101,6 +106,7 @@ static int has(const char *feature) {
     if (strcmp(feature, "fma") == 0)
         return __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
     if (strcmp(feature, "avx2") == 0) return __builtin_cpu_supports("avx2");
+    if (strcmp(feature, "avx512f") == 0) return __builtin_cpu_supports("avx512f");
     if (strcmp(feature, "avx512_vnni") == 0) return __builtin_cpu_supports("avx512vnni");
     return __builtin_cpu_supports("avxvnni");
 }
@@ -117,7 +123,7 @@ int main(int argc, char **argv) {
         printf("%.1f %d\n", MODES[i].run(iters), omp_get_max_threads());
         return 0;
     }
-    fprintf(stderr, "peak: unknown mode %s (fma, avx2, avx2_u8, avx2_u8_i16, avx2_s8, vnni, avxvnni)\n",
-            mode);
+    fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
+            "vnni, avxvnni)\n", mode);
     return 1;
 }
