@@ -38,11 +38,11 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     M: a row count, or a range lo..hi ("lo..hi", (lo, hi) or range(lo, hi + 1)) compiled as
-    M buckets. target: None / "host" (this CPU), a short name ("x86-avx512-vnni", "x86-avx2",
-    "aarch64", "cuda-sm90", ...) or a TVM target dict. tuned: use matching records of the
-    tuning database (lrqc tune). dump_dir: a folder that receives the text of every
-    compilation stage (IR, kernel plans, TE, scheduled TIR, LLVM IR and assembly). Imports
-    TVM on first use."""
+    M buckets. target: None / "host" (this CPU), a short name ("x86-avx512-vnni",
+    "x86-avxvnni", "x86-avx2", "aarch64", "cuda-sm90", ...) or a TVM target dict. tuned: use
+    matching records of the tuning database (lrqc tune). dump_dir: a folder that receives the
+    text of every compilation stage (IR, kernel plans, TE, scheduled TIR, LLVM IR and
+    assembly). Imports TVM on first use."""
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")

@@ -29,6 +29,7 @@ SHORT_NAMES = {
     "host": None,
     "x86-avx512-vnni": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"},
     "x86-avx2": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"},
+    "x86-avxvnni": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "alderlake"},
     "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-n1"},
     "cuda-sm80": {"kind": "cuda", "arch": "sm_80"},
     "cuda-sm90": {"kind": "cuda", "arch": "sm_90"},
@@ -197,5 +198,6 @@ def _features(d: dict, t) -> set[str]:
         return {"cuda"} | {f for f, lo in have.items() if sm >= lo}
     if not str(d.get("mtriple") or platform.machine()).startswith(("x86", "AMD64")):
         return set()  # the x86 feature names mean nothing to other LLVM targets
-    return {f for f in ("avx512vnni", "avx512bw", "avx512f", "avx2", "avx512bf16", "gfni")
+    return {f for f in ("avx512vnni", "avxvnni", "avx512bw", "avx512f", "avx2", "avx512bf16",
+                        "gfni")
             if codegen.target_has_features(f, t)}

@@ -224,9 +224,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     b.add_argument("file", metavar="FILE")
     b.add_argument("--scheme")
     b.add_argument("--dims", required=True, help="M=..,N=..,K=..; M=lo..hi builds buckets "
-                   "(powers of two from 4, and hi) so M may vary per call")
-    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avx2, aarch64, "
-                   "cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target dict as JSON")
+                   "(4, 8, .., 64, then powers of two and 1.5 times them, and hi) so M may vary "
+                   "per call")
+    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avxvnni, x86-avx2, "
+                   "aarch64, cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target "
+                   "dict as JSON")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
     b.add_argument("--emit", help="print compilation stages as they run: ir, plan, te, tir, "
                    "llvm, asm (CUDA targets: cuda, ptx instead of llvm, asm), comma-separated; "

@@ -147,5 +147,5 @@ def proof_text(plan: KernelPlan) -> str:
     lines += [f"  {name:<11} {'exact' if ok else 'NOT exact':<10} {why}"
               for name, ok, why in instruction_proofs(plan)]
     lines.append("x86 rules take the first exact instruction the target has: vpdpbusd "
-                 "(avx512vnni), vpmaddubsw (avx2), vpmaddwd (avx2)")
+                 "(avx512vnni; avxvnni: 256-bit), vpmaddubsw (avx2), vpmaddwd (avx2)")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ results within a tolerance set by float32 arithmetic; artifacts, refusals and th
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ pytest.importorskip("tvm")
 from lrqc.backend.target import host_cpu_flags
 
 HAS_VNNI = "avx512_vnni" in host_cpu_flags()
+HAS_AVX_VNNI = "avx_vnni" in host_cpu_flags()
 # the kernel tests run the AVX2 rule wherever the host has AVX2 (VNNI hosts run both, below)
 HOST_RULE_TARGET = "x86-avx2" if "avx2" in host_cpu_flags() else None
 
@@ -369,7 +371,8 @@ def test_rule_choice_follows_the_target():
     from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
-    want = {"x86-avx512-vnni": "x86_vnni", "x86-avx2": "x86_avx2", "aarch64": "generic"}
+    want = {"x86-avx512-vnni": "x86_vnni", "x86-avxvnni": "x86_avxvnni", "x86-avx2": "x86_avx2",
+            "aarch64": "generic"}
     for t, name in want.items():
         rule, skipped = choose("x86", plan, resolve(t))
         assert rule.name == name
@@ -406,6 +409,30 @@ def test_vnni_kernels_run_exactly():
         kernel = lrqc.compile(s, *dims, target="host")
         assert kernel.rule == "x86_vnni"
         check(kernel, s, *data(*dims, seed=3, dist="uniform" if a.startswith("uint") else "normal"))
+
+
+@pytest.mark.skipif(not HAS_AVX_VNNI, reason="this CPU has no AVX-VNNI to run the 256-bit form")
+def test_avx_vnni_kernels_run_exactly():
+    """The 256-bit VEX vpdpbusd rule, compiled for a CPU with AVX-VNNI and no AVX-512 (Intel
+    Alder Lake), run here: every case's integer sums bit for bit."""
+    for a, b, dims in CASES:
+        s = scheme(a, b)
+        kernel = lrqc.compile(s, *dims, target="x86-avxvnni")
+        assert kernel.rule == "x86_avxvnni"
+        check(kernel, s, *data(*dims, seed=5, dist="uniform" if a.startswith("uint") else "normal"))
+
+
+@pytest.mark.parametrize("spec,dims", [("int8 per_channel", (64, 64, 256)),
+                                       ("int4 per_vector(32)", (8, 64, 256)),
+                                       ("int8 per_channel + lowrank(rank=4)", (64, 64, 256))])
+def test_avx_vnni_rule_emits_vex_vpdpbusd(spec, dims):
+    """A target with AVX-VNNI and no AVX-512: the 256-bit vpdpbusd, no 512-bit register."""
+    from lrqc.backend.target import resolve
+
+    t = resolve("x86-avxvnni")
+    assert "avxvnni" in t.features and "avx512vnni" not in t.features
+    asm = _asm(scheme(spec, spec), dims, t)
+    assert re.search(r"vpdpbusd\s+%ymm", asm) and "zmm" not in asm
 
 
 def test_artifact_round_trip_in_a_new_process(tmp_path):

@@ -2,7 +2,9 @@
 
 VNNI: u8·s8 -> s32 with LLVM 22's vpdpbusd signature. TVM 0.27's built-in `dot_16x4_vnni`
 passes <16 x i32> operands, which LLVM 22 rejects (vpdpbusd.512 now takes <64 x i8>); this one
-reinterprets A's 4 bytes and B's 64 bytes.
+reinterprets A's 4 bytes and B's 64 bytes. AVX-VNNI (the VEX form, 256-bit, on CPUs without
+AVX-512): the same block as two vpdpbusd of 8 columns (LLVM's vpdpbusd.256, encoded as VEX
+where the target has avxvnni and not avx512vl).
 
 AVX2: the same block with vpmaddwd on bytes widened to int16 (u8 zero-, s8 sign-extended), which
 sums adjacent k pairs: C[j, h] += Σ_t A[2h+t]·B[j, 2h+t], 32 int32 lanes in vpmaddwd order.
@@ -56,6 +58,27 @@ def _impl(
             T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
             C.vload([0], dtype="int32x16"), a64, B.vload([0, 0], dtype="int8x64"),
             dtype="int32x16")
+
+
+AVXVNNI_16x4 = "lrqc_avxvnni_16x4_u8s8s32"
+
+
+@T.prim_func(s_tir=True)
+def _impl_avxvnni(
+    A: T.Buffer((4,), "uint8", offset_factor=1),
+    B: T.Buffer((16, 4), "int8", offset_factor=1),
+    C: T.Buffer((16,), "int32", offset_factor=1),
+) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+        a32 = T.reinterpret(T.broadcast(a4, 8), dtype="uint8x32")
+        for h in T.unroll(2):  # columns 0..7, then 8..15: one 256-bit vpdpbusd each
+            C[T.ramp(h * 8, 1, 8)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
+                C.vload([h * 8], dtype="int32x8"), a32, B.vload([h * 8, 0], dtype="int8x32"),
+                dtype="int32x8")
 
 
 AVX2_16x4 = "lrqc_avx2_16x4_pairs_u8s8s32"
@@ -183,7 +206,8 @@ def _impl_dp4a(
                                    T.int32(0), dtype="int32")
 
 
-_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVX2_16x4: (_desc_pairs, _impl_pairs),
+_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVXVNNI_16x4: (_desc, _impl_avxvnni),
+               AVX2_16x4: (_desc_pairs, _impl_pairs),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, tir
-from ..intrin.x86 import AVX2_16x4, VNNI_16x4, register
+from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
 from .protocol import Knob
 
 
 def register_vnni() -> str:
     return register(VNNI_16x4)
+
+
+def register_avxvnni() -> str:
+    return register(AVXVNNI_16x4)
 
 
 def register_avx2() -> str:
