@@ -279,20 +279,29 @@ class Kernel:
         return c if self._bounded(bk, m, packed) else finite(c)
 
     def _bounded(self, bk: Bucket, m: int, packed: Packed) -> bool:
-        """Whether this call's C is finite by a bound, without reading C: an integer product
-        without low-rank or sparse terms computes C = Σ_g acc_g sa_g sb_g (+ bias) with
-        |acc| <= Kp 255² (codes of at most 8 bits, zero points included: the int32 sums are
-        exact, _sums_fit), so max |sa| max |sb| Kp 255² + max |bias| (with room for float32's
-        rounding) below 1e38 leaves C finite. Other products are checked entry by entry."""
+        """Whether this call's C is finite by a bound, without reading C. An integer product
+        without sparse terms computes C = Σ_g acc_g sa_g sb_g (+ bias) (+ Σ_c U[i, c] W[c, j]
+        per low-rank term) with |acc| <= Kp 255² over all its groups and segments (codes of
+        at most 8 bits, zero points included: the int32 sums are exact, _sums_fit), so
+        max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
+        float32's rounding) below 1e38 leaves C finite; a NaN anywhere fails the comparison.
+        Other products are checked entry by entry."""
         p = bk.plan
-        if p.float_path or p.mx or p.compensated or p.sparse:
-            return False
         arr = packed.arrays
-        if arr.sb is None:
+        if p.float_path or p.mx or p.sparse or arr.sb is None:
             return False
         top = float(np.abs(view(bk.sa)[:m]).max()) * float(np.abs(arr.sb).max()) * p.kp * 255.0**2
         if arr.bias is not None:
             top += float(np.abs(arr.bias).max())
+        comp = bk.comp
+        for rank, u, w in ((p.rank_a, comp and comp.Ua, comp and comp.Wa),
+                           (p.rank_b, comp and comp.Ub, arr.wb)):
+            if not rank:
+                continue
+            if u is None or w is None:
+                return False
+            w = view(w) if not isinstance(w, np.ndarray) else w
+            top += rank * float(np.abs(view(u)[:m]).max()) * float(np.abs(w).max())
         return top * 1.01 < 1e38
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:

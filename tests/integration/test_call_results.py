@@ -96,3 +96,21 @@ def test_buckets_above_64_rows_waste_at_most_a_third():
         assert hi / lo <= 1.5 and hi % 32 == 0
     for m in range(65, 5001, 7):
         assert next(x for x in b if x >= m) <= max(1.5 * m, 64)
+
+
+def test_lowrank_terms_enter_the_bound():
+    """LRQMM: U and W of both sides are part of the bound; ordinary data is proven finite,
+    data near float32's largest values is checked and refused."""
+    s = scheme("int8 per_tensor + lowrank(rank=2)", "int8 per_channel + lowrank(rank=2)")
+    kernel = lrqc.compile(s, 16, 32, 64)
+    rng = np.random.default_rng(9)
+    A, B = rng.standard_normal((16, 64)), rng.standard_normal((64, 32))
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    bk, _ = kernel._bucket(A)
+    assert kernel._bounded(bk, 16, packed)
+    ref = lrqc.reference.matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert np.abs(C - ref).max() <= 1e-4 * np.abs(ref).max()
+    big = np.full((64, 32), 3e37, np.float32)
+    with pytest.raises(lrqc.InputError, match="range"):
+        kernel(np.full((16, 64), 3e37, np.float32), kernel.pack(big))
