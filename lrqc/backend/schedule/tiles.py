@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, tir
+from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
 from .protocol import Knob
 
@@ -56,11 +56,22 @@ def finish_vnni(sch: Schedule, loops: dict[str, LoopRV | SBlockRV],
     sch.tensorize(loops["jv"], intrin or register_vnni())
 
 
+def wide_vectors() -> bool:
+    """Whether the CPU target being scheduled for (TVM's current target) has AVX-512F: 16
+    float32 lanes per register and 32 registers."""
+    t = TvmTarget.current(allow_none=True)
+    return t is not None and t.kind.name == "llvm" and bool(codegen.target_has_features("avx512f",
+                                                                                          t))
+
+
 def float_knobs(plan: KernelPlan) -> dict:
     """The float32 GEMM's tuning space: rows per tile and the k chunk (name -> (candidates,
-    hand choice))."""
+    hand choice)). By hand 4 rows of 16 columns (8 accumulators of 8 lanes: AVX2 keeps both
+    FMA units busy), 8 rows where registers hold 16 lanes (AVX-512: 8 accumulators again;
+    1.6x faster than 4 rows at 2048³ on Zen 5)."""
+    rows = (8, 4, 2, 1) if wide_vectors() else (4, 2, 1)
     return {"mr": (tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0),
-                   pick_split(plan.mp, (4, 2, 1))),
+                   pick_split(plan.mp, rows)),
             "kc": (tuple(v for v in (32, 64, 128, 256, 512) if plan.kp % v == 0) or (1,),
                    pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4, 2, 1)))}
 
