@@ -294,7 +294,7 @@ def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
     i, j, k = sch.get_loops(blk)
     rows, kext = int(sch.get(i).extent), int(sch.get(k).extent)
     mr = (knob or hand)(out + "_mr", tuple(v for v in (1, 2, 4, 8) if rows % v == 0),
-                        pick_split(rows, (4, 2, 1)))
+                        pick_split(rows, (8, 4, 2, 1) if wide_vectors() else (4, 2, 1)))
     io, ii = sch.split(i, [None, mr])
     jo, jv = sch.split(j, [None, 16])
     ko, kk = sch.split(k, [None, pick_split(kext, (256, 128, 64, 32, 16))])
