@@ -2,7 +2,8 @@
 later client cores): the VNNI rule's u8 x s8 -> s32 block of 16 columns x 4 k as two 8-column
 vpdpbusd, the same loop structure (blocks.schedule) with tiles for 16 ymm registers: 4 rows x 16
 columns (8 accumulators) by hand. Exact for every byte code, as the 512-bit form. Measured on
-an AMD Zen 5 (which has both forms) with the target x86-avxvnni: see the rule's `measured`."""
+an AMD Zen 5 (which has both forms) with the target x86-avxvnni: see the rule's `measured`
+(3.3x the vpmaddwd rule's GEMM on the same machine)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class X86AvxVnni(ScheduleRule):
     family = "x86"
     instruction = "vpdpbusd"
     fast = True
-    measured = "not recorded"
+    measured = ("GEMM stage 804-822 GOPS (0.83-0.96 of the 256-bit vpdpbusd roof) at 2048^3 and "
+                "512x3072x768 w8a8 per_channel, Zen 5 2 cores, target x86-avxvnni (2026-12-02)")
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "avxvnni" not in target.features:
