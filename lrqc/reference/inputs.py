@@ -37,7 +37,7 @@ def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
     src = arr
     with np.errstate(over="ignore"):
         arr = arr.astype(dtype, copy=False)
-    finite = bool(np.all(np.isfinite(arr)))
+    finite = all_finite(arr)
     if finite and not (float32 and arr.dtype.itemsize > 4 and np.abs(arr).max() >= F32_LIMIT):
         return arr
     bad = np.argwhere(~np.isfinite(arr) if not finite else np.abs(arr) >= F32_LIMIT)[0]
@@ -46,6 +46,20 @@ def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
         raise InputError(f"{name}: contains values beyond the float32 range ({where}); the "
                          "compiled kernels compute in float32 (largest finite value 3.4e38)")
     raise InputError(f"{name}: contains non-finite values ({where})")
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of arr is finite. A contiguous float array first takes one BLAS dot
+    product with itself: a NaN or infinity makes it NaN or infinity, while a finite sum of
+    squares (non-negative, so nothing cancels) proves every entry finite; only where it is not
+    finite (non-finite entries, or squares past the float range) are the entries checked one
+    by one. Several times faster than the entry-by-entry check on large arrays."""
+    if arr.dtype in (np.float32, np.float64) and arr.flags.c_contiguous and arr.size >= 4096:
+        flat = arr.reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.dot(flat, flat)):
+                return True
+    return bool(np.all(np.isfinite(arr)))
 
 
 def check_pair(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:

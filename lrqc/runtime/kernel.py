@@ -284,13 +284,19 @@ class Kernel:
         per low-rank term) with |acc| <= Kp 255² over all its groups and segments (codes of
         at most 8 bits, zero points included: the int32 sums are exact, _sums_fit), so
         max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
-        float32's rounding) below 1e38 leaves C finite; a NaN anywhere fails the comparison.
+        float32's rounding) below 1e38, and each product of two of Kp 255², max |sa|, max |sb|
+        too (the epilogue's intermediates: acc·sa, or the scales' product, come first), leaves
+        C finite; a NaN anywhere fails the comparison.
         Other products are checked entry by entry."""
         p = bk.plan
         arr = packed.arrays
         if p.float_path or p.mx or p.sparse or arr.sb is None:
             return False
-        top = float(np.abs(view(bk.sa)[:m]).max()) * float(np.abs(arr.sb).max()) * p.kp * 255.0**2
+        acc = p.kp * 255.0**2
+        sa, sb = float(np.abs(view(bk.sa)[:m]).max()), float(np.abs(arr.sb).max())
+        if max(acc * sa, acc * sb, sa * sb) * 1.01 >= 1e38:  # an intermediate product of the
+            return False  # epilogue (acc sa first, or the scales' product) could overflow
+        top = acc * sa * sb
         if arr.bias is not None:
             top += float(np.abs(arr.bias).max())
         comp = bk.comp

@@ -114,3 +114,22 @@ def test_lowrank_terms_enter_the_bound():
     big = np.full((64, 32), 3e37, np.float32)
     with pytest.raises(lrqc.InputError, match="range"):
         kernel(np.full((16, 64), 3e37, np.float32), kernel.pack(big))
+
+
+def test_an_overflowing_intermediate_is_not_proven_finite():
+    """acc · sa overflows float32 although C itself would fit (huge A, tiny B): the bound must
+    not pass it, and the call is refused rather than returning infinities."""
+    s = scheme("int8 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, 8, 16, 64)
+    A = np.full((8, 64), 3e36, np.float32)
+    B = np.full((64, 16), 1e-6, np.float32)
+    packed = kernel.pack(B)
+    bk, A32 = kernel._bucket(A)
+    with bk.lock:
+        assert not kernel._bounded(bk, kernel._fill(bk, A32), packed)
+    try:
+        C = kernel(A, packed)
+    except lrqc.InputError as exc:
+        assert "range" in str(exc)
+    else:
+        assert np.isfinite(C).all()
