@@ -10,9 +10,16 @@ the output is the loop anchor and the per-group accumulator is computed at g."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
 from ...plan.model import KernelPlan
 from ..compat import Schedule
 from . import tiles
+from .protocol import Knob, ScheduleRule
+
+if TYPE_CHECKING:
+    from ..target import Target
 
 VARIANTS = ("rows_outer", "k_outer")
 
@@ -78,3 +85,51 @@ def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
     sch.vectorize(sch.get_loops(pinit)[-1])
     sch.tensorize(pjv, intrin)
     tiles.finish_group_output(sch, fn, out, g)
+
+
+class DotBlockRule(ScheduleRule):
+    """The base of the rules whose instruction is the whole u8·s8 block summed per 4 k
+    (vpdpbusd in its 512-bit and 256-bit forms): they apply where the target has `feature`,
+    take single-group products and per-group vectors of whole blocks of 4 k, and schedule
+    with this module's loop structure; a rule names its feature, its tensor intrinsic and its
+    tile preferences (rows, 16-column blocks)."""
+
+    instruction = "vpdpbusd"
+    fast = True
+    feature: ClassVar[str]
+    rows_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)
+    cols_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)
+
+    @abstractmethod
+    def intrinsic(self) -> str:
+        """The registered tensor intrinsic of the 16 x 4 block."""
+
+    def why_not(self, plan: KernelPlan, target: Target) -> str | None:
+        if self.feature not in target.features:
+            return f"target lacks {self.feature}"
+        if plan.chunked:
+            return "int64 accumulation over K chunks (the portable rule)"
+        if plan.groups > 1 and plan.vector % 4:
+            return (f"per-group vectors of {plan.vector} (not whole blocks of 4 k: the portable "
+                    "rule)")
+        return None
+
+    def variants(self, plan: KernelPlan) -> tuple:
+        """Loop orders lrqc tune explores (variants()): rows outer or k chunks outer."""
+        return variants(plan)
+
+    def unit_safe(self, plan: KernelPlan) -> tuple:
+        """Knobs that are pure split factors (the same tile structure at every value)."""
+        return () if plan.packed else ("nr",)
+
+    def knobs(self, plan: KernelPlan) -> dict:
+        """The tuning space (tiles.tile_knobs): rows per tile, 16-column blocks per tile and
+        the k chunk (hand 64 steps of 4 bytes = 256), the hand tiles the rule's preferences.
+        lrqc tune checks candidates on the host, so it samples them only where the host has
+        the instruction; tests compile every corner of the space."""
+        return tiles.tile_knobs(plan, self.rows_pref, self.cols_pref)
+
+    def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
+                 variant: str | None = None) -> None:
+        schedule(fn, sch, plan, tiles.picks(self.knobs(plan), knob), self.intrinsic(),
+                 variant=variant)
