@@ -43,42 +43,32 @@ def _desc(
                     C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
 
-@T.prim_func(s_tir=True)
-def _impl(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a64 = T.reinterpret(T.broadcast(a4, 16), dtype="uint8x64")
-        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            C.vload([0], dtype="int32x16"), a64, B.vload([0, 0], dtype="int8x64"),
-            dtype="int32x16")
+def _dot_impl(lanes: int, llvm_name: str) -> tir.PrimFunc:
+    """The block as 16 / lanes vpdpbusd of `lanes` int32 columns each (llvm_name: the
+    512-bit or 256-bit form): A's 4 bytes broadcast to every column, B's 4·lanes bytes."""
+    a_type, b_type, c_type = f"uint8x{4 * lanes}", f"int8x{4 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def impl(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            a = T.reinterpret(T.broadcast(a4, lanes), dtype=a_type)
+            for h in T.unroll(16 // lanes):
+                C[T.ramp(h * lanes, 1, lanes)] = T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id(llvm_name),
+                    C.vload([h * lanes], dtype=c_type), a, B.vload([h * lanes, 0], dtype=b_type),
+                    dtype=c_type)
+
+    return impl
 
 
 AVXVNNI_16x4 = "lrqc_avxvnni_16x4_u8s8s32"
-
-
-@T.prim_func(s_tir=True)
-def _impl_avxvnni(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
-        a32 = T.reinterpret(T.broadcast(a4, 8), dtype="uint8x32")
-        for h in T.unroll(2):  # columns 0..7, then 8..15: one 256-bit vpdpbusd each
-            C[T.ramp(h * 8, 1, 8)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.256"),
-                C.vload([h * 8], dtype="int32x8"), a32, B.vload([h * 8, 0], dtype="int8x32"),
-                dtype="int32x8")
 
 
 AVX2_16x4 = "lrqc_avx2_16x4_pairs_u8s8s32"
@@ -206,7 +196,8 @@ def _impl_dp4a(
                                    T.int32(0), dtype="int32")
 
 
-_INTRINSICS = {VNNI_16x4: (_desc, _impl), AVXVNNI_16x4: (_desc, _impl_avxvnni),
+_INTRINSICS = {VNNI_16x4: (_desc, _dot_impl(16, "llvm.x86.avx512.vpdpbusd.512")),
+               AVXVNNI_16x4: (_desc, _dot_impl(8, "llvm.x86.avx512.vpdpbusd.256")),
                AVX2_16x4: (_desc_pairs, _impl_pairs),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
