@@ -255,7 +255,7 @@ def median_time(fn, repeat: int, budget_s: float) -> float:
 
 def interleaved(calls: dict[str, Callable[[], object]], rounds: int, slow_s: float = 1.0,
                 gap_s: float = 0.0, errors: dict[str, str] | None = None,
-                first: dict[str, float] | None = None) -> dict[str, list[float]]:
+                first: dict[str, float] | None = None, warm: int = 0) -> dict[str, list[float]]:
     """{name: seconds of each timed call}. Every callable is called twice first (warm-up), the
     seconds of its first call in first[name] (a one-time cost). One whose second call took over
     slow_s and over 10x the median second call is measured by that call alone and left out of
@@ -264,7 +264,9 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int, slow_s: flo
     RuntimeErrors). Then `rounds` rounds each time every other callable once, in turn, so a
     slow phase of a shared machine hits all of them alike; the order rotates by one each
     round, so no callable always runs right after the same other one (BLAS and OpenMP threads
-    that spin after a call slow what runs next). gap_s: a pause before each timed call."""
+    that spin after a call slow what runs next). gap_s: a pause before each timed call; warm:
+    untimed calls of the same callable right before it (after the pause), so its own threads
+    are awake and others' have stopped spinning: calls as a model makes them, back to back."""
 
     def timed(fn) -> float:
         t0 = time.perf_counter()
@@ -293,6 +295,8 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int, slow_s: flo
         for name in live[shift:] + live[:shift]:
             if gap_s:
                 time.sleep(gap_s)
+            for _ in range(warm):
+                calls[name]()
             times[name].append(timed(calls[name]))
     return times
 
@@ -317,14 +321,19 @@ def torch_calls(A: np.ndarray, B: np.ndarray, int_mm: bool = True
         lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(B.T, dtype=np.float32)))
     with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
         warnings.simplefilter("ignore")
-        q = torch.ao.quantization.quantize_dynamic(lin, {torch.nn.Linear}, dtype=torch.qint8)
+        # quantize_dynamic swaps the children of the module it is given, never that module
+        # itself: a bare Linear would stay float32, so it goes in as a Sequential's child
+        q = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
+                                                   dtype=torch.qint8)[0]
     x = torch.from_numpy(np.ascontiguousarray(A, dtype=np.float32))
 
     def linear():
         with torch.no_grad():
             return q(x)
 
-    out["torch dynamic-quant Linear"] = linear
+    quantized = type(q).__module__.startswith("torch.ao.nn.quantized")
+    out["torch dynamic-quant Linear"] = linear if quantized else (
+        f"quantize_dynamic left the Linear as {type(q).__name__} (float32)")
     if int_mm:
         a8 = torch.randint(-127, 128, A.shape, dtype=torch.int8)
         b8 = torch.randint(-127, 128, B.shape, dtype=torch.int8)

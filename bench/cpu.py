@@ -17,8 +17,10 @@ seconds and 10x the others' (torch._int_mm on CPU) is timed by that call alone. 
 round times each other contender of a shape once, in turn (the order rotating by one per
 round, with a pause of --gap seconds before each call: numpy's OpenBLAS threads spin for about
 0.1 s after a call and slow whatever runs next), so a slow phase of a shared machine hits every
-contender of the round. lrqc kernels are timed as a user calls them: kernel(A, packed) on
-float32 A, B packed once ahead (the copy and quantization of A, the GEMM and its epilogue).
+contender of the round; --warm N calls each contender N more times, untimed, right before its
+timed call (back to back, as a model calls its layers). lrqc kernels are timed as a user calls
+them: kernel(A, packed) on float32 A, B packed once ahead (the copy and quantization of A, the
+GEMM and its epilogue).
 
 Columns: GOPS = 2MNK / time; /numpy and /torch_dq: the peer's time over the row's (above 1:
 faster than the peer); /peak: the row's GOPS over the roof (a bench/peak.c mode, all threads, no
@@ -185,7 +187,7 @@ def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
     errors: dict[str, str] = {}
     first: dict[str, float] = {}
-    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors, first)
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors, first, args.warm)
     notes.update(errors)
     t_np, t_dq = med(times.get(NUMPY, [])), med(times.get(TORCH_DQ, []))
     rows = []
@@ -256,7 +258,8 @@ def comp_shape(m, n, k, args) -> list[dict]:
         notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
     first: dict[str, float] = {}
-    times = common.interleaved(calls, args.rounds, args.slow, args.gap, first=first)
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, first=first,
+                               warm=args.warm)
     rows = []
     for name in [NUMPY] + names:
         ts = times.get(name, [])
@@ -432,6 +435,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--peak-iters", type=int, help="iterations of a peak run (default 1e8)")
     ap.add_argument("--gap", type=float, default=0.15,
                     help="seconds of pause before each timed call (default 0.15)")
+    ap.add_argument("--warm", type=int, default=0,
+                    help="untimed calls of a contender right before each of its timed calls "
+                         "(default 0): back to back, as inside a model, where each runtime's "
+                         "threads are awake and the others' have stopped spinning")
     ap.add_argument("--slow", type=float, default=1.0,
                     help="a contender whose second warm-up call takes over this many seconds and "
                          "10x the others' is measured by that call alone (default 1)")
@@ -446,6 +453,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.peak_iters = args.peak_iters or (50_000_000 if args.quick else 100_000_000)
     if args.rounds < 1 or args.peak_runs < 1 or args.peak_iters < 1:
         ap.error("--rounds, --peak-runs and --peak-iters must be at least 1")
+    if args.warm < 0:
+        ap.error("--warm must be at least 0")
     return args
 
 
@@ -462,6 +471,7 @@ def main(argv=None) -> int:
         print_peaks(peaks, args.peak_runs)
     print(f"\ntiming: medians of {args.rounds} interleaved rounds after a warm-up; "
           f"{args.gap:g} s pause before each call" +
+          (f", then {args.warm} untimed calls of the same contender" if args.warm else "") +
           ("" if peaks or "gemm" not in args.sections else
            "; /peak: n/a (the peaks section did not run)"), flush=True)
     gemm: list[dict] = []

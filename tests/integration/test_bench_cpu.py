@@ -76,3 +76,22 @@ def test_sections_and_shapes_are_checked(cpu):
         cpu.main(["--sections", "gemm,speed"])
     with pytest.raises(SystemExit, match="M,N,K"):
         cpu.main(["--sections", "gemm", "--shapes", "64,64"])
+
+
+def test_the_torch_int8_peer_is_quantized(cpu):
+    """The dynamic-quant peer runs torch's quantized Linear: quantize_dynamic does not replace
+    a bare Linear handed to it (only children), which would time a float32 Linear instead."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((8, 32)), rng.standard_normal((32, 16))
+    calls = cpu.common.torch_calls(A, B, int_mm=False)
+    fn = calls["torch dynamic-quant Linear"]
+    assert callable(fn), fn
+    C = fn().numpy()
+    assert C.shape == (8, 16)
+    exact = A.astype(np.float32) @ B.astype(np.float32)
+    err = np.abs(C - exact).max() / np.abs(exact).max()
+    assert 1e-5 < err < 0.1, err  # int8 rounding shows; a float32 Linear would be ~1e-7
+    del torch
