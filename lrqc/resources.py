@@ -1,8 +1,12 @@
 """One place that finds the data directories (grammar/, schedules/, examples/) in a checkout or
-a wheel, and the host CPU's feature flags."""
+a wheel, the host CPU's feature flags, and the OS permission AMX tiles need."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
+from functools import cache
 from pathlib import Path
 
 _PKG = Path(__file__).resolve().parent
@@ -38,3 +42,26 @@ def host_cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18  # Linux x86-64
+
+
+@cache
+def enable_amx() -> str | None:
+    """Ask Linux for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, once per process):
+    a process must hold it before its first tile instruction. None when granted, else why
+    not (no AMX, another OS, a kernel before 5.16)."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return "AMX tiles need Linux on x86-64"
+    if "amx_tile" not in host_cpu_flags():
+        return "this CPU has no AMX tiles (no amx_tile in /proc/cpuinfo)"
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        rc = libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)
+    except (OSError, AttributeError) as exc:
+        return f"the arch_prctl system call is not reachable ({exc})"
+    if rc != 0:
+        return (f"Linux refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM: "
+                f"{os.strerror(ctypes.get_errno())}; Linux before 5.16 lacks it)")
+    return None

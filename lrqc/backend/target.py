@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..errors import LrqcError
-from ..resources import host_cpu_flags
+from ..resources import enable_amx, host_cpu_flags
 from .compat import TvmTarget, codegen
 
 # cpuinfo flag -> LLVM feature
@@ -24,12 +24,15 @@ _X86_FEATURES = {
     "avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512bw": "avx512bw",
     "avx512vl": "avx512vl", "avx512dq": "avx512dq", "avx512_vnni": "avx512vnni",
     "avx512_bf16": "avx512bf16", "gfni": "gfni", "avx_vnni": "avxvnni",
+    "amx_tile": "amx-tile", "amx_int8": "amx-int8",
 }
+_AMX_FLAGS = ("amx_tile", "amx_int8")  # used only where the OS grants the tile state
 SHORT_NAMES = {
     "host": None,
     "x86-avx512-vnni": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "znver4"},
     "x86-avx2": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "haswell"},
     "x86-avxvnni": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "alderlake"},
+    "x86-amx": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "sapphirerapids"},
     "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "neoverse-n1"},
     "cuda-sm80": {"kind": "cuda", "arch": "sm_80"},
     "cuda-sm90": {"kind": "cuda", "arch": "sm_90"},
@@ -114,6 +117,8 @@ def host_target_dict() -> dict:
          "num-cores": os.cpu_count() or 1}
     if platform.machine() in ("x86_64", "AMD64"):
         flags = host_cpu_flags()
+        if enable_amx() is not None:
+            flags -= set(_AMX_FLAGS)
         feats = [f"+{v}" for k, v in _X86_FEATURES.items() if k in flags]
         if feats:
             d["mattr"] = feats
@@ -199,5 +204,5 @@ def _features(d: dict, t) -> set[str]:
     if not str(d.get("mtriple") or platform.machine()).startswith(("x86", "AMD64")):
         return set()  # the x86 feature names mean nothing to other LLVM targets
     return {f for f in ("avx512vnni", "avxvnni", "avx512bw", "avx512f", "avx2", "avx512bf16",
-                        "gfni")
+                        "gfni", "amx-int8")
             if codegen.target_has_features(f, t)}

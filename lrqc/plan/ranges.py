@@ -5,6 +5,8 @@ From the scheme alone, every code the GEMM multiplies lies in a known interval: 
 stored codes (signed, a byte or fewer bits each), over every K segment. From those intervals
 follow the bounds of each partial sum an instruction forms, and so which instructions are exact:
 
+  tdpbusd      AMX tiles: u8·s8 products summed in fours into int32 (as vpdpbusd, per tile
+               element): exact for every byte code.
   vpdpbusd     u8·s8 products summed in fours into int32: exact for every byte code.
   vpmaddwd     bytes widened to int16, pair sums into int32: exact for every byte code.
   vpmaddubsw   u8·s8 products summed in pairs into int16, *saturating*: exact only when every
@@ -122,7 +124,8 @@ def instruction_proofs(plan: KernelPlan) -> list[tuple[str, bool, str]]:
                      f"(an int16 lane holds {r.int16_steps} of them)")
     else:
         bytes_why = f"pair sums reach {r.pair}, outside int16 {Interval(*INT16)}: it saturates"
-    return [("vpdpbusd", True, f"products {r.product} summed in fours into int32"),
+    return [("tdpbusd", True, f"products {r.product} summed in fours into int32 tiles"),
+            ("vpdpbusd", True, f"products {r.product} summed in fours into int32"),
             ("vpmaddubsw", r.pair_exact, bytes_why),
             ("vpmaddwd", True, f"bytes widened to int16, pair sums {r.pair} into int32")]
 
@@ -146,6 +149,7 @@ def proof_text(plan: KernelPlan) -> str:
              f"one product in {r.product}"]
     lines += [f"  {name:<11} {'exact' if ok else 'NOT exact':<10} {why}"
               for name, ok, why in instruction_proofs(plan)]
-    lines.append("x86 rules take the first exact instruction the target has: vpdpbusd "
-                 "(avx512vnni; avxvnni: 256-bit), vpmaddubsw (avx2), vpmaddwd (avx2)")
+    lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
+                 "(amx-int8 tiles), vpdpbusd (avx512vnni; avxvnni: 256-bit), vpmaddubsw "
+                 "(avx2), vpmaddwd (avx2)")
     return "\n".join(lines)

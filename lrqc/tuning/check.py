@@ -21,6 +21,7 @@ from ..plan import names
 from ..plan.model import KernelPlan
 from ..reference import matmul
 from ..reference.scheme import rel_error
+from ..resources import enable_amx
 from ..runtime import device
 from .db import plausible
 from .rpc import remote_modules
@@ -122,6 +123,8 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
     """(compiled modules of function fn: the hand schedule for a None trace, else the trace
     replayed; random input arrays for them)."""
     tensors = functions(plan, rule)[fn]
+    if "amx-int8" in target.features:
+        enable_amx()  # before any candidate's first tile instruction
     exs = []
     for tr in traces:
         sch = Schedule(prim_func(tensors))

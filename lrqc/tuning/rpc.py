@@ -14,6 +14,7 @@ from ..backend.compat import error_line, ms, rpc_base, tvm
 from ..backend.compat import rpc as tvm_rpc
 from ..backend.target import Target
 from ..errors import LrqcError
+from ..resources import enable_amx
 
 TRACKER_WAIT_S = 10.0  # how long lrqc tune waits for a server with the key to register
 
@@ -63,12 +64,19 @@ def _server_keys(host: str, port: int, rpc: str, key: str) -> list[str]:
             time.sleep(0.5)
 
 
+def _amx_worker() -> None:
+    enable_amx()
+
+
 def runner(rpc: str | None, key: str | None, timeout: float) -> ms.Runner:
     """MetaSchedule's runner: on this host, or on the device of the tracker at rpc."""
     cfg = ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=50,
                                     enable_cpu_cache_flush=False)
     if not rpc:
-        return ms.runner.LocalRunner(timeout_sec=timeout, evaluator_config=cfg)
+        # the worker process asks for the AMX tile state before it runs a candidate (a no-op
+        # answer elsewhere: candidates of other rules never touch tiles)
+        return ms.runner.LocalRunner(timeout_sec=timeout, evaluator_config=cfg,
+                                     initializer=_amx_worker)
     host, port = tracker_address(rpc, key)
     return ms.runner.RPCRunner(
         ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=key,

@@ -1,0 +1,60 @@
+"""The schedule of the AMX int8 tile rule (schedules/x86/05_amx.py): single-group u8 x s8
+GEMMs whose k extent is whole 64-byte tile rows.
+
+Loops: ib (blocks of rows, serial) -> jo (16·C columns, parallel) -> io (R tiles of `rows`
+rows) -> [the R x C tile block over the whole k extent: intrin.amx]. The output tile (dequant
+and any low-rank epilogue) is computed under io while the block's int32 sums are in L1. Rows
+come in blocks of at most A_BLOCK_BYTES of A's codes, so the block of A every column panel reads
+stays in L2 (2048^3 on a 2-core Sapphire Rapids class VM: 2.5 -> 3.5 TOPS, same run); the
+block size is the one tunable knob ("mt")."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ...plan.model import KernelPlan
+from ..compat import Schedule
+from ..intrin import amx
+from ..intrin.x86 import register
+from . import tiles
+
+A_BLOCK_BYTES = 1 << 20
+
+
+def shape(plan: KernelPlan) -> tuple[int, int, int]:
+    """(rows per tile, R row tiles, C column tiles) of the plan's tile block: 16 rows where
+    16 divides the padded rows (else the largest divisor below 16: small M buckets), 2 x 2
+    tiles where the extents allow (4 accumulators: tdpbusd's latency hidden), else fewer."""
+    rows = next(r for r in range(16, 0, -1) if plan.mp % r == 0)
+    R = 2 if plan.mp % (2 * rows) == 0 else 1
+    C = 2 if (plan.np_ // 16) % 2 == 0 else 1
+    return rows, R, C
+
+
+def knobs(plan: KernelPlan) -> dict:
+    """Tile blocks per block of rows ("mt"): candidates the divisors of the padded rows' tile
+    blocks (at most 8, the largest), hand the largest whose codes fit A_BLOCK_BYTES (at least
+    one tile block)."""
+    rows, R, _ = shape(plan)
+    blocks = plan.mp // (rows * R)
+    cands = tuple(v for v in range(1, blocks + 1) if blocks % v == 0)[-8:]
+    fit = [v for v in cands if v * rows * R * plan.kp <= A_BLOCK_BYTES]
+    return {"mt": (cands, fit[-1] if fit else cands[0])}
+
+
+def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
+    """Schedule the integer GEMM (block names.ACC, output names.OUT) with pick["mt"] tile
+    blocks per block of rows."""
+    rows, R, C = shape(plan)
+    intrin = register(*amx.tiles(rows, R, C, plan.kp))
+    blk = sch.get_sblock(names.ACC)
+    i, j, k = sch.get_loops(blk)
+    ib, io, ii = sch.split(i, [None, pick["mt"], R * rows])
+    jo, jv = sch.split(j, [None, 16 * C])
+    ko, kv = sch.split(k, [None, plan.kp])  # one step: the init goes above it
+    sch.reorder(ib, jo, io, ko, ii, jv, kv)
+    sch.parallel(jo)
+    tiles.unpack_at(sch, jo)
+    tiles.fuse_epilogue(sch, names.OUT, io)
+    init = sch.decompose_reduction(blk, ko)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(ii, intrin)
