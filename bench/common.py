@@ -104,6 +104,7 @@ PEAK_MODES = {
                 "vpaddd", "GOPS"),
     "vnni": (("avx512_vnni",), "vpdpbusd, AVX-512 VNNI (512-bit)", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
+    "amx": (("amx_int8",), "tdpbusd, AMX int8 tiles (16 x 16 x 64 per instruction)", "GOPS"),
 }
 
 
@@ -155,9 +156,9 @@ def measure_peaks(modes=None, runs: int = 5, iters: int = 100_000_000) -> dict[s
 
 def int_peaks() -> list[tuple[float, str]]:
     """(GOPS, instruction) of bench/peak.c for every integer dot product this CPU has, the one
-    lrqc's widest rule issues first (VNNI vpdpbusd, else AVX2 vpmaddwd); [] without AVX2 or a
-    C compiler."""
-    peaks = measure_peaks(["vnni", "avx2", "avx2_u8", "avx2_u8_i16"])
+    lrqc's widest rule issues first (AMX tdpbusd, VNNI vpdpbusd, else AVX2 vpmaddwd); [] without
+    AVX2 or a C compiler."""
+    peaks = measure_peaks(["amx", "vnni", "avx2", "avx2_u8", "avx2_u8_i16"])
     return [(v, PEAK_MODES[m][1]) for m, v in peaks.items() if isinstance(v, float)]
 
 
@@ -187,8 +188,8 @@ def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
     """(bench/peak.c mode, the text it was chosen from) of the instruction the kernel's GEMM
     issues: the kernel's or its schedule rule's declared `instruction`, else the rule's name.
     vpmaddubsw accumulated by vpaddw (int16) -> avx2_u8_i16; vpmaddubsw -> avx2_u8; vpmaddwd ->
-    avx2; vpdpbusd -> vnni (avxvnni for an AVX-VNNI rule or a CPU without AVX-512 VNNI); the
-    float32 tile -> fma; plain loops (the generic rule) -> None."""
+    avx2; vpdpbusd -> vnni (avxvnni for an AVX-VNNI rule or a CPU without AVX-512 VNNI); AMX's
+    tdpbusd -> amx; the float32 tile -> fma; plain loops (the generic rule) -> None."""
     flags = cpu_flags() if flags is None else flags
     rule = str(getattr(kernel, "rule", ""))
     instr, proof = _rule_instruction(rule, getattr(kernel, "plan", None))
@@ -199,6 +200,8 @@ def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
         return "avx2_u8_i16", f"{rule}: vpmaddubsw, {steps.group(1)} pair sums per int16 lane"
     if rule.startswith("float") or "vfmadd" in text:
         return "fma", text.strip()
+    if "tdpbusd" in text or "amx" in text:
+        return "amx", text.strip()
     if "avxvnni" in text or "avx_vnni" in text:
         return "avxvnni", text.strip()
     if "vpdpbusd" in text or "vnni" in text:

@@ -15,6 +15,9 @@
                    2*127*127 stay inside int16): 32 multiply-adds = 64 ops per quadruple
      peak vnni     vpdpbusd (AVX-512 VNNI, 512-bit): 64 u8*s8 multiply-adds = 128 ops
      peak avxvnni  vpdpbusd (AVX-VNNI, 256-bit, VEX): 32 u8*s8 multiply-adds = 64 ops
+     peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
+                   instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
+                   x86_amx rule blocks them); the process asks Linux for the tile state first
    The integer AVX2 forms keep 6 independent accumulators per thread (each with its own operand:
    16 ymm registers); the forms that accumulate inside one instruction keep 12. Each accumulator
    is a variable of its own (EACH6, EACH12), not an array element: GCC -O2 leaves a loop over an
@@ -26,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define KEEP(...) __asm__ volatile("" : __VA_ARGS__)
 
@@ -91,6 +96,44 @@ PEAK_LOOP(vnni, "avx512f,avx512vnni", __m512i, _mm512_set1_epi8, 12, FUSED, _mm5
 PEAK_LOOP(avxvnni, "avx2,avxvnni", __m256i, _mm256_set1_epi8, 12, FUSED,
           _mm256_dpbusd_avx_epi32, _, 64)
 
+/* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
+struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
+                 unsigned char rows[16]; };
+__attribute__((target("amx-tile,amx-int8"))) static double peak_amx(long iters) {
+    int sink = 0;
+    iters /= 16; /* one tdpbusd is 16 x 16 x 64 multiply-adds: keep the run short */
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        struct tilecfg cfg;
+        static __thread signed char buf[16 * 64] __attribute__((aligned(64)));
+        int out[16 * 16];
+        memset(&cfg, 0, sizeof cfg);
+        cfg.palette = 1;
+        for (int t = 0; t < 8; t++) {
+            cfg.colsb[t] = 64;
+            cfg.rows[t] = 16;
+        }
+        _tile_loadconfig(&cfg);
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+        _tile_loadd(4, buf, 64); _tile_loadd(5, buf, 64);
+        _tile_loadd(6, buf, 64); _tile_loadd(7, buf, 64);
+        for (long i = 0; i < iters; i++) {
+            _tile_dpbusd(0, 4, 6); _tile_dpbusd(1, 4, 7);
+            _tile_dpbusd(2, 5, 6); _tile_dpbusd(3, 5, 7);
+        }
+        _tile_stored(0, out, 64);
+        sink += out[0];
+        _tile_release();
+    }
+    double t = omp_get_wtime() - t0;
+    return 4.0 * 2 * 16 * 16 * 64 * (double)iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
+/* Linux grants the AMX tile data state to a process that asks (5.16 and later) */
+static int amx_granted(void) {
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+}
+
 #define MODE(NAME, FEATURE) {#NAME, FEATURE, peak_##NAME}
 static const struct {
     const char *mode, *feature; /* the CPU feature the mode needs, as lscpu names it */
@@ -98,7 +141,7 @@ static const struct {
 } MODES[] = {MODE(fma, "fma"), MODE(fma512, "avx512f"), MODE(avx2, "avx2"),
              MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
-             MODE(avxvnni, "avx_vnni")};
+             MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -108,6 +151,7 @@ static int has(const char *feature) {
     if (strcmp(feature, "avx2") == 0) return __builtin_cpu_supports("avx2");
     if (strcmp(feature, "avx512f") == 0) return __builtin_cpu_supports("avx512f");
     if (strcmp(feature, "avx512_vnni") == 0) return __builtin_cpu_supports("avx512vnni");
+    if (strcmp(feature, "amx_int8") == 0) return __builtin_cpu_supports("amx-int8") && amx_granted();
     return __builtin_cpu_supports("avxvnni");
 }
 
@@ -124,6 +168,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, avxvnni)\n", mode);
+            "vnni, avxvnni, amx)\n", mode);
     return 1;
 }

@@ -119,7 +119,7 @@ def test_code_ranges_prove_which_instructions_are_exact(a, b, ca, cb, bound, exa
     if exact:  # int16 lanes add as many pair sums as the bound allows, and not one more
         assert r.int16_steps * bound <= INT16[1] < (r.int16_steps + 1) * bound
     verdicts = {name: ok for name, ok, _ in instruction_proofs(plan)}
-    assert verdicts == {"vpdpbusd": True, "vpmaddubsw": exact, "vpmaddwd": True}
+    assert verdicts == {"tdpbusd": True, "vpdpbusd": True, "vpmaddubsw": exact, "vpmaddwd": True}
     assert proof(plan, "vpmaddubsw").startswith("vpmaddubsw " + ("exact" if exact else
                                                                   "NOT exact"))
     assert ("instructions" in explain(s, (8, 32, 64), emit=("instructions",)))
