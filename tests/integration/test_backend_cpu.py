@@ -371,12 +371,14 @@ def test_rule_choice_follows_the_target():
     from lrqc.plan.support import make_plan
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
-    want = {"x86-avx512-vnni": "x86_vnni", "x86-avxvnni": "x86_avxvnni", "x86-avx2": "x86_avx2",
-            "aarch64": "generic"}
+    want = {"x86-amx": "x86_amx", "x86-avx512-vnni": "x86_vnni", "x86-avxvnni": "x86_avxvnni",
+            "x86-avx2": "x86_avx2", "aarch64": "generic"}
     for t, name in want.items():
         rule, skipped = choose("x86", plan, resolve(t))
         assert rule.name == name
-        if name != "x86_vnni":
+        if name != "x86_amx":
+            assert ("x86_amx", "target lacks amx-int8") in skipped
+        if name not in ("x86_amx", "x86_vnni"):
             assert ("x86_vnni", "target lacks avx512vnni") in skipped
 
 
@@ -406,7 +408,7 @@ def test_generic_rule_runs_exactly(i):
 def test_vnni_kernels_run_exactly():
     for a, b, dims in CASES:
         s = scheme(a, b)
-        kernel = lrqc.compile(s, *dims, target="host")
+        kernel = lrqc.compile(s, *dims, target="x86-avx512-vnni")  # the host may take AMX
         assert kernel.rule == "x86_vnni"
         check(kernel, s, *data(*dims, seed=3, dist="uniform" if a.startswith("uint") else "normal"))
 

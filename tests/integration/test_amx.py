@@ -1,0 +1,104 @@
+"""The AMX int8 tile rule (x86_amx): its kernels against lrqc.reference where the host has AMX
+(integer sums bit for bit, including codes at the ends of their ranges), its tile instructions
+in the assembly everywhere, and the plans it leaves to the VNNI rule, with reasons."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.resources import enable_amx, host_cpu_flags
+
+pytest.importorskip("tvm")
+
+from .test_backend_cpu import _asm, check, data, scheme  # noqa: E402
+
+HAS_AMX = "amx_int8" in host_cpu_flags() and enable_amx() is None
+needs_amx = pytest.mark.skipif(not HAS_AMX, reason="this CPU (or its OS) has no AMX tiles to run")
+
+CASES = [  # a, b, (M, N, K): every K a multiple of 64 (whole tile rows)
+    ("int8 per_channel", "int8 per_channel", (7, 33, 128)),
+    ("int8 per_tensor", "int8 per_tensor", (1, 16, 1024)),
+    ("int8 per_tensor round=floor", "int4 per_channel", (100, 7, 64)),
+    ("int8 per_channel round=trunc", "int3 per_channel", (16, 100, 192)),
+    ("int8 per_channel", "int5 per_channel", (9, 33, 128)),  # codes packed densely
+    ("int8 per_channel", "uint3 per_channel", (5, 20, 128)),  # zero points
+    ("uint8 per_channel", "int8 per_channel", (9, 20, 64)),
+    ("int4 per_channel", "int4 per_channel", (1000, 24, 64)),
+    ("int8 per_channel", "int8 per_channel", (70, 96, 320)),  # 16-row tiles, 2 x 2 blocks
+    ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=4)", (40, 64, 256)),
+    ("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)",
+     "int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)", (40, 64, 256)),
+]
+
+
+@needs_amx
+@pytest.mark.parametrize("a,b,dims", CASES)
+def test_amx_kernels_run_exactly(a, b, dims):
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, *dims, target="x86-amx")
+    assert kernel.rule == "x86_amx"
+    check(kernel, s, *data(*dims, seed=6, dist="uniform" if a.startswith("uint") else "normal"))
+
+
+@needs_amx
+def test_amx_sums_at_the_ends_of_the_code_ranges():
+    """Every product at its extreme (A's codes 255 against B's -127 and +127 by column) over
+    K = 4096: sums of ±132 million, the int32 tiles exact."""
+    s = scheme("int8 per_tensor", "int8 per_channel")
+    M, N, K = 48, 64, 4096
+    kernel = lrqc.compile(s, M, N, K, target="x86-amx")
+    assert kernel.rule == "x86_amx"
+    A = np.ones((M, K), np.float32)
+    A[1::2] = -1.0  # codes at both ends of A's range
+    B = np.where(np.arange(N) % 2 == 0, 1.0, -1.0)[None, :] * np.ones((K, 1))
+    check(kernel, s, A, B)
+
+
+@needs_amx
+def test_amx_buckets_from_one_row():
+    """An M range: buckets of 4 rows and up take tiles of fewer than 16 rows; each size runs
+    against the reference."""
+    s = scheme("int8 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, "1..100", 48, 256, target="x86-amx")
+    assert kernel.rule == "x86_amx"
+    for m in (1, 5, 13, 17, 64, 100):
+        check(kernel, s, *data(m, 48, 256, seed=m))
+
+
+def test_amx_rule_emits_tile_instructions():
+    """Compiled for Sapphire Rapids on any host: the tile block's configuration, loads,
+    tdpbusd and stores; no vpdpbusd in the GEMM."""
+    from lrqc.backend.target import resolve
+
+    asm = _asm(scheme("int8 per_channel", "int8 per_channel"), (64, 64, 256), resolve("x86-amx"))
+    for instr in ("ldtilecfg", "tileloadd", "tdpbusd", "tilestored"):
+        assert re.search(rf"\b{instr}\b", asm), instr
+    assert asm.count("tdpbusd") >= 4 and "vpdpbusd" not in asm
+
+
+@pytest.mark.parametrize("body,reason", [
+    ("a: int8 per_vector(64)\nb: int8 per_vector(64)", "per-group vectors"),
+    ("a: int8 per_channel\nb: int8 per_channel", "not whole 64-byte tile rows"),
+])
+def test_amx_rule_leaves_other_plans_to_vnni(body, reason):
+    from lrqc.backend.schedule.rules import choose
+    from lrqc.backend.target import resolve
+    from lrqc.plan.support import make_plan
+
+    s = lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
+    k = 100 if "tile rows" in reason else 256
+    rule, skipped = choose("x86", make_plan(s, 8, 64, k), resolve("x86-amx"))
+    assert rule.name == "x86_vnni"
+    assert any(name == "x86_amx" and reason in why for name, why in skipped), skipped
+
+
+def test_the_host_target_takes_amx_only_where_the_os_grants_it():
+    from lrqc.backend.target import host_target
+
+    assert ("amx-int8" in host_target().features) == HAS_AMX
+    if "amx_int8" not in host_cpu_flags():
+        assert "no AMX" in (enable_amx() or "") or "x86-64" in (enable_amx() or "")
