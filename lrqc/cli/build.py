@@ -226,7 +226,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     b.add_argument("--dims", required=True, help="M=..,N=..,K=..; M=lo..hi builds buckets "
                    "(4, 8, .., 64, then powers of two and 1.5 times them, and hi) so M may vary "
                    "per call")
-    b.add_argument("--target", help="host (default), x86-avx512-vnni, x86-avxvnni, x86-avx2, "
+    b.add_argument("--target", help="host (default), x86-amx, x86-avx512-vnni, x86-avxvnni, "
+                   "x86-avx2, "
                    "aarch64, cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target "
                    "dict as JSON")
     b.add_argument("-o", "--output", required=True, metavar="DIR")
