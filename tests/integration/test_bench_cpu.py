@@ -95,3 +95,20 @@ def test_the_torch_int8_peer_is_quantized(cpu):
     err = np.abs(C - exact).max() / np.abs(exact).max()
     assert 1e-5 < err < 0.1, err  # int8 rounding shows; a float32 Linear would be ~1e-7
     del torch
+
+
+def test_each_rule_is_measured_against_its_own_instruction(cpu):
+    """The /peak column's roof follows the rule's declared instruction: AMX's tdpbusd, the
+    VNNI rules' vpdpbusd (256-bit for AVX-VNNI), AVX2's vpmaddwd; the float tile's FMA."""
+    roof = cpu.common.roof_mode
+    flags = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
+
+    class K:
+        def __init__(self, rule):
+            self.rule = rule
+
+    assert roof(K("x86_amx"), flags)[0] == "amx"
+    assert roof(K("x86_vnni"), flags)[0] == "vnni"
+    assert roof(K("x86_avxvnni"), flags)[0] == "avxvnni"
+    assert roof(K("x86_avx2"), flags)[0] == "avx2"
+    assert roof(K("float32_tile"), flags)[0] == "fma"
