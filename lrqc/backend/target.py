@@ -118,7 +118,7 @@ def host_target_dict() -> dict:
     if platform.machine() in ("x86_64", "AMD64"):
         flags = host_cpu_flags()
         if enable_amx() is not None:
-            flags -= set(_AMX_FLAGS)
+            flags = flags - set(_AMX_FLAGS)
         feats = [f"+{v}" for k, v in _X86_FEATURES.items() if k in flags]
         if feats:
             d["mattr"] = feats
