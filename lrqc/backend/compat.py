@@ -53,6 +53,8 @@ __all__ = [
     "error_line",
     "last_line",
     "ms",
+    "ALIGNMENT",
+    "lend",
     "prim_func",
     "rpc",
     "rpc_base",
@@ -81,6 +83,15 @@ NO_BLOCK = "Cannot find a block with the name"
 def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:
     """te tensors -> IRModule with one PrimFunc called `name`."""
     return tvm.IRModule({name: te.create_prim_func(tensors).with_attr("global_symbol", name)})
+
+
+ALIGNMENT = 64  # bytes: what TVM's buffers assume, and what compiled functions check
+
+
+def lend(arr: Any) -> tvm.runtime.Tensor:
+    """A TVM tensor over a C-contiguous numpy array's memory, no copy (its data must be
+    ALIGNMENT-aligned: TVM's compiled functions check it)."""
+    return tvm_ffi.from_dlpack(arr, require_alignment=ALIGNMENT, require_contiguous=True)
 
 
 def compile_module(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.runtime.Executable:

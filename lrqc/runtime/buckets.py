@@ -25,7 +25,7 @@ from ..plan import signature as sig
 from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr, SparseDense
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
-from .glue import CompBuffers, Tensor, view
+from .glue import CompBuffers, Tensor, on_cpu, view
 from .linalg import pmatmul
 
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
@@ -105,6 +105,10 @@ class Bucket:
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in sig.functions(p)
                       if sig.sparse_index(fn) is None}
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
+        # a caller's A may stand in for the bucket's: no function but quantize_a reads A
+        self.lends_a = self.comp is None and on_cpu(self.a) and not any(
+            sig.A in sig.params(p, fn) for fn in sig.functions(p) if fn != names.FN_QUANTIZE)
+        self._a_at = [n for n, _ in self.bound[names.FN_QUANTIZE]].index(sig.A)
         self.sparse_bound = tuple(self._sparse_bound(j) for j in range(len(p.sparse)))
         # the dense formulations compiled (CPU targets): {j: their arguments}
         self.dense_bound = {sig.dense_index(fn): self._sparse_bound(sig.dense_index(fn), fn)
@@ -140,9 +144,13 @@ class Bucket:
             static = sig.DENSE_A_STATIC if a else sig.DENSE_B_STATIC
         return _bind(self.plan, fn, own, frozenset(static))
 
-    def quantize(self) -> None:
-        """quantize_a on the bucket's A."""
-        self.fn(names.FN_QUANTIZE)(*self._quantize_args)
+    def quantize(self, a: Tensor | None = None) -> None:
+        """quantize_a on the bucket's A, or on `a` (a tensor of A's shape over the caller's
+        memory, where lends_a)."""
+        args = self._quantize_args
+        if a is not None:
+            args = [*args[:self._a_at], a, *args[self._a_at + 1:]]
+        self.fn(names.FN_QUANTIZE)(*args)
 
     def run(self, fn: str, packed: Packed, out: Tensor | None = None) -> None:
         """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand; out:

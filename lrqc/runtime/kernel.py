@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..backend.compat import empty, tensor
+from ..backend.compat import ALIGNMENT, empty, lend, tensor
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
@@ -217,8 +217,15 @@ class Kernel:
             return bk, self._fill(bk, A)
 
     def _fill(self, bk: Bucket, A: np.ndarray) -> int:
-        """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m."""
+        """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m.
+        An A with exactly the bucket's rows, C-contiguous and 64-byte aligned (torch's
+        tensors; numpy's large arrays are 16-byte aligned), is read where it lies instead,
+        where only quantize_a reads A (no compensation)."""
         m = A.shape[0]
+        if (bk.lends_a and A.shape == tuple(bk.a.shape) and A.flags.c_contiguous
+                and A.ctypes.data % ALIGNMENT == 0):
+            bk.quantize(lend(A))
+            return m
         buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
         buf[:m] = A
         buf[m:] = A[-1]

@@ -133,3 +133,45 @@ def test_an_overflowing_intermediate_is_not_proven_finite():
         assert "range" in str(exc)
     else:
         assert np.isfinite(C).all()
+
+
+def _aligned(rows: int, cols: int, offset: int = 0) -> np.ndarray:
+    """A float32 C-contiguous array whose data starts `offset` floats past a 64-byte boundary."""
+    raw = np.empty(rows * cols + 32, np.float32)
+    start = (-raw.ctypes.data % 64) // 4 + offset
+    return raw[start:start + rows * cols].reshape(rows, cols)
+
+
+@pytest.mark.parametrize("a,b,lends", [("int8 per_channel", "int8 per_channel", True),
+                                       ("int8 per_tensor", "int4 per_vector(32)", True),
+                                       ("float32", "int4 per_channel", True),
+                                       ("int8 per_channel + lowrank(rank=2)", "int8 per_channel",
+                                        False)])
+def test_an_aligned_A_with_the_buckets_rows_is_read_in_place(a, b, lends):
+    """A 64-byte aligned, C-contiguous A whose rows are the bucket's is quantized where it lies
+    (the bucket's buffer for A is not written) unless a later function reads A too
+    (compensation); misaligned A and fewer rows take the copy; every path gives the same C."""
+    s = scheme(a, b)
+    m, n, k = 32, 48, 128
+    kernel = lrqc.compile(s, "1..32", n, k)
+    bk = kernel._buckets[-1]
+    assert bk.plan.m == m and bk.lends_a is lends
+    rng = np.random.default_rng(8)
+    packed = kernel.pack(rng.standard_normal((k, n)))
+    A = _aligned(m, k)
+    A[:] = rng.standard_normal((m, k))
+    shifted = _aligned(m, k, offset=4)
+    shifted[:] = A
+    buf = np.from_dlpack(bk.a)
+    buf[:] = -7.0
+    C = kernel(A, packed)
+    assert bool((buf == -7.0).all()) is lends  # lent: the bucket's copy of A untouched
+    np.testing.assert_array_equal(kernel(shifted, packed), C)  # copied: same numbers
+    np.testing.assert_array_equal(kernel(np.ascontiguousarray(A[:20]), packed),
+                                  kernel(shifted[:20], packed))
+    bad = A.copy()
+    bad[3, 5] = np.nan
+    lent_bad = _aligned(m, k)
+    lent_bad[:] = bad
+    with pytest.raises(lrqc.LrqcError, match="non-finite"):
+        kernel(lent_bad, packed)
