@@ -24,6 +24,15 @@ SCHEME = "scheme pc {\n a: int8 per_channel\n b: int8 per_channel\n}\n"
 DIMS = (16, 64, 128)
 
 
+@pytest.fixture(autouse=True)
+def _vector_rules_host(monkeypatch):
+    """These tests drive the tuner through the host's vector rules (VNNI or AVX2: knobs at
+    every test shape, two loop orders). On a CPU with AMX the tile rule would take the test
+    shapes, so the host is taken as one whose OS refuses the tile state, as older Linux does
+    (the AMX rule's own tuning: test_amx_tuning_records_replay)."""
+    monkeypatch.setattr("lrqc.backend.target.enable_amx", lambda: "refused for these tests")
+
+
 def _key(**kw):
     base = {"scheme_text": "s", "function": "gemm", "m": 16, "n": 64, "k": 128,
             "target": {"kind": "llvm", "mcpu": "znver3"}, "features": {"avx2"},
@@ -436,3 +445,30 @@ def test_tune_scheme_refuses_before_searching(cache, kw, msg):
     with pytest.raises(LrqcError, match=msg):
         tune_scheme(lrqc.parse_schemes(SCHEME)["pc"], *DIMS, **kw)
     assert not (cache / "cache").exists()  # nothing searched, nothing written
+
+
+@pytest.mark.skipif("amx_int8" not in __import__("lrqc.resources").resources.host_cpu_flags(),
+                    reason="this CPU has no AMX tiles to tune")
+def test_amx_tuning_records_replay(cache, capsys, monkeypatch):
+    """The AMX rule's knob (tile blocks per block of rows) tuned on the host: its candidates run
+    in workers that ask for the tile state, the record replays into a kernel that matches the
+    reference."""
+    from lrqc.resources import enable_amx
+
+    monkeypatch.setattr("lrqc.backend.target.enable_amx", enable_amx)
+    if enable_amx() is not None:
+        pytest.skip(enable_amx())
+    (cache / "pc.lrq").write_text(SCHEME)
+    m, n, k = 128, 64, 128  # 4 blocks of 32 rows: 2 or 4 per block of rows
+    assert main(["tune", str(cache / "pc.lrq"), "--dims", f"M={m},N={n},K={k}", "--trials", "2",
+                 "--only", "gemm", "--cost-model", "random"]) == 0
+    assert "tuning mt" in capsys.readouterr().err
+    recs = [r for r in Database().all() if r.key["function"] == "gemm"]
+    assert len(recs) == 1
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    assert kernel.rule == "x86_amx"
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < 1e-5
