@@ -1,7 +1,9 @@
 """Kernel: a compiled base product. pack(B) once, then kernel(A, packed) per call -> float32 C.
 
-Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (unaligned
-numpy buffers passed zero-copy crash TVM-exported code); shapes are checked against the build.
+Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (compiled
+functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous
+float32 A with the bucket's rows, which quantize_a reads where it lies (Bucket.lends_a: where
+no later function reads A); shapes are checked against the build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
 A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.
