@@ -167,6 +167,9 @@ def test_an_aligned_A_with_the_buckets_rows_is_read_in_place(a, b, lends):
     C = kernel(A, packed)
     assert bool((buf == -7.0).all()) is lends  # lent: the bucket's copy of A untouched
     np.testing.assert_array_equal(kernel(shifted, packed), C)  # copied: same numbers
+    A.flags.writeable = False  # DLPack lends no read-only array: copied
+    np.testing.assert_array_equal(kernel(A, packed), C)
+    A.flags.writeable = True
     np.testing.assert_array_equal(kernel(np.ascontiguousarray(A[:20]), packed),
                                   kernel(shifted[:20], packed))
     bad = A.copy()
