@@ -220,13 +220,14 @@ class Kernel:
 
     def _fill(self, bk: Bucket, A: np.ndarray) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m.
-        An A with exactly the bucket's rows, C-contiguous, writeable (DLPack cannot lend a
-        read-only array) and 64-byte aligned (torch's tensors; numpy's large arrays are 16-byte
-        aligned), is read where it lies instead, where only quantize_a reads A (no
-        compensation)."""
+        A C-contiguous, writeable (DLPack cannot lend a read-only array), 64-byte aligned A
+        (torch's tensors; numpy's large arrays are 16-byte aligned) is read where it lies
+        instead, where only quantize_a reads A (no compensation), with the bucket's rows or
+        (integer products: bk.a_rows_free) fewer, which quantize_a pads as the copy would."""
         m = A.shape[0]
-        if (bk.lends_a and A.shape == tuple(bk.a.shape) and A.flags.c_contiguous
-                and A.flags.writeable and A.ctypes.data % ALIGNMENT == 0):
+        if (bk.lends_a and (A.shape == tuple(bk.a.shape) or bk.a_rows_free)
+                and A.flags.c_contiguous and A.flags.writeable
+                and A.ctypes.data % ALIGNMENT == 0):
             bk.quantize(lend(A))
             return m
         buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)

@@ -147,10 +147,11 @@ def _aligned(rows: int, cols: int, offset: int = 0) -> np.ndarray:
                                        ("float32", "int4 per_channel", True),
                                        ("int8 per_channel + lowrank(rank=2)", "int8 per_channel",
                                         False)])
-def test_an_aligned_A_with_the_buckets_rows_is_read_in_place(a, b, lends):
-    """A 64-byte aligned, C-contiguous A whose rows are the bucket's is quantized where it lies
-    (the bucket's buffer for A is not written) unless a later function reads A too
-    (compensation); misaligned A and fewer rows take the copy; every path gives the same C."""
+def test_an_aligned_A_is_read_in_place(a, b, lends):
+    """A 64-byte aligned, C-contiguous A is quantized where it lies (the bucket's buffer for A
+    is not written) unless a later function reads A too (compensation); with fewer rows than
+    the bucket's too, except for weight-only products; misaligned or read-only A is copied;
+    every path gives the same C."""
     s = scheme(a, b)
     m, n, k = 32, 48, 128
     kernel = lrqc.compile(s, "1..32", n, k)
@@ -170,8 +171,13 @@ def test_an_aligned_A_with_the_buckets_rows_is_read_in_place(a, b, lends):
     A.flags.writeable = False  # DLPack lends no read-only array: copied
     np.testing.assert_array_equal(kernel(A, packed), C)
     A.flags.writeable = True
-    np.testing.assert_array_equal(kernel(np.ascontiguousarray(A[:20]), packed),
-                                  kernel(shifted[:20], packed))
+    fewer = _aligned(20, k)  # fewer rows than the bucket's: lent too (integer products)
+    fewer[:] = A[:20]
+    buf[:] = -7.0
+    C20 = kernel(fewer, packed)
+    assert bool((buf == -7.0).all()) is (lends and "float32" not in a)
+    np.testing.assert_array_equal(C20, kernel(shifted[:20], packed))
+    np.testing.assert_array_equal(C20, kernel(np.ascontiguousarray(A[:20]), packed))
     bad = A.copy()
     bad[3, 5] = np.nan
     lent_bad = _aligned(m, k)

@@ -56,14 +56,18 @@ def _pow2(n):
     return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
 
 
-def a_input(p: KernelPlan) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
+def a_input(p: KernelPlan, free_rows: bool = False
+            ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
     """The placeholder A (M x K float32) and x(i, k): A as float64, zero outside M x K (the
-    reference's K padding and the row tile's padding)."""
+    reference's K padding and the row tile's padding). free_rows: A has any number R of rows
+    from 1 to M (a call's own A), rows R..M-1 read as copies of row R-1: what a call's copy of
+    A into the bucket pads them with, so the codes and statistics are the same."""
     M, K = p.m, p.k
-    A = te.placeholder((M, K), "float32", name="A")
+    R = tir.Var("a_rows", "int32") if free_rows else M
+    A = te.placeholder((R, K), "float32", name="A")
 
     def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, M - 1), tir.min(k, K - 1)]
+        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, R - 1), tir.min(k, K - 1)]
                                 .astype("float64"), tir.const(0.0, "float64"))
 
     return A, x
@@ -89,7 +93,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
     q = p.qa
     _, _, Mp, Kp, G, V = dims(p)
-    A, x = a_input(p)
+    A, x = a_input(p, free_rows=True)
 
     r = te.reduce_axis((0, V), "r")
     hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
@@ -133,7 +137,7 @@ def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
 
 def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
-    A, x = a_input(p)
+    A, x = a_input(p, free_rows=True)
     inputs = [A]
     u = None
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
