@@ -35,6 +35,7 @@ __all__ = [
     "LoopRV",
     "PyMeasureCallback",
     "NO_BLOCK",
+    "IRModule",
     "PrimExpr",
     "SBlockRV",
     "Schedule",
@@ -75,6 +76,7 @@ TVM_ERRORS = (RuntimeError, ValueError, TypeError, AttributeError, KeyError, Ind
 BUILTIN_INTRINSICS = "tvm.s_tir.tensor_intrin"
 
 TvmTarget = tvm.target.Target
+IRModule = tvm.IRModule
 cpu = tvm.cpu
 # the text of the ScheduleError that Schedule.get_sblock raises for a name no block has
 NO_BLOCK = "Cannot find a block with the name"

@@ -5,7 +5,7 @@ rest; CUDA rules are chosen per M bucket). lrqc tune searches the same functions
 
 from __future__ import annotations
 
-from ..backend.compat import Schedule
+from ..backend.compat import IRModule, Schedule, tir
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import passes, tiles
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
@@ -17,6 +17,7 @@ from ..backend.te import gemm as te_gemm
 from ..backend.te import quantize as te_quantize
 from ..backend.te import sparse as te_sparse
 from ..plan import names
+from ..plan import signature as sig
 from ..plan.model import KernelPlan
 from ..plan.signature import dense_index, dense_name, dense_plan, w_from_codes
 
@@ -67,6 +68,19 @@ def _dense_codes(sch: Schedule) -> None:
     sch.parallel(i)
     if int(sch.get(k).extent) % 16 == 0:
         sch.vectorize(sch.split(k, [None, 16])[1])
+
+
+def fixed_rows(mod: IRModule, plan: KernelPlan) -> IRModule:
+    """The module with A's row count fixed at the bucket's (quantize_a takes an A of any rows
+    up to them: te a_input's free rows): what tuning schedules, runs and measures; its traces
+    replay onto the free-rows function, whose loops are the same."""
+    func = mod["main"]
+    a = next((b for b in func.params if b.name == sig.A
+              and not all(isinstance(d, tir.IntImm) for d in b.shape)), None)
+    if a is None:
+        return mod
+    fixed = tir.decl_buffer((plan.m, plan.k), a.dtype, a.name)
+    return IRModule({"main": func.specialize({a: fixed})})
 
 
 def variants(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:

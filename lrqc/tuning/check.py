@@ -9,14 +9,23 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from ..backend.compat import TVM_ERRORS, Schedule, compile_module, cpu, error_line, prim_func, tvm
+from ..backend.compat import (
+    TVM_ERRORS,
+    Schedule,
+    compile_module,
+    cpu,
+    error_line,
+    prim_func,
+    tir,
+    tvm,
+)
 from ..backend.schedule.protocol import ScheduleRule
 from ..backend.schedule.trace import replay
 from ..backend.target import Target
 from ..errors import LrqcError
 from ..frontend.model import Scheme
 from ..pipeline.compile import compile as compile_kernel
-from ..pipeline.functions import functions, schedule_function
+from ..pipeline.functions import fixed_rows, functions, schedule_function
 from ..plan import names
 from ..plan.model import KernelPlan
 from ..reference import matmul
@@ -127,7 +136,7 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
         enable_amx()  # before any candidate's first tile instruction
     exs = []
     for tr in traces:
-        sch = Schedule(prim_func(tensors))
+        sch = Schedule(fixed_rows(prim_func(tensors), plan))
         if tr is None:
             schedule_function(fn, sch, plan, rule)
         else:
@@ -139,10 +148,10 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
 
 def _random_arrays(tensors, rng, rows: int = 1) -> list:
     """numpy arrays for the placeholders and output of a TE function, random integer data (the
-    compensated pass's true row count: `rows`)."""
+    compensated pass's true row count: `rows`; a free row count of A: the bucket's, `rows`)."""
     out = []
     for t in tensors:
-        shape = [int(x) for x in t.shape]
+        shape = [int(x) if isinstance(x, tir.IntImm) else rows for x in t.shape]
         if t.op.name == "rows":
             out.append(np.full(shape, rows, str(t.dtype)))
         elif "int" in str(t.dtype):

@@ -25,7 +25,7 @@ from ..backend.compat import BUILTIN_INTRINSICS, ExprRV, Schedule, ms, prim_func
 from ..backend.schedule.protocol import Knob, ScheduleRule
 from ..backend.schedule.trace import register_intrinsics, trace_to_json
 from ..backend.target import Target
-from ..pipeline.functions import functions, schedule_function, variants
+from ..pipeline.functions import fixed_rows, functions, schedule_function, variants
 from ..plan import names
 from ..plan.model import KernelPlan
 from .builder import build_candidate
@@ -64,7 +64,7 @@ def tunable(plan: KernelPlan, rule: ScheduleRule, fn: str = names.FN_GEMM) -> st
 
 def function_module(plan: KernelPlan, rule: ScheduleRule, fn: str) -> tvm.IRModule:
     """Function fn of the plan, unscheduled, as an IRModule (what MetaSchedule tunes)."""
-    return prim_func(functions(plan, rule)[fn])
+    return fixed_rows(prim_func(functions(plan, rule)[fn]), plan)
 
 
 def hand_trace(plan: KernelPlan, rule: ScheduleRule, fn: str) -> list:
