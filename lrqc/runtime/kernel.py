@@ -2,8 +2,9 @@
 
 Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (compiled
 functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous
-float32 A with the bucket's rows, which quantize_a reads where it lies (Bucket.lends_a: where
-no later function reads A); shapes are checked against the build.
+float32 A, which quantize_a reads where it lies (Bucket.lends_a: where no later function reads
+A; integer products take fewer rows than the bucket's too); shapes are checked against the
+build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
 A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.

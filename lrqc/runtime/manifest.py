@@ -39,7 +39,7 @@ REBUILD = "rebuild it with `lrqc build`"
 
 LAYOUTS = {
     "A": "float32 M x K, row-major (copied to an aligned float32 buffer unless 64-byte "
-         "aligned, C-contiguous, with a bucket's rows)",
+         "aligned and C-contiguous)",
     "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k, one code "
           "per byte; integer weights narrower than 8 bits (unless pack=byte) packed densely "
