@@ -117,9 +117,11 @@ def host_target_dict() -> dict:
          "num-cores": os.cpu_count() or 1}
     if platform.machine() in ("x86_64", "AMD64"):
         flags = host_cpu_flags()
-        if enable_amx() is not None:
+        refused = []  # an mcpu such as sapphirerapids implies AMX: switched off explicitly
+        if set(_AMX_FLAGS) & flags and enable_amx() is not None:
             flags = flags - set(_AMX_FLAGS)
-        feats = [f"+{v}" for k, v in _X86_FEATURES.items() if k in flags]
+            refused = ["-amx-tile", "-amx-int8"]
+        feats = [f"+{v}" for k, v in _X86_FEATURES.items() if k in flags] + refused
         if feats:
             d["mattr"] = feats
     return d

@@ -105,13 +105,11 @@ class Bucket:
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in sig.functions(p)
                       if sig.sparse_index(fn) is None}
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
-        # a caller's A may stand in for the bucket's: no function but quantize_a reads A
+        # a caller's A (any rows up to the bucket's: te a_placeholder's free rows) may stand in
+        # for the bucket's where no function but quantize_a reads A
         self.lends_a = self.comp is None and on_cpu(self.a) and not any(
             sig.A in sig.params(p, fn) for fn in sig.functions(p) if fn != names.FN_QUANTIZE)
         self._a_at = [n for n, _ in self.bound[names.FN_QUANTIZE]].index(sig.A)
-        # quantize_a of integer products takes an A of any rows up to the bucket's (te
-        # a_input's free rows); the float path's wants exactly the bucket's
-        self.a_rows_free = not p.float_path and not p.compensated
         self.sparse_bound = tuple(self._sparse_bound(j) for j in range(len(p.sparse)))
         # the dense formulations compiled (CPU targets): {j: their arguments}
         self.dense_bound = {sig.dense_index(fn): self._sparse_bound(sig.dense_index(fn), fn)

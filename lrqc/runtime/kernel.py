@@ -1,10 +1,10 @@
 """Kernel: a compiled base product. pack(B) once, then kernel(A, packed) per call -> float32 C.
 
 Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (compiled
-functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous
-float32 A, which quantize_a reads where it lies (Bucket.lends_a: where no later function reads
-A; integer products take fewer rows than the bucket's too); shapes are checked against the
-build.
+functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous,
+writeable float32 A of any rows up to the bucket's, which quantize_a reads where it lies
+(Bucket.lends_a: where no later function reads A, i.e. no compensation); shapes are checked
+against the build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
 A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.
@@ -217,17 +217,16 @@ class Kernel:
         tests that read the buffers; calls hold the bucket's lock throughout instead)."""
         bk, A = self._bucket(A)
         with bk.lock:
-            return bk, self._fill(bk, A)
+            return bk, self._fill(bk, A, in_place=False)
 
-    def _fill(self, bk: Bucket, A: np.ndarray) -> int:
+    def _fill(self, bk: Bucket, A: np.ndarray, in_place: bool = True) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m.
         A C-contiguous, writeable (DLPack cannot lend a read-only array), 64-byte aligned A
         (torch's tensors; numpy's large arrays are 16-byte aligned) is read where it lies
-        instead, where only quantize_a reads A (no compensation), with the bucket's rows or
-        (integer products: bk.a_rows_free) fewer, which quantize_a pads as the copy would."""
+        instead (unless in_place is False), where only quantize_a reads A (no compensation); it
+        pads the rows up to the bucket's as the copy would."""
         m = A.shape[0]
-        if (bk.lends_a and (A.shape == tuple(bk.a.shape) or bk.a_rows_free)
-                and A.flags.c_contiguous and A.flags.writeable
+        if (in_place and bk.lends_a and A.flags.c_contiguous and A.flags.writeable
                 and A.ctypes.data % ALIGNMENT == 0):
             bk.quantize(lend(A))
             return m
@@ -360,7 +359,7 @@ class Kernel:
 
     def _stage_times(self, bk: Bucket, A: np.ndarray, packed: Packed,
                      repeat: int) -> dict[str, float]:
-        m = self._fill(bk, A)
+        m = self._fill(bk, A, in_place=False)  # stages as for a copied A (aligned A skips copy_a)
         buf = bk.a.numpy()
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),

@@ -31,15 +31,17 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 4  # of manifest.json; older formats carry no hashes and are refused
+FORMAT = 5  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
+# quantize_a takes A with exactly the bucket's rows (5: 1 to the bucket's)
 
 
 REBUILD = "rebuild it with `lrqc build`"
 
 
 LAYOUTS = {
-    "A": "float32 M x K, row-major (copied to an aligned float32 buffer unless 64-byte "
-         "aligned and C-contiguous)",
+    "A": "float32 M x K, row-major; quantize_a takes 1 to the bucket's rows (rows past them "
+         "read as copies of the last); a call copies A into an aligned buffer unless it is "
+         "64-byte aligned, C-contiguous, writeable and only quantize_a reads it",
     "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k, one code "
           "per byte; integer weights narrower than 8 bits (unless pack=byte) packed densely "
@@ -218,7 +220,7 @@ def read_manifest(path: str | Path) -> dict:
     validate(fmt, int, "format", file)
     if fmt != FORMAT:
         raise LrqcError(f"{file}: manifest format {fmt}, " + (
-            "from an older lrqc (no file hashes)" if fmt < FORMAT else
+            "from an older lrqc (its functions' arguments differ)" if fmt < FORMAT else
             f"newer than this lrqc reads ({FORMAT})") + f"; {REBUILD}")
     validate(man, MANIFEST_SCHEMA, "", file)
     return man

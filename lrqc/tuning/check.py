@@ -132,8 +132,10 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
     """(compiled modules of function fn: the hand schedule for a None trace, else the trace
     replayed; random input arrays for them)."""
     tensors = functions(plan, rule)[fn]
-    if "amx-int8" in target.features:
-        enable_amx()  # before any candidate's first tile instruction
+    if "amx-int8" in target.features and not target.host_lacks():
+        why = enable_amx()  # before any candidate's first tile instruction
+        if why:
+            raise LrqcError(f"candidates for {target.as_dict()} use AMX tiles, but {why}")
     exs = []
     for tr in traces:
         sch = Schedule(fixed_rows(prim_func(tensors), plan))

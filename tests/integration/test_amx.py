@@ -102,3 +102,24 @@ def test_the_host_target_takes_amx_only_where_the_os_grants_it():
     assert ("amx-int8" in host_target().features) == HAS_AMX
     if "amx_int8" not in host_cpu_flags():
         assert "no AMX" in (enable_amx() or "") or "x86-64" in (enable_amx() or "")
+
+
+def test_a_refused_tile_state_turns_amx_off_even_where_the_cpu_name_implies_it(monkeypatch):
+    """LLVM names a Sapphire Rapids host 'sapphirerapids', which implies AMX: where Linux
+    refuses the tile state the host target must switch the features off, not just leave them
+    out, so its kernels take the VNNI rule."""
+    import lrqc.backend.target as target
+    from lrqc.backend.schedule.rules import choose
+    from lrqc.plan.support import make_plan
+
+    monkeypatch.setattr(target.codegen, "llvm_get_system_cpu", lambda: "sapphirerapids")
+    monkeypatch.setattr(target, "host_cpu_flags",
+                        lambda: {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                                 "avx512_vnni", "amx_tile", "amx_int8"})
+    monkeypatch.setattr(target, "enable_amx", lambda: "refused here")
+    t = target.host_target()
+    assert "amx-int8" not in t.features and "avx512vnni" in t.features
+    plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 256)
+    assert choose("x86", plan, t)[0].name == "x86_vnni"
+    monkeypatch.setattr(target, "enable_amx", lambda: None)
+    assert "amx-int8" in target.host_target().features

@@ -149,9 +149,9 @@ def _aligned(rows: int, cols: int, offset: int = 0) -> np.ndarray:
                                         False)])
 def test_an_aligned_A_is_read_in_place(a, b, lends):
     """A 64-byte aligned, C-contiguous A is quantized where it lies (the bucket's buffer for A
-    is not written) unless a later function reads A too (compensation); with fewer rows than
-    the bucket's too, except for weight-only products; misaligned or read-only A is copied;
-    every path gives the same C."""
+    is not written) unless a later function reads A too (compensation), with fewer rows than
+    the bucket's too; misaligned or read-only A is copied; every path gives the same C, and
+    kernel.stage_times times the copy's stages on the data of the call."""
     s = scheme(a, b)
     m, n, k = 32, 48, 128
     kernel = lrqc.compile(s, "1..32", n, k)
@@ -175,9 +175,12 @@ def test_an_aligned_A_is_read_in_place(a, b, lends):
     fewer[:] = A[:20]
     buf[:] = -7.0
     C20 = kernel(fewer, packed)
-    assert bool((buf == -7.0).all()) is (lends and "float32" not in a)
+    assert bool((buf == -7.0).all()) is lends
     np.testing.assert_array_equal(C20, kernel(shifted[:20], packed))
     np.testing.assert_array_equal(C20, kernel(np.ascontiguousarray(A[:20]), packed))
+    st = kernel.stage_times(A, packed, repeat=1)  # copies A: the buffer holds this call's A
+    assert set(st) >= {"copy_a", "quantize_a", "gemm"}
+    np.testing.assert_array_equal(buf, A)
     bad = A.copy()
     bad[3, 5] = np.nan
     lent_bad = _aligned(m, k)

@@ -31,14 +31,15 @@ def shape(plan: KernelPlan) -> tuple[int, int, int]:
 
 
 def knobs(plan: KernelPlan) -> dict:
-    """Tile blocks per block of rows ("mt"): candidates the divisors of the padded rows' tile
-    blocks (at most 8, the largest), hand the largest whose codes fit A_BLOCK_BYTES (at least
-    one tile block)."""
+    """Tile blocks per block of rows ("mt"): hand the largest divisor of the padded rows' tile
+    blocks whose codes fit A_BLOCK_BYTES (one tile block where none does); candidates the hand
+    choice and up to 7 of the largest divisors."""
     rows, R, _ = shape(plan)
     blocks = plan.mp // (rows * R)
-    cands = tuple(v for v in range(1, blocks + 1) if blocks % v == 0)[-8:]
-    fit = [v for v in cands if v * rows * R * plan.kp <= A_BLOCK_BYTES]
-    return {"mt": (cands, fit[-1] if fit else cands[0])}
+    divisors = [v for v in range(1, blocks + 1) if blocks % v == 0]
+    fit = [v for v in divisors if v * rows * R * plan.kp <= A_BLOCK_BYTES]
+    hand = fit[-1] if fit else 1
+    return {"mt": (tuple(sorted({hand, *divisors[-7:]})), hand)}
 
 
 def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:

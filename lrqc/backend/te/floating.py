@@ -49,11 +49,10 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     or a quantized one's codes - zero) and saf[Mp] its row scales (1 for a float operand)."""
     M, K, Mp, Kp, V = p.m, p.k, p.mp, p.kp, p.vector
     if p.a_float:
-        A = te.placeholder((M, K), "float32", name="A")
+        A, at = te_quantize.a_placeholder(p, free_rows=True)
         Af = te.compute((Mp, Kp), lambda i, k: tir.if_then_else(
-            tir.all(i < M, k < K), _round_to(A[tir.min(i, M - 1), tir.min(k, K - 1)],
-                                             p.scheme.a.dtype), tir.const(0.0, "float32")),
-            name=names.QUANT_FLOAT)
+            tir.all(i < M, k < K), _round_to(at(i, k), p.scheme.a.dtype),
+            tir.const(0.0, "float32")), name=names.QUANT_FLOAT)
         if not p.half:
             return [A, Af]
         saf = te.compute((Mp,), lambda i: tir.const(1.0, "float32"), name=names.QUANT_ROW_SCALE)

@@ -56,19 +56,28 @@ def _pow2(n):
     return tir.reinterpret("float64", (n + 1023).astype("int64") << tir.const(52, "int64"))
 
 
-def a_input(p: KernelPlan, free_rows: bool = False
-            ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
-    """The placeholder A (M x K float32) and x(i, k): A as float64, zero outside M x K (the
-    reference's K padding and the row tile's padding). free_rows: A has any number R of rows
-    from 1 to M (a call's own A), rows R..M-1 read as copies of row R-1: what a call's copy of
-    A into the bucket pads them with, so the codes and statistics are the same."""
+def a_placeholder(p: KernelPlan, free_rows: bool = False
+                  ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
+    """The placeholder A (M x K float32) and at(i, k), A's element for i < M, k < K. free_rows:
+    A has any number R of rows from 1 to M (a call's own A), rows R..M-1 read as copies of row
+    R-1: what a call's copy of A into the bucket pads them with, so every code and statistic
+    is the same."""
     M, K = p.m, p.k
     R = tir.Var("a_rows", "int32") if free_rows else M
     A = te.placeholder((R, K), "float32", name="A")
+    return A, lambda i, k: A[tir.min(i, R - 1), tir.min(k, K - 1)]
+
+
+def a_input(p: KernelPlan, free_rows: bool = False
+            ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
+    """The placeholder A (a_placeholder) and x(i, k): A as float64, zero outside M x K (the
+    reference's K padding and the row tile's padding)."""
+    M, K = p.m, p.k
+    A, at = a_placeholder(p, free_rows)
 
     def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return tir.if_then_else(tir.all(i < M, k < K), A[tir.min(i, R - 1), tir.min(k, K - 1)]
-                                .astype("float64"), tir.const(0.0, "float64"))
+        return tir.if_then_else(tir.all(i < M, k < K), at(i, k).astype("float64"),
+                                tir.const(0.0, "float64"))
 
     return A, x
 
