@@ -112,7 +112,9 @@ def _plain(spec) -> dict:
 
 def host_target_dict() -> dict:
     """The host CPU as LLVM sees it, plus every vector feature /proc/cpuinfo reports (LLVM 22
-    names this Zen 5 VM 'znver3' and would otherwise leave AVX-512 VNNI off)."""
+    names this Zen 5 VM 'znver3' and would otherwise leave AVX-512 VNNI off). AMX counts only
+    where the OS grants this process the tile state (asked here, once: resources.enable_amx);
+    where it refuses, the AMX features are switched off, since a CPU name may imply them."""
     d = {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()),
          "num-cores": os.cpu_count() or 1}
     if platform.machine() in ("x86_64", "AMD64"):
