@@ -92,6 +92,15 @@ class Target:
             out[ARCHS_KEY] = list(self.archs)
         return out
 
+    def grant_tiles(self, what: str) -> None:
+        """Ask the OS for the AMX tile state where this target's code uses tiles and can run
+        here (before its first tile instruction); LrqcError naming `what` if it refuses."""
+        if "amx-int8" in self.features and not self.host_lacks():
+            why = enable_amx()
+            if why:
+                raise LrqcError(f"{what} uses AMX tiles, but {why}; build for --target "
+                                "x86-avx512-vnni")
+
     def host_lacks(self) -> list[str]:
         """Features the target needs that this CPU does not have (for refusing to load)."""
         if self.is_cuda:

@@ -6,10 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend.target import Target
-from ..errors import LrqcError
 from ..frontend.model import Scheme
 from ..plan.lower import Part
-from ..resources import enable_amx
 from .chain import ChainKernel
 from .kernel import Kernel
 from .protocol import KernelLike
@@ -20,11 +18,7 @@ def assemble(scheme: Scheme, parts: tuple[Part, ...], reports: list[tuple[str, b
     """reports: (schedule rule name, fast path) of each part; m_lo: the smallest M a call may
     have (the buckets pad every M up to theirs). Kernels for AMX targets that can run here get
     the OS's tile permission first (refused: LrqcError)."""
-    if "amx-int8" in target.features and not target.host_lacks():
-        why = enable_amx()
-        if why:
-            raise LrqcError(f"this kernel uses AMX tiles, but {why}; build it for "
-                            "--target x86-avx512-vnni")
+    target.grant_tiles("this kernel")
     if len(parts) == 1 and not parts[0].prefix:
         (name, fast), transposed = reports[0], scheme.static == "a"
         return Kernel(parts[0].plans, module, target, name, fast,

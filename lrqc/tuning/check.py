@@ -30,7 +30,6 @@ from ..plan import names
 from ..plan.model import KernelPlan
 from ..reference import matmul
 from ..reference.scheme import rel_error
-from ..resources import enable_amx
 from ..runtime import device
 from .db import plausible
 from .rpc import remote_modules
@@ -132,10 +131,7 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
     """(compiled modules of function fn: the hand schedule for a None trace, else the trace
     replayed; random input arrays for them)."""
     tensors = functions(plan, rule)[fn]
-    if "amx-int8" in target.features and not target.host_lacks():
-        why = enable_amx()  # before any candidate's first tile instruction
-        if why:
-            raise LrqcError(f"candidates for {target.as_dict()} use AMX tiles, but {why}")
+    target.grant_tiles(f"tuning for {target.as_dict()}")  # before a candidate's first tile
     exs = []
     for tr in traces:
         sch = Schedule(fixed_rows(prim_func(tensors), plan))

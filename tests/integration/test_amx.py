@@ -123,3 +123,13 @@ def test_a_refused_tile_state_turns_amx_off_even_where_the_cpu_name_implies_it(m
     assert choose("x86", plan, t)[0].name == "x86_vnni"
     monkeypatch.setattr(target, "enable_amx", lambda: None)
     assert "amx-int8" in target.host_target().features
+
+
+@needs_amx
+def test_a_refused_tile_state_refuses_an_amx_kernel(monkeypatch):
+    """An explicit x86-amx kernel where the OS refuses the tile state: LrqcError before any
+    tile instruction runs, naming the VNNI target."""
+    monkeypatch.setattr("lrqc.backend.target.enable_amx", lambda: "refused here")
+    s = scheme("int8 per_channel", "int8 per_channel")
+    with pytest.raises(lrqc.LrqcError, match="uses AMX tiles, but refused here.*x86-avx512-vnni"):
+        lrqc.compile(s, 16, 32, 64, target="x86-amx")
