@@ -52,6 +52,7 @@ __all__ = [
     "derived_object",
     "driver_build",
     "error_line",
+    "fma",
     "last_line",
     "ms",
     "ALIGNMENT",
@@ -80,6 +81,23 @@ IRModule = tvm.IRModule
 cpu = tvm.cpu
 # the text of the ScheduleError that Schedule.get_sblock raises for a name no block has
 NO_BLOCK = "Cannot find a block with the name"
+
+
+def fma(a: PrimExpr, b: PrimExpr, c: PrimExpr) -> PrimExpr:
+    """a * b + c rounded once (IEEE fused multiply-add), on every target: LLVM's llvm.fma on
+    CPUs (the FMA instructions, or libm's fma where the target has none) and CUDA's fma() on
+    GPUs. TVM 0.27 lowers its own op for LLVM to llvm.fmuladd, which a target without FMA
+    instructions computes as a product and a sum (two roundings), and its CUDA code generator
+    has no rule for it: both are replaced below."""
+    return tir.call_intrin(str(a.ty.dtype), "tirx.fma", a, b, c)
+
+
+tir.register_intrin_lowering(
+    "tirx.fma", target="llvm", level=99,
+    f=lambda op: tir.call_llvm_pure_intrin(str(op.ty.dtype), "llvm.fma", *op.args))
+tir.register_intrin_lowering(
+    "tirx.fma", target="cuda", level=99,
+    f=lambda op: tir.call_pure_extern(str(op.ty.dtype), "fma", *op.args))
 
 
 def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:

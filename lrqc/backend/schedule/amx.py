@@ -47,6 +47,7 @@ def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
     blocks per block of rows."""
     rows, R, C = shape(plan)
     intrin = register(*amx.tiles(rows, R, C, plan.kp))
+    zero = register(*amx.zero(rows, R, C))
     blk = sch.get_sblock(names.ACC)
     i, j, k = sch.get_loops(blk)
     ib, io, ii = sch.split(i, [None, pick["mt"], R * rows])
@@ -56,6 +57,6 @@ def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
     sch.parallel(jo)
     tiles.unpack_at(sch, jo)
     tiles.fuse_epilogue(sch, names.OUT, io)
-    init = sch.decompose_reduction(blk, ko)
-    sch.vectorize(sch.get_loops(init)[-1])
+    init = sch.decompose_reduction(blk, ko)  # right before the tiles: their pair (intrin.amx)
+    sch.tensorize(sch.get_loops(init)[-2], zero)
     sch.tensorize(ii, intrin)
