@@ -31,20 +31,21 @@ def smallest_f64() -> PrimExpr:
     return tir.reinterpret("float64", tir.const(1, "uint64"))  # uint64: CUDA narrows int64 literals
 
 
-def quotient(x: PrimExpr, s: PrimExpr, y: PrimExpr) -> PrimExpr:
+def quotient(x: PrimExpr, s: PrimExpr, y: PrimExpr, signed_zero: bool = True) -> PrimExpr:
     """fl(x / s), the correctly rounded float64 quotient (what the reference's division gives),
     from y = fl(1 / s) with a product and four FMAs, several times the throughput of a
-    division. q0 = fl(x y) is within 1.5 ulp of x / s; one correction q1 = fl(q0 + fl(x - s q0)
-    y) is then faithful (the correction's own error is about 2^-104 relative), and by
-    Markstein's theorem (y correctly rounded, q1 faithful) the residual x - s q1 is exact and
-    fl(q1 + (x - s q1) y) is fl(x / s). The theorem needs every intermediate in float64's
-    normal range: s is a positive normal scale and a nonzero |x| lies between 2^-300 and
-    2^130 (float32 values and their residuals), so the residuals are 0 or above 2^-400. x = 0
-    keeps its sign as the division does."""
-    q0 = no_contract(x * y)
+    division. q0 = x y (rounded or not) is within 1.5 ulp of x / s; one correction
+    q1 = fl(q0 + fl(x - s q0) y) is then faithful (the correction's own error is about 2^-104
+    relative), and by Markstein's theorem (y correctly rounded, q1 faithful) the residual
+    x - s q1 is exact and fl(q1 + (x - s q1) y) is fl(x / s). The theorem needs every
+    intermediate in float64's normal range: s is a positive normal scale and a nonzero |x|
+    lies between 2^-300 and 2^130 (float32 values and their residuals), so the residuals are 0
+    or above 2^-400. x = -0 gives +0 unless signed_zero (the sign kept as the division keeps
+    it: a compare and a select more; integer codes do not need it)."""
+    q0 = x * y
     q1 = fma(fma(-q0, s, x), y, q0)
     q2 = fma(fma(-q1, s, x), y, q1)
-    return tir.if_then_else(x == 0, q0, q2)
+    return tir.if_then_else(x == 0, q0, q2) if signed_zero else q2
 
 
 def _round(y, mode, u=None):
@@ -304,7 +305,7 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
         g = k // V
         si = sidx(i, g)
         ui = u(i, k) if u else None
-        xs = quotient(x(i, k), s_eff[si], rcp[si])
+        xs = quotient(x(i, k), s_eff[si], rcp[si], signed_zero=fp)
         if fp:
             return _elem_code(xs, q, ui) + off
         v = _round(xs, q.round, ui) + zf(i, g)
