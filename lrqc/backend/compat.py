@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 # kernel alone is not slower. An explicit setting in the environment wins.
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
 
+import numpy as np
 import tvm
 import tvm.tirx as tir
 import tvm_ffi
@@ -109,9 +111,18 @@ ALIGNMENT = 64  # bytes: what TVM's buffers assume, and what compiled functions 
 
 
 def lend(arr: Any) -> tvm.runtime.Tensor:
-    """A TVM tensor over a C-contiguous numpy array's memory, no copy (its data must be
-    ALIGNMENT-aligned: TVM's compiled functions check it)."""
-    return tvm_ffi.from_dlpack(arr, require_alignment=ALIGNMENT, require_contiguous=True)
+    """A flat TVM tensor over a C-contiguous numpy array's memory, no copy: from the
+    ALIGNMENT-aligned address at or before its first element (TVM's compiled functions require
+    it of a tensor's data) to its last, so arr's elements start (address % ALIGNMENT) /
+    itemsize elements in. The up to 60 bytes before arr lie in the same page (readable); a
+    function taking the tensor reads only arr's own elements (te.quantize.a_placeholder). The
+    tensor does not keep arr alive: use it while arr is referenced."""
+    ptr = arr.ctypes.data
+    base = ptr - ptr % ALIGNMENT
+    n = (ptr - base) // arr.itemsize + arr.size
+    raw = (ctypes.c_char * (n * arr.itemsize)).from_address(base)
+    flat = np.frombuffer(raw, dtype=arr.dtype, count=n)
+    return tvm_ffi.from_dlpack(flat, require_alignment=ALIGNMENT, require_contiguous=True)
 
 
 def compile_module(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.runtime.Executable:

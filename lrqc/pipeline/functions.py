@@ -71,15 +71,15 @@ def _dense_codes(sch: Schedule) -> None:
 
 
 def fixed_rows(mod: IRModule, plan: KernelPlan) -> IRModule:
-    """The module with A's row count fixed at the bucket's (quantize_a takes an A of any rows
-    up to them: te a_input's free rows): what tuning schedules, runs and measures; its traces
-    replay onto the free-rows function, whose loops are the same."""
+    """The module with A fixed at the bucket's rows (quantize_a takes a flat A of any rows up
+    to them: te a_placeholder's free rows): what tuning schedules, runs and measures; its
+    traces replay onto the free-rows function, whose loops are the same."""
     func = mod["main"]
     a = next((b for b in func.params if b.name == sig.A
               and not all(isinstance(d, tir.IntImm) for d in b.shape)), None)
     if a is None:
         return mod
-    fixed = tir.decl_buffer((plan.m, plan.k), a.dtype, a.name)
+    fixed = tir.decl_buffer((plan.m * plan.k,), a.dtype, a.name)
     return IRModule({"main": func.specialize({a: fixed})})
 
 

@@ -153,6 +153,13 @@ def _epilogue(p: KernelPlan) -> tuple[str, ...]:
                                                                         BIAS)
 
 
+def flat_a(p: KernelPlan) -> bool:
+    """quantize_a takes A flat, with any number of rows (te quantize.a_placeholder's free rows:
+    a_len = off + rows·K elements, a caller's A where it lies): every plan but the compensated
+    integer pass, which reads the bucket's own M x K A."""
+    return p.float_path or not p.compensated
+
+
 def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
     if p.compensated and not p.float_path:
         sketch = p.lowrank_a is not None and p.lowrank_a.method != "svd"

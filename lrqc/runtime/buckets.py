@@ -119,7 +119,8 @@ class Bucket:
         """The bucket's buffers by parameter name (two names where quantize_a's output is
         another function's input)."""
         p = self.plan
-        own = {sig.A: self.a, sig.U: self.u, names.QUANT_CODES: self.aq, sig.AQ: self.aq,
+        a = self.a._create_view((p.m * p.k,)) if sig.flat_a(p) else self.a
+        own = {sig.A: a, sig.U: self.u, names.QUANT_CODES: self.aq, sig.AQ: self.aq,
                sig.SA: self.sa, sig.ZC: self.zc, sig.SA_ALL: self.sa, sig.ZC_ALL: self.zc,
                names.QUANT_ROWSUM: self.ra, sig.RA: self.ra, names.QUANT_FLOAT: self.af,
                sig.AF: self.af, names.QUANT_ROW_SCALE: self.saf, sig.SAF: self.saf,
@@ -146,8 +147,8 @@ class Bucket:
         return _bind(self.plan, fn, own, frozenset(static))
 
     def quantize(self, a: Tensor | None = None) -> None:
-        """quantize_a on the bucket's A, or on `a` (a tensor of A's shape over the caller's
-        memory, where lends_a)."""
+        """quantize_a on the bucket's A, or on `a` (compat.lend: a flat tensor over the
+        caller's A, where lends_a)."""
         args = self._quantize_args
         if a is not None:
             args = [*args[:self._a_at], a, *args[self._a_at + 1:]]

@@ -221,13 +221,14 @@ class Kernel:
 
     def _fill(self, bk: Bucket, A: np.ndarray, in_place: bool = True) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m.
-        A C-contiguous, writeable (DLPack cannot lend a read-only array), 64-byte aligned A
-        (torch's tensors; numpy's large arrays are 16-byte aligned) is read where it lies
-        instead (unless in_place is False), where only quantize_a reads A (no compensation); it
-        pads the rows up to the bucket's as the copy would."""
+        A C-contiguous A is read where it lies instead (unless in_place is False), where only
+        quantize_a reads A (no compensation): quantize_a takes it from the 64-byte aligned
+        address before it (compat.lend; A's start at most K - 1 elements past it) and pads the
+        rows up to the bucket's as the copy would."""
         m = A.shape[0]
-        if (in_place and bk.lends_a and A.flags.c_contiguous and A.flags.writeable
-                and A.ctypes.data % ALIGNMENT == 0):
+        skip = A.ctypes.data % ALIGNMENT
+        if (in_place and bk.lends_a and A.flags.c_contiguous and skip % A.itemsize == 0
+                and skip // A.itemsize < A.shape[1]):
             bk.quantize(lend(A))
             return m
         buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)

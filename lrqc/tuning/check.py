@@ -141,15 +141,17 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
             replay(sch, tr)
         with target.tvm():
             exs.append(compile_module(sch.mod, target.tvm()))
-    return exs, _random_arrays(tensors, np.random.default_rng(0), plan.m)
+    return exs, _random_arrays(tensors, np.random.default_rng(0), plan.m, plan.k)
 
 
-def _random_arrays(tensors, rng, rows: int = 1) -> list:
+def _random_arrays(tensors, rng, rows: int = 1, k: int = 1) -> list:
     """numpy arrays for the placeholders and output of a TE function, random integer data (the
-    compensated pass's true row count: `rows`; a free row count of A: the bucket's, `rows`)."""
+    compensated pass's true row count: `rows`; A with free rows: the bucket's, `rows`, flat:
+    rows x k elements)."""
     out = []
     for t in tensors:
-        shape = [int(x) if isinstance(x, tir.IntImm) else rows for x in t.shape]
+        free = rows * k if len(t.shape) == 1 and t.op.name == "A" else rows
+        shape = [int(x) if isinstance(x, tir.IntImm) else free for x in t.shape]
         if t.op.name == "rows":
             out.append(np.full(shape, rows, str(t.dtype)))
         elif "int" in str(t.dtype):

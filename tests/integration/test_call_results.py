@@ -147,11 +147,12 @@ def _aligned(rows: int, cols: int, offset: int = 0) -> np.ndarray:
                                        ("float32", "int4 per_channel", True),
                                        ("int8 per_channel + lowrank(rank=2)", "int8 per_channel",
                                         False)])
-def test_an_aligned_A_is_read_in_place(a, b, lends):
-    """A 64-byte aligned, C-contiguous A is quantized where it lies (the bucket's buffer for A
-    is not written) unless a later function reads A too (compensation), with fewer rows than
-    the bucket's too; misaligned or read-only A is copied; every path gives the same C, and
-    kernel.stage_times times the copy's stages on the data of the call."""
+def test_A_is_read_in_place_at_any_alignment(a, b, lends):
+    """A C-contiguous A is quantized where it lies (the bucket's buffer for A is not written),
+    whatever its alignment (numpy's 16 bytes, torch's 64, any 4), read-only too, with fewer
+    rows than the bucket's too, unless a later function reads A (compensation); every path
+    gives the copy's numbers, and kernel.stage_times times the copy's stages on the data of
+    the call."""
     s = scheme(a, b)
     m, n, k = 32, 48, 128
     kernel = lrqc.compile(s, "1..32", n, k)
@@ -161,29 +162,53 @@ def test_an_aligned_A_is_read_in_place(a, b, lends):
     packed = kernel.pack(rng.standard_normal((k, n)))
     A = _aligned(m, k)
     A[:] = rng.standard_normal((m, k))
-    shifted = _aligned(m, k, offset=4)
-    shifted[:] = A
     buf = np.from_dlpack(bk.a)
     buf[:] = -7.0
-    C = kernel(A, packed)
-    assert bool((buf == -7.0).all()) is lends  # lent: the bucket's copy of A untouched
-    np.testing.assert_array_equal(kernel(shifted, packed), C)  # copied: same numbers
-    A.flags.writeable = False  # DLPack lends no read-only array: copied
-    np.testing.assert_array_equal(kernel(A, packed), C)
-    A.flags.writeable = True
-    fewer = _aligned(20, k)  # fewer rows than the bucket's: lent too (integer products)
+    copied = np.asfortranarray(A)  # not C-contiguous: always copied
+    C = kernel(copied, packed)
+    np.testing.assert_array_equal(buf, A)
+    for offset in (0, 1, 4, 15):
+        shifted = _aligned(m, k, offset=offset)
+        shifted[:] = A
+        buf[:] = -7.0
+        np.testing.assert_array_equal(kernel(shifted, packed), C)
+        assert bool((buf == -7.0).all()) is lends, offset  # lent: the bucket's copy untouched
+    shifted.flags.writeable = False  # read-only: lent as well
+    buf[:] = -7.0
+    np.testing.assert_array_equal(kernel(shifted, packed), C)
+    assert bool((buf == -7.0).all()) is lends
+    fewer = _aligned(20, k, offset=3)  # fewer rows than the bucket's: lent too
     fewer[:] = A[:20]
     buf[:] = -7.0
     C20 = kernel(fewer, packed)
     assert bool((buf == -7.0).all()) is lends
-    np.testing.assert_array_equal(C20, kernel(shifted[:20], packed))
-    np.testing.assert_array_equal(C20, kernel(np.ascontiguousarray(A[:20]), packed))
+    np.testing.assert_array_equal(C20, kernel(np.asfortranarray(A[:20]), packed))
     st = kernel.stage_times(A, packed, repeat=1)  # copies A: the buffer holds this call's A
     assert set(st) >= {"copy_a", "quantize_a", "gemm"}
     np.testing.assert_array_equal(buf, A)
     bad = A.copy()
     bad[3, 5] = np.nan
-    lent_bad = _aligned(m, k)
+    lent_bad = _aligned(m, k, offset=2)
     lent_bad[:] = bad
     with pytest.raises(lrqc.LrqcError, match="non-finite"):
         kernel(lent_bad, packed)
+
+
+def test_A_of_few_columns_past_the_alignment_is_copied():
+    """quantize_a finds A's start as the flat length modulo K: an A starting K or more floats
+    past the aligned address before it (K < 16) is copied instead, with the same numbers."""
+    s = scheme("int8 per_channel", "int8 per_channel")
+    m, n, k = 8, 16, 4
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    bk = kernel._buckets[-1]
+    rng = np.random.default_rng(2)
+    packed = kernel.pack(rng.standard_normal((k, n)))
+    want = kernel(np.asfortranarray(rng.standard_normal((m, k)).astype(np.float32)), packed)
+    A = np.from_dlpack(bk.a).copy()
+    buf = np.from_dlpack(bk.a)
+    for offset in range(16):
+        shifted = _aligned(m, k, offset=offset)
+        shifted[:] = A
+        buf[:] = -7.0
+        np.testing.assert_array_equal(kernel(shifted, packed), want)
+        assert bool((buf == -7.0).all()) is (offset % 16 < k), offset

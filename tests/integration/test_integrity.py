@@ -171,7 +171,7 @@ def refused(d, match: str) -> str:
 
 def test_intact_artifact_records_hashes_and_runs(art):
     man = manifest(art)
-    assert man["format"] == 5 and set(man["files"]) == {"lib.so"}
+    assert man["format"] == 6 and set(man["files"]) == {"lib.so"}
     assert man["files"]["lib.so"]["size"] == (art / "lib.so").stat().st_size
     assert len(man["scheme_sha256"]) == 64 and man["content_sha256"] == content_hashes(man)
     k = lrqc.load_kernel(art)
@@ -220,8 +220,8 @@ FORGED = {  # edits with the content hashes recomputed: still refused by the che
     "lib path": (lambda m: m.update(lib="../lib.so"), "'../lib.so' is not a file name"),
     "file entry": (lambda m: m["files"].clear(), "no size and hash recorded for lib.so"),
     "functions": (lambda m: m["functions"].append("nope"), r"lacks 1 of the manifest's functions"),
-    "format 4": (lambda m: m.update(format=4), r"manifest format 4, from an older lrqc.*rebuild"),
-    "format 9": (lambda m: m.update(format=9), r"format 9, newer than this lrqc reads \(5\)"),
+    "format 5": (lambda m: m.update(format=5), r"manifest format 5, from an older lrqc.*rebuild"),
+    "format 9": (lambda m: m.update(format=9), r"format 9, newer than this lrqc reads \(6\)"),
 }
 
 
@@ -280,7 +280,7 @@ CORRUPT = {  # name -> (corruption of the artifact directory, message)
                              r"missing key 'files\.lib\.so\.sha256'|'files\.lib\.so\.size' must"),
     "manifest: top-level list": (lambda d: (d / "manifest.json").write_text("[1, 2]"),
                                  r"expected a JSON object, found a list"),
-    "manifest: bad JSON": (lambda d: (d / "manifest.json").write_text('{"format": 5,'),
+    "manifest: bad JSON": (lambda d: (d / "manifest.json").write_text('{"format": 6,'),
                            r"manifest\.json: not valid JSON"),
     "manifest: empty": (lambda d: (d / "manifest.json").write_text(""), r"not valid JSON"),
     "manifest: binary": (lambda d: (d / "manifest.json").write_bytes(bytes(range(256)) * 4),

@@ -75,14 +75,22 @@ def _pow2(n):
 
 def a_placeholder(p: KernelPlan, free_rows: bool = False
                   ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
-    """The placeholder A (M x K float32) and at(i, k), A's element for i < M, k < K. free_rows:
-    A has any number R of rows from 1 to M (a call's own A), rows R..M-1 read as copies of row
-    R-1: what a call's copy of A into the bucket pads them with, so every code and statistic
-    is the same."""
+    """The placeholder A (M x K float32) and at(i, k), A's element for i < M, k < K.
+
+    free_rows: A is a flat float32 array of a_len = off + R·K elements: R rows of K (any R from
+    1 to M, a call's own A) starting at element off, 0 <= off < K (so R = a_len // K and
+    off = a_len % K). A caller's A lies where it is: the array starts at the 64-byte aligned
+    address at or before A's first element (TVM's tensors must), off elements before it. Rows
+    R..M-1 read as copies of row R-1: what a call's copy of A into the bucket pads them with,
+    so every code and statistic is the same."""
     M, K = p.m, p.k
-    R = tir.Var("a_rows", "int32") if free_rows else M
-    A = te.placeholder((R, K), "float32", name="A")
-    return A, lambda i, k: A[tir.min(i, R - 1), tir.min(k, K - 1)]
+    if not free_rows:
+        A = te.placeholder((M, K), "float32", name="A")
+        return A, lambda i, k: A[i, tir.min(k, K - 1)]
+    n = tir.Var("a_len", "int32")
+    A = te.placeholder((n,), "float32", name="A")
+    rows, off = tir.floordiv(n, K), tir.floormod(n, K)
+    return A, lambda i, k: A[off + tir.min(i, rows - 1) * K + tir.min(k, K - 1)]
 
 
 def a_input(p: KernelPlan, free_rows: bool = False
