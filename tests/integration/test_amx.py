@@ -70,14 +70,29 @@ def test_amx_buckets_from_one_row():
 
 
 def test_amx_rule_emits_tile_instructions():
-    """Compiled for Sapphire Rapids on any host: the tile block's configuration, loads,
-    tdpbusd and stores; no vpdpbusd in the GEMM."""
+    """Compiled for Sapphire Rapids on any host: the tile block's configuration, zeroed
+    accumulators, loads, tdpbusd and stores; no vpdpbusd in the GEMM; C written with
+    non-temporal stores and fenced once per parallel task (a conditional sfence)."""
     from lrqc.backend.target import resolve
 
     asm = _asm(scheme("int8 per_channel", "int8 per_channel"), (64, 64, 256), resolve("x86-amx"))
-    for instr in ("ldtilecfg", "tileloadd", "tdpbusd", "tilestored"):
+    for instr in ("ldtilecfg", "tilezero", "tileloadd", "tdpbusd", "tilestored", "vmovntps",
+                  "sfence"):
         assert re.search(rf"\b{instr}\b", asm), instr
     assert asm.count("tdpbusd") >= 4 and "vpdpbusd" not in asm
+
+
+def test_sized_intrinsics_register_from_a_trace():
+    """A tuning record replayed in a fresh process names the AMX and streamed-tile intrinsics
+    by their sizes: replay registers each from its name."""
+    from lrqc.backend.compat import TensorIntrin
+    from lrqc.backend.intrin import amx, stream
+    from lrqc.backend.schedule.trace import register_intrinsics
+
+    names = [amx.tiles(8, 2, 1, 192)[0], amx.zero(8, 2, 1)[0], stream.tile(16, 16, 48)[0]]
+    register_intrinsics({"insts": [["Tensorize", [], [n]] for n in names]})
+    for n in names:
+        assert TensorIntrin.get(n) is not None
 
 
 @pytest.mark.parametrize("body,reason", [

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
+from ..intrin import stream
 from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
 from .protocol import Knob
 
@@ -201,6 +202,23 @@ def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16
         return b
     _register_block(sch, b, at_loop, lanes, rows)
     return b
+
+
+def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, period: int) -> None:
+    """The float32 output block `out`, computed under `tile` (fuse_epilogue), writes its tile
+    into a local buffer, copied to C with non-temporal stores (intrin.stream; the LLVM function
+    imported at loop `root`), fenced once per `period` rows (the rows of a parallel task's
+    column panel). Integer outputs (int_acc's) and low-rank epilogues (a reduction over the
+    ranks, kept in registers) keep their plain stores."""
+    c = sch.get(out).writes[0].source
+    if str(c.dtype) != "float32" or len(sch.get(out).iter_vars) != 2:
+        return
+    copy = sch.cache_write(out, 0, "local")
+    sch.reverse_compute_at(copy, tile)
+    i, j = sch.get_loops(copy)[-2:]
+    rows, cols = (int(sch.get(lp).extent) for lp in (i, j))
+    sch.tensorize(i, register(*stream.tile(rows, cols, period)))
+    sch.annotate(root, "pragma_import_llvm", stream.STORE_LL)
 
 
 def _register_block(sch, blk, anchor, lanes: int, rows):

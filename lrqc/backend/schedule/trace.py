@@ -5,28 +5,47 @@ build needs to apply a tuning record (the pipeline replays them; lrqc.tuning rec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from ..compat import TVM_ERRORS, Schedule, Trace, error_line, prim_func, te, tvm
+from ..intrin import amx as intrin_amx
 from ..intrin import cuda as intrin_cuda
+from ..intrin import stream as intrin_stream
 from ..intrin import x86 as intrin_x86
 from ..target import Target
 from . import tiles
 
 
-def register_intrinsics() -> None:
-    """Every tensor intrinsic lrqc's schedules use (traces name them)."""
+def register_intrinsics(trace_json: Any = None) -> None:
+    """Every tensor intrinsic lrqc's schedules use (traces name them): the fixed ones, and the
+    sized ones (AMX tile blocks, streamed output tiles) that trace_json names."""
     tiles.register_avx2()
     tiles.register_vnni()
     intrin_x86.register(intrin_x86.DP4A)
     for dt in intrin_cuda.ACC:
         intrin_cuda.register_all(dt)
+    for name in set(re.findall(r"lrqc_(?:amx|stream)_[0-9a-z_]+", json.dumps(trace_json))):
+        sized = _sized(name)
+        if sized is not None:
+            intrin_x86.register(*sized)
+
+
+def _sized(name: str):
+    """(name, maker) of a sized intrinsic from its name, or None for another name."""
+    for pattern, make in ((r"lrqc_amx_(\d+)x(\d+)x(\d+)_k(\d+)_u8s8s32", intrin_amx.tiles),
+                          (r"lrqc_amx_zero_(\d+)x(\d+)x(\d+)_s32", intrin_amx.zero),
+                          (r"lrqc_stream_(\d+)x(\d+)_p(\d+)_f32", intrin_stream.tile)):
+        m = re.fullmatch(pattern, name)
+        if m:
+            return make(*(int(g) for g in m.groups()))
+    return None
 
 
 def replay(sch: Schedule, trace_json: Any) -> None:
     """Apply a recorded trace to a fresh schedule of the same function."""
-    register_intrinsics()
+    register_intrinsics(trace_json)
     Trace.apply_json_to_schedule(trace_json, sch)
 
 
