@@ -1,15 +1,19 @@
-"""Tensor intrinsic writing a tile of float32 outputs to C with non-temporal stores (`vmovntps`): C
-is written once and read by the caller after the call, so each store goes straight to memory
+"""Tensor intrinsic writing a tile of float32 outputs to C with non-temporal stores (`vmovntps`):
+C is written once and read by the caller after the call, so each store goes straight to memory
 instead of first reading C's lines into the cache (the read for ownership a plain store costs:
 at small K the GEMM's time is mostly C's writes). The tile is computed into a local buffer (the
-epilogue's cache_write) and copied out 16 lanes at a time. Non-temporal stores are weakly
-ordered: `sfence` makes them visible before the parallel task that wrote them ends. One per tile
-would wait for every tile's stores to reach memory (the GEMM then runs slower than with plain
-stores), so the tile that ends a task's column panel (its first row is `period` - rows past a
-multiple of `period`, the rows a parallel task covers) fences every store the task made. TVM
-emits no non-temporal stores: the store is a small LLVM function imported into the module (the
-`pragma_import_llvm` annotation, STORE_LL) and called per vector; LLVM inlines it. C's rows must
-start on 64-byte boundaries (TVM's tensors do; N padded to 16)."""
+epilogue's cache_write) and copied out 16 lanes at a time.
+
+Non-temporal stores are weakly ordered: an `sfence` must follow a thread's stores before the
+call returns C. One per tile would wait for every tile's stores to reach memory (the GEMM then
+runs slower than with plain stores), so only the tiles that start `period` - rows past a
+multiple of `period` (the schedule passes C's rows: the tiles of C's last rows) end with one.
+`sfence` orders every earlier store of the thread, so this suffices where each thread writes
+tiles of C's last rows after all its others (schedule.tiles.stream_out says when).
+
+TVM emits no non-temporal stores: the store is a small LLVM function imported into the module
+(the `pragma_import_llvm` annotation, STORE_LL) and called per vector; LLVM inlines it. C's
+rows must start on 64-byte boundaries (TVM's tensors do; N padded to 16)."""
 
 from __future__ import annotations
 

@@ -56,8 +56,7 @@ def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
     sch.reorder(ib, jo, io, ko, ii, jv, kv)
     sch.parallel(jo)
     tiles.unpack_at(sch, jo)
-    tiles.stream_out(sch, tiles.fuse_epilogue(sch, names.OUT, io), io, ib,
-                     period=pick["mt"] * R * rows)
+    tiles.stream_out(sch, tiles.fuse_epilogue(sch, names.OUT, io), io, ib, plan.mp)
     init = sch.decompose_reduction(blk, ko)  # right before the tiles: their pair (intrin.amx)
     sch.tensorize(sch.get_loops(init)[-2], zero)
     sch.tensorize(ii, intrin)

@@ -204,20 +204,23 @@ def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16
     return b
 
 
-def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, period: int) -> None:
-    """The float32 output block `out`, computed under `tile` (fuse_epilogue), writes its tile
-    into a local buffer, copied to C with non-temporal stores (intrin.stream; the LLVM function
-    imported at loop `root`), fenced once per `period` rows (the rows of a parallel task's
-    column panel). Integer outputs (int_acc's) and low-rank epilogues (a reduction over the
-    ranks, kept in registers) keep their plain stores."""
+def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, rows: int) -> None:
+    """The float32 output block `out`, computed under `tile` (fuse_epilogue), writes its tile into a
+    local buffer, copied to C with non-temporal stores (intrin.stream; the LLVM function
+    imported at loop `root`); the tiles of C's last rows (`rows`: C's rows) end with sfence.
+    For schedules whose parallel loop runs over column panels inside serial blocks of rows:
+    each thread's tasks are the same panels in every block of rows, so each thread that
+    streamed fences in the last block, which orders every store it made. Integer outputs
+    (int_acc's) and low-rank epilogues (a reduction over the ranks, kept in registers) keep
+    their plain stores."""
     c = sch.get(out).writes[0].source
     if str(c.dtype) != "float32" or len(sch.get(out).iter_vars) != 2:
         return
     copy = sch.cache_write(out, 0, "local")
     sch.reverse_compute_at(copy, tile)
     i, j = sch.get_loops(copy)[-2:]
-    rows, cols = (int(sch.get(lp).extent) for lp in (i, j))
-    sch.tensorize(i, register(*stream.tile(rows, cols, period)))
+    tile_rows, cols = (int(sch.get(lp).extent) for lp in (i, j))
+    sch.tensorize(i, register(*stream.tile(tile_rows, cols, rows)))
     sch.annotate(root, "pragma_import_llvm", stream.STORE_LL)
 
 
