@@ -160,6 +160,17 @@ def flat_a(p: KernelPlan) -> bool:
     return p.float_path or not p.compensated
 
 
+def stats_see_non_finite(p: KernelPlan) -> bool:
+    """quantize_a takes A's max |x| statistics on float32 bit patterns (te quantize), where a
+    NaN or an infinity makes its row's scale non-finite: the kernel checks A's scales after the
+    pass instead of reading A once more. Plans quantizing A directly to integer codes by max
+    |x| (no compensation, MX, min-max, fixed point, int1 or float A)."""
+    q = p.qa
+    return (q is not None and not p.compensated and not p.float_path and not p.mx
+            and not p.a_float and q.calibrate != Calibration.MINMAX and not q.is_fixed
+            and not (q.is_int and q.signed and q.bits == 1))
+
+
 def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
     if p.compensated and not p.float_path:
         sketch = p.lowrank_a is not None and p.lowrank_a.method != "svd"

@@ -24,11 +24,13 @@ def real_array(x: npt.ArrayLike, name: str) -> np.ndarray:
 
 
 def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
-              float32: bool = False) -> np.ndarray:
+              float32: bool = False, finite_later: bool = False) -> np.ndarray:
     """x as a 2-D array of dtype (float64, or float32 for the compiled kernels; no copy when it
     already is one), or InputError naming the shape/dtype problem. Every value must be finite;
     with dtype float32, or float32=True (operands the kernels keep in float64 but compute with in
-    float32), also finite in float32."""
+    float32), also finite in float32. finite_later: an x already of dtype is returned unchecked
+    for finiteness (a kernel whose own pass over it finds non-finite values, then calls
+    as_matrix again for the error)."""
     arr = real_array(x, name)
     if arr.ndim != 2:
         raise InputError(f"{name}: expected a 2-D matrix, got shape {arr.shape}")
@@ -37,6 +39,8 @@ def as_matrix(x: npt.ArrayLike, name: str, dtype: npt.DTypeLike = np.float64,
     src = arr
     with np.errstate(over="ignore"):
         arr = arr.astype(dtype, copy=False)
+    if finite_later and arr is src:
+        return arr
     finite = all_finite(arr)
     if finite and not (float32 and arr.dtype.itemsize > 4 and np.abs(arr).max() >= F32_LIMIT):
         return arr

@@ -194,7 +194,7 @@ class Kernel:
     def _bucket(self, A: npt.ArrayLike) -> tuple[Bucket, np.ndarray]:
         """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
-        A = as_matrix(A, "A", np.float32)
+        A = as_matrix(A, "A", np.float32, finite_later=sig.stats_see_non_finite(p))
         m = A.shape[0]
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
@@ -230,14 +230,17 @@ class Kernel:
         if (in_place and bk.lends_a and A.flags.c_contiguous and skip % A.itemsize == 0
                 and skip // A.itemsize < A.shape[1]):
             bk.quantize(lend(A))
-            return m
-        buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
-        buf[:m] = A
-        buf[m:] = A[-1]
-        store(bk.a, buf)
-        if bk.comp is not None:
-            bk.comp.set_rows(m)
-        bk.quantize()
+        else:
+            buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
+            buf[:m] = A
+            buf[m:] = A[-1]
+            store(bk.a, buf)
+            if bk.comp is not None:
+                bk.comp.set_rows(m)
+            bk.quantize()
+        if sig.stats_see_non_finite(bk.plan) and not np.isfinite(view(bk.sa)[:m]).all():
+            as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
+            raise InputError("A: contains non-finite values")
         return m
 
     def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:

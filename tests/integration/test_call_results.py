@@ -212,3 +212,37 @@ def test_A_of_few_columns_past_the_alignment_is_copied():
         buf[:] = -7.0
         np.testing.assert_array_equal(kernel(shifted, packed), want)
         assert bool((buf == -7.0).all()) is (offset % 16 < k), offset
+
+
+@pytest.mark.parametrize("a", ["int8 per_channel", "int8 per_tensor", "int4 per_vector(16)",
+                               "uint4 per_vector(16, scale=uint6 per_channel)",
+                               "e2m1 per_channel", "int8 per_channel calibrate=minmax"])
+def test_non_finite_A_is_refused_by_the_quantization_pass(a):
+    """Where quantize_a takes max |x| on float32 bit patterns (no separate pass over A for its
+    finiteness), a NaN or infinity anywhere, lent or copied, in a call of fewer rows than the
+    bucket's too, is refused with the error of the separate check; float32's largest finite
+    values are not, and give the reference's numbers."""
+    s = scheme(a, "int8 per_channel")
+    m, n, k = 24, 32, 64
+    kernel = lrqc.compile(s, "1..24", n, k)
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    packed = kernel.pack(B)
+    for rows, (i, j), v in [(24, (0, 0), np.nan), (24, (23, 63), np.inf),
+                            (7, (6, 31), -np.inf), (7, (3, 17), np.float32(np.nan) * -1)]:
+        A = _aligned(rows, k, offset=1)
+        A[:] = rng.standard_normal((rows, k))
+        A[i, j] = v
+        where = rf"non-finite values \(first at \[{i}, {j}\]"
+        for arr in (A, np.asfortranarray(A)):
+            with pytest.raises(lrqc.InputError, match=where):
+                kernel(arr, packed)
+    big = rng.standard_normal((m, k)).astype(np.float32)
+    big[2, 5], big[9, 1] = np.finfo(np.float32).max, -np.finfo(np.float32).max
+    with pytest.raises(lrqc.InputError, match="leaves float32's range"):  # finite: C's check
+        kernel(big, packed)
+    big[2, 5], big[9, 1] = 1e30, -3e29
+    small = B * np.float32(1e-30)  # C within float32's range
+    C = kernel(big, kernel.pack(small))
+    R = lrqc.reference.matmul(s, big.astype(np.float64), small)
+    assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ...frontend.model import Calibration, Granularity, Quant, Rounding
 from ...plan import names
+from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
@@ -97,14 +98,18 @@ def a_input(p: KernelPlan, free_rows: bool = False
             ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
     """The placeholder A (a_placeholder) and x(i, k): A as float64, zero outside M x K (the
     reference's K padding and the row tile's padding)."""
-    M, K = p.m, p.k
     A, at = a_placeholder(p, free_rows)
+    return A, _as_float64(p, at)
+
+
+def _as_float64(p: KernelPlan, at: Callable[..., PrimExpr]) -> Callable[..., PrimExpr]:
+    M, K = p.m, p.k
 
     def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return tir.if_then_else(tir.all(i < M, k < K), at(i, k).astype("float64"),
                                 tir.const(0.0, "float64"))
 
-    return A, x
+    return x
 
 
 def _elem_code(y, q, u=None):
@@ -171,7 +176,9 @@ def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
 
 def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
-    A, x = a_input(p, free_rows=True)
+    A, at = a_placeholder(p, free_rows=True)
+    x = _as_float64(p, at)
+    bits = abs_bits(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
     inputs = [A]
     u = None
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
@@ -179,7 +186,7 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
         inputs.append(U)
         def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
-    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u)
+    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits)
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
 
@@ -198,7 +205,7 @@ def dims(p: KernelPlan) -> tuple:
 
 
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
-              u: Callable[..., PrimExpr] | None = None
+              u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
@@ -213,7 +220,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
         return _binary(q, x, dims, offset, tag)
     # e*m* elements: max |x| -> the max normal
     minmax = q.calibrate == Calibration.MINMAX and q.is_int
-    hi, lo, sidx = _statistics(q, x, dims, minmax, tag)
+    hi, lo, sidx = _statistics(q, x, dims, minmax, tag, bits)
     s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag)
     if minmax:
         zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
@@ -227,10 +234,16 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
 
 
-def _statistics(q, x, dims: tuple, minmax: bool, tag: str):
+def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
     """(hi, lo, sidx): the blocks of max |x| (max x and min x when min-max calibrated; lo None
     otherwise) per tensor, row or K group, and sidx(i, g), the index of row i's group g in
-    them."""
+    them. bits(i, k): |x|'s float32 bit pattern as int32 (x a float32 A): max |x| is then the
+    integer maximum of the patterns (the same order for non-negative floats), converted back,
+    and a NaN or infinity anywhere in a group makes its maximum +inf (their patterns are
+    larger than every finite one's; a NaN's is lowered to infinity's, which every scale
+    computed from it keeps non-finite), which no float maximum guarantees for NaN."""
+    if bits is not None and not minmax:
+        return _bit_statistics(q, bits, dims, tag)
     M, K, Mp, _, G, V = dims
     stat = (lambda v: v) if minmax else tir.abs
     lo = None
@@ -253,6 +266,40 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str):
         lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
                         name=names.QUANT_STATS + "_lo" + tag)
     return hi, lo, ((lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0)))
+
+
+def _bit_statistics(q, bits, dims: tuple, tag: str):
+    """_statistics' max |x| blocks from bits(i, k) (integer maxima, then float64 values)."""
+    M, K, Mp, _, G, V = dims
+    if q.granularity == Granularity.PER_TENSOR:
+        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
+        top = te.compute((1, 1), lambda _, __: te.max(bits(r1, r2), axis=[r1, r2]),
+                         name=names.QUANT_STATS + tag)
+        return _as_abs_max(top, tag), None, (lambda i, g: (0, 0))
+    width = V if q.grouped else K
+    r = te.reduce_axis((0, width), "r")
+    top = te.compute((Mp, G if q.grouped else 1),
+                     lambda i, g: te.max(bits(i, g * width + r), axis=r),
+                     name=names.QUANT_STATS + tag)
+    return _as_abs_max(top, tag), None, ((lambda i, g: (i, g)) if q.grouped
+                                         else (lambda i, g: (i, 0)))
+
+
+def _as_abs_max(top: te.Tensor, tag: str) -> te.Tensor:
+    """The float64 max |x| of the int32 maxima of |x|'s bit patterns, NaN's lowered to
+    infinity's."""
+    inf = tir.const(0x7F800000, "int32")
+    return te.compute(top.shape, lambda i, g: tir.reinterpret(
+        "float32", tir.min(top[i, g], inf)).astype(F64), name="a_absmax" + tag)
+
+
+def abs_bits(at: Callable[..., PrimExpr], M: int, K: int) -> Callable[..., PrimExpr]:
+    """bits(i, k) of _statistics for the float32 A of at(i, k): |A|'s bit pattern as int32
+    (the sign bit cleared), 0 outside M x K."""
+    def bits(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+        b = tir.reinterpret("int32", at(i, k)) & tir.const(0x7FFFFFFF, "int32")
+        return tir.if_then_else(tir.all(i < M, k < K), b, tir.const(0, "int32"))
+    return bits
 
 
 def _base_scale(q, hi, lo, tag: str):
