@@ -86,6 +86,8 @@ class Kernel:
         self.m_max = self.plan.m
         self.prefix = prefix
         self.output = self.plan.scheme.output  # the type of C (parts of chains: float32)
+        # quantize_a itself finds a NaN or infinity in A (its scales): no pass over A before
+        self.finite_later = sig.stats_see_non_finite(self.plan)
         self.dev, self.no_device = device_of(target)
         self._bk = None if self.no_device else [
             Bucket(p, module, prefix, self.dev, dense=not target.is_cuda) for p in plans]
@@ -194,7 +196,7 @@ class Kernel:
     def _bucket(self, A: npt.ArrayLike) -> tuple[Bucket, np.ndarray]:
         """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
-        A = as_matrix(A, "A", np.float32, finite_later=sig.stats_see_non_finite(p))
+        A = as_matrix(A, "A", np.float32, finite_later=self.finite_later)
         m = A.shape[0]
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
@@ -238,7 +240,7 @@ class Kernel:
             if bk.comp is not None:
                 bk.comp.set_rows(m)
             bk.quantize()
-        if sig.stats_see_non_finite(bk.plan) and not np.isfinite(view(bk.sa)[:m]).all():
+        if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
             as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
             raise InputError("A: contains non-finite values")
         return m

@@ -27,6 +27,7 @@ from ..frontend.model import Scheme
 from ..pipeline.compile import compile as compile_kernel
 from ..pipeline.functions import fixed_rows, functions, schedule_function
 from ..plan import names
+from ..plan import signature as sig
 from ..plan.model import KernelPlan
 from ..reference import matmul
 from ..reference.scheme import rel_error
@@ -150,7 +151,7 @@ def _random_arrays(tensors, rng, rows: int = 1, k: int = 1) -> list:
     rows x k elements)."""
     out = []
     for t in tensors:
-        free = rows * k if len(t.shape) == 1 and t.op.name == "A" else rows
+        free = rows * k if len(t.shape) == 1 and t.op.name == sig.A else rows
         shape = [int(x) if isinstance(x, tir.IntImm) else free for x in t.shape]
         if t.op.name == "rows":
             out.append(np.full(shape, rows, str(t.dtype)))
