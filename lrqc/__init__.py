@@ -34,7 +34,8 @@ __all__ = [
 
 def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
             target: str | dict | Target | None = None, tuned: bool = True,
-            dump_dir: str | os.PathLike[str] | None = None) -> KernelLike:
+            dump_dir: str | os.PathLike[str] | None = None,
+            threads: str = "tvm") -> KernelLike:
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     M: a row count, or a range lo..hi ("lo..hi", (lo, hi) or range(lo, hi + 1)) compiled as
@@ -42,11 +43,15 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     "x86-avxvnni", "x86-avx2", "aarch64", "cuda-sm90", ...) or a TVM target dict. tuned: use
     matching records of the tuning database (lrqc tune). dump_dir: a folder that receives the
     text of every compilation stage (IR, kernel plans, TE, scheduled TIR, LLVM IR and
-    assembly). Imports TVM on first use."""
+    assembly). threads: where the kernel's parallel loops run on a CPU: "tvm" (TVM's thread
+    pool, TVM_NUM_THREADS threads) or "openmp" (the OpenMP threads already in the process,
+    e.g. torch's, omp_get_max_threads() of them; needs a C compiler with -fopenmp). Imports
+    TVM on first use."""
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")
-    return door.compile(scheme, M, N, K, target, tuned=tuned, dump_dir=dump_dir)
+    return door.compile(scheme, M, N, K, target, tuned=tuned, dump_dir=dump_dir,
+                        threads=threads)
 
 
 def load_kernel(path: str | os.PathLike[str]) -> KernelLike:

@@ -1,5 +1,6 @@
 """One place that finds the data directories (grammar/, schedules/, examples/) in a checkout or
-a wheel, the host CPU's feature flags, and the OS permission AMX tiles need."""
+a wheel, the host CPU's feature flags, the OS permission AMX tiles need, and which OpenMP
+runtime the process has loaded."""
 
 from __future__ import annotations
 
@@ -64,4 +65,17 @@ def enable_amx() -> str | None:
     if rc != 0:
         return (f"Linux refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM: "
                 f"{os.strerror(ctypes.get_errno())}; Linux before 5.16 lacks it)")
+    return None
+
+
+def loaded_libgomp() -> str | None:
+    """The path of the libgomp this process has loaded (torch's, numpy's BLAS'), or None."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if line.strip() else ""
+                if "libgomp" in os.path.basename(path):
+                    return path
+    except OSError:
+        pass
     return None

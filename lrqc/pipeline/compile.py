@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..backend import openmp
 from ..backend.schedule.rules import rule_of
 from ..backend.target import Target, resolve
 from ..errors import LrqcError, UnsupportedScheme
@@ -22,6 +23,7 @@ from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
 # records(plans, rule, target) -> (traces {(m, fn): trace JSON}, sources {(m, fn): text}):
 # the tuning database's lookup (lrqc.tuning.records.recorded_traces), passed in by lrqc.compile
 Records = Callable[..., tuple[dict, dict]]
+THREADS = ("tvm", "openmp")
 
 
 def check_emits(emit: Iterable[str], target: Target) -> tuple[str, ...]:
@@ -37,11 +39,21 @@ def check_emits(emit: Iterable[str], target: Target) -> tuple[str, ...]:
     return emit
 
 
+def check_threads(threads: str, target: Target) -> None:
+    if threads not in THREADS:
+        raise LrqcError(f"threads: expected one of {', '.join(THREADS)}, got {threads!r}")
+    if threads == "openmp" and (target.is_cuda or target.host_lacks()):
+        raise LrqcError("threads='openmp' runs the kernel on this CPU's OpenMP threads: it "
+                        "needs a target this CPU runs (--target host), not "
+                        f"{target.kind} {target.triple}".rstrip())
+
+
 def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
             target: str | dict | Target | None = None, *, traces: dict | None = None,
             records: Records | None = None, emit: Iterable[str] = (),
             on_text: Callable[[str, str], None] | None = None,
-            dump_dir: str | os.PathLike[str] | None = None) -> KernelLike:
+            dump_dir: str | os.PathLike[str] | None = None,
+            threads: str = "tvm") -> KernelLike:
     """A Kernel (ChainKernel for LPLR, LRAMM) for scheme at M x K @ K x N on `target` (None:
     this CPU). M is a row count, or a range lo..hi given as (lo, hi), range(lo, hi + 1) or
     "lo..hi": one code path is compiled per bucket (powers of two from 4, and hi) and each
@@ -51,8 +63,11 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     tune's checks); records: where to look traces up instead (the tuning database);
     emit: stage texts passed to on_text(name, text) as the stages run; dump_dir: a folder
     that receives the text of every stage (ir.txt, plan.txt, te.txt, tir.txt, llvm.txt and
-    asm.txt, or cuda.txt and ptx.txt)."""
+    asm.txt, or cuda.txt and ptx.txt); threads: where a CPU kernel's parallel loops run,
+    "tvm" (TVM's thread pool) or "openmp" (the process's OpenMP threads, lrqc.backend.openmp;
+    this CPU's targets only)."""
     target = resolve(target)
+    check_threads(threads, target)
     if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
         raise UnsupportedScheme(f"scheme '{scheme.name}': output: float64 is computed by the "
                                 "reference only (lrqc.reference.matmul); the compiled kernels "
@@ -76,7 +91,9 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
         for name, text in texts.items():
             (out / FILE_NAMES[name]).write_text(text + "\n")
     reports = [rule_of(part.plans[-1], rule) for part, rule in zip(c.parts, c.rules, strict=True)]
-    kernel = assemble(scheme, c.parts, reports, c.executable, target, lo, N, K)
+    module = c.executable if threads == "tvm" else openmp.load(c.executable)
+    kernel = assemble(scheme, c.parts, reports, module, target, lo, N, K)
+    kernel.threads = threads
     if len(c.parts) == 1 and not c.parts[0].prefix:
         kernel.schedules = _schedule_sources(c)
     return kernel

@@ -68,6 +68,7 @@ class ChainKernel:
         self.plan = kernels[0].plan
         self.m_min, self.m_max = kernels[0].m_min, kernels[0].m_max
         self.last_notes: list[str] = []
+        self.threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
         self.fingerprint = fingerprint.fingerprint(scheme, f"B: {k}x{n} (K x N)",
                                               str(kernels[0].dev))
 

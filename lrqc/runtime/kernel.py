@@ -94,6 +94,7 @@ class Kernel:
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
         #   which formulation ran)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
+        self.threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
         self._fingerprint: dict[str, str] | None = None
 
     @property

@@ -27,6 +27,7 @@ class KernelLike(Protocol):
     m_max: int
     last_notes: list[str]  # of the last call (e.g. which copy a sparse term used)
     transposed: bool  # static: a runs as Cᵀ = Bᵀ Aᵀ
+    threads: str  # where its parallel loops run: "tvm" (TVM's pool) or "openmp"
 
     @property
     def scheme(self) -> Scheme: ...

@@ -10,9 +10,11 @@ backend="reference" runs lrqc.reference on the weight prepared once (the same nu
 float64, slowly).
 
 Kernels are shared between layers of the same scheme and sizes (one compilation each) and are
-safe to call from several threads. The module's state (state_dict's `_extra_state`) holds the
-scheme's text and the packed weight, so a saved model loads without re-quantization
-(lrqc.torch.load)."""
+safe to call from several threads. Where torch runs its operators on OpenMP (libgomp), the
+kernels run their parallel loops on torch's own threads (threads="auto"), so a model does not
+hand its cores between two thread pools at every layer. The module's state (state_dict's
+`_extra_state`) holds the scheme's text and the packed weight, so a saved model loads without
+re-quantization (lrqc.torch.load)."""
 
 from __future__ import annotations
 
@@ -29,11 +31,13 @@ from ..door import compile as compile_kernel
 from ..errors import InputError, LrqcError
 from ..frontend.model import LowRank, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import unparse
+from ..resources import loaded_libgomp
 from ..runtime import packstate
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 BACKENDS = ("kernel", "reference")
-_KERNELS: dict[tuple, Any] = {}  # (scheme text, N, K, max_tokens, target) -> kernel
+THREADS = ("auto", "openmp", "tvm")
+_KERNELS: dict[tuple, Any] = {}  # (scheme text, N, K, max_tokens, target, threads) -> kernel
 _LOCK = threading.Lock()
 # numpy dtypes torch.from_numpy cannot take (ml_dtypes' bfloat16, float8): stored as raw bits
 _RAW = {1: np.uint8, 2: np.int16, 4: np.int32}
@@ -51,17 +55,32 @@ def min_rows(scheme: Scheme) -> int:
     return max([1, *ranks])
 
 
-def kernel_for(scheme: Scheme, n: int, k: int, max_tokens: int, target: Any) -> Any:
+def torch_threads(threads: str, target: Any) -> str:
+    """Where the kernels' parallel loops run: "auto" is "openmp" (torch's own threads) where
+    torch runs its operators on a libgomp this process has loaded and the kernel is for this
+    CPU, else "tvm" (TVM's thread pool)."""
+    if threads not in THREADS:
+        raise LrqcError(f"lrqc.torch: threads must be one of {THREADS}, got {threads!r}")
+    if threads != "auto":
+        return threads
+    on_omp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    here = target is None or target == "host"
+    return "openmp" if on_omp and here and loaded_libgomp() else "tvm"
+
+
+def kernel_for(scheme: Scheme, n: int, k: int, max_tokens: int, target: Any,
+               threads: str = "tvm") -> Any:
     """The compiled kernel for min_rows..max_tokens rows of (M x K) @ (K x N), compiled once
     per process for every layer that asks for the same one."""
-    key = (unparse(scheme), n, k, max_tokens, repr(target))
+    key = (unparse(scheme), n, k, max_tokens, repr(target), threads)
     lo = min_rows(scheme)
     if lo > max_tokens:
         raise LrqcError(f"scheme '{scheme.name}' factors A at rank {lo}, which needs at least "
                         f"{lo} rows: max_tokens={max_tokens} is too few")
     with _LOCK:
         if key not in _KERNELS:
-            _KERNELS[key] = compile_kernel(scheme, (lo, max_tokens), n, k, target)
+            _KERNELS[key] = compile_kernel(scheme, (lo, max_tokens), n, k, target,
+                                           threads=threads)
         return _KERNELS[key]
 
 
@@ -87,7 +106,8 @@ class Linear(nn.Module):
     """y = x Wᵀ + bias by an lrqc scheme (A = x, B = Wᵀ packed once). Inference only."""
 
     def __init__(self, in_features: int, out_features: int, scheme: Scheme, *,
-                 max_tokens: int = 512, backend: str = "kernel", target: Any = None):
+                 max_tokens: int = 512, backend: str = "kernel", target: Any = None,
+                 threads: str = "auto"):
         super().__init__()
         if backend not in BACKENDS:
             raise LrqcError(f"lrqc.torch.Linear: backend must be one of {BACKENDS}, got "
@@ -98,21 +118,26 @@ class Linear(nn.Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.scheme, self.max_tokens = _check_scheme(scheme), max_tokens
         self.backend, self.target = backend, target
-        self.kernel = (kernel_for(scheme, self.out_features, self.in_features, max_tokens, target)
-                       if backend == "kernel" else None)
+        threads = torch_threads(threads, target)
+        self.threads = threads if backend == "kernel" else "none"
+        self.kernel = (kernel_for(scheme, self.out_features, self.in_features, max_tokens, target,
+                                  self.threads) if backend == "kernel" else None)
         self.packed: Any = None  # kernel: the packed weight; reference: (prepared W, bias)
         self.has_bias = False
         self.name = ""  # its qualified name in a model (quantize and load set it)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, scheme: Scheme, *, max_tokens: int = 512,
-                    backend: str = "kernel", target: Any = None) -> Linear:
-        """The lrqc layer computing what `linear` computes, with its weight (and bias) packed."""
+                    backend: str = "kernel", target: Any = None,
+                    threads: str = "auto") -> Linear:
+        """The lrqc layer computing what `linear` computes, with its weight (and bias) packed.
+        threads: where its kernel's parallel loops run: "openmp" on torch's own OpenMP
+        threads, "tvm" on TVM's thread pool, "auto" the first where torch runs on OpenMP."""
         if not isinstance(linear, nn.Linear):
             raise LrqcError(f"lrqc.torch.Linear.from_linear: expected a torch.nn.Linear, got "
                             f"{type(linear).__name__}")
         out = cls(linear.in_features, linear.out_features, scheme, max_tokens=max_tokens,
-                  backend=backend, target=target)
+                  backend=backend, target=target, threads=threads)
         w = linear.weight.detach().to(torch.float32).cpu().numpy()
         b = None if linear.bias is None else linear.bias.detach().to(torch.float64).cpu().numpy()
         out.set_weight(w, b)
@@ -146,11 +171,12 @@ class Linear(nn.Module):
         super().__setstate__(state)
         if self.backend == "kernel":
             self.kernel = kernel_for(self.scheme, self.out_features, self.in_features,
-                                     self.max_tokens, self.target)
+                                     self.max_tokens, self.target, self.threads)
         self.set_extra_state(saved)
 
     def extra_repr(self) -> str:
-        how = f"rule={self.kernel.rule}" if self.kernel is not None else "backend=reference"
+        how = (f"rule={self.kernel.rule}, threads={self.threads}" if self.kernel is not None
+               else "backend=reference")
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.has_bias}, scheme={self.scheme.name}, {how}")
 
@@ -256,12 +282,13 @@ class Linear(nn.Module):
         self.packed = packstate.restore(self.kernel, arrays, state["meta"])
 
     @classmethod
-    def from_state(cls, state: Any, *, target: Any = None) -> Linear:
+    def from_state(cls, state: Any, *, target: Any = None, threads: str = "auto") -> Linear:
         """The layer a saved state describes (its scheme compiled, its packed weight adopted)."""
         check_state(state)
         scheme = next(iter(parse_schemes(state["scheme"]).values()))
         out = cls(state["in_features"], state["out_features"], scheme,
-                  max_tokens=state["max_tokens"], backend=state["backend"], target=target)
+                  max_tokens=state["max_tokens"], backend=state["backend"], target=target,
+                  threads=threads)
         out.set_extra_state(state)
         return out
 

@@ -97,11 +97,13 @@ def _progress(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
 
 def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterable[str] = (),
              max_tokens: int = 512, backend: str = "kernel", target: Any = None,
+             threads: str = "auto",
              progress: bool | Callable[[str], None] = False) -> QuantizeReport:
     """Replace model's torch.nn.Linear layers in place by lrqc.torch.Linear: every one with
     one scheme, or by rules (the first pattern matching a layer's qualified name gives its
     scheme; None, or no match, keeps it float); `skip`: patterns of layers kept float.
-    Kernels are compiled once per scheme and sizes. progress: True prints a line per layer to
+    Kernels are compiled once per scheme and sizes; threads: where they run (Linear.from_linear
+    says). progress: True prints a line per layer to
     stderr (compilation takes seconds per new kernel), or a function that takes the lines."""
     rules = _check_rules(scheme_or_rules)
     skip = (skip,) if isinstance(skip, str) else tuple(skip)
@@ -127,7 +129,7 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
             f"scheme {scheme.name}")
         try:
             q = Linear.from_linear(lin, scheme, max_tokens=max_tokens, backend=backend,
-                                   target=target)
+                                   target=target, threads=threads)
         except LrqcError as exc:  # nothing replaced yet: the model is as it was
             raise LrqcError(f"layer {name} ({lin.in_features} -> {lin.out_features}): {exc}"
                             ) from None
@@ -144,7 +146,7 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
 
 
 def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
-         strict: bool = True) -> nn.Module:
+         strict: bool = True, threads: str = "auto") -> nn.Module:
     """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
     of the same architecture: every layer the state holds as an lrqc layer becomes one (its
     packed weight adopted, no quantization), then the rest loads as usual."""
@@ -167,7 +169,7 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
             raise LrqcError(f"lrqc.torch.load: layer '{name}' is {have[0]} -> {have[1]} in the "
                             f"model, {value['in_features']} -> {value['out_features']} in the "
                             "state")
-        new[name] = Linear.from_state(value, target=target)
+        new[name] = Linear.from_state(value, target=target, threads=threads)
         new[name].name = name
     if not new:
         raise LrqcError("lrqc.torch.load: the state holds no lrqc layer (save the state_dict of "

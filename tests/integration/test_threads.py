@@ -1,7 +1,7 @@
 """Kernels called from several Python threads at once give, bit for bit, the C of the same call
 made alone: a plain integer kernel (over M buckets), a compensated one (lowrank terms on both
 operands, the shipped lrqmm_int8), an LPLR chain; pack(), int_accumulate() and stage_times()
-in threads too."""
+in threads too; and the same kernels with their parallel loops on OpenMP threads."""
 
 from __future__ import annotations
 
@@ -136,3 +136,48 @@ def lrqc_text(s) -> str:
     from lrqc.frontend.unparse import unparse
 
     return unparse(s)
+
+
+@pytest.mark.parametrize("case", ["buckets", "lowrank", "lplr"])
+def test_kernels_on_openmp_threads(case):
+    """threads="openmp": the parallel loops run on the process's OpenMP threads (the launcher
+    counts them), C equals the TVM thread pool's bit for bit, and concurrent calls stay exact."""
+    from lrqc.backend import openmp
+
+    rng = np.random.default_rng(3)
+    if case == "buckets":
+        s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}")["s"]
+        dims, K, N = "1..64", 96, 80
+    elif case == "lowrank":
+        s, dims, K, N = example("lrqmm.lrq", "lrqmm_int8"), "4..32", 48, 32
+    else:
+        s = example("lplr.lrq", "lplr_w_a8")
+        s = lrqc.parse_schemes(lrqc_text(s).replace("rank=83", "rank=12"))[s.name]
+        dims, K, N = "1..32", 64, 40
+    omp = lrqc.compile(s, M=dims, N=N, K=K, threads="openmp")
+    tvm = lrqc.compile(s, M=dims, N=N, K=K)
+    assert (omp.threads, tvm.threads) == ("openmp", "tvm")
+    B = rng.standard_normal((K, N))
+    inputs = [rng.standard_normal((m, K)).astype(np.float32) for m in (32, 17, 4, 9, 32)]
+    packed_omp, packed_tvm = omp.pack(B), tvm.pack(B)
+    before = openmp.launches()
+    for A in inputs:
+        np.testing.assert_array_equal(omp(A, packed_omp), tvm(A, packed_tvm))
+    assert openmp.launches() > before  # the loops ran on OpenMP, not on TVM's pool
+    check_concurrent_calls(omp, B, inputs)
+
+
+def test_openmp_threads_refused_with_reasons(tmp_path, monkeypatch):
+    from lrqc.backend import openmp
+
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}")["s"]
+    with pytest.raises(lrqc.LrqcError, match="threads: expected one of"):
+        lrqc.compile(s, M=8, N=16, K=32, threads="omp")
+    with pytest.raises(lrqc.LrqcError, match="needs a target this CPU runs"):
+        lrqc.compile(s, M=8, N=16, K=32, target="cuda-sm90", threads="openmp")
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(lrqc.LrqcError, match="needs a C compiler with OpenMP"):
+        openmp._compile(tmp_path / "lib.so")
+    monkeypatch.setenv("CC", "false")
+    with pytest.raises(lrqc.LrqcError, match="-fopenmp failed"):
+        openmp._compile(tmp_path / "lib.so")

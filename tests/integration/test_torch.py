@@ -246,3 +246,23 @@ def test_forward_errors_name_the_layer():
     x[1, 7] = float("nan")
     with pytest.raises(lrqc.LrqcError, match=r"layer up \(lrqc.torch.Linear\(256 -> 128\)\)"):
         model(x)
+
+
+def test_layers_run_on_torchs_openmp_threads():
+    """threads="auto" puts the kernels' parallel loops on torch's OpenMP threads where torch
+    runs on OpenMP (this build: libgomp), with the numbers of TVM's thread pool."""
+    from lrqc.backend import openmp
+
+    lin = nn.Linear(96, 72)
+    x = torch.randn(3, 11, 96)
+    auto = lt.Linear.from_linear(lin, W8, max_tokens=64)
+    pool = lt.Linear.from_linear(lin, W8, max_tokens=64, threads="tvm")
+    on_omp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    assert auto.threads == ("openmp" if on_omp and lrqc.resources.loaded_libgomp() else "tvm")
+    assert f"threads={auto.threads}" in repr(auto) and pool.threads == "tvm"
+    before = openmp.launches()
+    with torch.no_grad():
+        assert torch.equal(auto(x), pool(x))
+    assert (openmp.launches() > before) == (auto.threads == "openmp")
+    with pytest.raises(lrqc.LrqcError, match="threads must be one of"):
+        lt.Linear.from_linear(lin, W8, threads="gomp")

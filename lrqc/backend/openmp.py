@@ -1,0 +1,129 @@
+"""Running a CPU kernel's parallel loops on the process's OpenMP threads instead of TVM's own
+thread pool.
+
+A compiled library calls its parallel loops through two function pointers that TVM's loader
+fills with its thread pool's entry points (`__TVMBackendParallelLaunch`,
+`__TVMBackendParallelBarrier`). `attach` points them at two small C functions that run the
+same loop bodies in an OpenMP parallel region: on the threads of the libgomp already loaded in
+the process (torch's, where torch runs its operators on OpenMP). Inside a model, lrqc's layers
+then share torch's threads, which are awake after torch's operators, instead of waking TVM's
+sleeping workers onto cores torch's threads still spin on. The loop bodies and their split
+into tasks are the same either way: the numbers do not change.
+
+The C functions are compiled once per process with the system's C compiler (`CC`, else `cc`)
+and `-fopenmp`; `launcher()` raises LrqcError saying why where that fails."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import LrqcError
+from .compat import TVM_ERRORS, error_line, load_module
+
+SOURCE = r"""
+#include <omp.h>
+#include <stdint.h>
+#include <stddef.h>
+/* TVM's TVMParallelGroupEnv and FTVMParallelLambda */
+typedef struct { void* sync_handle; int32_t num_task; } lrqc_env;
+typedef int (*lrqc_lambda)(int task_id, lrqc_env* penv, void* cdata);
+int64_t lrqc_omp_launches = 0;  /* parallel loops run here (tests read it) */
+
+int lrqc_omp_launch(lrqc_lambda f, void* cdata, int num_task) {
+  int n = num_task > 0 ? num_task : omp_get_max_threads();
+  int err = 0;
+  __atomic_add_fetch(&lrqc_omp_launches, 1, __ATOMIC_RELAXED);
+  if (n <= 1 || omp_in_parallel()) {  /* one task, or called from a parallel region: here */
+    lrqc_env env = {NULL, 1};
+    return f(0, &env, cdata);
+  }
+  #pragma omp parallel num_threads(n)
+  {
+    lrqc_env env = {NULL, omp_get_num_threads()};
+    int r = f(omp_get_thread_num(), &env, cdata);
+    if (r != 0) {
+      #pragma omp atomic write
+      err = r;
+    }
+  }
+  return err;
+}
+
+int lrqc_omp_barrier(int task_id, lrqc_env* penv) {
+  (void)task_id; (void)penv;
+  #pragma omp barrier
+  return 0;
+}
+"""
+LAUNCH, BARRIER = "__TVMBackendParallelLaunch", "__TVMBackendParallelBarrier"
+_LOCK = threading.Lock()
+_SHIM: list[ctypes.CDLL] = []  # the compiled C functions, loaded once per process
+
+
+def _compile(out: Path) -> None:
+    cc = shlex.split(os.environ.get("CC") or "cc")
+    src = out.with_suffix(".c")
+    src.write_text(SOURCE)
+    cmd = [*cc, "-O2", "-fPIC", "-shared", "-fopenmp", str(src), "-o", str(out)]
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LrqcError(f"threads='openmp' needs a C compiler with OpenMP ({' '.join(cc)}: "
+                        f"{exc}); set CC, or use threads='tvm'") from None
+    if run.returncode != 0:
+        why = (run.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise LrqcError(f"threads='openmp': compiling the OpenMP launcher with "
+                        f"{' '.join(cc)} -fopenmp failed ({why}); set CC, or use "
+                        "threads='tvm'")
+
+
+def launches() -> int:
+    """How many parallel loops the launcher has run in this process."""
+    return ctypes.c_int64.in_dll(launcher(), "lrqc_omp_launches").value
+
+
+def launcher() -> ctypes.CDLL:
+    """The loaded launcher (compiled on the first call); LrqcError if it cannot be built."""
+    with _LOCK:
+        if not _SHIM:
+            with tempfile.TemporaryDirectory(prefix="lrqc-omp-") as tmp:
+                lib = Path(tmp) / "liblrqc_omp.so"
+                _compile(lib)
+                _SHIM.append(ctypes.CDLL(str(lib)))  # stays loaded after the file is gone
+        return _SHIM[0]
+
+
+def attach(library: str) -> None:
+    """Point the parallel-loop entry points of the library at `library` (already loaded by
+    TVM: the same handle) at the OpenMP launcher."""
+    shim = launcher()
+    lib = ctypes.CDLL(library)
+    for slot, fn in ((LAUNCH, shim.lrqc_omp_launch), (BARRIER, shim.lrqc_omp_barrier)):
+        try:
+            ptr = ctypes.c_void_p.in_dll(lib, slot)
+        except ValueError:  # a library without parallel loops (or barriers) lacks the slot
+            continue
+        ptr.value = ctypes.cast(fn, ctypes.c_void_p).value
+
+
+def load(executable: Any) -> Any:
+    """A compiled executable written to a shared library, loaded, its parallel loops attached
+    to OpenMP (the library file is removed once loaded: the process keeps its mapping)."""
+    launcher()  # the compiler's error first, before the export's
+    with tempfile.TemporaryDirectory(prefix="lrqc-lib-") as tmp:
+        path = str(Path(tmp) / "lib.so")
+        try:
+            executable.export_library(path)
+        except TVM_ERRORS as exc:  # the C++ compiler or linker TVM runs failed
+            raise LrqcError(f"threads='openmp': writing the kernel's library failed "
+                            f"({error_line(exc)}); use threads='tvm'") from None
+        module = load_module(path)
+        attach(path)
+    return module
