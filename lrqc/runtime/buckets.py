@@ -42,6 +42,7 @@ class Packed:
     fingerprint: dict[str, str]  # layout.fingerprint of the kernel that made it
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
+    limits: tuple[float, float] | None = None  # (max |sb|, max |bias|): direct.limits
 
 
 def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool

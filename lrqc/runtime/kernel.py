@@ -35,36 +35,10 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, sparse_tensors
+from .checks import finite, normal_scales
 from .device import device_of
+from .direct import Direct, serves
 from .glue import store, view, writable
-
-F32_TINY = float(np.finfo(np.float32).tiny)
-
-
-def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
-    """InputError when a quantization scale is subnormal in float32 (a group whose largest
-    |value| is below about 1.5e-36): the integer GEMM's float32 epilogue would keep only a few
-    of its bits (C off by percents). MX scales are powers of two, exact even there."""
-    bad = (scales != 0) & (np.abs(scales) < F32_TINY)
-    if bad.any():
-        i = int(np.argwhere(bad)[0][axis])
-        raise InputError(f"{name}: {what} {i}: a quantization scale of "
-                         f"{float(scales[bad][0]):.3g} is subnormal in float32 (values below "
-                         "about 1.5e-36), where the kernels' epilogue would lose its precision; "
-                         "scale the data up (C scales with it)")
-
-
-def finite(c: np.ndarray) -> np.ndarray:
-    """c, the float32 result of a kernel; InputError where an entry is not finite. The inputs
-    are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the
-    float32 range the kernels compute in: a wrong number, where the reference (float64) would
-    give the value, or +-inf rounded once."""
-    if c.size and not (np.isfinite(c.min()) and np.isfinite(c.max())):  # NaN propagates
-        i, j = np.argwhere(~np.isfinite(c))[0]
-        raise InputError(f"C[{i}, {j}]: the product leaves float32's range (about 3.4e38) in "
-                         "the kernel's float32 arithmetic; scale A or B down (lrqc.reference "
-                         "computes it in float64)")
-    return c
 
 
 class Kernel:
@@ -96,6 +70,7 @@ class Kernel:
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
         self.threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
         self._fingerprint: dict[str, str] | None = None
+        self._direct: Direct | None | bool = None  # the short call path, made on first call
 
     @property
     def _buckets(self) -> list[Bucket]:
@@ -246,6 +221,14 @@ class Kernel:
             raise InputError("A: contains non-finite values")
         return m
 
+    def _check_scales(self, bk: Bucket, A: np.ndarray, m: int, packed: Packed) -> None:
+        """_fill's and _sums_fit's checks of this call's scales (the errors of the short
+        path's calls, lrqc.runtime.direct)."""
+        if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
+            as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
+            raise InputError("A: contains non-finite values")
+        self._sums_fit(bk, m, packed)
+
     def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:
         """InputError when this call's scales or zero points do not fit the integer GEMM's
         float32 epilogue or int32 sums."""
@@ -272,7 +255,10 @@ class Kernel:
         self._check(packed)
         if self.transposed:
             return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
-        return self._call(A, packed)
+        direct = self._direct
+        if direct is None:  # two threads may both make it: either one serves
+            direct = self._direct = Direct(self) if serves(self) else False
+        return direct(A, packed) if direct else self._call(A, packed)
 
     def _call(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         bk, A = self._bucket(A)

@@ -246,3 +246,52 @@ def test_non_finite_A_is_refused_by_the_quantization_pass(a):
     C = kernel(big, kernel.pack(small))
     R = lrqc.reference.matmul(s, big.astype(np.float64), small)
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
+
+
+def _outcome(call, A, packed):
+    try:
+        return call(A, packed)
+    except lrqc.InputError as exc:
+        return str(exc)
+
+
+def test_the_short_call_path_gives_the_general_paths_results_and_errors():
+    """Direct integer kernels take the short call path (lrqc.runtime.direct): for every kind
+    of A (its buckets' rows, lent at any alignment or copied, other dtypes and layouts, NaN,
+    subnormal scales, wrong shapes, data past the bound) it returns the general path's C bit
+    for bit, or its error word for word."""
+    from lrqc.runtime.direct import serves
+
+    s = scheme("int8 per_channel", "int8 per_channel")
+    n, k = 40, 64
+    kernel = lrqc.compile(s, "1..24", n, k)
+    for other in ("int8 per_channel + lowrank(rank=2)", "e2m1 per_block(32)",
+                  "int8 per_channel calibrate=minmax"):
+        assert not serves(lrqc.compile(scheme(other, "int8 per_channel"), 8, 16, 64))
+    rng = np.random.default_rng(11)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    packed = kernel.pack(B, bias=rng.standard_normal(n))
+    cases = []
+    for rows in (24, 17, 16, 5, 1):
+        for offset in (0, 1, 15):
+            A = _aligned(rows, k, offset)
+            A[:] = rng.standard_normal((rows, k))
+            cases.append(A)
+    A = cases[0]
+    nan = A.copy()
+    nan[3, 9] = np.nan
+    tiny = A.copy()
+    tiny[2] = 1e-40
+    cases += [np.asfortranarray(A), A.astype(np.float64), A[:, ::-1], A[::2], A.tolist(),
+              nan, tiny, A[:, :-1], np.zeros((25, k), np.float32), np.full((8, k), 3e36,
+                                                                           np.float32)]
+    assert serves(kernel)
+    for A in cases:
+        got = _outcome(kernel, A, packed)
+        want = _outcome(kernel._call, A, packed)
+        if isinstance(want, str):
+            assert got == want
+        else:
+            np.testing.assert_array_equal(got, want)
+            assert got.flags.c_contiguous and got.shape == want.shape
+    assert kernel._direct  # the calls above went the short way

@@ -1,0 +1,36 @@
+"""Checks of a kernel's per-call numbers: its quantization scales (normal in float32) and its
+float32 result (finite)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
+    """InputError when a quantization scale is subnormal in float32 (a group whose largest
+    |value| is below about 1.5e-36): the integer GEMM's float32 epilogue would keep only a few
+    of its bits (C off by percents). MX scales are powers of two, exact even there."""
+    bad = (scales != 0) & (np.abs(scales) < F32_TINY)
+    if bad.any():
+        i = int(np.argwhere(bad)[0][axis])
+        raise InputError(f"{name}: {what} {i}: a quantization scale of "
+                         f"{float(scales[bad][0]):.3g} is subnormal in float32 (values below "
+                         "about 1.5e-36), where the kernels' epilogue would lose its precision; "
+                         "scale the data up (C scales with it)")
+
+
+def finite(c: np.ndarray) -> np.ndarray:
+    """c, the float32 result of a kernel; InputError where an entry is not finite. The inputs
+    are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the
+    float32 range the kernels compute in: a wrong number, where the reference (float64) would
+    give the value, or +-inf rounded once."""
+    if c.size and not (np.isfinite(c.min()) and np.isfinite(c.max())):  # NaN propagates
+        i, j = np.argwhere(~np.isfinite(c))[0]
+        raise InputError(f"C[{i}, {j}]: the product leaves float32's range (about 3.4e38) in "
+                         "the kernel's float32 arithmetic; scale A or B down (lrqc.reference "
+                         "computes it in float64)")
+    return c

@@ -1,0 +1,101 @@
+"""The short call path of a direct integer kernel in host memory: what Kernel's general call
+does, for the plans where most of it has nothing to do, with everything a call can look up
+made once.
+
+It serves kernels that quantize A straight to integer codes by max |x| (no compensation,
+sparse terms, MX blocks, zero points or float path: signature.stats_see_non_finite) whose
+epilogue adds the bias. Such a call checks A's type and shape, runs quantize_a on A where it
+lies (else on a copy), checks A's scales with one minimum and one maximum (finite and normal
+in float32: all of them are then; anything else goes through the general checks and their
+errors), runs the GEMM into a new C, and proves C finite by the bound of Kernel._bounded
+computed from those two numbers and the packed operand's own, found once per packed operand.
+The numbers are the general path's: the same functions on the same buffers."""
+
+from __future__ import annotations
+
+import bisect
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..backend.compat import ALIGNMENT, empty, lend
+from ..plan import names
+from ..plan import signature as sig
+from .buckets import Bucket, Packed
+from .checks import F32_TINY, finite
+from .glue import on_cpu, view
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+LIMIT = 1e38 / 1.01  # Kernel._bounded's margin below float32's largest value
+
+
+def serves(kernel: Kernel) -> bool:
+    """Whether the short path computes this kernel's calls."""
+    p = kernel.plan
+    return (not kernel.transposed and not kernel.no_device and kernel.finite_later
+            and not p.zero_points and sig.bias_in_epilogue(p)
+            and all(on_cpu(b.sa) and b.lends_a for b in kernel._buckets))
+
+
+class Direct:
+    """Per bucket: its rows, its scales' host view, the GEMM and its arguments (C's slot
+    left to fill per call)."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+        self.buckets: list[Bucket] = kernel._buckets
+        self.rows = [b.plan.m for b in self.buckets]
+        self.scales = [view(b.sa) for b in self.buckets]
+        self.gemm = [b.fn(names.FN_GEMM) for b in self.buckets]
+        self.bound = [b.bound[names.FN_GEMM] for b in self.buckets]
+        self.out_at = [[n for n, _ in bound].index(names.OUT) for bound in self.bound]
+        p = kernel.plan
+        self.k, self.n, self.np_ = p.k, p.n, p.np_
+        self.acc = p.kp * 255.0**2  # the largest |int32 sum| (Kernel._bounded)
+
+    def __call__(self, A: Any, packed: Packed) -> np.ndarray:
+        kernel = self.kernel
+        if not (type(A) is np.ndarray and A.dtype == np.float32 and A.ndim == 2 and A.size):
+            return kernel._call(A, packed)  # converted and checked there
+        m = A.shape[0]
+        if A.shape[1] != self.k or not kernel.m_min <= m <= kernel.m_max:
+            return kernel._call(A, packed)  # its error
+        i = bisect.bisect_left(self.rows, m)
+        bk = self.buckets[i]
+        args = [packed.tensors[name] if b is None else b for name, b in self.bound[i]]
+        with bk.lock:
+            skip = A.ctypes.data % ALIGNMENT
+            if A.flags.c_contiguous and skip % 4 == 0 and skip // 4 < self.k:
+                bk.quantize(lend(A))
+            else:
+                kernel._fill(bk, A)  # a copy into the bucket's buffer, checked there
+            sa = self.scales[i][:m]
+            lo, hi = float(sa.min()), float(sa.max())
+            if not (lo >= F32_TINY and hi < np.inf):  # NaN fails too: the general checks
+                kernel._check_scales(bk, A, m, packed)
+                hi = float(np.abs(sa).max())
+            out = empty((bk.plan.mp, self.np_), "float32", bk.c.device)
+            args[self.out_at[i]] = out
+            self.gemm[i](*args)
+        c = np.from_dlpack(out)[:m]
+        if self.n != self.np_:
+            c = np.ascontiguousarray(c[:, : self.n])
+        sb, bias = limits(packed)
+        acc = self.acc
+        if (max(acc * hi, acc * sb, hi * sb) < LIMIT and acc * hi * sb + bias < LIMIT):
+            return c
+        return finite(c)
+
+
+def limits(packed: Packed) -> tuple[float, float]:
+    """(max |sb|, max |bias|) of a packed operand, found on its first call."""
+    if packed.limits is None:
+        arr = packed.arrays
+        if arr.sb is None:  # no bound: C is checked entry by entry
+            packed.limits = (np.inf, 0.0)
+            return packed.limits
+        bias = 0.0 if arr.bias is None else float(np.abs(arr.bias).max())
+        packed.limits = (float(np.abs(arr.sb).max()), bias)
+    return packed.limits
