@@ -70,7 +70,7 @@ class Kernel:
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
         self.threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
         self._fingerprint: dict[str, str] | None = None
-        self._direct: Direct | None | bool = None  # the short call path, made on first call
+        self._direct: Direct | bool | None = None  # the short call path, made on first call
 
     @property
     def _buckets(self) -> list[Bucket]:
@@ -255,10 +255,17 @@ class Kernel:
         self._check(packed)
         if self.transposed:
             return np.ascontiguousarray(self._call(self._per_call(A), packed).T)
+        direct = self.short_path()
+        return direct(A, packed) if direct is not None else self._call(A, packed)
+
+    def short_path(self) -> Direct | None:
+        """The short call path (lrqc.runtime.direct) where it serves this kernel, else None:
+        short(A, packed) is C in float32 for a packed operand this kernel made (before the
+        output type; the fingerprint is not checked)."""
         direct = self._direct
         if direct is None:  # two threads may both make it: either one serves
             direct = self._direct = Direct(self) if serves(self) else False
-        return direct(A, packed) if direct else self._call(A, packed)
+        return direct if isinstance(direct, Direct) else None
 
     def _call(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         bk, A = self._bucket(A)

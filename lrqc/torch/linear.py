@@ -122,7 +122,7 @@ class Linear(nn.Module):
         self.threads = threads if backend == "kernel" else "none"
         self.kernel = (kernel_for(scheme, self.out_features, self.in_features, max_tokens, target,
                                   self.threads) if backend == "kernel" else None)
-        self.packed: Any = None  # kernel: the packed weight; reference: (prepared W, bias)
+        self.packed = None  # kernel: the packed weight; reference: (prepared W, bias)
         self.has_bias = False
         self.name = ""  # its qualified name in a model (quantize and load set it)
 
@@ -162,7 +162,7 @@ class Linear(nn.Module):
     # the copy holds the saved state and finds (or compiles) the kernel again
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["kernel"], state["packed"] = None, None
+        state["kernel"], state["_packed"], state["_short"] = None, None, None
         state["_lrqc_state"] = self.get_extra_state()
         return state
 
@@ -203,8 +203,30 @@ class Linear(nn.Module):
                              "loaded by lrqc.torch.load)")
         return x.reshape(-1, self.in_features).to(torch.float32).contiguous()
 
+    @property
+    def packed(self) -> Any:
+        return self._packed
+
+    @packed.setter
+    def packed(self, value: Any) -> None:
+        self._packed = value
+        kernel = self.kernel  # a plain kernel's short path, for float32 C (forward)
+        short = (getattr(kernel, "short_path", None)
+                 if value is not None and getattr(kernel, "output", None) == "float32"
+                 else None)
+        self._short = short() if short is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         try:
+            short = self._short
+            if (short is not None and type(x) is torch.Tensor and x.dtype is torch.float32
+                    and not x.requires_grad and x.device.type == "cpu" and x.is_contiguous()):
+                shape = x.shape  # the common case, in few steps: float32 rows as they lie
+                if shape and shape[-1] == self.in_features:
+                    a = x.numpy().reshape(-1, self.in_features)
+                    if self.kernel.m_min <= a.shape[0] <= self.max_tokens:
+                        c = short(a, self._packed)
+                        return torch.from_numpy(c).view(*shape[:-1], self.out_features)
             return self._forward(x)
         except LrqcError as exc:
             raise type(exc)(f"{self.label}: {exc}") from None

@@ -266,3 +266,29 @@ def test_layers_run_on_torchs_openmp_threads():
     assert (openmp.launches() > before) == (auto.threads == "openmp")
     with pytest.raises(lrqc.LrqcError, match="threads must be one of"):
         lt.Linear.from_linear(lin, W8, threads="gomp")
+
+
+def test_the_short_forward_gives_the_general_forwards_results():
+    """float32 contiguous inputs within max_tokens take the layer's short path (the kernel's
+    short call, no conversions); every other input takes the general one: the same numbers,
+    and the same errors naming the layer."""
+    lin = nn.Linear(64, 40)
+    q = lt.Linear.from_linear(lin, W8, max_tokens=32)
+    assert q._short is not None
+    x = torch.randn(2, 9, 64)
+    with torch.no_grad():
+        want = q._forward(x)
+        got = q(x)
+        assert got.shape == (2, 9, 40) and torch.equal(got, want)
+        wide = torch.randn(9, 128)[:, ::2]  # not contiguous: the general path
+        assert torch.equal(q(wide), q._forward(wide.contiguous()))
+        long = torch.randn(70, 64)  # past max_tokens: chunks
+        assert torch.equal(q(long)[:32], q(long[:32]))
+        x[1, 3, 5] = float("inf")
+        with pytest.raises(lrqc.LrqcError, match=r"lrqc.torch.Linear\(64 -> 40\): A: contains "
+                                                 "non-finite values"):
+            q(x)
+    copy_ = pickle.loads(pickle.dumps(q))  # the short path found again (not pickled)
+    assert copy_._short is not None and copy_._packed is not q._packed
+    with torch.no_grad():
+        assert torch.equal(copy_(x[0]), q(x[0]))
