@@ -35,7 +35,7 @@ __all__ = [
 def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
             target: str | dict | Target | None = None, tuned: bool = True,
             dump_dir: str | os.PathLike[str] | None = None,
-            threads: str = "tvm") -> KernelLike:
+            threads: str = "auto") -> KernelLike:
     """Compile `scheme` for A (M x K) @ B (K x N): kernel.pack(B) once, kernel(A, packed) per call.
 
     M: a row count, or a range lo..hi ("lo..hi", (lo, hi) or range(lo, hi + 1)) compiled as
@@ -44,9 +44,10 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     matching records of the tuning database (lrqc tune). dump_dir: a folder that receives the
     text of every compilation stage (IR, kernel plans, TE, scheduled TIR, LLVM IR and
     assembly). threads: where the kernel's parallel loops run on a CPU: "tvm" (TVM's thread
-    pool, TVM_NUM_THREADS threads) or "openmp" (the OpenMP threads already in the process,
-    e.g. torch's, omp_get_max_threads() of them; needs a C compiler with -fopenmp). Imports
-    TVM on first use."""
+    pool, TVM_NUM_THREADS threads), "openmp" (the process's OpenMP threads, e.g. torch's,
+    omp_get_max_threads() of them; needs a C compiler with -fopenmp) or "auto" (OpenMP where
+    the process already has an OpenMP runtime loaded and the kernel is a direct product,
+    else TVM's pool; kernel.threads says which). Imports TVM on first use."""
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")

@@ -155,7 +155,7 @@ def test_kernels_on_openmp_threads(case):
         s = lrqc.parse_schemes(lrqc_text(s).replace("rank=83", "rank=12"))[s.name]
         dims, K, N = "1..32", 64, 40
     omp = lrqc.compile(s, M=dims, N=N, K=K, threads="openmp")
-    tvm = lrqc.compile(s, M=dims, N=N, K=K)
+    tvm = lrqc.compile(s, M=dims, N=N, K=K, threads="tvm")
     assert (omp.threads, tvm.threads) == ("openmp", "tvm")
     B = rng.standard_normal((K, N))
     inputs = [rng.standard_normal((m, K)).astype(np.float32) for m in (32, 17, 4, 9, 32)]
@@ -165,6 +165,7 @@ def test_kernels_on_openmp_threads(case):
         np.testing.assert_array_equal(omp(A, packed_omp), tvm(A, packed_tvm))
     assert openmp.launches() > before  # the loops ran on OpenMP, not on TVM's pool
     check_concurrent_calls(omp, B, inputs)
+    check_concurrent_calls(tvm, B, inputs)
 
 
 def test_openmp_threads_refused_with_reasons(tmp_path, monkeypatch):
@@ -181,3 +182,31 @@ def test_openmp_threads_refused_with_reasons(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", "false")
     with pytest.raises(lrqc.LrqcError, match="-fopenmp failed"):
         openmp._compile(tmp_path / "lib.so")
+
+
+def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
+    """threads="auto" (the default): direct kernels join a loaded libgomp's threads; kernels
+    with numpy work between their functions, and processes without an OpenMP runtime, keep
+    TVM's pool; a library that cannot be made falls back to TVM's pool."""
+    from lrqc.pipeline import compile as pc
+
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}")["s"]
+    comp = example("lrqmm.lrq", "lrqmm_int8")
+    monkeypatch.setattr(pc, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    assert lrqc.compile(s, M=8, N=16, K=32).threads == "openmp"
+    assert lrqc.compile(comp, M=8, N=16, K=32).threads == "tvm"
+    monkeypatch.setattr(pc, "loaded_libgomp", lambda: None)
+    assert lrqc.compile(s, M=8, N=16, K=32).threads == "tvm"
+    assert lrqc.compile(s, M=8, N=16, K=32, threads="openmp").threads == "openmp"
+
+    def no_compiler(executable):
+        raise lrqc.LrqcError("threads='openmp' needs a C compiler with OpenMP")
+
+    monkeypatch.setattr(pc, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    monkeypatch.setattr(pc.openmp, "load", no_compiler)
+    kernel = lrqc.compile(s, M=8, N=16, K=32)
+    assert kernel.threads == "tvm"
+    A, B = np.ones((8, 32), np.float32), np.ones((32, 16))
+    np.testing.assert_array_equal(kernel(A, kernel.pack(B)), np.full((8, 16), 32, np.float32))
+    with pytest.raises(lrqc.LrqcError, match="needs a C compiler"):
+        lrqc.compile(s, M=8, N=16, K=32, threads="openmp")
