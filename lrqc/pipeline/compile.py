@@ -16,7 +16,6 @@ from ..frontend.model import Scheme
 from ..plan import names
 from ..plan.buckets import m_range
 from ..plan.names import tuned_functions
-from ..resources import loaded_libgomp
 from ..runtime.assemble import assemble
 from ..runtime.protocol import KernelLike
 from .functions import hand_source
@@ -50,25 +49,11 @@ def check_threads(threads: str, target: Target) -> None:
                         f"{target.kind} {target.triple}".rstrip())
 
 
-def pick_threads(target: Target, c: Compilation) -> str:
-    """threads="auto": "openmp" where the process already runs an OpenMP pool (a libgomp is
-    loaded, e.g. torch's) and the kernel is one function after another with no numpy work in
-    between (one direct product: no compensation, sparse terms or chain), so that its loops
-    join those threads instead of waking TVM's; else "tvm". Measured on 2 cores: direct int8
-    kernels 1.6-1.9x faster per call on OpenMP threads (TVM's workers sleep between calls);
-    compensated ones up to 9 % slower there (the OpenMP threads still spin while numpy's BLAS
-    threads run the glue)."""
-    plan = c.parts[0].plans[-1]
-    plain = len(c.parts) == 1 and not c.parts[0].prefix and not plan.compensated
-    here = not target.is_cuda and not target.host_lacks()
-    return "openmp" if plain and here and loaded_libgomp() else "tvm"
-
-
 def load_for(threads: str, target: Target, c: Compilation) -> tuple[str, Any]:
     """(threads, the module the kernel calls): the compiled executable for TVM's pool, the
     library loaded with its loops on OpenMP for "openmp"; "auto" falls back to TVM's pool
     where the library cannot be made (no C compiler with OpenMP)."""
-    chosen = pick_threads(target, c) if threads == "auto" else threads
+    chosen = openmp.choose(target, c.parts) if threads == "auto" else threads
     if chosen == "tvm":
         return chosen, c.executable
     try:
@@ -96,7 +81,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     that receives the text of every stage (ir.txt, plan.txt, te.txt, tir.txt, llvm.txt and
     asm.txt, or cuda.txt and ptx.txt); threads: where a CPU kernel's parallel loops run,
     "tvm" (TVM's thread pool), "openmp" (the process's OpenMP threads, lrqc.backend.openmp;
-    this CPU's targets only) or "auto" (pick_threads)."""
+    this CPU's targets only) or "auto" (lrqc.backend.openmp.choose)."""
     target = resolve(target)
     check_threads(threads, target)
     if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32

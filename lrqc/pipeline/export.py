@@ -42,7 +42,9 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
     on_text, dump_dir)."""
     if target is not None and resolve(target).is_cuda:
         toolchain.nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
-    kernel = compile(scheme, M, N, K, target, **options)  # M: rows or a range lo..hi
+    # M: rows or a range lo..hi; the executable itself is written (load_kernel chooses the
+    # threads its calls run on)
+    kernel = compile(scheme, M, N, K, target, threads="tvm", **options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cross = kernel.target.is_cross

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..backend import openmp
 from ..backend.compat import TVM_ERRORS, load_module, versions
 from ..backend.cuda import fatbin
 from ..backend.schedule.rules import choose, rule_of
@@ -87,4 +88,13 @@ def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike:
     else:  # a chain's parts: the rule each gets on this target
         reports = [rule_of(part.plans[-1], choose(target.family, part.plans[-1], target)[0])
                    for part in parts]
-    return assemble(scheme, parts, reports, _library(d, man), target, m_range(M)[0], N, K)
+    module = _library(d, man)
+    threads = openmp.choose(target, parts) if not man["cuda"] else "tvm"
+    if threads == "openmp":
+        try:
+            openmp.attach(str(d / man["lib"]))
+        except LrqcError:  # no launcher (no C compiler with OpenMP): TVM's pool
+            threads = "tvm"
+    kernel = assemble(scheme, parts, reports, module, target, m_range(M)[0], N, K)
+    kernel.threads = threads
+    return kernel

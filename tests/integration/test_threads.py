@@ -188,21 +188,22 @@ def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
     """threads="auto" (the default): direct kernels join a loaded libgomp's threads; kernels
     with numpy work between their functions, and processes without an OpenMP runtime, keep
     TVM's pool; a library that cannot be made falls back to TVM's pool."""
+    from lrqc.backend import openmp
     from lrqc.pipeline import compile as pc
 
     s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}")["s"]
     comp = example("lrqmm.lrq", "lrqmm_int8")
-    monkeypatch.setattr(pc, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
     assert lrqc.compile(s, M=8, N=16, K=32).threads == "openmp"
     assert lrqc.compile(comp, M=8, N=16, K=32).threads == "tvm"
-    monkeypatch.setattr(pc, "loaded_libgomp", lambda: None)
+    monkeypatch.setattr(openmp, "loaded_libgomp", lambda: None)
     assert lrqc.compile(s, M=8, N=16, K=32).threads == "tvm"
     assert lrqc.compile(s, M=8, N=16, K=32, threads="openmp").threads == "openmp"
 
     def no_compiler(executable):
         raise lrqc.LrqcError("threads='openmp' needs a C compiler with OpenMP")
 
-    monkeypatch.setattr(pc, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
     monkeypatch.setattr(pc.openmp, "load", no_compiler)
     kernel = lrqc.compile(s, M=8, N=16, K=32)
     assert kernel.threads == "tvm"
@@ -210,3 +211,22 @@ def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
     np.testing.assert_array_equal(kernel(A, kernel.pack(B)), np.full((8, 16), 32, np.float32))
     with pytest.raises(lrqc.LrqcError, match="needs a C compiler"):
         lrqc.compile(s, M=8, N=16, K=32, threads="openmp")
+
+
+def test_loaded_artifacts_choose_their_threads_too(tmp_path, monkeypatch):
+    """An artifact is built from TVM's executable and loaded as a library: under "auto" its
+    parallel loops join a loaded libgomp's threads as a compiled kernel's do (the same C)."""
+    from lrqc import door
+    from lrqc.backend import openmp
+
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_channel\n b: int8 per_channel\n}")["s"]
+    door.build_artifact(s, "1..16", 24, 40, tmp_path / "k")
+    rng = np.random.default_rng(4)
+    A, B = rng.standard_normal((13, 40)).astype(np.float32), rng.standard_normal((40, 24))
+    want = lrqc.compile(s, "1..16", 24, 40, threads="tvm").run(A, B)
+    monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    kernel = lrqc.load_kernel(tmp_path / "k")
+    before = openmp.launches()
+    assert kernel.threads == "openmp"
+    np.testing.assert_array_equal(kernel.run(A, B), want)
+    assert openmp.launches() > before
