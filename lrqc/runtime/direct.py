@@ -14,7 +14,7 @@ The numbers are the general path's: the same functions on the same buffers."""
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +25,7 @@ from .buckets import Bucket, Packed
 from .checks import F32_TINY, finite
 from .glue import on_cpu, view
 
-if TYPE_CHECKING:
-    from .kernel import Kernel
+Kernel = Any  # lrqc.runtime.kernel.Kernel, which imports this module
 
 LIMIT = 1e38 / 1.01  # Kernel._bounded's margin below float32's largest value
 
