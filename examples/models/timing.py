@@ -53,17 +53,25 @@ def measure(models, batched, inputs: dict[str, np.ndarray], rounds: int, max_tok
     return out
 
 
+def _kernel_threads(models) -> str:
+    """Where the lrqc models' kernels run their parallel loops, as the header says it."""
+    kinds = sorted({getattr(m, "threads", None) for q in models for m in q.model.modules()}
+                   - {None, "none"})
+    tvm = f"TVM's pool ({os.environ.get('TVM_NUM_THREADS', os.cpu_count())} threads)"
+    words = {"openmp": "torch's OpenMP threads", "tvm": tvm}
+    return "on " + " and ".join(words.get(k, k) for k in kinds) if kinds else "not run"
+
+
 def table(models, times, tokens: int, layer_rows: int) -> str:
     threads = torch.get_num_threads()
-    tvm = os.environ.get("TVM_NUM_THREADS", "?")
     fwd = times["forward"]
     base = {k: statistics.median(v["float32"]) for k, v in times.items()}
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out = [f"forward over {tokens} tokens and one Linear of block 0 on {layer_rows} rows of its "
            f"input; medians of {len(fwd['float32'])} interleaved rounds; torch threads "
            f"{threads} (= os.cpu_count()), OMP_WAIT_POLICY "
-           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, lrqc's kernels {tvm} threads "
-           f"(TVM_NUM_THREADS); load "
+           f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}, lrqc's kernels "
+           f"{_kernel_threads(models)}; load "
            f"average after timing {load} (other processes slow the medians)",
            f"{'model':<16}{'backend':<11}{'forward ms':>11}{'min ms':>9}{'tokens/s':>10}"
            f"{'vs f32':>8}" + "".join(f"{k + ' ms':>13}{'vs f32':>8}" for k in LAYERS)]
