@@ -223,14 +223,16 @@ def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> 
         qb = p.segments[s].qb if p.segments else p.qb
         if qa is None or qb is None:  # a float GEMM: no integer sums
             return None
-        za = np.asarray(zc[:, s * p.gq:(s + 1) * p.gq], np.int64)
-        dev_a, zc_max = centered_limit(qa), int(np.abs(za).max())
+        za_lo, za_hi = _span(zc[:, s * p.gq:(s + 1) * p.gq])
+        dev_a, zc_max = centered_limit(qa), max(-za_lo, za_hi)
         if qa.is_int and qa.calibrate == Calibration.MINMAX:
-            dev_a = max(dev_a, _deviation(qa, za - a_offset(qa)))
+            off = a_offset(qa)
+            dev_a = max(dev_a, _deviation(qa, za_lo - off, za_hi - off))
         dev_b, zb_max = centered_limit(qb), 0
         if p.b_zero and zb is not None:
-            zb_n = np.asarray(zb[:, : p.n], np.int64)
-            dev_b, zb_max = max(dev_b, _deviation(qb, zb_n + p.b_offset)), int(np.abs(zb_n).max())
+            zb_lo, zb_hi = _span(zb[:, : p.n])
+            dev_b = max(dev_b, _deviation(qb, zb_lo + p.b_offset, zb_hi + p.b_offset))
+            zb_max = max(-zb_lo, zb_hi)
         if max(dev_a * dev_b, zc_max * 128, dev_a * zb_max) * v > top:
             return (f"min-max zero points far outside the codes (data of one sign far from "
                     f"zero: A's codes lie up to {dev_a} from their zero point, B's up to "
@@ -240,10 +242,15 @@ def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> 
     return None
 
 
-def _deviation(q: Quant, z: np.ndarray) -> int:
-    """The largest |code - z| of quantizer q over zero points z."""
+def _span(z: np.ndarray) -> tuple[int, int]:
+    """(min, max) of integer zero points, as Python integers (one pass each, no widening)."""
+    return int(z.min()), int(z.max())
+
+
+def _deviation(q: Quant, z_lo: int, z_hi: int) -> int:
+    """The largest |code - z| of quantizer q over zero points z in [z_lo, z_hi]."""
     lo, hi = int_range(q)
-    return int(max(abs(lo - z.min()), abs(hi - z.min()), abs(lo - z.max()), abs(hi - z.max())))
+    return max(abs(lo - z_lo), abs(hi - z_lo), abs(lo - z_hi), abs(hi - z_hi))
 
 
 def centered_limit(q: Quant) -> int:
