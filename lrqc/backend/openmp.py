@@ -66,6 +66,7 @@ int lrqc_omp_barrier(int task_id, lrqc_env* penv) {
 LAUNCH, BARRIER = "__TVMBackendParallelLaunch", "__TVMBackendParallelBarrier"
 _LOCK = threading.Lock()
 _SHIM: list[ctypes.CDLL] = []  # the compiled C functions, loaded once per process
+_FAILED: dict[str, str] = {}  # compiler command -> why it could not build them (tried once)
 
 
 def _compile(out: Path) -> None:
@@ -108,9 +109,16 @@ def launcher() -> ctypes.CDLL:
     """The loaded launcher (compiled on the first call); LrqcError if it cannot be built."""
     with _LOCK:
         if not _SHIM:
+            cc = os.environ.get("CC") or "cc"
+            if cc in _FAILED:  # each compiler is tried once per process
+                raise LrqcError(_FAILED[cc])
             with tempfile.TemporaryDirectory(prefix="lrqc-omp-") as tmp:
                 lib = Path(tmp) / "liblrqc_omp.so"
-                _compile(lib)
+                try:
+                    _compile(lib)
+                except LrqcError as exc:
+                    _FAILED[cc] = str(exc)
+                    raise
                 _SHIM.append(ctypes.CDLL(str(lib)))  # stays loaded after the file is gone
         return _SHIM[0]
 

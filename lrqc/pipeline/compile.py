@@ -72,8 +72,8 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
             threads: str = "auto") -> KernelLike:
     """A Kernel (ChainKernel for LPLR, LRAMM) for scheme at M x K @ K x N on `target` (None:
     this CPU). M is a row count, or a range lo..hi given as (lo, hi), range(lo, hi + 1) or
-    "lo..hi": one code path is compiled per bucket (powers of two from 4, and hi) and each
-    call runs the smallest that fits.
+    "lo..hi": one code path is compiled per bucket (4, 8, .., 64, then powers of two and 1.5
+    times them, and hi) and each call runs the smallest that fits.
 
     traces: {(bucket m, function): trace JSON} replayed instead of the hand schedules (lrqc
     tune's checks); records: where to look traces up instead (the tuning database);

@@ -73,6 +73,17 @@ class ChainKernel:
                                               str(kernels[0].dev))
 
     @property
+    def threads(self) -> str:
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: str) -> None:
+        """Where the chain's parallel loops run: its parts share one library, so theirs too."""
+        self._threads = value
+        for part in self.kernels:
+            part.threads = value
+
+    @property
     def m_text(self) -> str:
         return self.kernels[0].m_text
 

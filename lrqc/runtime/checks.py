@@ -30,7 +30,8 @@ def finite(c: np.ndarray) -> np.ndarray:
     give the value, or +-inf rounded once."""
     if c.size and not (np.isfinite(c.min()) and np.isfinite(c.max())):  # NaN propagates
         i, j = np.argwhere(~np.isfinite(c))[0]
-        raise InputError(f"C[{i}, {j}]: the product leaves float32's range (about 3.4e38) in "
-                         "the kernel's float32 arithmetic; scale A or B down (lrqc.reference "
+        raise InputError(f"C[{i}, {j}]: the product, or a step of its computation (a sum "
+                         "times a scale), leaves float32's range (about 3.4e38) in the "
+                         "kernel's float32 arithmetic; scale A or B down (lrqc.reference "
                          "computes it in float64)")
     return c

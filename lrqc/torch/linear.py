@@ -31,7 +31,6 @@ from ..door import compile as compile_kernel
 from ..errors import InputError, LrqcError
 from ..frontend.model import LowRank, LplrOperand, QuantOperand, Scheme
 from ..frontend.unparse import unparse
-from ..resources import loaded_libgomp
 from ..runtime import packstate
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -55,17 +54,16 @@ def min_rows(scheme: Scheme) -> int:
     return max([1, *ranks])
 
 
-def torch_threads(threads: str, target: Any) -> str:
-    """Where the kernels' parallel loops run: "auto" is "openmp" (torch's own threads) where
-    torch runs its operators on a libgomp this process has loaded and the kernel is for this
-    CPU, else "tvm" (TVM's thread pool)."""
+def torch_threads(threads: str) -> str:
+    """The threads to compile with: "auto" stays "auto" (lrqc.compile's choice: OpenMP for
+    direct kernels on this CPU where a libgomp is loaded, which is torch's, else TVM's pool, and
+    TVM's pool where the OpenMP launcher cannot be built) where torch runs its operators on
+    OpenMP, else "tvm"; the layer reports what the kernel chose."""
     if threads not in THREADS:
         raise LrqcError(f"lrqc.torch: threads must be one of {THREADS}, got {threads!r}")
     if threads != "auto":
         return threads
-    on_omp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
-    here = target is None or target == "host"
-    return "openmp" if on_omp and here and loaded_libgomp() else "tvm"
+    return "auto" if "parallel backend: OpenMP" in torch.__config__.parallel_info() else "tvm"
 
 
 def kernel_for(scheme: Scheme, n: int, k: int, max_tokens: int, target: Any,
@@ -118,10 +116,10 @@ class Linear(nn.Module):
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.scheme, self.max_tokens = _check_scheme(scheme), max_tokens
         self.backend, self.target = backend, target
-        threads = torch_threads(threads, target)
-        self.threads = threads if backend == "kernel" else "none"
+        self.asked = torch_threads(threads)  # what the kernel is compiled with
         self.kernel = (kernel_for(scheme, self.out_features, self.in_features, max_tokens, target,
-                                  self.threads) if backend == "kernel" else None)
+                                  self.asked) if backend == "kernel" else None)
+        self.threads = self.kernel.threads if self.kernel is not None else "none"
         self.packed = None  # kernel: the packed weight; reference: (prepared W, bias)
         self.has_bias = False
         self.name = ""  # its qualified name in a model (quantize and load set it)
@@ -171,7 +169,7 @@ class Linear(nn.Module):
         super().__setstate__(state)
         if self.backend == "kernel":
             self.kernel = kernel_for(self.scheme, self.out_features, self.in_features,
-                                     self.max_tokens, self.target, self.threads)
+                                     self.max_tokens, self.target, getattr(self, "asked", "auto"))
         self.set_extra_state(saved)
 
     def extra_repr(self) -> str:

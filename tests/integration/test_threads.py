@@ -157,6 +157,8 @@ def test_kernels_on_openmp_threads(case):
     omp = lrqc.compile(s, M=dims, N=N, K=K, threads="openmp")
     tvm = lrqc.compile(s, M=dims, N=N, K=K, threads="tvm")
     assert (omp.threads, tvm.threads) == ("openmp", "tvm")
+    for kernel in (omp, tvm):  # a chain's parts share its library, so its threads
+        assert all(part.threads == kernel.threads for part in getattr(kernel, "kernels", []))
     B = rng.standard_normal((K, N))
     inputs = [rng.standard_normal((m, K)).astype(np.float32) for m in (32, 17, 4, 9, 32)]
     packed_omp, packed_tvm = omp.pack(B), tvm.pack(B)

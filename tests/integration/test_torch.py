@@ -268,6 +268,33 @@ def test_layers_run_on_torchs_openmp_threads():
         lt.Linear.from_linear(lin, W8, threads="gomp")
 
 
+def test_auto_threads_are_the_compilers_choice(monkeypatch):
+    """A layer's threads="auto" is lrqc.compile's: compensated kernels keep TVM's pool (numpy
+    work between their functions), and where the OpenMP launcher cannot be built the layer
+    falls back to TVM's pool instead of failing; the failed build is tried once per compiler."""
+    from lrqc.backend import openmp
+
+    lin = nn.Linear(64, 32)
+    x = torch.randn(5, 64)
+    lrq = lt.Linear.from_linear(lin, SCHEMES["lrqmm_int8"], max_tokens=16)
+    assert lrq.threads == "tvm" and lrq.kernel.threads == "tvm"
+    monkeypatch.setattr(openmp, "_SHIM", [])
+    monkeypatch.setattr(openmp, "_FAILED", {})
+    monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
+    monkeypatch.setenv("CC", "false")
+    calls = []
+    real = openmp._compile
+    monkeypatch.setattr(openmp, "_compile", lambda out: calls.append(out) or real(out))
+    a = lt.Linear.from_linear(lin, W8, max_tokens=24)
+    b = lt.Linear.from_linear(lin, W8, max_tokens=40)
+    assert a.threads == b.threads == "tvm" and len(calls) == 1
+    with torch.no_grad():
+        want = lt.Linear.from_linear(lin, W8, max_tokens=24, backend="reference")(x)
+        assert torch.allclose(a(x), want, rtol=1e-5, atol=1e-6) and torch.equal(a(x), b(x))
+    with pytest.raises(lrqc.LrqcError, match="threads='openmp'"):
+        lt.Linear.from_linear(lin, W8, max_tokens=48, threads="openmp")
+
+
 def test_the_short_forward_gives_the_general_forwards_results():
     """float32 contiguous inputs within max_tokens take the layer's short path (the kernel's
     short call, no conversions); every other input takes the general one: the same numbers,
