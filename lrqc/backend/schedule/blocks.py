@@ -126,13 +126,15 @@ class DotBlockRule(ScheduleRule):
         """The tuning space (tiles.tile_knobs): rows per tile, 16-column blocks per tile and
         the k chunk (hand 64 steps of 4 bytes = 256), the hand tiles the rule's preferences;
         per-group products hold a tile of int32 partial sums next to the float32 output tile,
-        so their hand tile takes at most 2 column blocks (VS-Quant w4a4 on a 2-core Xeon with
-        AVX-512 VNNI, lrqc tune, 2026-12-03: 4 x 2 faster than the 4 x 4 hand tile by
-        1.06-1.29x at six shapes from 256x1024x1024 to 2048^3).
+        so their hand tile takes at most 2 column blocks where N has 8 or more (VS-Quant w4a4
+        on a 2-core Xeon with AVX-512 VNNI, lrqc tune, 2026-12-03: 4 x 2 faster than the 4 x 4
+        hand tile by 1.06-1.29x at six shapes from 256x1024x1024 to 2048^3); narrower products
+        keep the wider tile and so fewer parallel tasks (at 16x64x128 the second task of 2 x 2
+        cost a thread wake-up: 0.023 ms against 0.001 ms on one).
         lrqc tune checks candidates on the host, so it samples them only where the host has
         the instruction; tests compile every corner of the space."""
         cols = self.cols_pref
-        if plan.groups > 1:  # the int32 partial sums and the float32 tile share the registers
+        if plan.groups > 1 and plan.np_ >= 128:  # int32 partials and float32 tile: registers
             cols = tuple(c for c in cols if c <= 2) or (1,)
         return tiles.tile_knobs(plan, self.rows_pref, cols)
 
