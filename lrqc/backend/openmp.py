@@ -89,13 +89,14 @@ def _compile(out: Path) -> None:
 def choose(target: Any, parts: Any) -> str:
     """threads="auto" for a kernel of these parts (plan.lower's: .plans, .prefix): "openmp"
     where the process already runs an OpenMP pool (a libgomp is loaded, e.g. torch's) and the
-    kernel is one function after another with no numpy work in between (one direct product: no
-    compensation, sparse terms or chain), so that its loops join those threads instead of
-    waking TVM's; else "tvm". Measured on 2 cores: direct int8 calls 1.6-1.9x faster on
-    OpenMP threads (TVM's workers sleep between loops); compensated ones up to 9 % slower
-    there (the OpenMP threads still spin while numpy's BLAS threads run the glue)."""
+    kernel is one function after another with no numpy work in between (one product, not a
+    chain, and no low-rank term on A, whose factors numpy computes per call), so that its loops
+    join those threads instead of waking TVM's; else "tvm". Measured on 2 cores: direct int8
+    calls 1.6-1.9x faster on OpenMP threads (TVM's workers sleep between loops), B-only
+    low-rank, sparse and dense terms 3-9 % faster; kernels with A's low-rank term up to 9 %
+    slower there (the OpenMP threads still spin while numpy's BLAS threads run the glue)."""
     plan = parts[0].plans[-1]
-    plain = len(parts) == 1 and not parts[0].prefix and not plan.compensated
+    plain = len(parts) == 1 and not parts[0].prefix and not plan.rank_a
     here = not target.is_cuda and not target.host_lacks()
     return "openmp" if plain and here and loaded_libgomp() else "tvm"
 

@@ -186,6 +186,37 @@ def test_openmp_threads_refused_with_reasons(tmp_path, monkeypatch):
         openmp._compile(tmp_path / "lib.so")
 
 
+B_ONLY_TERMS = (  # compensated kernels whose per-call work is all compiled functions
+    "a: int8 per_tensor round=floor\n b: int8 per_tensor round=floor"
+    " + lowrank(rank=2, method=rsvd, seed=1)",
+    "a: int8 per_channel round=trunc + sparse(threshold=0.6, max_density=0.5)\n"
+    " b: int8 per_channel round=trunc + sparse(threshold=0.6, max_density=0.5)",
+    "a: int8 per_channel + dense(int8 per_tensor)\n b: int8 per_channel",
+)
+
+
+def scheme_of(body: str):
+    return lrqc.parse_schemes(f"scheme s {{\n {body}\n}}")["s"]
+
+
+@pytest.mark.parametrize("body", B_ONLY_TERMS)
+def test_compensated_kernels_give_the_same_numbers_on_both_pools(body):
+    """Kernels with B-side low-rank, sparse or dense terms run on OpenMP threads under "auto"
+    where a libgomp is loaded: bit for bit the numbers of TVM's pool, and the reference's."""
+    s = scheme_of(body)
+    rng = np.random.default_rng(3)
+    A = rng.random((37, 96)).astype(np.float32)
+    B = rng.random((96, 48)).astype(np.float32)
+    got = {}
+    for threads in ("openmp", "tvm"):
+        kernel = lrqc.compile(s, M="1..64", N=48, K=96, threads=threads)
+        assert kernel.threads == threads
+        got[threads] = kernel(A, kernel.pack(B))
+    np.testing.assert_array_equal(got["openmp"], got["tvm"])
+    want = lrqc.reference.matmul(s, A, B)
+    np.testing.assert_allclose(got["openmp"], want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
     """threads="auto" (the default): direct kernels join a loaded libgomp's threads; kernels
     with numpy work between their functions, and processes without an OpenMP runtime, keep
@@ -198,6 +229,8 @@ def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
     monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
     assert lrqc.compile(s, M=8, N=16, K=32).threads == "openmp"
     assert lrqc.compile(comp, M=8, N=16, K=32).threads == "tvm"
+    for body in B_ONLY_TERMS:  # no numpy between the functions: OpenMP threads
+        assert lrqc.compile(scheme_of(body), M=8, N=16, K=32).threads == "openmp"
     monkeypatch.setattr(openmp, "loaded_libgomp", lambda: None)
     assert lrqc.compile(s, M=8, N=16, K=32).threads == "tvm"
     assert lrqc.compile(s, M=8, N=16, K=32, threads="openmp").threads == "openmp"
