@@ -153,13 +153,6 @@ def _epilogue(p: KernelPlan) -> tuple[str, ...]:
                                                                         BIAS)
 
 
-def flat_a(p: KernelPlan) -> bool:
-    """quantize_a takes A flat, with any number of rows (te quantize.a_placeholder's free rows:
-    a_len = off + rows·K elements, a caller's A where it lies): every plan but the compensated
-    integer pass, which reads the bucket's own M x K A."""
-    return p.float_path or not p.compensated
-
-
 def stats_see_non_finite(p: KernelPlan) -> bool:
     """quantize_a takes A's max |x| statistics on float32 bit patterns (te quantize), where a
     NaN or an infinity makes its row's scale non-finite: the kernel checks A's scales after the

@@ -72,8 +72,13 @@ def unit_pow2(a: np.ndarray) -> np.ndarray:
     """a times the power of two that brings max |a| into [1, 2): the direction is all the
     sketch keeps (L Fᵀ = a aᵀ R / ||a||²), and exact scaling keeps repeated products of R
     in range."""
+    return np.ldexp(a, unit_shift(a))
+
+
+def unit_shift(a: np.ndarray) -> int:
+    """The exponent unit_pow2 scales a by (0 for a zero a)."""
     top = float(np.max(np.abs(a)))
-    return np.ldexp(a, 1 - int(np.frexp(top)[1])) if top > 0 else a
+    return 1 - int(np.frexp(top)[1]) if top > 0 else 0
 
 
 def rsvd(
@@ -155,6 +160,11 @@ def scale_exponent(R: np.ndarray) -> int:
     neither overflow for huge R nor underflow for tiny R. Even, so that the sqrt split puts
     exactly 2^(e/2) on each side."""
     top = max(float(R.max()), -float(R.min())) if R.size else 0.0  # max |R|, no temporary
+    return top_exponent(top)
+
+
+def top_exponent(top: float) -> int:
+    """scale_exponent of a matrix whose max |R| is top."""
     if top == 0.0:
         return 0
     e = int(np.frexp(top)[1]) - 1  # top = f 2^(e+1), f in [0.5, 1): 2^e <= top < 2^(e+1)

@@ -108,7 +108,7 @@ class Bucket:
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
         # a caller's A (any rows up to the bucket's: te a_placeholder's free rows) may stand in
         # for the bucket's where no function but quantize_a reads A
-        self.lends_a = self.comp is None and on_cpu(self.a) and not any(
+        self.lends_a = on_cpu(self.a) and not any(
             sig.A in sig.params(p, fn) for fn in sig.functions(p) if fn != names.FN_QUANTIZE)
         self._a_at = [n for n, _ in self.bound[names.FN_QUANTIZE]].index(sig.A)
         self.sparse_bound = tuple(self._sparse_bound(j) for j in range(len(p.sparse)))
@@ -120,7 +120,7 @@ class Bucket:
         """The bucket's buffers by parameter name (two names where quantize_a's output is
         another function's input)."""
         p = self.plan
-        a = self.a._create_view((p.m * p.k,)) if sig.flat_a(p) else self.a
+        a = self.a._create_view((p.m * p.k,))  # quantize_a takes A flat (any rows)
         own = {sig.A: a, sig.U: self.u, names.QUANT_CODES: self.aq, sig.AQ: self.aq,
                sig.SA: self.sa, sig.ZC: self.zc, sig.SA_ALL: self.sa, sig.ZC_ALL: self.zc,
                names.QUANT_ROWSUM: self.ra, sig.RA: self.ra, names.QUANT_FLOAT: self.af,

@@ -27,9 +27,9 @@ from ..plan import names
 from ..plan import signature as sig
 from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
-from ..reference.lowrank import scale_exponent, unit_pow2
+from ..reference.lowrank import scale_exponent, top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import pmatmul, wide_svd
+from .linalg import pmatmul, r_rt, rt_top, wide_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
@@ -237,9 +237,15 @@ def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
     back by 2^e: the factors follow the data's scale and no product of R overflows or
     underflows. For |e| <= UNSCALED_EXPONENT that is the factorization of R itself (the same
     numbers: power-of-two scaling commutes with every product), without the copy of R."""
-    e = scale_exponent(R)
-    if abs(e) <= UNSCALED_EXPONENT:
-        return _a_factors(t, R, T)
+    if t.method == "sketch" and T is not None:  # max |R| from the sketch's first pass
+        u, top = rt_top(R, T[:, 0])
+        e = top_exponent(top)
+        if abs(e) <= UNSCALED_EXPONENT:
+            return sketch_factors(R, T[:, 0], u, t.power_iters)
+    else:
+        e = scale_exponent(R)
+        if abs(e) <= UNSCALED_EXPONENT:
+            return _a_factors(t, R, T)
     R = np.ldexp(R, -e).astype(F32)
     if T is not None:
         T = np.ldexp(T, -e).astype(F32)
@@ -247,6 +253,28 @@ def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
             T = R @ test_matrix(t, R.shape[1], T.shape[1]).astype(F32)
     L, Ft = _a_factors(t, R, T)
     return np.ldexp(L, e), Ft
+
+
+def sketch_factors(R: np.ndarray, t: np.ndarray, u: np.ndarray, power_iters: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The sketch's (L, Ft) from t = R s and u = Rᵀ t in a pass per power iteration: a = R u'
+    and Rᵀ a together (linalg.r_rt), with u' = u times a power of two bringing max |u'| into
+    [1, 2) and b = Rᵀ a times the one unit_pow2 puts on a. Power-of-two scalings are exact and
+    the sketch keeps only a's direction, so a and b are those of the reference's steps
+    (a = unit_pow2(R (Rᵀ a)), b = Rᵀ a) within float32 rounding, in power_iters + 1 passes
+    over R instead of 2 power_iters + 1 (and no pass of its own for max |R|). The caller
+    guarantees |scale_exponent(R)| <= UNSCALED_EXPONENT, so no product leaves float32's
+    range: |R u'| <= 2 max|R| K, |Rᵀ R u'| <= 2 max|R|^2 M K."""
+    a = t
+    for _ in range(power_iters):
+        a, b = r_rt(R, unit_pow2(u))
+        shift = unit_shift(a)
+        a, u = np.ldexp(a, shift), np.ldexp(b, shift)  # unit_pow2(a), Rᵀ unit_pow2(a)
+    b, a = u.astype(F64), a.astype(F64)
+    a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
+    if a_sq == 0.0 or b_norm == 0.0:
+        return np.zeros((R.shape[0], 1)), np.zeros((1, R.shape[1]))
+    return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
 
 
 def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
@@ -257,15 +285,7 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
     if T is None:
         raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
-        a = T[:, 0]
-        for _ in range(t.power_iters):
-            a = unit_pow2(pmatmul(R, pmatmul(R.T, a[:, None]))[:, 0])
-        b = pmatmul(R.T, a[:, None])[:, 0].astype(F64)
-        a = a.astype(F64)
-        a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
-        if a_sq == 0.0 or b_norm == 0.0:
-            return np.zeros((R.shape[0], 1)), np.zeros((1, R.shape[1]))
-        return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
+        return sketch_factors(R, T[:, 0], rt_top(R, T[:, 0])[0], t.power_iters)
     Q = np.linalg.qr(T.astype(F64))[0]
     for _ in range(t.power_iters):
         Z = np.linalg.qr(pmatmul(R.T, Q.astype(F32)).astype(F64))[0]

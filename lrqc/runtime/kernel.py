@@ -3,7 +3,7 @@
 Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (compiled
 functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous,
 writeable float32 A of any rows up to the bucket's, which quantize_a reads where it lies
-(Bucket.lends_a: where no later function reads A, i.e. no compensation); shapes are checked
+(Bucket.lends_a: where no later function reads A); shapes are checked
 against the build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
@@ -200,11 +200,13 @@ class Kernel:
     def _fill(self, bk: Bucket, A: np.ndarray, in_place: bool = True) -> int:
         """Copy A into the bucket's buffer and run quantize_a (holding bk.lock); returns m.
         A C-contiguous A is read where it lies instead (unless in_place is False), where only
-        quantize_a reads A (no compensation): quantize_a takes it from the 64-byte aligned
+        quantize_a reads A: quantize_a takes it from the 64-byte aligned
         address before it (compat.lend; A's start at most K - 1 elements past it) and pads the
         rows up to the bucket's as the copy would."""
         m = A.shape[0]
         skip = A.ctypes.data % ALIGNMENT
+        if bk.comp is not None:
+            bk.comp.set_rows(m)
         if (in_place and bk.lends_a and A.flags.c_contiguous and skip % A.itemsize == 0
                 and skip // A.itemsize < A.shape[1]):
             bk.quantize(lend(A))
@@ -213,8 +215,6 @@ class Kernel:
             buf[:m] = A
             buf[m:] = A[-1]
             store(bk.a, buf)
-            if bk.comp is not None:
-                bk.comp.set_rows(m)
             bk.quantize()
         if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
             as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error

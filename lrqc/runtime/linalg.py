@@ -59,6 +59,54 @@ def pmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+# rows of R per block of the sketch passes: about 1 MiB of float32, so a block read for one
+# product is still in L2 for the next
+BLOCK_BYTES = 1 << 20
+
+
+def _row_parts(R: np.ndarray, fn):
+    """fn(R[rows]) for one contiguous part of R's rows per core (on the pool; one part for a
+    small R), each part walked in blocks of about BLOCK_BYTES: [fn's results per block]."""
+    m, k = R.shape
+    rows = max(8, BLOCK_BYTES // (4 * max(k, 1)))
+    parts = cores() if m * k >= PARALLEL_WORK and m >= 2 * cores() else 1
+    cuts = np.linspace(0, m, parts + 1).astype(int)
+
+    def part(i: int) -> list:
+        return [fn(slice(r0, min(r0 + rows, cuts[i + 1])))
+                for r0 in range(cuts[i], cuts[i + 1], rows)]
+
+    if parts == 1:
+        return part(0)
+    out = []
+    for f in [_pool().submit(part, i) for i in range(parts)]:
+        out += f.result()
+    return out
+
+
+def rt_top(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
+    """(Rᵀ t, max |R|) in one pass over R (float32 R and t)."""
+    def block(s: slice) -> tuple[np.ndarray, float]:
+        r = R[s]
+        return r.T @ t[s], max(float(r.max()), -float(r.min()))
+
+    got = _row_parts(R, block)
+    return np.sum([u for u, _ in got], axis=0, dtype=np.float32), max(top for _, top in got)
+
+
+def r_rt(R: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) = (R u, Rᵀ R u) in one pass over R: each block's part of a and its product with
+    the block while the block is in cache."""
+    a = np.empty(R.shape[0], np.float32)
+
+    def block(s: slice) -> np.ndarray:
+        r = R[s]
+        a[s] = r @ u
+        return r.T @ a[s]
+
+    return a, np.sum(_row_parts(R, block), axis=0, dtype=np.float32)
+
+
 def wide_svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """np.linalg.svd(x, full_matrices=False) of a wide matrix (rows << columns) through the
     QR of its transpose: xᵀ = Q R, R = V S Uᵀ's transpose, so x = U S (Q V)ᵀ. LAPACK's SVD

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+import lrqc
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -51,6 +52,18 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert (comp[name]["ms"] or 0) > 0 and comp[name]["rel_error"] < 0.05, comp[name]
         assert ((comp[name]["vs_direct"] or 0) > 0) if direct else comp[name]["vs_direct"] is None
     assert comp[cpu.R16]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]  # compensation helps
+    for name in (cpu.R1, cpu.R16, cpu.R16B):  # the least time the low-rank work adds
+        assert comp[name]["floor_ms"] > 0 and comp[name]["floor_ratio"] > 1, comp[name]
+        assert f"lrqc {name}: low-rank work: at least" in out
+    assert "floor_ms" not in comp[cpu.SP5]
+    # B only, rank 16 at 32,64,64: U_B = A' L_B and the epilogue, 2 M K 16 + 2 M N 16 flops
+    flops, nbytes = cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R16B), 32, 64, 64)
+    assert (flops, nbytes) == (2 * 32 * 64 * 16 * 2, 0)
+    # rank 1 sketch on both: 8 M K (t, Rᵀ t, R u, Rᵀ a) + 2 K N (W) + 2 M K (U_B) + 4 M N;
+    # R written and read twice, the float32 B read once
+    flops, nbytes = cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1), 32, 64, 64)
+    assert flops == 8 * 32 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 4 * 32 * 64
+    assert nbytes == 4 * 32 * 64 * 3 + 4 * 64 * 64
     packed = {r["method"]: r for r in record["packing"]}
     for mode in ("weight-only", "w·a8"):
         bits = {b: packed[f"{mode} int{b}"] for b in (8, 4, 3, 5, 6)}
@@ -60,6 +73,12 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     assert "weight-only int3 time / int4 at 16,64,64" in out
     assert "w·a8 int3 weight codes / int4's at 16,64,64" in out
     assert all(t["met"] in (True, False, None) for t in record["targets"])
+
+
+def _plan(cpu, case: str):
+    """The kernel plan of one of the compensation section's cases (32 rows)."""
+    s = cpu.common.scheme(cpu.COMP[case][0])
+    return lrqc.compile(s, 32, 64, 64).plan
 
 
 def test_without_torch_its_rows_say_so(cpu, capsys, monkeypatch):

@@ -146,11 +146,15 @@ def _aligned(rows: int, cols: int, offset: int = 0) -> np.ndarray:
                                        ("int8 per_tensor", "int4 per_vector(32)", True),
                                        ("float32", "int4 per_channel", True),
                                        ("int8 per_channel + lowrank(rank=2)", "int8 per_channel",
-                                        False)])
+                                        True),
+                                       ("int8 per_channel round=trunc + sparse(threshold=0.5)",
+                                        "int8 per_channel round=trunc + sparse(threshold=0.5)",
+                                        True)])
 def test_A_is_read_in_place_at_any_alignment(a, b, lends):
     """A C-contiguous A is quantized where it lies (the bucket's buffer for A is not written),
     whatever its alignment (numpy's 16 bytes, torch's 64, any 4), read-only too, with fewer
-    rows than the bucket's too, unless a later function reads A (compensation); every path
+    rows than the bucket's too, compensated kernels too (no function after quantize_a reads
+    A: the residual, its sketch and A's sparse copies come out of that pass); every path
     gives the copy's numbers, and kernel.stage_times times the copy's stages on the data of
     the call."""
     s = scheme(a, b)

@@ -79,7 +79,7 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R), (T)]."""
     M, K, Mp, Kq, G, V = dims(p)
-    A, x = a_input(p)
+    A, x = a_input(p, free_rows=True)  # a caller's A read where it lies (Bucket.lends_a)
     inputs, outputs = [A], []
     base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
     sources = {"base": base}

@@ -1,0 +1,59 @@
+"""The least time a compensated kernel's low-rank terms add to its direct product on this
+machine, from the work they must do and the machine's measured roofs: their float32
+multiply-adds (they cannot run on the integer units) at the measured FMA peak, and the float32
+bytes they must move (A's residual written and read once per pass of the factorization, the
+float32 B that other=exact multiplies) at the measured memory bandwidth; whichever is longer.
+bench/cpu.py prints it beside each low-rank row and, for a missed target, the ratio the bound
+allows, so a miss says what bounds it.
+
+Work per call of an M x K by K x N product, A's term of rank r (sketch: r = 1, one test
+vector) with oversampling p and q power iterations, w = r + p test columns (1 for sketch):
+  A's factors   2 M K w (2 q + 2) flops for rsvd (R Ω, q times Rᵀ Q and R Z, Qᵀ R);
+                2 M K (2 q + 2) for the sketch (t = R s, q times Rᵀ a and R u, b = Rᵀ a)
+  W = F_Aᵀ B    2 r K N (the exact float32 B read once: 4 K N bytes; packed: its codes)
+  U_B = A' L_B  2 M K r_B (B's term: L_B is packed with B)
+  epilogue      2 M N (r + r_B)
+Bytes: R written once (4 M K) and read once per pass (sketch, fused as lrqc runs it: q + 1;
+rsvd: 2 q + 2)."""
+
+from __future__ import annotations
+
+
+def lowrank_work(plan, m: int, n: int, k: int) -> tuple[float, float]:
+    """(flops, bytes) of the low-rank terms of a kernel plan (lrqc's KernelPlan) for one call
+    of m rows; (0, 0) without low-rank terms."""
+    flops = bytes_ = 0.0
+    t = plan.lowrank_a
+    if t is not None:
+        q = t.power_iters
+        if t.method == "sketch":
+            flops += 2 * m * k * (2 * q + 2)
+            passes = q + 1
+        else:
+            w = min(t.rank + t.oversample, m, k)
+            flops += 2 * m * k * w * (2 * q + 2)
+            passes = 2 * q + 2
+        bytes_ += 4 * m * k * (1 + passes)
+        flops += 2 * t.rank * k * n
+        if t.other != "packed":
+            bytes_ += 4 * k * n
+    flops += 2 * m * k * plan.rank_b + 2 * m * n * (plan.rank_a + plan.rank_b)
+    return flops, bytes_
+
+
+def least_extra_ms(plan, m: int, n: int, k: int, fma_gflops: float | None,
+                   bandwidth: float | None) -> dict:
+    """{"floor_ms", "floor_why"} for a plan with low-rank terms (floor_ms None where a roof
+    was not measured); {} without low-rank terms."""
+    flops, nbytes = lowrank_work(plan, m, n, k)
+    if not flops:
+        return {}
+    if not fma_gflops or not bandwidth:
+        return {"floor_ms": None, "floor_why": "the FMA peak was not measured (add the peaks "
+                "section)"}
+    compute = flops / (fma_gflops * 1e9) * 1e3
+    memory = nbytes / bandwidth * 1e3
+    why = (f"{flops / 1e9:.2f} GFLOP float32 at the {fma_gflops:.0f} GFLOPS FMA peak: "
+           f"{compute:.2f} ms; {nbytes / 1e6:.0f} MB at {bandwidth / 1e9:.1f} GB/s: "
+           f"{memory:.2f} ms")
+    return {"floor_ms": max(compute, memory), "floor_why": why}
