@@ -139,12 +139,13 @@ StaticTerms = tuple[QArray, list[TermResult]]  # Q(B) and B's residual terms (st
 
 
 def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
-         bias: np.ndarray | None = None) -> PackedOperand:
+         bias: np.ndarray | None = None, amx: frozenset[int] = frozenset()) -> PackedOperand:
     """Quantize and lay out B (K x N) for plan p. q: B's quantized copy when it is known
     exactly (LPLR's factor codes, chain.py), instead of the plan's quantizer applied to B; B
     must then be its dequantized value. dense: the target compiles the sparse products' dense
-    formulations (CPUs). bias: N values (checked: reference.inputs.as_bias) the epilogue adds
-    to every row of C, in float32; None: zeros."""
+    formulations (CPUs); amx: the sparse products whose dense formulation runs on AMX tiles
+    (their crossover: segments.crossover). bias: N values (checked: reference.inputs.as_bias)
+    the epilogue adds to every row of C, in float32; None: zeros."""
     B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
         raise InputError(f"B: expected shape {p.k}x{p.n} (K x N) for this kernel, got "
@@ -165,7 +166,7 @@ def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
     if p.compensated:
         out = _with_lowrank(p, out, B, st)
     if p.sparse:
-        sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense)
+        sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense, amx)
         out = replace(out, sparse=sparse, notes=notes)
     return replace(out, bias=bias_row(p, bias))
 
@@ -355,7 +356,8 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, 
     return ptr.astype(np.int32), k.astype(np.int32), vals.astype(np.int16)
 
 
-def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = True
+def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = True,
+                   amx: frozenset[int] = frozenset()
                    ) -> tuple[tuple[SparseCodes | SparseCsr | SparseDense, ...], tuple[str, ...]]:
     """(static operands of the sparse products (te/sparse.py), notes): side a, B's residual
     codes and scales (+ VNNI blocks for a dense formulation); side b, B's thresholded copy (or
@@ -377,9 +379,9 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = 
         q, note = sparse_quant(B, sp.term, "b", "B")
         full, sc = _codes_scales(p, q)
         density = float(np.count_nonzero(full)) / max(1, p.n * p.k)
-        run_dense = has_dense and segments.dense_wins(density, "b")
+        run_dense = has_dense and segments.dense_wins(density, "b", j in amx)
         notes += [str(note), segments.formulation_note(
-            "b", sp.n, density, run_dense if has_dense else None)]
+            "b", sp.n, density, run_dense if has_dense else None, j in amx)]
         if run_dense:
             out.append(SparseDense(pack_codes(full, p.np_, p.kq),
                                    full.sum(axis=1, dtype=np.int32)[None], sc))

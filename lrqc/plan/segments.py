@@ -37,27 +37,40 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #       115-121 at 35 %, 113 / 111 at 45 %, 124 / 109 at 60 %, 205 / 113 at 90 %;
 #   "b" (A's terms: B's copy, at pack; sparse_b): 18 / 114 at 5 %, 50 / 110 at 15 %, 76 / 130 at
 #       20 %, 106 / 133 at 25 %, 123-130 / 97-116 at 35 %, 139 / 106 at 45 %, 198 / 111 at 60 %.
+# The same shape on a 2-core CPU with AMX (2026-12-03), where the dense formulation runs on
+# AMX tiles (2.4-2.7 ms at every density), sparse / dense ms:
+#   "a": 2.3 / 2.4 at 1 %, 4.2 / 2.5 at 2 %, 7.5 / 2.7 at 5 %, 16 / 2.5 at 20 %;
+#   "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %.
+# (There, with the VNNI rules instead, the dense formulation took 34-51 ms and the sparse one
+# 27 ms at 35 %: the crossovers above hold for dense formulations on AVX2 or VNNI.)
 # Read at each call (side a) and at pack (side b): tests set them to 0 or 1.
 DENSE_ABOVE = {"a": 0.45, "b": 0.30}
+DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}  # dense formulations on AMX tiles
 
 
-def dense_wins(density: float, side: str) -> bool:
+def crossover(side: str, amx: bool = False) -> float:
+    """The density above which side's dense formulation runs (amx: it runs on AMX tiles)."""
+    return (DENSE_ABOVE_AMX if amx else DENSE_ABOVE)[side]
+
+
+def dense_wins(density: float, side: str, amx: bool = False) -> bool:
     """Whether a sparse operand of this density runs in the dense formulation (side: the
-    product's, SparseProduct.side)."""
-    return density > DENSE_ABOVE[side]
+    product's, SparseProduct.side; amx: that formulation runs on AMX tiles)."""
+    return density > crossover(side, amx)
 
 
-def formulation_note(side: str, n: int, density: float, dense: bool | None) -> str:
+def formulation_note(side: str, n: int, density: float, dense: bool | None,
+                     amx: bool = False) -> str:
     """What last_notes says of sparse term n (side a: B's term, A's copy per call; side b:
     A's term, B's copy at pack); dense None: no dense formulation compiled for it."""
     what = f"sparse: {'B' if side == 'a' else 'A'}'s term {n} ran "
     if dense is None:
         return what + ("sparse (no dense formulation compiled: its codes do not fit the "
                        "integer GEMM, or the target is a GPU)")
-    cross = DENSE_ABOVE[side]
+    cross = crossover(side, amx)
     rel = ">" if density > cross else "<="
     return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
-            f" density {density:.3f} {rel} crossover {cross:g}"
+            f" density {density:.3f} {rel} crossover {cross:g}{' (AMX)' if amx else ''}"
             + ("" if side == "a" else " (chosen at pack)"))
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..backend.compat import empty, tensor
+from ..backend.schedule.rules import choose
+from ..backend.target import Target
 from ..backend.te.sparse import tile
 from ..plan import names, segments
 from ..plan import signature as sig
@@ -28,6 +30,7 @@ from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor, on_cpu, view
 from .linalg import pmatmul
 
+AMX_RULE = "x86_amx"  # schedules/x86/05_amx.py
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
 Bound = tuple[tuple[str, Tensor | None], ...]
 
@@ -43,6 +46,20 @@ class Packed:
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
     limits: tuple[float, float] | None = None  # (max |sb|, max |bias|): direct.limits
+
+
+def amx_dense(plan: KernelPlan, target: Target) -> frozenset[int]:
+    """The sparse products of the plan whose dense formulation the AMX rule schedules (the
+    rule pipeline.functions.dense_functions chose for it on this target): their crossover
+    density is AMX's (segments.crossover)."""
+    if target.is_cuda:
+        return frozenset()
+    out = set()
+    for j in range(len(plan.sparse)):
+        p2 = sig.dense_plan(plan, j)
+        if p2 is not None and choose(target.family, p2, target)[0].name == AMX_RULE:
+            out.add(j)
+    return frozenset(out)
 
 
 def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool
@@ -85,8 +102,9 @@ class Bucket:
     from the copy of A to the read of C)."""
 
     def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None,
-                 dense: bool = True):
+                 dense: bool = True, amx: frozenset[int] = frozenset()):
         p = self.plan = plan
+        self.amx = amx  # sparse products whose dense formulation runs on AMX tiles
         self.module = module
         self.prefix = prefix
         self.lock = threading.Lock()
@@ -217,8 +235,8 @@ class Bucket:
                 notes.append(segments.formulation_note("a", sp.n, 0.0, None))
             else:
                 d = self.a_density(j)
-                dense = segments.dense_wins(d, "a")
-                notes.append(segments.formulation_note("a", sp.n, d, dense))
+                dense = segments.dense_wins(d, "a", j in self.amx)
+                notes.append(segments.formulation_note("a", sp.n, d, dense, j in self.amx))
             if dense:
                 self.fn(sig.dense_name(j))(*_args(self.dense_bound[j], t))
             else:

@@ -34,7 +34,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, sparse_tensors
+from .buckets import Bucket, Packed, amx_dense, sparse_tensors
 from .checks import finite, normal_scales
 from .device import device_of
 from .direct import Direct, serves
@@ -63,8 +63,10 @@ class Kernel:
         # quantize_a itself finds a NaN or infinity in A (its scales): no pass over A before
         self.finite_later = sig.stats_see_non_finite(self.plan)
         self.dev, self.no_device = device_of(target)
+        self._amx = amx_dense(self.plan, target)  # dense formulations on AMX tiles (pack's)
         self._bk = None if self.no_device else [
-            Bucket(p, module, prefix, self.dev, dense=not target.is_cuda) for p in plans]
+            Bucket(p, module, prefix, self.dev, dense=not target.is_cuda,
+                   amx=amx_dense(p, target)) for p in plans]
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
         #   which formulation ran)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
@@ -123,7 +125,8 @@ class Kernel:
                                  f"{A.shape[0]}x{A.shape[1]}")
             X = A.T
         try:
-            arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda, bias=bias)
+            arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda, bias=bias,
+                                 amx=self._amx)
         except InputError as exc:  # the transposed product's B is the user's A
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None

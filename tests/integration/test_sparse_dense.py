@@ -1,7 +1,7 @@
 """Both formulations of the sparse products (lrqc/backend/te/sparse.py): the sparse one (zero
 codes skipped) and the dense one (sparse{j}_dense, the integer GEMM's machinery), chosen per call
 for B's terms by the density of A's copy and at pack for A's terms by B's copy's
-(segments.DENSE_ABOVE). Both give the reference's numbers and each other's within float32
+(segments.crossover). Both give the reference's numbers and each other's within float32
 rounding; kernel.last_notes says which ran and why."""
 
 from __future__ import annotations
@@ -26,9 +26,15 @@ def _scheme(a: str, b: str):
     return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
 
 
+def _set_crossover(monkeypatch, crossover: float) -> None:
+    """Both sides' crossover density, for dense formulations on AMX tiles or not."""
+    for table in ("DENSE_ABOVE", "DENSE_ABOVE_AMX"):
+        monkeypatch.setattr(segments, table, {"a": crossover, "b": crossover})
+
+
 def _run(kernel, A, B, crossover, monkeypatch):
     """C and last_notes with the crossover set to `crossover` (B packed under it)."""
-    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": crossover, "b": crossover})
+    _set_crossover(monkeypatch, crossover)
     packed = kernel.pack(B)
     return kernel(A, packed), list(kernel.last_notes), packed
 
@@ -70,7 +76,7 @@ def test_choice_per_call_follows_a_density(monkeypatch):
     kernel = lrqc.compile(s, M=m, N=n, K=k)
     rng = np.random.default_rng(5)
     B = rng.standard_normal((k, n))
-    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": 0.2, "b": 0.2})
+    _set_crossover(monkeypatch, 0.2)
     packed = kernel.pack(B)
     for d, form in ((0.1, "sparse"), (0.3, "dense")):
         big = rng.random((m, k)) < d  # |A| 4 on a fraction d, 1 elsewhere: density d exactly
@@ -112,7 +118,7 @@ def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel
 
-    monkeypatch.setattr(segments, "DENSE_ABOVE", {"a": crossover, "b": crossover})
+    _set_crossover(monkeypatch, crossover)
     form = "dense" if crossover == 0.0 else "sparse"
     rng = np.random.default_rng(11)
     # the per-call operand is taken as float32, the static one as given (float64 here)
@@ -134,8 +140,9 @@ def test_buckets_static_a_and_artifacts(tmp_path, monkeypatch, crossover):
     assert rel_error(loaded.run(A, B), ref) < TOL
 
 
-def test_notes_of_a_transposed_kernel_name_the_users_operands():
+def test_notes_of_a_transposed_kernel_name_the_users_operands(monkeypatch):
     """static: a runs B^T A^T; its notes still call the user's A "A" and B "B"."""
+    _set_crossover(monkeypatch, 1.0)  # every product sparse, on any CPU
     rng = np.random.default_rng(3)
     A, B = rng.standard_normal((24, 64)), rng.standard_normal((64, 48))
     notes = {}
@@ -150,3 +157,21 @@ def test_notes_of_a_transposed_kernel_name_the_users_operands():
     assert density["a"] == density["b"] and len(density["a"]) == 2
     assert any(n.startswith("sparse: B density 0.2") for n in notes["a"])  # a's term thresholds B
     assert any(n.startswith("sparse: A's term 0 ran sparse: B's copy") for n in notes["a"])
+
+
+def test_crossover_follows_the_instruction_of_the_dense_formulation():
+    """Where the AMX rule schedules a dense formulation it runs at the tiles' rate, so its
+    crossover density is AMX's (segments.DENSE_ABOVE_AMX, far below the others'); targets
+    without AMX keep segments.DENSE_ABOVE. Cross-compiled: nothing runs."""
+    from lrqc.backend.target import resolve
+    from lrqc.runtime.buckets import amx_dense
+
+    s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
+    plan = lrqc.compile(s, M=32, N=64, K=128, target="x86-avx2").plan
+    assert amx_dense(plan, resolve("x86-amx")) == frozenset({0, 1})
+    for name in ("x86-avx2", "x86-avx512-vnni"):
+        assert amx_dense(plan, resolve(name)) == frozenset()
+    assert segments.crossover("a", amx=True) < segments.crossover("a")
+    assert segments.crossover("b", amx=True) < segments.crossover("b")
+    note = segments.formulation_note("a", 0, 0.05, True, amx=True)
+    assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
