@@ -1,8 +1,9 @@
 """Per-call work of compensated kernels between the compiled functions: A's low-rank factors
 from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
-a few float32 BLAS passes over R, QR and SVD of thin float64 matrices, exactly the steps of
-lrqc.reference.lowrank), then U and W of the epilogue (W = F_Aᵀ B from the float32 B, or with
-other=packed F_Aᵀ B̂ from lowrank_w's product with B's codes plus B's own terms), and the
+a few float32 BLAS passes over R, in row blocks on every core (linalg), orthonormal bases and
+SVDs of thin float64 matrices: the steps of lrqc.reference.lowrank, within float32
+rounding), then U and W of the epilogue (W = F_Aᵀ B from the float32 B, or with other=packed
+F_Aᵀ B̂ from lowrank_w's product with B's codes plus B's own terms), and the
 compensated functions' scratch buffers under their parameter names (lrqc.plan.signature).
 numpy only; TVM buffers are viewed through DLPack, never copied."""
 
@@ -27,9 +28,9 @@ from ..plan import names
 from ..plan import signature as sig
 from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
-from ..reference.lowrank import scale_exponent, top_exponent, unit_pow2, unit_shift
+from ..reference.lowrank import top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import pmatmul, r_rt, rt_top, wide_svd
+from .linalg import abs_top, orth, pmatmul, r_rt, rt_mul, rt_top, wide_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
@@ -243,7 +244,7 @@ def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
         if abs(e) <= UNSCALED_EXPONENT:
             return sketch_factors(R, T[:, 0], u, t.power_iters)
     else:
-        e = scale_exponent(R)
+        e = top_exponent(abs_top(R))  # scale_exponent(R), in one parallel pass
         if abs(e) <= UNSCALED_EXPONENT:
             return _a_factors(t, R, T)
     R = np.ldexp(R, -e).astype(F32)
@@ -286,10 +287,10 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
         raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
         return sketch_factors(R, T[:, 0], rt_top(R, T[:, 0])[0], t.power_iters)
-    Q = np.linalg.qr(T.astype(F64))[0]
+    Q = orth(T.astype(F64))
     for _ in range(t.power_iters):
-        Z = np.linalg.qr(pmatmul(R.T, Q.astype(F32)).astype(F64))[0]
-        Q = np.linalg.qr(pmatmul(R, Z.astype(F32)).astype(F64))[0]
-    Ut, S, Vt = wide_svd(pmatmul(Q.T.astype(F32), R).astype(F64))
+        Z = orth(rt_mul(R, Q.astype(F32)).astype(F64))
+        Q = orth(pmatmul(R, Z.astype(F32)).astype(F64))
+    Ut, S, Vt = wide_svd(rt_mul(R, Q.astype(F32)).T.astype(F64))
     U = Q @ Ut
     return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]

@@ -1,0 +1,91 @@
+"""The host's linear algebra between a compensated kernel's functions (lrqc.runtime.linalg and
+the factor steps of lrqc.runtime.glue) against numpy and lrqc.reference.lowrank: the blocked,
+parallel products equal the plain ones within float32 rounding, the Cholesky-QR basis spans
+the Householder one (and falls back to it where X is ill-conditioned), and the fused sketch
+gives the reference's factors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lrqc.frontend.model import LowRank
+from lrqc.reference.lowrank import factorize
+from lrqc.runtime import glue, linalg
+
+
+@pytest.fixture(params=[(7, 40), (300, 96), (1030, 1100)])  # one block, several, both cores
+def residual(request):
+    m, k = request.param
+    rng = np.random.default_rng(m)
+    R = ((rng.random((m, k)) - 0.3) * 1e-2).astype(np.float32)
+    R[:, 3] += 4e-3  # a constant bias, as floor rounding leaves: a strong rank-1 part
+    return R
+
+
+def _close(got, want, tol=3e-6):
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_blocked_products_equal_numpys(residual):
+    R = residual
+    rng = np.random.default_rng(1)
+    t = rng.standard_normal(R.shape[0]).astype(np.float32)
+    X = rng.standard_normal((R.shape[0], 5)).astype(np.float32)
+    u, top = linalg.rt_top(R, t)
+    _close(u, R.T.astype(np.float64) @ t)
+    assert top == np.abs(R).max() == linalg.abs_top(R)
+    _close(linalg.rt_mul(R, X), R.T.astype(np.float64) @ X)
+    v = rng.standard_normal(R.shape[1]).astype(np.float32)
+    a, b = linalg.r_rt(R, v)
+    _close(a, R.astype(np.float64) @ v)
+    _close(b, R.T.astype(np.float64) @ (R.astype(np.float64) @ v))
+
+
+def test_orth_spans_householders_basis_and_falls_back():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((500, 12)) @ np.diag(np.logspace(0, 4, 12))
+    Q = linalg.orth(X)
+    H = np.linalg.qr(X)[0]
+    assert np.abs(Q.T @ Q - np.eye(12)).max() < 1e-13
+    assert np.abs(H @ (H.T @ Q) - Q).max() < 1e-12  # the same column space
+    singular = X.copy()
+    singular[:, 5] = singular[:, 4]  # rank-deficient: Cholesky cannot factor its Gram matrix
+    np.testing.assert_array_equal(linalg.orth(singular), np.linalg.qr(singular)[0])
+    near = X.copy()
+    near[:, 5] = near[:, 4] * (1 + 1e-11)  # cond ~1e12: Householder's basis
+    np.testing.assert_array_equal(linalg.orth(near), np.linalg.qr(near)[0])
+
+
+@pytest.mark.parametrize("power_iters", [0, 1, 2])
+def test_sketch_factors_are_the_references(residual, power_iters):
+    """The sketch in power_iters + 1 passes (glue.sketch_factors via glue.a_factors) gives
+    lrqc.reference.lowrank's L Fᵀ; so does rsvd with its blocked products."""
+    R = residual
+    for term in (LowRank(rank=1, method="sketch", power_iters=power_iters, seed=5),
+                 LowRank(rank=min(3, *R.shape), method="rsvd", power_iters=power_iters,
+                         seed=5)):
+        w = 1 if term.method == "sketch" else min(term.rank + term.oversample, *R.shape)
+        T = R @ glue.test_matrix(term, R.shape[1], w).astype(np.float32)
+        L, Ft = glue.a_factors(term, R, T)
+        Lr, Fr = factorize(R.astype(np.float64), method=term.method, rank=term.rank,
+                           oversample=term.oversample, power_iters=power_iters,
+                           seed=term.seed)
+        _close(L @ Ft, Lr @ Fr, tol=2e-5)
+
+
+@pytest.mark.filterwarnings("error")
+def test_sketch_of_huge_and_tiny_residuals_follows_the_scale():
+    """Residuals far outside float32's comfortable range take the scaled path: the factors
+    of 2^e R are 2^e times R's (scale equivariance), none overflows or underflows."""
+    rng = np.random.default_rng(4)
+    R = ((rng.random((64, 48)) - 0.5)).astype(np.float32)
+    term = LowRank(rank=1, method="sketch", power_iters=1, seed=0)
+    T = R @ glue.test_matrix(term, 48, 1).astype(np.float32)
+    L, Ft = glue.a_factors(term, R, T)
+    for e in (100, -100):  # and no warning
+        Rs = np.ldexp(R, e).astype(np.float32)
+        Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32))
+        assert np.all(np.isfinite(Ls)) and np.all(np.isfinite(Fts))
+        _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
