@@ -94,8 +94,8 @@ class PackedOperand:
     lbt: np.ndarray | None = None  # LBt [r, Kq] float32: B's lowrank factor L_Bᵀ
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
     bias: np.ndarray | None = None  # bias [1, Np] float32: added to every row of C (zeros: none)
-    b32: np.ndarray | None = None  # B (K x N float32) for A's lowrank term with other=exact:
-    #   numpy glue only (other=packed: None, lowrank_w reads bp)
+    b32t: np.ndarray | None = None  # Bᵀ (N x K float32) for A's lowrank term with
+    #   other=exact: numpy glue only, W = (Bᵀ F)ᵀ (other=packed: None, lowrank_w reads bp)
     sparse: tuple[SparseCodes | SparseCsr | SparseDense, ...] = ()  # per sparse product
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
@@ -406,6 +406,6 @@ def _with_lowrank(p: KernelPlan, out: PackedOperand, B: np.ndarray,
         wb[:, : p.n] = Ft
         out = replace(out, lbt=lbt, wb=wb)
     if p.rank_a and not sig.w_from_codes(p):  # other=packed: lowrank_w reads the codes
-        out = replace(out, b32=np.ascontiguousarray(B, dtype=np.float32))
+        out = replace(out, b32t=np.ascontiguousarray(np.asarray(B, np.float32).T))
     return out
 

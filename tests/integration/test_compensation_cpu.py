@@ -312,7 +312,7 @@ def test_lowrank_times_packed_weights_matches_reference_across_buckets(case):
     assert len(kernel.plans) > 1
     B = rng.standard_normal((100, 40))
     packed = kernel.pack(B)
-    assert packed.arrays.b32 is None  # no float copy of B: F_Aᵀ B̂ comes from its codes
+    assert packed.arrays.b32t is None  # no float copy of B: F_Aᵀ B̂ comes from its codes
     for m in (4, 6, 21):
         A = rng.standard_normal((m, 100)).astype(np.float32)
         C = kernel(A, packed)

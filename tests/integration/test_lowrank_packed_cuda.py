@@ -51,7 +51,7 @@ def test_lowrank_w_on_the_gpu_matches_the_reference(b):
     rng = np.random.default_rng(2)
     B = rng.standard_normal((128, 96))
     packed = kernel.pack(B)
-    assert packed.arrays.b32 is None
+    assert packed.arrays.b32t is None
     for m in (4, 40):
         A = rng.standard_normal((m, 128))
         ref = matmul(s, A.astype(np.float32).astype(np.float64), B)

@@ -161,7 +161,7 @@ def test_pack_keeps_no_float_copy_of_b_for_packed(b):
     B = data(seed=4)[1]
     pe, pp = plan_of(exact, N=40), plan_of(packed, N=40)
     ae, ap = layout.pack(pe, B), layout.pack(pp, B)
-    assert ae.b32 is not None and ap.b32 is None
+    assert ae.b32t is not None and ap.b32t is None
     for name, arr in ap.params():  # every other array as the exact form packs it
         np.testing.assert_array_equal(arr, dict(ae.params())[name])
     assert dict(ap.params()).keys() == dict(ae.params()).keys()

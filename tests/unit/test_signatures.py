@@ -134,7 +134,7 @@ def test_pack_gives_every_static_parameter_by_name(which):
             assert set(static) <= set(sig.params(p, fn))
             if has_dense:
                 assert set(dense) <= set(sig.params(p, sig.dense_name(j)))
-    assert (packed.b32 is not None) == bool(p.rank_a)  # numpy glue only: no parameter
+    assert (packed.b32t is not None) == bool(p.rank_a)  # numpy glue only: no parameter
     assert len(packed.sparse) == len(p.sparse)
 
 
