@@ -108,6 +108,7 @@ class CompBuffers:
         self.R: Tensor | None = None  # A's final residual (A's lowrank term)
         self.T: Tensor | None = None  # its sketch product R Ω (sketch, rsvd)
         self.omega: Tensor | None = None  # Ωᵀ
+        self.witness = False  # T is finite only where A is (sketch_finite)
         self.Ua: Tensor | None = None  # the epilogue's U and W of A's lowrank term
         self.Wa: Tensor | None = None
         if p.lowrank_a is not None:
@@ -117,6 +118,7 @@ class CompBuffers:
                 om = np.zeros((w, p.kq), F32)
                 om[:, : p.k] = test_matrix(p.lowrank_a, p.k, w).T
                 self.omega = tensor(om)
+                self.witness = bool(np.all(np.any(om[:, : p.k] != 0, axis=0)))
                 self.T = empty((p.mp, w), "float32")
             self.Ua = empty((p.mp, p.rank_a), "float32")
             self.Wa = empty((p.rank_a, p.np_), "float32")
@@ -143,6 +145,13 @@ class CompBuffers:
         of its function (te/sparse.py)."""
         per_call = sig.SPARSE_A[:2] if self.p.sparse[j].side == "a" else sig.SPARSE_B[:2]
         return dict(zip(per_call, self.sparse[j], strict=True))
+
+    def sketch_finite(self, m: int) -> bool:
+        """Whether the sketch product of this call's m rows is finite. Where it is (witness:
+        every column of A meets a nonzero of Ω), so is A: a NaN or an infinity in A makes its
+        residual's entry (or its row's scale, and so the whole row) NaN or infinite, and that
+        row of T = R Ω with it; the converse fails only where R Ω overflows float32."""
+        return bool(np.isfinite(view(self.T)[:m]).all()) if self.T is not None else False
 
     def set_rows(self, m: int) -> None:
         if self.rows is not None:

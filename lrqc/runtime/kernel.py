@@ -67,6 +67,9 @@ class Kernel:
         self._bk = None if self.no_device else [
             Bucket(p, module, prefix, self.dev, dense=not target.is_cuda,
                    amx=amx_dense(p, target)) for p in plans]
+        # A's lowrank sketch R Ω is finite only where A is: A's check waits for it (_fill)
+        self._witness = self._bk is not None and all(
+            b.comp is not None and b.comp.witness for b in self._bk)
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
         #   which formulation ran)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
@@ -175,7 +178,7 @@ class Kernel:
     def _bucket(self, A: npt.ArrayLike) -> tuple[Bucket, np.ndarray]:
         """(the bucket that runs A, A as float32) after A's checks."""
         p = self.plan
-        A = as_matrix(A, "A", np.float32, finite_later=self.finite_later)
+        A = as_matrix(A, "A", np.float32, finite_later=self.finite_later or self._witness)
         m = A.shape[0]
         if A.shape[1] != p.k or not self.m_min <= m <= self.m_max:
             raise InputError(f"A: expected shape {self.m_text}x{p.k} (M x K) for this kernel, "
@@ -222,6 +225,9 @@ class Kernel:
         if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
             as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
             raise InputError("A: contains non-finite values")
+        if self._witness and bk.comp is not None and not bk.comp.sketch_finite(m):
+            as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error (else R Ω
+            #   overflowed: the factors rescale R)
         return m
 
     def _check_scales(self, bk: Bucket, A: np.ndarray, m: int, packed: Packed) -> None:

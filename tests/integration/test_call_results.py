@@ -252,6 +252,39 @@ def test_non_finite_A_is_refused_by_the_quantization_pass(a):
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
 
 
+@pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch)",
+                                  "lowrank(rank=3, method=rsvd, oversample=2)"])
+def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
+    """A's low-rank sketch R Ω is finite only where A is, so a kernel with one checks A's
+    finiteness from it (no pass over A before): a NaN or infinity anywhere, in a call of fewer
+    rows than the bucket's too, is refused with the error of the separate check; a finite A
+    whose sketch overflows float32 is not called non-finite (its C leaves float32's range
+    there: the error says so; where the sketch alone overflowed, A's own check passes)."""
+    from lrqc.runtime.glue import CompBuffers
+
+    s = scheme(f"int8 per_tensor round=floor + {term}", "int8 per_channel")
+    k, n = 64, 32
+    kernel = lrqc.compile(s, "1..24", n, k)
+    assert kernel._witness
+    rng = np.random.default_rng(6)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    packed = kernel.pack(B)
+    for rows, (i, j), v in [(24, (0, 0), np.nan), (24, (23, 63), np.inf),
+                            (7, (6, 31), -np.inf), (9, (3, 17), np.nan)]:
+        A = rng.standard_normal((rows, k)).astype(np.float32)
+        A[i, j] = v
+        with pytest.raises(lrqc.InputError, match=rf"non-finite values \(first at \[{i}, {j}\]"):
+            kernel(A, packed)
+    big = rng.standard_normal((24, k)).astype(np.float32) * np.float32(1e38)
+    with pytest.raises(lrqc.InputError, match="leaves float32's range"):  # finite: C's check
+        kernel(big, packed)
+    ok = rng.standard_normal((24, k)).astype(np.float32) * np.float32(1e30)
+    monkeypatch.setattr(CompBuffers, "sketch_finite", lambda self, m: False)  # as if R Ω
+    C = kernel(ok, packed)  # overflowed: A's own check finds A finite, and the call goes on
+    R = lrqc.reference.matmul(s, ok.astype(np.float64), B)
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
+
+
 def _outcome(call, A, packed):
     try:
         return call(A, packed)
