@@ -52,7 +52,7 @@ class SparseCodes:
 @dataclass(frozen=True, eq=False)
 class SparseDense:
     """B's thresholded copy for the dense formulation of A's sparse term (chosen at pack above
-    segments.DENSE_ABOVE): VNNI blocks v, column sums cs [1, Np], scales s (Sv, scs, ss)."""
+    segments.crossover): VNNI blocks v, column sums cs [1, Np], scales s (Sv, scs, ss)."""
 
     v: np.ndarray
     cs: np.ndarray

@@ -97,11 +97,13 @@ def rt_top(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
     caller uses it only where max |R| says it cannot have (glue.a_factors)."""
     def block(s: slice) -> tuple[np.ndarray, float]:
         r = R[s]
-        with np.errstate(over="ignore", invalid="ignore"):  # per thread: set in the block
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # per thread
             return r.T @ t[s], max(float(r.max()), -float(r.min()))
 
     got = _row_parts(R, block)
-    return np.sum([u for u, _ in got], axis=0, dtype=np.float32), max(top for _, top in got)
+    with np.errstate(over="ignore", invalid="ignore"):
+        u = np.sum([u for u, _ in got], axis=0, dtype=np.float32)
+    return u, max(top for _, top in got)
 
 
 def rt_mul(R: np.ndarray, X: np.ndarray) -> np.ndarray:

@@ -89,3 +89,19 @@ def test_sketch_of_huge_and_tiny_residuals_follows_the_scale():
         Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32))
         assert np.all(np.isfinite(Ls)) and np.all(np.isfinite(Fts))
         _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("e", [66, -66])
+def test_sketch_of_a_residual_of_several_blocks_far_outside_the_range(e):
+    """A residual of several row blocks on both cores, at 2^±66: its first product (made
+    before the scale is known, then dropped for the scaled path) warns of nothing, and the
+    factors are those of R 2^-e times 2^e."""
+    rng = np.random.default_rng(9)
+    R = (rng.random((1100, 2048)) - 0.5).astype(np.float32)  # ~9 MB: three 4 MiB blocks
+    term = LowRank(rank=1, method="sketch", power_iters=1, seed=0)
+    T = R @ glue.test_matrix(term, 2048, 1).astype(np.float32)
+    L, Ft = glue.a_factors(term, R, T)
+    Rs = np.ldexp(R, e).astype(np.float32)
+    Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32))
+    _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
