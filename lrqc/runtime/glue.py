@@ -30,7 +30,7 @@ from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
 from ..reference.lowrank import top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import abs_top, orth, pmatmul, r_rt, rt_mul, rt_top, wide_svd
+from .linalg import abs_top, blas_local, orth, pmatmul, r_rt, rt_mul, rt_top, wide_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
@@ -42,10 +42,25 @@ Tensor = Any  # a TVM tensor (tvm.runtime.Tensor; TVM has no type information)
 def one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS/LAPACK on one thread inside: OpenBLAS threads spin-wait after each
     call and would steal both cores from the TVM GEMM that follows (measured: 2x slower
-    end to end at 256x4096x4096 with multithreaded glue). OpenBLAS's thread count is one
-    process-wide setting (measured): the first of overlapping callers (kernels called from
-    several threads) sets it, the last restores it, so no caller undoes another's limit and
-    none leaves it behind."""
+    end to end at 256x4096x4096 with multithreaded glue). OpenBLAS keeps a thread count per
+    calling thread (linalg.blas_local): the caller's own is set to 1 and restored (the
+    pool's threads keep 1), so the glue's products round the same in every calling thread;
+    the process-wide count too (_global_limit), for a BLAS without per-thread counts."""
+    local = blas_local()
+    prev = local(1) if local is not None else None
+    try:
+        with _global_limit():
+            yield
+    finally:
+        if local is not None and prev is not None:
+            local(prev)
+
+
+@contextmanager
+def _global_limit() -> Iterator[None]:
+    """one_blas_thread's process-wide limit: the first of overlapping callers (kernels called
+    from several threads) sets it, the last restores it, so no caller undoes another's limit
+    and none leaves it behind."""
     with _BLAS_LOCK:
         if _BLAS["depth"] == 0:
             if _BLAS["ctl"] is None:

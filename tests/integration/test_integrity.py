@@ -21,7 +21,7 @@ from lrqc.reference.scheme import rel_error
 pytest.importorskip("tvm")
 
 from lrqc.pipeline.export import build_artifact
-from lrqc.runtime.manifest import content_hashes
+from lrqc.runtime.manifest import FORMAT, content_hashes
 
 TEXT = "scheme w {{\n a: int8 per_tensor round={r}\n b: {b} per_channel\n}}\n"
 DIMS = ("1..8", 16, 64)  # M range, N, K of the artifacts
@@ -171,7 +171,7 @@ def refused(d, match: str) -> str:
 
 def test_intact_artifact_records_hashes_and_runs(art):
     man = manifest(art)
-    assert man["format"] == 6 and set(man["files"]) == {"lib.so"}
+    assert man["format"] == FORMAT and set(man["files"]) == {"lib.so"}
     assert man["files"]["lib.so"]["size"] == (art / "lib.so").stat().st_size
     assert len(man["scheme_sha256"]) == 64 and man["content_sha256"] == content_hashes(man)
     k = lrqc.load_kernel(art)
@@ -221,7 +221,8 @@ FORGED = {  # edits with the content hashes recomputed: still refused by the che
     "file entry": (lambda m: m["files"].clear(), "no size and hash recorded for lib.so"),
     "functions": (lambda m: m["functions"].append("nope"), r"lacks 1 of the manifest's functions"),
     "format 5": (lambda m: m.update(format=5), r"manifest format 5, from an older lrqc.*rebuild"),
-    "format 9": (lambda m: m.update(format=9), r"format 9, newer than this lrqc reads \(6\)"),
+    "format 9": (lambda m: m.update(format=9),
+                 rf"format 9, newer than this lrqc reads \({FORMAT}\)"),
 }
 
 

@@ -102,6 +102,24 @@ def test_compensated_kernel_lowrank_on_both_operands():
     check_concurrent_calls(kernel, B, inputs)
 
 
+@pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch, power_iters=1)",
+                                  "lowrank(rank=4, method=rsvd, oversample=4)"])
+def test_compensated_kernel_whose_host_passes_use_both_cores(term):
+    """A's residual large enough (1100 x 1024) that its factorization's passes run in row
+    blocks on the host pool (lrqc.runtime.linalg) while other threads call the same kernel:
+    bit for bit the calls made alone, and the reference's numbers."""
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_tensor round=floor + " + term +
+                           "\n b: int8 per_tensor round=floor\n}")["s"]
+    kernel = lrqc.compile(s, M="600..1100", N=32, K=1024)
+    rng = np.random.default_rng(2)
+    B = rng.random((1024, 32))
+    inputs = [rng.random((m, 1024)).astype(np.float32) for m in (1100, 700, 1100)]
+    packed = check_concurrent_calls(kernel, B, inputs, calls=2)
+    want = lrqc.reference.matmul(s, inputs[1].astype(np.float64), B)
+    got = kernel(inputs[1], packed)
+    assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+
+
 def test_sparse_terms_keep_their_notes_per_call():
     """A kernel whose per-call notes depend on A (a sparse copy of A, sparse or dense as the
     data says): after threaded calls, last_notes is the whole list of one of those calls."""
