@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import threadpoolctl
@@ -37,7 +38,7 @@ def _pool() -> ThreadPoolExecutor:
         if "pool" not in _POOL:
             _POOL["pool"] = ThreadPoolExecutor(
                 max(1, cores()), thread_name_prefix="lrqc-blas",
-                initializer=None if local is None else local, initargs=(1,))
+                initializer=None if local is None else partial(local, 1))
         return _POOL["pool"]
 
 
@@ -132,7 +133,7 @@ def rt_top(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
 
     got = _row_parts(R, block)
     with np.errstate(over="ignore", invalid="ignore"):
-        u = np.sum([u for u, _ in got], axis=0, dtype=np.float32)
+        u = np.asarray(np.sum([u for u, _ in got], axis=0, dtype=np.float32))
     return u, max(top for _, top in got)
 
 
@@ -141,7 +142,8 @@ def rt_mul(R: np.ndarray, X: np.ndarray) -> np.ndarray:
     R_blockᵀ X_block: one pass over R in its row order, one block of rows per core (BLAS's
     own blocking does the rest: smaller blocks were slower, 2048 x 2048 x 24 on 2 cores:
     1.7 ms in halves, 3.7 in 1 MiB blocks, 3.2 for R.T @ X on one core)."""
-    return np.sum(_row_parts(R, lambda s: R[s].T @ X[s], None), axis=0, dtype=np.float32)
+    return np.asarray(np.sum(_row_parts(R, lambda s: R[s].T @ X[s], None), axis=0,
+                             dtype=np.float32))
 
 
 def orth(X: np.ndarray) -> np.ndarray:
@@ -178,7 +180,7 @@ def r_rt(R: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a[s] = r @ u
         return r.T @ a[s]
 
-    return a, np.sum(_row_parts(R, block), axis=0, dtype=np.float32)
+    return a, np.asarray(np.sum(_row_parts(R, block), axis=0, dtype=np.float32))
 
 
 def wide_svd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
