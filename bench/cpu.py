@@ -295,7 +295,7 @@ def lowrank_bound(kernel, m: int, n: int, k: int, peaks: dict) -> dict:
     if kernel is None:
         return {}
     fma = peaks.get(common.numpy_roof())
-    if not kernel.plan.lowrank_a and not kernel.plan.rank_b:
+    if not kernel.plan.lowrank_a and not kernel.plan.rank_b:  # (no bandwidth run for it)
         return {}
     return comp_bounds.least_extra_ms(kernel.plan, m, n, k, fma if isinstance(fma, float)
                                       else None, bandwidth())
