@@ -105,7 +105,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif plan.float_path and fn == names.FN_GEMM:
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
-        passes.row_dots_at(sch, names.LOWRANK_U, knob)
+        passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
         tiles.panel_gemm(sch, names.LOWRANK_W, knob)
     else:

@@ -45,7 +45,7 @@ class Packed:
     fingerprint: dict[str, str]  # layout.fingerprint of the kernel that made it
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
-    limits: tuple[float, float] | None = None  # (max |sb|, max |bias|): direct.limits
+    limits: tuple[float, float, float] | None = None  # direct.limits: max |sb|, |bias|, |W_B|
 
 
 def amx_dense(plan: KernelPlan, target: Target) -> frozenset[int]:

@@ -1,15 +1,18 @@
-"""The short call path of a direct integer kernel in host memory: what Kernel's general call
-does, for the plans where most of it has nothing to do, with everything a call can look up
-made once.
+"""The short call path of an integer kernel in host memory whose calls are compiled functions
+only: what Kernel's general call does, for the plans where most of it has nothing to do, with
+everything a call can look up made once.
 
-It serves kernels that quantize A straight to integer codes by max |x| (no compensation,
-sparse terms, MX blocks, zero points or float path: signature.stats_see_non_finite) whose
-epilogue adds the bias. Such a call checks A's type and shape, runs quantize_a on A where it
-lies (else on a copy), checks A's scales with one minimum and one maximum (finite and normal
-in float32: all of them are then; anything else goes through the general checks and their
-errors), runs the GEMM into a new C, and proves C finite by the bound of Kernel._bounded
-computed from those two numbers and the packed operand's own, found once per packed operand.
-The numbers are the general path's: the same functions on the same buffers."""
+It serves kernels that quantize A to integer codes by max |x| (no MX blocks, zero points or
+float path: signature.stats_see_non_finite) whose epilogue adds the bias, and whose residual
+terms need no work between the compiled functions: none on A but dense ones (K segments), and
+on B dense or low-rank ones (lowrank_u makes U_B = A' L_B before the GEMM); A's low-rank and
+sparse terms take the general path. Such a call checks A's type and shape, runs quantize_a on A
+where it lies (else on a copy), checks A's scales with one minimum and one maximum (finite and
+normal in float32: all of them are then; anything else goes through the general checks and
+their errors), runs lowrank_u where there is one and the GEMM into a new C, and proves C finite
+by the bound of Kernel._bounded computed from those two numbers, max |U_B| and the packed
+operand's own, found once per packed operand. The numbers are the general path's: the same
+functions on the same buffers."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def serves(kernel: Kernel) -> bool:
     """Whether the short path computes this kernel's calls."""
     p = kernel.plan
     return (not kernel.transposed and not kernel.no_device and kernel.finite_later
-            and not p.zero_points and sig.bias_in_epilogue(p)
+            and not p.zero_points and sig.bias_in_epilogue(p) and not p.rank_a and not p.sparse
             and all(on_cpu(b.sa) and b.lends_a for b in kernel._buckets))
 
 
@@ -53,6 +56,10 @@ class Direct:
         p = kernel.plan
         self.k, self.n, self.np_ = p.k, p.n, p.np_
         self.acc = p.kp * 255.0**2  # the largest |int32 sum| (Kernel._bounded)
+        self.rank_b = p.rank_b  # B's low-rank term: lowrank_u's U_B before the GEMM
+        self.ub = [view(b.comp.Ub) if b.comp is not None and b.comp.Ub is not None else None
+                   for b in self.buckets]
+        self.comp = p.compensated
 
     def __call__(self, A: Any, packed: Packed) -> np.ndarray:
         kernel = self.kernel
@@ -75,26 +82,37 @@ class Direct:
             if not (lo >= F32_TINY and hi < np.inf):  # NaN fails too: the general checks
                 kernel._check_scales(bk, A, m, packed)
                 hi = float(np.abs(sa).max())
+            ub = self.ub[i]
+            if ub is not None:  # B's low-rank term
+                bk.run(names.FN_LOWRANK_U, packed)
+                top_u = float(np.abs(ub[:m]).max())  # NaN: the bound fails
             out = empty((bk.plan.mp, self.np_), "float32", bk.c.device)
             args[self.out_at[i]] = out
             self.gemm[i](*args)
+        if self.comp:
+            kernel.last_notes = list(packed.notes)
         c = np.from_dlpack(out)[:m]
         if self.n != self.np_:
             c = np.ascontiguousarray(c[:, : self.n])
-        sb, bias = limits(packed)
+        sb, bias, top_w = limits(packed)
         acc = self.acc
-        if (max(acc * hi, acc * sb, hi * sb) < LIMIT and acc * hi * sb + bias < LIMIT):
+        top = acc * hi * sb + bias
+        if ub is not None:
+            top += self.rank_b * top_u * top_w
+        if max(acc * hi, acc * sb, hi * sb) < LIMIT and top < LIMIT:
             return c
         return finite(c)
 
 
-def limits(packed: Packed) -> tuple[float, float]:
-    """(max |sb|, max |bias|) of a packed operand, found on its first call."""
+def limits(packed: Packed) -> tuple[float, float, float]:
+    """(max |sb|, max |bias|, max |W_B|) of a packed operand, found on its first call (W_B:
+    F_Bᵀ of B's low-rank term, 0 without one)."""
     if packed.limits is None:
         arr = packed.arrays
         if arr.sb is None:  # no bound: C is checked entry by entry
-            packed.limits = (np.inf, 0.0)
+            packed.limits = (np.inf, 0.0, 0.0)
             return packed.limits
         bias = 0.0 if arr.bias is None else float(np.abs(arr.bias).max())
-        packed.limits = (float(np.abs(arr.sb).max()), bias)
+        wb = 0.0 if arr.wb is None else float(np.abs(arr.wb).max())
+        packed.limits = (float(np.abs(arr.sb).max()), bias, wb)
     return packed.limits

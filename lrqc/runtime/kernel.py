@@ -68,7 +68,8 @@ class Kernel:
             Bucket(p, module, prefix, self.dev, dense=not target.is_cuda,
                    amx=amx_dense(p, target)) for p in plans]
         # A's lowrank sketch R Ω is finite only where A is: A's check waits for it (_fill)
-        self._witness = self._bk is not None and all(
+        #   where A's scales do not see a NaN or an infinity
+        self._witness = not self.finite_later and self._bk is not None and all(
             b.comp is not None and b.comp.witness for b in self._bk)
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
         #   which formulation ran)

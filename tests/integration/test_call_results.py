@@ -218,15 +218,22 @@ def test_A_of_few_columns_past_the_alignment_is_copied():
         assert bool((buf == -7.0).all()) is (offset % 16 < k), offset
 
 
-@pytest.mark.parametrize("a", ["int8 per_channel", "int8 per_tensor", "int4 per_vector(16)",
-                               "uint4 per_vector(16, scale=uint6 per_channel)",
-                               "e2m1 per_channel", "int8 per_channel calibrate=minmax"])
-def test_non_finite_A_is_refused_by_the_quantization_pass(a):
+@pytest.mark.parametrize("a, b", [
+    *((a, "int8 per_channel") for a in (
+        "int8 per_channel", "int8 per_tensor", "int4 per_vector(16)",
+        "uint4 per_vector(16, scale=uint6 per_channel)", "e2m1 per_channel",
+        "int8 per_channel calibrate=minmax", "int8 per_tensor round=floor + lowrank(rank=2)",
+        "int8 per_channel + dense(int8 per_tensor)",
+        "int8 per_channel round=trunc + sparse(threshold=0.5)")),
+    ("int8 per_channel", "int8 per_channel + lowrank(rank=2)"),
+    ("int4 per_vector(16)", "int4 per_vector(16) + dense(int8 per_tensor)")])
+def test_non_finite_A_is_refused_by_the_quantization_pass(a, b):
     """Where quantize_a takes max |x| on float32 bit patterns (no separate pass over A for its
-    finiteness), a NaN or infinity anywhere, lent or copied, in a call of fewer rows than the
-    bucket's too, is refused with the error of the separate check; float32's largest finite
-    values are not, and give the reference's numbers."""
-    s = scheme(a, "int8 per_channel")
+    finiteness; with residual terms, those of A's own codes), a NaN or infinity anywhere, lent
+    or copied, in a call of fewer rows than the bucket's too, is refused with the error of the
+    separate check; float32's largest finite values are not, and give the reference's
+    numbers."""
+    s = scheme(a, b)
     m, n, k = 24, 32, 64
     kernel = lrqc.compile(s, "1..24", n, k)
     rng = np.random.default_rng(5)
@@ -262,10 +269,10 @@ def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
     there: the error says so; where the sketch alone overflowed, A's own check passes)."""
     from lrqc.runtime.glue import CompBuffers
 
-    s = scheme(f"int8 per_tensor round=floor + {term}", "int8 per_channel")
+    s = scheme(f"int8 per_tensor calibrate=minmax round=floor + {term}", "int8 per_channel")
     k, n = 64, 32
     kernel = lrqc.compile(s, "1..24", n, k)
-    assert kernel._witness
+    assert kernel._witness and not kernel.finite_later  # min-max: float statistics
     rng = np.random.default_rng(6)
     B = rng.standard_normal((k, n)).astype(np.float32)
     packed = kernel.pack(B)
@@ -292,18 +299,21 @@ def _outcome(call, A, packed):
         return str(exc)
 
 
-def test_the_short_call_path_gives_the_general_paths_results_and_errors():
-    """Direct integer kernels take the short call path (lrqc.runtime.direct): for every kind
-    of A (its buckets' rows, lent at any alignment or copied, other dtypes and layouts, NaN,
-    subnormal scales, wrong shapes, data past the bound) it returns the general path's C bit
-    for bit, or its error word for word."""
+@pytest.mark.parametrize("b", ["int8 per_channel", "int8 per_channel + lowrank(rank=3)"])
+def test_the_short_call_path_gives_the_general_paths_results_and_errors(b):
+    """Integer kernels whose calls are compiled functions only (direct ones, and B's low-rank
+    term: lowrank_u before the GEMM) take the short call path (lrqc.runtime.direct): for every
+    kind of A (its buckets' rows, lent at any alignment or copied, other dtypes and layouts,
+    NaN, subnormal scales, wrong shapes, data past the bound) it returns the general path's C
+    bit for bit, or its error word for word."""
     from lrqc.runtime.direct import serves
 
-    s = scheme("int8 per_channel", "int8 per_channel")
+    s = scheme("int8 per_channel", b)
     n, k = 40, 64
     kernel = lrqc.compile(s, "1..24", n, k)
     for other in ("int8 per_channel + lowrank(rank=2)", "e2m1 per_block(32)",
-                  "int8 per_channel calibrate=minmax"):
+                  "int8 per_channel calibrate=minmax", "int8 per_channel + dense(int8)",
+                  "int8 per_channel round=trunc + sparse(threshold=0.5)"):
         assert not serves(lrqc.compile(scheme(other, "int8 per_channel"), 8, 16, 64))
     rng = np.random.default_rng(11)
     B = rng.standard_normal((k, n)).astype(np.float32)

@@ -182,30 +182,38 @@ def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
     return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
 
 
-def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
-    """te.compensated.row_dots: the 16-lane partials computed per row (compute_at the row), rows
-    parallel; per block of ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the
-    block, so one 16-lane load of the row's values (the dequantized codes) serves every rank
-    of the block, whose 16-lane sums stay in registers."""
+def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 1) -> None:
+    """te.compensated.row_dots: the 16-lane partials computed per block of `rows` rows
+    (compute_at the block; rows must divide the row count), blocks parallel; per block of
+    ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the rows and ranks, so one
+    16-lane load of a row's values (the dequantized codes) serves every rank of the block and
+    one of the other operand's every row, their 16-lane sums in registers. Each sum is taken
+    in the same order whatever the blocks."""
     out = sch.get_sblock(name)
     i = sch.get_loops(out)[0]
+    if rows > 1:
+        i, _ = sch.split(i, [None, rows])
     sch.parallel(i)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
     if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
         return
-    loops = sch.get_loops(part)  # under i: (c, kk, ko), c elided when it is 1
-    if len(loops) >= 4:
-        c, kk, ko = loops[-3:]
+    loops = sch.get_loops(part)[1:]  # under i: (ii, c, kk, ko), ii and c elided when 1
+    kk, ko = loops[-2:]
+    ii = loops[0] if rows > 1 else None
+    c = loops[-3] if len(loops) - (rows > 1) >= 3 else None
+    if c is not None:
         ranks = int(sch.get(c).extent)
-        cands = tuple(v for v in (2, 4, 8) if ranks % v == 0) or (1,)
-        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
+        cands = tuple(v for v in (2, 4, 8, 16) if ranks % v == 0) or (1,)
+        cb = (knob or hand)(name + "_ranks", cands, cands[-1] if rows == 1 else
+                            cands[min(1, len(cands) - 1)])
         co, ci = sch.split(c, [None, cb])
-        sch.reorder(co, ko, ci, kk)
+        sch.reorder(co, ko, *((ii,) if ii is not None else ()), ci, kk)
         sch.unroll(ci)
     else:
-        kk, ko = loops[-2:]
-        sch.reorder(ko, kk)
+        sch.reorder(ko, *((ii,) if ii is not None else ()), kk)
+    if ii is not None:
+        sch.unroll(ii)
     sch.vectorize(kk)
     init = sch.decompose_reduction(part, ko)
     sch.vectorize(sch.get_loops(init)[-1])

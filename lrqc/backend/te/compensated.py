@@ -24,7 +24,7 @@ from ...plan.segments import split_terms
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from . import unpack
-from .quantize import a_input, dims, quantizer
+from .quantize import a_bits, dims, quantizer
 from .sparse import code_dtype
 
 F64 = "float64"
@@ -79,9 +79,9 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R), (T)]."""
     M, K, Mp, Kq, G, V = dims(p)
-    A, x = a_input(p, free_rows=True)  # a caller's A read where it lies (Bucket.lends_a)
+    A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
-    base = quantizer(p.qa, x, dims(p), offset=p.a_offset)
+    base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits)  # sees NaN, infinity
     sources = {"base": base}
     a_terms, _ = split_terms(p.scheme.a)
     def resid(i: PrimExpr, k: PrimExpr) -> PrimExpr:

@@ -94,12 +94,15 @@ def a_placeholder(p: KernelPlan, free_rows: bool = False
     return A, lambda i, k: A[off + tir.min(i, rows - 1) * K + tir.min(k, K - 1)]
 
 
-def a_input(p: KernelPlan, free_rows: bool = False
-            ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
-    """The placeholder A (a_placeholder) and x(i, k): A as float64, zero outside M x K (the
-    reference's K padding and the row tile's padding)."""
+def a_bits(p: KernelPlan, free_rows: bool = False
+           ) -> tuple[te.Tensor, Callable[..., PrimExpr], Callable[..., PrimExpr] | None]:
+    """The placeholder A (a_placeholder), x(i, k): A as float64, zero outside M x K (the
+    reference's K padding and the row tile's padding), and the `bits` of A's statistics
+    (abs_bits) where the plan checks A's finiteness by its scales
+    (signature.stats_see_non_finite), else None."""
     A, at = a_placeholder(p, free_rows)
-    return A, _as_float64(p, at)
+    bits = abs_bits(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
+    return A, _as_float64(p, at), bits
 
 
 def _as_float64(p: KernelPlan, at: Callable[..., PrimExpr]) -> Callable[..., PrimExpr]:
@@ -132,7 +135,7 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
     q = p.qa
     _, _, Mp, Kp, G, V = dims(p)
-    A, x = a_input(p, free_rows=True)
+    A, x, _ = a_bits(p, free_rows=True)
 
     r = te.reduce_axis((0, V), "r")
     hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
@@ -176,9 +179,7 @@ def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
 
 def _quantize_a(p: KernelPlan, dt: str = "uint8"):
     q = p.qa
-    A, at = a_placeholder(p, free_rows=True)
-    x = _as_float64(p, at)
-    bits = abs_bits(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
+    A, x, bits = a_bits(p, free_rows=True)
     inputs = [A]
     u = None
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
