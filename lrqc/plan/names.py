@@ -5,6 +5,7 @@ from __future__ import annotations
 from .model import KernelPlan
 
 QUANT_STATS = "a_stats"  # per-group max |A| (and min for minmax)
+SPARSE_SUMS = "_sums"  # + QUANT_STATS prefix: a sparse copy's counts and sum of |A| (float64)
 QUANT_SCALE = "a_scale"  # effective scale per group
 QUANT_ZERO = "a_zero"  # zero-point correction per group
 QUANT_CODES = "a_codes"  # u8 codes of A

@@ -33,7 +33,7 @@ from ..reference.residual import density_note
 from .linalg import abs_top, blas_local, orth, pmatmul, r_rt, rt_mul, rt_top, wide_svd
 
 F32, F64 = np.float32, np.float64
-_BLAS: dict[str, Any] = {"ctl": None, "limit": None, "depth": 0}  # the one-thread limit, shared
+_BLAS: dict[str, Any] = {"ctl": None, "limit": None, "local": None, "depth": 0}  # shared
 _BLAS_LOCK = threading.Lock()
 Tensor = Any  # a TVM tensor (tvm.runtime.Tensor; TVM has no type information)
 
@@ -42,30 +42,20 @@ Tensor = Any  # a TVM tensor (tvm.runtime.Tensor; TVM has no type information)
 def one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS/LAPACK on one thread inside: OpenBLAS threads spin-wait after each
     call and would steal both cores from the TVM GEMM that follows (measured: 2x slower
-    end to end at 256x4096x4096 with multithreaded glue). OpenBLAS keeps a thread count per
-    calling thread (linalg.blas_local): the caller's own is set to 1 and restored (the
-    pool's threads keep 1), so the glue's products round the same in every calling thread;
-    the process-wide count too (_global_limit), for a BLAS without per-thread counts."""
+    end to end at 256x4096x4096 with multithreaded glue). Both of OpenBLAS's counts are set:
+    the process-wide one and the "local" one (linalg.blas_local), which takes precedence and
+    which numpy's OpenBLAS keeps once for the process, not per thread (measured: a count
+    set in one thread is what another reads back). The first of overlapping callers (kernels
+    called from several threads) sets them, the last restores them, so no caller undoes
+    another's limit (a restore while another call's products ran split them over 2 threads,
+    which rounds them differently) and none leaves it behind."""
     local = blas_local()
-    prev = local(1) if local is not None else None
-    try:
-        with _global_limit():
-            yield
-    finally:
-        if local is not None and prev is not None:
-            local(prev)
-
-
-@contextmanager
-def _global_limit() -> Iterator[None]:
-    """one_blas_thread's process-wide limit: the first of overlapping callers (kernels called
-    from several threads) sets it, the last restores it, so no caller undoes another's limit
-    and none leaves it behind."""
     with _BLAS_LOCK:
         if _BLAS["depth"] == 0:
             if _BLAS["ctl"] is None:
                 _BLAS["ctl"] = threadpoolctl.ThreadpoolController()
-            _BLAS["limit"] = _BLAS["ctl"].limit(limits=1, user_api="blas")
+            _BLAS["local"] = local(1) if local is not None else None  # before the limit,
+            _BLAS["limit"] = _BLAS["ctl"].limit(limits=1, user_api="blas")  # which may set it
         _BLAS["depth"] += 1
     try:
         yield
@@ -74,6 +64,8 @@ def _global_limit() -> Iterator[None]:
             _BLAS["depth"] -= 1
             if _BLAS["depth"] == 0:
                 _BLAS["limit"].restore_original_limits()
+                if local is not None and _BLAS["local"] is not None:
+                    local(_BLAS["local"])
 
 
 def on_cpu(t: Tensor) -> bool:

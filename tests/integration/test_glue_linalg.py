@@ -56,6 +56,27 @@ def test_orth_spans_householders_basis_and_falls_back():
     near = X.copy()
     near[:, 5] = near[:, 4] * (1 + 1e-11)  # cond ~1e12: Householder's basis
     np.testing.assert_array_equal(linalg.orth(near), np.linalg.qr(near)[0])
+    for Y in (X, near):  # thin_qr's R: X = Q R, upper triangular, |R| Householder's
+        Q, R = linalg.thin_qr(Y)
+        assert np.abs(Q @ R - Y).max() < 1e-13 * np.abs(Y).max()
+        assert np.all(np.tril(R, -1) == 0)
+        np.testing.assert_allclose(np.abs(R), np.abs(np.linalg.qr(Y)[1]), rtol=1e-9,
+                                   atol=1e-12 * np.abs(R).max())
+
+
+def test_wide_svd_is_numpys():
+    """The SVD of a wide matrix through thin_qr of its transpose: numpy's singular values and
+    vectors (up to signs), on a spread spectrum and on a nearly rank-deficient one."""
+    rng = np.random.default_rng(3)
+    for spread in (4, 12):
+        x = np.diag(np.logspace(0, -spread, 24)) @ rng.standard_normal((24, 3000))
+        u, s, vt = linalg.wide_svd(x)
+        U, S, Vt = np.linalg.svd(x, full_matrices=False)
+        np.testing.assert_allclose(s, S, rtol=1e-10, atol=1e-13 * S[0])
+        top = S > 1e-6 * S[0]  # well separated: the vectors agree up to sign
+        signs = np.sign(np.sum(vt[top] * Vt[top], axis=1))
+        assert np.abs(vt[top] * signs[:, None] - Vt[top]).max() < 1e-7
+        assert np.abs((u * s) @ vt - x).max() < 1e-12 * S[0]
 
 
 @pytest.mark.parametrize("power_iters", [0, 1, 2])
@@ -105,3 +126,34 @@ def test_sketch_of_a_residual_of_several_blocks_far_outside_the_range(e):
     Rs = np.ldexp(R, e).astype(np.float32)
     Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32))
     _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
+
+
+def test_overlapping_blas_limits_hold_until_the_last_caller_leaves():
+    """numpy's OpenBLAS keeps its "local" thread count once for the process: a kernel call
+    that ends while another runs must not restore it under the other (whose products would
+    split over 2 threads and round differently); the last one out restores it."""
+    import threading
+
+    local = linalg.blas_local()
+    if local is None:
+        pytest.skip("numpy's BLAS has no openblas_set_num_threads_local")
+    before = local(2)
+    entered, left, seen = threading.Event(), threading.Event(), []
+
+    def other():
+        with glue.one_blas_thread():
+            entered.set()
+            left.wait(10)
+            seen.append(local(1))  # the first caller has left: still 1 here
+
+    try:
+        t = threading.Thread(target=other)
+        with glue.one_blas_thread():
+            t.start()
+            assert entered.wait(10)
+        left.set()
+        t.join()
+        assert seen == [1]
+        assert local(2) == 2  # restored by the last one out
+    finally:
+        local(before)

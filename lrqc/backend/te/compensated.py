@@ -52,7 +52,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     tot = te.compute((2,), lambda c: te.sum(tir.if_then_else(
         live(r1), tir.if_then_else(c == 0, tir.abs(x(r1, r2)), tir.if_then_else(
             x(r1, r2) != zero, tir.const(1.0, F64), zero)), zero), axis=[r1, r2]),
-        name=names.QUANT_STATS + "_nz" + tag)
+        name=names.QUANT_STATS + names.SPARSE_SUMS + "_nz" + tag)
     def cut() -> PrimExpr:
         return tir.if_then_else(tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero)
 
@@ -63,7 +63,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
     cnt = te.compute((1,), lambda _: te.sum(tir.if_then_else(
         tir.all(live(s1), kept(s1, s2)), tir.const(1.0, F64), zero), axis=[s1, s2]),
-        name=names.QUANT_STATS + "_kept" + tag)
+        name=names.QUANT_STATS + names.SPARSE_SUMS + "_kept" + tag)
     dens = te.compute((1,), lambda _: cnt[0] / (rows[0].astype(F64) * float(K)),
                       name="a_density" + tag)
     def dense() -> PrimExpr:
