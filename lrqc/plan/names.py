@@ -9,6 +9,7 @@ SPARSE_SUMS = "_sums"  # + QUANT_STATS prefix: a sparse copy's counts and sum of
 QUANT_SCALE = "a_scale"  # effective scale per group
 QUANT_ZERO = "a_zero"  # zero-point correction per group
 QUANT_CODES = "a_codes"  # u8 codes of A
+BASE_CODES = "a_base_codes"  # u8 codes of A's base quantization, kept for its residual
 QUANT_ROW_SCALE = "a_row_scale"  # float path with 16-bit values: A's scale per row
 QUANT_FLOAT = "a_float"  # A as float32 for the float GEMM of products with a float operand
 QUANT_ROWSUM = "a_rowsum"  # per-group sums of A's centered codes (for weights with zero points)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.reference import int_accumulate, matmul, quantize
 from lrqc.resources import enable_amx, host_cpu_flags
 
 pytest.importorskip("tvm")
@@ -32,6 +33,12 @@ CASES = [  # a, b, (M, N, K): every K a multiple of 64 (whole tile rows)
     ("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=4)", (40, 64, 256)),
     ("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)",
      "int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.35)", (40, 64, 256)),
+    # several scale groups: a tile block per group, dequantized into the output tile
+    ("int8 per_vector(128)", "int8 per_vector(128)", (40, 64, 256)),
+    ("int8 per_vector(128)", "int4 per_vector(128)", (33, 48, 384)),  # nibbles, odd rows
+    ("int8 per_vector(192)", "uint4 per_vector(192)", (20, 32, 384)),  # zero points per group
+    ("int8 per_vector(128) + lowrank(rank=4)", "int8 per_vector(128) + lowrank(rank=4)",
+     (40, 64, 256)),
 ]
 
 
@@ -44,11 +51,42 @@ def test_amx_kernels_run_exactly(a, b, dims):
     check(kernel, s, *data(*dims, seed=6, dist="uniform" if a.startswith("uint") else "normal"))
 
 
+def _codes(x, q, role, residual_of=None):
+    """The reference's QArray of x (or of x's residual after residual_of's codes)."""
+    return quantize(x if residual_of is None else x - residual_of.dequantize(), q, role)
+
+
 @needs_amx
-def test_amx_sums_at_the_ends_of_the_code_ranges():
+@pytest.mark.parametrize("dims", [(40, 64, 256), (33, 48, 384)])
+def test_amx_runs_dense_terms_as_k_segments_exactly(dims):
+    """Dense residual terms on both operands: three K segments (Q(A) Q(B), Q(R_A) Q(B),
+    Q(A) Q(R_B)), one scale group each, on AMX tile blocks per segment. Every segment's
+    integer sums equal the reference's bit for bit; C matches the reference's product."""
+    q = "int8 per_channel round=trunc + dense(int8 per_tensor round=trunc)"
+    s = scheme(q, q)
+    kernel = lrqc.compile(s, *dims, target="x86-amx")
+    assert kernel.rule == "x86_amx" and kernel.plan.nseg == 3
+    A, B = data(*dims, seed=9)
+    qa, qb = _codes(A, s.a.quant, "a"), _codes(B, s.b.quant, "b")
+    segs = kernel.plan.segments
+    ra = next(_codes(A, sg.qa, "a", qa) for sg in segs if sg.a == "res:0")
+    rb = next(_codes(B, sg.qb, "b", qb) for sg in segs if sg.b == "res:0")
+    codes = {("a", "base"): qa, ("b", "base"): qb, ("a", "res:0"): ra, ("b", "res:0"): rb}
+    want = np.stack([part for sg in segs for _, part in int_accumulate(
+        codes["a", sg.a], codes["b", sg.b])])
+    packed = kernel.pack(B)
+    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), want)
+    C, R = kernel(A, packed), matmul(s, A.astype(np.float64), B)
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
+
+
+@needs_amx
+@pytest.mark.parametrize("a,b", [("int8 per_tensor", "int8 per_channel"),
+                                 ("int8 per_vector(1024)", "int8 per_vector(1024)")])
+def test_amx_sums_at_the_ends_of_the_code_ranges(a, b):
     """Every product at its extreme (A's codes 255 against B's -127 and +127 by column) over
-    K = 4096: sums of ±132 million, the int32 tiles exact."""
-    s = scheme("int8 per_tensor", "int8 per_channel")
+    K = 4096 (one group, or four of 1024): sums of ±132 million, the int32 tiles exact."""
+    s = scheme(a, b)
     M, N, K = 48, 64, 4096
     kernel = lrqc.compile(s, M, N, K, target="x86-amx")
     assert kernel.rule == "x86_amx"
@@ -96,7 +134,8 @@ def test_sized_intrinsics_register_from_a_trace():
 
 
 @pytest.mark.parametrize("body,reason", [
-    ("a: int8 per_vector(64)\nb: int8 per_vector(64)", "per-group vectors"),
+    ("a: int8 per_vector(32)\nb: int8 per_vector(32)", "per-group vectors of 32"),
+    ("a: int8 per_vector(64)\nb: int8 per_vector(64)", "per-group vectors of 64"),
     ("a: int8 per_channel\nb: int8 per_channel", "not whole 64-byte tile rows"),
 ])
 def test_amx_rule_leaves_other_plans_to_vnni(body, reason):

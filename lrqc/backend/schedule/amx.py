@@ -1,5 +1,6 @@
-"""The schedule of the AMX int8 tile rule (schedules/x86/05_amx.py): single-group u8 x s8
-GEMMs whose k extent is whole 64-byte tile rows.
+"""The schedule of the AMX int8 tile rule (schedules/x86/05_amx.py): u8 x s8 GEMMs whose k
+extent is whole 64-byte tile rows, with one scale group or groups of at least MIN_VECTOR k
+(_groups).
 
 Loops: ib (blocks of rows, serial) -> jo (16·C columns, parallel) -> io (R tiles of `rows`
 rows) -> [the R x C tile block over the whole k extent: intrin.amx]. The output tile (dequant
@@ -18,6 +19,11 @@ from ..intrin.x86 import register
 from . import tiles
 
 A_BLOCK_BYTES = 1 << 20
+# the least k per scale group the rule takes: each group's tile sums are stored and dequantized
+# into the output tile, which per_vector(64) pays more for than the tiles save (int8 x int8 on a
+# 2-core Sapphire Rapids class VM, same run, ms AMX / VNNI: 2048^3 V=64 30.9 / 25.3, V=128
+# 19.9 / 23.9, V=256 14.4 / 21.2; 256x4096x4096 V=64 14.2 / 12.3, V=128 8.3 / 10.3)
+MIN_VECTOR = 128
 # rows of the low-rank epilogue's register block (x 32 columns: 16 accumulators; 2048^3 at
 # rank 16 + 16: 5.6 ms with 8 rows, 5.9 with 4, 7.1 with the tile's 32)
 EPILOGUE_ROWS = 8
@@ -45,9 +51,12 @@ def knobs(plan: KernelPlan) -> dict:
     return {"mt": (tuple(sorted({hand, *divisors[-7:]})), hand)}
 
 
-def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
+def schedule(sch: Schedule, plan: KernelPlan, pick: dict, fn: str = names.FN_GEMM) -> None:
     """Schedule the integer GEMM (block names.ACC, output names.OUT) with pick["mt"] tile
-    blocks per block of rows."""
+    blocks per block of rows; products with several scale groups: _groups."""
+    if plan.groups > 1:
+        _groups(sch, plan, pick, fn)
+        return
     rows, R, C = shape(plan)
     intrin = register(*amx.tiles(rows, R, C, plan.kp))
     zero = register(*amx.zero(rows, R, C))
@@ -64,3 +73,35 @@ def schedule(sch: Schedule, plan: KernelPlan, pick: dict) -> None:
     init = sch.decompose_reduction(blk, ko)  # right before the tiles: their pair (intrin.amx)
     sch.tensorize(sch.get_loops(init)[-2], zero)
     sch.tensorize(ii, intrin)
+
+
+def _groups(sch: Schedule, plan: KernelPlan, pick: dict, fn: str) -> None:
+    """Products with several scale groups (per-vector scales of whole tile rows, K segments):
+    the output tile is the loop anchor, ib (rows, serial) -> jo (par) -> io -> g -> the tile
+    block's int32 sums over the group's V bytes of k (names.PARTIAL, zero + tiles as above),
+    stored to a 4 KB tile in L1 that the group's dequantization adds to the float32 output
+    tile (C's block, in L1 while g runs)."""
+    rows, R, C = shape(plan)
+    intrin = register(*amx.tiles(rows, R, C, plan.vector))
+    zero = register(*amx.zero(rows, R, C))
+    out = sch.get_sblock(names.OUT)
+    loops = sch.get_loops(out)
+    i, g, j = loops if fn == names.FN_ACC else (loops[0], loops[2], loops[1])
+    ib, io, ii = sch.split(i, [None, pick["mt"], R * rows])
+    jo, jv = sch.split(j, [None, 16 * C])
+    sch.reorder(ib, jo, io, g, ii, jv)
+    sch.parallel(jo)
+    sch.vectorize(jv)
+    part = sch.get_sblock(names.PARTIAL)
+    sch.transform_layout(part, ("write", 0), lambda i, g, j: (g, i, j))  # a 2-D tile per g
+    sch.compute_at(part, g)
+    tiles.unpack_at(sch, jo)
+    pi, pj, pk = sch.get_loops(part)[-3:]
+    pko, _ = sch.split(pk, [None, plan.vector])  # one step: the init goes above it
+    sch.reorder(pko, pi, pj)
+    init = sch.decompose_reduction(part, pko)
+    sch.tensorize(sch.get_loops(init)[-2], zero)
+    sch.tensorize(pi, intrin)
+    if fn != names.FN_ACC:
+        tiles.lowrank_at(sch, io)
+    tiles.finish_group_output(sch, fn, out, g)

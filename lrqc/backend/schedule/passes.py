@@ -96,7 +96,7 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         elif name == names.QUANT_CODES:
             sch.parallel(loops[0])
             sch.unroll(loops[1])
-        elif name == names.RESID or name.startswith(names.SPARSE_CODES):
+        elif name in (names.RESID, names.BASE_CODES) or name.startswith(names.SPARSE_CODES):
             sch.parallel(loops[0])
             lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[1]).extent), 16)
             _, kv = sch.split(loops[1], [None, lanes])

@@ -211,7 +211,8 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
     plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
-    and deq(i, k) the float64 dequantized value. Blocks are named with suffix `tag`."""
+    and deq(i, k, held=None) the float64 dequantized value (of code(i, k), or of `held`, the
+    same code read back from where a pass stored it). Blocks are named with suffix `tag`."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
@@ -369,9 +370,10 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
 
     unit = 2.0 ** -frac_bits(q.fmt) if fp else 1.0
 
-    def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+    def deq(i: PrimExpr, k: PrimExpr, held: PrimExpr | None = None) -> PrimExpr:
         g = k // V
-        return no_contract((code(i, k) - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
+        c = code(i, k) if held is None else held
+        return no_contract((c - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
 
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
                     name="sa" + tag)
@@ -408,8 +410,9 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
         sign = tir.if_then_else(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
         return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
 
-    def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return no_contract((code(i, k) - off) * scale[sidx(i, k // V)])
+    def deq(i: PrimExpr, k: PrimExpr, held: PrimExpr | None = None) -> PrimExpr:
+        c = code(i, k) if held is None else held
+        return no_contract((c - off) * scale[sidx(i, k // V)])
 
     sa = te.compute((Mp, G), lambda i, g: scale[sidx(i, g)].astype("float32"), name="sa" + tag)
     zc = te.compute((Mp, G), lambda i, g: tir.const(offset, "int32"), name="zc" + tag)
