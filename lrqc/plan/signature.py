@@ -120,6 +120,12 @@ def sparse_index(fn: str) -> int | None:
     return int(rest) if rest.isdigit() else None
 
 
+def sparse_static_scale(sp) -> str:
+    """The name of sparse product sp's static scales (B's side: its residual's or its
+    copy's), in either formulation."""
+    return SPARSE_A[3] if sp.side == "a" else SPARSE_B[5]
+
+
 def sparse_outputs(p: KernelPlan, j: int) -> tuple[str, str]:
     """(codes, scales): the names of sparse product j's per-call operand, which the
     compensated quantize_a writes (te/compensated.py: sparse_operand)."""

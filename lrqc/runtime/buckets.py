@@ -181,12 +181,11 @@ class Bucket:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
         self.fn(fn)(*_args(bound, packed.tensors))
 
-    def fresh_output(self) -> Tensor | None:
+    def fresh_output(self) -> Tensor:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy
-        of C out of the bucket's buffer), or None where later functions add to the bucket's
-        own C (sparse products)."""
+        of C out of the bucket's buffer; the sparse products add to it: sparse(packed, out))."""
         p = self.plan
-        return None if p.sparse else empty((p.mp, p.np_), "float32", self.c.device)
+        return empty((p.mp, p.np_), "float32", self.c.device)
 
     def int_acc(self, packed: Packed, out: Tensor) -> None:
         """The integer accumulation into out (its output C)."""
@@ -222,10 +221,11 @@ class Bucket:
         # (Bᵀ F)ᵀ: one row block of Bᵀ per core (2048^2 x 16: 1.4 ms against 1.8 for F B)
         return lambda ft: pmatmul(b32t, np.ascontiguousarray(ft.T, np.float32)).T
 
-    def sparse(self, packed: Packed) -> list[str]:
+    def sparse(self, packed: Packed, out: Tensor | None = None) -> list[str]:
         """C += the sparse products (after the GEMM), each in its sparse or dense formulation:
         B's terms by the density of A's copy this call (quantize_a's dens), A's terms as pack
-        chose (B's copy as CSR or as VNNI blocks). Returns notes on B's terms' choices."""
+        chose (B's copy as CSR or as VNNI blocks). out: the C the GEMM wrote, when not the
+        bucket's own (run(..., out)). Returns notes on B's terms' choices."""
         notes = []
         for j, bound in enumerate(self.sparse_bound):
             sp, t = self.plan.sparse[j], packed.sparse[j]
@@ -239,9 +239,11 @@ class Bucket:
                 dense = segments.dense_wins(d, "a", j in self.amx)
                 notes.append(segments.formulation_note("a", sp.n, d, dense, j in self.amx))
             if dense:
-                self.fn(sig.dense_name(j))(*_args(self.dense_bound[j], t))
-            else:
-                self.fn(f"{names.FN_SPARSE}{j}")(*_args(bound, t))
+                bound = self.dense_bound[j]
+            fn = self.fn(sig.dense_name(j) if dense else f"{names.FN_SPARSE}{j}")
+            if out is not None:
+                bound = tuple((n, out if n in (names.OUT, sig.CIN) else b) for n, b in bound)
+            fn(*_args(bound, t))
         return notes
 
     def a_density(self, j: int) -> float:

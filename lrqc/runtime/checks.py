@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..plan.model import KernelPlan
+from ..plan.support import centered_limit
 
 F32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -35,3 +37,19 @@ def finite(c: np.ndarray) -> np.ndarray:
                          "kernel's float32 arithmetic; scale A or B down (lrqc.reference "
                          "computes it in float64)")
     return c
+
+
+def sparse_top(p: KernelPlan, call: list[np.ndarray], static: list[np.ndarray]) -> float | None:
+    """The largest |value| the sparse products of plan p add to C, from each product's
+    per-call and static scales (call[j], static[j]): C += Σ_g acc_g s_call s_static with int32
+    sums of codes of at most centered_limit(q) each, so |Σ_g acc_g| <= Kq limit² (either
+    formulation: the dense one's shifted sums are corrected in int32 first). None where an
+    intermediate (acc s_call first, or the scales' product) could overflow float32."""
+    top = 0.0
+    for sp, sc, ss in zip(p.sparse, call, static, strict=True):
+        acc = p.kq * float(centered_limit(sp.q)) ** 2
+        a, b = float(np.abs(sc).max()), float(np.abs(ss).max())
+        if max(acc * a, acc * b, a * b) * 1.01 >= 1e38:
+            return None
+        top += acc * a * b
+    return top

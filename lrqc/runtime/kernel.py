@@ -35,7 +35,7 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, amx_dense, sparse_tensors
-from .checks import finite, normal_scales
+from .checks import finite, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
 from .glue import store, view, writable
@@ -288,13 +288,11 @@ class Kernel:
             fresh = bk.fresh_output()
             bk.run(names.FN_GEMM, packed, fresh)
             if bk.plan.sparse:  # which formulation ran for each sparse term, and why
-                self.last_notes += bk.sparse(packed)
+                self.last_notes += bk.sparse(packed, fresh)
             if self.transposed and bk.comp is not None:  # name the operands as the user does
                 self.last_notes = [_swap_operands(n) for n in self.last_notes]
-            if fresh is None:  # a copy: the buffer is the next call's
-                c = np.array(view(bk.c)[:m, : self.plan.n])
-            else:  # this call's own C: its rows (contiguous), its columns (a copy if padded)
-                c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
+            # this call's own C: its rows (contiguous), its columns (a copy if padded)
+            c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
         if not sig.bias_in_epilogue(bk.plan) and packed.arrays.bias is not None:
             c += packed.arrays.bias[:, : self.plan.n]  # sums over K groups: after the GEMM
         return c if self._bounded(bk, m, packed) else finite(c)
@@ -307,11 +305,11 @@ class Kernel:
         max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
         float32's rounding) below 1e38, and each product of two of Kp 255², max |sa|, max |sb|
         too (the epilogue's intermediates: acc·sa, or the scales' product, come first), leaves
-        C finite; a NaN anywhere fails the comparison.
-        Other products are checked entry by entry."""
+        C finite; a NaN anywhere fails the comparison. Sparse products add at most
+        checks.sparse_top. Other products are checked entry by entry."""
         p = bk.plan
         arr = packed.arrays
-        if p.float_path or p.mx or p.sparse or arr.sb is None:
+        if p.float_path or p.mx or arr.sb is None:
             return False
         acc = p.kp * 255.0**2
         sa, sb = float(np.abs(view(bk.sa)[:m]).max()), float(np.abs(arr.sb).max())
@@ -321,13 +319,21 @@ class Kernel:
         if arr.bias is not None:
             top += float(np.abs(arr.bias).max())
         comp = bk.comp
+        if p.sparse:
+            static = [_host(t[sig.sparse_static_scale(sp)])
+                      for sp, t in zip(p.sparse, packed.sparse, strict=True)]
+            extra = None if comp is None else sparse_top(
+                p, [view(s)[:m] for _, s in comp.sparse], static)
+            if extra is None:
+                return False
+            top += extra
         for rank, u, w in ((p.rank_a, comp and comp.Ua, comp and comp.Wa),
                            (p.rank_b, comp and comp.Ub, arr.wb)):
             if not rank:
                 continue
             if u is None or w is None:
                 return False
-            w = view(w) if not isinstance(w, np.ndarray) else w
+            w = _host(w)
             top += rank * float(np.abs(view(u)[:m]).max()) * float(np.abs(w).max())
         return top * 1.01 < 1e38
 
@@ -398,3 +404,8 @@ def _swap_operands(note: str) -> str:
     """A note of the transposed kernel (static: a computes Bᵀ Aᵀ) in the user's names: its A
     is the user's B and the other way round."""
     return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)
+
+
+def _host(t: Any) -> np.ndarray:
+    """A numpy array of t: itself, or a view (a copy from a device) of a TVM tensor."""
+    return t if isinstance(t, np.ndarray) else view(t)

@@ -116,6 +116,28 @@ def test_lowrank_terms_enter_the_bound():
         kernel(np.full((16, 64), 3e37, np.float32), kernel.pack(big))
 
 
+@pytest.mark.parametrize("dims", [(16, 32, 64), (40, 64, 256)])
+def test_sparse_terms_enter_the_bound(dims):
+    """Sparse residual terms on both operands: their products' scales and code limits are part
+    of the bound, so ordinary data is proven finite without a pass over C (either formulation
+    of the products), and data near float32's largest values is checked and refused."""
+    t = "int8 per_channel round=trunc + sparse(threshold=0.3, max_density=0.35)"
+    s = scheme(t, t)
+    m, n, k = dims
+    kernel = lrqc.compile(s, m, n, k)
+    rng = np.random.default_rng(11)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    bk, _ = kernel._bucket(A)
+    assert kernel._bounded(bk, m, packed)
+    ref = lrqc.reference.matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert np.abs(C - ref).max() <= 1e-4 * np.abs(ref).max()
+    big = rng.standard_normal((k, n)).astype(np.float32) * 3e37
+    with pytest.raises(lrqc.InputError, match="range"):
+        kernel(rng.standard_normal((m, k)).astype(np.float32) * 3e37, kernel.pack(big))
+
+
 def test_an_overflowing_intermediate_is_not_proven_finite():
     """acc · sa overflows float32 although C itself would fit (huge A, tiny B): the bound must
     not pass it, and the call is refused rather than returning infinities."""
