@@ -62,11 +62,23 @@ def dense_functions(plan: KernelPlan, target: Target) -> list[tuple[str, KernelP
 
 
 def _dense_codes(sch: Schedule) -> None:
-    """The u8 copy of the dense formulation's A side: rows in parallel, 16 codes a vector."""
+    """The u8 copy of the dense formulation's A side: rows in parallel, 16 codes a vector;
+    from A's residual codes transposed (Rt, K x M: A's terms), in 16 x 16 tiles, blocks of 16
+    rows in parallel, so each tile's 16 lines of Rt are read from L1 (row by row, every code is
+    a line of Rt apart: the dense product of A's terms at 256 x 4096 x 4096 on AMX took 3.36 ms,
+    3.07 in tiles, against 2.46 for the GEMM, same run)."""
     blk = sch.get_sblock(names.DENSE_CODES)
     i, k = sch.get_loops(blk)
+    rows, ks = (int(sch.get(lp).extent) for lp in (i, k))
+    if sch.get(blk).reads[0].source.name == "Rt" and rows % 16 == 0 and ks % 16 == 0:
+        io, ii = sch.split(i, [None, 16])
+        ko, ki = sch.split(k, [None, 16])
+        sch.reorder(io, ko, ii, ki)
+        sch.parallel(io)
+        sch.unroll(ki)
+        return
     sch.parallel(i)
-    if int(sch.get(k).extent) % 16 == 0:
+    if ks % 16 == 0:
         sch.vectorize(sch.split(k, [None, 16])[1])
 
 

@@ -39,10 +39,10 @@ def _run(kernel, A, B, crossover, monkeypatch):
     return kernel(A, packed), list(kernel.last_notes), packed
 
 
-@pytest.fixture(scope="module")
-def both_sides():
+@pytest.fixture(scope="module", params=[(40, 48, 72), (32, 48, 80)])  # the second: rows and
+def both_sides(request):  # K of whole 16 x 16 tiles (A's residual codes copied back in tiles)
     s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
-    m, n, k = 40, 48, 72
+    m, n, k = request.param
     rng = np.random.default_rng(3)
     A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     return s, lrqc.compile(s, M=m, N=n, K=k), A, B
