@@ -264,8 +264,12 @@ def _sparse_problem(sp: SparseProduct) -> str | None:
         return f"{quant_text(q)}: sparse terms take integer formats"
     if q.round == Rounding.STOCHASTIC:
         return "stochastic rounding of per-call sparse operands is not compiled"
-    if sp.side == "a" and (q.calibrate == Calibration.MINMAX or not q.signed):
-        return "B-side residual codes with zero points are not compiled"
+    if q.calibrate == Calibration.MINMAX or not q.signed:
+        # centered codes (code - zero point) are stored as int16, and a per-call zero point
+        # far outside the codes (a residual whose values all lie close together) would wrap
+        return ("B-side residual codes with zero points are not compiled" if sp.side == "a"
+                else "sparse terms of A with zero points (unsigned or calibrate=minmax) are not "
+                "compiled: their per-call codes minus zero point are not proven to fit int16")
     return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..frontend.model import Calibration
 from ..plan.model import KernelPlan
 from ..plan.support import centered_limit
 
@@ -44,12 +45,15 @@ def sparse_top(p: KernelPlan, call: list[np.ndarray], static: list[np.ndarray]) 
     per-call and static scales (call[j], static[j]): C += Σ_g acc_g s_call s_static with int32
     sums of codes of at most centered_limit(q) each, so |Σ_g acc_g| <= Kq limit² (either
     formulation: the dense one's shifted sums are corrected in int32 first). None where an
-    intermediate (acc s_call first, or the scales' product) could overflow float32."""
+    intermediate (acc s_call first, or the scales' product) could overflow float32, or where a
+    product's codes have zero points (their limit is then not proven)."""
     top = 0.0
     for sp, sc, ss in zip(p.sparse, call, static, strict=True):
+        if not sp.q.signed or sp.q.calibrate == Calibration.MINMAX:
+            return None
         acc = p.kq * float(centered_limit(sp.q)) ** 2
         a, b = float(np.abs(sc).max()), float(np.abs(ss).max())
-        if max(acc * a, acc * b, a * b) * 1.01 >= 1e38:
+        if not (a * b < np.inf and max(acc * a, acc * b, a * b) * 1.01 < 1e38):  # NaN: None
             return None
         top += acc * a * b
     return top

@@ -293,9 +293,10 @@ class Kernel:
                 self.last_notes = [_swap_operands(n) for n in self.last_notes]
             # this call's own C: its rows (contiguous), its columns (a copy if padded)
             c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
+            bounded = self._bounded(bk, m, packed)  # this call's scales: before another's
         if not sig.bias_in_epilogue(bk.plan) and packed.arrays.bias is not None:
             c += packed.arrays.bias[:, : self.plan.n]  # sums over K groups: after the GEMM
-        return c if self._bounded(bk, m, packed) else finite(c)
+        return c if bounded else finite(c)
 
     def _bounded(self, bk: Bucket, m: int, packed: Packed) -> bool:
         """Whether this call's C is finite by a bound, without reading C. An integer product

@@ -111,12 +111,11 @@ def test_sparse_copies_sparse_or_dense_as_the_data_says():
     assert rel_error(C, matmul(s, A2.astype(np.float32).astype(np.float64), B)) < TOL
 
 
-SPARSE_CASES = {  # (a, b, A's distribution): sparse products with groups, zero points, int16 codes
+SPARSE_CASES = {  # (a, b, A's distribution): sparse products with groups, dense copies
     "per_vector groups": ("int8 per_vector(16) + sparse(int8 per_vector(16), threshold=0.4)",
                           "int8 per_vector(16) + sparse(int4 per_vector(16), threshold=0.6)"),
-    "zero points, int16 codes": (
-        "int8 per_channel + sparse(uint8 per_tensor calibrate=minmax, threshold=0.5,"
-        " max_density=0.9)",
+    "above max_density": (
+        "int8 per_channel + sparse(int8 per_tensor, threshold=0.5, max_density=0.9)",
         "int8 per_channel + sparse(int8 per_channel, threshold=0.5, max_density=0.9)"),
     "one side, then dense": ("int8 per_tensor round=trunc + sparse(threshold=0.7)"
                              " + dense(int4 per_tensor)",
@@ -202,6 +201,12 @@ def test_rank_above_rows_is_a_clear_error():
     ("int8 + lowrank(rank=1) + dense(int8)", "int8", "a residual term after lowrank"),
     ("float32", "int4 + sparse(threshold=0.5)", "only lowrank and dense terms on the weights"),
     ("int8 + dense(e4m3 per_tensor)", "int8", "do not fit int8"),
+    # a per-call zero point far outside the codes (a residual of nearly equal values) would
+    # wrap their int16 copies: refused, on either operand
+    ("int8 per_channel + sparse(uint8 per_tensor calibrate=minmax, threshold=0.5)", "int8",
+     "sparse terms of A with zero points"),
+    ("int8", "int8 per_channel + sparse(int8 per_tensor calibrate=minmax, threshold=0.5)",
+     "B-side residual codes with zero points"),
 ])
 def test_uncompiled_combinations_say_why(a, b, msg):
     from lrqc.errors import UnsupportedScheme

@@ -142,3 +142,24 @@ def test_the_cost_table_says_what_each_term_costs_in_passes():
     assert "then 5 pass(es) over R" in text  # 2 power iterations and the projection
     assert "R times 12 Gaussian column(s)" in text  # rank 4 + oversample 8
     assert "per call one pass over A's codes (U = A' L_B)" in text
+
+
+def test_sparse_products_bound_by_their_code_limits_and_scales():
+    """runtime.checks.sparse_top: per sparse product Kq · limit² · max |per-call scale| ·
+    max |static scale| (int8 terms: limit 127), None where an intermediate could overflow
+    float32 or a scale is not a number."""
+    import numpy as np
+
+    from lrqc.plan.support import make_plan
+    from lrqc.runtime.checks import sparse_top
+
+    t = "int8 per_channel round=trunc + sparse(threshold=0.5)"
+    s = lrqc.parse_schemes(f"scheme s {{\n a: {t}\n b: {t}\n}}")["s"]
+    p = make_plan(s, 8, 16, 64)
+    assert len(p.sparse) == 2 and p.kq == 64
+    call = [np.array([[0.5], [-2.0]]), np.array([[1.0], [1.0]])]
+    static = [np.array([[3.0, -1.0]]), np.array([[0.25, 0.0]])]
+    assert sparse_top(p, call, static) == 64 * 127.0**2 * (2.0 * 3.0 + 1.0 * 0.25)
+    assert sparse_top(p, [call[0], np.array([[1e36]])], static) is None  # acc · s overflows
+    assert sparse_top(p, [call[0], np.array([[np.nan]])], static) is None
+    assert sparse_top(p, call, [static[0], np.array([[np.inf]])]) is None

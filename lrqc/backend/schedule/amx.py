@@ -79,8 +79,8 @@ def _groups(sch: Schedule, plan: KernelPlan, pick: dict, fn: str) -> None:
     """Products with several scale groups (per-vector scales of whole tile rows, K segments):
     the output tile is the loop anchor, ib (rows, serial) -> jo (par) -> io -> g -> the tile
     block's int32 sums over the group's V bytes of k (names.PARTIAL, zero + tiles as above),
-    stored to a 4 KB tile in L1 that the group's dequantization adds to the float32 output
-    tile (C's block, in L1 while g runs)."""
+    stored to a tile in L1 (4 KB for 2 x 2 tiles of 16 rows) that the group's dequantization
+    adds to the float32 output tile (C's block, in L1 while g runs)."""
     rows, R, C = shape(plan)
     intrin = register(*amx.tiles(rows, R, C, plan.vector))
     zero = register(*amx.zero(rows, R, C))
