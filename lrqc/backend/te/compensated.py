@@ -147,7 +147,7 @@ def _held_codes(p: KernelPlan, base: tuple) -> tuple[Callable[..., PrimExpr], te
     repeat the base quotient and rounding, and their own quotient repeats the residual: at
     256 x 4096 the sparse 5 % pass took 3.5 ms). One segment: Aq itself, computed first;
     several: names.BASE_CODES, which the base segment of Aq copies (Aq is returned None)."""
-    M, K, Mp, Kq, G, V = dims(p)
+    Mp, Kq = p.mp, p.kq
     if p.nseg == 1:
         Aq = te.compute((Mp, 1, Kq), lambda i, s, k: base[0](i, k).astype("uint8"),
                         name=names.QUANT_CODES)
