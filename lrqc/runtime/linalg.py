@@ -142,11 +142,11 @@ def rt_top(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def rt_mul(R: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Rᵀ X (K x w) for a tall R (M x K) and thin X (M x w), as (Xᵀ R)ᵀ: Xᵀ (w x M) times R
-    in its row-major order, R's columns cut into one block per core (pmatmul), each block's
-    sums over the rows taken by BLAS itself (one call per block; measured, 24 columns on 2
-    cores: 256 x 4096 0.59 ms against 0.91 as the sum of each row block's R_blockᵀ X_block,
-    2048 x 2048 1.65 against 1.75)."""
+    """Rᵀ X (K x w) for a tall float32 R (M x K) and thin float32 X (M x w), as (Xᵀ R)ᵀ: Xᵀ
+    times R in its row-major order, R's columns cut into one block per core (pmatmul), each
+    block's sums over the rows taken by BLAS itself (one call per block; measured, 24 columns
+    on 2 cores: 256 x 4096 0.59 ms against 0.91 as the sum of each row block's
+    R_blockᵀ X_block, 2048 x 2048 1.65 against 1.75)."""
     return pmatmul(np.ascontiguousarray(X.T), R).T
 
 
@@ -163,7 +163,7 @@ def thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     float64 X of full column rank: np.linalg.qr(X) up to the signs of Q's columns and R's
     rows, by Cholesky QR twice (the Gram matrix of X, a w x w Cholesky factor L, X L⁻ᵀ and
     R = Lᵀ; then once more on the result, which restores orthogonality to float64 rounding
-    while X's condition number is below ~1e7: checked by the first factor's diagonal, and
+    while X's condition number is below ~1e7: checked by the first factor's diagonal, then
     the second factor against I). Ill-conditioned or rank-deficient X: Householder QR."""
     q, r, L = X, None, None
     for step in range(2):
@@ -176,17 +176,19 @@ def thin_qr(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return _householder(X)
         q = q @ np.linalg.inv(L).T
         r = L.T if r is None else L.T @ r
-    # the second factor is I within GRAM_SLACK where the first step's q was orthonormal to
-    # that: its Gram matrix L Lᵀ is I within ~2 w GRAM_SLACK, so its condition number is 1
-    # within that, and Cholesky QR of such a matrix is orthonormal to float64 rounding (its
-    # loss of orthogonality grows with the square of the condition number): no QᵀQ to form
-    if r is None or L is None or not np.abs(L - np.eye(L.shape[0])).max() < GRAM_SLACK:
+    # the second factor L is the first step's q's: q = Q L (L Lᵀ = qᵀq). With E = L - I,
+    # ||E||_2 <= w max |E| < GRAM_SLACK bounds q's condition number by (1 + s) / (1 - s) = 3,
+    # and Cholesky QR of a matrix that well conditioned is orthonormal to float64 rounding
+    # (its loss of orthogonality grows with the square of the condition number): no QᵀQ to
+    # form. A NaN fails the comparison.
+    if r is None or L is None or \
+            not np.abs(L - np.eye(L.shape[0])).max() * L.shape[0] < GRAM_SLACK:
         return _householder(X)
     return q, r
 
 
-# how far from I the second Cholesky factor of thin_qr may be (see there)
-GRAM_SLACK = 1e-6
+# the bound on ||L - I||_2 of thin_qr's second Cholesky factor (see there)
+GRAM_SLACK = 0.5
 
 
 def _householder(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

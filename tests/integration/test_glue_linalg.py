@@ -64,6 +64,24 @@ def test_orth_spans_householders_basis_and_falls_back():
                                    atol=1e-12 * np.abs(R).max())
 
 
+def test_thin_qr_keeps_cholesky_qr_up_to_its_condition_limit(monkeypatch):
+    """Inputs with condition numbers up to 1e7 (a sketch R Ω of a nearly low-rank residual)
+    stay on Cholesky QR, orthonormal to float64 rounding, without Householder's fallback."""
+    rng = np.random.default_rng(4)
+
+    def no_fallback(X):
+        raise AssertionError("fell back to Householder QR")
+
+    monkeypatch.setattr(linalg, "_householder", no_fallback)
+    for m, w, cond in ((2048, 24, 1e6), (2048, 24, 1e7), (256, 8, 3e5), (4096, 1, 1.0)):
+        u = np.linalg.qr(rng.standard_normal((m, w)))[0]
+        v = np.linalg.qr(rng.standard_normal((w, w)))[0]
+        X = (u * np.logspace(0, -np.log10(cond), w)) @ v
+        Q, R = linalg.thin_qr(X)
+        assert np.abs(Q.T @ Q - np.eye(w)).max() < 1e-13
+        assert np.abs(Q @ R - X).max() < 1e-13 * np.abs(X).max()
+
+
 def test_wide_svd_is_numpys():
     """The SVD of a wide matrix through thin_qr of its transpose: numpy's singular values and
     vectors (up to signs), on a spread spectrum and on a nearly rank-deficient one."""
