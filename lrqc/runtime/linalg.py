@@ -95,12 +95,11 @@ def pmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 BLOCK_BYTES = 1 << 22
 
 
-def _row_parts(R: np.ndarray, fn, block_bytes: int | None = BLOCK_BYTES):
+def _row_parts(R: np.ndarray, fn):
     """fn(R[rows]) for one contiguous part of R's rows per core (on the pool; one part for a
-    small R), each part walked in blocks of about block_bytes (None: the whole part): [fn's
-    results per block]."""
+    small R), each part walked in blocks of about BLOCK_BYTES: [fn's results per block]."""
     m, k = R.shape
-    rows = max(8, block_bytes // (4 * max(k, 1))) if block_bytes else m
+    rows = max(8, BLOCK_BYTES // (4 * max(k, 1)))
     parts = cores() if m * k >= PARALLEL_WORK and m >= 2 * cores() else 1
     cuts = np.linspace(0, m, parts + 1).astype(int)
 
