@@ -49,11 +49,11 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     def live(i: PrimExpr) -> PrimExpr:
         return i < rows[0]
     zero = tir.const(0.0, F64)
-    tot = te.compute((2,), lambda c: te.sum(tir.if_then_else(
-        live(r1), tir.if_then_else(c == 0, tir.abs(x(r1, r2)), tir.if_then_else(
+    tot = te.compute((2,), lambda c: te.sum(tir.Select(
+        live(r1), tir.Select(c == 0, tir.abs(x(r1, r2)), tir.Select(
             x(r1, r2) != zero, tir.const(1.0, F64), zero)), zero), axis=[r1, r2]),
         name=names.QUANT_STATS + names.SPARSE_SUMS + "_nz" + tag)
-    cut = te.compute((1,), lambda _: tir.if_then_else(  # one value: no division per element
+    cut = te.compute((1,), lambda _: tir.Select(  # one value: no division per element
         tot[1] > 0, 2.0 * term.threshold * tot[0] / tot[1], zero), name="a_cut" + tag)
 
     def kept(i: PrimExpr, k: PrimExpr) -> PrimExpr:
@@ -61,7 +61,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
         return tir.all(tir.abs(v) >= cut[0], v != zero)
 
     s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
-    cnt = te.compute((1,), lambda _: te.sum(tir.if_then_else(
+    cnt = te.compute((1,), lambda _: te.sum(tir.Select(
         tir.all(live(s1), kept(s1, s2)), tir.const(1.0, F64), zero), axis=[s1, s2]),
         name=names.QUANT_STATS + names.SPARSE_SUMS + "_kept" + tag)
     dens = te.compute((1,), lambda _: cnt[0] / (rows[0].astype(F64) * float(K)),
@@ -70,7 +70,7 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
         return dens[0] > term.max_density
 
     def xs(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return tir.if_then_else(tir.any(dense(), kept(i, k)), x(i, k), zero)
+        return tir.Select(tir.any(dense(), kept(i, k)), x(i, k), zero)
 
     return xs, dens
 

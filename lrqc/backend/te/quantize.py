@@ -46,7 +46,7 @@ def quotient(x: PrimExpr, s: PrimExpr, y: PrimExpr, signed_zero: bool = True) ->
     q0 = x * y
     q1 = fma(fma(-q0, s, x), y, q0)
     q2 = fma(fma(-q1, s, x), y, q1)
-    return tir.if_then_else(x == 0, q0, q2) if signed_zero else q2
+    return tir.Select(x == 0, q0, q2) if signed_zero else q2
 
 
 def _round(y, mode, u=None):
@@ -59,7 +59,7 @@ def _round(y, mode, u=None):
     if mode == "trunc":
         return tir.trunc(y)
     if mode == "nearest_away":
-        return tir.if_then_else(y < 0, -tir.floor(-y + 0.5), tir.floor(y + 0.5))
+        return tir.Select(y < 0, -tir.floor(-y + 0.5), tir.floor(y + 0.5))
     raise ValueError(mode)
 
 
@@ -87,7 +87,7 @@ def a_placeholder(p: KernelPlan, free_rows: bool = False
     M, K = p.m, p.k
     if not free_rows:
         A = te.placeholder((M, K), "float32", name="A")
-        return A, lambda i, k: A[i, tir.min(k, K - 1)]
+        return A, lambda i, k: A[tir.min(i, M - 1), tir.min(k, K - 1)]
     n = tir.Var("a_len", "int32")
     A = te.placeholder((n,), "float32", name="A")
     rows, off = tir.floordiv(n, K), tir.floormod(n, K)
@@ -109,8 +109,8 @@ def _as_float64(p: KernelPlan, at: Callable[..., PrimExpr]) -> Callable[..., Pri
     M, K = p.m, p.k
 
     def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return tir.if_then_else(tir.all(i < M, k < K), at(i, k).astype("float64"),
-                                tir.const(0.0, "float64"))
+        return tir.Select(tir.all(i < M, k < K), at(i, k).astype("float64"),
+                          tir.const(0.0, "float64"))
 
     return x
 
@@ -300,7 +300,7 @@ def abs_bits(at: Callable[..., PrimExpr], M: int, K: int) -> Callable[..., PrimE
     (the sign bit cleared), 0 outside M x K."""
     def bits(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         b = tir.reinterpret("int32", at(i, k)) & tir.const(0x7FFFFFFF, "int32")
-        return tir.if_then_else(tir.all(i < M, k < K), b, tir.const(0, "int32"))
+        return tir.Select(tir.all(i < M, k < K), b, tir.const(0, "int32"))
     return bits
 
 
@@ -407,8 +407,8 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
     off = float(offset)
 
     def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        sign = tir.if_then_else(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
-        return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
+        sign = tir.Select(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
+        return tir.Select(k < K, sign, tir.const(0.0, F64)) + off
 
     def deq(i: PrimExpr, k: PrimExpr, held: PrimExpr | None = None) -> PrimExpr:
         c = code(i, k) if held is None else held
