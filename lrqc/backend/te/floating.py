@@ -50,7 +50,7 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     M, K, Mp, Kp, V = p.m, p.k, p.mp, p.kp, p.vector
     if p.a_float:
         A, at = te_quantize.a_placeholder(p, free_rows=True)
-        Af = te.compute((Mp, Kp), lambda i, k: tir.if_then_else(
+        Af = te.compute((Mp, Kp), lambda i, k: tir.Select(
             tir.all(i < M, k < K), _round_to(at(i, k), p.scheme.a.dtype),
             tir.const(0.0, "float32")), name=names.QUANT_FLOAT)
         if not p.half:
