@@ -162,13 +162,14 @@ def _epilogue(p: KernelPlan) -> tuple[str, ...]:
 def stats_see_non_finite(p: KernelPlan) -> bool:
     """quantize_a takes A's max |x| statistics on float32 bit patterns (te quantize), where a
     NaN or an infinity makes its row's scale non-finite: the kernel checks A's scales after the
-    pass instead of reading A once more. Plans quantizing A to integer codes by max |x| (no
-    MX, min-max, fixed point, int1 or float A); with compensation, A's first segment's scales
-    are those of A's own codes (segments.py: base first) and see it, whatever the terms."""
+    pass instead of reading A once more. Plans quantizing A to integer codes by max |x| or by
+    min and max (taken on bit patterns in the order of the values: a NaN or an infinity makes
+    the max +inf or the min -inf; no MX, fixed point, int1 or float A); with compensation, A's
+    first segment's scales are those of A's own codes (segments.py: base first) and see it,
+    whatever the terms."""
     q = p.qa
-    return (q is not None and not p.float_path and not p.mx
-            and not p.a_float and q.calibrate != Calibration.MINMAX and not q.is_fixed
-            and not (q.is_int and q.signed and q.bits == 1))
+    return (q is not None and not p.float_path and not p.mx and not p.a_float
+            and not q.is_fixed and not (q.is_int and q.signed and q.bits == 1))
 
 
 def _quantize_a(p: KernelPlan) -> tuple[str, ...]:

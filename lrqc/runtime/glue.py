@@ -190,7 +190,8 @@ class CompBuffers:
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             L, Ft = a_factors(t, R, T)
             ua = writable(self.Ua)
-            ua[:m] = L
+            with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
+                ua[:m] = L
             ua[m:] = 0.0
             store(self.Ua, ua)
             wa = writable(self.Wa)

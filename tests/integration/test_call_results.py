@@ -250,8 +250,9 @@ def test_A_of_few_columns_past_the_alignment_is_copied():
     ("int8 per_channel", "int8 per_channel + lowrank(rank=2)"),
     ("int4 per_vector(16)", "int4 per_vector(16) + dense(int8 per_tensor)")])
 def test_non_finite_A_is_refused_by_the_quantization_pass(a, b):
-    """Where quantize_a takes max |x| on float32 bit patterns (no separate pass over A for its
-    finiteness; with residual terms, those of A's own codes), a NaN or infinity anywhere, lent
+    """Where quantize_a takes max |x| (or max and min) on float32 bit patterns (no separate
+    pass over A for its finiteness; with residual terms, those of A's own codes), a NaN or
+    infinity anywhere, lent
     or copied, in a call of fewer rows than the bucket's too, is refused with the error of the
     separate check; float32's largest finite values are not, and give the reference's
     numbers."""
@@ -281,6 +282,39 @@ def test_non_finite_A_is_refused_by_the_quantization_pass(a, b):
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
 
 
+@pytest.mark.parametrize("a", ["uint4 per_vector(16, scale=uint6 per_channel)",
+                               "int8 per_channel calibrate=minmax",
+                               "int8 per_tensor calibrate=minmax"])
+def test_min_max_statistics_on_bit_patterns_are_the_references(a):
+    """Min-max calibrated A takes its max and min on float32 bit patterns mapped to the order
+    of the values: for finite A (signed zeros, subnormals, float32's largest values, rows of
+    one sign) the integer sums equal the reference's bit for bit, and the pass itself refuses
+    a NaN (either sign) or an infinity, with no check of A before it."""
+    s = scheme(a, "int8 per_channel")
+    m, n, k = 12, 16, 64
+    kernel = lrqc.compile(s, m, n, k)
+    assert kernel.finite_later
+    rng = np.random.default_rng(8)
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    A[0] = -0.0
+    A[1, ::2], A[1, 1::2] = -0.0, 0.0
+    A[2] = -np.abs(A[2])
+    A[3, :4] = [1e-40, -1e-40, 1e-45, -1e-45]  # subnormal values among normal ones
+    A[4, :3] = [np.finfo(np.float32).max, -np.finfo(np.float32).max, np.float32(-1e-45)]
+    A[5, 16:32] = -0.0
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    packed = kernel.pack(B)
+    qa, qb = (lrqc.reference.quantize(x, q, r) for x, q, r in ((A, s.a.quant, "a"),
+                                                                (B, s.b.quant, "b")))
+    want = np.stack([part for _, part in lrqc.reference.int_accumulate(qa, qb)])
+    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), want)
+    for v in (np.nan, np.float32(np.nan) * -1, np.inf, -np.inf):
+        bad = A.copy()
+        bad[7, 33] = v
+        with pytest.raises(lrqc.InputError, match=r"non-finite values \(first at \[7, 33\]"):
+            kernel(bad, packed)
+
+
 @pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch)",
                                   "lowrank(rank=3, method=rsvd, oversample=2)"])
 def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
@@ -291,10 +325,10 @@ def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
     there: the error says so; where the sketch alone overflowed, A's own check passes)."""
     from lrqc.runtime.glue import CompBuffers
 
-    s = scheme(f"int8 per_tensor calibrate=minmax round=floor + {term}", "int8 per_channel")
+    s = scheme(f"fixed(8, max=4.0) + {term}", "int8 per_channel")
     k, n = 64, 32
     kernel = lrqc.compile(s, "1..24", n, k)
-    assert kernel._witness and not kernel.finite_later  # min-max: float statistics
+    assert kernel._witness and not kernel.finite_later  # fixed point: no statistics
     rng = np.random.default_rng(6)
     B = rng.standard_normal((k, n)).astype(np.float32)
     packed = kernel.pack(B)

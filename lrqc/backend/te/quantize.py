@@ -20,6 +20,7 @@ from ...plan.model import KernelPlan
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, fma, te, tir
+from . import bitstats
 
 F64 = "float64"
 
@@ -98,10 +99,10 @@ def a_bits(p: KernelPlan, free_rows: bool = False
            ) -> tuple[te.Tensor, Callable[..., PrimExpr], Callable[..., PrimExpr] | None]:
     """The placeholder A (a_placeholder), x(i, k): A as float64, zero outside M x K (the
     reference's K padding and the row tile's padding), and the `bits` of A's statistics
-    (abs_bits) where the plan checks A's finiteness by its scales
+    (bitstats.bits_of) where the plan checks A's finiteness by its scales
     (signature.stats_see_non_finite), else None."""
     A, at = a_placeholder(p, free_rows)
-    bits = abs_bits(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
+    bits = bitstats.bits_of(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
     return A, _as_float64(p, at), bits
 
 
@@ -244,8 +245,9 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
     and a NaN or infinity anywhere in a group makes its maximum +inf (their patterns are
     larger than every finite one's; a NaN's is lowered to infinity's, which every scale
     computed from it keeps non-finite), which no float maximum guarantees for NaN."""
-    if bits is not None and not minmax:
-        return _bit_statistics(q, bits, dims, tag)
+    if bits is not None:
+        return bitstats.min_max(q, bits, dims, tag) if minmax else \
+            bitstats.abs_max(q, bits, dims, tag)
     M, K, Mp, _, G, V = dims
     stat = (lambda v: v) if minmax else tir.abs
     lo = None
@@ -268,40 +270,6 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
         lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
                         name=names.QUANT_STATS + "_lo" + tag)
     return hi, lo, ((lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0)))
-
-
-def _bit_statistics(q, bits, dims: tuple, tag: str):
-    """_statistics' max |x| blocks from bits(i, k) (integer maxima, then float64 values)."""
-    M, K, Mp, _, G, V = dims
-    if q.granularity == Granularity.PER_TENSOR:
-        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        top = te.compute((1, 1), lambda _, __: te.max(bits(r1, r2), axis=[r1, r2]),
-                         name=names.QUANT_STATS + tag)
-        return _as_abs_max(top, tag), None, (lambda i, g: (0, 0))
-    width = V if q.grouped else K
-    r = te.reduce_axis((0, width), "r")
-    top = te.compute((Mp, G if q.grouped else 1),
-                     lambda i, g: te.max(bits(i, g * width + r), axis=r),
-                     name=names.QUANT_STATS + tag)
-    return _as_abs_max(top, tag), None, ((lambda i, g: (i, g)) if q.grouped
-                                         else (lambda i, g: (i, 0)))
-
-
-def _as_abs_max(top: te.Tensor, tag: str) -> te.Tensor:
-    """The float64 max |x| of the int32 maxima of |x|'s bit patterns, NaN's lowered to
-    infinity's."""
-    inf = tir.const(0x7F800000, "int32")
-    return te.compute(top.shape, lambda i, g: tir.reinterpret(
-        "float32", tir.min(top[i, g], inf)).astype(F64), name="a_absmax" + tag)
-
-
-def abs_bits(at: Callable[..., PrimExpr], M: int, K: int) -> Callable[..., PrimExpr]:
-    """bits(i, k) of _statistics for the float32 A of at(i, k): |A|'s bit pattern as int32
-    (the sign bit cleared), 0 outside M x K."""
-    def bits(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        b = tir.reinterpret("int32", at(i, k)) & tir.const(0x7FFFFFFF, "int32")
-        return tir.Select(tir.all(i < M, k < K), b, tir.const(0, "int32"))
-    return bits
 
 
 def _base_scale(q, hi, lo, tag: str):
