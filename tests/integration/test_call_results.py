@@ -7,6 +7,7 @@ pass runs as one parallel loop over A's rows where every step of it is row-local
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -280,6 +281,49 @@ def test_non_finite_A_is_refused_by_the_quantization_pass(a, b):
     C = kernel(big, kernel.pack(small))
     R = lrqc.reference.matmul(s, big.astype(np.float64), small)
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
+
+
+def _before_guard_page(rows: int, cols: int):
+    """A float32 (rows, cols) array whose last element ends where an inaccessible page begins
+    (a read past its end faults), and the mapping that holds it (keep it alive)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page, nbytes = mmap.PAGESIZE, rows * cols * 4
+    npages = nbytes // page + 2
+    base = libc.mmap(None, npages * page, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert base not in (None, ctypes.c_void_p(-1).value)
+    guard = base + (npages - 1) * page
+    assert libc.mprotect(guard, page, 0) == 0  # PROT_NONE
+    buf = (ctypes.c_char * nbytes).from_address(guard - nbytes)
+    return np.frombuffer(buf, dtype=np.float32).reshape(rows, cols), buf
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="maps an inaccessible page with Linux's mmap")
+@pytest.mark.parametrize("a", ["uint4 per_vector(16, scale=uint6 per_channel)",
+                               "int4 per_vector(16)", "int8 per_channel", "float16",
+                               "int1 per_channel", "int8 per_tensor + lowrank(rank=2)",
+                               "int8 per_channel round=trunc + sparse(threshold=0.5)"])
+def test_a_read_where_it_lies_is_not_read_past_its_end(a):
+    """The quantization pass reads a caller's A where it lies; with K padded (50 -> 64) no
+    element past A's end is loaded, even where A ends right before an inaccessible page, in a
+    call of the bucket's rows and of fewer: C equals that of a copy of A."""
+    s = scheme(a, "int8 per_channel")
+    k, n = 50, 16
+    kernel = lrqc.compile(s, "1..24", n, k)
+    rng = np.random.default_rng(9)
+    packed = kernel.pack(rng.standard_normal((k, n)).astype(np.float32))
+    for rows in (24, 5):
+        A, keep = _before_guard_page(rows, k)
+        A[:] = rng.standard_normal((rows, k))
+        np.testing.assert_array_equal(kernel(A, packed), kernel(A.copy(), packed))
+        del keep
 
 
 @pytest.mark.parametrize("a", ["uint4 per_vector(16, scale=uint6 per_channel)",

@@ -42,14 +42,27 @@ def _as_abs_max(top: te.Tensor, tag: str) -> te.Tensor:
         "float32", tir.min(top[i, g], inf)).astype(F64), name="a_absmax" + tag)
 
 
+def masked_bits(at: Callable[..., PrimExpr], M: int, K: int) -> Callable[..., PrimExpr]:
+    """bits(i, k): the float32 A's bit pattern (int32) at(i, k) inside M x K, 0 (that of +0)
+    outside. at reads clamped indices, so the load is always in bounds; it is masked rather
+    than chosen by a select, whose true branch TVM simplifies under its condition (dropping the
+    clamps: a load past A's end) and rather than a branch, which TVM's vectorizer turns into
+    one element at a time where the condition differs by lane."""
+    def bits(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+        mask = tir.Select(tir.all(i < M, k < K), tir.const(-1, "int32"), tir.const(0, "int32"))
+        return tir.reinterpret("int32", at(i, k)) & mask
+    return bits
+
+
 def bits_of(at: Callable[..., PrimExpr], M: int, K: int) -> Callable[..., PrimExpr]:
     """bits(i, k) of the statistics for the float32 A of at(i, k): |A|'s bit pattern as int32
     (the sign bit cleared), 0 outside M x K; bits(i, k, ordered=True): A's own pattern as an
-    int32 in the order of the float values (_ordered)."""
+    int32 in the order of the float values (_ordered; 0 outside, that of +0)."""
+    masked = masked_bits(at, M, K)
+
     def bits(i: PrimExpr, k: PrimExpr, ordered: bool = False) -> PrimExpr:
-        b = tir.reinterpret("int32", at(i, k))
-        b = _ordered(b) if ordered else b & tir.const(0x7FFFFFFF, "int32")
-        return tir.Select(tir.all(i < M, k < K), b, tir.const(0, "int32"))
+        b = masked(i, k)
+        return _ordered(b) if ordered else b & tir.const(0x7FFFFFFF, "int32")
     return bits
 
 

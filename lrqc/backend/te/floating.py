@@ -18,6 +18,7 @@ from ...reference.minifloat import frac_bits
 from ..compat import te, tir
 from . import quantize as te_quantize
 from . import unpack
+from .bitstats import masked_bits
 from .epilogue import epilogue_terms
 
 
@@ -50,9 +51,9 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     M, K, Mp, Kp, V = p.m, p.k, p.mp, p.kp, p.vector
     if p.a_float:
         A, at = te_quantize.a_placeholder(p, free_rows=True)
-        Af = te.compute((Mp, Kp), lambda i, k: tir.Select(
-            tir.all(i < M, k < K), _round_to(at(i, k), p.scheme.a.dtype),
-            tir.const(0.0, "float32")), name=names.QUANT_FLOAT)
+        bits = masked_bits(at, M, K)  # +0 outside M x K
+        Af = te.compute((Mp, Kp), lambda i, k: _round_to(
+            tir.reinterpret("float32", bits(i, k)), p.scheme.a.dtype), name=names.QUANT_FLOAT)
         if not p.half:
             return [A, Af]
         saf = te.compute((Mp,), lambda i: tir.const(1.0, "float32"), name=names.QUANT_ROW_SCALE)

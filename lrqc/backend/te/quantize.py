@@ -107,11 +107,10 @@ def a_bits(p: KernelPlan, free_rows: bool = False
 
 
 def _as_float64(p: KernelPlan, at: Callable[..., PrimExpr]) -> Callable[..., PrimExpr]:
-    M, K = p.m, p.k
+    bits = bitstats.masked_bits(at, p.m, p.k)
 
     def x(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return tir.Select(tir.all(i < M, k < K), at(i, k).astype("float64"),
-                          tir.const(0.0, "float64"))
+        return tir.reinterpret("float32", bits(i, k)).astype("float64")
 
     return x
 
@@ -376,7 +375,8 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
 
     def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         sign = tir.Select(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
-        return tir.Select(k < K, sign, tir.const(0.0, F64)) + off
+        # a branch: within a select on k < K, TVM would drop the clamp of x's load to K
+        return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
 
     def deq(i: PrimExpr, k: PrimExpr, held: PrimExpr | None = None) -> PrimExpr:
         c = code(i, k) if held is None else held
