@@ -26,6 +26,18 @@ def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> No
                          "scale the data up (C scales with it)")
 
 
+def finite_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
+    """InputError when a quantization scale of a finite operand is not finite in float32: a
+    group whose values span more than its format's steps can hold (min-max over one step,
+    uint1, with values near float32's largest)."""
+    bad = ~np.isfinite(scales)
+    if bad.any():
+        i = int(np.argwhere(bad)[0][axis])
+        raise InputError(f"{name}: {what} {i}: a quantization scale leaves float32's range "
+                         "(about 3.4e38): the values span more than the format's steps hold; "
+                         "scale the data down (C scales with it)")
+
+
 def finite(c: np.ndarray) -> np.ndarray:
     """c, the float32 result of a kernel; InputError where an entry is not finite. The inputs
     are finite in float32, so an inf or NaN means that C, or a partial sum of it, left the

@@ -35,7 +35,7 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, amx_dense, sparse_tensors
-from .checks import finite, normal_scales, sparse_top
+from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
 from .glue import store, view, writable
@@ -224,8 +224,7 @@ class Kernel:
             store(bk.a, buf)
             bk.quantize()
         if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
-            as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
-            raise InputError("A: contains non-finite values")
+            self._non_finite_scales(bk, A, m)
         if self._witness and bk.comp is not None and not bk.comp.sketch_finite(m):
             as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error (else R Ω
             #   overflowed: the factors rescale R)
@@ -235,9 +234,16 @@ class Kernel:
         """_fill's and _sums_fit's checks of this call's scales (the errors of the short
         path's calls, lrqc.runtime.direct)."""
         if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
-            as_matrix(A, "A", np.float32)  # a NaN or infinity in A: its error
-            raise InputError("A: contains non-finite values")
+            self._non_finite_scales(bk, A, m)
         self._sums_fit(bk, m, packed)
+
+    def _non_finite_scales(self, bk: Bucket, A: np.ndarray, m: int) -> None:
+        """The error of a call whose scales are not finite: a NaN or infinity in A (its
+        error), else a finite A whose range leaves float32 in a scale (checks.finite_scales)."""
+        as_matrix(A, "A", np.float32)
+        finite_scales(view(bk.sa)[:m], "column" if self.transposed else "row",
+                      "B" if self.transposed else "A")
+        raise InputError("A: contains non-finite values")
 
     def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:
         """InputError when this call's scales or zero points do not fit the integer GEMM's

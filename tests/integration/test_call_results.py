@@ -359,6 +359,23 @@ def test_min_max_statistics_on_bit_patterns_are_the_references(a):
             kernel(bad, packed)
 
 
+def test_a_finite_A_whose_scale_leaves_float32_is_told_so():
+    """Min-max over one step (uint1) of a row spanning float32's largest values has a scale
+    past float32: the call says that scale leaves float32's range (A is finite), and a NaN
+    still gets the non-finite error."""
+    s = scheme("uint1 per_channel", "int8 per_channel")
+    kernel = lrqc.compile(s, 4, 8, 16)
+    rng = np.random.default_rng(10)
+    packed = kernel.pack(rng.standard_normal((16, 8)).astype(np.float32))
+    A = rng.standard_normal((4, 16)).astype(np.float32)
+    A[1, 3], A[1, 4] = np.finfo(np.float32).max, -np.finfo(np.float32).max
+    with pytest.raises(lrqc.InputError, match=r"A: row 1: a quantization scale leaves float32"):
+        kernel(A, packed)
+    A[2, 2] = np.nan
+    with pytest.raises(lrqc.InputError, match=r"non-finite values \(first at \[2, 2\]"):
+        kernel(A, packed)
+
+
 @pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch)",
                                   "lowrank(rank=3, method=rsvd, oversample=2)"])
 def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
