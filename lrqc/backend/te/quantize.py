@@ -77,7 +77,8 @@ def _pow2(n):
 
 def a_placeholder(p: KernelPlan, free_rows: bool = False
                   ) -> tuple[te.Tensor, Callable[..., PrimExpr]]:
-    """The placeholder A (M x K float32) and at(i, k), A's element for i < M, k < K.
+    """The placeholder A (M x K float32) and at(i, k), A's element for i < M, k < K, read at
+    indices clamped into A for any i, k (callers mask what lies outside: bitstats.masked_bits).
 
     free_rows: A is a flat float32 array of a_len = off + R·K elements: R rows of K (any R from
     1 to M, a call's own A) starting at element off, 0 <= off < K (so R = a_len // K and
