@@ -3,7 +3,8 @@ signature.stats_see_non_finite holds): max |x| as the integer maximum of |x|'s p
 min x / max x as integer extremes of patterns mapped to the order of the values. Both equal
 the float statistics for finite values, and a NaN or an infinity in a group makes its
 statistic infinite, so the scales computed from it are not finite and the kernel refuses A
-by its scales, without a pass over A of its own."""
+by its scales, without a pass over A of its own. reduce_groups builds the reduction of a value
+over each scale group (per tensor, row or K group) that every statistic of A uses."""
 
 from __future__ import annotations
 
@@ -16,22 +17,31 @@ from ..compat import PrimExpr, te, tir
 F64 = "float64"
 
 
-def abs_max(q, bits, dims: tuple, tag: str):
-    """quantize._statistics' max |x| blocks from bits(i, k) (integer maxima, then float64
-    values)."""
+def reduce_groups(q, dims: tuple, f: Callable[..., PrimExpr], op, name: str) -> te.Tensor:
+    """op (te.max or te.min) of f(i, k) over each of q's scale groups of the Mp x Kq operand:
+    a (1, 1) block per tensor, else (Mp, groups) (one group per row unless grouped along K);
+    group_index gives a row's group's place in it."""
     M, K, Mp, _, G, V = dims
     if q.granularity == Granularity.PER_TENSOR:
         r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        top = te.compute((1, 1), lambda _, __: te.max(bits(r1, r2), axis=[r1, r2]),
-                         name=names.QUANT_STATS + tag)
-        return _as_abs_max(top, tag), None, (lambda i, g: (0, 0))
-    width = V if q.grouped else K
+        return te.compute((1, 1), lambda _, __: op(f(r1, r2), axis=[r1, r2]), name=name)
+    width, ng = (V, G) if q.grouped else (K, 1)
     r = te.reduce_axis((0, width), "r")
-    top = te.compute((Mp, G if q.grouped else 1),
-                     lambda i, g: te.max(bits(i, g * width + r), axis=r),
-                     name=names.QUANT_STATS + tag)
-    return _as_abs_max(top, tag), None, ((lambda i, g: (i, g)) if q.grouped
-                                         else (lambda i, g: (i, 0)))
+    return te.compute((Mp, ng), lambda i, g: op(f(i, g * width + r), axis=r), name=name)
+
+
+def group_index(q) -> Callable[[PrimExpr, PrimExpr], tuple]:
+    """(i, g) -> the index of row i's group g in a reduce_groups block."""
+    if q.granularity == Granularity.PER_TENSOR:
+        return lambda i, g: (0, 0)
+    return (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0))
+
+
+def abs_max(q, bits, dims: tuple, tag: str):
+    """quantize._statistics' max |x| blocks from bits(i, k) (integer maxima, then float64
+    values)."""
+    top = reduce_groups(q, dims, bits, te.max, names.QUANT_STATS + tag)
+    return _as_abs_max(top, tag), None, group_index(q)
 
 
 def _as_abs_max(top: te.Tensor, tag: str) -> te.Tensor:
@@ -74,33 +84,22 @@ def _ordered(b: PrimExpr) -> PrimExpr:
 
 
 def min_max(q, bits, dims: tuple, tag: str):
-    """quantize._statistics' max x and min x blocks (min-max calibration) from ordered bit patterns:
-    integer maxima and minima, then float64 values, NaNs clamped to the infinity on their
-    side: a NaN or infinity in a group makes its max +inf or its min -inf, so its range and
-    every scale computed from it are not finite, as with max |x| (abs_max)."""
-    M, K, Mp, _, G, V = dims
+    """quantize._statistics' max x and min x blocks (min-max calibration) from ordered bit
+    patterns: integer maxima and minima, then float64 values, NaNs clamped to the infinity on
+    their side: a NaN or infinity in a group makes its max +inf or its min -inf, so its range
+    and every scale computed from it are not finite, as with max |x| (abs_max)."""
     lo_key, hi_key = (tir.const(_ORDERED_NEG_INF, "int32"), tir.const(0x7F800000, "int32"))
 
     def value(t: te.Tensor, name: str) -> te.Tensor:
         return te.compute(t.shape, lambda i, g: tir.reinterpret("float32", _ordered(
             tir.min(tir.max(t[i, g], lo_key), hi_key))).astype(F64), name=name + tag)
 
-    if q.granularity == Granularity.PER_TENSOR:
-        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
-        top = te.compute((1, 1), lambda _, __: te.max(bits(r1, r2, True), axis=[r1, r2]),
-                         name=names.QUANT_STATS + tag)
-        low = te.compute((1, 1), lambda _, __: te.min(bits(s1, s2, True), axis=[s1, s2]),
-                         name=names.QUANT_STATS + "_lo" + tag)
-        return value(top, "a_max"), value(low, "a_min"), (lambda i, g: (0, 0))
-    width, ng = (V, G) if q.grouped else (K, 1)
-    r, r_ = te.reduce_axis((0, width), "r"), te.reduce_axis((0, width), "r_")
-    top = te.compute((Mp, ng), lambda i, g: te.max(bits(i, g * width + r, True), axis=r),
-                     name=names.QUANT_STATS + tag)
-    low = te.compute((Mp, ng), lambda i, g: te.min(bits(i, g * width + r_, True), axis=r_),
-                     name=names.QUANT_STATS + "_lo" + tag)
-    return value(top, "a_max"), value(low, "a_min"), (
-        (lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0)))
+    def key(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+        return bits(i, k, True)
+
+    top = reduce_groups(q, dims, key, te.max, names.QUANT_STATS + tag)
+    low = reduce_groups(q, dims, key, te.min, names.QUANT_STATS + "_lo" + tag)
+    return value(top, "a_max"), value(low, "a_min"), group_index(q)
 
 
 _ORDERED_NEG_INF = -0x7F800001  # _ordered(-inf's pattern 0xFF800000)

@@ -248,28 +248,12 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
     if bits is not None:
         return bitstats.min_max(q, bits, dims, tag) if minmax else \
             bitstats.abs_max(q, bits, dims, tag)
-    M, K, Mp, _, G, V = dims
     stat = (lambda v: v) if minmax else tir.abs
-    lo = None
-    if q.granularity == Granularity.PER_TENSOR:
-        r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
-        hi = te.compute((1, 1), lambda _, __: te.max(stat(x(r1, r2)), axis=[r1, r2]),
-                        name=names.QUANT_STATS + tag)
-        if minmax:
-            s1, s2 = te.reduce_axis((0, M), "s1"), te.reduce_axis((0, K), "s2")
-            lo = te.compute((1, 1), lambda _, __: te.min(x(s1, s2), axis=[s1, s2]),
-                            name=names.QUANT_STATS + "_lo" + tag)
-        return hi, lo, (lambda i, g: (0, 0))
-    ng = G if q.grouped else 1
-    width = V if q.grouped else K
-    r = te.reduce_axis((0, width), "r")
-    hi = te.compute((Mp, ng), lambda i, g: te.max(stat(x(i, g * width + r)), axis=r),
-                    name=names.QUANT_STATS + tag)
-    if minmax:
-        r_ = te.reduce_axis((0, width), "r_")
-        lo = te.compute((Mp, ng), lambda i, g: te.min(x(i, g * width + r_), axis=r_),
-                        name=names.QUANT_STATS + "_lo" + tag)
-    return hi, lo, ((lambda i, g: (i, g)) if q.grouped else (lambda i, g: (i, 0)))
+    hi = bitstats.reduce_groups(q, dims, lambda i, k: stat(x(i, k)), te.max,
+                                names.QUANT_STATS + tag)
+    lo = bitstats.reduce_groups(q, dims, x, te.min, names.QUANT_STATS + "_lo" + tag) \
+        if minmax else None
+    return hi, lo, bitstats.group_index(q)
 
 
 def _base_scale(q, hi, lo, tag: str):
