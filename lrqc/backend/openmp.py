@@ -21,6 +21,7 @@ import shlex
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,23 @@ int lrqc_omp_barrier(int task_id, lrqc_env* penv) {
   #pragma omp barrier
   return 0;
 }
+
+/* part(0) .. part(n - 1), spread over the threads of one parallel region (a team smaller than
+   n runs several parts per thread); the host's per-call work between compiled functions */
+typedef void (*lrqc_part)(int part);
+int64_t lrqc_omp_parts = 0;  /* calls of lrqc_omp_each (tests read it) */
+
+void lrqc_omp_each(lrqc_part f, int n) {
+  __atomic_add_fetch(&lrqc_omp_parts, 1, __ATOMIC_RELAXED);
+  if (n <= 1 || omp_in_parallel()) {
+    for (int i = 0; i < n; i++) f(i);
+    return;
+  }
+  #pragma omp parallel num_threads(n)
+  {
+    for (int i = omp_get_thread_num(); i < n; i += omp_get_num_threads()) f(i);
+  }
+}
 """
 LAUNCH, BARRIER = "__TVMBackendParallelLaunch", "__TVMBackendParallelBarrier"
 _LOCK = threading.Lock()
@@ -89,14 +107,14 @@ def _compile(out: Path) -> None:
 def choose(target: Any, parts: Any) -> str:
     """threads="auto" for a kernel of these parts (plan.lower's: .plans, .prefix): "openmp"
     where the process already runs an OpenMP pool (a libgomp is loaded, e.g. torch's) and the
-    kernel is one function after another with no numpy work in between (one product, not a
-    chain, and no low-rank term on A, whose factors numpy computes per call), so that its loops
-    join those threads instead of waking TVM's; else "tvm". Measured on 2 cores: direct int8
-    calls 1.6-1.9x faster on OpenMP threads (TVM's workers sleep between loops), B-only
-    low-rank, sparse and dense terms 3-9 % faster; kernels with A's low-rank term up to 9 %
-    slower there (the OpenMP threads still spin while numpy's BLAS threads run the glue)."""
-    plan = parts[0].plans[-1]
-    plain = len(parts) == 1 and not parts[0].prefix and not plan.rank_a
+    kernel is one product (not a chain: LPLR and LRAMM run numpy products between their
+    parts), so that its loops join those threads instead of waking TVM's; else "tvm". A
+    low-rank term on A runs its per-call numpy work on the same threads (each). Measured on 2
+    cores: direct int8 calls 1.6-1.9x faster on OpenMP threads (TVM's workers sleep between
+    loops), B-only low-rank, sparse and dense terms 3-9 % faster; LRQMM with A's terms about
+    as fast alone and 15-30 % faster right after a torch operator (on TVM's pool they wait
+    for torch's spinning threads)."""
+    plain = len(parts) == 1 and not parts[0].prefix
     here = not target.is_cuda and not target.host_lacks()
     return "openmp" if plain and here and loaded_libgomp() else "tvm"
 
@@ -104,6 +122,36 @@ def choose(target: Any, parts: Any) -> str:
 def launches() -> int:
     """How many parallel loops the launcher has run in this process."""
     return ctypes.c_int64.in_dll(launcher(), "lrqc_omp_launches").value
+
+
+def part_runs() -> int:
+    """How many times `each` has run its parts on the OpenMP threads in this process."""
+    return ctypes.c_int64.in_dll(launcher(), "lrqc_omp_parts").value
+
+
+_PART = ctypes.CFUNCTYPE(None, ctypes.c_int)
+
+
+def each(fn: Callable[[int], Any], parts: int) -> list:
+    """[fn(0), ..., fn(parts - 1)] run on the OpenMP threads, one part per thread (the host's
+    per-call numpy work of a kernel whose loops run there: lrqc.runtime.linalg.each). The
+    launcher releases the GIL; each part takes it back to run fn, and numpy releases it again
+    inside BLAS, so the parts' products run side by side as on a Python thread pool, on the
+    threads that would otherwise spin. The first exception a part raises is raised here."""
+    shim = launcher()
+    got: list = [None] * parts
+    errors: list[BaseException] = []
+
+    def part(i: int) -> None:
+        try:
+            got[i] = fn(i)
+        except BaseException as exc:  # re-raised by the caller's thread below
+            errors.append(exc)
+
+    shim.lrqc_omp_each(_PART(part), parts)
+    if errors:
+        raise errors[0]
+    return got
 
 
 def launcher() -> ctypes.CDLL:
@@ -120,7 +168,10 @@ def launcher() -> ctypes.CDLL:
                 except LrqcError as exc:
                     _FAILED[cc] = str(exc)
                     raise
-                _SHIM.append(ctypes.CDLL(str(lib)))  # stays loaded after the file is gone
+                shim = ctypes.CDLL(str(lib))  # stays loaded after the file is gone
+                shim.lrqc_omp_each.restype = None
+                shim.lrqc_omp_each.argtypes = [_PART, ctypes.c_int]
+                _SHIM.append(shim)
         return _SHIM[0]
 
 

@@ -25,6 +25,7 @@ C += U W, with U = L_A, W = F_Aᵀ B for A's and U = A' L_B, W = F_Bᵀ for B's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Scheme, Sparse
@@ -72,6 +73,12 @@ def formulation_note(side: str, n: int, density: float, dense: bool | None,
     return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
             f" density {density:.3f} {rel} crossover {cross:g}{' (AMX)' if amx else ''}"
             + ("" if side == "a" else " (chosen at pack)"))
+
+
+def swap_operands(note: str) -> str:
+    """A note of the transposed kernel (static: a computes Bᵀ Aᵀ) in the user's names: its A
+    is the user's B and the other way round."""
+    return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)
 
 @dataclass(frozen=True)
 class Segment:

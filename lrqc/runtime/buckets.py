@@ -28,7 +28,7 @@ from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr, Sp
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor, on_cpu, view
-from .linalg import pmatmul
+from .linalg import Runner, parts_on, pmatmul
 
 AMX_RULE = "x86_amx"  # schedules/x86/05_amx.py
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
@@ -109,6 +109,8 @@ class Bucket:
         self.prefix = prefix
         self.lock = threading.Lock()
         self._fns: dict[str, Any] = {}
+        self.runner: Runner | None = None  # where compensate's numpy parts run (None: linalg's
+        #   pool; the kernel's OpenMP threads where its loops run there: Kernel.threads)
         e = partial(empty, dev=dev)
         self.af = e((p.mp, p.kp), "float32") if p.float_path else None
         self.saf = e((p.mp,), "float32") if p.half else None  # A's row scales (16-bit values)
@@ -198,7 +200,8 @@ class Bucket:
         if self.comp is None:
             return
         if self.plan.rank_a:
-            self.comp.a_epilogue(m, self._w_of(packed))
+            with parts_on(self.runner):
+                self.comp.a_epilogue(m, self._w_of(packed))
         if self.plan.rank_b:
             self.run(names.FN_LOWRANK_U, packed)
 

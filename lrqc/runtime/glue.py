@@ -78,6 +78,11 @@ def view(t: Tensor) -> np.ndarray:
     return np.from_dlpack(t) if on_cpu(t) else t.numpy()
 
 
+def host_array(t: Any) -> np.ndarray:
+    """A numpy array of t: itself, or a view (a copy from a device) of a TVM tensor."""
+    return t if isinstance(t, np.ndarray) else view(t)
+
+
 def writable(t: Tensor) -> np.ndarray:
     """An array to fill for a whole TVM tensor: its view in host memory, else a host buffer
     that store() copies to the device."""

@@ -16,7 +16,6 @@ fingerprint of the kernel that made it (layout.fingerprint): another kernel refu
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -24,11 +23,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..backend import openmp
 from ..backend.compat import ALIGNMENT, empty, lend, tensor
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
-from ..plan import fingerprint, layout, names
+from ..plan import fingerprint, layout, names, segments
 from ..plan import signature as sig
 from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
@@ -38,7 +38,7 @@ from .buckets import Bucket, Packed, amx_dense, sparse_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
-from .glue import store, view, writable
+from .glue import host_array, store, view, writable
 
 
 class Kernel:
@@ -74,7 +74,7 @@ class Kernel:
         self.last_notes: list[str] = []  # of the last call (sparse terms: which copy was used,
         #   which formulation ran)
         self.schedules: dict[str, str] = {}  # symbol -> where its schedule came from
-        self.threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
+        self._threads = "tvm"  # where its parallel loops run (compile(threads=...) says)
         self._fingerprint: dict[str, str] | None = None
         self._direct: Direct | bool | None = None  # the short call path, made on first call
 
@@ -258,6 +258,18 @@ class Kernel:
                 raise InputError(f"{'B' if self.transposed else 'A'} x packed "
                                  f"{'A' if self.transposed else 'B'}: {why}")
 
+    @property
+    def threads(self) -> str:  # where its parallel loops run: "tvm" (TVM's pool) or "openmp"
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: str) -> None:
+        """On "openmp" the numpy work between its functions (A's low-rank factors) runs on the
+        same OpenMP threads too (backend.openmp.each), which spin between the loops."""
+        self._threads = value
+        for bk in self._bk or []:
+            bk.runner = openmp.each if value == "openmp" else None
+
     def _check(self, packed: Packed) -> None:
         fingerprint.check_fingerprint(packed, self.fingerprint, "A" if self.transposed else "B")
 
@@ -296,7 +308,7 @@ class Kernel:
             if bk.plan.sparse:  # which formulation ran for each sparse term, and why
                 self.last_notes += bk.sparse(packed, fresh)
             if self.transposed and bk.comp is not None:  # name the operands as the user does
-                self.last_notes = [_swap_operands(n) for n in self.last_notes]
+                self.last_notes = [segments.swap_operands(n) for n in self.last_notes]
             # this call's own C: its rows (contiguous), its columns (a copy if padded)
             c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
             bounded = self._bounded(bk, m, packed)  # this call's scales: before another's
@@ -327,7 +339,7 @@ class Kernel:
             top += float(np.abs(arr.bias).max())
         comp = bk.comp
         if p.sparse:
-            static = [_host(t[sig.sparse_static_scale(sp)])
+            static = [host_array(t[sig.sparse_static_scale(sp)])
                       for sp, t in zip(p.sparse, packed.sparse, strict=True)]
             extra = None if comp is None else sparse_top(
                 p, [view(s)[:m] for _, s in comp.sparse], static)
@@ -340,7 +352,7 @@ class Kernel:
                 continue
             if u is None or w is None:
                 return False
-            w = _host(w)
+            w = host_array(w)
             top += rank * float(np.abs(view(u)[:m]).max()) * float(np.abs(w).max())
         return top * 1.01 < 1e38
 
@@ -405,14 +417,3 @@ class Kernel:
                 times.append(time.perf_counter() - t0)
             out[name] = float(np.median(times))
         return out
-
-
-def _swap_operands(note: str) -> str:
-    """A note of the transposed kernel (static: a computes Bᵀ Aᵀ) in the user's names: its A
-    is the user's B and the other way round."""
-    return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)
-
-
-def _host(t: Any) -> np.ndarray:
-    """A numpy array of t: itself, or a view (a copy from a device) of a TVM tensor."""
-    return t if isinstance(t, np.ndarray) else view(t)

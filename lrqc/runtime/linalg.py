@@ -4,16 +4,21 @@ SVD of a wide matrix through a QR of its transpose. numpy only.
 
 Why not OpenBLAS's own threads: they spin-wait after each call and would steal the cores from
 the TVM GEMM that follows (glue.one_blas_thread limits them to one); two single-threaded calls
-from a small pool use both cores and leave nothing spinning."""
+from a small pool use both cores and leave nothing spinning. For a kernel whose loops run on
+OpenMP threads, the calls run on those threads instead (each, parts_on): they spin between
+the kernel's loops and would otherwise hold a core from the pool."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
+from typing import Any
 
 import numpy as np
 import threadpoolctl
@@ -40,6 +45,32 @@ def _pool() -> ThreadPoolExecutor:
                 max(1, cores()), thread_name_prefix="lrqc-blas",
                 initializer=None if local is None else partial(local, 1))
         return _POOL["pool"]
+
+
+Runner = Callable[[Callable[[int], Any], int], list]
+# where each() runs its parts in this thread's context: None for the pool, else a runner
+# (runner(fn, parts) -> [fn(0), ...]: the OpenMP threads of a kernel whose loops run there)
+_RUNNER: ContextVar[Runner | None] = ContextVar("lrqc_parts_runner", default=None)
+
+
+def each(fn: Callable[[int], Any], parts: int) -> list:
+    """[fn(0), ..., fn(parts - 1)], one call per thread (the first exception raised): on
+    the runner of the enclosing parts_on, else on this module's pool."""
+    runner = _RUNNER.get()
+    if runner is not None:
+        return runner(fn, parts)
+    return [f.result() for f in [_pool().submit(fn, i) for i in range(parts)]]
+
+
+@contextmanager
+def parts_on(runner: Runner | None) -> Iterator[None]:
+    """Run each()'s parts on `runner` inside (None: the pool). Per thread: two threads may
+    call kernels on different threads at once."""
+    token = _RUNNER.set(runner)
+    try:
+        yield
+    finally:
+        _RUNNER.reset(token)
 
 
 _LOCAL: dict[str, Callable[[int], int] | None] = {}
@@ -85,8 +116,7 @@ def pmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         else:
             out[s] = a[s] @ b
 
-    for f in [_pool().submit(block, i) for i in range(parts)]:
-        f.result()
+    each(block, parts)
     return out
 
 
@@ -109,10 +139,7 @@ def _row_parts(R: np.ndarray, fn):
 
     if parts == 1:
         return part(0)
-    out = []
-    for f in [_pool().submit(part, i) for i in range(parts)]:
-        out += f.result()
-    return out
+    return [x for got in each(part, parts) for x in got]
 
 
 def abs_top(R: np.ndarray) -> float:

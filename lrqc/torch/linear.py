@@ -56,9 +56,9 @@ def min_rows(scheme: Scheme) -> int:
 
 def torch_threads(threads: str) -> str:
     """The threads to compile with: "auto" stays "auto" (lrqc.compile's choice: OpenMP for
-    direct kernels on this CPU where a libgomp is loaded, which is torch's, else TVM's pool, and
-    TVM's pool where the OpenMP launcher cannot be built) where torch runs its operators on
-    OpenMP, else "tvm"; the layer reports what the kernel chose."""
+    single-product kernels on this CPU where a libgomp is loaded, which is torch's, else TVM's
+    pool, and TVM's pool where the OpenMP launcher cannot be built) where torch runs its
+    operators on OpenMP, else "tvm"; the layer reports what the kernel chose."""
     if threads not in THREADS:
         raise LrqcError(f"lrqc.torch: threads must be one of {THREADS}, got {threads!r}")
     if threads != "auto":

@@ -188,6 +188,64 @@ def test_kernels_on_openmp_threads(case):
     check_concurrent_calls(tvm, B, inputs)
 
 
+@pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch, power_iters=1)",
+                                  "lowrank(rank=4, method=rsvd, oversample=4)"])
+def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, monkeypatch):
+    """A kernel on OpenMP threads runs the host's per-call factorization of A's residual (its
+    products and row-block passes, lrqc.runtime.linalg, split over the cores from a lowered
+    amount of work here) on those threads too: the parts counter moves, C equals TVM's
+    pool's (whose kernel runs them on a Python pool) bit for bit, concurrent calls stay exact,
+    and the numbers are the reference's."""
+    from lrqc.backend import openmp
+    from lrqc.runtime import linalg
+
+    monkeypatch.setattr(linalg, "PARALLEL_WORK", 1 << 10)
+    monkeypatch.setattr(linalg, "BLOCK_BYTES", 1 << 12)  # several blocks per part
+    s = scheme_of("a: int8 per_tensor round=floor + " + term +
+                  "\n b: int8 per_tensor round=floor")
+    rng = np.random.default_rng(5)
+    B = rng.random((256, 32))
+    inputs = [rng.random((m, 256)).astype(np.float32) for m in (96, 70, 96)]
+    omp = lrqc.compile(s, M="64..96", N=32, K=256, threads="openmp")
+    tvm = lrqc.compile(s, M="64..96", N=32, K=256, threads="tvm")
+    packed_omp, packed_tvm = omp.pack(B), tvm.pack(B)
+    before = openmp.part_runs()
+    for A in inputs:
+        np.testing.assert_array_equal(omp(A, packed_omp), tvm(A, packed_tvm))
+    assert openmp.part_runs() > before
+    pool_before = openmp.part_runs()
+    tvm(inputs[0], packed_tvm)
+    assert openmp.part_runs() == pool_before  # TVM's pool: the glue is not on OpenMP
+    check_concurrent_calls(omp, B, inputs, calls=2)
+    want = lrqc.reference.matmul(s, inputs[1].astype(np.float64), B)
+    got = omp(inputs[1], packed_omp)
+    assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+
+
+def test_openmp_each_runs_every_part_in_order_and_raises_a_parts_error():
+    """backend.openmp.each: parts beyond the team's threads run too, the results come back in
+    order, and an exception raised in a part (on an OpenMP thread) is raised to the caller."""
+    from lrqc.backend import openmp
+
+    seen = []
+
+    def part(i):
+        seen.append(threading.get_ident())
+        return np.full(3, i) @ np.ones(3)
+
+    assert openmp.each(part, 7) == [3.0 * i for i in range(7)]
+    assert len(seen) == 7
+
+    def fails(i):
+        if i == 1:
+            raise lrqc.LrqcError("part 1 failed")
+        return i
+
+    with pytest.raises(lrqc.LrqcError, match="part 1 failed"):
+        openmp.each(fails, 2)
+    assert openmp.each(part, 1) == [0.0] and openmp.each(part, 0) == []
+
+
 def test_openmp_threads_refused_with_reasons(tmp_path, monkeypatch):
     from lrqc.backend import openmp
 
@@ -236,9 +294,10 @@ def test_compensated_kernels_give_the_same_numbers_on_both_pools(body):
 
 
 def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
-    """threads="auto" (the default): direct kernels join a loaded libgomp's threads; kernels
-    with numpy work between their functions, and processes without an OpenMP runtime, keep
-    TVM's pool; a library that cannot be made falls back to TVM's pool."""
+    """threads="auto" (the default): single-product kernels (direct, or with low-rank terms
+    on either operand) join a loaded libgomp's threads; chains (numpy products between their
+    parts), and processes without an OpenMP runtime, keep TVM's pool; a library that cannot
+    be made falls back to TVM's pool."""
     from lrqc.backend import openmp
     from lrqc.pipeline import compile as pc
 
@@ -246,7 +305,10 @@ def test_auto_joins_an_openmp_pool_already_in_the_process(monkeypatch):
     comp = example("lrqmm.lrq", "lrqmm_int8")
     monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
     assert lrqc.compile(s, M=8, N=16, K=32).threads == "openmp"
-    assert lrqc.compile(comp, M=8, N=16, K=32).threads == "tvm"
+    assert lrqc.compile(comp, M=8, N=16, K=32).threads == "openmp"
+    lplr = example("lplr.lrq", "lplr_w_a8")
+    lplr = lrqc.parse_schemes(lrqc_text(lplr).replace("rank=83", "rank=4"))[lplr.name]
+    assert lrqc.compile(lplr, M=8, N=16, K=32).threads == "tvm"
     for body in B_ONLY_TERMS:  # no numpy between the functions: OpenMP threads
         assert lrqc.compile(scheme_of(body), M=8, N=16, K=32).threads == "openmp"
     monkeypatch.setattr(openmp, "loaded_libgomp", lambda: None)

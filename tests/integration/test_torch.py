@@ -269,15 +269,17 @@ def test_layers_run_on_torchs_openmp_threads():
 
 
 def test_auto_threads_are_the_compilers_choice(monkeypatch):
-    """A layer's threads="auto" is lrqc.compile's: compensated kernels keep TVM's pool (numpy
-    work between their functions), and where the OpenMP launcher cannot be built the layer
-    falls back to TVM's pool instead of failing; the failed build is tried once per compiler."""
+    """A layer's threads="auto" is lrqc.compile's: a compensated kernel (low-rank terms on both
+    operands) joins torch's OpenMP threads as a direct one does, and where the OpenMP launcher
+    cannot be built the layer falls back to TVM's pool instead of failing; the failed build is
+    tried once per compiler."""
     from lrqc.backend import openmp
 
     lin = nn.Linear(64, 32)
     x = torch.randn(5, 64)
     lrq = lt.Linear.from_linear(lin, SCHEMES["lrqmm_int8"], max_tokens=16)
-    assert lrq.threads == "tvm" and lrq.kernel.threads == "tvm"
+    direct = lt.Linear.from_linear(lin, W8, max_tokens=16)
+    assert lrq.threads == lrq.kernel.threads == direct.threads
     monkeypatch.setattr(openmp, "_SHIM", [])
     monkeypatch.setattr(openmp, "_FAILED", {})
     monkeypatch.setattr(openmp, "loaded_libgomp", lambda: "/lib/libgomp.so.1")
