@@ -71,11 +71,12 @@ int64_t lrqc_omp_parts = 0;  /* calls of lrqc_omp_each (tests read it) */
 
 void lrqc_omp_each(lrqc_part f, int n) {
   __atomic_add_fetch(&lrqc_omp_parts, 1, __ATOMIC_RELAXED);
-  if (n <= 1 || omp_in_parallel()) {
+  int team = n < omp_get_max_threads() ? n : omp_get_max_threads();  /* OMP_NUM_THREADS */
+  if (team <= 1 || omp_in_parallel()) {
     for (int i = 0; i < n; i++) f(i);
     return;
   }
-  #pragma omp parallel num_threads(n)
+  #pragma omp parallel num_threads(team)
   {
     for (int i = omp_get_thread_num(); i < n; i += omp_get_num_threads()) f(i);
   }
@@ -111,8 +112,8 @@ def choose(target: Any, parts: Any) -> str:
     parts), so that its loops join those threads instead of waking TVM's; else "tvm". A
     low-rank term on A runs its per-call numpy work on the same threads (each). Measured on 2
     cores: direct int8 calls 1.6-1.9x faster on OpenMP threads (TVM's workers sleep between
-    loops), B-only low-rank, sparse and dense terms 3-9 % faster; LRQMM with A's terms about
-    as fast alone and 15-30 % faster right after a torch operator (on TVM's pool they wait
+    loops), B-only low-rank, sparse and dense terms 3-9 % faster; LRQMM with A's terms 0-30 %
+    faster alone and 17-30 % faster right after a torch operator (on TVM's pool they wait
     for torch's spinning threads)."""
     plain = len(parts) == 1 and not parts[0].prefix
     here = not target.is_cuda and not target.host_lacks()
@@ -125,7 +126,8 @@ def launches() -> int:
 
 
 def part_runs() -> int:
-    """How many times `each` has run its parts on the OpenMP threads in this process."""
+    """How many times `each` has been called in this process (its parts on the OpenMP
+    threads, or in turn on the calling thread for one part or inside a parallel region)."""
     return ctypes.c_int64.in_dll(launcher(), "lrqc_omp_parts").value
 
 
@@ -133,24 +135,33 @@ _PART = ctypes.CFUNCTYPE(None, ctypes.c_int)
 
 
 def each(fn: Callable[[int], Any], parts: int) -> list:
-    """[fn(0), ..., fn(parts - 1)] run on the OpenMP threads, one part per thread (the host's
-    per-call numpy work of a kernel whose loops run there: lrqc.runtime.linalg.each). The
-    launcher releases the GIL; each part takes it back to run fn, and numpy releases it again
-    inside BLAS, so the parts' products run side by side as on a Python thread pool, on the
-    threads that would otherwise spin. The first exception a part raises is raised here."""
+    """[fn(0), ..., fn(parts - 1)] run on the OpenMP threads, spread over a team of at most
+    omp_get_max_threads() (the host's per-call numpy work of a kernel whose loops run there:
+    lrqc.runtime.linalg.each). The launcher releases the GIL; each part takes it back to run
+    fn, and numpy releases it again inside BLAS, so the parts' products run side by side as on
+    a Python thread pool, on the threads that would otherwise spin. An exception a part raises
+    is raised here (an interruption, KeyboardInterrupt or SystemExit, before any other). A
+    signal handler's exception raised as a part starts (Ctrl-C while that thread waited for
+    the GIL) escapes the part's own handler and ctypes only prints it: such a part did not
+    run, and KeyboardInterrupt is raised here rather than return a result without it."""
     shim = launcher()
     got: list = [None] * parts
+    done = [False] * parts
     errors: list[BaseException] = []
 
     def part(i: int) -> None:
         try:
             got[i] = fn(i)
+            done[i] = True
         except BaseException as exc:  # re-raised by the caller's thread below
             errors.append(exc)
 
     shim.lrqc_omp_each(_PART(part), parts)
     if errors:
-        raise errors[0]
+        raise next((e for e in errors if not isinstance(e, Exception)), errors[0])
+    if not all(done):
+        raise KeyboardInterrupt(f"interrupted: {done.count(False)} of {parts} parts of the "
+                                "host's per-call work did not run")
     return got
 
 

@@ -224,7 +224,8 @@ def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, monkeypatch):
 
 def test_openmp_each_runs_every_part_in_order_and_raises_a_parts_error():
     """backend.openmp.each: parts beyond the team's threads run too, the results come back in
-    order, and an exception raised in a part (on an OpenMP thread) is raised to the caller."""
+    order, and an exception raised in a part (on an OpenMP thread) is raised to the caller,
+    an interruption (KeyboardInterrupt) before an ordinary error of another part."""
     from lrqc.backend import openmp
 
     seen = []
@@ -243,6 +244,14 @@ def test_openmp_each_runs_every_part_in_order_and_raises_a_parts_error():
 
     with pytest.raises(lrqc.LrqcError, match="part 1 failed"):
         openmp.each(fails, 2)
+
+    def interrupted(i):
+        if i == 0:
+            raise ValueError("an ordinary error")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # an interruption before any other error
+        openmp.each(interrupted, 2)
     assert openmp.each(part, 1) == [0.0] and openmp.each(part, 0) == []
 
 
