@@ -80,6 +80,7 @@ def swap_operands(note: str) -> str:
     is the user's B and the other way round."""
     return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)
 
+
 @dataclass(frozen=True)
 class Segment:
     """One K segment: sources "base", "res:n" (the operand's residual quantized by its term n)
