@@ -40,7 +40,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
     if w_from_codes(plan):
-        funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan)
+        funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan, lanes=rule.family != "cuda")
     return funcs
 
 
@@ -118,6 +118,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
+    elif fn == names.FN_LOWRANK_W and te_comp.lanes_form(plan):  # rank 1: te lanes_w
+        passes.lanes_w_at(sch, names.LOWRANK_W)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
         tiles.panel_gemm(sch, names.LOWRANK_W, knob)
     else:

@@ -226,3 +226,26 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     sch.vectorize(kk)
     init = sch.decompose_reduction(part, ko)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def lanes_w_at(sch: Schedule, name: str) -> None:
+    """te.compensated.lanes_w: per 16-column panel (in parallel) its 64 lane sums with the
+    reduction outside the lanes (each step one 64-byte load of codes, 64 lanes vectorized),
+    then their groups of 4 and the scales; F_A's repeated values (name + "_fa") first, rows
+    in parallel."""
+    out = sch.get_sblock(name)
+    jo, jv = sch.split(sch.get_loops(out)[-1], [None, 16])
+    sch.parallel(jo)
+    sch.vectorize(jv)
+    sch.compute_at(sch.get_sblock(name + "_acc"), jo)
+    part = sch.get_sblock(name + names.LANES)
+    sch.compute_at(part, jo)
+    lane, q = sch.get_loops(part)[-2:]
+    sch.reorder(q, lane)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(part, q)
+    sch.vectorize(sch.get_loops(init)[-1])
+    fa = sch.get_sblock(name + "_fa")
+    rows, lanes = sch.get_loops(fa)
+    sch.parallel(rows)
+    sch.vectorize(lanes)
