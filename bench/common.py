@@ -387,11 +387,13 @@ def both(base: str, term: str = "") -> str:
     return f"a: {op}\n b: {op}"
 
 
-def lowrank(r: int) -> str:
-    """LRQMM's low-rank term: a rank-1 sketch, or a randomized SVD (one power iteration)."""
+def lowrank(r: int, other: str = "") -> str:
+    """LRQMM's low-rank term: a rank-1 sketch, or a randomized SVD (one power iteration);
+    other="packed": the term on A multiplies B as the kernel holds it (its codes)."""
+    tail = f", other={other}" if other else ""
     if r == 1:
-        return "lowrank(rank=1, method=sketch, power_iters=1)"
-    return f"lowrank(rank={r}, method=rsvd, oversample=8, power_iters=1)"
+        return f"lowrank(rank=1, method=sketch, power_iters=1{tail})"
+    return f"lowrank(rank={r}, method=rsvd, oversample=8, power_iters=1{tail})"
 
 
 def sparse(density_pct: int) -> str:

@@ -27,7 +27,8 @@ faster than the peer); /peak: the row's GOPS over the roof (a bench/peak.c mode,
 memory traffic) of the instruction its GEMM issues: the schedule rule's instruction for lrqc
 kernels, vfmadd231ps for numpy, fbgemm's for torch's Linear. Compensation: "vs direct" is the
 median over rounds of (compensated time / direct time in the same round); U[0, 1) data (the
-LRQMM setting, where a sparse threshold th keeps 1 - th of the entries); error is
+LRQMM setting, where a sparse threshold th keeps 1 - th of the entries; "other=packed": A's
+low-rank term multiplies B's codes, not a float32 copy of B); error is
 ||C - AB||_F / ||AB||_F against float64. torch is optional (pip install -e '.[bench]'): without
 it its rows say so. Progress lines (compilation) go to stderr.
 """
@@ -69,11 +70,14 @@ def gemm_schemes() -> dict[str, lrqc.Scheme]:
 
 FLOOR_D, TRUNC_D = "direct int8 per_tensor floor", "direct int8 per_channel trunc"
 R1, R16, R16B = "LRQMM rank 1", "LRQMM rank 16", "LRQMM rank 16, B only"
+R1P = "LRQMM rank 1, other=packed"  # A's term times B's codes: no float32 B to read
 SP5, SP35 = "sparse 5 %", "sparse 35 %"
 DSEG = "dense segments"  # the cost of the sparse terms run as K segments of the GEMM
 COMP = {  # name: (scheme body, the direct kernel it is compared with)
     FLOOR_D: (common.both(common.FLOOR), None),
     R1: (common.both(common.FLOOR, common.lowrank(1)), FLOOR_D),
+    R1P: (f"a: {common.FLOOR} + {common.lowrank(1, 'packed')}\n"
+          f" b: {common.FLOOR} + {common.lowrank(1)}", FLOOR_D),
     R16: (common.both(common.FLOOR, common.lowrank(16)), FLOOR_D),
     R16B: (f"a: {common.FLOOR}\n b: {common.FLOOR} + {common.lowrank(16)}", FLOOR_D),
     TRUNC_D: (common.both(common.TRUNC_PC), None),
@@ -82,8 +86,8 @@ COMP = {  # name: (scheme body, the direct kernel it is compared with)
     DSEG: (common.both(common.TRUNC_PC, "dense(int8 per_tensor round=trunc)"), TRUNC_D),
 }
 COMP_CASES = {  # shape: the compensated rows measured there (other shapes: every row)
-    "2048,2048,2048": [R1, R16],
-    "256,4096,4096": [R1, R16, R16B, SP5, SP35, DSEG],
+    "2048,2048,2048": [R1, R1P, R16],
+    "256,4096,4096": [R1, R1P, R16, R16B, SP5, SP35, DSEG],
     "16,4096,4096": [R16B],
 }
 
@@ -398,6 +402,7 @@ def targets(gemm: list[dict], comp: list[dict], peaks: dict,
             goal=1.0)
     skipped += sum(s not in shapes for s in ("2048,2048,2048", "256,1024,1024"))  # fixed shapes
     comp_goals = [(R1, "2048,2048,2048", 1.05), (R1, "256,4096,4096", 1.05),
+                  (R1P, "2048,2048,2048", 1.05), (R1P, "256,4096,4096", 1.05),
                   (R16, "2048,2048,2048", 1.15), (R16, "256,4096,4096", 1.20),
                   (R16B, "16,4096,4096", 1.05), (R16B, "256,4096,4096", 1.05),
                   (SP5, "256,4096,4096", 1.3)]

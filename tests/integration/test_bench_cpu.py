@@ -52,7 +52,7 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert (comp[name]["ms"] or 0) > 0 and comp[name]["rel_error"] < 0.05, comp[name]
         assert ((comp[name]["vs_direct"] or 0) > 0) if direct else comp[name]["vs_direct"] is None
     assert comp[cpu.R16]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]  # compensation helps
-    for name in (cpu.R1, cpu.R16, cpu.R16B):  # the least time the low-rank work adds
+    for name in (cpu.R1, cpu.R1P, cpu.R16, cpu.R16B):  # the least time the low-rank work adds
         assert comp[name]["floor_ms"] > 0 and comp[name]["floor_ratio"] > 1, comp[name]
         assert f"lrqc {name}: low-rank work: at least" in out
     assert "floor_ms" not in comp[cpu.SP5]
@@ -64,6 +64,9 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     flops, nbytes = cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1), 32, 64, 64)
     assert flops == 8 * 32 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 4 * 32 * 64
     assert nbytes == 4 * 32 * 64 * 3 + 4 * 64 * 64
+    # other=packed: the same work, without the float32 B
+    assert cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1P), 32, 64, 64) == (flops,
+                                                                              4 * 32 * 64 * 3)
     packed = {r["method"]: r for r in record["packing"]}
     for mode in ("weight-only", "w·a8"):
         bits = {b: packed[f"{mode} int{b}"] for b in (8, 4, 3, 5, 6)}
