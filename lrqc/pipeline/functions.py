@@ -118,7 +118,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
-    elif fn == names.FN_LOWRANK_W and te_comp.lanes_form(plan):  # rank 1: te lanes_w
+    elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w
         passes.lanes_w_at(sch, names.LOWRANK_W)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
         tiles.panel_gemm(sch, names.LOWRANK_W, knob)

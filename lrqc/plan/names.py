@@ -32,7 +32,7 @@ LOWRANK_EPI = "lowrank_epi"  # + a / b: Σ_r U[i, r] W[r, j] of the GEMM's low-r
 SPARSE_CODES = "a_sparse_codes"  # centered codes of A's thresholded copy (sparse product j)
 RESID_CODES = "a_res_codes"  # centered codes of A's residual (sparse product j)
 RESID_T = "a_res_t"  # the same, transposed to K x M
-LANES = "_lanes"  # suffix of the 16-lane partial sums of a row dot product
+LANES = "_lanes"  # suffix of lane partial sums (a row dot product's 16, lanes_w's 64)
 
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
