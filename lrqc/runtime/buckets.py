@@ -221,8 +221,9 @@ class Bucket:
         if b32t is None:
             raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
                             "without B for A's lowrank term")
-        # (Bᵀ F)ᵀ: one row block of Bᵀ per core (2048^2 x 16: 1.4 ms against 1.8 for F B)
-        return lambda ft: pmatmul(b32t, np.ascontiguousarray(ft.T, np.float32)).T
+        # (Bᵀ F)ᵀ: one row block of Bᵀ per core (2048^2 x 16: 1.4 ms against 1.8 for F B);
+        # a W past float32 (B near its largest values) makes C infinite: _call refuses it
+        return lambda ft: pmatmul(b32t, np.ascontiguousarray(ft.T, np.float32), True).T
 
     def sparse(self, packed: Packed, out: Tensor | None = None) -> list[str]:
         """C += the sparse products (after the GEMM), each in its sparse or dense formulation:

@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
@@ -97,24 +97,30 @@ def blas_local() -> Callable[[int], int] | None:
         return _LOCAL["set"]
 
 
-def pmatmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pmatmul(a: np.ndarray, b: np.ndarray, overflow: bool = False) -> np.ndarray:
     """a @ b, the larger output dimension cut into one block per core, each block one BLAS
     call on a pool thread (numpy releases the GIL): the products of one call, summed as BLAS
-    sums them (equal within float32 rounding)."""
+    sums them (equal within float32 rounding). overflow: the caller expects sums past float32
+    and checks for them (numpy's warning silenced, in every thread)."""
     m, n = a.shape[0], b.shape[1]
     parts = cores()
+    def quiet() -> AbstractContextManager:
+        return np.errstate(over="ignore") if overflow else nullcontext()
+
     if parts < 2 or m * n * a.shape[1] < PARALLEL_WORK or max(m, n) < 2 * parts:
-        return a @ b
+        with quiet():
+            return a @ b
     out = np.empty((m, n), np.result_type(a, b))
     along_n = n >= m
     cuts = np.linspace(0, n if along_n else m, parts + 1).astype(int)
 
     def block(i: int) -> None:
         s = slice(cuts[i], cuts[i + 1])
-        if along_n:
-            out[:, s] = a @ b[:, s]
-        else:
-            out[s] = a[s] @ b
+        with quiet():  # per thread
+            if along_n:
+                out[:, s] = a @ b[:, s]
+            else:
+                out[s] = a[s] @ b
 
     each(block, parts)
     return out

@@ -45,6 +45,23 @@ def test_each_call_returns_its_own_contiguous_C(m, n):
     np.testing.assert_array_equal(kernel(A2, packed), C2)
 
 
+@pytest.mark.parametrize("m,n,k", [(8, 16, 32), (600, 600, 600)])  # one BLAS call; parts
+def test_a_lowrank_W_past_float32_is_refused_without_a_numpy_warning(m, n, k):
+    """A's low-rank term times a B near float32's largest values: W = F_Aᵀ B leaves float32,
+    C's check refuses the call, and numpy's overflow warning does not reach the caller."""
+    import warnings
+
+    s = scheme("int8 per_tensor round=floor + lowrank(rank=2, method=rsvd, oversample=2)",
+               "int8 per_tensor")
+    kernel = lrqc.compile(s, m, n, k)
+    rng = np.random.default_rng(2)
+    packed = kernel.pack((rng.random((k, n)) * 3e38).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(lrqc.InputError, match="float32's range"):
+            kernel(rng.random((m, k)).astype(np.float32), packed)
+
+
 def test_huge_scales_still_meet_the_finiteness_check():
     """Data near float32's largest values: the bound cannot prove C finite, the entries are
     checked and the call is refused (the product leaves float32's range)."""
