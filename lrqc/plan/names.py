@@ -24,6 +24,7 @@ ACC64 = "acc64"  # int64 sum of the int32 partial sums of K chunks (accumulate: 
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)
 RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
+RESID_TOP = "a_resid_top"  # max |R| of each row of A's residual (its lowrank term's scaling)
 SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
 LOWRANK_U = "lowrank_u"  # A' L_B
 LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ from B's codes (A's lowrank term, other=packed); + "_b": B̂'s

@@ -9,8 +9,9 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
 
     quantize_a   A [U] -> a_codes sa zc [a_rowsum]          integer path
                  A [U] -> a_float [a_row_scale]              float path
-                 A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid]
-                   [a_sketch] (per sparse product: its codes and scales)   compensated
+                 A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid
+                   a_resid_top] [a_sketch] (per sparse product: its codes and scales)
+                   compensated
     gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C | Af Bf [saf sbf] [Ua Wa]
                  [Ub Wb] bias C
     int_acc      Aq Bp zc cs [ra zb] C
@@ -178,7 +179,8 @@ def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
         a_copies = any(sp.side == "a" for sp in p.sparse)
         return (A, *_given(a_copies, ROWS), *_given(sketch, OMEGA),
                 names.QUANT_CODES, SA_ALL, ZC_ALL, *_given(p.b_zero, names.QUANT_ROWSUM),
-                *_given(a_copies, DENS), *_given(p.lowrank_a is not None, names.RESID),
+                *_given(a_copies, DENS),
+                *_given(p.lowrank_a is not None, names.RESID, names.RESID_TOP),
                 *_given(sketch, names.SKETCH),
                 *(n for j in range(len(p.sparse)) for n in sparse_outputs(p, j)))
     noise = _given(p.stochastic_a and not p.mx, U)  # (te/quantize.py: MX draws none)

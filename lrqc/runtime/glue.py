@@ -30,7 +30,7 @@ from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
 from ..reference.lowrank import top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import abs_top, blas_local, orth, pmatmul, r_rt, rt_mul, rt_top, wide_svd
+from .linalg import blas_local, orth, pmatmul, r_rt, rt_mul, rt_vec, wide_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "local": None, "depth": 0}  # shared
@@ -118,6 +118,7 @@ class CompBuffers:
             shape = (p.mp, p.kq) if sp.side == "a" else (p.kq, p.mp)
             self.sparse.append((empty(shape, code_dtype(sp.q)), empty((p.mp, p.gq), "float32")))
         self.R: Tensor | None = None  # A's final residual (A's lowrank term)
+        self.Rtop: Tensor | None = None  # max |R| of each row
         self.T: Tensor | None = None  # its sketch product R Ω (sketch, rsvd)
         self.omega: Tensor | None = None  # Ωᵀ
         self.witness = False  # T is finite only where A is (sketch_finite)
@@ -125,6 +126,7 @@ class CompBuffers:
         self.Wa: Tensor | None = None
         if p.lowrank_a is not None:
             self.R = empty((p.mp, p.kq), "float32")
+            self.Rtop = empty((p.mp,), "float32")
             w = sketch_width(p)
             if w:
                 om = np.zeros((w, p.kq), F32)
@@ -145,9 +147,9 @@ class CompBuffers:
         """Its tensors by parameter name (the compensated quantize_a's outputs, the epilogue's
         U and W of A's term and U of B's, lowrank_u's output): those the plan has."""
         out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
-               names.RESID: self.R, names.SKETCH: self.T, sig.UA: self.Ua, sig.WA: self.Wa,
-               sig.UB: self.Ub, names.LOWRANK_U: self.Ub, sig.FA: self.Fa,
-               names.LOWRANK_W: self.Wc}
+               names.RESID: self.R, names.RESID_TOP: self.Rtop, names.SKETCH: self.T,
+               sig.UA: self.Ua, sig.WA: self.Wa, sig.UB: self.Ub, names.LOWRANK_U: self.Ub,
+               sig.FA: self.Fa, names.LOWRANK_W: self.Wc}
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -193,7 +195,8 @@ class CompBuffers:
                 T = view(self.T)[:m] if w else None
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
-            L, Ft = a_factors(t, R, T)
+            top = float(view(self.Rtop)[:m].max())  # max |R| (the quantize pass's rows)
+            L, Ft = a_factors(t, R, T, top)
             ua = writable(self.Ua)
             with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
                 ua[:m] = L
@@ -253,22 +256,17 @@ def sparse_w(ft: np.ndarray, codes: SparseCodes, vector: int, n: int,
 UNSCALED_EXPONENT = 24
 
 
-def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
+def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None, top: float
               ) -> tuple[np.ndarray, np.ndarray]:
-    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32) and T = R Ω. As
-    the reference, it factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L
-    back by 2^e: the factors follow the data's scale and no product of R overflows or
-    underflows. For |e| <= UNSCALED_EXPONENT that is the factorization of R itself (the same
-    numbers: power-of-two scaling commutes with every product), without the copy of R."""
-    if t.method == "sketch" and T is not None:  # max |R| from the sketch's first pass
-        u, top = rt_top(R, T[:, 0])
-        e = top_exponent(top)
-        if abs(e) <= UNSCALED_EXPONENT:
-            return sketch_factors(R, T[:, 0], u, t.power_iters)
-    else:
-        e = top_exponent(abs_top(R))  # scale_exponent(R), in one parallel pass
-        if abs(e) <= UNSCALED_EXPONENT:
-            return _a_factors(t, R, T)
+    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32), T = R Ω and
+    top = max |R| (the quantization pass computes it as it writes R). As the reference, it
+    factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L back by 2^e: the
+    factors follow the data's scale and no product of R overflows or underflows. For |e| <=
+    UNSCALED_EXPONENT that is the factorization of R itself (the same numbers: power-of-two
+    scaling commutes with every product), without the copy of R."""
+    e = top_exponent(top)
+    if abs(e) <= UNSCALED_EXPONENT:
+        return _a_factors(t, R, T)
     R = np.ldexp(R, -e).astype(F32)
     if T is not None:
         T = np.ldexp(T, -e).astype(F32)
@@ -308,7 +306,7 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
     if T is None:
         raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
-        return sketch_factors(R, T[:, 0], rt_top(R, T[:, 0])[0], t.power_iters)
+        return sketch_factors(R, T[:, 0], rt_vec(R, T[:, 0]), t.power_iters)
     Q = orth(T.astype(F64))
     for _ in range(t.power_iters):
         Z = orth(rt_mul(R, Q.astype(F32)).astype(F64))

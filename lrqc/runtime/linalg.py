@@ -148,29 +148,12 @@ def _row_parts(R: np.ndarray, fn):
     return [x for got in each(part, parts) for x in got]
 
 
-def abs_top(R: np.ndarray) -> float:
-    """max |R|: the maximum and minimum of each block while it is in cache, a part of the rows
-    per core (2048 x 2048: ~0.7 ms against 1.1 for R.max() and R.min())."""
-    return max(_row_parts(R, lambda s: _top(R[s])), default=0.0)
-
-
-def _top(r: np.ndarray) -> float:
-    """max |r| without a temporary |r|."""
-    return max(float(r.max()), -float(r.min()))
-
-
-def rt_top(R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, float]:
-    """(Rᵀ t, max |R|) in one pass over R (float32 R and t). Rᵀ t may overflow silently: the
-    caller uses it only where max |R| says it cannot have (glue.a_factors)."""
-    def block(s: slice) -> tuple[np.ndarray, float]:
-        r = R[s]
-        with np.errstate(over="ignore", invalid="ignore", under="ignore"):  # per thread
-            return r.T @ t[s], _top(r)
-
-    got = _row_parts(R, block)
-    with np.errstate(over="ignore", invalid="ignore"):
-        u = np.asarray(np.sum([u for u, _ in got], axis=0, dtype=np.float32))
-    return u, max(top for _, top in got)
+def rt_vec(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rᵀ t (float32 R and t) in one pass over R, a part of the rows per core, each part's
+    blocks summed in order (2048 x 2048: 0.8 ms; with max |R| of each block while in cache,
+    which the quantization pass now gives, 1.1)."""
+    got = _row_parts(R, lambda s: R[s].T @ t[s])
+    return np.asarray(np.sum(got, axis=0, dtype=np.float32))
 
 
 def rt_mul(R: np.ndarray, X: np.ndarray) -> np.ndarray:

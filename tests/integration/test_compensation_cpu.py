@@ -375,3 +375,23 @@ def test_lowrank_times_packed_weights_in_an_artifact(tmp_path):
     A, B = rng.standard_normal((12, 64)), rng.standard_normal((64, 48))
     ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
     assert rel_error(kernel.run(A, B), ref) < TOL
+
+
+@pytest.mark.parametrize("method,k", [("sketch", 200), ("rsvd", 200), ("svd", 200),
+                                      ("rsvd", 8)])  # K of one 16-lane chunk
+def test_quantize_pass_gives_each_rows_largest_residual(method, k):
+    """The quantization pass writes max |R| of each row of A's residual as it writes R (the
+    factorization's power-of-two scaling reads it): equal to numpy's, for the call's rows."""
+    from lrqc.runtime.glue import view
+
+    rank = 1 if method == "sketch" else 2
+    s = scheme(f"int8 per_tensor round=floor + lowrank(rank={rank}, method={method})",
+               "int8 per_channel")
+    kernel = lrqc.compile(s, M="5..24", N=32, K=k)
+    rng = np.random.default_rng(11)
+    for m in (5, 17, 24):
+        A = (rng.standard_normal((m, k)) * rng.uniform(0.01, 100, (m, 1))).astype(np.float32)
+        bk, rows = kernel._quantize(A)
+        R = view(bk.comp.R)[:rows]
+        np.testing.assert_array_equal(view(bk.comp.Rtop)[:rows], np.abs(R).max(axis=1))
+        assert np.abs(R[:, k:]).max(initial=0.0) == 0.0  # K's padding adds nothing

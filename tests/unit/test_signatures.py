@@ -62,7 +62,7 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
     (FLOAT_F32, "gemm", ("Af", "Bf", "bias", "C")),
     (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "bias", "C")),
     (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
-    (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid")),
+    (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid", "a_resid_top")),
     (SVD_A, "gemm", GEMM + ("Ua", "Wa", "bias", "C")),
 ])
 def test_parameters_of_representative_plans(text, fn, want):
@@ -72,7 +72,7 @@ def test_parameters_of_representative_plans(text, fn, want):
 def test_parameters_of_the_compensated_examples():
     p = example_plan("lrqmm_int8")  # sketches of both residuals
     assert sig.params(p, "quantize_a") == ("A", "Omega_t", "a_codes", "sa_all", "zc_all",
-                                           "a_resid", "a_sketch")
+                                           "a_resid", "a_resid_top", "a_sketch")
     assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "bias", "C")
     assert sig.params(p, "lowrank_u") == ("Aq", "sa", "zc", "LBt", "lowrank_u")
     p = example_plan("sparse_int8")  # B's sparse term (side a) first, then A's (side b)

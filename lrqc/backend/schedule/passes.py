@@ -87,8 +87,8 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
     the codes expression folds its segment select), row dot products as in row_dots_at, 4
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
-    serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass); the
-    residual's vector width is a tuning knob."""
+    serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass), each
+    row's max |R| right after the row; the residual's vector width is a tuning knob."""
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS + names.SPARSE_SUMS):
@@ -105,6 +105,17 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
+    if has_block(sch, names.RESID_TOP):  # each row's max |R| while the row is in cache
+        row = sch.get_loops(sch.get_sblock(names.RESID))[0]
+        part = sch.get_sblock(names.RESID_TOP + names.LANES)
+        sch.reverse_compute_at(part, row)
+        if kq_chunks(sch, part) > 1:  # (a chunk of one: its loop elided, plain loops)
+            lane, ko = sch.get_loops(part)[-2:]
+            sch.reorder(ko, lane)
+            sch.vectorize(lane)
+            init = sch.decompose_reduction(part, ko)
+            sch.vectorize(sch.get_loops(init)[-1])
+        sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
     if has_block(sch, names.SKETCH):
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.SKETCH))[0]).extent)
         row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)

@@ -5,7 +5,8 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   Aq[Mp, S, Kq] uint8   the A-side codes of each K segment (Q(A), Q_n(R_A^(n)), Q_n(A_s)),
   sa, zc [Mp, S*G]      their scales and zero corrections, segment after segment,
   dens[n]               density of each thresholded copy of A (B's sparse terms),
-  R[Mp, Kq] float32     A's final residual (A's lowrank term), and
+  R[Mp, Kq] float32     A's final residual (A's lowrank term), the max |R| of each row
+                        (computed as each row of R is written), and
   T[Mp, w] float32      its sketch product R Ω (sketch: Ω = s, rsvd: the Gaussian test matrix),
   per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
@@ -129,7 +130,7 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
         R = te.compute((Mp, Kq), lambda i, k: resid(i, k).astype("float32"), name=names.RESID)
-        outputs.append(R)
+        outputs += [R, lane_top(R, Mp, Kq)]
         w = sketch_width(p)
         if w:
             Om = te.placeholder((w, Kq), "float32", name="Omega_t")
@@ -139,6 +140,18 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         key = f"sparse:{sp.n}" if sp.side == "a" else f"res:{sp.n}"
         outputs += sparse_operand(p, sources[key], sp.side, j)
     return inputs + outputs
+
+
+def lane_top(R: te.Tensor, rows: int, kq: int) -> te.Tensor:
+    """max |R[i, k]| over k per row, as 16 (or 4) lane maxima over k chunks (block name +
+    "_lanes") then their maximum, so the k loop vectorizes without rfactor."""
+    lanes = 16 if kq % 16 == 0 else 4
+    ko = te.reduce_axis((0, kq // lanes), "ko")
+    part = te.compute((rows, lanes), lambda i, kk: te.max(tir.abs(R[i, ko * lanes + kk]),
+                                                          axis=ko),
+                      name=names.RESID_TOP + names.LANES)
+    kk = te.reduce_axis((0, lanes), "kk")
+    return te.compute((rows,), lambda i: te.max(part[i, kk], axis=kk), name=names.RESID_TOP)
 
 
 def _held_codes(p: KernelPlan, base: tuple) -> tuple[Callable[..., PrimExpr], te.Tensor | None]:
