@@ -126,8 +126,9 @@ def pmatmul(a: np.ndarray, b: np.ndarray, overflow: bool = False) -> np.ndarray:
     return out
 
 
-# rows of R per block of the sketch passes: about 4 MiB of float32 (2048 x 2048 on 2 cores:
-# Rᵀ t with max |R| 1.05 ms, R u with Rᵀ R u 1.38 ms; in 1 MiB blocks 1.9 and 1.6 ms)
+# rows of R per block of the sketch passes: about 4 MiB of float32 (2048 x 2048 on 2 cores,
+# measured when the first pass also took max |R|: Rᵀ t with it 1.05 ms, R u with Rᵀ R u 1.38
+# ms; in 1 MiB blocks 1.9 and 1.6 ms)
 BLOCK_BYTES = 1 << 22
 
 

@@ -377,21 +377,24 @@ def test_lowrank_times_packed_weights_in_an_artifact(tmp_path):
     assert rel_error(kernel.run(A, B), ref) < TOL
 
 
-@pytest.mark.parametrize("method,k", [("sketch", 200), ("rsvd", 200), ("svd", 200),
-                                      ("rsvd", 8)])  # K of one 16-lane chunk
-def test_quantize_pass_gives_each_rows_largest_residual(method, k):
-    """The quantization pass writes max |R| of each row of A's residual as it writes R (the
-    factorization's power-of-two scaling reads it): equal to numpy's, for the call's rows."""
+@pytest.mark.parametrize("a,method,k", [
+    ("int8 per_tensor round=floor", "sketch", 200), ("int8 per_tensor", "rsvd", 200),
+    ("int8 per_channel", "svd", 200), ("int8 per_tensor", "rsvd", 8),  # K of one chunk
+    # codes with a zero point on rows away from 0: K's padding (200 -> 208) holds -deq(Q(0))
+    ("uint8 per_channel calibrate=minmax", "sketch", 200)])
+def test_quantize_pass_gives_each_rows_largest_residual(a, method, k):
+    """The quantization pass writes max |R| over A's K columns of each row of A's residual as
+    it writes R (the factorization's power-of-two scaling reads it): equal to numpy's, for the
+    call's rows."""
     from lrqc.runtime.glue import view
 
     rank = 1 if method == "sketch" else 2
-    s = scheme(f"int8 per_tensor round=floor + lowrank(rank={rank}, method={method})",
-               "int8 per_channel")
+    s = scheme(f"{a} + lowrank(rank={rank}, method={method})", "int8 per_channel")
     kernel = lrqc.compile(s, M="5..24", N=32, K=k)
     rng = np.random.default_rng(11)
     for m in (5, 17, 24):
         A = (rng.standard_normal((m, k)) * rng.uniform(0.01, 100, (m, 1))).astype(np.float32)
+        A += 1000.0 * ("minmax" in a)
         bk, rows = kernel._quantize(A)
-        R = view(bk.comp.R)[:rows]
+        R = view(bk.comp.R)[:rows, :k]
         np.testing.assert_array_equal(view(bk.comp.Rtop)[:rows], np.abs(R).max(axis=1))
-        assert np.abs(R[:, k:]).max(initial=0.0) == 0.0  # K's padding adds nothing

@@ -130,7 +130,7 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
         R = te.compute((Mp, Kq), lambda i, k: resid(i, k).astype("float32"), name=names.RESID)
-        outputs += [R, lane_top(R, Mp, Kq)]
+        outputs += [R, lane_top(R, Mp, K, Kq)]
         w = sketch_width(p)
         if w:
             Om = te.placeholder((w, Kq), "float32", name="Omega_t")
@@ -142,15 +142,17 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     return inputs + outputs
 
 
-def lane_top(R: te.Tensor, rows: int, kq: int) -> te.Tensor:
-    """max |R[i, k]| over k per row, as 16 (or 4) lane maxima over k chunks (block name +
-    "_lanes") then their maximum, so the k loop vectorizes without rfactor."""
-    lanes = 16 if kq % 16 == 0 else 4
-    ko = te.reduce_axis((0, kq // lanes), "ko")
-    part = te.compute((rows, lanes), lambda i, kk: te.max(tir.abs(R[i, ko * lanes + kk]),
-                                                          axis=ko),
-                      name=names.RESID_TOP + names.LANES)
-    kk = te.reduce_axis((0, lanes), "kk")
+def lane_top(R: te.Tensor, rows: int, k: int, kq: int) -> te.Tensor:
+    """max |R[i, k]| over A's k < K per row (K's padding to kq, a multiple of 16, holds
+    0 - deq(Q(0)), not 0, for codes with a zero point), as 16 lane maxima over k chunks (block
+    name + "_lanes") then their maximum, so the k loop vectorizes without rfactor."""
+    assert kq % 16 == 0, kq  # the compensated plans' K quantum (plan/support.py)
+    ko = te.reduce_axis((0, kq // 16), "ko")
+    zero = tir.const(0.0, "float32")
+    part = te.compute((rows, 16), lambda i, kk: te.max(tir.Select(
+        ko * 16 + kk < k, tir.abs(R[i, ko * 16 + kk]), zero), axis=ko),
+        name=names.RESID_TOP + names.LANES)
+    kk = te.reduce_axis((0, 16), "kk")
     return te.compute((rows,), lambda i: te.max(part[i, kk], axis=kk), name=names.RESID_TOP)
 
 
