@@ -38,6 +38,16 @@ def test_lowrank_w_compiles_to_cuda_kernels(b):
     assert toolchain.count(toolchain.ptx(src, "sm_90")).get("fma.f32", 0) >= 1
 
 
+def test_rank1_lowrank_w_keeps_the_panel_form_on_cuda():
+    """A rank-1 term on int8 weights, which CPUs sum in 64 lanes per panel (te
+    compensated.lanes_w), compiles in the panel form for CUDA, whose schedules know it."""
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_tensor + lowrank(rank=1, method=sketch, "
+                           "other=packed)\n b: int8 per_channel\n}")["t"]
+    src = toolchain.cuda_source(lrqc.compile(s, 16, 64, 128, target="cuda-sm90").module)
+    assert re.search(r"__global__ void (__launch_bounds__\(\d+\) )?lowrank_w_m16_kernel", src)
+    assert "lowrank_w_fa" not in src and "lowrank_w_b" in src
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("b", WEIGHTS)
 def test_lowrank_w_on_the_gpu_matches_the_reference(b):
