@@ -110,11 +110,7 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         part = sch.get_sblock(names.RESID_TOP + names.LANES)
         sch.reverse_compute_at(part, row)
         if kq_chunks(sch, part) > 1:  # (a chunk of one: its loop elided, plain loops)
-            lane, ko = sch.get_loops(part)[-2:]
-            sch.reorder(ko, lane)
-            sch.vectorize(lane)
-            init = sch.decompose_reduction(part, ko)
-            sch.vectorize(sch.get_loops(init)[-1])
+            lanes_inside(sch, part)
         sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
     if has_block(sch, names.SKETCH):
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.SKETCH))[0]).extent)
@@ -251,12 +247,18 @@ def lanes_w_at(sch: Schedule, name: str) -> None:
     sch.compute_at(sch.get_sblock(name + "_acc"), jo)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, jo)
-    lane, q = sch.get_loops(part)[-2:]
-    sch.reorder(q, lane)
-    sch.vectorize(lane)
-    init = sch.decompose_reduction(part, q)
-    sch.vectorize(sch.get_loops(init)[-1])
+    lanes_inside(sch, part)
     fa = sch.get_sblock(name + "_fa")
     rows, lanes = sch.get_loops(fa)
     sch.parallel(rows)
     sch.vectorize(lanes)
+
+
+def lanes_inside(sch: Schedule, part: SBlockRV) -> None:
+    """A lane partials block whose last two loops are (lanes, reduction): the reduction
+    outside, the lanes vectorized, their initialization decomposed and vectorized too."""
+    lane, red = sch.get_loops(part)[-2:]
+    sch.reorder(red, lane)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(part, red)
+    sch.vectorize(sch.get_loops(init)[-1])
