@@ -28,7 +28,7 @@ from .verify import PlanError
 # PackedOperand's fields that the compiled functions read, with their parameter names
 PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("bf", sig.BF),
           ("sbf", sig.SBF), ("zbf", sig.ZBF), ("lbt", sig.LBT), ("wb", sig.WB),
-          ("bias", sig.BIAS))
+          ("bias", sig.BIAS), ("b32t", sig.BT))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
 

@@ -17,6 +17,8 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     int_acc      Aq Bp zc cs [ra zb] C
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
+    exact_w      Fa Bt exact_w                             A's lowrank term, other=exact,
+                 K a multiple of 16; CPU
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
     sparse{j}_dense  S ss Dv dcs sd Cin C (side a) | Rt sr Sv scs ss Cin C (side b): the same
                  product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU"""
@@ -47,6 +49,7 @@ FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multipl
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
 LBT = "LBt"
+BT = "Bt"  # B transposed, float32 N x K (A's lowrank term, other=exact)
 # the sparse products (te/sparse.py): per-call operand, static operand, output
 SPARSE_A = ("S", "ss", "D", "sd")  # A's thresholded codes and scales, B's residual codes, scales
 SPARSE_B = ("Rt", "sr", "ptr", "idx", "val", "ss")  # A's residual codes, scales; B's CSR, scales
@@ -107,6 +110,20 @@ def dense_functions(p: KernelPlan) -> tuple[str, ...]:
 def dense_params(sp: SparseProduct) -> tuple[str, ...]:
     """The parameters of a sparse product's dense formulation, its output C last."""
     return (*(DENSE_A if sp.side == "a" else DENSE_B), CIN, names.OUT)
+
+
+def w_exact(p: KernelPlan) -> bool:
+    """A's lowrank term multiplies the exact B (other=exact) and K is a multiple of 16: on
+    CPUs exact_w computes W_A = F_Aᵀ B from pack's float32 Bᵀ as 16-lane row dot products
+    (other K: the host's BLAS)."""
+    return p.lowrank_a is not None and p.lowrank_a.other != "packed" and p.k % 16 == 0
+
+
+def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
+    """The functions the plan compiles on CPUs only, besides functions(): the dense
+    formulations of its sparse products and exact_w (the runtime looks them up where the
+    target is a CPU)."""
+    return (*dense_functions(p), *_given(w_exact(p), names.FN_EXACT_W))
 
 
 def w_from_codes(p: KernelPlan) -> bool:
@@ -210,6 +227,8 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
     if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:
         return (FA, BP, SB, *_given(p.b_zero, ZB), names.LOWRANK_W)
+    if fn == names.FN_EXACT_W and w_exact(p):
+        return (FA, BT, names.EXACT_W)
     if fn == names.FN_LOWRANK_U and p.rank_b:
         a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)
         return a + (LBT, names.LOWRANK_U)

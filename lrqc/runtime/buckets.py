@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -77,6 +77,18 @@ def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, pane
     return out
 
 
+def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
+                   ) -> tuple[PackedOperand, dict[str, Tensor]]:
+    """(arrays, their TVM tensors by parameter name) of pack()'s arrays on dev. Bᵀ gets a
+    tensor only where exact_w reads it, and then the arrays keep a view of that tensor in its
+    place: the float32 B is held once."""
+    tensors = {name: tensor(v, dev) for name, v in arrays.params() if name != sig.BT}
+    if exact_w and arrays.b32t is not None:
+        t = tensors[sig.BT] = tensor(arrays.b32t, dev)
+        arrays = replace(arrays, b32t=view(t))
+    return arrays, tensors
+
+
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
 
 
@@ -99,7 +111,8 @@ def _args(bound: Bound, t: dict[str, Tensor]) -> list[Tensor]:
 
 class Bucket:
     """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
-    from the copy of A to the read of C)."""
+    from the copy of A to the read of C). dense: the module has the CPU-only functions
+    (signature.cpu_functions: the dense formulations, exact_w)."""
 
     def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None,
                  dense: bool = True, amx: frozenset[int] = frozenset()):
@@ -121,9 +134,11 @@ class Bucket:
         self.a = e((p.m, p.k), "float32")
         self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
-        self.comp = CompBuffers(p, dev) if p.compensated else None
+        self.exact_w = dense and sig.w_exact(p)  # W_A by exact_w (CPU), else numpy's BLAS
+        self.comp = CompBuffers(p, dev, self.exact_w) if p.compensated else None
         self.buffers = self._buffers()
-        self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in sig.functions(p)
+        self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in (
+            *sig.functions(p), *((names.FN_EXACT_W,) if self.exact_w else ()))
                       if sig.sparse_index(fn) is None}
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
         # a caller's A (any rows up to the bucket's: te a_placeholder's free rows) may stand in
@@ -221,6 +236,12 @@ class Bucket:
         if b32t is None:
             raise PlanError(f"kernel plan of '{self.plan.scheme.name}': a packed operand "
                             "without B for A's lowrank term")
+        if self.exact_w:
+            def from_bt(ft: np.ndarray) -> np.ndarray:
+                comp.set_fa(ft)
+                self.run(names.FN_EXACT_W, packed)
+                return view(comp.Wx).T  # a W past float32 makes C infinite, as below
+            return from_bt
         # (Bᵀ F)ᵀ: one row block of Bᵀ per core (2048^2 x 16: 1.4 ms against 1.8 for F B);
         # a W past float32 (B near its largest values) makes C infinite: _call refuses it
         return lambda ft: pmatmul(b32t, np.ascontiguousarray(ft.T, np.float32), True).T

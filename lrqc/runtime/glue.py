@@ -106,8 +106,8 @@ def test_matrix(t: LowRank, k: int, width: int) -> np.ndarray:
 class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
-    def __init__(self, p: KernelPlan, dev: Any = None):
-        self.p = p
+    def __init__(self, p: KernelPlan, dev: Any = None, exact_w: bool = False):
+        self.p = p  # exact_w: the bucket runs exact_w (CPU targets, signature.w_exact)
         empty = partial(_empty, dev=dev)
         tensor = partial(_tensor, dev=dev)
         self.a_copies = [sp for sp in p.sparse if sp.side == "a"]  # A's thresholded copies
@@ -136,11 +136,15 @@ class CompBuffers:
                 self.T = empty((p.mp, w), "float32")
             self.Ua = empty((p.mp, p.rank_a), "float32")
             self.Wa = empty((p.rank_a, p.np_), "float32")
-        self.Fa: Tensor | None = None  # other=packed: F_Aᵀ, and lowrank_w's F_Aᵀ B̂ from codes
-        self.Wc: Tensor | None = None
+        self.Fa: Tensor | None = None  # F_Aᵀ for lowrank_w (other=packed) or exact_w
+        self.Wc: Tensor | None = None  # lowrank_w's F_Aᵀ B̂ from codes
+        self.Wx: Tensor | None = None  # exact_w's (F_Aᵀ B)ᵀ, N x r
         if sig.w_from_codes(p):
-            self.Fa = empty((p.rank_a, p.kq), "float32")
             self.Wc = empty((p.rank_a, p.np_), "float32")
+        elif exact_w:
+            self.Wx = empty((p.n, p.rank_a), "float32")
+        if self.Wc is not None or self.Wx is not None:
+            self.Fa = empty((p.rank_a, p.kq), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
 
     def buffers(self) -> dict[str, Tensor]:
@@ -149,7 +153,7 @@ class CompBuffers:
         out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
                names.RESID: self.R, names.RESID_TOP: self.Rtop, names.SKETCH: self.T,
                sig.UA: self.Ua, sig.WA: self.Wa, sig.UB: self.Ub, names.LOWRANK_U: self.Ub,
-               sig.FA: self.Fa, names.LOWRANK_W: self.Wc}
+               sig.FA: self.Fa, names.LOWRANK_W: self.Wc, names.EXACT_W: self.Wx}
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -209,10 +213,11 @@ class CompBuffers:
 
 
     def set_fa(self, Ft: np.ndarray) -> None:
-        """Fa = F_Aᵀ (r x K), zero padded to Kq: lowrank_w's input (other=packed)."""
+        """Fa = F_Aᵀ (r x K), zero padded to Kq: the input of lowrank_w (other=packed) or
+        exact_w (other=exact)."""
         if self.Fa is None:
-            raise TypeError(f"plan of '{self.p.scheme.name}': A's lowrank term multiplies the "
-                            "exact B (other=exact): no lowrank_w")
+            raise TypeError(f"plan of '{self.p.scheme.name}': neither lowrank_w nor exact_w "
+                            "computes A's W")
         fa = writable(self.Fa)
         fa[:, : self.p.k] = Ft
         fa[:, self.p.k:] = 0.0

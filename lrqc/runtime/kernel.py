@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..backend import openmp
-from ..backend.compat import ALIGNMENT, empty, lend, tensor
+from ..backend.compat import ALIGNMENT, empty, lend
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
@@ -34,7 +34,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, amx_dense, sparse_tensors
+from .buckets import Bucket, Packed, amx_dense, sparse_tensors, static_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
@@ -145,8 +145,8 @@ class Kernel:
         model and loaded back: runtime/packstate.py), on this kernel's device."""
         _ = self._buckets  # a kernel that cannot run here says so before packing
         dev = self.dev
-        return Packed(arrays, {name: tensor(v, dev) for name, v in arrays.params()},
-                      self.fingerprint, arrays.notes,
+        arrays, tensors = static_tensors(arrays, dev, self._buckets[0].exact_w)
+        return Packed(arrays, tensors, self.fingerprint, arrays.notes,
                       tuple(sparse_tensors(sp, dev, panels=not self.target.is_cuda)
                             for sp in arrays.sparse))
 

@@ -31,11 +31,12 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 9  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
+FORMAT = 10  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
 # quantize_a takes A with exactly the bucket's rows (5: 1 to the bucket's), 5's as rows x K
 # (6: flat, from the aligned address before it), 6's compensated quantize_a as M x K (7: flat),
 # 7's compensated quantize_a takes float maxima, which may miss a NaN (8: A's bit patterns'),
-# 8's writes no max |R| per row of A's residual (9 does: A's lowrank term reads it)
+# 8's writes no max |R| per row of A's residual (9 does: A's lowrank term reads it), 9's
+# CPU kernels have no exact_w (10: A's lowrank term with other=exact computes F_Aᵀ B there)
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -68,6 +69,8 @@ LAYOUTS = {
           "weights, else 0), only for weights with zero points",
     "bias": "float32 [1, Np] added to every row of C by the GEMM's epilogue (zeros without a "
             "bias)",
+    "Bt": "float32 N x K, B transposed (rows contiguous), for A's lowrank term with "
+          "other=exact: exact_w's input on CPUs (K a multiple of 16)",
 }
 
 
@@ -162,7 +165,7 @@ def functions(kernel: Kernel | ChainKernel) -> list[str]:
     for k in parts:
         prefix = k.prefix
         for p in k.plans:
-            dense = () if k.target.is_cuda else signature.dense_functions(p)  # CPU only
+            dense = () if k.target.is_cuda else signature.cpu_functions(p)  # CPU only
             out += [names.symbol(fn, p.m, prefix) for fn in (*signature.functions(p), *dense)]
     return out
 

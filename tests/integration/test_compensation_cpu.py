@@ -361,6 +361,61 @@ def test_rank1_times_packed_weights_matches_reference(case):
         assert rel_error(direct, ref) > 100 * TOL
 
 
+# A's lowrank term times the exact B: with K a multiple of 16 the compiled exact_w forms W =
+# F_Aᵀ B from pack's float32 Bᵀ (held once: the packed arrays view the kernel's tensor);
+# other K, numpy's BLAS. (a, K, N, compiled)
+EXACT_W_CASES = {
+    "rsvd rank 16": ("int8 per_channel round=floor + lowrank(rank=16, oversample=8, "
+                     "power_iters=1)", 96, 44, True),
+    "sketch rank 1, N not a multiple of 4": ("int8 per_tensor round=floor + lowrank(rank=1, "
+                                             "method=sketch)", 96, 45, True),
+    "svd, per_vector": ("int4 per_vector(32) + lowrank(rank=3, method=svd)", 128, 44, True),
+    "K of 100": ("int8 per_channel round=floor + lowrank(rank=4)", 100, 44, False),
+}
+
+
+@pytest.mark.parametrize("case", list(EXACT_W_CASES))
+def test_lowrank_times_exact_b_matches_reference(case):
+    from lrqc.runtime.glue import view
+
+    a, k, n, compiled = EXACT_W_CASES[case]
+    s = scheme(a, "int8 per_channel + lowrank(rank=2)")
+    rng = np.random.default_rng(11)
+    kernel = lrqc.compile(s, M="17..40", N=n, K=k)
+    B = rng.standard_normal((k, n)) * rng.uniform(0.1, 3.0, n)  # columns of unequal scale
+    packed = kernel.pack(B)
+    assert [bk.exact_w for bk in kernel._buckets] == [compiled] * len(kernel._buckets)
+    assert ("Bt" in packed.tensors) == compiled
+    if compiled:
+        assert np.shares_memory(packed.arrays.b32t, view(packed.tensors["Bt"]))
+    bk = kernel._buckets[-1]  # W itself: F_Aᵀ B for a unit F_A, within float32 rounding
+    r = bk.plan.rank_a
+    ft = np.linalg.qr(rng.standard_normal((k, r)))[0].T
+    want = ft @ B.astype(np.float32).astype(np.float64)
+    assert np.abs(bk._w_of(packed)(ft) - want).max() < 1e-5 * np.abs(want).max()
+    for m in (17, 29, 40):
+        A = rng.random((m, k)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
+
+
+def test_lowrank_times_exact_b_in_an_artifact(tmp_path):
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
+
+    s = scheme("int8 per_channel + lowrank(rank=4)", "int8 per_channel")
+    man = build_artifact(s, "8..16", 48, 64, tmp_path / "k")
+    assert sorted(fn for fn in man["functions"] if fn.startswith("exact_w")) == [
+        "exact_w_m16", "exact_w_m8"]
+    kernel = load_kernel(tmp_path / "k")
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((12, 64)), rng.standard_normal((64, 48))
+    packed = kernel.pack(B)
+    assert "Bt" in packed.tensors
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel(A, packed), ref) < TOL
+
+
 def test_lowrank_times_packed_weights_in_an_artifact(tmp_path):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel

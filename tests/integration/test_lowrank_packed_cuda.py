@@ -48,6 +48,18 @@ def test_rank1_lowrank_w_keeps_the_panel_form_on_cuda():
     assert "lowrank_w_fa" not in src and "lowrank_w_b" in src
 
 
+def test_lowrank_times_exact_b_has_no_exact_w_on_cuda():
+    """CUDA keeps W = F_Aᵀ B of other=exact on the host's BLAS: no exact_w is compiled or
+    listed, and no float32 Bᵀ goes to the device."""
+    from lrqc.runtime.manifest import functions
+
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + lowrank(rank=4)\n"
+                           " b: int8 per_channel\n}")["t"]
+    kernel = lrqc.compile(s, 16, 64, 128, target="cuda-sm90")
+    assert "exact_w" not in toolchain.cuda_source(kernel.module)
+    assert not any(fn.startswith("exact_w") for fn in functions(kernel))
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("b", WEIGHTS)
 def test_lowrank_w_on_the_gpu_matches_the_reference(b):

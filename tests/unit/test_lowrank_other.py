@@ -164,7 +164,7 @@ def test_pack_keeps_no_float_copy_of_b_for_packed(b):
     assert ae.b32t is not None and ap.b32t is None
     for name, arr in ap.params():  # every other array as the exact form packs it
         np.testing.assert_array_equal(arr, dict(ae.params())[name])
-    assert dict(ap.params()).keys() == dict(ae.params()).keys()
+    assert dict(ap.params()).keys() == dict(ae.params()).keys() - {"Bt"}  # the float B
     need = {n for n in sig.params(pp, names.FN_LOWRANK_W) if n in layout.PARAM_NAMES}
     assert need <= dict(ap.params()).keys()
 

@@ -134,7 +134,9 @@ def test_pack_gives_every_static_parameter_by_name(which):
             assert set(static) <= set(sig.params(p, fn))
             if has_dense:
                 assert set(dense) <= set(sig.params(p, sig.dense_name(j)))
-    assert (packed.b32t is not None) == bool(p.rank_a)  # numpy glue only: no parameter
+    assert (packed.b32t is not None) == bool(p.rank_a)
+    if sig.w_exact(p):  # Bᵀ: the parameter of exact_w (CPU targets)
+        assert set(sig.params(p, "exact_w")) & layout.PARAM_NAMES == {"Bt"} <= have.keys()
     assert len(packed.sparse) == len(p.sparse)
 
 

@@ -12,6 +12,7 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
 computing every residual in float64 with the reference's exact operations (quantize.py's
 quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots: the row dot product),
+exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU),
 lowrank_w makes F_Aᵀ B̂ from B's packed codes (A's lowrank term with other=packed); the GEMM adds
 U W in its epilogue."""
 
@@ -226,6 +227,17 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
         return (Aq[i, k].astype("int32") - zc[i, g]).astype("float32") * sa[i, g]
 
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
+
+
+def exact_w(p: KernelPlan) -> list[te.Tensor]:
+    """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
+    K a multiple of 16), from pack's float32 Bᵀ (N x K, rows contiguous) and Fa = F_Aᵀ (r x
+    Kq): a 16-lane dot product of each row of Bᵀ with each row of Fa (row_dots), B read once
+    in its stored order: [Fa, Bt, exact_w]."""
+    r, K = p.rank_a, p.k
+    Fa = te.placeholder((r, p.kq), "float32", name="Fa")
+    Bt = te.placeholder((p.n, K), "float32", name="Bt")
+    return [Fa, Bt, row_dots(lambda n, k: Bt[n, k], Fa, p.n, r, K, names.EXACT_W)]
 
 
 def lowrank_w(p: KernelPlan, lanes: bool = False) -> list[te.Tensor]:
