@@ -120,8 +120,9 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
-    elif fn == names.FN_EXACT_W:  # 4 rows of Bᵀ a block: 2.2 ms against 3.9 for numpy's BLAS
-        # on 2 threads at N = K = 4096, rank 16 (B's 64 MB read in 2.3 ms; AMX Xeon, 2 cores)
+    elif fn == names.FN_EXACT_W:  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
+        # BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in the last-level cache
+        # (AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's read alone is 2.3 ms)
         passes.row_dots_at(sch, names.EXACT_W, knob, rows=4 if plan.n % 4 == 0 else 1)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w
         passes.lanes_w_at(sch, names.LOWRANK_W)

@@ -95,13 +95,15 @@ class PackedOperand:
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
     bias: np.ndarray | None = None  # bias [1, Np] float32: added to every row of C (zeros: none)
     b32t: np.ndarray | None = None  # Bᵀ (N x K float32) for A's lowrank term with
-    #   other=exact: numpy glue only, W = (Bᵀ F)ᵀ (other=packed: None, lowrank_w reads bp)
+    #   other=exact: W = (Bᵀ F)ᵀ by exact_w (CPUs, K a multiple of 16) or numpy's BLAS
+    #   (other=packed: None, lowrank_w reads bp)
     sparse: tuple[SparseCodes | SparseCsr | SparseDense, ...] = ()  # per sparse product
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
 
     def params(self) -> Iterator[tuple[str, np.ndarray]]:
         """(parameter name, array) of every array the compiled functions other than the sparse
-        products read (those: each of `sparse`'s params())."""
+        products may read (those: each of `sparse`'s params()); Bt only where exact_w runs
+        (the runtime's static_tensors leaves it out elsewhere)."""
         for field, name in PARAMS:
             arr = getattr(self, field)
             if arr is not None:

@@ -24,7 +24,7 @@ from ..backend.target import Target
 from ..backend.te.sparse import tile
 from ..plan import names, segments
 from ..plan import signature as sig
-from ..plan.layout import PARAM_NAMES, PackedOperand, SparseCodes, SparseCsr, SparseDense
+from ..plan.layout import PARAM_NAMES, PARAMS, PackedOperand, SparseCodes, SparseCsr, SparseDense
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor, on_cpu, view
@@ -38,7 +38,8 @@ Bound = tuple[tuple[str, Tensor | None], ...]
 @dataclass
 class Packed:
     """The static operand prepared by Kernel.pack: its numpy arrays and their TVM tensors by
-    parameter name (tensors: those of the GEMM and lowrank_u; sparse: each sparse product's)."""
+    parameter name (tensors: those of the GEMM, lowrank_u, lowrank_w and exact_w; sparse: each
+    sparse product's)."""
 
     arrays: PackedOperand
     tensors: dict[str, Tensor]
@@ -79,14 +80,19 @@ def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, pane
 
 def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
                    ) -> tuple[PackedOperand, dict[str, Tensor]]:
-    """(arrays, their TVM tensors by parameter name) of pack()'s arrays on dev. Bᵀ gets a
-    tensor only where exact_w reads it, and then the arrays keep a view of that tensor in its
-    place: the float32 B is held once."""
-    tensors = {name: tensor(v, dev) for name, v in arrays.params() if name != sig.BT}
-    if exact_w and arrays.b32t is not None:
-        t = tensors[sig.BT] = tensor(arrays.b32t, dev)
-        arrays = replace(arrays, b32t=view(t))
-    return arrays, tensors
+    """(arrays, their TVM tensors by parameter name) of pack()'s arrays on dev; Bᵀ gets a
+    tensor only where exact_w reads it. In host memory the arrays returned are views of the
+    tensors (aligned copies), so each array is held once."""
+    tensors: dict[str, Tensor] = {}
+    views: dict[str, Any] = {}  # field -> its view
+    for field, name in PARAMS:
+        v = getattr(arrays, field)
+        if v is None or (name == sig.BT and not exact_w):
+            continue
+        t = tensors[name] = tensor(v, dev)
+        if on_cpu(t):
+            views[field] = view(t)
+    return replace(arrays, **views), tensors
 
 
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
@@ -134,7 +140,8 @@ class Bucket:
         self.a = e((p.m, p.k), "float32")
         self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
-        self.exact_w = dense and sig.w_exact(p)  # W_A by exact_w (CPU), else numpy's BLAS
+        # W_A by exact_w (a CPU-only function, where the plan has it), else numpy's BLAS
+        self.exact_w = dense and names.FN_EXACT_W in sig.cpu_functions(p)
         self.comp = CompBuffers(p, dev, self.exact_w) if p.compensated else None
         self.buffers = self._buffers()
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in (
@@ -191,8 +198,9 @@ class Bucket:
         self.fn(names.FN_QUANTIZE)(*args)
 
     def run(self, fn: str, packed: Packed, out: Tensor | None = None) -> None:
-        """Function fn (gemm, lowrank_u) on the bucket's buffers and the packed operand; out:
-        a tensor of C's shape to write C into instead of the bucket's buffer."""
+        """Function fn (gemm, lowrank_u, lowrank_w, exact_w) on the bucket's buffers and the
+        packed operand; out: a tensor of C's shape to write C into instead of the bucket's
+        buffer."""
         bound = self.bound[fn]
         if out is not None:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)

@@ -107,7 +107,9 @@ class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
     def __init__(self, p: KernelPlan, dev: Any = None, exact_w: bool = False):
-        self.p = p  # exact_w: the bucket runs exact_w (CPU targets, signature.w_exact)
+        """exact_w: the bucket runs exact_w (CPU targets, signature.w_exact): Fa and its
+        output."""
+        self.p = p
         empty = partial(_empty, dev=dev)
         tensor = partial(_tensor, dev=dev)
         self.a_copies = [sp for sp in p.sparse if sp.side == "a"]  # A's thresholded copies

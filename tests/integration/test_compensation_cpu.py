@@ -399,6 +399,46 @@ def test_lowrank_times_exact_b_matches_reference(case):
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 
 
+def test_row_dots_in_k_pieces_give_the_same_bits(monkeypatch):
+    """The row-dot kernels (exact_w, lowrank_u, the sketch product R Ω of the quantization
+    pass) walk K in pieces of passes.K_CHUNK chunks where K allows: every sum still runs over K
+    in order, so C is bit for bit the one of kernels that walk K whole."""
+    from lrqc.backend.schedule import passes
+
+    s = scheme("int8 per_channel round=floor + lowrank(rank=5, oversample=3, power_iters=1)",
+               "int8 per_channel + lowrank(rank=3)")
+    k = 16 * passes.K_CHUNK * 2  # two pieces
+    rng = np.random.default_rng(12)
+    A, B = rng.random((24, k)).astype(np.float32), rng.standard_normal((k, 40))
+    pieces = lrqc.compile(s, 24, 40, k)
+    monkeypatch.setattr(passes, "K_CHUNK", 10**9)
+    whole = lrqc.compile(s, 24, 40, k)
+    assert pieces._buckets[0].exact_w and whole._buckets[0].exact_w
+    c1, c2 = pieces(A, pieces.pack(B)), whole(A, whole.pack(B))
+    np.testing.assert_array_equal(c1, c2)
+    assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
+
+
+def test_pack_holds_each_array_once():
+    """On CPUs the packed arrays are views of the kernel's tensors: the codes, scales, factors,
+    bias and the float32 Bᵀ of A's lowrank term are each held once."""
+    from lrqc.runtime.glue import view
+
+    s = scheme("int8 per_channel + lowrank(rank=2)", "int4 per_vector(32) + lowrank(rank=2)")
+    kernel = lrqc.compile(s, 16, 48, 64)
+    rng = np.random.default_rng(13)
+    B = rng.standard_normal((64, 48))
+    bias = rng.standard_normal(48)
+    packed = kernel.pack(B, bias=bias)
+    names_ = dict(packed.arrays.params()).keys()
+    assert {"Bp", "sb", "cs", "LBt", "Wb", "bias", "Bt"} <= names_ == packed.tensors.keys()
+    for name, arr in packed.arrays.params():
+        assert np.shares_memory(arr, view(packed.tensors[name])), name
+    A = rng.standard_normal((16, 64))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B, bias=bias)
+    assert rel_error(kernel(A, packed), ref) < TOL
+
+
 def test_lowrank_times_exact_b_in_an_artifact(tmp_path):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel

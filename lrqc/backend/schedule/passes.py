@@ -243,7 +243,7 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
 
 
 # k chunks (of 16 lanes) of a row_dots piece: 2 KB of each row. At 4 rows x 4 ranks on the AMX
-# Xeon (2 cores): Bᵀ's 4096 x 4096 times 16 ranks 2.4 ms against 4.3-5.0 unchunked, where the
+# Xeon (2 cores): Bᵀ's 4096 x 4096 times 16 ranks 2.2-2.4 ms against 4.3-5.2 unchunked, where the
 # rows and ranks of a block (64 KB each) left L1; R Z at 2048 x 2048, 24 ranks, 0.82 against 0.95
 K_CHUNK = 32
 
