@@ -82,7 +82,8 @@ def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
                    ) -> tuple[PackedOperand, dict[str, Tensor]]:
     """(arrays, their TVM tensors by parameter name) of pack()'s arrays on dev; Bᵀ gets a
     tensor only where exact_w reads it. In host memory the arrays returned are views of the
-    tensors (aligned copies), so each array is held once."""
+    tensors (aligned copies), so each array is held once; arrays of types numpy has no
+    DLPack code for (ml_dtypes' bfloat16 and 8-bit floats, kind "V") stay as they are."""
     tensors: dict[str, Tensor] = {}
     views: dict[str, Any] = {}  # field -> its view
     for field, name in PARAMS:
@@ -90,7 +91,7 @@ def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
         if v is None or (name == sig.BT and not exact_w):
             continue
         t = tensors[name] = tensor(v, dev)
-        if on_cpu(t):
+        if on_cpu(t) and v.dtype.kind != "V":
             views[field] = view(t)
     return replace(arrays, **views), tensors
 
