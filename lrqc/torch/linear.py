@@ -257,7 +257,8 @@ class Linear(nn.Module):
             return packstate.nbytes(self.packed)
         return self.in_features * self.out_features * 8
 
-    # the state: the scheme's text and the packed weight, no float weight
+    # the state: the scheme's text and the packed weight, no float weight. Its tensors share the
+    # layer's memory, as a state_dict's parameters do: change them only to load them back.
     def get_extra_state(self) -> dict:
         state: dict[str, Any] = {
             "lrqc": 1, "scheme": unparse(self.scheme), "scheme_name": self.scheme.name,
