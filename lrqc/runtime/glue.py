@@ -30,7 +30,7 @@ from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
 from ..reference.lowrank import top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import blas_local, orth, pmatmul, r_rt, rt_mul, rt_vec, wide_svd
+from .linalg import blas_local, pmatmul, r_rt, rt_mul, rt_vec, span_basis, top_svd
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"ctl": None, "limit": None, "local": None, "depth": 0}  # shared
@@ -314,10 +314,9 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
         raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
         return sketch_factors(R, T[:, 0], rt_vec(R, T[:, 0]), t.power_iters)
-    Q = orth(T.astype(F64))
+    Q = span_basis(T.astype(F64))
     for _ in range(t.power_iters):
-        Z = orth(rt_mul(R, Q.astype(F32)).astype(F64))
-        Q = orth(pmatmul(R, Z.astype(F32)).astype(F64))
-    Ut, S, Vt = wide_svd(rt_mul(R, Q.astype(F32)).T.astype(F64))
-    U = Q @ Ut
-    return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
+        Z = span_basis(rt_mul(R, Q.astype(F32)).astype(F64))
+        Q = span_basis(pmatmul(R, Z.astype(F32)).astype(F64))
+    Ut, S, Vt = top_svd(rt_mul(R, Q.astype(F32)).T.astype(F64), t.rank)
+    return (Q @ Ut) * S, Vt

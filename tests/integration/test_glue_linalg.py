@@ -99,6 +99,48 @@ def test_wide_svd_is_numpys():
         assert np.abs((u * s) @ vt - x).max() < 1e-12 * S[0]
 
 
+def test_span_basis_is_one_cholesky_step_up_to_its_condition_limit():
+    """The per-call bases: orthonormal to 1e-10 and spanning Householder's basis while the
+    condition number is at most SPAN_COND; past it, singular, or not finite: orth's basis."""
+    rng = np.random.default_rng(5)
+    for m, w, cond in ((4096, 24, 1.0), (2048, 24, 1e2), (256, 24, linalg.SPAN_COND / 2)):
+        u = np.linalg.qr(rng.standard_normal((m, w)))[0]
+        v = np.linalg.qr(rng.standard_normal((w, w)))[0]
+        X = (u * np.logspace(0, -np.log10(cond), w)) @ v
+        Q = linalg.span_basis(X)
+        assert np.abs(Q.T @ Q - np.eye(w)).max() < 1e-10
+        H = np.linalg.qr(X)[0]
+        assert np.abs(H @ (H.T @ Q) - Q).max() < 1e-10  # the same column space
+    X = rng.standard_normal((500, 12)) @ np.diag(np.logspace(0, 4, 12))  # cond ~1e4
+    singular = X.copy()
+    singular[:, 5] = singular[:, 4]
+    nan = X.copy()
+    nan[3, 3] = np.nan
+    for Y in (X, singular, nan):
+        np.testing.assert_array_equal(linalg.span_basis(Y), linalg.orth(Y))
+
+
+def test_top_svd_is_numpys_up_to_its_condition_limit():
+    """The rank largest singular triplets from x xᵀ: numpy's within 1e-9 where the rank-th
+    singular value is at least the first / SPAN_COND; past it, or for x = 0, wide_svd's."""
+    rng = np.random.default_rng(6)
+    for spread, rank in ((1.0, 16), (2.5, 16), (2.5, 24), (6.0, 8)):  # log10 of s[0] / s[-1]
+        x = np.diag(np.logspace(0, -spread, 24)) @ rng.standard_normal((24, 3000))
+        u, s, vt = linalg.top_svd(x, rank)
+        U, S, Vt = np.linalg.svd(x, full_matrices=False)
+        assert u.shape == (24, rank) and s.shape == (rank,) and vt.shape == (rank, 3000)
+        np.testing.assert_allclose(s, S[:rank], rtol=1e-9)
+        signs = np.sign(np.sum(vt * Vt[:rank], axis=1))
+        assert np.abs(vt * signs[:, None] - Vt[:rank]).max() < 1e-8
+        assert np.abs(u * signs - U[:, :rank]).max() < 1e-8
+    x = np.diag(np.logspace(0, -4, 24)) @ rng.standard_normal((24, 3000))
+    for y, rank in ((x, 24), (x, 20), (np.zeros((24, 3000)), 16)):  # s[rank - 1] too small
+        u, s, vt = linalg.wide_svd(y)
+        got = linalg.top_svd(y, rank)
+        for a, b in zip(got, (u[:, :rank], s[:rank], vt[:rank]), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("power_iters", [0, 1, 2])
 def test_sketch_factors_are_the_references(residual, power_iters):
     """The sketch in power_iters + 1 passes (glue.sketch_factors via glue.a_factors) gives
