@@ -30,6 +30,8 @@ LOWRANK_U = "lowrank_u"  # A' L_B
 LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ from B's codes (A's lowrank term, other=packed); + "_b": B̂'s
 #   16-column panels, + "_acc": the sums
 EXACT_W = "exact_w"  # F_Aᵀ B from the float32 B (A's lowrank term, other=exact; CPU)
+RESID_TQ = "resid_tq"  # (Rᵀ Q)ᵀ: the randomized SVD's products of A's residual with a basis
+RESID_Z = "resid_z"  # R Z (both: A's lowrank term, method=rsvd; CPU)
 LOWRANK_EPI = "lowrank_epi"  # + a / b: Σ_r U[i, r] W[r, j] of the GEMM's low-rank epilogue
 SPARSE_CODES = "a_sparse_codes"  # centered codes of A's thresholded copy (sparse product j)
 RESID_CODES = "a_res_codes"  # centered codes of A's residual (sparse product j)
@@ -42,6 +44,8 @@ FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_EXACT_W = "exact_w"  # F_Aᵀ B of A's lowrank term (other=exact) from B in float32, CPU
+FN_RESID_TQ = "resid_tq"  # Qᵀ R of A's residual R (its randomized SVD), CPU
+FN_RESID_Z = "resid_z"  # R Z of A's residual R (its randomized SVD), CPU
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 DENSE_SUFFIX = "_dense"  # sparse{j}_dense: the same product as a dense integer GEMM
 DENSE_CODES = "dense_a"  # its A side: the per-call codes as u8 (+ 128), M x K

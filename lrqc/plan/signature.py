@@ -19,6 +19,8 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
     exact_w      Fa Bt exact_w                             A's lowrank term, other=exact,
                  K a multiple of 16; CPU
+    resid_tq     Qt a_resid resid_tq                       A's lowrank term, method=rsvd;
+    resid_z      a_resid Zt resid_z                        CPU
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
     sparse{j}_dense  S ss Dv dcs sd Cin C (side a) | Rt sr Sv scs ss Cin C (side b): the same
                  product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU"""
@@ -45,6 +47,7 @@ DENS = "dens"  # densities of A's thresholded copies
 UA, WA, UB, WB = "Ua", "Wa", "Ub", "Wb"  # low-rank epilogue factors (Wb is packed)
 BIAS = "bias"  # [1, Np] float32: added to every row of C in the epilogue (packed; zeros if none)
 FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
+QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, Kq]
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
@@ -123,7 +126,15 @@ def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     """The functions the plan compiles on CPUs only, besides functions(): the dense
     formulations of its sparse products and exact_w (the runtime looks them up where the
     target is a CPU)."""
-    return (*dense_functions(p), *_given(w_exact(p), names.FN_EXACT_W))
+    return (*dense_functions(p), *_given(w_exact(p), names.FN_EXACT_W),
+            *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z))
+
+
+def r_products(p: KernelPlan) -> bool:
+    """A's lowrank term is a randomized SVD on the integer path: on CPUs resid_tq and resid_z
+    compute its products with A's residual R where quantize_a left it (the others: the host's
+    BLAS)."""
+    return (p.lowrank_a is not None and p.lowrank_a.method == "rsvd" and not p.float_path)
 
 
 def w_from_codes(p: KernelPlan) -> bool:
@@ -229,6 +240,10 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (FA, BP, SB, *_given(p.b_zero, ZB), names.LOWRANK_W)
     if fn == names.FN_EXACT_W and w_exact(p):
         return (FA, BT, names.EXACT_W)
+    if fn == names.FN_RESID_TQ and r_products(p):
+        return (QT, names.RESID, names.RESID_TQ)
+    if fn == names.FN_RESID_Z and r_products(p):
+        return (names.RESID, ZT, names.RESID_Z)
     if fn == names.FN_LOWRANK_U and p.rank_b:
         a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)
         return a + (LBT, names.LOWRANK_U)

@@ -119,7 +119,7 @@ def _args(bound: Bound, t: dict[str, Tensor]) -> list[Tensor]:
 class Bucket:
     """Functions and scratch buffers of one compiled row count; `lock` guards the buffers (held
     from the copy of A to the read of C). dense: the module has the CPU-only functions
-    (signature.cpu_functions: the dense formulations, exact_w)."""
+    (signature.cpu_functions: the dense formulations, exact_w, resid_tq and resid_z)."""
 
     def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None,
                  dense: bool = True, amx: frozenset[int] = frozenset()):
@@ -143,11 +143,15 @@ class Bucket:
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
         # W_A by exact_w (a CPU-only function, where the plan has it), else numpy's BLAS
         self.exact_w = dense and names.FN_EXACT_W in sig.cpu_functions(p)
-        self.comp = CompBuffers(p, dev, self.exact_w) if p.compensated else None
+        # the randomized SVD's products with R by resid_tq and resid_z (CPU), else numpy's
+        self.r_products = dense and names.FN_RESID_TQ in sig.cpu_functions(p)
+        self.comp = CompBuffers(p, dev, self.exact_w, self.r_products) if p.compensated \
+            else None
         self.buffers = self._buffers()
-        self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES) for fn in (
-            *sig.functions(p), *((names.FN_EXACT_W,) if self.exact_w else ()))
-                      if sig.sparse_index(fn) is None}
+        own = (*((names.FN_EXACT_W,) if self.exact_w else ()),
+               *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()))
+        self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES)
+                      for fn in (*sig.functions(p), *own) if sig.sparse_index(fn) is None}
         self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
         # a caller's A (any rows up to the bucket's: te a_placeholder's free rows) may stand in
         # for the bucket's where no function but quantize_a reads A
@@ -199,9 +203,9 @@ class Bucket:
         self.fn(names.FN_QUANTIZE)(*args)
 
     def run(self, fn: str, packed: Packed, out: Tensor | None = None) -> None:
-        """Function fn (gemm, lowrank_u, lowrank_w, exact_w) on the bucket's buffers and the
-        packed operand; out: a tensor of C's shape to write C into instead of the bucket's
-        buffer."""
+        """Function fn (gemm, lowrank_u, lowrank_w, exact_w, resid_tq, resid_z) on the
+        bucket's buffers and the packed operand; out: a tensor of C's shape to write C into
+        instead of the bucket's buffer."""
         bound = self.bound[fn]
         if out is not None:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
@@ -225,7 +229,7 @@ class Bucket:
             return
         if self.plan.rank_a:
             with parts_on(self.runner):
-                self.comp.a_epilogue(m, self._w_of(packed))
+                self.comp.a_epilogue(m, self._w_of(packed), lambda fn: self.run(fn, packed))
         if self.plan.rank_b:
             self.run(names.FN_LOWRANK_U, packed)
 

@@ -106,9 +106,11 @@ def test_matrix(t: LowRank, k: int, width: int) -> np.ndarray:
 class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
-    def __init__(self, p: KernelPlan, dev: Any = None, exact_w: bool = False):
+    def __init__(self, p: KernelPlan, dev: Any = None, exact_w: bool = False,
+                 r_products: bool = False):
         """exact_w: the bucket runs exact_w (CPU targets, signature.w_exact): Fa and its
-        output."""
+        output; r_products: it runs resid_tq and resid_z (signature.r_products): their bases
+        and outputs."""
         self.p = p
         empty = partial(_empty, dev=dev)
         tensor = partial(_tensor, dev=dev)
@@ -148,6 +150,11 @@ class CompBuffers:
         if self.Wc is not None or self.Wx is not None:
             self.Fa = empty((p.rank_a, p.kq), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
+        self.Qt = self.Zt = self.RtQ = self.RZ = None  # resid_tq's and resid_z's
+        if r_products and p.lowrank_a is not None:
+            w = sketch_width(p)
+            self.Qt, self.RtQ = empty((w, p.mp), "float32"), empty((w, p.kq), "float32")
+            self.Zt, self.RZ = tensor(np.zeros((w, p.kq), F32)), empty((p.mp, w), "float32")
 
     def buffers(self) -> dict[str, Tensor]:
         """Its tensors by parameter name (the compensated quantize_a's outputs, the epilogue's
@@ -155,7 +162,9 @@ class CompBuffers:
         out = {sig.ROWS: self.rows, sig.OMEGA: self.omega, sig.DENS: self.dens,
                names.RESID: self.R, names.RESID_TOP: self.Rtop, names.SKETCH: self.T,
                sig.UA: self.Ua, sig.WA: self.Wa, sig.UB: self.Ub, names.LOWRANK_U: self.Ub,
-               sig.FA: self.Fa, names.LOWRANK_W: self.Wc, names.EXACT_W: self.Wx}
+               sig.FA: self.Fa, names.LOWRANK_W: self.Wc, names.EXACT_W: self.Wx,
+               sig.QT: self.Qt, sig.ZT: self.Zt, names.RESID_TQ: self.RtQ,
+               names.RESID_Z: self.RZ}
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -186,9 +195,12 @@ class CompBuffers:
         return [density_note("A", float(d[j]), sp.term.max_density)
                 for j, sp in enumerate(self.a_copies)]
 
-    def a_epilogue(self, m: int, w_of: Callable[[np.ndarray], np.ndarray]) -> None:
+    def a_epilogue(self, m: int, w_of: Callable[[np.ndarray], np.ndarray],
+                   run: Callable[[str], None] | None = None) -> None:
         """Ua = L_A, Wa = F_Aᵀ B (or B̂) for a call with m rows; w_of(Ft) gives F_Aᵀ B (r x N)
-        from F_Aᵀ (r x K): the float32 B's product (other=exact), or held_w's (other=packed)."""
+        from F_Aᵀ (r x K): the float32 B's product (other=exact), or held_w's (other=packed).
+        run(fn): runs the bucket's compiled function fn (resid_tq, resid_z where it has
+        them)."""
         p, t = self.p, self.p.lowrank_a
         if t is None:
             raise TypeError(f"plan of '{p.scheme.name}': A has no lowrank term")
@@ -202,7 +214,8 @@ class CompBuffers:
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             top = float(view(self.Rtop)[:m].max())  # max |R| (the quantize pass's rows)
-            L, Ft = a_factors(t, R, T, top)
+            compiled = run is not None and self.RtQ is not None
+            L, Ft = a_factors(t, R, T, top, self._products(m, run) if compiled else None)
             ua = writable(self.Ua)
             with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
                 ua[:m] = L
@@ -213,6 +226,31 @@ class CompBuffers:
             wa[:, p.n:] = 0.0
             store(self.Wa, wa)
 
+
+    def _products(self, m: int, run: Callable[[str], None]) -> Products:
+        """(Rᵀ Q, R Z) of this call's m rows of R by resid_tq and resid_z: Q (m x w) and Z (K x
+        w) float32, w at most the compiled width; the bases zero past them."""
+        k = self.p.k
+
+        def rt(R: np.ndarray, Q: np.ndarray) -> np.ndarray:
+            w = Q.shape[1]
+            qt = writable(self.Qt)
+            qt[:] = 0.0
+            qt[:w, :m] = Q.T
+            store(self.Qt, qt)
+            run(names.FN_RESID_TQ)
+            return np.array(view(self.RtQ)[:w, :k].T)
+
+        def rz(R: np.ndarray, Z: np.ndarray) -> np.ndarray:
+            w = Z.shape[1]
+            zt = writable(self.Zt)
+            zt[:] = 0.0
+            zt[:w, :k] = Z.T
+            store(self.Zt, zt)
+            run(names.FN_RESID_Z)
+            return np.array(view(self.RZ)[:m, :w])
+
+        return rt, rz
 
     def set_fa(self, Ft: np.ndarray) -> None:
         """Fa = F_Aᵀ (r x K), zero padded to Kq: the input of lowrank_w (other=packed) or
@@ -263,17 +301,24 @@ def sparse_w(ft: np.ndarray, codes: SparseCodes, vector: int, n: int,
 UNSCALED_EXPONENT = 24
 
 
-def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None, top: float
-              ) -> tuple[np.ndarray, np.ndarray]:
+# Rᵀ Q and R Z of the randomized SVD, each (R, X) -> product: numpy's BLAS (linalg) or the
+# kernel's resid_tq and resid_z on the R it holds (CompBuffers._products)
+Products = tuple[Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None, top: float,
+              products: Products | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32), T = R Ω and
     top = max |R| (the quantization pass computes it as it writes R). As the reference, it
     factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L back by 2^e: the
     factors follow the data's scale and no product of R overflows or underflows. For |e| <=
     UNSCALED_EXPONENT that is the factorization of R itself (the same numbers: power-of-two
-    scaling commutes with every product), without the copy of R."""
+    scaling commutes with every product), without the copy of R, and the products with R
+    may be `products` (the kernel's own, on the R it holds); the scaled copy's are numpy's."""
     e = top_exponent(top)
     if abs(e) <= UNSCALED_EXPONENT:
-        return _a_factors(t, R, T)
+        return _a_factors(t, R, T, products)
     R = np.ldexp(R, -e).astype(F32)
     if T is not None:
         T = np.ldexp(T, -e).astype(F32)
@@ -305,8 +350,8 @@ def sketch_factors(R: np.ndarray, t: np.ndarray, u: np.ndarray, power_iters: int
     return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
 
 
-def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None,
+               products: Products | None = None) -> tuple[np.ndarray, np.ndarray]:
     if t.method == "svd":
         U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
         return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
@@ -314,9 +359,10 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None
         raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
     if t.method == "sketch":
         return sketch_factors(R, T[:, 0], rt_vec(R, T[:, 0]), t.power_iters)
+    rt, rz = products or (rt_mul, pmatmul)
     Q = span_basis(T.astype(F64))
     for _ in range(t.power_iters):
-        Z = span_basis(rt_mul(R, Q.astype(F32)).astype(F64))
-        Q = span_basis(pmatmul(R, Z.astype(F32)).astype(F64))
-    Ut, S, Vt = top_svd(rt_mul(R, Q.astype(F32)).T.astype(F64), t.rank)
+        Z = span_basis(rt(R, Q.astype(F32)).astype(F64))
+        Q = span_basis(rz(R, Z.astype(F32)).astype(F64))
+    Ut, S, Vt = top_svd(rt(R, Q.astype(F32)).T.astype(F64), t.rank)
     return (Q @ Ut) * S, Vt

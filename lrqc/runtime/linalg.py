@@ -1,6 +1,7 @@
 """The host's dense linear algebra for per-call glue (the low-rank factors of A's residual and
-their products): float32 products spread over the cores as single-threaded BLAS calls, and the
-SVD of a wide matrix through a QR of its transpose. numpy only.
+their products): float32 products spread over the cores as single-threaded BLAS calls, the
+SVD of a wide matrix through a QR of its transpose, and the one-step bases and SVD of the
+per-call factorizations where their inputs are well conditioned. numpy only.
 
 Why not OpenBLAS's own threads: they spin-wait after each call and would steal the cores from
 the TVM GEMM that follows (glue.one_blas_thread limits them to one); two single-threaded calls

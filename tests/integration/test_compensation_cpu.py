@@ -456,6 +456,45 @@ def test_lowrank_times_exact_b_in_an_artifact(tmp_path):
     assert rel_error(kernel(A, packed), ref) < TOL
 
 
+def test_randomized_svd_products_run_compiled(tmp_path):
+    """On CPUs the randomized SVD's products with A's residual R (Rᵀ Q and R Z) run as the
+    kernel's resid_tq and resid_z on the R quantize_a left: equal to float64 products within
+    float32 rounding for calls of fewer rows than the bucket's (R's rows past them are copies
+    of the last) and narrower bases (fewer rows than rank + oversample), with K's padding
+    columns of R nonzero (codes with a zero point); C the reference's, in an artifact too."""
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.runtime.artifact import load_kernel
+    from lrqc.runtime.glue import view
+
+    s = scheme("uint8 per_channel calibrate=minmax + lowrank(rank=4, oversample=4, "
+               "power_iters=1)", "int8 per_channel")
+    k, n = 200, 40  # K's padding: 200 -> 208
+    kernel = lrqc.compile(s, M="5..24", N=n, K=k)
+    assert all(bk.r_products for bk in kernel._buckets)
+    rng = np.random.default_rng(13)
+    B = rng.standard_normal((k, n))
+    packed = kernel.pack(B)
+    for m in (5, 7, 17, 24):
+        A = (rng.standard_normal((m, k)) + 1000.0).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
+        bk, rows = kernel._quantize(A)
+        R = view(bk.comp.R)[:rows, :k].astype(np.float64)
+        assert np.abs(view(bk.comp.R)[:, k:]).max() > 0  # the padding columns
+        rt, rz = bk.comp._products(rows, lambda fn, bk=bk: bk.run(fn, packed))
+        for w in sorted({1, min(8, m)}):
+            Q = rng.standard_normal((rows, w)).astype(np.float32)
+            Z = rng.standard_normal((k, w)).astype(np.float32)
+            for got, want in ((rt(None, Q), R.T @ Q), (rz(None, Z), R @ Z)):
+                assert got.shape == want.shape
+                assert np.abs(got - want).max() < 1e-5 * np.abs(want).max(), (m, w)
+    man = build_artifact(s, "8..16", n, k, tmp_path / "k")
+    assert {"resid_tq_m8", "resid_z_m16"} <= set(man["functions"])
+    loaded = load_kernel(tmp_path / "k")
+    A = (rng.standard_normal((12, k)) + 1000.0).astype(np.float32)
+    assert rel_error(loaded.run(A, B), matmul(s, A.astype(np.float64), B)) < TOL
+
+
 def test_lowrank_times_packed_weights_in_an_artifact(tmp_path):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel

@@ -221,7 +221,8 @@ FORGED = {  # edits with the content hashes recomputed: still refused by the che
     "file entry": (lambda m: m["files"].clear(), "no size and hash recorded for lib.so"),
     "functions": (lambda m: m["functions"].append("nope"), r"lacks 1 of the manifest's functions"),
     "format 5": (lambda m: m.update(format=5), r"manifest format 5, from an older lrqc.*rebuild"),
-    "format 9": (lambda m: m.update(format=9), r"manifest format 9, from an older lrqc.*rebuild"),
+    "format 10": (lambda m: m.update(format=10),
+                  r"manifest format 10, from an older lrqc.*rebuild"),
     "newer format": (lambda m: m.update(format=FORMAT + 1),
                      rf"format {FORMAT + 1}, newer than this lrqc reads \({FORMAT}\)"),
 }

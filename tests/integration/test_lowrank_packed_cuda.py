@@ -49,15 +49,17 @@ def test_rank1_lowrank_w_keeps_the_panel_form_on_cuda():
 
 
 def test_lowrank_times_exact_b_has_no_exact_w_on_cuda():
-    """CUDA keeps W = F_Aᵀ B of other=exact on the host's BLAS: no exact_w is compiled or
-    listed, and no float32 Bᵀ goes to the device."""
+    """CUDA keeps W = F_Aᵀ B of other=exact and the randomized SVD's products with A's
+    residual on the host's BLAS: no exact_w, resid_tq or resid_z is compiled or listed, and no
+    float32 Bᵀ goes to the device."""
     from lrqc.runtime.manifest import functions
 
     s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + lowrank(rank=4)\n"
                            " b: int8 per_channel\n}")["t"]
     kernel = lrqc.compile(s, 16, 64, 128, target="cuda-sm90")
-    assert "exact_w" not in toolchain.cuda_source(kernel.module)
-    assert not any(fn.startswith("exact_w") for fn in functions(kernel))
+    src = toolchain.cuda_source(kernel.module)
+    assert "exact_w" not in src and "resid_tq" not in src and "resid_z" not in src
+    assert not any(fn.startswith(("exact_w", "resid_")) for fn in functions(kernel))
 
 
 @pytest.mark.gpu

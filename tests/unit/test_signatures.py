@@ -42,6 +42,7 @@ FLOAT_ZERO = "a: float32\n b: uint4 per_channel"
 FLOAT_F32 = "a: float32\n b: e3m4 per_channel"
 FLOAT_LOWRANK = "a: float16\n b: int4 per_channel + lowrank(rank=4)"
 SVD_A = "a: int8 per_channel + lowrank(rank=2, method=svd)\n b: int8 per_channel"
+RSVD_A = "a: int8 per_channel + lowrank(rank=2, method=rsvd)\n b: int8 per_channel"
 
 GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
 
@@ -64,6 +65,8 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
     (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
     (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid", "a_resid_top")),
     (SVD_A, "gemm", GEMM + ("Ua", "Wa", "bias", "C")),
+    (RSVD_A, "resid_tq", ("Qt", "a_resid", "resid_tq")),
+    (RSVD_A, "resid_z", ("a_resid", "Zt", "resid_z")),
 ])
 def test_parameters_of_representative_plans(text, fn, want):
     assert sig.params(plan_of(text), fn) == want
@@ -88,7 +91,10 @@ def test_functions_of_a_plan_and_unknown_functions():
     assert sig.functions(plan_of(FLOAT_LOWRANK)) == ("quantize_a", "gemm", "lowrank_u")
     assert sig.functions(example_plan("sparse_int8")) == ("quantize_a", "gemm", "int_acc",
                                                           "sparse0", "sparse1")
-    for text, fn in [(HALF, "int_acc"), (INT8, "lowrank_u"), (INT8, "sparse0"), (INT8, "x")]:
+    assert sig.cpu_functions(plan_of(RSVD_A)) == ("exact_w", "resid_tq", "resid_z")
+    assert sig.cpu_functions(plan_of(SVD_A)) == ("exact_w",)  # no products with a basis
+    for text, fn in [(HALF, "int_acc"), (INT8, "lowrank_u"), (INT8, "sparse0"), (INT8, "x"),
+                     (SVD_A, "resid_tq"), (FLOAT_LOWRANK, "resid_z")]:
         with pytest.raises(PlanError, match=f"no function '{fn}'"):
             sig.params(plan_of(text), fn)
 

@@ -12,7 +12,8 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
 computing every residual in float64 with the reference's exact operations (quantize.py's
 quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots: the row dot product),
-exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU),
+exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU), resid_tq and
+resid_z the randomized SVD's products of R with its bases (CPU),
 lowrank_w makes F_Aᵀ B̂ from B's packed codes (A's lowrank term with other=packed); the GEMM adds
 U W in its epilogue."""
 
@@ -238,6 +239,28 @@ def exact_w(p: KernelPlan) -> list[te.Tensor]:
     Fa = te.placeholder((r, p.kq), "float32", name="Fa")
     Bt = te.placeholder((p.n, K), "float32", name="Bt")
     return [Fa, Bt, row_dots(lambda n, k: Bt[n, k], Fa, p.n, r, K, names.EXACT_W)]
+
+
+def resid_tq(p: KernelPlan) -> list[te.Tensor]:
+    """(Qᵀ R)[c, k] = Σ_i Qt[c, i] R[i, k] for A's residual R as quantize_a left it and a basis
+    Q given transposed (w x Mp, zero past the call's rows; R's rows past them are copies of
+    its last, finite): the randomized SVD's Rᵀ Q, each sum over the rows in order:
+    [Qt, a_resid, resid_tq]."""
+    Mp, Kq, w = p.mp, p.kq, sketch_width(p)
+    Qt = te.placeholder((w, Mp), "float32", name="Qt")
+    R = te.placeholder((Mp, Kq), "float32", name=names.RESID)
+    i = te.reduce_axis((0, Mp), "i")
+    return [Qt, R, te.compute((w, Kq), lambda c, k: te.sum(Qt[c, i] * R[i, k], axis=i),
+                              name=names.RESID_TQ)]
+
+
+def resid_z(p: KernelPlan) -> list[te.Tensor]:
+    """(R Z)[i, c] = Σ_k R[i, k] Zt[c, k] (row_dots) for A's residual R and a basis Z given
+    transposed (w x Kq, zero past K: R's padding columns are not): [a_resid, Zt, resid_z]."""
+    Mp, Kq, w = p.mp, p.kq, sketch_width(p)
+    R = te.placeholder((Mp, Kq), "float32", name=names.RESID)
+    Zt = te.placeholder((w, Kq), "float32", name="Zt")
+    return [R, Zt, row_dots(lambda i, k: R[i, k], Zt, Mp, w, Kq, names.RESID_Z)]
 
 
 def lowrank_w(p: KernelPlan, lanes: bool = False) -> list[te.Tensor]:
