@@ -188,17 +188,23 @@ def test_kernels_on_openmp_threads(case):
     check_concurrent_calls(tvm, B, inputs)
 
 
-@pytest.mark.parametrize("term", ["lowrank(rank=1, method=sketch, power_iters=1)",
-                                  "lowrank(rank=4, method=rsvd, oversample=4)"])
-def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, monkeypatch):
+@pytest.mark.parametrize("term,host", [
+    ("lowrank(rank=1, method=sketch, power_iters=1)", True),
+    ("lowrank(rank=4, method=rsvd, oversample=4)", True),  # R scaled: numpy's products
+    ("lowrank(rank=4, method=rsvd, oversample=4)", False)])  # resid_tq and resid_z
+def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, host, monkeypatch):
     """A kernel on OpenMP threads runs the host's per-call factorization of A's residual (its
     products and row-block passes, lrqc.runtime.linalg, split over the cores from a lowered
     amount of work here) on those threads too: the parts counter moves, C equals TVM's
     pool's (whose kernel runs them on a Python pool) bit for bit, concurrent calls stay exact,
-    and the numbers are the reference's."""
+    and the numbers are the reference's. The randomized SVD's products with R run as the
+    kernel's compiled functions instead (host False), unless R is scaled first (forced here
+    for host True)."""
     from lrqc.backend import openmp
-    from lrqc.runtime import linalg
+    from lrqc.runtime import glue, linalg
 
+    if host and "rsvd" in term:
+        monkeypatch.setattr(glue, "UNSCALED_EXPONENT", -1)  # every R scaled: numpy's products
     monkeypatch.setattr(linalg, "PARALLEL_WORK", 1 << 10)
     monkeypatch.setattr(linalg, "BLOCK_BYTES", 1 << 12)  # several blocks per part
     s = scheme_of("a: int8 per_tensor round=floor + " + term +
@@ -209,10 +215,12 @@ def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, monkeypatch):
     omp = lrqc.compile(s, M="64..96", N=32, K=256, threads="openmp")
     tvm = lrqc.compile(s, M="64..96", N=32, K=256, threads="tvm")
     packed_omp, packed_tvm = omp.pack(B), tvm.pack(B)
-    before = openmp.part_runs()
+    assert all(bk.r_products for bk in omp._buckets) == ("rsvd" in term)
+    before, launched = openmp.part_runs(), openmp.launches()
     for A in inputs:
         np.testing.assert_array_equal(omp(A, packed_omp), tvm(A, packed_tvm))
-    assert openmp.part_runs() > before
+    assert (openmp.part_runs() > before) == host
+    assert openmp.launches() > launched
     pool_before = openmp.part_runs()
     tvm(inputs[0], packed_tvm)
     assert openmp.part_runs() == pool_before  # TVM's pool: the glue is not on OpenMP
