@@ -19,9 +19,10 @@ rsvd: 2 q + 2)."""
 from __future__ import annotations
 
 
-def lowrank_work(plan, m: int, n: int, k: int) -> tuple[float, float]:
+def lowrank_work(plan, m: int, n: int, k: int, b_bytes: int = 4) -> tuple[float, float]:
     """(flops, bytes) of the low-rank terms of a kernel plan (lrqc's KernelPlan) for one call
-    of m rows; (0, 0) without low-rank terms."""
+    of m rows, the exact B held in b_bytes per value (2 where pack keeps a 16-bit copy, B's
+    values being bfloat16's or float16's); (0, 0) without low-rank terms."""
     flops = bytes_ = 0.0
     t = plan.lowrank_a
     if t is not None:
@@ -36,16 +37,16 @@ def lowrank_work(plan, m: int, n: int, k: int) -> tuple[float, float]:
         bytes_ += 4 * m * k * (1 + passes)
         flops += 2 * t.rank * k * n
         if t.other != "packed":
-            bytes_ += 4 * k * n
+            bytes_ += b_bytes * k * n
     flops += 2 * m * k * plan.rank_b + 2 * m * n * (plan.rank_a + plan.rank_b)
     return flops, bytes_
 
 
 def least_extra_ms(plan, m: int, n: int, k: int, fma_gflops: float | None,
-                   bandwidth: float | None) -> dict:
+                   bandwidth: float | None, b_bytes: int = 4) -> dict:
     """{"floor_ms", "floor_why"} for a plan with low-rank terms (floor_ms None where a roof
     was not measured); {} without low-rank terms."""
-    flops, nbytes = lowrank_work(plan, m, n, k)
+    flops, nbytes = lowrank_work(plan, m, n, k, b_bytes)
     if not flops:
         return {}
     if not fma_gflops or not bandwidth:

@@ -71,6 +71,8 @@ def gemm_schemes() -> dict[str, lrqc.Scheme]:
 FLOOR_D, TRUNC_D = "direct int8 per_tensor floor", "direct int8 per_channel trunc"
 R1, R16, R16B = "LRQMM rank 1", "LRQMM rank 16", "LRQMM rank 16, B only"
 R1P = "LRQMM rank 1, other=packed"  # A's term times B's codes: no float32 B to read
+R16H = "LRQMM rank 16, B in bfloat16"  # B's values bfloat16's (a bfloat16 model's weights):
+#   pack holds the exact B in 16 bits
 SP5, SP35 = "sparse 5 %", "sparse 35 %"
 DSEG = "dense segments"  # the cost of the sparse terms run as K segments of the GEMM
 COMP = {  # name: (scheme body, the direct kernel it is compared with)
@@ -79,6 +81,7 @@ COMP = {  # name: (scheme body, the direct kernel it is compared with)
     R1P: (f"a: {common.FLOOR} + {common.lowrank(1, 'packed')}\n"
           f" b: {common.FLOOR} + {common.lowrank(1)}", FLOOR_D),
     R16: (common.both(common.FLOOR, common.lowrank(16)), FLOOR_D),
+    R16H: (common.both(common.FLOOR, common.lowrank(16)), FLOOR_D),
     R16B: (f"a: {common.FLOOR}\n b: {common.FLOOR} + {common.lowrank(16)}", FLOOR_D),
     TRUNC_D: (common.both(common.TRUNC_PC), None),
     SP5: (common.both(common.TRUNC_PC, common.sparse(5)), TRUNC_D),
@@ -87,9 +90,19 @@ COMP = {  # name: (scheme body, the direct kernel it is compared with)
 }
 COMP_CASES = {  # shape: the compensated rows measured there (other shapes: every row)
     "2048,2048,2048": [R1, R1P, R16],
-    "256,4096,4096": [R1, R1P, R16, R16B, SP5, SP35, DSEG],
+    "256,4096,4096": [R1, R1P, R16, R16H, R16B, SP5, SP35, DSEG],
     "16,4096,4096": [R16B],
 }
+
+
+def bf16_values(B: np.ndarray) -> np.ndarray:
+    """B's float32 values with the low 16 bits of each cleared: bfloat16 values (B rounded
+    toward zero), as a bfloat16 model's weights widened to float32 are."""
+    return (B.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+
+
+B_OF = {R16H: bf16_values}  # rows whose B is B_OF[row](B)
+B_BYTES = {R16H: 2}  # bytes per value of the exact B that A's term reads (default 4)
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
@@ -248,7 +261,10 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
     rng = np.random.default_rng(0)
     A = rng.random((m, k)).astype(np.float32)
     B = rng.random((k, n)).astype(np.float32)
+    bs = {name: B_OF.get(name, lambda b: b)(B) for name in names}
     ref = A.astype(np.float64) @ B.astype(np.float64)
+    refs = {name: A.astype(np.float64) @ b.astype(np.float64) if b is not B else ref
+            for name, b in bs.items()}
     calls: dict = {NUMPY: partial(np.matmul, A, B)}
     kernels, notes, packs = {}, {}, {}
     for name in names:
@@ -258,7 +274,7 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
             notes[name] = failure(exc)
             continue
         kernels[name] = kernel
-        packs[name] = kernel.pack(B)
+        packs[name] = kernel.pack(bs[name])
         calls[name] = partial(kernel, A, packs[name])
         notes[name] = f"rule {kernel.rule}, build {build:.1f} s"
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
@@ -275,7 +291,7 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
         err, note = None, notes.get(name, "")
         if ts:
             C = calls[name]()
-            err = common.rel(C, ref)
+            err = common.rel(C, refs.get(name, ref))
             extra = "; ".join(filter(None, (short_note(n) for n in getattr(
                 kernels.get(name), "last_notes", []))))
             note = "; ".join(filter(None, [note, call_note(med(ts), len(ts), first.get(name),
@@ -285,7 +301,8 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
                      "rel_error": err, "vs_direct": ratio, "calls": len(ts),
                      "first_call_ms": first[name] * 1e3 if name in first else None,
                      "note": note, **sparse_bound(kernels.get(name), A, packs.get(name)),
-                     **lowrank_bound(kernels.get(name), m, n, k, peaks)})
+                     **lowrank_bound(kernels.get(name), m, n, k, peaks,
+                                     B_BYTES.get(name, 4))})
     by_case = {r["case"]: r for r in rows}
     for r in rows:  # the ratio to the direct kernel the low-rank terms' work allows at best
         d = by_case.get(r["direct"]) if r["direct"] else None
@@ -294,15 +311,16 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
     return rows
 
 
-def lowrank_bound(kernel, m: int, n: int, k: int, peaks: dict) -> dict:
-    """The least time the kernel's low-rank terms can add here (bench/comp_bounds.py)."""
+def lowrank_bound(kernel, m: int, n: int, k: int, peaks: dict, b_bytes: int = 4) -> dict:
+    """The least time the kernel's low-rank terms can add here (bench/comp_bounds.py), the
+    exact B held in b_bytes per value."""
     if kernel is None:
         return {}
     fma = peaks.get(common.numpy_roof())
     if not kernel.plan.lowrank_a and not kernel.plan.rank_b:  # (no bandwidth run for it)
         return {}
     return comp_bounds.least_extra_ms(kernel.plan, m, n, k, fma if isinstance(fma, float)
-                                      else None, bandwidth())
+                                      else None, bandwidth(), b_bytes)
 
 
 def bandwidth() -> float:

@@ -42,7 +42,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if w_from_codes(plan):
         funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan, lanes=rule.family != "cuda")
     if w_exact(plan) and rule.family != "cuda":  # the GPU's W: the host's BLAS
-        funcs[names.FN_EXACT_W] = te_comp.exact_w(plan)
+        for held, fn in sig.EXACT_W.items():  # B in float32 or an exact 16-bit copy
+            funcs[fn] = te_comp.exact_w(plan, held)
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
         funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
         funcs[names.FN_RESID_Z] = te_comp.resid_z(plan)
@@ -123,7 +124,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
-    elif fn == names.FN_EXACT_W:  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
+    elif fn in sig.EXACT_W.values():  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
         # BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in the last-level cache
         # (AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's read alone is 2.3 ms)
         passes.row_dots_at(sch, names.EXACT_W, knob, rows=4 if plan.n % 4 == 0 else 1)

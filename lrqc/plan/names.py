@@ -44,6 +44,8 @@ FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_EXACT_W = "exact_w"  # F_Aᵀ B of A's lowrank term (other=exact) from B in float32, CPU
+FN_EXACT_W_BF16 = "exact_w_bf16"  # the same from B's exact bfloat16 copy (bits as uint16)
+FN_EXACT_W_F16 = "exact_w_f16"  # the same from B's exact float16 copy
 FN_RESID_TQ = "resid_tq"  # Qᵀ R of A's residual R (its randomized SVD), CPU
 FN_RESID_Z = "resid_z"  # R Z of A's residual R (its randomized SVD), CPU
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM

@@ -18,7 +18,7 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
     exact_w      Fa Bt exact_w                             A's lowrank term, other=exact,
-                 K a multiple of 16; CPU
+    exact_w_bf16, exact_w_f16 (Bt in 16 bits)             K a multiple of 16; CPU
     resid_tq     Qt a_resid resid_tq                       A's lowrank term, method=rsvd;
     resid_z      a_resid Zt resid_z                        CPU
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
@@ -115,6 +115,12 @@ def dense_params(sp: SparseProduct) -> tuple[str, ...]:
     return (*(DENSE_A if sp.side == "a" else DENSE_B), CIN, names.OUT)
 
 
+# exact_w's function by the type Bᵀ is held in: float32, or an exact 16-bit copy of it
+# (bfloat16's bits as uint16, or float16) where every value of B is one
+EXACT_W = {"float32": names.FN_EXACT_W, "uint16": names.FN_EXACT_W_BF16,
+           "float16": names.FN_EXACT_W_F16}
+
+
 def w_exact(p: KernelPlan) -> bool:
     """A's lowrank term multiplies the exact B (other=exact) and K is a multiple of 16: on
     CPUs exact_w computes W_A = F_Aᵀ B from pack's float32 Bᵀ as 16-lane row dot products
@@ -126,7 +132,7 @@ def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     """The functions the plan compiles on CPUs only, besides functions(): the dense
     formulations of its sparse products and exact_w (the runtime looks them up where the
     target is a CPU)."""
-    return (*dense_functions(p), *_given(w_exact(p), names.FN_EXACT_W),
+    return (*dense_functions(p), *_given(w_exact(p), *EXACT_W.values()),
             *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z))
 
 
@@ -238,7 +244,7 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
     if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:
         return (FA, BP, SB, *_given(p.b_zero, ZB), names.LOWRANK_W)
-    if fn == names.FN_EXACT_W and w_exact(p):
+    if fn in EXACT_W.values() and w_exact(p):
         return (FA, BT, names.EXACT_W)
     if fn == names.FN_RESID_TQ and r_products(p):
         return (QT, names.RESID, names.RESID_TQ)

@@ -86,6 +86,8 @@ def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
     DLPack code for (ml_dtypes' bfloat16 and 8-bit floats, kind "V") stay as they are."""
     tensors: dict[str, Tensor] = {}
     views: dict[str, Any] = {}  # field -> its view
+    if arrays.b32t is not None:
+        arrays = held_bt(arrays, exact_w)
     for field, name in PARAMS:
         v = getattr(arrays, field)
         if v is None or (name == sig.BT and not exact_w):
@@ -94,6 +96,33 @@ def static_tensors(arrays: PackedOperand, dev: Any, exact_w: bool
         if on_cpu(t) and v.dtype.kind != "V":
             views[field] = view(t)
     return replace(arrays, **views), tensors
+
+
+def held_bt(arrays: PackedOperand, exact_w: bool) -> PackedOperand:
+    """arrays with Bᵀ (A's lowrank term, other=exact) as exact_w reads it best: where exact_w
+    runs, an exact 16-bit copy (bfloat16's bits as uint16, else float16) when every value of
+    B is one (weights from a bfloat16 or float16 model: half the bytes to hold and to read
+    per call), with a note; elsewhere float32 (numpy's BLAS: a copy saved by a CPU kernel is
+    widened back, exactly)."""
+    bt = arrays.b32t
+    if bt is None:
+        return arrays
+    if not exact_w:
+        if bt.dtype == np.uint16:
+            bt = (bt.astype(np.uint32) << 16).view(np.float32)
+        return replace(arrays, b32t=bt.astype(np.float32, copy=False))
+    if bt.dtype != np.float32:
+        return arrays  # (held in 16 bits already: a saved pack)
+    bits = bt.view(np.uint32)
+    if not np.any(bits & 0xFFFF):
+        held, kind = (bits >> 16).astype(np.uint16), "bfloat16"
+    else:
+        held, kind = bt.astype(np.float16), "float16"
+        if not np.array_equal(held.astype(np.float32).view(np.uint32), bits):
+            return arrays
+    note = (f"B held as {kind} for A's lowrank term (every value of B is one: 2 bytes per "
+            "weight instead of 4, the same numbers)")
+    return replace(arrays, b32t=held, notes=(*arrays.notes, note))
 
 
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
@@ -148,7 +177,7 @@ class Bucket:
         self.comp = CompBuffers(p, dev, self.exact_w, self.r_products) if p.compensated \
             else None
         self.buffers = self._buffers()
-        own = (*((names.FN_EXACT_W,) if self.exact_w else ()),
+        own = (*(sig.EXACT_W.values() if self.exact_w else ()),
                *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()))
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES)
                       for fn in (*sig.functions(p), *own) if sig.sparse_index(fn) is None}
@@ -252,7 +281,7 @@ class Bucket:
         if self.exact_w:
             def from_bt(ft: np.ndarray) -> np.ndarray:
                 comp.set_fa(ft)
-                self.run(names.FN_EXACT_W, packed)
+                self.run(sig.EXACT_W[str(b32t.dtype)], packed)
                 return view(comp.Wx).T  # a W past float32 makes C infinite, as below
             return from_bt
         # (Bᵀ F)ᵀ: one row block of Bᵀ per core (2048^2 x 16: 1.4 ms against 1.8 for F B);

@@ -38,6 +38,7 @@ FORMAT = 11  # of manifest.json; older ones are refused: 3 and before carry no f
 # 8's writes no max |R| per row of A's residual (9 does: A's lowrank term reads it), 9's
 # CPU kernels have no exact_w (10: A's lowrank term with other=exact computes F_Aᵀ B there),
 # 10's no resid_tq and resid_z (11: a randomized SVD's products with A's residual run there)
+# nor exact_w_bf16 and exact_w_f16 (11: B's exact 16-bit copy)
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -70,8 +71,10 @@ LAYOUTS = {
           "weights, else 0), only for weights with zero points",
     "bias": "float32 [1, Np] added to every row of C by the GEMM's epilogue (zeros without a "
             "bias)",
-    "Bt": "float32 N x K, B transposed (rows contiguous), for A's lowrank term with "
-          "other=exact: exact_w's input on CPUs (K a multiple of 16)",
+    "Bt": "N x K, B transposed (rows contiguous), for A's lowrank term with other=exact: "
+          "exact_w's input on CPUs (K a multiple of 16); float32, or where every value of B "
+          "is a bfloat16's its bits as uint16 (exact_w_bf16), else a float16's float16 "
+          "(exact_w_f16)",
 }
 
 

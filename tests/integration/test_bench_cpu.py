@@ -67,6 +67,10 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     # other=packed: the same work, without the float32 B
     assert cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1P), 32, 64, 64) == (flops,
                                                                               4 * 32 * 64 * 3)
+    # B in 16 bits: 2 bytes per value of B to read
+    assert cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1), 32, 64, 64, 2)[1] == \
+        nbytes - 2 * 64 * 64
+    assert comp[cpu.R16H]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]
     packed = {r["method"]: r for r in record["packing"]}
     for mode in ("weight-only", "w·a8"):
         bits = {b: packed[f"{mode} int{b}"] for b in (8, 4, 3, 5, 6)}

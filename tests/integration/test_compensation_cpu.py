@@ -439,6 +439,48 @@ def test_pack_holds_each_array_once():
     assert rel_error(kernel(A, packed), ref) < TOL
 
 
+def test_exact_b_of_16_bit_values_is_held_in_16_bits(monkeypatch):
+    """Where exact_w runs and every value of B is a bfloat16's (or a float16's), pack holds
+    Bᵀ in 16 bits (bfloat16's bits as uint16, or float16), says so, and C is bit for bit the
+    one from the float32 Bᵀ; a saved pack restores as it was, and a kernel without exact_w
+    widens it back exactly."""
+    from lrqc.runtime import buckets, packstate
+    from lrqc.runtime.glue import view
+
+    s = scheme("int8 per_channel round=floor + lowrank(rank=4)", "int8 per_channel")
+    kernel = lrqc.compile(s, M="8..32", N=48, K=64)
+    rng = np.random.default_rng(14)
+    B = rng.standard_normal((64, 48)).astype(np.float32)
+    A = rng.random((20, 64)).astype(np.float32)
+    bf16 = (B.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    f16 = B.astype(np.float16).astype(np.float32)
+    f16[0, 0] = -0.0  # kept with its sign
+    held = {}
+    for b, dtype in ((bf16, np.uint16), (f16, np.float16), (B, np.float32)):
+        packed = kernel.pack(b)
+        bt = packed.arrays.b32t
+        assert bt.dtype == dtype and bt.shape == (48, 64)
+        assert np.shares_memory(bt, view(packed.tensors["Bt"]))
+        assert any("B held as" in n for n in packed.notes) == (dtype != np.float32)
+        held[dtype] = (b, packed, kernel(A, packed))
+        ref = matmul(s, A.astype(np.float64), b)
+        assert rel_error(held[dtype][2], ref) < TOL
+    for dtype in (np.uint16, np.float16):
+        b, packed, C = held[dtype]
+        restored = packstate.restore(kernel, *packstate.save(packed))
+        assert restored.arrays.b32t.dtype == dtype
+        np.testing.assert_array_equal(kernel(A, restored), C)
+        wide = buckets.held_bt(packed.arrays, exact_w=False).b32t  # e.g. a CUDA kernel's
+        assert wide.dtype == np.float32
+        np.testing.assert_array_equal(wide.view(np.uint32), b.T.view(np.uint32))
+    monkeypatch.setattr(buckets, "held_bt", lambda arrays, exact_w: arrays)  # float32 Bᵀ
+    for dtype in (np.uint16, np.float16):
+        b, _, C = held[dtype]
+        packed = kernel.pack(b)
+        assert packed.arrays.b32t.dtype == np.float32
+        np.testing.assert_array_equal(kernel(A, packed), C)
+
+
 def test_lowrank_times_exact_b_in_an_artifact(tmp_path):
     from lrqc.pipeline.export import build_artifact
     from lrqc.runtime.artifact import load_kernel
@@ -446,14 +488,17 @@ def test_lowrank_times_exact_b_in_an_artifact(tmp_path):
     s = scheme("int8 per_channel + lowrank(rank=4)", "int8 per_channel")
     man = build_artifact(s, "8..16", 48, 64, tmp_path / "k")
     assert sorted(fn for fn in man["functions"] if fn.startswith("exact_w")) == [
+        "exact_w_bf16_m16", "exact_w_bf16_m8", "exact_w_f16_m16", "exact_w_f16_m8",
         "exact_w_m16", "exact_w_m8"]
     kernel = load_kernel(tmp_path / "k")
     rng = np.random.default_rng(5)
     A, B = rng.standard_normal((12, 64)), rng.standard_normal((64, 48))
-    packed = kernel.pack(B)
-    assert "Bt" in packed.tensors
-    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
-    assert rel_error(kernel(A, packed), ref) < TOL
+    for b in (B, B.astype(np.float16)):  # float32, and held as float16
+        packed = kernel.pack(b)
+        assert packed.tensors["Bt"].dtype == ("float16" if b.dtype == np.float16 else
+                                              "float32")
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), b)
+        assert rel_error(kernel(A, packed), ref) < TOL
 
 
 def test_randomized_svd_products_run_compiled(tmp_path):

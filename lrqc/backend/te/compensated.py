@@ -230,15 +230,22 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
 
 
-def exact_w(p: KernelPlan) -> list[te.Tensor]:
+def exact_w(p: KernelPlan, held: str = "float32") -> list[te.Tensor]:
     """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
-    K a multiple of 16), from pack's float32 Bᵀ (N x K, rows contiguous) and Fa = F_Aᵀ (r x
-    Kq): a 16-lane dot product of each row of Bᵀ with each row of Fa (row_dots), B read once
-    in its stored order: [Fa, Bt, exact_w]."""
+    K a multiple of 16), from pack's Bᵀ (N x K, rows contiguous) held as `held` (float32, or
+    an exact 16-bit copy: bfloat16's bits as uint16, float16; each value widened to float32
+    exactly) and Fa = F_Aᵀ (r x Kq): a 16-lane dot product of each row of Bᵀ with each row of
+    Fa (row_dots), B read once in its stored order: [Fa, Bt, exact_w]."""
     r, K = p.rank_a, p.k
     Fa = te.placeholder((r, p.kq), "float32", name="Fa")
-    Bt = te.placeholder((p.n, K), "float32", name="Bt")
-    return [Fa, Bt, row_dots(lambda n, k: Bt[n, k], Fa, p.n, r, K, names.EXACT_W)]
+    Bt = te.placeholder((p.n, K), held, name="Bt")
+
+    def b(n: PrimExpr, k: PrimExpr) -> PrimExpr:
+        if held == "uint16":  # bfloat16: the upper half of a float32
+            return tir.reinterpret("float32", Bt[n, k].astype("uint32") << 16)
+        return Bt[n, k].astype("float32")
+
+    return [Fa, Bt, row_dots(b, Fa, p.n, r, K, names.EXACT_W)]
 
 
 def resid_tq(p: KernelPlan) -> list[te.Tensor]:
