@@ -91,8 +91,9 @@ def test_functions_of_a_plan_and_unknown_functions():
     assert sig.functions(plan_of(FLOAT_LOWRANK)) == ("quantize_a", "gemm", "lowrank_u")
     assert sig.functions(example_plan("sparse_int8")) == ("quantize_a", "gemm", "int_acc",
                                                           "sparse0", "sparse1")
-    assert sig.cpu_functions(plan_of(RSVD_A)) == ("exact_w", "resid_tq", "resid_z")
-    assert sig.cpu_functions(plan_of(SVD_A)) == ("exact_w",)  # no products with a basis
+    exact_w = ("exact_w", "exact_w_bf16", "exact_w_f16")  # B in float32, or 16 bits
+    assert sig.cpu_functions(plan_of(RSVD_A)) == (*exact_w, "resid_tq", "resid_z")
+    assert sig.cpu_functions(plan_of(SVD_A)) == exact_w  # no products with a basis
     for text, fn in [(HALF, "int_acc"), (INT8, "lowrank_u"), (INT8, "sparse0"), (INT8, "x"),
                      (SVD_A, "resid_tq"), (FLOAT_LOWRANK, "resid_z")]:
         with pytest.raises(PlanError, match=f"no function '{fn}'"):
