@@ -214,8 +214,9 @@ class CompBuffers:
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             top = float(view(self.Rtop)[:m].max())  # max |R| (the quantize pass's rows)
-            compiled = run is not None and self.RtQ is not None
-            L, Ft = a_factors(t, R, T, top, self._products(m, run) if compiled else None)
+            products = self._products(m, run) if run is not None and self.RtQ is not None \
+                else None  # the kernel's resid_tq and resid_z, else numpy's BLAS
+            L, Ft = a_factors(t, R, T, top, products)
             ua = writable(self.Ua)
             with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
                 ua[:m] = L
