@@ -243,24 +243,30 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
 
 
 def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
-    """te.compensated.resid_tq (out[c, k] = Σ_i X[c, i] Y[i, k]): pieces of COL_PIECE columns
-    k in parallel; in each, rows i in blocks of COL_ROWS, and per block the sums of a block of
-    ranks c (a tuning knob, `<name>_ranks`) for every row, so one vector load of a row's piece
-    serves the block's ranks, whose sums stay in registers; the piece's sums (ranks x
-    COL_PIECE) in L1 between row blocks. Each sum runs over the rows in order whatever the
-    blocks."""
+    """te.compensated.resid_tq (out[c, k] = Σ_i X[c, i] Y[i, k]): the columns k in pieces of
+    COL_PIECE, up to COL_CHUNK pieces a chunk, chunks in parallel (at least two where there
+    are two pieces); in a chunk, rows i in blocks of COL_ROWS, each block over every piece of
+    the chunk, and per piece the sums of a block of ranks c (a tuning knob, `<name>_ranks`)
+    for every row of the block, so one vector load of a row's piece serves the block's ranks,
+    whose sums stay in registers; the chunk's sums (ranks x chunk) in L2 between row blocks.
+    A thread walks its chunk's part of each row in order (a chunk of a row is a contiguous
+    run of memory), not one piece of every row. Each sum runs over the rows in order whatever
+    the blocks and the threads."""
     blk = sch.get_sblock(name)
     c, k, i = sch.get_loops(blk)
     ranks, cols, rows = (int(sch.get(lp).extent) for lp in (c, k, i))
-    ko, kv = sch.split(k, [None, next(v for v in (COL_PIECE, 16, 1) if cols % v == 0)])
+    piece = next(v for v in (COL_PIECE, 16, 1) if cols % v == 0)
+    pieces = cols // piece
+    chunk = max(v for v in range(1, min(COL_CHUNK, max(1, pieces // 2)) + 1) if pieces % v == 0)
+    kt, ko, kv = sch.split(k, [None, chunk, piece])
     cands = tuple(v for v in (6, 4, 8, 3, 2) if ranks % v == 0) or (1,)
     cb = (knob or hand)(name + "_ranks", cands, cands[0])
     co, ci = sch.split(c, [None, cb])
     io, ii = sch.split(i, [None, next(v for v in (COL_ROWS, 16, 8, 4, 2, 1) if rows % v == 0)])
-    sch.reorder(ko, io, co, ii, ci, kv)
-    sch.parallel(ko)
-    acc = sch.cache_write(blk, 0, "global")  # the piece's sums: compacted to ranks x piece
-    sch.reverse_compute_at(acc, ko)
+    sch.reorder(kt, io, ko, co, ii, ci, kv)
+    sch.parallel(kt)
+    acc = sch.cache_write(blk, 0, "global")  # the chunk's sums: compacted to ranks x chunk
+    sch.reverse_compute_at(acc, kt)
     sch.unroll(ci)
     sch.vectorize(kv)
     init = sch.decompose_reduction(blk, io)
@@ -268,10 +274,11 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
     sch.vectorize(sch.get_loops(acc)[-1])
 
 
-# resid_tq's pieces: 64 columns (4 vectors) x 6 ranks of sums in registers, rows 32 at a time:
-# Rᵀ Q at 2048 x 2048 with 24 ranks 1.07 ms against 1.6-1.7 for numpy's BLAS (Xeon with AMX,
-# 2 cores; 0.39 against 0.58 at 256 x 4096); rows walked whole per rank block: 1.6-1.7
-COL_PIECE, COL_ROWS = 64, 32
+# resid_tq: 64 columns (4 vectors) x 6 ranks of sums in registers, rows 32 at a time, chunks
+# of 16 pieces (1024 columns) a thread: Rᵀ Q at 2048 x 2048 with 24 ranks 0.72 ms against
+# 1.56 for numpy's BLAS (Xeon with AMX, 2 cores, same run; 1.23 with one piece of every row
+# per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53
+COL_PIECE, COL_ROWS, COL_CHUNK = 64, 32, 16
 
 
 # k chunks (of 16 lanes) of a row_dots piece: 2 KB of each row. At 4 rows x 4 ranks on the AMX
