@@ -10,7 +10,7 @@ from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from .model import KernelPlan
 
-LAYOUT_VERSION = 4  # of layout.pack()'s arrays: change it whenever their meaning or shapes change
+LAYOUT_VERSION = 5  # of layout.pack()'s arrays: change it whenever their meaning or shapes change
 
 
 def fingerprint(scheme: Scheme, sizes: str, device: str,

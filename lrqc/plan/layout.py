@@ -95,7 +95,8 @@ class PackedOperand:
     wb: np.ndarray | None = None  # Wb [r, Np] float32: F_Bᵀ, the epilogue's W for B's term
     bias: np.ndarray | None = None  # bias [1, Np] float32: added to every row of C (zeros: none)
     b32t: np.ndarray | None = None  # Bᵀ (N x K float32) for A's lowrank term with
-    #   other=exact: W = (Bᵀ F)ᵀ by exact_w (CPUs, K a multiple of 16) or numpy's BLAS
+    #   other=exact: W = (Bᵀ F)ᵀ by exact_w (CPUs, K a multiple of 16; the runtime may hold it
+    #   in 16 bits, buckets.held_bt) or numpy's BLAS
     #   (other=packed: None, lowrank_w reads bp)
     sparse: tuple[SparseCodes | SparseCsr | SparseDense, ...] = ()  # per sparse product
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense

@@ -29,7 +29,7 @@ SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
 LOWRANK_U = "lowrank_u"  # A' L_B
 LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ from B's codes (A's lowrank term, other=packed); + "_b": B̂'s
 #   16-column panels, + "_acc": the sums
-EXACT_W = "exact_w"  # F_Aᵀ B from the float32 B (A's lowrank term, other=exact; CPU)
+EXACT_W = "exact_w"  # F_Aᵀ B from the exact B (A's lowrank term, other=exact; CPU)
 RESID_TQ = "resid_tq"  # (Rᵀ Q)ᵀ: the randomized SVD's products of A's residual with a basis
 RESID_Z = "resid_z"  # R Z (both: A's lowrank term, method=rsvd; CPU)
 LOWRANK_EPI = "lowrank_epi"  # + a / b: Σ_r U[i, r] W[r, j] of the GEMM's low-rank epilogue
@@ -44,6 +44,7 @@ FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_EXACT_W = "exact_w"  # F_Aᵀ B of A's lowrank term (other=exact) from B in float32, CPU
+#   (the runtime's 16-bit copies of B: the two below)
 FN_EXACT_W_BF16 = "exact_w_bf16"  # the same from B's exact bfloat16 copy (bits as uint16)
 FN_EXACT_W_F16 = "exact_w_f16"  # the same from B's exact float16 copy
 FN_RESID_TQ = "resid_tq"  # Qᵀ R of A's residual R (its randomized SVD), CPU

@@ -52,7 +52,7 @@ QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, K
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
 LBT = "LBt"
-BT = "Bt"  # B transposed, float32 N x K (A's lowrank term, other=exact)
+BT = "Bt"  # B transposed, N x K (A's lowrank term, other=exact): float32 or 16 bits (EXACT_W)
 # the sparse products (te/sparse.py): per-call operand, static operand, output
 SPARSE_A = ("S", "ss", "D", "sd")  # A's thresholded codes and scales, B's residual codes, scales
 SPARSE_B = ("Rt", "sr", "ptr", "idx", "val", "ss")  # A's residual codes, scales; B's CSR, scales
@@ -123,15 +123,15 @@ EXACT_W = {"float32": names.FN_EXACT_W, "uint16": names.FN_EXACT_W_BF16,
 
 def w_exact(p: KernelPlan) -> bool:
     """A's lowrank term multiplies the exact B (other=exact) and K is a multiple of 16: on
-    CPUs exact_w computes W_A = F_Aᵀ B from pack's float32 Bᵀ as 16-lane row dot products
-    (other K: the host's BLAS)."""
+    CPUs exact_w computes W_A = F_Aᵀ B from pack's Bᵀ (float32, or its exact 16-bit copy:
+    EXACT_W) as 16-lane row dot products (other K: the host's BLAS)."""
     return p.lowrank_a is not None and p.lowrank_a.other != "packed" and p.k % 16 == 0
 
 
 def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     """The functions the plan compiles on CPUs only, besides functions(): the dense
-    formulations of its sparse products and exact_w (the runtime looks them up where the
-    target is a CPU)."""
+    formulations of its sparse products, exact_w in its three forms (EXACT_W), resid_tq and
+    resid_z (the runtime looks them up where the target is a CPU)."""
     return (*dense_functions(p), *_given(w_exact(p), *EXACT_W.values()),
             *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z))
 

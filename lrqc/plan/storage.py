@@ -32,7 +32,8 @@ def storage(p: KernelPlan) -> dict[str, Any]:
         scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
     other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
     if p.rank_a and not sig.w_from_codes(p):
-        other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact)
+        other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact): at
+        #   most (on CPUs, B's values all bfloat16's or float16's: 2 bytes each)
     total = codes + scales + other
     return {"code_bits": bits, "codes": codes, "scales": scales, "other": other,
             "bytes_per_weight": round(total / (p.n * p.k), 4)}

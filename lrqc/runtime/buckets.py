@@ -22,6 +22,7 @@ from ..backend.compat import empty, tensor
 from ..backend.schedule.rules import choose
 from ..backend.target import Target
 from ..backend.te.sparse import tile
+from ..errors import InputError
 from ..plan import names, segments
 from ..plan import signature as sig
 from ..plan.layout import PARAM_NAMES, PARAMS, PackedOperand, SparseCodes, SparseCsr, SparseDense
@@ -107,22 +108,43 @@ def held_bt(arrays: PackedOperand, exact_w: bool) -> PackedOperand:
     bt = arrays.b32t
     if bt is None:
         return arrays
+    if bt.dtype not in (np.float32, np.uint16, np.float16) or not bt.dtype.isnative:
+        raise InputError(f"packed operand: Bᵀ of A's lowrank term held as {bt.dtype}, not "
+                         "float32, bfloat16 bits (uint16) or float16: pack B again")
     if not exact_w:
         if bt.dtype == np.uint16:
             bt = (bt.astype(np.uint32) << 16).view(np.float32)
-        return replace(arrays, b32t=bt.astype(np.float32, copy=False))
+        notes = tuple(n for n in arrays.notes if not n.startswith(HELD_NOTE))
+        return replace(arrays, b32t=bt.astype(np.float32, copy=False), notes=notes)
     if bt.dtype != np.float32:
         return arrays  # (held in 16 bits already: a saved pack)
+    kind = _16_bit_kind(bt)
+    if kind is None:
+        return arrays
     bits = bt.view(np.uint32)
-    if not np.any(bits & 0xFFFF):
-        held, kind = (bits >> 16).astype(np.uint16), "bfloat16"
-    else:
-        held, kind = bt.astype(np.float16), "float16"
-        if not np.array_equal(held.astype(np.float32).view(np.uint32), bits):
-            return arrays
-    note = (f"B held as {kind} for A's lowrank term (every value of B is one: 2 bytes per "
+    held = (bits >> 16).astype(np.uint16) if kind == "bfloat16" else bt.astype(np.float16)
+    note = (f"{HELD_NOTE}{kind} for A's lowrank term (every value of B is one: 2 bytes per "
             "weight instead of 4, the same numbers)")
     return replace(arrays, b32t=held, notes=(*arrays.notes, note))
+
+
+HELD_NOTE = "B held as "  # the start of held_bt's note
+
+
+def _16_bit_kind(bt: np.ndarray, rows: int = 256) -> str | None:
+    """The 16-bit type that holds every value of the float32 bt exactly: "bfloat16" where
+    each value's low 16 bits are zero, else "float16" where each value is a float16's (bit for
+    bit, -0.0 included), else None; checked `rows` rows at a time (no temporary of bt's
+    size)."""
+    bits = bt.view(np.uint32)
+    if not any(np.any(bits[r:r + rows] & 0xFFFF) for r in range(0, len(bt), rows)):
+        return "bfloat16"
+    for r in range(0, len(bt), rows):
+        part = bt[r:r + rows]
+        if not np.array_equal(part.astype(np.float16).astype(np.float32).view(np.uint32),
+                              part.view(np.uint32)):
+            return None
+    return "float16"
 
 
 _LOOKUP = threading.Lock()  # module function lookups (a CUDA module links on the first one)
@@ -263,8 +285,9 @@ class Bucket:
             self.run(names.FN_LOWRANK_U, packed)
 
     def _w_of(self, packed: Packed) -> Callable[[np.ndarray], np.ndarray]:
-        """F_Aᵀ -> F_Aᵀ B (r x N) for A's lowrank term: from the float32 B pack keeps
-        (other=exact), or from B's codes by lowrank_w plus B's own terms (other=packed)."""
+        """F_Aᵀ -> F_Aᵀ B (r x N) for A's lowrank term: from the exact B pack keeps (float32,
+        or in 16 bits: held_bt; other=exact), or from B's codes by lowrank_w plus B's own
+        terms (other=packed)."""
         comp = self.comp
         if comp is None:
             raise PlanError(f"kernel plan of '{self.plan.scheme.name}': no compensation buffers")

@@ -1,8 +1,9 @@
 """Per-call work of compensated kernels between the compiled functions: A's low-rank factors
 from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
-a few float32 BLAS passes over R, in row blocks on every core (linalg), orthonormal bases and
-SVDs of thin float64 matrices: the steps of lrqc.reference.lowrank, within float32
-rounding), then U and W of the epilogue (W = F_Aᵀ B from the float32 B, or with other=packed
+a few float32 passes over R, by BLAS in row blocks on every core (linalg) or by the kernel's
+resid_tq and resid_z, orthonormal bases and SVDs of thin float64 matrices: the steps of
+lrqc.reference.lowrank, within float32 rounding), then U and W of the epilogue (W = F_Aᵀ B
+from the exact B that pack keeps, or with other=packed
 F_Aᵀ B̂ from lowrank_w's product with B's codes plus B's own terms), and the
 compensated functions' scratch buffers under their parameter names (lrqc.plan.signature).
 numpy only; TVM buffers are viewed through DLPack, never copied."""
@@ -198,7 +199,7 @@ class CompBuffers:
     def a_epilogue(self, m: int, w_of: Callable[[np.ndarray], np.ndarray],
                    run: Callable[[str], None] | None = None) -> None:
         """Ua = L_A, Wa = F_Aᵀ B (or B̂) for a call with m rows; w_of(Ft) gives F_Aᵀ B (r x N)
-        from F_Aᵀ (r x K): the float32 B's product (other=exact), or held_w's (other=packed).
+        from F_Aᵀ (r x K): the exact B's product (other=exact), or held_w's (other=packed).
         run(fn): runs the bucket's compiled function fn (resid_tq, resid_z where it has
         them)."""
         p, t = self.p, self.p.lowrank_a

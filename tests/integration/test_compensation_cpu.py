@@ -444,6 +444,8 @@ def test_exact_b_of_16_bit_values_is_held_in_16_bits(monkeypatch):
     Bᵀ in 16 bits (bfloat16's bits as uint16, or float16), says so, and C is bit for bit the
     one from the float32 Bᵀ; a saved pack restores as it was, and a kernel without exact_w
     widens it back exactly."""
+    from dataclasses import replace
+
     from lrqc.runtime import buckets, packstate
     from lrqc.runtime.glue import view
 
@@ -470,9 +472,14 @@ def test_exact_b_of_16_bit_values_is_held_in_16_bits(monkeypatch):
         restored = packstate.restore(kernel, *packstate.save(packed))
         assert restored.arrays.b32t.dtype == dtype
         np.testing.assert_array_equal(kernel(A, restored), C)
-        wide = buckets.held_bt(packed.arrays, exact_w=False).b32t  # e.g. a CUDA kernel's
-        assert wide.dtype == np.float32
-        np.testing.assert_array_equal(wide.view(np.uint32), b.T.view(np.uint32))
+        wide = buckets.held_bt(packed.arrays, exact_w=False)  # e.g. a CUDA kernel's
+        assert wide.b32t.dtype == np.float32 and not any("B held as" in n for n in wide.notes)
+        np.testing.assert_array_equal(wide.b32t.view(np.uint32), b.T.view(np.uint32))
+    for bad in (np.float64, ">f4"):  # no other type stands for Bᵀ
+        arrays = replace(held[np.float32][1].arrays,
+                         b32t=held[np.float32][1].arrays.b32t.astype(bad))
+        with pytest.raises(lrqc.LrqcError, match="pack B again"):
+            kernel.adopt(arrays)
     monkeypatch.setattr(buckets, "held_bt", lambda arrays, exact_w: arrays)  # float32 Bᵀ
     for dtype in (np.uint16, np.float16):
         b, _, C = held[dtype]

@@ -250,9 +250,9 @@ def exact_w(p: KernelPlan, held: str = "float32") -> list[te.Tensor]:
 
 def resid_tq(p: KernelPlan) -> list[te.Tensor]:
     """(Qᵀ R)[c, k] = Σ_i Qt[c, i] R[i, k] for A's residual R as quantize_a left it and a basis
-    Q given transposed (w x Mp, zero past the call's rows; R's rows past them are copies of
-    its last, finite): the randomized SVD's Rᵀ Q, each sum over the rows in order:
-    [Qt, a_resid, resid_tq]."""
+    Q given transposed (w x Mp, zero past the call's rows; R's rows past them are finite: the
+    residuals of copies of the call's last row, then of zero rows): the randomized SVD's
+    Rᵀ Q, each sum over the rows in order: [Qt, a_resid, resid_tq]."""
     Mp, Kq, w = p.mp, p.kq, sketch_width(p)
     Qt = te.placeholder((w, Mp), "float32", name="Qt")
     R = te.placeholder((Mp, Kq), "float32", name=names.RESID)
