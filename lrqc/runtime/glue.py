@@ -234,22 +234,22 @@ class CompBuffers:
         w) float32, w at most the compiled width; the bases zero past them."""
         k = self.p.k
 
+        def given(buf: Tensor, X: np.ndarray, n: int, fn: str) -> int:
+            """Run fn on X (n x w) as buf holds it (transposed, zero past it); returns w."""
+            w = X.shape[1]
+            xt = writable(buf)
+            xt[:] = 0.0
+            xt[:w, :n] = X.T
+            store(buf, xt)
+            run(fn)
+            return w
+
         def rt(R: np.ndarray, Q: np.ndarray) -> np.ndarray:
-            w = Q.shape[1]
-            qt = writable(self.Qt)
-            qt[:] = 0.0
-            qt[:w, :m] = Q.T
-            store(self.Qt, qt)
-            run(names.FN_RESID_TQ)
+            w = given(self.Qt, Q, m, names.FN_RESID_TQ)
             return np.array(view(self.RtQ)[:w, :k].T)
 
         def rz(R: np.ndarray, Z: np.ndarray) -> np.ndarray:
-            w = Z.shape[1]
-            zt = writable(self.Zt)
-            zt[:] = 0.0
-            zt[:w, :k] = Z.T
-            store(self.Zt, zt)
-            run(names.FN_RESID_Z)
+            w = given(self.Zt, Z, k, names.FN_RESID_Z)
             return np.array(view(self.RZ)[:m, :w])
 
         return rt, rz
