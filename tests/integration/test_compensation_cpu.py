@@ -444,6 +444,7 @@ def test_exact_b_of_16_bit_values_is_held_in_16_bits(monkeypatch):
     Bᵀ in 16 bits (bfloat16's bits as uint16, or float16), says so, and C is bit for bit the
     one from the float32 Bᵀ; a saved pack restores as it was, and a kernel without exact_w
     widens it back exactly."""
+    import warnings
     from dataclasses import replace
 
     from lrqc.runtime import buckets, packstate
@@ -458,8 +459,11 @@ def test_exact_b_of_16_bit_values_is_held_in_16_bits(monkeypatch):
     f16 = B.astype(np.float16).astype(np.float32)
     f16[0, 0] = -0.0  # kept with its sign
     held = {}
-    for b, dtype in ((bf16, np.uint16), (f16, np.float16), (B, np.float32)):
-        packed = kernel.pack(b)
+    big = B * 1e6  # past float16's range (no numpy warning for it)
+    for b, dtype in ((bf16, np.uint16), (f16, np.float16), (B, np.float32), (big, np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            packed = kernel.pack(b)
         bt = packed.arrays.b32t
         assert bt.dtype == dtype and bt.shape == (48, 64)
         assert np.shares_memory(bt, view(packed.tensors["Bt"]))
