@@ -57,6 +57,7 @@ __all__ = [
     "fma",
     "last_line",
     "ms",
+    "use_nvcc",
     "ALIGNMENT",
     "lend",
     "prim_func",
@@ -123,6 +124,15 @@ def lend(arr: Any) -> tvm.runtime.Tensor:
     raw = (ctypes.c_char * (n * arr.itemsize)).from_address(base)
     flat = np.frombuffer(raw, dtype=arr.dtype, count=n)
     return tvm_ffi.from_dlpack(flat, require_alignment=ALIGNMENT, require_contiguous=True)
+
+
+def use_nvcc() -> None:
+    """Make TVM's own CUDA compile hook (tvm.support.nvcc) use nvcc, never NVRTC: NVRTC cannot
+    link the mixed-sign `__dp4a` overloads TVM's CUDA source declares for u8 x s8 dot products
+    ("Unresolved extern function"). TVM calls the hook when a module's CUDA source is compiled:
+    as it is built on a machine with a GPU, or loaded there. setdefault keeps a user's own
+    choice."""
+    os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")
 
 
 def compile_module(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.runtime.Executable:

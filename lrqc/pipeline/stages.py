@@ -19,7 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ..backend.compat import Schedule, compile_module, prim_func, tvm
+from ..backend.building import compile_for
+from ..backend.compat import Schedule, prim_func, tvm
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.cuda import toolchain
 from ..backend.schedule.protocol import ScheduleRule
@@ -149,8 +150,7 @@ def _scheduled(f: Function, trace):
 def stage_build(c: Compilation) -> Compilation:
     """The compiled module. For a host CPU target it is also linked now (TVM links lazily, on
     the first function lookup: the kernel's first call would take that time instead)."""
-    with c.target.tvm():
-        ex = compile_module(c.module, c.target.tvm())
+    ex = compile_for(c.module, c.target)
     if not c.target.is_cuda and not c.target.is_cross and c.functions:
         ex[c.functions[0].symbol]  # the first lookup JIT-compiles the whole LLVM module
     return replace(c, executable=ex)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend.compat import cpu, tvm
-from ..backend.cuda.toolchain import use_nvcc_at_load
+from ..backend.compat import cpu, tvm, use_nvcc
 from ..backend.target import CUDA_ARCHS, Target
 
 Device = Any  # a TVM device (tvm.runtime.Device; TVM has no type information)
@@ -23,8 +22,8 @@ def gpu_present() -> bool:
 
 def device() -> Device:
     """GPU 0 as a TVM device. Modules loaded for it are compiled by TVM's load-time hook
-    unless lrqc serves their fatbin: it must use nvcc (toolchain.use_nvcc_at_load)."""
-    use_nvcc_at_load()
+    unless lrqc serves their fatbin: it must use nvcc (compat.use_nvcc)."""
+    use_nvcc()
     return tvm.cuda(0)
 
 

@@ -9,10 +9,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from ..backend.building import compile_for
 from ..backend.compat import (
     TVM_ERRORS,
     Schedule,
-    compile_module,
     cpu,
     error_line,
     prim_func,
@@ -140,8 +140,7 @@ def _modules(plan, rule, target, traces, fn: str) -> tuple[list, list]:
             schedule_function(fn, sch, plan, rule)
         else:
             replay(sch, tr)
-        with target.tvm():
-            exs.append(compile_module(sch.mod, target.tvm()))
+        exs.append(compile_for(sch.mod, target))
     return exs, _random_arrays(tensors, np.random.default_rng(0), plan.m, plan.k)
 
 

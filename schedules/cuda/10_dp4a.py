@@ -23,7 +23,7 @@ class CudaDp4a(ScheduleRule):
     name = "cuda_dp4a"
     family = "cuda"
     fast = True
-    measured = "not measured on a GPU yet (compile-only host)"
+    measured = "correct on an H200 (sm_90); speed not measured"
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "dp4a" not in target.features:

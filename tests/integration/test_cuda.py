@@ -95,8 +95,8 @@ def test_example_schemes_compile_to_ptx(name):
     kernel = lrqc.compile(example(name), m, n, k, target="cuda -arch=sm_80,sm_90")
     for arch in ("sm_80", "sm_90"):
         found = ptx_of(kernel, arch)
-        if name in ("lplr_w", "lramm_r64"):  # float32 GEMMs (the numerical contract)
-            assert found.get("fma.f32", 0) >= 8, found
+        if name in ("lplr_w", "lramm_r64"):  # float32 GEMMs (the numerical contract): a
+            assert found.get("fma.f32", 0) >= 1, found  # thread per output, a loop over K
         else:
             assert found.get("dp4a", 0) >= 16, found
 
@@ -199,6 +199,21 @@ HALF_CASES = [  # (a, b, KernelPlan.half, arch): float GEMMs whose values are ex
 ]
 
 
+def test_float32_gemms_leave_out_dlights_matmul_rule(cache, monkeypatch):
+    """dlight's matmul rule gave wrong float32 products on an H200 wherever its tiles divide
+    the shape (128x128x64: relative error 0.97); lrqc's defaults leave it out, and a block the
+    other rules' analysis fails on goes to the next rule."""
+    from lrqc.backend.compat import dlight
+
+    called = []
+    monkeypatch.setattr(dlight.gpu.Matmul, "apply", lambda *args: called.append(1))
+    kernel = lrqc.compile(scheme("float32", "float32"), 128, 128, 64, target="cuda-sm90")
+    assert kernel.schedules["gemm_m128"] == "TVM dlight default GPU schedule" and not called
+    kernel = lrqc.compile(scheme("int8 per_vector(32)", "int6 per_vector(32)"), *DIMS,
+                          target="cuda-sm90")  # per-group integer sums: Reduction asserts
+    assert not called and ptx_of(kernel, "sm_90").get("dp4a", 0) >= 16
+
+
 @pytest.mark.parametrize("a,b,half,arch", HALF_CASES)
 def test_float_gemms_run_on_16_bit_tensor_cores(a, b, half, arch):
     """fp16 / bf16 for the float pieces: A's and B's exact 16-bit values (codes, or a float16 /
@@ -226,7 +241,7 @@ def test_float_gemms_not_exact_in_16_bits_stay_float32(a, b, arch):
     kernel = lrqc.compile(scheme(a, b), 128, 128, 256, target=f"cuda -arch={arch}")
     assert kernel.schedules["gemm_m128"] == "TVM dlight default GPU schedule"
     found = ptx_of(kernel, arch)
-    assert not {"wmma.f16", "wmma.bf16"} & set(found) and found.get("fma.f32", 0) >= 8, found
+    assert not {"wmma.f16", "wmma.bf16"} & set(found) and found.get("fma.f32", 0) >= 1, found
 
 
 @pytest.mark.parametrize("a,b,half,arch", HALF_CASES)
@@ -364,6 +379,50 @@ def test_load_time_compile_hook_serves_the_built_fatbin_and_delegates_the_rest(m
         assert bytes(hook("// another source")) == b"NVCC" and seen == ["// another source"]
     finally:  # TVM's own hook back, for whatever runs next in this process
         tvm_ffi.register_global_func("tvm_callback_cuda_compile", original, override=True)
+
+
+def test_builds_compile_cuda_source_with_lrqcs_nvcc_for_every_arch(monkeypatch):
+    """On a machine with a GPU TVM compiles a module's CUDA source as it builds it. Within a
+    build (HOOK.build_for, which every CUDA build enters) lrqc's hook answers with nvcc's
+    fatbin for every arch asked for: never NVRTC, which cannot link the mixed-sign __dp4a TVM
+    declares, nor one arch only. Other threads, and calls after the build, go to TVM's own
+    hook, told to use nvcc."""
+    import threading
+
+    import tvm_ffi
+
+    entered = []
+    real = fatbin.HOOK.build_for
+    monkeypatch.setattr(fatbin.HOOK, "build_for", lambda archs: entered.append(archs)
+                        or real(archs))
+    kernel = lrqc.compile(scheme("int8 per_channel", "int4 per_channel"), *DIMS,
+                          target="cuda -arch=sm_80,sm_90")
+    assert [list(a) for a in entered] == [["sm_80", "sm_90"]]
+    src = toolchain.cuda_source(kernel.module)
+    assert "__dp4a(unsigned int srcA, int srcB, int c)" in src  # what NVRTC cannot link
+    original = tvm_ffi.get_global_func(fatbin.HOOK_NAME)
+    seen: list[str] = []
+    monkeypatch.delenv("TVM_CUDA_COMPILE_MODE", raising=False)
+    try:
+        fatbin.HOOK._register()
+        monkeypatch.setattr(fatbin.HOOK, "previous",
+                            lambda code, *rest: seen.append(str(code)) or b"TVM")
+        hook = tvm_ffi.get_global_func(fatbin.HOOK_NAME)  # as TVM calls it
+        built = fatbin.HOOK.built
+        other: list[bytes] = []
+        with real(["sm_80", "sm_90"]):
+            binary = bytes(hook(src))
+            worker = threading.Thread(target=lambda: other.append(bytes(hook("// elsewhere"))))
+            worker.start()
+            worker.join()
+        images = fatbin.fatbin_contents(binary)
+        assert {("sass", "sm_80"), ("sass", "sm_90"), ("ptx", "sm_90")} <= set(images)
+        assert fatbin.HOOK.built == built + 1
+        assert other == [b"TVM"] and bytes(hook("// after")) == b"TVM"
+        assert seen == ["// elsewhere", "// after"]
+        assert __import__("os").environ["TVM_CUDA_COMPILE_MODE"] == "nvcc"
+    finally:
+        tvm_ffi.register_global_func(fatbin.HOOK_NAME, original, override=True)
 
 
 def test_cuda_artifacts_need_nvcc_and_their_fatbin(tmp_path, monkeypatch):
@@ -564,6 +623,8 @@ def _gpu_arch():
 def test_cuda_kernels_match_the_reference(name, dims):
     arch = _gpu_arch()
     m, n, k = dims
+    if name == "lramm_r64":  # rank 64 needs M >= 64
+        m += 32
     rng = np.random.default_rng(1)
     A, B = rng.random((m, k)), rng.random((k, n))
     s = example(name)
@@ -611,6 +672,22 @@ def test_cuda_16_bit_float_gemms_match_the_reference(a, b, half, arch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dims", [(128, 128, 64), (128, 128, 83), (64, 64, 64), (40, 96, 96),
+                                  (128, 128, 256), (96, 128, 32)])
+def test_cuda_float32_gemms_match_the_reference(dims):
+    """dlight's float32 GEMM (float operands not exact in 16 bits: LRAMM's and LPLR's float
+    products) at shapes its tiles divide and shapes they do not."""
+    arch = _gpu_arch()
+    m, n, k = dims
+    s = scheme("float32", "float32")
+    kernel = lrqc.compile(s, m, n, k, target=f"cuda -arch={arch}")
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert rel_error(kernel.run(A, B), ref) < TOL
+
+
+@pytest.mark.gpu
 def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
     """lrqc tune --target cuda on this machine's GPU: candidates measured there and checked
     against lrqc.reference, records kept, and builds replaying them still match it."""
@@ -633,18 +710,28 @@ def test_tune_cuda_on_the_gpu_records_and_builds_use_it(cache):
 
 
 @pytest.mark.gpu
-def test_cuda_artifact_runs_from_its_fatbin(tmp_path):
+def test_cuda_artifact_runs_from_its_fatbin(tmp_path, monkeypatch):
+    """Loading an artifact compiles nothing: its module's fatbin is lrqc's, served at load
+    (built without a GPU) or made by lrqc's nvcc as the build compiled it (with one)."""
     arch = _gpu_arch()
     s = scheme("int8 per_channel", "int4 per_channel")
+    built = fatbin.HOOK.built
     export.build_artifact(s, "1..128", 128, 256, tmp_path, f"cuda -arch={arch}")
+    built = fatbin.HOOK.built - built
     hits = fatbin.HOOK.hits
+
+    def no_compiler(*_args):
+        raise AssertionError("a CUDA compiler ran while loading or running the artifact")
+
+    monkeypatch.setattr(toolchain, "_nvcc", no_compiler)
+    monkeypatch.setattr(fatbin.HOOK, "previous", no_compiler)
     kernel = load_kernel(tmp_path)
     rng = np.random.default_rng(2)
     for m in (16, 128):
         A, B = rng.standard_normal((m, 256)), rng.standard_normal((256, 128))
         C = kernel.run(A, B)
         assert rel_error(C, matmul(s, A.astype(np.float32).astype(np.float64), B)) < TOL
-    assert fatbin.HOOK.hits > hits  # the module came from the fatbin, not from nvcc
+    assert fatbin.HOOK.hits > hits or built  # the module's fatbin is lrqc's
 
 
 def test_weight_only_packed_codes_compile():

@@ -1,18 +1,23 @@
-"""CUDA fatbins on the load side: what a fatbin holds (fatbin_contents), and TVM's load-time
-compile hook answered from the fatbins of loaded artifacts (FatbinHook). An exported CUDA
-module carries its source, which TVM compiles when loading it; with the hook, loading an
-artifact runs no compiler."""
+"""CUDA fatbins: what a fatbin holds (fatbin_contents), and TVM's CUDA compile hook
+(FatbinHook). Built without a GPU, a CUDA module carries its source, which TVM compiles when
+loading it: the hook answers from the fatbins of loaded artifacts, so loading an artifact runs
+no compiler. On a machine with a GPU TVM compiles the source as it builds the module: the hook
+has lrqc's nvcc make the fatbin for every arch the build asked for (build_for)."""
 
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import tvm.support.nvcc  # noqa: F401 - registers TVM's own hook, which FatbinHook passes on to
 import tvm_ffi
 
 from ...errors import LrqcError
-from .toolchain import source_hash, use_nvcc_at_load
+from ..compat import use_nvcc
+from .toolchain import fatbin, source_hash
 
 HOOK_NAME = "tvm_callback_cuda_compile"  # TVM's global function compiling CUDA source
 FATBIN_MAGIC = 0xBA55ED50
@@ -34,34 +39,57 @@ def fatbin_contents(binary: bytes) -> list[tuple[str, str]]:
 
 
 class FatbinHook:
-    """TVM's load-time CUDA compile hook, registered once (on the first serve) in place of
-    TVM's own: the source of a served fatbin gets that fatbin, any other source (kernels
-    compiled in this process) goes to TVM's own hook (nvcc)."""
+    """TVM's CUDA compile hook, registered once (on the first serve or build) in place of
+    TVM's own: the source of a served fatbin gets that fatbin; a source compiled while this
+    thread builds a module (build_for) gets lrqc's fatbin for the build's archs; any other
+    source goes to TVM's own hook (nvcc)."""
 
     def __init__(self):
         self.served: dict[str, bytes] = {}  # source sha256 -> fatbin
         self.previous = None  # TVM's own hook, kept when this one is registered
         self.registered = False
         self.hits = 0  # loads answered from a fatbin (tests check the hook is used)
+        self.built = 0  # sources compiled for a build (build_for)
+        self._building = threading.local()  # .archs: those of this thread's build
 
-    def serve(self, binary: bytes, sha256: str) -> None:
-        """Answer the source whose sha256 this is with the precompiled fatbin from now on."""
-        self.served[sha256] = binary
+    def _register(self) -> None:
         if not self.registered:
             self.previous = tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)
             tvm_ffi.register_global_func(HOOK_NAME, self.compile, override=True)
             self.registered = True
 
+    def serve(self, binary: bytes, sha256: str) -> None:
+        """Answer the source whose sha256 this is with the precompiled fatbin from now on."""
+        self.served[sha256] = binary
+        self._register()
+
+    @contextmanager
+    def build_for(self, archs: Sequence[str]) -> Iterator[None]:
+        """Within: a CUDA source TVM compiles on this thread (as it builds a module on a
+        machine with a GPU) is compiled by nvcc into a fatbin for these archs, the one the
+        build's artifact will carry (never NVRTC, nor only the arch TVM's target names)."""
+        self._register()
+        before = getattr(self._building, "archs", None)
+        self._building.archs = list(archs)
+        try:
+            yield
+        finally:
+            self._building.archs = before
+
     def compile(self, code: bytes | str, *rest: Any) -> bytes:
-        """The hook: a served fatbin, or what TVM's own hook compiles."""
+        """The hook: a served fatbin, a build's fatbin, or what TVM's own hook compiles."""
         text = code.decode() if isinstance(code, bytes) else str(code)
         found = self.served.get(source_hash(text))
         if found is not None:
             self.hits += 1
             return found
+        archs = getattr(self._building, "archs", None)
+        if archs:
+            self.built += 1
+            return fatbin(text, archs)
         if self.previous is None:
             raise LrqcError("no CUDA compiler hook for a module without a fatbin")
-        use_nvcc_at_load()  # TVM's hook compiles with NVRTC unless told nvcc
+        use_nvcc()  # TVM's hook compiles with NVRTC unless told nvcc
         return self.previous(code, *rest)
 
 

@@ -1,16 +1,18 @@
 """The CUDA toolchain: the source TVM generated for a module, nvcc (PTX for inspection, a
 fatbin per build for the archs asked for), and the instruction counts of PTX that build
 reports and the compile-only tests read. TVM 0.27's CUDA code generation stores the source and
-needs no GPU; PTX and fatbins are made here."""
+needs no GPU (on a machine with one it also compiles it, through fatbin.FatbinHook); PTX and
+fatbins are made here."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,15 @@ def ptx(source: str, arch: str) -> str:
     return _nvcc(source, ["--ptx", f"-arch={arch}"], "ptx").decode()
 
 
-def fatbin(source: str, archs: list[str]) -> bytes:
-    """A fatbin with SASS for every arch and PTX of the highest (forward compatible)."""
+def fatbin(source: str, archs: Sequence[str]) -> bytes:
+    """A fatbin with SASS for every arch and PTX of the highest (forward compatible). The
+    last few are kept: a build on a machine with a GPU compiles its source (fatbin.FatbinHook)
+    and its artifact's export asks again."""
+    return _fatbin(source, tuple(archs))
+
+
+@lru_cache(maxsize=8)
+def _fatbin(source: str, archs: tuple[str, ...]) -> bytes:
     gencode = [f"-gencode=arch=compute_{a[3:]},code=sm_{a[3:]}" for a in archs]
     top = archs[-1][3:]
     gencode.append(f"-gencode=arch=compute_{top},code=compute_{top}")
@@ -86,12 +95,3 @@ def count(ptx_text: str) -> dict:
 
 def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
-
-
-def use_nvcc_at_load() -> None:
-    """Make TVM's own CUDA compile hook (tvm.support.nvcc) use nvcc, never NVRTC, which needs
-    the cuda-bindings package. TVM calls the hook when a CUDA module is loaded onto the GPU
-    (compiled in this process, or an exported one without a fatbin lrqc serves), so this is
-    set where lrqc takes the GPU (runtime.device.device) and where lrqc's fatbin hook
-    (fatbin.FatbinHook) passes a source on to TVM's; setdefault keeps a user's own choice."""
-    os.environ.setdefault("TVM_CUDA_COMPILE_MODE", "nvcc")

@@ -151,7 +151,8 @@ class WmmaRule(ScheduleRule):
 
     family = "cuda"
     fast = True
-    measured = "not measured on a GPU yet (compile-only host)"
+    measured = ("H200 (sm_90), 4096^3: int8 0.70 ms (195 TOPS, 1.59x torch._int_mm), float16 x "
+                "int4 1.72 ms (80 TOPS, 0.11x torch's float16 matmul); kernel time, GPU-side")
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if self.formulation is Formulation.S8:
