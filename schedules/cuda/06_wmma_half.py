@@ -6,7 +6,7 @@ operand rounded to its type) cast to 16 bits while staged in shared memory (the 
 formulation, te.floating.gemm(half=True)), and applies the row and column scales in its
 epilogue: products are exact in float32, so only the order of the float32 sums differs from
 the float32 GEMM. Same tile and software pipeline as the int8 tensor-core rule
-(wmma.wmma_gemm). Not run on a GPU yet: compiled and checked to PTX here."""
+(wmma.wmma_gemm). Run on an H200 (sm_90) against lrqc.reference."""
 
 from lrqc.backend.cuda.wmma import WmmaRule
 from lrqc.backend.schedule.protocol import Formulation

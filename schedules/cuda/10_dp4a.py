@@ -6,8 +6,8 @@ per_channel, int2..int8 weights, zero points, low-rank epilogues) fuse the epilo
 per-group products (per_vector, two-level scales, MX, dense residual segments) run group by
 group, the group's int32 partial sums and the float32 output sums in registers
 (dp4a._dp4a_groups). Buckets that fit tensor-core tiles take cuda_wmma instead. The other
-functions (quantization pass, row dot products) get schedules.per_block. Not run on a GPU yet:
-compiled and checked to PTX here."""
+functions (quantization pass, row dot products) get schedules.per_block. Run on an H200
+(sm_90) against lrqc.reference; its speed there is not measured."""
 
 from __future__ import annotations
 

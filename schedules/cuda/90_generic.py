@@ -1,7 +1,7 @@
-"""CUDA fallback for every plan: TVM's dlight rules other than its matmul rule (threads bound
-per output element, reductions across threads), no instruction chosen by lrqc. Float GEMMs
-whose values are not exact in 16 bits (and small M buckets of those that are) use it, as do
-the integer sums of per-group products (Kernel.int_accumulate)."""
+"""CUDA fallback for every plan: TVM's dlight rules other than its matmul rule (a GEMM: a
+thread block per output element, K reduced across its threads), no instruction chosen by
+lrqc. Float GEMMs whose values are not exact in 16 bits (and small M buckets of those that
+are) use it, as do the integer sums of per-group products (Kernel.int_accumulate)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ class CudaGeneric(ScheduleRule):
     name = "cuda_generic"
     family = "cuda"
     fast = False
-    measured = ("correct on an H200 (sm_90); speed not measured: a thread per output element, "
-                "no shared-memory tiles")
+    measured = ("correct on an H200 (sm_90); speed not measured: a thread block per output "
+                "element, K reduced across its threads")
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
         if "cuda" not in target.features:

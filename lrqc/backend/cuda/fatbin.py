@@ -51,12 +51,19 @@ class FatbinHook:
         self.hits = 0  # loads answered from a fatbin (tests check the hook is used)
         self.built = 0  # sources compiled for a build (build_for)
         self._building = threading.local()  # .archs: those of this thread's build
+        self._fn: Any = None  # self.compile as the FFI function registered
 
     def _register(self) -> None:
+        """Registered in TVM's place; again where something registered another hook since
+        (TVM's own tirx.bench does)."""
+        if self.registered and self._fn.same_as(
+                tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)):
+            return
         if not self.registered:
             self.previous = tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)
-            tvm_ffi.register_global_func(HOOK_NAME, self.compile, override=True)
-            self.registered = True
+            self._fn = tvm_ffi.convert(self.compile)
+        tvm_ffi.register_global_func(HOOK_NAME, self._fn, override=True)
+        self.registered = True
 
     def serve(self, binary: bytes, sha256: str) -> None:
         """Answer the source whose sha256 this is with the precompiled fatbin from now on."""
@@ -77,19 +84,22 @@ class FatbinHook:
             self._building.archs = before
 
     def compile(self, code: bytes | str, *rest: Any) -> bytes:
-        """The hook: a served fatbin, a build's fatbin, or what TVM's own hook compiles."""
+        """The hook: a build's fatbin, a served fatbin, or what TVM's own hook compiles. A
+        build comes first: the same source serves every arch list, and a loaded artifact's
+        fatbin may hold other archs than the build asks for."""
         text = code.decode() if isinstance(code, bytes) else str(code)
-        found = self.served.get(source_hash(text))
-        if found is not None:
-            self.hits += 1
-            return found
         archs = getattr(self._building, "archs", None)
         if archs:
             self.built += 1
             return fatbin(text, archs)
+        found = self.served.get(source_hash(text))
+        if found is not None:
+            self.hits += 1
+            return found
         if self.previous is None:
             raise LrqcError("no CUDA compiler hook for a module without a fatbin")
-        use_nvcc()  # TVM's hook compiles with NVRTC unless told nvcc
+        use_nvcc()  # TVM's hook compiles with NVRTC unless told nvcc (also for a user's own
+        #   CUDA modules compiled in this process once lrqc's hook is registered)
         return self.previous(code, *rest)
 
 
