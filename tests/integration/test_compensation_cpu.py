@@ -139,6 +139,37 @@ def test_sparse_products_match_reference(case):
         assert rel_error(C, ref) < TOL, (m, rel_error(C, ref))
 
 
+@pytest.mark.parametrize("copy,own_pass", [("int8 per_tensor", False),
+                                           ("int8 per_channel", True)])
+def test_sparse_copy_of_a_takes_its_max_from_the_base_statistics(copy, own_pass):
+    """A per-tensor copy's max |A_s| is A's largest |x| (from the base quantizer's row maxima)
+    or 0: no reduction over A of its own. The numbers are the reference's, for data where the
+    copy keeps some, all (max_density exceeded) or none (a constant A) of A."""
+    from lrqc.backend.te import compensated
+
+    s = scheme("int8 per_channel round=trunc",
+               f"int8 per_channel round=trunc + sparse({copy}, threshold=0.6, max_density=0.5)")
+    kernel = lrqc.compile(s, M="4..21", N=24, K=64)
+    ops, seen = [t.op for t in compensated.quantize_a(kernel.plan)], set()
+    while ops:  # every block the pass's outputs read
+        op = ops.pop()
+        if op.name not in seen:
+            seen.add(op.name)
+            ops += [t.op for t in op.input_tensors]
+    assert ("a_stats_s0" in seen) == own_pass and ("a_copy_top_s0" in seen) != own_pass, seen
+    rng = np.random.default_rng(2)
+    B = rng.standard_normal((64, 24))
+    signs = rng.choice([-1, 1], (21, 64))
+    for A, used in [(rng.exponential(size=(13, 64)) * signs[:13], "sparse A used"),  # some
+                    # 60 % of |x| at 1, the rest 0.001: the cut is 0.72, density 0.6: all of A
+                    (np.where(rng.random((21, 64)) < 0.6, 1.0, 0.001) * signs, "dense A used"),
+                    (np.full((4, 64), -0.75), "A density 0.000")]:  # |x| = the mean: none
+        C = kernel.run(A.astype(np.float32), B)
+        ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
+        assert rel_error(C, ref) < TOL, (len(A), rel_error(C, ref))
+        assert used in " ".join(kernel.last_notes), kernel.last_notes
+
+
 def test_sparse_copy_of_b_is_csr_and_a_static_product_works():
     from lrqc.plan.layout import csr_columns
     from lrqc.runtime.manifest import product_text

@@ -1,4 +1,4 @@
-"""A's quantization statistics on its float32 bit patterns (te.quantize._statistics, where
+"""A's quantization statistics on its float32 bit patterns (te.quantize.statistics, where
 signature.stats_see_non_finite holds): max |x| as the integer maximum of |x|'s patterns, and
 min x / max x as integer extremes of patterns mapped to the order of the values. Both equal
 the float statistics for finite values, and a NaN or an infinity in a group makes its
@@ -38,7 +38,7 @@ def group_index(q) -> Callable[[PrimExpr, PrimExpr], tuple]:
 
 
 def abs_max(q, bits, dims: tuple, tag: str):
-    """quantize._statistics' max |x| blocks from bits(i, k) (integer maxima, then float64
+    """quantize.statistics' max |x| blocks from bits(i, k) (integer maxima, then float64
     values)."""
     top = reduce_groups(q, dims, bits, te.max, names.QUANT_STATS + tag)
     return _as_abs_max(top, tag), None, group_index(q)
@@ -84,7 +84,7 @@ def _ordered(b: PrimExpr) -> PrimExpr:
 
 
 def min_max(q, bits, dims: tuple, tag: str):
-    """quantize._statistics' max x and min x blocks (min-max calibration) from ordered bit
+    """quantize.statistics' max x and min x blocks (min-max calibration) from ordered bit
     patterns: integer maxima and minima, then float64 values, NaNs clamped to the infinity on
     their side: a NaN or infinity in a group makes its max +inf or its min -inf, so its range
     and every scale computed from it are not finite, as with max |x| (abs_max)."""

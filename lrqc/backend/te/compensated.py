@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ...frontend.model import Granularity
 from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.segments import split_terms
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from . import unpack
-from .quantize import a_bits, dims, quantizer
+from .bitstats import group_index
+from .quantize import a_bits, dims, max_abs_stat, quantizer, statistics
 from .sparse import code_dtype
 
 F64 = "float64"
@@ -44,9 +46,11 @@ def sketch_width(p: KernelPlan, m: int | None = None) -> int:
     return min(t.rank + t.oversample, m, p.k)
 
 
-def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
-    """x_s(i, k) of a sparse term (keep |x| >= 2 th mean|x|_nonzero, or everything above
-    max_density) and its density, statistics over the call's true rows only."""
+def _sparse_copy(p: KernelPlan, term, x, rows, tag: str, hi: te.Tensor | None = None):
+    """(x_s, density, top): x_s(i, k) of a sparse term (keep |x| >= 2 th mean|x|_nonzero, or
+    everything above max_density) and its density, statistics over the call's true rows only;
+    top, given hi (the base quantizer's max |x| blocks), x_s's max |x_s| as a (1, 1) block
+    taken from them with no pass over A (else None)."""
     M, K = p.m, p.k
     r1, r2 = te.reduce_axis((0, M), "r1"), te.reduce_axis((0, K), "r2")
     def live(i: PrimExpr) -> PrimExpr:
@@ -75,7 +79,28 @@ def _sparse_copy(p: KernelPlan, term, x, rows, tag: str):
     def xs(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         return tir.Select(tir.any(dense(), kept(i, k)), x(i, k), zero)
 
-    return xs, dens
+    return xs, dens, None if hi is None else _copy_top(hi, cut, dense, tag)
+
+
+def _copy_top(hi: te.Tensor, cut: te.Tensor, dense: Callable[[], PrimExpr], tag: str
+              ) -> te.Tensor:
+    """max |x_s| from the base statistic's max |x| per group: the largest |x|, g, is x_s's
+    largest where the copy keeps it (dense, or g >= the cut and g != 0), and where it does not,
+    the copy keeps nothing (every |x| <= g < cut, or all are 0): 0. A maximum is exact, so this
+    is the reduction over x_s's values bit for bit (infinite where A holds a NaN or infinity,
+    as the base's is). The rows past the call's are copies of its last row, or zero."""
+    zero = tir.const(0.0, F64)
+    r1, r2 = te.reduce_axis((0, hi.shape[0]), "t1"), te.reduce_axis((0, hi.shape[1]), "t2")
+    g = te.compute((1,), lambda _: te.max(hi[r1, r2], axis=[r1, r2]), name="a_top" + tag)
+    return te.compute((1, 1), lambda _, __: tir.Select(
+        tir.any(dense(), tir.all(g[0] >= cut[0], g[0] != zero)), g[0], zero),
+        name="a_copy_top" + tag)
+
+
+def _per_tensor_max_abs(q) -> bool:
+    """A quantizer whose one scale comes from max |x| over the whole tensor."""
+    return q.granularity == Granularity.PER_TENSOR and max_abs_stat(q) \
+        and not q.scale.startswith("uint")
 
 
 def quantize_a(p: KernelPlan) -> list[te.Tensor]:
@@ -84,7 +109,9 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
-    base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits)  # sees NaN, infinity
+    # the base's statistics, which sparse copies of A read too (their max |x_s|)
+    stats = statistics(p.qa, x, dims(p), bits=bits) if max_abs_stat(p.qa) else None
+    base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits, stats=stats)  # sees NaN
     held, Aq = _held_codes(p, base)
     sources = {"base": (held, *base[1:])}
     a_terms, _ = split_terms(p.scheme.a)
@@ -101,10 +128,13 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         inputs.append(rows)
         for sp in p.sparse:
             if sp.side == "a":
-                xs, d = _sparse_copy(p, sp.term, x, rows, f"_s{sp.n}")
+                known = stats is not None and _per_tensor_max_abs(sp.q)
+                xs, d, top = _sparse_copy(p, sp.term, x, rows, f"_s{sp.n}",
+                                          stats[0] if known else None)
                 dens.append(d)
-                sources[f"sparse:{sp.n}"] = quantizer(sp.q, xs, dims(p), offset=a_offset(sp.q),
-                                                      tag=f"_s{sp.n}")
+                sources[f"sparse:{sp.n}"] = quantizer(
+                    sp.q, xs, dims(p), offset=a_offset(sp.q), tag=f"_s{sp.n}",
+                    stats=None if top is None else (top, None, group_index(sp.q)))
     segs = [sources[sg.a] for sg in p.segments] or [base]
     S = len(segs)
 

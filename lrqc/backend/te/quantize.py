@@ -206,14 +206,24 @@ def dims(p: KernelPlan) -> tuple:
     return p.m, p.k, p.mp, p.kq, p.gq, p.vector
 
 
+def max_abs_stat(q: Quant) -> bool:
+    """Whether q's scales come from max |x| (statistics' hi): not fixed point, not 1-bit signs,
+    not min-max calibrated integers."""
+    return not (q.is_fixed or (q.is_int and q.signed and q.bits == 1)
+                or (q.calibrate == Calibration.MINMAX and q.is_int))
+
+
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
-              u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None
+              u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None,
+              stats: tuple | None = None
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
     plus `offset`, sa / zc the (Mp, G) float32 scales and int32 zero corrections of the GEMM,
     and deq(i, k, held=None) the float64 dequantized value (of code(i, k), or of `held`, the
-    same code read back from where a pass stored it). Blocks are named with suffix `tag`."""
+    same code read back from where a pass stored it). Blocks are named with suffix `tag`.
+    stats: statistics(q, x, ...)'s (hi, lo, sidx), made by the caller (who reads them too), or
+    values equal to them that need no pass over x (max_abs_stat quantizers)."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
@@ -223,7 +233,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
         return _binary(q, x, dims, offset, tag)
     # e*m* elements: max |x| -> the max normal
     minmax = q.calibrate == Calibration.MINMAX and q.is_int
-    hi, lo, sidx = _statistics(q, x, dims, minmax, tag, bits)
+    hi, lo, sidx = stats or statistics(q, x, dims, tag, bits)
     s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag)
     if minmax:
         zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
@@ -237,7 +247,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
 
 
-def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
+def statistics(q, x, dims: tuple, tag: str = "", bits=None):
     """(hi, lo, sidx): the blocks of max |x| (max x and min x when min-max calibrated; lo None
     otherwise) per tensor, row or K group, and sidx(i, g), the index of row i's group g in
     them. bits(i, k): |x|'s float32 bit pattern as int32 (x a float32 A): max |x| is then the
@@ -245,6 +255,7 @@ def _statistics(q, x, dims: tuple, minmax: bool, tag: str, bits=None):
     and a NaN or infinity anywhere in a group makes its maximum +inf (their patterns are
     larger than every finite one's; a NaN's is lowered to infinity's, which every scale
     computed from it keeps non-finite), which no float maximum guarantees for NaN."""
+    minmax = q.calibrate == Calibration.MINMAX and q.is_int
     if bits is not None:
         return bitstats.min_max(q, bits, dims, tag) if minmax else \
             bitstats.abs_max(q, bits, dims, tag)
