@@ -52,7 +52,7 @@ def packing_shape(m: int, n: int, k: int, args) -> list[dict]:
                            "note": f"rule {kernel.rule}, build {build:.1f} s"}
     common.log(f"  timing {len(calls)} contenders, {args.rounds} rounds")
     errors: dict[str, str] = {}
-    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors, {})
+    times = common.interleaved(calls, args.rounds, args.slow, args.gap, errors, {}, args.warm)
     med = {label: float(np.median(ts)) for label, ts in times.items() if ts}
     rows = []
     for label, row in info.items():
