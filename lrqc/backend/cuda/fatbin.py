@@ -56,8 +56,8 @@ class FatbinHook:
     def _register(self) -> None:
         """Registered in TVM's place; again where something registered another hook since
         (TVM's own tirx.bench does)."""
-        if self.registered and self._fn.same_as(
-                tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)):
+        current = tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)
+        if self.registered and current is not None and self._fn.same_as(current):
             return
         if not self.registered:
             self.previous = tvm_ffi.get_global_func(HOOK_NAME, allow_missing=True)
