@@ -90,7 +90,7 @@ def sparse_a_cuda(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
     def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
           D: T.Buffer((kq, np_), "int8"), sd: T.Buffer((groups, np_), "float32"),
           C: T.Buffer((mp, np_), "float32")) -> None:
-        T.func_attr({"tir.noalias": True})
+        T.func_attr({"tirx.noalias": True})
         for i in T.thread_binding(mp, thread="blockIdx.x"):  # rows: x allows 2^31 - 1 blocks
             for jo in T.thread_binding(np_ // L, thread="blockIdx.y"):
                 for jt in T.thread_binding(L, thread="threadIdx.x"):
@@ -120,7 +120,7 @@ def sparse_b_cuda(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
     def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
           ptr: T.Buffer((np_ * groups + 1,), "int32"), idx_h: T.handle, val_h: T.handle,
           ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")) -> None:
-        T.func_attr({"tir.noalias": True})
+        T.func_attr({"tirx.noalias": True})
         nnz = T.int32()
         idx = T.match_buffer(idx_h, (nnz,), "int32")
         val = T.match_buffer(val_h, (nnz,), "int16")
@@ -175,7 +175,7 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
     def f(S: T.Buffer((mp, kq), sdt), ss: T.Buffer((mp, groups), "float32"),
           D: T.Buffer((np_ // W, kq, W), "int8"), sd: T.Buffer((groups, np_), "float32"),
           C: T.Buffer((mp, np_), "float32")) -> None:
-        T.func_attr({"tir.noalias": True})
+        T.func_attr({"tirx.noalias": True})
         ptr = T.alloc_buffer((RG + 1,), "int32")
         kidx = T.alloc_buffer((mp * kq + RG,), "int32")
         kval = T.alloc_buffer((mp * kq + RG,), sdt)
@@ -236,7 +236,7 @@ def sparse_b(mp: int, kq: int, np_: int, groups: int, rdt: str = "int16"
     def f(Rt: T.Buffer((kq, mp), rdt), sr: T.Buffer((mp, groups), "float32"),
           ptr: T.Buffer((np_ * groups + 1,), "int32"), idx_h: T.handle, val_h: T.handle,
           ss: T.Buffer((groups, np_), "float32"), C: T.Buffer((mp, np_), "float32")) -> None:
-        T.func_attr({"tir.noalias": True})
+        T.func_attr({"tirx.noalias": True})
         nnz = T.int32()
         idx = T.match_buffer(idx_h, (nnz,), "int32")
         val = T.match_buffer(val_h, (nnz,), "int16")
