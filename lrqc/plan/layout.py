@@ -142,12 +142,12 @@ StaticTerms = tuple[QArray, list[TermResult]]  # Q(B) and B's residual terms (st
 
 
 def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
-         bias: np.ndarray | None = None, amx: frozenset[int] = frozenset()) -> PackedOperand:
+         bias: np.ndarray | None = None, kinds: dict[int, str] | None = None) -> PackedOperand:
     """Quantize and lay out B (K x N) for plan p. q: B's quantized copy when it is known
     exactly (LPLR's factor codes, chain.py), instead of the plan's quantizer applied to B; B
     must then be its dequantized value. dense: the target compiles the sparse products' dense
-    formulations (CPUs); amx: the sparse products whose dense formulation runs on AMX tiles
-    (their crossover: segments.crossover). bias: N values (checked: reference.inputs.as_bias)
+    formulations (CPUs); kinds: {sparse product: the instruction its dense formulation runs
+    on} (its crossover: segments.crossover). bias: N values (checked: reference.inputs.as_bias)
     the epilogue adds to every row of C, in float32; None: zeros."""
     B = as_matrix(B, "B", float32=True)  # the kernels compute with B in float32, as with A
     if B.shape != (p.k, p.n):
@@ -169,7 +169,7 @@ def pack(p: KernelPlan, B: Any, q: QArray | None = None, dense: bool = True,
     if p.compensated:
         out = _with_lowrank(p, out, B, st)
     if p.sparse:
-        sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense, amx)
+        sparse, notes = _sparse_arrays(p, B, _terms(p, st), dense, kinds or {})
         out = replace(out, sparse=sparse, notes=notes)
     return replace(out, bias=bias_row(p, bias))
 
@@ -360,7 +360,7 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = True,
-                   amx: frozenset[int] = frozenset()
+                   kinds: dict[int, str] | None = None
                    ) -> tuple[tuple[SparseCodes | SparseCsr | SparseDense, ...], tuple[str, ...]]:
     """(static operands of the sparse products (te/sparse.py), notes): side a, B's residual
     codes and scales (+ VNNI blocks for a dense formulation); side b, B's thresholded copy (or
@@ -382,9 +382,10 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = 
         q, note = sparse_quant(B, sp.term, "b", "B")
         full, sc = _codes_scales(p, q)
         density = float(np.count_nonzero(full)) / max(1, p.n * p.k)
-        run_dense = has_dense and segments.dense_wins(density, "b", j in amx)
+        kind = (kinds or {}).get(j, "")
+        run_dense = has_dense and segments.dense_wins(density, "b", kind)
         notes += [str(note), segments.formulation_note(
-            "b", sp.n, density, run_dense if has_dense else None, j in amx)]
+            "b", sp.n, density, run_dense if has_dense else None, kind)]
         if run_dense:
             out.append(SparseDense(pack_codes(full, p.np_, p.kq),
                                    full.sum(axis=1, dtype=np.int32)[None], sc))

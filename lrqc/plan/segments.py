@@ -31,47 +31,55 @@ from dataclasses import dataclass
 from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Scheme, Sparse
 
 # The density of a sparse term's sparse operand above which its dense formulation runs, per
-# product side: where a sparse product costs as much as the dense one (a whole K segment of the
-# integer GEMM). Same-run A/Bs on this machine (2 shared Zen 3 cores, AVX2, int8 codes, M x N x K
-# = 256 x 4096 x 4096, best of 5-6, 2026-12-02), sparse / dense ms:
-#   "a" (B's terms: A's copy, per call; sparse_a): 29 / 124 at 5 %, 62 / 141 at 15 %, 91-95 /
-#       115-121 at 35 %, 113 / 111 at 45 %, 124 / 109 at 60 %, 205 / 113 at 90 %;
-#   "b" (A's terms: B's copy, at pack; sparse_b): 18 / 114 at 5 %, 50 / 110 at 15 %, 76 / 130 at
-#       20 %, 106 / 133 at 25 %, 123-130 / 97-116 at 35 %, 139 / 106 at 45 %, 198 / 111 at 60 %.
-# The same shape on a 2-core CPU with AMX (2026-12-03), where the dense formulation runs on
-# AMX tiles (2.4-2.7 ms at every density), sparse / dense ms:
-#   "a": 2.3 / 2.4 at 1 %, 4.2 / 2.5 at 2 %, 7.5 / 2.7 at 5 %, 16 / 2.5 at 20 %;
-#   "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %.
-# (There, with the VNNI rules instead, the dense formulation took 34-51 ms and the sparse one
-# 27 ms at 35 %: the crossovers above hold for dense formulations on AVX2 or VNNI.)
-# Read at each call (side a) and at pack (side b): tests set them to 0 or 1.
-DENSE_ABOVE = {"a": 0.45, "b": 0.30}
-DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}  # dense formulations on AMX tiles
+# product side and per instruction that the dense formulation runs on (the schedule rule of its
+# integer GEMM): where a sparse product costs as much as the dense one (a whole K segment of the
+# integer GEMM). Same-run A/Bs at M x N x K = 256 x 4096 x 4096, int8 codes, medians of 5,
+# sparse / dense ms ("a": B's terms, A's copy per call, sparse_a; "b": A's terms, B's copy at
+# pack, sparse_b):
+#   VNNI (x86_vnni; 2-core AMD Zen 4, 2026-12-04):
+#     "a": 2.5 / 10.0 at 2 %, 4.5 / 10.3 at 5 %, 9.5 / 10.6 at 10 %, 15.7 / 10.3 at 20 %;
+#     "b": 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %, 16.1 / 10.8 at 20 %;
+#   AVX2 (x86_avx2, the same Zen 4 running kernels compiled for x86-avx2, 2026-12-04):
+#     "a": 7.4 / 44 at 5 %, 20 / 45 at 20 %, 32 / 40 at 35 %, 36 / 40 at 45 %;
+#     "b": 5.2 / 41 at 5 %, 21 / 40 at 20 %, 34 / 41 at 35 %, 44 / 40 at 45 %;
+#   AMX (x86_amx; 2-core Xeon, 2026-12-03; the dense formulation 2.4-3.1 ms at every density):
+#     "a": 2.3 / 2.4 at 1 %, 4.2 / 2.5 at 2 %, 7.5 / 2.7 at 5 %, 16 / 2.5 at 20 %;
+#     "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %.
+# Other rules (AVX-VNNI's 256-bit form, the portable one) take the AVX2 table: their dense
+# formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
+# never where it is slower. Read at each call (side a) and at pack (side b): tests set them.
+DENSE_ABOVE = {"a": 0.5, "b": 0.4}
+DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}
+DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
+KIND_NAMES = {"vnni": "VNNI", "amx": "AMX"}  # the kinds with tables of their own
 
 
-def crossover(side: str, amx: bool = False) -> float:
-    """The density above which side's dense formulation runs (amx: it runs on AMX tiles)."""
-    return (DENSE_ABOVE_AMX if amx else DENSE_ABOVE)[side]
+def crossover(side: str, kind: str = "") -> float:
+    """The density above which side's dense formulation runs; kind: the instruction it runs on
+    ("amx", "vnni", or "" for the others: buckets.dense_kinds)."""
+    table = {"amx": DENSE_ABOVE_AMX, "vnni": DENSE_ABOVE_VNNI}.get(kind, DENSE_ABOVE)
+    return table[side]
 
 
-def dense_wins(density: float, side: str, amx: bool = False) -> bool:
+def dense_wins(density: float, side: str, kind: str = "") -> bool:
     """Whether a sparse operand of this density runs in the dense formulation (side: the
-    product's, SparseProduct.side; amx: that formulation runs on AMX tiles)."""
-    return density > crossover(side, amx)
+    product's, SparseProduct.side; kind: the instruction that formulation runs on)."""
+    return density > crossover(side, kind)
 
 
 def formulation_note(side: str, n: int, density: float, dense: bool | None,
-                     amx: bool = False) -> str:
+                     kind: str = "") -> str:
     """What last_notes says of sparse term n (side a: B's term, A's copy per call; side b:
     A's term, B's copy at pack); dense None: no dense formulation compiled for it."""
     what = f"sparse: {'B' if side == 'a' else 'A'}'s term {n} ran "
     if dense is None:
         return what + ("sparse (no dense formulation compiled: its codes do not fit the "
                        "integer GEMM, or the target is a GPU)")
-    cross = crossover(side, amx)
+    cross = crossover(side, kind)
     rel = ">" if density > cross else "<="
+    named = f" ({KIND_NAMES[kind]})" if kind in KIND_NAMES else ""
     return (what + ("dense" if dense else "sparse") + f": {'A' if side == 'a' else 'B'}'s copy"
-            f" density {density:.3f} {rel} crossover {cross:g}{' (AMX)' if amx else ''}"
+            f" density {density:.3f} {rel} crossover {cross:g}{named}"
             + ("" if side == "a" else " (chosen at pack)"))
 
 

@@ -31,7 +31,7 @@ from ..plan.verify import PlanError
 from .glue import CompBuffers, Tensor, on_cpu, view
 from .linalg import Runner, parts_on, pmatmul
 
-AMX_RULE = "x86_amx"  # schedules/x86/05_amx.py
+DENSE_KINDS = {"x86_amx": "amx", "x86_vnni": "vnni"}  # rule -> kind of segments.crossover
 # (parameter name, the bucket's buffer, or None: the packed operand's tensor of that name)
 Bound = tuple[tuple[str, Tensor | None], ...]
 
@@ -50,18 +50,21 @@ class Packed:
     limits: tuple[float, float, float] | None = None  # direct.limits: max |sb|, |bias|, |W_B|
 
 
-def amx_dense(plan: KernelPlan, target: Target) -> frozenset[int]:
-    """The sparse products of the plan whose dense formulation the AMX rule schedules (the
-    rule pipeline.functions.dense_functions chose for it on this target): their crossover
-    density is AMX's (segments.crossover)."""
+def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:
+    """{sparse product: the instruction its dense formulation runs on, "amx" or "vnni"} for the
+    products whose dense formulation the AMX or the AVX-512 VNNI rule schedules on this target
+    (pipeline.functions.dense_functions chooses the same rule): their crossover densities are
+    those instructions' own (segments.crossover); the others' are absent (AVX2's table)."""
     if target.is_cuda:
-        return frozenset()
-    out = set()
+        return {}
+    out = {}
     for j in range(len(plan.sparse)):
         p2 = sig.dense_plan(plan, j)
-        if p2 is not None and choose(target.family, p2, target)[0].name == AMX_RULE:
-            out.add(j)
-    return frozenset(out)
+        if p2 is not None:
+            kind = DENSE_KINDS.get(choose(target.family, p2, target)[0].name)
+            if kind is not None:
+                out[j] = kind
+    return out
 
 
 def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool
@@ -174,9 +177,9 @@ class Bucket:
     (signature.cpu_functions: the dense formulations, exact_w, resid_tq and resid_z)."""
 
     def __init__(self, plan: KernelPlan, module: Any, prefix: str = "", dev: Any = None,
-                 dense: bool = True, amx: frozenset[int] = frozenset()):
+                 dense: bool = True, kinds: dict[int, str] | None = None):
         p = self.plan = plan
-        self.amx = amx  # sparse products whose dense formulation runs on AMX tiles
+        self.kinds = kinds or {}  # what each sparse product's dense formulation runs on
         self.module = module
         self.prefix = prefix
         self.lock = threading.Lock()
@@ -327,8 +330,9 @@ class Bucket:
                 notes.append(segments.formulation_note("a", sp.n, 0.0, None))
             else:
                 d = self.a_density(j)
-                dense = segments.dense_wins(d, "a", j in self.amx)
-                notes.append(segments.formulation_note("a", sp.n, d, dense, j in self.amx))
+                kind = self.kinds.get(j, "")
+                dense = segments.dense_wins(d, "a", kind)
+                notes.append(segments.formulation_note("a", sp.n, d, dense, kind))
             if dense:
                 bound = self.dense_bound[j]
             fn = self.fn(sig.dense_name(j) if dense else f"{names.FN_SPARSE}{j}")

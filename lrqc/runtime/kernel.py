@@ -34,7 +34,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, amx_dense, sparse_tensors, static_tensors
+from .buckets import Bucket, Packed, dense_kinds, sparse_tensors, static_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
@@ -63,10 +63,10 @@ class Kernel:
         # quantize_a itself finds a NaN or infinity in A (its scales): no pass over A before
         self.finite_later = sig.stats_see_non_finite(self.plan)
         self.dev, self.no_device = device_of(target)
-        self._amx = amx_dense(self.plan, target)  # dense formulations on AMX tiles (pack's)
+        self._kinds = dense_kinds(self.plan, target)  # dense formulations' instructions (pack's)
         self._bk = None if self.no_device else [
             Bucket(p, module, prefix, self.dev, dense=not target.is_cuda,
-                   amx=amx_dense(p, target)) for p in plans]
+                   kinds=dense_kinds(p, target)) for p in plans]
         # A's lowrank sketch R Ω is finite only where A is: A's check waits for it (_fill)
         #   where A's scales do not see a NaN or an infinity
         self._witness = not self.finite_later and self._bk is not None and all(
@@ -130,7 +130,7 @@ class Kernel:
             X = A.T
         try:
             arrays = layout.pack(self.plan, X, q, dense=not self.target.is_cuda, bias=bias,
-                                 amx=self._amx)
+                                 kinds=self._kinds)
         except InputError as exc:  # the transposed product's B is the user's A
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None

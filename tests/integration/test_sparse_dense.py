@@ -27,8 +27,8 @@ def _scheme(a: str, b: str):
 
 
 def _set_crossover(monkeypatch, crossover: float) -> None:
-    """Both sides' crossover density, for dense formulations on AMX tiles or not."""
-    for table in ("DENSE_ABOVE", "DENSE_ABOVE_AMX"):
+    """Both sides' crossover density, whatever instruction the dense formulations run on."""
+    for table in ("DENSE_ABOVE", "DENSE_ABOVE_VNNI", "DENSE_ABOVE_AMX"):
         monkeypatch.setattr(segments, table, {"a": crossover, "b": crossover})
 
 
@@ -160,18 +160,22 @@ def test_notes_of_a_transposed_kernel_name_the_users_operands(monkeypatch):
 
 
 def test_crossover_follows_the_instruction_of_the_dense_formulation():
-    """Where the AMX rule schedules a dense formulation it runs at the tiles' rate, so its
-    crossover density is AMX's (segments.DENSE_ABOVE_AMX, far below the others'); targets
-    without AMX keep segments.DENSE_ABOVE. Cross-compiled: nothing runs."""
+    """A dense formulation runs at the rate of the rule that schedules its GEMM, so its
+    crossover density is that instruction's: AMX tiles' (far below the others'), AVX-512
+    VNNI's, or AVX2's (the rest, the highest). Cross-compiled: nothing runs."""
     from lrqc.backend.target import resolve
-    from lrqc.runtime.buckets import amx_dense
+    from lrqc.runtime.buckets import dense_kinds
 
     s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
     plan = lrqc.compile(s, M=32, N=64, K=128, target="x86-avx2").plan
-    assert amx_dense(plan, resolve("x86-amx")) == frozenset({0, 1})
-    for name in ("x86-avx2", "x86-avx512-vnni"):
-        assert amx_dense(plan, resolve(name)) == frozenset()
-    assert segments.crossover("a", amx=True) < segments.crossover("a")
-    assert segments.crossover("b", amx=True) < segments.crossover("b")
-    note = segments.formulation_note("a", 0, 0.05, True, amx=True)
+    assert dense_kinds(plan, resolve("x86-amx")) == {0: "amx", 1: "amx"}
+    assert dense_kinds(plan, resolve("x86-avx512-vnni")) == {0: "vnni", 1: "vnni"}
+    for name in ("x86-avx2", "x86-avxvnni", "cuda-sm80"):
+        assert dense_kinds(plan, resolve(name)) == {}
+    for side in "ab":
+        assert (segments.crossover(side, "amx") < segments.crossover(side, "vnni")
+                < segments.crossover(side))
+    note = segments.formulation_note("a", 0, 0.05, True, "amx")
     assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
+    note = segments.formulation_note("b", 0, 0.05, False, "vnni")
+    assert note.endswith("density 0.050 <= crossover 0.12 (VNNI) (chosen at pack)"), note
