@@ -28,6 +28,7 @@ from ..backend.schedule.rules import choose, instruction_proof
 from ..backend.schedule.trace import replay
 from ..backend.target import Target
 from ..backend.te import sparse as te_sparse
+from ..backend.te import sparse_vnni
 from ..frontend.model import Scheme
 from ..ir import lower_ast, print_program
 from ..ir import nodes as ir
@@ -109,7 +110,8 @@ def stage_te(c: Compilation) -> Compilation:
     for part, rule in zip(c.parts, c.rules, strict=True):
         for plan in part.plans:
             brule = bucket_rule(plan, rule, c.target)
-            for j, f in enumerate(te_sparse.functions(plan, cuda=c.target.is_cuda)):
+            for j, f in enumerate(te_sparse.functions(plan, cuda=c.target.is_cuda,
+                                                      vnni=sparse_vnni.on(c.target))):
                 check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params])
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,
                                     f, scheduled=True))

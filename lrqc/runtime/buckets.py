@@ -21,6 +21,7 @@ import numpy as np
 from ..backend.compat import empty, tensor
 from ..backend.schedule.rules import choose
 from ..backend.target import Target
+from ..backend.te import sparse_vnni
 from ..backend.te.sparse import tile
 from ..errors import InputError
 from ..plan import names, segments
@@ -67,14 +68,27 @@ def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:
     return out
 
 
-def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool
-                   ) -> dict[str, Tensor]:
+def sparse_operands(plan: KernelPlan, sparse: tuple, dev: Any, target: Target
+                    ) -> tuple[dict[str, Tensor], ...]:
+    """The tensors of every sparse product's static operand (sparse_tensors), laid out for the
+    function the target compiles for it (te/sparse.py, te/sparse_vnni.py)."""
+    vnni = sparse_vnni.on(target)
+    return tuple(sparse_tensors(sp, dev, panels=not target.is_cuda,
+                                quads=sparse_vnni.quads(plan, j, vnni))
+                 for j, sp in enumerate(sparse))
+
+
+def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool,
+                   quads: bool = False) -> dict[str, Tensor]:
     """The tensors of one sparse product's static operand by parameter name. panels (the CPU
     functions): B's residual codes D[Kq, Np] as panels of W columns, Dp[Np/W, Kq, W]
-    (te/sparse.py: sparse_a keeps a panel in L2 while every row adds to it)."""
+    (te/sparse.py: sparse_a keeps a panel in L2 while every row adds to it); quads: as
+    sparse_vnni.panel_codes (u8, + 128, columns in the order the quads leave them)."""
     out = {}
     for name, v in arrays.params():
-        if panels and name == sig.SPARSE_A_STATIC[0]:
+        if quads and name == sig.SPARSE_A_STATIC[0]:
+            v = sparse_vnni.panel_codes(v)
+        elif panels and name == sig.SPARSE_A_STATIC[0]:
             kq, np_ = v.shape
             w = tile(np_)
             v = np.ascontiguousarray(v.reshape(kq, np_ // w, w).transpose(1, 0, 2))

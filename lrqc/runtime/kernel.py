@@ -34,7 +34,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, dense_kinds, sparse_tensors, static_tensors
+from .buckets import Bucket, Packed, dense_kinds, sparse_operands, static_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
@@ -147,8 +147,7 @@ class Kernel:
         dev = self.dev
         arrays, tensors = static_tensors(arrays, dev, self._buckets[0].exact_w)
         return Packed(arrays, tensors, self.fingerprint, arrays.notes,
-                      tuple(sparse_tensors(sp, dev, panels=not self.target.is_cuda)
-                            for sp in arrays.sparse))
+                      sparse_operands(self.plan, arrays.sparse, dev, self.target))
 
     def split(self, A: npt.ArrayLike,
               B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:

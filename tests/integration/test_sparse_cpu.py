@@ -7,10 +7,13 @@ against lrqc.reference are in test_compensation_cpu.py."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from lrqc.backend.compat import compile_module, tensor, tvm
+from lrqc.backend.target import host_cpu_flags
 from lrqc.backend.te import sparse as te_sparse
 from lrqc.plan.layout import csr_columns
 from lrqc.runtime.buckets import sparse_tensors
@@ -78,3 +81,107 @@ def test_sparse_b_exact(mp, kq, np_, groups, dt, density):
             tensor(np.ones((groups, np_), np.float32)), tensor(np.zeros((mp, np_), np.float32))]
     got = _run(te_sparse.sparse_b(mp, kq, np_, groups, dt), args)
     assert np.array_equal(got, want.astype(np.float32))
+
+
+QUAD_CASES = [  # mp, kq, np_, groups, density: lists of every length mod 4, empty rows
+    (8, 64, 64, 1, 0.3),
+    (21, 96, 128, 3, 0.5),
+    (5, 128, 64, 2, 1.0),
+    (16, 256, 192, 4, 0.03),
+]
+
+
+@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+@pytest.mark.parametrize("mp,kq,np_,groups,density", QUAD_CASES)
+@pytest.mark.parametrize("ends", [False, True])
+def test_sparse_a_quads_exact(mp, kq, np_, groups, density, ends):
+    """vpdpbusd on quads of nonzeros (te/sparse_vnni.py) gives numpy's integer sums exactly;
+    ends: every code at the end of its range (S = +-127, D = -128 or 127, so D + 128 is 0 or
+    255: the largest sums and the offset's correction at its extremes)."""
+    from lrqc.backend.building import compile_for
+    from lrqc.backend.target import resolve
+    from lrqc.backend.te import sparse_vnni
+
+    rng = np.random.default_rng(mp * kq + groups)
+    S = _codes(rng, (mp, kq), density, 127)
+    D = rng.integers(-128, 128, (kq, np_))
+    if ends:
+        S = np.sign(S) * 127
+        D = np.where(D < 0, -128, 127)
+    S[mp // 2] = 0  # a row without nonzeros
+    v = kq // groups
+    want = np.einsum("mgv,gvn->mgn", S.reshape(mp, groups, v), D.reshape(groups, v, np_))
+    args = [tensor(S.astype(np.int8)), tensor(np.ones((mp, groups), np.float32)),
+            tensor(sparse_vnni.panel_codes(D.astype(np.int8))),
+            tensor(np.ones((groups, np_), np.float32)), tensor(np.zeros((mp, np_), np.float32))]
+    ex = compile_for(tvm.IRModule({"main": sparse_vnni.sparse_a_quads(mp, kq, np_, groups)}),
+                     resolve("x86-avx512-vnni"))
+    ex["main"](*args)
+    assert np.array_equal(args[-1].numpy(), want.sum(axis=1).astype(np.float32))
+
+
+def test_quads_take_the_products_whose_sums_they_keep_exact():
+    """sparse_vnni.quads: B's terms with codes of at most 8 bits, 64-column panels, a target with
+    AVX-512 VNNI and room in int32 for the offset sums; the function compiled and pack's layout
+    follow the same answer."""
+    import lrqc
+    from lrqc.backend.target import resolve
+    from lrqc.backend.te import sparse_vnni
+
+    def plan(b, n):
+        s = lrqc.parse_schemes(f"scheme t {{\n a: int8 per_channel\n b: {b}\n}}")["t"]
+        return lrqc.compile(s, M=8, N=n, K=128, target="x86-avx2").plan
+
+    int8 = "int8 per_channel + sparse(threshold=0.9)"
+    assert sparse_vnni.quads(plan(int8, 128), 0, True)
+    assert not sparse_vnni.quads(plan(int8, 128), 0, False)  # no VNNI
+    assert not sparse_vnni.quads(plan(int8, 96), 0, True)  # panels of 32 columns
+    wide = dataclasses.replace(plan(int8, 128), kseg=2**17)  # (the plan's own checks refuse
+    assert not sparse_vnni.quads(wide, 0, True)  # such K first): 255 127 V >= 2^31
+    a_side = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + sparse(threshold=0.9)\n"
+                                " b: int8 per_channel\n}")["t"]
+    p = lrqc.compile(a_side, M=8, N=128, K=128, target="x86-avx2").plan
+    assert not sparse_vnni.quads(p, 0, True)  # A's terms: sparse_b
+    assert sparse_vnni.on(resolve("x86-avx512-vnni"))
+    assert not sparse_vnni.on(resolve("x86-avx2")) and not sparse_vnni.on(resolve("cuda-sm80"))
+    texts: dict[str, str] = {}
+    from lrqc.pipeline.compile import compile as pipeline_compile
+
+    s = lrqc.parse_schemes(f"scheme t {{\n a: int8 per_channel\n b: {int8}\n}}")["t"]
+    pipeline_compile(s, 8, 128, 128, "x86-avx512-vnni", emit=("tir",), on_text=texts.__setitem__)
+    sparse0 = texts["tir"].split("# sparse0_m8")[1]
+    assert "vpdpbusd" in sparse0 and '"uint8"' in sparse0
+    pipeline_compile(s, 8, 128, 128, "x86-avx2", emit=("tir",), on_text=texts.__setitem__)
+    assert "vpdpbusd" not in texts["tir"].split("# sparse0_m8")[1]
+
+
+@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+def test_b_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
+    """On a host with AVX-512 VNNI, B's sparse terms over 64-column panels run sparse_a_quads:
+    the numbers of lrqc.reference in every M bucket, with scale groups, and from a saved
+    artifact (pack's layout follows the function the artifact holds)."""
+    import lrqc
+    from lrqc.pipeline.compile import compile as pipeline_compile
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.plan import segments
+    from lrqc.reference import matmul
+    from lrqc.reference.scheme import rel_error
+    from lrqc.runtime.artifact import load_kernel
+
+    monkeypatch.setattr(segments, "DENSE_ABOVE_VNNI", {"a": 1.0, "b": 1.0})  # the sparse form
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_vector(32)\n b: int8 per_vector(32) + "
+                           "sparse(int8 per_vector(32), threshold=0.6)\n}")["t"]
+    kernel = lrqc.compile(s, M="4..40", N=128, K=256)
+    texts: dict[str, str] = {}
+    pipeline_compile(s, 8, 128, 256, emit=("tir",), on_text=texts.__setitem__)
+    assert "vpdpbusd" in texts["tir"].split("# sparse0_m8")[1]
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((256, 128))
+    for m in (4, 17, 40):
+        A = rng.standard_normal((m, 256)).astype(np.float32)
+        C = kernel.run(A, B)
+        assert rel_error(C, matmul(s, A.astype(np.float64), B)) < 2e-6
+        assert any("B's term 0 ran sparse" in n for n in kernel.last_notes), kernel.last_notes
+    build_artifact(s, 40, 128, 256, tmp_path / "k")
+    assert rel_error(load_kernel(tmp_path / "k").run(A, B), matmul(s, A.astype(np.float64), B)) \
+        < 2e-6

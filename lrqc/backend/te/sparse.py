@@ -25,6 +25,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
 from ..compat import PrimExpr, T, te, tir
+from . import sparse_vnni
 from .gemm import _int_sum
 
 
@@ -33,12 +34,16 @@ def code_dtype(q: Quant) -> str:
     return "int8" if centered_limit(q) <= 127 else "int16"
 
 
-def functions(p: KernelPlan, cuda: bool = False) -> list:
-    """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions)."""
+def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False) -> list:
+    """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions; vnni: the
+    target has AVX-512 VNNI, sparse_vnni.on, for the products sparse_vnni.quads takes)."""
     out = []
-    for sp in p.sparse:
+    for j, sp in enumerate(p.sparse):
         if cuda:
             make = sparse_a_cuda if sp.side == "a" else sparse_b_cuda
+        elif sparse_vnni.quads(p, j, vnni):
+            out.append(sparse_vnni.sparse_a_quads(p.mp, p.kq, p.np_, p.gq))
+            continue
         else:
             make = sparse_a if sp.side == "a" else sparse_b
         out.append(make(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q)))
