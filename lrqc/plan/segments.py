@@ -39,7 +39,8 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #   VNNI (x86_vnni; 2-core AMD Zen 4, 2026-12-04):
 #     "a" (sparse_vnni's quads): 2.3 / 10.5 at 2 %, 3.1 / 10.4 at 5 %, 5.7 / 10.7 at 10 %,
 #       8.5 / 10.5 at 20 %, 15.3 / 10.6 at 35 %;
-#     "b": 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %, 16.1 / 10.8 at 20 %;
+#     "b" (quads): 4.6 / 10.9 at 5 %, 7.4 / 10.7 at 10 %, 13.0 / 14.1 at 15 %, 10.4 / 10.4 at
+#       20 % (pairs: 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %);
 #   AVX2 (x86_avx2, the same Zen 4 running kernels compiled for x86-avx2, 2026-12-04):
 #     "a": 7.4 / 44 at 5 %, 20 / 45 at 20 %, 32 / 40 at 35 %, 36 / 40 at 45 %;
 #     "b": 5.2 / 41 at 5 %, 21 / 40 at 20 %, 34 / 41 at 35 %, 44 / 40 at 45 %;
@@ -50,7 +51,7 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 # formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
 # never where it is slower. Read at each call (side a) and at pack (side b): tests set them.
 DENSE_ABOVE = {"a": 0.5, "b": 0.4}
-DENSE_ABOVE_VNNI = {"a": 0.25, "b": 0.12}
+DENSE_ABOVE_VNNI = {"a": 0.25, "b": 0.15}
 DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
 KIND_NAMES = {"vnni": "VNNI", "amx": "AMX"}  # the kinds with tables of their own
 

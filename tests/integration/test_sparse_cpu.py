@@ -8,6 +8,7 @@ against lrqc.reference are in test_compensation_cpu.py."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -141,7 +142,9 @@ def test_quads_take_the_products_whose_sums_they_keep_exact():
     a_side = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + sparse(threshold=0.9)\n"
                                 " b: int8 per_channel\n}")["t"]
     p = lrqc.compile(a_side, M=8, N=128, K=128, target="x86-avx2").plan
-    assert not sparse_vnni.quads(p, 0, True)  # A's terms: sparse_b
+    assert not sparse_vnni.quads(p, 0, True)  # A's terms over 8 rows: sparse_b
+    p = lrqc.compile(a_side, M=64, N=48, K=128, target="x86-avx2").plan
+    assert sparse_vnni.quads(p, 0, True)  # over tiles of 64 rows
     assert sparse_vnni.on(resolve("x86-avx512-vnni"))
     assert not sparse_vnni.on(resolve("x86-avx2")) and not sparse_vnni.on(resolve("cuda-sm80"))
     texts: dict[str, str] = {}
@@ -156,10 +159,11 @@ def test_quads_take_the_products_whose_sums_they_keep_exact():
 
 
 @pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
-def test_b_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
-    """On a host with AVX-512 VNNI, B's sparse terms over 64-column panels run sparse_a_quads:
-    the numbers of lrqc.reference in every M bucket, with scale groups, and from a saved
-    artifact (pack's layout follows the function the artifact holds)."""
+def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
+    """On a host with AVX-512 VNNI, B's sparse terms over 64-column panels run sparse_a_quads
+    and A's over 64 rows sparse_b_quads (smaller buckets sparse_b): the numbers of
+    lrqc.reference in every M bucket, with scale groups, and from a saved artifact (pack's
+    layout follows the function the artifact holds)."""
     import lrqc
     from lrqc.pipeline.compile import compile as pipeline_compile
     from lrqc.pipeline.export import build_artifact
@@ -169,19 +173,57 @@ def test_b_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch)
     from lrqc.runtime.artifact import load_kernel
 
     monkeypatch.setattr(segments, "DENSE_ABOVE_VNNI", {"a": 1.0, "b": 1.0})  # the sparse form
-    s = lrqc.parse_schemes("scheme t {\n a: int8 per_vector(32)\n b: int8 per_vector(32) + "
-                           "sparse(int8 per_vector(32), threshold=0.6)\n}")["t"]
-    kernel = lrqc.compile(s, M="4..40", N=128, K=256)
+    term = "int8 per_vector(32) + sparse(int8 per_vector(32), threshold=0.6)"
+    s = lrqc.parse_schemes(f"scheme t {{\n a: {term}\n b: {term}\n}}")["t"]
+    kernel = lrqc.compile(s, M="4..64", N=128, K=256)
     texts: dict[str, str] = {}
-    pipeline_compile(s, 8, 128, 256, emit=("tir",), on_text=texts.__setitem__)
-    assert "vpdpbusd" in texts["tir"].split("# sparse0_m8")[1]
+    pipeline_compile(s, "8..64", 128, 256, emit=("tir",), on_text=texts.__setitem__)
+    tir = texts["tir"]
+    parts = re.split(r"(?m)^# (\w+_m\d+)$", tir)  # [head, name, text, name, text, ..]
+    quad = {name for name, text in zip(parts[1::2], parts[2::2], strict=True)
+            if name.startswith("sparse") and "vpdpbusd" in text}
+    names_ = set(parts[1::2])
+    assert {"sparse0_m8", "sparse1_m8", "sparse1_m64"} <= names_, names_
+    # B's term (sparse0) over 128 columns in every bucket, A's (sparse1) at 64 rows only
+    assert quad == {n for n in names_ if n.startswith("sparse0")} | {"sparse1_m64"}, quad
     rng = np.random.default_rng(5)
     B = rng.standard_normal((256, 128))
-    for m in (4, 17, 40):
+    for m in (4, 17, 40, 64):
         A = rng.standard_normal((m, 256)).astype(np.float32)
         C = kernel.run(A, B)
         assert rel_error(C, matmul(s, A.astype(np.float64), B)) < 2e-6
-        assert any("B's term 0 ran sparse" in n for n in kernel.last_notes), kernel.last_notes
-    build_artifact(s, 40, 128, 256, tmp_path / "k")
+        assert sum(" ran sparse" in n for n in kernel.last_notes) == 2, kernel.last_notes
+    build_artifact(s, 64, 128, 256, tmp_path / "k")
     assert rel_error(load_kernel(tmp_path / "k").run(A, B), matmul(s, A.astype(np.float64), B)) \
         < 2e-6
+
+
+@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+@pytest.mark.parametrize("mp,kq,np_,groups,density", [(64, 64, 16, 1, 0.3), (128, 96, 48, 3, 0.5),
+                                                      (64, 128, 32, 2, 1.0),
+                                                      (192, 256, 16, 4, 0.03)])
+@pytest.mark.parametrize("ends", [False, True])
+def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
+    """A's terms four entries at a time (sparse_b_quads): numpy's integer sums exactly, with
+    columns of every length mod 4 (the last quad padded) and empty ones; ends: every code at
+    the end of its range (B's copy +-127, A's residual codes -128 or 127: u8 0 or 255)."""
+    from lrqc.backend.building import compile_for
+    from lrqc.backend.target import resolve
+    from lrqc.backend.te import sparse_vnni
+
+    rng = np.random.default_rng(mp + kq * groups)
+    Bs = _codes(rng, (np_, kq), density, 127)
+    R = rng.integers(-128, 128, (mp, kq))
+    if ends:
+        Bs, R = np.sign(Bs) * 127, np.where(R < 0, -128, 127)
+    Bs[np_ // 2] = 0  # a column without entries
+    ptr, idx, val = csr_columns(Bs, groups)
+    v = kq // groups
+    want = np.einsum("mgv,ngv->mn", R.reshape(mp, groups, v), Bs.reshape(np_, groups, v))
+    args = [tensor(np.ascontiguousarray(R.T).astype(np.int8)),
+            tensor(np.ones((mp, groups), np.float32)), tensor(ptr), tensor(idx), tensor(val),
+            tensor(np.ones((groups, np_), np.float32)), tensor(np.zeros((mp, np_), np.float32))]
+    ex = compile_for(tvm.IRModule({"main": sparse_vnni.sparse_b_quads(mp, kq, np_, groups)}),
+                     resolve("x86-avx512-vnni"))
+    ex["main"](*args)
+    assert np.array_equal(args[-1].numpy(), want.astype(np.float32))

@@ -178,4 +178,4 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
     note = segments.formulation_note("a", 0, 0.05, True, "amx")
     assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
     note = segments.formulation_note("b", 0, 0.05, False, "vnni")
-    assert note.endswith("density 0.050 <= crossover 0.12 (VNNI) (chosen at pack)"), note
+    assert note.endswith("density 0.050 <= crossover 0.15 (VNNI) (chosen at pack)"), note

@@ -36,13 +36,14 @@ def code_dtype(q: Quant) -> str:
 
 def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False) -> list:
     """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions; vnni: the
-    target has AVX-512 VNNI, sparse_vnni.on, for the products sparse_vnni.quads takes)."""
+    target has AVX-512 VNNI, sparse_vnni.on: the products sparse_vnni.quads takes run there)."""
     out = []
     for j, sp in enumerate(p.sparse):
         if cuda:
             make = sparse_a_cuda if sp.side == "a" else sparse_b_cuda
         elif sparse_vnni.quads(p, j, vnni):
-            out.append(sparse_vnni.sparse_a_quads(p.mp, p.kq, p.np_, p.gq))
+            quad = sparse_vnni.sparse_a_quads if sp.side == "a" else sparse_vnni.sparse_b_quads
+            out.append(quad(p.mp, p.kq, p.np_, p.gq))
             continue
         else:
             make = sparse_a if sp.side == "a" else sparse_b
