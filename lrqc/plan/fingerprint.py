@@ -14,15 +14,27 @@ LAYOUT_VERSION = 5  # of layout.pack()'s arrays: change it whenever their meanin
 
 
 def fingerprint(scheme: Scheme, sizes: str, device: str,
-                plan: KernelPlan | None = None) -> dict[str, str]:
+                plan: KernelPlan | None = None, held: str = "") -> dict[str, str]:
     """What packed arrays depend on: the canonical scheme text, the static operand's sizes, the
-    layout (version and padded sizes) and the device holding them. Two kernels accept each
-    other's packed operands exactly when their fingerprints are equal."""
+    layout (version and padded sizes) and the device holding them; held: how the kernel's
+    compiled functions hold some of them beyond that (e.g. a sparse product's codes for
+    AVX-512 VNNI), where they do ("held" then: saved arrays leave it out, portable). Two
+    kernels accept each other's packed operands exactly when their fingerprints are equal."""
     layout = f"version {LAYOUT_VERSION}"
     if plan is not None:
         layout += (f", Np={plan.np_}, Kp={plan.kp}, groups={plan.groups}, "
                    f"vector={plan.vector}")
-    return {"scheme": unparse(scheme), "sizes": sizes, "layout": layout, "device": device}
+    out = {"scheme": unparse(scheme), "sizes": sizes, "layout": layout, "device": device}
+    return {**out, HELD: held} if held else out
+
+
+HELD = "held"  # the fingerprint's entry for how a kernel's functions hold its packed arrays
+
+
+def portable(fp: dict[str, str]) -> dict[str, str]:
+    """A fingerprint without its HELD entry: what saved packed arrays (layout-level arrays,
+    held as the loading kernel's functions need) must match."""
+    return {k: v for k, v in fp.items() if k != HELD}
 
 
 def check_fingerprint(packed: object, want: dict[str, str], what: str) -> None:
@@ -34,11 +46,12 @@ def check_fingerprint(packed: object, want: dict[str, str], what: str) -> None:
                          f"{type(packed).__name__}")
     if have == want:
         return
-    key = next(k for k in want if have.get(k) != want[k])
+    key = next(k for k in (*want, *have) if have.get(k) != want.get(k))
     if key == "scheme":
         diff = text_difference(str(have.get(key)), want[key])
     else:
-        diff = f"{key} {have.get(key)} (this kernel: {want[key]})"
+        diff = (f"{key} {have.get(key, 'as laid out')} (this kernel: "
+                f"{want.get(key, 'as laid out')})")
     raise InputError(f"packed: made for another kernel: {diff}; pack {what} with this kernel")
 
 

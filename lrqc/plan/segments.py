@@ -36,11 +36,14 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 # integer GEMM). Same-run A/Bs at M x N x K = 256 x 4096 x 4096, int8 codes, medians of 5,
 # sparse / dense ms ("a": B's terms, A's copy per call, sparse_a; "b": A's terms, B's copy at
 # pack, sparse_b):
-#   VNNI (x86_vnni; 2-core AMD Zen 4, 2026-12-04):
-#     "a" (sparse_vnni's quads): 2.3 / 10.5 at 2 %, 3.1 / 10.4 at 5 %, 5.7 / 10.7 at 10 %,
-#       8.5 / 10.5 at 20 %, 15.3 / 10.6 at 35 %;
-#     "b" (quads): 4.6 / 10.9 at 5 %, 7.4 / 10.7 at 10 %, 13.0 / 14.1 at 15 %, 10.4 / 10.4 at
-#       20 % (pairs: 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %);
+#   VNNI (x86_vnni; 2-core AMD Zen 4, 2026-12-04), the sparse products four nonzeros at a time
+#   (te/sparse_vnni.py: kind "vnni4"):
+#     "a": 2.3 / 10.5 at 2 %, 3.1 / 10.4 at 5 %, 5.7 / 10.7 at 10 %, 8.5 / 10.5 at 20 %,
+#       15.3 / 10.6 at 35 %;
+#     "b": 4.6 / 10.9 at 5 %, 7.4 / 10.7 at 10 %, 13.0 / 14.1 at 15 %, 10.4 / 10.4 at 20 %;
+#   and in pairs (te/sparse.py, where the quads do not apply: kind "vnni"):
+#     "a": 2.5 / 10.0 at 2 %, 4.5 / 10.3 at 5 %, 9.5 / 10.6 at 10 %, 15.7 / 10.3 at 20 %;
+#     "b": 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %;
 #   AVX2 (x86_avx2, the same Zen 4 running kernels compiled for x86-avx2, 2026-12-04):
 #     "a": 7.4 / 44 at 5 %, 20 / 45 at 20 %, 32 / 40 at 35 %, 36 / 40 at 45 %;
 #     "b": 5.2 / 41 at 5 %, 21 / 40 at 20 %, 34 / 41 at 35 %, 44 / 40 at 45 %;
@@ -49,17 +52,22 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #     "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %.
 # Other rules (AVX-VNNI's 256-bit form, the portable one) take the AVX2 table: their dense
 # formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
-# never where it is slower. Read at each call (side a) and at pack (side b): tests set them.
+# never where it is slower. On AMX the sparse products were measured in pairs; the quads that
+# CPUs with AMX now run would move those crossovers up (not measured). Read at each call
+# (side a) and at pack (side b, with the kind of the kernel's largest M bucket): tests set them.
 DENSE_ABOVE = {"a": 0.5, "b": 0.4}
-DENSE_ABOVE_VNNI = {"a": 0.25, "b": 0.15}
+DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}
+DENSE_ABOVE_VNNI4 = {"a": 0.25, "b": 0.15}
 DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
-KIND_NAMES = {"vnni": "VNNI", "amx": "AMX"}  # the kinds with tables of their own
+KIND_NAMES = {"vnni": "VNNI", "vnni4": "VNNI, four at a time", "amx": "AMX"}
 
 
 def crossover(side: str, kind: str = "") -> float:
     """The density above which side's dense formulation runs; kind: the instruction it runs on
-    ("amx", "vnni", or "" for the others: buckets.dense_kinds)."""
-    table = {"amx": DENSE_ABOVE_AMX, "vnni": DENSE_ABOVE_VNNI}.get(kind, DENSE_ABOVE)
+    ("amx", "vnni", "vnni4" where the sparse product takes four nonzeros at a time, or "" for
+    the others: buckets.dense_kinds)."""
+    table = {"amx": DENSE_ABOVE_AMX, "vnni": DENSE_ABOVE_VNNI,
+             "vnni4": DENSE_ABOVE_VNNI4}.get(kind, DENSE_ABOVE)
     return table[side]
 
 

@@ -52,17 +52,21 @@ class Packed:
 
 
 def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:
-    """{sparse product: the instruction its dense formulation runs on, "amx" or "vnni"} for the
-    products whose dense formulation the AMX or the AVX-512 VNNI rule schedules on this target
-    (pipeline.functions.dense_functions chooses the same rule): their crossover densities are
-    those instructions' own (segments.crossover); the others' are absent (AVX2's table)."""
+    """{sparse product: the instruction its dense formulation runs on} for the products whose
+    dense formulation the AMX ("amx") or the AVX-512 VNNI rule schedules on this target
+    (pipeline.functions.dense_functions chooses the same rule); with VNNI, "vnni4" where the
+    sparse product takes four nonzeros at a time (sparse_vnni.quads), else "vnni". Their
+    crossover densities are those (segments.crossover); the others' (absent) AVX2's."""
     if target.is_cuda:
         return {}
     out = {}
+    vnni = sparse_vnni.on(target)
     for j in range(len(plan.sparse)):
         p2 = sig.dense_plan(plan, j)
         if p2 is not None:
             kind = DENSE_KINDS.get(choose(target.family, p2, target)[0].name)
+            if kind == "vnni" and sparse_vnni.quads(plan, j, vnni):
+                kind = "vnni4"
             if kind is not None:
                 out[j] = kind
     return out
@@ -76,6 +80,16 @@ def sparse_operands(plan: KernelPlan, sparse: tuple, dev: Any, target: Target
     return tuple(sparse_tensors(sp, dev, panels=not target.is_cuda,
                                 quads=sparse_vnni.quads(plan, j, vnni))
                  for j, sp in enumerate(sparse))
+
+
+def held_codes(plan: KernelPlan, target: Target) -> str:
+    """How the target's functions hold a packed operand's arrays beyond their layout (the
+    fingerprint's "held" entry), "" where as everywhere: B's sparse terms' residual codes as
+    sparse_vnni.panel_codes."""
+    vnni = sparse_vnni.on(target)
+    quads = [str(j) for j, sp in enumerate(plan.sparse)
+             if sp.side == "a" and sparse_vnni.quads(plan, j, vnni)]
+    return f"sparse product {', '.join(quads)}: D + 128 in VNNI quad panels" if quads else ""
 
 
 def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool,

@@ -34,7 +34,7 @@ from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, dense_kinds, sparse_operands, static_tensors
+from .buckets import Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, serves
@@ -98,7 +98,8 @@ class Kernel:
         if self._fingerprint is None:
             p = self.plan
             sizes = f"A: {p.n}x{p.k} (M x K)" if self.transposed else f"B: {p.k}x{p.n} (K x N)"
-            self._fingerprint = fingerprint.fingerprint(self.scheme, sizes, str(self.dev), p)
+            self._fingerprint = fingerprint.fingerprint(self.scheme, sizes, str(self.dev), p,
+                                                        held_codes(p, self.target))
         return self._fingerprint
 
     @property

@@ -58,7 +58,7 @@ def _unflat(arrays: dict[str, np.ndarray], prefix: str, meta: dict) -> layout.Pa
 def _arrays(packed: Packed | ChainPacked) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays by name, their layout description) of a packed operand."""
     out: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {"format": FORMAT, "fingerprint": dict(packed.fingerprint)}
+    meta: dict[str, Any] = {"format": FORMAT, "fingerprint": fp.portable(packed.fingerprint)}
     if isinstance(packed, ChainPacked):
         meta["parts"] = [_flat(part.arrays, f"part{i}.", out)
                          for i, part in enumerate(packed.parts)]
@@ -102,7 +102,7 @@ def restore(kernel: Kernel | ChainKernel, arrays: dict[str, np.ndarray], meta: d
             n for n, v in _summary(arrays).items() if meta["arrays"].get(n) != v]
         raise InputError(f"packed state: array {bad[0]} differs from what was saved (shape, "
                          "type or contents): the state is damaged")
-    fp.check_fingerprint(holder, kernel.fingerprint, "B")
+    fp.check_fingerprint(holder, fp.portable(kernel.fingerprint), "B")
     if isinstance(kernel, ChainKernel):
         if "parts" not in meta:
             raise InputError("packed state: made for a single product, this kernel is a chain")

@@ -139,8 +139,10 @@ def test_sparse_products_match_reference(case):
         assert rel_error(C, ref) < TOL, (m, rel_error(C, ref))
 
 
-@pytest.mark.parametrize("case", ["one side, then dense", "per_vector groups"])
-def test_modules_with_sparse_products_compile_every_function_with_noalias_pointers(case):
+@pytest.mark.parametrize("case,dims", [("one side, then dense", (16, 48, 96)),
+                                       ("per_vector groups", (16, 48, 96)),
+                                       ("per_vector groups", (64, 128, 96))])  # (VNNI: quads)
+def test_modules_with_sparse_products_compile_every_function_with_noalias_pointers(case, dims):
     """TVM compiles each function's body as a separate function whose pointer arguments are
     noalias (what lets LLVM keep the GEMM's accumulators in registers) only where every
     function of the module declares its buffers free of aliases: one sparse product without
@@ -151,10 +153,11 @@ def test_modules_with_sparse_products_compile_every_function_with_noalias_pointe
     from lrqc.pipeline.compile import compile
 
     texts: dict[str, str] = {}
-    compile(scheme(*SPARSE_CASES[case]), 16, 48, 96, emit=("llvm",), on_text=texts.__setitem__)
+    compile(scheme(*SPARSE_CASES[case]), *dims, emit=("llvm",), on_text=texts.__setitem__)
     ll = texts["llvm"]
     exported = re.findall(r"define dllexport i32 @__tvm_ffi_(\w+)\(", ll)
-    assert {"gemm_m16", "quantize_a_m16", "sparse0_m16"} <= set(exported), exported
+    m = dims[0]
+    assert {f"gemm_m{m}", f"quantize_a_m{m}", f"sparse0_m{m}"} <= set(exported), exported
     for name in exported:
         body = re.search(rf"define internal fastcc i32 @{name}_compute_\(([^)]*)\)", ll)
         assert body is not None, name  # its body in a function of its own

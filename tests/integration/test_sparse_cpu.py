@@ -172,8 +172,7 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
     from lrqc.reference.scheme import rel_error
     from lrqc.runtime.artifact import load_kernel
 
-    monkeypatch.setattr(segments, "DENSE_ABOVE_VNNI", {"a": 1.0, "b": 1.0})  # the sparse form
-    term = "int8 per_vector(32) + sparse(int8 per_vector(32), threshold=0.6)"
+    term = "int8 per_vector(32) + sparse(int8 per_vector(32), threshold=0.6)"  # (no dense form)
     s = lrqc.parse_schemes(f"scheme t {{\n a: {term}\n b: {term}\n}}")["t"]
     kernel = lrqc.compile(s, M="4..64", N=128, K=256)
     texts: dict[str, str] = {}
@@ -196,6 +195,17 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
     build_artifact(s, 64, 128, 256, tmp_path / "k")
     assert rel_error(load_kernel(tmp_path / "k").run(A, B), matmul(s, A.astype(np.float64), B)) \
         < 2e-6
+    # static: a (the transposed product, B's codes per call) with per-channel terms, which
+    # also compile dense forms: crossovers at 1, so the sparse forms run
+    for table in ("DENSE_ABOVE_VNNI", "DENSE_ABOVE_VNNI4"):
+        monkeypatch.setattr(segments, table, {"a": 1.0, "b": 1.0})
+    term = "int8 per_channel round=trunc + sparse(threshold=0.7)"
+    s = lrqc.parse_schemes(f"scheme t {{\n a: {term}\n b: {term}\n static: a\n}}")["t"]
+    A, B = rng.standard_normal((64, 128)), rng.standard_normal((128, 192)).astype(np.float32)
+    kernel = lrqc.compile(s, M=64, N=192, K=128)
+    C = kernel.run(A, B)
+    assert rel_error(C, matmul(s, A, B.astype(np.float64))) < 2e-6
+    assert sum(" ran sparse" in n for n in kernel.last_notes) == 2, kernel.last_notes
 
 
 @pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
@@ -227,3 +237,28 @@ def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
                      resolve("x86-avx512-vnni"))
     ex["main"](*args)
     assert np.array_equal(args[-1].numpy(), want.astype(np.float32))
+
+
+@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+def test_packed_operands_say_how_their_sparse_codes_are_held():
+    """A kernel for this host holds B's sparse term's codes in VNNI quad panels, one built for
+    x86-avx2 as int8 panels: each refuses the other's packed operand with an error that says
+    so, while the saved state of either (layout-level arrays) restores into the other."""
+    import lrqc
+    from lrqc.errors import InputError
+    from lrqc.reference import matmul
+    from lrqc.reference.scheme import rel_error
+    from lrqc.runtime import packstate
+
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel\n b: int8 per_channel + "
+                           "sparse(threshold=0.8)\n}")["t"]
+    vnni, avx2 = lrqc.compile(s, 16, 128, 128), lrqc.compile(s, 16, 128, 128, target="x86-avx2")
+    rng = np.random.default_rng(2)
+    A, B = rng.standard_normal((16, 128)).astype(np.float32), rng.standard_normal((128, 128))
+    ref = matmul(s, A.astype(np.float64), B)
+    for mine, other in ((vnni, avx2), (avx2, vnni)):
+        packed = mine.pack(B)
+        with pytest.raises(InputError, match="held"):
+            other(A, packed)
+        restored = packstate.restore(other, *packstate.save(packed))
+        assert rel_error(other(A, restored), ref) < 2e-6

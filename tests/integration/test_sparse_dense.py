@@ -28,7 +28,7 @@ def _scheme(a: str, b: str):
 
 def _set_crossover(monkeypatch, crossover: float) -> None:
     """Both sides' crossover density, whatever instruction the dense formulations run on."""
-    for table in ("DENSE_ABOVE", "DENSE_ABOVE_VNNI", "DENSE_ABOVE_AMX"):
+    for table in ("DENSE_ABOVE", "DENSE_ABOVE_VNNI", "DENSE_ABOVE_VNNI4", "DENSE_ABOVE_AMX"):
         monkeypatch.setattr(segments, table, {"a": crossover, "b": crossover})
 
 
@@ -169,13 +169,15 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
     s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
     plan = lrqc.compile(s, M=32, N=64, K=128, target="x86-avx2").plan
     assert dense_kinds(plan, resolve("x86-amx")) == {0: "amx", 1: "amx"}
-    assert dense_kinds(plan, resolve("x86-avx512-vnni")) == {0: "vnni", 1: "vnni"}
+    # B's term (product 0) over 64 columns takes four nonzeros at a time, A's over 32 rows pairs
+    assert dense_kinds(plan, resolve("x86-avx512-vnni")) == {0: "vnni4", 1: "vnni"}
     for name in ("x86-avx2", "x86-avxvnni", "cuda-sm80"):
         assert dense_kinds(plan, resolve(name)) == {}
     for side in "ab":
         assert (segments.crossover(side, "amx") < segments.crossover(side, "vnni")
-                < segments.crossover(side))
+                < segments.crossover(side, "vnni4") < segments.crossover(side))
     note = segments.formulation_note("a", 0, 0.05, True, "amx")
     assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
-    note = segments.formulation_note("b", 0, 0.05, False, "vnni")
-    assert note.endswith("density 0.050 <= crossover 0.15 (VNNI) (chosen at pack)"), note
+    note = segments.formulation_note("b", 0, 0.05, False, "vnni4")
+    assert note.endswith("density 0.050 <= crossover 0.15 (VNNI, four at a time) (chosen at "
+                         "pack)"), note

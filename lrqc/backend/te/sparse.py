@@ -4,7 +4,8 @@ float multiply-add per output element and group.
 
 side "a" (B's term): S = A's thresholded copy, per call, as centered codes [Mp, Kq];
   each row skips its zero codes (the codes are the format: no compaction pass), every nonzero
-  code adds code * D[k, :] to the row's int32 accumulator, vectorized over N. D = B's residual
+  code adds code * D[k, :] to the row's int32 accumulator, vectorized over N (on AVX-512 VNNI
+  four nonzeros at a time where they fit: te/sparse_vnni.py). D = B's residual
   codes [Kq, Np] int8, scales [G, Np].
 side "b" (A's term): S = B's thresholded copy, static, as CSR of its columns (one row pointer
   per column and group: ptr[n * G + g]), D = A's residual codes transposed [Kq, Mp] from
@@ -168,7 +169,8 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
              ) -> tir.PrimFunc:
     """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :].
 
-    D arrives as panels of W columns, Dp[Np/W, Kq, W] (panel_codes). Three short parallel
+    D arrives as panels of W columns, Dp[Np/W, Kq, W] (runtime.buckets.sparse_tensors; on
+    AVX-512 VNNI, sparse_vnni.sparse_a_quads and its own layout). Three short parallel
     passes over S make a CSR of its nonzeros (k, code) per row and group, each list padded to
     an even length with a zero code; then, in parallel over the panels, every row's pairs of
     nonzeros add code * D[k, panel] to W int32 sums held in registers. A panel (Kq x W bytes)
