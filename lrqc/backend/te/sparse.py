@@ -26,7 +26,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
 from ..compat import PrimExpr, T, te, tir
-from . import sparse_vnni
+from . import sparse_csr, sparse_vnni
 from .gemm import _int_sum
 
 
@@ -191,35 +191,11 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
         ptr = T.alloc_buffer((RG + 1,), "int32")
         kidx = T.alloc_buffer((mp * kq + RG,), "int32")
         kval = T.alloc_buffer((mp * kq + RG,), sdt)
-        for i in T.parallel(mp):
-            for g in range(groups):
-                c = T.alloc_buffer((1,), "int32")
-                c[0] = 0
-                for kk in range(V):
-                    if S[i, g * V + kk] != T.Cast(sdt, 0):
-                        c[0] = c[0] + 1
-                ptr[i * groups + g + 1] = c[0] + c[0] % 2
-        ptr[0] = 0
-        for r in range(RG):
-            ptr[r + 1] = ptr[r + 1] + ptr[r]
-        for i in T.parallel(mp):
-            for g in range(groups):
-                c = T.alloc_buffer((1,), "int32")
-                c[0] = ptr[i * groups + g]
-                for kk in range(V):
-                    if S[i, g * V + kk] != T.Cast(sdt, 0):
-                        kidx[c[0]] = g * V + kk
-                        kval[c[0]] = S[i, g * V + kk]
-                        c[0] = c[0] + 1
-                if c[0] < ptr[i * groups + g + 1]:
-                    kidx[c[0]] = g * V
-                    kval[c[0]] = T.Cast(sdt, 0)
+        vsum = T.alloc_buffer((RG,), "int32")
+        sparse_csr.rows_csr(S, ptr, kidx, kval, vsum, mp, groups, V, 2, T.Cast(sdt, 0))
         for jo in T.parallel(np_ // W):
             for i in range(mp):
-                for q in range(PF):
-                    if jo + 1 < np_ // W and i * PF + q < kq:
-                        T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0",
-                                   T.address_of(D[jo + 1, i * PF + q, 0]), 0, 3, 1))
+                sparse_csr.prefetch_next(D, jo, i, np_ // W, PF, kq)
                 acc = T.alloc_buffer((W,), "int32")
                 for g in range(groups):
                     for jv in T.vectorized(W):

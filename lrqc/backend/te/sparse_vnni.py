@@ -29,6 +29,7 @@ import numpy as np
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
 from ..compat import T, tir
+from . import sparse_csr
 
 W = 64  # columns of a panel: four vpdpbusd of 16 int32 sums
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
@@ -93,6 +94,15 @@ def _dot(acc: tir.PrimExpr, quad: tir.PrimExpr, w: tir.PrimExpr) -> tir.PrimExpr
     return T.call_llvm_pure_intrin("int32x16", VPDPBUSD, acc, quad, w)
 
 
+@T.macro
+def add_quads(acc, r0, r1, r2, r3, w):
+    """acc[0:64] += the quads of lines r0..r3 times the four codes of w, 16 lanes a vpdpbusd."""
+    acc[T.Ramp(0, 1, 16)] = _dot(acc[T.Ramp(0, 1, 16)], _quad(r0, r1, r2, r3, 0), w)
+    acc[T.Ramp(16, 1, 16)] = _dot(acc[T.Ramp(16, 1, 16)], _quad(r0, r1, r2, r3, 1), w)
+    acc[T.Ramp(32, 1, 16)] = _dot(acc[T.Ramp(32, 1, 16)], _quad(r0, r1, r2, r3, 2), w)
+    acc[T.Ramp(48, 1, 16)] = _dot(acc[T.Ramp(48, 1, 16)], _quad(r0, r1, r2, r3, 3), w)
+
+
 def _u8(line: tir.PrimExpr) -> tir.PrimExpr:
     """A line of 64 int8 codes as u8 codes + 128 (the sign bit flipped)."""
     return T.reinterpret("uint8x64", line) ^ T.Broadcast(T.uint8(128), 64)
@@ -115,39 +125,10 @@ def sparse_a_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
         vsum = T.alloc_buffer((RG,), "int32")
         kidx = T.alloc_buffer((mp * kq + 3 * RG,), "int32")
         kval = T.alloc_buffer((mp * kq + 3 * RG,), "int8")
-        for i in T.parallel(mp):
-            for g in range(groups):
-                c = T.alloc_buffer((1,), "int32")
-                c[0] = 0
-                for kk in range(V):
-                    if S[i, g * V + kk] != T.int8(0):
-                        c[0] = c[0] + 1
-                ptr[i * groups + g + 1] = (c[0] + 3) // 4 * 4
-        ptr[0] = 0
-        for r in range(RG):
-            ptr[r + 1] = ptr[r + 1] + ptr[r]
-        for i in T.parallel(mp):
-            for g in range(groups):
-                c = T.alloc_buffer((1,), "int32")
-                s = T.alloc_buffer((1,), "int32")
-                c[0] = ptr[i * groups + g]
-                s[0] = 0
-                for kk in range(V):
-                    if S[i, g * V + kk] != T.int8(0):
-                        kidx[c[0]] = g * V + kk
-                        kval[c[0]] = S[i, g * V + kk]
-                        s[0] = s[0] + T.Cast("int32", S[i, g * V + kk])
-                        c[0] = c[0] + 1
-                for t in range(ptr[i * groups + g + 1] - c[0]):
-                    kidx[c[0] + t] = g * V
-                    kval[c[0] + t] = T.int8(0)
-                vsum[i * groups + g] = s[0] * 128
+        sparse_csr.rows_csr(S, ptr, kidx, kval, vsum, mp, groups, V, 4, T.int8(0))
         for jo in T.parallel(np_ // W):
             for i in range(mp):
-                for q in range(PF):
-                    if jo + 1 < np_ // W and i * PF + q < kq:
-                        T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0",
-                                   T.address_of(D[jo + 1, i * PF + q, 0]), 0, 3, 1))
+                sparse_csr.prefetch_next(D, jo, i, np_ // W, PF, kq)
                 acc = T.alloc_buffer((W,), "int32")
                 for g in range(groups):
                     for jv in T.vectorized(W):
@@ -160,14 +141,7 @@ def sparse_a_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
                         r3 = D[jo, kidx[b + 3], T.Ramp(0, 1, 64)]
                         w = T.reinterpret("int8x64", T.Broadcast(
                             T.reinterpret("int32", kval[T.Ramp(b, 1, 4)]), 16))
-                        acc[T.Ramp(0, 1, 16)] = _dot(acc[T.Ramp(0, 1, 16)],
-                                                     _quad(r0, r1, r2, r3, 0), w)
-                        acc[T.Ramp(16, 1, 16)] = _dot(acc[T.Ramp(16, 1, 16)],
-                                                      _quad(r0, r1, r2, r3, 1), w)
-                        acc[T.Ramp(32, 1, 16)] = _dot(acc[T.Ramp(32, 1, 16)],
-                                                      _quad(r0, r1, r2, r3, 2), w)
-                        acc[T.Ramp(48, 1, 16)] = _dot(acc[T.Ramp(48, 1, 16)],
-                                                      _quad(r0, r1, r2, r3, 3), w)
+                        add_quads(acc, r0, r1, r2, r3, w)
                     for jv in T.vectorized(W):
                         C[i, jo * W + jv] = C[i, jo * W + jv] + ss[i, g] * sd[g, jo * W + jv] \
                             * T.Cast("float32", acc[jv] - vsum[i * groups + g])
@@ -235,14 +209,7 @@ def sparse_b_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
                             v3 = T.Cast("int32", val[b + 3])
                             vs[0] = vs[0] + v0 + v1 + v2 + v3
                             w = _codes(v0, v1, v2, v3)
-                            acc[T.Ramp(0, 1, 16)] = _dot(acc[T.Ramp(0, 1, 16)],
-                                                         _quad(r0, r1, r2, r3, 0), w)
-                            acc[T.Ramp(16, 1, 16)] = _dot(acc[T.Ramp(16, 1, 16)],
-                                                          _quad(r0, r1, r2, r3, 1), w)
-                            acc[T.Ramp(32, 1, 16)] = _dot(acc[T.Ramp(32, 1, 16)],
-                                                          _quad(r0, r1, r2, r3, 2), w)
-                            acc[T.Ramp(48, 1, 16)] = _dot(acc[T.Ramp(48, 1, 16)],
-                                                          _quad(r0, r1, r2, r3, 3), w)
+                            add_quads(acc, r0, r1, r2, r3, w)
                         if (hi - lo) % 4 > 0:  # the last 1..3 entries, zero codes after them
                             b = hi - (hi - lo) % 4
                             r0 = _line(Rt, idx[b], io * RW)
@@ -253,14 +220,7 @@ def sparse_b_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
                             v2 = T.Select(b + 2 < hi, T.Cast("int32", val[T.min(b + 2, hi - 1)]), 0)
                             vs[0] = vs[0] + v0 + v1 + v2
                             w = _codes(v0, v1, v2, 0)
-                            acc[T.Ramp(0, 1, 16)] = _dot(acc[T.Ramp(0, 1, 16)],
-                                                         _quad(r0, r1, r2, r0, 0), w)
-                            acc[T.Ramp(16, 1, 16)] = _dot(acc[T.Ramp(16, 1, 16)],
-                                                          _quad(r0, r1, r2, r0, 1), w)
-                            acc[T.Ramp(32, 1, 16)] = _dot(acc[T.Ramp(32, 1, 16)],
-                                                          _quad(r0, r1, r2, r0, 2), w)
-                            acc[T.Ramp(48, 1, 16)] = _dot(acc[T.Ramp(48, 1, 16)],
-                                                          _quad(r0, r1, r2, r0, 3), w)
+                            add_quads(acc, r0, r1, r2, r0, w)
                         for iv in T.vectorized(RW):
                             outf[nj, iv] = outf[nj, iv] + sr[io * RW + iv, g] \
                                 * ss[g, no * 16 + nj] * T.Cast("float32",
