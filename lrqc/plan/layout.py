@@ -359,8 +359,8 @@ def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, 
     return ptr.astype(np.int32), k.astype(np.int32), vals.astype(np.int16)
 
 
-def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = True,
-                   kinds: dict[int, str] | None = None
+def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool,
+                   kinds: dict[int, str]
                    ) -> tuple[tuple[SparseCodes | SparseCsr | SparseDense, ...], tuple[str, ...]]:
     """(static operands of the sparse products (te/sparse.py), notes): side a, B's residual
     codes and scales (+ VNNI blocks for a dense formulation); side b, B's thresholded copy (or
@@ -382,7 +382,7 @@ def _sparse_arrays(p: KernelPlan, B: np.ndarray, st: StaticTerms, dense: bool = 
         q, note = sparse_quant(B, sp.term, "b", "B")
         full, sc = _codes_scales(p, q)
         density = float(np.count_nonzero(full)) / max(1, p.n * p.k)
-        kind = (kinds or {}).get(j, "")
+        kind = kinds.get(j, "")
         run_dense = has_dense and segments.dense_wins(density, "b", kind)
         notes += [str(note), segments.formulation_note(
             "b", sp.n, density, run_dense if has_dense else None, kind)]

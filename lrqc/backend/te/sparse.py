@@ -191,8 +191,7 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
         ptr = T.alloc_buffer((RG + 1,), "int32")
         kidx = T.alloc_buffer((mp * kq + RG,), "int32")
         kval = T.alloc_buffer((mp * kq + RG,), sdt)
-        vsum = T.alloc_buffer((RG,), "int32")
-        sparse_csr.rows_csr(S, ptr, kidx, kval, vsum, mp, groups, V, 2, T.Cast(sdt, 0))
+        sparse_csr.rows_csr(S, ptr, kidx, kval, None, mp, groups, V, 2, T.Cast(sdt, 0))
         for jo in T.parallel(np_ // W):
             for i in range(mp):
                 sparse_csr.prefetch_next(D, jo, i, np_ // W, PF, kq)

@@ -12,7 +12,8 @@ from ..compat import T
 def rows_csr(S, ptr, kidx, kval, vsum, mp: int, groups: int, V: int, pad: int, zero):
     """ptr[mp * groups + 1], kidx, kval: the nonzero codes of S (mp x groups V) by row and
     group, each list padded to a multiple of pad with code 0 at the group's first k; vsum:
-    each list's 128 Σ v (sparse_vnni's offset). Two parallel passes over S and a prefix sum."""
+    each list's 128 Σ v (sparse_vnni's offset), or None where not needed (no sums taken).
+    Two parallel passes over S and a prefix sum."""
     for i in T.parallel(mp):
         for g in range(groups):
             c = T.alloc_buffer((1,), "int32")
@@ -34,12 +35,14 @@ def rows_csr(S, ptr, kidx, kval, vsum, mp: int, groups: int, V: int, pad: int, z
                 if S[i, g * V + kk] != zero:
                     kidx[c[0]] = g * V + kk
                     kval[c[0]] = S[i, g * V + kk]
-                    s[0] = s[0] + T.Cast("int32", S[i, g * V + kk])
+                    if vsum is not None:
+                        s[0] = s[0] + T.Cast("int32", S[i, g * V + kk])
                     c[0] = c[0] + 1
             for t in range(ptr[i * groups + g + 1] - c[0]):
                 kidx[c[0] + t] = g * V
                 kval[c[0] + t] = zero
-            vsum[i * groups + g] = s[0] * 128
+            if vsum is not None:
+                vsum[i * groups + g] = s[0] * 128
 
 
 @T.macro
