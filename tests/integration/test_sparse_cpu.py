@@ -211,12 +211,17 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
 @pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
 @pytest.mark.parametrize("mp,kq,np_,groups,density", [(64, 64, 16, 1, 0.3), (128, 96, 48, 3, 0.5),
                                                       (64, 128, 32, 2, 1.0),
-                                                      (192, 256, 16, 4, 0.03)])
+                                                      (192, 256, 16, 4, 0.03),
+                                                      (256, 64, 32, 1, 0.2),
+                                                      (512, 32, 16, 2, 0.6)])
 @pytest.mark.parametrize("ends", [False, True])
 def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
     """A's terms four entries at a time (sparse_b_quads): numpy's integer sums exactly, with
-    columns of every length mod 4 (the last quad padded) and empty ones; ends: every code at
-    the end of its range (B's copy +-127, A's residual codes -128 or 127: u8 0 or 255)."""
+    columns of every length mod 4 (the last quad padded) and empty ones, in passes of one to
+    four tiles of 64 rows (several passes at 512 rows), each row and column scaled by its own
+    power of two (exact, so each group's scaled sum is too and float32 adds them in order);
+    ends: every code at the end of its range (B's copy +-127, A's residual codes -128 or 127:
+    u8 0 or 255)."""
     from lrqc.backend.building import compile_for
     from lrqc.backend.target import resolve
     from lrqc.backend.te import sparse_vnni
@@ -229,14 +234,18 @@ def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
     Bs[np_ // 2] = 0  # a column without entries
     ptr, idx, val = csr_columns(Bs, groups)
     v = kq // groups
-    want = np.einsum("mgv,ngv->mn", R.reshape(mp, groups, v), Bs.reshape(np_, groups, v))
-    args = [tensor(np.ascontiguousarray(R.T).astype(np.int8)),
-            tensor(np.ones((mp, groups), np.float32)), tensor(ptr), tensor(idx), tensor(val),
-            tensor(np.ones((groups, np_), np.float32)), tensor(np.zeros((mp, np_), np.float32))]
+    sr = np.ldexp(1.0, rng.integers(-3, 4, (mp, groups))).astype(np.float32)
+    ss = np.ldexp(1.0, rng.integers(-3, 4, (groups, np_))).astype(np.float32)
+    sums = np.einsum("mgv,ngv->gmn", R.reshape(mp, groups, v), Bs.reshape(np_, groups, v))
+    want = np.zeros((mp, np_), np.float32)
+    for g in range(groups):
+        want += (sr[:, g, None] * ss[None, g]) * sums[g].astype(np.float32)
+    args = [tensor(np.ascontiguousarray(R.T).astype(np.int8)), tensor(sr), tensor(ptr),
+            tensor(idx), tensor(val), tensor(ss), tensor(np.zeros((mp, np_), np.float32))]
     ex = compile_for(tvm.IRModule({"main": sparse_vnni.sparse_b_quads(mp, kq, np_, groups)}),
                      resolve("x86-avx512-vnni"))
     ex["main"](*args)
-    assert np.array_equal(args[-1].numpy(), want.astype(np.float32))
+    assert np.array_equal(args[-1].numpy(), want)
 
 
 @pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")

@@ -47,9 +47,12 @@ def rows_csr(S, ptr, kidx, kval, vsum, mp: int, groups: int, V: int, pad: int, z
 
 @T.macro
 def prefetch_next(D, jo, i, panels: int, pf: int, kq: int):
-    """Row i's share (pf lines) of panel jo + 1 of D[panels, kq, W]: the rows' reads of a panel
-    are random, and without it each line came from memory at its full latency."""
+    """Row i's share (pf lines) of panel jo + 1 of D[panels, kq, W], into L2 (a panel of 4096
+    lines is 256 KiB: into L1 it only evicted the lines in use): the rows' reads of a panel
+    are random, and without it each line came from memory at its full latency. The quads at
+    256 x 4096 x 4096 on a Zen 4: at 1 % density 3.7 ms without, 2.4 into L1, 1.8 into L2; at
+    5 %, 5.0, 3.3 and 2.9."""
     for q in range(pf):
         if jo + 1 < panels and i * pf + q < kq:
             T.evaluate(T.call_llvm_intrin("void", "llvm.prefetch.p0",
-                                          T.address_of(D[jo + 1, i * pf + q, 0]), 0, 3, 1))
+                                          T.address_of(D[jo + 1, i * pf + q, 0]), 0, 2, 1))

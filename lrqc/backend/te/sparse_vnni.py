@@ -14,10 +14,12 @@ Zen 4, 256 x 4096 x 4096: 3.1 / 4.8 ms at 5 % density, 5.3 / 9.9 ms at 10 %.
 
 A's terms (sparse_b_quads): the same on four lines of A's residual codes transposed (the
 per-call Rt, read as u8 + 128 by flipping the sign bit) per four entries of a column of B's
-CSR, 64 rows at a time. Its random reads of Rt's lines bound it more than its arithmetic:
-against sparse_b's pairs, interleaved rounds at 256 x 4096 x 4096, 3.2 / 3.4 ms at 2 %,
-3.6 / 4.2 at 5 %, 11.2 / 14.6 at 15 % (with the row tiles outside the parallel loop over
-columns, each tile's slice of Rt kept in L2: 3.9, 4.1 and 12.0, slower).
+CSR, in tiles of 64 rows; the four entries' codes serve TILES tiles. Against sparse_b's pairs,
+interleaved rounds at 256 x 4096 x 4096 with one tile a pass, 3.2 / 3.4 ms at 2 %, 3.6 / 4.2
+at 5 %, 11.2 / 14.6 at 15 % (with the row tiles outside the parallel loop over columns, each
+tile's slice of Rt kept in L2: 3.9, 4.1 and 12.0, slower); four tiles against one: 4.1 / 4.6
+ms at 5 %, 9.3 / 10.9 at 15 %. Its instructions bound it, not its reads of Rt: with Rt in L2
+(K = 1024) a tile and four entries take 21-24 cycles, as at K = 4096.
 
 Exact where every |code| is at most 127 (s8) and 255 · 127 · V < 2^31 (the sums, offset
 included, stay int32): quads() decides, for the function and for pack's layout."""
@@ -32,6 +34,7 @@ from ..compat import T, tir
 from . import sparse_csr
 
 W = 64  # columns of a panel: four vpdpbusd of 16 int32 sums
+TILES = 4  # tiles of 64 rows that each four entries of a column of B's CSR serve (sparse_b_quads)
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 
 
@@ -95,12 +98,13 @@ def _dot(acc: tir.PrimExpr, quad: tir.PrimExpr, w: tir.PrimExpr) -> tir.PrimExpr
 
 
 @T.macro
-def add_quads(acc, r0, r1, r2, r3, w):
-    """acc[0:64] += the quads of lines r0..r3 times the four codes of w, 16 lanes a vpdpbusd."""
-    acc[T.Ramp(0, 1, 16)] = _dot(acc[T.Ramp(0, 1, 16)], _quad(r0, r1, r2, r3, 0), w)
-    acc[T.Ramp(16, 1, 16)] = _dot(acc[T.Ramp(16, 1, 16)], _quad(r0, r1, r2, r3, 1), w)
-    acc[T.Ramp(32, 1, 16)] = _dot(acc[T.Ramp(32, 1, 16)], _quad(r0, r1, r2, r3, 2), w)
-    acc[T.Ramp(48, 1, 16)] = _dot(acc[T.Ramp(48, 1, 16)], _quad(r0, r1, r2, r3, 3), w)
+def add_quads(acc, r0, r1, r2, r3, w, at):
+    """acc[at:at + 64] += the quads of lines r0..r3 times the four codes of w, 16 lanes a
+    vpdpbusd."""
+    acc[T.Ramp(at, 1, 16)] = _dot(acc[T.Ramp(at, 1, 16)], _quad(r0, r1, r2, r3, 0), w)
+    acc[T.Ramp(at + 16, 1, 16)] = _dot(acc[T.Ramp(at + 16, 1, 16)], _quad(r0, r1, r2, r3, 1), w)
+    acc[T.Ramp(at + 32, 1, 16)] = _dot(acc[T.Ramp(at + 32, 1, 16)], _quad(r0, r1, r2, r3, 2), w)
+    acc[T.Ramp(at + 48, 1, 16)] = _dot(acc[T.Ramp(at + 48, 1, 16)], _quad(r0, r1, r2, r3, 3), w)
 
 
 def _u8(line: tir.PrimExpr) -> tir.PrimExpr:
@@ -141,7 +145,7 @@ def sparse_a_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
                         r3 = D[jo, kidx[b + 3], T.Ramp(0, 1, 64)]
                         w = T.reinterpret("int8x64", T.Broadcast(
                             T.reinterpret("int32", kval[T.Ramp(b, 1, 4)]), 16))
-                        add_quads(acc, r0, r1, r2, r3, w)
+                        add_quads(acc, r0, r1, r2, r3, w, 0)
                     for jv in T.vectorized(W):
                         C[i, jo * W + jv] = C[i, jo * W + jv] + ss[i, g] * sd[g, jo * W + jv] \
                             * T.Cast("float32", acc[jv] - vsum[i * groups + g])
@@ -168,12 +172,15 @@ def _codes(v0: tir.PrimExpr, v1: tir.PrimExpr, v2: tir.PrimExpr,
 
 def sparse_b_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
     """sparse_b (te/sparse.py: C[:, n] += Σ_g sr[:, g] ss[g, n] Σ_{(k, v) in CSR column n,
-    group g} v Rt[k, :]; parallel over blocks of 16 columns, tiles of 64 rows) with the
-    column's entries four at a time: four lines of Rt (int8, read as u8 + 128: the sign bit
-    flipped) unpacked into quads, one vpdpbusd per 16 rows, and 128 Σ v off the sums; a list's
-    last one to three entries form one more quad padded with zero codes. The sums leave the
-    rows in panel_order's exchanged order, put back as they are scaled (_row)."""
+    group g} v Rt[k, :]; parallel over blocks of 16 columns) with the column's entries four at
+    a time: per four entries, the codes made once, then for each of TILES tiles of 64 rows four
+    lines of Rt (int8, read as u8 + 128: the sign bit flipped; the tiles' lines of one k are
+    contiguous) unpacked into quads, one vpdpbusd per 16 rows, and 128 Σ v off the sums; a
+    list's last one to three entries form one more quad padded with zero codes. The sums leave
+    the rows in panel_order's exchanged order, put back as they are scaled (_row)."""
     RW = 64  # rows of a tile
+    TL = next(v for v in (TILES, 2, 1) if mp // RW % v == 0)  # tiles a pass
+    RB = RW * TL
 
     @T.prim_func
     def f(Rt: T.Buffer((kq, mp), "int8"), sr: T.Buffer((mp, groups), "float32"),
@@ -184,49 +191,51 @@ def sparse_b_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
         idx = T.match_buffer(idx_h, (nnz,), "int32")
         val = T.match_buffer(val_h, (nnz,), "int16")
         for no in T.parallel(np_ // 16):
-            for io in range(mp // RW):
-                outf = T.alloc_buffer((16, RW), "float32")
-                acc = T.alloc_buffer((RW,), "int32")
+            for io in range(mp // RB):
+                outf = T.alloc_buffer((16, RB), "float32")
+                acc = T.alloc_buffer((RB,), "int32")
                 vs = T.alloc_buffer((1,), "int32")
                 for nj in range(16):
-                    for iv in T.vectorized(RW):
+                    for iv in T.vectorized(RB):
                         outf[nj, iv] = T.float32(0)
                     for g in range(groups):
                         lo = ptr[(no * 16 + nj) * groups + g]
                         hi = ptr[(no * 16 + nj) * groups + g + 1]
-                        for iv in T.vectorized(RW):
+                        for iv in T.vectorized(RB):
                             acc[iv] = 0
                         vs[0] = 0
                         for t in range((hi - lo) // 4):
                             b = lo + 4 * t
-                            r0 = _line(Rt, idx[b], io * RW)
-                            r1 = _line(Rt, idx[b + 1], io * RW)
-                            r2 = _line(Rt, idx[b + 2], io * RW)
-                            r3 = _line(Rt, idx[b + 3], io * RW)
                             v0 = T.Cast("int32", val[b])
                             v1 = T.Cast("int32", val[b + 1])
                             v2 = T.Cast("int32", val[b + 2])
                             v3 = T.Cast("int32", val[b + 3])
                             vs[0] = vs[0] + v0 + v1 + v2 + v3
                             w = _codes(v0, v1, v2, v3)
-                            add_quads(acc, r0, r1, r2, r3, w)
+                            for tl in T.unroll(TL):
+                                i0 = io * RB + tl * RW
+                                add_quads(acc, _line(Rt, idx[b], i0), _line(Rt, idx[b + 1], i0),
+                                          _line(Rt, idx[b + 2], i0), _line(Rt, idx[b + 3], i0),
+                                          w, tl * RW)
                         if (hi - lo) % 4 > 0:  # the last 1..3 entries, zero codes after them
                             b = hi - (hi - lo) % 4
-                            r0 = _line(Rt, idx[b], io * RW)
-                            r1 = _line(Rt, idx[T.min(b + 1, hi - 1)], io * RW)
-                            r2 = _line(Rt, idx[T.min(b + 2, hi - 1)], io * RW)
                             v0 = T.Cast("int32", val[b])
                             v1 = T.Select(b + 1 < hi, T.Cast("int32", val[T.min(b + 1, hi - 1)]), 0)
                             v2 = T.Select(b + 2 < hi, T.Cast("int32", val[T.min(b + 2, hi - 1)]), 0)
                             vs[0] = vs[0] + v0 + v1 + v2
                             w = _codes(v0, v1, v2, 0)
-                            add_quads(acc, r0, r1, r2, r0, w)
-                        for iv in T.vectorized(RW):
-                            outf[nj, iv] = outf[nj, iv] + sr[io * RW + iv, g] \
-                                * ss[g, no * 16 + nj] * T.Cast("float32",
-                                                              acc[_row(iv)] - vs[0] * 128)
-                for i in range(RW):
+                            for tl in T.unroll(TL):
+                                i0 = io * RB + tl * RW
+                                r0 = _line(Rt, idx[b], i0)
+                                add_quads(acc, r0, _line(Rt, idx[T.min(b + 1, hi - 1)], i0),
+                                          _line(Rt, idx[T.min(b + 2, hi - 1)], i0), r0, w,
+                                          tl * RW)
+                        for iv in T.vectorized(RB):
+                            outf[nj, iv] = outf[nj, iv] + sr[io * RB + iv, g] \
+                                * ss[g, no * 16 + nj] * T.Cast(
+                                    "float32", acc[iv // RW * RW + _row(iv % RW)] - vs[0] * 128)
+                for i in range(RB):
                     for nj in T.vectorized(16):
-                        C[io * RW + i, no * 16 + nj] = C[io * RW + i, no * 16 + nj] + outf[nj, i]
+                        C[io * RB + i, no * 16 + nj] = C[io * RB + i, no * 16 + nj] + outf[nj, i]
 
     return f
