@@ -179,5 +179,5 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
     note = segments.formulation_note("a", 0, 0.05, True, "amx")
     assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
     note = segments.formulation_note("b", 0, 0.05, False, "vnni4")
-    assert note.endswith("density 0.050 <= crossover 0.15 (VNNI, four at a time) (chosen at "
+    assert note.endswith("density 0.050 <= crossover 0.18 (VNNI, four at a time) (chosen at "
                          "pack)"), note
