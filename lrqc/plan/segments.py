@@ -41,9 +41,12 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #     "a": 2.3 / 10.5 at 2 %, 3.1 / 10.4 at 5 %, 5.7 / 10.7 at 10 %, 8.5 / 10.5 at 20 %,
 #       15.3 / 10.6 at 35 %;
 #     "b": 4.6 / 10.9 at 5 %, 7.4 / 10.7 at 10 %, 13.0 / 14.1 at 15 %, 10.4 / 10.4 at 20 %;
-#     with the codes of four entries serving four tiles of rows (later the same day):
-#     "a": 7.5 / 10.3 at 20 %, 9.7 / 10.3 at 25 %, 12.4 / 10.4 at 30 %;
-#     "b": 6.4 / 10.8 at 10 %, 9.0 / 11.0 at 15 %, 11.8 / 10.8 at 20 %, 15.7 / 10.6 at 25 %;
+#     later the same day, "a" with the next panel prefetched into L2:
+#       7.5 / 10.3 at 20 %, 9.7 / 10.3 at 25 %, 12.4 / 10.4 at 30 %;
+#     "b" with the codes of four entries serving the four tiles of rows of M = 256 at once:
+#       6.4 / 10.8 at 10 %, 9.0 / 11.0 at 15 %, 11.8 / 10.8 at 20 %, 15.7 / 10.6 at 25 %
+#       (pack decides with the largest bucket's rows: where they make fewer tiles a pass, the
+#       sparse form is slower than measured here and 0.18 chooses it a little too long);
 #   and in pairs (te/sparse.py, where the quads do not apply: kind "vnni"):
 #     "a": 2.5 / 10.0 at 2 %, 4.5 / 10.3 at 5 %, 9.5 / 10.6 at 10 %, 15.7 / 10.3 at 20 %;
 #     "b": 5.1 / 10.7 at 5 %, 8.9 / 10.8 at 10 %, 14.7 / 10.3 at 15 %;

@@ -4,6 +4,8 @@ buckets, artifacts, and clear refusals."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -452,6 +454,47 @@ def test_lowrank_times_exact_b_matches_reference(case):
     assert np.abs(bk._w_of(packed)(ft) - want).max() < 1e-5 * np.abs(want).max()
     for m in (17, 29, 40):
         A = rng.random((m, k)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
+
+
+def _epilogue_vectors(tir: str) -> int:
+    """The 16-lane vectors of columns in the register block of the GEMM's low-rank epilogue
+    (the unrolled loop whose variable steps v_j by 16 in the C_update block; 1 where none)."""
+    parts = re.split(r"(?m)^# (\w+_m\d+)$", tir)  # [head, name, text, name, text, ..]
+    gemm = next(text for name, text in zip(parts[1::2], parts[2::2], strict=True)
+                if name.startswith("gemm_m"))
+    body = gemm[: gemm.index('T.sblock("C_update")')]
+    binding = gemm[gemm.index('T.sblock("C_update")'):].split("v_j = ")[1].split("\n")[0]
+    var = re.search(r"(\w+) \* 16 \+ \w+\)$", binding)
+    if var is None:
+        return 1
+    return int(re.findall(rf"for {var.group(1)} in T\.unroll\((\d+)\)", body)[-1])
+
+
+@pytest.mark.parametrize("target,vectors", [("x86-avx512-vnni", 4), ("x86-avx2", 2)])
+def test_lowrank_epilogue_register_block_per_target(target, vectors):
+    """The low-rank epilogue's register block: 4 rows take 64 columns (16 registers of sums)
+    where registers hold 16 float32 lanes and there are 32 of them, 32 columns elsewhere."""
+    from lrqc.pipeline.compile import compile as pipeline_compile
+
+    s = scheme("int8 per_channel + lowrank(rank=4)", "int8 per_channel + lowrank(rank=4)")
+    texts: dict[str, str] = {}
+    pipeline_compile(s, 64, 128, 256, target, emit=("tir",), on_text=texts.__setitem__)
+    assert _epilogue_vectors(texts["tir"]) == vectors
+
+
+def test_rank_16_epilogue_in_64_column_blocks_matches_reference():
+    """Ranks 16 on both sides through the host's epilogue (64-column blocks on AVX-512), N a
+    multiple of 64 with a partial last panel of 128-column tiles, against the reference."""
+    s = scheme("int8 per_tensor round=floor + lowrank(rank=16, oversample=8, power_iters=1)",
+               "int8 per_channel + lowrank(rank=16)")
+    rng = np.random.default_rng(3)
+    kernel = lrqc.compile(s, M="16..64", N=192, K=128)
+    B = rng.standard_normal((128, 192))
+    packed = kernel.pack(B)
+    for m in (16, 40, 64):
+        A = rng.standard_normal((m, 128)).astype(np.float32)
         ref = matmul(s, A.astype(np.float64), B)
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 

@@ -162,8 +162,9 @@ def test_quads_take_the_products_whose_sums_they_keep_exact():
 def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
     """On a host with AVX-512 VNNI, B's sparse terms over 64-column panels run sparse_a_quads
     and A's over 64 rows sparse_b_quads (smaller buckets sparse_b): the numbers of
-    lrqc.reference in every M bucket, with scale groups, and from a saved artifact (pack's
-    layout follows the function the artifact holds)."""
+    lrqc.reference in every M bucket, with scale groups (A's terms in passes of one, three and
+    four tiles of 64 rows: 64, 192 and 256 rows), and from a saved artifact (pack's layout
+    follows the function the artifact holds)."""
     import lrqc
     from lrqc.pipeline.compile import compile as pipeline_compile
     from lrqc.pipeline.export import build_artifact
@@ -174,7 +175,7 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
 
     term = "int8 per_vector(32) + sparse(int8 per_vector(32), threshold=0.6)"  # (no dense form)
     s = lrqc.parse_schemes(f"scheme t {{\n a: {term}\n b: {term}\n}}")["t"]
-    kernel = lrqc.compile(s, M="4..64", N=128, K=256)
+    kernel = lrqc.compile(s, M="4..256", N=128, K=256)
     texts: dict[str, str] = {}
     pipeline_compile(s, "8..64", 128, 256, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
@@ -187,11 +188,12 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
     assert quad == {n for n in names_ if n.startswith("sparse0")} | {"sparse1_m64"}, quad
     rng = np.random.default_rng(5)
     B = rng.standard_normal((256, 128))
-    for m in (4, 17, 40, 64):
+    for m in (4, 17, 40, 64, 150, 256):
         A = rng.standard_normal((m, 256)).astype(np.float32)
         C = kernel.run(A, B)
         assert rel_error(C, matmul(s, A.astype(np.float64), B)) < 2e-6
         assert sum(" ran sparse" in n for n in kernel.last_notes) == 2, kernel.last_notes
+    A = A[:64]
     build_artifact(s, 64, 128, 256, tmp_path / "k")
     assert rel_error(load_kernel(tmp_path / "k").run(A, B), matmul(s, A.astype(np.float64), B)) \
         < 2e-6
@@ -213,15 +215,16 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
                                                       (64, 128, 32, 2, 1.0),
                                                       (192, 256, 16, 4, 0.03),
                                                       (256, 64, 32, 1, 0.2),
+                                                      (384, 64, 16, 2, 0.4),
                                                       (512, 32, 16, 2, 0.6)])
 @pytest.mark.parametrize("ends", [False, True])
 def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
     """A's terms four entries at a time (sparse_b_quads): numpy's integer sums exactly, with
     columns of every length mod 4 (the last quad padded) and empty ones, in passes of one to
-    four tiles of 64 rows (several passes at 512 rows), each row and column scaled by its own
-    power of two (exact, so each group's scaled sum is too and float32 adds them in order);
-    ends: every code at the end of its range (B's copy +-127, A's residual codes -128 or 127:
-    u8 0 or 255)."""
+    four tiles of 64 rows (several passes at 384 and 512 rows), each row and column scaled by
+    its own power of two (exact, so each group's scaled sum is too and float32 adds them in
+    order); ends: every code at the end of its range (B's copy +-127, A's residual codes -128
+    or 127: u8 0 or 255)."""
     from lrqc.backend.building import compile_for
     from lrqc.backend.target import resolve
     from lrqc.backend.te import sparse_vnni

@@ -66,7 +66,8 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
     sch.unroll(ii)
     sch.unroll(jm)
     tiles.unpack_at(sch, ko if k_outer else jo)  # packed weights: per k chunk, or the whole panel
-    tiles.fuse_epilogue(sch, "C", jo if k_outer else io, rows=4 if k_outer else None)
+    tiles.fuse_epilogue(sch, "C", jo if k_outer else io, rows=4 if k_outer else None,
+                        tile_rows=mr)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
 
 

@@ -5,6 +5,8 @@ then decompose_reduction, then tensorize."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
@@ -105,7 +107,8 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
         if plan.packed and len(own) == 2:  # the 16 k rows of a packed group unrolled:
             sch.unroll(sch.split(own[0], [None, 16])[1])  # constant shifts
         sch.vectorize(sch.get_loops(wide)[-1])
-    fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None)
+    fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None,
+                  tile_rows=pick["mr"])
     init = sch.decompose_reduction(blk, ko)
     sch.vectorize(sch.get_loops(init)[-1])
 
@@ -137,7 +140,10 @@ def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
     sch.unroll(jm)
     sch.vectorize(jv)
     if fn != names.FN_ACC:  # the low-rank epilogue once per output tile, outside the groups
-        lowrank_at(sch, jo, rows=4) if plan.packed and not panel else lowrank_at(sch, io)
+        if plan.packed and not panel:
+            lowrank_at(sch, jo, rows=4)
+        else:
+            lowrank_at(sch, io, tile_rows=mr)
     return out, io, g
 
 
@@ -185,17 +191,21 @@ def sum_pairs_at(sch: Schedule, name: str, loop: LoopRV, lanes: int = 8) -> SBlo
 
 
 def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16,
-                  rows: int | None = None, streamed: bool = False) -> SBlockRV:
+                  rows: int | None = None, streamed: bool = False,
+                  tile_rows: Any = None) -> SBlockRV:
     """The output block (dequantization, + the low-rank epilogue) computed in the tile under
     `at_loop`. With low-rank terms the block reduces over the ranks c
     (te.compensated.output) into a local copy of the tile, copied to C after (returned: the
-    copy block): per block of rows x `lanes` (or 2 x `lanes`) columns the accumulators stay
-    in registers while c runs outside them, unrolled (c -> rows unrolled -> lanes vectorized).
+    copy block): per block of rows x `lanes`, 2 x `lanes` or 4 x `lanes` columns
+    (_register_block) the accumulators stay in registers while c runs outside them, unrolled
+    (c -> rows unrolled -> lanes vectorized).
     Summing in C itself made every step a load and a store of C, whose rows of one tile sit a
     row stride apart in the same cache sets (2048^3, rank 16 + 16: 22 ms of epilogue against
     1.4 ms in the local tile). rows: None when at_loop is a row tile (its rows, a tuning
     sample perhaps, form the block: no split factor read from a sampled extent gets frozen
-    into a trace), else the rows per block. streamed: the copy is left to stream_out."""
+    into a trace), else the rows per block. tile_rows: with rows None, the row tile's rows
+    where the schedule fixed them (an int; a tuning sample is not one). streamed: the copy is
+    left to stream_out."""
     b = sch.get_sblock(out_name)
     sch.reverse_compute_at(b, at_loop)
     loops = sch.get_loops(b)
@@ -205,7 +215,7 @@ def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16
         return b
     copy = sch.cache_write(b, 0, "local")  # the sums in a local tile, not in C (below)
     sch.reverse_compute_at(copy, at_loop)
-    _register_block(sch, b, at_loop, lanes, rows)
+    _register_block(sch, b, at_loop, lanes, rows, tile_rows)
     if not streamed:  # else stream_out tensorizes the copy
         _, jv = sch.split(sch.get_loops(copy)[-1], [None, lanes])
         sch.vectorize(jv)
@@ -237,18 +247,21 @@ def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, rows: i
 
 
 # float32 lanes of a low-rank epilogue's register block (rows x columns) where registers hold
-# 16 lanes and there are 32 of them (AVX-512): 16 registers' worth, so 4 rows take 4 vectors of
-# columns (elsewhere 2, as before). At 4 rows x 64 columns on a Zen 4 (2 cores), 2048^3 with
-# ranks 16 + 16, the GEMM stage took 22.8 ms against 24.3 at 4 x 32 (without the epilogue
-# 20.7): each broadcast of U serves 4 vectors of W, not 2
+# 16 lanes and there are 32 of them (AVX-512): 16 registers' worth, so up to 4 rows take 4
+# vectors of columns (elsewhere, and where the rows are a tuning sample, 2). At 4 rows x 64
+# columns on a Zen 4 (2 cores), 2048^3 with ranks 16 + 16, the GEMM stage took 22.8 ms
+# against 24.3 at 4 x 32 (without the epilogue 20.7): each broadcast of U serves 4 vectors of
+# W, not 2
 EPI_LANES_WIDE = 256
 
 
-def _register_block(sch, blk, anchor, lanes: int, rows):
+def _register_block(sch, blk, anchor, lanes: int, rows, tile_rows=None):
     """A small reduction C[i, j] = Σ_c ... placed under `anchor`: c outside rows x lanes
     accumulators, c and the rows unrolled, lanes vectorized, the init before c. compute_at
     drops unit loops (one row, rank 1): the loops under the anchor are matched to i, j, c by
-    what the block's bindings still use."""
+    what the block's bindings still use. The columns of a block: 4 vectors of lanes where the
+    block's rows are known (rows, or tile_rows: an int, not a tuning sample, whose extent a
+    replayed trace could change) and they fit EPI_LANES_WIDE on AVX-512, else 2 (or 1)."""
     loops = sch.get_loops(blk)
     at = next(n for n, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(anchor)))
     under = list(loops[at + 1:])
@@ -260,9 +273,9 @@ def _register_block(sch, blk, anchor, lanes: int, rows):
     io, ii = None, i
     if i is not None and rows is not None:
         io, ii = sch.split(i, [None, pick_split(int(sch.get(i).extent), (rows, 2, 1))])
-    row_lanes = EPI_LANES_WIDE // (int(sch.get(ii).extent) if ii is not None else 1)
+    known = rows if rows is not None else tile_rows if isinstance(tile_rows, int) else None
     vecs = next(v for v in (4, 2, 1) if width % (v * lanes) == 0 and (
-        v <= 2 or wide_vectors() and v * lanes <= row_lanes))
+        v <= 2 or wide_vectors() and known is not None and known * v * lanes <= EPI_LANES_WIDE))
     jo, jm, jv = sch.split(j, [None, vecs, lanes])
     if i is not None:
         sch.reorder(*([io] if io is not None else []), jo, *([c] if c is not None else []),
@@ -279,16 +292,17 @@ def _register_block(sch, blk, anchor, lanes: int, rows):
         sch.vectorize(sch.get_loops(init)[-1])
 
 
-def lowrank_at(sch: Schedule, loop: LoopRV, lanes: int = 16, rows: int | None = None) -> None:
+def lowrank_at(sch: Schedule, loop: LoopRV, lanes: int = 16, rows: int | None = None,
+               tile_rows: Any = None) -> None:
     """The low-rank epilogue blocks of outputs that reduce over K groups
     (te.compensated.lowrank_blocks) computed under `loop`, before the output tile, each a
-    register block like fuse_epilogue's."""
+    register block like fuse_epilogue's (rows, tile_rows as there)."""
     for side in ("a", "b"):
         if not has_block(sch, names.LOWRANK_EPI + side):
             continue
         blk = sch.get_sblock(names.LOWRANK_EPI + side)
         sch.compute_at(blk, loop)
-        _register_block(sch, blk, loop, lanes, rows)
+        _register_block(sch, blk, loop, lanes, rows, tile_rows)
 
 
 def tile_knobs(plan: KernelPlan, rows_pref: tuple[int, ...], cols_pref: tuple[int, ...],
@@ -353,6 +367,6 @@ def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
     half, lanes = sch.split(sch.get_loops(panel)[-1], [2, 8])  # a 32-code half is 8 columns
     sch.unroll(half)
     sch.vectorize(lanes)
-    fuse_epilogue(sch, out, io)
+    fuse_epilogue(sch, out, io, tile_rows=mr)
     init = sch.decompose_reduction(blk, ko)
     sch.vectorize(sch.get_loops(init)[-1])

@@ -77,8 +77,8 @@ def _term(parts, i, j, c):
 def output(parts: Parts, shape: tuple, value: Callable[..., PrimExpr], name: str) -> te.Tensor:
     """The output block C[i, j] = value(i, j) + Σ_c U[i, c] W[c, j]. With low-rank terms it is
     a reduction over the concatenated ranks whose first step also adds value: the schedules
-    (tiles.fuse_epilogue) run c outside a register block of rows x 16 or 32 columns of a local
-    tile, unrolled, so the selects fold and a vector of W and a broadcast of U feed the FMAs
+    (tiles.fuse_epilogue) run c outside a register block of rows x 16, 32 or 64 columns of a
+    local tile, unrolled, so the selects fold and a vector of W and a broadcast of U feed the FMAs
     (no spills: the elementwise sum of r products it replaces kept a whole W panel live)."""
     if not parts:
         return te.compute(shape, value, name=name)

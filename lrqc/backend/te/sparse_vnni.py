@@ -14,12 +14,13 @@ Zen 4, 256 x 4096 x 4096: 3.1 / 4.8 ms at 5 % density, 5.3 / 9.9 ms at 10 %.
 
 A's terms (sparse_b_quads): the same on four lines of A's residual codes transposed (the
 per-call Rt, read as u8 + 128 by flipping the sign bit) per four entries of a column of B's
-CSR, in tiles of 64 rows; the four entries' codes serve TILES tiles. Against sparse_b's pairs,
-interleaved rounds at 256 x 4096 x 4096 with one tile a pass, 3.2 / 3.4 ms at 2 %, 3.6 / 4.2
-at 5 %, 11.2 / 14.6 at 15 % (with the row tiles outside the parallel loop over columns, each
-tile's slice of Rt kept in L2: 3.9, 4.1 and 12.0, slower); four tiles against one: 4.1 / 4.6
-ms at 5 %, 9.3 / 10.9 at 15 %. Its instructions bound it, not its reads of Rt: with Rt in L2
-(K = 1024) a tile and four entries take 21-24 cycles, as at K = 4096.
+CSR, in tiles of 64 rows; the four entries' codes serve up to TILES tiles at once (the most
+that divides the tiles). Against sparse_b's pairs, interleaved rounds at 256 x 4096 x 4096 with
+one tile a pass, 3.2 / 3.4 ms at 2 %, 3.6 / 4.2 at 5 %, 11.2 / 14.6 at 15 % (with the row tiles
+outside the parallel loop over columns, each tile's slice of Rt kept in L2: 3.9, 4.1 and 12.0,
+slower); four tiles against one: 4.1 / 4.6 ms at 5 %, 9.3 / 10.9 at 15 % (another run: 3.7 /
+4.3 and 8.9 / 11.0). Its instructions bound it, not its reads of Rt: with Rt in L2 (K = 1024) a
+tile and four entries take 21-24 cycles, as at K = 4096.
 
 Exact where every |code| is at most 127 (s8) and 255 · 127 · V < 2^31 (the sums, offset
 included, stay int32): quads() decides, for the function and for pack's layout."""
@@ -34,7 +35,7 @@ from ..compat import T, tir
 from . import sparse_csr
 
 W = 64  # columns of a panel: four vpdpbusd of 16 int32 sums
-TILES = 4  # tiles of 64 rows that each four entries of a column of B's CSR serve (sparse_b_quads)
+TILES = 4  # at most, the tiles of 64 rows each four entries of B's CSR serve (sparse_b_quads)
 VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
 
 
@@ -173,13 +174,14 @@ def _codes(v0: tir.PrimExpr, v1: tir.PrimExpr, v2: tir.PrimExpr,
 def sparse_b_quads(mp: int, kq: int, np_: int, groups: int) -> tir.PrimFunc:
     """sparse_b (te/sparse.py: C[:, n] += Σ_g sr[:, g] ss[g, n] Σ_{(k, v) in CSR column n,
     group g} v Rt[k, :]; parallel over blocks of 16 columns) with the column's entries four at
-    a time: per four entries, the codes made once, then for each of TILES tiles of 64 rows four
-    lines of Rt (int8, read as u8 + 128: the sign bit flipped; the tiles' lines of one k are
-    contiguous) unpacked into quads, one vpdpbusd per 16 rows, and 128 Σ v off the sums; a
-    list's last one to three entries form one more quad padded with zero codes. The sums leave
-    the rows in panel_order's exchanged order, put back as they are scaled (_row)."""
+    a time: per four entries, the codes made once, then for each of TL tiles (up to TILES) of
+    64 rows four lines of Rt (int8, read as u8 + 128: the sign bit flipped; the tiles' lines of
+    one k are contiguous) unpacked into quads, one vpdpbusd per 16 rows, and 128 Σ v off the
+    sums; a list's last one to three entries form one more quad padded with zero codes. The
+    sums leave the rows in panel_order's exchanged order, put back as they are scaled
+    (_row)."""
     RW = 64  # rows of a tile
-    TL = next(v for v in (TILES, 2, 1) if mp // RW % v == 0)  # tiles a pass
+    TL = next(v for v in range(TILES, 0, -1) if mp // RW % v == 0)  # tiles a pass: up to TILES
     RB = RW * TL
 
     @T.prim_func
