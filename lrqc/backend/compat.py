@@ -28,6 +28,7 @@ from tvm.s_tir import Schedule, TensorIntrin, dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.schedule import ExprRV, LoopRV, SBlockRV, ScheduleError, Trace
+from tvm.s_tir.stmt import SBlock
 from tvm.script import tirx as T
 from tvm.target import codegen
 
@@ -103,9 +104,47 @@ tir.register_intrin_lowering(
     f=lambda op: tir.call_pure_extern(str(op.ty.dtype), "fma", *op.args))
 
 
+# a block named <name> + START holds the values the reduction block <name> starts from: TE's
+# te.sum(..., init=tensor[...]) is dropped by TVM 0.27's create_prim_func (the sum starts from
+# 0), so prim_func makes those values the reduction's initialization and inlines the block
+START = "_start"
+
+
 def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:
-    """te tensors -> IRModule with one PrimFunc called `name`."""
-    return tvm.IRModule({name: te.create_prim_func(tensors).with_attr("global_symbol", name)})
+    """te tensors -> IRModule with one PrimFunc called `name` (START blocks folded in)."""
+    func = te.create_prim_func(tensors)
+    sch = Schedule(func)
+    named = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
+    starts = [(named[n[: -len(START)]], b) for n, b in named.items()
+              if n.endswith(START) and n[: -len(START)] in named]
+    for red, start in starts:
+        _start_from(sch, red, start)
+    if starts:
+        func = sch.mod["main"]
+    return tvm.IRModule({name: func.with_attr("global_symbol", name)})
+
+
+def _start_from(sch: Schedule, red: SBlockRV, start: SBlockRV) -> None:
+    """Reduction block red initialized to start's values (same shape, same indices), start
+    inlined there."""
+    blk = sch.get(red)
+    init, buf = blk.init, sch.get(start).writes[0].source
+    if not isinstance(init, tir.stmt.BufferStore):
+        raise TypeError(f"block {blk.name_hint}: a reduction initialized by one store")
+    point = [tvm.ir.Range.from_min_extent(ix, 1) for ix in init.indices]
+    new = SBlock(blk.iter_vars, [*blk.reads, tir.stmt.BufferRegion(buf, point)], blk.writes,
+                 blk.name_hint, blk.body,
+                 tir.stmt.BufferStore(init.buffer, tir.BufferLoad(buf, init.indices),
+                                      init.indices),
+                 blk.alloc_buffers, blk.match_buffers, blk.annotations)
+    sch.state.replace(sch.get_sref(red), new, {blk: new})
+    sch.compute_inline(start)
+    # the block's reads as before: those of its sums, which tensorized blocks must match (the
+    # initialization's own reads go with it to the init block decompose_reduction makes)
+    done = sch.get(red)
+    kept = SBlock(done.iter_vars, blk.reads, done.writes, done.name_hint, done.body, done.init,
+                  done.alloc_buffers, done.match_buffers, done.annotations)
+    sch.state.replace(sch.get_sref(red), kept, {done: kept})
 
 
 ALIGNMENT = 64  # bytes: what TVM's buffers assume, and what compiled functions check

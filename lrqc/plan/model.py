@@ -198,6 +198,17 @@ class KernelPlan:
                                   for q in quants)
 
     @property
+    def a_zero_static(self) -> int | None:
+        """A's zero correction zc where every row and group has the same one, known here:
+        a_offset, the offset added to A's codes (no min-max quantizer gives A zero points from
+        the data, and one K segment); None where zc comes from the data."""
+        qa = self.qa
+        if self.float_path or self.segments or qa is None or \
+                (qa.is_int and qa.calibrate == Calibration.MINMAX):
+            return None
+        return self.a_offset
+
+    @property
     def mx(self) -> bool:
         return self.qa is not None and self.qa.granularity == Granularity.PER_BLOCK
 

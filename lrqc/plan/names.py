@@ -20,6 +20,8 @@ A_HALF = "a_half"  # A's exact 16-bit values (float GEMMs on fp16/bf16 tensor co
 B_FLOAT = "b_float"  # B's 16-bit values widened to float32 (a panel at a time, CPU)
 B_NK = "b_nk"  # B's codes as an N x K matrix, K contiguous (tensor-core GEMMs)
 PARTIAL = "partial"  # int32 accumulator per K group (per_vector)
+PARTIAL_START = PARTIAL + "_start"  # where each group's sum starts, -(its zero correction):
+#   made the sum's initialization as the function is made (backend.compat.START)
 ACC64 = "acc64"  # int64 sum of the int32 partial sums of K chunks (accumulate: int64)
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)

@@ -15,6 +15,7 @@ class Generic(ScheduleRule):
     name = "generic"
     family = "x86"
     fast = False
+    sums_start = True
     measured = "not tuned: the portable fallback"
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:

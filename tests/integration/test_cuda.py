@@ -172,8 +172,10 @@ def test_wmma_k_loop_is_software_pipelined():
 
 def test_wmma_s8_formulation_is_the_u8_sum():
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
-    the u8 formulation, checked here on the CPU by compiling both TEs for LLVM."""
-    plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 64, 64, 128)
+    the u8 formulation, checked here on the CPU by compiling both TEs for LLVM. Min-max A:
+    zero corrections per row from the data (a max-abs A's are the static 128)."""
+    plan = make_plan(scheme("int8 per_channel calibrate=minmax", "int8 per_channel"), 64, 64, 128)
+    assert plan.a_zero_static is None
     rng = np.random.default_rng(3)
     aq = rng.integers(0, 256, (plan.mp, plan.kp)).astype("uint8")
     bp = rng.integers(-127, 128, (plan.np_ // 16, plan.kp // 4, 16, 4)).astype("int8")

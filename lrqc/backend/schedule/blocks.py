@@ -97,6 +97,7 @@ class DotBlockRule(ScheduleRule):
 
     instruction = "vpdpbusd"
     fast = True
+    sums_start = True
     feature: ClassVar[str]
     rows_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)
     cols_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)

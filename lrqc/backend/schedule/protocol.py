@@ -47,6 +47,10 @@ class ScheduleRule(ABC):
     measured: ClassVar[str] = ""
     instruction: ClassVar[str] = ""  # the integer instruction its GEMM issues ("" for loops)
     formulation: ClassVar[Formulation] = Formulation.PLAIN
+    # whether its schedule lets per-group int32 sums start from a value, minus the group's
+    # zero correction (te.gemm's start), instead of 0: not where an instruction zeroes them
+    # (AMX tiles) or dlight reduces them across threads (CUDA)
+    sums_start: ClassVar[bool] = False
 
     @abstractmethod
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from ...plan import names
 from ...plan.model import KernelPlan
-from ..compat import PrimExpr, te
+from ..compat import PrimExpr, te, tir
 from . import unpack
 from .epilogue import dequantize, epilogue_terms
 
 
-def _int_sum(shape, prod, width: int, name: str, pairs: bool):
+def _int_sum(shape, prod, width: int, name: str, pairs: bool, init=None):
     """int32 sums of prod(*idx, k) over k < width: directly, or (pairs) as two interleaved half
-    sums over k pairs (2h, 2h+1) of every 4 (the vpmaddwd order), added in a block `name`."""
+    sums over k pairs (2h, 2h+1) of every 4 (the vpmaddwd order), added in a block `name`.
+    init(*idx) (direct sums only): the value each sum starts from instead of 0."""
     if not pairs:
         k = te.reduce_axis((0, width), "k")
-        return te.compute(shape, lambda *idx: te.sum(prod(*idx, k), axis=k), name=name)
+        return te.compute(shape, lambda *idx: te.sum(
+            prod(*idx, k), axis=k, init=None if init is None else init(*idx)), name=name)
+    assert init is None, "the pairs' sums start from 0"
     k4, t = te.reduce_axis((0, width // 4), "k4"), te.reduce_axis((0, 2), "t")
     half = te.compute(tuple(shape) + (2,), lambda *idx: te.sum(
         prod(*idx[:-1], k4 * 4 + idx[-1] * 2 + t), axis=[k4, t]), name=name + names.PAIRS)
@@ -37,14 +40,35 @@ class _Shifted:
         return self.acc[i, j] + 128 * self.cs[0, j]
 
 
-def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False
-         ) -> list[te.Tensor]:
+def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
+    """(part, rest): the int32 sums of each K group, part[i, g, j], and what is left to
+    subtract from them, rest(i, g, j): corr, or (start, not pairs) nothing, each sum starting
+    from -corr (block names.PARTIAL_START, the sum's initialization: backend.compat.START)."""
+    Mp, Np, G, V = p.mp, p.np_, p.groups, p.vector
+
+    def group(i: PrimExpr, g: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
+        return prod(i, j, g * V + k)
+
+    if not start or pairs:
+        return _int_sum((Mp, G, Np), group, V, names.PARTIAL, pairs), corr
+    first = te.compute((Mp, G, Np), lambda i, g, j: -corr(i, g, j), name=names.PARTIAL_START)
+    part = _int_sum((Mp, G, Np), group, V, names.PARTIAL, pairs, lambda i, g, j: first[i, g, j])
+    return part, lambda i, g, j: tir.const(0, "int32")
+
+
+def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False,
+         start: bool = False) -> list[te.Tensor]:
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
-    is the u8 sum, exactly."""
-    Mp, Np, Kp, G, V = p.mp, p.np_, p.kp, p.groups, p.vector
+    is the u8 sum, exactly. With start (per-group sums, not pairs), each group's sum starts
+    from minus its correction (names.PARTIAL_START) instead of 0, so no subtraction follows
+    it: where A's zero correction is static (KernelPlan.a_zero_static), the start is one
+    vector per group and 16 columns for all rows (int8 per_vector(16) x int8 at 2048³ on a
+    Zen 4: 34 -> 29 ms); a rule whose sums start from 0 by an instruction (AMX tiles)
+    or dlight (CUDA) keeps the subtraction (ScheduleRule.sums_start)."""
+    Mp, Np, Kp, G = p.mp, p.np_, p.kp, p.groups
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     if p.packed:  # codes below a byte each, unpacked per tile by the schedule
         b_in = unpack.packed_input(p)
@@ -62,8 +86,13 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         zb = te.placeholder((G, Np), "int32", name="zb")
         extra = [ra, zb]
 
+    static = p.a_zero_static  # zc the same everywhere: no per-row load or product
+
     def corr(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
-        c = zc[i, g] * cs[g, j]
+        if static is None:
+            c = zc[i, g] * cs[g, j]
+        else:
+            c = cs[g, j] * static if static else tir.const(0, "int32")
         return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
     lr_in, output, plus = epilogue_terms(p)
@@ -90,20 +119,20 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         C = output((Mp, Np), lambda i, j: dequantize(
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
-    part = _int_sum((Mp, G, Np), lambda i, g, j, k: prod(i, j, g * V + k), V, names.PARTIAL, pairs)
+    part, rest = _group_sums(p, prod, corr, pairs, start)
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")
         tot = te.compute((Mp, Np), lambda i, j: te.sum(
-            (part[i, g, j] - corr(i, g, j)).astype("int64"), axis=g), name=names.ACC64)
+            (part[i, g, j] - rest(i, g, j)).astype("int64"), axis=g), name=names.ACC64)
         C = output((Mp, Np), lambda i, j: dequantize(tot[i, j].astype("float32"), sa[i, 0],
                                                       sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if int_only:
-        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - corr(i, g, j),
+        out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - rest(i, g, j),
                          name=names.OUT)
         return [Aq, b_in, zc, cs, *extra, out]
     g = te.reduce_axis((0, G), "g")
     C = te.compute((Mp, Np), lambda i, j: te.sum(plus(dequantize(
-        (part[i, g, j] - corr(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), i, j, g),
+        (part[i, g, j] - rest(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), i, j, g),
         axis=g), name=names.OUT)
     return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
