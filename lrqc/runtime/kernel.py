@@ -37,7 +37,7 @@ from ..reference.quant import QArray
 from .buckets import Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
 from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
-from .direct import Direct, serves
+from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
 
 
@@ -332,12 +332,11 @@ class Kernel:
         if p.float_path or p.mx or arr.sb is None:
             return False
         acc = p.kp * 255.0**2
-        sa, sb = float(np.abs(view(bk.sa)[:m]).max()), float(np.abs(arr.sb).max())
+        sb, bias, _ = limits(packed)  # the packed operand's, found once
+        sa = float(np.abs(view(bk.sa)[:m]).max())
         if max(acc * sa, acc * sb, sa * sb) * 1.01 >= 1e38:  # an intermediate product of the
             return False  # epilogue (acc sa first, or the scales' product) could overflow
-        top = acc * sa * sb
-        if arr.bias is not None:
-            top += float(np.abs(arr.bias).max())
+        top = acc * sa * sb + bias
         comp = bk.comp
         if p.sparse:
             static = [host_array(t[sig.sparse_static_scale(sp)])
