@@ -95,8 +95,9 @@ def _gemm_tir(a: str, b: str, target: str) -> str:
 
 def test_static_zero_corrections_start_each_group_from_a_column_vector():
     """Max-abs A (zero correction 128 for every row and group): each group's sums start from
-    -128 times B's column sums, no zc read anywhere in the GEMM; min-max A: they start from
-    -zc[i, g] cs[g, j]; the output block subtracts nothing (VNNI rule)."""
+    -128 times B's column sums, no zc read anywhere in the GEMM, and the output block
+    subtracts nothing; min-max A (a correction per row and group): the sums start from 0 and
+    the output block subtracts zc[i, g] cs[g, j] (VNNI rule)."""
     tir = _gemm_tir("int8 per_vector(16)", "int8 per_vector(16)", "x86-avx512-vnni")
     init = _block(tir, names.PARTIAL + "_init")
     assert re.search(r"cs\[[^]]*\] \* -128", init), init
@@ -104,9 +105,9 @@ def test_static_zero_corrections_start_each_group_from_a_column_vector():
     assert "cs[" not in _block(tir, names.OUT + "_update")
     tir = _gemm_tir("uint4 per_vector(16) calibrate=minmax", "int4 per_vector(16)",
                     "x86-avx512-vnni")
-    init = _block(tir, names.PARTIAL + "_init")
-    assert "zc[" in init and "cs[" in init, init
-    assert "cs[" not in _block(tir, names.OUT + "_update")
+    assert "cs[" not in _block(tir, names.PARTIAL + "_init")
+    out = _block(tir, names.OUT + "_update")
+    assert "zc[" in out and "cs[" in out, out
 
 
 def test_amx_tiles_start_from_zero_and_subtract_after():
