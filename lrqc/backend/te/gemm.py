@@ -42,14 +42,17 @@ class _Shifted:
 
 def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
     """(part, rest): the int32 sums of each K group, part[i, g, j], and what is left to
-    subtract from them, rest(i, g, j): corr, or (start, not pairs) nothing, each sum starting
-    from -corr (block names.PARTIAL_START, the sum's initialization: backend.compat.START)."""
+    subtract from them, rest(i, g, j): corr, or nothing where each sum starts from -corr
+    (block names.PARTIAL_START, the sum's initialization: backend.compat.START): with start,
+    not pairs, and corr one vector per group for all rows (a static zero correction, weights
+    without zero points; a product per row in the start value ran 2 % slower than after the
+    sums: VS-Quant w4a4 at 2048³ on a Zen 4)."""
     Mp, Np, G, V = p.mp, p.np_, p.groups, p.vector
 
     def group(i: PrimExpr, g: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
         return prod(i, j, g * V + k)
 
-    if not start or pairs:
+    if not start or pairs or p.a_zero_static is None or p.b_zero:
         return _int_sum((Mp, G, Np), group, V, names.PARTIAL, pairs), corr
     first = te.compute((Mp, G, Np), lambda i, g, j: -corr(i, g, j), name=names.PARTIAL_START)
     part = _int_sum((Mp, G, Np), group, V, names.PARTIAL, pairs, lambda i, g, j: first[i, g, j])
@@ -62,12 +65,9 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
-    is the u8 sum, exactly. With start (per-group sums, not pairs), where A's zero correction
-    is static (KernelPlan.a_zero_static) and the weights have no zero points, each group's
-    sum starts from minus its correction (names.PARTIAL_START), one vector per group and 16
-    columns for all rows, instead of 0, and no subtraction follows it (int8 per_vector(16) x
-    int8 at 2048³ on a Zen 4: 34 -> 29 ms); a rule whose sums start from 0 by an instruction
-    (AMX tiles) or dlight (CUDA) keeps the subtraction (ScheduleRule.sums_start)."""
+    is the u8 sum, exactly. With start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
+    per-group sums may start from minus their correction (_group_sums; int8 per_vector(16)
+    at 2048³ on a Zen 4: 34 -> 29 ms)."""
     Mp, Np, Kp, G = p.mp, p.np_, p.kp, p.groups
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     if p.packed:  # codes below a byte each, unpacked per tile by the schedule
@@ -119,10 +119,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         C = output((Mp, Np), lambda i, j: dequantize(
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
-    # the sums start from -corr where it is one vector per group for all rows (a static zero
-    # correction, weights without zero points); a product per row in the start value ran
-    # 2 % slower than after the sums (VS-Quant w4a4 at 2048³ on a Zen 4)
-    part, rest = _group_sums(p, prod, corr, pairs, start and static is not None and not p.b_zero)
+    part, rest = _group_sums(p, prod, corr, pairs, start)
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")
         tot = te.compute((Mp, Np), lambda i, j: te.sum(
