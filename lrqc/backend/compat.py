@@ -111,26 +111,55 @@ START = "_start"
 
 
 def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:
-    """te tensors -> IRModule with one PrimFunc called `name` (START blocks folded in)."""
+    """te tensors -> IRModule with one PrimFunc called `name`: each reduction whose te.sum has
+    an init starts from the block <its name> + START (same shape, read at the same indices:
+    the init expression itself is not read), which must exist."""
     func = te.create_prim_func(tensors)
     sch = Schedule(func)
     named = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
-    starts = [(named[n[: -len(START)]], b) for n, b in named.items()
-              if n.endswith(START) and n[: -len(START)] in named]
-    for red, start in starts:
-        _start_from(sch, red, start)
-    if starts:
+    started = _initialized(tensors)
+    for red in started:
+        if red + START not in named:
+            raise TypeError(f"reduction {red}: its te.sum init= needs its start values as a "
+                            f"block named {red + START} (TVM 0.27 drops the init itself)")
+        _start_from(sch, named[red], named[red + START], named)
+    if started:
         func = sch.mod["main"]
     return tvm.IRModule({name: func.with_attr("global_symbol", name)})
 
 
-def _start_from(sch: Schedule, red: SBlockRV, start: SBlockRV) -> None:
+def _initialized(tensors: Sequence[te.Tensor]) -> list[str]:
+    """The names of the reductions among tensors and their inputs whose te.sum has an init."""
+    seen: set[str] = set()
+    out: list[str] = []
+    ops = [t.op for t in tensors]
+    while ops:
+        op = ops.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        body = getattr(op, "body", None)
+        if body and isinstance(body[0], tir.Reduce) and len(body[0].init):
+            out.append(op.name)
+        ops.extend(t.op for t in op.input_tensors)
+    return out
+
+
+def _start_from(sch: Schedule, red: SBlockRV, start: SBlockRV, named: dict) -> None:
     """Reduction block red initialized to start's values (same shape, same indices), start
-    inlined there."""
-    blk = sch.get(red)
-    init, buf = blk.init, sch.get(start).writes[0].source
-    if not isinstance(init, tir.stmt.BufferStore):
-        raise TypeError(f"block {blk.name_hint}: a reduction initialized by one store")
+    inlined there. start may read only the function's parameters: the init block that
+    decompose_reduction makes declares no reads, so a block it read would lose its place
+    before it."""
+    blk, first = sch.get(red), sch.get(start)
+    init, buf = blk.init, first.writes[0].source
+    if not isinstance(init, tir.stmt.BufferStore) or \
+            [int(d) for d in buf.shape] != [int(d) for d in init.buffer.shape]:
+        raise TypeError(f"block {blk.name_hint}: a reduction initialized by one store, its "
+                        f"start {first.name_hint} of the same shape")
+    made = [w.source for b in named.values() for w in sch.get(b).writes]
+    if any(r.source.same_as(m) for r in first.reads for m in made):
+        raise TypeError(f"block {first.name_hint}: a start reads the function's parameters "
+                        "only")
     point = [tvm.ir.Range.from_min_extent(ix, 1) for ix in init.indices]
     new = SBlock(blk.iter_vars, [*blk.reads, tir.stmt.BufferRegion(buf, point)], blk.writes,
                  blk.name_hint, blk.body,
@@ -139,10 +168,11 @@ def _start_from(sch: Schedule, red: SBlockRV, start: SBlockRV) -> None:
                  blk.alloc_buffers, blk.match_buffers, blk.annotations)
     sch.state.replace(sch.get_sref(red), new, {blk: new})
     sch.compute_inline(start)
-    # the block's reads as before: those of its sums, which tensorized blocks must match (the
-    # initialization's own reads go with it to the init block decompose_reduction makes)
+    # the block's reads as before (those of its sums, which a tensorized block must match
+    # exactly), less the start should a later TVM list it there
     done = sch.get(red)
-    kept = SBlock(done.iter_vars, blk.reads, done.writes, done.name_hint, done.body, done.init,
+    reads = [r for r in blk.reads if not r.source.same_as(buf)]
+    kept = SBlock(done.iter_vars, reads, done.writes, done.name_hint, done.body, done.init,
                   done.alloc_buffers, done.match_buffers, done.annotations)
     sch.state.replace(sch.get_sref(red), kept, {done: kept})
 

@@ -170,19 +170,21 @@ def test_wmma_k_loop_is_software_pipelined():
     assert body.count("wmma::mma_sync(") >= 2
 
 
-def test_wmma_s8_formulation_is_the_u8_sum():
+@pytest.mark.parametrize("a", ["int8 per_channel calibrate=minmax", "int8 per_channel"])
+def test_wmma_s8_formulation_is_the_u8_sum(a):
     """The tensor-core TE computes (a - 128) b summed, + 128 colsum(b): the same integers as
     the u8 formulation, checked here on the CPU by compiling both TEs for LLVM. Min-max A:
-    zero corrections per row from the data (a max-abs A's are the static 128)."""
-    plan = make_plan(scheme("int8 per_channel calibrate=minmax", "int8 per_channel"), 64, 64, 128)
-    assert plan.a_zero_static is None
+    zero corrections per row from the data; max-abs A: the static 128 (zc not read: a
+    wrong zc buffer changes nothing)."""
+    plan = make_plan(scheme(a, "int8 per_channel"), 64, 64, 128)
     rng = np.random.default_rng(3)
     aq = rng.integers(0, 256, (plan.mp, plan.kp)).astype("uint8")
     bp = rng.integers(-127, 128, (plan.np_ // 16, plan.kp // 4, 16, 4)).astype("int8")
     cs = bp.astype(np.int64).sum(axis=(1, 3)).reshape(1, plan.np_).astype(np.int32)
     zc = rng.integers(0, 256, (plan.mp, 1)).astype(np.int32)
+    held = zc if plan.a_zero_static is None else np.full_like(zc, plan.a_zero_static)
     want = (aq.astype(np.int64) @ bp.transpose(0, 2, 1, 3).reshape(plan.np_, plan.kp).T
-            - zc * cs)
+            - held * cs)
     for s8 in (False, True):
         ex = compile_module(prim_func(te_gemm.gemm(plan, int_only=True, s8=s8)),
                             tvm.target.Target("llvm"))

@@ -29,14 +29,20 @@ if "avx2" in FLAGS:
 if "avx512_vnni" in FLAGS:
     RULES.append(("x86-avx512-vnni", "x86_vnni"))
 
-PAIRS = [  # (a, b): zero points from the data (min-max) or the same for every group
+PAIRS = [  # (a, b)
+    # a correction per row and group: min-max activations (uint4 defaults to min-max), or
+    # weights with zero points; the sums start from 0 and the correction follows them
     ("uint4 per_vector(16, scale=uint6 per_channel)",
      "int4 per_vector(16, scale=uint6 per_channel)"),
     ("uint8 per_vector(32) calibrate=minmax", "int4 per_vector(32)"),
     ("uint4 per_vector(8) calibrate=minmax", "int8 per_vector(8)"),
-    ("int8 per_vector(16)", "int8 per_vector(16)"),
-    ("int4 per_vector(16)", "uint4 per_vector(16)"),  # the weights' zero points too
-    ("uint4 per_vector(16)", "int2 per_vector(16)"),  # unsigned, max-abs: zero correction 0
+    ("int4 per_vector(16)", "uint4 per_vector(16)"),
+    # the same correction for every row and group (max-abs): the sums start from it
+    ("int8 per_vector(16)", "int8 per_vector(16)"),  # -128 cs
+    ("int8 per_vector(16)", "int4 per_vector(16)"),  # -128 cs, the rule's vpmaddubsw on AVX2
+    ("int4 per_vector(16)", "int4 per_vector(16)"),  # -8 cs
+    ("int7 per_vector(32)", "int8 per_vector(32)"),  # -64 cs
+    ("uint4 per_vector(16) calibrate=maxabs", "int4 per_vector(16)"),  # 0
 ]
 
 
@@ -76,6 +82,11 @@ def test_group_sums_match_the_reference(target, rule, a, b):
     C, R = kernel(A, packed), matmul(s, A, B)
     tol = 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
     assert np.abs(C - R).max() <= tol
+    # a bias: added after the sums over the groups (none given: pack's zero row, not added)
+    bias = np.linspace(-1, 1, n) * np.abs(R).max()
+    Cb = kernel(A, kernel.pack(B, bias=bias))
+    assert np.abs(Cb - matmul(s, A, B, bias=bias)).max() <= 2 * tol
+    np.testing.assert_array_equal(kernel(A, kernel.pack(B, bias=np.zeros(n))), C)
 
 
 def _block(tir: str, name: str) -> str:
@@ -117,6 +128,24 @@ def test_amx_tiles_start_from_zero_and_subtract_after():
     assert "cs[" not in _block(tir, names.PARTIAL + "_init_o")
     out = _block(tir, names.OUT + "_update")
     assert "cs[" in out and "zc[" not in out
+
+
+def test_start_values_are_checked():
+    """A reduction whose te.sum has an init but no start block, or a start that reads another
+    block's output (the initialization decompose_reduction makes would not declare it), is
+    refused rather than started from 0."""
+    A = te.placeholder((4, 8), "int32", name="A")
+    other = te.compute((4,), lambda i: A[i, 0], name="y_other")
+    k = te.reduce_axis((0, 8), "k")
+    Y = te.compute((4,), lambda i: te.sum(A[i, k], axis=k, init=other[i]), name="y")
+    with pytest.raises(TypeError, match="y" + START):
+        prim_func([A, Y])
+    M = te.compute((4, 8), lambda i, j: A[i, j] + 1, name="m")
+    first = te.compute((4,), lambda i: M[i, 0], name="z" + START)
+    k = te.reduce_axis((0, 8), "k")
+    Z = te.compute((4,), lambda i: te.sum(A[i, k], axis=k, init=first[i]), name="z")
+    with pytest.raises(TypeError, match="parameters only"):
+        prim_func([A, Z])
 
 
 def test_prim_func_starts_a_reduction_from_its_start_block():

@@ -1,8 +1,10 @@
 """to_te for the integer GEMM of quantized products: gemm multiplies u8 codes of A (offset 128
 when A is signed) with s8 weights packed as Bp[N/16, K/4, 16, 4] (or packed densely: te.unpack)
 and corrects with zc[i,g]·colsum[g,j] (and, for weights with zero points, ra[i,g]·zb[g,j]), so
-acc - zc·colsum = Σ (qA - zA) qB exactly; the epilogue (epilogue.py) dequantizes the sums and
-adds the low-rank terms. int_only gives the corrected integer sums themselves."""
+acc - zc·colsum = Σ (qA - zA) qB exactly: subtracted after the sums, or, per K group where the
+correction is one vector for all rows, as the value the sums start from (_group_sums); the
+epilogue (epilogue.py) dequantizes the sums and adds the low-rank terms. int_only gives the
+corrected integer sums themselves."""
 
 from __future__ import annotations
 
