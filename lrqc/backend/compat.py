@@ -116,9 +116,9 @@ def prim_func(tensors: Sequence[te.Tensor], name: str = "main") -> tvm.IRModule:
     the init expression itself is not read), which must exist."""
     func = te.create_prim_func(tensors)
     sch = Schedule(func)
-    named = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
     started = _initialized(tensors)
     for red in started:
+        named = {sch.get(b).name_hint: b for b in sch.get_child_blocks(sch.get_sblock("root"))}
         if red + START not in named:
             raise TypeError(f"reduction {red}: its te.sum init= needs its start values as a "
                             f"block named {red + START} (TVM 0.27 drops the init itself)")

@@ -34,7 +34,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
                                 else te_quantize.quantize_a(plan)),
-            names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start),
+            names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
+                                        out_start=rule.output_start),
             names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8,
                                        start=rule.sums_start),
         }

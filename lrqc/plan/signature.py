@@ -180,18 +180,10 @@ def _given(cond: object, *names_: str) -> tuple[str, ...]:
     return names_ if cond else ()
 
 
-def bias_in_epilogue(p: KernelPlan) -> bool:
-    """Whether the GEMM's epilogue adds the bias: every output but the sum over several K
-    groups of scales (per_vector, MX blocks), where the runtime adds it after the GEMM (one
-    pass over C; an addition inside the sum over the groups, at its first group, measured
-    ~30 % slower on per_vector(16) there, and TVM's te drops a reduction's init value)."""
-    return p.float_path or p.groups == 1 or p.chunked
-
-
 def _epilogue(p: KernelPlan) -> tuple[str, ...]:
-    """What a GEMM's epilogue reads besides the sums: the low-rank factors, then the bias."""
-    return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB) + _given(bias_in_epilogue(p),
-                                                                        BIAS)
+    """What a GEMM's epilogue reads besides the sums: the low-rank factors, then the bias
+    (every GEMM adds it; an output summed over K groups of scales starts from it)."""
+    return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB) + (BIAS,)
 
 
 def stats_see_non_finite(p: KernelPlan) -> bool:

@@ -312,9 +312,6 @@ class Kernel:
             # this call's own C: its rows (contiguous), its columns (a copy if padded)
             c = np.ascontiguousarray(view(fresh)[:m, : self.plan.n])
             bounded = self._bounded(bk, m, packed)  # this call's scales: before another's
-        bias = packed.arrays.bias  # pack keeps a zero row where none was given: nothing to add
-        if not sig.bias_in_epilogue(bk.plan) and bias is not None and bias.any():
-            c += bias[:, : self.plan.n]  # sums over K groups: after the GEMM (a pass over C)
         return c if bounded else finite(c)
 
     def _bounded(self, bk: Bucket, m: int, packed: Packed) -> bool:

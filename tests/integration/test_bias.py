@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.plan import names
 from lrqc.plan import signature as sig
 from lrqc.reference import matmul
 
@@ -61,8 +62,7 @@ def test_bias_with_m_buckets_and_one_packed_operand(body):
     packed = kernel.pack(B, bias=bias)
     for m in (1, 7, 32):
         assert rel(kernel(A[:m], packed), matmul(s, A[:m], B, bias=bias)) < 2e-6
-    groups = kernel.plan.groups > 1 and not kernel.plan.chunked
-    assert sig.bias_in_epilogue(kernel.plan) == (not groups)
+    assert sig.BIAS in sig.params(kernel.plan, names.FN_GEMM)  # every GEMM adds the bias
 
 
 def test_static_a_takes_the_bias_at_run_and_refuses_it_at_pack():

@@ -433,16 +433,18 @@ def _outcome(call, A, packed):
         return str(exc)
 
 
-@pytest.mark.parametrize("b", ["int8 per_channel", "int8 per_channel + lowrank(rank=3)"])
-def test_the_short_call_path_gives_the_general_paths_results_and_errors(b):
-    """Integer kernels whose calls are compiled functions only (direct ones, and B's low-rank
-    term: lowrank_u before the GEMM) take the short call path (lrqc.runtime.direct): for every
-    kind of A (its buckets' rows, lent at any alignment or copied, other dtypes and layouts,
-    NaN, subnormal scales, wrong shapes, data past the bound) it returns the general path's C
-    bit for bit, or its error word for word."""
+@pytest.mark.parametrize("a,b", [("int8 per_channel", "int8 per_channel"),
+                                 ("int8 per_channel", "int8 per_channel + lowrank(rank=3)"),
+                                 ("int8 per_vector(16)", "int4 per_vector(16)")])
+def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
+    """Integer kernels whose calls are compiled functions only (direct ones, per-vector scales
+    included, and B's low-rank term: lowrank_u before the GEMM) take the short call path
+    (lrqc.runtime.direct): for every kind of A (its buckets' rows, lent at any alignment or
+    copied, other dtypes and layouts, NaN, subnormal scales, wrong shapes, data past the
+    bound) it returns the general path's C bit for bit, or its error word for word."""
     from lrqc.runtime.direct import serves
 
-    s = scheme("int8 per_channel", b)
+    s = scheme(a, b)
     n, k = 40, 64
     kernel = lrqc.compile(s, "1..24", n, k)
     for other in ("int8 per_channel + lowrank(rank=2)", "e2m1 per_block(32)",

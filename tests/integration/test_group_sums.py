@@ -114,6 +114,7 @@ def test_static_zero_corrections_start_each_group_from_a_column_vector():
     assert re.search(r"cs\[[^]]*\] \* -128", init), init
     assert "zc[" not in tir
     assert "cs[" not in _block(tir, names.OUT + "_update")
+    assert "bias[" in _block(tir, names.OUT + "_init")  # the output starts from the bias
     tir = _gemm_tir("uint4 per_vector(16) calibrate=minmax", "int4 per_vector(16)",
                     "x86-avx512-vnni")
     assert "cs[" not in _block(tir, names.PARTIAL + "_init")

@@ -52,7 +52,7 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
     (INT8, "gemm", GEMM + ("bias", "C")),
     (INT8, "int_acc", ("Aq", "Bp", "zc", "cs", "C")),
     (ZERO_B, "quantize_a", ("A", "a_codes", "sa", "zc", "a_rowsum")),
-    (ZERO_B, "gemm", GEMM + ("ra", "zb", "C")),  # two K groups: no bias
+    (ZERO_B, "gemm", GEMM + ("ra", "zb", "bias", "C")),  # two K groups: the sum starts from it
     (ZERO_B, "int_acc", ("Aq", "Bp", "zc", "cs", "ra", "zb", "C")),
     (STOCHASTIC, "quantize_a", ("A", "U", "a_codes", "sa", "zc")),
     (HALF, "quantize_a", ("A", "a_float", "a_row_scale")),

@@ -51,6 +51,9 @@ class ScheduleRule(ABC):
     # zero correction (te.gemm's start), instead of 0: not where an instruction zeroes them
     # (AMX tiles) or dlight reduces them across threads (CUDA)
     sums_start: ClassVar[bool] = False
+    # whether an output summed over K groups may start from the bias (te.epilogue's grouped):
+    # not where dlight reduces it across threads (it needs the sum's identity)
+    output_start: ClassVar[bool] = True
 
     @abstractmethod
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:

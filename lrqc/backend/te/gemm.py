@@ -62,14 +62,15 @@ def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
 
 
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False,
-         start: bool = False) -> list[te.Tensor]:
+         start: bool = False, out_start: bool = False) -> list[te.Tensor]:
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
     is the u8 sum, exactly. With start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
     per-group sums may start from minus their correction (_group_sums; int8 per_vector(16)
-    at 2048³ on a Zen 4: 34 -> 29 ms)."""
+    at 2048³ on a Zen 4: 34 -> 29 ms); with out_start (ScheduleRule.output_start), an output
+    summed over K groups starts from the bias (epilogue_terms)."""
     Mp, Np, Kp, G = p.mp, p.np_, p.kp, p.groups
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     if p.packed:  # codes below a byte each, unpacked per tile by the schedule
@@ -97,7 +98,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
             c = cs[g, j] * static if static else tir.const(0, "int32")
         return c + ra[i, g] * zb[g, j] if p.b_zero else c
 
-    lr_in, output, plus = epilogue_terms(p)
+    lr_in, output, grouped = epilogue_terms(p)
 
     def prod(i: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
         return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
@@ -133,8 +134,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         out = te.compute((Mp, G, Np), lambda i, g, j: part[i, g, j] - rest(i, g, j),
                          name=names.OUT)
         return [Aq, b_in, zc, cs, *extra, out]
-    g = te.reduce_axis((0, G), "g")
-    C = te.compute((Mp, Np), lambda i, j: te.sum(plus(dequantize(
-        (part[i, g, j] - rest(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), i, j, g),
-        axis=g), name=names.OUT)
+    C = grouped((Mp, Np), lambda i, j, g: dequantize(
+        (part[i, g, j] - rest(i, g, j)).astype("float32"), sa[i, g], sb[g, j]), G, names.OUT,
+        out_start)
     return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
