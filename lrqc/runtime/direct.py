@@ -3,16 +3,16 @@ only: what Kernel's general call does, for the plans where most of it has nothin
 everything a call can look up made once.
 
 It serves kernels that quantize A to integer codes by max |x| (no MX blocks, zero points or
-float path: signature.stats_see_non_finite), with any scale granularity, and whose residual
-terms need no work between the compiled functions: B's low-rank term (lowrank_u makes U_B = A'
-L_B before the GEMM); dense terms (K segments: their pass counts the call's rows, which the
-general path sets), A's low-rank and sparse terms take the general path. Such a call checks A's
-type and shape, runs quantize_a on A where it lies (else on a copy), checks A's scales with one
-minimum and one maximum (finite and normal in float32: all of them are then; anything else goes
-through the general checks and their errors), runs lowrank_u where there is one and the GEMM
-into a new C, and proves C finite by the bound of Kernel._bounded computed from those two
-numbers, max |U_B| and the packed operand's own, found once per packed operand. The numbers are
-the general path's: the same functions on the same buffers."""
+float path: signature.stats_see_non_finite), with any scale granularity and dense terms (K
+segments), and whose residual terms need no work between the compiled functions: B's low-rank
+term (lowrank_u makes U_B = A' L_B before the GEMM); A's low-rank and sparse terms take the
+general path (a sparse copy's statistics count the call's rows, which it sets). Such a call
+checks A's type and shape, runs quantize_a on A where it lies (else on a copy), checks A's
+scales with one minimum and one maximum (finite and normal in float32: all of them are then;
+anything else goes through the general checks and their errors), runs lowrank_u where there is
+one and the GEMM into a new C, and proves C finite by the bound of Kernel._bounded computed
+from those two numbers, max |U_B| and the packed operand's own, found once per packed operand.
+The numbers are the general path's: the same functions on the same buffers."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def serves(kernel: Kernel) -> bool:
     """Whether the short path computes this kernel's calls."""
     p = kernel.plan
     return (not kernel.transposed and not kernel.no_device and kernel.finite_later
-            and not p.zero_points and not p.rank_a and not p.sparse and not p.segments
+            and not p.zero_points and not p.rank_a and not p.sparse
             and all(on_cpu(b.sa) and b.lends_a for b in kernel._buckets))
 
 

@@ -47,8 +47,9 @@ def check_candidate(scheme: Scheme, plan: KernelPlan, target: Target, trace: Any
                                 traces={(plan.m, fn): trace})
         m, n, k = (plan.m, plan.n, plan.k) if scheme.static != "a" else (plan.n, plan.m, plan.k)
         A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-        want = matmul(scheme, A.astype(np.float32).astype(np.float64), B)
-        err = rel_error(kernel.run(A, B), want)
+        bias = rng.standard_normal(n)  # the schedule places the bias too (grouped outputs)
+        want = matmul(scheme, A.astype(np.float32).astype(np.float64), B, bias=bias)
+        err = rel_error(kernel.run(A, B, bias=bias), want)
     except (LrqcError, *TVM_ERRORS) as exc:  # fails to compile or run: the candidate is rejected
         return error_line(exc)
     return None if err < 1e-5 else f"relative error {err:.2e} against lrqc.reference"

@@ -1,5 +1,5 @@
-"""The bias of C = A @ B + bias in compiled kernels: added by the GEMM's epilogue (or, for sums
-over several K groups of scales, by the runtime after the GEMM), for every shipped scheme, in
+"""The bias of C = A @ B + bias in compiled kernels: added by the GEMM's epilogue (sums over
+several K groups of scales start from it), for every shipped scheme, in
 the transposed (static: a) and chained (LPLR, LRAMM) kernels, with M buckets, compared with
 lrqc.reference.matmul(..., bias=...) on the same inputs; and its misuse refused."""
 
@@ -51,7 +51,7 @@ def test_every_example_adds_the_bias_as_the_reference(name):
 
 @pytest.mark.parametrize("body", [
     "a: int8 per_channel\n b: int8 per_channel",  # one group: the epilogue adds it
-    "a: int8 per_vector(16)\n b: int4 per_vector(16)",  # groups: the runtime adds it
+    "a: int8 per_vector(16)\n b: int4 per_vector(16)",  # groups: the sum starts from it
     "a: float16\n b: int8 per_channel",  # the float path
     "a: int8 per_channel\n b: int8 per_channel + lowrank(rank=2)",
 ])

@@ -435,20 +435,23 @@ def _outcome(call, A, packed):
 
 @pytest.mark.parametrize("a,b", [("int8 per_channel", "int8 per_channel"),
                                  ("int8 per_channel", "int8 per_channel + lowrank(rank=3)"),
-                                 ("int8 per_vector(16)", "int4 per_vector(16)")])
+                                 ("int8 per_vector(16)", "int4 per_vector(16)"),
+                                 ("int8 per_channel + dense(int8)",
+                                  "int8 per_channel + lowrank(rank=2)")])
 def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
     """Integer kernels whose calls are compiled functions only (direct ones, per-vector scales
-    included, and B's low-rank term: lowrank_u before the GEMM) take the short call path
-    (lrqc.runtime.direct): for every kind of A (its buckets' rows, lent at any alignment or
-    copied, other dtypes and layouts, NaN, subnormal scales, wrong shapes, data past the
-    bound) it returns the general path's C bit for bit, or its error word for word."""
+    and dense terms included, and B's low-rank term: lowrank_u before the GEMM) take the
+    short call path (lrqc.runtime.direct): for every kind of A (its buckets' rows, lent at
+    any alignment or copied, other dtypes and layouts, NaN, subnormal scales, wrong shapes,
+    data past the bound) it returns the general path's C bit for bit, or its error word for
+    word."""
     from lrqc.runtime.direct import serves
 
     s = scheme(a, b)
     n, k = 40, 64
     kernel = lrqc.compile(s, "1..24", n, k)
     for other in ("int8 per_channel + lowrank(rank=2)", "e2m1 per_block(32)",
-                  "int8 per_channel calibrate=minmax", "int8 per_channel + dense(int8)",
+                  "int8 per_channel calibrate=minmax",
                   "int8 per_channel round=trunc + sparse(threshold=0.5)"):
         assert not serves(lrqc.compile(scheme(other, "int8 per_channel"), 8, 16, 64))
     rng = np.random.default_rng(11)

@@ -149,6 +149,35 @@ def test_start_values_are_checked():
         prim_func([A, Z])
 
 
+def test_outputs_add_the_bias_at_the_first_group_where_the_rule_cannot_start_from_it():
+    """The grouped output without a start (ScheduleRule.output_start False: CUDA's dlight
+    fallback) adds the bias and the low-rank terms at its first group: the same C, compiled
+    here for LLVM unscheduled, as the output that starts from the bias."""
+    from lrqc.backend.te import gemm as te_gemm
+    from lrqc.plan.support import make_plan
+
+    plan = make_plan(scheme("int8 per_vector(16)", "int8 per_vector(16) + lowrank(rank=2)"),
+                     8, 32, 64)
+    rng = np.random.default_rng(5)
+    outs = []
+    for start in (True, False):
+        tensors = te_gemm.gemm(plan, out_start=start)
+        args = [tensor(_random(t, rng)) for t in tensors[:-1]]
+        out = tensor(np.zeros([int(d) for d in tensors[-1].shape], np.float32))
+        tvm.compile(prim_func(tensors), target="llvm")["main"](*args, out)
+        outs.append(out.numpy())
+        rng = np.random.default_rng(5)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-6, atol=1e-6 * np.abs(outs[0]).max())
+
+
+def _random(t, rng) -> np.ndarray:
+    shape, dt = [int(d) for d in t.shape], str(t.dtype)
+    if dt.startswith("float"):
+        return rng.standard_normal(shape).astype(dt)
+    lo, hi = (0, 256) if dt == "uint8" else (-8, 8)
+    return rng.integers(lo, hi, shape).astype(dt)
+
+
 def test_prim_func_starts_a_reduction_from_its_start_block():
     """backend.compat.prim_func: a reduction `x` whose te.sum starts from x + START's values
     (TVM 0.27's create_prim_func alone starts every sum from 0), the start block inlined."""

@@ -5,7 +5,7 @@
 epilogue_terms is what a GEMM asks for: the placeholders U, W of the plan's low-rank terms and
 the bias, the output block (value + bias + Σ U W as one reduction over the concatenated ranks)
 and, for outputs that are themselves reductions over K groups, one low-rank block per side
-added at the first group (the runtime adds their bias after the GEMM)."""
+added at the first group and the bias as the value the sum starts from."""
 
 from __future__ import annotations
 
