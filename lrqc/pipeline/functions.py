@@ -126,6 +126,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
+    elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
+        passes.outer_dots_at(sch, names.EXACT_W)  # Bᵀ in float32, 16 ranks a vector
     elif fn in sig.EXACT_W.values():  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
         # BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in the last-level cache
         # (AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's read alone is 2.3 ms)

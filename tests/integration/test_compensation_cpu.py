@@ -458,6 +458,41 @@ def test_lowrank_times_exact_b_matches_reference(case):
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 
 
+@pytest.mark.parametrize("rank,n", [(16, 48), (32, 40), (16, 44)])
+def test_exact_w_outer_products_match_reference(rank, n):
+    """exact_w takes the outer-product form (rows of Bᵀ broadcast against F_A's ranks side by
+    side) where the ranks fill 16-lane vectors and N whole blocks of rows, the row dot
+    products elsewhere and from 16-bit copies of B: W = F_Aᵀ B within float32 rounding either
+    way, and C against the reference."""
+    from lrqc.backend.te.compensated import outer_form
+    from lrqc.pipeline.compile import compile as pipeline_compile
+
+    a = f"int8 per_channel round=floor + lowrank(rank={rank}, oversample=8, power_iters=1)"
+    s = scheme(a, "int8 per_channel + lowrank(rank=2)")
+    texts: dict[str, str] = {}
+    pipeline_compile(s, 40, n, 96, "x86-avx512-vnni", emit=("tir",), on_text=texts.__setitem__)
+    parts = re.split(r"(?m)^# (\w+_m\d+)$", texts["tir"])
+    by_fn = dict(zip(parts[1::2], parts[2::2], strict=True))
+    outer = outer_form(rank, n)
+    assert ('T.sblock("exact_w_across")' in by_fn["exact_w_m40"]) == outer
+    assert 'T.sblock("exact_w_across")' not in by_fn["exact_w_bf16_m40"]
+    rng = np.random.default_rng(21)
+    kernel = lrqc.compile(s, M="33..40", N=n, K=96)
+    B = rng.standard_normal((96, n)) * rng.uniform(0.1, 3.0, n)
+    packed = kernel.pack(B)
+    bk = kernel._buckets[-1]
+    ft = np.linalg.qr(rng.standard_normal((96, rank)))[0].T * 1e3  # W of unequal rows
+    ft[0] *= 1e-3
+    want = ft @ B.astype(np.float32).astype(np.float64)
+    got = bk._w_of(packed)(ft)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+    assert np.abs(got[0] - want[0]).max() < 1e-5 * np.abs(want[0]).max()
+    for m in (33, 40):
+        A = rng.random((m, 96)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
+
+
 def _epilogue_vectors(tir: str) -> int:
     """The 16-lane vectors of columns in the register block of the GEMM's low-rank epilogue
     (the unrolled loop whose variable steps v_j by 16 in the C_update block; 1 where none)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ...plan import names
 from ..compat import ExprRV, SBlockRV, Schedule, tir
+from ..te.compensated import OUTER_ROWS
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
 
@@ -239,6 +240,30 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
         sch.unroll(ii)
     sch.vectorize(kk)
     init = sch.decompose_reduction(part, outer[0] if outer else ko)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def outer_dots_at(sch: Schedule, name: str) -> None:
+    """te.compensated.outer_dots: the transposed operand first (its k in parallel), then
+    blocks of OUTER_ROWS rows in parallel; in a block, per vector of 16 columns, k outside the
+    rows and halves (unrolled) so each step loads one vector of the transposed operand and
+    takes each row's value as a broadcast, the block's sums in registers."""
+    across = sch.get_sblock(name + names.ACROSS)
+    k, c = sch.get_loops(across)
+    sch.parallel(k)
+    sch.vectorize(c)
+    i = sch.get_loops(sch.get_sblock(name))[0]
+    io, _ = sch.split(i, [None, OUTER_ROWS])
+    sch.parallel(io)
+    half = sch.get_sblock(name + names.HALVES)
+    sch.compute_at(half, io)
+    ii, h, c, k = sch.get_loops(half)[1:]
+    co, cv = sch.split(c, [None, 16])
+    sch.reorder(co, k, ii, h, cv)
+    sch.unroll(ii)
+    sch.unroll(h)
+    sch.vectorize(cv)
+    init = sch.decompose_reduction(half, k)
     sch.vectorize(sch.get_loops(init)[-1])
 
 
