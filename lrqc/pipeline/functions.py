@@ -45,7 +45,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan, lanes=rule.family != "cuda")
     if w_exact(plan) and rule.family != "cuda":  # the GPU's W: the host's BLAS
         for held, fn in sig.EXACT_W.items():  # B in float32 or an exact 16-bit copy
-            funcs[fn] = te_comp.exact_w(plan, held)
+            funcs[fn] = te_comp.exact_w(plan, held, outer=rule.wide_floats)
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
         funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
         funcs[names.FN_RESID_Z] = te_comp.resid_z(plan)

@@ -124,7 +124,7 @@ EXACT_W = {"float32": names.FN_EXACT_W, "uint16": names.FN_EXACT_W_BF16,
 def w_exact(p: KernelPlan) -> bool:
     """A's lowrank term multiplies the exact B (other=exact) and K is a multiple of 16: on
     CPUs exact_w computes W_A = F_Aᵀ B from pack's Bᵀ (float32, or its exact 16-bit copy:
-    EXACT_W) as 16-lane row dot products (other K: the host's BLAS)."""
+    EXACT_W) in compiled products (other K: the host's BLAS)."""
     return p.lowrank_a is not None and p.lowrank_a.other != "packed" and p.k % 16 == 0
 
 

@@ -458,24 +458,30 @@ def test_lowrank_times_exact_b_matches_reference(case):
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 
 
-@pytest.mark.parametrize("rank,n", [(16, 48), (32, 40), (16, 44)])
-def test_exact_w_outer_products_match_reference(rank, n):
-    """exact_w takes the outer-product form (rows of Bᵀ broadcast against F_A's ranks side by
-    side) where the ranks fill 16-lane vectors and N whole blocks of rows, the row dot
-    products elsewhere and from 16-bit copies of B: W = F_Aᵀ B within float32 rounding either
-    way, and C against the reference."""
-    from lrqc.backend.te.compensated import outer_form
+def _exact_w_forms(s, n: int, target: str) -> dict[str, bool]:
+    """{exact_w function: whether its TIR has the outer-product form's transposed block}."""
     from lrqc.pipeline.compile import compile as pipeline_compile
 
+    texts: dict[str, str] = {}
+    pipeline_compile(s, 40, n, 96, target, emit=("tir",), on_text=texts.__setitem__)
+    parts = re.split(r"(?m)^# (\w+_m\d+)$", texts["tir"])
+    return {name[: name.rindex("_m")]: 'T.sblock("exact_w_across")' in text
+            for name, text in zip(parts[1::2], parts[2::2], strict=True)
+            if name.startswith("exact_w")}
+
+
+@pytest.mark.parametrize("rank,n,outer", [(16, 48, True), (32, 40, True), (16, 44, False)])
+def test_exact_w_outer_products_match_reference(rank, n, outer):
+    """exact_w takes the outer-product form (rows of Bᵀ broadcast against F_A's ranks side by
+    side) where the ranks fill 16-lane vectors, N whole blocks of 8 rows and the target has
+    AVX-512's registers; row dot products elsewhere (N = 44; AVX2, whose 16 registers the
+    form's sums would overflow) and from 16-bit copies of B. W = F_Aᵀ B within float32
+    rounding either way, and C against the reference."""
     a = f"int8 per_channel round=floor + lowrank(rank={rank}, oversample=8, power_iters=1)"
     s = scheme(a, "int8 per_channel + lowrank(rank=2)")
-    texts: dict[str, str] = {}
-    pipeline_compile(s, 40, n, 96, "x86-avx512-vnni", emit=("tir",), on_text=texts.__setitem__)
-    parts = re.split(r"(?m)^# (\w+_m\d+)$", texts["tir"])
-    by_fn = dict(zip(parts[1::2], parts[2::2], strict=True))
-    outer = outer_form(rank, n)
-    assert ('T.sblock("exact_w_across")' in by_fn["exact_w_m40"]) == outer
-    assert 'T.sblock("exact_w_across")' not in by_fn["exact_w_bf16_m40"]
+    assert _exact_w_forms(s, n, "x86-avx512-vnni") == {
+        "exact_w": outer, "exact_w_bf16": False, "exact_w_f16": False}
+    assert not any(_exact_w_forms(s, n, "x86-avx2").values())
     rng = np.random.default_rng(21)
     kernel = lrqc.compile(s, M="33..40", N=n, K=96)
     B = rng.standard_normal((96, n)) * rng.uniform(0.1, 3.0, n)

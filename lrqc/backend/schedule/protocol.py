@@ -54,6 +54,9 @@ class ScheduleRule(ABC):
     # whether an output summed over K groups may start from the bias (te.epilogue's grouped):
     # not where dlight reduces it across threads (it needs the sum's identity)
     output_start: ClassVar[bool] = True
+    # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the float32
+    # products that hold 16 registers of sums (te.compensated.outer_dots) run there
+    wide_floats: ClassVar[bool] = False
 
     @abstractmethod
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:

@@ -260,12 +260,14 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
 
 
-def exact_w(p: KernelPlan, held: str = "float32") -> list[te.Tensor]:
+def exact_w(p: KernelPlan, held: str = "float32", outer: bool = False) -> list[te.Tensor]:
     """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
     K a multiple of 16), from pack's Bᵀ (N x K, rows contiguous) held as `held` (float32, or
     an exact 16-bit copy: bfloat16's bits as uint16, float16; each value widened to float32
-    exactly) and Fa = F_Aᵀ (r x Kq): a 16-lane dot product of each row of Bᵀ with each row of
-    Fa (row_dots), B read once in its stored order: [Fa, Bt, exact_w]."""
+    exactly) and Fa = F_Aᵀ (r x Kq), B read in its stored order: [Fa, Bt, exact_w]. With
+    outer (the rule's targets have AVX-512's registers), a float32 Bᵀ and ranks and rows
+    that outer_form takes, as outer products (outer_dots); otherwise a 16-lane dot product of
+    each row of Bᵀ with each row of Fa (row_dots)."""
     r, K = p.rank_a, p.k
     Fa = te.placeholder((r, p.kq), "float32", name="Fa")
     Bt = te.placeholder((p.n, K), held, name="Bt")
@@ -275,7 +277,7 @@ def exact_w(p: KernelPlan, held: str = "float32") -> list[te.Tensor]:
             return tir.reinterpret("float32", Bt[n, k].astype("uint32") << 16)
         return Bt[n, k].astype("float32")
 
-    if held == "float32" and outer_form(r, p.n):
+    if outer and held == "float32" and outer_form(r, p.n):
         return [Fa, Bt, outer_dots(Bt, Fa, p.n, r, K, names.EXACT_W)]
     return [Fa, Bt, row_dots(b, Fa, p.n, r, K, names.EXACT_W)]
 
@@ -299,8 +301,9 @@ def outer_dots(X: te.Tensor, Yt: te.Tensor, rows: int, w: int, kq: int, name: st
     (passes.outer_dots_at). Each sum runs over the even k and the odd k apart (name + HALVES),
     added at the end: half the rounding a single running sum collects over k. Where X is
     streamed from memory (exact_w's Bᵀ) this form reads each of its values once, as a folded
-    broadcast, against row_dots' two vector loads per 16 products: at N = K = 4096, 16 ranks,
-    on a 2-core Zen 4, 2.8 ms against 4.0."""
+    broadcast and one vector load per 8 multiply-adds, against row_dots' 8 vector loads per 16
+    (4 rows by 4 ranks): at N = K = 4096, 16 ranks, on a 2-core Zen 4, 2.8 ms against 4.0. Its
+    16 registers of sums need AVX-512's 32 (ScheduleRule.wide_floats)."""
     Y = te.compute((kq, w), lambda k, c: Yt[c, k], name=name + names.ACROSS)
     k = te.reduce_axis((0, kq // 2), "k")
     half = te.compute((rows, 2, w), lambda i, h, c: te.sum(
