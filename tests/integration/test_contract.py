@@ -323,8 +323,7 @@ def test_blas_limit_is_shared_by_overlapping_callers():
         pass
 
     def threads():
-        return {i["num_threads"] for i in comp_call._BLAS["ctl"].info()
-                if i["user_api"] == "blas"}
+        return {lib.get_num_threads() for lib in comp_call._BLAS["libs"]}
 
     before = threads()
     inside, leave = threading.Event(), threading.Event()
