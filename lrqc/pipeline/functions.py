@@ -14,6 +14,7 @@ from ..backend.target import Target
 from ..backend.te import compensated as te_comp
 from ..backend.te import floating as te_float
 from ..backend.te import gemm as te_gemm
+from ..backend.te import outer_w
 from ..backend.te import quantize as te_quantize
 from ..backend.te import sparse as te_sparse
 from ..plan import names
@@ -24,7 +25,8 @@ from ..plan.signature import dense_index, dense_name, dense_plan, w_exact, w_fro
 
 def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     """{function name: TE tensors} of the plan's scheduled functions, the GEMM written in the
-    rule's formulation (the sparse products are TIR written as scheduled: te/sparse.py)."""
+    rule's formulation; a PrimFunc where the function is TIR written as scheduled (lowrank_w
+    as te.outer_w; the sparse products too: te/sparse.py)."""
     form = rule.formulation
     if plan.float_path:
         funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan),
@@ -41,7 +43,9 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         }
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
-    if w_from_codes(plan):
+    if w_from_codes(plan) and outer_w.takes(plan, rule.wide_floats):
+        funcs[names.FN_LOWRANK_W] = outer_w.outer_w(plan)
+    elif w_from_codes(plan):
         funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan, lanes=rule.family != "cuda")
     if w_exact(plan) and rule.family != "cuda":  # the GPU's W: the host's BLAS
         for held, fn in sig.EXACT_W.items():  # B in float32 or an exact 16-bit copy

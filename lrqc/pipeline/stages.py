@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..backend.building import compile_for
-from ..backend.compat import Schedule, prim_func, tvm
+from ..backend.compat import Schedule, prim_func, tir, tvm
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.cuda import toolchain
 from ..backend.schedule.protocol import ScheduleRule
@@ -120,6 +120,11 @@ def stage_te(c: Compilation) -> Compilation:
                 check_params(plan, fn, [v.name for v in mod["main"].params])
                 out.append(Function((part.prefix, plan.m, fn), p2, r2, mod))
             for fn, tensors in functions(plan, brule).items():
+                if isinstance(tensors, tir.PrimFunc):  # TIR written as scheduled
+                    check_params(plan, fn, [v.name for v in tensors.params])
+                    out.append(Function((part.prefix, plan.m, fn), plan, brule, tensors,
+                                        scheduled=True))
+                    continue
                 mod = prim_func(tensors)  # TVM 0.27: each parameter is named as its buffer
                 check_params(plan, fn, [v.name for v in mod["main"].params])
                 out.append(Function((part.prefix, plan.m, fn), plan, brule, mod))

@@ -499,6 +499,63 @@ def test_exact_w_outer_products_match_reference(rank, n, outer):
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 
 
+def _lowrank_w_form(s, n: int, target: str) -> str:
+    """How lowrank_w of s at 40 x n x 96 is written for target: "outer" (te.outer_w, its
+    int32 words of B's blocks), "lanes" (te.compensated.lanes_w) or "panel"."""
+    from lrqc.pipeline.compile import compile as pipeline_compile
+
+    texts: dict[str, str] = {}
+    pipeline_compile(s, 40, n, 96, target, emit=("tir",), on_text=texts.__setitem__)
+    parts = re.split(r"(?m)^# (\w+_m\d+)$", texts["tir"])
+    text = next(t for name, t in zip(parts[1::2], parts[2::2], strict=True)
+                if name.startswith("lowrank_w_m"))
+    if 'T.reinterpret("int32x16"' in text:
+        return "outer"
+    return "lanes" if 'T.sblock("lowrank_w_fa")' in text else "panel"
+
+
+# B's format, A's rank, the form on AVX-512 VNNI (outer products where B's codes are a byte
+# each with one scale per column and no zero points, rank 2 and up)
+OUTER_W_CASES = {
+    "int8 per_channel, rank 16": ("int8 per_channel", 16, "outer"),
+    "per_tensor with B's lowrank, rank 24 (groups of 12)": (
+        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer"),
+    "int8 per_tensor, rank 2": ("int8 per_tensor", 2, "outer"),
+    "int4 per_channel (two codes a byte)": ("int4 per_channel", 16, "panel"),
+    "rank 1": ("int8 per_channel", 1, "lanes"),
+    "per_vector": ("int8 per_vector(32)", 16, "panel"),
+    "zero points": ("uint8 per_channel calibrate=minmax", 16, "panel"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTER_W_CASES))
+def test_lowrank_w_outer_products_match_reference(case):
+    """lowrank_w (W = F_Aᵀ B̂ from B's codes, other=packed) as outer products from B's VNNI
+    blocks where OUTER_W_CASES says so, never on AVX2 (its 16 registers); W against F_Aᵀ B̂
+    in float64 (B̂ as the reference holds B: its codes dequantized plus its own terms), its
+    smallest row on its own scale, and C against the reference."""
+    from lrqc.reference.operand import held, prepare
+
+    b, rank, form = OUTER_W_CASES[case]
+    s = scheme(f"int8 per_tensor round=floor + lowrank(rank={rank}, other=packed)", b)
+    assert _lowrank_w_form(s, 48, "x86-avx512-vnni") == form
+    assert _lowrank_w_form(s, 48, "x86-avx2") == ("lanes" if rank == 1 else "panel")
+    rng = np.random.default_rng(23)
+    kernel = lrqc.compile(s, M="33..40", N=48, K=96)
+    B = rng.standard_normal((96, 48)) * rng.uniform(0.1, 3.0, 48)
+    packed = kernel.pack(B)
+    ft = np.linalg.qr(rng.standard_normal((96, rank)))[0].T * 1e3  # W of unequal rows
+    ft[0] *= 1e-3
+    want = ft @ held(prepare(s.b, B, "b"))
+    got = kernel._buckets[-1]._w_of(packed)(ft)
+    assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
+    assert np.abs(got[0] - want[0]).max() < 1e-5 * np.abs(want[0]).max()
+    for m in (33, 40):
+        A = rng.random((m, 96)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
+
+
 def _epilogue_vectors(tir: str) -> int:
     """The 16-lane vectors of columns in the register block of the GEMM's low-rank epilogue
     (the unrolled loop whose variable steps v_j by 16 in the C_update block; 1 where none)."""
