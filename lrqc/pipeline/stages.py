@@ -6,7 +6,8 @@ each has a text form that `lrqc build --emit` and `lrqc.compile(..., dump_dir=)`
     plan  Program -> one Part per compiled product, a KernelPlan per M bucket (lrqc.plan),
           verified, and the schedule rule of each bucket (backend/schedule)
     records  the tuning database's traces for the plans, when the caller passes a lookup
-    te    plans -> one unscheduled PrimFunc per function and bucket (backend/te)
+    te    plans -> one PrimFunc per function and bucket (backend/te): unscheduled, or TIR
+          written as scheduled (the sparse products; lowrank_w on AVX-512)
     tir   -> the scheduled IRModule (a tuning record's trace, else the rule)
     build -> the compiled module (LLVM, or CUDA with an LLVM host part)
 
@@ -45,13 +46,14 @@ Key = tuple[str, int, str]  # (part prefix, bucket rows m, function name)
 
 @dataclass(frozen=True)
 class Function:
-    """One function of one bucket: TE written as a PrimFunc (te stage), then scheduled."""
+    """One function of one bucket: TE written as a PrimFunc (te stage), then scheduled; or TIR
+    written as scheduled."""
 
     key: Key
     plan: KernelPlan
     rule: ScheduleRule
     func: object  # tvm.tirx.PrimFunc
-    scheduled: bool = False  # the sparse products are TIR written as scheduled
+    scheduled: bool = False  # TIR written as scheduled (sparse products, te.outer_w)
 
     @property
     def symbol(self) -> str:

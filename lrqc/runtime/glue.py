@@ -51,17 +51,18 @@ def one_blas_thread() -> Iterator[None]:
     another's limit (a restore while another call's products ran split them over 2 threads,
     which rounds them differently) and none leaves it behind. The libraries are found once
     and set directly: threadpoolctl's limit, which queries every library's information each
-    time, cost 0.13 ms of each low-rank call at 256 x 4096 x 4096 (0.06 ms set directly; a
-    2-core Zen 4)."""
+    time, took 0.09-0.13 ms of each low-rank call at 256 x 4096 x 4096, against 0.05-0.07 set
+    directly (a 2-core Zen 4; alone, between calls of nothing else, both take microseconds)."""
     local = blas_local()
     with _BLAS_LOCK:
         if _BLAS["depth"] == 0:
             if _BLAS["libs"] is None:  # the BLAS libraries loaded now, found once
                 _BLAS["libs"] = threadpoolctl.ThreadpoolController().select(
                     user_api="blas").lib_controllers
-            _BLAS["local"] = local(1) if local is not None else None  # before the limit,
+            # the local count first: setting the process-wide one may set it too
+            _BLAS["local"] = local(1) if local is not None else None
             _BLAS["saved"] = [(lib, lib.get_num_threads()) for lib in _BLAS["libs"]]
-            for lib, _ in _BLAS["saved"]:  # which may set it
+            for lib, _ in _BLAS["saved"]:
                 lib.set_num_threads(1)
         _BLAS["depth"] += 1
     try:

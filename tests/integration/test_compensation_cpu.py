@@ -515,16 +515,17 @@ def _lowrank_w_form(s, n: int, target: str) -> str:
 
 
 # B's format, A's rank, the form on AVX-512 VNNI (outer products where B's codes are a byte
-# each with one scale per column and no zero points, rank 2 and up)
+# each with one scale per column and no zero points, rank 2 and up), N and K
 OUTER_W_CASES = {
-    "int8 per_channel, rank 16": ("int8 per_channel", 16, "outer"),
+    "int8 per_channel, rank 16": ("int8 per_channel", 16, "outer", 48, 96),
     "per_tensor with B's lowrank, rank 24 (groups of 12)": (
-        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer"),
-    "int8 per_tensor, rank 2": ("int8 per_tensor", 2, "outer"),
-    "int4 per_channel (two codes a byte)": ("int4 per_channel", 16, "panel"),
-    "rank 1": ("int8 per_channel", 1, "lanes"),
-    "per_vector": ("int8 per_vector(32)", 16, "panel"),
-    "zero points": ("uint8 per_channel calibrate=minmax", 16, "panel"),
+        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 48, 96),
+    "int8 per_tensor, rank 2": ("int8 per_tensor", 2, "outer", 48, 96),
+    "rank 17 (groups of 9 and 8), N and K padded": ("int8 per_channel", 17, "outer", 40, 99),
+    "int4 per_channel (two codes a byte)": ("int4 per_channel", 16, "panel", 48, 96),
+    "rank 1": ("int8 per_channel", 1, "lanes", 48, 96),
+    "per_vector": ("int8 per_vector(32)", 16, "panel", 48, 96),
+    "zero points": ("uint8 per_channel calibrate=minmax", 16, "panel", 48, 96),
 }
 
 
@@ -536,22 +537,22 @@ def test_lowrank_w_outer_products_match_reference(case):
     smallest row on its own scale, and C against the reference."""
     from lrqc.reference.operand import held, prepare
 
-    b, rank, form = OUTER_W_CASES[case]
+    b, rank, form, n, k = OUTER_W_CASES[case]
     s = scheme(f"int8 per_tensor round=floor + lowrank(rank={rank}, other=packed)", b)
-    assert _lowrank_w_form(s, 48, "x86-avx512-vnni") == form
-    assert _lowrank_w_form(s, 48, "x86-avx2") == ("lanes" if rank == 1 else "panel")
+    assert _lowrank_w_form(s, n, "x86-avx512-vnni") == form
+    assert _lowrank_w_form(s, n, "x86-avx2") == ("lanes" if rank == 1 else "panel")
     rng = np.random.default_rng(23)
-    kernel = lrqc.compile(s, M="33..40", N=48, K=96)
-    B = rng.standard_normal((96, 48)) * rng.uniform(0.1, 3.0, 48)
+    kernel = lrqc.compile(s, M="33..40", N=n, K=k)
+    B = rng.standard_normal((k, n)) * rng.uniform(0.1, 3.0, n)
     packed = kernel.pack(B)
-    ft = np.linalg.qr(rng.standard_normal((96, rank)))[0].T * 1e3  # W of unequal rows
+    ft = np.linalg.qr(rng.standard_normal((k, rank)))[0].T * 1e3  # W of unequal rows
     ft[0] *= 1e-3
     want = ft @ held(prepare(s.b, B, "b"))
     got = kernel._buckets[-1]._w_of(packed)(ft)
     assert np.abs(got - want).max() < 1e-5 * np.abs(want).max()
     assert np.abs(got[0] - want[0]).max() < 1e-5 * np.abs(want[0]).max()
     for m in (33, 40):
-        A = rng.random((m, 96)).astype(np.float32)
+        A = rng.random((m, k)).astype(np.float32)
         ref = matmul(s, A.astype(np.float64), B)
         assert rel_error(kernel(A, packed), ref) < TOL, (m, rel_error(kernel(A, packed), ref))
 
