@@ -380,11 +380,16 @@ def lowrank_w(p: KernelPlan, lanes: bool = False) -> list[te.Tensor]:
     return [Fa, b_in, sb, *zb, out]
 
 
+def byte_columns(p: KernelPlan) -> bool:
+    """B's codes a byte each (VNNI blocks, not packed densely), one K segment, one scale per
+    column of B (per tensor or per channel), no zero points: lowrank_w reads the blocks where
+    they lie (lanes_w at rank 1, te.outer_w above)."""
+    return not p.packed and not p.segments and p.gq == 1 and not p.b_zero
+
+
 def lanes_form(p: KernelPlan) -> bool:
-    """lowrank_w as lanes_w: rank 1, B's codes a byte each (VNNI blocks, not packed densely),
-    one K segment, one scale per column of B (per tensor or per channel), no zero points."""
-    return (p.rank_a == 1 and not p.packed and not p.segments and p.gq == 1
-            and not p.b_zero)
+    """lowrank_w as lanes_w: rank 1 on byte_columns' plans."""
+    return p.rank_a == 1 and byte_columns(p)
 
 
 def lanes_w(p: KernelPlan, Fa: te.Tensor) -> list[te.Tensor]:

@@ -12,13 +12,14 @@ over k in order, then take B's column scales. Against the panel form (te.compens
 Zen 4: 2.5 ms against 3.8-4.0 at N = K = 4096 (the float32 FMA peak's bound: 2.4 ms).
 
 It takes plans whose B codes are a byte each in one K segment with one scale per column and
-no zero points (lanes_w's plans), rank 2 and up; rank 1 keeps lanes_w (one rank cannot
+no zero points (compensated.byte_columns), rank 2 and up; rank 1 keeps lanes_w (one rank cannot
 amortize the conversions)."""
 
 from __future__ import annotations
 
 from ...plan.model import KernelPlan
 from ..compat import T, tir
+from .compensated import byte_columns
 
 LANES = 16  # columns of a VNNI block: one vector of float32 sums
 MAX_RANKS = 16  # ranks of a group: their 16 vectors of sums, next to the codes, fit in 32
@@ -27,8 +28,7 @@ MAX_RANKS = 16  # ranks of a group: their 16 vectors of sums, next to the codes,
 def takes(p: KernelPlan, wide_floats: bool) -> bool:
     """Whether lowrank_w of plan p is outer_w (wide_floats: the rule's targets have AVX-512's
     32 vector registers, ScheduleRule.wide_floats)."""
-    return (wide_floats and not p.float_path and p.rank_a >= 2 and not p.packed
-            and not p.segments and p.gq == 1 and not p.b_zero)
+    return wide_floats and not p.float_path and p.rank_a >= 2 and byte_columns(p)
 
 
 def rank_groups(rank: int) -> tuple[tuple[int, int], tuple[int, int]]:
