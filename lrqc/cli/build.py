@@ -65,7 +65,9 @@ def output_file(path: str) -> Path:
         raise LrqcError(f"-o {path}: is a directory; give a file name, e.g. {Path(path) / 'C.npy'}")
     folder = p.parent
     if not folder.is_dir():
-        raise LrqcError(f"-o {path}: no directory {folder}")
+        there = next((f for f in (folder, *folder.parents) if f.exists()), None)
+        raise LrqcError(f"-o {path}: {there} is not a directory" if there is not None
+                        and not there.is_dir() else f"-o {path}: no directory {folder}")
     if not os.access(folder, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise LrqcError(f"-o {path}: cannot write {p} (permission denied)")
     return p
@@ -98,6 +100,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif cuda and not man["fast_path"]:
         warn = ("   note: TVM's dlight defaults (no lrqc GPU rule for this plan yet: per-group "
                 "scales or a float operand)")
+    elif not man["fast_path"] and not str(man["target"].get("mtriple", "x86")).startswith("x86"):
+        warn = ("   note: the portable rule (lrqc has no integer-instruction rule for this "
+                "architecture yet)")
     elif not man["fast_path"]:
         warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
                 "speed than a VNNI build")

@@ -99,8 +99,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     e.add_argument("file", nargs="?", metavar="FILE")
     e.add_argument("--scheme", help="scheme name (default: every scheme in FILE)")
     e.add_argument("--dims", help="bind dimensions, e.g. M=16,N=4096,K=4096")
-    e.add_argument("--emit", help="sections: syntax,ast,ir,formula,cost,stages,notes,plan "
-                   "(plan: the kernel plan of every M bucket; needs --dims, M may be lo..hi)")
+    e.add_argument("--emit", help=f"sections: {','.join(EMITS)} (default "
+                   f"{','.join(DEFAULT_EMITS)}; plan: the kernel plan of every M bucket; needs "
+                   "--dims, M may be lo..hi)")
     e.add_argument("--defaults", action="store_true", help="print every default of the language")
     e.add_argument("--format", metavar="FMT", help="an element format's parameters and every "
                    "code: eXmY (e3m4), intN, uintN or 'fixed(4, max=1)'")

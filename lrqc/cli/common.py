@@ -75,8 +75,13 @@ def m_range_text(val: str) -> tuple[int, int]:
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Scheme]:
-    """The schemes of a file (LrqcError when it cannot be read or has errors)."""
-    return load_schemes(path)
+    """The schemes of a file (LrqcError when it cannot be read, has errors or holds no scheme:
+    every command needs one)."""
+    schemes = load_schemes(path)
+    if not schemes:
+        raise LrqcError(f"{path}: no scheme in file (a scheme reads `scheme NAME {{ a: ... b: "
+                        "... }`)")
+    return schemes
 
 
 def load_array(path: str, flag: str) -> np.ndarray:
@@ -91,9 +96,11 @@ def load_array(path: str, flag: str) -> np.ndarray:
         raise LrqcError(f"{flag}: cannot load {path}: {exc.strerror or exc}") from None
     except (ValueError, EOFError) as exc:  # not a .npy file, truncated, or pickled objects
         why = str(exc).splitlines()[0][:200] if is_npy(path) else "not a .npy file"
+        if why.startswith("mmap length"):  # numpy's words for a file cut short
+            why = "the file holds fewer bytes than its header's shape needs (truncated?)"
         raise LrqcError(f"{flag}: cannot load {path}: {why}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
-        raise LrqcError(f"{flag}: {path} holds several arrays (.npz); give one .npy array")
+        raise LrqcError(f"{flag}: {path} is an .npz archive; give one array as a .npy file")
     return arr
 
 

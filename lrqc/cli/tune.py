@@ -13,7 +13,7 @@ from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS, tuned_functions
-from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, tuning_dir
+from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, tuning_dir, usable_tuning_dir
 from .common import at_least, parse_dims, target_arg
 
 
@@ -43,6 +43,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         bad = [f for f in only if f not in TUNED_FUNCTIONS]
         if bad or not only:
             raise LrqcError(f"--only {args.only!r}: expected some of {', '.join(TUNED_FUNCTIONS)}")
+    usable_tuning_dir(write=True)
     rows = door.tuning().tune_scheme(s, m, n, k, target_arg(args.target), trials=args.trials,
                        budget_s=parse_duration(args.time_budget), workers=args.workers,
                        rpc=args.rpc, key=args.key, cost_model=args.cost_model, functions=only)
@@ -75,6 +76,7 @@ def _pick(entries, prefixes) -> list:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    usable_tuning_dir()
     db = Database()
     action, rest = args.action, args.records
     if args.all and action != "prune":

@@ -215,6 +215,9 @@ def _read_format(first: object) -> dict[str, Any]:
         args = _read_call(first, S.FIXED_CALL)
         bits, top = args["bits"], args["max"]
         fmt = f"{'' if args['signed'] else 'u'}int{bits}"
+        if not top > 0:  # also NaN
+            raise _err(f"fixed(): max={top:g} must be positive (the largest value the codes "
+                       "reach)", first)
         step = Quant(fmt, fixed_max=top).fixed_scale
         if not (S.FIXED_MIN_STEP <= step and top <= S.FIXED_MAX):
             raise _err(f"fixed(): max={top:g} gives a step of {step:.3g}; the step must be at "

@@ -52,11 +52,19 @@ def default_role(s: Scheme) -> str:
     return s.static if s.static in ("a", "b") else "b"
 
 
+def check_scheme(s: object, what: str) -> None:
+    """InputError unless s is a Scheme (the reference's entry points take parsed schemes)."""
+    if not isinstance(s, Scheme):
+        raise InputError(f"{what}: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
+                         f"{type(s).__name__}")
+
+
 def prepare(s: Scheme, X: npt.ArrayLike, role: str | None = None) -> PreparedOperand:
     """Operand `role` of scheme `s` (default: the static one, else b) treated once, for matmul
     and evaluate to use in place of X with the same numbers. Sizes that the scheme cannot take
     (a rank above min(K, N), a vector length that does not divide K without pad) are refused
     here, as matmul would refuse them."""
+    check_scheme(s, "prepare")
     role = default_role(s) if role is None else role
     if role not in ("a", "b"):
         raise InputError(f"prepare: role must be 'a' or 'b', got {role!r}")
@@ -101,6 +109,7 @@ def side(s: Scheme, X: npt.ArrayLike | PreparedOperand, role: str) -> Side:
 def sides(s: Scheme, A: npt.ArrayLike | PreparedOperand, B: npt.ArrayLike | PreparedOperand
           ) -> tuple[Side, Side]:
     """A and B of one product, each checked (side) and their K compared."""
+    check_scheme(s, "scheme")
     a, b = side(s, A, "a"), side(s, B, "b")
     check_k(a.shape, b.shape)
     return a, b

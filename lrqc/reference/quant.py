@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..errors import InputError
 from ..frontend.model import Calibration, Granularity, Quant, Rounding, fp_format
 from . import minifloat
 from .rounding import round_values
@@ -80,6 +81,8 @@ def rows_k(x: np.ndarray, role: str) -> np.ndarray:
 
 def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
     """Q(x) for operand `role` ('a': x is M x K, 'b': x is K x N)."""
+    if role not in ("a", "b"):
+        raise InputError(f"quantize: role must be 'a' or 'b', got {role!r}")
     xr = rows_k(x, role)
     rows, k = xr.shape
     kp = padded_k(q, k)

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import InputError
 from ..frontend.bind import bind_dims
 from ..frontend.model import (
     Calibration,
@@ -27,7 +28,7 @@ from .metrics import error_metrics, operand_stats, top_columns
 from .metrics import rel_error as rel_error  # the name lrqc.tuning and the tests import here
 from .operand import Prepared, held, sparse_copy
 from .operand import prepare as prepare  # the operand-level step lrqc.runtime uses
-from .prepared import PreparedOperand, Side, lramm_side, part, raw, sides
+from .prepared import PreparedOperand, Side, check_scheme, lramm_side, part, raw, sides
 from .quant import quantize
 from .report import Report
 
@@ -97,7 +98,10 @@ def matmul(s: Scheme, A: npt.ArrayLike | PreparedOperand, B: npt.ArrayLike | Pre
 def compress(s: Scheme, X: npt.ArrayLike, role: str | None = None) -> np.ndarray:
     """What the scheme reconstructs of one operand (default: the static one, else b): deq(Q(X))
     plus every residual approximation, LPLR's L R + beta, or LRAMM's quantized factor product."""
+    check_scheme(s, "compress")
     role = role or (s.static if s.static in ("a", "b") else "b")
+    if role not in ("a", "b"):
+        raise InputError(f"compress: role must be 'a' or 'b', got {role!r}")
     x = as_matrix(X, role.upper())
     if s.product is not None:
         p = s.product

@@ -35,6 +35,7 @@ from ..reference.lramm import factor_quant
 from ..reference.quant import QArray, quantize
 from ..reference.scheme import prepare
 from .buckets import Packed
+from .checks import repeats
 from .glue import one_blas_thread
 from .kernel import Kernel, finite
 
@@ -172,7 +173,7 @@ class ChainKernel:
     def stage_times(self, A: npt.ArrayLike, packed: ChainPacked,
                     repeat: int = 5) -> dict[str, float]:
         times = []
-        for _ in range(repeat):
+        for _ in range(repeats(repeat)):
             t0 = time.perf_counter()
             self(A, packed)
             times.append(time.perf_counter() - t0)

@@ -1,5 +1,5 @@
 """Checks of a kernel's per-call numbers: its quantization scales (normal in float32) and its
-float32 result (finite)."""
+float32 result (finite); and of stage_times' repeat count."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from ..plan.model import KernelPlan
 from ..plan.support import centered_limit
 
 F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def repeats(repeat: object) -> int:
+    """stage_times' repeat: a positive int, else InputError."""
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise InputError(f"stage_times: repeat must be a positive int, got {repeat!r}")
+    return repeat
 
 
 def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:

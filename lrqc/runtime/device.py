@@ -1,6 +1,6 @@
-"""The device a kernel runs on: the CPU, or GPU 0 for CUDA targets, and why a CUDA kernel
-cannot run on this machine (no GPU TVM can use, or one of an arch the kernel was not built
-for). Needs no part of the CUDA scheduler."""
+"""The device a kernel runs on: the CPU, or GPU 0 for CUDA targets, and why a kernel cannot
+run on this machine (a CPU target whose features or architecture this CPU lacks; no GPU TVM can
+use, or one of an arch the kernel was not built for). Needs no part of the CUDA scheduler."""
 
 from __future__ import annotations
 
@@ -50,9 +50,18 @@ def arch_mismatch(target: Target) -> str | None:
 
 
 def device_of(target: Target) -> tuple[Device, str | None]:
-    """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine)."""
+    """(TVM device, None) the kernel runs on, or (None, why it cannot run on this machine):
+    CUDA code without a GPU of its arch, or CPU code for features or an architecture this CPU
+    lacks (its first instruction of them would kill the process)."""
     if not target.is_cuda:
-        return cpu(), None
+        lacks = target.host_lacks()
+        if not lacks:
+            return cpu(), None
+        what = (f"is {target.triple} code, which this CPU cannot run" if target.is_cross else
+                f"was compiled for a CPU with {', '.join(lacks)}, which this CPU lacks")
+        return None, (f"this kernel {what}: compile it for this machine (target=None) to run "
+                      "it here, or build it with `lrqc build --target ...` and run the "
+                      "artifact on a machine of that kind")
     archs = ", ".join(target.archs)
     if not gpu_present():
         return None, (f"this kernel is CUDA code for {archs}, and this machine has no CUDA GPU "

@@ -35,7 +35,7 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
-from .checks import finite, finite_scales, normal_scales, sparse_top
+from .checks import finite, finite_scales, normal_scales, repeats, sparse_top
 from .device import device_of
 from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
@@ -145,6 +145,9 @@ class Kernel:
         """The Packed operand of arrays that this kernel's pack() made (e.g. saved with a
         model and loaded back: runtime/packstate.py), on this kernel's device."""
         _ = self._buckets  # a kernel that cannot run here says so before packing
+        if not isinstance(arrays, layout.PackedOperand):
+            raise InputError(f"adopt: expected the arrays of a packed operand (packed.arrays), "
+                             f"got {type(arrays).__name__}")
         dev = self.dev
         arrays, tensors = static_tensors(arrays, dev, self._buckets[0].exact_w)
         return Packed(arrays, tensors, self.fingerprint, arrays.notes,
@@ -387,7 +390,7 @@ class Kernel:
         self._check(packed)
         bk, A = self._bucket(self._per_call(A))
         with bk.lock:
-            return self._stage_times(bk, A, packed, repeat)
+            return self._stage_times(bk, A, packed, repeats(repeat))
 
     def _stage_times(self, bk: Bucket, A: np.ndarray, packed: Packed,
                      repeat: int) -> dict[str, float]:

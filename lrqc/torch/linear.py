@@ -234,6 +234,15 @@ class Linear(nn.Module):
         if a.shape[0] == 0:  # no rows: nothing to multiply
             return torch.zeros((*x.shape[:-1], self.out_features), dtype=x.dtype)
         parts = chunks(a.shape[0], self.max_tokens)
+        least = getattr(self.kernel, "m_min", 1)
+        if a.shape[0] < least:
+            raise InputError(f"{a.shape[0]} rows: this scheme needs at least {least} rows a "
+                             "product (its rank)")
+        if min(hi - lo for lo, hi in parts) < least:
+            raise InputError(f"{a.shape[0]} rows run in {len(parts)} chunks of at most max_tokens="
+                             f"{self.max_tokens} rows ({parts[-1][1] - parts[-1][0]} in the "
+                             f"last), and this scheme needs at least {least} rows a product "
+                             "(its rank): quantize with a larger max_tokens")
         if len(parts) == 1:  # C as the kernel returned it, no copy
             out = torch.from_numpy(self._matmul(a).astype(np.float32, copy=False))
         else:

@@ -105,6 +105,9 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
     Kernels are compiled once per scheme and sizes; threads: where they run (Linear.from_linear
     says). progress: True prints a line per layer to
     stderr (compilation takes seconds per new kernel), or a function that takes the lines."""
+    if not isinstance(model, nn.Module):
+        raise LrqcError(f"lrqc.torch.quantize: expected a torch.nn.Module, got "
+                        f"{type(model).__name__}")
     rules = _check_rules(scheme_or_rules)
     skip = (skip,) if isinstance(skip, str) else tuple(skip)
     say = _progress(progress)
@@ -150,6 +153,9 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
     """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
     of the same architecture: every layer the state holds as an lrqc layer becomes one (its
     packed weight adopted, no quantization), then the rest loads as usual."""
+    if not isinstance(model, nn.Module) or not isinstance(state_dict, Mapping):
+        raise LrqcError(f"lrqc.torch.load: expected a torch.nn.Module and a state_dict (a "
+                        f"mapping), got {type(model).__name__} and {type(state_dict).__name__}")
     new: dict[str, Linear] = {}
     for key, value in state_dict.items():
         if not key.endswith("." + EXTRA) or not isinstance(value, dict) or "lrqc" not in value:

@@ -68,6 +68,20 @@ def tuning_dir() -> Path:
     return cache_dir() / "tuning"
 
 
+def usable_tuning_dir(write: bool = False) -> Path:
+    """tuning_dir(), checked before any work (nothing is made): LrqcError where a part of its
+    path is a file, or (write) where this process could not write into it or make it."""
+    path = tuning_dir()
+    there = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not there.is_dir():
+        raise LrqcError(f"the tuning cache {path} cannot be used: {there} is not a directory "
+                        "(LRQC_CACHE_DIR names the cache's folder)")
+    if write and not os.access(there, os.W_OK | os.X_OK):
+        raise LrqcError(f"the tuning cache {path} cannot be written: {there} is not writable "
+                        "(LRQC_CACHE_DIR names the cache's folder)")
+    return path
+
+
 def make_key(scheme_text: str, function: str, m: int, n: int, k: int, target: dict,
              features: Iterable[str], versions: dict) -> dict:
     return {"scheme": scheme_text, "function": function, "m": int(m), "n": int(n), "k": int(k),

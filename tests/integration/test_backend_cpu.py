@@ -488,6 +488,41 @@ def test_foreign_artifacts_are_refused(tmp_path):
         lrqc.load_kernel(tmp_path)
 
 
+def test_kernels_for_a_cpu_this_one_is_not_refuse_to_run(monkeypatch):
+    """lrqc.compile for another CPU (cross-compiling, or features this CPU lacks) gives a
+    kernel whose pack and calls are LrqcErrors saying so, before any of its code runs (an
+    instruction this CPU lacks would kill the process); its stage texts are still there."""
+    s = scheme("int8 per_channel", "int8 per_channel")
+    rng = np.random.default_rng(0)
+    A, B = rng.standard_normal((4, 64)).astype(np.float32), rng.standard_normal((64, 16))
+    arm = lrqc.compile(s, 4, 16, 64, target="aarch64")
+    for call in (lambda: arm.pack(B), lambda: arm.run(A, B)):
+        with pytest.raises(lrqc.LrqcError, match="this kernel is aarch64-linux-gnu code, which "
+                           r"this CPU cannot run: compile it for this machine \(target=None\)"):
+            call()
+    from lrqc.backend.target import Target
+
+    monkeypatch.setattr(Target, "host_lacks", lambda self: ["amx-int8"])  # as on a CPU without
+    k = lrqc.compile(s, 4, 16, 64, target="x86-avx512-vnni")
+    with pytest.raises(lrqc.LrqcError, match="compiled for a CPU with amx-int8, which this CPU "
+                       "lacks"):
+        k.pack(B)
+
+
+def test_misused_kernel_methods_are_lrqc_errors():
+    s = scheme("int8 per_channel", "int8 per_channel")
+    k = lrqc.compile(s, 4, 16, 64)
+    A = np.ones((4, 64), np.float32)
+    P = k.pack(np.ones((64, 16)))
+    with pytest.raises(lrqc.LrqcError, match="adopt: expected the arrays of a packed operand"):
+        k.adopt({})
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(lrqc.LrqcError, match="repeat must be a positive int"):
+            k.stage_times(A, P, repeat=bad)
+    assert set(k.stage_times(A, P, repeat=1)) >= {"quantize_a"}
+    assert k.adopt(P.arrays) is not None
+
+
 def test_cross_compile_writes_a_tar(tmp_path):
     from lrqc.pipeline.export import build_artifact
 

@@ -124,6 +124,9 @@ def test_run_misuse(files, artifact, capsys):
     a, b = files / "A.npy", files / "B.npy"
     fails(capsys, ["run", artifact, "--a", a, "--b", b, "-o", files / "missing" / "C.npy"],
           f"lrqc: error: -o {files / 'missing' / 'C.npy'}: no directory {files / 'missing'}")
+    (files / "afile").write_text("")
+    fails(capsys, ["run", artifact, "--a", a, "--b", b, "-o", files / "afile" / "C.npy"],
+          f"lrqc: error: -o {files / 'afile' / 'C.npy'}: {files / 'afile'} is not a directory")
     fails(capsys, ["run", artifact, "--a", a, "--b", b, "-o", files / "folder"],
           f"lrqc: error: -o {files / 'folder'}: is a directory; give a file name, e.g. "
           f"{files / 'folder' / 'C.npy'}")
@@ -206,7 +209,7 @@ def test_eval_of_arrays_that_are_not_one_matrix(files, capsys):
     np.save(files / "v.npy", np.ones(3))
     base = ["eval", files / "pc.lrq", "--a", files / "A.npy", "--b"]
     fails(capsys, [*base, files / "Z.npz"],
-          f"lrqc: error: --b: {files / 'Z.npz'} holds several arrays (.npz); give one .npy array")
+          f"lrqc: error: --b: {files / 'Z.npz'} is an .npz archive; give one array as a .npy file")
     fails(capsys, [*base, files / "v.npy"],
           f"lrqc: error: --b: {files / 'v.npy'}: expected a 2-D matrix, got shape (3,)")
 

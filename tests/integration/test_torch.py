@@ -161,6 +161,30 @@ def test_misuse_raises_lrqc_errors():
         lt.load(Tiny(), Tiny().state_dict())
     with pytest.raises(lrqc.LrqcError, match="lrqc.Scheme"):
         lt.Linear.from_linear(nn.Linear(64, 48), "w8")
+    with pytest.raises(lrqc.LrqcError, match="quantize: expected a torch.nn.Module, got str"):
+        lt.quantize("model", W8)
+    with pytest.raises(lrqc.LrqcError, match="load: expected a torch.nn.Module and a state_dict"):
+        lt.load(Tiny(), 5)
+    with pytest.raises(lrqc.LrqcError, match="a torch.nn.Module and a state_dict .* got str"):
+        lt.load("model", Tiny().state_dict())
+
+
+def test_chunks_below_the_schemes_rank_say_to_raise_max_tokens():
+    """A layer whose scheme needs at least r rows a product (a rank-r term on A), fed more rows
+    than max_tokens in chunks of fewer than r: the error says so (and what to change)."""
+    s = lrqc.parse_schemes("scheme r {\n a: int8 per_tensor + lowrank(rank=6)\n b: int8 "
+                           "per_channel\n}")["r"]
+    q = lt.Linear.from_linear(nn.Linear(32, 16), s, max_tokens=8)
+    with torch.no_grad():
+        assert q(torch.randn(8, 32)).shape == (8, 16) and q(torch.randn(16, 32)).shape == (16, 16)
+        with pytest.raises(lrqc.LrqcError, match=r"10 rows run in 2 chunks of at most "
+                           r"max_tokens=8 rows \(5 in the last\), and this scheme needs at "
+                           r"least 6 rows a product \(its rank\): quantize with a larger "
+                           "max_tokens"):
+            q(torch.randn(10, 32))
+        with pytest.raises(lrqc.LrqcError, match=r"5 rows: this scheme needs at least 6 rows a "
+                           r"product \(its rank\)"):
+            q(torch.randn(5, 32))
 
 
 def test_several_threads_share_a_layer():

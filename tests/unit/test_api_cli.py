@@ -157,6 +157,8 @@ def bias_files(tmp_path):
     np.save(tmp_path / "huge.npy", np.r_[np.ones(4), 1e300, np.ones(5)])
     np.savez(tmp_path / "two.npz", a=np.ones(10), b=np.ones(10))
     (tmp_path / "text.npy").write_text("not an array\n")
+    whole = (tmp_path / "bias.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(whole[: len(whole) - 16])  # its last two values lost
     return tmp_path
 
 
@@ -182,8 +184,10 @@ def test_eval_with_bias(capsys, bias_files):
                  "3.4e38)"),
     ("A.npy", "lrqc: error: --bias {p}: expected a vector of N=10 values (shape (10,) or "
               "(1, 10)), got shape (20, 30)"),
-    ("two.npz", "lrqc: error: --bias: {p} holds several arrays (.npz); give one .npy array"),
+    ("two.npz", "lrqc: error: --bias: {p} is an .npz archive; give one array as a .npy file"),
     ("text.npy", "lrqc: error: --bias: cannot load {p}: not a .npy file"),
+    ("cut.npy", "lrqc: error: --bias: cannot load {p}: the file holds fewer bytes than its "
+                "header's shape needs (truncated?)"),
     ("missing.npy", "lrqc: error: --bias: cannot load {p}: No such file or directory"),
     (".", "lrqc: error: --bias: cannot load {p}: it is a directory"),
 ])
@@ -226,3 +230,53 @@ def test_run_passes_the_bias_to_the_kernel(capsys, bias_files, monkeypatch):
     assert code == 0
     np.testing.assert_array_equal(np.load(f / "C.npy"),
                                   A.astype(np.float32) @ B.astype(np.float32))
+
+
+def test_files_without_schemes_are_refused_by_every_command(capsys, tmp_path):
+    """An empty scheme file (or one of comments only) is an error for check and explain as for
+    the commands that need a scheme, not "ok (0 schemes)"."""
+    empty = tmp_path / "empty.lrq"
+    empty.write_text("# nothing here yet\n")
+    for argv in (("check", str(empty)), ("explain", str(empty)),
+                 ("eval", str(empty), "--dims", "M=4,N=8,K=8")):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1 and not out and err.startswith(f"lrqc: error: {empty}: no scheme in file")
+    code, out, err = run_cli(capsys, "check", str(empty), LRQMM)  # the others still checked
+    assert code == 1 and "lrqmm.lrq: ok" in out and "no scheme in file" in err
+
+
+def test_explain_help_lists_every_section(capsys):
+    from lrqc.explain import EMITS
+
+    with pytest.raises(SystemExit):
+        main(["explain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "sections: " + ",".join(EMITS) in text
+
+
+def test_a_cache_folder_that_is_a_file_is_refused_before_any_work(capsys, tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("LRQC_CACHE_DIR", str(afile))
+    msg = (f"lrqc: error: the tuning cache {afile / 'tuning'} cannot be used: {afile} is not a "
+           "directory (LRQC_CACHE_DIR names the cache's folder)")
+    for argv in (("cache", "ls"), ("tune", LRQMM, "--scheme", "lrqmm_int8", "--dims",
+                                   "M=4,N=16,K=16", "--trials", "1")):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1 and err.splitlines() == [msg] and not out
+
+
+def test_reference_entry_points_refuse_what_they_cannot_take():
+    """Misuse of the reference's functions is an LrqcError naming the argument."""
+    s = lrqc.load_schemes(LRQMM)["lrqmm_int8"]
+    A, B = np.ones((4, 8)), np.ones((8, 4))
+    for call in (lambda: lrqc.reference.matmul("lrqmm_int8", A, B),
+                 lambda: lrqc.reference.evaluate(None, A, B),
+                 lambda: lrqc.reference.prepare({}, B),
+                 lambda: lrqc.reference.compress(3, B)):
+        with pytest.raises(lrqc.LrqcError, match=r"expected a Scheme \(e.g. lrqc.parse_schemes"):
+            call()
+    with pytest.raises(lrqc.LrqcError, match="quantize: role must be 'a' or 'b', got 'x'"):
+        lrqc.reference.quantize(A, s.a.quant, "x")
+    with pytest.raises(lrqc.LrqcError, match="compress: role must be 'a' or 'b', got 'c'"):
+        lrqc.reference.compress(s, B, role="c")
