@@ -215,14 +215,8 @@ def _read_format(first: object) -> dict[str, Any]:
         args = _read_call(first, S.FIXED_CALL)
         bits, top = args["bits"], args["max"]
         fmt = f"{'' if args['signed'] else 'u'}int{bits}"
-        if not top > 0:  # also NaN
-            raise _err(f"fixed(): max={top:g} must be positive (the largest value the codes "
-                       "reach)", first)
-        step = Quant(fmt, fixed_max=top).fixed_scale
-        if not (S.FIXED_MIN_STEP <= step and top <= S.FIXED_MAX):
-            raise _err(f"fixed(): max={top:g} gives a step of {step:.3g}; the step must be at "
-                       f"least 2^-126 (a normal float32: the kernels scale in float32) and max "
-                       f"at most {S.FIXED_MAX:.4g} (float32's largest)", first)
+        if why := S.fixed_max_problem(fmt, top):
+            raise _err(f"fixed(): max={top:g} {why}", first)
         return {"fmt": fmt, "fixed_max": top}
     if isinstance(first, sx.Word) and (first.name in S.FORMAT_WORDS or fp_format(first.name)):
         return {"fmt": first.name}

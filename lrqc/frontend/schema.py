@@ -127,6 +127,18 @@ TOP_DEFAULTS = {"accumulate": "int32", "output": "float32", "static": "b",
 
 # ---- rules on a whole quantizer: the problem as a message, or None (elaborate reports it) ----
 
+def fixed_max_problem(fmt: str, top: float) -> str | None:
+    """Why fixed(bits, max=top) of integer format fmt is not a format (max not positive, or a
+    step or max beyond float32's normal range), or None."""
+    if not top > 0:  # also NaN
+        return "must be positive (the largest value the codes reach)"
+    step = Quant(fmt, fixed_max=top).fixed_scale
+    if FIXED_MIN_STEP <= step and top <= FIXED_MAX:
+        return None
+    return (f"gives a step of {step:.3g}; the step must be at least 2^-126 (a normal float32: the "
+            f"kernels scale in float32) and max at most {FIXED_MAX:.4g} (float32's largest)")
+
+
 def minifloat_problem(word: str) -> str | None:
     """Why an eXmY-shaped word is not a format (out of range), or None."""
     xy = word[1:].split("m") if word.startswith("e") else ()
