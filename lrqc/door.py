@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .frontend.model import Scheme
+from .plan.buckets import plain
 
 if TYPE_CHECKING:  # for annotations only: the door imports TVM's side inside its functions
     from .backend.target import Target
@@ -25,6 +26,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     from .pipeline.compile import compile as run
     from .tuning.records import recorded_traces
 
+    M, N, K = plain(M), plain(N), plain(K)
     return run(scheme, M, N, K, target, records=recorded_traces if tuned else None, **options)
 
 
@@ -35,6 +37,7 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
     from .pipeline.export import build_artifact as run
     from .tuning.records import recorded_traces
 
+    M, N, K = plain(M), plain(N), plain(K)
     return run(scheme, M, N, K, out_dir, target,
                records=recorded_traces if tuned else None, **options)
 

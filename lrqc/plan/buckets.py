@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import replace
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 from ..errors import LrqcError, UnsupportedScheme
 from ..frontend.model import Dense, Granularity, LowRank, Quant, QuantOperand, Scheme, Sparse
@@ -31,11 +31,16 @@ def m_range(M: object) -> tuple[int, int]:
         pair = (M[0], M[1])
     else:
         pair = (M, M)
-    lo, hi = (int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
-              for v in pair)  # numpy integers too
+    lo, hi = (plain(v) for v in pair)  # numpy integers too
     if not (_is_int(lo) and _is_int(hi)) or not 1 <= lo <= hi:
         raise LrqcError(f"M: expected positive integers with lo <= hi, got {M!r}")
     return lo, hi
+
+
+def plain(v: Any) -> Any:
+    """An integer size as a Python int (numpy's fixed-width integers would overflow in the
+    arithmetic on it), anything else unchanged (for the checks that refuse it)."""
+    return int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
 
 
 def _is_int(v: object) -> TypeGuard[int]:

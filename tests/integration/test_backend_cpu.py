@@ -509,6 +509,20 @@ def test_kernels_for_a_cpu_this_one_is_not_refuse_to_run(monkeypatch):
         k.pack(B)
 
 
+def test_numpy_integer_sizes_compile_as_python_ints():
+    """Sizes given as numpy's fixed-width integers (an array's shape arithmetic, a config read
+    as int16) compile the same kernel as Python ints: no overflow in the plan's arithmetic."""
+    s = scheme("int8 per_channel", "int4 per_channel")
+    rng = np.random.default_rng(1)
+    for M, N, K in ((np.int8(7), np.uint8(250), np.uint8(129)), (np.int16(3), np.int16(40),
+                                                                  np.uint16(300))):
+        k = lrqc.compile(s, M, N, K)
+        assert k.dims == (str(int(M)), int(N), int(K)) and type(k.plan.kp) is int
+        check(k, s, *data(int(M), int(N), int(K), seed=int(N)))
+    with pytest.raises(lrqc.LrqcError):
+        lrqc.compile(s, 4, np.float32(16), 64)
+
+
 def test_misused_kernel_methods_are_lrqc_errors():
     s = scheme("int8 per_channel", "int8 per_channel")
     k = lrqc.compile(s, 4, 16, 64)
