@@ -21,15 +21,17 @@ def repeats(repeat: object) -> int:
 
 
 def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
-    """InputError when a quantization scale is subnormal in float32 (a group whose largest
-    |value| is below about 1.5e-36): the integer GEMM's float32 epilogue would keep only a few
-    of its bits (C off by percents). MX scales are powers of two, exact even there."""
+    """InputError when a quantization scale is subnormal in float32 (int8: a group whose
+    largest |value| is below about 1.5e-36; eXmY elements: the largest element, e.g. 57344 for
+    e5m2, times that): the float32 epilogue of the integer GEMM or of the 16-bit float path
+    would keep only a few of its bits (C off by percents). MX scales are powers of two, exact
+    even there."""
     bad = (scales != 0) & (np.abs(scales) < F32_TINY)
     if bad.any():
         i = int(np.argwhere(bad)[0][axis])
         raise InputError(f"{name}: {what} {i}: a quantization scale of "
-                         f"{float(scales[bad][0]):.3g} is subnormal in float32 (values below "
-                         "about 1.5e-36), where the kernels' epilogue would lose its precision; "
+                         f"{float(scales[bad][0]):.3g} is subnormal in float32 (its values are "
+                         "too small), where the kernels' epilogue would lose its precision; "
                          "scale the data up (C scales with it)")
 
 

@@ -136,9 +136,10 @@ class Kernel:
             if self.transposed and str(exc).startswith("B"):
                 raise InputError("A" + str(exc)[1:]) from None
             raise
-        if arrays.sb is not None and not self.plan.mx:  # sb: (G, Np), one per column
-            normal_scales(arrays.sb, "row" if self.transposed else "column",
-                          "A" if self.transposed else "B", axis=1)
+        for sb in (arrays.sb, arrays.sbf):  # (G, Np), one per column: integer, float paths
+            if sb is not None and not self.plan.mx:
+                normal_scales(sb, "row" if self.transposed else "column",
+                              "A" if self.transposed else "B", axis=1)
         return self.adopt(arrays)
 
     def adopt(self, arrays: layout.PackedOperand) -> Packed:
@@ -250,11 +251,11 @@ class Kernel:
 
     def _sums_fit(self, bk: Bucket, m: int, packed: Packed) -> None:
         """InputError when this call's scales or zero points do not fit the integer GEMM's
-        float32 epilogue or int32 sums."""
+        float32 epilogue (or the 16-bit float path's) or int32 sums."""
         p = bk.plan
-        if not p.float_path and not p.mx:
-            normal_scales(view(bk.sa)[:m], "column" if self.transposed else "row",
-                          "B" if self.transposed else "A")
+        if (not p.float_path or p.half) and not p.mx:
+            normal_scales(view(bk.saf if p.float_path else bk.sa)[:m],
+                          "column" if self.transposed else "row", "B" if self.transposed else "A")
         if bk.plan.zero_points:
             why = zero_point_problem(bk.plan, view(bk.zc)[:m], packed.arrays.zb)
             if why:

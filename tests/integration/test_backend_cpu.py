@@ -513,7 +513,6 @@ def test_numpy_integer_sizes_compile_as_python_ints():
     """Sizes given as numpy's fixed-width integers (an array's shape arithmetic, a config read
     as int16) compile the same kernel as Python ints: no overflow in the plan's arithmetic."""
     s = scheme("int8 per_channel", "int4 per_channel")
-    rng = np.random.default_rng(1)
     for M, N, K in ((np.int8(7), np.uint8(250), np.uint8(129)), (np.int16(3), np.int16(40),
                                                                   np.uint16(300))):
         k = lrqc.compile(s, M, N, K)

@@ -47,3 +47,46 @@ def test_wide_minifloats_take_the_float_fallback(a, b):
     C, R = kernel.run(A, B), matmul(s, A, B)
     bound = (np.abs(A) @ np.abs(B)).max() * 4
     assert np.abs(C - R).max() <= 2.0**-22 * k**0.5 * bound
+
+
+@pytest.mark.parametrize("a,b,a_mag,b_mag", [
+    ("e7m0 per_channel", "float32", 1e-6, 1.0),
+    ("e7m0 per_channel", "float32", 1e-12, 1.0),
+    ("e7m0 per_tensor", "int8 per_channel", 1e-12, 1.0),
+    ("e5m2 per_channel", "float32", 1e-33, 1e30),
+    ("e4m3 per_tensor", "e5m2 per_channel", 1e-30, 1.0),
+])
+def test_small_minifloat_values_on_the_float_fallback(a, b, a_mag, b_mag):
+    """A per-call eXmY operand on the float32 fallback, with ordinary float32 values too small
+    for its scale times 2^-f (the element codes' unit: 2^-62 for e7m0) to stay a normal
+    float32: dequantized in float64 and rounded once, as the reference, or (the 16-bit path,
+    e7m0 x int8 in bfloat16) its float32 row scale made from the float64 one (the float32
+    product of scale and unit had gone subnormal or zero: C off by percents, or all zeros)."""
+    s = scheme(a, b)
+    m, n, k = 8, 16, 64
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    assert kernel.plan.float_path
+    A, B = data(m, n, k, seed=11)
+    A, B = (A * a_mag).astype(np.float32), (B * b_mag).astype(np.float32)
+    C, R = kernel.run(A, B), matmul(s, A.astype(np.float64), B.astype(np.float64))
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
+
+
+@pytest.mark.parametrize("a,b,a_mag,b_mag,msg", [
+    ("e5m2 per_channel", "float16", 1e-37, 1.0, "A: row 0: a quantization scale of"),
+    ("int8 per_channel", "float16", 1e-38, 1.0, "A: row 0: a quantization scale of"),
+    ("float16", "e5m2 per_channel", 1.0, 1e-37, "B: column 0: a quantization scale of"),
+])
+def test_16_bit_float_path_refuses_subnormal_scales(a, b, a_mag, b_mag, msg):
+    """The 16-bit float path multiplies codes and applies float32 scales in its epilogue: a
+    scale subnormal in float32 is refused as on the integer path (it lost precision: C off by
+    about 1e-4 at these values); ordinary values run."""
+    s = scheme(a, b)
+    m, n, k = 8, 16, 64
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    assert kernel.plan.half
+    A, B = data(m, n, k, seed=12)
+    C, R = kernel.run(A.astype(np.float32), B), matmul(s, A.astype(np.float32), B)
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
+    with pytest.raises(lrqc.InputError, match=msg + ".*is subnormal in float32"):
+        kernel.run((A * a_mag).astype(np.float32), (B * b_mag).astype(np.float32))

@@ -65,12 +65,12 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         unit = 1.0 if p.qa.is_int else 2.0 ** -frac_bits(p.qa.fmt)
         Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, 0].astype("float64"))
                                                 * unit).astype("float32"), name=names.QUANT_FLOAT)
-        saf = te.compute((Mp,), lambda i: sa[i, 0] * tir.const(1.0 / unit, "float32"),
-                         name=names.QUANT_ROW_SCALE)
+        saf = te.compute((Mp,), lambda i: (sa[i, 0] * tir.const(1.0 / unit, "float64"))
+                         .astype("float32"), name=names.QUANT_ROW_SCALE)
         return [*inputs, Af, saf]
     Af = te.compute((Mp, Kp), lambda i, k: ((Aq[i, k] - zc[i, k // V].astype("float64"))
-                                            * sa[i, k // V].astype("float64")).astype("float32"),
-                    name=names.QUANT_FLOAT)
+                                            * sa[i, k // V]).astype("float32"),
+                    name=names.QUANT_FLOAT)  # (sa in float64: one rounding, as the reference)
     return [*inputs, Af]
 
 

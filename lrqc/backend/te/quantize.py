@@ -152,7 +152,8 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
         return (v + float(p.a_offset)).astype(dt)
 
     Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
-    sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype("float32"), name="sa")
+    sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype(
+        "float64" if dt == "float64" else "float32"), name="sa")
     zc = te.compute((Mp, G), lambda i, g: tir.const(p.a_offset, "int32"), name="zc")
     return [A, Aq, sa, zc]
 
@@ -172,7 +173,7 @@ def _with_rowsum(p: KernelPlan, tensors):
 def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
     the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
-    formats whose codes do not fit a byte."""
+    formats whose codes do not fit a byte, and sa then in float64 too."""
     if p.mx:
         return _with_rowsum(p, _quantize_mx(p, codes))
     return _with_rowsum(p, _quantize_a(p, codes))
@@ -188,7 +189,8 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
         inputs.append(U)
         def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
-    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits)
+    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits,
+                                scale_dtype="float64" if dt == "float64" else "float32")
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
 
@@ -215,7 +217,7 @@ def max_abs_stat(q: Quant) -> bool:
 
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
               u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None,
-              stats: tuple | None = None
+              stats: tuple | None = None, scale_dtype: str = "float32"
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
@@ -223,12 +225,14 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     and deq(i, k, held=None) the float64 dequantized value (of code(i, k), or of `held`, the
     same code read back from where a pass stored it). Blocks are named with suffix `tag`.
     stats: statistics(q, x, ...)'s (hi, lo, sidx), made by the caller (who reads them too), or
-    values equal to them that need no pass over x (max_abs_stat quantizers)."""
+    values equal to them that need no pass over x (max_abs_stat quantizers). scale_dtype: sa's
+    type (float64 for the float fallback, which dequantizes in float64: eXmY scales times
+    2^-f, e.g. 2^-62 for e7m0, leave float32's range for ordinary data)."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
         return _codes(q, x, dims, offset, (s_fixed, lambda i, g: tir.const(0.0, F64),
-                                           lambda i, g: (0, 0)), tag, u)
+                                           lambda i, g: (0, 0)), tag, u, scale_dtype)
     if q.is_int and q.signed and q.bits == 1:
         return _binary(q, x, dims, offset, tag)
     # e*m* elements: max |x| -> the max normal
@@ -244,7 +248,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     else:
         def zf(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return tir.const(0.0, F64)
-    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u)
+    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u, scale_dtype)
 
 
 def statistics(q, x, dims: tuple, tag: str = "", bits=None):
@@ -310,7 +314,8 @@ def _two_level(q, s0, dims: tuple, tag: str):
                       name=names.QUANT_SCALE + tag)
 
 
-def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
+def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
+           scale_dtype: str = "float32"):
     """(code, sa, zc, deq) of quantizer() from the scales (s_eff, zf, sidx): the scale block,
     the zero point zf(i, g) (float64) and the index of row i's group g in the scale block."""
     _, _, Mp, _, G, V = dims
@@ -338,7 +343,7 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None):
         c = code(i, k) if held is None else held
         return no_contract((c - (zf(i, g) + off)) * (s_eff[sidx(i, g)] * unit))
 
-    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype("float32"),
+    sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype(scale_dtype),
                     name="sa" + tag)
     big = tir.const(2.0**30, F64)  # a zero point far outside the codes (min-max of data far
     # from 0): clamped to stay a defined int32, and the kernel refuses the call (plan.zero_points)
