@@ -108,7 +108,10 @@ def encode(values: np.ndarray, fmt: str) -> np.ndarray:
     the sign bit), two's complement for intN and signed fixed point, plain for uintN. The values
     must already lie on the format's grid (round_to_format, quantize): FormatError otherwise."""
     f = parse_format(fmt)
-    v = np.asarray(values, dtype=np.float64)
+    try:
+        v = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # strings, ragged lists
+        raise FormatError(f"{f.name}: the values cannot be read as numbers ({exc})") from None
     if not np.all(np.isfinite(v)):
         raise FormatError(f"{f.name}: only finite values are encoded (NaN / Inf never are)")
     if f.kind == "sign":

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import FormatError
 from ..frontend.model import fp_format
 from .rounding import round_values
 
@@ -46,7 +47,7 @@ def fp_params(name: str) -> FpFormat:
     """FpFormat of minifloat `name` ('e3m2'); ValueError for anything else."""
     xy = fp_format(name)
     if xy is None:
-        raise ValueError(f"{name!r} is not a minifloat eXmY with X >= 1, Y >= 0, 1 + X + Y <= 8")
+        raise FormatError(f"{name!r} is not a minifloat eXmY with X >= 1, Y >= 0, 1 + X + Y <= 8")
     x, y = xy
     bias = 2 ** (x - 1) - 1
     if name == "e5m2":  # IEEE-style: the top exponent field is Inf/NaN
@@ -102,17 +103,17 @@ SCALE_EMAX = 127
 
 
 def _check_elem(name: str) -> None:
-    """Raise ValueError unless `name` is a known element format."""
+    """Raise FormatError (a ValueError) unless `name` is a known element format."""
     if not is_element(name):
-        raise ValueError(f"unknown element format {name!r}; expected int8 or a minifloat eXmY "
+        raise FormatError(f"unknown element format {name!r}; expected int8 or a minifloat eXmY "
                          "(X >= 1, Y >= 0, 1 + X + Y <= 8)")
 
 
 def _as_finite(x: np.ndarray) -> np.ndarray:
-    """Return `x` as a float64 array, raising ValueError on Inf/NaN."""
+    """Return `x` as a float64 array, raising FormatError (a ValueError) on Inf/NaN."""
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
-        raise ValueError("values contain Inf or NaN")
+        raise FormatError("values contain Inf or NaN")
     return x
 
 
@@ -148,17 +149,17 @@ def round_to_format(
 def _blocked(x: np.ndarray, block: int, axis: int) -> tuple[np.ndarray, int]:
     """Move `axis` last and split it into (n_blocks, block); return the view and the axis index."""
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"block must be a positive integer, got {block!r}")
+        raise FormatError(f"block must be a positive integer, got {block!r}")
     if x.ndim == 0:
-        raise ValueError("mx quantization needs at least a 1-D array")
+        raise FormatError("mx quantization needs at least a 1-D array")
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise ValueError(f"axis must be an integer, got {axis!r}")  # noqa: TRY004
+        raise FormatError(f"axis must be an integer, got {axis!r}")  # noqa: TRY004
     if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis {axis} is out of range for an array of {x.ndim} dimensions")
+        raise FormatError(f"axis {axis} is out of range for an array of {x.ndim} dimensions")
     axis = int(axis) % x.ndim
     length = x.shape[axis]
     if length % block:
-        raise ValueError(
+        raise FormatError(
             f"axis {axis} has length {length}, not a multiple of the block size {block}"
         )
     moved = np.moveaxis(x, axis, -1)
@@ -206,10 +207,10 @@ def mx_dequantize(
     blocks, axis = _blocked(values, block, axis)
     exps = np.asarray(exps)
     if not np.issubdtype(exps.dtype, np.integer):
-        raise ValueError(f"exps must be integers, got dtype {exps.dtype}")
+        raise FormatError(f"exps must be integers, got dtype {exps.dtype}")
     exps = np.moveaxis(exps, axis, -1)
     if exps.shape != blocks.shape[:-1]:
-        raise ValueError(
+        raise FormatError(
             f"exps has shape {np.moveaxis(exps, -1, axis).shape}, expected one exponent per block "
             f"of {block} along axis {axis} of values with shape {values.shape}"
         )
@@ -236,7 +237,7 @@ def exact_in(name: str, float_type: str) -> bool:
     its own exponent (or the type's subnormal exponent, below its emin), fit the type's
     mantissa, and the largest value lies below its overflow."""
     if float_type not in _FLOAT16_TYPES:
-        raise ValueError(f"float_type must be float16 or bfloat16, got {float_type!r}")
+        raise FormatError(f"float_type must be float16 or bfloat16, got {float_type!r}")
     man, emin, emax = _FLOAT16_TYPES[float_type]
     if name == "int8":
         values = np.arange(1, INT8_QMAX + 1) / 2.0**INT8_FRACTION_BITS

@@ -136,7 +136,7 @@ class ChainKernel:
             return ChainPacked([k1.pack(L), k2.pack(R, bias=bias)], {"beta": float(beta)},
                                self.fingerprint)
         X, q, step, ratio = left_codes(L, op.left_bits)
-        return ChainPacked([k1.pack(X, q), k2.pack(R, bias=bias)],
+        return ChainPacked([k1.pack(X, q=q), k2.pack(R, bias=bias)],
                            {"beta": float(beta), "step": step, "ratio": ratio},
                            self.fingerprint)
 

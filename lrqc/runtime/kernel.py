@@ -30,6 +30,7 @@ from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
 from ..plan import fingerprint, layout, names, segments
 from ..plan import signature as sig
+from ..plan.layout_check import adopt_problem
 from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
@@ -112,11 +113,11 @@ class Kernel:
         p = self.plan
         return (str(p.n), p.m, p.k) if self.transposed else (self.m_text, p.n, p.k)
 
-    def pack(self, X: npt.ArrayLike, q: QArray | None = None,
-             bias: npt.ArrayLike | None = None) -> Packed:
-        """Prepare the static operand (B, or A for static: a); q: B's exact quantized copy
-        (layout.pack); bias: N values that the GEMM's epilogue adds to every row of C (in
-        float32, before C is rounded to the output type), packed with B."""
+    def pack(self, X: npt.ArrayLike, bias: npt.ArrayLike | None = None, *,
+             q: QArray | None = None) -> Packed:
+        """Prepare the static operand (B, or A for static: a); bias: N values that the GEMM's
+        epilogue adds to every row of C (in float32, before C is rounded to the output type),
+        packed with B; q (internal: LPLR's chain): B's exact quantized copy (layout.pack)."""
         if bias is not None:
             if self.transposed:
                 raise InputError("bias: with static: a, C's columns come with the per-call B; "
@@ -140,19 +141,18 @@ class Kernel:
             if sb is not None and not self.plan.mx:
                 normal_scales(sb, "row" if self.transposed else "column",
                               "A" if self.transposed else "B", axis=1)
-        return self.adopt(arrays)
+        return self.adopt(arrays, checked=True)
 
-    def adopt(self, arrays: layout.PackedOperand) -> Packed:
-        """The Packed operand of arrays that this kernel's pack() made (e.g. saved with a
-        model and loaded back: runtime/packstate.py), on this kernel's device."""
+    def adopt(self, arrays: layout.PackedOperand, checked: bool = False) -> Packed:
+        """The Packed operand of arrays this kernel's pack() made (e.g. saved and loaded back:
+        packstate.py) on its device; unless checked, their layout is compared first."""
         _ = self._buckets  # a kernel that cannot run here says so before packing
-        if not isinstance(arrays, layout.PackedOperand):
-            raise InputError(f"adopt: expected the arrays of a packed operand (packed.arrays), "
-                             f"got {type(arrays).__name__}")
-        dev = self.dev
-        arrays, tensors = static_tensors(arrays, dev, self._buckets[0].exact_w)
+        why = None if checked else adopt_problem(arrays, self.plan, self.target, self._kinds)
+        if why:
+            raise InputError(f"adopt: {why}")
+        arrays, tensors = static_tensors(arrays, self.dev, self._buckets[0].exact_w)
         return Packed(arrays, tensors, self.fingerprint, arrays.notes,
-                      sparse_operands(self.plan, arrays.sparse, dev, self.target))
+                      sparse_operands(self.plan, arrays.sparse, self.dev, self.target))
 
     def split(self, A: npt.ArrayLike,
               B: npt.ArrayLike) -> tuple[npt.ArrayLike, npt.ArrayLike]:

@@ -533,7 +533,20 @@ def test_misused_kernel_methods_are_lrqc_errors():
         with pytest.raises(lrqc.LrqcError, match="repeat must be a positive int"):
             k.stage_times(A, P, repeat=bad)
     assert set(k.stage_times(A, P, repeat=1)) >= {"quantize_a"}
-    assert k.adopt(P.arrays) is not None
+    np.testing.assert_array_equal(k(A, k.adopt(P.arrays)), k(A, P))
+    from dataclasses import replace
+
+    other = lrqc.compile(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64)
+    for arrays, msg in ((other.pack(np.ones((64, 16))).arrays,
+                         r"adopt: Bp is \(1, 4, 128\) uint8, this kernel's is "
+                         r"\(1, 16, 16, 4\) int8"),
+                        (replace(P.arrays, sb=P.arrays.sb.astype(np.float64)),
+                         r"adopt: sb is \(1, 16\) float64, this kernel's is \(1, 16\) float32"),
+                        (replace(P.arrays, bp=None), "adopt: Bp is missing")):
+        with pytest.raises(lrqc.LrqcError, match=msg):
+            k.adopt(arrays)
+    bias = np.arange(16.0)  # pack(B, bias) as the API documents it: bias second
+    np.testing.assert_allclose(k(A, k.pack(np.ones((64, 16)), bias)), k(A, P) + bias, rtol=1e-6)
 
 
 def test_cross_compile_writes_a_tar(tmp_path):

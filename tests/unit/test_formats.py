@@ -309,3 +309,19 @@ def test_explain_format_errors_are_one_line(capsys, fmt):
     assert main(["explain", "--format", fmt]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lrqc: error: --format")
+
+
+def test_format_helpers_refuse_bad_input_with_format_errors():
+    """What the reference's format helpers cannot take is a FormatError (an lrqc.InputError and
+    a ValueError), naming the format."""
+    from lrqc.reference import encode, minifloat
+
+    for call, msg in ((lambda: encode("a", "e2m1"), "e2m1: the values cannot be read"),
+                      (lambda: minifloat.round_to_format(np.ones(2), "int4"),
+                       "unknown element format 'int4'"),
+                      (lambda: minifloat.round_to_format(np.ones(2), "e9m9"),
+                       "unknown element format 'e9m9'"),
+                      (lambda: minifloat.round_to_format(np.array([np.nan]), "e2m1"),
+                       "Inf or NaN")):
+        with pytest.raises(lrqc.InputError, match=msg):
+            call()
