@@ -55,10 +55,16 @@ def load_schemes(path: str | os.PathLike[str]) -> dict[str, Scheme]:
     return parse_schemes(read_scheme_text(path), str(path))
 
 
+def no_scheme(filename: str) -> LrqcError:
+    """The error of a scheme file that holds no scheme."""
+    return LrqcError(f"{filename}: no scheme in file (a scheme reads `scheme NAME {{ a: ... b: "
+                     "... }`)")
+
+
 def pick_scheme(schemes: dict[str, Scheme], name: str | None, filename: str) -> Scheme:
     """The scheme called `name` (or the only one), with a suggestion when it is misspelt."""
     if not schemes:
-        raise LrqcError(f"{filename}: no scheme in file")
+        raise no_scheme(filename)
     if name is None:
         if len(schemes) > 1:
             raise LrqcError(f"{filename} has {len(schemes)} schemes ({_names(schemes)}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -73,6 +74,24 @@ def output_file(path: str) -> Path:
     return p
 
 
+def rule_note(man: dict) -> str:
+    """What the build report adds after the schedule rule of a manifest: why the GEMM is not
+    on its target's fast path, where it is not."""
+    if man["schedule_rule"] == "float32_tile":
+        return "   note: a float32 GEMM (a float operand, or the float fallback below)"
+    if man["fast_path"]:
+        return ""
+    if man.get("cuda"):
+        return ("   note: TVM's dlight defaults (no lrqc GPU rule for this plan yet: per-group "
+                "scales or a float operand)")
+    arch = str(man["target"].get("mtriple") or platform.machine())  # a host target: no triple
+    if not arch.startswith("x86"):
+        return ("   note: the portable rule (lrqc has no integer-instruction rule for this "
+                "architecture yet)")
+    return ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower speed "
+            "than a VNNI build")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims, m_range=True)
@@ -94,21 +113,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"  target: {json.dumps(man['target'])}")
     print(f"  product: {man['product']}")
     print(f"  weights: {weights_text(man['weights'])}")
+    print(f"  schedule rule: {man['schedule_rule']}{rule_note(man)}")
     cuda = man.get("cuda")
-    if man["schedule_rule"] == "float32_tile":
-        warn = "   note: a float32 GEMM (a float operand, or the float fallback below)"
-    elif cuda and not man["fast_path"]:
-        warn = ("   note: TVM's dlight defaults (no lrqc GPU rule for this plan yet: per-group "
-                "scales or a float operand)")
-    elif not man["fast_path"] and not str(man["target"].get("mtriple", "x86")).startswith("x86"):
-        warn = ("   note: the portable rule (lrqc has no integer-instruction rule for this "
-                "architecture yet)")
-    elif not man["fast_path"]:
-        warn = ("   WARNING: not the fast path (the target lacks AVX-512 VNNI); expect lower "
-                "speed than a VNNI build")
-    else:
-        warn = ""
-    print(f"  schedule rule: {man['schedule_rule']}{warn}")
     if man.get("instruction"):
         print(f"  instruction: {man['instruction']}")
     for sym, how in man.get("schedules", {}).items():

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from ..api import load_schemes
+from ..api import load_schemes, no_scheme
 from ..errors import LrqcError, SchemeError
 from ..files import regular_file
 from ..frontend.model import Scheme
@@ -79,8 +79,7 @@ def load(path: str | os.PathLike[str]) -> dict[str, Scheme]:
     every command needs one)."""
     schemes = load_schemes(path)
     if not schemes:
-        raise LrqcError(f"{path}: no scheme in file (a scheme reads `scheme NAME {{ a: ... b: "
-                        "... }`)")
+        raise no_scheme(str(path))
     return schemes
 
 

@@ -16,7 +16,6 @@ share one module (symbols prefixed p1_, p2_):
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +34,9 @@ from ..reference.lramm import factor_quant
 from ..reference.quant import QArray, quantize
 from ..reference.scheme import prepare
 from .buckets import Packed
-from .checks import repeats
 from .glue import one_blas_thread
 from .kernel import Kernel, finite
+from .timing import median_times
 
 
 @dataclass
@@ -172,12 +171,8 @@ class ChainKernel:
 
     def stage_times(self, A: npt.ArrayLike, packed: ChainPacked,
                     repeat: int = 5) -> dict[str, float]:
-        times = []
-        for _ in range(repeats(repeat)):
-            t0 = time.perf_counter()
-            self(A, packed)
-            times.append(time.perf_counter() - t0)
-        return {"chain": float(np.median(times))}
+        """Median seconds of whole calls ("chain"), over `repeat` calls."""
+        return median_times({"chain": lambda: self(A, packed)}, repeat)
 
 
 def _factors(p: LowRankProduct, X: np.ndarray, seed: int,

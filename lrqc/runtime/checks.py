@@ -1,5 +1,5 @@
 """Checks of a kernel's per-call numbers: its quantization scales (normal in float32) and its
-float32 result (finite); and of stage_times' repeat count."""
+float32 result (finite)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from ..plan.support import centered_limit
 F32_TINY = float(np.finfo(np.float32).tiny)
 
 
-def repeats(repeat: object) -> int:
-    """stage_times' repeat: a positive int, else InputError."""
-    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise InputError(f"stage_times: repeat must be a positive int, got {repeat!r}")
-    return repeat
-
 
 def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:
     """InputError when a quantization scale is subnormal in float32 (int8: a group whose
@@ -31,8 +25,10 @@ def normal_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> No
         i = int(np.argwhere(bad)[0][axis])
         raise InputError(f"{name}: {what} {i}: a quantization scale of "
                          f"{float(scales[bad][0]):.3g} is subnormal in float32 (its values are "
-                         "too small), where the kernels' epilogue would lose its precision; "
-                         "scale the data up (C scales with it)")
+                         "too small for the format's scales: below about 1.5e-36 for int8, "
+                         "float32's smallest normal times the format's largest code), where the "
+                         "kernels' epilogue would lose its precision; scale the data up (C "
+                         "scales with it)")
 
 
 def finite_scales(scales: np.ndarray, what: str, name: str, axis: int = 0) -> None:

@@ -16,7 +16,6 @@ fingerprint of the kernel that made it (layout.fingerprint): another kernel refu
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -36,10 +35,11 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
 from ..reference.quant import QArray
 from .buckets import Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
-from .checks import finite, finite_scales, normal_scales, repeats, sparse_top
+from .checks import finite, finite_scales, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
+from .timing import median_times
 
 
 class Kernel:
@@ -141,15 +141,20 @@ class Kernel:
             if sb is not None and not self.plan.mx:
                 normal_scales(sb, "row" if self.transposed else "column",
                               "A" if self.transposed else "B", axis=1)
-        return self.adopt(arrays, checked=True)
+        return self._adopt(arrays)
 
-    def adopt(self, arrays: layout.PackedOperand, checked: bool = False) -> Packed:
-        """The Packed operand of arrays this kernel's pack() made (e.g. saved and loaded back:
-        packstate.py) on its device; unless checked, their layout is compared first."""
-        _ = self._buckets  # a kernel that cannot run here says so before packing
-        why = None if checked else adopt_problem(arrays, self.plan, self.target, self._kinds)
-        if why:
+    def adopt(self, arrays: layout.PackedOperand) -> Packed:
+        """The Packed operand of arrays this kernel's pack() made, on its device, after their
+        layout is compared with pack()'s (layout_check)."""
+        _ = self._buckets  # a kernel that cannot run here says so before anything else
+        if why := adopt_problem(arrays, self.plan, self.target, self._kinds):
             raise InputError(f"adopt: {why}")
+        return self._adopt(arrays)
+
+    def _adopt(self, arrays: layout.PackedOperand) -> Packed:
+        """adopt() of arrays known to be laid out for this kernel (its pack's, or a saved
+        state whose fingerprint matched: packstate.restore)."""
+        _ = self._buckets
         arrays, tensors = static_tensors(arrays, self.dev, self._buckets[0].exact_w)
         return Packed(arrays, tensors, self.fingerprint, arrays.notes,
                       sparse_operands(self.plan, arrays.sparse, self.dev, self.target))
@@ -391,10 +396,10 @@ class Kernel:
         self._check(packed)
         bk, A = self._bucket(self._per_call(A))
         with bk.lock:
-            return self._stage_times(bk, A, packed, repeats(repeat))
+            return self._stage_times(bk, A, packed, repeat)
 
     def _stage_times(self, bk: Bucket, A: np.ndarray, packed: Packed,
-                     repeat: int) -> dict[str, float]:
+                     repeat: object) -> dict[str, float]:
         m = self._fill(bk, A, in_place=False)  # stages as for a copied A (aligned A skips copy_a)
         buf = bk.a.numpy()
         stages = {
@@ -406,15 +411,4 @@ class Kernel:
             stages = dict(stages, compensate=lambda: bk.compensate(m, packed))
         if bk.plan.sparse:  # after the GEMM: C += the sparse products
             stages = dict(stages, sparse=lambda: bk.sparse(packed))
-        out = {}
-        sync = self.dev.sync  # a GPU runs its kernels asynchronously: wait for each stage
-        for name, fn in stages.items():
-            times = []
-            for _ in range(repeat):
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                times.append(time.perf_counter() - t0)
-            out[name] = float(np.median(times))
-        return out
+        return median_times(stages, repeat, self.dev.sync)

@@ -106,13 +106,13 @@ def restore(kernel: Kernel | ChainKernel, arrays: dict[str, np.ndarray], meta: d
     if isinstance(kernel, ChainKernel):
         if "parts" not in meta:
             raise InputError("packed state: made for a single product, this kernel is a chain")
-        parts = [k.adopt(_unflat(arrays, f"part{i}.", m), checked=True)  # (its fingerprint)
+        parts = [k._adopt(_unflat(arrays, f"part{i}.", m))  # (the fingerprint matched)
                  for i, (k, m) in enumerate(zip(kernel.kernels, meta["parts"], strict=True))]
         extra = {k: arrays[f"extra.{k}"] if v is None else v for k, v in meta["extra"].items()}
         return ChainPacked(parts, extra, kernel.fingerprint)
     if "packed" not in meta:
         raise InputError("packed state: made for a chain of products, this kernel is not one")
-    return kernel.adopt(_unflat(arrays, "", meta["packed"]), checked=True)
+    return kernel._adopt(_unflat(arrays, "", meta["packed"]))
 
 
 def nbytes(packed: Packed | ChainPacked) -> int:

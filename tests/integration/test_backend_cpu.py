@@ -4,6 +4,7 @@ results within a tolerance set by float32 arithmetic; artifacts, refusals and th
 from __future__ import annotations
 
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -488,6 +489,7 @@ def test_foreign_artifacts_are_refused(tmp_path):
         lrqc.load_kernel(tmp_path)
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86 host")
 def test_kernels_for_a_cpu_this_one_is_not_refuse_to_run(monkeypatch):
     """lrqc.compile for another CPU (cross-compiling, or features this CPU lacks) gives a
     kernel whose pack and calls are LrqcErrors saying so, before any of its code runs (an
@@ -509,7 +511,7 @@ def test_kernels_for_a_cpu_this_one_is_not_refuse_to_run(monkeypatch):
         k.pack(B)
 
 
-def test_numpy_integer_sizes_compile_as_python_ints():
+def test_numpy_integer_sizes_compile_as_python_ints(tmp_path):
     """Sizes given as numpy's fixed-width integers (an array's shape arithmetic, a config read
     as int16) compile the same kernel as Python ints: no overflow in the plan's arithmetic."""
     s = scheme("int8 per_channel", "int4 per_channel")
@@ -520,6 +522,28 @@ def test_numpy_integer_sizes_compile_as_python_ints():
         check(k, s, *data(int(M), int(N), int(K), seed=int(N)))
     with pytest.raises(lrqc.LrqcError):
         lrqc.compile(s, 4, np.float32(16), 64)
+    man = lrqc.door.build_artifact(s, np.int16(5), np.uint8(200), np.int8(100), tmp_path / "a")
+    assert man["dims"] == {"M": 5, "N": 200, "K": 100}
+    check(lrqc.load_kernel(tmp_path / "a"), s, *data(5, 200, 100, seed=2))
+
+
+@pytest.mark.parametrize("a,b", [
+    ("int8 per_channel + sparse(threshold=0.9)", "int8 per_channel + sparse(threshold=0.9)"),
+    ("int8 per_tensor + lowrank(rank=4)", "int4 per_channel + lowrank(rank=4)"),
+    ("int8 per_channel + dense(int8)", "int4 per_channel + dense(int4)"),
+    ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)"),
+    ("float16", "int4 per_channel"),
+    ("e4m3 per_channel", "float16"),
+    ("int8 per_channel", "int8 per_channel + lowrank(rank=2, method=svd)"),
+])
+def test_adopt_takes_the_arrays_its_own_pack_made(a, b):
+    """adopt's layout check (pack of a zero B) accepts every array layout the kernel's own pack
+    makes, residual terms, MX blocks, float operands and the 16-bit path included."""
+    s = scheme(a, b)
+    k = lrqc.compile(s, 16, 48, 64)
+    A, B = data(16, 48, 64, seed=4)
+    P = k.pack(B)
+    np.testing.assert_array_equal(k(A, k.adopt(P.arrays)), k(A, P))
 
 
 def test_misused_kernel_methods_are_lrqc_errors():
@@ -533,6 +557,7 @@ def test_misused_kernel_methods_are_lrqc_errors():
         with pytest.raises(lrqc.LrqcError, match="repeat must be a positive int"):
             k.stage_times(A, P, repeat=bad)
     assert set(k.stage_times(A, P, repeat=1)) >= {"quantize_a"}
+    assert set(k.stage_times(A, P, repeat=np.int64(2))) >= {"quantize_a"}
     np.testing.assert_array_equal(k(A, k.adopt(P.arrays)), k(A, P))
     from dataclasses import replace
 

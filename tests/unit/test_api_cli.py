@@ -280,3 +280,18 @@ def test_reference_entry_points_refuse_what_they_cannot_take():
         lrqc.reference.quantize(A, s.a.quant, "x")
     with pytest.raises(lrqc.LrqcError, match="compress: role must be 'a' or 'b', got 'c'"):
         lrqc.reference.compress(s, B, role="c")
+
+
+def test_build_report_names_the_portable_rule_off_x86(monkeypatch):
+    """The build report's note after the schedule rule: on another architecture (a cross
+    target's triple, or a host target, which carries none, on such a machine) the portable
+    rule is no AVX-512 VNNI warning."""
+    from lrqc.cli.build import rule_note
+
+    man = {"schedule_rule": "generic", "fast_path": False, "target": {"kind": "llvm"}}
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert "the portable rule" in rule_note(man)
+    assert "the portable rule" in rule_note({**man, "target": {"mtriple": "aarch64-linux-gnu"}})
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert "WARNING: not the fast path" in rule_note({**man, "schedule_rule": "x86_avx2"})
+    assert rule_note({**man, "fast_path": True}) == ""
