@@ -11,6 +11,7 @@ made once per bucket; a call only looks up the packed operand's tensors."""
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -49,6 +50,10 @@ class Packed:
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
     limits: tuple[float, float, float] | None = None  # direct.limits: max |sb|, |bias|, |W_B|
+
+
+# the arrays each kernel's pack() made -> that kernel's fingerprint (Kernel.adopt checks it)
+MADE: weakref.WeakKeyDictionary[PackedOperand, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
 def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:

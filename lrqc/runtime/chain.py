@@ -28,12 +28,13 @@ from ..frontend.model import LowRankProduct, LplrOperand, Scheme
 from ..plan import fingerprint
 from ..plan.chain import CODES
 from ..reference import lplr as lplr_mod
-from ..reference.inputs import as_matrix, to_output
+from ..reference.inputs import as_matrix
 from ..reference.lowrank import factorize
 from ..reference.lramm import factor_quant
 from ..reference.quant import QArray, quantize
 from ..reference.scheme import prepare
 from .buckets import Packed
+from .checks import kernel_output
 from .glue import one_blas_thread
 from .kernel import Kernel, finite
 from .timing import median_times
@@ -90,6 +91,17 @@ class ChainKernel:
     @property
     def dims(self) -> tuple[str, int, int]:
         return (self.m_text, self.n, self.k)
+
+    @property
+    def schedules(self) -> dict[str, str]:
+        """Where the schedule of each of its parts' tuned functions came from (Kernel's)."""
+        return {sym: how for part in self.kernels for sym, how in part.schedules.items()}
+
+    def adopt(self, arrays: object) -> ChainPacked:
+        """Not for chains: their packed operand is pack()'s own (several parts and their
+        factors); InputError saying so."""
+        raise InputError("adopt: a chain's packed operand (LPLR, LRAMM) comes from pack(), or "
+                         "from a saved state through lrqc.torch.load")
 
     @property
     def lplr(self) -> LplrOperand:
@@ -151,20 +163,22 @@ class ChainKernel:
         if s.product is not None:
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
-                U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
-            return to_output(finite(self.kernels[0](U, packed.parts[0])), s.output)
+                with np.errstate(over="ignore"):  # past float32: the product refuses it
+                    U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
+            return kernel_output(finite(self.kernels[0](U, packed.parts[0])), s.output)
         T = self.kernels[0](A, packed.parts[0])
         beta = packed.extra["beta"]
         if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
             m, ext = self.lplr.rank, packed.extra
             T, rows = T[:, :m] + np.float32(ext["ratio"]) * T[:, m:], T[:, m] / ext["step"]
         C = self.kernels[1](T, packed.parts[1])
-        if beta and self.integer_left:
-            C += (beta * rows.astype(np.float64))[:, None].astype(np.float32)
-        elif beta:
-            C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
-                .astype(np.float32)
-        return to_output(finite(C), s.output)
+        with np.errstate(over="ignore"):  # past float32: finite() refuses it
+            if beta and self.integer_left:
+                C += (beta * rows.astype(np.float64))[:, None].astype(np.float32)
+            elif beta:
+                C += (beta * prepare(s.a, A.astype(np.float64), "a").base.sum(axis=1))[:, None] \
+                    .astype(np.float32)
+        return kernel_output(finite(C), s.output)
 
     def int_accumulate(self, A: npt.ArrayLike, packed: ChainPacked) -> np.ndarray:
         raise InputError("LPLR and LRAMM kernels multiply in float32: no integer accumulation")

@@ -1,5 +1,5 @@
-"""Checks of a kernel's per-call numbers: its quantization scales (normal in float32) and its
-float32 result (finite)."""
+"""Checks of a kernel's per-call numbers: its quantization scales (normal in float32), its
+float32 result (finite) and that result's rounding to a narrow output type (decided)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ..errors import InputError
 from ..frontend.model import Calibration
 from ..plan.model import KernelPlan
 from ..plan.support import centered_limit
+from ..reference.inputs import to_output
 
 F32_TINY = float(np.finfo(np.float32).tiny)
 
@@ -74,3 +75,26 @@ def sparse_top(p: KernelPlan, call: list[np.ndarray], static: list[np.ndarray]) 
             return None
         top += acc * a * b
     return top
+
+
+# float16 / bfloat16: the float32 values at and above which rounding gives infinity
+OVERFLOW = {"float16": 65520.0, "bfloat16": float(np.float32(2.0**127 * (2 - 2.0**-8)))}
+BAND = 2.0**-14  # relative: well above the float32 GEMMs' own rounding error
+
+
+def kernel_output(c: np.ndarray, name: str) -> np.ndarray:
+    """to_output of a kernel's float32 C. A value within BAND of the output type's overflow
+    threshold is refused (InputError): computed in float32, it cannot tell 65504 from infinity
+    (a true 65519.997 that float32 rounds to 65520 would become infinity where the reference
+    gives 65504)."""
+    top = OVERFLOW.get(name)
+    if top is not None and c.size:
+        lo, hi = top * (1 - BAND), top * (1 + BAND)
+        near = (np.abs(c) >= lo) & (np.abs(c) <= hi) if max(c.max(), -c.min()) >= lo else None
+        if near is not None and near.any():
+            i, j = (int(v) for v in np.argwhere(near)[0])
+            raise InputError(f"C[{i}, {j}] = {float(c[i, j]):.9g} lies within float32's rounding "
+                             f"of {name}'s overflow threshold ({top:.9g}): whether it rounds to "
+                             f"the largest {name} or to infinity is not decided in float32; use "
+                             "output: float32, or scale the data down")
+    return to_output(c, name)

@@ -17,6 +17,7 @@ fingerprint of the kernel that made it (layout.fingerprint): another kernel refu
 from __future__ import annotations
 
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,12 @@ from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
 from ..plan import fingerprint, layout, names, segments
 from ..plan import signature as sig
-from ..plan.layout_check import adopt_problem
 from ..plan.model import KernelPlan
 from ..plan.support import zero_point_problem
-from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float, to_output
+from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float
 from ..reference.quant import QArray
-from .buckets import Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
-from .checks import finite, finite_scales, normal_scales, sparse_top
+from .buckets import MADE, Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
+from .checks import finite, finite_scales, kernel_output, normal_scales, sparse_top
 from .device import device_of
 from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
@@ -144,18 +144,21 @@ class Kernel:
         return self._adopt(arrays)
 
     def adopt(self, arrays: layout.PackedOperand) -> Packed:
-        """The Packed operand of arrays this kernel's pack() made, on its device, after their
-        layout is compared with pack()'s (layout_check)."""
+        """The Packed operand of arrays that pack() of this kernel, or of one with the same
+        fingerprint, made in this process (MADE), on this kernel's device."""
         _ = self._buckets  # a kernel that cannot run here says so before anything else
-        if why := adopt_problem(arrays, self.plan, self.target, self._kinds):
-            raise InputError(f"adopt: {why}")
+        made = MADE.get(arrays) if isinstance(arrays, layout.PackedOperand) else None
+        if made is None:
+            raise InputError("adopt: expected packed.arrays of a packed operand that pack() made; "
+                             "saved ones load through lrqc.torch.load, which checks their kernel")
+        fingerprint.check_fingerprint(SimpleNamespace(fingerprint=made), self.fingerprint, "B")
         return self._adopt(arrays)
 
     def _adopt(self, arrays: layout.PackedOperand) -> Packed:
-        """adopt() of arrays known to be laid out for this kernel (its pack's, or a saved
-        state whose fingerprint matched: packstate.restore)."""
-        _ = self._buckets
+        """adopt() of arrays known to be made for this kernel (its pack's, or a saved state
+        whose fingerprint matched: packstate.restore); the result's arrays join MADE."""
         arrays, tensors = static_tensors(arrays, self.dev, self._buckets[0].exact_w)
+        MADE[arrays] = self.fingerprint
         return Packed(arrays, tensors, self.fingerprint, arrays.notes,
                       sparse_operands(self.plan, arrays.sparse, self.dev, self.target))
 
@@ -171,7 +174,7 @@ class Kernel:
         per_call, static = self.split(A, B)
         if bias is not None and self.transposed:  # the bias belongs to the per-call B
             row = as_bias(bias, self.dims[1]).astype(np.float32)
-            return to_output(finite(self._c32(per_call, self.pack(static)) + row), self.output)
+            return kernel_output(finite(self._c32(per_call, self.pack(static)) + row), self.output)
         return self(per_call, self.pack(static, bias=bias))
 
     def _per_call(self, Y: npt.ArrayLike) -> npt.ArrayLike:
@@ -284,7 +287,7 @@ class Kernel:
 
     def __call__(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """C = A @ B: A per call and packed = pack(B); for static: a, kernel(B, pack(A))."""
-        return to_output(self._c32(A, packed), self.output)
+        return kernel_output(self._c32(A, packed), self.output)
 
     def _c32(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
         """C in float32, as the kernel computes it (before the output type), finite (else

@@ -551,27 +551,55 @@ def test_misused_kernel_methods_are_lrqc_errors():
     k = lrqc.compile(s, 4, 16, 64)
     A = np.ones((4, 64), np.float32)
     P = k.pack(np.ones((64, 16)))
-    with pytest.raises(lrqc.LrqcError, match="adopt: expected the arrays of a packed operand"):
-        k.adopt({})
     for bad in (0, -1, 2.5, True):
         with pytest.raises(lrqc.LrqcError, match="repeat must be a positive int"):
             k.stage_times(A, P, repeat=bad)
     assert set(k.stage_times(A, P, repeat=1)) >= {"quantize_a"}
     assert set(k.stage_times(A, P, repeat=np.int64(2))) >= {"quantize_a"}
-    np.testing.assert_array_equal(k(A, k.adopt(P.arrays)), k(A, P))
-    from dataclasses import replace
-
-    other = lrqc.compile(scheme("int8 per_channel", "int4 per_channel"), 4, 16, 64)
-    for arrays, msg in ((other.pack(np.ones((64, 16))).arrays,
-                         r"adopt: Bp is \(1, 4, 128\) uint8, this kernel's is "
-                         r"\(1, 16, 16, 4\) int8"),
-                        (replace(P.arrays, sb=P.arrays.sb.astype(np.float64)),
-                         r"adopt: sb is \(1, 16\) float64, this kernel's is \(1, 16\) float32"),
-                        (replace(P.arrays, bp=None), "adopt: Bp is missing")):
-        with pytest.raises(lrqc.LrqcError, match=msg):
-            k.adopt(arrays)
     bias = np.arange(16.0)  # pack(B, bias) as the API documents it: bias second
     np.testing.assert_allclose(k(A, k.pack(np.ones((64, 16)), bias)), k(A, P) + bias, rtol=1e-6)
+
+
+def test_adopt_takes_only_arrays_that_pack_made_for_its_fingerprint():
+    """adopt: arrays pack() made, of this kernel or one with the same fingerprint (another
+    bucket range, other threads); never arrays of another scheme, even laid out alike (an
+    int4 kernel that ran int8 codes gave C off by 4x), nor arrays built or changed by hand."""
+    from dataclasses import replace
+
+    s = scheme("int8 per_channel", "int8 per_channel")
+    k, twin = lrqc.compile(s, 4, 16, 64), lrqc.compile(s, 4, 16, 64, threads="tvm")
+    A, B = data(4, 16, 64, seed=4)
+    P = k.pack(B)
+    np.testing.assert_array_equal(k(A, k.adopt(P.arrays)), k(A, P))
+    np.testing.assert_array_equal(twin(A, twin.adopt(P.arrays)), k(A, P))
+    floor = lrqc.compile(scheme("int8 per_channel", "int8 per_channel round=floor"), 4, 16, 64)
+    with pytest.raises(lrqc.LrqcError, match="packed: made for another kernel: .*round=floor"):
+        k.adopt(floor.pack(B).arrays)  # the same layout, other codes
+    for arrays in ({}, replace(P.arrays, sb=P.arrays.sb * 2)):
+        with pytest.raises(lrqc.LrqcError, match="adopt: expected packed.arrays of a packed "
+                           "operand that pack\\(\\) made"):
+            k.adopt(arrays)
+
+
+def test_chains_refuse_adopt_and_past_float32_warn_nothing():
+    """LRAMM's chain: adopt is an LrqcError, schedules a dict, and a row of A near float32's
+    largest value is refused with no numpy warning on the way (its U leaves float32)."""
+    import warnings
+
+    from ..conftest import ROOT
+
+    s = lrqc.load_schemes(ROOT / "examples/lramm.lrq")["lramm_r64"]
+    chain = lrqc.compile(s, 64, 64, 128)
+    A, B = data(64, 64, 128, seed=6)
+    P = chain.pack(B)
+    with pytest.raises(lrqc.LrqcError, match="adopt: a chain's packed operand"):
+        chain.adopt(P.parts[0].arrays)
+    assert isinstance(chain.schedules, dict)
+    A[3] = 3e38
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(lrqc.LrqcError):
+            chain(A, P)
 
 
 def test_cross_compile_writes_a_tar(tmp_path):

@@ -90,3 +90,22 @@ def test_16_bit_float_path_refuses_subnormal_scales(a, b, a_mag, b_mag, msg):
     assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
     with pytest.raises(lrqc.InputError, match=msg + ".*is subnormal in float32"):
         kernel.run((A * a_mag).astype(np.float32), (B * b_mag).astype(np.float32))
+
+
+def test_narrow_outputs_refuse_values_at_their_overflow_threshold():
+    """output: float16. An exact C of 65519.997 (the reference: 65504) comes out of the float32
+    epilogue as 65520.0, which float16 rounds to infinity: refused, since float32 cannot decide
+    it; values clearly on either side give the reference's 65504-range numbers and infinities."""
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel\n b: int8 per_channel\n "
+                           "output: float16\n}")["t"]
+    k = lrqc.compile(s, 4, 16, 32)
+    A, B = np.zeros((4, 32), np.float32), np.zeros((32, 16), np.float32)
+    A[:, 0], B[0, :] = np.float32(1.845201849937439), np.float32(35508.30859375)
+    P = k.pack(B)
+    with pytest.raises(lrqc.InputError, match="within float32's rounding of float16's overflow "
+                       "threshold"):
+        k(A, P)
+    for f in (0.99, 1.01):
+        C, R = k(A * np.float32(f), P), matmul(s, A * np.float32(f), B)
+        assert C.dtype == np.float16 and np.array_equal(np.isinf(C), np.isinf(R))
+        np.testing.assert_array_equal(C[np.isfinite(R)], R[np.isfinite(R)])
