@@ -170,7 +170,11 @@ class ChainKernel:
         beta = packed.extra["beta"]
         if self.integer_left:  # T = A' (step c) + (off / step) * A' (step 1)
             m, ext = self.lplr.rank, packed.extra
-            T, rows = T[:, :m] + np.float32(ext["ratio"]) * T[:, m:], T[:, m] / ext["step"]
+            with np.errstate(over="ignore"):  # past float32: refused just below
+                T, rows = T[:, :m] + np.float32(ext["ratio"]) * T[:, m:], T[:, m] / ext["step"]
+            if not np.isfinite(T).all():
+                raise InputError("A: its product with LPLR's left factor L leaves float32's "
+                                 "range (an intermediate of the chain); scale A down")
         C = self.kernels[1](T, packed.parts[1])
         with np.errstate(over="ignore"):  # past float32: finite() refuses it
             if beta and self.integer_left:

@@ -79,7 +79,8 @@ def sparse_top(p: KernelPlan, call: list[np.ndarray], static: list[np.ndarray]) 
 
 # float16 / bfloat16: the float32 values at and above which rounding gives infinity
 OVERFLOW = {"float16": 65520.0, "bfloat16": float(np.float32(2.0**127 * (2 - 2.0**-8)))}
-BAND = 2.0**-14  # relative: well above the float32 GEMMs' own rounding error
+BAND = 2.0**-14  # relative: well above the rounding of the integer GEMMs' float32 epilogues
+#   (float32 GEMMs whose sums cancel can be further off: docs/numerics.md)
 
 
 def kernel_output(c: np.ndarray, name: str) -> np.ndarray:

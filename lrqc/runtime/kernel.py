@@ -151,7 +151,8 @@ class Kernel:
         if made is None:
             raise InputError("adopt: expected packed.arrays of a packed operand that pack() made; "
                              "saved ones load through lrqc.torch.load, which checks their kernel")
-        fingerprint.check_fingerprint(SimpleNamespace(fingerprint=made), self.fingerprint, "B")
+        fingerprint.check_fingerprint(SimpleNamespace(fingerprint=made), self.fingerprint,
+                                      "A" if self.transposed else "B")
         return self._adopt(arrays)
 
     def _adopt(self, arrays: layout.PackedOperand) -> Packed:
@@ -174,7 +175,9 @@ class Kernel:
         per_call, static = self.split(A, B)
         if bias is not None and self.transposed:  # the bias belongs to the per-call B
             row = as_bias(bias, self.dims[1]).astype(np.float32)
-            return kernel_output(finite(self._c32(per_call, self.pack(static)) + row), self.output)
+            with np.errstate(over="ignore"):  # past float32: finite() refuses it
+                c = self._c32(per_call, self.pack(static)) + row
+            return kernel_output(finite(c), self.output)
         return self(per_call, self.pack(static, bias=bias))
 
     def _per_call(self, Y: npt.ArrayLike) -> npt.ArrayLike:

@@ -537,8 +537,8 @@ def test_numpy_integer_sizes_compile_as_python_ints(tmp_path):
     ("int8 per_channel", "int8 per_channel + lowrank(rank=2, method=svd)"),
 ])
 def test_adopt_takes_the_arrays_its_own_pack_made(a, b):
-    """adopt's layout check (pack of a zero B) accepts every array layout the kernel's own pack
-    makes, residual terms, MX blocks, float operands and the 16-bit path included."""
+    """adopt takes the arrays the kernel's own pack made, in every layout: residual terms, MX
+    blocks, float operands and the 16-bit path included."""
     s = scheme(a, b)
     k = lrqc.compile(s, 16, 48, 64)
     A, B = data(16, 48, 64, seed=4)
@@ -563,7 +563,9 @@ def test_misused_kernel_methods_are_lrqc_errors():
 def test_adopt_takes_only_arrays_that_pack_made_for_its_fingerprint():
     """adopt: arrays pack() made, of this kernel or one with the same fingerprint (another
     bucket range, other threads); never arrays of another scheme, even laid out alike (an
-    int4 kernel that ran int8 codes gave C off by 4x), nor arrays built or changed by hand."""
+    int4 kernel that ran int8 codes gave C off by 4x), nor arrays built by hand (a new
+    object). It trusts what the arrays hold: changed in place after pack, they are not
+    detected (docs/api.md)."""
     from dataclasses import replace
 
     s = scheme("int8 per_channel", "int8 per_channel")
@@ -583,7 +585,8 @@ def test_adopt_takes_only_arrays_that_pack_made_for_its_fingerprint():
 
 def test_chains_refuse_adopt_and_past_float32_warn_nothing():
     """LRAMM's chain: adopt is an LrqcError, schedules a dict, and a row of A near float32's
-    largest value is refused with no numpy warning on the way (its U leaves float32)."""
+    largest value is refused with no numpy warning on the way (its U leaves float32); the same
+    for LPLR's glue (A times a nearly constant left factor) and a static: a kernel's bias."""
     import warnings
 
     from ..conftest import ROOT
@@ -600,6 +603,28 @@ def test_chains_refuse_adopt_and_past_float32_warn_nothing():
         warnings.simplefilter("error")
         with pytest.raises(lrqc.LrqcError):
             chain(A, P)
+    # LPLR with an integer left factor: A L past float32 in the chain's glue
+    import math
+
+    s = lrqc.load_schemes(ROOT / "examples/lplr.lrq")["lplr_w_a8"]
+    lplr = lrqc.compile(s, 4, 128, 128)
+    S = np.random.default_rng(s.b.seed).standard_normal((128, s.b.rank)) / math.sqrt(s.b.rank)
+    v = S @ np.linalg.solve(S.T @ S, np.ones(s.b.rank))  # vᵀ S = 1: a nearly constant L
+    P = lplr.pack((100.0 * np.outer(np.ones(128), v)).astype(np.float32))
+    A = np.zeros((4, 128), np.float32)
+    A[0] = 1e35
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(lrqc.LrqcError, match="its product with LPLR's left factor L leaves"):
+            lplr(A, P)
+        # static: a with a bias: C + bias past float32
+        t = lrqc.parse_schemes("scheme t {\n a: int8 per_channel\n b: int8 per_channel\n "
+                               "static: a\n}")["t"]
+        k = lrqc.compile(t, 4, 16, 32)
+        A, B = np.zeros((4, 32), np.float32), np.zeros((32, 16), np.float32)
+        A[0, 0], B[0, 0] = 1e19, 3e19
+        with pytest.raises(lrqc.LrqcError):
+            k.run(A, B, bias=np.full(16, 3e38))
 
 
 def test_cross_compile_writes_a_tar(tmp_path):
