@@ -28,7 +28,7 @@ from tvm.s_tir import Schedule, TensorIntrin, dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 from tvm.s_tir.schedule import ExprRV, LoopRV, SBlockRV, ScheduleError, Trace
-from tvm.s_tir.stmt import SBlock
+from tvm.s_tir.stmt import SBlock, SBlockRealize
 from tvm.script import tirx as T
 from tvm.target import codegen
 
@@ -40,7 +40,9 @@ __all__ = [
     "NO_BLOCK",
     "IRModule",
     "PrimExpr",
+    "SBlock",
     "SBlockRV",
+    "SBlockRealize",
     "Schedule",
     "ScheduleError",
     "T",

@@ -8,7 +8,8 @@ each has a text form that `lrqc build --emit` and `lrqc.compile(..., dump_dir=)`
     records  the tuning database's traces for the plans, when the caller passes a lookup
     te    plans -> one PrimFunc per function and bucket (backend/te): unscheduled, or TIR
           written as scheduled (the sparse products; lowrank_w on AVX-512)
-    tir   -> the scheduled IRModule (a tuning record's trace, else the rule)
+    tir   -> the scheduled IRModule (a tuning record's trace, else the rule); the GEMMs take
+          the call's row count and skip the row tiles past it (backend/rowbound)
     build -> the compiled module (LLVM, or CUDA with an LLVM host part)
 
 Texts: ir, plan, te, tir, and of the built module llvm and asm (CPU) or cuda and ptx (CUDA);
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from ..backend import rowbound
 from ..backend.building import compile_for
 from ..backend.compat import Schedule, prim_func, tir, tvm
 from ..backend.cuda import schedules as cuda_schedules
@@ -38,7 +40,7 @@ from ..plan import names
 from ..plan.lower import Part, lower_program
 from ..plan.model import KernelPlan
 from ..plan.printer import print_plan
-from ..plan.signature import check_params
+from ..plan.signature import ROW_FUNCTIONS, check_params
 from .functions import bucket_rule, dense_functions, functions, schedule_function
 
 Key = tuple[str, int, str]  # (part prefix, bucket rows m, function name)
@@ -114,21 +116,21 @@ def stage_te(c: Compilation) -> Compilation:
             brule = bucket_rule(plan, rule, c.target)
             for j, f in enumerate(te_sparse.functions(plan, cuda=c.target.is_cuda,
                                                       vnni=sparse_vnni.on(c.target))):
-                check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params])
+                check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params], te=True)
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,
                                     f, scheduled=True))
             for fn, p2, r2, tensors in dense_functions(plan, c.target):  # the GEMM of p2
                 mod = prim_func(tensors)
-                check_params(plan, fn, [v.name for v in mod["main"].params])
+                check_params(plan, fn, [v.name for v in mod["main"].params], te=True)
                 out.append(Function((part.prefix, plan.m, fn), p2, r2, mod))
             for fn, tensors in functions(plan, brule).items():
                 if isinstance(tensors, tir.PrimFunc):  # TIR written as scheduled
-                    check_params(plan, fn, [v.name for v in tensors.params])
+                    check_params(plan, fn, [v.name for v in tensors.params], te=True)
                     out.append(Function((part.prefix, plan.m, fn), plan, brule, tensors,
                                         scheduled=True))
                     continue
                 mod = prim_func(tensors)  # TVM 0.27: each parameter is named as its buffer
-                check_params(plan, fn, [v.name for v in mod["main"].params])
+                check_params(plan, fn, [v.name for v in mod["main"].params], te=True)
                 out.append(Function((part.prefix, plan.m, fn), plan, brule, mod))
     return replace(c, functions=tuple(out))
 
@@ -142,18 +144,25 @@ def stage_tir(c: Compilation) -> Compilation:
 
 
 def _scheduled(f: Function, trace):
-    """The scheduled PrimFunc of f: as written, a recorded trace replayed, or its rule."""
-    if f.scheduled:
-        return f.func
+    """The scheduled PrimFunc of f (as written, a recorded trace replayed, or its rule), with
+    the call's row count m_rows where it takes one (backend.rowbound)."""
     _, _, fn = f.key
-    if f.rule.family == "cuda":  # the CUDA schedules record how (HOW attribute)
-        return cuda_schedules.schedule(fn, f.func, f.plan, f.rule, trace)
-    sch = Schedule(f.func)
-    if trace is not None:
-        replay(sch, trace)
+    takes_rows = fn in ROW_FUNCTIONS
+    if f.scheduled:
+        func = f.func
+    elif f.rule.family == "cuda":  # the CUDA schedules record how (HOW attribute)
+        func = cuda_schedules.schedule(fn, f.func, f.plan, f.rule, trace)
     else:
-        schedule_function(fn, sch, f.plan, f.rule)
-    return sch.mod["main"]
+        sch = Schedule(f.func)
+        if trace is not None:
+            replay(sch, trace)
+        else:
+            schedule_function(fn, sch, f.plan, f.rule)
+        func = sch.mod["main"]
+    func = rowbound.bound(func, takes_rows)
+    if takes_rows:
+        check_params(f.plan, fn, [v.name for v in func.params])
+    return func
 
 
 def stage_build(c: Compilation) -> Compilation:

@@ -12,9 +12,9 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
                  A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid
                    a_resid_top] [a_sketch] (per sparse product: its codes and scales)
                    compensated
-    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C | Af Bf [saf sbf] [Ua Wa]
-                 [Ub Wb] bias C
-    int_acc      Aq Bp zc cs [ra zb] C
+    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C m_rows | Af Bf [saf sbf]
+                 [Ua Wa] [Ub Wb] bias C m_rows
+    int_acc      Aq Bp zc cs [ra zb] C m_rows
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
     exact_w      Fa Bt exact_w                             A's lowrank term, other=exact,
@@ -23,7 +23,12 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     resid_z      a_resid Zt resid_z                        CPU
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
     sparse{j}_dense  S ss Dv dcs sd Cin C (side a) | Rt sr Sv scs ss Cin C (side b): the same
-                 product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU"""
+                 product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU
+
+m_rows, the last parameter of gemm and int_acc, is a scalar: the call's row count. Their
+schedules may skip the row tiles past it (lrqc/backend/rowbound.py), so C's rows from the
+first tile past m_rows on are left as they were. It is added to the PrimFunc after scheduling:
+the tensor expressions have every other parameter (te_params)."""
 
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ from .verify import PlanError
 A = "A"  # the float32 input, M x K
 U = "U"  # the reference's stochastic-rounding draws
 ROWS = "rows"  # the call's true row count (statistics of A's thresholded copies)
+M_ROWS = "m_rows"  # the call's row count, a scalar (row tiles past it are skipped)
+ROW_FUNCTIONS = (names.FN_GEMM, names.FN_ACC)  # the functions that take m_rows
 OMEGA = "Omega_t"  # the test matrix of A's lowrank term (sketch, rsvd)
 AQ, SA, ZC, RA = "Aq", "sa", "zc", "ra"  # A's codes, scales, zero corrections, row sums
 AF, SAF = "Af", "saf"  # float path: A's values and (16-bit values) row scales
@@ -216,8 +223,14 @@ def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
 
 
 def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
-    """The parameter names of function fn of plan p, in order (outputs last). PlanError for a
-    function the plan does not compile."""
+    """The parameter names of function fn of plan p, in order (outputs last, then m_rows).
+    PlanError for a function the plan does not compile."""
+    own = te_params(p, fn)
+    return (*own, M_ROWS) if fn in ROW_FUNCTIONS else own
+
+
+def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
+    """params(p, fn) of the tensor expressions: all but the scalar m_rows."""
     j = sparse_index(fn)
     if j is not None and j < len(p.sparse):
         return sparse_params(p.sparse[j])
@@ -249,11 +262,12 @@ def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
                     f"compiles {', '.join(functions(p))})")
 
 
-def check_params(p: KernelPlan, fn: str, have: list[str] | tuple[str, ...]) -> None:
+def check_params(p: KernelPlan, fn: str, have: list[str] | tuple[str, ...],
+                 te: bool = False) -> None:
     """PlanError unless `have`, the parameter names of the PrimFunc built for function fn of
     plan p, are params(p, fn): the tensor expressions and the runtime's argument lists would
-    disagree (a compiler bug)."""
-    want = params(p, fn)
+    disagree (a compiler bug). At the te stage (before m_rows is added) pass te=True."""
+    want = te_params(p, fn) if te else params(p, fn)
     if tuple(have) != want:
         raise PlanError(f"kernel plan of '{p.scheme.name}' at M={p.m}: function '{fn}' has "
                         f"parameters {list(have)}, its signature says {list(want)}")

@@ -192,6 +192,9 @@ def _bind(plan: KernelPlan, fn: str, own: dict[str, Tensor], packed: frozenset[s
     operand (whose parameter names are `packed`); PlanError for one that neither holds."""
     out = []
     for name in sig.params(plan, fn):
+        if name == sig.M_ROWS:  # a scalar: the call's row count (call_args)
+            out.append((name, None))
+            continue
         if name not in own and name not in packed:
             raise PlanError(f"kernel plan of '{plan.scheme.name}' at M={plan.m}: no buffer for "
                             f"parameter '{name}' of function '{fn}'")
@@ -199,9 +202,10 @@ def _bind(plan: KernelPlan, fn: str, own: dict[str, Tensor], packed: frozenset[s
     return tuple(out)
 
 
-def _args(bound: Bound, t: dict[str, Tensor]) -> list[Tensor]:
-    """The argument list of bound parameters, the packed operand's from t."""
-    return [t[name] if b is None else b for name, b in bound]
+def call_args(bound: Bound, t: dict[str, Tensor], rows: int | None = None) -> list[Any]:
+    """The argument list of bound parameters, the packed operand's from t, m_rows `rows` (a
+    function that takes m_rows is never called without it: TVM refuses None)."""
+    return [rows if name == sig.M_ROWS else t[name] if b is None else b for name, b in bound]
 
 
 class Bucket:
@@ -216,6 +220,7 @@ class Bucket:
         self.module = module
         self.prefix = prefix
         self.lock = threading.Lock()
+        self.rows = p.mp  # the rows of the last quantize_a's call: the GEMM computes those
         self._fns: dict[str, Any] = {}
         self.runner: Runner | None = None  # where compensate's numpy parts run (None: linalg's
         #   pool; the kernel's OpenMP threads where its loops run there: Kernel.threads)
@@ -240,7 +245,7 @@ class Bucket:
                *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()))
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES)
                       for fn in (*sig.functions(p), *own) if sig.sparse_index(fn) is None}
-        self._quantize_args = _args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
+        self._quantize_args = call_args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's
         # a caller's A (any rows up to the bucket's: te a_placeholder's free rows) may stand in
         # for the bucket's where no function but quantize_a reads A
         self.lends_a = on_cpu(self.a) and not any(
@@ -282,9 +287,11 @@ class Bucket:
             static = sig.DENSE_A_STATIC if a else sig.DENSE_B_STATIC
         return _bind(self.plan, fn, own, frozenset(static))
 
-    def quantize(self, a: Tensor | None = None) -> None:
+    def quantize(self, a: Tensor | None = None, rows: int | None = None) -> None:
         """quantize_a on the bucket's A, or on `a` (compat.lend: a flat tensor over the
-        caller's A, where lends_a)."""
+        caller's A, where lends_a). rows: the call's (A's true rows; None: the bucket's), which
+        the GEMM and int_acc that follow compute (the row tiles past them are skipped)."""
+        self.rows = self.plan.mp if rows is None else rows
         args = self._quantize_args
         if a is not None:
             args = [*args[:self._a_at], a, *args[self._a_at + 1:]]
@@ -297,7 +304,7 @@ class Bucket:
         bound = self.bound[fn]
         if out is not None:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
-        self.fn(fn)(*_args(bound, packed.tensors))
+        self.fn(fn)(*call_args(bound, packed.tensors, self.rows))
 
     def fresh_output(self) -> Tensor:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy
@@ -307,8 +314,9 @@ class Bucket:
 
     def int_acc(self, packed: Packed, out: Tensor) -> None:
         """The integer accumulation into out (its output C)."""
-        args = [out if name == names.OUT else b if b is not None else packed.tensors[name]
-                for name, b in self.bound[names.FN_ACC]]
+        bound = tuple((name, out if name == names.OUT else b)
+                      for name, b in self.bound[names.FN_ACC])
+        args = call_args(bound, packed.tensors, self.rows)
         self.fn(names.FN_ACC)(*args)
 
     def compensate(self, m: int, packed: Packed) -> None:
@@ -371,7 +379,7 @@ class Bucket:
             fn = self.fn(sig.dense_name(j) if dense else f"{names.FN_SPARSE}{j}")
             if out is not None:
                 bound = tuple((n, out if n in (names.OUT, sig.CIN) else b) for n, b in bound)
-            fn(*_args(bound, t))
+            fn(*call_args(bound, t))
         return notes
 
     def a_density(self, j: int) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..backend.compat import ALIGNMENT, empty, lend
 from ..plan import names
-from .buckets import Bucket, Packed
+from .buckets import Bucket, Packed, call_args
 from .checks import F32_TINY, finite
 from .glue import on_cpu, view
 
@@ -69,11 +69,11 @@ class Direct:
             return kernel._call(A, packed)  # its error
         i = bisect.bisect_left(self.rows, m)
         bk = self.buckets[i]
-        args = [packed.tensors[name] if b is None else b for name, b in self.bound[i]]
+        args = call_args(self.bound[i], packed.tensors, m)  # the row tiles past m are skipped
         with bk.lock:
             skip = A.ctypes.data % ALIGNMENT
             if A.flags.c_contiguous and skip % 4 == 0 and skip // 4 < self.k:
-                bk.quantize(lend(A))
+                bk.quantize(lend(A), m)
             else:
                 kernel._fill(bk, A)  # a copy into the bucket's buffer, checked there
             sa = self.scales[i][:m]

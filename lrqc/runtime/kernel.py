@@ -231,13 +231,13 @@ class Kernel:
             bk.comp.set_rows(m)
         if (in_place and bk.lends_a and A.flags.c_contiguous and skip % A.itemsize == 0
                 and skip // A.itemsize < A.shape[1]):
-            bk.quantize(lend(A))
+            bk.quantize(lend(A), m)
         else:
             buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
             buf[:m] = A
             buf[m:] = A[-1]
             store(bk.a, buf)
-            bk.quantize()
+            bk.quantize(rows=m)
         if self.finite_later and not np.isfinite(view(bk.sa)[:m]).all():
             self._non_finite_scales(bk, A, m)
         if self._witness and bk.comp is not None and not bk.comp.sketch_finite(m):
@@ -410,7 +410,7 @@ class Kernel:
         buf = bk.a.numpy()
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),
-            "quantize_a": bk.quantize,
+            "quantize_a": lambda: bk.quantize(rows=m),
             "gemm": lambda: bk.run(names.FN_GEMM, packed),
         }
         if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue

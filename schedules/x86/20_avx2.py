@@ -11,6 +11,7 @@ The plain-loop generic rule runs the same product at about 7 GOPS. Nibble weight
 from __future__ import annotations
 
 from lrqc.backend.compat import Schedule
+from lrqc.backend.rowbound import row_tiles
 from lrqc.backend.schedule import tiles
 from lrqc.backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from lrqc.backend.target import Target
@@ -82,6 +83,7 @@ def _single_group(sch, mr, nr, kc, variant):
         sch.reorder(jo, ko, io, kk, ii, jm, jv, h, t)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, h, t)
+        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)

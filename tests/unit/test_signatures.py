@@ -49,22 +49,24 @@ GEMM = ("Aq", "Bp", "sa", "zc", "sb", "cs")
 
 @pytest.mark.parametrize("text,fn,want", [
     (INT8, "quantize_a", ("A", "a_codes", "sa", "zc")),
-    (INT8, "gemm", GEMM + ("bias", "C")),
-    (INT8, "int_acc", ("Aq", "Bp", "zc", "cs", "C")),
+    (INT8, "gemm", GEMM + ("bias", "C", "m_rows")),
+    (INT8, "int_acc", ("Aq", "Bp", "zc", "cs", "C", "m_rows")),
     (ZERO_B, "quantize_a", ("A", "a_codes", "sa", "zc", "a_rowsum")),
-    (ZERO_B, "gemm", GEMM + ("ra", "zb", "bias", "C")),  # two K groups: the sum starts from it
-    (ZERO_B, "int_acc", ("Aq", "Bp", "zc", "cs", "ra", "zb", "C")),
+    # two K groups: the sum starts from it
+    (ZERO_B, "gemm", GEMM + ("ra", "zb", "bias", "C", "m_rows")),
+    (ZERO_B, "int_acc", ("Aq", "Bp", "zc", "cs", "ra", "zb", "C", "m_rows")),
     (STOCHASTIC, "quantize_a", ("A", "U", "a_codes", "sa", "zc")),
     (HALF, "quantize_a", ("A", "a_float", "a_row_scale")),
-    (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "bias", "C")),
+    (HALF, "gemm", ("Af", "Bf", "saf", "sbf", "bias", "C", "m_rows")),
     (FLOAT32, "quantize_a", ("A", "a_float")),
-    (FLOAT32, "gemm", ("Af", "Bp", "sbf", "bias", "C")),  # weight-only: B's codes
-    (FLOAT_ZERO, "gemm", ("Af", "Bp", "sbf", "zbf", "bias", "C")),
-    (FLOAT_F32, "gemm", ("Af", "Bf", "bias", "C")),
-    (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "bias", "C")),
+    (FLOAT32, "gemm", ("Af", "Bp", "sbf", "bias", "C", "m_rows")),  # weight-only: B's codes
+    (FLOAT_ZERO, "gemm", ("Af", "Bp", "sbf", "zbf", "bias", "C", "m_rows")),
+    (FLOAT_F32, "gemm", ("Af", "Bf", "bias", "C", "m_rows")),
+    (FLOAT_LOWRANK, "gemm", ("Af", "Bf", "saf", "sbf", "Ub", "Wb", "bias", "C",
+                             "m_rows")),
     (FLOAT_LOWRANK, "lowrank_u", ("Af", "saf", "LBt", "lowrank_u")),
     (SVD_A, "quantize_a", ("A", "a_codes", "sa_all", "zc_all", "a_resid", "a_resid_top")),
-    (SVD_A, "gemm", GEMM + ("Ua", "Wa", "bias", "C")),
+    (SVD_A, "gemm", GEMM + ("Ua", "Wa", "bias", "C", "m_rows")),
     (RSVD_A, "resid_tq", ("Qt", "a_resid", "resid_tq")),
     (RSVD_A, "resid_z", ("a_resid", "Zt", "resid_z")),
 ])
@@ -76,7 +78,7 @@ def test_parameters_of_the_compensated_examples():
     p = example_plan("lrqmm_int8")  # sketches of both residuals
     assert sig.params(p, "quantize_a") == ("A", "Omega_t", "a_codes", "sa_all", "zc_all",
                                            "a_resid", "a_resid_top", "a_sketch")
-    assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "bias", "C")
+    assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "bias", "C", "m_rows")
     assert sig.params(p, "lowrank_u") == ("Aq", "sa", "zc", "LBt", "lowrank_u")
     p = example_plan("sparse_int8")  # B's sparse term (side a) first, then A's (side b)
     assert [sp.side for sp in p.sparse] == ["a", "b"]
@@ -102,12 +104,15 @@ def test_functions_of_a_plan_and_unknown_functions():
 
 def test_check_params_names_the_function_and_both_lists():
     p = plan_of(INT8)
-    sig.check_params(p, "gemm", list(GEMM + ("bias", "C")))
+    sig.check_params(p, "gemm", list(GEMM + ("bias", "C", "m_rows")))
+    sig.check_params(p, "gemm", list(GEMM + ("bias", "C")), te=True)  # before m_rows is added
+    with pytest.raises(PlanError, match=r"its signature says \[.*'C', 'm_rows'\]"):
+        sig.check_params(p, "gemm", list(GEMM + ("bias", "C")))
     have = ["Aq", "Bp", "sa", "zc", "cs", "sb", "bias", "C"]
     with pytest.raises(PlanError, match=r"function 'gemm' has parameters \['Aq', 'Bp', 'sa', "
                        r"'zc', 'cs', 'sb', 'bias', 'C'\], its signature says \['Aq', 'Bp', "
                        r"'sa', 'zc', 'sb', 'cs', 'bias', 'C'\]"):
-        sig.check_params(p, "gemm", have)
+        sig.check_params(p, "gemm", have, te=True)
 
 
 PACKED_PLANS = [INT8, ZERO_B, HALF, FLOAT32, FLOAT_LOWRANK, SVD_A, "lrqmm_int8", "sparse_int8",

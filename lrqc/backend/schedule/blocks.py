@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ...plan.model import KernelPlan
 from ..compat import Schedule
+from ..rowbound import row_tiles
 from . import tiles
 from .protocol import Knob, ScheduleRule
 
@@ -62,6 +63,7 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
+        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)

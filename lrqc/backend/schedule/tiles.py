@@ -12,6 +12,7 @@ from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin import stream
 from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
+from ..rowbound import row_tiles
 from .protocol import Knob
 
 
@@ -97,6 +98,8 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     ko, kk = sch.split(k, [None, pick["kc"]])
     k_outer = plan.float_codes and plan.mp <= CODES_ROWS
     sch.reorder(*((jo, ko, io) if k_outer else (jo, io, ko)), kk, ii, jv)
+    if not k_outer:
+        row_tiles(sch, io, pick["mr"])  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.vectorize(jv)
@@ -135,6 +138,7 @@ def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
     else:
         io, ii = sch.split(i, [None, mr])
         sch.reorder(jo, io, g, ii, jm, jv)
+        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
