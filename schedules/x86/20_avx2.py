@@ -83,7 +83,7 @@ def _single_group(sch, mr, nr, kc, variant):
         sch.reorder(jo, ko, io, kk, ii, jm, jv, h, t)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, h, t)
-        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
+    row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)

@@ -63,7 +63,7 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
-        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
+    row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)

@@ -98,8 +98,7 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
     ko, kk = sch.split(k, [None, pick["kc"]])
     k_outer = plan.float_codes and plan.mp <= CODES_ROWS
     sch.reorder(*((jo, ko, io) if k_outer else (jo, io, ko)), kk, ii, jv)
-    if not k_outer:
-        row_tiles(sch, io, pick["mr"])  # a call's rows: the tiles past them are skipped
+    row_tiles(sch, io, pick["mr"])  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.vectorize(jv)
@@ -135,10 +134,11 @@ def group_output_tile(sch: Schedule, fn: str, plan: KernelPlan, mr: int, nr: int
         ib, i_in = sch.split(i, [None, rows])
         io, ii = sch.split(i_in, [None, mr])
         sch.reorder(jo, ib, g, io, ii, jm, jv)
+        row_tiles(sch, ib, rows)  # a call's rows: the blocks and tiles past them are skipped
     else:
         io, ii = sch.split(i, [None, mr])
         sch.reorder(jo, io, g, ii, jm, jv)
-        row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
+    row_tiles(sch, io, mr)
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
@@ -216,6 +216,9 @@ def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16
     if len(sch.get(b).iter_vars) == 2:  # elementwise: no low-rank terms
         _, jv = sch.split(loops[-1], [None, lanes])
         sch.vectorize(jv)
+        under = loops_under(sch, b, at_loop)
+        if rows is not None and len(under) == 3:  # over a panel's rows: only the call's
+            row_tiles(sch, under[0], 1)
         return b
     copy = sch.cache_write(b, 0, "local")  # the sums in a local tile, not in C (below)
     sch.reverse_compute_at(copy, at_loop)
@@ -276,7 +279,9 @@ def _register_block(sch, blk, anchor, lanes: int, rows, tile_rows=None):
     width = int(sch.get(j).extent)
     io, ii = None, i
     if i is not None and rows is not None:
-        io, ii = sch.split(i, [None, pick_split(int(sch.get(i).extent), (rows, 2, 1))])
+        per = pick_split(int(sch.get(i).extent), (rows, 2, 1))
+        io, ii = sch.split(i, [None, per])
+        row_tiles(sch, io, per)  # over a panel's rows in blocks: only the call's
     known = rows if rows is not None else tile_rows if isinstance(tile_rows, int) else None
     vecs = next(v for v in (4, 2, 1) if width % (v * lanes) == 0 and (
         v <= 2 or wide_vectors() and known is not None and known * v * lanes <= EPI_LANES_WIDE))
