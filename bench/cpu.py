@@ -3,12 +3,14 @@ peaks of bench/peak.c), then per shape numpy float32, torch's dynamic-quant Line
 torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time that
 compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
 base, then 3-, 5- and 6-bit weights packed densely next to the int4 and int8 kernels
-(bench/packing_cpu.py), then the targets, each met or NOT met.
+(bench/packing_cpu.py), then calls of fewer rows than their M bucket's (bench/rows_cpu.py),
+then the targets, each met or NOT met.
 
     python bench/cpu.py                         # every section (minutes on 2 cores)
     python bench/cpu.py --quick                 # fewer rounds and peak runs
     python bench/cpu.py --sections gemm --shapes "16,4096,4096;2048,2048,2048"
     python bench/cpu.py --sections packing     # dense bit packing: 3/5/6-bit vs int4, int8
+    python bench/cpu.py --sections rows        # m rows on a kernel for M = 1..512
     python bench/cpu.py --json run.json         # every number too, for later comparison
 
 Timing: medians of interleaved rounds. Each callable is called twice to warm up (a first call
@@ -49,11 +51,12 @@ import common  # first: it sets the BLAS environment before numpy loads
 import comp_bounds
 import numpy as np
 import packing_cpu
+import rows_cpu
 
 import lrqc
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("peaks", "gemm", "compensation", "packing")
+SECTIONS = ("peaks", "gemm", "compensation", "packing", "rows")
 
 NUMPY, TORCH_DQ, INT_MM = "numpy float32", "torch dynamic-quant Linear", "torch._int_mm"
 W8A8, W4A8, VSQ = "lrqc w8a8 per_channel", "lrqc w4a8 per_channel", "lrqc VS-Quant w4a4"
@@ -483,6 +486,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--shapes", default=GEMM_SHAPES, help="the gemm section's M,N,K;M,N,K;...")
     ap.add_argument("--packing-shapes", default=packing_cpu.SHAPES,
                     help="the packing section's shapes")
+    ap.add_argument("--rows-shape", default=rows_cpu.SHAPE,
+                    help=f"the rows section's hi,N,K (default {rows_cpu.SHAPE}: M = 1..hi)")
+    ap.add_argument("--rows", default=",".join(map(str, rows_cpu.ROWS)),
+                    help="the rows section's row counts (comma separated)")
     ap.add_argument("--comp-shapes", default=";".join(COMP_CASES),
                     help="the compensation section's shapes (a shape of its own list measures "
                          "its cases; any other shape every case)")
@@ -552,6 +559,11 @@ def main(argv=None) -> int:
             rows = packing_cpu.packing_shape(m, n, k, args)
             packing_cpu.print_rows(rows, head=i == 0)
             packed += rows
+    by_rows: list[dict] = []
+    if "rows" in args.sections:
+        (hi, n, k), = parse_shapes(args.rows_shape)
+        by_rows = rows_cpu.rows_section(hi, n, k, rows_cpu.parse_rows(args.rows), args)
+        rows_cpu.print_rows(by_rows, hi)
     out, skipped = targets(gemm, comp, peaks, flags, packed)
     print_targets(out, skipped)
     print(f"\n(whole run: {time.perf_counter() - t_start:.0f} s)")
@@ -564,7 +576,7 @@ def main(argv=None) -> int:
                                 "note": "" if isinstance(v, float) else v}
                             for m, v in peaks.items()},
                   "rounds": args.rounds, "gemm": gemm, "compensation": comp,
-                  "packing": packed,
+                  "packing": packed, "rows": by_rows,
                   "targets": out}
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
         print(f"numbers written to {args.json}")

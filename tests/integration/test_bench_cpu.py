@@ -31,7 +31,7 @@ def cpu(monkeypatch):
 def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     out_json = tmp_path / "run.json"
     assert cpu.main([*TINY, "--comp-shapes", "32,64,64", "--packing-shapes", "16,64,64",
-                     "--peak-runs", "1",
+                     "--rows-shape", "64,64,64", "--rows", "5,33", "--peak-runs", "1",
                      "--peak-iters", "100000", "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     for text in ("instruction sets: avx2", "peaks, all threads", "numpy float32",
@@ -41,6 +41,11 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert text in out, text
     record = json.loads(out_json.read_text())
     assert set(record["peaks"]) == set(cpu.common.PEAK_MODES)
+    rows = {r["m"]: r for r in record["rows"]}  # calls of m rows on a kernel for M = 1..64
+    assert set(rows) == {5, 33} and rows[5]["bucket"] == 8 and rows[33]["bucket"] == 64
+    for r in rows.values():
+        assert r["range_ms"] > 0 and r["padded_ms"] > 0 and r["exact_ms"] > 0, r
+    assert "compiled for M = 1..64, called with m rows" in out
     gemm = {r["method"]: r for r in record["gemm"]}
     assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.VSQ]
     for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
