@@ -12,9 +12,11 @@ and the packed operand), so the rows below m_rows are computed exactly as before
 from the first skipped tile on are left as they were (the runtime hands out only rows below
 m_rows). Loops outside the marked ones (an epilogue over a whole column panel after its k
 chunks) still run over every row: they read the skipped tiles' sums and write rows no call
-returns. The loop is shortened, not guarded, so no buffer changes its size: TVM sizes a
-buffer from the loops around its accesses, and a buffer read by an unshortened loop keeps
-all rows.
+returns. The loop is shortened, not guarded: TVM sizes a buffer from the loops around its
+accesses, so in the hand schedules (a tile's buffers inside the tile) every size stays fixed,
+while in the k-chunks-outer variants tuning may pick, the panel's sums (written and read by
+shortened loops only) become a workspace sized by m_rows per call, never smaller than what
+the loops read.
 
 TVM 0.27 has no Python statement mutator: the statements from the function's root down to
 each marked loop are rebuilt (loops, sequences, blocks and their realizations: what a
