@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..plan.signature import M_ROWS  # the runtime binds the parameter by this name
 from .compat import ExprRV, LoopRV, PrimExpr, SBlock, SBlockRealize, Schedule, tir
 
 ROW_TILES = "lrqc_row_tiles"  # the loop annotation: rows per iteration (an int)
-M_ROWS = "m_rows"  # lrqc.plan.signature.M_ROWS (the runtime binds it by this name)
 
 
 def row_tiles(sch: Schedule, loop: LoopRV, rows: int | ExprRV) -> None:
