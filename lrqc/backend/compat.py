@@ -22,6 +22,7 @@ import tvm_ffi
 from tvm import rpc, te
 from tvm.driver import build as driver_build
 from tvm.ir import Expr as PrimExpr  # TVM 0.27's base of TIR expressions (PrimExpr before)
+from tvm.ir import save_json
 from tvm.ir.utils import derived_object
 from tvm.rpc import base as rpc_base
 from tvm.s_tir import Schedule, TensorIntrin, dlight
@@ -66,6 +67,7 @@ __all__ = [
     "prim_func",
     "rpc",
     "rpc_base",
+    "save_json",
     "te",
     "tensor",
     "tir",

@@ -18,19 +18,27 @@ while in the k-chunks-outer variants tuning may pick, the panel's sums (written 
 shortened loops only) become a workspace sized by m_rows per call, never smaller than what
 the loops read.
 
+A loop whose tiles write C with non-temporal stores that no tile fences (intrin.stream with
+period 0: the last tile a call runs depends on m_rows) is marked with fence_after(sch, loop);
+bound() places an `sfence` right after it, so each of its iterations' threads orders its
+streamed stores before the call returns (in the x86 rules, one fence per column panel).
+
 TVM 0.27 has no Python statement mutator: the statements from the function's root down to
 each marked loop are rebuilt (loops, sequences, blocks and their realizations: what a
 scheduled PrimFunc holds above its loop nests); a mark under any other statement is left
-as it is (the function then computes every row, as before)."""
+as it is (the function then computes every row, as before). A fence mark left under such a
+statement is an error at build time, never a missing fence."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ..plan.signature import M_ROWS  # the runtime binds the parameter by this name
-from .compat import ExprRV, LoopRV, PrimExpr, SBlock, SBlockRealize, Schedule, tir
+from .compat import ExprRV, LoopRV, PrimExpr, SBlock, SBlockRealize, Schedule, save_json, tir
 
 ROW_TILES = "lrqc_row_tiles"  # the loop annotation: rows per iteration (an int)
+FENCE_AFTER = "lrqc_fence_after"  # the loop annotation: an sfence follows the loop
+SFENCE = "llvm.x86.sse.sfence"
 
 
 def row_tiles(sch: Schedule, loop: LoopRV, rows: int | ExprRV) -> None:
@@ -38,6 +46,11 @@ def row_tiles(sch: Schedule, loop: LoopRV, rows: int | ExprRV) -> None:
     sample): iteration t computes the rows from t·rows on of the rows its enclosing marked
     loop's iteration covers (all of C's, where none encloses it)."""
     sch.annotate(loop, ROW_TILES, rows)
+
+
+def fence_after(sch: Schedule, loop: LoopRV) -> None:
+    """Mark `loop` (whose body streams stores to C, unfenced) to be followed by an sfence."""
+    sch.annotate(loop, FENCE_AFTER, 1)
 
 
 def bound(func: tir.PrimFunc, takes_rows: bool) -> tir.PrimFunc:
@@ -62,6 +75,9 @@ def bound(func: tir.PrimFunc, takes_rows: bool) -> tir.PrimFunc:
             first + loop.loop_var * rows
 
     body = _rebuild(func.body, at, 0)
+    if FENCE_AFTER in save_json(body):  # a mark _rebuild does not reach: refuse, never unfenced
+        raise RuntimeError(f"{FENCE_AFTER}: a marked loop under a statement rowbound does not "
+                           "rebuild")
     if not takes_rows:
         return func if body.same_as(func.body) else \
             tir.PrimFunc(list(func.params), body, func.ret_type, func.attrs)
@@ -79,10 +95,14 @@ def _rebuild(s: tir.Stmt, at: Visit, first: PrimExpr) -> tir.Stmt:
         hit = at(s, first)
         loop, inner = hit if hit is not None else (s, first)
         body = _rebuild(loop.body, at, inner)
-        if hit is None and body.same_as(s.body):
+        fence = FENCE_AFTER in loop.annotations
+        if hit is None and not fence and body.same_as(s.body):
             return s
-        return tir.For(loop.loop_var, loop.min, loop.extent, loop.kind, body,
-                       loop.thread_binding, loop.annotations, loop.step)
+        notes = {k: v for k, v in loop.annotations.items() if k != FENCE_AFTER}
+        new = tir.For(loop.loop_var, loop.min, loop.extent, loop.kind, body,
+                      loop.thread_binding, notes, loop.step)
+        return tir.SeqStmt([new, tir.Evaluate(tir.call_llvm_intrin("void", SFENCE))]) \
+            if fence else new
     if isinstance(s, tir.SeqStmt):
         parts = [_rebuild(x, at, first) for x in s.seq]
         return s if all(a.same_as(b) for a, b in zip(parts, s.seq, strict=True)) else \

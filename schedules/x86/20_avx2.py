@@ -68,12 +68,12 @@ class X86Avx2(ScheduleRule):
                  variant: str | None = None) -> None:
         pick = tiles.picks(self.knobs(plan), knob)
         if plan.groups == 1:
-            _single_group(sch, pick["mr"], pick["nr"], pick["kc"], variant or VARIANTS[0])
+            _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], variant or VARIANTS[0])
         else:
             _groups(fn, sch, plan, pick["mr"], pick["nr"])
 
 
-def _single_group(sch, mr, nr, kc, variant):
+def _single_group(sch, plan, mr, nr, kc, variant):
     blk = sch.get_sblock("acc_pairs")
     i, j, h, k4, t = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
@@ -90,7 +90,10 @@ def _single_group(sch, mr, nr, kc, variant):
     tiles.unpack_at(sch, jo)  # packed weights: the whole 16-column panel once per jo (L2-sized)
     anchor = jo if variant == "k_outer" else io
     tiles.sum_pairs_at(sch, "acc", anchor)
-    tiles.fuse_epilogue(sch, "C", anchor, rows=4 if variant == "k_outer" else None)
+    if variant == "k_outer":
+        tiles.fuse_epilogue(sch, "C", anchor, rows=4)
+    else:
+        tiles.store_tiles(sch, plan, "C", io, jo)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, tiles.register_avx2())
 
 

@@ -6,10 +6,11 @@ epilogue's cache_write) and copied out 16 lanes at a time.
 
 Non-temporal stores are weakly ordered: an `sfence` must follow a thread's stores before the
 call returns C. One per tile would wait for every tile's stores to reach memory (the GEMM then
-runs slower than with plain stores), so only the tiles that start `period` - rows past a
-multiple of `period` (the schedule passes C's rows: the tiles of C's last rows) end with one.
-`sfence` orders every earlier store of the thread, so this suffices where each thread writes
-tiles of C's last rows after all its others (schedule.tiles.stream_out says when).
+runs slower than with plain stores), so either only the tiles that start `period` - rows past
+a multiple of `period` (the schedule passes C's rows: the tiles of C's last rows) end with one,
+`sfence` ordering every earlier store of the thread (schedule.tiles.stream_out says when this
+suffices), or, with period 0, no tile does and the schedule fences after its loop of row
+tiles (rowbound.fence_after: that loop may end before C's last rows).
 
 TVM emits no non-temporal stores: the store is a small LLVM function imported into the module
 (the `pragma_import_llvm` annotation, STORE_LL) and called per vector; LLVM inlines it. C's
@@ -35,8 +36,9 @@ def tile(rows: int, cols: int, period: int
          ) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
     """(name, maker) of C[i, j] = S[i, j] for i < rows, j < cols (a multiple of 16): S the
     local tile, C's rows 64-byte aligned; a tile whose first row r has r % period == period -
-    rows ends with sfence."""
+    rows ends with sfence (period 0: none does)."""
     assert cols % 16 == 0 and period % rows == 0
+    fence = period > 0
 
     def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
         @T.prim_func(s_tir=True)
@@ -49,6 +51,17 @@ def tile(rows: int, cols: int, period: int
                     with T.sblock("copy"):
                         vi, vj = T.axis.remap("SS", [i, j])
                         C[vi, vj] = S[vi, vj]
+
+        @T.prim_func(s_tir=True)
+        def row_desc(S: T.Buffer((1, cols), "float32", offset_factor=1, scope="local"),
+                     C: T.Buffer((1, cols), "float32", offset_factor=16)) -> None:
+            with T.sblock("root"):  # tiles of one row: the schedule has no loop over rows
+                T.reads(S[0:1, 0:cols])
+                T.writes(C[0:1, 0:cols])
+                for j in T.serial(cols):
+                    with T.sblock("copy"):
+                        vj = T.axis.remap("S", [j])
+                        C[0, vj] = S[0, vj]
 
         @T.prim_func(s_tir=True)
         def impl(s: T.handle, c: T.handle) -> None:
@@ -64,9 +77,10 @@ def tile(rows: int, cols: int, period: int
                     for v in T.unroll(cols // 16):
                         T.evaluate(T.call_extern("void", STORE, T.address_of(C[i, v * 16]),
                                                  S.vload([i, v * 16], "float32x16")))
-                if C.elem_offset // sc % period == period - rows:
-                    T.evaluate(T.call_llvm_intrin("void", "llvm.x86.sse.sfence"))
+                if fence:  # (a Python bool: the parser keeps or drops the branch)
+                    if C.elem_offset // sc % period == period - rows:
+                        T.evaluate(T.call_llvm_intrin("void", "llvm.x86.sse.sfence"))
 
-        return desc, impl
+        return (row_desc if rows == 1 else desc), impl
 
     return f"lrqc_stream_{rows}x{cols}_p{period}_f32", make

@@ -45,7 +45,7 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
     name) over `steps` 4-byte k steps (dividing Kp / 4, or the group's V / 4)."""
     if plan.groups == 1:
         k_outer = (variant or variants(plan)[0]) == "k_outer"
-        _single_group(sch, pick["mr"], pick["nr"], pick["kc"], intrin, steps, k_outer)
+        _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps, k_outer)
     else:
         rows_outer = (variant or variants(plan)[0]) == "rows_outer"
         _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin, steps, rows_outer)
@@ -53,7 +53,7 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
 
 
 
-def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
+def _single_group(sch, plan, mr, nr, kc, intrin, steps, k_outer):
     blk = sch.get_sblock("acc")
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
@@ -68,8 +68,10 @@ def _single_group(sch, mr, nr, kc, intrin, steps, k_outer):
     sch.unroll(ii)
     sch.unroll(jm)
     tiles.unpack_at(sch, ko if k_outer else jo)  # packed weights: per k chunk, or the whole panel
-    tiles.fuse_epilogue(sch, "C", jo if k_outer else io, rows=4 if k_outer else None,
-                        tile_rows=mr)
+    if k_outer:
+        tiles.fuse_epilogue(sch, "C", jo, rows=4)
+    else:
+        tiles.store_tiles(sch, plan, "C", io, jo, mr)
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
 
 

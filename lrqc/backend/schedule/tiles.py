@@ -12,7 +12,7 @@ from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin import stream
 from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
-from ..rowbound import row_tiles
+from ..rowbound import fence_after, row_tiles
 from .protocol import Knob
 
 
@@ -109,8 +109,10 @@ def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> Non
         if plan.packed and len(own) == 2:  # the 16 k rows of a packed group unrolled:
             sch.unroll(sch.split(own[0], [None, 16])[1])  # constant shifts
         sch.vectorize(sch.get_loops(wide)[-1])
-    fuse_epilogue(sch, names.OUT, jo if k_outer else io, rows=4 if k_outer else None,
-                  tile_rows=pick["mr"])
+    if k_outer:
+        fuse_epilogue(sch, names.OUT, jo, rows=4)
+    else:
+        store_tiles(sch, plan, names.OUT, io, jo, pick["mr"])
     init = sch.decompose_reduction(blk, ko)
     sch.vectorize(sch.get_loops(init)[-1])
 
@@ -229,28 +231,63 @@ def fuse_epilogue(sch: Schedule, out_name: str, at_loop: LoopRV, lanes: int = 16
     return copy
 
 
-def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, rows: int) -> None:
+def stream_out(sch: Schedule, out: SBlockRV, tile: LoopRV, root: LoopRV, rows: int) -> bool:
     """The float32 output block `out`, computed under `tile` (fuse_epilogue), writes its tile into a
     local buffer, copied to C with non-temporal stores (intrin.stream; the LLVM function
-    imported at loop `root`); the tiles of C's last rows (`rows`: C's rows) end with sfence.
-    For schedules whose parallel loop runs over column panels inside serial blocks of rows:
+    imported at loop `root`); whether it did. rows: C's rows, whose last tiles end with sfence,
+    for schedules whose parallel loop runs over column panels inside serial blocks of rows:
     each thread's tasks are the same panels in every block of rows, so each thread that
-    streamed fences in the last block, which orders every store it made. Integer outputs
-    (int_acc's) keep their plain stores; a low-rank epilogue's copy out of its local tile
-    (fuse_epilogue(..., streamed=True)) is streamed as it is."""
-    c = sch.get(out).writes[0].source
-    if str(c.dtype) != "float32":
-        return
+    streamed fences in the last block, which orders every store it made; or 0: no tile fences
+    and an sfence follows the loop `tile` (rowbound.fence_after), for loops of row tiles a
+    call may end early. Integer outputs (int_acc's) keep their plain stores; a low-rank
+    epilogue's copy out of its local tile (fuse_epilogue(..., streamed=True)) is streamed as
+    it is."""
+    if not float_out(sch, out):
+        return False
     reads = sch.get(out).reads
     if len(reads) == 1 and reads[0].source.scope() == "local":  # fuse_epilogue's copy already
         copy = out
     else:
         copy = sch.cache_write(out, 0, "local")
         sch.reverse_compute_at(copy, tile)
-    i, j = sch.get_loops(copy)[-2:]
-    tile_rows, cols = (int(sch.get(lp).extent) for lp in (i, j))
-    sch.tensorize(i, register(*stream.tile(tile_rows, cols, rows)))
+    *over_rows, j = loops_under(sch, copy, tile)  # none over the rows of a one-row tile
+    top = over_rows[-1] if over_rows else j
+    tile_rows = int(sch.get(top).extent) if over_rows else 1
+    sch.tensorize(top, register(*stream.tile(tile_rows, int(sch.get(j).extent), rows)))
     sch.annotate(root, "pragma_import_llvm", stream.STORE_LL)
+    if not rows:
+        fence_after(sch, tile)
+    return True
+
+
+def float_out(sch: Schedule, out: SBlockRV) -> bool:
+    """Whether block `out` writes float32 (C of a GEMM, not int_acc's integer sums)."""
+    return str(sch.get(out).writes[0].source.dtype) == "float32"
+
+
+# C of at least this many bytes (the bucket's rows x padded columns x 4) is streamed by the
+# x86 rules' row-tile loops (store_tiles): larger than both cores' L2 (1 MB each on a Zen 4),
+# it would leave the cache before the caller reads it anyway. w8a8 per_channel on a Zen 4 (2
+# cores, AVX-512 VNNI), calls end to end, plain against streamed stores in the same process:
+# 1.10x faster at 1024x1536x384 (C 6 MB), 1.05x at 512x1024x1024 (2 MB) and 512x3072x768,
+# 1.025x at 2048^3; at 0.5-1 MB (128-256x1024x1024, 512x384x384) 0.98-1.00x.
+STREAM_BYTES = 2 << 20
+
+
+def store_tiles(sch: Schedule, plan: KernelPlan, out_name: str, io: LoopRV, jo: LoopRV,
+                tile_rows: Any = None) -> None:
+    """The epilogue of the output block `out_name` computed per row tile `io` of the parallel
+    column panels `jo` (fuse_epilogue; tile_rows as there), its float32 tile stored to C with
+    non-temporal stores where C has at least STREAM_BYTES on an x86 target (stream_out, the
+    fence after io: rows past a call's are never computed)."""
+    t = TvmTarget.current(allow_none=True)  # the target being scheduled for
+    x86 = t is not None and t.kind.name == "llvm" and bool(codegen.target_has_features("sse2", t))
+    big = plan.mp * plan.np_ * 4 >= STREAM_BYTES
+    if not (x86 and big and float_out(sch, sch.get_sblock(out_name))):
+        fuse_epilogue(sch, out_name, io, tile_rows=tile_rows)
+        return
+    out = fuse_epilogue(sch, out_name, io, tile_rows=tile_rows, streamed=True)
+    stream_out(sch, out, io, jo, 0)
 
 
 # float32 lanes of a low-rank epilogue's register block (rows x columns) where registers hold
