@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend.compat import empty, tensor
+from ..backend.compat import allocator, empty, tensor
 from ..backend.schedule.rules import choose
 from ..backend.target import Target
 from ..backend.te import sparse_vnni
@@ -231,6 +231,7 @@ class Bucket:
         self.sa = e((p.mp, p.groups), "float32")
         self.zc = e((p.mp, p.groups), "int32")
         self.c = e((p.mp, p.np_), "float32")
+        self.new_c = allocator((p.mp, p.np_), "float32", self.c.device)  # fresh_output
         self.a = e((p.m, p.k), "float32")
         self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
@@ -309,8 +310,7 @@ class Bucket:
     def fresh_output(self) -> Tensor:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy
         of C out of the bucket's buffer; the sparse products add to it: sparse(packed, out))."""
-        p = self.plan
-        return empty((p.mp, p.np_), "float32", self.c.device)
+        return self.new_c()
 
     def int_acc(self, packed: Packed, out: Tensor) -> None:
         """The integer accumulation into out (its output C)."""

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..backend import openmp
-from ..backend.compat import ALIGNMENT, empty, lend
+from ..backend.compat import empty, lend
 from ..backend.target import Target
 from ..errors import InputError
 from ..frontend.model import FloatOperand, Scheme
@@ -226,12 +226,11 @@ class Kernel:
         address before it (compat.lend; A's start at most K - 1 elements past it) and pads the
         rows up to the bucket's as the copy would."""
         m = A.shape[0]
-        skip = A.ctypes.data % ALIGNMENT
         if bk.comp is not None:
             bk.comp.set_rows(m)
-        if (in_place and bk.lends_a and A.flags.c_contiguous and skip % A.itemsize == 0
-                and skip // A.itemsize < A.shape[1]):
-            bk.quantize(lend(A), m)
+        lent = lend(A) if in_place and bk.lends_a and A.flags.c_contiguous else None
+        if lent is not None:
+            bk.quantize(lent, m)
         else:
             buf = writable(bk.a)  # the kernel's aligned buffer (in host memory: itself)
             buf[:m] = A

@@ -282,13 +282,14 @@ def test_non_finite_A_is_refused_by_the_quantization_pass(a, b):
     packed = kernel.pack(B)
     for rows, (i, j), v in [(24, (0, 0), np.nan), (24, (23, 63), np.inf),
                             (7, (6, 31), -np.inf), (7, (3, 17), np.float32(np.nan) * -1)]:
-        A = _aligned(rows, k, offset=1)
-        A[:] = rng.standard_normal((rows, k))
-        A[i, j] = v
-        where = rf"non-finite values \(first at \[{i}, {j}\]"
-        for arr in (A, np.asfortranarray(A)):
-            with pytest.raises(lrqc.InputError, match=where):
-                kernel(arr, packed)
+        for offset in (0, 1):  # lent as it lies, or from the aligned address before it
+            A = _aligned(rows, k, offset=offset)
+            A[:] = rng.standard_normal((rows, k))
+            A[i, j] = v
+            where = rf"non-finite values \(first at \[{i}, {j}\]"
+            for arr in (A, np.asfortranarray(A)):
+                with pytest.raises(lrqc.InputError, match=where):
+                    kernel(arr, packed)
     big = rng.standard_normal((m, k)).astype(np.float32)
     big[2, 5], big[9, 1] = np.finfo(np.float32).max, -np.finfo(np.float32).max
     with pytest.raises(lrqc.InputError, match="leaves float32's range"):  # finite: C's check
@@ -481,3 +482,20 @@ def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
             np.testing.assert_array_equal(got, want)
             assert got.flags.c_contiguous and got.shape == want.shape
     assert kernel._direct  # the calls above went the short way
+
+
+def test_the_short_paths_scale_extremes_see_every_nan_and_infinity():
+    """The short call path's min and max of a call's scales (Python's over a few rows,
+    numpy's over more) fail its check wherever a scale is NaN, of either sign, or infinite."""
+    from lrqc.runtime.checks import F32_TINY
+    from lrqc.runtime.direct import FEW, extremes
+
+    for n in (1, 2, 7, FEW, FEW + 1, 200):
+        base = np.linspace(0.5, 2.0, n, dtype=np.float32)[:, None]
+        assert extremes(base) == (float(base.min()), float(base.max()))
+        for at in {0, n // 2, n - 1}:
+            for v in (np.nan, np.float32(np.nan) * -1, np.inf, 0.0):
+                bad = base.copy()
+                bad[at] = v
+                lo, hi = extremes(bad)
+                assert not (lo >= F32_TINY and hi < np.inf), (n, at, v)
