@@ -4,6 +4,7 @@ torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time tha
 compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
 base, then 3-, 5- and 6-bit weights packed densely next to the int4 and int8 kernels
 (bench/packing_cpu.py), then calls of fewer rows than their M bucket's (bench/rows_cpu.py),
+then Linear layers on a few rows through lrqc.torch next to torch's (bench/layers_cpu.py),
 then the targets, each met or NOT met.
 
     python bench/cpu.py                         # every section (minutes on 2 cores)
@@ -11,6 +12,7 @@ then the targets, each met or NOT met.
     python bench/cpu.py --sections gemm --shapes "16,4096,4096;2048,2048,2048"
     python bench/cpu.py --sections packing     # dense bit packing: 3/5/6-bit vs int4, int8
     python bench/cpu.py --sections rows        # m rows on a kernel for M = 1..512
+    python bench/cpu.py --sections layers      # lrqc.torch Linear on 1, 16, 128 rows
     python bench/cpu.py --json run.json         # every number too, for later comparison
 
 Timing: medians of interleaved rounds. Each callable is called twice to warm up (a first call
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # first: it sets the BLAS environment before numpy loads
 import comp_bounds
+import layers_cpu
 import numpy as np
 import packing_cpu
 import rows_cpu
@@ -56,7 +59,7 @@ import rows_cpu
 import lrqc
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("peaks", "gemm", "compensation", "packing", "rows")
+SECTIONS = ("peaks", "gemm", "compensation", "packing", "rows", "layers")
 
 NUMPY, TORCH_DQ, INT_MM = "numpy float32", "torch dynamic-quant Linear", "torch._int_mm"
 W8A8, W4A8, VSQ = "lrqc w8a8 per_channel", "lrqc w4a8 per_channel", "lrqc VS-Quant w4a4"
@@ -480,7 +483,8 @@ def print_targets(out: list[dict], skipped: int) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[6:10]))
+                                 epilog="\n".join(line for line in __doc__.splitlines()
+                                                   if line.startswith("    python")))
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help=f"comma separated, of {', '.join(SECTIONS)} (default: all)")
     ap.add_argument("--shapes", default=GEMM_SHAPES, help="the gemm section's M,N,K;M,N,K;...")
@@ -490,6 +494,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"the rows section's hi,N,K (default {rows_cpu.SHAPE}: M = 1..hi)")
     ap.add_argument("--rows", default=",".join(map(str, rows_cpu.ROWS)),
                     help="the rows section's row counts (comma separated)")
+    ap.add_argument("--layer-shapes", default=layers_cpu.SHAPES,
+                    help=f"the layers section's in,out;... (default {layers_cpu.SHAPES})")
+    ap.add_argument("--layer-rows", default=",".join(map(str, layers_cpu.ROWS)),
+                    help="the layers section's row counts (comma separated)")
     ap.add_argument("--comp-shapes", default=";".join(COMP_CASES),
                     help="the compensation section's shapes (a shape of its own list measures "
                          "its cases; any other shape every case)")
@@ -564,6 +572,11 @@ def main(argv=None) -> int:
         (hi, n, k), = parse_shapes(args.rows_shape)
         by_rows = rows_cpu.rows_section(hi, n, k, rows_cpu.parse_rows(args.rows), args)
         rows_cpu.print_rows(by_rows, hi)
+    layers: list[dict] = []
+    if "layers" in args.sections:
+        layers = layers_cpu.layers_section(layers_cpu.parse_shapes(args.layer_shapes),
+                                           rows_cpu.parse_rows(args.layer_rows), args)
+        layers_cpu.print_rows(layers)
     out, skipped = targets(gemm, comp, peaks, flags, packed)
     print_targets(out, skipped)
     print(f"\n(whole run: {time.perf_counter() - t_start:.0f} s)")
@@ -576,7 +589,7 @@ def main(argv=None) -> int:
                                 "note": "" if isinstance(v, float) else v}
                             for m, v in peaks.items()},
                   "rounds": args.rounds, "gemm": gemm, "compensation": comp,
-                  "packing": packed, "rows": by_rows,
+                  "packing": packed, "rows": by_rows, "layers": layers,
                   "targets": out}
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
         print(f"numbers written to {args.json}")

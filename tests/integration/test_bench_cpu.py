@@ -31,8 +31,9 @@ def cpu(monkeypatch):
 def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     out_json = tmp_path / "run.json"
     assert cpu.main([*TINY, "--comp-shapes", "32,64,64", "--packing-shapes", "16,64,64",
-                     "--rows-shape", "64,64,64", "--rows", "5,33", "--peak-runs", "1",
-                     "--peak-iters", "100000", "--json", str(out_json)]) == 0
+                     "--rows-shape", "64,64,64", "--rows", "5,33", "--layer-shapes", "64,32",
+                     "--layer-rows", "1,3", "--peak-runs", "1", "--peak-iters", "100000",
+                     "--json", str(out_json)]) == 0
     out = capsys.readouterr().out
     for text in ("instruction sets: avx2", "peaks, all threads", "numpy float32",
                  "torch dynamic-quant Linear", "lrqc w8a8 per_channel", "lrqc w4a8 per_channel",
@@ -46,6 +47,11 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     for r in rows.values():
         assert r["range_ms"] > 0 and r["padded_ms"] > 0 and r["exact_ms"] > 0, r
     assert "compiled for M = 1..64, called with m rows" in out
+    layers = {r["rows"]: r for r in record["layers"]}  # lrqc.torch Linear(64 -> 32), 1 and 3 rows
+    assert set(layers) == {1, 3} and layers[3]["shape"] == "3,32,64"
+    for r in layers.values():
+        assert r["lrqc_us"] > 0 and r["torch_dq_us"] > 0 and r["torch_dq_vs_lrqc"] > 0, r
+    assert "Linear layers on a few rows" in out
     gemm = {r["method"]: r for r in record["gemm"]}
     assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.VSQ]
     for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
@@ -116,8 +122,9 @@ def test_every_section_times_with_the_warm_calls_asked_for(cpu, capsys, monkeypa
 
 def test_without_torch_its_rows_say_so(cpu, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
-    assert cpu.main([*TINY, "--sections", "gemm"]) == 0
+    assert cpu.main([*TINY, "--sections", "gemm,layers"]) == 0
     out = capsys.readouterr().out
+    assert "skipped: " in out.split("Linear layers on a few rows")[1]  # no lrqc.torch either
     assert out.count("torch not installed") >= 3  # the machine line and both torch rows
     assert "lrqc w8a8 per_channel" in out
     assert "w8a8 per_channel / torch dynamic-quant Linear at 64,64,64" in out
