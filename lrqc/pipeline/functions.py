@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..backend.compat import IRModule, Schedule, tir
 from ..backend.cuda import schedules as cuda_schedules
-from ..backend.schedule import passes, tiles
+from ..backend.schedule import floats, passes, tiles
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -127,7 +127,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         else:
             passes.quantize_pass(sch, knob)
     elif plan.float_path and fn == names.FN_GEMM:
-        tiles.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
+        floats.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
@@ -144,7 +144,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w
         passes.lanes_w_at(sch, names.LOWRANK_W)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
-        tiles.panel_gemm(sch, names.LOWRANK_W, knob)
+        floats.panel_gemm(sch, names.LOWRANK_W, knob)
     else:
         rule.schedule(fn, sch, plan, knob=knob, variant=variant)
         if dense_index(fn) is not None:

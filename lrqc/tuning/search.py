@@ -94,7 +94,7 @@ def _allowed(name, cands, hand, unit_safe) -> set:
 
 def unit_safe(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
     """The knobs of function fn that may be 1 where the hand choice is not (sampling_knob)."""
-    cpu_float = plan.float_path and rule.family != "cuda"  # tiles.float_gemm
+    cpu_float = plan.float_path and rule.family != "cuda"  # floats.float_gemm
     if fn != names.FN_GEMM or cpu_float:
         return ()
     return tuple(rule.unit_safe(plan))

@@ -93,7 +93,8 @@ def _single_group(sch, plan, mr, nr, kc, variant):
     if variant == "k_outer":
         tiles.fuse_epilogue(sch, "C", anchor, rows=4)
     else:
-        tiles.store_tiles(sch, plan, "C", io, jo)
+        tiles.store_tiles(sch, plan, "C", io, jo,
+                          fixed=isinstance(mr, int) and isinstance(nr, int))
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, tiles.register_avx2())
 
 

@@ -485,17 +485,19 @@ def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
 
 
 def test_the_short_paths_scale_extremes_see_every_nan_and_infinity():
-    """The short call path's min and max of a call's scales (Python's over a few rows,
-    numpy's over more) fail its check wherever a scale is NaN, of either sign, or infinite."""
+    """The short call path's min and max of a call's scales (Python's over a few, numpy's
+    over more: rows times groups) fail its check wherever a scale is NaN, of either sign,
+    infinite or zero."""
     from lrqc.runtime.checks import F32_TINY
     from lrqc.runtime.direct import FEW, extremes
 
-    for n in (1, 2, 7, FEW, FEW + 1, 200):
-        base = np.linspace(0.5, 2.0, n, dtype=np.float32)[:, None]
+    for n, groups in ((1, 1), (2, 1), (7, 1), (FEW, 1), (FEW + 1, 1), (200, 1), (4, 8),
+                      (FEW // 2, 3), (3, FEW)):
+        base = np.linspace(0.5, 2.0, n * groups, dtype=np.float32).reshape(n, groups)
         assert extremes(base) == (float(base.min()), float(base.max()))
         for at in {0, n // 2, n - 1}:
             for v in (np.nan, np.float32(np.nan) * -1, np.inf, 0.0):
                 bad = base.copy()
-                bad[at] = v
+                bad[at, groups // 2] = v
                 lo, hi = extremes(bad)
                 assert not (lo >= F32_TINY and hi < np.inf), (n, at, v)

@@ -71,7 +71,7 @@ def _single_group(sch, plan, mr, nr, kc, intrin, steps, k_outer):
     if k_outer:
         tiles.fuse_epilogue(sch, "C", jo, rows=4)
     else:
-        tiles.store_tiles(sch, plan, "C", io, jo, mr)
+        tiles.store_tiles(sch, plan, "C", io, jo, mr, isinstance(nr, int))
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
 
 

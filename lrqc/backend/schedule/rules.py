@@ -52,7 +52,7 @@ def choose(family: str, plan: KernelPlan, target: Target
     raise RuntimeError(f"no schedule rule applies in schedules/{family}: {skipped}")
 
 
-FLOAT_RULE = "float32_tile"  # tiles.float_gemm: products with a float operand, float fallback
+FLOAT_RULE = "float32_tile"  # floats.float_gemm: products with a float operand, float fallback
 
 
 def rule_of(plan: KernelPlan, rule: ScheduleRule) -> tuple[str, bool]:

@@ -1,5 +1,6 @@
 """Tile helpers shared by the x86 schedule rules in schedules/x86/ and the pipeline's CPU
-schedules of the other functions (quantization pass, float32 GEMM, row dot products). Order of
+schedules of the other functions (quantization pass, float32 GEMMs in floats.py, row dot
+products), and the streamed stores of large outputs. Order of
 primitives matters in 0.27: split/reorder, then parallel/unroll/vectorize, then compute_at,
 then decompose_reduction, then tensorize."""
 
@@ -66,55 +67,6 @@ def wide_vectors() -> bool:
     t = TvmTarget.current(allow_none=True)
     return t is not None and t.kind.name == "llvm" and bool(codegen.target_has_features("avx512f",
                                                                                           t))
-
-
-def float_knobs(plan: KernelPlan) -> dict:
-    """The float32 GEMM's tuning space: rows per tile and the k chunk (name -> (candidates,
-    hand choice)). By hand 4 rows of 16 columns (8 accumulators of 8 lanes: AVX2 keeps both
-    FMA units busy), 8 rows where registers hold 16 lanes (AVX-512: 8 accumulators again;
-    1.6x faster than 4 rows at 2048³ on Zen 5)."""
-    rows = (8, 4, 2, 1) if wide_vectors() else (4, 2, 1)
-    return {"mr": (tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0),
-                   pick_split(plan.mp, rows)),
-            "kc": (tuple(v for v in (32, 64, 128, 256, 512) if plan.kp % v == 0) or (1,),
-                   pick_split(plan.kp, (256, 128, 64, 32, 16, 8, 4, 2, 1)))}
-
-
-CODES_ROWS = 64  # weight-only products with at most this many rows widen B per k chunk
-
-
-def float_gemm(sch: Schedule, plan: KernelPlan, knob: Knob | None = None) -> None:
-    """The float32 GEMM of te.floating: jo(par) -> io -> ko -> kk -> ii(unroll, mr rows) ->
-    [16 columns vectorized], accumulators of one tile in registers, output copied at io. B's
-    16-bit values or integer codes (block B_FLOAT) are widened once per panel jo; for integer
-    codes and at most CODES_ROWS rows, once per k chunk instead, with every row tile running
-    that chunk while it sits in L1 (jo -> ko -> io: widening the whole panel would write and
-    read back as many float32 bytes as B in float32 had, at every call)."""
-    pick = picks(float_knobs(plan), knob)
-    blk = sch.get_sblock(names.ACC)
-    i, j, k = sch.get_loops(blk)
-    io, ii = sch.split(i, [None, pick["mr"]])
-    jo, jv = sch.split(j, [None, 16])
-    ko, kk = sch.split(k, [None, pick["kc"]])
-    k_outer = plan.float_codes and plan.mp <= CODES_ROWS
-    sch.reorder(*((jo, ko, io) if k_outer else (jo, io, ko)), kk, ii, jv)
-    row_tiles(sch, io, pick["mr"])  # a call's rows: the tiles past them are skipped
-    sch.parallel(jo)
-    sch.unroll(ii)
-    sch.vectorize(jv)
-    if has_block(sch, names.B_FLOAT):
-        wide = sch.get_sblock(names.B_FLOAT)
-        sch.compute_at(wide, ko if k_outer else jo)
-        own = loops_under(sch, wide, ko if k_outer else jo)
-        if plan.packed and len(own) == 2:  # the 16 k rows of a packed group unrolled:
-            sch.unroll(sch.split(own[0], [None, 16])[1])  # constant shifts
-        sch.vectorize(sch.get_loops(wide)[-1])
-    if k_outer:
-        fuse_epilogue(sch, names.OUT, jo, rows=4)
-    else:
-        store_tiles(sch, plan, names.OUT, io, jo, pick["mr"])
-    init = sch.decompose_reduction(blk, ko)
-    sch.vectorize(sch.get_loops(init)[-1])
 
 
 GROUP_ROWS = 128  # rows per block of per-vector products with packed weights (see below)
@@ -266,24 +218,33 @@ def float_out(sch: Schedule, out: SBlockRV) -> bool:
 
 
 # C of at least this many bytes (the bucket's rows x padded columns x 4) is streamed by the
-# x86 rules' row-tile loops (store_tiles): larger than both cores' L2 (1 MB each on a Zen 4),
-# it would leave the cache before the caller reads it anyway. w8a8 per_channel on a Zen 4 (2
-# cores, AVX-512 VNNI), calls end to end, plain against streamed stores in the same process:
-# 1.10x faster at 1024x1536x384 (C 6 MB), 1.05x at 512x1024x1024 (2 MB) and 512x3072x768,
-# 1.025x at 2048^3; at 0.5-1 MB (128-256x1024x1024, 512x384x384) 0.98-1.00x.
+# x86 rules' row-tile loops (store_tiles): more than both cores' L2 (1 MB each on a Zen 4), it
+# would leave the cache before the caller reads it anyway. w8a8 per_channel on a Zen 4 (2
+# cores, AVX-512 VNNI), plain against streamed stores in the same process: an FFN pair
+# (1024 x 384 -> 1536, ReLU, -> 384; only the first C is streamed) 1.04x faster, and at
+# 512 x 768 -> 3072 -> 768 too; calls interleaved with other work on other 6 MB buffers
+# 1.19x at 1024x1536x384 (C 6 MB), 1.10x at 512x3072x768, 1.05x at 2048^3; back-to-back
+# calls of one kernel, whose C reuses the memory of the C just freed while it is cached
+# (plain stores then read it from there), 0.98-1.02x; at 0.5-1 MB (128-256x1024x1024,
+# 512x384x384) 0.98-1.00x in every pattern.
 STREAM_BYTES = 2 << 20
 
 
 def store_tiles(sch: Schedule, plan: KernelPlan, out_name: str, io: LoopRV, jo: LoopRV,
-                tile_rows: Any = None) -> None:
+                tile_rows: Any = None, fixed: bool = True) -> None:
     """The epilogue of the output block `out_name` computed per row tile `io` of the parallel
     column panels `jo` (fuse_epilogue; tile_rows as there), its float32 tile stored to C with
     non-temporal stores where C has at least STREAM_BYTES on an x86 target (stream_out, the
-    fence after io: rows past a call's are never computed)."""
+    fence after io: rows past a call's are never computed). fixed: whether the tile's rows
+    and columns are the schedule's own numbers; under lrqc tune they are sampled, and the
+    streamed copy (a tensor intrinsic named by its tile's size) would not follow a new sample,
+    so tuning's candidates store plainly. So does every schedule made with no target set
+    (lrqc tune's, whose records therefore replay with plain stores)."""
     t = TvmTarget.current(allow_none=True)  # the target being scheduled for
     x86 = t is not None and t.kind.name == "llvm" and bool(codegen.target_has_features("sse2", t))
     big = plan.mp * plan.np_ * 4 >= STREAM_BYTES
-    if not (x86 and big and float_out(sch, sch.get_sblock(out_name))):
+    fixed = fixed and isinstance(tile_rows, int | None)
+    if not (x86 and big and fixed and float_out(sch, sch.get_sblock(out_name))):
         fuse_epilogue(sch, out_name, io, tile_rows=tile_rows)
         return
     out = fuse_epilogue(sch, out_name, io, tile_rows=tile_rows, streamed=True)
@@ -387,32 +348,3 @@ def pick_split(extent: int, choices: tuple[int, ...]) -> int:
 def block_names(sch: Schedule) -> list[str]:
     """Names of the blocks of the PrimFunc, in order."""
     return [sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock("root"))]
-
-
-def panel_gemm(sch: Schedule, out: str, knob: Knob | None = None) -> None:
-    """A float32 GEMM out[c, j] = Σ_k X[c, k] P[j / 16, k, j % 16] over 16-column panels P that
-    are computed once per panel (dequantized codes: te.compensated.lowrank_w; blocks out + "_b"
-    for P, out + "_acc" for the sums): jo(par) -> P -> io -> ko -> kk -> ii (unrolled) -> 16
-    columns vectorized, out copied at io, as float_gemm. P's 16 columns are two unrolled halves
-    of 8 lanes: codes 4·j + kk of columns 0..7 and of 8..15 lie in separate 32-code halves
-    of a block, so each half reads its planes with one shift (plan/packing.py)."""
-    blk = sch.get_sblock(out + "_acc")
-    i, j, k = sch.get_loops(blk)
-    rows, kext = int(sch.get(i).extent), int(sch.get(k).extent)
-    mr = (knob or hand)(out + "_mr", tuple(v for v in (1, 2, 4, 8) if rows % v == 0),
-                        pick_split(rows, (8, 4, 2, 1) if wide_vectors() else (4, 2, 1)))
-    io, ii = sch.split(i, [None, mr])
-    jo, jv = sch.split(j, [None, 16])
-    ko, kk = sch.split(k, [None, pick_split(kext, (256, 128, 64, 32, 16))])
-    sch.reorder(jo, io, ko, kk, ii, jv)
-    sch.parallel(jo)
-    sch.unroll(ii)
-    sch.vectorize(jv)
-    panel = sch.get_sblock(out + "_b")
-    sch.compute_at(panel, jo)
-    half, lanes = sch.split(sch.get_loops(panel)[-1], [2, 8])  # a 32-code half is 8 columns
-    sch.unroll(half)
-    sch.vectorize(lanes)
-    fuse_epilogue(sch, out, io, tile_rows=mr)
-    init = sch.decompose_reduction(blk, ko)
-    sch.vectorize(sch.get_loops(init)[-1])

@@ -341,7 +341,7 @@ def lowrank_w(p: KernelPlan, lanes: bool = False) -> list[te.Tensor]:
     K segments that hold B's own values (the base codes and each dense term's; segments of A's
     dense terms repeat the base codes and are skipped). B's lowrank and sparse terms are added
     by the runtime (glue.py). A float32 GEMM of Fa (r x Kq) with 16-column panels of B̂
-    (block lowrank_w_b, dequantized once per panel; tiles.panel_gemm): [Fa, Bp, sb, (zb),
+    (block lowrank_w_b, dequantized once per panel; floats.panel_gemm): [Fa, Bp, sb, (zb),
     lowrank_w]. With lanes (CPU targets), a rank-1 term on int8 codes with one scale per
     column (lanes_form) takes lanes_w instead."""
     Np, Kp, Kq, G, V, r = p.np_, p.kp, p.kq, p.gq, p.vector, p.rank_a

@@ -94,7 +94,7 @@ def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
             a16[i, k].astype("float32") * b16[j, k].astype("float32"), axis=k), name=names.ACC)
     else:
         b32 = Bf
-        if p.half:  # 16-bit storage widened once per 16-column panel (tiles.float_gemm)
+        if p.half:  # 16-bit storage widened once per 16-column panel (floats.float_gemm)
             b32 = te.compute(Bf.shape, lambda n, kk, c: _widen(Bf[n, kk, c], p.half),
                              name=names.B_FLOAT)
         acc = te.compute((Mp, Np), lambda i, j: te.sum(Af[i, k] * b32[j // 16, k, j % 16],
@@ -113,7 +113,7 @@ def gemm(p: KernelPlan, half: bool = False) -> list[te.Tensor]:
 def _gemm_codes(p: KernelPlan, Af: te.Tensor) -> list[te.Tensor]:
     """[Af, Bp, sbf, (zbf,) C] of weight-only products (KernelPlan.float_codes): B's codes
     dequantized to float32, (code - zbf) · sbf of their K group, once per 16-column panel or k
-    chunk (block names.B_FLOAT, tiles.float_gemm), then a plain float32 GEMM."""
+    chunk (block names.B_FLOAT, floats.float_gemm), then a plain float32 GEMM."""
     Mp, Np, Kp, V = p.mp, p.np_, p.kp, p.b_group
     if p.packed:
         Bp = unpack.packed_input(p)
