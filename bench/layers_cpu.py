@@ -79,7 +79,7 @@ def _f(v, spec: str, width: int) -> str:
 
 
 def print_rows(rows: list[dict]) -> None:
-    line = (f"{'rows,out,in':<18}{'lrqc us':>9}{'torch_dq':>10}{'torch_f32':>11}"
+    line = (f"{'rows,out,in':<18}{'lrqc_us':>9}{'torch_dq':>10}{'torch_f32':>11}"
             f"{'/torch_dq':>11}{'/torch_f32':>12}  note")
     print(f"\nLinear layers on a few rows, {CALLS} calls back to back a sample, microseconds a "
           "call (lrqc: w8a8 per_channel through lrqc.torch; /torch_dq, /torch_f32: how many "
