@@ -107,6 +107,11 @@ tir.register_intrin_lowering(
 tir.register_intrin_lowering(
     "tirx.fma", target="cuda", level=99,
     f=lambda op: tir.call_pure_extern(str(op.ty.dtype), "fma", *op.args))
+# TVM 0.27's vectorizer takes floor, trunc and round in a vectorized loop, but not nearbyint
+# (the reference's rounding of codes): such a loop ran one lane at a time. LLVM's nearbyint
+# has vector forms on every target (x86: vrndscale with the current rounding mode).
+if not tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable"):
+    tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
 
 # a block named <name> + START holds the values the reduction block <name> starts from: TE's

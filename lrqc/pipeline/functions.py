@@ -35,7 +35,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
-                                else te_quantize.quantize_a(plan)),
+                                else te_quantize.quantize_a(plan, fast=rule.family != "cuda")),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
                                         out_start=rule.output_start),
             names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8,

@@ -1,12 +1,14 @@
 """CPU schedules of the per-call passes over A (quantize_a, the compensated pass and its row
 dot products): rows in parallel, the max |x| (and min / max) statistics taken in 16 vector
 lanes (split and rfactor: a maximum does not depend on the order it is taken in, so the
-scales stay bit for bit those of the reference), codes left to LLVM's vectorizer."""
+scales stay bit for bit those of the reference), codes left to LLVM's vectorizer, except
+where they are chosen between float32 and float64 row by row (te.fastcodes: vectors of 16)."""
 
 from __future__ import annotations
 
 from ...plan import names
 from ..compat import ExprRV, SBlockRV, Schedule, tir
+from ..te import fastcodes
 from ..te.compensated import OUTER_ROWS
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
@@ -32,12 +34,12 @@ def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
     LLVM vectorizes it on its own)."""
     if not has_block(sch, names.QUANT_FLOAT) and one_row_loop(sch, knob):
         return
-    own = (names.QUANT_STATS, names.QUANT_STATS + "_lo", names.QUANT_CODES, names.QUANT_FLOAT,
-           names.QUANT_ROWSUM)
+    own = (names.QUANT_STATS, names.QUANT_STATS + "_lo", fastcodes.AMB, names.QUANT_CODES,
+           names.QUANT_FLOAT, names.QUANT_ROWSUM)
     for n in block_names(sch):
         if n not in own:
             rows_parallel(sch, sch.get_sblock(n))
-    for n in own[:2]:
+    for n in own[:3]:
         if has_block(sch, n):
             statistic(sch, n)
     if has_block(sch, names.QUANT_FLOAT):
@@ -48,7 +50,8 @@ def quantize_pass(sch: Schedule, knob: Knob | None = None) -> None:
         parallel_rows(sch, names.QUANT_FLOAT, vector=lanes)
     elif has_block(sch, names.QUANT_CODES):
         ext = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]).extent)
-        lanes = lanes_knob(knob, "code_lanes", ext, 16) if knob and ext % 8 == 0 else 0
+        lanes = lanes_knob(knob or hand, "code_lanes", ext, 16) \
+            if _vector_codes(sch, knob) and ext % 8 == 0 else 0
         parallel_rows(sch, names.QUANT_CODES, vector=lanes)
     if has_block(sch, names.QUANT_ROWSUM):
         parallel_rows(sch, names.QUANT_ROWSUM)
@@ -66,17 +69,26 @@ def one_row_loop(sch: Schedule, knob: Knob | None) -> bool:
         if not loops or int(iters[0].iter_type) == REDUCE \
                 or int(sch.get(loops[0]).extent) != rows:
             return False
-    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo"):
+    for n in (names.QUANT_STATS, names.QUANT_STATS + "_lo", fastcodes.AMB):
         if has_block(sch, n):
             max_lanes(sch, sch.get_sblock(n))
-    if knob:
+    if _vector_codes(sch, knob):
         k = sch.get_loops(sch.get_sblock(names.QUANT_CODES))[-1]
         ext = int(sch.get(k).extent)
         if ext % 8 == 0:
-            sch.vectorize(sch.split(k, [None, lanes_knob(knob, "code_lanes", ext, 16)])[1])
+            sch.vectorize(sch.split(k, [None, lanes_knob(knob or hand, "code_lanes", ext,
+                                                          16)])[1])
     firsts = [sch.get_loops(sch.get_sblock(n))[0] for n in block_names(sch)]
     sch.parallel(sch.merge(*firsts) if len(firsts) > 1 else firsts[0])
     return True
+
+
+def _vector_codes(sch: Schedule, knob: Knob | None) -> bool:
+    """Whether the codes loop is split into vectors by the schedule: under tuning, and where
+    the codes are chosen row by row between float32 and float64 (fastcodes: TVM's vectorizer
+    keeps that choice one branch per vector; LLVM's, left to itself, ran the float32 codes
+    one element at a time). Elsewhere LLVM vectorizes the loop on its own."""
+    return knob is not None or has_block(sch, fastcodes.AMB)
 
 
 def _last_extent(sch) -> int:

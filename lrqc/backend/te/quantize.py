@@ -20,7 +20,7 @@ from ...plan.model import KernelPlan
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, fma, te, tir
-from . import bitstats
+from . import bitstats, fastcodes
 
 F64 = "float64"
 
@@ -170,18 +170,23 @@ def _with_rowsum(p: KernelPlan, tensors):
     return [*inputs, Aq, sa, zc, ra]
 
 
-def quantize_a(p: KernelPlan, codes: str = "uint8") -> list[te.Tensor]:
+def quantize_a(p: KernelPlan, codes: str = "uint8", fast: bool = False) -> list[te.Tensor]:
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
     the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
-    formats whose codes do not fit a byte, and sa then in float64 too."""
+    formats whose codes do not fit a byte, and sa then in float64 too. fast: byte codes from
+    float32 in the rows where that is proven exact (fastcodes; CPU passes)."""
     if p.mx:
         return _with_rowsum(p, _quantize_mx(p, codes))
-    return _with_rowsum(p, _quantize_a(p, codes))
+    return _with_rowsum(p, _quantize_a(p, codes, fast and codes == "uint8"))
 
 
-def _quantize_a(p: KernelPlan, dt: str = "uint8"):
+def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False):
     q = p.qa
-    A, x, bits = a_bits(p, free_rows=True)
+    A, at = a_placeholder(p, free_rows=True)
+    x = _as_float64(p, at)
+    bits = bitstats.bits_of(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
+    masked = bitstats.masked_bits(at, p.m, p.k)
+    x32 = (lambda i, k: tir.reinterpret("float32", masked(i, k))) if fast else None
     inputs = [A]
     u = None
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
@@ -190,8 +195,8 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8"):
         def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits,
-                                scale_dtype="float64" if dt == "float64" else "float32")
-    Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k).astype(dt), name=names.QUANT_CODES)
+                                scale_dtype="float64" if dt == "float64" else "float32", x32=x32)
+    Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k, dt), name=names.QUANT_CODES)
     return [*inputs, Aq, sa, zc]
 
 
@@ -217,7 +222,8 @@ def max_abs_stat(q: Quant) -> bool:
 
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
               u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None,
-              stats: tuple | None = None, scale_dtype: str = "float32"
+              stats: tuple | None = None, scale_dtype: str = "float32",
+              x32: Callable[..., PrimExpr] | None = None
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
@@ -227,7 +233,8 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     stats: statistics(q, x, ...)'s (hi, lo, sidx), made by the caller (who reads them too), or
     values equal to them that need no pass over x (max_abs_stat quantizers). scale_dtype: sa's
     type (float64 for the float fallback, which dequantizes in float64: eXmY scales times
-    2^-f, e.g. 2^-62 for e7m0, leave float32's range for ordinary data)."""
+    2^-f, e.g. 2^-62 for e7m0, leave float32's range for ordinary data). x32: x's float32
+    values, where code(i, k, dt) may take them (_codes)."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
@@ -248,7 +255,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     else:
         def zf(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return tir.const(0.0, F64)
-    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u, scale_dtype)
+    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u, scale_dtype, x32)
 
 
 def statistics(q, x, dims: tuple, tag: str = "", bits=None):
@@ -315,9 +322,11 @@ def _two_level(q, s0, dims: tuple, tag: str):
 
 
 def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
-           scale_dtype: str = "float32"):
+           scale_dtype: str = "float32", x32=None):
     """(code, sa, zc, deq) of quantizer() from the scales (s_eff, zf, sidx): the scale block,
-    the zero point zf(i, g) (float64) and the index of row i's group g in the scale block."""
+    the zero point zf(i, g) (float64) and the index of row i's group g in the scale block.
+    code(i, k) is float64; code(i, k, dt) the same code as dt, from float32 where that is
+    proven exact (fastcodes) when x32(i, k), x's float32 value, is given."""
     _, _, Mp, _, G, V = dims
     s_eff, zf, sidx = scales
     rcp = te.compute(s_eff.shape, lambda i, g: tir.const(1.0, F64) / s_eff[i, g],
@@ -325,16 +334,23 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
     fp = not q.is_int
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     off = float(offset)
+    fast = fastcodes.guard(q, x32, dims, rcp, s_eff, zf, sidx, (qmin, qmax), off, tag) \
+        if x32 is not None and fastcodes.applies(q) else None
 
-    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+    def code(i: PrimExpr, k: PrimExpr, dt: str | None = None) -> PrimExpr:
         g = k // V
         si = sidx(i, g)
         ui = u(i, k) if u else None
         xs = quotient(x(i, k), s_eff[si], rcp[si], signed_zero=fp)
         if fp:
-            return _elem_code(xs, q, ui) + off
-        v = _round(xs, q.round, ui) + zf(i, g)
-        return tir.min(tir.max(v, tir.const(float(qmin), F64)), tir.const(float(qmax), F64)) + off
+            v = _elem_code(xs, q, ui) + off
+        else:
+            v = _round(xs, q.round, ui) + zf(i, g)
+            v = tir.min(tir.max(v, tir.const(float(qmin), F64)), tir.const(float(qmax), F64)) \
+                + off
+        if dt is None:
+            return v
+        return v.astype(dt) if fast is None else fast(i, k, v.astype(dt), dt)
 
     unit = 2.0 ** -frac_bits(q.fmt) if fp else 1.0
 
