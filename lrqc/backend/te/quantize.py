@@ -390,10 +390,11 @@ def _binary(q, x, dims: tuple, offset: int, tag: str = ""):
         tir.const(0.0, F64)), name=names.QUANT_SCALE + tag)
     off = float(offset)
 
-    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
+    def code(i: PrimExpr, k: PrimExpr, dt: str | None = None) -> PrimExpr:
         sign = tir.Select(x(i, k) >= 0, tir.const(1.0, F64), tir.const(-1.0, F64))
         # a branch: within a select on k < K, TVM would drop the clamp of x's load to K
-        return tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
+        v = tir.if_then_else(k < K, sign, tir.const(0.0, F64)) + off
+        return v if dt is None else v.astype(dt)
 
     def deq(i: PrimExpr, k: PrimExpr, held: PrimExpr | None = None) -> PrimExpr:
         c = code(i, k) if held is None else held
