@@ -32,6 +32,7 @@ from .passes.shapes import N as N_SYM
 from .plan.lower import lower_program
 from .plan.printer import print_plan
 from .plan.ranges import proof_text
+from .plan.support import float32_codes
 from .reference import formats
 from .reference.inputs import FLOAT_MAX
 
@@ -160,7 +161,20 @@ def notes(s: Scheme, dims: tuple[int, int, int] | None) -> list[str]:
         out.append(output_note(s.output))
     if s.static == "none":
         out.append("static: none — no pack stage, both operands are processed per call")
+    out += float32_codes_note(s)
     return out
+
+
+def float32_codes_note(s: Scheme) -> list[str]:
+    """The note on the per-call operand's codes where CPU kernels take them from float32."""
+    role = "b" if s.static == "a" else "a"
+    op = s.operand(role)
+    if not isinstance(op, QuantOperand) or op.residuals or not float32_codes(op.quant):
+        return []
+    return [f"{role}: CPU kernels take the per-call codes from a float32 product in each row "
+            "where that provably gives the codes of the float64 quotient x / s (every element "
+            "farther from its rounding boundary than float32's error), from the float64 "
+            "quotient in the other rows: the same codes either way"]
 
 
 def output_note(output: str) -> str:

@@ -253,6 +253,15 @@ def _deviation(q: Quant, z_lo: int, z_hi: int) -> int:
     return max(abs(lo - z_lo), abs(hi - z_lo), abs(lo - z_hi), abs(hi - z_hi))
 
 
+def float32_codes(q: Quant) -> bool:
+    """Whether CPU kernels may take q's codes from float32 in the rows where that is proven
+    exact (lrqc.backend.te.fastcodes): integer codes from a scale (max |x| or min-max, not
+    fixed point, 1-bit signs or MX blocks), rounded to nearest, down or toward zero."""
+    return q.is_int and not q.is_fixed and not (q.signed and q.bits == 1) \
+        and q.granularity != Granularity.PER_BLOCK and q.round in (
+            Rounding.NEAREST, Rounding.NEAREST_AWAY, Rounding.FLOOR, Rounding.TRUNC)
+
+
 def centered_limit(q: Quant) -> int:
     """Largest |code - zero point| of integer quantizer q."""
     return code_limit(q) if q.signed and q.calibrate == Calibration.MAXABS else 2 ** q.bits

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 from ...frontend.model import Rounding
 from ...plan import names
+from ...plan.support import float32_codes
 from ..compat import PrimExpr, te, tir
 
 F32 = "float32"
@@ -54,10 +55,8 @@ OKS = names.QUANT_STATS + "_oks"
 
 
 def applies(q) -> bool:
-    """Whether q's codes can come from float32: integer codes from a scale (max |x| or
-    min-max), rounded to nearest (either tie rule), down or toward zero."""
-    return q.is_int and not q.is_fixed and not (q.signed and q.bits == 1) and q.round in (
-        Rounding.NEAREST, Rounding.NEAREST_AWAY, Rounding.FLOOR, Rounding.TRUNC)
+    """Whether q's codes can come from float32 (plan.support.float32_codes)."""
+    return float32_codes(q)
 
 
 def guard(q, x32: Callable[..., PrimExpr], dims: tuple, rcp: te.Tensor, s_eff: te.Tensor,
