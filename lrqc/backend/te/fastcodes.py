@@ -43,20 +43,14 @@ from collections.abc import Callable
 
 from ...frontend.model import Rounding
 from ...plan import names
-from ...plan.support import float32_codes
 from ..compat import PrimExpr, te, tir
 
 F32 = "float32"
-MARGIN = 2.0**-22  # times |p|: the score's allowance for p's error (at most |p| 2^-22.9)
+MARGIN = 2.0**-22  # times |p|: the score's allowance for p's error (|p| 2^-23 and less)
 LIMIT = 0.5 - 2.0**-22  # the largest score of a row whose codes come from p
 SCALE_LO, SCALE_HI, ZERO_MAX = 2.0**-126, 2.0**126, 2.0**22
 AMB = names.QUANT_STATS + "_amb"  # the blocks' names: scores, then the rows' scale checks
 OKS = names.QUANT_STATS + "_oks"
-
-
-def applies(q) -> bool:
-    """Whether q's codes can come from float32 (plan.support.float32_codes)."""
-    return float32_codes(q)
 
 
 def guard(q, x32: Callable[..., PrimExpr], dims: tuple, rcp: te.Tensor, s_eff: te.Tensor,
@@ -66,7 +60,7 @@ def guard(q, x32: Callable[..., PrimExpr], dims: tuple, rcp: te.Tensor, s_eff: t
     from float32 in rows where that is proven, else `exact` (the float64 path's code, as dt).
     rcp / s_eff: the float64 reciprocal scales and scales; zf(i, g) the float64 zero point of
     row i's group g; bounds (qmin, qmax); offset added to every code."""
-    _, _, Mp, Kq, G, V = dims
+    _, _, Mp, Kq, _, V = dims
     y32 = te.compute(rcp.shape, lambda i, g: rcp[i, g].astype(F32), name="a_rcp32" + tag)
     nearest = q.round in (Rounding.NEAREST, Rounding.NEAREST_AWAY)
     half, margin = tir.const(0.5, F32), tir.const(MARGIN, F32)

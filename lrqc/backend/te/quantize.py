@@ -17,6 +17,7 @@ from ...frontend.model import Calibration, Granularity, Quant, Rounding
 from ...plan import names
 from ...plan import signature as sig
 from ...plan.model import KernelPlan
+from ...plan.support import float32_codes
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, fma, te, tir
@@ -335,7 +336,7 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
     qmin, qmax = int_range(q) if q.is_int else (0, 0)
     off = float(offset)
     fast = fastcodes.guard(q, x32, dims, rcp, s_eff, zf, sidx, (qmin, qmax), off, tag) \
-        if x32 is not None and fastcodes.applies(q) else None
+        if x32 is not None and float32_codes(q) else None
 
     def code(i: PrimExpr, k: PrimExpr, dt: str | None = None) -> PrimExpr:
         g = k // V
