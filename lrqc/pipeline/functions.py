@@ -16,6 +16,7 @@ from ..backend.te import floating as te_float
 from ..backend.te import gemm as te_gemm
 from ..backend.te import outer_w
 from ..backend.te import quantize as te_quantize
+from ..backend.te import sketch as te_sketch
 from ..backend.te import sparse as te_sparse
 from ..plan import names
 from ..plan import signature as sig
@@ -53,6 +54,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
         funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
         funcs[names.FN_RESID_Z] = te_comp.resid_z(plan)
+    if sig.sketch_rt(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
+        funcs[names.FN_SKETCH_AB] = te_sketch.sketch_ab(plan)
     return funcs
 
 
@@ -139,6 +142,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif fn == names.FN_RESID_Z:  # 4 rows of R a block (R Z at 2048 x 2048, 24 ranks: 0.85 ms
         # against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX Xeon, 2 cores)
         passes.row_dots_at(sch, names.RESID_Z, knob, rows=4 if plan.mp % 4 == 0 else 1)
+    elif fn == names.FN_SKETCH_AB:
+        passes.sketch_ab(sch)
     elif fn == names.FN_RESID_TQ:
         passes.col_dots_at(sch, names.RESID_TQ, knob)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w

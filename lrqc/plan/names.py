@@ -28,6 +28,9 @@ OUT = "C"  # float32 output (dequantization epilogue)
 RESID = "a_resid"  # A's final residual (float32), for A's lowrank term
 RESID_TOP = "a_resid_top"  # max |R| of each row of A's residual (its lowrank term's scaling)
 SKETCH = "a_sketch"  # R Ω, the sketch product of A's residual
+SKETCH_RT = "a_sketch_rt"  # Rᵀ (R s) of the rank-1 sketch, one partial sum per chunk of rows
+SKETCH_A = "sketch_a"  # R u of the sketch's power iteration (sketch_ab)
+SKETCH_B = "sketch_b"  # Rᵀ (R u), one partial sum per chunk of rows (sketch_ab)
 LOWRANK_U = "lowrank_u"  # A' L_B
 LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ from B's codes (A's lowrank term, other=packed); + "_b": B̂'s
 #   16-column panels, + "_acc": the sums
@@ -53,6 +56,7 @@ FN_EXACT_W_BF16 = "exact_w_bf16"  # the same from B's exact bfloat16 copy (bits 
 FN_EXACT_W_F16 = "exact_w_f16"  # the same from B's exact float16 copy
 FN_RESID_TQ = "resid_tq"  # Qᵀ R of A's residual R (its randomized SVD), CPU
 FN_RESID_Z = "resid_z"  # R Z of A's residual R (its randomized SVD), CPU
+FN_SKETCH_AB = "sketch_ab"  # R u and Rᵀ R u of A's residual R (its rank-1 sketch), CPU
 FN_SPARSE = "sparse"  # + j: C += deq(sparse product j), after the GEMM
 DENSE_SUFFIX = "_dense"  # sparse{j}_dense: the same product as a dense integer GEMM
 DENSE_CODES = "dense_a"  # its A side: the per-call codes as u8 (+ 128), M x K

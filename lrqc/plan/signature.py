@@ -10,7 +10,8 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     quantize_a   A [U] -> a_codes sa zc [a_rowsum]          integer path
                  A [U] -> a_float [a_row_scale]              float path
                  A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid
-                   a_resid_top] [a_sketch] (per sparse product: its codes and scales)
+                   a_resid_top] [a_sketch] [a_sketch_rt] (per sparse product: its codes
+                   and scales)
                    compensated
     gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C m_rows | Af Bf [saf sbf]
                  [Ua Wa] [Ub Wb] bias C m_rows
@@ -21,6 +22,7 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
     exact_w_bf16, exact_w_f16 (Bt in 16 bits)             K a multiple of 16; CPU
     resid_tq     Qt a_resid resid_tq                       A's lowrank term, method=rsvd;
     resid_z      a_resid Zt resid_z                        CPU
+    sketch_ab    a_resid sketch_u rows sketch_a sketch_b   A's lowrank term, method=sketch; CPU
     sparse{j}    S ss D sd C (side a) | Rt sr ptr idx val ss C (side b)
     sparse{j}_dense  S ss Dv dcs sd Cin C (side a) | Rt sr Sv scs ss Cin C (side b): the same
                  product as a dense integer GEMM (Cin and C: the same buffer, C += ...); CPU
@@ -54,6 +56,7 @@ DENS = "dens"  # densities of A's thresholded copies
 UA, WA, UB, WB = "Ua", "Wa", "Ub", "Wb"  # low-rank epilogue factors (Wb is packed)
 BIAS = "bias"  # [1, Np] float32: added to every row of C in the epilogue (packed; zeros if none)
 FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
+SKETCH_U = "sketch_u"  # the vector u' of a power iteration of A's rank-1 sketch (sketch_ab)
 QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, Kq]
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
@@ -140,7 +143,21 @@ def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     formulations of its sparse products, exact_w in its three forms (EXACT_W), resid_tq and
     resid_z (the runtime looks them up where the target is a CPU)."""
     return (*dense_functions(p), *_given(w_exact(p), *EXACT_W.values()),
-            *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z))
+            *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z),
+            *_given(sketch_rt(p), names.FN_SKETCH_AB))
+
+
+def sketch_rt(p: KernelPlan) -> bool:
+    """A's lowrank term is a rank-1 sketch on the integer path: the compensated quantize_a
+    also writes Rᵀ (R s) (per chunk of rows, names.SKETCH_RT), and on CPUs sketch_ab computes
+    each power iteration's R u and Rᵀ R u (the others: the host's BLAS)."""
+    return (p.lowrank_a is not None and p.lowrank_a.method == "sketch" and not p.float_path)
+
+
+def sketch_chunks(p: KernelPlan) -> int:
+    """The chunks of rows whose shares of Rᵀ (R u) the sketch's passes sum apart (then added
+    in order): the most, up to 16, that divide the bucket's rows (for up to 16 cores)."""
+    return max(c for c in range(1, 17) if p.mp % c == 0)
 
 
 def r_products(p: KernelPlan) -> bool:
@@ -210,11 +227,11 @@ def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
     if p.compensated and not p.float_path:
         sketch = p.lowrank_a is not None and p.lowrank_a.method != "svd"
         a_copies = any(sp.side == "a" for sp in p.sparse)
-        return (A, *_given(a_copies, ROWS), *_given(sketch, OMEGA),
+        return (A, *_given(a_copies or sketch_rt(p), ROWS), *_given(sketch, OMEGA),
                 names.QUANT_CODES, SA_ALL, ZC_ALL, *_given(p.b_zero, names.QUANT_ROWSUM),
                 *_given(a_copies, DENS),
                 *_given(p.lowrank_a is not None, names.RESID, names.RESID_TOP),
-                *_given(sketch, names.SKETCH),
+                *_given(sketch, names.SKETCH), *_given(sketch_rt(p), names.SKETCH_RT),
                 *(n for j in range(len(p.sparse)) for n in sparse_outputs(p, j)))
     noise = _given(p.stochastic_a and not p.mx, U)  # (te/quantize.py: MX draws none)
     if p.float_path:
@@ -255,6 +272,8 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (QT, names.RESID, names.RESID_TQ)
     if fn == names.FN_RESID_Z and r_products(p):
         return (names.RESID, ZT, names.RESID_Z)
+    if fn == names.FN_SKETCH_AB and sketch_rt(p):
+        return (names.RESID, SKETCH_U, ROWS, names.SKETCH_A, names.SKETCH_B)
     if fn == names.FN_LOWRANK_U and p.rank_b:
         a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)
         return a + (LBT, names.LOWRANK_U)

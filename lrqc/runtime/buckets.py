@@ -239,11 +239,14 @@ class Bucket:
         self.exact_w = dense and names.FN_EXACT_W in sig.cpu_functions(p)
         # the randomized SVD's products with R by resid_tq and resid_z (CPU), else numpy's
         self.r_products = dense and names.FN_RESID_TQ in sig.cpu_functions(p)
-        self.comp = CompBuffers(p, dev, self.exact_w, self.r_products) if p.compensated \
-            else None
+        # the rank-1 sketch's R u and Rᵀ R u by sketch_ab (CPU), else numpy's
+        sketch_ab = dense and names.FN_SKETCH_AB in sig.cpu_functions(p)
+        self.comp = CompBuffers(p, dev, self.exact_w, self.r_products, sketch_ab) \
+            if p.compensated else None
         self.buffers = self._buffers()
         own = (*(sig.EXACT_W.values() if self.exact_w else ()),
-               *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()))
+               *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()),
+               *((names.FN_SKETCH_AB,) if sketch_ab else ()))
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES)
                       for fn in (*sig.functions(p), *own) if sig.sparse_index(fn) is None}
         self._quantize_args = call_args(self.bound[names.FN_QUANTIZE], {})  # all the bucket's

@@ -1,12 +1,11 @@
 """Per-call work of compensated kernels between the compiled functions: A's low-rank factors
-from the residual R and sketch product T that quantize_a wrote (the small dense linear algebra:
-a few float32 passes over R, by BLAS in row blocks on every core (linalg) or by the kernel's
-resid_tq and resid_z, orthonormal bases and SVDs of thin float64 matrices: the steps of
-lrqc.reference.lowrank, within float32 rounding), then U and W of the epilogue (W = F_Aᵀ B
-from the exact B that pack keeps, or with other=packed
-F_Aᵀ B̂ from lowrank_w's product with B's codes plus B's own terms), and the
-compensated functions' scratch buffers under their parameter names (lrqc.plan.signature).
-numpy only; TVM buffers are viewed through DLPack, never copied."""
+(factors.py) from the residual R and sketch product T that quantize_a wrote, with R's products
+by the kernel's resid_tq and resid_z (randomized SVD) or sketch_ab and quantize_a's Rᵀ (R s)
+(rank-1 sketch) where it has them, else numpy's; then U and W of the epilogue (W = F_Aᵀ B
+from the exact B that pack keeps, or with other=packed F_Aᵀ B̂ from lowrank_w's product with
+B's codes plus B's own terms), and the compensated functions' scratch buffers under their
+parameter names (lrqc.plan.signature). numpy only; TVM buffers are viewed through DLPack,
+never copied."""
 
 from __future__ import annotations
 
@@ -24,14 +23,13 @@ from ..backend.compat import tensor as _tensor
 from ..backend.te.compensated import sketch_width
 from ..backend.te.sparse import code_dtype
 from ..errors import InputError
-from ..frontend.model import LowRank
 from ..plan import names
 from ..plan import signature as sig
 from ..plan.layout import PackedOperand, SparseCodes
 from ..plan.model import KernelPlan
-from ..reference.lowrank import top_exponent, unit_pow2, unit_shift
 from ..reference.residual import density_note
-from .linalg import blas_local, pmatmul, r_rt, rt_mul, rt_vec, span_basis, top_svd
+from .factors import Products, RsvdProducts, SketchProducts, a_factors, test_matrix
+from .linalg import blas_local, r_rt
 
 F32, F64 = np.float32, np.float64
 _BLAS: dict[str, Any] = {"libs": None, "saved": [], "local": None, "depth": 0}  # shared
@@ -82,6 +80,11 @@ def on_cpu(t: Tensor) -> bool:
     return int(t.device.dlpack_device_type()) == 1  # kDLCPU
 
 
+def _rows_view(t: Tensor | None, rows: tuple[int, int]) -> Tensor | None:
+    """t (rows first) with its rows seen as (chunks, rows per chunk)."""
+    return None if t is None else t._create_view((*rows, *t.shape[1:]))
+
+
 def view(t: Tensor) -> np.ndarray:
     """A numpy view of a TVM tensor in host memory (no copy), else a copy of a device tensor
     (read only: write with store)."""
@@ -105,27 +108,19 @@ def store(t: Tensor, arr: np.ndarray) -> None:
         t.copyfrom(np.ascontiguousarray(arr, dtype=str(t.dtype)))
 
 
-def test_matrix(t: LowRank, k: int, width: int) -> np.ndarray:
-    """The reference's Gaussian draws for A's term: s (sketch) or Ω (rsvd), as (K, width)."""
-    rng = np.random.default_rng(t.seed)
-    if t.method == "sketch":
-        return rng.standard_normal(k).reshape(k, 1)
-    return rng.standard_normal((k, width))
-
-
 class CompBuffers:
     """Scratch tensors of one bucket's compensated functions."""
 
     def __init__(self, p: KernelPlan, dev: Any = None, exact_w: bool = False,
-                 r_products: bool = False):
+                 r_products: bool = False, sketch_ab: bool = False):
         """exact_w: the bucket runs exact_w (CPU targets, signature.w_exact): Fa and its
         output; r_products: it runs resid_tq and resid_z (signature.r_products): their bases
-        and outputs."""
+        and outputs; sketch_ab: it runs sketch_ab (signature.sketch_rt): its u and outputs."""
         self.p = p
         empty = partial(_empty, dev=dev)
         tensor = partial(_tensor, dev=dev)
         self.a_copies = [sp for sp in p.sparse if sp.side == "a"]  # A's thresholded copies
-        self.rows = empty((1,), "int32") if self.a_copies else None
+        self.rows = empty((1,), "int32") if self.a_copies or sig.sketch_rt(p) else None
         self.dens = empty((len(self.a_copies),), "float64") if self.a_copies else None
         self.sparse = []  # per sparse product: (codes, scales) of its per-call operand
         for sp in p.sparse:
@@ -160,6 +155,13 @@ class CompBuffers:
         if self.Wc is not None or self.Wx is not None:
             self.Fa = empty((p.rank_a, p.kq), "float32")
         self.Ub = empty((p.mp, p.rank_b), "float32") if p.rank_b else None
+        chunks = sig.sketch_chunks(p)  # the rank-1 sketch's Rᵀ (R s) per chunk of rows, and
+        #   sketch_ab's u, R u and Rᵀ R u per chunk (te.sketch)
+        self.Trt = empty((chunks, p.kq), "float32") if sig.sketch_rt(p) else None
+        self.Su = self.Sa = self.Sb = None
+        if sketch_ab and self.Trt is not None:
+            self.Su, self.Sb = empty((1, p.kq), "float32"), empty((chunks, p.kq), "float32")
+            self.Sa = empty((p.mp, 1), "float32")
         self.Qt = self.Zt = self.RtQ = self.RZ = None  # resid_tq's and resid_z's
         if r_products and p.lowrank_a is not None:
             w = sketch_width(p)
@@ -174,7 +176,15 @@ class CompBuffers:
                sig.UA: self.Ua, sig.WA: self.Wa, sig.UB: self.Ub, names.LOWRANK_U: self.Ub,
                sig.FA: self.Fa, names.LOWRANK_W: self.Wc, names.EXACT_W: self.Wx,
                sig.QT: self.Qt, sig.ZT: self.Zt, names.RESID_TQ: self.RtQ,
-               names.RESID_Z: self.RZ}
+               names.RESID_Z: self.RZ, names.SKETCH_RT: self.Trt, sig.SKETCH_U: self.Su,
+               names.SKETCH_B: self.Sb}
+        if self.Trt is not None:  # R, max |R|, R s and sketch_ab's R u in chunks of rows
+            c = sig.sketch_chunks(self.p)
+            rows = (c, self.p.mp // c)
+            out.update({names.RESID: _rows_view(self.R, rows),
+                        names.RESID_TOP: _rows_view(self.Rtop, rows),
+                        names.SKETCH: _rows_view(self.T, rows),
+                        names.SKETCH_A: _rows_view(self.Sa, rows)})
         for j, pair in enumerate(self.sparse):
             out.update(zip(sig.sparse_outputs(self.p, j), pair, strict=True))
         return {name: t for name, t in out.items() if t is not None}
@@ -224,8 +234,12 @@ class CompBuffers:
             else:  # fewer rows than rank + oversample: the reference draws a narrower Ω
                 T = R @ test_matrix(t, p.k, w).astype(F32)
             top = float(view(self.Rtop)[:m].max())  # max |R| (the quantize pass's rows)
-            products = self._products(m, run) if run is not None and self.RtQ is not None \
-                else None  # the kernel's resid_tq and resid_z, else numpy's BLAS
+            products: Products | None = None  # numpy's BLAS, else the kernel's resid_tq and
+            #   resid_z, or the sketch's Rᵀ (R s) and (where it runs) sketch_ab
+            if run is not None and self.RtQ is not None:
+                products = self._products(m, run)
+            elif self.Trt is not None:
+                products = self._sketch(m, run if self.Sb is not None else None)
             L, Ft = a_factors(t, R, T, top, products)
             ua = writable(self.Ua)
             with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
@@ -238,7 +252,7 @@ class CompBuffers:
             store(self.Wa, wa)
 
 
-    def _products(self, m: int, run: Callable[[str], None]) -> Products:
+    def _products(self, m: int, run: Callable[[str], None]) -> RsvdProducts:
         """(Rᵀ Q, R Z) of this call's m rows of R by resid_tq and resid_z: Q (m x w) and Z (K x
         w) float32, w at most the compiled width; the bases zero past them."""
         k = self.p.k
@@ -262,6 +276,27 @@ class CompBuffers:
             return np.array(view(self.RZ)[:m, :w])
 
         return rt, rz
+
+    def _sketch(self, m: int, run: Callable[[str], None] | None) -> SketchProducts:
+        """(u, ab) of the rank-1 sketch: u = Rᵀ (R s) from quantize_a's chunks, added in order,
+        and ab(u') = (R u', Rᵀ R u') by sketch_ab (without it: numpy's, linalg.r_rt)."""
+        k = self.p.k
+        u = np.asarray(np.sum(view(self.Trt)[:, :k], axis=0, dtype=F32))
+        if run is None or self.Su is None or self.Sa is None or self.Sb is None:
+            R = view(self.R)[:m, :k]
+            return u, lambda v: r_rt(R, v)
+        su, sa, sb = self.Su, self.Sa, self.Sb
+
+        def ab(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = writable(su)
+            x[0, :k] = v
+            x[0, k:] = 0.0
+            store(su, x)
+            run(names.FN_SKETCH_AB)
+            return (np.array(view(sa)[:m, 0]),
+                    np.asarray(np.sum(view(sb)[:, :k], axis=0, dtype=F32)))
+
+        return u, ab
 
     def set_fa(self, Ft: np.ndarray) -> None:
         """Fa = F_Aᵀ (r x K), zero padded to Kq: the input of lowrank_w (other=packed) or
@@ -304,76 +339,3 @@ def sparse_w(ft: np.ndarray, codes: SparseCodes, vector: int, n: int,
         d = codes.d[:, c0:c1].astype(F32).reshape(g, vector, c1 - c0) * codes.s[:, None, c0:c1]
         out[:, c0:c1] = ft @ d.reshape(g * vector, c1 - c0)[:k]
     return out
-
-
-# |e| of R's scale exponent up to which the factorization runs on R itself: every product it
-# forms (|R|^2 K |a| for sketch, |R| sqrt(K) for rsvd) stays far inside float32's normal
-# range, and scaling by 2^-e is exact, so the factors equal those of R 2^-e scaled back.
-UNSCALED_EXPONENT = 24
-
-
-# Rᵀ Q and R Z of the randomized SVD, each (R, X) -> product: numpy's BLAS (linalg) or the
-# kernel's resid_tq and resid_z on the R it holds (CompBuffers._products)
-Products = tuple[Callable[[np.ndarray, np.ndarray], np.ndarray],
-                 Callable[[np.ndarray, np.ndarray], np.ndarray]]
-
-
-def a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None, top: float,
-              products: Products | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(L, Ft) of lrqc.reference.lowrank.factorize(R, ...) from R (float32), T = R Ω and
-    top = max |R| (the quantization pass computes it as it writes R). As the reference, it
-    factors R 2^-e (max |R 2^-e| in [1, 4), an exact scaling) and scales L back by 2^e: the
-    factors follow the data's scale and no product of R overflows or underflows. For |e| <=
-    UNSCALED_EXPONENT that is the factorization of R itself (the same numbers: power-of-two
-    scaling commutes with every product), without the copy of R, and the products with R
-    may be `products` (the kernel's own, on the R it holds); the scaled copy's are numpy's."""
-    e = top_exponent(top)
-    if abs(e) <= UNSCALED_EXPONENT:
-        return _a_factors(t, R, T, products)
-    R = np.ldexp(R, -e).astype(F32)
-    if T is not None:
-        T = np.ldexp(T, -e).astype(F32)
-        if not np.all(np.isfinite(T)):  # R Ω past float32 (R near its largest values)
-            T = R @ test_matrix(t, R.shape[1], T.shape[1]).astype(F32)
-    L, Ft = _a_factors(t, R, T)
-    return np.ldexp(L, e), Ft
-
-
-def sketch_factors(R: np.ndarray, t: np.ndarray, u: np.ndarray, power_iters: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """The sketch's (L, Ft) from t = R s and u = Rᵀ t in a pass per power iteration: a = R u'
-    and Rᵀ a together (linalg.r_rt), with u' = u times a power of two bringing max |u'| into
-    [1, 2) and b = Rᵀ a times the one unit_pow2 puts on a. Power-of-two scalings are exact and
-    the sketch keeps only a's direction, so a and b are those of the reference's steps
-    (a = unit_pow2(R (Rᵀ a)), b = Rᵀ a) within float32 rounding, in power_iters + 1 passes
-    over R instead of 2 power_iters + 1 (and no pass of its own for max |R|). The caller
-    guarantees |scale_exponent(R)| <= UNSCALED_EXPONENT, so no product leaves float32's
-    range: |R u'| <= 2 max|R| K, |Rᵀ R u'| <= 2 max|R|^2 M K."""
-    a = t
-    for _ in range(power_iters):
-        a, b = r_rt(R, unit_pow2(u))
-        shift = unit_shift(a)
-        a, u = np.ldexp(a, shift), np.ldexp(b, shift)  # unit_pow2(a), Rᵀ unit_pow2(a)
-    b, a = u.astype(F64), a.astype(F64)
-    a_sq, b_norm = float(a @ a), float(np.linalg.norm(b))
-    if a_sq == 0.0 or b_norm == 0.0:
-        return np.zeros((R.shape[0], 1)), np.zeros((1, R.shape[1]))
-    return (a * (b_norm / a_sq))[:, None], (b / b_norm)[None, :]
-
-
-def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None,
-               products: Products | None = None) -> tuple[np.ndarray, np.ndarray]:
-    if t.method == "svd":
-        U, S, Vt = np.linalg.svd(R.astype(F64), full_matrices=False)
-        return U[:, : t.rank] * S[: t.rank], Vt[: t.rank]
-    if T is None:
-        raise TypeError(f"lowrank(method={t.method}) factors R from its sketch product R Ω")
-    if t.method == "sketch":
-        return sketch_factors(R, T[:, 0], rt_vec(R, T[:, 0]), t.power_iters)
-    rt, rz = products or (rt_mul, pmatmul)
-    Q = span_basis(T.astype(F64))
-    for _ in range(t.power_iters):
-        Z = span_basis(rt(R, Q.astype(F32)).astype(F64))
-        Q = span_basis(rz(R, Z.astype(F32)).astype(F64))
-    Ut, S, Vt = top_svd(rt(R, Q.astype(F32)).T.astype(F64), t.rank)
-    return (Q @ Ut) * S, Vt

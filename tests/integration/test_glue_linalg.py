@@ -11,7 +11,7 @@ import pytest
 
 from lrqc.frontend.model import LowRank
 from lrqc.reference.lowrank import factorize
-from lrqc.runtime import glue, linalg
+from lrqc.runtime import factors, glue, linalg
 
 
 @pytest.fixture(params=[(7, 40), (300, 96), (1030, 1100)])  # one block, several, both cores
@@ -143,15 +143,15 @@ def test_top_svd_is_numpys_up_to_its_condition_limit():
 
 @pytest.mark.parametrize("power_iters", [0, 1, 2])
 def test_sketch_factors_are_the_references(residual, power_iters):
-    """The sketch in power_iters + 1 passes (glue.sketch_factors via glue.a_factors) gives
+    """The sketch in power_iters + 1 passes (factors.sketch_factors via factors.a_factors) gives
     lrqc.reference.lowrank's L Fᵀ; so does rsvd with its blocked products."""
     R = residual
     for term in (LowRank(rank=1, method="sketch", power_iters=power_iters, seed=5),
                  LowRank(rank=min(3, *R.shape), method="rsvd", power_iters=power_iters,
                          seed=5)):
         w = 1 if term.method == "sketch" else min(term.rank + term.oversample, *R.shape)
-        T = R @ glue.test_matrix(term, R.shape[1], w).astype(np.float32)
-        L, Ft = glue.a_factors(term, R, T, _top(R))
+        T = R @ factors.test_matrix(term, R.shape[1], w).astype(np.float32)
+        L, Ft = factors.a_factors(term, R, T, _top(R))
         Lr, Fr = factorize(R.astype(np.float64), method=term.method, rank=term.rank,
                            oversample=term.oversample, power_iters=power_iters,
                            seed=term.seed)
@@ -165,11 +165,11 @@ def test_sketch_of_huge_and_tiny_residuals_follows_the_scale():
     rng = np.random.default_rng(4)
     R = ((rng.random((64, 48)) - 0.5)).astype(np.float32)
     term = LowRank(rank=1, method="sketch", power_iters=1, seed=0)
-    T = R @ glue.test_matrix(term, 48, 1).astype(np.float32)
-    L, Ft = glue.a_factors(term, R, T, _top(R))
+    T = R @ factors.test_matrix(term, 48, 1).astype(np.float32)
+    L, Ft = factors.a_factors(term, R, T, _top(R))
     for e in (100, -100):  # and no warning
         Rs = np.ldexp(R, e).astype(np.float32)
-        Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32), _top(Rs))
+        Ls, Fts = factors.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32), _top(Rs))
         assert np.all(np.isfinite(Ls)) and np.all(np.isfinite(Fts))
         _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
 
@@ -183,10 +183,10 @@ def test_sketch_of_a_residual_of_several_blocks_far_outside_the_range(e):
     rng = np.random.default_rng(9)
     R = (rng.random((1100, 2048)) - 0.5).astype(np.float32)  # ~9 MB: three 4 MiB blocks
     term = LowRank(rank=1, method="sketch", power_iters=1, seed=0)
-    T = R @ glue.test_matrix(term, 2048, 1).astype(np.float32)
-    L, Ft = glue.a_factors(term, R, T, _top(R))
+    T = R @ factors.test_matrix(term, 2048, 1).astype(np.float32)
+    L, Ft = factors.a_factors(term, R, T, _top(R))
     Rs = np.ldexp(R, e).astype(np.float32)
-    Ls, Fts = glue.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32), _top(Rs))
+    Ls, Fts = factors.a_factors(term, Rs, np.ldexp(T, e).astype(np.float32), _top(Rs))
     _close(np.ldexp(Ls, -e) @ Fts, L @ Ft, tol=1e-5)
 
 

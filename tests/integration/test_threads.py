@@ -189,7 +189,8 @@ def test_kernels_on_openmp_threads(case):
 
 
 @pytest.mark.parametrize("term,host", [
-    ("lowrank(rank=1, method=sketch, power_iters=1)", True),
+    ("lowrank(rank=1, method=sketch, power_iters=1)", True),  # R scaled: numpy's passes
+    ("lowrank(rank=1, method=sketch, power_iters=1)", False),  # quantize_a's, sketch_ab's
     ("lowrank(rank=4, method=rsvd, oversample=4)", True),  # R scaled: numpy's products
     ("lowrank(rank=4, method=rsvd, oversample=4)", False)])  # resid_tq and resid_z
 def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, host, monkeypatch):
@@ -197,14 +198,14 @@ def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, host, monkeyp
     products and row-block passes, lrqc.runtime.linalg, split over the cores from a lowered
     amount of work here) on those threads too: the parts counter moves, C equals TVM's
     pool's (whose kernel runs them on a Python pool) bit for bit, concurrent calls stay exact,
-    and the numbers are the reference's. The randomized SVD's products with R run as the
-    kernel's compiled functions instead (host False), unless R is scaled first (forced here
-    for host True)."""
+    and the numbers are the reference's. The products with R run as the kernel's compiled
+    functions instead (host False: the randomized SVD's resid_tq and resid_z, the sketch's
+    quantize_a and sketch_ab), unless R is scaled first (forced here for host True)."""
     from lrqc.backend import openmp
-    from lrqc.runtime import glue, linalg
+    from lrqc.runtime import factors, linalg
 
-    if host and "rsvd" in term:
-        monkeypatch.setattr(glue, "UNSCALED_EXPONENT", -1)  # every R scaled: numpy's products
+    if host:
+        monkeypatch.setattr(factors, "UNSCALED_EXPONENT", -1)  # every R scaled: numpy's
     monkeypatch.setattr(linalg, "PARALLEL_WORK", 1 << 10)
     monkeypatch.setattr(linalg, "BLOCK_BYTES", 1 << 12)  # several blocks per part
     s = scheme_of("a: int8 per_tensor round=floor + " + term +
@@ -216,6 +217,7 @@ def test_a_lowrank_factors_run_on_the_kernels_openmp_threads(term, host, monkeyp
     tvm = lrqc.compile(s, M="64..96", N=32, K=256, threads="tvm")
     packed_omp, packed_tvm = omp.pack(B), tvm.pack(B)
     assert all(bk.r_products for bk in omp._buckets) == ("rsvd" in term)
+    assert all((bk.comp.Sb is not None) == ("sketch" in term) for bk in omp._buckets)
     before, launched = openmp.part_runs(), openmp.launches()
     for A in inputs:
         np.testing.assert_array_equal(omp(A, packed_omp), tvm(A, packed_tvm))

@@ -76,8 +76,12 @@ def test_parameters_of_representative_plans(text, fn, want):
 
 def test_parameters_of_the_compensated_examples():
     p = example_plan("lrqmm_int8")  # sketches of both residuals
-    assert sig.params(p, "quantize_a") == ("A", "Omega_t", "a_codes", "sa_all", "zc_all",
-                                           "a_resid", "a_resid_top", "a_sketch")
+    assert sig.params(p, "quantize_a") == ("A", "rows", "Omega_t", "a_codes", "sa_all",
+                                           "zc_all", "a_resid", "a_resid_top", "a_sketch",
+                                           "a_sketch_rt")
+    assert sig.params(p, "sketch_ab") == ("a_resid", "sketch_u", "rows", "sketch_a",
+                                          "sketch_b")
+    assert "sketch_ab" in sig.cpu_functions(p) and "sketch_ab" not in sig.functions(p)
     assert sig.params(p, "gemm") == GEMM + ("Ua", "Wa", "Ub", "Wb", "bias", "C", "m_rows")
     assert sig.params(p, "lowrank_u") == ("Aq", "sa", "zc", "LBt", "lowrank_u")
     p = example_plan("sparse_int8")  # B's sparse term (side a) first, then A's (side b)

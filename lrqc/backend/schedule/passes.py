@@ -7,7 +7,7 @@ where they are chosen between float32 and float64 row by row (te.fastcodes: vect
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import ExprRV, SBlockRV, Schedule, tir
+from ..compat import ExprRV, LoopRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
 from ..te.compensated import OUTER_ROWS
 from .protocol import Knob
@@ -101,7 +101,10 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     the codes expression folds its segment select), row dot products as in row_dots_at, 4
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
     serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass), each
-    row's max |R| right after the row; the residual's vector width is a tuning knob."""
+    row's max |R| right after the row; the residual's vector width is a tuning knob. With the
+    rank-1 sketch's Rᵀ (R s) (te.sketch), R's rows run in chunks instead (chunked_rows), and
+    R s and its share of Rᵀ (R s) follow each row too."""
+    fused = has_block(sch, names.SKETCH_RT)
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS + names.SPARSE_SUMS):
@@ -112,22 +115,60 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
             sch.parallel(loops[0])
             sch.unroll(loops[1])
         elif name in (names.RESID, names.BASE_CODES) or name.startswith(names.SPARSE_CODES):
-            sch.parallel(loops[0])
-            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[1]).extent), 16)
-            _, kv = sch.split(loops[1], [None, lanes])
+            sch.parallel(loops[0])  # (R in chunks of rows: the chunks)
+            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[-1]).extent),
+                               16)
+            _, kv = sch.split(loops[-1], [None, lanes])
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
     if has_block(sch, names.RESID_TOP):  # each row's max |R| while the row is in cache
-        row = sch.get_loops(sch.get_sblock(names.RESID))[0]
+        row = sch.get_loops(sch.get_sblock(names.RESID))[int(fused)]
         part = sch.get_sblock(names.RESID_TOP + names.LANES)
         sch.reverse_compute_at(part, row)
         if kq_chunks(sch, part) > 1:  # (a chunk of one: its loop elided, plain loops)
             lanes_inside(sch, part)
         sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
-    if has_block(sch, names.SKETCH):
+    if fused:
+        row = sch.get_loops(sch.get_sblock(names.RESID))[1]
+        dots_under(sch, names.SKETCH, row, after=True)
+        sums_under(sch, names.SKETCH_RT, row)
+    elif has_block(sch, names.SKETCH):
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.SKETCH))[0]).extent)
         row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)
+
+
+def sketch_ab(sch: Schedule) -> None:
+    """te.sketch.sketch_ab: the chunks of rows in parallel, each row's a_i = R_i u then its
+    share a_i R_i of Rᵀ a while the row is in cache."""
+    c, row = sch.get_loops(sch.get_sblock(names.SKETCH_A))[:2]
+    sch.parallel(c)
+    dots_under(sch, names.SKETCH_A, row, after=False)
+    sums_under(sch, names.SKETCH_B, row)
+
+
+def dots_under(sch: Schedule, name: str, row: LoopRV, after: bool) -> None:
+    """A te.sketch.row_dots of one column under the loop over its rows' `row` (after the
+    block of that loop: its lane partials and their sum follow it; else the sum's own loop,
+    its lane partials computed first), 16 lanes vectorized with the k chunks outside."""
+    part = sch.get_sblock(name + names.LANES)
+    if after:
+        sch.reverse_compute_at(part, row)
+        sch.reverse_compute_at(sch.get_sblock(name), row)
+    else:
+        sch.compute_at(part, row)
+    if kq_chunks(sch, part) > 1:
+        lanes_inside(sch, part)
+
+
+def sums_under(sch: Schedule, name: str, row: LoopRV) -> None:
+    """A te.sketch.chunk_sums block after the per-row work under `row`: its row's share,
+    vectorized by 16 along k."""
+    blk = sch.get_sblock(name)
+    sch.reverse_compute_at(blk, row)
+    k = sch.get_loops(blk)[-1]
+    if int(sch.get(k).extent) % 16 == 0:
+        sch.vectorize(sch.split(k, [None, 16])[1])
 
 
 def statistic(sch: Schedule, name: str, sums: bool = False) -> None:

@@ -25,11 +25,13 @@ from ...frontend.model import Granularity
 from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.segments import split_terms
+from ...plan.signature import sketch_rt
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from . import unpack
 from .bitstats import group_index
 from .quantize import a_bits, dims, max_abs_stat, quantizer, statistics
+from .sketch import chunk_sums, chunked, row_dots
 from .sparse import code_dtype
 
 F64 = "float64"
@@ -105,7 +107,7 @@ def _per_tensor_max_abs(q) -> bool:
 
 def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
-    [Aq, sa, zc, (ra), (dens), (R), (T)]."""
+    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]."""
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
@@ -123,8 +125,8 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
         resid = (lambda prev, d: lambda i, k: prev(i, k) - d(i, k))(resid, src[3])
     b_terms, _ = split_terms(p.scheme.b)
     dens = []
-    if any(sp.side == "a" for sp in p.sparse):
-        rows = te.placeholder((1,), "int32", name="rows")
+    rows = te.placeholder((1,), "int32", name="rows")
+    if any(sp.side == "a" for sp in p.sparse) or sketch_rt(p):
         inputs.append(rows)
         for sp in p.sparse:
             if sp.side == "a":
@@ -161,31 +163,42 @@ def quantize_a(p: KernelPlan) -> list[te.Tensor]:
     if dens:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
-        R = te.compute((Mp, Kq), lambda i, k: resid(i, k).astype("float32"), name=names.RESID)
-        outputs += [R, lane_top(R, Mp, K, Kq)]
+        rr = chunked(p) if sketch_rt(p) else (Mp,)  # R's rows (in chunks: te.sketch)
+        R = te.compute((*rr, Kq), lambda *ik: resid(_row(rr, ik), ik[-1]).astype("float32"),
+                       name=names.RESID)
+        outputs += [R, lane_top(R, rr, K, Kq)]
         w = sketch_width(p)
         if w:
             Om = te.placeholder((w, Kq), "float32", name="Omega_t")
             inputs.append(Om)
-            outputs.append(row_dots(lambda i, k: R[i, k], Om, Mp, w, Kq, names.SKETCH))
+            T = row_dots(lambda *ik: R[ik], Om, rr, w, Kq, names.SKETCH)
+            outputs.append(T)
+            if sketch_rt(p):  # Rᵀ T as the rows of R are written
+                outputs.append(chunk_sums(p, R, lambda c, r: T[c, r, 0], rows,
+                                          names.SKETCH_RT))
     for j, sp in enumerate(p.sparse):
         key = f"sparse:{sp.n}" if sp.side == "a" else f"res:{sp.n}"
         outputs += sparse_operand(p, sources[key], sp.side, j)
     return inputs + outputs
 
 
-def lane_top(R: te.Tensor, rows: int, k: int, kq: int) -> te.Tensor:
-    """max |R[i, k]| over A's k < K per row (K's padding to kq, a multiple of 16, holds
+def _row(rows: tuple[int, ...], ik: tuple) -> PrimExpr:
+    """The matrix row of index ik[:-1] in rows (i, or chunk c and row r: c P + r)."""
+    return ik[0] if len(rows) == 1 else ik[0] * rows[1] + ik[1]
+
+
+def lane_top(R: te.Tensor, rows: tuple[int, ...], k: int, kq: int) -> te.Tensor:
+    """max |R[*i, k]| over A's k < K per row i (K's padding to kq, a multiple of 16, holds
     0 - deq(Q(0)), not 0, for codes with a zero point), as 16 lane maxima over k chunks (block
     name + "_lanes") then their maximum, so the k loop vectorizes without rfactor."""
     assert kq % 16 == 0, kq  # the compensated plans' K quantum (plan/support.py)
     ko = te.reduce_axis((0, kq // 16), "ko")
     zero = tir.const(0.0, "float32")
-    part = te.compute((rows, 16), lambda i, kk: te.max(tir.Select(
-        ko * 16 + kk < k, tir.abs(R[i, ko * 16 + kk]), zero), axis=ko),
+    part = te.compute((*rows, 16), lambda *ix: te.max(tir.Select(
+        ko * 16 + ix[-1] < k, tir.abs(R[(*ix[:-1], ko * 16 + ix[-1])]), zero), axis=ko),
         name=names.RESID_TOP + names.LANES)
     kk = te.reduce_axis((0, 16), "kk")
-    return te.compute((rows,), lambda i: te.max(part[i, kk], axis=kk), name=names.RESID_TOP)
+    return te.compute(rows, lambda *i: te.max(part[(*i, kk)], axis=kk), name=names.RESID_TOP)
 
 
 def _held_codes(p: KernelPlan, base: tuple) -> tuple[Callable[..., PrimExpr], te.Tensor | None]:
@@ -222,17 +235,6 @@ def pick_const(tensors: list[te.Tensor], n: PrimExpr) -> PrimExpr:
     for j in reversed(range(len(tensors) - 1)):
         out = tir.if_then_else(n == j, tensors[j][0], out)
     return out
-
-
-def row_dots(x: Callable[..., PrimExpr], Yt: te.Tensor, rows: int, w: int, kq: int, name: str
-             ) -> te.Tensor:
-    """out[i, c] = Σ_k x(i, k) Yt[c, k] (float32), as 16 lane partial sums over k chunks
-    (block name + "_lanes") added at the end, so the k loop vectorizes without rfactor."""
-    ko = te.reduce_axis((0, kq // 16), "ko")
-    part = te.compute((rows, w, 16), lambda i, c, kk: te.sum(
-        x(i, ko * 16 + kk) * Yt[c, ko * 16 + kk], axis=ko), name=name + names.LANES)
-    kk = te.reduce_axis((0, 16), "kk")
-    return te.compute((rows, w), lambda i, c: te.sum(part[i, c, kk], axis=kk), name=name)
 
 
 def lowrank_u(p: KernelPlan) -> list[te.Tensor]:

@@ -1,0 +1,64 @@
+"""The rank-1 sketch's products with A's residual R in compiled code: quantize_a's Rᵀ (R s) per
+chunk of rows and sketch_ab's R u and Rᵀ R u, against numpy's on the R the kernel wrote (the
+call's rows only, whatever the bucket's), and whole calls against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.plan import names
+from lrqc.plan import signature as sig
+from lrqc.runtime.glue import view
+
+
+def _scheme(tail: str = ""):
+    body = ("a: int8 per_tensor round=floor + lowrank(rank=1, method=sketch, power_iters=1"
+            f"{tail})\n b: int8 per_channel")
+    return lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
+
+
+def _close(got, want, tol):
+    assert np.abs(got - want).max() <= tol * max(np.abs(want).max(), 1e-30)
+
+
+@pytest.mark.parametrize("m", [70, 96, 1])
+def test_chunk_sums_and_sketch_ab_are_numpys_on_the_calls_rows(m):
+    """M bucket 96 (16 chunks of 6 rows): a call of m rows leaves rows past m holding copies of
+    A's last row, which neither Rᵀ (R s) nor Rᵀ R u may count."""
+    k = lrqc.compile(_scheme(), M="1..96", N=32, K=64)
+    rng = np.random.default_rng(3)
+    A = (rng.standard_normal((m, 64)) * 3).astype(np.float32)
+    packed = k.pack(rng.standard_normal((64, 32)))
+    k(A, packed)
+    bk = next(b for b in k._buckets if b.plan.mp >= m)
+    comp = bk.comp
+    assert sig.sketch_chunks(bk.plan) == 16 if bk.plan.mp == 96 else True
+    R = view(comp.R)[:m, :64].astype(np.float64)
+    t = view(comp.T)[:m, 0].astype(np.float64)
+    # the call's rows only: the pad rows (A's last row again) would double-count that row
+    _close(np.sum(view(comp.Trt)[:, :64], axis=0), R.T @ t, 1e-5)
+    u = rng.standard_normal(64).astype(np.float32)
+    x = view(comp.Su).copy()
+    x[0, :64] = u
+    comp.Su.copyfrom(x)
+    bk.run(names.FN_SKETCH_AB, packed)
+    a = view(comp.Sa)[:m, 0]
+    _close(a, R @ u, 1e-5)
+    _close(np.sum(view(comp.Sb)[:, :64], axis=0), R.T @ a.astype(np.float64), 1e-5)
+
+
+@pytest.mark.parametrize("M", [1, 33, 200])
+def test_calls_through_the_compiled_sketch_are_the_references(M):
+    """Whole calls whose factors come from the compiled passes equal the reference within
+    float32 rounding (one bucket; buckets of every row count up to 200)."""
+    s = _scheme(", seed=4")
+    k = lrqc.compile(s, M=f"1..{max(M, 64)}", N=48, K=96)
+    rng = np.random.default_rng(M)
+    A = rng.random((M, 96)).astype(np.float32)
+    B = rng.random((96, 48))
+    got = k(A, k.pack(B))
+    assert all(b.comp.Sb is not None for b in k._buckets)
+    want = lrqc.reference.matmul(s, A.astype(np.float64), B)
+    _close(got, want, 2e-5)
