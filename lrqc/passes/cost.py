@@ -221,7 +221,12 @@ def _passes(role: str, t: object) -> str:
     if isinstance(t, LowRank):
         if t.method == "svd":
             return "an exact SVD of R per call (O(M K min(M, K)): not a pass count)"
-        width = 1 if t.method == "sketch" else t.rank + t.oversample
+        if t.method == "sketch":
+            return ("the quantization pass also writes R, t = R s and Rᵀ t, each row's share "
+                    f"as the row is written; then {t.power_iters} pass(es) over R (R u and "
+                    "Rᵀ R u together, per power iteration), one over B for F_Aᵀ B, and the "
+                    "rank-1 epilogue inside the GEMM's output tile (no pass)")
+        width = t.rank + t.oversample
         return (f"the quantization pass also writes R and its sketch product (R times {width} "
                 f"Gaussian column(s)); then {2 * t.power_iters + 1} pass(es) over R "
                 f"({t.power_iters} power iteration(s) and the projection), one over B for "
