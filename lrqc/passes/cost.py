@@ -224,8 +224,9 @@ def _passes(role: str, t: object) -> str:
         if t.method == "sketch":
             return ("the quantization pass also writes R, t = R s and Rᵀ t, each row's share "
                     f"as the row is written; then {t.power_iters} pass(es) over R (R u and "
-                    "Rᵀ R u together, per power iteration), one over B for F_Aᵀ B, and the "
-                    "rank-1 epilogue inside the GEMM's output tile (no pass)")
+                    "Rᵀ R u together, per power iteration; the table's reads of R count the "
+                    "first with the quantization pass), one over B for F_Aᵀ B, and the rank-1 "
+                    "epilogue inside the GEMM's output tile (no pass)")
         width = t.rank + t.oversample
         return (f"the quantization pass also writes R and its sketch product (R times {width} "
                 f"Gaussian column(s)); then {2 * t.power_iters + 1} pass(es) over R "

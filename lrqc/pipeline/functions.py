@@ -35,7 +35,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     else:
         pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
         funcs = {
-            names.FN_QUANTIZE: (te_comp.quantize_a(plan) if plan.compensated
+            names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=rule.family != "cuda")
+                                if plan.compensated
                                 else te_quantize.quantize_a(plan, fast=rule.family != "cuda")),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
                                         out_start=rule.output_start),
@@ -54,7 +55,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
         funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
         funcs[names.FN_RESID_Z] = te_comp.resid_z(plan)
-    if sig.sketch_rt(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
+    if names.FN_SKETCH_AB in sig.cpu_functions(plan) and rule.family != "cuda":  # (the GPU's:
+        #   the host's BLAS)
         funcs[names.FN_SKETCH_AB] = te_sketch.sketch_ab(plan)
     return funcs
 

@@ -144,20 +144,23 @@ def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     resid_z (the runtime looks them up where the target is a CPU)."""
     return (*dense_functions(p), *_given(w_exact(p), *EXACT_W.values()),
             *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z),
-            *_given(sketch_rt(p), names.FN_SKETCH_AB))
+            *_given(sketch_rt(p) and p.lowrank_a is not None and p.lowrank_a.power_iters > 0,
+                    names.FN_SKETCH_AB))
 
 
 def sketch_rt(p: KernelPlan) -> bool:
     """A's lowrank term is a rank-1 sketch on the integer path: the compensated quantize_a
     also writes Rᵀ (R s) (per chunk of rows, names.SKETCH_RT), and on CPUs sketch_ab computes
-    each power iteration's R u and Rᵀ R u (the others: the host's BLAS)."""
+    each power iteration's R u and Rᵀ R u (the others: the host's BLAS; with no power
+    iteration, no sketch_ab)."""
     return (p.lowrank_a is not None and p.lowrank_a.method == "sketch" and not p.float_path)
 
 
 def sketch_chunks(p: KernelPlan) -> int:
     """The chunks of rows whose shares of Rᵀ (R u) the sketch's passes sum apart (then added
-    in order): the most, up to 16, that divide the bucket's rows (for up to 16 cores)."""
-    return max(c for c in range(1, 17) if p.mp % c == 0)
+    in order), each a task for a core: the most, up to 32, that divide the bucket's rows (68
+    rows: 17 chunks of 4; a prime count of rows: one chunk)."""
+    return max(c for c in range(1, 33) if p.mp % c == 0)
 
 
 def r_products(p: KernelPlan) -> bool:
@@ -272,7 +275,7 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (QT, names.RESID, names.RESID_TQ)
     if fn == names.FN_RESID_Z and r_products(p):
         return (names.RESID, ZT, names.RESID_Z)
-    if fn == names.FN_SKETCH_AB and sketch_rt(p):
+    if fn == names.FN_SKETCH_AB and names.FN_SKETCH_AB in cpu_functions(p):
         return (names.RESID, SKETCH_U, ROWS, names.SKETCH_A, names.SKETCH_B)
     if fn == names.FN_LOWRANK_U and p.rank_b:
         a = (AF, *_given(p.half, SAF)) if p.float_path else (AQ, SA, ZC)

@@ -37,8 +37,9 @@ UNSCALED_EXPONENT = 24
 # kernel's resid_tq and resid_z on the R it holds (CompBuffers._products)
 RsvdProducts = tuple[Callable[[np.ndarray, np.ndarray], np.ndarray],
                      Callable[[np.ndarray, np.ndarray], np.ndarray]]
-# the rank-1 sketch's: (Rᵀ (R s), u -> (R u, Rᵀ R u)), from quantize_a and sketch_ab
-SketchProducts = tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
+# the rank-1 sketch's: (() -> Rᵀ (R s), u -> (R u, Rᵀ R u)), from quantize_a and sketch_ab
+SketchProducts = tuple[Callable[[], np.ndarray],
+                       Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]]
 Products = RsvdProducts | SketchProducts
 
 
@@ -98,7 +99,7 @@ def _a_factors(t: LowRank, R: np.ndarray, T: np.ndarray | None,
         if products is None:
             return sketch_factors(R, T[:, 0], rt_vec(R, T[:, 0]), t.power_iters)
         u, ab = cast(SketchProducts, products)
-        return sketch_factors(R, T[:, 0], u, t.power_iters, ab)
+        return sketch_factors(R, T[:, 0], u(), t.power_iters, ab)
     rt, rz = cast(RsvdProducts, products) if products is not None else (rt_mul, pmatmul)
     Q = span_basis(T.astype(F64))
     for _ in range(t.power_iters):

@@ -239,7 +239,7 @@ class CompBuffers:
             if run is not None and self.RtQ is not None:
                 products = self._products(m, run)
             elif self.Trt is not None:
-                products = self._sketch(m, run if self.Sb is not None else None)
+                products = self._sketch(R, run if self.Sb is not None else None)
             L, Ft = a_factors(t, R, T, top, products)
             ua = writable(self.Ua)
             with np.errstate(over="ignore"):  # past float32: C's finiteness check says so
@@ -277,14 +277,18 @@ class CompBuffers:
 
         return rt, rz
 
-    def _sketch(self, m: int, run: Callable[[str], None] | None) -> SketchProducts:
-        """(u, ab) of the rank-1 sketch: u = Rᵀ (R s) from quantize_a's chunks, added in order,
-        and ab(u') = (R u', Rᵀ R u') by sketch_ab (without it: numpy's, linalg.r_rt)."""
-        k = self.p.k
-        u = np.asarray(np.sum(view(self.Trt)[:, :k], axis=0, dtype=F32))
+    def _sketch(self, R: np.ndarray, run: Callable[[str], None] | None) -> SketchProducts:
+        """(u, ab) of the rank-1 sketch on this call's R (m x K, read from the kernel's): u()
+        = Rᵀ (R s) from quantize_a's chunks, added in order, and ab(u') = (R u', Rᵀ R u') by
+        sketch_ab (without it: numpy's, linalg.r_rt)."""
+        m, k = R.shape
+        trt = self.Trt
+
+        def u() -> np.ndarray:  # (only where R needs no scaling: else its sums may overflow)
+            return np.asarray(np.sum(view(trt)[:, :k], axis=0, dtype=F32))
+
         if run is None or self.Su is None or self.Sa is None or self.Sb is None:
-            R = view(self.R)[:m, :k]
-            return u, lambda v: r_rt(R, v)
+            return u, partial(r_rt, R)
         su, sa, sb = self.Su, self.Sa, self.Sb
 
         def ab(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

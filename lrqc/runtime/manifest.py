@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 13  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
+FORMAT = 14  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
 # quantize_a takes A with exactly the bucket's rows (5: 1 to the bucket's), 5's as rows x K
 # (6: flat, from the aligned address before it), 6's compensated quantize_a as M x K (7: flat),
 # 7's compensated quantize_a takes float maxima, which may miss a NaN (8: A's bit patterns'),
@@ -40,7 +40,9 @@ FORMAT = 13  # of manifest.json; older ones are refused: 3 and before carry no f
 # 10's no resid_tq and resid_z (11: a randomized SVD's products with A's residual run there)
 # nor exact_w_bf16 and exact_w_f16 (11: B's exact 16-bit copy), 11's GEMMs of outputs summed
 # over K groups take no bias (12: they add it, the runtime no longer does), 12's GEMMs compute
-# every row of their bucket (13: gemm and int_acc take the call's row count, m_rows, last)
+# every row of their bucket (13: gemm and int_acc take the call's row count, m_rows, last),
+# 13's compensated quantize_a of a rank-1 sketch writes no Rᵀ (R s) (14: it does, from the
+# call's rows, and CPU kernels have sketch_ab)
 
 
 REBUILD = "rebuild it with `lrqc build`"

@@ -133,3 +133,33 @@ def test_a_guard_without_margin_gives_other_codes(monkeypatch, body):
     if "round=" not in body:  # nearest: ordinary rows have no element on a boundary (under
         # floor and trunc each row's largest |x| is one: x / s = qmax up to float64 rounding)
         np.testing.assert_array_equal(got[:, :12], sums[:, :12])
+
+
+COMPENSATED = [  # the compensated pass's base codes (its residual and terms read them back)
+    "a: int8 per_tensor round=floor + lowrank(rank=1, method=sketch)\n b: int8 per_channel",
+    "a: int4 per_channel + lowrank(rank=2, method=rsvd, oversample=2)\n b: int8 per_channel",
+    "a: int8 per_channel round=trunc + sparse(threshold=0.5)\n b: int8 per_channel",
+]
+
+
+@pytest.mark.parametrize("body", COMPENSATED)
+@pytest.mark.parametrize("margin", [True, False])
+def test_compensated_pass_codes(monkeypatch, body, margin):
+    """The compensated pass takes its base codes the same way: the reference's bit for bit
+    with the guard's margin; without it, some boundary rows' codes differ (the float32 path is
+    taken there too)."""
+    if not margin:
+        monkeypatch.setattr(fastcodes, "MARGIN", 0.0)
+        monkeypatch.setattr(fastcodes, "LIMIT", 1.0)
+    s = scheme(body)
+    B = np.random.default_rng(1).standard_normal((K, N)).astype(np.float32)
+    A = adversarial_a(s.a.quant, 0, extremes=margin and "per_tensor" not in body)
+    kern = lrqc.compile(s, M=(1, M), N=N, K=K)
+    assert kern.plan.compensated
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    sums = np.stack([part for _, part in int_accumulate(qa, qb)])
+    got = kern.int_accumulate(A, kern.pack(B))
+    if margin:
+        np.testing.assert_array_equal(got, sums)
+    else:
+        assert not np.array_equal(got[:, 12:24], sums[:, 12:24])

@@ -25,7 +25,7 @@ def _close(got, want, tol):
 
 @pytest.mark.parametrize("m", [70, 96, 1])
 def test_chunk_sums_and_sketch_ab_are_numpys_on_the_calls_rows(m):
-    """M bucket 96 (16 chunks of 6 rows): a call of m rows leaves rows past m holding copies of
+    """M bucket 96 (32 chunks of 3 rows): a call of m rows leaves rows past m holding copies of
     A's last row, which neither Rᵀ (R s) nor Rᵀ R u may count."""
     k = lrqc.compile(_scheme(), M="1..96", N=32, K=64)
     rng = np.random.default_rng(3)
@@ -34,7 +34,7 @@ def test_chunk_sums_and_sketch_ab_are_numpys_on_the_calls_rows(m):
     k(A, packed)
     bk = next(b for b in k._buckets if b.plan.mp >= m)
     comp = bk.comp
-    assert sig.sketch_chunks(bk.plan) == 16 if bk.plan.mp == 96 else True
+    assert bk.plan.mp != 96 or sig.sketch_chunks(bk.plan) == 32
     R = view(comp.R)[:m, :64].astype(np.float64)
     t = view(comp.T)[:m, 0].astype(np.float64)
     # the call's rows only: the pad rows (A's last row again) would double-count that row
@@ -62,3 +62,26 @@ def test_calls_through_the_compiled_sketch_are_the_references(M):
     assert all(b.comp.Sb is not None for b in k._buckets)
     want = lrqc.reference.matmul(s, A.astype(np.float64), B)
     _close(got, want, 2e-5)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_a_residual_scaled_first_takes_numpys_passes_quietly(scale):
+    """max |R| far outside [2^-24, 2^24]: the factors come from R scaled by a power of two
+    (numpy's passes on the copy); quantize_a's Rᵀ (R s), which may overflow there, is not
+    read (no warning), and the call is the reference's."""
+    s = _scheme(", seed=2")
+    k = lrqc.compile(s, M=40, N=24, K=48)
+    rng = np.random.default_rng(9)
+    A = (rng.random((40, 48)) * scale).astype(np.float32)
+    B = rng.random((48, 24))
+    got = k(A, k.pack(B))
+    _close(got, lrqc.reference.matmul(s, A.astype(np.float64), B), 2e-5)
+
+
+def test_no_power_iteration_compiles_no_sketch_ab():
+    k = lrqc.compile(lrqc.parse_schemes(
+        "scheme s {\n a: int8 per_tensor round=floor + lowrank(rank=1, method=sketch, "
+        "power_iters=0)\n b: int8 per_channel\n}")["s"], M=16, N=16, K=32)
+    assert names.FN_SKETCH_AB not in sig.cpu_functions(k.plan)
+    assert all(b.comp.Sb is None for b in k._buckets)

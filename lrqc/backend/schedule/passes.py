@@ -102,8 +102,8 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
     serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass), each
     row's max |R| right after the row; the residual's vector width is a tuning knob. With the
-    rank-1 sketch's Rᵀ (R s) (te.sketch), R's rows run in chunks instead (chunked_rows), and
-    R s and its share of Rᵀ (R s) follow each row too."""
+    rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel instead, and R s
+    and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows)."""
     fused = has_block(sch, names.SKETCH_RT)
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
@@ -114,6 +114,8 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         elif name == names.QUANT_CODES:
             sch.parallel(loops[0])
             sch.unroll(loops[1])
+            if _vector_codes(sch, None) and int(sch.get(loops[2]).extent) % 16 == 0:
+                sch.vectorize(sch.split(loops[2], [None, 16])[1])  # (fastcodes' row choice)
         elif name in (names.RESID, names.BASE_CODES) or name.startswith(names.SPARSE_CODES):
             sch.parallel(loops[0])  # (R in chunks of rows: the chunks)
             lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[-1]).extent),

@@ -105,15 +105,18 @@ def _per_tensor_max_abs(q) -> bool:
         and not q.scale.startswith("uint")
 
 
-def quantize_a(p: KernelPlan) -> list[te.Tensor]:
+def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
-    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]."""
+    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: the
+    base codes from float32 in the rows where that is proven exact (fastcodes; CPU passes)."""
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
     # the base's statistics, which sparse copies of A read too (their max |x_s|)
     stats = statistics(p.qa, x, dims(p), bits=bits) if max_abs_stat(p.qa) else None
-    base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits, stats=stats)  # sees NaN
+    x32 = (lambda i, k: x(i, k).astype("float32")) if fast else None  # (exact: x's values)
+    base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits, stats=stats,
+                     x32=x32)  # sees NaN
     held, Aq = _held_codes(p, base)
     sources = {"base": (held, *base[1:])}
     a_terms, _ = split_terms(p.scheme.a)
@@ -209,10 +212,10 @@ def _held_codes(p: KernelPlan, base: tuple) -> tuple[Callable[..., PrimExpr], te
     several: names.BASE_CODES, which the base segment of Aq copies (Aq is returned None)."""
     Mp, Kq = p.mp, p.kq
     if p.nseg == 1:
-        Aq = te.compute((Mp, 1, Kq), lambda i, s, k: base[0](i, k).astype("uint8"),
+        Aq = te.compute((Mp, 1, Kq), lambda i, s, k: base[0](i, k, "uint8"),
                         name=names.QUANT_CODES)
         return (lambda i, k: Aq[i, 0, k].astype(F64)), Aq
-    bc = te.compute((Mp, Kq), lambda i, k: base[0](i, k).astype("uint8"), name=names.BASE_CODES)
+    bc = te.compute((Mp, Kq), lambda i, k: base[0](i, k, "uint8"), name=names.BASE_CODES)
     return (lambda i, k: bc[i, k].astype(F64)), None
 
 
