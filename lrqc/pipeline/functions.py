@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..backend.compat import IRModule, Schedule, tir
 from ..backend.cuda import schedules as cuda_schedules
 from ..backend.schedule import floats, passes, tiles
+from ..backend.schedule import sketch as sketch_schedule
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -145,7 +146,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         # against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX Xeon, 2 cores)
         passes.row_dots_at(sch, names.RESID_Z, knob, rows=4 if plan.mp % 4 == 0 else 1)
     elif fn == names.FN_SKETCH_AB:
-        passes.sketch_ab(sch)
+        sketch_schedule.sketch_ab(sch)
     elif fn == names.FN_RESID_TQ:
         passes.col_dots_at(sch, names.RESID_TQ, knob)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w

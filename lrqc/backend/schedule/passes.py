@@ -7,9 +7,11 @@ where they are chosen between float32 and float64 row by row (te.fastcodes: vect
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import ExprRV, LoopRV, SBlockRV, Schedule, tir
+from ..compat import ExprRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
 from ..te.compensated import OUTER_ROWS
+from . import sketch
+from .lanes import kq_chunks, lanes_inside
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
 
@@ -105,12 +107,20 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel instead, and R s
     and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows)."""
     fused = has_block(sch, names.SKETCH_RT)
+    merged = fused and sketch.codes_with_resid(sch)
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS + names.SPARSE_SUMS):
             statistic(sch, name, sums=True)
         elif name.startswith(names.QUANT_STATS):
             statistic(sch, name)
+        elif merged and name == names.RESID:
+            _, kv = sch.split(loops[-1], [None, 16])
+            sch.vectorize(kv)
+        elif merged and name == names.QUANT_CODES:
+            sch.unroll(loops[-2])
+            if int(sch.get(loops[-1]).extent) % 16 == 0:
+                sch.vectorize(sch.split(loops[-1], [None, 16])[1])
         elif name == names.QUANT_CODES:
             sch.parallel(loops[0])
             sch.unroll(loops[1])
@@ -133,44 +143,13 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
     if fused:
         row = sch.get_loops(sch.get_sblock(names.RESID))[1]
-        dots_under(sch, names.SKETCH, row, after=True)
-        sums_under(sch, names.SKETCH_RT, row)
+        sketch.dots_under(sch, names.SKETCH, row, after=True)
+        sketch.sums_under(sch, names.SKETCH_RT, row)
     elif has_block(sch, names.SKETCH):
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.SKETCH))[0]).extent)
         row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)
-
-
-def sketch_ab(sch: Schedule) -> None:
-    """te.sketch.sketch_ab: the chunks of rows in parallel, each row's a_i = R_i u then its
-    share a_i R_i of Rᵀ a while the row is in cache."""
-    c, row = sch.get_loops(sch.get_sblock(names.SKETCH_A))[:2]
-    sch.parallel(c)
-    dots_under(sch, names.SKETCH_A, row, after=False)
-    sums_under(sch, names.SKETCH_B, row)
-
-
-def dots_under(sch: Schedule, name: str, row: LoopRV, after: bool) -> None:
-    """A te.sketch.row_dots of one column under the loop over its rows' `row` (after the
-    block of that loop: its lane partials and their sum follow it; else the sum's own loop,
-    its lane partials computed first), 16 lanes vectorized with the k chunks outside."""
-    part = sch.get_sblock(name + names.LANES)
-    if after:
-        sch.reverse_compute_at(part, row)
-        sch.reverse_compute_at(sch.get_sblock(name), row)
-    else:
-        sch.compute_at(part, row)
-    if kq_chunks(sch, part) > 1:
-        lanes_inside(sch, part)
-
-
-def sums_under(sch: Schedule, name: str, row: LoopRV) -> None:
-    """A te.sketch.chunk_sums block after the per-row work under `row`: its row's share,
-    vectorized by 16 along k."""
-    blk = sch.get_sblock(name)
-    sch.reverse_compute_at(blk, row)
-    k = sch.get_loops(blk)[-1]
-    if int(sch.get(k).extent) % 16 == 0:
-        sch.vectorize(sch.split(k, [None, 16])[1])
+    if merged:
+        sketch.scores_before_codes(sch)
 
 
 def statistic(sch: Schedule, name: str, sums: bool = False) -> None:
@@ -247,12 +226,6 @@ def transposed_at(sch: Schedule, name: str, src: str) -> None:
     sch.parallel(ko)
     sch.compute_at(sch.get_sblock(src), io)
     sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
-
-
-def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
-    """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
-    loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
-    return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
 
 
 def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 1) -> None:
@@ -386,11 +359,3 @@ def lanes_w_at(sch: Schedule, name: str) -> None:
     sch.vectorize(lanes)
 
 
-def lanes_inside(sch: Schedule, part: SBlockRV) -> None:
-    """A lane partials block whose last two loops are (lanes, reduction): the reduction
-    outside, the lanes vectorized, their initialization decomposed and vectorized too."""
-    lane, red = sch.get_loops(part)[-2:]
-    sch.reorder(red, lane)
-    sch.vectorize(lane)
-    init = sch.decompose_reduction(part, red)
-    sch.vectorize(sch.get_loops(init)[-1])

@@ -1,0 +1,82 @@
+"""CPU schedules of the rank-1 sketch's passes over A's residual R (te.sketch): in the
+compensated quantize_a, the codes' rows and R's chunks of rows under one loop nest, each row's
+fastcodes scores, codes, R, max |R|, R s and share of Rᵀ (R s) while the row is in cache; and
+sketch_ab, R u and Rᵀ R u the same way."""
+
+from __future__ import annotations
+
+from ...plan import names
+from ..compat import LoopRV, Schedule
+from ..te import fastcodes
+from .lanes import kq_chunks, lanes_inside
+from .tiles import block_names, has_block
+
+
+def codes_with_resid(sch: Schedule) -> bool:
+    """The codes' rows and R's (in chunks: te.sketch) under one loop nest, chunks in parallel,
+    so each row of A is read once for both. The merged loop stands where R's did, so the
+    codes move past the blocks between them: False (nothing changed) where one of those reads
+    the codes (the row sums of weights with zero points), where A's own codes are a block
+    apart (several segments: R reads those) or where the codes' loop runs over other rows."""
+    order = block_names(sch)
+    between = order[order.index(names.QUANT_CODES) + 1: order.index(names.RESID)]
+    if has_block(sch, names.BASE_CODES) or any(
+            r.source.name == names.QUANT_CODES
+            for n in between for r in sch.get(sch.get_sblock(n)).reads):
+        return False
+    codes, resid = sch.get_sblock(names.QUANT_CODES), sch.get_sblock(names.RESID)
+    c, r = sch.get_loops(resid)[:2]
+    chunks, per = (int(sch.get(lp).extent) for lp in (c, r))
+    i = sch.get_loops(codes)[0]
+    if int(sch.get(i).extent) != chunks * per:
+        return False
+    ci, _ = sch.split(i, [chunks, per])
+    mc = sch.merge(ci, c)
+    sch.merge(*(sch.get_loops(b)[1] for b in (codes, resid)))
+    sch.parallel(mc)
+    return True
+
+
+def scores_before_codes(sch: Schedule) -> None:
+    """After codes_with_resid: fastcodes' row scores and scale checks (blocks of its own) under
+    the same row loop, just before the row's codes."""
+    row = sch.get_loops(sch.get_sblock(names.QUANT_CODES))[1]
+    for n in (fastcodes.AMB, fastcodes.AMB + "_rf", fastcodes.OKS, fastcodes.OKS + "_rf"):
+        if has_block(sch, n):
+            blk = sch.get_sblock(n)
+            sch.compute_at(blk, row)
+            if n == fastcodes.AMB + "_rf":  # (lanes, k chunks): the lanes inside
+                lanes_inside(sch, blk)
+
+
+def sketch_ab(sch: Schedule) -> None:
+    """te.sketch.sketch_ab: the chunks of rows in parallel, each row's a_i = R_i u then its
+    share a_i R_i of Rᵀ a while the row is in cache."""
+    c, row = sch.get_loops(sch.get_sblock(names.SKETCH_A))[:2]
+    sch.parallel(c)
+    dots_under(sch, names.SKETCH_A, row, after=False)
+    sums_under(sch, names.SKETCH_B, row)
+
+
+def dots_under(sch: Schedule, name: str, row: LoopRV, after: bool) -> None:
+    """A te.sketch.row_dots of one column under the loop over its rows' `row` (after the
+    block of that loop: its lane partials and their sum follow it; else the sum's own loop,
+    its lane partials computed first), 16 lanes vectorized with the k chunks outside."""
+    part = sch.get_sblock(name + names.LANES)
+    if after:
+        sch.reverse_compute_at(part, row)
+        sch.reverse_compute_at(sch.get_sblock(name), row)
+    else:
+        sch.compute_at(part, row)
+    if kq_chunks(sch, part) > 1:
+        lanes_inside(sch, part)
+
+
+def sums_under(sch: Schedule, name: str, row: LoopRV) -> None:
+    """A te.sketch.chunk_sums block after the per-row work under `row`: its row's share,
+    vectorized by 16 along k."""
+    blk = sch.get_sblock(name)
+    sch.reverse_compute_at(blk, row)
+    k = sch.get_loops(blk)[-1]
+    if int(sch.get(k).extent) % 16 == 0:
+        sch.vectorize(sch.split(k, [None, 16])[1])
