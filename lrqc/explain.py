@@ -169,10 +169,11 @@ def float32_codes_note(s: Scheme) -> list[str]:
     """The note on the per-call operand's codes where CPU kernels take them from float32."""
     role = "b" if s.static == "a" else "a"
     op = s.operand(role)
-    if not isinstance(op, QuantOperand) or not float32_codes(op.quant):
-        return []
-    which = "its own codes (its residual terms' from the float64 quotient)" if op.residuals \
-        else "the per-call codes"
+    if not isinstance(op, QuantOperand) or not float32_codes(op.quant) \
+            or isinstance(s.operand("b" if role == "a" else "a"), FloatOperand):
+        return []  # (with a float operand the product is a float32 GEMM: A's codes in float64)
+    which = (f"{role.upper()}'s own codes (its residual terms' codes: the float64 quotient)"
+             if op.residuals else "the per-call codes")
     return [f"{role}: CPU kernels take {which} from a float32 product in each row "
             "where that provably gives the codes of the float64 quotient x / s (every element "
             "farther from its rounding boundary than float32's error), from the float64 "

@@ -85,3 +85,31 @@ def test_no_power_iteration_compiles_no_sketch_ab():
         "power_iters=0)\n b: int8 per_channel\n}")["s"], M=16, N=16, K=32)
     assert names.FN_SKETCH_AB not in sig.cpu_functions(k.plan)
     assert all(b.comp.Sb is None for b in k._buckets)
+
+
+@pytest.mark.parametrize("b,merged", [("int8 per_channel", True),
+                                      ("uint8 per_channel calibrate=minmax", False)])
+def test_codes_and_r_share_a_row_loop_unless_a_block_between_reads_the_codes(b, merged):
+    """The schedule merges the codes' row loop with R's (no dependence check of its own):
+    taken where nothing between them reads the codes, refused before the row sums of weights
+    with zero points; in the scheduled function no block reads a buffer before the block that
+    writes it, and the calls are the reference's either way."""
+    from lrqc.pipeline.compile import compile as compile_stages
+
+    s = lrqc.parse_schemes("scheme s {\n a: int8 per_tensor round=floor + lowrank(rank=1, "
+                           f"method=sketch, power_iters=1)\n b: {b}\n}}")["s"]
+    texts: dict[str, str] = {}
+    compile_stages(s, 64, 24, 48, emit=("tir",), on_text=texts.__setitem__)
+    tir = texts["tir"].split("def quantize_a")[1].split("@T.prim_func")[0]
+    assert ("_m in T.parallel" in tir) == merged
+    written: set[str] = set()
+    for line in tir.splitlines():  # blocks in program order: reads of intermediate codes
+        if "T.writes(" in line:
+            written.add(line.split("T.writes(")[1].split("[")[0])
+        if "T.reads(" in line and "a_codes[" in line:
+            assert "a_codes" in written, line
+    rng = np.random.default_rng(1)
+    k = lrqc.compile(s, M=64, N=24, K=48)
+    A = rng.random((64, 48)).astype(np.float32)
+    B = rng.standard_normal((48, 24))
+    _close(k(A, k.pack(B)), lrqc.reference.matmul(s, A.astype(np.float64), B), 2e-5)

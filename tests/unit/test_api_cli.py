@@ -295,3 +295,20 @@ def test_build_report_names_the_portable_rule_off_x86(monkeypatch):
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     assert "WARNING: not the fast path" in rule_note({**man, "schedule_rule": "x86_avx2"})
     assert rule_note({**man, "fast_path": True}) == ""
+
+
+def test_notes_say_where_codes_come_from_float32():
+    """The float32-codes note: the per-call codes; with residual terms, A's own codes only;
+    none where the other operand is float (the product is a float32 GEMM)."""
+    def notes(body: str) -> str:
+        s = lrqc.parse_schemes(f"scheme s {{\n{body}\n}}")["s"]
+        from lrqc.explain import explain
+        return explain(s, emit=("notes",))
+
+    assert "take the per-call codes from a float32" in notes("a: int8 per_channel\n"
+                                                              " b: int8 per_channel")
+    assert "take A's own codes (its residual terms' codes" in notes(
+        "a: int8 per_channel + lowrank(rank=1, method=sketch)\n b: int8 per_channel")
+    assert "from a float32 product" not in notes("a: int8 per_channel\n b: float16")
+    assert "from a float32 product" not in notes("a: int8 per_channel round=stochastic\n"
+                                                  " b: int8 per_channel")

@@ -115,8 +115,9 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         elif name.startswith(names.QUANT_STATS):
             statistic(sch, name)
         elif merged and name == names.RESID:
-            _, kv = sch.split(loops[-1], [None, 16])
-            sch.vectorize(kv)
+            lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[-1]).extent),
+                               16)
+            sch.vectorize(sch.split(loops[-1], [None, lanes])[1])
         elif merged and name == names.QUANT_CODES:
             sch.unroll(loops[-2])
             if int(sch.get(loops[-1]).extent) % 16 == 0:
