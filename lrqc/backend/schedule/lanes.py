@@ -7,7 +7,7 @@ from ..compat import SBlockRV, Schedule
 
 
 def kq_chunks(sch: Schedule, part: SBlockRV) -> int:
-    """The extent of the reduction (the k chunks ko) of a te.compensated.row_dots lanes block: a
+    """The extent of the reduction (the k chunks ko) of a te.sketch.row_dots lanes block: a
     loop of extent 1 is elided under compute_at, so the loop nest has one loop less."""
     return next(int(v.dom.extent) for v in sch.get(part).iter_vars if int(v.iter_type) == 2)
 

@@ -230,7 +230,7 @@ def transposed_at(sch: Schedule, name: str, src: str) -> None:
 
 
 def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 1) -> None:
-    """te.compensated.row_dots: the 16-lane partials computed per block of `rows` rows
+    """te.sketch.row_dots: the 16-lane partials computed per block of `rows` rows
     (compute_at the block; rows must divide the row count), blocks parallel; per block of
     ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the rows and ranks, so one
     16-lane load of a row's values (the dequantized codes) serves every rank of the block and
