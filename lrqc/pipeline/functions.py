@@ -150,7 +150,7 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif fn == names.FN_RESID_TQ:
         passes.col_dots_at(sch, names.RESID_TQ, knob)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w
-        passes.lanes_w_at(sch, names.LOWRANK_W)
+        passes.lanes_w_at(sch, names.LOWRANK_W, knob, rule.wide_floats)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels
         floats.panel_gemm(sch, names.LOWRANK_W, knob)
     else:

@@ -420,6 +420,22 @@ def test_rank1_times_packed_weights_matches_reference(case):
         assert rel_error(direct, ref) > 100 * TOL
 
 
+@pytest.mark.parametrize("n", [40, 96, 128])
+def test_rank1_times_packed_weights_in_blocks_of_panels(n):
+    """lanes_w takes its 16-column panels in blocks (2 of 6 panels at N = 96, 8 of 8 at 128
+    on AVX-512 targets; one at a time at 40): every block size gives the reference's C."""
+    s = scheme("int8 per_tensor round=floor + lowrank(rank=1, method=sketch, power_iters=1, "
+               "other=packed)", "int8 per_channel")
+    rng = np.random.default_rng(11)
+    kernel = lrqc.compile(s, M="1..40", N=n, K=260)
+    B = rng.standard_normal((260, n)) * rng.uniform(0.1, 3.0, n)
+    packed = kernel.pack(B)
+    for m in (1, 17, 40):
+        A = (rng.random((m, 260)) * rng.uniform(0.5, 2.0, 260)).astype(np.float32)
+        ref = matmul(s, A.astype(np.float64), B)
+        assert rel_error(kernel(A, packed), ref) < TOL, (n, m)
+
+
 # A's lowrank term times the exact B: with K a multiple of 16 the compiled exact_w forms W =
 # F_Aᵀ B from pack's float32 Bᵀ (held once: the packed arrays view the kernel's tensor);
 # other K, numpy's BLAS. (a, K, N, compiled)
