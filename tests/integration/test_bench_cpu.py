@@ -57,6 +57,13 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
         assert (gemm[name]["ms"] or 0) > 0 and (gemm[name]["vs_numpy"] or 0) > 0, gemm[name]
     assert gemm[cpu.W8A8]["rule"] and gemm[cpu.NUMPY]["roof"] == cpu.common.numpy_roof()
+    # the least time of a w8a8 call: its GEMM at its instruction's measured peak after the
+    # pass over A (64 x 64 float32 read, codes written) at the measured bandwidth
+    w8 = gemm[cpu.W8A8]
+    peak = record["peaks"][w8["roof"]]["value"]
+    pass_ms = 5 * 64 * 64 / cpu.bandwidth() * 1e3
+    assert w8["least_ms"] == pytest.approx(2 * 64**3 / (peak * 1e9) * 1e3 + pass_ms)
+    assert "at the" in w8["least_why"] and "after A's pass" in w8["least_why"]
     comp = {r["case"]: r for r in record["compensation"]}
     assert set(comp) == {cpu.NUMPY, *cpu.COMP}
     for name, (_, direct) in cpu.COMP.items():
