@@ -616,17 +616,17 @@ def test_rank_16_epilogue_in_64_column_blocks_matches_reference():
 
 def test_row_dots_in_k_pieces_give_the_same_bits(monkeypatch):
     """The row-dot kernels (exact_w, lowrank_u, the sketch product R Ω of the quantization
-    pass) walk K in pieces of passes.K_CHUNK chunks where K allows: every sum still runs over K
+    pass) walk K in pieces of lanes.K_CHUNK chunks where K allows: every sum still runs over K
     in order, so C is bit for bit the one of kernels that walk K whole."""
-    from lrqc.backend.schedule import passes
+    from lrqc.backend.schedule import lanes
 
     s = scheme("int8 per_channel round=floor + lowrank(rank=5, oversample=3, power_iters=1)",
                "int8 per_channel + lowrank(rank=3)")
-    k = 16 * passes.K_CHUNK * 2  # two pieces
+    k = 16 * lanes.K_CHUNK * 2  # two pieces
     rng = np.random.default_rng(12)
     A, B = rng.random((24, k)).astype(np.float32), rng.standard_normal((k, 40))
     pieces = lrqc.compile(s, 24, 40, k)
-    monkeypatch.setattr(passes, "K_CHUNK", 10**9)
+    monkeypatch.setattr(lanes, "K_CHUNK", 10**9)
     whole = lrqc.compile(s, 24, 40, k)
     assert pieces._buckets[0].exact_w and whole._buckets[0].exact_w
     c1, c2 = pieces(A, pieces.pack(B)), whole(A, whole.pack(B))
@@ -803,3 +803,33 @@ def test_quantize_pass_gives_each_rows_largest_residual(a, method, k):
         bk, rows = kernel._quantize(A)
         R = view(bk.comp.R)[:rows, :k]
         np.testing.assert_array_equal(view(bk.comp.Rtop)[:rows], np.abs(R).max(axis=1))
+
+
+def test_rsvd_sketch_product_follows_each_block_of_r_rows():
+    """The randomized SVD's R Ω is computed right after each block of R's rows, under the
+    same parallel loop (R then still in cache), never reading a row of R before the block
+    that writes it; the calls are the reference's."""
+    from lrqc.pipeline.compile import compile as compile_stages
+
+    s = scheme("int8 per_tensor round=floor + lowrank(rank=4, oversample=4, power_iters=1)",
+               "int8 per_channel")
+    texts: dict[str, str] = {}
+    compile_stages(s, 64, 32, 96, emit=("tir",), on_text=texts.__setitem__)
+    tir = texts["tir"].split("def quantize_a")[1].split("@T.prim_func")[0].splitlines()
+    at = {name: next(i for i, line in enumerate(tir) if f'T.sblock("{name}")' in line)
+          for name in ("a_resid", "a_sketch_lanes_update")}
+    loop = max(i for i in range(at["a_resid"]) if "T.parallel" in tir[i])
+    depth = len(tir[loop]) - len(tir[loop].lstrip())
+    for line in tir[loop + 1: at["a_sketch_lanes_update"]]:  # still inside R's loop
+        assert len(line) - len(line.lstrip()) > depth, line
+    written: set[str] = set()
+    for line in tir:  # blocks in program order: R read only after it is written
+        if "T.writes(" in line:
+            written.add(line.split("T.writes(")[1].split("[")[0])
+        if "T.reads(" in line and "a_resid[" in line:
+            assert "a_resid" in written, line
+    k = lrqc.compile(s, M=64, N=32, K=96)
+    rng = np.random.default_rng(4)
+    B = rng.standard_normal((96, 32))
+    A = rng.random((64, 96)).astype(np.float32)
+    assert rel_error(k(A, k.pack(B)), matmul(s, A.astype(np.float64), B)) < TOL

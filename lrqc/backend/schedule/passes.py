@@ -11,7 +11,7 @@ from ..compat import ExprRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
 from ..te.compensated import OUTER_ROWS
 from . import sketch
-from .lanes import kq_chunks, lanes_inside
+from .lanes import lanes_inside, rank_blocks
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
 
@@ -103,11 +103,13 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     the codes expression folds its segment select), row dot products as in row_dots_at, 4
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
     serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass), each
-    row's max |R| right after the row; the residual's vector width is a tuning knob. With the
-    rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel instead, and R s
-    and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows)."""
+    row's max |R| right after the row, R Ω (where nothing stands between) right after each
+    block of R's rows (sketch.sketch_with_resid); the residual's vector width is a tuning
+    knob. With the rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel
+    instead, and R s and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows)."""
     fused = has_block(sch, names.SKETCH_RT)
     merged = fused and sketch.codes_with_resid(sch)
+    after_r = not fused and has_block(sch, names.SKETCH)  # R Ω right after R's rows
     for name in block_names(sch):
         loops = sch.get_loops(sch.get_sblock(name))
         if name.startswith(names.QUANT_STATS + names.SPARSE_SUMS):
@@ -128,27 +130,25 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
             if _vector_codes(sch, None) and int(sch.get(loops[2]).extent) % 16 == 0:
                 sch.vectorize(sch.split(loops[2], [None, 16])[1])  # (fastcodes' row choice)
         elif name in (names.RESID, names.BASE_CODES) or name.startswith(names.SPARSE_CODES):
-            sch.parallel(loops[0])  # (R in chunks of rows: the chunks)
+            if not (after_r and name == names.RESID):  # (then its blocks of rows: below)
+                sch.parallel(loops[0])  # (R in chunks of rows: the chunks)
             lanes = lanes_knob(knob or hand, name + "_lanes", int(sch.get(loops[-1]).extent),
                                16)
             _, kv = sch.split(loops[-1], [None, lanes])
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
-    if has_block(sch, names.RESID_TOP):  # each row's max |R| while the row is in cache
-        row = sch.get_loops(sch.get_sblock(names.RESID))[int(fused)]
-        part = sch.get_sblock(names.RESID_TOP + names.LANES)
-        sch.reverse_compute_at(part, row)
-        if kq_chunks(sch, part) > 1:  # (a chunk of one: its loop elided, plain loops)
-            lanes_inside(sch, part)
-        sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
+    rows = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[0]).extent)
+    if after_r and not sketch.sketch_with_resid(sch, knob, 4 if rows % 4 == 0 else 1):
+        sch.parallel(sch.get_loops(sch.get_sblock(names.RESID))[0])
+        row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)
+        after_r = False
+    if has_block(sch, names.RESID_TOP) and not after_r:  # each row's max |R| in cache
+        sketch.top_after(sch, sch.get_loops(sch.get_sblock(names.RESID))[int(fused)])
     if fused:
         row = sch.get_loops(sch.get_sblock(names.RESID))[1]
         sketch.dots_under(sch, names.SKETCH, row, after=True)
         sketch.sums_under(sch, names.SKETCH_RT, row)
-    elif has_block(sch, names.SKETCH):
-        rows = int(sch.get(sch.get_loops(sch.get_sblock(names.SKETCH))[0]).extent)
-        row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)
     if merged:
         sketch.scores_before_codes(sch)
 
@@ -245,31 +245,7 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     sch.parallel(i)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
-    if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
-        return
-    loops = sch.get_loops(part)[1:]  # under i: (ii, c, kk, ko), ii and c elided when 1
-    kk, ko = loops[-2:]
-    ii = loops[0] if rows > 1 else None
-    c = loops[-3] if len(loops) - (rows > 1) >= 3 else None
-    n = kq_chunks(sch, part)
-    outer: tuple = ()
-    if n > K_CHUNK and n % K_CHUNK == 0:
-        kc, ko = sch.split(ko, [None, K_CHUNK])
-        outer = (kc,)
-    if c is not None:
-        ranks = int(sch.get(c).extent)
-        cands = tuple(v for v in (2, 4, 8, 16) if ranks % v == 0) or (1,)
-        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
-        co, ci = sch.split(c, [None, cb])
-        sch.reorder(*outer, co, ko, *((ii,) if ii is not None else ()), ci, kk)
-        sch.unroll(ci)
-    else:
-        sch.reorder(*outer, ko, *((ii,) if ii is not None else ()), kk)
-    if ii is not None:
-        sch.unroll(ii)
-    sch.vectorize(kk)
-    init = sch.decompose_reduction(part, outer[0] if outer else ko)
-    sch.vectorize(sch.get_loops(init)[-1])
+    rank_blocks(sch, name, part, rows, knob)
 
 
 def outer_dots_at(sch: Schedule, name: str) -> None:
@@ -335,10 +311,6 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
 COL_PIECE, COL_ROWS, COL_CHUNK = 64, 32, 16
 
 
-# k chunks (of 16 lanes) of a row_dots piece: 2 KB of each row. At 4 rows x 4 ranks on the AMX
-# Xeon (2 cores): Bᵀ's 4096 x 4096 times 16 ranks 2.2-2.4 ms against 4.3-5.2 unchunked, where the
-# rows and ranks of a block (64 KB each) left L1; R Z at 2048 x 2048, 24 ranks, 0.82 against 0.95
-K_CHUNK = 32
 
 
 def lanes_w_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = False

@@ -1,14 +1,16 @@
-"""CPU schedules of the rank-1 sketch's passes over A's residual R (te.sketch): in the
-compensated quantize_a, the codes' rows and R's chunks of rows under one loop nest, each row's
-fastcodes scores, codes, R, max |R|, R s and share of Rᵀ (R s) while the row is in cache; and
-sketch_ab, R u and Rᵀ R u the same way."""
+"""CPU schedules of the sketch products' passes over A's residual R (te.sketch): in the
+compensated quantize_a, the rank-1 sketch's codes' rows and R's chunks of rows under one loop
+nest, each row's fastcodes scores, codes, R, max |R|, R s and share of Rᵀ (R s) while the row
+is in cache, and sketch_ab's R u and Rᵀ R u the same way; the randomized SVD's R Ω right after
+each block of R's rows (sketch_with_resid); each row's max |R| (top_after)."""
 
 from __future__ import annotations
 
 from ...plan import names
 from ..compat import LoopRV, Schedule
 from ..te import fastcodes
-from .lanes import kq_chunks, lanes_inside
+from .lanes import decompose_lanes, kq_chunks, lanes_inside, rank_blocks
+from .protocol import Knob
 from .tiles import block_names, has_block
 
 
@@ -80,3 +82,37 @@ def sums_under(sch: Schedule, name: str, row: LoopRV) -> None:
     k = sch.get_loops(blk)[-1]
     if int(sch.get(k).extent) % 16 == 0:
         sch.vectorize(sch.split(k, [None, 16])[1])
+
+
+def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int) -> bool:
+    """The randomized SVD's R Ω (te.sketch.row_dots of R, block names.SKETCH) right after
+    each block of `rows` rows of R (rows divide R's), which stay in cache: R's loop over its
+    blocks of rows and R Ω's (as row_dots_at makes it) merged into one parallel loop, each
+    row's max |R| under R's row loop first. False (nothing changed) where another block
+    stands between R and R Ω (the merged loop stands where R Ω's did)."""
+    order = block_names(sch)
+    between = order[order.index(names.RESID) + 1: order.index(names.SKETCH + names.LANES)]
+    if any(not n.startswith(names.RESID_TOP) for n in between):
+        return False
+    io, ii = sch.split(sch.get_loops(sch.get_sblock(names.RESID))[0], [None, rows])
+    top_after(sch, ii, decompose=False)
+    i, _ = sch.split(sch.get_loops(sch.get_sblock(names.SKETCH))[0], [None, rows])
+    both = sch.merge(io, i)
+    sch.parallel(both)  # (before any reduction is decomposed under it)
+    top = sch.get_sblock(names.RESID_TOP + names.LANES)
+    if kq_chunks(sch, top) > 1:
+        decompose_lanes(sch, top)
+    part = sch.get_sblock(names.SKETCH + names.LANES)
+    sch.compute_at(part, both)
+    rank_blocks(sch, names.SKETCH, part, rows, knob)
+    return True
+
+
+def top_after(sch: Schedule, row: LoopRV, decompose: bool = True) -> None:
+    """Each row's max |R| (te.compensated.lane_top) under R's loop `row`, after the row
+    (decompose: lanes_inside's)."""
+    part = sch.get_sblock(names.RESID_TOP + names.LANES)
+    sch.reverse_compute_at(part, row)
+    if kq_chunks(sch, part) > 1:  # (a chunk of one: its loop elided, plain loops)
+        lanes_inside(sch, part, decompose)
+    sch.reverse_compute_at(sch.get_sblock(names.RESID_TOP), row)
