@@ -249,9 +249,9 @@ def direct_bound(m: int, n: int, k: int, peak: float | str | None) -> dict:
     nbytes = 5 * m * k
     pass_ms = nbytes / bandwidth() * 1e3
     return {"least_ms": gemm + pass_ms,
-            "least_why": f"the GEMM at the {peak:.0f} GOPS peak: {gemm:.2f} ms, after A's pass "
-                         f"({nbytes / 1e6:.1f} MB at {bandwidth() / 1e9:.1f} GB/s): "
-                         f"{pass_ms:.2f} ms"}
+            "least_why": f"the GEMM at the {peak:.0f} GOPS peak: {gemm:.3g} ms, after A's pass "
+                         f"({nbytes / 1e6:.3g} MB at {bandwidth() / 1e9:.1f} GB/s): "
+                         f"{pass_ms:.3g} ms"}
 
 
 def fmt(v, spec: str, width: int, suffix: str = "") -> str:
@@ -443,7 +443,7 @@ def targets(gemm: list[dict], comp: list[dict], peaks: dict,
         r, dq = g.get((shape, W8A8)), g.get((shape, TORCH_DQ))
         if value is not None and value < 1.2 and r and r.get("least_ms") and dq and dq["ms"]:
             why = (f"the roofs allow <= {dq['ms'] / r['least_ms']:.2f} here: "
-                   f"{r['least_ms']:.2f} ms, {r['least_why']}")
+                   f"{r['least_ms']:.3g} ms, {r['least_why']}")
         add(f"w8a8 per_channel / torch dynamic-quant Linear at {shape}", value, why, goal=1.2)
         add(f"w4a8 per_channel / numpy float32 at {shape}", *gemm_ratio(shape, W4A8, "vs_numpy"),
             goal=1.6 if shape == "2048,2048,2048" else 1.3)

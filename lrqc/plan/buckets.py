@@ -81,7 +81,10 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
                 "transposed residuals; use static: b")
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
         return (make_plan(t, N, hi, K),)
-    plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(lo, hi))
+    # buckets of fewer rows than A's lowrank terms factor at would serve no call (a call of
+    # m < rank rows is refused by the kernel): the first bucket holds at least that many
+    plans = tuple(make_plan(scheme, m, N, K)
+                  for m in m_buckets(max(lo, min(least_rows(scheme), hi)), hi))
     if lo < hi and any(q.bits == 1 and q.signed and not q.is_fixed
                        and q.granularity == Granularity.PER_TENSOR
                        for q in per_call_quants(scheme)):
@@ -89,6 +92,15 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
                                 "mean |A| over all of A's rows, which an M range's row padding "
                                 "would change: compile it for one M, or use per_channel")
     return plans
+
+
+def least_rows(scheme: Scheme) -> int:
+    """The fewest rows a call can have: a rank-r lowrank term on A factors the call's rows
+    at rank r (1 without one)."""
+    a = scheme.a
+    ranks = [t.rank for t in a.residuals if isinstance(t, LowRank)] \
+        if isinstance(a, QuantOperand) else []
+    return max([1, *ranks])
 
 
 def per_call_quants(scheme: Scheme) -> list[Quant]:

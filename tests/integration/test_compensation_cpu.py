@@ -256,6 +256,25 @@ def test_rank_above_rows_is_a_clear_error():
         kernel.run(np.ones((2, 32)), np.ones((32, 16)))
 
 
+def test_m_range_below_the_rank_compiles_buckets_from_the_rank():
+    """An M range starting below A's rank compiles buckets from the rank up (the smaller ones
+    would serve no call): rows below it are refused at the call, the others are the
+    reference's; a range that ends below the rank is refused at compile time, naming M."""
+    s = scheme("int8 per_tensor + lowrank(rank=8, method=rsvd)", "int8 per_channel")
+    kernel = lrqc.compile(s, M="3..200", N=40, K=72)
+    assert [p.m for p in kernel.plans][0] == 8 and kernel.m_min == 3
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((72, 40))
+    packed = kernel.pack(B)
+    for m in (8, 9, 200):
+        A = rng.random((m, 72)).astype(np.float32)
+        assert rel_error(kernel(A, packed), matmul(s, A.astype(np.float64), B)) < TOL
+    with pytest.raises(lrqc.InputError, match=r"needs at least 8 rows, got 7"):
+        kernel(rng.random((7, 72)).astype(np.float32), packed)
+    with pytest.raises(lrqc.SchemeError, match=r"exceeds min\(M, K\) = 5"):
+        lrqc.compile(s, M="3..5", N=40, K=72)
+
+
 @pytest.mark.parametrize("a,b,msg", [
     ("int8 + lowrank(rank=1) + dense(int8)", "int8", "a residual term after lowrank"),
     ("float32", "int4 + sparse(threshold=0.5)", "only lowrank and dense terms on the weights"),
