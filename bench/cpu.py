@@ -1,6 +1,6 @@
 """lrqc next to what a CPU user already has, in one run: the machine (CPU, instruction sets, the
 peaks of bench/peak.c), then per shape numpy float32, torch's dynamic-quant Linear,
-torch._int_mm and lrqc's w8a8, w4a8 and VS-Quant w4a4 kernels, then the time that
+torch._int_mm and lrqc's w8a8, w4a8, w4a4 and VS-Quant w4a4 kernels, then the time that
 compensation (LRQMM low-rank terms, sparse residuals) adds to the direct kernel of the same
 base, then 3-, 5- and 6-bit weights packed densely next to the int4 and int8 kernels
 (bench/packing_cpu.py), then calls of fewer rows than their M bucket's (bench/rows_cpu.py),
@@ -63,6 +63,7 @@ SECTIONS = ("peaks", "gemm", "compensation", "packing", "rows", "layers")
 
 NUMPY, TORCH_DQ, INT_MM = "numpy float32", "torch dynamic-quant Linear", "torch._int_mm"
 W8A8, W4A8, VSQ = "lrqc w8a8 per_channel", "lrqc w4a8 per_channel", "lrqc VS-Quant w4a4"
+W4A4 = "lrqc w4a4 per_channel"  # VS-Quant's formats with one scale per row and column
 # the gemm section's shapes: the targets' shapes (256,1024,1024: VS-Quant's README example)
 GEMM_SHAPES = ("2048,2048,2048;512,3072,768;1024,1536,384;1024,384,1536;16,4096,4096;"
                "256,1024,1024")
@@ -71,6 +72,7 @@ GEMM_SHAPES = ("2048,2048,2048;512,3072,768;1024,1536,384;1024,384,1536;16,4096,
 def gemm_schemes() -> dict[str, lrqc.Scheme]:
     return {W8A8: common.scheme("a: int8 per_channel\n b: int8 per_channel"),
             W4A8: common.scheme("a: int8 per_channel\n b: int4 per_channel"),
+            W4A4: common.scheme("a: uint4 per_channel\n b: int4 per_channel"),
             VSQ: lrqc.load_schemes(ROOT / "examples" / "vsquant.lrq")["vsquant_w4a4"]}
 
 
@@ -219,7 +221,7 @@ def gemm_shape(m, n, k, args, peaks, flags) -> list[dict]:
     t_np, t_dq = med(times.get(NUMPY, [])), med(times.get(TORCH_DQ, []))
     least = direct_bound(m, n, k, peaks.get(roofs.get(W8A8) or ""))
     rows = []
-    for name in [NUMPY, TORCH_DQ, INT_MM, W8A8, W4A8, VSQ]:
+    for name in [NUMPY, TORCH_DQ, INT_MM, W8A8, W4A8, W4A4, VSQ]:
         t = med(times.get(name, []))
         roof = roofs.get(name)
         peak = peaks.get(roof) if roof else None
@@ -413,6 +415,14 @@ def print_comp_rows(rows: list[dict]) -> None:
 
 # ---- 4. targets ------------------------------------------------------------------------------
 
+# what VS-Quant's 16-k groups add to the integer products of the same formats: per group and
+# vector of 16 sums, a zeroing, the zero-point product and its subtraction (A's min-max codes),
+# a conversion to float32, A's scale and an FMA with B's, next to the group's integer products
+# (four vpdpbusd on VNNI)
+GROUPS_WHY = ("per 16-k group and 16 sums: a zeroing, a zero-point correction, a conversion "
+              "and two scalings next to the group's integer products (4 vpdpbusd on VNNI)")
+
+
 def targets(gemm: list[dict], comp: list[dict], peaks: dict,
             flags: set[str], packed: list[dict] | None = None) -> tuple[list[dict], int]:
     """([{target, value, goal, at_least, met (None: n/a), why}], how many targets of a fixed
@@ -449,6 +459,9 @@ def targets(gemm: list[dict], comp: list[dict], peaks: dict,
             goal=1.6 if shape == "2048,2048,2048" else 1.3)
         add(f"VS-Quant w4a4 / numpy float32 at {shape}", *gemm_ratio(shape, VSQ, "vs_numpy"),
             goal=1.0)
+        v, p = g.get((shape, VSQ), {}).get("ms"), g.get((shape, W4A4), {}).get("ms")
+        add(f"VS-Quant w4a4 time / w4a4 per_channel's at {shape}", v / p if v and p else None,
+            GROUPS_WHY if v and p else "not measured", goal=1.3, at_least=False)
     skipped += sum(s not in shapes for s in ("2048,2048,2048", "256,1024,1024"))  # fixed shapes
     comp_goals = [(R1, "2048,2048,2048", 1.05), (R1, "256,4096,4096", 1.05),
                   (R1P, "2048,2048,2048", 1.05), (R1P, "256,4096,4096", 1.05),

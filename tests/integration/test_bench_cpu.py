@@ -53,8 +53,9 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert r["lrqc_us"] > 0 and r["torch_dq_us"] > 0 and r["torch_dq_vs_lrqc"] > 0, r
     assert "Linear layers on a few rows" in out
     gemm = {r["method"]: r for r in record["gemm"]}
-    assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.VSQ]
-    for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.VSQ):  # lrqc and numpy always run
+    assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.W4A4,
+                          cpu.VSQ]
+    for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.W4A4, cpu.VSQ):  # lrqc, numpy always run
         assert (gemm[name]["ms"] or 0) > 0 and (gemm[name]["vs_numpy"] or 0) > 0, gemm[name]
     assert gemm[cpu.W8A8]["rule"] and gemm[cpu.NUMPY]["roof"] == cpu.common.numpy_roof()
     # the least time of a w8a8 call: its GEMM at its instruction's measured peak after the
@@ -99,6 +100,10 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     assert "weight-only int3 time / int4 at 16,64,64" in out
     assert "w·a8 int3 weight codes / int4's at 16,64,64" in out
     assert all(t["met"] in (True, False, None) for t in record["targets"])
+    groups = {t["target"]: t for t in record["targets"]}[
+        "VS-Quant w4a4 time / w4a4 per_channel's at 64,64,64"]  # per-vector scales' cost
+    assert groups["value"] == pytest.approx(gemm[cpu.VSQ]["ms"] / gemm[cpu.W4A4]["ms"])
+    assert groups["goal"] == 1.3 and not groups["at_least"]
 
 
 def _plan(cpu, case: str):
