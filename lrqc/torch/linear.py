@@ -29,8 +29,9 @@ from .. import reference
 from ..api import parse_schemes
 from ..door import compile as compile_kernel
 from ..errors import InputError, LrqcError
-from ..frontend.model import LowRank, LplrOperand, QuantOperand, Scheme
+from ..frontend.model import LplrOperand, Scheme
 from ..frontend.unparse import unparse
+from ..plan.buckets import least_rows
 from ..runtime import packstate
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -46,12 +47,9 @@ def min_rows(scheme: Scheme) -> int:
     """The fewest rows the scheme can multiply: a rank-r factorization of A (its lowrank term,
     LPLR activations, LRAMM's product) needs at least r rows."""
     ranks = [scheme.product.rank] if scheme.product is not None else []
-    a = scheme.a
-    if isinstance(a, LplrOperand):
-        ranks.append(a.rank)
-    elif isinstance(a, QuantOperand):
-        ranks += [t.rank for t in a.residuals if isinstance(t, LowRank)]
-    return max([1, *ranks])
+    if isinstance(scheme.a, LplrOperand):
+        ranks.append(scheme.a.rank)
+    return max([least_rows(scheme), *ranks])
 
 
 def torch_threads(threads: str) -> str:

@@ -138,11 +138,13 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
-    rows = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[0]).extent)
-    if after_r and not sketch.sketch_with_resid(sch, knob, 4 if rows % 4 == 0 else 1):
-        sch.parallel(sch.get_loops(sch.get_sblock(names.RESID))[0])
-        row_dots_at(sch, names.SKETCH, knob, rows=4 if rows % 4 == 0 else 1)
-        after_r = False
+    if after_r:  # R Ω in blocks of 4 rows where they divide R's (16-lane loads of Ω per block)
+        rows = int(sch.get(sch.get_loops(sch.get_sblock(names.RESID))[0]).extent)
+        block = 4 if rows % 4 == 0 else 1
+        if not sketch.sketch_with_resid(sch, knob, block):
+            sch.parallel(sch.get_loops(sch.get_sblock(names.RESID))[0])
+            row_dots_at(sch, names.SKETCH, knob, rows=block)
+            after_r = False
     if has_block(sch, names.RESID_TOP) and not after_r:  # each row's max |R| in cache
         sketch.top_after(sch, sch.get_loops(sch.get_sblock(names.RESID))[int(fused)])
     if fused:
