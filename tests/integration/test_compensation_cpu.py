@@ -439,12 +439,20 @@ def test_rank1_times_packed_weights_matches_reference(case):
         assert rel_error(direct, ref) > 100 * TOL
 
 
-@pytest.mark.parametrize("n", [40, 96, 128])
-def test_rank1_times_packed_weights_in_blocks_of_panels(n):
-    """lanes_w takes its 16-column panels in blocks (2 of 6 panels at N = 96, 8 of 8 at 128
-    on AVX-512 targets; one at a time at 40): every block size gives the reference's C."""
+@pytest.mark.parametrize("n,blocks", [(40, 3), (128, 8), (512, 16), (1024, 16), (2048, 16)])
+def test_rank1_times_packed_weights_in_blocks_of_panels(n, blocks):
+    """lanes_w takes its 16-column panels in blocks on AVX-512 targets (2, 4 and 8 panels at
+    N = 512, 1024, 2048, leaving 16 blocks to run in parallel; one at a time at 40 and 128,
+    and on other targets): every block size gives the reference's C."""
+    from lrqc.pipeline.compile import compile as compile_stages
+
     s = scheme("int8 per_tensor round=floor + lowrank(rank=1, method=sketch, power_iters=1, "
                "other=packed)", "int8 per_channel")
+    if lrqc.compile(s, M=4, N=16, K=32).rule in ("x86_vnni", "x86_amx"):  # AVX-512 registers
+        texts: dict[str, str] = {}
+        compile_stages(s, 40, n, 260, emit=("tir",), on_text=texts.__setitem__)
+        tir = texts["tir"].split("def lowrank_w")[1].split("@T.prim_func")[0]
+        assert f"in T.parallel({blocks})" in tir
     rng = np.random.default_rng(11)
     kernel = lrqc.compile(s, M="1..40", N=n, K=260)
     B = rng.standard_normal((260, n)) * rng.uniform(0.1, 3.0, n)

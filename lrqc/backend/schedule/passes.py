@@ -321,13 +321,15 @@ def lanes_w_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = 
     each, with the reduction outside the panels and lanes (each step one 64-byte load of
     codes per panel, 64 lanes vectorized, the panels unrolled: one load of F_A's repeated
     values serves every panel of the block), then their groups of 4 and the scales; F_A's
-    repeated values (name + "_fa") first, rows in parallel. Panels a block: a tuning knob
-    (`<name>_panels`), by hand LANES_W_PANELS where the target has AVX-512's 32 vector
-    registers (`wide`), else 1 (64 lanes already take half of AVX2's 16)."""
+    repeated values (name + "_fa") first, rows in parallel. Panels a block (the knob
+    `<name>_panels`; lrqc tune does not search lowrank_w): up to LANES_W_PANELS where the
+    target has AVX-512's 32 vector registers (`wide`) and at least LANES_W_TASKS blocks are
+    left to run in parallel, else 1 (64 lanes already take half of AVX2's 16 registers)."""
     out = sch.get_sblock(name)
     panels = int(sch.get(sch.get_loops(out)[-1]).extent) // 16
     cands = tuple(v for v in (1, 2, 4, 8) if panels % v == 0)
-    pick = max(v for v in cands if v <= (LANES_W_PANELS if wide else 1))
+    pick = max(v for v in cands if v == 1 or (
+        wide and v <= LANES_W_PANELS and panels // v >= LANES_W_TASKS))
     nb = (knob or hand)(name + "_panels", cands, pick)
     jo, jv = sch.split(sch.get_loops(out)[-1], [None, 16 * nb])
     sch.parallel(jo)
@@ -352,5 +354,8 @@ def lanes_w_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = 
 
 # lanes_w's panels a block on AVX-512: at 256 x 4096 x 4096 (B's 16 MB of codes read once)
 # 0.28-0.29 ms against 0.31 for 4 and 0.58-0.60 for one panel; at 2048^3 0.11 against 0.12
-# and 0.20 (2-core Zen 5, same runs; the bytes' bound at 60 GB/s: 0.27 ms)
-LANES_W_PANELS = 8
+# and 0.20 (2-core Zen 5, same runs; the bytes' bound at 60 GB/s: 0.27 ms). 8 panels' 32
+# vectors of sums take every AVX-512 register (the loop spills a few), 4 fit with room; 8 ran
+# a little faster all the same. Blocks left to run in parallel: at least LANES_W_TASKS, so
+# small N keeps its cores busy (N = 128: 8 panels, one at a time)
+LANES_W_PANELS, LANES_W_TASKS = 8, 16
