@@ -103,6 +103,13 @@ PEAK_MODES = {
     "avx2_s8": (("avx2",), "int8 x int8: vpsignb (A's sign onto B) + vpmaddubsw + vpmaddwd + "
                 "vpaddd", "GOPS"),
     "vnni": (("avx512_vnni",), "vpdpbusd, AVX-512 VNNI (512-bit)", "GOPS"),
+    "vnni_blocks": (("avx512_vnni",), "vpdpbusd with A's bytes broadcast and B's blocks loaded "
+                    "from L1, 4 x 2 vectors of sums (a per_channel GEMM's inner loop)", "GOPS"),
+    "vnni_groups": (("avx512_vnni",), "the same, per 16-k group: sums from zero, then "
+                    "vcvtdq2ps, vmulps by A's scale, vfmadd by B's (per_vector(16), float "
+                    "scales)", "GOPS"),
+    "vnni_pairs": (("avx512_vnni",), "the same groups, two at a time as int16 pairs: vpermt2w, "
+                   "vpmullw of integer scales, vpdpwssd (two-level integer scales)", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
     "amx": (("amx_int8",), "tdpbusd, AMX int8 tiles (16 x 16 x 64 per instruction)", "GOPS"),
 }

@@ -15,13 +15,28 @@
                    2*127*127 stay inside int16): 32 multiply-adds = 64 ops per quadruple
      peak vnni     vpdpbusd (AVX-512 VNNI, 512-bit): 64 u8*s8 multiply-adds = 128 ops
      peak avxvnni  vpdpbusd (AVX-VNNI, 256-bit, VEX): 32 u8*s8 multiply-adds = 64 ops
+     peak vnni_blocks  vpdpbusd as a GEMM's inner loop issues it: A's 4 bytes broadcast from
+                   and B's 64-byte blocks loaded from L1, 4 rows x 2 vectors of 16 int32 sums
+                   per thread that run on over every group of 16 k (per_channel products): 512
+                   ops per group of 16 k and 16 sums
+     peak vnni_groups  per_vector(16) products on vpdpbusd with float scales: each group's 4
+                   vpdpbusd (16 k) into int32 sums that start from zero, then vcvtdq2ps, vmulps by
+                   A's scale and vfmadd231ps by B's scales into float32 sums (what lrqc's
+                   x86_vnni rule issues per group of 16 k and 16 sums): 512 ops per group and
+                   16 sums, 4 rows x 2 vectors of sums per thread
+     peak vnni_pairs   the same groups with two-level integer scales as int16 pairs: two
+                   groups' int32 sums packed into int16 pairs (vpermt2w), the products of their
+                   integer scales (vpmullw) and vpdpwssd into int32 sums (exact where the group
+                   sums and the scales' products fit int16): 512 ops per group and 16 sums
      peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
                    instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
                    x86_amx rule blocks them); the process asks Linux for the tile state first
    The integer AVX2 forms keep 6 independent accumulators per thread (each with its own operand:
    16 ymm registers); the forms that accumulate inside one instruction keep 12. Each accumulator
    is a variable of its own (EACH6, EACH12), not an array element: GCC -O2 leaves a loop over an
-   array in memory (a load and a store around every vpdpbusd). A mode the CPU lacks prints
+   array in memory (a load and a store around every vpdpbusd). The per-vector forms read A's
+   bytes, B's blocks and the scales from 32 KB per thread in L1, as a kernel's inner loop does.
+   A mode the CPU lacks prints
    "n/a" and exits 2. Built and run by bench/common.py:
    cc -O2 -fopenmp peak.c -o peak; ./peak MODE [ITERS]  ->  "GOPS THREADS" */
 #include <immintrin.h>
@@ -96,6 +111,114 @@ PEAK_LOOP(vnni, "avx512f,avx512vnni", __m512i, _mm512_set1_epi8, 12, FUSED, _mm5
 PEAK_LOOP(avxvnni, "avx2,avxvnni", __m256i, _mm256_set1_epi8, 12, FUSED,
           _mm256_dpbusd_avx_epi32, _, 64)
 
+/* per-vector forms: 4 rows (i) x 2 vectors (j) of 16 sums per thread; group g of 16 k reads A's
+   16 bytes of each row (rows 1 KB apart), B's 4 blocks of 2 x 64 bytes and the scales, of 64
+   groups held in L1 (thread-local) */
+#define ROWS4(X) X(0) X(1) X(2) X(3)
+#define GROUP_BUFFERS                                                                          \
+    static __thread unsigned char a_buf[4 * 1024] __attribute__((aligned(64)));                \
+    static __thread signed char b_buf[64 * 512] __attribute__((aligned(64)));                  \
+    static __thread float sa_buf[64 * 4], sb_buf[64 * 32] __attribute__((aligned(64)));        \
+    static __thread short qa_buf[64 * 4 * 2], qb_buf[64 * 32 * 2] __attribute__((aligned(64))); \
+    memset(a_buf, 3, sizeof a_buf); memset(b_buf, 1, sizeof b_buf);                            \
+    (void)sa_buf; (void)sb_buf; (void)qa_buf; (void)qb_buf;                                    \
+    for (int q = 0; q < 64 * 4; q++) sa_buf[q] = 1.0f, qa_buf[2 * q] = qa_buf[2 * q + 1] = 3;  \
+    for (int q = 0; q < 64 * 32; q++) sb_buf[q] = 1.0f, qb_buf[2 * q] = qb_buf[2 * q + 1] = 5;
+/* group g's 4 k steps into p<i>0, p<i>1 (<i> a row) */
+#define ZERO_ROW(i) __m512i p##i##0 = _mm512_setzero_si512(), p##i##1 = _mm512_setzero_si512();
+#define DOT_ROW(i) { __m512i a = _mm512_set1_epi32(*(const int *)(a_buf + i * 1024 + g * 16 + k * 4)); \
+    p##i##0 = _mm512_dpbusd_epi32(p##i##0, a, b0); p##i##1 = _mm512_dpbusd_epi32(p##i##1, a, b1); }
+#define K_STEP(step) { const int k = step;                                                     \
+        __m512i b0 = _mm512_load_si512(b_buf + g * 512 + k * 128);                             \
+        __m512i b1 = _mm512_load_si512(b_buf + g * 512 + k * 128 + 64);                        \
+        ROWS4(DOT_ROW)                                                                         \
+    }
+#define GROUP_DOTS ROWS4(ZERO_ROW) K_STEP(0) K_STEP(1) K_STEP(2) K_STEP(3)
+#define ISINK_P(i) sink += _mm512_reduce_add_epi32(_mm512_add_epi32(p##i##0, p##i##1));
+
+/* the same loads and vpdpbusd into int32 sums that run on over every group (per_channel) */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_blocks(long iters) {
+    int sink = 0;
+    iters /= 4;
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        GROUP_BUFFERS
+        ROWS4(ZERO_ROW)
+        for (long it = 0; it < iters; it++) {
+            int g = (int)(it & 63);
+            K_STEP(0) K_STEP(1) K_STEP(2) K_STEP(3)
+        }
+        ROWS4(ISINK_P)
+    }
+    double t = omp_get_wtime() - t0;
+    return 512.0 * 8 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
+#define FDECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define FSCALE(i) { __m512 s = _mm512_set1_ps(sa_buf[g * 4 + i]);                               \
+    c##i##0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p##i##0), s), s0, c##i##0);     \
+    c##i##1 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p##i##1), s), s1, c##i##1); }
+#define FSINK(i) sink += (int)_mm512_reduce_add_ps(_mm512_add_ps(c##i##0, c##i##1));
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_groups(long iters) {
+    int sink = 0;
+    iters /= 4;
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        GROUP_BUFFERS
+        ROWS4(FDECL)
+        for (long it = 0; it < iters; it++) {
+            int g = (int)(it & 63);
+            GROUP_DOTS
+            __m512 s0 = _mm512_load_ps(sb_buf + g * 32), s1 = _mm512_load_ps(sb_buf + g * 32 + 16);
+            ROWS4(FSCALE)
+        }
+        ROWS4(FSINK)
+    }
+    double t = omp_get_wtime() - t0;
+    return 512.0 * 8 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
+/* two groups: the first's sums kept as h<i><j>, the second's made as p<i><j> */
+#define HDECL(i) __m512i h##i##0, h##i##1;
+#define KEEP_ROW(i) h##i##0 = p##i##0, h##i##1 = p##i##1;
+#define IDECL(i) __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = _mm512_setzero_si512();
+#define PAIR_ROW(i) { __m512i s = _mm512_set1_epi32(*(const int *)(qa_buf + (g * 4 + i) * 2));   \
+    c##i##0 = _mm512_dpwssd_epi32(c##i##0, _mm512_permutex2var_epi16(h##i##0, pick, p##i##0),   \
+                                  _mm512_mullo_epi16(s, q0));                                  \
+    c##i##1 = _mm512_dpwssd_epi32(c##i##1, _mm512_permutex2var_epi16(h##i##1, pick, p##i##1),   \
+                                  _mm512_mullo_epi16(s, q1)); }
+#define ISINK(i) sink += _mm512_reduce_add_epi32(_mm512_add_epi32(c##i##0, c##i##1));
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_pairs(long iters) {
+    int sink = 0;
+    iters /= 8;
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        GROUP_BUFFERS
+        short lanes[32];
+        for (int l = 0; l < 16; l++) lanes[2 * l] = (short)(2 * l), lanes[2 * l + 1] = (short)(32 + 2 * l);
+        __m512i pick = _mm512_loadu_si512(lanes);  /* word 2l: the first group's sum l, 2l + 1: the second's */
+        ROWS4(IDECL)
+        for (long it = 0; it < iters; it++) {
+            int g = (int)((2 * it) & 63);
+            ROWS4(HDECL)
+            { GROUP_DOTS ROWS4(KEEP_ROW) }
+            g += 1;
+            {
+                GROUP_DOTS
+                g -= 1;
+                __m512i q0 = _mm512_load_si512(qb_buf + g * 64);
+                __m512i q1 = _mm512_load_si512(qb_buf + g * 64 + 32);
+                ROWS4(PAIR_ROW)
+            }
+        }
+        ROWS4(ISINK)
+    }
+    double t = omp_get_wtime() - t0;
+    return 512.0 * 16 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
 /* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
 struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
                  unsigned char rows[16]; };
@@ -141,7 +264,8 @@ static const struct {
 } MODES[] = {MODE(fma, "fma"), MODE(fma512, "avx512f"), MODE(avx2, "avx2"),
              MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
-             MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
+             MODE(vnni_blocks, "avx512_vnni"),
+             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -168,6 +292,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, avxvnni, amx)\n", mode);
+            "vnni, vnni_blocks, vnni_groups, vnni_pairs, avxvnni, amx)\n", mode);
     return 1;
 }
