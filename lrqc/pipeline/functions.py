@@ -40,7 +40,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
                                 if plan.compensated
                                 else te_quantize.quantize_a(plan, fast=rule.family != "cuda")),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
-                                        out_start=rule.output_start),
+                                        out_start=rule.output_start,
+                                        scale_pairs=rule.scale_pairs),
             names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8,
                                        start=rule.sums_start),
         }

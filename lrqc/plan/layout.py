@@ -23,59 +23,14 @@ from ..reference.residual import TermResult, apply_terms, sparse_quant
 from . import packing, segments
 from . import signature as sig
 from .model import KernelPlan
+from .sparse_arrays import SparseCodes, SparseCsr, SparseDense
 from .verify import PlanError
 
 # PackedOperand's fields that the compiled functions read, with their parameter names
-PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("bf", sig.BF),
-          ("sbf", sig.SBF), ("zbf", sig.ZBF), ("lbt", sig.LBT), ("wb", sig.WB),
-          ("bias", sig.BIAS), ("b32t", sig.BT))
+PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("sqb", sig.SQB),
+          ("gb", sig.GB), ("bf", sig.BF), ("sbf", sig.SBF), ("zbf", sig.ZBF), ("lbt", sig.LBT),
+          ("wb", sig.WB), ("bias", sig.BIAS), ("b32t", sig.BT))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
-
-
-@dataclass(frozen=True, eq=False)
-class SparseCodes:
-    """The static operand of a sparse product on side a (B's sparse term): B's residual codes
-    d[Kq, Np] int8 and their scales s[G, Np] (te/sparse.py: parameters D, sd), and for the
-    dense formulation the same codes as VNNI blocks dv with column sums dcs (Dv, dcs)."""
-
-    d: np.ndarray
-    s: np.ndarray
-    dv: np.ndarray | None = None
-    dcs: np.ndarray | None = None
-
-    def params(self) -> Iterator[tuple[str, np.ndarray]]:
-        yield from zip(sig.SPARSE_A_STATIC, (self.d, self.s), strict=True)
-        if self.dv is not None and self.dcs is not None:
-            yield from zip(sig.DENSE_A_STATIC[:2], (self.dv, self.dcs), strict=True)
-
-
-@dataclass(frozen=True, eq=False)
-class SparseDense:
-    """B's thresholded copy for the dense formulation of A's sparse term (chosen at pack above
-    segments.crossover): VNNI blocks v, column sums cs [1, Np], scales s (Sv, scs, ss)."""
-
-    v: np.ndarray
-    cs: np.ndarray
-    s: np.ndarray
-
-    def params(self) -> Iterator[tuple[str, np.ndarray]]:
-        return zip(sig.DENSE_B_STATIC, (self.v, self.cs, self.s), strict=True)
-
-
-@dataclass(frozen=True, eq=False)
-class SparseCsr:
-    """The static operand of a sparse product on side b (A's sparse term): B's thresholded copy
-    (or B, above max_density) as CSR of its columns, one row pointer per column and scale group:
-    ptr[Np * G + 1] int32, idx[nnz] (k) int32, val[nnz] int16 codes, and scales s[G, Np]
-    (te/sparse.py: parameters ptr, idx, val, ss)."""
-
-    ptr: np.ndarray
-    idx: np.ndarray
-    val: np.ndarray
-    s: np.ndarray
-
-    def params(self) -> Iterator[tuple[str, np.ndarray]]:
-        return zip(sig.SPARSE_B_STATIC, (self.ptr, self.idx, self.val, self.s), strict=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +42,9 @@ class PackedOperand:
     sb: np.ndarray | None = None  # sb [G, Np] float32: scales per K-group
     cs: np.ndarray | None = None  # cs [G, Np] int32: column sums of the stored codes
     zb: np.ndarray | None = None  # zb [G, Np] int32: zero point - storage offset (b_zero)
+    sqb: np.ndarray | None = None  # sqb [G/2, Np, 2] int16: two-level integer scales, groups
+    #   in pairs (signature.scale_pairs)
+    gb: np.ndarray | None = None  # gb [1, Np] float32: their columns' float scales
     bf: np.ndarray | None = None  # Bf [Np/16, Kp, 16]: the float path's values (or 16-bit codes)
     sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes; or
     #   [Gb, Np]: the scales of weight-only codes per K group of B's quantizer
@@ -227,7 +185,23 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
-                         zb=zbs)
+                         zb=zbs, **(_scale_pairs(p, q) if sig.scale_pairs(p) else {}))
+
+
+def _scale_pairs(p: KernelPlan, q: QArray) -> dict[str, np.ndarray]:
+    """sqb [G/2, Np, 2] int16 (B's integer scales, group 2h and 2h + 1 next to each other for
+    every column) and gb [1, Np] float32 (each column's float scale) of two-level scales;
+    padded columns 0."""
+    if q.scale_int is None or q.gamma is None:
+        raise PlanError(f"kernel plan of '{p.scheme.name}': B's quantized copy has no "
+                        "two-level scales")
+    G = p.groups
+    ints = np.zeros((G, p.np_), np.int16)
+    ints[:, : p.n] = _per_group(q.scale_int, G).T
+    gb = np.zeros((1, p.np_), np.float32)
+    gb[0, : p.n] = q.gamma[:, 0]
+    return {"sqb": np.ascontiguousarray(ints.reshape(G // 2, 2, p.np_).transpose(0, 2, 1)),
+            "gb": gb}
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,

@@ -14,6 +14,12 @@ follow the bounds of each partial sum an instruction forms, and so which instruc
                further pair sums before widening (int16_steps of them, the bound times steps
                still inside int16).
 
+Per-vector scales stored as integers times a row's (column's) float (two-level scales) make
+every group's contribution an integer, Σ_g sA[g]·sB[g]·Σ_(k in g) (a - zA)·b; where each group's
+sum and each product of the integer scales fit int16 and the whole sum fits int32, two groups
+at a time go as int16 pairs through one vpdpwssd (scale_pairs), instead of a float scaling per
+group.
+
 rule_proof() is the text lrqc explain and the build report print for the chosen instruction;
 instruction_proofs() gives every candidate's verdict."""
 
@@ -113,6 +119,64 @@ def ranges(plan: KernelPlan) -> Ranges | None:
     return Ranges(a, b, prod, prod.scaled(2), "; ".join(dict.fromkeys(fmts)))
 
 
+@dataclass(frozen=True)
+class ScalePairs:
+    """The bounds of per-vector products with two-level integer scales on both operands."""
+
+    group: Interval  # one group's sum of centered products Σ_(k in g) (a - zA)·b
+    scales: int  # the largest product of the two integer scales
+    groups: int  # G
+    total: int  # the largest |Σ_g sA·sB·sum| over the G groups
+    blocked: str = ""  # why the groups are scaled in float32 all the same ("": they need not)
+
+    @property
+    def exact(self) -> bool:
+        """Whether group sums and scale products fit int16 and the total int32."""
+        return (self.group.within(*INT16) and self.scales <= INT16[1]
+                and self.total <= 2**31 - 1)
+
+    @property
+    def usable(self) -> bool:
+        return self.exact and not self.blocked
+
+    @property
+    def verdict(self) -> str:
+        return "not used" if self.exact and self.blocked else \
+            "exact" if self.exact else "NOT exact"
+
+    def why(self) -> str:
+        """The bounds, and what blocks the pairs where something does."""
+        return (f"integer scales as int16 pairs: group sums in {self.group}, scale products <= "
+                f"{self.scales}; {self.groups} groups sum to at most {self.total} "
+                f"({'inside' if self.total <= 2**31 - 1 else 'outside'} int32)"
+                + (f"; {self.blocked}" if self.blocked else ""))
+
+
+def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
+    """The bounds of the plan's per-vector product with two-level integer scales (uint scales
+    of per_vector quantizers on A and B, the same V, integer codes), or None for other
+    products. The group sums are those of A's codes minus its zero point (the GEMM's sums
+    start from minus the zero correction). `blocked` says why the pairs are not used even so:
+    A's zero points from the data (min-max), B's zero points, an odd number of groups, or
+    residual terms."""
+    qa, qb = plan.qa, plan.qb
+    if plan.float_path or plan.segments or qa is None or qb is None or plan.groups < 2:
+        return None
+    if not all(q.is_int and q.granularity == Granularity.PER_VECTOR and
+               q.scale.startswith("uint") for q in (qa, qb)) or qa.vector != qb.vector:
+        return None
+    group = _codes(qa).times(b_codes(qb)).scaled(plan.vector)
+    scales = (2**qa.scale_bits - 1) * (2**qb.scale_bits - 1)
+    total = plan.groups * scales * max(-group.lo, group.hi)
+    blocked = ("A's zero points come from the data (min-max): its groups are scaled in "
+               "float32; a signed format (or calibrate=maxabs for data >= 0) sums them in pairs"
+               if plan.a_zero_static is None else
+               "B's zero points (unsigned or min-max weights)" if plan.b_zero else
+               f"an odd number of groups ({plan.groups})" if plan.groups % 2 else
+               "residual terms (compensation)" if plan.compensated else "")
+    return ScalePairs(group, scales, plan.groups, total, blocked)
+
+
 def instruction_proofs(plan: KernelPlan) -> list[tuple[str, bool, str]]:
     """(instruction, exact, why) for each x86 integer instruction, from the plan's ranges, in
     the order the CPU rules prefer them."""
@@ -149,6 +213,9 @@ def proof_text(plan: KernelPlan) -> str:
              f"one product in {r.product}"]
     lines += [f"  {name:<11} {'exact' if ok else 'NOT exact':<10} {why}"
               for name, ok, why in instruction_proofs(plan)]
+    sp = scale_pairs(plan)
+    if sp is not None:
+        lines.append(f"  {'vpdpwssd':<11} {sp.verdict:<10} {sp.why()}")
     lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
                  "(amx-int8 tiles), vpdpbusd (avx512vnni; avxvnni: 256-bit), vpmaddubsw "
                  "(avx2), vpmaddwd (avx2)")

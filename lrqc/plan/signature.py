@@ -7,13 +7,14 @@ placeholders' and output blocks' names) and the runtime, which binds each argume
 The parameters depend on the plan alone: the schedule rule's formulation (plain, pairs, s8,
 16-bit) changes how the GEMM computes, never what it reads and writes.
 
-    quantize_a   A [U] -> a_codes sa zc [a_rowsum]          integer path
+    quantize_a   A [U] -> a_codes sa zc [a_rowsum] [sqa ga]  integer path
                  A [U] -> a_float [a_row_scale]              float path
                  A [rows] [Omega_t] -> a_codes sa_all zc_all [a_rowsum] [dens] [a_resid
                    a_resid_top] [a_sketch] [a_sketch_rt] (per sparse product: its codes
                    and scales)
                    compensated
-    gemm         Aq Bp sa zc sb cs [ra zb] [Ua Wa] [Ub Wb] bias C m_rows | Af Bf [saf sbf]
+    gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb] [Ua Wa] [Ub Wb] bias C m_rows
+                 | Af Bf [saf sbf]
                  [Ua Wa] [Ub Wb] bias C m_rows
     int_acc      Aq Bp zc cs [ra zb] C m_rows
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
@@ -37,7 +38,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..frontend.model import Calibration, QuantOperand
-from . import names
+from . import names, ranges
 from .model import KernelPlan
 from .segments import SparseProduct
 from .verify import PlanError
@@ -58,6 +59,9 @@ BIAS = "bias"  # [1, Np] float32: added to every row of C in the epilogue (packe
 FA = "Fa"  # F_Aᵀ [r, Kq] of A's lowrank term (other=packed: lowrank_w multiplies B's codes)
 SKETCH_U = "sketch_u"  # the vector u' of a power iteration of A's rank-1 sketch (sketch_ab)
 QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, Kq]
+# two-level integer scales (scale_pairs): A's per call, B's packed
+SQA, GA = "sqa", "ga"  # A's integer scales [Mp, G] int16, its rows' float scales [Mp, 1]
+SQB, GB = "sqb", "gb"  # B's integer scales in pairs of groups [G/2, Np, 2] int16; [1, Np]
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
@@ -213,6 +217,16 @@ def _epilogue(p: KernelPlan) -> tuple[str, ...]:
     return _given(p.rank_a, UA, WA) + _given(p.rank_b, UB, WB) + (BIAS,)
 
 
+def scale_pairs(p: KernelPlan) -> bool:
+    """The plan's per-vector product has two-level integer scales whose group sums and scale
+    products fit int16 pairs, their total int32 (plan.ranges.scale_pairs), an even number of
+    groups and no compensation: quantize_a also writes A's integer scales and row scales
+    (sqa, ga), pack keeps B's (sqb, gb), and the GEMM takes them, so a rule may sum the groups
+    as int16 pairs (ScheduleRule.scale_pairs)."""
+    sp = ranges.scale_pairs(p)
+    return sp is not None and sp.usable
+
+
 def stats_see_non_finite(p: KernelPlan) -> bool:
     """quantize_a takes A's max |x| statistics on float32 bit patterns (te quantize), where a
     NaN or an infinity makes its row's scale non-finite: the kernel checks A's scales after the
@@ -239,7 +253,8 @@ def _quantize_a(p: KernelPlan) -> tuple[str, ...]:
     noise = _given(p.stochastic_a and not p.mx, U)  # (te/quantize.py: MX draws none)
     if p.float_path:
         return (A, *noise, names.QUANT_FLOAT, *_given(p.half, names.QUANT_ROW_SCALE))
-    return (A, *noise, names.QUANT_CODES, SA, ZC, *_given(p.b_zero, names.QUANT_ROWSUM))
+    return (A, *noise, names.QUANT_CODES, SA, ZC, *_given(p.b_zero, names.QUANT_ROWSUM),
+            *_given(scale_pairs(p), SQA, GA))
 
 
 def params(p: KernelPlan, fn: str) -> tuple[str, ...]:
@@ -264,7 +279,8 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
     if fn == names.FN_GEMM and p.float_path:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM:
-        return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB), *_epilogue(p), names.OUT)
+        return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB),
+                *_given(scale_pairs(p), SQA, GA, SQB, GB), *_epilogue(p), names.OUT)
     if fn == names.FN_ACC and not p.float_path:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
     if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:

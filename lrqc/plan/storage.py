@@ -14,7 +14,8 @@ from .model import KernelPlan
 def storage(p: KernelPlan) -> dict[str, Any]:
     """What pack() keeps of B for plan p, from its shapes alone: bits per stored code
     (`code_bits`: 8 for int8 codes, w < 8 packed densely, 16 / 32 for a float path's values),
-    bytes of the codes (`codes`), of their scales, column sums and zero points (`scales`), of
+    bytes of the codes (`codes`), of their scales, column sums and zero points (and two-level
+    scales' integers where the GEMM reads them: signature.scale_pairs) (`scales`), of
     the low-rank factors and bias (`other`; sparse products' arrays depend on the data and are
     left out), and `bytes_per_weight`: all of them over N x K."""
     g, n16 = p.groups, p.np_ // 16
@@ -30,6 +31,8 @@ def storage(p: KernelPlan) -> dict[str, Any]:
         codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed
                  else p.np_ * p.kp)
         scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
+        if sig.scale_pairs(p):  # two-level scales' integers (int16) and column scales
+            scales += g * p.np_ * 2 + p.np_ * 4
     other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
     if p.rank_a and not sig.w_from_codes(p):
         other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact): at

@@ -234,6 +234,9 @@ class Bucket:
         self.new_c = allocator((p.mp, p.np_), "float32", self.c.device)  # fresh_output
         self.a = e((p.m, p.k), "float32")
         self.ra = e((p.mp, p.groups), "int32") if p.b_zero else None
+        pairs = sig.scale_pairs(p)  # two-level integer scales the GEMM sums as int16 pairs
+        self.sqa = e((p.mp, p.groups), "int16") if pairs else None
+        self.ga = e((p.mp, 1), "float32") if pairs else None
         self.u = tensor(p.noise(), dev) if p.stochastic_a else None
         # W_A by exact_w (a CPU-only function, where the plan has it), else numpy's BLAS
         self.exact_w = dense and names.FN_EXACT_W in sig.cpu_functions(p)
@@ -267,7 +270,8 @@ class Bucket:
         a = self.a._create_view((p.m * p.k,))  # quantize_a takes A flat (any rows)
         own = {sig.A: a, sig.U: self.u, names.QUANT_CODES: self.aq, sig.AQ: self.aq,
                sig.SA: self.sa, sig.ZC: self.zc, sig.SA_ALL: self.sa, sig.ZC_ALL: self.zc,
-               names.QUANT_ROWSUM: self.ra, sig.RA: self.ra, names.QUANT_FLOAT: self.af,
+               names.QUANT_ROWSUM: self.ra, sig.RA: self.ra, sig.SQA: self.sqa, sig.GA: self.ga,
+               names.QUANT_FLOAT: self.af,
                sig.AF: self.af, names.QUANT_ROW_SCALE: self.saf, sig.SAF: self.saf,
                names.OUT: self.c}
         if self.comp is not None:

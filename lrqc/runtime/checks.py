@@ -7,11 +7,22 @@ import numpy as np
 
 from ..errors import InputError
 from ..frontend.model import Calibration
+from ..plan import signature as sig
 from ..plan.model import KernelPlan
 from ..plan.support import centered_limit
 from ..reference.inputs import to_output
 
 F32_TINY = float(np.finfo(np.float32).tiny)
+
+
+def sum_bound(p: KernelPlan) -> float:
+    """The largest |integer sum| an integer GEMM's epilogue multiplies by A's scale, then B's:
+    Kp 255² over all its groups (codes of at most 8 bits, zero points included), or, where the
+    groups are summed as int16 pairs of integer scales (signature.scale_pairs), the int32 total
+    times A's row scale, then B's column scale: at most 2^31, and a row (column) scale is at
+    most any of its scales (their integers are at least 1)."""
+    acc = p.kp * 255.0**2
+    return max(acc, 2.0**31) if sig.scale_pairs(p) else acc
 
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..backend.compat import lend
 from ..plan import names
 from .buckets import Bucket, Packed, call_args
-from .checks import F32_TINY, finite
+from .checks import F32_TINY, finite, sum_bound
 from .glue import on_cpu, view
 
 Kernel = Any  # lrqc.runtime.kernel.Kernel, which imports this module
@@ -54,7 +54,7 @@ class Direct:
         self.out_at = [[n for n, _ in bound].index(names.OUT) for bound in self.bound]
         p = kernel.plan
         self.k, self.n, self.np_ = p.k, p.n, p.np_
-        self.acc = p.kp * 255.0**2  # the largest |int32 sum| (Kernel._bounded)
+        self.acc = sum_bound(p)  # the largest |integer sum| (Kernel._bounded)
         self.rank_b = p.rank_b  # B's low-rank term: lowrank_u's U_B before the GEMM
         self.ub = [view(b.comp.Ub) if b.comp is not None and b.comp.Ub is not None else None
                    for b in self.buckets]

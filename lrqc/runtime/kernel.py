@@ -35,7 +35,7 @@ from ..plan.support import zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float
 from ..reference.quant import QArray
 from .buckets import MADE, Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
-from .checks import finite, finite_scales, kernel_output, normal_scales, sparse_top
+from .checks import finite, finite_scales, kernel_output, normal_scales, sparse_top, sum_bound
 from .device import device_of
 from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
@@ -342,7 +342,7 @@ class Kernel:
         arr = packed.arrays
         if p.float_path or p.mx or arr.sb is None:
             return False
-        acc = p.kp * 255.0**2
+        acc = sum_bound(p)
         sb, bias, _ = limits(packed)  # the packed operand's, found once
         sa = float(np.abs(view(bk.sa)[:m]).max())
         if max(acc * sa, acc * sb, sa * sb) * 1.01 >= 1e38:  # an intermediate product of the

@@ -60,6 +60,10 @@ LAYOUTS = {
           "16-column panels, k after k: int8 [Np/16, Kp, 16], or packed as above",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
+    "sqb": "int16 [G/2, Np, 2] two-level scales' integers per K-group, groups 2h and 2h + 1 "
+           "next to each other for every column (per-vector products the GEMM sums as int16 "
+           "pairs)",
+    "gb": "float32 [1, Np] the columns' float scales of those two-level scales",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
           "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
           "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "

@@ -18,6 +18,7 @@ class X86Vnni(blocks.DotBlockRule):
     family = "x86"
     feature = "avx512vnni"
     wide_floats = True
+    scale_pairs = True
     measured = ("GEMM stage 1.64-1.81 TOPS (0.90-0.95 of the vpdpbusd roof) at 2048^3 w8a8 "
                 "per_channel, Zen 5 2 cores (2026-12-02)")
 

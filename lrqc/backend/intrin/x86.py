@@ -16,6 +16,14 @@ saturating), the n pair sums of each lane added in int16, then vpmaddwd by ones 
 per 8 columns. Exact only where no pair sum (nor n of them) can leave int16: the schedule rule
 that uses it checks the plan's proven code ranges (lrqc.plan.ranges).
 
+Scale pairs (AVX-512 VNNI + BW): C[j] += Σ_h P[h, j]·(SA[h]·SB[j, h]) over two K groups h,
+the int32 group sums P of 16 columns and the int16 integer scales of A (two groups) and of B
+(each column's two, next to each other): P's two rows packed into int16 pairs (each sum's
+low 16 bits: LLVM makes one vpermt2w of the mask and shift), the scales' products by
+vpmullw, one vpdpwssd. Exact only where every group sum and scale product fits int16
+(lrqc.plan.ranges.scale_pairs: the rule's schedule uses it only there); the products' pair
+sums then fit int32 as the total does.
+
 CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""
 
 from __future__ import annotations
@@ -165,6 +173,46 @@ def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimF
     return f"lrqc_avx2_16x4x{n}_bytes_i16_u8s8s32", make
 
 
+SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"
+
+
+@T.prim_func(s_tir=True)
+def _desc_scale_pairs(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                      SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                      C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+    stride = T.int32()
+    P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
+        T.writes(C[0:16])
+        for j in T.serial(0, 16):
+            for h in T.serial(0, 2):
+                with T.sblock("update"):
+                    vj, vh = T.axis.remap("SR", [j, h])
+                    C[vj] = C[vj] + P[vh, vj] * (T.cast(SA[vh], "int32") *
+                                                 T.cast(SB[vj, vh], "int32"))
+
+
+@T.prim_func(s_tir=True)
+def _impl_scale_pairs(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                      SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                      C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+    stride = T.int32()
+    P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+    with T.sblock("root"):
+        T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
+        T.writes(C[0:16])
+        low = T.bitwise_and(P.vload([0, 0], dtype="int32x16"), T.broadcast(T.int32(65535), 16))
+        words = T.bitwise_or(low, T.shift_left(P.vload([1, 0], dtype="int32x16"),
+                                               T.broadcast(T.int32(16), 16)))
+        sa = T.reinterpret(T.broadcast(T.reinterpret(SA.vload([0], "int16x2"), dtype="int32"),
+                                       16), dtype="int16x32")
+        C[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssd.512"),
+            C.vload([0], dtype="int32x16"), T.reinterpret(words, dtype="int16x32"),
+            sa * SB.vload([0, 0], dtype="int16x32"), dtype="int32x16")
+
+
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)
 
 
@@ -199,6 +247,7 @@ def _impl_dp4a(
 _INTRINSICS = {VNNI_16x4: (_desc, _dot_impl(16, "llvm.x86.avx512.vpdpbusd.512")),
                AVXVNNI_16x4: (_desc, _dot_impl(8, "llvm.x86.avx512.vpdpbusd.256")),
                AVX2_16x4: (_desc_pairs, _impl_pairs),
+               SCALE_PAIRS: (_desc_scale_pairs, _impl_scale_pairs),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 

@@ -6,13 +6,18 @@ intrinsic and their tile preferences, not in the loop structure.
 Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block],
 or (variant k_outer, the hand order of packed weights: each packed tile unpacked once)
 jo -> ko -> io. Per-vector scales:
-the output is the loop anchor and the per-group accumulator is computed at g."""
+the output is the loop anchor and the per-group accumulator is computed at g. Two-level
+integer scales summed as int16 pairs (te.gemm's pair sums, on rules with scale_pairs):
+jo(par) -> io -> g2 -> [the two groups' int32 sums: ko -> g -> ii -> jm -> 16 x 4 blocks] ->
+ii -> jm -> [one vpdpwssd per 16 columns], the output tile after the last pair."""
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
+from ...plan import names
+from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ..compat import Schedule
 from ..rowbound import row_tiles
@@ -43,7 +48,9 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
     """Schedule function fn (the GEMM or its integer sums) with the picked tiles (mr, nr and
     for single-group products kc, in blocks), the block tensorized to `intrin` (a registered
     name) over `steps` 4-byte k steps (dividing Kp / 4, or the group's V / 4)."""
-    if plan.groups == 1:
+    if tiles.has_block(sch, names.PAIR_SUMS):
+        _scale_pairs(sch, plan, pick["mr"], pick["nr"], intrin, steps)
+    elif plan.groups == 1:
         k_outer = (variant or variants(plan)[0]) == "k_outer"
         _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps, k_outer)
     else:
@@ -92,6 +99,43 @@ def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
     tiles.finish_group_output(sch, fn, out, g)
 
 
+def _scale_pairs(sch, plan, mr, nr, intrin, steps):
+    out = sch.get_sblock(names.OUT)
+    i, j = sch.get_loops(out)
+    io, ii = sch.split(i, [None, mr])
+    jo, jm, jv = sch.split(j, [None, nr, 16])
+    sch.reorder(jo, io, ii, jm, jv)
+    row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
+    sch.parallel(jo)
+    sch.unroll(ii)
+    sch.unroll(jm)
+    sch.vectorize(jv)
+    tot = sch.get_sblock(names.PAIR_SUMS)
+    sch.compute_at(tot, io)
+    ti, tj, tg = sch.get_loops(tot)[-3:]
+    tjm, tjv = sch.split(tj, [None, 16])
+    tg2, th = sch.split(tg, [None, 2])
+    sch.reorder(tg2, ti, tjm, tjv, th)
+    tinit = sch.decompose_reduction(tot, tg2)
+    part = sch.get_sblock(names.PARTIAL)
+    sch.compute_at(part, tg2)
+    pi, pg, pj, pk = sch.get_loops(part)[-4:]
+    pjm, pjv = sch.split(pj, [None, 16])
+    pko, pkv = sch.split(pk, [None, 4 * steps])
+    sch.reorder(pko, pg, pi, pjm, pjv, pkv)
+    pinit = sch.decompose_reduction(part, pko)
+    for init in (tinit, pinit):
+        *outer, lanes = sch.get_loops(init)[-4 if init == pinit else -3:]
+        sch.vectorize(lanes)
+        for lp in outer:
+            sch.unroll(lp)
+    for lp in (pg, pi, pjm, ti, tjm):
+        sch.unroll(lp)
+    tiles.unpack_at(sch, jo)  # packed weights: the whole panel
+    sch.tensorize(pjv, intrin)
+    sch.tensorize(tjv, tiles.register_scale_pairs())
+
+
 class DotBlockRule(ScheduleRule):
     """The base of the rules whose instruction is the whole u8·s8 block summed per 4 k
     (vpdpbusd in its 512-bit and 256-bit forms): they apply where the target has `feature`,
@@ -121,8 +165,13 @@ class DotBlockRule(ScheduleRule):
         return None
 
     def variants(self, plan: KernelPlan) -> tuple:
-        """Loop orders lrqc tune explores (variants()): rows outer or k chunks outer."""
-        return variants(plan)
+        """Loop orders lrqc tune explores (variants()): rows outer or k chunks outer; groups
+        summed as int16 pairs have one."""
+        return VARIANTS[:1] if self.pairs(plan) else variants(plan)
+
+    def pairs(self, plan: KernelPlan) -> bool:
+        """Whether the rule sums the plan's groups as int16 pairs of integer scales."""
+        return self.scale_pairs and sig.scale_pairs(plan)
 
     def unit_safe(self, plan: KernelPlan) -> tuple:
         """Knobs that are pure split factors (the same tile structure at every value)."""
@@ -140,7 +189,8 @@ class DotBlockRule(ScheduleRule):
         lrqc tune checks candidates on the host, so it samples them only where the host has
         the instruction; tests compile every corner of the space."""
         cols = self.cols_pref
-        if plan.groups > 1 and plan.np_ >= 128:  # int32 partials and float32 tile: registers
+        if plan.groups > 1 and (plan.np_ >= 128 or self.pairs(plan)):  # int32 partials (of
+            #   two groups, in pairs) and the output tile: registers
             cols = tuple(c for c in cols if c <= 2) or (1,)
         return tiles.tile_knobs(plan, self.rows_pref, cols)
 

@@ -54,6 +54,9 @@ class ScheduleRule(ABC):
     # whether an output summed over K groups may start from the bias (te.epilogue's grouped):
     # not where dlight reduces it across threads (it needs the sum's identity)
     output_start: ClassVar[bool] = True
+    # whether its schedule sums per-vector groups with two-level integer scales as int16 pairs
+    # (te.gemm's scale_pairs, where plan.signature.scale_pairs holds): AVX-512 VNNI + BW
+    scale_pairs: ClassVar[bool] = False
     # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the float32
     # products that hold 16 registers of sums (te.compensated.outer_dots) run there
     wide_floats: ClassVar[bool] = False
@@ -87,7 +90,9 @@ class ScheduleRule(ABC):
         explain's plan stage and the build report; None when it issues no x86 instruction."""
         if not self.instruction or plan.float_path:
             return None
-        return ranges.proof(plan, self.instruction)
+        sp = ranges.scale_pairs(plan) if self.scale_pairs else None
+        pairs = f"; vpdpwssd {sp.verdict}: {sp.why()}" if sp is not None and sp.usable else ""
+        return ranges.proof(plan, self.instruction) + pairs
 
     def handles(self, fn: str, plan: KernelPlan) -> bool:
         """Whether the rule schedules function fn itself (CUDA: the others get lrqc's

@@ -12,7 +12,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin import stream
-from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
+from ..intrin.x86 import SCALE_PAIRS, AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
 from ..rowbound import fence_after, row_tiles
 from .protocol import Knob
 
@@ -27,6 +27,10 @@ def register_avxvnni() -> str:
 
 def register_avx2() -> str:
     return register(AVX2_16x4)
+
+
+def register_scale_pairs() -> str:
+    return register(SCALE_PAIRS)
 
 
 def has_block(sch: Schedule, name: str) -> bool:

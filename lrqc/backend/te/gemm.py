@@ -4,11 +4,14 @@ and corrects with zc[i,g]·colsum[g,j] (and, for weights with zero points, ra[i,
 acc - zc·colsum = Σ (qA - zA) qB exactly: subtracted after the sums, or, per K group where the
 correction is one vector for all rows, as the value the sums start from (_group_sums); the
 epilogue (epilogue.py) dequantizes the sums and adds the low-rank terms. int_only gives the
-corrected integer sums themselves."""
+corrected integer sums themselves. Two-level integer scales whose products with the group sums
+fit int16 pairs (plan.signature.scale_pairs) may be summed over the groups in int32 instead
+(_pair_sums), then dequantized once by the row's and column's float scales."""
 
 from __future__ import annotations
 
 from ...plan import names
+from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ..compat import PrimExpr, te, tir
 from . import unpack
@@ -61,8 +64,51 @@ def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
     return part, lambda i, g, j: tir.const(0, "int32")
 
 
+def _pair_sums(p: KernelPlan, part: te.Tensor, sqa: te.Tensor, sqb: te.Tensor) -> te.Tensor:
+    """int32 Σ_g part[i, g, j]·sqa[i, g]·sqb[g // 2, j, g % 2] (block names.PAIR_SUMS): exact
+    where signature.scale_pairs holds (each group sum and scale product fits int16, the total
+    int32); a rule sums each two groups' int16 pairs in one instruction (vpdpwssd)."""
+    g = te.reduce_axis((0, p.groups), "g")
+    return te.compute((p.mp, p.np_), lambda i, j: te.sum(part[i, g, j] * (
+        sqa[i, g].astype("int32") * sqb[g // 2, j, g % 2].astype("int32")), axis=g),
+        name=names.PAIR_SUMS)
+
+
+def _weights(p: KernelPlan) -> tuple[te.Tensor, te.Tensor]:
+    """(the weights' placeholder, Bp[N/16, K/4, 16, 4] as the sums read it): int8 codes, or
+    codes below a byte each unpacked per tile by the schedule (block names.UNPACK)."""
+    Np, Kp = p.np_, p.kp
+    if not p.packed:
+        Bp = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
+        return Bp, Bp
+    b_in = unpack.packed_input(p)
+    return b_in, te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: unpack.code(
+        b_in, p.pack_bits, n, k4, j * 4 + kk, 64), name=names.UNPACK)
+
+
+def _zero_points(p: KernelPlan) -> list[te.Tensor]:
+    """Weights with zero points: [ra (row sums of A's centered codes), zb (zero - offset)]."""
+    if not p.b_zero:
+        return []
+    return [te.placeholder((p.mp, p.groups), "int32", name="ra"),
+            te.placeholder((p.groups, p.np_), "int32", name="zb")]
+
+
+def _levels(p: KernelPlan) -> list[te.Tensor]:
+    """Two-level integer scales the groups may be summed with (signature.scale_pairs): [sqa,
+    ga, sqb, gb], A's integer and row scales, then B's in pairs of groups and column scales."""
+    if not sig.scale_pairs(p):
+        return []
+    Mp, Np, G = p.mp, p.np_, p.groups
+    return [te.placeholder((Mp, G), "int16", name=sig.SQA),
+            te.placeholder((Mp, 1), "float32", name=sig.GA),
+            te.placeholder((G // 2, Np, 2), "int16", name=sig.SQB),
+            te.placeholder((1, Np), "float32", name=sig.GB)]
+
+
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False,
-         start: bool = False, out_start: bool = False) -> list[te.Tensor]:
+         start: bool = False, out_start: bool = False, scale_pairs: bool = False
+         ) -> list[te.Tensor]:
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
@@ -70,25 +116,19 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     is the u8 sum, exactly. With start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
     per-group sums may start from minus their correction (_group_sums; int8 per_vector(16)
     at 2048³ on a Zen 4: 34 -> 29 ms); with out_start (ScheduleRule.output_start), an output
-    summed over K groups starts from the bias (epilogue_terms)."""
+    summed over K groups starts from the bias (epilogue_terms); with scale_pairs
+    (ScheduleRule.scale_pairs) and start, a plan whose groups fit int16 pairs sums them so
+    (_pair_sums). Plans with such scales take A's and B's integer and float scales (sqa, ga,
+    sqb, gb) whatever the formulation."""
     Mp, Np, Kp, G = p.mp, p.np_, p.kp, p.groups
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
-    if p.packed:  # codes below a byte each, unpacked per tile by the schedule
-        b_in = unpack.packed_input(p)
-        Bp = te.compute((Np // 16, Kp // 4, 16, 4), lambda n, k4, j, kk: unpack.code(
-            b_in, p.pack_bits, n, k4, j * 4 + kk, 64), name=names.UNPACK)
-    else:
-        Bp = b_in = te.placeholder((Np // 16, Kp // 4, 16, 4), "int8", name="Bp")
+    b_in, Bp = _weights(p)
     sa = te.placeholder((Mp, G), "float32", name="sa")
     zc = te.placeholder((Mp, G), "int32", name="zc")
     sb = te.placeholder((G, Np), "float32", name="sb")
     cs = te.placeholder((G, Np), "int32", name="cs")
-    extra = []  # weights with zero points: ra (row sums of A's centered codes), zb (zero - offset)
-    if p.b_zero:
-        ra = te.placeholder((Mp, G), "int32", name="ra")
-        zb = te.placeholder((G, Np), "int32", name="zb")
-        extra = [ra, zb]
-
+    zeros, levels = _zero_points(p), _levels(p) if not int_only else []
+    extra = zeros + levels
     static = p.a_zero_static  # zc the same everywhere: no per-row load or product
 
     def corr(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
@@ -96,7 +136,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
             c = zc[i, g] * cs[g, j]
         else:
             c = cs[g, j] * static if static else tir.const(0, "int32")
-        return c + ra[i, g] * zb[g, j] if p.b_zero else c
+        return c + zeros[0][i, g] * zeros[1][g, j] if zeros else c
 
     lr_in, output, grouped = epilogue_terms(p)
 
@@ -123,6 +163,12 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part, rest = _group_sums(p, prod, corr, pairs, start)
+    if levels and scale_pairs and start and not pairs:  # sums start from -corr: rest is 0
+        sqa, ga, sqb, gb = levels
+        tot = _pair_sums(p, part, sqa, sqb)
+        C = output((Mp, Np), lambda i, j: dequantize(tot[i, j].astype("float32"), ga[i, 0],
+                                                      gb[0, j]), names.OUT)
+        return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")
         tot = te.compute((Mp, Np), lambda i, j: te.sum(

@@ -5,9 +5,8 @@ quantizer computes in float64 with the reference's exact operations (max |x|, x 
 its integer codes equal lrqc.reference.quantize's bit for bit: integer formats with one scale
 per tensor, row or K group (max-abs or min-max calibrated, optionally with two-level uint
 scales), fixed point with its static scale, int1 sign binarization, and eXmY elements with a
-float scale. quantize_a adds OCP MX
-(per_block with e8m0 scales) and the row sums of the centered codes that weights with zero
-points need."""
+float scale. quantize_a adds OCP MX (per_block with e8m0 scales), the row sums of the centered
+codes that weights with zero points need, and two-level scales' integers and row scales."""
 
 from __future__ import annotations
 
@@ -172,7 +171,9 @@ def _with_rowsum(p: KernelPlan, tensors):
 
 
 def quantize_a(p: KernelPlan, codes: str = "uint8", fast: bool = False) -> list[te.Tensor]:
-    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points) of quantize_a. Aq holds
+    """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points, + sqa, ga, the integer
+    scales and row scales of two-level scales the GEMM sums as int16 pairs:
+    signature.scale_pairs) of quantize_a. Aq holds
     the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
     formats whose codes do not fit a byte, and sa then in float64 too. fast: byte codes from
     float32 in the rows where that is proven exact (fastcodes; CPU passes)."""
@@ -195,10 +196,15 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False):
         inputs.append(U)
         def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
-    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits,
-                                scale_dtype="float64" if dt == "float64" else "float32", x32=x32)
+    code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits, x32=x32,
+                                scale_dtype=dt if dt == F64 else "float32", levels=(levels := []))
     Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k, dt), name=names.QUANT_CODES)
-    return [*inputs, Aq, sa, zc]
+    if dt != "uint8" or not sig.scale_pairs(p):
+        return [*inputs, Aq, sa, zc]
+    (sint, gamma), = levels  # two-level scales as the GEMM's int16 pairs read them
+    sqa = te.compute((p.mp, p.gq), lambda i, g: sint(i, g).astype("int16"), name=sig.SQA)
+    ga = te.compute((p.mp, 1), lambda i, _: gamma(i).astype("float32"), name=sig.GA)
+    return [*inputs, Aq, sa, zc, sqa, ga]
 
 
 def no_contract(v: PrimExpr) -> PrimExpr:
@@ -224,7 +230,7 @@ def max_abs_stat(q: Quant) -> bool:
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
               u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None,
               stats: tuple | None = None, scale_dtype: str = "float32",
-              x32: Callable[..., PrimExpr] | None = None
+              x32: Callable[..., PrimExpr] | None = None, levels: list | None = None
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
@@ -235,7 +241,9 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     values equal to them that need no pass over x (max_abs_stat quantizers). scale_dtype: sa's
     type (float64 for the float fallback, which dequantizes in float64: eXmY scales times
     2^-f, e.g. 2^-62 for e7m0, leave float32's range for ordinary data). x32: x's float32
-    values, where code(i, k, dt) may take them (_codes)."""
+    values, where code(i, k, dt) may take them (_codes). levels: a list that receives, for
+    two-level scales, (sint(i, g), gamma(i)): the integer scales and the row's float scale
+    whose product is the scale the codes use (float64 expressions)."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
@@ -246,7 +254,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     # e*m* elements: max |x| -> the max normal
     minmax = q.calibrate == Calibration.MINMAX and q.is_int
     hi, lo, sidx = stats or statistics(q, x, dims, tag, bits)
-    s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag)
+    s_eff = _two_level(q, _base_scale(q, hi, lo, tag), dims, tag, levels)
     if minmax:
         zero = te.compute(hi.shape, lambda i, g: tir.const(float(int_range(q)[0]), F64)
                           - tir.nearbyint(lo[i, g] / s_eff[i, g]),
@@ -301,9 +309,10 @@ def _base_scale(q, hi, lo, tag: str):
     return te.compute(hi.shape, base_scale, name=names.QUANT_SCALE + "_0" + tag)
 
 
-def _two_level(q, s0, dims: tuple, tag: str):
+def _two_level(q, s0, dims: tuple, tag: str, levels: list | None = None):
     """The scales the codes use: s0, or with uint scales (two-level) s0 / gamma rounded to
-    uint codes (at least 1) times gamma, gamma the row's largest scale over the largest code."""
+    uint codes (at least 1) times gamma, gamma the row's largest scale over the largest code
+    (levels, a list, receives (sint, gamma): quantizer)."""
     if not q.scale.startswith("uint"):
         return s0
     _, K, _, _, _, V = dims
@@ -317,9 +326,13 @@ def _two_level(q, s0, dims: tuple, tag: str):
     def gamma(i: PrimExpr) -> PrimExpr:
         return tir.if_then_else(gmax[i] / top > 0, gmax[i] / top, one)
     rnd = tir.ceil if q.scale_round == "ceil" else tir.nearbyint
-    return te.compute(shp, lambda i, g: tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one),
-                                                tir.const(top, F64)) * gamma(i),
-                      name=names.QUANT_SCALE + tag)
+
+    def sint(i: PrimExpr, g: PrimExpr) -> PrimExpr:
+        return tir.min(tir.max(rnd(s0[i, g] / gamma(i)), one), tir.const(top, F64))
+
+    if levels is not None:
+        levels.append((sint, gamma))
+    return te.compute(shp, lambda i, g: sint(i, g) * gamma(i), name=names.QUANT_SCALE + tag)
 
 
 def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,

@@ -1,0 +1,215 @@
+"""Per-vector products whose two-level scales (integers times a row's or column's float) sum
+over the groups in int32, two groups at a time as int16 pairs (te.gemm's pair sums, the x86
+VNNI rule's vpdpwssd): which plans take it, the TIR and instructions each rule gets, and the
+numbers of every rule this CPU runs against lrqc.reference, with codes and integer scales at
+the ends of their ranges (the int32 total near its proven bound), a bias, static A, an
+artifact and several threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import lrqc
+from lrqc.plan import ranges
+from lrqc.plan import signature as sig
+from lrqc.reference import int_accumulate, matmul, quantize
+
+pytest.importorskip("tvm")
+
+from lrqc.backend.target import host_cpu_flags
+from lrqc.pipeline.compile import compile as pipeline_compile
+from lrqc.pipeline.export import build_artifact
+from lrqc.plan import names
+from lrqc.runtime.artifact import load_kernel
+
+FLAGS = host_cpu_flags()
+VNNI = "avx512_vnni" in FLAGS
+TWO = "per_vector(16, scale=uint6 per_channel)"
+CASES = [  # (a, b): each fits int16 pairs at K = 512
+    (f"int4 {TWO}", f"int4 {TWO}"),  # A's codes + 8: the sums start from -8 cs
+    (f"uint4 {TWO} calibrate=maxabs", f"int4 {TWO}"),  # zero point 0
+    (f"int8 {TWO}", f"int4 {TWO}"),  # group sums up to 16·127·7
+    ("int4 per_vector(32, scale=uint4 per_channel)", "int3 per_vector(32, scale=uint4 "
+     "per_channel)"),
+]
+
+
+def scheme(a: str, b: str, extra: str = "") -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme s {{\n a: {a}\n b: {b}\n{extra}}}")["s"]
+
+
+def data(m: int, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns whose groups differ in size by up to 1e3 (integer scales from 1 to
+    the top), with exact zeros and values at their group's maximum."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, k)) * rng.choice([1e-3, 0.1, 1.0], size=(m, k // 16, 1)).repeat(
+        16, axis=2).reshape(m, k)
+    A[:, ::7] = 0.0
+    B = rng.standard_normal((k, n)) * rng.choice([1e-3, 1.0], size=(k // 16, 1, n)).repeat(
+        16, axis=1).reshape(k, n)
+    B[::5] = np.sign(B[::5]) * np.abs(B).max(axis=0)
+    return A.astype(np.float32), B.astype(np.float32)
+
+
+def check(kernel, s, A, B) -> None:
+    """The integer sums bit for bit and C within float32 rounding of the reference."""
+    packed = kernel.pack(B)
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    ref = np.stack([part for _, part in int_accumulate(qa, qb)])
+    np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
+    C, R = kernel(A, packed), matmul(s, A, B)
+    assert np.abs(C - R).max() <= 4e-7 * np.abs(R).max(), np.abs(C - R).max()
+
+
+def test_which_plans_sum_groups_as_int16_pairs():
+    """Both operands per_vector with uint scales, codes whose group sums fit int16, scale
+    products that do, a total that fits int32, an even number of groups, A's zero point fixed
+    by the format and no compensation; and the arrays the functions then take."""
+    def plan(a, b, K=512, extra=""):
+        return lrqc.compile(scheme(a, b, extra), M=8, N=32, K=K, target="x86-avx512-vnni").plan
+
+    for a, b in CASES:
+        p = plan(a, b)
+        assert sig.scale_pairs(p), (a, b)
+        assert sig.params(p, names.FN_QUANTIZE)[-2:] == (sig.SQA, sig.GA)
+        assert (sig.SQA, sig.GA, sig.SQB, sig.GB) == sig.params(p, names.FN_GEMM)[6:10]
+        assert sig.SQA not in sig.params(p, names.FN_ACC)
+    sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}", K=4096))
+    assert (sp.group.lo, sp.group.hi, sp.scales, sp.total) == (-784, 784, 63 * 63,
+                                                               256 * 784 * 63 * 63)
+    assert sp.exact and sp.verdict == "exact" and "inside int32" in sp.why()
+    no = {  # why not
+        "int8 x int8: a group sum beyond int16": plan(f"int8 {TWO}", f"int8 {TWO}"),
+        "int8 x int4 at K = 4096: the total beyond int32": plan(f"int8 {TWO}", f"int4 {TWO}",
+                                                               K=4096),
+        "uint8 scales: their products beyond int16": plan(
+            "int4 per_vector(16, scale=uint8 per_channel)",
+            "int4 per_vector(16, scale=uint8 per_channel)"),
+        "an odd number of groups": plan(f"int4 {TWO}", f"int4 {TWO}", K=144),
+        "min-max A: zero points from the data": plan(f"uint4 {TWO}", f"int4 {TWO}"),
+        "float scales on B": plan(f"int4 {TWO}", "int4 per_vector(16)"),
+        "compensation": plan(f"int4 {TWO} + lowrank(rank=1, method=sketch)", f"int4 {TWO}"),
+    }
+    for why, p in no.items():
+        assert not sig.scale_pairs(p), why
+        assert sig.SQA not in sig.params(p, names.FN_QUANTIZE), why
+        assert sig.SQB not in sig.params(p, names.FN_GEMM), why
+    assert not ranges.scale_pairs(no["int8 x int8: a group sum beyond int16"]).exact
+    assert ranges.scale_pairs(no["float scales on B"]) is None
+    for why, said in [("an odd number of groups", "an odd number of groups (9)"),
+                      ("min-max A: zero points from the data", "A's zero points come from"),
+                      ("compensation", "residual terms")]:
+        sp = ranges.scale_pairs(no[why])
+        assert sp.exact and said in sp.blocked and sp.verdict == "not used", why
+
+
+def _gemm(text: str) -> str:
+    return text[text.index("def gemm_m8"):text.index("def int_acc_m8")]
+
+
+BASELINE_X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64"}
+
+
+@pytest.mark.parametrize("target,pairs", [("x86-avx512-vnni", True), ("x86-amx", True),
+                                          ("x86-avx2", False), (BASELINE_X86, False)],
+                         ids=["vnni", "amx (groups of 16: the VNNI rule)", "avx2", "generic"])
+def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
+    """The VNNI rule: a pair-sum block tensorized to vpdpwssd (in the assembly, next to
+    vpdpbusd), the output dequantized once by the row and column scales; the other rules take
+    the same arrays and leave them unread (their groups scaled in float32 as before)."""
+    texts: dict = {}
+    pipeline_compile(scheme(*CASES[0]), 8, 64, 256, target, emit=("tir", "asm"),
+                     on_text=texts.__setitem__)
+    tir = _gemm(texts["tir"])
+    assert (f'T.sblock("{names.PAIR_SUMS}' in tir) == pairs
+    assert ("llvm.x86.avx512.vpdpwssd.512" in tir) == pairs
+    assert ("ga[" in tir and "gb[" in tir) == pairs
+    assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
+    if pairs:
+        assert "vpdpwssd" in texts["asm"] and "vpdpbusd" in texts["asm"]
+
+
+RULES = [(BASELINE_X86, "generic")]
+RULES += [("x86-avx2", None)] if "avx2" in FLAGS else []
+RULES += [("x86-avx512-vnni", "x86_vnni")] if VNNI else []
+
+
+@pytest.mark.parametrize("target,rule", RULES, ids=[r or "x86-avx2" for _, r in RULES])
+@pytest.mark.parametrize("a,b", CASES, ids=[f"{a}|{b}" for a, b in CASES])
+@pytest.mark.parametrize("m,n,k", [(9, 40, 512), (1, 16, 64), (37, 300, 160)])
+def test_pair_sums_match_the_reference(target, rule, a, b, m, n, k):
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
+    if rule is not None:
+        assert kernel.rule == rule
+    check(kernel, s, *data(m, n, k, seed=m + n + k))
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.parametrize("a,b,K,top", [
+    (f"int4 {TWO}", f"int4 {TWO}", 4096, 256 * 784 * 3969),
+    (f"uint4 {TWO} calibrate=maxabs", f"int4 {TWO}", 4096, 256 * 1680 * 3969),
+    (f"int8 {TWO}", f"int4 {TWO}", 512, 32 * 14224 * 3969),
+])
+def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
+    """Every group at its largest codes and both integer scales at their top (63): each
+    group sum at the end of its proven interval, in int16 pairs, and the int32 total at its
+    bound (within 80 % of 2^31 for uint4 x int4 at K = 4096), with both signs; and one group
+    per row and column far larger than the rest (integer scales of 1 elsewhere)."""
+    s = scheme(a, b)
+    sp = ranges.scale_pairs(lrqc.compile(s, M=4, N=32, K=K).plan)
+    assert sp.exact and sp.total == top
+    kernel = lrqc.compile(s, M=4, N=32, K=K)
+    assert sig.scale_pairs(kernel.plan) and kernel.rule == "x86_vnni"
+    A = np.ones((4, K), np.float32)
+    A[1] = -1.0  # the most negative code of a symmetric format (unsigned A: zero)
+    B = np.ones((K, 32), np.float32)
+    B[:, 1::2] = -1.0
+    check(kernel, s, A, B)
+    C = kernel(A, kernel.pack(B))
+    qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
+    assert int(qa.scale_int.min()) == int(qb.scale_int.min()) == 63
+    total = sum(int(part[0, 0]) for _, part in int_accumulate(qa, qb)) * 63 * 63
+    assert total == top and np.isclose(C[0, 0], total * qa.gamma[0, 0] * qb.gamma[0, 0])
+    A[:, 16:32] *= 1e3  # group 1 holds each row's largest values: the others' integers are 1
+    B[32:48] *= 1e3
+    check(kernel, s, A, B)
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+def test_pairs_with_a_bias_static_a_an_artifact_and_threads(tmp_path):
+    a, b = CASES[1]
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, M=(1, 40), N=48, K=256)
+    A, B = data(33, 48, 256, seed=3)
+    bias = np.linspace(-1, 1, 48)
+    packed = kernel.pack(B, bias=bias)
+    C, R = kernel(A, packed), matmul(s, A, B, bias=bias)
+    assert np.abs(C - R).max() <= 4e-7 * np.abs(R).max()
+    for rows in (1, 5, 33):  # buckets of the M range, the row tiles past a call's rows skipped
+        np.testing.assert_allclose(kernel(A[:rows], packed), C[:rows], rtol=0, atol=0)
+    build_artifact(s, (1, 40), 48, 256, tmp_path / "k")
+    loaded = load_kernel(tmp_path / "k")
+    np.testing.assert_array_equal(loaded(A, loaded.pack(B, bias=bias)), C)
+    out: dict = {}
+
+    def call(t: int) -> None:
+        out[t] = [kernel(A[: 8 + t], packed) for _ in range(5)]
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t, cs in out.items():
+        for c in cs:
+            np.testing.assert_array_equal(c, C[: 8 + t])
+    static = scheme(*CASES[0], " static: a\n")  # A packed, B per call (Cᵀ = Bᵀ Aᵀ)
+    ks = lrqc.compile(static, M=33, N=48, K=256)
+    assert sig.scale_pairs(ks.plan)
+    per_call, static_op = ks.split(A, B)
+    Cs, Rs = ks(per_call, ks.pack(static_op)), matmul(static, A, B)
+    assert Cs.shape == (33, 48) and np.abs(Cs - Rs).max() <= 4e-7 * np.abs(Rs).max()
