@@ -184,11 +184,12 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
+    sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
-                         zb=zbs, **(_scale_pairs(p, q) if sig.scale_pairs(p) else {}))
+                         zb=zbs, sqb=sqb, gb=gb)
 
 
-def _scale_pairs(p: KernelPlan, q: QArray) -> dict[str, np.ndarray]:
+def _scale_pairs(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
     """sqb [G/2, Np, 2] int16 (B's integer scales, group 2h and 2h + 1 next to each other for
     every column) and gb [1, Np] float32 (each column's float scale) of two-level scales;
     padded columns 0."""
@@ -200,8 +201,7 @@ def _scale_pairs(p: KernelPlan, q: QArray) -> dict[str, np.ndarray]:
     ints[:, : p.n] = _per_group(q.scale_int, G).T
     gb = np.zeros((1, p.np_), np.float32)
     gb[0, : p.n] = q.gamma[:, 0]
-    return {"sqb": np.ascontiguousarray(ints.reshape(G // 2, 2, p.np_).transpose(0, 2, 1)),
-            "gb": gb}
+    return np.ascontiguousarray(ints.reshape(G // 2, 2, p.np_).transpose(0, 2, 1)), gb
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,
