@@ -28,6 +28,9 @@
                    groups' int32 sums packed into int16 pairs (vpermt2w), the products of their
                    integer scales (vpmullw) and vpdpwssd into int32 sums (exact where the group
                    sums and the scales' products fit int16): 512 ops per group and 16 sums
+     peak vnni_pairs_zero  the same with A's zero points from the data: a second vpdpwssd per
+                   pair, of A's zero corrections times its integer scales (vpmullw) and minus B's
+                   integer scales times its column sums
      peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
                    instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
                    x86_amx rule blocks them); the process asks Linux for the tile state first
@@ -189,35 +192,50 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_g
     c##i##1 = _mm512_dpwssd_epi32(c##i##1, _mm512_permutex2var_epi16(h##i##1, pick, p##i##1),   \
                                   _mm512_mullo_epi16(s, q1)); }
 #define ISINK(i) sink += _mm512_reduce_add_epi32(_mm512_add_epi32(c##i##0, c##i##1));
+/* A's zero points from the data: a second vpdpwssd per pair, of zc·sA (int16, broadcast) and
+   minus B's integer scales times its column sums (int16 pairs, loaded) */
+#define ZERO_ROW_PAIR(i) { const int *za = (const int *)(qa_buf + ((g + 1) * 4 + i) * 2);         \
+    __m512i z = _mm512_mullo_epi16(_mm512_set1_epi32(*za),                                     \
+                                   _mm512_set1_epi32(*(const int *)(qa_buf + (g * 4 + i) * 2))); \
+    c##i##0 = _mm512_dpwssd_epi32(c##i##0, z, w0); c##i##1 = _mm512_dpwssd_epi32(c##i##1, z, w1); }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_pairs(long iters) {
-    int sink = 0;
-    iters /= 8;
-    double t0 = omp_get_wtime();
-    _Pragma("omp parallel reduction(+ : sink)") {
-        GROUP_BUFFERS
-        short lanes[32];
-        for (int l = 0; l < 16; l++) lanes[2 * l] = (short)(2 * l), lanes[2 * l + 1] = (short)(32 + 2 * l);
-        __m512i pick = _mm512_loadu_si512(lanes);  /* word 2l: the first group's sum l, 2l + 1: the second's */
-        ROWS4(IDECL)
-        for (long it = 0; it < iters; it++) {
-            int g = (int)((2 * it) & 63);
-            ROWS4(HDECL)
-            { GROUP_DOTS ROWS4(KEEP_ROW) }
-            g += 1;
-            {
-                GROUP_DOTS
-                g -= 1;
-                __m512i q0 = _mm512_load_si512(qb_buf + g * 64);
-                __m512i q1 = _mm512_load_si512(qb_buf + g * 64 + 32);
-                ROWS4(PAIR_ROW)
-            }
-        }
-        ROWS4(ISINK)
+#define PAIRS_LOOP(NAME, ZEROS)                                                                \
+    __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double NAME(long iters) {     \
+        int sink = 0;                                                                          \
+        iters /= 8;                                                                            \
+        double t0 = omp_get_wtime();                                                           \
+        _Pragma("omp parallel reduction(+ : sink)") {                                          \
+            GROUP_BUFFERS                                                                      \
+            short lanes[32];                                                                   \
+            for (int l = 0; l < 16; l++)                                                       \
+                lanes[2 * l] = (short)(2 * l), lanes[2 * l + 1] = (short)(32 + 2 * l);         \
+            __m512i pick = _mm512_loadu_si512(lanes);                                          \
+            ROWS4(IDECL)                                                                       \
+            for (long it = 0; it < iters; it++) {                                              \
+                int g = (int)((2 * it) & 63);                                                  \
+                ROWS4(HDECL)                                                                   \
+                { GROUP_DOTS ROWS4(KEEP_ROW) }                                                 \
+                g += 1;                                                                        \
+                {                                                                              \
+                    GROUP_DOTS                                                                 \
+                    g -= 1;                                                                    \
+                    __m512i q0 = _mm512_load_si512(qb_buf + g * 64);                           \
+                    __m512i q1 = _mm512_load_si512(qb_buf + g * 64 + 32);                      \
+                    ROWS4(PAIR_ROW)                                                            \
+                    if (ZEROS) {                                                               \
+                        __m512i w0 = _mm512_load_si512(qb_buf + (g + 1) * 64);                \
+                        __m512i w1 = _mm512_load_si512(qb_buf + (g + 1) * 64 + 32);            \
+                        ROWS4(ZERO_ROW_PAIR)                                                   \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+            ROWS4(ISINK)                                                                       \
+        }                                                                                      \
+        double t = omp_get_wtime() - t0;                                                       \
+        return 512.0 * 16 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;                \
     }
-    double t = omp_get_wtime() - t0;
-    return 512.0 * 16 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
-}
+PAIRS_LOOP(peak_vnni_pairs, 0)
+PAIRS_LOOP(peak_vnni_pairs_zero, 1)
 
 /* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
 struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
@@ -265,7 +283,7 @@ static const struct {
              MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
              MODE(vnni_blocks, "avx512_vnni"),
-             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
+             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_zero, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -292,6 +310,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, vnni_blocks, vnni_groups, vnni_pairs, avxvnni, amx)\n", mode);
+            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_zero, avxvnni, amx)\n", mode);
     return 1;
 }

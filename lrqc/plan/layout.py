@@ -28,8 +28,8 @@ from .verify import PlanError
 
 # PackedOperand's fields that the compiled functions read, with their parameter names
 PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("sqb", sig.SQB),
-          ("gb", sig.GB), ("bf", sig.BF), ("sbf", sig.SBF), ("zbf", sig.ZBF), ("lbt", sig.LBT),
-          ("wb", sig.WB), ("bias", sig.BIAS), ("b32t", sig.BT))
+          ("gb", sig.GB), ("wqb", sig.WQB), ("bf", sig.BF), ("sbf", sig.SBF), ("zbf", sig.ZBF),
+          ("lbt", sig.LBT), ("wb", sig.WB), ("bias", sig.BIAS), ("b32t", sig.BT))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
 
@@ -45,6 +45,7 @@ class PackedOperand:
     sqb: np.ndarray | None = None  # sqb [G/2, Np, 2] int16: two-level integer scales, groups
     #   in pairs (signature.scale_pairs)
     gb: np.ndarray | None = None  # gb [1, Np] float32: their columns' float scales
+    wqb: np.ndarray | None = None  # wqb as sqb: -sqb·cs (A's data zero points: zero_pairs)
     bf: np.ndarray | None = None  # Bf [Np/16, Kp, 16]: the float path's values (or 16-bit codes)
     sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes; or
     #   [Gb, Np]: the scales of weight-only codes per K group of B's quantizer
@@ -185,23 +186,34 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
+    wqb = _pairs(-_pairs_ints(p, q).astype(np.int32) * cs, G) if sig.zero_pairs(p) else None
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
-                         zb=zbs, sqb=sqb, gb=gb)
+                         zb=zbs, sqb=sqb, gb=gb, wqb=wqb)
 
 
-def _scale_pairs(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
-    """sqb [G/2, Np, 2] int16 (B's integer scales, group 2h and 2h + 1 next to each other for
-    every column) and gb [1, Np] float32 (each column's float scale) of two-level scales;
-    padded columns 0."""
+def _pairs_ints(p: KernelPlan, q: QArray) -> np.ndarray:
+    """B's two-level integer scales [G, Np] (padded columns 0)."""
     if q.scale_int is None or q.gamma is None:
         raise PlanError(f"kernel plan of '{p.scheme.name}': B's quantized copy has no "
                         "two-level scales")
-    G = p.groups
-    ints = np.zeros((G, p.np_), np.int16)
-    ints[:, : p.n] = _per_group(q.scale_int, G).T
+    ints = np.zeros((p.groups, p.np_), np.int64)
+    ints[:, : p.n] = _per_group(q.scale_int, p.groups).T
+    return ints
+
+
+def _pairs(x: np.ndarray, G: int) -> np.ndarray:
+    """[G, Np] -> int16 [G/2, Np, 2]: groups 2h and 2h + 1 next to each other per column
+    (exact: signature.scale_pairs bounds every value)."""
+    return np.ascontiguousarray(x.astype(np.int16).reshape(G // 2, 2, -1).transpose(0, 2, 1))
+
+
+def _scale_pairs(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
+    """sqb [G/2, Np, 2] int16 (B's integer scales in pairs of groups) and gb [1, Np] float32
+    (each column's float scale) of two-level scales; padded columns 0."""
+    ints = _pairs_ints(p, q)  # (checks that q has them)
     gb = np.zeros((1, p.np_), np.float32)
-    gb[0, : p.n] = q.gamma[:, 0]
-    return np.ascontiguousarray(ints.reshape(G // 2, 2, p.np_).transpose(0, 2, 1)), gb
+    gb[0, : p.n] = np.asarray(q.gamma)[:, 0]
+    return _pairs(ints, p.groups), gb
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,

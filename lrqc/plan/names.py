@@ -50,6 +50,8 @@ ACROSS = "_across"  # suffix of its other operand transposed: one k's values sid
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
+FN_GEMM_GROUPS = "gemm_groups"  # the GEMM with each K group scaled in float32: a call whose
+#   data zero points leave the int16 pairs of the GEMM's integer scales (signature.zero_pairs)
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_EXACT_W = "exact_w"  # F_Aᵀ B of A's lowrank term (other=exact) from B in float32, CPU

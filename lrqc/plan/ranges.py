@@ -123,17 +123,28 @@ def ranges(plan: KernelPlan) -> Ranges | None:
 class ScalePairs:
     """The bounds of per-vector products with two-level integer scales on both operands."""
 
-    group: Interval  # one group's sum of centered products Σ_(k in g) (a - zA)·b
+    group: Interval  # one group's integer sum as the pairs take it: Σ_(k in g) (a - zA)·b, or
+    #   where A's zero points come from the data, Σ a·b of the stored codes (zeros)
     scales: int  # the largest product of the two integer scales
     groups: int  # G
-    total: int  # the largest |Σ_g sA·sB·sum| over the G groups
+    total: int  # the largest |Σ_g sA·sB·Σ (a - zA)·b| over a chunk of groups (data zero
+    #   points: within the codes' range; a call's own are checked: fits)
     blocked: str = ""  # why the groups are scaled in float32 all the same ("": they need not)
+    zeros: int = 0  # data zero points: the largest |sB·cs| (B's integer scale times its
+    #   column sum), the static operand of the pair sum that subtracts zc·sA·sB·cs; 0: none
+    top_a: int = 1  # A's largest integer scale (a call's zc·sA must fit int16)
+    dev_b: int = 0  # B's largest |code|
+    stored: Interval = Interval(0, 0)  # A's codes as stored (a call's deviation from zc)
+    vector: int = 0  # V
+    chunk: int = 0  # groups per int32 total (a divisor of G; the chunks' totals are added in
+    #   float32)
 
     @property
     def exact(self) -> bool:
-        """Whether group sums and scale products fit int16 and the total int32."""
+        """Whether group sums, scale products (and zero corrections' static operand) fit int16
+        and the total int32."""
         return (self.group.within(*INT16) and self.scales <= INT16[1]
-                and self.total <= 2**31 - 1)
+                and self.total <= 2**31 - 1 and self.zeros <= INT16[1])
 
     @property
     def usable(self) -> bool:
@@ -144,37 +155,74 @@ class ScalePairs:
         return "not used" if self.exact and self.blocked else \
             "exact" if self.exact else "NOT exact"
 
+    def fits(self, zc_lo: int, zc_hi: int) -> bool:
+        """Whether a call whose zero corrections zc (A's zero point plus its storage offset)
+        lie in [zc_lo, zc_hi] keeps the pairs exact: zc·sA inside int16 and the total, with A's
+        stored codes up to max |code - zc| from them, inside int32."""
+        dev_a = max(self.stored.hi - zc_lo, zc_hi - self.stored.lo)
+        return (max(-zc_lo, zc_hi) * self.top_a <= INT16[1] and
+                self.chunk * self.scales * self.vector * dev_a * self.dev_b <= 2**31 - 1)
+
     def why(self) -> str:
         """The bounds, and what blocks the pairs where something does."""
+        zeros = (f"; A's zero points from the data: a second pair sum subtracts zc·sA times "
+                 f"sB·cs (|sB·cs| <= {self.zeros}), for calls whose zc·sA fits int16 and total "
+                 "int32 (other calls scale each group in float32)" if self.zeros else "")
+        chunks = f" (the {self.groups} in chunks)" if self.chunk < self.groups else ""
         return (f"integer scales as int16 pairs: group sums in {self.group}, scale products <= "
-                f"{self.scales}; {self.groups} groups sum to at most {self.total} "
-                f"({'inside' if self.total <= 2**31 - 1 else 'outside'} int32)"
+                f"{self.scales}; {self.chunk} groups{chunks} sum to at most {self.total} "
+                f"({'inside' if self.total <= 2**31 - 1 else 'outside'} int32)" + zeros
                 + (f"; {self.blocked}" if self.blocked else ""))
 
 
 def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
     """The bounds of the plan's per-vector product with two-level integer scales (uint scales
     of per_vector quantizers on A and B, the same V, integer codes), or None for other
-    products. The group sums are those of A's codes minus its zero point (the GEMM's sums
-    start from minus the zero correction). `blocked` says why the pairs are not used even so:
-    A's zero points from the data (min-max), B's zero points, an odd number of groups, or
-    residual terms."""
+    products. Where A's zero point is fixed by its format the group sums are those of A's
+    codes minus it (the GEMM's sums start from minus the zero correction); where it comes from
+    the data (min-max) those of the stored codes, less a second pair sum of the corrections.
+    `blocked` says why the pairs are not used even so: B's zero points, an odd number of
+    groups, or residual terms."""
     qa, qb = plan.qa, plan.qb
     if plan.float_path or plan.segments or qa is None or qb is None or plan.groups < 2:
         return None
     if not all(q.is_int and q.granularity == Granularity.PER_VECTOR and
                q.scale.startswith("uint") for q in (qa, qb)) or qa.vector != qb.vector:
         return None
-    group = _codes(qa).times(b_codes(qb)).scaled(plan.vector)
-    scales = (2**qa.scale_bits - 1) * (2**qb.scale_bits - 1)
-    total = plan.groups * scales * max(-group.lo, group.hi)
-    blocked = ("A's zero points come from the data (min-max): its groups are scaled in "
-               "float32; a signed format (or calibrate=maxabs for data >= 0) sums them in pairs"
-               if plan.a_zero_static is None else
-               "B's zero points (unsigned or min-max weights)" if plan.b_zero else
+    b, v = b_codes(qb), plan.vector
+    top_a, top_b = 2**qa.scale_bits - 1, 2**qb.scale_bits - 1
+    scales = top_a * top_b
+    dev_b = max(-b.lo, b.hi)
+    stored = a_codes(qa)
+    if plan.a_zero_static is None:  # min-max: zero points within the codes for the total
+        group, span = stored.times(b).scaled(v), stored.hi - stored.lo
+        centered = Interval(-span, span).times(b).scaled(v)
+        zeros = v * dev_b * top_b
+    else:
+        group = centered = _codes(qa).times(b).scaled(v)
+        zeros = 0
+    one = scales * max(-centered.lo, centered.hi)  # one group's largest contribution
+    chunk = _chunk(plan.groups, one, ZERO_CHUNK if zeros else plan.groups)
+    total = chunk * one
+    blocked = ("B's zero points (unsigned or min-max weights)" if plan.b_zero else
                f"an odd number of groups ({plan.groups})" if plan.groups % 2 else
                "residual terms (compensation)" if plan.compensated else "")
-    return ScalePairs(group, scales, plan.groups, total, blocked)
+    return ScalePairs(group, scales, plan.groups, total, blocked, zeros, top_a, dev_b, stored, v,
+                      chunk)
+
+
+# groups per int32 total where A's zero points come from the data: their codes may lie far
+# from the zero points (a call is checked: ScalePairs.fits), so the chunks stay short
+ZERO_CHUNK = 32
+
+
+def _chunk(groups: int, one: int, most: int) -> int:
+    """The groups of one int32 total: the largest even divisor of G (all of them where they
+    fit) of at most `most` whose totals stay inside int32, one group adding up to `one`; 2
+    where none does (the total is then refused: ScalePairs.exact)."""
+    fit = [c for c in range(2, min(groups, most) + 1, 2)
+           if groups % c == 0 and c * one <= 2**31 - 1]
+    return max(fit, default=2)
 
 
 def instruction_proofs(plan: KernelPlan) -> list[tuple[str, bool, str]]:

@@ -13,9 +13,10 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
                    a_resid_top] [a_sketch] [a_sketch_rt] (per sparse product: its codes
                    and scales)
                    compensated
-    gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb] [Ua Wa] [Ub Wb] bias C m_rows
-                 | Af Bf [saf sbf]
-                 [Ua Wa] [Ub Wb] bias C m_rows
+    gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb [wqb]] [Ua Wa] [Ub Wb] bias C m_rows
+                 | Af Bf [saf sbf] [Ua Wa] [Ub Wb] bias C m_rows
+    gemm_groups  as gemm: each K group scaled in float32, for the calls whose data zero
+                 points leave the GEMM's int16 pairs (zero_pairs; CPU)
     int_acc      Aq Bp zc cs [ra zb] C m_rows
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
@@ -48,7 +49,7 @@ A = "A"  # the float32 input, M x K
 U = "U"  # the reference's stochastic-rounding draws
 ROWS = "rows"  # the call's true row count (statistics of A's thresholded copies)
 M_ROWS = "m_rows"  # the call's row count, a scalar (row tiles past it are skipped)
-ROW_FUNCTIONS = (names.FN_GEMM, names.FN_ACC)  # the functions that take m_rows
+ROW_FUNCTIONS = (names.FN_GEMM, names.FN_ACC, names.FN_GEMM_GROUPS)  # take m_rows
 OMEGA = "Omega_t"  # the test matrix of A's lowrank term (sketch, rsvd)
 AQ, SA, ZC, RA = "Aq", "sa", "zc", "ra"  # A's codes, scales, zero corrections, row sums
 AF, SAF = "Af", "saf"  # float path: A's values and (16-bit values) row scales
@@ -62,6 +63,7 @@ QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, K
 # two-level integer scales (scale_pairs): A's per call, B's packed
 SQA, GA = "sqa", "ga"  # A's integer scales [Mp, G] int16, its rows' float scales [Mp, 1]
 SQB, GB = "sqb", "gb"  # B's integer scales in pairs of groups [G/2, Np, 2] int16; [1, Np]
+WQB = "wqb"  # B's integer scales times its column sums, as sqb (A's data zero points)
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
@@ -144,9 +146,10 @@ def w_exact(p: KernelPlan) -> bool:
 
 def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     """The functions the plan compiles on CPUs only, besides functions(): the dense
-    formulations of its sparse products, exact_w in its three forms (EXACT_W), resid_tq and
-    resid_z (the runtime looks them up where the target is a CPU)."""
-    return (*dense_functions(p), *_given(w_exact(p), *EXACT_W.values()),
+    formulations of its sparse products, gemm_groups (zero_pairs), exact_w in its three forms
+    (EXACT_W), resid_tq and resid_z (the runtime looks them up where the target is a CPU)."""
+    return (*dense_functions(p), *_given(zero_pairs(p), names.FN_GEMM_GROUPS),
+            *_given(w_exact(p), *EXACT_W.values()),
             *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z),
             *_given(sketch_rt(p) and p.lowrank_a is not None and p.lowrank_a.power_iters > 0,
                     names.FN_SKETCH_AB))
@@ -227,6 +230,15 @@ def scale_pairs(p: KernelPlan) -> bool:
     return sp is not None and sp.usable
 
 
+def zero_pairs(p: KernelPlan) -> bool:
+    """scale_pairs with A's zero points from the data (min-max): the GEMM also reads B's
+    integer scales times its column sums (wqb) and subtracts the zero corrections in a second
+    pair sum; a call whose zero points leave int16 or the total int32 (ranges.ScalePairs.fits)
+    runs gemm_groups instead, compiled on CPUs (cpu_functions)."""
+    sp = ranges.scale_pairs(p)
+    return sp is not None and sp.usable and sp.zeros > 0
+
+
 def stats_see_non_finite(p: KernelPlan) -> bool:
     """quantize_a takes A's max |x| statistics on float32 bit patterns (te quantize), where a
     NaN or an infinity makes its row's scale non-finite: the kernel checks A's scales after the
@@ -278,9 +290,10 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AF, BP, SBF, *_given(p.float_zero, ZBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM and p.float_path:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
-    if fn == names.FN_GEMM:
+    if fn == names.FN_GEMM or (fn == names.FN_GEMM_GROUPS and zero_pairs(p)):
         return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB),
-                *_given(scale_pairs(p), SQA, GA, SQB, GB), *_epilogue(p), names.OUT)
+                *_given(scale_pairs(p), SQA, GA, SQB, GB), *_given(zero_pairs(p), WQB),
+                *_epilogue(p), names.OUT)
     if fn == names.FN_ACC and not p.float_path:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)
     if fn == names.FN_LOWRANK_W and w_from_codes(p) and not p.float_path:

@@ -32,7 +32,7 @@ def storage(p: KernelPlan) -> dict[str, Any]:
                  else p.np_ * p.kp)
         scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
         if sig.scale_pairs(p):  # two-level scales' integers (int16) and column scales
-            scales += g * p.np_ * 2 + p.np_ * 4
+            scales += g * p.np_ * (4 if sig.zero_pairs(p) else 2) + p.np_ * 4
     other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
     if p.rank_a and not sig.w_from_codes(p):
         other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact): at

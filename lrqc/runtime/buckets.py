@@ -25,7 +25,7 @@ from ..backend.target import Target
 from ..backend.te import sparse_vnni
 from ..backend.te.sparse import tile
 from ..errors import InputError
-from ..plan import names, segments
+from ..plan import names, ranges, segments
 from ..plan import signature as sig
 from ..plan.layout import PARAM_NAMES, PARAMS, PackedOperand, SparseCodes, SparseCsr, SparseDense
 from ..plan.model import KernelPlan
@@ -247,7 +247,10 @@ class Bucket:
         self.comp = CompBuffers(p, dev, self.exact_w, self.r_products, sketch_ab) \
             if p.compensated else None
         self.buffers = self._buffers()
+        # a call whose data zero points leave the GEMM's int16 pairs: gemm_groups (CPU)
+        self.pairs = ranges.scale_pairs(p) if dense and sig.zero_pairs(p) else None
         own = (*(sig.EXACT_W.values() if self.exact_w else ()),
+               *((names.FN_GEMM_GROUPS,) if self.pairs else ()),
                *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()),
                *((names.FN_SKETCH_AB,) if sketch_ab else ()))
         self.bound = {fn: _bind(p, fn, self.buffers, PARAM_NAMES)
@@ -313,6 +316,13 @@ class Bucket:
         if out is not None:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
         self.fn(fn)(*call_args(bound, packed.tensors, self.rows))
+
+    def gemm(self, m: int) -> str:
+        """The GEMM of a call of m rows: gemm, or gemm_groups where this call's zero corrections
+        leave the int16 pairs (ranges.ScalePairs.fits)."""
+        pairs, zc = self.pairs, view(self.zc)[:m]
+        fits = pairs is None or pairs.fits(int(zc.min()), int(zc.max()))
+        return names.FN_GEMM if fits else names.FN_GEMM_GROUPS
 
     def fresh_output(self) -> Tensor:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy

@@ -64,6 +64,8 @@ LAYOUTS = {
            "next to each other for every column (per-vector products the GEMM sums as int16 "
            "pairs)",
     "gb": "float32 [1, Np] the columns' float scales of those two-level scales",
+    "wqb": "int16 [G/2, Np, 2] as sqb: minus the integer scales times the column sums (A's "
+           "zero points from the data: the GEMM's correction)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
           "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
           "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "

@@ -2,8 +2,9 @@
 over the groups in int32, two groups at a time as int16 pairs (te.gemm's pair sums, the x86
 VNNI rule's vpdpwssd): which plans take it, the TIR and instructions each rule gets, and the
 numbers of every rule this CPU runs against lrqc.reference, with codes and integer scales at
-the ends of their ranges (the int32 total near its proven bound), a bias, static A, an
-artifact and several threads."""
+the ends of their ranges (the int32 total near its proven bound), A's zero points from the
+data (a second pair sum; calls whose zero points leave the pairs run gemm_groups), a bias,
+static A, an artifact and several threads."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ CASES = [  # (a, b): each fits int16 pairs at K = 512
     (f"int8 {TWO}", f"int4 {TWO}"),  # group sums up to 16·127·7
     ("int4 per_vector(32, scale=uint4 per_channel)", "int3 per_vector(32, scale=uint4 "
      "per_channel)"),
+    (f"uint4 {TWO}", f"int4 {TWO}"),  # VS-Quant's example: min-max A, zero points per group
 ]
+MINMAX = CASES[-1]
 
 
 def scheme(a: str, b: str, extra: str = "") -> lrqc.Scheme:
@@ -54,14 +57,17 @@ def data(m: int, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return A.astype(np.float32), B.astype(np.float32)
 
 
-def check(kernel, s, A, B) -> None:
-    """The integer sums bit for bit and C within float32 rounding of the reference."""
+def check(kernel, s, A, B, groups: bool = False) -> None:
+    """The integer sums bit for bit and C within float32 rounding of the reference: of a few
+    chunks' exact totals (a few ulps), or with groups (each group scaled and added in float32)
+    of G terms, as tests/integration/test_group_sums.py allows."""
     packed = kernel.pack(B)
     qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
     ref = np.stack([part for _, part in int_accumulate(qa, qb)])
     np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
     C, R = kernel(A, packed), matmul(s, A, B)
-    assert np.abs(C - R).max() <= 4e-7 * np.abs(R).max(), np.abs(C - R).max()
+    tol = 2e-6 * kernel.plan.groups ** 0.5 if groups else 4e-7
+    assert np.abs(C - R).max() <= tol * np.abs(R).max(), np.abs(C - R).max()
 
 
 def test_which_plans_sum_groups_as_int16_pairs():
@@ -77,19 +83,29 @@ def test_which_plans_sum_groups_as_int16_pairs():
         assert sig.params(p, names.FN_QUANTIZE)[-2:] == (sig.SQA, sig.GA)
         assert (sig.SQA, sig.GA, sig.SQB, sig.GB) == sig.params(p, names.FN_GEMM)[6:10]
         assert sig.SQA not in sig.params(p, names.FN_ACC)
+        zeros = (a, b) == MINMAX  # A's data zero points: wqb and gemm_groups
+        assert sig.zero_pairs(p) == zeros == (sig.WQB in sig.params(p, names.FN_GEMM))
+        assert (names.FN_GEMM_GROUPS in sig.cpu_functions(p)) == zeros
+    sp = ranges.scale_pairs(plan(*MINMAX))
+    assert sp.group == ranges.Interval(-1680, 1680) and sp.zeros == 16 * 7 * 63
+    four = ranges.scale_pairs(plan(*MINMAX, K=64))  # 4 groups: zc·63 must fit int16
+    assert four.fits(-520, 15) and not four.fits(-521, 15) and not four.fits(0, 521)
+    # K = 512: 32 groups · 3969 · 16 · |code - zc| · 7 within 2^31 - 1 up to |code - zc| = 150
+    assert sp.fits(-135, 15) and not sp.fits(-136, 15) and not sp.fits(0, 151)
     sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}", K=4096))
     assert (sp.group.lo, sp.group.hi, sp.scales, sp.total) == (-784, 784, 63 * 63,
                                                                256 * 784 * 63 * 63)
     assert sp.exact and sp.verdict == "exact" and "inside int32" in sp.why()
+    assert sp.chunk == 256  # all the groups in one int32 total
+    sp = ranges.scale_pairs(plan(f"int8 {TWO}", f"int4 {TWO}", K=4096))  # 256 groups of up to
+    assert sp.usable and sp.chunk == 32 and sp.total == 32 * 14224 * 3969  # 14224 · 3969 each
+    assert "32 groups (the 256 in chunks)" in sp.why()
     no = {  # why not
         "int8 x int8: a group sum beyond int16": plan(f"int8 {TWO}", f"int8 {TWO}"),
-        "int8 x int4 at K = 4096: the total beyond int32": plan(f"int8 {TWO}", f"int4 {TWO}",
-                                                               K=4096),
         "uint8 scales: their products beyond int16": plan(
             "int4 per_vector(16, scale=uint8 per_channel)",
             "int4 per_vector(16, scale=uint8 per_channel)"),
         "an odd number of groups": plan(f"int4 {TWO}", f"int4 {TWO}", K=144),
-        "min-max A: zero points from the data": plan(f"uint4 {TWO}", f"int4 {TWO}"),
         "float scales on B": plan(f"int4 {TWO}", "int4 per_vector(16)"),
         "compensation": plan(f"int4 {TWO} + lowrank(rank=1, method=sketch)", f"int4 {TWO}"),
     }
@@ -100,7 +116,6 @@ def test_which_plans_sum_groups_as_int16_pairs():
     assert not ranges.scale_pairs(no["int8 x int8: a group sum beyond int16"]).exact
     assert ranges.scale_pairs(no["float scales on B"]) is None
     for why, said in [("an odd number of groups", "an odd number of groups (9)"),
-                      ("min-max A: zero points from the data", "A's zero points come from"),
                       ("compensation", "residual terms")]:
         sp = ranges.scale_pairs(no[why])
         assert sp.exact and said in sp.blocked and sp.verdict == "not used", why
@@ -130,6 +145,24 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
     if pairs:
         assert "vpdpwssd" in texts["asm"] and "vpdpbusd" in texts["asm"]
+    texts.clear()  # A's data zero points: a second pair sum of zc and wqb; gemm_groups on CPUs
+    pipeline_compile(scheme(*MINMAX), 8, 64, 256, target, emit=("tir",), on_text=texts.__setitem__)
+    tir = texts["tir"]
+    gemm = _gemm(tir)
+    if pairs:
+        block = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
+        assert "zc[" in block and "wqb[" in block and block.count("vpdpwssd") == 2
+    groups = tir[tir.index("def gemm_groups_m8"):]
+    assert names.PAIR_SUMS not in groups and "vpdpwssd" not in groups and "wqb: T.Buffer" in groups
+    if pairs:  # 64 groups in 2 chunks of 32: the output starts from the bias, adds each total
+        texts.clear()
+        pipeline_compile(scheme(*MINMAX), 8, 64, 1024, target, emit=("tir",),
+                         on_text=texts.__setitem__)
+        gemm = _gemm(texts["tir"])
+        assert "pair_sums = T.sblock_alloc_buffer((8, 2, 64)" in gemm
+        init = gemm[gemm.index(f'T.sblock("{names.OUT}_init")'):]
+        assert "bias[" in init[:init.index("T.sblock(", 10)]
+        assert gemm.count("vpdpwssd") == 2
 
 
 RULES = [(BASELINE_X86, "generic")]
@@ -145,7 +178,7 @@ def test_pair_sums_match_the_reference(target, rule, a, b, m, n, k):
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
     if rule is not None:
         assert kernel.rule == rule
-    check(kernel, s, *data(m, n, k, seed=m + n + k))
+    check(kernel, s, *data(m, n, k, seed=m + n + k), groups=rule != "x86_vnni")
 
 
 @pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
@@ -153,12 +186,14 @@ def test_pair_sums_match_the_reference(target, rule, a, b, m, n, k):
     (f"int4 {TWO}", f"int4 {TWO}", 4096, 256 * 784 * 3969),
     (f"uint4 {TWO} calibrate=maxabs", f"int4 {TWO}", 4096, 256 * 1680 * 3969),
     (f"int8 {TWO}", f"int4 {TWO}", 512, 32 * 14224 * 3969),
+    (f"int8 {TWO}", f"int4 {TWO}", 4096, 32 * 14224 * 3969),  # 8 chunks of 32 groups
 ])
 def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     """Every group at its largest codes and both integer scales at their top (63): each
-    group sum at the end of its proven interval, in int16 pairs, and the int32 total at its
-    bound (within 80 % of 2^31 for uint4 x int4 at K = 4096), with both signs; and one group
-    per row and column far larger than the rest (integer scales of 1 elsewhere)."""
+    group sum at the end of its proven interval, in int16 pairs, and each chunk's int32 total
+    at its bound (80 % of 2^31 for uint4 x int4 at K = 4096, 84 % for int8 x int4), with both
+    signs; and one group per row and column far larger than the rest (integer scales of 1
+    elsewhere)."""
     s = scheme(a, b)
     sp = ranges.scale_pairs(lrqc.compile(s, M=4, N=32, K=K).plan)
     assert sp.exact and sp.total == top
@@ -172,8 +207,9 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     C = kernel(A, kernel.pack(B))
     qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
     assert int(qa.scale_int.min()) == int(qb.scale_int.min()) == 63
-    total = sum(int(part[0, 0]) for _, part in int_accumulate(qa, qb)) * 63 * 63
-    assert total == top and np.isclose(C[0, 0], total * qa.gamma[0, 0] * qb.gamma[0, 0])
+    parts = [int(part[0, 0]) for _, part in int_accumulate(qa, qb)]
+    assert set(parts) == {sp.group.hi} and sp.chunk * parts[0] * 63 * 63 == top
+    assert np.isclose(C[0, 0], sum(parts) * 63 * 63 * qa.gamma[0, 0] * qb.gamma[0, 0])
     A[:, 16:32] *= 1e3  # group 1 holds each row's largest values: the others' integers are 1
     B[32:48] *= 1e3
     check(kernel, s, A, B)
@@ -194,6 +230,12 @@ def test_pairs_with_a_bias_static_a_an_artifact_and_threads(tmp_path):
     build_artifact(s, (1, 40), 48, 256, tmp_path / "k")
     loaded = load_kernel(tmp_path / "k")
     np.testing.assert_array_equal(loaded(A, loaded.pack(B, bias=bias)), C)
+    zs = scheme(*MINMAX)  # A's data zero points: gemm_groups exported, loaded and chosen
+    build_artifact(zs, 8, 48, 256, tmp_path / "z")
+    loaded, far = load_kernel(tmp_path / "z"), far_zero_points(8, 256, 6.0, seed=7)
+    Cz, Rz = loaded(far, loaded.pack(B)), matmul(zs, far, B)
+    assert np.abs(Cz - Rz).max() <= 4e-7 * np.abs(Rz).max()
+    assert loaded._buckets[0].gemm(8) == names.FN_GEMM_GROUPS
     out: dict = {}
 
     def call(t: int) -> None:
@@ -213,3 +255,39 @@ def test_pairs_with_a_bias_static_a_an_artifact_and_threads(tmp_path):
     per_call, static_op = ks.split(A, B)
     Cs, Rs = ks(per_call, ks.pack(static_op)), matmul(static, A, B)
     assert Cs.shape == (33, 48) and np.abs(Cs - Rs).max() <= 4e-7 * np.abs(Rs).max()
+
+
+def far_zero_points(m: int, k: int, offset: float, seed: int) -> np.ndarray:
+    """A whose even groups lie in [offset, offset + 0.15] (data of one sign: min-max zero
+    points near -offset / 0.01) and odd groups straddle 0 (zero points within the codes)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((m, k // 16, 16))
+    A[:, ::2] = offset + 0.15 * rng.random((m, (k // 16 + 1) // 2, 16))
+    A[:, ::2, 0], A[:, ::2, 1] = offset, offset + 0.15  # each group's range exactly
+    return A.reshape(m, k).astype(np.float32)
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.parametrize("K,offset,runs", [
+    (64, 0.0, names.FN_GEMM),  # zero points within the codes
+    (64, 3.0, names.FN_GEMM),  # zc near -300: zc·63 in int16, 4 groups' total in int32
+    (64, 6.0, names.FN_GEMM_GROUPS),  # zc near -600: zc·63 leaves int16
+    (512, 3.0, names.FN_GEMM_GROUPS),  # 32 groups: the total could leave int32
+    (512, 1.0, names.FN_GEMM),  # zc near -100
+    (4096, 0.0, names.FN_GEMM),  # 8 chunks of 32 groups
+    (4096, 1.0, names.FN_GEMM),
+    (4096, 3.0, names.FN_GEMM_GROUPS),  # a chunk's total could leave int32
+])
+def test_data_zero_points_in_pairs_or_in_float_groups(K, offset, runs):
+    """Min-max A (VS-Quant's example formats): its zero corrections subtracted in a second
+    pair sum where the call's fit (ScalePairs.fits), else the call runs gemm_groups (each group
+    scaled in float32); the reference's numbers either way."""
+    s = scheme(*MINMAX)
+    kernel = lrqc.compile(s, M=8, N=48, K=K)
+    assert sig.zero_pairs(kernel.plan)
+    A = far_zero_points(8, K, offset, seed=K)
+    B = data(8, 48, K, seed=2)[1]
+    check(kernel, s, A, B, groups=runs == names.FN_GEMM_GROUPS)
+    (bucket,) = kernel._buckets
+    zc = bucket.zc.numpy()
+    assert bucket.gemm(8) == runs, (int(zc.min()), int(zc.max()))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..compat import T, TensorIntrin, tir
+from ..compat import PrimExpr, T, TensorIntrin, tir
 
 VNNI_16x4 = "lrqc_vnni_16x4_u8s8s32"
 
@@ -174,12 +174,80 @@ def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimF
 
 
 SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"
+ZERO_PAIRS = "lrqc_vnni_scale_pairs_zero_i16"
+
+
+def _words(P) -> PrimExpr:
+    """P's two rows of 16 int32 sums as 32 int16 words, each sum's low half, the first row's
+    in the even words: the operand pairs of vpdpwssd (LLVM: one vpermt2w)."""
+    low = T.bitwise_and(P.vload([0, 0], dtype="int32x16"), T.broadcast(T.int32(65535), 16))
+    return T.reinterpret(T.bitwise_or(low, T.shift_left(
+        P.vload([1, 0], dtype="int32x16"), T.broadcast(T.int32(16), 16))), dtype="int16x32")
+
+
+def _pair(SA) -> PrimExpr:
+    """Two int16 values broadcast as 16 pairs."""
+    return T.reinterpret(T.broadcast(T.reinterpret(SA.vload([0], "int16x2"), dtype="int32"), 16),
+                         dtype="int16x32")
+
+
+def _dot_words(c, a, b) -> PrimExpr:
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssd.512"),
+                                   c, a, b, dtype="int32x16")
+
+
+def scale_pairs(zeros: bool) -> tuple[tir.PrimFunc, tir.PrimFunc]:
+    """(desc, impl) of the scale pairs' block: C[j] += Σ_h P[h, j]·(SA[h]·SB[j, h]), and with
+    zeros + Z[h]·SA[h]·W[j, h] (A's zero corrections times minus B's scales and column sums),
+    its products in int16 (Z·SA truncated: exact where the call's zero points fit)."""
+
+    @T.prim_func(s_tir=True)
+    def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             SB: T.Buffer((16, 2), "int16", offset_factor=1),
+             z: T.handle, w: T.handle, C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        stride = T.int32()
+        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+        Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
+        W = T.match_buffer(w, (16, 2), "int16", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2], Z[0:2], W[0:16, 0:2])
+            T.writes(C[0:16])
+            for j in T.serial(0, 16):
+                for h in T.serial(0, 2):
+                    with T.sblock("update"):
+                        vj, vh = T.axis.remap("SR", [j, h])
+                        C[vj] = C[vj] + (P[vh, vj] * (T.cast(SA[vh], "int32") * T.cast(
+                            SB[vj, vh], "int32")) + Z[vh] * T.cast(SA[vh], "int32") * T.cast(
+                            W[vj, vh], "int32"))
+
+    @T.prim_func(s_tir=True)
+    def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             SB: T.Buffer((16, 2), "int16", offset_factor=1),
+             z: T.handle, w: T.handle, C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+        stride = T.int32()
+        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+        Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
+        W = T.match_buffer(w, (16, 2), "int16", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2], Z[0:2], W[0:16, 0:2])
+            T.writes(C[0:16])
+            sa = _pair(SA)
+            zs = T.reinterpret(T.broadcast(T.reinterpret(T.cast(Z.vload([0], "int32x2"),
+                                                                "int16x2"), dtype="int32"), 16),
+                               dtype="int16x32") * sa
+            C[T.ramp(0, 1, 16)] = _dot_words(_dot_words(
+                C.vload([0], dtype="int32x16"), _words(P), sa * SB.vload([0, 0], dtype="int16x32")),
+                zs, W.vload([0, 0], dtype="int16x32"))
+
+    if zeros:
+        return desc, impl
+    return _plain_desc, _plain_impl
 
 
 @T.prim_func(s_tir=True)
-def _desc_scale_pairs(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                      SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                      C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+def _plain_desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
     stride = T.int32()
     P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
     with T.sblock("root"):
@@ -194,23 +262,16 @@ def _desc_scale_pairs(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
 
 
 @T.prim_func(s_tir=True)
-def _impl_scale_pairs(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                      SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                      C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+def _plain_impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
     stride = T.int32()
     P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
     with T.sblock("root"):
         T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
         T.writes(C[0:16])
-        low = T.bitwise_and(P.vload([0, 0], dtype="int32x16"), T.broadcast(T.int32(65535), 16))
-        words = T.bitwise_or(low, T.shift_left(P.vload([1, 0], dtype="int32x16"),
-                                               T.broadcast(T.int32(16), 16)))
-        sa = T.reinterpret(T.broadcast(T.reinterpret(SA.vload([0], "int16x2"), dtype="int32"),
-                                       16), dtype="int16x32")
-        C[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpwssd.512"),
-            C.vload([0], dtype="int32x16"), T.reinterpret(words, dtype="int16x32"),
-            sa * SB.vload([0, 0], dtype="int16x32"), dtype="int32x16")
+        C[T.ramp(0, 1, 16)] = _dot_words(C.vload([0], dtype="int32x16"), _words(P),
+                                         _pair(SA) * SB.vload([0, 0], dtype="int16x32"))
 
 
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)
@@ -247,7 +308,7 @@ def _impl_dp4a(
 _INTRINSICS = {VNNI_16x4: (_desc, _dot_impl(16, "llvm.x86.avx512.vpdpbusd.512")),
                AVXVNNI_16x4: (_desc, _dot_impl(8, "llvm.x86.avx512.vpdpbusd.256")),
                AVX2_16x4: (_desc_pairs, _impl_pairs),
-               SCALE_PAIRS: (_desc_scale_pairs, _impl_scale_pairs),
+               SCALE_PAIRS: scale_pairs(False), ZERO_PAIRS: scale_pairs(True),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 

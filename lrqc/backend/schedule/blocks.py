@@ -101,18 +101,18 @@ def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
 
 def _scale_pairs(sch, plan, mr, nr, intrin, steps):
     out = sch.get_sblock(names.OUT)
-    i, j = sch.get_loops(out)
+    i, j, *chunks = sch.get_loops(out)  # the chunks of groups, where there are several
     io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
-    sch.reorder(jo, io, ii, jm, jv)
+    sch.reorder(jo, io, *chunks, ii, jm, jv)
     row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
     sch.vectorize(jv)
     tot = sch.get_sblock(names.PAIR_SUMS)
-    sch.compute_at(tot, io)
-    ti, tj, tg = sch.get_loops(tot)[-3:]
+    sch.compute_at(tot, chunks[0] if chunks else io)
+    ti, tj, tg = sch.get_loops(tot)[-3:]  # rows, columns, the chunk's groups
     tjm, tjv = sch.split(tj, [None, 16])
     tg2, th = sch.split(tg, [None, 2])
     sch.reorder(tg2, ti, tjm, tjv, th)
@@ -133,7 +133,10 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
         sch.unroll(lp)
     tiles.unpack_at(sch, jo)  # packed weights: the whole panel
     sch.tensorize(pjv, intrin)
-    sch.tensorize(tjv, tiles.register_scale_pairs())
+    sch.tensorize(tjv, tiles.register_scale_pairs(zeros=sig.zero_pairs(plan)))
+    if chunks:  # the output tile starts from the bias, then adds each chunk's total
+        cinit = sch.decompose_reduction(out, chunks[0])
+        sch.vectorize(sch.get_loops(cinit)[-1])
 
 
 class DotBlockRule(ScheduleRule):

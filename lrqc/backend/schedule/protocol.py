@@ -97,7 +97,7 @@ class ScheduleRule(ABC):
     def handles(self, fn: str, plan: KernelPlan) -> bool:
         """Whether the rule schedules function fn itself (CUDA: the others get lrqc's
         per-block schedule or dlight): the integer GEMM and its integer sums by default."""
-        return fn in (names.FN_GEMM, names.FN_ACC)
+        return fn in (names.FN_GEMM, names.FN_ACC, names.FN_GEMM_GROUPS)
 
     def __repr__(self) -> str:
         return f"<schedule rule {self.name}>"

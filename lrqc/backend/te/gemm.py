@@ -10,7 +10,7 @@ fit int16 pairs (plan.signature.scale_pairs) may be summed over the groups in in
 
 from __future__ import annotations
 
-from ...plan import names
+from ...plan import names, ranges
 from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ..compat import PrimExpr, te, tir
@@ -64,14 +64,39 @@ def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
     return part, lambda i, g, j: tir.const(0, "int32")
 
 
-def _pair_sums(p: KernelPlan, part: te.Tensor, sqa: te.Tensor, sqb: te.Tensor) -> te.Tensor:
-    """int32 Σ_g part[i, g, j]·sqa[i, g]·sqb[g // 2, j, g % 2] (block names.PAIR_SUMS): exact
-    where signature.scale_pairs holds (each group sum and scale product fits int16, the total
-    int32); a rule sums each two groups' int16 pairs in one instruction (vpdpwssd)."""
-    g = te.reduce_axis((0, p.groups), "g")
-    return te.compute((p.mp, p.np_), lambda i, j: te.sum(part[i, g, j] * (
-        sqa[i, g].astype("int32") * sqb[g // 2, j, g % 2].astype("int32")), axis=g),
-        name=names.PAIR_SUMS)
+def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor],
+               zc: te.Tensor) -> te.Tensor:
+    """int32 totals [Mp, G / chunk, Np] of each chunk of groups (ranges.ScalePairs.chunk):
+    Σ_g part[i, g, j]·sqa[i, g]·sqb[g // 2, j, g % 2] (block names.PAIR_SUMS), and where A's
+    zero points come from the data (signature.zero_pairs: part are then the stored codes'
+    sums) + zc[i, g]·sqa[i, g]·wqb[g // 2, j, g % 2] (wqb = -sqb·cs): exact where
+    signature.scale_pairs holds and, with data zero points, the call's fit (ScalePairs.fits);
+    a rule sums each two groups' int16 pairs in one instruction (vpdpwssd) each."""
+    sqa, _, sqb, _, *wqb = levels
+    chunk = ranges.scale_pairs(p).chunk
+    r = te.reduce_axis((0, chunk), "g")
+
+    def term(i: PrimExpr, c: PrimExpr, j: PrimExpr) -> PrimExpr:
+        g = c * chunk + r
+        sa = sqa[i, g].astype("int32")
+        v = part[i, g, j] * (sa * sqb[g // 2, j, g % 2].astype("int32"))
+        return v + zc[i, g] * sa * wqb[0][g // 2, j, g % 2].astype("int32") if wqb else v
+
+    return te.compute((p.mp, p.groups // chunk, p.np_), lambda i, c, j: te.sum(
+        term(i, c, j), axis=r), name=names.PAIR_SUMS)
+
+
+def _pair_output(p: KernelPlan, tot: te.Tensor, levels: list[te.Tensor], output, grouped,
+                 out_start: bool) -> te.Tensor:
+    """C from the chunks' int32 totals, each times A's row and B's column scale in float32:
+    one chunk an elementwise output, several a reduction over them (epilogue_terms)."""
+    def chunk(i: PrimExpr, j: PrimExpr, c: PrimExpr) -> PrimExpr:
+        return dequantize(tot[i, c, j].astype("float32"), levels[1][i, 0], levels[3][0, j])
+
+    nc = int(tot.shape[1])
+    if nc == 1:
+        return output((p.mp, p.np_), lambda i, j: chunk(i, j, 0), names.OUT)
+    return grouped((p.mp, p.np_), chunk, nc, names.OUT, out_start)
 
 
 def _weights(p: KernelPlan) -> tuple[te.Tensor, te.Tensor]:
@@ -96,14 +121,16 @@ def _zero_points(p: KernelPlan) -> list[te.Tensor]:
 
 def _levels(p: KernelPlan) -> list[te.Tensor]:
     """Two-level integer scales the groups may be summed with (signature.scale_pairs): [sqa,
-    ga, sqb, gb], A's integer and row scales, then B's in pairs of groups and column scales."""
+    ga, sqb, gb], A's integer and row scales, then B's in pairs of groups and column scales,
+    and with A's data zero points [wqb], minus B's integer scales times its column sums."""
     if not sig.scale_pairs(p):
         return []
     Mp, Np, G = p.mp, p.np_, p.groups
+    zeros = [te.placeholder((G // 2, Np, 2), "int16", name=sig.WQB)] if sig.zero_pairs(p) else []
     return [te.placeholder((Mp, G), "int16", name=sig.SQA),
             te.placeholder((Mp, 1), "float32", name=sig.GA),
             te.placeholder((G // 2, Np, 2), "int16", name=sig.SQB),
-            te.placeholder((1, Np), "float32", name=sig.GB)]
+            te.placeholder((1, Np), "float32", name=sig.GB), *zeros]
 
 
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False,
@@ -163,11 +190,8 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     part, rest = _group_sums(p, prod, corr, pairs, start)
-    if levels and scale_pairs and start and not pairs:  # sums start from -corr: rest is 0
-        sqa, ga, sqb, gb = levels
-        tot = _pair_sums(p, part, sqa, sqb)
-        C = output((Mp, Np), lambda i, j: dequantize(tot[i, j].astype("float32"), ga[i, 0],
-                                                      gb[0, j]), names.OUT)
+    if levels and scale_pairs and start and not pairs:  # sums from -corr, or data zero points
+        C = _pair_output(p, _pair_sums(p, part, levels, zc), levels, output, grouped, out_start)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")
