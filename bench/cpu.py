@@ -179,10 +179,11 @@ def print_machine(info: dict) -> None:
 
 def print_peaks(peaks: dict[str, float | str], runs: int) -> None:
     print(f"\npeaks, all threads (bench/peak.c, no memory traffic, medians of {runs} runs):")
+    width = max([12, *(len(m) + 1 for m in peaks)])
     for mode, v in peaks.items():
         _, what, unit = common.PEAK_MODES[mode]
         val = f"{v:8.0f} {unit:<6}" if isinstance(v, float) else f"{'n/a':>8} {'':<6}"
-        print(f"  {mode:<12}{val}  {what}" + ("" if isinstance(v, float) else f": {v}"))
+        print(f"  {mode:<{width}}{val}  {what}" + ("" if isinstance(v, float) else f": {v}"))
 
 
 # ---- 2. GEMMs next to numpy and torch --------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..frontend.model import FloatOperand
 from ..frontend.unparse import quant_text
+from . import ranges
 from .model import KernelPlan
 
 
@@ -35,6 +36,11 @@ def _gemm(plan: KernelPlan) -> str:
         return f"float GEMM ({how}; {why})"
     acc = (f"int32 partials over {plan.groups} K chunks of {plan.vector}, summed in int64"
            if plan.chunked else f"int32 sums per group of {plan.vector}")
+    sp = ranges.scale_pairs(plan)
+    if sp is not None and sp.usable:  # (rules with vpdpwssd: x86_vnni)
+        acc += (f"; two-level scales: groups summed in int32 as int16 pairs where the rule has "
+                f"them, {sp.chunk} groups per total" + (", A's zero points in a second pair sum"
+                                                       if sp.zeros else ""))
     return f"integer GEMM u8 x s8 -> {acc}, accumulate: {plan.scheme.accumulate}"
 
 
