@@ -259,6 +259,9 @@ def instructions_text(program: Program, dims: tuple | None) -> str:
     out = []
     for part in parts:
         head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
+        if program.static == "a":  # the kernel computes Cᵀ = Bᵀ Aᵀ: its per-call operand is B
+            head += ("(static: a: the GEMM computes Cᵀ = Bᵀ Aᵀ, so its A below is the "
+                     "scheme's B, and its B the scheme's A)\n")
         out.append(head + proof_text(part.plans[-1]))
     return "\n".join(out)
 

@@ -45,7 +45,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
             names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8,
                                        start=rule.sums_start),
         }
-        if sig.zero_pairs(plan) and rule.family != "cuda":  # for calls the pairs cannot hold
+        if sig.scale_pairs(plan) and rule.family != "cuda":  # for calls the pairs cannot hold
             funcs[names.FN_GEMM_GROUPS] = te_gemm.gemm(plan, pairs=pairs, s8=s8,
                                                        start=rule.sums_start,
                                                        out_start=rule.output_start)

@@ -24,6 +24,8 @@ PARTIAL_START = PARTIAL + "_start"  # where each group's sum starts, -(its zero 
 #   made the sum's initialization as the function is made (backend.compat.START)
 PAIR_SUMS = "pair_sums"  # int32 Σ_g over K groups of group sums times integer scales (in
 #   int16 pairs of groups: signature.scale_pairs)
+PAIR_ZEROS = "pair_zeros"  # int32 Σ_g of A's zero corrections times integer scales (the same
+#   pairs, A's data zero points: signature.zero_pairs)
 ACC64 = "acc64"  # int64 sum of the int32 partial sums of K chunks (accumulate: int64)
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)

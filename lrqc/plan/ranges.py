@@ -164,13 +164,21 @@ class ScalePairs:
                 self.chunk * self.scales * self.vector * dev_a * self.dev_b <= 2**31 - 1)
 
     def why(self) -> str:
-        """The bounds, and what blocks the pairs where something does."""
+        """The bounds (naming each that fails), and what blocks the pairs where something
+        does."""
+        def bound(ok: bool, room: str) -> str:
+            return "" if ok else f" (outside {room})"
+
         zeros = (f"; A's zero points from the data: a second pair sum subtracts zc·sA times "
-                 f"sB·cs (|sB·cs| <= {self.zeros}), for calls whose zc·sA fits int16 and total "
-                 "int32 (other calls scale each group in float32)" if self.zeros else "")
+                 f"sB·cs (|sB·cs| <= {self.zeros}{bound(self.zeros <= INT16[1], 'int16')}); "
+                 "the totals assume zero points within the codes: a call whose zc·sA leaves "
+                 "int16, or whose codes lie so far from their zero points that a total could "
+                 "leave int32, scales each group in float32" if self.zeros else "")
         chunks = f" (the {self.groups} in chunks)" if self.chunk < self.groups else ""
-        return (f"integer scales as int16 pairs: group sums in {self.group}, scale products <= "
-                f"{self.scales}; {self.chunk} groups{chunks} sum to at most {self.total} "
+        return (f"integer scales as int16 pairs: group sums in {self.group}"
+                f"{bound(self.group.within(*INT16), 'int16')}, scale products <= "
+                f"{self.scales}{bound(self.scales <= INT16[1], 'int16')}; {self.chunk} groups"
+                f"{chunks} sum to at most {self.total} "
                 f"({'inside' if self.total <= 2**31 - 1 else 'outside'} int32)" + zeros
                 + (f"; {self.blocked}" if self.blocked else ""))
 
@@ -206,7 +214,9 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
     total = chunk * one
     blocked = ("B's zero points (unsigned or min-max weights)" if plan.b_zero else
                f"an odd number of groups ({plan.groups})" if plan.groups % 2 else
-               "residual terms (compensation)" if plan.compensated else "")
+               "residual terms (compensation)" if plan.compensated else
+               f"no even divisor of the {plan.groups} groups from {MIN_CHUNK} up keeps a "
+               "chunk's total inside int32" if chunk < min(plan.groups, MIN_CHUNK) else "")
     return ScalePairs(group, scales, plan.groups, total, blocked, zeros, top_a, dev_b, stored, v,
                       chunk)
 
@@ -214,6 +224,9 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
 # groups per int32 total where A's zero points come from the data: their codes may lie far
 # from the zero points (a call is checked: ScalePairs.fits), so the chunks stay short
 ZERO_CHUNK = 32
+# the fewest groups per total worth the pairs: shorter chunks add a float32 scaling per few
+# groups, as many as scaling each group costs (G = 2 x a prime would give chunks of 2)
+MIN_CHUNK = 8
 
 
 def _chunk(groups: int, one: int, most: int) -> int:
@@ -266,5 +279,7 @@ def proof_text(plan: KernelPlan) -> str:
         lines.append(f"  {'vpdpwssd':<11} {sp.verdict:<10} {sp.why()}")
     lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
                  "(amx-int8 tiles), vpdpbusd (avx512vnni; avxvnni: 256-bit), vpmaddubsw "
-                 "(avx2), vpmaddwd (avx2)")
+                 "(avx2), vpmaddwd (avx2)" + ("; x86_vnni sums the groups of two-level "
+                                             "integer scales with vpdpwssd where exact"
+                                             if sp is not None else ""))
     return "\n".join(lines)

@@ -15,8 +15,8 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
                    compensated
     gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb [wqb]] [Ua Wa] [Ub Wb] bias C m_rows
                  | Af Bf [saf sbf] [Ua Wa] [Ub Wb] bias C m_rows
-    gemm_groups  as gemm: each K group scaled in float32, for the calls whose data zero
-                 points leave the GEMM's int16 pairs (zero_pairs; CPU)
+    gemm_groups  as gemm: each K group scaled in float32, for the calls whose numbers leave
+                 the GEMM's int16 pairs (scale_pairs; CPU: runtime.checks.pairs_hold)
     int_acc      Aq Bp zc cs [ra zb] C m_rows
     lowrank_u    Aq sa zc LBt lowrank_u | Af [saf] LBt lowrank_u
     lowrank_w    Fa Bp sb [zb] lowrank_w                   A's lowrank term, other=packed
@@ -146,9 +146,9 @@ def w_exact(p: KernelPlan) -> bool:
 
 def cpu_functions(p: KernelPlan) -> tuple[str, ...]:
     """The functions the plan compiles on CPUs only, besides functions(): the dense
-    formulations of its sparse products, gemm_groups (zero_pairs), exact_w in its three forms
+    formulations of its sparse products, gemm_groups (scale_pairs), exact_w in its three forms
     (EXACT_W), resid_tq and resid_z (the runtime looks them up where the target is a CPU)."""
-    return (*dense_functions(p), *_given(zero_pairs(p), names.FN_GEMM_GROUPS),
+    return (*dense_functions(p), *_given(scale_pairs(p), names.FN_GEMM_GROUPS),
             *_given(w_exact(p), *EXACT_W.values()),
             *_given(r_products(p), names.FN_RESID_TQ, names.FN_RESID_Z),
             *_given(sketch_rt(p) and p.lowrank_a is not None and p.lowrank_a.power_iters > 0,
@@ -225,7 +225,8 @@ def scale_pairs(p: KernelPlan) -> bool:
     products fit int16 pairs, their total int32 (plan.ranges.scale_pairs), an even number of
     groups and no compensation: quantize_a also writes A's integer scales and row scales
     (sqa, ga), pack keeps B's (sqb, gb), and the GEMM takes them, so a rule may sum the groups
-    as int16 pairs (ScheduleRule.scale_pairs)."""
+    as int16 pairs (ScheduleRule.scale_pairs); on CPUs gemm_groups, the same product with
+    each group scaled in float32, runs the calls whose numbers the pairs cannot hold."""
     sp = ranges.scale_pairs(p)
     return sp is not None and sp.usable
 
@@ -234,7 +235,7 @@ def zero_pairs(p: KernelPlan) -> bool:
     """scale_pairs with A's zero points from the data (min-max): the GEMM also reads B's
     integer scales times its column sums (wqb) and subtracts the zero corrections in a second
     pair sum; a call whose zero points leave int16 or the total int32 (ranges.ScalePairs.fits)
-    runs gemm_groups instead, compiled on CPUs (cpu_functions)."""
+    runs gemm_groups instead."""
     sp = ranges.scale_pairs(p)
     return sp is not None and sp.usable and sp.zeros > 0
 
@@ -290,7 +291,7 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AF, BP, SBF, *_given(p.float_zero, ZBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM and p.float_path:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
-    if fn == names.FN_GEMM or (fn == names.FN_GEMM_GROUPS and zero_pairs(p)):
+    if fn == names.FN_GEMM or (fn == names.FN_GEMM_GROUPS and scale_pairs(p)):
         return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB),
                 *_given(scale_pairs(p), SQA, GA, SQB, GB), *_given(zero_pairs(p), WQB),
                 *_epilogue(p), names.OUT)

@@ -30,6 +30,7 @@ from ..plan import signature as sig
 from ..plan.layout import PARAM_NAMES, PARAMS, PackedOperand, SparseCodes, SparseCsr, SparseDense
 from ..plan.model import KernelPlan
 from ..plan.verify import PlanError
+from .checks import pairs_hold
 from .glue import CompBuffers, Tensor, on_cpu, view
 from .linalg import Runner, parts_on, pmatmul
 
@@ -50,6 +51,7 @@ class Packed:
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
     limits: tuple[float, float, float] | None = None  # direct.limits: max |sb|, |bias|, |W_B|
+    normal_gb: bool | None = None  # checks.pairs_hold: its column scales gb normal in float32
 
 
 # the arrays each kernel's pack() made -> that kernel's fingerprint (Kernel.adopt checks it)
@@ -247,8 +249,7 @@ class Bucket:
         self.comp = CompBuffers(p, dev, self.exact_w, self.r_products, sketch_ab) \
             if p.compensated else None
         self.buffers = self._buffers()
-        # a call whose data zero points leave the GEMM's int16 pairs: gemm_groups (CPU)
-        self.pairs = ranges.scale_pairs(p) if dense and sig.zero_pairs(p) else None
+        self.pairs = ranges.scale_pairs(p) if dense and sig.scale_pairs(p) else None  # gemm()
         own = (*(sig.EXACT_W.values() if self.exact_w else ()),
                *((names.FN_GEMM_GROUPS,) if self.pairs else ()),
                *((names.FN_RESID_TQ, names.FN_RESID_Z) if self.r_products else ()),
@@ -317,12 +318,12 @@ class Bucket:
             bound = tuple((name, out if name == names.OUT else b) for name, b in bound)
         self.fn(fn)(*call_args(bound, packed.tensors, self.rows))
 
-    def gemm(self, m: int) -> str:
-        """The GEMM of a call of m rows: gemm, or gemm_groups where this call's zero corrections
-        leave the int16 pairs (ranges.ScalePairs.fits)."""
-        pairs, zc = self.pairs, view(self.zc)[:m]
-        fits = pairs is None or pairs.fits(int(zc.min()), int(zc.max()))
-        return names.FN_GEMM if fits else names.FN_GEMM_GROUPS
+    def gemm(self, m: int, packed: Packed) -> str:
+        """The GEMM of a call of m rows: gemm, or gemm_groups where its numbers leave the int16
+        pairs (checks.pairs_hold)."""
+        pairs = self.pairs
+        hold = pairs is None or pairs_hold(pairs, view(self.zc)[:m], view(self.ga)[:m], packed)
+        return names.FN_GEMM if hold else names.FN_GEMM_GROUPS
 
     def fresh_output(self) -> Tensor:
         """A new tensor for the GEMM's C that the call can hand to its caller as it is (no copy

@@ -10,8 +10,9 @@ general path (a sparse copy's statistics count the call's rows, which it sets). 
 checks A's type and shape, runs quantize_a on A where it lies (else on a copy), checks A's
 scales with one minimum and one maximum (finite and normal in float32: all of them are then;
 anything else goes through the general checks and their errors), runs lowrank_u where there is
-one and the GEMM into a new C, and proves C finite by the bound of Kernel._bounded computed
-from those two numbers, max |U_B| and the packed operand's own, found once per packed operand.
+one and the GEMM into a new C (the one Bucket.gemm chooses), and proves C finite by the bound
+of Kernel._bounded computed from those two numbers, max |U_B| and the packed operand's own,
+found once per packed operand.
 The numbers are the general path's: the same functions on the same buffers."""
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ class Direct:
                 bk.run(names.FN_LOWRANK_U, packed)
                 top_u = float(np.abs(ub[:m]).max())  # NaN: the bound fails
             out = bk.new_c()
-            args[self.out_at[i]] = out
-            self.gemm[i](*args)
+            if bk.pairs is not None and bk.gemm(m, packed) != names.FN_GEMM:
+                bk.run(names.FN_GEMM_GROUPS, packed, out)  # numbers the int16 pairs cannot hold
+            else:
+                args[self.out_at[i]] = out
+                self.gemm[i](*args)
         if self.comp:
             kernel.last_notes = list(packed.notes)
         c = np.from_dlpack(out)[:m]

@@ -318,7 +318,7 @@ class Kernel:
                 bk.compensate(m, packed)
                 self.last_notes = list(packed.notes) + bk.comp.notes()
             fresh = bk.fresh_output()
-            bk.run(bk.gemm(m), packed, fresh)
+            bk.run(bk.gemm(m, packed), packed, fresh)
             if bk.plan.sparse:  # which formulation ran for each sparse term, and why
                 self.last_notes += bk.sparse(packed, fresh)
             if self.transposed and bk.comp is not None:  # name the operands as the user does
@@ -410,7 +410,7 @@ class Kernel:
         stages = {
             "copy_a": lambda: bk.a.copyfrom(buf),
             "quantize_a": lambda: bk.quantize(rows=m),
-            "gemm": lambda: bk.run(bk.gemm(m), packed),
+            "gemm": lambda: bk.run(bk.gemm(m, packed), packed),
         }
         if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue
             stages = dict(stages, compensate=lambda: bk.compensate(m, packed))

@@ -83,9 +83,9 @@ def test_which_plans_sum_groups_as_int16_pairs():
         assert sig.params(p, names.FN_QUANTIZE)[-2:] == (sig.SQA, sig.GA)
         assert (sig.SQA, sig.GA, sig.SQB, sig.GB) == sig.params(p, names.FN_GEMM)[6:10]
         assert sig.SQA not in sig.params(p, names.FN_ACC)
-        zeros = (a, b) == MINMAX  # A's data zero points: wqb and gemm_groups
+        zeros = (a, b) == MINMAX  # A's data zero points: wqb
         assert sig.zero_pairs(p) == zeros == (sig.WQB in sig.params(p, names.FN_GEMM))
-        assert (names.FN_GEMM_GROUPS in sig.cpu_functions(p)) == zeros
+        assert names.FN_GEMM_GROUPS in sig.cpu_functions(p)  # for calls the pairs cannot hold
     sp = ranges.scale_pairs(plan(*MINMAX))
     assert sp.group == ranges.Interval(-1680, 1680) and sp.zeros == 16 * 7 * 63
     four = ranges.scale_pairs(plan(*MINMAX, K=64))  # 4 groups: zc·63 must fit int16
@@ -108,14 +108,17 @@ def test_which_plans_sum_groups_as_int16_pairs():
         "an odd number of groups": plan(f"int4 {TWO}", f"int4 {TWO}", K=144),
         "float scales on B": plan(f"int4 {TWO}", "int4 per_vector(16)"),
         "compensation": plan(f"int4 {TWO} + lowrank(rank=1, method=sketch)", f"int4 {TWO}"),
+        "362 groups, chunks of 2": plan(*MINMAX, K=16 * 362),  # 362 = 2 x 181
     }
     for why, p in no.items():
         assert not sig.scale_pairs(p), why
         assert sig.SQA not in sig.params(p, names.FN_QUANTIZE), why
         assert sig.SQB not in sig.params(p, names.FN_GEMM), why
+        assert names.FN_GEMM_GROUPS not in sig.cpu_functions(p), why
     assert not ranges.scale_pairs(no["int8 x int8: a group sum beyond int16"]).exact
     assert ranges.scale_pairs(no["float scales on B"]) is None
     for why, said in [("an odd number of groups", "an odd number of groups (9)"),
+                      ("362 groups, chunks of 2", "no even divisor of the 362 groups from 8"),
                       ("compensation", "residual terms")]:
         sp = ranges.scale_pairs(no[why])
         assert sp.exact and said in sp.blocked and sp.verdict == "not used", why
@@ -145,13 +148,16 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
     if pairs:
         assert "vpdpwssd" in texts["asm"] and "vpdpbusd" in texts["asm"]
-    texts.clear()  # A's data zero points: a second pair sum of zc and wqb; gemm_groups on CPUs
+    texts.clear()  # A's data zero points: a pair sum of zc and wqb; gemm_groups on CPUs
     pipeline_compile(scheme(*MINMAX), 8, 64, 256, target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
     gemm = _gemm(tir)
-    if pairs:
-        block = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
-        assert "zc[" in block and "wqb[" in block and block.count("vpdpwssd") == 2
+    if pairs:  # the corrections in a loop of their own, after the groups' pair sums
+        sums = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
+        zeros = sums[sums.index(f'T.sblock("{names.PAIR_ZEROS}_update'):]
+        sums = sums[:sums.index(f'T.sblock("{names.PAIR_ZEROS}')]
+        assert "zc[" not in sums and sums.count("vpdpwssd") == 1
+        assert "zc[" in zeros and "wqb[" in zeros and zeros.count("vpdpwssd") == 1
     groups = tir[tir.index("def gemm_groups_m8"):]
     assert names.PAIR_SUMS not in groups and "vpdpwssd" not in groups and "wqb: T.Buffer" in groups
     if pairs:  # 64 groups in 2 chunks of 32: the output starts from the bias, adds each total
@@ -235,7 +241,7 @@ def test_pairs_with_a_bias_static_a_an_artifact_and_threads(tmp_path):
     loaded, far = load_kernel(tmp_path / "z"), far_zero_points(8, 256, 6.0, seed=7)
     Cz, Rz = loaded(far, loaded.pack(B)), matmul(zs, far, B)
     assert np.abs(Cz - Rz).max() <= 4e-7 * np.abs(Rz).max()
-    assert loaded._buckets[0].gemm(8) == names.FN_GEMM_GROUPS
+    assert loaded._buckets[0].gemm(8, loaded.pack(B)) == names.FN_GEMM_GROUPS
     out: dict = {}
 
     def call(t: int) -> None:
@@ -290,4 +296,27 @@ def test_data_zero_points_in_pairs_or_in_float_groups(K, offset, runs):
     check(kernel, s, A, B, groups=runs == names.FN_GEMM_GROUPS)
     (bucket,) = kernel._buckets
     zc = bucket.zc.numpy()
-    assert bucket.gemm(8) == runs, (int(zc.min()), int(zc.max()))
+    assert bucket.gemm(8, kernel.pack(B)) == runs, (int(zc.min()), int(zc.max()))
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.parametrize("a_top,b_top", [(1e33, 1e-12), (9e-38, 1.0), (1.0, 9e-38)])
+def test_scales_the_pairs_cannot_hold_run_the_float_groups(a_top, b_top):
+    """Every value at +-its side's top: a chunk's total times A's row scale would leave
+    float32 (A at 1e33, where a group's sum times its scale does not: the pairs made C
+    infinite and the call was refused), or a row's or column's float scale is subnormal (data
+    at 9e-38: the scales themselves normal, their 63rd keeps 17 bits, 1e-5 off). Such calls
+    run gemm_groups: the reference's numbers, as closely as the pairs' usual calls."""
+    s = scheme(*CASES[0])
+    kernel = lrqc.compile(s, M=4, N=16, K=1024)
+    rng = np.random.default_rng(9)
+    A = np.where(rng.random((4, 1024)) < 0.5, -a_top, a_top).astype(np.float32)
+    B = np.where(rng.random((1024, 16)) < 0.5, -b_top, b_top).astype(np.float32)
+    packed = kernel.pack(B)
+    C, R = kernel(A, packed), matmul(s, A, B)
+    assert kernel._buckets[0].gemm(4, packed) == names.FN_GEMM_GROUPS
+    assert np.abs(C - R).max() <= 4e-7 * np.abs(R).max(), np.abs(C - R).max() / np.abs(R).max()
+    A, B = data(4, 16, 1024, seed=9)
+    packed = kernel.pack(B)
+    kernel(A, packed)
+    assert kernel._buckets[0].gemm(4, packed) == names.FN_GEMM

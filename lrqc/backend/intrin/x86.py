@@ -22,7 +22,8 @@ the int32 group sums P of 16 columns and the int16 integer scales of A (two grou
 low 16 bits: LLVM makes one vpermt2w of the mask and shift), the scales' products by
 vpmullw, one vpdpwssd. Exact only where every group sum and scale product fits int16
 (lrqc.plan.ranges.scale_pairs: the rule's schedule uses it only there); the products' pair
-sums then fit int32 as the total does.
+sums then fit int32 as the total does. Zero pairs: A's data zero corrections times its integer
+scales (in int16) and minus B's integer scales times its column sums, one vpdpwssd.
 
 CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""
 
@@ -174,7 +175,7 @@ def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimF
 
 
 SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"
-ZERO_PAIRS = "lrqc_vnni_scale_pairs_zero_i16"
+ZERO_PAIRS = "lrqc_vnni_zero_pairs_i16"
 
 
 def _words(P) -> PrimExpr:
@@ -196,52 +197,42 @@ def _dot_words(c, a, b) -> PrimExpr:
                                    c, a, b, dtype="int32x16")
 
 
-def scale_pairs(zeros: bool) -> tuple[tir.PrimFunc, tir.PrimFunc]:
-    """(desc, impl) of the scale pairs' block: C[j] += Σ_h P[h, j]·(SA[h]·SB[j, h]), and with
-    zeros + Z[h]·SA[h]·W[j, h] (A's zero corrections times minus B's scales and column sums),
-    its products in int16 (Z·SA truncated: exact where the call's zero points fit)."""
+def zero_pairs() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+    """(desc, impl) of the zero corrections' block: C[j] += Σ_h Z[h]·SA[h]·W[j, h], A's two
+    zero corrections (int32) times its integer scales, and minus B's integer scales times its
+    column sums (W), the product Z·SA in int16 (truncated: exact where the call's zero points
+    fit, ranges.ScalePairs.fits)."""
 
     @T.prim_func(s_tir=True)
-    def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             SB: T.Buffer((16, 2), "int16", offset_factor=1),
-             z: T.handle, w: T.handle, C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        stride = T.int32()
-        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+    def desc(z: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             W: T.Buffer((16, 2), "int16", offset_factor=1),
+             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
         Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
-        W = T.match_buffer(w, (16, 2), "int16", offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2], Z[0:2], W[0:16, 0:2])
+            T.reads(C[0:16], Z[0:2], SA[0:2], W[0:16, 0:2])
             T.writes(C[0:16])
             for j in T.serial(0, 16):
                 for h in T.serial(0, 2):
                     with T.sblock("update"):
                         vj, vh = T.axis.remap("SR", [j, h])
-                        C[vj] = C[vj] + (P[vh, vj] * (T.cast(SA[vh], "int32") * T.cast(
-                            SB[vj, vh], "int32")) + Z[vh] * T.cast(SA[vh], "int32") * T.cast(
-                            W[vj, vh], "int32"))
+                        C[vj] = C[vj] + Z[vh] * T.cast(SA[vh], "int32") * T.cast(W[vj, vh],
+                                                                                "int32")
 
     @T.prim_func(s_tir=True)
-    def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             SB: T.Buffer((16, 2), "int16", offset_factor=1),
-             z: T.handle, w: T.handle, C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        stride = T.int32()
-        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+    def impl(z: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             W: T.Buffer((16, 2), "int16", offset_factor=1),
+             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
         Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
-        W = T.match_buffer(w, (16, 2), "int16", offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2], Z[0:2], W[0:16, 0:2])
+            T.reads(C[0:16], Z[0:2], SA[0:2], W[0:16, 0:2])
             T.writes(C[0:16])
-            sa = _pair(SA)
             zs = T.reinterpret(T.broadcast(T.reinterpret(T.cast(Z.vload([0], "int32x2"),
                                                                 "int16x2"), dtype="int32"), 16),
-                               dtype="int16x32") * sa
-            C[T.ramp(0, 1, 16)] = _dot_words(_dot_words(
-                C.vload([0], dtype="int32x16"), _words(P), sa * SB.vload([0, 0], dtype="int16x32")),
-                zs, W.vload([0, 0], dtype="int16x32"))
+                               dtype="int16x32") * _pair(SA)
+            C[T.ramp(0, 1, 16)] = _dot_words(C.vload([0], dtype="int32x16"), zs,
+                                             W.vload([0, 0], dtype="int16x32"))
 
-    if zeros:
-        return desc, impl
-    return _plain_desc, _plain_impl
+    return desc, impl
 
 
 @T.prim_func(s_tir=True)
@@ -308,7 +299,7 @@ def _impl_dp4a(
 _INTRINSICS = {VNNI_16x4: (_desc, _dot_impl(16, "llvm.x86.avx512.vpdpbusd.512")),
                AVXVNNI_16x4: (_desc, _dot_impl(8, "llvm.x86.avx512.vpdpbusd.256")),
                AVX2_16x4: (_desc_pairs, _impl_pairs),
-               SCALE_PAIRS: scale_pairs(False), ZERO_PAIRS: scale_pairs(True),
+               SCALE_PAIRS: (_plain_desc, _plain_impl), ZERO_PAIRS: zero_pairs(),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 

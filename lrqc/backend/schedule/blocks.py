@@ -111,12 +111,8 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
     sch.unroll(jm)
     sch.vectorize(jv)
     tot = sch.get_sblock(names.PAIR_SUMS)
-    sch.compute_at(tot, chunks[0] if chunks else io)
-    ti, tj, tg = sch.get_loops(tot)[-3:]  # rows, columns, the chunk's groups
-    tjm, tjv = sch.split(tj, [None, 16])
-    tg2, th = sch.split(tg, [None, 2])
-    sch.reorder(tg2, ti, tjm, tjv, th)
-    tinit = sch.decompose_reduction(tot, tg2)
+    anchor = chunks[0] if chunks else io
+    tinit, tg2, tjv = _pairs_loop(sch, tot, anchor)
     part = sch.get_sblock(names.PARTIAL)
     sch.compute_at(part, tg2)
     pi, pg, pj, pk = sch.get_loops(part)[-4:]
@@ -124,19 +120,36 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
     pko, pkv = sch.split(pk, [None, 4 * steps])
     sch.reorder(pko, pg, pi, pjm, pjv, pkv)
     pinit = sch.decompose_reduction(part, pko)
-    for init in (tinit, pinit):
-        *outer, lanes = sch.get_loops(init)[-4 if init == pinit else -3:]
-        sch.vectorize(lanes)
-        for lp in outer:
-            sch.unroll(lp)
-    for lp in (pg, pi, pjm, ti, tjm):
+    *outer, lanes = sch.get_loops(pinit)[-4:]
+    sch.vectorize(lanes)
+    for lp in (*outer, pg, pi, pjm):
         sch.unroll(lp)
     tiles.unpack_at(sch, jo)  # packed weights: the whole panel
     sch.tensorize(pjv, intrin)
-    sch.tensorize(tjv, tiles.register_scale_pairs(zeros=sig.zero_pairs(plan)))
+    sch.tensorize(tjv, tiles.register_scale_pairs())
+    if sig.zero_pairs(plan):  # A's zero corrections: a loop of their own after the groups'
+        sch.tensorize(_pairs_loop(sch, sch.get_sblock(names.PAIR_ZEROS), anchor)[2],
+                      tiles.register_scale_pairs(zeros=True))
     if chunks:  # the output tile starts from the bias, then adds each chunk's total
         cinit = sch.decompose_reduction(out, chunks[0])
         sch.vectorize(sch.get_loops(cinit)[-1])
+
+
+def _pairs_loop(sch, blk, anchor):
+    """A chunk's total (pair sums or zero corrections) at `anchor`: its groups two at a time
+    outside rows and 16-column vectors, both unrolled, the total's start vectorized. Returns
+    (its init block, the pairs' loop, the 16 columns to tensorize)."""
+    sch.compute_at(blk, anchor)
+    ti, tj, tg = sch.get_loops(blk)[-3:]  # rows, columns, the chunk's groups
+    tjm, tjv = sch.split(tj, [None, 16])
+    tg2, th = sch.split(tg, [None, 2])
+    sch.reorder(tg2, ti, tjm, tjv, th)
+    init = sch.decompose_reduction(blk, tg2)
+    *outer, lanes = sch.get_loops(init)[-3:]
+    sch.vectorize(lanes)
+    for lp in (*outer, ti, tjm):
+        sch.unroll(lp)
+    return init, tg2, tjv
 
 
 class DotBlockRule(ScheduleRule):
@@ -190,15 +203,11 @@ class DotBlockRule(ScheduleRule):
         keep the wider tile and so fewer parallel tasks (at 16x64x128 the second task of 2 x 2
         cost a thread wake-up: 0.023 ms against 0.001 ms on one).
         lrqc tune checks candidates on the host, so it samples them only where the host has
-        the instruction; tests compile every corner of the space. Groups summed as int16
-        pairs with A's data zero points take one column block by hand."""
+        the instruction; tests compile every corner of the space."""
         cols = self.cols_pref
         if plan.groups > 1 and (plan.np_ >= 128 or self.pairs(plan)):  # int32 partials (of
             #   two groups, in pairs) and the output tile: registers
             cols = tuple(c for c in cols if c <= 2) or (1,)
-        if self.pairs(plan) and sig.zero_pairs(plan):  # also the zero corrections' operands:
-            cols = (1,)  # 4 x 2 spilled its totals (VS-Quant w4a4, 2-core Zen 5, interleaved:
-            #   15.6 ms against 17.5 at 2048³, 2.14 against 2.32 at 512 x 3072 x 768)
         return tiles.tile_knobs(plan, self.rows_pref, cols)
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,

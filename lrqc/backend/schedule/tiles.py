@@ -30,7 +30,7 @@ def register_avx2() -> str:
 
 
 def register_scale_pairs(zeros: bool = False) -> str:
-    """The scale pairs' block (intrin.x86.scale_pairs), with A's data zero points or not."""
+    """The scale pairs' block, or (zeros) that of A's data zero corrections (intrin.x86)."""
     return register(ZERO_PAIRS if zeros else SCALE_PAIRS)
 
 

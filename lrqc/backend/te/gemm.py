@@ -65,35 +65,43 @@ def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
 
 
 def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor],
-               zc: te.Tensor) -> te.Tensor:
+               zc: te.Tensor) -> list[te.Tensor]:
     """int32 totals [Mp, G / chunk, Np] of each chunk of groups (ranges.ScalePairs.chunk):
     Σ_g part[i, g, j]·sqa[i, g]·sqb[g // 2, j, g % 2] (block names.PAIR_SUMS), and where A's
     zero points come from the data (signature.zero_pairs: part are then the stored codes'
-    sums) + zc[i, g]·sqa[i, g]·wqb[g // 2, j, g % 2] (wqb = -sqb·cs): exact where
+    sums) the corrections' Σ_g zc[i, g]·sqa[i, g]·wqb[g // 2, j, g % 2] (wqb = -sqb·cs; block
+    names.PAIR_ZEROS, a loop of its own: the GEMM's tile keeps its registers). Exact where
     signature.scale_pairs holds and, with data zero points, the call's fit (ScalePairs.fits);
-    a rule sums each two groups' int16 pairs in one instruction (vpdpwssd) each."""
+    a rule sums each two groups' int16 pairs in one instruction (vpdpwssd)."""
     sqa, _, sqb, _, *wqb = levels
     chunk = ranges.scale_pairs(p).chunk
-    r = te.reduce_axis((0, chunk), "g")
+    shape = (p.mp, p.groups // chunk, p.np_)
 
-    def term(i: PrimExpr, c: PrimExpr, j: PrimExpr) -> PrimExpr:
-        g = c * chunk + r
-        sa = sqa[i, g].astype("int32")
-        v = part[i, g, j] * (sa * sqb[g // 2, j, g % 2].astype("int32"))
-        return v + zc[i, g] * sa * wqb[0][g // 2, j, g % 2].astype("int32") if wqb else v
+    def total(name: str, term) -> te.Tensor:
+        r = te.reduce_axis((0, chunk), "g")
+        return te.compute(shape, lambda i, c, j: te.sum(term(i, c * chunk + r, j), axis=r),
+                          name=name)
 
-    return te.compute((p.mp, p.groups // chunk, p.np_), lambda i, c, j: te.sum(
-        term(i, c, j), axis=r), name=names.PAIR_SUMS)
+    def sums(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
+        return part[i, g, j] * (sqa[i, g].astype("int32") * sqb[g // 2, j, g % 2].astype("int32"))
+
+    def zeros(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
+        return zc[i, g] * sqa[i, g].astype("int32") * wqb[0][g // 2, j, g % 2].astype("int32")
+
+    out = [total(names.PAIR_SUMS, sums)]
+    return out + [total(names.PAIR_ZEROS, zeros)] if wqb else out
 
 
-def _pair_output(p: KernelPlan, tot: te.Tensor, levels: list[te.Tensor], output, grouped,
-                 out_start: bool) -> te.Tensor:
-    """C from the chunks' int32 totals, each times A's row and B's column scale in float32:
-    one chunk an elementwise output, several a reduction over them (epilogue_terms)."""
+def _pair_output(p: KernelPlan, tots: list[te.Tensor], levels: list[te.Tensor], output,
+                 grouped, out_start: bool) -> te.Tensor:
+    """C from the chunks' int32 totals (and their zero corrections), each times A's row and
+    B's column scale in float32: one chunk an elementwise output, several a reduction over
+    them (epilogue_terms)."""
     def chunk(i: PrimExpr, j: PrimExpr, c: PrimExpr) -> PrimExpr:
-        return dequantize(tot[i, c, j].astype("float32"), levels[1][i, 0], levels[3][0, j])
+        t = tots[0][i, c, j] + tots[1][i, c, j] if len(tots) > 1 else tots[0][i, c, j]
+        return dequantize(t.astype("float32"), levels[1][i, 0], levels[3][0, j])
 
-    nc = int(tot.shape[1])
+    nc = int(tots[0].shape[1])
     if nc == 1:
         return output((p.mp, p.np_), lambda i, j: chunk(i, j, 0), names.OUT)
     return grouped((p.mp, p.np_), chunk, nc, names.OUT, out_start)
