@@ -110,8 +110,8 @@ PEAK_MODES = {
                     "scales)", "GOPS"),
     "vnni_pairs": (("avx512_vnni",), "the same groups, two at a time as int16 pairs: vpermt2w, "
                    "vpmullw of integer scales, vpdpwssd (two-level integer scales)", "GOPS"),
-    "vnni_pairs_zero": (("avx512_vnni",), "the same pairs with A's zero points from the data: "
-                        "a second vpdpwssd of their corrections", "GOPS"),
+    "vnni_pairs_offset": (("avx512_vnni",), "the same pairs less A's zero correction "
+                          "(vpsubw of offset·cs: signed or centred min-max codes)", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
     "amx": (("amx_int8",), "tdpbusd, AMX int8 tiles (16 x 16 x 64 per instruction)", "GOPS"),
 }

@@ -419,27 +419,28 @@ def print_comp_rows(rows: list[dict]) -> None:
 # what VS-Quant's 16-k groups add to the integer products of the same formats, per group and
 # vector of 16 sums next to its four vpdpbusd: on AVX-512 VNNI, where its two-level scales sum
 # as int16 pairs, half of each pair's packing (vpermt2w), its scales' product (vpmullw) and
-# its vpdpwssd, and half of a second vpdpwssd for A's min-max zero points; elsewhere a zeroing,
-# the zero-point product and its subtraction, a conversion to float32, A's scale and an FMA
+# its vpdpwssd, and half a vpsubw of A's zero correction (signed codes, or min-max codes
+# stored centred); elsewhere a zeroing, the zero-point product and its subtraction, a
+# conversion to float32, A's scale and an FMA
 GROUPS_WHY = ("per 16-k group and 16 sums next to its 4 vpdpbusd: with int16 pairs of "
               "integer scales (AVX-512 VNNI) half a vpermt2w, vpmullw and vpdpwssd each, and "
-              "half a vpdpwssd for A's zero points; else a zeroing, a zero-point correction, a "
-              "conversion and two scalings")
+              "half a vpsubw for A's zero correction; else a zeroing, a zero-point correction, "
+              "a conversion and two scalings")
 
 
 def groups_why(peaks: dict) -> str:
     """Why per-vector scales cost what they do: GROUPS_WHY, and where bench/peak.c measured
     them, the least ratio to per_channel that float scaling per group allows (vnni_blocks /
     vnni_groups: the inner loops alone, from L1) and the ones int16 pairs of two-level integer
-    scales allow (vnni_blocks / vnni_pairs; with A's zero points: vnni_pairs_zero)."""
-    modes = ("vnni_blocks", "vnni_groups", "vnni_pairs", "vnni_pairs_zero")
+    scales allow (vnni_blocks / vnni_pairs; less A's zero correction: vnni_pairs_offset)."""
+    modes = ("vnni_blocks", "vnni_groups", "vnni_pairs", "vnni_pairs_offset")
     blocks, groups, pairs, zeros = (peaks.get(m) for m in modes)
     if not all(isinstance(v, float) and v > 0 for v in (blocks, groups, pairs, zeros)):
         return GROUPS_WHY
     return (f"{GROUPS_WHY}; the inner loops alone (bench/peak.c) allow >= "
             f"{blocks / groups:.2f} with float scales per group (vnni_blocks / vnni_groups), "
             f">= {blocks / pairs:.2f} with int16 pairs of integer scales (vnni_pairs), "
-            f">= {blocks / zeros:.2f} with A's zero points too (vnni_pairs_zero)")
+            f">= {blocks / zeros:.2f} less A's zero correction (vnni_pairs_offset)")
 
 
 def targets(gemm: list[dict], comp: list[dict], peaks: dict,

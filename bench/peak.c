@@ -28,9 +28,10 @@
                    groups' int32 sums packed into int16 pairs (vpermt2w), the products of their
                    integer scales (vpmullw) and vpdpwssd into int32 sums (exact where the group
                    sums and the scales' products fit int16): 512 ops per group and 16 sums
-     peak vnni_pairs_zero  the same with A's zero points from the data: a second vpdpwssd per
-                   pair, of A's zero corrections times its integer scales (vpmullw) and minus B's
-                   integer scales times its column sums
+     peak vnni_pairs_offset  the same with A's zero correction subtracted from the packed
+                   pairs (vpsubw) before the vpdpwssd: its fixed offset (or the centre its
+                   min-max codes are stored around) times B's column sums, one vector per pair
+                   of groups and 16 columns for all rows (vpsllw of the loaded sums)
      peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
                    instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
                    x86_amx rule blocks them); the process asks Linux for the tile state first
@@ -187,19 +188,12 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_g
 #define KEEP_ROW(i) h##i##0 = p##i##0, h##i##1 = p##i##1;
 #define IDECL(i) __m512i c##i##0 = _mm512_setzero_si512(), c##i##1 = _mm512_setzero_si512();
 #define PAIR_ROW(i) { __m512i s = _mm512_set1_epi32(*(const int *)(qa_buf + (g * 4 + i) * 2));   \
-    c##i##0 = _mm512_dpwssd_epi32(c##i##0, _mm512_permutex2var_epi16(h##i##0, pick, p##i##0),   \
-                                  _mm512_mullo_epi16(s, q0));                                  \
-    c##i##1 = _mm512_dpwssd_epi32(c##i##1, _mm512_permutex2var_epi16(h##i##1, pick, p##i##1),   \
-                                  _mm512_mullo_epi16(s, q1)); }
+    c##i##0 = _mm512_dpwssd_epi32(c##i##0, _mm512_sub_epi16(_mm512_permutex2var_epi16(          \
+        h##i##0, pick, p##i##0), o0), _mm512_mullo_epi16(s, q0));                              \
+    c##i##1 = _mm512_dpwssd_epi32(c##i##1, _mm512_sub_epi16(_mm512_permutex2var_epi16(          \
+        h##i##1, pick, p##i##1), o1), _mm512_mullo_epi16(s, q1)); }
 #define ISINK(i) sink += _mm512_reduce_add_epi32(_mm512_add_epi32(c##i##0, c##i##1));
-/* A's zero points from the data: a second vpdpwssd per pair, of zc·sA (int16, broadcast) and
-   minus B's integer scales times its column sums (int16 pairs, loaded) */
-#define ZERO_ROW_PAIR(i) { const int *za = (const int *)(qa_buf + ((g + 1) * 4 + i) * 2);         \
-    __m512i z = _mm512_mullo_epi16(_mm512_set1_epi32(*za),                                     \
-                                   _mm512_set1_epi32(*(const int *)(qa_buf + (g * 4 + i) * 2))); \
-    c##i##0 = _mm512_dpwssd_epi32(c##i##0, z, w0); c##i##1 = _mm512_dpwssd_epi32(c##i##1, z, w1); }
-
-#define PAIRS_LOOP(NAME, ZEROS)                                                                \
+#define PAIRS_LOOP(NAME, LESS)                                                                 \
     __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double NAME(long iters) {     \
         int sink = 0;                                                                          \
         iters /= 8;                                                                            \
@@ -221,12 +215,13 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_g
                     g -= 1;                                                                    \
                     __m512i q0 = _mm512_load_si512(qb_buf + g * 64);                           \
                     __m512i q1 = _mm512_load_si512(qb_buf + g * 64 + 32);                      \
+                    /* A's zero correction offset·cs (offset 128: vpsllw 7), or none */      \
+                    __m512i o0 = LESS ? _mm512_slli_epi16(                                     \
+                        _mm512_load_si512(qb_buf + (g + 1) * 64), 7) : _mm512_setzero_si512(); \
+                    __m512i o1 = LESS ? _mm512_slli_epi16(                                     \
+                        _mm512_load_si512(qb_buf + (g + 1) * 64 + 32), 7)                      \
+                                      : _mm512_setzero_si512();                                \
                     ROWS4(PAIR_ROW)                                                            \
-                    if (ZEROS) {                                                               \
-                        __m512i w0 = _mm512_load_si512(qb_buf + (g + 1) * 64);                \
-                        __m512i w1 = _mm512_load_si512(qb_buf + (g + 1) * 64 + 32);            \
-                        ROWS4(ZERO_ROW_PAIR)                                                   \
-                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
             ROWS4(ISINK)                                                                       \
@@ -235,7 +230,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_g
         return 512.0 * 16 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;                \
     }
 PAIRS_LOOP(peak_vnni_pairs, 0)
-PAIRS_LOOP(peak_vnni_pairs_zero, 1)
+PAIRS_LOOP(peak_vnni_pairs_offset, 1)
 
 /* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
 struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
@@ -283,7 +278,7 @@ static const struct {
              MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
              MODE(vnni_blocks, "avx512_vnni"),
-             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_zero, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
+             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_offset, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -310,6 +305,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_zero, avxvnni, amx)\n", mode);
+            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_offset, avxvnni, amx)\n", mode);
     return 1;
 }

@@ -28,7 +28,7 @@ from .verify import PlanError
 
 # PackedOperand's fields that the compiled functions read, with their parameter names
 PARAMS = (("bp", sig.BP), ("sb", sig.SB), ("cs", sig.CS), ("zb", sig.ZB), ("sqb", sig.SQB),
-          ("gb", sig.GB), ("wqb", sig.WQB), ("bf", sig.BF), ("sbf", sig.SBF), ("zbf", sig.ZBF),
+          ("gb", sig.GB), ("cqb", sig.CQB), ("bf", sig.BF), ("sbf", sig.SBF), ("zbf", sig.ZBF),
           ("lbt", sig.LBT), ("wb", sig.WB), ("bias", sig.BIAS), ("b32t", sig.BT))
 PARAM_NAMES = frozenset(name for _, name in PARAMS)
 
@@ -45,7 +45,7 @@ class PackedOperand:
     sqb: np.ndarray | None = None  # sqb [G/2, Np, 2] int16: two-level integer scales, groups
     #   in pairs (signature.scale_pairs)
     gb: np.ndarray | None = None  # gb [1, Np] float32: their columns' float scales
-    wqb: np.ndarray | None = None  # wqb as sqb: -sqb·cs (A's data zero points: zero_pairs)
+    cqb: np.ndarray | None = None  # cs as sqb (the pairs' zero corrections: zero_pairs)
     bf: np.ndarray | None = None  # Bf [Np/16, Kp, 16]: the float path's values (or 16-bit codes)
     sbf: np.ndarray | None = None  # sbf [1, Np] float32: column scales of 16-bit codes; or
     #   [Gb, Np]: the scales of weight-only codes per K group of B's quantizer
@@ -186,9 +186,9 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
-    wqb = _pairs(-_pairs_ints(p, q).astype(np.int32) * cs, G) if sig.zero_pairs(p) else None
+    cqb = _pairs(cs, G) if sig.zero_pairs(p) else None
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
-                         zb=zbs, sqb=sqb, gb=gb, wqb=wqb)
+                         zb=zbs, sqb=sqb, gb=gb, cqb=cqb)
 
 
 def _pairs_ints(p: KernelPlan, q: QArray) -> np.ndarray:

@@ -24,8 +24,6 @@ PARTIAL_START = PARTIAL + "_start"  # where each group's sum starts, -(its zero 
 #   made the sum's initialization as the function is made (backend.compat.START)
 PAIR_SUMS = "pair_sums"  # int32 Σ_g over K groups of group sums times integer scales (in
 #   int16 pairs of groups: signature.scale_pairs)
-PAIR_ZEROS = "pair_zeros"  # int32 Σ_g of A's zero corrections times integer scales (the same
-#   pairs, A's data zero points: signature.zero_pairs)
 ACC64 = "acc64"  # int64 sum of the int32 partial sums of K chunks (accumulate: int64)
 PAIRS = "_pairs"  # suffix of the two-half accumulators of the vpmaddwd (AVX2) formulation
 OUT = "C"  # float32 output (dequantization epilogue)
@@ -53,7 +51,7 @@ FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"
 FN_ACC = "int_acc"  # the integer accumulation alone, for exactness tests
 FN_GEMM_GROUPS = "gemm_groups"  # the GEMM with each K group scaled in float32: a call whose
-#   data zero points leave the int16 pairs of the GEMM's integer scales (signature.zero_pairs)
+#   numbers leave the int16 pairs of the GEMM's integer scales (runtime.checks.pairs_hold)
 FN_LOWRANK_U = "lowrank_u"  # U_B = A' L_B of B's lowrank term
 FN_LOWRANK_W = "lowrank_w"  # F_Aᵀ B̂ of A's lowrank term (other=packed): the part in B's codes
 FN_EXACT_W = "exact_w"  # F_Aᵀ B of A's lowrank term (other=exact) from B in float32, CPU

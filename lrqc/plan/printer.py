@@ -39,7 +39,7 @@ def _gemm(plan: KernelPlan) -> str:
     sp = ranges.scale_pairs(plan)
     if sp is not None and sp.usable:  # (rules with vpdpwssd: x86_vnni)
         acc += (f"; two-level scales: groups summed in int32 as int16 pairs where the rule has "
-                f"them, {sp.chunk} groups per total" + (", A's zero points in a second pair sum"
+                f"them, {sp.chunk} groups per total" + (", each less its zero correction in int16"
                                                        if sp.zeros else ""))
     return f"integer GEMM u8 x s8 -> {acc}, accumulate: {plan.scheme.accumulate}"
 

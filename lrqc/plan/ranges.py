@@ -123,26 +123,30 @@ def ranges(plan: KernelPlan) -> Ranges | None:
 class ScalePairs:
     """The bounds of per-vector products with two-level integer scales on both operands."""
 
-    group: Interval  # one group's integer sum as the pairs take it: Σ_(k in g) (a - zA)·b, or
-    #   where A's zero points come from the data, Σ a·b of the stored codes (zeros)
+    group: Interval  # one group's integer sum as the pairs take it: Σ_(k in g) (a - zA)·b (where
+    #   A's zero points come from the data, of centred codes: |a - zA| <= reach)
     scales: int  # the largest product of the two integer scales
     groups: int  # G
     total: int  # the largest |Σ_g sA·sB·Σ (a - zA)·b| over a chunk of groups (data zero
     #   points: within the codes' range; a call's own are checked: fits)
     blocked: str = ""  # why the groups are scaled in float32 all the same ("": they need not)
-    zeros: int = 0  # data zero points: the largest |sB·cs| (B's integer scale times its
-    #   column sum), the static operand of the pair sum that subtracts zc·sA·sB·cs; 0: none
-    top_a: int = 1  # A's largest integer scale (a call's zc·sA must fit int16)
-    dev_b: int = 0  # B's largest |code|
-    stored: Interval = Interval(0, 0)  # A's codes as stored (a call's deviation from zc)
+    zeros: int = 0  # the largest |cs| (B's column sums per group, int16 in pairs) where the
+    #   group sums lose a zero correction offset·cs before their scaling, subtracted in int16
+    #   (modulo 2^16: exact as the corrected sum fits); 0: none
+    offset: int = 0  # that fixed correction: A's signed codes' storage offset, or CENTRE
+    data: bool = False  # A's zero points come from the data: quantize_a stores the codes of
+    #   the groups whose zero correction zc lies within `centred` as a - zc + CENTRE (te
+    #   centre); a call with any other group runs gemm_groups
+    reach: int = 0  # data zero points: the largest |a - zc| of a centred group
+    stored: Interval = Interval(0, 0)  # A's codes as stored
     vector: int = 0  # V
     chunk: int = 0  # groups per int32 total (a divisor of G; the chunks' totals are added in
     #   float32)
 
     @property
     def exact(self) -> bool:
-        """Whether group sums, scale products (and zero corrections' static operand) fit int16
-        and the total int32."""
+        """Whether group sums, scale products (and the column sums of the zero corrections)
+        fit int16 and the total int32."""
         return (self.group.within(*INT16) and self.scales <= INT16[1]
                 and self.total <= 2**31 - 1 and self.zeros <= INT16[1])
 
@@ -155,13 +159,11 @@ class ScalePairs:
         return "not used" if self.exact and self.blocked else \
             "exact" if self.exact else "NOT exact"
 
-    def fits(self, zc_lo: int, zc_hi: int) -> bool:
-        """Whether a call whose zero corrections zc (A's zero point plus its storage offset)
-        lie in [zc_lo, zc_hi] keeps the pairs exact: zc·sA inside int16 and the total, with A's
-        stored codes up to max |code - zc| from them, inside int32."""
-        dev_a = max(self.stored.hi - zc_lo, zc_hi - self.stored.lo)
-        return (max(-zc_lo, zc_hi) * self.top_a <= INT16[1] and
-                self.chunk * self.scales * self.vector * dev_a * self.dev_b <= 2**31 - 1)
+    @property
+    def centred(self) -> Interval:
+        """The zero corrections zc (zero point plus storage offset) of the groups whose codes
+        quantize_a stores centred: every stored code within `reach` of zc."""
+        return Interval(self.stored.hi - self.reach, self.stored.lo + self.reach)
 
     def why(self) -> str:
         """The bounds (naming each that fails), and what blocks the pairs where something
@@ -169,11 +171,12 @@ class ScalePairs:
         def bound(ok: bool, room: str) -> str:
             return "" if ok else f" (outside {room})"
 
-        zeros = (f"; A's zero points from the data: a second pair sum subtracts zc·sA times "
-                 f"sB·cs (|sB·cs| <= {self.zeros}{bound(self.zeros <= INT16[1], 'int16')}); "
-                 "the totals assume zero points within the codes: a call whose zc·sA leaves "
-                 "int16, or whose codes lie so far from their zero points that a total could "
-                 "leave int32, scales each group in float32" if self.zeros else "")
+        zeros = (f"; each group sum loses its zero correction {self.offset}·cs in int16 "
+                 f"before its scaling (|cs| <= {self.zeros}"
+                 f"{bound(self.zeros <= INT16[1], 'int16')})" if self.zeros else "")
+        zeros += (f"; A's zero points from the data: codes stored centred, a - zc + {CENTRE}, "
+                  f"in the groups whose zc lies in {self.centred} (|a - zc| <= {self.reach}); a "
+                  "call with any other group scales each group in float32" if self.data else "")
         chunks = f" (the {self.groups} in chunks)" if self.chunk < self.groups else ""
         return (f"integer scales as int16 pairs: group sums in {self.group}"
                 f"{bound(self.group.within(*INT16), 'int16')}, scale products <= "
@@ -186,9 +189,11 @@ class ScalePairs:
 def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
     """The bounds of the plan's per-vector product with two-level integer scales (uint scales
     of per_vector quantizers on A and B, the same V, integer codes), or None for other
-    products. Where A's zero point is fixed by its format the group sums are those of A's
-    codes minus it (the GEMM's sums start from minus the zero correction); where it comes from
-    the data (min-max) those of the stored codes, less a second pair sum of the corrections.
+    products. The GEMM sums A's stored codes times B's per group, then subtracts each group's
+    zero correction offset·cs in int16, exact modulo 2^16 since the corrected sum
+    Σ (a - zA)·b fits int16: offset is A's storage offset where its zero point is fixed by the
+    format, and CENTRE for min-max zero points from the data, whose codes quantize_a stores
+    centred on them (te centre) where they lie within `reach`.
     `blocked` says why the pairs are not used even so: B's zero points, an odd number of
     groups, or residual terms."""
     qa, qb = plan.qa, plan.qb
@@ -198,32 +203,36 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
                q.scale.startswith("uint") for q in (qa, qb)) or qa.vector != qb.vector:
         return None
     b, v = b_codes(qb), plan.vector
-    top_a, top_b = 2**qa.scale_bits - 1, 2**qb.scale_bits - 1
-    scales = top_a * top_b
+    scales = (2**qa.scale_bits - 1) * (2**qb.scale_bits - 1)
     dev_b = max(-b.lo, b.hi)
-    stored = a_codes(qa)
-    if plan.a_zero_static is None:  # min-max: zero points within the codes for the total
-        group, span = stored.times(b).scaled(v), stored.hi - stored.lo
-        centered = Interval(-span, span).times(b).scaled(v)
-        zeros = v * dev_b * top_b
+    stored, static = a_codes(qa), plan.a_zero_static
+    span = stored.hi - stored.lo
+    if static is None:  # min-max: centred codes within `reach` of their zero points
+        unit = scales * v * dev_b  # a group's largest contribution per unit of |a - zc|
+        chunk = _chunk(plan.groups, unit * span, ZERO_CHUNK)
+        reach = min(CENTRE - 1, INT16[1] // (v * dev_b), (2**31 - 1) // (chunk * unit))
+        group = Interval(-reach, reach).times(b).scaled(v)
     else:
-        group = centered = _codes(qa).times(b).scaled(v)
-        zeros = 0
-    one = scales * max(-centered.lo, centered.hi)  # one group's largest contribution
-    chunk = _chunk(plan.groups, one, ZERO_CHUNK if zeros else plan.groups)
-    total = chunk * one
+        group, reach = _codes(qa).times(b).scaled(v), 0
+        chunk = _chunk(plan.groups, scales * max(-group.lo, group.hi), plan.groups)
+    offset = CENTRE if static is None else static
+    total = chunk * scales * max(-group.lo, group.hi)
     blocked = ("B's zero points (unsigned or min-max weights)" if plan.b_zero else
                f"an odd number of groups ({plan.groups})" if plan.groups % 2 else
                "residual terms (compensation)" if plan.compensated else
                f"no even divisor of the {plan.groups} groups from {MIN_CHUNK} up keeps a "
-               "chunk's total inside int32" if chunk < min(plan.groups, MIN_CHUNK) else "")
-    return ScalePairs(group, scales, plan.groups, total, blocked, zeros, top_a, dev_b, stored, v,
-                      chunk)
+               "chunk's total inside int32" if chunk < min(plan.groups, MIN_CHUNK) else
+               f"A's min-max codes span {span}, more than the {reach} a centred code may lie "
+               "from its zero point" if static is None and reach < span else "")
+    return ScalePairs(group, scales, plan.groups, total, blocked, v * dev_b if offset else 0,
+                      offset, static is None, reach, stored, v, chunk)
 
 
-# groups per int32 total where A's zero points come from the data: their codes may lie far
-# from the zero points (a call is checked: ScalePairs.fits), so the chunks stay short
-ZERO_CHUNK = 32
+# groups per int32 total where A's zero points come from the data: the longer the chunks, the
+# nearer centred codes must lie to their zero points (reach)
+ZERO_CHUNK = 64
+# where A's codes are stored centred on their data zero points: a - zc + CENTRE (a byte)
+CENTRE = 128
 # the fewest groups per total worth the pairs: shorter chunks add a float32 scaling per few
 # groups, as many as scaling each group costs (G = 2 x a prime would give chunks of 2)
 MIN_CHUNK = 8

@@ -13,7 +13,7 @@ The parameters depend on the plan alone: the schedule rule's formulation (plain,
                    a_resid_top] [a_sketch] [a_sketch_rt] (per sparse product: its codes
                    and scales)
                    compensated
-    gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb [wqb]] [Ua Wa] [Ub Wb] bias C m_rows
+    gemm         Aq Bp sa zc sb cs [ra zb] [sqa ga sqb gb [cqb]] [Ua Wa] [Ub Wb] bias C m_rows
                  | Af Bf [saf sbf] [Ua Wa] [Ub Wb] bias C m_rows
     gemm_groups  as gemm: each K group scaled in float32, for the calls whose numbers leave
                  the GEMM's int16 pairs (scale_pairs; CPU: runtime.checks.pairs_hold)
@@ -63,7 +63,7 @@ QT, ZT = "Qt", "Zt"  # the randomized SVD's bases, transposed: [w, Mp] and [w, K
 # two-level integer scales (scale_pairs): A's per call, B's packed
 SQA, GA = "sqa", "ga"  # A's integer scales [Mp, G] int16, its rows' float scales [Mp, 1]
 SQB, GB = "sqb", "gb"  # B's integer scales in pairs of groups [G/2, Np, 2] int16; [1, Np]
-WQB = "wqb"  # B's integer scales times its column sums, as sqb (A's data zero points)
+CQB = "cqb"  # B's column sums per group as sqb (int16 pairs): the pairs' zero corrections
 # the packed static operand (layout.PackedOperand.params)
 BP, SB, CS, ZB = "Bp", "sb", "cs", "zb"
 BF, SBF, ZBF = "Bf", "sbf", "zbf"
@@ -232,10 +232,11 @@ def scale_pairs(p: KernelPlan) -> bool:
 
 
 def zero_pairs(p: KernelPlan) -> bool:
-    """scale_pairs with A's zero points from the data (min-max): the GEMM also reads B's
-    integer scales times its column sums (wqb) and subtracts the zero corrections in a second
-    pair sum; a call whose zero points leave int16 or the total int32 (ranges.ScalePairs.fits)
-    runs gemm_groups instead."""
+    """scale_pairs with zero corrections (A's signed codes' storage offset, or its zero points
+    from the data): the GEMM also reads B's column sums per group as int16 pairs (cqb) and
+    subtracts zc·cs from each group sum in int16; with data zero points, a call whose codes
+    lie so far from them that a corrected sum could leave int16 or a total int32
+    (ranges.ScalePairs.fits) runs gemm_groups instead."""
     sp = ranges.scale_pairs(p)
     return sp is not None and sp.usable and sp.zeros > 0
 
@@ -293,7 +294,7 @@ def te_params(p: KernelPlan, fn: str) -> tuple[str, ...]:
         return (AF, BF, *_given(p.half, SAF, SBF), *_epilogue(p), names.OUT)
     if fn == names.FN_GEMM or (fn == names.FN_GEMM_GROUPS and scale_pairs(p)):
         return (AQ, BP, SA, ZC, SB, CS, *_given(p.b_zero, RA, ZB),
-                *_given(scale_pairs(p), SQA, GA, SQB, GB), *_given(zero_pairs(p), WQB),
+                *_given(scale_pairs(p), SQA, GA, SQB, GB), *_given(zero_pairs(p), CQB),
                 *_epilogue(p), names.OUT)
     if fn == names.FN_ACC and not p.float_path:
         return (AQ, BP, ZC, CS, *_given(p.b_zero, RA, ZB), names.OUT)

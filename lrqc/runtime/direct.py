@@ -3,10 +3,12 @@ only: what Kernel's general call does, for the plans where most of it has nothin
 everything a call can look up made once.
 
 It serves kernels that quantize A to integer codes by max |x| (no MX blocks, zero points or
-float path: signature.stats_see_non_finite), with any scale granularity and dense terms (K
-segments), and whose residual terms need no work between the compiled functions: B's low-rank
-term (lowrank_u makes U_B = A' L_B before the GEMM); A's low-rank and sparse terms take the
-general path (a sparse copy's statistics count the call's rows, which it sets). Such a call
+float path: signature.stats_see_non_finite), or by min and max where A's codes are stored
+centred on their zero points (te centre: a call with a group that is not runs the general
+path, whose checks of zero points it needs), with any scale granularity and dense terms (K
+segments), and whose residual terms need no work between the compiled functions: B's
+low-rank term (lowrank_u makes U_B = A' L_B before the GEMM); A's low-rank and sparse terms
+take the general path (a sparse copy's statistics count the call's rows, which it sets). A call
 checks A's type and shape, runs quantize_a on A where it lies (else on a copy), checks A's
 scales with one minimum and one maximum (finite and normal in float32: all of them are then;
 anything else goes through the general checks and their errors), runs lowrank_u where there is
@@ -24,6 +26,8 @@ import numpy as np
 
 from ..backend.compat import lend
 from ..plan import names
+from ..plan import signature as sig
+from ..plan.ranges import CENTRE
 from .buckets import Bucket, Packed, call_args
 from .checks import F32_TINY, finite, sum_bound
 from .glue import on_cpu, view
@@ -37,8 +41,14 @@ def serves(kernel: Kernel) -> bool:
     """Whether the short path computes this kernel's calls."""
     p = kernel.plan
     return (not kernel.transposed and not kernel.no_device and kernel.finite_later
-            and not p.zero_points and not p.rank_a and not p.sparse
+            and (not p.zero_points or centred(p)) and not p.rank_a and not p.sparse
             and all(on_cpu(b.sa) and b.lends_a for b in kernel._buckets))
+
+
+def centred(p) -> bool:
+    """Whether quantize_a stores A's codes centred on their zero points (te centre): a call
+    whose groups all are has A's codes within a byte of them, as the bounds take them."""
+    return sig.zero_pairs(p) and p.a_zero_static is None
 
 
 class Direct:
@@ -60,6 +70,7 @@ class Direct:
         self.ub = [view(b.comp.Ub) if b.comp is not None and b.comp.Ub is not None else None
                    for b in self.buckets]
         self.comp = p.compensated
+        self.zc = [view(b.zc) for b in self.buckets] if centred(p) else None
 
     def __call__(self, A: Any, packed: Packed) -> np.ndarray:
         kernel = self.kernel
@@ -86,11 +97,15 @@ class Direct:
                 bk.run(names.FN_LOWRANK_U, packed)
                 top_u = float(np.abs(ub[:m]).max())  # NaN: the bound fails
             out = bk.new_c()
-            if bk.pairs is not None and bk.gemm(m, packed) != names.FN_GEMM:
+            if self.zc is not None and not (self.zc[i][:m] == CENTRE).all():
+                out = None  # a group not centred: the general path's checks of zero points
+            elif bk.pairs is not None and bk.gemm(m, packed) != names.FN_GEMM:
                 bk.run(names.FN_GEMM_GROUPS, packed, out)  # numbers the int16 pairs cannot hold
             else:
                 args[self.out_at[i]] = out
                 self.gemm[i](*args)
+        if out is None:
+            return kernel._call(A, packed)
         if self.comp:
             kernel.last_notes = list(packed.notes)
         c = np.from_dlpack(out)[:m]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 14  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
+FORMAT = 15  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
 # quantize_a takes A with exactly the bucket's rows (5: 1 to the bucket's), 5's as rows x K
 # (6: flat, from the aligned address before it), 6's compensated quantize_a as M x K (7: flat),
 # 7's compensated quantize_a takes float maxima, which may miss a NaN (8: A's bit patterns'),
@@ -42,7 +42,9 @@ FORMAT = 14  # of manifest.json; older ones are refused: 3 and before carry no f
 # over K groups take no bias (12: they add it, the runtime no longer does), 12's GEMMs compute
 # every row of their bucket (13: gemm and int_acc take the call's row count, m_rows, last),
 # 13's compensated quantize_a of a rank-1 sketch writes no Rᵀ (R s) (14: it does, from the
-# call's rows, and CPU kernels have sketch_ab)
+# call's rows, and CPU kernels have sketch_ab), 14's GEMMs of int16 pairs of integer scales
+# take minus B's integer scales times its column sums (15: the column sums, cqb, and min-max
+# A's codes are stored centred on their zero points)
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -64,8 +66,8 @@ LAYOUTS = {
            "next to each other for every column (per-vector products the GEMM sums as int16 "
            "pairs)",
     "gb": "float32 [1, Np] the columns' float scales of those two-level scales",
-    "wqb": "int16 [G/2, Np, 2] as sqb: minus the integer scales times the column sums (A's "
-           "zero points from the data: the GEMM's correction)",
+    "cqb": "int16 [G/2, Np, 2] as sqb: the column sums cs per K-group (the GEMM subtracts "
+           "each group's zero correction from its sum in int16 before the scaling)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
           "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
           "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "

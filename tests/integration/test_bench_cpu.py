@@ -110,12 +110,12 @@ def test_per_vector_reason_gives_the_inner_loops_measured_roofs(cpu):
     """A missed per-vector target names the least ratios the inner loops alone allow, from
     bench/peak.c's modes, and only the instruction count where they were not measured."""
     why = cpu.groups_why({"vnni_blocks": 1800.0, "vnni_groups": 1350.0, "vnni_pairs": 1560.0,
-                          "vnni_pairs_zero": 1500.0})
+                          "vnni_pairs_offset": 1500.0})
     assert why.startswith(cpu.GROUPS_WHY)
     assert ">= 1.33 with float scales per group" in why and ">= 1.15 with int16 pairs" in why
-    assert ">= 1.20 with A's zero points too" in why
+    assert ">= 1.20 less A's zero correction" in why
     lacks = "this CPU lacks avx512_vnni"
-    modes = ("vnni_blocks", "vnni_groups", "vnni_pairs", "vnni_pairs_zero")
+    modes = ("vnni_blocks", "vnni_groups", "vnni_pairs", "vnni_pairs_offset")
     assert cpu.groups_why({m: lacks for m in modes}) == cpu.GROUPS_WHY
     assert cpu.groups_why({}) == cpu.GROUPS_WHY
 

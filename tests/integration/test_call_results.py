@@ -427,6 +427,9 @@ def test_non_finite_A_is_refused_through_the_sketch(term, monkeypatch):
     assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max()
 
 
+VSQ = "per_vector(16, scale=uint6 per_channel)"  # VS-Quant's two-level scales
+
+
 def _outcome(call, A, packed):
     try:
         return call(A, packed)
@@ -438,14 +441,16 @@ def _outcome(call, A, packed):
                                  ("int8 per_channel", "int8 per_channel + lowrank(rank=3)"),
                                  ("int8 per_vector(16)", "int4 per_vector(16)"),
                                  ("int8 per_channel + dense(int8)",
-                                  "int8 per_channel + lowrank(rank=2)")])
+                                  "int8 per_channel + lowrank(rank=2)"),
+                                 (f"uint4 {VSQ}", f"int4 {VSQ}")])
 def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
     """Integer kernels whose calls are compiled functions only (direct ones, per-vector scales
-    and dense terms included, and B's low-rank term: lowrank_u before the GEMM) take the
-    short call path (lrqc.runtime.direct): for every kind of A (its buckets' rows, lent at
-    any alignment or copied, other dtypes and layouts, NaN, subnormal scales, wrong shapes,
-    data past the bound) it returns the general path's C bit for bit, or its error word for
-    word."""
+    and dense terms included, B's low-rank term: lowrank_u before the GEMM, and min-max A
+    stored centred on its zero points) take the short call path (lrqc.runtime.direct): for
+    every kind of A (its buckets' rows, lent at any alignment or copied, other dtypes and
+    layouts, NaN, subnormal scales, wrong shapes, data past the bound, data of one sign whose
+    zero points are not centred or overflow) it returns the general path's C bit for bit, or
+    its error word for word."""
     from lrqc.runtime.direct import serves
 
     s = scheme(a, b)
@@ -472,6 +477,9 @@ def test_the_short_call_path_gives_the_general_paths_results_and_errors(a, b):
     cases += [np.asfortranarray(A), A.astype(np.float64), A[:, ::-1], A[::2], A.tolist(),
               nan, tiny, A[:, :-1], np.zeros((25, k), np.float32), np.full((8, k), 3e36,
                                                                            np.float32)]
+    if "uint4" in a:  # min-max: zero points not centred (gemm_groups), or overflowing sums
+        cases += [A + np.float32(3.0), 1e7 + rng.random((6, k), np.float32)]
+        assert _outcome(kernel, cases[-1], packed).startswith("A x packed B: min-max zero")
     assert serves(kernel)
     for A in cases:
         got = _outcome(kernel, A, packed)

@@ -3,8 +3,8 @@ over the groups in int32, two groups at a time as int16 pairs (te.gemm's pair su
 VNNI rule's vpdpwssd): which plans take it, the TIR and instructions each rule gets, and the
 numbers of every rule this CPU runs against lrqc.reference, with codes and integer scales at
 the ends of their ranges (the int32 total near its proven bound), A's zero points from the
-data (a second pair sum; calls whose zero points leave the pairs run gemm_groups), a bias,
-static A, an artifact and several threads."""
+data (its codes stored centred on them; calls with a group that is not run gemm_groups), a
+bias, static A, an artifact and several threads."""
 
 from __future__ import annotations
 
@@ -83,15 +83,20 @@ def test_which_plans_sum_groups_as_int16_pairs():
         assert sig.params(p, names.FN_QUANTIZE)[-2:] == (sig.SQA, sig.GA)
         assert (sig.SQA, sig.GA, sig.SQB, sig.GB) == sig.params(p, names.FN_GEMM)[6:10]
         assert sig.SQA not in sig.params(p, names.FN_ACC)
-        zeros = (a, b) == MINMAX  # A's data zero points: wqb
-        assert sig.zero_pairs(p) == zeros == (sig.WQB in sig.params(p, names.FN_GEMM))
+        zeros = "maxabs" not in a  # a zero correction (storage offset or centre): cqb
+        assert sig.zero_pairs(p) == zeros == (sig.CQB in sig.params(p, names.FN_GEMM)), a
         assert names.FN_GEMM_GROUPS in sig.cpu_functions(p)  # for calls the pairs cannot hold
-    sp = ranges.scale_pairs(plan(*MINMAX))
-    assert sp.group == ranges.Interval(-1680, 1680) and sp.zeros == 16 * 7 * 63
-    four = ranges.scale_pairs(plan(*MINMAX, K=64))  # 4 groups: zc·63 must fit int16
-    assert four.fits(-520, 15) and not four.fits(-521, 15) and not four.fits(0, 521)
-    # K = 512: 32 groups · 3969 · 16 · |code - zc| · 7 within 2^31 - 1 up to |code - zc| = 150
-    assert sp.fits(-135, 15) and not sp.fits(-136, 15) and not sp.fits(0, 151)
+    sp = ranges.scale_pairs(plan(*MINMAX))  # 32 groups of codes up to 127 from zc (a byte)
+    assert (sp.group, sp.zeros, sp.offset, sp.reach, sp.chunk) == (
+        ranges.Interval(-14224, 14224), 16 * 7, 128, 127, 32) and sp.data
+    assert sp.centred == ranges.Interval(15 - 127, 127)
+    sp = ranges.scale_pairs(plan(*MINMAX, K=4096))  # chunks of 64 groups: 64 · 3969 · 16 · 7
+    assert (sp.chunk, sp.reach, sp.centred) == (64, 75, ranges.Interval(-60, 75))  # · 75
+    assert sp.total == 64 * 8400 * 3969 <= 2**31 - 1
+    assert "codes stored centred, a - zc + 128, in the groups whose zc lies in [-60, 75]" \
+        in sp.why()
+    sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}"))
+    assert (sp.offset, sp.zeros, sp.data) == (8, 112, False) and "8·cs" in sp.why()
     sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}", K=4096))
     assert (sp.group.lo, sp.group.hi, sp.scales, sp.total) == (-784, 784, 63 * 63,
                                                                256 * 784 * 63 * 63)
@@ -108,7 +113,8 @@ def test_which_plans_sum_groups_as_int16_pairs():
         "an odd number of groups": plan(f"int4 {TWO}", f"int4 {TWO}", K=144),
         "float scales on B": plan(f"int4 {TWO}", "int4 per_vector(16)"),
         "compensation": plan(f"int4 {TWO} + lowrank(rank=1, method=sketch)", f"int4 {TWO}"),
-        "362 groups, chunks of 2": plan(*MINMAX, K=16 * 362),  # 362 = 2 x 181
+        "362 groups, chunks of 2": plan(f"int4 {TWO}", f"int8 {TWO}", K=16 * 362),
+        "min-max codes of 8 bits": plan(f"uint8 {TWO}", f"int4 {TWO}"),
     }
     for why, p in no.items():
         assert not sig.scale_pairs(p), why
@@ -119,7 +125,8 @@ def test_which_plans_sum_groups_as_int16_pairs():
     assert ranges.scale_pairs(no["float scales on B"]) is None
     for why, said in [("an odd number of groups", "an odd number of groups (9)"),
                       ("362 groups, chunks of 2", "no even divisor of the 362 groups from 8"),
-                      ("compensation", "residual terms")]:
+                      ("compensation", "residual terms"),
+                      ("min-max codes of 8 bits", "A's min-max codes span 255, more than the 127")]:
         sp = ranges.scale_pairs(no[why])
         assert sp.exact and said in sp.blocked and sp.verdict == "not used", why
 
@@ -148,27 +155,26 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
     if pairs:
         assert "vpdpwssd" in texts["asm"] and "vpdpbusd" in texts["asm"]
-    texts.clear()  # A's data zero points: a pair sum of zc and wqb; gemm_groups on CPUs
+    texts.clear()  # A's data zero points: its codes centred; gemm_groups on CPUs
     pipeline_compile(scheme(*MINMAX), 8, 64, 256, target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
-    gemm = _gemm(tir)
-    if pairs:  # the corrections in a loop of their own, after the groups' pair sums
+    gemm, quant = _gemm(tir), tir[:tir.index("def gemm")]
+    assert "zc_data[" in quant and "zc[v_i, v_g] = zc_data[" in quant  # centred: zc = 128
+    if pairs:  # the pair sums less 128·cs: no zc read, one vpdpwssd
         sums = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
-        zeros = sums[sums.index(f'T.sblock("{names.PAIR_ZEROS}_update'):]
-        sums = sums[:sums.index(f'T.sblock("{names.PAIR_ZEROS}')]
-        assert "zc[" not in sums and sums.count("vpdpwssd") == 1
-        assert "zc[" in zeros and "wqb[" in zeros and zeros.count("vpdpwssd") == 1
+        assert "zc[" not in sums and "cqb[" in sums and sums.count("vpdpwssd") == 1
     groups = tir[tir.index("def gemm_groups_m8"):]
-    assert names.PAIR_SUMS not in groups and "vpdpwssd" not in groups and "wqb: T.Buffer" in groups
-    if pairs:  # 64 groups in 2 chunks of 32: the output starts from the bias, adds each total
+    assert names.PAIR_SUMS not in groups and "vpdpwssd" not in groups and "cqb: T.Buffer" in groups
+    assert "zc[" in groups  # each group's own zero correction
+    if pairs:  # 128 groups in 2 chunks of 64: the output starts from the bias, adds each total
         texts.clear()
-        pipeline_compile(scheme(*MINMAX), 8, 64, 1024, target, emit=("tir",),
+        pipeline_compile(scheme(*MINMAX), 8, 64, 2048, target, emit=("tir",),
                          on_text=texts.__setitem__)
         gemm = _gemm(texts["tir"])
         assert "pair_sums = T.sblock_alloc_buffer((8, 2, 64)" in gemm
         init = gemm[gemm.index(f'T.sblock("{names.OUT}_init")'):]
         assert "bias[" in init[:init.index("T.sblock(", 10)]
-        assert gemm.count("vpdpwssd") == 2
+        assert gemm.count("vpdpwssd") == 1
 
 
 RULES = [(BASELINE_X86, "generic")]
@@ -219,6 +225,38 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     A[:, 16:32] *= 1e3  # group 1 holds each row's largest values: the others' integers are 1
     B[32:48] *= 1e3
     check(kernel, s, A, B)
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.parametrize("lo,runs", [(112, names.FN_GEMM), (113, names.FN_GEMM_GROUPS)])
+def test_centred_codes_at_their_reach(lo, runs):
+    """Min-max A whose groups hold 15 values at 127·63 and one at lo·63 (scale 63, integer
+    scales 63): row 0's zero points -112, row 1 (mirrored) 127, both ends of the zero points
+    the pairs centre at K = 512 (reach 127): stored codes 255 and 1, group sums ±14119, each
+    chunk's total 83 % of 2^31; at 113·63 they lie past it (-121, 136) and the call runs
+    gemm_groups. The reference's integers and C either way."""
+    s = scheme(*MINMAX)
+    kernel = lrqc.compile(s, M=4, N=32, K=512)
+    sp = ranges.scale_pairs(kernel.plan)
+    assert sp.centred == ranges.Interval(-112, 127) and sp.chunk == 32
+    A = np.full((4, 512), 127 * 63, np.float32)
+    A[:, ::16] = lo * 63
+    A[1] = -A[1][::-1]
+    B = np.ones((512, 32), np.float32)
+    B[:, 1::2] = -1.0
+    check(kernel, s, A, B, groups=runs == names.FN_GEMM_GROUPS)
+    qa = quantize(A, s.a.quant, "a")
+    assert {int(z) for z in np.unique(qa.zero)} == ({-112, 127} if lo == 112 else {-121, 136})
+    packed = kernel.pack(B)
+    (bucket,) = kernel._buckets
+    assert bucket.gemm(4, packed) == runs
+    if runs == names.FN_GEMM:
+        codes = bucket.aq.numpy()[:2].reshape(2, 32, 16).astype(int)  # a - zc + 128
+        assert (codes[0, :, 0] == 0 + 112 + 128).all() and (codes[0, :, 1:] == 255).all()
+        assert (codes[1, :, 15] == 15 - 127 + 128).all() and (codes[1, :, :15] == 1).all()
+        assert set(np.unique(bucket.zc.numpy())) == {ranges.CENTRE}
+        parts = [int(part[0, 0]) for _, part in int_accumulate(qa, quantize(B, s.b.quant, "b"))]
+        assert set(parts) == {14119} and 32 * 14119 * 63 * 63 > 0.8 * 2**31
 
 
 @pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
@@ -276,47 +314,32 @@ def far_zero_points(m: int, k: int, offset: float, seed: int) -> np.ndarray:
 @pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
 @pytest.mark.parametrize("K,offset,runs", [
     (64, 0.0, names.FN_GEMM),  # zero points within the codes
-    (64, 3.0, names.FN_GEMM),  # zc near -300: zc·63 in int16, 4 groups' total in int32
-    (64, 6.0, names.FN_GEMM_GROUPS),  # zc near -600: zc·63 leaves int16
-    (512, 3.0, names.FN_GEMM_GROUPS),  # 32 groups: the total could leave int32
-    (512, 1.0, names.FN_GEMM),  # zc near -100
-    (4096, 0.0, names.FN_GEMM),  # 8 chunks of 32 groups
-    (4096, 1.0, names.FN_GEMM),
-    (4096, 3.0, names.FN_GEMM_GROUPS),  # a chunk's total could leave int32
+    (64, 1.0, names.FN_GEMM),  # zc down to -98: centred (4 groups, reach 127)
+    (64, 1.2, names.FN_GEMM_GROUPS),  # -118: beyond -112
+    (64, 3.0, names.FN_GEMM_GROUPS),  # -295: beyond a byte
+    (512, 1.2, names.FN_GEMM),  # -102
+    (512, 1.5, names.FN_GEMM_GROUPS),  # -127
+    (4096, 0.0, names.FN_GEMM),  # 4 chunks of 64 groups (reach 75)
+    (4096, 0.5, names.FN_GEMM),  # -44
+    (4096, 0.8, names.FN_GEMM_GROUPS),  # -71: beyond the reach of chunks of 64 (-60)
 ])
 def test_data_zero_points_in_pairs_or_in_float_groups(K, offset, runs):
-    """Min-max A (VS-Quant's example formats): its zero corrections subtracted in a second
-    pair sum where the call's fit (ScalePairs.fits), else the call runs gemm_groups (each group
-    scaled in float32); the reference's numbers either way."""
+    """Min-max A (VS-Quant's example formats): where every group's zero point lies within the
+    reach of its codes (ScalePairs.centred, from the reference's own zero points) its codes
+    are stored centred and the pairs subtract 128·cs; else the call runs gemm_groups (each
+    group scaled in float32, its own zero point); the reference's numbers either way."""
     s = scheme(*MINMAX)
     kernel = lrqc.compile(s, M=8, N=48, K=K)
-    assert sig.zero_pairs(kernel.plan)
+    sp = ranges.scale_pairs(kernel.plan)
+    assert sig.zero_pairs(kernel.plan) and sp.data
     A = far_zero_points(8, K, offset, seed=K)
     B = data(8, 48, K, seed=2)[1]
     check(kernel, s, A, B, groups=runs == names.FN_GEMM_GROUPS)
+    zero = quantize(A, s.a.quant, "a").zero
+    within = bool(((sp.centred.lo <= zero) & (zero <= sp.centred.hi)).all())
+    assert within == (runs == names.FN_GEMM), (float(zero.min()), float(zero.max()))
     (bucket,) = kernel._buckets
     zc = bucket.zc.numpy()
     assert bucket.gemm(8, kernel.pack(B)) == runs, (int(zc.min()), int(zc.max()))
-
-
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
-@pytest.mark.parametrize("a_top,b_top", [(1e33, 1e-12), (9e-38, 1.0), (1.0, 9e-38)])
-def test_scales_the_pairs_cannot_hold_run_the_float_groups(a_top, b_top):
-    """Every value at +-its side's top: a chunk's total times A's row scale would leave
-    float32 (A at 1e33, where a group's sum times its scale does not: the pairs made C
-    infinite and the call was refused), or a row's or column's float scale is subnormal (data
-    at 9e-38: the scales themselves normal, their 63rd keeps 17 bits, 1e-5 off). Such calls
-    run gemm_groups: the reference's numbers, as closely as the pairs' usual calls."""
-    s = scheme(*CASES[0])
-    kernel = lrqc.compile(s, M=4, N=16, K=1024)
-    rng = np.random.default_rng(9)
-    A = np.where(rng.random((4, 1024)) < 0.5, -a_top, a_top).astype(np.float32)
-    B = np.where(rng.random((1024, 16)) < 0.5, -b_top, b_top).astype(np.float32)
-    packed = kernel.pack(B)
-    C, R = kernel(A, packed), matmul(s, A, B)
-    assert kernel._buckets[0].gemm(4, packed) == names.FN_GEMM_GROUPS
-    assert np.abs(C - R).max() <= 4e-7 * np.abs(R).max(), np.abs(C - R).max() / np.abs(R).max()
-    A, B = data(4, 16, 1024, seed=9)
-    packed = kernel.pack(B)
-    kernel(A, packed)
-    assert kernel._buckets[0].gemm(4, packed) == names.FN_GEMM
+    assert ((zc == ranges.CENTRE).all()) == within
+    assert kernel.short_path() is not None  # min-max, centred: the short call path serves

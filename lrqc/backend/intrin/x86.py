@@ -22,8 +22,10 @@ the int32 group sums P of 16 columns and the int16 integer scales of A (two grou
 low 16 bits: LLVM makes one vpermt2w of the mask and shift), the scales' products by
 vpmullw, one vpdpwssd. Exact only where every group sum and scale product fits int16
 (lrqc.plan.ranges.scale_pairs: the rule's schedule uses it only there); the products' pair
-sums then fit int32 as the total does. Zero pairs: A's data zero corrections times its integer
-scales (in int16) and minus B's integer scales times its column sums, one vpdpwssd.
+sums then fit int32 as the total does. With A's zero correction (its signed codes' offset, or
+the centre of min-max codes stored centred) the packed sums first lose offset·cs, B's column
+sums W in the same pairs times the constant (vpsllw for a power of two, vpsubw): exact modulo
+2^16 as each corrected sum fits int16.
 
 CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""
 
@@ -174,8 +176,7 @@ def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimF
     return f"lrqc_avx2_16x4x{n}_bytes_i16_u8s8s32", make
 
 
-SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"
-ZERO_PAIRS = "lrqc_vnni_zero_pairs_i16"
+SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"  # + "_o<offset>": less a zero correction
 
 
 def _words(P) -> PrimExpr:
@@ -197,72 +198,98 @@ def _dot_words(c, a, b) -> PrimExpr:
                                    c, a, b, dtype="int32x16")
 
 
-def zero_pairs() -> tuple[tir.PrimFunc, tir.PrimFunc]:
-    """(desc, impl) of the zero corrections' block: C[j] += Σ_h Z[h]·SA[h]·W[j, h], A's two
-    zero corrections (int32) times its integer scales, and minus B's integer scales times its
-    column sums (W), the product Z·SA in int16 (truncated: exact where the call's zero points
-    fit, ranges.ScalePairs.fits)."""
+def _scaled(P, SA, SB, vh, vj, less=None) -> PrimExpr:
+    """One group sum (less its zero correction) times the two integer scales, in int32: the
+    descriptions' update."""
+    p = P[vh, vj] if less is None else P[vh, vj] - less
+    return p * (T.cast(SA[vh], "int32") * T.cast(SB[vj, vh], "int32"))
+
+
+def _pairs_dot(C, P, SA, SB, less=None) -> PrimExpr:
+    """C plus the pairs of P's sums (less the int16 corrections `less`: exact modulo 2^16 as
+    each corrected sum fits int16) times the integer scales' products (vpdpwssd)."""
+    words = _words(P) if less is None else _words(P) - less
+    return _dot_words(C.vload([0], dtype="int32x16"), words,
+                      _pair(SA) * SB.vload([0, 0], dtype="int16x32"))
+
+
+def _plain() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+    """C[j] += Σ_h P[h, j]·SA[h]·SB[j, h]: no zero correction."""
 
     @T.prim_func(s_tir=True)
-    def desc(z: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             W: T.Buffer((16, 2), "int16", offset_factor=1),
+    def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             SB: T.Buffer((16, 2), "int16", offset_factor=1),
              C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
+        stride = T.int32()
+        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:16], Z[0:2], SA[0:2], W[0:16, 0:2])
+            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
             T.writes(C[0:16])
             for j in T.serial(0, 16):
                 for h in T.serial(0, 2):
                     with T.sblock("update"):
                         vj, vh = T.axis.remap("SR", [j, h])
-                        C[vj] = C[vj] + Z[vh] * T.cast(SA[vh], "int32") * T.cast(W[vj, vh],
-                                                                                "int32")
+                        C[vj] = C[vj] + _scaled(P, SA, SB, vh, vj)
 
     @T.prim_func(s_tir=True)
-    def impl(z: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             W: T.Buffer((16, 2), "int16", offset_factor=1),
+    def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+             SB: T.Buffer((16, 2), "int16", offset_factor=1),
              C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        Z = T.match_buffer(z, (2,), "int32", offset_factor=1)
+        stride = T.int32()
+        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:16], Z[0:2], SA[0:2], W[0:16, 0:2])
+            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
             T.writes(C[0:16])
-            zs = T.reinterpret(T.broadcast(T.reinterpret(T.cast(Z.vload([0], "int32x2"),
-                                                                "int16x2"), dtype="int32"), 16),
-                               dtype="int16x32") * _pair(SA)
-            C[T.ramp(0, 1, 16)] = _dot_words(C.vload([0], dtype="int32x16"), zs,
-                                             W.vload([0, 0], dtype="int16x32"))
+            C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB)
 
     return desc, impl
 
 
-@T.prim_func(s_tir=True)
-def _plain_desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-    stride = T.int32()
-    P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
-        T.writes(C[0:16])
-        for j in T.serial(0, 16):
-            for h in T.serial(0, 2):
-                with T.sblock("update"):
-                    vj, vh = T.axis.remap("SR", [j, h])
-                    C[vj] = C[vj] + P[vh, vj] * (T.cast(SA[vh], "int32") *
-                                                 T.cast(SB[vj, vh], "int32"))
+def _offset(offset: int) -> Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]:
+    """C[j] += Σ_h (P[h, j] - W[j, h]·offset)·SA[h]·SB[j, h]: A's fixed zero correction (W:
+    B's column sums)."""
+
+    def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+        @T.prim_func(s_tir=True)
+        def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                 W: T.Buffer((16, 2), "int16", offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+            stride = T.int32()
+            P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+            with T.sblock("root"):
+                T.reads(C[0:16], P[0:2, 0:16], W[0:16, 0:2], SA[0:2], SB[0:16, 0:2])
+                T.writes(C[0:16])
+                for j in T.serial(0, 16):
+                    for h in T.serial(0, 2):
+                        with T.sblock("update"):
+                            vj, vh = T.axis.remap("SR", [j, h])
+                            C[vj] = C[vj] + _scaled(P, SA, SB, vh, vj, T.cast(
+                                W[vj, vh], "int32") * T.int32(offset))
+
+        @T.prim_func(s_tir=True)
+        def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), "int16", offset_factor=1),
+                 W: T.Buffer((16, 2), "int16", offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+            stride = T.int32()
+            P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+            with T.sblock("root"):
+                T.reads(C[0:16], P[0:2, 0:16], W[0:16, 0:2], SA[0:2], SB[0:16, 0:2])
+                T.writes(C[0:16])
+                C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB, W.vload(
+                    [0, 0], dtype="int16x32") * T.broadcast(T.int16(offset), 32))
+
+        return desc, impl
+
+    return make
 
 
-@T.prim_func(s_tir=True)
-def _plain_impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-    stride = T.int32()
-    P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
-    with T.sblock("root"):
-        T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
-        T.writes(C[0:16])
-        C[T.ramp(0, 1, 16)] = _dot_words(C.vload([0], dtype="int32x16"), _words(P),
-                                         _pair(SA) * SB.vload([0, 0], dtype="int16x32"))
+def scale_pairs(offset: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
+    """(name, its maker) of the pair sums' intrinsic less A's zero correction offset·cs (none
+    for offset 0)."""
+    return (SCALE_PAIRS, _plain) if offset == 0 else (SCALE_PAIRS + f"_o{offset}",
+                                                        _offset(offset))
 
 
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)
@@ -299,7 +326,6 @@ def _impl_dp4a(
 _INTRINSICS = {VNNI_16x4: (_desc, _dot_impl(16, "llvm.x86.avx512.vpdpbusd.512")),
                AVXVNNI_16x4: (_desc, _dot_impl(8, "llvm.x86.avx512.vpdpbusd.256")),
                AVX2_16x4: (_desc_pairs, _impl_pairs),
-               SCALE_PAIRS: (_plain_desc, _plain_impl), ZERO_PAIRS: zero_pairs(),
                DP4A: (_desc_dp4a, _impl_dp4a)}
 _done: set[str] = set()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from ...plan import names
+from ...plan import names, ranges
 from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ..compat import Schedule
@@ -126,17 +126,14 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
         sch.unroll(lp)
     tiles.unpack_at(sch, jo)  # packed weights: the whole panel
     sch.tensorize(pjv, intrin)
-    sch.tensorize(tjv, tiles.register_scale_pairs())
-    if sig.zero_pairs(plan):  # A's zero corrections: a loop of their own after the groups'
-        sch.tensorize(_pairs_loop(sch, sch.get_sblock(names.PAIR_ZEROS), anchor)[2],
-                      tiles.register_scale_pairs(zeros=True))
+    sch.tensorize(tjv, tiles.register_scale_pairs(ranges.scale_pairs(plan).offset))
     if chunks:  # the output tile starts from the bias, then adds each chunk's total
         cinit = sch.decompose_reduction(out, chunks[0])
         sch.vectorize(sch.get_loops(cinit)[-1])
 
 
 def _pairs_loop(sch, blk, anchor):
-    """A chunk's total (pair sums or zero corrections) at `anchor`: its groups two at a time
+    """A chunk's total of pair sums at `anchor`: its groups two at a time
     outside rows and 16-column vectors, both unrolled, the total's start vectorized. Returns
     (its init block, the pairs' loop, the 16 columns to tensorize)."""
     sch.compute_at(blk, anchor)

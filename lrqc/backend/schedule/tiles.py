@@ -12,7 +12,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin import stream
-from ..intrin.x86 import SCALE_PAIRS, ZERO_PAIRS, AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
+from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register, scale_pairs
 from ..rowbound import fence_after, row_tiles
 from .protocol import Knob
 
@@ -29,9 +29,9 @@ def register_avx2() -> str:
     return register(AVX2_16x4)
 
 
-def register_scale_pairs(zeros: bool = False) -> str:
-    """The scale pairs' block, or (zeros) that of A's data zero corrections (intrin.x86)."""
-    return register(ZERO_PAIRS if zeros else SCALE_PAIRS)
+def register_scale_pairs(offset: int) -> str:
+    """The scale pairs' block, less A's zero correction offset·cs (none for 0; intrin.x86)."""
+    return register(*scale_pairs(offset))
 
 
 def has_block(sch: Schedule, name: str) -> bool:

@@ -64,44 +64,36 @@ def _group_sums(p: KernelPlan, prod, corr, pairs: bool, start: bool):
     return part, lambda i, g, j: tir.const(0, "int32")
 
 
-def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor],
-               zc: te.Tensor) -> list[te.Tensor]:
+def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor]) -> te.Tensor:
     """int32 totals [Mp, G / chunk, Np] of each chunk of groups (ranges.ScalePairs.chunk):
-    Σ_g part[i, g, j]·sqa[i, g]·sqb[g // 2, j, g % 2] (block names.PAIR_SUMS), and where A's
-    zero points come from the data (signature.zero_pairs: part are then the stored codes'
-    sums) the corrections' Σ_g zc[i, g]·sqa[i, g]·wqb[g // 2, j, g % 2] (wqb = -sqb·cs; block
-    names.PAIR_ZEROS, a loop of its own: the GEMM's tile keeps its registers). Exact where
-    signature.scale_pairs holds and, with data zero points, the call's fit (ScalePairs.fits);
-    a rule sums each two groups' int16 pairs in one instruction (vpdpwssd)."""
-    sqa, _, sqb, _, *wqb = levels
-    chunk = ranges.scale_pairs(p).chunk
-    shape = (p.mp, p.groups // chunk, p.np_)
-
-    def total(name: str, term) -> te.Tensor:
-        r = te.reduce_axis((0, chunk), "g")
-        return te.compute(shape, lambda i, c, j: te.sum(term(i, c * chunk + r, j), axis=r),
-                          name=name)
+    Σ_g (part[i, g, j] - offset·cqb[g // 2, j, g % 2])·sqa[i, g]·sqb[g // 2, j, g % 2] (block
+    names.PAIR_SUMS), part the stored codes' sums and offset A's fixed zero correction
+    (ScalePairs.offset: its storage offset, or where its zero points come from the data, the
+    centre its codes are stored around; none where it is 0). Exact where signature.scale_pairs
+    holds and, with data zero points, every group of the call is centred: a rule subtracts the
+    correction from the sums in int16 (modulo 2^16, exact as the corrected sum fits) and sums
+    each two groups' int16 pairs in one instruction (vpdpwssd)."""
+    sqa, _, sqb, _, *cqb = levels
+    sp = ranges.scale_pairs(p)
+    r = te.reduce_axis((0, sp.chunk), "g")
 
     def sums(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
-        return part[i, g, j] * (sqa[i, g].astype("int32") * sqb[g // 2, j, g % 2].astype("int32"))
+        s = part[i, g, j] - cqb[0][g // 2, j, g % 2].astype("int32") * sp.offset if cqb else \
+            part[i, g, j]
+        return s * (sqa[i, g].astype("int32") * sqb[g // 2, j, g % 2].astype("int32"))
 
-    def zeros(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
-        return zc[i, g] * sqa[i, g].astype("int32") * wqb[0][g // 2, j, g % 2].astype("int32")
-
-    out = [total(names.PAIR_SUMS, sums)]
-    return out + [total(names.PAIR_ZEROS, zeros)] if wqb else out
+    return te.compute((p.mp, p.groups // sp.chunk, p.np_), lambda i, c, j: te.sum(
+        sums(i, c * sp.chunk + r, j), axis=r), name=names.PAIR_SUMS)
 
 
-def _pair_output(p: KernelPlan, tots: list[te.Tensor], levels: list[te.Tensor], output,
-                 grouped, out_start: bool) -> te.Tensor:
-    """C from the chunks' int32 totals (and their zero corrections), each times A's row and
-    B's column scale in float32: one chunk an elementwise output, several a reduction over
-    them (epilogue_terms)."""
+def _pair_output(p: KernelPlan, tot: te.Tensor, levels: list[te.Tensor], output, grouped,
+                 out_start: bool) -> te.Tensor:
+    """C from the chunks' int32 totals, each times A's row and B's column scale in float32:
+    one chunk an elementwise output, several a reduction over them (epilogue_terms)."""
     def chunk(i: PrimExpr, j: PrimExpr, c: PrimExpr) -> PrimExpr:
-        t = tots[0][i, c, j] + tots[1][i, c, j] if len(tots) > 1 else tots[0][i, c, j]
-        return dequantize(t.astype("float32"), levels[1][i, 0], levels[3][0, j])
+        return dequantize(tot[i, c, j].astype("float32"), levels[1][i, 0], levels[3][0, j])
 
-    nc = int(tots[0].shape[1])
+    nc = int(tot.shape[1])
     if nc == 1:
         return output((p.mp, p.np_), lambda i, j: chunk(i, j, 0), names.OUT)
     return grouped((p.mp, p.np_), chunk, nc, names.OUT, out_start)
@@ -130,11 +122,11 @@ def _zero_points(p: KernelPlan) -> list[te.Tensor]:
 def _levels(p: KernelPlan) -> list[te.Tensor]:
     """Two-level integer scales the groups may be summed with (signature.scale_pairs): [sqa,
     ga, sqb, gb], A's integer and row scales, then B's in pairs of groups and column scales,
-    and with A's data zero points [wqb], minus B's integer scales times its column sums."""
+    and with zero corrections (signature.zero_pairs) [cqb], B's column sums as such pairs."""
     if not sig.scale_pairs(p):
         return []
     Mp, Np, G = p.mp, p.np_, p.groups
-    zeros = [te.placeholder((G // 2, Np, 2), "int16", name=sig.WQB)] if sig.zero_pairs(p) else []
+    zeros = [te.placeholder((G // 2, Np, 2), "int16", name=sig.CQB)] if sig.zero_pairs(p) else []
     return [te.placeholder((Mp, G), "int16", name=sig.SQA),
             te.placeholder((Mp, 1), "float32", name=sig.GA),
             te.placeholder((G // 2, Np, 2), "int16", name=sig.SQB),
@@ -197,9 +189,10 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         C = output((Mp, Np), lambda i, j: dequantize(
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
-    part, rest = _group_sums(p, prod, corr, pairs, start)
-    if levels and scale_pairs and start and not pairs:  # sums from -corr, or data zero points
-        C = _pair_output(p, _pair_sums(p, part, levels, zc), levels, output, grouped, out_start)
+    in_pairs = bool(levels) and scale_pairs and start and not pairs
+    part, rest = _group_sums(p, prod, corr, pairs, start and not in_pairs)
+    if in_pairs:  # the stored codes' sums, each less its zero correction in the pairs
+        C = _pair_output(p, _pair_sums(p, part, levels), levels, output, grouped, out_start)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     if p.chunked and not int_only:  # K chunks of one scale: int32 partials added in int64
         g = te.reduce_axis((0, G), "g")

@@ -20,7 +20,7 @@ from ...plan.support import float32_codes
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, fma, te, tir
-from . import bitstats, fastcodes
+from . import bitstats, centre, fastcodes
 
 F64 = "float64"
 
@@ -172,11 +172,10 @@ def _with_rowsum(p: KernelPlan, tensors):
 
 def quantize_a(p: KernelPlan, codes: str = "uint8", fast: bool = False) -> list[te.Tensor]:
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points, + sqa, ga, the integer
-    scales and row scales of two-level scales the GEMM sums as int16 pairs:
-    signature.scale_pairs) of quantize_a. Aq holds
-    the codes + a_offset as uint8, or (codes="float64", for the float fallback) exactly, for
-    formats whose codes do not fit a byte, and sa then in float64 too. fast: byte codes from
-    float32 in the rows where that is proven exact (fastcodes; CPU passes)."""
+    and row scales of two-level scales the GEMM sums as int16 pairs: signature.scale_pairs,
+    with data zero points the codes centred: te centre) of quantize_a. Aq holds the codes +
+    a_offset as uint8, or (codes="float64", for the float fallback) exactly, and sa then in
+    float64 too. fast: byte codes from float32 where proven exact (fastcodes; CPU passes)."""
     if p.mx:
         return _with_rowsum(p, _quantize_mx(p, codes))
     return _with_rowsum(p, _quantize_a(p, codes, fast and codes == "uint8"))
@@ -189,17 +188,20 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False):
     bits = bitstats.bits_of(at, p.m, p.k) if sig.stats_see_non_finite(p) else None
     masked = bitstats.masked_bits(at, p.m, p.k)
     x32 = (lambda i, k: tir.reinterpret("float32", masked(i, k))) if fast else None
-    inputs = [A]
-    u = None
+    inputs, u = [A], None
     if q.round == Rounding.STOCHASTIC:  # the reference's draws, pregenerated (Kernel.noise)
         U = te.placeholder((p.m, p.kq), "float64", name="U")
         inputs.append(U)
         def u(i: PrimExpr, k: PrimExpr) -> PrimExpr:
             return U[tir.min(i, p.m - 1), k]
+    pairs = dt == "uint8" and sig.scale_pairs(p)
+    data = pairs and sig.zero_pairs(p) and p.a_zero_static is None  # codes centred
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits, x32=x32,
-                                scale_dtype=dt if dt == F64 else "float32", levels=(levels := []))
-    Aq = te.compute((p.mp, p.kq), lambda i, k: code(i, k, dt), name=names.QUANT_CODES)
-    if dt != "uint8" or not sig.scale_pairs(p):
+                                scale_dtype=dt if dt == F64 else "float32", levels=(levels := []),
+                                zc_name="zc_data" if data else "zc")
+    Aq, zc = centre.centred(p, code, zc) if data else (te.compute(
+        (p.mp, p.kq), lambda i, k: code(i, k, dt), name=names.QUANT_CODES), zc)
+    if not pairs:
         return [*inputs, Aq, sa, zc]
     (sint, gamma), = levels  # two-level scales as the GEMM's int16 pairs read them
     sqa = te.compute((p.mp, p.gq), lambda i, g: sint(i, g).astype("int16"), name=sig.SQA)
@@ -230,7 +232,8 @@ def max_abs_stat(q: Quant) -> bool:
 def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, tag: str = "",
               u: Callable[..., PrimExpr] | None = None, bits: Callable[..., PrimExpr] | None = None,
               stats: tuple | None = None, scale_dtype: str = "float32",
-              x32: Callable[..., PrimExpr] | None = None, levels: list | None = None
+              x32: Callable[..., PrimExpr] | None = None, levels: list | None = None,
+              zc_name: str = "zc"
               ) -> tuple[Callable[..., PrimExpr], te.Tensor, te.Tensor, Callable[..., PrimExpr]]:
     """Q(x) by rows of the Mp x Kq operand x(i, k) (float64, zero outside M x K) exactly as
     lrqc.reference.quantize: returns (code, sa, zc, deq) where code(i, k) is the float64 code
@@ -239,11 +242,10 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     same code read back from where a pass stored it). Blocks are named with suffix `tag`.
     stats: statistics(q, x, ...)'s (hi, lo, sidx), made by the caller (who reads them too), or
     values equal to them that need no pass over x (max_abs_stat quantizers). scale_dtype: sa's
-    type (float64 for the float fallback, which dequantizes in float64: eXmY scales times
-    2^-f, e.g. 2^-62 for e7m0, leave float32's range for ordinary data). x32: x's float32
-    values, where code(i, k, dt) may take them (_codes). levels: a list that receives, for
-    two-level scales, (sint(i, g), gamma(i)): the integer scales and the row's float scale
-    whose product is the scale the codes use (float64 expressions)."""
+    type (float64 for the float fallback: eXmY scales times 2^-f, e.g. 2^-62 for e7m0, leave
+    float32's range). x32: x's float32 values, where code(i, k, dt) may take them (_codes).
+    levels: a list that receives, for two-level scales, (sint(i, g), gamma(i)): the integer
+    scales and the row's float scale (float64). zc_name: min-max zero corrections' block."""
     if q.is_fixed:  # the static scale of fixed point: no statistics
         s_fixed = te.compute((1, 1), lambda _, __: tir.const(q.fixed_scale, F64),
                              name=names.QUANT_SCALE + tag)
@@ -264,7 +266,7 @@ def quantizer(q: Quant, x: Callable[..., PrimExpr], dims: tuple, offset: int, ta
     else:
         def zf(i: PrimExpr, g: PrimExpr) -> PrimExpr:
             return tir.const(0.0, F64)
-    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u, scale_dtype, x32)
+    return _codes(q, x, dims, offset, (s_eff, zf, sidx), tag, u, scale_dtype, x32, zc_name)
 
 
 def statistics(q, x, dims: tuple, tag: str = "", bits=None):
@@ -336,7 +338,7 @@ def _two_level(q, s0, dims: tuple, tag: str, levels: list | None = None):
 
 
 def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
-           scale_dtype: str = "float32", x32=None):
+           scale_dtype: str = "float32", x32=None, zc_name: str = "zc"):
     """(code, sa, zc, deq) of quantizer() from the scales (s_eff, zf, sidx): the scale block,
     the zero point zf(i, g) (float64) and the index of row i's group g in the scale block.
     code(i, k) is float64; code(i, k, dt) the same code as dt, from float32 where that is
@@ -375,10 +377,9 @@ def _codes(q, x, dims: tuple, offset: int, scales: tuple, tag: str, u=None,
 
     sa = te.compute((Mp, G), lambda i, g: (s_eff[sidx(i, g)] * unit).astype(scale_dtype),
                     name="sa" + tag)
-    big = tir.const(2.0**30, F64)  # a zero point far outside the codes (min-max of data far
-    # from 0): clamped to stay a defined int32, and the kernel refuses the call (plan.zero_points)
+    big = tir.const(2.0**30, F64)  # zero points far from the codes: clamped (the call refused)
     zc = te.compute((Mp, G), lambda i, g: tir.min(tir.max(zf(i, g) + off, -big), big)
-                    .astype("int32"), name="zc" + tag)
+                    .astype("int32"), name=zc_name + tag)
     return code, sa, zc, deq
 
 
