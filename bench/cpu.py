@@ -422,13 +422,13 @@ def print_comp_rows(rows: list[dict]) -> None:
 # its vpdpwssd, and half a vpsubw of A's zero correction (signed codes, or min-max codes
 # stored centred); elsewhere a zeroing, the zero-point product and its subtraction, a
 # conversion to float32, A's scale and an FMA; and outside the GEMM's loop, A's pass finds a
-# minimum, maximum and two scales per group, and B's integer scales and column sums add two
-# int16 per group and column (50 % more bytes than int4 codes: what bounds few rows)
+# minimum, maximum and two scales per group, and B's integer scales and column sums add a
+# byte each per group and column (25 % more bytes than int4 codes: what bounds few rows)
 GROUPS_WHY = ("per 16-k group and 16 sums next to its 4 vpdpbusd: with int16 pairs of "
               "integer scales (AVX-512 VNNI) half a vpermt2w, vpmullw and vpdpwssd each, and "
               "half a vpsubw for A's zero correction; else a zeroing, a zero-point correction, "
               "a conversion and two scalings; A's pass takes a minimum, maximum and two scales "
-              "per group; B's integer scales and column sums add up to 50 % to int4 codes' bytes")
+              "per group; B's integer scales and column sums add 25 % to int4 codes' bytes")
 
 
 def groups_why(peaks: dict) -> str:

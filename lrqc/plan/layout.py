@@ -20,7 +20,7 @@ from ..reference.inputs import as_matrix, round_float
 from ..reference.minifloat import frac_bits
 from ..reference.quant import QArray, integer_codes, quantize
 from ..reference.residual import TermResult, apply_terms, sparse_quant
-from . import packing, segments
+from . import packing, ranges, segments
 from . import signature as sig
 from .model import KernelPlan
 from .sparse_arrays import SparseCodes, SparseCsr, SparseDense
@@ -42,7 +42,7 @@ class PackedOperand:
     sb: np.ndarray | None = None  # sb [G, Np] float32: scales per K-group
     cs: np.ndarray | None = None  # cs [G, Np] int32: column sums of the stored codes
     zb: np.ndarray | None = None  # zb [G, Np] int32: zero point - storage offset (b_zero)
-    sqb: np.ndarray | None = None  # sqb [G/2, Np, 2] int16: two-level integer scales, groups
+    sqb: np.ndarray | None = None  # sqb [G/2, Np, 2] uint8 or int16: integer scales, groups
     #   in pairs (signature.scale_pairs)
     gb: np.ndarray | None = None  # gb [1, Np] float32: their columns' float scales
     cqb: np.ndarray | None = None  # cs as sqb (the pairs' zero corrections: zero_pairs)
@@ -186,7 +186,7 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
-    cqb = _pairs(cs, G) if sig.zero_pairs(p) else None
+    cqb = _pairs(cs, G, ranges.scale_pairs(p).narrow[1]) if sig.zero_pairs(p) else None
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
                          zb=zbs, sqb=sqb, gb=gb, cqb=cqb)
 
@@ -201,19 +201,19 @@ def _pairs_ints(p: KernelPlan, q: QArray) -> np.ndarray:
     return ints
 
 
-def _pairs(x: np.ndarray, G: int) -> np.ndarray:
-    """[G, Np] -> int16 [G/2, Np, 2]: groups 2h and 2h + 1 next to each other per column
-    (exact: signature.scale_pairs bounds every value)."""
-    return np.ascontiguousarray(x.astype(np.int16).reshape(G // 2, 2, -1).transpose(0, 2, 1))
+def _pairs(x: np.ndarray, G: int, dtype: str) -> np.ndarray:
+    """[G, Np] -> dtype [G/2, Np, 2]: groups 2h and 2h + 1 next to each other per column
+    (exact: signature.scale_pairs bounds every value, ScalePairs.narrow chooses the type)."""
+    return np.ascontiguousarray(x.astype(dtype).reshape(G // 2, 2, -1).transpose(0, 2, 1))
 
 
 def _scale_pairs(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
-    """sqb [G/2, Np, 2] int16 (B's integer scales in pairs of groups) and gb [1, Np] float32
+    """sqb [G/2, Np, 2] (B's integer scales in pairs of groups) and gb [1, Np] float32
     (each column's float scale) of two-level scales; padded columns 0."""
     ints = _pairs_ints(p, q)  # (checks that q has them)
     gb = np.zeros((1, p.np_), np.float32)
     gb[0, : p.n] = np.asarray(q.gamma)[:, 0]
-    return _pairs(ints, p.groups), gb
+    return _pairs(ints, p.groups, ranges.scale_pairs(p).narrow[0]), gb
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,

@@ -142,6 +142,9 @@ class ScalePairs:
     vector: int = 0  # V
     chunk: int = 0  # groups per int32 total (a divisor of G; the chunks' totals are added in
     #   float32)
+    narrow: tuple[str, str] = ("int16", "int16")  # how pack stores B's integer scales and its
+    #   column sums in pairs (sqb, cqb): bytes where they fit (the GEMM widens them as it loads
+    #   them), halving what a call of few rows reads besides the codes
 
     @property
     def exact(self) -> bool:
@@ -224,8 +227,11 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
                "chunk's total inside int32" if chunk < min(plan.groups, MIN_CHUNK) else
                f"A's min-max codes span {span}, more than the {reach} a centred code may lie "
                "from its zero point" if static is None and reach < span else "")
+    sums = b.scaled(v)  # B's column sums over a group
+    narrow = ("uint8" if 2**qb.scale_bits - 1 <= 255 else "int16",
+              "int8" if sums.within(-128, 127) else "int16")
     return ScalePairs(group, scales, plan.groups, total, blocked, v * dev_b if offset else 0,
-                      offset, static is None, reach, stored, v, chunk)
+                      offset, static is None, reach, stored, v, chunk, narrow)
 
 
 # groups per int32 total where A's zero points come from the data: the longer the chunks, the

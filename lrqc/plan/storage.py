@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import packing
+from . import packing, ranges
 from . import signature as sig
 from .model import KernelPlan
 
@@ -31,8 +31,11 @@ def storage(p: KernelPlan) -> dict[str, Any]:
         codes = (n16 * -(-p.kp // 16) * packing.group_bytes(bits) if p.packed
                  else p.np_ * p.kp)
         scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
-        if sig.scale_pairs(p):  # two-level scales' integers (int16) and column scales
-            scales += g * p.np_ * (4 if sig.zero_pairs(p) else 2) + p.np_ * 4
+        if sig.scale_pairs(p):  # two-level scales' integers and column sums (a byte or int16
+            #   each: ranges.ScalePairs.narrow) and column scales
+            sqb, cqb = ranges.scale_pairs(p).narrow
+            scales += g * p.np_ * (_size(sqb) + (_size(cqb) if sig.zero_pairs(p) else 0)) \
+                + p.np_ * 4
     other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4
     if p.rank_a and not sig.w_from_codes(p):
         other += p.k * p.n * 4  # B itself in float32 for A's lowrank term (other=exact): at
@@ -40,3 +43,8 @@ def storage(p: KernelPlan) -> dict[str, Any]:
     total = codes + scales + other
     return {"code_bits": bits, "codes": codes, "scales": scales, "other": other,
             "bytes_per_weight": round(total / (p.n * p.k), 4)}
+
+
+def _size(dtype: str) -> int:
+    """Bytes of one integer of the two-level scales' arrays (uint8, int8 or int16)."""
+    return 2 if dtype == "int16" else 1

@@ -44,7 +44,8 @@ FORMAT = 15  # of manifest.json; older ones are refused: 3 and before carry no f
 # 13's compensated quantize_a of a rank-1 sketch writes no Rᵀ (R s) (14: it does, from the
 # call's rows, and CPU kernels have sketch_ab), 14's GEMMs of int16 pairs of integer scales
 # take minus B's integer scales times its column sums (15: the column sums, cqb, and min-max
-# A's codes are stored centred on their zero points)
+# A's codes are stored centred on their zero points; B's integer scales and column sums in
+# bytes where they fit)
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -62,12 +63,13 @@ LAYOUTS = {
           "16-column panels, k after k: int8 [Np/16, Kp, 16], or packed as above",
     "sb": "float32 [G, Np] effective weight scales per K-group",
     "cs": "int32 [G, Np] column sums of B's stored codes per K-group (zero-point correction)",
-    "sqb": "int16 [G/2, Np, 2] two-level scales' integers per K-group, groups 2h and 2h + 1 "
-           "next to each other for every column (per-vector products the GEMM sums as int16 "
-           "pairs)",
+    "sqb": "uint8 (int16 past 255) [G/2, Np, 2] two-level scales' integers per K-group, "
+           "groups 2h and 2h + 1 next to each other for every column (per-vector products the "
+           "GEMM sums as int16 pairs)",
     "gb": "float32 [1, Np] the columns' float scales of those two-level scales",
-    "cqb": "int16 [G/2, Np, 2] as sqb: the column sums cs per K-group (the GEMM subtracts "
-           "each group's zero correction from its sum in int16 before the scaling)",
+    "cqb": "int8 (int16 past it) [G/2, Np, 2] as sqb: the column sums cs per K-group (the "
+           "GEMM subtracts each group's zero correction from its sum in int16 before the "
+           "scaling)",
     "Bf": "float32 [Np/16, Kp, 16] for products with a float operand: B rounded to its type or "
           "dequantized, 16-column panels; when every value is exact in 16 bits (float16 or "
           "bfloat16 operands, symmetric per_tensor / per_channel codes), B's codes (element "

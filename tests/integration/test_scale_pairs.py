@@ -35,6 +35,9 @@ CASES = [  # (a, b): each fits int16 pairs at K = 512
     (f"int8 {TWO}", f"int4 {TWO}"),  # group sums up to 16·127·7
     ("int4 per_vector(32, scale=uint4 per_channel)", "int3 per_vector(32, scale=uint4 "
      "per_channel)"),
+    ("int4 per_vector(16, scale=uint2 per_channel)",  # B's integer scales past a byte
+     "int3 per_vector(16, scale=uint12 per_channel)"),
+    (f"int4 {TWO}", f"int8 {TWO}"),  # column sums past a byte; group sums up to 16·8·128
     (f"uint4 {TWO}", f"int4 {TWO}"),  # VS-Quant's example: min-max A, zero points per group
 ]
 MINMAX = CASES[-1]
@@ -62,6 +65,11 @@ def check(kernel, s, A, B, groups: bool = False) -> None:
     chunks' exact totals (a few ulps), or with groups (each group scaled and added in float32)
     of G terms, as tests/integration/test_group_sums.py allows."""
     packed = kernel.pack(B)
+    sp = ranges.scale_pairs(kernel.plan)
+    if sp is not None and sp.usable:  # B's integer scales and column sums: bytes where they fit
+        assert packed.arrays.sqb.dtype == sp.narrow[0]
+        cqb = packed.arrays.cqb
+        assert (cqb is None) if not sp.offset else cqb.dtype == sp.narrow[1]
     qa, qb = quantize(A, s.a.quant, "a"), quantize(B, s.b.quant, "b")
     ref = np.stack([part for _, part in int_accumulate(qa, qb)])
     np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
@@ -97,6 +105,9 @@ def test_which_plans_sum_groups_as_int16_pairs():
         in sp.why()
     sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}"))
     assert (sp.offset, sp.zeros, sp.data) == (8, 112, False) and "8·cs" in sp.why()
+    assert sp.narrow == ("uint8", "int8")  # scales up to 63, column sums in [-128, 112]
+    assert ranges.scale_pairs(plan(*CASES[-3])).narrow == ("int16", "int8")  # up to 4095
+    assert ranges.scale_pairs(plan(*CASES[-2])).narrow == ("uint8", "int16")  # to ±2048
     sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}", K=4096))
     assert (sp.group.lo, sp.group.hi, sp.scales, sp.total) == (-784, 784, 63 * 63,
                                                                256 * 784 * 63 * 63)

@@ -205,55 +205,67 @@ def _scaled(P, SA, SB, vh, vj, less=None) -> PrimExpr:
     return p * (T.cast(SA[vh], "int32") * T.cast(SB[vj, vh], "int32"))
 
 
+def _words16(buf) -> PrimExpr:
+    """A (16, 2) buffer's 32 integers as int16 words (widened from bytes: vpmovsxbw or
+    vpmovzxbw of the load)."""
+    v = buf.vload([0, 0], dtype=f"{buf.dtype}x32")
+    return v if buf.dtype == "int16" else T.cast(v, "int16x32")
+
+
 def _pairs_dot(C, P, SA, SB, less=None) -> PrimExpr:
     """C plus the pairs of P's sums (less the int16 corrections `less`: exact modulo 2^16 as
     each corrected sum fits int16) times the integer scales' products (vpdpwssd)."""
     words = _words(P) if less is None else _words(P) - less
-    return _dot_words(C.vload([0], dtype="int32x16"), words,
-                      _pair(SA) * SB.vload([0, 0], dtype="int16x32"))
+    return _dot_words(C.vload([0], dtype="int32x16"), words, _pair(SA) * _words16(SB))
 
 
-def _plain() -> tuple[tir.PrimFunc, tir.PrimFunc]:
-    """C[j] += Σ_h P[h, j]·SA[h]·SB[j, h]: no zero correction."""
-
-    @T.prim_func(s_tir=True)
-    def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             SB: T.Buffer((16, 2), "int16", offset_factor=1),
-             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        stride = T.int32()
-        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
-        with T.sblock("root"):
-            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
-            T.writes(C[0:16])
-            for j in T.serial(0, 16):
-                for h in T.serial(0, 2):
-                    with T.sblock("update"):
-                        vj, vh = T.axis.remap("SR", [j, h])
-                        C[vj] = C[vj] + _scaled(P, SA, SB, vh, vj)
-
-    @T.prim_func(s_tir=True)
-    def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-             SB: T.Buffer((16, 2), "int16", offset_factor=1),
-             C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
-        stride = T.int32()
-        P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
-        with T.sblock("root"):
-            T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
-            T.writes(C[0:16])
-            C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB)
-
-    return desc, impl
-
-
-def _offset(offset: int) -> Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]:
-    """C[j] += Σ_h (P[h, j] - W[j, h]·offset)·SA[h]·SB[j, h]: A's fixed zero correction (W:
-    B's column sums)."""
+def _plain(sb_type: str) -> Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]:
+    """C[j] += Σ_h P[h, j]·SA[h]·SB[j, h]: no zero correction (SB of type sb_type)."""
 
     def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+        sbt = sb_type  # a local: the parser reads the annotations' names here
         @T.prim_func(s_tir=True)
         def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                 SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                 W: T.Buffer((16, 2), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), sbt, offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+            stride = T.int32()
+            P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+            with T.sblock("root"):
+                T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
+                T.writes(C[0:16])
+                for j in T.serial(0, 16):
+                    for h in T.serial(0, 2):
+                        with T.sblock("update"):
+                            vj, vh = T.axis.remap("SR", [j, h])
+                            C[vj] = C[vj] + _scaled(P, SA, SB, vh, vj)
+
+        @T.prim_func(s_tir=True)
+        def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), sbt, offset_factor=1),
+                 C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+            stride = T.int32()
+            P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
+            with T.sblock("root"):
+                T.reads(C[0:16], P[0:2, 0:16], SA[0:2], SB[0:16, 0:2])
+                T.writes(C[0:16])
+                C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB)
+
+        return desc, impl
+
+    return make
+
+
+def _offset(offset: int, sb_type: str, w_type: str
+            ) -> Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]:
+    """C[j] += Σ_h (P[h, j] - W[j, h]·offset)·SA[h]·SB[j, h]: A's fixed zero correction (W:
+    B's column sums; SB and W of types sb_type and w_type)."""
+
+    def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+        sbt, wt = sb_type, w_type  # locals: the parser reads the annotations' names here
+        @T.prim_func(s_tir=True)
+        def desc(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), sbt, offset_factor=1),
+                 W: T.Buffer((16, 2), wt, offset_factor=1),
                  C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
             stride = T.int32()
             P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
@@ -269,27 +281,29 @@ def _offset(offset: int) -> Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]:
 
         @T.prim_func(s_tir=True)
         def impl(p: T.handle, SA: T.Buffer((2,), "int16", offset_factor=1),
-                 SB: T.Buffer((16, 2), "int16", offset_factor=1),
-                 W: T.Buffer((16, 2), "int16", offset_factor=1),
+                 SB: T.Buffer((16, 2), sbt, offset_factor=1),
+                 W: T.Buffer((16, 2), wt, offset_factor=1),
                  C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
             stride = T.int32()
             P = T.match_buffer(p, (2, 16), "int32", strides=[stride, 1], offset_factor=1)
             with T.sblock("root"):
                 T.reads(C[0:16], P[0:2, 0:16], W[0:16, 0:2], SA[0:2], SB[0:16, 0:2])
                 T.writes(C[0:16])
-                C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB, W.vload(
-                    [0, 0], dtype="int16x32") * T.broadcast(T.int16(offset), 32))
+                C[T.ramp(0, 1, 16)] = _pairs_dot(C, P, SA, SB, _words16(W) * T.broadcast(
+                    T.int16(offset), 32))
 
         return desc, impl
 
     return make
 
 
-def scale_pairs(offset: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
+def scale_pairs(offset: int, sb: str = "int16", w: str = "int16"
+                ) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
     """(name, its maker) of the pair sums' intrinsic less A's zero correction offset·cs (none
-    for offset 0)."""
-    return (SCALE_PAIRS, _plain) if offset == 0 else (SCALE_PAIRS + f"_o{offset}",
-                                                        _offset(offset))
+    for offset 0), B's integer scales of type sb and its column sums of type w."""
+    if offset == 0:
+        return f"{SCALE_PAIRS}_{sb}", _plain(sb)
+    return f"{SCALE_PAIRS}_o{offset}_{sb}_{w}", _offset(offset, sb, w)
 
 
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)

@@ -29,9 +29,10 @@ def register_avx2() -> str:
     return register(AVX2_16x4)
 
 
-def register_scale_pairs(offset: int) -> str:
-    """The scale pairs' block, less A's zero correction offset·cs (none for 0; intrin.x86)."""
-    return register(*scale_pairs(offset))
+def register_scale_pairs(offset: int, narrow: tuple[str, str]) -> str:
+    """The scale pairs' block, less A's zero correction offset·cs (none for 0), B's integer
+    scales and column sums of the types `narrow` (intrin.x86)."""
+    return register(*scale_pairs(offset, *narrow))
 
 
 def has_block(sch: Schedule, name: str) -> bool:

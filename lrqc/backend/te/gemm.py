@@ -126,10 +126,11 @@ def _levels(p: KernelPlan) -> list[te.Tensor]:
     if not sig.scale_pairs(p):
         return []
     Mp, Np, G = p.mp, p.np_, p.groups
-    zeros = [te.placeholder((G // 2, Np, 2), "int16", name=sig.CQB)] if sig.zero_pairs(p) else []
+    sqb, cqb = ranges.scale_pairs(p).narrow
+    zeros = [te.placeholder((G // 2, Np, 2), cqb, name=sig.CQB)] if sig.zero_pairs(p) else []
     return [te.placeholder((Mp, G), "int16", name=sig.SQA),
             te.placeholder((Mp, 1), "float32", name=sig.GA),
-            te.placeholder((G // 2, Np, 2), "int16", name=sig.SQB),
+            te.placeholder((G // 2, Np, 2), sqb, name=sig.SQB),
             te.placeholder((1, Np), "float32", name=sig.GB), *zeros]
 
 
