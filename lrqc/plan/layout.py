@@ -186,7 +186,7 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     sb = np.zeros((G, p.np_), np.float32)
     sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
     sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
-    cqb = _pairs(cs, G, ranges.scale_pairs(p).narrow[1]) if sig.zero_pairs(p) else None
+    cqb = _pairs(cs, G, ranges.pairs_of(p).narrow[1]) if sig.zero_pairs(p) else None
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
                          zb=zbs, sqb=sqb, gb=gb, cqb=cqb)
 
@@ -213,7 +213,7 @@ def _scale_pairs(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
     ints = _pairs_ints(p, q)  # (checks that q has them)
     gb = np.zeros((1, p.np_), np.float32)
     gb[0, : p.n] = np.asarray(q.gamma)[:, 0]
-    return _pairs(ints, p.groups, ranges.scale_pairs(p).narrow[0]), gb
+    return _pairs(ints, p.groups, ranges.pairs_of(p).narrow[0]), gb
 
 
 def _pack_float(p: KernelPlan, B: np.ndarray, st: StaticTerms | None = None,

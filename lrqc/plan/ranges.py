@@ -115,6 +115,9 @@ def ranges(plan: KernelPlan) -> Ranges | None:
         b = b_codes(qb) if b is None else b.union(b_codes(qb))
         fmts.append(f"{qa.fmt} x {qb.fmt}")
     assert a is not None and b is not None
+    sp = scale_pairs(plan)
+    if sp is not None and sp.usable and sp.data:  # quantize_a stores centred codes
+        a = a.union(sp.centred_codes)
     prod = a.times(b)
     return Ranges(a, b, prod, prod.scaled(2), "; ".join(dict.fromkeys(fmts)))
 
@@ -128,15 +131,16 @@ class ScalePairs:
     scales: int  # the largest product of the two integer scales
     groups: int  # G
     total: int  # the largest |Σ_g sA·sB·Σ (a - zA)·b| over a chunk of groups (data zero
-    #   points: within the codes' range; a call's own are checked: fits)
+    #   points: of centred groups, |a - zA| <= reach)
     blocked: str = ""  # why the groups are scaled in float32 all the same ("": they need not)
     zeros: int = 0  # the largest |cs| (B's column sums per group, int16 in pairs) where the
     #   group sums lose a zero correction offset·cs before their scaling, subtracted in int16
     #   (modulo 2^16: exact as the corrected sum fits); 0: none
-    offset: int = 0  # that fixed correction: A's signed codes' storage offset, or CENTRE
+    offset: int = 0  # that fixed correction: A's signed codes' storage offset, or with data
+    #   zero points the centre, the top of `centred` (a value no group outside it can have)
     data: bool = False  # A's zero points come from the data: quantize_a stores the codes of
-    #   the groups whose zero correction zc lies within `centred` as a - zc + CENTRE (te
-    #   centre); a call with any other group runs gemm_groups
+    #   the groups whose zero correction zc lies within `centred` as a - zc + offset, and
+    #   offset as their zc (te centre); a call with any other group runs gemm_groups
     reach: int = 0  # data zero points: the largest |a - zc| of a centred group
     stored: Interval = Interval(0, 0)  # A's codes as stored
     vector: int = 0  # V
@@ -168,6 +172,11 @@ class ScalePairs:
         quantize_a stores centred: every stored code within `reach` of zc."""
         return Interval(self.stored.hi - self.reach, self.stored.lo + self.reach)
 
+    @property
+    def centred_codes(self) -> Interval:
+        """A's codes as the GEMM reads them in centred groups: a - zc + offset (a byte)."""
+        return Interval(self.offset - self.reach, self.offset + self.reach)
+
     def why(self) -> str:
         """The bounds (naming each that fails), and what blocks the pairs where something
         does."""
@@ -177,9 +186,10 @@ class ScalePairs:
         zeros = (f"; each group sum loses its zero correction {self.offset}·cs in int16 "
                  f"before its scaling (|cs| <= {self.zeros}"
                  f"{bound(self.zeros <= INT16[1], 'int16')})" if self.zeros else "")
-        zeros += (f"; A's zero points from the data: codes stored centred, a - zc + {CENTRE}, "
-                  f"in the groups whose zc lies in {self.centred} (|a - zc| <= {self.reach}); a "
-                  "call with any other group scales each group in float32" if self.data else "")
+        zeros += (f"; A's zero points from the data: codes stored centred, a - zc + "
+                  f"{self.offset}, in the groups whose zc lies in {self.centred} (|a - zc| <= "
+                  f"{self.reach}); a call with any other group scales each group in float32"
+                  if self.data else "")
         chunks = f" (the {self.groups} in chunks)" if self.chunk < self.groups else ""
         return (f"integer scales as int16 pairs: group sums in {self.group}"
                 f"{bound(self.group.within(*INT16), 'int16')}, scale products <= "
@@ -195,8 +205,8 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
     products. The GEMM sums A's stored codes times B's per group, then subtracts each group's
     zero correction offset·cs in int16, exact modulo 2^16 since the corrected sum
     Σ (a - zA)·b fits int16: offset is A's storage offset where its zero point is fixed by the
-    format, and CENTRE for min-max zero points from the data, whose codes quantize_a stores
-    centred on them (te centre) where they lie within `reach`.
+    format, and for min-max zero points from the data a centre, their codes stored centred on
+    them (te centre) where they lie within `reach`.
     `blocked` says why the pairs are not used even so: B's zero points, an odd number of
     groups, or residual terms."""
     qa, qb = plan.qa, plan.qb
@@ -213,12 +223,13 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
     if static is None:  # min-max: centred codes within `reach` of their zero points
         unit = scales * v * dev_b  # a group's largest contribution per unit of |a - zc|
         chunk = _chunk(plan.groups, unit * span, ZERO_CHUNK)
-        reach = min(CENTRE - 1, INT16[1] // (v * dev_b), (2**31 - 1) // (chunk * unit))
+        reach = min((255 - stored.lo) // 2, INT16[1] // (v * dev_b),
+                    (2**31 - 1) // (chunk * unit))
         group = Interval(-reach, reach).times(b).scaled(v)
     else:
         group, reach = _codes(qa).times(b).scaled(v), 0
         chunk = _chunk(plan.groups, scales * max(-group.lo, group.hi), plan.groups)
-    offset = CENTRE if static is None else static
+    offset = stored.lo + reach if static is None else static  # the top of `centred`
     total = chunk * scales * max(-group.lo, group.hi)
     blocked = ("B's zero points (unsigned or min-max weights)" if plan.b_zero else
                f"an odd number of groups ({plan.groups})" if plan.groups % 2 else
@@ -234,11 +245,17 @@ def scale_pairs(plan: KernelPlan) -> ScalePairs | None:
                       offset, static is None, reach, stored, v, chunk, narrow)
 
 
+def pairs_of(plan: KernelPlan) -> ScalePairs:
+    """scale_pairs(plan) of a plan known to sum its groups as int16 pairs (signature
+    .scale_pairs)."""
+    sp = scale_pairs(plan)
+    assert sp is not None, "the plan has no two-level integer scales"
+    return sp
+
+
 # groups per int32 total where A's zero points come from the data: the longer the chunks, the
 # nearer centred codes must lie to their zero points (reach)
 ZERO_CHUNK = 64
-# where A's codes are stored centred on their data zero points: a - zc + CENTRE (a byte)
-CENTRE = 128
 # the fewest groups per total worth the pairs: shorter chunks add a float32 scaling per few
 # groups, as many as scaling each group costs (G = 2 x a prime would give chunks of 2)
 MIN_CHUNK = 8

@@ -233,10 +233,10 @@ def scale_pairs(p: KernelPlan) -> bool:
 
 def zero_pairs(p: KernelPlan) -> bool:
     """scale_pairs with zero corrections (A's signed codes' storage offset, or its zero points
-    from the data): the GEMM also reads B's column sums per group as int16 pairs (cqb) and
-    subtracts zc·cs from each group sum in int16; with data zero points, a call whose codes
-    lie so far from them that a corrected sum could leave int16 or a total int32
-    (ranges.ScalePairs.fits) runs gemm_groups instead."""
+    from the data): the GEMM also reads B's column sums per group in pairs (cqb) and
+    subtracts offset·cs from each group sum in int16; with data zero points (A's codes stored
+    centred on them where they lie within reach: ranges.ScalePairs.centred), a call with a
+    group that is not centred runs gemm_groups instead."""
     sp = ranges.scale_pairs(p)
     return sp is not None and sp.usable and sp.zeros > 0
 

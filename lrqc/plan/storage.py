@@ -33,7 +33,7 @@ def storage(p: KernelPlan) -> dict[str, Any]:
         scales = g * p.np_ * 4 * (3 if p.b_zero else 2)
         if sig.scale_pairs(p):  # two-level scales' integers and column sums (a byte or int16
             #   each: ranges.ScalePairs.narrow) and column scales
-            sqb, cqb = ranges.scale_pairs(p).narrow
+            sqb, cqb = ranges.pairs_of(p).narrow
             scales += g * p.np_ * (_size(sqb) + (_size(cqb) if sig.zero_pairs(p) else 0)) \
                 + p.np_ * 4
     other = p.np_ * 4 + p.rank_b * (p.kq + p.np_) * 4

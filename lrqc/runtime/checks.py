@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..frontend.model import Calibration
 from ..plan import signature as sig
 from ..plan.model import KernelPlan
-from ..plan.ranges import CENTRE, ScalePairs
+from ..plan.ranges import ScalePairs
 from ..plan.support import centered_limit
 from ..reference.inputs import to_output
 
@@ -21,12 +21,13 @@ F32_TINY = float(np.finfo(np.float32).tiny)
 def pairs_hold(sp: ScalePairs, zc: np.ndarray, ga: np.ndarray, packed: Any) -> bool:
     """Whether a call's numbers keep the GEMM's int16 pairs of integer scales exact and in
     range (else it runs gemm_groups): where A's zero points come from the data, every group
-    of its rows stored centred (zc = CENTRE: ScalePairs.centred); A's row scales ga and the
+    of its rows stored centred (zc = the centre, ScalePairs.offset, which no other group's
+    zc can be: ScalePairs.centred); A's row scales ga and the
     packed column scales gb normal in float32 (a subnormal one keeps fewer bits); and a
     chunk's int32 total times A's row scale, at most 2^31 max |ga|, inside float32's range
     (the old path's group sums times a scale stay far smaller: 1e33 inputs must not fail
     where they fit)."""
-    if sp.data and not (zc == CENTRE).all():
+    if sp.data and not (zc == sp.offset).all():
         return False
     if packed.normal_gb is None:
         gb = np.abs(packed.arrays.gb)

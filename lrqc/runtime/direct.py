@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..backend.compat import lend
-from ..plan import names
+from ..plan import names, ranges
 from ..plan import signature as sig
-from ..plan.ranges import CENTRE
 from .buckets import Bucket, Packed, call_args
 from .checks import F32_TINY, finite, sum_bound
 from .glue import on_cpu, view
@@ -71,6 +70,7 @@ class Direct:
                    for b in self.buckets]
         self.comp = p.compensated
         self.zc = [view(b.zc) for b in self.buckets] if centred(p) else None
+        self.centre = ranges.pairs_of(p).offset if centred(p) else 0  # a centred group's zc
 
     def __call__(self, A: Any, packed: Packed) -> np.ndarray:
         kernel = self.kernel
@@ -97,7 +97,7 @@ class Direct:
                 bk.run(names.FN_LOWRANK_U, packed)
                 top_u = float(np.abs(ub[:m]).max())  # NaN: the bound fails
             out = bk.new_c()
-            if self.zc is not None and not (self.zc[i][:m] == CENTRE).all():
+            if self.zc is not None and not (self.zc[i][:m] == self.centre).all():
                 out = None  # a group not centred: the general path's checks of zero points
             elif bk.pairs is not None and bk.gemm(m, packed) != names.FN_GEMM:
                 bk.run(names.FN_GEMM_GROUPS, packed, out)  # numbers the int16 pairs cannot hold

@@ -61,9 +61,9 @@ def data(m: int, n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check(kernel, s, A, B, groups: bool = False) -> None:
-    """The integer sums bit for bit and C within float32 rounding of the reference: of a few
-    chunks' exact totals (a few ulps), or with groups (each group scaled and added in float32)
-    of G terms, as tests/integration/test_group_sums.py allows."""
+    """The integer sums bit for bit and C within float32 rounding of the reference: of the
+    chunks' exact totals (a few ulps, growing with their number), or with groups (each group
+    scaled and added in float32) of G terms, as tests/integration/test_group_sums.py allows."""
     packed = kernel.pack(B)
     sp = ranges.scale_pairs(kernel.plan)
     if sp is not None and sp.usable:  # B's integer scales and column sums: bytes where they fit
@@ -74,7 +74,8 @@ def check(kernel, s, A, B, groups: bool = False) -> None:
     ref = np.stack([part for _, part in int_accumulate(qa, qb)])
     np.testing.assert_array_equal(kernel.int_accumulate(A, packed), ref)
     C, R = kernel(A, packed), matmul(s, A, B)
-    tol = 2e-6 * kernel.plan.groups ** 0.5 if groups else 4e-7
+    chunks = kernel.plan.groups // sp.chunk if sp is not None and sp.usable else 1
+    tol = 2e-6 * kernel.plan.groups ** 0.5 if groups else 4e-7 * chunks ** 0.5
     assert np.abs(C - R).max() <= tol * np.abs(R).max(), np.abs(C - R).max()
 
 
@@ -96,12 +97,13 @@ def test_which_plans_sum_groups_as_int16_pairs():
         assert names.FN_GEMM_GROUPS in sig.cpu_functions(p)  # for calls the pairs cannot hold
     sp = ranges.scale_pairs(plan(*MINMAX))  # 32 groups of codes up to 127 from zc (a byte)
     assert (sp.group, sp.zeros, sp.offset, sp.reach, sp.chunk) == (
-        ranges.Interval(-14224, 14224), 16 * 7, 128, 127, 32) and sp.data
-    assert sp.centred == ranges.Interval(15 - 127, 127)
+        ranges.Interval(-14224, 14224), 16 * 7, 127, 127, 32) and sp.data
+    assert sp.centred == ranges.Interval(15 - 127, 127)  # the centre, 127, is its top
+    assert sp.centred_codes == ranges.Interval(0, 254)
     sp = ranges.scale_pairs(plan(*MINMAX, K=4096))  # chunks of 64 groups: 64 · 3969 · 16 · 7
-    assert (sp.chunk, sp.reach, sp.centred) == (64, 75, ranges.Interval(-60, 75))  # · 75
+    assert (sp.chunk, sp.reach, sp.centred, sp.offset) == (64, 75, ranges.Interval(-60, 75), 75)
     assert sp.total == 64 * 8400 * 3969 <= 2**31 - 1
-    assert "codes stored centred, a - zc + 128, in the groups whose zc lies in [-60, 75]" \
+    assert "codes stored centred, a - zc + 75, in the groups whose zc lies in [-60, 75]" \
         in sp.why()
     sp = ranges.scale_pairs(plan(f"int4 {TWO}", f"int4 {TWO}"))
     assert (sp.offset, sp.zeros, sp.data) == (8, 112, False) and "8·cs" in sp.why()
@@ -170,8 +172,8 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     pipeline_compile(scheme(*MINMAX), 8, 64, 256, target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
     gemm, quant = _gemm(tir), tir[:tir.index("def gemm")]
-    assert "zc_data[" in quant and "zc[v_i, v_g] = zc_data[" in quant  # centred: zc = 128
-    if pairs:  # the pair sums less 128·cs: no zc read, one vpdpwssd
+    assert "zc_data[" in quant and "zc[v_i, v_g] = zc_data[" in quant  # centred: zc = 127
+    if pairs:  # the pair sums less 127·cs: no zc read, one vpdpwssd
         sums = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
         assert "zc[" not in sums and "cqb[" in sums and sums.count("vpdpwssd") == 1
     groups = tir[tir.index("def gemm_groups_m8"):]
@@ -243,7 +245,7 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
 def test_centred_codes_at_their_reach(lo, runs):
     """Min-max A whose groups hold 15 values at 127·63 and one at lo·63 (scale 63, integer
     scales 63): row 0's zero points -112, row 1 (mirrored) 127, both ends of the zero points
-    the pairs centre at K = 512 (reach 127): stored codes 255 and 1, group sums ±14119, each
+    the pairs centre at K = 512 (reach 127): stored codes 254 and 0, group sums ±14119, each
     chunk's total 83 % of 2^31; at 113·63 they lie past it (-121, 136) and the call runs
     gemm_groups. The reference's integers and C either way."""
     s = scheme(*MINMAX)
@@ -262,12 +264,55 @@ def test_centred_codes_at_their_reach(lo, runs):
     (bucket,) = kernel._buckets
     assert bucket.gemm(4, packed) == runs
     if runs == names.FN_GEMM:
-        codes = bucket.aq.numpy()[:2].reshape(2, 32, 16).astype(int)  # a - zc + 128
-        assert (codes[0, :, 0] == 0 + 112 + 128).all() and (codes[0, :, 1:] == 255).all()
-        assert (codes[1, :, 15] == 15 - 127 + 128).all() and (codes[1, :, :15] == 1).all()
-        assert set(np.unique(bucket.zc.numpy())) == {ranges.CENTRE}
+        codes = bucket.aq.numpy()[:2].reshape(2, 32, 16).astype(int)  # a - zc + 127
+        assert (codes[0, :, 0] == 0 + 112 + 127).all() and (codes[0, :, 1:] == 254).all()
+        assert (codes[1, :, 15] == 15 - 127 + 127).all() and (codes[1, :, :15] == 0).all()
+        assert set(np.unique(bucket.zc.numpy())) == {sp.offset}
         parts = [int(part[0, 0]) for _, part in int_accumulate(qa, quantize(B, s.b.quant, "b"))]
         assert set(parts) == {14119} and 32 * 14119 * 63 * 63 > 0.8 * 2**31
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.parametrize("a,zero", [(f"uint4 {TWO}", 128), (f"int4 {TWO} calibrate=minmax", 120)])
+def test_a_zero_point_at_the_old_centre_is_not_taken_for_a_centred_group(a, zero):
+    """A group left uncentred keeps its own zc, which may be any value outside the centred
+    interval: 128 here (uint4's zero point 128; int4's 120 plus its offset 8), past the reach
+    of K = 4096's chunks. The call must run gemm_groups: as centred codes, the pairs would sum
+    codes 128 away from zc and a chunk's int32 total would wrap (C's sign flipped)."""
+    s = scheme(a, f"int4 {TWO}")
+    kernel = lrqc.compile(s, M=4, N=32, K=4096)
+    sp = ranges.scale_pairs(kernel.plan)
+    assert sp.data and sp.offset == sp.centred.hi == 75
+    lo = -8 if "int4" == a[:4] else 0  # the format's smallest code
+    A = np.full((4, 4096), (lo - zero) * 63.0, np.float32)  # scale 63: codes lo + 15 ...
+    A[:, ::16] = (lo - zero + 15) * 63.0  # ... and each group's top at code lo + 15
+    B = np.ones((4096, 32), np.float32)
+    B[:, 1::2] = -1.0
+    qa = quantize(A, s.a.quant, "a")
+    assert set(np.unique(qa.zero).astype(int)) == {zero}
+    check(kernel, s, A, B, groups=True)
+    (bucket,) = kernel._buckets
+    assert bucket.gemm(4, kernel.pack(B)) == names.FN_GEMM_GROUPS
+
+
+@pytest.mark.parametrize("b", [f"int8 {TWO}", "int7 per_vector(16, scale=uint4 per_channel)",
+                               "int5 per_vector(64, scale=uint2 per_channel)"])
+def test_centred_codes_bound_the_avx2_rules_too(b):
+    """The range proof takes min-max A's centred codes (up to 254 at K = 512), not its
+    format's [0, 15]: the AVX2 bytes rule must not sum vpmaddubsw pairs of them with wide
+    weights in saturating int16 lanes. Zero points 0 (the data's own minimum)."""
+    a = f"uint4 {TWO.replace('16', b.split('(')[1].split(',')[0])}"
+    s = scheme(a, b)
+    v = int(b.split("(")[1].split(",")[0])
+    kernel = lrqc.compile(s, M=4, N=32, K=32 * v, target="x86-avx2")
+    r, sp = ranges.ranges(kernel.plan), ranges.scale_pairs(kernel.plan)
+    if sp.usable:
+        assert r.a.hi == sp.centred_codes.hi > 15
+    A = np.full((4, 32 * v), 15.0, np.float32)
+    A[:, ::16] = 0.0
+    B = np.ones((32 * v, 32), np.float32)
+    B[:, 1::2] = -1.0
+    check(kernel, s, A, B, groups=True)
 
 
 @pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
@@ -337,7 +382,7 @@ def far_zero_points(m: int, k: int, offset: float, seed: int) -> np.ndarray:
 def test_data_zero_points_in_pairs_or_in_float_groups(K, offset, runs):
     """Min-max A (VS-Quant's example formats): where every group's zero point lies within the
     reach of its codes (ScalePairs.centred, from the reference's own zero points) its codes
-    are stored centred and the pairs subtract 128·cs; else the call runs gemm_groups (each
+    are stored centred and the pairs subtract c·cs; else the call runs gemm_groups (each
     group scaled in float32, its own zero point); the reference's numbers either way."""
     s = scheme(*MINMAX)
     kernel = lrqc.compile(s, M=8, N=48, K=K)
@@ -352,5 +397,5 @@ def test_data_zero_points_in_pairs_or_in_float_groups(K, offset, runs):
     (bucket,) = kernel._buckets
     zc = bucket.zc.numpy()
     assert bucket.gemm(8, kernel.pack(B)) == runs, (int(zc.min()), int(zc.max()))
-    assert ((zc == ranges.CENTRE).all()) == within
+    assert ((zc == sp.offset).all()) == within
     assert kernel.short_path() is not None  # min-max, centred: the short call path serves

@@ -126,7 +126,7 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
         sch.unroll(lp)
     tiles.unpack_at(sch, jo)  # packed weights: the whole panel
     sch.tensorize(pjv, intrin)
-    sp = ranges.scale_pairs(plan)
+    sp = ranges.pairs_of(plan)
     sch.tensorize(tjv, tiles.register_scale_pairs(sp.offset, sp.narrow))
     if chunks:  # the output tile starts from the bias, then adds each chunk's total
         cinit = sch.decompose_reduction(out, chunks[0])

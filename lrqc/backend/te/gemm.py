@@ -74,7 +74,7 @@ def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor]) -> te.Te
     correction from the sums in int16 (modulo 2^16, exact as the corrected sum fits) and sums
     each two groups' int16 pairs in one instruction (vpdpwssd)."""
     sqa, _, sqb, _, *cqb = levels
-    sp = ranges.scale_pairs(p)
+    sp = ranges.pairs_of(p)
     r = te.reduce_axis((0, sp.chunk), "g")
 
     def sums(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
@@ -126,7 +126,7 @@ def _levels(p: KernelPlan) -> list[te.Tensor]:
     if not sig.scale_pairs(p):
         return []
     Mp, Np, G = p.mp, p.np_, p.groups
-    sqb, cqb = ranges.scale_pairs(p).narrow
+    sqb, cqb = ranges.pairs_of(p).narrow
     zeros = [te.placeholder((G // 2, Np, 2), cqb, name=sig.CQB)] if sig.zero_pairs(p) else []
     return [te.placeholder((Mp, G), "int16", name=sig.SQA),
             te.placeholder((Mp, 1), "float32", name=sig.GA),
