@@ -22,11 +22,10 @@ def pairs_hold(sp: ScalePairs, zc: np.ndarray, ga: np.ndarray, packed: Any) -> b
     """Whether a call's numbers keep the GEMM's int16 pairs of integer scales exact and in
     range (else it runs gemm_groups): where A's zero points come from the data, every group
     of its rows stored centred (zc = the centre, ScalePairs.offset, which no other group's
-    zc can be: ScalePairs.centred); A's row scales ga and the
-    packed column scales gb normal in float32 (a subnormal one keeps fewer bits); and a
-    chunk's int32 total times A's row scale, at most 2^31 max |ga|, inside float32's range
-    (the old path's group sums times a scale stay far smaller: 1e33 inputs must not fail
-    where they fit)."""
+    zc can be: ScalePairs.centred); A's row scales ga and the packed column scales gb normal
+    in float32 (a subnormal one keeps fewer bits); and a chunk's int32 total times A's row
+    scale, at most 2^31 max |ga|, inside float32's range (the old path's group sums times a
+    scale stay far smaller: 1e33 inputs must not fail where they fit)."""
     if sp.data and not (zc == sp.offset).all():
         return False
     if packed.normal_gb is None:

@@ -27,6 +27,7 @@ import numpy as np
 from ..backend.compat import lend
 from ..plan import names, ranges
 from ..plan import signature as sig
+from ..plan.model import KernelPlan
 from .buckets import Bucket, Packed, call_args
 from .checks import F32_TINY, finite, sum_bound
 from .glue import on_cpu, view
@@ -44,7 +45,7 @@ def serves(kernel: Kernel) -> bool:
             and all(on_cpu(b.sa) and b.lends_a for b in kernel._buckets))
 
 
-def centred(p) -> bool:
+def centred(p: KernelPlan) -> bool:
     """Whether quantize_a stores A's codes centred on their zero points (te centre): a call
     whose groups all are has A's codes within a byte of them, as the bounds take them."""
     return sig.zero_pairs(p) and p.a_zero_static is None
