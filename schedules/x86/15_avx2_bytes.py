@@ -49,7 +49,8 @@ class X86Avx2Bytes(ScheduleRule):
         return f"{super().proof(plan)}; the kernel adds {n} per lane before widening"
 
     def variants(self, plan: KernelPlan) -> tuple:
-        """Loop orders lrqc tune explores (blocks.variants): rows outer or k chunks outer."""
+        """Loop orders lrqc tune explores (blocks.variants): rows outer, k chunks outer, and
+        for packed weights their unpacking in the k loop."""
         return blocks.variants(plan)
 
     def unit_safe(self, plan: KernelPlan) -> tuple:

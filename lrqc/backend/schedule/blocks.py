@@ -4,8 +4,9 @@ block: VNNI's vpdpbusd and AVX2's vpmaddubsw + vpmaddwd by ones. The rules diffe
 intrinsic and their tile preferences, not in the loop structure.
 
 Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block],
-or (variant k_outer, the hand order of packed weights: each packed tile unpacked once)
-jo -> ko -> io. Per-vector scales:
+or (variant k_outer) jo -> ko -> io, or (variant k_inner, the hand order of packed weights in
+buckets of one or two row tiles) jo -> io -> ko -> kk/4 -> [packed weights unpacked for 4
+steps of 4 k] -> 4 steps -> ii -> jm -> block. Per-vector scales:
 the output is the loop anchor and the per-group accumulator is computed at g. Two-level
 integer scales summed as int16 pairs (te.gemm's pair sums, on rules with scale_pairs):
 jo(par) -> io -> g2 -> [the two groups' int32 sums: ko -> g -> ii -> jm -> 16 x 4 blocks] ->
@@ -27,20 +28,39 @@ from .protocol import Knob, ScheduleRule
 if TYPE_CHECKING:
     from ..target import Target
 
-VARIANTS = ("rows_outer", "k_outer")
+VARIANTS = ("rows_outer", "k_outer", "k_inner")
+# the most row tiles of a bucket whose packed weights the hand schedule unpacks in the k loop
+INNER_TILES = 2
 
 
 def variants(plan: KernelPlan) -> tuple[str, ...]:
-    """The loop orders, the hand one first. Single group: each row tile runs the whole k loop
-    ("rows_outer"; packed weights unpacked once per column panel), or every row tile of a
+    """The loop orders, the usual hand one first. Single group: each row tile runs the whole k
+    loop ("rows_outer"; packed weights unpacked once per column panel), or every row tile of a
     column strip runs one k chunk before the next ("k_outer": the chunk of B stays in L1 for
     all rows; packed weights unpacked per chunk). Per-vector groups: each row tile runs every group
     with its output in registers ("rows_outer"; packed weights unpacked per panel), or each group
     runs over a block of rows ("k_outer"; packed weights unpacked per group and block). Same-run A/B
     on Zen 3 with the hand tiles (2026-12-02): rows_outer 1.5-2.1x faster for int8 x int4 at
     2048^3, 1024x384x1536, 512x3072x768 and 16/256x4096x4096, and for VS-Quant w4a4 1.3x at
-    2048^3, 2.1x at 1024x384x1536."""
-    return VARIANTS
+    2048^3, 2.1x at 1024x384x1536. Single group with packed weights also: each row tile
+    unpacks the weights of every 4 steps of 4 k just before it uses them ("k_inner": no
+    unpacked panel written to memory and read back; hand_variant)."""
+    return VARIANTS if plan.groups == 1 and plan.packed else VARIANTS[:2]
+
+
+def hand_variant(plan: KernelPlan, mr: int) -> str:
+    """The loop order without tuning, for row tiles of mr rows: k_inner where the weights are
+    packed and the bucket has at most INNER_TILES row tiles (each tile unpacks every weight
+    again: at more tiles one unpacked panel, read by all of them, costs less), else
+    rows_outer. Int8 x int4 on a 2-core Zen 5 (AVX-512 VNNI, tiles of 4 rows), medians of 41
+    interleaved calls, rows_outer against k_inner: 1 x 4096 x 4096 0.375 / 0.199 ms (int8
+    weights: 0.257), 4 x 4096 x 4096 0.441 / 0.248, 4 x 4096 x 11008 0.885 / 0.419 (int8:
+    0.633), 8 x 4096 x 4096 0.446 / 0.330; at 16 rows 0.558 / 0.548 and at 32 0.809 / 1.011.
+    The AVX2 bytes rule (tiles of 2 rows) built for x86-avx2 on the same machine, 31 calls:
+    int8 x int4 at 1 x 4096 x 4096 0.41 / 0.25 ms, at 4 x 4096 x 11008 1.50 / 1.25; at 8 x
+    4096 x 4096 (four tiles) 0.79 / 0.87."""
+    inner = plan.groups == 1 and plan.packed and plan.mp <= INNER_TILES * mr
+    return "k_inner" if inner else "rows_outer"
 
 
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
@@ -51,8 +71,8 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
     if tiles.has_block(sch, names.PAIR_SUMS):
         _scale_pairs(sch, plan, pick["mr"], pick["nr"], intrin, steps)
     elif plan.groups == 1:
-        k_outer = (variant or variants(plan)[0]) == "k_outer"
-        _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps, k_outer)
+        _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps,
+                      variant or hand_variant(plan, pick["mr"]))
     else:
         rows_outer = (variant or variants(plan)[0]) == "rows_outer"
         _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin, steps, rows_outer)
@@ -60,21 +80,26 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
 
 
 
-def _single_group(sch, plan, mr, nr, kc, intrin, steps, k_outer):
+def _single_group(sch, plan, mr, nr, kc, intrin, steps, variant):
     blk = sch.get_sblock("acc")
     i, j, k = sch.get_loops(blk)
     io, ii = sch.split(i, [None, mr])
     jo, jm, jv = sch.split(j, [None, nr, 16])
     ko, kk, kv = sch.split(k, [None, kc, 4 * steps])  # kc blocks of steps x 4 k per chunk
+    k_outer = variant == "k_outer"
+    unpack = ko if k_outer else jo  # packed weights: per k chunk, or the whole panel
     if k_outer:
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
+    elif variant == "k_inner" and kc % 4 == 0:  # per 4 blocks: the 4 of a packed group
+        unpack, kk = sch.split(kk, [None, 4])  # (tiles.unpack_at: constant shifts)
+        sch.reorder(jo, io, ko, unpack, kk, ii, jm, jv, kv)
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
     row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
     sch.parallel(jo)
     sch.unroll(ii)
     sch.unroll(jm)
-    tiles.unpack_at(sch, ko if k_outer else jo)  # packed weights: per k chunk, or the whole panel
+    tiles.unpack_at(sch, unpack)
     if k_outer:
         tiles.fuse_epilogue(sch, "C", jo, rows=4)
     else:
@@ -179,8 +204,8 @@ class DotBlockRule(ScheduleRule):
         return None
 
     def variants(self, plan: KernelPlan) -> tuple:
-        """Loop orders lrqc tune explores (variants()): rows outer or k chunks outer; groups
-        summed as int16 pairs have one."""
+        """Loop orders lrqc tune explores (variants()): rows outer, k chunks outer, and for
+        packed weights their unpacking in the k loop; groups summed as int16 pairs have one."""
         return VARIANTS[:1] if self.pairs(plan) else variants(plan)
 
     def pairs(self, plan: KernelPlan) -> bool:

@@ -1,0 +1,79 @@
+"""Packed weights unpacked in the k loop (the GEMM's k_inner loop order, the hand order of
+buckets of one or two row tiles): which buckets take it, and their integer sums and C against
+lrqc.reference for every packed width, with codes at the ends of their ranges, on the host's
+rule and on the AVX2 bytes rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lrqc
+
+pytest.importorskip("tvm")
+
+from lrqc.backend.schedule import blocks  # noqa: E402
+from lrqc.backend.target import host_cpu_flags  # noqa: E402
+
+from .test_backend_cpu import check  # noqa: E402
+
+TARGETS = [None, *(["x86-avx2"] if "avx2" in host_cpu_flags() else [])]
+
+
+def scheme(a: str, b: str) -> lrqc.Scheme:
+    return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
+
+
+@pytest.fixture
+def orders(monkeypatch):
+    """(bucket rows, rows per tile, loop order) of every single-group GEMM scheduled."""
+    seen = []
+    single = blocks._single_group
+
+    def record(sch, plan, mr, nr, kc, intrin, steps, variant):
+        seen.append((plan.mp, mr, variant))
+        return single(sch, plan, mr, nr, kc, intrin, steps, variant)
+
+    monkeypatch.setattr(blocks, "_single_group", record)
+    return seen
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("b", ["int4 per_channel", "int8 per_channel"])
+def test_buckets_of_one_or_two_row_tiles_unpack_in_the_k_loop(orders, target, b):
+    """Packed weights: k_inner exactly in the buckets of at most INNER_TILES row tiles (each
+    tile unpacks every weight again), rows_outer above; int8 weights have nothing to
+    unpack and keep rows_outer everywhere."""
+    lrqc.compile(scheme("int8 per_channel", b), "1..64", 64, 128, target=target)
+    packed = b.startswith("int4")
+    assert orders or not packed  # (int8 x int8 on x86-avx2: another rule's loop nest)
+    for rows, mr, order in orders:
+        few = rows <= blocks.INNER_TILES * mr
+        assert order == ("k_inner" if packed and few else "rows_outer"), (rows, mr, order)
+    if packed:
+        assert {o for *_, o in orders} == {"k_inner", "rows_outer"}
+
+
+WIDTHS = ["uint1", "int2", "int3", "int4", "uint4", "int5", "int6", "int7"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("b", WIDTHS)
+@pytest.mark.parametrize("m,k", [(1, 256), (3, 64), (8, 320), (2, 72)])
+def test_inner_unpacking_gives_the_reference_sums(orders, target, b, m, k):
+    """Every packed width at 1, 3, 8 and 2 rows (K = 72: a k chunk of 18 steps, not whole
+    packed groups of 4 blocks, keeps the order of rows_outer with the unpacking per panel;
+    8 rows are four row tiles of the AVX2 rule, which unpack per panel),
+    with A's and B's codes at the ends of their ranges (every weight +-max of its column, A
+    +-max of its row): the integer sums equal the reference's, C within float32 rounding."""
+    s = scheme("int8 per_channel", f"{b} per_channel")
+    n = 48
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
+    assert orders and all((o == "k_inner") == (rows <= blocks.INNER_TILES * mr)
+                          for rows, mr, o in orders)  # (8 rows on x86-avx2: four tiles)
+    rng = np.random.default_rng(m * k)
+    A = np.where(rng.random((m, k)) < 0.5, -1.0, 1.0).astype(np.float32)
+    B = np.where(rng.random((k, n)) < 0.5, -2.0, 2.0)
+    if b.startswith("uint"):  # min-max codes: both ends of [0, 2^b - 1]
+        B = np.abs(B) * (rng.random((k, n)) < 0.5)
+    check(kernel, s, A, B)
