@@ -1,5 +1,6 @@
-"""Packed weights unpacked in the k loop (the GEMM's k_inner loop order, the hand order of
-buckets of one or two row tiles): which buckets take it, and their integer sums and C against
+"""Packed weights unpacked next to their use in buckets of one or two row tiles (the GEMM's
+k_inner loop order for one group, k_outer for per-group scales, per two groups for int16
+pairs of integer scales): which buckets take it, and their integer sums and C against
 lrqc.reference for every packed width, with codes at the ends of their ranges, on the host's
 rule and on the AVX2 bytes rule."""
 
@@ -52,6 +53,49 @@ def test_buckets_of_one_or_two_row_tiles_unpack_in_the_k_loop(orders, target, b)
         assert order == ("k_inner" if packed and few else "rows_outer"), (rows, mr, order)
     if packed:
         assert {o for *_, o in orders} == {"k_inner", "rows_outer"}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_per_group_scales_take_the_k_outer_order_in_the_same_buckets(monkeypatch, target):
+    """Per-vector scales with packed weights: each group's weights unpacked per group and row
+    block (k_outer) where the bucket has at most INNER_TILES row tiles, per panel above."""
+    seen = []
+    groups = blocks._groups
+
+    def record(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
+        seen.append((plan.mp, mr, rows_outer))
+        return groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer)
+
+    monkeypatch.setattr(blocks, "_groups", record)
+    lrqc.compile(scheme("int8 per_vector(16)", "int4 per_vector(16)"), "1..64", 64, 128,
+                 target=target)
+    assert seen
+    for rows, mr, rows_outer in seen:
+        assert rows_outer == (rows > blocks.INNER_TILES * mr), (rows, mr)
+    assert {r for *_, r in seen} == {True, False}
+
+
+GROUPS = [("int8 per_vector(16)", "int4 per_vector(16)"),
+          ("int8 per_vector(32)", "uint3 per_vector(32)"),
+          ("int4 per_vector(16, scale=uint6 per_channel)",
+           "int4 per_vector(16, scale=uint6 per_channel)"),
+          ("uint4 per_vector(16, scale=uint6 per_channel)",
+           "int4 per_vector(16, scale=uint6 per_channel)")]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("a,b", GROUPS)
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_per_group_scales_at_few_rows_give_the_reference_sums(target, a, b, m):
+    """Per-vector scales (float, and two-level integer scales summed in int16 pairs on the
+    VNNI rule) with packed weights at 1, 3 and 8 rows: the integer sums equal the
+    reference's, C within float32 rounding."""
+    s = scheme(a, b)
+    k, n = 256, 48
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
+    rng = np.random.default_rng(m + k)
+    A = (rng.random((m, k)) if a.startswith("uint") else rng.standard_normal((m, k)))
+    check(kernel, s, A.astype(np.float32), rng.standard_normal((k, n)))
 
 
 WIDTHS = ["uint1", "int2", "int3", "int4", "uint4", "int5", "int6", "int7"]

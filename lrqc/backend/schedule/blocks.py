@@ -59,8 +59,15 @@ def hand_variant(plan: KernelPlan, mr: int) -> str:
     The AVX2 bytes rule (tiles of 2 rows) built for x86-avx2 on the same machine, 31 calls:
     int8 x int4 at 1 x 4096 x 4096 0.41 / 0.25 ms, at 4 x 4096 x 11008 1.50 / 1.25; at 8 x
     4096 x 4096 (four tiles) 0.79 / 0.87."""
-    inner = plan.groups == 1 and plan.packed and plan.mp <= INNER_TILES * mr
-    return "k_inner" if inner else "rows_outer"
+    if not few_tiles(plan, mr):
+        return "rows_outer"
+    return "k_inner" if plan.groups == 1 else "k_outer"
+
+
+def few_tiles(plan: KernelPlan, mr: int) -> bool:
+    """Whether the weights are packed and the bucket has at most INNER_TILES row tiles of mr
+    rows: the hand schedules unpack them next to their use rather than per column panel."""
+    return plan.packed and plan.mp <= INNER_TILES * mr
 
 
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
@@ -74,7 +81,7 @@ def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
         _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps,
                       variant or hand_variant(plan, pick["mr"]))
     else:
-        rows_outer = (variant or variants(plan)[0]) == "rows_outer"
+        rows_outer = (variant or hand_variant(plan, pick["mr"])) == "rows_outer"
         _groups(fn, sch, plan, pick["mr"], pick["nr"], intrin, steps, rows_outer)
 
 
@@ -149,7 +156,7 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
     sch.vectorize(lanes)
     for lp in (*outer, pg, pi, pjm):
         sch.unroll(lp)
-    tiles.unpack_at(sch, jo)  # packed weights: the whole panel
+    tiles.unpack_at(sch, tg2 if few_tiles(plan, mr) else jo)  # per two groups, or the panel
     sch.tensorize(pjv, intrin)
     sp = ranges.pairs_of(plan)
     sch.tensorize(tjv, tiles.register_scale_pairs(sp.offset, sp.narrow))
