@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from ..target import Target
 
 VARIANTS = ("rows_outer", "k_outer", "k_inner")
-# the most row tiles of a bucket whose packed weights the hand schedule unpacks in the k loop
+# the most row tiles of a bucket whose packed weights the hand schedules unpack next to their
+# use (few_tiles)
 INNER_TILES = 2
 
 
@@ -49,16 +50,20 @@ def variants(plan: KernelPlan) -> tuple[str, ...]:
 
 
 def hand_variant(plan: KernelPlan, mr: int) -> str:
-    """The loop order without tuning, for row tiles of mr rows: k_inner where the weights are
-    packed and the bucket has at most INNER_TILES row tiles (each tile unpacks every weight
-    again: at more tiles one unpacked panel, read by all of them, costs less), else
-    rows_outer. Int8 x int4 on a 2-core Zen 5 (AVX-512 VNNI, tiles of 4 rows), medians of 41
-    interleaved calls, rows_outer against k_inner: 1 x 4096 x 4096 0.375 / 0.199 ms (int8
-    weights: 0.257), 4 x 4096 x 4096 0.441 / 0.248, 4 x 4096 x 11008 0.885 / 0.419 (int8:
-    0.633), 8 x 4096 x 4096 0.446 / 0.330; at 16 rows 0.558 / 0.548 and at 32 0.809 / 1.011.
+    """The loop order without tuning, for row tiles of mr rows: where the weights are packed
+    and the bucket has at most INNER_TILES row tiles (few_tiles), k_inner for one group and
+    k_outer for per-vector groups (each group unpacked for its block of rows); else
+    rows_outer. At more tiles one unpacked panel, read by all of them, costs less than each
+    tile unpacking every weight again. Int8 x int4 on a 2-core Zen 5 (AVX-512 VNNI, tiles
+    of 4 rows), medians of 41 interleaved calls, rows_outer against k_inner: 1 x 4096 x
+    4096 0.375 / 0.199 ms (int8 weights: 0.257), 4 x 4096 x 4096 0.441 / 0.248, 4 x 4096 x
+    11008 0.885 / 0.419 (int8: 0.633), 8 x 4096 x 4096 0.446 / 0.330; at 16 rows 0.558 /
+    0.548 and at 32 0.809 / 1.011.
     The AVX2 bytes rule (tiles of 2 rows) built for x86-avx2 on the same machine, 31 calls:
     int8 x int4 at 1 x 4096 x 4096 0.41 / 0.25 ms, at 4 x 4096 x 11008 1.50 / 1.25; at 8 x
-    4096 x 4096 (four tiles) 0.79 / 0.87."""
+    4096 x 4096 (four tiles) 0.79 / 0.87. Int8 x int4 with per_vector(16) scales (Zen 5,
+    VNNI, 31 calls), rows_outer against k_outer: 1 x 4096 x 4096 0.502 / 0.303 ms, 8 x 4096
+    x 4096 0.597 / 0.443, 16 x 4096 x 4096 0.812 / 1.339."""
     if not few_tiles(plan, mr):
         return "rows_outer"
     return "k_inner" if plan.groups == 1 else "k_outer"
