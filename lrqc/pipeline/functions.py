@@ -119,7 +119,8 @@ def fixed_rows(mod: IRModule, plan: KernelPlan) -> IRModule:
 
 
 def variants(fn: str, plan: KernelPlan, rule: ScheduleRule) -> tuple:
-    """The structural alternatives (loop orders) of fn's schedule; the first is the hand one."""
+    """The structural alternatives (loop orders) of fn's schedule; the hand one (variant
+    None) is the rule's choice, usually the first."""
     if fn == names.FN_GEMM and not plan.float_path:
         return tuple(rule.variants(plan))
     return (None,)

@@ -21,6 +21,80 @@ from .test_backend_cpu import check  # noqa: E402
 TARGETS = [None, *(["x86-avx2"] if "avx2" in host_cpu_flags() else [])]
 
 
+def _plans(a: str, b: str, target):
+    """(plans of the buckets of 1..64 rows at 64 x 256, the rule each compiles with)."""
+    from lrqc.backend.schedule.rules import choose
+    from lrqc.backend.target import resolve
+    from lrqc.plan.buckets import bucket_plans
+
+    plans = bucket_plans(scheme(a, b), "1..64", 64, 256)
+    return [(p, choose("x86", p, resolve(target))[0]) for p in plans]
+
+
+def _unpack_depth(plan, rule, variant=None, sampled=False) -> int:
+    """The loops the GEMM's unpacking of B's codes shares with its output block once
+    scheduled (by hand, or with the knobs lrqc tune samples): 1 (the column panel) where it
+    unpacks per panel, more where it unpacks inside a row tile."""
+    from lrqc.backend.compat import Schedule, prim_func
+    from lrqc.pipeline.functions import functions, schedule_function
+    from lrqc.plan import names
+    from lrqc.tuning.search import sampling_knob, unit_safe
+
+    sch = Schedule(prim_func(functions(plan, rule)[names.FN_GEMM]))
+    knob = sampling_knob(sch, unit_safe(names.FN_GEMM, plan, rule)) if sampled else None
+    schedule_function(names.FN_GEMM, sch, plan, rule, knob, variant)
+    out = [sch.get(lp) for lp in sch.get_loops(_out_block(sch, names.OUT))]
+    return sum(any(sch.get(lp).same_as(o) for o in out)
+               for lp in sch.get_loops(sch.get_sblock(names.UNPACK)))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("a,b", [("int8 per_channel", "int4 per_channel"),
+                                 ("int8 per_channel", "int3 per_channel"),
+                                 ("int8 per_vector(16)", "int4 per_vector(16)"),
+                                 ("int4 per_vector(16, scale=uint6 per_channel)",
+                                  "int4 per_vector(16, scale=uint6 per_channel)")])
+def test_the_scheduled_loop_nest_unpacks_inside_the_row_tiles_of_few_rows(target, a, b):
+    """The hand schedule of a bucket of one or two row tiles unpacks B's codes under the row
+    tile and k loops (more loops around it than per panel); larger buckets per panel. The
+    space lrqc tune samples for single-group products builds k_inner's own loop nest, and
+    every order of every bucket schedules with sampled knobs (no knob's value decides the
+    loop structure: lrqc tune replays traces)."""
+    few = []
+    for plan, rule in _plans(a, b, target):
+        hand = _unpack_depth(plan, rule)
+        mr = tiles_mr(plan, rule)
+        if plan.mp <= blocks.INNER_TILES * mr:
+            few.append(plan.mp)
+            assert hand >= 2, (plan.mp, hand)
+        else:
+            assert hand == 1, (plan.mp, hand)
+        for v in rule.variants(plan):
+            depth = _unpack_depth(plan, rule, v, sampled=True)
+            if v == "rows_outer":
+                assert depth == 1, (plan.mp, depth)
+            if v == "k_inner":
+                assert depth >= 2, (plan.mp, depth)
+    assert few
+
+
+def _out_block(sch, out: str):
+    """The block that writes the output C: its update where its reduction was decomposed."""
+    for name in (out + "_update", out):
+        try:
+            return sch.get_sblock(name)
+        except Exception:  # TVM's ScheduleError: no block of that name
+            continue
+    raise AssertionError("no output block")
+
+
+def tiles_mr(plan, rule) -> int:
+    """The hand rows per tile of the plan's rule."""
+    from lrqc.backend.schedule import tiles
+
+    return tiles.picks(rule.knobs(plan))["mr"]
+
+
 def scheme(a: str, b: str) -> lrqc.Scheme:
     return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
 
@@ -105,9 +179,9 @@ WIDTHS = ["uint1", "int2", "int3", "int4", "uint4", "int5", "int6", "int7"]
 @pytest.mark.parametrize("b", WIDTHS)
 @pytest.mark.parametrize("m,k", [(1, 256), (3, 64), (8, 320), (2, 72)])
 def test_inner_unpacking_gives_the_reference_sums(orders, target, b, m, k):
-    """Every packed width at 1, 3, 8 and 2 rows (K = 72: a k chunk of 18 steps, not whole
-    packed groups of 4 blocks, keeps the order of rows_outer with the unpacking per panel;
-    8 rows are four row tiles of the AVX2 rule, which unpack per panel),
+    """Every packed width at 1, 3, 8 and 2 rows (K = 72: a k chunk of 2 blocks on the VNNI
+    rule, not a whole packed group of 16 k, unpacks per block with its shifts computed; 8
+    rows are four row tiles of the AVX2 rule, which unpack per panel),
     with A's and B's codes at the ends of their ranges (every weight +-max of its column, A
     +-max of its row): the integer sums equal the reference's, C within float32 rounding."""
     s = scheme("int8 per_channel", f"{b} per_channel")

@@ -5,8 +5,8 @@ intrinsic and their tile preferences, not in the loop structure.
 
 Single group: jo(par) -> io -> ko(k chunk) -> kk -> ii(unroll) -> jm(unroll) -> [16 x 4 block],
 or (variant k_outer) jo -> ko -> io, or (variant k_inner, the hand order of packed weights in
-buckets of one or two row tiles) jo -> io -> ko -> kk/4 -> [packed weights unpacked for 4
-steps of 4 k] -> 4 steps -> ii -> jm -> block. Per-vector scales:
+buckets of one or two row tiles) jo -> io -> ko -> kk/f -> [packed weights unpacked for the f
+blocks of a packed group of 16 k] -> f blocks -> ii -> jm -> block. Per-vector scales:
 the output is the loop anchor and the per-group accumulator is computed at g. Two-level
 integer scales summed as int16 pairs (te.gemm's pair sums, on rules with scale_pairs):
 jo(par) -> io -> g2 -> [the two groups' int32 sums: ko -> g -> ii -> jm -> 16 x 4 blocks] ->
@@ -44,8 +44,9 @@ def variants(plan: KernelPlan) -> tuple[str, ...]:
     on Zen 3 with the hand tiles (2026-12-02): rows_outer 1.5-2.1x faster for int8 x int4 at
     2048^3, 1024x384x1536, 512x3072x768 and 16/256x4096x4096, and for VS-Quant w4a4 1.3x at
     2048^3, 2.1x at 1024x384x1536. Single group with packed weights also: each row tile
-    unpacks the weights of every 4 steps of 4 k just before it uses them ("k_inner": no
-    unpacked panel written to memory and read back; hand_variant)."""
+    unpacks the weights of every packed group of 16 k (or every block, _inner_unpack) just
+    before it uses them ("k_inner": no unpacked panel written to memory and read back). The
+    hand order is hand_variant's, not always the first."""
     return VARIANTS if plan.groups == 1 and plan.packed else VARIANTS[:2]
 
 
@@ -69,10 +70,12 @@ def hand_variant(plan: KernelPlan, mr: int) -> str:
     return "k_inner" if plan.groups == 1 else "k_outer"
 
 
-def few_tiles(plan: KernelPlan, mr: int) -> bool:
+def few_tiles(plan: KernelPlan, mr: int | object) -> bool:
     """Whether the weights are packed and the bucket has at most INNER_TILES row tiles of mr
-    rows: the hand schedules unpack them next to their use rather than per column panel."""
-    return plan.packed and plan.mp <= INNER_TILES * mr
+    rows: the hand schedules unpack them next to their use rather than per column panel. A
+    tile size lrqc tune samples (not a number) counts as many tiles: its trace must not
+    depend on the value drawn."""
+    return plan.packed and isinstance(mr, int) and plan.mp <= INNER_TILES * mr
 
 
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
@@ -102,9 +105,10 @@ def _single_group(sch, plan, mr, nr, kc, intrin, steps, variant):
     unpack = ko if k_outer else jo  # packed weights: per k chunk, or the whole panel
     if k_outer:
         sch.reorder(jo, ko, io, kk, ii, jm, jv, kv)
-    elif variant == "k_inner" and kc % 4 == 0:  # per 4 blocks: the 4 of a packed group
-        unpack, kk = sch.split(kk, [None, 4])  # (tiles.unpack_at: constant shifts)
-        sch.reorder(jo, io, ko, unpack, kk, ii, jm, jv, kv)
+    elif variant == "k_inner":
+        outer, kk = _inner_unpack(sch, plan, kk, kc, steps)
+        sch.reorder(jo, io, ko, *((outer,) if outer is not None else ()), kk, ii, jm, jv, kv)
+        unpack = kk if outer is None else outer
     else:
         sch.reorder(jo, io, ko, kk, ii, jm, jv, kv)
     row_tiles(sch, io, mr)  # a call's rows: the tiles past them are skipped
@@ -117,6 +121,20 @@ def _single_group(sch, plan, mr, nr, kc, intrin, steps, variant):
     else:
         tiles.store_tiles(sch, plan, "C", io, jo, mr, isinstance(nr, int))
     tiles.finish_vnni(sch, {"blk": blk, "ko": ko, "jv": jv}, intrin)
+
+
+def _inner_unpack(sch, plan, kk, kc, steps):
+    """(the loop to unpack packed weights at, the blocks' loop) for k_inner: per f blocks,
+    f = the blocks of one packed group of 16 k (4 // steps), where f divides every k chunk kc
+    may be (tiles.unpack_at then shifts by constants): (kk / f, the f blocks); else per block
+    (None, kk: unpacked under kk, every block a whole packed group where f is 1, else its
+    shifts computed)."""
+    f = max(1, 4 // steps)
+    chunks = (kc,) if isinstance(kc, int) else tiles.k_chunks(plan, steps) or (1,)
+    if f == 1 or any(c % f for c in chunks):
+        return None, kk
+    outer, inner = sch.split(kk, [None, f])
+    return outer, inner
 
 
 def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):

@@ -39,7 +39,7 @@ class ScheduleRule(ABC):
 
     knob(name, candidates, hand) -> value picks each tunable choice of a schedule (None: the
     hand choices; lrqc tune passes a sampler); variant: one of variants(plan) (None: the
-    first, the hand one)."""
+    hand one, which the rule chooses)."""
 
     name: ClassVar[str]
     family: ClassVar[str]
@@ -77,7 +77,7 @@ class ScheduleRule(ABC):
 
     def variants(self, plan: KernelPlan) -> tuple:
         """Structural alternatives (loop orders) lrqc tune explores as separate design spaces;
-        the first is the hand one."""
+        the hand one (variant None) is the rule's choice, usually the first."""
         return (None,)
 
     def unit_safe(self, plan: KernelPlan) -> tuple:

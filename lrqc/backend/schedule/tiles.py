@@ -328,13 +328,20 @@ def tile_knobs(plan: KernelPlan, rows_pref: tuple[int, ...], cols_pref: tuple[in
     rows = tuple(v for v in (1, 2, 4, 8) if plan.mp % v == 0)
     cols = tuple(v for v in (1, 2, 4) if (plan.np_ // 16) % v == 0)
     units = plan.kp // (4 * step)
-    kcs = tuple(v // step for v in (8, 16, 32, 64, 128) if v >= step and units % (v // step) == 0)
+    kcs = k_chunks(plan, step)
     out = {"mr": (rows, pick_split(plan.mp, rows_pref)),
            "nr": (cols, pick_split(plan.np_ // 16, cols_pref))}
     if plan.groups == 1:
         hand = tuple(v // step for v in (64, 32, 16, 8, 4, 2, 1) if v >= step)
         out["kc"] = (kcs or (1,), pick_split(units, hand))
     return out
+
+
+def k_chunks(plan: KernelPlan, step: int = 1) -> tuple[int, ...]:
+    """The k chunks lrqc tune may give a single-group product (tile_knobs' "kc", in blocks of
+    `step` 4-byte steps: 32..512 bytes dividing Kp), or () where none divides it (then 1)."""
+    units = plan.kp // (4 * step)
+    return tuple(v // step for v in (8, 16, 32, 64, 128) if v >= step and units % (v // step) == 0)
 
 
 def picks(knobs: dict, knob: Knob | None = None) -> dict:
