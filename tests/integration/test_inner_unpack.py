@@ -99,18 +99,24 @@ def scheme(a: str, b: str) -> lrqc.Scheme:
     return lrqc.parse_schemes(f"scheme t {{\n a: {a}\n b: {b}\n}}")["t"]
 
 
+def _record(monkeypatch, name: str, at: int) -> list:
+    """(bucket rows, rows per tile, the loop order argument) of every call of blocks' schedule
+    function `name` (its plan the argument at `at`, the tile's rows next, the order last)."""
+    seen = []
+    fn = getattr(blocks, name)
+
+    def record(*args):
+        seen.append((args[at].mp, args[at + 1], args[-1]))
+        return fn(*args)
+
+    monkeypatch.setattr(blocks, name, record)
+    return seen
+
+
 @pytest.fixture
 def orders(monkeypatch):
     """(bucket rows, rows per tile, loop order) of every single-group GEMM scheduled."""
-    seen = []
-    single = blocks._single_group
-
-    def record(sch, plan, mr, nr, kc, intrin, steps, variant):
-        seen.append((plan.mp, mr, variant))
-        return single(sch, plan, mr, nr, kc, intrin, steps, variant)
-
-    monkeypatch.setattr(blocks, "_single_group", record)
-    return seen
+    return _record(monkeypatch, "_single_group", 1)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -133,14 +139,7 @@ def test_buckets_of_one_or_two_row_tiles_unpack_in_the_k_loop(orders, target, b)
 def test_per_group_scales_take_the_k_outer_order_in_the_same_buckets(monkeypatch, target):
     """Per-vector scales with packed weights: each group's weights unpacked per group and row
     block (k_outer) where the bucket has at most INNER_TILES row tiles, per panel above."""
-    seen = []
-    groups = blocks._groups
-
-    def record(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
-        seen.append((plan.mp, mr, rows_outer))
-        return groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer)
-
-    monkeypatch.setattr(blocks, "_groups", record)
+    seen = _record(monkeypatch, "_groups", 2)
     lrqc.compile(scheme("int8 per_vector(16)", "int4 per_vector(16)"), "1..64", 64, 128,
                  target=target)
     assert seen
