@@ -411,6 +411,24 @@ def sparse(density_pct: int) -> str:
     return f"sparse(threshold={1 - density_pct / 100:g}, max_density=0.5)"
 
 
+def cache_bytes() -> int:
+    """The size of this CPU's largest cache (the last level) from Linux's sysfs, or 0 where
+    it does not say."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        try:
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        m = re.fullmatch(r"(\d+)([KMG]?)", text)
+        if m:
+            best = max(best, int(m.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[
+                m.group(2)])
+    return best
+
+
 def memory_bandwidth(mib: int = 256, repeat: int = 5) -> float:
     """The machine's memory bandwidth in bytes/s: the best of `repeat` copies of a float64
     array of `mib` MiB (far past the caches), two threads each copying one half (numpy's copy

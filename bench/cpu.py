@@ -350,7 +350,7 @@ def lowrank_bound(kernel, m: int, n: int, k: int, peaks: dict, b_bytes: int = 4)
     if not kernel.plan.lowrank_a and not kernel.plan.rank_b:  # (no bandwidth run for it)
         return {}
     return comp_bounds.least_extra_ms(kernel.plan, m, n, k, fma if isinstance(fma, float)
-                                      else None, bandwidth(), b_bytes)
+                                      else None, bandwidth(), b_bytes, common.cache_bytes())
 
 
 def bandwidth() -> float:

@@ -90,6 +90,18 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     # B in 16 bits: 2 bytes per value of B to read
     assert cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1), 32, 64, 64, 2)[1] == \
         nbytes - 2 * 64 * 64
+    # the floor's bytes count past the last-level cache only: rank 1 with the float32 B
+    plan = _plan(cpu, cpu.R1)
+    flops, nbytes = cpu.comp_bounds.lowrank_work(plan, 32, 64, 64)
+    slow = 1e6  # bytes/s: the bytes dominate the floor
+    full = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow)
+    assert full["floor_ms"] == pytest.approx(nbytes / slow * 1e3)
+    part = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow, 4, nbytes - 1000)
+    assert part["floor_ms"] == pytest.approx(1000 / slow * 1e3)
+    assert "past the" in part["floor_why"] and "last-level cache" in part["floor_why"]
+    held = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow, 4, 2 * nbytes)
+    assert held["floor_ms"] == pytest.approx(flops / 100e9 * 1e3)  # the FMA work alone
+    assert cpu.common.cache_bytes() >= 0
     assert comp[cpu.R16H]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]
     packed = {r["method"]: r for r in record["packing"]}
     for mode in ("weight-only", "w·a8"):
