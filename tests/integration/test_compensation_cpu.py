@@ -558,18 +558,44 @@ def _lowrank_w_form(s, n: int, target: str) -> str:
 
 
 # B's format, A's rank, the form on AVX-512 VNNI (outer products where B's codes are a byte
-# each with one scale per column and no zero points, rank 2 and up), N and K
+# each with one scale per column and no zero points, rank 2 and up), N and K. N = 48 has an
+# odd number of 16-column blocks (one block a group of ranks), 64 and 96 pairs of blocks
 OUTER_W_CASES = {
     "int8 per_channel, rank 16": ("int8 per_channel", 16, "outer", 48, 96),
+    "int8 per_channel, rank 16, pairs of blocks (two groups of 8)": (
+        "int8 per_channel", 16, "outer", 64, 96),
     "per_tensor with B's lowrank, rank 24 (groups of 12)": (
         "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 48, 96),
+    "per_tensor with B's lowrank, rank 24, pairs (three groups of 8)": (
+        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 96, 96),
     "int8 per_tensor, rank 2": ("int8 per_tensor", 2, "outer", 48, 96),
+    "int8 per_tensor, rank 2, pairs": ("int8 per_tensor", 2, "outer", 64, 96),
     "rank 17 (groups of 9 and 8), N and K padded": ("int8 per_channel", 17, "outer", 40, 99),
+    "rank 17, pairs (groups of 6, 6 and 5), N and K padded": (
+        "int8 per_channel", 17, "outer", 60, 99),
     "int4 per_channel (two codes a byte)": ("int4 per_channel", 16, "panel", 48, 96),
     "rank 1": ("int8 per_channel", 1, "lanes", 48, 96),
     "per_vector": ("int8 per_vector(32)", 16, "panel", 48, 96),
     "zero points": ("uint8 per_channel calibrate=minmax", 16, "panel", 48, 96),
 }
+
+
+def test_outer_w_groups_of_ranks_per_pair_of_blocks():
+    """outer_w's groups of ranks: at most 16 ranks on one block, 8 on a pair (16 registers of
+    sums either way); blocks pair up where B's padded columns are a multiple of 32."""
+    from lrqc.backend.te import outer_w
+
+    assert [outer_w.paired(n) for n in (16, 32, 48, 64, 4096)] == [1, 2, 1, 2, 2]
+    assert outer_w.rank_groups(16) == ((0, 17), (1, 16))
+    assert outer_w.rank_groups(17) == ((1, 9), (1, 8))
+    assert outer_w.rank_groups(16, 2) == ((0, 9), (2, 8))
+    assert outer_w.rank_groups(17, 2) == ((2, 6), (1, 5))
+    assert outer_w.rank_groups(24, 2) == ((0, 9), (3, 8))
+    assert outer_w.rank_groups(2, 2) == ((0, 3), (1, 2))
+    for rank in range(2, 40):
+        for blocks in (1, 2):
+            (n1, s1), (n2, s2) = outer_w.rank_groups(rank, blocks)
+            assert n1 * s1 + n2 * s2 == rank and max(s1 * (n1 > 0), s2) * blocks <= 16
 
 
 @pytest.mark.parametrize("case", list(OUTER_W_CASES))

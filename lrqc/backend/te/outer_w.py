@@ -4,12 +4,17 @@ other=packed) as outer products read from B's int8 VNNI blocks, TIR written as s
 A block of Bp holds 16 columns x 4 consecutive k, each column's four codes in one 32-bit word.
 The block is read once as 16 words; for each of its 4 k a shift left and an arithmetic shift
 right leave the code of that k, sign-extended, in each column's lane, converted to float32.
-Every rank of a group of at most 16 (rank_groups) then takes that vector times F_A's value at
-(k, rank), a folded broadcast, into its own 16 column sums: 16 registers of sums, one load and
-7 shifts and 4 conversions per 64 multiply-adds where 16 ranks share the block. The sums run
-over k in order, then take B's column scales. Against the panel form (te.compensated.lowrank_w: each
-16-column panel dequantized to memory, then a float32 GEMM), 16 ranks, same process, a 2-core
-Zen 4: 2.5 ms against 3.8-4.0 at N = K = 4096 (the float32 FMA peak's bound: 2.4 ms).
+Two blocks side by side (32 columns, where B has an even number of blocks) share a group of at
+most 8 ranks (rank_groups): each rank's F_A value at k, one broadcast, multiplies both blocks'
+codes into 2 x 16 column sums, 16 registers of sums in all. Per 4 k and group of 8 ranks: two
+loads, 14 shifts, 8 conversions, 32 broadcasts of F_A and 64 multiply-adds. With one block a
+group (up to 16 ranks, its only form where B has an odd number of blocks) each multiply-add
+took a broadcast of its own: at 256 x 4096 x 4096 with 16 ranks the pairs took 1.60-1.61 ms
+against 1.81-1.83, at 2048³ 0.42-0.43 against 0.45 (2-core Zen 5, alternating kernels in one
+process, 31 rounds, medians; the same bits). The sums run over k in order, then take B's
+column scales. Against the panel form (te.compensated.lowrank_w: each 16-column panel
+dequantized to memory, then a float32 GEMM), 16 ranks, same process, a 2-core Zen 4: 2.5 ms
+(one block a group) against 3.8-4.0 at N = K = 4096 (the float32 FMA peak's bound: 2.4 ms).
 
 It takes plans whose B codes are a byte each in one K segment with one scale per column and
 no zero points (compensated.byte_columns), rank 2 and up; rank 1 keeps lanes_w (one rank cannot
@@ -22,7 +27,7 @@ from ..compat import T, tir
 from .compensated import byte_columns
 
 LANES = 16  # columns of a VNNI block: one vector of float32 sums
-MAX_RANKS = 16  # ranks of a group: their 16 vectors of sums, next to the codes, fit in 32
+SUMS = 16  # registers of sums a group holds: with the codes and F_A's values, they fit in 32
 
 
 def takes(p: KernelPlan, wide_floats: bool) -> bool:
@@ -31,11 +36,18 @@ def takes(p: KernelPlan, wide_floats: bool) -> bool:
     return wide_floats and not p.float_path and p.rank_a >= 2 and byte_columns(p)
 
 
-def rank_groups(rank: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """((count, size), (count, size)): the groups of ranks that share each conversion of a
-    block, as few as MAX_RANKS allows and as even as they divide (17: one of 9 and one of 8;
-    24: two of 12; 16: one of 16 and none of 15)."""
-    g = -(-rank // MAX_RANKS)
+def paired(np_: int) -> int:
+    """The blocks a group of ranks takes at once: 2 where B's 16-column blocks pair up (np_, a
+    multiple of 16, is one of 32), else 1."""
+    return 2 if np_ % (2 * LANES) == 0 else 1
+
+
+def rank_groups(rank: int, blocks: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((count, size), (count, size)): the groups of ranks that share each conversion of
+    `blocks` blocks (SUMS // blocks ranks at most), as few as that allows and as even as they
+    divide (one block: 17 ranks, one group of 9 and one of 8; 24, two of 12; 16, one of 16 and
+    none of 15; two blocks: 16, two of 8; 24, three of 8)."""
+    g = -(-rank // (SUMS // blocks))
     size, extra = divmod(rank, g)
     return (extra, size + 1), (g - extra, size)
 
@@ -51,32 +63,42 @@ def _code(word: tir.PrimExpr, kk: tir.PrimExpr) -> tir.PrimExpr:
     return T.Cast("float32x16", T.shift_right(top, _vec(T.int32(24))))
 
 
+def _word(Bp, n, q) -> tir.PrimExpr:
+    """Block n's 16 words of 4 codes at k = 4 q."""
+    return T.reinterpret("int32x16", Bp[n, q, 0, T.Ramp(0, 1, 4 * LANES)])
+
+
 @T.macro
-def _group(Bp, Ft, sb, out, n, c0, size: int, quads: int):
-    """Ranks c0 .. c0 + size - 1 of the 16 columns of block n: their sums in registers over
-    every k, then scaled by the columns' scales into out."""
-    acc = T.alloc_buffer((size * LANES,), "float32")
-    for x in T.vectorized(size * LANES):
+def _group(Bp, Ft, sb, out, n0, nb: int, c0, size: int, quads: int):
+    """Ranks c0 .. c0 + size - 1 of the nb blocks from block n0 (16 nb columns): their sums in
+    registers over every k, each of F_A's values broadcast once for all nb blocks, then scaled
+    by the columns' scales into out."""
+    acc = T.alloc_buffer((nb * size * LANES,), "float32")
+    for x in T.vectorized(nb * size * LANES):
         acc[x] = T.float32(0)
     for q in range(quads):
-        word = T.reinterpret("int32x16", Bp[n, q, 0, T.Ramp(0, 1, 4 * LANES)])
         for kk in T.unroll(4):
             for c in T.unroll(size):
-                acc[T.Ramp(c * LANES, 1, LANES)] = (
-                    acc[T.Ramp(c * LANES, 1, LANES)]
-                    + _code(word, kk) * _vec(Ft[q * 4 + kk, c0 + c]))
-    for c in range(size):
-        for j in T.vectorized(LANES):
-            out[c0 + c, n * LANES + j] = acc[c * LANES + j] * sb[0, n * LANES + j]
+                for b in T.unroll(nb):
+                    acc[T.Ramp((b * size + c) * LANES, 1, LANES)] = (
+                        acc[T.Ramp((b * size + c) * LANES, 1, LANES)]
+                        + _code(_word(Bp, n0 + b, q), kk) * _vec(Ft[q * 4 + kk, c0 + c]))
+    for b in range(nb):
+        for c in range(size):
+            for j in T.vectorized(LANES):
+                out[c0 + c, (n0 + b) * LANES + j] = (acc[(b * size + c) * LANES + j]
+                                                     * sb[0, (n0 + b) * LANES + j])
 
 
 def outer_w(p: KernelPlan) -> tir.PrimFunc:
     """lowrank_w as outer products: [Fa (r x Kq), Bp, sb, lowrank_w (r x Np)], the parameters
     of signature.params (te.compensated.lowrank_w's). F_A is transposed first (Kq x r, k in
-    parallel), so a k's ranks lie side by side; then each 16-column block (in parallel) runs
-    each group of ranks (rank_groups) over every k."""
+    parallel), so a k's ranks lie side by side; then each pair of 16-column blocks (each block
+    where they do not pair up; in parallel) runs each group of ranks (rank_groups) over every
+    k."""
     r, kq, np_ = p.rank_a, p.kq, p.np_
-    (n1, s1), (n2, s2) = rank_groups(r)
+    nb = paired(np_)
+    (n1, s1), (n2, s2) = rank_groups(r, nb)
     blocks, quads = np_ // LANES, kq // 4
 
     @T.prim_func
@@ -88,10 +110,10 @@ def outer_w(p: KernelPlan) -> tir.PrimFunc:
         for k in T.parallel(kq):
             for c in range(r):
                 Ft[k, c] = Fa[c, k]
-        for n in T.parallel(blocks):
+        for n in T.parallel(blocks // nb):
             for g in range(n1):
-                _group(Bp, Ft, sb, lowrank_w, n, g * s1, s1, quads)
+                _group(Bp, Ft, sb, lowrank_w, n * nb, nb, g * s1, s1, quads)
             for g in range(n2):
-                _group(Bp, Ft, sb, lowrank_w, n, n1 * s1 + g * s2, s2, quads)
+                _group(Bp, Ft, sb, lowrank_w, n * nb, nb, n1 * s1 + g * s2, s2, quads)
 
     return f.with_attr("global_symbol", "main")
