@@ -189,6 +189,26 @@ def _median_time(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
+# what each of Kernel.stage_times' steps does, in the order a call runs them
+STAGES = {
+    "copy_a": "A copied into the kernel's aligned buffer (a call reads A where it lies "
+              "instead, where it can: C-contiguous float32 on the CPU)",
+    "quantize_a": "the pass over A: its codes and scales, and the per-call operands of its "
+                  "residual terms (R and R times the test matrix, sparse copies)",
+    "compensate": "A's low-rank factors and the epilogue's U and W (B's U = A' L_B)",
+    "gemm": "the integer GEMM, its scales and epilogue (bias, low-rank terms)",
+    "sparse": "the sparse products added to C",
+}
+
+
+def print_stages(stages: dict[str, float], repeat: int) -> None:
+    """The steps of one call and their median times (lrqc bench --stages)."""
+    print(f"steps of a call, each timed on its own (median of {repeat} runs, ms):")
+    for name in [*STAGES, *(n for n in stages if n not in STAGES)]:
+        if name in stages:
+            print(f"  {name:<12}{stages[name] * 1e3:9.3f}  {STAGES.get(name, '')}")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     s = pick_scheme(load_schemes(args.file), args.scheme, args.file)
     m, n, k = parse_dims(args.dims)
@@ -221,6 +241,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name, err, t in rows:
         tt = f"{t * 1e3:10.3f}{ops / t / 1e9:9.1f}{t_np / t:9.2f}x" if t else ""
         print(f"{name:<40}{err:>12.4e}{tt}")
+    if args.stages:
+        print_stages(kernel.stage_times(per_call, packed, repeat=args.repeat), args.repeat)
     for note in [*kernel.plan.notes, *kernel.last_notes]:
         print(f"note: {note}")
     if not kernel.fast and not kernel.plan.float_path:
@@ -262,4 +284,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     c.add_argument("--dist", choices=dists, default="uniform")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--repeat", type=int, default=9)
+    c.add_argument("--stages", action="store_true", help="also time each step of a call on "
+                   "its own: the pass over A, the compensation, the GEMM, the sparse products")
     c.set_defaults(func=cmd_bench)

@@ -648,6 +648,17 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     assert main(["bench", str(src), "--dims", "M=32,N=32,K=64", "--repeat", "3"]) == 0
     out = capsys.readouterr().out
     assert "numpy float32" in out and "lrqc p [" in out and "GOPS" in out
+    assert "steps of a call" not in out
+    comp = tmp_path / "c.lrq"  # --stages: each step of a call, the compensation's included
+    comp.write_text("scheme c {\n a: int8 per_tensor round=floor + lowrank(rank=2, "
+                    "method=rsvd, oversample=2)\n b: int8 per_channel\n}\n")
+    assert main(["bench", str(comp), "--dims", "M=32,N=32,K=64", "--repeat", "2",
+                 "--stages"]) == 0
+    out = capsys.readouterr().out
+    steps = out[out.index("steps of a call, each timed on its own (median of 2 runs, ms):"):]
+    names = [line.split()[0] for line in steps.splitlines()[1:] if line.startswith("  ")]
+    assert names == ["copy_a", "quantize_a", "compensate", "gemm"]
+    assert "A's low-rank factors" in steps
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "sparc",
                  "-o", str(tmp_path / "x")]) == 1
     assert "unknown target 'sparc'" in capsys.readouterr().err
