@@ -395,9 +395,9 @@ class Kernel:
     def stage_times(self, A: npt.ArrayLike, packed: Packed,
                     repeat: int = 5) -> dict[str, float]:
         """Median seconds of the per-call stages on A: the copy of A into the kernel's buffer
-        ("copy_a"), quantize_a, the GEMM with its epilogue, and for compensated kernels the
-        low-rank factors and U, W in between ("compensate") and the sparse products after it
-        ("sparse") (for benchmarks; other calls on the same bucket wait meanwhile)."""
+        ("copy_a"), quantize_a, the GEMM with its epilogue, for kernels with low-rank terms
+        their factors and U, W in between ("compensate"), and for sparse terms the products
+        after it ("sparse") (for benchmarks; other calls on the same bucket wait meanwhile)."""
         self._check(packed)
         bk, A = self._bucket(self._per_call(A))
         with bk.lock:
@@ -412,7 +412,7 @@ class Kernel:
             "quantize_a": lambda: bk.quantize(rows=m),
             "gemm": lambda: bk.run(bk.gemm(m, packed), packed),
         }
-        if bk.comp is not None:  # between quantize_a and the GEMM: U and W of the epilogue
+        if bk.plan.rank_a or bk.plan.rank_b:  # between quantize_a and the GEMM: U and W
             stages = dict(stages, compensate=lambda: bk.compensate(m, packed))
         if bk.plan.sparse:  # after the GEMM: C += the sparse products
             stages = dict(stages, sparse=lambda: bk.sparse(packed))

@@ -659,6 +659,15 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     names = [line.split()[0] for line in steps.splitlines()[1:] if line.startswith("  ")]
     assert names == ["copy_a", "quantize_a", "compensate", "gemm"]
     assert "A's low-rank factors" in steps
+    sparse = tmp_path / "sp.lrq"  # no low-rank term: no compensation step
+    sparse.write_text("scheme sp {\n a: int8 per_channel round=trunc + sparse(threshold=0.9)"
+                      "\n b: int8 per_channel round=trunc + sparse(threshold=0.9)\n}\n")
+    assert main(["bench", str(sparse), "--dims", "M=32,N=64,K=64", "--repeat", "2",
+                 "--stages"]) == 0
+    out = capsys.readouterr().out
+    steps = out[out.index("steps of a call"):]
+    names = [line.split()[0] for line in steps.splitlines()[1:] if line.startswith("  ")]
+    assert names == ["copy_a", "quantize_a", "gemm", "sparse"]
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "sparc",
                  "-o", str(tmp_path / "x")]) == 1
     assert "unknown target 'sparc'" in capsys.readouterr().err
