@@ -636,6 +636,27 @@ def test_cross_compile_writes_a_tar(tmp_path):
     assert (tmp_path / "arm/lib.tar").stat().st_size
 
 
+@pytest.mark.parametrize("a,b,steps", [
+    ("int8 per_tensor round=floor + lowrank(rank=2, method=rsvd, oversample=2)",
+     "int8 per_channel", ["copy_a", "quantize_a", "compensate", "gemm"]),
+    ("int8 per_channel round=trunc + sparse(threshold=0.9)",  # no compensation step
+     "int8 per_channel round=trunc + sparse(threshold=0.9)",
+     ["copy_a", "quantize_a", "gemm", "sparse"])])
+def test_cli_bench_stages_times_each_step_of_a_call(capsys, tmp_path, a, b, steps):
+    """lrqc bench --stages: each step the scheme's call runs, with what it does."""
+    from lrqc.cli import main
+
+    src = tmp_path / "s.lrq"
+    src.write_text(f"scheme s {{\n a: {a}\n b: {b}\n}}\n")
+    assert main(["bench", str(src), "--dims", "M=32,N=64,K=64", "--repeat", "2",
+                 "--stages"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("steps of a call, each timed on its own (median of 2 runs, ms):"):]
+    rows = [line.split() for line in table.splitlines()[1:] if line.startswith("  ")]
+    assert [r[0] for r in rows] == steps and all(float(r[1]) >= 0 for r in rows)
+    assert ("A's low-rank factors" in table) == ("compensate" in steps)
+
+
 def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     from lrqc.cli import main
 
@@ -649,25 +670,6 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "numpy float32" in out and "lrqc p [" in out and "GOPS" in out
     assert "steps of a call" not in out
-    comp = tmp_path / "c.lrq"  # --stages: each step of a call, the compensation's included
-    comp.write_text("scheme c {\n a: int8 per_tensor round=floor + lowrank(rank=2, "
-                    "method=rsvd, oversample=2)\n b: int8 per_channel\n}\n")
-    assert main(["bench", str(comp), "--dims", "M=32,N=32,K=64", "--repeat", "2",
-                 "--stages"]) == 0
-    out = capsys.readouterr().out
-    steps = out[out.index("steps of a call, each timed on its own (median of 2 runs, ms):"):]
-    names = [line.split()[0] for line in steps.splitlines()[1:] if line.startswith("  ")]
-    assert names == ["copy_a", "quantize_a", "compensate", "gemm"]
-    assert "A's low-rank factors" in steps
-    sparse = tmp_path / "sp.lrq"  # no low-rank term: no compensation step
-    sparse.write_text("scheme sp {\n a: int8 per_channel round=trunc + sparse(threshold=0.9)"
-                      "\n b: int8 per_channel round=trunc + sparse(threshold=0.9)\n}\n")
-    assert main(["bench", str(sparse), "--dims", "M=32,N=64,K=64", "--repeat", "2",
-                 "--stages"]) == 0
-    out = capsys.readouterr().out
-    steps = out[out.index("steps of a call"):]
-    names = [line.split()[0] for line in steps.splitlines()[1:] if line.startswith("  ")]
-    assert names == ["copy_a", "quantize_a", "gemm", "sparse"]
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "sparc",
                  "-o", str(tmp_path / "x")]) == 1
     assert "unknown target 'sparc'" in capsys.readouterr().err
