@@ -416,7 +416,11 @@ def cache_bytes() -> int:
     it does not say."""
     best = 0
     base = "/sys/devices/system/cpu/cpu0/cache"
-    for entry in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:  # no such folder, or not readable
+        return 0
+    for entry in entries:
         try:
             with open(os.path.join(base, entry, "size")) as f:
                 text = f.read().strip()

@@ -1,8 +1,7 @@
 """The least time a compensated kernel's low-rank terms add to its direct product on this
 machine, from the work they must do and the machine's measured roofs: their float32
 multiply-adds (they cannot run on the integer units) at the measured FMA peak, and the float32
-bytes they must move (A's residual written and read once per pass of the factorization, the
-float32 B that other=exact multiplies) at the measured memory bandwidth; whichever is longer.
+bytes they must move from memory at the measured memory bandwidth; whichever is longer.
 bench/cpu.py prints it beside each low-rank row and, for a missed target, the ratio the bound
 allows, so a miss says what bounds it.
 
@@ -14,41 +13,53 @@ vector) with oversampling p and q power iterations, w = r + p test columns (1 fo
   U_B = A' L_B  2 M K r_B (B's term: L_B is packed with B)
   epilogue      2 M N (r + r_B)
 Bytes: R written once (4 M K) and read once per pass (sketch, fused as lrqc runs it: q + 1;
-rsvd: 2 q + 2)."""
+rsvd: 2 q + 2), the exact B read once. Each of these touches of an array can find up to the
+last-level cache's size of it still in the cache (from the touch before, or the call before:
+a bench calls the kernel on the same arrays), so only the rest of it counts: an array that
+fits the cache costs no memory traffic in this bound, however often it is read."""
 
 from __future__ import annotations
 
 
+def lowrank_traffic(plan, m: int, n: int, k: int, b_bytes: int = 4) -> list[tuple[int, int]]:
+    """[(bytes, touches)] of the arrays the low-rank terms of a kernel plan move for one call of
+    m rows: A's residual R (written once, read once per pass) and the exact B they multiply
+    (other=exact: b_bytes per value, 2 where pack keeps a 16-bit copy); [] without them."""
+    t = plan.lowrank_a
+    if t is None:
+        return []
+    passes = t.power_iters + 1 if t.method == "sketch" else 2 * t.power_iters + 2
+    out = [(4 * m * k, 1 + passes)]
+    if t.other != "packed":
+        out.append((b_bytes * k * n, 1))
+    return out
+
+
 def lowrank_work(plan, m: int, n: int, k: int, b_bytes: int = 4) -> tuple[float, float]:
     """(flops, bytes) of the low-rank terms of a kernel plan (lrqc's KernelPlan) for one call
-    of m rows, the exact B held in b_bytes per value (2 where pack keeps a 16-bit copy, B's
-    values being bfloat16's or float16's); (0, 0) without low-rank terms."""
-    flops = bytes_ = 0.0
+    of m rows, every touch of lowrank_traffic's arrays counted; (0, 0) without low-rank
+    terms."""
+    flops = 0.0
     t = plan.lowrank_a
     if t is not None:
         q = t.power_iters
         if t.method == "sketch":
             flops += 2 * m * k * (2 * q + 2)
-            passes = q + 1
         else:
             w = min(t.rank + t.oversample, m, k)
             flops += 2 * m * k * w * (2 * q + 2)
-            passes = 2 * q + 2
-        bytes_ += 4 * m * k * (1 + passes)
         flops += 2 * t.rank * k * n
-        if t.other != "packed":
-            bytes_ += b_bytes * k * n
     flops += 2 * m * k * plan.rank_b + 2 * m * n * (plan.rank_a + plan.rank_b)
-    return flops, bytes_
+    return flops, float(sum(b * touches for b, touches in lowrank_traffic(plan, m, n, k,
+                                                                          b_bytes)))
 
 
 def least_extra_ms(plan, m: int, n: int, k: int, fma_gflops: float | None,
                    bandwidth: float | None, b_bytes: int = 4, cache_bytes: int = 0) -> dict:
     """{"floor_ms", "floor_why"} for a plan with low-rank terms (floor_ms None where a roof
-    was not measured); {} without low-rank terms. Of the bytes, those past cache_bytes (the
-    last-level cache) count at the memory bandwidth: the rest may still be in the cache from
-    the call before (a bench calls the kernel on the same arrays), so only what cannot fit
-    there bounds the call from below."""
+    was not measured); {} without low-rank terms. Of each touch of an array, the bytes past
+    cache_bytes (the last-level cache) count at the memory bandwidth: the rest may still be in
+    the cache (module docstring), so only what cannot fit there bounds the call from below."""
     flops, nbytes = lowrank_work(plan, m, n, k, b_bytes)
     if not flops:
         return {}
@@ -56,7 +67,8 @@ def least_extra_ms(plan, m: int, n: int, k: int, fma_gflops: float | None,
         return {"floor_ms": None, "floor_why": "the FMA peak was not measured (add the peaks "
                 "section)"}
     compute = flops / (fma_gflops * 1e9) * 1e3
-    past = max(0.0, nbytes - cache_bytes)
+    past = float(sum(max(0, b - cache_bytes) * touches
+                     for b, touches in lowrank_traffic(plan, m, n, k, b_bytes)))
     memory = past / bandwidth * 1e3
     cached = f", {past / 1e6:.0f} MB past the {cache_bytes / 2**20:.0f} MiB last-level cache" \
         if cache_bytes else ""

@@ -223,17 +223,22 @@ def span_basis(X: np.ndarray) -> np.ndarray:
     """An orthonormal basis of the columns of a tall float64 X for the per-call factorizations,
     whose products with it are float32: one Cholesky QR step (X L⁻ᵀ, L the Cholesky factor of
     XᵀX), orthonormal to about 1e-10 where X's condition number, which is L's, is at most
-    SPAN_COND; otherwise orth(X), to float64 rounding. The check takes ||L||_F ||L⁻¹||_F, an
-    upper bound of the condition number (at most sqrt(w) times it), from the inverse the step
-    needs anyway: no SVD of L (0.05 ms a basis inside a call, 3 bases per call of a randomized
-    SVD with one power iteration). Half of orth's work on the well-conditioned bases of a
-    randomized SVD (4096 x 24: 0.2 ms against 0.5)."""
+    SPAN_COND; otherwise orth(X), to float64 rounding. The condition number is at most
+    ||L||_F ||L⁻¹||_F (and at least that over w), which the inverse the step needs gives
+    cheaply: where that bound passes, no SVD of L (0.05 ms a basis inside a call, 3 bases per
+    call of a randomized SVD with one power iteration); where it does not, L's singular
+    values decide, as they always did. Half of orth's work on the well-conditioned bases of
+    a randomized SVD (4096 x 24: 0.2 ms against 0.5)."""
     try:
         L = np.linalg.cholesky(X.T @ X)
         Li = np.linalg.inv(L)
+        with np.errstate(over="ignore"):  # an infinite bound: the SVD decides
+            bound = np.linalg.norm(L) * np.linalg.norm(Li)
+        if not bound <= SPAN_COND:
+            s = np.linalg.svd(L, compute_uv=False)
+            if not s[-1] * SPAN_COND >= s[0]:  # ill-conditioned, or NaN
+                return orth(X)
     except np.linalg.LinAlgError:  # singular, or not finite
-        return orth(X)
-    if not np.linalg.norm(L) * np.linalg.norm(Li) <= SPAN_COND:  # ill-conditioned, or NaN
         return orth(X)
     return X @ Li.T
 

@@ -90,17 +90,19 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
     # B in 16 bits: 2 bytes per value of B to read
     assert cpu.comp_bounds.lowrank_work(_plan(cpu, cpu.R1), 32, 64, 64, 2)[1] == \
         nbytes - 2 * 64 * 64
-    # the floor's bytes count past the last-level cache only: rank 1 with the float32 B
+    # the floor's bytes: each touch of an array counts past the last-level cache only. Rank 1
+    # with the float32 B at 32,64,64: R (8 KiB) written and read twice, B (16 KiB) read once
     plan = _plan(cpu, cpu.R1)
+    assert cpu.comp_bounds.lowrank_traffic(plan, 32, 64, 64) == [(4 * 32 * 64, 3),
+                                                                 (4 * 64 * 64, 1)]
     flops, nbytes = cpu.comp_bounds.lowrank_work(plan, 32, 64, 64)
     slow = 1e6  # bytes/s: the bytes dominate the floor
     full = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow)
     assert full["floor_ms"] == pytest.approx(nbytes / slow * 1e3)
-    part = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow, 4, nbytes - 1000)
-    assert part["floor_ms"] == pytest.approx(1000 / slow * 1e3)
-    assert "past the" in part["floor_why"] and "last-level cache" in part["floor_why"]
-    held = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow, 4, 2 * nbytes)
-    assert held["floor_ms"] == pytest.approx(flops / 100e9 * 1e3)  # the FMA work alone
+    for cache, past in ((4096, 3 * 4096 + 3 * 4096), (8192, 8192), (16384, 0), (1 << 25, 0)):
+        got = cpu.comp_bounds.least_extra_ms(plan, 32, 64, 64, 100.0, slow, 4, cache)
+        assert got["floor_ms"] == pytest.approx(max(past / slow * 1e3, flops / 100e9 * 1e3))
+        assert "past the" in got["floor_why"] and "last-level cache" in got["floor_why"]
     assert cpu.common.cache_bytes() >= 0
     assert comp[cpu.R16H]["rel_error"] < comp[cpu.FLOOR_D]["rel_error"]
     packed = {r["method"]: r for r in record["packing"]}
@@ -116,6 +118,31 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         "VS-Quant w4a4 time / w4a4 per_channel's at 64,64,64"]  # per-vector scales' cost
     assert groups["value"] == pytest.approx(gemm[cpu.VSQ]["ms"] / gemm[cpu.W4A4]["ms"])
     assert groups["goal"] == 1.3 and not groups["at_least"]
+
+
+def test_cache_size_from_sysfs_or_zero(cpu, monkeypatch, tmp_path):
+    """common.cache_bytes: the largest of cpu0's caches from sysfs ("32768K" -> 32 MiB), sizes
+    it cannot read or parse skipped, 0 where the folder is missing or unreadable."""
+    common = cpu.common
+    base = tmp_path / "cache"
+    for name, size in (("index0", "48K"), ("index2", "1024K"), ("index3", "32768K"),
+                       ("index9", "lots")):
+        (base / name).mkdir(parents=True)
+        (base / name / "size").write_text(size + "\n")
+    (base / "uevent").write_text("")
+    real = common.os.path.join
+    monkeypatch.setattr(common.os.path, "join", lambda a, *b: real(
+        str(base) if a == "/sys/devices/system/cpu/cpu0/cache" else a, *b))
+    real_list = common.os.listdir
+    monkeypatch.setattr(common.os, "listdir", lambda p: real_list(
+        base if p == "/sys/devices/system/cpu/cpu0/cache" else p))
+    assert common.cache_bytes() == 32 << 20
+
+    def denied(path):
+        raise PermissionError(13, "denied", path)
+
+    monkeypatch.setattr(common.os, "listdir", denied)
+    assert common.cache_bytes() == 0
 
 
 def test_per_vector_reason_gives_the_inner_loops_measured_roofs(cpu):

@@ -559,20 +559,23 @@ def _lowrank_w_form(s, n: int, target: str) -> str:
 
 # B's format, A's rank, the form on AVX-512 VNNI (outer products where B's codes are a byte
 # each with one scale per column and no zero points, rank 2 and up), N and K. N = 48 has an
-# odd number of 16-column blocks (one block a group of ranks), 64 and 96 pairs of blocks
+# odd number of 16-column blocks and N = 64 too few pairs (one block a group of ranks); 500,
+# 512 and 544 pair them
 OUTER_W_CASES = {
     "int8 per_channel, rank 16": ("int8 per_channel", 16, "outer", 48, 96),
     "int8 per_channel, rank 16, pairs of blocks (two groups of 8)": (
-        "int8 per_channel", 16, "outer", 64, 96),
+        "int8 per_channel", 16, "outer", 512, 96),
     "per_tensor with B's lowrank, rank 24 (groups of 12)": (
         "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 48, 96),
     "per_tensor with B's lowrank, rank 24, pairs (three groups of 8)": (
-        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 96, 96),
+        "int8 per_tensor round=floor + lowrank(rank=2)", 24, "outer", 544, 96),
     "int8 per_tensor, rank 2": ("int8 per_tensor", 2, "outer", 48, 96),
-    "int8 per_tensor, rank 2, pairs": ("int8 per_tensor", 2, "outer", 64, 96),
+    "int8 per_tensor, rank 2, pairs": ("int8 per_tensor", 2, "outer", 512, 96),
+    "int8 per_tensor, rank 16, N = 64: two blocks, not paired": (
+        "int8 per_tensor", 16, "outer", 64, 96),
     "rank 17 (groups of 9 and 8), N and K padded": ("int8 per_channel", 17, "outer", 40, 99),
     "rank 17, pairs (groups of 6, 6 and 5), N and K padded": (
-        "int8 per_channel", 17, "outer", 60, 99),
+        "int8 per_channel", 17, "outer", 500, 99),
     "int4 per_channel (two codes a byte)": ("int4 per_channel", 16, "panel", 48, 96),
     "rank 1": ("int8 per_channel", 1, "lanes", 48, 96),
     "per_vector": ("int8 per_vector(32)", 16, "panel", 48, 96),
@@ -581,11 +584,13 @@ OUTER_W_CASES = {
 
 
 def test_outer_w_groups_of_ranks_per_pair_of_blocks():
-    """outer_w's groups of ranks: at most 16 ranks on one block, 8 on a pair (16 registers of
-    sums either way); blocks pair up where B's padded columns are a multiple of 32."""
+    """outer_w's groups of ranks: at most 16 ranks on one block, 8 on a pair (at most 16
+    registers of sums either way); blocks pair up where B's columns, padded to a multiple of
+    16, are a multiple of 32 and make at least 16 pairs."""
     from lrqc.backend.te import outer_w
 
-    assert [outer_w.paired(n) for n in (16, 32, 48, 64, 4096)] == [1, 2, 1, 2, 2]
+    assert [outer_w.paired(n) for n in (16, 32, 48, 64, 496, 512, 528, 544, 4096)] == \
+        [1, 1, 1, 1, 1, 2, 1, 2, 2]
     assert outer_w.rank_groups(16) == ((0, 17), (1, 16))
     assert outer_w.rank_groups(17) == ((1, 9), (1, 8))
     assert outer_w.rank_groups(16, 2) == ((0, 9), (2, 8))

@@ -101,27 +101,34 @@ def test_wide_svd_is_numpys():
 
 def test_span_basis_is_one_cholesky_step_up_to_its_condition_limit():
     """The per-call bases: orthonormal to 1e-10 and spanning Householder's basis; one Cholesky
-    step while ||L||_F ||L⁻¹||_F (at least the condition number) is at most SPAN_COND, orth's
-    basis past it; singular or not finite: orth's basis."""
+    step while the condition number is at most SPAN_COND (decided by ||L||_F ||L⁻¹||_F where
+    that bound passes, else by L's singular values), orth's basis past it; singular or not
+    finite: orth's basis."""
     rng = np.random.default_rng(5)
-    steps = []
-    for m, w, cond in ((4096, 24, 1.0), (2048, 24, 1e2), (256, 24, linalg.SPAN_COND / 8),
-                       (256, 24, linalg.SPAN_COND / 2), (512, 24, 5 * linalg.SPAN_COND)):
+    bounds = []
+    for m, w, spectrum in (
+            (4096, 24, np.ones(24)), (2048, 24, np.logspace(0, -2, 24)),
+            (256, 24, np.logspace(0, -np.log10(linalg.SPAN_COND / 8), 24)),
+            (256, 24, np.logspace(0, -np.log10(linalg.SPAN_COND / 2), 24)),  # bound past it
+            (4096, 24, np.r_[np.ones(12), np.full(12, 1e-2)]),  # cond 100, bound 1200
+            (512, 24, np.logspace(0, -np.log10(5 * linalg.SPAN_COND), 24))):
         u = np.linalg.qr(rng.standard_normal((m, w)))[0]
         v = np.linalg.qr(rng.standard_normal((w, w)))[0]
-        X = (u * np.logspace(0, -np.log10(cond), w)) @ v
+        X = (u * spectrum) @ v
         Q = linalg.span_basis(X)
         assert np.abs(Q.T @ Q - np.eye(w)).max() < 1e-10
         H = np.linalg.qr(X)[0]
         assert np.abs(H @ (H.T @ Q) - Q).max() < 1e-10  # the same column space
         L = np.linalg.cholesky(X.T @ X)
         Li = np.linalg.inv(L)
+        cond = spectrum.max() / spectrum.min()
         bound = np.linalg.norm(L) * np.linalg.norm(Li)
-        assert bound >= cond * (1 - 1e-6)  # an upper bound of the condition number
-        step = bound <= linalg.SPAN_COND
+        assert cond * (1 - 1e-6) <= bound <= w * cond * (1 + 1e-6)
+        step = cond <= linalg.SPAN_COND
         np.testing.assert_array_equal(Q, X @ Li.T if step else linalg.orth(X))
-        steps.append(step)
-    assert steps == [True, True, True, False, False]
+        bounds.append((bound <= linalg.SPAN_COND, step))
+    assert bounds == [(True, True), (True, True), (True, True), (False, True), (False, True),
+                      (False, False)]
     X = rng.standard_normal((500, 12)) @ np.diag(np.logspace(0, 4, 12))  # cond ~1e4
     singular = X.copy()
     singular[:, 5] = singular[:, 4]

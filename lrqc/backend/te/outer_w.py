@@ -4,17 +4,20 @@ other=packed) as outer products read from B's int8 VNNI blocks, TIR written as s
 A block of Bp holds 16 columns x 4 consecutive k, each column's four codes in one 32-bit word.
 The block is read once as 16 words; for each of its 4 k a shift left and an arithmetic shift
 right leave the code of that k, sign-extended, in each column's lane, converted to float32.
-Two blocks side by side (32 columns, where B has an even number of blocks) share a group of at
-most 8 ranks (rank_groups): each rank's F_A value at k, one broadcast, multiplies both blocks'
-codes into 2 x 16 column sums, 16 registers of sums in all. Per 4 k and group of 8 ranks: two
-loads, 14 shifts, 8 conversions, 32 broadcasts of F_A and 64 multiply-adds. With one block a
-group (up to 16 ranks, its only form where B has an odd number of blocks) each multiply-add
-took a broadcast of its own: at 256 x 4096 x 4096 with 16 ranks the pairs took 1.60-1.61 ms
-against 1.81-1.83, at 2048³ 0.42-0.43 against 0.45 (2-core Zen 5, alternating kernels in one
-process, 31 rounds, medians; the same bits). The sums run over k in order, then take B's
-column scales. Against the panel form (te.compensated.lowrank_w: each 16-column panel
-dequantized to memory, then a float32 GEMM), 16 ranks, same process, a 2-core Zen 4: 2.5 ms
-(one block a group) against 3.8-4.0 at N = K = 4096 (the float32 FMA peak's bound: 2.4 ms).
+Two blocks side by side (32 columns, where B's columns pair up into at least PAIR_TASKS
+pairs: paired) share a group of at most 8 ranks (rank_groups): each rank's F_A value at k, one
+broadcast, multiplies both blocks' codes, into up to 2 x 8 vectors of column sums. Otherwise a
+block takes groups of at most 16 ranks, one broadcast per multiply-add. Either way a group
+holds at most 16 registers of sums and converts each of its blocks' codes once; so pairs of
+blocks halve the broadcasts, which the load ports issue, but convert each code once per group
+of 8 ranks instead of 16 (ranks 9-16: twice). Rank 16 at 256 x 4096 x 4096 (2-core Zen 5,
+alternating kernels in one process, the same bits): inside whole calls 1.37 ms against
+1.46-1.49, the calls 8.30-8.35 against 8.40-8.62; called back to back (B's codes in the
+cache) 1.09 against 1.10-1.13; rank 2, 0.39 against 0.52 inside calls, 0.29 against 0.51 back
+to back. The sums run over k in order, then take B's column scales. Against the panel form
+(te.compensated.lowrank_w: each 16-column panel dequantized to memory, then a float32 GEMM),
+16 ranks, same process, a 2-core Zen 4: 2.5 ms (one block a group) against 3.8-4.0 at N = K =
+4096 (the float32 FMA peak's bound: 2.4 ms).
 
 It takes plans whose B codes are a byte each in one K segment with one scale per column and
 no zero points (compensated.byte_columns), rank 2 and up; rank 1 keeps lanes_w (one rank cannot
@@ -27,7 +30,8 @@ from ..compat import T, tir
 from .compensated import byte_columns
 
 LANES = 16  # columns of a VNNI block: one vector of float32 sums
-SUMS = 16  # registers of sums a group holds: with the codes and F_A's values, they fit in 32
+SUMS = 16  # registers of sums a group holds at most: with the codes and F_A's values, they fit
+PAIR_TASKS = 16  # pairs of blocks, at least, to pair them (as lanes_w keeps 16 tasks: N >= 512)
 
 
 def takes(p: KernelPlan, wide_floats: bool) -> bool:
@@ -37,9 +41,11 @@ def takes(p: KernelPlan, wide_floats: bool) -> bool:
 
 
 def paired(np_: int) -> int:
-    """The blocks a group of ranks takes at once: 2 where B's 16-column blocks pair up (np_, a
-    multiple of 16, is one of 32), else 1."""
-    return 2 if np_ % (2 * LANES) == 0 else 1
+    """The blocks a group of ranks takes at once: 2 where B's 16-column blocks pair up (np_,
+    B's columns padded to a multiple of 16, is a multiple of 32) into at least PAIR_TASKS
+    pairs to run in parallel, else 1 (fewer, larger tasks would leave cores idle: rank 16 at
+    N = 32, K = 16384 took 0.107 ms as one pair against 0.091 as two blocks, on 2 cores)."""
+    return 2 if np_ % (2 * LANES) == 0 and np_ // (2 * LANES) >= PAIR_TASKS else 1
 
 
 def rank_groups(rank: int, blocks: int = 1) -> tuple[tuple[int, int], tuple[int, int]]:
