@@ -60,15 +60,16 @@ def least_extra_ms(plan, m: int, n: int, k: int, fma_gflops: float | None,
     was not measured); {} without low-rank terms. Of each touch of an array, the bytes past
     cache_bytes (the last-level cache) count at the memory bandwidth: the rest may still be in
     the cache (module docstring), so only what cannot fit there bounds the call from below."""
-    flops, nbytes = lowrank_work(plan, m, n, k, b_bytes)
+    flops, _ = lowrank_work(plan, m, n, k, b_bytes)
+    traffic = lowrank_traffic(plan, m, n, k, b_bytes)
+    nbytes = sum(b * touches for b, touches in traffic)
     if not flops:
         return {}
     if not fma_gflops or not bandwidth:
         return {"floor_ms": None, "floor_why": "the FMA peak was not measured (add the peaks "
                 "section)"}
     compute = flops / (fma_gflops * 1e9) * 1e3
-    past = float(sum(max(0, b - cache_bytes) * touches
-                     for b, touches in lowrank_traffic(plan, m, n, k, b_bytes)))
+    past = float(sum(max(0, b - cache_bytes) * touches for b, touches in traffic))
     memory = past / bandwidth * 1e3
     cached = f", {past / 1e6:.0f} MB past the {cache_bytes / 2**20:.0f} MiB last-level cache" \
         if cache_bytes else ""
