@@ -26,7 +26,7 @@ from ..frontend.model import (
     Sparse,
 )
 from ..frontend.unparse import quant_text
-from ..reference.minifloat import code_max, fits_int8
+from ..reference.minifloat import code_max, elem_max, fits_int8
 from ..reference.quant import int_range
 from .model import KernelPlan
 from .segments import Segment, SparseProduct, segments_of, sparse_products_of, split_terms
@@ -120,6 +120,7 @@ def _make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
             raise UnsupportedScheme(f"scheme '{s.name}': residual terms are compiled on the "
                                     f"integer path only, which this product cannot take "
                                     f"({problem})")
+        _check_float_range(s, qa, qb, k)
         note = f"integer path unavailable ({problem}): float32 GEMM fallback, not bit-exact"
         return _float_plan(s, m, n, k, mp, np_, notes + (note,))
     if chunked:
@@ -144,6 +145,31 @@ def int32_chunk(qa: Quant, qb: Quant) -> int:
     cannot overflow: the kernels' GEMMs sum at most this many products in int32."""
     span = code_limit(qa) + a_offset(qa)
     return (2**31 - 1) // (span * centered_limit(qb)) // 4 * 4
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def element_max(q: Quant) -> float:
+    """The largest |value| the float32 fallback GEMM multiplies for quantizer q, before its
+    scales: an element format's largest value, an integer format's largest code."""
+    if q.granularity == Granularity.PER_BLOCK or not q.is_int:
+        return elem_max(q.fmt)
+    return float(code_limit(q))
+
+
+def _check_float_range(s: Scheme, qa: Quant, qb: Quant, k: int) -> None:
+    """UnsupportedScheme where the float32 fallback's sums of K products of A's and B's
+    element values, taken before the scales, can pass float32's range for any data (e7m0 on
+    both sides: 2^64 each, and max-abs calibration maps every row's and column's largest value
+    to it), so no call could give the reference's numbers."""
+    ea, eb = element_max(qa), element_max(qb)
+    if ea * eb * k > FLOAT32_MAX:
+        raise UnsupportedScheme(
+            f"scheme '{s.name}': the float32 GEMM fallback multiplies A's and B's element "
+            f"values before their scales: up to {ea:.3g} x {eb:.3g} a product, {k} products a "
+            f"sum, past float32's range ({FLOAT32_MAX:.3g}); give one side a format of a "
+            "smaller range (e6m1 or narrower, or integer codes)")
 
 
 def _check_overflow(s: Scheme, qa: Quant, qb: Quant, width: int, k: int) -> None:

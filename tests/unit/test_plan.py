@@ -163,3 +163,24 @@ def test_sparse_products_bound_by_their_code_limits_and_scales():
     assert sparse_top(p, [call[0], np.array([[1e36]])], static) is None  # acc · s overflows
     assert sparse_top(p, [call[0], np.array([[np.nan]])], static) is None
     assert sparse_top(p, call, [static[0], np.array([[np.inf]])]) is None
+
+
+@pytest.mark.parametrize("a,b,k,refused", [
+    ("e7m0 per_channel", "e7m0 per_channel", 8, True),  # 2^64 x 2^64 past float32 at any K
+    ("e7m0 per_tensor", "e7m0 per_tensor", 1, True),
+    ("e6m1 per_channel", "e6m1 per_channel", 4096, False),
+    ("e7m0 per_channel", "int8 per_channel", 4096, False),
+    ("e5m2 per_channel", "e5m2 per_channel", 8, False)])
+def test_float_fallback_refuses_element_ranges_past_float32(a, b, k, refused):
+    """The float32 fallback GEMM multiplies the element values before their scales: a scheme
+    whose largest values' products, K of them, pass float32's range is refused at compile
+    time with the bound (the kernel would return infinities for any data the reference takes)."""
+    from lrqc.plan.support import make_plan
+
+    s = lrqc.parse_schemes(f"scheme f {{\n a: {a}\n b: {b}\n}}")["f"]
+    if refused:
+        with pytest.raises(UnsupportedScheme, match="float32 GEMM fallback multiplies A's and "
+                           r"B's element values before their scales: up to 1\.84e\+19 x"):
+            make_plan(s, 4, 16, k)
+    else:
+        assert make_plan(s, 4, 16, k).float_path or "int8" in b
