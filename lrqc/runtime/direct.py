@@ -13,8 +13,9 @@ checks A's type and shape, runs quantize_a on A where it lies (else on a copy), 
 scales with one minimum and one maximum (finite and normal in float32: all of them are then;
 anything else goes through the general checks and their errors), runs lowrank_u where there is
 one and the GEMM into a new C (the one Bucket.gemm chooses), and proves C finite by the bound
-of Kernel._bounded computed from those two numbers, max |U_B| and the packed operand's own,
-found once per packed operand.
+of Kernel._bounded computed from those two numbers and the packed operand's own, found once
+per packed operand (max |U_B| too is bounded from them: limits, not read back from U_B, whose
+rows the other core wrote).
 The numbers are the general path's: the same functions on the same buffers."""
 
 from __future__ import annotations
@@ -96,7 +97,6 @@ class Direct:
             ub = self.ub[i]
             if ub is not None:  # B's low-rank term
                 bk.run(names.FN_LOWRANK_U, packed)
-                top_u = float(np.abs(ub[:m]).max())  # NaN: the bound fails
             out = bk.new_c()
             if self.zc is not None and not (self.zc[i][:m] == self.centre).all():
                 out = None  # a group not centred: the general path's checks of zero points
@@ -112,11 +112,11 @@ class Direct:
         c = np.from_dlpack(out)[:m]
         if self.n != self.np_:
             c = np.ascontiguousarray(c[:, : self.n])
-        sb, bias, top_w = limits(packed)
+        sb, bias, top_w, u_per_scale = limits(packed)
         acc = self.acc
         top = acc * hi * sb + bias
         if ub is not None:
-            top += self.rank_b * top_u * top_w
+            top += self.rank_b * hi * u_per_scale * top_w
         if max(acc * hi, acc * sb, hi * sb) < LIMIT and top < LIMIT:
             return c
         return finite(c)
@@ -137,15 +137,24 @@ def extremes(sa: np.ndarray) -> tuple[float, float]:
     return min(vals), top if total == total else total
 
 
-def limits(packed: Packed) -> tuple[float, float, float]:
-    """(max |sb|, max |bias|, max |W_B|) of a packed operand, found on its first call (W_B:
-    F_Bᵀ of B's low-rank term, 0 without one)."""
+def limits(packed: Packed) -> tuple[float, float, float, float]:
+    """(max |sb|, max |bias|, max |W_B|, U_B's bound per unit of A's scale) of a packed
+    operand, found on its first call (W_B: F_Bᵀ of B's low-rank term, 0 without one). U_B = A'
+    L_B sums codes less their zero points (at most 255 apart, as sum_bound takes them) times
+    A's scales times L_B, so |U_B[i, c]| <= 255 max sa Σ_k |L_B[k, c]|, and lowrank_u's float32
+    rounding adds at most (Kq + 2) 2^-24 of it (doubled here for room): the fourth number
+    times max sa bounds max |U_B| without reading U_B."""
     if packed.limits is None:
         arr = packed.arrays
         if arr.sb is None:  # no bound: C is checked entry by entry
-            packed.limits = (np.inf, 0.0, 0.0)
+            packed.limits = (np.inf, 0.0, 0.0, np.inf)
             return packed.limits
         bias = 0.0 if arr.bias is None else float(np.abs(arr.bias).max())
         wb = 0.0 if arr.wb is None else float(np.abs(arr.wb).max())
-        packed.limits = (float(np.abs(arr.sb).max()), bias, wb)
+        per_scale = 0.0
+        if arr.lbt is not None:
+            lbt = np.asarray(arr.lbt, np.float64)
+            room = 1.0 + (lbt.shape[1] + 2) * 2.0**-23
+            per_scale = 255.0 * float(np.abs(lbt).sum(axis=1).max(initial=0.0)) * room
+        packed.limits = (float(np.abs(arr.sb).max()), bias, wb, per_scale)
     return packed.limits

@@ -334,8 +334,9 @@ class Kernel:
         per low-rank term) with |acc| <= Kp 255² over all its groups and segments (codes of
         at most 8 bits, zero points included: the int32 sums are exact, _sums_fit), so
         max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
-        float32's rounding) below 1e38, and each product of two of Kp 255², max |sa|, max |sb|
-        too (the epilogue's intermediates: acc·sa, or the scales' product, come first), leaves
+        float32's rounding; B's max |U_B| by its bound, direct.limits) below 1e38, and each
+        product of two of Kp 255², max |sa|, max |sb| too (the epilogue's intermediates:
+        acc·sa, or the scales' product, come first), leaves
         C finite; a NaN anywhere fails the comparison. Sparse products add at most
         checks.sparse_top. Other products are checked entry by entry."""
         p = bk.plan
@@ -343,7 +344,7 @@ class Kernel:
         if p.float_path or p.mx or arr.sb is None:
             return False
         acc = sum_bound(p)
-        sb, bias, _ = limits(packed)  # the packed operand's, found once
+        sb, bias, top_wb, u_per_scale = limits(packed)  # the packed operand's, found once
         sa = float(np.abs(view(bk.sa)[:m]).max())
         if max(acc * sa, acc * sb, sa * sb) * 1.01 >= 1e38:  # an intermediate product of the
             return False  # epilogue (acc sa first, or the scales' product) could overflow
@@ -357,14 +358,15 @@ class Kernel:
             if extra is None:
                 return False
             top += extra
-        for rank, u, w in ((p.rank_a, comp and comp.Ua, comp and comp.Wa),
-                           (p.rank_b, comp and comp.Ub, arr.wb)):
-            if not rank:
-                continue
-            if u is None or w is None:
+        if p.rank_a:  # L_A, made on the host: its rows are in this core's cache
+            if comp is None or comp.Ua is None or comp.Wa is None:
                 return False
-            w = host_array(w)
-            top += rank * float(np.abs(view(u)[:m]).max()) * float(np.abs(w).max())
+            top += p.rank_a * float(np.abs(view(comp.Ua)[:m]).max()) * \
+                float(np.abs(host_array(comp.Wa)).max())
+        if p.rank_b:  # U_B by its bound (direct.limits), W_B's maximum found once
+            if arr.wb is None:
+                return False
+            top += p.rank_b * sa * u_per_scale * top_wb
         return top * 1.01 < 1e38
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:

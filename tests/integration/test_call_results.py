@@ -86,6 +86,39 @@ def test_moderate_data_is_proven_finite_without_reading_C():
         assert kernel._bounded(bk, m, packed)
 
 
+@pytest.mark.parametrize("a", ["int8 per_tensor", "uint4 per_vector(16) calibrate=minmax",
+                               "int8 per_channel + dense(int8)"])
+def test_b_lowrank_u_stays_within_the_bound_the_calls_use(a):
+    """B's low-rank term: the call proves C finite with max |U_B| bounded by A's largest scale
+    times a number of the packed operand (direct.limits), never read from U_B. On codes at
+    their extremes (every row of A at its range's ends, L_B of one sign per column, where the
+    bound is tightest) lowrank_u's U_B stays within it, and a call near float32's largest
+    values is refused or equals the reference."""
+    from lrqc.runtime.direct import limits
+    from lrqc.runtime.glue import view
+
+    s = scheme(a, "int8 per_channel + lowrank(rank=2)")
+    m, n, k = 16, 32, 64
+    kernel = lrqc.compile(s, m, n, k)
+    rng = np.random.default_rng(21)
+    B = np.abs(rng.standard_normal((k, n))) + 1.0  # a residual of one sign per column mostly
+    packed = kernel.pack(B)
+    A = np.where(rng.random((m, k)) < 0.5, -3.0, 5.0) * rng.choice([1.0, 100.0], (m, 1))
+    C = kernel(A, packed)
+    bk, _ = kernel._bucket(A)
+    per_scale = limits(packed)[3]
+    sa = view(bk.sa)[:m]
+    top_u = np.abs(view(bk.comp.Ub)[:m]).max()
+    assert 0.0 < top_u <= sa.max() * per_scale
+    assert top_u > sa.max() * per_scale / (255.0 * k)  # a bound, not a guess far above
+    ref = lrqc.reference.matmul(s, A.astype(np.float32).astype(np.float64), B)
+    assert np.abs(C - ref).max() <= 1e-4 * np.abs(ref).max()
+    big = np.full((m, k), 3e37, np.float32)
+    big[:, ::2] = -1e37
+    with pytest.raises(lrqc.InputError, match="range"):
+        kernel(big, kernel.pack(np.full((k, n), 3e37, np.float32)))
+
+
 def quantize_tir(s: lrqc.Scheme, m: int, n: int, k: int) -> str:
     from lrqc.pipeline.compile import compile as compile_kernel
 
