@@ -6,6 +6,8 @@ rounding; kernel.last_notes says which ran and why."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,20 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
     note = segments.formulation_note("b", 0, 0.05, False, "vnni4")
     assert note.endswith("density 0.050 <= crossover 0.18 (VNNI, four at a time) (chosen at "
                          "pack)"), note
+
+
+def test_dense_formulation_reads_C_at_the_start_of_each_row_tile():
+    """The dense formulation's Cin (C as the GEMM left it) is read into a local tile first in
+    each row tile, before the tile's sums, so its lines arrive while they run
+    (pipeline.functions._cin_first); the numbers are those of the test above."""
+    from lrqc.pipeline.compile import compile as compile_kernel
+
+    s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
+    texts: dict[str, str] = {}
+    compile_kernel(s, 32, 64, 128, emit=("tir",), on_text=texts.__setitem__)
+    for j in (0, 1):
+        body = re.search(rf"# sparse{j}_dense_m32\n(.*?)(?=\n# \w+_m\d+\n|\Z)", texts["tir"],
+                         re.S).group(1)
+        tile = body[body.index("T.parallel", body.index('sblock("dense_a")')):]
+        assert 'sblock("Cin_local")' in tile, tile
+        assert tile.index('sblock("Cin_local")') < tile.index('sblock("acc_init")'), tile
