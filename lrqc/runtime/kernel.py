@@ -336,9 +336,9 @@ class Kernel:
         max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
         float32's rounding; B's max |U_B| by its bound, direct.limits) below 1e38, and each
         product of two of Kp 255², max |sa|, max |sb| too (the epilogue's intermediates:
-        acc·sa, or the scales' product, come first), leaves
-        C finite; a NaN anywhere fails the comparison. Sparse products add at most
-        checks.sparse_top. Other products are checked entry by entry."""
+        acc·sa, or the scales' product, come first), leaves C finite; a NaN anywhere fails the
+        comparison. Sparse products add at most checks.sparse_top. Other products are checked
+        entry by entry."""
         p = bk.plan
         arr = packed.arrays
         if p.float_path or p.mx or arr.sb is None:
