@@ -363,10 +363,8 @@ class Kernel:
                 return False
             top += p.rank_a * float(np.abs(view(comp.Ua)[:m]).max()) * \
                 float(np.abs(host_array(comp.Wa)).max())
-        if p.rank_b:  # U_B by its bound (direct.limits), W_B's maximum found once
-            if arr.wb is None:
-                return False
-            top += p.rank_b * sa * u_per_scale * top_wb
+        if p.rank_b:  # U_B by its bound (direct.limits), W_B's maximum found once (none: inf)
+            top += p.rank_b * sa * u_per_scale * (np.inf if arr.wb is None else top_wb)
         return top * 1.01 < 1e38
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:
