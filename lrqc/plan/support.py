@@ -245,20 +245,10 @@ def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> 
     top = 2**31 - 1
     v = p.vector
     for s in range(p.nseg):
-        qa = p.segments[s].qa if p.segments else p.qa
-        qb = p.segments[s].qb if p.segments else p.qb
-        if qa is None or qb is None:  # a float GEMM: no integer sums
+        dev = _segment_deviations(p, s, zc, zb)
+        if dev is None:  # a float GEMM: no integer sums
             return None
-        za_lo, za_hi = _span(zc[:, s * p.gq:(s + 1) * p.gq])
-        dev_a, zc_max = centered_limit(qa), max(-za_lo, za_hi)
-        if qa.is_int and qa.calibrate == Calibration.MINMAX:
-            off = a_offset(qa)
-            dev_a = max(dev_a, _deviation(qa, za_lo - off, za_hi - off))
-        dev_b, zb_max = centered_limit(qb), 0
-        if p.b_zero and zb is not None:
-            zb_lo, zb_hi = _span(zb[:, : p.n])
-            dev_b = max(dev_b, _deviation(qb, zb_lo + p.b_offset, zb_hi + p.b_offset))
-            zb_max = max(-zb_lo, zb_hi)
+        dev_a, dev_b, zc_max, zb_max = dev
         if max(dev_a * dev_b, zc_max * 128, dev_a * zb_max) * v > top:
             return (f"min-max zero points far outside the codes (data of one sign far from "
                     f"zero: A's codes lie up to {dev_a} from their zero point, B's up to "
@@ -266,6 +256,51 @@ def zero_point_problem(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> 
                     "calibrate=maxabs or a signed format, center the data, or shorter "
                     "per_vector groups")
     return None
+
+
+def code_deviations(p: KernelPlan, zc: np.ndarray, zb: np.ndarray | None) -> tuple[int, int]:
+    """(the largest |code - zero point| of A's codes, of B's) over every K segment of a call
+    (zc: its rows' zero corrections; zb: B's zero points or None): at most 255 each where the
+    zero points lie within the codes' range, more where min-max zero points lie outside it
+    (zero_point_problem). (255, 255) for a float GEMM."""
+    devs = [_segment_deviations(p, s, zc, zb) for s in range(p.nseg)]
+    if any(d is None for d in devs):
+        return 255, 255
+    return (max(max(d[0] for d in devs if d is not None), 255),
+            max(max(d[1] for d in devs if d is not None), 255))
+
+
+def _segment_deviations(p: KernelPlan, s: int, zc: np.ndarray, zb: np.ndarray | None
+                        ) -> tuple[int, int, int, int] | None:
+    """K segment s's (A's largest |code - zero|, B's, max |zc|, max |zb|), or None for a
+    float GEMM."""
+    qa = p.segments[s].qa if p.segments else p.qa
+    qb = p.segments[s].qb if p.segments else p.qb
+    if qa is None or qb is None:
+        return None
+    za_lo, za_hi = _span(zc[:, s * p.gq:(s + 1) * p.gq])
+    dev_a, zc_max = centered_limit(qa), max(-za_lo, za_hi)
+    if qa.is_int and qa.calibrate == Calibration.MINMAX:
+        off = a_offset(qa)
+        dev_a = max(dev_a, _deviation(qa, za_lo - off, za_hi - off))
+    dev_b, zb_max = _b_deviation(p, qb, zb)
+    return dev_a, dev_b, zc_max, zb_max
+
+
+def _b_deviation(p: KernelPlan, qb: Quant, zb: np.ndarray | None) -> tuple[int, int]:
+    """(B's largest |code - zero point| under quantizer qb, max |zb|)."""
+    if not (p.b_zero and zb is not None):
+        return centered_limit(qb), 0
+    zb_lo, zb_hi = _span(zb[:, : p.n])
+    dev = _deviation(qb, zb_lo + p.b_offset, zb_hi + p.b_offset)
+    return max(centered_limit(qb), dev), max(-zb_lo, zb_hi)
+
+
+def b_deviation(p: KernelPlan, zb: np.ndarray | None) -> int:
+    """B's largest |code - zero point| over the K segments (at least 255: code_deviations),
+    from the packed operand's zero points alone."""
+    qbs = [sg.qb for sg in p.segments] if p.segments else [p.qb]
+    return max([255] + [_b_deviation(p, q, zb)[0] for q in qbs if q is not None])
 
 
 def _span(z: np.ndarray) -> tuple[int, int]:

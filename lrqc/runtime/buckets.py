@@ -50,7 +50,7 @@ class Packed:
     fingerprint: dict[str, str]  # layout.fingerprint of the kernel that made it
     notes: tuple[str, ...] = ()  # e.g. whether a sparse term's copy of B is sparse or dense
     sparse: tuple[dict[str, Tensor], ...] = ()
-    limits: tuple[float, float, float, float] | None = None  # direct.limits' numbers
+    limits: tuple[float, float, float, float, int] | None = None  # direct.limits' numbers
     normal_gb: bool | None = None  # checks.pairs_hold: its column scales gb normal in float32
 
 

@@ -35,13 +35,15 @@ def pairs_hold(sp: ScalePairs, zc: np.ndarray, ga: np.ndarray, packed: Any) -> b
     return packed.normal_gb and low >= F32_TINY and 2.0**31 * top * 1.01 < 1e38
 
 
-def sum_bound(p: KernelPlan) -> float:
+def sum_bound(p: KernelPlan, dev_a: float = 255.0, dev_b: float = 255.0) -> float:
     """The largest |integer sum| an integer GEMM's epilogue multiplies by A's scale, then B's:
-    Kp 255² over all its groups (codes of at most 8 bits, zero points included), or, where the
-    groups are summed as int16 pairs of integer scales (signature.scale_pairs), the int32 total
-    times A's row scale, then B's column scale: at most 2^31, and a row (column) scale is at
-    most any of its scales (their integers are at least 1)."""
-    acc = p.kp * 255.0**2
+    Kp dev_a dev_b over all its groups, dev_a and dev_b the largest |code - zero point| of A's
+    and B's codes (255 for codes of at most 8 bits with their zero points within the codes'
+    range; more where min-max zero points lie outside it: support.code_deviations), or, where
+    the groups are summed as int16 pairs of integer scales (signature.scale_pairs), the int32
+    total times A's row scale, then B's column scale: at most 2^31, and a row (column) scale
+    is at most any of its scales (their integers are at least 1)."""
+    acc = p.kp * float(dev_a) * float(dev_b)
     return max(acc, 2.0**31) if sig.scale_pairs(p) else acc
 
 

@@ -29,6 +29,7 @@ from ..backend.compat import lend
 from ..plan import names, ranges
 from ..plan import signature as sig
 from ..plan.model import KernelPlan
+from ..plan.support import b_deviation
 from .buckets import Bucket, Packed, call_args
 from .checks import F32_TINY, finite, sum_bound
 from .glue import on_cpu, view
@@ -112,8 +113,8 @@ class Direct:
         c = np.from_dlpack(out)[:m]
         if self.n != self.np_:
             c = np.ascontiguousarray(c[:, : self.n])
-        sb, bias, top_w, u_per_scale = limits(packed)
-        acc = self.acc
+        sb, bias, top_w, u_per_scale, dev_b = limits(packed, self.kernel.plan)
+        acc = self.acc if dev_b <= 255 else sum_bound(self.kernel.plan, 255, dev_b)
         top = acc * hi * sb + bias
         if ub is not None:
             top += self.rank_b * hi * u_per_scale * top_w
@@ -137,17 +138,19 @@ def extremes(sa: np.ndarray) -> tuple[float, float]:
     return min(vals), top if total == total else total
 
 
-def limits(packed: Packed) -> tuple[float, float, float, float]:
-    """(max |sb|, max |bias|, max |W_B|, U_B's bound per unit of A's scale) of a packed
-    operand, found on its first call (W_B: F_Bᵀ of B's low-rank term, 0 without one). U_B = A'
-    L_B sums codes less their zero points (at most 255 apart, as sum_bound takes them) times
-    A's scales times L_B, so |U_B[i, c]| <= 255 max sa Σ_k |L_B[k, c]|, and lowrank_u's float32
+def limits(packed: Packed, p: KernelPlan) -> tuple[float, float, float, float, int]:
+    """(max |sb|, max |bias|, max |W_B|, U_B's bound per unit of A's scale, B's largest
+    |code - zero point|) of a packed operand of plan p, found on its first call (W_B: F_Bᵀ of
+    B's low-rank term, 0 without one; the last at least 255: support.b_deviation). U_B = A' L_B
+    sums A's codes less their zero points (at most 255 apart where the zero points lie within
+    the codes' range; else Kernel._bounded scales this bound by how far they lie) times A's
+    scales times L_B, so |U_B[i, c]| <= 255 max sa Σ_k |L_B[k, c]|, and lowrank_u's float32
     rounding adds at most (Kq + 2) 2^-24 of it (doubled here for room): the fourth number
     times max sa bounds max |U_B| without reading U_B."""
     if packed.limits is None:
         arr = packed.arrays
         if arr.sb is None:  # no bound: C is checked entry by entry
-            packed.limits = (np.inf, 0.0, 0.0, np.inf)
+            packed.limits = (np.inf, 0.0, 0.0, np.inf, 255)
             return packed.limits
         bias = 0.0 if arr.bias is None else float(np.abs(arr.bias).max())
         wb = 0.0 if arr.wb is None else float(np.abs(arr.wb).max())
@@ -156,5 +159,6 @@ def limits(packed: Packed) -> tuple[float, float, float, float]:
             lbt = np.asarray(arr.lbt, np.float64)
             room = 1.0 + (lbt.shape[1] + 2) * 2.0**-23
             per_scale = 255.0 * float(np.abs(lbt).sum(axis=1).max(initial=0.0)) * room
-        packed.limits = (float(np.abs(arr.sb).max()), bias, wb, per_scale)
+        packed.limits = (float(np.abs(arr.sb).max()), bias, wb, per_scale,
+                         b_deviation(p, arr.zb))
     return packed.limits

@@ -31,7 +31,7 @@ from ..frontend.model import FloatOperand, Scheme
 from ..plan import fingerprint, layout, segments
 from ..plan import signature as sig
 from ..plan.model import KernelPlan
-from ..plan.support import zero_point_problem
+from ..plan.support import code_deviations, zero_point_problem
 from ..reference.inputs import FLOAT_MAX, as_bias, as_matrix, round_float
 from ..reference.quant import QArray
 from .buckets import MADE, Bucket, Packed, dense_kinds, held_codes, sparse_operands, static_tensors
@@ -331,20 +331,20 @@ class Kernel:
     def _bounded(self, bk: Bucket, m: int, packed: Packed) -> bool:
         """Whether this call's C is finite by a bound, without reading C. An integer product
         without sparse terms computes C = Σ_g acc_g sa_g sb_g (+ bias) (+ Σ_c U[i, c] W[c, j]
-        per low-rank term) with |acc| <= Kp 255² over all its groups and segments (codes of
-        at most 8 bits, zero points included: the int32 sums are exact, _sums_fit), so
-        max |sa| max |sb| Kp 255² + max |bias| + Σ_terms rank max |U| max |W| (with room for
-        float32's rounding; B's max |U_B| by its bound, direct.limits) below 1e38, and each
-        product of two of Kp 255², max |sa|, max |sb| too (the epilogue's intermediates:
-        acc·sa, or the scales' product, come first), leaves C finite; a NaN anywhere fails the
-        comparison. Sparse products add at most checks.sparse_top. Other products are checked
-        entry by entry."""
+        per low-rank term) with |acc| <= Kp dev_a dev_b over its groups and segments (the
+        largest |code - zero point| of each side: 255 within the codes' range, more for
+        min-max zero points outside it; checks.sum_bound), so max |sa| max |sb| acc's bound +
+        max |bias| + Σ_terms rank max |U| max |W| (with room for float32's rounding; B's
+        max |U_B| by its bound, direct.limits, times dev_a / 255) below 1e38, and each product
+        of two of acc's bound, max |sa|, max |sb| too, leaves C finite; a NaN fails the test.
+        Sparse products add at most checks.sparse_top. Others are checked entry by entry."""
         p = bk.plan
         arr = packed.arrays
         if p.float_path or p.mx or arr.sb is None:
             return False
-        acc = sum_bound(p)
-        sb, bias, top_wb, u_per_scale = limits(packed)  # the packed operand's, found once
+        dev_a, dev_b = code_deviations(p, view(bk.zc)[:m], arr.zb) if p.zero_points else (255, 255)
+        acc = sum_bound(p, dev_a, dev_b)
+        sb, bias, top_wb, u_per_scale, _ = limits(packed, p)  # the packed operand's, found once
         sa = float(np.abs(view(bk.sa)[:m]).max())
         if max(acc * sa, acc * sb, sa * sb) * 1.01 >= 1e38:  # an intermediate product of the
             return False  # epilogue (acc sa first, or the scales' product) could overflow
@@ -364,7 +364,8 @@ class Kernel:
             top += p.rank_a * float(np.abs(view(comp.Ua)[:m]).max()) * \
                 float(np.abs(host_array(comp.Wa)).max())
         if p.rank_b:  # U_B by its bound (direct.limits), W_B's maximum found once (none: inf)
-            top += p.rank_b * sa * u_per_scale * (np.inf if arr.wb is None else top_wb)
+            top += p.rank_b * sa * u_per_scale * dev_a / 255 * (top_wb if arr.wb is not None
+                                                                  else np.inf)
         return top * 1.01 < 1e38
 
     def int_accumulate(self, A: npt.ArrayLike, packed: Packed) -> np.ndarray:

@@ -106,7 +106,7 @@ def test_b_lowrank_u_stays_within_the_bound_the_calls_use(a):
     A = np.where(rng.random((m, k)) < 0.5, -3.0, 5.0) * rng.choice([1.0, 100.0], (m, 1))
     C = kernel(A, packed)
     bk, _ = kernel._bucket(A)
-    per_scale = limits(packed)[3]
+    per_scale = limits(packed, kernel.plan)[3]
     sa = view(bk.sa)[:m]
     top_u = np.abs(view(bk.comp.Ub)[:m]).max()
     assert 0.0 < top_u <= sa.max() * per_scale
@@ -117,6 +117,36 @@ def test_b_lowrank_u_stays_within_the_bound_the_calls_use(a):
     big[:, ::2] = -1e37
     with pytest.raises(lrqc.InputError, match="range"):
         kernel(big, kernel.pack(np.full((k, n), 3e37, np.float32)))
+
+
+@pytest.mark.parametrize("a,b,low", [
+    ("uint8 per_tensor calibrate=minmax", "int8 per_tensor + lowrank(rank=1)", True),
+    ("uint8 per_tensor calibrate=minmax", "int8 per_channel", False),
+    ("int8 per_channel", "uint8 per_channel calibrate=minmax", False)])
+def test_zero_points_outside_the_codes_widen_the_bound(a, b, low):
+    """Min-max zero points far outside the codes (data of one sign far from zero) put codes
+    up to thousands from their zero points, so the integer sums and U_B pass Kp 255² and
+    255 max sa |L_B|: the bound takes the call's real deviations (support.code_deviations),
+    and a product past float32's range is refused, never returned with infinities."""
+    m, n, k = 16, 32, 16
+    kernel = lrqc.compile(scheme(a, b), m, n, k)
+    rng = np.random.default_rng(1)
+    one_sign = 1e19 * (1 + 3e-4 * rng.random((m, k)))
+    for scale in (4e20, 6e20, 8e20) if low else (1e19,):
+        if low:
+            B = np.full((k, n), 0.45 * scale / 127)
+            B[0, 0] = scale
+        else:
+            B = 1e19 * (np.abs(rng.standard_normal((k, n))) + 0.5)
+        A = one_sign if "minmax" in a else 1e19 * (np.abs(rng.standard_normal((m, k))) + 0.5)
+        if "minmax" in b:
+            B = 1e19 * (1 + 1e-3 * rng.random((k, n)))
+        try:
+            C = kernel(A.astype(np.float32), kernel.pack(B.astype(np.float32)))
+        except lrqc.InputError as exc:
+            assert "range" in str(exc), exc
+            continue
+        assert np.isfinite(C).all()
 
 
 def quantize_tir(s: lrqc.Scheme, m: int, n: int, k: int) -> str:
