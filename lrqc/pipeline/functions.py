@@ -86,17 +86,19 @@ def dense_functions(plan: KernelPlan, target: Target) -> list[tuple[str, KernelP
 
 
 def _cin_first(sch: Schedule) -> None:
-    """The dense formulation's C (Cin) read at the start of each row tile, into a local tile,
-    so its lines arrive while the tile's sums run: C comes from the GEMM's streamed stores (from
-    memory), and a tile's rows are 16 KB apart at N = 4096, which no prefetcher follows. At
-    256 x 4096 x 4096 (35 %, a 2-core Zen 4, alternating processes) 9.88-9.92 against
-    9.97-10.01 ms (A's copy's term) and 10.05-10.14 against 10.18-10.27 (B's), the GEMM 9.5.
-    Schedules without a loop of row tiles over the epilogue (C per panel) keep it as it is."""
+    """The dense formulation's C (Cin) read at the start of each row tile whose sums run
+    under it, into a local tile, so its lines arrive while the sums run: C comes from the
+    GEMM's streamed stores (from memory), and a tile's rows are 16 KB apart at N = 4096, which
+    no prefetcher follows. At 256 x 4096 x 4096 (35 %, a 2-core Zen 4, alternating processes)
+    9.88-9.92 against 9.97-10.01 ms (A's copy's term) and 10.05-10.14 against 10.18-10.27
+    (B's), the GEMM 9.5. Schedules whose epilogue runs after a panel's sums (the k-outer
+    variant, AMX's tiles: the loop over rows there holds no sums) keep it as it is."""
     out = sch.get_sblock(names.OUT)
     reads = [r.source.name for r in sch.get(out).reads]
     tile = next((lp for lp in sch.get_loops(out)
                  if ROW_TILES in sch.get(lp).annotations), None)
-    if sig.CIN not in reads or tile is None:
+    if sig.CIN not in reads or tile is None or not any(
+            sch.get(b).name_hint.startswith(names.ACC) for b in sch.get_child_blocks(tile)):
         return
     cin = sch.cache_read(out, reads.index(sig.CIN), "local")
     sch.compute_at(cin, tile, index=-2)  # the first position in the tile: before its sums

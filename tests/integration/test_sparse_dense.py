@@ -185,18 +185,22 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
                          "pack)"), note
 
 
-def test_dense_formulation_reads_C_at_the_start_of_each_row_tile():
+@pytest.mark.parametrize("target,early", [(None, True), ("x86-avx2", True),
+                                           ("x86-amx", False)])
+def test_dense_formulation_reads_C_at_the_start_of_each_row_tile(target, early):
     """The dense formulation's Cin (C as the GEMM left it) is read into a local tile first in
-    each row tile, before the tile's sums, so its lines arrive while they run
-    (pipeline.functions._cin_first); the numbers are those of the test above."""
+    each row tile that holds its sums, before them, so its lines arrive while they run
+    (pipeline.functions._cin_first); AMX's schedule, whose epilogue follows a panel's sums,
+    reads it there as before. The numbers are those of the test above."""
     from lrqc.pipeline.compile import compile as compile_kernel
 
     s = _scheme(SPARSE.format(th=0.5), SPARSE.format(th=0.8))
     texts: dict[str, str] = {}
-    compile_kernel(s, 32, 64, 128, emit=("tir",), on_text=texts.__setitem__)
+    compile_kernel(s, 32, 64, 128, target, emit=("tir",), on_text=texts.__setitem__)
     for j in (0, 1):
         body = re.search(rf"# sparse{j}_dense_m32\n(.*?)(?=\n# \w+_m\d+\n|\Z)", texts["tir"],
                          re.S).group(1)
         tile = body[body.index("T.parallel", body.index('sblock("dense_a")')):]
-        assert 'sblock("Cin_local")' in tile, tile
-        assert tile.index('sblock("Cin_local")') < tile.index('sblock("acc_init")'), tile
+        assert ('sblock("Cin_local")' in tile) == early, tile
+        if early:
+            assert tile.index('sblock("Cin_local")') < tile.index('sblock("acc'), tile
