@@ -7,6 +7,7 @@ printed by print_plan (plan/printer.py). No TVM here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from .segments import Segment, SparseProduct
 
 @dataclass(frozen=True)
 class KernelPlan:
+    # (frozen: each derived property is computed once, on first use, and kept; calls read
+    # several of them between the compiled functions)
     scheme: Scheme
     m: int
     n: int
@@ -53,60 +56,60 @@ class KernelPlan:
     chunked: bool = False  # accumulate: int64 past int32's reach: the groups are K chunks of
     #   one scale whose int32 partial sums are added in int64 (te_base.gemm)
 
-    @property
+    @cached_property
     def nseg(self) -> int:
         return max(1, len(self.segments))
 
-    @property
+    @cached_property
     def kq(self) -> int:
         """K as A is quantized (one segment): the GEMM's K is nseg * kq."""
         return self.kseg or self.kp
 
-    @property
+    @cached_property
     def gq(self) -> int:
         """Scale groups per segment."""
         return self.groups // self.nseg
 
-    @property
+    @cached_property
     def rank_a(self) -> int:
         return self.lowrank_a.rank if self.lowrank_a is not None else 0
 
-    @property
+    @cached_property
     def rank_b(self) -> int:
         return self.lowrank_b.rank if self.lowrank_b is not None else 0
 
-    @property
+    @cached_property
     def compensated(self) -> bool:
         return bool(self.segments or self.sparse or self.rank_a or self.rank_b or self.dense_b)
 
-    @property
+    @cached_property
     def b_quants(self) -> tuple[Quant | None, ...]:
         return tuple(sg.qb for sg in self.segments) or (self.qb,)
 
-    @property
+    @cached_property
     def qa(self) -> Quant | None:
         """A's quantizer; None for a float A."""
         return _quant(self.scheme.a)
 
-    @property
+    @cached_property
     def qb(self) -> Quant | None:
         """B's quantizer; None for a float B."""
         return _quant(self.scheme.b)
 
-    @property
+    @cached_property
     def a_float(self) -> bool:
         return isinstance(self.scheme.a, FloatOperand)
 
-    @property
+    @cached_property
     def b_float(self) -> bool:
         return isinstance(self.scheme.b, FloatOperand)
 
-    @property
+    @cached_property
     def float_path(self) -> bool:
         """A float operand (or the float fallback): the product runs as a float32 GEMM."""
         return self.a_float or self.b_float or self.float_gemm
 
-    @property
+    @cached_property
     def pack_bits(self) -> int:
         """Bits of each stored weight code: 8 (one int8 code per byte, in VNNI blocks), or w of
         1..7 for integer weights packed densely (plan/packing.py; the quantizer's pack=byte
@@ -122,7 +125,7 @@ class KernelPlan:
             return 8
         return min(8, max(widths))
 
-    @property
+    @cached_property
     def float_codes(self) -> bool:
         """Weight-only products a float32 GEMM runs from B's integer codes: A a float operand
         times integer weights of any granularity but MX blocks (per_tensor, per_channel,
@@ -138,25 +141,25 @@ class KernelPlan:
                 and qb.granularity != Granularity.PER_BLOCK
                 and (self._fits_half() is None or qb.pack == "dense"))
 
-    @property
+    @cached_property
     def float_zero(self) -> bool:
         """Weight-only codes with zero points (unsigned or min-max weights): zbf holds them."""
         qb = self.qb
         return self.float_codes and qb is not None and (
             not qb.signed or qb.calibrate == Calibration.MINMAX)
 
-    @property
+    @cached_property
     def b_group(self) -> int:
         """K per scale group of B's quantizer (its V, or K for per_tensor / per_channel)."""
         qb = self.qb
         return qb.vector if qb is not None and qb.grouped else self.k
 
-    @property
+    @cached_property
     def packed(self) -> bool:
         """Whether B's codes are stored below a byte each (unpacked per tile by the kernels)."""
         return self.pack_bits < 8
 
-    @property
+    @cached_property
     def b_zero(self) -> bool:
         """Weights with zero points (unsigned or min-max): stored as code - b_offset, corrected
         in the epilogue by row sums of A's centered codes times the weights' zero points."""
@@ -164,13 +167,13 @@ class KernelPlan:
         return not self.float_path and qb is not None and (
             not qb.signed or qb.calibrate == Calibration.MINMAX)
 
-    @property
+    @cached_property
     def b_offset(self) -> int:
         """Subtracted from unsigned weight codes so they fit the signed storage."""
         qb = self.qb
         return 2 ** (qb.bits - 1) if qb is not None and not qb.signed else 0
 
-    @property
+    @cached_property
     def stochastic_a(self) -> bool:
         """A rounds stochastically: quantize_a reads the reference's U[0, 1) draws (noise())."""
         return self.qa is not None and self.qa.round == Rounding.STOCHASTIC
@@ -187,7 +190,7 @@ class KernelPlan:
         out[:, :kref] = np.random.default_rng(qa.seed).random((self.m, kref))
         return out
 
-    @property
+    @cached_property
     def zero_points(self) -> bool:
         """Whether the integer sums depend on zero points that come from the data (min-max
         quantizers, of A or of the weights): each call checks them (zero_point_problem)."""
@@ -197,7 +200,7 @@ class KernelPlan:
         return self.b_zero or any(q is not None and q.is_int and q.calibrate == Calibration.MINMAX
                                   for q in quants)
 
-    @property
+    @cached_property
     def a_zero_static(self) -> int | None:
         """A's zero correction zc where every row and group has the same one, known here:
         a_offset, the offset added to A's codes (no min-max quantizer gives A zero points from
@@ -208,11 +211,11 @@ class KernelPlan:
             return None
         return self.a_offset
 
-    @property
+    @cached_property
     def mx(self) -> bool:
         return self.qa is not None and self.qa.granularity == Granularity.PER_BLOCK
 
-    @property
+    @cached_property
     def half(self) -> str | None:
         """float16 or bfloat16 when the float path's GEMM can multiply 16-bit values exactly:
         each operand is a float of that type, or quantized symmetrically (maxabs) with its
