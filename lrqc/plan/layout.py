@@ -166,7 +166,6 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     qb = _b_quant(p)
     q = quantize(B, qb, "b") if q is None else q  # rows = N, columns = K (padded when grouped)
     codes = integer_codes(q)  # centered codes (zero 0 for symmetric); MX values times 2^f
-    frac = 0 if qb.is_int and qb.granularity != Granularity.PER_BLOCK else frac_bits(qb.fmt)
     G, V = p.groups, p.vector
     full = np.zeros((p.np_, p.kp), np.int64)
     full[: p.n, : codes.shape[1]] = codes
@@ -184,7 +183,7 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
     sb = np.zeros((G, p.np_), np.float32)
-    sb[:, : p.n] = _per_group(q.scale * 2.0**-frac, G).T
+    sb[:, : p.n] = _per_group(code_scale(q), G).T
     sqb, gb = _scale_pairs(p, q) if sig.scale_pairs(p) else (None, None)
     cqb = _pairs(cs, G, ranges.pairs_of(p).narrow[1]) if sig.zero_pairs(p) else None
     return PackedOperand(bp=pack_dense(bp, p.pack_bits) if p.packed else bp, sb=sb, cs=cs,
@@ -328,8 +327,16 @@ def _codes_scales(p: KernelPlan, q: QArray) -> tuple[np.ndarray, np.ndarray]:
     full = np.zeros((p.np_, p.kq), np.int64)
     full[: p.n, : codes.shape[1]] = codes
     sc = np.zeros((p.gq, p.np_), np.float32)
-    sc[:, : p.n] = _per_group(q.scale, p.gq).T
+    sc[:, : p.n] = _per_group(code_scale(q), p.gq).T
     return full, sc
+
+
+def code_scale(q: QArray) -> np.ndarray:
+    """The scales of q's integer codes (integer_codes): q's own, or for element formats
+    (eXmY, MX), whose codes are their values times 2^f, q's times 2^-f."""
+    qq = q.quant
+    frac = 0 if qq.is_int and qq.granularity != Granularity.PER_BLOCK else frac_bits(qq.fmt)
+    return q.scale * 2.0**-frac
 
 
 def csr_columns(full: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ pytest.importorskip("tvm")
 import lrqc
 
 from .test_backend_cpu import HOST_RULE_TARGET, compile_and_check, data, scheme
+from .test_fuzz_arrays import check_against_reference
 
 INTEGER_CASES = [  # a, b, (M, N, K): the integer path, sums equal to the reference's exactly
     ("e2m4 per_tensor", "int8 per_channel", (5, 20, 64)),
@@ -109,3 +110,20 @@ def test_narrow_outputs_refuse_values_at_their_overflow_threshold():
         C, R = k(A * np.float32(f), P), matmul(s, A * np.float32(f), B)
         assert C.dtype == np.float16 and np.array_equal(np.isinf(C), np.isinf(R))
         np.testing.assert_array_equal(C[np.isfinite(R)], R[np.isfinite(R)])
+
+
+@pytest.mark.parametrize("a,b", [
+    ("int8 per_tensor", "e2m1 per_tensor + dense(int8)"),
+    ("int8 per_channel", "e3m0 per_channel + dense(int4)"),
+    ("uint8 per_channel", "e2m1 per_channel + dense(int8) + sparse(int8, threshold=0.1)"),
+    ("int8 per_tensor + lowrank(rank=2, other=packed)", "e2m1 per_channel + dense(int8)"),
+])
+def test_minifloat_weights_with_dense_terms_match_the_reference(a, b):
+    """eXmY weights whose codes are their values times 2^f, with a dense residual term on B:
+    the term runs as a second K segment of integer codes, and each segment's scales carry its
+    own format's 2^-f (the base segment's 2^-f, the residual's 1), as without the term."""
+    s = scheme(a, b)
+    kernel = lrqc.compile(s, M=6, N=24, K=64, target=HOST_RULE_TARGET)
+    assert len(kernel.plan.segments) == 2 and not kernel.plan.float_path
+    A, B = data(6, 24, 64, seed=3, dist="uniform" if a.startswith("uint") else "normal")
+    check_against_reference(s, kernel(A, kernel.pack(B)), A, B)
