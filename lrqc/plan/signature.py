@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..frontend.model import Calibration, QuantOperand
+from ..reference.quant import int_range
 from . import names, ranges
 from .model import KernelPlan
 from .segments import SparseProduct
@@ -99,12 +100,13 @@ def dense_plan(p: KernelPlan, j: int) -> KernelPlan | None:
     """The single-product plan whose integer GEMM computes sparse product j densely: A's side
     the per-call codes (A's copy, or A's residual), B's side the static ones, both in the
     term's format, per-tensor (one scale group), no residual terms. None when the codes do not
-    fit the GEMM (not 5- to 8-bit signed max-abs integers, or several scale groups per
-    segment): that product runs sparse only."""
+    fit the GEMM (not 5- to 8-bit signed max-abs integers within ±127: signed fixed point's
+    codes reach -128; or several scale groups per segment): that product runs sparse only."""
     if p.float_path or p.gq != 1 or not isinstance(p.scheme.a, QuantOperand):
         return None
     q = p.sparse[j].q
-    if not (q.is_int and q.signed and q.calibrate == Calibration.MAXABS and 5 <= q.bits <= 8):
+    if not (q.is_int and q.signed and q.calibrate == Calibration.MAXABS and 5 <= q.bits <= 8
+            and min(int_range(q)) >= -127):
         return None
     op = QuantOperand(q)
     return replace(p, scheme=replace(p.scheme, name=f"{p.scheme.name}.{dense_name(j)}", a=op,

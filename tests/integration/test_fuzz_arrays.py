@@ -132,6 +132,7 @@ def check_against_reference(s, C, A, B):
     S = S.max(axis=0, keepdims=True) if rows else S
     S = S.max(axis=1, keepdims=True) if cols else S
     bound = 3e-5 * S + 2 * float(np.finfo(np.float32).smallest_subnormal)
+    bound = np.broadcast_to(bound, R.shape)  # (a row or column of bounds where a term couples)
     C = np.asarray(C, np.float64)
     assert C.shape == R.shape and C.dtype == np.float64
     special = ~np.isfinite(R) | (np.abs(R) >= F32_MAX * (1 - 1e-4))

@@ -98,11 +98,15 @@ def test_signature_declares_the_dense_functions(both_sides):
     assert params(p, "sparse1_dense") == ("Rt", "sr", "Sv", "scs", "ss", "Cin", "C")
 
 
-def test_codes_without_a_dense_form_run_sparse(monkeypatch):
-    """A term in int4 (codes the dense GEMM would read as nibbles) or with zero points (int16
-    centered codes) has no dense formulation: it runs sparse, and the notes say so."""
-    s = _scheme("int8 per_channel round=trunc",
-                "int8 per_channel round=trunc + sparse(int4, threshold=0.5)")
+@pytest.mark.parametrize("a,b", [
+    ("int8 per_channel round=trunc", "int8 per_channel round=trunc + sparse(int4, threshold=0.5)"),
+    ("int8 per_channel", "int4 per_channel + sparse(fixed(8, max=0.5), threshold=0.1)"),
+    ("int4 per_channel + sparse(fixed(8, max=0.5), threshold=0.1)", "int8 per_channel")])
+def test_codes_without_a_dense_form_run_sparse(monkeypatch, a, b):
+    """A term in int4 (codes the dense GEMM would read as nibbles), with zero points (int16
+    centered codes) or in signed 8-bit fixed point (codes down to -128, held in int16) has no
+    dense formulation: it runs sparse, and the notes say so."""
+    s = _scheme(a, b)
     m, n, k = 8, 16, 32
     kernel = lrqc.compile(s, M=m, N=n, K=k)
     assert dense_functions(kernel.plan) == ()
