@@ -10,6 +10,7 @@ from typing import Any, TypeGuard
 from ..errors import LrqcError, UnsupportedScheme
 from ..frontend.model import Dense, Granularity, LowRank, Quant, QuantOperand, Scheme, Sparse
 from .model import KernelPlan
+from .segments import swap_roles
 from .support import make_plan
 
 
@@ -80,7 +81,10 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
                 "by A instead of A's codes), and draw its random test vectors for the "
                 "transposed residuals; use static: b")
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
-        return (make_plan(t, N, hi, K),)
+        try:
+            return (make_plan(t, N, hi, K),)
+        except UnsupportedScheme as exc:  # named as the user names the operands
+            raise UnsupportedScheme(swap_roles(str(exc))) from None
     # buckets of fewer rows than A's lowrank terms factor at would serve no call (a call of
     # m < rank rows is refused by the kernel): the first bucket holds at least that many
     plans = tuple(make_plan(scheme, m, N, K)

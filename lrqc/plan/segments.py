@@ -105,6 +105,18 @@ def swap_operands(note: str) -> str:
     return re.sub(r"\b[AB]\b", lambda m: "B" if m.group(0) == "A" else "A", note)
 
 
+def swap_roles(message: str) -> str:
+    """A refusal of the transposed scheme (static: a) in the user's names: A and B swapped as
+    in swap_operands, and the roles a and b where the planner names them ("sparse term of b",
+    "b: int1 ...", "b-side") and a segment's sources (A's x B's), leaving the article "a" of
+    the prose alone."""
+    other = {"a": "b", "b": "a"}
+    message = re.sub(r"(?<=\bterm of )[ab]\b|(?<=: )[ab](?=: )|(?<=^)[ab](?=: )|\b[ab](?=-side\b)",
+                     lambda m: other[m.group(0)], message)
+    message = re.sub(r"(segment )(\S+) x (\S+?)(?=: )", r"\1\3 x \2", message)  # (A's x B's)
+    return swap_operands(message)
+
+
 @dataclass(frozen=True)
 class Segment:
     """One K segment: sources "base", "res:n" (the operand's residual quantized by its term n)

@@ -13,6 +13,7 @@ import lrqc
 from lrqc.cli import main
 from lrqc.frontend.model import Quant, fp_format
 from lrqc.frontend.unparse import quant_text, unparse
+from lrqc.plan.buckets import bucket_plans
 from lrqc.plan.support import code_limit
 from lrqc.reference import decode, encode, quantize, value_table
 from lrqc.reference import minifloat as mf
@@ -325,3 +326,18 @@ def test_format_helpers_refuse_bad_input_with_format_errors():
                        "Inf or NaN")):
         with pytest.raises(lrqc.InputError, match=msg):
             call()
+
+
+@pytest.mark.parametrize("a,b,msg", [
+    ("int8 per_channel + sparse(e2m1, threshold=0.1)", "int8 per_channel",
+     "sparse term of a: e2m1"),
+    ("int8 per_channel", "int8 per_channel + sparse(e2m1, threshold=0.1)",
+     "sparse term of b: e2m1"),
+    ("int8 per_channel + dense(uint4)", "int8 per_channel",
+     "residual segment res:0 x base: A-side residual codes with zero points"),
+])
+def test_static_a_refusals_name_the_users_operands(a, b, msg):
+    """static: a plans the transposed product (its a is the user's b): a refusal of that plan
+    names the operands, their terms and a segment's sources as the scheme does."""
+    with pytest.raises(lrqc.LrqcError, match=msg):
+        bucket_plans(scheme(a, b, "a"), 8, 16, 32)
