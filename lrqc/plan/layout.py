@@ -176,9 +176,10 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
         full[: p.n] += np.repeat(zb[:, : p.n].T, V, axis=1)
         lo, hi = packing.code_range(p.pack_bits)
         if full.min() < lo or full.max() > hi:
+            pad = f"a multiple of {V}" if qb.grouped else f"{p.kp} (no padding)"
             raise InputError(f"B: a zero point lies outside {quant_text(qb)}'s code range (a "
-                             "column of one sign?), so K padding cannot be stored; use K a "
-                             f"multiple of {V} or calibrate=maxabs")
+                             f"column of one sign?), so K's padding ({p.k} to {p.kp}) cannot "
+                             f"be stored; use K {pad} or calibrate=maxabs")
         zbs = zb.astype(np.int32)
     bp = pack_codes(full.astype(np.int8), p.np_, p.kp)
     cs = full.reshape(p.np_, G, V).sum(axis=2).T.astype(np.int32)  # (G, np_)
