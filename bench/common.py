@@ -112,6 +112,8 @@ PEAK_MODES = {
                    "vpmullw of integer scales, vpdpwssd (two-level integer scales)", "GOPS"),
     "vnni_pairs_offset": (("avx512_vnni",), "the same pairs less A's zero correction "
                           "(vpsubw of offset·cs: signed or centred min-max codes)", "GOPS"),
+    "vnni_quads": (("avx512_vnni",), "a sparse product's nonzeros four at a time: four random "
+                   "lines from L1, eight unpacks into quads, four vpdpbusd", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
     "amx": (("amx_int8",), "tdpbusd, AMX int8 tiles (16 x 16 x 64 per instruction)", "GOPS"),
 }
@@ -476,6 +478,34 @@ def sparse_traffic(kernel, packed) -> int:
             rows = int(np.unique(csr.idx).size)
             total += csr.ptr.nbytes + csr.idx.nbytes + csr.val.nbytes \
                 + rows * Rt.shape[1] * Rt.itemsize + c_bytes
+    return total
+
+
+def sparse_quads(kernel, packed) -> int | None:
+    """The quads of nonzeros (four nonzeros by 64 sums: one step of bench/peak.c's vnni_quads)
+    that the sparse products of a kernel's last call ran, where every product ran sparse four
+    at a time (AVX-512 VNNI); None otherwise (a dense formulation, or another loop). Each
+    row's (B's terms: A's copy per call) or column's (A's terms: B's CSR) list of nonzeros is
+    padded to a multiple of four per scale group, and runs once per 64 columns of C (B's
+    terms) or 64 rows (A's terms)."""
+    from lrqc.backend.te import sparse_vnni
+    bk = kernel._buckets[-1]  # the largest bucket: the bench calls it with M rows
+    p = bk.plan
+    if not sparse_vnni.on(kernel.target) or bk.comp is None:
+        return None
+    ran = " ".join(kernel.last_notes)
+    total = 0
+    for j, sp in enumerate(p.sparse):
+        term = f"{'B' if sp.side == 'a' else 'A'}'s term {sp.n} ran sparse"
+        if term not in ran or not sparse_vnni.quads(p, j, True):
+            return None
+        if sp.side == "a":
+            S = bk.comp.sparse[j][0].numpy()
+            nnz = np.count_nonzero(S.reshape(p.mp, p.gq, -1), axis=2)
+            total += int(((nnz + 3) // 4).sum()) * (p.np_ // 64)
+        else:
+            lengths = np.diff(packed.arrays.sparse[j].ptr.astype(np.int64))
+            total += int(((lengths + 3) // 4).sum()) * (p.mp // 64)
     return total
 
 

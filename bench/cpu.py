@@ -330,7 +330,7 @@ def comp_shape(m, n, k, args, peaks: dict) -> list[dict]:
                      "case": name, "direct": direct, "ms": med(ts) * 1e3 if ts else None,
                      "rel_error": err, "vs_direct": ratio, "calls": len(ts),
                      "first_call_ms": first[name] * 1e3 if name in first else None,
-                     "note": note, **sparse_bound(kernels.get(name), A, packs.get(name)),
+                     "note": note, **sparse_bound(kernels.get(name), A, packs.get(name), peaks),
                      **lowrank_bound(kernels.get(name), m, n, k, peaks,
                                      B_BYTES.get(name, 4))})
     by_case = {r["case"]: r for r in rows}
@@ -363,18 +363,23 @@ def bandwidth() -> float:
 _BANDWIDTH: list[float] = []  # measured once per run
 
 
-def sparse_bound(kernel, A, packed) -> dict:
+def sparse_bound(kernel, A, packed, peaks: dict) -> dict:
     """For a kernel with sparse products: their time after the GEMM (stage_times "sparse", the
-    median of 5) and the time the bytes they must move take at the machine's memory bandwidth
-    (common.memory_bandwidth: a two-thread copy of 256 MiB)."""
+    median of 5), the time the bytes they must move take at the machine's memory bandwidth
+    (common.memory_bandwidth: a two-thread copy of 256 MiB) and, where they ran four nonzeros
+    at a time, the time their quads take at bench/peak.c's vnni_quads rate."""
     if kernel is None or not kernel.plan.sparse:
         return {}
     ms = kernel.stage_times(A, packed)["sparse"] * 1e3
     nbytes = common.sparse_traffic(kernel, packed)
     kernel(A, packed)  # the notes of a call on A: which formulation each sparse term ran
     ran = [m.group(1) for m in map(RAN.search, kernel.last_notes) if m]
-    return {"sparse_ms": ms, "sparse_bytes": nbytes, "bandwidth": bandwidth(),
-            "sparse_bound_ms": nbytes / bandwidth() * 1e3, "sparse_ran": ran}
+    out = {"sparse_ms": ms, "sparse_bytes": nbytes, "bandwidth": bandwidth(),
+           "sparse_bound_ms": nbytes / bandwidth() * 1e3, "sparse_ran": ran}
+    quads, rate = common.sparse_quads(kernel, packed), peaks.get("vnni_quads")
+    if quads is not None and isinstance(rate, float):
+        out.update(sparse_quads=quads, quads_ms=quads * 512 / (rate * 1e9) * 1e3)
+    return out
 
 
 # "sparse: B's term 0 ran dense: A's copy density 0.350 > crossover 0.45" -> "B's term 0 ran
@@ -402,9 +407,11 @@ def print_comp_rows(rows: list[dict]) -> None:
               f"{fmt(r['vs_direct'], '.3f', 11, 'x') if r['direct'] else '':>11}  {r['note']}")
     for r in rows:
         if "sparse_ms" in r:
+            quads = (f", instruction bound {r['quads_ms']:.1f} ms ({r['sparse_quads'] / 1e6:.2f}M "
+                     "quads of nonzeros at the vnni_quads peak)" if "quads_ms" in r else "")
             print(f"{r['shape']:<16}{r['method']}: sparse products: {r['sparse_ms']:.1f} ms, "
                   f"memory bound {r['sparse_bound_ms']:.1f} ms ({r['sparse_bytes'] / 1e6:.0f} MB "
-                  f"at {r['bandwidth'] / 1e9:.1f} GB/s); ran: {'; '.join(r['sparse_ran'])}")
+                  f"at {r['bandwidth'] / 1e9:.1f} GB/s){quads}; ran: {'; '.join(r['sparse_ran'])}")
         if "floor_why" in r:
             least = (f"at least {r['floor_ms']:.2f} ms more than direct" if r["floor_ms"]
                      is not None else "n/a")
@@ -429,6 +436,18 @@ GROUPS_WHY = ("per 16-k group and 16 sums next to its 4 vpdpbusd: with int16 pai
               "half a vpsubw for A's zero correction; else a zeroing, a zero-point correction, "
               "a conversion and two scalings; A's pass takes a minimum, maximum and two scales "
               "per group; B's integer scales and column sums add 25 % to int4 codes' bytes")
+
+
+def sparse_why(r: dict, direct: dict | None) -> str:
+    """What bounds a sparse row's ratio to its direct kernel: its products' time against the
+    larger of their memory and instruction bounds (sparse_bound), and the ratio that bound
+    allows (the pass over A's residuals and copies not counted)."""
+    least = max(r["sparse_bound_ms"], r.get("quads_ms", 0.0))
+    what = "an instruction" if r.get("quads_ms", 0.0) > r["sparse_bound_ms"] else "a memory"
+    allows = (f"; they allow >= {(direct['ms'] + least) / direct['ms']:.2f}"
+              if direct and direct.get("ms") else "")
+    return (f"sparse products {r['sparse_ms']:.1f} ms against {what} bound of "
+            f"{least:.1f}{allows}")
 
 
 def groups_why(peaks: dict) -> str:
@@ -503,6 +522,8 @@ def targets(gemm: list[dict], comp: list[dict], peaks: dict,
         why = r["note"] if r["vs_direct"] is None else ""
         if r["vs_direct"] is not None and r["vs_direct"] > goal and "floor_ratio" in r:
             why = f"the low-rank work allows >= {r['floor_ratio']:.2f} here"
+        if r["vs_direct"] is not None and r["vs_direct"] > goal and "sparse_ms" in r:
+            why = sparse_why(r, c.get((shape, r["direct"])))
         add(f"{case} / direct at {shape}", r["vs_direct"], why, goal, at_least=False)
     r, d = c.get(("256,4096,4096", SP35)), c.get(("256,4096,4096", DSEG))
     if r is None or d is None:

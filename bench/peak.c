@@ -32,6 +32,11 @@
                    pairs (vpsubw) before the vpdpwssd: its fixed offset (or the centre its
                    min-max codes are stored around) times B's column sums, one vector per pair
                    of groups and 16 columns for all rows (vpsllw of the loaded sums)
+     peak vnni_quads  a sparse product's nonzeros four at a time (lrqc's sparse_vnni): four
+                   64-byte lines of the dense operand at random rows, interleaved into quads by
+                   eight unpacks (vpunpckl/hbw, vpunpckl/hwd), then four vpdpbusd by the four
+                   codes broadcast: 4 x 64 multiply-adds = 512 ops per quad of nonzeros and 64
+                   sums; the lines drawn from 256 rows (16 KB per thread, in L1)
      peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
                    instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
                    x86_amx rule blocks them); the process asks Linux for the tile state first
@@ -232,6 +237,37 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_g
 PAIRS_LOOP(peak_vnni_pairs, 0)
 PAIRS_LOOP(peak_vnni_pairs_offset, 1)
 
+/* four nonzeros' codes times four random lines of a panel, 64 columns of int32 sums */
+#define QUAD_LINE(t) _mm512_load_si512(panel + 64 * (size_t)rows[(q * 4 + t) & 1023])
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_quads(long iters) {
+    int sink = 0;
+    iters /= 8;
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        static __thread unsigned char panel[256 * 64] __attribute__((aligned(64)));
+        static __thread unsigned short rows[1024];
+        unsigned seed = 12345u + 977u * (unsigned)omp_get_thread_num();
+        for (int q = 0; q < 256 * 64; q++) panel[q] = (unsigned char)(seed = seed * 1103515245u + 12345u);
+        for (int q = 0; q < 1024; q++) rows[q] = (unsigned short)((seed = seed * 1103515245u + 12345u) >> 8) & 255;
+        __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+        for (long it = 0; it < iters; it++) {
+            for (int q = (int)(it & 255) * 8 % 256, e = q + 8; q < e; q++) {
+                __m512i r0 = QUAD_LINE(0), r1 = QUAD_LINE(1), r2 = QUAD_LINE(2), r3 = QUAD_LINE(3);
+                __m512i w = _mm512_set1_epi32(0x03fd02ff + q);
+                __m512i x0 = _mm512_unpacklo_epi8(r0, r1), x1 = _mm512_unpackhi_epi8(r0, r1);
+                __m512i y0 = _mm512_unpacklo_epi8(r2, r3), y1 = _mm512_unpackhi_epi8(r2, r3);
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_unpacklo_epi16(x0, y0), w);
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_unpackhi_epi16(x0, y0), w);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_unpacklo_epi16(x1, y1), w);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_unpackhi_epi16(x1, y1), w);
+            }
+        }
+        sink += _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)));
+    }
+    double t = omp_get_wtime() - t0;
+    return 512.0 * 8 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
 /* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
 struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
                  unsigned char rows[16]; };
@@ -278,7 +314,8 @@ static const struct {
              MODE(avx2_u8, "avx2"),
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
              MODE(vnni_blocks, "avx512_vnni"),
-             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_offset, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
+             MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_offset, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(vnni_quads, "avx512_vnni"),
+             MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
 static int has(const char *feature) {
@@ -305,6 +342,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_offset, avxvnni, amx)\n", mode);
+            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_offset, vnni_quads, avxvnni, amx)\n", mode);
     return 1;
 }

@@ -236,3 +236,46 @@ def test_each_rule_is_measured_against_its_own_instruction(cpu):
     assert roof(K("x86_avxvnni"), flags)[0] == "avxvnni"
     assert roof(K("x86_avx2"), flags)[0] == "avx2"
     assert roof(K("float32_tile"), flags)[0] == "fma"
+
+
+def test_sparse_quads_count_the_lists_each_product_ran(cpu):
+    """common.sparse_quads: the quads of nonzeros a call's sparse products ran four at a time,
+    counted from the lists they ran on (each padded to a multiple of four, once per 64
+    columns or rows), where every product ran so; None where one ran dense, or on a CPU
+    without AVX-512 VNNI (no quads there), and the instruction bound printed from it."""
+    import numpy as np
+
+    common = cpu.common
+    m, n, k = 64, 128, 256
+    s = common.scheme(common.both(common.TRUNC_PC, common.sparse(5)))
+    kernel = lrqc.compile(s, m, n, k)
+    rng = np.random.default_rng(1)
+    A, B = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
+    packed = kernel.pack(B)
+    kernel(A, packed)
+    quads = common.sparse_quads(kernel, packed)
+    if "avx512vnni" not in kernel.target.features:
+        assert quads is None
+        return
+    bk = kernel._buckets[-1]
+    expected = 0
+    for j, sp in enumerate(bk.plan.sparse):
+        if sp.side == "a":  # A's copy by rows, once per 64 columns of C
+            S = bk.comp.sparse[j][0].numpy()[:m]
+            expected += sum(-(-len(np.flatnonzero(row)) // 4) for row in S) * (n // 64)
+        else:  # B's copy by columns, once per 64 rows
+            Bs = packed.arrays.sparse[j]
+            expected += sum(-(-int(Bs.ptr[c + 1] - Bs.ptr[c]) // 4)
+                            for c in range(len(Bs.ptr) - 1)) * (m // 64)
+    assert quads == expected and quads > 0
+    row = cpu.sparse_bound(kernel, A, packed, {"vnni_quads": 512.0})
+    assert row["sparse_quads"] == quads
+    assert row["quads_ms"] == pytest.approx(quads / 1e9 * 1e3)  # 512 ops a quad at 512 GOPS
+    why = cpu.sparse_why({**row, "sparse_ms": 9.0, "sparse_bound_ms": 0.0}, {"ms": 1.0})
+    assert why.startswith("sparse products 9.0 ms against an instruction bound of ")
+    assert why.endswith(f"they allow >= {1 + row['quads_ms']:.2f}")
+    dense = lrqc.compile(common.scheme(common.both(common.TRUNC_PC, common.sparse(60))), m, n, k)
+    pd = dense.pack(B)
+    dense(A, pd)
+    assert any(" ran dense" in note for note in dense.last_notes), dense.last_notes
+    assert common.sparse_quads(dense, pd) is None
