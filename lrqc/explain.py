@@ -234,9 +234,12 @@ def stages_text(p: Program) -> str:
     who = {"a": "A", "b": "B"}.get(p.static)
     if who is None:
         return "no pack stage (static: none): every op runs per call"
-    return (f"pack ({who} only, once): {len(pack)} ops: {', '.join(o.kind for o in pack) or '-'}\n"
+    def ops(n: int) -> str:
+        return f"{n} op{'' if n == 1 else 's'}"
+
+    return (f"pack ({who} only, once): {ops(len(pack))}: {', '.join(o.kind for o in pack) or '-'}\n"
             f"packed for the run stage: {', '.join(handed) or '-'}\n"
-            f"run (per call): {len(run)} ops: {', '.join(o.kind for o in run)}")
+            f"run (per call): {ops(len(run))}: {', '.join(o.kind for o in run)}")
 
 
 def plan_text(program: Program, dims: tuple) -> str:

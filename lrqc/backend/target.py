@@ -106,7 +106,7 @@ class Target:
         if self.is_cuda:
             return self.host.host_lacks()
         if self.is_cross:
-            return ["architecture " + (self.triple or "?")]
+            return [f"{self.triple or 'another architecture'}'s instruction set"]
         flags = host_cpu_flags()
         rev = {v: k for k, v in _X86_FEATURES.items()}
         return sorted(f for f in self.features if f in rev and rev[f] not in flags)
@@ -162,6 +162,8 @@ def resolve(target: str | dict | Target | None) -> Target:
     if d.get("kind") not in ("llvm", "cuda"):
         raise LrqcError(f"target kind {d.get('kind')!r}: lrqc compiles for 'llvm' (CPUs) and "
                         "'cuda' targets")
+    if d["kind"] == "llvm" and d.get("mcpu"):
+        _check_cpu(str(d["mcpu"]), str(d.get("mtriple") or ""))
     archs: tuple[str, ...] = ()
     if d["kind"] == "cuda":
         d = _cuda_dict(d)
@@ -173,6 +175,16 @@ def resolve(target: str | dict | Target | None) -> Target:
     spec = MappingProxyType({k: (MappingProxyType(v) if isinstance(v, dict) else
                                  tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
     return Target(spec, archs, frozenset(_features(d, tvm_target)))
+
+
+def _check_cpu(mcpu: str, triple: str) -> None:
+    """LrqcError where LLVM does not know mcpu for the triple ('' the default): TVM would only
+    log an error and compile for a generic CPU, without the vector instructions asked for."""
+    if not codegen.llvm_is_valid_cpu(mcpu, triple):
+        raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}"
+                        + (f" for {triple}" if triple else "")
+                        + "; name one LLVM knows (e.g. 'znver4', 'haswell', 'neoverse-n1'), "
+                        "or use a short name such as 'x86-avx2'")
 
 
 def _cuda_string(text: str) -> dict:

@@ -255,7 +255,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 dists: tuple[str, ...]) -> None:
     b = sub.add_parser("build", help="compile a scheme ahead of time: DIR/lib.so + manifest.json")
     b.add_argument("file", metavar="FILE")
-    b.add_argument("--scheme")
+    b.add_argument("--scheme", help="scheme name (needed when FILE has several)")
     b.add_argument("--dims", required=True, help="M=..,N=..,K=..; M=lo..hi builds buckets "
                    "(4, 8, .., 64, then powers of two and 1.5 times them, and hi) so M may vary "
                    "per call")
@@ -263,27 +263,29 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    "x86-avx2, "
                    "aarch64, cuda-sm80, cuda-sm90, 'cuda -arch=sm_80,sm_90', or a TVM target "
                    "dict as JSON")
-    b.add_argument("-o", "--output", required=True, metavar="DIR")
+    b.add_argument("-o", "--output", required=True, metavar="DIR", help="the artifact's folder "
+                   "(made where missing; the build writes lib.so and manifest.json into it)")
     b.add_argument("--emit", help="print compilation stages as they run: ir, plan, te, tir, "
                    "llvm, asm (CUDA targets: cuda, ptx instead of llvm, asm), comma-separated; "
                    "one section per M bucket")
     b.set_defaults(func=cmd_build)
     r = sub.add_parser("run", help="run a built artifact on .npy inputs")
     r.add_argument("dir", metavar="DIR")
-    r.add_argument("--a", required=True)
-    r.add_argument("--b", required=True)
+    r.add_argument("--a", required=True, metavar="A.npy", help="A (M x K) as a .npy file")
+    r.add_argument("--b", required=True, metavar="B.npy", help="B (K x N) as a .npy file")
     r.add_argument("--bias", metavar="BIAS.npy", help="N values added to every row of C, as a "
                    ".npy file of shape (N,) or (1, N)")
-    r.add_argument("-o", "--output", required=True, metavar="C.npy")
+    r.add_argument("-o", "--output", required=True, metavar="C.npy", help="where C is written")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("bench", help="compile a scheme and time it next to numpy float32")
     c.add_argument("file", metavar="FILE")
-    c.add_argument("--scheme")
-    c.add_argument("--dims", required=True)
-    c.add_argument("--target")
-    c.add_argument("--dist", choices=dists, default="uniform")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--repeat", type=int, default=9)
+    c.add_argument("--scheme", help="scheme name (needed when FILE has several)")
+    c.add_argument("--dims", required=True, help="M=..,N=..,K=.. of the generated data")
+    c.add_argument("--target", help="as for build; it must run on this machine (default host)")
+    c.add_argument("--dist", choices=dists, default="uniform", help="generated data")
+    c.add_argument("--seed", type=int, default=0, help="seed of generated data")
+    c.add_argument("--repeat", type=int, default=9, help="timed calls of each contender (the "
+                   "median is printed)")
     c.add_argument("--stages", action="store_true", help="also time each step of a call on "
                    "its own: the pass over A, the compensation, the GEMM, the sparse products")
     c.set_defaults(func=cmd_bench)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from .. import reference
 from ..api import pick_scheme, read_scheme_text
@@ -21,7 +22,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             schemes = load(path)
-        except LrqcError as exc:
+        except LrqcError as exc:  # each file's errors, then the next file
+            if getattr(args, "debug", False):
+                traceback.print_exc()
             print(error_line(exc), file=sys.stderr)
             bad += 1
             continue

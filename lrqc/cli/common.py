@@ -51,9 +51,12 @@ def parse_dims(text: str, m_range: bool = False) -> tuple:
         try:
             dims[key] = int(val)
         except ValueError:
+            ranged = key == "M" and ".." in val  # here M is one row count
             raise LrqcError(f"--dims: {key} must be a positive integer"
                             + (" or lo..hi" if key == "M" and m_range else "")
-                            + f", got {val.strip()!r}") from None
+                            + f", got {val.strip()!r}"
+                            + ("; M=lo..hi is for build, tune and explain" if ranged else "")
+                            ) from None
         if not 1 <= dims[key] <= MAX_DIM:
             raise LrqcError(f"--dims: {key} must be a positive integer up to {MAX_DIM}, "
                             f"got {dims[key]}")

@@ -13,7 +13,15 @@ from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS, tuned_functions
-from ..tuning.db import PRUNE_HINT, BadRecord, Database, Record, tuning_dir, usable_tuning_dir
+from ..tuning.db import (
+    PRUNE_HINT,
+    BadRecord,
+    Database,
+    Record,
+    shown_ms,
+    tuning_dir,
+    usable_tuning_dir,
+)
 from .common import at_least, parse_dims, target_arg
 
 
@@ -107,7 +115,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"  function {k['function']}, M={k['m']} N={k['n']} K={k['k']}")
             print(f"  target {json.dumps(k['target'])}\n  features {', '.join(k['features'])}")
             print(f"  versions {json.dumps(k['versions'])}")
-            print(f"  tuned {r.tuned_ms:.3f} ms, hand {r.hand_ms:.3f} ms; {r.trials} trials, "
+            print(f"  tuned {shown_ms(r.tuned_ms)}, hand {shown_ms(r.hand_ms)}; {r.trials} trials, "
                   f"{r.valid} valid, {r.rejected} rejected, {r.wall_s:.0f} s")
         return 1 if bad else 0
     elif action == "verify":

@@ -404,8 +404,8 @@ def elaborate(decl: sx.SchemeDecl) -> Scheme:
     if product is not None:
         for role in ("a", "b"):
             if role in entries and not isinstance(ops[role], FloatOperand):
-                raise _err(f"'product:' replaces the operands: '{role}:' must be float32 or absent",
-                           entries[role])
+                raise _err(f"'product:' replaces the operands: '{role}:' must be a float "
+                           "operand or absent", entries[role])
     static = top.get("static", "b")
     for role, op in ops.items():  # pack= belongs to the static operand's own quantizer
         if isinstance(op, QuantOperand) and (why := S.pack_problem(op.quant, role, static)):

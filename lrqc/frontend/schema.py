@@ -168,8 +168,10 @@ def quant_problem(q: Quant) -> str | None:
     if q.granularity == Granularity.PER_VECTOR and fp:
         return (f"per_vector needs an integer element format, found '{q.fmt}' "
                 "(use per_block(32, scale=e8m0) for Microscaling)")
-    if q.calibrate == Calibration.MINMAX and (fp or q.granularity == Granularity.PER_BLOCK):
-        return "calibrate=minmax needs an integer format and is not defined for per_block"
+    if q.calibrate == Calibration.MINMAX and fp:
+        return f"calibrate=minmax needs an integer format, found '{q.fmt}'"
+    if q.calibrate == Calibration.MINMAX and q.granularity == Granularity.PER_BLOCK:
+        return "calibrate=minmax is not defined for per_block (Microscaling)"
     if q.pack != "auto" and (fp or q.granularity == Granularity.PER_BLOCK):
         what = f"'{q.fmt}' values" if fp else "per_block elements"
         return (f"pack= stores integer codes: {what} take none (integer formats intN, uintN "

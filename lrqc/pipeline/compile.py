@@ -40,6 +40,21 @@ def check_emits(emit: Iterable[str], target: Target) -> tuple[str, ...]:
     return emit
 
 
+def dump_folder(dump_dir: str | os.PathLike[str]) -> Path:
+    """dump_dir as a folder that exists (made, with its parents, where missing), checked
+    before any stage runs; LrqcError naming the path where it cannot be made."""
+    if not isinstance(dump_dir, (str, os.PathLike)):
+        raise LrqcError(f"dump_dir: expected a folder path, got {type(dump_dir).__name__}")
+    out = Path(dump_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise LrqcError(f"dump_dir: {out} exists and is not a folder") from None
+    except OSError as exc:
+        raise LrqcError(f"dump_dir: cannot make the folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
 def check_threads(threads: str, target: Target) -> None:
     if threads not in THREADS:
         raise LrqcError(f"threads: expected one of {', '.join(THREADS)}, got {threads!r}")
@@ -89,6 +104,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
                                 "reference only (lrqc.reference.matmul); the compiled kernels "
                                 "produce float32, float16 or bfloat16")
     emit = check_emits(emit, target)
+    out = None if dump_dir is None else dump_folder(dump_dir)
     lo, _ = m_range(M)
     c = Compilation(scheme, M, N, K, target, records=records if traces is None else None,
                     traces={("", m, fn): t for (m, fn), t in (traces or {}).items()})
@@ -101,11 +117,13 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
 
     wanted = emits_for(target) if dump_dir is not None else emit
     c = run_stages(c, wanted, collect)
-    if dump_dir is not None:
-        out = Path(dump_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         for name, text in texts.items():
-            (out / FILE_NAMES[name]).write_text(text + "\n")
+            try:
+                (out / FILE_NAMES[name]).write_text(text + "\n")
+            except OSError as exc:
+                raise LrqcError(f"dump_dir: cannot write {out / FILE_NAMES[name]}: "
+                                f"{exc.strerror or exc}") from None
     reports = [rule_of(part.plans[-1], rule) for part, rule in zip(c.parts, c.rules, strict=True)]
     threads, module = load_for(threads, target, c)
     kernel = assemble(scheme, c.parts, reports, module, target, lo, N, K)

@@ -8,7 +8,16 @@ from dataclasses import replace
 from typing import Any, TypeGuard
 
 from ..errors import LrqcError, UnsupportedScheme
-from ..frontend.model import Dense, Granularity, LowRank, Quant, QuantOperand, Scheme, Sparse
+from ..frontend.model import (
+    Dense,
+    Granularity,
+    LowRank,
+    LplrOperand,
+    Quant,
+    QuantOperand,
+    Scheme,
+    Sparse,
+)
 from .model import KernelPlan
 from .segments import swap_roles
 from .support import make_plan
@@ -99,11 +108,15 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
 
 
 def least_rows(scheme: Scheme) -> int:
-    """The fewest rows a call can have: a rank-r lowrank term on A factors the call's rows
-    at rank r (1 without one)."""
+    """The fewest rows a call can have: a rank-r factorization of A's rows (a lowrank term on
+    A, LPLR activations, LRAMM's product) needs at least r of them (1 without one)."""
     a = scheme.a
     ranks = [t.rank for t in a.residuals if isinstance(t, LowRank)] \
         if isinstance(a, QuantOperand) else []
+    if isinstance(a, LplrOperand):
+        ranks.append(a.rank)
+    if scheme.product is not None:
+        ranks.append(scheme.product.rank)
     return max([1, *ranks])
 
 

@@ -37,6 +37,7 @@ from .buckets import Packed
 from .checks import kernel_output
 from .glue import one_blas_thread
 from .kernel import Kernel, finite
+from .protocol import NotPickled
 from .timing import median_times
 
 
@@ -51,7 +52,7 @@ class ChainPacked:
     notes: tuple[str, ...] = ()
 
 
-class ChainKernel:
+class ChainKernel(NotPickled):
     """pack(B) once, kernel(A, packed) -> C, like Kernel; holds one Kernel per product. Safe to
     call from several threads: each part serialises its own buffers, the glue is numpy on
     per-call arrays."""

@@ -3,8 +3,7 @@
 Inputs of any order, alignment and real dtype are copied into aligned TVM tensors (compiled
 functions check that their buffers are 64-byte aligned), except a 64-byte aligned, C-contiguous,
 writeable float32 A of any rows up to the bucket's, which quantize_a reads where it lies
-(Bucket.lends_a: where no later function reads A); shapes are checked
-against the build.
+(Bucket.lends_a: where no later function reads A); shapes are checked against the build.
 A kernel built for a range of M holds one code path per bucket; a call with m rows runs the
 smallest bucket >= m on A padded with copies of its last row, which leaves every statistic of
 A's quantization (per-tensor max/min, per-row, per-vector, per-block) unchanged.
@@ -39,10 +38,11 @@ from .checks import finite, finite_scales, kernel_output, normal_scales, sparse_
 from .device import device_of
 from .direct import Direct, limits, serves
 from .glue import host_array, store, view, writable
+from .protocol import NotPickled
 from .timing import median_times
 
 
-class Kernel:
+class Kernel(NotPickled):
     """pack(static operand) once, kernel(per-call operand, packed) -> C (M x N float32).
 
     With `static: b` (the default) that is pack(B), kernel(A, packed); with `static: a`,

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..backend.target import Target
+from ..errors import LrqcError
 from ..frontend.model import Scheme
 from ..plan.model import KernelPlan
 
@@ -44,3 +45,13 @@ class KernelLike(Protocol):
             bias: npt.ArrayLike | None = None) -> np.ndarray: ...
 
     def __call__(self, A: npt.ArrayLike, packed: Any) -> np.ndarray: ...
+
+
+class NotPickled:
+    """A compiled kernel holds a loaded library, which cannot be pickled or deep-copied: say
+    what to do instead rather than let the module's own error through."""
+
+    def __reduce__(self) -> Any:
+        raise LrqcError(f"{type(self).__name__}: a compiled kernel cannot be pickled or copied; "
+                        "save it with `lrqc build` and load it with lrqc.load_kernel, or compile "
+                        "it again (packed operands: kernel.pack in each process)")

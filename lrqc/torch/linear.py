@@ -29,7 +29,7 @@ from .. import reference
 from ..api import parse_schemes
 from ..door import compile as compile_kernel
 from ..errors import InputError, LrqcError
-from ..frontend.model import LplrOperand, Scheme
+from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from ..plan.buckets import least_rows
 from ..runtime import packstate
@@ -41,15 +41,6 @@ _KERNELS: dict[tuple, Any] = {}  # (scheme text, N, K, max_tokens, target, threa
 _LOCK = threading.Lock()
 # numpy dtypes torch.from_numpy cannot take (ml_dtypes' bfloat16, float8): stored as raw bits
 _RAW = {1: np.uint8, 2: np.int16, 4: np.int32}
-
-
-def min_rows(scheme: Scheme) -> int:
-    """The fewest rows the scheme can multiply: a rank-r factorization of A (its lowrank term,
-    LPLR activations, LRAMM's product) needs at least r rows."""
-    ranks = [scheme.product.rank] if scheme.product is not None else []
-    if isinstance(scheme.a, LplrOperand):
-        ranks.append(scheme.a.rank)
-    return max([least_rows(scheme), *ranks])
 
 
 def torch_threads(threads: str) -> str:
@@ -69,7 +60,7 @@ def kernel_for(scheme: Scheme, n: int, k: int, max_tokens: int, target: Any,
     """The compiled kernel for min_rows..max_tokens rows of (M x K) @ (K x N), compiled once
     per process for every layer that asks for the same one."""
     key = (unparse(scheme), n, k, max_tokens, repr(target), threads)
-    lo = min_rows(scheme)
+    lo = least_rows(scheme)
     if lo > max_tokens:
         raise LrqcError(f"scheme '{scheme.name}' factors A at rank {lo}, which needs at least "
                         f"{lo} rows: max_tokens={max_tokens} is too few")
@@ -234,8 +225,8 @@ class Linear(nn.Module):
         parts = chunks(a.shape[0], self.max_tokens)
         least = getattr(self.kernel, "m_min", 1)
         if a.shape[0] < least:
-            raise InputError(f"{a.shape[0]} rows: this scheme needs at least {least} rows a "
-                             "product (its rank)")
+            raise InputError(f"{a.shape[0]} rows: this scheme needs at least {least} rows "
+                             "per product (its rank)")
         if min(hi - lo for lo, hi in parts) < least:
             raise InputError(f"{a.shape[0]} rows run in {len(parts)} chunks of at most max_tokens="
                              f"{self.max_tokens} rows ({parts[-1][1] - parts[-1][0]} in the "
@@ -321,7 +312,23 @@ class Linear(nn.Module):
         return out
 
 
+# what every saved layer state holds, and what its packed weight comes as: all of a group or none
+_STATE_KEYS = ("scheme", "scheme_name", "in_features", "out_features", "max_tokens", "backend",
+               "has_bias")
+_WEIGHT_GROUPS = (("meta", "arrays", "dtypes"), ("weight", "bias"))
+
+
 def check_state(state: Any) -> None:
+    """LrqcError unless `state` is a whole lrqc layer state as get_extra_state writes it: its
+    entries all there, its packed weight (or reference weight) whole or absent."""
     if not (isinstance(state, dict) and state.get("lrqc") == 1):
         raise InputError("lrqc.torch.Linear: not the state of an lrqc layer (or of another "
                          "lrqc version)")
+    lacks = [k for k in _STATE_KEYS if k not in state]
+    for group in _WEIGHT_GROUPS:
+        if any(k in state for k in group):
+            lacks += [k for k in group if k not in state]
+    if lacks:
+        raise InputError(f"lrqc.torch.Linear: the layer's state is damaged: it lacks "
+                         f"{', '.join(repr(k) for k in lacks)}; save it again from the "
+                         "quantized model")

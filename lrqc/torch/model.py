@@ -148,6 +148,13 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
     return report
 
 
+def _is_linear(model: nn.Module, name: str) -> bool:
+    try:
+        return isinstance(model.get_submodule(name), nn.Linear)
+    except AttributeError:
+        return False
+
+
 def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
          strict: bool = True, threads: str = "auto") -> nn.Module:
     """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
@@ -158,10 +165,19 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
                         f"mapping), got {type(model).__name__} and {type(state_dict).__name__}")
     new: dict[str, Linear] = {}
     for key, value in state_dict.items():
-        if not key.endswith("." + EXTRA) or not isinstance(value, dict) or "lrqc" not in value:
+        if not key.endswith("." + EXTRA):
             continue
-        check_state(value)
         name = key[: -len(EXTRA) - 1]
+        if not isinstance(value, dict) or "lrqc" not in value:
+            if _is_linear(model, name):  # a plain Linear keeps no extra state: a damaged one
+                raise LrqcError(f"lrqc.torch.load: layer '{name}': its state '{key}' is not "
+                                "an lrqc layer's (damaged?); save it again from the quantized "
+                                "model")
+            continue
+        try:
+            check_state(value)
+        except LrqcError as exc:
+            raise LrqcError(f"lrqc.torch.load: layer '{name}': {exc}") from None
         try:
             old = model.get_submodule(name)
         except AttributeError:
@@ -175,7 +191,10 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
             raise LrqcError(f"lrqc.torch.load: layer '{name}' is {have[0]} -> {have[1]} in the "
                             f"model, {value['in_features']} -> {value['out_features']} in the "
                             "state")
-        new[name] = Linear.from_state(value, target=target, threads=threads)
+        try:
+            new[name] = Linear.from_state(value, target=target, threads=threads)
+        except LrqcError as exc:  # a scheme or packed weight that does not fit
+            raise LrqcError(f"lrqc.torch.load: layer '{name}': {exc}") from None
         new[name].name = name
     if not new:
         raise LrqcError("lrqc.torch.load: the state holds no lrqc layer (save the state_dict of "

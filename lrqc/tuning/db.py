@@ -121,9 +121,15 @@ class Record:
     def summary(self) -> str:
         k = self.key
         return (f"{self.hash}  {k['function']:<10} M={k['m']} N={k['n']} K={k['k']}  "
-                f"tuned {self.tuned_ms:.3f} ms vs hand {self.hand_ms:.3f} ms "
+                f"tuned {shown_ms(self.tuned_ms)} vs hand {shown_ms(self.hand_ms)} "
                 f"({self.hand_ms / self.tuned_ms:.2f}x)  trials {self.trials}, "
                 f"rejected {self.rejected}  [scheme {_scheme_name(k['scheme'])}]")
+
+
+def shown_ms(value: float) -> str:
+    """A time in ms as reports print it: three decimals, or three significant digits below
+    0.01 ms (a small function's microseconds would otherwise all print as 0.000)."""
+    return f"{value:.3f} ms" if value >= 0.01 else f"{value:.3g} ms"
 
 
 def _scheme_name(text: str) -> str:
@@ -137,7 +143,7 @@ def plausible(tuned_ms: float, hand_ms: float) -> str | None:
     if low:
         return f"implausible time: {', '.join(low)} is below {MIN_MS:g} ms"
     if hand_ms / tuned_ms > MAX_SPEEDUP:
-        return (f"implausible speedup: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand "
+        return (f"implausible speedup: {shown_ms(tuned_ms)} tuned vs {shown_ms(hand_ms)} hand "
                 f"({hand_ms / tuned_ms:.0f}x, more than {MAX_SPEEDUP:g}x)")
     return None
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backend.compat import PyMeasureCallback, derived_object, last_line, ms
+from .db import shown_ms
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Progress:
         left = spent / new * max(self.total - self.done, 0) if new > 0 else float("nan")
         best = "-"
         if self.best_s < float("inf"):
-            best = f"{self.best_s * 1e3:.3f} ms" + (
+            best = shown_ms(self.best_s * 1e3) + (
                 f" ({self.flops / self.best_s / 1e9:.1f} GOPS)" if self.flops else "")
         eta = f"about {left:.0f} s left" if not np.isnan(left) else "resuming"
         print(f"\r  trials {self.done}/{self.total}, valid {self.valid}, best {best}, {eta}   ",

@@ -13,7 +13,7 @@ from ..backend.target import Target
 from ..pipeline.functions import bucket_rule, functions
 from ..plan.model import KernelPlan
 from ..plan.names import tuned_functions
-from .db import PRUNE_HINT, BadRecord, Database, record_key
+from .db import PRUNE_HINT, BadRecord, Database, record_key, shown_ms
 
 
 def current_key(plan: KernelPlan, fn: str, target: Target) -> dict:
@@ -41,7 +41,7 @@ def recorded_traces(plans: Sequence[KernelPlan], rule: ScheduleRule, target: Tar
                 continue
             if rec.tuned_ms > rec.hand_ms:  # never a slower build
                 sources[p.m, fn] = (f"hand schedule (tuning record {rec.hash} measured slower: "
-                                    f"{rec.tuned_ms:.3f} vs {rec.hand_ms:.3f} ms)")
+                                    f"{shown_ms(rec.tuned_ms)} vs {shown_ms(rec.hand_ms)})")
                 continue
             tensors = functions(p, bucket_rule(p, rule, target))[fn]
             why = replay_error(tensors, target, rec.trace)
@@ -49,8 +49,8 @@ def recorded_traces(plans: Sequence[KernelPlan], rule: ScheduleRule, target: Tar
                 sources[p.m, fn] = _ignored(rec.hash, f"its schedule does not apply: {why}")
                 continue
             traces[p.m, fn] = rec.trace
-            sources[p.m, fn] = (f"tuning record {rec.hash}: {rec.tuned_ms:.3f} ms tuned vs "
-                                f"{rec.hand_ms:.3f} ms hand when recorded")
+            sources[p.m, fn] = (f"tuning record {rec.hash}: {shown_ms(rec.tuned_ms)} tuned vs "
+                                f"{shown_ms(rec.hand_ms)} hand when recorded")
     return traces, sources
 
 

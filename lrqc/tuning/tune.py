@@ -25,7 +25,7 @@ from ..plan.buckets import bucket_plans
 from ..plan.names import tuned_functions
 from ..runtime import device
 from .check import check_candidate, check_remote, time_finalists
-from .db import Database, Record
+from .db import Database, Record, shown_ms
 from .progress import Progress
 from .records import current_key
 from .rpc import check_tracker
@@ -202,6 +202,6 @@ def _record(db, rkey, timing, progress, rejected, row, device, out) -> None:
     where = f" on the RPC device {device}" if device else ""
     if row["hand_point"]:
         print("  the hand schedule's own point measured best among the finalists", file=out)
-    print(f"  recorded {rec.hash}: {tuned_ms:.3f} ms tuned vs {hand_ms:.3f} ms hand{where} "
+    print(f"  recorded {rec.hash}: {shown_ms(tuned_ms)} tuned vs {shown_ms(hand_ms)} hand{where} "
           f"({hand_ms / tuned_ms:.2f}x), {progress.valid}/{progress.done} valid, "
           f"{rejected} rejected, {wall:.0f} s{slower}", file=out)

@@ -218,8 +218,9 @@ def test_eval_of_arrays_that_are_not_one_matrix(files, capsys):
 
 def test_bench_and_tune_refuse_a_foreign_architecture(files, capsys, no_compile):
     fails(capsys, ["bench", files / "pc.lrq", "--dims", DIMS, "--target", "aarch64"],
-          "lrqc: error: lrqc bench runs the kernel on this machine, which lacks architecture "
-          "aarch64-linux-gnu; build for that machine with `lrqc build` instead")
+          "lrqc: error: lrqc bench runs the kernel on this machine, which lacks "
+          "aarch64-linux-gnu's instruction set; build for that machine with `lrqc build` "
+          "instead")
     fails(capsys, ["tune", files / "pc.lrq", "--dims", DIMS, "--target", "aarch64"],
           "lrqc: error: lrqc tune checks every kept candidate against lrqc.reference on this "
           "host, which cannot run aarch64-linux-gnu code; tune on a machine of that "
@@ -389,3 +390,53 @@ def test_manifest_with_an_unconvertible_number_is_refused(artifact, tmp_path):
                                                     '"format": ' + "9" * 5000))
     with pytest.raises(lrqc.LrqcError, match="manifest.json: not a manifest"):
         lrqc.load_kernel(bad)
+
+
+def test_a_cpu_llvm_does_not_know_is_refused_before_compiling(capsys, files, no_compile):
+    """TVM only logs an error for an unknown -mcpu and compiles for a generic CPU: refused."""
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
+                   '{"kind": "llvm", "mcpu": "bogus"}', "-o", files / "out"],
+          "lrqc: error: target: LLVM knows no CPU 'bogus'; name one LLVM knows (e.g. 'znver4', "
+          "'haswell', 'neoverse-n1'), or use a short name such as 'x86-avx2'")
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
+                   '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "znver4"}', "-o",
+                   files / "out"], ("lrqc: error: target: LLVM knows no CPU 'znver4' for "
+                                    "aarch64-linux-gnu;",))
+    assert not (files / "out").exists()
+
+
+def test_debug_prints_the_traceback_of_a_scheme_error_in_check(files, capsys):
+    (files / "typo.lrq").write_text("scheme t {\n a: int9 per_channel\n b: int8\n}\n")
+    assert main(["check", str(files / "typo.lrq")]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["--debug", "check", str(files / "typo.lrq")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "SchemeError" in err
+
+
+def test_an_m_range_where_one_row_count_is_asked_says_so(files, capsys, no_compile):
+    fails(capsys, ["eval", files / "pc.lrq", "--dims", "M=1..8,N=16,K=64"],
+          "lrqc: error: --dims: M must be a positive integer, got '1..8'; M=lo..hi is for "
+          "build, tune and explain")
+
+
+def test_dump_dir_that_cannot_be_a_folder_is_an_lrqc_error(files):
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    with pytest.raises(lrqc.LrqcError, match="dump_dir: .*pc.lrq exists and is not a folder"):
+        lrqc.compile(s, 4, 16, 64, dump_dir=files / "pc.lrq")
+    with pytest.raises(lrqc.LrqcError, match="dump_dir: cannot make the folder"):
+        lrqc.compile(s, 4, 16, 64, dump_dir=files / "pc.lrq" / "sub")
+    with pytest.raises(lrqc.LrqcError, match="tuned must be True or False"):
+        lrqc.compile(s, 4, 16, 64, tuned="no")
+
+
+def test_kernels_refuse_pickling_with_what_to_do(files):
+    import copy
+    import pickle
+
+    s = lrqc.parse_schemes(SCHEME)["pc"]
+    kernel = lrqc.compile(s, 4, 16, 64)
+    for attempt in (pickle.dumps, copy.deepcopy, copy.copy):
+        with pytest.raises(lrqc.LrqcError, match="cannot be pickled or copied; save it with "
+                           "`lrqc build`"):
+            attempt(kernel)

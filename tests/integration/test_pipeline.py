@@ -141,3 +141,23 @@ def test_the_compiler_refuses_the_sizes_bind_dims_refuses():
     s = lrqc.parse_schemes("scheme s {\n a: int8\n b: int8\n}\n")["s"]
     with pytest.raises(LrqcError, match="too large"):
         lrqc.compile(s, M=65536, N=65536, K=8)
+
+
+def test_a_chains_m_range_starts_at_its_rank():
+    """LRAMM's product (and LPLR activations) factor A's rows at rank r: an M range below r
+    builds buckets from r, as A's lowrank terms do (it was refused: 'rank 8 exceeds min(M, N,
+    K) = 1'); calls of r..hi rows give the reference's numbers, fewer rows are refused."""
+    s = lrqc.parse_schemes("scheme l {\n product: lowrank(rank=8, method=rsvd, power_iters=1,"
+                           " bits=(8, 8, 8))\n}\n")["l"]
+    texts = {}
+    kernel = pipeline_compile(s, (1, 24), 32, 32, emit=("plan",), on_text=texts.__setitem__)
+    assert "M bucket 8 ==" in texts["plan"] and "M bucket 4 ==" not in texts["plan"]
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((32, 32)).astype(np.float32)
+    packed = kernel.pack(B)
+    for m in (8, 13, 24):
+        A = rng.standard_normal((m, 32)).astype(np.float32)
+        ref = lrqc.reference.matmul(s, A, B)
+        assert np.abs(kernel(A, packed) - ref).max() <= 1e-4 * np.abs(ref).max(), m
+    with pytest.raises(LrqcError, match="rank 8"):
+        kernel(rng.standard_normal((5, 32)).astype(np.float32), packed)

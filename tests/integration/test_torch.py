@@ -263,6 +263,31 @@ def test_load_checks_sizes_keys_and_damage():
         lt.load(Tiny(), damaged)
 
 
+def test_damaged_layer_states_are_refused_naming_the_layer():
+    """A state with its packed weight's arrays dropped, an extra state that is not an lrqc
+    layer's where the model has a Linear, or a scheme that does not fit: refused at load,
+    naming the layer (never a layer without weights found at its first forward)."""
+    model = Tiny()
+    lt.quantize(model, W8, max_tokens=16)
+    state = model.state_dict()
+    no_arrays = copy.deepcopy(state)
+    del no_arrays["up._extra_state"]["arrays"]
+    with pytest.raises(lrqc.LrqcError, match="layer 'up': lrqc.torch.Linear: the layer's state "
+                       "is damaged: it lacks 'arrays'"):
+        lt.load(Tiny(), no_arrays)
+    for junk in ("garbage", {}):
+        bad = dict(state)
+        bad["up._extra_state"] = junk
+        with pytest.raises(lrqc.LrqcError, match="layer 'up': its state 'up._extra_state' is "
+                           "not an lrqc layer's"):
+            lt.load(Tiny(), bad)
+    other = copy.deepcopy(state)
+    other["up._extra_state"]["scheme"] = other["up._extra_state"]["scheme"].replace(
+        "per_channel", "per_tensor", 1)
+    with pytest.raises(lrqc.LrqcError, match="layer 'up': packed: made for another kernel"):
+        lt.load(Tiny(), other)
+
+
 def test_forward_errors_name_the_layer():
     model = Tiny()
     lt.quantize(model, W8, max_tokens=16)

@@ -473,3 +473,16 @@ def test_amx_tuning_records_replay(cache, capsys, monkeypatch):
     A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     ref = matmul(s, A.astype(np.float32).astype(np.float64), B)
     assert rel_error(kernel.run(A, B), ref) < 1e-5
+
+
+def test_small_times_print_their_digits():
+    """A function of a few microseconds reads as such in records and reports, not 0.000 ms
+    against 0.000 ms."""
+    from lrqc.tuning.db import shown_ms
+
+    assert shown_ms(1.23456) == "1.235 ms" and shown_ms(0.0123) == "0.012 ms"
+    assert shown_ms(0.000412) == "0.000412 ms" and shown_ms(0.00123456) == "0.00123 ms"
+    key = make_key("scheme s {\n a: int8\n b: int8\n}\n", "gemm", 8, 64, 64,
+                   {"kind": "llvm"}, [], {})
+    rec = Record(key=key, trace="{}", tuned_ms=0.00041, hand_ms=0.00052, trials=3, rejected=0)
+    assert "tuned 0.00041 ms vs hand 0.00052 ms (1.27x)" in rec.summary()

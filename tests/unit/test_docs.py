@@ -301,3 +301,12 @@ def test_cheap_readme_commands_run():
                               timeout=60, check=False)
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.strip(), command
+
+
+def test_the_artifacts_doc_states_the_manifest_format_written():
+    """docs/artifacts.md names the manifest format lrqc writes and reads (and no other)."""
+    fmt = re.search(r"^FORMAT = (\d+)", (ROOT / "lrqc" / "runtime" / "manifest.py").read_text(),
+                    re.MULTILINE).group(1)
+    text = (ROOT / "docs" / "artifacts.md").read_text()
+    assert f"The manifest (format {fmt};" in text
+    assert f"older than {fmt} (an older lrqc" in text

@@ -107,6 +107,10 @@ BAD = [
      "per_channel"),
     (_wrap("int4 per_block(32)"), 2, "int4", r"per_block .* must be int8 or", None),
     (_wrap("e2m1 per_vector(16)"), 2, "e2m1", r"per_vector needs an integer", None),
+    (_wrap("e4m3 calibrate=minmax"), 2, "e4m3", r"calibrate=minmax needs an integer format, "
+     r"found 'e4m3'$", None),
+    (_wrap("int8 per_block(32) calibrate=minmax"), 2, "int8", r"calibrate=minmax is not "
+     r"defined for per_block", None),
     (_wrap("e2m1 per_block(32, scale=e8m1)"), 2, "e8m1", r"e8m0", "e8m0"),
     (_wrap("int8 per_tensor per_channel"), 2, "per_channel", r"granularity given twice", None),
     (_wrap("int8 round=floor round=trunc"), 2, "round=trunc", r"duplicate option 'round='", None),
@@ -129,7 +133,7 @@ BAD = [
      "static"),
     ("scheme s {\n    a: int8\n}\n", 1, "s {", r"no 'b:' entry", None),
     ("scheme s {\n    product: lowrank(rank=4)\n    a: int8\n}\n", 3, "a:",
-     r"replaces the operands", None),
+     r"replaces the operands: 'a:' must be a float operand or absent", None),
     ("scheme s {\n    a: int8\n    b: int8\n    static: nope\n}\n", 4, "nope", r"unknown static",
      "none"),
     ("scheme s {\n    a: int8 $\n}\n", 2, "$", r"unexpected character '\$'", None),
