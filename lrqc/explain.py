@@ -252,14 +252,19 @@ def plan_text(program: Program, dims: tuple) -> str:
     return "\n".join(out)
 
 
+NOMINAL = (64, 4096, 4096)  # the sizes the instructions section plans without --dims
+
+
 def instructions_text(program: Program, dims: tuple | None) -> str:
     """The range proof of each integer product: which x86 instructions compute it exactly.
-    The code ranges do not depend on the sizes; without dims a nominal size is planned."""
+    Without dims a nominal size is planned, and said: most code ranges do not depend on the
+    sizes, but the offset of centred min-max codes and the int32 sums of groups do (K)."""
     try:
-        parts = lower_program(program, *(dims or (64, 4096, 4096)))
+        parts = lower_program(program, *(dims or NOMINAL))
     except LrqcError as exc:  # a scheme the kernels refuse: explain still prints the rest
         return f"not compiled{'' if dims else ' at a nominal 64x4096x4096'}: {exc}"
-    out = []
+    out = [] if dims else ["planned at a nominal M=64, N=4096, K=4096 (--dims plans yours: "
+                           "K sets the offset of centred codes and the groups' sums)"]
     for part in parts:
         head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
         if program.static == "a":  # the kernel computes Cᵀ = Bᵀ Aᵀ: its per-call operand is B

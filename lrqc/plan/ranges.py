@@ -302,11 +302,13 @@ def proof_text(plan: KernelPlan) -> str:
     r = ranges(plan)
     if r is None:
         return "no integer GEMM (float path): no instruction to prove"
-    lines = [f"A's codes {r.a}, B's codes {r.b} as the GEMM reads them ({r.formats});",
+    sp = scale_pairs(plan)
+    centred = (f" (A's min-max codes stored centred: a - zc + {sp.offset})"
+               if sp is not None and sp.usable and sp.data else "")
+    lines = [f"A's codes {r.a}, B's codes {r.b} as the GEMM reads them ({r.formats}){centred};",
              f"one product in {r.product}"]
     lines += [f"  {name:<11} {'exact' if ok else 'NOT exact':<10} {why}"
               for name, ok, why in instruction_proofs(plan)]
-    sp = scale_pairs(plan)
     if sp is not None:
         lines.append(f"  {'vpdpwssd':<11} {sp.verdict:<10} {sp.why()}")
     lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
