@@ -49,9 +49,18 @@ class KernelLike(Protocol):
 
 class NotPickled:
     """A compiled kernel holds a loaded library, which cannot be pickled or deep-copied: say
-    what to do instead rather than let the module's own error through."""
+    what to do instead rather than let the module's own error through. A shallow copy
+    (copy.copy) is the same kernel under another name, as before."""
 
     def __reduce__(self) -> Any:
         raise LrqcError(f"{type(self).__name__}: a compiled kernel cannot be pickled or copied; "
                         "save it with `lrqc build` and load it with lrqc.load_kernel, or compile "
                         "it again (packed operands: kernel.pack in each process)")
+
+    def __copy__(self) -> Any:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return self.__reduce__()
