@@ -51,7 +51,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     if not isinstance(scheme, Scheme):
         raise LrqcError(f"compile: expected a Scheme (e.g. lrqc.parse_schemes(text)[name]), got "
                         f"{type(scheme).__name__}")
-    if not isinstance(tuned, bool):
+    if isinstance(tuned, str) or tuned not in (True, False):
         raise LrqcError(f"compile: tuned must be True or False, got {tuned!r}")
     return door.compile(scheme, M, N, K, target, tuned=tuned, dump_dir=dump_dir,
                         threads=threads)

@@ -31,7 +31,7 @@ from .passes.shapes import M as M_SYM
 from .passes.shapes import N as N_SYM
 from .plan.lower import lower_program
 from .plan.printer import print_plan
-from .plan.ranges import proof_text
+from .plan.ranges import proof_text, ranges
 from .plan.support import float32_codes
 from .reference import formats
 from .reference.inputs import FLOAT_MAX
@@ -263,8 +263,9 @@ def instructions_text(program: Program, dims: tuple | None) -> str:
         parts = lower_program(program, *(dims or NOMINAL))
     except LrqcError as exc:  # a scheme the kernels refuse: explain still prints the rest
         return f"not compiled{'' if dims else ' at a nominal 64x4096x4096'}: {exc}"
-    out = [] if dims else ["planned at a nominal M=64, N=4096, K=4096 (--dims plans yours: "
-                           "K sets the offset of centred codes and the groups' sums)"]
+    out = [] if dims or all(ranges(part.plans[-1]) is None for part in parts) else [
+        "planned at a nominal M=64, N=4096, K=4096 (--dims plans yours: K sets the offset of "
+        "centred codes and the groups' sums)"]
     for part in parts:
         head = f"-- product {part.prefix[:-1]}: {part.scheme.name} --\n" if part.prefix else ""
         if program.static == "a":  # the kernel computes Cᵀ = Bᵀ Aᵀ: its per-call operand is B

@@ -163,7 +163,10 @@ def resolve(target: str | dict | Target | None) -> Target:
         raise LrqcError(f"target kind {d.get('kind')!r}: lrqc compiles for 'llvm' (CPUs) and "
                         "'cuda' targets")
     if d["kind"] == "llvm" and d.get("mcpu"):
-        _check_cpu(str(d["mcpu"]), str(d.get("mtriple") or ""))
+        if not isinstance(d.get("mtriple", ""), str):
+            raise LrqcError(f"target: mtriple must be a string such as 'x86_64-linux-gnu', got "
+                            f"{d['mtriple']!r}")
+        _check_cpu(str(d["mcpu"]), d.get("mtriple") or "")
     archs: tuple[str, ...] = ()
     if d["kind"] == "cuda":
         d = _cuda_dict(d)
@@ -180,11 +183,15 @@ def resolve(target: str | dict | Target | None) -> Target:
 def _check_cpu(mcpu: str, triple: str) -> None:
     """LrqcError where LLVM does not know mcpu for the triple ('' the default): TVM would only
     log an error and compile for a generic CPU, without the vector instructions asked for."""
+    if mcpu == "native":
+        raise LrqcError("target: mcpu 'native' is not resolved by LLVM here; use the target "
+                        "'host' (this CPU, its vector features included)")
     if not codegen.llvm_is_valid_cpu(mcpu, triple):
-        raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}"
-                        + (f" for {triple}" if triple else "")
-                        + "; name one LLVM knows (e.g. 'znver4', 'haswell', 'neoverse-n1'), "
-                        "or use a short name such as 'x86-avx2'")
+        where = (f" for {triple} (an unknown triple, or a CPU of another architecture)"
+                 if triple else "")
+        raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}{where}; name one LLVM knows (e.g. "
+                        "'znver4', 'haswell', 'neoverse-n1'), or use a short name such as "
+                        "'x86-avx2'")
 
 
 def _cuda_string(text: str) -> dict:

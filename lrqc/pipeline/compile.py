@@ -4,6 +4,7 @@ texts of any stages printed or written to files on the way."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -40,19 +41,21 @@ def check_emits(emit: Iterable[str], target: Target) -> tuple[str, ...]:
     return emit
 
 
-def dump_folder(dump_dir: str | os.PathLike[str]) -> Path:
-    """dump_dir as a folder that exists (made, with its parents, where missing), checked
-    before any stage runs; LrqcError naming the path where it cannot be made."""
+def dump_folder(dump_dir: str | os.PathLike[str]) -> tuple[Path, Path | None]:
+    """(dump_dir as a folder that exists, the outermost folder made for it or None), made with
+    its parents where missing and checked before any stage runs; LrqcError naming the path
+    where it cannot be made."""
     if not isinstance(dump_dir, (str, os.PathLike)):
         raise LrqcError(f"dump_dir: expected a folder path, got {type(dump_dir).__name__}")
     out = Path(dump_dir)
+    made = next((p for p in reversed((out, *out.parents)) if not p.exists()), None)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise LrqcError(f"dump_dir: {out} exists and is not a folder") from None
     except OSError as exc:
         raise LrqcError(f"dump_dir: cannot make the folder {out}: {exc.strerror or exc}") from None
-    return out
+    return out, made
 
 
 def check_threads(threads: str, target: Target) -> None:
@@ -104,7 +107,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
                                 "reference only (lrqc.reference.matmul); the compiled kernels "
                                 "produce float32, float16 or bfloat16")
     emit = check_emits(emit, target)
-    out = None if dump_dir is None else dump_folder(dump_dir)
+    out, made = (None, None) if dump_dir is None else dump_folder(dump_dir)
     lo, _ = m_range(M)
     c = Compilation(scheme, M, N, K, target, records=records if traces is None else None,
                     traces={("", m, fn): t for (m, fn), t in (traces or {}).items()})
@@ -116,7 +119,12 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
             on_text(name, text)
 
     wanted = emits_for(target) if dump_dir is not None else emit
-    c = run_stages(c, wanted, collect)
+    try:
+        c = run_stages(c, wanted, collect)
+    except BaseException:  # nothing to dump: the folders made for it go again
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
     if out is not None:
         for name, text in texts.items():
             try:

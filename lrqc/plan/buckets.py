@@ -107,6 +107,15 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
     return plans
 
 
+def chain_rows(scheme: Scheme, M: object) -> int | tuple[int, int]:
+    """The rows a chain's products are built for: M, a range's low end raised to the fewest
+    rows a call can have (least_rows: a rank-r factorization of A's rows starts at r), as an
+    int where that leaves one size."""
+    lo, hi = m_range(M)
+    lo = max(lo, min(least_rows(scheme), hi))
+    return lo if lo == hi else (lo, hi)
+
+
 def least_rows(scheme: Scheme) -> int:
     """The fewest rows a call can have: a rank-r factorization of A's rows (a lowrank term on
     A, LPLR activations, LRAMM's product) needs at least r of them (1 without one)."""

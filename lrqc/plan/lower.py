@@ -13,7 +13,7 @@ from ..frontend.bind import bind_dims
 from ..frontend.model import Scheme
 from ..ir import nodes as ir
 from ..ir.verify import verify
-from .buckets import bucket_plans, least_rows, m_range
+from .buckets import bucket_plans, chain_rows, m_range
 from .chain import is_chain, parts
 from .model import KernelPlan
 from .verify import verify_plan
@@ -41,11 +41,9 @@ def lower_program(program: ir.Program, M: object, N: int, K: int) -> tuple[Part,
         raise LrqcError(f"program {program.name}: run the passes (lrqc.passes.run_passes) "
                         "before planning")
     if is_chain(s):
-        lo, hi = m_range(M)
-        lo = max(lo, min(least_rows(s), hi))  # a range's buckets start at A's factor rank
-        for m in {lo, hi}:  # the scheme's own checks at these sizes (ranks vs M, N, K)
+        rows = chain_rows(s, M)  # a range's buckets start at the rank A's rows factor at
+        for m in set(m_range(rows)):  # the scheme's own checks at these sizes (ranks vs M, N, K)
             bind_dims(s, m, N, K)
-        rows = lo if lo == hi else (lo, hi)
         return tuple(Part(prefix, sc, tuple(map(verify_plan, bucket_plans(sc, rows, n, k))))
                      for prefix, sc, n, k in parts(s, N, K))
     plans = tuple(verify_plan(p, program) for p in bucket_plans(s, M, N, K))

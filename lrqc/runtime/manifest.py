@@ -24,7 +24,7 @@ from ..files import MiB, read_bytes
 from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from ..plan import names, signature
-from ..plan.buckets import bucket_plans
+from ..plan.buckets import bucket_plans, chain_rows
 from ..plan.chain import is_chain, parts
 
 if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest's checks do not
@@ -143,9 +143,11 @@ def expected_layout(kernel_or_scheme: Kernel | ChainKernel | Scheme,
         raise TypeError("expected_layout of a scheme: the manifest's dims are needed")
     else:
         s, M, N, K = kernel_or_scheme, str(dims["M"]), dims["N"], dims["K"]
+        rows: object = M
         if is_chain(s):
+            rows = chain_rows(s, M)
             _, s, N, K = parts(s, N, K)[0]
-        plans = bucket_plans(s, M, N, K)
+        plans = bucket_plans(s, rows, N, K)
     p = plans[-1]
     return [q.m for q in plans], {"Mp": p.mp, "Np": p.np_, "Kp": p.kp, "groups": p.groups,
                                   "vector": p.vector}

@@ -230,7 +230,7 @@ class Linear(nn.Module):
         if min(hi - lo for lo, hi in parts) < least:
             raise InputError(f"{a.shape[0]} rows run in {len(parts)} chunks of at most max_tokens="
                              f"{self.max_tokens} rows ({parts[-1][1] - parts[-1][0]} in the "
-                             f"last), and this scheme needs at least {least} rows a product "
+                             f"last), and this scheme needs at least {least} rows per product "
                              "(its rank): quantize with a larger max_tokens")
         if len(parts) == 1:  # C as the kernel returned it, no copy
             out = torch.from_numpy(self._matmul(a).astype(np.float32, copy=False))

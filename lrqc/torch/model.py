@@ -149,10 +149,13 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
 
 
 def _is_linear(model: nn.Module, name: str) -> bool:
+    """Whether the model's module `name` is a Linear that keeps no extra state of its own (a
+    subclass that does may hold anything there)."""
     try:
-        return isinstance(model.get_submodule(name), nn.Linear)
+        m = model.get_submodule(name)
     except AttributeError:
         return False
+    return isinstance(m, nn.Linear) and type(m).get_extra_state is nn.Module.get_extra_state
 
 
 def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
@@ -169,7 +172,7 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
             continue
         name = key[: -len(EXTRA) - 1]
         if not isinstance(value, dict) or "lrqc" not in value:
-            if _is_linear(model, name):  # a plain Linear keeps no extra state: a damaged one
+            if _is_linear(model, name):  # where a Linear keeps none, a damaged lrqc state
                 raise LrqcError(f"lrqc.torch.load: layer '{name}': its state '{key}' is not "
                                 "an lrqc layer's (damaged?); save it again from the quantized "
                                 "model")

@@ -246,28 +246,36 @@ def test_sparse_quads_count_the_lists_each_product_ran(cpu):
     import numpy as np
 
     common = cpu.common
-    m, n, k = 64, 128, 256
-    s = common.scheme(common.both(common.TRUNC_PC, common.sparse(5)))
-    kernel = lrqc.compile(s, m, n, k)
+    n, k = 128, 256
     rng = np.random.default_rng(1)
-    A, B = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
-    packed = kernel.pack(B)
-    kernel(A, packed)
-    quads = common.sparse_quads(kernel, packed)
-    if "avx512vnni" not in kernel.target.features:
-        assert quads is None
-        return
-    bk = kernel._buckets[-1]
-    expected = 0
-    for j, sp in enumerate(bk.plan.sparse):
-        if sp.side == "a":  # A's copy by rows, once per 64 columns of C
-            S = bk.comp.sparse[j][0].numpy()[:m]
-            expected += sum(-(-len(np.flatnonzero(row)) // 4) for row in S) * (n // 64)
-        else:  # B's copy by columns, once per 64 rows
-            Bs = packed.arrays.sparse[j]
-            expected += sum(-(-int(Bs.ptr[c + 1] - Bs.ptr[c]) // 4)
-                            for c in range(len(Bs.ptr) - 1)) * (m // 64)
-    assert quads == expected and quads > 0
+    B = rng.random((k, n), dtype=np.float32)
+    for base, m in ((common.TRUNC_PC, 64), ("int8 per_vector(64) round=trunc", 50)):
+        # per_vector(64): four lists a row or column, one per scale group; 50 rows run in the
+        # bucket of 64 (its last 14 rows copies of the 50th)
+        s = common.scheme(common.both(base, common.sparse(5)))
+        kernel = lrqc.compile(s, (1, 64), n, k)
+        A = rng.random((m, k), dtype=np.float32)
+        packed = kernel.pack(B)
+        kernel(A, packed)
+        quads = common.sparse_quads(kernel, packed)
+        if "avx512vnni" not in kernel.target.features:
+            assert quads is None
+            return
+        bk = kernel._buckets[-1]
+        groups = 1 if base == common.TRUNC_PC else k // 64
+        expected = 0
+        for j, sp in enumerate(bk.plan.sparse):
+            if sp.side == "a":  # A's copy by rows and groups, once per 64 columns of C
+                S = bk.comp.sparse[j][0].numpy()
+                assert S.shape[0] == 64 and np.array_equal(S[m:], np.repeat(S[m - 1:m], 64 - m, 0))
+                expected += sum(-(-len(np.flatnonzero(part)) // 4) for row in S
+                                for part in np.split(row, groups)) * (n // 64)
+            else:  # B's copy by columns and groups, once per 64 rows
+                Bs = packed.arrays.sparse[j]
+                assert len(Bs.ptr) == n * groups + 1
+                expected += sum(-(-int(Bs.ptr[c + 1] - Bs.ptr[c]) // 4)
+                                for c in range(len(Bs.ptr) - 1)) * (64 // 64)
+        assert quads == expected and quads > 0, (base, quads, expected)
     row = cpu.sparse_bound(kernel, A, packed, {"vnni_quads": 512.0})
     assert row["sparse_quads"] == quads
     assert row["quads_ms"] == pytest.approx(quads / 1e9 * 1e3)  # 512 ops a quad at 512 GOPS

@@ -63,7 +63,9 @@ def artifact(tmp_path_factory):
 
 @pytest.fixture
 def no_compile(monkeypatch):
-    """Fail the test if anything is compiled."""
+    """Fail the test if anything is compiled. The tuner, which binds compile() by name as it
+    is imported, is imported first, so that it keeps the real one after the test."""
+    import lrqc.tuning.tune  # noqa: F401
     from lrqc.pipeline import compile as pipeline_compile
     from lrqc.pipeline import export
 
@@ -401,8 +403,16 @@ def test_a_cpu_llvm_does_not_know_is_refused_before_compiling(capsys, files, no_
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
                    '{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "znver4"}', "-o",
                    files / "out"], ("lrqc: error: target: LLVM knows no CPU 'znver4' for "
-                                    "aarch64-linux-gnu;",))
+                                    "aarch64-linux-gnu (an unknown triple, or a CPU of another "
+                                    "architecture);",))
     assert not (files / "out").exists()
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
+                   '{"kind": "llvm", "mcpu": "native"}', "-o", files / "out"],
+          ("lrqc: error: target: mcpu 'native' is not resolved by LLVM here; use the target "
+           "'host'",))
+    fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
+                   '{"kind": "llvm", "mtriple": 5, "mcpu": "znver4"}', "-o", files / "out"],
+          ("lrqc: error: target: mtriple must be a string",))
 
 
 def test_debug_prints_the_traceback_of_a_scheme_error_in_check(files, capsys):
@@ -428,6 +438,9 @@ def test_dump_dir_that_cannot_be_a_folder_is_an_lrqc_error(files):
         lrqc.compile(s, 4, 16, 64, dump_dir=files / "pc.lrq" / "sub")
     with pytest.raises(lrqc.LrqcError, match="tuned must be True or False"):
         lrqc.compile(s, 4, 16, 64, tuned="no")
+    with pytest.raises(lrqc.LrqcError, match="too large"):  # a failed compile: no folder left
+        lrqc.compile(s, 65536, 65536, 8, dump_dir=files / "made" / "stages")
+    assert not (files / "made").exists()
 
 
 def test_kernels_refuse_pickling_with_what_to_do(files):

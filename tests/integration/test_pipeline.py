@@ -143,10 +143,13 @@ def test_the_compiler_refuses_the_sizes_bind_dims_refuses():
         lrqc.compile(s, M=65536, N=65536, K=8)
 
 
-def test_a_chains_m_range_starts_at_its_rank():
+def test_a_chains_m_range_starts_at_its_rank(tmp_path):
     """LRAMM's product (and LPLR activations) factor A's rows at rank r: an M range below r
     builds buckets from r, as A's lowrank terms do (it was refused: 'rank 8 exceeds min(M, N,
-    K) = 1'); calls of r..hi rows give the reference's numbers, fewer rows are refused."""
+    K) = 1'); calls of r..hi rows give the reference's numbers, fewer rows are refused, and
+    its artifact loads back (the manifest's buckets are checked against the same start)."""
+    from lrqc.pipeline.export import build_artifact
+
     s = lrqc.parse_schemes("scheme l {\n product: lowrank(rank=8, method=rsvd, power_iters=1,"
                            " bits=(8, 8, 8))\n}\n")["l"]
     texts = {}
@@ -161,3 +164,8 @@ def test_a_chains_m_range_starts_at_its_rank():
         assert np.abs(kernel(A, packed) - ref).max() <= 1e-4 * np.abs(ref).max(), m
     with pytest.raises(LrqcError, match="rank 8"):
         kernel(rng.standard_normal((5, 32)).astype(np.float32), packed)
+    build_artifact(s, "1..24", 32, 32, tmp_path / "art")
+    loaded = lrqc.load_kernel(tmp_path / "art")
+    assert [p.m for p in loaded.plans] == [p.m for p in kernel.plans] == [8, 16, 24]
+    A = rng.standard_normal((13, 32)).astype(np.float32)
+    assert np.array_equal(loaded(A, loaded.pack(B)), kernel(A, packed))

@@ -170,7 +170,7 @@ def test_misuse_raises_lrqc_errors():
 
 
 def test_chunks_below_the_schemes_rank_say_to_raise_max_tokens():
-    """A layer whose scheme needs at least r rows a product (a rank-r term on A), fed more rows
+    """A layer whose scheme needs at least r rows per product (a rank-r term on A), fed more rows
     than max_tokens in chunks of fewer than r: the error says so (and what to change)."""
     s = lrqc.parse_schemes("scheme r {\n a: int8 per_tensor + lowrank(rank=6)\n b: int8 "
                            "per_channel\n}")["r"]
@@ -179,10 +179,10 @@ def test_chunks_below_the_schemes_rank_say_to_raise_max_tokens():
         assert q(torch.randn(8, 32)).shape == (8, 16) and q(torch.randn(16, 32)).shape == (16, 16)
         with pytest.raises(lrqc.LrqcError, match=r"10 rows run in 2 chunks of at most "
                            r"max_tokens=8 rows \(5 in the last\), and this scheme needs at "
-                           r"least 6 rows a product \(its rank\): quantize with a larger "
+                           r"least 6 rows per product \(its rank\): quantize with a larger "
                            "max_tokens"):
             q(torch.randn(10, 32))
-        with pytest.raises(lrqc.LrqcError, match=r"5 rows: this scheme needs at least 6 rows a "
+        with pytest.raises(lrqc.LrqcError, match=r"5 rows: this scheme needs at least 6 rows per "
                            r"product \(its rank\)"):
             q(torch.randn(5, 32))
 
@@ -281,6 +281,26 @@ def test_damaged_layer_states_are_refused_naming_the_layer():
         with pytest.raises(lrqc.LrqcError, match="layer 'up': its state 'up._extra_state' is "
                            "not an lrqc layer's"):
             lt.load(Tiny(), bad)
+    class Tagged(nn.Linear):  # a Linear subclass with an extra state of its own loads as ever
+        def get_extra_state(self):
+            return {"tag": "mine"}
+
+        def set_extra_state(self, state):
+            self.tag = state["tag"]
+
+    def tagged():
+        return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), Tagged(32, 16))
+
+    mixed = tagged()
+    lt.quantize(mixed, {"0": W8}, max_tokens=16)
+    buf = io.BytesIO()
+    torch.save(mixed.state_dict(), buf)
+    buf.seek(0)
+    again = lt.load(tagged(), torch.load(buf, weights_only=False))
+    assert again[2].tag == "mine" and isinstance(again[0], lt.Linear)
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        assert torch.equal(again(x), mixed(x))
     other = copy.deepcopy(state)
     other["up._extra_state"]["scheme"] = other["up._extra_state"]["scheme"].replace(
         "per_channel", "per_tensor", 1)
