@@ -97,7 +97,7 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
     # buckets of fewer rows than A's lowrank terms factor at would serve no call (a call of
     # m < rank rows is refused by the kernel): the first bucket holds at least that many
     plans = tuple(make_plan(scheme, m, N, K)
-                  for m in m_buckets(max(lo, min(least_rows(scheme), hi)), hi))
+                  for m in m_buckets(first_rows(scheme, lo, hi), hi))
     if lo < hi and any(q.bits == 1 and q.signed and not q.is_fixed
                        and q.granularity == Granularity.PER_TENSOR
                        for q in per_call_quants(scheme)):
@@ -112,8 +112,13 @@ def chain_rows(scheme: Scheme, M: object) -> int | tuple[int, int]:
     rows a call can have (least_rows: a rank-r factorization of A's rows starts at r), as an
     int where that leaves one size."""
     lo, hi = m_range(M)
-    lo = max(lo, min(least_rows(scheme), hi))
+    lo = first_rows(scheme, lo, hi)
     return lo if lo == hi else (lo, hi)
+
+
+def first_rows(scheme: Scheme, lo: int, hi: int) -> int:
+    """The fewest rows of a range lo..hi that a call can have: lo raised to least_rows."""
+    return max(lo, min(least_rows(scheme), hi))
 
 
 def least_rows(scheme: Scheme) -> int:
