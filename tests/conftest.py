@@ -28,9 +28,21 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+# the files that take longest (minutes each), run first: with the tests spread over processes
+# file by file (the README's `-n auto --dist loadfile`), a long file started last would run
+# alone at the end
+LONGEST_FIRST = ("test_minilm_example.py", "test_tuning.py", "test_compensation_cpu.py",
+                 "test_torch.py", "test_bench_cpu.py", "test_call_results.py", "test_cuda.py",
+                 "test_threads.py", "test_sparse_cpu.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Long fuzz runs (marker `long`) are left out of the default run (its fuzz tests run a
-    few hundred examples): `python -m pytest -m long` (or -m slow, or LRQC_LONG=1) runs them."""
+    """The longest files first (LONGEST_FIRST; the rest in their order). Long fuzz runs
+    (marker `long`) are left out of the default run (its fuzz tests run a few hundred
+    examples): `python -m pytest -m long` (or -m slow, or LRQC_LONG=1) runs them."""
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep
+    #   their order
     expr = config.getoption("markexpr") or ""
     wanted = ("long" in expr or ("slow" in expr and "not slow" not in expr)
               or os.environ.get("LRQC_LONG"))

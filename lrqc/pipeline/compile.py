@@ -20,7 +20,7 @@ from ..plan.names import tuned_functions
 from ..runtime.assemble import assemble
 from ..runtime.protocol import KernelLike
 from .functions import hand_source
-from .stages import EMITS, FILE_NAMES, Compilation, emits_for, run_stages
+from .stages import EMITS, FILE_NAMES, Compilation, emits_for, link_now, run_stages
 
 # records(plans, rule, target) -> (traces {(m, fn): trace JSON}, sources {(m, fn): text}):
 # the tuning database's lookup (lrqc.tuning.records.recorded_traces), passed in by lrqc.compile
@@ -67,19 +67,22 @@ def check_threads(threads: str, target: Target) -> None:
                         f"{target.kind} {target.triple}".rstrip())
 
 
-def load_for(threads: str, target: Target, c: Compilation) -> tuple[str, Any]:
-    """(threads, the module the kernel calls): the compiled executable for TVM's pool, the
-    library loaded with its loops on OpenMP for "openmp"; "auto" falls back to TVM's pool
-    where the library cannot be made (no C compiler with OpenMP)."""
+def load_for(threads: str, target: Target, c: Compilation, link: bool = True
+             ) -> tuple[str, Any]:
+    """(threads, the module the kernel calls): the compiled executable for TVM's pool (linked
+    now where `link`), the library loaded with its loops on OpenMP for "openmp"; "auto" falls
+    back to TVM's pool where the library cannot be made (no C compiler with OpenMP)."""
     chosen = openmp.choose(target, c.parts) if threads == "auto" else threads
-    if chosen == "tvm":
-        return chosen, c.executable
-    try:
-        return chosen, openmp.load(c.executable)
-    except LrqcError:
-        if threads == "openmp":
-            raise
-        return "tvm", c.executable
+    if chosen != "tvm":
+        try:
+            return chosen, openmp.load(c.executable)
+        except LrqcError:
+            if threads == "openmp":
+                raise
+            chosen = "tvm"
+    if link:
+        link_now(c)
+    return chosen, c.executable
 
 
 def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
@@ -87,7 +90,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
             records: Records | None = None, emit: Iterable[str] = (),
             on_text: Callable[[str, str], None] | None = None,
             dump_dir: str | os.PathLike[str] | None = None,
-            threads: str = "auto") -> KernelLike:
+            threads: str = "auto", link: bool = True) -> KernelLike:
     """A Kernel (ChainKernel for LPLR, LRAMM) for scheme at M x K @ K x N on `target` (None:
     this CPU). M is a row count, or a range lo..hi given as (lo, hi), range(lo, hi + 1) or
     "lo..hi": one code path is compiled per bucket (4, 8, .., 64, then powers of two and 1.5
@@ -99,7 +102,8 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
     that receives the text of every stage (ir.txt, plan.txt, te.txt, tir.txt, llvm.txt and
     asm.txt, or cuda.txt and ptx.txt); threads: where a CPU kernel's parallel loops run,
     "tvm" (TVM's thread pool), "openmp" (the process's OpenMP threads, lrqc.backend.openmp;
-    this CPU's targets only) or "auto" (lrqc.backend.openmp.choose)."""
+    this CPU's targets only) or "auto" (lrqc.backend.openmp.choose); link: False leaves a
+    kernel on TVM's pool unlinked until its first call (a kernel that is only exported)."""
     target = resolve(target)
     check_threads(threads, target)
     if scheme.output == "float64":  # the kernels' epilogues and glue compute in float32
@@ -133,7 +137,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
                 raise LrqcError(f"dump_dir: cannot write {out / FILE_NAMES[name]}: "
                                 f"{exc.strerror or exc}") from None
     reports = [rule_of(part.plans[-1], rule) for part, rule in zip(c.parts, c.rules, strict=True)]
-    threads, module = load_for(threads, target, c)
+    threads, module = load_for(threads, target, c, link)
     kernel = assemble(scheme, c.parts, reports, module, target, lo, N, K)
     kernel.threads = threads
     if len(c.parts) == 1 and not c.parts[0].prefix:

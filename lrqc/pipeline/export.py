@@ -44,7 +44,7 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
         toolchain.nvcc_path()  # before anything is written: CUDA artifacts carry nvcc's fatbin
     # M: rows or a range lo..hi; the executable itself is written (load_kernel chooses the
     # threads its calls run on)
-    kernel = compile(scheme, M, N, K, target, threads="tvm", **options)
+    kernel = compile(scheme, M, N, K, target, threads="tvm", link=False, **options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cross = kernel.target.is_cross

@@ -166,12 +166,18 @@ def _scheduled(f: Function, trace):
 
 
 def stage_build(c: Compilation) -> Compilation:
-    """The compiled module. For a host CPU target it is also linked now (TVM links lazily, on
-    the first function lookup: the kernel's first call would take that time instead)."""
-    ex = compile_for(c.module, c.target)
+    """The compiled module, not yet linked: the kernel's loader links it (link_now) or writes
+    it to a library (its machine code generated once either way)."""
+    return replace(c, executable=compile_for(c.module, c.target))
+
+
+def link_now(c: Compilation) -> None:
+    """Link a host CPU target's module now: TVM links lazily, on the first function lookup
+    (which JIT-compiles the whole LLVM module), so the kernel's first call would take that
+    time instead. A module written to a library (threads="openmp", an artifact) skips this:
+    writing it generates the machine code again."""
     if not c.target.is_cuda and not c.target.is_cross and c.functions:
-        ex[c.functions[0].symbol]  # the first lookup JIT-compiles the whole LLVM module
-    return replace(c, executable=ex)
+        c.executable[c.functions[0].symbol]
 
 
 STAGES: dict[str, Callable[[Compilation], Compilation]] = {

@@ -169,3 +169,32 @@ def test_a_chains_m_range_starts_at_its_rank(tmp_path):
     assert [p.m for p in loaded.plans] == [p.m for p in kernel.plans] == [8, 16, 24]
     A = rng.standard_normal((13, 32)).astype(np.float32)
     assert np.array_equal(loaded(A, loaded.pack(B)), kernel(A, packed))
+
+
+def test_machine_code_is_generated_once(monkeypatch, tmp_path):
+    """A module written to a library (threads="openmp", an artifact) is not also linked in
+    memory, which would generate its machine code a second time; a kernel on TVM's pool is
+    linked when compiled. Each kernel gives the reference's numbers."""
+    from lrqc.pipeline import compile as compile_module
+    from lrqc.pipeline.export import build_artifact
+    from lrqc.reference import matmul
+    from lrqc.runtime.artifact import load_kernel
+
+    real, linked = compile_module.link_now, []
+
+    def counted(c):
+        linked.append(c.target.kind)
+        real(c)
+
+    monkeypatch.setattr(compile_module, "link_now", counted)
+    s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel\n b: int4 per_channel\n}")["t"]
+    rng = np.random.default_rng(3)
+    A, B = rng.standard_normal((8, 64)), rng.standard_normal((64, 32))
+    want = matmul(s, A.astype(np.float32).astype(np.float64), B)
+    kernels = [lrqc.compile(s, 8, 32, 64, threads="openmp")]
+    build_artifact(s, 8, 32, 64, tmp_path / "k")
+    assert linked == []
+    kernels += [load_kernel(tmp_path / "k"), lrqc.compile(s, 8, 32, 64, threads="tvm")]
+    assert linked == ["llvm"]
+    for k in kernels:
+        np.testing.assert_allclose(k.run(A, B), want, rtol=2e-6, atol=1e-6 * np.abs(want).max())
