@@ -187,14 +187,19 @@ def test_machine_code_is_generated_once(monkeypatch, tmp_path):
         real(c)
 
     monkeypatch.setattr(compile_module, "link_now", counted)
+    from tvm.runtime.executable import Executable  # any function lookup JIT-links the module
+
+    real_lookup, lookups = Executable.__getitem__, []
+    monkeypatch.setattr(Executable, "__getitem__",
+                        lambda ex, name: lookups.append(name) or real_lookup(ex, name))
     s = lrqc.parse_schemes("scheme t {\n a: int8 per_channel\n b: int4 per_channel\n}")["t"]
     rng = np.random.default_rng(3)
     A, B = rng.standard_normal((8, 64)), rng.standard_normal((64, 32))
     want = matmul(s, A.astype(np.float32).astype(np.float64), B)
     kernels = [lrqc.compile(s, 8, 32, 64, threads="openmp")]
     build_artifact(s, 8, 32, 64, tmp_path / "k")
-    assert linked == []
+    assert linked == [] and lookups == []
     kernels += [load_kernel(tmp_path / "k"), lrqc.compile(s, 8, 32, 64, threads="tvm")]
-    assert linked == ["llvm"]
+    assert linked == ["llvm"] and len(lookups) == 1
     for k in kernels:
         np.testing.assert_allclose(k.run(A, B), want, rtol=2e-6, atol=1e-6 * np.abs(want).max())
