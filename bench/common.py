@@ -28,6 +28,9 @@ NUMPY_PRELOADED = "numpy" in sys.modules
 BLAS_ENV_DROPPED = {} if NUMPY_PRELOADED else {
     k: os.environ.pop(k) for k in BLAS_ENV if k in os.environ}
 os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")  # idle TVM threads must not steal cores
+# the build times printed are compile times: kernels are compiled afresh, not loaded from
+# lrqc's compiled-kernel cache (LRQC_KERNEL_CACHE=1 loads them from it)
+os.environ.setdefault("LRQC_KERNEL_CACHE", "0")
 
 import numpy as np  # noqa: E402  (after the environment above: its OpenBLAS reads it once)
 

@@ -22,12 +22,16 @@ if TYPE_CHECKING:  # for annotations only: the door imports TVM's side inside it
 def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,
             target: str | dict | Target | None = None, *, tuned: bool = True,
             **options: Any) -> KernelLike:
-    """lrqc.pipeline.compile.compile, with the tuning database's records when tuned."""
-    from .pipeline.compile import compile as run
+    """lrqc.pipeline.compile.compile, with the tuning database's records when tuned, through
+    the compiled-kernel cache (lrqc.pipeline.cache: a kernel compiled before on this machine
+    is loaded, not compiled again)."""
+    from .pipeline.cache import compile_cached as run
+    from .tuning.db import records_state
     from .tuning.records import recorded_traces
 
     M, N, K = plain(M), plain(N), plain(K)
-    return run(scheme, M, N, K, target, records=recorded_traces if tuned else None, **options)
+    return run(scheme, M, N, K, target, records=recorded_traces if tuned else None,
+               tuning=records_state() if tuned else None, **options)
 
 
 def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,

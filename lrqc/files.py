@@ -1,6 +1,7 @@
 """Reading files a user names (scheme files, manifests, tuning records, arrays): regular files
 only, at most a given size, read without following a device or FIFO into a hang or an
-out-of-memory kill; every failure an LrqcError that names the file."""
+out-of-memory kill; every failure an LrqcError that names the file. Also where lrqc's own
+cache lives (cache_dir: tuning records, compiled kernels)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,18 @@ def read_bytes(path: str | os.PathLike[str], limit: int, prefix: str) -> bytes:
     if len(data) > limit:  # grew while being read
         raise LrqcError(f"{prefix}: too large (more than {limit} bytes)")
     return data
+
+
+def cache_dir() -> Path:
+    """lrqc's cache folder: LRQC_CACHE_DIR, else $XDG_CACHE_HOME/lrqc, else ~/.cache/lrqc
+    (tuning/ holds the tuning records, kernels/ the compiled kernels)."""
+    env = os.environ.get("LRQC_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lrqc"
+
+
+def kernels_dir() -> Path:
+    """Where lrqc.compile keeps the kernels it compiled (lrqc.pipeline.cache)."""
+    return cache_dir() / "kernels"

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# every test compiles afresh (tests patch schedules and plans before compiling); the kernel
+# cache's own tests turn it on, in a private cache folder
+os.environ["LRQC_KERNEL_CACHE"] = "0"
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.lrq"))
 

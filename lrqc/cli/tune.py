@@ -1,5 +1,6 @@
 """CLI commands of auto-tuning: `lrqc tune` and `lrqc cache ls | show | verify | prune | export |
-import` over the tuning database (lrqc.tuning.db). Imports without TVM: the tuner
+import` over the tuning database (lrqc.tuning.db), and `lrqc cache kernels [clear]` over the
+compiled kernels lrqc.compile keeps (lrqc.pipeline.cache). Imports without TVM: the tuner
 (lrqc.tuning.tune), targets and devices are reached through lrqc.door."""
 
 from __future__ import annotations
@@ -7,10 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
+import time
 
 from .. import door
 from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
+from ..files import kernels_dir
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS, tuned_functions
 from ..tuning.db import (
@@ -84,6 +88,8 @@ def _pick(entries, prefixes) -> list:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
+    if args.action == "kernels":
+        return _kernels(args.records, args.all)
     usable_tuning_dir()
     db = Database()
     action, rest = args.action, args.records
@@ -215,6 +221,41 @@ def _prune(db, entries, everything: bool) -> int:
     return 0
 
 
+def _kernels(rest: list[str], everything: bool) -> int:
+    """`lrqc cache kernels`: the compiled kernels kept, one line each (newest use first);
+    `lrqc cache kernels clear`: remove them all."""
+    if everything or rest not in ([], ["clear"]):
+        raise LrqcError("usage: lrqc cache kernels [clear]")
+    root = kernels_dir()
+    if root.exists() and not root.is_dir():
+        raise LrqcError(f"the kernel cache {root} is not a directory (LRQC_CACHE_DIR names the "
+                        "cache's folder)")
+    entries = []
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        man = d / "manifest.json"
+        if d.name.startswith(".") or not man.is_file():
+            continue
+        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+        try:
+            info = json.loads(man.read_text())
+            what = (f"{info['scheme_name']}  M={info['dims']['M']} N={info['dims']['N']} "
+                    f"K={info['dims']['K']}  {info['schedule_rule']}")
+        except (OSError, ValueError, KeyError, TypeError):
+            what = "unreadable manifest (compiled again on its next use)"
+        entries.append((man.stat().st_mtime, d, size, what))
+    if rest == ["clear"]:
+        for _, d, _, _ in entries:
+            shutil.rmtree(d, ignore_errors=True)
+        print(f"removed {len(entries)} compiled kernel(s) from {root}")
+        return 0
+    total = sum(e[2] for e in entries)
+    print(f"{len(entries)} compiled kernel(s), {total / 2**20:.1f} MiB, in {root}")
+    for used, d, size, what in sorted(entries, key=lambda e: e[0], reverse=True):
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used))
+        print(f"  {d.name[:12]}  {what}  {size / 2**20:.1f} MiB, used {when}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     t = sub.add_parser("tune", help="auto-tune a scheme's kernels for this target (MetaSchedule)")
     t.add_argument("file", metavar="FILE")
@@ -234,8 +275,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    "quantize_a, lowrank_u (default: all the scheme has)")
     t.set_defaults(func=cmd_tune)
     c = sub.add_parser("cache", help="the tuning database: ls | show | verify | prune | export "
-                       "FILE | import FILE")
-    c.add_argument("action", choices=("ls", "show", "verify", "prune", "export", "import"))
+                       "FILE | import FILE; the compiled kernels: kernels [clear]")
+    c.add_argument("action", choices=("ls", "show", "verify", "prune", "export", "import",
+                                      "kernels"))
     c.add_argument("records", nargs="*", metavar="ARG", help="record hashes (prefixes), or FILE")
     c.add_argument("--all", action="store_true", help="prune: every record, not only the bad, "
                    "stale and wrong ones")

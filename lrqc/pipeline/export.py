@@ -45,6 +45,14 @@ def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: in
     # M: rows or a range lo..hi; the executable itself is written (load_kernel chooses the
     # threads its calls run on)
     kernel = compile(scheme, M, N, K, target, threads="tvm", link=False, **options)
+    return write_artifact(kernel, scheme, N, K, out_dir)
+
+
+def write_artifact(kernel: KernelLike, scheme: Scheme, N: int, K: int,
+                   out_dir: str | os.PathLike[str]) -> dict:
+    """Write a kernel compiled with threads="tvm", link=False (its executable not linked in
+    memory) into out_dir: the library, CUDA's device code and the manifest; returns the
+    manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cross = kernel.target.is_cross

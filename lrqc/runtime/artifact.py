@@ -1,9 +1,13 @@
 """load_kernel(DIR): an artifact written by `lrqc build` as a callable kernel, after every
 check of its manifest (lrqc.runtime.manifest); nothing is compiled, and foreign versions,
-CPUs or GPUs are refused."""
+CPUs or GPUs are refused. The compiled-kernel cache loads its entries the same way, each load
+from a private copy of the library (private=True) and on the threads its caller asked for."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,8 @@ from ..plan.buckets import m_range
 from ..plan.lower import lower_program
 from .assemble import assemble
 from .device import device_of
-from .manifest import REBUILD, check_manifest, read_manifest, sha256
+from .kernel import Kernel
+from .manifest import REBUILD, check_manifest, file_entry, read_manifest, sha256
 from .protocol import KernelLike
 
 
@@ -46,9 +51,14 @@ def _load_cuda(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike
     return _assemble(d, man, scheme, target)
 
 
-def load_kernel(path: str | Path) -> KernelLike:
+def load_kernel(path: str | Path, threads: str = "auto", private: bool = False
+                ) -> KernelLike:
     """Load a built artifact without compiling anything, after checking it (read_manifest,
-    check_manifest): never a library whose size or hash differs from the manifest's."""
+    check_manifest): never a library whose size or hash differs from the manifest's.
+    threads: as lrqc.compile's ("auto": OpenMP where the process has an OpenMP runtime and
+    the kernel is one product; "openmp" where it cannot be attached raises). private: load a
+    copy of the library made for this kernel alone (a library loaded twice from one path is
+    one mapping, whose parallel loops would follow the last load's threads)."""
     d = Path(path)
     man = read_manifest(d)
     scheme = check_manifest(d, man, versions())
@@ -59,12 +69,12 @@ def load_kernel(path: str | Path) -> KernelLike:
     if missing:
         raise LrqcError(f"{d}: built for {man['target']}, but this CPU lacks "
                         f"{', '.join(missing)}; rebuild for this machine (--target host)")
-    return _assemble(d, man, scheme, target)
+    return _assemble(d, man, scheme, target, threads, private)
 
 
-def _library(d: Path, man: dict) -> Any:
-    """The artifact's checked library, loaded, with every function the manifest lists."""
-    path = d / man["lib"]
+def _library(path: Path, man: dict) -> Any:
+    """The artifact's checked library at path, loaded, with every function the manifest
+    lists."""
     try:
         module = load_module(str(path))
     except TVM_ERRORS as exc:  # a library TVM cannot load
@@ -77,7 +87,26 @@ def _library(d: Path, man: dict) -> Any:
     return module
 
 
-def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike:
+def _loaded(path: Path, man: dict, target: Target, parts: Sequence[Any], threads: str
+            ) -> tuple[Any, str]:
+    """(module, threads) of the library at path: its parallel loops attached to OpenMP where
+    threads is "openmp" (or "auto" chooses it: openmp.choose; without a launcher "auto"
+    stays on TVM's pool)."""
+    module = _library(path, man)
+    chosen = openmp.choose(target, parts) if threads == "auto" and not man["cuda"] else \
+        ("tvm" if man["cuda"] else threads)
+    if chosen == "openmp":
+        try:
+            openmp.attach(str(path))
+        except LrqcError:  # no launcher (no C compiler with OpenMP)
+            if threads == "openmp":
+                raise
+            chosen = "tvm"
+    return module, chosen
+
+
+def _assemble(d: Path, man: dict, scheme: Scheme, target: Target, threads: str = "auto",
+              private: bool = False) -> KernelLike:
     """The Kernel (or chain) of a checked artifact, its library loaded: the plans as the
     build made them (the same lowering), the rules as its manifest reports them."""
     dims = man["dims"]
@@ -88,13 +117,21 @@ def _assemble(d: Path, man: dict, scheme: Scheme, target: Target) -> KernelLike:
     else:  # a chain's parts: the rule each gets on this target
         reports = [rule_of(part.plans[-1], choose(target.family, part.plans[-1], target)[0])
                    for part in parts]
-    module = _library(d, man)
-    threads = openmp.choose(target, parts) if not man["cuda"] else "tvm"
-    if threads == "openmp":
-        try:
-            openmp.attach(str(d / man["lib"]))
-        except LrqcError:  # no launcher (no C compiler with OpenMP): TVM's pool
-            threads = "tvm"
+    lib = d / man["lib"]
+    if private:
+        with tempfile.TemporaryDirectory(prefix="lrqc-lib-") as tmp:
+            copy = Path(tmp) / lib.name
+            try:
+                shutil.copyfile(lib, copy)
+            except OSError as exc:
+                raise LrqcError(f"{lib}: cannot be copied ({exc.strerror}); {REBUILD}") from None
+            if file_entry(copy) != man["files"][lib.name]:
+                raise LrqcError(f"{lib}: changed while loading; {REBUILD}")
+            module, chosen = _loaded(copy, man, target, parts, threads)
+    else:
+        module, chosen = _loaded(lib, man, target, parts, threads)
     kernel = assemble(scheme, parts, reports, module, target, m_range(M)[0], N, K)
-    kernel.threads = threads
+    kernel.threads = chosen
+    if man["schedules"] and isinstance(kernel, Kernel):  # one product: as compile() sets them
+        kernel.schedules = dict(man["schedules"])
     return kernel

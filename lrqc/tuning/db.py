@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from .._version import __version__
 from ..errors import LrqcError
-from ..files import MiB, read_bytes
+from ..files import MiB, cache_dir, read_bytes
 from ..frontend.unparse import unparse
 from ..plan.model import KernelPlan
 
@@ -56,16 +56,26 @@ class BadRecord(LrqcError):
         super().__init__(f"{path}: bad tuning record {name} ({why}); {PRUNE_HINT}")
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("LRQC_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lrqc"
-
-
 def tuning_dir() -> Path:
     return cache_dir() / "tuning"
+
+
+def records_state() -> str:
+    """A digest of the tuning database as it is now: each record file's name, size and
+    modification time (a compiled kernel cached under one state is compiled again once a
+    record is written, imported or removed)."""
+    h = hashlib.sha256()
+    try:
+        entries = sorted(os.scandir(tuning_dir()), key=lambda e: e.name)
+    except OSError:  # no database (or none readable): the empty state
+        entries = []
+    for e in entries:
+        try:
+            st = e.stat()
+        except OSError:
+            continue
+        h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:20]
 
 
 def usable_tuning_dir(write: bool = False) -> Path:
