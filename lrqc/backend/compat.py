@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
@@ -258,6 +259,19 @@ def load_module(path: str) -> tvm.runtime.Module:
 def versions() -> dict:
     return {"tvm": tvm.__version__, "tvm_ffi": getattr(tvm_ffi, "__version__", "?"),
             "llvm": int(codegen.llvm_version_major())}
+
+
+def tvm_builds() -> list[tuple[str, int, int]]:
+    """(name, size, modification time in ns) of each of TVM's shared libraries: two builds of
+    one TVM version (a rebuilt development copy) differ here."""
+    root, out = Path(tvm.__file__).resolve().parent, []
+    for path in sorted([*root.glob("*.so"), *root.glob("lib/*.so")]):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((path.name, st.st_size, st.st_mtime_ns))
+    return out
 
 
 def last_line(text: str) -> str:

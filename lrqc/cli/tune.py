@@ -223,37 +223,51 @@ def _prune(db, entries, everything: bool) -> int:
 
 def _kernels(rest: list[str], everything: bool) -> int:
     """`lrqc cache kernels`: the compiled kernels kept, one line each (newest use first);
-    `lrqc cache kernels clear`: remove them all."""
+    `lrqc cache kernels clear`: remove everything in their folder."""
     if everything or rest not in ([], ["clear"]):
         raise LrqcError("usage: lrqc cache kernels [clear]")
     root = kernels_dir()
-    if root.exists() and not root.is_dir():
-        raise LrqcError(f"the kernel cache {root} is not a directory (LRQC_CACHE_DIR names the "
-                        "cache's folder)")
-    entries = []
-    for d in sorted(root.iterdir()) if root.is_dir() else []:
-        man = d / "manifest.json"
-        if d.name.startswith(".") or not man.is_file():
-            continue
-        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
-        try:
-            info = json.loads(man.read_text())
-            what = (f"{info['scheme_name']}  M={info['dims']['M']} N={info['dims']['N']} "
-                    f"K={info['dims']['K']}  {info['schedule_rule']}")
-        except (OSError, ValueError, KeyError, TypeError):
-            what = "unreadable manifest (compiled again on its next use)"
-        entries.append((man.stat().st_mtime, d, size, what))
+    there = next(p for p in (root, *root.parents) if p.exists() or p.is_symlink()
+                 or p == p.parent)
+    if not there.is_dir():
+        raise LrqcError(f"the kernel cache {root} cannot be used: {there} is not a directory "
+                        "(LRQC_CACHE_DIR names the cache's folder)")
+    items = sorted(root.iterdir()) if root.is_dir() else []
+    entries = [(man.stat().st_mtime, d) for d in items
+               if not d.name.startswith(".") and (man := d / "manifest.json").is_file()]
     if rest == ["clear"]:
-        for _, d, _, _ in entries:
-            shutil.rmtree(d, ignore_errors=True)
-        print(f"removed {len(entries)} compiled kernel(s) from {root}")
+        for d in items:
+            try:
+                if d.is_symlink() or not d.is_dir():
+                    d.unlink()
+                else:
+                    shutil.rmtree(d)
+            except OSError as exc:
+                raise LrqcError(f"cannot remove {d}: {exc.strerror or exc}") from None
+        other = len(items) - len(entries)
+        print(f"removed {len(entries)} compiled kernel(s) from {root}"
+              + (f", and {other} other item(s)" if other else ""))
         return 0
-    total = sum(e[2] for e in entries)
+    total = sum(f.stat().st_size for _, d in entries for f in d.iterdir() if f.is_file())
     print(f"{len(entries)} compiled kernel(s), {total / 2**20:.1f} MiB, in {root}")
-    for used, d, size, what in sorted(entries, key=lambda e: e[0], reverse=True):
+    for used, d in sorted(entries, key=lambda e: e[0], reverse=True):
+        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used))
-        print(f"  {d.name[:12]}  {what}  {size / 2**20:.1f} MiB, used {when}")
+        print(f"  {d.name[:12]}  {_kernel_line(d)}  {size / 2**20:.1f} MiB, used {when}")
+    if len(items) > len(entries):
+        print(f"  and {len(items) - len(entries)} other item(s): unfinished or not an entry "
+              "(`lrqc cache kernels clear` removes them)")
     return 0
+
+
+def _kernel_line(d) -> str:
+    """Scheme, dims and schedule rule of a cached kernel, from its manifest."""
+    try:
+        info = json.loads((d / "manifest.json").read_text())
+        return (f"{info['scheme_name']}  M={info['dims']['M']} N={info['dims']['N']} "
+                f"K={info['dims']['K']}  {info['schedule_rule']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable manifest (compiled again on its next use)"
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

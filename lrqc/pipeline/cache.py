@@ -8,14 +8,20 @@ The key is a hash of everything the machine code depends on: lrqc's own source (
 of the package and every schedule rule file, hashed once per process), the lrqc, TVM and
 LLVM versions, the resolved target with the CPU features it enables, the canonical scheme
 text, M (rows or range), N and K, and, for tuned compiles, the state of the tuning database
-(records_state). An entry whose library or manifest fails the artifact checks is compiled
-again and replaced, never used. Entries are written to a temporary folder and renamed into
-place, so concurrent compiles of one key (threads or processes) each get a whole entry; the
-least recently used entries past MAX_ENTRIES are removed.
+(records_state), and the identity of TVM's libraries (a rebuilt TVM of the same version). Each
+entry keeps its key's text (key.json), compared with the asking compile's before anything
+is loaded: an entry of another key (copied or renamed by hand) is never used for this one.
+An entry that fails that or any check of an artifact is compiled again and replaced, never
+used. Entries are written to a temporary folder and renamed into place, so concurrent
+compiles of one key (threads or processes) each get a whole entry; the least recently used
+entries past MAX_ENTRIES are removed.
 
 Not cached: compiles that print or dump stage texts (emit, dump_dir), replay given traces,
-or target a GPU or another machine; and every compile where LRQC_KERNEL_CACHE is 0, off, no
-or false, or where no C++ compiler is found to write the library (CXX, else g++)."""
+or target a GPU or another machine; every compile where LRQC_KERNEL_CACHE is 0, off, no,
+false, none or disabled, or where no C++ compiler is found to write the library (CXX, else
+g++) or the cache folder cannot be written (each compiled once, uncached); and, for the rest
+of the process, every compile after an entry just written could not be loaded (a temporary
+folder where libraries cannot be mapped)."""
 
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from typing import Any
 
 from .._version import __version__
 from ..backend import openmp
-from ..backend.compat import versions
+from ..backend.compat import tvm_builds, versions
 from ..backend.target import Target, resolve
 from ..errors import LrqcError
 from ..files import kernels_dir
@@ -46,16 +52,18 @@ from .compile import check_threads, compile
 from .export import write_artifact
 
 ENV = "LRQC_KERNEL_CACHE"
-OFF = ("0", "off", "no", "false")
+OFF = ("0", "off", "no", "n", "false", "none", "disable", "disabled")
+KEY_FILE = "key.json"
 MAX_ENTRIES = 256  # kernels kept (the least recently used go first); a few MB each
 STALE_S = 3600.0  # a half-written entry (.new-*) this old was left by a process that died
 FORMAT = 1  # of the key: a change here invalidates every entry
 _PACKAGE = Path(__file__).resolve().parent.parent
 _WRITE = threading.Lock()  # one writer of the folder per process (renames are atomic anyway)
+_UNLOADABLE = threading.Event()  # set once an entry just written could not be loaded
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in OFF
+    return os.environ.get(ENV, "1").strip().lower() not in OFF and not _UNLOADABLE.is_set()
 
 
 @cache
@@ -76,15 +84,21 @@ def source_digest() -> str:
     return h.hexdigest()
 
 
-def key(scheme: Scheme, M: object, N: int, K: int, target: Target, tuning: str | None) -> str:
-    """The entry name of a compile: a hash of what its machine code depends on (module
-    docstring); tuning: records_state() for a tuned compile, None for an untuned one."""
+def key_text(scheme: Scheme, M: object, N: int, K: int, target: Target,
+             tuning: str | None) -> str:
+    """What a compile's machine code depends on (module docstring), as canonical JSON;
+    tuning: records_state() for a tuned compile, None for an untuned one."""
     parts = {"format": FORMAT, "source": source_digest(),
-             "versions": {"lrqc": __version__, **versions()}, "target": target.as_dict(),
-             "features": sorted(target.features), "scheme": unparse(scheme), "M": _rows(M),
-             "N": int(N), "K": int(K), "tuning": tuning}
-    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+             "versions": {"lrqc": __version__, **versions()}, "tvm_builds": tvm_builds(),
+             "target": target.as_dict(), "features": sorted(target.features),
+             "scheme": unparse(scheme), "M": _rows(M), "N": int(N), "K": int(K),
+             "tuning": tuning}
+    return json.dumps(parts, sort_keys=True, separators=(",", ":"))
+
+
+def key(scheme: Scheme, M: object, N: int, K: int, target: Target, tuning: str | None) -> str:
+    """The entry name of a compile: a hash of key_text."""
+    return hashlib.sha256(key_text(scheme, M, N, K, target, tuning).encode()).hexdigest()[:32]
 
 
 def _rows(M: object) -> str:
@@ -96,18 +110,19 @@ def _rows(M: object) -> str:
 
 
 def _entry(scheme: Scheme, M: object, N: object, K: object, target: Target,
-           tuning: str | None) -> Path | None:
-    """The cache entry of a compile, or None where its sizes are not valid (compile() then
-    says what is wrong, as without the cache)."""
+           tuning: str | None) -> tuple[Path, str] | None:
+    """(the cache entry of a compile, its key's text), or None where its sizes are not valid
+    (compile() then says what is wrong, as without the cache)."""
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (N, K)):
         return None
     try:
-        return kernels_dir() / key(scheme, M, N, K, target, tuning)
+        text = key_text(scheme, M, N, K, target, tuning)
     except LrqcError:
         return None
+    return kernels_dir() / hashlib.sha256(text.encode()).hexdigest()[:32], text
 
 
-def _can_write(target: Target, options: dict) -> bool:
+def _usable(target: Target, options: dict) -> bool:
     """Whether this compile may use the cache (module docstring: what is not cached)."""
     if not enabled() or target.is_cuda or target.is_cross or target.host_lacks():
         return False
@@ -125,32 +140,46 @@ def compile_cached(scheme: Scheme, M: Any, N: int, K: int, target: Any = None, *
     where options' records are the tuning database's (tuned), else None."""
     t = resolve(target)
     check_threads(threads, t)
-    entry = _entry(scheme, M, N, K, t, tuning) if _can_write(t, options) else None
-    if entry is None:
+    found = _entry(scheme, M, N, K, t, tuning) if _usable(t, options) else None
+    if found is None:
         return compile(scheme, M, N, K, t, threads=threads, **options)
+    entry, text = found
     if threads == "openmp":
         openmp.launcher()  # the compiler's error first, as compile() gives it
-    if (entry / "manifest.json").is_file():
-        kernel = _load(entry, threads)
+    kernel = _load(entry, text, threads)
+    if kernel is not None:
+        return kernel
+    tmp = _new_folder(entry.parent)
+    if tmp is None:  # the cache cannot be written: compiled once, uncached
+        return compile(scheme, M, N, K, t, threads=threads, **options)
+    try:
+        built = compile(scheme, M, N, K, t, threads="tvm", link=False, **options)
+        stored = _store(built, scheme, N, K, tmp, entry, text)
+    finally:
+        _remove(tmp)
+    if stored:
+        kernel = _load(entry, text, threads)
         if kernel is not None:
             return kernel
-    elif entry.exists():  # not an entry this cache wrote whole
-        shutil.rmtree(entry, ignore_errors=True)
-    built = compile(scheme, M, N, K, t, threads="tvm", link=False, **options)
-    if not _store(built, scheme, N, K, entry):
-        return compile(scheme, M, N, K, t, threads=threads, **options)
-    kernel = _load(entry, threads)
-    return kernel if kernel is not None else compile(scheme, M, N, K, t, threads=threads,
-                                                     **options)
+        _UNLOADABLE.set()  # what this process writes it cannot load: no cache from now on
+    if threads == "tvm":  # the kernel built above serves as it is (linked on first use)
+        return built
+    return compile(scheme, M, N, K, t, threads=threads, **options)
 
 
-def _load(entry: Path, threads: str) -> KernelLike | None:
-    """The kernel of a cache entry, its use recorded (the manifest's time); None, with the
-    entry removed, where it fails any check of an artifact."""
+def _load(entry: Path, text: str, threads: str) -> KernelLike | None:
+    """The kernel of a cache entry of this key, its use recorded (the manifest's time); None,
+    with whatever stands there removed, where it is missing, of another key, or fails any
+    check of an artifact."""
+    if not (entry / "manifest.json").is_file():
+        _remove(entry)
+        return None
     try:
+        if (entry / KEY_FILE).read_text() != text:
+            raise LrqcError(f"{entry}: another compile's entry")
         kernel = load_kernel(entry, threads, private=True)
-    except LrqcError:
-        shutil.rmtree(entry, ignore_errors=True)
+    except Exception:  # damaged in any way: compiled again, never used
+        _remove(entry)
         return None
     try:
         os.utime(entry / "manifest.json")
@@ -159,27 +188,43 @@ def _load(entry: Path, threads: str) -> KernelLike | None:
     return kernel
 
 
-def _store(kernel: KernelLike, scheme: Scheme, N: int, K: int, entry: Path) -> bool:
-    """Write kernel into the cache as `entry` (whole or not at all); whether it is there now
-    (written by this call or by a concurrent one)."""
-    root = entry.parent
+def _new_folder(root: Path) -> Path | None:
+    """A fresh temporary folder inside the cache folder, or None where it cannot be made."""
     try:
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
-    except OSError:  # a cache folder that cannot be written: compile without it
-        return False
+        return Path(tempfile.mkdtemp(prefix=".new-", dir=root))
+    except OSError:  # a path through a file, no permission, a full disk
+        return None
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder, whichever stands at path (nothing where none does)."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+    except OSError:
+        pass
+
+
+def _store(kernel: KernelLike, scheme: Scheme, N: int, K: int, tmp: Path, entry: Path,
+           text: str) -> bool:
+    """Write kernel into tmp and rename it to entry (whole or not at all); whether an entry
+    stands there now (written by this call or by a concurrent compile of the same key)."""
     try:
         write_artifact(kernel, scheme, N, K, tmp)
-        with _WRITE:
-            try:
-                os.rename(tmp, entry)
-            except OSError:  # written meanwhile by another compile of the same key
-                pass
+        (tmp / KEY_FILE).write_text(text)
     except (LrqcError, OSError):  # the library could not be written (a C++ compiler's failure)
         return False
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _trim(root)
+    with _WRITE:
+        if not (entry / "manifest.json").is_file():  # (else written meanwhile: kept)
+            _remove(entry)
+            try:
+                os.rename(tmp, entry)
+            except OSError:  # written meanwhile by another process
+                pass
+    _trim(entry.parent)
     return (entry / "manifest.json").is_file()
 
 
@@ -187,14 +232,18 @@ def _trim(root: Path) -> None:
     """Remove the least recently used entries past MAX_ENTRIES, and half-written ones older
     than STALE_S."""
     entries, now = [], time.time()
-    for d in root.iterdir():
+    try:
+        items = list(root.iterdir())
+    except OSError:
+        return
+    for d in items:
         try:
             if d.name.startswith("."):
                 if now - d.stat().st_mtime > STALE_S:
-                    shutil.rmtree(d, ignore_errors=True)
+                    _remove(d)
                 continue
             entries.append(((d / "manifest.json").stat().st_mtime_ns, d))
         except OSError:
             continue
     for _, d in sorted(entries)[: max(0, len(entries) - MAX_ENTRIES)]:
-        shutil.rmtree(d, ignore_errors=True)
+        _remove(d)

@@ -293,7 +293,8 @@ def type_name(spec: object) -> str:
     return _TYPE_NAMES[spec]
 
 
-_TYPE_NAMES: dict[object, str] = {int: "an integer", str: "a string", bool: "true or false"}
+_TYPE_NAMES: dict[object, str] = {int: "an integer", float: "a number", str: "a string",
+                                  bool: "true or false"}
 
 
 def json_name(value: object) -> str:

@@ -61,20 +61,21 @@ def tuning_dir() -> Path:
 
 
 def records_state() -> str:
-    """A digest of the tuning database as it is now: each record file's name, size and
-    modification time (a compiled kernel cached under one state is compiled again once a
-    record is written, imported or removed)."""
+    """A digest of the tuning records as they are now (tuning/records/*.json: each file's name
+    and content): a compiled kernel cached under one state is compiled again once a record is
+    written, rewritten, imported or removed."""
     h = hashlib.sha256()
     try:
-        entries = sorted(os.scandir(tuning_dir()), key=lambda e: e.name)
+        paths = sorted((tuning_dir() / "records").glob("*.json"))
     except OSError:  # no database (or none readable): the empty state
-        entries = []
-    for e in entries:
+        paths = []
+    for path in paths:
         try:
-            st = e.stat()
-        except OSError:
-            continue
-        h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            data = path.read_bytes() if path.is_file() else b"(not a file)"
+        except OSError as exc:
+            data = f"(unreadable: {exc.errno})".encode()
+        h.update(f"{path.name}:{len(data)}:".encode())
+        h.update(hashlib.sha256(data).digest())
     return h.hexdigest()[:20]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -103,22 +104,29 @@ def test_the_key_follows_what_the_machine_code_depends_on(monkeypatch):
     assert len(set(changed)) == len(changed) and base not in changed
 
 
-def test_the_tuning_database_is_part_of_a_tuned_key(on):
+def test_the_tuning_records_are_part_of_a_tuned_key(on):
     from lrqc.tuning.db import records_state, tuning_dir
 
-    before = records_state()
-    tuning_dir().mkdir(parents=True)
-    (tuning_dir() / "x.json").write_text("{}")
-    assert records_state() != before
+    records = tuning_dir() / "records"
+    states = [records_state()]
+    records.mkdir(parents=True)
+    (records / "abc.json").write_text('{"a": 1}')
+    states.append(records_state())
+    before = (records / "abc.json").stat()
+    (records / "abc.json").write_text('{"a": 2}')  # rewritten in place, its times kept
+    os.utime(records / "abc.json", ns=(before.st_atime_ns, before.st_mtime_ns))
+    states.append(records_state())
+    assert len(set(states)) == 3
     s = lrqc.parse_schemes(W8A8)["w8a8"]
     lrqc.compile(s, 16, 48, 96, tuned=False)
     lrqc.compile(s, 16, 48, 96, tuned=False)
     assert len(on) == 1
-    lrqc.compile(s, 16, 48, 96)  # tuned: the database's state is in the key
+    lrqc.compile(s, 16, 48, 96)  # tuned: the records' state is in the key
     assert len(on) == 2 and len(entries()) == 2
 
 
-@pytest.mark.parametrize("damage", ["library", "manifest", "no manifest"])
+@pytest.mark.parametrize("damage", ["library", "manifest", "no manifest", "a null number",
+                                    "a file", "another key's entry"])
 def test_a_damaged_entry_is_compiled_again(on, damage):
     s = lrqc.parse_schemes(W8A8)["w8a8"]
     A, B = data()
@@ -133,9 +141,27 @@ def test_a_damaged_entry_is_compiled_again(on, damage):
         man = json.loads((entry / "manifest.json").read_text())
         man["dims"]["N"] = 64
         (entry / "manifest.json").write_text(json.dumps(man))
-    else:
+    elif damage == "no manifest":
         (entry / "manifest.json").unlink()
+    elif damage == "a null number":  # (load_kernel says so with an LrqcError)
+        man = json.loads((entry / "manifest.json").read_text())
+        man["weights"]["bytes_per_weight"] = None
+        (entry / "manifest.json").write_text(json.dumps(man))
+        with pytest.raises(lrqc.LrqcError, match="bytes_per_weight' must be an integer or a "
+                                                  "number, found null"):
+            lrqc.load_kernel(entry)
+    elif damage == "a file":
+        shutil.rmtree(entry)
+        entry.write_text("not an entry")
+    else:  # another scheme's valid entry in this key's place (copied by hand)
+        w4 = lrqc.parse_schemes(W4A8)["w4a8"]
+        lrqc.compile(w4, 16, 48, 96)
+        shutil.rmtree(entry)
+        (other,) = [kernels_dir() / e for e in entries()]
+        shutil.copytree(other, entry)
+        on.pop()
     kernel = lrqc.compile(s, 16, 48, 96)
+    assert kernel.plan.scheme.name == "w8a8"
     assert len(on) == 2  # compiled again, not loaded
     check(kernel, s, A, B)
     again = lrqc.compile(s, 16, 48, 96)  # the entry written whole again
@@ -167,6 +193,29 @@ def test_stage_texts_and_a_cache_turned_off_compile_afresh(on, monkeypatch, tmp_
     monkeypatch.setenv(kcache.ENV, "off")
     lrqc.compile(s, 16, 48, 96)
     assert entries() == [] and len(on) == 2
+
+
+@pytest.mark.parametrize("where", ["through a file", "kernels is a file"])
+def test_a_cache_that_cannot_be_written_compiles_once(on, cache, monkeypatch, where):
+    s = lrqc.parse_schemes(W8A8)["w8a8"]
+    A, B = data()
+    if where == "through a file":
+        (cache / "afile").write_text("")
+        monkeypatch.setenv("LRQC_CACHE_DIR", str(cache / "afile" / "cache"))
+    else:
+        kernels_dir().parent.mkdir(parents=True)
+        kernels_dir().write_text("")
+    for n in (1, 2):
+        check(lrqc.compile(s, 16, 48, 96), s, A, B)
+        assert on == ["auto"] * n  # once each, as without the cache
+
+
+def test_the_cache_can_be_turned_off(on, monkeypatch):
+    s = lrqc.parse_schemes(W8A8)["w8a8"]
+    for value in ("0", "Off", "no", "false", "none", "disabled"):
+        monkeypatch.setenv(kcache.ENV, value)
+        lrqc.compile(s, 16, 48, 96)
+    assert entries() == [] and on == ["auto"] * 6
 
 
 def test_concurrent_compiles_of_one_key_share_one_entry(on):
@@ -208,10 +257,16 @@ def test_the_cli_lists_and_clears_compiled_kernels(on):
     res = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "1 compiled kernel(s)" in res.stdout and "w8a8  M=16 N=48 K=96" in res.stdout
+    (kernels_dir() / ".new-left-behind").mkdir()
     res = subprocess.run([*run, "clear"], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=120)
-    assert res.returncode == 0 and "removed 1 compiled kernel(s)" in res.stdout
-    assert entries() == []
+    assert res.returncode == 0, res.stderr
+    assert "removed 1 compiled kernel(s)" in res.stdout and "and 1 other item(s)" in res.stdout
+    assert list(kernels_dir().iterdir()) == []
+    (kernels_dir().parent / "kernels").rmdir()
+    (kernels_dir().parent / "kernels").write_text("")
+    res = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert res.returncode == 1 and "is not a directory" in res.stderr
     res = subprocess.run([*run, "all"], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=120)
     assert res.returncode == 1 and "usage: lrqc cache kernels [clear]" in res.stderr
