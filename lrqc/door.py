@@ -31,7 +31,7 @@ def compile(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: i
 
     M, N, K = plain(M), plain(N), plain(K)
     return run(scheme, M, N, K, target, records=recorded_traces if tuned else None,
-               tuning=records_state() if tuned else None, **options)
+               tuning=records_state if tuned else None, **options)
 
 
 def build_artifact(scheme: Scheme, M: int | tuple[int, int] | range | str, N: int, K: int,

@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import shutil
+import stat
 import time
 
 from .. import door
@@ -233,8 +234,8 @@ def _kernels(rest: list[str], everything: bool) -> int:
         raise LrqcError(f"the kernel cache {root} cannot be used: {there} is not a directory "
                         "(LRQC_CACHE_DIR names the cache's folder)")
     items = sorted(root.iterdir()) if root.is_dir() else []
-    entries = [(man.stat().st_mtime, d) for d in items
-               if not d.name.startswith(".") and (man := d / "manifest.json").is_file()]
+    entries = [(used, d) for d in items if not d.name.startswith(".")
+               and (used := _mtime(d / "manifest.json")) is not None]
     if rest == ["clear"]:
         for d in items:
             try:
@@ -242,22 +243,44 @@ def _kernels(rest: list[str], everything: bool) -> int:
                     d.unlink()
                 else:
                     shutil.rmtree(d)
+            except FileNotFoundError:  # removed meanwhile (a compile replacing it)
+                pass
             except OSError as exc:
                 raise LrqcError(f"cannot remove {d}: {exc.strerror or exc}") from None
         other = len(items) - len(entries)
         print(f"removed {len(entries)} compiled kernel(s) from {root}"
               + (f", and {other} other item(s)" if other else ""))
         return 0
-    total = sum(f.stat().st_size for _, d in entries for f in d.iterdir() if f.is_file())
-    print(f"{len(entries)} compiled kernel(s), {total / 2**20:.1f} MiB, in {root}")
+    sizes = {d: _size(d) for _, d in entries}
+    print(f"{len(entries)} compiled kernel(s), {sum(sizes.values()) / 2**20:.1f} MiB, in {root}")
     for used, d in sorted(entries, key=lambda e: e[0], reverse=True):
-        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+        size = sizes[d]
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used))
         print(f"  {d.name[:12]}  {_kernel_line(d)}  {size / 2**20:.1f} MiB, used {when}")
     if len(items) > len(entries):
         print(f"  and {len(items) - len(entries)} other item(s): unfinished or not an entry "
               "(`lrqc cache kernels clear` removes them)")
     return 0
+
+
+def _mtime(path) -> float | None:
+    """A regular file's modification time; None where there is none (or it just went)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime if stat.S_ISREG(st.st_mode) else None
+
+
+def _size(d) -> int:
+    """The bytes of an entry's files (those still there)."""
+    total = 0
+    try:
+        for f in d.iterdir():
+            total += f.stat().st_size if f.is_file() else 0
+    except OSError:  # the entry went meanwhile (replaced, or trimmed)
+        pass
+    return total
 
 
 def _kernel_line(d) -> str:

@@ -9,19 +9,21 @@ of the package and every schedule rule file, hashed once per process), the lrqc,
 LLVM versions, the resolved target with the CPU features it enables, the canonical scheme
 text, M (rows or range), N and K, and, for tuned compiles, the state of the tuning database
 (records_state), and the identity of TVM's libraries (a rebuilt TVM of the same version). Each
-entry keeps its key's text (key.json), compared with the asking compile's before anything
-is loaded: an entry of another key (copied or renamed by hand) is never used for this one.
-An entry that fails that or any check of an artifact is compiled again and replaced, never
-used. Entries are written to a temporary folder and renamed into place, so concurrent
-compiles of one key (threads or processes) each get a whole entry; the least recently used
-entries past MAX_ENTRIES are removed.
+entry keeps its key's text and the sha256 of its manifest (key.json), compared with the asking
+compile's key and the manifest there before anything is loaded; the manifest holds the size
+and sha256 of the library (checked by load_kernel). So an entry, or any file of one, copied
+from another key is never used for this one: an entry that fails that or any check of an
+artifact is compiled again and replaced. Entries are written to a temporary folder and
+renamed into place, so concurrent compiles of one key (threads or processes) each get a whole
+entry; the least recently used entries past MAX_ENTRIES are removed.
 
 Not cached: compiles that print or dump stage texts (emit, dump_dir), replay given traces,
 or target a GPU or another machine; every compile where LRQC_KERNEL_CACHE is 0, off, no,
 false, none or disabled, or where no C++ compiler is found to write the library (CXX, else
 g++) or the cache folder cannot be written (each compiled once, uncached); and, for the rest
-of the process, every compile after an entry just written could not be loaded (a temporary
-folder where libraries cannot be mapped)."""
+of the process, every compile after a library could not be written or an entry just written
+could not be loaded (a C++ compiler that fails, a temporary folder where libraries cannot be
+mapped)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ from ..backend import openmp
 from ..backend.compat import tvm_builds, versions
 from ..backend.target import Target, resolve
 from ..errors import LrqcError
-from ..files import kernels_dir
+from ..files import MiB, kernels_dir, read_bytes
 from ..frontend.model import Scheme
 from ..frontend.unparse import unparse
 from ..plan.buckets import m_range
@@ -59,11 +62,11 @@ STALE_S = 3600.0  # a half-written entry (.new-*) this old was left by a process
 FORMAT = 1  # of the key: a change here invalidates every entry
 _PACKAGE = Path(__file__).resolve().parent.parent
 _WRITE = threading.Lock()  # one writer of the folder per process (renames are atomic anyway)
-_UNLOADABLE = threading.Event()  # set once an entry just written could not be loaded
+_BROKEN = threading.Event()  # set once this process could not write or load an entry
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in OFF and not _UNLOADABLE.is_set()
+    return os.environ.get(ENV, "1").strip().lower() not in OFF and not _BROKEN.is_set()
 
 
 @cache
@@ -133,24 +136,25 @@ def _usable(target: Target, options: dict) -> bool:
 
 
 def compile_cached(scheme: Scheme, M: Any, N: int, K: int, target: Any = None, *,
-                   tuning: str | None = None, threads: str = "auto", **options: Any
-                   ) -> KernelLike:
+                   tuning: Callable[[], str] | None = None, threads: str = "auto",
+                   **options: Any) -> KernelLike:
     """compile(scheme, M, N, K, target, threads=threads, **options), from the cache where it
-    holds the key, else compiled, written there and loaded from it; tuning: records_state()
+    holds the key, else compiled, written there and loaded from it; tuning: records_state
     where options' records are the tuning database's (tuned), else None."""
     t = resolve(target)
     check_threads(threads, t)
-    found = _entry(scheme, M, N, K, t, tuning) if _usable(t, options) else None
+    found = _entry(scheme, M, N, K, t, tuning() if tuning is not None else None) \
+        if _usable(t, options) else None
     if found is None:
         return compile(scheme, M, N, K, t, threads=threads, **options)
     entry, text = found
     if threads == "openmp":
         openmp.launcher()  # the compiler's error first, as compile() gives it
-    kernel = _load(entry, text, threads)
+    kernel, _ = _load(entry, text, threads)
     if kernel is not None:
         return kernel
     tmp = _new_folder(entry.parent)
-    if tmp is None:  # the cache cannot be written: compiled once, uncached
+    if tmp is None:  # a cache that cannot be written: compiled once, uncached
         return compile(scheme, M, N, K, t, threads=threads, **options)
     try:
         built = compile(scheme, M, N, K, t, threads="tvm", link=False, **options)
@@ -158,34 +162,41 @@ def compile_cached(scheme: Scheme, M: Any, N: int, K: int, target: Any = None, *
     finally:
         _remove(tmp)
     if stored:
-        kernel = _load(entry, text, threads)
+        kernel, failed = _load(entry, text, threads)
         if kernel is not None:
             return kernel
-        _UNLOADABLE.set()  # what this process writes it cannot load: no cache from now on
+        if failed:  # what this process writes it cannot load
+            _BROKEN.set()
     if threads == "tvm":  # the kernel built above serves as it is (linked on first use)
         return built
     return compile(scheme, M, N, K, t, threads=threads, **options)
 
 
-def _load(entry: Path, text: str, threads: str) -> KernelLike | None:
-    """The kernel of a cache entry of this key, its use recorded (the manifest's time); None,
-    with whatever stands there removed, where it is missing, of another key, or fails any
-    check of an artifact."""
+def _load(entry: Path, text: str, threads: str) -> tuple[KernelLike | None, bool]:
+    """(the kernel of a cache entry of this key, its use recorded (the manifest's time), or
+    None, with whatever stands there removed, where it is missing, of another key, or fails
+    any check of an artifact; whether an entry of this key failed to load)."""
     if not (entry / "manifest.json").is_file():
         _remove(entry)
-        return None
+        return None, False
     try:
-        if (entry / KEY_FILE).read_text() != text:
+        mine = json.loads(read_bytes(entry / KEY_FILE, MiB, f"{entry}: its key"))
+        manifest = read_bytes(entry / "manifest.json", 16 * MiB, f"{entry}: its manifest")
+        if mine != {"key": text, "manifest": hashlib.sha256(manifest).hexdigest()}:
             raise LrqcError(f"{entry}: another compile's entry")
+    except Exception:  # another key's entry, or files that are not its own: not used
+        _remove(entry)
+        return None, False
+    try:
         kernel = load_kernel(entry, threads, private=True)
     except Exception:  # damaged in any way: compiled again, never used
         _remove(entry)
-        return None
+        return None, True
     try:
         os.utime(entry / "manifest.json")
     except OSError:
         pass
-    return kernel
+    return kernel, False
 
 
 def _new_folder(root: Path) -> Path | None:
@@ -200,11 +211,11 @@ def _new_folder(root: Path) -> Path | None:
 def _remove(path: Path) -> None:
     """Remove a file, link or folder, whichever stands at path (nothing where none does)."""
     try:
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-    except OSError:
+        else:
+            path.unlink()  # a file, link, FIFO or socket
+    except OSError:  # (none there, or removed meanwhile)
         pass
 
 
@@ -214,8 +225,10 @@ def _store(kernel: KernelLike, scheme: Scheme, N: int, K: int, tmp: Path, entry:
     stands there now (written by this call or by a concurrent compile of the same key)."""
     try:
         write_artifact(kernel, scheme, N, K, tmp)
-        (tmp / KEY_FILE).write_text(text)
+        digest = hashlib.sha256((tmp / "manifest.json").read_bytes()).hexdigest()
+        (tmp / KEY_FILE).write_text(json.dumps({"key": text, "manifest": digest}))
     except (LrqcError, OSError):  # the library could not be written (a C++ compiler's failure)
+        _BROKEN.set()  # (no later compile of this process tries again)
         return False
     with _WRITE:
         if not (entry / "manifest.json").is_file():  # (else written meanwhile: kept)

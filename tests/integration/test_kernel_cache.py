@@ -32,6 +32,7 @@ W4A8 = "scheme w4a8 {\n a: int8 per_channel\n b: int4 per_channel\n}"
 def on(cache, monkeypatch):
     """The cache turned on in a private folder; compiles counted (the pipeline's runs)."""
     monkeypatch.setenv(kcache.ENV, "1")
+    monkeypatch.setattr(kcache, "_BROKEN", threading.Event())  # (set by some tests below)
     runs = []
     real = kcache.compile
 
@@ -126,7 +127,8 @@ def test_the_tuning_records_are_part_of_a_tuned_key(on):
 
 
 @pytest.mark.parametrize("damage", ["library", "manifest", "no manifest", "a null number",
-                                    "a file", "another key's entry"])
+                                    "a file", "a fifo", "a fifo key", "another key's entry",
+                                    "another key's manifest and library"])
 def test_a_damaged_entry_is_compiled_again(on, damage):
     s = lrqc.parse_schemes(W8A8)["w8a8"]
     A, B = data()
@@ -153,14 +155,30 @@ def test_a_damaged_entry_is_compiled_again(on, damage):
     elif damage == "a file":
         shutil.rmtree(entry)
         entry.write_text("not an entry")
-    else:  # another scheme's valid entry in this key's place (copied by hand)
+    elif damage == "a fifo":
+        shutil.rmtree(entry)
+        os.mkfifo(entry)
+    elif damage == "a fifo key":  # (reading it would wait for a writer forever)
+        (entry / kcache.KEY_FILE).unlink()
+        os.mkfifo(entry / kcache.KEY_FILE)
+    else:  # another scheme's valid entry (or its manifest and library) in this key's place
         w4 = lrqc.parse_schemes(W4A8)["w4a8"]
         lrqc.compile(w4, 16, 48, 96)
-        shutil.rmtree(entry)
-        (other,) = [kernels_dir() / e for e in entries()]
-        shutil.copytree(other, entry)
+        (other,) = [kernels_dir() / e for e in entries() if kernels_dir() / e != entry]
+        if damage == "another key's entry":
+            shutil.rmtree(entry)
+            shutil.copytree(other, entry)
+        else:  # this entry's key.json kept
+            for name in ("manifest.json", "lib.so"):
+                shutil.copyfile(other / name, entry / name)
         on.pop()
-    kernel = lrqc.compile(s, 16, 48, 96)
+    done = []
+    worker = threading.Thread(target=lambda: done.append(lrqc.compile(s, 16, 48, 96)),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert done, "lrqc.compile did not return"
+    kernel = done[0]
     assert kernel.plan.scheme.name == "w8a8"
     assert len(on) == 2  # compiled again, not loaded
     check(kernel, s, A, B)
@@ -208,6 +226,36 @@ def test_a_cache_that_cannot_be_written_compiles_once(on, cache, monkeypatch, wh
     for n in (1, 2):
         check(lrqc.compile(s, 16, 48, 96), s, A, B)
         assert on == ["auto"] * n  # once each, as without the cache
+
+
+def test_a_library_that_cannot_be_written_turns_the_cache_off(on, monkeypatch):
+    s = lrqc.parse_schemes(W8A8)["w8a8"]
+    A, B = data()
+    monkeypatch.setenv("CXX", "false")  # a C++ compiler that is there, and fails
+    check(lrqc.compile(s, 16, 48, 96, threads="tvm"), s, A, B)
+    assert on == ["tvm"] and entries() == []  # the kernel built for the cache serves
+    check(lrqc.compile(s, 16, 48, 96), s, A, B)
+    check(lrqc.compile(s, 16, 64, 96), s, *data(n=64))
+    assert on == ["tvm", "auto", "auto"] and entries() == []  # from then on: uncached
+
+
+def test_an_entry_removed_before_its_load_keeps_the_cache_on(on, monkeypatch):
+    s = lrqc.parse_schemes(W8A8)["w8a8"]
+    A, B = data()
+    store = kcache._store
+
+    def then_cleared(*args):
+        out = store(*args)
+        for d in kernels_dir().iterdir():  # `lrqc cache kernels clear` in another shell
+            shutil.rmtree(d)
+        return out
+
+    monkeypatch.setattr(kcache, "_store", then_cleared)
+    check(lrqc.compile(s, 16, 48, 96), s, A, B)
+    monkeypatch.setattr(kcache, "_store", store)
+    lrqc.compile(s, 16, 64, 96)
+    lrqc.compile(s, 16, 64, 96)
+    assert not kcache._BROKEN.is_set() and len(entries()) == 1 and on[-2:] == ["auto", "tvm"]
 
 
 def test_the_cache_can_be_turned_off(on, monkeypatch):
