@@ -93,8 +93,10 @@ def _loaded(path: Path, man: dict, target: Target, parts: Sequence[Any], threads
     threads is "openmp" (or "auto" chooses it: openmp.choose; without a launcher "auto"
     stays on TVM's pool)."""
     module = _library(path, man)
-    chosen = openmp.choose(target, parts) if threads == "auto" and not man["cuda"] else \
-        ("tvm" if man["cuda"] else threads)
+    if man["cuda"]:
+        chosen = "tvm"
+    else:
+        chosen = openmp.choose(target, parts) if threads == "auto" else threads
     if chosen == "openmp":
         try:
             openmp.attach(str(path))
