@@ -58,3 +58,18 @@ def cache_dir() -> Path:
 def kernels_dir() -> Path:
     """Where lrqc.compile keeps the kernels it compiled (lrqc.pipeline.cache)."""
     return cache_dir() / "kernels"
+
+
+def usable_folder(path: Path, what: str, write: bool = False) -> Path:
+    """path, checked before any work (nothing is made): LrqcError "<what> <path> cannot be
+    used" where a part of it is a file, or (write) "... cannot be written" where this process
+    could not write into it or make it."""
+    there = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink()
+                 or p == p.parent)
+    if not there.is_dir():
+        raise LrqcError(f"{what} {path} cannot be used: {there} is not a directory "
+                        "(LRQC_CACHE_DIR names the cache's folder)")
+    if write and not os.access(there, os.W_OK | os.X_OK):
+        raise LrqcError(f"{what} {path} cannot be written: {there} is not writable "
+                        "(LRQC_CACHE_DIR names the cache's folder)")
+    return path

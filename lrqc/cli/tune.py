@@ -15,7 +15,7 @@ import time
 from .. import door
 from ..api import load_schemes, parse_schemes, pick_scheme
 from ..errors import LrqcError
-from ..files import kernels_dir
+from ..files import kernels_dir, usable_folder
 from ..plan.buckets import bucket_plans
 from ..plan.names import TUNED_FUNCTIONS, tuned_functions
 from ..tuning.db import (
@@ -227,12 +227,7 @@ def _kernels(rest: list[str], everything: bool) -> int:
     `lrqc cache kernels clear`: remove everything in their folder."""
     if everything or rest not in ([], ["clear"]):
         raise LrqcError("usage: lrqc cache kernels [clear]")
-    root = kernels_dir()
-    there = next(p for p in (root, *root.parents) if p.exists() or p.is_symlink()
-                 or p == p.parent)
-    if not there.is_dir():
-        raise LrqcError(f"the kernel cache {root} cannot be used: {there} is not a directory "
-                        "(LRQC_CACHE_DIR names the cache's folder)")
+    root = usable_folder(kernels_dir(), "the kernel cache")
     items = sorted(root.iterdir()) if root.is_dir() else []
     entries = [(used, d) for d in items if not d.name.startswith(".")
                and (used := _mtime(d / "manifest.json")) is not None]

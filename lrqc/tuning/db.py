@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import time
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from .._version import __version__
 from ..errors import LrqcError
-from ..files import MiB, cache_dir, read_bytes
+from ..files import MiB, cache_dir, read_bytes, usable_folder
 from ..frontend.unparse import unparse
 from ..plan.model import KernelPlan
 
@@ -80,17 +79,8 @@ def records_state() -> str:
 
 
 def usable_tuning_dir(write: bool = False) -> Path:
-    """tuning_dir(), checked before any work (nothing is made): LrqcError where a part of its
-    path is a file, or (write) where this process could not write into it or make it."""
-    path = tuning_dir()
-    there = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
-    if not there.is_dir():
-        raise LrqcError(f"the tuning cache {path} cannot be used: {there} is not a directory "
-                        "(LRQC_CACHE_DIR names the cache's folder)")
-    if write and not os.access(there, os.W_OK | os.X_OK):
-        raise LrqcError(f"the tuning cache {path} cannot be written: {there} is not writable "
-                        "(LRQC_CACHE_DIR names the cache's folder)")
-    return path
+    """tuning_dir(), checked before any work (files.usable_folder)."""
+    return usable_folder(tuning_dir(), "the tuning cache", write)
 
 
 def make_key(scheme_text: str, function: str, m: int, n: int, k: int, target: dict,
