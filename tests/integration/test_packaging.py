@@ -106,6 +106,7 @@ def test_wheel_ships_grammar_and_examples(wheel):
         assert zf.read("lrqc/_data/grammar/lrqc.lark") == grammar
     # the package itself, and nothing from the test suite or the virtual environment
     assert "lrqc/__init__.py" in names and "lrqc/cli/main.py" in names
+    assert "_lrqc_main.py" in names  # the console script's entry point (before lrqc loads)
     assert not any(n.startswith(("tests/", ".venv/")) for n in names)
 
 
@@ -118,7 +119,7 @@ def test_wheel_declares_the_console_script(wheel):
     cfg = configparser.ConfigParser()
     cfg.read_string(text)
     assert cfg.has_section("console_scripts"), text
-    assert cfg["console_scripts"].get("lrqc", "").strip() == "lrqc.cli:main", text
+    assert cfg["console_scripts"].get("lrqc", "").strip() == "_lrqc_main:main", text
 
 
 # ---- the installed wheel -------------------------------------------------------------------------
