@@ -10,6 +10,7 @@ which code generation targets)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import dataclass, field
@@ -167,6 +168,8 @@ def resolve(target: str | dict | Target | None) -> Target:
             raise LrqcError(f"target: mtriple must be a string such as 'x86_64-linux-gnu', got "
                             f"{d['mtriple']!r}")
         _check_cpu(str(d["mcpu"]), d.get("mtriple") or "")
+    if d["kind"] == "llvm" and "mattr" in d:
+        _check_features(d["mattr"], str(d.get("mtriple") or ""))
     archs: tuple[str, ...] = ()
     if d["kind"] == "cuda":
         d = _cuda_dict(d)
@@ -192,6 +195,36 @@ def _check_cpu(mcpu: str, triple: str) -> None:
         raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}{where}; name one LLVM knows (e.g. "
                         "'znver4', 'haswell', 'neoverse-n1'), or use a short name such as "
                         "'x86-avx2'")
+
+
+def _check_features(mattr, triple: str) -> None:
+    """LrqcError for an mattr that LLVM would misread without an error: an entry without its
+    sign (LLVM takes "avx2" to turn AVX2 off) or a feature it does not know for the triple
+    (it only prints a warning and ignores it, so the kernel is built without it)."""
+    if not isinstance(mattr, (list, tuple)) or not all(isinstance(f, str) for f in mattr):
+        raise LrqcError(f"target: mattr must be a list of strings such as ['+avx2', "
+                        f"'-avx512f'], got {mattr!r}")
+    unsigned = [f for f in mattr if len(f) < 2 or f[0] not in "+-"]
+    if unsigned:
+        raise LrqcError(f"target: mattr entries start with '+' (on) or '-' (off): "
+                        f"{', '.join(map(repr, unsigned))}")
+    unknown = [f for f in mattr if not _known_feature(f[1:], triple)]
+    if unknown:
+        where = f" for {triple}" if triple else ""
+        raise LrqcError(f"target: LLVM knows no CPU feature {', '.join(map(repr, unknown))}"
+                        f"{where} (it would build without it); name features as LLVM does, "
+                        "e.g. '+avx2', '+avx512vnni', '+avxvnni', '+neon'")
+
+
+@functools.lru_cache(maxsize=256)
+def _known_feature(name: str, triple: str) -> bool:
+    """Whether LLVM knows feature `name` for the triple ('' this machine's): a target with it
+    turned on has it (an unknown one is dropped)."""
+    probe = {"kind": "llvm", "mattr": [f"+{name}"], **({"mtriple": triple} if triple else {})}
+    try:
+        return bool(codegen.target_has_features(name, TvmTarget(probe)))
+    except (ValueError, TypeError, RuntimeError):  # TVM refuses the name itself
+        return False
 
 
 def _cuda_string(text: str) -> dict:

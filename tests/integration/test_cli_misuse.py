@@ -5,6 +5,7 @@ non-zero exit, never a traceback; outputs are checked before anything is compile
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -381,7 +382,6 @@ def test_api_type_errors_are_lrqc_errors():
 
 
 def test_manifest_with_an_unconvertible_number_is_refused(artifact, tmp_path):
-    import json
     import shutil
 
     bad = tmp_path / "bad"
@@ -413,6 +413,32 @@ def test_a_cpu_llvm_does_not_know_is_refused_before_compiling(capsys, files, no_
     fails(capsys, ["build", files / "pc.lrq", "--dims", DIMS, "--target",
                    '{"kind": "llvm", "mtriple": 5, "mcpu": "znver4"}', "-o", files / "out"],
           ("lrqc: error: target: mtriple must be a string",))
+
+
+def test_cpu_features_llvm_would_misread_are_refused(capsys, files, no_compile):
+    """LLVM only warns about an mattr feature it does not know, and reads one without its sign
+    as turned off: both would build a kernel without what was asked for, so both are refused
+    before compiling; features LLVM knows pass, on or off."""
+    def build(mattr, triple=None):
+        d = {"kind": "llvm", "mattr": mattr, **({"mtriple": triple} if triple else {})}
+        return ["build", files / "pc.lrq", "--dims", DIMS, "--target", json.dumps(d), "-o",
+                files / "out"]
+
+    fails(capsys, build(["+avx2", "+avx512vnn"]), "lrqc: error: target: LLVM knows no CPU "
+          "feature '+avx512vnn' (it would build without it); name features as LLVM does, e.g. "
+          "'+avx2', '+avx512vnni', '+avxvnni', '+neon'")
+    fails(capsys, build(["+neon"], "x86_64-linux-gnu"), ("lrqc: error: target: LLVM knows no "
+                                                        "CPU feature '+neon' for x86_64",))
+    fails(capsys, build(["avx2"]), "lrqc: error: target: mattr entries start with '+' (on) or "
+          "'-' (off): 'avx2'")
+    fails(capsys, build("+avx2"), ("lrqc: error: target: mattr must be a list of strings",))
+    assert not (files / "out").exists()
+    from lrqc.backend.target import resolve
+
+    assert "avx2" in resolve({"kind": "llvm", "mcpu": "x86-64", "mattr": ["+avx2"]}).features
+    assert "avx2" not in resolve({"kind": "llvm", "mcpu": "haswell", "mattr": ["-avx2"]}).features
+    for name in ("x86-avx2", "x86-avx512-vnni", "aarch64", "host"):  # what lrqc writes passes
+        resolve(resolve(name).as_dict())
 
 
 def test_debug_prints_the_traceback_of_a_scheme_error_in_check(files, capsys):
