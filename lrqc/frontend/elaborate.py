@@ -279,6 +279,9 @@ def read_quant(term: sx.Term, base: Quant | None = None) -> Quant:
             fields["round"] = Rounding.NEAREST_AWAY
     elif "calibrate" not in seen and base is None and fields["fmt"].startswith("uint"):
         fields["calibrate"] = "minmax"  # unsigned formats are asymmetric unless told otherwise
+    elif "calibrate" not in seen and base is not None and not S.takes_minmax(
+            fields["fmt"], fields.get("granularity")):
+        fields["calibrate"] = Calibration.MAXABS  # the operand's min-max does not apply here
     q = Quant(**fields, span=first.span)
     return _normalize(_check_quant(q, term))
 

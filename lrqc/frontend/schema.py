@@ -159,6 +159,12 @@ def fixed_problem(granularity: str, options: set[str]) -> str | None:
     return None
 
 
+def takes_minmax(fmt: str, granularity: object) -> bool:
+    """Whether a quantizer of this format and granularity can be min-max calibrated (integer
+    formats, not per_block: quant_problem)."""
+    return fp_format(fmt) is None and granularity != Granularity.PER_BLOCK
+
+
 def quant_problem(q: Quant) -> str | None:
     """What is wrong with a quantizer's combination of format, granularity and options."""
     fp = fp_format(q.fmt) is not None

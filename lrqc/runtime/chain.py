@@ -164,8 +164,12 @@ class ChainKernel(NotPickled):
         if s.product is not None:
             with one_blas_thread():
                 ua, vat = _factors(s.product, A.astype(np.float64), s.product.seed, "a")
-                with np.errstate(over="ignore"):  # past float32: the product refuses it
+                with np.errstate(over="ignore"):  # past float32: refused just below
                     U = (ua @ (vat @ packed.extra["ub"])).astype(np.float32)
+            if not np.isfinite(U).all():
+                raise InputError("A: its LRAMM factors times B's, U_A (V_Aᵀ U_B), leave "
+                                 "float32's range (an intermediate of the chain); scale A or "
+                                 "B down")
             return kernel_output(finite(self.kernels[0](U, packed.parts[0])), s.output)
         T = self.kernels[0](A, packed.parts[0])
         beta = packed.extra["beta"]

@@ -296,6 +296,24 @@ def test_results_that_leave_float32_are_refused_not_nan():
     assert np.isinf(matmul(s, A, np.ones((64, 16)))).all()  # the reference rounds to inf
 
 
+def test_an_lramm_intermediate_past_float32_is_named_not_blamed_on_a():
+    """LRAMM multiplies A's factors by B's on the host before its kernels: where that product
+    leaves float32 (finite A and B near 1e30), the refusal names the intermediate; it used to
+    report an infinity in A, which holds none."""
+    s = lrqc.parse_schemes("scheme s { product: lowrank(rank=1, bits=(2, 4, 4)) }")["s"]
+    kernel = lrqc.compile(s, 4, 2, 16)
+    rng = np.random.default_rng(0)
+    A = (rng.standard_normal((4, 16)) * 1e30).astype(np.float32)
+    B = (rng.standard_normal((16, 2)) * 1e30).astype(np.float32)
+    assert np.isfinite(A).all() and np.isfinite(B).all()
+    with pytest.raises(lrqc.InputError, match=r"A: its LRAMM factors times B's, U_A \(V_Aᵀ "
+                       r"U_B\), leave float32's range \(an intermediate of the chain\)"):
+        kernel(A, kernel.pack(B))
+    assert not np.isfinite(matmul(s, A, B)).all()  # the reference's float64 C is past float32
+    small = (A / np.float32(1e28), B / np.float32(1e28))  # the same kernel takes them
+    assert rel_error(kernel(small[0], kernel.pack(small[1])), matmul(s, *small)) < 1e-3
+
+
 @pytest.mark.parametrize("body,big", [("a: float16\nb: int8", "A"), ("a: int8\nb: float16", "B"),
                                       ("a: bfloat16\nb: int8", "A"),
                                       ("a: float16\nb: int8\nstatic: a", "A")])

@@ -72,6 +72,25 @@ def test_lowrank_other_parses_defaults_and_round_trips():
     assert explicit == exact and unparse(explicit) == unparse(exact)
 
 
+@pytest.mark.parametrize("term,written", [
+    ("dense(e2m1)", "dense(e2m1 calibrate=maxabs)"),
+    ("dense(int8 per_block(32))", "dense(int8 per_block(32) calibrate=maxabs)"),
+    ("sparse(e4m3, threshold=1)", "sparse(e4m3 calibrate=maxabs, threshold=1)")])
+def test_a_term_takes_max_abs_where_the_operands_min_max_does_not_apply(term, written):
+    """A dense or sparse term inherits its operand's calibration, except min-max where its own
+    quantizer cannot take it (a minifloat, per_block): there max-abs, the only one those take;
+    written out, calibrate=minmax stays an error."""
+    s = lrqc.parse_schemes(_wrap("int8 per_channel", f"uint4 per_channel + {term}"))["s"]
+    assert s.b.quant.calibrate == "minmax" and s.b.residuals[0].quant.calibrate == "maxabs"
+    assert lrqc.parse_schemes(unparse(s))["s"] == s
+    assert lrqc.parse_schemes(_wrap("int8 per_channel", f"uint4 per_channel + {written}"))["s"] \
+        == s
+    kept = lrqc.parse_schemes(_wrap("int8 per_channel", "uint4 per_channel + dense(uint2)"))["s"]
+    assert kept.b.residuals[0].quant.calibrate == "minmax"  # where it applies: inherited
+    with pytest.raises(lrqc.SchemeError, match="calibrate=minmax needs an integer format"):
+        lrqc.parse_schemes(_wrap("int8", "uint4 per_channel + dense(e2m1 calibrate=minmax)"))
+
+
 def test_file_order_is_kept():
     text = "scheme z { a: int8\n b: int8 }\nscheme a { a: int4\n b: int4 }\n"
     assert list(lrqc.parse_schemes(text)) == ["z", "a"]
