@@ -175,6 +175,8 @@ def _pack_int(p: KernelPlan, B: np.ndarray, q: QArray | None = None) -> PackedOp
         zb[:, : p.n] = _per_group(q.zero, G).T - p.b_offset
         full[: p.n] += np.repeat(zb[:, : p.n].T, V, axis=1)
         lo, hi = packing.code_range(p.pack_bits)
+        if not p.compensated and p.a_zero_static is not None:  # A's own zero meets K's
+            full[: p.n, p.k:] = np.clip(full[: p.n, p.k:], lo, hi)  # padding: any code adds 0
         if full.min() < lo or full.max() > hi:
             pad = f"a multiple of {V}" if qb.grouped else f"{p.kp} (no padding)"
             raise InputError(f"B: a zero point lies outside {quant_text(qb)}'s code range (a "

@@ -297,16 +297,30 @@ def test_16_bit_values_with_tiny_scales_stay_accurate():
     assert rel_error(kernel.run(A, B), ref) < 1e-6
 
 
-def test_zero_point_outside_the_code_range_is_refused_not_wrong():
-    s = scheme("int8 per_channel", "int4 per_channel calibrate=minmax")
-    kernel = lrqc.compile(s, M=4, N=16, K=10)  # K padded to 12
-    B = np.random.default_rng(0).random((10, 16)) + 1.0  # positive columns: zero point < -8
-    with pytest.raises(lrqc.InputError, match=r"zero point lies outside.*K's padding \(10 to "
-                       r"12\).*use K 12 \(no padding\)"):
+@pytest.mark.parametrize("kb", [10, 7, 1, 100])
+def test_zero_point_outside_the_code_range_with_k_padded(kb):
+    """B's min-max zero point outside its codes (columns of one sign) cannot be stored in K's
+    padding. Where A's padding codes are A's own zero (no zero points from A's data) and
+    nothing but the GEMM reads B's codes, any code there adds 0 (the nearest is stored): the
+    kernel computes it. Where A's zero points come from the data, or residual terms read B's
+    codes, it is refused with the reason, never wrong."""
+    A, _ = data(4, 16, kb, seed=2)
+    B = np.random.default_rng(0).random((kb, 16)) + 1.0  # positive columns: zero point < -8
+    for a in ("int8 per_channel", "int8 per_vector(16)", "int4 per_tensor round=floor"):
+        s = scheme(a, "int4 per_channel calibrate=minmax")
+        check(lrqc.compile(s, M=4, N=16, K=kb), s, A, B)
+        check(lrqc.compile(s, M=4, N=16, K=kb), s, A, -B)
+    s = scheme("uint8 per_channel", "int4 per_channel calibrate=minmax")  # A's zeros: data
+    kernel = lrqc.compile(s, M=4, N=16, K=kb)
+    if kernel.plan.kp == kb:  # no padding: exact
+        check(kernel, s, A, B)
+        return
+    with pytest.raises(lrqc.InputError, match=rf"zero point lies outside.*K's padding \({kb} "
+                       rf"to {kernel.plan.kp}\)"):
         kernel.pack(B)
-    kernel = lrqc.compile(s, M=4, N=16, K=12)  # no padding: exact
-    A, B = data(4, 16, 12, seed=2)
-    check(kernel, s, A, np.abs(B) + 1.0)
+    s = scheme("int8 per_channel", "int4 per_channel calibrate=minmax + lowrank(rank=1)")
+    with pytest.raises(lrqc.InputError, match="zero point lies outside"):
+        lrqc.compile(s, M=4, N=16, K=kb).pack(B)
 
 
 def test_shape_and_input_errors():
