@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..errors import LrqcError
+from ..errors import LrqcError, nearest_word
 from ..resources import enable_amx, host_cpu_flags
 from .compat import TvmTarget, codegen
 
@@ -27,6 +29,7 @@ _X86_FEATURES = {
     "avx512_bf16": "avx512bf16", "gfni": "gfni", "avx_vnni": "avxvnni",
     "amx_tile": "amx-tile", "amx_int8": "amx-int8",
 }
+_ARM_EXAMPLES = ("neon", "dotprod", "i8mm", "sve", "sve2", "bf16", "fullfp16")  # for hints
 _AMX_FLAGS = ("amx_tile", "amx_int8")  # used only where the OS grants the tile state
 SHORT_NAMES = {
     "host": None,
@@ -163,13 +166,8 @@ def resolve(target: str | dict | Target | None) -> Target:
     if d.get("kind") not in ("llvm", "cuda"):
         raise LrqcError(f"target kind {d.get('kind')!r}: lrqc compiles for 'llvm' (CPUs) and "
                         "'cuda' targets")
-    if d["kind"] == "llvm" and d.get("mcpu"):
-        if not isinstance(d.get("mtriple", ""), str):
-            raise LrqcError(f"target: mtriple must be a string such as 'x86_64-linux-gnu', got "
-                            f"{d['mtriple']!r}")
-        _check_cpu(str(d["mcpu"]), d.get("mtriple") or "")
-    if d["kind"] == "llvm" and "mattr" in d:
-        _check_features(d["mattr"], str(d.get("mtriple") or ""))
+    if d["kind"] == "llvm":
+        _check_llvm(d)
     archs: tuple[str, ...] = ()
     if d["kind"] == "cuda":
         d = _cuda_dict(d)
@@ -183,13 +181,52 @@ def resolve(target: str | dict | Target | None) -> Target:
     return Target(spec, archs, frozenset(_features(d, tvm_target)))
 
 
+def _check_llvm(d: dict) -> None:
+    """An LLVM target dict's triple, CPU and features, each one LLVM knows (LrqcError), before
+    TVM sees them: TVM and LLVM only log what they do not know (and crash on some)."""
+    triple = d.get("mtriple") or ""
+    if not isinstance(triple, str):
+        raise LrqcError(f"target: mtriple must be a string such as 'x86_64-linux-gnu', got "
+                        f"{triple!r}")
+    if triple and not _quiet_llvm(lambda: codegen.llvm_is_valid_cpu("generic", triple)):
+        raise LrqcError(f"target: LLVM knows no triple {triple!r}; use one such as "
+                        "'x86_64-linux-gnu' or 'aarch64-linux-gnu'")
+    if d.get("mcpu"):
+        _check_cpu(str(d["mcpu"]), triple)
+    if "mattr" in d:
+        _check_features(d["mattr"], triple)
+
+
+_QUIET = threading.Lock()
+_LLVM_NOISE = (b"is not a recognized feature", b"is not valid in `-mtriple=")
+
+
+def _quiet_llvm(ask):
+    """ask() with what LLVM and TVM print to stderr about the names asked kept back (lrqc
+    refuses those names in its own words); anything else written there meanwhile, by any
+    thread, is written after."""
+    with _QUIET, tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            return ask()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = b"".join(line for line in held.read().splitlines(True)
+                            if not any(n in line for n in _LLVM_NOISE))
+            if rest:
+                os.write(2, rest)
+
+
 def _check_cpu(mcpu: str, triple: str) -> None:
     """LrqcError where LLVM does not know mcpu for the triple ('' the default): TVM would only
     log an error and compile for a generic CPU, without the vector instructions asked for."""
     if mcpu == "native":
         raise LrqcError("target: mcpu 'native' is not resolved by LLVM here; use the target "
                         "'host' (this CPU, its vector features included)")
-    if not codegen.llvm_is_valid_cpu(mcpu, triple):
+    if not _quiet_llvm(lambda: codegen.llvm_is_valid_cpu(mcpu, triple)):
         where = (f" for {triple} (an unknown triple, or a CPU of another architecture)"
                  if triple else "")
         raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}{where}; name one LLVM knows (e.g. "
@@ -210,10 +247,14 @@ def _check_features(mattr, triple: str) -> None:
                         f"{', '.join(map(repr, unsigned))}")
     unknown = [f for f in mattr if not _known_feature(f[1:], triple)]
     if unknown:
+        arm = (triple or platform.machine()).startswith(("aarch64", "arm"))
+        known = _ARM_EXAMPLES if arm else tuple(_X86_FEATURES.values())
+        near = nearest_word(unknown[0][1:], known)
+        hint = (f"did you mean '+{near}'?" if near else "name features as LLVM does, e.g. "
+                + ", ".join(f"'+{f}'" for f in known[:3]))
         where = f" for {triple}" if triple else ""
         raise LrqcError(f"target: LLVM knows no CPU feature {', '.join(map(repr, unknown))}"
-                        f"{where} (it would build without it); name features as LLVM does, "
-                        "e.g. '+avx2', '+avx512vnni', '+avxvnni', '+neon'")
+                        f"{where} (it would build without it); {hint}")
 
 
 @functools.lru_cache(maxsize=256)
@@ -222,7 +263,7 @@ def _known_feature(name: str, triple: str) -> bool:
     turned on has it (an unknown one is dropped)."""
     probe = {"kind": "llvm", "mattr": [f"+{name}"], **({"mtriple": triple} if triple else {})}
     try:
-        return bool(codegen.target_has_features(name, TvmTarget(probe)))
+        return bool(_quiet_llvm(lambda: codegen.target_has_features(name, TvmTarget(probe))))
     except (ValueError, TypeError, RuntimeError):  # TVM refuses the name itself
         return False
 

@@ -425,13 +425,19 @@ def test_cpu_features_llvm_would_misread_are_refused(capsys, files, no_compile):
                 files / "out"]
 
     fails(capsys, build(["+avx2", "+avx512vnn"]), "lrqc: error: target: LLVM knows no CPU "
-          "feature '+avx512vnn' (it would build without it); name features as LLVM does, e.g. "
-          "'+avx2', '+avx512vnni', '+avxvnni', '+neon'")
+          "feature '+avx512vnn' (it would build without it); did you mean '+avx512vnni'?")
+    fails(capsys, build(["+dotprd"], "aarch64-linux-gnu"), "lrqc: error: target: LLVM knows no "
+          "CPU feature '+dotprd' for aarch64-linux-gnu (it would build without it); did you "
+          "mean '+dotprod'?")
     fails(capsys, build(["+neon"], "x86_64-linux-gnu"), ("lrqc: error: target: LLVM knows no "
                                                         "CPU feature '+neon' for x86_64",))
     fails(capsys, build(["avx2"]), "lrqc: error: target: mattr entries start with '+' (on) or "
           "'-' (off): 'avx2'")
     fails(capsys, build("+avx2"), ("lrqc: error: target: mattr must be a list of strings",))
+    fails(capsys, build(["+avx2"], 5), "lrqc: error: target: mtriple must be a string such as "
+          "'x86_64-linux-gnu', got 5")  # before any LLVM call (TVM's probe crashed on it)
+    fails(capsys, build(["+avx2"], "bogus-triple"), "lrqc: error: target: LLVM knows no triple "
+          "'bogus-triple'; use one such as 'x86_64-linux-gnu' or 'aarch64-linux-gnu'")
     assert not (files / "out").exists()
     from lrqc.backend.target import resolve
 
@@ -439,6 +445,19 @@ def test_cpu_features_llvm_would_misread_are_refused(capsys, files, no_compile):
     assert "avx2" not in resolve({"kind": "llvm", "mcpu": "haswell", "mattr": ["-avx2"]}).features
     for name in ("x86-avx2", "x86-avx512-vnni", "aarch64", "host"):  # what lrqc writes passes
         resolve(resolve(name).as_dict())
+
+
+def test_a_refused_target_is_one_line_on_the_terminal_too(capfd, files, no_compile):
+    """LLVM and TVM write their own warnings about unknown names to the process's stderr (not
+    Python's): lrqc keeps those back, so its one line is all a refused target prints."""
+    for bad in ({"kind": "llvm", "mattr": ["+avx512vnn"]},
+                {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+avx2"]},
+                {"kind": "llvm", "mtriple": "bogus-triple"}, {"kind": "llvm", "mcpu": "bogus"}):
+        rc = main(["build", str(files / "pc.lrq"), "--dims", DIMS, "--target", json.dumps(bad),
+                   "-o", str(files / "out")])
+        out, err = capfd.readouterr()
+        assert rc == 1 and out == "" and len(err.splitlines()) == 1, (bad, err)
+        assert err.startswith("lrqc: error: target: "), err
 
 
 def test_debug_prints_the_traceback_of_a_scheme_error_in_check(files, capsys):
