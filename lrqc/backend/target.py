@@ -188,7 +188,7 @@ def _check_llvm(d: dict) -> None:
     if not isinstance(triple, str):
         raise LrqcError(f"target: mtriple must be a string such as 'x86_64-linux-gnu', got "
                         f"{triple!r}")
-    if triple and not _quiet_llvm(lambda: codegen.llvm_is_valid_cpu("generic", triple)):
+    if triple and not _valid_cpu("generic", triple):
         raise LrqcError(f"target: LLVM knows no triple {triple!r}; use one such as "
                         "'x86_64-linux-gnu' or 'aarch64-linux-gnu'")
     if d.get("mcpu"):
@@ -226,7 +226,7 @@ def _check_cpu(mcpu: str, triple: str) -> None:
     if mcpu == "native":
         raise LrqcError("target: mcpu 'native' is not resolved by LLVM here; use the target "
                         "'host' (this CPU, its vector features included)")
-    if not _quiet_llvm(lambda: codegen.llvm_is_valid_cpu(mcpu, triple)):
+    if not _valid_cpu(mcpu, triple):
         where = (f" for {triple} (an unknown triple, or a CPU of another architecture)"
                  if triple else "")
         raise LrqcError(f"target: LLVM knows no CPU {mcpu!r}{where}; name one LLVM knows (e.g. "
@@ -255,6 +255,12 @@ def _check_features(mattr, triple: str) -> None:
         where = f" for {triple}" if triple else ""
         raise LrqcError(f"target: LLVM knows no CPU feature {', '.join(map(repr, unknown))}"
                         f"{where} (it would build without it); {hint}")
+
+
+@functools.lru_cache(maxsize=256)
+def _valid_cpu(mcpu: str, triple: str) -> bool:
+    """Whether LLVM knows CPU mcpu for the triple ("generic": whether it knows the triple)."""
+    return bool(_quiet_llvm(lambda: codegen.llvm_is_valid_cpu(mcpu, triple)))
 
 
 @functools.lru_cache(maxsize=256)
