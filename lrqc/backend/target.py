@@ -205,19 +205,23 @@ def _quiet_llvm(ask):
     """ask() with what LLVM and TVM print to stderr about the names asked kept back (lrqc
     refuses those names in its own words); anything else written there meanwhile, by any
     thread, is written after."""
-    with _QUIET, tempfile.TemporaryFile() as held:
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
+    with _QUIET:
         try:
+            held, saved = tempfile.TemporaryFile(), os.dup(2)
+        except OSError:  # no stderr (closed), or no temporary folder: ask as it is
             return ask()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            rest = b"".join(line for line in held.read().splitlines(True)
-                            if not any(n in line for n in _LLVM_NOISE))
-            if rest:
-                os.write(2, rest)
+        with held:
+            os.dup2(held.fileno(), 2)
+            try:
+                return ask()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                held.seek(0)
+                rest = b"".join(line for line in held.read().splitlines(True)
+                                if not any(n in line for n in _LLVM_NOISE))
+                if rest:
+                    os.write(2, rest)
 
 
 def _check_cpu(mcpu: str, triple: str) -> None:

@@ -460,6 +460,19 @@ def test_a_refused_target_is_one_line_on_the_terminal_too(capfd, files, no_compi
         assert err.startswith("lrqc: error: target: "), err
 
 
+def test_targets_resolve_in_a_process_without_stderr():
+    """Keeping LLVM's lines back needs stderr: a process that closed it (a service) resolves
+    targets, and refuses an unknown feature, all the same."""
+    code = ("import os; os.close(2)\nimport lrqc\nfrom lrqc.backend.target import resolve\n"
+            "print(sorted(resolve('host').features) == sorted(resolve(resolve('host')"
+            ".as_dict()).features))\n"
+            "try:\n    resolve({'kind': 'llvm', 'mattr': ['+avx512vnn']})\n"
+            "except lrqc.LrqcError:\n    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300).stdout
+    assert out == "True\nrefused\n", out
+
+
 def test_debug_prints_the_traceback_of_a_scheme_error_in_check(files, capsys):
     (files / "typo.lrq").write_text("scheme t {\n a: int9 per_channel\n b: int8\n}\n")
     assert main(["check", str(files / "typo.lrq")]) == 1
