@@ -20,6 +20,7 @@ from lrqc.reference import int_accumulate, matmul, quantize
 
 pytest.importorskip("tvm")
 
+from lrqc.backend.schedule.rules import load_rules
 from lrqc.backend.target import host_cpu_flags
 from lrqc.pipeline.compile import compile as pipeline_compile
 from lrqc.pipeline.export import build_artifact
@@ -199,7 +200,7 @@ RULES += [("x86-avx512-vnni", "x86_vnni")] if VNNI else []
 
 @pytest.mark.parametrize("target,rule", RULES, ids=[r or "x86-avx2" for _, r in RULES])
 @pytest.mark.parametrize("a,b", CASES, ids=[f"{a}|{b}" for a, b in CASES])
-@pytest.mark.parametrize("m,n,k", [(9, 40, 512), (1, 16, 64), (37, 300, 160)])
+@pytest.mark.parametrize("m,n,k", [(9, 40, 512), (1, 16, 64), (37, 300, 160), (13, 200, 160)])
 def test_pair_sums_match_the_reference(target, rule, a, b, m, n, k):
     s = scheme(a, b)
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
@@ -240,6 +241,26 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     A[:, 16:32] *= 1e3  # group 1 holds each row's largest values: the others' integers are 1
     B[32:48] *= 1e3
     check(kernel, s, A, B)
+
+
+@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.parametrize("m", [13, 37])
+def test_few_rows_tile_both_gemms(m):
+    """Buckets of at most 32 rows take tiles of 8 rows x 16 columns by hand, more rows 4 x 32:
+    gemm and gemm_groups (the calls whose numbers leave the pairs) each give the reference's C."""
+    s = scheme(*CASES[0])
+    kernel = lrqc.compile(s, M=m, N=250, K=160)
+    A, B = data(m, 250, 160, seed=m)
+    packed, R = kernel.pack(B), matmul(s, A, B)
+    (bucket,) = kernel._buckets
+    rule = next(r for r in load_rules("x86") if r.name == kernel.rule)
+    hand = {name: choice for name, (_, choice) in rule.knobs(bucket.plan).items()}
+    assert hand == ({"mr": 8, "nr": 1} if m <= 32 else {"mr": 4, "nr": 2})
+    for fn in (names.FN_GEMM, names.FN_GEMM_GROUPS):
+        kernel(A, packed)
+        bucket.run(fn, packed)
+        C = bucket.c.numpy()[:m, :250]
+        assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max(), fn
 
 
 @pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")

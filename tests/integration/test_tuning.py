@@ -255,7 +255,13 @@ def test_tune_refuses_bad_arguments(cache, capsys):
 @pytest.mark.parametrize("a,b,dims", [("int8 per_channel", "int8 per_channel", (16, 64, 256)),
                                       ("int8 per_channel", "int4 per_channel + lowrank(rank=3)",
                                        (16, 64, 128)),
-                                      ("int8 per_vector(64)", "int8 per_vector(64)", (8, 64, 256))])
+                                      ("int8 per_vector(64)", "int8 per_vector(64)", (8, 64, 256)),
+                                      ("uint4 per_vector(16, scale=uint6 per_channel)",
+                                       "int4 per_vector(16, scale=uint6 per_channel)",
+                                       (16, 128, 256)),
+                                      ("uint4 per_vector(16, scale=uint6 per_channel)",
+                                       "int4 per_vector(16, scale=uint6 per_channel)",
+                                       (64, 64, 2048))])
 def test_vnni_space_corners_compile_to_vpdpbusd(a, b, dims):
     """The VNNI rule's tuning space (which lrqc tune samples on a VNNI machine only: candidates
     are checked there) compiles at every corner: each knob at its smallest and largest value,
