@@ -166,18 +166,28 @@ def notes(s: Scheme, dims: tuple[int, int, int] | None) -> list[str]:
 
 
 def float32_codes_note(s: Scheme) -> list[str]:
-    """The note on the per-call operand's codes where CPU kernels take them from float32."""
+    """The note on the per-call operand's codes where CPU kernels take them from float32: its
+    own, and its thresholded copies for the other operand's sparse terms (A's values or 0)."""
     role = "b" if s.static == "a" else "a"
-    op = s.operand(role)
-    if not isinstance(op, QuantOperand) or not float32_codes(op.quant) \
-            or isinstance(s.operand("b" if role == "a" else "a"), FloatOperand):
+    other_role = "a" if role == "b" else "b"
+    op, other = s.operand(role), s.operand(other_role)
+    if not isinstance(op, QuantOperand) or isinstance(other, FloatOperand):
         return []  # (with a float operand the product is a float32 GEMM: A's codes in float64)
-    which = (f"{role.upper()}'s own codes (its residual terms' codes: the float64 quotient)"
-             if op.residuals else "the per-call codes")
-    return [f"{role}: CPU kernels take {which} from a float32 product in each row "
-            "where that provably gives the codes of the float64 quotient x / s (every element "
-            "farther from its rounding boundary than float32's error), from the float64 "
-            "quotient in the other rows: the same codes either way"]
+    which = []
+    if float32_codes(op.quant):
+        which.append(f"{role.upper()}'s own codes (its residual terms' codes: the float64 "
+                     "quotient)" if op.residuals else "the per-call codes")
+    if isinstance(other, QuantOperand) and any(
+            isinstance(t, Sparse) and t.quant is not None and float32_codes(t.quant)
+            for t in other.residuals):
+        which.append(f"the codes of {role.upper()}'s thresholded copies for "
+                     f"{other_role.upper()}'s sparse terms")
+    if not which:
+        return []
+    return [f"{role}: CPU kernels take {' and '.join(which)} from a float32 product in each "
+            "row where that provably gives the codes of the float64 quotient x / s (every "
+            "element farther from its rounding boundary than float32's error), from the "
+            "float64 quotient in the other rows: the same codes either way"]
 
 
 def output_note(output: str) -> str:

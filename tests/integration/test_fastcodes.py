@@ -168,3 +168,30 @@ def test_compensated_pass_codes(monkeypatch, body, margin):
         np.testing.assert_array_equal(got, sums)
     else:
         assert not np.array_equal(got[:, 12:24], sums[:, 12:24])
+
+
+@pytest.mark.parametrize("margin", [True, False])
+def test_sparse_copy_codes(monkeypatch, margin):
+    """A's thresholded copy for B's sparse term takes its codes the same way (its values are
+    A's or 0): the reference's bit for bit with the guard's margin, others next to the
+    boundaries without it."""
+    if not margin:
+        monkeypatch.setattr(fastcodes, "MARGIN", 0.0)
+        monkeypatch.setattr(fastcodes, "LIMIT", 1.0)
+    from lrqc.reference.residual import sparse_quant
+    s = scheme("a: int8 per_channel\n b: int8 per_channel + sparse(threshold=0.3)")
+    kern = lrqc.compile(s, M=M, N=N, K=K)
+    (sp,) = kern.plan.sparse
+    A = adversarial_a(sp.q, 0, extremes=False)
+    B = np.random.default_rng(1).standard_normal((K, N)).astype(np.float32)
+    packed = kern.pack(B)
+    kern(A, packed)
+    (bucket,) = kern._buckets
+    got = bucket.comp.sparse[0][0].numpy()[:M, :K].astype(np.int64)
+    q, _ = sparse_quant(A, sp.term, "a", "A")
+    want = q.codes.astype(np.int64) - np.broadcast_to(q.expand(q.zero), q.codes.shape)
+    assert (got != 0).mean() > 0.3  # the copy keeps most of A: boundaries among its values
+    if margin:
+        np.testing.assert_array_equal(got, want[:, :K])
+    else:
+        assert not np.array_equal(got[12:24], want[12:24, :K])

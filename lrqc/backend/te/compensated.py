@@ -44,8 +44,7 @@ def sketch_width(p: KernelPlan, m: int | None = None) -> int:
         return 0
     if t.method == "sketch":
         return 1
-    m = p.m if m is None else m
-    return min(t.rank + t.oversample, m, p.k)
+    return min(t.rank + t.oversample, p.m if m is None else m, p.k)
 
 
 def _sparse_copy(p: KernelPlan, term, x, rows, tag: str, hi: te.Tensor | None = None):
@@ -107,8 +106,8 @@ def _per_tensor_max_abs(q) -> bool:
 
 def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
-    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: the
-    base codes from float32 in the rows where that is proven exact (fastcodes; CPU passes)."""
+    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: base
+    and sparse copies' codes from float32 in rows where that is proven exact (fastcodes)."""
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
@@ -137,9 +136,10 @@ def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
                 xs, d, top = _sparse_copy(p, sp.term, x, rows, f"_s{sp.n}",
                                           stats[0] if known else None)
                 dens.append(d)
+                xs32 = (lambda i, k, xs=xs: xs(i, k).astype("float32")) if fast else None
                 sources[f"sparse:{sp.n}"] = quantizer(
                     sp.q, xs, dims(p), offset=a_offset(sp.q), tag=f"_s{sp.n}",
-                    stats=None if top is None else (top, None, group_index(sp.q)))
+                    stats=None if top is None else (top, None, group_index(sp.q)), x32=xs32)
     segs = [sources[sg.a] for sg in p.segments] or [base]
     S = len(segs)
 
@@ -225,8 +225,8 @@ def sparse_operand(p: KernelPlan, src: tuple, side: str, j: int) -> list[te.Tens
     side "b": A's residual codes transposed, [Kq, Mp] (the dense operand of B's CSR copy)."""
     code, sa, zc, _ = src
     V, dt = p.vector, code_dtype(p.sparse[j].q)
-    def cen(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return (code(i, k) - zc[i, k // V].astype("float64")).astype(dt)
+    def cen(i: PrimExpr, k: PrimExpr) -> PrimExpr:  # (code(.., dt): fastcodes where it has x32)
+        return (code(i, k, "int32") - zc[i, k // V]).astype(dt)
     if side == "a":
         return [te.compute((p.mp, p.kq), cen, name=f"{names.SPARSE_CODES}{j}"), sa]
     ra = te.compute((p.mp, p.kq), cen, name=f"{names.RESID_CODES}{j}")
