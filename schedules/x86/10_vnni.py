@@ -19,6 +19,14 @@ class X86Vnni(blocks.DotBlockRule):
     feature = "avx512vnni"
     wide_floats = True
     scale_pairs = True
+    # 8 rows x 2 column blocks for packed weights at up to 16 rows: two tiles, so the weights
+    # are unpacked next to their use (blocks.few_tiles), each unpacked block serving 8 rows.
+    # Int8 x int4 on a 2-core Zen 4, medians of 21 interleaved calls, 8 x 2 against the 4 x 4
+    # hand tile (which unpacks each column panel into memory first): 16 x 4096 x 4096 0.75 /
+    # 0.84, 0.81 / 0.98 ms; 8 x 4096 x 4096 0.44 / 0.56; 16 x 11008 x 4096 2.49 / 3.12; 16 x
+    # 4096 x 11008 2.15 / 2.68; at 32 rows (4 tiles, no change of order) 1.66 / 1.66. Int8
+    # weights (not packed) keep 4 x 4: 0.74 / 0.67 ms at 8 rows.
+    packed_few_rows = (8, 2)
     measured = ("GEMM stage 1.64-1.81 TOPS (0.90-0.95 of the vpdpbusd roof) at 2048^3 w8a8 "
                 "per_channel, Zen 5 2 cores (2026-12-02)")
 

@@ -194,3 +194,30 @@ def test_inner_unpacking_gives_the_reference_sums(orders, target, b, m, k):
     if b.startswith("uint"):  # min-max codes: both ends of [0, 2^b - 1]
         B = np.abs(B) * (rng.random((k, n)) < 0.5)
     check(kernel, s, A, B)
+
+
+@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the VNNI rule's tile")
+@pytest.mark.parametrize("b", ["int4", "uint4", "int2", "int7"])
+@pytest.mark.parametrize("m", [8, 13, 16])
+def test_packed_weights_at_8_to_16_rows_take_tiles_of_8_rows(orders, b, m):
+    """On AVX-512 VNNI, buckets of 8 and 16 rows with packed weights take tiles of 8 rows x 2
+    column blocks, one or two tiles unpacking in the k loop, with codes at the ends of their
+    ranges: the reference's integer sums and C."""
+    s = scheme("int8 per_channel", f"{b} per_channel")
+    n, k = 96, 320
+    kernel = lrqc.compile(s, M=m, N=n, K=k)
+    assert kernel.rule == "x86_vnni"
+    (bucket,) = kernel._buckets
+    from lrqc.backend.schedule import tiles
+    from lrqc.backend.schedule.rules import load_rules
+
+    rule = next(r for r in load_rules("x86") if r.name == kernel.rule)
+    pick = tiles.picks(rule.knobs(bucket.plan))
+    assert (pick["mr"], pick["nr"]) == (8, 2)
+    assert {o for *_, o in orders} == {"k_inner"}
+    rng = np.random.default_rng(m * k)
+    A = np.where(rng.random((m, k)) < 0.5, -1.0, 1.0).astype(np.float32)
+    B = np.where(rng.random((k, n)) < 0.5, -2.0, 2.0)
+    if b.startswith("uint"):
+        B = np.abs(B) * (rng.random((k, n)) < 0.5)
+    check(kernel, s, A, B)

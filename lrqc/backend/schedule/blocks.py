@@ -224,6 +224,10 @@ class DotBlockRule(ScheduleRule):
     feature: ClassVar[str]
     rows_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)
     cols_pref: ClassVar[tuple[int, ...]] = (4, 2, 1)
+    # (rows, column blocks) of the hand tile of single-group products with packed weights in
+    # buckets of one or two such tiles (few_tiles: the weights unpacked next to their use);
+    # None: the preferences above
+    packed_few_rows: ClassVar[tuple[int, int] | None] = None
 
     @abstractmethod
     def intrinsic(self) -> str:
@@ -269,6 +273,10 @@ class DotBlockRule(ScheduleRule):
             cols = tuple(c for c in cols if c <= 2) or (1,)
         if self.pairs(plan) and plan.mp <= PAIRS_FEW_ROWS and plan.np_ >= 128:
             rows, cols = (8, *rows), (1,)
+        few = self.packed_few_rows
+        if few and plan.packed and plan.groups == 1 and plan.mp % few[0] == 0 \
+                and plan.mp <= INNER_TILES * few[0]:
+            rows, cols = (few[0], *rows), (few[1], *cols)
         return tiles.tile_knobs(plan, rows, cols)
 
     def schedule(self, fn: str, sch: Schedule, plan: KernelPlan, knob: Knob | None = None,
