@@ -27,6 +27,12 @@ class X86Vnni(blocks.DotBlockRule):
     # 4096 x 11008 2.15 / 2.68; at 32 rows (4 tiles, no change of order) 1.66 / 1.66. Int8
     # weights (not packed) keep 4 x 4: 0.74 / 0.67 ms at 8 rows.
     packed_few_rows = (8, 2)
+    # groups summed as int16 pairs at up to 32 rows: 8 rows x 16 columns (else 4 x 32); at 16
+    # rows B's panel is unpacked next to its use and each unpacked block serves 8 rows.
+    # VS-Quant w4a4 at N = K = 4096 on a 2-core Zen 4, medians of 15 interleaved calls, 8 x 16
+    # against 4 x 32: 8 rows 0.757 / 0.825 ms, 16 rows 1.19 / 1.41, 32 rows 2.25 / 2.31; at 64
+    # rows 5.14 / 4.79, and 2048^3 30.9 / 29.8.
+    pairs_few_rows = 32
     measured = ("GEMM stage 1.64-1.81 TOPS (0.90-0.95 of the vpdpbusd roof) at 2048^3 w8a8 "
                 "per_channel, Zen 5 2 cores (2026-12-02)")
 

@@ -32,12 +32,6 @@ VARIANTS = ("rows_outer", "k_outer", "k_inner")
 # the most row tiles of a bucket whose packed weights the hand schedules unpack next to their
 # use (few_tiles)
 INNER_TILES = 2
-# the most rows of a bucket whose groups summed as int16 pairs take tiles of 8 rows x 16
-# columns by hand (else 4 x 32): B's panel is unpacked next to its use for 16 rows, and each
-# unpacked block serves 8 rows. VS-Quant w4a4 at N = K = 4096 on a 2-core Zen 4 (AVX-512
-# VNNI), medians of 15 interleaved calls, 8 x 16 against 4 x 32: 8 rows 0.757 / 0.825 ms,
-# 16 rows 1.19 / 1.41, 32 rows 2.25 / 2.31; at 64 rows 5.14 / 4.79, and 2048^3 30.9 / 29.8.
-PAIRS_FEW_ROWS = 32
 
 
 def variants(plan: KernelPlan) -> tuple[str, ...]:
@@ -228,6 +222,9 @@ class DotBlockRule(ScheduleRule):
     # buckets of one or two such tiles (few_tiles: the weights unpacked next to their use);
     # None: the preferences above
     packed_few_rows: ClassVar[tuple[int, int] | None] = None
+    # the most rows of a bucket whose groups summed as int16 pairs take tiles of 8 rows x 1
+    # column block by hand (products of at least 128 columns); 0: the preferences above
+    pairs_few_rows: ClassVar[int] = 0
 
     @abstractmethod
     def intrinsic(self) -> str:
@@ -271,7 +268,7 @@ class DotBlockRule(ScheduleRule):
         if plan.groups > 1 and (plan.np_ >= 128 or self.pairs(plan)):  # int32 partials (of
             #   two groups, in pairs) and the output tile: registers
             cols = tuple(c for c in cols if c <= 2) or (1,)
-        if self.pairs(plan) and plan.mp <= PAIRS_FEW_ROWS and plan.np_ >= 128:
+        if self.pairs(plan) and plan.mp <= self.pairs_few_rows and plan.np_ >= 128:
             rows, cols = (8, *rows), (1,)
         few = self.packed_few_rows
         if few and plan.packed and plan.groups == 1 and plan.mp % few[0] == 0 \
