@@ -114,8 +114,9 @@ def stage_te(c: Compilation) -> Compilation:
     for part, rule in zip(c.parts, c.rules, strict=True):
         for plan in part.plans:
             brule = bucket_rule(plan, rule, c.target)
-            for j, f in enumerate(te_sparse.functions(plan, cuda=c.target.is_cuda,
-                                                      vnni=sparse_vnni.on(c.target))):
+            for j, f in enumerate(te_sparse.functions(
+                    plan, cuda=c.target.is_cuda, vnni=sparse_vnni.on(c.target),
+                    avx2=not c.target.is_cuda and "avx2" in c.target.features)):
                 check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params], te=True)
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,
                                     f, scheduled=True))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lrqc.backend.compat import compile_module, tensor, tvm
-from lrqc.backend.target import host_cpu_flags
+from lrqc.backend.target import host_cpu_flags, resolve
 from lrqc.backend.te import sparse as te_sparse
 from lrqc.plan.layout import csr_columns
 from lrqc.runtime.buckets import sparse_tensors
@@ -28,8 +28,8 @@ def _codes(rng, shape, density, limit):
     return x
 
 
-def _run(f, args):
-    ex = compile_module(tvm.IRModule({"main": f}), TARGET)
+def _run(f, args, target=TARGET):
+    ex = compile_module(tvm.IRModule({"main": f}), target)
     ex["main"](*args)
     return args[-1].numpy()
 
@@ -40,11 +40,18 @@ CASES = [  # mp, kq, np_, groups, code dtype, density
     (16, 128, 96, 2, "int16", 0.2),
     (4, 32, 16, 1, "int8", 1.0),
     (12, 64, 32, 4, "int16", 0.05),
+    (6, 256, 32, 2, "int8", 0.1),
+    (3, 128, 16, 1, "int8", 0.98),
 ]
 
 
 @pytest.mark.parametrize("mp,kq,np_,groups,dt,density", CASES)
-def test_sparse_a_exact(mp, kq, np_, groups, dt, density):
+@pytest.mark.parametrize("avx2", [False, True])
+def test_sparse_a_exact(mp, kq, np_, groups, dt, density, avx2):
+    """B's terms pair by pair give numpy's integer sums exactly; avx2: A's copy listed 64
+    codes at a time by masks (sparse_csr.masked: int8 groups of a multiple of 64 codes)."""
+    if avx2 and "avx2" not in host_cpu_flags():
+        pytest.skip("the host lacks AVX2")
     rng = np.random.default_rng(mp * kq + groups)
     limit = 127 if dt == "int8" else 256
     S = _codes(rng, (mp, kq), density, limit)
@@ -55,7 +62,8 @@ def test_sparse_a_exact(mp, kq, np_, groups, dt, density):
     static = te_sparse_codes(D, groups)
     args = [tensor(S.astype(dt)), tensor(ones_s), static["D"], tensor(ones_d),
             tensor(np.zeros((mp, np_), np.float32))]
-    got = _run(te_sparse.sparse_a(mp, kq, np_, groups, dt), args)
+    f = te_sparse.sparse_a(mp, kq, np_, groups, dt, avx2)
+    got = _run(f, args, resolve("x86-avx2").tvm() if avx2 else TARGET)
     assert np.array_equal(got, want.sum(axis=1).astype(np.float32))
 
 
@@ -89,6 +97,8 @@ QUAD_CASES = [  # mp, kq, np_, groups, density: lists of every length mod 4, emp
     (21, 96, 128, 3, 0.5),
     (5, 128, 64, 2, 1.0),
     (16, 256, 192, 4, 0.03),
+    (6, 512, 64, 2, 0.1),  # groups of 256 codes: four 64-code masks each (sparse_csr.masked)
+    (4, 128, 64, 1, 0.97),
 ]
 
 
@@ -100,7 +110,6 @@ def test_sparse_a_quads_exact(mp, kq, np_, groups, density, ends):
     ends: every code at the end of its range (S = +-127, D = -128 or 127, so D + 128 is 0 or
     255: the largest sums and the offset's correction at its extremes)."""
     from lrqc.backend.building import compile_for
-    from lrqc.backend.target import resolve
     from lrqc.backend.te import sparse_vnni
 
     rng = np.random.default_rng(mp * kq + groups)
@@ -126,7 +135,6 @@ def test_quads_take_the_products_whose_sums_they_keep_exact():
     AVX-512 VNNI and room in int32 for the offset sums; the function compiled and pack's layout
     follow the same answer."""
     import lrqc
-    from lrqc.backend.target import resolve
     from lrqc.backend.te import sparse_vnni
 
     def plan(b, n):
@@ -226,7 +234,6 @@ def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
     order); ends: every code at the end of its range (B's copy +-127, A's residual codes -128
     or 127: u8 0 or 255)."""
     from lrqc.backend.building import compile_for
-    from lrqc.backend.target import resolve
     from lrqc.backend.te import sparse_vnni
 
     rng = np.random.default_rng(mp + kq * groups)

@@ -35,9 +35,11 @@ def code_dtype(q: Quant) -> str:
     return "int8" if centered_limit(q) <= 127 else "int16"
 
 
-def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False) -> list:
+def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False, avx2: bool = False
+              ) -> list:
     """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions; vnni: the
-    target has AVX-512 VNNI, sparse_vnni.on: the products sparse_vnni.quads takes run there)."""
+    target has AVX-512 VNNI, sparse_vnni.on: the products sparse_vnni.quads takes run there;
+    avx2: the target has AVX2, so B's terms list A's int8 copy by masks, sparse_csr.masked)."""
     out = []
     for j, sp in enumerate(p.sparse):
         if cuda:
@@ -46,8 +48,11 @@ def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False) -> list:
             quad = sparse_vnni.sparse_a_quads if sp.side == "a" else sparse_vnni.sparse_b_quads
             out.append(quad(p.mp, p.kq, p.np_, p.gq))
             continue
+        elif sp.side == "a":
+            out.append(sparse_a(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q), avx2))
+            continue
         else:
-            make = sparse_a if sp.side == "a" else sparse_b
+            make = sparse_b
         out.append(make(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q)))
     return out
 
@@ -165,8 +170,8 @@ def _mac2(x1: PrimExpr, y1: PrimExpr, x2: PrimExpr, y2: PrimExpr, narrow: bool) 
     return T.Cast("int32", x1) * T.Cast("int32", y1) + T.Cast("int32", x2) * T.Cast("int32", y2)
 
 
-def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
-             ) -> tir.PrimFunc:
+def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16",
+             avx2: bool = False) -> tir.PrimFunc:
     """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :].
 
     D arrives as panels of W columns, Dp[Np/W, Kq, W] (runtime.buckets.sparse_tensors; on
@@ -193,7 +198,8 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16"
         ptr = T.alloc_buffer((RG + 1,), "int32")
         kidx = T.alloc_buffer((mp * kq + RG,), "int32")
         kval = T.alloc_buffer((mp * kq + RG,), sdt)
-        sparse_csr.rows_csr(S, ptr, kidx, kval, None, mp, groups, V, 2, T.Cast(sdt, 0))
+        sparse_csr.rows_csr(S, ptr, kidx, kval, None, mp, groups, V, 2, T.Cast(sdt, 0),
+                            avx2 and sparse_csr.masked(sdt, V))
         for jo in T.parallel(np_ // W):
             for i in range(mp):
                 sparse_csr.prefetch_next(D, jo, i, np_ // W, PF, kq)
