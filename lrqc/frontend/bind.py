@@ -37,7 +37,8 @@ def _check_grouped(q: Quant, k: int, what: str) -> str | None:
     return f"K={k} is zero-padded to {padded_k(q, k)} for {q.granularity}({q.vector})"
 
 
-def _check_dim(name: str, v: object) -> int:
+def check_dim(name: str, v: object) -> int:
+    """v as a positive int, or InputError naming dimension `name`."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
         raise InputError(f"dimension {name} must be a positive integer, got {v!r}")
     return int(v)
@@ -53,7 +54,7 @@ def _check_size(what: str, rows: int, cols: int, span: Span | None = None) -> No
 def bind_dims(scheme: Scheme, m: int, n: int, k: int) -> list[str]:
     """Raise SchemeError (at the offending span) when the scheme cannot run at M x K x N, and
     InputError for sizes beyond MAX_ELEMENTS; return notes about fallbacks such as padding."""
-    m, n, k = (_check_dim(name, v) for name, v in (("M", m), ("N", n), ("K", k)))
+    m, n, k = (check_dim(name, v) for name, v in (("M", m), ("N", n), ("K", k)))
     for what, rows, cols in (("A", m, k), ("B", k, n), ("C", m, n)):
         _check_size(what, rows, cols)
     notes: list[str] = []

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any, TypeGuard
 
 from ..errors import LrqcError, UnsupportedScheme
+from ..frontend.bind import check_dim
 from ..frontend.model import (
     Dense,
     Granularity,
@@ -90,6 +91,8 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
                 "by A instead of A's codes), and draw its random test vectors for the "
                 "transposed residuals; use static: b")
         t = replace(scheme, a=scheme.b, b=scheme.a, static="b")
+        check_dim("N", N)  # named as the user names them: the plan's M is N
+        check_dim("K", K)
         try:
             return (make_plan(t, N, hi, K),)
         except UnsupportedScheme as exc:  # named as the user names the operands

@@ -42,9 +42,12 @@ def parts(s: Scheme, N: int, K: int) -> list[tuple[str, Scheme, int, int]]:
         raise TypeError(f"scheme '{s.name}' is not a chain (no product:, no lplr(...) weights)")
     m = s.b.rank
     if isinstance(s.a, QuantOperand) and s.a.residuals:
-        raise UnsupportedScheme(f"scheme '{s.name}': residual terms on A with LPLR weights are "
-                                "not compiled (the contract multiplies them by the exact B, "
-                                "which an LPLR kernel does not keep)")
+        raise UnsupportedScheme(
+            f"scheme '{s.name}': residual terms on A with LPLR weights are not compiled: the "
+            "kernel runs the chain (A' L) R, which has no product of A with one matrix B for "
+            "them to join (a lowrank term with other=exact would need the exact B, which it "
+            "does not keep; other=packed, dense and sparse terms a product with L R that the "
+            "chain does not form)")
     t = replace(s, output="float32")  # the intermediate A' L; the chain rounds C at its end
     first = ("p1_", replace(t, b=CODES), m + 1, K) if integer_left(s, K) else \
         ("p1_", replace(t, b=F32), m, K)

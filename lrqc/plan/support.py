@@ -11,7 +11,7 @@ from math import lcm
 import numpy as np
 
 from ..errors import UnsupportedScheme
-from ..frontend.bind import bind_dims
+from ..frontend.bind import MAX_ELEMENTS, bind_dims
 from ..frontend.model import (
     Calibration,
     Dense,
@@ -61,6 +61,7 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
     """The KernelPlan of scheme s at M=m, N=n, K=k (rows padded to mr), with a note when B's
     quantizer asks for pack=dense and this product cannot keep its codes packed."""
     plan = _make_plan(s, m, n, k, mr)
+    _check_buffers(plan)
     qb = plan.qb
     if qb is not None and qb.pack == "dense" and not plan.packed:
         why = ("its float32 GEMM multiplies B's values with its residual terms folded in"
@@ -68,6 +69,23 @@ def make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:
         plan = replace(plan, notes=plan.notes + (
             f"b: pack=dense not applied: {why}; B is stored as the layouts say",))
     return plan
+
+
+def _check_buffers(p: KernelPlan) -> None:
+    """UnsupportedScheme where a buffer of the compiled kernel would hold more than
+    MAX_ELEMENTS values (its indices are int32): A's codes or C with M padded to whole row
+    tiles, B's codes or values with K padded and concatenated over the K segments, N padded to
+    whole blocks. bind_dims checks the operands as the reference holds them; this, the
+    kernel's own buffers, which are larger."""
+    for what, rows, cols in (("A's codes", p.mp, p.kp), ("B's codes", p.kp, p.np_),
+                             ("C", p.mp, p.np_)):
+        if rows * cols > MAX_ELEMENTS:
+            segs = f" in {p.nseg} K segments of {p.kseg}" if p.segments else ""
+            raise UnsupportedScheme(
+                f"scheme '{p.scheme.name}': at M={p.m}, N={p.n}, K={p.k} the compiled kernel's "
+                f"{what} ({rows} x {cols}: M padded to {p.mp}, N to {p.np_}, K to {p.kp}{segs})"
+                f" hold {rows * cols} values, more than {MAX_ELEMENTS} (2^31 - 1, the kernels' "
+                "index range); compile a smaller product (the numpy reference evaluates this one)")
 
 
 def _make_plan(s: Scheme, m: int, n: int, k: int, mr: int = 4) -> KernelPlan:

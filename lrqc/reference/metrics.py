@@ -53,10 +53,18 @@ class OperandStats:
     top_channel: int
 
 
-def rel_error(C: np.ndarray, ref: np.ndarray) -> float:
-    """||C - ref||_F / ||ref||_F (||C||_F when ref is all zero)."""
-    den = np.linalg.norm(ref)
-    return float(np.linalg.norm(C - ref) / den) if den > 0 else float(np.linalg.norm(C))
+def rel_error(C: npt.ArrayLike, ref: npt.ArrayLike) -> float:
+    """||C - ref||_F / ||ref||_F (||C||_F when ref is all zero), in float64 on both scaled by
+    the power of two nearest their largest magnitude (exact), so float32 arrays near their
+    range's ends neither overflow nor underflow in the squares."""
+    c, r = (np.asarray(v).astype(np.float64) for v in (C, ref))
+    top = max(float(np.abs(c).max(initial=0.0)), float(np.abs(r).max(initial=0.0)))
+    e = int(np.frexp(top)[1]) if 0.0 < top < np.inf else 0
+    c, r = np.ldexp(c, -e), np.ldexp(r, -e)
+    den = np.linalg.norm(r)
+    if den > 0:
+        return float(np.linalg.norm(c - r) / den)
+    return float(np.ldexp(np.linalg.norm(c), e))
 
 
 def _pair(C: npt.ArrayLike, ref: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:

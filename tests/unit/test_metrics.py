@@ -154,3 +154,16 @@ def test_a_report_made_the_old_way_still_prints():
     assert r.gain == 2.0
     table = r.table()
     assert "scheme s" in table and "note: a note" in table and "operand" not in table
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-29, 3e-39, 1.0])
+def test_rel_error_of_float32_arrays_at_their_range_ends(scale):
+    """The relative error does not depend on the arrays' scale: float32 arrays near float32's
+    largest or smallest values neither overflow nor underflow in the sums of squares."""
+    from lrqc.reference import rel_error
+    C = np.full((4, 4), scale, np.float32)
+    ref = (np.float64(scale) * 1.001 * np.ones((4, 4))).astype(np.float32)
+    c64, r64 = C.astype(np.float64), ref.astype(np.float64)
+    want = float(np.linalg.norm(c64 - r64) / np.linalg.norm(r64))
+    assert rel_error(C, ref) == pytest.approx(want, rel=1e-12)
+    assert rel_error(C, np.zeros_like(C)) == pytest.approx(4 * float(C[0, 0]), rel=1e-7)

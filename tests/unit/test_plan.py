@@ -81,6 +81,37 @@ def test_unsupported_schemes_are_refused_at_the_plan():
         _parts(s, (16, 64, 256))
 
 
+@pytest.mark.parametrize("dims,what", [((53687, 16, 39999), "A's codes (53688 x 40000"),
+                                       ((16, 53687, 39999), "B's codes (40000 x 53696"),
+                                       ((20000, 16, 40000), "in 3 K segments of 40000")])
+def test_kernel_buffers_past_int32_indices_are_refused(dims, what):
+    """Operands within 2^31 - 1 values (which the reference takes) whose compiled buffers,
+    padded and concatenated over K segments, hold more: refused with the sizes, not a TVM
+    error at code generation."""
+    term = " + dense(int8 per_tensor)" if dims[0] == 20000 else ""  # segments: 3 x K
+    text = f"scheme x {{\n a: int8 per_channel{term}\n b: int8 per_channel{term}\n}}\n"
+    s = lrqc.parse_schemes(text)["x"]
+    with pytest.raises(UnsupportedScheme, match="2\\^31 - 1") as err:
+        _parts(s, dims)
+    assert what in str(err.value)
+    _parts(s, (dims[0] // 2, dims[1], dims[2]) if dims[0] > dims[1] else
+           (dims[0], dims[1] // 2, dims[2]))  # half the size compiles
+
+
+@pytest.mark.parametrize("static", ["a", "b"])
+def test_bad_dimensions_are_named_as_the_user_names_them(static):
+    """static: a plans the transposed product (its M is the user's N): a bad N is still N."""
+    from lrqc.errors import InputError
+    from lrqc.plan.buckets import bucket_plans
+    s = lrqc.parse_schemes("scheme x {\n a: int4 per_channel\n b: int8 per_channel\n"
+                           f" static: {static}\n}}\n")["x"]
+    for bad in (-3, "1..32", 0):
+        for dims, name in (((16, bad, 40), "N"), ((16, 8, bad), "K")):
+            with pytest.raises(InputError, match=f"dimension {name} must be a positive integer, "
+                                                 f"got {bad!r}"):
+                bucket_plans(s, *dims)
+
+
 def test_explain_prints_the_plan_of_every_bucket():
     text = explain(SCHEMES["lrqmm_int8"], ((1, 16), 64, 256), ("plan",))
     assert "== kernel plan (M=1..16, N=64, K=256) ==" in text
