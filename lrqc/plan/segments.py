@@ -55,15 +55,23 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #     "b": 5.2 / 41 at 5 %, 21 / 40 at 20 %, 34 / 41 at 35 %, 44 / 40 at 45 %;
 #   AMX (x86_amx; 2-core Xeon, 2026-12-03; the dense formulation 2.4-3.1 ms at every density):
 #     "a": 2.3 / 2.4 at 1 %, 4.2 / 2.5 at 2 %, 7.5 / 2.7 at 5 %, 16 / 2.5 at 20 %;
-#     "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %.
+#     "b": 1.1 / 3.0 at 1 %, 1.9 / 3.1 at 2 %, 4.2 / 2.9 at 5 %, 16 / 2.8 at 20 %;
+#   "a" again once A's copy was listed 64 codes at a time (te/sparse_csr.py: masked), whole
+#   calls with the formulation forced, interleaved in one process (2-core Zen 4, 2026-12-07;
+#   sparse / dense ms, in brackets sparse with the copy listed code by code as before):
+#     VNNI four at a time: 17.0 / 21.0 (17.5) at 20 %, 19.8 / 21.4 (20.9) and 20.5 / 21.7
+#       (21.7) at 30 %, 21.1 / 21.5 (22.2) at 33 %, 21.7 / 21.7 (23.0) at 35 %, 21.1 / 21.1
+#       (22.9) at 36 %, 23.0 / 21.2 (23.9) at 40 %;
+#     VNNI in pairs (N = 4080): 21.4 / 23.3 (21.9) at 10 %, 27.9 / 24.1 (28.1) at 15 %;
+#     AVX2: 77.6 / 87.9 (80.3) at 40 %, 87.2 / 91.5 (91.6) at 50 %, 89.1 / 85.9 (91.8) at 60 %.
 # Other rules (AVX-VNNI's 256-bit form, the portable one) take the AVX2 table: their dense
 # formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
 # never where it is slower. On AMX the sparse products were measured in pairs; the quads that
 # CPUs with AMX now run would move those crossovers up (not measured). Read at each call
 # (side a) and at pack (side b, with the kind of the kernel's largest M bucket): tests set them.
-DENSE_ABOVE = {"a": 0.5, "b": 0.4}
+DENSE_ABOVE = {"a": 0.55, "b": 0.4}
 DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}
-DENSE_ABOVE_VNNI4 = {"a": 0.25, "b": 0.18}
+DENSE_ABOVE_VNNI4 = {"a": 0.35, "b": 0.18}
 DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
 KIND_NAMES = {"vnni": "VNNI", "vnni4": "VNNI, four at a time", "amx": "AMX"}
 
