@@ -23,6 +23,7 @@ from ..tuning.db import (
     BadRecord,
     Database,
     Record,
+    ms_digits,
     shown_ms,
     tuning_dir,
     usable_tuning_dir,
@@ -65,7 +66,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for r in rows:
         if "tuned_ms" in r:
             status = "recorded" if r["tuned_ms"] <= r["hand_ms"] else "hand faster"
-            print(f"{r['symbol']:<16}{status:<12}{r['tuned_ms']:>10.3f}{r['hand_ms']:>10.3f}"
+            tuned, hand = ms_digits(r["tuned_ms"]), ms_digits(r["hand_ms"])
+            print(f"{r['symbol']:<16}{status:<12}{tuned:>10}{hand:>10}"
                   f"{r['hand_ms'] / r['tuned_ms']:>8.2f}x{r['trials']:>8}{r['valid']:>7}"
                   f"{r['rejected']:>10}{r['wall_s']:>8.0f}")
         else:

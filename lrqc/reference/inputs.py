@@ -12,14 +12,19 @@ F32_LIMIT = 2.0**128 - 2.0**103  # the smallest magnitude that float32 rounds to
 
 
 def real_array(x: npt.ArrayLike, name: str) -> np.ndarray:
-    """x as a numpy array of a real number type (no copy when it is one), or InputError."""
+    """x as a numpy array of a real number type (no copy when it is one), or InputError. The
+    narrow types of ml_dtypes (bfloat16, the float8, float6 and float4 formats, int4 and the
+    like, which numpy's dtype kinds do not call real) arrive as float32 arrays: every value of
+    theirs is one."""
     try:
         arr = np.asarray(x)
     except Exception as exc:  # noqa: BLE001  (ragged lists, failing __array__ and the like)
         raise InputError(f"{name}: cannot be read as an array ({exc})") from None
+    if arr.dtype.type.__module__.split(".")[0] == "ml_dtypes":
+        return arr.astype(np.float32)
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name}: dtype {arr.dtype} is not a real number type "
-                         "(expected float, int or bool)")
+                         "(expected float, int, bool or one of ml_dtypes' types)")
     return arr
 
 

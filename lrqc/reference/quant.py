@@ -83,6 +83,9 @@ def quantize(x: np.ndarray, q: Quant, role: str) -> QArray:
     """Q(x) for operand `role` ('a': x is M x K, 'b': x is K x N)."""
     if role not in ("a", "b"):
         raise InputError(f"quantize: role must be 'a' or 'b', got {role!r}")
+    if not isinstance(q, Quant):
+        hint = " (an operand's quantizer is its .quant)" if hasattr(q, "quant") else ""
+        raise InputError(f"quantize: expected a Quant, got {type(q).__name__}{hint}")
     xr = rows_k(x, role)
     rows, k = xr.shape
     kp = padded_k(q, k)

@@ -123,6 +123,9 @@ class Linear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise LrqcError(f"lrqc.torch.Linear.from_linear: expected a torch.nn.Linear, got "
                             f"{type(linear).__name__}")
+        if linear.weight.is_meta:
+            raise LrqcError("lrqc.torch.Linear.from_linear: the layer's weight is on the meta "
+                            "device (no values to pack); load or materialize the weights first")
         out = cls(linear.in_features, linear.out_features, scheme, max_tokens=max_tokens,
                   backend=backend, target=target, threads=threads)
         w = linear.weight.detach().to(torch.float32).cpu().numpy()

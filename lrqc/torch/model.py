@@ -95,6 +95,22 @@ def _progress(progress: bool | Callable[[str], None]) -> Callable[[str], None]:
         (lambda line: None)
 
 
+def _check_skip(skip: Any) -> tuple[str, ...]:
+    """skip as a tuple of name patterns (one pattern, or an iterable of them)."""
+    if isinstance(skip, str):
+        return (skip,)
+    try:
+        out = tuple(skip)
+    except TypeError:
+        raise LrqcError(f"lrqc.torch.quantize: skip: expected a name pattern or a list of "
+                        f"them, got {type(skip).__name__}") from None
+    bad = next((p for p in out if not isinstance(p, str)), None)
+    if bad is not None:
+        raise LrqcError(f"lrqc.torch.quantize: skip: expected name patterns (str), got "
+                        f"{bad!r}")
+    return out
+
+
 def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterable[str] = (),
              max_tokens: int = 512, backend: str = "kernel", target: Any = None,
              threads: str = "auto",
@@ -109,7 +125,7 @@ def quantize(model: nn.Module, scheme_or_rules: Scheme | Rules, *, skip: Iterabl
         raise LrqcError(f"lrqc.torch.quantize: expected a torch.nn.Module, got "
                         f"{type(model).__name__}")
     rules = _check_rules(scheme_or_rules)
-    skip = (skip,) if isinstance(skip, str) else tuple(skip)
+    skip = _check_skip(skip)
     say = _progress(progress)
     if type(model) is nn.Linear:
         raise LrqcError("lrqc.torch.quantize replaces the Linear layers inside a model; for a "
@@ -162,7 +178,9 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
          strict: bool = True, threads: str = "auto") -> nn.Module:
     """Load a state_dict saved from a model quantized by quantize() into a fresh (float) model
     of the same architecture: every layer the state holds as an lrqc layer becomes one (its
-    packed weight adopted, no quantization), then the rest loads as usual."""
+    packed weight adopted, no quantization), then the rest loads as usual. strict=False: as
+    torch's load_state_dict, keys the model lacks (lrqc layers too) and keys the state lacks
+    are left out; a layer both hold must still fit."""
     if not isinstance(model, nn.Module) or not isinstance(state_dict, Mapping):
         raise LrqcError(f"lrqc.torch.load: expected a torch.nn.Module and a state_dict (a "
                         f"mapping), got {type(model).__name__} and {type(state_dict).__name__}")
@@ -184,8 +202,10 @@ def load(model: nn.Module, state_dict: Mapping[str, Any], *, target: Any = None,
         try:
             old = model.get_submodule(name)
         except AttributeError:
+            if not strict:  # as load_state_dict(strict=False) leaves keys the model lacks
+                continue
             raise LrqcError(f"lrqc.torch.load: the state has an lrqc layer '{name}', the model "
-                            "has no such module") from None
+                            "has no such module (strict=False leaves it out)") from None
         if not isinstance(old, (nn.Linear, Linear)):
             raise LrqcError(f"lrqc.torch.load: '{name}' is a {type(old).__name__} in the model, "
                             "an lrqc Linear layer in the state")

@@ -127,10 +127,16 @@ class Record:
                 f"rejected {self.rejected}  [scheme {_scheme_name(k['scheme'])}]")
 
 
+def ms_digits(value: float) -> str:
+    """A time in ms as reports print it, without the unit: three decimals, or three
+    significant digits below 0.01 ms (a small function's microseconds would otherwise all
+    print as 0.000)."""
+    return f"{value:.3f}" if value >= 0.01 else f"{value:.3g}"
+
+
 def shown_ms(value: float) -> str:
-    """A time in ms as reports print it: three decimals, or three significant digits below
-    0.01 ms (a small function's microseconds would otherwise all print as 0.000)."""
-    return f"{value:.3f} ms" if value >= 0.01 else f"{value:.3g} ms"
+    """ms_digits(value) ms."""
+    return f"{ms_digits(value)} ms"
 
 
 def _scheme_name(text: str) -> str:
@@ -183,6 +189,9 @@ def check(d: object, name: str | None = None) -> Record:
     if not (isinstance(trace, list) and len(trace) == 2
             and all(isinstance(x, list) for x in trace)):
         raise LrqcError("trace must be a MetaSchedule trace: [instructions, decisions]")
+    if not trace[0]:  # replayed, it would leave the function unscheduled
+        raise LrqcError("trace has no instructions (a schedule would leave the function "
+                        "unscheduled)")
     for f in ("tuned_ms", "hand_ms"):
         if not _is_number(d[f]) or not d[f] > 0:
             raise LrqcError(f"{f} must be a positive number, got {_show(d[f])}")

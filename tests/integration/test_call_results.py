@@ -572,3 +572,32 @@ def test_the_short_paths_scale_extremes_see_every_nan_and_infinity():
                 bad[at, groups // 2] = v
                 lo, hi = extremes(bad)
                 assert not (lo >= F32_TINY and hi < np.inf), (n, at, v)
+
+
+def test_a_float64_A_is_quantized_as_its_float32_values():
+    """A kernel rounds a float64 A (the per-call operand) to float32 before quantizing it, and
+    pack quantizes B's own values (docs/api.md): C is, to the bit, the C of A rounded to
+    float32, and the reference's on that A and the float64 B. The data put values of A within
+    float32's rounding of a code's boundary, where A's float64 values quantize differently
+    (the reference on them differs)."""
+    s = scheme("int8 per_tensor round=floor", "int8 per_channel")
+    k = lrqc.compile(s, M=16, N=32, K=64)
+    rng = np.random.default_rng(5)
+    B = rng.standard_normal((64, 32))
+    A = rng.random((16, 64))
+    A[0, 0] = 1.0  # max |A|: the scale is 1/127, so codes c start at c/127
+    near = np.concatenate([[1.0], ((np.arange(2, 120) / 127)[:, None]
+                                   - np.geomspace(1e-11, 1e-8, 40)).ravel()])[None]
+    codes = [lrqc.reference.quantize(x, s.a.quant, "a").codes[0] for x in
+             (near, near.astype(np.float32))]  # the same scale as A's (max 1)
+    up = near[0][codes[0] != codes[1]]
+    A[1:, :8] = up[: 15 * 8].reshape(15, 8)  # float32 rounds them across a boundary
+    A32 = A.astype(np.float32)
+    q = [lrqc.reference.quantize(x, s.a.quant, "a").codes for x in (A, A32)]
+    assert (q[0] != q[1]).sum() >= 60
+    packed = k.pack(B)
+    C = k(A, packed)
+    assert np.array_equal(C, k(A32, packed))
+    want = lrqc.reference.matmul(s, A32, B)
+    assert lrqc.reference.rel_error(C, want) < 2e-6
+    assert lrqc.reference.rel_error(C, lrqc.reference.matmul(s, A, B)) > 1e-5

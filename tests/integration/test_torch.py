@@ -167,6 +167,13 @@ def test_misuse_raises_lrqc_errors():
         lt.load(Tiny(), 5)
     with pytest.raises(lrqc.LrqcError, match="a torch.nn.Module and a state_dict .* got str"):
         lt.load("model", Tiny().state_dict())
+    with pytest.raises(lrqc.LrqcError, match="skip: expected a name pattern or a list of them, "
+                       "got int"):
+        lt.quantize(Tiny(), W8, skip=5)
+    with pytest.raises(lrqc.LrqcError, match="skip: expected name patterns .str., got 3"):
+        lt.quantize(Tiny(), W8, skip=["up", 3])
+    with pytest.raises(lrqc.LrqcError, match="meta device"):
+        lt.Linear.from_linear(nn.Linear(64, 48, device="meta"), W8)
 
 
 def test_chunks_below_the_schemes_rank_say_to_raise_max_tokens():
@@ -255,6 +262,14 @@ def test_load_checks_sizes_keys_and_damage():
     with pytest.raises(lrqc.LrqcError, match="stray"):
         lt.load(fresh, extra)
     assert type(fresh.up) is nn.Linear  # as it was
+    loose = lt.load(Tiny(), extra, strict=False)  # keys the model lacks are left out
+    assert isinstance(loose.up, lt.Linear) and isinstance(loose.down, lt.Linear)
+    part = nn.Module()
+    part.up = nn.Linear(256, 128)  # no 'down': its lrqc layer is left out with strict=False
+    with pytest.raises(lrqc.LrqcError, match="lrqc layer 'down', the model has no such"):
+        lt.load(part, state)
+    assert type(part.up) is nn.Linear  # as it was
+    assert isinstance(lt.load(part, state, strict=False).up, lt.Linear)
     damaged = copy.deepcopy(state)
     arrays = damaged["up._extra_state"]["arrays"]
     arrays["bias"] = arrays["bias"].clone()

@@ -41,6 +41,9 @@ def _key(**kw):
     return make_key(**base)
 
 
+STUB_TRACE = [[["EnterPostproc", [], [], []]], []]  # one instruction; never replayed here
+
+
 def test_keys_separate_targets_versions_and_shapes(cache):
     assert cache_dir() == cache / "cache"
     keys = [_key(), _key(target={"kind": "llvm", "mcpu": "znver4"}),
@@ -49,7 +52,7 @@ def test_keys_separate_targets_versions_and_shapes(cache):
             _key(function="quantize_a")]
     assert len({key_hash(k) for k in keys}) == len(keys)
     db = Database()
-    db.put(Record(keys[0], [[], []], 1.0, 2.0))
+    db.put(Record(keys[0], STUB_TRACE, 1.0, 2.0))
     assert db.get(keys[0]).tuned_ms == 1.0
     assert all(db.get(k) is None for k in keys[1:])  # no record leaks to another key
     path = cache / "rec.jsonl"
@@ -62,7 +65,7 @@ def test_keys_separate_targets_versions_and_shapes(cache):
     (db.records_dir / f"{key_hash(keys[0])}.json").write_text("{")
     with pytest.raises(LrqcError, match="bad tuning record .*not valid JSON"):
         db.get(keys[0])
-    db.put(Record(keys[1], [[], []], 1.0, 2.0))  # stale: made by no lrqc that runs here
+    db.put(Record(keys[1], STUB_TRACE, 1.0, 2.0))  # stale: made by no lrqc that runs here
     assert main(["cache", "prune"]) == 0 and db.paths() == []  # corrupt and stale, only
 
 
@@ -344,6 +347,7 @@ BAD = {  # name: (file content, why the check refuses it)
                     "implausible speedup: 0.004 ms tuned vs 2.857 ms hand (714x"),
     "below the floor": (lambda: _json_with(tuned_ms=1e-7, hand_ms=1e-6),
                         "implausible time: tuned 1.00e-07 ms"),
+    "empty trace": (lambda: _json_with(trace=[[], []]), "trace has no instructions"),
 }
 
 

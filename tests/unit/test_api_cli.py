@@ -46,6 +46,22 @@ def test_any_real_dtype_and_layout_is_accepted():
     assert Ci.dtype == np.float32 and Ci.shape == (6, 5)  # output: float32, the default
 
 
+def test_ml_dtypes_narrow_types_arrive_as_float32():
+    """bfloat16 (a scheme's own output type), float8 and int4 arrays of ml_dtypes: accepted,
+    as the float32 values they hold exactly."""
+    import ml_dtypes
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((6, 8)), rng.standard_normal((8, 5))
+    for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.int4):
+        An = (A * 3).astype(t)
+        want = lrqc.reference.matmul(S, An.astype(np.float32), B)
+        np.testing.assert_array_equal(lrqc.reference.matmul(S, An, B), want)
+    s16 = lrqc.parse_schemes("scheme s { a: int8\n b: int8\n output: bfloat16 }")["s"]
+    C = lrqc.reference.matmul(s16, A, B)
+    assert C.dtype == ml_dtypes.bfloat16
+    assert lrqc.reference.matmul(s16, C, C.T).shape == (6, 6)  # its own output as input
+
+
 def run_cli(capsys, *argv):
     code = main(list(argv))
     out, err = capsys.readouterr()
