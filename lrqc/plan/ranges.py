@@ -65,9 +65,10 @@ def _codes(q: Quant) -> Interval:
     return Interval(*int_range(q))
 
 
-def a_codes(q: Quant) -> Interval:
-    """A-side codes as the GEMM reads them: code + a_offset, unsigned bytes."""
-    c, off = _codes(q), a_offset(q)
+def a_codes(q: Quant, offset: int | None = None) -> Interval:
+    """A-side codes as the GEMM reads them: code + offset (default a_offset(q), as quantize_a
+    stores them), unsigned bytes."""
+    c, off = _codes(q), a_offset(q) if offset is None else offset
     return Interval(c.lo + off, c.hi + off)
 
 
@@ -105,13 +106,16 @@ def ranges(plan: KernelPlan) -> Ranges | None:
     if plan.float_path:
         return None
     pairs: list[tuple[Quant | None, Quant | None]] = [(sg.qa, sg.qb) for sg in plan.segments]
+    # one segment: A's codes with the plan's own offset (a sparse term's dense formulation
+    # stores its codes + 128 whatever their width); segments: each quantizer's (quantize_a)
+    offset = None if pairs else plan.a_offset
     pairs = pairs or [(plan.qa, plan.qb)]
     a = b = None
     fmts = []
     for qa, qb in pairs:
         if qa is None or qb is None:
             return None
-        a = a_codes(qa) if a is None else a.union(a_codes(qa))
+        a = a_codes(qa, offset) if a is None else a.union(a_codes(qa, offset))
         b = b_codes(qb) if b is None else b.union(b_codes(qb))
         fmts.append(f"{qa.fmt} x {qb.fmt}")
     assert a is not None and b is not None

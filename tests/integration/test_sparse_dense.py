@@ -71,6 +71,31 @@ def test_both_formulations_match_the_reference_and_each_other(both_sides, monkey
     assert any("A's term 0 ran dense" in t and "(chosen at pack)" in t for t in packed_d.notes)
 
 
+@pytest.mark.parametrize("bits", [5, 6, 7, 8])
+def test_narrow_terms_dense_on_avx2_keep_their_int16_sums_exact(bits, monkeypatch):
+    """A term of 5 to 7 bits runs its dense formulation on AVX2 with vpmaddubsw and int16 sums
+    over several k steps, proven by the ranges of A's side as that formulation stores it:
+    codes + 128, not the quantizer's own offset (with which int6 sums overflowed int16 at
+    K = 512: 2.6e-2 relative error). Both sides' terms, forced dense, against the reference."""
+    from lrqc.backend.target import host_cpu_flags
+    from lrqc.plan import ranges, signature
+    if "avx2" not in host_cpu_flags():
+        pytest.skip("the host lacks AVX2")
+    term = f"sparse(int{bits}, threshold=0.05, max_density=0.35)"
+    s = _scheme(f"int8 + {term}", f"int8 + {term}")
+    kernel = lrqc.compile(s, M=17, N=128, K=512, target="x86-avx2")
+    for j in (0, 1):
+        dense = signature.dense_plan(kernel.plan, j)
+        half = 2 ** (bits - 1) - 1
+        assert ranges.ranges(dense).a == ranges.Interval(128 - half, 128 + half)
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((512, 128)).astype(np.float32)
+    A = rng.standard_normal((17, 512)).astype(np.float32)
+    C, notes, _ = _run(kernel, A, B, 0.0, monkeypatch)
+    assert sum("ran dense" in t for t in notes) == 2, notes  # both terms
+    assert rel_error(C, matmul(s, A, B)) < TOL
+
+
 def test_choice_per_call_follows_a_density(monkeypatch):
     """B's term alone: with the crossover between two A's densities, each call picks its own."""
     s = _scheme("int8 per_channel round=trunc", SPARSE.format(th=0.5))
