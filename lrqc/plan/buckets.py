@@ -99,8 +99,14 @@ def bucket_plans(scheme: Scheme, M: object, N: int, K: int) -> tuple[KernelPlan,
             raise UnsupportedScheme(swap_roles(str(exc))) from None
     # buckets of fewer rows than A's lowrank terms factor at would serve no call (a call of
     # m < rank rows is refused by the kernel): the first bucket holds at least that many
-    plans = tuple(make_plan(scheme, m, N, K)
-                  for m in m_buckets(first_rows(scheme, lo, hi), hi))
+    least = first_rows(scheme, lo, hi)
+    plans = tuple(make_plan(scheme, m, N, K) for m in m_buckets(least, hi))
+    if least > lo:  # said where the kernel is built, not first at a call
+        fewer = f"{lo} row" + ("" if lo == 1 else "s") if least - 1 == lo else \
+            f"{lo} to {least - 1} rows"
+        note = (f"M={lo}..{hi}: a call needs at least {least} rows (A's rank-{least} "
+                f"factorization); calls of {fewer} are refused")
+        plans = tuple(replace(p, notes=p.notes + (note,)) for p in plans)
     if lo < hi and any(q.bits == 1 and q.signed and not q.is_fixed
                        and q.granularity == Granularity.PER_TENSOR
                        for q in per_call_quants(scheme)):

@@ -112,6 +112,19 @@ def test_bad_dimensions_are_named_as_the_user_names_them(static):
                 bucket_plans(s, *dims)
 
 
+def test_a_range_below_the_factorizations_rows_says_so():
+    """M=1..64 with a rank-4 lowrank term on A: calls of 1 to 3 rows are refused, which the
+    plans' notes (the build report, explain) say before any call."""
+    from lrqc.plan.buckets import bucket_plans
+    s = lrqc.parse_schemes("scheme x {\n a: int8 per_tensor + lowrank(rank=4, method=rsvd)\n"
+                           " b: int8 per_channel\n}\n")["x"]
+    want = ("M=1..64: a call needs at least 4 rows (A's rank-4 factorization); calls of 1 to 3 "
+            "rows are refused")
+    assert all(want in p.notes for p in bucket_plans(s, (1, 64), 32, 64))
+    assert all(want not in p.notes for p in bucket_plans(s, (4, 64), 32, 64))
+    assert "calls of 3 rows are refused" in bucket_plans(s, (3, 64), 32, 64)[0].notes[-1]
+
+
 def test_explain_prints_the_plan_of_every_bucket():
     text = explain(SCHEMES["lrqmm_int8"], ((1, 16), 64, 256), ("plan",))
     assert "== kernel plan (M=1..16, N=64, K=256) ==" in text
