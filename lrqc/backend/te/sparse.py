@@ -42,18 +42,14 @@ def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False, avx2: bool 
     avx2: the target has AVX2, so B's terms list A's int8 copy by masks, sparse_csr.masked)."""
     out = []
     for j, sp in enumerate(p.sparse):
+        dims, dt = (p.mp, p.kq, p.np_, p.gq), code_dtype(sp.q)
         if cuda:
-            make = sparse_a_cuda if sp.side == "a" else sparse_b_cuda
+            out.append((sparse_a_cuda if sp.side == "a" else sparse_b_cuda)(*dims, dt))
         elif sparse_vnni.quads(p, j, vnni):
             quad = sparse_vnni.sparse_a_quads if sp.side == "a" else sparse_vnni.sparse_b_quads
-            out.append(quad(p.mp, p.kq, p.np_, p.gq))
-            continue
-        elif sp.side == "a":
-            out.append(sparse_a(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q), avx2))
-            continue
+            out.append(quad(*dims))
         else:
-            make = sparse_b
-        out.append(make(p.mp, p.kq, p.np_, p.gq, code_dtype(sp.q)))
+            out.append(sparse_a(*dims, dt, avx2) if sp.side == "a" else sparse_b(*dims, dt))
     return out
 
 
