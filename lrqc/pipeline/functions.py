@@ -36,15 +36,16 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
                  names.FN_GEMM: te_float.gemm(plan, half=form is Formulation.HALF)}
     else:
         pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
+        signed = form is Formulation.SIGNED
         funcs = {
             names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=rule.family != "cuda")
                                 if plan.compensated
                                 else te_quantize.quantize_a(plan, fast=rule.family != "cuda")),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
                                         out_start=rule.output_start,
-                                        scale_pairs=rule.scale_pairs),
+                                        scale_pairs=rule.scale_pairs, signed=signed),
             names.FN_ACC: te_gemm.gemm(plan, int_only=True, pairs=pairs, s8=s8,
-                                       start=rule.sums_start),
+                                       start=rule.sums_start, signed=signed),
         }
         if sig.scale_pairs(plan) and rule.family != "cuda":  # for calls the pairs cannot hold
             funcs[names.FN_GEMM_GROUPS] = te_gemm.gemm(plan, pairs=pairs, s8=s8,
@@ -81,7 +82,8 @@ def dense_functions(plan: KernelPlan, target: Target) -> list[tuple[str, KernelP
         if p2 is not None:
             rule = choose(target.family, p2, target)[0]
             out.append((dense_name(j), p2, rule, te_sparse.dense(
-                plan, j, pairs=rule.formulation is Formulation.PAIRS)))
+                plan, j, pairs=rule.formulation is Formulation.PAIRS,
+                signed=rule.formulation is Formulation.SIGNED)))
     return out
 
 

@@ -8,6 +8,10 @@ follow the bounds of each partial sum an instruction forms, and so which instruc
   tdpbusd      AMX tiles: u8·s8 products summed in fours into int32 (as vpdpbusd, per tile
                element): exact for every byte code.
   vpdpbusd     u8·s8 products summed in fours into int32: exact for every byte code.
+  vpsignb      A's codes read as signed bytes (a - 128), their signs moved onto B's codes
+               (vpsignb), then vpmaddubsw of |a - 128| by those: exact where those pair sums
+               fit int16 and B has no code -128 (which vpsignb cannot negate): every signed
+               A code against symmetric int8 weights (2·128·127 = 32512).
   vpmaddwd     bytes widened to int16, pair sums into int32: exact for every byte code.
   vpmaddubsw   u8·s8 products summed in pairs into int16, *saturating*: exact only when every
                pair sum a0·b0 + a1·b1 fits [-32768, 32767]. Where it does, int16 lanes can add
@@ -93,6 +97,17 @@ class Ranges:
     def pair_exact(self) -> bool:
         """Whether a saturating int16 pair sum is exact."""
         return self.pair.within(*INT16)
+
+    @property
+    def signed_pair(self) -> Interval:
+        """A pair sum of the signed formulation: (a0 - 128)·b0 + (a1 - 128)·b1."""
+        return Interval(self.a.lo - 128, self.a.hi - 128).times(self.b).scaled(2)
+
+    @property
+    def signed_exact(self) -> bool:
+        """Whether the signed formulation's int16 pair sums are exact (and vpsignb can negate
+        every code of B)."""
+        return self.signed_pair.within(*INT16) and self.b.lo > -128
 
     @property
     def int16_steps(self) -> int:
@@ -285,9 +300,16 @@ def instruction_proofs(plan: KernelPlan) -> list[tuple[str, bool, str]]:
                      f"(an int16 lane holds {r.int16_steps} of them)")
     else:
         bytes_why = f"pair sums reach {r.pair}, outside int16 {Interval(*INT16)}: it saturates"
+    a8 = Interval(r.a.lo - 128, r.a.hi - 128)
+    signed_why = (f"A's codes less 128 in {a8}, their signs moved onto B's: pair sums "
+                  f"(a0 - 128)·b0 + (a1 - 128)·b1 in {r.signed_pair}")
+    signed_why += (", inside int16: no saturation" if r.signed_pair.within(*INT16) else
+                   f", outside int16 {Interval(*INT16)}: it saturates")
+    signed_why += "" if r.b.lo > -128 else "; B's code -128 has no byte negation"
     return [("tdpbusd", True, f"products {r.product} summed in fours into int32 tiles"),
             ("vpdpbusd", True, f"products {r.product} summed in fours into int32"),
             ("vpmaddubsw", r.pair_exact, bytes_why),
+            ("vpsignb", r.signed_exact, signed_why),
             ("vpmaddwd", True, f"bytes widened to int16, pair sums {r.pair} into int32")]
 
 
@@ -315,9 +337,9 @@ def proof_text(plan: KernelPlan) -> str:
               for name, ok, why in instruction_proofs(plan)]
     if sp is not None:
         lines.append(f"  {'vpdpwssd':<11} {sp.verdict:<10} {sp.why()}")
+    pairs = ("; x86_vnni sums the groups of two-level integer scales with vpdpwssd where exact"
+             if sp is not None else "")
     lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
                  "(amx-int8 tiles), vpdpbusd (avx512vnni; avxvnni: 256-bit), vpmaddubsw "
-                 "(avx2), vpmaddwd (avx2)" + ("; x86_vnni sums the groups of two-level "
-                                             "integer scales with vpdpwssd where exact"
-                                             if sp is not None else ""))
+                 "(avx2), vpsignb (avx2, one scale group), vpmaddwd (avx2)" + pairs)
     return "\n".join(lines)

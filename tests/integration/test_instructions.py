@@ -20,16 +20,19 @@ from lrqc.plan.support import make_plan  # noqa: E402
 HAS_AVX2 = "avx2" in host_cpu_flags()
 
 # (a, b, rule on an AVX2 target without VNNI): the bytes rule exactly where every int16 pair
-# sum of vpmaddubsw is proven inside [-32768, 32767]
+# sum of vpmaddubsw is proven inside [-32768, 32767]; else, for one scale group, the signed
+# rule where B has no code -128 (its pair sums of A's codes less 128 reach 2*128*127 = 32512)
 CHOICES = [
-    ("int8 per_channel", "int8 per_channel", "x86_avx2"),  # 2*255*127 = 64770
-    ("uint8 per_channel", "int8 per_channel", "x86_avx2"),
+    ("int8 per_channel", "int8 per_channel", "x86_avx2_signed"),  # 2*255*127 = 64770; 32258
+    ("uint8 per_channel", "int8 per_channel", "x86_avx2_signed"),  # A's 0 read as -128
+    ("int8 per_tensor calibrate=minmax", "int8 per_channel", "x86_avx2_signed"),
     ("int8 per_channel", "int4 per_channel", "x86_avx2_bytes"),  # 2*255*7 = 3570
     ("uint8 per_channel", "int7 per_channel", "x86_avx2_bytes"),  # 2*255*63 = 32130
     ("uint8 per_channel", "int5 per_channel", "x86_avx2_bytes"),  # 7650: 4 sums per int16
     ("uint8 per_channel", "int7 per_channel calibrate=minmax", "x86_avx2_bytes"),  # 32640
     ("int8 per_channel", "uint7 per_channel", "x86_avx2_bytes"),  # stored -64..63
-    ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127
+    ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127: no vpsignb
+    ("int8 per_vector(32)", "int8 per_vector(32)", "x86_avx2"),  # groups: the pairs rule
     ("int7 per_channel", "int8 per_channel", "x86_avx2_bytes"),  # [1, 127]: 2*127*127 = 32258
     ("int7 per_tensor calibrate=minmax", "int8 per_channel", "x86_avx2_bytes"),  # [0, 127]
     ("uint4 per_vector(16, scale=uint6 per_channel)",
@@ -50,9 +53,12 @@ def test_rule_follows_the_proven_ranges(a, b, rule):
     got, skipped = choose("x86", plan, resolve("x86-avx2"))
     assert got.name == rule
     reasons = dict(skipped)
-    if rule == "x86_avx2":
+    if rule in ("x86_avx2", "x86_avx2_signed"):
         assert "vpmaddubsw NOT exact" in reasons["x86_avx2_bytes"]
         assert "saturates" in reasons["x86_avx2_bytes"]
+    if rule == "x86_avx2":
+        assert ("vpsignb NOT exact" in reasons["x86_avx2_signed"] or
+                "scale groups" in reasons["x86_avx2_signed"])
     vnni, _ = choose("x86", plan, resolve("x86-avx512-vnni"))
     assert vnni.name == "x86_vnni"  # vpdpbusd is exact for every byte code
 
@@ -63,16 +69,17 @@ def _asm(s, dims):
     return texts
 
 
-@pytest.mark.parametrize("a,b,bytes_rule", [
-    ("int8 per_channel", "int4 per_channel", True),
-    ("uint4 per_vector(16)", "int4 per_vector(16)", True),
-    ("int8 per_channel", "int8 per_channel", False)])
-def test_the_proven_instruction_is_emitted_and_the_proof_printed(a, b, bytes_rule):
+@pytest.mark.parametrize("a,b,instruction", [
+    ("int8 per_channel", "int4 per_channel", "vpmaddubsw"),
+    ("uint4 per_vector(16)", "int4 per_vector(16)", "vpmaddubsw"),
+    ("int8 per_channel", "int8 per_channel", "vpsignb"),
+    ("int8 per_channel", "uint8 per_channel", "vpmaddwd")])
+def test_the_proven_instruction_is_emitted_and_the_proof_printed(a, b, instruction):
     texts = _asm(scheme(a, b), (16, 64, 256))
-    assert (texts["asm"].count("vpmaddubsw") >= 8) == bytes_rule
+    assert (texts["asm"].count("vpmaddubsw") >= 8) == (instruction != "vpmaddwd")
+    assert (texts["asm"].count("vpsignb") >= 8) == (instruction == "vpsignb")
     assert texts["asm"].count("vpmaddwd") >= 8  # by ones after vpmaddubsw, or on words
-    want = "vpmaddubsw exact" if bytes_rule else "vpmaddwd exact"
-    assert f"instruction {want}" in texts["plan"]
+    assert f"instruction {instruction} exact" in texts["plan"]
 
 
 def _ends(m, n, k, pattern, seed):

@@ -135,22 +135,24 @@ def test_explain_prints_the_plan_of_every_bucket():
         explain(SCHEMES["lrqmm_int8"], None, ("plan",))
 
 
-RANGE_CASES = [  # a, b, A's stored codes, B's stored codes, pair-sum bound, vpmaddubsw exact
-    ("int8 per_channel", "int8 per_channel", (1, 255), (-127, 127), 64770, False),
-    ("int8 per_channel", "int4 per_channel", (1, 255), (-7, 7), 3570, True),
-    ("uint8 per_channel", "int7 per_channel", (0, 255), (-63, 63), 32130, True),
-    ("uint8 per_channel", "int7 per_channel calibrate=minmax", (0, 255), (-64, 63), 32640, True),
-    ("uint8 per_channel", "uint8 per_channel", (0, 255), (-128, 127), 65280, False),
-    ("uint4 per_vector(16)", "int4 per_vector(16)", (0, 15), (-7, 7), 210, True),
-    ("int7 per_channel", "int8 per_channel", (1, 127), (-127, 127), 32258, True),
-    ("int4 per_channel", "int4 per_channel", (1, 15), (-7, 7), 210, True),
+RANGE_CASES = [  # a, b, A's stored codes, B's stored codes, pair-sum bound, vpmaddubsw exact,
+    #   the signed formulation's pair-sum bound (A's codes less 128)
+    ("int8 per_channel", "int8 per_channel", (1, 255), (-127, 127), 64770, False, 32258),
+    ("int8 per_channel", "int4 per_channel", (1, 255), (-7, 7), 3570, True, 1778),
+    ("uint8 per_channel", "int7 per_channel", (0, 255), (-63, 63), 32130, True, 16128),
+    ("uint8 per_channel", "int7 per_channel calibrate=minmax", (0, 255), (-64, 63), 32640, True,
+     16384),
+    ("uint8 per_channel", "uint8 per_channel", (0, 255), (-128, 127), 65280, False, 32768),
+    ("uint4 per_vector(16)", "int4 per_vector(16)", (0, 15), (-7, 7), 210, True, 1792),
+    ("int7 per_channel", "int8 per_channel", (1, 127), (-127, 127), 32258, True, 32258),
+    ("int4 per_channel", "int4 per_channel", (1, 15), (-7, 7), 210, True, 1778),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", (116, 140),
-     (-12, 12), 3360, True),
+     (-12, 12), 3360, True, 288),
 ]
 
 
-@pytest.mark.parametrize("a,b,ca,cb,bound,exact", RANGE_CASES)
-def test_code_ranges_prove_which_instructions_are_exact(a, b, ca, cb, bound, exact):
+@pytest.mark.parametrize("a,b,ca,cb,bound,exact,signed", RANGE_CASES)
+def test_code_ranges_prove_which_instructions_are_exact(a, b, ca, cb, bound, exact, signed):
     from lrqc.plan.ranges import INT16, instruction_proofs, proof, ranges
     from lrqc.plan.support import make_plan
 
@@ -162,10 +164,17 @@ def test_code_ranges_prove_which_instructions_are_exact(a, b, ca, cb, bound, exa
     assert r.pair_exact == exact == (bound <= INT16[1])
     if exact:  # int16 lanes add as many pair sums as the bound allows, and not one more
         assert r.int16_steps * bound <= INT16[1] < (r.int16_steps + 1) * bound
+    # vpsignb cannot negate B's -128: the signed formulation needs B above it, and its pairs
+    assert max(-r.signed_pair.lo, r.signed_pair.hi) == signed
+    signed_exact = signed <= INT16[1] and cb[0] > -128
+    assert r.signed_exact == signed_exact
     verdicts = {name: ok for name, ok, _ in instruction_proofs(plan)}
-    assert verdicts == {"tdpbusd": True, "vpdpbusd": True, "vpmaddubsw": exact, "vpmaddwd": True}
+    assert verdicts == {"tdpbusd": True, "vpdpbusd": True, "vpmaddubsw": exact,
+                        "vpsignb": signed_exact, "vpmaddwd": True}
     assert proof(plan, "vpmaddubsw").startswith("vpmaddubsw " + ("exact" if exact else
                                                                   "NOT exact"))
+    assert proof(plan, "vpsignb").startswith("vpsignb " + ("exact" if signed_exact else
+                                                            "NOT exact"))
     assert ("instructions" in explain(s, (8, 32, 64), emit=("instructions",)))
 
 

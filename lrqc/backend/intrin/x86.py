@@ -176,6 +176,67 @@ def bytes_steps(n: int) -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimF
     return f"lrqc_avx2_16x4x{n}_bytes_i16_u8s8s32", make
 
 
+def _sign(x: PrimExpr, y: PrimExpr) -> PrimExpr:
+    """vpsignb: x's bytes negated where y's are negative, zeroed where they are zero."""
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.psign.b"), x, y,
+                                   dtype="int8x32")
+
+
+def _signed_sums(A, B, q) -> PrimExpr:
+    """int32x8: Σ_k (A[k] - 128)·B[8q + j, k] over A's 4 stored bytes (vpsignb, vpmaddubsw,
+    vpmaddwd by ones)."""
+    a4 = T.bitwise_xor(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"),
+                       T.int32(-2139062144))  # 0x80808080: each stored code less 128
+    a = T.reinterpret(T.broadcast(a4, 8), dtype="int8x32")
+    pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                                    _sign(a, a), _sign(B.vload([0, q * 8, 0], dtype="int8x32"), a),
+                                    dtype="int16x16")
+    return T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs,
+                                   T.broadcast(T.int16(1), 16), dtype="int32x8")
+
+
+def signed_block() -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
+    """(name, maker) of the AVX2 signed block: C[j] += Σ_k (A[k] - 128)·B[j, k] over 4 k,
+    A's stored u8 codes read as the signed codes a = A - 128 (the 4 bytes xor 0x80 before their
+    broadcast), B's signs moved by a's: vpsignb(B, a) (b·sign(a)), vpmaddubsw(|a|, that) (|a|
+    by vpsignb(a, a): 128 for -128, read unsigned), vpmaddwd by ones. A pair sum lies within
+    2·128·127 = 32512: exact wherever B has no code -128 (vpsignb would leave -128 for 128)."""
+
+    def make() -> tuple[tir.PrimFunc, tir.PrimFunc]:
+        @T.prim_func(s_tir=True)
+        def desc(
+            A: T.Buffer((4,), "uint8", offset_factor=1),
+            B: T.Buffer((1, 16, 4), "int8", offset_factor=1),
+            C: T.Buffer((16,), "int32", offset_factor=1),
+        ) -> None:
+            with T.sblock("root"):
+                T.reads(C[0:16], A[0:4], B[0:1, 0:16, 0:4])
+                T.writes(C[0:16])
+                for j in T.serial(0, 16):
+                    for k in T.serial(0, 4):
+                        with T.sblock("update"):
+                            vj, vk = T.axis.remap("SR", [j, k])
+                            C[vj] = C[vj] + (T.cast(A[vk], "int32") - 128) * T.cast(
+                                B[vk // 4, vj, vk % 4], "int32")
+
+        @T.prim_func(s_tir=True)
+        def impl(
+            A: T.Buffer((4,), "uint8", offset_factor=1),
+            B: T.Buffer((1, 16, 4), "int8", offset_factor=1),
+            C: T.Buffer((16,), "int32", offset_factor=1),
+        ) -> None:
+            with T.sblock("root"):
+                T.reads(C[0:16], A[0:4], B[0:1, 0:16, 0:4])
+                T.writes(C[0:16])
+                for q in T.unroll(2):
+                    C[T.ramp(q * 8, 1, 8)] = C.vload([q * 8], dtype="int32x8") + _signed_sums(
+                        A, B, q)
+
+        return desc, impl
+
+    return "lrqc_avx2_16x4_signed_s8s8s32", make
+
+
 SCALE_PAIRS = "lrqc_vnni_scale_pairs_i16"  # + "_o<offset>": less a zero correction
 
 

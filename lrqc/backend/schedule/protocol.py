@@ -27,6 +27,7 @@ class Formulation(enum.Enum):
     PLAIN = "plain"  # u8 x s8 products summed per k (vpdpbusd, dp4a, plain loops)
     PAIRS = "pairs"  # k pairs summed into int16x2 lanes (vpmaddwd on widened bytes)
     S8 = "s8"  # s8 x s8 products, A's u8 codes shifted by 128 (int8 tensor cores)
+    SIGNED = "signed"  # A's u8 codes less 128 times s8 per k (AVX2: vpsignb, vpmaddubsw)
     HALF = "half"  # float GEMMs: 16-bit float products, float32 sums (fp16/bf16 tensor cores)
 
 

@@ -35,7 +35,8 @@ def _int_sum(shape, prod, width: int, name: str, pairs: bool, init=None):
 
 
 class _Shifted:
-    """acc[i, j] of the s8 formulation read back as the u8 sum: acc_s8 + 128 cs[0, j]."""
+    """acc[i, j] of the s8 or signed formulations read back as the u8 sum: acc_s8 + 128
+    cs[0, j]."""
 
     def __init__(self, acc, cs):
         self.acc, self.cs = acc, cs
@@ -134,14 +135,28 @@ def _levels(p: KernelPlan) -> list[te.Tensor]:
             te.placeholder((1, Np), "float32", name=sig.GB), *zeros]
 
 
+def _s8_sums(p: KernelPlan, Aq: te.Tensor, Bp: te.Tensor) -> te.Tensor:
+    """The s8 formulation's sums Σ (a - 128)·b: A's codes shifted to s8 (block names.A_S8),
+    B read as a K-contiguous N x K matrix (block names.B_NK)."""
+    a8 = te.compute((p.mp, p.kp), lambda i, k: (Aq[i, k].astype("int32") - 128).astype("int8"),
+                    name=names.A_S8)
+    bnk = te.compute((p.np_, p.kp), lambda n, k: Bp[n // 16, k // 4, n % 16, k % 4],
+                     name=names.B_NK)
+    k = te.reduce_axis((0, p.kp), "k")
+    return te.compute((p.mp, p.np_), lambda i, j: te.sum(
+        a8[i, k].astype("int32") * bnk[j, k].astype("int32"), axis=k), name=names.ACC)
+
+
 def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = False,
-         start: bool = False, out_start: bool = False, scale_pairs: bool = False
-         ) -> list[te.Tensor]:
+         start: bool = False, out_start: bool = False, scale_pairs: bool = False,
+         signed: bool = False) -> list[te.Tensor]:
     """Tensors [Aq, Bp, sa, zc, sb, cs, C] (or [Aq, Bp, zc, cs, acc] when int_only). With
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
-    is the u8 sum, exactly. With start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
+    is the u8 sum, exactly. With signed (single group; AVX2's vpsignb + vpmaddubsw), each
+    product is (a - 128)·b on A's stored codes a, in the same blocks: acc + 128 cs again. With
+    start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
     per-group sums may start from minus their correction (_group_sums; int8 per_vector(16)
     at 2048³ on a Zen 4: 34 -> 29 ms); with out_start (ScheduleRule.output_start), an output
     summed over K groups starts from the bias (epilogue_terms); with scale_pairs
@@ -169,20 +184,17 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     lr_in, output, grouped = epilogue_terms(p)
 
     def prod(i: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return Aq[i, k].astype("int32") * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
+        a = Aq[i, k].astype("int32")
+        return (a - 128 if signed else a) * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
     if s8:
         assert G == 1, "the s8 formulation is for single-group products"
-        a8 = te.compute((Mp, Kp), lambda i, k: (Aq[i, k].astype("int32") - 128).astype("int8"),
-                        name=names.A_S8)
-        bnk = te.compute((Np, Kp), lambda n, k: Bp[n // 16, k // 4, n % 16, k % 4],
-                         name=names.B_NK)
-        k = te.reduce_axis((0, Kp), "k")
-        acc8 = te.compute((Mp, Np), lambda i, j: te.sum(
-            a8[i, k].astype("int32") * bnk[j, k].astype("int32"), axis=k), name=names.ACC)
-        acc = _Shifted(acc8, cs)
+        acc = _Shifted(_s8_sums(p, Aq, Bp), cs)
     elif G == 1:
         acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
+        acc = _Shifted(acc, cs) if signed else acc
+    else:
+        assert not signed, "the signed formulation is for single-group products"
     if G == 1:
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)

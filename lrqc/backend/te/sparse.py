@@ -53,9 +53,12 @@ def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False, avx2: bool 
     return out
 
 
-def dense(p: KernelPlan, j: int, pairs: bool = False) -> list[te.Tensor]:
+def dense(p: KernelPlan, j: int, pairs: bool = False, signed: bool = False
+          ) -> list[te.Tensor]:
     """Tensors of sparse product j's dense formulation (module docstring), parameters in
-    signature.dense_params order; pairs: the sums as vpmaddwd forms them (gemm._int_sum)."""
+    signature.dense_params order; pairs: the sums as vpmaddwd forms them (gemm._int_sum);
+    signed: each product (a - 128)·b on the stored codes a (vpsignb + vpmaddubsw), the sums
+    then without the 128·cs correction."""
     side = p.sparse[j].side
     mp, kq, np_ = p.mp, p.kq, p.np_
     if side == "a":
@@ -74,11 +77,16 @@ def dense(p: KernelPlan, j: int, pairs: bool = False) -> list[te.Tensor]:
     cin = te.placeholder((mp, np_), "float32", name="Cin")
 
     def prod(i: PrimExpr, jj: PrimExpr, k: PrimExpr) -> PrimExpr:
-        return aq[i, k].astype("int32") * bv[jj // 16, k // 4, jj % 16, k % 4].astype("int32")
+        a = aq[i, k].astype("int32")
+        return (a - 128 if signed else a) * bv[jj // 16, k // 4, jj % 16, k % 4].astype("int32")
 
     acc = _int_sum((mp, np_), prod, kq, names.ACC, pairs)
-    out = te.compute((mp, np_), lambda i, jj: cin[i, jj] + (
-        acc[i, jj] - 128 * cs[0, jj]).astype("float32") * xs[i, 0] * bs[0, jj], name=names.OUT)
+
+    def total(i: PrimExpr, jj: PrimExpr) -> PrimExpr:
+        return acc[i, jj] if signed else acc[i, jj] - 128 * cs[0, jj]
+
+    out = te.compute((mp, np_), lambda i, jj: cin[i, jj] + total(i, jj).astype("float32")
+                     * xs[i, 0] * bs[0, jj], name=names.OUT)
     return [X, xs, bv, cs, bs, cin, out]
 
 
