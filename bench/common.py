@@ -201,9 +201,10 @@ def _rule_instruction(rule: str, plan=None) -> tuple[str, str]:
 def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
     """(bench/peak.c mode, the text it was chosen from) of the instruction the kernel's GEMM
     issues: the kernel's or its schedule rule's declared `instruction`, else the rule's name.
-    vpmaddubsw accumulated by vpaddw (int16) -> avx2_u8_i16; vpmaddubsw -> avx2_u8; vpmaddwd ->
-    avx2; vpdpbusd -> vnni (avxvnni for an AVX-VNNI rule or a CPU without AVX-512 VNNI); AMX's
-    tdpbusd -> amx; the float32 tile -> fma; plain loops (the generic rule) -> None."""
+    vpmaddubsw accumulated by vpaddw (int16) -> avx2_u8_i16; vpsignb (int8 x int8 with A's sign
+    on B) -> avx2_s8; vpmaddubsw -> avx2_u8; vpmaddwd -> avx2; vpdpbusd -> vnni (avxvnni for an
+    AVX-VNNI rule or a CPU without AVX-512 VNNI); AMX's tdpbusd -> amx; the float32 tile ->
+    fma; plain loops (the generic rule) -> None."""
     flags = cpu_flags() if flags is None else flags
     rule = str(getattr(kernel, "rule", ""))
     instr, proof = _rule_instruction(rule, getattr(kernel, "plan", None))
@@ -223,6 +224,8 @@ def roof_mode(kernel, flags: set[str] | None = None) -> tuple[str | None, str]:
                 text.strip())
     if "vpaddw" in text or "i16" in text:
         return "avx2_u8_i16", text.strip()
+    if "vpsignb" in text or "signed" in text:
+        return "avx2_s8", text.strip()
     if "vpmaddubsw" in text or "bytes" in text or "u8" in text:
         return "avx2_u8", text.strip()
     if "vpmaddwd" in text or "avx2" in text:

@@ -337,9 +337,9 @@ def proof_text(plan: KernelPlan) -> str:
               for name, ok, why in instruction_proofs(plan)]
     if sp is not None:
         lines.append(f"  {'vpdpwssd':<11} {sp.verdict:<10} {sp.why()}")
-    pairs = ("; x86_vnni sums the groups of two-level integer scales with vpdpwssd where exact"
-             if sp is not None else "")
+    pairs = ("; x86_vnni (vpdpwssd) and x86_avx2_bytes (vpmaddwd) sum the groups of two-level "
+             "integer scales as int16 pairs where exact" if sp is not None else "")
     lines.append("x86 rules take the first exact instruction the target has: tdpbusd "
                  "(amx-int8 tiles), vpdpbusd (avx512vnni; avxvnni: 256-bit), vpmaddubsw "
-                 "(avx2), vpsignb (avx2, one scale group), vpmaddwd (avx2)" + pairs)
+                 "(avx2), vpsignb (avx2), vpmaddwd (avx2)" + pairs)
     return "\n".join(lines)

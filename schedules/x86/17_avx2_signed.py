@@ -31,8 +31,8 @@ class X86Avx2Signed(ScheduleRule):
             return "target lacks avx2"
         if plan.chunked:
             return "int64 accumulation over K chunks (the portable rule)"
-        if plan.groups > 1:
-            return f"{plan.groups} scale groups along K (the signed sums are for one)"
+        if plan.groups > 1 and plan.vector % 4:
+            return f"per-group vectors of {plan.vector} (not whole blocks of 4 k)"
         r = ranges.ranges(plan)
         if r is None or not r.signed_exact:
             return ranges.proof(plan, self.instruction)

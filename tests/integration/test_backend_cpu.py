@@ -388,7 +388,7 @@ def test_rule_choice_follows_the_target():
 
     plan = make_plan(scheme("int8 per_channel", "int8 per_channel"), 4, 16, 64)
     want = {"x86-amx": "x86_amx", "x86-avx512-vnni": "x86_vnni", "x86-avxvnni": "x86_avxvnni",
-            "x86-avx2": "x86_avx2", "aarch64": "generic"}
+            "x86-avx2": "x86_avx2_signed", "aarch64": "generic"}
     for t, name in want.items():
         rule, skipped = choose("x86", plan, resolve(t))
         assert rule.name == name
@@ -676,7 +676,8 @@ def test_cli_build_warns_off_the_fast_path_and_bench_prints(capsys, tmp_path):
     from lrqc.cli import main
 
     src = tmp_path / "s.lrq"
-    src.write_text("scheme p {\n a: int8 per_channel\n b: int8 per_channel\n}\n")
+    src.write_text("scheme p {\n a: int8 per_channel\n b: uint8 per_channel\n}\n")  # B's
+    #   codes stored -128..127: vpmaddwd on widened bytes
     assert main(["build", str(src), "--dims", "M=4,N=16,K=64", "--target", "x86-avx2",
                  "-o", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out

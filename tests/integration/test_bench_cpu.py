@@ -223,7 +223,8 @@ def test_the_torch_int8_peer_is_quantized(cpu):
 
 def test_each_rule_is_measured_against_its_own_instruction(cpu):
     """The /peak column's roof follows the rule's declared instruction: AMX's tdpbusd, the
-    VNNI rules' vpdpbusd (256-bit for AVX-VNNI), AVX2's vpmaddwd; the float tile's FMA."""
+    VNNI rules' vpdpbusd (256-bit for AVX-VNNI), AVX2's vpmaddwd, vpsignb + vpmaddubsw, or
+    vpmaddubsw; the float tile's FMA."""
     roof = cpu.common.roof_mode
     flags = {"avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8"}
 
@@ -235,6 +236,8 @@ def test_each_rule_is_measured_against_its_own_instruction(cpu):
     assert roof(K("x86_vnni"), flags)[0] == "vnni"
     assert roof(K("x86_avxvnni"), flags)[0] == "avxvnni"
     assert roof(K("x86_avx2"), flags)[0] == "avx2"
+    assert roof(K("x86_avx2_signed"), flags)[0] == "avx2_s8"
+    assert roof(K("x86_avx2_bytes"), flags)[0] == "avx2_u8"
     assert roof(K("float32_tile"), flags)[0] == "fma"
 
 

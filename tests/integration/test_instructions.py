@@ -20,8 +20,9 @@ from lrqc.plan.support import make_plan  # noqa: E402
 HAS_AVX2 = "avx2" in host_cpu_flags()
 
 # (a, b, rule on an AVX2 target without VNNI): the bytes rule exactly where every int16 pair
-# sum of vpmaddubsw is proven inside [-32768, 32767]; else, for one scale group, the signed
+# sum of vpmaddubsw is proven inside [-32768, 32767]; else the signed
 # rule where B has no code -128 (its pair sums of A's codes less 128 reach 2*128*127 = 32512)
+# and the groups are whole blocks of 4 k
 CHOICES = [
     ("int8 per_channel", "int8 per_channel", "x86_avx2_signed"),  # 2*255*127 = 64770; 32258
     ("uint8 per_channel", "int8 per_channel", "x86_avx2_signed"),  # A's 0 read as -128
@@ -32,13 +33,16 @@ CHOICES = [
     ("uint8 per_channel", "int7 per_channel calibrate=minmax", "x86_avx2_bytes"),  # 32640
     ("int8 per_channel", "uint7 per_channel", "x86_avx2_bytes"),  # stored -64..63
     ("int8 per_channel", "uint8 per_channel", "x86_avx2"),  # stored -128..127: no vpsignb
-    ("int8 per_vector(32)", "int8 per_vector(32)", "x86_avx2"),  # groups: the pairs rule
+    ("int8 per_vector(32)", "int8 per_vector(32)", "x86_avx2_signed"),
+    ("int8 per_vector(4)", "int8 per_vector(4)", "x86_avx2_signed"),  # one block per group
+    ("uint8 per_vector(16)", "int8 per_vector(16) calibrate=minmax", "x86_avx2"),
     ("int7 per_channel", "int8 per_channel", "x86_avx2_bytes"),  # [1, 127]: 2*127*127 = 32258
     ("int7 per_tensor calibrate=minmax", "int8 per_channel", "x86_avx2_bytes"),  # [0, 127]
     ("uint4 per_vector(16, scale=uint6 per_channel)",
      "int4 per_vector(16, scale=uint6 per_channel)", "x86_avx2_bytes"),
     ("e2m1 per_block(32, scale=e8m0)", "e2m1 per_block(32, scale=e8m0)", "x86_avx2_bytes"),
-    ("int8 per_channel", "int2 per_channel + dense(int8)", "x86_avx2"),  # a segment of int8
+    ("int8 per_channel", "int2 per_channel + dense(int8)", "x86_avx2_signed"),  # int8 segment
+    ("int8 per_channel", "int2 per_channel + dense(uint8)", "x86_avx2"),  # stored -128..127
     ("int8 per_channel", "int4 per_channel + dense(int4)", "x86_avx2_bytes"),
 ]
 
@@ -57,8 +61,7 @@ def test_rule_follows_the_proven_ranges(a, b, rule):
         assert "vpmaddubsw NOT exact" in reasons["x86_avx2_bytes"]
         assert "saturates" in reasons["x86_avx2_bytes"]
     if rule == "x86_avx2":
-        assert ("vpsignb NOT exact" in reasons["x86_avx2_signed"] or
-                "scale groups" in reasons["x86_avx2_signed"])
+        assert "vpsignb NOT exact" in reasons["x86_avx2_signed"]
     vnni, _ = choose("x86", plan, resolve("x86-avx512-vnni"))
     assert vnni.name == "x86_vnni"  # vpdpbusd is exact for every byte code
 
@@ -119,3 +122,28 @@ def test_codes_at_the_range_ends_are_exact(a, b, rule, pattern):
     R = matmul(s, A, B)
     C = kernel(A, packed)
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
+
+
+def test_the_x86_intrinsics_register_from_a_trace_in_a_fresh_process():
+    """A tuning record replayed in a fresh process names the AVX2 blocks (over n k steps, the
+    signed block) and the scale pairs (vpdpwssd, or AVX2's vpmaddwd, with or without a zero
+    correction) by their parameters: replay registers each from its name, before any hand
+    schedule has."""
+    import subprocess
+    import sys
+
+    code = """
+from lrqc.backend.compat import TensorIntrin
+from lrqc.backend.intrin import pairs, x86
+from lrqc.backend.schedule.trace import register_intrinsics
+names = [x86.bytes_steps(4)[0], x86.signed_block()[0], pairs.scale_pairs(0, "uint8")[0],
+         pairs.scale_pairs(75, "uint8", "int8", avx2=True)[0],
+         pairs.scale_pairs(8, "int16", "int16")[0]]
+register_intrinsics({"insts": [["Tensorize", [], [n]] for n in names]})
+for n in names:
+    assert TensorIntrin.get(n) is not None, n
+print("ok", len(names))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and "ok 5" in out.stdout, out.stderr[-2000:]

@@ -30,6 +30,9 @@ from lrqc.runtime.artifact import load_kernel
 
 FLAGS = host_cpu_flags()
 VNNI = "avx512_vnni" in FLAGS
+# the rule that sums int16 pairs on this CPU (vpdpwssd, or vpmaddwd on AVX2); None: none
+PAIRS_RULE = "x86_vnni" if VNNI else "x86_avx2_bytes" if "avx2" in FLAGS else None
+NO_PAIRS = "this CPU has neither AVX-512 VNNI nor AVX2 to run the int16 pairs"
 TWO = "per_vector(16, scale=uint6 per_channel)"
 CASES = [  # (a, b): each fits int16 pairs at K = 512
     (f"int4 {TWO}", f"int4 {TWO}"),  # A's codes + 8: the sums start from -8 cs
@@ -154,33 +157,43 @@ def _gemm(text: str) -> str:
 BASELINE_X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64"}
 
 
-@pytest.mark.parametrize("target,pairs", [("x86-avx512-vnni", True), ("x86-amx", True),
-                                          ("x86-avx2", False), (BASELINE_X86, False)],
+@pytest.mark.parametrize("target,pairs", [("x86-avx512-vnni", "vpdpwssd"),
+                                          ("x86-amx", "vpdpwssd"), ("x86-avx2", "vpmaddwd"),
+                                          (BASELINE_X86, "")],
                          ids=["vnni", "amx (groups of 16: the VNNI rule)", "avx2", "generic"])
 def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     """The VNNI rule: a pair-sum block tensorized to vpdpwssd (in the assembly, next to
-    vpdpbusd), the output dequantized once by the row and column scales; the other rules take
-    the same arrays and leave them unread (their groups scaled in float32 as before)."""
+    vpdpbusd); the AVX2 bytes rule: the same block as vpmaddwd on 8 columns twice (next to
+    vpmaddubsw); the output dequantized once by the row and column scales. The portable rule
+    takes the same arrays and leaves them unread (its groups scaled in float32)."""
     texts: dict = {}
     pipeline_compile(scheme(*CASES[0]), 8, 64, 256, target, emit=("tir", "asm"),
                      on_text=texts.__setitem__)
     tir = _gemm(texts["tir"])
-    assert (f'T.sblock("{names.PAIR_SUMS}' in tir) == pairs
-    assert ("llvm.x86.avx512.vpdpwssd.512" in tir) == pairs
-    assert ("ga[" in tir and "gb[" in tir) == pairs
-    assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
+    intrin = {"vpdpwssd": "llvm.x86.avx512.vpdpwssd.512", "vpmaddwd": "llvm.x86.avx2.pmadd.wd",
+              "": "-"}[pairs]
+    assert (f'T.sblock("{names.PAIR_SUMS}' in tir) == bool(pairs)
     if pairs:
+        sums = tir[tir.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
+        assert intrin in sums[:sums.index("T.sblock(", 10)]
+    assert ("ga[" in tir and "gb[" in tir) == bool(pairs)
+    assert "def gemm_m8(" in tir and "sqa: T.Buffer" in tir and "gb: T.Buffer" in tir
+    if pairs == "vpdpwssd":
         assert "vpdpwssd" in texts["asm"] and "vpdpbusd" in texts["asm"]
+    if pairs == "vpmaddwd":
+        assert "vpmaddwd" in texts["asm"] and "vpmaddubsw" in texts["asm"]
+        assert "vpdpwssd" not in texts["asm"] and "zmm" not in texts["asm"]
     texts.clear()  # A's data zero points: its codes centred; gemm_groups on CPUs
     pipeline_compile(scheme(*MINMAX), 8, 64, 256, target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
     gemm, quant = _gemm(tir), tir[:tir.index("def gemm")]
     assert "zc_data[" in quant and "zc[v_i, v_g] = zc_data[" in quant  # centred: zc = 127
-    if pairs:  # the pair sums less 127·cs: no zc read, one vpdpwssd
+    if pairs:  # the pair sums less 127·cs: no zc read, one vpdpwssd (or a vpmaddwd per half)
         sums = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
-        assert "zc[" not in sums and "cqb[" in sums and sums.count("vpdpwssd") == 1
+        assert "zc[" not in sums and "cqb[" in sums and sums.count(intrin) == 1
     groups = tir[tir.index("def gemm_groups_m8"):]
-    assert names.PAIR_SUMS not in groups and "vpdpwssd" not in groups and "cqb: T.Buffer" in groups
+    assert names.PAIR_SUMS not in groups and "cqb: T.Buffer" in groups
+    assert "vpdpwssd" not in groups
     assert "zc[" in groups  # each group's own zero correction
     if pairs:  # 128 groups in 2 chunks of 64: the output starts from the bias, adds each total
         texts.clear()
@@ -190,11 +203,12 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
         assert "pair_sums = T.sblock_alloc_buffer((8, 2, 64)" in gemm
         init = gemm[gemm.index(f'T.sblock("{names.OUT}_init")'):]
         assert "bias[" in init[:init.index("T.sblock(", 10)]
-        assert gemm.count("vpdpwssd") == 1
+        sums = gemm[gemm.index(f'T.sblock("{names.PAIR_SUMS}_update'):]
+        assert sums[:sums.index("T.sblock(", 10)].count(intrin) == 1
 
 
 RULES = [(BASELINE_X86, "generic")]
-RULES += [("x86-avx2", None)] if "avx2" in FLAGS else []
+RULES += [("x86-avx2", "x86_avx2_bytes")] if "avx2" in FLAGS else []
 RULES += [("x86-avx512-vnni", "x86_vnni")] if VNNI else []
 
 
@@ -206,10 +220,10 @@ def test_pair_sums_match_the_reference(target, rule, a, b, m, n, k):
     kernel = lrqc.compile(s, M=m, N=n, K=k, target=target)
     if rule is not None:
         assert kernel.rule == rule
-    check(kernel, s, *data(m, n, k, seed=m + n + k), groups=rule != "x86_vnni")
+    check(kernel, s, *data(m, n, k, seed=m + n + k), groups=rule == "generic")
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 @pytest.mark.parametrize("a,b,K,top", [
     (f"int4 {TWO}", f"int4 {TWO}", 4096, 256 * 784 * 3969),
     (f"uint4 {TWO} calibrate=maxabs", f"int4 {TWO}", 4096, 256 * 1680 * 3969),
@@ -226,7 +240,7 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     sp = ranges.scale_pairs(lrqc.compile(s, M=4, N=32, K=K).plan)
     assert sp.exact and sp.total == top
     kernel = lrqc.compile(s, M=4, N=32, K=K)
-    assert sig.scale_pairs(kernel.plan) and kernel.rule == "x86_vnni"
+    assert sig.scale_pairs(kernel.plan) and kernel.rule == PAIRS_RULE
     A = np.ones((4, K), np.float32)
     A[1] = -1.0  # the most negative code of a symmetric format (unsigned A: zero)
     B = np.ones((K, 32), np.float32)
@@ -243,11 +257,12 @@ def test_codes_and_integer_scales_at_their_range_ends(a, b, K, top):
     check(kernel, s, A, B)
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 @pytest.mark.parametrize("m", [13, 37])
 def test_few_rows_tile_both_gemms(m):
-    """Buckets of at most 32 rows take tiles of 8 rows x 16 columns by hand, more rows 4 x 32:
-    gemm and gemm_groups (the calls whose numbers leave the pairs) each give the reference's C."""
+    """The VNNI rule: buckets of at most 32 rows take tiles of 8 rows x 16 columns by hand, more
+    rows 4 x 32 (AVX2: 2 x 16); gemm and gemm_groups (the calls whose numbers leave the pairs)
+    each give the reference's C."""
     s = scheme(*CASES[0])
     kernel = lrqc.compile(s, M=m, N=250, K=160)
     A, B = data(m, 250, 160, seed=m)
@@ -255,7 +270,10 @@ def test_few_rows_tile_both_gemms(m):
     (bucket,) = kernel._buckets
     rule = next(r for r in load_rules("x86") if r.name == kernel.rule)
     hand = {name: choice for name, (_, choice) in rule.knobs(bucket.plan).items()}
-    assert hand == ({"mr": 8, "nr": 1} if m <= 32 else {"mr": 4, "nr": 2})
+    if kernel.rule == "x86_vnni":
+        assert hand == ({"mr": 8, "nr": 1} if m <= 32 else {"mr": 4, "nr": 2})
+    else:  # AVX2's 16 registers: the sums of two groups and the total of 2 rows x 16 columns
+        assert hand == {"mr": 2, "nr": 1}
     for fn in (names.FN_GEMM, names.FN_GEMM_GROUPS):
         kernel(A, packed)
         bucket.run(fn, packed)
@@ -263,7 +281,7 @@ def test_few_rows_tile_both_gemms(m):
         assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max(), fn
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI; compiled above")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 @pytest.mark.parametrize("lo,runs", [(112, names.FN_GEMM), (113, names.FN_GEMM_GROUPS)])
 def test_centred_codes_at_their_reach(lo, runs):
     """Min-max A whose groups hold 15 values at 127·63 and one at lo·63 (scale 63, integer
@@ -295,7 +313,7 @@ def test_centred_codes_at_their_reach(lo, runs):
         assert set(parts) == {14119} and 32 * 14119 * 63 * 63 > 0.8 * 2**31
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 @pytest.mark.parametrize("a,zero", [(f"uint4 {TWO}", 128), (f"int4 {TWO} calibrate=minmax", 120)])
 def test_a_zero_point_at_the_old_centre_is_not_taken_for_a_centred_group(a, zero):
     """A group left uncentred keeps its own zc, which may be any value outside the centred
@@ -338,7 +356,7 @@ def test_centred_codes_bound_the_avx2_rules_too(b):
     check(kernel, s, A, B, groups=True)
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 def test_pairs_with_a_bias_static_a_an_artifact_and_threads(tmp_path):
     a, b = CASES[1]
     s = scheme(a, b)
@@ -390,7 +408,7 @@ def far_zero_points(m: int, k: int, offset: float, seed: int) -> np.ndarray:
     return A.reshape(m, k).astype(np.float32)
 
 
-@pytest.mark.skipif(not VNNI, reason="the int16 pairs run on AVX-512 VNNI")
+@pytest.mark.skipif(PAIRS_RULE is None, reason=NO_PAIRS)
 @pytest.mark.parametrize("K,offset,runs", [
     (64, 0.0, names.FN_GEMM),  # zero points within the codes
     (64, 1.0, names.FN_GEMM),  # zc down to -98: centred (4 groups, reach 127)

@@ -79,12 +79,13 @@ def few_tiles(plan: KernelPlan, mr: int | object) -> bool:
 
 
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
-             steps: int = 1, variant: str | None = None) -> None:
+             steps: int = 1, variant: str | None = None, avx2: bool = False) -> None:
     """Schedule function fn (the GEMM or its integer sums) with the picked tiles (mr, nr and
     for single-group products kc, in blocks), the block tensorized to `intrin` (a registered
-    name) over `steps` 4-byte k steps (dividing Kp / 4, or the group's V / 4)."""
+    name) over `steps` 4-byte k steps (dividing Kp / 4, or the group's V / 4); groups summed
+    as int16 pairs with vpdpwssd, or (avx2) vpmaddwd."""
     if tiles.has_block(sch, names.PAIR_SUMS):
-        _scale_pairs(sch, plan, pick["mr"], pick["nr"], intrin, steps)
+        _scale_pairs(sch, plan, pick["mr"], pick["nr"], intrin, steps, avx2)
     elif plan.groups == 1:
         _single_group(sch, plan, pick["mr"], pick["nr"], pick["kc"], intrin, steps,
                       variant or hand_variant(plan, pick["mr"]))
@@ -154,7 +155,7 @@ def _groups(fn, sch, plan, mr, nr, intrin, steps, rows_outer):
     tiles.finish_group_output(sch, fn, out, g)
 
 
-def _scale_pairs(sch, plan, mr, nr, intrin, steps):
+def _scale_pairs(sch, plan, mr, nr, intrin, steps, avx2):
     out = sch.get_sblock(names.OUT)
     i, j, *chunks = sch.get_loops(out)  # the chunks of groups, where there are several
     io, ii = sch.split(i, [None, mr])
@@ -182,7 +183,7 @@ def _scale_pairs(sch, plan, mr, nr, intrin, steps):
     tiles.unpack_at(sch, tg2 if few_tiles(plan, mr) else jo)  # per two groups, or the panel
     sch.tensorize(pjv, intrin)
     sp = ranges.pairs_of(plan)
-    sch.tensorize(tjv, tiles.register_scale_pairs(sp.offset, sp.narrow))
+    sch.tensorize(tjv, tiles.register_scale_pairs(sp.offset, sp.narrow, avx2))
     if chunks:  # the output tile starts from the bias, then adds each chunk's total
         cinit = sch.decompose_reduction(out, chunks[0])
         sch.vectorize(sch.get_loops(cinit)[-1])

@@ -12,7 +12,8 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ..compat import NO_BLOCK, LoopRV, SBlockRV, Schedule, ScheduleError, TvmTarget, codegen, tir
 from ..intrin import stream
-from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register, scale_pairs
+from ..intrin.pairs import scale_pairs
+from ..intrin.x86 import AVX2_16x4, AVXVNNI_16x4, VNNI_16x4, register
 from ..rowbound import fence_after, row_tiles
 from .protocol import Knob
 
@@ -29,10 +30,11 @@ def register_avx2() -> str:
     return register(AVX2_16x4)
 
 
-def register_scale_pairs(offset: int, narrow: tuple[str, str]) -> str:
+def register_scale_pairs(offset: int, narrow: tuple[str, str], avx2: bool = False) -> str:
     """The scale pairs' block, less A's zero correction offset·cs (none for 0), B's integer
-    scales and column sums of the types `narrow` (intrin.x86)."""
-    return register(*scale_pairs(offset, *narrow))
+    scales and column sums of the types `narrow` (intrin.pairs): vpdpwssd, or (avx2)
+    vpmaddwd."""
+    return register(*scale_pairs(offset, *narrow, avx2=avx2))
 
 
 def has_block(sch: Schedule, name: str) -> bool:

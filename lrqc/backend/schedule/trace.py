@@ -12,6 +12,7 @@ from typing import Any
 from ..compat import TVM_ERRORS, Schedule, Trace, error_line, prim_func, te, tvm
 from ..intrin import amx as intrin_amx
 from ..intrin import cuda as intrin_cuda
+from ..intrin import pairs as intrin_pairs
 from ..intrin import stream as intrin_stream
 from ..intrin import x86 as intrin_x86
 from ..target import Target
@@ -26,20 +27,31 @@ def register_intrinsics(trace_json: Any = None) -> None:
     intrin_x86.register(intrin_x86.DP4A)
     for dt in intrin_cuda.ACC:
         intrin_cuda.register_all(dt)
-    for name in set(re.findall(r"lrqc_(?:amx|stream)_[0-9a-z_]+", json.dumps(trace_json))):
+    names = r"lrqc_(?:amx|stream|avx2|vnni)_[0-9a-z_]+"
+    for name in set(re.findall(names, json.dumps(trace_json))):
         sized = _sized(name)
         if sized is not None:
             intrin_x86.register(*sized)
 
 
 def _sized(name: str):
-    """(name, maker) of a sized intrinsic from its name, or None for another name."""
+    """(name, maker) of a sized or parameterized intrinsic from its name (AMX tiles, streamed
+    output tiles, AVX2 blocks over n k steps, the signed block, scale pairs), or None for
+    another name."""
     for pattern, make in ((r"lrqc_amx_(\d+)x(\d+)x(\d+)_k(\d+)_u8s8s32", intrin_amx.tiles),
                           (r"lrqc_amx_zero_(\d+)x(\d+)x(\d+)_s32", intrin_amx.zero),
-                          (r"lrqc_stream_(\d+)x(\d+)_p(\d+)_f32", intrin_stream.tile)):
+                          (r"lrqc_stream_(\d+)x(\d+)_p(\d+)_f32", intrin_stream.tile),
+                          (r"lrqc_avx2_16x4x(\d+)_bytes_i16_u8s8s32", intrin_x86.bytes_steps)):
         m = re.fullmatch(pattern, name)
         if m:
             return make(*(int(g) for g in m.groups()))
+    if name == intrin_x86.signed_block()[0]:
+        return intrin_x86.signed_block()
+    m = re.fullmatch(r"lrqc_(vnni|avx2)_scale_pairs_i16(?:_o(\d+))?_(u?int\d+)(?:_(u?int\d+))?",
+                     name)
+    if m:
+        width, offset, sb, w = m.groups()
+        return intrin_pairs.scale_pairs(int(offset or 0), sb, w or "int16", width == "avx2")
     return None
 
 

@@ -35,8 +35,7 @@ def _int_sum(shape, prod, width: int, name: str, pairs: bool, init=None):
 
 
 class _Shifted:
-    """acc[i, j] of the s8 or signed formulations read back as the u8 sum: acc_s8 + 128
-    cs[0, j]."""
+    """acc[i, j] of the s8 formulation read back as the u8 sum: acc_s8 + 128 cs[0, j]."""
 
     def __init__(self, acc, cs):
         self.acc, self.cs = acc, cs
@@ -154,11 +153,12 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
-    is the u8 sum, exactly. With signed (single group; AVX2's vpsignb + vpmaddubsw), each
-    product is (a - 128)·b on A's stored codes a, in the same blocks: acc + 128 cs again. With
-    start (ScheduleRule.sums_start: not AMX's tiles nor CUDA),
-    per-group sums may start from minus their correction (_group_sums; int8 per_vector(16)
-    at 2048³ on a Zen 4: 34 -> 29 ms); with out_start (ScheduleRule.output_start), an output
+    is the u8 sum, exactly. With signed (AVX2's vpsignb + vpmaddubsw), each product is
+    (a - 128)·b on A's stored codes a, in the same blocks: the sums lack 128 cs, so their zero
+    correction is 128 cs less (none for A's signed codes, stored + 128). With start
+    (ScheduleRule.sums_start: not AMX's tiles nor CUDA), per-group sums may start from minus
+    their correction (_group_sums; int8 per_vector(16) at 2048³ on a Zen 4: 34 -> 29 ms);
+    with out_start (ScheduleRule.output_start), an output
     summed over K groups starts from the bias (epilogue_terms); with scale_pairs
     (ScheduleRule.scale_pairs) and start, a plan whose groups fit int16 pairs sums them so
     (_pair_sums). Plans with such scales take A's and B's integer and float scales (sqa, ga,
@@ -173,12 +173,13 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     zeros, levels = _zero_points(p), _levels(p) if not int_only else []
     extra = zeros + levels
     static = p.a_zero_static  # zc the same everywhere: no per-row load or product
+    shift = 128 if signed else 0  # the signed sums are Σ (a - 128)·b: 128 cs less
 
     def corr(i: PrimExpr, g: PrimExpr, j: PrimExpr) -> PrimExpr:
         if static is None:
-            c = zc[i, g] * cs[g, j]
+            c = (zc[i, g] - shift if shift else zc[i, g]) * cs[g, j]
         else:
-            c = cs[g, j] * static if static else tir.const(0, "int32")
+            c = cs[g, j] * (static - shift) if static != shift else tir.const(0, "int32")
         return c + zeros[0][i, g] * zeros[1][g, j] if zeros else c
 
     lr_in, output, grouped = epilogue_terms(p)
@@ -192,9 +193,6 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
         acc = _Shifted(_s8_sums(p, Aq, Bp), cs)
     elif G == 1:
         acc = _int_sum((Mp, Np), prod, Kp, names.ACC, pairs)
-        acc = _Shifted(acc, cs) if signed else acc
-    else:
-        assert not signed, "the signed formulation is for single-group products"
     if G == 1:
         if int_only:
             out = te.compute((Mp, Np), lambda i, j: acc[i, j] - corr(i, 0, j), name=names.OUT)
@@ -203,6 +201,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
             (acc[i, j] - corr(i, 0, j)).astype("float32"), sa[i, 0], sb[0, j]), names.OUT)
         return [Aq, b_in, sa, zc, sb, cs, *extra, *lr_in, C]
     in_pairs = bool(levels) and scale_pairs and start and not pairs
+    assert not (in_pairs and signed), "the pair sums correct the stored codes' sums"
     part, rest = _group_sums(p, prod, corr, pairs, start and not in_pairs)
     if in_pairs:  # the stored codes' sums, each less its zero correction in the pairs
         C = _pair_output(p, _pair_sums(p, part, levels), levels, output, grouped, out_start)
