@@ -63,13 +63,20 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #       (21.7) at 30 %, 21.1 / 21.5 (22.2) at 33 %, 21.7 / 21.7 (23.0) at 35 %, 21.1 / 21.1
 #       (22.9) at 36 %, 23.0 / 21.2 (23.9) at 40 %;
 #     VNNI in pairs (N = 4080): 21.4 / 23.3 (21.9) at 10 %, 27.9 / 24.1 (28.1) at 15 %;
-#     AVX2: 77.6 / 87.9 (80.3) at 40 %, 87.2 / 91.5 (91.6) at 50 %, 89.1 / 85.9 (91.8) at 60 %.
+#     AVX2: 77.6 / 87.9 (80.3) at 40 %, 87.2 / 91.5 (91.6) at 50 %, 89.1 / 85.9 (91.8) at 60 %;
+#   AVX2 on an AVX2 CPU (2-core Zen 3, 2026-12-07), the dense formulation now on the signed
+#   rule (vpsignb + vpmaddubsw, x86_avx2_signed), one term at a time, whole calls with the
+#   formulation forced, medians of 5-7 interleaved calls, sparse / dense ms (the GEMM alone
+#   about 44):
+#     "a": 71.9 / 81.7 at 20 %, 70.0 / 79.5 at 25 %, 76.2 / 78.6 and 77.7 / 77.6 at 30 %,
+#       82.5 / 78.1 at 35 %;
+#     "b": 76.2 / 83.9 at 20 %, 80.2 / 77.0 at 25 %, 91.2 / 82.3 at 30 %, 103.5 / 77.2 at 40 %.
 # Other rules (AVX-VNNI's 256-bit form, the portable one) take the AVX2 table: their dense
 # formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
 # never where it is slower. On AMX the sparse products were measured in pairs; the quads that
 # CPUs with AMX now run would move those crossovers up (not measured). Read at each call
 # (side a) and at pack (side b, with the kind of the kernel's largest M bucket): tests set them.
-DENSE_ABOVE = {"a": 0.55, "b": 0.4}
+DENSE_ABOVE = {"a": 0.3, "b": 0.22}
 DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}
 DENSE_ABOVE_VNNI4 = {"a": 0.35, "b": 0.18}
 DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
