@@ -433,7 +433,8 @@ def print_comp_rows(rows: list[dict]) -> None:
 # byte each per group and column (25 % more bytes than int4 codes: what bounds few rows)
 GROUPS_WHY = ("per 16-k group and 16 sums next to its 4 vpdpbusd: with int16 pairs of "
               "integer scales (AVX-512 VNNI) half a vpermt2w, vpmullw and vpdpwssd each, and "
-              "half a vpsubw for A's zero correction; else a zeroing, a zero-point correction, "
+              "half a vpsubw for A's zero correction (AVX2: the same pairs per 8 sums, a shift "
+              "and blend, vpmullw and vpmaddwd); else a zeroing, a zero-point correction, "
               "a conversion and two scalings; A's pass takes a minimum, maximum and two scales "
               "per group; B's integer scales and column sums add 25 % to int4 codes' bytes")
 

@@ -50,7 +50,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         if sig.scale_pairs(plan) and rule.family != "cuda":  # for calls the pairs cannot hold
             funcs[names.FN_GEMM_GROUPS] = te_gemm.gemm(plan, pairs=pairs, s8=s8,
                                                        start=rule.sums_start,
-                                                       out_start=rule.output_start)
+                                                       out_start=rule.output_start,
+                                                       signed=signed)
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
     if w_from_codes(plan) and outer_w.takes(plan, rule.wide_floats):

@@ -37,7 +37,7 @@ def _gemm(plan: KernelPlan) -> str:
     acc = (f"int32 partials over {plan.groups} K chunks of {plan.vector}, summed in int64"
            if plan.chunked else f"int32 sums per group of {plan.vector}")
     sp = ranges.scale_pairs(plan)
-    if sp is not None and sp.usable:  # (rules with vpdpwssd: x86_vnni)
+    if sp is not None and sp.usable:  # (rules with pairs: x86_vnni, x86_avx2_bytes)
         acc += (f"; two-level scales: groups summed in int32 as int16 pairs where the rule has "
                 f"them, {sp.chunk} groups per total" + (", each less its zero correction in int16"
                                                        if sp.zeros else ""))

@@ -21,8 +21,8 @@ follow the bounds of each partial sum an instruction forms, and so which instruc
 Per-vector scales stored as integers times a row's (column's) float (two-level scales) make
 every group's contribution an integer, Σ_g sA[g]·sB[g]·Σ_(k in g) (a - zA)·b; where each group's
 sum and each product of the integer scales fit int16 and the whole sum fits int32, two groups
-at a time go as int16 pairs through one vpdpwssd (scale_pairs), instead of a float scaling per
-group.
+at a time go as int16 pairs through one vpdpwssd (AVX-512; on AVX2 one vpmaddwd per 8 columns)
+(scale_pairs), instead of a float scaling per group.
 
 rule_proof() is the text lrqc explain and the build report print for the chosen instruction;
 instruction_proofs() gives every candidate's verdict."""

@@ -71,10 +71,13 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #     "a": 71.9 / 81.7 at 20 %, 70.0 / 79.5 at 25 %, 76.2 / 78.6 and 77.7 / 77.6 at 30 %,
 #       82.5 / 78.1 at 35 %;
 #     "b": 76.2 / 83.9 at 20 %, 80.2 / 77.0 at 25 %, 91.2 / 82.3 at 30 %, 103.5 / 77.2 at 40 %.
-# Other rules (AVX-VNNI's 256-bit form, the portable one) take the AVX2 table: their dense
-# formulation is at most about twice as fast as AVX2's, so it is chosen later than it could be,
-# never where it is slower. On AMX the sparse products were measured in pairs; the quads that
-# CPUs with AMX now run would move those crossovers up (not measured). Read at each call
+# Other rules take the AVX2 table, measured with the dense formulation on the signed rule:
+# AVX-VNNI's 256-bit form, whose dense formulation is faster (chosen later than it could be,
+# never where it is slower), and the widened-bytes rule (weights with the code -128) and the
+# portable one, whose dense formulations are slower (1.07-1.29x for widened bytes): for them the
+# dense formulation may run a little below the density where it starts to win. On AMX the
+# sparse products were measured in pairs; the quads that CPUs with AMX now run would move those
+# crossovers up (not measured). Read at each call
 # (side a) and at pack (side b, with the kind of the kernel's largest M bucket): tests set them.
 DENSE_ABOVE = {"a": 0.3, "b": 0.22}
 DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}

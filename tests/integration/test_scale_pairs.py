@@ -167,9 +167,12 @@ def test_the_vnni_rule_sums_pairs_with_vpdpwssd(target, pairs):
     vpmaddubsw); the output dequantized once by the row and column scales. The portable rule
     takes the same arrays and leaves them unread (its groups scaled in float32)."""
     texts: dict = {}
-    pipeline_compile(scheme(*CASES[0]), 8, 64, 256, target, emit=("tir", "asm"),
+    pipeline_compile(scheme(*CASES[0]), 8, 64, 256, target, emit=("tir", "asm", "plan"),
                      on_text=texts.__setitem__)
     tir = _gemm(texts["tir"])
+    if pairs:  # the build's proof names the rule's own pair instruction
+        assert f"; {pairs} exact: integer scales as int16 pairs" in texts["plan"]
+        assert ("vpdpwssd" in texts["plan"]) == (pairs == "vpdpwssd")
     intrin = {"vpdpwssd": "llvm.x86.avx512.vpdpwssd.512", "vpmaddwd": "llvm.x86.avx2.pmadd.wd",
               "": "-"}[pairs]
     assert (f'T.sblock("{names.PAIR_SUMS}' in tir) == bool(pairs)

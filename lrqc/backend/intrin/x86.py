@@ -16,6 +16,12 @@ saturating), the n pair sums of each lane added in int16, then vpmaddwd by ones 
 per 8 columns. Exact only where no pair sum (nor n of them) can leave int16: the schedule rule
 that uses it checks the plan's proven code ranges (lrqc.plan.ranges).
 
+AVX2 signed (signed_block): the VNNI block's contract on A's stored codes less 128 (their
+4 bytes xor 0x80), C[j] += Σ_k (A[k] - 128)·B[j, k]: B's codes take the signs of A's
+(vpsignb), vpmaddubsw multiplies them by |A - 128| (vpsignb of A by itself; -128 becomes the
+unsigned 128) and sums pairs in int16, vpmaddwd by ones widens. Exact where B has no code -128
+(vpsignb cannot negate it): the pairs then lie within 2·128·127.
+
 Scale pairs (the groups of two-level integer scales summed as int16 pairs): pairs.py.
 
 CUDA dp4a: 4 bytes of A (u8) and of B (s8) from shared memory into one int32 register."""

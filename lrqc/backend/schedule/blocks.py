@@ -10,7 +10,8 @@ blocks of a packed group of 16 k] -> f blocks -> ii -> jm -> block. Per-vector s
 the output is the loop anchor and the per-group accumulator is computed at g. Two-level
 integer scales summed as int16 pairs (te.gemm's pair sums, on rules with scale_pairs):
 jo(par) -> io -> g2 -> [the two groups' int32 sums: ko -> g -> ii -> jm -> 16 x 4 blocks] ->
-ii -> jm -> [one vpdpwssd per 16 columns], the output tile after the last pair."""
+ii -> jm -> [one vpdpwssd per 16 columns, or on AVX2 two vpmaddwd], the output tile after the
+last pair."""
 
 from __future__ import annotations
 

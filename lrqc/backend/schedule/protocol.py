@@ -57,7 +57,9 @@ class ScheduleRule(ABC):
     output_start: ClassVar[bool] = True
     # whether its schedule sums per-vector groups with two-level integer scales as int16 pairs
     # (te.gemm's scale_pairs, where plan.signature.scale_pairs holds): AVX-512 VNNI + BW
+    # (vpdpwssd), AVX2 (vpmaddwd); pairs_instruction names the instruction in its proof
     scale_pairs: ClassVar[bool] = False
+    pairs_instruction: ClassVar[str] = "vpdpwssd"
     # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the float32
     # products that hold 16 registers of sums (te.compensated.outer_dots) run there
     wide_floats: ClassVar[bool] = False
@@ -91,9 +93,15 @@ class ScheduleRule(ABC):
         explain's plan stage and the build report; None when it issues no x86 instruction."""
         if not self.instruction or plan.float_path:
             return None
+        return ranges.proof(plan, self.instruction) + self.pairs_proof(plan)
+
+    def pairs_proof(self, plan: KernelPlan) -> str:
+        """"; <pairs instruction> exact: ..." where the rule sums the plan's groups as int16
+        pairs of integer scales, else ""."""
         sp = ranges.scale_pairs(plan) if self.scale_pairs else None
-        pairs = f"; vpdpwssd {sp.verdict}: {sp.why()}" if sp is not None and sp.usable else ""
-        return ranges.proof(plan, self.instruction) + pairs
+        if sp is None or not sp.usable:
+            return ""
+        return f"; {self.pairs_instruction} {sp.verdict}: {sp.why()}"
 
     def handles(self, fn: str, plan: KernelPlan) -> bool:
         """Whether the rule schedules function fn itself (CUDA: the others get lrqc's

@@ -21,7 +21,8 @@ from . import tiles
 
 def register_intrinsics(trace_json: Any = None) -> None:
     """Every tensor intrinsic lrqc's schedules use (traces name them): the fixed ones, and the
-    sized ones (AMX tile blocks, streamed output tiles) that trace_json names."""
+    sized or parameterized ones that trace_json names (AMX tile blocks, streamed output tiles,
+    AVX2 blocks over n k steps, the signed block, scale pairs: _sized)."""
     tiles.register_avx2()
     tiles.register_vnni()
     intrin_x86.register(intrin_x86.DP4A)

@@ -72,7 +72,7 @@ def _pair_sums(p: KernelPlan, part: te.Tensor, levels: list[te.Tensor]) -> te.Te
     centre its codes are stored around; none where it is 0). Exact where signature.scale_pairs
     holds and, with data zero points, every group of the call is centred: a rule subtracts the
     correction from the sums in int16 (modulo 2^16, exact as the corrected sum fits) and sums
-    each two groups' int16 pairs in one instruction (vpdpwssd)."""
+    each two groups' int16 pairs in one instruction (vpdpwssd; AVX2: vpmaddwd per 8 columns)."""
     sqa, _, sqb, _, *cqb = levels
     sp = ranges.pairs_of(p)
     r = te.reduce_axis((0, sp.chunk), "g")
@@ -163,6 +163,7 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     (ScheduleRule.scale_pairs) and start, a plan whose groups fit int16 pairs sums them so
     (_pair_sums). Plans with such scales take A's and B's integer and float scales (sqa, ga,
     sqb, gb) whatever the formulation."""
+    assert not (s8 and signed), "one formulation of A's shifted codes at a time"
     Mp, Np, Kp, G = p.mp, p.np_, p.kp, p.groups
     Aq = te.placeholder((Mp, Kp), "uint8", name="Aq")
     b_in, Bp = _weights(p)
