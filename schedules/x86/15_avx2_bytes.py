@@ -39,16 +39,10 @@ class X86Avx2Bytes(ScheduleRule):
     measured = "1.6-2.0x numpy float32 at 2048^3 int8 x int4, Zen 3 2 cores (2026-12-02)"
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
-        if "avx2" not in target.features:
-            return "target lacks avx2"
-        if plan.chunked:
-            return "int64 accumulation over K chunks (the portable rule)"
-        if plan.groups > 1 and plan.vector % 4:
-            return f"per-group vectors of {plan.vector} (not whole blocks of 4 k)"
         r = ranges.ranges(plan)
-        if r is None or not r.pair_exact:
-            return ranges.proof(plan, self.instruction)
-        return None
+        exact = r is not None and r.pair_exact
+        return blocks.avx2_blocks_refused(plan, target, None if exact else
+                                          ranges.proof(plan, self.instruction))
 
     def proof(self, plan: KernelPlan) -> str | None:
         """The range proof, and how many pair sums the hand schedule adds in int16."""

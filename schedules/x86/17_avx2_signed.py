@@ -35,16 +35,10 @@ class X86Avx2Signed(ScheduleRule):
     measured = "1.07-1.29x the widened-bytes rule, int8 x int8, Zen 3 2 cores (2026-12-07)"
 
     def why_not(self, plan: KernelPlan, target: Target) -> str | None:
-        if "avx2" not in target.features:
-            return "target lacks avx2"
-        if plan.chunked:
-            return "int64 accumulation over K chunks (the portable rule)"
-        if plan.groups > 1 and plan.vector % 4:
-            return f"per-group vectors of {plan.vector} (not whole blocks of 4 k)"
         r = ranges.ranges(plan)
-        if r is None or not r.signed_exact:
-            return ranges.proof(plan, self.instruction)
-        return None
+        exact = r is not None and r.signed_exact
+        return blocks.avx2_blocks_refused(plan, target, None if exact else
+                                          ranges.proof(plan, self.instruction))
 
     def variants(self, plan: KernelPlan) -> tuple:
         """Loop orders lrqc tune explores (blocks.variants)."""

@@ -79,6 +79,19 @@ def few_tiles(plan: KernelPlan, mr: int | object) -> bool:
     return plan.packed and isinstance(mr, int) and plan.mp <= INNER_TILES * mr
 
 
+def avx2_blocks_refused(plan: KernelPlan, target: Target, refused: str | None) -> str | None:
+    """Why an AVX2 rule of this module's blocks does not apply, or None: it needs the target's
+    AVX2, int32 sums (not int64 chunks), groups of whole blocks of 4 k, and its instruction's
+    range proof (refused: the proof's refusal, None where it holds)."""
+    if "avx2" not in target.features:
+        return "target lacks avx2"
+    if plan.chunked:
+        return "int64 accumulation over K chunks (the portable rule)"
+    if plan.groups > 1 and plan.vector % 4:
+        return f"per-group vectors of {plan.vector} (not whole blocks of 4 k)"
+    return refused
+
+
 def schedule(fn: str, sch: Schedule, plan: KernelPlan, pick: dict, intrin: str,
              steps: int = 1, variant: str | None = None, avx2: bool = False) -> None:
     """Schedule function fn (the GEMM or its integer sums) with the picked tiles (mr, nr and
