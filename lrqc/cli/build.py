@@ -179,8 +179,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# untimed calls first, for at least this long: on a 2-core VM (a Zen 3), calls ran at one
+# core's speed until 50-100 ms of sustained work had brought the second core up (int8 x int8 at
+# 256 x 1024 x 1024: 4.7 ms, then 2.4), so a single warm-up call timed the slow phase
+WARM_S = 0.25
+
+
 def _median_time(fn, repeat: int) -> float:
+    """The median time of `repeat` calls of fn after WARM_S seconds (at least one call) of
+    untimed ones."""
+    until = time.perf_counter() + WARM_S
     fn()
+    while time.perf_counter() < until:
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -365,3 +365,23 @@ def test_the_entry_point_runs_the_command():
     assert rc == 0 and "lrqmm" in out and err == "", (rc, out, err)
     rc, out, err = _entry(["check"])  # a usage error: argparse's, unchanged
     assert rc == 2 and "usage: lrqc" in err and "Traceback" not in err, (rc, err)
+
+
+def test_bench_times_after_a_quarter_second_of_untimed_calls():
+    """lrqc bench's medians start after WARM_S seconds of untimed calls (at least one): on a
+    2-core VM the calls of the first 50-100 ms ran at one core's speed."""
+    import time
+
+    from lrqc.cli.build import WARM_S, _median_time
+
+    starts: list[float] = []
+
+    def call() -> None:
+        starts.append(time.perf_counter())
+        time.sleep(0.01)
+
+    _median_time(call, 3)
+    assert len(starts) >= 4 and starts[-3] - starts[0] >= WARM_S
+    slow: list[float] = []
+    _median_time(lambda: slow.append(time.sleep(0.3)), 2)  # one call past WARM_S: no more
+    assert len(slow) == 3
