@@ -117,6 +117,8 @@ PEAK_MODES = {
                           "(vpsubw of offset·cs: signed or centred min-max codes)", "GOPS"),
     "vnni_quads": (("avx512_vnni",), "a sparse product's nonzeros four at a time: four random "
                    "lines from L1, eight unpacks into quads, four vpdpbusd", "GOPS"),
+    "avx2_quads": (("avx2",), "the same on AVX2: four random 32-byte lines from L1, eight "
+                   "unpacks, four vpsignb + vpmaddubsw + vpmaddwd + vpaddd", "GOPS"),
     "avxvnni": (("avx_vnni",), "vpdpbusd, AVX-VNNI (256-bit)", "GOPS"),
     "amx": (("amx_int8",), "tdpbusd, AMX int8 tiles (16 x 16 x 64 per instruction)", "GOPS"),
 }
@@ -487,32 +489,35 @@ def sparse_traffic(kernel, packed) -> int:
     return total
 
 
-def sparse_quads(kernel, packed) -> int | None:
-    """The quads of nonzeros (four nonzeros by 64 sums: one step of bench/peak.c's vnni_quads)
-    that the sparse products of a kernel's last call ran, where every product ran sparse four
-    at a time (AVX-512 VNNI); None otherwise (a dense formulation, or another loop). Each
-    row's (B's terms: A's copy per call) or column's (A's terms: B's CSR) list of nonzeros is
-    padded to a multiple of four per scale group, and runs once per 64 columns of C (B's
-    terms) or 64 rows (A's terms)."""
-    from lrqc.backend.te import sparse_vnni
+def sparse_quads(kernel, packed) -> tuple[int, str] | None:
+    """(quads, form): the quads of nonzeros (four nonzeros by w = 64 sums on AVX-512 VNNI, 32
+    on AVX2: one step of bench/peak.c's vnni_quads or avx2_quads) that the sparse products of a
+    kernel's last call ran, where every product ran sparse four at a time, and the form they
+    ran in ("vnni", "avx2"); None otherwise (a dense formulation, or another loop). Each row's
+    (B's terms: A's copy per call) or column's (A's terms: B's CSR) list of nonzeros is padded
+    to a multiple of four per scale group, and runs once per w columns of C (B's terms) or w
+    rows (A's terms)."""
+    from lrqc.backend.te import sparse_quads
     bk = kernel._buckets[-1]  # the largest bucket: the bench calls it with M rows
     p = bk.plan
-    if not sparse_vnni.on(kernel.target) or bk.comp is None:
+    form = sparse_quads.form(kernel.target)
+    if not form or bk.comp is None:
         return None
+    w = sparse_quads.width(form)
     ran = " ".join(kernel.last_notes)
     total = 0
     for j, sp in enumerate(p.sparse):
         term = f"{'B' if sp.side == 'a' else 'A'}'s term {sp.n} ran sparse"
-        if term not in ran or not sparse_vnni.quads(p, j, True):
+        if term not in ran or not sparse_quads.quads(p, j, form):
             return None
         if sp.side == "a":
             S = bk.comp.sparse[j][0].numpy()
             nnz = np.count_nonzero(S.reshape(p.mp, p.gq, -1), axis=2)
-            total += int(((nnz + 3) // 4).sum()) * (p.np_ // 64)
+            total += int(((nnz + 3) // 4).sum()) * (p.np_ // w)
         else:
             lengths = np.diff(packed.arrays.sparse[j].ptr.astype(np.int64))
-            total += int(((lengths + 3) // 4).sum()) * (p.mp // 64)
-    return total
+            total += int(((lengths + 3) // 4).sum()) * (p.mp // w)
+    return total, form
 
 
 def rel(C, ref) -> float:

@@ -367,7 +367,8 @@ def sparse_bound(kernel, A, packed, peaks: dict) -> dict:
     """For a kernel with sparse products: their time after the GEMM (stage_times "sparse", the
     median of 5), the time the bytes they must move take at the machine's memory bandwidth
     (common.memory_bandwidth: a two-thread copy of 256 MiB) and, where they ran four nonzeros
-    at a time, the time their quads take at bench/peak.c's vnni_quads rate."""
+    at a time, the time their quads take at bench/peak.c's vnni_quads or avx2_quads rate (8 w
+    ops a quad of w sums)."""
     if kernel is None or not kernel.plan.sparse:
         return {}
     ms = kernel.stage_times(A, packed)["sparse"] * 1e3
@@ -376,9 +377,15 @@ def sparse_bound(kernel, A, packed, peaks: dict) -> dict:
     ran = [m.group(1) for m in map(RAN.search, kernel.last_notes) if m]
     out = {"sparse_ms": ms, "sparse_bytes": nbytes, "bandwidth": bandwidth(),
            "sparse_bound_ms": nbytes / bandwidth() * 1e3, "sparse_ran": ran}
-    quads, rate = common.sparse_quads(kernel, packed), peaks.get("vnni_quads")
-    if quads is not None and isinstance(rate, float):
-        out.update(sparse_quads=quads, quads_ms=quads * 512 / (rate * 1e9) * 1e3)
+    ran_quads = common.sparse_quads(kernel, packed)
+    if ran_quads is not None:
+        from lrqc.backend.te import sparse_quads
+        quads, form = ran_quads
+        rate = peaks.get(f"{form}_quads")
+        if isinstance(rate, float):
+            ops = 8 * sparse_quads.width(form)
+            out.update(sparse_quads=quads, quads_mode=f"{form}_quads",
+                       quads_ms=quads * ops / (rate * 1e9) * 1e3)
     return out
 
 
@@ -408,7 +415,8 @@ def print_comp_rows(rows: list[dict]) -> None:
     for r in rows:
         if "sparse_ms" in r:
             quads = (f", instruction bound {r['quads_ms']:.1f} ms ({r['sparse_quads'] / 1e6:.2f}M "
-                     "quads of nonzeros at the vnni_quads peak)" if "quads_ms" in r else "")
+                     f"quads of nonzeros at the {r['quads_mode']} peak)" if "quads_ms" in r
+                     else "")
             print(f"{r['shape']:<16}{r['method']}: sparse products: {r['sparse_ms']:.1f} ms, "
                   f"memory bound {r['sparse_bound_ms']:.1f} ms ({r['sparse_bytes'] / 1e6:.0f} MB "
                   f"at {r['bandwidth'] / 1e9:.1f} GB/s){quads}; ran: {'; '.join(r['sparse_ran'])}")

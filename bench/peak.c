@@ -32,11 +32,15 @@
                    pairs (vpsubw) before the vpdpwssd: its fixed offset (or the centre its
                    min-max codes are stored around) times B's column sums, one vector per pair
                    of groups and 16 columns for all rows (vpsllw of the loaded sums)
-     peak vnni_quads  a sparse product's nonzeros four at a time (lrqc's sparse_vnni): four
+     peak vnni_quads  a sparse product's nonzeros four at a time (lrqc's sparse_quads): four
                    64-byte lines of the dense operand at random rows, interleaved into quads by
                    eight unpacks (vpunpckl/hbw, vpunpckl/hwd), then four vpdpbusd by the four
                    codes broadcast: 4 x 64 multiply-adds = 512 ops per quad of nonzeros and 64
                    sums; the lines drawn from 256 rows (16 KB per thread, in L1)
+     peak avx2_quads  the same in lrqc's AVX2 form: four 32-byte lines, eight unpacks, then per
+                   quad vector vpsignb (the codes' signs onto the lines), vpmaddubsw by |codes|,
+                   vpmaddwd by ones, vpaddd: 4 x 32 multiply-adds = 256 ops per quad of
+                   nonzeros and 32 sums; the lines drawn from 256 rows (8 KB per thread, in L1)
      peak amx      tdpbusd (AMX int8 tiles): 16 x 16 x 64 u8*s8 multiply-adds = 32768 ops per
                    instruction, 4 accumulator tiles against 2 + 2 operand tiles (as lrqc's
                    x86_amx rule blocks them); the process asks Linux for the tile state first
@@ -268,6 +272,41 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_vnni_q
     return 512.0 * 8 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
 }
 
+/* the same on AVX2: four 32-byte lines, 32 columns of int32 sums, vpsignb + vpmaddubsw +
+   vpmaddwd by ones + vpaddd per quad vector */
+#define QUAD_LINE2(t) _mm256_load_si256((const __m256i *)(panel + 32 * (size_t)rows[(q * 4 + t) & 1023]))
+#define QUAD_DOT2(c, v) c = _mm256_add_epi32(c, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(v, w)), ones))
+__attribute__((target("avx2"))) static double peak_avx2_quads(long iters) {
+    int sink = 0;
+    iters /= 8;
+    double t0 = omp_get_wtime();
+    _Pragma("omp parallel reduction(+ : sink)") {
+        static __thread unsigned char panel[256 * 32] __attribute__((aligned(64)));
+        static __thread unsigned short rows[1024];
+        unsigned seed = 12345u + 977u * (unsigned)omp_get_thread_num();
+        for (int q = 0; q < 256 * 32; q++) panel[q] = (unsigned char)(seed = seed * 1103515245u + 12345u);
+        for (int q = 0; q < 1024; q++) rows[q] = (unsigned short)((seed = seed * 1103515245u + 12345u) >> 8) & 255;
+        __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0;
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (long it = 0; it < iters; it++) {
+            for (int q = (int)(it & 255) * 8 % 256, e = q + 8; q < e; q++) {
+                __m256i r0 = QUAD_LINE2(0), r1 = QUAD_LINE2(1), r2 = QUAD_LINE2(2), r3 = QUAD_LINE2(3);
+                __m256i w = _mm256_set1_epi32(0x03fd02ff + q), aw = _mm256_sign_epi8(w, w);
+                __m256i x0 = _mm256_unpacklo_epi8(r0, r1), x1 = _mm256_unpackhi_epi8(r0, r1);
+                __m256i y0 = _mm256_unpacklo_epi8(r2, r3), y1 = _mm256_unpackhi_epi8(r2, r3);
+                QUAD_DOT2(c0, _mm256_unpacklo_epi16(x0, y0));
+                QUAD_DOT2(c1, _mm256_unpackhi_epi16(x0, y0));
+                QUAD_DOT2(c2, _mm256_unpacklo_epi16(x1, y1));
+                QUAD_DOT2(c3, _mm256_unpackhi_epi16(x1, y1));
+            }
+        }
+        __m256i c = _mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3));
+        sink += _mm256_extract_epi32(c, 0) + _mm256_extract_epi32(c, 7);
+    }
+    double t = omp_get_wtime() - t0;
+    return 256.0 * 8 * iters * omp_get_max_threads() / t / 1e9 + 0 * sink;
+}
+
 /* AMX: tile configuration of palette 1, tiles 0-7 of 16 rows x 64 bytes */
 struct tilecfg { unsigned char palette, start, reserved[14]; unsigned short colsb[16];
                  unsigned char rows[16]; };
@@ -315,6 +354,7 @@ static const struct {
              MODE(avx2_u8_i16, "avx2"), MODE(avx2_s8, "avx2"), MODE(vnni, "avx512_vnni"),
              MODE(vnni_blocks, "avx512_vnni"),
              MODE(vnni_groups, "avx512_vnni"), MODE(vnni_pairs_offset, "avx512_vnni"), MODE(vnni_pairs, "avx512_vnni"), MODE(vnni_quads, "avx512_vnni"),
+             MODE(avx2_quads, "avx2"),
              MODE(avxvnni, "avx_vnni"), MODE(amx, "amx_int8")};
 
 /* __builtin_cpu_supports takes string literals only */
@@ -342,6 +382,6 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "peak: unknown mode %s (fma, fma512, avx2, avx2_u8, avx2_u8_i16, avx2_s8, "
-            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_offset, vnni_quads, avxvnni, amx)\n", mode);
+            "vnni, vnni_blocks, vnni_groups, vnni_pairs, vnni_pairs_offset, vnni_quads, avx2_quads, avxvnni, amx)\n", mode);
     return 1;
 }

@@ -31,7 +31,7 @@ from ..backend.schedule.rules import choose, instruction_proof
 from ..backend.schedule.trace import replay
 from ..backend.target import Target
 from ..backend.te import sparse as te_sparse
-from ..backend.te import sparse_vnni
+from ..backend.te import sparse_quads
 from ..frontend.model import Scheme
 from ..ir import lower_ast, print_program
 from ..ir import nodes as ir
@@ -115,7 +115,7 @@ def stage_te(c: Compilation) -> Compilation:
         for plan in part.plans:
             brule = bucket_rule(plan, rule, c.target)
             for j, f in enumerate(te_sparse.functions(
-                    plan, cuda=c.target.is_cuda, vnni=sparse_vnni.on(c.target),
+                    plan, cuda=c.target.is_cuda, form=sparse_quads.form(c.target),
                     avx2=not c.target.is_cuda and "avx2" in c.target.features)):
                 check_params(plan, f"{names.FN_SPARSE}{j}", [v.name for v in f.params], te=True)
                 out.append(Function((part.prefix, plan.m, f"{names.FN_SPARSE}{j}"), plan, brule,

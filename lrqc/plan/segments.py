@@ -37,7 +37,7 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 # sparse / dense ms ("a": B's terms, A's copy per call, sparse_a; "b": A's terms, B's copy at
 # pack, sparse_b):
 #   VNNI (x86_vnni; 2-core AMD Zen 4, 2026-12-04), the sparse products four nonzeros at a time
-#   (te/sparse_vnni.py: kind "vnni4"):
+#   (te/sparse_quads.py: kind "vnni4"):
 #     "a": 2.3 / 10.5 at 2 %, 3.1 / 10.4 at 5 %, 5.7 / 10.7 at 10 %, 8.5 / 10.5 at 20 %,
 #       15.3 / 10.6 at 35 %;
 #     "b": 4.6 / 10.9 at 5 %, 7.4 / 10.7 at 10 %, 13.0 / 14.1 at 15 %, 10.4 / 10.4 at 20 %;
@@ -70,7 +70,13 @@ from ..frontend.model import Dense, LowRank, Operand, Quant, QuantOperand, Schem
 #   about 44):
 #     "a": 71.9 / 81.7 at 20 %, 70.0 / 79.5 at 25 %, 76.2 / 78.6 and 77.7 / 77.6 at 30 %,
 #       82.5 / 78.1 at 35 %;
-#     "b": 76.2 / 83.9 at 20 %, 80.2 / 77.0 at 25 %, 91.2 / 82.3 at 30 %, 103.5 / 77.2 at 40 %.
+#     "b": 76.2 / 83.9 at 20 %, 80.2 / 77.0 at 25 %, 91.2 / 82.3 at 30 %, 103.5 / 77.2 at 40 %;
+#   the same, later, with the sparse products four nonzeros at a time (te/sparse_quads.py's
+#   AVX2 form, kind "avx2q"; max_density 0.9):
+#     "a": 61.3 / 76.9 at 30 %, 65.3 / 76.3 at 40 %, 69.1 / 77.5 at 50 %, 77.4 / 86.1 at 60 %,
+#       93.3 / 79.6 at 80 %;
+#     "b": 60.0 / 76.6 at 20 %, 61.6 / 78.0 at 30 %, 66.5 / 84.7 at 35 %, 79.9 / 83.9 at 40 %,
+#       76.5 / 80.4 at 45 %.
 # Other rules take the AVX2 table, measured with the dense formulation on the signed rule:
 # AVX-VNNI's 256-bit form, whose dense formulation is faster (chosen later than it could be,
 # never where it is slower), and the widened-bytes rule (weights with the code -128) and the
@@ -83,15 +89,17 @@ DENSE_ABOVE = {"a": 0.3, "b": 0.22}
 DENSE_ABOVE_VNNI = {"a": 0.12, "b": 0.12}
 DENSE_ABOVE_VNNI4 = {"a": 0.35, "b": 0.18}
 DENSE_ABOVE_AMX = {"a": 0.01, "b": 0.035}
-KIND_NAMES = {"vnni": "VNNI", "vnni4": "VNNI, four at a time", "amx": "AMX"}
+DENSE_ABOVE_AVX2Q = {"a": 0.65, "b": 0.45}
+KIND_NAMES = {"vnni": "VNNI", "vnni4": "VNNI, four at a time", "amx": "AMX",
+              "avx2q": "AVX2, four at a time"}
 
 
 def crossover(side: str, kind: str = "") -> float:
     """The density above which side's dense formulation runs; kind: the instruction it runs on
-    ("amx", "vnni", "vnni4" where the sparse product takes four nonzeros at a time, or "" for
-    the others: buckets.dense_kinds)."""
-    table = {"amx": DENSE_ABOVE_AMX, "vnni": DENSE_ABOVE_VNNI,
-             "vnni4": DENSE_ABOVE_VNNI4}.get(kind, DENSE_ABOVE)
+    ("amx", "vnni", "vnni4" or "avx2q" where the sparse product takes four nonzeros at a time,
+    or "" for the others: buckets.dense_kinds)."""
+    table = {"amx": DENSE_ABOVE_AMX, "vnni": DENSE_ABOVE_VNNI, "vnni4": DENSE_ABOVE_VNNI4,
+             "avx2q": DENSE_ABOVE_AVX2Q}.get(kind, DENSE_ABOVE)
     return table[side]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..backend.compat import allocator, empty, tensor
 from ..backend.schedule.rules import choose
 from ..backend.target import Target
-from ..backend.te import sparse_vnni
+from ..backend.te import sparse_quads
 from ..backend.te.sparse import tile
 from ..errors import InputError
 from ..plan import names, ranges, segments
@@ -59,21 +59,20 @@ MADE: weakref.WeakKeyDictionary[PackedOperand, dict[str, str]] = weakref.WeakKey
 
 
 def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:
-    """{sparse product: the instruction its dense formulation runs on} for the products whose
-    dense formulation the AMX ("amx") or the AVX-512 VNNI rule schedules on this target
-    (pipeline.functions.dense_functions chooses the same rule); with VNNI, "vnni4" where the
-    sparse product takes four nonzeros at a time (sparse_vnni.quads), else "vnni". Their
-    crossover densities are those (segments.crossover); the others' (absent) AVX2's."""
+    """{sparse product: the kind of segments.crossover}: "amx" or "vnni" where the AMX or the
+    AVX-512 VNNI rule schedules its dense formulation (as pipeline.functions.dense_functions
+    chooses), "vnni4" for VNNI's and "avx2q" for the others' with the sparse product four
+    nonzeros at a time (sparse_quads.quads); absent: AVX2's crossovers."""
     if target.is_cuda:
         return {}
     out = {}
-    vnni = sparse_vnni.on(target)
+    form = sparse_quads.form(target)
     for j in range(len(plan.sparse)):
         p2 = sig.dense_plan(plan, j)
         if p2 is not None:
             kind = DENSE_KINDS.get(choose(target.family, p2, target)[0].name)
-            if kind == "vnni" and sparse_vnni.quads(plan, j, vnni):
-                kind = "vnni4"
+            if sparse_quads.quads(plan, j, form):  # the sparse form four at a time
+                kind = {"vnni": "vnni4", None: "avx2q" if form == "avx2" else None}.get(kind, kind)
             if kind is not None:
                 out[j] = kind
     return out
@@ -82,33 +81,34 @@ def dense_kinds(plan: KernelPlan, target: Target) -> dict[int, str]:
 def sparse_operands(plan: KernelPlan, sparse: tuple, dev: Any, target: Target
                     ) -> tuple[dict[str, Tensor], ...]:
     """The tensors of every sparse product's static operand (sparse_tensors), laid out for the
-    function the target compiles for it (te/sparse.py, te/sparse_vnni.py)."""
-    vnni = sparse_vnni.on(target)
+    function the target compiles for it (te/sparse.py, te/sparse_quads.py)."""
+    form = sparse_quads.form(target)
     return tuple(sparse_tensors(sp, dev, panels=not target.is_cuda,
-                                quads=sparse_vnni.quads(plan, j, vnni))
+                                quads=form if sparse_quads.quads(plan, j, form) else "")
                  for j, sp in enumerate(sparse))
 
 
 def held_codes(plan: KernelPlan, target: Target) -> str:
     """How the target's functions hold a packed operand's arrays beyond their layout (the
     fingerprint's "held" entry), "" where as everywhere: B's sparse terms' residual codes as
-    sparse_vnni.panel_codes."""
-    vnni = sparse_vnni.on(target)
+    sparse_quads.panel_codes."""
+    form = sparse_quads.form(target)
     quads = [str(j) for j, sp in enumerate(plan.sparse)
-             if sp.side == "a" and sparse_vnni.quads(plan, j, vnni)]
-    return f"sparse product {', '.join(quads)}: D + 128 in VNNI quad panels" if quads else ""
+             if sp.side == "a" and sparse_quads.quads(plan, j, form)]
+    how = {"vnni": "D + 128 in VNNI", "avx2": "D in AVX2"}.get(form, "")
+    return f"sparse product {', '.join(quads)}: {how} quad panels" if quads else ""
 
 
 def sparse_tensors(arrays: SparseCodes | SparseCsr | SparseDense, dev: Any, panels: bool,
-                   quads: bool = False) -> dict[str, Tensor]:
+                   quads: str = "") -> dict[str, Tensor]:
     """The tensors of one sparse product's static operand by parameter name. panels (the CPU
     functions): B's residual codes D[Kq, Np] as panels of W columns, Dp[Np/W, Kq, W]
-    (te/sparse.py: sparse_a keeps a panel in L2 while every row adds to it); quads: as
-    sparse_vnni.panel_codes (u8, + 128, columns in the order the quads leave them)."""
+    (te/sparse.py: sparse_a keeps a panel in L2 while every row adds to it); quads (a
+    sparse_quads.form): as sparse_quads.panel_codes (the quads' column order)."""
     out = {}
     for name, v in arrays.params():
         if quads and name == sig.SPARSE_A_STATIC[0]:
-            v = sparse_vnni.panel_codes(v)
+            v = sparse_quads.panel_codes(v, quads)
         elif panels and name == sig.SPARSE_A_STATIC[0]:
             kq, np_ = v.shape
             w = tile(np_)

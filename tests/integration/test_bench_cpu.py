@@ -243,10 +243,13 @@ def test_each_rule_is_measured_against_its_own_instruction(cpu):
 
 def test_sparse_quads_count_the_lists_each_product_ran(cpu):
     """common.sparse_quads: the quads of nonzeros a call's sparse products ran four at a time,
-    counted from the lists they ran on (each padded to a multiple of four, once per 64
-    columns or rows), where every product ran so; None where one ran dense, or on a CPU
-    without AVX-512 VNNI (no quads there), and the instruction bound printed from it."""
+    counted from the lists they ran on (each padded to a multiple of four, once per 64 (AVX2:
+    32) columns or rows), where every product ran so, with their form; None where one ran
+    dense, or on a CPU without AVX2 (no quads there), and the instruction bound printed from
+    it."""
     import numpy as np
+
+    from lrqc.backend.te import sparse_quads
 
     common = cpu.common
     n, k = 128, 256
@@ -260,28 +263,32 @@ def test_sparse_quads_count_the_lists_each_product_ran(cpu):
         A = rng.random((m, k), dtype=np.float32)
         packed = kernel.pack(B)
         kernel(A, packed)
-        quads = common.sparse_quads(kernel, packed)
-        if "avx512vnni" not in kernel.target.features:
-            assert quads is None
+        ran = common.sparse_quads(kernel, packed)
+        form = sparse_quads.form(kernel.target)
+        if not form:
+            assert ran is None
             return
+        quads, got_form = ran
+        assert got_form == form
+        w = sparse_quads.width(form)
         bk = kernel._buckets[-1]
         groups = 1 if base == common.TRUNC_PC else k // 64
         expected = 0
         for j, sp in enumerate(bk.plan.sparse):
-            if sp.side == "a":  # A's copy by rows and groups, once per 64 columns of C
+            if sp.side == "a":  # A's copy by rows and groups, once per w columns of C
                 S = bk.comp.sparse[j][0].numpy()
                 assert S.shape[0] == 64 and np.array_equal(S[m:], np.repeat(S[m - 1:m], 64 - m, 0))
                 expected += sum(-(-len(np.flatnonzero(part)) // 4) for row in S
-                                for part in np.split(row, groups)) * (n // 64)
-            else:  # B's copy by columns and groups, once per 64 rows
+                                for part in np.split(row, groups)) * (n // w)
+            else:  # B's copy by columns and groups, once per w rows
                 Bs = packed.arrays.sparse[j]
                 assert len(Bs.ptr) == n * groups + 1
                 expected += sum(-(-int(Bs.ptr[c + 1] - Bs.ptr[c]) // 4)
-                                for c in range(len(Bs.ptr) - 1)) * (64 // 64)
+                                for c in range(len(Bs.ptr) - 1)) * (64 // w)
         assert quads == expected and quads > 0, (base, quads, expected)
-    row = cpu.sparse_bound(kernel, A, packed, {"vnni_quads": 512.0})
-    assert row["sparse_quads"] == quads
-    assert row["quads_ms"] == pytest.approx(quads / 1e9 * 1e3)  # 512 ops a quad at 512 GOPS
+    row = cpu.sparse_bound(kernel, A, packed, {f"{form}_quads": 8.0 * w})
+    assert row["sparse_quads"] == quads and row["quads_mode"] == f"{form}_quads"
+    assert row["quads_ms"] == pytest.approx(quads / 1e9 * 1e3)  # 8 w ops a quad at 8 w GOPS
     why = cpu.sparse_why({**row, "sparse_ms": 9.0, "sparse_bound_ms": 0.0}, {"ms": 1.0})
     assert why.startswith("sparse products 9.0 ms against an instruction bound of ")
     assert why.endswith(f"they allow >= {1 + row['quads_ms']:.2f}")

@@ -99,62 +99,91 @@ QUAD_CASES = [  # mp, kq, np_, groups, density: lists of every length mod 4, emp
     (16, 256, 192, 4, 0.03),
     (6, 512, 64, 2, 0.1),  # groups of 256 codes: four 64-code masks each (sparse_csr.masked)
     (4, 128, 64, 1, 0.97),
+    (7, 64, 96, 1, 0.4),  # three panels of 32 columns (AVX2's form; VNNI's needs 64)
 ]
+FORMS = {"vnni": ("avx512_vnni", "x86-avx512-vnni"), "avx2": ("avx2", "x86-avx2")}
 
 
-@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+def _form(form: str, width: int) -> str:
+    """The target of a quad form, the test skipped where the host lacks its instructions or
+    the width does not make whole lines of it."""
+    from lrqc.backend.te import sparse_quads
+
+    flag, target = FORMS[form]
+    if flag not in host_cpu_flags():
+        pytest.skip(f"the host lacks {flag}")
+    if width % sparse_quads.width(form):
+        pytest.skip(f"{width} is not a whole number of {form} lines")
+    return target
+
+
+def _ends(x: np.ndarray, form: str) -> np.ndarray:
+    """Every code of x at the end of its range: -128 or 127 for VNNI's unsigned lines (u8 0 or
+    255), -127 or 127 for AVX2's signed ones (vpsignb cannot negate -128: quads() refuses it)."""
+    return np.where(x < 0, -128 if form == "vnni" else -127, 127)
+
+
+@pytest.mark.parametrize("form", ["vnni", "avx2"])
 @pytest.mark.parametrize("mp,kq,np_,groups,density", QUAD_CASES)
 @pytest.mark.parametrize("ends", [False, True])
-def test_sparse_a_quads_exact(mp, kq, np_, groups, density, ends):
-    """vpdpbusd on quads of nonzeros (te/sparse_vnni.py) gives numpy's integer sums exactly;
-    ends: every code at the end of its range (S = +-127, D = -128 or 127, so D + 128 is 0 or
-    255: the largest sums and the offset's correction at its extremes)."""
+def test_sparse_a_quads_exact(mp, kq, np_, groups, density, ends, form):
+    """Quads of nonzeros (te/sparse_quads.py: vpdpbusd, or AVX2's vpsignb + vpmaddubsw +
+    vpmaddwd) give numpy's integer sums exactly; ends: every code at the end of its range (S =
+    +-127, D at _ends: the largest pair sums, and for VNNI the offset's correction at its
+    extremes)."""
     from lrqc.backend.building import compile_for
-    from lrqc.backend.te import sparse_vnni
+    from lrqc.backend.te import sparse_quads
 
+    target = _form(form, np_)
     rng = np.random.default_rng(mp * kq + groups)
     S = _codes(rng, (mp, kq), density, 127)
-    D = rng.integers(-128, 128, (kq, np_))
+    D = rng.integers(-128 if form == "vnni" else -127, 128, (kq, np_))
     if ends:
         S = np.sign(S) * 127
-        D = np.where(D < 0, -128, 127)
+        D = _ends(D, form)
     S[mp // 2] = 0  # a row without nonzeros
     v = kq // groups
     want = np.einsum("mgv,gvn->mgn", S.reshape(mp, groups, v), D.reshape(groups, v, np_))
     args = [tensor(S.astype(np.int8)), tensor(np.ones((mp, groups), np.float32)),
-            tensor(sparse_vnni.panel_codes(D.astype(np.int8))),
+            tensor(sparse_quads.panel_codes(D.astype(np.int8), form)),
             tensor(np.ones((groups, np_), np.float32)), tensor(np.zeros((mp, np_), np.float32))]
-    ex = compile_for(tvm.IRModule({"main": sparse_vnni.sparse_a_quads(mp, kq, np_, groups)}),
-                     resolve("x86-avx512-vnni"))
+    ex = compile_for(tvm.IRModule(
+        {"main": sparse_quads.sparse_a_quads(mp, kq, np_, groups, form)}), resolve(target))
     ex["main"](*args)
     assert np.array_equal(args[-1].numpy(), want.sum(axis=1).astype(np.float32))
 
 
 def test_quads_take_the_products_whose_sums_they_keep_exact():
-    """sparse_vnni.quads: B's terms with codes of at most 8 bits, 64-column panels, a target with
-    AVX-512 VNNI and room in int32 for the offset sums; the function compiled and pack's layout
-    follow the same answer."""
+    """sparse_quads.quads: B's terms with codes of at most 8 bits, panels of 64 columns (VNNI) or
+    32 (AVX2), a target with AVX-512 VNNI or AVX2 and room in int32 for the offset sums; the
+    function compiled and pack's layout follow the same answer."""
     import lrqc
-    from lrqc.backend.te import sparse_vnni
+    from lrqc.backend.te import sparse_quads
 
     def plan(b, n):
         s = lrqc.parse_schemes(f"scheme t {{\n a: int8 per_channel\n b: {b}\n}}")["t"]
         return lrqc.compile(s, M=8, N=n, K=128, target="x86-avx2").plan
 
     int8 = "int8 per_channel + sparse(threshold=0.9)"
-    assert sparse_vnni.quads(plan(int8, 128), 0, True)
-    assert not sparse_vnni.quads(plan(int8, 128), 0, False)  # no VNNI
-    assert not sparse_vnni.quads(plan(int8, 96), 0, True)  # panels of 32 columns
+    assert sparse_quads.quads(plan(int8, 128), 0, "vnni")
+    assert sparse_quads.quads(plan(int8, 128), 0, "avx2")
+    assert not sparse_quads.quads(plan(int8, 128), 0, "")  # neither
+    assert not sparse_quads.quads(plan(int8, 96), 0, "vnni")  # panels of 32 columns
+    assert sparse_quads.quads(plan(int8, 96), 0, "avx2")  # three of them
+    assert not sparse_quads.quads(plan(int8, 80), 0, "avx2")
     wide = dataclasses.replace(plan(int8, 128), kseg=2**17)  # (the plan's own checks refuse
-    assert not sparse_vnni.quads(wide, 0, True)  # such K first): 255 127 V >= 2^31
+    assert not sparse_quads.quads(wide, 0, "vnni")  # such K first): 255 127 V >= 2^31
     a_side = lrqc.parse_schemes("scheme t {\n a: int8 per_channel + sparse(threshold=0.9)\n"
                                 " b: int8 per_channel\n}")["t"]
     p = lrqc.compile(a_side, M=8, N=128, K=128, target="x86-avx2").plan
-    assert not sparse_vnni.quads(p, 0, True)  # A's terms over 8 rows: sparse_b
+    assert not sparse_quads.quads(p, 0, "avx2")  # A's terms over 8 rows: sparse_b
     p = lrqc.compile(a_side, M=64, N=48, K=128, target="x86-avx2").plan
-    assert sparse_vnni.quads(p, 0, True)  # over tiles of 64 rows
-    assert sparse_vnni.on(resolve("x86-avx512-vnni"))
-    assert not sparse_vnni.on(resolve("x86-avx2")) and not sparse_vnni.on(resolve("cuda-sm80"))
+    assert sparse_quads.quads(p, 0, "vnni")  # over tiles of 64 rows
+    p = lrqc.compile(a_side, M=32, N=48, K=128, target="x86-avx2").plan
+    assert sparse_quads.quads(p, 0, "avx2") and not sparse_quads.quads(p, 0, "vnni")
+    assert sparse_quads.form(resolve("x86-avx512-vnni")) == "vnni"
+    assert sparse_quads.form(resolve("x86-avx2")) == "avx2"
+    assert sparse_quads.form(resolve("cuda-sm80")) == sparse_quads.form(resolve("aarch64")) == ""
     texts: dict[str, str] = {}
     from lrqc.pipeline.compile import compile as pipeline_compile
 
@@ -163,7 +192,8 @@ def test_quads_take_the_products_whose_sums_they_keep_exact():
     sparse0 = texts["tir"].split("# sparse0_m8")[1]
     assert "vpdpbusd" in sparse0 and '"uint8"' in sparse0
     pipeline_compile(s, 8, 128, 128, "x86-avx2", emit=("tir",), on_text=texts.__setitem__)
-    assert "vpdpbusd" not in texts["tir"].split("# sparse0_m8")[1]
+    sparse0 = texts["tir"].split("# sparse0_m8")[1]
+    assert "vpdpbusd" not in sparse0 and "psign" in sparse0 and "pmadd.ub.sw" in sparse0
 
 
 @pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
@@ -218,29 +248,32 @@ def test_terms_run_as_quads_with_the_references_numbers(tmp_path, monkeypatch):
     assert sum(" ran sparse" in n for n in kernel.last_notes) == 2, kernel.last_notes
 
 
-@pytest.mark.skipif("avx512_vnni" not in host_cpu_flags(), reason="the host lacks AVX-512 VNNI")
+@pytest.mark.parametrize("form", ["vnni", "avx2"])
 @pytest.mark.parametrize("mp,kq,np_,groups,density", [(64, 64, 16, 1, 0.3), (128, 96, 48, 3, 0.5),
+                                                      (32, 64, 16, 1, 0.3),
+                                                      (96, 128, 32, 2, 0.7),
                                                       (64, 128, 32, 2, 1.0),
                                                       (192, 256, 16, 4, 0.03),
                                                       (256, 64, 32, 1, 0.2),
                                                       (384, 64, 16, 2, 0.4),
                                                       (512, 32, 16, 2, 0.6)])
 @pytest.mark.parametrize("ends", [False, True])
-def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
+def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends, form):
     """A's terms four entries at a time (sparse_b_quads): numpy's integer sums exactly, with
     columns of every length mod 4 (the last quad padded) and empty ones, in passes of one to
-    four tiles of 64 rows (several passes at 384 and 512 rows), each row and column scaled by
-    its own power of two (exact, so each group's scaled sum is too and float32 adds them in
-    order); ends: every code at the end of its range (B's copy +-127, A's residual codes -128
-    or 127: u8 0 or 255)."""
+    four tiles of 64 (AVX2: 32) rows (several passes at 384 and 512 rows; three tiles at 96
+    AVX2 rows), each row and column scaled by its own power of two (exact, so each group's
+    scaled sum is too and float32 adds them in order); ends: every code at the end of its
+    range (B's copy +-127, A's residual codes at _ends)."""
     from lrqc.backend.building import compile_for
-    from lrqc.backend.te import sparse_vnni
+    from lrqc.backend.te import sparse_quads
 
+    target = _form(form, mp)
     rng = np.random.default_rng(mp + kq * groups)
     Bs = _codes(rng, (np_, kq), density, 127)
-    R = rng.integers(-128, 128, (mp, kq))
+    R = rng.integers(-128 if form == "vnni" else -127, 128, (mp, kq))
     if ends:
-        Bs, R = np.sign(Bs) * 127, np.where(R < 0, -128, 127)
+        Bs, R = np.sign(Bs) * 127, _ends(R, form)
     Bs[np_ // 2] = 0  # a column without entries
     ptr, idx, val = csr_columns(Bs, groups)
     v = kq // groups
@@ -252,8 +285,8 @@ def test_sparse_b_quads_exact(mp, kq, np_, groups, density, ends):
         want += (sr[:, g, None] * ss[None, g]) * sums[g].astype(np.float32)
     args = [tensor(np.ascontiguousarray(R.T).astype(np.int8)), tensor(sr), tensor(ptr),
             tensor(idx), tensor(val), tensor(ss), tensor(np.zeros((mp, np_), np.float32))]
-    ex = compile_for(tvm.IRModule({"main": sparse_vnni.sparse_b_quads(mp, kq, np_, groups)}),
-                     resolve("x86-avx512-vnni"))
+    ex = compile_for(tvm.IRModule(
+        {"main": sparse_quads.sparse_b_quads(mp, kq, np_, groups, form)}), resolve(target))
     ex["main"](*args)
     assert np.array_equal(args[-1].numpy(), want)
 

@@ -30,7 +30,8 @@ def _scheme(a: str, b: str):
 
 def _set_crossover(monkeypatch, crossover: float) -> None:
     """Both sides' crossover density, whatever instruction the dense formulations run on."""
-    for table in ("DENSE_ABOVE", "DENSE_ABOVE_VNNI", "DENSE_ABOVE_VNNI4", "DENSE_ABOVE_AMX"):
+    for table in ("DENSE_ABOVE", "DENSE_ABOVE_VNNI", "DENSE_ABOVE_VNNI4", "DENSE_ABOVE_AMX",
+                  "DENSE_ABOVE_AVX2Q"):
         monkeypatch.setattr(segments, table, {"a": crossover, "b": crossover})
 
 
@@ -191,10 +192,11 @@ def test_notes_of_a_transposed_kernel_name_the_users_operands(monkeypatch):
 
 
 def test_crossover_follows_the_instruction_of_the_dense_formulation():
-    """A dense formulation runs at the rate of the rule that schedules its GEMM, so its
-    crossover density is that instruction's: AMX tiles' (far below the others'), AVX-512
-    VNNI's (in pairs, or four at a time), or AVX2's (the rest; measured on an AVX2 CPU, above
-    VNNI's in pairs). Cross-compiled: nothing runs."""
+    """A dense formulation runs at the rate of the rule that schedules its GEMM, and the sparse
+    one at the rate of its form, so the crossover density is that pair's: AMX tiles' (far
+    below the others'), AVX-512 VNNI's (sparse products in pairs, or four at a time), or AVX2's
+    (the rest; measured on an AVX2 CPU: above VNNI's in pairs, and higher again where the
+    sparse product takes AVX2's quads). Cross-compiled: nothing runs."""
     from lrqc.backend.target import resolve
     from lrqc.runtime.buckets import dense_kinds
 
@@ -203,12 +205,17 @@ def test_crossover_follows_the_instruction_of_the_dense_formulation():
     assert dense_kinds(plan, resolve("x86-amx")) == {0: "amx", 1: "amx"}
     # B's term (product 0) over 64 columns takes four nonzeros at a time, A's over 32 rows pairs
     assert dense_kinds(plan, resolve("x86-avx512-vnni")) == {0: "vnni4", 1: "vnni"}
-    for name in ("x86-avx2", "x86-avxvnni", "cuda-sm80"):
-        assert dense_kinds(plan, resolve(name)) == {}
+    # AVX2's quads: panels of 32 columns, tiles of 32 rows
+    for name in ("x86-avx2", "x86-avxvnni"):
+        assert dense_kinds(plan, resolve(name)) == {0: "avx2q", 1: "avx2q"}
+    plan16 = lrqc.compile(s, M=16, N=48, K=128, target="x86-avx2").plan
+    assert dense_kinds(plan16, resolve("x86-avx2")) == {}  # in pairs: AVX2's own crossovers
+    assert dense_kinds(plan, resolve("cuda-sm80")) == {}
     for side in "ab":
         assert (segments.crossover(side, "amx") < segments.crossover(side, "vnni")
                 < segments.crossover(side, "vnni4"))
-        assert segments.crossover(side, "vnni") < segments.crossover(side)
+        assert segments.crossover(side, "vnni") < segments.crossover(side) \
+            < segments.crossover(side, "avx2q")
     note = segments.formulation_note("a", 0, 0.05, True, "amx")
     assert note.endswith("density 0.050 > crossover 0.01 (AMX)"), note
     note = segments.formulation_note("b", 0, 0.05, False, "vnni4")

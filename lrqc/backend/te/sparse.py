@@ -5,7 +5,7 @@ float multiply-add per output element and group.
 side "a" (B's term): S = A's thresholded copy, per call, as centered codes [Mp, Kq];
   each row skips its zero codes (the codes are the format: no compaction pass), every nonzero
   code adds code * D[k, :] to the row's int32 accumulator, vectorized over N (on AVX-512 VNNI
-  four nonzeros at a time where they fit: te/sparse_vnni.py). D = B's residual
+  four nonzeros at a time where they fit: te/sparse_quads.py). D = B's residual
   codes [Kq, Np] int8, scales [G, Np].
 side "b" (A's term): S = B's thresholded copy, static, as CSR of its columns (one row pointer
   per column and group: ptr[n * G + g]), D = A's residual codes transposed [Kq, Mp] from
@@ -26,7 +26,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
 from ..compat import PrimExpr, T, te, tir
-from . import sparse_csr, sparse_vnni
+from . import sparse_csr, sparse_quads
 from .gemm import _int_sum
 
 
@@ -35,19 +35,20 @@ def code_dtype(q: Quant) -> str:
     return "int8" if centered_limit(q) <= 127 else "int16"
 
 
-def functions(p: KernelPlan, cuda: bool = False, vnni: bool = False, avx2: bool = False
+def functions(p: KernelPlan, cuda: bool = False, form: str = "", avx2: bool = False
               ) -> list:
-    """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions; vnni: the
-    target has AVX-512 VNNI, sparse_vnni.on: the products sparse_vnni.quads takes run there;
-    avx2: the target has AVX2, so B's terms list A's int8 copy by masks, sparse_csr.masked)."""
+    """One PrimFunc per sparse product of plan p, in order (cuda: the GPU versions; form: the
+    target's sparse_quads.form, in which the products sparse_quads.quads takes run four
+    nonzeros at a time; avx2: the target has AVX2, so B's terms list A's int8 copy by masks,
+    sparse_csr.masked)."""
     out = []
     for j, sp in enumerate(p.sparse):
         dims, dt = (p.mp, p.kq, p.np_, p.gq), code_dtype(sp.q)
         if cuda:
             out.append((sparse_a_cuda if sp.side == "a" else sparse_b_cuda)(*dims, dt))
-        elif sparse_vnni.quads(p, j, vnni):
-            quad = sparse_vnni.sparse_a_quads if sp.side == "a" else sparse_vnni.sparse_b_quads
-            out.append(quad(*dims))
+        elif sparse_quads.quads(p, j, form):
+            quad = sparse_quads.sparse_a_quads if sp.side == "a" else sparse_quads.sparse_b_quads
+            out.append(quad(*dims, form))
         else:
             out.append(sparse_a(*dims, dt, avx2) if sp.side == "a" else sparse_b(*dims, dt))
     return out
@@ -179,7 +180,7 @@ def sparse_a(mp: int, kq: int, np_: int, groups: int, sdt: str = "int16",
     """C[i, :] += Σ_g ss[i, g] sd[g, :] Σ_{k in g, S[i,k] != 0} S[i, k] D[k, :].
 
     D arrives as panels of W columns, Dp[Np/W, Kq, W] (runtime.buckets.sparse_tensors; on
-    AVX-512 VNNI, sparse_vnni.sparse_a_quads and its own layout). Three short parallel
+    AVX-512 VNNI or AVX2, sparse_quads.sparse_a_quads and its own layout). Three short parallel
     passes over S make a CSR of its nonzeros (k, code) per row and group, each list padded to
     an even length with a zero code; then, in parallel over the panels, every row's pairs of
     nonzeros add code * D[k, panel] to W int32 sums held in registers. A panel (Kq x W bytes)

@@ -1,5 +1,5 @@
 """Pieces of TIR the CPU sparse products of B's terms share (te/sparse.py's sparse_a and
-te/sparse_vnni.py's sparse_a_quads), as TVMScript macros: the per-call CSR of A's copy, each
+te/sparse_quads.py's sparse_a_quads), as TVMScript macros: the per-call CSR of A's copy, each
 row and group's list of nonzeros padded to a multiple of `pad` with zero codes, and the
 prefetch of the next panel of the static operand.
 
@@ -77,7 +77,7 @@ def rows_csr(S, ptr, kidx, kval, vsum, mp: int, groups: int, V: int, pad: int, z
              by_mask: bool = False):
     """ptr[mp * groups + 1], kidx, kval: the nonzero codes of S (mp x groups V) by row and
     group, each list padded to a multiple of pad with code 0 at the group's first k; vsum:
-    each list's 128 Σ v (sparse_vnni's offset), or None where not needed (no sums taken).
+    each list's 128 Σ v (sparse_quads's offset), or None where not needed (no sums taken).
     Two parallel passes over S and a prefix sum; by_mask (masked()): 64 codes at a time."""
     for i in T.parallel(mp):
         for g in range(groups):
