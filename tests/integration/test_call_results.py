@@ -170,6 +170,27 @@ def test_quantize_pass_is_one_row_loop_where_rows_are_independent(a, merged):
     assert "T.vectorized(" in text  # the max |x| statistics in vector lanes
 
 
+SPARSE = "int8 per_channel round=trunc + sparse(threshold=0.9)"
+
+
+@pytest.mark.parametrize("a,b,loops", [
+    # A's statistics and codes, the copy's partial sums and the residual's maximum; the count
+    # above the threshold; the copy's codes; the residual's transposed codes (by k tiles)
+    (SPARSE, SPARSE, 4),
+    # A's statistics and codes and the residual's maximum; its codes (transposed)
+    (SPARSE, "int8 per_channel", 2),
+    # A's statistics and codes; the residual's codes (its per-tensor maximum between)
+    ("int8 per_channel + dense(int8)", "int8 per_channel", 2),
+])
+def test_compensated_pass_reads_a_once_per_run_of_row_local_steps(a, b, loops):
+    """The compensated pass of sparse and dense residual terms merges each run of row-local
+    steps into one parallel loop over the rows (passes.row_runs): one loop between every two
+    per-tensor steps, not one per step; the numbers stay the reference's (the compensation
+    tests)."""
+    text = quantize_tir(scheme(a, b), 64, 32, 256)
+    assert text.count("T.parallel(") == loops, text
+
+
 def test_buckets_above_64_rows_waste_at_most_a_third():
     b = m_buckets(1, 5000)
     assert b[:5] == (4, 8, 16, 32, 64) and b[-1] == 5000

@@ -106,7 +106,9 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     row's max |R| right after the row, R Ω (where nothing stands between) right after each
     block of R's rows (sketch.sketch_with_resid); the residual's vector width is a tuning
     knob. With the rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel
-    instead, and R s and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows)."""
+    instead, and R s and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows).
+    Without a low-rank term, each run of blocks that work row by row shares one parallel loop
+    over the rows (row_runs)."""
     fused = has_block(sch, names.SKETCH_RT)
     merged = fused and sketch.codes_with_resid(sch)
     after_r = not fused and has_block(sch, names.SKETCH)  # R Ω right after R's rows
@@ -153,6 +155,33 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
         sketch.sums_under(sch, names.SKETCH_RT, row)
     if merged:
         sketch.scores_before_codes(sch)
+    if not has_block(sch, names.RESID):
+        row_runs(sch)
+
+
+def row_runs(sch: Schedule) -> None:
+    """Each run of consecutive blocks that work row by row (an outer loop over A's rows of
+    its own, over a data-parallel axis of that extent) merged into one parallel loop over the
+    rows, so that a row read by the first is in cache for the others: the blocks between two
+    runs reduce over all rows (a per-tensor statistic, a sparse copy's threshold or density)
+    or are the transposed copies (by tiles of k). A sparse scheme's pass at 256 x 4096 made
+    about ten passes over A, one per statistic and set of codes."""
+    rows = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[0]).extent)
+    runs: list[list] = [[]]
+    for name in block_names(sch):
+        blk = sch.get_sblock(name)
+        loops = sch.get_loops(blk)
+        if loops and int(sch.get(loops[0]).extent) == rows \
+                and not name.startswith((names.RESID_T, names.RESID_CODES)) \
+                and len(sch.get_child_blocks(loops[0])) == 1 \
+                and any(int(v.iter_type) != REDUCE and int(v.dom.extent) == rows
+                        for v in sch.get(blk).iter_vars):
+            runs[-1].append(loops[0])
+        elif runs[-1]:
+            runs.append([])
+    for run in runs:
+        if len(run) > 1:
+            sch.parallel(sch.merge(*run))
 
 
 def statistic(sch: Schedule, name: str, sums: bool = False) -> None:
