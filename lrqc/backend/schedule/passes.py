@@ -164,8 +164,10 @@ def row_runs(sch: Schedule) -> None:
     its own, over a data-parallel axis of that extent) merged into one parallel loop over the
     rows, so that a row read by the first is in cache for the others: the blocks between two
     runs reduce over all rows (a per-tensor statistic, a sparse copy's threshold or density)
-    or are the transposed copies (by tiles of k). A sparse scheme's pass at 256 x 4096 made
-    about ten passes over A, one per statistic and set of codes."""
+    or are the transposed copies (by tiles of k). A sparse scheme's pass made about ten
+    passes over A, one per statistic and set of codes; merged, on a 2-core Zen 3 (one process
+    each, two runs): 23.3 -> 22.2 ms at 2048 x 4096 (A 32 MiB), 2.3 ms either way at 256 x
+    4096, where A stays in the last-level cache: the pass's float64 arithmetic bounds it."""
     rows = int(sch.get(sch.get_loops(sch.get_sblock(names.QUANT_CODES))[0]).extent)
     runs: list[list] = [[]]
     for name in block_names(sch):
