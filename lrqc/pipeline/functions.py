@@ -37,10 +37,11 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     else:
         pairs, s8 = form is Formulation.PAIRS, form is Formulation.S8
         signed = form is Formulation.SIGNED
-        funcs = {
-            names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=rule.family != "cuda")
+        fast = rule.family != "cuda"
+        funcs = {  # A's codes flipped where the GEMM reads them so (te.flipped)
+            names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=fast, flip=signed)
                                 if plan.compensated
-                                else te_quantize.quantize_a(plan, fast=rule.family != "cuda")),
+                                else te_quantize.quantize_a(plan, fast=fast, flip=signed)),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
                                         out_start=rule.output_start,
                                         scale_pairs=rule.scale_pairs, signed=signed),
@@ -53,7 +54,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
                                                        out_start=rule.output_start,
                                                        signed=signed)
     if plan.rank_b:
-        funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(plan)
+        funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(
+            plan, flip=form is Formulation.SIGNED and not plan.float_path)
     if w_from_codes(plan) and outer_w.takes(plan, rule.wide_floats):
         funcs[names.FN_LOWRANK_W] = outer_w.outer_w(plan)
     elif w_from_codes(plan):

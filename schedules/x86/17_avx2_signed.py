@@ -1,6 +1,8 @@
-"""x86 AVX2, int8 x int8: A's stored u8 codes read as signed bytes a = code - 128 (one xor of
-the broadcast 4 bytes), |a| times B's codes with a's signs moved onto them (vpsignb), summed in
-pairs by vpmaddubsw, then vpmaddwd by ones (intrinsic lrqc_avx2_16x4_signed_s8s8s32); the sums
+"""x86 AVX2, int8 x int8: A's stored u8 codes read as signed bytes a = code - 128 (the
+quantization pass writes them so, each with its top bit flipped: te.flipped, so the 4 bytes are
+broadcast straight from memory), |a| times B's codes with a's signs moved onto them (vpsignb),
+summed in pairs by vpmaddubsw, then vpmaddwd by ones (intrinsic
+lrqc_avx2_16x4_flipped_s8s8s32); the sums
 Σ (code - 128)·b are the u8 sums less 128·colsum, which the epilogue adds back (te.gemm's
 SIGNED formulation). A pair sum lies within 2·128·127, inside int16, wherever B has no code
 -128: symmetric int8 weights against any A codes, which the bytes rule (15_avx2_bytes) cannot
@@ -13,7 +15,10 @@ Four instructions per 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd), 
 bytes take six (vpmovsxbw of B per 16 bytes, vpmaddwd, vpaddd). Int8 x int8 per_channel on a
 2-core Zen 3, this rule against the widened-bytes one in one process, medians of 9 interleaved
 calls, ms: 2048^3 76.2 / 98.3, 512x3072x768 11.2 / 11.9, 1024x1536x384 8.2 / 9.6,
-1024x384x1536 5.7 / 6.3, 16x4096x4096 3.0 / 3.8, 256x1024x1024 2.4 / 2.6 (2026-12-07)."""
+1024x384x1536 5.7 / 6.3, 16x4096x4096 3.0 / 3.8, 256x1024x1024 2.4 / 2.6 (2026-12-07). With A's
+codes stored flipped, so no xor per broadcast (two processes alternating, twice, medians of 15
+calls after half a second of calls), ms: 2048^3 73.7, 77.7 -> 64.8, 66.6; 512x3072x768 10.4,
+10.4 -> 9.4, 9.1; 256x1024x1024 2.32, 2.36 -> 2.13, 2.07."""
 
 from __future__ import annotations
 

@@ -124,6 +124,45 @@ def test_codes_at_the_range_ends_are_exact(a, b, rule, pattern):
     assert np.abs(C - R).max() <= 2e-6 * kernel.plan.groups ** 0.5 * np.abs(R).max()
 
 
+FLIPPED = [  # schemes on the signed rule whose other functions read A's codes too
+    ("int8 per_channel", "int8 per_channel + lowrank(rank=2)"),  # lowrank_u: A' L_B
+    ("int8 per_channel + lowrank(rank=2)", "int8 per_channel"),  # the residual of held codes
+    ("int8 per_channel + dense(int8)", "int8 per_channel + dense(int8)"),  # K segments
+    ("int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.3)",  # dense forms:
+     "int8 per_channel round=trunc + sparse(threshold=0.5, max_density=0.3)"),  # every code
+    ("uint8 per_channel", "int8 per_channel"),  # zero points: A's 0 flipped to -128
+]
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2 to run the x86 rules")
+@pytest.mark.parametrize("a,b", FLIPPED, ids=[f"{a}|{b}" for a, b in FLIPPED])
+def test_every_reader_of_the_signed_rules_flipped_codes_takes_them_back(a, b):
+    """The signed rule's A codes are stored flipped (te.flipped): the GEMM reads them as int8,
+    and the functions that read them for other ends (B's low-rank U from A's dequantized
+    codes, A's residuals from its held codes, the K segments of dense terms, the sparse terms'
+    dense formulation with both copies dense) take the stored code back: the reference's
+    numbers, with the flipped codes in the kernel's buffer."""
+    s = scheme(a, b)
+    m, n, k = 24, 64, 128
+    kernel = lrqc.compile(s, M=m, N=n, K=k, target="x86-avx2")
+    assert kernel.rule == "x86_avx2_signed"
+    rng = np.random.default_rng(len(a) * 31 + len(b))
+    A = rng.standard_normal((m, k)).astype(np.float32)
+    if a.startswith("uint"):
+        A = np.abs(A)
+    B = rng.standard_normal((k, n)).astype(np.float32)
+    packed = kernel.pack(B)
+    C = kernel(A, packed)
+    R = matmul(s, A.astype(np.float64), B.astype(np.float64))
+    assert np.abs(C - R).max() <= 1e-5 * np.abs(R).max(), kernel.last_notes
+    if "sparse" in a:
+        assert sum(" ran dense" in note for note in kernel.last_notes) == 2, kernel.last_notes
+    qa = quantize(A, s.a.quant, "a")
+    stored = kernel._buckets[-1].aq.numpy()[:m, :k].astype(np.int64)
+    offset = 128 if s.a.quant.signed else 0  # the stored code: code + 128, or the u8 code
+    np.testing.assert_array_equal(stored ^ 128, qa.codes + offset)
+
+
 def test_the_x86_intrinsics_register_from_a_trace_in_a_fresh_process():
     """A tuning record replayed in a fresh process names the AVX2 blocks (over n k steps, the
     signed block) and the scale pairs (vpdpwssd, or AVX2's vpmaddwd, with or without a zero

@@ -16,8 +16,9 @@ saturating), the n pair sums of each lane added in int16, then vpmaddwd by ones 
 per 8 columns. Exact only where no pair sum (nor n of them) can leave int16: the schedule rule
 that uses it checks the plan's proven code ranges (lrqc.plan.ranges).
 
-AVX2 signed (signed_block): the VNNI block's contract on A's stored codes less 128 (their
-4 bytes xor 0x80), C[j] += Σ_k (A[k] - 128)·B[j, k]: B's codes take the signs of A's
+AVX2 signed (signed_block): the VNNI block's contract on A's stored codes less 128, which the
+quantization pass writes so (te.flipped: the top bit flipped, read as int8), C[j] += Σ_k
+int8(A[k])·B[j, k]: B's codes take the signs of A's
 (vpsignb), vpmaddubsw multiplies them by |A - 128| (vpsignb of A by itself; -128 becomes the
 unsigned 128) and sums pairs in int16, vpmaddwd by ones widens. Exact where B has no code -128
 (vpsignb cannot negate it): the pairs then lie within 2·128·127.
@@ -180,10 +181,9 @@ def _sign(x: PrimExpr, y: PrimExpr) -> PrimExpr:
 
 
 def _signed_sums(A, B, q) -> PrimExpr:
-    """int32x8: Σ_k (A[k] - 128)·B[8q + j, k] over A's 4 stored bytes (vpsignb, vpmaddubsw,
+    """int32x8: Σ_k a[k]·B[8q + j, k] over A's 4 bytes a, read as int8 (vpsignb, vpmaddubsw,
     vpmaddwd by ones)."""
-    a4 = T.bitwise_xor(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"),
-                       T.int32(-2139062144))  # 0x80808080: each stored code less 128
+    a4 = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")  # broadcast from memory
     a = T.reinterpret(T.broadcast(a4, 8), dtype="int8x32")
     pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
                                     _sign(a, a), _sign(B.vload([0, q * 8, 0], dtype="int8x32"), a),
@@ -193,9 +193,9 @@ def _signed_sums(A, B, q) -> PrimExpr:
 
 
 def signed_block() -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]]:
-    """(name, maker) of the AVX2 signed block: C[j] += Σ_k (A[k] - 128)·B[j, k] over 4 k,
-    A's stored u8 codes read as the signed codes a = A - 128 (the 4 bytes xor 0x80 before their
-    broadcast), B's signs moved by a's: vpsignb(B, a) (b·sign(a)), vpmaddubsw(|a|, that) (|a|
+    """(name, maker) of the AVX2 signed block: C[j] += Σ_k a[k]·B[j, k] over 4 k, A's codes
+    held flipped (te.flipped: each stored code less 128 as an int8, a = int8(A)), broadcast
+    from memory, B's signs moved by a's: vpsignb(B, a) (b·sign(a)), vpmaddubsw(|a|, that) (|a|
     by vpsignb(a, a): 128 for -128, read unsigned), vpmaddwd by ones. A pair sum lies within
     2·128·127 = 32512: exact wherever B has no code -128 (vpsignb would leave -128 for 128)."""
 
@@ -213,7 +213,7 @@ def signed_block() -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]
                     for k in T.serial(0, 4):
                         with T.sblock("update"):
                             vj, vk = T.axis.remap("SR", [j, k])
-                            C[vj] = C[vj] + (T.cast(A[vk], "int32") - 128) * T.cast(
+                            C[vj] = C[vj] + T.cast(T.cast(A[vk], "int8"), "int32") * T.cast(
                                 B[vk // 4, vj, vk % 4], "int32")
 
         @T.prim_func(s_tir=True)
@@ -231,7 +231,7 @@ def signed_block() -> tuple[str, Callable[[], tuple[tir.PrimFunc, tir.PrimFunc]]
 
         return desc, impl
 
-    return "lrqc_avx2_16x4_signed_s8s8s32", make
+    return "lrqc_avx2_16x4_flipped_s8s8s32", make
 
 
 DP4A = "lrqc_dp4a_u8s8s32"  # CUDA: own registration (importing TVM's tensor_intrin takes 100 s)

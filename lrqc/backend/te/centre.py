@@ -20,9 +20,11 @@ from ...plan.model import KernelPlan
 from ..compat import PrimExpr, te, tir
 
 
-def centred(p: KernelPlan, code: Callable[..., PrimExpr], zc: te.Tensor
+def centred(p: KernelPlan, code: Callable[..., PrimExpr], zc: te.Tensor,
+            out: Callable[[PrimExpr], PrimExpr] = lambda v: v
             ) -> tuple[te.Tensor, te.Tensor]:
-    """(Aq, zc) of quantize_a for a plan whose pairs take data zero points: the codes (uint8,
+    """(Aq, zc) of quantize_a for a plan whose pairs take data zero points (out: how Aq holds
+    a stored code, quantize's flip or as it is): the codes (uint8,
     code(i, k, "uint8") as the quantizer gives them) shifted by c - zc in the groups whose zc
     lies within ScalePairs.centred, c the centre (ScalePairs.offset), and the zero
     corrections as the GEMM then reads them (c there, zc elsewhere)."""
@@ -34,6 +36,6 @@ def centred(p: KernelPlan, code: Callable[..., PrimExpr], zc: te.Tensor
         z = zc[i, g]
         return tir.Select(tir.all(lo <= z, z <= hi), sp.offset - z, 0)
 
-    aq = te.compute((p.mp, p.kq), lambda i, k: (code(i, k, "uint8").astype("int32") + shift(
-        i, k // p.vector)).astype("uint8"), name=names.QUANT_CODES)
+    aq = te.compute((p.mp, p.kq), lambda i, k: out((code(i, k, "uint8").astype("int32") + shift(
+        i, k // p.vector)).astype("uint8")), name=names.QUANT_CODES)
     return aq, te.compute(zc.shape, lambda i, g: zc[i, g] + shift(i, g), name="zc")

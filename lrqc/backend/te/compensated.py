@@ -2,7 +2,8 @@
 terms; see plan/segments.py); the GEMM itself is gemm.py's, its low-rank epilogue epilogue.py's.
 
 quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
-  Aq[Mp, S, Kq] uint8   the A-side codes of each K segment (Q(A), Q_n(R_A^(n)), Q_n(A_s)),
+  Aq[Mp, S, Kq] uint8   the A-side codes of each K segment (Q(A), Q_n(R_A^(n)), Q_n(A_s); flipped
+                        for the AVX2 signed rule: te.flipped),
   sa, zc [Mp, S*G]      their scales and zero corrections, segment after segment,
   dens[n]               density of each thresholded copy of A (B's sparse terms),
   R[Mp, Kq] float32     A's final residual (A's lowrank term), the max |R| of each row
@@ -13,9 +14,8 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
 computing every residual in float64 with the reference's exact operations (quantize.py's
 quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots: the row dot product),
 exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU), resid_tq and
-resid_z the randomized SVD's products of R with its bases (CPU),
-lowrank_w makes F_Aᵀ B̂ from B's packed codes (A's lowrank term with other=packed); the GEMM adds
-U W in its epilogue."""
+resid_z the randomized SVD's products of R with its bases (CPU), lowrank_w makes F_Aᵀ B̂ from
+B's packed codes (A's lowrank term with other=packed); the GEMM adds U W in its epilogue."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from ...plan.segments import split_terms
 from ...plan.signature import sketch_rt
 from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
-from . import unpack
+from . import flipped, unpack
 from .bitstats import group_index
 from .quantize import a_bits, dims, max_abs_stat, quantizer, statistics
 from .sketch import chunk_sums, chunked, row_dots
@@ -104,10 +104,10 @@ def _per_tensor_max_abs(q) -> bool:
         and not q.scale.startswith("uint")
 
 
-def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
+def quantize_a(p: KernelPlan, fast: bool = False, flip: bool = False) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
-    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: base
-    and sparse copies' codes from float32 in rows where that is proven exact (fastcodes)."""
+    [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: codes
+    from float32 in rows where proven exact (fastcodes); flip: Aq flipped (te.flipped)."""
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
@@ -116,7 +116,7 @@ def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
     x32 = (lambda i, k: x(i, k).astype("float32")) if fast else None  # (exact: x's values)
     base = quantizer(p.qa, x, dims(p), offset=p.a_offset, bits=bits, stats=stats,
                      x32=x32)  # sees NaN
-    held, Aq = _held_codes(p, base)
+    held, Aq = _held_codes(p, base, flip)
     sources = {"base": (held, *base[1:])}
     a_terms, _ = split_terms(p.scheme.a)
     def resid(i: PrimExpr, k: PrimExpr) -> PrimExpr:
@@ -152,8 +152,8 @@ def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
         return out
 
     if Aq is None:
-        Aq = te.compute((Mp, S, Kq), lambda i, s, k: pick(lambda src: src[0](i, k), s)
-                        .astype("uint8"), name=names.QUANT_CODES)
+        Aq = te.compute((Mp, S, Kq), lambda i, s, k: flipped.maybe(
+            pick(lambda src: src[0](i, k), s).astype("uint8"), flip), name=names.QUANT_CODES)
     sa = te.compute((Mp, S * G), lambda i, g: pick(lambda src: src[1][i, g % G], g // G),
                     name="sa_all")
     zc = te.compute((Mp, S * G), lambda i, g: pick(lambda src: src[2][i, g % G], g // G),
@@ -162,7 +162,7 @@ def quantize_a(p: KernelPlan, fast: bool = False) -> list[te.Tensor]:
     if p.b_zero:  # one segment (plan.py): row sums of A's centered codes per group
         r = te.reduce_axis((0, V), "r")
         outputs.append(te.compute((Mp, G), lambda i, g: te.sum(
-            Aq[i, 0, g * V + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM))
+            flipped.stored(Aq[i, 0, g * V + r], flip) - zc[i, g], axis=r), name=names.QUANT_ROWSUM))
     if dens:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
@@ -204,17 +204,17 @@ def lane_top(R: te.Tensor, rows: tuple[int, ...], k: int, kq: int) -> te.Tensor:
     return te.compute(rows, lambda *i: te.max(part[(*i, kk)], axis=kk), name=names.RESID_TOP)
 
 
-def _held_codes(p: KernelPlan, base: tuple) -> tuple[Callable[..., PrimExpr], te.Tensor | None]:
+def _held_codes(p: KernelPlan, base: tuple, flip: bool) -> tuple[Callable, te.Tensor | None]:
     """(held, Aq): the base codes as stored, held(i, k) (float64, offset included), for the
     residuals to read back rather than recompute (each residual's statistic and codes would
     repeat the base quotient and rounding, and their own quotient repeats the residual: at
-    256 x 4096 the sparse 5 % pass took 3.5 ms). One segment: Aq itself, computed first;
-    several: names.BASE_CODES, which the base segment of Aq copies (Aq is returned None)."""
+    256 x 4096 the sparse 5 % pass took 3.5 ms). One segment: Aq itself (flip: flipped,
+    te.flipped), computed first; several: names.BASE_CODES, which Aq's base segment copies."""
     Mp, Kq = p.mp, p.kq
     if p.nseg == 1:
-        Aq = te.compute((Mp, 1, Kq), lambda i, s, k: base[0](i, k, "uint8"),
+        Aq = te.compute((Mp, 1, Kq), lambda i, s, k: flipped.maybe(base[0](i, k, "uint8"), flip),
                         name=names.QUANT_CODES)
-        return (lambda i, k: Aq[i, 0, k].astype(F64)), Aq
+        return (lambda i, k: flipped.stored(Aq[i, 0, k], flip).astype(F64)), Aq
     bc = te.compute((Mp, Kq), lambda i, k: base[0](i, k, "uint8"), name=names.BASE_CODES)
     return (lambda i, k: bc[i, k].astype(F64)), None
 
@@ -240,10 +240,10 @@ def pick_const(tensors: list[te.Tensor], n: PrimExpr) -> PrimExpr:
     return out
 
 
-def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
+def lowrank_u(p: KernelPlan, flip: bool = False) -> list[te.Tensor]:
     """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or, on
     the float path, Af, times its row scales saf with 16-bit values: KernelPlan.half):
-    [Aq|Af, (sa, zc | saf), LBt, UB]."""
+    [Aq|Af, (sa, zc | saf), LBt, UB] (flip: Aq flipped, te.flipped)."""
     Mp, Kq, G, V, r = p.mp, p.kq, p.gq, p.vector, p.rank_b
     LBt = te.placeholder((r, Kq), "float32", name="LBt")
     if p.float_path:
@@ -260,7 +260,7 @@ def lowrank_u(p: KernelPlan) -> list[te.Tensor]:
 
     def deq(i: PrimExpr, k: PrimExpr) -> PrimExpr:
         g = k // V
-        return (Aq[i, k].astype("int32") - zc[i, g]).astype("float32") * sa[i, g]
+        return (flipped.stored(Aq[i, k], flip) - zc[i, g]).astype("float32") * sa[i, g]
 
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
 

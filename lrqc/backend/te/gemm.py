@@ -14,7 +14,7 @@ from ...plan import names, ranges
 from ...plan import signature as sig
 from ...plan.model import KernelPlan
 from ..compat import PrimExpr, te, tir
-from . import unpack
+from . import flipped, unpack
 from .epilogue import dequantize, epilogue_terms
 
 
@@ -153,9 +153,10 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     pairs, the int32 sums are formed as vpmaddwd does (see _int_sum): same integers. With s8
     (single group; tensor cores multiply s8 by s8), A's codes are shifted to s8 (a - 128, block
     names.A_S8) and B read as a K-contiguous N x K matrix (block names.B_NK): acc_s8 + 128 cs
-    is the u8 sum, exactly. With signed (AVX2's vpsignb + vpmaddubsw), each product is
-    (a - 128)·b on A's stored codes a, in the same blocks: the sums lack 128 cs, so their zero
-    correction is 128 cs less (none for A's signed codes, stored + 128). With start
+    is the u8 sum, exactly. With signed (AVX2's vpsignb + vpmaddubsw), A's codes arrive flipped
+    (te.flipped: each stored code a less 128, as int8) and each product is (a - 128)·b, in the
+    same blocks: the sums lack 128 cs, so their zero correction is 128 cs less (none for A's
+    signed codes, stored + 128). With start
     (ScheduleRule.sums_start: not AMX's tiles nor CUDA), per-group sums may start from minus
     their correction (_group_sums; int8 per_vector(16) at 2048³ on a Zen 4: 34 -> 29 ms);
     with out_start (ScheduleRule.output_start), an output
@@ -186,8 +187,8 @@ def gemm(p: KernelPlan, int_only: bool = False, pairs: bool = False, s8: bool = 
     lr_in, output, grouped = epilogue_terms(p)
 
     def prod(i: PrimExpr, j: PrimExpr, k: PrimExpr) -> PrimExpr:
-        a = Aq[i, k].astype("int32")
-        return (a - 128 if signed else a) * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
+        a = flipped.less_128(Aq[i, k]) if signed else Aq[i, k].astype("int32")
+        return a * Bp[j // 16, k // 4, j % 16, k % 4].astype("int32")
 
     if s8:
         assert G == 1, "the s8 formulation is for single-group products"

@@ -20,7 +20,7 @@ from ...plan.support import float32_codes
 from ...reference.minifloat import elem_emax, elem_max, fp_params, frac_bits
 from ...reference.quant import int_range
 from ..compat import PrimExpr, fma, te, tir
-from . import bitstats, centre, fastcodes
+from . import bitstats, centre, fastcodes, flipped
 
 F64 = "float64"
 
@@ -130,14 +130,13 @@ def _elem_code(y, q, u=None):
     return v * float(2 ** frac_bits(q.fmt))
 
 
-def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
+def _quantize_mx(p: KernelPlan, dt: str = "uint8", flip: bool = False):
     """OCP MX along K in blocks of V: e = floor(log2 max|v|) - emax (clamped to ±127, -127 for a
     zero block), elements v / 2^e rounded on the element grid and saturated, as integer codes
     value·2^f (+128 for the u8 operand); scale 2^(e - f). Mirrors reference.minifloat exactly."""
     q = p.qa
     _, _, Mp, Kp, G, V = dims(p)
     A, x, _ = a_bits(p, free_rows=True)
-
     r = te.reduce_axis((0, V), "r")
     hi = te.compute((Mp, G), lambda i, g: te.max(tir.abs(x(i, g * V + r)), axis=r),
                     name=names.QUANT_STATS)
@@ -147,41 +146,41 @@ def _quantize_mx(p: KernelPlan, dt: str = "uint8"):
         tir.const(-127, "int32")), name=names.QUANT_SCALE + "_exp")
     f = frac_bits(q.fmt)
 
-    def code(i: PrimExpr, k: PrimExpr) -> PrimExpr:
-        v = _elem_code(x(i, k) * _pow2(-e[i, k // V]), q)
-        return (v + float(p.a_offset)).astype(dt)
-
-    Aq = te.compute((Mp, Kp), code, name=names.QUANT_CODES)
+    Aq = te.compute((Mp, Kp), lambda i, k: flipped.maybe((_elem_code(
+        x(i, k) * _pow2(-e[i, k // V]), q) + float(p.a_offset)).astype(dt), flip),
+        name=names.QUANT_CODES)
     sa = te.compute((Mp, G), lambda i, g: _pow2(e[i, g] - f).astype(
         "float64" if dt == "float64" else "float32"), name="sa")
     zc = te.compute((Mp, G), lambda i, g: tir.const(p.a_offset, "int32"), name="zc")
     return [A, Aq, sa, zc]
 
 
-def _with_rowsum(p: KernelPlan, tensors):
+def _with_rowsum(p: KernelPlan, tensors, flip: bool = False):
     """Append ra[i, g] = Σ_k∈g (Aq - zc), the row sums of A's centered codes, when the weights
-    have zero points (Σ (qa-za)(qb-zb) = Σ (qa-za)(qb-ob) - (zb-ob)·ra)."""
+    have zero points (Σ (qa-za)(qb-zb) = Σ (qa-za)(qb-ob) - (zb-ob)·ra; Aq maybe flipped)."""
     if not p.b_zero:
         return tensors
     *inputs, Aq, sa, zc = tensors
     r = te.reduce_axis((0, p.vector), "r")
     ra = te.compute((p.mp, p.groups), lambda i, g: te.sum(
-        Aq[i, g * p.vector + r].astype("int32") - zc[i, g], axis=r), name=names.QUANT_ROWSUM)
+        flipped.stored(Aq[i, g * p.vector + r], flip) - zc[i, g], axis=r), name=names.QUANT_ROWSUM)
     return [*inputs, Aq, sa, zc, ra]
 
 
-def quantize_a(p: KernelPlan, codes: str = "uint8", fast: bool = False) -> list[te.Tensor]:
+def quantize_a(p: KernelPlan, codes: str = "uint8", fast: bool = False, flip: bool = False
+               ) -> list[te.Tensor]:
     """Tensors [A, Aq, sa, zc] (+ ra when the weights have zero points, + sqa, ga, the integer
     and row scales of two-level scales the GEMM sums as int16 pairs: signature.scale_pairs,
     with data zero points the codes centred: te centre) of quantize_a. Aq holds the codes +
     a_offset as uint8, or (codes="float64", for the float fallback) exactly, and sa then in
-    float64 too. fast: byte codes from float32 where proven exact (fastcodes; CPU passes)."""
+    float64 too. fast: byte codes from float32 where proven exact (fastcodes; CPU passes);
+    flip: Aq flipped (te.flipped)."""
     if p.mx:
-        return _with_rowsum(p, _quantize_mx(p, codes))
-    return _with_rowsum(p, _quantize_a(p, codes, fast and codes == "uint8"))
+        return _with_rowsum(p, _quantize_mx(p, codes, flip), flip)
+    return _with_rowsum(p, _quantize_a(p, codes, fast and codes == "uint8", flip), flip)
 
 
-def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False):
+def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False, flip: bool = False):
     q = p.qa
     A, at = a_placeholder(p, free_rows=True)
     x = _as_float64(p, at)
@@ -199,8 +198,9 @@ def _quantize_a(p: KernelPlan, dt: str = "uint8", fast: bool = False):
     code, sa, zc, _ = quantizer(q, x, dims(p), offset=p.a_offset, u=u, bits=bits, x32=x32,
                                 scale_dtype=dt if dt == F64 else "float32", levels=(levels := []),
                                 zc_name="zc_data" if data else "zc")
-    Aq, zc = centre.centred(p, code, zc) if data else (te.compute(
-        (p.mp, p.kq), lambda i, k: code(i, k, dt), name=names.QUANT_CODES), zc)
+    Aq, zc = centre.centred(p, code, zc, lambda v: flipped.maybe(v, flip)) if data else (
+        te.compute((p.mp, p.kq), lambda i, k: flipped.maybe(code(i, k, dt), flip),
+                   name=names.QUANT_CODES), zc)
     if not pairs:
         return [*inputs, Aq, sa, zc]
     (sint, gamma), = levels  # two-level scales as the GEMM's int16 pairs read them

@@ -26,7 +26,7 @@ from ...plan import names
 from ...plan.model import KernelPlan
 from ...plan.support import centered_limit
 from ..compat import PrimExpr, T, te, tir
-from . import sparse_csr, sparse_quads
+from . import flipped, sparse_csr, sparse_quads
 from .gemm import _int_sum
 
 
@@ -58,18 +58,19 @@ def dense(p: KernelPlan, j: int, pairs: bool = False, signed: bool = False
           ) -> list[te.Tensor]:
     """Tensors of sparse product j's dense formulation (module docstring), parameters in
     signature.dense_params order; pairs: the sums as vpmaddwd forms them (gemm._int_sum);
-    signed: each product (a - 128)·b on the stored codes a (vpsignb + vpmaddubsw), the sums
-    then without the 128·cs correction."""
+    signed: each product (a - 128)·b on the stored codes a, held flipped (te.flipped; vpsignb +
+    vpmaddubsw), the sums then without the 128·cs correction."""
     side = p.sparse[j].side
     mp, kq, np_ = p.mp, p.kq, p.np_
+    def stored(x: PrimExpr) -> PrimExpr:  # the code + 128, flipped for signed (te.flipped)
+        v = (x.astype("int32") + 128).astype("uint8")
+        return flipped.flip(v) if signed else v
     if side == "a":
         X = te.placeholder((mp, kq), "int8", name="S")
-        aq = te.compute((mp, kq), lambda i, k: (X[i, k].astype("int32") + 128).astype("uint8"),
-                        name=names.DENSE_CODES)
+        aq = te.compute((mp, kq), lambda i, k: stored(X[i, k]), name=names.DENSE_CODES)
     else:
         X = te.placeholder((kq, mp), "int8", name="Rt")
-        aq = te.compute((mp, kq), lambda i, k: (X[k, i].astype("int32") + 128).astype("uint8"),
-                        name=names.DENSE_CODES)
+        aq = te.compute((mp, kq), lambda i, k: stored(X[k, i]), name=names.DENSE_CODES)
     names_ = ("ss", "Dv", "dcs", "sd") if side == "a" else ("sr", "Sv", "scs", "ss")
     xs = te.placeholder((mp, 1), "float32", name=names_[0])
     bv = te.placeholder((np_ // 16, kq // 4, 16, 4), "int8", name=names_[1])
@@ -78,8 +79,8 @@ def dense(p: KernelPlan, j: int, pairs: bool = False, signed: bool = False
     cin = te.placeholder((mp, np_), "float32", name="Cin")
 
     def prod(i: PrimExpr, jj: PrimExpr, k: PrimExpr) -> PrimExpr:
-        a = aq[i, k].astype("int32")
-        return (a - 128 if signed else a) * bv[jj // 16, k // 4, jj % 16, k % 4].astype("int32")
+        a = flipped.less_128(aq[i, k]) if signed else aq[i, k].astype("int32")
+        return a * bv[jj // 16, k // 4, jj % 16, k % 4].astype("int32")
 
     acc = _int_sum((mp, np_), prod, kq, names.ACC, pairs)
 
