@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for annotations only: the kernels import TVM, the manifest'
     from .chain import ChainKernel
     from .kernel import Kernel
 
-FORMAT = 15  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
+FORMAT = 16  # of manifest.json; older ones are refused: 3 and before carry no file hashes, 4's
 # quantize_a takes A with exactly the bucket's rows (5: 1 to the bucket's), 5's as rows x K
 # (6: flat, from the aligned address before it), 6's compensated quantize_a as M x K (7: flat),
 # 7's compensated quantize_a takes float maxima, which may miss a NaN (8: A's bit patterns'),
@@ -45,7 +45,8 @@ FORMAT = 15  # of manifest.json; older ones are refused: 3 and before carry no f
 # call's rows, and CPU kernels have sketch_ab), 14's GEMMs of int16 pairs of integer scales
 # take minus B's integer scales times its column sums (15: the column sums, cqb, and min-max
 # A's codes are stored centred on their zero points; B's integer scales and column sums in
-# bytes where they fit)
+# bytes where they fit), 15's AVX2 sparse products of B's terms read B's residual codes in
+# plain panels and the AVX2 signed rule's A codes unflipped (16: AVX2 quad panels, te.flipped)
 
 
 REBUILD = "rebuild it with `lrqc build`"
@@ -55,7 +56,9 @@ LAYOUTS = {
     "A": "float32 M x K, row-major; quantize_a takes 1 to the bucket's rows (rows past them "
          "read as copies of the last); a call copies A into an aligned buffer unless it is "
          "64-byte aligned, C-contiguous, writeable and only quantize_a reads it",
-    "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is",
+    "Aq": "uint8 Mp x Kp, signed b-bit codes + 2^(b-1), e*m* values + 128, unsigned codes as is;"
+          " for the AVX2 signed rule (x86_avx2_signed) each of those with its top bit flipped "
+          "(the stored code less 128, as int8)",
     "Bp": "int8 [Np/16, Kp/4, 16, 4]: one 64-byte VNNI block per 16 columns x 4 k, one code "
           "per byte; integer weights narrower than 8 bits (unless pack=byte) packed densely "
           "as uint8 [Np/16, ceil(Kp/16), 32*w], w bits per code (see packing_order); for "

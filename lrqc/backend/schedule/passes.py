@@ -107,8 +107,8 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
     block of R's rows (sketch.sketch_with_resid); the residual's vector width is a tuning
     knob. With the rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel
     instead, and R s and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows).
-    Without a low-rank term, each run of blocks that work row by row shares one parallel loop
-    over the rows (row_runs)."""
+    Without a low-rank term on A (no residual R), each run of blocks that work row by row
+    shares one parallel loop over the rows (row_runs)."""
     fused = has_block(sch, names.SKETCH_RT)
     merged = fused and sketch.codes_with_resid(sch)
     after_r = not fused and has_block(sch, names.SKETCH)  # R Ω right after R's rows
