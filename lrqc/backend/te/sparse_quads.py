@@ -30,7 +30,8 @@ the lines stay signed codes d, the four codes w of the nonzeros move their signs
 (vpsignb(quad, w)), vpmaddubsw multiplies by |w| and sums pairs into int16 (|w1 d1 + w2 d2| <=
 2 · 127 · 127 = 32258: no saturation where no code is -128), vpmaddwd by ones sums each
 column's two pairs into its int32 lane, as vpdpbusd leaves it. B's terms hold D as int8 in
-panel_order(32).
+panel_order(32). Against the pairs, the functions alone at 256 x 4096 x 4096, 5 %, on a 2-core
+Zen 3: B's terms 7.1 -> 3.6 ms, A's terms (four tiles, prefetching) 8.4 -> 4.5 ms.
 
 Exact where every |code| is at most 127 (s8; for the AVX2 form also no -128) and 255 · 127 ·
 V < 2^31 (the sums, offset included, stay int32): quads() decides, for the function and for
