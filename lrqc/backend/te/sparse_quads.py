@@ -181,8 +181,12 @@ def sparse_a_quads(mp: int, kq: int, np_: int, groups: int, form: str = "vnni"
         vsum = T.alloc_buffer((RG,), "int32")
         kidx = T.alloc_buffer((mp * kq + 3 * RG,), "int32")
         kval = T.alloc_buffer((mp * kq + 3 * RG,), "int8")
-        sparse_csr.rows_csr(S, ptr, kidx, kval, vsum, mp, groups, V, 4, T.int8(0),
-                            sparse_csr.masked("int8", V))
+        if vnni:  # the lists' 128 Σ v: VNNI's u8 lines only
+            sparse_csr.rows_csr(S, ptr, kidx, kval, vsum, mp, groups, V, 4, T.int8(0),
+                                sparse_csr.masked("int8", V))
+        else:
+            sparse_csr.rows_csr(S, ptr, kidx, kval, None, mp, groups, V, 4, T.int8(0),
+                                sparse_csr.masked("int8", V))
         for jo in T.parallel(np_ // W):
             for i in range(mp):
                 sparse_csr.prefetch_next(D, jo, i, np_ // W, PF, kq)
