@@ -10,6 +10,7 @@ from ..backend.cuda import schedules as cuda_schedules
 from ..backend.rowbound import ROW_TILES
 from ..backend.schedule import floats, passes, tiles
 from ..backend.schedule import sketch as sketch_schedule
+from ..backend.schedule.lanes import dot_rows
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -161,28 +162,29 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     CUDA: returns how it was scheduled, or None when fn is left to TVM's dlight rules."""
     if rule.family == "cuda":
         return cuda_schedules.schedule_into(fn, sch, plan, rule, knob)
+    wide = rule.wide_floats  # the float32 products' blocks by the target's vector registers
     if fn == names.FN_QUANTIZE:
         if plan.compensated and not plan.float_path:
-            passes.compensated_pass(sch, knob)
+            passes.compensated_pass(sch, knob, wide)
         else:
             passes.quantize_pass(sch, knob)
     elif plan.float_path and fn == names.FN_GEMM:
         floats.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U:
-        passes.row_dots_at(sch, names.LOWRANK_U, knob, rows=4 if plan.mp % 4 == 0 else 1)
+        passes.row_dots_at(sch, names.LOWRANK_U, knob, dot_rows(plan.mp, wide), wide)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
         passes.outer_dots_at(sch, names.EXACT_W)  # Bᵀ in float32, 16 ranks a vector
     elif fn in sig.EXACT_W.values():  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
         # BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in the last-level cache
         # (AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's read alone is 2.3 ms)
-        passes.row_dots_at(sch, names.EXACT_W, knob, rows=4 if plan.n % 4 == 0 else 1)
+        passes.row_dots_at(sch, names.EXACT_W, knob, dot_rows(plan.n, wide), wide)
     elif fn == names.FN_RESID_Z:  # 4 rows of R a block (R Z at 2048 x 2048, 24 ranks: 0.85 ms
         # against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX Xeon, 2 cores)
-        passes.row_dots_at(sch, names.RESID_Z, knob, rows=4 if plan.mp % 4 == 0 else 1)
+        passes.row_dots_at(sch, names.RESID_Z, knob, dot_rows(plan.mp, wide), wide)
     elif fn == names.FN_SKETCH_AB:
         sketch_schedule.sketch_ab(sch)
     elif fn == names.FN_RESID_TQ:
-        passes.col_dots_at(sch, names.RESID_TQ, knob)
+        passes.col_dots_at(sch, names.RESID_TQ, knob, wide)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w
         passes.lanes_w_at(sch, names.LOWRANK_W, knob, rule.wide_floats)
     elif fn == names.FN_LOWRANK_W:  # F_Aᵀ times B's dequantized 16-column panels

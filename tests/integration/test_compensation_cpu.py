@@ -692,6 +692,67 @@ def test_row_dots_in_k_pieces_give_the_same_bits(monkeypatch):
     assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
 
 
+RSVD16 = "int8 per_tensor round=floor + lowrank(rank=16, oversample=8, power_iters=1)"
+
+
+def _dot_block(tir: str, fn: str) -> tuple[int, int]:
+    """(rows, ranks) of the register block of row dot product fn's 16-lane sums in emitted
+    TIR: the two unrolled loops over the block's rows and ranks."""
+    body = tir.split(f"def {fn}_m")[1].split("@T.prim_func")[0]
+    m = re.search(r"for ax0_init in T\.unroll\((\d+)\):\s+for ax1_1_init in T\.unroll\((\d+)\)",
+                  body)
+    assert m is not None, body[:600]
+    return int(m.group(1)), int(m.group(2))
+
+
+def _col_piece(tir: str) -> int:
+    """resid_tq's piece of columns: the vectorized loop under the unrolled block of ranks."""
+    body = tir.split("def resid_tq_m")[1].split("@T.prim_func")[0]
+    m = re.search(r"for c_1_init in T\.unroll\(\d+\):\s+for k_2_init in T\.vectorized\((\d+)\)",
+                  body)
+    assert m is not None, body[:600]
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("target,block,piece", [("x86-avx512-vnni", (4, 4), 64),
+                                                ("x86-avx2", (2, 2), 16)])
+def test_float_products_register_blocks_per_target(target, block, piece):
+    """The row dot products (A' L_B, R Z, R Ω in the quantization pass) take blocks of 4 rows
+    x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers and 2 x 2 on AVX2's
+    16 (4 x 4 would need 32 of them); Rᵀ Q takes pieces of 64 columns there and 16 here."""
+    from lrqc.pipeline.compile import compile as pipeline_compile
+
+    texts: dict[str, str] = {}
+    pipeline_compile(scheme(RSVD16, "int8 per_channel + lowrank(rank=16)"), 64, 128, 1024,
+                     target, emit=("tir",), on_text=texts.__setitem__)
+    tir = texts["tir"]
+    for fn in ("lowrank_u", "resid_z"):
+        assert _dot_block(tir, fn) == block, fn
+    sketch = tir.split("def quantize_a_m")[1].split("@T.prim_func")[0]
+    assert f"for ax0_init in T.unroll({block[0]})" in sketch
+    assert _col_piece(tir) == piece
+
+
+def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch):
+    """The float32 products' register blocks differ by target (the test above), but not their
+    sums' order: a kernel built with the other kind of target's blocks, run here, gives C bit
+    for bit."""
+    from lrqc.backend.schedule import lanes, passes
+
+    s = scheme(RSVD16, "int8 per_channel + lowrank(rank=16)")
+    rng = np.random.default_rng(21)
+    A, B = rng.random((64, 1024)).astype(np.float32), rng.standard_normal((1024, 96))
+    own = lrqc.compile(s, 64, 96, 1024)
+    monkeypatch.setattr(lanes, "DOT_BLOCK", {True: lanes.DOT_BLOCK[False],
+                                             False: lanes.DOT_BLOCK[True]})
+    monkeypatch.setattr(passes, "COL_PIECE", {True: passes.COL_PIECE[False],
+                                              False: passes.COL_PIECE[True]})
+    other = lrqc.compile(s, 64, 96, 1024)
+    c1, c2 = own(A, own.pack(B)), other(A, other.pack(B))
+    np.testing.assert_array_equal(c1, c2)
+    assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
+
+
 def test_pack_holds_each_array_once():
     """On CPUs the packed arrays are views of the kernel's tensors: the codes, scales, factors,
     bias and the float32 Bᵀ of A's lowrank term are each held once."""

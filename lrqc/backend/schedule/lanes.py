@@ -33,9 +33,17 @@ def decompose_lanes(sch: Schedule, part: SBlockRV) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def rank_blocks(sch: Schedule, name: str, part: SBlockRV, rows: int, knob: Knob | None
-                 ) -> None:
-    """passes.row_dots_at's loops of a lane partials block under its block of `rows` rows."""
+def dot_rows(rows: int, wide: bool) -> int:
+    """Rows of a row dot product's block (passes.row_dots_at) for a matrix of `rows` rows:
+    DOT_BLOCK's (wide: the target has AVX-512's 32 registers) where they divide them, else 1."""
+    want = DOT_BLOCK[wide][0]
+    return want if rows % want == 0 else 1
+
+
+def rank_blocks(sch: Schedule, name: str, part: SBlockRV, rows: int, knob: Knob | None,
+                wide: bool = True) -> None:
+    """passes.row_dots_at's loops of a lane partials block under its block of `rows` rows,
+    DOT_BLOCK's ranks a block by hand (wide: AVX-512's registers)."""
     if kq_chunks(sch, part) == 1:  # K of one 16-lane chunk: nothing to reorder, plain loops
         return
     loops = sch.get_loops(part)[1:]  # under i: (ii, c, kk, ko), ii and c elided when 1
@@ -50,7 +58,8 @@ def rank_blocks(sch: Schedule, name: str, part: SBlockRV, rows: int, knob: Knob 
     if c is not None:
         ranks = int(sch.get(c).extent)
         cands = tuple(v for v in (2, 4, 8, 16) if ranks % v == 0) or (1,)
-        cb = (knob or hand)(name + "_ranks", cands, cands[min(1, len(cands) - 1)])
+        pick = max((v for v in cands if v <= DOT_BLOCK[wide][1]), default=cands[0])
+        cb = (knob or hand)(name + "_ranks", cands, pick)
         co, ci = sch.split(c, [None, cb])
         sch.reorder(*outer, co, ko, *((ii,) if ii is not None else ()), ci, kk)
         sch.unroll(ci)
@@ -67,3 +76,11 @@ def rank_blocks(sch: Schedule, name: str, part: SBlockRV, rows: int, knob: Knob 
 # Xeon (2 cores): Bᵀ's 4096 x 4096 times 16 ranks 2.2-2.4 ms against 4.3-5.2 unchunked, where the
 # rows and ranks of a block (64 KB each) left L1; R Z at 2048 x 2048, 24 ranks, 0.82 against 0.95
 K_CHUNK = 32
+
+# (rows, ranks) of a row dot product's block by hand, by whether the target has AVX-512's 32
+# vector registers: a 16-lane sum takes one there (4 x 4: 16 sums) and two of AVX2's 16 (2 x 2:
+# 8 sums; 4 x 4 spilled the sums to the stack). A Zen 3 (AVX2, 2 cores), 2048 x 2048 and 24
+# test columns, medians of 11 interleaved calls, ms, 4 x 4 -> 2 x 2: R Z 4.4-6.3 -> 2.0-2.6,
+# Bᵀ (2048 x 2048) times 16 ranks 2.9-4.3 -> 1.5-2.0, A' L_B 2.7-5.5 -> 1.7-2.2 (4 x 1, 1 x 4
+# and 2 x 1 were no faster; 8-lane sums, 4 x 3 in 12 registers, neither)
+DOT_BLOCK = {True: (4, 4), False: (2, 2)}

@@ -11,7 +11,7 @@ from ..compat import ExprRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
 from ..te.compensated import OUTER_ROWS
 from . import sketch
-from .lanes import lanes_inside, rank_blocks
+from .lanes import dot_rows, lanes_inside, rank_blocks
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
 
@@ -98,11 +98,12 @@ def _last_extent(sch) -> int:
     return int(sch.get(loops[-1]).extent)
 
 
-def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
+def compensated_pass(sch: Schedule, knob: Knob | None = None, wide: bool = True) -> None:
     """te.compensated.quantize_a: parallel rows everywhere (segments unrolled so each copy of
     the codes expression folds its segment select), row dot products as in row_dots_at, 4
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
-    serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass), each
+    serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass; 2
+    without AVX-512's registers, `wide`: lanes.DOT_BLOCK), each
     row's max |R| right after the row, R Ω (where nothing stands between) right after each
     block of R's rows (sketch.sketch_with_resid); the residual's vector width is a tuning
     knob. With the rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel
@@ -140,12 +141,12 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None) -> None:
             sch.vectorize(kv)
         elif name.startswith(names.RESID_T):
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
-    if after_r:  # R Ω in blocks of 4 rows where they divide R's (16-lane loads of Ω per block)
+    if after_r:  # R Ω in blocks of rows that divide R's (16-lane loads of Ω per block)
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.RESID))[0]).extent)
-        block = 4 if rows % 4 == 0 else 1
-        if not sketch.sketch_with_resid(sch, knob, block):
+        block = dot_rows(rows, wide)
+        if not sketch.sketch_with_resid(sch, knob, block, wide):
             sch.parallel(sch.get_loops(sch.get_sblock(names.RESID))[0])
-            row_dots_at(sch, names.SKETCH, knob, rows=block)
+            row_dots_at(sch, names.SKETCH, knob, rows=block, wide=wide)
             after_r = False
     if has_block(sch, names.RESID_TOP) and not after_r:  # each row's max |R| in cache
         sketch.top_after(sch, sch.get_loops(sch.get_sblock(names.RESID))[int(fused)])
@@ -262,7 +263,8 @@ def transposed_at(sch: Schedule, name: str, src: str) -> None:
     sch.vectorize(sch.get_loops(sch.get_sblock(src))[-1])
 
 
-def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 1) -> None:
+def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 1,
+                wide: bool = True) -> None:
     """te.sketch.row_dots: the 16-lane partials computed per block of `rows` rows
     (compute_at the block; rows must divide the row count), blocks parallel; per block of
     ranks (a tuning knob, `<name>_ranks`) the k chunks run outside the rows and ranks, so one
@@ -270,7 +272,8 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     one of the other operand's every row, their 16-lane sums in registers. Past K_CHUNK k
     chunks, K runs in pieces of K_CHUNK outside the rank blocks, so each piece of the rows and
     of every rank stays in L1 while all ranks use it. Each sum is taken in the same order
-    whatever the blocks (k chunk after k chunk)."""
+    whatever the blocks (k chunk after k chunk). wide: the target has AVX-512's registers
+    (lanes.DOT_BLOCK's ranks a block by hand)."""
     out = sch.get_sblock(name)
     i = sch.get_loops(out)[0]
     if rows > 1:
@@ -278,7 +281,7 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     sch.parallel(i)
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
-    rank_blocks(sch, name, part, rows, knob)
+    rank_blocks(sch, name, part, rows, knob, wide)
 
 
 def outer_dots_at(sch: Schedule, name: str) -> None:
@@ -305,20 +308,21 @@ def outer_dots_at(sch: Schedule, name: str) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
+def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = True
+                ) -> None:
     """te.compensated.resid_tq (out[c, k] = Σ_i X[c, i] Y[i, k]): the columns k in pieces of
-    COL_PIECE, up to COL_CHUNK pieces a chunk, chunks in parallel (at least two where there
-    are two pieces); in a chunk, rows i in blocks of COL_ROWS, each block over every piece of
-    the chunk, and per piece the sums of a block of ranks c (a tuning knob, `<name>_ranks`)
-    for every row of the block, so one vector load of a row's piece serves the block's ranks,
-    whose sums stay in registers; the chunk's sums (ranks x chunk) in L2 between row blocks.
-    A thread walks its chunk's part of each row in order (a chunk of a row is a contiguous
-    run of memory), not one piece of every row. Each sum runs over the rows in order whatever
-    the blocks and the threads."""
+    COL_PIECE[wide] (wide: the target has AVX-512's registers), up to COL_CHUNK pieces a
+    chunk, chunks in parallel (at least two where there are two pieces); in a chunk, rows i
+    in blocks of COL_ROWS, each block over every piece of the chunk, and per piece the sums
+    of a block of ranks c (a tuning knob, `<name>_ranks`) for every row of the block, so one
+    vector load of a row's piece serves the block's ranks, whose sums stay in registers; the
+    chunk's sums (ranks x chunk) in L2 between row blocks. A thread walks its chunk's part of
+    each row in order (a chunk of a row is a contiguous run of memory), not one piece of every
+    row. Each sum runs over the rows in order whatever the blocks and the threads."""
     blk = sch.get_sblock(name)
     c, k, i = sch.get_loops(blk)
     ranks, cols, rows = (int(sch.get(lp).extent) for lp in (c, k, i))
-    piece = next(v for v in (COL_PIECE, 16, 1) if cols % v == 0)
+    piece = next(v for v in (COL_PIECE[wide], 16, 1) if cols % v == 0)
     pieces = cols // piece
     chunk = max(v for v in range(1, min(COL_CHUNK, max(1, pieces // 2)) + 1) if pieces % v == 0)
     kt, ko, kv = sch.split(k, [None, chunk, piece])
@@ -340,8 +344,11 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None) -> None:
 # resid_tq: 64 columns (4 vectors) x 6 ranks of sums in registers, rows 32 at a time, chunks
 # of 16 pieces (1024 columns) a thread: Rᵀ Q at 2048 x 2048 with 24 ranks 0.72 ms against
 # 1.56 for numpy's BLAS (Xeon with AMX, 2 cores, same run; 1.23 with one piece of every row
-# per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53
-COL_PIECE, COL_ROWS, COL_CHUNK = 64, 32, 16
+# per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53. Without
+# AVX-512 a piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them): 64 spilled
+# its 48 registers of sums to the stack; on a Zen 3 (2 cores), 2048 x 2048, 24 ranks, 5.5-6.8
+# ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7)
+COL_PIECE, COL_ROWS, COL_CHUNK = {True: 64, False: 16}, 32, 16
 
 
 

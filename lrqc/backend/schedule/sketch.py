@@ -84,12 +84,14 @@ def sums_under(sch: Schedule, name: str, row: LoopRV) -> None:
         sch.vectorize(sch.split(k, [None, 16])[1])
 
 
-def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int) -> bool:
+def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int, wide: bool = True
+                      ) -> bool:
     """The randomized SVD's R Ω (te.sketch.row_dots of R, block names.SKETCH) right after
     each block of `rows` rows of R (rows divide R's), which stay in cache: R's loop over its
     blocks of rows and R Ω's (as row_dots_at makes it) merged into one parallel loop, each
     row's max |R| under R's row loop first. False (nothing changed) where another block
-    stands between R and R Ω (the merged loop stands where R Ω's did)."""
+    stands between R and R Ω (the merged loop stands where R Ω's did). wide: the target has
+    AVX-512's registers (lanes.DOT_BLOCK)."""
     order = block_names(sch)
     between = order[order.index(names.RESID) + 1: order.index(names.SKETCH + names.LANES)]
     if any(not n.startswith(names.RESID_TOP) for n in between):
@@ -104,7 +106,7 @@ def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int) -> bool:
         decompose_lanes(sch, top)
     part = sch.get_sblock(names.SKETCH + names.LANES)
     sch.compute_at(part, both)
-    rank_blocks(sch, names.SKETCH, part, rows, knob)
+    rank_blocks(sch, names.SKETCH, part, rows, knob, wide)
     return True
 
 
