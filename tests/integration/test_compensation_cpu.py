@@ -745,8 +745,9 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
     own = lrqc.compile(s, 64, 96, 1024)
     monkeypatch.setattr(lanes, "DOT_BLOCK", {True: lanes.DOT_BLOCK[False],
                                              False: lanes.DOT_BLOCK[True]})
-    monkeypatch.setattr(passes, "COL_PIECE", {True: passes.COL_PIECE[False],
-                                              False: passes.COL_PIECE[True]})
+    for name in ("COL_PIECE", "COL_ROWS"):
+        own_ = getattr(passes, name)
+        monkeypatch.setattr(passes, name, {True: own_[False], False: own_[True]})
     other = lrqc.compile(s, 64, 96, 1024)
     c1, c2 = own(A, own.pack(B)), other(A, other.pack(B))
     np.testing.assert_array_equal(c1, c2)

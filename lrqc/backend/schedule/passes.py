@@ -313,7 +313,7 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
     """te.compensated.resid_tq (out[c, k] = Σ_i X[c, i] Y[i, k]): the columns k in pieces of
     COL_PIECE[wide] (wide: the target has AVX-512's registers), up to COL_CHUNK pieces a
     chunk, chunks in parallel (at least two where there are two pieces); in a chunk, rows i
-    in blocks of COL_ROWS, each block over every piece of the chunk, and per piece the sums
+    in blocks of COL_ROWS[wide], each block over every piece of the chunk, and per piece the sums
     of a block of ranks c (a tuning knob, `<name>_ranks`) for every row of the block, so one
     vector load of a row's piece serves the block's ranks, whose sums stay in registers; the
     chunk's sums (ranks x chunk) in L2 between row blocks. A thread walks its chunk's part of
@@ -329,7 +329,8 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
     cands = tuple(v for v in (6, 4, 8, 3, 2) if ranks % v == 0) or (1,)
     cb = (knob or hand)(name + "_ranks", cands, cands[0])
     co, ci = sch.split(c, [None, cb])
-    io, ii = sch.split(i, [None, next(v for v in (COL_ROWS, 16, 8, 4, 2, 1) if rows % v == 0)])
+    io, ii = sch.split(i, [None, next(v for v in (COL_ROWS[wide], 16, 8, 4, 2, 1)
+                                       if rows % v == 0)])
     sch.reorder(kt, io, ko, co, ii, ci, kv)
     sch.parallel(kt)
     acc = sch.cache_write(blk, 0, "global")  # the chunk's sums: compacted to ranks x chunk
@@ -347,8 +348,10 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
 # per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53. Without
 # AVX-512 a piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them): 64 spilled
 # its 48 registers of sums to the stack; on a Zen 3 (2 cores), 2048 x 2048, 24 ranks, 5.5-6.8
-# ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7)
-COL_PIECE, COL_ROWS, COL_CHUNK = {True: 64, False: 16}, 32, 16
+# ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7); and blocks of 8 rows,
+# whose pieces, 8 KB apart at K = 2048, share one set of its 8-way L1: 2.15 -> 1.81 ms (16
+# rows: 1.84, 4: 3.9); at 256 x 4096, 0.46 -> 0.40
+COL_PIECE, COL_ROWS, COL_CHUNK = {True: 64, False: 16}, {True: 32, False: 8}, 16
 
 
 
