@@ -53,9 +53,9 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         assert r["lrqc_us"] > 0 and r["torch_dq_us"] > 0 and r["torch_dq_vs_lrqc"] > 0, r
     assert "Linear layers on a few rows" in out
     gemm = {r["method"]: r for r in record["gemm"]}
-    assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W4A8, cpu.W4A4,
-                          cpu.VSQ]
-    for name in (cpu.NUMPY, cpu.W8A8, cpu.W4A8, cpu.W4A4, cpu.VSQ):  # lrqc, numpy always run
+    assert list(gemm) == [cpu.NUMPY, cpu.TORCH_DQ, cpu.INT_MM, cpu.W8A8, cpu.W8A7, cpu.W4A8,
+                          cpu.W4A4, cpu.VSQ]
+    for name in (cpu.NUMPY, cpu.W8A8, cpu.W8A7, cpu.W4A8, cpu.W4A4, cpu.VSQ):  # lrqc, numpy
         assert (gemm[name]["ms"] or 0) > 0 and (gemm[name]["vs_numpy"] or 0) > 0, gemm[name]
     assert gemm[cpu.W8A8]["rule"] and gemm[cpu.NUMPY]["roof"] == cpu.common.numpy_roof()
     # the least time of a w8a8 call: its GEMM at its instruction's measured peak after the
@@ -118,6 +118,19 @@ def test_every_section_at_tiny_shapes(cpu, capsys, tmp_path):
         "VS-Quant w4a4 time / w4a4 per_channel's at 64,64,64"]  # per-vector scales' cost
     assert groups["value"] == pytest.approx(gemm[cpu.VSQ]["ms"] / gemm[cpu.W4A4]["ms"])
     assert groups["goal"] == 1.3 and not groups["at_least"]
+
+
+def test_like_for_like_row_in_the_torch_targets_reason(cpu):
+    """The w8a8 / torch target's reason quotes lrqc on torch's own formats (7-bit activations
+    per tensor, weights per channel), where that row was measured."""
+    s = cpu.gemm_schemes()[cpu.W8A7]
+    assert (s.a.quant.fmt, s.a.quant.granularity.value, s.b.quant.fmt, s.a.quant.calibrate.value,
+            s.b.quant.granularity.value) == ("uint7", "per_tensor", "int8", "minmax",
+                                             "per_channel")
+    assert cpu.like_for_like(None) == "" and cpu.like_for_like({"vs_torch_dq": None}) == ""
+    assert cpu.like_for_like({"vs_torch_dq": 1.234}) == (
+        f"; on torch's own formats (7-bit activations per tensor, {cpu.W8A7}) lrqc runs at "
+        "1.23x torch")
 
 
 def test_cache_size_from_sysfs_or_zero(cpu, monkeypatch, tmp_path):
