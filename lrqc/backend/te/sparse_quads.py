@@ -221,7 +221,7 @@ def _row(iv: tir.PrimExpr, rw: int) -> tir.PrimExpr:
 def _line(Rt, k: tir.PrimExpr, i0: tir.PrimExpr, rw: int) -> tir.PrimExpr:
     """The rw rows i0.. of Rt's row k: as u8 codes + 128 for VNNI's lines of 64, signed
     codes for AVX2's of 32."""
-    line = Rt[T.Cast("int64", k), T.Ramp(T.Cast("int64", i0), T.int64(1), rw)]
+    line = Rt[k, T.Ramp(i0, 1, rw)]
     return _u8(line) if rw == VNNI_W else line
 
 
