@@ -174,12 +174,14 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         passes.row_dots_at(sch, names.LOWRANK_U, knob, dot_rows(plan.mp, wide), wide)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
         passes.outer_dots_at(sch, names.EXACT_W)  # Bᵀ in float32, 16 ranks a vector
-    elif fn in sig.EXACT_W.values():  # 4 rows of Bᵀ a block: 2.2-2.4 ms against 3.9 for numpy's
-        # BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in the last-level cache
-        # (AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's read alone is 2.3 ms)
+    elif fn in sig.EXACT_W.values():  # DOT_BLOCK's rows of Bᵀ a block (4 on AVX-512: 2.2-2.4 ms
+        # against 3.9 for numpy's BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in
+        # the last-level cache, AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's
+        # read alone is 2.3 ms)
         passes.row_dots_at(sch, names.EXACT_W, knob, dot_rows(plan.n, wide), wide)
-    elif fn == names.FN_RESID_Z:  # 4 rows of R a block (R Z at 2048 x 2048, 24 ranks: 0.85 ms
-        # against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX Xeon, 2 cores)
+    elif fn == names.FN_RESID_Z:  # DOT_BLOCK's rows of R a block (4 on AVX-512: R Z at 2048 x
+        # 2048, 24 ranks, 0.85 ms against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX
+        # Xeon, 2 cores)
         passes.row_dots_at(sch, names.RESID_Z, knob, dot_rows(plan.mp, wide), wide)
     elif fn == names.FN_SKETCH_AB:
         sketch_schedule.sketch_ab(sch)

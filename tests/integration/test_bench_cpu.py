@@ -124,13 +124,13 @@ def test_like_for_like_row_in_the_torch_targets_reason(cpu):
     """The w8a8 / torch target's reason quotes lrqc on torch's own formats (7-bit activations
     per tensor, weights per channel), where that row was measured."""
     s = cpu.gemm_schemes()[cpu.W8A7]
-    assert (s.a.quant.fmt, s.a.quant.granularity.value, s.b.quant.fmt, s.a.quant.calibrate.value,
-            s.b.quant.granularity.value) == ("uint7", "per_tensor", "int8", "minmax",
-                                             "per_channel")
+    a, b = s.a.quant, s.b.quant  # torch: uint8 reduced to 7 bits, min-max; qint8, symmetric
+    assert (a.fmt, a.granularity.value, a.calibrate.value) == ("uint7", "per_tensor", "minmax")
+    assert (b.fmt, b.granularity.value, b.calibrate.value) == ("int8", "per_tensor", "maxabs")
     assert cpu.like_for_like(None) == "" and cpu.like_for_like({"vs_torch_dq": None}) == ""
     assert cpu.like_for_like({"vs_torch_dq": 1.234}) == (
-        f"; on torch's own formats (7-bit activations per tensor, {cpu.W8A7}) lrqc runs at "
-        "1.23x torch")
+        "on torch's own formats (7-bit activations per tensor, int8 weights per tensor) lrqc "
+        "runs at 1.23x torch's speed")
 
 
 def test_cache_size_from_sysfs_or_zero(cpu, monkeypatch, tmp_path):

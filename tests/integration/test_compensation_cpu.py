@@ -746,8 +746,8 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
     monkeypatch.setattr(lanes, "DOT_BLOCK", {True: lanes.DOT_BLOCK[False],
                                              False: lanes.DOT_BLOCK[True]})
     for name in ("COL_PIECE", "COL_ROWS"):
-        own_ = getattr(passes, name)
-        monkeypatch.setattr(passes, name, {True: own_[False], False: own_[True]})
+        sizes = getattr(passes, name)
+        monkeypatch.setattr(passes, name, {True: sizes[False], False: sizes[True]})
     other = lrqc.compile(s, 64, 96, 1024)
     c1, c2 = own(A, own.pack(B)), other(A, other.pack(B))
     np.testing.assert_array_equal(c1, c2)

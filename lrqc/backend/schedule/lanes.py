@@ -35,7 +35,8 @@ def decompose_lanes(sch: Schedule, part: SBlockRV) -> None:
 
 def dot_rows(rows: int, wide: bool) -> int:
     """Rows of a row dot product's block (passes.row_dots_at) for a matrix of `rows` rows:
-    DOT_BLOCK's (wide: the target has AVX-512's 32 registers) where they divide them, else 1."""
+    DOT_BLOCK's (wide: the rule's targets have AVX-512's 32 registers) where they divide them,
+    else 1."""
     want = DOT_BLOCK[wide][0]
     return want if rows % want == 0 else 1
 
@@ -77,10 +78,12 @@ def rank_blocks(sch: Schedule, name: str, part: SBlockRV, rows: int, knob: Knob 
 # rows and ranks of a block (64 KB each) left L1; R Z at 2048 x 2048, 24 ranks, 0.82 against 0.95
 K_CHUNK = 32
 
-# (rows, ranks) of a row dot product's block by hand, by whether the target has AVX-512's 32
-# vector registers: a 16-lane sum takes one there (4 x 4: 16 sums) and two of AVX2's 16 (2 x 2:
-# 8 sums; 4 x 4 spilled the sums to the stack). A Zen 3 (AVX2, 2 cores), 2048 x 2048 and 24
-# test columns, medians of 11 interleaved calls, ms, 4 x 4 -> 2 x 2: R Z 4.4-6.3 -> 2.0-2.6,
-# Bᵀ (2048 x 2048) times 16 ranks 2.9-4.3 -> 1.5-2.0, A' L_B 2.7-5.5 -> 1.7-2.2 (4 x 1, 1 x 4
-# and 2 x 1 were no faster; 8-lane sums, 4 x 3 in 12 registers, neither)
+# (rows, ranks) of a row dot product's block by hand, by whether the schedule rule's targets
+# have AVX-512's 32 vector registers (ScheduleRule.wide_floats: the VNNI and AMX rules): a
+# 16-lane sum takes one register there (4 x 4: 16 sums in 16 registers) and two of AVX2's 16
+# (2 x 2: 4 sums in 8 registers; 4 x 4 spilled the sums to the stack). A Zen 3 (AVX2, 2 cores),
+# 2048 x 2048 and 24 test columns, medians of 11 interleaved calls, ms, 4 x 4 -> 2 x 2: R Z
+# 4.4-6.3 -> 2.0-2.6, Bᵀ (2048 x 2048) times 16 ranks 2.9-4.3 -> 1.5-2.0, A' L_B 2.7-5.5 ->
+# 1.7-2.2 (4 x 1, 1 x 4, 2 x 1, 2 x 4 and 4 x 2 were no faster; 8-lane sums, 4 x 3 in 12
+# registers, neither)
 DOT_BLOCK = {True: (4, 4), False: (2, 2)}

@@ -103,8 +103,8 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None, wide: bool = True)
     the codes expression folds its segment select), row dot products as in row_dots_at, 4
     rows to a block where they divide the rows (each load of the test matrix's 16 lanes then
     serves 4 rows: R Ω with 24 columns at 2048 x 2048, 3.3 -> 2.7 ms for the whole pass; 2
-    without AVX-512's registers, `wide`: lanes.DOT_BLOCK), each
-    row's max |R| right after the row, R Ω (where nothing stands between) right after each
+    where the rule's targets lack AVX-512's registers, `wide`: lanes.DOT_BLOCK), each row's
+    max |R| right after the row, R Ω (where nothing stands between) right after each
     block of R's rows (sketch.sketch_with_resid); the residual's vector width is a tuning
     knob. With the rank-1 sketch's Rᵀ (R s) (te.sketch), R's chunks of rows run in parallel
     instead, and R s and its share of Rᵀ (R s) follow each row too (no blocks of 4 rows).
@@ -272,8 +272,8 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     one of the other operand's every row, their 16-lane sums in registers. Past K_CHUNK k
     chunks, K runs in pieces of K_CHUNK outside the rank blocks, so each piece of the rows and
     of every rank stays in L1 while all ranks use it. Each sum is taken in the same order
-    whatever the blocks (k chunk after k chunk). wide: the target has AVX-512's registers
-    (lanes.DOT_BLOCK's ranks a block by hand)."""
+    whatever the blocks (k chunk after k chunk). wide: the rule's targets have AVX-512's
+    registers (lanes.DOT_BLOCK's ranks a block by hand)."""
     out = sch.get_sblock(name)
     i = sch.get_loops(out)[0]
     if rows > 1:
@@ -311,14 +311,15 @@ def outer_dots_at(sch: Schedule, name: str) -> None:
 def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = True
                 ) -> None:
     """te.compensated.resid_tq (out[c, k] = Σ_i X[c, i] Y[i, k]): the columns k in pieces of
-    COL_PIECE[wide] (wide: the target has AVX-512's registers), up to COL_CHUNK pieces a
-    chunk, chunks in parallel (at least two where there are two pieces); in a chunk, rows i
-    in blocks of COL_ROWS[wide], each block over every piece of the chunk, and per piece the sums
-    of a block of ranks c (a tuning knob, `<name>_ranks`) for every row of the block, so one
-    vector load of a row's piece serves the block's ranks, whose sums stay in registers; the
-    chunk's sums (ranks x chunk) in L2 between row blocks. A thread walks its chunk's part of
-    each row in order (a chunk of a row is a contiguous run of memory), not one piece of every
-    row. Each sum runs over the rows in order whatever the blocks and the threads."""
+    COL_PIECE[wide] (wide: the rule's targets have AVX-512's registers), up to COL_CHUNK
+    pieces a chunk, chunks in parallel (at least two where there are two pieces); in a chunk,
+    rows i in blocks of COL_ROWS[wide], each block over every piece of the chunk, and per
+    piece the sums of a block of ranks c (a tuning knob, `<name>_ranks`) for every row of the
+    block, so one vector load of a row's piece serves the block's ranks, whose sums stay in
+    registers; the chunk's sums (ranks x chunk) in L2 between row blocks. A thread walks its
+    chunk's part of each row in order (a chunk of a row is a contiguous run of memory), not
+    one piece of every row. Each sum runs over the rows in order whatever the blocks and the
+    threads."""
     blk = sch.get_sblock(name)
     c, k, i = sch.get_loops(blk)
     ranks, cols, rows = (int(sch.get(lp).extent) for lp in (c, k, i))
@@ -342,15 +343,15 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
     sch.vectorize(sch.get_loops(acc)[-1])
 
 
-# resid_tq: 64 columns (4 vectors) x 6 ranks of sums in registers, rows 32 at a time, chunks
-# of 16 pieces (1024 columns) a thread: Rᵀ Q at 2048 x 2048 with 24 ranks 0.72 ms against
-# 1.56 for numpy's BLAS (Xeon with AMX, 2 cores, same run; 1.23 with one piece of every row
-# per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53. Without
-# AVX-512 a piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them): 64 spilled
-# its 48 registers of sums to the stack; on a Zen 3 (2 cores), 2048 x 2048, 24 ranks, 5.5-6.8
-# ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7); and blocks of 8 rows,
-# whose pieces, 8 KB apart at K = 2048, share one set of its 8-way L1: 2.15 -> 1.81 ms (16
-# rows: 1.84, 4: 3.9); at 256 x 4096, 0.46 -> 0.40
+# resid_tq on AVX-512 (wide): 64 columns (4 vectors) x 6 ranks of sums in registers, rows 32 at a
+# time, chunks of 16 pieces (1024 columns) a thread: Rᵀ Q at 2048 x 2048 with 24 ranks 0.72 ms
+# against 1.56 for numpy's BLAS (Xeon with AMX, 2 cores, same run; 1.23 with one piece of every
+# row per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53. Without
+# AVX-512 a piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them; chunks of 256
+# columns): 64 spilled its 48 registers of sums to the stack; on a Zen 3 (2 cores), 2048 x 2048,
+# 24 ranks, 5.5-6.8 ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7); and
+# blocks of 8 rows, whose pieces, 8 KB apart at K = 2048, share one set of its 8-way L1: 2.15 ->
+# 1.81 ms (16 rows: 1.84, 4: 3.9); at 256 x 4096, 0.46 -> 0.40
 COL_PIECE, COL_ROWS, COL_CHUNK = {True: 64, False: 16}, {True: 32, False: 8}, 16
 
 

@@ -90,8 +90,8 @@ def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int, wide: bool = 
     each block of `rows` rows of R (rows divide R's), which stay in cache: R's loop over its
     blocks of rows and R Ω's (as row_dots_at makes it) merged into one parallel loop, each
     row's max |R| under R's row loop first. False (nothing changed) where another block
-    stands between R and R Ω (the merged loop stands where R Ω's did). wide: the target has
-    AVX-512's registers (lanes.DOT_BLOCK)."""
+    stands between R and R Ω (the merged loop stands where R Ω's did). wide: the rule's
+    targets have AVX-512's registers (lanes.DOT_BLOCK)."""
     order = block_names(sch)
     between = order[order.index(names.RESID) + 1: order.index(names.SKETCH + names.LANES)]
     if any(not n.startswith(names.RESID_TOP) for n in between):
