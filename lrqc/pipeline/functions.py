@@ -63,10 +63,10 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         funcs[names.FN_LOWRANK_W] = te_comp.lowrank_w(plan, lanes=rule.family != "cuda")
     if w_exact(plan) and rule.family != "cuda":  # the GPU's W: the host's BLAS
         for held, fn in sig.EXACT_W.items():  # B in float32 or an exact 16-bit copy
-            funcs[fn] = te_comp.exact_w(plan, held, outer=rule.wide_floats)
+            funcs[fn] = te_comp.exact_w(plan, held, wide=rule.wide_floats)
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
         funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
-        funcs[names.FN_RESID_Z] = te_comp.resid_z(plan)
+        funcs[names.FN_RESID_Z] = te_comp.resid_z(plan, wide=rule.wide_floats)
     if names.FN_SKETCH_AB in sig.cpu_functions(plan) and rule.family != "cuda":  # (the GPU's:
         #   the host's BLAS)
         funcs[names.FN_SKETCH_AB] = te_sketch.sketch_ab(plan)
@@ -173,12 +173,14 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, dot_rows(plan.mp, wide), wide)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
-        passes.outer_dots_at(sch, names.EXACT_W)  # Bᵀ in float32, 16 ranks a vector
+        passes.outer_dots_at(sch, names.EXACT_W, wide)  # Bᵀ in float32, 16 ranks a block
     elif fn in sig.EXACT_W.values():  # DOT_BLOCK's rows of Bᵀ a block (4 on AVX-512: 2.2-2.4 ms
         # against 3.9 for numpy's BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in
         # the last-level cache, AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's
         # read alone is 2.3 ms)
         passes.row_dots_at(sch, names.EXACT_W, knob, dot_rows(plan.n, wide), wide)
+    elif fn == names.FN_RESID_Z and tiles.has_block(sch, names.RESID_Z + names.ACROSS):
+        passes.outer_dots_at(sch, names.RESID_Z, wide)  # AVX2: R's rows as broadcasts
     elif fn == names.FN_RESID_Z:  # DOT_BLOCK's rows of R a block (4 on AVX-512: R Z at 2048 x
         # 2048, 24 ranks, 0.85 ms against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX
         # Xeon, 2 cores)

@@ -513,18 +513,21 @@ def _exact_w_forms(s, n: int, target: str) -> dict[str, bool]:
             if name.startswith("exact_w")}
 
 
-@pytest.mark.parametrize("rank,n,outer", [(16, 48, True), (32, 40, True), (16, 44, False)])
-def test_exact_w_outer_products_match_reference(rank, n, outer):
+@pytest.mark.parametrize("rank,n,wide,narrow", [(16, 48, True, True), (32, 40, True, True),
+                                                (16, 44, False, True), (8, 48, False, True),
+                                                (16, 42, False, False)])
+def test_exact_w_outer_products_match_reference(rank, n, wide, narrow):
     """exact_w takes the outer-product form (rows of Bᵀ broadcast against F_A's ranks side by
-    side) where the ranks fill 16-lane vectors, N whole blocks of 8 rows and the target has
-    AVX-512's registers; row dot products elsewhere (N = 44; AVX2, whose 16 registers the
-    form's sums would overflow) and from 16-bit copies of B. W = F_Aᵀ B within float32
-    rounding either way, and C against the reference."""
+    side) where the ranks fill whole vectors (16 lanes on AVX-512, 8 on AVX2) and N whole
+    blocks of rows (8 on AVX-512, 4 on AVX2); row dot products elsewhere (N = 42) and from
+    16-bit copies of B. W = F_Aᵀ B within float32 rounding either way, and C against the
+    reference, on this machine's form."""
     a = f"int8 per_channel round=floor + lowrank(rank={rank}, oversample=8, power_iters=1)"
     s = scheme(a, "int8 per_channel + lowrank(rank=2)")
     assert _exact_w_forms(s, n, "x86-avx512-vnni") == {
-        "exact_w": outer, "exact_w_bf16": False, "exact_w_f16": False}
-    assert not any(_exact_w_forms(s, n, "x86-avx2").values())
+        "exact_w": wide, "exact_w_bf16": False, "exact_w_f16": False}
+    assert _exact_w_forms(s, n, "x86-avx2") == {
+        "exact_w": narrow, "exact_w_bf16": False, "exact_w_f16": False}
     rng = np.random.default_rng(21)
     kernel = lrqc.compile(s, M="33..40", N=n, K=96)
     B = rng.standard_normal((96, n)) * rng.uniform(0.1, 3.0, n)
@@ -717,17 +720,21 @@ def _col_piece(tir: str) -> int:
 @pytest.mark.parametrize("target,block,piece", [("x86-avx512-vnni", (4, 4), 64),
                                                 ("x86-avx2", (2, 2), 16)])
 def test_float_products_register_blocks_per_target(target, block, piece):
-    """The row dot products (A' L_B, R Z, R Ω in the quantization pass) take blocks of 4 rows
-    x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers and 2 x 2 on AVX2's
-    16 (4 x 4 would need 32 of them); Rᵀ Q takes pieces of 64 columns there and 16 here."""
+    """The row dot products (A' L_B, R Ω in the quantization pass, and R Z on AVX-512) take
+    blocks of 4 rows x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers
+    and 2 x 2 on AVX2's 16 (4 x 4 would need 32 of them); Rᵀ Q takes pieces of 64 columns
+    there and 16 here. On AVX2, R Z takes the outer-product form's contiguous parts of k."""
     from lrqc.pipeline.compile import compile as pipeline_compile
 
     texts: dict[str, str] = {}
     pipeline_compile(scheme(RSVD16, "int8 per_channel + lowrank(rank=16)"), 64, 128, 1024,
                      target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
-    for fn in ("lowrank_u", "resid_z"):
+    wide = target != "x86-avx2"
+    for fn in ("lowrank_u", "resid_z") if wide else ("lowrank_u",):
         assert _dot_block(tir, fn) == block, fn
+    resid_z = tir.split("def resid_z_m")[1].split("@T.prim_func")[0]
+    assert ("resid_z_parts = T.sblock_alloc_buffer" in resid_z) is not wide
     sketch = tir.split("def quantize_a_m")[1].split("@T.prim_func")[0]
     assert f"for ax0_init in T.unroll({block[0]})" in sketch
     assert _col_piece(tir) == piece

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ...plan import names
 from ..compat import ExprRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
-from ..te.compensated import OUTER_ROWS
+from ..te.outer_dots import OUTER_LANES, OUTER_ROWS, narrow_group
 from . import sketch
 from .lanes import dot_rows, lanes_inside, rank_blocks
 from .protocol import Knob
@@ -284,27 +284,36 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     rank_blocks(sch, name, part, rows, knob, wide)
 
 
-def outer_dots_at(sch: Schedule, name: str) -> None:
-    """te.compensated.outer_dots: the transposed operand first (its k in parallel), then
-    blocks of OUTER_ROWS rows in parallel; in a block, per vector of 16 columns, k outside the
-    rows and halves (unrolled) so each step loads one vector of the transposed operand and
-    takes each row's value as a broadcast, the block's sums in registers."""
+def outer_dots_at(sch: Schedule, name: str, wide: bool) -> None:
+    """te.outer_dots.outer_dots: the transposed operand first (its k in parallel), then
+    blocks of OUTER_ROWS[wide] rows in parallel; in a block, k outside the rows so each step
+    loads the vectors of the transposed operand once and takes each row's value as a
+    broadcast, the block's sums in registers. Wide: per vector of 16 columns, the halves
+    unrolled inside each step; narrow: per group of columns (narrow_group), the parts one
+    after another, and each step's vectors of 8 columns unrolled inside the rows."""
     across = sch.get_sblock(name + names.ACROSS)
     k, c = sch.get_loops(across)
     sch.parallel(k)
     sch.vectorize(c)
     i = sch.get_loops(sch.get_sblock(name))[0]
-    io, _ = sch.split(i, [None, OUTER_ROWS])
+    io, _ = sch.split(i, [None, OUTER_ROWS[wide]])
     sch.parallel(io)
-    half = sch.get_sblock(name + names.HALVES)
-    sch.compute_at(half, io)
-    ii, h, c, k = sch.get_loops(half)[1:]
-    co, cv = sch.split(c, [None, 16])
-    sch.reorder(co, k, ii, h, cv)
+    sums = sch.get_sblock(name + (names.HALVES if wide else names.PARTS))
+    sch.compute_at(sums, io)
+    ii, h, c, k = sch.get_loops(sums)[1:]
+    lanes = OUTER_LANES[wide]
+    if wide:
+        co, cv = sch.split(c, [None, lanes])
+        sch.reorder(co, k, ii, h, cv)
+        sch.unroll(h)
+    else:
+        w = int(sch.get(c).extent)
+        cg, co, cv = sch.split(c, [None, narrow_group(w) // lanes, lanes])
+        sch.reorder(cg, h, k, ii, co, cv)
+        sch.unroll(co)
     sch.unroll(ii)
-    sch.unroll(h)
     sch.vectorize(cv)
-    init = sch.decompose_reduction(half, k)
+    init = sch.decompose_reduction(sums, k)
     sch.vectorize(sch.get_loops(init)[-1])
 
 

@@ -60,10 +60,10 @@ class ScheduleRule(ABC):
     # (vpdpwssd), AVX2 (vpmaddwd); pairs_instruction names the instruction in its proof
     scale_pairs: ClassVar[bool] = False
     pairs_instruction: ClassVar[str] = "vpdpwssd"
-    # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the float32
-    # products that hold 16 registers of sums (te.compensated.outer_dots) run there, and the
-    # row dot products and Rᵀ Q take their larger register blocks (lanes.DOT_BLOCK,
-    # passes.COL_PIECE, COL_ROWS); elsewhere AVX2's smaller ones
+    # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the outer
+    # products (te.outer_dots) take their wide form there, 16 registers of sums, and the row
+    # dot products and Rᵀ Q their larger register blocks (lanes.DOT_BLOCK, passes.COL_PIECE,
+    # COL_ROWS); elsewhere AVX2's narrow form and smaller blocks
     wide_floats: ClassVar[bool] = False
 
     @abstractmethod

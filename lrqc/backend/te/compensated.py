@@ -30,6 +30,7 @@ from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from . import flipped, unpack
 from .bitstats import group_index
+from .outer_dots import outer_dots, outer_form
 from .quantize import a_bits, dims, max_abs_stat, quantizer, statistics
 from .sketch import chunk_sums, chunked, row_dots
 from .sparse import code_dtype
@@ -265,14 +266,14 @@ def lowrank_u(p: KernelPlan, flip: bool = False) -> list[te.Tensor]:
     return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
 
 
-def exact_w(p: KernelPlan, held: str = "float32", outer: bool = False) -> list[te.Tensor]:
+def exact_w(p: KernelPlan, held: str = "float32", wide: bool = False) -> list[te.Tensor]:
     """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
     K a multiple of 16), from pack's Bᵀ (N x K, rows contiguous) held as `held` (float32, or
     an exact 16-bit copy: bfloat16's bits as uint16, float16; each value widened to float32
-    exactly) and Fa = F_Aᵀ (r x Kq), B read in its stored order: [Fa, Bt, exact_w]. With
-    outer (the rule's targets have AVX-512's registers), a float32 Bᵀ and ranks and rows
-    that outer_form takes, as outer products (outer_dots); otherwise a 16-lane dot product of
-    each row of Bᵀ with each row of Fa (row_dots)."""
+    exactly) and Fa = F_Aᵀ (r x Kq), B read in its stored order: [Fa, Bt, exact_w]. For a
+    float32 Bᵀ with ranks, rows and K that outer_form takes on the kind of target `wide`
+    says (ScheduleRule.wide_floats), as outer products (outer_dots); otherwise a 16-lane dot
+    product of each row of Bᵀ with each row of Fa (row_dots)."""
     r, K = p.rank_a, p.k
     Fa = te.placeholder((r, p.kq), "float32", name="Fa")
     Bt = te.placeholder((p.n, K), held, name="Bt")
@@ -282,39 +283,9 @@ def exact_w(p: KernelPlan, held: str = "float32", outer: bool = False) -> list[t
             return tir.reinterpret("float32", Bt[n, k].astype("uint32") << 16)
         return Bt[n, k].astype("float32")
 
-    if outer and held == "float32" and outer_form(r, p.n):
-        return [Fa, Bt, outer_dots(Bt, Fa, p.n, r, K, names.EXACT_W)]
+    if held == "float32" and outer_form(r, p.n, K, wide):
+        return [Fa, Bt, outer_dots(Bt, Fa, p.n, r, K, names.EXACT_W, wide)]
     return [Fa, Bt, row_dots(b, Fa, p.n, r, K, names.EXACT_W)]
-
-
-# rows of X a block of outer_dots takes (passes.outer_dots_at): 8 rows of 16 sums each, times
-# the two halves, are 16 registers of sums
-OUTER_ROWS = 8
-
-
-def outer_form(w: int, rows: int) -> bool:
-    """Whether outer_dots computes a product of `rows` rows and w columns: w in whole vectors
-    of 16 and rows in whole blocks."""
-    return w % 16 == 0 and rows % OUTER_ROWS == 0
-
-
-def outer_dots(X: te.Tensor, Yt: te.Tensor, rows: int, w: int, kq: int, name: str
-               ) -> te.Tensor:
-    """out[i, c] = Σ_k X[i, k] Yt[c, k] (float32) as outer products: Yt transposed (block
-    name + ACROSS, kq x w) puts one k's w values side by side, so each step of k is X[i, k]
-    broadcast times 16 of them per vector, the sums of a block of rows held in registers
-    (passes.outer_dots_at). Each sum runs over the even k and the odd k apart (name + HALVES),
-    added at the end: half the rounding a single running sum collects over k. Where X is
-    streamed from memory (exact_w's Bᵀ) this form reads each of its values once, as a folded
-    broadcast and one vector load per 8 multiply-adds, against row_dots' 8 vector loads per 16
-    (4 rows by 4 ranks): at N = K = 4096, 16 ranks, on a 2-core Zen 4, 2.8 ms against 4.0. Its
-    16 registers of sums need AVX-512's 32 (ScheduleRule.wide_floats)."""
-    Y = te.compute((kq, w), lambda k, c: Yt[c, k], name=name + names.ACROSS)
-    k = te.reduce_axis((0, kq // 2), "k")
-    half = te.compute((rows, 2, w), lambda i, h, c: te.sum(
-        X[i, 2 * k + h] * Y[2 * k + h, c], axis=k), name=name + names.HALVES)
-    h = te.reduce_axis((0, 2), "h")
-    return te.compute((rows, w), lambda i, c: te.sum(half[i, h, c], axis=h), name=name)
 
 
 def resid_tq(p: KernelPlan) -> list[te.Tensor]:
@@ -330,12 +301,17 @@ def resid_tq(p: KernelPlan) -> list[te.Tensor]:
                               name=names.RESID_TQ)]
 
 
-def resid_z(p: KernelPlan) -> list[te.Tensor]:
-    """(R Z)[i, c] = Σ_k R[i, k] Zt[c, k] (row_dots) for A's residual R and a basis Z given
-    transposed (w x Kq, zero past K: R's padding columns are not): [a_resid, Zt, resid_z]."""
+def resid_z(p: KernelPlan, wide: bool = False) -> list[te.Tensor]:
+    """(R Z)[i, c] = Σ_k R[i, k] Zt[c, k] for A's residual R and a basis Z given transposed
+    (w x Kq, zero past K: R's padding columns are not): [a_resid, Zt, resid_z]. On AVX2's
+    registers (not wide), where outer_form takes it, in the narrow outer-product form;
+    otherwise a 16-lane dot product of each row of R with each row of Zt (row_dots: its w
+    columns do not fill AVX-512's 16-lane vectors)."""
     Mp, Kq, w = p.mp, p.kq, sketch_width(p)
     R = te.placeholder((Mp, Kq), "float32", name=names.RESID)
     Zt = te.placeholder((w, Kq), "float32", name="Zt")
+    if not wide and outer_form(w, Mp, Kq, wide):
+        return [R, Zt, outer_dots(R, Zt, Mp, w, Kq, names.RESID_Z, wide)]
     return [R, Zt, row_dots(lambda i, k: R[i, k], Zt, Mp, w, Kq, names.RESID_Z)]
 
 
