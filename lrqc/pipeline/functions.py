@@ -56,7 +56,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
                                                        signed=signed)
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(
-            plan, flip=form is Formulation.SIGNED and not plan.float_path)
+            plan, flip=form is Formulation.SIGNED and not plan.float_path,
+            narrow=rule.family != "cuda" and not rule.wide_floats)
     if w_from_codes(plan) and outer_w.takes(plan, rule.wide_floats):
         funcs[names.FN_LOWRANK_W] = outer_w.outer_w(plan)
     elif w_from_codes(plan):
@@ -170,6 +171,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
             passes.quantize_pass(sch, knob)
     elif plan.float_path and fn == names.FN_GEMM:
         floats.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
+    elif fn == names.FN_LOWRANK_U and tiles.has_block(sch, names.LOWRANK_U + names.ACROSS):
+        passes.outer_dots_at(sch, names.LOWRANK_U, wide)  # AVX2: A' widened a block of rows
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, dot_rows(plan.mp, wide), wide)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):

@@ -46,6 +46,7 @@ RESID_T = "a_res_t"  # the same, transposed to K x M
 LANES = "_lanes"  # suffix of lane partial sums (a row dot product's 16, lanes_w's 64)
 HALVES = "_halves"  # suffix of an outer-product form's sums over even and odd k
 PARTS = "_parts"  # suffix of an outer-product form's sums over contiguous parts of k
+FLOATS = "_floats"  # suffix of its rows widened to float32 a block of rows at a time
 ACROSS = "_across"  # suffix of its other operand transposed: one k's values side by side
 
 FN_QUANTIZE = "quantize_a"

@@ -720,10 +720,11 @@ def _col_piece(tir: str) -> int:
 @pytest.mark.parametrize("target,block,piece", [("x86-avx512-vnni", (4, 4), 64),
                                                 ("x86-avx2", (2, 2), 16)])
 def test_float_products_register_blocks_per_target(target, block, piece):
-    """The row dot products (A' L_B, R Ω in the quantization pass, and R Z on AVX-512) take
+    """The row dot products (R Ω in the quantization pass, and A' L_B and R Z on AVX-512) take
     blocks of 4 rows x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers
     and 2 x 2 on AVX2's 16 (4 x 4 would need 32 of them); Rᵀ Q takes pieces of 64 columns
-    there and 16 here. On AVX2, R Z takes the outer-product form's contiguous parts of k."""
+    there and 16 here. On AVX2, A' L_B and R Z take the outer-product form's contiguous
+    parts of k."""
     from lrqc.pipeline.compile import compile as pipeline_compile
 
     texts: dict[str, str] = {}
@@ -731,10 +732,11 @@ def test_float_products_register_blocks_per_target(target, block, piece):
                      target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"]
     wide = target != "x86-avx2"
-    for fn in ("lowrank_u", "resid_z") if wide else ("lowrank_u",):
-        assert _dot_block(tir, fn) == block, fn
-    resid_z = tir.split("def resid_z_m")[1].split("@T.prim_func")[0]
-    assert ("resid_z_parts = T.sblock_alloc_buffer" in resid_z) is not wide
+    for fn in ("lowrank_u", "resid_z"):
+        body = tir.split(f"def {fn}_m")[1].split("@T.prim_func")[0]
+        assert (f"{fn}_parts = T.sblock_alloc_buffer" in body) is not wide, fn
+        if wide:
+            assert _dot_block(tir, fn) == block, fn
     sketch = tir.split("def quantize_a_m")[1].split("@T.prim_func")[0]
     assert f"for ax0_init in T.unroll({block[0]})" in sketch
     assert _col_piece(tir) == piece

@@ -288,7 +288,8 @@ def outer_dots_at(sch: Schedule, name: str, wide: bool) -> None:
     """te.outer_dots.outer_dots: the transposed operand first (its k in parallel), then
     blocks of OUTER_ROWS[wide] rows in parallel; in a block, k outside the rows so each step
     loads the vectors of the transposed operand once and takes each row's value as a
-    broadcast, the block's sums in registers. Wide: per vector of 16 columns, the halves
+    broadcast, the block's sums in registers (its rows first widened to float32 where the
+    product computes them: block name + FLOATS). Wide: per vector of 16 columns, the halves
     unrolled inside each step; narrow: per group of columns (narrow_group), the parts one
     after another, and each step's vectors of 8 columns unrolled inside the rows."""
     across = sch.get_sblock(name + names.ACROSS)
@@ -300,6 +301,10 @@ def outer_dots_at(sch: Schedule, name: str, wide: bool) -> None:
     sch.parallel(io)
     sums = sch.get_sblock(name + (names.HALVES if wide else names.PARTS))
     sch.compute_at(sums, io)
+    if has_block(sch, name + names.FLOATS):  # the block's rows in float32, 16 lanes a step
+        floats = sch.get_sblock(name + names.FLOATS)
+        sch.compute_at(floats, io)
+        sch.vectorize(sch.split(sch.get_loops(floats)[-1], [None, 16])[1])
     ii, h, c, k = sch.get_loops(sums)[1:]
     lanes = OUTER_LANES[wide]
     if wide:

@@ -241,19 +241,29 @@ def pick_const(tensors: list[te.Tensor], n: PrimExpr) -> PrimExpr:
     return out
 
 
-def lowrank_u(p: KernelPlan, flip: bool = False) -> list[te.Tensor]:
+def lowrank_u(p: KernelPlan, flip: bool = False, narrow: bool = False) -> list[te.Tensor]:
     """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or, on
     the float path, Af, times its row scales saf with 16-bit values: KernelPlan.half):
-    [Aq|Af, (sa, zc | saf), LBt, UB] (flip: Aq flipped, te.flipped)."""
+    [Aq|Af, (sa, zc | saf), LBt, UB] (flip: Aq flipped, te.flipped). With narrow (a CPU target
+    with AVX2's registers), where outer_form takes it, in the narrow outer-product form, A'
+    widened to float32 a block of rows at a time (block lowrank_u + FLOATS); otherwise row
+    dot products (row_dots)."""
     Mp, Kq, G, V, r = p.mp, p.kq, p.gq, p.vector, p.rank_b
     LBt = te.placeholder((r, Kq), "float32", name="LBt")
+    outer = narrow and outer_form(r, Mp, Kq, False)
+
+    def product(x: Callable[..., PrimExpr]) -> te.Tensor:
+        if not outer:
+            return row_dots(x, LBt, Mp, r, Kq, names.LOWRANK_U)
+        X = te.compute((Mp, Kq), x, name=names.LOWRANK_U + names.FLOATS)
+        return outer_dots(X, LBt, Mp, r, Kq, names.LOWRANK_U, False)
+
     if p.float_path:
         Af = te.placeholder((Mp, Kq), "float32", name="Af")
         if not p.half:
-            return [Af, LBt, row_dots(lambda i, k: Af[i, k], LBt, Mp, r, Kq, names.LOWRANK_U)]
+            return [Af, LBt, product(lambda i, k: Af[i, k])]
         saf = te.placeholder((Mp,), "float32", name="saf")
-        return [Af, saf, LBt,
-                row_dots(lambda i, k: Af[i, k] * saf[i], LBt, Mp, r, Kq, names.LOWRANK_U)]
+        return [Af, saf, LBt, product(lambda i, k: Af[i, k] * saf[i])]
     S = p.nseg
     Aq = te.placeholder((Mp, S * Kq), "uint8", name="Aq")
     sa = te.placeholder((Mp, S * G), "float32", name="sa")
@@ -263,7 +273,7 @@ def lowrank_u(p: KernelPlan, flip: bool = False) -> list[te.Tensor]:
         g = k // V
         return (flipped.stored(Aq[i, k], flip) - zc[i, g]).astype("float32") * sa[i, g]
 
-    return [Aq, sa, zc, LBt, row_dots(deq, LBt, Mp, r, Kq, names.LOWRANK_U)]
+    return [Aq, sa, zc, LBt, product(deq)]
 
 
 def exact_w(p: KernelPlan, held: str = "float32", wide: bool = False) -> list[te.Tensor]:
