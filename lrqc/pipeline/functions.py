@@ -40,7 +40,8 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         signed = form is Formulation.SIGNED
         fast = rule.family != "cuda"
         funcs = {  # A's codes flipped where the GEMM reads them so (te.flipped)
-            names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=fast, flip=signed)
+            names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=fast, flip=signed,
+                                                   narrow=fast and not rule.wide_floats)
                                 if plan.compensated
                                 else te_quantize.quantize_a(plan, fast=fast, flip=signed)),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,

@@ -718,13 +718,12 @@ def _col_piece(tir: str) -> int:
 
 
 @pytest.mark.parametrize("target,block,piece", [("x86-avx512-vnni", (4, 4), 64),
-                                                ("x86-avx2", (2, 2), 16)])
+                                                ("x86-avx2", None, 16)])
 def test_float_products_register_blocks_per_target(target, block, piece):
-    """The row dot products (R Ω in the quantization pass, and A' L_B and R Z on AVX-512) take
-    blocks of 4 rows x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers
-    and 2 x 2 on AVX2's 16 (4 x 4 would need 32 of them); Rᵀ Q takes pieces of 64 columns
-    there and 16 here. On AVX2, A' L_B and R Z take the outer-product form's contiguous
-    parts of k."""
+    """The row dot products (R Ω in the quantization pass, A' L_B and R Z) take blocks of 4
+    rows x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers; on AVX2's 16
+    they take the outer-product form's contiguous parts of k instead. Rᵀ Q takes pieces of 64
+    columns there and 16 here."""
     from lrqc.pipeline.compile import compile as pipeline_compile
 
     texts: dict[str, str] = {}
@@ -738,7 +737,9 @@ def test_float_products_register_blocks_per_target(target, block, piece):
         if wide:
             assert _dot_block(tir, fn) == block, fn
     sketch = tir.split("def quantize_a_m")[1].split("@T.prim_func")[0]
-    assert f"for ax0_init in T.unroll({block[0]})" in sketch
+    if wide:
+        assert f"for ax0_init in T.unroll({block[0]})" in sketch
+    assert ("a_sketch_parts = T.sblock_alloc_buffer" in sketch) is not wide
     assert _col_piece(tir) == piece
 
 
@@ -934,22 +935,25 @@ def test_quantize_pass_gives_each_rows_largest_residual(a, method, k):
         np.testing.assert_array_equal(view(bk.comp.Rtop)[:rows], np.abs(R).max(axis=1))
 
 
-def test_rsvd_sketch_product_follows_each_block_of_r_rows():
+@pytest.mark.parametrize("target,sums", [("x86-avx512-vnni", "a_sketch_lanes_update"),
+                                         ("x86-avx2", "a_sketch_parts_update")])
+def test_rsvd_sketch_product_follows_each_block_of_r_rows(target, sums):
     """The randomized SVD's R Ω is computed right after each block of R's rows, under the
     same parallel loop (R then still in cache), never reading a row of R before the block
-    that writes it; the calls are the reference's."""
+    that writes it, as row dot products with AVX-512's registers and as outer products on
+    AVX2's; the calls are the reference's."""
     from lrqc.pipeline.compile import compile as compile_stages
 
     s = scheme("int8 per_tensor round=floor + lowrank(rank=4, oversample=4, power_iters=1)",
                "int8 per_channel")
     texts: dict[str, str] = {}
-    compile_stages(s, 64, 32, 96, emit=("tir",), on_text=texts.__setitem__)
+    compile_stages(s, 64, 32, 96, target, emit=("tir",), on_text=texts.__setitem__)
     tir = texts["tir"].split("def quantize_a")[1].split("@T.prim_func")[0].splitlines()
     at = {name: next(i for i, line in enumerate(tir) if f'T.sblock("{name}")' in line)
-          for name in ("a_resid", "a_sketch_lanes_update")}
+          for name in ("a_resid", sums)}
     loop = max(i for i in range(at["a_resid"]) if "T.parallel" in tir[i])
     depth = len(tir[loop]) - len(tir[loop].lstrip())
-    for line in tir[loop + 1: at["a_sketch_lanes_update"]]:  # still inside R's loop
+    for line in tir[loop + 1: at[sums]]:  # still inside R's loop
         assert len(line) - len(line.lstrip()) > depth, line
     written: set[str] = set()
     for line in tir:  # blocks in program order: R read only after it is written

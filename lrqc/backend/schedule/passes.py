@@ -9,9 +9,10 @@ from __future__ import annotations
 from ...plan import names
 from ..compat import ExprRV, SBlockRV, Schedule, tir
 from ..te import fastcodes
-from ..te.outer_dots import OUTER_LANES, OUTER_ROWS, narrow_group
+from ..te.outer_dots import OUTER_ROWS
 from . import sketch
 from .lanes import dot_rows, lanes_inside, rank_blocks
+from .outer import outer_dots_at
 from .protocol import Knob
 from .tiles import block_names, hand, has_block, lanes_knob
 
@@ -143,10 +144,14 @@ def compensated_pass(sch: Schedule, knob: Knob | None = None, wide: bool = True)
             transposed_at(sch, name, names.RESID_CODES + name[len(names.RESID_T):])
     if after_r:  # R Ω in blocks of rows that divide R's (16-lane loads of Ω per block)
         rows = int(sch.get(sch.get_loops(sch.get_sblock(names.RESID))[0]).extent)
-        block = dot_rows(rows, wide)
+        outer = has_block(sch, names.SKETCH + names.ACROSS)  # (te.outer_dots, AVX2)
+        block = OUTER_ROWS[False] if outer else dot_rows(rows, wide)
         if not sketch.sketch_with_resid(sch, knob, block, wide):
             sch.parallel(sch.get_loops(sch.get_sblock(names.RESID))[0])
-            row_dots_at(sch, names.SKETCH, knob, rows=block, wide=wide)
+            if outer:
+                outer_dots_at(sch, names.SKETCH, False)
+            else:
+                row_dots_at(sch, names.SKETCH, knob, rows=block, wide=wide)
             after_r = False
     if has_block(sch, names.RESID_TOP) and not after_r:  # each row's max |R| in cache
         sketch.top_after(sch, sch.get_loops(sch.get_sblock(names.RESID))[int(fused)])
@@ -282,44 +287,6 @@ def row_dots_at(sch: Schedule, name: str, knob: Knob | None = None, rows: int = 
     part = sch.get_sblock(name + names.LANES)
     sch.compute_at(part, i)
     rank_blocks(sch, name, part, rows, knob, wide)
-
-
-def outer_dots_at(sch: Schedule, name: str, wide: bool) -> None:
-    """te.outer_dots.outer_dots: the transposed operand first (its k in parallel), then
-    blocks of OUTER_ROWS[wide] rows in parallel; in a block, k outside the rows so each step
-    loads the vectors of the transposed operand once and takes each row's value as a
-    broadcast, the block's sums in registers (its rows first widened to float32 where the
-    product computes them: block name + FLOATS). Wide: per vector of 16 columns, the halves
-    unrolled inside each step; narrow: per group of columns (narrow_group), the parts one
-    after another, and each step's vectors of 8 columns unrolled inside the rows."""
-    across = sch.get_sblock(name + names.ACROSS)
-    k, c = sch.get_loops(across)
-    sch.parallel(k)
-    sch.vectorize(c)
-    i = sch.get_loops(sch.get_sblock(name))[0]
-    io, _ = sch.split(i, [None, OUTER_ROWS[wide]])
-    sch.parallel(io)
-    sums = sch.get_sblock(name + (names.HALVES if wide else names.PARTS))
-    sch.compute_at(sums, io)
-    if has_block(sch, name + names.FLOATS):  # the block's rows in float32, 16 lanes a step
-        floats = sch.get_sblock(name + names.FLOATS)
-        sch.compute_at(floats, io)
-        sch.vectorize(sch.split(sch.get_loops(floats)[-1], [None, 16])[1])
-    ii, h, c, k = sch.get_loops(sums)[1:]
-    lanes = OUTER_LANES[wide]
-    if wide:
-        co, cv = sch.split(c, [None, lanes])
-        sch.reorder(co, k, ii, h, cv)
-        sch.unroll(h)
-    else:
-        w = int(sch.get(c).extent)
-        cg, co, cv = sch.split(c, [None, narrow_group(w) // lanes, lanes])
-        sch.reorder(cg, h, k, ii, co, cv)
-        sch.unroll(co)
-    sch.unroll(ii)
-    sch.vectorize(cv)
-    init = sch.decompose_reduction(sums, k)
-    sch.vectorize(sch.get_loops(init)[-1])
 
 
 def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool = True

@@ -10,6 +10,7 @@ from ...plan import names
 from ..compat import LoopRV, Schedule
 from ..te import fastcodes
 from .lanes import decompose_lanes, kq_chunks, lanes_inside, rank_blocks
+from .outer import across_at, sums_at
 from .protocol import Knob
 from .tiles import block_names, has_block
 
@@ -93,9 +94,14 @@ def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int, wide: bool = 
     stands between R and R Ω (the merged loop stands where R Ω's did). wide: the rule's
     targets have AVX-512's registers (lanes.DOT_BLOCK)."""
     order = block_names(sch)
-    between = order[order.index(names.RESID) + 1: order.index(names.SKETCH + names.LANES)]
-    if any(not n.startswith(names.RESID_TOP) for n in between):
+    outer = has_block(sch, names.SKETCH + names.ACROSS)  # te.outer_dots' narrow form
+    part_name = names.SKETCH + (names.PARTS if outer else names.LANES)
+    between = order[order.index(names.RESID) + 1: order.index(part_name)]
+    if any(not n.startswith(names.RESID_TOP) and n != names.SKETCH + names.ACROSS
+           for n in between):
         return False
+    if outer:
+        across_at(sch, names.SKETCH)
     io, ii = sch.split(sch.get_loops(sch.get_sblock(names.RESID))[0], [None, rows])
     top_after(sch, ii, decompose=False)
     i, _ = sch.split(sch.get_loops(sch.get_sblock(names.SKETCH))[0], [None, rows])
@@ -104,7 +110,10 @@ def sketch_with_resid(sch: Schedule, knob: Knob | None, rows: int, wide: bool = 
     top = sch.get_sblock(names.RESID_TOP + names.LANES)
     if kq_chunks(sch, top) > 1:
         decompose_lanes(sch, top)
-    part = sch.get_sblock(names.SKETCH + names.LANES)
+    if outer:
+        sums_at(sch, names.SKETCH, both, False)
+        return True
+    part = sch.get_sblock(part_name)
     sch.compute_at(part, both)
     rank_blocks(sch, names.SKETCH, part, rows, knob, wide)
     return True

@@ -105,10 +105,12 @@ def _per_tensor_max_abs(q) -> bool:
         and not q.scale.startswith("uint")
 
 
-def quantize_a(p: KernelPlan, fast: bool = False, flip: bool = False) -> list[te.Tensor]:
+def quantize_a(p: KernelPlan, fast: bool = False, flip: bool = False, narrow: bool = False
+               ) -> list[te.Tensor]:
     """Tensors of the compensated per-call pass: inputs [A, (rows), (Omega_t)], outputs
     [Aq, sa, zc, (ra), (dens), (R, max |R|), (T), (Rᵀ T per chunk: te.sketch)]. fast: codes
-    from float32 in rows where proven exact (fastcodes); flip: Aq flipped (te.flipped)."""
+    from float32 in rows where proven exact (fastcodes); flip: Aq flipped (te.flipped);
+    narrow: a CPU target with AVX2's registers (_residual)."""
     M, K, Mp, Kq, G, V = dims(p)
     A, x, bits = a_bits(p, free_rows=True)  # a caller's A read where it lies (lends_a)
     inputs, outputs = [A], []
@@ -167,23 +169,35 @@ def quantize_a(p: KernelPlan, fast: bool = False, flip: bool = False) -> list[te
     if dens:
         outputs.append(te.compute((len(dens),), lambda n: pick_const(dens, n), name="dens"))
     if p.lowrank_a is not None:
-        rr = chunked(p) if sketch_rt(p) else (Mp,)  # R's rows (in chunks: te.sketch)
-        R = te.compute((*rr, Kq), lambda *ik: resid(_row(rr, ik), ik[-1]).astype("float32"),
-                       name=names.RESID)
-        outputs += [R, lane_top(R, rr, K, Kq)]
-        w = sketch_width(p)
-        if w:
-            Om = te.placeholder((w, Kq), "float32", name="Omega_t")
-            inputs.append(Om)
-            T = row_dots(lambda *ik: R[ik], Om, rr, w, Kq, names.SKETCH)
-            outputs.append(T)
-            if sketch_rt(p):  # Rᵀ T as the rows of R are written
-                outputs.append(chunk_sums(p, R, lambda c, r: T[c, r, 0], rows,
-                                          names.SKETCH_RT))
+        _residual(p, resid, rows, narrow, inputs, outputs)
     for j, sp in enumerate(p.sparse):
         key = f"sparse:{sp.n}" if sp.side == "a" else f"res:{sp.n}"
         outputs += sparse_operand(p, sources[key], sp.side, j)
     return inputs + outputs
+
+
+def _residual(p: KernelPlan, resid: Callable[[PrimExpr, PrimExpr], PrimExpr], rows: te.Tensor,
+              narrow: bool, inputs: list[te.Tensor], outputs: list[te.Tensor]) -> None:
+    """quantize_a's tensors of A's lowrank term, appended: R (float32), each row's max |R|,
+    Ω (given transposed) and T = R Ω (narrow: the outer-product form where outer_form takes
+    it) where it has a test matrix, and the rank-1 sketch's Rᵀ T per chunk."""
+    _, K, Mp, Kq, _, _ = dims(p)
+    rr = chunked(p) if sketch_rt(p) else (Mp,)  # R's rows (in chunks: te.sketch)
+    R = te.compute((*rr, Kq), lambda *ik: resid(_row(rr, ik), ik[-1]).astype("float32"),
+                   name=names.RESID)
+    outputs += [R, lane_top(R, rr, K, Kq)]
+    w = sketch_width(p)
+    if not w:
+        return
+    Om = te.placeholder((w, Kq), "float32", name="Omega_t")
+    inputs.append(Om)
+    if narrow and rr == (Mp,) and outer_form(w, Mp, Kq, False):
+        T = outer_dots(R, Om, Mp, w, Kq, names.SKETCH, False)
+    else:
+        T = row_dots(lambda *ik: R[ik], Om, rr, w, Kq, names.SKETCH)
+    outputs.append(T)
+    if sketch_rt(p):  # Rᵀ T as the rows of R are written
+        outputs.append(chunk_sums(p, R, lambda c, r: T[c, r, 0], rows, names.SKETCH_RT))
 
 
 def _row(rows: tuple[int, ...], ik: tuple) -> PrimExpr:
