@@ -11,6 +11,7 @@ from ..backend.rowbound import ROW_TILES
 from ..backend.schedule import floats, passes, tiles
 from ..backend.schedule import sketch as sketch_schedule
 from ..backend.schedule.lanes import dot_rows
+from ..backend.schedule.outer import outer_dots_at
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -173,18 +174,18 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
     elif plan.float_path and fn == names.FN_GEMM:
         floats.float_gemm(sch, plan, knob)  # one float32 tile for every x86/LLVM target
     elif fn == names.FN_LOWRANK_U and tiles.has_block(sch, names.LOWRANK_U + names.ACROSS):
-        passes.outer_dots_at(sch, names.LOWRANK_U, wide)  # AVX2: A' widened a block of rows
+        outer_dots_at(sch, names.LOWRANK_U, wide)  # AVX2: A' widened a block of rows
     elif fn == names.FN_LOWRANK_U:
         passes.row_dots_at(sch, names.LOWRANK_U, knob, dot_rows(plan.mp, wide), wide)
     elif fn in sig.EXACT_W.values() and tiles.has_block(sch, names.EXACT_W + names.ACROSS):
-        passes.outer_dots_at(sch, names.EXACT_W, wide)  # Bᵀ in float32, 16 ranks a block
+        outer_dots_at(sch, names.EXACT_W, wide)  # Bᵀ in float32, 16 ranks a block
     elif fn in sig.EXACT_W.values():  # DOT_BLOCK's rows of Bᵀ a block (4 on AVX-512: 2.2-2.4 ms
         # against 3.9 for numpy's BLAS on 2 threads at N = K = 4096, rank 16, B (64 MB) warm in
         # the last-level cache, AMX Xeon, 2 cores; from memory at its measured 27-29 GB/s, B's
         # read alone is 2.3 ms)
         passes.row_dots_at(sch, names.EXACT_W, knob, dot_rows(plan.n, wide), wide)
     elif fn == names.FN_RESID_Z and tiles.has_block(sch, names.RESID_Z + names.ACROSS):
-        passes.outer_dots_at(sch, names.RESID_Z, wide)  # AVX2: R's rows as broadcasts
+        outer_dots_at(sch, names.RESID_Z, wide)  # AVX2: R's rows as broadcasts
     elif fn == names.FN_RESID_Z:  # DOT_BLOCK's rows of R a block (4 on AVX-512: R Z at 2048 x
         # 2048, 24 ranks, 0.85 ms against 1.2-1.3 for numpy's BLAS on 2 threads, same run; AMX
         # Xeon, 2 cores)

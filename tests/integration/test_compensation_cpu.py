@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lrqc
+from lrqc.backend.target import host_cpu_flags
 from lrqc.reference import matmul
 from lrqc.reference.scheme import direct_scheme, rel_error
 
@@ -681,7 +682,8 @@ def test_row_dots_in_k_pieces_give_the_same_bits(monkeypatch):
     in order, so C is bit for bit the one of kernels that walk K whole."""
     from lrqc.backend.schedule import lanes
 
-    s = scheme("int8 per_channel round=floor + lowrank(rank=5, oversample=3, power_iters=1)",
+    # (rank + oversample 7 and ranks 5 and 3: row dot products on every target, not te.outer_dots)
+    s = scheme("int8 per_channel round=floor + lowrank(rank=5, oversample=2, power_iters=1)",
                "int8 per_channel + lowrank(rank=3)")
     k = 16 * lanes.K_CHUNK * 2  # two pieces
     rng = np.random.default_rng(12)
@@ -736,6 +738,9 @@ def test_float_products_register_blocks_per_target(target, block, piece):
         assert (f"{fn}_parts = T.sblock_alloc_buffer" in body) is not wide, fn
         if wide:
             assert _dot_block(tir, fn) == block, fn
+        else:  # 4 rows a block, each row's sums in three vectors of 8 lanes
+            assert re.search(r"in T\.unroll\(4\):\s+for \w+ in T\.unroll\(\d\):\s+"
+                             r"for \w+ in T\.vectorized\(8\)", body), fn
     sketch = tir.split("def quantize_a_m")[1].split("@T.prim_func")[0]
     if wide:
         assert f"for ax0_init in T.unroll({block[0]})" in sketch
@@ -744,11 +749,14 @@ def test_float_products_register_blocks_per_target(target, block, piece):
 
 
 def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch):
-    """The float32 products' register blocks differ by target (the test above), but not their
-    sums' order: a kernel built with the other kind of target's blocks, run here, gives C bit
-    for bit."""
+    """The row dot products' and Rᵀ Q's register blocks differ by target (the test above), but
+    not their sums' order: a kernel built with the other kind of target's blocks, run here,
+    gives C bit for bit (the outer-product forms turned off, so that every product takes
+    those blocks)."""
     from lrqc.backend.schedule import lanes, passes
+    from lrqc.backend.te import compensated
 
+    monkeypatch.setattr(compensated, "outer_form", lambda *args: False)
     s = scheme(RSVD16, "int8 per_channel + lowrank(rank=16)")
     rng = np.random.default_rng(21)
     A, B = rng.random((64, 1024)).astype(np.float32), rng.standard_normal((1024, 96))
@@ -762,6 +770,31 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
     c1, c2 = own(A, own.pack(B)), other(A, other.pack(B))
     np.testing.assert_array_equal(c1, c2)
     assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
+
+
+@pytest.mark.skipif("avx2" not in host_cpu_flags(), reason="runs x86-avx2 kernels")
+@pytest.mark.parametrize("a,b", [
+    (RSVD16, "int8 per_channel + lowrank(rank=16)"),  # exact_w, R Z, R Ω, A' L_B from codes
+    ("float32", "int8 per_channel + lowrank(rank=8)"),  # A' L_B on the float path
+    ("float16", "int4 per_vector(32) + lowrank(rank=24)")])  # ... with 16-bit A's row scales
+def test_outer_products_match_row_dots_within_float32_rounding(monkeypatch, a, b):
+    """Built for AVX2 (whatever this CPU's own rule), the outer-product forms give C within
+    float32 rounding of the row dot products' (the same kernel with them turned off), both
+    within the suite's tolerance of the reference; the sums run in another order, so the
+    bits differ."""
+    from lrqc.backend.te import compensated
+
+    s = scheme(a, b)
+    rng = np.random.default_rng(31)
+    A, B = rng.standard_normal((44, 512)).astype(np.float32), rng.standard_normal((512, 96))
+    outer = lrqc.compile(s, M="33..48", N=96, K=512, target="x86-avx2")
+    monkeypatch.setattr(compensated, "outer_form", lambda *args: False)
+    dots = lrqc.compile(s, M="33..48", N=96, K=512, target="x86-avx2")
+    c1, c2 = outer(A, outer.pack(B)), dots(A, dots.pack(B))
+    assert not np.array_equal(c1, c2)
+    assert np.abs(c1 - c2).max() < 1e-5 * np.abs(c2).max()
+    ref = matmul(s, A.astype(np.float64), B)
+    assert rel_error(c1, ref) < TOL and rel_error(c2, ref) < TOL
 
 
 def test_pack_holds_each_array_once():

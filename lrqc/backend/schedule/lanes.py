@@ -85,5 +85,6 @@ K_CHUNK = 32
 # 2048 x 2048 and 24 test columns, medians of 11 interleaved calls, ms, 4 x 4 -> 2 x 2: R Z
 # 4.4-6.3 -> 2.0-2.6, Bᵀ (2048 x 2048) times 16 ranks 2.9-4.3 -> 1.5-2.0, A' L_B 2.7-5.5 ->
 # 1.7-2.2 (4 x 1, 1 x 4, 2 x 1, 2 x 4 and 4 x 2 were no faster; 8-lane sums, 4 x 3 in 12
-# registers, neither)
+# registers, neither). Without AVX-512's registers, R Z, R Ω, Bᵀ F_A and A' L_B now take
+# te.outer_dots' narrow form where its shapes allow; 2 x 2 is for the others.
 DOT_BLOCK = {True: (4, 4), False: (2, 2)}

@@ -12,7 +12,7 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
 computing every residual in float64 with the reference's exact operations (quantize.py's
-quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots: the row dot product),
+quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots, or outer_dots),
 exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU), resid_tq and
 resid_z the randomized SVD's products of R with its bases (CPU), lowrank_w makes F_Aᵀ B̂ from
 B's packed codes (A's lowrank term with other=packed); the GEMM adds U W in its epilogue."""
@@ -258,24 +258,24 @@ def pick_const(tensors: list[te.Tensor], n: PrimExpr) -> PrimExpr:
 def lowrank_u(p: KernelPlan, flip: bool = False, narrow: bool = False) -> list[te.Tensor]:
     """U_B[i, r] = Σ_k A'[i, k] L_B[k, r] with A' the base segment's dequantized codes (or, on
     the float path, Af, times its row scales saf with 16-bit values: KernelPlan.half):
-    [Aq|Af, (sa, zc | saf), LBt, UB] (flip: Aq flipped, te.flipped). With narrow (a CPU target
-    with AVX2's registers), where outer_form takes it, in the narrow outer-product form, A'
-    widened to float32 a block of rows at a time (block lowrank_u + FLOATS); otherwise row
-    dot products (row_dots)."""
+    [Aq|Af, (sa, zc | saf), LBt, UB] (flip: Aq flipped, te.flipped). narrow (a CPU rule without
+    AVX-512's registers): where outer_form takes it, outer_dots' narrow form, A' widened to
+    float32 a block of rows at a time (lowrank_u + FLOATS); else row dots (row_dots)."""
     Mp, Kq, G, V, r = p.mp, p.kq, p.gq, p.vector, p.rank_b
     LBt = te.placeholder((r, Kq), "float32", name="LBt")
     outer = narrow and outer_form(r, Mp, Kq, False)
 
-    def product(x: Callable[..., PrimExpr]) -> te.Tensor:
+    def product(x: Callable[..., PrimExpr], floats: te.Tensor | None = None) -> te.Tensor:
         if not outer:
             return row_dots(x, LBt, Mp, r, Kq, names.LOWRANK_U)
-        X = te.compute((Mp, Kq), x, name=names.LOWRANK_U + names.FLOATS)
-        return outer_dots(X, LBt, Mp, r, Kq, names.LOWRANK_U, False)
+        if floats is None:  # (else A's values, already float32)
+            floats = te.compute((Mp, Kq), x, name=names.LOWRANK_U + names.FLOATS)
+        return outer_dots(floats, LBt, Mp, r, Kq, names.LOWRANK_U, False)
 
     if p.float_path:
         Af = te.placeholder((Mp, Kq), "float32", name="Af")
         if not p.half:
-            return [Af, LBt, product(lambda i, k: Af[i, k])]
+            return [Af, LBt, product(lambda i, k: Af[i, k], Af)]
         saf = te.placeholder((Mp,), "float32", name="saf")
         return [Af, saf, LBt, product(lambda i, k: Af[i, k] * saf[i])]
     S = p.nseg
@@ -290,7 +290,7 @@ def lowrank_u(p: KernelPlan, flip: bool = False, narrow: bool = False) -> list[t
     return [Aq, sa, zc, LBt, product(deq)]
 
 
-def exact_w(p: KernelPlan, held: str = "float32", wide: bool = False) -> list[te.Tensor]:
+def exact_w(p: KernelPlan, held: str, *, wide: bool) -> list[te.Tensor]:
     """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
     K a multiple of 16), from pack's Bᵀ (N x K, rows contiguous) held as `held` (float32, or
     an exact 16-bit copy: bfloat16's bits as uint16, float16; each value widened to float32
@@ -325,7 +325,7 @@ def resid_tq(p: KernelPlan) -> list[te.Tensor]:
                               name=names.RESID_TQ)]
 
 
-def resid_z(p: KernelPlan, wide: bool = False) -> list[te.Tensor]:
+def resid_z(p: KernelPlan, *, wide: bool) -> list[te.Tensor]:
     """(R Z)[i, c] = Σ_k R[i, k] Zt[c, k] for A's residual R and a basis Z given transposed
     (w x Kq, zero past K: R's padding columns are not): [a_resid, Zt, resid_z]. On AVX2's
     registers (not wide), where outer_form takes it, in the narrow outer-product form;

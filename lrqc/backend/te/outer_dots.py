@@ -1,26 +1,28 @@
 """to_te for the thin float32 products of the compensated kernels in outer-product form:
 out[i, c] = Σ_k X[i, k] Yt[c, k], with Yt transposed first so that one k's w values lie side
 by side. Each step of k multiplies X[i, k], broadcast, by vectors of those values, and a block
-of rows keeps its sums in registers (schedule.passes.outer_dots_at). X is read once, in its
+of rows keeps its sums in registers (schedule.outer). X is read once, in its
 stored order, one scalar per row and step; only the small Yt is read again, from cache.
 
-Two forms, by the target's registers (ScheduleRule.wide_floats):
+Two forms, by the schedule rule's registers (ScheduleRule.wide_floats: the VNNI and AMX rules
+have AVX-512's; every other CPU rule, AVX2's among them, takes the narrow form):
   wide    (AVX-512's 32 registers of 16 lanes) 8 rows x 16 columns of sums, each run over the
           even k and the odd k apart and added at the end (HALVES);
   narrow  (AVX2's 16 registers of 8 lanes) 4 rows x up to 24 columns (narrow_group), the
           groups of columns one after another, each sum run over
           OUTER_PARTS contiguous parts of k one after the other and the parts added at the
-          end (PARTS): a part's sum is as long as a 16-lane dot product's lane, so the
-          rounding is that of te.sketch.row_dots, and only one part's sums are live."""
+          end (PARTS): a part's running sum is as long as a 16-lane dot product's lane
+          (te.sketch.row_dots), so the rounding is comparable (not the same bits), and only
+          one part's sums are live."""
 
 from __future__ import annotations
 
 from ...plan import names
 from ..compat import te
 
-# rows of X a block takes (passes.outer_dots_at), by wide_floats: on AVX-512, 8 rows of 16
-# sums each, times the two halves, are 16 of its 32 registers; on AVX2, 4 rows of 16 sums
-# (two registers each) are 8 of its 16, which leaves room for 2 vectors of Y and a broadcast
+# rows of X a block takes (schedule.outer), by wide_floats: on AVX-512, 8 rows of 16 sums
+# each, times the two halves, are 16 of its 32 registers; on AVX2, 4 rows of up to 24 sums
+# (three registers each, narrow_group) are 12 of its 16, with 3 vectors of Y and a broadcast
 OUTER_ROWS = {True: 8, False: 4}
 # the narrow form's contiguous parts of k (a part: kq / 16 values, as each lane of a 16-lane
 # dot product sums)
@@ -42,7 +44,7 @@ def outer_form(w: int, rows: int, kq: int, wide: bool) -> bool:
     no loop over k)."""
     if rows % OUTER_ROWS[wide] or w % OUTER_LANES[wide]:
         return False
-    return wide or (kq % OUTER_PARTS == 0 and kq >= 2 * OUTER_PARTS)
+    return kq % 2 == 0 if wide else (kq % OUTER_PARTS == 0 and kq >= 2 * OUTER_PARTS)
 
 
 def outer_dots(X: te.Tensor, Yt: te.Tensor, rows: int, w: int, kq: int, name: str,
