@@ -11,7 +11,7 @@ from ..backend.rowbound import ROW_TILES
 from ..backend.schedule import floats, passes, tiles
 from ..backend.schedule import sketch as sketch_schedule
 from ..backend.schedule.lanes import dot_rows
-from ..backend.schedule.outer import outer_dots_at
+from ..backend.schedule.outer import outer_columns_at, outer_dots_at
 from ..backend.schedule.protocol import Formulation, Knob, ScheduleRule
 from ..backend.schedule.rules import choose, rule_of
 from ..backend.target import Target
@@ -68,7 +68,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         for held, fn in sig.EXACT_W.items():  # B in float32 or an exact 16-bit copy
             funcs[fn] = te_comp.exact_w(plan, held, wide=rule.wide_floats)
     if sig.r_products(plan) and rule.family != "cuda":  # the GPU's: the host's BLAS
-        funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan)
+        funcs[names.FN_RESID_TQ] = te_comp.resid_tq(plan, wide=rule.wide_floats)
         funcs[names.FN_RESID_Z] = te_comp.resid_z(plan, wide=rule.wide_floats)
     if names.FN_SKETCH_AB in sig.cpu_functions(plan) and rule.family != "cuda":  # (the GPU's:
         #   the host's BLAS)
@@ -192,6 +192,8 @@ def schedule_function(fn: str, sch: Schedule, plan: KernelPlan, rule: ScheduleRu
         passes.row_dots_at(sch, names.RESID_Z, knob, dot_rows(plan.mp, wide), wide)
     elif fn == names.FN_SKETCH_AB:
         sketch_schedule.sketch_ab(sch)
+    elif fn == names.FN_RESID_TQ and tiles.has_block(sch, names.RESID_TQ + names.ACROSS):
+        outer_columns_at(sch, names.RESID_TQ)  # AVX2: 4 of R's columns a block
     elif fn == names.FN_RESID_TQ:
         passes.col_dots_at(sch, names.RESID_TQ, knob, wide)
     elif fn == names.FN_LOWRANK_W and tiles.has_block(sch, names.LOWRANK_W + "_fa"):  # lanes_w

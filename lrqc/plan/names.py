@@ -48,6 +48,7 @@ HALVES = "_halves"  # suffix of an outer-product form's sums over even and odd k
 PARTS = "_parts"  # suffix of an outer-product form's sums over contiguous parts of k
 FLOATS = "_floats"  # suffix of its rows widened to float32 a block of rows at a time
 ACROSS = "_across"  # suffix of its other operand transposed: one k's values side by side
+COLUMNS = "_columns"  # suffix of a column-form product's sums, one row per column of R
 
 FN_QUANTIZE = "quantize_a"
 FN_GEMM = "gemm"

@@ -720,12 +720,12 @@ def _col_piece(tir: str) -> int:
 
 
 @pytest.mark.parametrize("target,block,piece", [("x86-avx512-vnni", (4, 4), 64),
-                                                ("x86-avx2", None, 16)])
+                                                ("x86-avx2", None, None)])
 def test_float_products_register_blocks_per_target(target, block, piece):
     """The row dot products (R Ω in the quantization pass, A' L_B and R Z) take blocks of 4
     rows x 4 ranks of 16-lane sums where the target has AVX-512's 32 registers; on AVX2's 16
     they take the outer-product form's contiguous parts of k instead. Rᵀ Q takes pieces of 64
-    columns there and 16 here."""
+    columns there, and here blocks of 4 of R's columns against vectors of 8 of Q's."""
     from lrqc.pipeline.compile import compile as pipeline_compile
 
     texts: dict[str, str] = {}
@@ -745,7 +745,13 @@ def test_float_products_register_blocks_per_target(target, block, piece):
     if wide:
         assert f"for ax0_init in T.unroll({block[0]})" in sketch
     assert ("a_sketch_parts = T.sblock_alloc_buffer" in sketch) is not wide
-    assert _col_piece(tir) == piece
+    tq = tir.split("def resid_tq_m")[1].split("@T.prim_func")[0]
+    assert ("resid_tq_columns = T.sblock_alloc_buffer" in tq) is not wide
+    if wide:
+        assert _col_piece(tir) == piece
+    else:  # a part's 32 rows unrolled, 4 columns of R a block, 3 vectors of 8 of Q's columns
+        assert re.search(r"for i_1 in T\.unroll\(32\):\s+for k_2 in T\.unroll\(4\):\s+"
+                         r"for c_1 in T\.unroll\(3\):\s+for c_2 in T\.vectorized\(8\)", tq)
 
 
 def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch):
@@ -757,6 +763,7 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
     from lrqc.backend.te import compensated
 
     monkeypatch.setattr(compensated, "outer_form", lambda *args: False)
+    monkeypatch.setattr(compensated, "columns_form", lambda *args: False)
     s = scheme(RSVD16, "int8 per_channel + lowrank(rank=16)")
     rng = np.random.default_rng(21)
     A, B = rng.random((64, 1024)).astype(np.float32), rng.standard_normal((1024, 96))
@@ -768,6 +775,34 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
         monkeypatch.setattr(passes, name, {True: sizes[False], False: sizes[True]})
     other = lrqc.compile(s, 64, 96, 1024)
     c1, c2 = own(A, own.pack(B)), other(A, other.pack(B))
+    np.testing.assert_array_equal(c1, c2)
+    assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
+
+
+@pytest.mark.skipif("avx2" not in host_cpu_flags(), reason="runs x86-avx2 kernels")
+@pytest.mark.parametrize("lowrank,m,k", [
+    ("lowrank(rank=16, oversample=8, power_iters=1)", "33..48", 512),  # Q's 24 columns at once
+    ("lowrank(rank=24, oversample=8, power_iters=2)", 64, 1024),  # two groups of 16
+    ("lowrank(rank=4, oversample=4)", 9, 20),  # one vector of Q; 5 chunks of 4 columns
+    ("lowrank(rank=5, oversample=2)", 40, 64)])  # 7 columns: the earlier form
+def test_r_columns_form_gives_the_same_bits(monkeypatch, lowrank, m, k):
+    """Built for AVX2, Rᵀ Q's outer-product form (blocks of R's columns against vectors of Q's)
+    gives C bit for bit as the earlier form (pieces of R's rows against Q's values): both sum
+    each column's terms over R's rows in order, so only the loops differ; both agree with
+    the reference."""
+    from lrqc.backend.te import compensated
+
+    s = scheme(f"int8 per_tensor round=floor + {lowrank}", "int8 per_channel")
+    rng = np.random.default_rng(41)
+    A, B = rng.random((48 if m == "33..48" else m, k)).astype(np.float32), rng.random((k, 24))
+    taken: list[bool] = []
+    form = compensated.columns_form
+    monkeypatch.setattr(compensated, "columns_form", lambda *a: taken.append(form(*a)) or taken[-1])
+    new = lrqc.compile(s, M=m, N=24, K=k, target="x86-avx2")
+    assert taken and all(taken) is ("rank=5" not in lowrank)
+    monkeypatch.setattr(compensated, "columns_form", lambda *args: False)
+    old = lrqc.compile(s, M=m, N=24, K=k, target="x86-avx2")
+    c1, c2 = new(A, new.pack(B)), old(A, old.pack(B))
     np.testing.assert_array_equal(c1, c2)
     assert rel_error(c1, matmul(s, A.astype(np.float64), B)) < TOL
 

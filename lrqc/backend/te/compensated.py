@@ -12,10 +12,9 @@ quantize_a makes, from one read of A, every per-call matrix the GEMM needs:
   per sparse product    A's thresholded copy [Mp, Kq] or A's residual codes transposed
                         [Kq, Mp] (int16, centered) with their scales (sparse.py),
 computing every residual in float64 with the reference's exact operations (quantize.py's
-quantizer). lowrank_u makes U_B = A' L_B from the base codes (row_dots, or outer_dots),
-exact_w makes F_Aᵀ B from B in float32 (A's lowrank term with other=exact, CPU), resid_tq and
-resid_z the randomized SVD's products of R with its bases (CPU), lowrank_w makes F_Aᵀ B̂ from
-B's packed codes (A's lowrank term with other=packed); the GEMM adds U W in its epilogue."""
+quantizer). lowrank_u makes U_B = A' L_B from the base codes, exact_w F_Aᵀ B from B in
+float32 (other=exact, CPU), resid_tq and resid_z the randomized SVD's products of R with its
+bases (CPU), lowrank_w F_Aᵀ B̂ from B's codes (other=packed); the GEMM adds U W after."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ from ...plan.support import a_offset
 from ..compat import PrimExpr, te, tir
 from . import flipped, unpack
 from .bitstats import group_index
-from .outer_dots import outer_dots, outer_form
+from .outer_dots import columns_form, outer_columns, outer_dots, outer_form
 from .quantize import a_bits, dims, max_abs_stat, quantizer, statistics
 from .sketch import chunk_sums, chunked, row_dots
 from .sparse import code_dtype
@@ -294,10 +293,9 @@ def exact_w(p: KernelPlan, held: str, *, wide: bool) -> list[te.Tensor]:
     """W_Aᵀ[n, c] = Σ_k B[k, n] F_A[k, c] for A's lowrank term with the exact B (other=exact,
     K a multiple of 16), from pack's Bᵀ (N x K, rows contiguous) held as `held` (float32, or
     an exact 16-bit copy: bfloat16's bits as uint16, float16; each value widened to float32
-    exactly) and Fa = F_Aᵀ (r x Kq), B read in its stored order: [Fa, Bt, exact_w]. For a
-    float32 Bᵀ with ranks, rows and K that outer_form takes on the kind of target `wide`
-    says (ScheduleRule.wide_floats), as outer products (outer_dots); otherwise a 16-lane dot
-    product of each row of Bᵀ with each row of Fa (row_dots)."""
+    exactly) and Fa = F_Aᵀ (r x Kq), B read in its stored order: [Fa, Bt, exact_w]. A float32
+    Bᵀ whose shapes outer_form takes on the kind of target `wide` says (wide_floats), as
+    outer products (outer_dots); otherwise 16-lane dot products (row_dots)."""
     r, K = p.rank_a, p.k
     Fa = te.placeholder((r, p.kq), "float32", name="Fa")
     Bt = te.placeholder((p.n, K), held, name="Bt")
@@ -312,14 +310,16 @@ def exact_w(p: KernelPlan, held: str, *, wide: bool) -> list[te.Tensor]:
     return [Fa, Bt, row_dots(b, Fa, p.n, r, K, names.EXACT_W)]
 
 
-def resid_tq(p: KernelPlan) -> list[te.Tensor]:
+def resid_tq(p: KernelPlan, *, wide: bool) -> list[te.Tensor]:
     """(Qᵀ R)[c, k] = Σ_i Qt[c, i] R[i, k] for A's residual R as quantize_a left it and a basis
     Q given transposed (w x Mp, zero past the call's rows; R's rows past them are finite: the
-    residuals of copies of the call's last row, then of zero rows): the randomized SVD's
-    Rᵀ Q, each sum over the rows in order: [Qt, a_resid, resid_tq]."""
+    residuals of copies of the call's last row, then of zero rows), each sum over the rows in
+    order (narrow: outer_columns, where columns_form takes it): [Qt, a_resid, resid_tq]."""
     Mp, Kq, w = p.mp, p.kq, sketch_width(p)
     Qt = te.placeholder((w, Mp), "float32", name="Qt")
     R = te.placeholder((Mp, Kq), "float32", name=names.RESID)
+    if not wide and columns_form(w, Kq):
+        return [Qt, R, outer_columns(Qt, R, Mp, w, Kq, names.RESID_TQ)]
     i = te.reduce_axis((0, Mp), "i")
     return [Qt, R, te.compute((w, Kq), lambda c, k: te.sum(Qt[c, i] * R[i, k], axis=i),
                               name=names.RESID_TQ)]

@@ -13,7 +13,10 @@ have AVX-512's; every other CPU rule, AVX2's among them, takes the narrow form):
           OUTER_PARTS contiguous parts of k one after the other and the parts added at the
           end (PARTS): a part's running sum is as long as a 16-lane dot product's lane
           (te.sketch.row_dots), so the rounding is comparable (not the same bits), and only
-          one part's sums are live."""
+          one part's sums are live.
+
+The randomized SVD's Rᵀ Q, whose sums run down R's rows, has its own narrow form
+(outer_columns): 4 columns of R, each value a broadcast, against Q's rows in vectors."""
 
 from __future__ import annotations
 
@@ -69,3 +72,24 @@ def outer_dots(X: te.Tensor, Yt: te.Tensor, rows: int, w: int, kq: int, name: st
             X[i, h * size + k] * Y[h * size + k, c], axis=k), name=name + names.PARTS)
     h = te.reduce_axis((0, parts), "h")
     return te.compute((rows, w), lambda i, c: te.sum(sums[i, h, c], axis=h), name=name)
+
+
+def columns_form(w: int, kq: int) -> bool:
+    """Whether outer_columns computes Rᵀ Q of kq columns of R and w columns of Q: w in whole
+    vectors and kq in whole blocks of columns."""
+    return w % OUTER_LANES[False] == 0 and kq % OUTER_ROWS[False] == 0
+
+
+def outer_columns(Qt: te.Tensor, R: te.Tensor, rows: int, w: int, kq: int, name: str
+                  ) -> te.Tensor:
+    """out[c, k] = Σ_i Qt[c, i] R[i, k] (float32), the narrow form of a product whose sums
+    run down R's rows: Qt transposed (block name + ACROSS, rows x w, so that one row's w
+    values lie side by side), the sums as (kq, w) (name + COLUMNS: per column k of R, each
+    of R's values a broadcast against vectors of Q's row), then transposed back. Each sum
+    runs over the rows in order, as the earlier form's do, so the bits are the same (the
+    multiply-add of each term is the same operation). The caller checks columns_form."""
+    Q = te.compute((rows, w), lambda i, c: Qt[c, i], name=name + names.ACROSS)
+    i = te.reduce_axis((0, rows), "i")
+    sums = te.compute((kq, w), lambda k, c: te.sum(Q[i, c] * R[i, k], axis=i),
+                      name=name + names.COLUMNS)
+    return te.compute((w, kq), lambda c, k: sums[k, c], name=name)
