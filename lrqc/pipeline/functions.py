@@ -33,6 +33,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     rule's formulation; a PrimFunc where the function is TIR written as scheduled (lowrank_w
     as te.outer_w; the sparse products too: te/sparse.py)."""
     form = rule.formulation
+    narrow = rule.family != "cuda" and not rule.wide_floats  # the CPU's AVX2-sized registers
     if plan.float_path:
         funcs = {names.FN_QUANTIZE: te_float.quantize_a(plan),
                  names.FN_GEMM: te_float.gemm(plan, half=form is Formulation.HALF)}
@@ -42,7 +43,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
         fast = rule.family != "cuda"
         funcs = {  # A's codes flipped where the GEMM reads them so (te.flipped)
             names.FN_QUANTIZE: (te_comp.quantize_a(plan, fast=fast, flip=signed,
-                                                   narrow=fast and not rule.wide_floats)
+                                                   narrow=narrow)
                                 if plan.compensated
                                 else te_quantize.quantize_a(plan, fast=fast, flip=signed)),
             names.FN_GEMM: te_gemm.gemm(plan, pairs=pairs, s8=s8, start=rule.sums_start,
@@ -59,7 +60,7 @@ def functions(plan: KernelPlan, rule: ScheduleRule) -> dict:
     if plan.rank_b:
         funcs[names.FN_LOWRANK_U] = te_comp.lowrank_u(
             plan, flip=form is Formulation.SIGNED and not plan.float_path,
-            narrow=rule.family != "cuda" and not rule.wide_floats)
+            narrow=narrow)
     if w_from_codes(plan) and outer_w.takes(plan, rule.wide_floats):
         funcs[names.FN_LOWRANK_W] = outer_w.outer_w(plan)
     elif w_from_codes(plan):
