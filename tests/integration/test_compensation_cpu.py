@@ -783,7 +783,7 @@ def test_float_products_in_either_targets_blocks_give_the_same_bits(monkeypatch)
 @pytest.mark.parametrize("lowrank,m,k", [
     ("lowrank(rank=16, oversample=8, power_iters=1)", "33..48", 512),  # Q's 24 columns at once
     ("lowrank(rank=24, oversample=8, power_iters=2)", 64, 1024),  # two groups of 16
-    ("lowrank(rank=4, oversample=4)", 9, 20),  # one vector of Q; 5 chunks of 4 columns
+    ("lowrank(rank=4, oversample=4)", 9, 20),  # one vector of Q; K padded to 32: 2 chunks
     ("lowrank(rank=5, oversample=2)", 40, 64)])  # 7 columns: the earlier form
 def test_r_columns_form_gives_the_same_bits(monkeypatch, lowrank, m, k):
     """Built for AVX2, Rᵀ Q's outer-product form (blocks of R's columns against vectors of Q's)

@@ -8,9 +8,9 @@ whose sums run down R's rows, in blocks of R's columns (outer_columns_at)."""
 from __future__ import annotations
 
 from ...plan import names
-from ..compat import ExprRV, SBlockRV, Schedule
+from ..compat import ExprRV, LoopRV, SBlockRV, Schedule
 from ..te.outer_dots import OUTER_LANES, OUTER_ROWS, narrow_group
-from .tiles import has_block
+from .tiles import has_block, pick_split
 
 
 def outer_dots_at(sch: Schedule, name: str, wide: bool) -> None:
@@ -41,6 +41,13 @@ def sums_block(sch: Schedule, name: str, wide: bool) -> SBlockRV:
     return sch.get_sblock(name + (names.HALVES if wide else names.PARTS))
 
 
+def group_split(sch: Schedule, c: LoopRV) -> list[LoopRV]:
+    """Loop c over w columns (a multiple of 8) split as the narrow forms take them: groups of
+    narrow_group(w), their 8-lane vectors, the lanes."""
+    w, lanes = int(sch.get(c).extent), OUTER_LANES[False]
+    return list(sch.split(c, [None, narrow_group(w) // lanes, lanes]))
+
+
 def sums_at(sch: Schedule, name: str, rows: ExprRV, wide: bool) -> None:
     """The sums of product name computed under the loop `rows` over its blocks of rows: k
     outside the block's rows, so each step loads the transposed operand's vectors once and
@@ -50,14 +57,12 @@ def sums_at(sch: Schedule, name: str, rows: ExprRV, wide: bool) -> None:
     sums = sums_block(sch, name, wide)
     sch.compute_at(sums, rows)
     ii, h, c, k = sch.get_loops(sums)[-4:]
-    lanes = OUTER_LANES[wide]
     if wide:
-        co, cv = sch.split(c, [None, lanes])
+        co, cv = sch.split(c, [None, OUTER_LANES[wide]])
         sch.reorder(co, k, ii, h, cv)
         sch.unroll(h)
     else:
-        w = int(sch.get(c).extent)
-        cg, co, cv = sch.split(c, [None, narrow_group(w) // lanes, lanes])
+        cg, co, cv = group_split(sch, c)
         sch.reorder(cg, h, k, ii, co, cv)
         sch.unroll(co)
     sch.unroll(ii)
@@ -69,9 +74,9 @@ def sums_at(sch: Schedule, name: str, rows: ExprRV, wide: bool) -> None:
 # Rᵀ Q's narrow form: R's rows a part, and R's columns a chunk (a task); a chunk's sums (256
 # columns x 24: 24 KB) stay in L1 between parts. A part's rows are unrolled: LLVM otherwise
 # unrolls them by 2 itself and spills sums (12 of AVX2's 16 registers, with 3 vectors of Q and
-# a broadcast). On a 2-core Zen 3, 2048 x 2048, 24 columns, same process: 1.4-1.5 ms against
-# 1.8-2.1 for the column pieces of col_dots_at, 1.9 with a part's rows not unrolled (8: 1.9,
-# 16: 1.7, 64: 1.5); at 256 x 4096 0.40 either way.
+# a broadcast). On a 2-core Zen 3, 2048 x 2048, 24 columns, same process: 1.47-1.48 ms against
+# 1.76-1.83 for the row pieces of passes.col_dots_at, 5.5 with a part's rows not unrolled
+# (unrolled parts of 8 rows: 1.9, 16: 1.7, 64: 1.5); at 256 x 4096, 0.44 against 0.50.
 COLUMN_PART, COLUMN_CHUNK = 32, 256
 
 
@@ -86,14 +91,13 @@ def outer_columns_at(sch: Schedule, name: str) -> None:
     across_at(sch, name)
     sums = sch.get_sblock(name + names.COLUMNS)
     k, c, i = sch.get_loops(sums)
-    cols, w, rows = (int(sch.get(lp).extent) for lp in (k, c, i))
-    block, lanes = OUTER_ROWS[False], OUTER_LANES[False]
+    cols, rows = (int(sch.get(lp).extent) for lp in (k, i))
+    block = OUTER_ROWS[False]
     chunk = max([v for v in range(block, min(COLUMN_CHUNK, cols // 2) + 1, block)
                  if cols % v == 0] or [cols])
     kt, kb, k4 = sch.split(k, [None, chunk // block, block])
-    io, ii = sch.split(i, [None, next(v for v in (COLUMN_PART, 16, 8, 4, 2, 1)
-                                       if rows % v == 0)])
-    cg, co, cv = sch.split(c, [None, narrow_group(w) // lanes, lanes])
+    io, ii = sch.split(i, [None, pick_split(rows, (COLUMN_PART, 16, 8, 4, 2, 1))])
+    cg, co, cv = group_split(sch, c)
     sch.reorder(kt, cg, io, kb, ii, k4, co, cv)
     sch.parallel(kt)
     sch.unroll(ii)

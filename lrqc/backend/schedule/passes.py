@@ -14,7 +14,7 @@ from . import sketch
 from .lanes import dot_rows, lanes_inside, rank_blocks
 from .outer import outer_dots_at
 from .protocol import Knob
-from .tiles import block_names, hand, has_block, lanes_knob
+from .tiles import block_names, hand, has_block, lanes_knob, pick_split
 
 
 def parallel_rows(sch: Schedule, name: str, vector: int | ExprRV = 0) -> SBlockRV:
@@ -311,8 +311,7 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
     cands = tuple(v for v in (6, 4, 8, 3, 2) if ranks % v == 0) or (1,)
     cb = (knob or hand)(name + "_ranks", cands, cands[0])
     co, ci = sch.split(c, [None, cb])
-    io, ii = sch.split(i, [None, next(v for v in (COL_ROWS[wide], 16, 8, 4, 2, 1)
-                                       if rows % v == 0)])
+    io, ii = sch.split(i, [None, pick_split(rows, (COL_ROWS[wide], 16, 8, 4, 2, 1))])
     sch.reorder(kt, io, ko, co, ii, ci, kv)
     sch.parallel(kt)
     acc = sch.cache_write(blk, 0, "global")  # the chunk's sums: compacted to ranks x chunk
@@ -328,7 +327,8 @@ def col_dots_at(sch: Schedule, name: str, knob: Knob | None = None, wide: bool =
 # time, chunks of 16 pieces (1024 columns) a thread: Rᵀ Q at 2048 x 2048 with 24 ranks 0.72 ms
 # against 1.56 for numpy's BLAS (Xeon with AMX, 2 cores, same run; 1.23 with one piece of every
 # row per step, whose 8 KB strides defeat the prefetchers); 256 x 4096: 0.21 against 0.53. Without
-# AVX-512 a piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them; chunks of 256
+# AVX-512 (where outer.outer_columns_at does not take Rᵀ Q: Q's columns not a multiple of 8) a
+# piece of 16 columns (2 of AVX2's 16 registers, 6 ranks: 12 of them; chunks of 256
 # columns): 64 spilled its 48 registers of sums to the stack; on a Zen 3 (2 cores), 2048 x 2048,
 # 24 ranks, 5.5-6.8 ms -> 2.3-2.5 (pieces of 32 with 3 ranks: 2.9-3.9, of 8 with 12: 4.7); and
 # blocks of 8 rows, whose pieces, 8 KB apart at K = 2048, share one set of its 8-way L1: 2.15 ->

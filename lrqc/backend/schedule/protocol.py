@@ -63,7 +63,8 @@ class ScheduleRule(ABC):
     # whether its targets have 32 vector registers of 16 float32 lanes (AVX-512): the outer
     # products (te.outer_dots) take their wide form there, 16 registers of sums, and the row
     # dot products and Rᵀ Q their larger register blocks (lanes.DOT_BLOCK, passes.COL_PIECE,
-    # COL_ROWS); elsewhere AVX2's narrow form and smaller blocks
+    # COL_ROWS); elsewhere AVX2's narrow forms (Rᵀ Q: te.outer_dots.outer_columns), and the
+    # smaller blocks where those do not apply
     wide_floats: ClassVar[bool] = False
 
     @abstractmethod

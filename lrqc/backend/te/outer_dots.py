@@ -76,7 +76,7 @@ def outer_dots(X: te.Tensor, Yt: te.Tensor, rows: int, w: int, kq: int, name: st
 
 def columns_form(w: int, kq: int) -> bool:
     """Whether outer_columns computes Rᵀ Q of kq columns of R and w columns of Q: w in whole
-    vectors and kq in whole blocks of columns."""
+    vectors and kq in whole blocks of columns (always, where kq is padded to 16)."""
     return w % OUTER_LANES[False] == 0 and kq % OUTER_ROWS[False] == 0
 
 
